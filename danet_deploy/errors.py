@@ -1,0 +1,59 @@
+"""Typed exceptions for every user-facing failure.
+
+Each message names the problem *and* the fix, so a user never has to read a traceback
+from deep inside torch, ONNX Runtime, OpenVINO or TensorRT to learn what they did wrong.
+The CLI catches :class:`DanetDeployError` and prints ``error: <message>`` with exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class DanetDeployError(Exception):
+    """Base class: anything the user can fix by changing inputs, files or options."""
+
+
+class UnknownModelError(DanetDeployError, KeyError):
+    """A model preset name that is not registered."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class CheckpointError(DanetDeployError):
+    """A checkpoint file is missing, unreadable, not a state dict, or does not match the model."""
+
+
+class InputError(DanetDeployError, ValueError):
+    """An image or tensor handed to a session has the wrong shape, dtype, channels or values."""
+
+
+class ConfigError(DanetDeployError, ValueError):
+    """An option or combination of options is invalid (size, target, precision, ...)."""
+
+
+class ArtifactError(DanetDeployError):
+    """An exported artifact is missing, incomplete, corrupt or fails its manifest checks."""
+
+
+class ManifestError(ArtifactError):
+    """``manifest.json`` is missing, of an unknown format version, or its hashes do not match."""
+
+
+class BackendUnavailableError(DanetDeployError, ImportError):
+    """The backend library needed for an artifact is not installed on this machine."""
+
+
+class CalibrationError(DanetDeployError):
+    """The calibration source is empty, unreadable, or has images of the wrong kind."""
+
+
+class EngineCompatibilityError(ArtifactError):
+    """A TensorRT engine was built for another TensorRT version or another GPU."""
+
+
+class ParityError(DanetDeployError):
+    """An artifact's outputs are outside the tolerance for its precision."""
+
+
+class ExportError(DanetDeployError):
+    """An exporter or converter failed; the message carries the library's reason."""

@@ -1,0 +1,161 @@
+"""Model presets as data, and ``create_model`` / ``list_models``.
+
+Presets are plain dicts (as timm keeps variants as registry entries), so adding a size is a
+line of data, and every exported artifact can record exactly which config produced it.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError, UnknownModelError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
+    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
+    "motorcycle", "bicycle",
+)
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How an RGB uint8 image becomes the network's input: ``(x / 255 - mean) / std``, NCHW."""
+
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    color_order: str = "RGB"
+    input_range: tuple[float, float] = (0.0, 255.0)
+    layout: str = "NCHW"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
+        return cls(mean=tuple(data["mean"]), std=tuple(data["std"]), color_order=data.get("color_order", "RGB"),
+                   input_range=tuple(data.get("input_range", (0.0, 255.0))), layout=data.get("layout", "NCHW"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything needed to rebuild a DANet: architecture, classes and preprocessing."""
+
+    name: str
+    depth: int = 50
+    output_stride: int = 8
+    deep_stem: bool = True
+    base_width: int = 64
+    multi_grid: tuple[int, ...] | None = None
+    num_classes: int = 19
+    class_names: tuple[str, ...] = CITYSCAPES_CLASSES
+    align_corners: bool = True
+    attention_chunks: int = 1
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    weights: str | None = None  # file name inside danet_deploy/weights, for shipped presets
+    description: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["preprocessing"] = self.preprocessing.to_dict()
+        data["class_names"] = list(self.class_names)
+        data["multi_grid"] = list(self.multi_grid) if self.multi_grid else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+        data = dict(data)
+        data["preprocessing"] = Preprocessing.from_dict(data.get("preprocessing", {}) or asdict(Preprocessing()))
+        data["class_names"] = tuple(data.get("class_names", ()))
+        if data.get("multi_grid"):
+            data["multi_grid"] = tuple(data["multi_grid"])
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+DEMO_CLASSES = ("road", "sidewalk", "building", "vegetation", "sky", "car", "person", "pole")
+
+_PRESETS: dict[str, ModelConfig] = {
+    "danet_r101_d8": ModelConfig("danet_r101_d8", depth=101, description="paper size: ResNet-101, output stride 8"),
+    "danet_r50_d8": ModelConfig("danet_r50_d8", depth=50, description="paper size: ResNet-50, output stride 8"),
+    "danet_r18_d8": ModelConfig("danet_r18_d8", depth=18, description="ResNet-18, output stride 8"),
+    "danet_edge_r18_d8": ModelConfig(
+        "danet_edge_r18_d8", depth=18, deep_stem=False, base_width=32,
+        description="edge size: half-width ResNet-18, output stride 8"),
+    "danet_demo": ModelConfig(
+        "danet_demo", depth=18, deep_stem=False, base_width=32, num_classes=len(DEMO_CLASSES),
+        class_names=DEMO_CLASSES, weights="danet_demo.safetensors",
+        description="edge size, trained here on generated street scenes (ships with weights)"),
+}
+
+
+def list_models() -> list[str]:
+    """Names of every registered preset."""
+    return sorted(_PRESETS)
+
+
+def get_config(name: str, **overrides: Any) -> ModelConfig:
+    """A preset's config with ``overrides`` applied (e.g. ``num_classes=5``)."""
+    if name not in _PRESETS:
+        raise UnknownModelError(
+            f"unknown model {name!r}: choose one of {', '.join(list_models())}, or pass a checkpoint path")
+    config = copy.deepcopy(_PRESETS[name])
+    if overrides:
+        unknown = set(overrides) - set(ModelConfig.__dataclass_fields__)
+        if unknown:
+            raise ConfigError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(ModelConfig.__dataclass_fields__)}")
+        data = config.to_dict()
+        data.update(overrides)
+        if "num_classes" in overrides and "class_names" not in overrides:
+            n = overrides["num_classes"]
+            names = list(config.class_names)
+            data["class_names"] = names[:n] if len(names) >= n else names + [f"class_{i}" for i in range(len(names), n)]
+        config = ModelConfig.from_dict(data)
+    return config
+
+
+def build_model(config: ModelConfig):
+    """An untrained DANet for ``config`` (weights are loaded by :func:`create_model`)."""
+    from .danet import DANet
+
+    if config.num_classes != len(config.class_names):
+        raise ConfigError(f"{config.name}: num_classes={config.num_classes} but {len(config.class_names)} class names")
+    return DANet(num_classes=config.num_classes, depth=config.depth, output_stride=config.output_stride,
+                 deep_stem=config.deep_stem, base_width=config.base_width, multi_grid=config.multi_grid,
+                 attention_chunks=config.attention_chunks, align_corners=config.align_corners)
+
+
+def weights_dir() -> Path:
+    return Path(__file__).resolve().parent.parent / "weights"
+
+
+def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None,
+                 strict: bool = True, eval_mode: bool = True, **overrides: Any):
+    """Build a DANet preset, optionally loading a checkpoint.
+
+    Args:
+        name: a preset from :func:`list_models`.
+        num_classes: override the preset's class count (a fresh classifier).
+        weights: a checkpoint file (``.pt``/``.pth``/``.safetensors``; official DANet and
+            mmsegmentation key names are mapped). Shipped presets load their own weights when
+            this is ``None``; pass ``weights=False`` for random init.
+        strict: fail on missing/unexpected keys (the default) rather than warn.
+        eval_mode: return the model in ``eval()`` mode.
+    """
+    from .checkpoints import load_checkpoint
+
+    if num_classes is not None:
+        overrides["num_classes"] = num_classes
+    config = get_config(name, **overrides)
+    model = build_model(config)
+    if weights is None and config.weights and num_classes in (None, len(_PRESETS[name].class_names)):
+        weights = weights_dir() / config.weights
+    if weights:
+        load_checkpoint(model, weights, strict=strict)
+    model.config = config  # type: ignore[attr-defined]
+    return model.eval() if eval_mode else model
