@@ -1,0 +1,1 @@
+"""Runtime backends; each imports its own engine library lazily."""

@@ -1,0 +1,98 @@
+"""ONNX Runtime backend: CPU by default; CUDA, TensorRT and OpenVINO execution providers by name."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import ArtifactError, ConfigError
+from ...manifest import Manifest
+from .base import Backend, InputSpec, require
+
+_PROVIDER_ALIASES = {
+    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider", "coreml": "CoreMLExecutionProvider",
+}
+
+
+def resolve_providers(providers: Sequence[str] | str | None, available: Sequence[str]) -> list[str]:
+    """Map short names (``cpu``, ``cuda``, ``tensorrt``, ``openvino``) to ORT provider names."""
+    if providers is None:
+        return ["CPUExecutionProvider"]
+    if isinstance(providers, str):
+        providers = [p for p in providers.split(",") if p]
+    names = [_PROVIDER_ALIASES.get(p.lower(), p) for p in providers]
+    missing = [p for p in names if p not in available]
+    if missing:
+        raise ConfigError(f"ONNX Runtime provider(s) {missing} are not available in this onnxruntime build "
+                          f"(available: {list(available)}); install onnxruntime-gpu / onnxruntime-openvino or "
+                          "choose another provider")
+    return names
+
+
+def manifest_from_onnx_metadata(path: Path, meta: dict[str, str], inputs: Any, outputs: Any) -> Manifest:
+    """A manifest for a bare ``.onnx`` file, from the metadata danet-export writes into the model."""
+    if "danet.model" not in meta:
+        raise ArtifactError(f"{path} carries no danet-deploy metadata; load the artifact folder danet-export wrote")
+    model = json.loads(meta["danet.model"])
+    return Manifest(
+        target="onnx", backend="onnxruntime", precision=meta.get("danet.precision", "fp32"), primary=path.name,
+        model=model, preprocessing=json.loads(meta["danet.preprocessing"]),
+        input={"name": inputs[0].name, "shape": list(inputs[0].shape), "dtype": "float32"},
+        output={"name": outputs[0].name, "shape": list(outputs[0].shape), "dtype": "float32"})
+
+
+class OnnxRuntimeBackend(Backend):
+    """Options: ``threads`` (intra-op), ``providers`` (list or comma string), ``arena`` (CPU memory
+    arena, on by default; off lowers peak memory at some latency cost), ``optimization``
+    (``all``/``extended``/``basic``/``disabled``)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, threads: int | None = None,
+                 providers: Sequence[str] | str | None = None, arena: bool = True, optimization: str = "all",
+                 **_: Any) -> None:
+        ort = require("onnxruntime", "onnxruntime", "onnxruntime")
+        if model_file is None:
+            raise ConfigError("the onnxruntime backend needs an .onnx file or an artifact folder")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = int(threads)
+            options.inter_op_num_threads = 1
+        options.enable_cpu_mem_arena = bool(arena)
+        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+        options.graph_optimization_level = levels[optimization]
+        options.log_severity_level = 3
+        self.providers = resolve_providers(providers, ort.get_available_providers())
+        try:
+            self.session = ort.InferenceSession(str(model_file), options, providers=self.providers)
+        except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
+            raise ArtifactError(f"ONNX Runtime could not load {model_file}: {str(exc).splitlines()[0]} "
+                                "(corrupt or truncated file? re-export it)") from exc
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        if manifest is None:
+            meta = self.session.get_modelmeta().custom_metadata_map
+            manifest = manifest_from_onnx_metadata(Path(model_file), meta, inputs, outputs)
+        self.manifest = manifest
+        self.input_spec = InputSpec.from_manifest({**manifest.input, "name": self.input_name,
+                                                   "shape": list(inputs[0].shape)})
+        self.threads = threads
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32, copy=False)
+
+    def describe(self) -> dict[str, Any]:
+        import onnxruntime as ort
+
+        return {"backend": self.name, "providers": self.providers, "threads": self.threads,
+                "onnxruntime": ort.__version__}
+
+    def close(self) -> None:
+        self.session = None  # type: ignore[assignment]

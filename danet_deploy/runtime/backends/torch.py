@@ -1,0 +1,71 @@
+"""The PyTorch reference as a runtime backend (the only backend that imports torch)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ConfigError
+from ...manifest import Manifest
+from .base import Backend, InputSpec, require
+
+
+def reference_manifest(config: Any, checkpoint: str | None = None) -> Manifest:
+    """A manifest describing the eager reference model (dynamic N/H/W, fp32)."""
+    return Manifest(
+        target="torch", backend="torch", precision="fp32", primary=checkpoint or config.name,
+        model=config.to_dict(), preprocessing=config.preprocessing.to_dict(),
+        input={"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32",
+               "dynamic_axes": {"0": "batch", "2": "height", "3": "width"}},
+        output={"name": "logits", "shape": ["batch", config.num_classes, "height", "width"], "dtype": "float32"},
+        checkpoint={"path": checkpoint} if checkpoint else None)
+
+
+class TorchBackend(Backend):
+    """Eager PyTorch DANet from a preset name or a checkpoint (``model=PRESET`` names its architecture).
+
+    Options: ``threads`` (intra-op threads), ``device`` (``cpu``/``cuda``), ``model`` (preset of a
+    checkpoint), ``num_classes``, ``attention_chunks``.
+    """
+
+    name = "torch"
+
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, preset: str | None = None,
+                 threads: int | None = None, device: str = "cpu", model: str | None = None,
+                 num_classes: int | None = None, attention_chunks: int | None = None, **_: Any) -> None:
+        torch = require("torch", "torch==2.13.0", "torch")
+        from ...model import create_model
+
+        self._torch = torch
+        if threads:
+            torch.set_num_threads(int(threads))
+        overrides = {"attention_chunks": attention_chunks} if attention_chunks else {}
+        if model_file is None:
+            net = create_model(preset, num_classes=num_classes, **overrides)
+            checkpoint = None
+        elif manifest is not None:
+            name = manifest.model["name"]
+            ckpt = (manifest.checkpoint or {}).get("path")
+            net = create_model(name, num_classes=manifest.num_classes, weights=ckpt, **overrides)
+            checkpoint = ckpt
+        else:
+            if model is None:
+                raise ConfigError(f"{model_file} is a checkpoint: pass model=PRESET to say which architecture it is")
+            net = create_model(model, num_classes=num_classes, weights=model_file, **overrides)
+            checkpoint = str(model_file)
+        self.device = torch.device(device)
+        self.model = net.to(self.device).eval()
+        self.manifest = manifest or reference_manifest(net.config, checkpoint)
+        self.input_spec = InputSpec("input", (None, 3, None, None))
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        torch = self._torch
+        with torch.inference_mode():
+            out = self.model(torch.from_numpy(batch).to(self.device))
+        return out.float().cpu().numpy()
+
+    def describe(self) -> dict[str, Any]:
+        return {"backend": self.name, "device": str(self.device), "threads": self._torch.get_num_threads(),
+                "torch": self._torch.__version__}

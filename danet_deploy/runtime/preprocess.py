@@ -1,0 +1,134 @@
+"""Pre- and post-processing shared by every backend (and by calibration): one code path.
+
+numpy + Pillow only: this module is imported on robots that have no torch. Images are uint8
+HWC RGB; network inputs are float32 NCHW normalised as ``(x / 255 - mean) / std``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError
+
+# Cityscapes-style colours, then a deterministic spread for more classes
+_BASE_PALETTE = np.array([
+    (128, 64, 128), (244, 35, 232), (70, 70, 70), (107, 142, 35), (70, 130, 180), (0, 0, 142),
+    (220, 20, 60), (153, 153, 153), (190, 153, 153), (250, 170, 30), (220, 220, 0), (152, 251, 152),
+    (102, 102, 156), (255, 0, 0), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
+], dtype=np.uint8)
+
+
+def palette(num_classes: int) -> np.ndarray:
+    """``[num_classes, 3]`` uint8 colours (stable across runs)."""
+    if num_classes <= len(_BASE_PALETTE):
+        return _BASE_PALETTE[:num_classes].copy()
+    rng = np.random.default_rng(12345)
+    extra = rng.integers(0, 256, size=(num_classes - len(_BASE_PALETTE), 3), dtype=np.uint8)
+    return np.concatenate([_BASE_PALETTE, extra])
+
+
+def as_image_list(images: Any) -> list[np.ndarray]:
+    """Accept one HWC image, a list of them, or an NHWC array; validate each (uint8, 3 channels)."""
+    if isinstance(images, np.ndarray):
+        if images.ndim == 3:
+            items = [images]
+        elif images.ndim == 4:
+            items = list(images)
+        else:
+            raise InputError(f"expected an HxWx3 image or an NxHxWx3 batch, got an array of shape {images.shape}")
+    elif isinstance(images, (list, tuple)):
+        if not images:
+            raise InputError("got an empty list of images; pass at least one HxWx3 uint8 RGB image")
+        items = list(images)
+    else:
+        raise InputError(f"expected numpy uint8 HxWx3 RGB image(s), got {type(images).__name__}; "
+                         "convert with np.asarray(PIL.Image.open(path).convert('RGB'))")
+    for i, image in enumerate(items):
+        check_image(image, index=i)
+    return items
+
+
+def check_image(image: Any, index: int = 0) -> None:
+    where = f"image {index}"
+    if not isinstance(image, np.ndarray):
+        raise InputError(f"{where}: expected a numpy array, got {type(image).__name__}")
+    if image.ndim == 2:
+        raise InputError(f"{where}: grayscale HxW image; convert to RGB (np.stack([img] * 3, -1)) first")
+    if image.ndim != 3:
+        raise InputError(f"{where}: expected HxWx3 (channels last), got shape {image.shape}")
+    if image.shape[2] != 3:
+        if image.shape[0] == 3:
+            raise InputError(f"{where}: shape {image.shape} looks channels-first; pass HxWx3 (np.transpose(img, (1, 2, 0)))")
+        if image.shape[2] == 4:
+            raise InputError(f"{where}: RGBA image; drop the alpha channel (img[..., :3]) first")
+        raise InputError(f"{where}: expected 3 colour channels, got {image.shape[2]}")
+    if image.dtype != np.uint8:
+        raise InputError(f"{where}: expected dtype uint8 (0..255 RGB), got {image.dtype}; use session.infer() for "
+                         "preprocessed float tensors, or convert with img.astype(np.uint8)")
+    if image.shape[0] < 1 or image.shape[1] < 1:
+        raise InputError(f"{where}: empty image of shape {image.shape}")
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a uint8 HWC image to ``(height, width)``."""
+    if image.shape[:2] == tuple(size):
+        return image
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def normalize(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 NHWC (same size) -> float32 NCHW, ``(x / 255 - mean) / std``."""
+    batch = np.stack(images).astype(np.float32) / 255.0
+    batch = (batch - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+
+def preprocess(images: Sequence[np.ndarray], preprocessing: dict[str, Any],
+               size: tuple[int, int] | None = None) -> np.ndarray:
+    """The one preprocessing path (runtime, parity and calibration): resize if ``size``, normalise."""
+    if preprocessing.get("color_order", "RGB").upper() == "BGR":
+        images = [img[..., ::-1] for img in images]
+    if size is not None:
+        images = [resize_image(img, size) for img in images]
+    return normalize(images, preprocessing["mean"], preprocessing["std"])
+
+
+def resize_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear (half-pixel) resize of ``[C, h, w]`` float logits to ``[C, H, W]`` in numpy."""
+    c, h, w = logits.shape
+    out_h, out_w = size
+    if (h, w) == (out_h, out_w):
+        return logits
+
+    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+        pos = np.clip(pos, 0, n_in - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, n_in - 1)
+        return lo, hi, (pos - lo).astype(np.float32)
+
+    y0, y1, wy = axis(h, out_h)
+    x0, x1, wx = axis(w, out_w)
+    rows = logits[:, y0, :] * (1 - wy)[None, :, None] + logits[:, y1, :] * wy[None, :, None]
+    return rows[:, :, x0] * (1 - wx)[None, None, :] + rows[:, :, x1] * wx[None, None, :]
+
+
+def logits_to_mask(logits: np.ndarray) -> np.ndarray:
+    """``[..., C, H, W]`` logits -> ``[..., H, W]`` uint8 (or int32 for > 255 classes) class indices."""
+    mask = np.argmax(logits, axis=-3)
+    return mask.astype(np.uint8 if logits.shape[-3] <= 256 else np.int32)
+
+
+def colorize(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """Class-index mask -> uint8 HxWx3 colour image."""
+    return palette(max(num_classes, int(mask.max()) + 1))[mask]
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
+    """Blend the colourised mask over the image (both HxW at the image's size)."""
+    colors = colorize(mask, num_classes).astype(np.float32)
+    return (image.astype(np.float32) * (1 - alpha) + colors * alpha).round().astype(np.uint8)
