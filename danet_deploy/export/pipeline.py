@@ -18,7 +18,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownModelError
 from ..manifest import Manifest, atomic_artifact_dir, sha256_file
 from ..planner import AttentionPlan, plan_attention
 
@@ -168,6 +168,9 @@ def load_model(request: ExportRequest, chunks: int = 1) -> Any:
         model.checkpoint_info = None
         return model
     path = Path(request.model)
+    if not path.is_file():
+        raise UnknownModelError(f"unknown model {request.model!r}: not a preset ({', '.join(list_models())}) "
+                                "and not an existing checkpoint file")
     if not request.arch:
         raise ConfigError(f"{request.model!r} is not a preset ({', '.join(list_models())}); for a checkpoint file "
                           "also pass --arch PRESET")

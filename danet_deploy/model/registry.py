@@ -157,5 +157,12 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
         weights = weights_dir() / config.weights
     if weights:
         load_checkpoint(model, weights, strict=strict)
+    else:
+        # No trained weights: a *seeded* initialisation, so every process (exporter, reference,
+        # benchmark worker) builds the same network, with non-zero attention gammas so the
+        # attention branches are exercised rather than bypassed.
+        from .init import init_for_testing
+
+        init_for_testing(model, seed=0)
     model.config = config  # type: ignore[attr-defined]
     return model.eval() if eval_mode else model

@@ -32,6 +32,9 @@ def palette(num_classes: int) -> np.ndarray:
 def as_image_list(images: Any) -> list[np.ndarray]:
     """Accept one HWC image, a list of them, or an NHWC array; validate each (uint8, 3 channels)."""
     if isinstance(images, np.ndarray):
+        if images.ndim == 2:
+            raise InputError(f"got a grayscale HxW image of shape {images.shape}; convert it to RGB "
+                             "(np.stack([img] * 3, -1)) first")
         if images.ndim == 3:
             items = [images]
         elif images.ndim == 4:

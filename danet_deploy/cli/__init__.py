@@ -1,0 +1,1 @@
+"""Console scripts: argument parsing only; the work lives in the library."""

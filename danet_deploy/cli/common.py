@@ -1,0 +1,48 @@
+"""Helpers every console script shares: size parsing, error reporting, exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import sys
+from typing import Any, Callable
+
+from ..errors import DanetDeployError
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``512x1024`` / ``512,1024`` / ``512`` (square) -> (H, W)."""
+    parts = text.lower().replace(",", "x").split("x")
+    try:
+        values = [int(p) for p in parts]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW (e.g. 512x1024)") from None
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"size {text!r} must be two positive integers HxW (e.g. 512x1024)")
+    return values[0], values[1]
+
+
+def cli_main(func: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+    """Turn :class:`DanetDeployError` into ``error: ...`` on stderr and exit code 2."""
+
+    @functools.wraps(func)
+    def wrapper(argv: list[str] | None = None) -> int:
+        try:
+            return func(argv)
+        except DanetDeployError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))

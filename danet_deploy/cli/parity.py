@@ -1,0 +1,44 @@
+"""``danet-parity``: an artifact against the reference, with per-precision tolerances (exit 1 if out)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..parity import run_parity, write_report
+from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size, print_json
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="danet-parity", description=__doc__)
+    p.add_argument("artifact", help="artifact folder (or .onnx/.xml file)")
+    p.add_argument("--reference", help="preset name or checkpoint (default: the artifact's own model)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--images", help="folder of images to compare on")
+    src.add_argument("--generated", type=int, help="number of generated validation scenes (with labels)")
+    p.add_argument("--size", type=parse_size, metavar="HxW", help="input size for dynamic artifacts")
+    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="tolerance set (default: the artifact's)")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--output", help="write the JSON report here")
+    p.add_argument("--no-manifest", action="store_true", help="do not record the report in the manifest")
+    p.add_argument("--json", action="store_true")
+    return p
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    report = run_parity(args.artifact, reference=args.reference, images=args.images, generated=args.generated,
+                        size=args.size, threads=args.threads, precision=args.precision,
+                        write_manifest=not args.no_manifest)
+    if args.output:
+        write_report(report, args.output)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        print(report.table())
+    return EXIT_OK if report.passed else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

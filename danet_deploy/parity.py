@@ -1,0 +1,308 @@
+"""Parity: an artifact against the reference, on the same inputs, with explicit tolerances.
+
+Like Polygraphy's comparisons between runners: both sessions see the same preprocessed tensors,
+every metric is reported, and each precision has documented tolerances. Out of tolerance is a
+failed report (``danet-parity`` exits 1), never a silent pass.
+
+Metrics:
+* ``max_abs_error`` / ``mean_abs_error`` of the logits, and ``max_rel_error`` (max abs error
+  over the largest reference magnitude), cosine similarity and SQNR (dB) of the logits.
+* ``argmax_agreement``: fraction of pixels whose class matches the reference's.
+* ``margin_agreement``: the same, counted only where the reference's top-1/top-2 logit margin
+  exceeds ``margin_delta`` (pixels the reference itself is unsure about cannot be held against
+  a lower precision).
+* ``miou_vs_reference``: mIoU of the artifact's masks taking the reference's masks as labels.
+* ``miou_vs_labels`` / ``reference_miou_vs_labels`` when the inputs have labels.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from .data.metrics import SegmentationMetrics
+from .errors import ConfigError, InputError
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """Thresholds a report must meet; ``None`` disables a check."""
+
+    max_rel_error: float | None = None
+    min_cosine: float | None = None
+    min_sqnr_db: float | None = None
+    min_argmax_agreement: float | None = None
+    min_margin_agreement: float | None = None
+    max_miou_drop: float | None = None  # reference mIoU vs labels minus the artifact's (points of 1.0)
+
+
+# fp32: an exact re-implementation of the same maths (kernel order differences only).
+# fp16/int8: the product's accuracy targets (>= 99.5% / >= 99% pixels agree, <= 0.5 pt mIoU drop).
+TOLERANCES: dict[str, Tolerance] = {
+    "fp32": Tolerance(max_rel_error=1e-3, min_cosine=0.99999, min_sqnr_db=50.0, min_argmax_agreement=0.999,
+                      min_margin_agreement=0.9999),
+    "fp16": Tolerance(min_cosine=0.999, min_sqnr_db=25.0, min_argmax_agreement=0.995, min_margin_agreement=0.999,
+                      max_miou_drop=0.005),
+    "int8": Tolerance(min_cosine=0.99, min_sqnr_db=12.0, min_argmax_agreement=0.99, min_margin_agreement=0.995,
+                      max_miou_drop=0.005),
+}
+MARGIN_DELTA = 0.5  # logits; "confident" reference pixels for margin_agreement
+
+
+@dataclass
+class Check:
+    name: str
+    value: float
+    threshold: float
+    passed: bool
+    kind: str  # ">=" or "<="
+
+
+@dataclass
+class ParityReport:
+    precision: str
+    images: int
+    shape: list[int]
+    max_abs_error: float
+    mean_abs_error: float
+    max_rel_error: float
+    cosine: float
+    sqnr_db: float
+    argmax_agreement: float
+    margin_delta: float
+    margin_agreement: float
+    confident_fraction: float
+    miou_vs_reference: float
+    miou_vs_labels: float | None = None
+    reference_miou_vs_labels: float | None = None
+    finite: bool = True
+    checks: list[Check] = field(default_factory=list)
+    artifact: str | None = None
+    reference: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return self.finite and all(c.passed for c in self.checks)
+
+    @property
+    def failures(self) -> list[Check]:
+        return [c for c in self.checks if not c.passed]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["passed"] = self.passed
+        return _json_safe(data)
+
+    def table(self) -> str:
+        """A readable two-column report with PASS/FAIL per checked metric."""
+        by_name = {c.name: c for c in self.checks}
+        rows = [("artifact", self.artifact or "-"), ("reference", self.reference or "-"),
+                ("precision", self.precision), ("images", f"{self.images} x {'x'.join(map(str, self.shape[1:]))}")]
+        for name in ("max_abs_error", "mean_abs_error", "max_rel_error", "cosine", "sqnr_db", "argmax_agreement",
+                     "margin_agreement", "miou_vs_reference", "miou_vs_labels", "reference_miou_vs_labels"):
+            value = getattr(self, name)
+            if value is None:
+                continue
+            text = _fmt(value)
+            check = by_name.get(name)
+            if check is not None:
+                text += f"   {'PASS' if check.passed else 'FAIL'} ({check.kind} {_fmt(check.threshold)})"
+            rows.append((name, text))
+        if "miou_drop" in by_name:
+            c = by_name["miou_drop"]
+            rows.append(("miou_drop", f"{_fmt(c.value)}   {'PASS' if c.passed else 'FAIL'} (<= {_fmt(c.threshold)})"))
+        if not self.finite:
+            rows.append(("finite", "NO: the artifact produced NaN/Inf   FAIL"))
+        rows.append(("result", "PASS" if self.passed else "FAIL"))
+        width = max(len(k) for k, _ in rows)
+        return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)
+
+
+def _fmt(value: float) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if value == 0 or 1e-3 <= abs(value) < 1e4:
+        return f"{value:.5g}"
+    return f"{value:.3e}"
+
+
+def _json_safe(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return None if not math.isfinite(obj) else obj
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (np.floating, np.integer)):
+        return _json_safe(obj.item())
+    return obj
+
+
+def compare_logits(reference: Sequence[np.ndarray] | np.ndarray, artifact: Sequence[np.ndarray] | np.ndarray,
+                   labels: Sequence[np.ndarray] | None = None, precision: str = "fp32",
+                   tolerance: Tolerance | None = None, margin_delta: float = MARGIN_DELTA,
+                   class_names: Sequence[str] | None = None) -> ParityReport:
+    """Compare two sets of ``[C, H, W]`` (or ``[N, C, H, W]``) logits; labels are ``[H, W]`` masks."""
+    ref = np.stack(list(reference)).astype(np.float64) if not isinstance(reference, np.ndarray) else reference.astype(np.float64)
+    art = np.stack(list(artifact)).astype(np.float64) if not isinstance(artifact, np.ndarray) else artifact.astype(np.float64)
+    if ref.shape != art.shape or ref.ndim != 4:
+        raise InputError(f"logit shapes differ or are not [N, C, H, W]: reference {ref.shape}, artifact {art.shape}")
+    if precision not in TOLERANCES and tolerance is None:
+        raise ConfigError(f"no tolerance for precision {precision!r}; choose one of {sorted(TOLERANCES)}")
+    tol = tolerance or TOLERANCES[precision]
+    num_classes = ref.shape[1]
+    finite = bool(np.isfinite(art).all())
+    art_safe = np.nan_to_num(art, nan=0.0, posinf=1e30, neginf=-1e30)
+    diff = np.abs(art_safe - ref)
+    signal = float(np.sum(ref ** 2))
+    noise = float(np.sum((art_safe - ref) ** 2))
+    sqnr = float("inf") if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
+    denom = float(np.linalg.norm(ref) * np.linalg.norm(art_safe))
+    cosine = float(np.sum(ref * art_safe) / denom) if denom > 0 else float("nan")
+    ref_mask, art_mask = ref.argmax(1), art_safe.argmax(1)
+    agree = ref_mask == art_mask
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    confident = (top2[:, 1] - top2[:, 0]) > margin_delta
+    margin_agreement = float(agree[confident].mean()) if confident.any() else 1.0
+    vs_ref = SegmentationMetrics(num_classes, class_names)
+    vs_ref.update(art_mask, ref_mask)
+    miou_labels = ref_miou_labels = None
+    if labels is not None:
+        art_metrics, ref_metrics = SegmentationMetrics(num_classes, class_names), SegmentationMetrics(num_classes, class_names)
+        for a, r, lab in zip(art_mask, ref_mask, labels):
+            art_metrics.update(a, lab)
+            ref_metrics.update(r, lab)
+        miou_labels, ref_miou_labels = art_metrics.miou(), ref_metrics.miou()
+    report = ParityReport(
+        precision=precision, images=ref.shape[0], shape=list(ref.shape), max_abs_error=float(diff.max()),
+        mean_abs_error=float(diff.mean()), max_rel_error=float(diff.max() / max(np.abs(ref).max(), 1e-12)),
+        cosine=cosine, sqnr_db=sqnr, argmax_agreement=float(agree.mean()), margin_delta=margin_delta,
+        margin_agreement=margin_agreement, confident_fraction=float(confident.mean()),
+        miou_vs_reference=vs_ref.miou(), miou_vs_labels=miou_labels, reference_miou_vs_labels=ref_miou_labels,
+        finite=finite)
+    report.checks = _checks(report, tol)
+    return report
+
+
+def _checks(r: ParityReport, tol: Tolerance) -> list[Check]:
+    checks = []
+
+    def add(name: str, value: float | None, threshold: float | None, kind: str) -> None:
+        if threshold is None or value is None:
+            return
+        ok = value >= threshold if kind == ">=" else value <= threshold
+        checks.append(Check(name, float(value), float(threshold), bool(ok and not math.isnan(value)), kind))
+
+    add("max_rel_error", r.max_rel_error, tol.max_rel_error, "<=")
+    add("cosine", r.cosine, tol.min_cosine, ">=")
+    add("sqnr_db", r.sqnr_db, tol.min_sqnr_db, ">=")
+    add("argmax_agreement", r.argmax_agreement, tol.min_argmax_agreement, ">=")
+    add("margin_agreement", r.margin_agreement, tol.min_margin_agreement, ">=")
+    if r.miou_vs_labels is not None and r.reference_miou_vs_labels is not None:
+        add("miou_drop", r.reference_miou_vs_labels - r.miou_vs_labels, tol.max_miou_drop, "<=")
+    return checks
+
+
+# -- inputs -----------------------------------------------------------------------------------
+def generated_inputs(count: int, size: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``count`` validation scenes (images, labels) from the scene generator."""
+    from .data.scenes import SceneDataset
+
+    data = SceneDataset("val", size=size, count=count)
+    pairs = [data[i] for i in range(count)]
+    return [p[0] for p in pairs], [p[1] for p in pairs]
+
+
+def folder_inputs(folder: str | Path, count: int | None = None) -> list[np.ndarray]:
+    """RGB images of a folder (sorted; unreadable files are an error naming them)."""
+    from .data.images import read_image_folder
+
+    return read_image_folder(folder, count)
+
+
+def run_parity(artifact: str | Path, reference: str | None = None, images: Sequence[np.ndarray] | str | Path | None = None,
+               generated: int | None = None, size: tuple[int, int] | None = None, labels: Sequence[np.ndarray] | None = None,
+               threads: int | None = None, precision: str | None = None, write_manifest: bool = True,
+               progress: Callable[[str], None] | None = None, **backend_options: Any) -> ParityReport:
+    """Run ``artifact`` and the reference on the same inputs and compare them.
+
+    The reference defaults to the model recorded in the artifact's manifest (its preset, or its
+    checkpoint). Inputs are preprocessed once, at the artifact's static size (or ``size``), and
+    both sessions get the very same tensors. The report is written into the manifest unless
+    ``write_manifest=False``.
+    """
+    from . import runtime
+    from .manifest import read_manifest
+
+    session = runtime.load(artifact, threads=threads, **backend_options)
+    manifest = session.manifest
+    spec = session.input_spec
+    hw = spec.static_hw or size or (tuple(manifest.export.get("input_size", (512, 512))))
+    batch = spec.static_batch or 1
+    if images is None and generated is None:
+        generated = 4
+    if isinstance(images, (str, Path)):
+        images = folder_inputs(images)
+    if images is None:
+        images, labels = generated_inputs(int(generated), tuple(hw))
+        from .model.registry import DEMO_CLASSES
+
+        if tuple(manifest.class_names) != DEMO_CLASSES:
+            labels = None  # generated labels use the demo classes; meaningless for other class sets
+    ref_name = reference or manifest.model["name"]
+    ref_options: dict[str, Any] = {"threads": threads}
+    ckpt = (manifest.checkpoint or {}).get("path")
+    if reference is None and ckpt:
+        ref_session = runtime.load(ckpt, backend="torch", model=manifest.model["name"],
+                                   num_classes=manifest.num_classes, **ref_options)
+    elif Path(ref_name).is_file():
+        ref_session = runtime.load(ref_name, backend="torch", model=manifest.model["name"],
+                                   num_classes=manifest.num_classes, **ref_options)
+    else:
+        ref_session = runtime.load(ref_name, **ref_options)
+    from .runtime.preprocess import preprocess
+
+    ref_logits, art_logits = [], []
+    for i, image in enumerate(images):
+        tensor = preprocess([image], manifest.preprocessing, tuple(hw))
+        if batch > 1:
+            tensor = np.repeat(tensor, batch, axis=0)
+        art_logits.append(session.infer(tensor)[0])
+        ref_logits.append(ref_session.infer(tensor)[0])
+        if progress:
+            progress(f"parity {i + 1}/{len(images)}")
+    if labels is not None:
+        labels = [_resize_label(lab, tuple(hw)) for lab in labels]
+    report = compare_logits(ref_logits, art_logits, labels, precision or manifest.precision,
+                            class_names=manifest.class_names or None)
+    report.artifact, report.reference = str(artifact), str(ref_name)
+    session.close()
+    ref_session.close()
+    if write_manifest and Path(artifact).is_dir():
+        m = read_manifest(artifact, verify=False)
+        m.parity = report.to_dict()
+        m.write(artifact)
+    return report
+
+
+def _resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if label.shape == size:
+        return label
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(label).resize((size[1], size[0]), Image.NEAREST))
+
+
+def write_report(report: ParityReport, path: str | Path) -> None:
+    from .manifest import atomic_write_text
+
+    atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
+
+
+def summarize(reports: Iterable[ParityReport]) -> bool:
+    return all(r.passed for r in reports)
