@@ -1,0 +1,81 @@
+"""What the benchmark ran on: CPU model and SIMD features, cores, memory, GPU, library versions.
+
+Recorded with every result because CPU inference speed (and INT8 speed-ups in particular)
+depends on instruction sets: without VNNI/AVX-512, INT8 convolutions gain much less than on
+recent Xeons, so a table is only meaningful next to the flags of the CPU that produced it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+#: SIMD/matrix features that decide which kernels FP32/FP16/INT8 engines can use.
+FEATURE_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
+                 "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimddp")
+
+
+def cpu_info() -> dict[str, Any]:
+    """CPU model name and the relevant feature flags (from ``/proc/cpuinfo`` on Linux)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("model name", "hardware") and value.strip():
+                model = value.strip()
+            elif key in ("flags", "features") and not flags:
+                flags = set(value.split())
+    return {"model": model, "arch": platform.machine(),
+            "features": {name: name in flags for name in FEATURE_FLAGS if flags},
+            "logical_cores": os.cpu_count(), "physical_cores": _physical_cores(),
+            "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+
+
+def _physical_cores() -> int | None:
+    try:
+        import psutil
+
+        return psutil.cpu_count(logical=False)
+    except ImportError:
+        return None
+
+
+def memory_total_gib() -> float | None:
+    try:
+        import psutil
+
+        return round(psutil.virtual_memory().total / 2**30, 1)
+    except ImportError:
+        return None
+
+
+def gpu_info() -> list[dict[str, str]]:
+    """NVIDIA GPUs as reported by ``nvidia-smi`` (empty when there is none)."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 3:
+            gpus.append({"name": parts[0], "memory": parts[1], "driver": parts[2]})
+    return gpus
+
+
+def machine_info() -> dict[str, Any]:
+    """Everything above plus OS and library versions, as one JSON-ready dict."""
+    from ..export.pipeline import tool_versions
+
+    return {"cpu": cpu_info(), "memory_gib": memory_total_gib(), "gpus": gpu_info(),
+            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
+            "libraries": tool_versions("matplotlib", "psutil")}

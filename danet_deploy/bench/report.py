@@ -1,0 +1,206 @@
+"""Benchmark reports: the versioned JSON schema, the console/Markdown table, CSV.
+
+JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
+
+    schema           "danet-bench"
+    schema_version   1  (bumped on any incompatible change; readers must check it)
+    created          ISO-8601 UTC time the run finished
+    command          the command line that produced it (string or null)
+    config           the BenchConfig: model, targets, precisions, size [H, W], batch, iters,
+                     warmup, threads, scenes, arch, output, artifacts, calib_count, timeout_s
+    model            {name, source, num_classes, weights: "shipped" | "checkpoint" | "random (untrained preset)"}
+    machine          {cpu: {model, arch, features{flag: bool}, logical_cores, physical_cores,
+                     affinity_cores}, memory_gib, gpus[{name, memory, driver}], os, python,
+                     libraries{name: version}}
+    gemm             {method, threads, repeats, gflops_peak, gflops_median}: this CPU's SGEMM peak
+    flops            {size, batch, conv, linear, pam, cam, attention, total, gflops}: one forward
+                     pass of one batch (multiply-add = 2 FLOPs; attention counted analytically)
+    scenes           {split, count, size, labels_used}: generated val scenes for accuracy
+    rows[]           one per target x precision, torch fp32 (the reference) first:
+        target, precision, export_target (null for torch), batch, threads
+        status           "ok" | "failed" | "unsupported"
+        reason           why it did not run (null when ok)
+        artifact         artifact folder ("reference:<model>" for torch), reused_artifact (bool)
+        file_size_mb     model file(s) in MiB (torch: the weights file, null if random init)
+        export_s         export seconds (null when reused or torch), load_s (load/compile seconds)
+        p50_ms p90_ms p99_ms mean_ms min_ms max_ms std_ms iters
+                         per-call latency of one batch over all timed iterations (warm-up excluded)
+        latencies_ms[]   every timed iteration, in order
+        throughput_ips   images/s = batch * 1000 / mean_ms
+        async_throughput_ips  images/s through the backend's async request queue (if it has one)
+        device_timing    (optional) the same statistics from device-side timers (CUDA events)
+        device_memory    (optional) device memory facts from the backend (e.g. GPU MiB)
+        peak_rss_mb      peak resident memory of the row's own process; rss_before_load_mb: its
+                         baseline (interpreter + numpy) before the engine was loaded
+        argmax_agreement fraction of scene pixels whose argmax equals the torch fp32 reference's
+        miou_vs_reference  mIoU of the row's masks scored against the reference masks
+        miou_vs_labels   mIoU against the scene labels (null unless the model was trained on them)
+        gflops_achieved  flops.total / p50; gemm_efficiency = gflops_achieved / gemm.gflops_peak
+        ratio_vs_torch_fp32  p50_ms / p50_ms of the torch fp32 row of the same run (< 1 = faster)
+        engine           the backend's describe(): providers, threads, versions
+    seconds          wall time of the whole run
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+from ..errors import ConfigError
+from ..manifest import atomic_write_text
+
+SCHEMA = "danet-bench"
+SCHEMA_VERSION = 1
+
+#: (header, row key, format) of the table columns, in order.
+COLUMNS: tuple[tuple[str, str, str], ...] = (
+    ("target", "target", "s"),
+    ("precision", "precision", "s"),
+    ("size MiB", "file_size_mb", ".1f"),
+    ("load s", "load_s", ".2f"),
+    ("p50 ms", "p50_ms", ".1f"),
+    ("p90 ms", "p90_ms", ".1f"),
+    ("p99 ms", "p99_ms", ".1f"),
+    ("mean ms", "mean_ms", ".1f"),
+    ("img/s", "throughput_ips", ".2f"),
+    ("peak RSS MiB", "peak_rss_mb", ".0f"),
+    ("GFLOP/s", "gflops_achieved", ".1f"),
+    ("% GEMM peak", "gemm_efficiency", "%"),
+    ("argmax agree", "argmax_agreement", "%2"),
+    ("mIoU labels", "miou_vs_labels", ".4f"),
+    ("vs torch fp32", "ratio_vs_torch_fp32", ".3f"),
+    ("status", "status", "status"),
+)
+
+#: Scalar row fields written to CSV (latency lists and engine dicts stay in the JSON).
+CSV_FIELDS = ("target", "precision", "export_target", "batch", "threads", "status", "reason", "artifact",
+              "reused_artifact", "file_size_mb", "export_s", "load_s", "iters", "p50_ms", "p90_ms", "p99_ms",
+              "mean_ms", "min_ms", "max_ms", "std_ms", "throughput_ips", "async_throughput_ips", "peak_rss_mb",
+              "rss_before_load_mb", "argmax_agreement", "miou_vs_reference", "miou_vs_labels", "gflops_achieved",
+              "gemm_efficiency", "ratio_vs_torch_fp32")
+
+
+def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
+    value = row.get(key)
+    if fmt == "status":
+        return "ok" if row.get("status") == "ok" else f"{row.get('status')}: {row.get('reason') or ''}".strip()
+    if value is None:
+        return "-"
+    if fmt == "s":
+        return str(value)
+    if fmt == "%":
+        return f"{100 * value:.0f}%"
+    if fmt == "%2":
+        return f"{100 * value:.2f}%"
+    return format(value, fmt)
+
+
+def table_rows(report: dict[str, Any]) -> list[list[str]]:
+    return [[_cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in report["rows"]]
+
+
+def format_table(report: dict[str, Any]) -> str:
+    """A fixed-width text table for the console."""
+    headers = [h for h, _, _ in COLUMNS]
+    body = table_rows(report)
+    widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in body]
+    return "\n".join(lines)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def header_lines(report: dict[str, Any]) -> list[str]:
+    """Who/what/where of a run, one fact a line (used by Markdown and the console)."""
+    cfg, machine, cpu = report["config"], report["machine"], report["machine"]["cpu"]
+    feats = [k for k, v in (cpu.get("features") or {}).items() if v]
+    libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items())
+    flops = report["flops"]
+    return [
+        f"model: {report['model']['name']} ({report['model']['weights']} weights), input {cfg['size'][0]}x{cfg['size'][1]}, "
+        f"batch {cfg['batch']}, {cfg['threads']} threads, {cfg['iters']} timed iterations after {cfg['warmup']} warm-up",
+        f"date: {report['created']}",
+        f"machine: {cpu.get('model')} ({cpu.get('logical_cores')} logical cores), {machine.get('memory_gib')} GiB, "
+        f"{machine.get('os')}; features: {' '.join(feats) or 'unknown'}"
+        + (f"; GPUs: {', '.join(g['name'] for g in machine['gpus'])}" if machine.get("gpus") else "; no GPU"),
+        f"compute: {flops['gflops']} GFLOP per batch ({flops['attention'] / 1e9:.2f} GFLOP in PAM+CAM attention); "
+        f"measured GEMM peak {report['gemm']['gflops_peak']} GFLOP/s ({report['gemm']['method']}, "
+        f"{report['gemm']['threads']} threads)",
+        f"accuracy: {report['scenes']['count']} generated val scenes; argmax agreement vs torch fp32"
+        + ("; mIoU vs scene labels" if report["scenes"]["labels_used"] else "; no labels (model not trained on scenes)"),
+        f"libraries: {libs}",
+    ]
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    headers = [h for h, _, _ in COLUMNS]
+    lines = [f"# danet-bench: {report['model']['name']} at {report['config']['size'][0]}x{report['config']['size'][1]}", ""]
+    lines += [f"- {_md_escape(line)}" for line in header_lines(report)]
+    if report.get("command"):
+        lines += ["", "Command:", "", "```", report["command"], "```"]
+    lines += ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in table_rows(report)]
+    lines += ["", "Latency is per batch; `vs torch fp32` is p50 / p50 of PyTorch eager FP32 in the same run "
+              "(below 1 is faster). Each row ran in its own process (peak RSS is that process's).", ""]
+    return "\n".join(lines)
+
+
+def to_csv(report: dict[str, Any]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for row in report["rows"]:
+        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+    return buffer.getvalue()
+
+
+def validate(report: dict[str, Any]) -> None:
+    """Check a loaded report against the schema above (version and required keys)."""
+    if report.get("schema") != SCHEMA or report.get("schema_version") != SCHEMA_VERSION:
+        raise ConfigError(f"not a {SCHEMA} v{SCHEMA_VERSION} report (got {report.get('schema')!r} "
+                          f"v{report.get('schema_version')!r}); re-run danet-bench with this version")
+    for key in ("created", "config", "model", "machine", "gemm", "flops", "scenes", "rows"):
+        if key not in report:
+            raise ConfigError(f"benchmark report lacks {key!r}; re-run danet-bench")
+    for i, row in enumerate(report["rows"]):
+        missing = [k for k in CSV_FIELDS if k not in row]
+        if missing:
+            raise ConfigError(f"benchmark report row {i} lacks {missing}; re-run danet-bench")
+        if row["status"] not in ("ok", "failed", "unsupported"):
+            raise ConfigError(f"benchmark report row {i} has unknown status {row['status']!r}")
+
+
+def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "bench",
+                  plots: bool = True) -> dict[str, Path]:
+    """Write ``<stem>.json``, ``.csv``, ``.md`` (and PNG plots) atomically; return the paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = {"json": directory / f"{stem}.json", "csv": directory / f"{stem}.csv", "markdown": directory / f"{stem}.md"}
+    atomic_write_text(paths["json"], json.dumps(report, indent=1) + "\n")
+    atomic_write_text(paths["csv"], to_csv(report))
+    markdown = to_markdown(report)
+    if plots:
+        from .plots import plot_cdf, plot_latency
+
+        paths["latency_png"] = plot_latency(report, directory / f"{stem}-latency.png")
+        paths["cdf_png"] = plot_cdf(report, directory / f"{stem}-cdf.png")
+        markdown += f"\n![latency]({paths['latency_png'].name})\n\n![latency CDF]({paths['cdf_png'].name})\n"
+    atomic_write_text(paths["markdown"], markdown)
+    return paths
+
+
+def load_report(path: str | Path) -> dict[str, Any]:
+    report = json.loads(Path(path).read_text())
+    validate(report)
+    return report
+
+
+def ok_rows(report: dict[str, Any]) -> Sequence[dict[str, Any]]:
+    return [r for r in report["rows"] if r["status"] == "ok"]

@@ -1,0 +1,427 @@
+"""The benchmark: export what is missing, run every target x precision in its own process, score.
+
+Flow: (1) generate ``K`` val scenes at the benchmark size; (2) for each combination find or
+export its artifact (``--artifacts`` folder; a folder is reused only when its manifest matches
+model, target, precision, input shape and checkpoint hash); (3) run the torch FP32 reference
+first and then every row in a fresh worker process (:mod:`.worker`) with the same thread count;
+(4) compare each row's argmax masks with the reference's and with the scene labels; (5) add
+FLOPs, achieved GFLOP/s against this CPU's measured GEMM peak, and ratios against torch FP32.
+
+A combination that cannot run (torch INT8, an exporter or backend not installed, TensorRT
+without a GPU, an export or engine error) becomes a row with its reason; the rest still run.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ConfigError
+
+TARGETS = ("torch", "onnxruntime", "openvino", "tensorrt")
+PRECISIONS = ("fp32", "fp16", "int8")
+#: Fields of the reference row that are compared ("ratio vs torch fp32").
+REFERENCE = ("torch", "fp32")
+
+
+@dataclass
+class BenchConfig:
+    """What ``danet-bench`` was asked to do (recorded verbatim in the JSON report)."""
+
+    model: str                                 # preset name or checkpoint path
+    targets: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino"])
+    precisions: list[str] = field(default_factory=lambda: ["fp32"])
+    size: tuple[int, int] = (512, 512)
+    batch: int = 1
+    iters: int = 20
+    warmup: int = 3
+    threads: int = 2
+    scenes: int = 4                            # generated val scenes for the accuracy columns
+    arch: str | None = None                    # preset of a checkpoint given as ``model``
+    output: Path | None = None
+    artifacts: Path | None = None
+    calib_count: int = 32
+    timeout_s: float = 3600.0
+    progress: bool = True
+    export_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per export target
+
+    def __post_init__(self) -> None:
+        self.targets = [t.strip().lower() for t in self.targets if t.strip()]
+        self.precisions = [p.strip().lower() for p in self.precisions if p.strip()]
+        bad = [t for t in self.targets if t not in TARGETS]
+        if bad:
+            raise ConfigError(f"unknown target(s) {bad}; choose from {', '.join(TARGETS)}")
+        bad = [p for p in self.precisions if p not in PRECISIONS]
+        if bad:
+            raise ConfigError(f"unknown precision(s) {bad}; choose from {', '.join(PRECISIONS)}")
+        if not self.targets or not self.precisions:
+            raise ConfigError("give at least one target and one precision, e.g. --targets torch,onnxruntime "
+                              "--precisions fp32")
+        h, w = self.size
+        if h < 32 or w < 32:
+            raise ConfigError(f"--input-size must be at least 32x32 (DANet downsamples by 8), got {h}x{w}")
+        for name in ("batch", "iters", "threads", "scenes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
+
+    @property
+    def model_stem(self) -> str:
+        path = Path(self.model)
+        return path.stem if path.suffix else self.model
+
+    def combinations(self) -> list[tuple[str, str]]:
+        """Every requested target x precision, the torch FP32 reference always first."""
+        combos = [(t, p) for t in self.targets for p in self.precisions]
+        if REFERENCE in combos:
+            combos.remove(REFERENCE)
+        return [REFERENCE, *combos]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        data["size"] = list(self.size)
+        return data
+
+
+def export_target_for(target: str, precision: str) -> str | None:
+    """The ``danet-export`` target behind a benchmark row; ``None`` for the torch reference.
+
+    ``onnxruntime`` FP32 runs the plain FP32 ONNX (export target ``onnx``); its INT8/FP16
+    variants come from the ``onnxruntime`` exporter (quantized / converted graphs).
+    """
+    if target == "torch":
+        return None
+    if target == "onnxruntime":
+        return "onnx" if precision == "fp32" else "onnxruntime"
+    return target
+
+
+def unsupported_reason(target: str, precision: str) -> str | None:
+    """Why a combination cannot run here at all (before trying), or ``None``."""
+    from ..export.pipeline import TARGETS as EXPORTERS
+
+    if target == "torch" and precision != "fp32":
+        return (f"the torch reference runs fp32 only; benchmark {precision} with onnxruntime, openvino "
+                "or tensorrt")
+    export_target = export_target_for(target, precision)
+    if export_target is not None:
+        module = EXPORTERS.get(export_target)
+        if module is None or importlib.util.find_spec(module) is None:
+            return f"exporter for target {export_target!r} ({module}) is not available in this danet-deploy build"
+        runtime_module = f"danet_deploy.runtime.backends.{'onnxruntime' if export_target == 'onnx' else target}"
+        if importlib.util.find_spec(runtime_module) is None:
+            return f"runtime backend {runtime_module} is not available in this danet-deploy build"
+    if target == "tensorrt":
+        if importlib.util.find_spec("tensorrt") is None:
+            return "TensorRT is not installed (needs an NVIDIA GPU and `pip install tensorrt`)"
+        from .machine import gpu_info
+
+        if not gpu_info():
+            return "TensorRT needs an NVIDIA GPU; none found (nvidia-smi)"
+    return None
+
+
+# -- artifacts ------------------------------------------------------------------------------
+def artifact_path(cfg: BenchConfig, export_target: str, precision: str) -> Path:
+    base = cfg.artifacts or (Path(cfg.output or ".") / "artifacts")
+    h, w = cfg.size
+    return Path(base) / f"{cfg.model_stem}-{export_target}-{precision}-{h}x{w}-b{cfg.batch}"
+
+
+def matching_artifact(path: Path, cfg: BenchConfig, export_target: str, precision: str,
+                      model_name: str) -> tuple[bool, str]:
+    """Whether ``path`` is a verified artifact of exactly this model/target/precision/shape."""
+    from ..errors import DanetDeployError
+    from ..manifest import read_manifest, sha256_file
+
+    if not path.exists():
+        return False, "not exported yet"
+    try:
+        manifest = read_manifest(path, verify=True)
+    except DanetDeployError as exc:
+        return False, f"existing folder unusable ({exc})"
+    want_shape = [cfg.batch, 3, *cfg.size]
+    checks = {"target": manifest.target == export_target, "precision": manifest.precision == precision,
+              "model": manifest.model.get("name") == model_name, "input shape": manifest.input.get("shape") == want_shape}
+    ckpt = Path(cfg.model)
+    if ckpt.is_file():
+        checks["checkpoint"] = (manifest.checkpoint or {}).get("sha256") == sha256_file(ckpt)
+    else:
+        checks["checkpoint"] = manifest.checkpoint is None
+    failed = [k for k, ok in checks.items() if not ok]
+    return (not failed), ("matches" if not failed else f"differs in {', '.join(failed)}")
+
+
+def ensure_artifact(cfg: BenchConfig, export_target: str, precision: str, model_name: str,
+                    log: Callable[[str], None]) -> tuple[Path, bool, float | None]:
+    """(artifact folder, reused?, export seconds): reuse a matching artifact or export a fresh one."""
+    from ..export.pipeline import ExportRequest, export
+
+    path = artifact_path(cfg, export_target, precision)
+    ok, why = matching_artifact(path, cfg, export_target, precision, model_name)
+    if ok:
+        log(f"reusing {path}")
+        return path, True, None
+    log(f"exporting {export_target}/{precision} to {path} ({why})")
+    started = time.perf_counter()
+    request = ExportRequest(model=cfg.model, target=export_target, precision=precision, output=path,
+                            input_size=cfg.size, batch=cfg.batch, arch=cfg.arch, calib_count=cfg.calib_count,
+                            options=dict(cfg.export_options.get(export_target, {})))
+    export(request, log=log)
+    return path, False, round(time.perf_counter() - started, 2)
+
+
+def artifact_size_mb(path: Path) -> float:
+    """Size of the model file(s) of an artifact folder (manifest excluded), MiB."""
+    total = sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and p.name != "manifest.json")
+    return round(total / 2**20, 2)
+
+
+# -- workers -------------------------------------------------------------------------------
+def worker_env(threads: int) -> dict[str, str]:
+    """The child's environment: every thread pool capped to ``threads`` (equal for all engines)."""
+    env = dict(os.environ)
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        env[var] = str(threads)
+    env.setdefault("MPLBACKEND", "Agg")
+    return env
+
+
+def run_worker(spec: dict[str, Any], workdir: Path, name: str, threads: int, timeout_s: float) -> dict[str, Any]:
+    """Run one combination in a fresh Python process; its JSON result (or why there is none)."""
+    spec_path, result_path = workdir / f"{name}.spec.json", workdir / f"{name}.result.json"
+    spec_path.write_text(json.dumps(spec))
+    cmd = [sys.executable, "-m", "danet_deploy.bench.worker", str(spec_path), str(result_path)]
+    try:
+        proc = subprocess.run(cmd, env=worker_env(threads), stdout=subprocess.PIPE, stderr=None, text=True,
+                              timeout=timeout_s, cwd=os.getcwd())
+    except subprocess.TimeoutExpired:
+        return {"status": "failed", "error": f"timed out after {timeout_s:.0f} s; lower --iters or raise --timeout"}
+    if result_path.is_file():
+        return json.loads(result_path.read_text())
+    if proc.returncode < 0:
+        return {"status": "failed", "error": f"worker killed by signal {-proc.returncode}"
+                + (" (out of memory? try a smaller --input-size)" if -proc.returncode == 9 else "")}
+    tail = (proc.stdout or "").strip().splitlines()[-1:] or [""]
+    return {"status": "failed", "error": f"worker exited with code {proc.returncode} without a result {tail[0]}"}
+
+
+# -- accuracy ------------------------------------------------------------------------------
+def accuracy(masks: np.ndarray, reference: np.ndarray | None, labels: np.ndarray | None,
+             num_classes: int) -> dict[str, float | None]:
+    """Argmax agreement with the reference masks and mIoU against the scene labels."""
+    from ..data.metrics import SegmentationMetrics
+
+    out: dict[str, float | None] = {"argmax_agreement": None, "miou_vs_labels": None, "miou_vs_reference": None}
+    if reference is not None and reference.shape == masks.shape:
+        out["argmax_agreement"] = round(float(np.mean(masks == reference)), 6)
+        vs_ref = SegmentationMetrics(num_classes)
+        vs_ref.update(masks, reference)
+        out["miou_vs_reference"] = _finite(vs_ref.miou())
+    if labels is not None:
+        metrics = SegmentationMetrics(num_classes)
+        metrics.update(masks, labels)
+        out["miou_vs_labels"] = _finite(metrics.miou())
+    return out
+
+
+def _finite(value: float) -> float | None:
+    return None if not np.isfinite(value) else round(float(value), 6)
+
+
+# -- the benchmark -------------------------------------------------------------------------
+def _model_config(cfg: BenchConfig) -> Any:
+    from ..model import get_config, list_models
+
+    if cfg.model in list_models():
+        return get_config(cfg.model)
+    if not cfg.arch:
+        raise ConfigError(f"{cfg.model!r} is not a preset ({', '.join(list_models())}); for a checkpoint also pass "
+                          "--arch PRESET")
+    if not Path(cfg.model).is_file():
+        raise ConfigError(f"checkpoint {cfg.model!r} does not exist; pass a preset name or an existing file")
+    return get_config(cfg.arch)
+
+
+def _reference_weights_mb(cfg: BenchConfig, config: Any) -> float | None:
+    from ..model.registry import weights_dir
+
+    path = Path(cfg.model) if Path(cfg.model).is_file() else (weights_dir() / config.weights if config.weights else None)
+    return round(path.stat().st_size / 2**20, 2) if path is not None and path.is_file() else None
+
+
+def _has_labels(config: Any) -> bool:
+    """Scene labels mean something only for models trained on the generated scenes' classes."""
+    from ..model.registry import DEMO_CLASSES
+
+    return tuple(config.class_names) == tuple(DEMO_CLASSES)
+
+
+def _log(message: str) -> None:
+    try:
+        from tqdm import tqdm
+
+        tqdm.write(f"[danet-bench] {message}", file=sys.stderr)
+    except ImportError:
+        print(f"[danet-bench] {message}", file=sys.stderr, flush=True)
+
+
+def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: str | None = None) -> dict[str, Any]:
+    """Run the whole benchmark; return the report dict (schema in :mod:`.report`)."""
+    from ..data.scenes import SceneDataset
+    from .flops import count_preset_flops
+    from .gemm import measure_gemm_peak
+    from .machine import machine_info
+    from .report import SCHEMA, SCHEMA_VERSION
+
+    started = time.perf_counter()
+    config = _model_config(cfg)
+    labelled = _has_labels(config)
+    log(f"model {cfg.model} ({config.name}, {config.num_classes} classes), {cfg.size[0]}x{cfg.size[1]}, "
+        f"batch {cfg.batch}, {cfg.threads} threads")
+    machine = machine_info()
+    gemm = measure_gemm_peak(cfg.threads)
+    flops = count_preset_flops(config.name, cfg.size, cfg.batch, num_classes=config.num_classes)
+    log(f"{flops.total / 1e9:.1f} GFLOP per batch ({flops.attention / 1e9:.2f} in attention); "
+        f"GEMM peak {gemm['gflops_peak']} GFLOP/s")
+
+    dataset = SceneDataset("val", size=cfg.size, count=cfg.scenes)
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+    images_arr, labels_arr = np.stack(images), np.stack(labels)
+
+    rows: list[dict[str, Any]] = []
+    reference_masks: np.ndarray | None = None
+    bar = _combo_bar(len(cfg.combinations()), cfg.progress)
+    with tempfile.TemporaryDirectory(prefix="danet-bench-") as tmp:
+        workdir = Path(tmp)
+        scenes_path = workdir / "scenes.npz"
+        np.savez(scenes_path, images=images_arr)
+        for target, precision in cfg.combinations():
+            row = _row(cfg, target, precision)
+            name = f"{target}-{precision}"
+            if bar is not None:
+                bar.set_description(name)
+            try:
+                _run_row(cfg, row, config, workdir, scenes_path, log)
+            except Exception as exc:  # noqa: BLE001 - one broken combination must not stop the rest
+                row.update(status="failed", reason=_reason(exc))
+            if row["status"] == "ok" and row.get("_masks") is not None:
+                masks = np.load(row.pop("_masks"), allow_pickle=False)
+                if (target, precision) == REFERENCE:
+                    reference_masks = masks
+                row.update(accuracy(masks, reference_masks, labels_arr if labelled else None, config.num_classes))
+            row.pop("_masks", None)
+            _add_compute(row, flops.total, gemm["gflops_peak"])
+            rows.append(row)
+            log(f"{name}: {row['status']}" + (f" p50 {row['p50_ms']} ms" if row["status"] == "ok"
+                                              else f" ({row.get('reason')})"))
+            if bar is not None:
+                bar.update(1)
+    if bar is not None:
+        bar.close()
+    _add_ratios(rows)
+    return {
+        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command, "config": cfg.to_dict(),
+        "model": {"name": config.name, "source": cfg.model, "num_classes": config.num_classes,
+                  "weights": "checkpoint" if Path(cfg.model).is_file()
+                  else ("shipped" if config.weights else "random (untrained preset)")},
+        "machine": machine, "gemm": gemm, "flops": flops.to_dict(),
+        "scenes": {"split": "val", "count": cfg.scenes, "size": list(cfg.size), "labels_used": labelled},
+        "rows": rows, "seconds": round(time.perf_counter() - started, 1),
+    }
+
+
+def _row(cfg: BenchConfig, target: str, precision: str) -> dict[str, Any]:
+    return {"target": target, "precision": precision, "export_target": export_target_for(target, precision),
+            "batch": cfg.batch, "threads": cfg.threads, "status": "pending", "reason": None, "artifact": None,
+            "file_size_mb": None, "reused_artifact": None, "export_s": None, "load_s": None,
+            "p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None, "min_ms": None, "max_ms": None,
+            "std_ms": None, "iters": None, "throughput_ips": None, "async_throughput_ips": None,
+            "peak_rss_mb": None, "rss_before_load_mb": None, "argmax_agreement": None, "miou_vs_labels": None,
+            "miou_vs_reference": None, "gflops_achieved": None, "gemm_efficiency": None, "ratio_vs_torch_fp32": None,
+            "engine": None, "latencies_ms": []}
+
+
+def _run_row(cfg: BenchConfig, row: dict[str, Any], config: Any, workdir: Path, scenes_path: Path,
+             log: Callable[[str], None]) -> None:
+    target, precision = row["target"], row["precision"]
+    reason = unsupported_reason(target, precision)
+    if reason:
+        row.update(status="unsupported", reason=reason)
+        return
+    load_options: dict[str, Any] = {"threads": cfg.threads}
+    if target == "torch":
+        model_ref = cfg.model
+        if Path(cfg.model).is_file():
+            load_options["model"] = cfg.arch
+        row["file_size_mb"] = _reference_weights_mb(cfg, config)
+        row["artifact"] = f"reference:{cfg.model}"
+    else:
+        path, reused, seconds = ensure_artifact(cfg, row["export_target"], precision, config.name, log)
+        model_ref = str(path)
+        row.update(artifact=str(path), reused_artifact=reused, export_s=seconds, file_size_mb=artifact_size_mb(path))
+    name = f"{target}-{precision}"
+    masks_path = workdir / f"{name}.masks.npy"
+    spec = {"model": model_ref, "load_options": load_options, "batch": cfg.batch, "iters": cfg.iters,
+            "warmup": cfg.warmup, "scenes": str(scenes_path), "predictions": str(masks_path),
+            "progress": cfg.progress, "label": name}
+    result = run_worker(spec, workdir, name, cfg.threads, cfg.timeout_s)
+    timing = result.get("timing") or {}
+    row.update({k: v for k, v in timing.items() if k in row})
+    row.update(load_s=result.get("load_s"), peak_rss_mb=result.get("peak_rss_mb"),
+               rss_before_load_mb=result.get("rss_before_load_mb"), engine=result.get("engine"),
+               latencies_ms=result.get("latencies_ms", []), async_throughput_ips=result.get("async_throughput_ips"))
+    for key in ("device_timing", "device_memory"):
+        if key in result:
+            row[key] = result[key]
+    if result.get("status") == "ok":
+        row.update(status="ok", _masks=str(masks_path))
+    else:
+        stage = f" (while {result['stage']})" if result.get("stage") else ""
+        row.update(status="failed", reason=f"{result.get('error', 'unknown error')}{stage}")
+
+
+def _add_compute(row: dict[str, Any], flops_total: int, peak: float) -> None:
+    if row.get("p50_ms"):
+        achieved = flops_total / (row["p50_ms"] / 1000.0) / 1e9
+        row["gflops_achieved"] = round(achieved, 2)
+        row["gemm_efficiency"] = round(achieved / peak, 4) if peak else None
+
+
+def _add_ratios(rows: list[dict[str, Any]]) -> None:
+    """p50 latency of each row divided by torch FP32's p50 from this same run (< 1 is faster)."""
+    ref = next((r for r in rows if (r["target"], r["precision"]) == REFERENCE and r["status"] == "ok"), None)
+    for row in rows:
+        if ref is not None and row.get("p50_ms"):
+            row["ratio_vs_torch_fp32"] = round(row["p50_ms"] / ref["p50_ms"], 4)
+
+
+def _reason(exc: BaseException) -> str:
+    from ..errors import DanetDeployError
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return text if isinstance(exc, DanetDeployError) and text else f"{type(exc).__name__}: {text}"
+
+
+def _combo_bar(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc="combinations", unit="run", file=sys.stderr, dynamic_ncols=True)

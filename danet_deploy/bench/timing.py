@@ -1,0 +1,57 @@
+"""Latency measurement: warm-up, one ``perf_counter_ns`` reading per iteration, percentiles.
+
+Why per-iteration timestamps and not ``total / iters``: tail latency (p90/p99) is what a robot's
+control loop feels, and a mean hides the occasional slow frame (allocator growth, a background
+process, an OpenVINO recompile). Percentiles use numpy's default linear interpolation over
+*all* timed iterations; warm-up iterations are run and discarded.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+
+def time_calls(fn: Callable[[], Any], iters: int, warmup: int, progress: bool = False,
+               label: str = "iterations") -> list[float]:
+    """Call ``fn`` ``warmup`` times untimed, then ``iters`` times; return each call's milliseconds."""
+    for _ in range(warmup):
+        fn()
+    bar = _bar(iters, label) if progress else None
+    times: list[float] = []
+    try:
+        for _ in range(iters):
+            start = time.perf_counter_ns()
+            fn()
+            times.append((time.perf_counter_ns() - start) / 1e6)
+            if bar is not None:
+                bar.update(1)
+    finally:
+        if bar is not None:
+            bar.close()
+    return times
+
+
+def summarize(times_ms: list[float], batch: int = 1) -> dict[str, float | int | None]:
+    """p50/p90/p99/mean/min/max/std of per-call milliseconds, and images per second from the mean."""
+    if not times_ms:
+        return {"iters": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None, "min_ms": None,
+                "max_ms": None, "std_ms": None, "throughput_ips": None}
+    arr = np.asarray(times_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(arr, [50, 90, 99])
+    mean = float(arr.mean())
+    return {"iters": int(arr.size), "p50_ms": round(float(p50), 3), "p90_ms": round(float(p90), 3),
+            "p99_ms": round(float(p99), 3), "mean_ms": round(mean, 3), "min_ms": round(float(arr.min()), 3),
+            "max_ms": round(float(arr.max()), 3), "std_ms": round(float(arr.std()), 3),
+            "throughput_ips": round(batch * 1000.0 / mean, 3) if mean > 0 else None}
+
+
+def _bar(total: int, label: str) -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=label, unit="it", file=sys.stderr, leave=False, dynamic_ncols=True)

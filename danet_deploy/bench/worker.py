@@ -1,0 +1,126 @@
+"""One benchmark combination in its own process: ``python -m danet_deploy.bench.worker SPEC RESULT``.
+
+Why a process per combination: peak RSS (``ru_maxrss``) never goes down, thread pools and
+allocator arenas of one engine would otherwise leak into the next engine's numbers, and a
+crash or out-of-memory kill of one engine must not take the whole benchmark down. The parent
+(:mod:`danet_deploy.bench.runner`) writes a JSON spec and reads a JSON result file; stdout is
+left to the engines' own chatter.
+
+This module imports only the runtime (numpy + the one backend library): a torch-free machine
+can run every non-torch combination.
+
+Spec keys: ``model`` (artifact folder or preset name), ``load_options`` (passed to
+``runtime.load``, e.g. ``threads``), ``batch``, ``iters``, ``warmup``, ``scenes`` (``.npz``
+with ``images`` uint8 ``[K, H, W, 3]``), ``predictions`` (``.npy`` to write ``[K, H, W]`` uint8
+argmax masks to), ``progress`` (bool).
+
+Optional backend capabilities used when present (duck-typed, so engines opt in):
+``infer_many(list[batch]) -> list[logits]`` (asynchronous request queue, throughput mode),
+``timed_infer(batch) -> (logits, ms)`` (device-side timing, e.g. CUDA events) and
+``device_memory() -> dict`` (e.g. GPU memory in MiB).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .memory import current_rss_mb, peak_rss_mb
+from .timing import summarize, time_calls
+
+
+def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """Load, predict the scenes, time; fills ``result`` as it goes, so a failure keeps its stage."""
+    from ..runtime import load
+    from ..runtime.preprocess import preprocess
+
+    result.update(status="failed", stage="load", rss_before_load_mb=current_rss_mb())
+    started = time.perf_counter()
+    session = load(spec["model"], **spec.get("load_options", {}))
+    result["load_s"] = round(time.perf_counter() - started, 3)
+    result["rss_after_load_mb"] = current_rss_mb()
+    result["engine"] = _jsonable(session.describe())
+    try:
+        batch = int(spec.get("batch", 1))
+        scenes = np.load(spec["scenes"], allow_pickle=False)["images"]
+        size = tuple(int(s) for s in scenes.shape[1:3])
+
+        result["stage"] = "accuracy"
+        if spec.get("predictions"):
+            masks = session.run(list(scenes))
+            np.save(spec["predictions"], np.stack(masks).astype(np.uint8), allow_pickle=False)
+
+        result["stage"] = "timing"
+        picks = [scenes[i % len(scenes)] for i in range(batch)]
+        tensor = session.check_tensor(preprocess(picks, session.preprocessing, size))
+        backend = session.backend
+        iters, warmup = int(spec.get("iters", 20)), int(spec.get("warmup", 3))
+        times = time_calls(lambda: backend.infer(tensor), iters, warmup, progress=bool(spec.get("progress")),
+                           label=spec.get("label", "iterations"))
+        result["latencies_ms"] = [round(t, 4) for t in times]
+        result["timing"] = summarize(times, batch)
+        result["first_call_included_in_warmup"] = warmup > 0
+
+        if hasattr(backend, "timed_infer"):
+            result["stage"] = "device timing"
+            device_ms = [float(backend.timed_infer(tensor)[1]) for _ in range(iters)]
+            result["device_timing"] = summarize(device_ms, batch)
+        if hasattr(backend, "infer_many"):
+            result["stage"] = "async throughput"
+            batches = [tensor] * max(iters, 2)
+            backend.infer_many(batches[:2])
+            start = time.perf_counter_ns()
+            backend.infer_many(batches)
+            seconds = (time.perf_counter_ns() - start) / 1e9
+            result["async_throughput_ips"] = round(len(batches) * batch / seconds, 3)
+        if hasattr(backend, "device_memory"):
+            result["device_memory"] = _jsonable(backend.device_memory())
+        result["status"] = "ok"
+        result.pop("stage")
+    finally:
+        result["peak_rss_mb"] = peak_rss_mb()
+        session.close()
+    return result
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _write(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1))
+    os.replace(tmp, path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 2:
+        print("usage: python -m danet_deploy.bench.worker SPEC.json RESULT.json", file=sys.stderr)
+        return 2
+    spec_path, result_path = Path(argv[0]), Path(argv[1])
+    spec = json.loads(spec_path.read_text())
+    result: dict[str, Any] = {}
+    try:
+        run_spec(spec, result)
+    except Exception as exc:  # noqa: BLE001 - any engine failure is reported as this row's reason
+        from ..errors import DanetDeployError
+
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        result.update(status="failed", error=reason if isinstance(exc, DanetDeployError)
+                      else f"{type(exc).__name__}: {reason}", peak_rss_mb=peak_rss_mb())
+        if not isinstance(exc, DanetDeployError):
+            result["traceback"] = traceback.format_exc(limit=6)
+    _write(result_path, result)
+    return 0 if result.get("status") == "ok" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

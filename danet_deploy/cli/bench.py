@@ -1,0 +1,97 @@
+"""``danet-bench``: benchmark DANet across engines and precisions (argument parsing only).
+
+The work is done by :func:`danet_deploy.bench.runner.run_benchmark`; this module turns the
+command line into a :class:`~danet_deploy.bench.runner.BenchConfig`, prints the table (or the
+JSON report with ``--json``) and writes JSON, CSV, Markdown and PNG files to ``--output``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+from ..errors import ConfigError, DanetDeployError
+
+
+def _size(text: str) -> tuple[int, int]:
+    parts = text.lower().replace("×", "x").split("x")
+    try:
+        if len(parts) == 1:
+            return int(parts[0]), int(parts[0])
+        if len(parts) == 2:
+            return int(parts[0]), int(parts[1])
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected HxW such as 512x1024, got {text!r}")
+
+
+def _csv(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="danet-bench",
+        description="Export (when missing) and benchmark DANet on several engines and precisions, each in its own "
+                    "process with equal threads: latency p50/p90/p99, throughput, peak memory, GFLOP/s vs the CPU's "
+                    "GEMM peak, argmax agreement with PyTorch FP32 and mIoU on generated scenes.")
+    p.add_argument("--model", required=True, help="preset name (e.g. danet_demo) or checkpoint path (with --arch)")
+    p.add_argument("--arch", help="preset architecture of a checkpoint given as --model")
+    p.add_argument("--targets", type=_csv, default=["torch", "onnxruntime", "openvino"],
+                   help="comma list of torch, onnxruntime, openvino, tensorrt (default: %(default)s)")
+    p.add_argument("--precisions", type=_csv, default=["fp32"], help="comma list of fp32, fp16, int8 (default: fp32)")
+    p.add_argument("--input-size", type=_size, default=(512, 512), metavar="HxW", help="input size (default 512x512)")
+    p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
+    p.add_argument("--iters", type=int, default=20, help="timed iterations per combination (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations (default 3)")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads for every engine (default 2)")
+    p.add_argument("--scenes", type=int, default=4, help="generated val scenes for the accuracy columns (default 4)")
+    p.add_argument("--calib-count", type=int, default=32, help="calibration images for INT8 exports (default 32)")
+    p.add_argument("--output", type=Path, default=Path("bench-results"),
+                   help="folder for bench.json/.csv/.md and PNG plots (default: bench-results)")
+    p.add_argument("--artifacts", type=Path, help="folder of exported artifacts to reuse / export into "
+                                                  "(default: OUTPUT/artifacts)")
+    p.add_argument("--stem", default="bench", help="file name stem of the written reports (default: bench)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per combination (default 3600)")
+    p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command = "danet-bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+    try:
+        from ..bench.report import format_table, header_lines, write_reports
+        from ..bench.runner import BenchConfig, run_benchmark
+
+        if args.output.exists() and not args.output.is_dir():
+            raise ConfigError(f"--output {args.output} is a file; pass a folder")
+        cfg = BenchConfig(model=args.model, arch=args.arch, targets=args.targets, precisions=args.precisions,
+                          size=args.input_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
+                          threads=args.threads, scenes=args.scenes, output=args.output, artifacts=args.artifacts,
+                          calib_count=args.calib_count, timeout_s=args.timeout, progress=not args.no_progress)
+        report = run_benchmark(cfg, command=command)
+        paths = write_reports(report, args.output, stem=args.stem, plots=not args.no_plots)
+    except DanetDeployError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        print("\n".join(header_lines(report)))
+        print()
+        print(format_table(report))
+        print()
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+    reference_ok = any(r["target"] == "torch" and r["precision"] == "fp32" and r["status"] == "ok"
+                       for r in report["rows"])
+    return 0 if reference_ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
