@@ -16,7 +16,7 @@ from typing import Any
 from .errors import ConfigError
 
 TENSORRT_MAX_ELEMENTS = 2**31 - 1
-DEFAULT_ATTENTION_BUDGET = 512 * 2**20  # bytes; keeps every shipped preset unchunked at 512x1024
+DEFAULT_ATTENTION_BUDGET = 256 * 2**20  # bytes: presets stay unchunked up to 512x1024; 1024x2048 -> 16 chunks
 _BYTES = {"fp32": 4, "fp16": 2, "int8": 4}  # INT8 graphs keep attention in float (FP32) by default
 _UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
           "G": 2**30, "GB": 2**30, "GIB": 2**30}
@@ -97,7 +97,7 @@ def plan_attention(input_size: tuple[int, int], batch: int = 1, precision: str =
     else:
         chosen = max(1, math.ceil(energy * itemsize / budget_bytes))
         reason = ("fits the budget unchunked" if chosen == 1
-                  else f"chunked to keep each energy block under {budget_bytes / 2**20:.0f} MiB")
+                  else f"chunked to keep each energy block under the {budget_bytes / 2**20:.0f} MiB budget")
     if tensorrt:
         needed = math.ceil(energy / TENSORRT_MAX_ELEMENTS)
         if needed > chosen:
