@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownModelError
 
 TARGETS = ("torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -247,11 +247,12 @@ def _model_config(cfg: BenchConfig) -> Any:
 
     if cfg.model in list_models():
         return get_config(cfg.model)
-    if not cfg.arch:
-        raise ConfigError(f"{cfg.model!r} is not a preset ({', '.join(list_models())}); for a checkpoint also pass "
-                          "--arch PRESET")
     if not Path(cfg.model).is_file():
-        raise ConfigError(f"checkpoint {cfg.model!r} does not exist; pass a preset name or an existing file")
+        raise UnknownModelError(f"unknown model {cfg.model!r}: neither a preset ({', '.join(list_models())}) nor an "
+                                "existing checkpoint file")
+    if not cfg.arch:
+        raise ConfigError(f"{cfg.model} is a checkpoint: also pass --arch PRESET ({', '.join(list_models())}) to say "
+                          "which architecture it holds")
     return get_config(cfg.arch)
 
 

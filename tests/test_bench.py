@@ -1,0 +1,173 @@
+"""danet-bench: FLOP counting, timing statistics, the per-process runner and its reports.
+
+Runs a tiny model (danet_edge_r18_d8 at 64x64, a few iterations) end to end through the CLI
+once per session; no assertion depends on how fast anything ran.
+"""
+
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from danet_deploy.bench import report as bench_report
+from danet_deploy.bench.flops import cam_flops, count_model_flops, count_preset_flops, pam_flops
+from danet_deploy.bench.memory import peak_rss_mb
+from danet_deploy.bench.runner import (BenchConfig, accuracy, export_target_for, matching_artifact, run_worker,
+                                       unsupported_reason)
+from danet_deploy.bench.timing import summarize, time_calls
+from danet_deploy.cli.bench import main as bench_main
+from danet_deploy.errors import ConfigError
+
+SIZE = (64, 64)
+
+
+def test_conv_flops_from_hooks(torch):
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, padding=1), torch.nn.Conv2d(8, 4, 1, bias=False))
+    flops = count_model_flops(net, (16, 16), batch=2)
+    expected = 2 * (2 * 3 * 9 * 8 * 256 + 8 * 256) + 2 * (2 * 8 * 4 * 256)
+    assert flops.conv == expected
+    assert flops.pam == flops.cam == 0 and flops.total == expected
+
+
+def test_attention_flops_are_counted_analytically():
+    flops = count_preset_flops("danet_edge_r18_d8", SIZE)
+    n = (SIZE[0] // 8) * (SIZE[1] // 8)
+    channels = 64  # head inter channels of the edge preset: backbone 256 // 4
+    assert flops.pam == pam_flops(1, n, channels // 8, channels) == 2 * n * n * 8 + 2 * n * n * 64
+    assert flops.cam == cam_flops(1, n, channels) == 4 * channels * channels * n
+    assert flops.conv > 0 and flops.total == flops.conv + flops.linear + flops.pam + flops.cam
+    assert count_preset_flops("danet_edge_r18_d8", SIZE, batch=3).total == 3 * flops.total
+
+
+def test_summarize_percentiles_and_throughput():
+    stats = summarize([float(i) for i in range(1, 101)], batch=4)
+    assert stats["iters"] == 100
+    assert stats["p50_ms"] == pytest.approx(50.5) and stats["p90_ms"] == pytest.approx(90.1)
+    assert stats["p99_ms"] == pytest.approx(99.01) and stats["mean_ms"] == pytest.approx(50.5)
+    assert stats["throughput_ips"] == pytest.approx(4 * 1000 / 50.5, rel=1e-3)
+    assert summarize([])["p50_ms"] is None
+
+
+def test_time_calls_runs_warmup_untimed():
+    calls = []
+    times = time_calls(lambda: calls.append(1), iters=5, warmup=3)
+    assert len(calls) == 8 and len(times) == 5 and all(t >= 0 for t in times)
+
+
+def test_peak_rss_is_this_process_own():
+    assert 1 < peak_rss_mb() < 1e6
+
+
+def test_accuracy_agreement_and_miou():
+    ref = np.zeros((1, 4, 4), np.uint8)
+    pred = ref.copy()
+    pred[0, 0, :2] = 1
+    labels = ref.copy()
+    out = accuracy(pred, ref, labels, num_classes=2)
+    assert out["argmax_agreement"] == pytest.approx(14 / 16)
+    assert out["miou_vs_labels"] == pytest.approx((14 / 16 + 0.0) / 2)
+    assert accuracy(pred, None, None, 2)["argmax_agreement"] is None
+
+
+def test_target_mapping_and_unsupported_reasons():
+    assert export_target_for("onnxruntime", "fp32") == "onnx"
+    assert export_target_for("onnxruntime", "int8") == "onnxruntime"
+    assert export_target_for("openvino", "fp16") == "openvino"
+    assert export_target_for("torch", "fp32") is None
+    assert "fp32 only" in unsupported_reason("torch", "int8")
+    assert unsupported_reason("torch", "fp32") is None
+
+
+def test_config_rejects_bad_options():
+    with pytest.raises(ConfigError, match="unknown target"):
+        BenchConfig(model="danet_demo", targets=["tflite"])
+    with pytest.raises(ConfigError, match="unknown precision"):
+        BenchConfig(model="danet_demo", precisions=["int4"])
+    with pytest.raises(ConfigError, match="32x32"):
+        BenchConfig(model="danet_demo", size=(16, 16))
+    assert BenchConfig(model="x", targets=["onnxruntime"]).combinations()[0] == ("torch", "fp32")
+
+
+def test_cli_unknown_model_is_a_clean_error(tmp_path, capsys):
+    assert bench_main(["--model", "no_such_model", "--output", str(tmp_path), "--no-progress"]) == 2
+    assert "unknown model" in capsys.readouterr().err
+
+
+def test_worker_failure_reports_reason(tmp_path):
+    np.savez(tmp_path / "scenes.npz", images=np.zeros((1, 64, 64, 3), np.uint8))
+    spec = {"model": str(tmp_path / "missing-artifact"), "load_options": {"threads": 1}, "batch": 1, "iters": 1,
+            "warmup": 0, "scenes": str(tmp_path / "scenes.npz"), "predictions": None}
+    result = run_worker(spec, tmp_path, "broken", threads=1, timeout_s=120)
+    assert result["status"] == "failed"
+    assert "neither an artifact folder" in result["error"] and result["stage"] == "load"
+
+
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    argv = ["--model", "danet_edge_r18_d8", "--targets", "torch,onnxruntime", "--precisions", "fp32,int8",
+            "--input-size", "64x64", "--iters", "4", "--warmup", "1", "--threads", "1", "--scenes", "2",
+            "--calib-count", "4", "--output", str(out), "--no-progress"]
+    code = bench_main(argv)
+    return code, out, json.loads((out / "bench.json").read_text())
+
+
+def _row(report, target, precision):
+    return next(r for r in report["rows"] if (r["target"], r["precision"]) == (target, precision))
+
+
+def test_bench_schema_and_rows(bench_run):
+    code, _, report = bench_run
+    assert code == 0
+    bench_report.validate(report)
+    assert report["schema"] == "danet-bench" and report["schema_version"] == 1
+    assert [(r["target"], r["precision"]) for r in report["rows"]][0] == ("torch", "fp32")
+    assert report["machine"]["cpu"]["logical_cores"] >= 1 and "torch" in report["machine"]["libraries"]
+    assert report["flops"]["total"] == count_preset_flops("danet_edge_r18_d8", SIZE).total
+    ref = _row(report, "torch", "fp32")
+    assert ref["status"] == "ok" and ref["ratio_vs_torch_fp32"] == 1.0 and ref["argmax_agreement"] == 1.0
+    ort = _row(report, "onnxruntime", "fp32")
+    assert ort["status"] == "ok" and ort["export_target"] == "onnx" and ort["file_size_mb"] > 0
+    assert len(ort["latencies_ms"]) == ort["iters"] == 4
+    assert ort["p50_ms"] <= ort["p90_ms"] <= ort["p99_ms"] <= ort["max_ms"]
+    assert ort["argmax_agreement"] >= 0.98  # FP32 engines match the FP32 reference
+    assert ort["gflops_achieved"] > 0 and ort["peak_rss_mb"] > ort["rss_before_load_mb"] > 0
+    assert ort["miou_vs_labels"] is None  # random weights: the scene labels mean nothing
+    for row in report["rows"]:
+        assert row["status"] == "ok" or row["reason"], row
+
+
+def test_failing_combination_shows_its_reason(bench_run):
+    _, out, report = bench_run
+    torch_int8 = _row(report, "torch", "int8")
+    assert torch_int8["status"] == "unsupported" and "fp32 only" in torch_int8["reason"]
+    table = bench_report.format_table(report)
+    assert "unsupported: the torch reference runs fp32 only" in table
+    markdown = (out / "bench.md").read_text()
+    assert "| target | precision |" in markdown and "fp32 only" in markdown and "bench-latency.png" in markdown
+
+
+def test_csv_and_png_outputs(bench_run):
+    _, out, report = bench_run
+    rows = list(csv.DictReader(io.StringIO((out / "bench.csv").read_text())))
+    assert [(r["target"], r["precision"]) for r in rows] == [(r["target"], r["precision"]) for r in report["rows"]]
+    assert set(bench_report.CSV_FIELDS) == set(rows[0])
+    for name in ("bench-latency.png", "bench-cdf.png"):
+        with Image.open(out / name) as image:
+            assert image.format == "PNG" and image.size[0] > 300 and image.size[1] > 200
+
+
+def test_existing_artifact_is_matched_by_manifest(bench_run):
+    _, out, report = bench_run
+    artifact = out / "artifacts" / "danet_edge_r18_d8-onnx-fp32-64x64-b1"
+    assert _row(report, "onnxruntime", "fp32")["artifact"] == str(artifact)
+    same = BenchConfig(model="danet_edge_r18_d8", size=SIZE, output=out)
+    assert matching_artifact(artifact, same, "onnx", "fp32", "danet_edge_r18_d8") == (True, "matches")
+    other = BenchConfig(model="danet_edge_r18_d8", size=(96, 64), output=out)
+    ok, why = matching_artifact(artifact, other, "onnx", "fp32", "danet_edge_r18_d8")
+    assert not ok and "input shape" in why
+    ok, why = matching_artifact(artifact, same, "onnx", "int8", "danet_edge_r18_d8")
+    assert not ok and "precision" in why
