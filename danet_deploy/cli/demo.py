@@ -1,0 +1,103 @@
+"""``danet-demo``: the whole job on the shipped ``danet_demo`` model: export -> run -> parity -> benchmark.
+
+Writes into ``--output`` (default ``runs/demo``): ``artifacts/`` (one folder per target and
+precision, each with its manifest), ``scene.png`` / ``overlay.png`` / ``comparison.png`` (a
+generated street scene, the predicted mask over it, and image | labels | prediction side by
+side), ``parity.json``, and ``bench/`` (JSON, CSV, Markdown and PNG plots of the benchmark).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size
+
+DEFAULT_COMBOS = ("onnxruntime:fp32", "openvino:fp32", "onnxruntime:int8", "openvino:int8")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="danet-demo", description=__doc__)
+    p.add_argument("--model", default="danet_demo")
+    p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW")
+    p.add_argument("--combos", default=",".join(DEFAULT_COMBOS), help="target:precision pairs to export and compare")
+    p.add_argument("--iters", type=int, default=20)
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--scenes", type=int, default=4, help="generated val scenes for parity and accuracy")
+    p.add_argument("--output", "-o", default="runs/demo")
+    return p
+
+
+def _log(message: str) -> None:
+    print(f"[danet-demo] {message}", file=sys.stderr, flush=True)
+
+
+@cli_main
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    import numpy as np
+    from PIL import Image
+
+    from .. import runtime
+    from ..bench.report import format_table, write_reports
+    from ..bench.runner import BenchConfig, ensure_artifact, export_target_for, run_benchmark, unsupported_reason
+    from ..data.scenes import SceneDataset
+    from ..parity import run_parity
+    from ..runtime.preprocess import colorize, overlay
+
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    combos = [tuple(c.split(":")) for c in args.combos.split(",") if c]
+    targets = sorted({t for t, _ in combos} | {"torch"}, key=["torch", "onnxruntime", "openvino", "tensorrt"].index)
+    precisions = sorted({p for _, p in combos} | {"fp32"}, key=["fp32", "fp16", "int8"].index)
+    cfg = BenchConfig(model=args.model, targets=targets, precisions=precisions, size=args.input_size,
+                      iters=args.iters, warmup=args.warmup, threads=args.threads, scenes=args.scenes,
+                      output=out / "bench", artifacts=out / "artifacts")
+
+    # 1. export
+    _log("step 1/4: export")
+    artifacts: dict[tuple[str, str], Path] = {}
+    for target, precision in combos:
+        reason = unsupported_reason(target, precision)
+        if reason:
+            _log(f"skipping {target}/{precision}: {reason}")
+            continue
+        artifacts[(target, precision)], _, _ = ensure_artifact(cfg, export_target_for(target, precision), precision,
+                                                               args.model, _log)
+
+    # 2. run: a generated validation scene through the FP32 ONNX artifact (or the reference)
+    _log("step 2/4: run")
+    image, label = SceneDataset("val", size=args.input_size, count=1)[0]
+    first = artifacts.get(("onnxruntime", "fp32")) or args.model
+    with runtime.load(first, threads=args.threads) as session:
+        mask = session.run(image)
+        num_classes = session.num_classes
+    Image.fromarray(image).save(out / "scene.png")
+    Image.fromarray(overlay(image, mask, num_classes)).save(out / "overlay.png")
+    side = np.concatenate([image, colorize(label, num_classes), colorize(mask, num_classes)], axis=1)
+    Image.fromarray(side).save(out / "comparison.png")
+    _log(f"wrote {out / 'overlay.png'} and {out / 'comparison.png'} (image | labels | prediction, {first})")
+
+    # 3. parity of every artifact against the reference
+    _log("step 3/4: parity")
+    reports = {}
+    for (target, precision), path in artifacts.items():
+        report = run_parity(path, generated=args.scenes, threads=args.threads)
+        reports[f"{target}/{precision}"] = report.to_dict()
+        print(f"\n== parity {target}/{precision} ==\n{report.table()}")
+    (out / "parity.json").write_text(json.dumps(reports, indent=2) + "\n")
+
+    # 4. benchmark (reuses the artifacts above)
+    _log("step 4/4: benchmark")
+    report = run_benchmark(cfg, log=_log)
+    write_reports(report, out / "bench")
+    print("\n" + format_table(report))
+    print(f"\nresults in {out}/ (overlay.png, comparison.png, parity.json, bench/)")
+    return EXIT_OK if all(r["passed"] for r in reports.values()) else EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())
