@@ -1,0 +1,118 @@
+"""Target ``tensorrt``: prepare a TensorRT bundle anywhere, build the engine on the device.
+
+Deployment on a Jetson works in two steps, and so does this target:
+
+1. Prepare (any machine, no GPU): ``danet-export --target tensorrt --precision fp16|int8`` writes
+   a bundle: the TensorRT-ready ONNX (mixed FP16 or calibrated Q/DQ INT8, the precision policy
+   applied), the optimisation profile, the attention plan and the calibration hash. Its
+   manifest says backend ``onnxruntime`` with ``extra["tensorrt"]["stage"] == "prepared"``, so
+   ``danet_deploy.runtime.load(bundle)`` and ``danet-parity`` verify the exact graph TensorRT will
+   get, on the CPU, before it is shipped.
+2. Build (TensorRT + NVIDIA GPU): ``danet-export --target tensorrt --from BUNDLE_DIR`` (see
+   :func:`build_engine_from_bundle`), or the prepare command itself with ``--option build=true``
+   (default ``auto``: build when TensorRT and a GPU are present). The engine manifest says
+   backend ``tensorrt`` and records TensorRT version, GPU and compute capability.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, ConfigError
+from ..tensorrt_compat import STAGE_PREPARED, check_attention_limit, describe_profile, profile_from_input_spec
+from .pipeline import ExportContext, TargetResult
+from .tensorrt_build import (ENGINE_FILE, LEGACY_CALIBRATION, LEGACY_ONNX, _truthy, build_engine,
+                             build_engine_from_bundle, require_tensorrt)
+from .tensorrt_prepare import copy_metadata, prepare_fp16, prepare_int8
+
+__all__ = ["MODEL_FILE", "build", "build_engine_from_bundle"]
+
+MODEL_FILE = "model.onnx"
+
+
+def _build_mode(options: dict[str, Any]) -> bool:
+    """Whether to build the engine now: ``build=true`` requires TensorRT + GPU, ``auto`` uses them if present."""
+    mode = str(options.get("build", "auto")).strip().lower()
+    if mode == "auto":
+        try:
+            require_tensorrt(int(options.get("device", 0)))
+        except BackendUnavailableError:
+            return False
+        return True
+    if _truthy(mode):
+        require_tensorrt(int(options.get("device", 0)))  # fail fast, before the slow preparation
+        return True
+    return False
+
+
+def build(ctx: ExportContext) -> TargetResult:
+    from .policy import PrecisionPolicy
+
+    r, options = ctx.request, ctx.request.options
+    precision = r.precision
+    spec = ctx.input_spec(bounded=True)
+    profile = profile_from_input_spec(spec)
+    attention = {"chunks": ctx.plan.chunks, "output_stride": int(ctx.config.output_stride),
+                 "feature_channels": int(ctx.model.backbone.out_channels // 4)}
+    check_attention_limit(profile["max"], attention["chunks"], attention["output_stride"],
+                          attention["feature_channels"])
+    build_now = _build_mode(options)
+    legacy = _truthy(options.get("legacy_calibrator", False))
+    if legacy and precision != "int8":
+        raise ConfigError("--legacy-calibrator applies to --precision int8 only")
+    ctx.log(f"TensorRT profile: {describe_profile(profile)}")
+
+    src = ctx.fp32_onnx()
+    dst = ctx.workdir / MODEL_FILE
+    policy = PrecisionPolicy.from_spec(r.policy)
+    float_nodes = policy.float_nodes(src) if precision != "fp32" else []
+    facts: dict[str, Any] = {}
+    calibration = None
+    calib_hash = None
+    if precision == "fp32":
+        shutil.copyfile(src, dst)
+    elif precision == "fp16":
+        samples = None
+        if _truthy(options.get("autocast_calibration", True)):
+            samples = ctx.calibration().tensors[: int(options.get("autocast_samples", 4))]
+        facts = prepare_fp16(src, dst, float_nodes, calibration=samples, data_max=float(options.get("data_max", 512)),
+                             converter=str(options.get("converter", "auto")), scratch=ctx.scratch, log=ctx.log)
+    else:
+        calib = ctx.calibration()
+        tensors = np.ascontiguousarray(calib.tensors, dtype=np.float32)
+        facts = prepare_int8(src, dst, tensors, float_nodes, method=str(options.get("calib_method", "entropy")),
+                             quantizer=str(options.get("quantizer", "auto")), scratch=ctx.scratch, log=ctx.log)
+        calibration, calib_hash = calib.describe(), calib.hash
+        if legacy:  # TensorRT <= 10 implicit calibration needs the FP32 graph and the tensors on the device
+            shutil.copyfile(src, ctx.workdir / LEGACY_ONNX)
+            np.save(ctx.workdir / LEGACY_CALIBRATION, tensors, allow_pickle=False)
+    opset = copy_metadata(src, dst, precision) if precision != "fp32" else ctx.onnx_info.get("opset")
+    info: dict[str, Any] = {
+        "stage": STAGE_PREPARED, "precision": precision, "onnx": MODEL_FILE, "opset": opset,
+        "profiles": [{"input": spec["name"], **profile}], "attention": attention,
+        "strongly_typed": True, "calibration_hash": calib_hash, "legacy_calibrator": legacy,
+        "policy": policy.describe(float_nodes) if precision != "fp32" else None, **facts,
+        "build": "danet-export --target tensorrt --from BUNDLE_DIR --output ENGINE_DIR (on the device)",
+    }
+    if not build_now:
+        ctx.log("prepared the TensorRT bundle (verify it here with danet-parity; build the engine on the device "
+                "with danet-export --target tensorrt --from BUNDLE_DIR)")
+        return TargetResult(primary=MODEL_FILE, backend="onnxruntime", precision=precision, input=spec,
+                            extra={"tensorrt": info}, calibration=calibration)
+    engine = build_engine(dst if not legacy else ctx.workdir / LEGACY_ONNX, ctx.workdir / ENGINE_FILE, profile,
+                          precision, input_name=spec["name"],
+                          strongly_typed=None if "strongly_typed" not in options else _truthy(options["strongly_typed"]),
+                          workspace=options.get("workspace"),
+                          dla_core=None if options.get("dla_core") is None else int(options["dla_core"]),
+                          timing_cache=options.get("timing_cache"),
+                          calibrator_tensors=np.load(ctx.workdir / LEGACY_CALIBRATION) if legacy else None,
+                          calibration_cache=ctx.scratch / "calibration.cache" if legacy else None,
+                          hardware_compatible=_truthy(options.get("hardware_compatible", False)),
+                          device=int(options.get("device", 0)), log=ctx.log)
+    engine.update(calibration_hash=calib_hash, attention=attention, policy=info["policy"],
+                  bundle={"onnx": MODEL_FILE, "prepared": {k: v for k, v in info.items() if k != "build"}})
+    return TargetResult(primary=ENGINE_FILE, backend="tensorrt", precision=precision, input=spec,
+                        extra={"tensorrt": engine}, calibration=calibration)

@@ -1,0 +1,212 @@
+"""TensorRT-ready ONNX on any machine (no GPU): mixed-precision FP16 and Q/DQ INT8 graphs.
+
+TensorRT 11 builds *strongly typed* networks only: the precision of every layer comes from the
+ONNX types (FP16 casts, Q/DQ pairs), not from builder flags. So the precision decisions are made
+here, on the CPU, where they can be verified in ONNX Runtime before a Jetson ever sees them:
+
+* FP16: NVIDIA ModelOpt AutoCast (``convert_to_mixed_precision``) converts the graph to FP16 but
+  keeps the precision policy's nodes (the attention core) and any node whose reference output
+  exceeds ``data_max`` in FP32, with FP32 I/O. Fallback: onnxconverter-common's ``float16`` with
+  the policy's node block list.
+* INT8: ModelOpt ONNX PTQ places Q/DQ where TensorRT fuses them (Conv/MatMul/residual Add
+  inputs, per-channel symmetric weights, zero points 0, float bias) and calibrates on the shared
+  calibration set; ``high_precision_dtype="fp32"`` keeps the rest in FP32 (its FP16 default would
+  also convert CAM's energy, which reaches tens of thousands at 1024x2048). Fallback: ONNX
+  Runtime QDQ with TensorRT-compatible settings (symmetric, per-channel, ``QuantizeBias=False``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, ExportError
+
+# --calib-method names -> ModelOpt's
+_MODELOPT_METHODS = {"entropy": "entropy", "max": "max", "minmax": "max"}
+
+
+def modelopt_version() -> str | None:
+    try:
+        return metadata.version("nvidia-modelopt")
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _exact(names: Sequence[str]) -> list[str]:
+    """Node names as anchored regular expressions (ModelOpt matches ``nodes_to_exclude`` as regex)."""
+    return [f"^{re.escape(n)}$" for n in names]
+
+
+@contextlib.contextmanager
+def _quiet(level: int = logging.WARNING) -> Iterator[None]:
+    """ModelOpt logs every node it skips at INFO; keep warnings and errors only."""
+    loggers = [logging.getLogger(n) for n in ("modelopt", "modelopt.onnx", "modelopt.onnx.autocast")]
+    before = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(level)
+    try:
+        yield
+    finally:
+        for lg, lvl in zip(loggers, before):
+            lg.setLevel(lvl)
+
+
+@contextlib.contextmanager
+def _in_dir(path: Path) -> Iterator[None]:
+    """Run a converter with ``path`` as working directory (some leave temporary files there)."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: np.ndarray | None = None,
+                 input_name: str = "input", data_max: float = 512.0, converter: str = "auto",
+                 scratch: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write a mixed-precision FP16 ONNX of ``src`` to ``dst`` keeping ``float_nodes`` in FP32.
+
+    Args:
+        calibration: a few preprocessed inputs AutoCast runs to find nodes whose outputs exceed
+            ``data_max`` (kept in FP32); ``None`` lets AutoCast use random inputs.
+        converter: ``auto`` (ModelOpt if installed, else onnxconverter-common), ``modelopt`` or
+            ``onnxconverter``.
+    """
+    import onnx
+
+    use_modelopt = converter in ("auto", "modelopt") and modelopt_version() is not None
+    if converter == "modelopt" and not use_modelopt:
+        raise ConfigError("converter=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon "
+                          "(without its [onnx] extra, which would replace onnx/onnxruntime)")
+    if use_modelopt:
+        from modelopt.onnx.autocast import convert_to_mixed_precision
+
+        kwargs: dict[str, Any] = {}
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            if calibration is not None:
+                calib_path = Path(tmp) / "autocast_calibration.npz"
+                np.savez(calib_path, **{input_name: np.ascontiguousarray(calibration, dtype=np.float32)})
+                kwargs["calibration_data"] = str(calib_path)
+            log(f"FP16 (ModelOpt AutoCast {modelopt_version()}): keeping {len(float_nodes)} policy node(s) and "
+                f"outputs above {data_max:g} in FP32")
+            try:
+                with _quiet(), _in_dir(Path(tmp)):
+                    model = convert_to_mixed_precision(
+                        str(src), low_precision_type="fp16", keep_io_types=True, providers=["cpu"],
+                        nodes_to_exclude=_exact(float_nodes) or None, data_max=data_max, **kwargs)
+            except Exception as exc:
+                raise ExportError(f"ModelOpt AutoCast failed: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                                  "retry with --option converter=onnxconverter") from exc
+        tool = f"modelopt.onnx.autocast {modelopt_version()}"
+    else:
+        try:
+            from onnxconverter_common import float16
+        except ImportError as exc:
+            raise ConfigError("FP16 for TensorRT needs nvidia-modelopt or onnxconverter-common: "
+                              "pip install nvidia-modelopt onnx-graphsurgeon onnxconverter-common") from exc
+        log(f"FP16 (onnxconverter-common): keeping {len(float_nodes)} policy node(s) in FP32")
+        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True,
+                                                 node_block_list=list(float_nodes), disable_shape_infer=False)
+        tool = f"onnxconverter_common.float16 {metadata.version('onnxconverter-common')}"
+    onnx.save(model, str(dst))
+    return {"converter": tool, "data_max": data_max, "autocast_calibration": calibration is not None}
+
+
+def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Sequence[str], method: str = "entropy",
+                 input_name: str = "input", quantizer: str = "auto", scratch: Path | None = None,
+                 log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Write a Q/DQ INT8 ONNX of ``src`` calibrated on ``calibration`` (float32 NCHW) to ``dst``."""
+    if calibration.ndim != 4 or calibration.dtype != np.float32 or len(calibration) < 1:
+        raise ConfigError(f"calibration tensors must be float32 [N, 3, H, W] with N >= 1, got "
+                          f"{calibration.dtype} {calibration.shape}")
+    use_modelopt = quantizer in ("auto", "modelopt") and modelopt_version() is not None
+    if quantizer == "modelopt" and not use_modelopt:
+        raise ConfigError("quantizer=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon")
+    if use_modelopt:
+        if method not in _MODELOPT_METHODS:
+            raise ConfigError(f"ModelOpt INT8 calibrates with 'entropy' or 'max', not {method!r}; pass "
+                              "--calib-method entropy|max, or --option quantizer=onnxruntime for percentile")
+        from modelopt.onnx.quantization import quantize
+
+        log(f"INT8 Q/DQ (ModelOpt {modelopt_version()}, {_MODELOPT_METHODS[method]} calibration on "
+            f"{len(calibration)} image(s)); {len(float_nodes)} policy node(s) stay in FP32")
+        with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+            work = Path(tmp) / "model.onnx"
+            work.write_bytes(Path(src).read_bytes())  # ModelOpt writes intermediates beside its input
+            try:
+                # ONNX Runtime's calibrator prints its progress to stdout; keep stdout for results (--json)
+                with _quiet(), _in_dir(Path(tmp)), contextlib.redirect_stdout(sys.stderr):
+                    quantize(str(work), quantize_mode="int8", calibration_data={input_name: calibration},
+                             calibration_method=_MODELOPT_METHODS[method], calibration_eps=["cpu"],
+                             high_precision_dtype="fp32", nodes_to_exclude=_exact(float_nodes) or None,
+                             output_path=str(dst), log_level="WARNING")
+            except Exception as exc:
+                raise ExportError(f"ModelOpt INT8 quantization failed: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                                  "retry with --option quantizer=onnxruntime") from exc
+        if not Path(dst).is_file():
+            raise ExportError("ModelOpt INT8 quantization wrote no model; retry with --option quantizer=onnxruntime")
+        return {"quantizer": f"modelopt.onnx.quantization {modelopt_version()}", "method": _MODELOPT_METHODS[method],
+                "high_precision_dtype": "fp32"}
+    return _prepare_int8_ort(src, dst, calibration, float_nodes, method, input_name, scratch, log)
+
+
+def _prepare_int8_ort(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Sequence[str], method: str,
+                      input_name: str, scratch: Path | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """ONNX Runtime QDQ with the settings TensorRT's parser accepts (symmetric, float bias)."""
+    import onnxruntime
+    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
+                                          quantize_static)
+
+    methods = {"entropy": CalibrationMethod.Entropy, "max": CalibrationMethod.MinMax,
+               "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
+    if method not in methods:
+        raise ConfigError(f"unknown calibration method {method!r}; choose one of {', '.join(methods)}")
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.index = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self.index >= len(calibration):
+                return None
+            self.index += 1
+            return {input_name: calibration[self.index - 1:self.index]}
+
+    log(f"INT8 QDQ (ONNX Runtime {onnxruntime.__version__}, {method} calibration on {len(calibration)} image(s), "
+        "symmetric, per-channel, float bias)")
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp, _in_dir(Path(tmp)), contextlib.redirect_stdout(sys.stderr):
+        quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+                        weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=list(float_nodes),
+                        calibrate_method=methods[method],
+                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    return {"quantizer": f"onnxruntime.quantization {onnxruntime.__version__}", "method": method,
+            "activation_symmetric": True, "per_channel": True, "quantize_bias": False}
+
+
+def copy_metadata(src: Path, dst: Path, precision: str) -> int:
+    """Carry danet-deploy's ``metadata_props`` into the converted graph (converters drop them)."""
+    import onnx
+
+    source = onnx.load(str(src), load_external_data=False)
+    model = onnx.load(str(dst))
+    props = {p.key: p.value for p in source.metadata_props}
+    props.update({p.key: p.value for p in model.metadata_props if p.key not in props})
+    props["danet.precision"] = precision
+    del model.metadata_props[:]
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    model.producer_name = "danet-deploy"
+    onnx.save(model, str(dst))
+    return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))

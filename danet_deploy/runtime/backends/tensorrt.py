@@ -1,0 +1,223 @@
+"""TensorRT backend: a serialised engine on an NVIDIA GPU or Jetson, through cuda-python.
+
+Before TensorRT sees the file, the engine's manifest is checked against the running TensorRT
+version and GPU (:func:`danet_deploy.tensorrt_compat.check_engine_compatibility`): an engine from
+another version or architecture is a clear :class:`EngineCompatibilityError`, not a crash.
+Tensors are bound by name (TensorRT 10+ I/O tensor API), shapes are set within the engine's
+optimisation profile, copies go through pinned host buffers on one stream, and static shapes can
+be replayed as a CUDA graph (``cuda_graph=True``). :meth:`TensorRTBackend.infer_timed` returns
+CUDA-event timings for the benchmark. No torch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError
+from ...manifest import Manifest
+from ...tensorrt_compat import check_engine_compatibility
+from .base import Backend, InputSpec, require
+from .tensorrt_cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, check, device_properties, load_cudart
+
+# TensorRT DataType names -> numpy (bf16/fp8/int4 have no numpy type; the I/O of our engines is fp32)
+_NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
+                 "BOOL": np.bool_, "UINT8": np.uint8}
+
+
+def numpy_dtype(trt_dtype: Any) -> np.dtype:
+    name = getattr(trt_dtype, "name", str(trt_dtype).rsplit(".", 1)[-1])
+    if name not in _NUMPY_DTYPES:
+        raise ArtifactError(f"engine I/O tensor type {name} has no numpy equivalent; re-prepare the bundle with "
+                            "float32 I/O (the default, keep_io_types)")
+    return np.dtype(_NUMPY_DTYPES[name])
+
+
+class TensorRTBackend(Backend):
+    """Options: ``device`` (CUDA device index, default 0), ``cuda_graph`` (replay static shapes as a
+    CUDA graph), ``check_compatibility`` (default on; off only to diagnose), ``log_level``
+    (``error``/``warning``/``info``/``verbose``)."""
+
+    name = "tensorrt"
+
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, device: int = 0, cuda_graph: bool = False,
+                 check_compatibility: bool = True, log_level: str = "warning", **_: Any) -> None:
+        if model_file is None:
+            raise ConfigError("the tensorrt backend needs an engine artifact folder (model.engine + manifest.json)")
+        if manifest is None:
+            raise ArtifactError(f"{model_file} is a bare engine: it carries no model, class or preprocessing facts; "
+                                "load the folder danet-export wrote (model.engine + manifest.json)")
+        info = manifest.extra.get("tensorrt", {})
+        if info.get("stage") not in (None, "engine"):
+            check_engine_compatibility(info, {})  # raises the "build it first" message for a bundle
+        trt = require("tensorrt", "tensorrt", "tensorrt")
+        cudart = load_cudart()
+        self.trt, self.cudart, self.device = trt, cudart, int(device)
+        self._stream = None
+        self._buffers: list[Any] = []
+        self.context = self.engine = None
+        check(cudart, cudart.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
+        self.gpu = device_properties(cudart, self.device)
+        level = {"error": trt.Logger.ERROR, "warning": trt.Logger.WARNING, "info": trt.Logger.INFO,
+                 "verbose": trt.Logger.VERBOSE}.get(str(log_level).lower(), trt.Logger.WARNING)
+        self.logger = trt.Logger(level)
+        self.runtime = trt.Runtime(self.logger)
+        running = {"tensorrt": str(trt.__version__), **self.gpu,
+                   "dla_cores": int(getattr(self.runtime, "num_DLA_cores", 0))}
+        self.notes = check_engine_compatibility(info, running) if check_compatibility else []
+        self.manifest = manifest
+        try:
+            blob = Path(model_file).read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"cannot read engine {model_file}: {exc}") from exc
+        if info.get("dla_core") is not None and hasattr(self.runtime, "DLA_core"):
+            self.runtime.DLA_core = int(info["dla_core"])
+        self.engine = self.runtime.deserialize_cuda_engine(blob)
+        if self.engine is None:
+            raise EngineCompatibilityError(
+                f"TensorRT {trt.__version__} could not deserialise {model_file} (built by another TensorRT version or "
+                "for another GPU, or the file is corrupt); rebuild it here: danet-export --target tensorrt --from "
+                "BUNDLE_DIR")
+        self._bind_io()
+        self.context = self.engine.create_execution_context()
+        if self.context is None:
+            raise CudaError("TensorRT could not create an execution context (out of GPU memory?); close other GPU "
+                            "work or rebuild with a smaller --max-size/--max-batch")
+        self._stream = check(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
+        self._d_in, self._d_out = DeviceBuffer(cudart), DeviceBuffer(cudart)
+        self._h_in, self._h_out = PinnedBuffer(cudart), PinnedBuffer(cudart)
+        self._buffers = [self._d_in, self._d_out, self._h_in, self._h_out]
+        self._events = [check(cudart, cudart.cudaEventCreate(), "cudaEventCreate") for _ in range(4)]
+        self.cuda_graph = bool(cuda_graph)
+        self._graph = CudaGraph(cudart)
+        self._shape: tuple[int, ...] | None = None
+        self._out_shape: tuple[int, ...] = ()
+        self._addresses: tuple[int, int] = (0, 0)
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _bind_io(self) -> None:
+        trt, engine = self.trt, self.engine
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if len(inputs) != 1 or len(outputs) != 1:
+            raise ArtifactError(f"expected one input and one output tensor, the engine has inputs {inputs} and "
+                                f"outputs {outputs}; build it from a danet-export bundle")
+        self.input_name, self.output_name = inputs[0], outputs[0]
+        self.input_dtype = numpy_dtype(engine.get_tensor_dtype(self.input_name))
+        self.output_dtype = numpy_dtype(engine.get_tensor_dtype(self.output_name))
+        if self.input_dtype != np.float32:
+            raise ArtifactError(f"the engine input is {self.input_dtype}, expected float32; re-prepare the bundle")
+        shape = tuple(int(d) for d in engine.get_tensor_shape(self.input_name))
+        dims = tuple(d if d > 0 else None for d in shape)
+        bounds: dict[str, Any] = {}
+        if any(d is None for d in dims):
+            lo, opt, hi = engine.get_tensor_profile_shape(self.input_name, 0)
+            bounds = {"min_shape": tuple(int(d) for d in lo), "opt_shape": tuple(int(d) for d in opt),
+                      "max_shape": tuple(int(d) for d in hi)}
+        self.input_spec = InputSpec(name=self.input_name, shape=dims, dtype="float32", **bounds)
+
+    # -- inference -----------------------------------------------------------------------------
+    def _prepare(self, batch: np.ndarray) -> None:
+        """Set the input shape (once per new shape) and size and bind the buffers."""
+        shape = tuple(int(d) for d in batch.shape)
+        if shape != self._shape:
+            if not self.context.set_input_shape(self.input_name, shape):
+                spec = self.input_spec
+                raise InputError(f"input shape {shape} is outside the engine's optimisation profile (min "
+                                 f"{spec.min_shape}, max {spec.max_shape}); rebuild with a wider --min-size/--max-size")
+            out = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
+            if any(d < 0 for d in out):
+                raise ArtifactError(f"TensorRT could not infer the output shape for input {shape} (got {out})")
+            self._shape, self._out_shape = shape, out
+            self._graph.reset()
+        out_bytes = int(np.prod(self._out_shape)) * self.output_dtype.itemsize
+        self._d_in.ensure(batch.nbytes)
+        self._h_in.ensure(batch.nbytes)
+        self._d_out.ensure(out_bytes)
+        self._h_out.ensure(out_bytes)
+        addresses = (self._d_in.ptr, self._d_out.ptr, self._h_in.ptr, self._h_out.ptr)
+        if addresses != self._addresses:
+            self.context.set_tensor_address(self.input_name, self._d_in.ptr)
+            self.context.set_tensor_address(self.output_name, self._d_out.ptr)
+            self._addresses = addresses
+            self._graph.reset()  # a captured graph holds the old pointers
+        self._h_in.view(shape, np.float32)[...] = batch
+
+    def _enqueue(self, events: bool = False) -> None:
+        """Copy in, run, copy out: all asynchronous on the one stream."""
+        cudart, stream = self.cudart, self._stream
+        kind = cudart.cudaMemcpyKind
+        nbytes_in = int(np.prod(self._shape)) * 4
+        nbytes_out = int(np.prod(self._out_shape)) * self.output_dtype.itemsize
+        if events:
+            check(cudart, cudart.cudaEventRecord(self._events[0], stream), "cudaEventRecord")
+        check(cudart, cudart.cudaMemcpyAsync(self._d_in.ptr, self._h_in.ptr, nbytes_in,
+                                             kind.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(H2D)")
+        if events:
+            check(cudart, cudart.cudaEventRecord(self._events[1], stream), "cudaEventRecord")
+        if not self.context.execute_async_v3(int(stream)):
+            raise CudaError("TensorRT execute_async_v3 failed (see the TensorRT log above); check GPU memory")
+        if events:
+            check(cudart, cudart.cudaEventRecord(self._events[2], stream), "cudaEventRecord")
+        check(cudart, cudart.cudaMemcpyAsync(self._h_out.ptr, self._d_out.ptr, nbytes_out,
+                                             kind.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync(D2H)")
+        if events:
+            check(cudart, cudart.cudaEventRecord(self._events[3], stream), "cudaEventRecord")
+
+    def _run(self, events: bool = False) -> np.ndarray:
+        cudart = self.cudart
+        if self.cuda_graph and not events:
+            if self._graph.key != self._shape:
+                # TensorRT must enqueue once after a shape change before its work can be captured
+                self._enqueue()
+                check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+                self._graph.capture(self._stream, self._shape, self._enqueue)
+            self._graph.launch(self._stream)
+        else:
+            self._enqueue(events)
+        check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
+        return self._h_out.view(self._out_shape, self.output_dtype).astype(np.float32, copy=True)
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        self._prepare(batch)
+        return self._run()
+
+    def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """Logits plus CUDA-event times in ms: ``h2d``, ``compute`` (the engine alone), ``d2h``, ``total``."""
+        self._prepare(batch)
+        logits = self._run(events=True)
+        cudart, ev = self.cudart, self._events
+
+        def ms(a: int, b: int) -> float:
+            return float(check(cudart, cudart.cudaEventElapsedTime(ev[a], ev[b]), "cudaEventElapsedTime"))
+
+        return logits, {"h2d": ms(0, 1), "compute": ms(1, 2), "d2h": ms(2, 3), "total": ms(0, 3)}
+
+    def describe(self) -> dict[str, Any]:
+        info = self.manifest.extra.get("tensorrt", {})
+        return {"backend": self.name, "tensorrt": str(self.trt.__version__), "gpu": self.gpu.get("gpu"),
+                "compute_capability": self.gpu.get("compute_capability"), "device": self.device,
+                "cuda_graph": self.cuda_graph, "dla_core": info.get("dla_core"),
+                "profile": info.get("profiles", [{}])[0] if info.get("profiles") else None, "notes": self.notes}
+
+    def close(self) -> None:
+        """Free buffers, graph, events and stream, then the context before the engine."""
+        cudart = getattr(self, "cudart", None)
+        if cudart is None:
+            return
+        if getattr(self, "_graph", None) is not None:
+            self._graph.reset()
+        for buffer in self._buffers:
+            buffer.free()
+        self._buffers = []
+        for event in getattr(self, "_events", []):
+            check(cudart, cudart.cudaEventDestroy(event), "cudaEventDestroy")
+        self._events = []
+        if self._stream is not None:
+            check(cudart, cudart.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
+            self._stream = None
+        self.context = None
+        self.engine = None

@@ -1,0 +1,208 @@
+"""TensorRT facts shared by the exporter and the runtime: profiles, the 2^31 limit, compatibility.
+
+Pure Python on purpose (no torch, no tensorrt import at module level): the bundle is prepared on a
+machine without a GPU, the engine is built on one with TensorRT, and the runtime on a robot checks
+the engine's manifest against the TensorRT and GPU it finds *before* deserialising, so a mismatch
+is a clear :class:`~danet_deploy.errors.EngineCompatibilityError`, not a crash inside TensorRT.
+The checks take the running environment as a plain dict, so they are testable anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from .errors import BackendUnavailableError, ConfigError, EngineCompatibilityError
+from .planner import TENSORRT_MAX_ELEMENTS, AttentionPlan, plan_attention
+
+# Manifest ``extra["tensorrt"]["stage"]`` values.
+STAGE_PREPARED = "prepared"   # TensorRT-ready ONNX, runs in ONNX Runtime for verification
+STAGE_ENGINE = "engine"       # serialised engine for one TensorRT version and GPU
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.3.0.26"`` -> ``(10, 3, 0, 26)``; non-numeric suffixes (``.post1``, ``rc``) are dropped."""
+    parts = []
+    for piece in str(text).split("."):
+        match = re.match(r"\d+", piece)
+        if not match:
+            break
+        parts.append(int(match.group()))
+    if not parts:
+        raise ConfigError(f"cannot read TensorRT version {text!r}; expected e.g. 10.3.0")
+    return tuple(parts)
+
+
+def major(version: str) -> int:
+    return parse_version(version)[0]
+
+
+def parse_capability(text: str | tuple[int, int]) -> tuple[int, int]:
+    """``"8.7"`` or ``(8, 7)`` -> ``(8, 7)``."""
+    if isinstance(text, (tuple, list)):
+        return int(text[0]), int(text[1])
+    match = re.fullmatch(r"\s*(\d+)\.(\d+)\s*", str(text))
+    if not match:
+        raise ConfigError(f"cannot read compute capability {text!r}; expected e.g. 8.7")
+    return int(match.group(1)), int(match.group(2))
+
+
+# -- optimisation profiles -------------------------------------------------------------------
+def profile_from_input_spec(spec: dict[str, Any]) -> dict[str, list[int]]:
+    """min/opt/max shapes of the network input, from a manifest input entry.
+
+    A static input gives min = opt = max = its shape; a dynamic one needs the bounds that
+    ``ExportContext.input_spec(bounded=True)`` writes (TensorRT cannot build without them).
+    """
+    shape = spec["shape"]
+    if all(isinstance(d, int) and d > 0 for d in shape):
+        return {"min": list(shape), "opt": list(shape), "max": list(shape)}
+    missing = [k for k in ("min_shape", "opt_shape", "max_shape") if not spec.get(k)]
+    if missing:
+        raise ConfigError(f"the input {spec.get('name', 'input')!r} has dynamic dims {shape} but no {missing}: "
+                          "TensorRT needs an optimisation profile; re-prepare with --min-size/--max-size/--max-batch")
+    profile = {"min": list(spec["min_shape"]), "opt": list(spec["opt_shape"]), "max": list(spec["max_shape"])}
+    for axis in range(len(shape)):
+        lo, mid, hi = profile["min"][axis], profile["opt"][axis], profile["max"][axis]
+        if not 1 <= lo <= mid <= hi:
+            raise ConfigError(f"optimisation profile axis {axis} must satisfy 1 <= min <= opt <= max, got "
+                              f"{lo}, {mid}, {hi}; check --min-size, --input-size and --max-size")
+    return profile
+
+
+# -- the 2^31 - 1 element limit --------------------------------------------------------------
+def check_attention_limit(max_shape: list[int] | tuple[int, ...], chunks: int, output_stride: int,
+                          feature_channels: int, precision: str = "fp32") -> AttentionPlan:
+    """Refuse a build whose largest profile shape makes a tensor above 2^31 - 1 elements.
+
+    Returns the plan when it fits. Otherwise the :class:`ConfigError` says how many attention
+    chunks the size needs and the largest input of the same aspect ratio the bundle's chunking
+    supports, and points to --attention-chunks / --attention-memory.
+    """
+    batch, _, h, w = (int(d) for d in max_shape)
+    plan = plan_attention((h, w), batch, precision, output_stride, feature_channels, chunks=chunks)
+    if plan.fits_tensorrt:
+        return plan
+    needed = plan_attention((h, w), batch, precision, output_stride, feature_channels, tensorrt=True)
+    fit_h, fit_w = largest_fitting_size((h, w), batch, chunks, output_stride, feature_channels, precision)
+    raise ConfigError(
+        f"the maximum profile shape {batch}x3x{h}x{w} gives a position-attention tensor of "
+        f"{plan.largest_tensor_elements:,} elements with {chunks} chunk(s), above TensorRT's limit of "
+        f"{TENSORRT_MAX_ELEMENTS:,}; with {chunks} chunk(s) the largest input of this aspect ratio that fits is "
+        f"{batch}x3x{fit_h}x{fit_w}. Re-prepare the bundle with --attention-chunks {needed.chunks} (or a "
+        f"smaller --attention-memory), or lower --max-size/--max-batch")
+
+
+def largest_fitting_size(size: tuple[int, int], batch: int, chunks: int, output_stride: int,
+                         feature_channels: int, precision: str = "fp32") -> tuple[int, int]:
+    """The largest (H, W), multiples of ``output_stride`` with ``size``'s aspect ratio, that fits."""
+    h, w = size
+    lo, hi = 0.0, 1.0
+    for _ in range(40):  # bisection on the scale factor; the plan is monotonic in the size
+        mid = (lo + hi) / 2
+        mh = max(output_stride, int(h * mid) // output_stride * output_stride)
+        mw = max(output_stride, int(w * mid) // output_stride * output_stride)
+        if plan_attention((mh, mw), batch, precision, output_stride, feature_channels, chunks=chunks).fits_tensorrt:
+            lo = mid
+        else:
+            hi = mid
+    return (max(output_stride, int(h * lo) // output_stride * output_stride),
+            max(output_stride, int(w * lo) // output_stride * output_stride))
+
+
+# -- engine compatibility --------------------------------------------------------------------
+def check_engine_compatibility(engine: dict[str, Any], running: dict[str, Any]) -> list[str]:
+    """Raise :class:`EngineCompatibilityError` unless the engine can run in ``running``.
+
+    Args:
+        engine: the engine manifest's ``extra["tensorrt"]`` (``version``, ``compute_capability``,
+            ``gpu``, optional ``version_compatible``, ``hardware_compatibility``, ``dla_core``).
+        running: ``{"tensorrt": "10.3.0", "compute_capability": "8.7", "gpu": "Orin",
+            "dla_cores": 2}`` (see :func:`running_environment`).
+    Returns:
+        warnings that do not prevent loading (same architecture, different GPU model).
+
+    TensorRT's rules: an engine runs only with the TensorRT version that built it, unless it was
+    built version-compatible (then any later version of the same major); and only on GPUs of the
+    compute capability it was built for, unless built hardware-compatible (Ampere and later).
+    """
+    if engine.get("stage") != STAGE_ENGINE:
+        raise EngineCompatibilityError(
+            f"this artifact is a TensorRT bundle at stage {engine.get('stage')!r}, not an engine; build the engine "
+            "on the target device with: danet-export --target tensorrt --from BUNDLE_DIR --output ENGINE_DIR")
+    notes: list[str] = []
+    built, have = engine.get("version"), running.get("tensorrt")
+    if not built:
+        raise EngineCompatibilityError("the engine manifest does not record the TensorRT version that built it; "
+                                       "rebuild the engine with danet-export --target tensorrt --from BUNDLE_DIR")
+    if not have:
+        raise BackendUnavailableError("TensorRT is not installed here (pip install tensorrt, or use JetPack's "
+                                      f"python3-libnvinfer); the engine needs TensorRT {built}")
+    b, r = parse_version(built)[:3], parse_version(have)[:3]
+    if engine.get("version_compatible"):
+        if b[0] != r[0] or r < b:
+            raise EngineCompatibilityError(
+                f"the engine was built version-compatible with TensorRT {built}: it runs on TensorRT {b[0]}.x at "
+                f">= {built}, but this machine has {have}; rebuild it here from the bundle (danet-export --target "
+                "tensorrt --from BUNDLE_DIR)")
+    elif b != r:
+        raise EngineCompatibilityError(
+            f"the engine was built with TensorRT {built} but this machine has TensorRT {have}; engines only load in "
+            "the TensorRT version that built them. Rebuild it here from the bundle (danet-export --target tensorrt "
+            f"--from BUNDLE_DIR), or install TensorRT {'.'.join(map(str, b))}")
+    cap_built, cap_have = engine.get("compute_capability"), running.get("compute_capability")
+    if not cap_have:
+        raise BackendUnavailableError("no CUDA GPU was found (or its compute capability could not be read); the "
+                                      f"engine needs an NVIDIA GPU of compute capability {cap_built}")
+    if cap_built:
+        cb, ch = parse_capability(cap_built), parse_capability(cap_have)
+        level = str(engine.get("hardware_compatibility") or "none").lower()
+        if level in ("ampere_plus", "ampere+"):
+            if ch < (8, 0):
+                raise EngineCompatibilityError(
+                    f"the engine was built hardware-compatible for Ampere and later (compute capability >= 8.0) but "
+                    f"this GPU ({running.get('gpu', '?')}) has {cap_have}; rebuild it here from the bundle")
+        elif cb != ch:
+            raise EngineCompatibilityError(
+                f"the engine was built for compute capability {cap_built} ({engine.get('gpu', '?')}) but this GPU "
+                f"({running.get('gpu', '?')}) has {cap_have}; engines are specific to a GPU architecture. Rebuild it "
+                "here from the bundle (danet-export --target tensorrt --from BUNDLE_DIR)")
+        elif engine.get("gpu") and running.get("gpu") and engine["gpu"] != running["gpu"]:
+            notes.append(f"engine built on {engine['gpu']}, running on {running['gpu']} (same compute capability "
+                         f"{cap_have}): it loads, but tactics were timed on the other GPU; rebuild for best speed")
+    dla = engine.get("dla_core")
+    if dla is not None and int(running.get("dla_cores") or 0) <= int(dla):
+        raise EngineCompatibilityError(
+            f"the engine runs on DLA core {dla}, but this device has {running.get('dla_cores') or 0} DLA core(s); "
+            "use it on a Jetson with DLA, or rebuild without --dla-core")
+    return notes
+
+
+def running_environment(device: int = 0) -> dict[str, Any]:
+    """TensorRT version, GPU name and compute capability of this machine (``None`` where absent)."""
+    env: dict[str, Any] = {"tensorrt": None, "gpu": None, "compute_capability": None, "dla_cores": 0}
+    try:
+        import tensorrt as trt  # noqa: PLC0415 - optional, imported only when asked
+    except ImportError:
+        trt = None
+    if trt is not None:
+        env["tensorrt"] = str(trt.__version__)
+    try:
+        from .runtime.backends.tensorrt_cuda import device_properties, load_cudart  # noqa: PLC0415
+
+        env.update(device_properties(load_cudart(), device))
+    except Exception as exc:  # no cuda-python, no driver, no GPU: the check above names the fix
+        env["cuda_error"] = str(exc)
+    if trt is not None and env["compute_capability"]:
+        try:
+            runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
+            env["dla_cores"] = int(getattr(runtime, "num_DLA_cores", 0))
+        except Exception:  # a runtime that cannot start reports no DLA; the engine load will say why
+            env["dla_cores"] = 0
+    return env
+
+
+def describe_profile(profile: dict[str, list[int]]) -> str:
+    fmt = lambda s: "x".join(str(d) for d in s)  # noqa: E731
+    return f"min {fmt(profile['min'])}, opt {fmt(profile['opt'])}, max {fmt(profile['max'])}"
+
