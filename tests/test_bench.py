@@ -171,3 +171,20 @@ def test_existing_artifact_is_matched_by_manifest(bench_run):
     assert not ok and "input shape" in why
     ok, why = matching_artifact(artifact, same, "onnx", "int8", "danet_edge_r18_d8")
     assert not ok and "precision" in why
+
+
+def test_device_timing_statistics_from_infer_timed():
+    from danet_deploy.bench.worker import _device_timing
+
+    class FakeGpu:
+        def __init__(self):
+            self.calls = 0
+
+        def infer_timed(self, batch):
+            self.calls += 1
+            return batch, {"compute": float(self.calls), "total": float(self.calls) + 1.0}
+
+    backend = FakeGpu()
+    stats = _device_timing(backend, np.zeros((1, 3, 4, 4), np.float32), iters=4, batch=1)
+    assert backend.calls == 4
+    assert stats["compute"]["p50_ms"] == pytest.approx(2.5) and stats["total"]["max_ms"] == pytest.approx(5.0)

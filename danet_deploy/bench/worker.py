@@ -15,9 +15,10 @@ with ``images`` uint8 ``[K, H, W, 3]``), ``predictions`` (``.npy`` to write ``[K
 argmax masks to), ``progress`` (bool).
 
 Optional backend capabilities used when present (duck-typed, so engines opt in):
-``infer_many(list[batch]) -> list[logits]`` (asynchronous request queue, throughput mode),
-``timed_infer(batch) -> (logits, ms)`` (device-side timing, e.g. CUDA events) and
-``device_memory() -> dict`` (e.g. GPU memory in MiB).
+``infer_many(list[batch]) -> list[logits]`` (asynchronous request queue, throughput mode) and
+``infer_timed(batch) -> (logits, {phase: ms})`` (device-side timing, e.g. CUDA events for
+``h2d``/``compute``/``d2h``/``total``). GPU memory held by the process is read with
+``nvidia-smi`` when there is one.
 """
 
 from __future__ import annotations
@@ -68,10 +69,9 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         result["timing"] = summarize(times, batch)
         result["first_call_included_in_warmup"] = warmup > 0
 
-        if hasattr(backend, "timed_infer"):
+        if hasattr(backend, "infer_timed"):
             result["stage"] = "device timing"
-            device_ms = [float(backend.timed_infer(tensor)[1]) for _ in range(iters)]
-            result["device_timing"] = summarize(device_ms, batch)
+            result["device_timing"] = _device_timing(backend, tensor, iters, batch)
         if hasattr(backend, "infer_many"):
             result["stage"] = "async throughput"
             batches = [tensor] * max(iters, 2)
@@ -80,14 +80,41 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             backend.infer_many(batches)
             seconds = (time.perf_counter_ns() - start) / 1e9
             result["async_throughput_ips"] = round(len(batches) * batch / seconds, 3)
-        if hasattr(backend, "device_memory"):
-            result["device_memory"] = _jsonable(backend.device_memory())
+        gpu_mb = _gpu_memory_mb(os.getpid())
+        if gpu_mb is not None:
+            result["device_memory"] = {"gpu_used_mb_after_timing": gpu_mb, "source": "nvidia-smi --query-compute-apps"}
         result["status"] = "ok"
         result.pop("stage")
     finally:
         result["peak_rss_mb"] = peak_rss_mb()
         session.close()
     return result
+
+
+def _device_timing(backend: Any, tensor: np.ndarray, iters: int, batch: int) -> dict[str, Any]:
+    """Statistics of device-side phase times (``infer_timed`` -> ``(logits, {phase: ms})``, CUDA events)."""
+    phases: dict[str, list[float]] = {}
+    for _ in range(iters):
+        for name, ms in backend.infer_timed(tensor)[1].items():
+            phases.setdefault(name, []).append(float(ms))
+    return {name: summarize(values, batch) for name, values in phases.items()}
+
+
+def _gpu_memory_mb(pid: int) -> float | None:
+    """GPU memory this process holds (nvidia-smi), or ``None`` without an NVIDIA GPU."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    used = [float(parts[1]) for parts in (line.split(",") for line in out.splitlines())
+            if len(parts) == 2 and parts[0].strip() == str(pid) and parts[1].strip().replace(".", "").isdigit()]
+    return sum(used) if used else None
 
 
 def _jsonable(value: Any) -> Any:
