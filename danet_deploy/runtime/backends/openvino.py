@@ -1,0 +1,192 @@
+"""OpenVINO backend: runs ``model.xml`` (IR) or ``.onnx`` on CPU (default), GPU or NPU.
+
+Dynamic models are reshaped to each new input shape and compiled once per shape (cached, least
+recently used first out), because a static compiled model is faster and GPU/NPU plugins need
+static shapes; the first call at a new shape pays the compile, so warm up per shape.
+
+Inference precision: the CPU plugin picks its own (bf16 on CPUs with AMX, f32 on AVX2-only CPUs).
+For ``fp32`` and ``int8`` artifacts this backend asks for ``f32`` unless told otherwise, so an FP32
+artifact really runs FP32 and the float parts of an INT8 artifact (the attention kept in float by
+the precision policy) stay f32; ``fp16`` artifacts keep the plugin's choice. Pass
+``inference_precision="f32"|"bf16"|"f16"|None`` to override (``None``: the plugin's default).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ...errors import ArtifactError, ConfigError
+from ...manifest import Manifest
+from .base import Backend, InputSpec, require
+
+_HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
+_PRECISIONS = ("f32", "bf16", "f16")
+
+
+class OpenVINOBackend(Backend):
+    """Options: ``device`` (``CPU``/``GPU``/``NPU``/``AUTO``...), ``threads`` (INFERENCE_NUM_THREADS),
+    ``hint`` (``latency``/``throughput``: PERFORMANCE_HINT), ``inference_precision``
+    (INFERENCE_PRECISION_HINT, see the module doc), ``max_shapes`` (compiled shapes kept, default 8),
+    ``config`` (any further OpenVINO properties)."""
+
+    name = "openvino"
+
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, device: str = "CPU",
+                 threads: int | None = None, hint: str = "latency", inference_precision: str | None = "auto",
+                 max_shapes: int = 8, config: dict[str, Any] | None = None, **_: Any) -> None:
+        ov = require("openvino", "openvino", "openvino")
+        if model_file is None:
+            raise ConfigError("the openvino backend needs a model.xml/.onnx file or an artifact folder")
+        model_file = Path(model_file)
+        self.core = ov.Core()
+        self.device = str(device).upper()
+        base_device = self.device.split(":")[0].split(".")[0]
+        if base_device not in ("AUTO", "MULTI", "HETERO", "BATCH") and \
+                not any(d.startswith(base_device) for d in self.core.available_devices):
+            raise ConfigError(f"OpenVINO device {device!r} is not available here (available: "
+                              f"{', '.join(self.core.available_devices)}); pass device='CPU' or install its driver")
+        self.model = self._read(model_file)
+        self.manifest = manifest if manifest is not None else self._manifest_from_rt_info(model_file)
+        hint_key = str(hint).lower()
+        if hint_key not in _HINTS:
+            raise ConfigError(f"hint {hint!r} is not known; choose 'latency' or 'throughput'")
+        if inference_precision == "auto":
+            inference_precision = None if self.manifest.precision == "fp16" else "f32"
+        if inference_precision is not None and inference_precision not in _PRECISIONS:
+            raise ConfigError(f"inference_precision {inference_precision!r} is not known; choose one of "
+                              f"{', '.join(_PRECISIONS)} or None for the plugin's default")
+        self.properties: dict[str, Any] = {"PERFORMANCE_HINT": _HINTS[hint_key]}
+        if threads:
+            self.properties["INFERENCE_NUM_THREADS"] = int(threads)
+        if inference_precision is not None and base_device in ("CPU", "GPU"):
+            self.properties["INFERENCE_PRECISION_HINT"] = inference_precision
+        self.properties.update(config or {})
+        self.threads, self.hint, self.inference_precision = threads, hint_key, inference_precision
+        port = self.model.inputs[0]
+        self.input_name = port.get_any_name()
+        partial = port.get_partial_shape()
+        shape = [d.get_length() if d.is_static else None for d in partial]
+        self.input_spec = InputSpec.from_manifest({**self.manifest.input, "name": self.input_name,
+                                                   "shape": [d if d is not None else "dynamic" for d in shape]})
+        self.dynamic = partial.is_dynamic
+        self.max_shapes = max(1, int(max_shapes))
+        self._compiled: OrderedDict[tuple[int, ...], tuple[Any, Any]] = OrderedDict()
+        if not self.dynamic:
+            self._get(tuple(shape))  # static: compile now, so load errors surface at load time
+
+    # -- loading -------------------------------------------------------------------------------
+    def _read(self, model_file: Path) -> Any:
+        if not model_file.is_file():
+            raise ArtifactError(f"{model_file} does not exist; re-export the artifact")
+        if model_file.suffix.lower() == ".xml" and not model_file.with_suffix(".bin").is_file():
+            raise ArtifactError(f"{model_file.with_suffix('.bin')} is missing (an OpenVINO IR needs its .xml and "
+                                ".bin side by side); copy both files or re-export")
+        try:
+            return self.core.read_model(str(model_file))
+        except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long C++ traces
+            raise ArtifactError(f"OpenVINO could not read {model_file}: {_first_line(exc)} (corrupt or truncated "
+                                ".xml/.bin? re-export the artifact)") from exc
+
+    def _manifest_from_rt_info(self, model_file: Path) -> Manifest:
+        """A manifest for a bare IR from the ``danet`` rt_info danet-export writes (or ONNX metadata)."""
+        try:
+            model = json.loads(str(self.model.get_rt_info(["danet", "model"])))
+            pre = json.loads(str(self.model.get_rt_info(["danet", "preprocessing"])))
+            precision = str(self.model.get_rt_info(["danet", "precision"]))
+        except Exception:
+            model = pre = None
+        if model is None and model_file.suffix.lower() == ".onnx":
+            import onnx
+
+            meta = {p.key: p.value for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
+            if "danet.model" in meta:
+                model, pre = json.loads(meta["danet.model"]), json.loads(meta["danet.preprocessing"])
+                precision = meta.get("danet.precision", "fp32")
+        if model is None:
+            raise ArtifactError(f"{model_file} carries no danet-deploy metadata; load the artifact folder "
+                                "danet-export wrote")
+        inp, out = self.model.inputs[0], self.model.outputs[0]
+        dims = lambda port: [d.get_length() if d.is_static else "dynamic" for d in port.get_partial_shape()]  # noqa: E731
+        return Manifest(target="openvino", backend="openvino", precision=precision, primary=model_file.name,
+                        model=model, preprocessing=pre,
+                        input={"name": inp.get_any_name(), "shape": dims(inp), "dtype": "float32"},
+                        output={"name": out.get_any_name(), "shape": dims(out), "dtype": "float32"})
+
+    def _get(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
+        """(compiled model, infer request) for ``shape``: reshaped and compiled on first use."""
+        if shape in self._compiled:
+            self._compiled.move_to_end(shape)
+            return self._compiled[shape]
+        model = self.model
+        if self.dynamic:
+            model = self.model.clone()
+            model.reshape({self.input_name: list(shape)})
+        try:
+            compiled = self.core.compile_model(model, self.device, self.properties)
+        except Exception as exc:
+            raise ArtifactError(f"OpenVINO could not compile the model for {self.device} at shape {list(shape)}: "
+                                f"{_first_line(exc)}") from exc
+        entry = (compiled, compiled.create_infer_request())
+        self._compiled[shape] = entry
+        while len(self._compiled) > self.max_shapes:
+            self._compiled.popitem(last=False)
+        return entry
+
+    # -- inference -----------------------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        _, request = self._get(tuple(batch.shape))
+        request.infer({0: batch})
+        return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+    def infer_many(self, batches: Sequence[np.ndarray], jobs: int | None = None) -> list[np.ndarray]:
+        """Logits for many batches through an ``AsyncInferQueue`` (overlapping requests: throughput).
+
+        Batches may differ in shape; each shape gets its own queue. Order is preserved.
+        """
+        import openvino as ov
+
+        results: list[np.ndarray | None] = [None] * len(batches)
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for i, batch in enumerate(batches):
+            by_shape.setdefault(tuple(batch.shape), []).append(i)
+        for shape, indices in by_shape.items():
+            compiled, _ = self._get(shape)
+            queue = ov.AsyncInferQueue(compiled, jobs or 0)
+
+            def done(request: Any, index: int) -> None:
+                results[index] = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+
+            queue.set_callback(done)
+            for i in indices:
+                queue.start_async({0: np.ascontiguousarray(batches[i], dtype=np.float32)}, i)
+            queue.wait_all()
+        return results  # type: ignore[return-value]
+
+    def describe(self) -> dict[str, Any]:
+        import openvino as ov
+
+        info: dict[str, Any] = {"backend": self.name, "device": self.device, "threads": self.threads,
+                                "hint": self.hint, "openvino": ov.get_version(),
+                                "compiled_shapes": [list(s) for s in self._compiled]}
+        if self._compiled:
+            compiled = next(reversed(self._compiled.values()))[0]
+            try:
+                info["inference_precision"] = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
+            except Exception:  # noqa: BLE001 - not every device reports it
+                info["inference_precision"] = self.inference_precision
+        return info
+
+    def close(self) -> None:
+        self._compiled.clear()
+        self.model = None
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    informative = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
+    return (informative or lines or [type(exc).__name__])[0]
