@@ -111,11 +111,11 @@ def largest_fitting_size(size: tuple[int, int], batch: int, chunks: int, output_
 
 
 # -- engine compatibility --------------------------------------------------------------------
-def check_engine_compatibility(engine: dict[str, Any], running: dict[str, Any]) -> list[str]:
+def check_engine_compatibility(engine_info: dict[str, Any], running: dict[str, Any]) -> list[str]:
     """Raise :class:`EngineCompatibilityError` unless the engine can run in ``running``.
 
     Args:
-        engine: the engine manifest's ``extra["tensorrt"]`` (``version``, ``compute_capability``,
+        engine_info: the engine manifest's ``extra["tensorrt"]`` (``version``, ``compute_capability``,
             ``gpu``, optional ``version_compatible``, ``hardware_compatibility``, ``dla_core``).
         running: ``{"tensorrt": "10.3.0", "compute_capability": "8.7", "gpu": "Orin",
             "dla_cores": 2}`` (see :func:`running_environment`).
@@ -126,12 +126,12 @@ def check_engine_compatibility(engine: dict[str, Any], running: dict[str, Any]) 
     built version-compatible (then any later version of the same major); and only on GPUs of the
     compute capability it was built for, unless built hardware-compatible (Ampere and later).
     """
-    if engine.get("stage") != STAGE_ENGINE:
+    if engine_info.get("stage") != STAGE_ENGINE:
         raise EngineCompatibilityError(
-            f"this artifact is a TensorRT bundle at stage {engine.get('stage')!r}, not an engine; build the engine "
+            f"this artifact is a TensorRT bundle at stage {engine_info.get('stage')!r}, not an engine; build the engine "
             "on the target device with: danet-export --target tensorrt --from BUNDLE_DIR --output ENGINE_DIR")
     notes: list[str] = []
-    built, have = engine.get("version"), running.get("tensorrt")
+    built, have = engine_info.get("version"), running.get("tensorrt")
     if not built:
         raise EngineCompatibilityError("the engine manifest does not record the TensorRT version that built it; "
                                        "rebuild the engine with danet-export --target tensorrt --from BUNDLE_DIR")
@@ -139,7 +139,7 @@ def check_engine_compatibility(engine: dict[str, Any], running: dict[str, Any]) 
         raise BackendUnavailableError("TensorRT is not installed here (pip install tensorrt, or use JetPack's "
                                       f"python3-libnvinfer); the engine needs TensorRT {built}")
     b, r = parse_version(built)[:3], parse_version(have)[:3]
-    if engine.get("version_compatible"):
+    if engine_info.get("version_compatible"):
         if b[0] != r[0] or r < b:
             raise EngineCompatibilityError(
                 f"the engine was built version-compatible with TensorRT {built}: it runs on TensorRT {b[0]}.x at "
@@ -150,13 +150,13 @@ def check_engine_compatibility(engine: dict[str, Any], running: dict[str, Any]) 
             f"the engine was built with TensorRT {built} but this machine has TensorRT {have}; engines only load in "
             "the TensorRT version that built them. Rebuild it here from the bundle (danet-export --target tensorrt "
             f"--from BUNDLE_DIR), or install TensorRT {'.'.join(map(str, b))}")
-    cap_built, cap_have = engine.get("compute_capability"), running.get("compute_capability")
+    cap_built, cap_have = engine_info.get("compute_capability"), running.get("compute_capability")
     if not cap_have:
         raise BackendUnavailableError("no CUDA GPU was found (or its compute capability could not be read); the "
                                       f"engine needs an NVIDIA GPU of compute capability {cap_built}")
     if cap_built:
         cb, ch = parse_capability(cap_built), parse_capability(cap_have)
-        level = str(engine.get("hardware_compatibility") or "none").lower()
+        level = str(engine_info.get("hardware_compatibility") or "none").lower()
         if level in ("ampere_plus", "ampere+"):
             if ch < (8, 0):
                 raise EngineCompatibilityError(
@@ -164,13 +164,13 @@ def check_engine_compatibility(engine: dict[str, Any], running: dict[str, Any]) 
                     f"this GPU ({running.get('gpu', '?')}) has {cap_have}; rebuild it here from the bundle")
         elif cb != ch:
             raise EngineCompatibilityError(
-                f"the engine was built for compute capability {cap_built} ({engine.get('gpu', '?')}) but this GPU "
+                f"the engine was built for compute capability {cap_built} ({engine_info.get('gpu', '?')}) but this GPU "
                 f"({running.get('gpu', '?')}) has {cap_have}; engines are specific to a GPU architecture. Rebuild it "
                 "here from the bundle (danet-export --target tensorrt --from BUNDLE_DIR)")
-        elif engine.get("gpu") and running.get("gpu") and engine["gpu"] != running["gpu"]:
+        elif engine_info.get("gpu") and running.get("gpu") and engine_info["gpu"] != running["gpu"]:
             notes.append(f"engine built on {engine['gpu']}, running on {running['gpu']} (same compute capability "
                          f"{cap_have}): it loads, but tactics were timed on the other GPU; rebuild for best speed")
-    dla = engine.get("dla_core")
+    dla = engine_info.get("dla_core")
     if dla is not None and int(running.get("dla_cores") or 0) <= int(dla):
         raise EngineCompatibilityError(
             f"the engine runs on DLA core {dla}, but this device has {running.get('dla_cores') or 0} DLA core(s); "

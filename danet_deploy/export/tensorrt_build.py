@@ -29,6 +29,8 @@ from ..tensorrt_compat import STAGE_ENGINE, STAGE_PREPARED, check_attention_limi
 ENGINE_FILE = "model.engine"
 LEGACY_ONNX = "model_fp32.onnx"          # only in bundles prepared with legacy_calibrator
 LEGACY_CALIBRATION = "calibration.npy"   # float32 NCHW, read with allow_pickle=False
+# Builder flags for weakly typed builds (TensorRT 10 only; 11 removed them: strongly typed only)
+PRECISION_FLAGS: dict[str, tuple[str, ...]] = {"fp16": ("FP16",), "int8": ("INT8", "FP16")}
 
 
 def _print(message: str) -> None:
@@ -107,7 +109,7 @@ def _progress_monitor(trt: Any, log: Callable[[str], None]) -> Any:
     return _Monitor()
 
 
-def _entropy_calibrator(trt: Any, cudart: Any, tensors: np.ndarray, cache: Path) -> Any:
+def _entropy_calibrator(trt: Any, cudart: Any, tensors: np.ndarray, cache_file: Path) -> Any:
     """Legacy ``IInt8EntropyCalibrator2`` over preprocessed tensors, batch 1 (TensorRT <= 10)."""
     from ..runtime.backends.tensorrt_cuda import DeviceBuffer, check
 
@@ -131,10 +133,10 @@ def _entropy_calibrator(trt: Any, cudart: Any, tensors: np.ndarray, cache: Path)
             return [ptr]
 
         def read_calibration_cache(self) -> bytes | None:
-            return cache.read_bytes() if cache.is_file() else None
+            return cache_file.read_bytes() if cache_file.is_file() else None
 
         def write_calibration_cache(self, data: Any) -> None:
-            atomic_write_bytes(cache, memoryview(data))
+            atomic_write_bytes(cache_file, memoryview(data))
 
     return _Calibrator()
 
@@ -186,15 +188,18 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
         config.add_optimization_profile(opt_profile)
         if legacy and hasattr(config, "set_calibration_profile"):
             config.set_calibration_profile(opt_profile)
+    wanted = list(PRECISION_FLAGS.get(precision, ())) if not strongly_typed else []
     if not strongly_typed:
-        wanted = {"fp16": ["FP16"], "int8": ["INT8", "FP16"]}.get(precision, [])
         for flag in wanted:
             if not hasattr(trt.BuilderFlag, flag):
                 raise ConfigError(f"TensorRT {version} has no BuilderFlag.{flag}; build strongly typed instead")
             config.set_flag(getattr(trt.BuilderFlag, flag))
     if legacy:
-        cache = calibration_cache or engine_path.with_name("calibration.cache")
-        config.int8_calibrator = _entropy_calibrator(trt, cudart, calibrator_tensors, cache)
+        if not hasattr(config, "int8_calibrator"):
+            raise ConfigError(f"TensorRT {version} has no IBuilderConfig.int8_calibrator; build the Q/DQ bundle "
+                              "without --legacy-calibrator")
+        calib_cache = calibration_cache or engine_path.with_name("calibration.cache")
+        config.int8_calibrator = _entropy_calibrator(trt, cudart, calibrator_tensors, calib_cache)
     if dla_core is not None:
         available = int(getattr(builder, "num_DLA_cores", 0))
         if int(dla_core) >= available:
@@ -205,6 +210,9 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
         log(f"DLA core {dla_core} with GPU fallback for layers DLA cannot run")
     if hardware_compatible:
+        if not hasattr(config, "hardware_compatibility_level"):
+            raise ConfigError(f"TensorRT {version} cannot build hardware-compatible engines; drop "
+                              "--option hardware_compatible")
         config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     cache_path = Path(timing_cache) if timing_cache else None
     cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
@@ -215,7 +223,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
                               "GPU?); delete it or pass another --timing-cache")
         log(f"timing cache {cache_path} ({'read ' + str(len(cache_bytes)) + ' bytes' if cache_bytes else 'new'})")
     monitor = _progress_monitor(trt, log)
-    if monitor is not None:
+    if monitor is not None and hasattr(config, "progress_monitor"):
         config.progress_monitor = monitor
 
     log(f"building ({'strongly typed' if strongly_typed else 'builder flags'}, {precision}, "
@@ -232,7 +240,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
     log(f"engine {engine_path.name}: {engine_path.stat().st_size / 2**20:.1f} MiB in {seconds:.0f} s")
     return {"stage": STAGE_ENGINE, "version": version, "gpu": gpu["gpu"],
             "compute_capability": gpu["compute_capability"], "precision": precision,
-            "strongly_typed": bool(strongly_typed), "builder_flags": [] if strongly_typed else wanted,
+            "strongly_typed": bool(strongly_typed), "builder_flags": wanted,
             "legacy_int8_calibrator": legacy, "profiles": [{"input": input_name, **profile}],
             "workspace": parse_bytes(workspace) if workspace is not None else None, "dla_core": dla_core,
             "hardware_compatibility": "ampere_plus" if hardware_compatible else "none", "version_compatible": False,
