@@ -95,9 +95,9 @@ class OpenVINOBackend(Backend):
     def _manifest_from_rt_info(self, model_file: Path) -> Manifest:
         """A manifest for a bare IR from the ``danet`` rt_info danet-export writes (or ONNX metadata)."""
         try:
-            model = json.loads(str(self.model.get_rt_info(["danet", "model"])))
-            pre = json.loads(str(self.model.get_rt_info(["danet", "preprocessing"])))
-            precision = str(self.model.get_rt_info(["danet", "precision"]))
+            model = json.loads(self.model.get_rt_info(["danet", "model"]).astype(str))
+            pre = json.loads(self.model.get_rt_info(["danet", "preprocessing"]).astype(str))
+            precision = self.model.get_rt_info(["danet", "precision"]).astype(str)
         except Exception:
             model = pre = None
         if model is None and model_file.suffix.lower() == ".onnx":
