@@ -6,8 +6,8 @@ here, on the CPU, where they can be verified in ONNX Runtime before a Jetson eve
 
 * FP16: NVIDIA ModelOpt AutoCast (``convert_to_mixed_precision``) converts the graph to FP16 but
   keeps the precision policy's nodes (the attention core) and any node whose reference output
-  exceeds ``data_max`` in FP32, with FP32 I/O. Fallback: onnxconverter-common's ``float16`` with
-  the policy's node block list.
+  exceeds ``data_max`` in FP32, with FP32 I/O. Fallback: ONNX Runtime's ``float16`` converter
+  with the policy's node block list (onnxconverter-common's fails on this graph).
 * INT8: ModelOpt ONNX PTQ places Q/DQ where TensorRT fuses them (Conv/MatMul/residual Add
   inputs, per-channel symmetric weights, zero points 0, float bias) and calibrates on the shared
   calibration set; ``high_precision_dtype="fp32"`` keeps the rest in FP32 (its FP16 default would
@@ -72,6 +72,34 @@ def _in_dir(path: Path) -> Iterator[None]:
         os.chdir(old)
 
 
+@contextlib.contextmanager
+def _restore_onnxruntime_quantization() -> Iterator[None]:
+    """Undo ModelOpt's monkey-patching of ``onnxruntime.quantization`` when it returns.
+
+    ModelOpt's INT8 path replaces methods of ORT's calibrators and quantizers process-wide
+    (``modelopt.onnx.quantization.ort_patching.patch_ort_modules``); afterwards ORT's own
+    ``quantize_static`` fails ("Quantization parameters are not specified for param input") for
+    every later caller in the process, e.g. the ``onnxruntime`` INT8 target. Snapshot and restore.
+    """
+    from onnxruntime.quantization import base_quantizer, calibrate, qdq_quantizer
+
+    owners: list[Any] = [calibrate, calibrate.CalibraterBase, calibrate.MinMaxCalibrater,
+                         calibrate.HistogramCalibrater, calibrate.HistogramCollector,
+                         qdq_quantizer.QDQQuantizer, base_quantizer.BaseQuantizer]
+    saved = [(owner, dict(vars(owner))) for owner in owners]
+    try:
+        yield
+    finally:
+        for owner, before in saved:
+            for key in set(vars(owner)) - set(before):
+                with contextlib.suppress(AttributeError, TypeError):
+                    delattr(owner, key)
+            for key, value in before.items():
+                if vars(owner).get(key) is not value:
+                    with contextlib.suppress(AttributeError, TypeError):
+                        setattr(owner, key, value)
+
+
 def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: np.ndarray | None = None,
                  input_name: str = "input", data_max: float = 512.0, converter: str = "auto",
                  scratch: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -80,11 +108,13 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
     Args:
         calibration: a few preprocessed inputs AutoCast runs to find nodes whose outputs exceed
             ``data_max`` (kept in FP32); ``None`` lets AutoCast use random inputs.
-        converter: ``auto`` (ModelOpt if installed, else onnxconverter-common), ``modelopt`` or
-            ``onnxconverter``.
+        converter: ``auto`` (ModelOpt if installed, else ONNX Runtime's float16 converter),
+            ``modelopt`` or ``onnxruntime``.
     """
     import onnx
 
+    if converter not in ("auto", "modelopt", "onnxruntime"):
+        raise ConfigError(f"unknown FP16 converter {converter!r}; use --option converter=auto|modelopt|onnxruntime")
     use_modelopt = converter in ("auto", "modelopt") and modelopt_version() is not None
     if converter == "modelopt" and not use_modelopt:
         raise ConfigError("converter=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon "
@@ -107,18 +137,24 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
                         nodes_to_exclude=_exact(float_nodes) or None, data_max=data_max, **kwargs)
             except Exception as exc:
                 raise ExportError(f"ModelOpt AutoCast failed: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
-                                  "retry with --option converter=onnxconverter") from exc
+                                  "retry with --option converter=onnxruntime") from exc
         tool = f"modelopt.onnx.autocast {modelopt_version()}"
     else:
+        # onnxconverter-common 1.16's float16 (keep_io_types + node_block_list) fails on DANet's graph
+        # ("The downstream node of the second cast node should be graph output"); ONNX Runtime's copy
+        # of the converter does not, and is installed wherever the bundle is verified.
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.onnx_model import OnnxModel
+
+        log(f"FP16 (onnxruntime.transformers.float16): keeping {len(float_nodes)} policy node(s) in FP32")
         try:
-            from onnxconverter_common import float16
-        except ImportError as exc:
-            raise ConfigError("FP16 for TensorRT needs nvidia-modelopt or onnxconverter-common: "
-                              "pip install nvidia-modelopt onnx-graphsurgeon onnxconverter-common") from exc
-        log(f"FP16 (onnxconverter-common): keeping {len(float_nodes)} policy node(s) in FP32")
-        model = float16.convert_float_to_float16(onnx.load(str(src)), keep_io_types=True,
-                                                 node_block_list=list(float_nodes), disable_shape_infer=False)
-        tool = f"onnxconverter_common.float16 {metadata.version('onnxconverter-common')}"
+            model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, node_block_list=list(float_nodes))
+        except Exception as exc:
+            raise ExportError(f"float16 conversion failed: {str(exc).splitlines()[0]}") from exc
+        wrapper = OnnxModel(model)  # keep_io_types appends the input Casts last: restore topological order
+        wrapper.topological_sort(is_deterministic=True)
+        model = wrapper.model
+        tool = f"onnxruntime.transformers.float16 {metadata.version('onnxruntime')}"
     onnx.save(model, str(dst))
     return {"converter": tool, "data_max": data_max, "autocast_calibration": calibration is not None}
 
@@ -130,6 +166,8 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
     if calibration.ndim != 4 or calibration.dtype != np.float32 or len(calibration) < 1:
         raise ConfigError(f"calibration tensors must be float32 [N, 3, H, W] with N >= 1, got "
                           f"{calibration.dtype} {calibration.shape}")
+    if quantizer not in ("auto", "modelopt", "onnxruntime"):
+        raise ConfigError(f"unknown INT8 quantizer {quantizer!r}; use --option quantizer=auto|modelopt|onnxruntime")
     use_modelopt = quantizer in ("auto", "modelopt") and modelopt_version() is not None
     if quantizer == "modelopt" and not use_modelopt:
         raise ConfigError("quantizer=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon")
@@ -146,7 +184,8 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
             work.write_bytes(Path(src).read_bytes())  # ModelOpt writes intermediates beside its input
             try:
                 # ONNX Runtime's calibrator prints its progress to stdout; keep stdout for results (--json)
-                with _quiet(), _in_dir(Path(tmp)), contextlib.redirect_stdout(sys.stderr):
+                with _quiet(), _in_dir(Path(tmp)), contextlib.redirect_stdout(sys.stderr), \
+                        _restore_onnxruntime_quantization():
                     quantize(str(work), quantize_mode="int8", calibration_data={input_name: calibration},
                              calibration_method=_MODELOPT_METHODS[method], calibration_eps=["cpu"],
                              high_precision_dtype="fp32", nodes_to_exclude=_exact(float_nodes) or None,
