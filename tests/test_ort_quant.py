@@ -1,0 +1,120 @@
+import os
+
+import numpy as np
+import onnx
+import pytest
+
+from danet_deploy import runtime
+from danet_deploy.errors import ConfigError
+from danet_deploy.export import ExportRequest, export
+from danet_deploy.runtime.preprocess import preprocess
+
+SIZE = (64, 64)
+ATTENTION = ("/head/sa/MatMul", "/head/sa/MatMul_1", "/head/sc/MatMul", "/head/sc/MatMul_1")
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory, torch):
+    from safetensors.torch import save_file
+
+    from danet_deploy.data.scenes import SceneDataset
+    from danet_deploy.model import create_model, init_for_testing
+
+    root = tmp_path_factory.mktemp("ortq")
+    old = os.environ.get("DANET_DEPLOY_CACHE")
+    os.environ["DANET_DEPLOY_CACHE"] = str(root / "cache")
+    model = init_for_testing(create_model("danet_demo", weights=False), seed=0).eval()
+    ckpt = root / "demo.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+
+    def build(precision, name, **kw):
+        request = ExportRequest(str(ckpt), arch="danet_demo", target="onnxruntime", precision=precision,
+                                input_size=SIZE, dynamic=True, calib_count=4, output=root / name, **kw)
+        return export(request, log=lambda _m: None)
+
+    arts = {"int8": build("int8", "int8"), "fp16": build("fp16", "fp16"),
+            "int8-all": build("int8", "int8-all", policy="quantize-all")}
+    pre = model.config.preprocessing.to_dict()
+    x = preprocess([img for img, _ in SceneDataset("val", size=(72, 88), count=2)], pre)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    yield {"arts": arts, "build": build, "x": x, "ref": ref}
+    if old is None:
+        os.environ.pop("DANET_DEPLOY_CACHE", None)
+    else:
+        os.environ["DANET_DEPLOY_CACHE"] = old
+
+
+def _agreement(a, b):
+    return float((a.argmax(1) == b.argmax(1)).mean())
+
+
+def _consumers(model, tensor):
+    return [n for n in model.graph.node if tensor in n.input]
+
+
+def test_int8_parity_and_float_outputs(setup):
+    for name in ("int8", "int8-all"):
+        folder, manifest = setup["arts"][name]
+        with runtime.load(folder, threads=2) as session:
+            out = session.infer(setup["x"])  # a size it was not exported at (dynamic)
+        assert out.dtype == np.float32 and out.shape == setup["ref"].shape
+        assert _agreement(out, setup["ref"]) >= 0.9, name
+        graph = onnx.load(str(folder / "model.onnx"))
+        assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_int8_manifest_records_choices(setup):
+    from danet_deploy.export.onnxruntime import choose_int8_format, cpu_features
+
+    _, manifest = setup["arts"]["int8"]
+    quant = manifest.extra["quantization"]
+    assert (manifest.backend, manifest.precision) == ("onnxruntime", "int8")
+    assert quant["format"] == choose_int8_format(cpu_features())["format"] and quant["reason"]
+    assert quant["per_channel"] and quant["calib_method"] == "minmax"
+    assert manifest.calibration["count"] == 4 and manifest.calibration["source"] == "generated"
+
+
+def test_policy_keeps_attention_matmuls_unquantized(setup):
+    """attention-float: no Q/DQ after the attention MatMuls; quantize-all: ORT quantizes them."""
+    kept = onnx.load(str(setup["arts"]["int8"][0] / "model.onnx"))
+    everything = onnx.load(str(setup["arts"]["int8-all"][0] / "model.onnx"))
+    assert sum(n.op_type == "QuantizeLinear" for n in kept.graph.node) > 10
+    for graph, quantized in ((kept, False), (everything, True)):
+        outputs = {n.name: n.output[0] for n in graph.graph.node}
+        for name in ATTENTION:
+            ops = {c.op_type for c in _consumers(graph, outputs[name])}
+            assert ("QuantizeLinear" in ops) == quantized, (name, ops)
+    assert set(ATTENTION) <= set(setup["arts"]["int8"][1].extra["quantization"]["policy"]["float_nodes"])
+    assert setup["arts"]["int8-all"][1].extra["quantization"]["policy"]["float_nodes"] == []
+
+
+def test_calibration_ranges_are_cached(setup):
+    _, first = setup["arts"]["int8"]
+    assert first.extra["quantization"]["ranges_from_cache"] is False
+    folder, again = setup["build"]("int8", "int8-again")
+    assert again.extra["quantization"]["ranges_from_cache"] is True
+    assert again.calibration["hash"] == first.calibration["hash"] and again.calibration["from_cache"]
+    assert again.files["model.onnx"] == first.files["model.onnx"]  # same ranges -> byte-identical graph
+
+
+def test_fp16(setup):
+    folder, manifest = setup["arts"]["fp16"]
+    with runtime.load(folder, threads=2) as session:
+        out = session.infer(setup["x"])
+    assert out.dtype == np.float32
+    assert _agreement(out, setup["ref"]) >= 0.99
+    graph = onnx.load(str(folder / "model.onnx"))
+    assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+    halves = [i for i in graph.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) > 10
+    kept = manifest.extra["conversion"]["policy"]["float_nodes"]
+    assert "/head/sc/MatMul" in kept  # CAM energy stays float32 (it grows with H*W)
+
+
+def test_bad_options(setup):
+    with pytest.raises(ConfigError, match="calib_method"):
+        setup["build"]("int8", "bad", options={"calib_method": "magic"})
+    with pytest.raises(ConfigError, match="--target onnx"):
+        setup["build"]("fp32", "bad32")
