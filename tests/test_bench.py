@@ -109,7 +109,7 @@ def test_worker_failure_reports_reason(tmp_path):
 def bench_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     argv = ["--model", "danet_edge_r18_d8", "--targets", "torch,onnxruntime", "--precisions", "fp32,int8",
-            "--input-size", "64x64", "--iters", "4", "--warmup", "1", "--threads", "1", "--scenes", "2",
+            "--input-size", "64x64", "--iters", "3", "--rounds", "2", "--warmup", "1", "--threads", "1", "--scenes", "2",
             "--calib-count", "4", "--output", str(out), "--no-progress"]
     code = bench_main(argv)
     return code, out, json.loads((out / "bench.json").read_text())
@@ -126,12 +126,13 @@ def test_bench_schema_and_rows(bench_run):
     assert report["schema"] == "danet-bench" and report["schema_version"] == 1
     assert [(r["target"], r["precision"]) for r in report["rows"]][0] == ("torch", "fp32")
     assert report["machine"]["cpu"]["logical_cores"] >= 1 and "torch" in report["machine"]["libraries"]
+    assert len(report["gemm"]["runs_gflops_peak"]) == 2 and report["gemm"]["gflops_peak"] > 0
     assert report["flops"]["total"] == count_preset_flops("danet_edge_r18_d8", SIZE).total
     ref = _row(report, "torch", "fp32")
     assert ref["status"] == "ok" and ref["ratio_vs_torch_fp32"] == 1.0 and ref["argmax_agreement"] == 1.0
     ort = _row(report, "onnxruntime", "fp32")
     assert ort["status"] == "ok" and ort["export_target"] == "onnx" and ort["file_size_mb"] > 0
-    assert len(ort["latencies_ms"]) == ort["iters"] == 4
+    assert ort["rounds"] == 2 and len(ort["latencies_ms"]) == ort["iters"] == 6  # 2 rounds x 3, pooled
     assert ort["p50_ms"] <= ort["p90_ms"] <= ort["p99_ms"] <= ort["max_ms"]
     assert ort["argmax_agreement"] >= 0.98  # FP32 engines match the FP32 reference
     assert ort["gflops_achieved"] > 0 and ort["peak_rss_mb"] > ort["rss_before_load_mb"] > 0

@@ -3,7 +3,9 @@
 Why measure instead of computing ``cores * GHz * FLOPs/cycle``: clocks, SMT siblings, shared
 hosts and the BLAS actually linked all change what is reachable; a square SGEMM through torch's
 BLAS with the same thread count as the benchmark is the practical ceiling a convolution
-engine can approach. Runs in the caller's process in about a second.
+engine can approach. 2048^3 rather than 1024^3: on a shared 2-core machine the smaller product
+is dominated by thread-barrier waits (measured 53-238 GFLOP/s from run to run here), the larger
+one much less so. Runs in the caller's process in one to three seconds.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import time
 from typing import Any
 
 
-def measure_gemm_peak(threads: int, n: int = 1024, repeats: int = 10, warmup: int = 2) -> dict[str, Any]:
+def measure_gemm_peak(threads: int, n: int = 2048, repeats: int = 5, warmup: int = 1) -> dict[str, Any]:
     """Best-of-``repeats`` GFLOP/s of an ``n x n`` float32 matmul with ``threads`` intra-op threads.
 
     The best (not the median) run is reported because the question is what the hardware can

@@ -72,6 +72,14 @@ def gpu_info() -> list[dict[str, str]]:
     return gpus
 
 
+def load_average() -> list[float] | None:
+    """1/5/15-minute load averages: a busy shared machine makes every latency noisier."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine_info() -> dict[str, Any]:
     """Everything above plus OS and library versions, as one JSON-ready dict."""
     from ..export.pipeline import tool_versions

@@ -6,13 +6,15 @@ JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
     schema_version   1  (bumped on any incompatible change; readers must check it)
     created          ISO-8601 UTC time the run finished
     command          the command line that produced it (string or null)
-    config           the BenchConfig: model, targets, precisions, size [H, W], batch, iters,
-                     warmup, threads, scenes, arch, output, artifacts, calib_count, timeout_s
+    config           the BenchConfig: model, targets, precisions, size [H, W], batch, iters (per
+                     round), warmup (per process), threads, scenes, arch, output, artifacts,
+                     calib_count, rounds, timeout_s, export_options
     model            {name, source, num_classes, weights: "shipped" | "checkpoint" | "random (untrained preset)"}
     machine          {cpu: {model, arch, features{flag: bool}, logical_cores, physical_cores,
                      affinity_cores}, memory_gib, gpus[{name, memory, driver}], os, python,
-                     libraries{name: version}}
-    gemm             {method, threads, repeats, gflops_peak, gflops_median}: this CPU's SGEMM peak
+                     libraries{name: version}, load_average{before, after: [1, 5, 15 min]}}
+    gemm             {method, threads, repeats, gflops_peak, gflops_median, runs_gflops_peak[], when}:
+                     this CPU's SGEMM peak, measured before and after the rows, best kept
     flops            {size, batch, conv, linear, pam, cam, attention, total, gflops}: one forward
                      pass of one batch (multiply-add = 2 FLOPs; attention counted analytically)
     scenes           {split, count, size, labels_used}: generated val scenes for accuracy
@@ -22,15 +24,20 @@ JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
         reason           why it did not run (null when ok)
         artifact         artifact folder ("reference:<model>" for torch), reused_artifact (bool)
         file_size_mb     model file(s) in MiB (torch: the weights file, null if random init)
-        export_s         export seconds (null when reused or torch), load_s (load/compile seconds)
+        export_s         export seconds (null when reused or torch), load_s (load/compile seconds,
+                         the fastest over rounds)
+        rounds           measurement rounds that completed (each a fresh process)
         p50_ms p90_ms p99_ms mean_ms min_ms max_ms std_ms iters
-                         per-call latency of one batch over all timed iterations (warm-up excluded)
-        latencies_ms[]   every timed iteration, in order
+                         per-call latency of one batch over all timed iterations of all rounds
+                         (warm-up excluded)
+        latencies_ms[]   every timed iteration, round after round
         throughput_ips   images/s = batch * 1000 / mean_ms
         async_throughput_ips  images/s through the backend's async request queue (if it has one)
-        device_timing    (optional) the same statistics from device-side timers (CUDA events)
-        device_memory    (optional) device memory facts from the backend (e.g. GPU MiB)
-        peak_rss_mb      peak resident memory of the row's own process; rss_before_load_mb: its
+        device_timing    (optional) {phase: statistics} from device-side timers (CUDA events:
+                         h2d, compute, d2h, total) of the last round
+        device_memory    (optional) {gpu_used_mb_after_timing, source} of the last round
+        peak_rss_mb      peak resident memory (VmHWM) of the row's own process, the highest over
+                         rounds; rss_before_load_mb: its
                          baseline (interpreter + numpy) before the engine was loaded
         argmax_agreement fraction of scene pixels whose argmax equals the torch fp32 reference's
         miou_vs_reference  mIoU of the row's masks scored against the reference masks
@@ -125,11 +132,14 @@ def header_lines(report: dict[str, Any]) -> list[str]:
     flops = report["flops"]
     return [
         f"model: {report['model']['name']} ({report['model']['weights']} weights), input {cfg['size'][0]}x{cfg['size'][1]}, "
-        f"batch {cfg['batch']}, {cfg['threads']} threads, {cfg['iters']} timed iterations after {cfg['warmup']} warm-up",
+        f"batch {cfg['batch']}, {cfg['threads']} threads, {cfg.get('rounds', 1)} interleaved round(s) x {cfg['iters']} "
+        f"timed iterations per combination, each after {cfg['warmup']} warm-up",
         f"date: {report['created']}",
         f"machine: {cpu.get('model')} ({cpu.get('logical_cores')} logical cores), {machine.get('memory_gib')} GiB, "
         f"{machine.get('os')}; features: {' '.join(feats) or 'unknown'}"
-        + (f"; GPUs: {', '.join(g['name'] for g in machine['gpus'])}" if machine.get("gpus") else "; no GPU"),
+        + (f"; GPUs: {', '.join(g['name'] for g in machine['gpus'])}" if machine.get("gpus") else "; no GPU")
+        + (f"; load average before/after {machine['load_average']['before']} / {machine['load_average']['after']}"
+           if machine.get("load_average") else ""),
         f"compute: {flops['gflops']} GFLOP per batch ({flops['attention'] / 1e9:.2f} GFLOP in PAM+CAM attention); "
         f"measured GEMM peak {report['gemm']['gflops_peak']} GFLOP/s ({report['gemm']['method']}, "
         f"{report['gemm']['threads']} threads)",

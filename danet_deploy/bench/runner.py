@@ -3,7 +3,8 @@
 Flow: (1) generate ``K`` val scenes at the benchmark size; (2) for each combination find or
 export its artifact (``--artifacts`` folder; a folder is reused only when its manifest matches
 model, target, precision, input shape and checkpoint hash); (3) run the torch FP32 reference
-first and then every row in a fresh worker process (:mod:`.worker`) with the same thread count;
+first and then every row in a fresh worker process (:mod:`.worker`) with the same thread count,
+in ``rounds`` interleaved rounds whose latencies are pooled;
 (4) compare each row's argmax masks with the reference's and with the scene labels; (5) add
 FLOPs, achieved GFLOP/s against this CPU's measured GEMM peak, and ratios against torch FP32.
 
@@ -28,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ConfigError, UnknownModelError
+from .timing import summarize
 
 TARGETS = ("torch", "onnxruntime", "openvino", "tensorrt")
 PRECISIONS = ("fp32", "fp16", "int8")
@@ -52,6 +54,7 @@ class BenchConfig:
     output: Path | None = None
     artifacts: Path | None = None
     calib_count: int = 32
+    rounds: int = 1                            # interleaved measurement rounds (a fresh process each)
     timeout_s: float = 3600.0
     progress: bool = True
     export_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per export target
@@ -71,7 +74,7 @@ class BenchConfig:
         h, w = self.size
         if h < 32 or w < 32:
             raise ConfigError(f"--input-size must be at least 32x32 (DANet downsamples by 8), got {h}x{w}")
-        for name in ("batch", "iters", "threads", "scenes"):
+        for name in ("batch", "iters", "threads", "scenes", "rounds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
@@ -280,66 +283,86 @@ def _log(message: str) -> None:
 
 
 def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: str | None = None) -> dict[str, Any]:
-    """Run the whole benchmark; return the report dict (schema in :mod:`.report`)."""
+    """Run the whole benchmark; return the report dict (schema in :mod:`.report`).
+
+    Two phases: every combination is first exported (or found), then measured in ``cfg.rounds``
+    interleaved rounds (each round runs every combination once, in order, each in a fresh
+    process). Interleaving spreads slow phases of a shared machine over all rows instead of
+    penalising whichever row happened to run during them, which keeps the ratios honest.
+    """
     from ..data.scenes import SceneDataset
     from .flops import count_preset_flops
     from .gemm import measure_gemm_peak
-    from .machine import machine_info
+    from .machine import load_average, machine_info
     from .report import SCHEMA, SCHEMA_VERSION
 
     started = time.perf_counter()
     config = _model_config(cfg)
     labelled = _has_labels(config)
     log(f"model {cfg.model} ({config.name}, {config.num_classes} classes), {cfg.size[0]}x{cfg.size[1]}, "
-        f"batch {cfg.batch}, {cfg.threads} threads")
+        f"batch {cfg.batch}, {cfg.threads} threads, {cfg.rounds} round(s) of {cfg.iters} iterations")
     machine = machine_info()
-    gemm = measure_gemm_peak(cfg.threads)
+    load_before = load_average()
+    gemm_runs = [measure_gemm_peak(cfg.threads)]
     flops = count_preset_flops(config.name, cfg.size, cfg.batch, num_classes=config.num_classes)
     log(f"{flops.total / 1e9:.1f} GFLOP per batch ({flops.attention / 1e9:.2f} in attention); "
-        f"GEMM peak {gemm['gflops_peak']} GFLOP/s")
+        f"GEMM {gemm_runs[0]['gflops_peak']} GFLOP/s")
 
     dataset = SceneDataset("val", size=cfg.size, count=cfg.scenes)
     images, labels = zip(*(dataset[i] for i in range(len(dataset))))
     images_arr, labels_arr = np.stack(images), np.stack(labels)
 
-    rows: list[dict[str, Any]] = []
-    reference_masks: np.ndarray | None = None
-    bar = _combo_bar(len(cfg.combinations()), cfg.progress)
+    rows = [_row(cfg, target, precision) for target, precision in cfg.combinations()]
+    bar = _combo_bar(len(rows) * (1 + cfg.rounds), cfg.progress)
     with tempfile.TemporaryDirectory(prefix="danet-bench-") as tmp:
         workdir = Path(tmp)
         scenes_path = workdir / "scenes.npz"
         np.savez(scenes_path, images=images_arr)
-        for target, precision in cfg.combinations():
-            row = _row(cfg, target, precision)
-            name = f"{target}-{precision}"
-            if bar is not None:
-                bar.set_description(name)
+        for row in rows:  # phase 1: artifacts
+            _describe_bar(bar, f"export {row['target']}-{row['precision']}")
             try:
-                _run_row(cfg, row, config, workdir, scenes_path, log)
+                _prepare_row(cfg, row, config, log)
             except Exception as exc:  # noqa: BLE001 - one broken combination must not stop the rest
                 row.update(status="failed", reason=_reason(exc))
-            if row["status"] == "ok" and row.get("_masks") is not None:
-                masks = np.load(row.pop("_masks"), allow_pickle=False)
-                if (target, precision) == REFERENCE:
-                    reference_masks = masks
-                row.update(accuracy(masks, reference_masks, labels_arr if labelled else None, config.num_classes))
-            row.pop("_masks", None)
-            _add_compute(row, flops.total, gemm["gflops_peak"])
-            rows.append(row)
-            log(f"{name}: {row['status']}" + (f" p50 {row['p50_ms']} ms" if row["status"] == "ok"
-                                              else f" ({row.get('reason')})"))
-            if bar is not None:
-                bar.update(1)
+            if row["status"] != "pending":
+                log(f"{row['target']}-{row['precision']}: {row['status']} ({row['reason']})")
+            _advance(bar)
+        for round_index in range(cfg.rounds):  # phase 2: measurements, interleaved
+            for row in rows:
+                if row["status"] == "pending":
+                    _describe_bar(bar, f"round {round_index + 1}/{cfg.rounds} {row['target']}-{row['precision']}")
+                    _measure_row(cfg, row, workdir, scenes_path, round_index)
+                _advance(bar)
     if bar is not None:
         bar.close()
+    gemm_runs.append(measure_gemm_peak(cfg.threads))
+    gemm = max(gemm_runs, key=lambda g: g["gflops_peak"]) | {
+        "runs_gflops_peak": [g["gflops_peak"] for g in gemm_runs], "when": "before and after the rows; best kept"}
+
+    reference_masks: np.ndarray | None = None
+    for row in rows:
+        if row["status"] == "pending":
+            row["status"] = "ok"
+            row.update({k: v for k, v in summarize(row["latencies_ms"], cfg.batch).items() if k in row})
+        masks = row.pop("_masks", None)
+        row.pop("_model_ref", None)
+        row.pop("_load_options", None)
+        if row["status"] == "ok" and masks is not None:
+            if (row["target"], row["precision"]) == REFERENCE:
+                reference_masks = masks
+            row.update(accuracy(masks, reference_masks, labels_arr if labelled else None, config.num_classes))
+        _add_compute(row, flops.total, gemm["gflops_peak"])
+        log(f"{row['target']}-{row['precision']}: {row['status']}"
+            + (f" p50 {row['p50_ms']} ms" if row["status"] == "ok" else f" ({row.get('reason')})"))
     _add_ratios(rows)
+    machine["load_average"] = {"before": load_before, "after": load_average()}
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "command": command, "config": cfg.to_dict(),
         "model": {"name": config.name, "source": cfg.model, "num_classes": config.num_classes,
                   "weights": "checkpoint" if Path(cfg.model).is_file()
-                  else ("shipped" if config.weights else "random (untrained preset)")},
+                  else ("shipped" if config.weights else "random (seeded, untrained preset)")},
         "machine": machine, "gemm": gemm, "flops": flops.to_dict(),
         "scenes": {"split": "val", "count": cfg.scenes, "size": list(cfg.size), "labels_used": labelled},
         "rows": rows, "seconds": round(time.perf_counter() - started, 1),
@@ -349,7 +372,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
 def _row(cfg: BenchConfig, target: str, precision: str) -> dict[str, Any]:
     return {"target": target, "precision": precision, "export_target": export_target_for(target, precision),
             "batch": cfg.batch, "threads": cfg.threads, "status": "pending", "reason": None, "artifact": None,
-            "file_size_mb": None, "reused_artifact": None, "export_s": None, "load_s": None,
+            "file_size_mb": None, "reused_artifact": None, "export_s": None, "load_s": None, "rounds": 0,
             "p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None, "min_ms": None, "max_ms": None,
             "std_ms": None, "iters": None, "throughput_ips": None, "async_throughput_ips": None,
             "peak_rss_mb": None, "rss_before_load_mb": None, "argmax_agreement": None, "miou_vs_labels": None,
@@ -357,8 +380,8 @@ def _row(cfg: BenchConfig, target: str, precision: str) -> dict[str, Any]:
             "engine": None, "latencies_ms": []}
 
 
-def _run_row(cfg: BenchConfig, row: dict[str, Any], config: Any, workdir: Path, scenes_path: Path,
-             log: Callable[[str], None]) -> None:
+def _prepare_row(cfg: BenchConfig, row: dict[str, Any], config: Any, log: Callable[[str], None]) -> None:
+    """Decide whether a combination can run and find or export its artifact."""
     target, precision = row["target"], row["precision"]
     reason = unsupported_reason(target, precision)
     if reason:
@@ -369,31 +392,56 @@ def _run_row(cfg: BenchConfig, row: dict[str, Any], config: Any, workdir: Path, 
         model_ref = cfg.model
         if Path(cfg.model).is_file():
             load_options["model"] = cfg.arch
-        row["file_size_mb"] = _reference_weights_mb(cfg, config)
-        row["artifact"] = f"reference:{cfg.model}"
+        row.update(file_size_mb=_reference_weights_mb(cfg, config), artifact=f"reference:{cfg.model}")
     else:
         path, reused, seconds = ensure_artifact(cfg, row["export_target"], precision, config.name, log)
         model_ref = str(path)
         row.update(artifact=str(path), reused_artifact=reused, export_s=seconds, file_size_mb=artifact_size_mb(path))
-    name = f"{target}-{precision}"
+    row.update(_model_ref=model_ref, _load_options=load_options)
+
+
+def _measure_row(cfg: BenchConfig, row: dict[str, Any], workdir: Path, scenes_path: Path, round_index: int) -> None:
+    """One round of one combination in a fresh process; latencies are pooled across rounds."""
+    name = f"{row['target']}-{row['precision']}"
     masks_path = workdir / f"{name}.masks.npy"
-    spec = {"model": model_ref, "load_options": load_options, "batch": cfg.batch, "iters": cfg.iters,
-            "warmup": cfg.warmup, "scenes": str(scenes_path), "predictions": str(masks_path),
-            "progress": cfg.progress, "label": name}
-    result = run_worker(spec, workdir, name, cfg.threads, cfg.timeout_s)
-    timing = result.get("timing") or {}
-    row.update({k: v for k, v in timing.items() if k in row})
-    row.update(load_s=result.get("load_s"), peak_rss_mb=result.get("peak_rss_mb"),
-               rss_before_load_mb=result.get("rss_before_load_mb"), engine=result.get("engine"),
-               latencies_ms=result.get("latencies_ms", []), async_throughput_ips=result.get("async_throughput_ips"))
+    spec = {"model": row["_model_ref"], "load_options": row["_load_options"], "batch": cfg.batch,
+            "iters": cfg.iters, "warmup": cfg.warmup, "scenes": str(scenes_path),
+            "predictions": str(masks_path) if round_index == 0 else None, "progress": cfg.progress, "label": name}
+    result = run_worker(spec, workdir, f"{name}-r{round_index}", cfg.threads, cfg.timeout_s)
+    if result.get("status") != "ok":
+        stage = f" (while {result['stage']})" if result.get("stage") else ""
+        row.update(status="failed", reason=f"{result.get('error', 'unknown error')}{stage}",
+                   peak_rss_mb=_max(row["peak_rss_mb"], result.get("peak_rss_mb")))
+        return
+    row["rounds"] += 1
+    row["latencies_ms"].extend(result.get("latencies_ms", []))
+    row["peak_rss_mb"] = _max(row["peak_rss_mb"], result.get("peak_rss_mb"))
+    row["rss_before_load_mb"] = row["rss_before_load_mb"] or result.get("rss_before_load_mb")
+    row["load_s"] = result.get("load_s") if row["load_s"] is None else min(row["load_s"], result.get("load_s") or 1e9)
+    row["engine"] = row["engine"] or result.get("engine")
+    if result.get("async_throughput_ips") is not None:
+        row["async_throughput_ips"] = _max(row["async_throughput_ips"], result["async_throughput_ips"])
     for key in ("device_timing", "device_memory"):
         if key in result:
+            row.setdefault(f"{key}_rounds", []).append(result[key])
             row[key] = result[key]
-    if result.get("status") == "ok":
-        row.update(status="ok", _masks=str(masks_path))
-    else:
-        stage = f" (while {result['stage']})" if result.get("stage") else ""
-        row.update(status="failed", reason=f"{result.get('error', 'unknown error')}{stage}")
+    if round_index == 0:
+        row["_masks"] = np.load(masks_path, allow_pickle=False)
+
+
+def _max(a: float | None, b: float | None) -> float | None:
+    values = [v for v in (a, b) if v is not None]
+    return max(values) if values else None
+
+
+def _describe_bar(bar: Any, text: str) -> None:
+    if bar is not None:
+        bar.set_description(text)
+
+
+def _advance(bar: Any) -> None:
+    if bar is not None:
+        bar.update(1)
 
 
 def _add_compute(row: dict[str, Any], flops_total: int, peak: float) -> None:

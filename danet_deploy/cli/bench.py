@@ -45,8 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precisions", type=_csv, default=["fp32"], help="comma list of fp32, fp16, int8 (default: fp32)")
     p.add_argument("--input-size", type=_size, default=(512, 512), metavar="HxW", help="input size (default 512x512)")
     p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
-    p.add_argument("--iters", type=int, default=20, help="timed iterations per combination (default 20)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations (default 3)")
+    p.add_argument("--iters", type=int, default=20, help="timed iterations per combination and round (default 20)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations per process (default 3)")
+    p.add_argument("--rounds", type=int, default=1,
+                   help="interleaved measurement rounds, each a fresh process per combination running --iters "
+                        "iterations; latencies are pooled (default 1; use 2-3 on a shared machine)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every engine (default 2)")
     p.add_argument("--scenes", type=int, default=4, help="generated val scenes for the accuracy columns (default 4)")
     p.add_argument("--calib-count", type=int, default=32, help="calibration images for INT8 exports (default 32)")
@@ -74,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = BenchConfig(model=args.model, arch=args.arch, targets=args.targets, precisions=args.precisions,
                           size=args.input_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
                           threads=args.threads, scenes=args.scenes, output=args.output, artifacts=args.artifacts,
-                          calib_count=args.calib_count, timeout_s=args.timeout, progress=not args.no_progress)
+                          calib_count=args.calib_count, rounds=args.rounds, timeout_s=args.timeout, progress=not args.no_progress)
         report = run_benchmark(cfg, command=command)
         paths = write_reports(report, args.output, stem=args.stem, plots=not args.no_plots)
     except DanetDeployError as exc:
