@@ -9,6 +9,7 @@ The checks take the running environment as a plain dict, so they are testable an
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -83,14 +84,26 @@ def check_attention_limit(max_shape: list[int] | tuple[int, ...], chunks: int, o
     plan = plan_attention((h, w), batch, precision, output_stride, feature_channels, chunks=chunks)
     if plan.fits_tensorrt:
         return plan
-    needed = plan_attention((h, w), batch, precision, output_stride, feature_channels, tensorrt=True)
+    needed = minimum_chunks(max_shape, output_stride, feature_channels, precision)
     fit_h, fit_w = largest_fitting_size((h, w), batch, chunks, output_stride, feature_channels, precision)
     raise ConfigError(
         f"the maximum profile shape {batch}x3x{h}x{w} gives a position-attention tensor of "
         f"{plan.largest_tensor_elements:,} elements with {chunks} chunk(s), above TensorRT's limit of "
         f"{TENSORRT_MAX_ELEMENTS:,}; with {chunks} chunk(s) the largest input of this aspect ratio that fits is "
-        f"{batch}x3x{fit_h}x{fit_w}. Re-prepare the bundle with --attention-chunks {needed.chunks} (or a "
+        f"{batch}x3x{fit_h}x{fit_w}. Re-prepare the bundle with --attention-chunks {needed} or more (or a "
         f"smaller --attention-memory), or lower --max-size/--max-batch")
+
+
+def minimum_chunks(max_shape: list[int] | tuple[int, ...], output_stride: int, feature_channels: int,
+                   precision: str = "fp32") -> int:
+    """The fewest position-attention query chunks that keep ``max_shape`` under the element limit."""
+    batch, _, h, w = (int(d) for d in max_shape)
+    n = plan_attention((h, w), batch, precision, output_stride, feature_channels, chunks=1).positions
+    chunks = max(1, math.ceil(batch * n * n / TENSORRT_MAX_ELEMENTS))
+    while chunks < n and not plan_attention((h, w), batch, precision, output_stride, feature_channels,
+                                            chunks=chunks).fits_tensorrt:
+        chunks += 1
+    return chunks
 
 
 def largest_fitting_size(size: tuple[int, int], batch: int, chunks: int, output_stride: int,
@@ -168,7 +181,7 @@ def check_engine_compatibility(engine_info: dict[str, Any], running: dict[str, A
                 f"({running.get('gpu', '?')}) has {cap_have}; engines are specific to a GPU architecture. Rebuild it "
                 "here from the bundle (danet-export --target tensorrt --from BUNDLE_DIR)")
         elif engine_info.get("gpu") and running.get("gpu") and engine_info["gpu"] != running["gpu"]:
-            notes.append(f"engine built on {engine['gpu']}, running on {running['gpu']} (same compute capability "
+            notes.append(f"engine built on {engine_info['gpu']}, running on {running['gpu']} (same compute capability "
                          f"{cap_have}): it loads, but tactics were timed on the other GPU; rebuild for best speed")
     dla = engine_info.get("dla_core")
     if dla is not None and int(running.get("dla_cores") or 0) <= int(dla):
