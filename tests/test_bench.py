@@ -189,3 +189,22 @@ def test_device_timing_statistics_from_infer_timed():
     stats = _device_timing(backend, np.zeros((1, 3, 4, 4), np.float32), iters=4, batch=1)
     assert backend.calls == 4
     assert stats["compute"]["p50_ms"] == pytest.approx(2.5) and stats["total"]["max_ms"] == pytest.approx(5.0)
+
+
+def test_summary_picks_fastest_engine_per_precision():
+    rows = [
+        {"target": "torch", "precision": "fp32", "status": "ok", "p50_ms": 100.0, "ratio_vs_torch_fp32": 1.0,
+         "argmax_agreement": 1.0},
+        {"target": "onnxruntime", "precision": "fp32", "status": "ok", "p50_ms": 50.0, "ratio_vs_torch_fp32": 0.5,
+         "argmax_agreement": 1.0},
+        {"target": "openvino", "precision": "int8", "status": "ok", "p50_ms": 20.0, "ratio_vs_torch_fp32": 0.2,
+         "argmax_agreement": 0.95},
+        {"target": "onnxruntime", "precision": "int8", "status": "ok", "p50_ms": 30.0, "ratio_vs_torch_fp32": 0.3,
+         "argmax_agreement": 0.995},
+        {"target": "openvino", "precision": "fp16", "status": "failed", "p50_ms": None},
+    ]
+    summary = bench_report.summarize_best(rows)
+    assert summary["fp32"]["target"] == "onnxruntime" and summary["fp16"] is None
+    assert summary["int8"]["target"] == "openvino" and summary["int8_at_99"]["target"] == "onnxruntime"
+    lines = bench_report.summary_lines({"summary": summary})
+    assert "best FP16 engine: none ran" in lines and any("0.300 x torch fp32" in line for line in lines)

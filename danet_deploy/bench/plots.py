@@ -17,6 +17,7 @@ import numpy as np
 from .report import ok_rows
 
 _PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452"}
+_TARGET_COLORS = {"torch": "#333333", "onnxruntime": "#1f77b4", "openvino": "#9467bd", "tensorrt": "#2ca02c"}
 
 
 def _pyplot() -> Any:
@@ -90,7 +91,8 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> Path:
 
 
 def plot_cdf(report: dict[str, Any], path: str | Path) -> Path:
-    """Empirical CDF of every timed iteration per row (log-scaled x when ranges differ a lot)."""
+    """Empirical CDF of every timed iteration per row: colour = engine, line style = precision
+    (log-scaled x when the rows' ranges differ a lot)."""
     plt = _pyplot()
     rows = [r for r in ok_rows(report) if r.get("latencies_ms")]
     fig, ax = plt.subplots(figsize=(7.5, 4.6))
@@ -99,7 +101,8 @@ def plot_cdf(report: dict[str, Any], path: str | Path) -> Path:
     for r in rows:
         lat = np.sort(np.asarray(r["latencies_ms"], dtype=float))
         y = np.arange(1, lat.size + 1) / lat.size
-        ax.step(lat, y, where="post", linestyle=styles.get(r["precision"], "-"), linewidth=1.6,
+        ax.step(lat, y, where="post", linestyle=styles.get(r["precision"], "-"), linewidth=1.8,
+                color=_TARGET_COLORS.get(r["target"]),
                 label=f"{r['target']} {r['precision']} (p50 {r['p50_ms']:.0f} ms)")
         lo, hi = min(lo, float(lat[0])), max(hi, float(lat[-1]))
     if rows and hi / max(lo, 1e-9) > 8:

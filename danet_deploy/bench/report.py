@@ -45,6 +45,9 @@ JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
         gflops_achieved  flops.total / p50; gemm_efficiency = gflops_achieved / gemm.gflops_peak
         ratio_vs_torch_fp32  p50_ms / p50_ms of the torch fp32 row of the same run (< 1 = faster)
         engine           the backend's describe(): providers, threads, versions
+    summary          {precision: {target, ratio_vs_torch_fp32, argmax_agreement, p50_ms}}: the
+                     fastest non-reference engine per precision (by p50), and under
+                     "int8_at_99" the fastest INT8 row with argmax agreement >= 0.99 (or null)
     seconds          wall time of the whole run
 """
 
@@ -149,6 +152,35 @@ def header_lines(report: dict[str, Any]) -> list[str]:
     ]
 
 
+def summarize_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Fastest engine per precision (torch reference excluded), and the fastest INT8 at >= 99% agreement."""
+    def pick(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+        best = min(candidates, key=lambda r: r["p50_ms"], default=None)
+        return None if best is None else {k: best.get(k) for k in ("target", "precision", "p50_ms",
+                                                                     "ratio_vs_torch_fp32", "argmax_agreement")}
+
+    done = [r for r in rows if r["status"] == "ok" and r.get("p50_ms") and r["target"] != "torch"]
+    summary: dict[str, Any] = {p: pick([r for r in done if r["precision"] == p]) for p in ("fp32", "fp16", "int8")}
+    summary["int8_at_99"] = pick([r for r in done if r["precision"] == "int8" and (r.get("argmax_agreement") or 0) >= 0.99])
+    return summary
+
+
+def summary_lines(report: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, text in (("fp32", "best FP32 engine"), ("fp16", "best FP16 engine"), ("int8", "best INT8 engine"),
+                      ("int8_at_99", "best INT8 engine at >= 99% argmax agreement")):
+        best = (report.get("summary") or {}).get(key)
+        if best is None:
+            lines.append(f"{text}: none ran")
+            continue
+        ratio = best.get("ratio_vs_torch_fp32")
+        agree = best.get("argmax_agreement")
+        lines.append(f"{text}: {best['target']} {best['precision']}, p50 {best['p50_ms']:.1f} ms"
+                     + (f", {ratio:.3f} x torch fp32" if ratio is not None else "")
+                     + (f", argmax agreement {100 * agree:.2f}%" if agree is not None else ""))
+    return lines
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     headers = [h for h, _, _ in COLUMNS]
     lines = [f"# danet-bench: {report['model']['name']} at {report['config']['size'][0]}x{report['config']['size'][1]}", ""]
@@ -159,6 +191,7 @@ def to_markdown(report: dict[str, Any]) -> str:
     lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in table_rows(report)]
     lines += ["", "Latency is per batch; `vs torch fp32` is p50 / p50 of PyTorch eager FP32 in the same run "
               "(below 1 is faster). Each row ran in its own process (peak RSS is that process's).", ""]
+    lines += [f"- {line}" for line in summary_lines(report)] + [""]
     return "\n".join(lines)
 
 

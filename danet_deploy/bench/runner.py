@@ -294,7 +294,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     from .flops import count_preset_flops
     from .gemm import measure_gemm_peak
     from .machine import load_average, machine_info
-    from .report import SCHEMA, SCHEMA_VERSION
+    from .report import SCHEMA, SCHEMA_VERSION, summarize_best
 
     started = time.perf_counter()
     config = _model_config(cfg)
@@ -365,7 +365,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
                   else ("shipped" if config.weights else "random (seeded, untrained preset)")},
         "machine": machine, "gemm": gemm, "flops": flops.to_dict(),
         "scenes": {"split": "val", "count": cfg.scenes, "size": list(cfg.size), "labels_used": labelled},
-        "rows": rows, "seconds": round(time.perf_counter() - started, 1),
+        "rows": rows, "summary": summarize_best(rows), "seconds": round(time.perf_counter() - started, 1),
     }
 
 

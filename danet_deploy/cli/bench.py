@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = "danet-bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     try:
-        from ..bench.report import format_table, header_lines, write_reports
+        from ..bench.report import format_table, header_lines, summary_lines, write_reports
         from ..bench.runner import BenchConfig, run_benchmark
 
         if args.output.exists() and not args.output.is_dir():
@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print(format_table(report))
         print()
+        print("\n".join(summary_lines(report)))
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     reference_ok = any(r["target"] == "torch" and r["precision"] == "fp32" and r["status"] == "ok"
                        for r in report["rows"])
