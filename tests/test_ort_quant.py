@@ -27,9 +27,9 @@ def setup(tmp_path_factory, torch):
     ckpt = root / "demo.safetensors"
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
 
-    def build(precision, name, **kw):
+    def build(precision, name, size=SIZE, **kw):
         request = ExportRequest(str(ckpt), arch="danet_demo", target="onnxruntime", precision=precision,
-                                input_size=SIZE, dynamic=True, calib_count=4, output=root / name, **kw)
+                                input_size=size, dynamic=True, calib_count=4, output=root / name, **kw)
         return export(request, log=lambda _m: None)
 
     arts = {"int8": build("int8", "int8"), "fp16": build("fp16", "fp16"),
@@ -118,3 +118,29 @@ def test_bad_options(setup):
         setup["build"]("int8", "bad", options={"calib_method": "magic"})
     with pytest.raises(ConfigError, match="--target onnx"):
         setup["build"]("fp32", "bad32")
+
+
+def test_fp16_float_chain_has_no_fp16_roundtrip(setup):
+    """CAM's energy must not pass through fp16 between float32 nodes (it overflowed to NaN at 128x128)."""
+    graph = onnx.load(str(setup["arts"]["fp16"][0] / "model.onnx"))
+    producer = {o: n for n in graph.graph.node for o in n.output}
+    for name in ("/head/sc/ReduceMax", "/head/sc/Softmax", "/head/sa/MatMul_1"):
+        node = next(n for n in graph.graph.node if n.name == name)
+        assert producer[node.input[0]].op_type != "Cast", name
+    assert setup["arts"]["fp16"][1].extra["conversion"]["float_roundtrips_removed"] > 0
+
+
+def test_fp16_large_input_stays_finite(setup, torch):
+    """At 128x128 the test model's CAM energy exceeds fp16's range: the float32 chain must hold."""
+    from danet_deploy.data.scenes import SceneDataset
+    from danet_deploy.model import create_model
+
+    folder, _ = setup["build"]("fp16", "fp16-128", size=(128, 128))
+    model = create_model("danet_demo", weights=folder.parent / "demo.safetensors").eval()
+    x = preprocess([SceneDataset("val", size=(128, 128), count=1)[0][0]], model.config.preprocessing.to_dict())
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    with runtime.load(folder, threads=2) as session:
+        out = session.infer(x)
+    assert np.isfinite(out).all()
+    assert _agreement(out, ref) >= 0.99

@@ -144,10 +144,12 @@ def _build_fp16(ctx: ExportContext) -> TargetResult:
     model = onnx.load(str(source))
     kwargs = policy.ort_fp16_kwargs(model)
     ctx.log(f"ONNX Runtime FP16: policy {policy.name}, {len(kwargs['node_block_list'])} node(s) kept in float32")
+
     try:
         converted = convert_float_to_float16(model, keep_io_types=True, **kwargs)
     except Exception as exc:
         raise ExportError(f"float16 conversion failed: {str(exc).splitlines()[0]}") from exc
+    removed = _drop_float_roundtrips(converted)
     wrapper = OnnxModel(converted)  # keep_io_types appends the input Casts last: restore topological order
     wrapper.topological_sort(is_deterministic=True)
     converted = wrapper.model
@@ -155,9 +157,49 @@ def _build_fp16(ctx: ExportContext) -> TargetResult:
     onnx.save(converted, str(output))
     _finish(output, ctx, "fp16", ctx.workdir / MODEL_FILE)
     extra = {"conversion": {"tool": "onnxruntime.transformers.float16.convert_float_to_float16",
-                            "keep_io_types": True, "policy": policy.describe(kwargs["node_block_list"])},
+                            "keep_io_types": True, "float_roundtrips_removed": removed,
+                            "policy": policy.describe(kwargs["node_block_list"])},
              "cpu": cpu_features()}
     return TargetResult(primary=MODEL_FILE, backend="onnxruntime", precision="fp16", input=ctx.input_spec(), extra=extra)
+
+
+def _drop_float_roundtrips(model: Any) -> int:
+    """Remove ``fp32 -> Cast(fp16) -> Cast(fp32)`` pairs between two nodes kept in float32.
+
+    ``convert_float_to_float16`` casts every blocked node's output back to fp16, even when the
+    next node is blocked too, so a float32 chain (CAM: MatMul -> ReduceMax -> Sub -> Softmax) still
+    round-trips through fp16 and its energy overflows to inf at larger inputs (NaN logits at 128x128
+    on a test model). Consumers of the second Cast read the float32 tensor directly instead.
+    """
+    import onnx
+
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    outputs = {o.name for o in graph.output}
+
+    def cast_to(node: Any) -> int | None:
+        return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+    rename: dict[str, str] = {}
+    dead = []
+    for node in graph.node:
+        if cast_to(node) != onnx.TensorProto.FLOAT:
+            continue
+        first = producer.get(node.input[0])
+        if first is None or cast_to(first) != onnx.TensorProto.FLOAT16 or node.output[0] in outputs:
+            continue
+        rename[node.output[0]] = first.input[0]
+        dead.append(node)
+    for node in dead:
+        graph.node.remove(node)
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name in rename:
+                node.input[i] = rename[name]
+    used = {name for node in graph.node for name in node.input} | outputs
+    for node in [n for n in graph.node if cast_to(n) == onnx.TensorProto.FLOAT16 and n.output[0] not in used]:
+        graph.node.remove(node)
+    return len(dead)
 
 
 def _input_name(path: Path) -> str:
