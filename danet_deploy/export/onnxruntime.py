@@ -85,7 +85,8 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     request = ctx.request
-    method = str(request.options.get("calib_method", "minmax")).lower()
+    method = str(request.options.get("calib_method") or "minmax").lower()
+    method = {"max": "minmax"}.get(method, method)  # ModelOpt/TensorRT spelling of the same method
     if method not in CALIB_METHODS:
         raise ConfigError(f"calib_method {method!r} is not known; choose one of {', '.join(CALIB_METHODS)}")
     features = cpu_features()
