@@ -208,3 +208,13 @@ def test_summary_picks_fastest_engine_per_precision():
     assert summary["int8"]["target"] == "openvino" and summary["int8_at_99"]["target"] == "onnxruntime"
     lines = bench_report.summary_lines({"summary": summary})
     assert "best FP16 engine: none ran" in lines and any("0.300 x torch fp32" in line for line in lines)
+
+
+def test_short_reason_keeps_the_cause_of_multiline_engine_errors():
+    from danet_deploy.bench.reasons import short_reason
+
+    exc = RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp:117:\n\n  Can't set input blob: wrong shape\n")
+    assert short_reason(exc) == ("RuntimeError: Exception from src/inference/src/cpp/infer_request.cpp:117: "
+                                 "Can't set input blob: wrong shape")
+    assert short_reason(ConfigError("bad --batch; use 1")) == "bad --batch; use 1"
+    assert len(short_reason(ValueError("x" * 1000))) == 300

@@ -460,10 +460,9 @@ def _add_ratios(rows: list[dict[str, Any]]) -> None:
 
 
 def _reason(exc: BaseException) -> str:
-    from ..errors import DanetDeployError
+    from .reasons import short_reason
 
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return text if isinstance(exc, DanetDeployError) and text else f"{type(exc).__name__}: {text}"
+    return short_reason(exc)
 
 
 def _combo_bar(total: int, enabled: bool) -> Any:

@@ -139,10 +139,9 @@ def main(argv: list[str] | None = None) -> int:
         run_spec(spec, result)
     except Exception as exc:  # noqa: BLE001 - any engine failure is reported as this row's reason
         from ..errors import DanetDeployError
+        from .reasons import short_reason
 
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        result.update(status="failed", error=reason if isinstance(exc, DanetDeployError)
-                      else f"{type(exc).__name__}: {reason}", peak_rss_mb=peak_rss_mb())
+        result.update(status="failed", error=short_reason(exc), peak_rss_mb=peak_rss_mb())
         if not isinstance(exc, DanetDeployError):
             result["traceback"] = traceback.format_exc(limit=6)
     _write(result_path, result)
