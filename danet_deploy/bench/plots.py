@@ -62,24 +62,26 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> Path:
     p90 = np.array([r["p90_ms"] for r in rows], dtype=float)
     p99 = np.array([r["p99_ms"] for r in rows], dtype=float)
     colors = [_PRECISION_COLORS.get(r["precision"], "#8172B2") for r in rows]
-    ax.bar(x, p50, color=colors, width=0.6, label="p50")
+    ax.bar(x, p50, color=colors, width=0.6)
     if rows:
         ax.vlines(x, p50, p99, color="black", linewidth=1.2)
-        ax.scatter(x, p90, marker="_", s=200, color="black", zorder=3, label="p90")
-        ax.scatter(x, p99, marker="_", s=400, color="firebrick", zorder=3, label="p99")
+        ax.scatter(x, p90, marker="_", s=200, color="black", zorder=3, label="p90 tick")
+        ax.scatter(x, p99, marker="_", s=400, color="firebrick", zorder=3, label="p99 cap")
         top = float(p99.max())
         for xi, r in zip(x, rows):
             ratio = r.get("ratio_vs_torch_fp32")
             text = f"{r['p50_ms']:.0f} ms" + (f"\n×{ratio:.2f}" if ratio is not None else "")
             ax.text(xi, r["p99_ms"] + 0.02 * top, text, ha="center", va="bottom", fontsize=8)
-        ax.set_ylim(0, top * 1.25)
+        ax.set_ylim(0, top * 1.18)
     ax.set_xticks(x, [_label(r) for r in rows], fontsize=9)
     ax.set_ylabel("latency per batch (ms)")
     ax.set_title(_title(report, "p50 bar, p90/p99 whiskers, ×ratio vs torch fp32"), fontsize=10)
+    # legends outside the axes, so they never cover a bar's annotation
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _PRECISION_COLORS.values()]
-    legend = ax.legend(loc="upper right", fontsize=8)
+    legend = ax.legend(handles, list(_PRECISION_COLORS), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                       title="p50 bar", title_fontsize=8)
     ax.add_artist(legend)
-    ax.legend(handles, list(_PRECISION_COLORS), loc="upper left", fontsize=8, title="precision", title_fontsize=8)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 0.62), fontsize=8, title="markers", title_fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     skipped = [r for r in report["rows"] if r["status"] != "ok"]
     if skipped:
