@@ -141,8 +141,8 @@ def check_engine_compatibility(engine_info: dict[str, Any], running: dict[str, A
     """
     if engine_info.get("stage") != STAGE_ENGINE:
         raise EngineCompatibilityError(
-            f"this artifact is a TensorRT bundle at stage {engine_info.get('stage')!r}, not an engine; build the engine "
-            "on the target device with: danet-export --target tensorrt --from BUNDLE_DIR --output ENGINE_DIR")
+            f"this artifact is a TensorRT bundle at stage {engine_info.get('stage')!r}, not an engine; build the "
+            "engine on the target device with: danet-export --target tensorrt --from BUNDLE_DIR --output ENGINE_DIR")
     notes: list[str] = []
     built, have = engine_info.get("version"), running.get("tensorrt")
     if not built:

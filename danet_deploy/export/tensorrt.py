@@ -104,7 +104,7 @@ def build(ctx: ExportContext) -> TargetResult:
                             extra={"tensorrt": info}, calibration=calibration)
     engine = build_engine(dst if not legacy else ctx.workdir / LEGACY_ONNX, ctx.workdir / ENGINE_FILE, profile,
                           precision, input_name=spec["name"],
-                          strongly_typed=None if "strongly_typed" not in options else _truthy(options["strongly_typed"]),
+                          strongly_typed=_truthy(options["strongly_typed"]) if "strongly_typed" in options else None,
                           workspace=options.get("workspace"),
                           dla_core=None if options.get("dla_core") is None else int(options["dla_core"]),
                           timing_cache=options.get("timing_cache"),

@@ -136,7 +136,8 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
                         str(src), low_precision_type="fp16", keep_io_types=True, providers=["cpu"],
                         nodes_to_exclude=_exact(float_nodes) or None, data_max=data_max, **kwargs)
             except Exception as exc:
-                raise ExportError(f"ModelOpt AutoCast failed: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                raise ExportError(f"ModelOpt AutoCast failed: {reason}; "
                                   "retry with --option converter=onnxruntime") from exc
         tool = f"modelopt.onnx.autocast {modelopt_version()}"
     else:
@@ -191,7 +192,8 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
                              high_precision_dtype="fp32", nodes_to_exclude=_exact(float_nodes) or None,
                              output_path=str(dst), log_level="WARNING")
             except Exception as exc:
-                raise ExportError(f"ModelOpt INT8 quantization failed: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
+                reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                raise ExportError(f"ModelOpt INT8 quantization failed: {reason}; "
                                   "retry with --option quantizer=onnxruntime") from exc
         if not Path(dst).is_file():
             raise ExportError("ModelOpt INT8 quantization wrote no model; retry with --option quantizer=onnxruntime")
