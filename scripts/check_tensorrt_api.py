@@ -18,6 +18,10 @@ Usage::
     pip download --no-deps -d wheels tensorrt-cu12-bindings==10.16.1.11 tensorrt-cu13-bindings==11.4.0.106
     python scripts/check_tensorrt_api.py wheels/*.whl
 
+    # and the cuda-python runtime calls of the backend:
+    pip download --no-deps -d cuda "cuda-bindings==12.9.*"
+    python scripts/check_tensorrt_api.py wheels/*.whl --cuda-bindings cuda/cuda_bindings-*.whl
+
 Exit code 1 if a required (unguarded) name is missing from any wheel; optional names missing are
 listed but expected (e.g. ``BuilderFlag.FP16`` and ``IInt8EntropyCalibrator2`` in TensorRT 11).
 """
@@ -157,10 +161,49 @@ def check(usage: Usage, binaries: list[tuple[str, bytes]]) -> dict:
     return report
 
 
+CUDA_MODULES = ["danet_deploy/runtime/backends/tensorrt_cuda.py", "danet_deploy/runtime/backends/tensorrt.py",
+                "danet_deploy/export/tensorrt_build.py"]
+
+
+def collect_cudart(paths: list[Path]) -> dict[str, set[str]]:
+    """``cudart.X`` (and ``cudart.X.Y``) names used through cuda-python's runtime bindings."""
+    used: dict[str, set[str]] = {}
+    for path in paths:
+        tree = ast.parse(path.read_text(), filename=str(path))
+        rel = path.relative_to(ROOT).as_posix() if path.is_relative_to(ROOT) else str(path)
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Attribute):
+                continue
+            base = node.value
+            if isinstance(base, ast.Attribute) and base.attr == "cudart":  # self.cudart.X
+                used.setdefault(node.attr, set()).add(f"{rel}:{node.lineno}")
+            elif isinstance(base, ast.Name) and base.id == "cudart":
+                used.setdefault(node.attr, set()).add(f"{rel}:{node.lineno}")
+            elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == "cudart":
+                used.setdefault(node.attr, set()).add(f"{rel}:{node.lineno}")  # cudart.Enum.member
+    return used
+
+
+def check_cuda_bindings(wheel: Path) -> dict[str, list[str]]:
+    """Names from :func:`collect_cudart` missing from a cuda-bindings wheel's ``runtime`` module."""
+    with zipfile.ZipFile(wheel) as archive:
+        names = [n for n in archive.namelist() if re.search(r"cuda/bindings/runtime[^/]*\.so$", n)]
+        if not names:
+            raise SystemExit(f"{wheel}: no cuda/bindings/runtime*.so inside; pass a cuda-bindings (>= 12.6) wheel")
+        strings = binary_strings(archive.read(names[0]))
+    words = set()
+    for text in strings:
+        words.update(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", text))
+    used = collect_cudart([ROOT / m for m in CUDA_MODULES])
+    return {name: sorted(where) for name, where in sorted(used.items()) if name not in words}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("binaries", nargs="+", type=Path, help="tensorrt-cu1x-bindings wheels or tensorrt*.so files")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
+    parser.add_argument("--cuda-bindings", type=Path, metavar="WHEEL",
+                        help="also check the cuda-python runtime names against a cuda-bindings wheel")
     args = parser.parse_args(argv)
     usage = collect([ROOT / m for m in MODULES])
     report = check(usage, [load_binary(p) for p in args.binaries])
@@ -176,7 +219,15 @@ def main(argv: list[str] | None = None) -> int:
                   f"{entry['missing_optional'] or 'none'}")
             for name, where in entry["missing_required"].items():
                 print(f"    {name}: used at {', '.join(where)}")
-    return 1 if any(e["missing_required"] for e in report["wheels"].values()) else 0
+    failed = any(e["missing_required"] for e in report["wheels"].values())
+    if args.cuda_bindings:
+        missing = check_cuda_bindings(args.cuda_bindings)
+        used = collect_cudart([ROOT / m for m in CUDA_MODULES])
+        print(f"cuda-bindings {args.cuda_bindings.name.split('-')[1]}: {'OK' if not missing else 'DRIFT'}; "
+              f"{len(used) - len(missing)} of {len(used)} cudart names found"
+              + "".join(f"\n    {name}: used at {', '.join(where)}" for name, where in missing.items()))
+        failed = failed or bool(missing)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

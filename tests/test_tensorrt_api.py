@@ -61,3 +61,15 @@ def test_downloaded_wheels_have_every_required_name():
         assert not entry["missing_required"], (version, entry["missing_required"])
         if version.startswith("11."):  # removed in 11: the code must treat them as optional
             assert {"FP16", "IInt8EntropyCalibrator2", "int8_calibrator"} <= set(entry["missing_optional"])
+
+
+def test_cuda_runtime_names_are_collected_and_checked(tmp_path):
+    used = api.collect_cudart([ROOT / m for m in api.CUDA_MODULES])
+    for name in ("cudaMallocHost", "cudaMemcpyAsync", "cudaMemcpyDeviceToHost", "cudaStreamBeginCapture",
+                 "cudaGraphLaunch", "cudaEventElapsedTime", "cudaSuccess"):
+        assert name in used, name
+    wheel = tmp_path / "cuda_bindings-0.0.1-cp311-cp311-linux_x86_64.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        archive.writestr("cuda/bindings/runtime.cpython-311-x86_64-linux-gnu.so", b"\x00cudaMalloc(size)\x00")
+    missing = api.check_cuda_bindings(wheel)
+    assert "cudaMalloc" not in missing and "cudaMallocHost" in missing

@@ -149,21 +149,22 @@ class TensorRTBackend(Backend):
     def _enqueue(self, events: bool = False) -> None:
         """Copy in, run, copy out: all asynchronous on the one stream."""
         cudart, stream = self.cudart, self._stream
-        kind = cudart.cudaMemcpyKind
         nbytes_in = int(np.prod(self._shape)) * 4
         nbytes_out = int(np.prod(self._out_shape)) * self.output_dtype.itemsize
         if events:
             check(cudart, cudart.cudaEventRecord(self._events[0], stream), "cudaEventRecord")
-        check(cudart, cudart.cudaMemcpyAsync(self._d_in.ptr, self._h_in.ptr, nbytes_in,
-                                             kind.cudaMemcpyHostToDevice, stream), "cudaMemcpyAsync(H2D)")
+        to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        check(cudart, cudart.cudaMemcpyAsync(self._d_in.ptr, self._h_in.ptr, nbytes_in, to_device, stream),
+              "cudaMemcpyAsync(H2D)")
         if events:
             check(cudart, cudart.cudaEventRecord(self._events[1], stream), "cudaEventRecord")
         if not self.context.execute_async_v3(int(stream)):
             raise CudaError("TensorRT execute_async_v3 failed (see the TensorRT log above); check GPU memory")
         if events:
             check(cudart, cudart.cudaEventRecord(self._events[2], stream), "cudaEventRecord")
-        check(cudart, cudart.cudaMemcpyAsync(self._h_out.ptr, self._d_out.ptr, nbytes_out,
-                                             kind.cudaMemcpyDeviceToHost, stream), "cudaMemcpyAsync(D2H)")
+        check(cudart, cudart.cudaMemcpyAsync(self._h_out.ptr, self._d_out.ptr, nbytes_out, to_host, stream),
+              "cudaMemcpyAsync(D2H)")
         if events:
             check(cudart, cudart.cudaEventRecord(self._events[3], stream), "cudaEventRecord")
 
