@@ -40,9 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "GEMM peak, argmax agreement with PyTorch FP32 and mIoU on generated scenes.")
     p.add_argument("--model", required=True, help="preset name (e.g. danet_demo) or checkpoint path (with --arch)")
     p.add_argument("--arch", help="preset architecture of a checkpoint given as --model")
-    p.add_argument("--targets", type=_csv, default=["torch", "onnxruntime", "openvino"],
+    p.add_argument("--targets", type=_csv, default="torch,onnxruntime,openvino",
                    help="comma list of torch, onnxruntime, openvino, tensorrt (default: %(default)s)")
-    p.add_argument("--precisions", type=_csv, default=["fp32"], help="comma list of fp32, fp16, int8 (default: fp32)")
+    p.add_argument("--precisions", type=_csv, default="fp32", help="comma list of fp32, fp16, int8 (default: %(default)s)")
     p.add_argument("--input-size", type=_size, default=(512, 512), metavar="HxW", help="input size (default 512x512)")
     p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
     p.add_argument("--iters", type=int, default=20, help="timed iterations per combination and round (default 20)")
@@ -53,8 +53,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every engine (default 2)")
     p.add_argument("--scenes", type=int, default=4, help="generated val scenes for the accuracy columns (default 4)")
     p.add_argument("--calib-count", type=int, default=32, help="calibration images for INT8 exports (default 32)")
-    p.add_argument("--output", type=Path, default=Path("bench-results"),
-                   help="folder for bench.json/.csv/.md and PNG plots (default: bench-results)")
+    p.add_argument("--output", type=Path, default=Path("runs/bench"),
+                   help="folder for bench.json/.csv/.md and PNG plots (default: runs/bench)")
     p.add_argument("--artifacts", type=Path, help="folder of exported artifacts to reuse / export into "
                                                   "(default: OUTPUT/artifacts)")
     p.add_argument("--stem", default="bench", help="file name stem of the written reports (default: bench)")
