@@ -50,6 +50,7 @@ class TrainConfig:
     eval_count: int = 50
     eval_size: int = 512
     log_every: int = 25
+    time_budget_min: float | None = None  # stop (and anneal to zero) early when this many minutes are used
     output: str = field(default_factory=lambda: str(weights_dir() / "danet_demo.safetensors"))
     report: str | None = None  # default: the output path with a .json suffix
 
@@ -64,6 +65,8 @@ class TrainConfig:
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
         if self.eval_count < 0 or self.eval_size < 32:
             raise ConfigError(f"eval_count must be >= 0 and eval_size >= 32, got {self.eval_count}, {self.eval_size}")
+        if self.time_budget_min is not None and self.time_budget_min <= 0:
+            raise ConfigError(f"time budget must be positive minutes, got {self.time_budget_min}")
         if self.steps * self.batch_size > len(SPLITS["train"]):
             raise ConfigError(f"{self.steps} x {self.batch_size} scenes exceed the {len(SPLITS['train'])} train seeds")
 
@@ -111,12 +114,26 @@ def training_batch(step: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarr
     return np.stack(images), np.stack(labels)
 
 
-def poly_lr(step: int, config: TrainConfig) -> float:
-    """Linear warm-up, then the poly schedule used by the DANet paper."""
+def poly_lr(step: int, config: TrainConfig, total: int | None = None) -> float:
+    """Linear warm-up, then the poly schedule used by the DANet paper, reaching 0 at ``total`` steps."""
+    total = config.steps if total is None else total
     if step < config.warmup:
         return config.lr * (step + 1) / config.warmup
-    progress = (step - config.warmup) / max(1, config.steps - config.warmup)
+    progress = min(1.0, (step - config.warmup) / max(1, total - config.warmup))
     return config.lr * (1.0 - progress) ** config.poly_power
+
+
+def _budgeted_total(step: int, elapsed: float, planned: int, config: TrainConfig) -> int:
+    """Shrink the planned step count so the run ends within ``time_budget_min``.
+
+    Why: on a shared CPU the time per step can triple; rather than stop mid-schedule with a
+    high learning rate, the poly schedule is re-targeted so it still anneals to zero. The plan
+    only ever shrinks, and the report records the steps actually run.
+    """
+    if not config.time_budget_min or step < 10:
+        return planned
+    remaining = config.time_budget_min * 60.0 - elapsed
+    return min(planned, step + max(1, int(remaining / (elapsed / step))))
 
 
 def danet_loss(outputs, target):
@@ -232,9 +249,14 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         f"{config.threads} threads, seed {config.seed}")
     start = time.perf_counter()
     recent: list[float] = []
+    done = 0
+    planned = config.steps
     bar = _progress(_batches(config), progress, "train")
     for step, images, labels in bar:
-        lr = poly_lr(step, config)
+        planned = _budgeted_total(step, time.perf_counter() - start, planned, config)
+        if step >= planned:
+            break
+        lr = poly_lr(step, config, planned)
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = danet_loss(model(to_tensor(images)), torch.from_numpy(labels.astype(np.int64)))
@@ -246,15 +268,18 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         recent = (recent + [loss.item()])[-config.log_every:]
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{np.mean(recent):.3f}", lr=f"{lr:.2e}", refresh=False)
-        if (step + 1) % config.log_every == 0 or step + 1 == config.steps:
+        done = step + 1
+        if done % config.log_every == 0 or done == planned:
             elapsed = time.perf_counter() - start
-            log(f"step {step + 1}/{config.steps}  loss {np.mean(recent):.4f}  lr {lr:.2e}  "
+            log(f"step {done}/{planned}  loss {np.mean(recent):.4f}  lr {lr:.2e}  "
                 f"{elapsed / (step + 1):.3f} s/step  {elapsed / 60:.1f} min")
     train_seconds = time.perf_counter() - start
 
     report: dict[str, Any] = {
         "model": PRESET,
-        "steps": config.steps,
+        "steps": done,
+        "planned_steps": config.steps,
+        "stopped_by_time_budget": done < config.steps,
         "seed": config.seed,
         "train_seconds": round(train_seconds, 1),
         "final_loss": round(float(np.mean(recent)), 4),
@@ -268,7 +293,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         report["val"] = {"split": "val", "size": [config.eval_size, config.eval_size],
                          "eval_seconds": round(time.perf_counter() - eval_start, 1), **metrics.to_dict()}
         log(metrics.summary())
-    metadata = {"model": PRESET, "steps": str(config.steps), "seed": str(config.seed),
+    metadata = {"model": PRESET, "steps": str(done), "seed": str(config.seed),
                 "val_miou": str(report.get("val", {}).get("miou")),
                 "val_size": f"{config.eval_size}x{config.eval_size}", "val_images": str(config.eval_count),
                 "command": command or "", "classes": json.dumps(list(DEMO_CLASSES)), "dtype": "float16"}

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=defaults["threads"], help="torch CPU threads (default %(default)s)")
     p.add_argument("--eval-count", type=int, default=defaults["eval_count"], help="val scenes to score (default %(default)s)")
     p.add_argument("--eval-size", type=int, default=defaults["eval_size"], help="val scene side (default %(default)s)")
+    p.add_argument("--time-budget-min", type=float, default=None,
+                   help="wall-clock budget in minutes: the LR schedule is shortened to finish within it")
     p.add_argument("--log-every", type=int, default=defaults["log_every"])
     p.add_argument("--output", help="weights path (default: danet_deploy/weights/danet_demo.safetensors)")
     p.add_argument("--report", help="JSON report path (default: next to the weights, .json)")
@@ -63,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps, batch_size=args.batch_size, crop=args.crop, scene_min=args.scene_min,
             scene_max=args.scene_max, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
             seed=args.seed, threads=args.threads, eval_count=args.eval_count, eval_size=args.eval_size,
-            log_every=args.log_every, report=args.report)
+            log_every=args.log_every, time_budget_min=args.time_budget_min,
+            report=args.report)
         if args.output:
             config.output = args.output
         command = "danet-train " + " ".join(sys.argv[1:] if argv is None else argv)
