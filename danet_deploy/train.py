@@ -123,17 +123,18 @@ def poly_lr(step: int, config: TrainConfig, total: int | None = None) -> float:
     return config.lr * (1.0 - progress) ** config.poly_power
 
 
-def _budgeted_total(step: int, elapsed: float, planned: int, config: TrainConfig) -> int:
-    """Shrink the planned step count so the run ends within ``time_budget_min``.
+def _budgeted_total(step: int, elapsed: float, config: TrainConfig) -> int:
+    """How many steps fit in ``time_budget_min``, at the average speed so far (at most ``steps``).
 
     Why: on a shared CPU the time per step can triple; rather than stop mid-schedule with a
-    high learning rate, the poly schedule is re-targeted so it still anneals to zero. The plan
-    only ever shrinks, and the report records the steps actually run.
+    high learning rate, the poly schedule is re-targeted every step so it still anneals to zero
+    at the deadline. The estimate uses the run's average step time, so a short burst of load
+    only nudges it; the report records the steps actually run.
     """
-    if not config.time_budget_min or step < 10:
-        return planned
+    if not config.time_budget_min or step < max(10, config.warmup):
+        return config.steps
     remaining = config.time_budget_min * 60.0 - elapsed
-    return min(planned, step + max(1, int(remaining / (elapsed / step))))
+    return min(config.steps, step + max(1, int(remaining / (elapsed / step))))
 
 
 def danet_loss(outputs, target):
@@ -253,7 +254,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     planned = config.steps
     bar = _progress(_batches(config), progress, "train")
     for step, images, labels in bar:
-        planned = _budgeted_total(step, time.perf_counter() - start, planned, config)
+        planned = _budgeted_total(step, time.perf_counter() - start, config)
         if step >= planned:
             break
         lr = poly_lr(step, config, planned)
