@@ -179,10 +179,13 @@ def test_int8_onnxruntime_fallback_is_tensorrt_compatible(tmp_path_factory):
             assert not onnx.numpy_helper.to_array(inits[node.input[2]]).any()
 
 
-def test_fp16_onnxruntime_converter_fallback_runs(tmp_path_factory, scenes):
-    path, manifest = _bundle(tmp_path_factory, "fp16", options={"converter": "onnxruntime"})
+def test_fp16_onnxruntime_converter_fallback_runs(tmp_path_factory):
+    # 128x128: CAM's energy overflows FP16 here if the kept FP32 chain round-trips through FP16
+    size = (128, 128)
+    path, manifest = _bundle(tmp_path_factory, "fp16", size=size, options={"converter": "onnxruntime"})
     assert manifest.extra["tensorrt"]["converter"].startswith("onnxruntime.transformers.float16")
-    report = _parity(path, scenes, "fp16")
+    report = _parity(path, generated_inputs(2, size)[0], "fp16", size=size)
+    assert report.finite, report.table()
     assert report.cosine >= 0.999 and report.argmax_agreement >= 0.99, report.table()
 
 

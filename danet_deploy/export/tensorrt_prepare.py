@@ -152,6 +152,11 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
             model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, node_block_list=list(float_nodes))
         except Exception as exc:
             raise ExportError(f"float16 conversion failed: {str(exc).splitlines()[0]}") from exc
+        # the converter casts each kept node's output back to fp16 even between two kept nodes, so CAM's
+        # energy still round-trips through fp16 and overflows (NaN logits at 128x128): drop those pairs
+        from .onnxruntime import _drop_float_roundtrips
+
+        _drop_float_roundtrips(model)
         wrapper = OnnxModel(model)  # keep_io_types appends the input Casts last: restore topological order
         wrapper.topological_sort(is_deterministic=True)
         model = wrapper.model
