@@ -119,6 +119,7 @@ def atomic_write_text(path: str | Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are meant to be shared and copied
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -170,6 +171,7 @@ def atomic_artifact_dir(final: str | Path, overwrite: bool = True) -> Iterator[P
     if final.exists() and not overwrite:
         raise ArtifactError(f"{final} already exists; pass --force or choose another --output")
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    os.chmod(tmp, 0o755)  # mkdtemp creates 0700
     try:
         yield tmp
     except BaseException:
