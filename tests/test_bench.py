@@ -51,6 +51,17 @@ def test_summarize_percentiles_and_throughput():
     assert summarize([])["p50_ms"] is None
 
 
+def test_gemm_peak_fp32_and_int8():
+    from danet_deploy.bench.gemm import measure_gemm_peak
+
+    fp32 = measure_gemm_peak(1, n=256, repeats=2)
+    assert fp32["gflops_peak"] >= fp32["gflops_median"] > 0 and "float32" in fp32["method"]
+    int8 = measure_gemm_peak(1, n=256, repeats=2, dtype="int8")
+    assert "int8" in int8["method"] and (int8["gflops_peak"] is None) == ("error" in int8)
+    with pytest.raises(ValueError):
+        measure_gemm_peak(1, n=64, dtype="bf16")
+
+
 def test_time_calls_runs_warmup_untimed():
     calls = []
     times = time_calls(lambda: calls.append(1), iters=5, warmup=3)
@@ -127,6 +138,7 @@ def test_bench_schema_and_rows(bench_run):
     assert [(r["target"], r["precision"]) for r in report["rows"]][0] == ("torch", "fp32")
     assert report["machine"]["cpu"]["logical_cores"] >= 1 and "torch" in report["machine"]["libraries"]
     assert len(report["gemm"]["runs_gflops_peak"]) == 2 and report["gemm"]["gflops_peak"] > 0
+    assert "int8" in report["gemm"]  # int8 rows were asked for: an int8 yardstick is measured
     assert report["flops"]["total"] == count_preset_flops("danet_edge_r18_d8", SIZE).total
     ref = _row(report, "torch", "fp32")
     assert ref["status"] == "ok" and ref["ratio_vs_torch_fp32"] == 1.0 and ref["argmax_agreement"] == 1.0
@@ -136,6 +148,7 @@ def test_bench_schema_and_rows(bench_run):
     assert ort["p50_ms"] <= ort["p90_ms"] <= ort["p99_ms"] <= ort["max_ms"]
     assert ort["argmax_agreement"] >= 0.98  # FP32 engines match the FP32 reference
     assert ort["gflops_achieved"] > 0 and ort["peak_rss_mb"] > ort["rss_before_load_mb"] > 0
+    assert ort["gemm_peak_gflops"] == report["gemm"]["gflops_peak"]
     assert ort["miou_vs_labels"] is None  # random weights: the scene labels mean nothing
     for row in report["rows"]:
         assert row["status"] == "ok" or row["reason"], row

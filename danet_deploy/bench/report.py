@@ -14,7 +14,9 @@ JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
                      affinity_cores}, memory_gib, gpus[{name, memory, driver}], os, python,
                      libraries{name: version}, load_average{before, after: [1, 5, 15 min]}}
     gemm             {method, threads, repeats, gflops_peak, gflops_median, runs_gflops_peak[], when}:
-                     this CPU's SGEMM peak, measured before and after the rows, best kept
+                     this CPU's SGEMM peak, measured before and after the rows, best kept;
+                     int8 (when int8 rows were asked for): {method, threads, repeats, gflops_peak,
+                     gflops_median} of torch._int_mm (GOP/s), the yardstick of INT8 rows
     flops            {size, batch, conv, linear, pam, cam, attention, total, gflops}: one forward
                      pass of one batch (multiply-add = 2 FLOPs; attention counted analytically)
     scenes           {split, count, size, labels_used}: generated val scenes for accuracy
@@ -42,7 +44,9 @@ JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
         argmax_agreement fraction of scene pixels whose argmax equals the torch fp32 reference's
         miou_vs_reference  mIoU of the row's masks scored against the reference masks
         miou_vs_labels   mIoU against the scene labels (null unless the model was trained on them)
-        gflops_achieved  flops.total / p50; gemm_efficiency = gflops_achieved / gemm.gflops_peak
+        gflops_achieved  flops.total / p50 (FP32-equivalent FLOPs, whatever the precision)
+        gemm_peak_gflops the peak it is compared with: gemm.int8.gflops_peak for int8 rows, else
+                         gemm.gflops_peak; gemm_efficiency = gflops_achieved / gemm_peak_gflops
         ratio_vs_torch_fp32  p50_ms / p50_ms of the torch fp32 row of the same run (< 1 = faster)
         engine           the backend's describe(): providers, threads, versions
     summary          {precision: {target, ratio_vs_torch_fp32, argmax_agreement, p50_ms}}: the
@@ -78,7 +82,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("img/s", "throughput_ips", ".2f"),
     ("peak RSS MiB", "peak_rss_mb", ".0f"),
     ("GFLOP/s", "gflops_achieved", ".1f"),
-    ("% GEMM peak", "gemm_efficiency", "%"),
+    ("% GEMM peak", "gemm_efficiency", "%"),  # of the peak of the row's own precision
     ("argmax agree", "argmax_agreement", "%2"),
     ("mIoU labels", "miou_vs_labels", ".4f"),
     ("vs torch fp32", "ratio_vs_torch_fp32", ".3f"),
@@ -90,7 +94,7 @@ CSV_FIELDS = ("target", "precision", "export_target", "batch", "threads", "statu
               "reused_artifact", "file_size_mb", "export_s", "load_s", "iters", "p50_ms", "p90_ms", "p99_ms",
               "mean_ms", "min_ms", "max_ms", "std_ms", "throughput_ips", "async_throughput_ips", "peak_rss_mb",
               "rss_before_load_mb", "argmax_agreement", "miou_vs_reference", "miou_vs_labels", "gflops_achieved",
-              "gemm_efficiency", "ratio_vs_torch_fp32")
+              "gemm_peak_gflops", "gemm_efficiency", "ratio_vs_torch_fp32")
 
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
@@ -145,7 +149,9 @@ def header_lines(report: dict[str, Any]) -> list[str]:
            if machine.get("load_average") else ""),
         f"compute: {flops['gflops']} GFLOP per batch ({flops['attention'] / 1e9:.2f} GFLOP in PAM+CAM attention); "
         f"measured GEMM peak {report['gemm']['gflops_peak']} GFLOP/s ({report['gemm']['method']}, "
-        f"{report['gemm']['threads']} threads)",
+        f"{report['gemm']['threads']} threads)"
+        + (f", INT8 {report['gemm']['int8']['gflops_peak']} GOP/s ({report['gemm']['int8']['method']}; "
+           "the yardstick of INT8 rows)" if (report["gemm"].get("int8") or {}).get("gflops_peak") else ""),
         f"accuracy: {report['scenes']['count']} generated val scenes; argmax agreement vs torch fp32"
         + ("; mIoU vs scene labels" if report["scenes"]["labels_used"] else "; no labels (model not trained on scenes)"),
         f"libraries: {libs}",

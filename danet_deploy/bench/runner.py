@@ -338,6 +338,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     gemm_runs.append(measure_gemm_peak(cfg.threads))
     gemm = max(gemm_runs, key=lambda g: g["gflops_peak"]) | {
         "runs_gflops_peak": [g["gflops_peak"] for g in gemm_runs], "when": "before and after the rows; best kept"}
+    if "int8" in cfg.precisions:
+        gemm["int8"] = measure_gemm_peak(cfg.threads, dtype="int8")
 
     reference_masks: np.ndarray | None = None
     for row in rows:
@@ -351,7 +353,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
             if (row["target"], row["precision"]) == REFERENCE:
                 reference_masks = masks
             row.update(accuracy(masks, reference_masks, labels_arr if labelled else None, config.num_classes))
-        _add_compute(row, flops.total, gemm["gflops_peak"])
+        peak = (gemm.get("int8") or {}).get("gflops_peak") if row["precision"] == "int8" else gemm["gflops_peak"]
+        _add_compute(row, flops.total, peak)
         log(f"{row['target']}-{row['precision']}: {row['status']}"
             + (f" p50 {row['p50_ms']} ms" if row["status"] == "ok" else f" ({row.get('reason')})"))
     _add_ratios(rows)
@@ -376,7 +379,7 @@ def _row(cfg: BenchConfig, target: str, precision: str) -> dict[str, Any]:
             "p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None, "min_ms": None, "max_ms": None,
             "std_ms": None, "iters": None, "throughput_ips": None, "async_throughput_ips": None,
             "peak_rss_mb": None, "rss_before_load_mb": None, "argmax_agreement": None, "miou_vs_labels": None,
-            "miou_vs_reference": None, "gflops_achieved": None, "gemm_efficiency": None, "ratio_vs_torch_fp32": None,
+            "miou_vs_reference": None, "gflops_achieved": None, "gemm_peak_gflops": None, "gemm_efficiency": None, "ratio_vs_torch_fp32": None,
             "engine": None, "latencies_ms": []}
 
 
@@ -444,10 +447,12 @@ def _advance(bar: Any) -> None:
         bar.update(1)
 
 
-def _add_compute(row: dict[str, Any], flops_total: int, peak: float) -> None:
+def _add_compute(row: dict[str, Any], flops_total: int, peak: float | None) -> None:
+    """Achieved GFLOP/s at p50, and its fraction of the GEMM peak of the row's precision."""
     if row.get("p50_ms"):
         achieved = flops_total / (row["p50_ms"] / 1000.0) / 1e9
         row["gflops_achieved"] = round(achieved, 2)
+        row["gemm_peak_gflops"] = peak
         row["gemm_efficiency"] = round(achieved / peak, 4) if peak else None
 
 
