@@ -21,6 +21,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -42,7 +43,18 @@ def _log(message: str) -> None:
     print(f"[precision_policy] {message}", file=sys.stderr, flush=True)
 
 
-def configs(policies: list[str]) -> list[dict]:
+VARIANTS = {
+    # name suffix: (target, export options, runtime options) -- all on top of the attention-float policy
+    "nncf-transformer": ("openvino", {"model_type": "transformer"}, {}),
+    "nncf-mixed": ("openvino", {"nncf_preset": "mixed"}, {}),
+    "ov-int8-plugin-precision": ("openvino", {}, {"inference_precision": None}),
+    "ort-percentile": ("onnxruntime", {"calib_method": "percentile"}, {}),
+    "ort-s8s8": ("onnxruntime", {"int8_format": "s8s8"}, {}),
+    "ort-u8s8-reduced": ("onnxruntime", {"int8_format": "u8s8-reduced"}, {}),
+}
+
+
+def configs(policies: list[str], variants: list[str] = ()) -> list[dict]:
     """Every artifact measured: name, export target/precision/policy, runtime options.
 
     OpenVINO FP16 compresses weights only (the policy does not apply), so it is measured once with
@@ -57,10 +69,22 @@ def configs(policies: list[str]) -> list[dict]:
         rows += [dict(name=f"openvino int8 {policy}", target="openvino", precision="int8", policy=policy),
                  dict(name=f"onnxruntime int8 {policy}", target="onnxruntime", precision="int8", policy=policy),
                  dict(name=f"onnxruntime fp16 {policy}", target="onnxruntime", precision="fp16", policy=policy)]
+    for variant in variants:
+        target, options, runtime_options = VARIANTS[variant]
+        rows.append(dict(name=f"{target} int8 attention-float {variant}", target=target, precision="int8",
+                         policy="attention-float", options=options, runtime=runtime_options))
     return rows
 
 
 def main(argv: list[str] | None = None) -> int:
+    work = Path(tempfile.mkdtemp(prefix="precision-policy-"))
+    try:
+        return run(argv, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def run(argv: list[str] | None, work: Path) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="danet_demo")
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
@@ -70,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10, help="timed runs per engine (median reported)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--policies", nargs="+", default=["attention-float", "quantize-all"])
+    parser.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS),
+                        help="extra INT8 settings to compare (NNCF model type/preset, ORT method/format)")
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "precision_policy.md")
     args = parser.parse_args(argv)
 
@@ -84,7 +110,6 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     size = tuple(args.size)
-    work = Path(tempfile.mkdtemp(prefix="precision-policy-"))
     config = get_config(args.model)
     shipped = config.weights and (weights_dir() / config.weights).is_file()
     if shipped:
@@ -110,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
         reference = [model(torch.from_numpy(t)).numpy() for t in tensors]
     num_classes = model.num_classes
 
-    rows = configs(args.policies)
+    rows = configs(args.policies, args.variants)
     sessions = {}
     for row in rows:
         out = work / row["name"].replace(" ", "_").replace("(", "").replace(")", "")

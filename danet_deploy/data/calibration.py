@@ -273,7 +273,9 @@ class _FolderLoader(_Loader):
             raise CalibrationError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                                    "put a few dozen representative frames in it, or pass --calib generated")
         usable: list[Path] = []
-        for path in files:
+        # every file is decoded once (a few ms each) so that unreadable ones are known before the
+        # subset is chosen: the subset then never depends on which files happened to be broken
+        for path in _progress(iter(files), len(files), "checking images"):
             reason = _verify_image(path)
             if reason is None:
                 usable.append(path)
@@ -353,7 +355,7 @@ def _digest(identity: Any, preprocessing: dict[str, Any], size: tuple[int, int],
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _progress(items: Iterator[np.ndarray], total: int, desc: str) -> Iterator[np.ndarray]:
+def _progress(items: Iterator[Any], total: int, desc: str) -> Iterator[Any]:
     try:
         from tqdm import tqdm
     except ImportError:  # progress is a nicety, never a reason to fail
