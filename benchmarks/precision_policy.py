@@ -62,7 +62,8 @@ def configs(policies: list[str], variants: list[str] = ()) -> list[dict]:
     """
     rows = [dict(name="openvino fp32", target="openvino", precision="fp32", policy="-"),
             dict(name="onnxruntime fp32", target="onnx", precision="fp32", policy="-"),
-            dict(name="openvino fp16 (plugin default)", target="openvino", precision="fp16", policy="-"),
+            dict(name="openvino fp16 (plugin default)", target="openvino", precision="fp16", policy="-",
+                 runtime={"inference_precision": None}),
             dict(name="openvino fp16 (f32 inference)", target="openvino", precision="fp16", policy="-",
                  runtime={"inference_precision": "f32"})]
     for policy in policies:
