@@ -9,9 +9,9 @@ and TensorRT.
 
 Precisions:
     ``fp32``: ``save_model(compress_to_fp16=False)`` (the default would silently halve the weights).
-    ``fp16``: FP16 *weights* (``compress_to_fp16=True``); the CPU plugin decompresses them and runs
-        at its own inference precision: f32 on AVX2-only CPUs, bf16 by default on CPUs with AMX
-        (recorded in the manifest's ``extra``).
+    ``fp16``: FP16 *weights* (``compress_to_fp16=True``); the CPU plugin decompresses them and
+        computes in f32 (the runtime backend asks for f32; the plugin's own default, recorded in the
+        manifest's ``extra``, is f32 on AVX2-only CPUs and bf16 on CPUs with AMX).
     ``int8``: ``nncf.quantize`` over the shared calibration set (``subset_size`` = its size) with the
         precision policy's ``ignored_scope``; FP32 weights for the float parts.
 """
