@@ -178,3 +178,17 @@ def test_runtime_works_without_torch(setup):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).resolve().parent.parent)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
+
+
+def test_openvino_runs_a_bare_onnx_file(setup):
+    """The backend also takes .onnx (OpenVINO reads it directly); metadata comes from the ONNX."""
+    folder, _ = setup["arts"]["fp32"]
+    root = setup["root"]
+    onnx_folder, _ = export(ExportRequest(str(root / "demo.safetensors"), arch="danet_demo", target="onnx",
+                                          precision="fp32", input_size=SIZE, output=root / "onnx-fp32"),
+                            log=lambda _m: None)
+    x, ref = setup["reference"](SIZE, n=1)
+    with runtime.load(onnx_folder / "model.onnx", backend="openvino", threads=2) as session:
+        assert session.backend.name == "openvino" and session.manifest.num_classes == 8
+        out = session.infer(x)
+    assert float(np.abs(out - ref).max()) <= 1e-4 * float(np.abs(ref).max()) + 1e-4
