@@ -54,6 +54,20 @@ VARIANTS = {
 }
 
 
+def target_verdict(row: dict, ref_miou: float) -> str:
+    """Which product targets this row meets (FP32 rows are the reference)."""
+    if row["precision"] == "int8":
+        checks = [("agreement >= 99%", row["agreement"] >= 0.99),
+                  ("mIoU drop <= 0.5 pt", ref_miou - row["miou_labels"] <= 0.005),
+                  ("speed >= 1.5x", row["speedup"] >= 1.5)]
+    elif row["precision"] == "fp16":
+        checks = [("agreement >= 99.5%", row["agreement"] >= 0.995)]
+    else:
+        return "reference"
+    missed = [name for name, ok in checks if not ok]
+    return "met" if not missed else "missed: " + ", ".join(missed)
+
+
 def configs(policies: list[str], variants: list[str] = ()) -> list[dict]:
     """Every artifact measured: name, export target/precision/policy, runtime options.
 
@@ -206,14 +220,15 @@ def run(argv: list[str] | None, work: Path) -> int:
         f"({choose_int8_format(features)['reason']})  ",
         f"Product targets: {PRODUCT_TARGETS}", "",
         "| engine | precision | policy | agreement vs FP32 | mIoU vs FP32 | mIoU vs labels | Δ mIoU (pt) | "
-        "ms | speed vs FP32 | runs in |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "ms | speed vs FP32 | runs in | product target |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         lines.append(
             f"| {row['name']} | {row['precision']} | {row['policy']} | {100 * row['agreement']:.2f}% | "
             f"{row['miou_ref']:.4f} | {row['miou_labels']:.4f} | {100 * (row['miou_labels'] - ref_miou):+.2f} | "
-            f"{row['ms']:.1f} | {row['speedup']:.2f}x | {row['precision_used'] or '-'} |")
+            f"{row['ms']:.1f} | {row['speedup']:.2f}x | {row['precision_used'] or '-'} | "
+            f"{target_verdict(row, ref_miou)} |")
     text = "\n".join(lines) + "\n"
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)
