@@ -11,8 +11,8 @@ Presets:
     ``attention-float``: keep the attention energy MatMuls, CAM's max/subtract, the Softmaxes
         and the probability x value MatMuls in float; quantize everything else.
     ``quantize-all``: let each quantizer do what it does by default.
-    custom: any regular expressions on node names (``PrecisionPolicy.from_spec("re:/head/sa/.*")``),
-        optionally on top of a preset (``"attention-float+re:/head/conv8/.*"``).
+    custom: regular expressions on node names (``PrecisionPolicy.from_spec("re:/head/sa/.*")``) and
+        op types (``"op:Softmax"``), optionally on top of a preset (``"attention-float+re:/head/conv8/"``).
 
 The attention nodes are found by *structure*, not by name: every Softmax, the MatMul that
 produces its input (through CAM's ReduceMax/Sub), and the MatMul that consumes its output. This
@@ -155,18 +155,21 @@ class PrecisionPolicy:
 
     @classmethod
     def from_spec(cls, spec: "str | PrecisionPolicy | None") -> "PrecisionPolicy":
-        """Parse ``attention-float``, ``quantize-all``, ``re:PATTERN`` or ``PRESET+re:PATTERN+...``."""
+        """Parse ``attention-float``, ``quantize-all``, ``re:PATTERN``, ``op:OPTYPE`` or ``PRESET+re:...+op:...``."""
         if isinstance(spec, PrecisionPolicy):
             return spec
         if spec is None or spec == "":
             return cls()
-        keep, patterns, name = False, [], "custom"
+        keep, patterns, op_types, name = False, [], [], "custom"
         for part in str(spec).split("+"):
             part = part.strip()
             if part == "attention-float":
                 keep, name = True, ("attention-float" if name == "custom" and not patterns else "custom")
             elif part == "quantize-all":
                 name = "quantize-all" if not patterns else "custom"
+            elif part.startswith("op:") and part[3:]:
+                op_types.append(part[3:])
+                name = "custom"
             elif part.startswith("re:"):
                 try:
                     re.compile(part[3:])
@@ -176,8 +179,8 @@ class PrecisionPolicy:
                 name = "custom"
             else:
                 raise ConfigError(f"unknown precision policy {part!r}; use {' or '.join(PRESETS)}, 're:<regex on node "
-                                  "names>', or combine them with '+' (e.g. attention-float+re:/head/conv8/)")
-        return cls(name=name, keep_attention=keep, patterns=tuple(patterns))
+                                  "names>', 'op:<op type>', or combine them with '+' (e.g. attention-float+re:/head/conv8/)")
+        return cls(name=name, keep_attention=keep, patterns=tuple(patterns), op_types=tuple(op_types))
 
     # -- graph queries -------------------------------------------------------------------------
     def _select(self, nodes: dict[str, _Node]) -> list[str]:
