@@ -84,6 +84,9 @@ def test_backend_translations(graph):
     assert "ignored_scope" not in PrecisionPolicy.from_spec("quantize-all").nncf_kwargs(ov_model)
     assert set(policy.ort_quantize_kwargs(graph)["nodes_to_exclude"]) == PAM | CAM
     assert set(policy.ort_fp16_kwargs(graph)["node_block_list"]) == PAM | CAM
+    assert policy.ort_fp16_kwargs(graph)["op_block_list"] is None  # ORT's default block list
+    blocked = PrecisionPolicy.from_spec("attention-float+op:Resize").ort_fp16_kwargs(graph)["op_block_list"]
+    assert "Resize" in blocked and len(blocked) > 10
 
 
 def test_int8_format_follows_cpu_features(tmp_path):

@@ -211,8 +211,17 @@ class PrecisionPolicy:
         return {"nodes_to_exclude": self.float_nodes(onnx_model)}
 
     def ort_fp16_kwargs(self, onnx_model: Any) -> dict[str, Any]:
-        """``node_block_list`` / ``op_block_list`` for ORT's ``convert_float_to_float16``."""
-        return {"node_block_list": self.float_nodes(onnx_model), "op_block_list": list(self.op_types) or None}
+        """``node_block_list`` / ``op_block_list`` for ORT's ``convert_float_to_float16``.
+
+        Extra op types are added to ORT's default block list (ops without fp16 kernels), never
+        replace it; ``None`` keeps the default.
+        """
+        op_block = None
+        if self.op_types:
+            from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST
+
+            op_block = sorted(set(DEFAULT_OP_BLOCK_LIST) | set(self.op_types))
+        return {"node_block_list": self.float_nodes(onnx_model), "op_block_list": op_block}
 
     def nncf_kwargs(self, ov_model: Any) -> dict[str, Any]:
         """``ignored_scope`` (and ``model_type``) for ``nncf.quantize`` on an OpenVINO model.
