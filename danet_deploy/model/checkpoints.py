@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 import warnings
 from pathlib import Path
@@ -49,14 +48,6 @@ _MMSEG_RULES: tuple[tuple[str, str], ...] = (
 
 # training-only parts of known checkpoints: dropped, and reported
 _TRAINING_ONLY = re.compile(r"^(auxiliary_head\.|auxlayer\.|aux\.)")
-
-
-def file_sha256(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
