@@ -134,6 +134,8 @@ def _budgeted_total(step: int, elapsed: float, config: TrainConfig) -> int:
     if not config.time_budget_min or step < max(10, config.warmup):
         return config.steps
     remaining = config.time_budget_min * 60.0 - elapsed
+    if remaining <= 0:
+        return step  # out of time: stop here
     return min(config.steps, step + max(1, int(remaining / (elapsed / step))))
 
 

@@ -68,6 +68,7 @@ def test_time_budget_shrinks_the_schedule_and_lr_still_anneals(tmp_path):
     assert planned == 200
     assert poly_lr(planned - 1, config, planned) < 0.02 * config.lr
     assert _budgeted_total(100, 1.0, config) == 1000  # never more than the configured steps
+    assert _budgeted_total(100, 61.0, config) == 100  # past the budget: stop now
     with pytest.raises(ConfigError):
         _tiny_config(tmp_path, time_budget_min=0).validate()
 
