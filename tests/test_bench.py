@@ -231,3 +231,27 @@ def test_short_reason_keeps_the_cause_of_multiline_engine_errors():
                                  "Can't set input blob: wrong shape")
     assert short_reason(ConfigError("bad --batch; use 1")) == "bad --batch; use 1"
     assert len(short_reason(ValueError("x" * 1000))) == 300
+
+
+def test_async_throughput_watchdog_gives_up_on_a_stuck_queue():
+    import threading
+
+    from danet_deploy.bench.worker import _async_throughput
+
+    release = threading.Event()
+
+    class Stuck:
+        def infer_many(self, batches):
+            release.wait(30)
+            return batches
+
+    class Fine:
+        def infer_many(self, batches):
+            return batches
+
+    tensor = np.zeros((1, 3, 4, 4), np.float32)
+    stuck = _async_throughput(Stuck(), tensor, count=4, batch=1, limit_s=0.2)
+    release.set()
+    assert stuck["async_throughput_ips"] is None and "did not return" in stuck["async_error"]
+    fine = _async_throughput(Fine(), tensor, count=4, batch=2, limit_s=10)
+    assert fine["async_throughput_ips"] > 0 and "async_error" not in fine

@@ -34,7 +34,8 @@ JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
                          (warm-up excluded)
         latencies_ms[]   every timed iteration, round after round
         throughput_ips   images/s = batch * 1000 / mean_ms
-        async_throughput_ips  images/s through the backend's async request queue (if it has one)
+        async_throughput_ips  images/s through the backend's async request queue (if it has one),
+                         the best round; async_error (optional): why it is missing
         device_timing    (optional) {phase: statistics} from device-side timers (CUDA events:
                          h2d, compute, d2h, total) of the last round
         device_memory    (optional) {gpu_used_mb_after_timing, source} of the last round

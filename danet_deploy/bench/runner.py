@@ -422,6 +422,8 @@ def _measure_row(cfg: BenchConfig, row: dict[str, Any], workdir: Path, scenes_pa
     row["rss_before_load_mb"] = row["rss_before_load_mb"] or result.get("rss_before_load_mb")
     row["load_s"] = result.get("load_s") if row["load_s"] is None else min(row["load_s"], result.get("load_s") or 1e9)
     row["engine"] = row["engine"] or result.get("engine")
+    if result.get("async_error"):
+        row["async_error"] = result["async_error"]
     if result.get("async_throughput_ips") is not None:
         row["async_throughput_ips"] = _max(row["async_throughput_ips"], result["async_throughput_ips"])
     for key in ("device_timing", "device_memory"):

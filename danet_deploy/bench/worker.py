@@ -74,12 +74,8 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             result["device_timing"] = _device_timing(backend, tensor, iters, batch)
         if hasattr(backend, "infer_many"):
             result["stage"] = "async throughput"
-            batches = [tensor] * max(iters, 2)
-            backend.infer_many(batches[:2])
-            start = time.perf_counter_ns()
-            backend.infer_many(batches)
-            seconds = (time.perf_counter_ns() - start) / 1e9
-            result["async_throughput_ips"] = round(len(batches) * batch / seconds, 3)
+            limit = max(60.0, 20 * len(times) * (result["timing"]["mean_ms"] or 0) / 1000)
+            result.update(_async_throughput(backend, tensor, max(iters, 2), batch, limit))
         gpu_mb = _gpu_memory_mb(os.getpid())
         if gpu_mb is not None:
             result["device_memory"] = {"gpu_used_mb_after_timing": gpu_mb, "source": "nvidia-smi --query-compute-apps"}
@@ -89,6 +85,40 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         result["peak_rss_mb"] = peak_rss_mb()
         session.close()
     return result
+
+
+def _async_throughput(backend: Any, tensor: np.ndarray, count: int, batch: int, limit_s: float) -> dict[str, Any]:
+    """Images/s through ``backend.infer_many`` (an async request queue), under a watchdog.
+
+    The queue runs in a daemon thread: if it never returns (a request queue that deadlocks is
+    an engine bug, seen once with an FP16 OpenVINO model), the row keeps its latency results
+    and records why throughput is missing instead of hanging the whole benchmark.
+    """
+    import threading
+
+    out: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            batches = [tensor] * count
+            backend.infer_many(batches[:2])
+            start = time.perf_counter_ns()
+            backend.infer_many(batches)
+            out["seconds"] = (time.perf_counter_ns() - start) / 1e9
+        except Exception as exc:  # noqa: BLE001 - optional measurement; its failure is recorded
+            from .reasons import short_reason
+
+            out["error"] = short_reason(exc)
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(limit_s)
+    if thread.is_alive():
+        return {"async_throughput_ips": None, "async_error": f"infer_many did not return within {limit_s:.0f} s",
+                "_abandoned_thread": True}
+    if "error" in out:
+        return {"async_throughput_ips": None, "async_error": out["error"]}
+    return {"async_throughput_ips": round(count * batch / out["seconds"], 3)}
 
 
 def _device_timing(backend: Any, tensor: np.ndarray, iters: int, batch: int) -> dict[str, Any]:
@@ -144,8 +174,14 @@ def main(argv: list[str] | None = None) -> int:
         result.update(status="failed", error=short_reason(exc), peak_rss_mb=peak_rss_mb())
         if not isinstance(exc, DanetDeployError):
             result["traceback"] = traceback.format_exc(limit=6)
+    abandoned = result.pop("_abandoned_thread", False)
     _write(result_path, result)
-    return 0 if result.get("status") == "ok" else 1
+    code = 0 if result.get("status") == "ok" else 1
+    if abandoned:  # a stuck engine thread would block interpreter shutdown: leave at once
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
 
 
 if __name__ == "__main__":
