@@ -204,7 +204,9 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
     started = time.perf_counter()
     module = importlib.import_module(TARGETS[request.target])
     probe = load_model(request, chunks=1)
-    plan = plan_attention(request.planning_size, request.max_batch or request.batch, request.precision,
+    # the default policy keeps attention in FP32 for FP16/INT8 graphs: plan its memory at 4 bytes
+    attention_precision = "fp16" if request.precision == "fp16" and request.policy == "quantize-all" else "fp32"
+    plan = plan_attention(request.planning_size, request.max_batch or request.batch, attention_precision,
                           probe.config.output_stride, probe.backbone.out_channels // 4,
                           budget=request.attention_memory, chunks=request.attention_chunks,
                           tensorrt=request.target == "tensorrt")

@@ -100,6 +100,23 @@ def _restore_onnxruntime_quantization() -> Iterator[None]:
                         setattr(owner, key, value)
 
 
+AUTOCAST_MEMORY_LIMIT = 4 * 2**30  # bytes of activations AutoCast's reference run may hold
+
+
+def reference_run_bytes(path: Path) -> int:
+    """Bytes of every intermediate tensor of a static-shape ONNX (what an all-outputs run holds)."""
+    import onnx
+
+    model = onnx.shape_inference.infer_shapes(onnx.load(str(path), load_external_data=False))
+    total = 0
+    for info in [*model.graph.value_info, *model.graph.output]:
+        dims = info.type.tensor_type.shape.dim
+        if not dims or any(d.dim_value <= 0 for d in dims):
+            continue  # dynamic dims: sized at run time, counted as unknown
+        total += int(np.prod([d.dim_value for d in dims])) * 4
+    return total
+
+
 def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: np.ndarray | None = None,
                  input_name: str = "input", data_max: float = 512.0, converter: str = "auto",
                  scratch: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
@@ -116,6 +133,15 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
     if converter not in ("auto", "modelopt", "onnxruntime"):
         raise ConfigError(f"unknown FP16 converter {converter!r}; use --option converter=auto|modelopt|onnxruntime")
     use_modelopt = converter in ("auto", "modelopt") and modelopt_version() is not None
+    if use_modelopt and converter == "auto":
+        needed = reference_run_bytes(src)
+        if needed > AUTOCAST_MEMORY_LIMIT:
+            # AutoCast runs the FP32 graph with every intermediate tensor as an output; at full
+            # resolution (16 attention chunks at 1024x2048: ~8 GiB of energies alone) that was
+            # OOM-killed on a 24 GiB machine. The policy already keeps attention in FP32.
+            log(f"FP16: AutoCast's reference run would hold ~{needed / 2**30:.1f} GiB of activations; using the "
+                "policy-driven converter instead (--option converter=modelopt forces AutoCast)")
+            use_modelopt = False
     if converter == "modelopt" and not use_modelopt:
         raise ConfigError("converter=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon "
                           "(without its [onnx] extra, which would replace onnx/onnxruntime)")
