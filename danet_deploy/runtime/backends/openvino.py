@@ -11,8 +11,9 @@ means FP16 *weights*, and the float parts of an INT8 artifact (the attention kep
 precision policy) stay f32. Measured on danet_demo with test-initialised weights on an AMX CPU
 (benchmarks/precision_policy.py, 512x512): FP16 weights with the plugin's bf16 gave 98.9% argmax
 agreement at 2.7x the FP32 speed, with f32 99.9% at 1.2x; an ``f16`` hint gave 71% at 256x256,
-where the channel-attention energy reached 5.7e5, beyond fp16's 65504.
-Pass ``inference_precision="bf16"`` (or ``None``: the plugin's default) to trade accuracy for speed.
+where the channel-attention energy reached 5.7e5, beyond fp16's 65504. With the trained weights,
+bf16 gave 99.93% at 3.2x and f32 100.00% at 1.5x. Pass ``inference_precision="bf16"`` (or
+``None``: the plugin's default) to trade that accuracy for speed.
 """
 
 from __future__ import annotations
