@@ -37,8 +37,9 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import CalibrationError
+from ..manifest import sha256_file
+from .images import IMAGE_SUFFIXES, decode_rgb, list_images, verify_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 CACHE_ENV = "DANET_DEPLOY_CACHE"
 _CACHE_LAYOUT = 1  # bump when the cached file layout or the hashing scheme changes
 
@@ -267,8 +268,7 @@ class _FolderLoader(_Loader):
     def __init__(self, folder: Path, count: int) -> None:
         super().__init__()
         self.folder = folder
-        files = sorted((p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                       key=lambda p: p.relative_to(folder).as_posix())
+        files = list_images(folder)
         if not files:
             raise CalibrationError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
                                    "put a few dozen representative frames in it, or pass --calib generated")
@@ -276,7 +276,7 @@ class _FolderLoader(_Loader):
         # every file is decoded once (a few ms each) so that unreadable ones are known before the
         # subset is chosen: the subset then never depends on which files happened to be broken
         for path in _progress(iter(files), len(files), "checking images"):
-            reason = _verify_image(path)
+            reason = verify_image(path)
             if reason is None:
                 usable.append(path)
             else:
@@ -289,11 +289,11 @@ class _FolderLoader(_Loader):
         self.names = [p.relative_to(folder).as_posix() for p in self.files]
 
     def identity(self) -> Any:
-        return {"folder": [(name, _sha256_file(path)) for name, path in zip(self.names, self.files)]}
+        return {"folder": [(name, sha256_file(path)) for name, path in zip(self.names, self.files)]}
 
     def images(self) -> Iterator[np.ndarray]:
         for name, path in zip(self.names, self.files):
-            image, converted = _read_rgb(path)
+            image, converted = decode_rgb(path)
             if converted:
                 self.converted.append(name)
             yield image
@@ -305,48 +305,6 @@ def _spread(available: int, count: int) -> list[int]:
     if count >= available:
         return list(range(available))
     return [int(i) for i in np.linspace(0, available - 1, count).round().astype(np.int64)]
-
-
-def _verify_image(path: Path) -> str | None:
-    """``None`` if Pillow can fully decode ``path``, else the reason it cannot."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img.load()
-    except UnidentifiedImageError:
-        return "not an image Pillow can identify"
-    except (OSError, SyntaxError, ValueError) as exc:
-        return f"corrupt or truncated: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-    return None
-
-
-def _read_rgb(path: Path) -> tuple[np.ndarray, bool]:
-    """Decode to uint8 HxWx3 RGB; returns ``(image, converted)`` where ``converted`` flags a non-RGB file."""
-    from PIL import Image
-
-    with Image.open(path) as img:
-        mode = img.mode
-        if mode == "RGB":
-            return np.asarray(img, dtype=np.uint8).copy(), False
-        if mode in ("I", "I;16", "I;16B", "I;16L", "F"):  # 16-bit / float grayscale: rescale to 8 bits
-            arr = np.asarray(img, dtype=np.float64)
-            if mode == "F":
-                peak = max(float(arr.max()), 1e-12)
-                arr = arr / peak * 255.0 if peak > 255.0 or peak <= 1.0 else arr
-            elif arr.max() > 255:
-                arr = arr / 257.0  # 0..65535 -> 0..255
-            gray = np.clip(arr, 0, 255).round().astype(np.uint8)
-            return np.repeat(gray[..., None], 3, axis=2), True
-        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy(), True
-
-
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _digest(identity: Any, preprocessing: dict[str, Any], size: tuple[int, int], count: int) -> str:
@@ -427,7 +385,7 @@ def _load_npz(path: Path, count: int, size: tuple[int, int], preprocessing: dict
     tensors = np.ascontiguousarray(data[_spread(data.shape[0], count)], dtype=np.float32)
     if not np.isfinite(tensors).all():
         raise CalibrationError(f"{path}: array {key!r} contains NaN or Inf; fix the preprocessing that wrote it")
-    digest = _digest({"npz": _sha256_file(path), "key": key}, preprocessing, size, count)
+    digest = _digest({"npz": sha256_file(path), "key": key}, preprocessing, size, count)
     log(f"calibration: {count} preprocessed tensors from {path} (hash {digest[:12]})")
     return CalibrationSet(tensors, digest, str(path), size, dict(preprocessing),
                           files=[f"{key}[{i}]" for i in _spread(data.shape[0], count)],

@@ -135,10 +135,27 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
                         extra=extra, calibration=calib.describe())
 
 
-def _build_fp16(ctx: ExportContext) -> TargetResult:
-    import onnx
+def convert_to_fp16(model: Any, **kwargs: Any) -> tuple[Any, int]:
+    """FP16 graph with float32 I/O, the ``node_block_list`` kept in FP32 with no FP16 hops between them.
+
+    Shared by the ONNX Runtime FP16 target and the TensorRT FP16 fallback. Returns (model, number
+    of FP16 round-trips removed).
+    """
     from onnxruntime.transformers.float16 import convert_float_to_float16
     from onnxruntime.transformers.onnx_model import OnnxModel
+
+    try:
+        converted = convert_float_to_float16(model, keep_io_types=True, **kwargs)
+    except Exception as exc:
+        raise ExportError(f"float16 conversion failed: {str(exc).splitlines()[0]}") from exc
+    removed = drop_float_roundtrips(converted)
+    wrapper = OnnxModel(converted)  # keep_io_types appends the input Casts last: restore topological order
+    wrapper.topological_sort(is_deterministic=True)
+    return wrapper.model, removed
+
+
+def _build_fp16(ctx: ExportContext) -> TargetResult:
+    import onnx
 
     policy = PrecisionPolicy.from_spec(ctx.request.policy)
     source = ctx.fp32_onnx()
@@ -146,14 +163,7 @@ def _build_fp16(ctx: ExportContext) -> TargetResult:
     kwargs = policy.ort_fp16_kwargs(model)
     ctx.log(f"ONNX Runtime FP16: policy {policy.name}, {len(kwargs['node_block_list'])} node(s) kept in float32")
 
-    try:
-        converted = convert_float_to_float16(model, keep_io_types=True, **kwargs)
-    except Exception as exc:
-        raise ExportError(f"float16 conversion failed: {str(exc).splitlines()[0]}") from exc
-    removed = _drop_float_roundtrips(converted)
-    wrapper = OnnxModel(converted)  # keep_io_types appends the input Casts last: restore topological order
-    wrapper.topological_sort(is_deterministic=True)
-    converted = wrapper.model
+    converted, removed = convert_to_fp16(model, **kwargs)
     output = ctx.scratch / "model_fp16.onnx"
     onnx.save(converted, str(output))
     _finish(output, ctx, "fp16", ctx.workdir / MODEL_FILE)
@@ -164,7 +174,7 @@ def _build_fp16(ctx: ExportContext) -> TargetResult:
     return TargetResult(primary=MODEL_FILE, backend="onnxruntime", precision="fp16", input=ctx.input_spec(), extra=extra)
 
 
-def _drop_float_roundtrips(model: Any) -> int:
+def drop_float_roundtrips(model: Any) -> int:
     """Remove ``fp32 -> Cast(fp16) -> Cast(fp32)`` pairs between two nodes kept in float32.
 
     ``convert_float_to_float16`` casts every blocked node's output back to fp16, even when the

@@ -170,22 +170,12 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
         # onnxconverter-common 1.16's float16 (keep_io_types + node_block_list) fails on DANet's graph
         # ("The downstream node of the second cast node should be graph output"); ONNX Runtime's copy
         # of the converter does not, and is installed wherever the bundle is verified.
-        from onnxruntime.transformers.float16 import convert_float_to_float16
-        from onnxruntime.transformers.onnx_model import OnnxModel
+        from .onnxruntime import convert_to_fp16
 
         log(f"FP16 (onnxruntime.transformers.float16): keeping {len(float_nodes)} policy node(s) in FP32")
-        try:
-            model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, node_block_list=list(float_nodes))
-        except Exception as exc:
-            raise ExportError(f"float16 conversion failed: {str(exc).splitlines()[0]}") from exc
         # the converter casts each kept node's output back to fp16 even between two kept nodes, so CAM's
-        # energy still round-trips through fp16 and overflows (NaN logits at 128x128): drop those pairs
-        from .onnxruntime import _drop_float_roundtrips
-
-        _drop_float_roundtrips(model)
-        wrapper = OnnxModel(model)  # keep_io_types appends the input Casts last: restore topological order
-        wrapper.topological_sort(is_deterministic=True)
-        model = wrapper.model
+        # energy would still round-trip through fp16 and overflow (NaN at 128x128): convert_to_fp16 drops those
+        model, _ = convert_to_fp16(onnx.load(str(src)), node_block_list=list(float_nodes))
         tool = f"onnxruntime.transformers.float16 {metadata.version('onnxruntime')}"
     onnx.save(model, str(dst))
     return {"converter": tool, "data_max": data_max, "autocast_calibration": calibration is not None}
