@@ -83,7 +83,11 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         result.pop("stage")
     finally:
         result["peak_rss_mb"] = peak_rss_mb()
-        session.close()
+        # The session is deliberately not closed: main() writes the result and leaves with
+        # os._exit. Engine destructors can deadlock (seen: OpenVINO's stream executor joining a
+        # callback thread that waits for the GIL held by the destroying thread), and a worker
+        # that hangs after measuring would lose a finished row; the OS frees everything anyway.
+        result["_session"] = session
     return result
 
 
@@ -174,14 +178,15 @@ def main(argv: list[str] | None = None) -> int:
         result.update(status="failed", error=short_reason(exc), peak_rss_mb=peak_rss_mb())
         if not isinstance(exc, DanetDeployError):
             result["traceback"] = traceback.format_exc(limit=6)
-    abandoned = result.pop("_abandoned_thread", False)
+    result.pop("_abandoned_thread", None)
+    result.pop("_session", None)
     _write(result_path, result)
     code = 0 if result.get("status") == "ok" else 1
-    if abandoned:  # a stuck engine thread would block interpreter shutdown: leave at once
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(code)
-    return code
+    # Leave without running engine destructors or joining engine threads (see run_spec): the
+    # result is on disk, and a stuck teardown must not turn a measured row into a timeout.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
