@@ -3,7 +3,9 @@
 # street scenes) at 512x512 on every CPU engine and precision, 2 threads each, 3 interleaved
 # rounds of 10 timed iterations per combination, accuracy on 8 generated val scenes.
 # Artifacts are exported once into artifacts/bench/ and reused on later runs.
-#   usage: benchmarks/run_demo.sh [extra danet-bench options]
+#   usage: benchmarks/run_demo.sh [extra danet-bench options]  (later options win, so
+#   benchmarks/results/danet_demo-512x512-1thread came from
+#   benchmarks/run_demo.sh --threads 1 --rounds 2 --output benchmarks/results/danet_demo-512x512-1thread)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-.venv/bin/python}"
