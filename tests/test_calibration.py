@@ -174,3 +174,20 @@ def test_adapters(tmp_path):
     batches = list(dataset.get_inference_data())
     assert len(batches) == 3 and batches[0].shape == (1, 3, *SIZE)
     assert calib.arrays("x")["x"] is calib.tensors
+
+
+def test_int8_exports_with_a_static_batch_of_two(tmp_path):
+    """Calibration feeds [2, 3, H, W] groups to a graph whose batch is fixed at 2."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("nncf")
+    from danet_deploy import runtime
+    from danet_deploy.export import ExportRequest, export
+
+    for target in ("onnxruntime", "openvino"):
+        path, manifest = export(ExportRequest("danet_edge_r18_d8", target=target, precision="int8", batch=2,
+                                              input_size=(64, 64), calib_count=3, output=tmp_path / target),
+                                log=lambda _: None)
+        assert manifest.input["shape"][0] == 2 and manifest.calibration["count"] == 3
+        with runtime.load(path) as session:
+            masks = session.run([np.zeros((64, 64, 3), np.uint8)] * 3)
+            assert len(masks) == 3

@@ -82,8 +82,18 @@ class CalibrationSet:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """One ``[1, 3, H, W]`` batch per image (what every calibrator expects)."""
-        for i in range(len(self)):
-            yield self.tensors[i:i + 1]
+        return self.batches(1)
+
+    def batches(self, batch: int = 1) -> Iterator[np.ndarray]:
+        """``[batch, 3, H, W]`` groups of consecutive images, for graphs with a static batch > 1.
+
+        The last group is completed with images from the start of the set, so every image is
+        seen and every group has the graph's shape.
+        """
+        n = len(self)
+        for start in range(0, n, batch):
+            idx = [(start + j) % n for j in range(batch)]
+            yield self.tensors[idx] if batch > 1 else self.tensors[start:start + 1]
 
     def describe(self) -> dict[str, Any]:
         """The manifest's ``calibration`` entry."""
@@ -103,20 +113,20 @@ class CalibrationSet:
         return self.cache_dir / f"{quantizer}-{key}{suffix}"
 
     # -- adapters ------------------------------------------------------------------------------
-    def ort_reader(self, input_name: str = "input") -> Any:
-        """An ``onnxruntime.quantization.CalibrationDataReader`` over the tensors (one per batch)."""
+    def ort_reader(self, input_name: str = "input", batch: int = 1) -> Any:
+        """An ``onnxruntime.quantization.CalibrationDataReader`` over ``[batch, 3, H, W]`` groups."""
         from onnxruntime.quantization import CalibrationDataReader
 
-        tensors = self.tensors
+        groups = list(self.batches(batch))
 
         class _Reader(CalibrationDataReader):
             def __init__(self) -> None:
                 self._index = 0
 
             def get_next(self) -> dict[str, np.ndarray] | None:
-                if self._index >= len(tensors):
+                if self._index >= len(groups):
                     return None
-                item = {input_name: tensors[self._index:self._index + 1]}
+                item = {input_name: groups[self._index]}
                 self._index += 1
                 return item
 
@@ -124,15 +134,15 @@ class CalibrationSet:
                 self._index = 0
 
             def __len__(self) -> int:
-                return len(tensors)
+                return len(groups)
 
         return _Reader()
 
-    def nncf_dataset(self, input_name: str | None = None) -> Any:
-        """An ``nncf.Dataset`` yielding ``[1, 3, H, W]`` arrays (or ``{input_name: array}``)."""
+    def nncf_dataset(self, input_name: str | None = None, batch: int = 1) -> Any:
+        """An ``nncf.Dataset`` yielding ``[batch, 3, H, W]`` arrays (or ``{input_name: array}``)."""
         import nncf
 
-        items = [self.tensors[i:i + 1] for i in range(len(self))]
+        items = list(self.batches(batch))
         if input_name is None:
             return nncf.Dataset(items)
         return nncf.Dataset(items, lambda x: {input_name: x})

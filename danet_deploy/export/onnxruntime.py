@@ -118,7 +118,7 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
     output = ctx.scratch / "model_int8.onnx"
     with tempfile.TemporaryDirectory(prefix="ort-quant-") as tmp, contextlib.chdir(tmp):
         try:
-            quantize_static(str(prepared), str(output), calib.ort_reader(_input_name(prepared)),
+            quantize_static(str(prepared), str(output), calib.ort_reader(_input_name(prepared), batch=ctx.static_batch),
                             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=fmt["reduce_range"],
                             activation_type=getattr(QuantType, fmt["activation"]),
                             weight_type=getattr(QuantType, fmt["weight"]), nodes_to_exclude=excluded or None,

@@ -81,7 +81,7 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
     ignored = kwargs["ignored_scope"].names if "ignored_scope" in kwargs else []
     ctx.log(f"NNCF INT8: {len(calib)} calibration images, policy {policy.name}, {len(ignored)} node(s) kept in float")
     try:
-        quantized = nncf.quantize(model, calib.nncf_dataset(), subset_size=len(calib), preset=presets[preset_name],
+        quantized = nncf.quantize(model, calib.nncf_dataset(batch=ctx.static_batch), subset_size=-(-len(calib) // ctx.static_batch), preset=presets[preset_name],
                                   fast_bias_correction=True, **kwargs)
     except Exception as exc:
         raise ExportError(f"nncf.quantize failed: {str(exc).splitlines()[0]}") from exc

@@ -149,6 +149,11 @@ class ExportContext:
                         max_shape=[r.max_batch or r.batch, 3, xh, xw])
         return spec
 
+    @property
+    def static_batch(self) -> int:
+        """The graph's fixed batch size (1 for dynamic-batch graphs): calibration feeds groups of it."""
+        return 1 if self.request.dynamic else self.request.batch
+
     def calibration(self) -> Any:
         """The calibration set for this request (shared by every INT8 path)."""
         from ..data.calibration import load_calibration
