@@ -70,7 +70,11 @@ def sh(args: list[str]) -> dict:
     result = subprocess.run(args, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"command failed: {' '.join(args[:4])} ...\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    text = result.stdout.strip()
+    try:
+        return json.loads(text)  # danet-export --json prints one indented document
+    except json.JSONDecodeError:
+        return json.loads(text.splitlines()[-1])  # workers print one JSON line last
 
 
 def export(model: str, size: str, chunks: int | None, out: Path) -> None:
