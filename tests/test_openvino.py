@@ -192,3 +192,24 @@ def test_openvino_runs_a_bare_onnx_file(setup):
         assert session.backend.name == "openvino" and session.manifest.num_classes == 8
         out = session.infer(x)
     assert float(np.abs(out - ref).max()) <= 1e-4 * float(np.abs(ref).max()) + 1e-4
+
+
+TEARDOWN = r"""
+import gc, sys
+import numpy as np
+from danet_deploy import runtime
+session = runtime.load(sys.argv[1], threads=2)
+x = np.zeros((1, 3, 64, 64), np.float32)
+for _ in range(3):
+    session.backend.infer_many([x] * 6)
+del session
+gc.collect()
+print("closed")
+"""
+
+
+def test_engine_teardown_after_throughput_mode_does_not_hang(setup):
+    """Destroying the compiled model after infer_many once deadlocked (GIL held while OpenVINO joined threads)."""
+    folder, _ = setup["arts"]["static"]
+    result = subprocess.run([sys.executable, "-c", TEARDOWN, str(folder)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "closed" in result.stdout, result.stderr

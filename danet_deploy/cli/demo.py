@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     precisions = sorted({p for _, p in combos} | {"fp32"}, key=["fp32", "fp16", "int8"].index)
     cfg = BenchConfig(model=args.model, targets=targets, precisions=precisions, size=args.input_size,
                       iters=args.iters, warmup=args.warmup, threads=args.threads, scenes=args.scenes,
-                      output=out / "bench", artifacts=out / "artifacts")
+                      output=out / "bench", artifacts=out / "artifacts", timeout_s=600.0)
 
     # 1. export
     _log("step 1/4: export")

@@ -147,11 +147,15 @@ class OpenVINOBackend(Backend):
         return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
 
     def infer_many(self, batches: Sequence[np.ndarray], jobs: int | None = None) -> list[np.ndarray]:
-        """Logits for many batches through an ``AsyncInferQueue`` (overlapping requests: throughput).
+        """Logits for many batches with overlapping infer requests (throughput mode).
 
-        Batches may differ in shape; each shape gets its own queue. Order is preserved.
+        A pool of ``jobs`` requests (default: the device's optimal number) runs asynchronously;
+        results are collected with ``wait()``. Deliberately no ``AsyncInferQueue`` Python callback:
+        its callbacks take the GIL on OpenVINO's threads, and destroying the compiled model later
+        (which joins those threads while holding the GIL) deadlocked. Order is preserved; batches
+        may differ in shape (each shape uses its own compiled model).
         """
-        import openvino as ov
+        from collections import deque
 
         results: list[np.ndarray | None] = [None] * len(batches)
         by_shape: dict[tuple[int, ...], list[int]] = {}
@@ -159,15 +163,24 @@ class OpenVINOBackend(Backend):
             by_shape.setdefault(tuple(batch.shape), []).append(i)
         for shape, indices in by_shape.items():
             compiled, _ = self._get(shape)
-            queue = ov.AsyncInferQueue(compiled, jobs or 0)
+            count = jobs or _optimal_requests(compiled)
+            free = [compiled.create_infer_request() for _ in range(max(1, min(count, len(indices))))]
+            pending: deque[tuple[int, Any]] = deque()
 
-            def done(request: Any, index: int) -> None:
+            def collect() -> None:
+                index, request = pending.popleft()
+                request.wait()
                 results[index] = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+                free.append(request)
 
-            queue.set_callback(done)
             for i in indices:
-                queue.start_async({0: np.ascontiguousarray(batches[i], dtype=np.float32)}, i)
-            queue.wait_all()
+                if not free:
+                    collect()
+                request = free.pop()
+                request.start_async({0: np.ascontiguousarray(batches[i], dtype=np.float32)})
+                pending.append((i, request))
+            while pending:
+                collect()
         return results  # type: ignore[return-value]
 
     def describe(self) -> dict[str, Any]:
@@ -187,6 +200,14 @@ class OpenVINOBackend(Backend):
     def close(self) -> None:
         self._compiled.clear()
         self.model = None
+
+
+def _optimal_requests(compiled: Any) -> int:
+    """The device's optimal number of parallel infer requests (2 if it does not say)."""
+    try:
+        return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+    except Exception:  # noqa: BLE001 - not every device reports it
+        return 2
 
 
 def _first_line(exc: BaseException) -> str:
