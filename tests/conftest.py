@@ -14,3 +14,40 @@ def torch():
 
     _torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     return _torch
+
+
+def make_test_checkpoint(root: Path):
+    """A test-initialised (non-zero attention gammas) danet_demo saved as safetensors: (model, path)."""
+    from safetensors.torch import save_file
+
+    from danet_deploy.model import create_model, init_for_testing
+
+    model = init_for_testing(create_model("danet_demo", weights=False), seed=0).eval()
+    path = root / "demo.safetensors"
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+    return model, path
+
+
+class isolated_cache:
+    """Point the calibration cache ($DANET_DEPLOY_CACHE) at ``path`` for the duration of a block."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.old = path, None
+
+    def __enter__(self) -> Path:
+        self.old = os.environ.get("DANET_DEPLOY_CACHE")
+        os.environ["DANET_DEPLOY_CACHE"] = str(self.path)
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        if self.old is None:
+            os.environ.pop("DANET_DEPLOY_CACHE", None)
+        else:
+            os.environ["DANET_DEPLOY_CACHE"] = self.old
+
+
+@pytest.fixture(scope="module")
+def module_cache(tmp_path_factory):
+    """A calibration cache private to one test module."""
+    with isolated_cache(tmp_path_factory.mktemp("cache")) as path:
+        yield path

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_test_checkpoint
 
 from danet_deploy import runtime
 from danet_deploy.errors import ArtifactError, ConfigError, InputError
@@ -17,19 +18,12 @@ SIZE = (64, 64)
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, torch):
+def setup(tmp_path_factory, torch, module_cache):
     """A test-initialised danet_demo checkpoint, its torch reference, and OpenVINO artifacts."""
-    from safetensors.torch import save_file
-
     from danet_deploy.data.scenes import SceneDataset
-    from danet_deploy.model import create_model, init_for_testing
 
     root = tmp_path_factory.mktemp("ov")
-    old = os.environ.get("DANET_DEPLOY_CACHE")
-    os.environ["DANET_DEPLOY_CACHE"] = str(root / "cache")
-    model = init_for_testing(create_model("danet_demo", weights=False), seed=0).eval()
-    ckpt = root / "demo.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+    model, ckpt = make_test_checkpoint(root)
     arts = {}
     for precision in ("fp32", "fp16", "int8"):
         request = ExportRequest(str(ckpt), arch="danet_demo", target="openvino", precision=precision,
@@ -46,10 +40,6 @@ def setup(tmp_path_factory, torch):
             return x, model(torch.from_numpy(x)).numpy()
 
     yield {"root": root, "arts": arts, "reference": reference}
-    if old is None:
-        os.environ.pop("DANET_DEPLOY_CACHE", None)
-    else:
-        os.environ["DANET_DEPLOY_CACHE"] = old
 
 
 def _agreement(a, b):

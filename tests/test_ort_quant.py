@@ -3,6 +3,7 @@ import os
 import numpy as np
 import onnx
 import pytest
+from conftest import make_test_checkpoint
 
 from danet_deploy import runtime
 from danet_deploy.errors import ConfigError
@@ -14,18 +15,11 @@ ATTENTION = ("/head/sa/MatMul", "/head/sa/MatMul_1", "/head/sc/MatMul", "/head/s
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory, torch):
-    from safetensors.torch import save_file
-
+def setup(tmp_path_factory, torch, module_cache):
     from danet_deploy.data.scenes import SceneDataset
-    from danet_deploy.model import create_model, init_for_testing
 
     root = tmp_path_factory.mktemp("ortq")
-    old = os.environ.get("DANET_DEPLOY_CACHE")
-    os.environ["DANET_DEPLOY_CACHE"] = str(root / "cache")
-    model = init_for_testing(create_model("danet_demo", weights=False), seed=0).eval()
-    ckpt = root / "demo.safetensors"
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
+    model, ckpt = make_test_checkpoint(root)
 
     def build(precision, name, size=SIZE, **kw):
         request = ExportRequest(str(ckpt), arch="danet_demo", target="onnxruntime", precision=precision,
@@ -39,10 +33,6 @@ def setup(tmp_path_factory, torch):
     with torch.no_grad():
         ref = model(torch.from_numpy(x)).numpy()
     yield {"arts": arts, "build": build, "x": x, "ref": ref}
-    if old is None:
-        os.environ.pop("DANET_DEPLOY_CACHE", None)
-    else:
-        os.environ["DANET_DEPLOY_CACHE"] = old
 
 
 def _agreement(a, b):
