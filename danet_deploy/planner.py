@@ -101,7 +101,7 @@ def plan_attention(input_size: tuple[int, int], batch: int = 1, precision: str =
     if tensorrt:
         needed = math.ceil(energy / TENSORRT_MAX_ELEMENTS)
         if needed > chosen:
-            chosen, reason = needed, f"chunked to keep every tensor under TensorRT's 2^31-1 element limit"
+            chosen, reason = needed, "chunked to keep every tensor under TensorRT's 2^31-1 element limit"
     chosen = min(chosen, n)
     block = batch * math.ceil(n / chosen) * n
     features = batch * feature_channels * n

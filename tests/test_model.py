@@ -7,7 +7,6 @@ import pytest
 
 from oracle import cam, pam
 
-import danet_deploy
 from danet_deploy.errors import CheckpointError, ConfigError, UnknownModelError
 from danet_deploy.model import (ChannelAttention, PositionAttention, create_model, init_for_testing,
                                 list_models, map_state_dict)

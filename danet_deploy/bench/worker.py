@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(exc, DanetDeployError):
             result["traceback"] = traceback.format_exc(limit=6)
     result.pop("_abandoned_thread", None)
-    session = result.pop("_session", None)  # kept referenced: os._exit below skips engine teardown
+    session = result.pop("_session", None)  # noqa: F841 - kept referenced: os._exit below skips engine teardown
     _write(result_path, result)
     code = 0 if result.get("status") == "ok" else 1
     # Leave without running engine destructors or joining engine threads (see run_spec): the
