@@ -265,3 +265,12 @@ def test_runtime_works_without_torch(static_artifact):
     result = subprocess.run([sys.executable, "-c", NO_TORCH, str(static_artifact)], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
+
+
+def test_trained_demo_model_onnx_parity_with_labels(tmp_path):
+    path, _ = export(ExportRequest("danet_demo", input_size=(128, 192), output=tmp_path / "demo"), log=_quiet)
+    report = run_parity(path, generated=2)
+    assert report.passed, report.table()
+    assert report.miou_vs_labels is not None and report.miou_vs_labels == pytest.approx(report.reference_miou_vs_labels)
+    assert report.reference_miou_vs_labels > 0.5  # the shipped weights, on generated val scenes
+    assert json.loads((path / "manifest.json").read_text())["parity"]["passed"] is True
