@@ -1,4 +1,4 @@
-"""ONNX export + ONNX Runtime backend + parity against the reference (issue: the spine)."""
+"""ONNX export + ONNX Runtime backend + parity against the reference: the spine every target hangs from."""
 
 import json
 import subprocess
