@@ -73,31 +73,32 @@ class DeviceBuffer:
     def __init__(self, cudart: Any) -> None:
         self.cudart, self.ptr, self.nbytes = cudart, 0, 0
 
+    def _allocate(self, nbytes: int) -> int:
+        return int(check(self.cudart, self.cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
+
+    def _release(self) -> None:
+        check(self.cudart, self.cudart.cudaFree(self.ptr), "cudaFree")
+
     def ensure(self, nbytes: int) -> int:
         if nbytes > self.nbytes:
             self.free()
-            self.ptr = int(check(self.cudart, self.cudart.cudaMalloc(nbytes), f"cudaMalloc({nbytes})"))
-            self.nbytes = nbytes
+            self.ptr, self.nbytes = self._allocate(nbytes), nbytes
         return self.ptr
 
     def free(self) -> None:
         if self.ptr:
-            check(self.cudart, self.cudart.cudaFree(self.ptr), "cudaFree")
+            self._release()
             self.ptr, self.nbytes = 0, 0
 
 
-class PinnedBuffer:
+class PinnedBuffer(DeviceBuffer):
     """Page-locked host memory (``cudaMallocHost``): needed for truly asynchronous copies."""
 
-    def __init__(self, cudart: Any) -> None:
-        self.cudart, self.ptr, self.nbytes = cudart, 0, 0
+    def _allocate(self, nbytes: int) -> int:
+        return int(check(self.cudart, self.cudart.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})"))
 
-    def ensure(self, nbytes: int) -> int:
-        if nbytes > self.nbytes:
-            self.free()
-            self.ptr = int(check(self.cudart, self.cudart.cudaMallocHost(nbytes), f"cudaMallocHost({nbytes})"))
-            self.nbytes = nbytes
-        return self.ptr
+    def _release(self) -> None:
+        check(self.cudart, self.cudart.cudaFreeHost(self.ptr), "cudaFreeHost")
 
     def view(self, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
         """A numpy array over the pinned memory (no copy)."""
@@ -109,11 +110,6 @@ class PinnedBuffer:
 
         raw = (ctypes.c_byte * nbytes).from_address(self.ptr)
         return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
-
-    def free(self) -> None:
-        if self.ptr:
-            check(self.cudart, self.cudart.cudaFreeHost(self.ptr), "cudaFreeHost")
-            self.ptr, self.nbytes = 0, 0
 
 
 class CudaGraph:
