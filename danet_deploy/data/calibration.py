@@ -32,7 +32,7 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -115,28 +115,7 @@ class CalibrationSet:
     # -- adapters ------------------------------------------------------------------------------
     def ort_reader(self, input_name: str = "input", batch: int = 1) -> Any:
         """An ``onnxruntime.quantization.CalibrationDataReader`` over ``[batch, 3, H, W]`` groups."""
-        from onnxruntime.quantization import CalibrationDataReader
-
-        groups = list(self.batches(batch))
-
-        class _Reader(CalibrationDataReader):
-            def __init__(self) -> None:
-                self._index = 0
-
-            def get_next(self) -> dict[str, np.ndarray] | None:
-                if self._index >= len(groups):
-                    return None
-                item = {input_name: groups[self._index]}
-                self._index += 1
-                return item
-
-            def rewind(self) -> None:
-                self._index = 0
-
-            def __len__(self) -> int:
-                return len(groups)
-
-        return _Reader()
+        return ort_reader(list(self.batches(batch)), input_name)
 
     def nncf_dataset(self, input_name: str | None = None, batch: int = 1) -> Any:
         """An ``nncf.Dataset`` yielding ``[batch, 3, H, W]`` arrays (or ``{input_name: array}``)."""
@@ -150,6 +129,29 @@ class CalibrationSet:
     def arrays(self, input_name: str = "input") -> dict[str, np.ndarray]:
         """``{input_name: float32 [N, 3, H, W]}`` for ModelOpt / TensorRT calibrators."""
         return {input_name: self.tensors}
+
+
+def ort_reader(batches: Sequence[np.ndarray], input_name: str = "input") -> Any:
+    """An ONNX Runtime ``CalibrationDataReader`` yielding ``{input_name: batch}`` for each batch."""
+    from onnxruntime.quantization import CalibrationDataReader
+
+    class _Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self._index = 0
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            if self._index >= len(batches):
+                return None
+            self._index += 1
+            return {input_name: batches[self._index - 1]}
+
+        def rewind(self) -> None:
+            self._index = 0
+
+        def __len__(self) -> int:
+            return len(batches)
+
+    return _Reader()
 
 
 # -- public entry point -------------------------------------------------------------------------

@@ -227,28 +227,20 @@ def _prepare_int8_ort(src: Path, dst: Path, calibration: np.ndarray, float_nodes
                       input_name: str, scratch: Path | None, log: Callable[[str], None]) -> dict[str, Any]:
     """ONNX Runtime QDQ with the settings TensorRT's parser accepts (symmetric, float bias)."""
     import onnxruntime
-    from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    from ..data.calibration import ort_reader
 
     methods = {"entropy": CalibrationMethod.Entropy, "max": CalibrationMethod.MinMax,
                "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
     if method not in methods:
         raise ConfigError(f"unknown calibration method {method!r}; choose one of {', '.join(methods)}")
 
-    class _Reader(CalibrationDataReader):
-        def __init__(self) -> None:
-            self.index = 0
-
-        def get_next(self) -> dict[str, np.ndarray] | None:
-            if self.index >= len(calibration):
-                return None
-            self.index += 1
-            return {input_name: calibration[self.index - 1:self.index]}
-
     log(f"INT8 QDQ (ONNX Runtime {onnxruntime.__version__}, {method} calibration on {len(calibration)} image(s), "
         "symmetric, per-channel, float bias)")
     with tempfile.TemporaryDirectory(dir=scratch) as tmp, _in_dir(Path(tmp)), contextlib.redirect_stdout(sys.stderr):
-        quantize_static(str(src), str(dst), _Reader(), quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+        quantize_static(str(src), str(dst), ort_reader([calibration[i:i + 1] for i in range(len(calibration))], input_name),
+                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=list(float_nodes),
                         calibrate_method=methods[method],
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
