@@ -239,8 +239,8 @@ def _prepare_int8_ort(src: Path, dst: Path, calibration: np.ndarray, float_nodes
     log(f"INT8 QDQ (ONNX Runtime {onnxruntime.__version__}, {method} calibration on {len(calibration)} image(s), "
         "symmetric, per-channel, float bias)")
     with tempfile.TemporaryDirectory(dir=scratch) as tmp, _in_dir(Path(tmp)), contextlib.redirect_stdout(sys.stderr):
-        quantize_static(str(src), str(dst), ort_reader([calibration[i:i + 1] for i in range(len(calibration))], input_name),
-                        quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
+        reader = ort_reader([calibration[i:i + 1] for i in range(len(calibration))], input_name)
+        quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=list(float_nodes),
                         calibrate_method=methods[method],
                         extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
