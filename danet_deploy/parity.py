@@ -299,7 +299,7 @@ def _resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def write_report(report: ParityReport, path: str | Path) -> None:
-    from .manifest import atomic_write_text
+    from .files import atomic_write_text
 
     atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
 

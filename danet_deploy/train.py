@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,6 +25,7 @@ import numpy as np
 from .data.metrics import SegmentationMetrics
 from .data.scenes import IGNORE_INDEX, SPLITS, SceneDataset, generate_scene
 from .errors import CheckpointError, ConfigError
+from .files import atomic_output, atomic_write_text
 from .model.registry import DEMO_CLASSES, IMAGENET_MEAN, IMAGENET_STD, weights_dir
 
 PRESET = "danet_demo"
@@ -188,19 +187,6 @@ def _progress(iterable, enabled: bool, desc: str):
     return tqdm(iterable, desc=desc, dynamic_ncols=True, mininterval=2.0)
 
 
-def _atomic_write(path: Path, write: Callable[[str], None]) -> None:
-    """Write via a temporary file in the same folder and ``os.replace``, so readers never see a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def save_weights(model, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Save the state dict as fp16 safetensors (integer buffers kept as they are), atomically.
 
@@ -213,14 +199,15 @@ def save_weights(model, path: str | Path, metadata: dict[str, Any]) -> Path:
              for k, v in model.state_dict().items()}
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     path = Path(path)
-    _atomic_write(path, lambda tmp: save_file(state, tmp, metadata=meta))
+    with atomic_output(path) as tmp:
+        save_file(state, str(tmp), metadata=meta)
     return path
 
 
 def write_report(path: str | Path, report: dict[str, Any]) -> Path:
     path = Path(path)
     text = json.dumps(report, indent=2, sort_keys=False) + "\n"
-    _atomic_write(path, lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    atomic_write_text(path, text)
     return path
 
 

@@ -7,13 +7,12 @@ distribution: bimodal engines, warm-up leftovers and outliers show up here, not 
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..files import atomic_output
 from .report import ok_rows
 
 _PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452"}
@@ -41,14 +40,8 @@ def _title(report: dict[str, Any], what: str) -> str:
 
 def _save(fig: Any, path: Path) -> Path:
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_output(path) as tmp:
         fig.savefig(tmp, dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
     return path
 
 

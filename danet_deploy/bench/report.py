@@ -65,7 +65,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from ..errors import ConfigError
-from ..manifest import atomic_write_text
+from ..files import atomic_write_text
 
 SCHEMA = "danet-bench"
 SCHEMA_VERSION = 1

@@ -147,7 +147,8 @@ def matching_artifact(path: Path, cfg: BenchConfig, export_target: str, precisio
                       model_name: str) -> tuple[bool, str]:
     """Whether ``path`` is a verified artifact of exactly this model/target/precision/shape."""
     from ..errors import DanetDeployError
-    from ..manifest import read_manifest, sha256_file
+    from ..files import sha256_file
+    from ..manifest import read_manifest
 
     if not path.exists():
         return False, "not exported yet"

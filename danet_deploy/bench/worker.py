@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from ..files import atomic_write_text
 from .memory import current_rss_mb, peak_rss_mb
 from .timing import summarize, time_calls
 
@@ -156,9 +157,7 @@ def _jsonable(value: Any) -> Any:
 
 
 def _write(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(data, indent=1))
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -37,7 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import CalibrationError
-from ..manifest import sha256_file
+from ..files import atomic_output, atomic_write_text, sha256_file
 from .images import IMAGE_SUFFIXES, decode_rgb, list_images, verify_image
 
 CACHE_ENV = "DANET_DEPLOY_CACHE"
@@ -352,21 +351,12 @@ def _read_cache(entry: Path | None, count: int, size: tuple[int, int]) -> tuple[
 
 def _write_cache(entry: Path, result: CalibrationSet) -> None:
     """Store tensors (.npy, no pickle) and the description atomically; a read-only cache is not fatal."""
-    try:
-        entry.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".tensors.", suffix=".npy", dir=entry)
-        with os.fdopen(fd, "wb") as handle:
-            np.save(handle, result.tensors, allow_pickle=False)
-        os.replace(tmp, entry / "tensors.npy")
+    with contextlib.suppress(OSError):
+        with atomic_output(entry / "tensors.npy") as tmp:
+            np.save(tmp, result.tensors, allow_pickle=False)
         meta = {"files": result.files, "skipped": result.skipped, "converted": result.converted,
                 "source": result.source, "size": list(result.size)}
-        fd, tmp = tempfile.mkstemp(prefix=".calibration.", suffix=".json", dir=entry)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(meta, handle)
-        os.replace(tmp, entry / "calibration.json")
-    except OSError:
-        with contextlib.suppress(Exception):
-            os.unlink(tmp)
+        atomic_write_text(entry / "calibration.json", json.dumps(meta))
 
 
 def _load_npz(path: Path, count: int, size: tuple[int, int], preprocessing: dict[str, Any],

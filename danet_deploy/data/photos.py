@@ -9,12 +9,12 @@ Loaders that would need a download (``pooch``) are skipped instead of failing.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import CalibrationError
+from ..files import atomic_output
 
 #: ``(name, skimage.data function)``, in a fixed order so calibration is reproducible.
 _LOADERS: tuple[tuple[str, str], ...] = (
@@ -81,13 +81,7 @@ def export_photos(directory: str | os.PathLike[str]) -> list[Path]:
     paths = []
     for name, image in sample_photos():
         path = out / f"{name}.png"
-        fd, tmp = tempfile.mkstemp(suffix=".png", dir=out)
-        os.close(fd)
-        try:
+        with atomic_output(path) as tmp:
             Image.fromarray(image, "RGB").save(tmp, format="PNG")
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
         paths.append(path)
     return paths

@@ -23,14 +23,13 @@ nodes kept in float32.
 from __future__ import annotations
 
 import contextlib
-import os
 import platform
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ExportError
-from ..manifest import sha256_file
+from ..files import atomic_output, sha256_file, working_directory
 from .pipeline import ExportContext, TargetResult
 from .policy import PrecisionPolicy
 
@@ -95,7 +94,7 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
     source = ctx.fp32_onnx()
     prepared = ctx.scratch / "model_prepared.onnx"
     ctx.log("ONNX Runtime INT8: quant_pre_process (shape inference + optimisation)")
-    with tempfile.TemporaryDirectory(prefix="ort-prep-") as tmp, contextlib.chdir(tmp):
+    with tempfile.TemporaryDirectory(prefix="ort-prep-") as tmp, working_directory(tmp):
         try:
             quant_pre_process(str(source), str(prepared), skip_symbolic_shape=request.exporter == "dynamo")
         except Exception as exc:
@@ -116,7 +115,7 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
                "percentile": CalibrationMethod.Percentile}
     output = ctx.scratch / "model_int8.onnx"
-    with tempfile.TemporaryDirectory(prefix="ort-quant-") as tmp, contextlib.chdir(tmp):
+    with tempfile.TemporaryDirectory(prefix="ort-quant-") as tmp, working_directory(tmp):
         try:
             quantize_static(str(prepared), str(output), calib.ort_reader(_input_name(prepared), batch=ctx.static_batch),
                             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=fmt["reduce_range"],
@@ -237,13 +236,6 @@ def _finish(path: Path, ctx: ExportContext, precision: str, final: Path) -> None
         onnx.checker.check_model(model)
     except Exception as exc:
         raise ExportError(f"the {precision} ONNX failed onnx.checker: {str(exc).splitlines()[0]}") from exc
-    fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".onnx", dir=final.parent)
-    os.close(fd)
-    try:
-        onnx.save(model, tmp)
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_output(final) as tmp:
+        onnx.save(model, str(tmp))
 

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, UnknownModelError
-from ..manifest import Manifest, atomic_artifact_dir, sha256_file
+from ..files import sha256_file
+from ..manifest import Manifest, atomic_artifact_dir
 from ..planner import AttentionPlan, plan_attention
 
 TARGETS: dict[str, str] = {

@@ -12,9 +12,7 @@ removed in 11). The engine file is the plain serialised plan (nothing prefixed, 
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -22,6 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, ExportError
+from ..files import atomic_write_bytes
 from ..manifest import Manifest, atomic_artifact_dir, read_manifest
 from ..planner import parse_bytes
 from ..tensorrt_compat import STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, describe_profile, major
@@ -56,18 +55,6 @@ def require_tensorrt(device: int = 0) -> tuple[Any, Any, dict[str, Any]]:
 
     cudart = load_cudart()
     return trt, cudart, device_properties(cudart, device)
-
-
-def atomic_write_bytes(path: Path, data: bytes | memoryview) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _progress_monitor(trt: Any, log: Callable[[str], None]) -> Any:

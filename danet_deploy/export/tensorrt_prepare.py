@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import sys
 import tempfile
@@ -30,6 +29,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import ConfigError, ExportError
+from ..files import working_directory
 
 # --calib-method names -> ModelOpt's
 _MODELOPT_METHODS = {"entropy": "entropy", "max": "max", "minmax": "max"}
@@ -59,17 +59,6 @@ def _quiet(level: int = logging.WARNING) -> Iterator[None]:
     finally:
         for lg, lvl in zip(loggers, before):
             lg.setLevel(lvl)
-
-
-@contextlib.contextmanager
-def _in_dir(path: Path) -> Iterator[None]:
-    """Run a converter with ``path`` as working directory (some leave temporary files there)."""
-    old = os.getcwd()
-    os.chdir(path)
-    try:
-        yield
-    finally:
-        os.chdir(old)
 
 
 @contextlib.contextmanager
@@ -157,7 +146,7 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
             log(f"FP16 (ModelOpt AutoCast {modelopt_version()}): keeping {len(float_nodes)} policy node(s) and "
                 f"outputs above {data_max:g} in FP32")
             try:
-                with _quiet(), _in_dir(Path(tmp)):
+                with _quiet(), working_directory(tmp):
                     model = convert_to_mixed_precision(
                         str(src), low_precision_type="fp16", keep_io_types=True, providers=["cpu"],
                         nodes_to_exclude=_exact(float_nodes) or None, data_max=data_max, **kwargs)
@@ -206,7 +195,7 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
             work.write_bytes(Path(src).read_bytes())  # ModelOpt writes intermediates beside its input
             try:
                 # ONNX Runtime's calibrator prints its progress to stdout; keep stdout for results (--json)
-                with _quiet(), _in_dir(Path(tmp)), contextlib.redirect_stdout(sys.stderr), \
+                with _quiet(), working_directory(tmp), contextlib.redirect_stdout(sys.stderr), \
                         _restore_onnxruntime_quantization():
                     quantize(str(work), quantize_mode="int8", calibration_data={input_name: calibration},
                              calibration_method=_MODELOPT_METHODS[method], calibration_eps=["cpu"],
@@ -238,7 +227,7 @@ def _prepare_int8_ort(src: Path, dst: Path, calibration: np.ndarray, float_nodes
 
     log(f"INT8 QDQ (ONNX Runtime {onnxruntime.__version__}, {method} calibration on {len(calibration)} image(s), "
         "symmetric, per-channel, float bias)")
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp, _in_dir(Path(tmp)), contextlib.redirect_stdout(sys.stderr):
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp, working_directory(tmp), contextlib.redirect_stdout(sys.stderr):
         reader = ort_reader([calibration[i:i + 1] for i in range(len(calibration))], input_name)
         quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
                         weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=list(float_nodes),

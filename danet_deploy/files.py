@@ -1,0 +1,64 @@
+"""Whole-or-nothing file writes and file hashes, shared by every module that writes to disk.
+
+A reader (a robot loading an engine, a second export reusing a cache, a user opening a plot)
+must never see a half-written file: everything is written to a temporary sibling and renamed
+into place only when complete. Temporary files get ordinary permissions (``mkstemp`` makes them
+0600), since artifacts are meant to be copied and shared.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterator
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` (same suffix, so libraries pick the right format);
+    it replaces ``path`` if the block completes and is removed if it fails."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def atomic_write_bytes(path: str | Path, data: bytes | memoryview) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_bytes(data)
+
+
+@contextlib.contextmanager
+def working_directory(path: str | Path) -> Iterator[Path]:
+    """Run a block with ``path`` as the working directory (converters that leave temporary files
+    in the current directory are run inside a scratch folder). ``contextlib.chdir`` needs 3.11."""
+    old = os.getcwd()
+    os.chdir(path)
+    try:
+        yield Path(path)
+    finally:
+        os.chdir(old)
