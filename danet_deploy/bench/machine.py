@@ -11,8 +11,9 @@ import os
 import platform
 import shutil
 import subprocess
-from pathlib import Path
 from typing import Any
+
+from ..cpu import read_cpuinfo
 
 #: SIMD/matrix features that decide which kernels FP32/FP16/INT8 engines can use.
 FEATURE_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
@@ -21,16 +22,7 @@ FEATURE_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", 
 
 def cpu_info() -> dict[str, Any]:
     """CPU model name and the relevant feature flags (from ``/proc/cpuinfo`` on Linux)."""
-    model, flags = platform.processor() or platform.machine(), set()
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        for line in cpuinfo.read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip().lower()
-            if key in ("model name", "hardware") and value.strip():
-                model = value.strip()
-            elif key in ("flags", "features") and not flags:
-                flags = set(value.split())
+    model, flags = read_cpuinfo()
     return {"model": model, "arch": platform.machine(),
             "features": {name: name in flags for name in FEATURE_FLAGS if flags},
             "logical_cores": os.cpu_count(), "physical_cores": _physical_cores(),

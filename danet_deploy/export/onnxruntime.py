@@ -22,12 +22,12 @@ nodes kept in float32.
 
 from __future__ import annotations
 
-import contextlib
 import platform
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from ..cpu import read_cpuinfo
 from ..errors import ConfigError, ExportError
 from ..files import atomic_output, sha256_file, working_directory
 from .pipeline import ExportContext, TargetResult
@@ -40,12 +40,7 @@ INT8_FORMATS = ("u8s8", "u8s8-reduced", "s8s8")
 
 def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
     """The CPU facts that decide INT8 formats: architecture and the dot-product extensions."""
-    flags: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path(cpuinfo).read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                flags.update(line.split(":", 1)[1].split())
-                break
+    _, flags = read_cpuinfo(cpuinfo)
     return {"machine": platform.machine(), "avx2": "avx2" in flags, "avx512f": "avx512f" in flags,
             "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags,
             "amx_int8": "amx_int8" in flags, "asimddp": "asimddp" in flags}

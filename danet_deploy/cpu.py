@@ -1,0 +1,25 @@
+"""What this CPU is: model name and feature flags, read once from ``/proc/cpuinfo``.
+
+Shared by the exporters (INT8 formats depend on VNNI/AMX) and the benchmark (which records the
+machine), so both see the same facts. Empty flags off Linux.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import platform
+from pathlib import Path
+
+
+def read_cpuinfo(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, set[str]]:
+    """``(model name, feature flags)`` of the first CPU listed (x86 ``flags`` / ARM ``Features``)."""
+    model, flags = platform.processor() or platform.machine(), set()
+    with contextlib.suppress(OSError):
+        for line in Path(cpuinfo).read_text(errors="replace").splitlines():
+            key, _, value = line.partition(":")
+            key = key.strip().lower()
+            if key in ("model name", "hardware") and value.strip():
+                model = value.strip()
+            elif key in ("flags", "features") and not flags:
+                flags = set(value.split())
+    return model, flags
