@@ -226,23 +226,19 @@ def run_worker(spec: dict[str, Any], workdir: Path, name: str, threads: int, tim
 def accuracy(masks: np.ndarray, reference: np.ndarray | None, labels: np.ndarray | None,
              num_classes: int) -> dict[str, float | None]:
     """Argmax agreement with the reference masks and mIoU against the scene labels."""
-    from ..data.metrics import SegmentationMetrics
+    from ..data.metrics import SegmentationMetrics, finite_or_none
 
     out: dict[str, float | None] = {"argmax_agreement": None, "miou_vs_labels": None, "miou_vs_reference": None}
     if reference is not None and reference.shape == masks.shape:
         out["argmax_agreement"] = round(float(np.mean(masks == reference)), 6)
         vs_ref = SegmentationMetrics(num_classes)
         vs_ref.update(masks, reference)
-        out["miou_vs_reference"] = _finite(vs_ref.miou())
+        out["miou_vs_reference"] = finite_or_none(vs_ref.miou())
     if labels is not None:
         metrics = SegmentationMetrics(num_classes)
         metrics.update(masks, labels)
-        out["miou_vs_labels"] = _finite(metrics.miou())
+        out["miou_vs_labels"] = finite_or_none(metrics.miou())
     return out
-
-
-def _finite(value: float) -> float | None:
-    return None if not np.isfinite(value) else round(float(value), 6)
 
 
 # -- the benchmark -------------------------------------------------------------------------

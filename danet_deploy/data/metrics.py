@@ -75,9 +75,9 @@ class SegmentationMetrics:
         """JSON-ready summary (NaN IoUs become ``None``)."""
         iou = self.iou()
         return {
-            "miou": _finite(self.miou()),
-            "pixel_accuracy": _finite(self.pixel_accuracy()),
-            "per_class_iou": {name: _finite(v) for name, v in zip(self.class_names, iou)},
+            "miou": finite_or_none(self.miou()),
+            "pixel_accuracy": finite_or_none(self.pixel_accuracy()),
+            "per_class_iou": {name: finite_or_none(v) for name, v in zip(self.class_names, iou)},
             "images": self.images,
             "pixels": int(self.confusion.sum()),
         }
@@ -89,5 +89,6 @@ class SegmentationMetrics:
         return "\n".join(lines)
 
 
-def _finite(value: float) -> float | None:
-    return None if np.isnan(value) else round(float(value), 6)
+def finite_or_none(value: float) -> float | None:
+    """A JSON-ready metric: rounded to 6 digits, ``None`` for NaN/inf (nothing to score)."""
+    return None if not np.isfinite(value) else round(float(value), 6)
