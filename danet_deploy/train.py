@@ -27,6 +27,7 @@ from .data.scenes import IGNORE_INDEX, SPLITS, SceneDataset, generate_scene
 from .errors import CheckpointError, ConfigError
 from .files import atomic_output, atomic_write_text
 from .model.registry import DEMO_CLASSES, IMAGENET_MEAN, IMAGENET_STD, weights_dir
+from .progress import track
 
 PRESET = "danet_demo"
 
@@ -169,22 +170,12 @@ def evaluate(model, split: str = "val", count: int = 50, size: tuple[int, int] =
     metrics = SegmentationMetrics(len(names), names, IGNORE_INDEX)
     model.eval()
     indices = range(0, count, batch_size)
-    for start in _progress(indices, progress, "eval"):
+    for start in track(indices, enabled=progress, desc="eval", mininterval=2.0):
         batch = [dataset[i] for i in range(start, min(count, start + batch_size))]
         images = np.stack([b[0] for b in batch])
         labels = np.stack([b[1] for b in batch])
         metrics.update(predict(model, images), labels)
     return metrics
-
-
-def _progress(iterable, enabled: bool, desc: str):
-    if not enabled:
-        return iterable
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return iterable
-    return tqdm(iterable, desc=desc, dynamic_ncols=True, mininterval=2.0)
 
 
 def save_weights(model, path: str | Path, metadata: dict[str, Any]) -> Path:
@@ -241,7 +232,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     recent: list[float] = []
     done = 0
     planned = config.steps
-    bar = _progress(_batches(config), progress, "train")
+    bar = track(_batches(config), enabled=progress, desc="train", mininterval=2.0)
     for step, images, labels in bar:
         planned = _budgeted_total(step, time.perf_counter() - start, config)
         if step >= planned:

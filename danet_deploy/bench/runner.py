@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import ConfigError, UnknownModelError
+from ..progress import progress_bar
 from .timing import summarize
 
 TARGETS = ("torch", "onnxruntime", "openvino", "tensorrt")
@@ -310,7 +311,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     images_arr, labels_arr = np.stack(images), np.stack(labels)
 
     rows = [_row(cfg, target, precision) for target, precision in cfg.combinations()]
-    bar = _combo_bar(len(rows) * (1 + cfg.rounds), cfg.progress)
+    bar = progress_bar(total=len(rows) * (1 + cfg.rounds), desc="combinations", unit="run", enabled=cfg.progress)
     with tempfile.TemporaryDirectory(prefix="danet-bench-") as tmp:
         workdir = Path(tmp)
         scenes_path = workdir / "scenes.npz"
@@ -467,13 +468,3 @@ def _reason(exc: BaseException) -> str:
     from .reasons import short_reason
 
     return short_reason(exc)
-
-
-def _combo_bar(total: int, enabled: bool) -> Any:
-    if not enabled:
-        return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc="combinations", unit="run", file=sys.stderr, dynamic_ncols=True)

@@ -8,19 +8,19 @@ process, an OpenVINO recompile). Percentiles use numpy's default linear interpol
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import Any, Callable
 
 import numpy as np
 
+from ..progress import progress_bar
 
 def time_calls(fn: Callable[[], Any], iters: int, warmup: int, progress: bool = False,
                label: str = "iterations") -> list[float]:
     """Call ``fn`` ``warmup`` times untimed, then ``iters`` times; return each call's milliseconds."""
     for _ in range(warmup):
         fn()
-    bar = _bar(iters, label) if progress else None
+    bar = progress_bar(total=iters, desc=label, unit="it", leave=False, enabled=progress)
     times: list[float] = []
     try:
         for _ in range(iters):
@@ -47,11 +47,3 @@ def summarize(times_ms: list[float], batch: int = 1) -> dict[str, float | int | 
             "p99_ms": round(float(p99), 3), "mean_ms": round(mean, 3), "min_ms": round(float(arr.min()), 3),
             "max_ms": round(float(arr.max()), 3), "std_ms": round(float(arr.std()), 3),
             "throughput_ips": round(batch * 1000.0 / mean, 3) if mean > 0 else None}
-
-
-def _bar(total: int, label: str) -> Any:
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return None
-    return tqdm(total=total, desc=label, unit="it", file=sys.stderr, leave=False, dynamic_ncols=True)

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import json
 import os
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -37,6 +36,7 @@ import numpy as np
 
 from ..errors import CalibrationError
 from ..files import atomic_output, atomic_write_text, sha256_file
+from ..progress import track
 from .images import IMAGE_SUFFIXES, decode_rgb, list_images, verify_image
 
 CACHE_ENV = "DANET_DEPLOY_CACHE"
@@ -202,7 +202,7 @@ def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int
     from ..runtime.preprocess import preprocess
 
     tensors = np.empty((count, 3, *size), np.float32)
-    for i, image in enumerate(_progress(loader.images(), count, "calibration images")):
+    for i, image in enumerate(track(loader.images(), total=count, desc="calibration images", unit="img", leave=False, disable=None)):
         tensors[i] = preprocess([image], preprocessing, size)[0]
     if loader.skipped:
         log(f"calibration: skipped {len(loader.skipped)} unreadable file(s) in {text}: "
@@ -286,7 +286,7 @@ class _FolderLoader(_Loader):
         usable: list[Path] = []
         # every file is decoded once (a few ms each) so that unreadable ones are known before the
         # subset is chosen: the subset then never depends on which files happened to be broken
-        for path in _progress(iter(files), len(files), "checking images"):
+        for path in track(files, total=len(files), desc="checking images", unit="img", leave=False, disable=None):
             reason = verify_image(path)
             if reason is None:
                 usable.append(path)
@@ -322,14 +322,6 @@ def _digest(identity: Any, preprocessing: dict[str, Any], size: tuple[int, int],
     payload = {"layout": _CACHE_LAYOUT, "identity": identity, "preprocessing": preprocessing,
                "size": list(size), "count": count}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _progress(items: Iterator[Any], total: int, desc: str) -> Iterator[Any]:
-    try:
-        from tqdm import tqdm
-    except ImportError:  # progress is a nicety, never a reason to fail
-        return items
-    return iter(tqdm(items, total=total, desc=desc, file=sys.stderr, unit="img", leave=False, disable=None))
 
 
 def _read_cache(entry: Path | None, count: int, size: tuple[int, int]) -> tuple[np.ndarray, dict[str, Any]] | None:

@@ -23,6 +23,7 @@ from ..errors import BackendUnavailableError, ConfigError, ExportError
 from ..files import atomic_write_bytes
 from ..manifest import Manifest, atomic_artifact_dir, read_manifest
 from ..planner import parse_bytes
+from ..progress import progress_bar
 from ..tensorrt_compat import STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, describe_profile, major
 
 ENGINE_FILE = "model.engine"
@@ -61,11 +62,6 @@ def _progress_monitor(trt: Any, log: Callable[[str], None]) -> Any:
     """A ``trt.IProgressMonitor`` (TensorRT >= 10) printing build phases to stderr, else ``None``."""
     if not hasattr(trt, "IProgressMonitor"):
         return None
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        tqdm = None
-
     class _Monitor(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
@@ -75,9 +71,10 @@ def _progress_monitor(trt: Any, log: Callable[[str], None]) -> Any:
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             depth = self.depth.get(parent_phase, -1) + 1 if parent_phase else 0
             self.depth[phase_name] = depth
-            if tqdm is not None:
-                self.bars[phase_name] = tqdm(total=num_steps, desc="  " * depth + phase_name, file=sys.stderr,
-                                             position=depth, leave=depth == 0)
+            bar = progress_bar(total=num_steps, desc="  " * depth + phase_name, position=depth, leave=depth == 0,
+                               dynamic_ncols=False)
+            if bar is not None:
+                self.bars[phase_name] = bar
             elif depth == 0:
                 log(f"TensorRT: {phase_name} ({num_steps} steps)")
 
