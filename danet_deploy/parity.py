@@ -254,17 +254,13 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
 
         if tuple(manifest.class_names) != DEMO_CLASSES:
             labels = None  # generated labels use the demo classes; meaningless for other class sets
-    ref_name = reference or manifest.model["name"]
-    ref_options: dict[str, Any] = {"threads": threads}
     ckpt = (manifest.checkpoint or {}).get("path")
-    if reference is None and ckpt:
-        ref_session = runtime.load(ckpt, backend="torch", model=manifest.model["name"],
-                                   num_classes=manifest.num_classes, **ref_options)
-    elif Path(ref_name).is_file():
+    ref_name = reference or ckpt or manifest.model["name"]
+    if ref_name == ckpt or Path(ref_name).is_file():  # a checkpoint: the artifact's architecture and classes
         ref_session = runtime.load(ref_name, backend="torch", model=manifest.model["name"],
-                                   num_classes=manifest.num_classes, **ref_options)
+                                   num_classes=manifest.num_classes, threads=threads)
     else:
-        ref_session = runtime.load(ref_name, **ref_options)
+        ref_session = runtime.load(ref_name, threads=threads)
     from .runtime.preprocess import preprocess
 
     ref_logits, art_logits = [], []
