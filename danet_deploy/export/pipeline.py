@@ -8,6 +8,7 @@ versions), the atomic rename into place, and the optional parity check.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import platform
 import sys
@@ -164,13 +165,12 @@ class ExportContext:
                                 preprocessing=self.config.preprocessing.to_dict(), log=self.log)
 
 
-def load_model(request: ExportRequest, chunks: int = 1) -> Any:
+def load_model(request: ExportRequest) -> Any:
     """The reference model for a request: a preset name, or a checkpoint with ``arch``."""
     from ..model import create_model, list_models
 
-    overrides: dict[str, Any] = {"attention_chunks": chunks}
     if request.model in list_models():
-        model = create_model(request.model, num_classes=request.num_classes, **overrides)
+        model = create_model(request.model, num_classes=request.num_classes)
         model.checkpoint_info = None
         return model
     path = Path(request.model)
@@ -180,25 +180,19 @@ def load_model(request: ExportRequest, chunks: int = 1) -> Any:
     if not request.arch:
         raise ConfigError(f"{request.model!r} is not a preset ({', '.join(list_models())}); for a checkpoint file "
                           "also pass --arch PRESET")
-    model = create_model(request.arch, num_classes=request.num_classes, weights=path, **overrides)
+    model = create_model(request.arch, num_classes=request.num_classes, weights=path)
     model.checkpoint_info = {"path": str(path), "sha256": sha256_file(path)}
     return model
 
 
 def tool_versions(*names: str) -> dict[str, str]:
-    versions = {"python": platform.python_version(), "danet-deploy": _version("danet-deploy")}
-    for name in ("torch", "onnx", "onnxruntime", "onnxslim", "openvino", "nncf", "nvidia-modelopt", "tensorrt", *names):
-        v = _version(name)
-        if v != "not installed":
-            versions[name] = v
+    """Versions of Python, danet-deploy and the installed libraries that export or run models."""
+    versions = {"python": platform.python_version()}
+    for name in ("danet-deploy", "torch", "onnx", "onnxruntime", "onnxslim", "openvino", "nncf", "nvidia-modelopt",
+                 "tensorrt", *names):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            versions[name] = metadata.version(name)
     return versions
-
-
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
 
 
 def _print(message: str) -> None:
@@ -209,16 +203,14 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
     """Run one export; returns (artifact folder, manifest). The folder appears only when complete."""
     started = time.perf_counter()
     module = importlib.import_module(TARGETS[request.target])
-    probe = load_model(request, chunks=1)
+    model = load_model(request)
     # the default policy keeps attention in FP32 for FP16/INT8 graphs: plan its memory at 4 bytes
     attention_precision = "fp16" if request.precision == "fp16" and request.policy == "quantize-all" else "fp32"
     plan = plan_attention(request.planning_size, request.max_batch or request.batch, attention_precision,
-                          probe.config.output_stride, probe.backbone.out_channels // 4,
+                          model.config.output_stride, model.backbone.out_channels // 4,
                           budget=request.attention_memory, chunks=request.attention_chunks,
                           tensorrt=request.target == "tensorrt")
-    model = probe
-    if plan.chunks != 1:
-        model.set_attention_chunks(plan.chunks)
+    model.set_attention_chunks(plan.chunks)
     log(plan.summary())
     final = request.artifact_dir()
     with tempfile.TemporaryDirectory(prefix="danet-export-") as scratch, \
