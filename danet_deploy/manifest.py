@@ -105,6 +105,18 @@ class Manifest:
         return path
 
 
+def manifest_from_metadata(meta: dict[str, str], model_file: Path, target: str, backend: str,
+                           input: dict[str, Any], output: dict[str, Any]) -> Manifest:
+    """A manifest for a bare model file, from the ``danet.*`` metadata danet-export writes into it
+    (ONNX ``metadata_props``, OpenVINO ``rt_info``)."""
+    if "danet.model" not in meta:
+        raise ArtifactError(f"{model_file} carries no danet-deploy metadata; load the artifact folder "
+                            "danet-export wrote")
+    return Manifest(target=target, backend=backend, precision=meta.get("danet.precision", "fp32"),
+                    primary=model_file.name, model=json.loads(meta["danet.model"]),
+                    preprocessing=json.loads(meta["danet.preprocessing"]), input=input, output=output)
+
+
 def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     """Read and (by default) verify an artifact folder's manifest: format version and file hashes."""
     directory = Path(directory)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ...errors import ArtifactError, ConfigError
-from ...manifest import Manifest
+from ...manifest import Manifest, manifest_from_metadata
 from .base import Backend, InputSpec, require
 
 _PROVIDER_ALIASES = {
@@ -31,18 +30,6 @@ def resolve_providers(providers: Sequence[str] | str | None, available: Sequence
                           f"(available: {list(available)}); install onnxruntime-gpu / onnxruntime-openvino or "
                           "choose another provider")
     return names
-
-
-def manifest_from_onnx_metadata(path: Path, meta: dict[str, str], inputs: Any, outputs: Any) -> Manifest:
-    """A manifest for a bare ``.onnx`` file, from the metadata danet-export writes into the model."""
-    if "danet.model" not in meta:
-        raise ArtifactError(f"{path} carries no danet-deploy metadata; load the artifact folder danet-export wrote")
-    model = json.loads(meta["danet.model"])
-    return Manifest(
-        target="onnx", backend="onnxruntime", precision=meta.get("danet.precision", "fp32"), primary=path.name,
-        model=model, preprocessing=json.loads(meta["danet.preprocessing"]),
-        input={"name": inputs[0].name, "shape": list(inputs[0].shape), "dtype": "float32"},
-        output={"name": outputs[0].name, "shape": list(outputs[0].shape), "dtype": "float32"})
 
 
 class OnnxRuntimeBackend(Backend):
@@ -79,7 +66,10 @@ class OnnxRuntimeBackend(Backend):
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         if manifest is None:
             meta = self.session.get_modelmeta().custom_metadata_map
-            manifest = manifest_from_onnx_metadata(Path(model_file), meta, inputs, outputs)
+            manifest = manifest_from_metadata(
+                meta, Path(model_file), target="onnx", backend="onnxruntime",
+                input={"name": inputs[0].name, "shape": list(inputs[0].shape), "dtype": "float32"},
+                output={"name": outputs[0].name, "shape": list(outputs[0].shape), "dtype": "float32"})
         self.manifest = manifest
         self.input_spec = InputSpec.from_manifest({**manifest.input, "name": self.input_name,
                                                    "shape": list(inputs[0].shape)})

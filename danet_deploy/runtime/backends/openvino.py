@@ -18,7 +18,6 @@ bf16 gave 99.93% at 3.2x and f32 100.00% at 1.5x. Pass ``inference_precision="bf
 
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
@@ -26,7 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import ArtifactError, ConfigError
-from ...manifest import Manifest
+from ...manifest import Manifest, manifest_from_metadata
 from .base import Backend, InputSpec, require
 
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
@@ -98,27 +97,19 @@ class OpenVINOBackend(Backend):
     def _manifest_from_rt_info(self, model_file: Path) -> Manifest:
         """A manifest for a bare IR from the ``danet`` rt_info danet-export writes (or ONNX metadata)."""
         try:
-            model = json.loads(self.model.get_rt_info(["danet", "model"]).astype(str))
-            pre = json.loads(self.model.get_rt_info(["danet", "preprocessing"]).astype(str))
-            precision = self.model.get_rt_info(["danet", "precision"]).astype(str)
-        except Exception:
-            model = pre = None
-        if model is None and model_file.suffix.lower() == ".onnx":
+            meta = {f"danet.{key}": self.model.get_rt_info(["danet", key]).astype(str)
+                    for key in ("model", "preprocessing", "precision")}
+        except Exception:  # noqa: BLE001 - no rt_info: an IR or ONNX file from elsewhere
+            meta = {}
+        if not meta and model_file.suffix.lower() == ".onnx":
             import onnx
 
             meta = {p.key: p.value for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
-            if "danet.model" in meta:
-                model, pre = json.loads(meta["danet.model"]), json.loads(meta["danet.preprocessing"])
-                precision = meta.get("danet.precision", "fp32")
-        if model is None:
-            raise ArtifactError(f"{model_file} carries no danet-deploy metadata; load the artifact folder "
-                                "danet-export wrote")
         inp, out = self.model.inputs[0], self.model.outputs[0]
         dims = lambda port: [d.get_length() if d.is_static else "dynamic" for d in port.get_partial_shape()]  # noqa: E731
-        return Manifest(target="openvino", backend="openvino", precision=precision, primary=model_file.name,
-                        model=model, preprocessing=pre,
-                        input={"name": inp.get_any_name(), "shape": dims(inp), "dtype": "float32"},
-                        output={"name": out.get_any_name(), "shape": dims(out), "dtype": "float32"})
+        return manifest_from_metadata(meta, model_file, target="openvino", backend="openvino",
+                                      input={"name": inp.get_any_name(), "shape": dims(inp), "dtype": "float32"},
+                                      output={"name": out.get_any_name(), "shape": dims(out), "dtype": "float32"})
 
     def _get(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
         """(compiled model, infer request) for ``shape``: reshaped and compiled on first use."""
