@@ -28,6 +28,7 @@ from .errors import CheckpointError, ConfigError
 from .files import atomic_output, atomic_write_text
 from .model.registry import DEMO_CLASSES, IMAGENET_MEAN, IMAGENET_STD, weights_dir
 from .progress import track
+from .runtime.preprocess import normalize
 
 PRESET = "danet_demo"
 
@@ -85,11 +86,7 @@ def _torch():
 
 def to_tensor(images: np.ndarray, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
     """uint8 ``[B, H, W, 3]`` RGB to a normalised float32 ``[B, 3, H, W]`` tensor."""
-    torch = _torch()
-    x = torch.from_numpy(np.array(images, dtype=np.uint8, copy=True)).permute(0, 3, 1, 2).float().div_(255.0)
-    m = torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1)
-    s = torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
-    return (x - m) / s
+    return _torch().from_numpy(normalize(images, mean, std))  # the runtime's own preprocessing
 
 
 def training_batch(step: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
