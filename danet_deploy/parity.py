@@ -21,7 +21,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -218,13 +218,6 @@ def generated_inputs(count: int, size: tuple[int, int]) -> tuple[list[np.ndarray
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def folder_inputs(folder: str | Path, count: int | None = None) -> list[np.ndarray]:
-    """RGB images of a folder (sorted; unreadable files are an error naming them)."""
-    from .data.images import read_image_folder
-
-    return read_image_folder(folder, count)
-
-
 def run_parity(artifact: str | Path, reference: str | None = None, images: Sequence[np.ndarray] | str | Path | None = None,
                generated: int | None = None, size: tuple[int, int] | None = None, labels: Sequence[np.ndarray] | None = None,
                threads: int | None = None, precision: str | None = None, write_manifest: bool = True,
@@ -247,7 +240,9 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     if images is None and generated is None:
         generated = 4
     if isinstance(images, (str, Path)):
-        images = folder_inputs(images)
+        from .data.images import read_image_folder
+
+        images = read_image_folder(images)
     if images is None:
         images, labels = generated_inputs(int(generated), tuple(hw))
         from .model.registry import DEMO_CLASSES
@@ -298,7 +293,3 @@ def write_report(report: ParityReport, path: str | Path) -> None:
     from .files import atomic_write_text
 
     atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
-
-
-def summarize(reports: Iterable[ParityReport]) -> bool:
-    return all(r.passed for r in reports)

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, ConfigError
-from ..manifest import MANIFEST_NAME, Manifest, read_manifest
+from ..manifest import MANIFEST_NAME, read_manifest
 from .backends.base import backend_class
 from .session import Session
 
@@ -53,9 +53,3 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
     cls = backend_class(name)
     instance = cls(model_file, manifest, preset=str(path) if model_file is None else None, **options)
     return Session(instance, manifest or instance.manifest)
-
-
-def manifest_for(path: str | Path) -> Manifest | None:
-    """The manifest of an artifact folder, or ``None`` for bare files and presets."""
-    target = Path(path)
-    return read_manifest(target) if target.is_dir() else None
