@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -293,7 +292,3 @@ def evaluate_weights(weights: str | Path | None = None, count: int = 50, size: t
         raise CheckpointError(f"no weights at {path}: train them with `danet-train` or pass --weights")
     model = create_model(PRESET, weights=path)
     return evaluate(model, split, count, size, progress=progress)
-
-
-def default_command() -> str:
-    return " ".join(["danet-train", *sys.argv[1:]])
