@@ -39,7 +39,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULES = ["danet_deploy/export/tensorrt_build.py", "danet_deploy/runtime/backends/tensorrt.py",
-           "danet_deploy/tensorrt_compat.py"]
+           "danet_deploy/tensorrt/compat.py"]
 # variable / attribute names that hold TensorRT objects in those modules
 RECEIVERS = {"builder", "network", "parser", "config", "opt_profile", "engine", "context", "runtime", "logger"}
 TRT_ALIASES = {"trt"}
@@ -161,7 +161,7 @@ def check(usage: Usage, binaries: list[tuple[str, bytes]]) -> dict:
     return report
 
 
-CUDA_MODULES = ["danet_deploy/runtime/backends/tensorrt_cuda.py", "danet_deploy/runtime/backends/tensorrt.py",
+CUDA_MODULES = ["danet_deploy/tensorrt/cuda.py", "danet_deploy/runtime/backends/tensorrt.py",
                 "danet_deploy/export/tensorrt_build.py"]
 
 

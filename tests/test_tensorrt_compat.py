@@ -9,7 +9,7 @@ import pytest
 
 from danet_deploy.errors import BackendUnavailableError, ConfigError, EngineCompatibilityError
 from danet_deploy.planner import TENSORRT_MAX_ELEMENTS, plan_attention
-from danet_deploy.tensorrt_compat import (check_attention_limit, check_engine_compatibility, largest_fitting_size,
+from danet_deploy.tensorrt.compat import (check_attention_limit, check_engine_compatibility, largest_fitting_size,
                                           parse_version, profile_from_input_spec)
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
@@ -128,8 +128,8 @@ def test_compat_module_and_backend_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import danet_deploy.tensorrt_compat, danet_deploy.runtime.backends.tensorrt, "
-            "danet_deploy.runtime.backends.tensorrt_cuda; assert 'torch' not in sys.modules, 'torch imported'")
+    code = ("import sys; import danet_deploy.tensorrt.compat, danet_deploy.runtime.backends.tensorrt, "
+            "danet_deploy.tensorrt.cuda; assert 'torch' not in sys.modules, 'torch imported'")
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

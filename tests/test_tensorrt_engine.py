@@ -16,7 +16,7 @@ def _gpu_reason():
     if importlib.util.find_spec("tensorrt") is None:
         return "TensorRT is not installed (pip install tensorrt, or JetPack's python3-libnvinfer)"
     try:
-        from danet_deploy.runtime.backends.tensorrt_cuda import device_properties, load_cudart
+        from danet_deploy.tensorrt.cuda import device_properties, load_cudart
 
         device_properties(load_cudart(), 0)
     except Exception as exc:  # no cuda-python, driver or GPU

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
-from ..tensorrt_compat import STAGE_PREPARED, check_attention_limit, describe_profile, profile_from_input_spec
+from ..tensorrt.compat import STAGE_PREPARED, check_attention_limit, describe_profile, profile_from_input_spec
 from .pipeline import ExportContext, TargetResult
 from .tensorrt_build import (ENGINE_FILE, LEGACY_CALIBRATION, LEGACY_ONNX, _truthy, build_engine,
                              build_engine_from_bundle, require_tensorrt)

@@ -24,7 +24,7 @@ from ..files import atomic_write_bytes
 from ..manifest import Manifest, atomic_artifact_dir, read_manifest
 from ..planner import parse_bytes
 from ..progress import progress_bar
-from ..tensorrt_compat import STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, describe_profile, major
+from ..tensorrt.compat import STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, describe_profile, major
 
 ENGINE_FILE = "model.engine"
 LEGACY_ONNX = "model_fp32.onnx"          # only in bundles prepared with legacy_calibrator
@@ -52,7 +52,7 @@ def require_tensorrt(device: int = 0) -> tuple[Any, Any, dict[str, Any]]:
             "building a TensorRT engine needs TensorRT and an NVIDIA GPU: pip install tensorrt cuda-python on an x86 "
             "machine with a GPU, or use JetPack's TensorRT on a Jetson; then run danet-export --target tensorrt "
             f"--from BUNDLE_DIR there ({exc})") from exc
-    from ..runtime.backends.tensorrt_cuda import device_properties, load_cudart
+    from ..tensorrt.cuda import device_properties, load_cudart
 
     cudart = load_cudart()
     return trt, cudart, device_properties(cudart, device)
@@ -95,7 +95,7 @@ def _progress_monitor(trt: Any, log: Callable[[str], None]) -> Any:
 
 def _entropy_calibrator(trt: Any, cudart: Any, tensors: np.ndarray, cache_file: Path) -> Any:
     """Legacy ``IInt8EntropyCalibrator2`` over preprocessed tensors, batch 1 (TensorRT <= 10)."""
-    from ..runtime.backends.tensorrt_cuda import DeviceBuffer, check
+    from ..tensorrt.cuda import DeviceBuffer, check
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:

@@ -1,7 +1,7 @@
 """TensorRT backend: a serialised engine on an NVIDIA GPU or Jetson, through cuda-python.
 
 Before TensorRT sees the file, the engine's manifest is checked against the running TensorRT
-version and GPU (:func:`danet_deploy.tensorrt_compat.check_engine_compatibility`): an engine from
+version and GPU (:func:`danet_deploy.tensorrt.compat.check_engine_compatibility`): an engine from
 another version or architecture is a clear :class:`EngineCompatibilityError`, not a crash.
 Tensors are bound by name (TensorRT 10+ I/O tensor API), shapes are set within the engine's
 optimisation profile, copies go through pinned host buffers on one stream, and static shapes can
@@ -18,9 +18,9 @@ import numpy as np
 
 from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError
 from ...manifest import Manifest
-from ...tensorrt_compat import check_engine_compatibility
+from ...tensorrt.compat import check_engine_compatibility
 from .base import Backend, InputSpec, require
-from .tensorrt_cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, check, device_properties, load_cudart
+from ...tensorrt.cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, check, device_properties, load_cudart
 
 # TensorRT DataType names -> numpy (bf16/fp8/int4 have no numpy type; the I/O of our engines is fp32)
 _NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import BackendUnavailableError, DanetDeployError
+from ..errors import BackendUnavailableError, DanetDeployError
 
 
 class CudaError(DanetDeployError):

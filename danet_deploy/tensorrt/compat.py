@@ -13,8 +13,8 @@ import math
 import re
 from typing import Any
 
-from .errors import BackendUnavailableError, ConfigError, EngineCompatibilityError
-from .planner import TENSORRT_MAX_ELEMENTS, AttentionPlan, plan_attention
+from ..errors import BackendUnavailableError, ConfigError, EngineCompatibilityError
+from ..planner import TENSORRT_MAX_ELEMENTS, AttentionPlan, plan_attention
 
 # Manifest ``extra["tensorrt"]["stage"]`` values.
 STAGE_PREPARED = "prepared"   # TensorRT-ready ONNX, runs in ONNX Runtime for verification
@@ -131,7 +131,7 @@ def check_engine_compatibility(engine_info: dict[str, Any], running: dict[str, A
         engine_info: the engine manifest's ``extra["tensorrt"]`` (``version``, ``compute_capability``,
             ``gpu``, optional ``version_compatible``, ``hardware_compatibility``, ``dla_core``).
         running: ``{"tensorrt": "10.3.0", "compute_capability": "8.7", "gpu": "Orin",
-            "dla_cores": 2}`` (see :func:`running_environment`).
+            "dla_cores": 2}``.
     Returns:
         warnings that do not prevent loading (same architecture, different GPU model).
 
@@ -189,30 +189,6 @@ def check_engine_compatibility(engine_info: dict[str, Any], running: dict[str, A
             f"the engine runs on DLA core {dla}, but this device has {running.get('dla_cores') or 0} DLA core(s); "
             "use it on a Jetson with DLA, or rebuild without --dla-core")
     return notes
-
-
-def running_environment(device: int = 0) -> dict[str, Any]:
-    """TensorRT version, GPU name and compute capability of this machine (``None`` where absent)."""
-    env: dict[str, Any] = {"tensorrt": None, "gpu": None, "compute_capability": None, "dla_cores": 0}
-    try:
-        import tensorrt as trt  # noqa: PLC0415 - optional, imported only when asked
-    except ImportError:
-        trt = None
-    if trt is not None:
-        env["tensorrt"] = str(trt.__version__)
-    try:
-        from .runtime.backends.tensorrt_cuda import device_properties, load_cudart  # noqa: PLC0415
-
-        env.update(device_properties(load_cudart(), device))
-    except Exception as exc:  # no cuda-python, no driver, no GPU: the check above names the fix
-        env["cuda_error"] = str(exc)
-    if trt is not None and env["compute_capability"]:
-        try:
-            runtime = trt.Runtime(trt.Logger(trt.Logger.ERROR))
-            env["dla_cores"] = int(getattr(runtime, "num_DLA_cores", 0))
-        except Exception:  # a runtime that cannot start reports no DLA; the engine load will say why
-            env["dla_cores"] = 0
-    return env
 
 
 def describe_profile(profile: dict[str, list[int]]) -> str:
