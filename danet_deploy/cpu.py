@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import platform
 from pathlib import Path
+from typing import Any
 
 
 def read_cpuinfo(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, set[str]]:
@@ -23,3 +24,11 @@ def read_cpuinfo(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, set[str]]:
             elif key in ("flags", "features") and not flags:
                 flags = set(value.split())
     return model, flags
+
+
+def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU facts that decide INT8 formats: architecture and the dot-product extensions."""
+    _, flags = read_cpuinfo(cpuinfo)
+    return {"machine": platform.machine(), "avx2": "avx2" in flags, "avx512f": "avx512f" in flags,
+            "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags,
+            "amx_int8": "amx_int8" in flags, "asimddp": "asimddp" in flags}

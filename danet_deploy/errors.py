@@ -51,9 +51,24 @@ class EngineCompatibilityError(ArtifactError):
     """A TensorRT engine was built for another TensorRT version or another GPU."""
 
 
-class ParityError(DanetDeployError):
-    """An artifact's outputs are outside the tolerance for its precision."""
-
-
 class ExportError(DanetDeployError):
     """An exporter or converter failed; the message carries the library's reason."""
+
+
+#: Lines libraries put before the cause (OpenVINO: "Exception from src/...:117:", "Check '...' failed").
+_LOCATION_PREFIXES = ("Exception from", "Check '")
+
+
+def summarize_exception(exc: BaseException, lines: int = 1, limit: int = 300) -> str:
+    """One line that says why ``exc`` happened, safe for any exception.
+
+    The first ``lines`` informative lines (OpenVINO's location lines skipped), joined and capped at
+    ``limit`` characters; the exception's type name is prefixed for foreign exceptions and stands
+    alone when the message is empty (``str(exc).splitlines()[0]`` raised ``IndexError`` there).
+    """
+    text_lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+    informative = [ln for ln in text_lines if not ln.startswith(_LOCATION_PREFIXES)] or text_lines
+    text = " ".join(informative[:lines])
+    if not isinstance(exc, DanetDeployError) or not text:
+        text = f"{type(exc).__name__}: {text}".rstrip(": ")
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."

@@ -5,6 +5,7 @@ once per session; no assertion depends on how fast anything ran.
 """
 
 import csv
+import dataclasses
 import io
 import json
 
@@ -15,6 +16,7 @@ from PIL import Image
 from danet_deploy.bench import report as bench_report
 from danet_deploy.bench.flops import cam_flops, count_model_flops, count_preset_flops, pam_flops
 from danet_deploy.bench.memory import peak_rss_mb
+from danet_deploy.bench.rows import Row
 from danet_deploy.bench.runner import (BenchConfig, accuracy, export_target_for, matching_artifact, run_worker,
                                        unsupported_reason)
 from danet_deploy.bench.timing import summarize, time_calls
@@ -134,7 +136,9 @@ def test_bench_schema_and_rows(bench_run):
     code, _, report = bench_run
     assert code == 0
     bench_report.validate(report)
-    assert report["schema"] == "danet-bench" and report["schema_version"] == 1
+    assert report["schema"] == "danet-bench" and report["schema_version"] == 2
+    # every row carries exactly the Row dataclass's fields (no private keys leak into the file)
+    assert all(set(r) == {f.name for f in dataclasses.fields(Row)} for r in report["rows"])
     assert [(r["target"], r["precision"]) for r in report["rows"]][0] == ("torch", "fp32")
     assert report["machine"]["cpu"]["logical_cores"] >= 1 and "torch" in report["machine"]["libraries"]
     assert len(report["gemm"]["runs_gflops_peak"]) == 2 and report["gemm"]["gflops_peak"] > 0
@@ -223,14 +227,17 @@ def test_summary_picks_fastest_engine_per_precision():
     assert "best FP16 engine: none ran" in lines and any("0.300 x torch fp32" in line for line in lines)
 
 
-def test_short_reason_keeps_the_cause_of_multiline_engine_errors():
-    from danet_deploy.bench.reasons import short_reason
+def test_exception_summary_keeps_the_cause_of_multiline_engine_errors():
+    from danet_deploy.errors import summarize_exception
 
     exc = RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp:117:\n\n  Can't set input blob: wrong shape\n")
-    assert short_reason(exc) == ("RuntimeError: Exception from src/inference/src/cpp/infer_request.cpp:117: "
-                                 "Can't set input blob: wrong shape")
-    assert short_reason(ConfigError("bad --batch; use 1")) == "bad --batch; use 1"
-    assert len(short_reason(ValueError("x" * 1000))) == 300
+    assert summarize_exception(exc, lines=4) == "RuntimeError: Can't set input blob: wrong shape"
+    assert summarize_exception(ConfigError("bad --batch; use 1")) == "bad --batch; use 1"
+    assert len(summarize_exception(ValueError("x" * 1000))) == 300
+    # an empty message gave IndexError in str(exc).splitlines()[0]; the type name stands in for it
+    assert summarize_exception(RuntimeError()) == "RuntimeError"
+    assert summarize_exception(RuntimeError("\n  \n")) == "RuntimeError"
+    assert summarize_exception(ConfigError("")) == "ConfigError"
 
 
 def test_async_throughput_watchdog_gives_up_on_a_stuck_queue():

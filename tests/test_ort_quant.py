@@ -102,7 +102,7 @@ def test_fp16(setup):
 
 
 def test_bad_options(setup):
-    with pytest.raises(ConfigError, match="calib_method"):
+    with pytest.raises(ConfigError, match="calibrates with minmax, entropy, percentile, not .magic."):
         setup["build"]("int8", "bad", options={"calib_method": "magic"})
     with pytest.raises(ConfigError, match="--target onnx"):
         setup["build"]("fp32", "bad32")

@@ -13,6 +13,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..errors import summarize_exception
+
 
 def measure_gemm_peak(threads: int, n: int = 2048, repeats: int = 5, warmup: int = 1,
                       dtype: str = "float32") -> dict[str, Any]:
@@ -51,7 +53,7 @@ def measure_gemm_peak(threads: int, n: int = 2048, repeats: int = 5, warmup: int
             for _ in range(warmup):
                 run()
         except RuntimeError as exc:  # an int8 GEMM this torch build cannot run on this CPU
-            return {"method": method, "threads": int(threads), "error": str(exc).splitlines()[0],
+            return {"method": method, "threads": int(threads), "error": summarize_exception(exc),
                     "gflops_peak": None, "gflops_median": None}
         times = []
         for _ in range(repeats):

@@ -74,7 +74,7 @@ def load_average() -> list[float] | None:
 
 def machine_info() -> dict[str, Any]:
     """Everything above plus OS and library versions, as one JSON-ready dict."""
-    from ..export.pipeline import tool_versions
+    from ..versions import tool_versions
 
     return {"cpu": cpu_info(), "memory_gib": memory_total_gib(), "gpus": gpu_info(),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),

@@ -13,10 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_output
-from .report import ok_rows
+from ..targets import engines
+from .rows import ok_rows
 
 _PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452"}
-_TARGET_COLORS = {"torch": "#333333", "onnxruntime": "#1f77b4", "openvino": "#9467bd", "tensorrt": "#2ca02c"}
 
 
 def _pyplot() -> Any:
@@ -92,12 +92,13 @@ def plot_cdf(report: dict[str, Any], path: str | Path) -> Path:
     rows = [r for r in ok_rows(report) if r.get("latencies_ms")]
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     styles = {"fp32": "-", "fp16": "--", "int8": ":"}
+    colors = {e.name: e.color for e in engines()}
     lo, hi = np.inf, 0.0
     for r in rows:
         lat = np.sort(np.asarray(r["latencies_ms"], dtype=float))
         y = np.arange(1, lat.size + 1) / lat.size
         ax.step(lat, y, where="post", linestyle=styles.get(r["precision"], "-"), linewidth=1.8,
-                color=_TARGET_COLORS.get(r["target"]),
+                color=colors.get(r["target"]),
                 label=f"{r['target']} {r['precision']} (p50 {r['p50_ms']:.0f} ms)")
         lo, hi = min(lo, float(lat[0])), max(hi, float(lat[-1]))
     if rows and hi / max(lo, 1e-9) > 8:

@@ -1,9 +1,10 @@
 """Benchmark reports: the versioned JSON schema, the console/Markdown table, CSV.
 
-JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
+JSON schema ``danet-bench``, ``schema_version`` 2 (one object per run)::
 
     schema           "danet-bench"
-    schema_version   1  (bumped on any incompatible change; readers must check it)
+    schema_version   2  (bumped on any incompatible change; readers must check it. 2: every row
+                     has every field of :class:`~danet_deploy.bench.rows.Row`, null when unknown)
     created          ISO-8601 UTC time the run finished
     command          the command line that produced it (string or null)
     config           the BenchConfig: model, targets, precisions, size [H, W], batch, iters (per
@@ -20,7 +21,8 @@ JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
     flops            {size, batch, conv, linear, pam, cam, attention, total, gflops}: one forward
                      pass of one batch (multiply-add = 2 FLOPs; attention counted analytically)
     scenes           {split, count, size, labels_used}: generated val scenes for accuracy
-    rows[]           one per target x precision, torch fp32 (the reference) first:
+    rows[]           one per engine x precision (:class:`~danet_deploy.bench.rows.Row`), the
+                     reference engine's fp32 first:
         target, precision, export_target (null for torch), batch, threads
         status           "ok" | "failed" | "unsupported"
         reason           why it did not run (null when ok)
@@ -35,10 +37,11 @@ JSON schema ``danet-bench``, ``schema_version`` 1 (one object per run)::
         latencies_ms[]   every timed iteration, round after round
         throughput_ips   images/s = batch * 1000 / mean_ms
         async_throughput_ips  images/s through the backend's async request queue (if it has one),
-                         the best round; async_error (optional): why it is missing
-        device_timing    (optional) {phase: statistics} from device-side timers (CUDA events:
+                         the best round; async_error: why it is missing (null if it is not)
+        device_timing    {phase: statistics} or null from device-side timers (CUDA events:
                          h2d, compute, d2h, total) of the last round
-        device_memory    (optional) {gpu_used_mb_after_timing, source} of the last round
+        device_memory    {gpu_used_mb_after_timing, source} of the last round, or null;
+                         device_timing_rounds / device_memory_rounds: every round's
         peak_rss_mb      peak resident memory (VmHWM) of the row's own process, the highest over
                          rounds; rss_before_load_mb: its
                          baseline (interpreter + numpy) before the engine was loaded
@@ -66,9 +69,11 @@ from typing import Any, Sequence
 
 from ..errors import ConfigError
 from ..files import atomic_write_text
+from ..targets import reference_engine
+from .rows import CSV_FIELDS
 
 SCHEMA = "danet-bench"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: (header, row key, format) of the table columns, in order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -89,14 +94,6 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("vs torch fp32", "ratio_vs_torch_fp32", ".3f"),
     ("status", "status", "status"),
 )
-
-#: Scalar row fields written to CSV (latency lists and engine dicts stay in the JSON).
-CSV_FIELDS = ("target", "precision", "export_target", "batch", "threads", "status", "reason", "artifact",
-              "reused_artifact", "file_size_mb", "export_s", "load_s", "iters", "p50_ms", "p90_ms", "p99_ms",
-              "mean_ms", "min_ms", "max_ms", "std_ms", "throughput_ips", "async_throughput_ips", "peak_rss_mb",
-              "rss_before_load_mb", "argmax_agreement", "miou_vs_reference", "miou_vs_labels", "gflops_achieved",
-              "gemm_peak_gflops", "gemm_efficiency", "ratio_vs_torch_fp32")
-
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     value = row.get(key)
@@ -166,7 +163,8 @@ def summarize_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
         return None if best is None else {k: best.get(k) for k in ("target", "precision", "p50_ms",
                                                                      "ratio_vs_torch_fp32", "argmax_agreement")}
 
-    done = [r for r in rows if r["status"] == "ok" and r.get("p50_ms") and r["target"] != "torch"]
+    reference = reference_engine().name
+    done = [r for r in rows if r["status"] == "ok" and r.get("p50_ms") and r["target"] != reference]
     summary: dict[str, Any] = {p: pick([r for r in done if r["precision"] == p]) for p in ("fp32", "fp16", "int8")}
     summary["int8_at_99"] = pick([r for r in done if r["precision"] == "int8" and (r.get("argmax_agreement") or 0) >= 0.99])
     return summary
@@ -244,13 +242,3 @@ def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "be
         markdown += f"\n![latency]({paths['latency_png'].name})\n\n![latency CDF]({paths['cdf_png'].name})\n"
     atomic_write_text(paths["markdown"], markdown)
     return paths
-
-
-def load_report(path: str | Path) -> dict[str, Any]:
-    report = json.loads(Path(path).read_text())
-    validate(report)
-    return report
-
-
-def ok_rows(report: dict[str, Any]) -> Sequence[dict[str, Any]]:
-    return [r for r in report["rows"] if r["status"] == "ok"]

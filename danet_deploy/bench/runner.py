@@ -15,7 +15,6 @@ without a GPU, an export or engine error) becomes a row with its reason; the res
 from __future__ import annotations
 
 import datetime as _dt
-import importlib.util
 import json
 import os
 import subprocess
@@ -30,12 +29,19 @@ import numpy as np
 
 from ..errors import ConfigError, UnknownModelError
 from ..progress import progress_bar
+from ..targets import PRECISIONS, engine_names, engines, get_engine, reference_engine, target_for
+from .rows import Row, RowRun
 from .timing import summarize
 
-TARGETS = ("torch", "onnxruntime", "openvino", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "int8")
-#: Fields of the reference row that are compared ("ratio vs torch fp32").
-REFERENCE = ("torch", "fp32")
+
+def reference_combination() -> tuple[str, str]:
+    """The row every other row is compared with (the reference engine at FP32)."""
+    return reference_engine().name, "fp32"
+
+
+def default_engines() -> list[str]:
+    """Engines benchmarked when ``--targets`` is not given: every one that needs no GPU."""
+    return [e.name for e in engines() if not e.needs_gpu]
 
 
 @dataclass
@@ -43,7 +49,7 @@ class BenchConfig:
     """What ``danet-bench`` was asked to do (recorded verbatim in the JSON report)."""
 
     model: str                                 # preset name or checkpoint path
-    targets: list[str] = field(default_factory=lambda: ["torch", "onnxruntime", "openvino"])
+    targets: list[str] = field(default_factory=default_engines)  # runtime engines (rows)
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     size: tuple[int, int] = (512, 512)
     batch: int = 1
@@ -63,14 +69,15 @@ class BenchConfig:
     def __post_init__(self) -> None:
         self.targets = [t.strip().lower() for t in self.targets if t.strip()]
         self.precisions = [p.strip().lower() for p in self.precisions if p.strip()]
-        bad = [t for t in self.targets if t not in TARGETS]
+        known = engine_names()
+        bad = [t for t in self.targets if t not in known]
         if bad:
-            raise ConfigError(f"unknown target(s) {bad}; choose from {', '.join(TARGETS)}")
+            raise ConfigError(f"unknown target(s) {bad}; choose from {', '.join(known)}")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad:
             raise ConfigError(f"unknown precision(s) {bad}; choose from {', '.join(PRECISIONS)}")
         if not self.targets or not self.precisions:
-            raise ConfigError("give at least one target and one precision, e.g. --targets torch,onnxruntime "
+            raise ConfigError(f"give at least one target and one precision, e.g. --targets {','.join(known[:2])} "
                               "--precisions fp32")
         h, w = self.size
         if h < 32 or w < 32:
@@ -87,11 +94,12 @@ class BenchConfig:
         return path.stem if path.suffix else self.model
 
     def combinations(self) -> list[tuple[str, str]]:
-        """Every requested target x precision, the torch FP32 reference always first."""
+        """Every requested engine x precision, the reference engine's FP32 always first."""
+        reference = reference_combination()
         combos = [(t, p) for t in self.targets for p in self.precisions]
-        if REFERENCE in combos:
-            combos.remove(REFERENCE)
-        return [REFERENCE, *combos]
+        if reference in combos:
+            combos.remove(reference)
+        return [reference, *combos]
 
     def to_dict(self) -> dict[str, Any]:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -100,40 +108,36 @@ class BenchConfig:
 
 
 def export_target_for(target: str, precision: str) -> str | None:
-    """The ``danet-export`` target behind a benchmark row; ``None`` for the torch reference.
+    """The ``danet-export`` target behind a benchmark row (engine ``target`` at ``precision``).
 
-    ``onnxruntime`` FP32 runs the plain FP32 ONNX (export target ``onnx``); its INT8/FP16
-    variants come from the ``onnxruntime`` exporter (quantized / converted graphs).
+    ``None`` for the reference engine (it runs the preset itself) and where no target writes that
+    precision for that engine. Read from the registry: e.g. ONNX Runtime FP32 runs the plain FP32
+    ONNX of target ``onnx``, its INT8/FP16 rows come from target ``onnxruntime``.
     """
-    if target == "torch":
-        return None
-    if target == "onnxruntime":
-        return "onnx" if precision == "fp32" else "onnxruntime"
-    return target
+    spec = target_for(target, precision)
+    return spec.name if spec is not None else None
 
 
 def unsupported_reason(target: str, precision: str) -> str | None:
     """Why a combination cannot run here at all (before trying), or ``None``."""
-    from ..export.pipeline import TARGETS as EXPORTERS
-
-    if target == "torch" and precision != "fp32":
-        return (f"the torch reference runs fp32 only; benchmark {precision} with onnxruntime, openvino "
-                "or tensorrt")
-    export_target = export_target_for(target, precision)
-    if export_target is not None:
-        module = EXPORTERS.get(export_target)
-        if module is None or importlib.util.find_spec(module) is None:
-            return f"exporter for target {export_target!r} ({module}) is not available in this danet-deploy build"
-        runtime_module = f"danet_deploy.runtime.backends.{'onnxruntime' if export_target == 'onnx' else target}"
-        if importlib.util.find_spec(runtime_module) is None:
-            return f"runtime backend {runtime_module} is not available in this danet-deploy build"
-    if target == "tensorrt":
-        if importlib.util.find_spec("tensorrt") is None:
-            return "TensorRT is not installed (needs an NVIDIA GPU and `pip install tensorrt`)"
+    engine = get_engine(target)
+    if engine.reference:
+        if precision == "fp32":
+            return None
+        others = ", ".join(e.name for e in engines() if not e.reference)
+        return f"the {engine.name} reference runs fp32 only; benchmark {precision} with {others}"
+    spec = target_for(target, precision)
+    if spec is None:
+        return f"no export target writes {precision} for the {engine.name} engine"
+    missing = [r.pip for r in (*spec.missing(), *(r for r in engine.requires if not r.installed()))]
+    if missing:
+        extras = ",".join(dict.fromkeys(x for x in (spec.extra, engine.extra) if x))
+        return f"{', '.join(dict.fromkeys(missing))} not installed (pip install 'danet-deploy[{extras}]')"
+    if engine.needs_gpu:
         from .machine import gpu_info
 
         if not gpu_info():
-            return "TensorRT needs an NVIDIA GPU; none found (nvidia-smi)"
+            return f"{engine.label} needs an NVIDIA GPU; none found (nvidia-smi)"
     return None
 
 
@@ -310,26 +314,28 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     images, labels = zip(*(dataset[i] for i in range(len(dataset))))
     images_arr, labels_arr = np.stack(images), np.stack(labels)
 
-    rows = [_row(cfg, target, precision) for target, precision in cfg.combinations()]
-    bar = progress_bar(total=len(rows) * (1 + cfg.rounds), desc="combinations", unit="run", enabled=cfg.progress)
+    runs = [RowRun(Row(target, precision, export_target_for(target, precision), cfg.batch, cfg.threads))
+            for target, precision in cfg.combinations()]
+    bar = progress_bar(total=len(runs) * (1 + cfg.rounds), desc="combinations", unit="run", enabled=cfg.progress)
     with tempfile.TemporaryDirectory(prefix="danet-bench-") as tmp:
         workdir = Path(tmp)
         scenes_path = workdir / "scenes.npz"
         np.savez(scenes_path, images=images_arr)
-        for row in rows:  # phase 1: artifacts
-            _describe_bar(bar, f"export {row['target']}-{row['precision']}")
+        for run in runs:  # phase 1: artifacts
+            row = run.row
+            _describe_bar(bar, f"export {row.name}")
             try:
-                _prepare_row(cfg, row, config, log)
+                _prepare_row(cfg, run, config, log)
             except Exception as exc:  # noqa: BLE001 - one broken combination must not stop the rest
                 row.update(status="failed", reason=_reason(exc))
-            if row["status"] != "pending":
-                log(f"{row['target']}-{row['precision']}: {row['status']} ({row['reason']})")
+            if row.status != "pending":
+                log(f"{row.name}: {row.status} ({row.reason})")
             _advance(bar)
         for round_index in range(cfg.rounds):  # phase 2: measurements, interleaved
-            for row in rows:
-                if row["status"] == "pending":
-                    _describe_bar(bar, f"round {round_index + 1}/{cfg.rounds} {row['target']}-{row['precision']}")
-                    _measure_row(cfg, row, workdir, scenes_path, round_index)
+            for run in runs:
+                if run.row.status == "pending":
+                    _describe_bar(bar, f"round {round_index + 1}/{cfg.rounds} {run.row.name}")
+                    _measure_row(cfg, run, workdir, scenes_path, round_index)
                 _advance(bar)
     if bar is not None:
         bar.close()
@@ -340,22 +346,22 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
         gemm["int8"] = measure_gemm_peak(cfg.threads, dtype="int8")
 
     reference_masks: np.ndarray | None = None
-    for row in rows:
-        if row["status"] == "pending":
-            row["status"] = "ok"
-            row.update({k: v for k, v in summarize(row["latencies_ms"], cfg.batch).items() if k in row})
-        masks = row.pop("_masks", None)
-        row.pop("_model_ref", None)
-        row.pop("_load_options", None)
-        if row["status"] == "ok" and masks is not None:
-            if (row["target"], row["precision"]) == REFERENCE:
-                reference_masks = masks
-            row.update(accuracy(masks, reference_masks, labels_arr if labelled else None, config.num_classes))
-        peak = (gemm.get("int8") or {}).get("gflops_peak") if row["precision"] == "int8" else gemm["gflops_peak"]
+    rows = [run.row for run in runs]
+    for run in runs:
+        row = run.row
+        if row.status == "pending":
+            row.status = "ok"
+            stats = summarize(row.latencies_ms, cfg.batch)
+            row.update(**{k: v for k, v in stats.items() if hasattr(row, k)})
+        if row.status == "ok" and run.masks is not None:
+            if (row.target, row.precision) == reference_combination():
+                reference_masks = run.masks
+            row.update(**accuracy(run.masks, reference_masks, labels_arr if labelled else None, config.num_classes))
+        peak = (gemm.get("int8") or {}).get("gflops_peak") if row.precision == "int8" else gemm["gflops_peak"]
         _add_compute(row, flops.total, peak)
-        log(f"{row['target']}-{row['precision']}: {row['status']}"
-            + (f" p50 {row['p50_ms']} ms" if row["status"] == "ok" else f" ({row.get('reason')})"))
+        log(f"{row.name}: {row.status}" + (f" p50 {row.p50_ms} ms" if row.status == "ok" else f" ({row.reason})"))
     _add_ratios(rows)
+    row_dicts = [row.to_dict() for row in rows]
     machine["load_average"] = {"before": load_before, "after": load_average()}
     return {
         "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
@@ -366,70 +372,61 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
                   else ("shipped" if config.weights else "random (seeded, untrained preset)")},
         "machine": machine, "gemm": gemm, "flops": flops.to_dict(),
         "scenes": {"split": "val", "count": cfg.scenes, "size": list(cfg.size), "labels_used": labelled},
-        "rows": rows, "summary": summarize_best(rows), "seconds": round(time.perf_counter() - started, 1),
+        "rows": row_dicts, "summary": summarize_best(row_dicts), "seconds": round(time.perf_counter() - started, 1),
     }
 
 
-def _row(cfg: BenchConfig, target: str, precision: str) -> dict[str, Any]:
-    return {"target": target, "precision": precision, "export_target": export_target_for(target, precision),
-            "batch": cfg.batch, "threads": cfg.threads, "status": "pending", "reason": None, "artifact": None,
-            "file_size_mb": None, "reused_artifact": None, "export_s": None, "load_s": None, "rounds": 0,
-            "p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None, "min_ms": None, "max_ms": None,
-            "std_ms": None, "iters": None, "throughput_ips": None, "async_throughput_ips": None,
-            "peak_rss_mb": None, "rss_before_load_mb": None, "argmax_agreement": None, "miou_vs_labels": None,
-            "miou_vs_reference": None, "gflops_achieved": None, "gemm_peak_gflops": None, "gemm_efficiency": None, "ratio_vs_torch_fp32": None,
-            "engine": None, "latencies_ms": []}
-
-
-def _prepare_row(cfg: BenchConfig, row: dict[str, Any], config: Any, log: Callable[[str], None]) -> None:
+def _prepare_row(cfg: BenchConfig, run: RowRun, config: Any, log: Callable[[str], None]) -> None:
     """Decide whether a combination can run and find or export its artifact."""
-    target, precision = row["target"], row["precision"]
-    reason = unsupported_reason(target, precision)
+    row = run.row
+    reason = unsupported_reason(row.target, row.precision)
     if reason:
         row.update(status="unsupported", reason=reason)
         return
-    load_options: dict[str, Any] = {"threads": cfg.threads}
-    if target == "torch":
-        model_ref = cfg.model
+    run.load_options = {"threads": cfg.threads}
+    if get_engine(row.target).reference:
+        run.model_ref = cfg.model
         if Path(cfg.model).is_file():
-            load_options["model"] = cfg.arch
+            run.load_options["model"] = cfg.arch
         row.update(file_size_mb=_reference_weights_mb(cfg, config), artifact=f"reference:{cfg.model}")
     else:
-        path, reused, seconds = ensure_artifact(cfg, row["export_target"], precision, config.name, log)
-        model_ref = str(path)
+        assert row.export_target is not None  # unsupported_reason checked that a target exists
+        path, reused, seconds = ensure_artifact(cfg, row.export_target, row.precision, config.name, log)
+        run.model_ref = str(path)
         row.update(artifact=str(path), reused_artifact=reused, export_s=seconds, file_size_mb=artifact_size_mb(path))
-    row.update(_model_ref=model_ref, _load_options=load_options)
 
 
-def _measure_row(cfg: BenchConfig, row: dict[str, Any], workdir: Path, scenes_path: Path, round_index: int) -> None:
+def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path, round_index: int) -> None:
     """One round of one combination in a fresh process; latencies are pooled across rounds."""
-    name = f"{row['target']}-{row['precision']}"
-    masks_path = workdir / f"{name}.masks.npy"
-    spec = {"model": row["_model_ref"], "load_options": row["_load_options"], "batch": cfg.batch,
+    row = run.row
+    masks_path = workdir / f"{row.name}.masks.npy"
+    spec = {"model": run.model_ref, "load_options": run.load_options, "batch": cfg.batch,
             "iters": cfg.iters, "warmup": cfg.warmup, "scenes": str(scenes_path),
-            "predictions": str(masks_path) if round_index == 0 else None, "progress": cfg.progress, "label": name}
-    result = run_worker(spec, workdir, f"{name}-r{round_index}", cfg.threads, cfg.timeout_s)
+            "predictions": str(masks_path) if round_index == 0 else None, "progress": cfg.progress, "label": row.name}
+    result = run_worker(spec, workdir, f"{row.name}-r{round_index}", cfg.threads, cfg.timeout_s)
     if result.get("status") != "ok":
         stage = f" (while {result['stage']})" if result.get("stage") else ""
         row.update(status="failed", reason=f"{result.get('error', 'unknown error')}{stage}",
-                   peak_rss_mb=_max(row["peak_rss_mb"], result.get("peak_rss_mb")))
+                   peak_rss_mb=_max(row.peak_rss_mb, result.get("peak_rss_mb")))
         return
-    row["rounds"] += 1
-    row["latencies_ms"].extend(result.get("latencies_ms", []))
-    row["peak_rss_mb"] = _max(row["peak_rss_mb"], result.get("peak_rss_mb"))
-    row["rss_before_load_mb"] = row["rss_before_load_mb"] or result.get("rss_before_load_mb")
-    row["load_s"] = result.get("load_s") if row["load_s"] is None else min(row["load_s"], result.get("load_s") or 1e9)
-    row["engine"] = row["engine"] or result.get("engine")
+    row.rounds += 1
+    row.latencies_ms.extend(result.get("latencies_ms", []))
+    row.peak_rss_mb = _max(row.peak_rss_mb, result.get("peak_rss_mb"))
+    row.rss_before_load_mb = row.rss_before_load_mb or result.get("rss_before_load_mb")
+    row.load_s = result.get("load_s") if row.load_s is None else min(row.load_s, result.get("load_s") or 1e9)
+    row.engine = row.engine or result.get("engine")
     if result.get("async_error"):
-        row["async_error"] = result["async_error"]
+        row.async_error = result["async_error"]
     if result.get("async_throughput_ips") is not None:
-        row["async_throughput_ips"] = _max(row["async_throughput_ips"], result["async_throughput_ips"])
-    for key in ("device_timing", "device_memory"):
-        if key in result:
-            row.setdefault(f"{key}_rounds", []).append(result[key])
-            row[key] = result[key]
+        row.async_throughput_ips = _max(row.async_throughput_ips, result["async_throughput_ips"])
+    if "device_timing" in result:
+        row.device_timing_rounds.append(result["device_timing"])
+        row.device_timing = result["device_timing"]
+    if "device_memory" in result:
+        row.device_memory_rounds.append(result["device_memory"])
+        row.device_memory = result["device_memory"]
     if round_index == 0:
-        row["_masks"] = np.load(masks_path, allow_pickle=False)
+        run.masks = np.load(masks_path, allow_pickle=False)
 
 
 def _max(a: float | None, b: float | None) -> float | None:
@@ -447,24 +444,25 @@ def _advance(bar: Any) -> None:
         bar.update(1)
 
 
-def _add_compute(row: dict[str, Any], flops_total: int, peak: float | None) -> None:
+def _add_compute(row: Row, flops_total: int, peak: float | None) -> None:
     """Achieved GFLOP/s at p50, and its fraction of the GEMM peak of the row's precision."""
-    if row.get("p50_ms"):
-        achieved = flops_total / (row["p50_ms"] / 1000.0) / 1e9
-        row["gflops_achieved"] = round(achieved, 2)
-        row["gemm_peak_gflops"] = peak
-        row["gemm_efficiency"] = round(achieved / peak, 4) if peak else None
+    if row.p50_ms:
+        achieved = flops_total / (row.p50_ms / 1000.0) / 1e9
+        row.gflops_achieved = round(achieved, 2)
+        row.gemm_peak_gflops = peak
+        row.gemm_efficiency = round(achieved / peak, 4) if peak else None
 
 
-def _add_ratios(rows: list[dict[str, Any]]) -> None:
-    """p50 latency of each row divided by torch FP32's p50 from this same run (< 1 is faster)."""
-    ref = next((r for r in rows if (r["target"], r["precision"]) == REFERENCE and r["status"] == "ok"), None)
+def _add_ratios(rows: list[Row]) -> None:
+    """p50 latency of each row divided by the reference FP32 p50 from this same run (< 1 is faster)."""
+    reference = reference_combination()
+    ref = next((r for r in rows if (r.target, r.precision) == reference and r.status == "ok"), None)
     for row in rows:
-        if ref is not None and row.get("p50_ms"):
-            row["ratio_vs_torch_fp32"] = round(row["p50_ms"] / ref["p50_ms"], 4)
+        if ref is not None and ref.p50_ms and row.p50_ms:
+            row.ratio_vs_torch_fp32 = round(row.p50_ms / ref.p50_ms, 4)
 
 
 def _reason(exc: BaseException) -> str:
-    from .reasons import short_reason
+    from ..errors import summarize_exception
 
-    return short_reason(exc)
+    return summarize_exception(exc, lines=4)

@@ -70,10 +70,10 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         result["timing"] = summarize(times, batch)
         result["first_call_included_in_warmup"] = warmup > 0
 
-        if hasattr(backend, "infer_timed"):
+        if backend.device_timers:
             result["stage"] = "device timing"
             result["device_timing"] = _device_timing(backend, tensor, iters, batch)
-        if hasattr(backend, "infer_many"):
+        if backend.async_queue:
             result["stage"] = "async throughput"
             limit = max(60.0, 20 * len(times) * (result["timing"]["mean_ms"] or 0) / 1000)
             result.update(_async_throughput(backend, tensor, max(iters, 2), batch, limit))
@@ -111,9 +111,9 @@ def _async_throughput(backend: Any, tensor: np.ndarray, count: int, batch: int, 
             backend.infer_many(batches)
             out["seconds"] = (time.perf_counter_ns() - start) / 1e9
         except Exception as exc:  # noqa: BLE001 - optional measurement; its failure is recorded
-            from .reasons import short_reason
+            from ..errors import summarize_exception
 
-            out["error"] = short_reason(exc)
+            out["error"] = summarize_exception(exc, lines=4)
 
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
@@ -172,9 +172,9 @@ def main(argv: list[str] | None = None) -> int:
         run_spec(spec, result)
     except Exception as exc:  # noqa: BLE001 - any engine failure is reported as this row's reason
         from ..errors import DanetDeployError
-        from .reasons import short_reason
+        from ..errors import summarize_exception
 
-        result.update(status="failed", error=short_reason(exc), peak_rss_mb=peak_rss_mb())
+        result.update(status="failed", error=summarize_exception(exc, lines=4), peak_rss_mb=peak_rss_mb())
         if not isinstance(exc, DanetDeployError):
             result["traceback"] = traceback.format_exc(limit=6)
     result.pop("_abandoned_thread", None)

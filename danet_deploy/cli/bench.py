@@ -40,8 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                     "GEMM peak, argmax agreement with PyTorch FP32 and mIoU on generated scenes.")
     p.add_argument("--model", required=True, help="preset name (e.g. danet_demo) or checkpoint path (with --arch)")
     p.add_argument("--arch", help="preset architecture of a checkpoint given as --model")
-    p.add_argument("--targets", type=_csv, default="torch,onnxruntime,openvino",
-                   help="comma list of torch, onnxruntime, openvino, tensorrt (default: %(default)s)")
+    from ..bench.runner import default_engines
+    from ..targets import engine_names
+
+    p.add_argument("--targets", type=_csv, default=",".join(default_engines()),
+                   help=f"comma list of engines: {', '.join(engine_names())} (default: %(default)s)")
     p.add_argument("--precisions", type=_csv, default="fp32", help="comma list of fp32, fp16, int8 (default: %(default)s)")
     p.add_argument("--input-size", type=_size, default=(512, 512), metavar="HxW", help="input size (default 512x512)")
     p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
@@ -92,7 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         print()
         print("\n".join(summary_lines(report)))
         print("wrote " + ", ".join(str(p) for p in paths.values()))
-    reference_ok = any(r["target"] == "torch" and r["precision"] == "fp32" and r["status"] == "ok"
+    from ..bench.runner import reference_combination
+
+    reference_ok = any((r["target"], r["precision"]) == reference_combination() and r["status"] == "ok"
                        for r in report["rows"])
     return 0 if reference_ok else 1
 

@@ -13,16 +13,34 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import ConfigError
+from ..targets import PRECISIONS, engine_names, engines, reference_engine
 from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size
 
-DEFAULT_COMBOS = ("onnxruntime:fp32", "openvino:fp32", "onnxruntime:int8", "openvino:int8")
+
+def default_combos() -> list[str]:
+    """FP32 and INT8 on every exported engine that runs without a GPU."""
+    cpu = [e.name for e in engines() if not e.reference and not e.needs_gpu]
+    return [f"{e}:{p}" for p in ("fp32", "int8") for e in cpu]
+
+
+def parse_combos(text: str) -> list[tuple[str, str]]:
+    """``"engine:precision,..."`` -> pairs, checked against the registry."""
+    combos = []
+    for item in (c.strip() for c in text.split(",") if c.strip()):
+        engine, sep, precision = item.partition(":")
+        if not sep or engine not in engine_names() or precision not in PRECISIONS:
+            raise ConfigError(f"--combos item {item!r} must be ENGINE:PRECISION with ENGINE one of "
+                              f"{', '.join(engine_names())} and PRECISION one of {', '.join(PRECISIONS)}")
+        combos.append((engine, precision))
+    return combos
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="danet-demo", description=__doc__)
     p.add_argument("--model", default="danet_demo")
     p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW")
-    p.add_argument("--combos", default=",".join(DEFAULT_COMBOS), help="target:precision pairs to export and compare")
+    p.add_argument("--combos", default=",".join(default_combos()), help="engine:precision pairs to export and compare")
     p.add_argument("--iters", type=int, default=20)
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--threads", type=int, default=2)
@@ -48,11 +66,12 @@ def main(argv: list[str] | None = None) -> int:
     from ..parity import run_parity
     from ..runtime.preprocess import colorize, overlay
 
+    combos = parse_combos(args.combos)
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    combos = [tuple(c.split(":")) for c in args.combos.split(",") if c]
-    targets = sorted({t for t, _ in combos} | {"torch"}, key=["torch", "onnxruntime", "openvino", "tensorrt"].index)
-    precisions = sorted({p for _, p in combos} | {"fp32"}, key=["fp32", "fp16", "int8"].index)
+    order = engine_names()
+    targets = sorted({t for t, _ in combos} | {reference_engine().name}, key=order.index)
+    precisions = sorted({p for _, p in combos} | {"fp32"}, key=PRECISIONS.index)
     cfg = BenchConfig(model=args.model, targets=targets, precisions=precisions, size=args.input_size,
                       iters=args.iters, warmup=args.warmup, threads=args.threads, scenes=args.scenes,
                       output=out / "bench", artifacts=out / "artifacts", timeout_s=600.0)
@@ -68,10 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         artifacts[(target, precision)], _, _ = ensure_artifact(cfg, export_target_for(target, precision), precision,
                                                                args.model, _log)
 
-    # 2. run: a generated validation scene through the FP32 ONNX artifact (or the reference)
+    # 2. run: a generated validation scene through the first FP32 artifact (or the reference)
     _log("step 2/4: run")
     image, label = SceneDataset("val", size=args.input_size, count=1)[0]
-    first = artifacts.get(("onnxruntime", "fp32")) or args.model
+    first = next((path for (_, precision), path in artifacts.items() if precision == "fp32"), args.model)
     with runtime.load(first, threads=args.threads) as session:
         mask = session.run(image)
         num_classes = session.num_classes

@@ -5,17 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..export.pipeline import PRECISIONS, TARGETS, ExportRequest
+from ..errors import ConfigError
+from ..export.pipeline import ExportRequest
+from ..targets import CALIB_METHODS, DEFAULT_CALIB_METHOD, PRECISIONS, get_target, target_names, targets
+from ..targets.registry import CALIB_ALIASES, TargetTable
 from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size, print_json
+
+#: Flags that are shortcuts for a target's typed options (``--dla-core 0`` = ``--option dla_core=0``).
+OPTION_FLAGS = ("workspace", "dla_core", "timing_cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    names = target_names()
     p = argparse.ArgumentParser(prog="danet-export", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                epilog="targets:\n" + TargetTable.current().text()
+                                       + "\n\nper-target options: danet-export --list-options [--target NAME]")
     p.add_argument("--model", default="danet_demo", help="preset name (see --list-models) or checkpoint file")
     p.add_argument("--arch", help="preset whose architecture a checkpoint --model has")
     p.add_argument("--num-classes", type=int, help="class count of a checkpoint (default: the preset's)")
-    p.add_argument("--target", default="onnx", choices=sorted(TARGETS))
+    p.add_argument("--target", default=names[0], choices=names)
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW")
     p.add_argument("--batch", type=int, default=1)
@@ -30,11 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-dir", help="folder of calibration images (INT8)")
     p.add_argument("--calib", default=None, help="calibration source: 'generated', 'photos' or an .npz of tensors")
     p.add_argument("--calib-count", type=int, default=32)
-    p.add_argument("--calib-method", choices=("minmax", "entropy", "percentile", "max"), help="INT8 calibration method")
+    p.add_argument("--calib-method", choices=(*CALIB_METHODS, *CALIB_ALIASES),
+                   help=f"INT8 calibration method (default: {DEFAULT_CALIB_METHOD['int8']}; recorded in the manifest)")
     p.add_argument("--policy", default="attention-float", help="precision policy: attention-float, quantize-all, ...")
-    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="target-specific option")
-    p.add_argument("--from", dest="from_bundle", metavar="BUNDLE_DIR",
-                   help="TensorRT: build an engine from a prepared bundle (needs TensorRT and a GPU)")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="target-specific option (see --list-options)")
+    p.add_argument("--from", dest="from_artifact", metavar="ARTIFACT_DIR",
+                   help="second stage of a target from an artifact it prepared (TensorRT: build the engine "
+                        "from a bundle; needs TensorRT and a GPU)")
     p.add_argument("--workspace", default=None, help="TensorRT builder workspace, e.g. 2GB")
     p.add_argument("--dla-core", type=int, help="TensorRT: build for this DLA core (GPU fallback on)")
     p.add_argument("--timing-cache", help="TensorRT timing cache file (read and updated)")
@@ -45,39 +57,65 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--verify-images", type=int, default=4, help="generated scenes used by --verify")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.add_argument("--list-models", action="store_true", help="list presets and exit")
+    p.add_argument("--list-targets", action="store_true", help="list targets (precisions, engine, extra) and exit")
+    p.add_argument("--list-options", action="store_true", help="list the options of --target (or of every target)")
     return p
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
+def parse_option_pairs(pairs: list[str]) -> dict[str, str]:
+    """``["k=v", ...]`` -> ``{k: v}``; a pair without ``=`` or an empty key is a :class:`ConfigError`."""
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
-        if not sep:
-            raise argparse.ArgumentTypeError(f"--option {pair!r} must be KEY=VALUE")
+        if not sep or not key.strip():
+            raise ConfigError(f"--option {pair!r} must be KEY=VALUE, e.g. --option int8_format=u8s8")
         out[key.strip()] = value.strip()
     return out
 
 
+def _list_options(only: str | None) -> None:
+    for spec in targets() if only is None else [get_target(only)]:
+        rows = spec.options.describe()
+        print(f"--target {spec.name}: " + ("no options" if not rows else ""))
+        for name, kind, default, text in rows:
+            print(f"  {name}={kind} (default {default}): {text}")
+        if spec.calib_methods:
+            print(f"  --calib-method {'|'.join(spec.calib_methods)} (default {DEFAULT_CALIB_METHOD['int8']})")
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    explicit_target = argv is not None and "--target" in argv or argv is None and "--target" in sys.argv
+    if args.list_targets:
+        print(TargetTable.current().text())
+        return EXIT_OK
+    if args.list_options:
+        _list_options(args.target if explicit_target else None)
+        return EXIT_OK
     if args.list_models:
         from ..model import get_config, list_models
 
         for name in list_models():
             print(f"{name:20s} {get_config(name).description}")
         return EXIT_OK
-    options = _options(args.option)
-    for key in ("calib_method", "workspace", "dla_core", "timing_cache"):
+    options: dict[str, object] = parse_option_pairs(args.option)
+    for key in OPTION_FLAGS:
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
     if args.legacy_calibrator:
         options["legacy_calibrator"] = True
-    if args.from_bundle:
-        from ..export.tensorrt import build_engine_from_bundle
+    if args.from_artifact:
+        spec = get_target(args.target)
+        if spec.from_builder is None:
+            with_from = [t.name for t in targets() if t.from_builder]
+            raise ConfigError(f"--target {spec.name} has no second stage; --from works with --target "
+                              f"{' or '.join(with_from) or '(none)'}")
+        from ..targets import resolve
 
-        path = build_engine_from_bundle(args.from_bundle, args.output, **options)
-        print(path)
+        build_from = resolve(spec.from_builder, f"--target {spec.name} --from")
+        print(build_from(args.from_artifact, args.output, spec.parse_options(options)))
         return EXIT_OK
     request = ExportRequest(
         model=args.model, target=args.target, precision=args.precision, output=args.output,
@@ -85,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         arch=args.arch, num_classes=args.num_classes, attention_chunks=args.attention_chunks,
         attention_memory=args.attention_memory, min_size=args.min_size, max_size=args.max_size,
         max_batch=args.max_batch, calib=args.calib_dir or args.calib, calib_count=args.calib_count,
-        policy=args.policy, options=options, verify=args.verify)
+        calib_method=args.calib_method, policy=args.policy, options=options, verify=args.verify)
     from ..export import export
 
     path, manifest = export(request)

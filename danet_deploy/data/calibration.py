@@ -34,7 +34,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import CalibrationError
+from ..errors import CalibrationError, summarize_exception
 from ..files import atomic_output, atomic_write_text, sha256_file
 from ..progress import track
 from .images import IMAGE_SUFFIXES, decode_rgb, list_images, verify_image
@@ -364,7 +364,7 @@ def _load_npz(path: Path, count: int, size: tuple[int, int], preprocessing: dict
     except CalibrationError:
         raise
     except (OSError, ValueError, EOFError) as exc:
-        raise CalibrationError(f"{path} is not a readable .npz ({str(exc).splitlines()[0]}); save it with "
+        raise CalibrationError(f"{path} is not a readable .npz ({summarize_exception(exc)}); save it with "
                                "np.savez(path, input=float32_nchw) (object arrays are refused)") from exc
     if not np.issubdtype(data.dtype, np.floating):
         raise CalibrationError(f"{path}: array {key!r} has dtype {data.dtype}; the .npz must hold *preprocessed* "

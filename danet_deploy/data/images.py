@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CalibrationError, InputError
+from ..errors import CalibrationError, InputError, summarize_exception
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 
@@ -21,7 +21,7 @@ def verify_image(path: Path) -> str | None:
     except UnidentifiedImageError:
         return "not an image Pillow can identify"
     except (OSError, SyntaxError, ValueError) as exc:
-        return f"corrupt or truncated: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        return f"corrupt or truncated: {summarize_exception(exc)}"
     return None
 
 

@@ -8,13 +8,10 @@ Loaders that would need a download (``pooch``) are skipped instead of failing.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 
 from ..errors import CalibrationError
-from ..files import atomic_output
 
 #: ``(name, skimage.data function)``, in a fixed order so calibration is reproducible.
 _LOADERS: tuple[tuple[str, str], ...] = (
@@ -67,21 +64,3 @@ def sample_photos() -> list[tuple[str, np.ndarray]]:
         raise CalibrationError("scikit-image is installed but none of its bundled images could be loaded; "
                                "reinstall scikit-image or pass a folder of your own images")
     return photos
-
-
-def export_photos(directory: str | os.PathLike[str]) -> list[Path]:
-    """Write :func:`sample_photos` as ``<name>.png`` into ``directory``; returns the paths.
-
-    Each file is written to a temporary name and renamed, so a reader never sees half a PNG.
-    """
-    from PIL import Image
-
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, image in sample_photos():
-        path = out / f"{name}.png"
-        with atomic_output(path) as tmp:
-            Image.fromarray(image, "RGB").save(tmp, format="PNG")
-        paths.append(path)
-    return paths

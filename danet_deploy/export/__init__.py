@@ -1,10 +1,11 @@
 """Exporters: the reference model to ONNX, OpenVINO IR, ONNX Runtime INT8/FP16 and TensorRT.
 
-Imports torch; the runtime never imports this package.
+Imports torch; the runtime never imports this package. Which targets exist, and what each
+accepts, is declared in :mod:`danet_deploy.targets`.
 """
 
 from __future__ import annotations
 
-from .pipeline import PRECISIONS, TARGETS, ExportContext, ExportRequest, TargetResult, export
+from .pipeline import ExportContext, ExportRequest, TargetResult, export
 
-__all__ = ["PRECISIONS", "TARGETS", "ExportContext", "ExportRequest", "TargetResult", "export"]
+__all__ = ["ExportContext", "ExportRequest", "TargetResult", "export"]

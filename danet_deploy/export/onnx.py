@@ -10,13 +10,13 @@ and OpenVINO. ``exporter="dynamo"`` stays available.
 
 from __future__ import annotations
 
-import json
 import time
 import warnings
 from pathlib import Path
 from typing import Any
 
-from ..errors import ExportError
+from ..errors import ExportError, summarize_exception
+from .metadata import stamp_onnx
 
 INPUT_NAME = "input"
 OUTPUT_NAME = "logits"
@@ -24,7 +24,7 @@ OUTPUT_NAME = "logits"
 
 def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch: int = 1, dynamic: bool = False,
                 dynamic_batch: bool | None = None, opset: int = 17, exporter: str = "legacy", simplify: bool = True,
-                metadata: dict[str, str] | None = None) -> dict[str, Any]:
+                config: dict[str, Any] | None = None) -> dict[str, Any]:
     """Write ``model`` (eval mode; fused output only) as ONNX to ``path``; return export facts.
 
     Args:
@@ -70,7 +70,7 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
     except ExportError:
         raise
     except Exception as exc:
-        raise ExportError(f"torch.onnx.export failed ({exporter}): {str(exc).splitlines()[0]}") from exc
+        raise ExportError(f"torch.onnx.export failed ({exporter}): {summarize_exception(exc)}") from exc
     export_seconds = time.perf_counter() - started
 
     graph = onnx.load(str(path))
@@ -79,9 +79,8 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
     if simplify:
         graph = _simplify(graph)
     graph = onnx.shape_inference.infer_shapes(graph, strict_mode=False, data_prop=True)
-    for key, value in (metadata or {}).items():
-        entry = graph.metadata_props.add()
-        entry.key, entry.value = key, value
+    if config is not None:
+        stamp_onnx(graph, config, "fp32")
     graph.producer_name = "danet-deploy"
     onnx.save(graph, str(path))
     try:
@@ -115,14 +114,3 @@ def _simplify(graph: Any) -> Any:
     except Exception as exc:  # keep the valid unsimplified graph rather than fail the export
         warnings.warn(f"onnxslim failed ({exc}); keeping the unsimplified graph")
         return graph
-
-
-def model_metadata(config_dict: dict[str, Any], precision: str) -> dict[str, str]:
-    """``metadata_props`` that make a bare .onnx self-describing (model, classes, preprocessing)."""
-    pre = config_dict["preprocessing"]
-    return {
-        "danet.model": json.dumps(config_dict), "danet.preprocessing": json.dumps(pre),
-        "danet.precision": precision, "model_name": config_dict["name"],
-        "class_names": json.dumps(config_dict["class_names"]), "mean": json.dumps(pre["mean"]),
-        "std": json.dumps(pre["std"]), "input_layout": "NCHW, RGB, (x/255 - mean)/std",
-    }

@@ -4,15 +4,11 @@ from __future__ import annotations
 
 import shutil
 
-from ..errors import ConfigError
 from .pipeline import ExportContext, TargetResult
 
 MODEL_FILE = "model.onnx"
 
 
 def build(ctx: ExportContext) -> TargetResult:
-    if ctx.request.precision != "fp32":
-        raise ConfigError(f"--target onnx writes the FP32 graph; for {ctx.request.precision} use "
-                          "--target onnxruntime, openvino or tensorrt")
     shutil.copyfile(ctx.fp32_onnx(), ctx.workdir / MODEL_FILE)
     return TargetResult(primary=MODEL_FILE, backend="onnxruntime", precision="fp32", input=ctx.input_spec())

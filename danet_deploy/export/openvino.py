@@ -18,10 +18,11 @@ Precisions:
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from ..errors import ConfigError, ExportError
+from ..cpu import cpu_features
+from ..errors import ExportError, summarize_exception
+from .metadata import stamp_openvino
 from .pipeline import ExportContext, TargetResult
 from .policy import PrecisionPolicy
 
@@ -38,24 +39,20 @@ def build(ctx: ExportContext) -> TargetResult:
     try:
         model = ov.convert_model(str(onnx_path))
     except Exception as exc:
-        raise ExportError(f"openvino.convert_model failed: {str(exc).splitlines()[0]}") from exc
-    model.set_rt_info(json.dumps(ctx.config.to_dict() | {"attention_chunks": ctx.plan.chunks}), ["danet", "model"])
-    model.set_rt_info(json.dumps(ctx.config.preprocessing.to_dict()), ["danet", "preprocessing"])
-    model.set_rt_info(precision, ["danet", "precision"])
+        raise ExportError(f"openvino.convert_model failed: {summarize_exception(exc)}") from exc
+    stamp_openvino(model, ctx.graph_config, precision)
 
     extra: dict[str, Any] = {"converted_from": "onnx", "cpu": _cpu_facts(ov)}
     calibration = None
     if precision == "int8":
         model, calibration, quant = _quantize(ctx, model)
         extra["quantization"] = quant
-    elif precision not in ("fp32", "fp16"):
-        raise ConfigError(f"--target openvino supports fp32, fp16 and int8, not {precision!r}")
     compress = precision == "fp16"
     extra["weights"] = "fp16" if compress else ("int8 (float parts fp32)" if precision == "int8" else "fp32")
     try:
         ov.save_model(model, str(ctx.workdir / MODEL_FILE), compress_to_fp16=compress)
     except Exception as exc:
-        raise ExportError(f"openvino.save_model failed: {str(exc).splitlines()[0]}") from exc
+        raise ExportError(f"openvino.save_model failed: {summarize_exception(exc)}") from exc
     return TargetResult(primary=MODEL_FILE, backend="openvino", precision=precision, input=ctx.input_spec(),
                         extra=extra, calibration=calibration)
 
@@ -68,34 +65,38 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
     policy = PrecisionPolicy.from_spec(request.policy)
     calib = ctx.calibration()
     kwargs = policy.nncf_kwargs(model)
-    model_type = request.options.get("model_type")
+    model_type = ctx.options.model_type
     if model_type:
-        if model_type != "transformer":
-            raise ConfigError(f"model_type {model_type!r} is not known; use 'transformer' or leave it unset")
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
-    preset_name = str(request.options.get("nncf_preset", "performance")).lower()
+    preset_name = ctx.options.nncf_preset
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
-    if preset_name not in presets:
-        raise ConfigError(f"nncf_preset {preset_name!r} is not known; use 'performance' (symmetric activations) "
-                          "or 'mixed' (asymmetric activations)")
+    method = request.calib_method or "minmax"
+    kwargs["advanced_parameters"] = _range_estimators(nncf, method)
     ignored = kwargs["ignored_scope"].names if "ignored_scope" in kwargs else []
-    ctx.log(f"NNCF INT8: {len(calib)} calibration images, policy {policy.name}, {len(ignored)} node(s) kept in float")
+    ctx.log(f"NNCF INT8: {len(calib)} calibration images ({method} ranges), policy {policy.name}, {len(ignored)} node(s) kept in float")
     try:
         quantized = nncf.quantize(model, calib.nncf_dataset(batch=ctx.static_batch), subset_size=-(-len(calib) // ctx.static_batch), preset=presets[preset_name],
                                   fast_bias_correction=True, **kwargs)
     except Exception as exc:
-        raise ExportError(f"nncf.quantize failed: {str(exc).splitlines()[0]}") from exc
+        raise ExportError(f"nncf.quantize failed: {summarize_exception(exc)}") from exc
     facts = {"tool": "nncf.quantize", "nncf": nncf.__version__, "preset": preset_name,
-             "model_type": model_type or None, "subset_size": len(calib), "fast_bias_correction": True,
+             "model_type": model_type or None, "calib_method": method, "subset_size": len(calib), "fast_bias_correction": True,
              "policy": policy.describe(ignored),
              "statistics_cache": "none: NNCF 3.4 caches statistics only for weight compression, not nncf.quantize"}
     return quantized, calib.describe(), facts
 
 
+def _range_estimators(nncf: Any, method: str) -> Any:
+    """NNCF's activation range estimator for a ``--calib-method`` (min/max or percentile ranges)."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    sets = {"minmax": RangeEstimatorParametersSet.MINMAX, "percentile": RangeEstimatorParametersSet.MEAN_QUANTILE}
+    return AdvancedQuantizationParameters(activations_range_estimator_params=sets[method])
+
+
 def _cpu_facts(ov: Any) -> dict[str, Any]:
     """What this CPU does with the IR: its flags and the plugin's default inference precision."""
-    from .onnxruntime import cpu_features
-
     facts: dict[str, Any] = {"features": cpu_features()}
     try:
         core = ov.Core()

@@ -1,21 +1,18 @@
 """The export pipeline shared by every target: model -> (FP32 ONNX) -> target builder -> artifact.
 
-A target is a module with ``build(ctx: ExportContext) -> TargetResult`` that writes its files into
-``ctx.workdir``. The pipeline owns everything around it once: loading the model, choosing the
-attention chunking, the FP32 ONNX every CPU/GPU target starts from, the manifest (hashes, tool
-versions), the atomic rename into place, and the optional parity check.
+What a target *is* (precisions, options, packages, builder) lives in :mod:`danet_deploy.targets`;
+a builder is ``build(ctx: ExportContext) -> TargetResult`` writing its files into ``ctx.workdir``.
+The pipeline owns everything around it once: validating the request against the registry before
+any work, loading the model, choosing the attention chunking, the FP32 ONNX every CPU/GPU target
+starts from, the manifest (hashes, tool versions), the atomic rename into place.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-import platform
 import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
@@ -23,14 +20,8 @@ from ..errors import ConfigError, UnknownModelError
 from ..files import sha256_file
 from ..manifest import Manifest, atomic_artifact_dir
 from ..planner import AttentionPlan, plan_attention
-
-TARGETS: dict[str, str] = {
-    "onnx": "danet_deploy.export.onnx_target",
-    "onnxruntime": "danet_deploy.export.onnxruntime",
-    "openvino": "danet_deploy.export.openvino",
-    "tensorrt": "danet_deploy.export.tensorrt",
-}
-PRECISIONS = ("fp32", "fp16", "int8")
+from ..targets import Target, TargetOptions, get_target
+from ..versions import tool_versions
 
 
 @dataclass
@@ -55,16 +46,23 @@ class ExportRequest:
     max_batch: int | None = None
     calib: str | None = None                 # folder, .npz, or "generated" / "photos"
     calib_count: int = 32
+    calib_method: str | None = None           # None: the precision's documented default
     policy: str = "attention-float"
-    options: dict[str, Any] = field(default_factory=dict)  # target-specific knobs
+    options: dict[str, Any] = field(default_factory=dict)  # --option KEY=VALUE, checked against the target
     verify: bool = False
     force: bool = True
+    target_options: TargetOptions = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
-        if self.target not in TARGETS:
-            raise ConfigError(f"unknown target {self.target!r}; choose one of {', '.join(TARGETS)}")
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"unknown precision {self.precision!r}; choose one of {', '.join(PRECISIONS)}")
+        """Check target, precision, options and calibration method against the registry (no model yet)."""
+        spec = self.spec
+        spec.check_precision(self.precision)
+        options = dict(self.options)
+        if "calib_method" in options:  # accepted as an option too; the flag wins
+            given = options.pop("calib_method")
+            self.calib_method = self.calib_method or (str(given) if given is not None else None)
+        self.target_options = spec.parse_options(options, also=("calib_method",) if spec.calib_methods else ())
+        self.calib_method = spec.calib_method(self.precision, self.calib_method)
         h, w = self.input_size
         if h < 1 or w < 1:
             raise ConfigError(f"input size must be positive, got {h}x{w}")
@@ -82,8 +80,14 @@ class ExportRequest:
         stem = Path(self.model).stem if Path(self.model).suffix else self.model
         return Path(self.output) if self.output else Path("artifacts") / f"{stem}-{self.target}-{self.precision}"
 
+    @property
+    def spec(self) -> Target:
+        """The registry entry of :attr:`target`."""
+        return get_target(self.target)
+
     def to_dict(self) -> dict[str, Any]:
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k != "target_options"}
+        data["options"] = self.target_options.to_dict()
         for key in ("input_size", "min_size", "max_size"):
             if data.get(key) is not None:
                 data[key] = list(data[key])
@@ -109,7 +113,6 @@ class ExportContext:
                  plan: AttentionPlan, log: Callable[[str], None]) -> None:
         self.request = request
         self.model = model
-        self.config = model.config
         self.workdir = workdir
         self.scratch = scratch
         self.plan = plan
@@ -117,17 +120,32 @@ class ExportContext:
         self._fp32_onnx: Path | None = None
         self.onnx_info: dict[str, Any] = {}
 
+    @property
+    def config(self) -> Any:
+        """The model's config, including the attention plan applied to it."""
+        return self.model.config
+
+    @property
+    def graph_config(self) -> dict[str, Any]:
+        """What every graph and the manifest state about the model (one source: the model's config)."""
+        return self.model.config.to_dict()
+
+    @property
+    def options(self) -> Any:
+        """The target's typed options (its ``TargetOptions`` dataclass)."""
+        return self.request.target_options
+
     def fp32_onnx(self) -> Path:
         """The FP32 ONNX export of the model (made once, in the scratch dir, with metadata)."""
         if self._fp32_onnx is None:
-            from .onnx import export_onnx, model_metadata
+            from .onnx import export_onnx
 
             r = self.request
             path = self.scratch / "model_fp32.onnx"
             self.log(f"exporting ONNX ({r.exporter}, opset {r.opset}, {'dynamic' if r.dynamic else 'static'} "
                      f"{r.batch}x3x{r.input_size[0]}x{r.input_size[1]})")
             self.onnx_info = export_onnx(self.model, path, r.input_size, r.batch, r.dynamic, opset=r.opset,
-                                         exporter=r.exporter, metadata=model_metadata(self.config.to_dict(), "fp32"))
+                                         exporter=r.exporter, config=self.graph_config)
             self._fp32_onnx = path
         return self._fp32_onnx
 
@@ -185,16 +203,6 @@ def load_model(request: ExportRequest) -> Any:
     return model
 
 
-def tool_versions(*names: str) -> dict[str, str]:
-    """Versions of Python, danet-deploy and the installed libraries that export or run models."""
-    versions = {"python": platform.python_version()}
-    for name in ("danet-deploy", "torch", "onnx", "onnxruntime", "onnxslim", "openvino", "nncf", "nvidia-modelopt",
-                 "tensorrt", *names):
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            versions[name] = metadata.version(name)
-    return versions
-
-
 def _print(message: str) -> None:
     print(f"[danet-export] {message}", file=sys.stderr, flush=True)
 
@@ -202,24 +210,26 @@ def _print(message: str) -> None:
 def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple[Path, Manifest]:
     """Run one export; returns (artifact folder, manifest). The folder appears only when complete."""
     started = time.perf_counter()
-    module = importlib.import_module(TARGETS[request.target])
+    spec = request.spec
+    spec.check_installed()
+    builder = spec.load_builder()
     model = load_model(request)
     # the default policy keeps attention in FP32 for FP16/INT8 graphs: plan its memory at 4 bytes
     attention_precision = "fp16" if request.precision == "fp16" and request.policy == "quantize-all" else "fp32"
     plan = plan_attention(request.planning_size, request.max_batch or request.batch, attention_precision,
                           model.config.output_stride, model.backbone.out_channels // 4,
                           budget=request.attention_memory, chunks=request.attention_chunks,
-                          tensorrt=request.target == "tensorrt")
+                          tensorrt=spec.element_limit)
     model.set_attention_chunks(plan.chunks)
     log(plan.summary())
     final = request.artifact_dir()
     with tempfile.TemporaryDirectory(prefix="danet-export-") as scratch, \
             atomic_artifact_dir(final, overwrite=request.force) as workdir:
         ctx = ExportContext(request, model, workdir, Path(scratch), plan, log)
-        result: TargetResult = module.build(ctx)
+        result: TargetResult = builder(ctx)
         manifest = Manifest(
             target=request.target, backend=result.backend, precision=result.precision, primary=result.primary,
-            model=model.config.to_dict() | {"attention_chunks": plan.chunks},
+            model=ctx.graph_config,
             preprocessing=model.config.preprocessing.to_dict(), input=result.input,
             output={"name": "logits", "shape": [result.input["shape"][0], model.num_classes,
                                                 result.input["shape"][2], result.input["shape"][3]],

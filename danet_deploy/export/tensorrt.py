@@ -17,41 +17,52 @@ Deployment on a Jetson works in two steps, and so does this target:
 from __future__ import annotations
 
 import shutil
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
 from ..tensorrt.compat import STAGE_PREPARED, check_attention_limit, describe_profile, profile_from_input_spec
 from .pipeline import ExportContext, TargetResult
-from .tensorrt_build import (ENGINE_FILE, LEGACY_CALIBRATION, LEGACY_ONNX, _truthy, build_engine,
-                             build_engine_from_bundle, require_tensorrt)
-from .tensorrt_prepare import copy_metadata, prepare_fp16, prepare_int8
+from .tensorrt_build import (ENGINE_FILE, LEGACY_CALIBRATION, LEGACY_ONNX, build_engine, build_engine_from_bundle,
+                             require_tensorrt)
+from .tensorrt_prepare import prepare_fp16, prepare_int8, stamp_bundle_onnx
 
-__all__ = ["MODEL_FILE", "build", "build_engine_from_bundle"]
+__all__ = ["MODEL_FILE", "build", "build_engine_from_bundle", "build_from_bundle"]
 
 MODEL_FILE = "model.onnx"
 
 
-def _build_mode(options: dict[str, Any]) -> bool:
+def _build_mode(options: Any) -> bool:
     """Whether to build the engine now: ``build=true`` requires TensorRT + GPU, ``auto`` uses them if present."""
-    mode = str(options.get("build", "auto")).strip().lower()
-    if mode == "auto":
+    if options.build == "auto":
         try:
-            require_tensorrt(int(options.get("device", 0)))
+            require_tensorrt(options.device)
         except BackendUnavailableError:
             return False
         return True
-    if _truthy(mode):
-        require_tensorrt(int(options.get("device", 0)))  # fail fast, before the slow preparation
+    if options.build == "true":
+        require_tensorrt(options.device)  # fail fast, before the slow preparation
         return True
     return False
+
+
+def build_from_bundle(source: str | Path, output: str | Path | None, options: Any,
+                      log: Callable[[str], None] | None = None) -> Path:
+    """``danet-export --target tensorrt --from BUNDLE_DIR``: the engine from a prepared bundle."""
+    kwargs = {"log": log} if log is not None else {}
+    return build_engine_from_bundle(source, output, workspace=options.workspace, dla_core=options.dla_core,
+                                    timing_cache=options.timing_cache, device=options.device,
+                                    strongly_typed=options.strongly_typed,
+                                    hardware_compatible=options.hardware_compatible,
+                                    legacy_calibrator=options.legacy_calibrator, **kwargs)
 
 
 def build(ctx: ExportContext) -> TargetResult:
     from .policy import PrecisionPolicy
 
-    r, options = ctx.request, ctx.request.options
+    r, options = ctx.request, ctx.options
     precision = r.precision
     spec = ctx.input_spec(bounded=True)
     profile = profile_from_input_spec(spec)
@@ -60,7 +71,7 @@ def build(ctx: ExportContext) -> TargetResult:
     check_attention_limit(profile["max"], attention["chunks"], attention["output_stride"],
                           attention["feature_channels"])
     build_now = _build_mode(options)
-    legacy = _truthy(options.get("legacy_calibrator", False))
+    legacy = options.legacy_calibrator
     if legacy and precision != "int8":
         raise ConfigError("--legacy-calibrator applies to --precision int8 only")
     ctx.log(f"TensorRT profile: {describe_profile(profile)}")
@@ -76,20 +87,20 @@ def build(ctx: ExportContext) -> TargetResult:
         shutil.copyfile(src, dst)
     elif precision == "fp16":
         samples = None
-        if _truthy(options.get("autocast_calibration", True)):
-            samples = ctx.calibration().tensors[: int(options.get("autocast_samples", 4))]
-        facts = prepare_fp16(src, dst, float_nodes, calibration=samples, data_max=float(options.get("data_max", 512)),
-                             converter=str(options.get("converter", "auto")), scratch=ctx.scratch, log=ctx.log)
+        if options.autocast_calibration:
+            samples = ctx.calibration().tensors[: options.autocast_samples]
+        facts = prepare_fp16(src, dst, float_nodes, calibration=samples, data_max=options.data_max,
+                             converter=options.converter, scratch=ctx.scratch, log=ctx.log)
     else:
         calib = ctx.calibration()
         tensors = np.ascontiguousarray(calib.tensors, dtype=np.float32)
-        facts = prepare_int8(src, dst, tensors, float_nodes, method=str(options.get("calib_method", "entropy")),
-                             quantizer=str(options.get("quantizer", "auto")), scratch=ctx.scratch, log=ctx.log)
+        facts = prepare_int8(src, dst, tensors, float_nodes, method=r.calib_method or "minmax",
+                             quantizer=options.quantizer, scratch=ctx.scratch, log=ctx.log)
         calibration, calib_hash = calib.describe(), calib.hash
         if legacy:  # TensorRT <= 10 implicit calibration needs the FP32 graph and the tensors on the device
             shutil.copyfile(src, ctx.workdir / LEGACY_ONNX)
             np.save(ctx.workdir / LEGACY_CALIBRATION, tensors, allow_pickle=False)
-    opset = copy_metadata(src, dst, precision) if precision != "fp32" else ctx.onnx_info.get("opset")
+    opset = stamp_bundle_onnx(dst, ctx.graph_config, precision) if precision != "fp32" else ctx.onnx_info.get("opset")
     info: dict[str, Any] = {
         "stage": STAGE_PREPARED, "precision": precision, "onnx": MODEL_FILE, "opset": opset,
         "profiles": [{"input": spec["name"], **profile}], "attention": attention,
@@ -104,14 +115,11 @@ def build(ctx: ExportContext) -> TargetResult:
                             extra={"tensorrt": info}, calibration=calibration)
     engine = build_engine(dst if not legacy else ctx.workdir / LEGACY_ONNX, ctx.workdir / ENGINE_FILE, profile,
                           precision, input_name=spec["name"],
-                          strongly_typed=_truthy(options["strongly_typed"]) if "strongly_typed" in options else None,
-                          workspace=options.get("workspace"),
-                          dla_core=None if options.get("dla_core") is None else int(options["dla_core"]),
-                          timing_cache=options.get("timing_cache"),
+                          strongly_typed=options.strongly_typed, workspace=options.workspace,
+                          dla_core=options.dla_core, timing_cache=options.timing_cache,
                           calibrator_tensors=np.load(ctx.workdir / LEGACY_CALIBRATION) if legacy else None,
                           calibration_cache=ctx.scratch / "calibration.cache" if legacy else None,
-                          hardware_compatible=_truthy(options.get("hardware_compatible", False)),
-                          device=int(options.get("device", 0)), log=ctx.log)
+                          hardware_compatible=options.hardware_compatible, device=options.device, log=ctx.log)
     engine.update(calibration_hash=calib_hash, attention=attention, policy=info["policy"],
                   bundle={"onnx": MODEL_FILE, "prepared": {k: v for k, v in info.items() if k != "build"}})
     return TargetResult(primary=ENGINE_FILE, backend="tensorrt", precision=precision, input=spec,

@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, ExportError
+from ..errors import ConfigError, ExportError, summarize_exception
 from ..files import working_directory
 
 # --calib-method names -> ModelOpt's
@@ -151,7 +151,7 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
                         str(src), low_precision_type="fp16", keep_io_types=True, providers=["cpu"],
                         nodes_to_exclude=_exact(float_nodes) or None, data_max=data_max, **kwargs)
             except Exception as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                reason = summarize_exception(exc)
                 raise ExportError(f"ModelOpt AutoCast failed: {reason}; "
                                   "retry with --option converter=onnxruntime") from exc
         tool = f"modelopt.onnx.autocast {modelopt_version()}"
@@ -159,7 +159,7 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
         # onnxconverter-common 1.16's float16 (keep_io_types + node_block_list) fails on DANet's graph
         # ("The downstream node of the second cast node should be graph output"); ONNX Runtime's copy
         # of the converter does not, and is installed wherever the bundle is verified.
-        from .onnxruntime import convert_to_fp16
+        from .ort_quant import convert_to_fp16
 
         log(f"FP16 (onnxruntime.transformers.float16): keeping {len(float_nodes)} policy node(s) in FP32")
         # the converter casts each kept node's output back to fp16 even between two kept nodes, so CAM's
@@ -202,7 +202,7 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
                              high_precision_dtype="fp32", nodes_to_exclude=_exact(float_nodes) or None,
                              output_path=str(dst), log_level="WARNING")
             except Exception as exc:
-                reason = str(exc).splitlines()[0] if str(exc) else repr(exc)
+                reason = summarize_exception(exc)
                 raise ExportError(f"ModelOpt INT8 quantization failed: {reason}; "
                                   "retry with --option quantizer=onnxruntime") from exc
         if not Path(dst).is_file():
@@ -216,40 +216,27 @@ def _prepare_int8_ort(src: Path, dst: Path, calibration: np.ndarray, float_nodes
                       input_name: str, scratch: Path | None, log: Callable[[str], None]) -> dict[str, Any]:
     """ONNX Runtime QDQ with the settings TensorRT's parser accepts (symmetric, float bias)."""
     import onnxruntime
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     from ..data.calibration import ort_reader
-
-    methods = {"entropy": CalibrationMethod.Entropy, "max": CalibrationMethod.MinMax,
-               "minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}
-    if method not in methods:
-        raise ConfigError(f"unknown calibration method {method!r}; choose one of {', '.join(methods)}")
+    from .ort_quant import quantize_qdq
 
     log(f"INT8 QDQ (ONNX Runtime {onnxruntime.__version__}, {method} calibration on {len(calibration)} image(s), "
         "symmetric, per-channel, float bias)")
-    with tempfile.TemporaryDirectory(dir=scratch) as tmp, working_directory(tmp), contextlib.redirect_stdout(sys.stderr):
-        reader = ort_reader([calibration[i:i + 1] for i in range(len(calibration))], input_name)
-        quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, per_channel=True, nodes_to_exclude=list(float_nodes),
-                        calibrate_method=methods[method],
-                        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
+    reader = ort_reader([calibration[i:i + 1] for i in range(len(calibration))], input_name)
+    quantize_qdq(src, dst, reader, method=method, activation="QInt8", weight="QInt8", per_channel=True,
+                 nodes_to_exclude=float_nodes, scratch=scratch,
+                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
     return {"quantizer": f"onnxruntime.quantization {onnxruntime.__version__}", "method": method,
             "activation_symmetric": True, "per_channel": True, "quantize_bias": False}
 
 
-def copy_metadata(src: Path, dst: Path, precision: str) -> int:
-    """Carry danet-deploy's ``metadata_props`` into the converted graph (converters drop them)."""
+def stamp_bundle_onnx(dst: Path, config: dict[str, Any], precision: str) -> int:
+    """Stamp the converted graph with the model's metadata (converters drop it); return its opset."""
     import onnx
 
-    source = onnx.load(str(src), load_external_data=False)
+    from .metadata import stamp_onnx
+
     model = onnx.load(str(dst))
-    props = {p.key: p.value for p in source.metadata_props}
-    props.update({p.key: p.value for p in model.metadata_props if p.key not in props})
-    props["danet.precision"] = precision
-    del model.metadata_props[:]
-    for key, value in props.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
-    model.producer_name = "danet-deploy"
+    stamp_onnx(model, config, precision)
     onnx.save(model, str(dst))
     return int(next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")))

@@ -18,7 +18,7 @@ from typing import Mapping
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, summarize_exception
 
 # mmsegmentation DAHead / ResNetV1c -> this project's names (regex, replacement)
 _MMSEG_RULES: tuple[tuple[str, str], ...] = (
@@ -67,7 +67,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = summarize_exception(exc)
         raise CheckpointError(
             f"{path} is not a loadable weights-only checkpoint ({reason}). Only tensor state dicts are read "
             "(torch.load weights_only=True); re-save it with torch.save(model.state_dict(), path)") from exc

@@ -6,6 +6,8 @@ Module names mirror the official implementation (``head.conv5a``, ``head.sa``, `
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -77,8 +79,15 @@ class DANet(nn.Module):
         return self.head.sa.chunks
 
     def set_attention_chunks(self, chunks: int) -> None:
-        """Compute position attention in ``chunks`` query blocks (exact; bounds peak memory)."""
+        """Compute position attention in ``chunks`` query blocks (exact; bounds peak memory).
+
+        The model's ``config`` (attached by ``create_model``) follows, so metadata written from
+        it states the plan the exported graph computes.
+        """
         self.head.sa.chunks = chunks
+        config = getattr(self, "config", None)
+        if config is not None and getattr(config, "attention_chunks", chunks) != chunks:
+            self.config = dataclasses.replace(config, attention_chunks=chunks)
 
     def forward(self, x: Tensor) -> Tensor | tuple[Tensor, ...]:
         size = x.shape[-2:]

@@ -10,8 +10,9 @@ artifact *is* the torch reference). Example::
 
 from __future__ import annotations
 
-from .backends.base import Backend, InputSpec, available_backends, register_backend
+from ..targets import register_engine
+from .backends.base import Backend, InputSpec, available_backends
 from .loader import load
 from .session import Session
 
-__all__ = ["Backend", "InputSpec", "Session", "available_backends", "load", "register_backend"]
+__all__ = ["Backend", "InputSpec", "Session", "available_backends", "load", "register_engine"]

@@ -7,12 +7,9 @@ from typing import Any
 
 from ..errors import ArtifactError, ConfigError
 from ..manifest import MANIFEST_NAME, read_manifest
-from .backends.base import backend_class
+from ..targets import engine_for_suffix, engines, reference_engine
+from .backends.base import backend_class, check_options
 from .session import Session
-
-# bare model files (no manifest) -> backend
-_SUFFIX_BACKEND = {".onnx": "onnxruntime", ".xml": "openvino", ".engine": "tensorrt", ".plan": "tensorrt",
-                   ".pt": "torch", ".pth": "torch", ".safetensors": "torch"}
 
 
 def load(path: str | Path, backend: str | None = None, verify: bool = True, **options: Any) -> Session:
@@ -20,36 +17,45 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
 
     Args:
         path: an artifact folder written by ``danet-export`` (its manifest picks the backend
-            and is verified: format version and sha256 of every file), a bare ``.onnx`` /
-            ``.xml`` / ``.engine`` file, or a reference preset name such as ``danet_demo``.
+            and is verified: format version and sha256 of every file), a bare model file whose
+            suffix a registered engine opens (``.onnx``, ``.xml``, ``.engine`` ...), or a reference
+            preset name such as ``danet_demo``.
         backend: override the backend (e.g. run an ONNX artifact with ``openvino``).
         verify: check the manifest's file hashes (default) before loading.
-        **options: backend options, e.g. ``threads=2``, ``providers=[...]``, ``device="CPU"``.
+        **options: backend options, e.g. ``threads=2``, ``providers=[...]``, ``device="CPU"``;
+            an option the backend does not declare is a :class:`ConfigError`.
     """
     target = Path(path)
+    preset = None
     if target.is_dir():
         manifest = read_manifest(target, verify=verify)
         model_file = target / manifest.primary
         name = backend or manifest.backend
     elif target.is_file():
-        name = backend or _SUFFIX_BACKEND.get(target.suffix.lower())
+        engine = engine_for_suffix(target.suffix)
+        name = backend or (engine.name if engine else None)
         if name is None:
-            raise ArtifactError(f"cannot tell the backend of {target} from its suffix; pass backend=..., or load the "
-                                f"artifact folder (with {MANIFEST_NAME})")
+            known = sorted(s for e in engines() for s in e.suffixes)
+            raise ArtifactError(f"cannot tell the backend of {target} from its suffix ({', '.join(known)} are "
+                                f"known); pass backend=..., or load the artifact folder (with {MANIFEST_NAME})")
         manifest = None
         model_file = target
     else:
         from ..model.registry import list_models
 
-        if str(path) in list_models():
-            name = backend or "torch"
-            if name != "torch":
-                raise ConfigError(f"{path!r} is a reference preset: only the torch backend runs it; export it first")
-            manifest = None
-            model_file = None
-        else:
+        if str(path) not in list_models():
             raise ArtifactError(f"{str(path)!r} is neither an artifact folder, a model file, nor a preset name; "
                                 "export one with danet-export")
+        reference = reference_engine().name
+        name = backend or reference
+        if name != reference:
+            raise ConfigError(f"{path!r} is a reference preset: only the {reference} backend runs it; export it first")
+        manifest = None
+        model_file = None
+        preset = str(path)
     cls = backend_class(name)
-    instance = cls(model_file, manifest, preset=str(path) if model_file is None else None, **options)
+    if preset is not None:
+        options = {"preset": preset, **options}
+    check_options(cls, options)
+    instance = cls(model_file, manifest, **options)
     return Session(instance, manifest or instance.manifest)

@@ -1,4 +1,6 @@
-"""The backend contract: load / infer / close. Everything else lives once, in ``Session``.
+"""The backend contract (:class:`Backend`): load / infer / close. Everything else lives once, in ``Session``.
+
+Which backends exist is declared in :mod:`danet_deploy.targets` (``register_engine``).
 
 A backend receives an already validated, contiguous float32 NCHW array that fits its input
 spec, and returns float32 NCHW logits. It must not import torch unless it *is* the torch backend.
@@ -9,13 +11,19 @@ Backend modules import their library lazily (inside ``__init__``) and raise
 from __future__ import annotations
 
 import abc
+import inspect
+import time
 from dataclasses import dataclass, field
 from importlib import import_module
-from typing import Any, Callable
+from pathlib import Path
+from typing import Any, Sequence
 
 import numpy as np
 
 from ...errors import BackendUnavailableError, ConfigError
+from ...manifest import Manifest
+from ...targets import engine_names, get_engine, resolve
+from ...targets.options import suggest
 
 
 @dataclass(frozen=True)
@@ -60,14 +68,45 @@ class InputSpec:
 
 
 class Backend(abc.ABC):
-    """One inference engine. Subclasses implement ``infer`` and ``close``; set ``input_spec``."""
+    """One inference engine: the contract every runtime backend implements.
+
+    A backend is constructed as ``Backend(model_file, manifest, **options)``: ``model_file`` is
+    the artifact's primary file (``None`` for a reference preset), ``manifest`` its verified
+    manifest (``None`` for a bare file: the backend builds one from the file's own metadata).
+    Options are the keyword arguments its ``__init__`` declares; unknown ones are refused by
+    :func:`check_options` before construction (no ``**kwargs`` that swallow typos).
+
+    After construction ``manifest`` and ``input_spec`` are set. ``infer`` and ``close`` are
+    required; ``infer_many`` (an asynchronous request queue) and ``infer_timed`` (device-side
+    timers) have plain defaults, and ``async_queue`` / ``device_timers`` say whether a backend
+    has the real thing (the benchmark reports them only then).
+    """
 
     name: str = "backend"
+    manifest: Manifest
     input_spec: InputSpec
+    #: ``infer_many`` overlaps requests on the engine (OpenVINO async infer requests ...)
+    async_queue: bool = False
+    #: ``infer_timed`` measures phases on the device (CUDA events ...)
+    device_timers: bool = False
+
+    @abc.abstractmethod
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, **options: Any) -> None:
+        """Load the engine; set :attr:`manifest` and :attr:`input_spec`."""
 
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
         """float32 NCHW -> float32 logits ``[N, classes, H, W]``."""
+
+    def infer_many(self, batches: Sequence[np.ndarray], jobs: int | None = None) -> list[np.ndarray]:
+        """Logits for several batches; the default runs them one after another."""
+        return [self.infer(b) for b in batches]
+
+    def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+        """``(logits, {phase: ms})``; the default times the whole call on the host."""
+        start = time.perf_counter()
+        out = self.infer(batch)
+        return out, {"total": (time.perf_counter() - start) * 1000.0}
 
     def close(self) -> None:  # noqa: B027 - optional for backends that hold nothing
         """Release engine memory; the default holds nothing."""
@@ -76,36 +115,29 @@ class Backend(abc.ABC):
         """Facts for reports (device, threads, providers...)."""
         return {"backend": self.name}
 
-
-# name -> "module:Class"; imported only when used, so missing libraries fail late and clearly
-_BACKENDS: dict[str, str] = {
-    "torch": "danet_deploy.runtime.backends.torch:TorchBackend",
-    "onnxruntime": "danet_deploy.runtime.backends.onnxruntime:OnnxRuntimeBackend",
-    "openvino": "danet_deploy.runtime.backends.openvino:OpenVINOBackend",
-    "tensorrt": "danet_deploy.runtime.backends.tensorrt:TensorRTBackend",
-}
+    @classmethod
+    def option_names(cls) -> list[str]:
+        """The keyword options ``__init__`` accepts (after ``model_file`` and ``manifest``)."""
+        params = list(inspect.signature(cls.__init__).parameters.values())[3:]
+        return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
-def register_backend(name: str, target: str) -> None:
-    """Register ``"module:Class"`` under ``name`` (for third-party engines)."""
-    _BACKENDS[name] = target
+def check_options(cls: type[Backend], options: dict[str, Any]) -> None:
+    """Refuse options the backend does not declare, naming the valid ones (and a close match)."""
+    valid = cls.option_names()
+    for key in options:
+        if key not in valid:
+            raise ConfigError(f"the {cls.name} backend has no option {key!r}{suggest(key, valid)}; "
+                              f"valid: {', '.join(valid) or 'none'}")
 
 
 def available_backends() -> list[str]:
-    return sorted(_BACKENDS)
+    return engine_names()
 
 
-def backend_class(name: str) -> Callable[..., Backend]:
-    if name not in _BACKENDS:
-        raise ConfigError(f"unknown backend {name!r}; choose one of {', '.join(available_backends())}")
-    module_name, _, cls_name = _BACKENDS[name].partition(":")
-    try:
-        module = import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.startswith("danet_deploy"):
-            raise ConfigError(f"backend {name!r} is not available in this danet-deploy build") from exc
-        raise BackendUnavailableError(f"backend {name!r} needs {exc.name!r}, which is not installed") from exc
-    return getattr(module, cls_name)
+def backend_class(name: str) -> type[Backend]:
+    """The backend class registered as ``name`` (imported only now, so missing libraries fail late and clearly)."""
+    return resolve(get_engine(name).implementation, f"backend {name!r}")
 
 
 def require(module: str, pip_name: str, backend: str) -> Any:

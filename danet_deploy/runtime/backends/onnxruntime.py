@@ -7,7 +7,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import ArtifactError, ConfigError
+from ...errors import ArtifactError, ConfigError, summarize_exception
 from ...manifest import Manifest, manifest_from_metadata
 from .base import Backend, InputSpec, require
 
@@ -41,7 +41,7 @@ class OnnxRuntimeBackend(Backend):
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, threads: int | None = None,
                  providers: Sequence[str] | str | None = None, arena: bool = True, optimization: str = "all",
-                 **_: Any) -> None:
+                 ) -> None:
         ort = require("onnxruntime", "onnxruntime", "onnxruntime")
         if model_file is None:
             raise ConfigError("the onnxruntime backend needs an .onnx file or an artifact folder")
@@ -60,7 +60,7 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(model_file), options, providers=self.providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
-            raise ArtifactError(f"ONNX Runtime could not load {model_file}: {str(exc).splitlines()[0]} "
+            raise ArtifactError(f"ONNX Runtime could not load {model_file}: {summarize_exception(exc)} "
                                 "(corrupt or truncated file? re-export it)") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.input_name, self.output_name = inputs[0].name, outputs[0].name

@@ -24,7 +24,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ...errors import ArtifactError, ConfigError
+from ...errors import ArtifactError, ConfigError, summarize_exception
 from ...manifest import Manifest, manifest_from_metadata
 from .base import Backend, InputSpec, require
 
@@ -39,10 +39,11 @@ class OpenVINOBackend(Backend):
     ``config`` (any further OpenVINO properties)."""
 
     name = "openvino"
+    async_queue = True
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, device: str = "CPU",
                  threads: int | None = None, hint: str = "latency", inference_precision: str | None = "f32",
-                 max_shapes: int = 8, config: dict[str, Any] | None = None, **_: Any) -> None:
+                 max_shapes: int = 8, config: dict[str, Any] | None = None) -> None:
         ov = require("openvino", "openvino", "openvino")
         if model_file is None:
             raise ConfigError("the openvino backend needs a model.xml/.onnx file or an artifact folder")
@@ -91,7 +92,7 @@ class OpenVINOBackend(Backend):
         try:
             return self.core.read_model(str(model_file))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long C++ traces
-            raise ArtifactError(f"OpenVINO could not read {model_file}: {_first_line(exc)} (corrupt or truncated "
+            raise ArtifactError(f"OpenVINO could not read {model_file}: {summarize_exception(exc)} (corrupt or truncated "
                                 ".xml/.bin? re-export the artifact)") from exc
 
     def _manifest_from_rt_info(self, model_file: Path) -> Manifest:
@@ -124,7 +125,7 @@ class OpenVINOBackend(Backend):
             compiled = self.core.compile_model(model, self.device, self.properties)
         except Exception as exc:
             raise ArtifactError(f"OpenVINO could not compile the model for {self.device} at shape {list(shape)}: "
-                                f"{_first_line(exc)}") from exc
+                                f"{summarize_exception(exc)}") from exc
         entry = (compiled, compiled.create_infer_request())
         self._compiled[shape] = entry
         while len(self._compiled) > self.max_shapes:
@@ -199,9 +200,3 @@ def _optimal_requests(compiled: Any) -> int:
         return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
     except Exception:  # noqa: BLE001 - not every device reports it
         return 2
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    informative = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
-    return (informative or lines or [type(exc).__name__])[0]

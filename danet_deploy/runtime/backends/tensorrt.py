@@ -41,9 +41,12 @@ class TensorRTBackend(Backend):
     (``error``/``warning``/``info``/``verbose``)."""
 
     name = "tensorrt"
+    device_timers = True
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, device: int = 0, cuda_graph: bool = False,
-                 check_compatibility: bool = True, log_level: str = "warning", **_: Any) -> None:
+                 check_compatibility: bool = True, log_level: str = "warning", threads: int | None = None) -> None:
+        # ``threads`` sizes CPU thread pools on the other engines; TensorRT computes on the GPU, so it
+        # is accepted (one option set fits every engine, as the benchmark passes it) and unused.
         if model_file is None:
             raise ConfigError("the tensorrt backend needs an engine artifact folder (model.engine + manifest.json)")
         if manifest is None:

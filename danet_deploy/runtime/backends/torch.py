@@ -34,7 +34,7 @@ class TorchBackend(Backend):
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, preset: str | None = None,
                  threads: int | None = None, device: str = "cpu", model: str | None = None,
-                 num_classes: int | None = None, attention_chunks: int | None = None, **_: Any) -> None:
+                 num_classes: int | None = None, attention_chunks: int | None = None) -> None:
         torch = require("torch", "torch==2.13.0", "torch")
         from ...model import create_model
 

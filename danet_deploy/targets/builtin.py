@@ -1,0 +1,87 @@
+"""The built-in targets and runtime engines: the only module that names them.
+
+A new target is one module with a ``build(ctx)`` function and one :func:`register_target` call
+(here for built-ins, or in a plugin module for third-party targets); nothing else changes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .options import TargetOptions, option
+from .registry import Engine, Requirement, Target, register_engine, register_target
+
+ONNX = Requirement("onnx", "onnx")
+ONNXSLIM = Requirement("onnxslim", "onnxslim")
+ONNXRUNTIME = Requirement("onnxruntime", "onnxruntime")
+OPENVINO = Requirement("openvino", "openvino")
+NNCF = Requirement("nncf", "nncf")
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeOptions(TargetOptions):
+    int8_format: str | None = option(None, "INT8 activation/weight format; default: chosen from the CPU's features "
+                                     "(u8s8 with VNNI/AMX, u8s8-reduced on AVX2, s8s8 on ARM)",
+                                     choices=("u8s8", "u8s8-reduced", "s8s8"))
+    calib_percentile: float = option(99.999, "percentile kept by --calib-method percentile")
+
+
+@dataclass(frozen=True)
+class OpenVINOOptions(TargetOptions):
+    nncf_preset: str = option("performance", "NNCF preset: symmetric (performance) or asymmetric (mixed) activations",
+                              choices=("performance", "mixed"))
+    model_type: str | None = option(None, "NNCF model type (transformer: attention-aware quantizer placement)",
+                                    choices=("transformer",))
+
+
+@dataclass(frozen=True)
+class TensorRTOptions(TargetOptions):
+    build: str = option("auto", "build the engine now: auto (when TensorRT and a GPU are present), true, false",
+                        choices=("auto", "true", "false"))
+    device: int = option(0, "CUDA device that builds the engine")
+    legacy_calibrator: bool = option(False, "TensorRT <= 10: implicit INT8 with the entropy calibrator, not Q/DQ")
+    autocast_calibration: bool = option(True, "FP16: let AutoCast keep nodes whose reference output exceeds data_max "
+                                              "in FP32 (uses calibration images)")
+    autocast_samples: int = option(4, "FP16: calibration images AutoCast runs")
+    data_max: float = option(512.0, "FP16: largest magnitude AutoCast allows in an FP16 node")
+    converter: str = option("auto", "FP16 converter", choices=("auto", "modelopt", "onnxruntime"))
+    quantizer: str = option("auto", "INT8 Q/DQ quantizer", choices=("auto", "modelopt", "onnxruntime"))
+    strongly_typed: bool | None = option(None, "strongly typed network (default: TensorRT >= 10 Q/DQ/FP16 graphs)")
+    workspace: str | None = option(None, "builder workspace limit, e.g. 2GB")
+    dla_core: int | None = option(None, "build for this Jetson DLA core (FP16/INT8, static shapes)")
+    timing_cache: str | None = option(None, "timing cache file, read and updated")
+    hardware_compatible: bool = option(False, "Ampere+ hardware-compatible engine")
+
+
+register_engine(Engine("torch", "PyTorch eager", "danet_deploy.runtime.backends.torch:TorchBackend",
+                       suffixes=(".pt", ".pth", ".safetensors"), requires=(Requirement("torch", "torch==2.13.0"),),
+                       reference=True, color="#333333"))
+register_engine(Engine("onnxruntime", "ONNX Runtime", "danet_deploy.runtime.backends.onnxruntime:OnnxRuntimeBackend",
+                       suffixes=(".onnx",), requires=(ONNXRUNTIME,), extra="onnx", color="#1f77b4"))
+register_engine(Engine("openvino", "OpenVINO", "danet_deploy.runtime.backends.openvino:OpenVINOBackend",
+                       suffixes=(".xml",), requires=(OPENVINO,), extra="openvino", color="#9467bd"))
+register_engine(Engine("tensorrt", "TensorRT", "danet_deploy.runtime.backends.tensorrt:TensorRTBackend",
+                       suffixes=(".engine", ".plan"),
+                       requires=(Requirement("tensorrt", "tensorrt"), Requirement("cuda", "cuda-python")),
+                       extra="tensorrt", needs_gpu=True, color="#2ca02c"))
+
+register_target(Target(
+    "onnx", "the FP32 ONNX graph (torch.onnx.export, checked, simplified, self-describing metadata)",
+    builder="danet_deploy.export.onnx_target:build", engine="onnxruntime", precisions=("fp32",),
+    suffixes=(".onnx",), requires=(ONNX, ONNXSLIM), extra="onnx"))
+register_target(Target(
+    "onnxruntime", "INT8 (static QDQ, CPU-tuned format) and FP16 ONNX graphs for ONNX Runtime",
+    builder="danet_deploy.export.onnxruntime:build", engine="onnxruntime", precisions=("int8", "fp16"),
+    suffixes=(".onnx",), requires=(ONNX, ONNXSLIM, ONNXRUNTIME), extra="onnx", options=OnnxRuntimeOptions,
+    calib_methods=("minmax", "entropy", "percentile")))
+register_target(Target(
+    "openvino", "OpenVINO IR in FP32, FP16 weights or INT8 (NNCF)",
+    builder="danet_deploy.export.openvino:build", engine="openvino", precisions=("fp32", "fp16", "int8"),
+    suffixes=(".xml", ".bin"), requires=(ONNX, ONNXSLIM, OPENVINO, NNCF), extra="onnx,openvino",
+    options=OpenVINOOptions, calib_methods=("minmax", "percentile")))
+register_target(Target(
+    "tensorrt", "TensorRT bundle (FP16 AutoCast / Q/DQ INT8 ONNX, verified on CPU); engine built on the GPU",
+    builder="danet_deploy.export.tensorrt:build", engine="tensorrt", precisions=("fp32", "fp16", "int8"),
+    suffixes=(".onnx", ".engine"), requires=(ONNX, ONNXSLIM, ONNXRUNTIME), extra="onnx,tensorrt-prepare",
+    options=TensorRTOptions, calib_methods=("minmax", "entropy"), element_limit=True,
+    from_builder="danet_deploy.export.tensorrt:build_from_bundle"))

@@ -1,0 +1,274 @@
+"""The one place that knows what each export target and runtime engine is.
+
+Like Ultralytics' ``export_formats()`` table, one declaration per target drives the CLI choices,
+validation, ``--help``, the benchmark's rows and the runtime loader's suffix map; like timm's
+``register_model``, adding one touches no central file: a module that calls
+:func:`register_target` (and :func:`register_engine` for a new runtime backend) is enough.
+
+Two kinds of entries:
+    * :class:`Target`: what ``danet-export --target NAME`` writes (precisions, files, the
+      packages and pip extra it needs, its typed options, the builder that does the work);
+    * :class:`Engine`: a runtime backend that runs artifacts (``danet_deploy.runtime.load``),
+      and the rows of ``danet-bench`` (an engine x a precision, exported by the target that
+      runs on that engine at that precision).
+
+This module imports nothing heavier than the standard library: the runtime reads it on a robot
+without torch. Builders and backend classes are named as ``"module:attribute"`` strings and
+imported only when used.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from ..errors import BackendUnavailableError, ConfigError
+from .options import TargetOptions, suggest
+
+PRECISIONS = ("fp32", "fp16", "int8")
+CALIB_METHODS = ("minmax", "entropy", "percentile")
+#: The calibration method each precision uses when ``--calib-method`` is not given (recorded in
+#: the manifest). Min/max: deterministic, cheap, and its ranges can be merged batch by batch;
+#: entropy/percentile are opt-in where a target supports them.
+DEFAULT_CALIB_METHOD: dict[str, str] = {"int8": "minmax"}
+#: Other spellings of the same method (ModelOpt/TensorRT say "max").
+CALIB_ALIASES = {"max": "minmax"}
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """A Python package a target or engine imports (``module``) and how to install it (``pip``)."""
+
+    module: str
+    pip: str
+
+    def installed(self) -> bool:
+        try:
+            return importlib.util.find_spec(self.module) is not None
+        except (ImportError, ValueError):
+            return False
+
+
+@dataclass(frozen=True)
+class Target:
+    """One ``danet-export --target``.
+
+    Attributes:
+        builder: ``"module:function"``; ``function(ctx: ExportContext) -> TargetResult``.
+        engine: the runtime engine its artifacts run on (a benchmark row (engine, precision) is
+            exported by the first registered target with that engine and precision).
+        suffixes: the primary file(s) it writes.
+        requires / extra: packages the export needs and the pip extra that installs them.
+        options: the typed options dataclass (``--option KEY=VALUE``).
+        calib_methods: ``--calib-method`` values its INT8 path implements.
+        element_limit: the engine refuses tensors above 2^31 - 1 elements (attention planning).
+        from_builder: ``"module:function"`` for ``--from SOURCE`` (a second stage that turns an
+            existing artifact into this target's), ``function(source, output, options, log) -> Path``.
+    """
+
+    name: str
+    summary: str
+    builder: str
+    engine: str
+    precisions: tuple[str, ...]
+    suffixes: tuple[str, ...]
+    requires: tuple[Requirement, ...] = ()
+    extra: str = ""
+    options: type[TargetOptions] = TargetOptions
+    calib_methods: tuple[str, ...] = ()
+    element_limit: bool = False
+    from_builder: str | None = None
+
+    def check_precision(self, precision: str) -> None:
+        if precision not in PRECISIONS:
+            raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+        if precision not in self.precisions:
+            others = [t.name for t in targets() if precision in t.precisions]
+            raise ConfigError(f"--target {self.name} writes {'/'.join(self.precisions)} only; for {precision} use "
+                              f"--target {' or '.join(others) if others else '(none registered)'}")
+
+    def calib_method(self, precision: str, requested: str | None) -> str | None:
+        """The calibration method for ``precision`` (the documented default unless ``requested``)."""
+        if requested is None:
+            return DEFAULT_CALIB_METHOD.get(precision) if self.calib_methods else None
+        method = CALIB_ALIASES.get(requested.strip().lower(), requested.strip().lower())
+        if precision != "int8":
+            raise ConfigError(f"--calib-method applies to --precision int8, not {precision}")
+        if method not in self.calib_methods:
+            raise ConfigError(f"--target {self.name} calibrates with {', '.join(self.calib_methods)}, not "
+                              f"{requested!r}{suggest(method, self.calib_methods)}")
+        return method
+
+    def parse_options(self, values: dict[str, Any] | None, also: tuple[str, ...] = ()) -> TargetOptions:
+        return self.options.parse(values, self.name, also)
+
+    def missing(self) -> list[Requirement]:
+        return [r for r in self.requires if not r.installed()]
+
+    def check_installed(self) -> None:
+        """Fail before any work when a package the target needs is absent."""
+        missing = self.missing()
+        if missing:
+            names = ", ".join(r.pip for r in missing)
+            raise BackendUnavailableError(f"--target {self.name} needs {names}: pip install 'danet-deploy[{self.extra}]'"
+                                          if self.extra else f"--target {self.name} needs {names}: pip install {names}")
+
+    def load_builder(self) -> Callable[..., Any]:
+        return resolve(self.builder, f"target {self.name!r}")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """One runtime backend (``danet_deploy.runtime.load(..., backend=NAME)``) and benchmark engine.
+
+    Attributes:
+        implementation: ``"module:Class"`` of its :class:`~danet_deploy.runtime.backends.base.Backend`.
+        suffixes: bare model files it opens without a manifest.
+        reference: runs presets and checkpoints directly (the FP32 yardstick of parity and bench).
+        needs_gpu: cannot run without an NVIDIA GPU (the bench reports it as unsupported).
+    """
+
+    name: str
+    label: str
+    implementation: str
+    suffixes: tuple[str, ...] = ()
+    requires: tuple[Requirement, ...] = ()
+    extra: str = ""
+    reference: bool = False
+    needs_gpu: bool = False
+    color: str = "#7f7f7f"
+
+
+_TARGETS: dict[str, Target] = {}
+_ENGINES: dict[str, Engine] = {}
+_loaded = False
+
+
+#: Entry-point group through which installed packages add targets and engines (their module
+#: calls :func:`register_target` / :func:`register_engine` when imported).
+PLUGIN_GROUP = "danet_deploy.targets"
+
+
+def _builtin() -> None:
+    """Register the built-in entries, then installed plugins, on first use (not at import time:
+    they import this module)."""
+    global _loaded
+    if not _loaded:
+        _loaded = True
+        importlib.import_module("danet_deploy.targets.builtin")
+        from importlib.metadata import entry_points
+
+        for entry in entry_points(group=PLUGIN_GROUP):
+            try:
+                entry.load()
+            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the built-in targets
+                import warnings
+
+                warnings.warn(f"danet-deploy plugin {entry.name!r} ({entry.value}) failed to load: {exc}",
+                              stacklevel=2)
+
+
+def register_target(target: Target, replace: bool = False) -> Target:
+    """Add a target; its name appears in ``danet-export --target``, the bench and ``--help``."""
+    _builtin()
+    if target.name in _TARGETS and not replace:
+        raise ConfigError(f"target {target.name!r} is already registered")
+    _TARGETS[target.name] = target
+    return target
+
+
+def register_engine(engine: Engine, replace: bool = False) -> Engine:
+    """Add a runtime engine; ``runtime.load`` opens its suffixes and the bench can time it."""
+    _builtin()
+    if engine.name in _ENGINES and not replace:
+        raise ConfigError(f"engine {engine.name!r} is already registered")
+    _ENGINES[engine.name] = engine
+    return engine
+
+
+def unregister(name: str) -> None:
+    """Remove a target and/or engine of that name (tests, plugins that replace an entry)."""
+    _TARGETS.pop(name, None)
+    _ENGINES.pop(name, None)
+
+
+def targets() -> list[Target]:
+    _builtin()
+    return list(_TARGETS.values())
+
+
+def target_names() -> list[str]:
+    return [t.name for t in targets()]
+
+
+def get_target(name: str) -> Target:
+    _builtin()
+    if name not in _TARGETS:
+        raise ConfigError(f"unknown target {name!r}{suggest(name, _TARGETS)}; choose one of {', '.join(_TARGETS)}")
+    return _TARGETS[name]
+
+
+def engines() -> list[Engine]:
+    _builtin()
+    return list(_ENGINES.values())
+
+
+def engine_names() -> list[str]:
+    return [e.name for e in engines()]
+
+
+def get_engine(name: str) -> Engine:
+    _builtin()
+    if name not in _ENGINES:
+        raise ConfigError(f"unknown backend {name!r}{suggest(name, _ENGINES)}; choose one of {', '.join(_ENGINES)}")
+    return _ENGINES[name]
+
+
+def reference_engine() -> Engine:
+    """The engine that runs presets/checkpoints directly (the FP32 yardstick)."""
+    return next(e for e in engines() if e.reference)
+
+
+def engine_for_suffix(suffix: str) -> Engine | None:
+    """The engine that opens a bare model file with this suffix (``.onnx``, ``.xml`` ...)."""
+    suffix = suffix.lower()
+    return next((e for e in engines() if suffix in e.suffixes), None)
+
+
+def target_for(engine: str, precision: str) -> Target | None:
+    """The export target whose artifacts run on ``engine`` at ``precision`` (``None``: none does)."""
+    return next((t for t in targets() if t.engine == engine and precision in t.precisions), None)
+
+
+def resolve(spec: str, what: str) -> Any:
+    """Import ``"module:attribute"`` (a builder or backend class) with a clear error when it cannot."""
+    module_name, _, attr = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.startswith("danet_deploy"):
+            raise ConfigError(f"{what} is not available in this danet-deploy build ({module_name})") from exc
+        raise BackendUnavailableError(f"{what} needs {exc.name!r}, which is not installed") from exc
+    return getattr(module, attr)
+
+
+@dataclass
+class TargetTable:
+    """The registry as rows, for ``danet-export --list-targets`` and the README."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def current(cls) -> "TargetTable":
+        return cls([{"target": t.name, "precisions": ",".join(t.precisions), "engine": t.engine,
+                     "files": ",".join(t.suffixes), "extra": t.extra, "installed": not t.missing(),
+                     "summary": t.summary} for t in targets()])
+
+    def text(self) -> str:
+        lines = []
+        for r in self.rows:
+            state = "" if r["installed"] else f"  [needs pip install 'danet-deploy[{r['extra']}]']"
+            lines.append(f"{r['target']:12s} {r['precisions']:15s} -> {r['engine']:12s} {r['summary']}{state}")
+        return "\n".join(lines)
