@@ -189,6 +189,31 @@ def compare_logits(reference: Sequence[np.ndarray] | np.ndarray, artifact: Seque
     return report
 
 
+def compare_masks(reference: Sequence[np.ndarray], artifact_masks: Sequence[np.ndarray],
+                  labels: Sequence[np.ndarray] | None = None, precision: str = "fp32",
+                  tolerance: Tolerance | None = None, margin_delta: float = MARGIN_DELTA,
+                  class_names: Sequence[str] | None = None) -> ParityReport:
+    """Compare an artifact that emits only a class mask (``--emit mask``) with reference logits.
+
+    The logit metrics (errors, cosine, SQNR) do not exist for such an artifact and are reported as
+    n/a; pass/fail rests on argmax agreement, margin agreement and the mIoU drop.
+    """
+    ref = np.stack(list(reference)).astype(np.float64)
+    masks = np.stack(list(artifact_masks))
+    if ref.ndim != 4 or masks.shape != (ref.shape[0], *ref.shape[2:]):
+        raise InputError(f"masks {masks.shape} do not match reference logits {ref.shape}")
+    tol = tolerance or TOLERANCES[precision]
+    mask_tol = Tolerance(min_argmax_agreement=tol.min_argmax_agreement, min_margin_agreement=tol.min_margin_agreement,
+                         max_miou_drop=tol.max_miou_drop)
+    # one-hot "logits" for the artifact give exactly its masks to the shared metric code
+    one_hot = np.eye(ref.shape[1], dtype=np.float64)[masks.astype(np.int64)].transpose(0, 3, 1, 2)
+    report = compare_logits(ref, one_hot, labels, precision, mask_tol, margin_delta, class_names)
+    nan = float("nan")
+    report.max_abs_error = report.mean_abs_error = report.max_rel_error = report.cosine = report.sqnr_db = nan
+    report.finite = bool(masks.min() >= 0 and masks.max() < ref.shape[1])  # a class index out of range is broken
+    return report
+
+
 def _checks(r: ParityReport, tol: Tolerance) -> list[Check]:
     checks = []
 
@@ -258,19 +283,23 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
         ref_session = runtime.load(ref_name, threads=threads)
     from .runtime.preprocess import preprocess
 
+    from .outputs import LOGITS, MASK
+
+    masks_only = LOGITS not in session.outputs
     ref_logits, art_logits = [], []
     for i, image in enumerate(images):
         tensor = preprocess([image], manifest.preprocessing, tuple(hw))
         if batch > 1:
             tensor = np.repeat(tensor, batch, axis=0)
-        art_logits.append(session.infer(tensor)[0])
+        art_logits.append(session.infer_outputs(tensor)[MASK][0] if masks_only else session.infer(tensor)[0])
         ref_logits.append(ref_session.infer(tensor)[0])
         if progress:
             progress(f"parity {i + 1}/{len(images)}")
     if labels is not None:
         labels = [_resize_label(lab, tuple(hw)) for lab in labels]
-    report = compare_logits(ref_logits, art_logits, labels, precision or manifest.precision,
-                            class_names=manifest.class_names or None)
+    compare = compare_masks if masks_only else compare_logits
+    report = compare(ref_logits, art_logits, labels, precision or manifest.precision,
+                     class_names=manifest.class_names or None)
     report.artifact, report.reference = str(artifact), str(ref_name)
     session.close()
     ref_session.close()

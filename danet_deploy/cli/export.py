@@ -7,6 +7,7 @@ import sys
 
 from ..errors import ConfigError
 from ..export.pipeline import ExportRequest
+from ..outputs import EMITS
 from ..targets import CALIB_METHODS, DEFAULT_CALIB_METHOD, PRECISIONS, get_target, target_names, targets
 from ..targets.registry import CALIB_ALIASES, TargetTable
 from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size, print_json
@@ -41,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calib-count", type=int, default=32)
     p.add_argument("--calib-method", choices=(*CALIB_METHODS, *CALIB_ALIASES),
                    help=f"INT8 calibration method (default: {DEFAULT_CALIB_METHOD['int8']}; recorded in the manifest)")
+    p.add_argument("--emit", default="logits", choices=tuple(EMITS),
+                   help="graph outputs: logits; mask (arg-max in the graph: uint8 NxHxW, int32 for TensorRT); "
+                        "both; mask-lowres (mask + logits before the final upsample)")
     p.add_argument("--policy", default="attention-float", help="precision policy: attention-float, quantize-all, ...")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="target-specific option (see --list-options)")
@@ -123,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         arch=args.arch, num_classes=args.num_classes, attention_chunks=args.attention_chunks,
         attention_memory=args.attention_memory, min_size=args.min_size, max_size=args.max_size,
         max_batch=args.max_batch, calib=args.calib_dir or args.calib, calib_count=args.calib_count,
-        calib_method=args.calib_method, policy=args.policy, options=options, verify=args.verify)
+        calib_method=args.calib_method, policy=args.policy, emit=args.emit, options=options, verify=args.verify)
     from ..export import export
 
     path, manifest = export(request)

@@ -16,21 +16,25 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExportError, summarize_exception
+from ..outputs import EMITS, LOGITS, LOGITS_LOWRES, MASK, check_emit
 from .metadata import stamp_onnx
 
 INPUT_NAME = "input"
-OUTPUT_NAME = "logits"
 
 
 def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch: int = 1, dynamic: bool = False,
                 dynamic_batch: bool | None = None, opset: int = 17, exporter: str = "legacy", simplify: bool = True,
-                config: dict[str, Any] | None = None) -> dict[str, Any]:
+                config: dict[str, Any] | None = None, emit: str = "logits",
+                mask_type: str = "uint8") -> dict[str, Any]:
     """Write ``model`` (eval mode; fused output only) as ONNX to ``path``; return export facts.
 
     Args:
         input_size: (H, W) traced at, and the static size when not ``dynamic``.
         dynamic: symbolic height and width (and batch, unless ``dynamic_batch=False``).
         dynamic_batch: symbolic batch with static H, W (defaults to ``dynamic``).
+        emit: which outputs the graph has (:data:`danet_deploy.outputs.EMITS`): ``logits``, or the
+            class mask computed in the graph (ArgMax + Cast to ``mask_type``), with full or
+            low-resolution logits beside it.
     """
     import onnx
     import torch
@@ -45,14 +49,17 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
         axes.update({2: "height", 3: "width"})
     example = torch.zeros(batch, 3, h, w)
     model = model.eval()
+    names = list(EMITS[check_emit(emit)])
+    output_axes = {name: _output_axes(name, axes) for name in names}
+    traced = model if names == [LOGITS] else _with_outputs(model, names, mask_type)
     started = time.perf_counter()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             if exporter == "legacy":
-                torch.onnx.export(model, (example,), str(path), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                torch.onnx.export(traced, (example,), str(path), input_names=[INPUT_NAME], output_names=names,
                                   opset_version=opset, dynamo=False, do_constant_folding=True,
-                                  dynamic_axes={INPUT_NAME: axes, OUTPUT_NAME: axes} if axes else None)
+                                  dynamic_axes={INPUT_NAME: axes, **output_axes} if axes else None)
             elif exporter == "dynamo":
                 from torch.export import Dim
 
@@ -61,7 +68,7 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
                     dims = {0: Dim("batch", min=1, max=256), 2: Dim("height", min=32, max=8192),
                             3: Dim("width", min=32, max=8192)}
                     shapes = {"x": {k: dims[k] for k in axes}}
-                program = torch.onnx.export(model, (example,), input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+                program = torch.onnx.export(traced, (example,), input_names=[INPUT_NAME], output_names=names,
                                             opset_version=max(opset, 18), dynamo=True, dynamic_shapes=shapes,
                                             verbose=False)
                 program.save(str(path))
@@ -97,10 +104,50 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
 
 def _pin_output_shape(graph: Any, num_classes: int) -> None:
     """The legacy exporter leaves the class dim symbolic; pin it so memory planning knows it."""
-    dims = graph.graph.output[0].type.tensor_type.shape.dim
-    if len(dims) == 4:
-        dims[1].ClearField("dim_param")
-        dims[1].dim_value = num_classes
+    for output in graph.graph.output:
+        dims = output.type.tensor_type.shape.dim
+        if output.name in (LOGITS, LOGITS_LOWRES) and len(dims) == 4:
+            dims[1].ClearField("dim_param")
+            dims[1].dim_value = num_classes
+
+
+def _output_axes(name: str, input_axes: dict[int, str]) -> dict[int, str]:
+    """Dynamic axes of an output tensor, from the input's (a mask has no class axis)."""
+    if name == MASK:
+        return {{0: 0, 2: 1, 3: 2}[k]: v for k, v in input_axes.items()}
+    if name == LOGITS_LOWRES:
+        return {k: (v if k == 0 else f"{v}_lowres") for k, v in input_axes.items()}
+    return dict(input_axes)
+
+
+def _with_outputs(model: Any, names: list[str], mask_type: str) -> Any:
+    """``model`` returning ``names`` (mask = arg-max over classes at the input size, in the graph)."""
+    import torch
+    import torch.nn.functional as F
+
+    dtype = {"uint8": torch.uint8, "int32": torch.int32}[mask_type]
+
+    class WithOutputs(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
+            self.num_classes = model.num_classes
+
+        def forward(self, x: Any) -> Any:
+            low = self.model.head(self.model.backbone(x))
+            full = None
+            outs = []
+            for name in names:
+                if name == LOGITS_LOWRES:
+                    outs.append(low)
+                    continue
+                if full is None:
+                    full = F.interpolate(low, size=x.shape[-2:], mode="bilinear",
+                                         align_corners=self.model.align_corners)
+                outs.append(full if name == LOGITS else torch.argmax(full, dim=1).to(dtype))
+            return tuple(outs) if len(outs) > 1 else outs[0]
+
+    return WithOutputs().eval()
 
 
 def _simplify(graph: Any) -> Any:

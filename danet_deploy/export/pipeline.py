@@ -19,6 +19,7 @@ from typing import Any, Callable
 from ..errors import ConfigError, UnknownModelError
 from ..files import sha256_file
 from ..manifest import Manifest, atomic_artifact_dir
+from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, plan_attention
 from ..targets import Target, TargetOptions, get_target
 from ..versions import tool_versions
@@ -48,6 +49,7 @@ class ExportRequest:
     calib_count: int = 32
     calib_method: str | None = None           # None: the precision's documented default
     policy: str = "attention-float"
+    emit: str = "logits"                      # graph outputs: logits | mask | both | mask-lowres
     options: dict[str, Any] = field(default_factory=dict)  # --option KEY=VALUE, checked against the target
     verify: bool = False
     force: bool = True
@@ -57,6 +59,10 @@ class ExportRequest:
         """Check target, precision, options and calibration method against the registry (no model yet)."""
         spec = self.spec
         spec.check_precision(self.precision)
+        check_emit(self.emit)
+        if self.emit not in spec.emits:
+            raise ConfigError(f"--target {spec.name} serves --emit {' or '.join(spec.emits)}, not {self.emit!r} "
+                              "(its engine binds one output tensor)")
         options = dict(self.options)
         if "calib_method" in options:  # accepted as an option too; the flag wins
             given = options.pop("calib_method")
@@ -145,9 +151,20 @@ class ExportContext:
             self.log(f"exporting ONNX ({r.exporter}, opset {r.opset}, {'dynamic' if r.dynamic else 'static'} "
                      f"{r.batch}x3x{r.input_size[0]}x{r.input_size[1]})")
             self.onnx_info = export_onnx(self.model, path, r.input_size, r.batch, r.dynamic, opset=r.opset,
-                                         exporter=r.exporter, config=self.graph_config)
+                                         exporter=r.exporter, config=self.graph_config, emit=r.emit,
+                                         mask_type=self.mask_type)
             self._fp32_onnx = path
         return self._fp32_onnx
+
+    @property
+    def mask_type(self) -> str:
+        """Integer type of the in-graph mask for this target and class count."""
+        return mask_dtype(self.model.num_classes, self.request.spec.mask_dtype)
+
+    def output_spec(self, input_spec: dict[str, Any]) -> dict[str, Any]:
+        """Manifest ``output`` entry for the graph's outputs (``--emit``)."""
+        return output_spec(self.request.emit, input_spec["shape"], self.model.num_classes,
+                           int(self.config.output_stride), self.mask_type)
 
     def input_spec(self, dtype: str = "float32", bounded: bool = False) -> dict[str, Any]:
         """Manifest input entry for this request (dynamic dims as names).
@@ -231,9 +248,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
             target=request.target, backend=result.backend, precision=result.precision, primary=result.primary,
             model=ctx.graph_config,
             preprocessing=model.config.preprocessing.to_dict(), input=result.input,
-            output={"name": "logits", "shape": [result.input["shape"][0], model.num_classes,
-                                                result.input["shape"][2], result.input["shape"][3]],
-                    "dtype": "float32"},
+            output=ctx.output_spec(result.input),
             tools=tool_versions(), checkpoint=model.checkpoint_info, calibration=result.calibration,
             export={**request.to_dict(), **ctx.onnx_info, "attention_plan": plan.to_dict(),
                     "seconds": round(time.perf_counter() - started, 2)},

@@ -120,6 +120,17 @@ def resize_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return rows[:, :, x0] * (1 - wx)[None, None, :] + rows[:, :, x1] * wx[None, None, :]
 
 
+def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of an ``[h, w]`` class mask to ``[H, W]`` (pixel centres, as PIL's NEAREST)."""
+    h, w = mask.shape
+    out_h, out_w = size
+    if (h, w) == (out_h, out_w):
+        return mask
+    rows = np.minimum(((np.arange(out_h) + 0.5) * (h / out_h)).astype(np.int64), h - 1)
+    cols = np.minimum(((np.arange(out_w) + 0.5) * (w / out_w)).astype(np.int64), w - 1)
+    return mask[rows[:, None], cols[None, :]]
+
+
 def logits_to_mask(logits: np.ndarray) -> np.ndarray:
     """``[..., C, H, W]`` logits -> ``[..., H, W]`` uint8 (or int32 for > 255 classes) class indices."""
     mask = np.argmax(logits, axis=-3)

@@ -11,10 +11,11 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import ConfigError, InputError
 from ..manifest import Manifest
+from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted
 from .backends.base import Backend, InputSpec
-from .preprocess import as_image_list, logits_to_mask, preprocess, resize_logits
+from .preprocess import as_image_list, logits_to_mask, preprocess, resize_logits, resize_mask
 
 
 class Session:
@@ -77,16 +78,33 @@ class Session:
             raise InputError("input contains NaN or Inf values; check the preprocessing of the source images")
         return np.ascontiguousarray(tensor)
 
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        """The graph's output tensors (``logits``, ``mask``, ``logits_lowres``; see :mod:`danet_deploy.outputs`)."""
+        return emitted(self.manifest.output)
+
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Raw logits ``[N, classes, H, W]`` for a preprocessed float32 NCHW tensor."""
-        return self.backend.infer(self.check_tensor(tensor))
+        if LOGITS not in self.outputs:
+            raise ConfigError(f"this artifact emits {', '.join(self.outputs)} (exported with --emit "
+                              f"{self.manifest.output.get('emit')}), not full-resolution logits; use run() for masks, "
+                              "infer_outputs() for every output, or re-export with --emit logits|both")
+        checked = self.check_tensor(tensor)
+        if self.outputs == (LOGITS,):
+            return self.backend.infer(checked)
+        return self.backend.infer_outputs(checked)[LOGITS]
 
-    def _infer_images(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Logits at each image's own size (resized to and from a static engine shape)."""
+    def infer_outputs(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the graph by name for a preprocessed float32 NCHW tensor."""
+        return self.backend.infer_outputs(self.check_tensor(tensor))
+
+    def _infer_images(self, images: Sequence[np.ndarray], names: tuple[str, ...] = (LOGITS,)) -> list[dict[str, np.ndarray]]:
+        """Per image, the outputs ``names`` at its own size (resized to and from a static engine shape):
+        logits bilinearly (low-resolution logits too), masks by nearest neighbour."""
         spec = self.input_spec
         size = spec.static_hw
         batch_size = spec.static_batch
-        results: list[np.ndarray] = [None] * len(images)  # type: ignore[list-item]
+        results: list[dict[str, np.ndarray]] = [{} for _ in images]
         # group images that share an input size, so a dynamic engine runs them as one batch
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
@@ -99,9 +117,11 @@ class Session:
                 if batch_size and len(chunk) < batch_size:  # pad a static batch with copies
                     pad = np.repeat(tensor[-1:], batch_size - len(chunk), axis=0)
                     tensor = np.concatenate([tensor, pad])
-                logits = self.infer(tensor)
-                for j, i in enumerate(chunk):
-                    results[i] = resize_logits(logits[j], images[i].shape[:2])
+                outs = {LOGITS: self.infer(tensor)} if names == (LOGITS,) else self.infer_outputs(tensor)
+                for name in names:
+                    for j, i in enumerate(chunk):
+                        value, size = outs[name][j], images[i].shape[:2]
+                        results[i][name] = resize_mask(value, size) if name == MASK else resize_logits(value, size)
         return results
 
     def run(self, images: Any, return_logits: bool = False, tile: tuple[int, int] | None = None,
@@ -119,16 +139,41 @@ class Session:
         """
         single = isinstance(images, np.ndarray) and images.ndim == 3
         items = as_image_list(images)
+        available = self.outputs
+        probabilities = LOGITS if LOGITS in available else (LOGITS_LOWRES if LOGITS_LOWRES in available else None)
+        if tile is not None and LOGITS not in available:
+            raise ConfigError(f"sliding windows average full-resolution logits, and this artifact emits "
+                              f"{', '.join(available)}; re-export with --emit logits or both")
+        if return_logits and probabilities is None:
+            raise ConfigError("this artifact emits a mask only (--emit mask): there are no logits to return; "
+                              "re-export with --emit both or mask-lowres")
         if tile is not None:
             from .sliding import sliding_window_logits
 
             logits = [sliding_window_logits(self, img, tile, stride) for img in items]
+            masks = [logits_to_mask(lg) for lg in logits]
+        elif MASK in available:  # the engine arg-maxed: no host argmax, no logits leave it unless asked
+            wanted = (MASK, probabilities) if return_logits else (MASK,)
+            outs = self._infer_images(items, wanted)  # type: ignore[arg-type]
+            masks = [o[MASK] for o in outs]
+            logits = [o[probabilities] for o in outs] if return_logits else []
         else:
-            logits = self._infer_images(items)
-        masks = [logits_to_mask(lg) for lg in logits]
+            logits = [o[LOGITS] for o in self._infer_images(items)]
+            masks = [logits_to_mask(lg) for lg in logits]
         if single:
             return (masks[0], logits[0]) if return_logits else masks[0]
         return (masks, logits) if return_logits else masks
+
+    def stream(self, frames: Any, depth: int = 2, policy: str = "all") -> Any:
+        """Pipelined masks for a stream of frames: ``(frame_index, mask, timings)`` per frame.
+
+        Preprocessing of frame i+1 and post-processing of frame i-1 overlap the engine running
+        frame i; ``policy="latest"`` drops stale frames of a live camera. See
+        :func:`danet_deploy.runtime.stream.stream`.
+        """
+        from .stream import stream
+
+        return stream(self, frames, depth=depth, policy=policy)
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:

@@ -83,5 +83,6 @@ register_target(Target(
     "tensorrt", "TensorRT bundle (FP16 AutoCast / Q/DQ INT8 ONNX, verified on CPU); engine built on the GPU",
     builder="danet_deploy.export.tensorrt:build", engine="tensorrt", precisions=("fp32", "fp16", "int8"),
     suffixes=(".onnx", ".engine"), requires=(ONNX, ONNXSLIM, ONNXRUNTIME), extra="onnx,tensorrt-prepare",
-    options=TensorRTOptions, calib_methods=("minmax", "entropy"), element_limit=True,
+    options=TensorRTOptions, calib_methods=("minmax", "entropy"), element_limit=True, mask_dtype="int32",
+    emits=("logits", "mask"),
     from_builder="danet_deploy.export.tensorrt:build_from_bundle"))

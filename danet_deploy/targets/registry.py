@@ -64,6 +64,9 @@ class Target:
         options: the typed options dataclass (``--option KEY=VALUE``).
         calib_methods: ``--calib-method`` values its INT8 path implements.
         element_limit: the engine refuses tensors above 2^31 - 1 elements (attention planning).
+        emits: the ``--emit`` output sets its engine can serve.
+        mask_dtype: integer type of an in-graph class mask (``--emit mask``): ``uint8``, or
+            ``int32`` for engines without uint8 I/O.
         from_builder: ``"module:function"`` for ``--from SOURCE`` (a second stage that turns an
             existing artifact into this target's), ``function(source, output, options, log) -> Path``.
     """
@@ -79,6 +82,8 @@ class Target:
     options: type[TargetOptions] = TargetOptions
     calib_methods: tuple[str, ...] = ()
     element_limit: bool = False
+    mask_dtype: str = "uint8"
+    emits: tuple[str, ...] = ("logits", "mask", "both", "mask-lowres")
     from_builder: str | None = None
 
     def check_precision(self, precision: str) -> None:

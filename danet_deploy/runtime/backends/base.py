@@ -22,6 +22,7 @@ import numpy as np
 
 from ...errors import BackendUnavailableError, ConfigError
 from ...manifest import Manifest
+from ...outputs import emit_from_names, emitted
 from ...targets import engine_names, get_engine, resolve
 from ...targets.options import suggest
 
@@ -96,7 +97,13 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """float32 NCHW -> float32 logits ``[N, classes, H, W]``."""
+        """float32 NCHW -> the graph's first output (float32 logits ``[N, classes, H, W]``, or the
+        integer mask ``[N, H, W]`` of a ``--emit mask`` artifact)."""
+
+    def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the graph by name (``logits``, ``mask``, ``logits_lowres``: see
+        :mod:`danet_deploy.outputs`); the default is the one output ``infer`` returns."""
+        return {emitted(self.manifest.output)[0]: self.infer(batch)}
 
     def infer_many(self, batches: Sequence[np.ndarray], jobs: int | None = None) -> list[np.ndarray]:
         """Logits for several batches; the default runs them one after another."""
@@ -120,6 +127,17 @@ class Backend(abc.ABC):
         """The keyword options ``__init__`` accepts (after ``model_file`` and ``manifest``)."""
         params = list(inspect.signature(cls.__init__).parameters.values())[3:]
         return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+
+
+def bare_output_entry(names: Sequence[str], shapes: Sequence[Sequence[Any]], dtypes: Sequence[str]) -> dict[str, Any]:
+    """The manifest ``output`` entry of a bare model file, from its graph's outputs."""
+    tensors = [{"name": n, "shape": list(s), "dtype": d} for n, s, d in zip(names, shapes, dtypes)]
+    return {**tensors[0], "emit": emit_from_names(list(names)), "tensors": tensors}
+
+
+def as_output(array: np.ndarray) -> np.ndarray:
+    """An engine output as the runtime hands it on: float outputs as float32, integer masks as they are."""
+    return array.astype(np.float32, copy=False) if np.issubdtype(array.dtype, np.floating) else array
 
 
 def check_options(cls: type[Backend], options: dict[str, Any]) -> None:

@@ -9,7 +9,10 @@ import numpy as np
 
 from ...errors import ArtifactError, ConfigError, summarize_exception
 from ...manifest import Manifest, manifest_from_metadata
-from .base import Backend, InputSpec, require
+from .base import Backend, InputSpec, as_output, bare_output_entry, require
+
+_ORT_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
+              "tensor(int64)": "int64", "tensor(float16)": "float16"}
 
 _PROVIDER_ALIASES = {
     "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
@@ -64,19 +67,25 @@ class OnnxRuntimeBackend(Backend):
                                 "(corrupt or truncated file? re-export it)") from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
+        self.output_names = [o.name for o in outputs]
         if manifest is None:
             meta = self.session.get_modelmeta().custom_metadata_map
             manifest = manifest_from_metadata(
                 meta, Path(model_file), target="onnx", backend="onnxruntime",
                 input={"name": inputs[0].name, "shape": list(inputs[0].shape), "dtype": "float32"},
-                output={"name": outputs[0].name, "shape": list(outputs[0].shape), "dtype": "float32"})
+                output=bare_output_entry(self.output_names, [list(o.shape) for o in outputs],
+                                         [_ORT_TYPES.get(o.type, o.type) for o in outputs]))
         self.manifest = manifest
         self.input_spec = InputSpec.from_manifest({**manifest.input, "name": self.input_name,
                                                    "shape": list(inputs[0].shape)})
         self.threads = threads
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        return self.session.run([self.output_name], {self.input_name: batch})[0].astype(np.float32, copy=False)
+        return as_output(self.session.run([self.output_name], {self.input_name: batch})[0])
+
+    def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        values = self.session.run(self.output_names, {self.input_name: batch})
+        return {name: as_output(v) for name, v in zip(self.output_names, values)}
 
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort

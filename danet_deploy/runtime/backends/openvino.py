@@ -26,7 +26,7 @@ import numpy as np
 
 from ...errors import ArtifactError, ConfigError, summarize_exception
 from ...manifest import Manifest, manifest_from_metadata
-from .base import Backend, InputSpec, require
+from .base import Backend, InputSpec, as_output, bare_output_entry, require
 
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
 _PRECISIONS = ("f32", "bf16", "f16")
@@ -72,6 +72,7 @@ class OpenVINOBackend(Backend):
         self.threads, self.hint, self.inference_precision = threads, hint_key, inference_precision
         port = self.model.inputs[0]
         self.input_name = port.get_any_name()
+        self.output_names = [o.get_any_name() for o in self.model.outputs]
         partial = port.get_partial_shape()
         shape = [d.get_length() if d.is_static else None for d in partial]
         self.input_spec = InputSpec.from_manifest({**self.manifest.input, "name": self.input_name,
@@ -106,11 +107,13 @@ class OpenVINOBackend(Backend):
             import onnx
 
             meta = {p.key: p.value for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
-        inp, out = self.model.inputs[0], self.model.outputs[0]
+        inp, outs = self.model.inputs[0], self.model.outputs
         dims = lambda port: [d.get_length() if d.is_static else "dynamic" for d in port.get_partial_shape()]  # noqa: E731
+        output = bare_output_entry([o.get_any_name() for o in outs], [dims(o) for o in outs],
+                                   [_OV_TYPES.get(o.get_element_type().get_type_name(), "float32") for o in outs])
         return manifest_from_metadata(meta, model_file, target="openvino", backend="openvino",
                                       input={"name": inp.get_any_name(), "shape": dims(inp), "dtype": "float32"},
-                                      output={"name": out.get_any_name(), "shape": dims(out), "dtype": "float32"})
+                                      output=output)
 
     def _get(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
         """(compiled model, infer request) for ``shape``: reshaped and compiled on first use."""
@@ -136,7 +139,12 @@ class OpenVINOBackend(Backend):
     def infer(self, batch: np.ndarray) -> np.ndarray:
         _, request = self._get(tuple(batch.shape))
         request.infer({0: batch})
-        return np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        return _output(request, 0)
+
+    def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        _, request = self._get(tuple(batch.shape))
+        request.infer({0: batch})
+        return {name: _output(request, i) for i, name in enumerate(self.output_names)}
 
     def infer_many(self, batches: Sequence[np.ndarray], jobs: int | None = None) -> list[np.ndarray]:
         """Logits for many batches with overlapping infer requests (throughput mode).
@@ -162,7 +170,7 @@ class OpenVINOBackend(Backend):
             def collect() -> None:
                 index, request = pending.popleft()
                 request.wait()
-                results[index] = np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+                results[index] = _output(request, 0)
                 free.append(request)
 
             for i in indices:
@@ -192,6 +200,14 @@ class OpenVINOBackend(Backend):
     def close(self) -> None:
         self._compiled.clear()
         self.model = None
+
+
+_OV_TYPES = {"f32": "float32", "u8": "uint8", "i32": "int32", "i64": "int64", "f16": "float16"}
+
+
+def _output(request: Any, index: int) -> np.ndarray:
+    """A copy of output ``index`` (the request's buffer is reused by the next call)."""
+    return as_output(np.array(request.get_output_tensor(index).data, copy=True))
 
 
 def _optimal_requests(compiled: Any) -> int:

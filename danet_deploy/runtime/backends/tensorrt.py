@@ -19,7 +19,7 @@ import numpy as np
 from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError
 from ...manifest import Manifest
 from ...tensorrt.compat import check_engine_compatibility
-from .base import Backend, InputSpec, require
+from .base import Backend, InputSpec, as_output, require
 from ...tensorrt.cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, check, device_properties, load_cudart
 
 # TensorRT DataType names -> numpy (bf16/fp8/int4 have no numpy type; the I/O of our engines is fp32)
@@ -183,7 +183,7 @@ class TensorRTBackend(Backend):
         else:
             self._enqueue(events)
         check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-        return self._h_out.view(self._out_shape, self.output_dtype).astype(np.float32, copy=True)
+        return as_output(self._h_out.view(self._out_shape, self.output_dtype).copy())  # logits float32, masks int
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         self._prepare(batch)

@@ -1,0 +1,70 @@
+"""What an artifact's graph emits: full-resolution logits, an arg-maxed class mask, or both.
+
+A robot needs the mask, not 19 x 1024 x 2048 float logits (152 MiB a frame) to arg-max on its
+CPU, so ``danet-export --emit`` can append the arg-max (and keep the final resize) inside the
+graph, as Isaac ROS and DeepStream decode segmentation on the device. The output tensors have
+fixed names, so the runtime knows what it got from the manifest or, for a bare model file, from
+the graph's output names alone:
+
+* ``logits``        float32 ``[N, C, H, W]`` at the input size (the default, as before);
+* ``mask``          ``uint8`` ``[N, H, W]`` class indices (``int32`` where an engine lacks
+                    uint8 I/O or there are more than 256 classes);
+* ``logits_lowres`` float32 ``[N, C, H/s, W/s]`` before the final upsample (``s`` = output
+                    stride), for users who need probabilities at a fraction of the bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .errors import ConfigError
+
+LOGITS, MASK, LOGITS_LOWRES = "logits", "mask", "logits_lowres"
+#: ``--emit`` value -> output tensors, in graph order.
+EMITS: dict[str, tuple[str, ...]] = {
+    "logits": (LOGITS,),
+    "mask": (MASK,),
+    "both": (MASK, LOGITS),
+    "mask-lowres": (MASK, LOGITS_LOWRES),
+}
+
+
+def check_emit(emit: str) -> str:
+    if emit not in EMITS:
+        raise ConfigError(f"--emit must be one of {', '.join(EMITS)}, got {emit!r}")
+    return emit
+
+
+def mask_dtype(num_classes: int, engine_dtype: str = "uint8") -> str:
+    """``uint8`` when the classes fit and the engine has uint8 I/O, else ``int32``."""
+    return "uint8" if engine_dtype == "uint8" and num_classes <= 256 else "int32"
+
+
+def output_spec(emit: str, input_shape: list[Any], num_classes: int, output_stride: int,
+                mask_type: str = "uint8") -> dict[str, Any]:
+    """The manifest's ``output`` entry: the first tensor's name/shape/dtype, ``emit`` and every tensor."""
+    n, _, h, w = input_shape
+
+    def lowres(dim: Any) -> Any:
+        return f"ceil({dim}/{output_stride})" if isinstance(dim, str) else -(-int(dim) // output_stride)
+
+    shapes = {LOGITS: ([n, num_classes, h, w], "float32"), MASK: ([n, h, w], mask_type),
+              LOGITS_LOWRES: ([n, num_classes, lowres(h), lowres(w)], "float32")}
+    tensors = [{"name": name, "shape": shapes[name][0], "dtype": shapes[name][1]} for name in EMITS[check_emit(emit)]]
+    return {**tensors[0], "emit": emit, "tensors": tensors}
+
+
+def emitted(output: dict[str, Any]) -> tuple[str, ...]:
+    """Names of the output tensors a manifest's ``output`` entry describes (older manifests: logits)."""
+    tensors = output.get("tensors")
+    if tensors:
+        return tuple(t["name"] for t in tensors)
+    return (output.get("name") or LOGITS,)
+
+
+def emit_from_names(names: list[str]) -> str:
+    """The ``--emit`` value whose tensors are ``names`` (a bare model file's outputs)."""
+    for emit, tensors in EMITS.items():
+        if tuple(names) == tensors:
+            return emit
+    return "logits"

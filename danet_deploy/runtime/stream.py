@@ -1,0 +1,229 @@
+"""Pipelined inference over a stream of frames: pre-processing, the engine and post-processing overlap.
+
+A robot's loop that calls ``session.run(frame)`` runs preprocess -> engine -> postprocess strictly
+in sequence, so the host work of every frame adds to its latency and divides the frame rate.
+:func:`stream` runs the three stages on their own threads joined by bounded queues (the engine
+libraries release the GIL while they compute), so frame i+1 is read and preprocessed and frame
+i-1 is post-processed while the engine runs frame i:
+
+    source --(reader)--> frames --(preprocess)--> tensors --(engine)--> outputs --(caller: post)--> yield
+
+Two policies for what happens when the source is faster than the engine:
+    * ``"all"`` (files): every frame is processed, in order; the reader waits (bounded queues).
+    * ``"latest"`` (live cameras): the reader never waits; a frame not yet picked up when a newer
+      one arrives is dropped (counted), so the engine always works on the newest frame and the
+      latency does not grow behind a backlog.
+
+An exception in any stage stops the others and is raised in the caller; closing the generator
+early (``break``) stops and joins every thread. Nothing is left running either way.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from ..errors import ConfigError, DanetDeployError
+from ..outputs import LOGITS, MASK
+from .preprocess import logits_to_mask, preprocess, resize_logits, resize_mask
+
+POLICIES = ("all", "latest")
+_END = object()
+_POLL_S = 0.05
+
+
+@dataclass
+class _Item:
+    index: int
+    image: np.ndarray | None
+    read_at: float
+    tensor: np.ndarray | None = None
+    outputs: dict[str, np.ndarray] | None = None
+    pre_ms: float = 0.0
+    engine_ms: float = 0.0
+
+
+class _Failure:
+    """An exception raised in a stage, carried downstream to the caller."""
+
+    def __init__(self, stage: str, exc: BaseException) -> None:
+        self.stage, self.exc = stage, exc
+
+
+class _LatestSlot:
+    """A one-frame mailbox: a new frame replaces one not taken yet (counted as dropped). The end of
+    the stream (or a failure) is kept apart, so it never displaces the last frame."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._full = False
+        self._final: Any = None
+        self.dropped = 0
+
+    def put(self, item: Any, stop: threading.Event) -> bool:
+        with self._cond:
+            if item is _END or isinstance(item, _Failure):
+                self._final = item
+            else:
+                if self._full:
+                    self.dropped += 1
+                self._item, self._full = item, True
+            self._cond.notify()
+        return True
+
+    def get(self, stop: threading.Event) -> Any:
+        with self._cond:
+            while not self._full and self._final is None:
+                if stop.is_set():
+                    return _END
+                self._cond.wait(_POLL_S)
+            if self._full:
+                item, self._item, self._full = self._item, None, False
+                return item
+            return self._final
+
+
+class _Bounded:
+    """A bounded queue whose put/get give up when the pipeline is stopping (no thread blocks forever)."""
+
+    def __init__(self, depth: int) -> None:
+        self._q: queue.Queue[Any] = queue.Queue(maxsize=depth)
+        self.dropped = 0
+
+    def put(self, item: Any, stop: threading.Event) -> bool:
+        while not stop.is_set():
+            try:
+                self._q.put(item, timeout=_POLL_S)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def get(self, stop: threading.Event) -> Any:
+        while True:
+            try:
+                return self._q.get(timeout=_POLL_S)
+            except queue.Empty:
+                if stop.is_set():
+                    return _END
+
+
+def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: str = "all",
+           ) -> Iterator[tuple[int, np.ndarray, dict[str, float]]]:
+    """Yield ``(frame_index, mask, timings)`` for each processed frame; see the module docstring.
+
+    Args:
+        session: a :class:`~danet_deploy.runtime.Session`.
+        frames: uint8 HxWx3 RGB frames (a list, a generator, a camera reader ...).
+        depth: frames in flight between two stages (bounded memory: at most ~3 x depth frames).
+        policy: ``"all"`` keeps every frame; ``"latest"`` drops stale frames (live cameras).
+    Timings (ms): ``pre``, ``engine``, ``post``, ``latency`` (frame read -> mask ready) and
+    ``dropped`` (frames dropped so far; ``"latest"`` only).
+    """
+    if policy not in POLICIES:
+        raise ConfigError(f"stream policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    if int(depth) < 1:
+        raise ConfigError(f"stream depth must be >= 1, got {depth}")
+    depth = int(depth)
+    stop = threading.Event()
+    raw: _LatestSlot | _Bounded = _LatestSlot() if policy == "latest" else _Bounded(depth)
+    tensors, outputs = _Bounded(1 if policy == "latest" else depth), _Bounded(depth)
+    plan = _Plan(session)
+
+    def reader() -> None:
+        try:
+            for index, image in enumerate(frames):
+                if stop.is_set():
+                    return
+                if not raw.put(_Item(index, image, time.perf_counter()), stop):
+                    return
+            raw.put(_END, stop)
+        except BaseException as exc:  # noqa: BLE001 - carried to the caller
+            raw.put(_Failure("reading frames", exc), stop)
+
+    def stage(name: str, source: Any, sink: _Bounded, work: Any) -> None:
+        while True:
+            item = source.get(stop)
+            if item is _END or isinstance(item, _Failure):
+                sink.put(item, stop)
+                return
+            try:
+                work(item)
+            except BaseException as exc:  # noqa: BLE001 - carried to the caller
+                sink.put(_Failure(name, exc), stop)
+                return
+            if not sink.put(item, stop):
+                return
+
+    threads = [threading.Thread(target=reader, name="danet-stream-reader", daemon=True),
+               threading.Thread(target=stage, args=("preprocessing", raw, tensors, plan.pre),
+                                name="danet-stream-pre", daemon=True),
+               threading.Thread(target=stage, args=("inference", tensors, outputs, plan.engine),
+                                name="danet-stream-engine", daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        while True:
+            item = outputs.get(stop)
+            if item is _END:
+                return
+            if isinstance(item, _Failure):
+                if isinstance(item.exc, DanetDeployError):
+                    raise item.exc
+                raise RuntimeError(f"stream failed while {item.stage}: {item.exc!r}") from item.exc
+            start = time.perf_counter()
+            mask = plan.post(item)
+            done = time.perf_counter()
+            timings = {"pre": item.pre_ms, "engine": item.engine_ms, "post": (done - start) * 1000.0,
+                       "latency": (done - item.read_at) * 1000.0, "dropped": float(raw.dropped)}
+            yield item.index, mask, timings
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+class _Plan:
+    """How each stage treats a frame for this session: engine input size, outputs, post-processing."""
+
+    def __init__(self, session: Any) -> None:
+        self.session = session
+        spec = session.input_spec
+        self.size = spec.static_hw
+        self.batch = spec.static_batch or 1
+        self.use_mask = MASK in session.outputs
+        if not self.use_mask and LOGITS not in session.outputs:
+            raise ConfigError(f"streaming needs a mask or full logits; this artifact emits {session.outputs}")
+
+    def pre(self, item: _Item) -> None:
+        start = time.perf_counter()
+        image = item.image
+        if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+            raise ConfigError(f"frame {item.index}: expected a uint8 HxWx3 RGB array, got "
+                              f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
+        tensor = preprocess([image], self.session.preprocessing, self.size or image.shape[:2])
+        if self.batch > 1:
+            tensor = np.repeat(tensor, self.batch, axis=0)
+        item.tensor = self.session.check_tensor(tensor)
+        item.pre_ms = (time.perf_counter() - start) * 1000.0
+
+    def engine(self, item: _Item) -> None:
+        start = time.perf_counter()
+        backend = self.session.backend
+        item.outputs = backend.infer_outputs(item.tensor) if self.use_mask or len(self.session.outputs) > 1 \
+            else {LOGITS: backend.infer(item.tensor)}
+        item.tensor = None
+        item.engine_ms = (time.perf_counter() - start) * 1000.0
+
+    def post(self, item: _Item) -> np.ndarray:
+        assert item.outputs is not None and item.image is not None
+        size = item.image.shape[:2]
+        if self.use_mask:
+            return resize_mask(item.outputs[MASK][0], size)
+        return logits_to_mask(resize_logits(item.outputs[LOGITS][0], size))
