@@ -214,7 +214,7 @@ def test_entropy_calibrator_copies_full_batches_and_frees(tmp_path):
     assert len(seen) == 2  # the fifth sample cannot make a whole batch
     np.testing.assert_array_equal(np.concatenate(seen), tensors[:4])
     assert fake.memory  # the device buffer lives for the build...
-    calibrator.free()
+    calibrator._free()
     assert fake.memory == {}  # ...and is freed after it
     calibrator.write_calibration_cache(b"cache")
     assert calibrator.read_calibration_cache() == b"cache"

@@ -127,7 +127,7 @@ def _entropy_calibrator(trt: Any, cudart: Any, tensors: np.ndarray, cache_file: 
                         shape: list[int] | tuple[int, ...]) -> Any:
     """Legacy ``IInt8EntropyCalibrator2`` feeding full batches of ``shape`` (TensorRT <= 10).
 
-    The device buffer is freed by ``free()`` once the build is over (``build_engine`` does it).
+    The device buffer is freed by ``_free()`` once the build is over (``build_engine`` does it).
     """
     from ..tensorrt.cuda import DeviceBuffer, check
 
@@ -159,7 +159,7 @@ def _entropy_calibrator(trt: Any, cudart: Any, tensors: np.ndarray, cache_file: 
         def write_calibration_cache(self, data: Any) -> None:
             atomic_write_bytes(cache_file, memoryview(data))
 
-        def free(self) -> None:
+        def _free(self) -> None:  # ours, not a TensorRT override (hence the underscore)
             self.buffer.free()
 
     return _Calibrator()
@@ -280,7 +280,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
         plan = builder.build_serialized_network(network, config)
     finally:
         if calibrator is not None:
-            calibrator.free()  # the calibration batches' device buffer
+            calibrator._free()  # the calibration batches' device buffer
     if plan is None:
         raise ExportError("TensorRT failed to build the engine (see the TensorRT log above); common fixes: a larger "
                           "--workspace, a smaller --max-size/--max-batch, or more --attention-chunks")
