@@ -242,7 +242,8 @@ def test_dla_refusals_name_the_problem_and_the_fix(args, message):
 def test_dla_refused_on_tensorrt_releases_without_dla_and_with_hardware_compatibility():
     from danet_deploy.tensorrt.compat import check_dla_request
 
-    for version in ("11.0.0", "11.3.1", "11.4.0.106"):
+    check_dla_request(0, "fp16", STATIC, tensorrt_version="10.7.0.23")
+    for version in ("10.8.0", "10.16.1.11", "11.0.0", "11.3.1", "11.4.0.106"):
         with pytest.raises(ConfigError, match=f"TensorRT {re.escape(version)} has no DLA support"):
             check_dla_request(0, "fp16", STATIC, tensorrt_version=version)
     with pytest.raises(ConfigError, match="AMPERE_PLUS"):

@@ -195,6 +195,7 @@ def check_engine_compatibility(engine_info: dict[str, Any], running: dict[str, A
 DLA_PRECISIONS = ("fp16", "int8")
 DLA_MAX_BATCH = 4096        # TensorRT's DLA restrictions: batch <= 4096,
 DLA_MAX_DIM = 8192          # every non-batch dimension <= 8192
+DLA_LAST_10 = (10, 7)       # "TensorRT 10.7 was the last 10.x release that supported DLA"
 DLA_RETURNED = (11, 4, 1)   # DLA on Jetson AGX Orin came back in TensorRT 11.4.1 (JetPack >= 7.2.2)
 
 
@@ -206,7 +207,7 @@ def check_dla_request(dla_core: int | str | None, precision: str, profile: dict[
     max and opt values must be equal"); with GPU fallback such a build would silently run on the
     GPU while the manifest says DLA. Plain arguments (precision and profile from the bundle's
     manifest) so the check runs, and is tested, without TensorRT. ``tensorrt_version`` adds the
-    releases that have no DLA at all (11.0 through 11.4.0).
+    releases NVIDIA documents without DLA on Jetson: 10.8 through 11.4.0.
     """
     if dla_core is None:
         return
@@ -234,10 +235,10 @@ def check_dla_request(dla_core: int | str | None, precision: str, profile: dict[
                           "hardware_compatible or --dla-core")
     if tensorrt_version:
         version = parse_version(tensorrt_version)
-        if (11,) <= version[:1] and version[:3] < DLA_RETURNED:
-            raise ConfigError(f"TensorRT {tensorrt_version} has no DLA support on Jetson (removed in 11.0, back in "
-                              "11.4.1 with JetPack >= 7.2.2 on Jetson AGX Orin; Jetson Thor has no DLA). Use the "
-                              "TensorRT of JetPack 6 or >= 11.4.1, or leave --dla-core out")
+        if version[:2] > DLA_LAST_10 and version[:3] < DLA_RETURNED:
+            raise ConfigError(f"TensorRT {tensorrt_version} has no DLA support on Jetson (10.7 was the last 10.x with "
+                              "DLA; it is back in 11.4.1 with JetPack >= 7.2.2 on Jetson AGX Orin; Jetson Thor has no "
+                              "DLA). Use JetPack 6's TensorRT 10.x or TensorRT >= 11.4.1, or leave --dla-core out")
 
 
 def check_hardware_compatible_build(capability: str | tuple[int, int], gpu: str = "this GPU") -> None:
