@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import argparse
 import ast
-import bisect
 import json
 import re
 import struct

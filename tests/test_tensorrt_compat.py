@@ -226,7 +226,8 @@ def test_dla_accepts_static_fp16_and_int8():
 
 @pytest.mark.parametrize("args, message", [
     ((0, "fp32", STATIC), "DLA runs FP16 and INT8 only, this bundle is fp32"),
-    ((0, "fp16", DYNAMIC), r"DLA has no dynamic shapes.*min 1x3x32x32, opt 1x3x64x64, max 1x3x96x96.*without --dynamic"),
+    ((0, "fp16", DYNAMIC),
+     r"DLA has no dynamic shapes.*min 1x3x32x32, opt 1x3x64x64, max 1x3x96x96.*without --dynamic"),
     ((0, "int8", {k: [4097, 3, 64, 64] for k in STATIC}), "batch <= 4096"),
     ((0, "fp16", {k: [1, 3, 64, 8200] for k in STATIC}), "dimensions <= 8192"),
     ((-1, "fp16", STATIC), "0 or more"),

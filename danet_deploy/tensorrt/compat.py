@@ -214,7 +214,8 @@ def check_dla_request(dla_core: int | str | None, precision: str, profile: dict[
     try:
         core = int(dla_core)
     except (TypeError, ValueError):
-        raise ConfigError(f"--dla-core must be a DLA core number (0 or 1 on Jetson AGX Orin), got {dla_core!r}") from None
+        raise ConfigError(f"--dla-core must be a DLA core number (0 or 1 on Jetson AGX Orin), "
+                          f"got {dla_core!r}") from None
     if core < 0:
         raise ConfigError(f"--dla-core must be 0 or more, got {core}")
     if precision not in DLA_PRECISIONS:
