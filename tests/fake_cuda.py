@@ -42,6 +42,7 @@ class FakeCudart:
     def __init__(self, driver: int = 12020, runtime: int = 12090, devices: int = 1,
                  capability: tuple[int, int] = (8, 7), name: bytes = b"Orin") -> None:
         self.driver, self.runtime, self.devices = driver, runtime, devices
+        self.driver_query_error: Err | None = None  # make cudaDriverGetVersion itself fail
         self.capability, self.name = capability, name
         self.calls: list[tuple[Any, ...]] = []
         self.memory: dict[int, Any] = {}
@@ -92,6 +93,8 @@ class FakeCudart:
         return (err,)
 
     def cudaDriverGetVersion(self) -> tuple[Err, int]:
+        if self.driver_query_error is not None:
+            return self.driver_query_error, 0
         return Err.cudaSuccess, self.driver
 
     def cudaRuntimeGetVersion(self) -> tuple[Err, int]:

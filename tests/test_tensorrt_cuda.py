@@ -57,6 +57,23 @@ def test_load_cudart_checks_the_driver_before_any_other_call(monkeypatch):
     assert cuda.load_cudart() is fine and cuda.check_driver(fine)["driver_cuda"] == "12.6"
 
 
+def test_driver_version_query_that_itself_fails(monkeypatch):
+    fake = FakeCudart(driver=12020, runtime=13000)
+    fake.driver_query_error = Err.cudaErrorInsufficientDriver
+    install_fake_cuda_python(monkeypatch, fake)  # no cuda.bindings.driver: the runtime's error stands
+    with pytest.raises(BackendUnavailableError, match=r"driver is older than .*built for CUDA 13\.0.*<13"):
+        cuda.check_driver(fake)
+    driver_api = types.SimpleNamespace(cuDriverGetVersion=lambda: (0, 12020))  # cuDriverGetVersion works
+    monkeypatch.setitem(sys.modules, "cuda.bindings.driver", driver_api)
+    sys.modules["cuda.bindings"].driver = driver_api
+    with pytest.raises(BackendUnavailableError, match=r"supports CUDA up to 12\.2"):
+        cuda.check_driver(fake)
+    fake.driver_query_error = Err.cudaErrorNoDevice  # not a version problem: left to the next call
+    fake.runtime = 12090
+    sys.modules["cuda.bindings"].driver = types.SimpleNamespace(cuDriverGetVersion=lambda: (100, 0))
+    assert cuda.check_driver(fake)["driver_cuda"] is None
+
+
 def test_insufficient_driver_from_any_call_says_which_side_is_old():
     fake = FakeCudart(driver=12020, runtime=13000)
     with pytest.raises(BackendUnavailableError) as info:

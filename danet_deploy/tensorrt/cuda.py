@@ -85,25 +85,63 @@ def driver_mismatch(driver: int, runtime: int, bindings: str | None = None) -> s
             f"driver to one that supports CUDA {need} (CUDA 13 needs driver >= 580)")
 
 
+def driver_cuda_version(cudart: Any) -> tuple[int | None, str | None]:
+    """``(version, None)``, or ``(None, error name)`` when neither runtime nor driver API can read it.
+
+    ``cudaDriverGetVersion`` may itself fail with ``cudaErrorInsufficientDriver`` when it has to
+    initialise runtime state; the driver API's ``cuDriverGetVersion`` needs none, so it is the
+    second try.
+    """
+    err, version = cudart.cudaDriverGetVersion()
+    if _is_success(cudart, err):
+        return int(version), None
+    name = _error_name(cudart, err)[0]
+    try:
+        from cuda.bindings import driver  # noqa: PLC0415
+    except ImportError:
+        try:
+            from cuda import cuda as driver  # type: ignore[no-redef]  # noqa: PLC0415
+        except ImportError:
+            return None, name
+    try:
+        result, version = driver.cuDriverGetVersion()
+        if int(result) == 0:
+            return int(version), None
+    except Exception:  # an older or partial binding: keep the runtime's error
+        pass
+    return None, name
+
+
 def check_driver(cudart: Any) -> dict[str, Any]:
     """Raise :class:`BackendUnavailableError` when the driver is missing or older than the bindings.
 
-    Returns ``{"driver_cuda": "12.2", "runtime_cuda": "12.9", "cuda_python": "12.9.0"}``.
-    ``cudaDriverGetVersion`` works with any driver (it does not initialise a context), so this
-    runs before the first call that could fail with ``cudaErrorInsufficientDriver``.
+    Returns ``{"driver_cuda": "12.2", "runtime_cuda": "12.9", "cuda_python": "12.9.0"}``. Runs
+    before the first call that could fail with ``cudaErrorInsufficientDriver``, so that failure
+    is named for what it is: bindings of a newer CUDA major than the driver supports.
     """
-    err, driver = cudart.cudaDriverGetVersion()
-    if int(err) != int(cudart.cudaError_t.cudaSuccess):
-        driver = 0
     err, runtime = cudart.cudaRuntimeGetVersion()
-    if int(err) != int(cudart.cudaError_t.cudaSuccess):
-        runtime = 0
+    runtime = int(runtime) if _is_success(cudart, err) else 0
     bindings = bindings_version()
-    problem = driver_mismatch(int(driver), int(runtime), bindings)
+    driver, error = driver_cuda_version(cudart)
+    if driver is None:
+        if error == "cudaErrorInsufficientDriver":
+            raise BackendUnavailableError(_insufficient(runtime, bindings))
+        return {"driver_cuda": None, "runtime_cuda": cuda_version(runtime) if runtime else None,
+                "cuda_python": bindings}  # e.g. no device: the next call reports it
+    problem = driver_mismatch(driver, runtime, bindings)
     if problem:
         raise BackendUnavailableError(problem)
     return {"driver_cuda": cuda_version(driver), "runtime_cuda": cuda_version(runtime) if runtime else None,
             "cuda_python": bindings}
+
+
+def _insufficient(runtime: int, bindings: str | None) -> str:
+    """The advice when the driver is too old but its version could not be read."""
+    what = f"cuda-python {bindings}" if bindings else "the installed cuda-python"
+    target = f" (built for CUDA {cuda_version(runtime)})" if runtime else ""
+    return (f"the NVIDIA driver is older than {what}{target} needs (cudaErrorInsufficientDriver): install the "
+            f"bindings of the driver's CUDA major version, e.g. pip install '{CUDA_PYTHON_PINS[12]}' on JetPack 6 / "
+            "CUDA 12, or upgrade the driver (CUDA 13 needs driver >= 580)")
 
 
 def _error_name(cudart: Any, err: Any) -> tuple[str, str]:
@@ -125,18 +163,18 @@ def check(cudart: Any, result: Any, what: str) -> Any:
         err, values = result, ()
     if not _is_success(cudart, err):
         name, text = _error_name(cudart, err)
-        if name == "cudaErrorInsufficientDriver":
+        if name == "cudaErrorInsufficientDriver":  # say which side is too old, not "install a driver"
             detail = None
-            try:  # say which side is too old instead of "install a driver"
-                detail = driver_mismatch(cudart.cudaDriverGetVersion()[1], cudart.cudaRuntimeGetVersion()[1],
-                                         bindings_version())
-            except Exception:  # the version queries failed too: fall back to the generic advice
-                pass
-            raise BackendUnavailableError(
-                f"CUDA call {what} failed: {name} {text}; " + (detail or "the NVIDIA driver is older than the CUDA "
-                                                                         "version of the cuda-python bindings: "
-                                                                         f"install '{CUDA_PYTHON_PINS[12]}' or a "
-                                                                         "newer driver"))
+            try:
+                runtime_err, runtime = cudart.cudaRuntimeGetVersion()
+                runtime = int(runtime) if _is_success(cudart, runtime_err) else 0
+                driver, _ = driver_cuda_version(cudart)
+                if driver is not None:
+                    detail = driver_mismatch(driver, runtime, bindings_version())
+                detail = detail or _insufficient(runtime, bindings_version())
+            except Exception:  # the version queries failed too
+                detail = _insufficient(0, None)
+            raise BackendUnavailableError(f"CUDA call {what} failed: {name} {text}; {detail}")
         no_gpu = {"cudaErrorNoDevice", "cudaErrorInvalidDevice"}
         cls = BackendUnavailableError if name in no_gpu else CudaError
         raise cls(f"CUDA call {what} failed: {name} {text}; "
