@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow install clean
+.PHONY: demo test test-slow test-tensorrt check-tensorrt-api install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,17 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" tests
+
+# On a machine with TensorRT, cuda-python and an NVIDIA GPU (x86 or Jetson), with the interpreter
+# that has them and danet-deploy installed: make test-tensorrt PYTHON=python3
+test-tensorrt:
+	$(PYTHON) -m pytest -q -rs -m tensorrt tests
+
+# TensorRT API drift check against the 10.x / 11.x bindings wheels (downloaded once into the cache)
+TRT_WHEELS ?= $(HOME)/.cache/danet-deploy/tensorrt-wheels
+check-tensorrt-api: $(STAMP)
+	$(PY) -m pip download -q --no-deps -d $(TRT_WHEELS) tensorrt-cu12-bindings==10.16.1.11 tensorrt-cu13-bindings==11.4.0.106
+	$(PY) scripts/check_tensorrt_api.py $(TRT_WHEELS)/tensorrt_cu1*_bindings-*.whl
 
 clean:
 	rm -rf $(VENV) runs *.egg-info

@@ -207,3 +207,135 @@ def test_fp32_bundle_manifest(fp32_bundle):
     info = manifest["extra"]["tensorrt"]
     assert manifest["backend"] == "onnxruntime" and info["stage"] == "prepared"
     assert info["profiles"][0]["max"] == [1, 3, 96, 96] and info["calibration_hash"] is None
+
+
+# -- DLA: refused before building when it could only run on the GPU ---------------------------------
+STATIC = {"min": [1, 3, 64, 64], "opt": [1, 3, 64, 64], "max": [1, 3, 64, 64]}
+DYNAMIC = {"min": [1, 3, 32, 32], "opt": [1, 3, 64, 64], "max": [1, 3, 96, 96]}
+
+
+def test_dla_accepts_static_fp16_and_int8():
+    from danet_deploy.tensorrt.compat import check_dla_request
+
+    for precision in ("fp16", "int8"):
+        check_dla_request(0, precision, STATIC)
+        check_dla_request(1, precision, STATIC, tensorrt_version="10.3.0.30")
+        check_dla_request(0, precision, STATIC, tensorrt_version="11.4.1")
+    check_dla_request(None, "fp32", DYNAMIC)  # no DLA asked: nothing to refuse
+
+
+@pytest.mark.parametrize("args, message", [
+    ((0, "fp32", STATIC), "DLA runs FP16 and INT8 only, this bundle is fp32"),
+    ((0, "fp16", DYNAMIC),
+     r"DLA has no dynamic shapes.*min 1x3x32x32, opt 1x3x64x64, max 1x3x96x96.*without --dynamic"),
+    ((0, "int8", {k: [4097, 3, 64, 64] for k in STATIC}), "batch <= 4096"),
+    ((0, "fp16", {k: [1, 3, 64, 8200] for k in STATIC}), "dimensions <= 8192"),
+    ((-1, "fp16", STATIC), "0 or more"),
+    (("x", "fp16", STATIC), "must be a DLA core number"),
+])
+def test_dla_refusals_name_the_problem_and_the_fix(args, message):
+    from danet_deploy.tensorrt.compat import check_dla_request
+
+    with pytest.raises(ConfigError, match=message):
+        check_dla_request(*args)
+
+
+def test_dla_refused_on_tensorrt_releases_without_dla_and_with_hardware_compatibility():
+    from danet_deploy.tensorrt.compat import check_dla_request
+
+    check_dla_request(0, "fp16", STATIC, tensorrt_version="10.7.0.23")
+    for version in ("10.8.0", "10.16.1.11", "11.0.0", "11.3.1", "11.4.0.106"):
+        with pytest.raises(ConfigError, match=f"TensorRT {re.escape(version)} has no DLA support"):
+            check_dla_request(0, "fp16", STATIC, tensorrt_version=version)
+    with pytest.raises(ConfigError, match="AMPERE_PLUS"):
+        check_dla_request(0, "fp16", STATIC, hardware_compatible=True)
+
+
+def test_hardware_compatible_build_needs_an_ampere_gpu():
+    from danet_deploy.tensorrt.compat import check_hardware_compatible_build
+
+    check_hardware_compatible_build("8.0")
+    check_hardware_compatible_build("8.7", "Orin")
+    with pytest.raises(ConfigError, match=r"compute capability >= 8\.0.*Tesla T4 has 7\.5"):
+        check_hardware_compatible_build("7.5", "Tesla T4")
+
+
+def test_dla_layers_are_counted_from_the_inspector_json():
+    from danet_deploy.tensorrt.compat import count_dla_layers
+
+    detailed = {"Layers": [{"Name": "{ForeignNode[/backbone/conv1...]}", "LayerType": "DLA"},
+                           {"Name": "/head/pam/MatMul", "LayerType": "Myelin"},
+                           {"Name": "/head/middlayer/Conv", "LayerType": "CaskConvolution"}],
+                "Bindings": ["input", "logits"]}
+    assert count_dla_layers(json.dumps(detailed)) == {"layers": 3, "dla_layers": 1}
+    names_only = {"Layers": ["[DlaLayer] {ForeignNode[conv1...relu]}", "Reformatting CopyNode for Input", "middlayer"]}
+    assert count_dla_layers(names_only) == {"layers": 3, "dla_layers": 1}
+    assert count_dla_layers('{"Layers": []}') == {"layers": 0, "dla_layers": 0}
+
+
+def _bundle_variant(src, dst, precision=None, profile=None):
+    import shutil
+
+    shutil.copytree(src, dst)
+    manifest = json.loads((dst / "manifest.json").read_text())
+    if precision:
+        manifest["precision"] = precision
+        manifest["extra"]["tensorrt"]["precision"] = precision
+    if profile:
+        manifest["extra"]["tensorrt"]["profiles"][0].update(profile)
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+    return dst
+
+
+def test_dla_build_of_an_fp32_or_dynamic_bundle_is_refused_from_its_manifest(fp32_bundle, tmp_path):
+    from danet_deploy.export.tensorrt import build_engine_from_bundle
+
+    with pytest.raises(ConfigError, match="FP16 and INT8 only, this bundle is fp32"):
+        build_engine_from_bundle(fp32_bundle, tmp_path / "e1", dla_core=0, log=lambda _: None)
+    dynamic_fp16 = _bundle_variant(fp32_bundle, tmp_path / "fp16-dynamic", precision="fp16")
+    with pytest.raises(ConfigError, match="DLA has no dynamic shapes"):
+        build_engine_from_bundle(dynamic_fp16, tmp_path / "e2", dla_core="0", log=lambda _: None)
+    assert not (tmp_path / "e1").exists() and not (tmp_path / "e2").exists()
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_dla_build_of_a_static_fp16_bundle_passes_the_check(fp32_bundle, tmp_path):
+    from danet_deploy.export.tensorrt import build_engine_from_bundle
+
+    static_fp16 = _bundle_variant(fp32_bundle, tmp_path / "fp16-static", precision="fp16",
+                                  profile={k: [1, 3, 64, 64] for k in ("min", "opt", "max")})
+    with pytest.raises(BackendUnavailableError, match="needs TensorRT"):  # the next check: TensorRT itself
+        build_engine_from_bundle(static_fp16, tmp_path / "e", dla_core=0, log=lambda _: None)
+
+
+def test_cli_dla_with_a_dynamic_bundle_exits_2(fp32_bundle, tmp_path, capsys):
+    from danet_deploy.cli.export import main
+
+    dynamic_fp16 = _bundle_variant(fp32_bundle, tmp_path / "fp16-dynamic", precision="fp16")
+    code = main(["--target", "tensorrt", "--from", str(dynamic_fp16), "--dla-core", "0",
+                 "--output", str(tmp_path / "engine")])
+    assert code == 2 and "DLA has no dynamic shapes" in capsys.readouterr().err
+
+
+def test_prepare_with_dla_refuses_fp32_before_the_slow_work(tmp_path):
+    from danet_deploy.export import ExportRequest, export
+
+    request = ExportRequest("danet_edge_r18_d8", target="tensorrt", precision="fp32", input_size=(64, 64),
+                            output=tmp_path / "x", options={"dla_core": 0, "build": False})
+    with pytest.raises(ConfigError, match="FP16 and INT8 only"):
+        export(request, log=lambda _: None)
+    assert not (tmp_path / "x").exists()
+
+
+def test_legacy_calibration_tensors_of_another_size_are_refused_before_tensorrt(fp32_bundle, tmp_path):
+    import numpy as np
+
+    from danet_deploy.export.tensorrt import build_engine_from_bundle
+    from danet_deploy.export.tensorrt_build import LEGACY_CALIBRATION, LEGACY_ONNX
+
+    bundle = _bundle_variant(fp32_bundle, tmp_path / "legacy", precision="int8",
+                             profile={"opt": [2, 3, 64, 64], "max": [2, 3, 96, 96]})
+    (bundle / LEGACY_ONNX).write_bytes((bundle / "model.onnx").read_bytes())
+    np.save(bundle / LEGACY_CALIBRATION, np.zeros((1, 3, 64, 64), np.float32), allow_pickle=False)
+    with pytest.raises(ConfigError, match="1 calibration sample.*one batch of 2"):
+        build_engine_from_bundle(bundle, tmp_path / "e", legacy_calibrator=True, log=lambda _: None)

@@ -1,6 +1,8 @@
 """TensorRT step 2 and the runtime backend: build an engine from a prepared bundle and run it.
 
-Needs TensorRT, cuda-python and an NVIDIA GPU; skipped (with the reason) anywhere else.
+Needs TensorRT, cuda-python and an NVIDIA GPU; skipped (with the reason) anywhere else. Run all of
+them with ``python -m pytest -q -rs -m tensorrt tests`` (or ``make test-tensorrt``) on the device.
+None of these has run yet: no machine this project was developed on had TensorRT or a GPU.
 """
 
 import importlib.util
@@ -88,6 +90,65 @@ def test_profile_bounds_and_cuda_graph_and_timing(built):
         first = plain.infer(x)
         np.testing.assert_allclose(graphed.infer(x), first, rtol=1e-5, atol=1e-5)
         np.testing.assert_allclose(graphed.infer(x), first, rtol=1e-5, atol=1e-5)  # replay
+        described = graphed.describe()
+        # capture either worked, or fell back with a reason (never an exception)
+        assert described["cuda_graph"] or described["cuda_graph_disabled"]
+        assert plain.backend.logger is graphed.backend.logger  # one TensorRT logger per process
         logits, times = plain.backend.infer_timed(x)
         np.testing.assert_allclose(logits, first, rtol=1e-5, atol=1e-5)
         assert times["compute"] > 0 and times["total"] >= times["compute"]
+
+
+def test_driver_and_bindings_versions_agree():
+    from danet_deploy.tensorrt.cuda import check_driver, load_cudart
+
+    versions = check_driver(load_cudart())
+    assert int(versions["driver_cuda"].split(".")[0]) >= int((versions["runtime_cuda"] or "0").split(".")[0])
+
+
+def test_engine_built_for_the_requested_device(tmp_path):
+    from danet_deploy.tensorrt.cuda import device_properties, load_cudart
+
+    cudart = load_cudart()
+    count = int(cudart.cudaGetDeviceCount()[1])
+    device = count - 1  # the last GPU: on a multi-GPU machine not the default device 0
+    bundle, _ = export(ExportRequest(MODEL, target="tensorrt", precision="fp32", input_size=(64, 64),
+                                     output=tmp_path / "bundle", options={"build": False}), log=_quiet)
+    engine = build_engine_from_bundle(bundle, tmp_path / "engine", device=device, log=_quiet)
+    info = json.loads((engine / "manifest.json").read_text())["extra"]["tensorrt"]
+    assert info["gpu"] == device_properties(cudart, device)["gpu"]
+    with runtime.load(engine, device=device) as session:
+        assert session.infer(np.zeros((1, 3, 64, 64), np.float32)).shape == (1, 19, 64, 64)
+
+
+def test_legacy_calibrator_with_batch_2(tmp_path):
+    import tensorrt as trt
+
+    if int(trt.__version__.split(".")[0]) >= 11:
+        pytest.skip("TensorRT 11 removed the implicit INT8 calibrators")
+    pytest.importorskip("modelopt")
+    bundle, _ = export(ExportRequest(MODEL, target="tensorrt", precision="int8", input_size=(64, 64), batch=2,
+                                     calib="generated", calib_count=5, output=tmp_path / "bundle",
+                                     options={"build": False, "legacy_calibrator": True}), log=_quiet)
+    engine = build_engine_from_bundle(bundle, tmp_path / "engine", legacy_calibrator=True, log=_quiet)
+    assert (engine / "calibration.cache").stat().st_size > 0
+    with runtime.load(engine) as session:
+        assert session.infer(np.zeros((2, 3, 64, 64), np.float32)).shape == (2, 19, 64, 64)
+
+
+def test_dla_engine_records_its_dla_layers(tmp_path):
+    import tensorrt as trt
+
+    if int(getattr(trt.Runtime(trt.Logger(trt.Logger.ERROR)), "num_DLA_cores", 0)) < 1:
+        pytest.skip("no DLA on this device (Jetson AGX/NX Orin have DLA)")
+    pytest.importorskip("modelopt")
+    bundle, _ = export(ExportRequest(MODEL, target="tensorrt", precision="fp16", input_size=(64, 64),
+                                     calib="generated", calib_count=4, output=tmp_path / "bundle",
+                                     options={"build": False}), log=_quiet)
+    lines = []
+    engine = build_engine_from_bundle(bundle, tmp_path / "engine", dla_core=0, log=lines.append)
+    info = json.loads((engine / "manifest.json").read_text())["extra"]["tensorrt"]
+    assert info["dla_core"] == 0 and info["engine_layers"] >= 1 and info["dla_layers"] is not None
+    print("\n".join(lines))  # the placement line, for the record (-s)
+    with runtime.load(engine) as session:
+        assert session.describe()["dla_layers"] == info["dla_layers"]

@@ -23,10 +23,11 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
-from ..tensorrt.compat import STAGE_PREPARED, check_attention_limit, describe_profile, profile_from_input_spec
+from ..tensorrt.compat import (STAGE_PREPARED, check_attention_limit, check_dla_request, describe_profile,
+                               profile_from_input_spec)
 from .pipeline import ExportContext, TargetResult
 from .tensorrt_build import (ENGINE_FILE, LEGACY_CALIBRATION, LEGACY_ONNX, build_engine, build_engine_from_bundle,
-                             require_tensorrt)
+                             calibration_batches, require_tensorrt)
 from .tensorrt_prepare import prepare_fp16, prepare_int8, stamp_bundle_onnx
 
 __all__ = ["MODEL_FILE", "build", "build_engine_from_bundle", "build_from_bundle"]
@@ -70,6 +71,7 @@ def build(ctx: ExportContext) -> TargetResult:
                  "feature_channels": int(ctx.model.backbone.out_channels // 4)}
     check_attention_limit(profile["max"], attention["chunks"], attention["output_stride"],
                           attention["feature_channels"])
+    check_dla_request(options.dla_core, precision, profile, hardware_compatible=options.hardware_compatible)
     build_now = _build_mode(options)
     legacy = options.legacy_calibrator
     if legacy and precision != "int8":
@@ -94,6 +96,8 @@ def build(ctx: ExportContext) -> TargetResult:
     else:
         calib = ctx.calibration()
         tensors = np.ascontiguousarray(calib.tensors, dtype=np.float32)
+        if legacy:  # TensorRT reads whole batches of the profile's opt shape: refuse before the slow work
+            calibration_batches(tensors, profile["opt"])
         facts = prepare_int8(src, dst, tensors, float_nodes, method=r.calib_method or "minmax",
                              quantizer=options.quantizer, scratch=ctx.scratch, log=ctx.log)
         calibration, calib_hash = calib.describe(), calib.hash

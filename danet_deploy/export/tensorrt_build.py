@@ -24,7 +24,9 @@ from ..files import atomic_write_bytes
 from ..manifest import Manifest, atomic_artifact_dir, read_manifest
 from ..planner import parse_bytes
 from ..progress import progress_bar
-from ..tensorrt.compat import STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, describe_profile, major
+from ..tensorrt.compat import (STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, check_dla_request,
+                               check_hardware_compatible_build, count_dla_layers, describe_profile, major)
+from ..tensorrt.logger import shared_logger
 
 ENGINE_FILE = "model.engine"
 LEGACY_ONNX = "model_fp32.onnx"          # only in bundles prepared with legacy_calibrator
@@ -44,7 +46,12 @@ def _truthy(value: Any) -> bool:
 
 
 def require_tensorrt(device: int = 0) -> tuple[Any, Any, dict[str, Any]]:
-    """``(tensorrt, cudart, gpu facts)`` or a :class:`BackendUnavailableError` that says what is missing."""
+    """``(tensorrt, cudart, gpu facts)`` or a :class:`BackendUnavailableError` that says what is missing.
+
+    Also makes ``device`` the current CUDA device: TensorRT builds on the current device, so
+    without ``cudaSetDevice`` a ``--device 1`` build would run (and be timed) on GPU 0 while the
+    manifest names GPU 1.
+    """
     try:
         import tensorrt as trt
     except ImportError as exc:
@@ -52,10 +59,12 @@ def require_tensorrt(device: int = 0) -> tuple[Any, Any, dict[str, Any]]:
             "building a TensorRT engine needs TensorRT and an NVIDIA GPU: pip install tensorrt cuda-python on an x86 "
             "machine with a GPU, or use JetPack's TensorRT on a Jetson; then run danet-export --target tensorrt "
             f"--from BUNDLE_DIR there ({exc})") from exc
-    from ..tensorrt.cuda import device_properties, load_cudart
+    from ..tensorrt.cuda import check, device_properties, load_cudart
 
     cudart = load_cudart()
-    return trt, cudart, device_properties(cudart, device)
+    gpu = device_properties(cudart, device)  # a missing device is a clear error before cudaSetDevice
+    check(cudart, cudart.cudaSetDevice(int(device)), f"cudaSetDevice({device})")
+    return trt, cudart, gpu
 
 
 def _progress_monitor(trt: Any, log: Callable[[str], None]) -> Any:
@@ -93,26 +102,54 @@ def _progress_monitor(trt: Any, log: Callable[[str], None]) -> Any:
     return _Monitor()
 
 
-def _entropy_calibrator(trt: Any, cudart: Any, tensors: np.ndarray, cache_file: Path) -> Any:
-    """Legacy ``IInt8EntropyCalibrator2`` over preprocessed tensors, batch 1 (TensorRT <= 10)."""
+def calibration_batches(tensors: np.ndarray, shape: list[int] | tuple[int, ...]) -> list[np.ndarray]:
+    """Full calibration batches of exactly ``shape`` (the network input, or the profile's opt shape).
+
+    TensorRT reads ``prod(shape)`` floats from the pointer ``get_batch`` returns, whatever
+    ``get_batch_size`` says, so every batch must be whole: a remainder smaller than the batch is
+    dropped, fewer samples than one batch or other C/H/W is a :class:`ConfigError`.
+    """
+    shape = tuple(int(d) for d in shape)
+    tensors = np.asarray(tensors)
+    if tensors.ndim != 4 or tuple(tensors.shape[1:]) != shape[1:]:
+        raise ConfigError(f"the calibration tensors are {tuple(tensors.shape)} but TensorRT calibrates at "
+                          f"{'x'.join(map(str, shape))}; re-prepare the bundle with --legacy-calibrator at the "
+                          "profile's opt size (--input-size)")
+    batch = shape[0]
+    if len(tensors) < batch:
+        raise ConfigError(f"{len(tensors)} calibration sample(s) cannot fill one batch of {batch}; re-prepare with "
+                          f"--calib-count {batch} or more")
+    usable = len(tensors) // batch * batch
+    return [np.ascontiguousarray(tensors[i:i + batch], dtype=np.float32) for i in range(0, usable, batch)]
+
+
+def _entropy_calibrator(trt: Any, cudart: Any, tensors: np.ndarray, cache_file: Path,
+                        shape: list[int] | tuple[int, ...]) -> Any:
+    """Legacy ``IInt8EntropyCalibrator2`` feeding full batches of ``shape`` (TensorRT <= 10).
+
+    The device buffer is freed by ``_free()`` once the build is over (``build_engine`` does it).
+    """
     from ..tensorrt.cuda import DeviceBuffer, check
+
+    batches = calibration_batches(tensors, shape)
 
     class _Calibrator(trt.IInt8EntropyCalibrator2):  # type: ignore[misc, name-defined]
         def __init__(self) -> None:
             trt.IInt8EntropyCalibrator2.__init__(self)
             self.index = 0
+            self.batches = batches
             self.buffer = DeviceBuffer(cudart)
 
         def get_batch_size(self) -> int:
-            return 1
+            return int(shape[0])
 
         def get_batch(self, names: list[str]) -> list[int] | None:
-            if self.index >= len(tensors):
+            if self.index >= len(self.batches):
                 return None
-            sample = np.ascontiguousarray(tensors[self.index:self.index + 1], dtype=np.float32)
+            batch = self.batches[self.index]
             self.index += 1
-            ptr = self.buffer.ensure(sample.nbytes)
-            check(cudart, cudart.cudaMemcpy(ptr, sample.ctypes.data, sample.nbytes,
+            ptr = self.buffer.ensure(batch.nbytes)
+            check(cudart, cudart.cudaMemcpy(ptr, batch.ctypes.data, batch.nbytes,
                                             cudart.cudaMemcpyKind.cudaMemcpyHostToDevice), "cudaMemcpy(calibration)")
             return [ptr]
 
@@ -122,7 +159,21 @@ def _entropy_calibrator(trt: Any, cudart: Any, tensors: np.ndarray, cache_file: 
         def write_calibration_cache(self, data: Any) -> None:
             atomic_write_bytes(cache_file, memoryview(data))
 
+        def _free(self) -> None:  # ours, not a TensorRT override (hence the underscore)
+            self.buffer.free()
+
     return _Calibrator()
+
+
+def dla_placement(trt: Any, logger: Any, plan: Any, dla_core: int) -> dict[str, int]:
+    """How many of the built engine's layers run on DLA, from the engine inspector."""
+    runtime = trt.Runtime(logger)
+    runtime.DLA_core = int(dla_core)
+    engine = runtime.deserialize_cuda_engine(plan)
+    if engine is None:
+        raise ExportError("TensorRT could not deserialise the engine it just built to inspect its DLA layers")
+    inspector = engine.create_engine_inspector()
+    return count_dla_layers(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 
 def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int]], precision: str,
@@ -138,6 +189,9 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
     trt, cudart, gpu = require_tensorrt(device)
     version = str(trt.__version__)
     trt_major = major(version)
+    check_dla_request(dla_core, precision, profile, tensorrt_version=version, hardware_compatible=hardware_compatible)
+    if hardware_compatible:
+        check_hardware_compatible_build(gpu["compute_capability"], gpu["gpu"])
     legacy = calibrator_tensors is not None
     if strongly_typed is None:
         strongly_typed = not legacy
@@ -151,7 +205,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
         raise ConfigError(f"TensorRT {version} cannot build strongly typed networks; upgrade to TensorRT >= 10 or "
                           "pass --option strongly_typed=false")
 
-    logger = trt.Logger(trt.Logger.WARNING)
+    logger = shared_logger(trt)
     builder = trt.Builder(logger)
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
@@ -165,7 +219,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
     config = builder.create_builder_config()
     if workspace is not None:
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, parse_bytes(workspace))
-    dims = tuple(network.get_input(0).shape)
+    dims = tuple(int(d) for d in network.get_input(0).shape)
     if any(d < 0 for d in dims):
         opt_profile = builder.create_optimization_profile()
         opt_profile.set_shape(network.get_input(0).name, profile["min"], profile["opt"], profile["max"])
@@ -173,6 +227,8 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
         if legacy and hasattr(config, "set_calibration_profile"):
             config.set_calibration_profile(opt_profile)
     wanted = list(PRECISION_FLAGS.get(precision, ())) if not strongly_typed else []
+    calibrator: Any = None
+    dla_capable = 0
     if not strongly_typed:
         for flag in wanted:
             if not hasattr(trt.BuilderFlag, flag):
@@ -183,7 +239,10 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
             raise ConfigError(f"TensorRT {version} has no IBuilderConfig.int8_calibrator; build the Q/DQ bundle "
                               "without --legacy-calibrator")
         calib_cache = calibration_cache or engine_path.with_name("calibration.cache")
-        config.int8_calibrator = _entropy_calibrator(trt, cudart, calibrator_tensors, calib_cache)
+        # static input: its own shape; dynamic: TensorRT calibrates at the calibration profile's opt shape
+        calib_shape = list(dims) if all(d > 0 for d in dims) else list(profile["opt"])
+        calibrator = _entropy_calibrator(trt, cudart, calibrator_tensors, calib_cache, calib_shape)
+        config.int8_calibrator = calibrator
     if dla_core is not None:
         available = int(getattr(builder, "num_DLA_cores", 0))
         if int(dla_core) >= available:
@@ -192,7 +251,11 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(dla_core)
         config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-        log(f"DLA core {dla_core} with GPU fallback for layers DLA cannot run")
+        # DETAILED layer information lets the engine inspector say where each layer runs
+        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+        dla_capable = sum(bool(config.can_run_on_DLA(network.get_layer(i))) for i in range(network.num_layers))
+        log(f"DLA core {dla_core} with GPU fallback: {dla_capable} of {network.num_layers} network layers can run "
+            "on DLA")
     if hardware_compatible:
         if not hasattr(config, "hardware_compatibility_level"):
             raise ConfigError(f"TensorRT {version} cannot build hardware-compatible engines; drop "
@@ -213,7 +276,11 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
     log(f"building ({'strongly typed' if strongly_typed else 'builder flags'}, {precision}, "
         f"{describe_profile(profile)}); this takes minutes")
     started = time.perf_counter()
-    plan = builder.build_serialized_network(network, config)
+    try:
+        plan = builder.build_serialized_network(network, config)
+    finally:
+        if calibrator is not None:
+            calibrator._free()  # the calibration batches' device buffer
     if plan is None:
         raise ExportError("TensorRT failed to build the engine (see the TensorRT log above); common fixes: a larger "
                           "--workspace, a smaller --max-size/--max-batch, or more --attention-chunks")
@@ -222,7 +289,26 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
     if cache_path is not None:
         atomic_write_bytes(cache_path, memoryview(config.get_timing_cache().serialize()))
     log(f"engine {engine_path.name}: {engine_path.stat().st_size / 2**20:.1f} MiB in {seconds:.0f} s")
-    return {"stage": STAGE_ENGINE, "version": version, "gpu": gpu["gpu"],
+    dla: dict[str, Any] = {}
+    if dla_core is not None:
+        try:
+            placement = dla_placement(trt, logger, plan, dla_core)
+        except Exception as exc:  # the engine is built; say that placement is unknown rather than fail it
+            log(f"WARNING: could not inspect the engine's DLA layers ({exc}); check with trtexec --loadEngine "
+                f"--useDLACore={dla_core} --dumpLayerInfo --profilingVerbosity=detailed")
+            placement = {"dla_layers": None, "layers": None}
+        dla = {"dla_layers": placement["dla_layers"], "engine_layers": placement["layers"],
+               "dla_capable_network_layers": dla_capable}
+        if placement["dla_layers"] is None:
+            pass
+        elif placement["dla_layers"] == 0:
+            log(f"WARNING: no layer of the engine runs on DLA core {dla_core} (all fell back to the GPU; "
+                f"{dla_capable} network layers were DLA-capable)"
+                + ("; on TensorRT 10 try a weakly typed build: --option strongly_typed=false" if trt_major < 11
+                   and strongly_typed else ""))
+        else:
+            log(f"{placement['dla_layers']} of {placement['layers']} engine layers run on DLA core {dla_core}")
+    return {**dla, "stage": STAGE_ENGINE, "version": version, "gpu": gpu["gpu"],
             "compute_capability": gpu["compute_capability"], "precision": precision,
             "strongly_typed": bool(strongly_typed), "builder_flags": wanted,
             "legacy_int8_calibrator": legacy, "profiles": [{"input": input_name, **profile}],
@@ -241,7 +327,9 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
 
     Checks, in order, before any slow work: the bundle's manifest and hashes, that it is a
     prepared bundle, that its largest profile keeps every tensor under 2^31 - 1 elements with
-    its attention chunking, and that TensorRT and a GPU are present.
+    its attention chunking, that a ``dla_core`` request can run on DLA (FP16/INT8, static
+    shapes), that legacy calibration tensors fill whole batches of the profile's opt shape, and
+    that TensorRT and a GPU are present.
 
     Args:
         output_dir: engine folder (default: ``<bundle>-engine`` beside the bundle).
@@ -262,6 +350,7 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
     attention = info["attention"]
     plan = check_attention_limit(profile["max"], attention["chunks"], attention["output_stride"],
                                  attention["feature_channels"])
+    check_dla_request(dla_core, manifest.precision, profile, hardware_compatible=_truthy(hardware_compatible))
     log(f"bundle {bundle}: {manifest.precision}, {describe_profile(profile)}; {plan.summary()}")
     onnx_file = bundle / info.get("onnx", manifest.primary)
     tensors = None
@@ -272,6 +361,7 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
             raise ConfigError(f"{bundle} has no {LEGACY_ONNX}/{LEGACY_CALIBRATION}: re-prepare it with "
                               "danet-export --target tensorrt --precision int8 --legacy-calibrator")
         tensors = np.load(bundle / LEGACY_CALIBRATION, allow_pickle=False)
+        calibration_batches(tensors, profile["opt"])  # whole batches of the calibration shape, or a clear error
         onnx_file = bundle / LEGACY_ONNX
     device = int(device)
     require_tensorrt(device)  # fail fast, before the output folder is created

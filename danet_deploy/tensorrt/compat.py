@@ -191,6 +191,91 @@ def check_engine_compatibility(engine_info: dict[str, Any], running: dict[str, A
     return notes
 
 
+# -- DLA and hardware compatibility: refused before any build ----------------------------------
+DLA_PRECISIONS = ("fp16", "int8")
+DLA_MAX_BATCH = 4096        # TensorRT's DLA restrictions: batch <= 4096,
+DLA_MAX_DIM = 8192          # every non-batch dimension <= 8192
+DLA_LAST_10 = (10, 7)       # "TensorRT 10.7 was the last 10.x release that supported DLA"
+DLA_RETURNED = (11, 4, 1)   # DLA on Jetson AGX Orin came back in TensorRT 11.4.1 (JetPack >= 7.2.2)
+
+
+def check_dla_request(dla_core: int | str | None, precision: str, profile: dict[str, list[int]] | None,
+                      tensorrt_version: str | None = None, hardware_compatible: bool = False) -> None:
+    """Refuse a ``--dla-core`` build that cannot run on DLA, before anything is built.
+
+    DLA computes in FP16 or INT8 only and has no dynamic shapes (TensorRT: "the profile's min,
+    max and opt values must be equal"); with GPU fallback such a build would silently run on the
+    GPU while the manifest says DLA. Plain arguments (precision and profile from the bundle's
+    manifest) so the check runs, and is tested, without TensorRT. ``tensorrt_version`` adds the
+    releases NVIDIA documents without DLA on Jetson: 10.8 through 11.4.0.
+    """
+    if dla_core is None:
+        return
+    try:
+        core = int(dla_core)
+    except (TypeError, ValueError):
+        raise ConfigError(f"--dla-core must be a DLA core number (0 or 1 on Jetson AGX Orin), "
+                          f"got {dla_core!r}") from None
+    if core < 0:
+        raise ConfigError(f"--dla-core must be 0 or more, got {core}")
+    if precision not in DLA_PRECISIONS:
+        raise ConfigError(f"DLA runs FP16 and INT8 only, this bundle is {precision}: with --dla-core it would run on "
+                          "the GPU while the manifest says DLA. Prepare an FP16 or INT8 bundle (danet-export --target "
+                          "tensorrt --precision fp16|int8), or leave --dla-core out to build for the GPU")
+    if profile:
+        if not (profile["min"] == profile["opt"] == profile["max"]):
+            raise ConfigError(f"DLA has no dynamic shapes, but this bundle's profile is {describe_profile(profile)}: "
+                              "prepare a static bundle at the deployment size (danet-export --target tensorrt without "
+                              "--dynamic, --input-size HxW --batch N), or leave --dla-core out to build for the GPU")
+        shape = [int(d) for d in profile["max"]]
+        if shape[0] > DLA_MAX_BATCH or any(d > DLA_MAX_DIM for d in shape[1:]):
+            raise ConfigError(f"DLA supports batch <= {DLA_MAX_BATCH} and dimensions <= {DLA_MAX_DIM}, the input is "
+                              f"{'x'.join(map(str, shape))}; use a smaller --input-size/--batch or build for the GPU")
+    if hardware_compatible:
+        raise ConfigError("hardware-compatible engines (AMPERE_PLUS) are a GPU feature; drop --option "
+                          "hardware_compatible or --dla-core")
+    if tensorrt_version:
+        version = parse_version(tensorrt_version)
+        if version[:2] > DLA_LAST_10 and version[:3] < DLA_RETURNED:
+            raise ConfigError(f"TensorRT {tensorrt_version} has no DLA support on Jetson (10.7 was the last 10.x with "
+                              "DLA; it is back in 11.4.1 with JetPack >= 7.2.2 on Jetson AGX Orin; Jetson Thor has no "
+                              "DLA). Use JetPack 6's TensorRT 10.x or TensorRT >= 11.4.1, or leave --dla-core out")
+
+
+def check_hardware_compatible_build(capability: str | tuple[int, int], gpu: str = "this GPU") -> None:
+    """``AMPERE_PLUS`` engines are built on, and run on, compute capability >= 8.0 only."""
+    if parse_capability(capability) < (8, 0):
+        raise ConfigError(f"hardware-compatible (AMPERE_PLUS) engines need a build GPU of compute capability >= 8.0 "
+                          f"(Ampere or later), {gpu} has {capability}; build on an Ampere-or-later GPU or drop "
+                          "--option hardware_compatible")
+
+
+_DLA_WORD = re.compile(r"(?<![A-Za-z])(DLA|Dla|dla)(?![a-z])")  # "DLA", "DlaLayer", "dla_0"; not "middlayer"
+
+
+def count_dla_layers(engine_information: str | dict[str, Any]) -> dict[str, int]:
+    """``{"layers": n, "dla_layers": k}`` from the engine inspector's JSON (``LayerInformationFormat.JSON``).
+
+    With ``ProfilingVerbosity.DETAILED`` each layer is an object whose ``LayerType`` (and for
+    DLA subgraphs the name and tactic) says DLA; with names only each layer is a string. A layer
+    counts as DLA when one of those fields names DLA. Built on TensorRT's documented advice
+    ("verify DLA layer assignments in the engine inspector output"), not yet checked on a Jetson.
+    """
+    import json  # noqa: PLC0415
+
+    info = json.loads(engine_information) if isinstance(engine_information, str) else engine_information
+    layers = info.get("Layers", []) if isinstance(info, dict) else []
+    dla = 0
+    for layer in layers:
+        if isinstance(layer, dict):
+            fields = [layer.get(k) for k in ("LayerType", "Name", "TacticName", "Metadata")]
+        else:
+            fields = [layer]
+        if any(isinstance(f, str) and _DLA_WORD.search(f) for f in fields):
+            dla += 1
+    return {"layers": len(layers), "dla_layers": dla}
+
+
 def describe_profile(profile: dict[str, list[int]]) -> str:
     fmt = lambda s: "x".join(str(d) for d in s)  # noqa: E731
     return f"min {fmt(profile['min'])}, opt {fmt(profile['opt'])}, max {fmt(profile['max'])}"

@@ -5,12 +5,14 @@ version and GPU (:func:`danet_deploy.tensorrt.compat.check_engine_compatibility`
 another version or architecture is a clear :class:`EngineCompatibilityError`, not a crash.
 Tensors are bound by name (TensorRT 10+ I/O tensor API), shapes are set within the engine's
 optimisation profile, copies go through pinned host buffers on one stream, and static shapes can
-be replayed as a CUDA graph (``cuda_graph=True``). :meth:`TensorRTBackend.infer_timed` returns
-CUDA-event timings for the benchmark. No torch.
+be replayed as a CUDA graph (``cuda_graph=True``; if the engine cannot be captured, the session
+runs without graphs, as trtexec does, and ``describe()`` says why). :meth:`TensorRTBackend.infer_timed`
+returns CUDA-event timings for the benchmark. No torch.
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,8 +21,10 @@ import numpy as np
 from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError
 from ...manifest import Manifest
 from ...tensorrt.compat import check_engine_compatibility
+from ...tensorrt.cuda import (CudaError, CudaGraph, DeviceBuffer, GraphCaptureError, PinnedBuffer, check,
+                               device_properties, load_cudart)
+from ...tensorrt.logger import shared_logger
 from .base import Backend, InputSpec, as_output, require
-from ...tensorrt.cuda import CudaError, CudaGraph, DeviceBuffer, PinnedBuffer, check, device_properties, load_cudart
 
 # TensorRT DataType names -> numpy (bf16/fp8/int4 have no numpy type; the I/O of our engines is fp32)
 _NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
@@ -38,13 +42,14 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
 class TensorRTBackend(Backend):
     """Options: ``device`` (CUDA device index, default 0), ``cuda_graph`` (replay static shapes as a
     CUDA graph), ``check_compatibility`` (default on; off only to diagnose), ``log_level``
-    (``error``/``warning``/``info``/``verbose``)."""
+    (``error``/``warning``/``info``/``verbose``: TensorRT has one logger per process, so this sets
+    the level for every TensorRT session and build in the process; left out, the level stays)."""
 
     name = "tensorrt"
     device_timers = True
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, device: int = 0, cuda_graph: bool = False,
-                 check_compatibility: bool = True, log_level: str = "warning", threads: int | None = None) -> None:
+                 check_compatibility: bool = True, log_level: str | None = None, threads: int | None = None) -> None:
         # ``threads`` sizes CPU thread pools on the other engines; TensorRT computes on the GPU, so it
         # is accepted (one option set fits every engine, as the benchmark passes it) and unused.
         if model_file is None:
@@ -63,9 +68,7 @@ class TensorRTBackend(Backend):
         self.context = self.engine = None
         check(cudart, cudart.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
         self.gpu = device_properties(cudart, self.device)
-        level = {"error": trt.Logger.ERROR, "warning": trt.Logger.WARNING, "info": trt.Logger.INFO,
-                 "verbose": trt.Logger.VERBOSE}.get(str(log_level).lower(), trt.Logger.WARNING)
-        self.logger = trt.Logger(level)
+        self.logger = shared_logger(trt, log_level)
         self.runtime = trt.Runtime(self.logger)
         running = {"tensorrt": str(trt.__version__), **self.gpu,
                    "dla_cores": int(getattr(self.runtime, "num_DLA_cores", 0))}
@@ -94,6 +97,8 @@ class TensorRTBackend(Backend):
         self._buffers = [self._d_in, self._d_out, self._h_in, self._h_out]
         self._events = [check(cudart, cudart.cudaEventCreate(), "cudaEventCreate") for _ in range(4)]
         self.cuda_graph = bool(cuda_graph)
+        self.cuda_graph_requested = bool(cuda_graph)
+        self.cuda_graph_disabled: str | None = None  # why graphs were turned off after a failed capture
         self._graph = CudaGraph(cudart)
         self._shape: tuple[int, ...] | None = None
         self._out_shape: tuple[int, ...] = ()
@@ -178,12 +183,25 @@ class TensorRTBackend(Backend):
                 # TensorRT must enqueue once after a shape change before its work can be captured
                 self._enqueue()
                 check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-                self._graph.capture(self._stream, self._shape, self._enqueue)
+                try:
+                    self._graph.capture(self._stream, self._shape, self._enqueue)
+                except GraphCaptureError as exc:
+                    self._disable_graphs(str(exc))
+        if self.cuda_graph and not events:
             self._graph.launch(self._stream)
         else:
             self._enqueue(events)
         check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
         return as_output(self._h_out.view(self._out_shape, self.output_dtype).copy())  # logits float32, masks int
+
+    def _disable_graphs(self, reason: str) -> None:
+        """After a failed capture (the stream and error state are already clean): run without graphs."""
+        self.cuda_graph = False
+        self.cuda_graph_disabled = reason
+        message = (f"CUDA graphs are off for this session: {reason}. The engine may contain operations that cannot "
+                   "be captured; inference continues without graphs (as trtexec --useCudaGraph does)")
+        self.notes.append(message)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         self._prepare(batch)
@@ -204,7 +222,9 @@ class TensorRTBackend(Backend):
         info = self.manifest.extra.get("tensorrt", {})
         return {"backend": self.name, "tensorrt": str(self.trt.__version__), "gpu": self.gpu.get("gpu"),
                 "compute_capability": self.gpu.get("compute_capability"), "device": self.device,
-                "cuda_graph": self.cuda_graph, "dla_core": info.get("dla_core"),
+                "cuda_graph": self.cuda_graph, "cuda_graph_requested": self.cuda_graph_requested,
+                "cuda_graph_disabled": self.cuda_graph_disabled, "dla_core": info.get("dla_core"),
+                "dla_layers": info.get("dla_layers"),
                 "profile": info.get("profiles", [{}])[0] if info.get("profiles") else None, "notes": self.notes}
 
     def close(self) -> None:
