@@ -1,4 +1,5 @@
-"""``danet-run``: masks and overlay PNGs for images, with any artifact (or a reference preset)."""
+"""``danet-run``: masks and overlay PNGs for images, or an overlay video + per-frame records for a
+video file or camera, with any artifact (or a reference preset)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,14 @@ from .common import EXIT_OK, cli_main, parse_size
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="danet-run", description=__doc__)
     p.add_argument("--model", required=True, help="artifact folder, model file, or preset name")
-    p.add_argument("images", nargs="+", help="image files (jpg/png/bmp)")
+    p.add_argument("images", nargs="*", help="image files (jpg/png/bmp)")
+    p.add_argument("--video", help="a video file: writes OUTPUT/overlay.mp4, frames.jsonl, summary.json")
+    p.add_argument("--camera", help="a V4L2 camera index or device (Linux); stops after --max-frames")
+    p.add_argument("--max-frames", type=int, help="stop after this many frames (video/camera)")
+    p.add_argument("--policy", choices=("all", "latest"),
+                   help="frames to process: every one (default for files) or the newest (default for cameras)")
+    p.add_argument("--depth", type=int, default=2, help="frames in flight between pipeline stages")
+    p.add_argument("--no-video", action="store_true", help="records only, no overlay.mp4")
     p.add_argument("--output", "-o", default="runs/masks")
     p.add_argument("--backend", help="override the artifact's backend")
     p.add_argument("--threads", type=int)
@@ -30,8 +38,28 @@ def main(argv: list[str] | None = None) -> int:
 
     from .. import runtime
     from ..data.images import read_image
+    from ..errors import ConfigError
+    from ..progress import progress_bar
     from ..runtime.preprocess import colorize, overlay
 
+    sources = [bool(args.images), bool(args.video), args.camera is not None]
+    if sum(sources) != 1:
+        raise ConfigError("give images, --video FILE or --camera N (one of them)")
+    if args.camera is not None and args.max_frames is None:
+        raise ConfigError("--camera needs --max-frames N (a live camera never ends)")
+    if args.video or args.camera is not None:
+        from ..runtime.video import open_camera, open_video, segment_video
+
+        source = open_video(args.video) if args.video else open_camera(args.camera)
+        with runtime.load(args.model, backend=args.backend, threads=args.threads) as session:
+            bar = progress_bar(total=args.max_frames or source.frame_count or None, desc="frames", unit="frame")
+            summary = segment_video(session, source, args.output, policy=args.policy, depth=args.depth,
+                                    alpha=args.alpha, max_frames=args.max_frames, write_video=not args.no_video,
+                                    progress=(lambda *_: bar.update(1)) if bar is not None else None)
+            if bar is not None:
+                bar.close()
+        print(json.dumps(summary))
+        return EXIT_OK
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     with runtime.load(args.model, backend=args.backend, threads=args.threads) as session:

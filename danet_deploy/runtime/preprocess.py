@@ -146,3 +146,40 @@ def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float 
     """Blend the colourised mask over the image (both HxW at the image's size)."""
     colors = colorize(mask, num_classes).astype(np.float32)
     return (image.astype(np.float32) * (1 - alpha) + colors * alpha).round().astype(np.uint8)
+
+
+def legend(class_names: Sequence[str], width: int, classes: Sequence[int] | None = None) -> np.ndarray:
+    """A uint8 ``[h, width, 3]`` strip of colour swatches and class names, to stack under an overlay.
+
+    ``classes`` limits it to the classes present (default: all); names wrap onto as many rows as
+    the width needs, so any picture can say what its colours mean.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.load_default()
+    colors = palette(len(class_names))
+    shown = list(range(len(class_names))) if classes is None else sorted({int(c) for c in classes})
+    swatch, pad, row_h = 10, 6, 16
+    entries = [(c, class_names[c] if c < len(class_names) else str(c)) for c in shown]
+    widths = [swatch + 4 + int(font.getlength(name)) + pad for _, name in entries]
+    rows, x = 1, pad
+    for w in widths:
+        if x + w > width and x > pad:
+            rows, x = rows + 1, pad
+        x += w
+    strip = Image.new("RGB", (width, rows * row_h + 4), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    x, y = pad, 2
+    for (cls, name), w in zip(entries, widths):
+        if x + w > width and x > pad:
+            x, y = pad, y + row_h
+        color = tuple(int(v) for v in (colors[cls] if cls < len(colors) else palette(cls + 1)[cls]))
+        draw.rectangle([x, y + 3, x + swatch, y + 3 + swatch], fill=color, outline=(0, 0, 0))
+        draw.text((x + swatch + 4, y + 2), name, fill=(0, 0, 0), font=font)
+        x += w
+    return np.asarray(strip)
+
+
+def with_legend(picture: np.ndarray, class_names: Sequence[str], classes: Sequence[int] | None = None) -> np.ndarray:
+    """``picture`` with :func:`legend` stacked underneath."""
+    return np.concatenate([picture, legend(class_names, picture.shape[1], classes)], axis=0)

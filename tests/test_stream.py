@@ -1,0 +1,98 @@
+"""Session.stream: pipelined frames, both policies, errors surface, no thread left behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from danet_deploy import runtime
+from danet_deploy.data.scene_video import scene_pan
+from danet_deploy.errors import ConfigError, InputError
+from danet_deploy.export import ExportRequest, export
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(64, 64), emit="mask",
+                                     output=tmp_path_factory.mktemp("s") / "a"), log=lambda _: None)
+    with runtime.load(folder, threads=1) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return scene_pan(frames=12, size=(64, 80))[0]
+
+
+def _stream_threads():
+    return [t for t in threading.enumerate() if t.name.startswith("danet-stream")]
+
+
+def test_all_policy_keeps_every_frame_in_order_with_the_same_masks(session, frames):
+    expected = [session.run(f) for f in frames]
+    got = list(session.stream(iter(frames), depth=2))
+    assert [i for i, _, _ in got] == list(range(len(frames)))
+    for (_, mask, timings), want in zip(got, expected):
+        np.testing.assert_array_equal(mask, want)
+        assert timings["latency"] >= timings["engine"] > 0 and timings["dropped"] == 0
+    assert not _stream_threads()
+
+
+def test_latest_policy_drops_stale_frames_and_ends_on_the_newest(session, frames):
+    engine = session.backend.infer_outputs
+
+    def slow_engine(batch):
+        time.sleep(0.05)
+        return engine(batch)
+
+    session.backend.infer_outputs = slow_engine  # an engine slower than the camera
+    try:
+        got = list(session.stream(iter(frames * 3), policy="latest"))
+    finally:
+        del session.backend.infer_outputs
+    indices = [i for i, _, _ in got]
+    assert indices == sorted(indices) and indices[-1] == len(frames) * 3 - 1
+    assert got[-1][2]["dropped"] > 0 and len(got) + got[-1][2]["dropped"] == len(frames) * 3
+    assert not _stream_threads()
+
+
+def test_errors_in_any_stage_reach_the_caller_and_stop_every_thread(session, frames):
+    def broken_camera():
+        yield frames[0]
+        raise OSError("camera unplugged")
+
+    with pytest.raises(RuntimeError, match="reading frames.*camera unplugged"):
+        list(session.stream(broken_camera()))
+    with pytest.raises(ConfigError, match="frame 1: expected a uint8 HxWx3"):
+        list(session.stream([frames[0], np.zeros((8, 8), np.uint8), frames[1]]))
+    engine = session.backend.infer_outputs
+    session.backend.infer_outputs = lambda batch: (_ for _ in ()).throw(InputError("engine gave up"))
+    try:
+        with pytest.raises(InputError, match="engine gave up"):
+            list(session.stream(frames))
+    finally:
+        session.backend.infer_outputs = engine
+    time.sleep(0.2)
+    assert not _stream_threads()
+
+
+def test_breaking_out_early_stops_the_pipeline(session, frames):
+    def endless():
+        while True:
+            yield from frames
+
+    for index, _, _ in session.stream(endless()):
+        if index == 3:
+            break
+    time.sleep(0.3)
+    assert not _stream_threads()
+
+
+def test_bad_settings(session, frames):
+    with pytest.raises(ConfigError, match="policy"):
+        next(session.stream(frames, policy="newest"))
+    with pytest.raises(ConfigError, match="depth"):
+        next(session.stream(frames, depth=0))

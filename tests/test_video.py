@@ -1,0 +1,122 @@
+"""Video and camera I/O (danet-run --video/--camera) and the ROS 2 example's plain functions."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+pytest.importorskip("av", reason="PyAV is in the video/all-cpu extras")
+
+from danet_deploy import runtime  # noqa: E402
+from danet_deploy.cli.run import main as run_main  # noqa: E402
+from danet_deploy.data.metrics import SegmentationMetrics  # noqa: E402
+from danet_deploy.data.scene_video import render_scene_video, scene_pan  # noqa: E402
+from danet_deploy.export import ExportRequest, export  # noqa: E402
+from danet_deploy.runtime.video import read_video  # noqa: E402
+
+SIZE = (96, 128)
+FRAMES = 16
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=SIZE, emit="mask",
+                                     output=tmp_path_factory.mktemp("v") / "a"), log=lambda _: None)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory):
+    path = tmp_path_factory.mktemp("video") / "pan.mp4"
+    labels = render_scene_video(path, frames=FRAMES, size=SIZE, fps=8)
+    return path, labels
+
+
+def test_rendered_video_round_trips(video):
+    path, labels = video
+    frames = read_video(path)
+    assert len(frames) == len(labels) == FRAMES and frames[0].shape == (*SIZE, 3)
+    originals = scene_pan(frames=FRAMES, size=SIZE)[0]
+    assert np.abs(frames[5].astype(int) - originals[5]).mean() < 12  # lossy H.264, same picture
+
+
+def test_run_video_writes_overlay_records_and_summary(artifact, video, tmp_path, capsys):
+    path, labels = video
+    out = tmp_path / "out"
+    assert run_main(["--model", str(artifact), "--video", str(path), "-o", str(out), "--threads", "1"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["frames"] == FRAMES and summary["dropped"] == 0 and summary["policy"] == "all"
+    assert summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"] and summary["fps"] > 0
+    assert json.loads((out / "summary.json").read_text()) == summary
+    records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert [r["index"] for r in records] == list(range(FRAMES))
+    assert records[1]["timestamp"] == pytest.approx(1 / 8, abs=1e-3)
+    assert all(sum(r["pixels"].values()) == SIZE[0] * SIZE[1] for r in records)
+    assert {"latency_ms", "engine_ms", "pre_ms", "post_ms"} <= set(records[0])
+    overlay = read_video(out / "overlay.mp4")
+    assert len(overlay) == FRAMES and overlay[0].shape[1] == SIZE[1] and overlay[0].shape[0] > SIZE[0]  # + legend
+    # the masks are meaningful: the video's frames segment like the scenes they came from
+    with runtime.load(artifact) as session:
+        metrics = SegmentationMetrics(session.num_classes)
+        for frame, label in zip(read_video(path), labels):
+            metrics.update(session.run(frame), label)
+    assert metrics.miou() > 0.5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--camera", "97", "--max-frames", "3"], "camera /dev/video97 does not exist"),
+    (["--camera", "0"], "--camera needs --max-frames"),
+    (["--video", "missing.mp4"], "does not exist"),
+    ([], "give images, --video FILE or --camera N"),
+])
+def test_bad_sources_are_clean_errors(artifact, tmp_path, capsys, args, message):
+    assert run_main(["--model", str(artifact), "-o", str(tmp_path / "o"), *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_corrupt_video_is_a_clean_error(artifact, tmp_path, capsys):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
+    assert run_main(["--model", str(artifact), "--video", str(bad), "-o", str(tmp_path / "o")]) == 2
+    assert "not a readable video" in capsys.readouterr().err or "decoding failed" in capsys.readouterr().err
+    assert not (tmp_path / "o" / "overlay.mp4").exists()
+
+
+def _ros_example():
+    path = Path(__file__).resolve().parents[1] / "examples" / "ros2" / "danet_segmentation_node.py"
+    spec = importlib.util.spec_from_file_location("danet_segmentation_node", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_ros2_example_conversions_and_frame_logic(artifact):
+    ros = _ros_example()
+    rgb = scene_pan(frames=1, size=SIZE)[0][0]
+    step = SIZE[1] * 3 + 8  # padded rows, as some drivers send
+    padded = np.zeros((SIZE[0], step), np.uint8)
+    padded[:, : SIZE[1] * 3] = rgb.reshape(SIZE[0], -1)
+    bgr_msg = SimpleNamespace(height=SIZE[0], width=SIZE[1], encoding="bgr8", step=step, is_bigendian=0,
+                              data=padded.tobytes())
+    # the same bytes read as bgr8 swap the channels back
+    np.testing.assert_array_equal(ros.image_to_rgb(**{k: getattr(bgr_msg, k) for k in
+                                                      ("height", "width", "encoding", "step", "data")}),
+                                  rgb[..., ::-1])
+    msg = SimpleNamespace(**{**vars(bgr_msg), "encoding": "rgb8"})
+    with runtime.load(artifact) as session:
+        mask_fields, overlay_fields = ros.FrameProcessor(session)(msg)
+        expected = session.run(rgb)
+    assert mask_fields["encoding"] == "mono8" and mask_fields["step"] == SIZE[1]
+    np.testing.assert_array_equal(np.frombuffer(mask_fields["data"], np.uint8).reshape(SIZE), expected)
+    assert overlay_fields["encoding"] == "rgb8" and len(overlay_fields["data"]) == SIZE[0] * SIZE[1] * 3
+    with pytest.raises(ValueError, match="unsupported image encoding"):
+        ros.image_to_rgb(2, 2, "yuv422", 4, b"\x00" * 8)
+    with pytest.raises(ValueError, match="too small"):
+        ros.image_to_rgb(4, 4, "rgb8", 12, b"\x00" * 10)
