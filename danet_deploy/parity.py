@@ -277,7 +277,9 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     ckpt = (manifest.checkpoint or {}).get("path")
     ref_name = reference or ckpt or manifest.model["name"]
     if ref_name == ckpt or Path(ref_name).is_file():  # a checkpoint: the artifact's architecture and classes
-        ref_session = runtime.load(ref_name, backend="torch", model=manifest.model["name"],
+        from .targets import reference_engine
+
+        ref_session = runtime.load(ref_name, backend=reference_engine().name, model=manifest.model["name"],
                                    num_classes=manifest.num_classes, threads=threads)
     else:
         ref_session = runtime.load(ref_name, threads=threads)

@@ -11,4 +11,4 @@ MODEL_FILE = "model.onnx"
 
 def build(ctx: ExportContext) -> TargetResult:
     shutil.copyfile(ctx.fp32_onnx(), ctx.workdir / MODEL_FILE)
-    return TargetResult(primary=MODEL_FILE, backend="onnxruntime", precision="fp32", input=ctx.input_spec())
+    return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision="fp32", input=ctx.input_spec())

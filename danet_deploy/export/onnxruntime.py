@@ -95,7 +95,7 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
                               "per_channel": True, "calib_method": method, **fmt, "extra_options": extra_options,
                               "ranges_from_cache": hit, "policy": policy.describe(excluded)},
              "cpu": features}
-    return TargetResult(primary=MODEL_FILE, backend="onnxruntime", precision="int8", input=ctx.input_spec(),
+    return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision="int8", input=ctx.input_spec(),
                         extra=extra, calibration=calib.describe())
 
 
@@ -116,7 +116,7 @@ def _build_fp16(ctx: ExportContext) -> TargetResult:
                             "keep_io_types": True, "float_roundtrips_removed": removed,
                             "policy": policy.describe(kwargs["node_block_list"])},
              "cpu": cpu_features()}
-    return TargetResult(primary=MODEL_FILE, backend="onnxruntime", precision="fp16", input=ctx.input_spec(), extra=extra)
+    return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision="fp16", input=ctx.input_spec(), extra=extra)
 
 
 def _finish(path: Path, ctx: ExportContext, precision: str, final: Path) -> None:

@@ -53,7 +53,7 @@ def build(ctx: ExportContext) -> TargetResult:
         ov.save_model(model, str(ctx.workdir / MODEL_FILE), compress_to_fp16=compress)
     except Exception as exc:
         raise ExportError(f"openvino.save_model failed: {summarize_exception(exc)}") from exc
-    return TargetResult(primary=MODEL_FILE, backend="openvino", precision=precision, input=ctx.input_spec(),
+    return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision=precision, input=ctx.input_spec(),
                         extra=extra, calibration=calibration)
 
 

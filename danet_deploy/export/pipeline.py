@@ -21,7 +21,7 @@ from ..files import sha256_file
 from ..manifest import Manifest, atomic_artifact_dir
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, plan_attention
-from ..targets import Target, TargetOptions, get_target
+from ..targets import Target, TargetOptions, get_target, target_names
 from ..versions import tool_versions
 
 
@@ -30,7 +30,7 @@ class ExportRequest:
     """Everything ``danet-export`` was asked to do (recorded in the manifest)."""
 
     model: str                              # preset name or checkpoint path
-    target: str = "onnx"
+    target: str = field(default_factory=lambda: target_names()[0])
     precision: str = "fp32"
     output: Path | None = None               # artifact folder; default artifacts/<model>-<target>-<precision>
     input_size: tuple[int, int] = (512, 512)
@@ -135,6 +135,11 @@ class ExportContext:
     def graph_config(self) -> dict[str, Any]:
         """What every graph and the manifest state about the model (one source: the model's config)."""
         return self.model.config.to_dict()
+
+    @property
+    def engine(self) -> str:
+        """The runtime engine this target's artifacts run on (from the registry)."""
+        return self.request.spec.engine
 
     @property
     def options(self) -> Any:
