@@ -253,7 +253,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     ref_name = reference or ckpt or manifest.model["name"]
     if ref_name == ckpt or Path(ref_name).is_file():  # a checkpoint: the artifact's architecture and classes
         ref_session = runtime.load(ref_name, backend="torch", model=manifest.model["name"],
-                                   num_classes=manifest.num_classes, threads=threads)
+                                   num_classes=manifest.num_classes, config=manifest.model, threads=threads)
     else:
         ref_session = runtime.load(ref_name, threads=threads)
     from .runtime.preprocess import preprocess

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from ..export.pipeline import PRECISIONS, TARGETS, ExportRequest
+from ..model.options import parse_option_pairs
 from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size, print_json
 
 
@@ -13,8 +14,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="danet-export", description=__doc__,
                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("--model", default="danet_demo", help="preset name (see --list-models) or checkpoint file")
-    p.add_argument("--arch", help="preset whose architecture a checkpoint --model has")
+    p.add_argument("--arch", help="preset whose architecture a checkpoint --model has (default: read from its weights)")
     p.add_argument("--num-classes", type=int, help="class count of a checkpoint (default: the preset's)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture override, e.g. deep_stem=false, stem_width=32, multi_grid=1,2,4, align_corners=false")
     p.add_argument("--target", default="onnx", choices=sorted(TARGETS))
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW")
@@ -82,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     request = ExportRequest(
         model=args.model, target=args.target, precision=args.precision, output=args.output,
         input_size=args.input_size, batch=args.batch, dynamic=args.dynamic, opset=args.opset, exporter=args.exporter,
-        arch=args.arch, num_classes=args.num_classes, attention_chunks=args.attention_chunks,
+        arch=args.arch, num_classes=args.num_classes, model_options=parse_option_pairs(args.model_option),
+        attention_chunks=args.attention_chunks,
         attention_memory=args.attention_memory, min_size=args.min_size, max_size=args.max_size,
         max_batch=args.max_batch, calib=args.calib_dir or args.calib, calib_count=args.calib_count,
         policy=args.policy, options=options, verify=args.verify)

@@ -16,6 +16,8 @@ _LAZY = {
     "PositionAttention": ".attention", "ChannelAttention": ".attention",
     "DilatedResNet": ".backbone", "BasicBlock": ".backbone", "Bottleneck": ".backbone",
     "load_checkpoint": ".checkpoints", "read_state_dict": ".checkpoints", "map_state_dict": ".checkpoints",
+    "read_checkpoint": ".checkpoints",
+    "infer_architecture": ".inspect", "matching_presets": ".inspect", "model_from_checkpoint": ".inspect",
     "init_for_testing": ".init",
 }
 

@@ -27,16 +27,19 @@ class TorchBackend(Backend):
     """Eager PyTorch DANet from a preset name or a checkpoint (``model=PRESET`` names its architecture).
 
     Options: ``threads`` (intra-op threads), ``device`` (``cpu``/``cuda``), ``model`` (preset of a
-    checkpoint), ``num_classes``, ``attention_chunks``.
+    checkpoint), ``num_classes``, ``attention_chunks``, ``config`` (a full model config, e.g. an
+    artifact manifest's ``model`` entry: the checkpoint is built exactly as it was exported).
     """
 
     name = "torch"
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, preset: str | None = None,
                  threads: int | None = None, device: str = "cpu", model: str | None = None,
-                 num_classes: int | None = None, attention_chunks: int | None = None, **_: Any) -> None:
+                 num_classes: int | None = None, attention_chunks: int | None = None,
+                 config: dict[str, Any] | None = None, **_: Any) -> None:
         torch = require("torch", "torch==2.13.0", "torch")
         from ...model import create_model
+        from ...model.registry import create_model_from_config
 
         self._torch = torch
         if threads:
@@ -50,6 +53,9 @@ class TorchBackend(Backend):
             ckpt = (manifest.checkpoint or {}).get("path")
             net = create_model(name, num_classes=manifest.num_classes, weights=ckpt, **overrides)
             checkpoint = ckpt
+        elif config is not None:
+            net = create_model_from_config(dict(config, **overrides), weights=model_file)
+            checkpoint = str(model_file)
         else:
             if model is None:
                 raise ConfigError(f"{model_file} is a checkpoint: pass model=PRESET to say which architecture it is")
