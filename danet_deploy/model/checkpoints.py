@@ -94,7 +94,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         with _numpy_scalars_allowed():
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = _load_failure_reason(exc)
         raise CheckpointError(
             f"{path} is not a loadable weights-only checkpoint ({reason}). Only tensor state dicts are read "
             "(torch.load weights_only=True); re-save it with torch.save(model.state_dict(), path)") from exc
@@ -105,9 +105,9 @@ def _numpy_scalars_allowed() -> contextlib.AbstractContextManager:
     """Allow numpy *scalars* (and their dtypes) in a weights-only load, and nothing else.
 
     Training scripts often store metrics as numpy floats (the official DANet ``best_pred``).
-    Rebuilding a scalar from its dtype and bytes runs no user code; numpy arrays and every other
-    class stay refused. Pickles from numpy 1.x name ``numpy.core.multiarray.scalar``, from 2.x
-    ``numpy._core.multiarray.scalar``: both names map to the same function.
+    Rebuilding a scalar from its dtype and bytes runs no user code; numpy arrays, non-numeric
+    dtypes and every other class stay refused. Pickles from numpy 1.x name
+    ``numpy.core.multiarray.scalar``, from 2.x ``numpy._core.multiarray.scalar``: both map to it.
     """
     import numpy as np
 
@@ -118,8 +118,24 @@ def _numpy_scalars_allowed() -> contextlib.AbstractContextManager:
         from numpy._core.multiarray import scalar
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    # a dtype's state is applied to an instance of its class (Float64DType, ...): numeric ones only
+    names = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+             "Float16", "Float32", "Float64")
+    module = getattr(np, "dtypes", None)
+    dtype_classes = [getattr(module, f"{n}DType") for n in names if hasattr(module, f"{n}DType")]
     return safe_globals([scalar, (scalar, "numpy.core.multiarray.scalar"),
-                         (scalar, "numpy._core.multiarray.scalar"), np.dtype])
+                         (scalar, "numpy._core.multiarray.scalar"), np.dtype, *dtype_classes])
+
+
+def _load_failure_reason(exc: Exception) -> str:
+    """The line of torch's error that names what was refused (its advice to disable the check is left out)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("Unsupported global", "Can only build", "Unsupported operand")):
+            return line
+    useful = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line
+              and "file an issue" not in line]
+    return useful[0] if useful else type(exc).__name__
 
 
 def _summary(value: object) -> str:

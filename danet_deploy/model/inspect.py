@@ -121,7 +121,8 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
     head = int(state["head.conv5a.0.weight"].shape[0])
     if head != base_width * 8 * expansion // 4:
         raise CheckpointError(f"the head's inner width is {head}, not a quarter of the backbone's "
-                              f"{base_width * 8 * expansion} channels as DANet's head is; only that layout is supported")
+                              f"{base_width * 8 * expansion} channels as in DANet's head; only that layout is "
+                              "supported")
     roots = {k.removeprefix("module.").removeprefix("model.").split(".")[0] for k in dropped}
     prefixes = sorted(roots - {"backbone", "pretrained"})  # not the ImageNet classifier of a plain ResNet
     return CheckpointArchitecture(depth, block, blocks, deep_stem, stem_width, base_width,

@@ -55,7 +55,8 @@ def coerce_model_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
         if key in _ELSEWHERE:
             where = _ELSEWHERE[key]
             raise ConfigError(f"model option {key!r} is not an architecture option"
-                              + (f": use {where}" if where else "") + f"; architecture options: {', '.join(ARCH_FIELDS)}")
+                              + (f": use {where}" if where else "")
+                              + f"; architecture options: {', '.join(ARCH_FIELDS)}")
         if key not in ARCH_FIELDS:
             raise ConfigError(f"unknown model option {key!r}; valid: {', '.join(ARCH_FIELDS)}")
         typed[key] = _check_range(key, _coerce(key, value, hints[key]))
