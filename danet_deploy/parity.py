@@ -254,6 +254,9 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     if ref_name == ckpt or Path(ref_name).is_file():  # a checkpoint: the artifact's architecture and classes
         ref_session = runtime.load(ref_name, backend="torch", model=manifest.model["name"],
                                    num_classes=manifest.num_classes, config=manifest.model, threads=threads)
+    elif reference is None and (manifest.export.get("model_options") or manifest.export.get("num_classes")):
+        # the artifact's own preset, changed at export: rebuild exactly what was exported
+        ref_session = runtime.load(ref_name, config=manifest.model, threads=threads)
     else:
         ref_session = runtime.load(ref_name, threads=threads)
     from .runtime.preprocess import preprocess

@@ -157,3 +157,13 @@ def test_official_release_pth_tar_exports(torch, tmp_path):
     ckpt = manifest["checkpoint"]
     assert ckpt["layout"] == "official DANet" and set(ckpt["ignored"]) == {"epoch", "best_pred", "optimizer"}
     _assert_matches(tmp_path / "art", model, torch)
+
+
+def test_model_options_on_a_preset_keep_parity(tmp_path):
+    # the reference is rebuilt from the manifest's config, not the bare preset name
+    code, manifest = _export("danet_demo", tmp_path / "os16", "--model-option", "output_stride=16",
+                             "--model-option", "align_corners=false")
+    assert code == 0 and manifest["parity"]["passed"] and manifest["model"]["output_stride"] == 16
+    assert manifest["model"]["weights"] == "danet_demo.safetensors"  # same tensors, other dilations
+    code, manifest = _export("danet_demo", tmp_path / "three", "--num-classes", "3")
+    assert code == 0 and manifest["parity"]["passed"] and manifest["model"]["weights"] is None  # fresh classifier

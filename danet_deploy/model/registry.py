@@ -7,6 +7,7 @@ line of data, and every exported artifact can record exactly which config produc
 from __future__ import annotations
 
 import copy
+import dataclasses
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,6 +164,8 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     config = get_config(name, **overrides)
     if weights is None and config.weights and num_classes in (None, len(_PRESETS[name].class_names)):
         weights = weights_dir() / config.weights
+    elif config.weights:  # shipped weights not used: the config must not claim them
+        config = dataclasses.replace(config, weights=None)
     return create_model_from_config(config, weights=weights or False, strict=strict, eval_mode=eval_mode)
 
 

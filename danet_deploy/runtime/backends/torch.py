@@ -45,7 +45,10 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(int(threads))
         overrides = {"attention_chunks": attention_chunks} if attention_chunks else {}
-        if model_file is None:
+        if model_file is None and config is not None:
+            net = create_model_from_config(dict(config, **overrides))
+            checkpoint = None
+        elif model_file is None:
             net = create_model(preset, num_classes=num_classes, **overrides)
             checkpoint = None
         elif manifest is not None:
