@@ -301,3 +301,23 @@ def test_numpy_arrays_and_code_stay_refused(torch, tmp_path):
     path = tmp_path / "scalar.pth"
     torch.save({"state_dict": state, "miou": np.float32(0.5)}, path)
     assert read_checkpoint(path).ignored["miou"] == "0.5"
+
+
+def test_torch_runtime_reads_a_checkpoint_without_a_preset(torch, tmp_path):
+    from danet_deploy import runtime
+    from danet_deploy.model import init_for_testing
+
+    model = init_for_testing(create_model("danet_edge_r18_d8", weights=False, num_classes=6), seed=3)
+    path = tmp_path / "six.pth"
+    torch.save({"state_dict": model.state_dict(), "epoch": 3}, path)
+    with pytest.raises(CheckpointError, match="no preset fits"):  # 6 classes: say so, do not guess names
+        runtime.load(path, backend="torch")
+    with runtime.load(path, backend="torch", model="danet_edge_r18_d8", num_classes=6, attention_chunks=2) as session:
+        x = np.random.default_rng(0).standard_normal((1, 3, 40, 48)).astype(np.float32)
+        with torch.no_grad():
+            np.testing.assert_allclose(session.infer(x), model(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-4)
+    with pytest.raises(CheckpointError, match="does not fit --arch danet_r18_d8"):
+        runtime.load(path, backend="torch", model="danet_r18_d8", num_classes=6)
+    torch.save(create_model("danet_edge_r18_d8", weights=False).state_dict(), path)
+    with runtime.load(path, backend="torch") as session:
+        assert session.manifest.model["name"] == "danet_edge_r18_d8"

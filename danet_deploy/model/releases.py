@@ -59,11 +59,12 @@ MMSEG_STD = (58.395 / 255, 57.12 / 255, 57.375 / 255)
 
 _MMSEG_ARCH = {"deep_stem": True, "stem_width": 32, "base_width": 64, "output_stride": 8}
 
-_MMSEG_ZOO = "mmsegmentation model zoo (configs/danet/README.md), single-scale val mIoU"
-
 
 def release_presets() -> dict[str, dict]:
     """Keyword arguments of :class:`~danet_deploy.model.registry.ModelConfig` per released configuration.
+
+    mIoU figures: single-scale val, from the official README and mmsegmentation's
+    ``configs/danet/README.md``; the two numbers of an mmseg entry are its two schedules.
 
     Plain dicts (no ModelConfig import) so the registry can build them without an import cycle.
     """
@@ -90,6 +91,6 @@ def release_presets() -> dict[str, dict]:
             presets[f"danet_mmseg_r{depth}_d8_{dataset}"] = dict(
                 depth=depth, **_MMSEG_ARCH, num_classes=len(classes), class_names=classes,
                 align_corners=align, mean=MMSEG_MEAN, std=MMSEG_STD,
-                description=f"mmsegmentation DANet R-{depth}-D8 ({what}; ResNetV1c deep stem 3->32->32->64, "
-                            f"align_corners={align}): {_MMSEG_ZOO} {miou[depth]}")
+                description=f"mmsegmentation DANet R-{depth}-D8, {what} (stem 3->32->32->64, "
+                            f"align_corners={align}); model zoo val mIoU {miou[depth]}")
     return presets

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ConfigError
 from ...manifest import Manifest
 from .base import Backend, InputSpec, require
 
@@ -24,7 +23,8 @@ def reference_manifest(config: Any, checkpoint: str | None = None) -> Manifest:
 
 
 class TorchBackend(Backend):
-    """Eager PyTorch DANet from a preset name or a checkpoint (``model=PRESET`` names its architecture).
+    """Eager PyTorch DANet from a preset name or a checkpoint (``model=PRESET`` names its architecture,
+    checked against the checkpoint's tensors; without it the architecture is read from them).
 
     Options: ``threads`` (intra-op threads), ``device`` (``cpu``/``cuda``), ``model`` (preset of a
     checkpoint), ``num_classes``, ``attention_chunks``, ``config`` (a full model config, e.g. an
@@ -59,10 +59,12 @@ class TorchBackend(Backend):
         elif config is not None:
             net = create_model_from_config(dict(config, **overrides), weights=model_file)
             checkpoint = str(model_file)
-        else:
-            if model is None:
-                raise ConfigError(f"{model_file} is a checkpoint: pass model=PRESET to say which architecture it is")
-            net = create_model(model, num_classes=num_classes, weights=model_file, **overrides)
+        else:  # a checkpoint: ``model`` is checked against its tensors, or inferred from them
+            from ...model.inspect import model_from_checkpoint
+
+            net, _ = model_from_checkpoint(model_file, model, num_classes)
+            if attention_chunks:
+                net.set_attention_chunks(attention_chunks)
             checkpoint = str(model_file)
         self.device = torch.device(device)
         self.model = net.to(self.device).eval()
