@@ -9,6 +9,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .errors import DanetDeployError  # noqa: E402
-from .model.registry import create_model, get_config, list_models  # noqa: E402
+from .model.factory import create_model  # noqa: E402
+from .model.registry import get_config, list_models  # noqa: E402
 
 __all__ = ["DanetDeployError", "__version__", "create_model", "get_config", "list_models"]

@@ -280,7 +280,10 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
         from .targets import reference_engine
 
         ref_session = runtime.load(ref_name, backend=reference_engine().name, model=manifest.model["name"],
-                                   num_classes=manifest.num_classes, threads=threads)
+                                   num_classes=manifest.num_classes, config=manifest.model, threads=threads)
+    elif reference is None and (manifest.export.get("model_options") or manifest.export.get("num_classes")):
+        # the artifact's own preset, changed at export: rebuild exactly what was exported
+        ref_session = runtime.load(ref_name, config=manifest.model, threads=threads)
     else:
         ref_session = runtime.load(ref_name, threads=threads)
     from .runtime.preprocess import preprocess

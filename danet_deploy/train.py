@@ -212,7 +212,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     """
     config.validate()
     torch = _torch()
-    from .model.registry import create_model
+    from .model.factory import create_model
 
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -285,7 +285,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
 def evaluate_weights(weights: str | Path | None = None, count: int = 50, size: tuple[int, int] = (512, 512),
                      split: str = "val", progress: bool = True) -> SegmentationMetrics:
     """Load ``danet_demo`` (shipped weights, or ``weights``) and evaluate it."""
-    from .model.registry import create_model
+    from .model.factory import create_model
 
     path = Path(weights) if weights else weights_dir() / "danet_demo.safetensors"
     if not path.exists():

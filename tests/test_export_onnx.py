@@ -12,7 +12,8 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from danet_deploy import runtime  # noqa: E402
-from danet_deploy.errors import ArtifactError, ConfigError, InputError, ManifestError, UnknownModelError  # noqa: E402
+from danet_deploy.errors import (ArtifactError, CheckpointError, ConfigError, InputError,  # noqa: E402
+                                 ManifestError, UnknownModelError)
 from danet_deploy.export import ExportRequest, export  # noqa: E402
 from danet_deploy.parity import compare_logits, run_parity  # noqa: E402
 
@@ -178,9 +179,11 @@ def test_export_request_errors(tmp_path):
         ExportRequest(MODEL, input_size=(0, 64))
     with pytest.raises(UnknownModelError):
         export(ExportRequest("danet_nope", output=tmp_path / "x"), log=_quiet)
-    (tmp_path / "ckpt.pth").write_bytes(b"")
-    with pytest.raises(ConfigError, match="--arch"):
+    (tmp_path / "ckpt.pth").write_bytes(b"")  # without --arch the file is read to infer it: unreadable
+    with pytest.raises(CheckpointError, match="weights-only"):
         export(ExportRequest(str(tmp_path / "ckpt.pth"), output=tmp_path / "x"), log=_quiet)
+    with pytest.raises(ConfigError, match="unknown model option"):
+        ExportRequest(MODEL, model_options={"colour": "red"})
     assert not (tmp_path / "x").exists()
 
 

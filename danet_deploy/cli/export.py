@@ -7,6 +7,7 @@ import sys
 
 from ..errors import ConfigError
 from ..export.pipeline import ExportRequest
+from ..model.options import parse_option_pairs
 from ..outputs import EMITS
 from ..targets import CALIB_METHODS, DEFAULT_CALIB_METHOD, PRECISIONS, get_target, target_names, targets
 from ..targets.registry import CALIB_ALIASES, TargetTable
@@ -23,8 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
                                 epilog="targets:\n" + TargetTable.current().text()
                                        + "\n\nper-target options: danet-export --list-options [--target NAME]")
     p.add_argument("--model", default="danet_demo", help="preset name (see --list-models) or checkpoint file")
-    p.add_argument("--arch", help="preset whose architecture a checkpoint --model has")
+    p.add_argument("--arch", help="preset whose architecture a checkpoint --model has (default: read from its weights)")
     p.add_argument("--num-classes", type=int, help="class count of a checkpoint (default: the preset's)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture override, e.g. deep_stem=false, stem_width=32, multi_grid=1,2,4, align_corners=false")
     p.add_argument("--target", default=names[0], choices=names)
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW")
@@ -66,17 +69,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def parse_option_pairs(pairs: list[str]) -> dict[str, str]:
-    """``["k=v", ...]`` -> ``{k: v}``; a pair without ``=`` or an empty key is a :class:`ConfigError`."""
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"--option {pair!r} must be KEY=VALUE, e.g. --option int8_format=u8s8")
-        out[key.strip()] = value.strip()
-    return out
-
-
 def _list_options(only: str | None) -> None:
     for spec in targets() if only is None else [get_target(only)]:
         rows = spec.options.describe()
@@ -104,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in list_models():
             print(f"{name:20s} {get_config(name).description}")
         return EXIT_OK
-    options: dict[str, object] = parse_option_pairs(args.option)
+    options: dict[str, object] = parse_option_pairs(args.option, "--option", "int8_format=u8s8")
     for key in OPTION_FLAGS:
         if getattr(args, key) is not None:
             options[key] = getattr(args, key)
@@ -124,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     request = ExportRequest(
         model=args.model, target=args.target, precision=args.precision, output=args.output,
         input_size=args.input_size, batch=args.batch, dynamic=args.dynamic, opset=args.opset, exporter=args.exporter,
-        arch=args.arch, num_classes=args.num_classes, attention_chunks=args.attention_chunks,
+        arch=args.arch, num_classes=args.num_classes, model_options=parse_option_pairs(args.model_option),
+        attention_chunks=args.attention_chunks,
         attention_memory=args.attention_memory, min_size=args.min_size, max_size=args.max_size,
         max_batch=args.max_batch, calib=args.calib_dir or args.calib, calib_count=args.calib_count,
         calib_method=args.calib_method, policy=args.policy, emit=args.emit, options=options, verify=args.verify)

@@ -38,8 +38,9 @@ class ExportRequest:
     dynamic: bool = False                    # symbolic batch/height/width
     opset: int = 17
     exporter: str = "legacy"
-    arch: str | None = None                  # preset of a checkpoint given as ``model``
+    arch: str | None = None                  # preset of a checkpoint given as ``model`` (default: inferred)
     num_classes: int | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)  # architecture overrides (--model-option)
     attention_chunks: int | None = None
     attention_memory: str | int | None = None
     min_size: tuple[int, int] | None = None  # dynamic-shape bounds (TensorRT profiles, planning)
@@ -76,6 +77,9 @@ class ExportRequest:
             raise ConfigError(f"batch must be >= 1, got {self.batch}")
         if self.calib_count < 1:
             raise ConfigError(f"--calib-count must be >= 1, got {self.calib_count}")
+        from ..model.options import coerce_model_options
+
+        self.model_options = coerce_model_options(self.model_options)
 
     @property
     def planning_size(self) -> tuple[int, int]:
@@ -205,23 +209,22 @@ class ExportContext:
                                 preprocessing=self.config.preprocessing.to_dict(), log=self.log)
 
 
-def load_model(request: ExportRequest) -> Any:
-    """The reference model for a request: a preset name, or a checkpoint with ``arch``."""
+def load_model(request: ExportRequest, log: Callable[[str], None] | None = None) -> Any:
+    """The reference model for a request: a preset name, or a checkpoint (``arch`` checked or inferred)."""
     from ..model import create_model, list_models
 
     if request.model in list_models():
-        model = create_model(request.model, num_classes=request.num_classes)
+        model = create_model(request.model, num_classes=request.num_classes, **request.model_options)
         model.checkpoint_info = None
         return model
     path = Path(request.model)
     if not path.is_file():
         raise UnknownModelError(f"unknown model {request.model!r}: not a preset ({', '.join(list_models())}) "
                                 "and not an existing checkpoint file")
-    if not request.arch:
-        raise ConfigError(f"{request.model!r} is not a preset ({', '.join(list_models())}); for a checkpoint file "
-                          "also pass --arch PRESET")
-    model = create_model(request.arch, num_classes=request.num_classes, weights=path)
-    model.checkpoint_info = {"path": str(path), "sha256": sha256_file(path)}
+    from ..model.inspect import model_from_checkpoint
+
+    model, info = model_from_checkpoint(path, request.arch, request.num_classes, request.model_options, log or _print)
+    model.checkpoint_info = {"path": str(path), "sha256": sha256_file(path), **info}
     return model
 
 
@@ -235,7 +238,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
     spec = request.spec
     spec.check_installed()
     builder = spec.load_builder()
-    model = load_model(request)
+    model = load_model(request, log)
     # the default policy keeps attention in FP32 for FP16/INT8 graphs: plan its memory at 4 bytes
     attention_precision = "fp16" if request.precision == "fp16" and request.policy == "quantize-all" else "fp32"
     plan = plan_attention(request.planning_size, request.max_batch or request.batch, attention_precision,

@@ -85,10 +85,15 @@ class DilatedResNet(nn.Module):
         deep_stem: three 3x3 convs (official DANet / ResNetV1c) instead of one 7x7.
         base_width: channels of the first stage (64 in the paper; smaller for edge presets).
         multi_grid: per-block dilation multipliers of the last stage, e.g. (1, 2, 4).
+        stem_width: width of the stem's first conv (``None``: ``base_width``). A deep stem is
+            ``3 -> w -> w -> 2w`` (official DANet: w=64, so 3->64->64->128; mmsegmentation's
+            ResNetV1c with ``stem_channels=64``: w=32, so 3->32->32->64); a 7x7 stem is ``3 -> w``.
+            Released checkpoints differ exactly here, so it must be settable.
     """
 
     def __init__(self, depth: int = 50, output_stride: int = 8, deep_stem: bool = True,
-                 base_width: int = 64, multi_grid: Sequence[int] | None = None) -> None:
+                 base_width: int = 64, multi_grid: Sequence[int] | None = None,
+                 stem_width: int | None = None) -> None:
         super().__init__()
         if depth not in _DEPTHS:
             raise ValueError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
@@ -98,7 +103,9 @@ class DilatedResNet(nn.Module):
         strides, dilations = _OUTPUT_STRIDES[output_stride]
         self.depth = depth
         self.output_stride = output_stride
-        stem_width = base_width
+        stem_width = base_width if stem_width is None else stem_width
+        if stem_width < 1 or base_width < 1:
+            raise ValueError(f"stem_width and base_width must be >= 1, got {stem_width} and {base_width}")
         if deep_stem:
             self.conv1 = nn.Sequential(
                 nn.Conv2d(3, stem_width, 3, 2, 1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU(inplace=True),

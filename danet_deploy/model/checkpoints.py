@@ -10,15 +10,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import nn
 
-from ..errors import CheckpointError, summarize_exception
+from ..errors import CheckpointError
 
 # mmsegmentation DAHead / ResNetV1c -> this project's names (regex, replacement)
 _MMSEG_RULES: tuple[tuple[str, str], ...] = (
@@ -50,8 +52,32 @@ _MMSEG_RULES: tuple[tuple[str, str], ...] = (
 _TRAINING_ONLY = re.compile(r"^(auxiliary_head\.|auxlayer\.|aux\.)")
 
 
+@dataclass
+class CheckpointContents:
+    """What a checkpoint file holds: its state dict, and what else was in the container (ignored)."""
+
+    state: dict[str, torch.Tensor]           # the model's tensors, keys as saved (not yet mapped)
+    container: str                           # "safetensors", "state dict", or the wrapper key, e.g. "state_dict"
+    ignored: dict[str, str] = field(default_factory=dict)  # other entries -> a short summary
+
+    def describe_ignored(self) -> str:
+        return ", ".join(f"{k} ({v})" for k, v in self.ignored.items())
+
+
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Read a tensor dict from ``path`` without executing any pickled code."""
+    return read_checkpoint(path).state
+
+
+def read_checkpoint(path: str | Path) -> CheckpointContents:
+    """Read ``path`` (``.safetensors``, a bare state dict, or a training container) without running code.
+
+    Training containers are dicts holding the state dict beside bookkeeping: the official DANet
+    ``.pth.tar`` (``state_dict``, ``epoch``, ``best_pred``, ``optimizer``), mmsegmentation's
+    (``meta``, ``state_dict``, ``optimizer``). They load with ``torch.load(weights_only=True)``,
+    numpy scalars (``best_pred`` is one in the official files) allowed as plain data; everything
+    that is not the state dict is summarised in :attr:`CheckpointContents.ignored`.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist: pass an existing .pt/.pth/.safetensors file")
@@ -61,28 +87,91 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         except ImportError as exc:  # pragma: no cover - safetensors is a core dependency
             raise CheckpointError("reading .safetensors needs the 'safetensors' package: pip install safetensors") from exc
         try:
-            return dict(load_file(str(path)))
+            return CheckpointContents(dict(load_file(str(path))), "safetensors")
         except Exception as exc:
             raise CheckpointError(f"{path} is not a readable safetensors file ({exc}); re-save or re-download it") from exc
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with _numpy_scalars_allowed():
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = summarize_exception(exc)
+        reason = _load_failure_reason(exc)
         raise CheckpointError(
             f"{path} is not a loadable weights-only checkpoint ({reason}). Only tensor state dicts are read "
             "(torch.load weights_only=True); re-save it with torch.save(model.state_dict(), path)") from exc
     return _extract_state_dict(obj, path)
 
 
-def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
+def _numpy_scalars_allowed() -> contextlib.AbstractContextManager:
+    """Allow numpy *scalars* (and their dtypes) in a weights-only load, and nothing else.
+
+    Training scripts often store metrics as numpy floats (the official DANet ``best_pred``).
+    Rebuilding a scalar from its dtype and bytes runs no user code; numpy arrays, non-numeric
+    dtypes and every other class stay refused. Pickles from numpy 1.x name
+    ``numpy.core.multiarray.scalar``, from 2.x ``numpy._core.multiarray.scalar``: both map to it.
+    """
+    import numpy as np
+
+    safe_globals = getattr(torch.serialization, "safe_globals", None)
+    if safe_globals is None:  # pragma: no cover - torch < 2.5: numpy scalars stay refused
+        return contextlib.nullcontext()
+    try:
+        from numpy._core.multiarray import scalar
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
+    # a dtype's state is applied to an instance of its class (Float64DType, ...): numeric ones only
+    names = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
+             "Float16", "Float32", "Float64")
+    module = getattr(np, "dtypes", None)
+    dtype_classes = [getattr(module, f"{n}DType") for n in names if hasattr(module, f"{n}DType")]
+    return safe_globals([scalar, (scalar, "numpy.core.multiarray.scalar"),
+                         (scalar, "numpy._core.multiarray.scalar"), np.dtype, *dtype_classes])
+
+
+def _load_failure_reason(exc: Exception) -> str:
+    """The line of torch's error that names what was refused (its advice to disable the check is left out)."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    for line in lines:
+        if line.startswith(("Unsupported global", "Can only build", "Unsupported operand")):
+            return line
+    useful = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line
+              and "file an issue" not in line]
+    return useful[0] if useful else type(exc).__name__
+
+
+def _summary(value: object) -> str:
+    """A short, printable account of one ignored checkpoint entry."""
+    if hasattr(value, "item") and not isinstance(value, torch.Tensor):
+        value = value.item()  # numpy scalar
+    if isinstance(value, torch.Tensor):
+        return f"tensor {tuple(value.shape)}"
+    if isinstance(value, (bool, int, float)) or value is None:
+        return repr(value)
+    if isinstance(value, str):
+        return repr(value if len(value) <= 40 else value[:37] + "...")
+    if isinstance(value, Mapping):
+        keys = list(value)
+        shown = ", ".join(str(k) for k in keys[:6]) + (", ..." if len(keys) > 6 else "")
+        return f"dict of {len(keys)}: {shown}"
+    if isinstance(value, (list, tuple)):
+        return f"{type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def _extract_state_dict(obj: object, path: Path) -> CheckpointContents:
     if isinstance(obj, Mapping):
+        container = "state dict"
+        wrapper = None
         for key in ("state_dict", "model", "model_state_dict", "net"):
             if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
+                wrapper, container = key, key
                 break
-        tensors = {str(k): v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+        inner = obj[wrapper] if wrapper else obj
+        ignored = {str(k): _summary(v) for k, v in obj.items() if wrapper and k != wrapper}
+        ignored |= {f"{wrapper + '.' if wrapper else ''}{k}": _summary(v)
+                    for k, v in inner.items() if not isinstance(v, torch.Tensor)}
+        tensors = {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
         if tensors:
-            return tensors
+            return CheckpointContents(tensors, container, ignored)
     raise CheckpointError(f"{path} holds no state dict of tensors; expected the output of model.state_dict()")
 
 
@@ -115,34 +204,52 @@ def map_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
     return mapped, dropped
 
 
-def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True) -> dict[str, list[str]]:
-    """Load ``path`` into ``model``; returns the report of missing/unexpected/dropped keys.
+def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True,
+                    hint: Callable[[Mapping[str, torch.Tensor], list[str]], str] | None = None) -> dict[str, Any]:
+    """Load ``path`` into ``model``; returns the report of missing/unexpected/dropped/ignored entries.
 
     Raises :class:`CheckpointError` naming the keys on a mismatch (strict), and on class-count
-    or shape mismatches with the fix (``num_classes=``).
+    or shape mismatches with the fix (``num_classes=``, or the presets that fit the checkpoint).
     """
-    state, dropped = map_state_dict(read_state_dict(path))
+    contents = read_checkpoint(path)
+    state, dropped = map_state_dict(contents.state)
+    report = load_state(model, state, dropped, path, strict=strict, hint=hint)
+    report["ignored"] = contents.ignored
+    return report
+
+
+def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], dropped: list[str], source: str | Path,
+               strict: bool = True, hint: Callable[[Mapping[str, torch.Tensor], list[str]], str] | None = None,
+               ) -> dict[str, Any]:
+    """Load an already mapped state dict (see :func:`map_state_dict`) into ``model``, checking it first.
+
+    ``hint(state, dropped)`` adds to a mismatch error what the checkpoint is and which presets fit
+    it (:func:`danet_deploy.model.inspect.fitting_presets_hint`, passed in by the callers that
+    know the presets, so this module stays below them).
+    """
     own = model.state_dict()
     own_keys = {k for k in own if not k.endswith("num_batches_tracked")}
     missing = sorted(own_keys - set(state))
     unexpected = sorted(set(state) - set(own))
     shape_errors = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
                     for k in sorted(set(state) & set(own)) if state[k].shape != own[k].shape]
+    if shape_errors or (strict and (missing or unexpected)):
+        extra = hint(state, dropped) if hint is not None else ""
     if shape_errors:
         classifier = [e for e in shape_errors if e.startswith("head.conv8.1.weight")]
-        hint = ""
         if classifier:
             n = state["head.conv8.1.weight"].shape[0]
-            hint = f" The checkpoint has {n} classes: pass num_classes={n}."
-        raise CheckpointError(f"{path}: {len(shape_errors)} tensor shape mismatch(es): "
-                              + "; ".join(shape_errors[:5]) + ("; ..." if len(shape_errors) > 5 else "") + hint)
+            extra = f" The checkpoint has {n} classes: pass num_classes={n}." + extra
+        raise CheckpointError(f"{source}: {len(shape_errors)} tensor shape mismatch(es): "
+                              + "; ".join(shape_errors[:5]) + ("; ..." if len(shape_errors) > 5 else "") + extra)
     if strict and (missing or unexpected):
         raise CheckpointError(
-            f"{path} does not match the model: {len(missing)} missing key(s) {missing[:8]}"
+            f"{source} does not match the model: {len(missing)} missing key(s) {missing[:8]}"
             f"{' ...' if len(missing) > 8 else ''}, {len(unexpected)} unexpected key(s) {unexpected[:8]}"
-            f"{' ...' if len(unexpected) > 8 else ''}. Check the preset (depth, width, deep stem) or pass strict=False")
+            f"{' ...' if len(unexpected) > 8 else ''}. Check the preset (depth, width, deep stem), or leave out --arch so danet-export reads "
+            "the architecture from the checkpoint." + extra)
     if missing or unexpected:
-        warnings.warn(f"{path}: loaded non-strictly; missing={missing[:8]} unexpected={unexpected[:8]}", stacklevel=2)
+        warnings.warn(f"{source}: loaded non-strictly; missing={missing[:8]} unexpected={unexpected[:8]}", stacklevel=2)
     own_dtype = {k: v.dtype for k, v in own.items()}
     cast = {k: v.to(own_dtype[k]) for k, v in state.items() if k in own}
     model.load_state_dict(cast, strict=False)

@@ -65,13 +65,15 @@ class DANet(nn.Module):
 
     def __init__(self, num_classes: int = 19, depth: int = 50, output_stride: int = 8,
                  deep_stem: bool = True, base_width: int = 64, multi_grid: tuple[int, ...] | None = None,
-                 attention_chunks: int = 1, align_corners: bool = True) -> None:
+                 attention_chunks: int = 1, align_corners: bool = True, stem_width: int | None = None) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
         self.num_classes = num_classes
-        self.align_corners = align_corners  # the official code upsamples with align_corners=True
-        self.backbone = DilatedResNet(depth, output_stride, deep_stem, base_width, multi_grid)
+        # the official code upsamples with align_corners=True; mmsegmentation's DAHead (most of its
+        # configs) with False: a checkpoint's logits are only reproduced with its own choice
+        self.align_corners = align_corners
+        self.backbone = DilatedResNet(depth, output_stride, deep_stem, base_width, multi_grid, stem_width)
         self.head = DANetHead(self.backbone.out_channels, num_classes, attention_chunks)
 
     @property

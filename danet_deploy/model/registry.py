@@ -12,15 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, UnknownModelError
+from .releases import CITYSCAPES_CLASSES, release_presets
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-CITYSCAPES_CLASSES = (
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
-)
 
 
 @dataclass(frozen=True)
@@ -52,6 +47,7 @@ class ModelConfig:
     deep_stem: bool = True
     base_width: int = 64
     multi_grid: tuple[int, ...] | None = None
+    stem_width: int | None = None  # first stem conv's width; None: base_width (see DilatedResNet)
     num_classes: int = 19
     class_names: tuple[str, ...] = CITYSCAPES_CLASSES
     align_corners: bool = True
@@ -92,11 +88,20 @@ _PRESETS: dict[str, ModelConfig] = {
         class_names=DEMO_CLASSES, weights="danet_demo.safetensors",
         description="edge size, trained here on generated street scenes (ships with weights)"),
 }
+for _name, _kwargs in release_presets().items():
+    _mean, _std = _kwargs.pop("mean", IMAGENET_MEAN), _kwargs.pop("std", IMAGENET_STD)
+    _PRESETS[_name] = ModelConfig(_name, preprocessing=Preprocessing(mean=_mean, std=_std), **_kwargs)
 
 
 def list_models() -> list[str]:
     """Names of every registered preset."""
     return sorted(_PRESETS)
+
+
+def preset_order() -> list[str]:
+    """Preset names in registration order (the paper sizes first, then the released checkpoints,
+    most common variant of each release first): the order candidates are preferred in."""
+    return list(_PRESETS)
 
 
 def get_config(name: str, **overrides: Any) -> ModelConfig:
@@ -111,6 +116,8 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
             raise ConfigError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(ModelConfig.__dataclass_fields__)}")
         data = config.to_dict()
         data.update(overrides)
+        if "class_names" in overrides and "num_classes" not in overrides:
+            data["num_classes"] = len(overrides["class_names"])
         if "num_classes" in overrides and "class_names" not in overrides:
             n = overrides["num_classes"]
             names = list(config.class_names)
@@ -125,44 +132,14 @@ def build_model(config: ModelConfig):
 
     if config.num_classes != len(config.class_names):
         raise ConfigError(f"{config.name}: num_classes={config.num_classes} but {len(config.class_names)} class names")
-    return DANet(num_classes=config.num_classes, depth=config.depth, output_stride=config.output_stride,
-                 deep_stem=config.deep_stem, base_width=config.base_width, multi_grid=config.multi_grid,
-                 attention_chunks=config.attention_chunks, align_corners=config.align_corners)
+    try:
+        return DANet(num_classes=config.num_classes, depth=config.depth, output_stride=config.output_stride,
+                     deep_stem=config.deep_stem, base_width=config.base_width, multi_grid=config.multi_grid,
+                     attention_chunks=config.attention_chunks, align_corners=config.align_corners,
+                     stem_width=config.stem_width)
+    except ValueError as exc:  # depth, output stride, widths out of range
+        raise ConfigError(f"{config.name}: {exc}") from exc
 
 
 def weights_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "weights"
-
-
-def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None,
-                 strict: bool = True, eval_mode: bool = True, **overrides: Any):
-    """Build a DANet preset, optionally loading a checkpoint.
-
-    Args:
-        name: a preset from :func:`list_models`.
-        num_classes: override the preset's class count (a fresh classifier).
-        weights: a checkpoint file (``.pt``/``.pth``/``.safetensors``; official DANet and
-            mmsegmentation key names are mapped). Shipped presets load their own weights when
-            this is ``None``; pass ``weights=False`` for random init.
-        strict: fail on missing/unexpected keys (the default) rather than warn.
-        eval_mode: return the model in ``eval()`` mode.
-    """
-    from .checkpoints import load_checkpoint
-
-    if num_classes is not None:
-        overrides["num_classes"] = num_classes
-    config = get_config(name, **overrides)
-    model = build_model(config)
-    if weights is None and config.weights and num_classes in (None, len(_PRESETS[name].class_names)):
-        weights = weights_dir() / config.weights
-    if weights:
-        load_checkpoint(model, weights, strict=strict)
-    else:
-        # No trained weights: a *seeded* initialisation, so every process (exporter, reference,
-        # benchmark worker) builds the same network, with non-zero attention gammas so the
-        # attention branches are exercised rather than bypassed.
-        from .init import init_for_testing
-
-        init_for_testing(model, seed=0)
-    model.config = config  # type: ignore[attr-defined]
-    return model.eval() if eval_mode else model

@@ -7,7 +7,6 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ConfigError
 from ...manifest import Manifest
 from .base import Backend, InputSpec, require
 
@@ -24,25 +23,32 @@ def reference_manifest(config: Any, checkpoint: str | None = None) -> Manifest:
 
 
 class TorchBackend(Backend):
-    """Eager PyTorch DANet from a preset name or a checkpoint (``model=PRESET`` names its architecture).
+    """Eager PyTorch DANet from a preset name or a checkpoint (``model=PRESET`` names its architecture,
+    checked against the checkpoint's tensors; without it the architecture is read from them).
 
     Options: ``threads`` (intra-op threads), ``device`` (``cpu``/``cuda``), ``model`` (preset of a
-    checkpoint), ``num_classes``, ``attention_chunks``.
+    checkpoint), ``num_classes``, ``attention_chunks``, ``config`` (a full model config, e.g. an
+    artifact manifest's ``model`` entry: the checkpoint is built exactly as it was exported).
     """
 
     name = "torch"
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, preset: str | None = None,
                  threads: int | None = None, device: str = "cpu", model: str | None = None,
-                 num_classes: int | None = None, attention_chunks: int | None = None) -> None:
+                 num_classes: int | None = None, attention_chunks: int | None = None,
+                 config: dict[str, Any] | None = None) -> None:
         torch = require("torch", "torch==2.13.0", "torch")
         from ...model import create_model
+        from ...model.factory import create_model_from_config
 
         self._torch = torch
         if threads:
             torch.set_num_threads(int(threads))
         overrides = {"attention_chunks": attention_chunks} if attention_chunks else {}
-        if model_file is None:
+        if model_file is None and config is not None:
+            net = create_model_from_config(dict(config, **overrides))
+            checkpoint = None
+        elif model_file is None:
             net = create_model(preset, num_classes=num_classes, **overrides)
             checkpoint = None
         elif manifest is not None:
@@ -50,10 +56,15 @@ class TorchBackend(Backend):
             ckpt = (manifest.checkpoint or {}).get("path")
             net = create_model(name, num_classes=manifest.num_classes, weights=ckpt, **overrides)
             checkpoint = ckpt
-        else:
-            if model is None:
-                raise ConfigError(f"{model_file} is a checkpoint: pass model=PRESET to say which architecture it is")
-            net = create_model(model, num_classes=num_classes, weights=model_file, **overrides)
+        elif config is not None:
+            net = create_model_from_config(dict(config, **overrides), weights=model_file)
+            checkpoint = str(model_file)
+        else:  # a checkpoint: ``model`` is checked against its tensors, or inferred from them
+            from ...model.inspect import model_from_checkpoint
+
+            net, _ = model_from_checkpoint(model_file, model, num_classes)
+            if attention_chunks:
+                net.set_attention_chunks(attention_chunks)
             checkpoint = str(model_file)
         self.device = torch.device(device)
         self.model = net.to(self.device).eval()

@@ -1,0 +1,169 @@
+"""``danet-export --model FILE`` (no --arch) for checkpoints laid out as the released DANet files.
+
+Each released configuration is built with random weights, saved in its release's key layout and
+container, exported to ONNX and run with ONNX Runtime; parity is checked against the reference
+rebuilt from the manifest and, for mmsegmentation's layout, against an independent model written
+from mmsegmentation's code (tests/released_layouts.py). R-101 and the 150/21-class variants are
+``slow``; the R-50 Cityscapes file (the most downloaded) runs by default.
+"""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from released_layouts import (MMSegDANet, mmseg_container, official_container, official_state,  # noqa: E402
+                              randomize, save_legacy_with_numpy1_names)
+
+from danet_deploy import runtime  # noqa: E402
+from danet_deploy.cli.export import main as export_main  # noqa: E402
+from danet_deploy.model import get_config  # noqa: E402
+
+SIZE = (64, 96)
+
+
+def _export(path, out, *extra):
+    """Run danet-export in-process; returns (exit code, summary, manifest)."""
+    code = export_main(["--model", str(path), "--input-size", f"{SIZE[0]}x{SIZE[1]}", "--output", str(out),
+                        "--verify", "--verify-images", "1", "--json", *extra])
+    manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else None
+    return code, manifest
+
+
+def _assert_matches(artifact, oracle, torch):
+    """ONNX Runtime's logits on a random input equal the oracle model's (relative to the logit range)."""
+    x = np.random.default_rng(0).standard_normal((1, 3, *SIZE)).astype(np.float32)
+    with runtime.load(artifact, threads=2) as session:
+        got = session.infer(x)
+    with torch.no_grad():
+        want = oracle(torch.from_numpy(x)).numpy()
+    assert got.shape == want.shape
+    assert np.abs(got - want).max() <= 1e-4 * np.abs(want).max()
+    assert (got.argmax(1) == want.argmax(1)).mean() > 0.999
+
+
+def _mmseg_checkpoint(torch, tmp_path, depth, dataset):
+    preset = get_config(f"danet_mmseg_r{depth}_d8_{dataset}")
+    oracle = randomize(MMSegDANet(depth, preset.num_classes), seed=depth)
+    path = tmp_path / f"danet_r{depth}-d8_{dataset}.pth"
+    torch.save(mmseg_container(oracle, preset.class_names), path)
+    return oracle, path
+
+
+@pytest.fixture(scope="module")
+def mmseg_r50_cityscapes(tmp_path_factory):
+    import torch
+
+    return _mmseg_checkpoint(torch, tmp_path_factory.mktemp("mmseg"), 50, "cityscapes")
+
+
+def test_mmseg_r50_cityscapes_exports_with_one_command(mmseg_r50_cityscapes, tmp_path, torch):
+    oracle, path = mmseg_r50_cityscapes
+    out = tmp_path / "art"
+    result = subprocess.run([sys.executable, "-m", "danet_deploy.cli.export", "--model", str(path), "--input-size",
+                             f"{SIZE[0]}x{SIZE[1]}", "--output", str(out), "--verify", "--verify-images", "1",
+                             "--json"], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["parity"]["passed"]
+    # the choice and what the weights could not tell are said, not silent
+    assert "-> preset danet_mmseg_r50_d8_cityscapes (inferred from the weights)" in result.stderr
+    assert "danet_mmseg_r50_d8_cityscapes_769 (align_corners=true)" in result.stderr
+    assert "meta (dict of" in result.stderr and "auxiliary_head" in result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["model"]["name"] == "danet_mmseg_r50_d8_cityscapes"
+    assert manifest["model"]["align_corners"] is False and manifest["model"]["stem_width"] == 32
+    ckpt = manifest["checkpoint"]
+    assert ckpt["chosen_by"] == "inferred from the weights" and ckpt["layout"] == "mmsegmentation"
+    assert ckpt["candidates"] == ["danet_mmseg_r50_d8_cityscapes", "danet_mmseg_r50_d8_cityscapes_769"]
+    assert set(ckpt["ignored"]) == {"meta", "optimizer"} and ckpt["inferred"]["training_heads"] == ["auxiliary_head"]
+    _assert_matches(out, oracle, torch)  # mmsegmentation's own forward, align_corners=False
+
+
+def test_explicit_arch_mismatch_names_the_release(mmseg_r50_cityscapes, tmp_path):
+    _, path = mmseg_r50_cityscapes
+    result = subprocess.run([sys.executable, "-m", "danet_deploy.cli.export", "--model", str(path), "--arch",
+                             "danet_r50_d8", "--output", str(tmp_path / "x")], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "does not fit --arch danet_r50_d8" in result.stderr
+    assert "3->64->64->128 vs checkpoint deep stem 3->32->32->64" in result.stderr
+    assert "--arch danet_mmseg_r50_d8_cityscapes" in result.stderr
+    assert not (tmp_path / "x").exists()
+
+
+def test_arch_chooses_among_indistinguishable_presets(mmseg_r50_cityscapes, tmp_path, torch):
+    oracle, path = mmseg_r50_cityscapes
+    code, manifest = _export(path, tmp_path / "769", "--arch", "danet_mmseg_r50_d8_cityscapes_769")
+    assert code == 0 and manifest["model"]["align_corners"] is True and manifest["checkpoint"]["chosen_by"] == "--arch"
+    oracle.align_corners = True  # mmseg's 769x769 configs
+    _assert_matches(tmp_path / "769", oracle, torch)
+
+
+def test_model_options_describe_an_unlisted_checkpoint(tmp_path, torch):
+    from danet_deploy.errors import CheckpointError
+    from danet_deploy.model import create_model, init_for_testing
+
+    # an edge ResNet-18 with a narrow deep stem: no preset has it
+    model = init_for_testing(create_model("danet_edge_r18_d8", weights=False, deep_stem=True, stem_width=16,
+                                          num_classes=4), seed=2)
+    path = tmp_path / "custom.pt"
+    torch.save(model.state_dict(), path)
+    from danet_deploy.export import ExportRequest, export
+
+    with pytest.raises(CheckpointError, match="no preset fits") as info:
+        export(ExportRequest(str(path), output=tmp_path / "no"), log=lambda _: None)
+    assert not (tmp_path / "no").exists()
+    # the user's next step: the flags the message gives
+    flags = re.search(r"Describe it with: (.*?) \(and check", str(info.value)).group(1).split()
+    assert "--model-option" in flags and "stem_width=16" in flags
+    code, manifest = _export(path, tmp_path / "yes", *flags)
+    assert code == 0 and manifest["parity"]["passed"]  # the reference is rebuilt with the options too
+    options = manifest["export"]["model_options"]
+    assert options["stem_width"] == 16 and all(not isinstance(v, str) for v in options.values())  # typed
+    assert manifest["model"]["deep_stem"] is True and manifest["model"]["stem_width"] == 16
+    assert manifest["checkpoint"]["chosen_by"] == "--arch"
+    _assert_matches(tmp_path / "yes", model, torch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("depth,dataset", [(50, "ade20k"), (50, "voc12aug"), (101, "cityscapes"),
+                                           (101, "ade20k"), (101, "voc12aug")])
+def test_mmseg_release_exports(torch, tmp_path, depth, dataset):
+    oracle, path = _mmseg_checkpoint(torch, tmp_path, depth, dataset)
+    code, manifest = _export(path, tmp_path / "art")
+    assert code == 0 and manifest["parity"]["passed"]
+    assert manifest["model"]["name"] == f"danet_mmseg_r{depth}_d8_{dataset}"
+    _assert_matches(tmp_path / "art", oracle, torch)
+
+
+@pytest.mark.slow
+def test_official_release_pth_tar_exports(torch, tmp_path):
+    from danet_deploy.model import create_model, init_for_testing
+
+    model = init_for_testing(create_model("danet_official_r101_cityscapes", weights=False), seed=7)
+    path = tmp_path / "DANet101.pth.tar"  # legacy format, DataParallel keys, numpy best_pred, auxlayer
+    save_legacy_with_numpy1_names(official_container(official_state(model.state_dict(), 19, module_prefix=True)),
+                                  path)
+    code, manifest = _export(path, tmp_path / "art")
+    assert code == 0 and manifest["parity"]["passed"]
+    assert manifest["model"]["name"] == "danet_official_r101_cityscapes"
+    assert manifest["model"]["multi_grid"] == [1, 2, 4] and manifest["model"]["deep_stem"] is False
+    ckpt = manifest["checkpoint"]
+    assert ckpt["layout"] == "official DANet" and set(ckpt["ignored"]) == {"epoch", "best_pred", "optimizer"}
+    _assert_matches(tmp_path / "art", model, torch)
+
+
+def test_model_options_on_a_preset_keep_parity(tmp_path):
+    # the reference is rebuilt from the manifest's config, not the bare preset name
+    code, manifest = _export("danet_demo", tmp_path / "os16", "--model-option", "output_stride=16",
+                             "--model-option", "align_corners=false")
+    assert code == 0 and manifest["parity"]["passed"] and manifest["model"]["output_stride"] == 16
+    assert manifest["model"]["weights"] == "danet_demo.safetensors"  # same tensors, other dilations
+    code, manifest = _export("danet_demo", tmp_path / "three", "--num-classes", "3")
+    assert code == 0 and manifest["parity"]["passed"] and manifest["model"]["weights"] is None  # fresh classifier
