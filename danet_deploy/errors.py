@@ -57,3 +57,7 @@ class ParityError(DanetDeployError):
 
 class ExportError(DanetDeployError):
     """An exporter or converter failed; the message carries the library's reason."""
+
+
+class ServeError(DanetDeployError):
+    """A model server cannot start, is unreachable, or answered a request with an error."""
