@@ -15,7 +15,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default="danet_demo", help="preset name (see --list-models) or checkpoint file")
     p.add_argument("--arch", help="preset whose architecture a checkpoint --model has")
     p.add_argument("--num-classes", type=int, help="class count of a checkpoint (default: the preset's)")
-    p.add_argument("--target", default="onnx", choices=sorted(TARGETS))
+    p.add_argument("--target", default="onnx", choices=[*sorted(TARGETS), "triton"])
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW")
     p.add_argument("--batch", type=int, default=1)
@@ -73,6 +73,10 @@ def main(argv: list[str] | None = None) -> int:
             options[key] = getattr(args, key)
     if args.legacy_calibrator:
         options["legacy_calibrator"] = True
+    if args.target == "triton":  # a model repository for an existing artifact (--from ARTIFACT)
+        from .triton import export_triton
+
+        return export_triton(args.from_bundle, args.output, _options(args.option), as_json=args.json)
     if args.from_bundle:
         from ..export.tensorrt import build_engine_from_bundle
 

@@ -295,8 +295,8 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     if pending_engine:
         renames = {}  # the bundle's files keep their names; model.plan is built beside them
         pending = ("build the engine on the serving GPU with the TensorRT version of the Triton container: "
-                   "danet-export --target tensorrt --from VERSION_DIR --output ENGINE_DIR, then write the repository "
-                   "again from ENGINE_DIR (or copy ENGINE_DIR/model.engine to VERSION_DIR/model.plan)")
+                   "danet-export --target tensorrt --from {version_dir} --output ENGINE_DIR, then write the repository "
+                   "again from ENGINE_DIR with force (or copy ENGINE_DIR/model.engine to {version_dir}/model.plan)")
         notes.append("prepared TensorRT bundle: config written from its metadata; model.plan is not built yet")
     else:
         pending = None
@@ -373,6 +373,8 @@ def write_triton_repository(artifact: str | Path, output: str | Path, options: T
                             "choose another name=")
     for name in manifest.files:
         _inside(source, name)
+    version_final = final / str(opts.version)
+    pending = plan.pending.format(version_dir=version_final) if plan.pending else None
     with atomic_artifact_dir(final, overwrite=force) as tmp:
         (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")
         version_dir = tmp / str(opts.version)
@@ -385,11 +387,11 @@ def write_triton_repository(artifact: str | Path, output: str | Path, options: T
             manifest, primary=plan.primary, files={},
             extra={**manifest.extra, "triton": {"model": plan.name, "version": opts.version, "platform":
                                                 plan.config.get("platform") or plan.config.get("backend"),
-                                                "source": str(source), "pending": plan.pending}})
+                                                "source": str(source), "pending": pending}})
         served.hash_files(version_dir)
         served.write(version_dir)
-    return TritonRepository(repository=repo, model_dir=final, version_dir=final / str(opts.version), name=plan.name,
-                            platform=plan.platform, config=text, pending=plan.pending, notes=plan.notes)
+    return TritonRepository(repository=repo, model_dir=final, version_dir=version_final, name=plan.name,
+                            platform=plan.platform, config=text, pending=pending, notes=plan.notes)
 
 
 @dataclass
