@@ -242,6 +242,8 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         if size > max(max_batch, 1):
             raise ConfigError(f"preferred batch size {size} exceeds max_batch_size {max_batch}")
 
+    if options.ort_tensorrt and platform != "onnxruntime":
+        raise ConfigError("ort_tensorrt applies to the onnxruntime platform (ONNX artifacts) only")
     kind = options.kind
     if kind == "auto":
         kind = "gpu" if platform == "tensorrt" or options.ort_tensorrt else "cpu"
@@ -249,8 +251,8 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         raise ConfigError("TensorRT plans run on GPU instances only (kind=gpu)")
     if platform == "openvino" and kind != "cpu":
         raise ConfigError("the Triton OpenVINO backend runs CPU instances (kind=cpu)")
-    if options.ort_tensorrt and (platform != "onnxruntime" or kind != "gpu"):
-        raise ConfigError("ort_tensorrt applies to the onnxruntime platform on GPU instances")
+    if options.ort_tensorrt and kind != "gpu":
+        raise ConfigError("ort_tensorrt runs on GPU instances (kind=gpu)")
     if options.gpus and kind != "gpu":
         raise ConfigError("gpus applies to GPU instances (kind=gpu)")
 
