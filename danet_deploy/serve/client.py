@@ -137,7 +137,7 @@ class SegmentationClient:
                     raise ServeError(f"cannot reach Triton at {self.protocol}://{self.url}: {exc!r}") from exc
                 self._reset()
                 retries += 1
-                time.sleep(0.2)
+                time.sleep(min(1.0, 0.1 * 2 ** min(retries, 4)))  # back off: a restarting server needs its CPU
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         return self.call(image).mask

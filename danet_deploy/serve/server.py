@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,8 @@ from . import libpython
 INPUT_NAME = "image"
 OUTPUT_NAME = "mask"
 LOGGER = logging.getLogger("danet_deploy.serve")
+START_ATTEMPTS = 3
+HANDSHAKE_RACE = "Timeout occurred while waiting for config file"
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,17 @@ def require_pytriton() -> None:
         raise BackendUnavailableError("danet-serve needs PyTriton: pip install 'danet-deploy[serve]' (nvidia-pytriton "
                                       "pins numpy<2; keep it in its own environment if other tools need numpy 2)") \
             from exc
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail fast with a clear message: Triton itself only logs a bind failure and exits."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror}); another server uses it: pick other "
+                             "--http-port/--grpc-port or stop that server") from None
 
 
 def make_infer(session: Any, max_image_side: int) -> Callable[..., dict[str, np.ndarray]]:
@@ -160,6 +174,9 @@ class Server:
         status = libpython.check()
         if not status.ok:
             raise ServeError(status.explain())
+        for port in (opts.http_port, opts.grpc_port, opts.metrics_port):
+            if port is not None:
+                ensure_port_free(opts.host, port)
         self.sessions = open_sessions(self.artifact, opts)
         first = self.sessions[0]
         mask_dtype = np.uint8 if first.num_classes <= 256 else np.int32
@@ -170,22 +187,32 @@ class Server:
         # PyTriton restricts statistics by default; keep them readable so clients can see the batching.
         security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
         batcher = DynamicBatcher(max_queue_delay_microseconds=opts.max_queue_delay_us)
-        self.triton = Triton(config=config, security_config=security)
-        try:
-            self.triton.bind(
-                model_name=opts.model_name,
-                infer_func=[make_infer(s, opts.max_image_side) for s in self.sessions],
-                inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
-                outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_dtype, shape=(-1, -1))],
-                config=ModelConfig(max_batch_size=opts.max_batch_size, batcher=batcher),
-                strict=True,
-            )
-            self.triton.run()
-        except Exception as exc:
-            self.stop()
-            hint = libpython.explain_failure(str(exc))
-            raise ServeError(hint or f"Triton failed to start: {str(exc).splitlines()[0] if str(exc) else exc!r}; "
-                             "check that the ports are free") from exc
+        model = dict(model_name=opts.model_name,
+                     infer_func=[make_infer(session, opts.max_image_side) for session in self.sessions],
+                     inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
+                     outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_dtype, shape=(-1, -1))],
+                     config=ModelConfig(max_batch_size=opts.max_batch_size, batcher=batcher), strict=True)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self.triton = Triton(config=config, security_config=security)
+            try:
+                self.triton.bind(**model)
+                self.triton.run()
+                break
+            except Exception as exc:
+                self._stop_triton()
+                text = str(exc)
+                if HANDSHAKE_RACE in text and attempt < START_ATTEMPTS:
+                    # PyTriton's model instances after the first wait only 1 s for the first one's
+                    # handshake socket; on a loaded machine that start-up race is lost now and then.
+                    self.log(f"model instances did not meet PyTriton's 1 s start-up handshake (attempt {attempt} of "
+                             f"{START_ATTEMPTS}); starting again")
+                    continue
+                self.stop()
+                hint = libpython.explain_failure(text)
+                if hint is None and HANDSHAKE_RACE in text:
+                    hint = (f"the model instances missed PyTriton's 1 s start-up handshake {START_ATTEMPTS} times; the "
+                            "machine is overloaded: try fewer --instances")
+                raise ServeError(hint or f"Triton failed to start: {text.splitlines()[0] if text else exc!r}") from exc
         desc = first.describe()
         self.log(f"serving {self.artifact} as {opts.model_name!r}: HTTP {opts.host}:{opts.http_port}, gRPC "
                  f"{opts.host}:{opts.grpc_port}; {opts.instances} instance(s) x {opts.threads_per_instance} thread(s) "
@@ -211,12 +238,15 @@ class Server:
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
 
-    def stop(self) -> None:
+    def _stop_triton(self) -> None:
         if self.triton is not None:
             try:
                 self.triton.stop()
             finally:
                 self.triton = None
+
+    def stop(self) -> None:
+        self._stop_triton()
         for session in self.sessions:
             session.close()
         self.sessions = []
