@@ -126,6 +126,9 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 os.killpg(server.pid, signal.SIGKILL)
             log.close()
+        # in-process again after the served runs: on a shared machine the load drifts, and the
+        # two measurements bracket the served ones
+        _, after_p50, after_rate = in_process(artifact, images, budget, runs=max(10, args.requests))
 
     lines = [f"# Serving: danet-serve (PyTriton) vs in-process, danet_demo {size[0]}x{size[1]}", "",
              f"- measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}",
@@ -133,13 +136,15 @@ def main() -> int:
              f"- artifact: {'given: ' + args.artifact if args.artifact else 'danet_demo ONNX fp32, dynamic batch <= 8'} "
              f"(ONNX Runtime); thread budget {budget}: server {args.instances} instance(s) x {args.threads} thread(s), "
              f"in-process 1 session x {budget} thread(s); max queue delay {args.max_queue_delay_us} us",
-             f"- in-process: p50 {base_p50:.1f} ms, {base_rate:.2f} images/s (one image at a time)", "",
+             f"- in-process (one image at a time), before / after the served runs: p50 {base_p50:.1f} / "
+             f"{after_p50:.1f} ms, {base_rate:.2f} / {after_rate:.2f} images/s; load average "
+             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end", "",
              "```", HEADER, *[r.row() for r in reports], "```", ""]
     for proto in ("http", "grpc"):
         rows = {r.clients: r for r in reports if r.protocol == proto}
         if 1 in rows:
-            lines.append(f"- {proto}: 1-client served p50 / in-process p50 = {rows[1].p50_ms / base_p50:.2f} "
-                         "(goal <= 1.15 at 512x512)")
+            lines.append(f"- {proto}: 1-client served p50 / in-process p50 = {rows[1].p50_ms / base_p50:.2f} before, "
+                         f"{rows[1].p50_ms / after_p50:.2f} after (goal <= 1.15 at 512x512)")
         if 1 in rows and 4 in rows:
             lines.append(f"- {proto}: 4-client / 1-client throughput = {rows[4].throughput / rows[1].throughput:.2f} "
                          f"(goal >= 1; mean batch at 4 clients {rows[4].mean_batch_size or 0:.2f})")
