@@ -10,10 +10,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -50,7 +52,11 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--http-port", str(http_port),
                "--grpc-port", str(grpc_port), "--instances", "2", "--threads", "1", "--exit-timeout", "5", *extra]
         self.out = open(log, "ab")
-        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True)
+        # PyTriton's workspace (a copy of tritonserver) in a folder of our own, since a killed server leaves it
+        # behind; short, because it holds Unix sockets (paths of at most 107 bytes)
+        self.home = tempfile.mkdtemp(prefix="pyt-")
+        env = {**os.environ, "PYTRITON_HOME": self.home}
+        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
 
     def wait_ready(self) -> None:
         with SegmentationClient(f"127.0.0.1:{self.http_port}", "http") as client:
@@ -90,6 +96,7 @@ class ServerProcess:
         if self.proc.poll() is None or self.group_alive():
             self.kill()
         self.out.close()
+        shutil.rmtree(self.home, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -272,6 +279,15 @@ def test_start_up_errors_exit_2_without_traceback(artifact, tmp_path):
             assert message in proc.stderr and "Traceback" not in proc.stderr
     finally:
         busy.close()
+
+
+def test_too_deep_pytriton_home_is_refused(artifact, tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    env = {**os.environ, "PYTRITON_HOME": str(deep)}
+    proc = subprocess.run([sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--http-port",
+                           str(free_port()), "--grpc-port", str(free_port())], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "PYTRITON_HOME" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_options_are_validated():

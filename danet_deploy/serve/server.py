@@ -109,6 +109,20 @@ def ensure_port_free(host: str, port: int) -> None:
                              "--http-port/--grpc-port or stop that server") from None
 
 
+UNIX_PATH_MAX = 107  # bytes of a Unix socket path on Linux (sun_path is 108 with the NUL)
+
+
+def check_socket_paths(options: ServeOptions) -> None:
+    """PyTriton talks to its model instances over Unix sockets in ``$PYTRITON_HOME/workspace_*``;
+    a longer path than Linux allows made requests hang with no error, so refuse it up front."""
+    from pytriton.constants import PYTRITON_HOME
+
+    longest = Path(PYTRITON_HOME) / "workspace_xxxxxxxx" / f"{options.model_name}_0_{options.instances - 1}-server.sock"
+    if len(os.fsencode(str(longest))) > UNIX_PATH_MAX:
+        raise ServeError(f"PyTriton's workspace {PYTRITON_HOME} is too deep for its Unix sockets ({longest} is longer "
+                         f"than {UNIX_PATH_MAX} bytes): set PYTRITON_HOME to a shorter folder, e.g. /tmp/pytriton")
+
+
 def make_infer(session: Any, max_image_side: int) -> Callable[..., dict[str, np.ndarray]]:
     """The inference callable of one model instance: a batch of uint8 images -> a batch of masks.
 
@@ -177,6 +191,7 @@ class Server:
         for port in (opts.http_port, opts.grpc_port, opts.metrics_port):
             if port is not None:
                 ensure_port_free(opts.host, port)
+        check_socket_paths(opts)
         self.sessions = open_sessions(self.artifact, opts)
         first = self.sessions[0]
         mask_dtype = np.uint8 if first.num_classes <= 256 else np.int32
