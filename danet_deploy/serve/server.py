@@ -17,7 +17,6 @@ SIGTERM and SIGINT stop the server cleanly (in-flight requests finish within ``e
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import socket
@@ -33,7 +32,6 @@ from . import libpython
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "mask"
-LOGGER = logging.getLogger("danet_deploy.serve")
 START_ATTEMPTS = 3
 HANDSHAKE_RACE = "Timeout occurred while waiting for config file"
 
