@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q torch==2.13.0 -e '.[all-cpu,tensorrt-prepare,test]'
+	$(PY) -m pip install -q torch==2.13.0 -e '.[all-cpu,tensorrt-prepare,test,serve]'
 	touch $(STAMP)
 
 install: $(STAMP)

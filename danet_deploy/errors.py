@@ -55,6 +55,10 @@ class ExportError(DanetDeployError):
     """An exporter or converter failed; the message carries the library's reason."""
 
 
+class ServeError(DanetDeployError):
+    """A model server cannot start, is unreachable, or answered a request with an error."""
+
+
 #: Lines libraries put before the cause (OpenVINO: "Exception from src/...:117:", "Check '...' failed").
 _LOCATION_PREFIXES = ("Exception from", "Check '")
 

@@ -124,6 +124,7 @@ FORBIDDEN = {
     "danet_deploy.runtime": ("export", "bench", "cli", "parity", "train"),
     "danet_deploy.export": ("bench", "cli", "runtime"),
     "danet_deploy.bench": ("cli",),
+    "danet_deploy.serve": ("cli", "export", "model", "bench", "train"),  # reads manifests, runs the runtime
     "danet_deploy.model": ("export", "runtime", "bench", "cli", "parity"),
 }
 # the one backend allowed to build the reference model

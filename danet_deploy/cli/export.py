@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--legacy-calibrator", action="store_true",
                    help="TensorRT <= 10: implicit INT8 with the entropy calibrator instead of Q/DQ")
     p.add_argument("--output", "-o", help="artifact folder (default artifacts/<model>-<target>-<precision>)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing output that danet-export did not write (never needed for its own artifacts)")
     p.add_argument("--verify", action="store_true", help="run danet-parity on the artifact right after export")
     p.add_argument("--verify-images", type=int, default=4, help="generated scenes used by --verify")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -111,7 +113,12 @@ def main(argv: list[str] | None = None) -> int:
         from ..targets import resolve
 
         build_from = resolve(spec.from_builder, f"--target {spec.name} --from")
-        print(build_from(args.from_artifact, args.output, spec.parse_options(options)))
+        result = build_from(args.from_artifact, args.output, spec.parse_options(options), force=args.force,
+                            log=lambda message: print(f"[danet-export] {message}", file=sys.stderr, flush=True))
+        if args.json and hasattr(result, "to_dict"):
+            print_json(result.to_dict())
+        else:
+            print(result)
         return EXIT_OK
     request = ExportRequest(
         model=args.model, target=args.target, precision=args.precision, output=args.output,

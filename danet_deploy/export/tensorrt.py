@@ -49,9 +49,12 @@ def _build_mode(options: Any) -> bool:
     return False
 
 
-def build_from_bundle(source: str | Path, output: str | Path | None, options: Any,
+def build_from_bundle(source: str | Path, output: str | Path | None, options: Any, *, force: bool = False,
                       log: Callable[[str], None] | None = None) -> Path:
-    """``danet-export --target tensorrt --from BUNDLE_DIR``: the engine from a prepared bundle."""
+    """``danet-export --target tensorrt --from BUNDLE_DIR``: the engine from a prepared bundle.
+
+    ``force`` is accepted for the shared ``--from`` interface; an existing engine folder written by
+    danet-export is replaced either way."""
     kwargs = {"log": log} if log is not None else {}
     return build_engine_from_bundle(source, output, workspace=options.workspace, dla_core=options.dla_core,
                                     timing_cache=options.timing_cache, device=options.device,

@@ -86,3 +86,8 @@ register_target(Target(
     options=TensorRTOptions, calib_methods=("minmax", "entropy"), element_limit=True, mask_dtype="int32",
     emits=("logits", "mask"),
     from_builder="danet_deploy.export.tensorrt:build_from_bundle"))
+register_target(Target(
+    "triton", "Triton Inference Server model repository for an existing artifact (--from ARTIFACT)",
+    builder=None, engine="triton", precisions=("fp32", "fp16", "int8"), suffixes=(".pbtxt",),
+    extra="serve", options="danet_deploy.serve.repository:TritonOptions",
+    from_builder="danet_deploy.serve.repository:export_repository"))

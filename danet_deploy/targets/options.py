@@ -34,8 +34,8 @@ def suggest(word: str, valid: typing.Iterable[str]) -> str:
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def _base_type(hint: Any) -> tuple[type, bool]:
-    """(scalar type, optional?) of a field annotation such as ``int | None``."""
+def _base_type(hint: Any) -> tuple[Any, bool]:
+    """(type, optional?) of a field annotation such as ``int | None`` (``tuple[int, ...]`` kept whole)."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
         kinds = [a for a in args if a is not type(None)]
@@ -43,11 +43,20 @@ def _base_type(hint: Any) -> tuple[type, bool]:
     return hint, False
 
 
+def _coerce_tuple(value: Any, kind: Any, where: str) -> tuple[Any, ...]:
+    """``"1,2,4"`` (or a list) -> a tuple of the annotation's item type."""
+    item = (typing.get_args(kind) or (str,))[0]
+    parts = value if isinstance(value, (list, tuple)) else [v for v in str(value).split(",") if v.strip()]
+    return tuple(_coerce(v, item, False, where) for v in parts)
+
+
 def _coerce(value: Any, kind: type, optional: bool, where: str) -> Any:
     if value is None or (optional and isinstance(value, str) and value.strip().lower() in ("", "none", "null")):
         if optional:
             return None
         raise ConfigError(f"{where} needs a value")
+    if typing.get_origin(kind) is tuple:
+        return _coerce_tuple(value, kind, where)
     if kind is bool:
         if isinstance(value, bool):
             return value
@@ -106,8 +115,10 @@ class TargetOptions:
         for f in dataclasses.fields(cls):
             kind, optional = _base_type(hints[f.name])
             choices = f.metadata.get("choices")
-            type_text = "|".join(map(str, choices)) if choices else kind.__name__
-            rows.append((f.name, type_text + ("|none" if optional and not choices else ""), f.default,
+            name = f"{typing.get_args(kind)[0].__name__},..." if typing.get_origin(kind) is tuple else kind.__name__
+            type_text = "|".join(map(str, choices)) if choices else name
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            rows.append((f.name, type_text + ("|none" if optional and not choices else ""), default,
                          f.metadata.get("help", "")))
         return rows
 

@@ -56,30 +56,33 @@ class Target:
     """One ``danet-export --target``.
 
     Attributes:
-        builder: ``"module:function"``; ``function(ctx: ExportContext) -> TargetResult``.
+        builder: ``"module:function"``; ``function(ctx: ExportContext) -> TargetResult``; ``None`` for a
+            target that only turns an existing artifact into another form (``from_builder``).
         engine: the runtime engine its artifacts run on (a benchmark row (engine, precision) is
             exported by the first registered target with that engine and precision).
         suffixes: the primary file(s) it writes.
         requires / extra: packages the export needs and the pip extra that installs them.
-        options: the typed options dataclass (``--option KEY=VALUE``).
+        options: the typed options dataclass (``--option KEY=VALUE``), or ``"module:Class"`` for one
+            defined in a module this floor must not import (resolved when first used).
         calib_methods: ``--calib-method`` values its INT8 path implements.
         element_limit: the engine refuses tensors above 2^31 - 1 elements (attention planning).
         emits: the ``--emit`` output sets its engine can serve.
         mask_dtype: integer type of an in-graph class mask (``--emit mask``): ``uint8``, or
             ``int32`` for engines without uint8 I/O.
         from_builder: ``"module:function"`` for ``--from SOURCE`` (a second stage that turns an
-            existing artifact into this target's), ``function(source, output, options, log) -> Path``.
+            existing artifact into this target's): ``function(source, output, options, *, force, log)``
+            returning what it wrote (printed by the CLI; ``to_dict()`` for ``--json``).
     """
 
     name: str
     summary: str
-    builder: str
+    builder: str | None
     engine: str
     precisions: tuple[str, ...]
     suffixes: tuple[str, ...]
     requires: tuple[Requirement, ...] = ()
     extra: str = ""
-    options: type[TargetOptions] = TargetOptions
+    options: type[TargetOptions] | str = TargetOptions
     calib_methods: tuple[str, ...] = ()
     element_limit: bool = False
     mask_dtype: str = "uint8"
@@ -106,8 +109,14 @@ class Target:
                               f"{requested!r}{suggest(method, self.calib_methods)}")
         return method
 
+    @property
+    def options_class(self) -> type[TargetOptions]:
+        if isinstance(self.options, str):
+            return resolve(self.options, f"the options of target {self.name!r}")
+        return self.options
+
     def parse_options(self, values: dict[str, Any] | None, also: tuple[str, ...] = ()) -> TargetOptions:
-        return self.options.parse(values, self.name, also)
+        return self.options_class.parse(values, self.name, also)
 
     def missing(self) -> list[Requirement]:
         return [r for r in self.requires if not r.installed()]
@@ -121,6 +130,8 @@ class Target:
                                           if self.extra else f"--target {self.name} needs {names}: pip install {names}")
 
     def load_builder(self) -> Callable[..., Any]:
+        if self.builder is None:
+            raise ConfigError(f"--target {self.name} works on an existing artifact: pass --from ARTIFACT_DIR")
         return resolve(self.builder, f"target {self.name!r}")
 
 

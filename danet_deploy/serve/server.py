@@ -1,0 +1,284 @@
+"""``danet-serve``: any artifact, through :mod:`danet_deploy.runtime`, on a real Triton server (PyTriton).
+
+PyTriton ships the ``tritonserver`` binary with its Python backend and runs it CPU-only where
+there is no GPU. Triton does the serving work (HTTP and gRPC endpoints, health and readiness,
+the dynamic batcher with its queue delay, statistics); each model instance is one runtime
+:class:`~danet_deploy.runtime.Session` with its own threads, so ``instances x threads`` is the
+CPU budget. The served model takes what a camera has and returns what a robot needs:
+
+* input ``image``: ``UINT8 [-1, -1, 3]`` RGB (any size; the session resizes to a static engine),
+* output ``mask``: ``UINT8 [-1, -1]`` class indices at the image's size (152 MiB of float
+  logits per 1024x2048 frame never cross the network).
+
+Requests of the same size are batched by Triton up to ``max_batch_size``; the session runs a
+batch as one tensor on a dynamic-batch artifact and image by image on a static one.
+SIGTERM and SIGINT stop the server cleanly (in-flight requests finish within ``exit_timeout_s``).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError
+from . import libpython
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "mask"
+START_ATTEMPTS = 3
+HANDSHAKE_RACE = "Timeout occurred while waiting for config file"
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    """How ``danet-serve`` runs; defaults bind loopback only.
+
+    Attributes:
+        host: address HTTP and gRPC bind to (``0.0.0.0`` to serve other machines).
+        http_port, grpc_port: Triton's endpoints; metrics_port: Prometheus metrics (off if None).
+        model_name: the name clients address.
+        instances: model instances (one runtime session each) Triton runs in parallel.
+        threads: intra-op threads per instance (default: CPU cores / instances).
+        max_batch_size: largest batch the dynamic batcher forms (1: every request runs alone).
+        max_queue_delay_us: how long a request may wait for others to join its batch.
+        max_image_side: larger images are refused (a request cannot exhaust the server's memory).
+        exit_timeout_s: how long shutdown waits for in-flight requests.
+        fix_libpython: put the interpreter's LIBDIR first on LD_LIBRARY_PATH for the server.
+        backend_options: extra options for :func:`danet_deploy.runtime.load` (e.g. ``device``).
+    """
+
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    metrics_port: int | None = None
+    model_name: str = "danet"
+    instances: int = 2
+    threads: int | None = None
+    max_batch_size: int = 8
+    max_queue_delay_us: int = 2000
+    max_image_side: int = 4096
+    exit_timeout_s: int = 10
+    fix_libpython: bool = True
+    backend_options: tuple[tuple[str, Any], ...] = ()
+
+    def __post_init__(self) -> None:
+        ports = [p for p in (self.http_port, self.grpc_port, self.metrics_port) if p is not None]
+        if any(not 0 < p < 65536 for p in ports):
+            raise ConfigError(f"ports must be 1..65535, got {ports}")
+        if len(set(ports)) != len(ports):
+            raise ConfigError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
+        for key in ("instances", "max_image_side", "exit_timeout_s"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"{key} must be >= 1, got {getattr(self, key)}")
+        if self.threads is not None and self.threads < 1:
+            raise ConfigError(f"threads must be >= 1, got {self.threads}")
+        if self.max_batch_size < 1 or self.max_queue_delay_us < 0:
+            raise ConfigError("max_batch_size must be >= 1 (1: no batching) and max_queue_delay_us >= 0")
+
+    @property
+    def threads_per_instance(self) -> int:
+        return self.threads or max(1, (os.cpu_count() or 1) // self.instances)
+
+
+def require_pytriton() -> None:
+    try:
+        import pytriton  # noqa: F401
+    except ImportError as exc:
+        raise BackendUnavailableError("danet-serve needs PyTriton: pip install 'danet-deploy[serve]' (nvidia-pytriton "
+                                      "pins numpy<2; keep it in its own environment if other tools need numpy 2)") \
+            from exc
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail fast with a clear message: Triton itself only logs a bind failure and exits."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror}); another server uses it: pick other "
+                             "--http-port/--grpc-port or stop that server") from None
+
+
+UNIX_PATH_MAX = 107  # bytes of a Unix socket path on Linux (sun_path is 108 with the NUL)
+
+
+def check_socket_paths(options: ServeOptions) -> None:
+    """PyTriton talks to its model instances over Unix sockets in ``$PYTRITON_HOME/workspace_*``;
+    a longer path than Linux allows made requests hang with no error, so refuse it up front."""
+    from pytriton.constants import PYTRITON_HOME
+
+    longest = Path(PYTRITON_HOME) / "workspace_xxxxxxxx" / f"{options.model_name}_0_{options.instances - 1}-server.sock"
+    if len(os.fsencode(str(longest))) > UNIX_PATH_MAX:
+        raise ServeError(f"PyTriton's workspace {PYTRITON_HOME} is too deep for its Unix sockets ({longest} is longer "
+                         f"than {UNIX_PATH_MAX} bytes): set PYTRITON_HOME to a shorter folder, e.g. /tmp/pytriton")
+
+
+def make_infer(session: Any, max_image_side: int) -> Callable[..., dict[str, np.ndarray]]:
+    """The inference callable of one model instance: a batch of uint8 images -> a batch of masks.
+
+    Bad input raises PyTriton's bad-parameter error, which Triton returns to that client as an
+    error response; the instance and the server stay up.
+    """
+    from pytriton.decorators import batch
+    from pytriton.exceptions import PyTritonBadParameterError
+
+    @batch
+    def infer(image: np.ndarray) -> dict[str, np.ndarray]:
+        if image.ndim != 4 or image.shape[-1] != 3:
+            raise PyTritonBadParameterError(f"{INPUT_NAME} must be HxWx3 uint8 RGB per request, got {image.shape[1:]}")
+        height, width = image.shape[1:3]
+        if min(height, width) < 1 or max(height, width) > max_image_side:
+            raise PyTritonBadParameterError(f"{INPUT_NAME} is {height}x{width}; sides must be 1..{max_image_side}")
+        try:
+            masks = session.run(list(image))
+        except DanetDeployError as exc:
+            raise PyTritonBadParameterError(str(exc)) from exc
+        return {OUTPUT_NAME: np.stack(masks)}
+
+    return infer
+
+
+def open_sessions(artifact: str | Path, options: ServeOptions) -> list[Any]:
+    """One runtime session per instance (each owns its threads and buffers: no locks between them)."""
+    from .. import runtime
+
+    sessions = []
+    try:
+        for _ in range(options.instances):
+            sessions.append(runtime.load(artifact, threads=options.threads_per_instance,
+                                         **dict(options.backend_options)))
+    except BaseException:
+        for session in sessions:
+            session.close()
+        raise
+    return sessions
+
+
+class Server:
+    """A running PyTriton server over runtime sessions; ``with Server(...) as s: s.wait()``."""
+
+    def __init__(self, artifact: str | Path, options: ServeOptions, log: Callable[[str], None] = print) -> None:
+        require_pytriton()
+        self.artifact, self.options, self.log = artifact, options, log
+        self.sessions: list[Any] = []
+        self.triton: Any = None
+        self._stop = threading.Event()
+
+    # -- start -----------------------------------------------------------------------------
+    def start(self) -> "Server":
+        from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
+        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+
+        opts = self.options
+        if opts.fix_libpython:
+            libdir = libpython.with_libdir_first(os.environ)
+            if libdir:
+                self.log(f"LD_LIBRARY_PATH starts with {libdir} (this interpreter's libpython) so Triton's Python "
+                         "backend loads the same libpython")
+        status = libpython.check()
+        if not status.ok:
+            raise ServeError(status.explain())
+        for port in (opts.http_port, opts.grpc_port, opts.metrics_port):
+            if port is not None:
+                ensure_port_free(opts.host, port)
+        check_socket_paths(opts)
+        self.sessions = open_sessions(self.artifact, opts)
+        first = self.sessions[0]
+        mask_dtype = np.uint8 if first.num_classes <= 256 else np.int32
+        config = TritonConfig(http_address=opts.host, http_port=opts.http_port, grpc_address=opts.host,
+                              grpc_port=opts.grpc_port, allow_metrics=opts.metrics_port is not None,
+                              metrics_port=opts.metrics_port, metrics_address=opts.host if opts.metrics_port else None,
+                              exit_timeout_secs=opts.exit_timeout_s, log_verbose=0)
+        # PyTriton restricts statistics by default; keep them readable so clients can see the batching.
+        security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
+        batcher = DynamicBatcher(max_queue_delay_microseconds=opts.max_queue_delay_us)
+        model = dict(model_name=opts.model_name,
+                     infer_func=[make_infer(session, opts.max_image_side) for session in self.sessions],
+                     inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
+                     outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_dtype, shape=(-1, -1))],
+                     config=ModelConfig(max_batch_size=opts.max_batch_size, batcher=batcher), strict=True)
+        for attempt in range(1, START_ATTEMPTS + 1):
+            self.triton = Triton(config=config, security_config=security)
+            try:
+                self.triton.bind(**model)
+                self.triton.run()
+                break
+            except Exception as exc:
+                self._stop_triton()
+                text = str(exc)
+                if HANDSHAKE_RACE in text and attempt < START_ATTEMPTS:
+                    # PyTriton's model instances after the first wait only 1 s for the first one's
+                    # handshake socket; on a loaded machine that start-up race is lost now and then.
+                    self.log(f"model instances did not meet PyTriton's 1 s start-up handshake (attempt {attempt} of "
+                             f"{START_ATTEMPTS}); starting again")
+                    continue
+                self.stop()
+                hint = libpython.explain_failure(text)
+                if hint is None and HANDSHAKE_RACE in text:
+                    hint = (f"the model instances missed PyTriton's 1 s start-up handshake {START_ATTEMPTS} times; the "
+                            "machine is overloaded: try fewer --instances")
+                raise ServeError(hint or f"Triton failed to start: {text.splitlines()[0] if text else exc!r}") from exc
+        desc = first.describe()
+        self.log(f"serving {self.artifact} as {opts.model_name!r}: HTTP {opts.host}:{opts.http_port}, gRPC "
+                 f"{opts.host}:{opts.grpc_port}; {opts.instances} instance(s) x {opts.threads_per_instance} thread(s) "
+                 f"on {desc.get('backend')}; dynamic batching up to {opts.max_batch_size} "
+                 f"(max queue delay {opts.max_queue_delay_us} us)")
+        return self
+
+    # -- run / stop ------------------------------------------------------------------------
+    def wait(self, poll_s: float = 1.0) -> None:
+        """Block until :meth:`request_stop` (SIGTERM/SIGINT) or the server dies; then stop."""
+        try:
+            while not self._stop.wait(poll_s):
+                if not self.triton.is_alive():
+                    raise ServeError("the Triton server exited unexpectedly; see its log above")
+        finally:
+            self.stop()
+
+    def request_stop(self, *_: Any) -> None:
+        self._stop.set()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop the server cleanly (main thread only)."""
+        signal.signal(signal.SIGTERM, self.request_stop)
+        signal.signal(signal.SIGINT, self.request_stop)
+
+    def _stop_triton(self) -> None:
+        if self.triton is not None:
+            try:
+                self.triton.stop()
+            finally:
+                self.triton = None
+
+    def stop(self) -> None:
+        self._stop_triton()
+        for session in self.sessions:
+            session.close()
+        self.sessions = []
+
+    def __enter__(self) -> "Server":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def serve(artifact: str | Path, options: ServeOptions, log: Callable[[str], None] = print) -> None:
+    """Start, block until SIGTERM/SIGINT, stop: what ``danet-serve`` runs."""
+    server = Server(artifact, options, log=log)
+    server.install_signal_handlers()
+    server.start()
+    log("ready")
+    server.wait()
+    log("stopped")
+
+
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServeOptions", "Server", "make_infer", "serve"]

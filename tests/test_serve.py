@@ -1,0 +1,298 @@
+"""danet-serve on a real Triton server (PyTriton), loopback only, bounded in count and time.
+
+Needs the ``serve`` extra (nvidia-pytriton, tritonclient); skipped with the reason without it.
+Each server is a ``danet-serve`` process in its own process group, so a test can kill the
+whole server (PyTriton's process, tritonserver and its Python backend stubs) like a crash would.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytriton", reason="nvidia-pytriton (serve extra) not installed: pip install 'danet-deploy[serve]'")
+pytest.importorskip("tritonclient.grpc", reason="tritonclient (serve extra) not installed: "
+                    "pip install 'danet-deploy[serve]'")
+
+from danet_deploy import runtime  # noqa: E402
+from danet_deploy.errors import ConfigError, ServeError  # noqa: E402
+from danet_deploy.serve import libpython  # noqa: E402
+from danet_deploy.serve.client import SegmentationClient  # noqa: E402
+from danet_deploy.serve.loadtest import generated_images, run_load  # noqa: E402
+from danet_deploy.serve.server import ServeOptions  # noqa: E402
+
+SIZE = (64, 64)
+START_TIMEOUT = 120.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ServerProcess:
+    """``python -m danet_deploy.cli.serve ARTIFACT ...`` in its own session, its output in a log file."""
+
+    def __init__(self, artifact: Path, log: Path, http_port: int, grpc_port: int, *extra: str) -> None:
+        self.http_port, self.grpc_port, self.log = http_port, grpc_port, log
+        cmd = [sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--http-port", str(http_port),
+               "--grpc-port", str(grpc_port), "--instances", "2", "--threads", "1", "--exit-timeout", "5", *extra]
+        self.out = open(log, "ab")
+        # PyTriton's workspace (a copy of tritonserver) in a folder of our own, since a killed server leaves it
+        # behind; short, because it holds Unix sockets (paths of at most 107 bytes)
+        self.home = tempfile.mkdtemp(prefix="pyt-")
+        env = {**os.environ, "PYTRITON_HOME": self.home}
+        self.proc = subprocess.Popen(cmd, stdout=self.out, stderr=subprocess.STDOUT, start_new_session=True, env=env)
+
+    def wait_ready(self) -> None:
+        with SegmentationClient(f"127.0.0.1:{self.http_port}", "http") as client:
+            deadline = time.monotonic() + START_TIMEOUT
+            while not client.ready():
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"danet-serve exited with {self.proc.returncode}:\n{self.tail()}")
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"danet-serve not ready after {START_TIMEOUT} s:\n{self.tail()}")
+                time.sleep(0.3)
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: the server dies mid-request like a crashed machine's would."""
+        pid = self.proc.pid
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=30)
+        deadline = time.monotonic() + 30  # orphaned children are reaped by init a moment later
+        while self.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for shm in Path("/dev/shm").glob(f"pytrtion{pid}-*"):  # PyTriton's segments (its spelling)
+            shm.unlink(missing_ok=True)
+
+    def group_alive(self) -> bool:
+        try:
+            os.killpg(self.proc.pid, 0)
+            return True
+        except ProcessLookupError:
+            return False
+
+    def close(self) -> None:
+        if self.proc.poll() is None or self.group_alive():
+            self.kill()
+        self.out.close()
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory):
+    """The ONNX Runtime artifact of danet_demo (fp32, static 64x64)."""
+    from danet_deploy.export import export
+    from danet_deploy.export.pipeline import ExportRequest
+
+    out = tmp_path_factory.mktemp("serve") / "danet_demo-onnx"
+    path, _ = export(ExportRequest(model="danet_demo", target="onnx", precision="fp32", input_size=SIZE,
+                                   output=str(out)), log=lambda _m: None)
+    return path
+
+
+@pytest.fixture(scope="module")
+def scenes(artifact):
+    images = generated_images(6, SIZE)
+    with runtime.load(artifact) as session:
+        references = [session.run(img) for img in images]
+    return images, references
+
+
+@pytest.fixture(scope="module")
+def server(artifact, tmp_path_factory):
+    log = tmp_path_factory.mktemp("serve-log") / "server.log"
+    srv = ServerProcess(artifact, log, free_port(), free_port(), "--max-image-side", "256")
+    try:
+        srv.wait_ready()
+        yield srv
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_four_clients_get_the_in_process_masks(server, scenes, protocol):
+    images, references = scenes
+    port = server.http_port if protocol == "http" else server.grpc_port
+    report = run_load(f"127.0.0.1:{port}", protocol, clients=4, requests_per_client=25, images=images,
+                      references=references, duration_s=120, timeout_s=30)
+    assert report.errors == []
+    assert report.requests == 100 and report.exact == 100 and report.agreement_min == 1.0
+    assert report.p50_ms <= report.p90_ms <= report.p99_ms
+    assert sum(report.batch_counts.values()) >= 1 and report.mean_batch_size >= 1.0
+
+
+def _post(port: int, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("POST", "/v2/models/danet/infer", body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read().decode(errors="replace")
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_malformed_requests_get_triton_errors_and_the_server_stays_up(server, scenes, protocol):
+    images, references = scenes
+    port = server.http_port if protocol == "http" else server.grpc_port
+    bad = {
+        "four channels": (np.zeros((16, 16, 4), np.uint8), "shape|dims"),
+        "grey image": (np.zeros((16, 16), np.uint8), "shape|dims"),
+        "float32": (np.zeros((16, 16, 3), np.float32), "data-type|FP32"),
+        "int64": (np.zeros((16, 16, 3), np.int64), "data-type|INT64"),
+        "empty image": (np.zeros((0, 0, 3), np.uint8), "sides must be|Model execute error|error"),
+        "too large": (np.zeros((300, 8, 3), np.uint8), "sides must be|Model execute error|error"),
+    }
+    with SegmentationClient(f"127.0.0.1:{port}", protocol, timeout_s=30) as client:
+        for what, (image, pattern) in bad.items():
+            with pytest.raises(ServeError, match=pattern):
+                client.call(image)
+            assert client.ready(), f"server not ready after a {what} request"
+        np.testing.assert_array_equal(client.segment(images[0]), references[0])
+
+
+def test_malformed_http_bodies_get_triton_errors(server, scenes):
+    images, references = scenes
+    for body in (b"", b"{", b'{"inputs": [{"name": "image"}]}', b'{"inputs": "x"}', b"\xff" * 64):
+        status, text = _post(server.http_port, body, {"Content-Type": "application/json"})
+        assert status >= 400, (body, status, text)  # Triton answers 400, or 500 for an unparsable JSON body
+        assert "error" in json.loads(text)
+    with SegmentationClient(f"127.0.0.1:{server.http_port}", "http") as client:
+        assert client.ready()
+        np.testing.assert_array_equal(client.segment(images[1]), references[1])
+
+
+def test_clients_recover_when_the_server_is_killed_and_restarted(artifact, scenes, tmp_path):
+    images, references = scenes
+    http_port, grpc_port = free_port(), free_port()
+    first = ServerProcess(artifact, tmp_path / "first.log", http_port, grpc_port)
+    second = None
+    try:
+        first.wait_ready()
+        reached = threading.Event()
+        result: dict = {}
+
+        def load() -> None:
+            result["report"] = run_load(f"127.0.0.1:{grpc_port}", "grpc", clients=4, requests_per_client=25,
+                                        images=images, references=references, duration_s=240, retry_s=180,
+                                        timeout_s=30, events={20: reached})
+
+        thread = threading.Thread(target=load, daemon=True)
+        thread.start()
+        assert reached.wait(120), "clients made no progress"
+        first.kill()                                  # mid-run crash: every process of the server dies
+        assert not first.group_alive()
+        second = ServerProcess(artifact, tmp_path / "second.log", http_port, grpc_port)
+        second.wait_ready()
+        thread.join(240)
+        assert not thread.is_alive(), "clients did not finish after the restart"
+        report = result["report"]
+        assert report.errors == [], report.errors[:3]
+        assert report.requests == 100 and report.exact == 100
+        assert report.retries >= 1                    # some requests met the dead server and were retried
+
+        second.proc.send_signal(signal.SIGTERM)       # clean shutdown: exit 0, nothing left behind
+        assert second.proc.wait(timeout=60) == 0, second.tail()
+        deadline = time.monotonic() + 30
+        while second.group_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not second.group_alive(), "tritonserver or a backend stub outlived danet-serve"
+        assert "stopped" in second.log.read_text()
+    finally:
+        first.close()
+        if second is not None:
+            second.close()
+
+
+# -- the libpython trap and start-up errors (no server needed) ----------------------------------
+def test_libdir_goes_first_once():
+    expected, libdir = libpython.interpreter_libpython()
+    if expected is None:
+        pytest.skip("this interpreter is statically linked: the stub cannot load its libpython anyway")
+    env = {"LD_LIBRARY_PATH": f"/opt/x:{libdir}"}
+    assert libpython.with_libdir_first(env) == libdir
+    assert env["LD_LIBRARY_PATH"] == f"{libdir}:/opt/x"
+    assert libpython.with_libdir_first(env) is None and env["LD_LIBRARY_PATH"] == f"{libdir}:/opt/x"
+    status = libpython.check(env)
+    if status.resolved is None:
+        pytest.skip("ldd is not available to resolve the stub's libpython")
+    assert status.ok, status
+
+
+def test_the_trap_is_detected_and_explained(artifact):
+    env = {k: v for k, v in os.environ.items() if k != "LD_LIBRARY_PATH"}
+    status = libpython.check(env)
+    if status.ok:
+        pytest.skip("on this machine the loader finds the interpreter's own libpython without LD_LIBRARY_PATH")
+    proc = subprocess.run([sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--keep-ld-library-path",
+                           "--http-port", str(free_port()), "--grpc-port", str(free_port())],
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "LD_LIBRARY_PATH" in proc.stderr and "_recursion_count" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_failure_text_is_recognised():
+    text = "Model initialize error: AttributeError: '_thread.RLock' object has no attribute '_recursion_count'"
+    assert "LD_LIBRARY_PATH" in libpython.explain_failure(text)
+    assert libpython.explain_failure("some other failure") is None
+
+
+def test_start_up_errors_exit_2_without_traceback(artifact, tmp_path):
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        ports = ["--http-port", str(free_port()), "--grpc-port", str(free_port())]
+        cases = [
+            ([str(tmp_path / "missing"), *ports], "neither an artifact folder"),
+            ([str(artifact), "--http-port", str(busy.getsockname()[1]), "--grpc-port", str(free_port())],
+             "cannot listen"),
+            ([str(artifact), "--http-port", "9000", "--grpc-port", "9000"], "must differ"),
+            ([str(artifact), "--instances", "0"], "instances"),
+        ]
+        for args, message in cases:
+            proc = subprocess.run([sys.executable, "-m", "danet_deploy.cli.serve", *args],
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 2, (args, proc.stderr[-2000:])
+            assert message in proc.stderr and "Traceback" not in proc.stderr
+    finally:
+        busy.close()
+
+
+def test_too_deep_pytriton_home_is_refused(artifact, tmp_path):
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    env = {**os.environ, "PYTRITON_HOME": str(deep)}
+    proc = subprocess.run([sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--http-port",
+                           str(free_port()), "--grpc-port", str(free_port())], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 2 and "PYTRITON_HOME" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_options_are_validated():
+    with pytest.raises(ConfigError):
+        ServeOptions(http_port=0)
+    with pytest.raises(ConfigError):
+        ServeOptions(max_batch_size=0)
+    assert ServeOptions(instances=2, threads=None).threads_per_instance >= 1
