@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--legacy-calibrator", action="store_true",
                    help="TensorRT <= 10: implicit INT8 with the entropy calibrator instead of Q/DQ")
     p.add_argument("--output", "-o", help="artifact folder (default artifacts/<model>-<target>-<precision>)")
+    p.add_argument("--force", action="store_true",
+                   help="replace an existing --output folder even if it is not a danet-deploy artifact")
     p.add_argument("--verify", action="store_true", help="run danet-parity on the artifact right after export")
     p.add_argument("--verify-images", type=int, default=4, help="generated scenes used by --verify")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -76,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.from_bundle:
         from ..export.tensorrt import build_engine_from_bundle
 
-        path = build_engine_from_bundle(args.from_bundle, args.output, **options)
+        path = build_engine_from_bundle(args.from_bundle, args.output, force=args.force, **options)
         print(path)
         return EXIT_OK
     request = ExportRequest(
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         arch=args.arch, num_classes=args.num_classes, attention_chunks=args.attention_chunks,
         attention_memory=args.attention_memory, min_size=args.min_size, max_size=args.max_size,
         max_batch=args.max_batch, calib=args.calib_dir or args.calib, calib_count=args.calib_count,
-        policy=args.policy, options=options, verify=args.verify)
+        policy=args.policy, options=options, verify=args.verify, force=args.force)
     from ..export import export
 
     path, manifest = export(request)

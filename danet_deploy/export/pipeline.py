@@ -12,13 +12,13 @@ import contextlib
 import importlib
 import platform
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
 
+from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import ConfigError, UnknownModelError
 from ..files import sha256_file
 from ..manifest import Manifest, atomic_artifact_dir
@@ -58,7 +58,7 @@ class ExportRequest:
     policy: str = "attention-float"
     options: dict[str, Any] = field(default_factory=dict)  # target-specific knobs
     verify: bool = False
-    force: bool = True
+    force: bool = False                      # replace an existing folder that is not an artifact
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -202,6 +202,7 @@ def _print(message: str) -> None:
 def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple[Path, Manifest]:
     """Run one export; returns (artifact folder, manifest). The folder appears only when complete."""
     started = time.perf_counter()
+    final = check_output_dir(request.artifact_dir(), request.force)  # before any work
     module = importlib.import_module(TARGETS[request.target])
     model = load_model(request)
     # the default policy keeps attention in FP32 for FP16/INT8 graphs: plan its memory at 4 bytes
@@ -212,9 +213,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
                           tensorrt=request.target == "tensorrt")
     model.set_attention_chunks(plan.chunks)
     log(plan.summary())
-    final = request.artifact_dir()
-    with tempfile.TemporaryDirectory(prefix="danet-export-") as scratch, \
-            atomic_artifact_dir(final, overwrite=request.force) as workdir:
+    with scratch_dir() as scratch, atomic_artifact_dir(final, force=request.force, log=log) as workdir:
         ctx = ExportContext(request, model, workdir, Path(scratch), plan, log)
         result: TargetResult = module.build(ctx)
         manifest = Manifest(
