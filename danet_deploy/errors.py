@@ -57,3 +57,11 @@ class ParityError(DanetDeployError):
 
 class ExportError(DanetDeployError):
     """An exporter or converter failed; the message carries the library's reason."""
+
+
+class SessionClosedError(DanetDeployError, RuntimeError):
+    """A :class:`~danet_deploy.runtime.Session` was used after ``close()``."""
+
+
+class NonFiniteOutputError(DanetDeployError, ArithmeticError):
+    """An engine returned NaN or Inf logits (a broken engine, bad weights, or inputs far outside range)."""

@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..data.images import MAX_PIXELS
 from .common import EXIT_OK, cli_main, parse_size
 
 
@@ -20,28 +21,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=parse_size, metavar="HxW", help="sliding-window crop size")
     p.add_argument("--stride", type=parse_size, metavar="HxW", help="sliding-window stride")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--max-pixels", type=float, default=MAX_PIXELS / 1e6, metavar="MP",
+                   help="refuse images above this many megapixels (read from the header, before decoding)")
     return p
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from PIL import Image
-
     from .. import runtime
+    from ..errors import InputError
+    from ..outputs import output_stems, prepare_output_folder, save_png
     from ..data.images import read_image
     from ..runtime.preprocess import colorize, overlay
 
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    for name in args.images:  # every input is checked before the model loads or anything is written
+        if Path(name).is_dir():
+            raise InputError(f"{name} is a folder; pass image files (e.g. {name}/*.png)")
+        if not Path(name).is_file():
+            raise InputError(f"image {name!r} does not exist")
+    out = prepare_output_folder(args.output)
+    stems = output_stems(args.images)
+    renamed = {name: stem for name, stem in zip(args.images, stems) if stem != Path(name).stem}
+    if renamed:
+        print(f"note: {len(renamed)} input(s) share a file name stem; their outputs are named "
+              + ", ".join(f"{n} -> {s}_*.png" for n, s in renamed.items()), file=sys.stderr)
+    max_pixels = int(args.max_pixels * 1e6) if args.max_pixels > 0 else None
     with runtime.load(args.model, backend=args.backend, threads=args.threads) as session:
-        for name in args.images:
-            image = read_image(name)
+        for name, stem in zip(args.images, stems):
+            image = read_image(name, max_pixels=max_pixels, reduce_to=session.input_spec.static_hw)
             mask = session.run(image, tile=args.tile, stride=args.stride)
-            stem = Path(name).stem
-            Image.fromarray(mask).save(out / f"{stem}_mask.png")
-            Image.fromarray(colorize(mask, session.num_classes)).save(out / f"{stem}_color.png")
-            Image.fromarray(overlay(image, mask, session.num_classes, args.alpha)).save(out / f"{stem}_overlay.png")
+            save_png(out / f"{stem}_mask.png", mask)
+            save_png(out / f"{stem}_color.png", colorize(mask, session.num_classes))
+            save_png(out / f"{stem}_overlay.png", overlay(image, mask, session.num_classes, args.alpha))
             counts = {session.class_names[c] if c < len(session.class_names) else str(c): int(n)
                       for c, n in zip(*__import__("numpy").unique(mask, return_counts=True))}
             print(json.dumps({"image": name, "mask": str(out / f"{stem}_mask.png"), "pixels": counts}))

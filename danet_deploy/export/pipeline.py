@@ -22,7 +22,7 @@ from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import ConfigError, UnknownModelError
 from ..files import sha256_file
 from ..manifest import Manifest, atomic_artifact_dir
-from ..planner import AttentionPlan, plan_attention
+from ..planner import AttentionPlan, check_input_size, plan_attention
 
 TARGETS: dict[str, str] = {
     "onnx": "danet_deploy.export.onnx_target",
@@ -205,6 +205,8 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
     final = check_output_dir(request.artifact_dir(), request.force)  # before any work
     module = importlib.import_module(TARGETS[request.target])
     model = load_model(request)
+    for option, size in (("--input-size", request.input_size), ("--min-size", request.min_size)):
+        check_input_size(size, model.config.output_stride, option)
     # the default policy keeps attention in FP32 for FP16/INT8 graphs: plan its memory at 4 bytes
     attention_precision = "fp16" if request.precision == "fp16" and request.policy == "quantize-all" else "fp32"
     plan = plan_attention(request.planning_size, request.max_batch or request.batch, attention_precision,

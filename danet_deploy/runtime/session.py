@@ -3,6 +3,16 @@
 Input checks live here once (as Polygraphy's runners check feed dicts in their base class), so
 every backend gets a validated float32 NCHW array that fits its input spec and a wrong shape,
 dtype or NaN is a clear :class:`~danet_deploy.errors.InputError`, never a backend crash.
+
+Outputs are checked too: NaN/Inf logits (a broken FP16 engine, NaN weights, inputs far outside
+the normalised range) raise :class:`~danet_deploy.errors.NonFiniteOutputError` instead of
+becoming a plausible all-one-class mask. The check is ``np.isfinite(logits).all()``: 0.64 ms for
+the 1x8x512x512 logits of danet_demo (benchmarks/output_check_cost.py), against 170-400 ms
+inference on 2 CPU threads; set ``session.check_outputs = False`` to skip it.
+
+Thread safety: a Session holds no per-call state; every backend is safe under concurrent
+``run``/``infer`` calls (ONNX Runtime natively, OpenVINO through a pool of infer requests,
+TensorRT through a lock), tested with distinct inputs per thread in tests/test_concurrency.py.
 """
 
 from __future__ import annotations
@@ -11,9 +21,10 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, NonFiniteOutputError, SessionClosedError
 from ..manifest import Manifest
 from .backends.base import Backend, InputSpec
+from ..planner import minimum_input_size
 from .preprocess import as_image_list, logits_to_mask, preprocess, resize_logits
 
 
@@ -26,6 +37,14 @@ class Session:
     def __init__(self, backend: Backend, manifest: Manifest) -> None:
         self.backend = backend
         self.manifest = manifest
+        self.check_outputs = True
+        self._closed = False
+
+    @property
+    def min_size(self) -> int:
+        """Smallest height/width the network resolves (a few feature-map cells; smaller inputs give
+        one-class masks): ``run`` upsamples smaller images to it, ``infer`` refuses them."""
+        return minimum_input_size(int(self.manifest.model.get("output_stride", 8) or 8))
 
     # -- facts -------------------------------------------------------------------------------
     @property
@@ -73,13 +92,26 @@ class Session:
             if bound is not None and np.any(cmp(np.asarray(tensor.shape), np.asarray(bound))):
                 raise InputError(f"input shape {tensor.shape} is {word} {tuple(bound)} of the engine's optimisation "
                                  "profile; re-export with a wider --min-size/--max-size")
+        small = [axis for axis in (2, 3) if spec.shape[axis] is None and tensor.shape[axis] < self.min_size]
+        if small:
+            raise InputError(f"input shape {tensor.shape} is below the network's minimum of {self.min_size} pixels "
+                             f"per side (output stride x 4); resize to at least {self.min_size}x{self.min_size}, or "
+                             "use run(), which upsamples small images")
         if not np.isfinite(tensor).all():
             raise InputError("input contains NaN or Inf values; check the preprocessing of the source images")
         return np.ascontiguousarray(tensor)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Raw logits ``[N, classes, H, W]`` for a preprocessed float32 NCHW tensor."""
-        return self.backend.infer(self.check_tensor(tensor))
+        if self._closed:
+            raise SessionClosedError("this Session is closed; load the artifact again (runtime.load) to run it")
+        logits = self.backend.infer(self.check_tensor(tensor))
+        if self.check_outputs and not np.isfinite(logits).all():
+            raise NonFiniteOutputError(
+                f"the {self.manifest.target} {self.manifest.precision} engine returned NaN/Inf logits: broken engine "
+                "or weights (check the export with danet-parity), or input values far outside the normalised range "
+                "(check the preprocessing). Set session.check_outputs = False to get the raw logits anyway")
+        return logits
 
     def _infer_images(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Logits at each image's own size (resized to and from a static engine shape)."""
@@ -90,7 +122,7 @@ class Session:
         # group images that share an input size, so a dynamic engine runs them as one batch
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
-            groups.setdefault(size or img.shape[:2], []).append(i)
+            groups.setdefault(size or self._runnable_hw(img.shape[:2]), []).append(i)
         for hw, indices in groups.items():
             step = batch_size or len(indices)
             for start in range(0, len(indices), step):
@@ -103,6 +135,11 @@ class Session:
                 for j, i in enumerate(chunk):
                     results[i] = resize_logits(logits[j], images[i].shape[:2])
         return results
+
+    def _runnable_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
+        """A dynamic engine's size for an image: its own, or upsampled to the network minimum."""
+        low = self.min_size
+        return (max(hw[0], low), max(hw[1], low))
 
     def run(self, images: Any, return_logits: bool = False, tile: tuple[int, int] | None = None,
             stride: tuple[int, int] | None = None) -> Any:
@@ -117,6 +154,8 @@ class Session:
             one ``HxW`` uint8 mask for one image, else a list; ``(masks, logits)`` when
             ``return_logits``.
         """
+        if self._closed:
+            raise SessionClosedError("this Session is closed; load the artifact again (runtime.load) to run it")
         single = isinstance(images, np.ndarray) and images.ndim == 3
         items = as_image_list(images)
         if tile is not None:
@@ -132,7 +171,10 @@ class Session:
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
-        self.backend.close()
+        """Free the engine; later calls raise :class:`SessionClosedError`. Closing twice is harmless."""
+        if not self._closed:
+            self._closed = True
+            self.backend.close()
 
     def __enter__(self) -> "Session":
         return self
