@@ -67,11 +67,32 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
-            f"{path} is not a loadable weights-only checkpoint ({reason}). Only tensor state dicts are read "
-            "(torch.load weights_only=True); re-save it with torch.save(model.state_dict(), path)") from exc
+            f"{path} is not a loadable weights-only checkpoint ({_torch_reason(exc)}). Only tensor state dicts are "
+            "read, never pickled objects (unpickling runs code from the file); re-save it where it was made with "
+            "torch.save(model.state_dict(), path), or convert it to .safetensors") from exc
     return _extract_state_dict(obj, path)
+
+
+def _torch_reason(exc: BaseException) -> str:
+    """torch.load's reason without its advice to retry with ``weights_only=False`` (unsafe on untrusted files)."""
+    text = str(exc).strip()
+    if "weights only load failed" in text.lower() or "weights_only" in text:
+        unsupported = [line.strip() for line in text.splitlines() if "Unsupported global" in line
+                       or "Unsupported operand" in line]
+        return (unsupported[0].split(" Please use ")[0].replace("WeightsUnpickler error: ", "").rstrip(".")
+                if unsupported
+                else "it holds pickled Python objects, not only tensors")
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def check_finite(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse NaN/Inf weights: they export fine and then give one-class masks with no error."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path} has NaN or Inf values in {len(bad)} tensor(s) ({', '.join(bad[:5])}"
+                              f"{' ...' if len(bad) > 5 else ''}): the training diverged or the file is damaged; "
+                              "use an earlier checkpoint")
 
 
 def _extract_state_dict(obj: object, path: Path) -> dict[str, torch.Tensor]:
@@ -122,6 +143,7 @@ def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True) -> 
     or shape mismatches with the fix (``num_classes=``).
     """
     state, dropped = map_state_dict(read_state_dict(path))
+    check_finite(state, path)
     own = model.state_dict()
     own_keys = {k for k in own if not k.endswith("num_batches_tracked")}
     missing = sorted(own_keys - set(state))
@@ -133,14 +155,15 @@ def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True) -> 
         hint = ""
         if classifier:
             n = state["head.conv8.1.weight"].shape[0]
-            hint = f" The checkpoint has {n} classes: pass num_classes={n}."
+            hint = f" The checkpoint has {n} classes: pass --num-classes {n} (num_classes={n} in Python)."
         raise CheckpointError(f"{path}: {len(shape_errors)} tensor shape mismatch(es): "
                               + "; ".join(shape_errors[:5]) + ("; ..." if len(shape_errors) > 5 else "") + hint)
     if strict and (missing or unexpected):
         raise CheckpointError(
             f"{path} does not match the model: {len(missing)} missing key(s) {missing[:8]}"
             f"{' ...' if len(missing) > 8 else ''}, {len(unexpected)} unexpected key(s) {unexpected[:8]}"
-            f"{' ...' if len(unexpected) > 8 else ''}. Check the preset (depth, width, deep stem) or pass strict=False")
+            f"{' ...' if len(unexpected) > 8 else ''}. Check that the preset (--arch) has the checkpoint's architecture "
+            "(depth, width, deep stem)")
     if missing or unexpected:
         warnings.warn(f"{path}: loaded non-strictly; missing={missing[:8]} unexpected={unexpected[:8]}", stacklevel=2)
     own_dtype = {k: v.dtype for k, v in own.items()}
