@@ -19,11 +19,25 @@ from .errors import ConfigError
 from .files import atomic_output
 
 
+def check_output_folder(path: str | Path, option: str = "--output") -> Path:
+    """Check, creating nothing, that folder ``path`` exists or could be created, and accepts files."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{option} {path}: {probe} is a file; pass a folder")
+    try:
+        Path(tempfile.mkdtemp(prefix=".danet-probe-", dir=probe)).rmdir()
+    except OSError as exc:
+        raise ConfigError(f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
+                          "choose a folder you can write to") from exc
+    return path
+
+
 def prepare_output_folder(path: str | Path, option: str = "--output") -> Path:
     """Create ``path`` (and parents) and check that files can be written in it."""
-    path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{option} {path} is a file; pass a folder")
+    path = check_output_folder(path, option)
     try:
         path.mkdir(parents=True, exist_ok=True)
         Path(tempfile.mkstemp(prefix=".danet-probe-", dir=path)[1]).unlink()

@@ -10,7 +10,7 @@ from ..errors import ConfigError
 def check_bench_args(model: str, output: Path, artifacts: Path | None = None) -> None:
     """Refuse an artifact folder as ``--model`` (bench takes presets and checkpoints, and exports the
     artifacts it times) and unwritable ``--output`` / ``--artifacts`` folders."""
-    from ..outputs import prepare_output_folder
+    from ..outputs import check_output_folder
 
     path = Path(model)
     if path.is_dir():
@@ -25,6 +25,6 @@ def check_bench_args(model: str, output: Path, artifacts: Path | None = None) ->
         raise ConfigError(f"--model {model} is a folder: danet-bench takes a preset name or a checkpoint file (with "
                           f"--arch) and exports the artifacts it times into --artifacts{hint}. To check one artifact "
                           "use danet-parity; to time it, pass its preset and the folder holding it as --artifacts")
-    prepare_output_folder(output)
+    check_output_folder(output)
     if artifacts is not None:
-        prepare_output_folder(artifacts, "--artifacts")
+        check_output_folder(artifacts, "--artifacts")

@@ -31,9 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:  # a bad --output fails now, not after the comparison
         from pathlib import Path
 
-        from ..outputs import prepare_output_folder
+        from ..outputs import check_output_folder
 
-        prepare_output_folder(Path(args.output).parent or Path("."))
+        check_output_folder(Path(args.output).parent)
     report = run_parity(args.artifact, reference=args.reference, images=args.images, generated=args.generated,
                         size=args.size, threads=args.threads, precision=args.precision,
                         write_manifest=not args.no_manifest)

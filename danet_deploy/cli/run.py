@@ -30,24 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .. import runtime
-    from ..errors import InputError
-    from ..outputs import output_stems, prepare_output_folder, save_png
-    from ..data.images import read_image
+    from ..outputs import check_output_folder, output_stems, prepare_output_folder, save_png
+    from ..data.images import check_image_file, read_image
     from ..runtime.preprocess import colorize, overlay
 
+    max_pixels = int(args.max_pixels * 1e6) if args.max_pixels > 0 else None
     for name in args.images:  # every input is checked before the model loads or anything is written
-        if Path(name).is_dir():
-            raise InputError(f"{name} is a folder; pass image files (e.g. {name}/*.png)")
-        if not Path(name).is_file():
-            raise InputError(f"image {name!r} does not exist")
-    out = prepare_output_folder(args.output)
+        check_image_file(name, max_pixels=None)
+    check_output_folder(args.output)
     stems = output_stems(args.images)
     renamed = {name: stem for name, stem in zip(args.images, stems) if stem != Path(name).stem}
     if renamed:
         print(f"note: {len(renamed)} input(s) share a file name stem; their outputs are named "
               + ", ".join(f"{n} -> {s}_*.png" for n, s in renamed.items()), file=sys.stderr)
-    max_pixels = int(args.max_pixels * 1e6) if args.max_pixels > 0 else None
     with runtime.load(args.model, backend=args.backend, threads=args.threads) as session:
+        for name in args.images:
+            check_image_file(name, max_pixels=max_pixels, reduce_to=session.input_spec.static_hw)
+        out = prepare_output_folder(args.output)
         for name, stem in zip(args.images, stems):
             image = read_image(name, max_pixels=max_pixels, reduce_to=session.input_spec.static_hw)
             mask = session.run(image, tile=args.tile, stride=args.stride)

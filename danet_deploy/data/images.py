@@ -114,6 +114,27 @@ def read_image(path: str | Path, max_pixels: int | None = MAX_PIXELS,
     raise InputError(f"cannot read image {path} ({reason}); is it a valid jpg/png/bmp?")
 
 
+def check_image_file(path: str | Path, max_pixels: int | None = MAX_PIXELS,
+                     reduce_to: tuple[int, int] | None = None) -> None:
+    """The cheap checks of :func:`read_image` (exists, identifiable, within the pixel limit), from the
+    header alone: lets a command refuse a bad input before it writes anything."""
+    from PIL import UnidentifiedImageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; pass image files (e.g. {path}/*.png)")
+    if not path.is_file():
+        raise InputError(f"image {str(path)!r} does not exist")
+    try:
+        with _open(path) as img:
+            _check_pixels(img, path, max_pixels, reduce_to)
+    except UnidentifiedImageError:
+        raise InputError(f"cannot read image {path} (not an image Pillow can identify); is it a valid "
+                         "jpg/png/bmp?") from None
+    except OSError as exc:
+        raise InputError(f"cannot read image {path} ({exc})") from exc
+
+
 def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     """Image files under ``folder`` in a stable (sorted) order."""
     folder = Path(folder)
