@@ -220,6 +220,9 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
     classes = model.get("num_classes", 1)
     if not _is_int(classes) or not 1 <= classes <= 65536:
         fail(f"model.num_classes must be an integer in 1..65536, got {classes!r:.80}")
+    stride = model.get("output_stride", 8)
+    if stride not in (4, 8, 16, 32) or isinstance(stride, bool):
+        fail(f"model.output_stride must be 4, 8, 16 or 32, got {stride!r:.80}")
     names = model.get("class_names", [])
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         fail("model.class_names must be a list of strings")
@@ -228,8 +231,8 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
         if (not isinstance(values, list) or len(values) != 3
                 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
             fail(f"preprocessing.{key} must be a list of 3 finite numbers, got {values!r:.80}")
-    if any(v == 0 for v in prep["std"]):
-        fail("preprocessing.std must not contain 0")
+    if not all(abs(v) <= 1e4 for v in prep["mean"]) or not all(1e-6 <= abs(v) <= 1e4 for v in prep["std"]):
+        fail("preprocessing.mean/std must be within +-1e4, and std not 0 (values on the 0..1 scale)")
     if not isinstance(prep.get("color_order", "RGB"), str):
         fail("preprocessing.color_order must be 'RGB' or 'BGR'")
     for key in ("input", "output"):
