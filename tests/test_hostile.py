@@ -557,3 +557,32 @@ def test_13_bench_says_it_takes_presets_not_artifacts(artifact, tmp_path, capsys
     err = capsys.readouterr().err
     assert "preset name or a checkpoint" in err and f"--model {MODEL}" in err
     assert snapshot(tmp_path) == before
+
+
+def test_5_tensorrt_backend_serialises_calls_on_its_one_context():
+    """The TensorRT backend's context, stream and staging buffers are one set: a fake with the same
+    shape (stage the input, wait, read it back) mixes threads' data unless calls are serialised."""
+    from danet_deploy.runtime.backends.tensorrt import TensorRTBackend
+
+    backend = object.__new__(TensorRTBackend)  # no GPU here: only the call protocol is exercised
+    backend._lock = threading.Lock()
+    staged = {}
+
+    def prepare(batch):
+        staged["input"] = batch.copy()
+        time.sleep(0.002)
+
+    backend._prepare = prepare
+    backend._run = lambda events=False: staged["input"] * 2
+    results, barrier = {}, threading.Barrier(8)
+
+    def worker(i):
+        barrier.wait()
+        results[i] = [backend.infer(np.full((1, 3, 2, 2), i, np.float32)) for _ in range(10)]
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert all(np.all(out == 2 * i) for i, outs in results.items() for out in outs) and len(results) == 8
