@@ -22,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=parse_size, metavar="HxW", help="sliding-window stride")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     p.add_argument("--max-pixels", type=float, default=MAX_PIXELS / 1e6, metavar="MP",
-                   help="refuse images above this many megapixels (read from the header, before decoding)")
+                   help="refuse images above this many megapixels (read from the header, before decoding; 0: no limit)")
     return p
 
 
