@@ -190,6 +190,32 @@ def test_1_torch_backend_checkpoint_named_by_a_manifest_must_be_inside(artifact,
         runtime.load(art, backend="torch")
 
 
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_1_onnx_external_data_outside_the_folder_is_refused(tmp_path, backend):
+    """A model file can name other files too (ONNX external data): both engines refuse `../`."""
+    onnx = pytest.importorskip("onnx")
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 4), "w")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    np.arange(4, dtype=np.float32).tofile(tmp_path / "secret.bin")
+    tensor = model.graph.initializer[0]
+    tensor.ClearField("raw_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../secret.bin"), ("offset", "0"), ("length", "16")):
+        entry = tensor.external_data.add()
+        entry.key, entry.value = key, value
+    (tmp_path / "art").mkdir()
+    onnx.save(model, tmp_path / "art" / "model.onnx")
+    with pytest.raises(ArtifactError, match="outside|escapes"):
+        runtime.load(tmp_path / "art" / "model.onnx", backend=backend)
+
+
 # -- 2. danet-export never deletes a folder or file that is not an artifact ------------------------
 def test_2_existing_unrelated_folder_is_refused_then_replaced_only_with_force(tmp_path, capsys):
     target = tmp_path / "d"

@@ -241,4 +241,4 @@ def _optimal_requests(compiled: Any) -> int:
 def _first_line(exc: BaseException) -> str:
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     informative = [ln for ln in lines if not ln.startswith(("Exception from", "Check '"))]
-    return (informative or lines or [type(exc).__name__])[0]
+    return ": ".join(informative)[:400] if informative else (lines or [type(exc).__name__])[0]
