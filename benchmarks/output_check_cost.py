@@ -4,11 +4,14 @@
 
 Exports danet_demo at 512x512 (static FP32 ONNX), then times ``Session.infer`` with the check on
 and off, interleaved (so machine load hits both alike), and the check alone
-(``np.isfinite(logits).all()`` on the 1x8x512x512 logits). Prints medians and the ratio.
+(``np.isfinite(logits).all()`` on the 1x8x512x512 logits). Prints medians and the ratio and
+writes them to benchmarks/results/output_check_cost.json. The on/off difference of whole calls is
+within run-to-run noise on a shared machine; the check alone is the cost.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import statistics
 import sys
@@ -48,6 +51,10 @@ def main(rounds: int = 20) -> int:
               "infer_ms_check_on": round(on, 2), "infer_ms_check_off": round(off, 2),
               "check_alone_ms": round(check, 3), "check_share_of_infer_pct": round(100 * check / off, 2),
               "rounds": rounds, "threads": 2}
+    result["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    result["command"] = "PYTHONPATH=. python benchmarks/output_check_cost.py"
+    out = Path(__file__).resolve().parent / "results" / "output_check_cost.json"
+    out.write_text(json.dumps(result, indent=1) + "\n")
     print(json.dumps(result, indent=1))
     return 0
 

@@ -6,9 +6,9 @@ dtype or NaN is a clear :class:`~danet_deploy.errors.InputError`, never a backen
 
 Outputs are checked too: NaN/Inf logits (a broken FP16 engine, NaN weights, inputs far outside
 the normalised range) raise :class:`~danet_deploy.errors.NonFiniteOutputError` instead of
-becoming a plausible all-one-class mask. The check is ``np.isfinite(logits).all()``: 0.64 ms for
-the 1x8x512x512 logits of danet_demo (benchmarks/output_check_cost.py), against 170-400 ms
-inference on 2 CPU threads; set ``session.check_outputs = False`` to skip it.
+becoming a plausible all-one-class mask. The check is ``np.isfinite(logits).all()``: 0.56-0.61 ms
+for the 1x8x512x512 logits of danet_demo, 0.1% of a 430-680 ms ONNX Runtime call on 2 CPU threads
+(benchmarks/output_check_cost.py); set ``session.check_outputs = False`` to skip it.
 
 Thread safety: a Session holds no per-call state; every backend is safe under concurrent
 ``run``/``infer`` calls (ONNX Runtime natively, OpenVINO through a pool of infer requests,
