@@ -30,7 +30,7 @@ import signal
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from .errors import ArtifactError, ConfigError
 
@@ -53,7 +53,10 @@ def check_output_dir(final: str | Path, force: bool = False) -> Path:
         raise ConfigError(f"output {str(final)!r} names the current or a parent folder, which is never replaced; "
                           "pass a new folder name, e.g. -o artifacts/my-model")
     target, cwd = final.resolve(), Path.cwd().resolve()
-    if target in {cwd, Path.home().resolve(), Path(target.anchor), *cwd.parents}:
+    protected = {cwd, Path(target.anchor), *cwd.parents}
+    with contextlib.suppress(RuntimeError, KeyError):  # no home folder known
+        protected.add(Path.home().resolve())
+    if target in protected:
         raise ConfigError(f"output {str(final)!r} is the current folder, a folder above it, the home folder or the "
                           "root; pass a new folder name")
     if final.is_symlink():
@@ -194,7 +197,8 @@ def swap_into_place(tmp: Path, final: Path) -> None:
 
 
 @contextlib.contextmanager
-def artifact_dir(final: str | Path, force: bool = False, log=None) -> Iterator[Path]:
+def artifact_dir(final: str | Path, force: bool = False,
+                 log: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``final`` only if the block completes (see the module doc)."""
     final = check_output_dir(final, force)
     for line in recover_stale(final) + clean_stale_scratch():
