@@ -185,7 +185,8 @@ def verify_files(manifest: Manifest, directory: str | Path) -> None:
         try:
             actual = sha256_file(path)
         except OSError as exc:
-            raise ManifestError(f"{directory}: cannot read {name} ({exc.strerror or exc}); check its permissions") from exc
+            raise ManifestError(f"{directory}: cannot read {name} ({exc.strerror or exc}); "
+                                "check its permissions") from exc
         if actual != digest:
             raise ManifestError(
                 f"{directory}: {name} does not match its sha256 in the manifest (modified, truncated or corrupt); "
@@ -229,7 +230,7 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
     for key in ("mean", "std"):
         values = prep.get(key)
         if (not isinstance(values, list) or len(values) != 3
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values)):
+                or not all(_is_number(v) and math.isfinite(v) for v in values)):
             fail(f"preprocessing.{key} must be a list of 3 finite numbers, got {values!r:.80}")
     if not all(abs(v) <= 1e4 for v in prep["mean"]) or not all(1e-6 <= abs(v) <= 1e4 for v in prep["std"]):
         fail("preprocessing.mean/std must be within +-1e4, and std not 0 (values on the 0..1 scale)")
@@ -247,6 +248,10 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
         if bound is not None and (not isinstance(bound, list) or len(bound) != 4
                                   or not all(_is_int(d) and 0 < d <= 2**31 - 1 for d in bound)):
             fail(f"input.{key} must be 4 positive integers, got {bound!r:.80}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _is_int(value: Any) -> bool:
