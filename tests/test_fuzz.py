@@ -140,7 +140,7 @@ _PATHS = st.one_of(
                      "model.onnx/", "..", ".", "C:\\model.onnx", "sub\\..\\..\\x", "model.onnx\x00", "//model.onnx",
                      "link_out", "link_in", "loop", "manifest.json"]),
     st.text(alphabet=st.sampled_from(list("ab./\\:~\x00 é")), max_size=12))
-_SIZES = st.one_of(st.integers(-5, 5), st.integers(2**31 - 2, 2**63), st.sampled_from([64, 32, 1, 0]),
+_SIZES = st.one_of(st.integers(-5, 5), st.integers(2**31 - 2, 2**63), st.sampled_from([64, 32, 1, 0, 10**400]),
                    st.text(max_size=3), st.none(), st.floats())
 _FIELDS = ("format_version", "target", "backend", "precision", "primary", "model", "preprocessing", "input", "output",
            "files", "tools", "export", "checkpoint", "calibration", "parity", "extra")
