@@ -165,7 +165,8 @@ def _mutate(data, manifest: dict) -> dict:
             manifest["input"][key] = data.draw(st.one_of(st.lists(_SIZES, max_size=5), _JSON))
         elif kind == "prep" and isinstance(manifest.get("preprocessing"), dict):
             key = data.draw(st.sampled_from(["mean", "std", "color_order"]))
-            manifest["preprocessing"][key] = data.draw(st.one_of(_JSON, st.lists(st.floats(), min_size=3, max_size=3)))
+            manifest["preprocessing"][key] = data.draw(st.one_of(_JSON, st.lists(st.floats() | _SIZES, min_size=3,
+                                                                                         max_size=3)))
         elif kind == "model" and isinstance(manifest.get("model"), dict):
             key = data.draw(st.sampled_from(["num_classes", "class_names", "output_stride", "name"]))
             manifest["model"][key] = data.draw(st.one_of(_SIZES, _JSON))
