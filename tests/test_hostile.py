@@ -488,6 +488,11 @@ def test_10_impossible_and_tiny_sizes_are_refused_with_a_valid_size(tmp_path, ca
             session.infer(np.zeros((1, 3, 16, 16), np.float32))
         mask = session.run(np.zeros((16, 20, 3), np.uint8))  # run() upsamples to the minimum
         assert mask.shape == (16, 20)
+        with pytest.raises(InputError, match="position-attention block"):  # 10000x10000: 2.2 TiB of energy
+            session.infer(np.zeros((1, 3, 10000, 10000), np.float32))
+        session.max_attention_bytes = 2**20
+        with pytest.raises(InputError, match="--tile"):
+            session.infer(np.zeros((1, 3, 256, 256), np.float32))
 
 
 # -- 11. malformed manifests; a closed Session -------------------------------------------------------

@@ -24,8 +24,11 @@ import numpy as np
 from ..errors import InputError, NonFiniteOutputError, SessionClosedError
 from ..manifest import Manifest
 from .backends.base import Backend, InputSpec
-from ..planner import minimum_input_size
+from ..planner import feature_size, minimum_input_size
 from .preprocess import as_image_list, logits_to_mask, preprocess, resize_logits
+
+
+MAX_ATTENTION_BYTES = 8 * 2**30  # one fp32 position-attention block; 1024x2048 unchunked is 4 GiB
 
 
 class Session:
@@ -38,6 +41,7 @@ class Session:
         self.backend = backend
         self.manifest = manifest
         self.check_outputs = True
+        self.max_attention_bytes = MAX_ATTENTION_BYTES
         self._closed = False
 
     @property
@@ -97,9 +101,27 @@ class Session:
             raise InputError(f"input shape {tensor.shape} is below the network's minimum of {self.min_size} pixels "
                              f"per side (output stride x 4); resize to at least {self.min_size}x{self.min_size}, or "
                              "use run(), which upsamples small images")
+        if spec.static_hw is None:
+            self._check_attention_memory(tensor.shape)
         if not np.isfinite(tensor).all():
             raise InputError("input contains NaN or Inf values; check the preprocessing of the source images")
         return np.ascontiguousarray(tensor)
+
+    def _check_attention_memory(self, shape: tuple[int, ...]) -> None:
+        """A dynamic engine runs position attention at the input's own size: refuse sizes whose
+        energy block (with the artifact's chunking) would exceed ``max_attention_bytes``, rather than
+        letting the allocator fail or the machine swap."""
+        n, _, h, w = shape
+        stride = int(self.manifest.model.get("output_stride", 8) or 8)
+        chunks = max(1, int(self.manifest.model.get("attention_chunks", 1) or 1))
+        positions = feature_size(h, stride) * feature_size(w, stride)
+        block = n * -(-positions // min(chunks, positions)) * positions * 4
+        if block > self.max_attention_bytes:
+            raise InputError(
+                f"input {h}x{w} (batch {n}) needs {block / 2**30:.1f} GiB for one position-attention block with this "
+                f"artifact's {chunks} chunk(s), above the {self.max_attention_bytes / 2**30:.0f} GiB limit; run it in "
+                "tiles (run(image, tile=(512, 512)), danet-run --tile 512x512), downscale it, or re-export with "
+                f"--dynamic --max-size {h}x{w} (more chunks). session.max_attention_bytes raises the limit")
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Raw logits ``[N, classes, H, W]`` for a preprocessed float32 NCHW tensor."""
