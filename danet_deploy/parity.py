@@ -276,7 +276,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     session.close()
     ref_session.close()
     if write_manifest and Path(artifact).is_dir():
-        from .outputs import writable
+        from .result_files import writable
 
         if writable(artifact):
             m = read_manifest(artifact, verify=False)

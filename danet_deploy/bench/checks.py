@@ -10,7 +10,7 @@ from ..errors import ConfigError
 def check_bench_args(model: str, output: Path, artifacts: Path | None = None) -> None:
     """Refuse an artifact folder as ``--model`` (bench takes presets and checkpoints, and exports the
     artifacts it times) and unwritable ``--output`` / ``--artifacts`` folders."""
-    from ..outputs import check_output_folder
+    from ..result_files import check_output_folder
 
     path = Path(model)
     if path.is_dir():

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.output:  # a bad --output fails now, not after the comparison
         from pathlib import Path
 
-        from ..outputs import check_output_folder
+        from ..result_files import check_output_folder
 
         check_output_folder(Path(args.output).parent)
     report = run_parity(args.artifact, reference=args.reference, images=args.images, generated=args.generated,

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .. import runtime
-    from ..outputs import check_output_folder, output_stems, prepare_output_folder, save_png
+    from ..result_files import check_output_folder, output_stems, prepare_output_folder, save_png
     from ..data.images import check_image_file, read_image
     from ..runtime.preprocess import colorize, overlay
 
