@@ -55,6 +55,14 @@ class ExportError(DanetDeployError):
     """An exporter or converter failed; the message carries the library's reason."""
 
 
+class SessionClosedError(DanetDeployError, RuntimeError):
+    """A :class:`~danet_deploy.runtime.Session` was used after ``close()``."""
+
+
+class NonFiniteOutputError(DanetDeployError, ArithmeticError):
+    """An engine returned NaN or Inf logits (a broken engine, bad weights, or inputs far outside range)."""
+
+
 class ServeError(DanetDeployError):
     """A model server cannot start, is unreachable, or answered a request with an error."""
 

@@ -13,12 +13,9 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 from .errors import ArtifactError, ManifestError
 from .files import atomic_write_text, sha256_file
@@ -80,6 +77,9 @@ class Manifest:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "manifest") -> "Manifest":
+        if not isinstance(data, dict):
+            raise ManifestError(f"{source}: the manifest is JSON but not an object (got {type(data).__name__}); "
+                                "re-export the artifact")
         version = data.get("format_version")
         if version != FORMAT_VERSION:
             raise ManifestError(
@@ -90,6 +90,7 @@ class Manifest:
                    if k not in data]
         if missing:
             raise ManifestError(f"{source}: manifest lacks {missing}; re-export the artifact")
+        check_schema(data, source)
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def hash_files(self, directory: str | Path) -> None:
@@ -118,59 +119,148 @@ def manifest_from_metadata(meta: dict[str, str], model_file: Path, target: str, 
 
 
 def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
-    """Read and (by default) verify an artifact folder's manifest: format version and file hashes."""
+    """Read and check an artifact folder's manifest: format version, field types and that every path
+    it names stays inside the folder (always), and (by default) the sha256 of every file."""
     directory = Path(directory)
     if not directory.exists():
         raise ArtifactError(f"artifact {str(directory)!r} does not exist; export one with danet-export")
     if not directory.is_dir():
         raise ArtifactError(f"{directory} is a file, not an artifact folder; pass the folder danet-export wrote")
     path = directory / MANIFEST_NAME
-    if not path.is_file():
-        raise ManifestError(f"{directory} has no {MANIFEST_NAME}: it was not written by danet-export or is "
-                            "incomplete; re-export it")
+    if path.is_symlink() or not path.is_file():
+        raise ManifestError(f"{directory} has no {MANIFEST_NAME} (or it is a symbolic link): it was not written by "
+                            "danet-export or is incomplete; re-export it")
     try:
-        data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ManifestError(f"{path} is not valid JSON ({exc}); re-export the artifact") from exc
+    except OSError as exc:
+        raise ManifestError(f"cannot read {path} ({exc.strerror or exc}); check its permissions") from exc
     manifest = Manifest.from_dict(data, source=str(path))
+    for name in (manifest.primary, *manifest.files):
+        artifact_path(directory, name)
     if verify:
         verify_files(manifest, directory)
     return manifest
 
 
+def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:
+    """``directory / name`` for a path an artifact's manifest names, or :class:`ManifestError` if it could
+    reach outside the folder: the one containment rule for manifests, TensorRT bundles and repositories.
+
+    A name must be a non-empty relative POSIX path without ``..`` (or ``\\``, ``:`` drive or NUL),
+    and after resolving symbolic links it must still lie inside ``directory`` (resolved too).
+    Checked by name first, so a hostile manifest learns nothing about files outside the folder.
+    """
+    directory = Path(directory)
+    if not isinstance(name, str) or not name.strip():
+        raise ManifestError(f"{directory}: the manifest names a {what} {name!r} that is not a file name; "
+                            "re-export the artifact")
+    parts = name.split("/")
+    if (name.startswith("/") or "\\" in name or "\0" in name or ":" in parts[0]
+            or any(part in ("", ".", "..") for part in parts)):
+        raise ManifestError(f"{directory}: the manifest names {what} {name!r}, outside the artifact folder or not "
+                            "a plain relative path; an artifact may reference only files inside its own folder")
+    root = directory.resolve()
+    try:
+        resolved = (root / name).resolve()
+    except (OSError, RuntimeError) as exc:  # symlink loops
+        raise ManifestError(f"{directory}: {what} {name!r} cannot be resolved ({exc})") from exc
+    if not resolved.is_relative_to(root) or resolved == root:
+        raise ManifestError(f"{directory}: {what} {name!r} is a symbolic link leading outside the artifact folder; "
+                            "an artifact may reference only files inside its own folder")
+    return directory / name
+
+
 def verify_files(manifest: Manifest, directory: str | Path) -> None:
-    """Raise :class:`ManifestError` if any recorded file is missing or its sha256 differs."""
+    """Raise :class:`ManifestError` if any recorded file is outside the folder, missing, or its sha256 differs."""
     directory = Path(directory)
     if manifest.primary not in manifest.files:
         raise ManifestError(f"{directory}: the manifest does not list its model file {manifest.primary!r}")
     for name, digest in manifest.files.items():
-        path = directory / name
+        path = artifact_path(directory, name)
         if not path.is_file():
             raise ManifestError(f"{directory}: {name} is missing (listed in the manifest); re-export the artifact")
-        if sha256_file(path) != digest:
+        try:
+            actual = sha256_file(path)
+        except OSError as exc:
+            raise ManifestError(f"{directory}: cannot read {name} ({exc.strerror or exc}); "
+                                "check its permissions") from exc
+        if actual != digest:
             raise ManifestError(
                 f"{directory}: {name} does not match its sha256 in the manifest (modified, truncated or corrupt); "
                 "re-export the artifact")
 
 
-@contextlib.contextmanager
-def atomic_artifact_dir(final: str | Path, overwrite: bool = True) -> Iterator[Path]:
-    """Yield a temporary folder that becomes ``final`` only if the block completes."""
-    final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    if final.exists() and not overwrite:
-        raise ArtifactError(f"{final} already exists; pass --force or choose another --output")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
-    os.chmod(tmp, 0o755)  # mkdtemp creates 0700
-    try:
-        yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}")
-        os.replace(final, old)
-    os.replace(tmp, final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+_STR_FIELDS = ("target", "backend", "precision", "primary")
+_DICT_FIELDS = ("model", "preprocessing", "input", "output", "files", "tools", "export", "extra")
+_OPTIONAL_DICT_FIELDS = ("checkpoint", "calibration", "parity")
+
+
+def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
+    """Types of the fields the runtime reads, so a hand-edited or hostile manifest is a
+    :class:`ManifestError` rather than an ``AttributeError``/``TypeError`` deep inside a backend."""
+
+    def fail(what: str) -> None:
+        raise ManifestError(f"{source}: {what}; re-export the artifact")
+
+    for key in _STR_FIELDS:
+        if not isinstance(data.get(key), str) or not data[key]:
+            fail(f"{key!r} must be a non-empty string, got {data.get(key)!r:.80}")
+    for key in _DICT_FIELDS:
+        if key in data and not isinstance(data[key], dict):
+            fail(f"{key!r} must be an object, got {type(data[key]).__name__}")
+    for key in _OPTIONAL_DICT_FIELDS:
+        if data.get(key) is not None and not isinstance(data[key], dict):
+            fail(f"{key!r} must be an object or null, got {type(data[key]).__name__}")
+    for name, digest in data.get("files", {}).items():
+        if not isinstance(digest, str) or len(digest) != 64:
+            fail(f"files[{name!r}] must be a sha256 hex string")
+    model, prep = data["model"], data["preprocessing"]
+    classes = model.get("num_classes", 1)
+    if not _is_int(classes) or not 1 <= classes <= 65536:
+        fail(f"model.num_classes must be an integer in 1..65536, got {classes!r:.80}")
+    stride = model.get("output_stride", 8)
+    if stride not in (4, 8, 16, 32) or isinstance(stride, bool):
+        fail(f"model.output_stride must be 4, 8, 16 or 32, got {stride!r:.80}")
+    names = model.get("class_names", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        fail("model.class_names must be a list of strings")
+    for key in ("mean", "std"):
+        values = prep.get(key)
+        if (not isinstance(values, list) or len(values) != 3
+                or not all(_is_number(v) and abs(v) <= 1e4 for v in values)):
+            fail(f"preprocessing.{key} must be a list of 3 numbers within +-1e4, got {values!r:.80}")
+    if not all(abs(v) >= 1e-6 for v in prep["std"]):
+        fail("preprocessing.std must not be 0 (values on the 0..1 scale)")
+    if not isinstance(prep.get("color_order", "RGB"), str):
+        fail("preprocessing.color_order must be 'RGB' or 'BGR'")
+    for key in ("input", "output"):
+        shape = data[key].get("shape")
+        if (not isinstance(shape, list) or len(shape) != 4
+                or not all((isinstance(d, str) and d) or (_is_int(d) and 0 < d <= 2**31 - 1) for d in shape)):
+            fail(f"{key}.shape must be 4 dims, each a positive integer or a name, got {shape!r:.80}")
+        if not isinstance(data[key].get("name", ""), str):
+            fail(f"{key}.name must be a string")
+    for key in ("min_shape", "opt_shape", "max_shape"):
+        bound = data["input"].get(key)
+        if bound is not None and (not isinstance(bound, list) or len(bound) != 4
+                                  or not all(_is_int(d) and 0 < d <= 2**31 - 1 for d in bound)):
+            fail(f"input.{key} must be 4 positive integers, got {bound!r:.80}")
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def atomic_artifact_dir(final: str | Path, force: bool = False,
+                        log: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[Path]:
+    """A temporary folder that becomes ``final`` only if the block completes; an existing ``final``
+    is replaced only if it is an artifact (or ``force``). See :mod:`danet_deploy.artifact_dir`."""
+    from .artifact_dir import artifact_dir
+
+    return artifact_dir(final, force=force, log=log)

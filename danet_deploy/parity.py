@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -309,9 +310,15 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     session.close()
     ref_session.close()
     if write_manifest and Path(artifact).is_dir():
-        m = read_manifest(artifact, verify=False)
-        m.parity = report.to_dict()
-        m.write(artifact)
+        from .result_files import writable
+
+        if writable(artifact):
+            m = read_manifest(artifact, verify=False)
+            m.parity = report.to_dict()
+            m.write(artifact)
+        else:
+            print(f"note: {artifact} is read-only, so the report was not recorded in its manifest; pass --output "
+                  "FILE to keep it (or --no-manifest to skip this note)", file=sys.stderr)
     return report
 
 
@@ -326,4 +333,7 @@ def _resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 def write_report(report: ParityReport, path: str | Path) -> None:
     from .files import atomic_write_text
 
-    atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
+    try:
+        atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
+    except OSError as exc:
+        raise ConfigError(f"cannot write the report to {path} ({exc.strerror or exc}); choose another --output") from exc

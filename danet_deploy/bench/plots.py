@@ -19,6 +19,15 @@ from .rows import ok_rows
 _PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452"}
 
 
+def missing_plot_library() -> str | None:
+    """``None`` if the plots can be drawn, else a note naming the extra that installs matplotlib."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        return "plots skipped: matplotlib is not installed (pip install 'danet-deploy[bench]')"
+    return None
+
+
 def _pyplot() -> Any:
     import matplotlib
 

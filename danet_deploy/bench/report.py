@@ -64,6 +64,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import sys
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -234,7 +235,13 @@ def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "be
     atomic_write_text(paths["json"], json.dumps(report, indent=1) + "\n")
     atomic_write_text(paths["csv"], to_csv(report))
     markdown = to_markdown(report)
-    if plots:
+    from .plots import missing_plot_library
+
+    note = missing_plot_library() if plots else None
+    if note:  # every table is still written; only the PNGs are skipped
+        print(f"note: {note}", file=sys.stderr)
+        markdown += f"\n_{note}_\n"
+    if plots and not note:
         from .plots import plot_cdf, plot_latency
 
         paths["latency_png"] = plot_latency(report, directory / f"{stem}-latency.png")

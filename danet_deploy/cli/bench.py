@@ -77,6 +77,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.output.exists() and not args.output.is_dir():
             raise ConfigError(f"--output {args.output} is a file; pass a folder")
+        from ..bench.checks import check_bench_args
+
+        check_bench_args(args.model, args.output, args.artifacts)
         cfg = BenchConfig(model=args.model, arch=args.arch, targets=args.targets, precisions=args.precisions,
                           size=args.input_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
                           threads=args.threads, scenes=args.scenes, output=args.output, artifacts=args.artifacts,

@@ -32,8 +32,11 @@ def cli_main(func: Callable[[list[str] | None], int]) -> Callable[[list[str] | N
 
     @functools.wraps(func)
     def wrapper(argv: list[str] | None = None) -> int:
+        from ..artifact_dir import terminate_as_exit
+
         try:
-            return func(argv)
+            with terminate_as_exit():  # SIGTERM unwinds, so scratch folders are removed
+                return func(argv)
         except DanetDeployError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE

@@ -127,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         attention_chunks=args.attention_chunks,
         attention_memory=args.attention_memory, min_size=args.min_size, max_size=args.max_size,
         max_batch=args.max_batch, calib=args.calib_dir or args.calib, calib_count=args.calib_count,
-        calib_method=args.calib_method, policy=args.policy, emit=args.emit, options=options, verify=args.verify)
+        calib_method=args.calib_method, policy=args.policy, emit=args.emit, options=options, verify=args.verify,
+        force=args.force)
     from ..export import export
 
     path, manifest = export(request)

@@ -28,6 +28,12 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.output:  # a bad --output fails now, not after the comparison
+        from pathlib import Path
+
+        from ..result_files import check_output_folder
+
+        check_output_folder(Path(args.output).parent)
     report = run_parity(args.artifact, reference=args.reference, images=args.images, generated=args.generated,
                         size=args.size, threads=args.threads, precision=args.precision,
                         write_manifest=not args.no_manifest)

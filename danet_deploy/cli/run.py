@@ -8,6 +8,7 @@ import json
 import sys
 from pathlib import Path
 
+from ..data.images import MAX_PIXELS
 from .common import EXIT_OK, cli_main, parse_size
 
 
@@ -28,18 +29,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tile", type=parse_size, metavar="HxW", help="sliding-window crop size")
     p.add_argument("--stride", type=parse_size, metavar="HxW", help="sliding-window stride")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
+    p.add_argument("--max-pixels", type=float, default=MAX_PIXELS / 1e6, metavar="MP",
+                   help="refuse images above this many megapixels (read from the header, before decoding; 0: no limit)")
     return p
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from PIL import Image
-
     from .. import runtime
-    from ..data.images import read_image
+    from ..data.images import check_image_file, read_image
     from ..errors import ConfigError
     from ..progress import progress_bar
+    from ..result_files import check_output_folder, output_stems, prepare_output_folder, save_png
     from ..runtime.preprocess import colorize, overlay
 
     sources = [bool(args.images), bool(args.video), args.camera is not None]
@@ -47,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("give images, --video FILE or --camera N (one of them)")
     if args.camera is not None and args.max_frames is None:
         raise ConfigError("--camera needs --max-frames N (a live camera never ends)")
+    check_output_folder(args.output)
     if args.video or args.camera is not None:
         from ..runtime.video import open_camera, open_video, segment_video
 
@@ -60,16 +63,24 @@ def main(argv: list[str] | None = None) -> int:
                 bar.close()
         print(json.dumps(summary))
         return EXIT_OK
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
+    max_pixels = int(args.max_pixels * 1e6) if args.max_pixels > 0 else None
+    for name in args.images:  # every input is checked before the model loads or anything is written
+        check_image_file(name, max_pixels=None)
+    stems = output_stems(args.images)
+    renamed = {name: stem for name, stem in zip(args.images, stems) if stem != Path(name).stem}
+    if renamed:
+        print(f"note: {len(renamed)} input(s) share a file name stem; their outputs are named "
+              + ", ".join(f"{n} -> {s}_*.png" for n, s in renamed.items()), file=sys.stderr)
     with runtime.load(args.model, backend=args.backend, threads=args.threads) as session:
         for name in args.images:
-            image = read_image(name)
+            check_image_file(name, max_pixels=max_pixels, reduce_to=session.input_spec.static_hw)
+        out = prepare_output_folder(args.output)
+        for name, stem in zip(args.images, stems):
+            image = read_image(name, max_pixels=max_pixels, reduce_to=session.input_spec.static_hw)
             mask = session.run(image, tile=args.tile, stride=args.stride)
-            stem = Path(name).stem
-            Image.fromarray(mask).save(out / f"{stem}_mask.png")
-            Image.fromarray(colorize(mask, session.num_classes)).save(out / f"{stem}_color.png")
-            Image.fromarray(overlay(image, mask, session.num_classes, args.alpha)).save(out / f"{stem}_overlay.png")
+            save_png(out / f"{stem}_mask.png", mask)
+            save_png(out / f"{stem}_color.png", colorize(mask, session.num_classes))
+            save_png(out / f"{stem}_overlay.png", overlay(image, mask, session.num_classes, args.alpha))
             counts = {session.class_names[c] if c < len(session.class_names) else str(c): int(n)
                       for c, n in zip(*__import__("numpy").unique(mask, return_counts=True))}
             print(json.dumps({"image": name, "mask": str(out / f"{stem}_mask.png"), "pixels": counts}))

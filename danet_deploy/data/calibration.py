@@ -187,9 +187,12 @@ def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int
         elif path.suffix.lower() == ".npz":
             raise CalibrationError(f"calibration file {path} does not exist; pass an existing .npz, an image "
                                    "folder, 'generated' or 'photos'")
+        elif not path.exists():
+            raise CalibrationError(f"calibration source {text!r} does not exist; pass an existing image folder "
+                                   "(--calib-dir FOLDER), an .npz of tensors, 'generated' or 'photos' (--calib ...)")
         else:
-            raise CalibrationError(f"calibration source {text!r} is not a folder, an .npz, 'generated' or 'photos'; "
-                                   "pass --calib with one of those")
+            raise CalibrationError(f"calibration source {text!r} is a file but not an .npz; pass an image folder "
+                                   "(--calib-dir FOLDER), an .npz of tensors, 'generated' or 'photos' (--calib ...)")
     digest = _digest(loader.identity(), preprocessing, size, count)
     entry = root / digest if root is not None else None
     cached = _read_cache(entry, count, size)
@@ -292,6 +295,11 @@ class _FolderLoader(_Loader):
                 usable.append(path)
             else:
                 self.skipped.append({"file": path.relative_to(folder).as_posix(), "reason": reason})
+        if not usable:
+            first = f" (first: {self.skipped[0]['file']}: {self.skipped[0]['reason']})" if self.skipped else ""
+            raise CalibrationError(f"calibration folder {folder} has no readable image: {len(self.skipped)} file(s) "
+                                   f"could not be decoded{first}; put a few dozen representative RGB frames in it, or "
+                                   "pass --calib generated")
         if len(usable) < count:
             raise CalibrationError(
                 f"calibration folder {folder} has {len(usable)} usable image(s) ({len(self.skipped)} unreadable "

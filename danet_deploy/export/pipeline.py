@@ -10,17 +10,17 @@ starts from, the manifest (hashes, tool versions), the atomic rename into place.
 from __future__ import annotations
 
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import ConfigError, UnknownModelError
 from ..files import sha256_file
 from ..manifest import Manifest, atomic_artifact_dir
 from ..outputs import check_emit, mask_dtype, output_spec
-from ..planner import AttentionPlan, plan_attention
+from ..planner import AttentionPlan, check_input_size, plan_attention
 from ..targets import Target, TargetOptions, get_target, target_names
 from ..versions import tool_versions
 
@@ -53,7 +53,7 @@ class ExportRequest:
     emit: str = "logits"                      # graph outputs: logits | mask | both | mask-lowres
     options: dict[str, Any] = field(default_factory=dict)  # --option KEY=VALUE, checked against the target
     verify: bool = False
-    force: bool = True
+    force: bool = False                      # replace an existing folder that is not an artifact
     target_options: TargetOptions = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -237,10 +237,13 @@ def _print(message: str) -> None:
 def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple[Path, Manifest]:
     """Run one export; returns (artifact folder, manifest). The folder appears only when complete."""
     started = time.perf_counter()
+    final = check_output_dir(request.artifact_dir(), request.force)  # before any work
     spec = request.spec
     spec.check_installed()
     builder = spec.load_builder()
     model = load_model(request, log)
+    for option, size in (("--input-size", request.input_size), ("--min-size", request.min_size)):
+        check_input_size(size, model.config.output_stride, option)
     # the default policy keeps attention in FP32 for FP16/INT8 graphs: plan its memory at 4 bytes
     attention_precision = "fp16" if request.precision == "fp16" and request.policy == "quantize-all" else "fp32"
     plan = plan_attention(request.planning_size, request.max_batch or request.batch, attention_precision,
@@ -249,9 +252,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
                           tensorrt=spec.element_limit)
     model.set_attention_chunks(plan.chunks)
     log(plan.summary())
-    final = request.artifact_dir()
-    with tempfile.TemporaryDirectory(prefix="danet-export-") as scratch, \
-            atomic_artifact_dir(final, overwrite=request.force) as workdir:
+    with scratch_dir() as scratch, atomic_artifact_dir(final, force=request.force, log=log) as workdir:
         ctx = ExportContext(request, model, workdir, Path(scratch), plan, log)
         result: TargetResult = builder(ctx)
         manifest = Manifest(

@@ -21,7 +21,8 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, ExportError
 from ..files import atomic_write_bytes
-from ..manifest import Manifest, atomic_artifact_dir, read_manifest
+from ..artifact_dir import check_output_dir
+from ..manifest import Manifest, artifact_path, atomic_artifact_dir, read_manifest
 from ..planner import parse_bytes
 from ..progress import progress_bar
 from ..tensorrt.compat import (STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, check_dla_request,
@@ -322,7 +323,7 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
                              timing_cache: str | Path | None = None, legacy_int8_calibrator: bool = False,
                              log: Callable[[str], None] = _print, device: int | str = 0,
                              strongly_typed: bool | str | None = None, hardware_compatible: bool | str = False,
-                             legacy_calibrator: bool | None = None, **_: Any) -> Path:
+                             legacy_calibrator: bool | None = None, force: bool = False, **_: Any) -> Path:
     """``danet-export --target tensorrt --from BUNDLE_DIR``: build ``model.engine`` + manifest.
 
     Checks, in order, before any slow work: the bundle's manifest and hashes, that it is a
@@ -352,7 +353,7 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
                                  attention["feature_channels"])
     check_dla_request(dla_core, manifest.precision, profile, hardware_compatible=_truthy(hardware_compatible))
     log(f"bundle {bundle}: {manifest.precision}, {describe_profile(profile)}; {plan.summary()}")
-    onnx_file = bundle / info.get("onnx", manifest.primary)
+    onnx_file = artifact_path(bundle, info.get("onnx", manifest.primary), "bundle ONNX")
     tensors = None
     if legacy:
         if manifest.precision != "int8":
@@ -360,13 +361,13 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
         if not (bundle / LEGACY_ONNX).is_file() or not (bundle / LEGACY_CALIBRATION).is_file():
             raise ConfigError(f"{bundle} has no {LEGACY_ONNX}/{LEGACY_CALIBRATION}: re-prepare it with "
                               "danet-export --target tensorrt --precision int8 --legacy-calibrator")
-        tensors = np.load(bundle / LEGACY_CALIBRATION, allow_pickle=False)
+        tensors = np.load(artifact_path(bundle, LEGACY_CALIBRATION), allow_pickle=False)
         calibration_batches(tensors, profile["opt"])  # whole batches of the calibration shape, or a clear error
-        onnx_file = bundle / LEGACY_ONNX
+        onnx_file = artifact_path(bundle, LEGACY_ONNX)
     device = int(device)
+    out = check_output_dir(Path(output_dir) if output_dir else bundle.with_name(f"{bundle.name}-engine"), force)
     require_tensorrt(device)  # fail fast, before the output folder is created
-    out = Path(output_dir) if output_dir else bundle.with_name(f"{bundle.name}-engine")
-    with atomic_artifact_dir(out) as work:
+    with atomic_artifact_dir(out, force=force, log=log) as work:
         facts = build_engine(onnx_file, work / ENGINE_FILE, profile, manifest.precision,
                              input_name=manifest.input.get("name", "input"),
                              strongly_typed=None if strongly_typed is None else _truthy(strongly_typed),

@@ -94,10 +94,10 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         with _numpy_scalars_allowed():
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        reason = _load_failure_reason(exc)
         raise CheckpointError(
-            f"{path} is not a loadable weights-only checkpoint ({reason}). Only tensor state dicts are read "
-            "(torch.load weights_only=True); re-save it with torch.save(model.state_dict(), path)") from exc
+            f"{path} is not a loadable weights-only checkpoint ({_load_failure_reason(exc)}). Only tensor state dicts are "
+            "read, never pickled objects (unpickling runs code from the file); re-save it where it was made with "
+            "torch.save(model.state_dict(), path), or convert it to .safetensors") from exc
     return _extract_state_dict(obj, path)
 
 
@@ -155,6 +155,15 @@ def _summary(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return f"{type(value).__name__} of {len(value)}"
     return type(value).__name__
+
+
+def check_finite(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Refuse NaN/Inf weights: they export fine and then give one-class masks with no error."""
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise CheckpointError(f"{path} has NaN or Inf values in {len(bad)} tensor(s) ({', '.join(bad[:5])}"
+                              f"{' ...' if len(bad) > 5 else ''}): the training diverged or the file is damaged; "
+                              "use an earlier checkpoint")
 
 
 def _extract_state_dict(obj: object, path: Path) -> CheckpointContents:
@@ -227,6 +236,7 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], dropped: lis
     it (:func:`danet_deploy.model.inspect.fitting_presets_hint`, passed in by the callers that
     know the presets, so this module stays below them).
     """
+    check_finite(state, source)
     own = model.state_dict()
     own_keys = {k for k in own if not k.endswith("num_batches_tracked")}
     missing = sorted(own_keys - set(state))
@@ -239,7 +249,7 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], dropped: lis
         classifier = [e for e in shape_errors if e.startswith("head.conv8.1.weight")]
         if classifier:
             n = state["head.conv8.1.weight"].shape[0]
-            extra = f" The checkpoint has {n} classes: pass num_classes={n}." + extra
+            extra = f" The checkpoint has {n} classes: pass --num-classes {n} (num_classes={n} in Python)." + extra
         raise CheckpointError(f"{source}: {len(shape_errors)} tensor shape mismatch(es): "
                               + "; ".join(shape_errors[:5]) + ("; ..." if len(shape_errors) > 5 else "") + extra)
     if strict and (missing or unexpected):

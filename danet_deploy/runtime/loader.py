@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, ConfigError
-from ..manifest import MANIFEST_NAME, read_manifest
+from ..manifest import MANIFEST_NAME, artifact_path, read_manifest
 from ..targets import engine_for_suffix, engines, reference_engine
 from .backends.base import backend_class, check_options
 from .session import Session
@@ -29,7 +29,7 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
     preset = None
     if target.is_dir():
         manifest = read_manifest(target, verify=verify)
-        model_file = target / manifest.primary
+        model_file = artifact_path(target, manifest.primary, "model file")
         name = backend or manifest.backend
     elif target.is_file():
         engine = engine_for_suffix(target.suffix)

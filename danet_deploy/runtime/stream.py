@@ -215,9 +215,9 @@ class _Plan:
 
     def engine(self, item: _Item) -> None:
         start = time.perf_counter()
-        backend = self.session.backend
-        item.outputs = backend.infer_outputs(item.tensor) if self.use_mask or len(self.session.outputs) > 1 \
-            else {LOGITS: backend.infer(item.tensor)}
+        session = self.session  # its checks apply: closed session, NaN/Inf outputs
+        item.outputs = session.infer_outputs(item.tensor) if self.use_mask or len(session.outputs) > 1 \
+            else {LOGITS: session.infer(item.tensor)}
         item.tensor = None
         item.engine_ms = (time.perf_counter() - start) * 1000.0
 

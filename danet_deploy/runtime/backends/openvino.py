@@ -4,6 +4,11 @@ Dynamic models are reshaped to each new input shape and compiled once per shape 
 recently used first out), because a static compiled model is faster and GPU/NPU plugins need
 static shapes; the first call at a new shape pays the compile, so warm up per shape.
 
+Thread safety: an OpenVINO infer request holds its input and output tensors, so one request shared
+by threads returns one thread's logits to another. Each compiled shape keeps a pool of requests;
+a call takes a free one (or creates one) and gives it back, so concurrent ``infer`` calls on one
+backend never share a request. Compiling and the shape cache are guarded by a lock.
+
 Inference precision: left alone, the CPU plugin picks its own (bf16 on CPUs with AMX, f32 on
 AVX2-only CPUs), so the same artifact would compute differently per machine. This backend asks for
 ``f32`` on CPU and GPU unless told otherwise: an FP32 artifact really runs FP32, an FP16 artifact
@@ -18,6 +23,7 @@ bf16 gave 99.93% at 3.2x and f32 100.00% at 1.5x. Pass ``inference_precision="bf
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
@@ -79,7 +85,8 @@ class OpenVINOBackend(Backend):
                                                    "shape": [d if d is not None else "dynamic" for d in shape]})
         self.dynamic = partial.is_dynamic
         self.max_shapes = max(1, int(max_shapes))
-        self._compiled: OrderedDict[tuple[int, ...], tuple[Any, Any]] = OrderedDict()
+        self._lock = threading.Lock()
+        self._compiled: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
         if not self.dynamic:
             self._get(tuple(shape))  # static: compile now, so load errors surface at load time
 
@@ -115,8 +122,14 @@ class OpenVINOBackend(Backend):
                                       input={"name": inp.get_any_name(), "shape": dims(inp), "dtype": "float32"},
                                       output=output)
 
-    def _get(self, shape: tuple[int, ...]) -> tuple[Any, Any]:
-        """(compiled model, infer request) for ``shape``: reshaped and compiled on first use."""
+    def _get(self, shape: tuple[int, ...]) -> "_Compiled":
+        """The compiled model and its request pool for ``shape``: reshaped and compiled on first use."""
+        with self._lock:
+            return self._get_locked(shape)
+
+    def _get_locked(self, shape: tuple[int, ...]) -> "_Compiled":
+        if self.model is None:
+            raise ConfigError("this OpenVINO backend is closed; load the artifact again")
         if shape in self._compiled:
             self._compiled.move_to_end(shape)
             return self._compiled[shape]
@@ -129,7 +142,7 @@ class OpenVINOBackend(Backend):
         except Exception as exc:
             raise ArtifactError(f"OpenVINO could not compile the model for {self.device} at shape {list(shape)}: "
                                 f"{summarize_exception(exc)}") from exc
-        entry = (compiled, compiled.create_infer_request())
+        entry = _Compiled(compiled)
         self._compiled[shape] = entry
         while len(self._compiled) > self.max_shapes:
             self._compiled.popitem(last=False)
@@ -137,14 +150,20 @@ class OpenVINOBackend(Backend):
 
     # -- inference -----------------------------------------------------------------------------
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        _, request = self._get(tuple(batch.shape))
-        request.infer({0: batch})
-        return _output(request, 0)
+        return self._infer(batch, (0,))[0]
 
     def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        _, request = self._get(tuple(batch.shape))
-        request.infer({0: batch})
-        return {name: _output(request, i) for i, name in enumerate(self.output_names)}
+        return dict(zip(self.output_names, self._infer(batch, range(len(self.output_names)))))
+
+    def _infer(self, batch: np.ndarray, indices: Any) -> list[np.ndarray]:
+        """Run ``batch`` on a request of the pool (one per concurrent caller) and copy outputs ``indices``."""
+        entry = self._get(tuple(batch.shape))
+        request = entry.acquire()
+        try:
+            request.infer({0: batch})
+            return [_output(request, i) for i in indices]
+        finally:
+            entry.release(request)
 
     def infer_many(self, batches: Sequence[np.ndarray], jobs: int | None = None) -> list[np.ndarray]:
         """Logits for many batches with overlapping infer requests (throughput mode).
@@ -162,7 +181,7 @@ class OpenVINOBackend(Backend):
         for i, batch in enumerate(batches):
             by_shape.setdefault(tuple(batch.shape), []).append(i)
         for shape, indices in by_shape.items():
-            compiled, _ = self._get(shape)
+            compiled = self._get(shape).compiled
             count = jobs or _optimal_requests(compiled)
             free = [compiled.create_infer_request() for _ in range(max(1, min(count, len(indices))))]
             pending: deque[tuple[int, Any]] = deque()
@@ -190,7 +209,7 @@ class OpenVINOBackend(Backend):
                                 "hint": self.hint, "openvino": ov.get_version(),
                                 "compiled_shapes": [list(s) for s in self._compiled]}
         if self._compiled:
-            compiled = next(reversed(self._compiled.values()))[0]
+            compiled = next(reversed(self._compiled.values())).compiled
             try:
                 info["inference_precision"] = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
             except Exception:  # noqa: BLE001 - not every device reports it
@@ -198,8 +217,28 @@ class OpenVINOBackend(Backend):
         return info
 
     def close(self) -> None:
-        self._compiled.clear()
-        self.model = None
+        with self._lock:
+            self._compiled.clear()
+            self.model = None
+
+
+class _Compiled:
+    """One compiled shape and its pool of idle infer requests (one request per concurrent call)."""
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self._free = [compiled.create_infer_request()]
+        self._lock = threading.Lock()
+
+    def acquire(self) -> Any:
+        with self._lock:
+            if self._free:
+                return self._free.pop()
+            return self.compiled.create_infer_request()
+
+    def release(self, request: Any) -> None:
+        with self._lock:
+            self._free.append(request)
 
 
 _OV_TYPES = {"f32": "float32", "u8": "uint8", "i32": "int32", "i64": "int64", "f16": "float16"}

@@ -8,10 +8,15 @@ optimisation profile, copies go through pinned host buffers on one stream, and s
 be replayed as a CUDA graph (``cuda_graph=True``; if the engine cannot be captured, the session
 runs without graphs, as trtexec does, and ``describe()`` says why). :meth:`TensorRTBackend.infer_timed`
 returns CUDA-event timings for the benchmark. No torch.
+
+Thread safety: the execution context, stream, buffers and graph are one set, so calls are
+serialised by a lock (correct under concurrent calls; one engine runs one batch at a time).
+Parallel engines need one backend per thread (a pool of execution contexts is not built yet).
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 from typing import Any
@@ -103,6 +108,7 @@ class TensorRTBackend(Backend):
         self._shape: tuple[int, ...] | None = None
         self._out_shape: tuple[int, ...] = ()
         self._addresses: tuple[int, int] = (0, 0)
+        self._lock = threading.Lock()
 
     # -- setup ---------------------------------------------------------------------------------
     def _bind_io(self) -> None:
@@ -204,19 +210,21 @@ class TensorRTBackend(Backend):
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        self._prepare(batch)
-        return self._run()
+        with self._lock:
+            self._prepare(batch)
+            return self._run()
 
     def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
         """Logits plus CUDA-event times in ms: ``h2d``, ``compute`` (the engine alone), ``d2h``, ``total``."""
-        self._prepare(batch)
-        logits = self._run(events=True)
-        cudart, ev = self.cudart, self._events
+        with self._lock:
+            self._prepare(batch)
+            logits = self._run(events=True)
+            cudart, ev = self.cudart, self._events
 
-        def ms(a: int, b: int) -> float:
-            return float(check(cudart, cudart.cudaEventElapsedTime(ev[a], ev[b]), "cudaEventElapsedTime"))
+            def ms(a: int, b: int) -> float:
+                return float(check(cudart, cudart.cudaEventElapsedTime(ev[a], ev[b]), "cudaEventElapsedTime"))
 
-        return logits, {"h2d": ms(0, 1), "compute": ms(1, 2), "d2h": ms(2, 3), "total": ms(0, 3)}
+            return logits, {"h2d": ms(0, 1), "compute": ms(1, 2), "d2h": ms(2, 3), "total": ms(0, 3)}
 
     def describe(self) -> dict[str, Any]:
         info = self.manifest.extra.get("tensorrt", {})
@@ -232,6 +240,10 @@ class TensorRTBackend(Backend):
         cudart = getattr(self, "cudart", None)
         if cudart is None:
             return
+        with getattr(self, "_lock", threading.Lock()):
+            self._close(cudart)
+
+    def _close(self, cudart: Any) -> None:
         if getattr(self, "_graph", None) is not None:
             self._graph.reset()
         for buffer in self._buffers:

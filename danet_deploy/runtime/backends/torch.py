@@ -54,6 +54,10 @@ class TorchBackend(Backend):
         elif manifest is not None:
             name = manifest.model["name"]
             ckpt = (manifest.checkpoint or {}).get("path")
+            if ckpt is not None:  # a manifest may name only files inside its own folder
+                from ...manifest import artifact_path
+
+                ckpt = str(artifact_path(Path(model_file).parent, ckpt, "checkpoint"))
             net = create_model(name, num_classes=manifest.num_classes, weights=ckpt, **overrides)
             checkpoint = ckpt
         elif config is not None:

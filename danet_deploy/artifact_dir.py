@@ -1,0 +1,239 @@
+"""Where an artifact folder may be written, and how a new one replaces an old one safely.
+
+Rules (checked by :func:`check_output_dir` *before* any export work, so a bad ``-o`` costs nothing):
+
+* only a folder that is a danet-deploy artifact (has ``manifest.json``), or an empty folder, is
+  replaced; any other folder is refused unless ``force`` (``danet-export --force``);
+* a file, a symbolic link, a mount point, the current folder or one above it, the home folder
+  and the file-system root are never replaced, force or not;
+* the parent must accept a new folder (read-only file systems, missing permissions): probed
+  by creating and removing a scratch folder.
+
+The new artifact is written to ``.NAME.tmp-PID-*`` beside the final name and swapped in with one
+``renameat2(RENAME_EXCHANGE)`` where Linux offers it: at every instant the final name holds
+either the whole old or the whole new artifact. Elsewhere the swap is two renames through
+``.NAME.old-PID``; a kill between them is repaired on the next export to that name
+(:func:`recover_stale`), which also removes the ``.NAME.tmp-PID-*`` and ``danet-export-PID-*``
+scratch folders that a killed export (SIGKILL) left behind. SIGTERM unwinds normally
+(:func:`terminate_as_exit`), so its scratch is removed at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import os
+import re
+import shutil
+import signal
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from .errors import ArtifactError, ConfigError
+
+MANIFEST_NAME = "manifest.json"
+SCRATCH_PREFIX = "danet-export-"
+_LEGACY_STALE_S = 3600  # tmp folders of older versions carry no PID: stale after an hour untouched
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+def is_artifact(path: Path) -> bool:
+    """A folder danet-deploy wrote: it holds ``manifest.json``."""
+    return path.is_dir() and (path / MANIFEST_NAME).is_file()
+
+
+def check_output_dir(final: str | Path, force: bool = False) -> Path:
+    """Raise a typed error if ``final`` may not become an artifact folder; return it as a Path."""
+    final = Path(final)
+    if final.name in ("", ".", ".."):
+        raise ConfigError(f"output {str(final)!r} names the current or a parent folder, which is never replaced; "
+                          "pass a new folder name, e.g. -o artifacts/my-model")
+    target, cwd = final.resolve(), Path.cwd().resolve()
+    protected = {cwd, Path(target.anchor), *cwd.parents}
+    with contextlib.suppress(RuntimeError, KeyError):  # no home folder known
+        protected.add(Path.home().resolve())
+    if target in protected:
+        raise ConfigError(f"output {str(final)!r} is the current folder, a folder above it, the home folder or the "
+                          "root; pass a new folder name")
+    if final.is_symlink():
+        raise ArtifactError(f"output {final} is a symbolic link; pass the folder it points to, or another name")
+    if final.exists():
+        if not final.is_dir():
+            raise ArtifactError(f"output {final} is an existing file, not an artifact folder; choose another --output "
+                                "(nothing was changed)")
+        if os.path.ismount(final):
+            raise ArtifactError(f"output {final} is a mount point and cannot be replaced; pass a folder inside it, "
+                                f"e.g. {final / 'artifact'}")
+        if not is_artifact(final) and any(final.iterdir()) and not force:
+            raise ArtifactError(f"output {final} exists and is not a danet-deploy artifact (no {MANIFEST_NAME}); "
+                                "refusing to replace it and its files. Choose another --output, or pass --force to "
+                                "replace the whole folder")
+    _probe_writable(final.parent)
+    return final
+
+
+def _probe_writable(parent: Path) -> None:
+    """The nearest existing ancestor of ``parent`` must accept a new folder."""
+    probe = parent
+    while not probe.exists():
+        if probe.parent == probe:
+            break
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ArtifactError(f"cannot create {parent}: {probe} is a file, not a folder; choose another --output")
+    try:
+        Path(tempfile.mkdtemp(prefix=".danet-probe-", dir=probe)).rmdir()
+    except OSError as exc:
+        raise ArtifactError(f"cannot write into {probe} ({exc.strerror or exc}: read-only or no permission); "
+                            "choose an output folder you can write to") from exc
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _stale(entry: Path, pid: str | None) -> bool:
+    if pid is not None:
+        return not _alive(int(pid))
+    with contextlib.suppress(OSError):
+        return time.time() - entry.stat().st_mtime > _LEGACY_STALE_S
+    return False
+
+
+def _own_folder(entry: Path) -> bool:
+    with contextlib.suppress(OSError):
+        return entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid()
+    return False
+
+
+def recover_stale(final: str | Path) -> list[str]:
+    """Repair what a killed export to ``final`` left: put a stranded ``.NAME.old-PID`` back under the
+    final name if that name is empty, and remove stale ``.NAME.tmp-*`` / ``.NAME.old-*`` folders of
+    dead processes. Returns what was done (for the log)."""
+    final = Path(final)
+    parent, name = final.parent, final.name
+    done: list[str] = []
+    if not parent.is_dir():
+        return done
+    pattern = re.compile(rf"^\.{re.escape(name)}\.(tmp|old)-(?:(\d+)(?:-.*)?|[^0-9].*)$")
+    for entry in sorted(parent.iterdir()):
+        match = pattern.match(entry.name)
+        if not match or not _own_folder(entry) or not _stale(entry, match.group(2)):
+            continue
+        if match.group(1) == "old" and not final.exists() and not final.is_symlink() and is_artifact(entry):
+            os.replace(entry, final)
+            done.append(f"restored {final} from {entry.name} (an earlier export was interrupted mid-swap)")
+        else:
+            shutil.rmtree(entry, ignore_errors=True)
+            done.append(f"removed stale {entry}")
+    return done
+
+
+def clean_stale_scratch(root: str | Path | None = None) -> list[str]:
+    """Remove ``danet-export-PID-*`` scratch folders of dead processes from the temp folder."""
+    root = Path(root or tempfile.gettempdir())
+    pattern = re.compile(rf"^{re.escape(SCRATCH_PREFIX)}(?:(\d+)-.*|[^0-9].*)$")
+    done = []
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            match = pattern.match(entry.name)
+            if match and _own_folder(entry) and _stale(entry, match.group(1)):
+                shutil.rmtree(entry, ignore_errors=True)
+                done.append(f"removed stale {entry}")
+    return done
+
+
+@contextlib.contextmanager
+def scratch_dir() -> Iterator[Path]:
+    """A private scratch folder named with this process's PID (so a later run can tell it is stale)."""
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp:
+        yield Path(tmp)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (Linux ``renameat2``); ``False`` where unsupported."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
+        return False
+    raise OSError(code, os.strerror(code), str(b))
+
+
+def swap_into_place(tmp: Path, final: Path) -> None:
+    """Make the complete folder ``tmp`` appear as ``final``, replacing an old ``final`` recoverably."""
+    if not final.exists():
+        os.replace(tmp, final)
+        return
+    if _exchange(tmp, final):  # tmp now holds the old artifact
+        shutil.rmtree(tmp, ignore_errors=True)
+        return
+    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    os.replace(final, old)  # a kill here: the next export to this name restores `old`
+    try:
+        os.replace(tmp, final)
+    except BaseException:
+        os.replace(old, final)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def artifact_dir(final: str | Path, force: bool = False,
+                 log: Callable[[str], None] | None = None) -> Iterator[Path]:
+    """Yield a temporary folder that becomes ``final`` only if the block completes (see the module doc)."""
+    final = check_output_dir(final, force)
+    for line in recover_stale(final) + clean_stale_scratch():
+        if log is not None:
+            log(line)
+    final = check_output_dir(final, force)  # a restored artifact is checked like any other
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
+    except OSError as exc:
+        raise ArtifactError(f"cannot create {final} ({exc.strerror or exc}); choose an output folder you can write "
+                            "to") from exc
+    os.chmod(tmp, 0o755)  # mkdtemp creates 0700
+    try:
+        yield tmp
+        swap_into_place(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+@contextlib.contextmanager
+def terminate_as_exit() -> Iterator[None]:
+    """Within the block, SIGTERM raises ``SystemExit(143)`` so ``finally`` blocks remove scratch
+    folders and half-written artifacts (the default action would kill the process on the spot)."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

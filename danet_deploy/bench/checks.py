@@ -1,0 +1,30 @@
+"""Checks of danet-bench's arguments that must fail before minutes of exporting and timing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import ConfigError
+
+
+def check_bench_args(model: str, output: Path, artifacts: Path | None = None) -> None:
+    """Refuse an artifact folder as ``--model`` (bench takes presets and checkpoints, and exports the
+    artifacts it times) and unwritable ``--output`` / ``--artifacts`` folders."""
+    from ..result_files import check_output_folder
+
+    path = Path(model)
+    if path.is_dir():
+        from ..manifest import read_manifest
+
+        hint = ""
+        try:
+            name = read_manifest(path, verify=False).model.get("name")
+            hint = f" (this artifact was exported from --model {name})" if name else ""
+        except Exception:  # noqa: BLE001 - only for the hint
+            pass
+        raise ConfigError(f"--model {model} is a folder: danet-bench takes a preset name or a checkpoint file (with "
+                          f"--arch) and exports the artifacts it times into --artifacts{hint}. To check one artifact "
+                          "use danet-parity; to time it, pass its preset and the folder holding it as --artifacts")
+    check_output_folder(output)
+    if artifacts is not None:
+        check_output_folder(artifacts, "--artifacts")

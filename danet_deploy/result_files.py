@@ -1,0 +1,93 @@
+"""Output folders and files of the commands that write results (danet-run, danet-bench, danet-parity).
+
+A read-only or unwritable location is a typed error before any work, never a traceback after
+it; files are written whole (temporary sibling + rename), and two inputs never write the same
+output name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .errors import ConfigError
+from .files import atomic_output
+
+
+def check_output_folder(path: str | Path, option: str = "--output") -> Path:
+    """Check, creating nothing, that folder ``path`` exists or could be created, and accepts files."""
+    path = Path(path)
+    probe = path
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{option} {path}: {probe} is a file; pass a folder")
+    try:
+        Path(tempfile.mkdtemp(prefix=".danet-probe-", dir=probe)).rmdir()
+    except OSError as exc:
+        raise ConfigError(f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
+                          "choose a folder you can write to") from exc
+    return path
+
+
+def prepare_output_folder(path: str | Path, option: str = "--output") -> Path:
+    """Create ``path`` (and parents) and check that files can be written in it."""
+    path = check_output_folder(path, option)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        Path(tempfile.mkstemp(prefix=".danet-probe-", dir=path)[1]).unlink()
+    except OSError as exc:
+        raise ConfigError(f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
+                          "choose a folder you can write to") from exc
+    return path
+
+
+def writable(path: str | Path) -> bool:
+    """Whether a new file can be created in folder ``path`` (probed, so read-only mounts count)."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=".danet-probe-", dir=path)
+    except OSError:
+        return False
+    os.close(fd)
+    with contextlib.suppress(OSError):
+        os.unlink(name)
+    return True
+
+
+def output_stems(names: Sequence[str | Path]) -> list[str]:
+    """One distinct file stem per input: ``x`` for a unique stem; ``x-1``, ``x-2`` ... (in input order)
+    for inputs whose stems collide (``a/x.png b/x.jpg``), avoiding the other inputs' stems too."""
+    stems = [Path(n).stem for n in names]
+    taken = set(stems)
+    out: list[str] = []
+    counts: dict[str, int] = {}
+    for stem in stems:
+        if stems.count(stem) == 1:
+            out.append(stem)
+            continue
+        index = counts.get(stem, 0)
+        while True:
+            index += 1
+            candidate = f"{stem}-{index}"
+            if candidate not in taken:
+                break
+        counts[stem] = index
+        taken.add(candidate)
+        out.append(candidate)
+    return out
+
+
+def save_png(path: Path, array: np.ndarray) -> None:
+    """Write ``array`` as a PNG atomically; a failure is a :class:`ConfigError` naming the file."""
+    from PIL import Image
+
+    try:
+        with atomic_output(path) as tmp:
+            Image.fromarray(array).save(tmp, format="PNG")
+    except OSError as exc:
+        raise ConfigError(f"cannot write {path} ({exc.strerror or exc}); choose another --output") from exc
