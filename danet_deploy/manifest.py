@@ -235,11 +235,21 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
         fail("preprocessing.std must not be 0 (values on the 0..1 scale)")
     if not isinstance(prep.get("color_order", "RGB"), str):
         fail("preprocessing.color_order must be 'RGB' or 'BGR'")
-    for key in ("input", "output"):
-        shape = data[key].get("shape")
-        if (not isinstance(shape, list) or len(shape) != 4
+    def check_shape(where: str, shape: Any, ranks: tuple[int, ...]) -> None:
+        if (not isinstance(shape, list) or len(shape) not in ranks
                 or not all((isinstance(d, str) and d) or (_is_int(d) and 0 < d <= 2**31 - 1) for d in shape)):
-            fail(f"{key}.shape must be 4 dims, each a positive integer or a name, got {shape!r:.80}")
+            fail(f"{where} must be {' or '.join(map(str, ranks))} dims, each a positive integer or a name, "
+                 f"got {shape!r:.80}")
+
+    check_shape("input.shape", data["input"].get("shape"), (4,))
+    # outputs: NCHW logits, or an NHW mask (--emit mask); every emitted tensor is listed under "tensors"
+    check_shape("output.shape", data["output"].get("shape"), (3, 4))
+    tensors = data["output"].get("tensors", [])
+    if not isinstance(tensors, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tensors):
+        fail("output.tensors must be a list of {name, shape, dtype} objects")
+    for i, tensor in enumerate(tensors):
+        check_shape(f"output.tensors[{i}].shape", tensor.get("shape"), (3, 4))
+    for key in ("input", "output"):
         if not isinstance(data[key].get("name", ""), str):
             fail(f"{key}.name must be a string")
     for key in ("min_shape", "opt_shape", "max_shape"):

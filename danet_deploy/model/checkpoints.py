@@ -131,8 +131,9 @@ def _load_failure_reason(exc: Exception) -> str:
     """The line of torch's error that names what was refused (its advice to disable the check is left out)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     for line in lines:
-        if line.startswith(("Unsupported global", "Can only build", "Unsupported operand")):
-            return line
+        if "Unsupported global" in line or line.startswith(("Can only build", "Unsupported operand")):
+            # torch appends advice to allow-list the class or to disable the check: never pass that on
+            return line.split(" Please use ")[0].split(" To load")[0].replace("WeightsUnpickler error: ", "").rstrip(".")
     useful = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line
               and "file an issue" not in line]
     return useful[0] if useful else type(exc).__name__

@@ -360,7 +360,7 @@ def write_triton_repository(artifact: str | Path, output: str | Path, options: T
         _inside(source, name)
     version_final = final / str(opts.version)
     pending = plan.pending.format(version_dir=version_final) if plan.pending else None
-    with atomic_artifact_dir(final, overwrite=force) as tmp:
+    with atomic_artifact_dir(final, force=force) as tmp:
         (tmp / CONFIG_NAME).write_text(text, encoding="utf-8")
         version_dir = tmp / str(opts.version)
         version_dir.mkdir()

@@ -100,7 +100,7 @@ class OpenVINOBackend(Backend):
         try:
             return self.core.read_model(str(model_file))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long C++ traces
-            raise ArtifactError(f"OpenVINO could not read {model_file}: {summarize_exception(exc)} (corrupt or truncated "
+            raise ArtifactError(f"OpenVINO could not read {model_file}: {summarize_exception(exc, lines=4)} (corrupt or truncated "
                                 ".xml/.bin? re-export the artifact)") from exc
 
     def _manifest_from_rt_info(self, model_file: Path) -> Manifest:
