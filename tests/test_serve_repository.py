@@ -324,3 +324,21 @@ def test_render_is_pure_and_options_are_immutable():
     assert render_config(manifest, options) == render_config(manifest, options)
     with pytest.raises(dataclasses.FrozenInstanceError):
         options.instances = 3  # type: ignore[misc]
+
+
+@needs_schema
+def test_mask_output_artifacts_get_every_output_in_the_config(tmp_path):
+    """An --emit mask / both artifact: Triton sees the uint8 mask (and the logits), so clients need not move
+    logits to arg-max them."""
+    from danet_deploy.export import ExportRequest, export
+
+    for emit, expected in (("mask", [("mask", "TYPE_UINT8", [64, 64])]),
+                           ("both", [("mask", "TYPE_UINT8", [64, 64]), ("logits", "TYPE_FP32", [8, 64, 64])])):
+        art, _ = export(ExportRequest(model="danet_demo", input_size=(64, 64), emit=emit, dynamic=False,
+                                      batch=1, output=tmp_path / emit), log=lambda _: None)
+        result = write_triton_repository(art, tmp_path / "repo", name=f"seg_{emit}")
+        config = parse_config(result.config)
+        from tritonclient.grpc import model_config_pb2
+
+        got = [(o.name, model_config_pb2.DataType.Name(o.data_type), list(o.dims)) for o in config.output]
+        assert got == [(n, t, [1, *d]) for n, t, d in expected]  # static batch: dims carry it (max_batch_size 0)

@@ -202,10 +202,12 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         raise ConfigError(f"derived model name {name!r} is not a valid Triton name; pass name=...")
     notes: list[str] = []
 
-    in_shape, out_shape = list(manifest.input["shape"]), list(manifest.output["shape"])
+    in_shape = list(manifest.input["shape"])
+    # every tensor the graph emits (logits, or an in-graph mask with or without logits: --emit)
+    outputs = [dict(t) for t in (manifest.output.get("tensors") or [manifest.output])]
     batch_dynamic = not (isinstance(in_shape[0], int) and in_shape[0] > 0)
     if batch_dynamic:
-        if isinstance(out_shape[0], int) and out_shape[0] > 0:
+        if any(isinstance(t["shape"][0], int) and t["shape"][0] > 0 for t in outputs):
             raise ArtifactError("the manifest's input batch axis is dynamic but its output's is not; re-export")
         limit = _max_batch(manifest, options)
         max_batch = options.max_batch_size or limit or DEFAULT_MAX_BATCH
@@ -214,13 +216,13 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
                               "attention plan); re-export with a larger --max-batch")
         if platform == "tensorrt" and limit is None:
             raise ArtifactError("a dynamic TensorRT artifact must record its profile's max shape; re-prepare it")
-        in_dims, out_dims = _dims(in_shape[1:]), _dims(out_shape[1:])
+        in_dims, out_dims = _dims(in_shape[1:]), [_dims(list(t["shape"])[1:]) for t in outputs]
     else:
         if options.max_batch_size:
             raise ConfigError(f"the artifact has a static batch of {in_shape[0]}: Triton cannot batch it "
                               "(max_batch_size 0); re-export with --dynamic to let Triton batch requests")
         max_batch = 0
-        in_dims, out_dims = _dims(in_shape), _dims(out_shape)
+        in_dims, out_dims = _dims(in_shape), [_dims(list(t["shape"])) for t in outputs]
     for size in options.preferred_batch_sizes:
         if size > max(max_batch, 1):
             raise ConfigError(f"preferred batch size {size} exceeds max_batch_size {max_batch}")
@@ -259,8 +261,8 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         "max_batch_size": max_batch,
         "input": [{"name": manifest.input.get("name", "input"), "data_type": _data_type(manifest.input, "input"),
                    "dims": in_dims}],
-        "output": [{"name": manifest.output.get("name", "logits"),
-                    "data_type": _data_type(manifest.output, "output"), "dims": out_dims}],
+        "output": [{"name": t.get("name", "logits"), "data_type": _data_type(t, "output"), "dims": dims}
+                   for t, dims in zip(outputs, out_dims)],
         "version_policy": {"specific": {"versions": [options.version]}},
         "instance_group": [group],
     }
