@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..bench.runner import BenchConfig, ensure_artifact, export_target_for, run_benchmark, unsupported_reason
     from ..data.scenes import SceneDataset
     from ..parity import run_parity
-    from ..runtime.preprocess import colorize, overlay
+    from ..runtime.preprocess import colorize, overlay, with_legend
 
     combos = parse_combos(args.combos)
     out = Path(args.output)
@@ -95,9 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         mask = session.run(image)
         num_classes = session.num_classes
     Image.fromarray(image).save(out / "scene.png")
-    Image.fromarray(overlay(image, mask, num_classes)).save(out / "overlay.png")
+    names = session.class_names or [str(c) for c in range(num_classes)]
+    Image.fromarray(with_legend(overlay(image, mask, num_classes), names)).save(out / "overlay.png")
     side = np.concatenate([image, colorize(label, num_classes), colorize(mask, num_classes)], axis=1)
-    Image.fromarray(side).save(out / "comparison.png")
+    Image.fromarray(with_legend(side, names)).save(out / "comparison.png")
     _log(f"wrote {out / 'overlay.png'} and {out / 'comparison.png'} (image | labels | prediction, {first})")
 
     # 3. parity of every artifact against the reference
