@@ -53,6 +53,7 @@ class Row:
     gflops_achieved: float | None = None
     gemm_peak_gflops: float | None = None
     gemm_efficiency: float | None = None
+    gemm_note: str | None = None             # why gemm_efficiency is null (no yardstick, or above it)
     ratio_vs_torch_fp32: float | None = None
     engine: dict[str, Any] | None = None
     latencies_ms: list[float] = field(default_factory=list)

@@ -340,7 +340,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     if bar is not None:
         bar.close()
     gemm_runs.append(measure_gemm_peak(cfg.threads))
-    gemm = max(gemm_runs, key=lambda g: g["gflops_peak"]) | {
+    gemm = max(gemm_runs, key=lambda g: g["gflops_peak"] or 0) | {
         "runs_gflops_peak": [g["gflops_peak"] for g in gemm_runs], "when": "before and after the rows; best kept"}
     if "int8" in cfg.precisions:
         gemm["int8"] = measure_gemm_peak(cfg.threads, dtype="int8")
@@ -357,8 +357,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
             if (row.target, row.precision) == reference_combination():
                 reference_masks = run.masks
             row.update(**accuracy(run.masks, reference_masks, labels_arr if labelled else None, config.num_classes))
-        peak = (gemm.get("int8") or {}).get("gflops_peak") if row.precision == "int8" else gemm["gflops_peak"]
-        _add_compute(row, flops.total, peak)
+        _add_compute(row, flops.total, gemm.get("int8") if row.precision == "int8" else gemm)
         log(f"{row.name}: {row.status}" + (f" p50 {row.p50_ms} ms" if row.status == "ok" else f" ({row.reason})"))
     _add_ratios(rows)
     row_dicts = [row.to_dict() for row in rows]
@@ -444,13 +443,15 @@ def _advance(bar: Any) -> None:
         bar.update(1)
 
 
-def _add_compute(row: Row, flops_total: int, peak: float | None) -> None:
-    """Achieved GFLOP/s at p50, and its fraction of the GEMM peak of the row's precision."""
+def _add_compute(row: Row, flops_total: int, peak: dict[str, Any] | None) -> None:
+    """Achieved GFLOP/s at p50, and its fraction of the GEMM peak of the row's precision (or why not)."""
+    from .gemm import efficiency
+
     if row.p50_ms:
         achieved = flops_total / (row.p50_ms / 1000.0) / 1e9
         row.gflops_achieved = round(achieved, 2)
-        row.gemm_peak_gflops = peak
-        row.gemm_efficiency = round(achieved / peak, 4) if peak else None
+        row.gemm_peak_gflops = (peak or {}).get("gflops_peak")
+        row.gemm_efficiency, row.gemm_note = efficiency(achieved, peak, row.precision)
 
 
 def _add_ratios(rows: list[Row]) -> None:
