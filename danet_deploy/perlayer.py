@@ -64,6 +64,8 @@ class LayerStats:
     ref_abs_max: float = 0.0
     art_abs_max: float | None = None
     fp16_overflow: bool = False
+    quantized_output: bool = False  # the compared tensor is a DequantizeLinear output (activation Q/DQ)
+    readers: list[str] = field(default_factory=list)  # artifact nodes that read the compared tensor
     note: str | None = None
 
     @property
@@ -294,6 +296,16 @@ def _match(art_model: Any, ref_layers: list[tuple[int, str, str, list[str]]]) ->
     return out
 
 
+def _readers(art_model: Any, tensors: dict[str, str]) -> dict[str, list[str]]:
+    """Reference tensor -> names of the artifact's compute nodes reading its compared tensor."""
+    consumers: dict[str, list[str]] = {}
+    for node in art_model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            for name in node.input:
+                consumers.setdefault(name, []).append(node.name or node.op_type)
+    return {ref: consumers.get(art, []) for ref, art in tensors.items()}
+
+
 def _precision_of(art_model: Any, tensors: dict[str, str]) -> dict[str, tuple[str, str]]:
     """Reference tensor -> (artifact node name, precision it computes in)."""
     import onnx
@@ -321,6 +333,8 @@ def compare_layers(reference: Any, artifact: Any, inputs: Sequence[np.ndarray], 
     layers = layer_nodes(reference)
     matched = _match(artifact, layers)
     where = _precision_of(artifact, matched)
+    readers = _readers(artifact, matched)
+    dq_outputs = {n.output[0] for n in artifact.graph.node if n.op_type == "DequantizeLinear"}
     ref_names = [t for _, t, _, _ in layers]
     art_names = list(dict.fromkeys(matched.values()))
     ref_sess = _session(expose(reference, ref_names), threads)
@@ -341,7 +355,8 @@ def compare_layers(reference: Any, artifact: Any, inputs: Sequence[np.ndarray], 
         node, prec = where.get(tensor, (None, "-"))
         layer = LayerStats(index=index, tensor=tensor, op=op, node=node, precision=prec,
                            matched=tensor in matched and acc.shape_mismatch is None, ref_abs_max=acc.ref_max,
-                           fp16_overflow=acc.ref_max > FP16_MAX, note=acc.shape_mismatch)
+                           fp16_overflow=acc.ref_max > FP16_MAX, note=acc.shape_mismatch,
+                           quantized_output=matched.get(tensor) in dq_outputs, readers=readers.get(tensor, []))
         if layer.matched:
             layer.sqnr_db = math.inf if acc.noise == 0 else 10 * math.log10(max(acc.signal, 1e-30) / acc.noise)
             denom = math.sqrt(acc.signal * acc.art_sq)
