@@ -5,7 +5,8 @@ JSON schema ``danet-bench``, ``schema_version`` 3 (one object per run)::
     schema           "danet-bench"
     schema_version   3  (bumped on any incompatible change; readers must check it. 2: every row
                      has every field of :class:`~danet_deploy.bench.rows.Row`, null when unknown;
-                     3: rows gain gemm_note, the INT8 yardstick is an engine's own INT8 MatMul)
+                     3: rows gain gemm_note and compile_s, the INT8 yardstick is an engine's own
+                     INT8 MatMul)
     created          ISO-8601 UTC time the run finished
     command          the command line that produced it (string or null)
     config           the BenchConfig: model, targets, precisions, size [H, W], batch, iters (per
@@ -33,7 +34,9 @@ JSON schema ``danet-bench``, ``schema_version`` 3 (one object per run)::
         artifact         artifact folder ("reference:<model>" for torch), reused_artifact (bool)
         file_size_mb     model file(s) in MiB (torch: the weights file, null if random init)
         export_s         export seconds (null when reused or torch), load_s (load/compile seconds,
-                         the fastest over rounds)
+                         the fastest over rounds); compile_s: just-in-time compilation on the first
+                         call per input shape (torch-compile), of the first round, excluded from
+                         every latency (it happens in the accuracy pass and warm-up)
         rounds           measurement rounds that completed (each a fresh process)
         p50_ms p90_ms p99_ms mean_ms min_ms max_ms std_ms iters
                          per-call latency of one batch over all timed iterations of all rounds
@@ -87,6 +90,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("precision", "precision", "s"),
     ("size MiB", "file_size_mb", ".1f"),
     ("load s", "load_s", ".2f"),
+    ("compile s", "compile_s", ".1f"),
     ("p50 ms", "p50_ms", ".1f"),
     ("p90 ms", "p90_ms", ".1f"),
     ("p99 ms", "p99_ms", ".1f"),

@@ -33,6 +33,7 @@ class Row:
     file_size_mb: float | None = None
     export_s: float | None = None
     load_s: float | None = None
+    compile_s: float | None = None           # just-in-time compilation (torch.compile), not in any latency
     rounds: int = 0
     iters: int | None = None
     p50_ms: float | None = None

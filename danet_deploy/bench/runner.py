@@ -121,11 +121,11 @@ def export_target_for(target: str, precision: str) -> str | None:
 def unsupported_reason(target: str, precision: str) -> str | None:
     """Why a combination cannot run here at all (before trying), or ``None``."""
     engine = get_engine(target)
-    if engine.reference:
+    if engine.runs_presets:
         if precision == "fp32":
             return None
-        others = ", ".join(e.name for e in engines() if not e.reference)
-        return f"the {engine.name} reference runs fp32 only; benchmark {precision} with {others}"
+        others = ", ".join(e.name for e in engines() if not e.runs_presets)
+        return f"{engine.name} runs the fp32 preset only; benchmark {precision} with {others}"
     spec = target_for(target, precision)
     if spec is None:
         return f"no export target writes {precision} for the {engine.name} engine"
@@ -383,7 +383,7 @@ def _prepare_row(cfg: BenchConfig, run: RowRun, config: Any, log: Callable[[str]
         row.update(status="unsupported", reason=reason)
         return
     run.load_options = {"threads": cfg.threads}
-    if get_engine(row.target).reference:
+    if get_engine(row.target).runs_presets:
         run.model_ref = cfg.model
         if Path(cfg.model).is_file():
             run.load_options["model"] = cfg.arch
@@ -414,6 +414,9 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
     row.rss_before_load_mb = row.rss_before_load_mb or result.get("rss_before_load_mb")
     row.load_s = result.get("load_s") if row.load_s is None else min(row.load_s, result.get("load_s") or 1e9)
     row.engine = row.engine or result.get("engine")
+    compile_s = (result.get("engine") or {}).get("compile_s")
+    if compile_s is not None and row.compile_s is None:  # torch.compile: first round's compilation,
+        row.compile_s = compile_s                          # kept out of every latency
     if result.get("async_error"):
         row.async_error = result["async_error"]
     if result.get("async_throughput_ips") is not None:
