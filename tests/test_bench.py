@@ -208,7 +208,7 @@ def test_failing_combination_shows_its_reason(bench_run):
     torch_int8 = _row(report, "torch", "int8")
     assert torch_int8["status"] == "unsupported" and "fp32 only" in torch_int8["reason"]
     table = bench_report.format_table(report)
-    assert "unsupported: torch runs the fp32 preset only" in table
+    assert "unsupported: torch runs the preset in fp32 only" in table
     markdown = (out / "bench.md").read_text()
     assert "| target | precision |" in markdown and "fp32 only" in markdown and "bench-latency.png" in markdown
 

@@ -18,7 +18,7 @@ def test_torch_compile_is_a_preset_engine_but_not_the_reference():
     assert "torch-compile" in default_engines()  # every CPU table shows it
     assert export_target_for("torch-compile", "fp32") is None  # runs the preset: nothing to export
     assert unsupported_reason("torch-compile", "fp32") is None
-    assert "fp32 preset only" in unsupported_reason("torch-compile", "int8")
+    assert "fp32 only" in unsupported_reason("torch-compile", "int8")
     BenchConfig(model="danet_demo", targets=["torch", "torch-compile"])  # accepted by the bench
 
 

@@ -125,7 +125,7 @@ def unsupported_reason(target: str, precision: str) -> str | None:
         if precision == "fp32":
             return None
         others = ", ".join(e.name for e in engines() if not e.runs_presets)
-        return f"{engine.name} runs the fp32 preset only; benchmark {precision} with {others}"
+        return f"{engine.name} runs the preset in fp32 only; benchmark {precision} with {others}"
     spec = target_for(target, precision)
     if spec is None:
         return f"no export target writes {precision} for the {engine.name} engine"
