@@ -86,6 +86,11 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
         cache.parent.mkdir(parents=True, exist_ok=True)
     ctx.log(f"ONNX Runtime INT8: {fmt['format']} ({fmt['reason']}); {method} calibration on {len(calib)} images"
             f"{' (cached ranges)' if hit else ''}; policy {policy.name}: {len(excluded)} node(s) kept in float")
+    from .calib_memory import describe_plan, plan_calibration_memory
+
+    memory = plan_calibration_memory(prepared, len(calib), tuple(request.input_size), ctx.static_batch, method)
+    if not hit:
+        ctx.log(describe_plan(memory))
     def quantize(float_nodes: list[str], output: Path) -> None:
         # the ranges do not depend on which nodes stay float: every search graph reuses the first one's
         quantize_qdq(prepared, output, calib.ort_reader(graph_input_name(prepared), batch=ctx.static_batch),
@@ -104,7 +109,8 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
     _finish(output, ctx, "int8", ctx.workdir / MODEL_FILE)
     extra = {"quantization": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                               "per_channel": True, "calib_method": method, **fmt, "extra_options": extra_options,
-                              "ranges_from_cache": hit, "policy": policy.describe(excluded)},
+                              "ranges_from_cache": hit, "policy": policy.describe(excluded),
+                              "calibration_memory": memory},
              "cpu": features}
     if budget is not None:
         extra["accuracy_budget"] = budget
