@@ -114,6 +114,35 @@ def test_search_prefers_the_fastest_graph_that_meets_the_budget():
     assert result.chosen.k == 4 and result.chosen.latency_ms == min(e.latency_ms for e in timed)
 
 
+def test_the_policy_graph_is_one_more_candidate():
+    budget = AccuracyBudget(max_drop=0.3, metric="agreement", max_evaluations=6)
+
+    def run(policy_drop, policy_ms):
+        paths = {}
+
+        def quantize(nodes, tag):
+            paths[tag] = Path(tag)
+            return paths[tag]
+
+        def evaluate(path):
+            drop = policy_drop if path.name == "policy" else (0.0 if int(path.name[1:]) >= 2 else 1.0)
+            return {"drop": drop, "value": 100 - drop, "agreement": 1.0}
+
+        rank = lambda p: [{"node": f"n{i}", "tensor": "t", "added_nsr": 1.0, "sqnr_db": 20.0, "charged_as": "x"}
+                          for i in range(5)]
+        lat = lambda p: policy_ms if p.name == "policy" else 10.0 + int(p.name[1:])
+        return search_float_layers(quantize, evaluate, rank, budget, lat, lambda m: None,
+                                   alternative=lambda: quantize([], "policy"))
+
+    faster = run(0.1, 5.0)
+    assert faster.chosen.label == "policy" and faster.met
+    slower = run(0.1, 50.0)
+    assert slower.chosen.label == "search" and slower.chosen.k == 2
+    failing = run(2.0, 1.0)  # fast but outside the budget: never chosen
+    assert failing.chosen.label == "search" and failing.evaluations[0].label == "policy"
+    assert len(failing.evaluations) <= budget.max_evaluations
+
+
 def test_reproduce_policy_names_exactly_the_kept_nodes():
     from danet_deploy.export.policy import PrecisionPolicy
 
@@ -138,8 +167,15 @@ def test_onnxruntime_budget_met_is_recorded_and_reproducible(tmp_path):
         path, manifest = export(_request(output=tmp_path / "int8", max_accuracy_drop=100.0,
                                          accuracy_metric="agreement", val_count=2), log=lambda m: None)
     entry = manifest.extra["accuracy_budget"]
-    assert entry["met"] and entry["metric"] == "agreement" and entry["layers_kept_float"] == []
-    assert entry["evaluations"][0]["float_layers_added"] == 0 and entry["latency_ms"] > 0
+    assert entry["met"] and entry["metric"] == "agreement" and entry["latency_ms"] > 0
+    # both the --policy graph and the all-INT8 start meet so loose a budget: both timed, the faster kept
+    graphs = {e["graph"]: e for e in entry["evaluations"]}
+    assert set(graphs) == {"policy", "search"} and all(e["met"] and e["latency_ms"] > 0 for e in graphs.values())
+    assert entry["latency_ms"] == min(e["latency_ms"] for e in graphs.values())
+    if entry["chosen_graph"] == "policy":
+        assert len(entry["layers_kept_float"]) == 8 and entry["reproduce_policy"] == "attention-float"
+    else:
+        assert entry["layers_kept_float"] == [] and entry["reproduce_policy"] == "quantize-all"
     assert entry["validation"]["split"] == "val" and manifest.export["accuracy_budget"]["max_drop"] == 100.0
     # the recorded drop is what the artifact itself gives on the same validation images
     budget = AccuracyBudget(100.0, "agreement", val_count=2)

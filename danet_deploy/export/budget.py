@@ -13,12 +13,14 @@ How each INT8 path meets it:
 
 * OpenVINO: NNCF's own ``quantize_with_accuracy_control`` with that metric (NNCF ranks and
   reverts quantizers itself).
-* ONNX Runtime and TensorRT Q/DQ: :func:`search_float_layers`. The request's policy is the
-  starting point (its nodes stay float); the remaining quantized layers are ranked by the noise
-  each one adds (:mod:`danet_deploy.perlayer`, on the first validation images), and the top
-  ``k`` return to float, with ``k`` found by doubling then bisection (``--budget-evaluations``
-  bounds the number of graphs quantized and scored). Every graph that meets the budget is timed
-  and the fastest kept: the goal is the fastest graph within the budget, not the most accurate.
+* ONNX Runtime and TensorRT Q/DQ: :func:`search_float_layers`. The search starts from the
+  all-INT8 graph; its quantized layers are ranked by the noise each one adds
+  (:mod:`danet_deploy.perlayer`, on the first validation images), and the top ``k`` return to
+  float, with ``k`` found by doubling then bisection (``--budget-evaluations`` bounds the graphs
+  quantized and scored). The ``--policy`` graph (default ``attention-float``) is scored as one
+  more candidate. Every graph that meets the budget is timed and the fastest kept: the goal is
+  the fastest graph within the budget, not the most accurate, and never one slower than the
+  fixed policy when the policy meets the budget too.
 
 The manifest's ``extra.accuracy_budget`` records the budget, metric, validation set, measured
 drop, every evaluation, and each layer kept in float with why; ``reproduce_policy`` is a
@@ -250,10 +252,12 @@ class Evaluation:
     met: bool
     path: Path
     latency_ms: float | None = None
+    label: str = "search"          # "search" (top-k of the ranking) or "policy" (the --policy graph)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"float_layers_added": self.k, "drop": self.drop, "value": self.value, "agreement": self.agreement,
-                "met": self.met, "latency_ms": self.latency_ms}
+        return {"graph": self.label, "float_layers_added": self.k if self.label == "search" else None,
+                "drop": self.drop, "value": self.value, "agreement": self.agreement, "met": self.met,
+                "latency_ms": self.latency_ms}
 
 
 @dataclass
@@ -307,16 +311,30 @@ def rank_layers(reference_onnx: Path, quantized_onnx: Path, tensors: np.ndarray,
 
 def search_float_layers(quantize: Callable[[list[str], str], Path], evaluate: Callable[[Path], dict[str, float]],
                         rank: Callable[[Path], list[dict[str, Any]]], budget: AccuracyBudget,
-                        latency: Callable[[Path], float], log: Callable[[str], None]) -> SearchResult:
+                        latency: Callable[[Path], float], log: Callable[[str], None],
+                        alternative: Callable[[], Path] | None = None) -> SearchResult:
     """The fewest top-ranked layers returned to float so ``evaluate(graph)['drop'] <= budget``.
 
-    ``quantize(extra_float_nodes, tag)`` writes a graph with the policy's float nodes plus the
-    extra ones; ``rank(graph)`` orders the quantized layers of the policy-only graph. Doubling
+    ``quantize(float_nodes, tag)`` writes a graph with those nodes in float; the search starts
+    from ``quantize([])`` and ``rank(graph)`` orders that graph's quantized layers. Doubling
     (k = 1, 2, 4, ...) finds a ``k`` that meets the budget, bisection the smallest one, within
-    ``budget.max_evaluations`` quantize-and-score rounds. Every graph that meets it is timed; the
-    fastest is chosen (fewer float layers is usually, not always, faster).
+    ``budget.max_evaluations`` quantize-and-score rounds. ``alternative`` (the request's
+    ``--policy`` graph) is scored too, first, as one more candidate. Every graph that meets the
+    budget is timed and the fastest is chosen: fewer float layers is usually, not always, faster
+    (a quantized attention MatMul can be slower than a float one).
     """
     evaluations: dict[int, Evaluation] = {}
+    extra: list[Evaluation] = []
+    if alternative is not None:
+        path = alternative()
+        score = evaluate(path)
+        extra.append(Evaluation(-1, score["drop"], score["value"], score["agreement"],
+                                score["drop"] <= budget.max_drop, path, label="policy"))
+        log(f"accuracy budget: the --policy graph drops {score['drop']:.3f} "
+            f"({'meets' if extra[0].met else 'exceeds'} {budget.max_drop})")
+
+    def spent() -> int:
+        return len(evaluations) + len(extra)
 
     def run(k: int, ranking: list[dict[str, Any]]) -> Evaluation:
         path = quantize([r["node"] for r in ranking[:k]], f"k{k}")
@@ -324,7 +342,7 @@ def search_float_layers(quantize: Callable[[list[str], str], Path], evaluate: Ca
         ev = Evaluation(k, score["drop"], score["value"], score["agreement"], score["drop"] <= budget.max_drop, path)
         evaluations[k] = ev
         log(f"accuracy budget: {k} extra layer(s) in float -> drop {ev.drop:.3f} "
-            f"({'meets' if ev.met else 'exceeds'} {budget.max_drop}); {len(evaluations)}/{budget.max_evaluations} "
+            f"({'meets' if ev.met else 'exceeds'} {budget.max_drop}); {spent()}/{budget.max_evaluations} "
             "evaluations")
         return ev
 
@@ -332,7 +350,7 @@ def search_float_layers(quantize: Callable[[list[str], str], Path], evaluate: Ca
     score = evaluate(base_path)
     base = Evaluation(0, score["drop"], score["value"], score["agreement"], score["drop"] <= budget.max_drop, base_path)
     evaluations[0] = base
-    log(f"accuracy budget: policy graph drop {base.drop:.3f} ({'meets' if base.met else 'exceeds'} "
+    log(f"accuracy budget: all-INT8 graph drops {base.drop:.3f} ({'meets' if base.met else 'exceeds'} "
         f"{budget.max_drop} {budget.metric} points)")
     ranking = rank(base_path) if not base.met else []
     n = len(ranking)
@@ -340,27 +358,28 @@ def search_float_layers(quantize: Callable[[list[str], str], Path], evaluate: Ca
     if base.met:
         hi = 0
     k = 1
-    while hi is None and len(evaluations) < budget.max_evaluations and lo < n:
+    while hi is None and spent() < budget.max_evaluations and lo < n:
         k = min(k, n)
         if run(k, ranking).met:
             hi = k
         else:
             lo = k
             k *= 2
-    while hi is not None and hi - lo > 1 and len(evaluations) < budget.max_evaluations:
+    while hi is not None and hi - lo > 1 and spent() < budget.max_evaluations:
         mid = (lo + hi) // 2
         if run(mid, ranking).met:
             hi = mid
         else:
             lo = mid
-    meeting = [e for e in evaluations.values() if e.met]
+    every = [*extra, *sorted(evaluations.values(), key=lambda e: e.k)]
+    meeting = [e for e in every if e.met]
     if meeting:
         for e in meeting:
             e.latency_ms = latency(e.path)
         chosen = min(meeting, key=lambda e: (e.latency_ms, e.k))
-        return SearchResult(chosen, True, ranking, sorted(evaluations.values(), key=lambda e: e.k))
-    best = min(evaluations.values(), key=lambda e: (e.drop, e.k))
-    return SearchResult(best, False, ranking, sorted(evaluations.values(), key=lambda e: e.k))
+        return SearchResult(chosen, True, ranking, every)
+    best = min(every, key=lambda e: (e.drop, e.k))
+    return SearchResult(best, False, ranking, every)
 
 
 def reproduce_policy(policy: str, nodes: Sequence[str]) -> str:
@@ -371,19 +390,26 @@ def reproduce_policy(policy: str, nodes: Sequence[str]) -> str:
 
 
 def record(budget: AccuracyBudget, validation: Validation, result: SearchResult, policy: str,
-           policy_nodes: Sequence[str], method: str) -> dict[str, Any]:
-    """The manifest's ``accuracy_budget`` entry."""
+           policy_nodes: Sequence[str], method: str, search_base: str = "quantize-all") -> dict[str, Any]:
+    """The manifest's ``accuracy_budget`` entry (``search_base``: the policy the search added layers to)."""
     chosen = result.chosen
-    kept = [{"node": r["node"], "rank": i + 1, "added_nsr": r["added_nsr"],
-             "why": f"rank {i + 1} by the noise it adds ({r['charged_as']}; NSR {_nsr(r['added_nsr'])}, "
-                    f"SQNR {_db(r['sqnr_db'])} at {r['tensor']} in the policy graph); the budget needed the top "
-                    f"{chosen.k} in float"}
-            for i, r in enumerate(result.ranking[: chosen.k])]
+    if chosen.label == "policy":
+        kept = [{"node": n, "rank": None, "added_nsr": None,
+                 "why": f"kept in float by --policy {policy}; that graph met the budget and was the fastest that did"}
+                for n in policy_nodes]
+        spec = policy
+    else:
+        kept = [{"node": r["node"], "rank": i + 1, "added_nsr": r["added_nsr"],
+                 "why": f"rank {i + 1} by the noise it adds ({r['charged_as']}; NSR {_nsr(r['added_nsr'])}, "
+                        f"SQNR {_db(r['sqnr_db'])} at {r['tensor']} in the {search_base} graph); the budget needed "
+                        f"the top {chosen.k} in float"}
+                for i, r in enumerate(result.ranking[: chosen.k])]
+        spec = reproduce_policy(search_base, [k["node"] for k in kept])
     return {**budget.to_dict(), "method": method, "met": result.met, "validation": validation.description,
             "reference_value": round(validation.reference_value or 0.0, 4), "measured_drop": chosen.drop,
             "value": chosen.value, "agreement": chosen.agreement, "latency_ms": chosen.latency_ms,
-            "policy": policy, "policy_float_nodes": len(policy_nodes),
-            "layers_kept_float": kept, "reproduce_policy": reproduce_policy(policy, [k["node"] for k in kept]),
+            "chosen_graph": chosen.label, "policy": policy, "policy_float_nodes": len(policy_nodes),
+            "search_base": search_base, "layers_kept_float": kept, "reproduce_policy": spec,
             "evaluations": [e.to_dict() for e in result.evaluations],
             "ranking": [{k: v for k, v in r.items()} for r in result.ranking[:20]]}
 
@@ -435,15 +461,16 @@ def apply_onnx_budget(ctx: Any, reference: Path, quantize: Callable[[list[str], 
     validation.set_reference(onnx_masks(reference, validation.tensors, batch))
     sample = np.repeat(validation.tensors[:1], batch, axis=0)
 
-    def build(extra: list[str], tag: str) -> Path:
+    def build(nodes: list[str], tag: str) -> Path:
         out = ctx.scratch / f"budget-{tag}.onnx"
-        quantize([*policy_nodes, *extra], out)
+        quantize(list(nodes), out)
         return out
 
     result = search_float_layers(
         build, lambda p: validation.score(onnx_masks(p, validation.tensors, batch)),
         lambda p: rank_layers(reference, p, validation.tensors, batch=batch),
-        budget, lambda p: onnx_latency_ms(p, sample), ctx.log)
+        budget, lambda p: onnx_latency_ms(p, sample), ctx.log,
+        alternative=(lambda: build(list(policy_nodes), "policy")) if policy_nodes else None)
     entry = record(budget, validation, result, policy, policy_nodes, BUDGET_METHODS[request.target])
     if not result.met:
         side = write_side_folder(request.artifact_dir(), {model_file: result.chosen.path}, entry, request.force)

@@ -79,7 +79,9 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
     if method == "percentile":
         extra_options["CalibPercentile"] = float(options.calib_percentile)
     settings = {"model": sha256_file(prepared), "method": method, "format": fmt["format"],
-                "excluded": excluded, "extra": extra_options}
+                # the budget search quantizes several exclusion sets: its ranges must cover every tensor
+                "excluded": excluded if request.budget is None else "every tensor (budget search)",
+                "extra": extra_options}
     cache = calib.statistics_path("ort-ranges", settings)
     hit = cache is not None and cache.is_file()
     if cache is not None:
