@@ -19,8 +19,10 @@ one image's activations:
   it, ``fp16`` when its output is half, else ``fp32``), and the artifact's ``node`` name (what
   ``nodes_to_exclude`` takes).
 
-Artifacts: ONNX Runtime (any precision) and TensorRT bundles (their prepared ONNX, run in ONNX
-Runtime on the CPU: the Q/DQ or AutoCast graph TensorRT would build). Exposing a tensor as an
+Artifacts: ONNX Runtime (any precision), TensorRT bundles (their prepared ONNX, run in ONNX
+Runtime on the CPU: the Q/DQ or AutoCast graph TensorRT would build) and OpenVINO IRs (their
+per-node outputs: ``convert_model`` keeps the ONNX tensor names; NNCF's FakeQuantize outputs are
+compared like Q/DQ pairs; run with ``INFERENCE_PRECISION_HINT=f32``). Exposing a tensor as an
 output stops ONNX Runtime from fusing its producer into an integer kernel, so INT8 layers run as
 simulated quantization (float maths on dequantized values), the standard way these tools
 measure it; the error is the quantization's, not a kernel's.
@@ -187,13 +189,14 @@ def _json_safe(obj: Any) -> Any:
 # -- graphs ---------------------------------------------------------------------------------------
 def artifact_onnx(folder: Path, manifest: Any) -> Path:
     """The ONNX graph of an artifact: the primary file, or a TensorRT bundle's prepared ONNX."""
-    if manifest.primary.endswith(".onnx"):
+    if manifest.primary.endswith((".onnx", ".xml")):  # an OpenVINO IR is compared by its tensor names
         return folder / manifest.primary
     bundle = (manifest.extra or {}).get("bundle") or {}
     if bundle.get("onnx") and (folder / bundle["onnx"]).is_file():
         return folder / bundle["onnx"]
-    raise ConfigError(f"--per-layer compares ONNX graphs; {folder} is a {manifest.target} artifact "
-                      f"({manifest.primary}) without one. It works for ONNX Runtime artifacts and TensorRT bundles")
+    raise ConfigError(f"--per-layer compares ONNX graphs or OpenVINO IRs; {folder} is a {manifest.target} artifact "
+                      f"({manifest.primary}) without one. It works for ONNX Runtime and OpenVINO artifacts and "
+                      "TensorRT bundles")
 
 
 def reference_onnx(manifest: Any, size: tuple[int, int], batch: int, directory: Path,
@@ -327,36 +330,113 @@ def _precision_of(art_model: Any, tensors: dict[str, str]) -> dict[str, tuple[st
     return out
 
 
+@dataclass
+class _Side:
+    """The artifact side of a comparison: which tensor stands for each reference layer, and how to run it."""
+
+    matched: dict[str, str]                       # reference tensor -> key of the artifact's value
+    where: dict[str, tuple[str, str]]             # reference tensor -> (artifact node, precision)
+    readers: dict[str, list[str]]
+    quantized: set[str]                           # artifact keys that are dequantized / fake-quantized values
+    run: Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+def _onnx_side(artifact: Any, layers: list[tuple[int, str, str, list[str]]], threads: int | None) -> _Side:
+    matched = _match(artifact, layers)
+    names = list(dict.fromkeys(matched.values()))
+    sess = _session(expose(artifact, names), threads)
+    feed = sess.get_inputs()[0].name
+    return _Side(matched, _precision_of(artifact, matched), _readers(artifact, matched),
+                 {n.output[0] for n in artifact.graph.node if n.op_type == "DequantizeLinear"},
+                 lambda x: dict(zip(names, sess.run(names, {feed: x}))))
+
+
+def _openvino_side(xml: Path, layers: list[tuple[int, str, str, list[str]]], threads: int | None) -> _Side:
+    """An OpenVINO IR with the reference's tensors (kept by name through conversion) added as outputs.
+
+    A tensor that feeds a FakeQuantize (NNCF INT8) is compared after it, as ONNX Q/DQ pairs are.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    model = core.read_model(str(xml))
+    by_name: dict[str, Any] = {}
+    for op in model.get_ordered_ops():
+        for out in op.outputs():
+            for name in out.get_names():
+                by_name.setdefault(name, out)
+
+    def fed_by_fq(node: Any, hops: int = 2) -> bool:
+        for port in node.inputs():
+            src = port.get_source_output().get_node()
+            if src.get_type_name() == "FakeQuantize" or (hops > 1 and src.get_type_name() in
+                                                         ("Convolution", "GroupConvolution", "MatMul", "MaxPool")
+                                                         and fed_by_fq(src, hops - 1)):
+                return True
+        return False
+
+    matched, where, readers, targets, quantized = {}, {}, {}, [], set()
+    for _, tensor, _, _ in layers:
+        out = by_name.get(tensor)
+        if out is None:
+            continue
+        node = out.get_node()
+        fq = [t.get_node() for t in out.get_target_inputs() if t.get_node().get_type_name() == "FakeQuantize"]
+        target = fq[0].output(0) if fq else out
+        key = f"{tensor}#{len(targets)}"
+        matched[tensor] = key
+        if fq:
+            quantized.add(key)
+        precision = "int8" if fed_by_fq(node) else ("fp16" if str(out.get_element_type()) == "f16" else "fp32")
+        where[tensor] = (node.get_friendly_name(), precision)
+        readers[tensor] = [t.get_node().get_friendly_name() for t in target.get_target_inputs()]
+        targets.append((key, target))
+    added = model.add_outputs([t for _, t in targets])  # one Result per target, in order
+    # the compiled outputs follow model.outputs; find each target's Result there by name
+    position = {o.get_node().get_friendly_name(): i for i, o in enumerate(model.outputs)}
+    index = {k: position[r.get_node().get_friendly_name()] for (k, _), r in zip(targets, added)}
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = int(threads)
+    compiled = core.compile_model(model, "CPU", config)
+
+    def run(x: np.ndarray) -> dict[str, np.ndarray]:
+        result = compiled(x)
+        return {k: np.asarray(result[compiled.outputs[i]]) for k, i in index.items()}
+
+    return _Side(matched, where, readers, quantized, run)
+
+
 def compare_layers(reference: Any, artifact: Any, inputs: Sequence[np.ndarray], threads: int | None = None,
                    progress: Callable[[str], None] | None = None) -> list[LayerStats]:
-    """Per-layer statistics of ONNX ``artifact`` against ONNX ``reference`` on ``inputs`` (NCHW float32)."""
+    """Per-layer statistics of ``artifact`` (an ONNX model, or the path of an OpenVINO ``.xml``)
+    against ONNX ``reference`` on ``inputs`` (NCHW float32)."""
     layers = layer_nodes(reference)
-    matched = _match(artifact, layers)
-    where = _precision_of(artifact, matched)
-    readers = _readers(artifact, matched)
-    dq_outputs = {n.output[0] for n in artifact.graph.node if n.op_type == "DequantizeLinear"}
+    if isinstance(artifact, (str, Path)) and str(artifact).endswith(".xml"):
+        side = _openvino_side(Path(artifact), layers, threads)
+    else:
+        side = _onnx_side(artifact, layers, threads)
     ref_names = [t for _, t, _, _ in layers]
-    art_names = list(dict.fromkeys(matched.values()))
     ref_sess = _session(expose(reference, ref_names), threads)
-    art_sess = _session(expose(artifact, art_names), threads)
-    ref_in, art_in = ref_sess.get_inputs()[0].name, art_sess.get_inputs()[0].name
+    ref_in = ref_sess.get_inputs()[0].name
     accs = {t: _Acc() for t in ref_names}
     for k, tensor in enumerate(inputs):
         ref_out = dict(zip(ref_names, ref_sess.run(ref_names, {ref_in: tensor})))
-        art_out = dict(zip(art_names, art_sess.run(art_names, {art_in: tensor})))
+        art_out = side.run(tensor)
         for name in ref_names:
-            accs[name].update(ref_out[name], art_out.get(matched.get(name, "")) if name in matched else None)
+            accs[name].update(ref_out[name], art_out.get(side.matched[name]) if name in side.matched else None)
         del ref_out, art_out
         if progress:
             progress(f"per-layer {k + 1}/{len(inputs)}")
     stats: dict[str, LayerStats] = {}
     for index, tensor, op, _ in layers:
         acc = accs[tensor]
-        node, prec = where.get(tensor, (None, "-"))
+        node, prec = side.where.get(tensor, (None, "-"))
         layer = LayerStats(index=index, tensor=tensor, op=op, node=node, precision=prec,
-                           matched=tensor in matched and acc.shape_mismatch is None, ref_abs_max=acc.ref_max,
+                           matched=tensor in side.matched and acc.shape_mismatch is None, ref_abs_max=acc.ref_max,
                            fp16_overflow=acc.ref_max > FP16_MAX, note=acc.shape_mismatch,
-                           quantized_output=matched.get(tensor) in dq_outputs, readers=readers.get(tensor, []))
+                           quantized_output=side.matched.get(tensor) in side.quantized,
+                           readers=side.readers.get(tensor, []))
         if layer.matched:
             layer.sqnr_db = math.inf if acc.noise == 0 else 10 * math.log10(max(acc.signal, 1e-30) / acc.noise)
             denom = math.sqrt(acc.signal * acc.art_sq)
@@ -438,7 +518,7 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
         else:
             ref_path = Path(reference)
         ref_model = onnx.load(str(ref_path))
-        art_model = onnx.load(str(graph_path))
+        art_model = graph_path if graph_path.suffix == ".xml" else onnx.load(str(graph_path))
         layers = compare_layers(ref_model, art_model, tensors, threads, progress=log)
     return PerLayerReport(artifact=str(artifact), precision=manifest.precision, images=len(tensors), size=list(hw),
                           layers=layers, reference_onnx=None if reference is None else str(reference))

@@ -145,6 +145,22 @@ def test_per_layer_cli_on_an_onnxruntime_int8_artifact(int8_artifact, tmp_path, 
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_per_layer_on_an_openvino_int8_artifact(tmp_path):
+    pytest.importorskip("nncf")
+    from danet_deploy.export.pipeline import ExportRequest, export
+
+    with isolated_cache(tmp_path / "cache"):
+        path, _ = export(ExportRequest(model="danet_demo", target="openvino", precision="int8", output=tmp_path / "ov",
+                                       input_size=(64, 64), calib_count=2), log=lambda m: None)
+    report = perlayer.run_per_layer(path, generated=1, threads=1)
+    matched = [l for l in report.layers if l.matched]
+    assert len(matched) >= 0.6 * len(report.layers)  # the IR keeps the ONNX tensor names
+    int8 = [l for l in matched if l.precision == "int8"]
+    assert len(int8) > 15 and all(10 < l.sqnr_db < 80 for l in int8)
+    assert {l.precision for l in matched if l.op == "Softmax"} == {"fp32"}  # attention-float kept them
+    assert any(l.quantized_output for l in matched)  # FakeQuantize outputs compared like Q/DQ
+
+
 def test_per_layer_rejects_bad_inputs(int8_artifact, tmp_path, capsys):
     from danet_deploy.cli.parity import main
 
