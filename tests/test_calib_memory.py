@@ -71,3 +71,58 @@ def test_onnxruntime_int8_export_records_its_calibration_memory(tmp_path):
     assert any(line.startswith("calibration memory:") for line in logs)  # stated before calibrating
     cached = list((tmp_path / "cache").rglob("ort-ranges-*.json"))
     assert cached and json.loads(cached[0].read_text())  # the bounded ranges fill the range cache
+
+
+def _dag(edges_seed: int, n: int):
+    """A random DAG of Add/Identity nodes in a shuffled-but-topological list (like an exporter's)."""
+    import random
+
+    from onnx import TensorProto, helper
+
+    rng = random.Random(edges_seed)
+    nodes, names = [], ["x"]
+    for i in range(n):
+        ins = rng.sample(names, k=min(len(names), rng.choice([1, 2])))
+        op = "Add" if len(ins) == 2 else "Identity"
+        nodes.append(helper.make_node(op, ins, [f"t{i}"], name=f"n{i}"))
+        names.append(f"t{i}")
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info(f"t{n - 1}", TensorProto.FLOAT, [1])])
+    return helper.make_model(graph)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 10_000), n=st.integers(1, 40))
+def test_memory_order_is_a_topological_permutation(seed, n):
+    from danet_deploy.export.calib_memory import memory_order
+
+    model = _dag(seed, n)
+    before = sorted(node.name for node in model.graph.node)
+    memory_order(model)
+    assert sorted(node.name for node in model.graph.node) == before
+    available = {"x"}
+    for node in model.graph.node:  # every input exists before its node runs
+        assert all(i in available for i in node.input), node.name
+        available.update(node.output)
+
+
+def test_memory_order_finishes_one_chunk_before_the_next():
+    """The exporter lists every chunk's big energy first; the order computes energy_i, uses it, then energy_i+1."""
+    from onnx import TensorProto, helper
+
+    from danet_deploy.export.calib_memory import memory_order
+
+    chunks = 4
+    nodes = [helper.make_node("Identity", ["x"], [f"e{i}"], name=f"energy{i}") for i in range(chunks)]
+    nodes += [helper.make_node("Identity", ["x"], ["v"], name="value")]
+    nodes += [helper.make_node("Add", [f"e{i}", "v"], [f"o{i}"], name=f"apply{i}") for i in range(chunks)]
+    nodes += [helper.make_node("Concat", [f"o{i}" for i in range(chunks)], ["y"], name="concat", axis=0)]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [chunks])])
+    order = [n.name for n in memory_order(helper.make_model(graph)).graph.node]
+    for i in range(chunks - 1):  # energy i is consumed before energy i+1 exists
+        assert order.index(f"apply{i}") < order.index(f"energy{i + 1}")

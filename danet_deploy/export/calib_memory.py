@@ -10,10 +10,15 @@ help (it bounds the stored *scalars*, and in ONNX Runtime 1.32 it discards them 
 merging them).
 
 The bounded path keeps ONNX Runtime's own calibrator -- its augmented graph, its reductions, its
-merge -- and only runs that graph with ``ExecutionOrder.PRIORITY_BASED``, which follows the node
-list, where the calibrator inserts each reduction right before the tensor's first consumer: an
-activation is reduced and freed as the network goes, so calibration costs about one inference
-plus the calibration tensors, for any image count. Min/max reductions are exact, so the ranges
+merge -- and only changes the order the graph runs in: :func:`memory_order` sorts the nodes
+depth-first from the model's outputs (each input computed just before it is needed, so one
+attention chunk's energy and softmax are gone before the next chunk starts) and puts every
+reduction right after its tensor's producer, and the session runs that list as given
+(``ExecutionOrder.PRIORITY_BASED``). An activation is reduced and freed as the network goes:
+calibration costs about one inference plus the calibration tensors, for any image count
+(measured on ``danet_demo``: 0.6 GB at 1024x2048 with 16 attention chunks where the unbounded
+run took 9.4 GB; PRIORITY_BASED alone, on the exporter's node list which computes all 16
+chunk energies first, still took 4.5 GB). Min/max reductions are exact, so the ranges
 are identical to the unbounded run's (tested); they are written in ONNX Runtime's calibration
 cache format and ``quantize_static`` reads them instead of calibrating again. Entropy and
 percentile calibration (histograms) keep ONNX Runtime's own path.
@@ -63,8 +68,8 @@ def plan_calibration_memory(model_path: Path, count: int, size: tuple[int, int],
             "calibration_tensors_mb": round(tensors / mb, 1), "weights_mb": round(weights / mb, 1),
             "expected_peak_mb": round(BASE_MB + (weights + tensors + live) / mb, 0),
             "unbounded_peak_mb": round(BASE_MB + (weights + tensors + total) / mb, 0),
-            "how": ("ONNX Runtime's min/max calibrator with PRIORITY_BASED execution: each activation is reduced "
-                    "and freed as the network runs" if bounded else
+            "how": ("ONNX Runtime's min/max calibrator run in a memory-ordered node list: each activation is "
+                    "reduced and freed as the network runs" if bounded else
                     f"{method} calibration keeps ONNX Runtime's own path (histograms; every activation of a run "
                     "alive at once)")}
 
@@ -76,6 +81,65 @@ def describe_plan(plan: dict[str, Any]) -> str:
     if plan["bounded"]:
         text += f" (unbounded it would be ~{plan['unbounded_peak_mb']:.0f} MiB)"
     return text + f"; {plan['how']}"
+
+
+def memory_order(model: Any, roots: list[str] | None = None) -> Any:
+    """Reorder ``model``'s nodes (in place) so running them in list order keeps few tensors alive.
+
+    Nodes that ``roots`` (default: the graph outputs) depend on come in depth-first post-order
+    (a node's inputs are computed in order, just before it); every other node (the calibrator's
+    ReduceMin/ReduceMax/Reshape) right after the inputs it needs. A priority-queue topological
+    sort on those ranks keeps the result a valid order whatever the graph.
+    """
+    import heapq
+
+    nodes = list(model.graph.node)
+    produced = {o: i for i, n in enumerate(nodes) for o in n.output}
+    roots = roots if roots is not None else [o.name for o in model.graph.output]
+    seen: set[int] = set()
+    post: list[int] = []
+    for out in roots:
+        if out not in produced:
+            continue
+        stack = [(produced[out], False)]
+        while stack:
+            i, done = stack.pop()
+            if done:
+                post.append(i)
+                continue
+            if i in seen:
+                continue
+            seen.add(i)
+            stack.append((i, True))
+            for t in reversed(nodes[i].input):
+                j = produced.get(t)
+                if j is not None and j not in seen:
+                    stack.append((j, False))
+    rank = {i: 2.0 * k for k, i in enumerate(post)}
+    deps = [{produced[t] for t in n.input if t in produced} for n in nodes]
+    for i in range(len(nodes)):  # an ONNX node list is topological: inputs are ranked first
+        if i not in rank:
+            rank[i] = max((rank[d] for d in deps[i]), default=-1.0) + 1.0
+    indeg = [len(d) for d in deps]
+    consumers: dict[int, list[int]] = {i: [] for i in range(len(nodes))}
+    for i, d in enumerate(deps):
+        for j in d:
+            consumers[j].append(i)
+    heap = [(rank[i], i) for i in range(len(nodes)) if indeg[i] == 0]
+    heapq.heapify(heap)
+    order = []
+    while heap:
+        _, i = heapq.heappop(heap)
+        order.append(i)
+        for c in consumers[i]:
+            indeg[c] -= 1
+            if indeg[c] == 0:
+                heapq.heappush(heap, (rank[c], c))
+    if len(order) != len(nodes):
+        raise ValueError("the graph has a cycle; cannot order it")
+    del model.graph.node[:]
+    model.graph.node.extend([nodes[i] for i in order])
+    return model
 
 
 def collect_minmax_ranges(model_path: Path, reader: Any, cache_path: Path, scratch: Path,
@@ -91,11 +155,17 @@ def collect_minmax_ranges(model_path: Path, reader: Any, cache_path: Path, scrat
     calibrator = create_calibrator(str(model_path), None, augmented_model_path=str(scratch / "augmented_model.onnx"),
                                    calibrate_method=CalibrationMethod.MinMax,
                                    extra_options={"symmetric": symmetric})
+    import onnx
+
+    originals = [o.name for o in onnx.load(str(model_path), load_external_data=False).graph.output]
+    augmented = onnx.load(calibrator.augmented_model_path)
+    memory_order(augmented, roots=originals)
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as the calibrator does
-    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
-    calibrator.infer_session = ort.InferenceSession(calibrator.augmented_model_path, options,
+    options.execution_order = ort.ExecutionOrder.PRIORITY_BASED  # run the node list as memory_order left it
+    calibrator.infer_session = ort.InferenceSession(augmented.SerializeToString(), options,
                                                     providers=["CPUExecutionProvider"])
+    del augmented
     calibrator.collect_data(reader)
     ranges = calibrator.compute_data()
     cache_path.parent.mkdir(parents=True, exist_ok=True)
