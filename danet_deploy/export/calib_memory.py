@@ -51,7 +51,17 @@ def activation_bytes(model_path: Path) -> tuple[int, int, int]:
     return sum(sizes), max(sizes, default=0), weights
 
 
-def plan_calibration_memory(model_path: Path, count: int, size: tuple[int, int], batch: int, method: str) -> dict[str, Any]:
+#: How each calibrating tool holds activations: (bounded?, how).
+TOOLS = {
+    "onnxruntime": (None, ""),  # bounded for min/max (this module), ORT's own path for histograms
+    "nncf": (True, "NNCF collects statistics with reducers inside the OpenVINO graph, one batch at a time"),
+    "modelopt": (False, "ModelOpt calibrates with ONNX Runtime's calibrator in its own session (every activation "
+                        "of a run alive at once); --option quantizer=onnxruntime takes the bounded path"),
+}
+
+
+def plan_calibration_memory(model_path: Path, count: int, size: tuple[int, int], batch: int, method: str,
+                            tool: str = "onnxruntime") -> dict[str, Any]:
     """The expected peak of calibrating ``model_path`` on ``count`` images, bounded and not.
 
     Unbounded: every activation alive at once. Bounded: the graph's weights, a few of its
@@ -60,18 +70,19 @@ def plan_calibration_memory(model_path: Path, count: int, size: tuple[int, int],
     """
     total, largest, weights = activation_bytes(model_path)
     tensors = count * 3 * size[0] * size[1] * 4
-    bounded = method == "minmax"
+    known, how = TOOLS[tool]
+    bounded = (method in ("minmax", "max")) if known is None else known
     mb = 2 ** 20
     live = total if not bounded else min(total, 2 * largest)  # e.g. the attention energy and its softmax
-    return {"method": method, "bounded": bounded, "images": count, "batch": batch,
+    return {"tool": tool, "method": method, "bounded": bounded, "images": count, "batch": batch,
             "activations_per_run_mb": round(total / mb, 1), "largest_activation_mb": round(largest / mb, 1),
             "calibration_tensors_mb": round(tensors / mb, 1), "weights_mb": round(weights / mb, 1),
             "expected_peak_mb": round(BASE_MB + (weights + tensors + live) / mb, 0),
             "unbounded_peak_mb": round(BASE_MB + (weights + tensors + total) / mb, 0),
-            "how": ("ONNX Runtime's min/max calibrator run in a memory-ordered node list: each activation is "
-                    "reduced and freed as the network runs" if bounded else
-                    f"{method} calibration keeps ONNX Runtime's own path (histograms; every activation of a run "
-                    "alive at once)")}
+            "how": how or ("ONNX Runtime's min/max calibrator run in a memory-ordered node list: each activation "
+                           "is reduced and freed as the network runs" if bounded else
+                           f"{method} calibration keeps ONNX Runtime's own path (histograms; every activation of a "
+                           "run alive at once)")}
 
 
 def describe_plan(plan: dict[str, Any]) -> str:

@@ -73,6 +73,11 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
     method = request.calib_method or "minmax"
     kwargs["advanced_parameters"] = _range_estimators(nncf, method)
     ignored = kwargs["ignored_scope"].names if "ignored_scope" in kwargs else []
+    from .calib_memory import describe_plan, plan_calibration_memory
+
+    memory = plan_calibration_memory(ctx.fp32_onnx(), len(calib), tuple(request.input_size), ctx.static_batch,
+                                     method, tool="nncf")
+    ctx.log(describe_plan(memory))
     ctx.log(f"NNCF INT8: {len(calib)} calibration images ({method} ranges), policy {policy.name}, {len(ignored)} node(s) kept in float")
     budget = None
     if request.budget is not None:
@@ -92,7 +97,7 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
             raise ExportError(f"nncf.quantize failed: {summarize_exception(exc)}") from exc
     facts = {"tool": "nncf.quantize", "nncf": nncf.__version__, "preset": preset_name,
              "model_type": model_type or None, "calib_method": method, "subset_size": len(calib), "fast_bias_correction": True,
-             "policy": policy.describe(ignored),
+             "policy": policy.describe(ignored), "calibration_memory": memory,
              "statistics_cache": "none: NNCF 3.4 caches statistics only for weight compression, not nncf.quantize"}
     if budget is not None:
         facts["tool"] = "nncf.quantize_with_accuracy_control"
