@@ -276,7 +276,7 @@ def rank_layers(reference_onnx: Path, quantized_onnx: Path, tensors: np.ndarray,
     """Quantized layers (by artifact node) ordered by the noise they add, worst first (per-layer report)."""
     import onnx
 
-    from ..perlayer import PerLayerReport, compare_layers
+    from ..perlayer import compare_layers
 
     layers = compare_layers(onnx.load(str(reference_onnx)), onnx.load(str(quantized_onnx)),
                             [np.repeat(tensors[i:i + 1], batch, axis=0) for i in range(min(images, len(tensors)))],
