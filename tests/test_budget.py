@@ -172,6 +172,8 @@ def test_onnxruntime_budget_met_is_recorded_and_reproducible(tmp_path):
     graphs = {e["graph"]: e for e in entry["evaluations"]}
     assert set(graphs) == {"policy", "search"} and all(e["met"] and e["latency_ms"] > 0 for e in graphs.values())
     assert entry["latency_ms"] == min(e["latency_ms"] for e in graphs.values())
+    policy = manifest.extra["quantization"]["policy"]  # the artifact's float nodes are the budget's choice
+    assert policy["float_nodes"] == [k["node"] for k in entry["layers_kept_float"]]
     if entry["chosen_graph"] == "policy":
         assert len(entry["layers_kept_float"]) == 8 and entry["reproduce_policy"] == "attention-float"
     else:

@@ -116,6 +116,9 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
              "cpu": features}
     if budget is not None:
         extra["accuracy_budget"] = budget
+        # what the artifact keeps in float is the budget's choice, not the --policy preset
+        extra["quantization"]["policy"] = {"name": "accuracy budget", "spec": budget["reproduce_policy"],
+                                           "float_nodes": [k["node"] for k in budget["layers_kept_float"]]}
     return TargetResult(primary=MODEL_FILE, backend="onnxruntime", precision="int8", input=ctx.input_spec(),
                         extra=extra, calibration=calib.describe())
 

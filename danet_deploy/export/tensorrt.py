@@ -76,7 +76,10 @@ def _prepare_int8(ctx: ExportContext, src: Path, dst: Path, tensors: np.ndarray,
 
     chosen, budget = apply_onnx_budget(ctx, src, quantize, r.policy, float_nodes, MODEL_FILE)
     shutil.copyfile(chosen, dst)
-    return {**facts, "accuracy_budget": budget}
+    # the bundle's float nodes are the budget's choice, not the --policy preset's (overrides info["policy"])
+    policy = {"name": "accuracy budget", "spec": budget["reproduce_policy"],
+              "float_nodes": [k["node"] for k in budget["layers_kept_float"]]}
+    return {**facts, "accuracy_budget": budget, "policy": policy}
 
 
 def build(ctx: ExportContext) -> TargetResult:
