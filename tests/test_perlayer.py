@@ -152,7 +152,9 @@ def test_per_layer_on_an_openvino_int8_artifact(tmp_path):
     with isolated_cache(tmp_path / "cache"):
         path, _ = export(ExportRequest(model="danet_demo", target="openvino", precision="int8", output=tmp_path / "ov",
                                        input_size=(64, 64), calib_count=2), log=lambda m: None)
-    report = perlayer.run_per_layer(path, generated=1, threads=1)
+    from danet_deploy.perlayer_run import run_per_layer
+
+    report = run_per_layer(path, generated=1, threads=1)
     matched = [l for l in report.layers if l.matched]
     assert len(matched) >= 0.6 * len(report.layers)  # the IR keeps the ONNX tensor names
     int8 = [l for l in matched if l.precision == "int8"]

@@ -10,8 +10,9 @@ from .common import EXIT_FAILED, EXIT_OK, print_json
 
 
 def per_layer_main(args: argparse.Namespace) -> int:
-    """Run :func:`danet_deploy.perlayer.run_per_layer`; exit 1 when the artifact produced NaN/Inf."""
-    from ..perlayer import plot_sqnr, run_per_layer, write_json
+    """Run :func:`danet_deploy.perlayer_run.run_per_layer`; exit 1 when the artifact produced NaN/Inf."""
+    from ..perlayer import plot_sqnr, write_json
+    from ..perlayer_run import run_per_layer
 
     if args.reference and not str(args.reference).endswith(".onnx"):
         raise ConfigError("with --per-layer, --reference takes an FP32 .onnx file (default: re-exported from the "

@@ -185,17 +185,13 @@ class Validation:
 
 def load_validation(budget: AccuracyBudget, size: tuple[int, int], preprocessing: dict[str, Any], num_classes: int,
                     log: Callable[[str], None]) -> Validation:
-    """The validation set at the deployed size, preprocessed like the runtime."""
-    from ..runtime.preprocess import preprocess
-
+    """The validation set at the deployed size, preprocessed like the runtime (apart from calibration)."""
     if budget.val == "generated":
-        from ..data.scenes import SceneDataset
+        from ..data.validation import generated_validation
 
-        data = SceneDataset("val", size=size, count=budget.val_count)
-        pairs = [data[i] for i in range(len(data))]
-        tensors = np.concatenate([preprocess([p[0]], preprocessing, size) for p in pairs])
-        labels = np.stack([p[1] for p in pairs]) if budget.metric == "miou" else None
-        desc = {"source": "generated", "split": "val", "count": len(pairs), "size": list(size),
+        tensors, labels = generated_validation(budget.val_count, size, preprocessing)
+        labels = labels if budget.metric == "miou" else None
+        desc = {"source": "generated", "split": "val", "count": len(tensors), "size": list(size),
                 "disjoint_from_calibration": "scene seeds of the val split (calibration uses its own split)"}
     else:
         from ..data.calibration import load_calibration
