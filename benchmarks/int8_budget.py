@@ -101,8 +101,9 @@ def main() -> int:
                 pol = extra.get("policy") or {}
                 entry = extra.get("accuracy_budget") or manifest.extra.get("accuracy_budget")
                 kept = len(pol.get("float_nodes", pol.get("nodes", [])) or []) if isinstance(pol, dict) else "?"
-                if entry:
-                    kept = f"{kept} policy + {len(entry['layers_kept_float'])} searched"
+                if entry:  # the budget's choice: the --policy graph, or the all-INT8 graph + searched layers
+                    kept = (f"{len(entry['layers_kept_float'])} ({entry.get('chosen_graph', 'search')} graph, "
+                            f"drop {entry['measured_drop']:.3f} on the val set)")
                 rows.append({"engine": engine, "policy": policy, "latency_ratio": ms / ref_ms, "ms": ms,
                              "miou_drop": ref_miou - miou(masks), "agreement": float(np.mean(masks == ref_masks)),
                              "float_layers": kept, "export_s": round(export_s, 1),
