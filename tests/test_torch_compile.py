@@ -22,6 +22,17 @@ def test_torch_compile_is_a_preset_engine_but_not_the_reference():
     BenchConfig(model="danet_demo", targets=["torch", "torch-compile"])  # accepted by the bench
 
 
+def test_bench_row_loads_the_preset_with_its_own_engine():
+    from danet_deploy.bench.rows import Row, RowRun
+    from danet_deploy.bench.runner import _model_config, _prepare_row
+
+    cfg = BenchConfig(model="danet_demo", targets=["torch", "torch-compile"], size=(64, 64))
+    for engine in ("torch", "torch-compile"):
+        run = RowRun(Row(engine, "fp32", None, 1, 2))
+        _prepare_row(cfg, run, _model_config(cfg), lambda m: None)
+        assert run.model_ref == "danet_demo" and run.load_options["backend"] == engine
+
+
 def test_loading_is_lazy_and_options_are_checked(torch):
     with runtime.load("danet_demo", backend="torch-compile", threads=1) as session:
         info = session.describe()

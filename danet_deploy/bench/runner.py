@@ -385,6 +385,7 @@ def _prepare_row(cfg: BenchConfig, run: RowRun, config: Any, log: Callable[[str]
     run.load_options = {"threads": cfg.threads}
     if get_engine(row.target).runs_presets:
         run.model_ref = cfg.model
+        run.load_options["backend"] = row.target  # a preset loads with the reference engine unless told
         if Path(cfg.model).is_file():
             run.load_options["model"] = cfg.arch
         row.update(file_size_mb=_reference_weights_mb(cfg, config), artifact=f"reference:{cfg.model}")
