@@ -56,12 +56,51 @@ def test_summarize_percentiles_and_throughput():
 def test_gemm_peak_fp32_and_int8():
     from danet_deploy.bench.gemm import measure_gemm_peak
 
-    fp32 = measure_gemm_peak(1, n=256, repeats=2)
+    fp32 = measure_gemm_peak(1, sizes=(128, 256), repeats=2)
     assert fp32["gflops_peak"] >= fp32["gflops_median"] > 0 and "float32" in fp32["method"]
+    ran = [c for c in fp32["candidates"] if "gflops_peak" in c]
+    # torch.mm and ONNX Runtime MatMul at both sizes; the peak is the best of all of them
+    assert len(fp32["candidates"]) == 4 and fp32["gflops_peak"] == max(c["gflops_peak"] for c in ran)
     int8 = measure_gemm_peak(1, n=256, repeats=2, dtype="int8")
-    assert "int8" in int8["method"] and (int8["gflops_peak"] is None) == ("error" in int8)
+    # the INT8 yardstick is an INT8 engine's own kernel, never torch._int_mm
+    assert int8["gflops_peak"] > 0 and int8["method"].startswith("onnxruntime ") and int8["reason"] is None
+    assert {c["method"].split()[1] for c in int8["candidates"]} == {"MatMulInteger", "QLinearMatMul"}
     with pytest.raises(ValueError):
         measure_gemm_peak(1, n=64, dtype="bf16")
+
+
+def test_int8_matmul_graphs_compute_the_product():
+    """The timed graphs really multiply: MatMulInteger equals numpy's int32 product."""
+    import numpy as np
+    import onnxruntime as ort
+
+    from danet_deploy.bench.gemm import matmul_model
+
+    model = matmul_model(16, "MatMulInteger")
+    b = next(np.frombuffer(i.raw_data, np.int8).reshape(16, 16) for i in model.graph.initializer if i.name == "B")
+    a = np.random.default_rng(3).integers(0, 256, (16, 16), dtype=np.uint8)
+    out = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"A": a})[0]
+    np.testing.assert_array_equal(out, a.astype(np.int32) @ b.astype(np.int32))
+    with pytest.raises(ValueError):
+        matmul_model(8, "Gemm")
+
+
+def test_gemm_efficiency_is_a_fraction_or_null_with_reason(monkeypatch):
+    from danet_deploy.bench import gemm
+
+    peak = {"gflops_peak": 100.0, "method": "m"}
+    assert gemm.efficiency(50.0, peak, "fp32") == (0.5, None)
+    value, note = gemm.efficiency(150.0, peak, "fp32")  # above the yardstick: no fraction > 1
+    assert value is None and "above the measured fp32 GEMM peak" in note
+    value, note = gemm.efficiency(10.0, {"gflops_peak": None, "reason": "onnxruntime not installed"}, "int8")
+    assert value is None and "onnxruntime not installed" in note
+    assert gemm.efficiency(10.0, None, "int8")[0] is None
+    # no INT8 engine importable: the peak is null with the reason, not a torch stand-in
+    def missing(n, t):
+        raise ImportError("no onnxruntime")
+    monkeypatch.setattr(gemm, "_candidates", lambda dtype: [("onnxruntime", missing)])
+    out = gemm.measure_gemm_peak(1, n=64, dtype="int8")
+    assert out["gflops_peak"] is None and "onnxruntime not installed" in out["reason"]
 
 
 def test_time_calls_runs_warmup_untimed():
@@ -136,7 +175,7 @@ def test_bench_schema_and_rows(bench_run):
     code, _, report = bench_run
     assert code == 0
     bench_report.validate(report)
-    assert report["schema"] == "danet-bench" and report["schema_version"] == 2
+    assert report["schema"] == "danet-bench" and report["schema_version"] == 3
     # every row carries exactly the Row dataclass's fields (no private keys leak into the file)
     assert all(set(r) == {f.name for f in dataclasses.fields(Row)} for r in report["rows"])
     assert [(r["target"], r["precision"]) for r in report["rows"]][0] == ("torch", "fp32")
@@ -153,6 +192,12 @@ def test_bench_schema_and_rows(bench_run):
     assert ort["argmax_agreement"] >= 0.98  # FP32 engines match the FP32 reference
     assert ort["gflops_achieved"] > 0 and ort["peak_rss_mb"] > ort["rss_before_load_mb"] > 0
     assert ort["gemm_peak_gflops"] == report["gemm"]["gflops_peak"]
+    for row in report["rows"]:  # a fraction <= 1, or null with the reason
+        if row["gflops_achieved"] is not None:
+            eff = row["gemm_efficiency"]
+            assert (eff is not None and 0 < eff <= 1 and row["gemm_note"] is None) or (eff is None and row["gemm_note"])
+    int8 = _row(report, "onnxruntime", "int8")
+    assert int8["gemm_peak_gflops"] == report["gemm"]["int8"]["gflops_peak"] > 0
     assert ort["miou_vs_labels"] is None  # random weights: the scene labels mean nothing
     for row in report["rows"]:
         assert row["status"] == "ok" or row["reason"], row
@@ -163,7 +208,7 @@ def test_failing_combination_shows_its_reason(bench_run):
     torch_int8 = _row(report, "torch", "int8")
     assert torch_int8["status"] == "unsupported" and "fp32 only" in torch_int8["reason"]
     table = bench_report.format_table(report)
-    assert "unsupported: the torch reference runs fp32 only" in table
+    assert "unsupported: torch runs the preset in fp32 only" in table
     markdown = (out / "bench.md").read_text()
     assert "| target | precision |" in markdown and "fp32 only" in markdown and "bench-latency.png" in markdown
 

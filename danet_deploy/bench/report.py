@@ -1,10 +1,12 @@
 """Benchmark reports: the versioned JSON schema, the console/Markdown table, CSV.
 
-JSON schema ``danet-bench``, ``schema_version`` 2 (one object per run)::
+JSON schema ``danet-bench``, ``schema_version`` 3 (one object per run)::
 
     schema           "danet-bench"
-    schema_version   2  (bumped on any incompatible change; readers must check it. 2: every row
-                     has every field of :class:`~danet_deploy.bench.rows.Row`, null when unknown)
+    schema_version   3  (bumped on any incompatible change; readers must check it. 2: every row
+                     has every field of :class:`~danet_deploy.bench.rows.Row`, null when unknown;
+                     3: rows gain gemm_note and compile_s, the INT8 yardstick is an engine's own
+                     INT8 MatMul)
     created          ISO-8601 UTC time the run finished
     command          the command line that produced it (string or null)
     config           the BenchConfig: model, targets, precisions, size [H, W], batch, iters (per
@@ -14,10 +16,13 @@ JSON schema ``danet-bench``, ``schema_version`` 2 (one object per run)::
     machine          {cpu: {model, arch, features{flag: bool}, logical_cores, physical_cores,
                      affinity_cores}, memory_gib, gpus[{name, memory, driver}], os, python,
                      libraries{name: version}, load_average{before, after: [1, 5, 15 min]}}
-    gemm             {method, threads, repeats, gflops_peak, gflops_median, runs_gflops_peak[], when}:
-                     this CPU's SGEMM peak, measured before and after the rows, best kept;
-                     int8 (when int8 rows were asked for): {method, threads, repeats, gflops_peak,
-                     gflops_median} of torch._int_mm (GOP/s), the yardstick of INT8 rows
+    gemm             {method, threads, repeats, sizes, dtype, gflops_peak, gflops_median, candidates[],
+                     reason, runs_gflops_peak[], when}: this CPU's FP32 GEMM peak, the best of
+                     torch.mm and ONNX Runtime MatMul over several sizes and runs, measured before
+                     and after the rows, best kept (candidates[]: every GEMM tried, or its error);
+                     int8 (when int8 rows were asked for): the same record for ONNX Runtime's own
+                     INT8 MatMulInteger / QLinearMatMul (GOP/s), the yardstick of INT8 rows;
+                     gflops_peak null and reason set when no INT8 GEMM could run
     flops            {size, batch, conv, linear, pam, cam, attention, total, gflops}: one forward
                      pass of one batch (multiply-add = 2 FLOPs; attention counted analytically)
     scenes           {split, count, size, labels_used}: generated val scenes for accuracy
@@ -29,7 +34,9 @@ JSON schema ``danet-bench``, ``schema_version`` 2 (one object per run)::
         artifact         artifact folder ("reference:<model>" for torch), reused_artifact (bool)
         file_size_mb     model file(s) in MiB (torch: the weights file, null if random init)
         export_s         export seconds (null when reused or torch), load_s (load/compile seconds,
-                         the fastest over rounds)
+                         the fastest over rounds); compile_s: just-in-time compilation on the first
+                         call per input shape (torch-compile), of the first round, excluded from
+                         every latency (it happens in the accuracy pass and warm-up)
         rounds           measurement rounds that completed (each a fresh process)
         p50_ms p90_ms p99_ms mean_ms min_ms max_ms std_ms iters
                          per-call latency of one batch over all timed iterations of all rounds
@@ -50,7 +57,9 @@ JSON schema ``danet-bench``, ``schema_version`` 2 (one object per run)::
         miou_vs_labels   mIoU against the scene labels (null unless the model was trained on them)
         gflops_achieved  flops.total / p50 (FP32-equivalent FLOPs, whatever the precision)
         gemm_peak_gflops the peak it is compared with: gemm.int8.gflops_peak for int8 rows, else
-                         gemm.gflops_peak; gemm_efficiency = gflops_achieved / gemm_peak_gflops
+                         gemm.gflops_peak; gemm_efficiency = gflops_achieved / gemm_peak_gflops,
+                         a fraction <= 1, or null with gemm_note saying why (no yardstick measured,
+                         or the row ran above it: the yardstick read low on that run)
         ratio_vs_torch_fp32  p50_ms / p50_ms of the torch fp32 row of the same run (< 1 = faster)
         engine           the backend's describe(): providers, threads, versions
     summary          {precision: {target, ratio_vs_torch_fp32, argmax_agreement, p50_ms}}: the
@@ -74,7 +83,7 @@ from ..targets import reference_engine
 from .rows import CSV_FIELDS
 
 SCHEMA = "danet-bench"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 #: (header, row key, format) of the table columns, in order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -82,6 +91,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("precision", "precision", "s"),
     ("size MiB", "file_size_mb", ".1f"),
     ("load s", "load_s", ".2f"),
+    ("compile s", "compile_s", ".1f"),
     ("p50 ms", "p50_ms", ".1f"),
     ("p90 ms", "p90_ms", ".1f"),
     ("p99 ms", "p99_ms", ".1f"),
@@ -149,12 +159,20 @@ def header_lines(report: dict[str, Any]) -> list[str]:
         f"compute: {flops['gflops']} GFLOP per batch ({flops['attention'] / 1e9:.2f} GFLOP in PAM+CAM attention); "
         f"measured GEMM peak {report['gemm']['gflops_peak']} GFLOP/s ({report['gemm']['method']}, "
         f"{report['gemm']['threads']} threads)"
-        + (f", INT8 {report['gemm']['int8']['gflops_peak']} GOP/s ({report['gemm']['int8']['method']}; "
-           "the yardstick of INT8 rows)" if (report["gemm"].get("int8") or {}).get("gflops_peak") else ""),
+        + _int8_peak_text(report["gemm"].get("int8")),
         f"accuracy: {report['scenes']['count']} generated val scenes; argmax agreement vs torch fp32"
         + ("; mIoU vs scene labels" if report["scenes"]["labels_used"] else "; no labels (model not trained on scenes)"),
         f"libraries: {libs}",
     ]
+
+
+def _int8_peak_text(int8: dict[str, Any] | None) -> str:
+    """The INT8 yardstick for the header line, or why INT8 rows have no efficiency."""
+    if not int8:
+        return ""
+    if int8.get("gflops_peak"):
+        return f", INT8 {int8['gflops_peak']} GOP/s ({int8['method']}; the yardstick of INT8 rows)"
+    return f", no INT8 yardstick ({int8.get('reason')}): INT8 rows have no % GEMM peak"
 
 
 def summarize_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ class Row:
     file_size_mb: float | None = None
     export_s: float | None = None
     load_s: float | None = None
+    compile_s: float | None = None           # just-in-time compilation (torch.compile), not in any latency
     rounds: int = 0
     iters: int | None = None
     p50_ms: float | None = None
@@ -53,6 +54,7 @@ class Row:
     gflops_achieved: float | None = None
     gemm_peak_gflops: float | None = None
     gemm_efficiency: float | None = None
+    gemm_note: str | None = None             # why gemm_efficiency is null (no yardstick, or above it)
     ratio_vs_torch_fp32: float | None = None
     engine: dict[str, Any] | None = None
     latencies_ms: list[float] = field(default_factory=list)

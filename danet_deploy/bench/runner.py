@@ -121,11 +121,11 @@ def export_target_for(target: str, precision: str) -> str | None:
 def unsupported_reason(target: str, precision: str) -> str | None:
     """Why a combination cannot run here at all (before trying), or ``None``."""
     engine = get_engine(target)
-    if engine.reference:
+    if engine.runs_presets:
         if precision == "fp32":
             return None
-        others = ", ".join(e.name for e in engines() if not e.reference)
-        return f"the {engine.name} reference runs fp32 only; benchmark {precision} with {others}"
+        others = ", ".join(e.name for e in engines() if not e.runs_presets)
+        return f"{engine.name} runs the preset in fp32 only; benchmark {precision} with {others}"
     spec = target_for(target, precision)
     if spec is None:
         return f"no export target writes {precision} for the {engine.name} engine"
@@ -340,7 +340,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     if bar is not None:
         bar.close()
     gemm_runs.append(measure_gemm_peak(cfg.threads))
-    gemm = max(gemm_runs, key=lambda g: g["gflops_peak"]) | {
+    gemm = max(gemm_runs, key=lambda g: g["gflops_peak"] or 0) | {
         "runs_gflops_peak": [g["gflops_peak"] for g in gemm_runs], "when": "before and after the rows; best kept"}
     if "int8" in cfg.precisions:
         gemm["int8"] = measure_gemm_peak(cfg.threads, dtype="int8")
@@ -357,8 +357,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
             if (row.target, row.precision) == reference_combination():
                 reference_masks = run.masks
             row.update(**accuracy(run.masks, reference_masks, labels_arr if labelled else None, config.num_classes))
-        peak = (gemm.get("int8") or {}).get("gflops_peak") if row.precision == "int8" else gemm["gflops_peak"]
-        _add_compute(row, flops.total, peak)
+        _add_compute(row, flops.total, gemm.get("int8") if row.precision == "int8" else gemm)
         log(f"{row.name}: {row.status}" + (f" p50 {row.p50_ms} ms" if row.status == "ok" else f" ({row.reason})"))
     _add_ratios(rows)
     row_dicts = [row.to_dict() for row in rows]
@@ -384,8 +383,9 @@ def _prepare_row(cfg: BenchConfig, run: RowRun, config: Any, log: Callable[[str]
         row.update(status="unsupported", reason=reason)
         return
     run.load_options = {"threads": cfg.threads}
-    if get_engine(row.target).reference:
+    if get_engine(row.target).runs_presets:
         run.model_ref = cfg.model
+        run.load_options["backend"] = row.target  # a preset loads with the reference engine unless told
         if Path(cfg.model).is_file():
             run.load_options["model"] = cfg.arch
         row.update(file_size_mb=_reference_weights_mb(cfg, config), artifact=f"reference:{cfg.model}")
@@ -415,6 +415,9 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
     row.rss_before_load_mb = row.rss_before_load_mb or result.get("rss_before_load_mb")
     row.load_s = result.get("load_s") if row.load_s is None else min(row.load_s, result.get("load_s") or 1e9)
     row.engine = row.engine or result.get("engine")
+    compile_s = (result.get("engine") or {}).get("compile_s")
+    if compile_s is not None and row.compile_s is None:  # torch.compile: first round's compilation,
+        row.compile_s = compile_s                          # kept out of every latency
     if result.get("async_error"):
         row.async_error = result["async_error"]
     if result.get("async_throughput_ips") is not None:
@@ -444,13 +447,15 @@ def _advance(bar: Any) -> None:
         bar.update(1)
 
 
-def _add_compute(row: Row, flops_total: int, peak: float | None) -> None:
-    """Achieved GFLOP/s at p50, and its fraction of the GEMM peak of the row's precision."""
+def _add_compute(row: Row, flops_total: int, peak: dict[str, Any] | None) -> None:
+    """Achieved GFLOP/s at p50, and its fraction of the GEMM peak of the row's precision (or why not)."""
+    from .gemm import efficiency
+
     if row.p50_ms:
         achieved = flops_total / (row.p50_ms / 1000.0) / 1e9
         row.gflops_achieved = round(achieved, 2)
-        row.gemm_peak_gflops = peak
-        row.gemm_efficiency = round(achieved / peak, 4) if peak else None
+        row.gemm_peak_gflops = (peak or {}).get("gflops_peak")
+        row.gemm_efficiency, row.gemm_note = efficiency(achieved, peak, row.precision)
 
 
 def _add_ratios(rows: list[Row]) -> None:

@@ -69,6 +69,7 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         result["latencies_ms"] = [round(t, 4) for t in times]
         result["timing"] = summarize(times, batch)
         result["first_call_included_in_warmup"] = warmup > 0
+        result["engine"] = _jsonable(session.describe())  # again: JIT engines know their compile time now
 
         if backend.device_timers:
             result["stage"] = "device timing"

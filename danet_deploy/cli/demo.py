@@ -20,7 +20,7 @@ from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size
 
 def default_combos() -> list[str]:
     """FP32 and INT8 on every exported engine that runs without a GPU."""
-    cpu = [e.name for e in engines() if not e.reference and not e.needs_gpu]
+    cpu = [e.name for e in engines() if not e.runs_presets and not e.needs_gpu]
     return [f"{e}:{p}" for p in ("fp32", "int8") for e in cpu]
 
 

@@ -11,6 +11,7 @@ from ..model.options import parse_option_pairs
 from ..outputs import EMITS
 from ..targets import CALIB_METHODS, DEFAULT_CALIB_METHOD, PRECISIONS, get_target, target_names, targets
 from ..targets.registry import CALIB_ALIASES, TargetTable
+from .budget_args import add_budget_arguments, budget_fields
 from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size, print_json
 
 #: Flags that are shortcuts for a target's typed options (``--dla-core 0`` = ``--option dla_core=0``).
@@ -59,6 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timing-cache", help="TensorRT timing cache file (read and updated)")
     p.add_argument("--legacy-calibrator", action="store_true",
                    help="TensorRT <= 10: implicit INT8 with the entropy calibrator instead of Q/DQ")
+    add_budget_arguments(p)
     p.add_argument("--output", "-o", help="artifact folder (default artifacts/<model>-<target>-<precision>)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing output that danet-export did not write (never needed for its own artifacts)")
@@ -128,13 +130,14 @@ def main(argv: list[str] | None = None) -> int:
         attention_memory=args.attention_memory, min_size=args.min_size, max_size=args.max_size,
         max_batch=args.max_batch, calib=args.calib_dir or args.calib, calib_count=args.calib_count,
         calib_method=args.calib_method, policy=args.policy, emit=args.emit, options=options, verify=args.verify,
-        force=args.force)
+        force=args.force, **budget_fields(args))
     from ..export import export
 
     path, manifest = export(request)
     summary = {"artifact": str(path), "target": manifest.target, "precision": manifest.precision,
                "backend": manifest.backend, "files": manifest.files, "input": manifest.input,
-               "attention_plan": manifest.export.get("attention_plan"), "calibration": manifest.calibration}
+               "attention_plan": manifest.export.get("attention_plan"), "calibration": manifest.calibration,
+               "accuracy_budget": manifest.extra.get("accuracy_budget")}
     status = EXIT_OK
     if args.verify:
         from ..parity import run_parity

@@ -22,12 +22,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output", help="write the JSON report here")
     p.add_argument("--no-manifest", action="store_true", help="do not record the report in the manifest")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--per-layer", action="store_true",
+                   help="compare every intermediate tensor with the FP32 reference ONNX (re-exported from the "
+                        "manifest, or --reference FILE.onnx): SQNR, cosine, max error, NaN/Inf, FP16 range; worst first")
+    p.add_argument("--plot", help="with --per-layer: write the SQNR-along-depth plot (PNG) here")
     return p
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.per_layer:
+        from .parity_layers import per_layer_main
+
+        return per_layer_main(args)
     if args.output:  # a bad --output fails now, not after the comparison
         from pathlib import Path
 

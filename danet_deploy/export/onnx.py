@@ -54,7 +54,9 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
     traced = model if names == [LOGITS] else _with_outputs(model, names, mask_type)
     started = time.perf_counter()
     try:
-        with warnings.catch_warnings():
+        # no_grad: the trace's forward pass must not keep activations for a backward pass that never
+        # comes (danet_demo at 1024x2048: 5.6 GB peak RSS with autograd, 1.0 GB without; same graph)
+        with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             if exporter == "legacy":
                 torch.onnx.export(traced, (example,), str(path), input_names=[INPUT_NAME], output_names=names,

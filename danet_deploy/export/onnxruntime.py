@@ -79,22 +79,46 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
     if method == "percentile":
         extra_options["CalibPercentile"] = float(options.calib_percentile)
     settings = {"model": sha256_file(prepared), "method": method, "format": fmt["format"],
-                "excluded": excluded, "extra": extra_options}
+                # the budget search quantizes several exclusion sets: its ranges must cover every tensor
+                "excluded": excluded if request.budget is None else "every tensor (budget search)",
+                "extra": extra_options}
     cache = calib.statistics_path("ort-ranges", settings)
     hit = cache is not None and cache.is_file()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
     ctx.log(f"ONNX Runtime INT8: {fmt['format']} ({fmt['reason']}); {method} calibration on {len(calib)} images"
             f"{' (cached ranges)' if hit else ''}; policy {policy.name}: {len(excluded)} node(s) kept in float")
-    output = ctx.scratch / "model_int8.onnx"
-    quantize_qdq(prepared, output, calib.ort_reader(graph_input_name(prepared), batch=ctx.static_batch),
-                 method=method, activation=fmt["activation"], weight=fmt["weight"], per_channel=True,
-                 reduce_range=fmt["reduce_range"], nodes_to_exclude=excluded, extra_options=extra_options, cache=cache)
+    from .calib_memory import describe_plan, plan_calibration_memory
+
+    memory = plan_calibration_memory(prepared, len(calib), tuple(request.input_size), ctx.static_batch, method)
+    if not hit:
+        ctx.log(describe_plan(memory))
+    def quantize(float_nodes: list[str], output: Path) -> None:
+        # the ranges do not depend on which nodes stay float: every search graph reuses the first one's
+        quantize_qdq(prepared, output, calib.ort_reader(graph_input_name(prepared), batch=ctx.static_batch),
+                     method=method, activation=fmt["activation"], weight=fmt["weight"], per_channel=True,
+                     reduce_range=fmt["reduce_range"], nodes_to_exclude=float_nodes, extra_options=extra_options,
+                     cache=cache)
+
+    budget = None
+    if request.budget is not None:
+        from .budget import apply_onnx_budget
+
+        output, budget = apply_onnx_budget(ctx, prepared, quantize, request.policy, excluded, MODEL_FILE)
+    else:
+        output = ctx.scratch / "model_int8.onnx"
+        quantize(excluded, output)
     _finish(output, ctx, "int8", ctx.workdir / MODEL_FILE)
     extra = {"quantization": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                               "per_channel": True, "calib_method": method, **fmt, "extra_options": extra_options,
-                              "ranges_from_cache": hit, "policy": policy.describe(excluded)},
+                              "ranges_from_cache": hit, "policy": policy.describe(excluded),
+                              "calibration_memory": memory},
              "cpu": features}
+    if budget is not None:
+        extra["accuracy_budget"] = budget
+        # what the artifact keeps in float is the budget's choice, not the --policy preset
+        extra["quantization"]["policy"] = {"name": "accuracy budget", "spec": budget["reproduce_policy"],
+                                           "float_nodes": [k["node"] for k in budget["layers_kept_float"]]}
     return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision="int8", input=ctx.input_spec(),
                         extra=extra, calibration=calib.describe())
 

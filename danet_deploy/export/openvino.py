@@ -73,16 +73,35 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
     method = request.calib_method or "minmax"
     kwargs["advanced_parameters"] = _range_estimators(nncf, method)
     ignored = kwargs["ignored_scope"].names if "ignored_scope" in kwargs else []
+    from .calib_memory import describe_plan, plan_calibration_memory
+
+    memory = plan_calibration_memory(ctx.fp32_onnx(), len(calib), tuple(request.input_size), ctx.static_batch,
+                                     method, tool="nncf")
+    ctx.log(describe_plan(memory))
     ctx.log(f"NNCF INT8: {len(calib)} calibration images ({method} ranges), policy {policy.name}, {len(ignored)} node(s) kept in float")
-    try:
-        quantized = nncf.quantize(model, calib.nncf_dataset(batch=ctx.static_batch), subset_size=-(-len(calib) // ctx.static_batch), preset=presets[preset_name],
-                                  fast_bias_correction=True, **kwargs)
-    except Exception as exc:
-        raise ExportError(f"nncf.quantize failed: {summarize_exception(exc)}") from exc
+    budget = None
+    if request.budget is not None:
+        from .budget_openvino import quantize_with_budget
+
+        ac_kwargs = {k: v for k, v in kwargs.items() if k != "advanced_parameters"}
+        quantized, budget = quantize_with_budget(
+            ctx, model, calib.nncf_dataset(batch=ctx.static_batch),
+            {**ac_kwargs, "subset_size": -(-len(calib) // ctx.static_batch), "preset": presets[preset_name],
+             "fast_bias_correction": True, "advanced_quantization_parameters": kwargs["advanced_parameters"]},
+            ignored)
+    else:
+        try:
+            quantized = nncf.quantize(model, calib.nncf_dataset(batch=ctx.static_batch), subset_size=-(-len(calib) // ctx.static_batch), preset=presets[preset_name],
+                                      fast_bias_correction=True, **kwargs)
+        except Exception as exc:
+            raise ExportError(f"nncf.quantize failed: {summarize_exception(exc)}") from exc
     facts = {"tool": "nncf.quantize", "nncf": nncf.__version__, "preset": preset_name,
              "model_type": model_type or None, "calib_method": method, "subset_size": len(calib), "fast_bias_correction": True,
-             "policy": policy.describe(ignored),
+             "policy": policy.describe(ignored), "calibration_memory": memory,
              "statistics_cache": "none: NNCF 3.4 caches statistics only for weight compression, not nncf.quantize"}
+    if budget is not None:
+        facts["tool"] = "nncf.quantize_with_accuracy_control"
+        facts["accuracy_budget"] = budget
     return quantized, calib.describe(), facts
 
 

@@ -32,11 +32,11 @@ def calibration_method(name: str) -> Any:
 
 
 @contextlib.contextmanager
-def _isolated(scratch: Path | None = None) -> Iterator[None]:
+def _isolated(scratch: Path | None = None) -> Iterator[str]:
     """A throw-away working directory with stdout sent to stderr (ORT's tools write to both)."""
     with tempfile.TemporaryDirectory(prefix="ort-", dir=scratch) as tmp, working_directory(tmp), \
             contextlib.redirect_stdout(sys.stderr):
-        yield
+        yield tmp
 
 
 def pre_process(src: Path, dst: Path, skip_symbolic_shape: bool = False) -> None:
@@ -53,14 +53,25 @@ def pre_process(src: Path, dst: Path, skip_symbolic_shape: bool = False) -> None
 def quantize_qdq(src: Path, dst: Path, reader: Any, *, method: str, activation: str, weight: str,
                  per_channel: bool = True, reduce_range: bool = False, nodes_to_exclude: Sequence[str] = (),
                  extra_options: dict[str, Any] | None = None, cache: Path | None = None,
-                 scratch: Path | None = None) -> None:
+                 scratch: Path | None = None, bounded_memory: bool = True) -> None:
     """``quantize_static`` in QDQ format; ``activation``/``weight`` are ``QuantType`` names (``QInt8`` ...).
 
     ``cache`` (optional) is ORT's calibration-range cache file: read when present, written otherwise.
+    ``bounded_memory`` (min/max only): ranges from :func:`~.calib_memory.collect_minmax_ranges`
+    (about one inference of memory, identical ranges) instead of ORT's all-activations-alive run.
     """
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
-    with _isolated(scratch):
+    with _isolated(scratch) as tmp:
+        if bounded_memory and method in ("minmax", "max") and (cache is None or not cache.is_file()):
+            from .calib_memory import collect_minmax_ranges
+
+            cache = cache or Path(tmp) / "ranges.json"
+            try:
+                collect_minmax_ranges(Path(src), reader, cache, Path(tmp),
+                                      symmetric=bool((extra_options or {}).get("CalibTensorRangeSymmetric", False)))
+            except Exception as exc:
+                raise ExportError(f"onnxruntime min/max calibration failed: {summarize_exception(exc)}") from exc
         try:
             quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
                             reduce_range=reduce_range, activation_type=getattr(QuantType, activation),

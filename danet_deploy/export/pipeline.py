@@ -54,7 +54,13 @@ class ExportRequest:
     options: dict[str, Any] = field(default_factory=dict)  # --option KEY=VALUE, checked against the target
     verify: bool = False
     force: bool = False                      # replace an existing folder that is not an artifact
+    max_accuracy_drop: float | None = None   # INT8 accuracy budget, points (see export.budget)
+    accuracy_metric: str | None = None       # miou | agreement (default: miou when the val set has labels)
+    val: str | None = None                   # validation source, apart from calibration (default: generated val)
+    val_count: int = 8
+    budget_evaluations: int = 8              # quantize-and-score rounds the budget search may spend
     target_options: TargetOptions = field(init=False, repr=False)
+    budget: Any = field(init=False, repr=False)  # AccuracyBudget | None, checked with the rest
 
     def __post_init__(self) -> None:
         """Check target, precision, options and calibration method against the registry (no model yet)."""
@@ -83,6 +89,10 @@ class ExportRequest:
 
         self.model_options = coerce_model_options(self.model_options)
 
+        from .budget import budget_from_request
+
+        self.budget = budget_from_request(self)
+
     @property
     def planning_size(self) -> tuple[int, int]:
         """The largest input the artifact must serve (the attention plan is sized for it)."""
@@ -98,8 +108,9 @@ class ExportRequest:
         return get_target(self.target)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k != "target_options"}
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k not in ("target_options", "budget")}
         data["options"] = self.target_options.to_dict()
+        data["accuracy_budget"] = self.budget.to_dict() if self.budget is not None else None
         for key in ("input_size", "min_size", "max_size"):
             if data.get(key) is not None:
                 data[key] = list(data[key])

@@ -63,6 +63,29 @@ def build_from_bundle(source: str | Path, output: str | Path | None, options: An
                                     legacy_calibrator=options.legacy_calibrator, **kwargs)
 
 
+def _prepare_int8(ctx: ExportContext, src: Path, dst: Path, tensors: np.ndarray, float_nodes: list[str]) -> dict[str, Any]:
+    """The Q/DQ INT8 ONNX: the policy's float nodes, or the accuracy budget's search on top of them."""
+    r = ctx.request
+
+    facts: dict[str, Any] = {}
+
+    def quantize(nodes: list[str], out: Path) -> None:
+        facts.update(prepare_int8(src, out, tensors, nodes, method=r.calib_method or "minmax",
+                                  quantizer=ctx.options.quantizer, scratch=ctx.scratch, log=ctx.log))
+
+    if r.budget is None:
+        quantize(float_nodes, dst)
+        return facts
+    from .budget import apply_onnx_budget
+
+    chosen, budget = apply_onnx_budget(ctx, src, quantize, r.policy, float_nodes, MODEL_FILE)
+    shutil.copyfile(chosen, dst)
+    # the bundle's float nodes are the budget's choice, not the --policy preset's (overrides info["policy"])
+    policy = {"name": "accuracy budget", "spec": budget["reproduce_policy"],
+              "float_nodes": [k["node"] for k in budget["layers_kept_float"]]}
+    return {**facts, "accuracy_budget": budget, "policy": policy}
+
+
 def build(ctx: ExportContext) -> TargetResult:
     from .policy import PrecisionPolicy
 
@@ -101,8 +124,7 @@ def build(ctx: ExportContext) -> TargetResult:
         tensors = np.ascontiguousarray(calib.tensors, dtype=np.float32)
         if legacy:  # TensorRT reads whole batches of the profile's opt shape: refuse before the slow work
             calibration_batches(tensors, profile["opt"])
-        facts = prepare_int8(src, dst, tensors, float_nodes, method=r.calib_method or "minmax",
-                             quantizer=options.quantizer, scratch=ctx.scratch, log=ctx.log)
+        facts = _prepare_int8(ctx, src, dst, tensors, float_nodes)
         calibration, calib_hash = calib.describe(), calib.hash
         if legacy:  # TensorRT <= 10 implicit calibration needs the FP32 graph and the tensors on the device
             shutil.copyfile(src, ctx.workdir / LEGACY_ONNX)

@@ -182,6 +182,11 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
     use_modelopt = quantizer in ("auto", "modelopt") and modelopt_version() is not None
     if quantizer == "modelopt" and not use_modelopt:
         raise ConfigError("quantizer=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon")
+    from .calib_memory import describe_plan, plan_calibration_memory
+
+    memory = plan_calibration_memory(Path(src), len(calibration), tuple(calibration.shape[2:]), 1, method,
+                                     tool="modelopt" if use_modelopt else "onnxruntime")
+    log(describe_plan(memory))
     if use_modelopt:
         if method not in _MODELOPT_METHODS:
             raise ConfigError(f"ModelOpt INT8 calibrates with 'entropy' or 'max', not {method!r}; pass "
@@ -208,8 +213,9 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
         if not Path(dst).is_file():
             raise ExportError("ModelOpt INT8 quantization wrote no model; retry with --option quantizer=onnxruntime")
         return {"quantizer": f"modelopt.onnx.quantization {modelopt_version()}", "method": _MODELOPT_METHODS[method],
-                "high_precision_dtype": "fp32"}
-    return _prepare_int8_ort(src, dst, calibration, float_nodes, method, input_name, scratch, log)
+                "high_precision_dtype": "fp32", "calibration_memory": memory}
+    return {**_prepare_int8_ort(src, dst, calibration, float_nodes, method, input_name, scratch, log),
+            "calibration_memory": memory}
 
 
 def _prepare_int8_ort(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Sequence[str], method: str,

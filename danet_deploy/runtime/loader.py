@@ -48,8 +48,10 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
                                 "export one with danet-export")
         reference = reference_engine().name
         name = backend or reference
-        if name != reference:
-            raise ConfigError(f"{path!r} is a reference preset: only the {reference} backend runs it; export it first")
+        direct = [e.name for e in engines() if e.runs_presets]
+        if name not in direct:
+            raise ConfigError(f"{path!r} is a reference preset: only the {', '.join(direct)} backends run it; "
+                              "export it first")
         manifest = None
         model_file = None
         preset = str(path)

@@ -55,7 +55,10 @@ class TensorRTOptions(TargetOptions):
 
 register_engine(Engine("torch", "PyTorch eager", "danet_deploy.runtime.backends.torch:TorchBackend",
                        suffixes=(".pt", ".pth", ".safetensors"), requires=(Requirement("torch", "torch==2.13.0"),),
-                       reference=True, color="#333333"))
+                       reference=True, runs_presets=True, color="#333333"))
+register_engine(Engine("torch-compile", "PyTorch torch.compile (Inductor)",
+                       "danet_deploy.runtime.backends.torch_compile:TorchCompileBackend",
+                       requires=(Requirement("torch", "torch==2.13.0"),), runs_presets=True, color="#8c564b"))
 register_engine(Engine("onnxruntime", "ONNX Runtime", "danet_deploy.runtime.backends.onnxruntime:OnnxRuntimeBackend",
                        suffixes=(".onnx",), requires=(ONNXRUNTIME,), extra="onnx", color="#1f77b4"))
 register_engine(Engine("openvino", "OpenVINO", "danet_deploy.runtime.backends.openvino:OpenVINOBackend",

@@ -142,7 +142,10 @@ class Engine:
     Attributes:
         implementation: ``"module:Class"`` of its :class:`~danet_deploy.runtime.backends.base.Backend`.
         suffixes: bare model files it opens without a manifest.
-        reference: runs presets and checkpoints directly (the FP32 yardstick of parity and bench).
+        reference: THE reference: runs presets and checkpoints directly and is the FP32 yardstick
+            of parity and bench (exactly one engine).
+        runs_presets: runs presets and checkpoints directly, without an exported artifact (the
+            reference does; so does a peer such as ``torch-compile``, which is not the yardstick).
         needs_gpu: cannot run without an NVIDIA GPU (the bench reports it as unsupported).
     """
 
@@ -153,6 +156,7 @@ class Engine:
     requires: tuple[Requirement, ...] = ()
     extra: str = ""
     reference: bool = False
+    runs_presets: bool = False
     needs_gpu: bool = False
     color: str = "#7f7f7f"
 

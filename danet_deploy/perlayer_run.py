@@ -1,0 +1,99 @@
+"""``danet-parity ARTIFACT --per-layer``: an artifact's layers against its re-exported FP32 reference.
+
+The comparison itself (:mod:`danet_deploy.perlayer`) sits below ``export`` (the accuracy budget
+ranks layers with it); this module sits above: it reads the artifact folder, re-exports the FP32
+reference ONNX through the export pipeline from the manifest, and feeds both the runtime's own
+preprocessing of the chosen images.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .errors import ArtifactError, ConfigError
+from .perlayer import PerLayerReport, compare_layers
+
+
+def artifact_onnx(folder: Path, manifest: Any) -> Path:
+    """The ONNX graph of an artifact: the primary file, or a TensorRT bundle's prepared ONNX."""
+    if manifest.primary.endswith((".onnx", ".xml")):  # an OpenVINO IR is compared by its tensor names
+        return folder / manifest.primary
+    bundle = (manifest.extra or {}).get("bundle") or {}
+    if bundle.get("onnx") and (folder / bundle["onnx"]).is_file():
+        return folder / bundle["onnx"]
+    raise ConfigError(f"--per-layer compares ONNX graphs or OpenVINO IRs; {folder} is a {manifest.target} artifact "
+                      f"({manifest.primary}) without one. It works for ONNX Runtime and OpenVINO artifacts and "
+                      "TensorRT bundles")
+
+
+def reference_onnx(manifest: Any, size: tuple[int, int], batch: int, directory: Path,
+                   log: Callable[[str], None] | None = None) -> Path:
+    """Re-export the FP32 ONNX the artifact was made from (its manifest's model, checkpoint and settings)."""
+    from .export.pipeline import ExportRequest, export
+
+    exp = manifest.export or {}
+    ckpt = (manifest.checkpoint or {}).get("path")
+    if ckpt and not Path(ckpt).is_file():
+        raise ArtifactError(f"the artifact was exported from checkpoint {ckpt}, which is gone; the FP32 reference "
+                            "needs it (put it back at that path)")
+    request = ExportRequest(model=ckpt or manifest.model["name"], arch=manifest.model["name"] if ckpt else None,
+                            num_classes=manifest.num_classes, target="onnx", precision="fp32",
+                            output=directory / "reference-fp32", input_size=tuple(size), batch=batch,
+                            opset=int(exp.get("opset", 17)), exporter=str(exp.get("exporter", "legacy")),
+                            attention_chunks=manifest.model.get("attention_chunks") or None)
+    path, _ = export(request, log=log or (lambda _m: None))
+    return path / "model.onnx"
+
+
+def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Path | None = None,
+                  generated: int | None = None, size: tuple[int, int] | None = None, threads: int | None = None,
+                  reference: str | Path | None = None, log: Callable[[str], None] | None = None) -> PerLayerReport:
+    """Per-layer report of an artifact folder against the FP32 reference ONNX.
+
+    ``reference``: an FP32 ONNX to compare with (default: re-exported from the manifest).
+    Inputs default to 4 generated validation scenes at the artifact's static size (or ``size``).
+    """
+    import onnx
+
+    from .manifest import read_manifest
+    from .runtime.preprocess import preprocess
+
+    folder = Path(artifact)
+    if not folder.is_dir():
+        raise ConfigError(f"--per-layer needs an artifact folder with a manifest, got {artifact}")
+    manifest = read_manifest(folder, verify=True)
+    graph_path = artifact_onnx(folder, manifest)
+    shape = manifest.input.get("shape") or []
+    static = len(shape) == 4 and all(isinstance(d, int) for d in shape[2:])
+    hw = tuple(shape[2:]) if static else (size or tuple(manifest.export.get("input_size", (512, 512))))
+    batch = shape[0] if static and isinstance(shape[0], int) else 1
+    if isinstance(images, (str, Path)):
+        from .data.images import read_image_folder
+
+        images = read_image_folder(images)
+    if images is None:
+        from .parity import generated_inputs
+
+        images, _ = generated_inputs(int(generated or 4), hw)
+    if not images:
+        raise ConfigError("no images to compare on")
+    tensors = []
+    for image in images:
+        tensor = preprocess([image], manifest.preprocessing, hw)
+        tensors.append(np.repeat(tensor, batch, axis=0) if batch > 1 else tensor)
+    with tempfile.TemporaryDirectory(prefix="danet-perlayer-") as tmp:
+        if reference is None:
+            if log:
+                log("re-exporting the FP32 reference ONNX from the manifest")
+            ref_path = reference_onnx(manifest, hw, batch, Path(tmp), log)
+        else:
+            ref_path = Path(reference)
+        ref_model = onnx.load(str(ref_path))
+        art_model = graph_path if graph_path.suffix == ".xml" else onnx.load(str(graph_path))
+        layers = compare_layers(ref_model, art_model, tensors, threads, progress=log)
+    return PerLayerReport(artifact=str(artifact), precision=manifest.precision, images=len(tensors), size=list(hw),
+                          layers=layers, reference_onnx=None if reference is None else str(reference))
