@@ -421,14 +421,15 @@ def _db(value: float | None) -> str:
     return "n/a" if value is None else ("inf dB" if math.isinf(value) else f"{value:.1f} dB")
 
 
-def write_side_folder(final: Path, files: dict[str, Path], report: dict[str, Any], overwrite: bool) -> Path:
+def write_side_folder(final: Path, files: dict[str, Path], report: dict[str, Any]) -> Path:
     """The best graph of an unmet budget, beside (never as) the artifact: ``<artifact>.budget-unmet``."""
     import shutil
 
     from ..manifest import atomic_artifact_dir
 
     side = final.parent / f"{final.name}{SIDE_SUFFIX}"
-    with atomic_artifact_dir(side, overwrite=overwrite) as work:
+    # the side folder's name is danet-export's own (<artifact>.budget-unmet): a previous one is replaced
+    with atomic_artifact_dir(side, force=True) as work:
         for name, src in files.items():
             shutil.copyfile(src, work / name)
         (work / "budget.json").write_text(json.dumps(report, indent=1, default=str) + "\n")
@@ -472,7 +473,7 @@ def apply_onnx_budget(ctx: Any, reference: Path, quantize: Callable[[list[str], 
         alternative=(lambda: build(list(policy_nodes), "policy")) if policy_nodes else None)
     entry = record(budget, validation, result, policy, policy_nodes, BUDGET_METHODS[request.target])
     if not result.met:
-        side = write_side_folder(request.artifact_dir(), {model_file: result.chosen.path}, entry, request.force)
+        side = write_side_folder(request.artifact_dir(), {model_file: result.chosen.path}, entry)
         raise unmet_error(entry, side)
     ctx.log(f"accuracy budget met: drop {result.chosen.drop} with {result.chosen.k} extra layer(s) in float, "
             f"{result.chosen.latency_ms} ms")

@@ -100,7 +100,7 @@ def quantize_with_budget(ctx: Any, model: Any, calibration: Any, kwargs: dict[st
         tmp.mkdir(exist_ok=True)
         ov.save_model(quantized, str(tmp / "model.xml"), compress_to_fp16=False)
         side = write_side_folder(request.artifact_dir(), {"model.xml": tmp / "model.xml", "model.bin": tmp / "model.bin"},
-                                 entry, request.force)
+                                 entry)
         raise unmet_error(entry, side)
     ctx.log(f"accuracy budget met: drop {score['drop']} with {len(floated)} layer(s) reverted to float by NNCF")
     return quantized, entry
