@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ArtifactError, ConfigError
+from .files import writable_ancestor
 
 MANIFEST_NAME = "manifest.json"
 SCRATCH_PREFIX = "danet-export-"
@@ -78,17 +79,12 @@ def check_output_dir(final: str | Path, force: bool = False) -> Path:
 
 def _probe_writable(parent: Path) -> None:
     """The nearest existing ancestor of ``parent`` must accept a new folder."""
-    probe = parent
-    while not probe.exists():
-        if probe.parent == probe:
-            break
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ArtifactError(f"cannot create {parent}: {probe} is a file, not a folder; choose another --output")
     try:
-        Path(tempfile.mkdtemp(prefix=".danet-probe-", dir=probe)).rmdir()
+        writable_ancestor(parent)
+    except NotADirectoryError as exc:
+        raise ArtifactError(f"cannot create {parent}: {exc} is a file, not a folder; choose another --output") from None
     except OSError as exc:
-        raise ArtifactError(f"cannot write into {probe} ({exc.strerror or exc}: read-only or no permission); "
+        raise ArtifactError(f"cannot write into {parent} ({exc.strerror or exc}: read-only or no permission); "
                             "choose an output folder you can write to") from exc
 
 

@@ -62,3 +62,16 @@ def working_directory(path: str | Path) -> Iterator[Path]:
         yield Path(path)
     finally:
         os.chdir(old)
+
+
+def writable_ancestor(path: str | Path) -> Path:
+    """The nearest existing folder at or above ``path``, checked to accept a new entry (creating nothing
+    that stays). Raises :class:`NotADirectoryError` when that ancestor is a file and :class:`OSError` when
+    it is read-only; callers turn both into their own typed, user-facing errors."""
+    probe = Path(path)
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise NotADirectoryError(str(probe))
+    Path(tempfile.mkdtemp(prefix=".danet-probe-", dir=probe)).rmdir()
+    return probe

@@ -16,19 +16,16 @@ from typing import Sequence
 import numpy as np
 
 from .errors import ConfigError
-from .files import atomic_output
+from .files import atomic_output, writable_ancestor
 
 
 def check_output_folder(path: str | Path, option: str = "--output") -> Path:
     """Check, creating nothing, that folder ``path`` exists or could be created, and accepts files."""
     path = Path(path)
-    probe = path
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise ConfigError(f"{option} {path}: {probe} is a file; pass a folder")
     try:
-        Path(tempfile.mkdtemp(prefix=".danet-probe-", dir=probe)).rmdir()
+        writable_ancestor(path)
+    except NotADirectoryError as exc:
+        raise ConfigError(f"{option} {path}: {exc} is a file; pass a folder") from None
     except OSError as exc:
         raise ConfigError(f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
                           "choose a folder you can write to") from exc

@@ -96,11 +96,7 @@ def read_image(path: str | Path, max_pixels: int | None = MAX_PIXELS,
         reduce_to: ``(H, W)`` the caller will resize to anyway: a JPEG above the limit is decoded
             at the smallest DCT scale not below it.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; pass image files (e.g. {path}/*.png)")
-    if not path.is_file():
-        raise InputError(f"image {str(path)!r} does not exist")
+    path = _image_path(path)
     from PIL import UnidentifiedImageError
 
     try:
@@ -110,8 +106,18 @@ def read_image(path: str | Path, max_pixels: int | None = MAX_PIXELS,
     except UnidentifiedImageError:
         reason = "not an image Pillow can identify"
     except (OSError, SyntaxError, ValueError) as exc:
-        reason = f"corrupt or truncated: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        reason = f"corrupt or truncated: {summarize_exception(exc)}"
     raise InputError(f"cannot read image {path} ({reason}); is it a valid jpg/png/bmp?")
+
+
+def _image_path(path: str | Path) -> Path:
+    """``path`` as a Path, refused unless it is an existing file (a folder gets its own message)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{path} is a folder; pass image files (e.g. {path}/*.png)")
+    if not path.is_file():
+        raise InputError(f"image {str(path)!r} does not exist")
+    return path
 
 
 def check_image_file(path: str | Path, max_pixels: int | None = MAX_PIXELS,
@@ -120,11 +126,7 @@ def check_image_file(path: str | Path, max_pixels: int | None = MAX_PIXELS,
     header alone: lets a command refuse a bad input before it writes anything."""
     from PIL import UnidentifiedImageError
 
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{path} is a folder; pass image files (e.g. {path}/*.png)")
-    if not path.is_file():
-        raise InputError(f"image {str(path)!r} does not exist")
+    path = _image_path(path)
     try:
         with _open(path) as img:
             _check_pixels(img, path, max_pixels, reduce_to)
