@@ -27,5 +27,9 @@ def test_demo_export_run_parity_benchmark(tmp_path):
         assert (out / name).stat().st_size > 0
     from PIL import Image
 
-    assert np.asarray(Image.open(out / "overlay.png")).shape == (512, 512, 3)
+    overlay = np.asarray(Image.open(out / "overlay.png"))
+    # the 512x512 overlay with the class legend (white strip, coloured swatches) underneath
+    assert overlay.shape[1:] == (512, 3) and 512 < overlay.shape[0] < 512 + 100
+    legend = overlay[512:]
+    assert (legend == 255).all(axis=-1).mean() > 0.5 and len(np.unique(legend.reshape(-1, 3), axis=0)) > 8
     assert "p50" in result.stdout and "PASS" in result.stdout
