@@ -356,7 +356,7 @@ def write_triton_repository(artifact: str | Path, output: str | Path, options: T
         raise ArtifactError(f"{repo} is a file; pass a folder for the model repository")
     final = repo / plan.name
     if final.exists() and not force:
-        raise ArtifactError(f"{final} already exists; pass force=True (--option force=true) to replace it, or "
+        raise ArtifactError(f"{final} already exists; pass --force (force=True in Python) to replace it, or "
                             "choose another name=")
     for name in manifest.files:
         _inside(source, name)
