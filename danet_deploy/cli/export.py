@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-classes", type=int, help="class count of a checkpoint (default: the preset's)")
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture override, e.g. deep_stem=false, stem_width=32, multi_grid=1,2,4, align_corners=false")
-    p.add_argument("--target", default=names[0], choices=names)
+    p.add_argument("--target", choices=names, help=f"export target (default: {names[0]})")
     p.add_argument("--precision", default="fp32", choices=PRECISIONS)
     p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW")
     p.add_argument("--batch", type=int, default=1)
@@ -87,13 +87,13 @@ def _list_options(only: str | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    explicit_target = argv is not None and "--target" in argv or argv is None and "--target" in sys.argv
     if args.list_targets:
         print(TargetTable.current().text())
         return EXIT_OK
     if args.list_options:
-        _list_options(args.target if explicit_target else None)
+        _list_options(args.target)  # None: every target
         return EXIT_OK
+    args.target = args.target or target_names()[0]
     if args.list_models:
         from ..model import get_config, list_models
 

@@ -208,9 +208,8 @@ class _Plan:
             raise ConfigError(f"frame {item.index}: expected a uint8 HxWx3 RGB array, got "
                               f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
         tensor = preprocess([image], self.session.preprocessing, self.size or image.shape[:2])
-        if self.batch > 1:
-            tensor = np.repeat(tensor, self.batch, axis=0)
-        item.tensor = self.session.check_tensor(tensor)
+        # the engine stage calls the session, which checks the tensor once (shape, dtype, NaN)
+        item.tensor = np.repeat(tensor, self.batch, axis=0) if self.batch > 1 else tensor
         item.pre_ms = (time.perf_counter() - start) * 1000.0
 
     def engine(self, item: _Item) -> None:

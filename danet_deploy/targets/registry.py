@@ -223,11 +223,15 @@ def target_names() -> list[str]:
     return [t.name for t in targets()]
 
 
-def get_target(name: str) -> Target:
+def _lookup(table: dict[str, Any], name: str, kind: str) -> Any:
     _builtin()
-    if name not in _TARGETS:
-        raise ConfigError(f"unknown target {name!r}{suggest(name, _TARGETS)}; choose one of {', '.join(_TARGETS)}")
-    return _TARGETS[name]
+    if name not in table:
+        raise ConfigError(f"unknown {kind} {name!r}{suggest(name, table)}; choose one of {', '.join(table)}")
+    return table[name]
+
+
+def get_target(name: str) -> Target:
+    return _lookup(_TARGETS, name, "target")
 
 
 def engines() -> list[Engine]:
@@ -240,10 +244,7 @@ def engine_names() -> list[str]:
 
 
 def get_engine(name: str) -> Engine:
-    _builtin()
-    if name not in _ENGINES:
-        raise ConfigError(f"unknown backend {name!r}{suggest(name, _ENGINES)}; choose one of {', '.join(_ENGINES)}")
-    return _ENGINES[name]
+    return _lookup(_ENGINES, name, "backend")
 
 
 def reference_engine() -> Engine:
