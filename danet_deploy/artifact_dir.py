@@ -14,8 +14,10 @@ The new artifact is written to ``.NAME.tmp-PID-*`` beside the final name and swa
 either the whole old or the whole new artifact. Elsewhere the swap is two renames through
 ``.NAME.old-PID``; a kill between them is repaired on the next export to that name
 (:func:`recover_stale`), which also removes the ``.NAME.tmp-PID-*`` and ``danet-export-PID-*``
-scratch folders that a killed export (SIGKILL) left behind. SIGTERM unwinds normally
-(:func:`terminate_as_exit`), so its scratch is removed at once.
+scratch folders that a killed export (SIGKILL) left behind. On SIGTERM the handler of
+:func:`terminate_as_exit` removes this process's live scratch folders itself and exits 143; it
+does not raise, because an exception raised while a C extension is calling back into Python
+(an import inside nanobind, a torch hook) aborts the process instead of unwinding it.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import os
 import re
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -40,6 +43,31 @@ SCRATCH_PREFIX = "danet-export-"
 _LEGACY_STALE_S = 3600  # tmp folders of older versions carry no PID: stale after an hour untouched
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
+_LIVE_SCRATCH: set[Path] = set()  # folders this process removes if SIGTERM arrives
+
+
+@contextlib.contextmanager
+def _removed_on_terminate(path: Path) -> Iterator[Path]:
+    """Register ``path`` for removal by the SIGTERM handler while the block runs."""
+    _LIVE_SCRATCH.add(path)
+    try:
+        yield path
+    finally:
+        _LIVE_SCRATCH.discard(path)
+
+
+@contextlib.contextmanager
+def _terminate_deferred() -> Iterator[None]:
+    """Hold SIGTERM back while an artifact is swapped in, so the swap is never cut in half."""
+    try:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except (AttributeError, ValueError, OSError):
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def is_artifact(path: Path) -> bool:
@@ -154,8 +182,9 @@ def clean_stale_scratch(root: str | Path | None = None) -> list[str]:
 @contextlib.contextmanager
 def scratch_dir() -> Iterator[Path]:
     """A private scratch folder named with this process's PID (so a later run can tell it is stale)."""
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp:
-        yield Path(tmp)
+    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp, \
+            _removed_on_terminate(Path(tmp)) as path:
+        yield path
 
 
 def _exchange(a: Path, b: Path) -> bool:
@@ -209,8 +238,10 @@ def artifact_dir(final: str | Path, force: bool = False,
                             "to") from exc
     os.chmod(tmp, 0o755)  # mkdtemp creates 0700
     try:
-        yield tmp
-        swap_into_place(tmp, final)
+        with _removed_on_terminate(tmp):
+            yield tmp
+        with _terminate_deferred():
+            swap_into_place(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -218,11 +249,21 @@ def artifact_dir(final: str | Path, force: bool = False,
 
 @contextlib.contextmanager
 def terminate_as_exit() -> Iterator[None]:
-    """Within the block, SIGTERM raises ``SystemExit(143)`` so ``finally`` blocks remove scratch
-    folders and half-written artifacts (the default action would kill the process on the spot)."""
+    """Within the block, SIGTERM removes this process's scratch folders and half-written artifacts,
+    then exits ``143`` (the default action would kill the process on the spot and leave them).
+
+    The handler exits with ``os._exit`` rather than raising ``SystemExit``: Python runs signal
+    handlers between bytecodes, which may be inside a C extension's callback (a nanobind module
+    import, a torch hook), and an exception escaping there aborts the process (SIGABRT)."""
 
     def handler(signum: int, frame: object) -> None:
-        raise SystemExit(128 + signum)
+        for path in list(_LIVE_SCRATCH):
+            shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(Exception):
+            sys.stderr.write(f"interrupted by signal {signum}: scratch folders removed, no artifact written\n")
+            sys.stderr.flush()
+            sys.stdout.flush()
+        os._exit(128 + signum)
 
     try:
         previous = signal.signal(signal.SIGTERM, handler)

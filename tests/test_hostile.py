@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import json
 import os
+import signal
 import shutil
 import subprocess
 import sys
@@ -322,7 +323,29 @@ def test_4_sigterm_leaves_nothing_behind(tmp_path):
     if proc.returncode == 0:
         pytest.skip("the export finished before SIGTERM arrived")
     assert proc.returncode == 143, err.decode()[-2000:]
-    assert os.listdir(out) == [] and os.listdir(scratch_root) == []
+    assert os.listdir(out) == [] and not list(scratch_root.glob("danet-export-*"))
+
+
+@pytest.mark.parametrize("delay_s", [0.5, 1.5, 3.0])
+def test_4_sigterm_at_any_moment_exits_143_and_leaves_nothing(tmp_path, delay_s):
+    """SIGTERM during imports (inside C-extension module init), tracing or writing: never SIGABRT."""
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch_root), "PYTHONPATH": os.pathsep.join(sys.path)}
+    out = tmp_path / "out"
+    out.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "danet_deploy.cli.export", "--model", MODEL, "--input-size",
+                             "64x64", "-o", str(out / "art")], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE)
+    time.sleep(delay_s)
+    proc.terminate()
+    _, err = proc.communicate(timeout=60)
+    if b"wrote" in err:  # finished first: the artifact is whole, the signal found no work to undo
+        assert proc.returncode in (0, -signal.SIGTERM) and os.listdir(out) == ["art"]
+        assert (out / "art" / "manifest.json").is_file() and not list(scratch_root.glob("danet-export-*"))
+        return
+    assert proc.returncode == 143, err.decode()[-2000:]
+    assert os.listdir(out) == [] and not list(scratch_root.glob("danet-export-*"))
 
 
 # -- 5. concurrent calls on one Session: distinct inputs, results equal to single-threaded ----------
