@@ -223,3 +223,19 @@ def test_artifact_path_never_leaves_the_folder(playground, name):
     except ManifestError:
         return
     assert path.resolve().is_relative_to(folder.resolve()) and path.resolve() != folder.resolve()
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.uint8, hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=9).map(
+           lambda s: (s[0], s[1], s[2], 3))),
+       st.tuples(*[st.floats(-2, 2, allow_nan=False, width=32)] * 3),
+       st.tuples(*[st.floats(0.0625, 4, allow_nan=False, width=32)] * 3))
+def test_lookup_normalize_is_bit_identical_to_the_arithmetic(batch, mean, std):
+    """The table-driven normalise must give exactly ``(x / 255 - mean) / std`` in float32, NCHW."""
+    from danet_deploy.runtime.preprocess import normalize
+
+    reference = (batch.astype(np.float32) / 255.0 - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    reference = reference.transpose(0, 3, 1, 2)
+    got = normalize(list(batch), mean, std)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, reference)
