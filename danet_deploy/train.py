@@ -5,9 +5,17 @@ minutes. Everything that decides the result is seeded (init, data order, augment
 data comes from :mod:`danet_deploy.data.scenes`, and the run writes its own measured numbers
 (val mIoU, steps, time, command) next to the weights instead of relying on hand-copied ones.
 
-The objective is the official DANet one: cross-entropy on the fused, PAM and CAM outputs,
-summed. Training runs on random crops of scenes generated at random sizes (scale jitter), so a
-model trained on small crops still sees the geometry it meets at the 512x512 deploy size.
+The objective is the official DANet one (cross-entropy on the fused, PAM and CAM outputs,
+summed), class-balanced and hard-mined (:mod:`danet_deploy.train_loss`). Each step draws one
+crop shape (square and wide: cameras are rarely square), renders its scenes at a random height
+and aspect ratio (scale and aspect jitter), half of them with extra pedestrians and poles, and
+takes two crops from each scene. Evaluation covers several deploy sizes (512x512, 512x1024,
+384x640), because a model tuned at one size need not carry to another.
+
+Speed: where the CPU has native bfloat16 (AMX or AVX512-BF16), ``amp="auto"`` runs the forward
+pass under bfloat16 autocast (2.3x faster per step on a 2-core Xeon with AMX); elsewhere it
+stays float32, where bfloat16 would be emulated and slower. The report records which ran.
+Scenes are generated one step ahead in a worker process, overlapping the optimizer step.
 """
 
 from __future__ import annotations
@@ -17,7 +25,7 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -32,47 +40,101 @@ from .runtime.preprocess import normalize
 PRESET = "danet_demo"
 
 
+Shape = tuple[int, int]
+
+
+def parse_shapes(text: str) -> tuple[Shape, ...]:
+    """``"256x256,192x384"`` -> ``((256, 256), (192, 384))`` (height x width)."""
+    shapes = []
+    for item in text.split(","):
+        try:
+            h, w = (int(v) for v in item.lower().strip().split("x"))
+        except ValueError:
+            raise ConfigError(f"crop shape {item!r} is not HxW (e.g. 256x256,192x384)") from None
+        shapes.append((h, w))
+    return tuple(shapes)
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a training run; recorded verbatim in the report."""
 
-    steps: int = 2400
-    batch_size: int = 4
-    crop: int = 256
-    scene_min: int = 256  # scenes are generated at a random size in [scene_min, scene_max] ...
-    scene_max: int = 512  # ... and randomly cropped to ``crop`` (scale jitter)
+    steps: int = 4000
+    batch_size: int = 8
+    crops: tuple[Shape, ...] = ((256, 256), (192, 352), (224, 320))  # one shape per step, drawn at random
+    crops_per_scene: int = 2  # crops taken from each generated scene (halves scene generation)
+    scene_min: int = 256  # scenes are rendered at a random height in [scene_min, scene_max] ...
+    scene_max: int = 576
+    aspect_min: float = 1.0  # ... and a random width / height in [aspect_min, aspect_max]
+    aspect_max: float = 2.2
+    crowd: float = 0.5  # share of scenes with extra pedestrians and poles
+    class_balance: float = 0.5  # power of median-frequency class weights (0 = unweighted)
+    ohem_keep: float = 0.3  # share of pixels, hardest first, that the loss keeps (1 = all)
     lr: float = 2e-3
     weight_decay: float = 1e-4
-    warmup: int = 50
+    warmup: int = 100
     poly_power: float = 0.9
     seed: int = 0
     threads: int = 2
+    amp: str = "auto"  # auto | bf16 | off
+    prefetch: bool = True  # generate the next batch in a worker process
     eval_count: int = 50
-    eval_size: int = 512
+    eval_sizes: tuple[Shape, ...] = ((512, 512), (512, 1024), (384, 640))
     log_every: int = 25
     time_budget_min: float | None = None  # stop (and anneal to zero) early when this many minutes are used
     output: str = field(default_factory=lambda: str(weights_dir() / "danet_demo.safetensors"))
     report: str | None = None  # default: the output path with a .json suffix
 
     def validate(self) -> None:
-        if self.steps < 1 or self.batch_size < 1:
-            raise ConfigError(f"steps and batch size must be >= 1, got {self.steps} and {self.batch_size}")
-        if self.crop < 32 or self.crop % 8:
-            raise ConfigError(f"crop must be a multiple of 8 and >= 32 (output stride 8), got {self.crop}")
-        if not self.crop <= self.scene_min <= self.scene_max:
-            raise ConfigError(f"need crop <= scene_min <= scene_max, got {self.crop}, {self.scene_min}, {self.scene_max}")
+        if self.steps < 1 or self.batch_size < 1 or self.crops_per_scene < 1:
+            raise ConfigError(f"steps, batch size and crops per scene must be >= 1, got {self.steps}, "
+                              f"{self.batch_size} and {self.crops_per_scene}")
+        if self.batch_size % self.crops_per_scene:
+            raise ConfigError(f"batch size {self.batch_size} must be a multiple of crops per scene "
+                              f"({self.crops_per_scene})")
+        if not self.crops:
+            raise ConfigError("give at least one crop shape (e.g. --crops 256x256)")
+        for h, w in self.crops:
+            if min(h, w) < 32 or h % 8 or w % 8:
+                raise ConfigError(f"crop {h}x{w}: sides must be multiples of 8 and >= 32 (output stride 8)")
+            if h > self.scene_min:
+                raise ConfigError(f"crop {h}x{w} is taller than the smallest scene ({self.scene_min}); "
+                                  "raise --scene-min or use smaller crops")
+        if not self.scene_min <= self.scene_max:
+            raise ConfigError(f"need scene_min <= scene_max, got {self.scene_min}, {self.scene_max}")
+        if not 0.25 <= self.aspect_min <= self.aspect_max <= 4.0:
+            raise ConfigError(f"need 0.25 <= aspect_min <= aspect_max <= 4, got {self.aspect_min}, {self.aspect_max}")
+        if not 0.0 <= self.crowd <= 1.0 or not 0.0 < self.ohem_keep <= 1.0 or not 0.0 <= self.class_balance <= 1.0:
+            raise ConfigError(f"crowd and class_balance must be in [0, 1] and ohem_keep in (0, 1], got "
+                              f"{self.crowd}, {self.class_balance}, {self.ohem_keep}")
         if self.lr <= 0:
             raise ConfigError(f"learning rate must be positive, got {self.lr}")
-        if self.eval_count < 0 or self.eval_size < 32:
-            raise ConfigError(f"eval_count must be >= 0 and eval_size >= 32, got {self.eval_count}, {self.eval_size}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ConfigError(f"amp must be auto, bf16 or off, got {self.amp!r}")
+        if self.eval_count < 0 or any(min(size) < 32 for size in self.eval_sizes):
+            raise ConfigError(f"eval_count must be >= 0 and eval sizes >= 32, got {self.eval_count}, {self.eval_sizes}")
         if self.time_budget_min is not None and self.time_budget_min <= 0:
             raise ConfigError(f"time budget must be positive minutes, got {self.time_budget_min}")
-        if self.steps * self.batch_size > len(SPLITS["train"]):
-            raise ConfigError(f"{self.steps} x {self.batch_size} scenes exceed the {len(SPLITS['train'])} train seeds")
+        if self.steps * self.batch_size // self.crops_per_scene > len(SPLITS["train"]):
+            raise ConfigError(f"{self.steps} steps exceed the {len(SPLITS['train'])} train seeds")
 
     @property
     def report_path(self) -> Path:
         return Path(self.report) if self.report else Path(self.output).with_suffix(".json")
+
+    @property
+    def scenes_per_step(self) -> int:
+        return self.batch_size // self.crops_per_scene
+
+
+def resolve_amp(amp: str) -> str:
+    """``auto`` -> ``bf16`` where the CPU computes bfloat16 natively (AMX, AVX512-BF16), else ``off``."""
+    if amp != "auto":
+        return amp
+    from .cpu import cpu_features
+
+    features = cpu_features()
+    return "bf16" if features["amx_bf16"] or features["avx512_bf16"] else "off"
 
 
 def _torch():
@@ -89,25 +151,39 @@ def to_tensor(images: np.ndarray, mean: tuple[float, ...] = IMAGENET_MEAN, std: 
 
 
 def training_batch(step: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Batch ``step``: distinct train scenes in a fixed order, each scale-jittered, cropped, flipped.
+    """Batch ``step``: distinct train scenes in a fixed order, each rendered at a random height and
+    aspect ratio (some with extra pedestrians), cropped ``crops_per_scene`` times to the step's
+    crop shape, flipped at random.
 
-    Depends only on ``(step, config)``, so a run can be reproduced or resumed exactly.
+    Depends only on ``(step, config)``, so a run can be reproduced or resumed exactly, and the
+    batch can be generated in another process.
     """
     rng = np.random.default_rng([config.seed, step])
+    crop_h, crop_w = config.crops[int(rng.integers(len(config.crops)))]
     images, labels = [], []
-    for j in range(config.batch_size):
-        seed = SPLITS["train"].start + (step * config.batch_size + j) % len(SPLITS["train"])
-        size = int(rng.integers(config.scene_min, config.scene_max + 1))
-        image, label = generate_scene(seed, size, size)
-        y0 = int(rng.integers(0, size - config.crop + 1))
-        x0 = int(rng.integers(0, size - config.crop + 1))
-        image = image[y0:y0 + config.crop, x0:x0 + config.crop]
-        label = label[y0:y0 + config.crop, x0:x0 + config.crop]
-        if rng.random() < 0.5:
-            image, label = image[:, ::-1], label[:, ::-1]
-        images.append(image)
-        labels.append(label)
+    for j in range(config.scenes_per_step):
+        seed = SPLITS["train"].start + (step * config.scenes_per_step + j) % len(SPLITS["train"])
+        height = int(rng.integers(config.scene_min, config.scene_max + 1))
+        width = max(crop_w, int(round(height * rng.uniform(config.aspect_min, config.aspect_max))))
+        image, label = generate_scene(seed, height, width, crowd=bool(rng.random() < config.crowd))
+        for _ in range(config.crops_per_scene):
+            y0 = int(rng.integers(0, height - crop_h + 1))
+            x0 = int(rng.integers(0, width - crop_w + 1))
+            crop_image = image[y0:y0 + crop_h, x0:x0 + crop_w]
+            crop_label = label[y0:y0 + crop_h, x0:x0 + crop_w]
+            if rng.random() < 0.5:
+                crop_image, crop_label = crop_image[:, ::-1], crop_label[:, ::-1]
+            images.append(crop_image)
+            labels.append(crop_label)
     return np.stack(images), np.stack(labels)
+
+
+def class_weights_for(config: TrainConfig, scenes: int = 64) -> np.ndarray:
+    """Class weights measured on ``scenes`` training batches' worth of crops (seeded, reproducible)."""
+    from .train_loss import balanced_weights, class_frequencies
+
+    labels = [training_batch(step, config)[1] for step in range(max(1, scenes // config.scenes_per_step))]
+    return balanced_weights(class_frequencies(labels, len(DEMO_CLASSES)), power=config.class_balance)
 
 
 def poly_lr(step: int, config: TrainConfig, total: int | None = None) -> float:
@@ -133,15 +209,6 @@ def _budgeted_total(step: int, elapsed: float, config: TrainConfig) -> int:
     if remaining <= 0:
         return step  # out of time: stop here
     return min(config.steps, step + max(1, int(remaining / (elapsed / step))))
-
-
-def danet_loss(outputs, target):
-    """The official objective: cross-entropy on fused + PAM + CAM logits, summed."""
-    import torch.nn.functional as F
-
-    if not isinstance(outputs, (tuple, list)):
-        outputs = (outputs,)
-    return sum(F.cross_entropy(o, target, ignore_index=IGNORE_INDEX) for o in outputs)
 
 
 def predict(model, images: np.ndarray) -> np.ndarray:
@@ -199,36 +266,74 @@ def write_report(path: str | Path, report: dict[str, Any]) -> Path:
 
 
 def _batches(config: TrainConfig) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-    for step in range(config.steps):
-        images, labels = training_batch(step, config)
-        yield step, images, labels
+    """Batches in step order; with ``prefetch``, step ``i + 1`` is generated in a worker process
+    while step ``i`` trains (spawned, so it never inherits torch's thread pools)."""
+    if not config.prefetch:
+        for step in range(config.steps):
+            yield (step, *training_batch(step, config))
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pending = pool.submit(training_batch, 0, config)
+        try:
+            for step in range(config.steps):
+                images, labels = pending.result()
+                if step + 1 < config.steps:
+                    pending = pool.submit(training_batch, step + 1, config)
+                yield step, images, labels
+        finally:
+            pending.cancel()
+
+
+def evaluate_sizes(model, sizes: Sequence[Shape], count: int, progress: bool = False,
+                   log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Per size: mIoU, per-class IoU and pixel accuracy on the first ``count`` val scenes."""
+    results = []
+    for size in sizes:
+        start = time.perf_counter()
+        metrics = evaluate(model, "val", count, tuple(size), progress=progress)
+        results.append({"split": "val", "size": list(size), "eval_seconds": round(time.perf_counter() - start, 1),
+                        **metrics.to_dict()})
+        if log is not None:
+            log(f"val {size[0]}x{size[1]} ({count} scenes): " + metrics.summary())
+    return results
 
 
 def train(config: TrainConfig, command: str | None = None, progress: bool = True,
           log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Train from random init, evaluate at ``eval_size``, save weights + JSON report.
+    """Train from random init, evaluate at every ``eval_sizes``, save weights + JSON report.
 
     Returns the report (also written to ``config.report_path``).
     """
     config.validate()
     torch = _torch()
+    from .cpu import cpu_features, read_cpuinfo
     from .model.factory import create_model
+    from .train_loss import danet_loss
 
+    amp = resolve_amp(config.amp)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
+    weights = class_weights_for(config) if config.class_balance > 0 else None
+    class_weights = torch.from_numpy(weights) if weights is not None else None
     model = create_model(PRESET, weights=False, eval_mode=False)
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
-    log(f"training {PRESET} for {config.steps} steps, batch {config.batch_size}, crop {config.crop}, "
-        f"{config.threads} threads, seed {config.seed}")
+    shapes = ", ".join(f"{h}x{w}" for h, w in config.crops)
+    log(f"training {PRESET} for {config.steps} steps, batch {config.batch_size}, crops {shapes}, "
+        f"{config.threads} threads, amp {amp}, seed {config.seed}")
+    if weights is not None:
+        log("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(DEMO_CLASSES, weights)))
     start = time.perf_counter()
     recent: list[float] = []
     done = 0
     planned = config.steps
-    bar = track(_batches(config), enabled=progress, desc="train", mininterval=2.0)
+    bar = track(_batches(config), enabled=progress, desc="train", mininterval=2.0, total=config.steps)
     for step, images, labels in bar:
         planned = _budgeted_total(step, time.perf_counter() - start, config)
         if step >= planned:
@@ -236,7 +341,9 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         lr = poly_lr(step, config, planned)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        loss = danet_loss(model(to_tensor(images)), torch.from_numpy(labels.astype(np.int64)))
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
+            outputs = model(to_tensor(images))
+        loss = danet_loss(outputs, torch.from_numpy(labels.astype(np.int64)), class_weights, config.ohem_keep)
         if not math.isfinite(loss.item()):
             raise ConfigError(f"loss became {loss.item()} at step {step}: lower --lr")
         optimizer.zero_grad(set_to_none=True)
@@ -250,6 +357,8 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
             elapsed = time.perf_counter() - start
             log(f"step {done}/{planned}  loss {np.mean(recent):.4f}  lr {lr:.2e}  "
                 f"{elapsed / (step + 1):.3f} s/step  {elapsed / 60:.1f} min")
+    if hasattr(bar, "close"):
+        bar.close()
     train_seconds = time.perf_counter() - start
 
     report: dict[str, Any] = {
@@ -260,20 +369,19 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         "seed": config.seed,
         "train_seconds": round(train_seconds, 1),
         "final_loss": round(float(np.mean(recent)), 4),
+        "amp": amp,
+        "class_weights": dict(zip(DEMO_CLASSES, [round(float(w), 3) for w in weights])) if weights is not None else None,
         "config": asdict(config) | {"output": Path(config.output).name, "report": None},
         "command": command or "",
         "torch": torch.__version__,
+        "cpu": {"model": read_cpuinfo()[0], **cpu_features()},
     }
     if config.eval_count:
-        eval_start = time.perf_counter()
-        metrics = evaluate(model, "val", config.eval_count, (config.eval_size, config.eval_size), progress=progress)
-        report["val"] = {"split": "val", "size": [config.eval_size, config.eval_size],
-                         "eval_seconds": round(time.perf_counter() - eval_start, 1), **metrics.to_dict()}
-        log(metrics.summary())
-    metadata = {"model": PRESET, "steps": str(done), "seed": str(config.seed),
-                "val_miou": str(report.get("val", {}).get("miou")),
-                "val_size": f"{config.eval_size}x{config.eval_size}", "val_images": str(config.eval_count),
-                "command": command or "", "classes": json.dumps(list(DEMO_CLASSES)), "dtype": "float16"}
+        report["val"] = evaluate_sizes(model, config.eval_sizes, config.eval_count, progress=progress, log=log)
+    summary = {f"{r['size'][0]}x{r['size'][1]}": round(r["miou"], 4) for r in report.get("val", [])}
+    metadata = {"model": PRESET, "steps": str(done), "seed": str(config.seed), "val_miou": json.dumps(summary),
+                "val_images": str(config.eval_count), "command": command or "",
+                "classes": json.dumps(list(DEMO_CLASSES)), "dtype": "float16"}
     path = save_weights(model, config.output, metadata)
     report["weights_file"] = path.name
     report["weights_bytes"] = path.stat().st_size
@@ -282,13 +390,14 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     return report
 
 
-def evaluate_weights(weights: str | Path | None = None, count: int = 50, size: tuple[int, int] = (512, 512),
-                     split: str = "val", progress: bool = True) -> SegmentationMetrics:
-    """Load ``danet_demo`` (shipped weights, or ``weights``) and evaluate it."""
+def evaluate_weights(weights: str | Path | None = None, count: int = 50,
+                     sizes: Sequence[Shape] = ((512, 512),), progress: bool = True,
+                     log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Load ``danet_demo`` (shipped weights, or ``weights``) and evaluate it at each size."""
     from .model.factory import create_model
 
     path = Path(weights) if weights else weights_dir() / "danet_demo.safetensors"
     if not path.exists():
         raise CheckpointError(f"no weights at {path}: train them with `danet-train` or pass --weights")
     model = create_model(PRESET, weights=path)
-    return evaluate(model, split, count, size, progress=progress)
+    return evaluate_sizes(model, sizes, count, progress=progress, log=log)

@@ -126,3 +126,40 @@ def test_memory_order_finishes_one_chunk_before_the_next():
     order = [n.name for n in memory_order(helper.make_model(graph)).graph.node]
     for i in range(chunks - 1):  # energy i is consumed before energy i+1 exists
         assert order.index(f"apply{i}") < order.index(f"energy{i + 1}")
+
+
+def test_modelopt_calibration_runs_memory_ordered_with_identical_scales(fp32_onnx, tmp_path, monkeypatch):
+    """ModelOpt's max calibration through the memory-ordered session gives the same Q/DQ graph."""
+    pytest.importorskip("modelopt.onnx.quantization")
+    import contextlib
+
+    import onnx
+    from onnx import numpy_helper
+
+    from danet_deploy.export import modelopt_memory
+    from danet_deploy.export.tensorrt_prepare import prepare_int8
+
+    rng = np.random.default_rng(1)
+    calibration = np.concatenate([rng.standard_normal((1, 3, 64, 96)).astype(np.float32) * (1 + i) for i in range(3)])
+    bounded = prepare_int8(fp32_onnx, tmp_path / "bounded.onnx", calibration, [], method="minmax",
+                           quantizer="modelopt", scratch=tmp_path, log=lambda m: None)
+    assert bounded["calibration_memory"]["bounded"] and "memory-ordered" in bounded["calibration_memory"]["how"]
+
+    @contextlib.contextmanager
+    def unbounded(roots, log=None):
+        yield []
+
+    monkeypatch.setattr(modelopt_memory, "memory_ordered_calibration", unbounded)
+    plain = prepare_int8(fp32_onnx, tmp_path / "plain.onnx", calibration, [], method="minmax",
+                         quantizer="modelopt", scratch=tmp_path, log=lambda m: None)
+    assert not plain["calibration_memory"]["bounded"]
+
+    def tensors(path):
+        model = onnx.load(str(path))
+        return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}, [n.op_type for n in model.graph.node]
+
+    (a, ops_a), (b, ops_b) = tensors(tmp_path / "bounded.onnx"), tensors(tmp_path / "plain.onnx")
+    assert ops_a.count("QuantizeLinear") > 20 and sorted(ops_a) == sorted(ops_b)
+    assert set(a) == set(b)
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)

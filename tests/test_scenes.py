@@ -68,3 +68,19 @@ def test_dataset_indexing_and_errors():
         SceneDataset("test")
     with pytest.raises(ConfigError):
         SceneDataset("calib", count=len(SPLITS["calib"]) + 1)
+
+
+def test_crowd_adds_only_pedestrians_and_poles_to_the_same_scene():
+    """``crowd=True`` draws from its own stream: the base scene is unchanged except where an extra
+    pedestrian or pole is painted (or a nearer base object covers one)."""
+    from danet_deploy.data.scenes import PERSON, POLE
+
+    added = 0
+    for seed in range(6):
+        base_img, base = generate_scene(seed, 128, 192)
+        crowd_img, crowd = generate_scene(seed, 128, 192, crowd=True)
+        changed = base != crowd
+        assert set(np.unique(crowd[changed]).tolist()) <= {PERSON, POLE}
+        added += int(((crowd == PERSON) & changed).sum())
+        np.testing.assert_array_equal(generate_scene(seed, 128, 192)[1], base)
+    assert added > 0

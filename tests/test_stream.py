@@ -15,10 +15,15 @@ from danet_deploy.export import ExportRequest, export
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
+def artifact(tmp_path_factory):
     folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(64, 64), emit="mask",
                                      output=tmp_path_factory.mktemp("s") / "a"), log=lambda _: None)
-    with runtime.load(folder, threads=1) as s:
+    return folder
+
+
+@pytest.fixture(scope="module")
+def session(artifact):
+    with runtime.load(artifact, threads=1) as s:
         yield s
 
 
@@ -96,3 +101,79 @@ def test_bad_settings(session, frames):
         next(session.stream(frames, policy="newest"))
     with pytest.raises(ConfigError, match="depth"):
         next(session.stream(frames, depth=0))
+
+
+@pytest.mark.parametrize("policy", ["all", "latest"])
+def test_parallel_engine_workers_keep_frames_in_order(session, frames, policy):
+    """With jobs > 1 (OpenVINO's parallel infer requests) calls overlap, frames still come out in order."""
+    engine = session.backend.infer_outputs
+    active, peak, lock = [0], [0], threading.Lock()
+    rng = np.random.default_rng(0)
+    delays = iter(rng.uniform(0.0, 0.04, size=1000).tolist())
+
+    def jittery_engine(batch):
+        with lock:
+            active[0] += 1
+            peak[0] = max(peak[0], active[0])
+            delay = next(delays)
+        time.sleep(delay)  # later frames may finish first
+        try:
+            return engine(batch)
+        finally:
+            with lock:
+                active[0] -= 1
+
+    session.backend.infer_outputs = jittery_engine
+    try:
+        expected = {i: session.run(f) for i, f in enumerate(frames)}
+        got = list(session.stream(iter(frames * 2), jobs=3, policy=policy))
+    finally:
+        del session.backend.infer_outputs
+    indices = [i for i, _, _ in got]
+    assert indices == sorted(indices) and indices[-1] == len(frames) * 2 - 1
+    if policy == "all":
+        assert indices == list(range(len(frames) * 2)) and peak[0] == 3
+    for index, mask, _ in got:
+        np.testing.assert_array_equal(mask, expected[index % len(frames)])
+    assert not _stream_threads()
+
+
+def test_parallel_workers_stop_cleanly_on_error_and_early_break(session, frames):
+    engine = session.backend.infer_outputs
+    calls = [0]
+
+    def fails_on_fifth(batch):
+        calls[0] += 1
+        if calls[0] == 5:
+            raise InputError("engine gave up")
+        return engine(batch)
+
+    session.backend.infer_outputs = fails_on_fifth
+    try:
+        with pytest.raises(InputError, match="engine gave up"):
+            list(session.stream(frames * 2, jobs=3))
+    finally:
+        del session.backend.infer_outputs
+    for _ in session.stream(frames * 4, jobs=2):
+        break
+    with pytest.raises(ConfigError, match="jobs must be >= 1"):
+        list(session.stream(frames, jobs=0))
+    time.sleep(0.2)
+    assert not _stream_threads()
+
+
+def test_default_jobs_follow_the_engine(session):
+    assert session.backend.parallel_requests() == 1  # ONNX Runtime: one call spreads over the cores
+
+
+def test_openvino_throughput_hint_streams_on_its_parallel_requests(artifact, frames):
+    pytest.importorskip("openvino")
+    with runtime.load(artifact, backend="openvino", hint="throughput", threads=2) as ov_session:
+        jobs = ov_session.backend.parallel_requests()
+        assert jobs >= 1
+        expected = [ov_session.run(f) for f in frames]
+        got = list(ov_session.stream(frames))
+    assert [i for i, _, _ in got] == list(range(len(frames)))
+    for (_, mask, _), want in zip(got, expected):
+        np.testing.assert_array_equal(mask, want)
+    assert not _stream_threads()

@@ -8,14 +8,15 @@ import numpy as np
 import pytest
 
 from danet_deploy.errors import ConfigError
-from danet_deploy.model.registry import weights_dir
+from danet_deploy.model.registry import DEMO_CLASSES, weights_dir
 
 
 def _tiny_config(tmp_path, **overrides):
     from danet_deploy.train import TrainConfig
 
-    values = dict(steps=3, batch_size=2, crop=64, scene_min=64, scene_max=96, warmup=1, eval_count=1,
-                  eval_size=64, log_every=1, output=str(tmp_path / "tiny.safetensors"))
+    values = dict(steps=3, batch_size=2, crops=((64, 64), (64, 96)), scene_min=64, scene_max=96, warmup=1,
+                  eval_count=1, eval_sizes=((64, 64), (64, 128)), log_every=1, prefetch=False,
+                  output=str(tmp_path / "tiny.safetensors"))
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -27,10 +28,12 @@ def test_three_step_training_writes_loadable_fp16_weights(torch, tmp_path):
     from danet_deploy.train import train
 
     lines: list[str] = []
-    report = train(_tiny_config(tmp_path), command="test", progress=False, log=lines.append)
+    report = train(_tiny_config(tmp_path, prefetch=True), command="test", progress=False, log=lines.append)
     path = tmp_path / "tiny.safetensors"
     assert path.exists() and report["steps"] == 3 and any("step 3/3" in line for line in lines)
-    assert json.loads((tmp_path / "tiny.json").read_text())["val"]["size"] == [64, 64]
+    written = json.loads((tmp_path / "tiny.json").read_text())
+    assert [v["size"] for v in written["val"]] == [[64, 64], [64, 128]]
+    assert written["amp"] in ("bf16", "off") and set(written["class_weights"]) == set(DEMO_CLASSES)
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
         assert meta["steps"] == "3" and meta["command"] == "test"
@@ -48,15 +51,71 @@ def test_training_batches_are_deterministic(tmp_path):
     a, b = training_batch(5, config), training_batch(5, config)
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
-    assert a[0].shape == (2, 64, 64, 3) and a[1].shape == (2, 64, 64)
+    assert a[0].shape[0] == 2 and a[0].shape[1:3] in ((64, 64), (64, 96)) and a[1].shape == a[0].shape[:3]
     assert not np.array_equal(a[0], training_batch(6, config)[0])
+    shapes = {training_batch(step, config)[0].shape[1:3] for step in range(12)}
+    assert shapes == {(64, 64), (64, 96)}  # every crop shape is drawn
 
 
 def test_bad_config_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
-        _tiny_config(tmp_path, crop=60).validate()
+        _tiny_config(tmp_path, crops=((60, 64),)).validate()
     with pytest.raises(ConfigError):
         _tiny_config(tmp_path, scene_min=32).validate()
+    with pytest.raises(ConfigError):
+        _tiny_config(tmp_path, batch_size=3, crops_per_scene=2).validate()
+    for bad in (dict(ohem_keep=0.0), dict(crowd=1.5), dict(amp="fp8"), dict(aspect_min=3.0, aspect_max=2.0)):
+        with pytest.raises(ConfigError):
+            _tiny_config(tmp_path, **bad).validate()
+
+
+def test_crop_shapes_parse_and_bad_ones_are_refused():
+    from danet_deploy.train import parse_shapes
+
+    assert parse_shapes("256x256, 192X352") == ((256, 256), (192, 352))
+    with pytest.raises(ConfigError, match="not HxW"):
+        parse_shapes("256")
+
+
+def test_unweighted_loss_is_the_official_cross_entropy(torch):
+    import torch.nn.functional as F
+
+    from danet_deploy.train_loss import danet_loss
+
+    gen = torch.Generator().manual_seed(0)
+    logits = [torch.randn(2, 8, 16, 16, generator=gen) for _ in range(3)]
+    target = torch.randint(0, 8, (2, 16, 16), generator=gen)
+    target[0, :2] = 255  # ignored pixels
+    expected = sum(F.cross_entropy(o, target, ignore_index=255) for o in logits)
+    assert torch.allclose(danet_loss(logits, target), expected, rtol=1e-5)
+    weights = torch.rand(8, generator=gen) + 0.5
+    expected = sum(F.cross_entropy(o, target, weight=weights, ignore_index=255) for o in logits)
+    assert torch.allclose(danet_loss(logits, target, weights), expected, rtol=1e-5)
+
+
+def test_ohem_keeps_only_the_hardest_pixels(torch):
+    import torch.nn.functional as F
+
+    from danet_deploy.train_loss import danet_loss
+
+    target = torch.zeros(1, 4, 4, dtype=torch.long)
+    logits = torch.zeros(1, 2, 4, 4)
+    logits[0, 0] = 5.0  # every pixel confidently right ...
+    logits[0, 0, 0, :2] = -5.0  # ... except two, confidently wrong
+    hard = F.cross_entropy(logits, target, reduction="none")[0, 0, :2].mean()
+    assert torch.allclose(danet_loss(logits, target, ohem_keep=2 / 16), hard)
+    assert danet_loss(logits, target, ohem_keep=1.0) < hard / 4
+
+
+def test_class_weights_favour_rare_classes():
+    from danet_deploy.train_loss import balanced_weights, class_frequencies
+
+    labels = [np.array([[0, 0, 0, 0], [0, 0, 1, 2]], np.uint8), np.array([[255, 0], [0, 1]], np.uint8)]
+    freq = class_frequencies(labels, 4)
+    assert np.isclose(freq.sum(), 1.0) and freq[3] == 0 and freq[0] > freq[1] > freq[2]
+    weights = balanced_weights(freq, power=0.5, cap=5.0)
+    assert weights[2] > weights[1] > weights[0] and weights[3] == 5.0
+    assert np.allclose(balanced_weights(freq, power=0.0)[:3], 1.0)
 
 
 def test_time_budget_shrinks_the_schedule_and_lr_still_anneals(tmp_path):

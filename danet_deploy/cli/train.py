@@ -13,6 +13,10 @@ from dataclasses import fields
 from ..errors import DanetDeployError
 
 
+def _shapes(shapes: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(f"{h}x{w}" for h, w in shapes)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..train import TrainConfig
 
@@ -26,18 +30,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights to evaluate with --evaluate-only (default: the shipped file)")
     p.add_argument("--steps", type=int, default=defaults["steps"], help="optimizer steps (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="scenes per step (default %(default)s)")
-    p.add_argument("--crop", type=int, default=defaults["crop"], help="training crop size (default %(default)s)")
+    p.add_argument("--crops", default=_shapes(defaults["crops"]),
+                   help="training crop shapes HxW, one drawn per step (default %(default)s)")
+    p.add_argument("--crops-per-scene", type=int, default=defaults["crops_per_scene"],
+                   help="crops taken from each generated scene (default %(default)s)")
     p.add_argument("--scene-min", type=int, default=defaults["scene_min"],
-                   help="smallest generated scene side before cropping (default %(default)s)")
+                   help="smallest generated scene height before cropping (default %(default)s)")
     p.add_argument("--scene-max", type=int, default=defaults["scene_max"],
-                   help="largest generated scene side before cropping (default %(default)s)")
+                   help="largest generated scene height before cropping (default %(default)s)")
+    p.add_argument("--aspect-min", type=float, default=defaults["aspect_min"],
+                   help="smallest scene width/height (default %(default)s)")
+    p.add_argument("--aspect-max", type=float, default=defaults["aspect_max"],
+                   help="largest scene width/height (default %(default)s)")
+    p.add_argument("--crowd", type=float, default=defaults["crowd"],
+                   help="share of scenes with extra pedestrians and poles (default %(default)s)")
+    p.add_argument("--class-balance", type=float, default=defaults["class_balance"],
+                   help="power of median-frequency class weights, 0 = unweighted (default %(default)s)")
+    p.add_argument("--ohem-keep", type=float, default=defaults["ohem_keep"],
+                   help="share of pixels, hardest first, the loss keeps; 1 = all (default %(default)s)")
+    p.add_argument("--amp", choices=("auto", "bf16", "off"), default=defaults["amp"],
+                   help="bfloat16 autocast: auto = where the CPU has AMX/AVX512-BF16 (default %(default)s)")
+    p.add_argument("--no-prefetch", action="store_true",
+                   help="generate scenes in the training process instead of a worker process")
     p.add_argument("--lr", type=float, default=defaults["lr"], help="peak AdamW learning rate (default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
     p.add_argument("--warmup", type=int, default=defaults["warmup"], help="linear warm-up steps (default %(default)s)")
     p.add_argument("--seed", type=int, default=defaults["seed"], help="seed for init, data order, crops (default %(default)s)")
     p.add_argument("--threads", type=int, default=defaults["threads"], help="torch CPU threads (default %(default)s)")
     p.add_argument("--eval-count", type=int, default=defaults["eval_count"], help="val scenes to score (default %(default)s)")
-    p.add_argument("--eval-size", type=int, default=defaults["eval_size"], help="val scene side (default %(default)s)")
+    p.add_argument("--eval-sizes", default=_shapes(defaults["eval_sizes"]),
+                   help="val sizes HxW, comma-separated (default %(default)s)")
     p.add_argument("--time-budget-min", type=float, default=None,
                    help="wall-clock budget in minutes: the LR schedule is shortened to finish within it")
     p.add_argument("--log-every", type=int, default=defaults["log_every"])
@@ -56,17 +78,19 @@ def main(argv: list[str] | None = None) -> int:
             import torch
 
             torch.set_num_threads(args.threads)
-            metrics = training.evaluate_weights(args.weights, args.eval_count, (args.eval_size, args.eval_size),
-                                                progress=not args.no_progress)
-            print(f"val scenes: {args.eval_count} at {args.eval_size}x{args.eval_size}")
-            print(metrics.summary())
+            sizes = training.parse_shapes(args.eval_sizes)
+            training.evaluate_weights(args.weights, args.eval_count, sizes, progress=not args.no_progress,
+                                      log=print)
             return 0
         config = training.TrainConfig(
-            steps=args.steps, batch_size=args.batch_size, crop=args.crop, scene_min=args.scene_min,
-            scene_max=args.scene_max, lr=args.lr, weight_decay=args.weight_decay, warmup=args.warmup,
-            seed=args.seed, threads=args.threads, eval_count=args.eval_count, eval_size=args.eval_size,
-            log_every=args.log_every, time_budget_min=args.time_budget_min,
-            report=args.report)
+            steps=args.steps, batch_size=args.batch_size, crops=training.parse_shapes(args.crops),
+            crops_per_scene=args.crops_per_scene, scene_min=args.scene_min, scene_max=args.scene_max,
+            aspect_min=args.aspect_min, aspect_max=args.aspect_max, crowd=args.crowd,
+            class_balance=args.class_balance, ohem_keep=args.ohem_keep, lr=args.lr,
+            weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed, threads=args.threads,
+            amp=args.amp, prefetch=not args.no_prefetch, eval_count=args.eval_count,
+            eval_sizes=training.parse_shapes(args.eval_sizes), log_every=args.log_every,
+            time_budget_min=args.time_budget_min, report=args.report)
         if args.output:
             config.output = args.output
         command = "danet-train " + " ".join(sys.argv[1:] if argv is None else argv)

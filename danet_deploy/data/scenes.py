@@ -342,13 +342,19 @@ def _tree(c: _Canvas, rng: np.random.Generator, s: _Street, x_bottom: float, t: 
                   r * rng.uniform(0.45, 0.8), r * rng.uniform(0.45, 0.8), _jitter(rng, base, 22), VEGETATION)
 
 
-def _objects(c: _Canvas, rng: np.random.Generator, s: _Street, edges: tuple[float, float, float, float]) -> None:
-    """Cars on the road, people, poles and trees on the sidewalks, painted far to near."""
+def _objects(c: _Canvas, rng: np.random.Generator, s: _Street, edges: tuple[float, float, float, float],
+             crowd: np.random.Generator | None = None) -> None:
+    """Cars on the road, people, poles and trees on the sidewalks, painted far to near.
+
+    ``crowd`` (training only) adds extra pedestrians and poles drawn entirely from their own
+    stream: they are sorted into the same far-to-near order, so they occlude and are occluded
+    correctly, while every base object keeps its random draws (same seed, same base scene).
+    """
     walk_l, road_l, road_r, walk_r = edges
     items: list[tuple[float, Callable[[], None]]] = []
 
-    def add(t: float, fn: Callable[..., None], *args: object) -> None:
-        items.append((t, lambda: fn(c, rng, s, *args)))
+    def add(t: float, fn: Callable[..., None], *args: object, stream: np.random.Generator = rng) -> None:
+        items.append((t, lambda: fn(c, stream, s, *args)))
 
     for _ in range(int(rng.integers(0, 7))):
         t = rng.uniform(0.12, 1.0)
@@ -367,9 +373,29 @@ def _objects(c: _Canvas, rng: np.random.Generator, s: _Street, edges: tuple[floa
         for _ in range(int(rng.integers(0, 4))):
             t = rng.uniform(0.15, 1.0)
             add(t, _tree, a + 0.06 if side < 0 else b - 0.06, t)
+    if crowd is not None:
+        _crowd(crowd, edges, add)
     for _, draw in sorted(items, key=lambda item: item[0]):
         # ``rng`` is drawn from in paint order, which sorting makes independent of insertion order.
         draw()
+
+
+def _crowd(rng: np.random.Generator, edges: tuple[float, float, float, float],
+           add: Callable[..., None]) -> None:
+    """Extra pedestrians (often crossing, at every distance) and poles: the rare, small classes."""
+    walk_l, road_l, road_r, walk_r = edges
+    for _ in range(int(rng.integers(1, 7))):
+        t = float(rng.uniform(0.1, 1.1))
+        where = rng.random()
+        if where < 0.3:  # crossing the road, in front of or behind the cars
+            a, b = road_l, road_r
+        else:
+            a, b = (walk_l, road_l) if where < 0.65 else (road_r, walk_r)
+        add(t, _person, float(rng.uniform(a + 0.02, b - 0.02)), t, stream=rng)
+    for _ in range(int(rng.integers(0, 3))):
+        side = -1 if rng.random() < 0.5 else 1
+        t = float(rng.uniform(0.12, 1.1))
+        add(t, _pole, (road_l - 0.04) if side < 0 else (road_r + 0.04), t, side, stream=rng)
 
 
 def _low_freq(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
@@ -403,11 +429,14 @@ def _photometric(image: np.ndarray, label: np.ndarray, geo: np.random.Generator,
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def generate_scene(seed: int, height: int = 512, width: int = 512) -> tuple[np.ndarray, np.ndarray]:
+def generate_scene(seed: int, height: int = 512, width: int = 512,
+                   crowd: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """One street scene: ``(image uint8 [H, W, 3] RGB, label uint8 [H, W])``.
 
     Labels index :data:`DEMO_CLASSES`. The same ``seed`` always gives the same scene, and the
     same layout at every resolution (the geometry stream does not depend on ``height``/``width``).
+    ``crowd=True`` adds 1-6 pedestrians and 0-2 poles from a fifth stream (training uses it for
+    the rare classes); ``crowd=False``, the default for evaluation, gives the original scenes.
     """
     if height < 16 or width < 16:
         raise ConfigError(f"scene size must be at least 16x16, got {height}x{width}")
@@ -426,7 +455,7 @@ def generate_scene(seed: int, height: int = 512, width: int = 512) -> tuple[np.n
             _facades(canvas, sides, street, base, side, haze)
         else:
             _hedge(canvas, sides, street, base, side)
-    _objects(canvas, sides, street, edges)
+    _objects(canvas, sides, street, edges, np.random.default_rng([int(seed), 4]) if crowd else None)
     label = np.asarray(canvas.label, np.uint8).copy()
     image = _photometric(np.asarray(canvas.image), label, geo, noise)
     if geo.random() < 0.5:  # mirror half the scenes so left/right layouts are balanced

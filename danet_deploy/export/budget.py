@@ -42,12 +42,9 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConfigError, ExportError
+from ..targets import targets
 
 METRICS = ("miou", "agreement")
-#: The INT8 paths that honour a budget, and how.
-BUDGET_METHODS = {"onnxruntime": "sensitivity search (per-layer ranking, doubling + bisection)",
-                  "tensorrt": "sensitivity search (per-layer ranking, doubling + bisection)",
-                  "openvino": "nncf.quantize_with_accuracy_control"}
 SIDE_SUFFIX = ".budget-unmet"
 
 
@@ -95,10 +92,10 @@ def budget_from_request(request: Any) -> AccuracyBudget | None:
         raise ConfigError(f"--max-accuracy-drop must be a finite number >= 0 (points), got {drop}")
     if request.precision != "int8":
         raise ConfigError(f"--max-accuracy-drop applies to --precision int8, not {request.precision}")
-    if request.target not in BUDGET_METHODS:
-        raise ConfigError(f"--max-accuracy-drop is supported by targets {', '.join(BUDGET_METHODS)}, "
-                          f"not {request.target!r}")
-    if request.target == "tensorrt" and getattr(request.target_options, "legacy_calibrator", False):
+    if not request.spec.budget_method:
+        able = [t.name for t in targets() if t.budget_method]
+        raise ConfigError(f"--max-accuracy-drop is supported by targets {', '.join(able)}, not {request.target!r}")
+    if getattr(request.target_options, "legacy_calibrator", False):
         raise ConfigError("--max-accuracy-drop needs Q/DQ INT8; drop --legacy-calibrator (implicit INT8 cannot "
                           "keep chosen layers in float)")
     val = str(request.val or "generated")
@@ -471,7 +468,7 @@ def apply_onnx_budget(ctx: Any, reference: Path, quantize: Callable[[list[str], 
         lambda p: rank_layers(reference, p, validation.tensors, batch=batch),
         budget, lambda p: onnx_latency_ms(p, sample), ctx.log,
         alternative=(lambda: build(list(policy_nodes), "policy")) if policy_nodes else None)
-    entry = record(budget, validation, result, policy, policy_nodes, BUDGET_METHODS[request.target])
+    entry = record(budget, validation, result, policy, policy_nodes, request.spec.budget_method)
     if not result.met:
         side = write_side_folder(request.artifact_dir(), {model_file: result.chosen.path}, entry)
         raise unmet_error(entry, side)

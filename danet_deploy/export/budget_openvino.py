@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .budget import (AccuracyBudget, BUDGET_METHODS, Evaluation, SearchResult, load_validation, record,
+from .budget import (AccuracyBudget, Evaluation, SearchResult, load_validation, record,
                      unmet_error, write_side_folder)
 
 _WEIGHTED = {"Convolution", "GroupConvolution", "MatMul"}
@@ -92,7 +92,7 @@ def quantize_with_budget(ctx: Any, model: Any, calibration: Any, kwargs: dict[st
     ranking = [{"node": n, "tensor": n, "sqnr_db": None, "added_nsr": None,
                 "charged_as": "reverted to float by NNCF's accuracy-aware ranking"} for n in floated]
     entry = record(budget, validation, SearchResult(chosen, met, ranking, [chosen]), request.policy, ignored,
-                   BUDGET_METHODS["openvino"], search_base=request.policy)
+                   request.spec.budget_method, search_base=request.policy)
     for item in entry["layers_kept_float"]:
         item["why"] = "reverted to float by nncf.quantize_with_accuracy_control (its own ranking) to meet the budget"
     if not met:

@@ -51,12 +51,14 @@ def activation_bytes(model_path: Path) -> tuple[int, int, int]:
     return sum(sizes), max(sizes, default=0), weights
 
 
-#: How each calibrating tool holds activations: (bounded?, how).
+_ORDERED = ("ONNX Runtime's min/max calibrator run in a memory-ordered node list: each activation is reduced and "
+            "freed as the network runs")
+#: How each calibrating tool holds activations: (bounded? None = for min/max only, how when bounded).
 TOOLS = {
-    "onnxruntime": (None, ""),  # bounded for min/max (this module), ORT's own path for histograms
+    "onnxruntime": (None, _ORDERED),
     "nncf": (True, "NNCF collects statistics with reducers inside the OpenVINO graph, one batch at a time"),
-    "modelopt": (False, "ModelOpt calibrates with ONNX Runtime's calibrator in its own session (every activation "
-                        "of a run alive at once); --option quantizer=onnxruntime takes the bounded path"),
+    "modelopt": (None, "ModelOpt's max calibration in a memory-ordered copy of its own session "
+                       "(export/modelopt_memory.py): each activation is reduced and freed as the network runs"),
 }
 
 
@@ -79,10 +81,8 @@ def plan_calibration_memory(model_path: Path, count: int, size: tuple[int, int],
             "calibration_tensors_mb": round(tensors / mb, 1), "weights_mb": round(weights / mb, 1),
             "expected_peak_mb": round(BASE_MB + (weights + tensors + live) / mb, 0),
             "unbounded_peak_mb": round(BASE_MB + (weights + tensors + total) / mb, 0),
-            "how": how or ("ONNX Runtime's min/max calibrator run in a memory-ordered node list: each activation "
-                           "is reduced and freed as the network runs" if bounded else
-                           f"{method} calibration keeps ONNX Runtime's own path (histograms; every activation of a "
-                           "run alive at once)")}
+            "how": how if bounded else (f"{method} calibration keeps ONNX Runtime's own path (histograms; every "
+                                        "activation of a run alive at once)")}
 
 
 def describe_plan(plan: dict[str, Any]) -> str:

@@ -147,3 +147,10 @@ def graph_input_name(path: Path) -> str:
     model = onnx.load(str(path), load_external_data=False)
     initializers = {i.name for i in model.graph.initializer}
     return next(i.name for i in model.graph.input if i.name not in initializers)
+
+
+def graph_output_names(path: Path) -> list[str]:
+    """The graph's output names, in order."""
+    import onnx
+
+    return [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]

@@ -65,8 +65,7 @@ class ExportRequest:
     def __post_init__(self) -> None:
         """Check target, precision, options and calibration method against the registry (no model yet)."""
         spec = self.spec
-        if spec.builder is None:
-            spec.load_builder()  # raises: the target needs --from ARTIFACT
+        spec.check_buildable()
         spec.check_precision(self.precision)
         check_emit(self.emit)
         if self.emit not in spec.emits:

@@ -193,6 +193,9 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
                               "--calib-method entropy|max, or --option quantizer=onnxruntime for percentile")
         from modelopt.onnx.quantization import quantize
 
+        from .modelopt_memory import memory_ordered_calibration
+        from .ort_quant import graph_output_names
+
         log(f"INT8 Q/DQ (ModelOpt {modelopt_version()}, {_MODELOPT_METHODS[method]} calibration on "
             f"{len(calibration)} image(s)); {len(float_nodes)} policy node(s) stay in FP32")
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
@@ -201,7 +204,8 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
             try:
                 # ONNX Runtime's calibrator prints its progress to stdout; keep stdout for results (--json)
                 with _quiet(), working_directory(tmp), contextlib.redirect_stdout(sys.stderr), \
-                        _restore_onnxruntime_quantization():
+                        _restore_onnxruntime_quantization(), \
+                        memory_ordered_calibration(graph_output_names(src), log) as reordered:
                     quantize(str(work), quantize_mode="int8", calibration_data={input_name: calibration},
                              calibration_method=_MODELOPT_METHODS[method], calibration_eps=["cpu"],
                              high_precision_dtype="fp32", nodes_to_exclude=_exact(float_nodes) or None,
@@ -212,6 +216,7 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
                                   "retry with --option quantizer=onnxruntime") from exc
         if not Path(dst).is_file():
             raise ExportError("ModelOpt INT8 quantization wrote no model; retry with --option quantizer=onnxruntime")
+        memory["bounded"] = bool(reordered) and _MODELOPT_METHODS[method] == "max"
         return {"quantizer": f"modelopt.onnx.quantization {modelopt_version()}", "method": _MODELOPT_METHODS[method],
                 "high_precision_dtype": "fp32", "calibration_memory": memory}
     return {**_prepare_int8_ort(src, dst, calibration, float_nodes, method, input_name, scratch, log),

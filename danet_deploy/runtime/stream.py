@@ -6,7 +6,12 @@ in sequence, so the host work of every frame adds to its latency and divides the
 libraries release the GIL while they compute), so frame i+1 is read and preprocessed and frame
 i-1 is post-processed while the engine runs frame i:
 
-    source --(reader)--> frames --(preprocess)--> tensors --(engine)--> outputs --(caller: post)--> yield
+    source --(reader)--> frames --(preprocess)--> tensors --(engine x jobs)--> outputs --(caller: post)--> yield
+
+The engine stage runs ``jobs`` workers (default: the backend's ``parallel_requests()``: OpenVINO's
+optimal number of infer requests, e.g. 2 under the throughput hint; 1 for ONNX Runtime, whose one
+call already spreads over every core), so an engine with parallel requests keeps them all busy;
+the caller still receives frames in order.
 
 Two policies for what happens when the source is faster than the engine:
     * ``"all"`` (files): every frame is processed, in order; the reader waits (bounded queues).
@@ -42,6 +47,7 @@ class _Item:
     index: int
     image: np.ndarray | None
     read_at: float
+    seq: int = 0  # order among the frames that reached preprocessing (``latest`` drops some indices)
     tensor: np.ndarray | None = None
     outputs: dict[str, np.ndarray] | None = None
     pre_ms: float = 0.0
@@ -115,7 +121,7 @@ class _Bounded:
 
 
 def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: str = "all",
-           ) -> Iterator[tuple[int, np.ndarray, dict[str, float]]]:
+           jobs: int | None = None) -> Iterator[tuple[int, np.ndarray, dict[str, float]]]:
     """Yield ``(frame_index, mask, timings)`` for each processed frame; see the module docstring.
 
     Args:
@@ -123,6 +129,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
         frames: uint8 HxWx3 RGB frames (a list, a generator, a camera reader ...).
         depth: frames in flight between two stages (bounded memory: at most ~3 x depth frames).
         policy: ``"all"`` keeps every frame; ``"latest"`` drops stale frames (live cameras).
+        jobs: engine calls in flight (default: ``session.backend.parallel_requests()``).
     Timings (ms): ``pre``, ``engine``, ``post``, ``latency`` (frame read -> mask ready) and
     ``dropped`` (frames dropped so far; ``"latest"`` only).
     """
@@ -131,10 +138,15 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
     if int(depth) < 1:
         raise ConfigError(f"stream depth must be >= 1, got {depth}")
     depth = int(depth)
+    plan = _Plan(session)
+    jobs = int(jobs) if jobs is not None else plan.jobs
+    if jobs < 1:
+        raise ConfigError(f"stream jobs must be >= 1, got {jobs}")
     stop = threading.Event()
     raw: _LatestSlot | _Bounded = _LatestSlot() if policy == "latest" else _Bounded(depth)
-    tensors, outputs = _Bounded(1 if policy == "latest" else depth), _Bounded(depth)
-    plan = _Plan(session)
+    tensors, outputs = _Bounded(1 if policy == "latest" else depth), _Bounded(depth + jobs)
+    engines_left = [jobs]
+    engines_lock = threading.Lock()
 
     def reader() -> None:
         try:
@@ -147,9 +159,17 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
         except BaseException as exc:  # noqa: BLE001 - carried to the caller
             raw.put(_Failure("reading frames", exc), stop)
 
-    def stage(name: str, source: Any, sink: _Bounded, work: Any) -> None:
+    def stage(name: str, source: Any, sink: _Bounded, work: Any, workers: int = 1) -> None:
         while True:
             item = source.get(stop)
+            if item is _END and workers > 1:
+                source.put(_END, stop)  # for the sibling workers; the last one to finish passes it on
+                with engines_lock:
+                    engines_left[0] -= 1
+                    last = engines_left[0] == 0
+                if last:
+                    sink.put(_END, stop)
+                return
             if item is _END or isinstance(item, _Failure):
                 sink.put(item, stop)
                 return
@@ -163,20 +183,29 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
 
     threads = [threading.Thread(target=reader, name="danet-stream-reader", daemon=True),
                threading.Thread(target=stage, args=("preprocessing", raw, tensors, plan.pre),
-                                name="danet-stream-pre", daemon=True),
-               threading.Thread(target=stage, args=("inference", tensors, outputs, plan.engine),
-                                name="danet-stream-engine", daemon=True)]
+                                name="danet-stream-pre", daemon=True)]
+    threads += [threading.Thread(target=stage, args=("inference", tensors, outputs, plan.engine, jobs),
+                                 name=f"danet-stream-engine-{k}", daemon=True) for k in range(jobs)]
     for thread in threads:
         thread.start()
+    waiting: dict[int, _Item] = {}  # finished out of order (jobs > 1), held until their turn
+    next_seq = 0
     try:
         while True:
-            item = outputs.get(stop)
-            if item is _END:
-                return
-            if isinstance(item, _Failure):
-                if isinstance(item.exc, DanetDeployError):
-                    raise item.exc
-                raise RuntimeError(f"stream failed while {item.stage}: {item.exc!r}") from item.exc
+            if next_seq in waiting:
+                item = waiting.pop(next_seq)
+            else:
+                item = outputs.get(stop)
+                if item is _END:
+                    return
+                if isinstance(item, _Failure):
+                    if isinstance(item.exc, DanetDeployError):
+                        raise item.exc
+                    raise RuntimeError(f"stream failed while {item.stage}: {item.exc!r}") from item.exc
+                if item.seq != next_seq:
+                    waiting[item.seq] = item
+                    continue
+            next_seq += 1
             start = time.perf_counter()
             mask = plan.post(item)
             done = time.perf_counter()
@@ -200,8 +229,12 @@ class _Plan:
         self.use_mask = MASK in session.outputs
         if not self.use_mask and LOGITS not in session.outputs:
             raise ConfigError(f"streaming needs a mask or full logits; this artifact emits {session.outputs}")
+        backend = getattr(session, "backend", None)
+        self.jobs = max(1, int(backend.parallel_requests())) if backend is not None else 1
+        self._seq = 0
 
     def pre(self, item: _Item) -> None:
+        item.seq, self._seq = self._seq, self._seq + 1  # one preprocessing thread: a plain counter
         start = time.perf_counter()
         image = item.image
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -68,6 +68,7 @@ register_engine(Engine("tensorrt", "TensorRT", "danet_deploy.runtime.backends.te
                        requires=(Requirement("tensorrt", "tensorrt"), Requirement("cuda", "cuda-python")),
                        extra="tensorrt", needs_gpu=True, color="#2ca02c"))
 
+SENSITIVITY_SEARCH = "sensitivity search (per-layer ranking, doubling + bisection)"
 register_target(Target(
     "onnx", "the FP32 ONNX graph (torch.onnx.export, checked, simplified, self-describing metadata)",
     builder="danet_deploy.export.onnx_target:build", engine="onnxruntime", precisions=("fp32",),
@@ -76,18 +77,19 @@ register_target(Target(
     "onnxruntime", "INT8 (static QDQ, CPU-tuned format) and FP16 ONNX graphs for ONNX Runtime",
     builder="danet_deploy.export.onnxruntime:build", engine="onnxruntime", precisions=("int8", "fp16"),
     suffixes=(".onnx",), requires=(ONNX, ONNXSLIM, ONNXRUNTIME), extra="onnx", options=OnnxRuntimeOptions,
-    calib_methods=("minmax", "entropy", "percentile")))
+    calib_methods=("minmax", "entropy", "percentile"), budget_method=SENSITIVITY_SEARCH))
 register_target(Target(
     "openvino", "OpenVINO IR in FP32, FP16 weights or INT8 (NNCF)",
     builder="danet_deploy.export.openvino:build", engine="openvino", precisions=("fp32", "fp16", "int8"),
     suffixes=(".xml", ".bin"), requires=(ONNX, ONNXSLIM, OPENVINO, NNCF), extra="onnx,openvino",
-    options=OpenVINOOptions, calib_methods=("minmax", "percentile")))
+    options=OpenVINOOptions, calib_methods=("minmax", "percentile"),
+    budget_method="nncf.quantize_with_accuracy_control"))
 register_target(Target(
     "tensorrt", "TensorRT bundle (FP16 AutoCast / Q/DQ INT8 ONNX, verified on CPU); engine built on the GPU",
     builder="danet_deploy.export.tensorrt:build", engine="tensorrt", precisions=("fp32", "fp16", "int8"),
     suffixes=(".onnx", ".engine"), requires=(ONNX, ONNXSLIM, ONNXRUNTIME), extra="onnx,tensorrt-prepare",
     options=TensorRTOptions, calib_methods=("minmax", "entropy"), element_limit=True, mask_dtype="int32",
-    emits=("logits", "mask"),
+    emits=("logits", "mask"), budget_method=SENSITIVITY_SEARCH,
     from_builder="danet_deploy.export.tensorrt:build_from_bundle"))
 register_target(Target(
     "triton", "Triton Inference Server model repository for an existing artifact (--from ARTIFACT)",

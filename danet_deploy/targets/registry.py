@@ -72,6 +72,8 @@ class Target:
         from_builder: ``"module:function"`` for ``--from SOURCE`` (a second stage that turns an
             existing artifact into this target's): ``function(source, output, options, *, force, log)``
             returning what it wrote (printed by the CLI; ``to_dict()`` for ``--json``).
+        budget_method: how its INT8 path meets ``--max-accuracy-drop`` (recorded in the manifest);
+            empty when it does not.
     """
 
     name: str
@@ -88,6 +90,12 @@ class Target:
     mask_dtype: str = "uint8"
     emits: tuple[str, ...] = ("logits", "mask", "both", "mask-lowres")
     from_builder: str | None = None
+    budget_method: str = ""
+
+    def check_buildable(self) -> None:
+        """Refuse, before any work, a target that only converts an existing artifact."""
+        if self.builder is None:
+            raise ConfigError(f"--target {self.name} works on an existing artifact: pass --from ARTIFACT_DIR")
 
     def check_precision(self, precision: str) -> None:
         if precision not in PRECISIONS:
@@ -130,8 +138,7 @@ class Target:
                                           if self.extra else f"--target {self.name} needs {names}: pip install {names}")
 
     def load_builder(self) -> Callable[..., Any]:
-        if self.builder is None:
-            raise ConfigError(f"--target {self.name} works on an existing artifact: pass --from ARTIFACT_DIR")
+        self.check_buildable()
         return resolve(self.builder, f"target {self.name!r}")
 
 

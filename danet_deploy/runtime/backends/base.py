@@ -109,6 +109,12 @@ class Backend(abc.ABC):
         """Logits for several batches; the default runs them one after another."""
         return [self.infer(b) for b in batches]
 
+    def parallel_requests(self) -> int:
+        """How many calls may usefully run on the engine at once (OpenVINO: its optimal number of
+        infer requests, 1 under the latency hint); ``Session.stream`` runs that many engine workers.
+        The default, 1, suits engines whose one call already uses every core (ONNX Runtime, torch)."""
+        return 1
+
     def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
         """``(logits, {phase: ms})``; the default times the whole call on the host."""
         start = time.perf_counter()

@@ -202,6 +202,14 @@ class OpenVINOBackend(Backend):
                 collect()
         return results  # type: ignore[return-value]
 
+    def parallel_requests(self) -> int:
+        """The compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (1 for a dynamic model not yet run)."""
+        if self.dynamic and not self._compiled:
+            return 1
+        with self._lock:
+            entry = next(reversed(self._compiled.values()), None) if self._compiled else None
+        return _optimal_requests(entry.compiled) if entry is not None else 1
+
     def describe(self) -> dict[str, Any]:
         import openvino as ov
 

@@ -1,0 +1,82 @@
+"""The demo model's training objective: DANet's summed cross-entropy, class-balanced, with OHEM.
+
+Why not plain cross-entropy: in street scenes persons and poles cover about 1% of the pixels
+each, so an unweighted loss lets the model trade them away for a slightly better road and sky
+(the first demo model reached 0.44 person IoU beside 0.97 road). Segmentation practice answers
+with two things, both here:
+
+* **class weights** from pixel frequencies (median-frequency balancing, Eigen & Fergus 2015),
+  damped by a square root so rare classes gain recall without flooding false positives;
+* **online hard example mining** (OHEM, Shrivastava et al. 2016; as in mmsegmentation's
+  ``OHEMPixelSampler``): only the hardest fraction of pixels in each output contributes, so
+  the easy interiors of sky and road stop dominating the gradient late in training.
+
+The frequencies are measured on training scenes (seeded), so the weights are reproducible and
+recorded in the training report.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from .data.scenes import IGNORE_INDEX
+
+
+def class_frequencies(labels: Sequence[np.ndarray], num_classes: int) -> np.ndarray:
+    """Pixel share of each class over ``labels`` (ignore pixels excluded); sums to 1."""
+    counts = np.zeros(num_classes, np.float64)
+    for label in labels:
+        valid = label[label != IGNORE_INDEX]
+        counts += np.bincount(valid.ravel(), minlength=num_classes)[:num_classes]
+    if counts.sum() == 0:
+        return np.full(num_classes, 1.0 / num_classes)
+    return counts / counts.sum()
+
+
+def balanced_weights(frequencies: np.ndarray, power: float = 0.5, cap: float = 5.0) -> np.ndarray:
+    """``(median / frequency) ** power``, clipped to ``[1 / cap, cap]``; absent classes get ``cap``.
+
+    ``power=0`` gives uniform weights, ``power=1`` full median-frequency balancing.
+    """
+    freq = np.asarray(frequencies, np.float64)
+    present = freq[freq > 0]
+    median = float(np.median(present)) if present.size else 1.0
+    with np.errstate(divide="ignore"):
+        weights = np.where(freq > 0, (median / np.maximum(freq, 1e-12)) ** power, cap)
+    return np.clip(weights, 1.0 / cap, cap).astype(np.float32)
+
+
+def danet_loss(outputs: Any, target: Any, class_weights: Any = None, ohem_keep: float = 1.0) -> Any:
+    """Sum over DANet's outputs (fused, PAM, CAM) of the (weighted, hard-mined) cross-entropy.
+
+    Args:
+        outputs: one ``[B, C, H, W]`` logits tensor or a tuple of them (training mode).
+        target: ``[B, H, W]`` int64 labels, ``IGNORE_INDEX`` where unlabelled.
+        class_weights: ``[C]`` float tensor, or ``None`` for the official unweighted objective.
+        ohem_keep: fraction of valid pixels kept per output, hardest first (``1.0`` = all).
+    """
+    import torch
+    import torch.nn.functional as F
+
+    if not isinstance(outputs, (tuple, list)):
+        outputs = (outputs,)
+    valid = target != IGNORE_INDEX
+    safe_target = torch.where(valid, target, torch.zeros_like(target))
+    pixel_weight = class_weights[safe_target] if class_weights is not None else torch.ones_like(target, dtype=torch.float32)
+    pixel_weight = pixel_weight * valid
+    total = 0.0
+    for logits in outputs:
+        losses = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+        weighted = losses * pixel_weight
+        if ohem_keep >= 1.0:
+            total = total + weighted.sum() / pixel_weight.sum().clamp_min(1e-6)
+            continue
+        n_valid = int(valid.sum())
+        keep = max(1, int(n_valid * ohem_keep))
+        hardest = torch.topk(losses[valid], keep, sorted=False).indices  # ranked by raw loss ...
+        kept_losses = weighted[valid][hardest]
+        kept_weights = pixel_weight[valid][hardest]
+        total = total + kept_losses.sum() / kept_weights.sum().clamp_min(1e-6)  # ... averaged with weights
+    return total
