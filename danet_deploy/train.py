@@ -59,10 +59,10 @@ def parse_shapes(text: str) -> tuple[Shape, ...]:
 class TrainConfig:
     """Every knob of a training run; recorded verbatim in the report."""
 
-    steps: int = 4000
+    steps: int = 3000
     batch_size: int = 8
     crops: tuple[Shape, ...] = ((256, 256), (192, 352), (224, 320))  # one shape per step, drawn at random
-    crops_per_scene: int = 2  # crops taken from each generated scene (halves scene generation)
+    crops_per_scene: int = 4  # crops taken from each generated scene (scene generation is a third of a step)
     scene_min: int = 256  # scenes are rendered at a random height in [scene_min, scene_max] ...
     scene_max: int = 576
     aspect_min: float = 1.0  # ... and a random width / height in [aspect_min, aspect_max]
