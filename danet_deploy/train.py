@@ -59,7 +59,7 @@ def parse_shapes(text: str) -> tuple[Shape, ...]:
 class TrainConfig:
     """Every knob of a training run; recorded verbatim in the report."""
 
-    steps: int = 3000
+    steps: int = 2500
     batch_size: int = 8
     crops: tuple[Shape, ...] = ((256, 256), (192, 352), (224, 320))  # one shape per step, drawn at random
     crops_per_scene: int = 4  # crops taken from each generated scene (scene generation is a third of a step)
@@ -333,7 +333,8 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     recent: list[float] = []
     done = 0
     planned = config.steps
-    bar = track(_batches(config), enabled=progress, desc="train", mininterval=2.0, total=config.steps)
+    batches = _batches(config)
+    bar = track(batches, enabled=progress, desc="train", mininterval=2.0, total=config.steps)
     for step, images, labels in bar:
         planned = _budgeted_total(step, time.perf_counter() - start, config)
         if step >= planned:
@@ -359,6 +360,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
                 f"{elapsed / (step + 1):.3f} s/step  {elapsed / 60:.1f} min")
     if hasattr(bar, "close"):
         bar.close()
+    batches.close()  # stops the prefetch worker when the time budget ended the run early
     train_seconds = time.perf_counter() - start
 
     report: dict[str, Any] = {
