@@ -15,10 +15,10 @@ from danet_deploy.parity import run_parity
 SIZE = (64, 64)
 
 
-def _export(tmp_path, target, precision, emit, **kw):
+def _export(tmp_path, target, precision, emit, size=SIZE, calib_count=2, **kw):
     options = {"build": "false"} if target == "tensorrt" else {}
-    return export(ExportRequest(model="danet_demo", target=target, precision=precision, input_size=SIZE, emit=emit,
-                                calib_count=2, output=tmp_path / f"{target}-{precision}-{emit}", options=options, **kw),
+    return export(ExportRequest(model="danet_demo", target=target, precision=precision, input_size=size, emit=emit,
+                                calib_count=calib_count, output=tmp_path / f"{target}-{precision}-{emit}", options=options, **kw),
                   log=lambda _: None)
 
 
@@ -88,8 +88,10 @@ def test_both_and_lowres_outputs(tmp_path, scenes):
 
 
 def test_parity_compares_masks_when_only_a_mask_exists(tmp_path):
-    folder, _ = _export(tmp_path, "onnxruntime", "int8", "mask")
-    report = run_parity(folder, generated=2, write_manifest=False)
+    # the product's INT8 tolerance (>= 99% agreement) is asserted at a size the demo model is made
+    # for; at 64x64 a whole scene is a few stride-8 cells and 2 images decide it
+    folder, _ = _export(tmp_path, "onnxruntime", "int8", "mask", size=(128, 128), calib_count=8)
+    report = run_parity(folder, generated=4, write_manifest=False)
     assert report.passed, report.table()
     assert np.isnan(report.sqnr_db) and report.argmax_agreement >= 0.99
     assert {c.name for c in report.checks} <= {"argmax_agreement", "margin_agreement", "miou_drop"}

@@ -14,8 +14,8 @@ from danet_deploy.model.registry import DEMO_CLASSES, weights_dir
 def _tiny_config(tmp_path, **overrides):
     from danet_deploy.train import TrainConfig
 
-    values = dict(steps=3, batch_size=2, crops=((64, 64), (64, 96)), scene_min=64, scene_max=96, warmup=1,
-                  eval_count=1, eval_sizes=((64, 64), (64, 128)), log_every=1, prefetch=False,
+    values = dict(steps=3, batch_size=2, crops_per_scene=2, crops=((64, 64), (64, 96)), scene_min=64, scene_max=96,
+                  warmup=1, eval_count=1, eval_sizes=((64, 64), (64, 128)), log_every=1, prefetch=False,
                   output=str(tmp_path / "tiny.safetensors"))
     values.update(overrides)
     return TrainConfig(**values)
