@@ -154,3 +154,13 @@ def graph_output_names(path: Path) -> list[str]:
     import onnx
 
     return [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
+
+
+def graph_input_shape(path: Path) -> list[int | None]:
+    """The image input's dims (``None`` where dynamic)."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    graph_input = next(i for i in model.graph.input if i.name not in initializers)
+    return [d.dim_value if d.HasField("dim_value") else None for d in graph_input.type.tensor_type.shape.dim]
