@@ -34,7 +34,7 @@ def _size(text: str) -> tuple[int, int]:
 
 
 def measure(artifact_logits: str, artifact_mask: str, backend: str, size: tuple[int, int], frames: int,
-            threads: int, repeats: int) -> dict:
+            threads: int, repeats: int, stream_rounds: int = 5) -> dict:
     """Runs inside a worker process (one engine per process)."""
     import numpy as np
 
@@ -77,15 +77,29 @@ def measure(artifact_logits: str, artifact_mask: str, backend: str, size: tuple[
                     engine(session.check_tensor(preprocess([f], session.preprocessing, size)))
                 raw_pipeline = time.perf_counter() - start
                 tensors = [session.check_tensor(preprocess([f], session.preprocessing, size)) for f in images]
-                start = time.perf_counter()
-                for i in range(frames):
-                    engine(tensors[i % len(tensors)])
-                back_to_back = time.perf_counter() - start
-                start = time.perf_counter()
-                count = sum(1 for _ in session.stream(iter(stream_frames), depth=2))
-                streamed = time.perf_counter() - start
-                out.update(stream_fps=count / streamed, engine_back_to_back_fps=frames / back_to_back,
-                           sequential_fps=frames / raw_pipeline, stream_frames=count)
+                # alternating blocks (engine, stream, engine, stream ...): the machine's drift over a
+                # minute hits both alike, and the per-block ratios show the spread
+                block = max(1, frames // stream_rounds)
+                back_to_back = streamed = 0.0
+                count = 0
+                ratios = []
+                for r in range(stream_rounds):
+                    chunk = stream_frames[r * block:(r + 1) * block] or stream_frames[:block]
+                    start = time.perf_counter()
+                    for i in range(len(chunk)):
+                        engine(tensors[i % len(tensors)])
+                    engine_s = time.perf_counter() - start
+                    start = time.perf_counter()
+                    done = sum(1 for _ in session.stream(iter(chunk), depth=2))
+                    stream_s = time.perf_counter() - start
+                    back_to_back += engine_s
+                    streamed += stream_s
+                    count += done
+                    ratios.append((done / stream_s) / (len(chunk) / engine_s))
+                out.update(stream_fps=count / streamed, engine_back_to_back_fps=count / back_to_back,
+                           sequential_fps=frames / raw_pipeline, stream_frames=count,
+                           stream_ratio_median=statistics.median(ratios), stream_ratio_min=min(ratios),
+                           stream_ratio_max=max(ratios), stream_rounds=stream_rounds)
         out[f"peak_rss_growth_{kind}_mb"] = round(peak_rss_mb() - rss_before, 1)
     return out
 
@@ -97,6 +111,8 @@ def main() -> int:
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=15)
+    p.add_argument("--stream-rounds", type=int, default=5,
+                   help="alternating engine/stream blocks the stream frames are split into")
     p.add_argument("--backends", default="onnxruntime,openvino")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "runtime_overhead.md")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -120,7 +136,8 @@ def main() -> int:
                 arts[emit] = str(folder)
             for backend in args.backends.split(","):
                 spec = {"artifact_logits": arts["logits"], "artifact_mask": arts["mask"], "backend": backend,
-                        "size": size, "frames": frames, "threads": args.threads, "repeats": args.repeats}
+                        "size": size, "frames": frames, "threads": args.threads, "repeats": args.repeats,
+                        "stream_rounds": args.stream_rounds}
                 print(f"measuring {backend} {text} ({frames} stream frames)", file=sys.stderr, flush=True)
                 proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
                                       text=True, check=True)
@@ -130,8 +147,10 @@ def main() -> int:
              f"- machine: {cpu.get('model')}, {cpu.get('logical_cores')} logical cores; features: "
              + " ".join(k for k, v in (cpu.get("features") or {}).items() if v),
              f"- command: `python benchmarks/runtime_overhead.py --model {args.model} --sizes {args.sizes} "
-             f"--frames {args.frames} --threads {args.threads}`", f"- {args.threads} threads per engine, p50 of "
-             f"{args.repeats} interleaved calls; stream over {args.frames} frames at 512x512 (a tenth at larger sizes)",
+             f"--frames {args.frames} --threads {args.threads} --stream-rounds {args.stream_rounds}`",
+             f"- {args.threads} threads per engine, p50 of {args.repeats} interleaved calls; stream over {args.frames} "
+             f"frames at 512x512 (a tenth at larger sizes) in {args.stream_rounds} blocks alternating with the engine "
+             "back to back on the same frames; stream / engine is the median of the blocks' ratios [min-max]",
              "", "| engine | size | raw engine ms (logits) | run() logits ms | overhead | raw engine ms (mask) | "
              "run() mask ms | overhead | host bytes/frame logits -> mask | stream fps | engine back-to-back fps | "
              "stream / engine | sequential run fps |", "|" + "---|" * 13]
@@ -142,7 +161,8 @@ def main() -> int:
                      f"{r['run_logits_ms']:.1f} | {100 * oh_l:+.1f}% | {r['raw_mask_ms']:.1f} | {r['run_mask_ms']:.1f} | "
                      f"{100 * oh_m:+.1f}% | {r['host_bytes_logits'] / 2**20:.1f} MiB -> "
                      f"{r['host_bytes_mask'] / 2**20:.2f} MiB | {r['stream_fps']:.2f} | "
-                     f"{r['engine_back_to_back_fps']:.2f} | {r['stream_fps'] / r['engine_back_to_back_fps']:.3f} | "
+                     f"{r['engine_back_to_back_fps']:.2f} | {r['stream_ratio_median']:.3f} [{r['stream_ratio_min']:.2f}-"
+                     f"{r['stream_ratio_max']:.2f}] | "
                      f"{r['sequential_fps']:.2f} |")
     lines += ["", "Peak RSS growth while loading and running (MiB, logits / mask artifact): "
               + "; ".join(f"{r['backend']} {r['size'][0]}x{r['size'][1]}: {r['peak_rss_growth_logits_mb']} / "
