@@ -140,27 +140,20 @@ def drop_float_roundtrips(model: Any) -> int:
     return len(dead)
 
 
+def graph_signature(path: Path) -> tuple[str, list[int | None], list[str]]:
+    """``(image input name, its dims with None where dynamic, output names)``, from one read of the graph.
+
+    The image input is the first graph input that is not an initializer.
+    """
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    initializers = {i.name for i in model.graph.initializer}
+    image = next(i for i in model.graph.input if i.name not in initializers)
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in image.type.tensor_type.shape.dim]
+    return image.name, dims, [o.name for o in model.graph.output]
+
+
 def graph_input_name(path: Path) -> str:
     """The first graph input that is not an initializer (the image tensor)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    initializers = {i.name for i in model.graph.initializer}
-    return next(i.name for i in model.graph.input if i.name not in initializers)
-
-
-def graph_output_names(path: Path) -> list[str]:
-    """The graph's output names, in order."""
-    import onnx
-
-    return [o.name for o in onnx.load(str(path), load_external_data=False).graph.output]
-
-
-def graph_input_shape(path: Path) -> list[int | None]:
-    """The image input's dims (``None`` where dynamic)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    initializers = {i.name for i in model.graph.initializer}
-    graph_input = next(i for i in model.graph.input if i.name not in initializers)
-    return [d.dim_value if d.HasField("dim_value") else None for d in graph_input.type.tensor_type.shape.dim]
+    return graph_signature(path)[0]

@@ -194,9 +194,9 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
         from modelopt.onnx.quantization import quantize
 
         from .modelopt_memory import memory_ordered_calibration
-        from .ort_quant import graph_input_shape, graph_output_names
+        from .ort_quant import graph_signature
 
-        declared = graph_input_shape(src)
+        _, declared, outputs = graph_signature(src)
         shape = [d if d else c for d, c in zip(declared, calibration[:1].shape)]  # dynamic dims: one image
 
         log(f"INT8 Q/DQ (ModelOpt {modelopt_version()}, {_MODELOPT_METHODS[method]} calibration on "
@@ -208,7 +208,7 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
                 # ONNX Runtime's calibrator prints its progress to stdout; keep stdout for results (--json)
                 with _quiet(), working_directory(tmp), contextlib.redirect_stdout(sys.stderr), \
                         _restore_onnxruntime_quantization(), \
-                        memory_ordered_calibration(graph_output_names(src), log) as reordered:
+                        memory_ordered_calibration(outputs, log) as reordered:
                     # calibration_shapes: ModelOpt finds GEMV-like MatMuls by shape inference instead of
                     # one inference with every MatMul input as an output (5.3 GB at 1024x2048)
                     quantize(str(work), quantize_mode="int8", calibration_data={input_name: calibration},

@@ -145,8 +145,8 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
     stop = threading.Event()
     raw: _LatestSlot | _Bounded = _LatestSlot() if policy == "latest" else _Bounded(depth)
     tensors, outputs = _Bounded(1 if policy == "latest" else depth), _Bounded(depth + jobs)
-    engines_left = [jobs]
-    engines_lock = threading.Lock()
+    running = {"preprocessing": 1, "inference": jobs}  # workers per stage still reading their source
+    running_lock = threading.Lock()
 
     def reader() -> None:
         try:
@@ -159,18 +159,19 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
         except BaseException as exc:  # noqa: BLE001 - carried to the caller
             raw.put(_Failure("reading frames", exc), stop)
 
-    def stage(name: str, source: Any, sink: _Bounded, work: Any, workers: int = 1) -> None:
+    def stage(name: str, source: Any, sink: _Bounded, work: Any) -> None:
         while True:
             item = source.get(stop)
-            if item is _END and workers > 1:
-                source.put(_END, stop)  # for the sibling workers; the last one to finish passes it on
-                with engines_lock:
-                    engines_left[0] -= 1
-                    last = engines_left[0] == 0
-                if last:
+            if item is _END:  # pass it back for any sibling worker; the last one to stop passes it on
+                with running_lock:
+                    running[name] -= 1
+                    last = running[name] == 0
+                if not last:
+                    source.put(_END, stop)
+                else:
                     sink.put(_END, stop)
                 return
-            if item is _END or isinstance(item, _Failure):
+            if isinstance(item, _Failure):
                 sink.put(item, stop)
                 return
             try:
@@ -184,7 +185,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
     threads = [threading.Thread(target=reader, name="danet-stream-reader", daemon=True),
                threading.Thread(target=stage, args=("preprocessing", raw, tensors, plan.pre),
                                 name="danet-stream-pre", daemon=True)]
-    threads += [threading.Thread(target=stage, args=("inference", tensors, outputs, plan.engine, jobs),
+    threads += [threading.Thread(target=stage, args=("inference", tensors, outputs, plan.engine),
                                  name=f"danet-stream-engine-{k}", daemon=True) for k in range(jobs)]
     for thread in threads:
         thread.start()

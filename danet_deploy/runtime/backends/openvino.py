@@ -204,8 +204,6 @@ class OpenVINOBackend(Backend):
 
     def parallel_requests(self) -> int:
         """The compiled model's ``OPTIMAL_NUMBER_OF_INFER_REQUESTS`` (1 for a dynamic model not yet run)."""
-        if self.dynamic and not self._compiled:
-            return 1
         with self._lock:
             entry = next(reversed(self._compiled.values()), None) if self._compiled else None
         return _optimal_requests(entry.compiled) if entry is not None else 1
