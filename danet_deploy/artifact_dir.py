@@ -36,24 +36,13 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from .errors import ArtifactError, ConfigError
-from .files import writable_ancestor
+from .files import remove_live_scratch, removed_on_terminate, writable_ancestor
 
 MANIFEST_NAME = "manifest.json"
 SCRATCH_PREFIX = "danet-export-"
 _LEGACY_STALE_S = 3600  # tmp folders of older versions carry no PID: stale after an hour untouched
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
-_LIVE_SCRATCH: set[Path] = set()  # folders this process removes if SIGTERM arrives
-
-
-@contextlib.contextmanager
-def _removed_on_terminate(path: Path) -> Iterator[Path]:
-    """Register ``path`` for removal by the SIGTERM handler while the block runs."""
-    _LIVE_SCRATCH.add(path)
-    try:
-        yield path
-    finally:
-        _LIVE_SCRATCH.discard(path)
 
 
 @contextlib.contextmanager
@@ -183,7 +172,7 @@ def clean_stale_scratch(root: str | Path | None = None) -> list[str]:
 def scratch_dir() -> Iterator[Path]:
     """A private scratch folder named with this process's PID (so a later run can tell it is stale)."""
     with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp, \
-            _removed_on_terminate(Path(tmp)) as path:
+            removed_on_terminate(Path(tmp)) as path:
         yield path
 
 
@@ -238,7 +227,7 @@ def artifact_dir(final: str | Path, force: bool = False,
                             "to") from exc
     os.chmod(tmp, 0o755)  # mkdtemp creates 0700
     try:
-        with _removed_on_terminate(tmp):
+        with removed_on_terminate(tmp):
             yield tmp
         with _terminate_deferred():
             swap_into_place(tmp, final)
@@ -250,17 +239,17 @@ def artifact_dir(final: str | Path, force: bool = False,
 @contextlib.contextmanager
 def terminate_as_exit() -> Iterator[None]:
     """Within the block, SIGTERM removes this process's scratch folders and half-written artifacts,
-    then exits ``143`` (the default action would kill the process on the spot and leave them).
+    and the temporary files of atomic writes (:func:`~danet_deploy.files.removed_on_terminate`), then
+    exits ``143`` (the default action would kill the process on the spot and leave them).
 
     The handler exits with ``os._exit`` rather than raising ``SystemExit``: Python runs signal
     handlers between bytecodes, which may be inside a C extension's callback (a nanobind module
     import, a torch hook), and an exception escaping there aborts the process (SIGABRT)."""
 
     def handler(signum: int, frame: object) -> None:
-        for path in list(_LIVE_SCRATCH):
-            shutil.rmtree(path, ignore_errors=True)
+        remove_live_scratch()
         with contextlib.suppress(Exception):
-            sys.stderr.write(f"interrupted by signal {signum}: scratch folders removed, no artifact written\n")
+            sys.stderr.write(f"interrupted by signal {signum}: temporary files removed, nothing half-written left\n")
             sys.stderr.flush()
             sys.stdout.flush()
         os._exit(128 + signum)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Iterator
@@ -24,6 +25,34 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+_LIVE_SCRATCH: set[Path] = set()  # temporary files and folders this process removes if SIGTERM arrives
+
+
+@contextlib.contextmanager
+def removed_on_terminate(path: Path) -> Iterator[Path]:
+    """Register ``path`` for :func:`remove_live_scratch` while the block runs.
+
+    Why: the console scripts' SIGTERM handler exits with ``os._exit`` (raising there can abort
+    the process inside a C extension), so no ``finally`` block runs; whatever must not be left
+    behind is registered here instead.
+    """
+    _LIVE_SCRATCH.add(path)
+    try:
+        yield path
+    finally:
+        _LIVE_SCRATCH.discard(path)
+
+
+def remove_live_scratch() -> None:
+    """Delete every registered temporary file and folder (called from the SIGTERM handler)."""
+    for path in list(_LIVE_SCRATCH):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
 @contextlib.contextmanager
 def atomic_output(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` (same suffix, so libraries pick the right format);
@@ -34,9 +63,10 @@ def atomic_output(path: str | Path) -> Iterator[Path]:
     os.close(fd)
     tmp = Path(name)
     try:
-        yield tmp
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with removed_on_terminate(tmp):
+            yield tmp
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()

@@ -9,7 +9,7 @@ The objective is the official DANet one (cross-entropy on the fused, PAM and CAM
 summed), class-balanced and hard-mined (:mod:`danet_deploy.train_loss`). Each step draws one
 crop shape (square and wide: cameras are rarely square), renders its scenes at a random height
 and aspect ratio (scale and aspect jitter), half of them with extra pedestrians and poles, and
-takes two crops from each scene. Evaluation covers several deploy sizes (512x512, 512x1024,
+takes ``crops_per_scene`` crops from each scene. Evaluation covers several deploy sizes (512x512, 512x1024,
 384x640), because a model tuned at one size need not carry to another.
 
 Speed: where the CPU has native bfloat16 (AMX or AVX512-BF16), ``amp="auto"`` runs the forward
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -53,6 +54,11 @@ def parse_shapes(text: str) -> tuple[Shape, ...]:
             raise ConfigError(f"crop shape {item!r} is not HxW (e.g. 256x256,192x384)") from None
         shapes.append((h, w))
     return tuple(shapes)
+
+
+def format_shapes(shapes: Sequence[Shape], sep: str = ",") -> str:
+    """``((256, 256), (192, 384))`` -> ``"256x256,192x384"``: the inverse of :func:`parse_shapes`."""
+    return sep.join(f"{h}x{w}" for h, w in shapes)
 
 
 @dataclass
@@ -265,6 +271,27 @@ def write_report(path: str | Path, report: dict[str, Any]) -> Path:
     return path
 
 
+def _prefetch_worker_init(parent: int) -> None:
+    """In the prefetch worker: leave Ctrl-C to the trainer, and exit when the trainer is gone.
+
+    Why: Ctrl-C reaches the whole process group, and the trainer alone decides what an interrupt
+    means (it shuts the pool down); a SIGKILLed or OOM-killed trainer cannot shut its pool down,
+    and the spawned worker, blocked waiting for work, would stay behind forever. A daemon thread
+    polls the parent's PID once a second (portable; Linux's PR_SET_PDEATHSIG would not cover macOS).
+    """
+    import signal
+    import threading
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="danet-train-parent-watch", daemon=True).start()
+
+
 def _batches(config: TrainConfig) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """Batches in step order; with ``prefetch``, step ``i + 1`` is generated in a worker process
     while step ``i`` trains (spawned, so it never inherits torch's thread pools)."""
@@ -275,7 +302,8 @@ def _batches(config: TrainConfig) -> Iterator[tuple[int, np.ndarray, np.ndarray]
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_prefetch_worker_init, initargs=(os.getpid(),)) as pool:
         pending = pool.submit(training_batch, 0, config)
         try:
             for step in range(config.steps):
@@ -324,8 +352,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
-    shapes = ", ".join(f"{h}x{w}" for h, w in config.crops)
-    log(f"training {PRESET} for {config.steps} steps, batch {config.batch_size}, crops {shapes}, "
+    log(f"training {PRESET} for {config.steps} steps, batch {config.batch_size}, crops {format_shapes(config.crops, ', ')}, "
         f"{config.threads} threads, amp {amp}, seed {config.seed}")
     if weights is not None:
         log("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(DEMO_CLASSES, weights)))
@@ -380,7 +407,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     }
     if config.eval_count:
         report["val"] = evaluate_sizes(model, config.eval_sizes, config.eval_count, progress=progress, log=log)
-    summary = {f"{r['size'][0]}x{r['size'][1]}": round(r["miou"], 4) for r in report.get("val", [])}
+    summary = {format_shapes([r["size"]]): round(r["miou"], 4) for r in report.get("val", [])}
     metadata = {"model": PRESET, "steps": str(done), "seed": str(config.seed), "val_miou": json.dumps(summary),
                 "val_images": str(config.eval_count), "command": command or "",
                 "classes": json.dumps(list(DEMO_CLASSES)), "dtype": "float16"}

@@ -8,7 +8,7 @@ with two things, both here:
 * **class weights** from pixel frequencies (median-frequency balancing, Eigen & Fergus 2015),
   damped by a square root so rare classes gain recall without flooding false positives;
 * **online hard example mining** (OHEM, Shrivastava et al. 2016; as in mmsegmentation's
-  ``OHEMPixelSampler``): only the hardest fraction of pixels in each output contributes, so
+  ``OHEMPixelSampler``): only the hardest fraction of the fused output's pixels contributes, so
   the easy interiors of sky and road stop dominating the gradient late in training.
 
 The frequencies are measured on training scenes (seeded), so the weights are reproducible and
@@ -76,6 +76,9 @@ def danet_loss(outputs: Any, target: Any, class_weights: Any = None, ohem_keep: 
             total = total + weighted.sum() / pixel_weight.sum().clamp_min(1e-6)
             continue
         n_valid = int(valid.sum())
+        if n_valid == 0:  # a batch with every pixel ignored contributes nothing (topk of nothing fails)
+            total = total + weighted.sum()
+            continue
         keep = max(1, int(n_valid * ohem_keep))
         hardest = torch.topk(losses[valid], keep, sorted=False).indices  # ranked by raw loss ...
         kept_losses = weighted[valid][hardest]

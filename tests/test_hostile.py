@@ -640,3 +640,21 @@ def test_5_tensorrt_backend_serialises_calls_on_its_one_context():
     for t in threads:
         t.join(60)
     assert all(np.all(out == 2 * i) for i, outs in results.items() for out in outs) and len(results) == 8
+
+
+def test_sigterm_cleanup_covers_atomic_writes_and_scratch_folders(tmp_path):
+    """What the SIGTERM handler removes: temp files of atomic writes and live scratch folders,
+    never the finished file or anything after its block ended."""
+    from danet_deploy.artifact_dir import scratch_dir
+    from danet_deploy.files import atomic_output, remove_live_scratch
+
+    target = tmp_path / "weights.safetensors"
+    with atomic_output(target) as tmp, scratch_dir() as scratch:
+        tmp.write_bytes(b"half")
+        (scratch / "x").write_text("y")
+        remove_live_scratch()  # as the handler would, mid-write
+        assert not tmp.exists() and not scratch.exists()
+        tmp.write_bytes(b"whole")  # (the real handler exits here; the test goes on to finish)
+    assert target.read_bytes() == b"whole"
+    remove_live_scratch()  # nothing registered any more: the finished file stays
+    assert target.read_bytes() == b"whole" and sorted(p.name for p in tmp_path.iterdir()) == ["weights.safetensors"]

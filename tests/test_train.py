@@ -105,6 +105,8 @@ def test_ohem_keeps_only_the_hardest_pixels(torch):
     hard = F.cross_entropy(logits, target, reduction="none")[0, 0, :2].mean()
     assert torch.allclose(danet_loss(logits, target, ohem_keep=2 / 16), hard)
     assert danet_loss(logits, target, ohem_keep=1.0) < hard / 4
+    ignored = torch.full_like(target, 255)  # nothing labelled: a zero loss, not an error
+    assert danet_loss(logits, ignored, ohem_keep=0.3).item() == 0.0
 
 
 def test_class_weights_favour_rare_classes():
@@ -149,3 +151,34 @@ def test_shipped_demo_weights_segment_val_scenes(torch):
 
     metrics = evaluate(create_model("danet_demo"), "val", count=4, size=(256, 256))
     assert metrics.miou() > 0.6, metrics.summary()
+
+
+def test_killed_trainer_leaves_no_prefetch_worker_and_no_weights(tmp_path):
+    """SIGKILL mid-run: the spawned scene worker notices its parent is gone and exits; no weights appear."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    psutil = pytest.importorskip("psutil")
+    out = tmp_path / "w.safetensors"
+    proc = subprocess.Popen([sys.executable, "-m", "danet_deploy.cli.train", "--steps", "500", "--batch-size", "2",
+                             "--crops-per-scene", "2", "--crops", "64x64", "--scene-min", "64", "--scene-max", "96",
+                             "--eval-count", "0", "--no-progress", "--output", str(out)],
+                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers: list = []
+    while time.time() < deadline and not workers and proc.poll() is None:
+        workers = psutil.Process(proc.pid).children(recursive=True)
+        time.sleep(0.2)
+    assert workers, "the prefetch worker never started"
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=15)
+    for p in alive:
+        p.kill()
+    assert not alive, f"orphaned workers: {[p.pid for p in alive]}"
+    assert not out.exists() and not out.with_suffix(".json").exists()

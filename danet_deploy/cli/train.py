@@ -10,15 +10,11 @@ import argparse
 import sys
 from dataclasses import fields
 
-from ..errors import DanetDeployError
-
-
-def _shapes(shapes: tuple[tuple[int, int], ...]) -> str:
-    return ",".join(f"{h}x{w}" for h, w in shapes)
+from .common import cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..train import TrainConfig
+    from ..train import TrainConfig, format_shapes
 
     defaults = {f.name: f.default for f in fields(TrainConfig) if not callable(f.default)}
     p = argparse.ArgumentParser(
@@ -30,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="weights to evaluate with --evaluate-only (default: the shipped file)")
     p.add_argument("--steps", type=int, default=defaults["steps"], help="optimizer steps (default %(default)s)")
     p.add_argument("--batch-size", type=int, default=defaults["batch_size"], help="scenes per step (default %(default)s)")
-    p.add_argument("--crops", default=_shapes(defaults["crops"]),
+    p.add_argument("--crops", default=format_shapes(defaults["crops"]),
                    help="training crop shapes HxW, one drawn per step (default %(default)s)")
     p.add_argument("--crops-per-scene", type=int, default=defaults["crops_per_scene"],
                    help="crops taken from each generated scene (default %(default)s)")
@@ -58,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=defaults["seed"], help="seed for init, data order, crops (default %(default)s)")
     p.add_argument("--threads", type=int, default=defaults["threads"], help="torch CPU threads (default %(default)s)")
     p.add_argument("--eval-count", type=int, default=defaults["eval_count"], help="val scenes to score (default %(default)s)")
-    p.add_argument("--eval-sizes", default=_shapes(defaults["eval_sizes"]),
+    p.add_argument("--eval-sizes", default=format_shapes(defaults["eval_sizes"]),
                    help="val sizes HxW, comma-separated (default %(default)s)")
     p.add_argument("--time-budget-min", type=float, default=None,
                    help="wall-clock budget in minutes: the LR schedule is shortened to finish within it")
@@ -69,36 +65,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
+    """Typed errors exit 2, Ctrl-C 130, SIGTERM 143 with no half-written weights (:func:`cli_main`)."""
     args = build_parser().parse_args(argv)
-    try:
-        from .. import train as training
+    from .. import train as training
 
-        if args.evaluate_only:
-            import torch
+    if args.evaluate_only:
+        import torch
 
-            torch.set_num_threads(args.threads)
-            sizes = training.parse_shapes(args.eval_sizes)
-            training.evaluate_weights(args.weights, args.eval_count, sizes, progress=not args.no_progress,
-                                      log=print)
-            return 0
-        config = training.TrainConfig(
-            steps=args.steps, batch_size=args.batch_size, crops=training.parse_shapes(args.crops),
-            crops_per_scene=args.crops_per_scene, scene_min=args.scene_min, scene_max=args.scene_max,
-            aspect_min=args.aspect_min, aspect_max=args.aspect_max, crowd=args.crowd,
-            class_balance=args.class_balance, ohem_keep=args.ohem_keep, lr=args.lr,
-            weight_decay=args.weight_decay, warmup=args.warmup, seed=args.seed, threads=args.threads,
-            amp=args.amp, prefetch=not args.no_prefetch, eval_count=args.eval_count,
-            eval_sizes=training.parse_shapes(args.eval_sizes), log_every=args.log_every,
-            time_budget_min=args.time_budget_min, report=args.report)
-        if args.output:
-            config.output = args.output
-        command = "danet-train " + " ".join(sys.argv[1:] if argv is None else argv)
-        training.train(config, command=command.strip(), progress=not args.no_progress)
+        torch.set_num_threads(args.threads)
+        sizes = training.parse_shapes(args.eval_sizes)
+        training.evaluate_weights(args.weights, args.eval_count, sizes, progress=not args.no_progress, log=print)
         return 0
-    except DanetDeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    # every option is named after its TrainConfig field; only the shapes and --no-prefetch convert
+    given = {f.name: getattr(args, f.name) for f in fields(training.TrainConfig)
+             if getattr(args, f.name, None) is not None}
+    config = training.TrainConfig(**{**given, "crops": training.parse_shapes(args.crops),
+                                     "eval_sizes": training.parse_shapes(args.eval_sizes),
+                                     "prefetch": not args.no_prefetch})
+    command = "danet-train " + " ".join(sys.argv[1:] if argv is None else argv)
+    training.train(config, command=command.strip(), progress=not args.no_progress)
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover
