@@ -239,3 +239,15 @@ def test_lookup_normalize_is_bit_identical_to_the_arithmetic(batch, mean, std):
     got = normalize(list(batch), mean, std)
     assert got.dtype == np.float32 and got.flags.c_contiguous
     np.testing.assert_array_equal(got, reference)
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=3, max_dims=4, min_side=1, max_side=9),
+                  elements=st.floats(width=32) | st.sampled_from([0.0, 1.0, -1.0])))
+def test_running_max_mask_is_numpy_argmax(logits):
+    """The plane-by-plane arg-max equals ``np.argmax`` over the class axis: ties (first wins), +-Inf, NaN."""
+    from danet_deploy.runtime.preprocess import logits_to_mask
+
+    got = logits_to_mask(logits)
+    assert got.dtype == (np.uint8 if logits.shape[-3] <= 256 else np.int32)
+    np.testing.assert_array_equal(got, np.argmax(logits, axis=-3))
