@@ -48,40 +48,71 @@ def balanced_weights(frequencies: np.ndarray, power: float = 0.5, cap: float = 5
     return np.clip(weights, 1.0 / cap, cap).astype(np.float32)
 
 
-def danet_loss(outputs: Any, target: Any, class_weights: Any = None, ohem_keep: float = 1.0) -> Any:
-    """Sum over DANet's outputs (fused, PAM, CAM) of the (weighted, hard-mined) cross-entropy.
+def labels_at(target: Any, size: tuple[int, int]) -> Any:
+    """``[B, H, W]`` labels sampled at the centres of an ``size`` grid of cells (a stride-``s`` output's
+    own resolution); nearest-neighbour where ``H, W`` are not multiples of the grid."""
+    import torch.nn.functional as F
+
+    (h, w), (full_h, full_w) = size, target.shape[-2:]
+    if (h, w) == (full_h, full_w):
+        return target
+    if full_h % h == 0 and full_w % w == 0:
+        sy, sx = full_h // h, full_w // w
+        return target[:, sy // 2::sy, sx // 2::sx]
+    return F.interpolate(target[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
+
+
+def danet_loss(outputs: Any, target: Any, class_weights: Any = None, ohem_keep: float = 1.0,
+               align_corners: bool = True) -> Any:
+    """Sum over DANet's outputs (prediction, then auxiliary: PAM, CAM, ...) of the (weighted,
+    hard-mined) cross-entropy.
 
     Args:
-        outputs: one ``[B, C, H, W]`` logits tensor or a tuple of them (training mode).
+        outputs: one ``[B, C, h, w]`` logits tensor or a tuple of them (training mode). They may be
+            coarser than ``target`` (``DANet.forward_lowres``): the first, the prediction, is then
+            upsampled bilinearly to the labels, exactly as at inference; the auxiliary ones are scored
+            at their own resolution against labels sampled at cell centres (:func:`labels_at`).
+            Why: upsampling three auxiliary outputs to full size and back-propagating through it
+            was a third of a CPU training step, and they only guide the features.
         target: ``[B, H, W]`` int64 labels, ``IGNORE_INDEX`` where unlabelled.
         class_weights: ``[C]`` float tensor, or ``None`` for the official unweighted objective.
-        ohem_keep: fraction of valid pixels of the fused (first) output kept, hardest first
-            (``1.0`` = all). The PAM and CAM auxiliary outputs keep every pixel: mining them too
-            cost a third of a training step on a 2-core CPU for no measurable gain in the fused output.
+        ohem_keep: fraction of valid pixels of the prediction (first output) kept, hardest first
+            (``1.0`` = all). Auxiliary outputs keep every pixel: mining them too cost a third of a
+            training step on a 2-core CPU for no measurable gain in the prediction.
+        align_corners: the model's upsampling mode, for the prediction.
     """
-    import torch
     import torch.nn.functional as F
 
     if not isinstance(outputs, (tuple, list)):
         outputs = (outputs,)
+    total = 0.0
+    for position, logits in enumerate(outputs):
+        labels = target
+        if position == 0 and logits.shape[-2:] != target.shape[-2:]:
+            logits = F.interpolate(logits, size=target.shape[-2:], mode="bilinear", align_corners=align_corners)
+        elif position > 0:
+            labels = labels_at(target, tuple(logits.shape[-2:]))
+        total = total + _cross_entropy(logits, labels, class_weights, ohem_keep if position == 0 else 1.0)
+    return total
+
+
+def _cross_entropy(logits: Any, target: Any, class_weights: Any, keep: float) -> Any:
+    """Pixel-weighted cross-entropy of one output, averaged over the ``keep`` hardest valid pixels."""
+    import torch
+    import torch.nn.functional as F
+
     valid = target != IGNORE_INDEX
     safe_target = torch.where(valid, target, torch.zeros_like(target))
     pixel_weight = class_weights[safe_target] if class_weights is not None else torch.ones_like(target, dtype=torch.float32)
     pixel_weight = pixel_weight * valid
-    total = 0.0
-    for position, logits in enumerate(outputs):
-        losses = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
-        weighted = losses * pixel_weight
-        if ohem_keep >= 1.0 or position > 0:
-            total = total + weighted.sum() / pixel_weight.sum().clamp_min(1e-6)
-            continue
-        n_valid = int(valid.sum())
-        if n_valid == 0:  # a batch with every pixel ignored contributes nothing (topk of nothing fails)
-            total = total + weighted.sum()
-            continue
-        keep = max(1, int(n_valid * ohem_keep))
-        hardest = torch.topk(losses[valid], keep, sorted=False).indices  # ranked by raw loss ...
-        kept_losses = weighted[valid][hardest]
-        kept_weights = pixel_weight[valid][hardest]
-        total = total + kept_losses.sum() / kept_weights.sum().clamp_min(1e-6)  # ... averaged with weights
-    return total
+    losses = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
+    weighted = losses * pixel_weight
+    if keep >= 1.0:
+        return weighted.sum() / pixel_weight.sum().clamp_min(1e-6)
+    n_valid = int(valid.sum())
+    if n_valid == 0:  # a batch with every pixel ignored contributes nothing (topk of nothing fails)
+        return weighted.sum()
+    hardest = torch.topk(losses[valid], max(1, int(n_valid * keep)), sorted=False).indices  # ranked by raw loss ...
+    kept_losses = weighted[valid][hardest]
+    kept_weights = pixel_weight[valid][hardest]
+    return kept_losses.sum() / kept_weights.sum().clamp_min(1e-6)  # ... averaged with weights

@@ -210,7 +210,7 @@ def test_model_options_typed_and_validated():
 
 _VALUES = {"depth": st.sampled_from(DEPTHS), "output_stride": st.sampled_from(OUTPUT_STRIDES),
            "deep_stem": st.booleans(), "align_corners": st.booleans(), "stem_width": st.integers(1, 4096),
-           "base_width": st.integers(1, 4096), "multi_grid": st.none() | st.lists(st.integers(1, 64), min_size=1,
+           "base_width": st.integers(1, 4096), "decoder_channels": st.integers(0, 4096), "multi_grid": st.none() | st.lists(st.integers(1, 64), min_size=1,
                                                                                     max_size=6).map(tuple),
            "class_names": st.lists(st.text(st.characters(blacklist_characters=",", blacklist_categories=("Cs",)),
                                            min_size=1).map(str.strip).filter(bool), min_size=1, max_size=5).map(tuple)}

@@ -71,7 +71,7 @@ def test_both_and_lowres_outputs(tmp_path, scenes):
     both, _ = _export(tmp_path, "onnx", "fp32", "both")
     lowres, manifest = _export(tmp_path, "onnx", "fp32", "mask-lowres")
     assert [t["name"] for t in manifest.output["tensors"]] == ["mask", "logits_lowres"]
-    assert manifest.output["tensors"][1]["shape"] == [1, 8, 8, 8]  # 8 classes at output stride 8
+    assert manifest.output["tensors"][1]["shape"] == [1, 8, 16, 16]  # 8 classes at the decoder's stride 4
     big = np.concatenate([scenes[0], scenes[1]], axis=1)  # another size than the engine's: resized back
     with runtime.load(both) as session:
         mask, logits = session.run(big, return_logits=True)

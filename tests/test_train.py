@@ -57,6 +57,43 @@ def test_training_batches_are_deterministic(tmp_path):
     assert shapes == {(64, 64), (64, 96)}  # every crop shape is drawn
 
 
+def test_several_prefetch_workers_deliver_the_same_batches_in_order(tmp_path):
+    from danet_deploy.train import _batches
+
+    one = list(_batches(_tiny_config(tmp_path, steps=4)))
+    many = list(_batches(_tiny_config(tmp_path, steps=4, prefetch=True, workers=3)))
+    assert [s for s, _, _ in many] == [0, 1, 2, 3]
+    for (_, a, la), (_, b, lb) in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+        np.testing.assert_array_equal(la, lb)
+
+
+def test_model_options_reach_the_model_and_the_report(torch, tmp_path):
+    from danet_deploy.train import train
+
+    report = train(_tiny_config(tmp_path, steps=1, eval_count=0, model_options={"decoder_channels": "16"}),
+                   progress=False, log=lambda _: None)
+    assert report["config"]["model_options"] == {"decoder_channels": 16}
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "tiny.safetensors"), "pt") as f:
+        assert f.get_tensor("decoder.fuse.0.0.weight").shape[0] == 16
+        assert json.loads(f.metadata()["model_options"]) == {"decoder_channels": 16}
+    from danet_deploy.train import evaluate_weights  # rebuilds the trained architecture from the metadata
+
+    (result,) = evaluate_weights(tmp_path / "tiny.safetensors", count=1, sizes=((64, 64),), progress=False)
+    assert result["images"] == 1 and 0.0 <= result["miou"] <= 1.0
+
+
+def test_cuda_without_a_gpu_is_a_config_error(torch, tmp_path):
+    from danet_deploy.train import train
+
+    if torch.cuda.is_available():  # pragma: no cover - the check is for CPU machines
+        pytest.skip("a CUDA GPU is present")
+    with pytest.raises(ConfigError, match="no CUDA GPU"):
+        train(_tiny_config(tmp_path, device="cuda"), progress=False, log=lambda _: None)
+
+
 def test_bad_config_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError):
         _tiny_config(tmp_path, crops=((60, 64),)).validate()
@@ -64,7 +101,8 @@ def test_bad_config_is_a_config_error(tmp_path):
         _tiny_config(tmp_path, scene_min=32).validate()
     with pytest.raises(ConfigError):
         _tiny_config(tmp_path, batch_size=3, crops_per_scene=2).validate()
-    for bad in (dict(ohem_keep=0.0), dict(crowd=1.5), dict(amp="fp8"), dict(aspect_min=3.0, aspect_max=2.0)):
+    for bad in (dict(ohem_keep=0.0), dict(crowd=1.5), dict(amp="fp8"), dict(aspect_min=3.0, aspect_max=2.0),
+                dict(device="tpu"), dict(workers=0), dict(model_options={"decoder_chanels": 8})):
         with pytest.raises(ConfigError):
             _tiny_config(tmp_path, **bad).validate()
 

@@ -47,7 +47,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=("auto", "bf16", "off"), default=defaults["amp"],
                    help="bfloat16 autocast: auto = where the CPU has AMX/AVX512-BF16 (default %(default)s)")
     p.add_argument("--no-prefetch", action="store_true",
-                   help="generate scenes in the training process instead of a worker process")
+                   help="generate scenes in the training process instead of worker processes")
+    p.add_argument("--workers", type=int, default=defaults["workers"],
+                   help="scene-generating worker processes; a GPU needs several (default %(default)s)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=defaults["device"],
+                   help="train on the CPU (reproducible, the documented recipe) or a CUDA GPU (default %(default)s)")
+    p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="architecture override of danet_demo, e.g. decoder_channels=0 (repeatable)")
     p.add_argument("--lr", type=float, default=defaults["lr"], help="peak AdamW learning rate (default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
     p.add_argument("--warmup", type=int, default=defaults["warmup"], help="linear warm-up steps (default %(default)s)")
@@ -70,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     """Typed errors exit 2, Ctrl-C 130, SIGTERM 143 with no half-written weights (:func:`cli_main`)."""
     args = build_parser().parse_args(argv)
     from .. import train as training
+    from ..model.options import parse_option_pairs
 
     if args.evaluate_only:
         import torch
@@ -83,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
              if getattr(args, f.name, None) is not None}
     config = training.TrainConfig(**{**given, "crops": training.parse_shapes(args.crops),
                                      "eval_sizes": training.parse_shapes(args.eval_sizes),
-                                     "prefetch": not args.no_prefetch})
+                                     "prefetch": not args.no_prefetch,
+                                     "model_options": parse_option_pairs(args.model_option)})
     command = "danet-train " + " ".join(sys.argv[1:] if argv is None else argv)
     training.train(config, command=command.strip(), progress=not args.no_progress)
     return 0

@@ -136,7 +136,7 @@ def _with_outputs(model: Any, names: list[str], mask_type: str) -> Any:
             self.num_classes = model.num_classes
 
         def forward(self, x: Any) -> Any:
-            low = self.model.head(self.model.backbone(x))
+            low = self.model.forward_lowres(x)
             full = None
             outs = []
             for name in names:

@@ -185,7 +185,7 @@ class ExportContext:
     def output_spec(self, input_spec: dict[str, Any]) -> dict[str, Any]:
         """Manifest ``output`` entry for the graph's outputs (``--emit``)."""
         return output_spec(self.request.emit, input_spec["shape"], self.model.num_classes,
-                           int(self.config.output_stride), self.mask_type)
+                           int(self.config.logits_stride), self.mask_type)
 
     def input_spec(self, dtype: str = "float32", bounded: bool = False) -> dict[str, Any]:
         """Manifest input entry for this request (dynamic dims as names).

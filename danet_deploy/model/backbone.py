@@ -125,6 +125,7 @@ class DilatedResNet(nn.Module):
         self.layer3 = self._make_layer(block, w * 4, layers[2], strides[1], dilations[1])
         self.layer4 = self._make_layer(block, w * 8, layers[3], strides[2], dilations[2], multi_grid)
         self.out_channels = w * 8 * block.expansion
+        self.low_level_channels = w * block.expansion  # first stage's output (stride 4): a decoder's skip
 
     def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int,
                     dilation: int, multi_grid: Sequence[int] | None = None) -> nn.Sequential:
@@ -148,9 +149,10 @@ class DilatedResNet(nn.Module):
             layers.append(block(self.inplanes, planes, 1, grid[i], grid[i]))
         return nn.Sequential(*layers)
 
+    def forward_with_low_level(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(stride-4 features of the first stage, last stage's features)``."""
+        low = self.layer1(self.maxpool(self.relu(self.bn1(self.conv1(x)))))
+        return low, self.layer4(self.layer3(self.layer2(low)))
+
     def forward(self, x: Tensor) -> Tensor:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer1(x)
-        x = self.layer2(x)
-        x = self.layer3(x)
-        return self.layer4(x)
+        return self.forward_with_low_level(x)[1]

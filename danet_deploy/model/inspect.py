@@ -7,6 +7,7 @@ Users have files, not preset names: ``DANet101.pth.tar`` from the official relea
 * **depth**: the block type (a ``conv3`` means bottleneck) and the block count of each stage;
 * **stem**: ``backbone.conv1.0`` (three 3x3 convs) or ``backbone.conv1`` (one 7x7), and its width;
 * **base width** (first stage's planes) and **class count** (the fused classifier ``head.conv8``);
+* **decoder**: this project's stride-4 ``decoder.*`` (``danet_demo``), and its width;
 * **training-only heads** (auxiliary FCN heads), which were dropped.
 
 They cannot say the output stride, the multi-grid dilations, ``align_corners``, the
@@ -26,7 +27,7 @@ from .options import coerce_model_options, format_option
 from .registry import ModelConfig, build_model, get_config, preset_order
 
 # what the weights determine, as ModelConfig fields
-INFERRED_FIELDS = ("depth", "deep_stem", "stem_width", "base_width", "num_classes")
+INFERRED_FIELDS = ("depth", "deep_stem", "stem_width", "base_width", "num_classes", "decoder_channels")
 # what they cannot tell, and so comes from the preset
 UNDETERMINED_FIELDS = ("output_stride", "multi_grid", "align_corners", "preprocessing", "class_names")
 
@@ -46,6 +47,7 @@ class CheckpointArchitecture:
     base_width: int                      # first stage's planes
     num_classes: int
     training_heads: tuple[str, ...] = ()  # prefixes of dropped training-only heads, e.g. ("auxiliary_head",)
+    decoder_channels: int = 0            # width of the stride-4 decoder; 0 = none (the paper's head)
 
     def fields(self) -> dict[str, Any]:
         """The :class:`ModelConfig` fields these tensors determine."""
@@ -59,6 +61,8 @@ class CheckpointArchitecture:
         counts = "/".join(str(b) for b in self.blocks)
         text = (f"ResNet-{self.depth} ({self.block} blocks {counts}), {self.stem_text()}, base width "
                 f"{self.base_width}, {self.num_classes} classes")
+        if self.decoder_channels:
+            text += f", stride-4 decoder of {self.decoder_channels} channels"
         if self.training_heads:
             text += f", training-only heads dropped: {', '.join(self.training_heads)}"
         return text
@@ -125,8 +129,10 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
                               "supported")
     roots = {k.removeprefix("module.").removeprefix("model.").split(".")[0] for k in dropped}
     prefixes = sorted(roots - {"backbone", "pretrained"})  # not the ImageNet classifier of a plain ResNet
+    decoder = state.get("decoder.fuse.0.0.weight")
     return CheckpointArchitecture(depth, block, blocks, deep_stem, stem_width, base_width,
-                                  int(state["head.conv8.1.weight"].shape[0]), tuple(prefixes))
+                                  int(state["head.conv8.1.weight"].shape[0]), tuple(prefixes),
+                                  int(decoder.shape[0]) if decoder is not None else 0)
 
 
 def differences(config: ModelConfig, arch: CheckpointArchitecture) -> list[str]:
@@ -201,7 +207,7 @@ def suggest_flags(arch: CheckpointArchitecture, overrides: Mapping[str, Any] | N
     for name in preset_order():
         base = get_config(name, **overrides)
         changes: dict[str, Any] = {}
-        for key in ("depth", "deep_stem", "base_width", "num_classes"):
+        for key in ("depth", "deep_stem", "base_width", "num_classes", "decoder_channels"):
             if getattr(base, key) != getattr(arch, key):
                 changes[key] = getattr(arch, key)
         stem = base.stem_width if base.stem_width is not None else changes.get("base_width", base.base_width)

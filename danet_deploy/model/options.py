@@ -23,7 +23,7 @@ OUTPUT_STRIDES = (8, 16, 32)
 
 # fields a --model-option may set, and where the others are set instead
 ARCH_FIELDS = ("depth", "output_stride", "deep_stem", "stem_width", "base_width", "multi_grid",
-               "align_corners", "class_names")
+               "align_corners", "class_names", "decoder_channels")
 _ELSEWHERE = {"num_classes": "--num-classes", "attention_chunks": "--attention-chunks",
               "name": "--arch", "weights": "--model", "preprocessing": None, "description": None}
 
@@ -142,6 +142,8 @@ def _check_range(key: str, value: Any) -> Any:
         raise ConfigError(f"model option output_stride={value} is not supported; choose one of {OUTPUT_STRIDES}")
     if key in ("stem_width", "base_width") and value is not None and not 1 <= value <= 4096:
         raise ConfigError(f"model option {key}={value} must be between 1 and 4096")
+    if key == "decoder_channels" and not 0 <= value <= 4096:
+        raise ConfigError(f"model option decoder_channels={value} must be between 0 (no decoder) and 4096")
     if key == "multi_grid" and value is not None and not all(1 <= m <= 64 for m in value):
         raise ConfigError(f"model option multi_grid={format_option(key, value)[11:]} must hold dilation "
                           "multipliers between 1 and 64, e.g. multi_grid=1,2,4")

@@ -52,9 +52,15 @@ class ModelConfig:
     class_names: tuple[str, ...] = CITYSCAPES_CLASSES
     align_corners: bool = True
     attention_chunks: int = 1
+    decoder_channels: int = 0  # >0: a stride-4 skip decoder after the head (not in the paper; see SkipDecoder)
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     weights: str | None = None  # file name inside danet_deploy/weights, for shipped presets
     description: str = ""
+
+    @property
+    def logits_stride(self) -> int:
+        """Stride of the logits before the final upsample: the decoder's 4, else the output stride."""
+        return 4 if self.decoder_channels else self.output_stride
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -85,8 +91,8 @@ _PRESETS: dict[str, ModelConfig] = {
         description="edge size: half-width ResNet-18, output stride 8"),
     "danet_demo": ModelConfig(
         "danet_demo", depth=18, deep_stem=False, base_width=32, num_classes=len(DEMO_CLASSES),
-        class_names=DEMO_CLASSES, weights="danet_demo.safetensors",
-        description="edge size, trained here on generated street scenes (ships with weights)"),
+        class_names=DEMO_CLASSES, weights="danet_demo.safetensors", decoder_channels=64,
+        description="edge size with a stride-4 decoder, trained here on generated street scenes (ships with weights)"),
 }
 for _name, _kwargs in release_presets().items():
     _mean, _std = _kwargs.pop("mean", IMAGENET_MEAN), _kwargs.pop("std", IMAGENET_STD)
@@ -136,7 +142,7 @@ def build_model(config: ModelConfig):
         return DANet(num_classes=config.num_classes, depth=config.depth, output_stride=config.output_stride,
                      deep_stem=config.deep_stem, base_width=config.base_width, multi_grid=config.multi_grid,
                      attention_chunks=config.attention_chunks, align_corners=config.align_corners,
-                     stem_width=config.stem_width)
+                     stem_width=config.stem_width, decoder_channels=config.decoder_channels)
     except ValueError as exc:  # depth, output stride, widths out of range
         raise ConfigError(f"{config.name}: {exc}") from exc
 
