@@ -9,8 +9,9 @@ the graph's output names alone:
 * ``logits``        float32 ``[N, C, H, W]`` at the input size (the default, as before);
 * ``mask``          ``uint8`` ``[N, H, W]`` class indices (``int32`` where an engine lacks
                     uint8 I/O or there are more than 256 classes);
-* ``logits_lowres`` float32 ``[N, C, H/s, W/s]`` before the final upsample (``s`` = output
-                    stride), for users who need probabilities at a fraction of the bytes.
+* ``logits_lowres`` float32 ``[N, C, H/s, W/s]`` before the final upsample (``s`` = the model's
+                    ``logits_stride``: its output stride, or 4 with a decoder), for users who
+                    need probabilities at a fraction of the bytes.
 """
 
 from __future__ import annotations

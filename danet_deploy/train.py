@@ -127,6 +127,9 @@ class TrainConfig:
         from .model.options import coerce_model_options
 
         self.model_options = coerce_model_options(self.model_options)
+        if "class_names" in self.model_options:
+            raise ConfigError("model option class_names cannot be trained: the generated scenes are labelled with "
+                              f"the demo's {len(DEMO_CLASSES)} classes ({', '.join(DEMO_CLASSES)})")
         if self.eval_count < 0 or any(min(size) < 32 for size in self.eval_sizes):
             raise ConfigError(f"eval_count must be >= 0 and eval sizes >= 32, got {self.eval_count}, {self.eval_sizes}")
         if self.time_budget_min is not None and self.time_budget_min <= 0:
@@ -149,7 +152,9 @@ def resolve_amp(amp: str, device: str = "cpu") -> str:
     if amp != "auto":
         return amp
     if device == "cuda":
-        return "bf16"
+        import torch
+
+        return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "off"
     from .cpu import cpu_features
 
     features = cpu_features()
@@ -448,20 +453,32 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
 
 def evaluate_weights(weights: str | Path | None = None, count: int = 50,
                      sizes: Sequence[Shape] = ((512, 512),), progress: bool = True,
-                     log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Load ``danet_demo`` (shipped weights, or ``weights``) and evaluate it at each size."""
+                     log: Callable[[str], None] | None = None,
+                     model_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Load ``danet_demo`` (shipped weights, or ``weights``) and evaluate it at each size.
+
+    The architecture comes from the file (:func:`_trained_model_options`); ``model_options``
+    (``--model-option``) override it.
+    """
+    from .model.options import coerce_model_options
+
     from .model.factory import create_model
 
     path = Path(weights) if weights else weights_dir() / "danet_demo.safetensors"
     if not path.exists():
         raise CheckpointError(f"no weights at {path}: train them with `danet-train` or pass --weights")
-    model = create_model(PRESET, weights=path, **_trained_model_options(path))
+    options = {**_trained_model_options(path), **coerce_model_options(model_options)}
+    model = create_model(PRESET, weights=path, **options)
     return evaluate_sizes(model, sizes, count, progress=progress, log=log)
 
 
 def _trained_model_options(path: Path) -> dict[str, Any]:
-    """The ``--model-option`` overrides a ``danet-train`` run recorded in its weights' metadata
-    (``{}`` for other files), so ``--evaluate-only`` rebuilds the architecture that was trained."""
+    """The architecture overrides a weights file was trained with, so ``--evaluate-only`` rebuilds it.
+
+    The tensors say whether there is a decoder and how wide (files trained before the preset had
+    one have none); the ``model_options`` a ``danet-train`` run records in its metadata supply
+    the rest (what tensors cannot tell, e.g. ``align_corners``). ``{}`` for other formats.
+    """
     if path.suffix != ".safetensors":
         return {}
     from safetensors import safe_open
@@ -471,6 +488,7 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), "pt") as f:
             recorded = (f.metadata() or {}).get("model_options")
+            decoder = f.get_slice("decoder.fuse.0.0.weight").get_shape()[0] if "decoder.fuse.0.0.weight" in f.keys() else 0
     except Exception:  # not readable as safetensors: the checkpoint loader reports it properly
         return {}
     try:
@@ -479,4 +497,4 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path}: its model_options metadata is not JSON ({recorded[:80]!r})") from None
     if not isinstance(options, dict):
         raise CheckpointError(f"{path}: its model_options metadata is not a JSON object ({recorded[:80]!r})")
-    return coerce_model_options(options)
+    return {**coerce_model_options(options), "decoder_channels": int(decoder)}

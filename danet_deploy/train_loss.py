@@ -49,17 +49,22 @@ def balanced_weights(frequencies: np.ndarray, power: float = 0.5, cap: float = 5
 
 
 def labels_at(target: Any, size: tuple[int, int]) -> Any:
-    """``[B, H, W]`` labels sampled at the centres of an ``size`` grid of cells (a stride-``s`` output's
-    own resolution); nearest-neighbour where ``H, W`` are not multiples of the grid."""
-    import torch.nn.functional as F
+    """``[B, H, W]`` labels at the centres of an ``h x w`` grid of equal cells (pixel
+    ``floor((i + 0.5) * H / h)``; ``s * i + s // 2`` at stride ``s``), i.e. a stride-``s`` output's
+    own resolution.
+
+    Only the auxiliary outputs are scored this way, and only to guide the features: which pixel of
+    a cell stands for it shifts their targets by at most half a cell (the prediction itself is
+    upsampled exactly as at inference).
+    """
+    import torch
 
     (h, w), (full_h, full_w) = size, target.shape[-2:]
     if (h, w) == (full_h, full_w):
         return target
-    if full_h % h == 0 and full_w % w == 0:
-        sy, sx = full_h // h, full_w // w
-        return target[:, sy // 2::sy, sx // 2::sx]
-    return F.interpolate(target[:, None].float(), size=(h, w), mode="nearest")[:, 0].long()
+    rows = torch.clamp(((torch.arange(h, dtype=torch.float64) + 0.5) * (full_h / h)).long(), max=full_h - 1)
+    cols = torch.clamp(((torch.arange(w, dtype=torch.float64) + 0.5) * (full_w / w)).long(), max=full_w - 1)
+    return target[:, rows.to(target.device)[:, None], cols.to(target.device)[None, :]]
 
 
 def danet_loss(outputs: Any, target: Any, class_weights: Any = None, ohem_keep: float = 1.0,

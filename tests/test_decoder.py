@@ -67,7 +67,7 @@ def test_labels_at_samples_cell_centres(torch):
     coarse = labels_at(target, (2, 4))
     assert coarse.tolist() == [[[2 * 16 + 2, 2 * 16 + 6, 2 * 16 + 10, 2 * 16 + 14],
                                 [6 * 16 + 2, 6 * 16 + 6, 6 * 16 + 10, 6 * 16 + 14]]]
-    assert labels_at(target, (3, 5)).shape == (1, 3, 5)  # not a divisor: nearest neighbour
+    assert labels_at(target, (3, 5)).tolist() == [[[16 * r + c for c in (1, 4, 8, 11, 14)] for r in (1, 4, 6)]]
 
 
 def test_loss_upsamples_the_prediction_and_scores_auxiliary_outputs_coarse(torch):
@@ -81,3 +81,32 @@ def test_loss_upsamples_the_prediction_and_scores_auxiliary_outputs_coarse(torch
     full = F.interpolate(pred, size=(16, 24), mode="bilinear", align_corners=False)
     expected = F.cross_entropy(full, target) + F.cross_entropy(aux, labels_at(target, (2, 3)))
     torch.testing.assert_close(danet_loss((pred, aux), target, align_corners=False), expected)
+
+
+def test_fix_for_a_pre_decoder_demo_checkpoint_is_named_relative_to_the_users_preset(torch, tmp_path):
+    from danet_deploy.model.inspect import model_from_checkpoint
+
+    old = create_model("danet_demo", weights=False, decoder_channels=0)
+    path = tmp_path / "old_demo.pt"
+    torch.save(old.state_dict(), path)
+    with pytest.raises(Exception, match="--arch danet_demo --model-option decoder_channels=0"):
+        model_from_checkpoint(path, arch="danet_demo")
+
+
+def test_evaluate_only_rebuilds_the_architecture_from_the_weights(torch, tmp_path):
+    from safetensors.torch import save_file
+
+    from danet_deploy.train import evaluate_weights
+
+    old = create_model("danet_demo", weights=False, decoder_channels=0)  # trained before the decoder: no metadata
+    path = tmp_path / "old.safetensors"
+    save_file({k: v.contiguous() for k, v in old.state_dict().items()}, str(path))
+    (result,) = evaluate_weights(path, count=1, sizes=((64, 64),), progress=False)
+    assert result["images"] == 1
+
+
+def test_training_refuses_other_class_names(tmp_path):
+    from danet_deploy.train import TrainConfig
+
+    with pytest.raises(ConfigError, match="class_names cannot be trained"):
+        TrainConfig(model_options={"class_names": "a,b"}, output=str(tmp_path / "w.safetensors")).validate()

@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
         sizes = training.parse_shapes(args.eval_sizes)
-        training.evaluate_weights(args.weights, args.eval_count, sizes, progress=not args.no_progress, log=print)
+        training.evaluate_weights(args.weights, args.eval_count, sizes, progress=not args.no_progress, log=print,
+                                  model_options=parse_option_pairs(args.model_option))
         return 0
     # every option is named after its TrainConfig field; only the shapes and --no-prefetch convert
     given = {f.name: getattr(args, f.name) for f in fields(training.TrainConfig)

@@ -196,15 +196,19 @@ def _distinguish(names: list[str], overrides: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def suggest_flags(arch: CheckpointArchitecture, overrides: Mapping[str, Any] | None = None) -> tuple[str, list[str]]:
+def suggest_flags(arch: CheckpointArchitecture, overrides: Mapping[str, Any] | None = None,
+                  preset: str | None = None) -> tuple[str, list[str]]:
     """The closest preset and the ``--arch``/``--num-classes``/``--model-option`` flags that make it fit.
 
-    Closest = fewest differing determined fields (registration order breaks ties). The flags are
-    checked: the preset with them applied has no differences left.
+    Closest = fewest differing determined fields; among equals, one whose class count already
+    matches (its class names are then the checkpoint's, not ``class_7``s or another dataset's),
+    then registration order. ``preset`` (the user's ``--arch``) is the only candidate when given:
+    the flags then say what to add to the user's own choice. The flags are checked: the preset
+    with them applied has no differences left.
     """
     overrides = dict(overrides or {})
-    best: tuple[int, str, dict[str, Any]] | None = None
-    for name in preset_order():
+    best: tuple[tuple[int, bool], str, dict[str, Any]] | None = None
+    for name in [preset] if preset else preset_order():
         base = get_config(name, **overrides)
         changes: dict[str, Any] = {}
         for key in ("depth", "deep_stem", "base_width", "num_classes", "decoder_channels"):
@@ -213,8 +217,9 @@ def suggest_flags(arch: CheckpointArchitecture, overrides: Mapping[str, Any] | N
         stem = base.stem_width if base.stem_width is not None else changes.get("base_width", base.base_width)
         if stem != arch.stem_width:
             changes["stem_width"] = arch.stem_width
-        if best is None or len(changes) < best[0]:
-            best = (len(changes), name, changes)
+        rank = (len(changes), "num_classes" in changes)
+        if best is None or rank < best[0]:
+            best = (rank, name, changes)
     assert best is not None
     _, name, changes = best
     flags = [f"--arch {name}"]
@@ -261,7 +266,8 @@ def resolve(arch: CheckpointArchitecture, source: str | Path, arch_name: str | N
                 fix = (f"Preset(s) that fit it: {', '.join(_distinguish(fits, overrides))}; pass --arch "
                        f"{fits[0]}, or leave --arch out to pick it from the weights.")
             else:
-                fix = f"No preset fits it as is; describe it with: {' '.join(suggest_flags(arch, overrides)[1])}."
+                fix = (f"No preset fits it as is; describe it with: "
+                       f"{' '.join(suggest_flags(arch, overrides, arch_name)[1])}.")
             raise CheckpointError(f"{source} does not fit --arch {arch_name} ({'; '.join(diffs)}). The checkpoint "
                                   f"is {arch.describe()}. {fix}")
         return Resolution(config, arch, arch_name, "--arch", fits,

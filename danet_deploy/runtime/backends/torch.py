@@ -51,14 +51,13 @@ class TorchBackend(Backend):
         elif model_file is None:
             net = create_model(preset, num_classes=num_classes, **overrides)
             checkpoint = None
-        elif manifest is not None:
-            name = manifest.model["name"]
+        elif manifest is not None:  # the manifest's full config, not its preset: it carries every model option
             ckpt = (manifest.checkpoint or {}).get("path")
             if ckpt is not None:  # a manifest may name only files inside its own folder
                 from ...manifest import artifact_path
 
                 ckpt = str(artifact_path(Path(model_file).parent, ckpt, "checkpoint"))
-            net = create_model(name, num_classes=manifest.num_classes, weights=ckpt, **overrides)
+            net = create_model_from_config(dict(manifest.model, **overrides), weights=ckpt)
             checkpoint = ckpt
         elif config is not None:
             net = create_model_from_config(dict(config, **overrides), weights=model_file)
