@@ -99,6 +99,7 @@ _CONFIGS = st.fixed_dictionaries({
     "depth": st.sampled_from(DEPTHS), "deep_stem": st.booleans(), "stem_width": st.sampled_from([8, 16, 24, 32, 64]),
     "base_width": st.sampled_from([8, 16, 32, 64]), "num_classes": st.integers(1, 200),
     "output_stride": st.sampled_from(OUTPUT_STRIDES), "multi_grid": st.sampled_from([None, (1, 2, 4), (1, 1)]),
+    "decoder_channels": st.sampled_from([0, 0, 16, 64]),
 })
 
 
@@ -109,7 +110,8 @@ def test_inference_reads_back_any_buildable_architecture(torch, config):
 
     state, dropped = map_state_dict(_meta_state(torch, **config))
     arch = infer_architecture(state, dropped)
-    assert arch.fields() == {k: config[k] for k in ("depth", "deep_stem", "stem_width", "base_width", "num_classes")}
+    assert arch.fields() == {k: config[k] for k in ("depth", "deep_stem", "stem_width", "base_width", "num_classes",
+                                                    "decoder_channels")}
     # whatever it is, the suggested flags describe it exactly
     name, flags = suggest_flags(arch)
     args = " ".join(flags).split()
@@ -125,7 +127,7 @@ def test_each_preset_is_recognised(torch):
     for name in list_models():
         c = get_config(name)
         state = _meta_state(torch, depth=c.depth, deep_stem=c.deep_stem, stem_width=c.stem_width,
-                            base_width=c.base_width, num_classes=c.num_classes)
+                            base_width=c.base_width, num_classes=c.num_classes, decoder_channels=c.decoder_channels)
         fits = matching_presets(infer_architecture(*map_state_dict(state)))
         assert name in fits, name
         if name.startswith("danet_mmseg_") and "_cityscapes" in name:  # only align_corners tells them apart
