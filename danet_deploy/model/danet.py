@@ -54,8 +54,15 @@ class DANetHead(nn.Module):
         sc_conv = self.conv52(self.sc(self.conv5c(x)))
         return sa_conv + sc_conv, sa_conv, sc_conv
 
-    def forward(self, x: Tensor) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+    def forward(self, x: Tensor, unclassified: bool = False) -> Tensor | tuple[Tensor, Tensor, Tensor]:
+        """Logits (a tuple of three in training); with ``unclassified``, :meth:`branches` instead.
+
+        A decoder reaches the branches through this call, not :meth:`branches` directly, so exported
+        node names keep the ``/head/sa/``, ``/head/sc/`` scopes that precision policies name.
+        """
         fused, sa_conv, sc_conv = self.branches(x)
+        if unclassified:
+            return fused, sa_conv, sc_conv
         if self.training:
             return self.conv8(fused), self.conv6(sa_conv), self.conv7(sc_conv)
         return self.conv8(fused)
@@ -135,7 +142,7 @@ class DANet(nn.Module):
         if self.decoder is None:
             return self.head(self.backbone(x))
         low, deep = self.backbone.forward_with_low_level(x)
-        fused, sa_conv, sc_conv = self.head.branches(deep)
+        fused, sa_conv, sc_conv = self.head(deep, unclassified=True)
         out = self.decoder(fused, low)
         if self.training:
             return out, self.head.conv8(fused), self.head.conv6(sa_conv), self.head.conv7(sc_conv)
