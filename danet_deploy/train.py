@@ -483,12 +483,13 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
         return {}
     from safetensors import safe_open
 
+    from .model.inspect import DECODER_WIDTH_KEY
     from .model.options import coerce_model_options
 
     try:
         with safe_open(str(path), "pt") as f:
             recorded = (f.metadata() or {}).get("model_options")
-            decoder = f.get_slice("decoder.fuse.0.0.weight").get_shape()[0] if "decoder.fuse.0.0.weight" in f.keys() else 0
+            decoder = f.get_slice(DECODER_WIDTH_KEY).get_shape()[0] if DECODER_WIDTH_KEY in f.keys() else 0
     except Exception:  # not readable as safetensors: the checkpoint loader reports it properly
         return {}
     try:

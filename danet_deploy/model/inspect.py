@@ -32,6 +32,7 @@ INFERRED_FIELDS = ("depth", "deep_stem", "stem_width", "base_width", "num_classe
 UNDETERMINED_FIELDS = ("output_stride", "multi_grid", "align_corners", "preprocessing", "class_names")
 
 _REQUIRED = ("backbone.layer1.0.conv1.weight", "head.conv5a.0.weight", "head.conv8.1.weight")
+DECODER_WIDTH_KEY = "decoder.fuse.0.0.weight"  # its first dim is decoder_channels (absent: no decoder)
 _BLOCK = re.compile(r"^backbone\.layer([1-4])\.(\d+)\.conv1\.weight$")
 
 
@@ -129,7 +130,7 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
                               "supported")
     roots = {k.removeprefix("module.").removeprefix("model.").split(".")[0] for k in dropped}
     prefixes = sorted(roots - {"backbone", "pretrained"})  # not the ImageNet classifier of a plain ResNet
-    decoder = state.get("decoder.fuse.0.0.weight")
+    decoder = state.get(DECODER_WIDTH_KEY)
     return CheckpointArchitecture(depth, block, blocks, deep_stem, stem_width, base_width,
                                   int(state["head.conv8.1.weight"].shape[0]), tuple(prefixes),
                                   int(decoder.shape[0]) if decoder is not None else 0)
