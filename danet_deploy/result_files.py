@@ -44,6 +44,24 @@ def prepare_output_folder(path: str | Path, option: str = "--output") -> Path:
     return path
 
 
+def refuse_overwrite(folder: str | Path, names: Sequence[str], force: bool, flag: str = "--force",
+                     option: str = "--output") -> None:
+    """Refuse, before any work, to replace files already in ``folder`` unless ``force``.
+
+    Why: an output folder may hold the user's own files, or results of an earlier run they want to
+    keep; nothing they own is overwritten silently. Checked up front, so a refusal costs nothing
+    and a run never stops half-way with some outputs replaced.
+    """
+    if force:
+        return
+    folder = Path(folder)
+    clashes = [name for name in names if (folder / name).exists() or (folder / name).is_symlink()]
+    if clashes:
+        shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
+        raise ConfigError(f"{option} {folder} already has {shown}; pass {flag} to replace "
+                          f"{'it' if len(clashes) == 1 else 'them'}, or choose another {option}")
+
+
 def writable(path: str | Path) -> bool:
     """Whether a new file can be created in folder ``path`` (probed, so read-only mounts count)."""
     try:

@@ -258,6 +258,23 @@ def test_3_same_stem_inputs_keep_every_result(artifact, tmp_path, capsys):
     assert len(list(out.glob("*_mask.png"))) == 2
 
 
+def test_3_run_never_overwrites_existing_outputs_without_force(artifact, tmp_path, capsys):
+    image = _image(tmp_path / "x.png", seed=3)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "x_overlay.png").write_text("the user's own file")
+    assert _cli("run", ["--model", str(artifact), str(image), "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "already has x_overlay.png" in err and "--force" in err
+    assert sorted(p.name for p in out.iterdir()) == ["x_overlay.png"]  # refused before writing anything
+    assert (out / "x_overlay.png").read_text() == "the user's own file"
+    assert _cli("run", ["--model", str(artifact), str(image), "-o", str(out), "--force"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["x_color.png", "x_mask.png", "x_overlay.png"]
+    capsys.readouterr()
+    assert _cli("run", ["--model", str(artifact), str(image), "-o", str(out)]) == 2  # a rerun keeps the results
+    assert "x_mask.png, x_color.png, x_overlay.png" in capsys.readouterr().err
+
+
 # -- 4. replacing an artifact is recoverable; scratch of killed exports is cleaned ------------------
 def _dead_pid() -> int:
     proc = subprocess.Popen([sys.executable, "-c", "pass"])

@@ -120,3 +120,19 @@ def test_ros2_example_conversions_and_frame_logic(artifact):
         ros.image_to_rgb(2, 2, "yuv422", 4, b"\x00" * 8)
     with pytest.raises(ValueError, match="too small"):
         ros.image_to_rgb(4, 4, "rgb8", 12, b"\x00" * 10)
+
+
+def test_run_video_refuses_to_replace_files_in_the_output_folder(artifact, video, tmp_path, capsys):
+    path, _ = video
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "overlay.mp4").write_bytes(b"the user's own video")
+    base = ["--model", str(artifact), "--video", str(path), "-o", str(out), "--threads", "1", "--max-frames", "2"]
+    assert run_main(base) == 2
+    assert "already has overlay.mp4" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["overlay.mp4"]
+    assert (out / "overlay.mp4").read_bytes() == b"the user's own video"
+    assert run_main([*base, "--no-video"]) == 0  # the records alone do not touch the video
+    assert (out / "overlay.mp4").read_bytes() == b"the user's own video"
+    assert run_main([*base, "--force"]) == 0
+    assert len(read_video(out / "overlay.mp4")) == 2

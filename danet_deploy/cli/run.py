@@ -12,6 +12,10 @@ from ..data.images import MAX_PIXELS
 from .common import EXIT_OK, cli_main, parse_size
 
 
+#: the files written per input image: ``<stem>_<kind>.png`` (the class mask first)
+IMAGE_OUTPUTS = ("mask", "color", "overlay")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="danet-run", description=__doc__)
     p.add_argument("--model", required=True, help="artifact folder, model file, or preset name")
@@ -24,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--depth", type=int, default=2, help="frames in flight between pipeline stages")
     p.add_argument("--no-video", action="store_true", help="records only, no overlay.mp4")
     p.add_argument("--output", "-o", default="runs/masks")
+    p.add_argument("--force", action="store_true", help="replace output files already in --output")
     p.add_argument("--backend", help="override the artifact's backend")
     p.add_argument("--threads", type=int)
     p.add_argument("--tile", type=parse_size, metavar="HxW", help="sliding-window crop size")
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.images import check_image_file, read_image
     from ..errors import ConfigError
     from ..progress import progress_bar
-    from ..result_files import check_output_folder, output_stems, prepare_output_folder, save_png
+    from ..result_files import check_output_folder, output_stems, prepare_output_folder, refuse_overwrite, save_png
     from ..runtime.preprocess import colorize, overlay
 
     sources = [bool(args.images), bool(args.video), args.camera is not None]
@@ -51,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--camera needs --max-frames N (a live camera never ends)")
     check_output_folder(args.output)
     if args.video or args.camera is not None:
-        from ..runtime.video import open_camera, open_video, segment_video
+        from ..runtime.video import open_camera, open_video, segment_video, video_output_names
 
+        refuse_overwrite(args.output, video_output_names(write_video=not args.no_video), args.force)
         source = open_video(args.video) if args.video else open_camera(args.camera)
         with runtime.load(args.model, backend=args.backend, threads=args.threads) as session:
             bar = progress_bar(total=args.max_frames or source.frame_count or None, desc="frames", unit="frame")
@@ -67,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.images:  # every input is checked before the model loads or anything is written
         check_image_file(name, max_pixels=None)
     stems = output_stems(args.images)
+    refuse_overwrite(args.output, [f"{stem}_{kind}.png" for stem in stems for kind in IMAGE_OUTPUTS], args.force)
     renamed = {name: stem for name, stem in zip(args.images, stems) if stem != Path(name).stem}
     if renamed:
         print(f"note: {len(renamed)} input(s) share a file name stem; their outputs are named "
@@ -78,12 +85,12 @@ def main(argv: list[str] | None = None) -> int:
         for name, stem in zip(args.images, stems):
             image = read_image(name, max_pixels=max_pixels, reduce_to=session.input_spec.static_hw)
             mask = session.run(image, tile=args.tile, stride=args.stride)
-            save_png(out / f"{stem}_mask.png", mask)
-            save_png(out / f"{stem}_color.png", colorize(mask, session.num_classes))
-            save_png(out / f"{stem}_overlay.png", overlay(image, mask, session.num_classes, args.alpha))
+            save_png(out / f"{stem}_{IMAGE_OUTPUTS[0]}.png", mask)
+            save_png(out / f"{stem}_{IMAGE_OUTPUTS[1]}.png", colorize(mask, session.num_classes))
+            save_png(out / f"{stem}_{IMAGE_OUTPUTS[2]}.png", overlay(image, mask, session.num_classes, args.alpha))
             counts = {session.class_names[c] if c < len(session.class_names) else str(c): int(n)
                       for c, n in zip(*__import__("numpy").unique(mask, return_counts=True))}
-            print(json.dumps({"image": name, "mask": str(out / f"{stem}_mask.png"), "pixels": counts}))
+            print(json.dumps({"image": name, "mask": str(out / f"{stem}_{IMAGE_OUTPUTS[0]}.png"), "pixels": counts}))
     return EXIT_OK
 
 

@@ -148,6 +148,14 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
+OVERLAY_VIDEO, FRAMES_JSONL, SUMMARY_JSON = "overlay.mp4", "frames.jsonl", "summary.json"
+
+
+def video_output_names(write_video: bool = True) -> list[str]:
+    """The files :func:`segment_video` writes into its output folder (checked before a run starts)."""
+    return ([OVERLAY_VIDEO] if write_video else []) + [FRAMES_JSONL, SUMMARY_JSON]
+
+
 def segment_video(session: Any, source: FrameSource, output: str | Path, *, policy: str | None = None,
                   depth: int = 2, alpha: float = 0.5, max_frames: int | None = None, write_video: bool = True,
                   progress: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
@@ -172,7 +180,7 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
     written, dropped, started = 0, 0, time.perf_counter()
     ok = False
     try:
-        with atomic_output(out / "frames.jsonl") as tmp_lines, open(tmp_lines, "w") as lines:
+        with atomic_output(out / FRAMES_JSONL) as tmp_lines, open(tmp_lines, "w") as lines:
             for index, mask, timings in session.stream(frames(), depth=depth, policy=policy):
                 frame = kept.pop(index)
                 for stale in [i for i in kept if i < index]:  # dropped by the latest-frame policy
@@ -180,7 +188,7 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
                 if write_video:
                     if writer is None:  # one legend of every class: the frame size stays constant
                         strip = legend(names or [str(c) for c in range(session.num_classes)], frame.shape[1])
-                        writer = VideoWriter(out / "overlay.mp4", source.fps,
+                        writer = VideoWriter(out / OVERLAY_VIDEO, source.fps,
                                              (frame.shape[0] + strip.shape[0], frame.shape[1]))
                     writer.write(np.concatenate([overlay(frame, mask, session.num_classes, alpha), strip]))
                 values, counts = np.unique(mask, return_counts=True)
@@ -206,9 +214,9 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
                "seconds": round(seconds, 3), "fps": round(written / seconds, 2),
                "latency_ms": {"p50": _percentile(latencies, 50), "p90": _percentile(latencies, 90),
                               "p99": _percentile(latencies, 99), "max": _percentile(latencies, 100)},
-               "overlay": str(out / "overlay.mp4") if write_video else None, "frames_jsonl": str(out / "frames.jsonl"),
+               "overlay": str(out / OVERLAY_VIDEO) if write_video else None, "frames_jsonl": str(out / FRAMES_JSONL),
                "video_codec": writer.codec if writer else None}
-    with atomic_output(out / "summary.json") as tmp:
+    with atomic_output(out / SUMMARY_JSON) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
     return summary
 
