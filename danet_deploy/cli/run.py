@@ -12,8 +12,9 @@ from ..data.images import MAX_PIXELS
 from .common import EXIT_OK, cli_main, parse_size
 
 
-#: the files written per input image: ``<stem>_<kind>.png`` (the class mask first)
-IMAGE_OUTPUTS = ("mask", "color", "overlay")
+def image_outputs(stem: str) -> dict[str, str]:
+    """The files written for one input image, by kind: one naming rule for the overwrite check and the writes."""
+    return {kind: f"{stem}_{kind}.png" for kind in ("mask", "color", "overlay")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -73,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in args.images:  # every input is checked before the model loads or anything is written
         check_image_file(name, max_pixels=None)
     stems = output_stems(args.images)
-    refuse_overwrite(args.output, [f"{stem}_{kind}.png" for stem in stems for kind in IMAGE_OUTPUTS], args.force)
+    refuse_overwrite(args.output, [name for stem in stems for name in image_outputs(stem).values()], args.force)
     renamed = {name: stem for name, stem in zip(args.images, stems) if stem != Path(name).stem}
     if renamed:
         print(f"note: {len(renamed)} input(s) share a file name stem; their outputs are named "
@@ -85,12 +86,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, stem in zip(args.images, stems):
             image = read_image(name, max_pixels=max_pixels, reduce_to=session.input_spec.static_hw)
             mask = session.run(image, tile=args.tile, stride=args.stride)
-            save_png(out / f"{stem}_{IMAGE_OUTPUTS[0]}.png", mask)
-            save_png(out / f"{stem}_{IMAGE_OUTPUTS[1]}.png", colorize(mask, session.num_classes))
-            save_png(out / f"{stem}_{IMAGE_OUTPUTS[2]}.png", overlay(image, mask, session.num_classes, args.alpha))
+            names = image_outputs(stem)
+            save_png(out / names["mask"], mask)
+            save_png(out / names["color"], colorize(mask, session.num_classes))
+            save_png(out / names["overlay"], overlay(image, mask, session.num_classes, args.alpha))
             counts = {session.class_names[c] if c < len(session.class_names) else str(c): int(n)
                       for c, n in zip(*__import__("numpy").unique(mask, return_counts=True))}
-            print(json.dumps({"image": name, "mask": str(out / f"{stem}_{IMAGE_OUTPUTS[0]}.png"), "pixels": counts}))
+            print(json.dumps({"image": name, "mask": str(out / names["mask"]), "pixels": counts}))
     return EXIT_OK
 
 
