@@ -296,3 +296,89 @@ def test_options_are_validated():
     with pytest.raises(ConfigError):
         ServeOptions(max_batch_size=0)
     assert ServeOptions(instances=2, threads=None).threads_per_instance >= 1
+
+
+# -- PyTriton's multi-instance start-up handshake race (no server needed) -----------------------
+REFUSED_HANDSHAKE = (
+    "[400] load failed for model 'danet': version 1 is at UNAVAILABLE state: Internal: TritonModelException: Model "
+    "initialize error: Traceback (most recent call last):\n  File \"/tmp/f/1/model.py\", line 425, in initialize\n"
+    "    inference_handler_config = get_config_from_handshake_server(handshake_socket)\n  File "
+    "\"/tmp/f/1/communication.py\", line 550, in get_config_from_handshake_server\n    sock.connect(socket_path."
+    "as_posix())\nConnectionRefusedError: [Errno 111] Connection refused\n")
+TIMED_OUT_HANDSHAKE = "Model initialize error: TimeoutError: Timeout occurred while waiting for config file /tmp/x.sock"
+
+
+def test_both_ways_of_losing_the_handshake_are_recognised():
+    from danet_deploy.serve.server import lost_start_up_handshake
+
+    assert lost_start_up_handshake(REFUSED_HANDSHAKE) and lost_start_up_handshake(TIMED_OUT_HANDSHAKE)
+    assert not lost_start_up_handshake("ConnectionRefusedError: [Errno 111] from the user's own model code")
+    assert not lost_start_up_handshake("load failed for model 'danet': out of memory")
+
+
+class FakeTriton:
+    """Stands in for ``pytriton.triton.Triton``: its first ``failures`` runs fail with ``text``."""
+
+    runs = 0
+    stops = 0
+    failures = 1
+    text = REFUSED_HANDSHAKE
+
+    def __init__(self, **_: object) -> None:
+        pass
+
+    def bind(self, **_: object) -> None:
+        pass
+
+    def run(self) -> None:
+        type(self).runs += 1
+        if type(self).runs <= type(self).failures:
+            raise RuntimeError(type(self).text)
+
+    def stop(self) -> None:
+        type(self).stops += 1
+
+
+class FakeSession:
+    num_classes = 8
+    closed = 0
+
+    def describe(self) -> dict:
+        return {"backend": "fake"}
+
+    def close(self) -> None:
+        FakeSession.closed += 1
+
+
+@pytest.mark.parametrize("failures, text, started", [
+    (1, REFUSED_HANDSHAKE, True), (2, TIMED_OUT_HANDSHAKE, True), (3, REFUSED_HANDSHAKE, False),
+    (1, "load failed for model 'danet': out of memory", False)])
+def test_a_lost_handshake_starts_triton_again(monkeypatch, failures, text, started):
+    import pytriton.triton
+
+    from danet_deploy.serve import server as server_module
+
+    monkeypatch.setattr(FakeTriton, "runs", 0)
+    monkeypatch.setattr(FakeTriton, "stops", 0)
+    monkeypatch.setattr(FakeTriton, "failures", failures)
+    monkeypatch.setattr(FakeTriton, "text", text)
+    monkeypatch.setattr(FakeSession, "closed", 0)
+    monkeypatch.setattr(pytriton.triton, "Triton", FakeTriton)
+    monkeypatch.setattr(server_module, "open_sessions", lambda artifact, opts: [FakeSession(), FakeSession()])
+    monkeypatch.setattr(server_module, "check_socket_paths", lambda opts: None)
+    monkeypatch.setattr(server_module.libpython, "check", lambda *a: libpython.LibpythonStatus(None, None, None))
+    logs: list[str] = []
+    srv = server_module.Server("unused", ServeOptions(http_port=free_port(), grpc_port=free_port(),
+                                                      fix_libpython=False), log=logs.append)
+    if started:
+        srv.start()
+        assert FakeTriton.runs == failures + 1 and FakeTriton.stops == failures and FakeSession.closed == 0
+        assert sum("handshake race" in line for line in logs) == failures
+        srv.stop()
+        assert FakeSession.closed == 2
+    else:
+        with pytest.raises(ServeError) as err:
+            srv.start()
+        race = server_module.lost_start_up_handshake(text)
+        assert FakeTriton.runs == (server_module.START_ATTEMPTS if race else 1) and FakeSession.closed == 2
+        assert ("fewer --instances" in str(err.value)) == race

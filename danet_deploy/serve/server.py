@@ -33,7 +33,16 @@ from . import libpython
 INPUT_NAME = "image"
 OUTPUT_NAME = "mask"
 START_ATTEMPTS = 3
-HANDSHAKE_RACE = "Timeout occurred while waiting for config file"
+# How PyTriton's multi-instance start-up handshake is lost: every instance after the first
+# polls for the first one's Unix socket, gives up after 1 s, or connects in the instant between
+# that socket's bind() and listen() and is refused. Both fail the model load; a new start wins.
+HANDSHAKE_STEP = "get_config_from_handshake_server"
+HANDSHAKE_LOSSES = ("Timeout occurred while waiting for config file", "ConnectionRefusedError")
+
+
+def lost_start_up_handshake(text: str) -> bool:
+    """True when a failed model load is PyTriton's instance start-up race (worth a new start)."""
+    return HANDSHAKE_LOSSES[0] in text or (HANDSHAKE_STEP in text and HANDSHAKE_LOSSES[1] in text)
 
 
 @dataclass(frozen=True)
@@ -214,16 +223,15 @@ class Server:
             except Exception as exc:
                 self._stop_triton()
                 text = str(exc)
-                if HANDSHAKE_RACE in text and attempt < START_ATTEMPTS:
-                    # PyTriton's model instances after the first wait only 1 s for the first one's
-                    # handshake socket; on a loaded machine that start-up race is lost now and then.
-                    self.log(f"model instances did not meet PyTriton's 1 s start-up handshake (attempt {attempt} of "
+                race = lost_start_up_handshake(text)
+                if race and attempt < START_ATTEMPTS:
+                    self.log(f"model instances lost PyTriton's start-up handshake race (attempt {attempt} of "
                              f"{START_ATTEMPTS}); starting again")
                     continue
                 self.stop()
                 hint = libpython.explain_failure(text)
-                if hint is None and HANDSHAKE_RACE in text:
-                    hint = (f"the model instances missed PyTriton's 1 s start-up handshake {START_ATTEMPTS} times; the "
+                if hint is None and race:
+                    hint = (f"the model instances lost PyTriton's start-up handshake {START_ATTEMPTS} times; the "
                             "machine is overloaded: try fewer --instances")
                 raise ServeError(hint or f"Triton failed to start: {text.splitlines()[0] if text else exc!r}") from exc
         desc = first.describe()
