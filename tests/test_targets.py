@@ -146,6 +146,16 @@ def test_list_options_and_targets(capsys):
     assert export_main(["--list-options", "--target", "onnxruntime"]) == 0
     out = capsys.readouterr().out
     assert "int8_format" in out and "calib_percentile" in out and "--calib-method" in out
+    assert export_main(["--list-options"]) == 0  # every target, including those whose options load lazily
+    out = capsys.readouterr().out
+    assert all(f"--target {name}:" in out for name in target_names())
+
+
+def test_precision_hint_names_only_targets_that_build_from_a_model():
+    with pytest.raises(ConfigError) as err:
+        get_target("onnx").check_precision("int8")
+    suggested = str(err.value).split("use --target ", 1)[1].split(" or ")
+    assert suggested and all(get_target(name).builder is not None for name in suggested)
 
 
 def test_runtime_load_refuses_unknown_backend_options(tmp_path):

@@ -75,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _list_options(only: str | None) -> None:
     for spec in targets() if only is None else [get_target(only)]:
-        rows = spec.options.describe()
+        rows = spec.options_class.describe()
         print(f"--target {spec.name}: " + ("no options" if not rows else ""))
         for name, kind, default, text in rows:
             print(f"  {name}={kind} (default {default}): {text}")

@@ -65,7 +65,7 @@ def build(ctx: ExportContext) -> TargetResult:
 
 def _build_int8(ctx: ExportContext) -> TargetResult:
     request, options = ctx.request, ctx.options
-    method = request.calib_method or "minmax"
+    method = request.calib_method  # resolved by ExportRequest (the documented default unless given)
     features = cpu_features()
     fmt = choose_int8_format(features, options.int8_format)
     policy = PrecisionPolicy.from_spec(request.policy)

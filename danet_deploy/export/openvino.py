@@ -70,7 +70,7 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
     preset_name = ctx.options.nncf_preset
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
-    method = request.calib_method or "minmax"
+    method = request.calib_method  # resolved by ExportRequest (the documented default unless given)
     kwargs["advanced_parameters"] = _range_estimators(nncf, method)
     ignored = kwargs["ignored_scope"].names if "ignored_scope" in kwargs else []
     from .calib_memory import describe_plan, plan_calibration_memory

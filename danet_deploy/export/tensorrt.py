@@ -70,7 +70,7 @@ def _prepare_int8(ctx: ExportContext, src: Path, dst: Path, tensors: np.ndarray,
     facts: dict[str, Any] = {}
 
     def quantize(nodes: list[str], out: Path) -> None:
-        facts.update(prepare_int8(src, out, tensors, nodes, method=r.calib_method or "minmax",
+        facts.update(prepare_int8(src, out, tensors, nodes, method=r.calib_method,
                                   quantizer=ctx.options.quantizer, scratch=ctx.scratch, log=ctx.log))
 
     if r.budget is None:

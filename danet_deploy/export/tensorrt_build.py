@@ -323,7 +323,7 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
                              timing_cache: str | Path | None = None, legacy_int8_calibrator: bool = False,
                              log: Callable[[str], None] = _print, device: int | str = 0,
                              strongly_typed: bool | str | None = None, hardware_compatible: bool | str = False,
-                             legacy_calibrator: bool | None = None, force: bool = False, **_: Any) -> Path:
+                             legacy_calibrator: bool | None = None, force: bool = False) -> Path:
     """``danet-export --target tensorrt --from BUNDLE_DIR``: build ``model.engine`` + manifest.
 
     Checks, in order, before any slow work: the bundle's manifest and hashes, that it is a

@@ -27,7 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError
+from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError, summarize_exception
 from . import libpython
 
 INPUT_NAME = "image"
@@ -233,7 +233,7 @@ class Server:
                 if hint is None and race:
                     hint = (f"the model instances lost PyTriton's start-up handshake {START_ATTEMPTS} times; the "
                             "machine is overloaded: try fewer --instances")
-                raise ServeError(hint or f"Triton failed to start: {text.splitlines()[0] if text else exc!r}") from exc
+                raise ServeError(hint or f"Triton failed to start: {summarize_exception(exc)}") from exc
         desc = first.describe()
         self.log(f"serving {self.artifact} as {opts.model_name!r}: HTTP {opts.host}:{opts.http_port}, gRPC "
                  f"{opts.host}:{opts.grpc_port}; {opts.instances} instance(s) x {opts.threads_per_instance} thread(s) "

@@ -101,7 +101,7 @@ class Target:
         if precision not in PRECISIONS:
             raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         if precision not in self.precisions:
-            others = [t.name for t in targets() if precision in t.precisions]
+            others = [t.name for t in targets() if precision in t.precisions and t.builder is not None]
             raise ConfigError(f"--target {self.name} writes {'/'.join(self.precisions)} only; for {precision} use "
                               f"--target {' or '.join(others) if others else '(none registered)'}")
 
@@ -197,22 +197,22 @@ def _builtin() -> None:
                               stacklevel=2)
 
 
+def _register(table: dict[str, Any], kind: str, entry: Any, replace: bool) -> Any:
+    _builtin()
+    if entry.name in table and not replace:
+        raise ConfigError(f"{kind} {entry.name!r} is already registered")
+    table[entry.name] = entry
+    return entry
+
+
 def register_target(target: Target, replace: bool = False) -> Target:
     """Add a target; its name appears in ``danet-export --target``, the bench and ``--help``."""
-    _builtin()
-    if target.name in _TARGETS and not replace:
-        raise ConfigError(f"target {target.name!r} is already registered")
-    _TARGETS[target.name] = target
-    return target
+    return _register(_TARGETS, "target", target, replace)
 
 
 def register_engine(engine: Engine, replace: bool = False) -> Engine:
     """Add a runtime engine; ``runtime.load`` opens its suffixes and the bench can time it."""
-    _builtin()
-    if engine.name in _ENGINES and not replace:
-        raise ConfigError(f"engine {engine.name!r} is already registered")
-    _ENGINES[engine.name] = engine
-    return engine
+    return _register(_ENGINES, "engine", engine, replace)
 
 
 def unregister(name: str) -> None:
