@@ -2,10 +2,12 @@
 
 Rules (checked by :func:`check_output_dir` *before* any export work, so a bad ``-o`` costs nothing):
 
-* only a folder that is a danet-deploy artifact (has ``manifest.json``), or an empty folder, is
-  replaced; any other folder is refused unless ``force`` (``danet-export --force``);
-* a file, a symbolic link, a mount point, the current folder or one above it, the home folder
-  and the file-system root are never replaced, force or not;
+* only a folder that is a danet-deploy artifact (its ``manifest.json`` is a danet-deploy manifest,
+  not merely a file of that name), or an empty folder, is replaced; any other folder is refused
+  unless ``force`` (``danet-export --force``);
+* a file, a symbolic link, a mount point (bind mounts included: read from the kernel's mount
+  table, since ``os.path.ismount`` misses a bind mount on its own file system), the current
+  folder or one above it, the home folder and the file-system root are never replaced, force or not;
 * the parent must accept a new folder (read-only file systems, missing permissions): probed
   by creating and removing a scratch folder.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import json
 import os
 import re
 import shutil
@@ -59,9 +62,52 @@ def _terminate_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
+_MANIFEST_MAX_BYTES = 16 << 20
+_MANIFEST_KEYS = ("format_version", "primary", "files")
+
+
 def is_artifact(path: Path) -> bool:
-    """A folder danet-deploy wrote: it holds ``manifest.json``."""
-    return path.is_dir() and (path / MANIFEST_NAME).is_file()
+    """A folder danet-deploy wrote: its ``manifest.json`` is a JSON object with a danet-deploy
+    manifest's keys (any format version, so an older artifact can still be replaced).
+
+    Why not just the file name: web apps, npm packages and browser extensions keep a
+    ``manifest.json`` too, and such a folder must not be replaced without ``--force``.
+    """
+    manifest = path / MANIFEST_NAME
+    try:
+        if not path.is_dir() or not manifest.is_file() or manifest.stat().st_size > _MANIFEST_MAX_BYTES:
+            return False
+        data = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and all(key in data for key in _MANIFEST_KEYS)
+
+
+def _unescape_mount_path(field: str) -> str:
+    """``/proc/self/mountinfo`` writes space, tab, newline and backslash as octal escapes."""
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def is_mount_point(path: Path, mountinfo: str | None = None) -> bool:
+    """Whether ``path`` is a mount point, bind mounts on the same file system included.
+
+    ``os.path.ismount`` compares device numbers with the parent's, so a bind mount of a folder of
+    the same file system looks like an ordinary folder; replacing it then fails with EBUSY only
+    after the whole export ran. The kernel's mount table knows every mount point.
+    """
+    if os.path.ismount(path):
+        return True
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError:
+            return False
+    target = os.path.realpath(path)
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4 and _unescape_mount_path(fields[4]) == target:
+            return True
+    return False
 
 
 def check_output_dir(final: str | Path, force: bool = False) -> Path:
@@ -83,7 +129,7 @@ def check_output_dir(final: str | Path, force: bool = False) -> Path:
         if not final.is_dir():
             raise ArtifactError(f"output {final} is an existing file, not an artifact folder; choose another --output "
                                 "(nothing was changed)")
-        if os.path.ismount(final):
+        if is_mount_point(final):
             raise ArtifactError(f"output {final} is a mount point and cannot be replaced; pass a folder inside it, "
                                 f"e.g. {final / 'artifact'}")
         if not is_artifact(final) and any(final.iterdir()) and not force:
@@ -189,6 +235,9 @@ def _exchange(a: Path, b: Path) -> bool:
     code = ctypes.get_errno()
     if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
         return False
+    if code == errno.EBUSY:
+        raise ArtifactError(f"output {b} is in use as a mount point and cannot be replaced; pass a folder inside it, "
+                            f"e.g. {b / 'artifact'}")
     raise OSError(code, os.strerror(code), str(b))
 
 

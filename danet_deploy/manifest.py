@@ -14,7 +14,7 @@ import contextlib
 import datetime as _dt
 import json
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
 from .errors import ArtifactError, ManifestError
@@ -139,9 +139,25 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     manifest = Manifest.from_dict(data, source=str(path))
     for name in (manifest.primary, *manifest.files):
         artifact_path(directory, name)
+    for name in companion_files(manifest.primary):
+        artifact_path(directory, name, "weights file")
+        if verify and name not in manifest.files:
+            raise ManifestError(f"{directory}: {name}, which the engine reads beside {manifest.primary}, has no hash in "
+                                "the manifest's files; re-export the artifact")
     if verify:
         verify_files(manifest, directory)
     return manifest
+
+
+def companion_files(primary: str) -> list[str]:
+    """Files an engine reads beside the primary model file although the model file does not name
+    them in the manifest: an OpenVINO IR's ``.bin`` weights (read implicitly by ``read_model``).
+
+    Why: the containment and hash rules must cover every byte the engine loads, so a ``.bin``
+    swapped for a symbolic link to weights outside the folder is refused like a manifest entry.
+    """
+    path = PurePosixPath(primary)
+    return [str(path.with_suffix(".bin"))] if path.suffix.lower() == ".xml" else []
 
 
 def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:

@@ -8,7 +8,10 @@ the graph's output names alone:
 
 * ``logits``        float32 ``[N, C, H, W]`` at the input size (the default, as before);
 * ``mask``          ``uint8`` ``[N, H, W]`` class indices (``int32`` where an engine lacks
-                    uint8 I/O or there are more than 256 classes);
+                    uint8 I/O or there are more than 255 classes); an image whose logits were
+                    not finite (NaN/Inf: a broken FP16 engine, NaN weights) gets a mask filled
+                    with :func:`invalid_mask_value` (255, or -1 for int32), which no class
+                    index can equal, and the runtime raises on it as it does on NaN logits;
 * ``logits_lowres`` float32 ``[N, C, H/s, W/s]`` before the final upsample (``s`` = the model's
                     ``logits_stride``: its output stride, or 4 with a decoder), for users who
                     need probabilities at a fraction of the bytes.
@@ -17,6 +20,8 @@ the graph's output names alone:
 from __future__ import annotations
 
 from typing import Any
+
+import numpy as np
 
 from .errors import ConfigError
 
@@ -37,8 +42,14 @@ def check_emit(emit: str) -> str:
 
 
 def mask_dtype(num_classes: int, engine_dtype: str = "uint8") -> str:
-    """``uint8`` when the classes fit and the engine has uint8 I/O, else ``int32``."""
-    return "uint8" if engine_dtype == "uint8" and num_classes <= 256 else "int32"
+    """``uint8`` when the classes fit beside the invalid value and the engine has uint8 I/O, else ``int32``."""
+    return "uint8" if engine_dtype == "uint8" and num_classes <= 255 else "int32"
+
+
+def invalid_mask_value(dtype: Any) -> int:
+    """The value a graph's mask holds for an image whose logits were not finite: 255 in uint8, -1
+    in int32 (never a class index: uint8 masks are used for at most 255 classes)."""
+    return 255 if np.dtype(dtype) == np.uint8 else -1
 
 
 def output_spec(emit: str, input_shape: list[Any], num_classes: int, output_stride: int,

@@ -191,6 +191,28 @@ def test_1_torch_backend_checkpoint_named_by_a_manifest_must_be_inside(artifact,
         runtime.load(art, backend="torch")
 
 
+def test_1_openvino_weights_beside_the_ir_are_held_to_the_manifest_rules(tmp_path, capsys):
+    """``read_model`` loads ``model.bin`` beside ``model.xml`` without the manifest naming it: that
+    file must lie inside the folder and carry a hash like every listed file."""
+    pytest.importorskip("openvino")
+    ir, _ = export(ExportRequest(MODEL, target="openvino", input_size=(64, 64), output=tmp_path / "ir"), log=_quiet)
+    outside = tmp_path / "outside.bin"
+    shutil.copy(ir / "model.bin", outside)
+    evil = _copy(ir, tmp_path / "evil")
+    files = json.loads((evil / "manifest.json").read_text())["files"]
+    _edit_manifest(evil, files={k: v for k, v in files.items() if k != "model.bin"})
+    (evil / "model.bin").unlink()
+    (evil / "model.bin").symlink_to(outside)
+    with pytest.raises(ManifestError, match="symbolic link leading outside"):
+        runtime.load(evil)
+    assert _cli("run", ["--model", str(evil), str(_image(tmp_path / "img.png")), "-o", str(tmp_path / "out")]) == 2
+    unlisted = _copy(ir, tmp_path / "unlisted")  # inside, but its bytes unchecked: refused too
+    _edit_manifest(unlisted, files={k: v for k, v in files.items() if k != "model.bin"})
+    with pytest.raises(ManifestError, match="has no hash"):
+        runtime.load(unlisted)
+    runtime.load(ir).close()
+
+
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
 def test_1_onnx_external_data_outside_the_folder_is_refused(tmp_path, backend):
     """A model file can name other files too (ONNX external data): both engines refuse `../`."""
@@ -287,22 +309,26 @@ def test_4_swap_is_atomic_and_the_fallback_is_recoverable(tmp_path, monkeypatch)
 
     def artifact_folder(path: Path, text: str) -> Path:
         path.mkdir()
-        (path / "manifest.json").write_text(text)
+        (path / "manifest.json").write_text(json.dumps({"format_version": 1, "primary": "m.onnx", "files": {},
+                                                        "tag": text}))
         return path
+
+    def tag(path: Path) -> str:
+        return json.loads((path / "manifest.json").read_text())["tag"]
 
     final = artifact_folder(tmp_path / "art", "old")
     ad.swap_into_place(artifact_folder(tmp_path / "new1", "new1"), final)
-    assert (final / "manifest.json").read_text() == "new1" and sorted(os.listdir(tmp_path)) == ["art"]
+    assert tag(final) == "new1" and sorted(os.listdir(tmp_path)) == ["art"]
 
     monkeypatch.setattr(ad, "_exchange", lambda a, b: False)  # a file system without renameat2
     ad.swap_into_place(artifact_folder(tmp_path / "new2", "new2"), final)
-    assert (final / "manifest.json").read_text() == "new2" and sorted(os.listdir(tmp_path)) == ["art"]
+    assert tag(final) == "new2" and sorted(os.listdir(tmp_path)) == ["art"]
 
     # a kill between the fallback's two renames: the old artifact stranded under a hidden name
     stranded = tmp_path / f".art.old-{_dead_pid()}"
     os.replace(final, stranded)
     notes = ad.recover_stale(final)
-    assert (final / "manifest.json").read_text() == "new2" and not stranded.exists() and "restored" in notes[0]
+    assert tag(final) == "new2" and not stranded.exists() and "restored" in notes[0]
 
 
 def test_4_sigkill_scratch_is_removed_by_the_next_export(tmp_path, monkeypatch):
@@ -428,6 +454,31 @@ def test_6_non_finite_logits_are_an_error_by_default(artifact):
             session.infer(huge)
         session.check_outputs = False
         assert not np.isfinite(session.infer(huge)).all()
+
+
+@pytest.mark.parametrize("target, precision", [("onnx", "fp32"), ("onnxruntime", "fp16"), ("openvino", "fp32")])
+def test_6_mask_only_graphs_flag_non_finite_logits(tmp_path, target, precision):
+    """With --emit mask no logits leave the engine; the graph marks an image whose logits were
+    NaN/Inf with the invalid value, and the session raises on it (the other images are kept)."""
+    if target == "openvino":
+        pytest.importorskip("openvino")
+    from danet_deploy.outputs import invalid_mask_value
+
+    art, _ = export(ExportRequest(MODEL, target=target, precision=precision, input_size=(64, 64), emit="mask",
+                                  dynamic=True, output=tmp_path / "mask"), log=_quiet)
+    with runtime.load(art) as session:
+        normal = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
+        huge = np.full((1, 3, 64, 64), 1e38, np.float32)
+        mask = session.infer_outputs(normal)["mask"]
+        assert mask.dtype == np.uint8 and mask.max() < session.num_classes
+        with pytest.raises(NonFiniteOutputError, match="NaN/Inf"):
+            session.infer_outputs(huge)
+        with pytest.raises(NonFiniteOutputError):
+            session.infer_outputs(np.concatenate([normal, huge]))
+        session.check_outputs = False
+        both = session.infer_outputs(np.concatenate([normal, huge]))["mask"]
+        np.testing.assert_array_equal(both[0], mask[0])  # the finite image keeps its own mask
+        assert (both[1] == invalid_mask_value(np.uint8)).all()
 
 
 # -- 7. read-only output locations --------------------------------------------------------------------
@@ -675,3 +726,41 @@ def test_sigterm_cleanup_covers_atomic_writes_and_scratch_folders(tmp_path):
     assert target.read_bytes() == b"whole"
     remove_live_scratch()  # nothing registered any more: the finished file stays
     assert target.read_bytes() == b"whole" and sorted(p.name for p in tmp_path.iterdir()) == ["weights.safetensors"]
+
+
+def test_8_bind_mount_on_the_same_file_system_is_a_mount_point(tmp_path, capsys):
+    from danet_deploy.artifact_dir import is_mount_point
+
+    spaced = tmp_path / "a b"
+    spaced.mkdir()
+    table = (f"36 35 98:0 /x {str(spaced).replace(' ', chr(92) + '040')} rw,noatime master:1 - ext3 /dev/root rw\n"
+             "37 35 98:0 / / rw - ext4 /dev/sda1 rw\n")
+    assert is_mount_point(spaced, table)  # the kernel's escaped space is read back
+    assert not is_mount_point(tmp_path, table)
+    mount = tmp_path / "mnt"
+    mount.mkdir()
+    if subprocess.run(["mount", "--bind", str(mount), str(mount)], capture_output=True).returncode != 0:
+        pytest.skip("no permission to bind-mount here; the mount table parsing is tested above")
+    try:
+        assert is_mount_point(mount)
+        assert _cli("export", ["--input-size", "64x64", "-o", str(mount), "--force"]) == 2
+        assert "mount point" in capsys.readouterr().err
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def test_2_a_folder_with_someone_elses_manifest_json_is_not_an_artifact(tmp_path, monkeypatch, capsys):
+    import danet_deploy.export.pipeline as pipeline
+
+    monkeypatch.setattr(pipeline, "load_model", lambda r: (_ for _ in ()).throw(AssertionError("work started")))
+    webapp = tmp_path / "webapp"
+    webapp.mkdir()
+    (webapp / "manifest.json").write_text(json.dumps({"name": "my app", "start_url": "/", "icons": []}))
+    (webapp / "index.html").write_text("<html></html>")
+    before = snapshot(tmp_path)
+    assert _cli("export", ["--input-size", "64x64", "-o", str(webapp)]) == 2
+    assert "not a danet-deploy artifact" in capsys.readouterr().err
+    assert snapshot(tmp_path) == before
+    for broken in ("[1, 2]", "{not json", "\\x00" * 8):
+        (webapp / "manifest.json").write_text(broken)
+        assert _cli("export", ["--input-size", "64x64", "-o", str(webapp)]) == 2

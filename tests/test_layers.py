@@ -1,6 +1,6 @@
 """The package's layers read top-down: no import cycles, and the floors import only what is below them.
 
-Doors (DESIGN.md): ``cli -> export/bench/parity/serve -> runtime -> (numpy + one backend library)``,
+Doors (README, "Architecture"): ``cli -> export/bench/parity/serve -> runtime -> (numpy + one backend library)``,
 ``export -> model``, and ``targets``, ``tensorrt``, ``errors``, ``files``, ``manifest`` at the bottom.
 Imports inside functions count: a lazy import is still a dependency, and the cycles this test
 exists for (bench.report <-> bench.plots) were lazy ones.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExportError, summarize_exception
-from ..outputs import EMITS, LOGITS, LOGITS_LOWRES, MASK, check_emit
+from ..outputs import EMITS, LOGITS, LOGITS_LOWRES, MASK, check_emit, invalid_mask_value
 from .metadata import stamp_onnx
 
 INPUT_NAME = "input"
@@ -128,6 +128,7 @@ def _with_outputs(model: Any, names: list[str], mask_type: str) -> Any:
     import torch.nn.functional as F
 
     dtype = {"uint8": torch.uint8, "int32": torch.int32}[mask_type]
+    invalid = invalid_mask_value(mask_type)
 
     class WithOutputs(torch.nn.Module):
         def __init__(self) -> None:
@@ -146,8 +147,18 @@ def _with_outputs(model: Any, names: list[str], mask_type: str) -> Any:
                 if full is None:
                     full = F.interpolate(low, size=x.shape[-2:], mode="bilinear",
                                          align_corners=self.model.align_corners)
-                outs.append(full if name == LOGITS else torch.argmax(full, dim=1).to(dtype))
+                outs.append(full if name == LOGITS else self.mask(low, full))
             return tuple(outs) if len(outs) > 1 else outs[0]
+
+        def mask(self, low: Any, full: Any) -> Any:
+            """Arg-max over classes; an image with any non-finite logit gets the invalid value
+            everywhere, so a mask-only graph cannot hide NaN/Inf behind a plausible mask. Checked on
+            the low-resolution logits in float32 (the full ones are their bilinear blend: finite
+            exactly when these are), a reduction over C x H/s x W/s values."""
+            classes = torch.argmax(full, dim=1).to(dtype)
+            lowf = low.float()
+            broken = (torch.isnan(lowf) | torch.isinf(lowf)).to(torch.float32).amax(dim=(1, 2, 3))
+            return torch.where(broken.reshape(-1, 1, 1) > 0, torch.full_like(classes, invalid), classes)
 
     return WithOutputs().eval()
 

@@ -12,7 +12,7 @@ for the 1x8x512x512 logits of danet_demo, 0.1% of a 430-680 ms ONNX Runtime call
 
 Thread safety: a Session holds no per-call state; every backend is safe under concurrent
 ``run``/``infer`` calls (ONNX Runtime natively, OpenVINO through a pool of infer requests,
-TensorRT through a lock), tested with distinct inputs per thread in tests/test_concurrency.py.
+TensorRT through a lock), tested with distinct inputs per thread in tests/test_hostile.py (item 5).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError, NonFiniteOutputError, SessionClosedError
 from ..manifest import Manifest
-from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted
+from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted, invalid_mask_value
 from .backends.base import Backend, InputSpec
 from ..planner import feature_size, minimum_input_size
 from .preprocess import as_image_list, logits_to_mask, preprocess, resize_logits, resize_mask
@@ -144,16 +144,25 @@ class Session:
         """Every output of the graph by name for a preprocessed float32 NCHW tensor."""
         self._check_open()
         outputs = self.backend.infer_outputs(self.check_tensor(tensor))
-        for value in outputs.values():
-            self._checked_output(value)
+        for name, value in outputs.items():
+            self._checked_output(value, name)
         return outputs
 
     def _check_open(self) -> None:
         if self._closed:
             raise SessionClosedError("this Session is closed; load the artifact again (runtime.load) to run it")
 
-    def _checked_output(self, value: np.ndarray) -> np.ndarray:
-        """Float outputs must be finite (a broken FP16 engine must not emit plausible masks)."""
+    def _checked_output(self, value: np.ndarray, name: str = LOGITS) -> np.ndarray:
+        """Float outputs must be finite, and an in-graph mask must not carry the invalid value the
+        graph writes for non-finite logits (a broken FP16 engine must not emit plausible masks).
+        The graph fills such an image's whole mask, so one pixel per image tells."""
+        if (self.check_outputs and name == MASK and value.ndim >= 2 and value.size
+                and (value.reshape(len(value), -1)[:, 0] == invalid_mask_value(value.dtype)).any()
+                and (value.dtype != np.uint8 or self.num_classes <= 255)):
+            raise NonFiniteOutputError(
+                f"the {self.manifest.target} {self.manifest.precision} engine computed NaN/Inf logits (its in-graph "
+                "mask is marked invalid): broken engine or weights (check the export with danet-parity), or input "
+                "values far outside the normalised range (check the preprocessing)")
         if self.check_outputs and np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             raise NonFiniteOutputError(
                 f"the {self.manifest.target} {self.manifest.precision} engine returned NaN/Inf logits: broken engine "

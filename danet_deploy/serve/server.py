@@ -28,6 +28,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError, summarize_exception
+from ..outputs import mask_dtype
 from . import libpython
 
 INPUT_NAME = "image"
@@ -201,7 +202,7 @@ class Server:
         check_socket_paths(opts)
         self.sessions = open_sessions(self.artifact, opts)
         first = self.sessions[0]
-        mask_dtype = np.uint8 if first.num_classes <= 256 else np.int32
+        mask_type = np.dtype(mask_dtype(first.num_classes))
         config = TritonConfig(http_address=opts.host, http_port=opts.http_port, grpc_address=opts.host,
                               grpc_port=opts.grpc_port, allow_metrics=opts.metrics_port is not None,
                               metrics_port=opts.metrics_port, metrics_address=opts.host if opts.metrics_port else None,
@@ -212,7 +213,7 @@ class Server:
         model = dict(model_name=opts.model_name,
                      infer_func=[make_infer(session, opts.max_image_side) for session in self.sessions],
                      inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
-                     outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_dtype, shape=(-1, -1))],
+                     outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_type.type, shape=(-1, -1))],
                      config=ModelConfig(max_batch_size=opts.max_batch_size, batcher=batcher), strict=True)
         for attempt in range(1, START_ATTEMPTS + 1):
             self.triton = Triton(config=config, security_config=security)
