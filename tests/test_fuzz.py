@@ -251,3 +251,18 @@ def test_running_max_mask_is_numpy_argmax(logits):
     got = logits_to_mask(logits)
     assert got.dtype == (np.uint8 if logits.shape[-3] <= 256 else np.int32)
     np.testing.assert_array_equal(got, np.argmax(logits, axis=-3))
+
+
+@settings(max_examples=EXAMPLES, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=9),
+                  elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([0.0, 1.0, float("nan")])),
+       st.tuples(st.integers(1, 40), st.integers(1, 40)), st.integers(1, 4000))
+def test_banded_mask_is_the_whole_resize_then_argmax(logits, size, band_bytes):
+    """``mask_at_size`` (rows resized and arg-maxed band by band) equals resizing the whole logits
+    and arg-maxing them, bit for bit, for any band height (NaN included)."""
+    from danet_deploy.runtime.preprocess import logits_to_mask, mask_at_size, resize_logits
+
+    want = logits_to_mask(resize_logits(logits, size))
+    got = mask_at_size(logits, size, band_bytes=band_bytes)
+    assert got.shape == tuple(size) and got.dtype == want.dtype
+    np.testing.assert_array_equal(got, want)

@@ -127,24 +127,47 @@ def preprocess(images: Sequence[np.ndarray], preprocessing: dict[str, Any],
     return normalize(images, preprocessing["mean"], preprocessing["std"])
 
 
-def resize_logits(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Bilinear (half-pixel) resize of ``[C, h, w]`` float logits to ``[C, H, W]`` in numpy."""
+def _bilinear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of a half-pixel bilinear resize along one axis."""
+    pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    pos = np.clip(pos, 0, n_in - 1)
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n_in - 1)
+    return lo, hi, (pos - lo).astype(np.float32)
+
+
+def resize_logits(logits: np.ndarray, size: tuple[int, int], rows: slice = slice(None)) -> np.ndarray:
+    """Bilinear (half-pixel) resize of ``[C, h, w]`` float logits to ``[C, H, W]`` in numpy;
+    ``rows`` selects output rows (each is computed exactly as in the whole resize)."""
     c, h, w = logits.shape
     out_h, out_w = size
     if (h, w) == (out_h, out_w):
-        return logits
+        return logits[:, rows]
+    y0, y1, wy = (a[rows] for a in _bilinear_axis(h, out_h))
+    x0, x1, wx = _bilinear_axis(w, out_w)
+    band = logits[:, y0, :] * (1 - wy)[None, :, None] + logits[:, y1, :] * wy[None, :, None]
+    return band[:, :, x0] * (1 - wx)[None, None, :] + band[:, :, x1] * wx[None, None, :]
 
-    def axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
-        pos = np.clip(pos, 0, n_in - 1)
-        lo = np.floor(pos).astype(np.int64)
-        hi = np.minimum(lo + 1, n_in - 1)
-        return lo, hi, (pos - lo).astype(np.float32)
 
-    y0, y1, wy = axis(h, out_h)
-    x0, x1, wx = axis(w, out_w)
-    rows = logits[:, y0, :] * (1 - wy)[None, :, None] + logits[:, y1, :] * wy[None, :, None]
-    return rows[:, :, x0] * (1 - wx)[None, None, :] + rows[:, :, x1] * wx[None, None, :]
+#: float32 bytes of resized logits that :func:`mask_at_size` holds at once
+MASK_BAND_BYTES = 64 << 20
+
+
+def mask_at_size(logits: np.ndarray, size: tuple[int, int], band_bytes: int = MASK_BAND_BYTES) -> np.ndarray:
+    """``logits_to_mask(resize_logits(logits, size))``, bit for bit, a band of rows at a time.
+
+    Why: the full-size logits of a large photo are ``4 * C`` bytes a pixel (1.5 GB for a
+    49-megapixel image with 8 classes, several times that at the arg-max's peak), while the mask
+    is one byte a pixel; resizing rows in bands bounds the extra memory by ``band_bytes`` whatever
+    the image size. Each output row depends only on its own two source rows, so bands are exact.
+    """
+    c = logits.shape[0]
+    out_h, out_w = size
+    step = max(1, band_bytes // max(1, 4 * c * out_w))
+    if step >= out_h:
+        return logits_to_mask(resize_logits(logits, size))
+    bands = [logits_to_mask(resize_logits(logits, size, slice(top, top + step))) for top in range(0, out_h, step)]
+    return np.concatenate(bands, axis=0)
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:

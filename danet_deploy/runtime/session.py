@@ -26,7 +26,7 @@ from ..manifest import Manifest
 from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted, invalid_mask_value
 from .backends.base import Backend, InputSpec
 from ..planner import feature_size, minimum_input_size
-from .preprocess import as_image_list, logits_to_mask, preprocess, resize_logits, resize_mask
+from .preprocess import as_image_list, logits_to_mask, mask_at_size, preprocess, resize_logits, resize_mask
 
 
 MAX_ATTENTION_BYTES = 8 * 2**30  # one fp32 position-attention block; 1024x2048 unchunked is 4 GiB
@@ -170,9 +170,12 @@ class Session:
                 "(check the preprocessing). Set session.check_outputs = False to get the raw logits anyway")
         return value
 
-    def _infer_images(self, images: Sequence[np.ndarray], names: tuple[str, ...] = (LOGITS,)) -> list[dict[str, np.ndarray]]:
+    def _infer_images(self, images: Sequence[np.ndarray], names: tuple[str, ...] = (LOGITS,),
+                      logits_as_mask: bool = False) -> list[dict[str, np.ndarray]]:
         """Per image, the outputs ``names`` at its own size (resized to and from a static engine shape):
-        logits bilinearly (low-resolution logits too), masks by nearest neighbour."""
+        logits bilinearly (low-resolution logits too), masks by nearest neighbour. With
+        ``logits_as_mask`` the logits become the image's mask (under ``MASK``) a band of rows at a
+        time, so a large photo never holds its full-size logits."""
         spec = self.input_spec
         size = spec.static_hw
         batch_size = spec.static_batch
@@ -193,7 +196,12 @@ class Session:
                 for name in names:
                     for j, i in enumerate(chunk):
                         value, size = outs[name][j], images[i].shape[:2]
-                        results[i][name] = resize_mask(value, size) if name == MASK else resize_logits(value, size)
+                        if name == MASK:
+                            results[i][name] = resize_mask(value, size)
+                        elif logits_as_mask:
+                            results[i][MASK] = mask_at_size(value, size)
+                        else:
+                            results[i][name] = resize_logits(value, size)
         return results
 
     def _runnable_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
@@ -236,9 +244,11 @@ class Session:
             outs = self._infer_images(items, wanted)  # type: ignore[arg-type]
             masks = [o[MASK] for o in outs]
             logits = [o[probabilities] for o in outs] if return_logits else []
-        else:
+        elif return_logits:
             logits = [o[LOGITS] for o in self._infer_images(items)]
             masks = [logits_to_mask(lg) for lg in logits]
+        else:
+            masks, logits = [o[MASK] for o in self._infer_images(items, logits_as_mask=True)], []
         if single:
             return (masks[0], logits[0]) if return_logits else masks[0]
         return (masks, logits) if return_logits else masks

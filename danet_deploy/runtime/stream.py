@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import ConfigError, DanetDeployError
 from ..outputs import LOGITS, MASK
-from .preprocess import logits_to_mask, preprocess, resize_logits, resize_mask
+from .preprocess import mask_at_size, preprocess, resize_mask
 
 POLICIES = ("all", "latest")
 _END = object()
@@ -259,4 +259,4 @@ class _Plan:
         size = item.image.shape[:2]
         if self.use_mask:
             return resize_mask(item.outputs[MASK][0], size)
-        return logits_to_mask(resize_logits(item.outputs[LOGITS][0], size))
+        return mask_at_size(item.outputs[LOGITS][0], size)
