@@ -142,6 +142,26 @@ def test_four_clients_get_the_in_process_masks(server, scenes, protocol):
     assert sum(report.batch_counts.values()) >= 1 and report.mean_batch_size >= 1.0
 
 
+def test_danet_client_reports_agreement_and_fails_on_a_different_model(server, artifact, tmp_path, capsys):
+    """``danet-client`` against the live server: exit 0 when every mask equals the artifact run
+    in-process, exit 1 (and the disagreement in the table) against another model's artifact."""
+    from danet_deploy.cli.client import main as client_main
+    from danet_deploy.export import export
+    from danet_deploy.export.pipeline import ExportRequest
+
+    common = ["--http", f"127.0.0.1:{server.http_port}", "--grpc", f"127.0.0.1:{server.grpc_port}", "--clients",
+              "1,2", "--requests", "3", "--size", "64x64", "--scenes", "3", "--json"]
+    assert client_main([*common, "--artifact", str(artifact)]) == 0
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert [(r["protocol"], r["clients"]) for r in runs] == [("http", 1), ("http", 2), ("grpc", 1), ("grpc", 2)]
+    assert all(r["exact"] == r["requests"] == 3 * r["clients"] and not r["errors"] for r in runs)
+    other, _ = export(ExportRequest(model="danet_edge_r18_d8", input_size=SIZE,
+                                    output=str(tmp_path / "other")), log=lambda _m: None)
+    assert client_main([*common, "--artifact", str(other)]) == 1
+    runs = json.loads(capsys.readouterr().out)["runs"]
+    assert any(r["exact"] < r["requests"] for r in runs)
+
+
 def _post(port: int, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:

@@ -53,8 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="target-specific option (see --list-options)")
     p.add_argument("--from", dest="from_artifact", metavar="ARTIFACT_DIR",
-                   help="second stage of a target from an artifact it prepared (TensorRT: build the engine "
-                        "from a bundle; needs TensorRT and a GPU)")
+                   help="second stage from an existing artifact: --target tensorrt builds the engine from a "
+                        "prepared bundle (needs TensorRT and a GPU); --target triton writes a Triton model "
+                        "repository for any ONNX, OpenVINO or TensorRT artifact")
     p.add_argument("--workspace", default=None, help="TensorRT builder workspace, e.g. 2GB")
     p.add_argument("--dla-core", type=int, help="TensorRT: build for this DLA core (GPU fallback on)")
     p.add_argument("--timing-cache", help="TensorRT timing cache file (read and updated)")
