@@ -41,7 +41,7 @@ def reference_onnx(manifest: Any, size: tuple[int, int], batch: int, directory: 
         raise ArtifactError(f"the artifact was exported from checkpoint {ckpt}, which is gone; the FP32 reference "
                             "needs it (put it back at that path)")
     request = ExportRequest(model=ckpt or manifest.model["name"], arch=manifest.model["name"] if ckpt else None,
-                            num_classes=manifest.num_classes, target="onnx", precision="fp32",
+                            num_classes=manifest.num_classes, precision="fp32",  # the default target: plain ONNX
                             output=directory / "reference-fp32", input_size=tuple(size), batch=batch,
                             opset=int(exp.get("opset", 17)), exporter=str(exp.get("exporter", "legacy")),
                             attention_chunks=manifest.model.get("attention_chunks") or None)

@@ -30,6 +30,7 @@ import numpy as np
 
 from ..errors import ConfigError, ExportError, summarize_exception
 from ..files import working_directory
+from ..targets.builtin import GRAPH_TOOLS
 
 # --calib-method names -> ModelOpt's
 _MODELOPT_METHODS = {"entropy": "entropy", "max": "max", "minmax": "max"}
@@ -119,8 +120,8 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
     """
     import onnx
 
-    if converter not in ("auto", "modelopt", "onnxruntime"):
-        raise ConfigError(f"unknown FP16 converter {converter!r}; use --option converter=auto|modelopt|onnxruntime")
+    if converter not in GRAPH_TOOLS:
+        raise ConfigError(f"unknown FP16 converter {converter!r}; use --option converter={'|'.join(GRAPH_TOOLS)}")
     use_modelopt = converter in ("auto", "modelopt") and modelopt_version() is not None
     if use_modelopt and converter == "auto":
         needed = reference_run_bytes(src)
@@ -177,8 +178,8 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
     if calibration.ndim != 4 or calibration.dtype != np.float32 or len(calibration) < 1:
         raise ConfigError(f"calibration tensors must be float32 [N, 3, H, W] with N >= 1, got "
                           f"{calibration.dtype} {calibration.shape}")
-    if quantizer not in ("auto", "modelopt", "onnxruntime"):
-        raise ConfigError(f"unknown INT8 quantizer {quantizer!r}; use --option quantizer=auto|modelopt|onnxruntime")
+    if quantizer not in GRAPH_TOOLS:
+        raise ConfigError(f"unknown INT8 quantizer {quantizer!r}; use --option quantizer={'|'.join(GRAPH_TOOLS)}")
     use_modelopt = quantizer in ("auto", "modelopt") and modelopt_version() is not None
     if quantizer == "modelopt" and not use_modelopt:
         raise ConfigError("quantizer=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon")

@@ -34,6 +34,10 @@ class OpenVINOOptions(TargetOptions):
                                     choices=("transformer",))
 
 
+#: tools that write the FP16 / Q/DQ INT8 ONNX a TensorRT engine is built from ("auto": ModelOpt if installed)
+GRAPH_TOOLS = ("auto", "modelopt", "onnxruntime")
+
+
 @dataclass(frozen=True)
 class TensorRTOptions(TargetOptions):
     build: str = option("auto", "build the engine now: auto (when TensorRT and a GPU are present), true, false",
@@ -44,8 +48,8 @@ class TensorRTOptions(TargetOptions):
                                               "in FP32 (uses calibration images)")
     autocast_samples: int = option(4, "FP16: calibration images AutoCast runs")
     data_max: float = option(512.0, "FP16: largest magnitude AutoCast allows in an FP16 node")
-    converter: str = option("auto", "FP16 converter", choices=("auto", "modelopt", "onnxruntime"))
-    quantizer: str = option("auto", "INT8 Q/DQ quantizer", choices=("auto", "modelopt", "onnxruntime"))
+    converter: str = option("auto", "FP16 converter", choices=GRAPH_TOOLS)
+    quantizer: str = option("auto", "INT8 Q/DQ quantizer", choices=GRAPH_TOOLS)
     strongly_typed: bool | None = option(None, "strongly typed network (default: TensorRT >= 10 Q/DQ/FP16 graphs)")
     workspace: str | None = option(None, "builder workspace limit, e.g. 2GB")
     dla_core: int | None = option(None, "build for this Jetson DLA core (FP16/INT8, static shapes)")
