@@ -342,3 +342,29 @@ def test_mask_output_artifacts_get_every_output_in_the_config(tmp_path):
 
         got = [(o.name, model_config_pb2.DataType.Name(o.data_type), list(o.dims)) for o in config.output]
         assert got == [(n, t, [1, *d]) for n, t, d in expected]  # static batch: dims carry it (max_batch_size 0)
+
+
+def test_a_registered_engine_is_served_from_its_triton_declaration(artifacts):
+    """Serving knowledge lives on the engine's registry entry: a new engine with a Triton
+    declaration gets repositories without a change to the repository code."""
+    from danet_deploy.serve.repository import plan_model, platforms
+    from danet_deploy.targets import Engine, TritonPlatform, register_engine, unregister
+
+    register_engine(Engine("fake-engine", "Fake Engine", "tests.nowhere:Backend", suffixes=(".fake",),
+                           triton=TritonPlatform("backend", "fake_backend", "model.fake", instance_kind="cpu",
+                                                 threads_parameter="FAKE_THREADS", weights_suffix=".weights")))
+    try:
+        assert "fake-engine" in platforms()
+        manifest = dataclasses.replace(read_manifest(artifacts[("onnx", False)]), backend="fake-engine",
+                                       primary="net.onnx")
+        plan = plan_model(manifest, TritonOptions(threads=3))
+        assert plan.platform == "fake-engine" and plan.config["backend"] == "fake_backend"
+        assert plan.config["parameters"] == [{"key": "FAKE_THREADS", "value": {"string_value": "3"}}]
+        assert plan.renames == {"net.onnx": "model.fake", "net.weights": "model.weights"}
+        with pytest.raises(ConfigError, match="Fake Engine backend runs CPU instances only"):
+            plan_model(manifest, TritonOptions(kind="gpu"))
+        with pytest.raises(ConfigError, match="streams applies to the OpenVINO backend only"):
+            plan_model(manifest, TritonOptions(streams=2))
+    finally:
+        unregister("fake-engine")
+    assert "fake-engine" not in platforms()

@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from ..errors import ArtifactError, ConfigError
 from ..manifest import MANIFEST_NAME, Manifest, atomic_artifact_dir, read_manifest
+from ..targets import TritonPlatform, engines, get_engine, get_target
 from ..targets.options import TargetOptions
 from ..tensorrt.compat import STAGE_PREPARED
 from . import pbtxt
@@ -35,13 +36,13 @@ from .pbtxt import Enum
 CONFIG_NAME = "config.pbtxt"
 DEFAULT_MAX_BATCH = 8
 
-# Triton's name for each platform, whether config.pbtxt says ``platform`` or ``backend``, and the
-# default model file name the backend looks for in a version folder.
-PLATFORMS: dict[str, tuple[str, str, str]] = {
-    "onnxruntime": ("platform", "onnxruntime_onnx", "model.onnx"),
-    "openvino": ("backend", "openvino", "model.xml"),
-    "tensorrt": ("platform", "tensorrt_plan", "model.plan"),
-}
+
+
+def platforms() -> dict[str, TritonPlatform]:
+    """Engine name -> how Triton's native backend serves it, from the registry (``Engine.triton``)."""
+    return {engine.name: engine.triton for engine in engines() if engine.triton is not None}
+
+
 DATA_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "float64": "TYPE_FP64",
               "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
               "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
@@ -100,8 +101,8 @@ class TritonOptions(TargetOptions):
                 raise ConfigError(f"Triton option {key} must be a positive integer, got {value!r}")
         if not isinstance(self.max_queue_delay_us, int) or self.max_queue_delay_us < 0:
             raise ConfigError(f"Triton option max_queue_delay_us must be >= 0, got {self.max_queue_delay_us!r}")
-        if self.platform not in ("auto", *PLATFORMS):
-            raise ConfigError(f"Triton platform {self.platform!r} is not one of auto, {', '.join(PLATFORMS)}")
+        if self.platform not in ("auto", *platforms()):
+            raise ConfigError(f"Triton platform {self.platform!r} is not one of auto, {', '.join(platforms())}")
         if self.kind not in ("auto", "cpu", "gpu"):
             raise ConfigError(f"Triton instance kind {self.kind!r} must be auto, cpu or gpu")
         if any(not isinstance(g, int) or g < 0 for g in self.gpus):
@@ -145,7 +146,7 @@ class TritonRepository:
 @dataclass
 class _Plan:
     name: str
-    platform: str                   # key of PLATFORMS
+    platform: str                   # the engine whose Triton backend serves it (a key of platforms())
     config: dict[str, Any]
     renames: dict[str, str]         # artifact file name -> version-folder name
     primary: str
@@ -164,30 +165,32 @@ def _data_type(entry: dict[str, Any], what: str) -> Enum:
     return Enum(DATA_TYPES[dtype])
 
 
+def _bundle(manifest: Manifest) -> dict[str, Any]:
+    """A two-stage target's own metadata (a TensorRT bundle's stage and profiles), else ``{}``."""
+    value = manifest.extra.get(manifest.target) if isinstance(manifest.extra, dict) else None
+    return value if isinstance(value, dict) else {}
+
+
 def _platform(manifest: Manifest, options: TritonOptions) -> tuple[str, bool]:
-    """(platform key, whether it is a prepared TensorRT bundle awaiting its engine)."""
-    prepared = manifest.target == "tensorrt" and manifest.extra.get("tensorrt", {}).get("stage") == STAGE_PREPARED
-    if manifest.backend == "tensorrt":
-        natural = "tensorrt"
-    elif prepared:
-        natural = "tensorrt"
-    elif manifest.backend in ("onnxruntime", "openvino"):
-        natural = manifest.backend
-    else:
+    """(engine whose Triton backend serves it, whether it is a prepared bundle awaiting its engine)."""
+    served = platforms()
+    prepared = _bundle(manifest).get("stage") == STAGE_PREPARED
+    natural = get_target(manifest.target).engine if prepared else manifest.backend
+    if natural not in served:
         raise ConfigError(f"a {manifest.backend!r} artifact cannot be served by Triton's native backends; export "
-                          "--target onnx, openvino or tensorrt first (danet-serve serves any artifact with PyTriton)")
+                          f"for {' or '.join(served)} first (danet-serve serves any artifact with PyTriton)")
     wanted = natural if options.platform == "auto" else options.platform
-    if wanted != natural and not (wanted == "onnxruntime" and prepared):
+    if wanted != natural and not (wanted == manifest.backend and prepared):
         raise ConfigError(f"a {manifest.target}/{manifest.backend} artifact is served by Triton's {natural} backend, "
                           f"not {wanted}; export the artifact for {wanted} instead")
-    return wanted, prepared and wanted == "tensorrt"
+    return wanted, prepared and wanted == natural
 
 
 def _max_batch(manifest: Manifest, options: TritonOptions) -> int | None:
     """The batch limit the artifact was built or planned for, else None."""
     bounds = manifest.input.get("max_shape")
     if not bounds:
-        profiles = manifest.extra.get("tensorrt", {}).get("profiles") or []
+        profiles = _bundle(manifest).get("profiles") or []
         bounds = profiles[0].get("max") if profiles else None
     return int(bounds[0]) if bounds else None
 
@@ -195,7 +198,9 @@ def _max_batch(manifest: Manifest, options: TritonOptions) -> int | None:
 def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     """The model configuration and file layout for ``manifest`` (pure: reads nothing from disk)."""
     platform, pending_engine = _platform(manifest, options)
-    field_name, platform_name, model_file = PLATFORMS[platform]
+    spec = platforms()[platform]
+    label = get_engine(platform).label
+    model_file = spec.model_file
     model_name = manifest.model.get("name", "danet")
     name = options.name or f"{model_name}_{manifest.target}_{manifest.precision}"
     if not _NAME.fullmatch(name):
@@ -214,8 +219,8 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         if limit is not None and max_batch > limit:
             raise ConfigError(f"max_batch_size {max_batch} exceeds the artifact's batch bound {limit} (its profile / "
                               "attention plan); re-export with a larger --max-batch")
-        if platform == "tensorrt" and limit is None:
-            raise ArtifactError("a dynamic TensorRT artifact must record its profile's max shape; re-prepare it")
+        if spec.needs_profile and limit is None:
+            raise ArtifactError(f"a dynamic {label} artifact must record its profile's max shape; re-prepare it")
         in_dims, out_dims = _dims(in_shape[1:]), [_dims(list(t["shape"])[1:]) for t in outputs]
     else:
         if options.max_batch_size:
@@ -227,15 +232,15 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         if size > max(max_batch, 1):
             raise ConfigError(f"preferred batch size {size} exceeds max_batch_size {max_batch}")
 
-    if options.ort_tensorrt and platform != "onnxruntime":
-        raise ConfigError("ort_tensorrt applies to the onnxruntime platform (ONNX artifacts) only")
+    if options.ort_tensorrt and not spec.gpu_accelerator:
+        accelerated = [name for name, p in platforms().items() if p.gpu_accelerator]
+        raise ConfigError(f"ort_tensorrt applies to the {' or '.join(accelerated)} platform (ONNX artifacts) only")
     kind = options.kind
     if kind == "auto":
-        kind = "gpu" if platform == "tensorrt" or options.ort_tensorrt else "cpu"
-    if platform == "tensorrt" and kind != "gpu":
-        raise ConfigError("TensorRT plans run on GPU instances only (kind=gpu)")
-    if platform == "openvino" and kind != "cpu":
-        raise ConfigError("the Triton OpenVINO backend runs CPU instances (kind=cpu)")
+        kind = "gpu" if spec.instance_kind == "gpu" or options.ort_tensorrt else "cpu"
+    if spec.instance_kind != "any" and kind != spec.instance_kind:
+        raise ConfigError(f"the Triton {label} backend runs {spec.instance_kind.upper()} instances only "
+                          f"(kind={spec.instance_kind})")
     if options.ort_tensorrt and kind != "gpu":
         raise ConfigError("ort_tensorrt runs on GPU instances (kind=gpu)")
     if options.gpus and kind != "gpu":
@@ -243,21 +248,21 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
 
     parameters: dict[str, str] = {}
     if options.threads is not None:
-        if platform == "tensorrt":
-            raise ConfigError("threads does not apply to TensorRT plans (they run on the GPU)")
-        parameters["intra_op_thread_count" if platform == "onnxruntime" else "INFERENCE_NUM_THREADS"] = \
-            str(options.threads)
+        if spec.threads_parameter is None:
+            raise ConfigError(f"threads does not apply to {label} models (their backend has no thread setting)")
+        parameters[spec.threads_parameter] = str(options.threads)
     if options.streams is not None:
-        if platform != "openvino":
-            raise ConfigError("streams applies to the OpenVINO backend only")
-        parameters["NUM_STREAMS"] = str(options.streams)
+        if spec.streams_parameter is None:
+            with_streams = [get_engine(name).label for name, p in platforms().items() if p.streams_parameter]
+            raise ConfigError(f"streams applies to the {' or '.join(with_streams)} backend only")
+        parameters[spec.streams_parameter] = str(options.streams)
 
     group: dict[str, Any] = {"count": options.instances, "kind": Enum(f"KIND_{kind.upper()}")}
     if options.gpus:
         group["gpus"] = list(options.gpus)
     config: dict[str, Any] = {
         "name": name,
-        field_name: platform_name,
+        spec.config_field: spec.name,
         "max_batch_size": max_batch,
         "input": [{"name": manifest.input.get("name", "input"), "data_type": _data_type(manifest.input, "input"),
                    "dims": in_dims}],
@@ -272,13 +277,14 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     if parameters:
         config["parameters"] = [{"key": k, "value": {"string_value": v}} for k, v in parameters.items()]
     if options.ort_tensorrt:
-        accel: dict[str, Any] = {"name": "tensorrt"}
+        accel: dict[str, Any] = {"name": "tensorrt"}  # Triton's name for ORT's TensorRT execution provider
         accel["parameters"] = [{"key": "precision_mode", "value": "FP16" if options.ort_tensorrt_fp16 else "FP32"}]
         config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [accel]}}
 
     renames = {manifest.primary: model_file}
-    if platform == "openvino":
-        renames[str(Path(manifest.primary).with_suffix(".bin"))] = "model.bin"
+    if spec.weights_suffix:
+        renames[str(Path(manifest.primary).with_suffix(spec.weights_suffix))] = \
+            str(Path(model_file).with_suffix(spec.weights_suffix))
     if pending_engine:
         renames = {}  # the bundle's files keep their names; model.plan is built beside them
         pending = ("build the engine on the serving GPU with the TensorRT version of the Triton container: "

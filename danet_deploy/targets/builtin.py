@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .options import TargetOptions, option
-from .registry import Engine, Requirement, Target, register_engine, register_target
+from .registry import Engine, Requirement, Target, TritonPlatform, register_engine, register_target
 
 ONNX = Requirement("onnx", "onnx")
 ONNXSLIM = Requirement("onnxslim", "onnxslim")
@@ -64,13 +64,20 @@ register_engine(Engine("torch-compile", "PyTorch torch.compile (Inductor)",
                        "danet_deploy.runtime.backends.torch_compile:TorchCompileBackend",
                        requires=(Requirement("torch", "torch==2.13.0"),), runs_presets=True, color="#8c564b"))
 register_engine(Engine("onnxruntime", "ONNX Runtime", "danet_deploy.runtime.backends.onnxruntime:OnnxRuntimeBackend",
-                       suffixes=(".onnx",), requires=(ONNXRUNTIME,), extra="onnx", color="#1f77b4"))
+                       suffixes=(".onnx",), requires=(ONNXRUNTIME,), extra="onnx", color="#1f77b4",
+                       triton=TritonPlatform("platform", "onnxruntime_onnx", "model.onnx",
+                                             threads_parameter="intra_op_thread_count", gpu_accelerator=True)))
 register_engine(Engine("openvino", "OpenVINO", "danet_deploy.runtime.backends.openvino:OpenVINOBackend",
-                       suffixes=(".xml",), requires=(OPENVINO,), extra="openvino", color="#9467bd"))
+                       suffixes=(".xml",), requires=(OPENVINO,), extra="openvino", color="#9467bd",
+                       triton=TritonPlatform("backend", "openvino", "model.xml", instance_kind="cpu",
+                                             threads_parameter="INFERENCE_NUM_THREADS",
+                                             streams_parameter="NUM_STREAMS", weights_suffix=".bin")))
 register_engine(Engine("tensorrt", "TensorRT", "danet_deploy.runtime.backends.tensorrt:TensorRTBackend",
                        suffixes=(".engine", ".plan"),
                        requires=(Requirement("tensorrt", "tensorrt"), Requirement("cuda", "cuda-python")),
-                       extra="tensorrt", needs_gpu=True, color="#2ca02c"))
+                       extra="tensorrt", needs_gpu=True, color="#2ca02c",
+                       triton=TritonPlatform("platform", "tensorrt_plan", "model.plan", instance_kind="gpu",
+                                             needs_profile=True)))
 
 SENSITIVITY_SEARCH = "sensitivity search (per-layer ranking, doubling + bisection)"
 register_target(Target(

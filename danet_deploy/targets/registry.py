@@ -143,6 +143,34 @@ class Target:
 
 
 @dataclass(frozen=True)
+class TritonPlatform:
+    """How NVIDIA Triton's native backend serves an engine's model file (``danet-export --target
+    triton`` reads it, so a new engine that Triton can serve touches no serving code).
+
+    Attributes:
+        config_field: the ``config.pbtxt`` key that names it (``platform`` or ``backend``).
+        name: Triton's name for it (``onnxruntime_onnx``, ``openvino``, ``tensorrt_plan``).
+        model_file: the file name the backend loads from a version folder.
+        instance_kind: ``cpu`` or ``gpu`` when its backend runs only that kind, else ``any``.
+        threads_parameter / streams_parameter: backend parameter for intra-op threads / streams
+            (``None``: the backend has none).
+        weights_suffix: a weights file the model file loads beside it (OpenVINO's ``.bin``).
+        gpu_accelerator: offers ONNX Runtime's TensorRT execution accelerator.
+        needs_profile: a dynamic model must state its largest shape (TensorRT's profile).
+    """
+
+    config_field: str
+    name: str
+    model_file: str
+    instance_kind: str = "any"
+    threads_parameter: str | None = None
+    streams_parameter: str | None = None
+    weights_suffix: str | None = None
+    gpu_accelerator: bool = False
+    needs_profile: bool = False
+
+
+@dataclass(frozen=True)
 class Engine:
     """One runtime backend (``danet_deploy.runtime.load(..., backend=NAME)``) and benchmark engine.
 
@@ -154,6 +182,7 @@ class Engine:
         runs_presets: runs presets and checkpoints directly, without an exported artifact (the
             reference does; so does a peer such as ``torch-compile``, which is not the yardstick).
         needs_gpu: cannot run without an NVIDIA GPU (the bench reports it as unsupported).
+        triton: how Triton's native backend serves its model files (``None``: it cannot).
     """
 
     name: str
@@ -166,6 +195,7 @@ class Engine:
     runs_presets: bool = False
     needs_gpu: bool = False
     color: str = "#7f7f7f"
+    triton: TritonPlatform | None = None
 
 
 _TARGETS: dict[str, Target] = {}
