@@ -34,6 +34,7 @@ from danet_deploy import runtime  # noqa: E402
 from danet_deploy.errors import InputError  # noqa: E402
 from danet_deploy.export import ExportRequest, export  # noqa: E402
 from danet_deploy.export.tensorrt import build_engine_from_bundle  # noqa: E402
+from danet_deploy.tensorrt.logger import shared_logger  # noqa: E402
 
 MODEL = "danet_edge_r18_d8"
 
@@ -67,7 +68,7 @@ def test_engine_folder_is_a_plain_plan_with_its_facts(built):
     import tensorrt as trt
 
     blob = (engine / "model.engine").read_bytes()
-    assert trt.Runtime(trt.Logger(trt.Logger.ERROR)).deserialize_cuda_engine(blob) is not None
+    assert trt.Runtime(shared_logger(trt)).deserialize_cuda_engine(blob) is not None
 
 
 def test_engine_matches_the_prepared_onnx(built):
@@ -139,7 +140,7 @@ def test_legacy_calibrator_with_batch_2(tmp_path):
 def test_dla_engine_records_its_dla_layers(tmp_path):
     import tensorrt as trt
 
-    if int(getattr(trt.Runtime(trt.Logger(trt.Logger.ERROR)), "num_DLA_cores", 0)) < 1:
+    if int(getattr(trt.Runtime(shared_logger(trt)), "num_DLA_cores", 0)) < 1:
         pytest.skip("no DLA on this device (Jetson AGX/NX Orin have DLA)")
     pytest.importorskip("modelopt")
     bundle, _ = export(ExportRequest(MODEL, target="tensorrt", precision="fp16", input_size=(64, 64),

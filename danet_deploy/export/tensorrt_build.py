@@ -27,6 +27,7 @@ from ..planner import parse_bytes
 from ..progress import progress_bar
 from ..tensorrt.compat import (STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, check_dla_request,
                                check_hardware_compatible_build, count_dla_layers, describe_profile, major)
+from ..tensorrt.cuda import CUDA_PYTHON_PINS
 from ..tensorrt.logger import shared_logger
 
 ENGINE_FILE = "model.engine"
@@ -57,9 +58,10 @@ def require_tensorrt(device: int = 0) -> tuple[Any, Any, dict[str, Any]]:
         import tensorrt as trt
     except ImportError as exc:
         raise BackendUnavailableError(
-            "building a TensorRT engine needs TensorRT and an NVIDIA GPU: pip install tensorrt cuda-python on an x86 "
-            "machine with a GPU, or use JetPack's TensorRT on a Jetson; then run danet-export --target tensorrt "
-            f"--from BUNDLE_DIR there ({exc})") from exc
+            "building a TensorRT engine needs TensorRT and an NVIDIA GPU: pip install tensorrt "
+            f"'{CUDA_PYTHON_PINS[12]}' (CUDA 12 hosts; '{CUDA_PYTHON_PINS[13]}' on CUDA 13 hosts, driver >= 580) on "
+            "an x86 machine with a GPU, or use JetPack's TensorRT on a Jetson; then run danet-export --target "
+            f"tensorrt --from BUNDLE_DIR there ({exc})") from exc
     from ..tensorrt.cuda import check, device_properties, load_cudart
 
     cudart = load_cudart()
