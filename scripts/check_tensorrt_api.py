@@ -233,6 +233,37 @@ def owner_of_symbol(symbol: str) -> tuple[str, str] | None:
     return kind, names[-1]
 
 
+_DOC_SYMBOL = re.compile(r"_ZN8tensorrt(\d+)")
+
+
+def doc_member_of_symbol(symbol: str) -> tuple[str, str] | None:
+    """``("IExecutionContext", "execute_async_v3")`` for the docstring constant
+    ``tensorrt::IExecutionContextDoc::execute_async_v3`` (mangled ``_ZN8tensorrt20IExecutionContextDocL16execute_async_v3E``).
+
+    The bindings keep one such constant per documented member of a class, named after the
+    class: evidence that the member is bound on that class, not merely a string somewhere.
+    """
+    match = _DOC_SYMBOL.match(symbol)
+    if not match:
+        return None
+    i = match.end()
+    length = int(match.group(1))
+    scope = symbol[i:i + length]
+    i += length
+    if not scope.endswith("Doc") or len(scope) == 3:
+        return None
+    if symbol[i:i + 1] == "L":  # internal linkage
+        i += 1
+    digits = re.match(r"\d+", symbol[i:])
+    if not digits:
+        return None
+    i += digits.end()
+    member = symbol[i:i + int(digits.group())]
+    if len(member) != int(digits.group()) or symbol[i + len(member):i + len(member) + 1] != "E":
+        return None
+    return scope[:-3], member
+
+
 def registry(data: bytes) -> Registry:
     """Which identifiers the code registers on which pybind11 ``class_``/``enum_`` (x86-64 ELF only)."""
     reg = Registry()
@@ -252,6 +283,12 @@ def registry(data: bytes) -> Registry:
     owners: dict[int, tuple[str, str]] = {}
     for pos in range(sym_off, sym_off + sym_size, 24):
         st_name, st_info, _other, _shndx, st_value, _size = struct.unpack_from("<IBBHQQ", data, pos)
+        if st_info & 0xF == 1 and st_name:  # data: docstring constants name their class and member
+            end = data.index(b"\0", names_at + st_name)
+            documented = doc_member_of_symbol(data[names_at + st_name:end].decode("ascii", "replace"))
+            if documented:
+                reg.members.setdefault(documented[0], set()).add(documented[1])
+            continue
         if st_info & 0xF != 2 or not st_value:  # functions only
             continue
         end = data.index(b"\0", names_at + st_name)

@@ -133,6 +133,18 @@ def test_non_x86_or_stripped_binaries_fall_back_to_bare_names(tmp_path):
 @pytest.mark.skipif(not sorted(WHEEL_DIR.glob("tensorrt_cu1*_bindings-*.whl")),
                     reason=f"no tensorrt-cu12/cu13-bindings wheels in {WHEEL_DIR} (pip download --no-deps -d DIR "
                            "tensorrt-cu12-bindings==10.16.1.11 tensorrt-cu13-bindings==11.4.0.106)")
+def test_docstring_constants_name_their_class_and_member():
+    assert api.doc_member_of_symbol("_ZN8tensorrt20IExecutionContextDocL16execute_async_v3E") == \
+        ("IExecutionContext", "execute_async_v3")
+    assert api.doc_member_of_symbol("_ZN8tensorrt17IBuilderConfigDoc16set_timing_cacheE") == \
+        ("IBuilderConfig", "set_timing_cache")
+    for other in ("_ZN8tensorrt8IBuilderL5buildE",            # not a Doc scope
+                  "_ZN8tensorrt3DocL4nameE",                   # a scope named only Doc
+                  "_ZN8tensorrt20IExecutionContextDocL99shortE",  # length past the end
+                  "_ZN8pybind116class_IN8nvinfer18IBuilderEE3defE", "main"):
+        assert api.doc_member_of_symbol(other) is None, other
+
+
 def test_downloaded_wheels_have_every_required_name():
     wheels = sorted(WHEEL_DIR.glob("tensorrt_cu1*_bindings-*.whl"))
     usage = api.collect([ROOT / m for m in api.MODULES])
@@ -141,6 +153,9 @@ def test_downloaded_wheels_have_every_required_name():
         assert not entry["missing_required"], (version, entry["missing_required"])
         assert entry["qualification"].startswith("class-qualified"), entry["qualification"]
         assert {"DataType.INT8", "BuilderFlag.GPU_FALLBACK", "Logger.WARNING"} <= set(entry["qualified"])
+        # methods confirmed on their class through the bindings' per-class docstring constants
+        assert {"IExecutionContext.execute_async_v3", "IExecutionContext.set_tensor_address",
+                "IBuilderConfig.set_timing_cache"} <= set(entry["qualified"])
         if version.startswith("11."):  # removed in 11: the code must treat them as optional
             assert {"BuilderFlag.FP16", "BuilderFlag.INT8", "IInt8EntropyCalibrator2",
                     "IBuilderConfig.int8_calibrator"} <= set(entry["missing_optional"])
