@@ -278,7 +278,7 @@ class FakeContext:
         return True
 
 
-def install_fake_tensorrt(monkeypatch: Any, context: FakeContext, version: str = "10.3.0",
+def install_fake_tensorrt(monkeypatch: Any, context: Any, version: str = "10.3.0",
                           input_shape: tuple[int, ...] = (1, 3, 4, 6)) -> types.ModuleType:
     """A ``tensorrt`` module whose runtime deserialises any bytes into a one-input engine."""
     trt = types.ModuleType("tensorrt")
@@ -308,7 +308,7 @@ def install_fake_tensorrt(monkeypatch: Any, context: FakeContext, version: str =
             return input_shape
 
         def create_execution_context(self) -> FakeContext:
-            return context
+            return context() if callable(context) else context  # one shared context, or a factory
 
     class Runtime:
         num_DLA_cores = 0

@@ -681,33 +681,76 @@ def test_13_bench_says_it_takes_presets_not_artifacts(artifact, tmp_path, capsys
     assert snapshot(tmp_path) == before
 
 
-def test_5_tensorrt_backend_serialises_calls_on_its_one_context():
-    """The TensorRT backend's context, stream and staging buffers are one set: a fake with the same
-    shape (stage the input, wait, read it back) mixes threads' data unless calls are serialised."""
+@pytest.mark.parametrize("contexts", [1, 3])
+def test_5_tensorrt_backend_gives_each_concurrent_call_its_own_context(monkeypatch, tmp_path, contexts):
+    """TensorRT through cuda-python and TensorRT stand-ins (no GPU here): 8 threads with distinct
+    inputs on one backend get their own results; at most ``contexts`` execution contexts exist,
+    each serving one call at a time, and with several they run side by side."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from fake_cuda import FakeContext, FakeCudart, install_fake_cuda_python, install_fake_tensorrt
+
+    from danet_deploy.manifest import Manifest
+    from danet_deploy.tensorrt import logger
+
+    fake = FakeCudart()
+    created, lock = [], threading.Lock()
+    busy, peak = set(), [0]
+
+    class SlowContext(FakeContext):
+        def execute_async_v3(self, stream: int) -> bool:
+            with lock:
+                assert self not in busy, "two calls on one execution context"
+                busy.add(self)
+                peak[0] = max(peak[0], len(busy))
+            time.sleep(0.003)
+            try:
+                return super().execute_async_v3(stream)
+            finally:
+                with lock:
+                    busy.discard(self)
+
+    def new_context():
+        created.append(SlowContext(fake))
+        return created[-1]
+
+    install_fake_tensorrt(monkeypatch, new_context)
+    install_fake_cuda_python(monkeypatch, fake)
+    logger._reset_for_tests()
     from danet_deploy.runtime.backends.tensorrt import TensorRTBackend
 
-    backend = object.__new__(TensorRTBackend)  # no GPU here: only the call protocol is exercised
-    backend._lock = threading.Lock()
-    staged = {}
-
-    def prepare(batch):
-        staged["input"] = batch.copy()
-        time.sleep(0.002)
-
-    backend._prepare = prepare
-    backend._run = lambda events=False: staged["input"] * 2
-    results, barrier = {}, threading.Barrier(8)
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"plan")
+    facts = {"stage": "engine", "version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
+    manifest = Manifest(target="tensorrt", backend="tensorrt", precision="fp16", primary="model.engine",
+                        model={"name": "fake"}, preprocessing={}, input={"name": "input", "shape": [1, 3, 4, 6]},
+                        output={"name": "logits"}, extra={"tensorrt": facts})
+    backend = TensorRTBackend(engine, manifest, contexts=contexts)
+    assert backend.parallel_requests() == contexts and backend.describe()["contexts"] == contexts
+    results, errors, barrier = {}, [], threading.Barrier(8)
 
     def worker(i):
-        barrier.wait()
-        results[i] = [backend.infer(np.full((1, 3, 2, 2), i, np.float32)) for _ in range(10)]
+        try:
+            barrier.wait()
+            x = np.full((1, 3, 4, 6), float(i), np.float32)
+            results[i] = [backend.infer(x + k) for k in range(10)]
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(60)
-    assert all(np.all(out == 2 * i) for i, outs in results.items() for out in outs) and len(results) == 8
+    assert not errors and len(results) == 8
+    for i, outs in results.items():
+        for k, out in enumerate(outs):
+            np.testing.assert_allclose(out[:, 0], np.full((1, 4, 6), 3.0 * (i + k)))
+            np.testing.assert_allclose(out[:, 1], np.full((1, 4, 6), -3.0 * (i + k)))
+    assert len(created) == contexts and peak[0] == contexts  # the pool grew to its limit, and no further
+    backend.close()
+    assert fake.memory == {}  # every lane's buffers freed
+    with pytest.raises(ConfigError, match="contexts must be a positive integer"):
+        TensorRTBackend(engine, manifest, contexts=0)
 
 
 def test_sigterm_cleanup_covers_atomic_writes_and_scratch_folders(tmp_path):

@@ -9,9 +9,11 @@ be replayed as a CUDA graph (``cuda_graph=True``; if the engine cannot be captur
 runs without graphs, as trtexec does, and ``describe()`` says why). :meth:`TensorRTBackend.infer_timed`
 returns CUDA-event timings for the benchmark. No torch.
 
-Thread safety: the execution context, stream, buffers and graph are one set, so calls are
-serialised by a lock (correct under concurrent calls; one engine runs one batch at a time).
-Parallel engines need one backend per thread (a pool of execution contexts is not built yet).
+Thread safety: an execution context, its stream, buffers, events and CUDA graph form one lane
+(:class:`_Lane`) that serves one call at a time. The backend keeps a pool of up to ``contexts``
+lanes (default 1): concurrent calls take idle lanes, create new ones up to the limit, and
+otherwise wait, so calls never share a context and ``contexts=N`` runs N batches side by side
+(each context holds its own activation memory). ``Session.stream`` runs that many engine calls.
 """
 
 from __future__ import annotations
@@ -44,17 +46,145 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
     return np.dtype(_NUMPY_DTYPES[name])
 
 
+class _Lane:
+    """One execution context with its own stream, device and pinned buffers, CUDA events and CUDA
+    graph: one call at a time runs on a lane; lanes run side by side on the GPU.
+
+    Why a lane owns all of these: an execution context holds the bound shape and tensor addresses
+    and TensorRT's activation memory, the pinned buffers hold the call's input and output, and a
+    captured graph replays fixed pointers, so none of them may be shared by two concurrent calls.
+    """
+
+    def __init__(self, backend: "TensorRTBackend") -> None:
+        self.backend, cudart = backend, backend.cudart
+        self.stream = None
+        self.buffers: list[Any] = []
+        self.events: list[Any] = []
+        self.context = backend.engine.create_execution_context()
+        if self.context is None:
+            raise CudaError("TensorRT could not create an execution context (out of GPU memory?); close other GPU "
+                            "work, use fewer contexts, or rebuild with a smaller --max-size/--max-batch")
+        try:
+            self.stream = check(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
+            self.d_in, self.d_out = DeviceBuffer(cudart), DeviceBuffer(cudart)
+            self.h_in, self.h_out = PinnedBuffer(cudart), PinnedBuffer(cudart)
+            self.buffers = [self.d_in, self.d_out, self.h_in, self.h_out]
+            for _ in range(4):
+                self.events.append(check(cudart, cudart.cudaEventCreate(), "cudaEventCreate"))
+        except BaseException:
+            self.close()
+            raise
+        self.graph = CudaGraph(cudart)
+        self.shape: tuple[int, ...] | None = None
+        self.out_shape: tuple[int, ...] = ()
+        self.addresses: tuple[int, int, int, int] = (0, 0, 0, 0)
+
+    def prepare(self, batch: np.ndarray) -> None:
+        """Set the input shape (once per new shape) and size and bind the buffers."""
+        backend = self.backend
+        shape = tuple(int(d) for d in batch.shape)
+        if shape != self.shape:
+            if not self.context.set_input_shape(backend.input_name, shape):
+                spec = backend.input_spec
+                raise InputError(f"input shape {shape} is outside the engine's optimisation profile (min "
+                                 f"{spec.min_shape}, max {spec.max_shape}); rebuild with a wider --min-size/--max-size")
+            out = tuple(int(d) for d in self.context.get_tensor_shape(backend.output_name))
+            if any(d < 0 for d in out):
+                raise ArtifactError(f"TensorRT could not infer the output shape for input {shape} (got {out})")
+            self.shape, self.out_shape = shape, out
+            self.graph.reset()
+        out_bytes = int(np.prod(self.out_shape)) * backend.output_dtype.itemsize
+        self.d_in.ensure(batch.nbytes)
+        self.h_in.ensure(batch.nbytes)
+        self.d_out.ensure(out_bytes)
+        self.h_out.ensure(out_bytes)
+        addresses = (self.d_in.ptr, self.d_out.ptr, self.h_in.ptr, self.h_out.ptr)
+        if addresses != self.addresses:
+            self.context.set_tensor_address(backend.input_name, self.d_in.ptr)
+            self.context.set_tensor_address(backend.output_name, self.d_out.ptr)
+            self.addresses = addresses
+            self.graph.reset()  # a captured graph holds the old pointers
+        self.h_in.view(shape, np.float32)[...] = batch
+
+    def enqueue(self, events: bool = False) -> None:
+        """Copy in, run, copy out: all asynchronous on this lane's stream."""
+        cudart, stream = self.backend.cudart, self.stream
+        nbytes_in = int(np.prod(self.shape)) * 4
+        nbytes_out = int(np.prod(self.out_shape)) * self.backend.output_dtype.itemsize
+        if events:
+            check(cudart, cudart.cudaEventRecord(self.events[0], stream), "cudaEventRecord")
+        to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        check(cudart, cudart.cudaMemcpyAsync(self.d_in.ptr, self.h_in.ptr, nbytes_in, to_device, stream),
+              "cudaMemcpyAsync(H2D)")
+        if events:
+            check(cudart, cudart.cudaEventRecord(self.events[1], stream), "cudaEventRecord")
+        if not self.context.execute_async_v3(int(stream)):
+            raise CudaError("TensorRT execute_async_v3 failed (see the TensorRT log above); check GPU memory")
+        if events:
+            check(cudart, cudart.cudaEventRecord(self.events[2], stream), "cudaEventRecord")
+        check(cudart, cudart.cudaMemcpyAsync(self.h_out.ptr, self.d_out.ptr, nbytes_out, to_host, stream),
+              "cudaMemcpyAsync(D2H)")
+        if events:
+            check(cudart, cudart.cudaEventRecord(self.events[3], stream), "cudaEventRecord")
+
+    def run(self, events: bool = False) -> np.ndarray:
+        backend, cudart = self.backend, self.backend.cudart
+        if backend.cuda_graph and not events and self.graph.key != self.shape:
+            # TensorRT must enqueue once after a shape change before its work can be captured
+            self.enqueue()
+            check(cudart, cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+            try:
+                self.graph.capture(self.stream, self.shape, self.enqueue)
+            except GraphCaptureError as exc:
+                backend._disable_graphs(str(exc))
+        if backend.cuda_graph and not events:
+            self.graph.launch(self.stream)
+        else:
+            self.enqueue(events)
+        check(cudart, cudart.cudaStreamSynchronize(self.stream), "cudaStreamSynchronize")
+        return as_output(self.h_out.view(self.out_shape, backend.output_dtype).copy())  # logits float32, masks int
+
+    def elapsed_ms(self) -> dict[str, float]:
+        """CUDA-event times of the last ``run(events=True)``."""
+        cudart, ev = self.backend.cudart, self.events
+
+        def ms(a: int, b: int) -> float:
+            return float(check(cudart, cudart.cudaEventElapsedTime(ev[a], ev[b]), "cudaEventElapsedTime"))
+
+        return {"h2d": ms(0, 1), "compute": ms(1, 2), "d2h": ms(2, 3), "total": ms(0, 3)}
+
+    def close(self) -> None:
+        """Free graph, buffers, events and stream, then drop the context (before the engine goes)."""
+        cudart = self.backend.cudart
+        if getattr(self, "graph", None) is not None:
+            self.graph.reset()
+        for buffer in self.buffers:
+            buffer.free()
+        self.buffers = []
+        for event in self.events:
+            check(cudart, cudart.cudaEventDestroy(event), "cudaEventDestroy")
+        self.events = []
+        if self.stream is not None:
+            check(cudart, cudart.cudaStreamDestroy(self.stream), "cudaStreamDestroy")
+            self.stream = None
+        self.context = None
+
+
 class TensorRTBackend(Backend):
     """Options: ``device`` (CUDA device index, default 0), ``cuda_graph`` (replay static shapes as a
-    CUDA graph), ``check_compatibility`` (default on; off only to diagnose), ``log_level``
-    (``error``/``warning``/``info``/``verbose``: TensorRT has one logger per process, so this sets
-    the level for every TensorRT session and build in the process; left out, the level stays)."""
+    CUDA graph), ``contexts`` (execution contexts that may run concurrent calls, default 1: each
+    holds its own activation memory), ``check_compatibility`` (default on; off only to diagnose),
+    ``log_level`` (``error``/``warning``/``info``/``verbose``: TensorRT has one logger per process,
+    so this sets the level for every TensorRT session and build in the process; left out, the
+    level stays)."""
 
     name = "tensorrt"
     device_timers = True
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, device: int = 0, cuda_graph: bool = False,
-                 check_compatibility: bool = True, log_level: str | None = None, threads: int | None = None) -> None:
+                 check_compatibility: bool = True, log_level: str | None = None, threads: int | None = None,
+                 contexts: int = 1) -> None:
         # ``threads`` sizes CPU thread pools on the other engines; TensorRT computes on the GPU, so it
         # is accepted (one option set fits every engine, as the benchmark passes it) and unused.
         if model_file is None:
@@ -62,15 +192,20 @@ class TensorRTBackend(Backend):
         if manifest is None:
             raise ArtifactError(f"{model_file} is a bare engine: it carries no model, class or preprocessing facts; "
                                 "load the folder danet-export wrote (model.engine + manifest.json)")
+        if isinstance(contexts, bool) or not isinstance(contexts, int) or contexts < 1:
+            raise ConfigError(f"contexts must be a positive integer (execution contexts run side by side), got "
+                              f"{contexts!r}")
         info = manifest.extra.get("tensorrt", {})
         if info.get("stage") not in (None, "engine"):
             check_engine_compatibility(info, {})  # raises the "build it first" message for a bundle
         trt = require("tensorrt", "tensorrt", "tensorrt")
         cudart = load_cudart()
         self.trt, self.cudart, self.device = trt, cudart, int(device)
-        self._stream = None
-        self._buffers: list[Any] = []
-        self.context = self.engine = None
+        self.max_contexts = contexts
+        self._lanes: list[_Lane] = []
+        self._idle: list[_Lane] = []
+        self._pool = threading.Condition()
+        self.engine = None
         check(cudart, cudart.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
         self.gpu = device_properties(cudart, self.device)
         self.logger = shared_logger(trt, log_level)
@@ -92,23 +227,10 @@ class TensorRTBackend(Backend):
                 "for another GPU, or the file is corrupt); rebuild it here: danet-export --target tensorrt --from "
                 "BUNDLE_DIR")
         self._bind_io()
-        self.context = self.engine.create_execution_context()
-        if self.context is None:
-            raise CudaError("TensorRT could not create an execution context (out of GPU memory?); close other GPU "
-                            "work or rebuild with a smaller --max-size/--max-batch")
-        self._stream = check(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
-        self._d_in, self._d_out = DeviceBuffer(cudart), DeviceBuffer(cudart)
-        self._h_in, self._h_out = PinnedBuffer(cudart), PinnedBuffer(cudart)
-        self._buffers = [self._d_in, self._d_out, self._h_in, self._h_out]
-        self._events = [check(cudart, cudart.cudaEventCreate(), "cudaEventCreate") for _ in range(4)]
         self.cuda_graph = bool(cuda_graph)
         self.cuda_graph_requested = bool(cuda_graph)
         self.cuda_graph_disabled: str | None = None  # why graphs were turned off after a failed capture
-        self._graph = CudaGraph(cudart)
-        self._shape: tuple[int, ...] | None = None
-        self._out_shape: tuple[int, ...] = ()
-        self._addresses: tuple[int, int] = (0, 0)
-        self._lock = threading.Lock()
+        self._new_lane(idle=True)  # the first context now: an out-of-memory engine fails at load, not at run
 
     # -- setup ---------------------------------------------------------------------------------
     def _bind_io(self) -> None:
@@ -133,73 +255,37 @@ class TensorRTBackend(Backend):
                       "max_shape": tuple(int(d) for d in hi)}
         self.input_spec = InputSpec(name=self.input_name, shape=dims, dtype="float32", **bounds)
 
-    # -- inference -----------------------------------------------------------------------------
-    def _prepare(self, batch: np.ndarray) -> None:
-        """Set the input shape (once per new shape) and size and bind the buffers."""
-        shape = tuple(int(d) for d in batch.shape)
-        if shape != self._shape:
-            if not self.context.set_input_shape(self.input_name, shape):
-                spec = self.input_spec
-                raise InputError(f"input shape {shape} is outside the engine's optimisation profile (min "
-                                 f"{spec.min_shape}, max {spec.max_shape}); rebuild with a wider --min-size/--max-size")
-            out = tuple(int(d) for d in self.context.get_tensor_shape(self.output_name))
-            if any(d < 0 for d in out):
-                raise ArtifactError(f"TensorRT could not infer the output shape for input {shape} (got {out})")
-            self._shape, self._out_shape = shape, out
-            self._graph.reset()
-        out_bytes = int(np.prod(self._out_shape)) * self.output_dtype.itemsize
-        self._d_in.ensure(batch.nbytes)
-        self._h_in.ensure(batch.nbytes)
-        self._d_out.ensure(out_bytes)
-        self._h_out.ensure(out_bytes)
-        addresses = (self._d_in.ptr, self._d_out.ptr, self._h_in.ptr, self._h_out.ptr)
-        if addresses != self._addresses:
-            self.context.set_tensor_address(self.input_name, self._d_in.ptr)
-            self.context.set_tensor_address(self.output_name, self._d_out.ptr)
-            self._addresses = addresses
-            self._graph.reset()  # a captured graph holds the old pointers
-        self._h_in.view(shape, np.float32)[...] = batch
+    # -- the pool of lanes -------------------------------------------------------------------
+    def _new_lane(self, idle: bool = False) -> _Lane:
+        lane = _Lane(self)
+        self._lanes.append(lane)
+        if idle:
+            self._idle.append(lane)
+        return lane
 
-    def _enqueue(self, events: bool = False) -> None:
-        """Copy in, run, copy out: all asynchronous on the one stream."""
-        cudart, stream = self.cudart, self._stream
-        nbytes_in = int(np.prod(self._shape)) * 4
-        nbytes_out = int(np.prod(self._out_shape)) * self.output_dtype.itemsize
-        if events:
-            check(cudart, cudart.cudaEventRecord(self._events[0], stream), "cudaEventRecord")
-        to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
-        to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        check(cudart, cudart.cudaMemcpyAsync(self._d_in.ptr, self._h_in.ptr, nbytes_in, to_device, stream),
-              "cudaMemcpyAsync(H2D)")
-        if events:
-            check(cudart, cudart.cudaEventRecord(self._events[1], stream), "cudaEventRecord")
-        if not self.context.execute_async_v3(int(stream)):
-            raise CudaError("TensorRT execute_async_v3 failed (see the TensorRT log above); check GPU memory")
-        if events:
-            check(cudart, cudart.cudaEventRecord(self._events[2], stream), "cudaEventRecord")
-        check(cudart, cudart.cudaMemcpyAsync(self._h_out.ptr, self._d_out.ptr, nbytes_out, to_host, stream),
-              "cudaMemcpyAsync(D2H)")
-        if events:
-            check(cudart, cudart.cudaEventRecord(self._events[3], stream), "cudaEventRecord")
+    def _acquire(self) -> _Lane:
+        """An idle lane, a new one while fewer than ``contexts`` exist, else wait for one.
 
-    def _run(self, events: bool = False) -> np.ndarray:
+        The CUDA device is current per host thread, so every call makes the session's device
+        current in its own thread first (a microsecond), as a thread pool's workers need."""
         cudart = self.cudart
-        if self.cuda_graph and not events:
-            if self._graph.key != self._shape:
-                # TensorRT must enqueue once after a shape change before its work can be captured
-                self._enqueue()
-                check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-                try:
-                    self._graph.capture(self._stream, self._shape, self._enqueue)
-                except GraphCaptureError as exc:
-                    self._disable_graphs(str(exc))
-        if self.cuda_graph and not events:
-            self._graph.launch(self._stream)
-        else:
-            self._enqueue(events)
-        check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
-        return as_output(self._h_out.view(self._out_shape, self.output_dtype).copy())  # logits float32, masks int
+        check(cudart, cudart.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
+        with self._pool:
+            while not self._idle and len(self._lanes) >= self.max_contexts:
+                self._pool.wait()
+            if self._idle:
+                return self._idle.pop()
+            return self._new_lane()
 
+    def _release(self, lane: _Lane) -> None:
+        with self._pool:
+            self._idle.append(lane)
+            self._pool.notify()
+
+    def parallel_requests(self) -> int:
+        return self.max_contexts
+
+    # -- inference -----------------------------------------------------------------------------
     def _disable_graphs(self, reason: str) -> None:
         """After a failed capture (the stream and error state are already clean): run without graphs."""
         self.cuda_graph = False
@@ -210,50 +296,43 @@ class TensorRTBackend(Backend):
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
-            self._prepare(batch)
-            return self._run()
+        lane = self._acquire()
+        try:
+            lane.prepare(batch)
+            return lane.run()
+        finally:
+            self._release(lane)
 
     def infer_timed(self, batch: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
         """Logits plus CUDA-event times in ms: ``h2d``, ``compute`` (the engine alone), ``d2h``, ``total``."""
-        with self._lock:
-            self._prepare(batch)
-            logits = self._run(events=True)
-            cudart, ev = self.cudart, self._events
-
-            def ms(a: int, b: int) -> float:
-                return float(check(cudart, cudart.cudaEventElapsedTime(ev[a], ev[b]), "cudaEventElapsedTime"))
-
-            return logits, {"h2d": ms(0, 1), "compute": ms(1, 2), "d2h": ms(2, 3), "total": ms(0, 3)}
+        lane = self._acquire()
+        try:
+            lane.prepare(batch)
+            logits = lane.run(events=True)
+            return logits, lane.elapsed_ms()
+        finally:
+            self._release(lane)
 
     def describe(self) -> dict[str, Any]:
         info = self.manifest.extra.get("tensorrt", {})
         return {"backend": self.name, "tensorrt": str(self.trt.__version__), "gpu": self.gpu.get("gpu"),
                 "compute_capability": self.gpu.get("compute_capability"), "device": self.device,
                 "cuda_graph": self.cuda_graph, "cuda_graph_requested": self.cuda_graph_requested,
+                "contexts": self.max_contexts,
                 "cuda_graph_disabled": self.cuda_graph_disabled, "dla_core": info.get("dla_core"),
                 "dla_layers": info.get("dla_layers"),
                 "profile": info.get("profiles", [{}])[0] if info.get("profiles") else None, "notes": self.notes}
 
     def close(self) -> None:
-        """Free buffers, graph, events and stream, then the context before the engine."""
-        cudart = getattr(self, "cudart", None)
-        if cudart is None:
+        """Wait for running calls, free every lane (buffers, graph, events, stream, context), then
+        drop the engine."""
+        pool = getattr(self, "_pool", None)
+        if getattr(self, "cudart", None) is None or pool is None:
             return
-        with getattr(self, "_lock", threading.Lock()):
-            self._close(cudart)
-
-    def _close(self, cudart: Any) -> None:
-        if getattr(self, "_graph", None) is not None:
-            self._graph.reset()
-        for buffer in self._buffers:
-            buffer.free()
-        self._buffers = []
-        for event in getattr(self, "_events", []):
-            check(cudart, cudart.cudaEventDestroy(event), "cudaEventDestroy")
-        self._events = []
-        if self._stream is not None:
-            check(cudart, cudart.cudaStreamDestroy(self._stream), "cudaStreamDestroy")
-            self._stream = None
-        self.context = None
-        self.engine = None
+        with pool:
+            while len(self._idle) < len(self._lanes):
+                pool.wait()
+            lanes, self._lanes, self._idle = self._lanes, [], []
+            for lane in lanes:
+                lane.close()
+            self.engine = None
