@@ -203,7 +203,8 @@ def test_malformed_http_bodies_get_triton_errors(server, scenes):
         np.testing.assert_array_equal(client.segment(images[1]), references[1])
 
 
-def test_clients_recover_when_the_server_is_killed_and_restarted(artifact, scenes, tmp_path):
+@pytest.mark.parametrize("protocol", ["grpc", "http"])
+def test_clients_recover_when_the_server_is_killed_and_restarted(artifact, scenes, tmp_path, protocol):
     images, references = scenes
     http_port, grpc_port = free_port(), free_port()
     first = ServerProcess(artifact, tmp_path / "first.log", http_port, grpc_port)
@@ -214,7 +215,8 @@ def test_clients_recover_when_the_server_is_killed_and_restarted(artifact, scene
         result: dict = {}
 
         def load() -> None:
-            result["report"] = run_load(f"127.0.0.1:{grpc_port}", "grpc", clients=4, requests_per_client=25,
+            port = grpc_port if protocol == "grpc" else http_port
+            result["report"] = run_load(f"127.0.0.1:{port}", protocol, clients=4, requests_per_client=25,
                                         images=images, references=references, duration_s=240, retry_s=180,
                                         timeout_s=30, events={20: reached})
 
