@@ -81,6 +81,26 @@ def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def in_threads(work, count: int = 8, timeout_s: float = 120.0) -> list[BaseException]:
+    """Run ``work(i)`` in ``count`` threads released together by a barrier; the exceptions they raised."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def worker(i: int) -> None:
+        try:
+            barrier.wait()
+            work(i)
+        except BaseException as exc:  # noqa: BLE001 - returned to the test
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout_s)
+    return errors
+
+
 def _cli(name: str, argv: list[str]) -> int:
     module = __import__(f"danet_deploy.cli.{name}", fromlist=["main"])
     return module.main(argv)
@@ -405,22 +425,12 @@ def test_5_eight_threads_get_their_own_results(dynamic_artifact, backend):
     expected = [session.infer(x) for x in inputs]
     assert not np.allclose(expected[0], expected[1])  # distinct inputs give distinguishable logits
     results: dict[tuple[int, int], np.ndarray] = {}
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(8)
 
-    def worker(i: int) -> None:
-        try:
-            barrier.wait()
-            for j in range(5):
-                results[i, j] = session.infer(inputs[i])
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def work(i: int) -> None:
+        for j in range(5):
+            results[i, j] = session.infer(inputs[i])
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    errors = in_threads(work)
     session.close()
     assert not errors and len(results) == 40
     for (i, _), logits in results.items():
@@ -726,21 +736,13 @@ def test_5_tensorrt_backend_gives_each_concurrent_call_its_own_context(monkeypat
                         output={"name": "logits"}, extra={"tensorrt": facts})
     backend = TensorRTBackend(engine, manifest, contexts=contexts)
     assert backend.parallel_requests() == contexts and backend.describe()["contexts"] == contexts
-    results, errors, barrier = {}, [], threading.Barrier(8)
+    results = {}
 
-    def worker(i):
-        try:
-            barrier.wait()
-            x = np.full((1, 3, 4, 6), float(i), np.float32)
-            results[i] = [backend.infer(x + k) for k in range(10)]
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def work(i: int) -> None:
+        x = np.full((1, 3, 4, 6), float(i), np.float32)
+        results[i] = [backend.infer(x + k) for k in range(10)]
 
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    errors = in_threads(work, timeout_s=60)
     assert not errors and len(results) == 8
     for i, outs in results.items():
         for k, out in enumerate(outs):
