@@ -118,12 +118,25 @@ def manifest_from_metadata(meta: dict[str, str], model_file: Path, target: str, 
                     preprocessing=json.loads(meta["danet.preprocessing"]), input=input, output=output)
 
 
+def missing_artifact_message(directory: Path, otherwise: str) -> str:
+    """Why ``directory`` is not there: a killed export's stranded ``.NAME.old-PID`` copy if one
+    exists (so the user learns where the previous artifact went), else ``otherwise``."""
+    stranded = sorted(p for p in directory.parent.glob(f".{directory.name}.old-*") if p.is_dir()) \
+        if directory.name and directory.parent.is_dir() else []
+    if stranded:
+        return (f"artifact {str(directory)!r} does not exist, but {stranded[0]} holds the previous one (an export to "
+                f"this name was killed mid-swap): the next danet-export to {directory.name} restores it, or rename "
+                "it back yourself")
+    return otherwise
+
+
 def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     """Read and check an artifact folder's manifest: format version, field types and that every path
     it names stays inside the folder (always), and (by default) the sha256 of every file."""
     directory = Path(directory)
     if not directory.exists():
-        raise ArtifactError(f"artifact {str(directory)!r} does not exist; export one with danet-export")
+        raise ArtifactError(missing_artifact_message(
+            directory, f"artifact {str(directory)!r} does not exist; export one with danet-export"))
     if not directory.is_dir():
         raise ArtifactError(f"{directory} is a file, not an artifact folder; pass the folder danet-export wrote")
     path = directory / MANIFEST_NAME

@@ -347,6 +347,8 @@ def test_4_swap_is_atomic_and_the_fallback_is_recoverable(tmp_path, monkeypatch)
     # a kill between the fallback's two renames: the old artifact stranded under a hidden name
     stranded = tmp_path / f".art.old-{_dead_pid()}"
     os.replace(final, stranded)
+    with pytest.raises(ArtifactError, match=r"holds the previous one.*next danet-export"):
+        runtime.load(final)  # the runtime points at the stranded copy instead of "does not exist"
     notes = ad.recover_stale(final)
     assert tag(final) == "new2" and not stranded.exists() and "restored" in notes[0]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, ConfigError
-from ..manifest import MANIFEST_NAME, artifact_path, read_manifest
+from ..manifest import MANIFEST_NAME, artifact_path, missing_artifact_message, read_manifest
 from ..targets import engine_for_suffix, engines, reference_engine
 from .backends.base import backend_class, check_options
 from .session import Session
@@ -44,8 +44,9 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
         from ..model.registry import list_models
 
         if str(path) not in list_models():
-            raise ArtifactError(f"{str(path)!r} is neither an artifact folder, a model file, nor a preset name; "
-                                "export one with danet-export")
+            raise ArtifactError(missing_artifact_message(
+                path, f"{str(path)!r} is neither an artifact folder, a model file, nor a preset name; export one "
+                "with danet-export"))
         reference = reference_engine().name
         name = backend or reference
         direct = [e.name for e in engines() if e.runs_presets]
