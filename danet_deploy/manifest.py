@@ -118,9 +118,10 @@ def manifest_from_metadata(meta: dict[str, str], model_file: Path, target: str, 
                     preprocessing=json.loads(meta["danet.preprocessing"]), input=input, output=output)
 
 
-def missing_artifact_message(directory: Path, otherwise: str) -> str:
+def missing_artifact_message(directory: str | Path, otherwise: str) -> str:
     """Why ``directory`` is not there: a killed export's stranded ``.NAME.old-PID`` copy if one
     exists (so the user learns where the previous artifact went), else ``otherwise``."""
+    directory = Path(directory)
     stranded = sorted(p for p in directory.parent.glob(f".{directory.name}.old-*") if p.is_dir()) \
         if directory.name and directory.parent.is_dir() else []
     if stranded:
