@@ -187,7 +187,7 @@ def main() -> int:
         if scaling[proto] and top in rows:
             lines.append(f"- {proto}: {top}-client / 1-client throughput, median of {len(scaling[proto])} alternating "
                          f"rounds = {float(np.median(scaling[proto])):.2f} [{min(scaling[proto]):.2f}-"
-                         f"{max(scaling[proto]):.2f}] (goal >= 1 with 4 clients; mean batch at {top} clients in the "
+                         f"{max(scaling[proto]):.2f}] (goal >= 1 at 4 clients; mean batch at {top} clients in the "
                          f"table {rows[top].mean_batch_size or 0:.2f})")
     bad = [r for r in reports if r.errors or r.exact != r.requests]
     lines.append(f"- every served mask equal to in-process: {'yes' if not bad else 'NO'}")

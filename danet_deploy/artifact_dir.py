@@ -5,9 +5,10 @@ Rules (checked by :func:`check_output_dir` *before* any export work, so a bad ``
 * only a folder that is a danet-deploy artifact (its ``manifest.json`` is a danet-deploy manifest,
   not merely a file of that name), or an empty folder, is replaced; any other folder is refused
   unless ``force`` (``danet-export --force``);
-* a file, a symbolic link, a mount point (bind mounts included: read from the kernel's mount
-  table, since ``os.path.ismount`` misses a bind mount on its own file system), the current
-  folder or one above it, the home folder and the file-system root are never replaced, force or not;
+* a file, a symbolic link, a mount point or a folder with one inside it (bind mounts included:
+  read from the kernel's mount table, since ``os.path.ismount`` misses a bind mount on its own
+  file system), the current folder or one above it, the home folder and the file-system root are
+  never replaced, force or not;
 * the parent must accept a new folder (read-only file systems, missing permissions): probed
   by creating and removing a scratch folder.
 
@@ -88,6 +89,21 @@ def _unescape_mount_path(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
+def _mount_points(mountinfo: str | None = None) -> list[str]:
+    """Every mount point of this process's mount namespace (``/proc/self/mountinfo``, field 5)."""
+    if mountinfo is None:
+        try:
+            mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape")
+        except OSError:
+            return []
+    points = []
+    for line in mountinfo.splitlines():
+        fields = line.split(" ")
+        if len(fields) > 4:
+            points.append(_unescape_mount_path(fields[4]))
+    return points
+
+
 def is_mount_point(path: Path, mountinfo: str | None = None) -> bool:
     """Whether ``path`` is a mount point, bind mounts on the same file system included.
 
@@ -95,19 +111,14 @@ def is_mount_point(path: Path, mountinfo: str | None = None) -> bool:
     the same file system looks like an ordinary folder; replacing it then fails with EBUSY only
     after the whole export ran. The kernel's mount table knows every mount point.
     """
-    if os.path.ismount(path):
-        return True
-    if mountinfo is None:
-        try:
-            mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape")
-        except OSError:
-            return False
-    target = os.path.realpath(path)
-    for line in mountinfo.splitlines():
-        fields = line.split(" ")
-        if len(fields) > 4 and _unescape_mount_path(fields[4]) == target:
-            return True
-    return False
+    return os.path.ismount(path) or os.path.realpath(path) in _mount_points(mountinfo)
+
+
+def mounts_inside(path: Path, mountinfo: str | None = None) -> list[str]:
+    """Mount points below ``path``: replacing ``path`` would delete the files of whatever is mounted
+    there (``shutil.rmtree`` descends into mounts), so such a folder is never replaced."""
+    prefix = os.path.realpath(path).rstrip("/") + "/"
+    return [point for point in _mount_points(mountinfo) if point.startswith(prefix)]
 
 
 def check_output_dir(final: str | Path, force: bool = False) -> Path:
@@ -132,6 +143,10 @@ def check_output_dir(final: str | Path, force: bool = False) -> Path:
         if is_mount_point(final):
             raise ArtifactError(f"output {final} is a mount point and cannot be replaced; pass a folder inside it, "
                                 f"e.g. {final / 'artifact'}")
+        inside = mounts_inside(final)
+        if inside:
+            raise ArtifactError(f"output {final} holds a mount point ({inside[0]}): replacing the folder would delete "
+                                "the mounted files; unmount it or choose another --output (nothing was changed)")
         if not is_artifact(final) and any(final.iterdir()) and not force:
             raise ArtifactError(f"output {final} exists and is not a danet-deploy artifact (no {MANIFEST_NAME}); "
                                 "refusing to replace it and its files. Choose another --output, or pass --force to "
@@ -191,7 +206,9 @@ def recover_stale(final: str | Path) -> list[str]:
         match = pattern.match(entry.name)
         if not match or not _own_folder(entry) or not _stale(entry, match.group(2)):
             continue
-        if match.group(1) == "old" and not final.exists() and not final.is_symlink() and is_artifact(entry):
+        # the stranded folder is whatever the swap moved aside (an artifact, or a folder replaced
+        # with force): put it back, never delete it
+        if match.group(1) == "old" and not final.exists() and not final.is_symlink() and entry.is_dir():
             os.replace(entry, final)
             done.append(f"restored {final} from {entry.name} (an earlier export was interrupted mid-swap)")
         else:

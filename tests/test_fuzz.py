@@ -249,7 +249,7 @@ def test_running_max_mask_is_numpy_argmax(logits):
     from danet_deploy.runtime.preprocess import logits_to_mask
 
     got = logits_to_mask(logits)
-    assert got.dtype == (np.uint8 if logits.shape[-3] <= 256 else np.int32)
+    assert got.dtype == (np.uint8 if logits.shape[-3] <= 255 else np.int32)
     np.testing.assert_array_equal(got, np.argmax(logits, axis=-3))
 
 
@@ -266,3 +266,16 @@ def test_banded_mask_is_the_whole_resize_then_argmax(logits, size, band_bytes):
     got = mask_at_size(logits, size, band_bytes=band_bytes)
     assert got.shape == tuple(size) and got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("classes", [2, 255, 256, 300])
+def test_host_argmax_and_graph_masks_agree_on_the_mask_type(classes):
+    """The host arg-max and an exported mask graph use one rule (uint8 up to 255 classes), so a
+    served model's declared output type matches what every artifact returns."""
+    from danet_deploy.outputs import mask_dtype
+    from danet_deploy.runtime.preprocess import logits_to_mask
+
+    logits = np.zeros((classes, 2, 2), np.float32)
+    logits[-1] = 1.0
+    mask = logits_to_mask(logits)
+    assert mask.dtype == np.dtype(mask_dtype(classes)) and (mask == classes - 1).all()

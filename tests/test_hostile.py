@@ -352,6 +352,15 @@ def test_4_swap_is_atomic_and_the_fallback_is_recoverable(tmp_path, monkeypatch)
     notes = ad.recover_stale(final)
     assert tag(final) == "new2" and not stranded.exists() and "restored" in notes[0]
 
+    # a folder replaced with --force (not an artifact) stranded the same way is restored, never deleted
+    web = tmp_path / "web"
+    stranded_web = tmp_path / f".web.old-{_dead_pid()}"
+    stranded_web.mkdir()
+    (stranded_web / "manifest.json").write_text(json.dumps({"name": "my app"}))
+    (stranded_web / "index.html").write_text("<html></html>")
+    notes = ad.recover_stale(web)
+    assert (web / "index.html").read_text() == "<html></html>" and not stranded_web.exists() and "restored" in notes[0]
+
 
 def test_4_sigkill_scratch_is_removed_by_the_next_export(tmp_path, monkeypatch):
     scratch_root = tmp_path / "tmp"
@@ -693,18 +702,40 @@ def test_13_bench_says_it_takes_presets_not_artifacts(artifact, tmp_path, capsys
     assert snapshot(tmp_path) == before
 
 
-@pytest.mark.parametrize("contexts", [1, 3])
-def test_5_tensorrt_backend_gives_each_concurrent_call_its_own_context(monkeypatch, tmp_path, contexts):
-    """TensorRT through cuda-python and TensorRT stand-ins (no GPU here): 8 threads with distinct
-    inputs on one backend get their own results; at most ``contexts`` execution contexts exist,
-    each serving one call at a time, and with several they run side by side."""
+def _fake_tensorrt_backend(monkeypatch, tmp_path, context_factory, **options):
+    """A TensorRTBackend over cuda-python and TensorRT stand-ins (tests/fake_cuda.py): no GPU here."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from fake_cuda import FakeContext, FakeCudart, install_fake_cuda_python, install_fake_tensorrt
+    from fake_cuda import FakeCudart, install_fake_cuda_python, install_fake_tensorrt
 
     from danet_deploy.manifest import Manifest
     from danet_deploy.tensorrt import logger
 
     fake = FakeCudart()
+    install_fake_tensorrt(monkeypatch, lambda: context_factory(fake))
+    install_fake_cuda_python(monkeypatch, fake)
+    logger._reset_for_tests()
+    from danet_deploy.runtime.backends.tensorrt import TensorRTBackend
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"plan")
+    facts = {"stage": "engine", "version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
+    manifest = Manifest(target="tensorrt", backend="tensorrt", precision="fp16", primary="model.engine",
+                        model={"name": "fake"}, preprocessing={}, input={"name": "input", "shape": [1, 3, 4, 6]},
+                        output={"name": "logits"}, extra={"tensorrt": facts})
+
+    def make(**more):
+        return TensorRTBackend(engine, manifest, **{**options, **more})
+
+    return make(), fake, make
+
+
+@pytest.mark.parametrize("contexts", [1, 3])
+def test_5_tensorrt_backend_gives_each_concurrent_call_its_own_context(monkeypatch, tmp_path, contexts):
+    """TensorRT through cuda-python and TensorRT stand-ins (no GPU here): 8 threads with distinct
+    inputs on one backend get their own results; at most ``contexts`` execution contexts exist,
+    each serving one call at a time, and with several they run side by side."""
+    from fake_cuda import FakeContext
+
     created, lock = [], threading.Lock()
     busy, peak = set(), [0]
 
@@ -721,22 +752,11 @@ def test_5_tensorrt_backend_gives_each_concurrent_call_its_own_context(monkeypat
                 with lock:
                     busy.discard(self)
 
-    def new_context():
+    def new_context(fake):
         created.append(SlowContext(fake))
         return created[-1]
 
-    install_fake_tensorrt(monkeypatch, new_context)
-    install_fake_cuda_python(monkeypatch, fake)
-    logger._reset_for_tests()
-    from danet_deploy.runtime.backends.tensorrt import TensorRTBackend
-
-    engine = tmp_path / "model.engine"
-    engine.write_bytes(b"plan")
-    facts = {"stage": "engine", "version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
-    manifest = Manifest(target="tensorrt", backend="tensorrt", precision="fp16", primary="model.engine",
-                        model={"name": "fake"}, preprocessing={}, input={"name": "input", "shape": [1, 3, 4, 6]},
-                        output={"name": "logits"}, extra={"tensorrt": facts})
-    backend = TensorRTBackend(engine, manifest, contexts=contexts)
+    backend, fake, make = _fake_tensorrt_backend(monkeypatch, tmp_path, new_context, contexts=contexts)
     assert backend.parallel_requests() == contexts and backend.describe()["contexts"] == contexts
     results = {}
 
@@ -754,7 +774,51 @@ def test_5_tensorrt_backend_gives_each_concurrent_call_its_own_context(monkeypat
     backend.close()
     assert fake.memory == {}  # every lane's buffers freed
     with pytest.raises(ConfigError, match="contexts must be a positive integer"):
-        TensorRTBackend(engine, manifest, contexts=0)
+        make(contexts=0)
+
+
+def test_5_closing_a_tensorrt_session_lets_the_running_call_finish_and_refuses_the_rest(monkeypatch, tmp_path):
+    """close() while one call runs on the only context and another waits for it: the running call
+    returns its result, the waiting one and every later one get SessionClosedError, nothing hangs."""
+    from fake_cuda import FakeContext
+
+    started, release = threading.Event(), threading.Event()
+
+    class HeldContext(FakeContext):
+        def execute_async_v3(self, stream: int) -> bool:
+            if not started.is_set():
+                started.set()
+                release.wait(30)
+            return super().execute_async_v3(stream)
+
+    backend, fake, _ = _fake_tensorrt_backend(monkeypatch, tmp_path, HeldContext)
+    x = np.ones((1, 3, 4, 6), np.float32)
+    outcome: dict[str, object] = {}
+
+    def call(name):
+        try:
+            outcome[name] = backend.infer(x)
+        except BaseException as exc:  # noqa: BLE001 - inspected below
+            outcome[name] = exc
+
+    first = threading.Thread(target=call, args=("running",))
+    first.start()
+    assert started.wait(10)
+    waiting = threading.Thread(target=call, args=("waiting",))
+    waiting.start()
+    time.sleep(0.05)
+    closer = threading.Thread(target=backend.close)
+    closer.start()
+    time.sleep(0.05)
+    release.set()
+    for t in (first, waiting, closer):
+        t.join(10)
+        assert not t.is_alive(), "a thread hung on the closing session"
+    np.testing.assert_allclose(outcome["running"][:, 0], np.full((1, 4, 6), 3.0))
+    assert isinstance(outcome["waiting"], SessionClosedError)
+    with pytest.raises(SessionClosedError):
+        backend.infer(x)
+    assert fake.memory == {}
 
 
 def test_sigterm_cleanup_covers_atomic_writes_and_scratch_folders(tmp_path):
@@ -794,6 +858,20 @@ def test_8_bind_mount_on_the_same_file_system_is_a_mount_point(tmp_path, capsys)
         assert "mount point" in capsys.readouterr().err
     finally:
         subprocess.run(["umount", str(mount)], capture_output=True)
+    # an artifact folder with something mounted inside it: replacing it would delete the mounted files
+    precious, art = tmp_path / "precious", tmp_path / "art"
+    precious.mkdir()
+    (precious / "important.txt").write_text("keep me")
+    art.mkdir()
+    (art / "manifest.json").write_text(json.dumps({"format_version": 1, "primary": "m.onnx", "files": {}}))
+    (art / "data").mkdir()
+    assert subprocess.run(["mount", "--bind", str(precious), str(art / "data")], capture_output=True).returncode == 0
+    try:
+        assert _cli("export", ["--input-size", "64x64", "-o", str(art), "--force"]) == 2
+        assert "holds a mount point" in capsys.readouterr().err
+    finally:
+        subprocess.run(["umount", str(art / "data")], capture_output=True)
+    assert (precious / "important.txt").read_text() == "keep me"
 
 
 def test_2_a_folder_with_someone_elses_manifest_json_is_not_an_artifact(tmp_path, monkeypatch, capsys):

@@ -166,6 +166,21 @@ def test_cli_build_without_tensorrt_exits_non_zero(fp32_bundle, tmp_path, capsys
 
 
 @pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_cli_from_bundle_into_a_foreign_folder_needs_force(fp32_bundle, tmp_path, capsys):
+    """--from honours --force like every export: a folder that is not an artifact is refused
+    without it; with it the checks pass on to the next one (here: no TensorRT)."""
+    from danet_deploy.cli.export import main
+
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("x")
+    args = ["--target", "tensorrt", "--from", str(fp32_bundle), "--output", str(foreign)]
+    assert main(args) == 2 and "not a danet-deploy artifact" in capsys.readouterr().err
+    assert main([*args, "--force"]) != 0 and "needs TensorRT" in capsys.readouterr().err
+    assert (foreign / "notes.txt").read_text() == "x"  # nothing replaced before the build could run
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
 def test_prepare_with_build_true_fails_before_the_slow_work(tmp_path):
     from danet_deploy.export import ExportRequest, export
 

@@ -53,14 +53,14 @@ def build_from_bundle(source: str | Path, output: str | Path | None, options: An
                       log: Callable[[str], None] | None = None) -> Path:
     """``danet-export --target tensorrt --from BUNDLE_DIR``: the engine from a prepared bundle.
 
-    ``force`` is accepted for the shared ``--from`` interface; an existing engine folder written by
-    danet-export is replaced either way."""
+    An existing engine folder written by danet-export is replaced either way; ``force`` (``--force``)
+    also replaces another folder at ``output``, as for every export."""
     kwargs = {"log": log} if log is not None else {}
     return build_engine_from_bundle(source, output, workspace=options.workspace, dla_core=options.dla_core,
                                     timing_cache=options.timing_cache, device=options.device,
                                     strongly_typed=options.strongly_typed,
                                     hardware_compatible=options.hardware_compatible,
-                                    legacy_calibrator=options.legacy_calibrator, **kwargs)
+                                    legacy_calibrator=options.legacy_calibrator, force=force, **kwargs)
 
 
 def _prepare_int8(ctx: ExportContext, src: Path, dst: Path, tensors: np.ndarray, float_nodes: list[str]) -> dict[str, Any]:

@@ -158,8 +158,8 @@ def mask_at_size(logits: np.ndarray, size: tuple[int, int], band_bytes: int = MA
 
     Why: the full-size logits of a large photo are ``4 * C`` bytes a pixel (1.5 GB for a
     49-megapixel image with 8 classes, several times that at the arg-max's peak), while the mask
-    is one byte a pixel; resizing rows in bands bounds the extra memory by ``band_bytes`` whatever
-    the image size. Each output row depends only on its own two source rows, so bands are exact.
+    is one byte a pixel; resizing rows in bands bounds the extra memory to a small multiple of
+    ``band_bytes`` (a band's temporaries), whatever the image size. Each output row depends only on its own two source rows, so bands are exact.
     """
     c = logits.shape[0]
     out_h, out_w = size
@@ -189,7 +189,7 @@ def logits_to_mask(logits: np.ndarray) -> np.ndarray:
     strides across planes; 2x faster for 8x512x512 logits on a 2-core Xeon, and this is the host
     arg-max every logits artifact's ``Session.run`` pays. NaN logits take ``np.argmax``'s own path.
     """
-    dtype = np.uint8 if logits.shape[-3] <= 256 else np.int32
+    dtype = np.uint8 if logits.shape[-3] <= 255 else np.int32  # as outputs.mask_dtype
     planes = np.moveaxis(logits, -3, 0)
     best = planes[0].copy()
     mask = np.zeros(best.shape, dtype)

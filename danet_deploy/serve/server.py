@@ -131,7 +131,7 @@ def check_socket_paths(options: ServeOptions) -> None:
                          f"than {UNIX_PATH_MAX} bytes): set PYTRITON_HOME to a shorter folder, e.g. /tmp/pytriton")
 
 
-def make_infer(session: Any, max_image_side: int) -> Callable[..., dict[str, np.ndarray]]:
+def make_infer(session: Any, max_image_side: int, mask_type: Any = np.uint8) -> Callable[..., dict[str, np.ndarray]]:
     """The inference callable of one model instance: a batch of uint8 images -> a batch of masks.
 
     Bad input raises PyTriton's bad-parameter error, which Triton returns to that client as an
@@ -151,7 +151,8 @@ def make_infer(session: Any, max_image_side: int) -> Callable[..., dict[str, np.
             masks = session.run(list(image))
         except DanetDeployError as exc:
             raise PyTritonBadParameterError(str(exc)) from exc
-        return {OUTPUT_NAME: np.stack(masks)}
+        # the declared output type (uint8 up to 255 classes): an older artifact's mask may differ
+        return {OUTPUT_NAME: np.stack(masks).astype(mask_type, copy=False)}
 
     return infer
 
@@ -211,7 +212,7 @@ class Server:
         security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
         batcher = DynamicBatcher(max_queue_delay_microseconds=opts.max_queue_delay_us)
         model = dict(model_name=opts.model_name,
-                     infer_func=[make_infer(session, opts.max_image_side) for session in self.sessions],
+                     infer_func=[make_infer(session, opts.max_image_side, mask_type) for session in self.sessions],
                      inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
                      outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_type.type, shape=(-1, -1))],
                      config=ModelConfig(max_batch_size=opts.max_batch_size, batcher=batcher), strict=True)

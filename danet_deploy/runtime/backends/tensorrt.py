@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError
+from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError, SessionClosedError
 from ...manifest import Manifest
 from ...tensorrt.compat import check_engine_compatibility
 from ...tensorrt.cuda import (CudaError, CudaGraph, DeviceBuffer, GraphCaptureError, PinnedBuffer, check,
@@ -205,6 +205,7 @@ class TensorRTBackend(Backend):
         self._lanes: list[_Lane] = []
         self._idle: list[_Lane] = []
         self._pool = threading.Condition()
+        self._closed = False
         self.engine = None
         check(cudart, cudart.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
         self.gpu = device_properties(cudart, self.device)
@@ -271,8 +272,10 @@ class TensorRTBackend(Backend):
         cudart = self.cudart
         check(cudart, cudart.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
         with self._pool:
-            while not self._idle and len(self._lanes) >= self.max_contexts:
+            while not self._closed and not self._idle and len(self._lanes) >= self.max_contexts:
                 self._pool.wait()
+            if self._closed:
+                raise SessionClosedError("this TensorRT session is closed; load the artifact again (runtime.load)")
             if self._idle:
                 return self._idle.pop()
             return self._new_lane()
@@ -280,7 +283,7 @@ class TensorRTBackend(Backend):
     def _release(self, lane: _Lane) -> None:
         with self._pool:
             self._idle.append(lane)
-            self._pool.notify()
+            self._pool.notify_all()  # a waiting call and a waiting close() may both need to know
 
     def parallel_requests(self) -> int:
         return self.max_contexts
@@ -330,7 +333,9 @@ class TensorRTBackend(Backend):
         if getattr(self, "cudart", None) is None or pool is None:
             return
         with pool:
-            while len(self._idle) < len(self._lanes):
+            self._closed = True  # calls waiting for a lane, and later ones, get SessionClosedError
+            pool.notify_all()
+            while len(self._idle) < len(self._lanes):  # calls already running finish on their lane
                 pool.wait()
             lanes, self._lanes, self._idle = self._lanes, [], []
             for lane in lanes:
