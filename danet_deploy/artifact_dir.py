@@ -89,13 +89,17 @@ def _unescape_mount_path(field: str) -> str:
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
+def _read_mountinfo() -> str:
+    try:
+        return Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape")
+    except OSError:
+        return ""
+
+
 def _mount_points(mountinfo: str | None = None) -> list[str]:
     """Every mount point of this process's mount namespace (``/proc/self/mountinfo``, field 5)."""
     if mountinfo is None:
-        try:
-            mountinfo = Path("/proc/self/mountinfo").read_text(encoding="utf-8", errors="surrogateescape")
-        except OSError:
-            return []
+        mountinfo = _read_mountinfo()
     points = []
     for line in mountinfo.splitlines():
         fields = line.split(" ")
@@ -121,6 +125,11 @@ def mounts_inside(path: Path, mountinfo: str | None = None) -> list[str]:
     return [point for point in _mount_points(mountinfo) if point.startswith(prefix)]
 
 
+def _mount_point_error(path: Path) -> ArtifactError:
+    return ArtifactError(f"output {path} is a mount point and cannot be replaced; pass a folder inside it, "
+                         f"e.g. {path / 'artifact'}")
+
+
 def check_output_dir(final: str | Path, force: bool = False) -> Path:
     """Raise a typed error if ``final`` may not become an artifact folder; return it as a Path."""
     final = Path(final)
@@ -140,10 +149,10 @@ def check_output_dir(final: str | Path, force: bool = False) -> Path:
         if not final.is_dir():
             raise ArtifactError(f"output {final} is an existing file, not an artifact folder; choose another --output "
                                 "(nothing was changed)")
-        if is_mount_point(final):
-            raise ArtifactError(f"output {final} is a mount point and cannot be replaced; pass a folder inside it, "
-                                f"e.g. {final / 'artifact'}")
-        inside = mounts_inside(final)
+        mountinfo = _read_mountinfo()  # one read of the mount table for both checks
+        if is_mount_point(final, mountinfo):
+            raise _mount_point_error(final)
+        inside = mounts_inside(final, mountinfo)
         if inside:
             raise ArtifactError(f"output {final} holds a mount point ({inside[0]}): replacing the folder would delete "
                                 "the mounted files; unmount it or choose another --output (nothing was changed)")
@@ -253,9 +262,22 @@ def _exchange(a: Path, b: Path) -> bool:
     if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP):
         return False
     if code == errno.EBUSY:
-        raise ArtifactError(f"output {b} is in use as a mount point and cannot be replaced; pass a folder inside it, "
-                            f"e.g. {b / 'artifact'}")
+        raise _mount_point_error(b)
     raise OSError(code, os.strerror(code), str(b))
+
+
+def _aside(final: Path, pid: int | str) -> Path:
+    """Where the two-rename swap keeps the old ``final`` between its renames: ``.NAME.old-PID``."""
+    return final.with_name(f".{final.name}.old-{pid}")
+
+
+def stranded_copies(final: str | Path) -> list[Path]:
+    """Folders a swap killed between its renames left aside for ``final`` (restored by the next
+    export to that name)."""
+    final = Path(final)
+    if not final.name or not final.parent.is_dir():
+        return []
+    return sorted(p for p in final.parent.glob(_aside(final, "*").name) if p.is_dir())
 
 
 def swap_into_place(tmp: Path, final: Path) -> None:
@@ -266,7 +288,7 @@ def swap_into_place(tmp: Path, final: Path) -> None:
     if _exchange(tmp, final):  # tmp now holds the old artifact
         shutil.rmtree(tmp, ignore_errors=True)
         return
-    old = final.with_name(f".{final.name}.old-{os.getpid()}")
+    old = _aside(final, os.getpid())
     os.replace(final, old)  # a kill here: the next export to this name restores `old`
     try:
         os.replace(tmp, final)

@@ -121,13 +121,14 @@ def manifest_from_metadata(meta: dict[str, str], model_file: Path, target: str, 
 def missing_artifact_message(directory: str | Path, otherwise: str) -> str:
     """Why ``directory`` is not there: a killed export's stranded ``.NAME.old-PID`` copy if one
     exists (so the user learns where the previous artifact went), else ``otherwise``."""
-    directory = Path(directory)
-    stranded = sorted(p for p in directory.parent.glob(f".{directory.name}.old-*") if p.is_dir()) \
-        if directory.name and directory.parent.is_dir() else []
+    from .artifact_dir import stranded_copies
+
+    stranded = stranded_copies(directory)
     if stranded:
+        name = Path(directory).name
         return (f"artifact {str(directory)!r} does not exist, but {stranded[0]} holds the previous one (an export to "
-                f"this name was killed mid-swap): the next danet-export to {directory.name} restores it, or rename "
-                "it back yourself")
+                f"this name was killed mid-swap): the next danet-export to {name} restores it, or rename it back "
+                "yourself")
     return otherwise
 
 
@@ -164,14 +165,18 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
 
 
 def companion_files(primary: str) -> list[str]:
-    """Files an engine reads beside the primary model file although the model file does not name
-    them in the manifest: an OpenVINO IR's ``.bin`` weights (read implicitly by ``read_model``).
+    """Files an engine reads beside the primary model file although the manifest need not name
+    them: the registry's ``Engine.weights_suffix`` (an OpenVINO IR's ``.bin``, read implicitly by
+    ``read_model``).
 
     Why: the containment and hash rules must cover every byte the engine loads, so a ``.bin``
     swapped for a symbolic link to weights outside the folder is refused like a manifest entry.
     """
+    from .targets import engine_for_suffix
+
     path = PurePosixPath(primary)
-    return [str(path.with_suffix(".bin"))] if path.suffix.lower() == ".xml" else []
+    engine = engine_for_suffix(path.suffix.lower())
+    return [str(path.with_suffix(engine.weights_suffix))] if engine and engine.weights_suffix else []
 
 
 def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:

@@ -351,8 +351,9 @@ def test_a_registered_engine_is_served_from_its_triton_declaration(artifacts):
     from danet_deploy.targets import Engine, TritonPlatform, register_engine, unregister
 
     register_engine(Engine("fake-engine", "Fake Engine", "tests.nowhere:Backend", suffixes=(".fake",),
+                           weights_suffix=".weights",
                            triton=TritonPlatform("backend", "fake_backend", "model.fake", instance_kind="cpu",
-                                                 threads_parameter="FAKE_THREADS", weights_suffix=".weights")))
+                                                 threads_parameter="FAKE_THREADS")))
     try:
         assert "fake-engine" in platforms()
         manifest = dataclasses.replace(read_manifest(artifacts[("onnx", False)]), backend="fake-engine",

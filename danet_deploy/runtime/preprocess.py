@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..errors import InputError
+from ..outputs import mask_dtype
 
 # Cityscapes-style colours, then a deterministic spread for more classes
 _BASE_PALETTE = np.array([
@@ -189,7 +190,7 @@ def logits_to_mask(logits: np.ndarray) -> np.ndarray:
     strides across planes; 2x faster for 8x512x512 logits on a 2-core Xeon, and this is the host
     arg-max every logits artifact's ``Session.run`` pays. NaN logits take ``np.argmax``'s own path.
     """
-    dtype = np.uint8 if logits.shape[-3] <= 255 else np.int32  # as outputs.mask_dtype
+    dtype = np.dtype(mask_dtype(logits.shape[-3]))  # the rule in-graph masks and danet-serve use too
     planes = np.moveaxis(logits, -3, 0)
     best = planes[0].copy()
     mask = np.zeros(best.shape, dtype)

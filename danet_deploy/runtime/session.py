@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError, InputError, NonFiniteOutputError, SessionClosedError
 from ..manifest import Manifest
-from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted, invalid_mask_value
+from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted, invalid_mask_value, mask_dtype
 from .backends.base import Backend, InputSpec
 from ..planner import feature_size, minimum_input_size
 from .preprocess import as_image_list, logits_to_mask, mask_at_size, preprocess, resize_logits, resize_mask
@@ -159,7 +159,7 @@ class Session:
         The graph fills such an image's whole mask, so one pixel per image tells."""
         if (self.check_outputs and name == MASK and value.ndim >= 2 and value.size
                 and (value.reshape(len(value), -1)[:, 0] == invalid_mask_value(value.dtype)).any()
-                and (value.dtype != np.uint8 or self.num_classes <= 255)):
+                and (value.dtype != np.uint8 or mask_dtype(self.num_classes) == "uint8")):
             raise NonFiniteOutputError(
                 f"the {self.manifest.target} {self.manifest.precision} engine computed NaN/Inf logits (its in-graph "
                 "mask is marked invalid): broken engine or weights (check the export with danet-parity), or input "

@@ -199,7 +199,8 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     """The model configuration and file layout for ``manifest`` (pure: reads nothing from disk)."""
     platform, pending_engine = _platform(manifest, options)
     spec = platforms()[platform]
-    label = get_engine(platform).label
+    engine = get_engine(platform)
+    label = engine.label
     model_file = spec.model_file
     model_name = manifest.model.get("name", "danet")
     name = options.name or f"{model_name}_{manifest.target}_{manifest.precision}"
@@ -282,9 +283,9 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         config["optimization"] = {"execution_accelerators": {"gpu_execution_accelerator": [accel]}}
 
     renames = {manifest.primary: model_file}
-    if spec.weights_suffix:
-        renames[str(Path(manifest.primary).with_suffix(spec.weights_suffix))] = \
-            str(Path(model_file).with_suffix(spec.weights_suffix))
+    if engine.weights_suffix:
+        renames[str(Path(manifest.primary).with_suffix(engine.weights_suffix))] = \
+            str(Path(model_file).with_suffix(engine.weights_suffix))
     if pending_engine:
         renames = {}  # the bundle's files keep their names; model.plan is built beside them
         pending = ("build the engine on the serving GPU with the TensorRT version of the Triton container: "

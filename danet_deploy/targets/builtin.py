@@ -69,9 +69,10 @@ register_engine(Engine("onnxruntime", "ONNX Runtime", "danet_deploy.runtime.back
                                              threads_parameter="intra_op_thread_count", gpu_accelerator=True)))
 register_engine(Engine("openvino", "OpenVINO", "danet_deploy.runtime.backends.openvino:OpenVINOBackend",
                        suffixes=(".xml",), requires=(OPENVINO,), extra="openvino", color="#9467bd",
+                       weights_suffix=".bin",
                        triton=TritonPlatform("backend", "openvino", "model.xml", instance_kind="cpu",
                                              threads_parameter="INFERENCE_NUM_THREADS",
-                                             streams_parameter="NUM_STREAMS", weights_suffix=".bin")))
+                                             streams_parameter="NUM_STREAMS")))
 register_engine(Engine("tensorrt", "TensorRT", "danet_deploy.runtime.backends.tensorrt:TensorRTBackend",
                        suffixes=(".engine", ".plan"),
                        requires=(Requirement("tensorrt", "tensorrt"), Requirement("cuda", "cuda-python")),

@@ -154,7 +154,6 @@ class TritonPlatform:
         instance_kind: ``cpu`` or ``gpu`` when its backend runs only that kind, else ``any``.
         threads_parameter / streams_parameter: backend parameter for intra-op threads / streams
             (``None``: the backend has none).
-        weights_suffix: a weights file the model file loads beside it (OpenVINO's ``.bin``).
         gpu_accelerator: offers ONNX Runtime's TensorRT execution accelerator.
         needs_profile: a dynamic model must state its largest shape (TensorRT's profile).
     """
@@ -165,7 +164,6 @@ class TritonPlatform:
     instance_kind: str = "any"
     threads_parameter: str | None = None
     streams_parameter: str | None = None
-    weights_suffix: str | None = None
     gpu_accelerator: bool = False
     needs_profile: bool = False
 
@@ -182,6 +180,8 @@ class Engine:
         runs_presets: runs presets and checkpoints directly, without an exported artifact (the
             reference does; so does a peer such as ``torch-compile``, which is not the yardstick).
         needs_gpu: cannot run without an NVIDIA GPU (the bench reports it as unsupported).
+        weights_suffix: a weights file its model file loads beside it without naming it (OpenVINO's
+            ``.bin``): held to the manifest's rules and copied into Triton repositories with it.
         triton: how Triton's native backend serves its model files (``None``: it cannot).
     """
 
@@ -195,6 +195,7 @@ class Engine:
     runs_presets: bool = False
     needs_gpu: bool = False
     color: str = "#7f7f7f"
+    weights_suffix: str | None = None
     triton: TritonPlatform | None = None
 
 

@@ -60,6 +60,7 @@ class _Lane:
         self.stream = None
         self.buffers: list[Any] = []
         self.events: list[Any] = []
+        self.graph = CudaGraph(cudart)  # holds nothing until a capture
         self.context = backend.engine.create_execution_context()
         if self.context is None:
             raise CudaError("TensorRT could not create an execution context (out of GPU memory?); close other GPU "
@@ -74,7 +75,6 @@ class _Lane:
         except BaseException:
             self.close()
             raise
-        self.graph = CudaGraph(cudart)
         self.shape: tuple[int, ...] | None = None
         self.out_shape: tuple[int, ...] = ()
         self.addresses: tuple[int, int, int, int] = (0, 0, 0, 0)
@@ -157,8 +157,7 @@ class _Lane:
     def close(self) -> None:
         """Free graph, buffers, events and stream, then drop the context (before the engine goes)."""
         cudart = self.backend.cudart
-        if getattr(self, "graph", None) is not None:
-            self.graph.reset()
+        self.graph.reset()
         for buffer in self.buffers:
             buffer.free()
         self.buffers = []
