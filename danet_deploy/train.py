@@ -112,6 +112,11 @@ class TrainConfig:
             raise ConfigError(f"early share must be in [0, 1) (the last steps train on --crops), got {self.early_share}")
         if self.early_share > 0 and not self.early_crops:
             raise ConfigError("--early-share needs --early-crops (or set --early-share 0)")
+        if self.early_share > 0 and self.early_steps == 0:
+            raise ConfigError(f"--early-share {self.early_share} of {self.steps} steps is no step: raise it or set 0")
+        if self.early_share > 0 and self.time_budget_min is not None:
+            raise ConfigError("--time-budget-min and --early-share do not combine (a budget could end the run inside "
+                              "the early phase, and its cheap steps would mislead the schedule): drop one")
         if not 0.25 <= self.early_scale <= 1.0:
             raise ConfigError(f"early scale must be in [0.25, 1], got {self.early_scale}")
         phases = [(self.crops, self.scene_range_at(self.steps - 1))]
@@ -163,7 +168,9 @@ class TrainConfig:
     @property
     def early_steps(self) -> int:
         """Steps (the first ones) that draw from ``early_crops``."""
-        return int(round(self.steps * self.early_share)) if self.early_crops else 0
+        if not self.early_crops:
+            return 0
+        return min(self.steps - 1, int(round(self.steps * self.early_share)))  # the last step trains on crops
 
     def crops_at(self, step: int) -> tuple[Shape, ...]:
         """The crop shapes step ``step`` draws from.
@@ -245,7 +252,8 @@ def training_batch(step: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarr
 
 
 def class_weights_for(config: TrainConfig, scenes: int = 64) -> np.ndarray:
-    """Class weights measured on ``scenes`` training batches' worth of crops (seeded, reproducible)."""
+    """Class weights measured on ``scenes`` training batches' worth of crops (seeded, reproducible):
+    the first batches, so with a curriculum (``early_share``) the early crops."""
     from .train_loss import balanced_weights, class_frequencies
 
     labels = [training_batch(step, config)[1] for step in range(max(1, scenes // config.scenes_per_step))]

@@ -14,8 +14,7 @@ from danet_deploy.model.registry import DEMO_CLASSES, weights_dir
 def _tiny_config(tmp_path, **overrides):
     from danet_deploy.train import TrainConfig
 
-    values = dict(steps=3, batch_size=2, crops_per_scene=2, crops=((64, 64), (64, 96)), early_share=0.0,
-                  scene_min=64, scene_max=96,
+    values = dict(steps=3, batch_size=2, crops_per_scene=2, crops=((64, 64), (64, 96)), scene_min=64, scene_max=96,
                   warmup=1, eval_count=1, eval_sizes=((64, 64), (64, 128)), log_every=1, prefetch=False,
                   output=str(tmp_path / "tiny.safetensors"))
     values.update(overrides)
@@ -62,14 +61,26 @@ def test_early_steps_draw_the_early_crops_then_the_full_ones(tmp_path):
     """The crop-size curriculum: the first ``early_share`` of the steps cut the smaller crops."""
     from danet_deploy.train import training_batch
 
-    config = _tiny_config(tmp_path, steps=8, early_share=0.5, early_crops=((32, 32), (32, 48)))
-    assert config.early_steps == 4
+    config = _tiny_config(tmp_path, steps=8, early_share=0.5, early_crops=((32, 32), (32, 48)), early_scale=0.625)
+    config.validate()
+    assert config.early_steps == 4 and config.scene_range_at(3) == (40, 60) and config.scene_range_at(4) == (64, 96)
+    assert _tiny_config(tmp_path, steps=6000, early_share=0.29, early_crops=((32, 32),)).early_steps == 1740
+    assert _tiny_config(tmp_path, steps=8, early_share=0.99, early_crops=((32, 32),)).early_steps == 7  # last: full
     shapes = [training_batch(step, config)[0].shape[1:3] for step in range(8)]
     assert set(shapes[:4]) <= {(32, 32), (32, 48)} and set(shapes[4:]) <= {(64, 64), (64, 96)}
-    # with no early phase (the shipped recipe's default) the early crops are never drawn
+    # with no early phase (the shipped recipe's default) the early crops are never drawn, and the
+    # shipped recipe's batches are the ones its weights were trained on (digest taken before the
+    # curriculum existed; numpy's PCG64 streams and the scene renderer are stable)
+    import hashlib
+
     from danet_deploy.train import TrainConfig
 
     assert TrainConfig().early_steps == 0
+    images, labels = training_batch(4999, TrainConfig())
+    digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
+    assert digest == "e283a1c1640d0909", ("the default recipe's step-4999 batch changed: the documented "
+                                          "danet-train command no longer reproduces the shipped weights' data "
+                                          "(a code change, or a numpy/Pillow release that renders differently)")
     plain = _tiny_config(tmp_path, steps=8, early_share=0.0, early_crops=((32, 32),))
     np.testing.assert_array_equal(training_batch(0, plain)[0], training_batch(0, _tiny_config(tmp_path, steps=8))[0])
 
@@ -121,7 +132,9 @@ def test_bad_config_is_a_config_error(tmp_path):
     for bad in (dict(ohem_keep=0.0), dict(crowd=1.5), dict(amp="fp8"), dict(aspect_min=3.0, aspect_max=2.0),
                 dict(device="tpu"), dict(workers=0), dict(model_options={"decoder_chanels": 8}),
                 dict(early_share=1.0), dict(early_share=0.5, early_crops=()),
-                dict(early_share=0.5, early_crops=((128, 128),))):  # taller than the smallest scene
+                dict(early_share=0.5, early_crops=((48, 48),), early_scale=0.625),  # taller than a 40-high scene
+                dict(early_share=0.5, early_scale=0.2), dict(steps=3, early_share=0.1, early_crops=((32, 32),)),
+                dict(early_share=0.5, early_crops=((32, 32),), time_budget_min=5.0)):
         with pytest.raises(ConfigError):
             _tiny_config(tmp_path, **bad).validate()
 
@@ -221,7 +234,7 @@ def test_killed_trainer_leaves_no_prefetch_worker_and_no_weights(tmp_path):
     psutil = pytest.importorskip("psutil")
     out = tmp_path / "w.safetensors"
     proc = subprocess.Popen([sys.executable, "-m", "danet_deploy.cli.train", "--steps", "500", "--batch-size", "2",
-                             "--crops-per-scene", "2", "--crops", "64x64", "--early-share", "0", "--scene-min", "64", "--scene-max", "96",
+                             "--crops-per-scene", "2", "--crops", "64x64", "--scene-min", "64", "--scene-max", "96",
                              "--eval-count", "0", "--no-progress", "--output", str(out)],
                             env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -29,7 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--crops", default=format_shapes(defaults["crops"]),
                    help="training crop shapes HxW, one drawn per step (default %(default)s)")
     p.add_argument("--early-crops", default=format_shapes(defaults["early_crops"]),
-                   help="smaller crop shapes HxW for the first --early-share of the steps (default %(default)s)")
+                   help="smaller crop shapes HxW for the first --early-share of the steps; used only with --early-share > 0 "
+                        "(default %(default)s)")
     p.add_argument("--early-share", type=float, default=defaults["early_share"],
                    help="share of the steps, the first ones, on --early-crops (faster, measured to cost person IoU); 0 = all on --crops (default %(default)s)")
     p.add_argument("--early-scale", type=float, default=defaults["early_scale"],
