@@ -11,8 +11,9 @@ crop shape (square and wide: cameras are rarely square), renders its scenes at a
 and aspect ratio (scale and aspect jitter), half of them with extra pedestrians and poles, and
 takes ``crops_per_scene`` crops from each scene. Optionally (``early_share`` > 0, off in the shipped
 recipe) the first steps use smaller crops from smaller scenes (progressive resizing,
-:meth:`TrainConfig.crops_at`): cheaper, but measured to cost person IoU on this data (README). Evaluation covers several deploy sizes (512x512, 512x1024,
-384x640), because a model tuned at one size need not carry to another.
+:meth:`TrainConfig.crops_at`): cheaper, but measured to cost person IoU on this data (README).
+Evaluation covers several deploy sizes (512x512, 512x1024, 384x640), because a model tuned at one
+size need not carry to another.
 
 Speed: where the CPU has native bfloat16 (AMX or AVX512-BF16), ``amp="auto"`` runs the forward
 pass under bfloat16 autocast (2.3x faster per step on a 2-core Xeon with AMX); elsewhere it
@@ -110,13 +111,14 @@ class TrainConfig:
             raise ConfigError("give at least one crop shape (e.g. --crops 256x256)")
         if not 0.0 <= self.early_share < 1.0:
             raise ConfigError(f"early share must be in [0, 1) (the last steps train on --crops), got {self.early_share}")
-        if self.early_share > 0 and not self.early_crops:
-            raise ConfigError("--early-share needs --early-crops (or set --early-share 0)")
-        if self.early_share > 0 and self.early_steps == 0:
-            raise ConfigError(f"--early-share {self.early_share} of {self.steps} steps is no step: raise it or set 0")
-        if self.early_share > 0 and self.time_budget_min is not None:
-            raise ConfigError("--time-budget-min and --early-share do not combine (a budget could end the run inside "
-                              "the early phase, and its cheap steps would mislead the schedule): drop one")
+        if self.early_share > 0:
+            if not self.early_crops:
+                raise ConfigError("--early-share needs --early-crops (or set --early-share 0)")
+            if self.early_steps == 0:
+                raise ConfigError(f"--early-share {self.early_share} of {self.steps} steps is no step: raise it or set 0")
+            if self.time_budget_min is not None:
+                raise ConfigError("--time-budget-min and --early-share do not combine (a budget could end the run "
+                                  "inside the early phase, and its cheap steps would mislead the schedule): drop one")
         if not 0.25 <= self.early_scale <= 1.0:
             raise ConfigError(f"early scale must be in [0.25, 1], got {self.early_scale}")
         phases = [(self.crops, self.scene_range_at(self.steps - 1))]

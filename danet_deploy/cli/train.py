@@ -32,7 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smaller crop shapes HxW for the first --early-share of the steps; used only with --early-share > 0 "
                         "(default %(default)s)")
     p.add_argument("--early-share", type=float, default=defaults["early_share"],
-                   help="share of the steps, the first ones, on --early-crops (faster, measured to cost person IoU); 0 = all on --crops (default %(default)s)")
+                   help="share of the steps, the first ones, on --early-crops (faster, measured to cost person "
+                        "IoU); 0 = all on --crops (default %(default)s)")
     p.add_argument("--early-scale", type=float, default=defaults["early_scale"],
                    help="scene size in the early steps, relative to --scene-min/--scene-max (default %(default)s)")
     p.add_argument("--crops-per-scene", type=int, default=defaults["crops_per_scene"],
