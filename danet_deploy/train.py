@@ -138,8 +138,17 @@ class TrainConfig:
         if not 0.0 <= self.crowd <= 1.0 or not 0.0 < self.ohem_keep <= 1.0 or not 0.0 <= self.class_balance <= 1.0:
             raise ConfigError(f"crowd and class_balance must be in [0, 1] and ohem_keep in (0, 1], got "
                               f"{self.crowd}, {self.class_balance}, {self.ohem_keep}")
-        if self.lr <= 0:
-            raise ConfigError(f"learning rate must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError(f"--lr (learning rate) must be a positive number, got {self.lr} (e.g. --lr 4e-3)")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
+        if self.warmup < 0:
+            raise ConfigError(f"--warmup (steps) must be >= 0, got {self.warmup}")
+        if not (math.isfinite(self.poly_power) and self.poly_power > 0):
+            raise ConfigError(f"poly_power must be a positive number, got {self.poly_power}")
+        if self.threads < 1 or self.log_every < 1 or self.seed < 0:
+            raise ConfigError(f"--threads and --log-every must be >= 1 and --seed >= 0, got {self.threads}, "
+                              f"{self.log_every} and {self.seed}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ConfigError(f"amp must be auto, bf16 or off, got {self.amp!r}")
         if self.device not in ("cpu", "cuda"):
@@ -154,8 +163,8 @@ class TrainConfig:
                               f"the demo's {len(DEMO_CLASSES)} classes ({', '.join(DEMO_CLASSES)})")
         if self.eval_count < 0 or any(min(size) < 32 for size in self.eval_sizes):
             raise ConfigError(f"eval_count must be >= 0 and eval sizes >= 32, got {self.eval_count}, {self.eval_sizes}")
-        if self.time_budget_min is not None and self.time_budget_min <= 0:
-            raise ConfigError(f"time budget must be positive minutes, got {self.time_budget_min}")
+        if self.time_budget_min is not None and not (math.isfinite(self.time_budget_min) and self.time_budget_min > 0):
+            raise ConfigError(f"--time-budget-min must be a positive number of minutes, got {self.time_budget_min}")
         if self.steps * self.batch_size // self.crops_per_scene > len(SPLITS["train"]):
             raise ConfigError(f"{self.steps} steps exceed the {len(SPLITS['train'])} train seeds")
 
@@ -404,13 +413,39 @@ def evaluate_sizes(model, sizes: Sequence[Shape], count: int, progress: bool = F
     return results
 
 
+def check_outputs(config: TrainConfig, force: bool = False) -> None:
+    """Refuse, before any step, a weights or report path that is a folder, cannot be written, or
+    holds a file (unless ``force``).
+
+    Why: a run takes up to an hour, so a path that fails at the end loses it; and the default
+    ``--output`` is the shipped weights file that every ``danet_demo`` command loads, which a short
+    experiment must not replace by accident.
+    """
+    from .result_files import check_output_folder
+
+    shipped = (weights_dir() / "danet_demo.safetensors").resolve()
+    for option, path in (("--output", Path(config.output)), ("--report", config.report_path)):
+        if path.is_dir():
+            raise ConfigError(f"{option} {path} is a folder; name a file in it, e.g. "
+                              f"{path / ('my_demo' + ('.safetensors' if option == '--output' else '.json'))}")
+        check_output_folder(path.parent, option)
+        if force or not (path.exists() or path.is_symlink()):
+            continue
+        if option == "--output" and path.resolve() == shipped:
+            raise ConfigError(f"--output defaults to the shipped weights {path}, which every danet_demo command "
+                              "loads; pass --output my_demo.safetensors, or --force to replace the shipped weights")
+        raise ConfigError(f"{option} {path} already exists; pass --force to replace it, or choose another {option}")
+
+
 def train(config: TrainConfig, command: str | None = None, progress: bool = True,
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+          log: Callable[[str], None] = print, force: bool = False) -> dict[str, Any]:
     """Train from random init, evaluate at every ``eval_sizes``, save weights + JSON report.
 
-    Returns the report (also written to ``config.report_path``).
+    Returns the report (also written to ``config.report_path``). Existing output files are
+    replaced only with ``force`` (:func:`check_outputs`).
     """
     config.validate()
+    check_outputs(config, force)
     torch = _torch()
     from .cpu import cpu_features, read_cpuinfo
     from .model.factory import create_model

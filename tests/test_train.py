@@ -252,3 +252,53 @@ def test_killed_trainer_leaves_no_prefetch_worker_and_no_weights(tmp_path):
         p.kill()
     assert not alive, f"orphaned workers: {[p.pid for p in alive]}"
     assert not out.exists() and not out.with_suffix(".json").exists()
+
+
+TINY_ARGS = ["--steps", "1", "--batch-size", "2", "--crops-per-scene", "2", "--crops", "64x64", "--scene-min", "64",
+             "--scene-max", "96", "--eval-count", "0", "--no-prefetch", "--no-progress"]
+
+
+def test_cli_never_replaces_the_shipped_weights_by_default(capsys):
+    """The default --output is the shipped file every danet_demo command loads: refused before any step."""
+    from danet_deploy.cli.train import main
+
+    before = SHIPPED.stat().st_mtime_ns if SHIPPED.exists() else None
+    assert main(TINY_ARGS) == 2
+    assert "shipped weights" in capsys.readouterr().err
+    assert (SHIPPED.stat().st_mtime_ns if SHIPPED.exists() else None) == before
+
+
+def test_cli_refuses_existing_outputs_and_folders_unless_forced(torch, tmp_path, capsys):
+    from danet_deploy.cli.train import main
+
+    mine = tmp_path / "mine.safetensors"
+    mine.write_bytes(b"the user's own file")
+    assert main(TINY_ARGS + ["--output", str(mine)]) == 2
+    assert "--force" in capsys.readouterr().err and mine.read_bytes() == b"the user's own file"
+    report = tmp_path / "notes.json"
+    report.write_text("keep me")
+    assert main(TINY_ARGS + ["--output", str(tmp_path / "new.safetensors"), "--report", str(report)]) == 2
+    assert report.read_text() == "keep me" and not (tmp_path / "new.safetensors").exists()
+    assert main(TINY_ARGS + ["--output", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    assert main(TINY_ARGS + ["--output", str(mine), "--force"]) == 0
+    assert mine.read_bytes() != b"the user's own file" and mine.with_suffix(".json").exists()
+
+
+@pytest.mark.parametrize("flags", [["--lr", "nan"], ["--lr", "inf"], ["--threads", "0"], ["--weight-decay", "-1"],
+                                   ["--time-budget-min", "nan"], ["--warmup", "-1"], ["--log-every", "0"]])
+def test_cli_refuses_non_numbers_and_out_of_range_knobs(tmp_path, capsys, flags):
+    from danet_deploy.cli.train import main
+
+    assert main(TINY_ARGS + ["--output", str(tmp_path / "w.safetensors")] + flags) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and flags[0].lstrip("-").split("-")[0] in err.lower().replace(" ", "-")
+    assert not (tmp_path / "w.safetensors").exists()
+
+
+@pytest.mark.parametrize("flags", [["--threads", "-1"], ["--eval-count", "0"]])
+def test_cli_evaluate_only_refuses_bad_counts(capsys, flags):
+    from danet_deploy.cli.train import main
+
+    assert main(["--evaluate-only", "--no-progress"] + flags) == 2
+    assert flags[0] in capsys.readouterr().err

@@ -75,6 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-every", type=int, default=defaults["log_every"])
     p.add_argument("--output", help="weights path (default: danet_deploy/weights/danet_demo.safetensors)")
     p.add_argument("--report", help="JSON report path (default: next to the weights, .json)")
+    p.add_argument("--force", action="store_true",
+                   help="replace the --output weights and --report files if they exist (the default --output is "
+                        "the shipped weights)")
     p.add_argument("--no-progress", action="store_true", help="no tqdm bars (periodic log lines only)")
     return p
 
@@ -84,11 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     """Typed errors exit 2, Ctrl-C 130, SIGTERM 143 with no half-written weights (:func:`cli_main`)."""
     args = build_parser().parse_args(argv)
     from .. import train as training
+    from ..errors import ConfigError
     from ..model.options import parse_option_pairs
 
     if args.evaluate_only:
         import torch
 
+        if args.threads < 1 or args.eval_count < 1:
+            raise ConfigError(f"--evaluate-only needs --threads >= 1 and --eval-count >= 1, got {args.threads} "
+                              f"and {args.eval_count}")
         torch.set_num_threads(args.threads)
         sizes = training.parse_shapes(args.eval_sizes)
         training.evaluate_weights(args.weights, args.eval_count, sizes, progress=not args.no_progress, log=print,
@@ -103,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                                      "prefetch": not args.no_prefetch,
                                      "model_options": parse_option_pairs(args.model_option)})
     command = "danet-train " + " ".join(sys.argv[1:] if argv is None else argv)
-    training.train(config, command=command.strip(), progress=not args.no_progress)
+    training.train(config, command=command.strip(), progress=not args.no_progress, force=args.force)
     return 0
 
 
