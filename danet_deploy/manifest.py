@@ -268,8 +268,15 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
             fail(f"preprocessing.{key} must be a list of 3 numbers within +-1e4, got {values!r:.80}")
     if not all(abs(v) >= 1e-6 for v in prep["std"]):
         fail("preprocessing.std must not be 0 (values on the 0..1 scale)")
-    if not isinstance(prep.get("color_order", "RGB"), str):
-        fail("preprocessing.color_order must be 'RGB' or 'BGR'")
+    order = prep.get("color_order", "RGB")
+    if not isinstance(order, str) or order.upper() not in ("RGB", "BGR"):
+        fail(f"preprocessing.color_order must be 'RGB' or 'BGR', got {order!r:.40}")
+    # the runtime feeds 0..255 pixels in NCHW and nothing else: another value would be silently ignored
+    if prep.get("layout", "NCHW") != "NCHW":
+        fail(f"preprocessing.layout must be 'NCHW' (the only layout the runtime feeds), got {prep.get('layout')!r:.40}")
+    if prep.get("input_range", [0.0, 255.0]) not in ([0, 255], [0.0, 255.0], (0.0, 255.0)):
+        fail(f"preprocessing.input_range must be [0, 255] (the runtime scales uint8 pixels), got "
+             f"{prep.get('input_range')!r:.40}")
     def check_shape(where: str, shape: Any, ranks: tuple[int, ...]) -> None:
         if (not isinstance(shape, list) or len(shape) not in ranks
                 or not all((isinstance(d, str) and d) or (_is_int(d) and 0 < d <= 2**31 - 1) for d in shape)):

@@ -92,8 +92,22 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
             ref_path = reference_onnx(manifest, hw, batch, Path(tmp), log)
         else:
             ref_path = Path(reference)
-        ref_model = onnx.load(str(ref_path))
+        ref_model = _load_reference(ref_path)
         art_model = graph_path if graph_path.suffix == ".xml" else onnx.load(str(graph_path))
         layers = compare_layers(ref_model, art_model, tensors, threads, progress=log)
     return PerLayerReport(artifact=str(artifact), precision=manifest.precision, images=len(tensors), size=list(hw),
                           layers=layers, reference_onnx=None if reference is None else str(reference))
+
+
+def _load_reference(path: Path) -> Any:
+    """The FP32 reference ONNX, or a :class:`ConfigError` naming it when it is missing or not ONNX
+    (a truncated download or a copy cut short fails in protobuf's parser, with no file name)."""
+    import onnx
+
+    if not path.is_file():
+        raise ConfigError(f"--reference {path}: no such file; pass an FP32 .onnx (or omit --reference to re-export it)")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # protobuf DecodeError, or external data that is missing
+        raise ConfigError(f"--reference {path} is not a readable ONNX model ({type(exc).__name__}: "
+                          f"{str(exc)[:120]}); re-export it or omit --reference") from None

@@ -62,6 +62,19 @@ def refuse_overwrite(folder: str | Path, names: Sequence[str], force: bool, flag
                           f"{'it' if len(clashes) == 1 else 'them'}, or choose another {option}")
 
 
+def check_output_file(path: str | Path, force: bool, option: str = "--output", flag: str = "--force") -> Path:
+    """Check, before any work, that file ``path`` can be written: not a folder, in a folder that
+    accepts files, and not an existing file unless ``force`` (the user's own file is never replaced
+    silently)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{option} {path} is a folder; name a file in it")
+    check_output_folder(path.parent, option)
+    if not force and (path.exists() or path.is_symlink()):
+        raise ConfigError(f"{option} {path} already exists; pass {flag} to replace it, or choose another {option}")
+    return path
+
+
 def writable(path: str | Path) -> bool:
     """Whether a new file can be created in folder ``path`` (probed, so read-only mounts count)."""
     try:

@@ -8,6 +8,7 @@ argmax agreement of every response with the same artifact run in-process.
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 from ..errors import ConfigError
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+MAX_SCENE_PIXELS = 4096 * 4096
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -51,8 +55,13 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = [(proto, url) for proto, url in (("http", args.http), ("grpc", args.grpc)) if url]
     if not endpoints:
         raise ConfigError("give --http and/or --grpc")
-    if args.requests < 1 or args.scenes < 1 or args.duration <= 0:
+    if args.requests < 1 or args.scenes < 1 or not (math.isfinite(args.duration) and args.duration > 0):
         raise ConfigError("--requests, --scenes and --duration must be positive")
+    if not (math.isfinite(args.wait) and args.wait >= 0):
+        raise ConfigError(f"--wait must be a number of seconds >= 0, got {args.wait}")
+    if args.size[0] * args.size[1] > MAX_SCENE_PIXELS:  # each scene is rendered in memory, several at once
+        raise ConfigError(f"--size {args.size[0]}x{args.size[1]} is above the generated scenes' limit of "
+                          f"{MAX_SCENE_PIXELS // 1_000_000} megapixels (4096x4096); choose a smaller --size")
     images = generated_images(args.scenes, args.size)
     references = None
     if args.artifact:

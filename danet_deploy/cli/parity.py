@@ -26,22 +26,41 @@ def build_parser() -> argparse.ArgumentParser:
                    help="compare every intermediate tensor with the FP32 reference ONNX (re-exported from the "
                         "manifest, or --reference FILE.onnx): SQNR, cosine, max error, NaN/Inf, FP16 range; worst first")
     p.add_argument("--plot", help="with --per-layer: write the SQNR-along-depth plot (PNG) here")
+    p.add_argument("--force", action="store_true", help="replace --output / --plot files that already exist")
     return p
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Refuse, before the comparison, outputs that cannot be written or would replace a file."""
+    from ..errors import ConfigError
+    from ..result_files import check_output_file
+
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.plot and not args.per_layer:
+        raise ConfigError("--plot draws the per-layer report: add --per-layer, or drop --plot")
+    if args.output:
+        check_output_file(args.output, args.force)
+    plot = plot_path(args)
+    if plot:
+        check_output_file(plot, args.force, "--plot" if args.plot else "--plot (from --output)")
+
+
+def plot_path(args: argparse.Namespace) -> str | None:
+    """--plot, or with --per-layer and --output the PNG beside the JSON report."""
+    if not args.per_layer:
+        return None
+    return args.plot or (f"{str(args.output).rsplit('.', 1)[0]}.png" if args.output else None)
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    check_outputs(args)  # a bad --output fails now, not after the comparison
     if args.per_layer:
         from .parity_layers import per_layer_main
 
         return per_layer_main(args)
-    if args.output:  # a bad --output fails now, not after the comparison
-        from pathlib import Path
-
-        from ..result_files import check_output_folder
-
-        check_output_folder(Path(args.output).parent)
     report = run_parity(args.artifact, reference=args.reference, images=args.images, generated=args.generated,
                         size=args.size, threads=args.threads, precision=args.precision,
                         write_manifest=not args.no_manifest)

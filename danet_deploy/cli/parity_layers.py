@@ -7,6 +7,7 @@ import sys
 
 from ..errors import ConfigError
 from .common import EXIT_FAILED, EXIT_OK, print_json
+from .parity import plot_path
 
 
 def per_layer_main(args: argparse.Namespace) -> int:
@@ -24,7 +25,7 @@ def per_layer_main(args: argparse.Namespace) -> int:
                            log=lambda m: print(f"[danet-parity] {m}", file=sys.stderr, flush=True))
     if args.output:
         write_json(report, args.output)
-    plot = args.plot or (f"{str(args.output).rsplit('.', 1)[0]}.png" if args.output else None)
+    plot = plot_path(args)
     if plot:
         plot_sqnr(report, plot)
         print(f"[danet-parity] wrote {plot}", file=sys.stderr)

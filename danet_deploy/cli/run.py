@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -40,6 +41,24 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_numbers(args: argparse.Namespace) -> None:
+    """Refuse, before anything is opened or written, numbers that would silently change the result:
+    an opacity outside [0, 1] wraps the overlay's colours, a NaN or negative pixel limit turned the
+    limit off, and a frame count below 1 left an empty record behind."""
+    from ..errors import ConfigError
+
+    if not (math.isfinite(args.alpha) and 0.0 <= args.alpha <= 1.0):
+        raise ConfigError(f"--alpha (overlay opacity) must be between 0 and 1, got {args.alpha}")
+    if not (math.isfinite(args.max_pixels) and args.max_pixels >= 0):
+        raise ConfigError(f"--max-pixels must be a number of megapixels >= 0 (0: no limit), got {args.max_pixels}")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ConfigError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.stride and not args.tile:
+        raise ConfigError("--stride sets the sliding window's step: add --tile HxW, or drop --stride")
+    if (args.tile or args.stride) and not args.images:
+        raise ConfigError("--tile / --stride apply to images, not to --video or --camera frames: drop them")
+
+
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
@@ -55,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("give images, --video FILE or --camera N (one of them)")
     if args.camera is not None and args.max_frames is None:
         raise ConfigError("--camera needs --max-frames N (a live camera never ends)")
+    check_numbers(args)
     check_output_folder(args.output)
     if args.video or args.camera is not None:
         from ..runtime.video import open_camera, open_video, segment_video, video_output_names

@@ -80,8 +80,8 @@ def decode_rgb(path: Path, max_pixels: int | None = MAX_PIXELS,
             if mode == "F":
                 peak = max(float(arr.max()), 1e-12)
                 arr = arr / peak * 255.0 if peak > 255.0 or peak <= 1.0 else arr
-            elif arr.max() > 255:
-                arr = arr / 257.0  # 0..65535 -> 0..255
+            else:  # by the container's range, never by content: one bright pixel must not rescale a frame
+                arr = arr / 257.0  # 0..65535 -> 0..255 (12-bit data in 16-bit files reads dark: scale it first)
             gray = np.clip(arr, 0, 255).round().astype(np.uint8)
             return np.repeat(gray[..., None], 3, axis=2), True
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy(), True

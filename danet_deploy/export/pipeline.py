@@ -25,6 +25,11 @@ from ..targets import Target, TargetOptions, get_target, target_names
 from ..versions import tool_versions
 
 
+# ONNX opsets DANet exports in and passes parity (measured with torch 2.13 and onnxruntime): opset 10
+# lacks bilinear resize with align_corners, and torch's exporter stops at 23.
+OPSETS = (11, 23)
+
+
 @dataclass
 class ExportRequest:
     """Everything ``danet-export`` was asked to do (recorded in the manifest)."""
@@ -84,6 +89,12 @@ class ExportRequest:
             raise ConfigError(f"batch must be >= 1, got {self.batch}")
         if self.calib_count < 1:
             raise ConfigError(f"--calib-count must be >= 1, got {self.calib_count}")
+        if not OPSETS[0] <= self.opset <= OPSETS[1]:
+            raise ConfigError(f"--opset {self.opset} is outside {OPSETS[0]}-{OPSETS[1]}, the opsets this model exports "
+                              "in and runs (below 11 ONNX has no align_corners resize); the default is 17")
+        if self.num_classes is not None and self.num_classes < 1:
+            raise ConfigError(f"--num-classes must be >= 1, got {self.num_classes}")
+        self._check_size_bounds()
         from ..model.options import coerce_model_options
 
         self.model_options = coerce_model_options(self.model_options)
@@ -91,6 +102,23 @@ class ExportRequest:
         from .budget import budget_from_request
 
         self.budget = budget_from_request(self)
+
+    def _check_size_bounds(self) -> None:
+        """``--min-size <= --input-size <= --max-size`` on each side, and only for ``--dynamic``.
+
+        Why: the bounds become the TensorRT profile and the attention memory plan; a minimum above
+        the maximum was written into the manifest and then refused every input at run time.
+        """
+        if not (self.min_size or self.max_size):
+            return
+        if not self.dynamic:
+            raise ConfigError("--min-size / --max-size bound a --dynamic export: add --dynamic, or drop them")
+        (h, w), (lo_h, lo_w) = self.input_size, self.min_size or (1, 1)
+        hi_h, hi_w = self.max_size or self.input_size
+        if not (lo_h <= h <= hi_h and lo_w <= w <= hi_w):
+            shown = "x".join(map(str, self.min_size)) if self.min_size else "(none)"
+            raise ConfigError(f"need --min-size <= --input-size <= --max-size on each side, got {shown} <= {h}x{w} "
+                              f"<= {hi_h}x{hi_w}; --input-size is the shape the engine is tuned for")
 
     @property
     def planning_size(self) -> tuple[int, int]:
@@ -226,6 +254,7 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
     from ..model import create_model, list_models
 
     if request.model in list_models():
+        _refuse_dropping_shipped_weights(request)
         model = create_model(request.model, num_classes=request.num_classes, **request.model_options)
         model.checkpoint_info = None
         return model
@@ -238,6 +267,18 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
     model, info = model_from_checkpoint(path, request.arch, request.num_classes, request.model_options, log or _print)
     model.checkpoint_info = {"path": str(path), "sha256": sha256_file(path), **info}
     return model
+
+
+def _refuse_dropping_shipped_weights(request: ExportRequest) -> None:
+    """A preset that ships trained weights keeps them: another ``--num-classes`` would need a fresh
+    classifier, so the whole network would be exported untrained, silently."""
+    from ..model import get_config
+
+    config = get_config(request.model)
+    if config.weights and request.num_classes not in (None, config.num_classes):
+        raise ConfigError(f"--num-classes {request.num_classes}: {request.model} ships weights trained for "
+                          f"{config.num_classes} classes, which another class count would drop (an untrained "
+                          "network); omit --num-classes, or export your own checkpoint with --model FILE")
 
 
 def _print(message: str) -> None:

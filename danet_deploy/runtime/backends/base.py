@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import inspect
+import numbers
 import time
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -153,6 +154,10 @@ def check_options(cls: type[Backend], options: dict[str, Any]) -> None:
         if key not in valid:
             raise ConfigError(f"the {cls.name} backend has no option {key!r}{suggest(key, valid)}; "
                               f"valid: {', '.join(valid) or 'none'}")
+    threads = options.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
+        # each engine reads 0 or a negative count its own way (ONNX Runtime: "all cores"; torch: an error)
+        raise ConfigError(f"threads must be a whole number >= 1 (or None for the engine's default), got {threads!r}")
 
 
 def available_backends() -> list[str]:
