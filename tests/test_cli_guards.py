@@ -161,3 +161,21 @@ def test_run_accepts_the_edge_values(artifact, image, tmp_path):
                             "--max-pixels", "0"]) == 0
         assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "a0").iterdir())
     assert Path(tmp_path / "a1").is_dir()
+
+
+def test_parity_refuses_zero_generated_scenes_naming_the_flag(artifact, capsys):
+    assert _cli("parity", [str(artifact), "--generated", "0", "--no-manifest"]) == 2
+    assert "--generated" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, expected", [
+    (lambda p: np.savez(p, input=np.zeros((0, 3, 64, 64), np.float32)), "holds no tensors"),
+    (lambda p: np.savez(p, input=np.array([{"a": 1}], dtype=object)), "never unpickled"),
+    (lambda p: p.write_text("not an archive"), "not a readable .npz")])
+def test_calibration_npz_errors_give_advice_that_works(tmp_path, capsys, content, expected):
+    npz = tmp_path / "calib.npz"
+    content(npz)
+    assert _cli("export", ["--model", MODEL, "--input-size", "64x64", "--target", "onnxruntime", "--precision", "int8",
+                           "--calib", str(npz), "-o", str(tmp_path / "art")]) == 2
+    err = capsys.readouterr().err
+    assert expected in err and "allow_pickle" not in err and "--calib-count 0" not in err

@@ -30,13 +30,16 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse, before the comparison, outputs that cannot be written or would replace a file."""
+def check_arguments(args: argparse.Namespace) -> None:
+    """Refuse, before the comparison, counts out of range and outputs that cannot be written or would
+    replace a file."""
     from ..errors import ConfigError
     from ..result_files import check_output_file
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
+    if args.generated is not None and args.generated < 1:
+        raise ConfigError(f"--generated must be >= 1 (scenes to compare on), got {args.generated}")
     if args.plot and not args.per_layer:
         raise ConfigError("--plot draws the per-layer report: add --per-layer, or drop --plot")
     if args.output:
@@ -56,7 +59,7 @@ def plot_path(args: argparse.Namespace) -> str | None:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    check_outputs(args)  # a bad --output fails now, not after the comparison
+    check_arguments(args)  # a bad --output fails now, not after the comparison
     if args.per_layer:
         from .parity_layers import per_layer_main
 

@@ -372,8 +372,10 @@ def _load_npz(path: Path, count: int, size: tuple[int, int], preprocessing: dict
     except CalibrationError:
         raise
     except (OSError, ValueError, EOFError) as exc:
-        raise CalibrationError(f"{path} is not a readable .npz ({summarize_exception(exc)}); save it with "
-                               "np.savez(path, input=float32_nchw) (object arrays are refused)") from exc
+        reason = ("it holds Python objects, which are never unpickled" if "allow_pickle" in str(exc)
+                  else summarize_exception(exc))
+        raise CalibrationError(f"{path} is not a readable .npz ({reason}); save it with "
+                               "np.savez(path, input=float32_nchw)") from exc
     if not np.issubdtype(data.dtype, np.floating):
         raise CalibrationError(f"{path}: array {key!r} has dtype {data.dtype}; the .npz must hold *preprocessed* "
                                "float32 NCHW tensors (or pass the image folder instead)")
@@ -381,6 +383,9 @@ def _load_npz(path: Path, count: int, size: tuple[int, int], preprocessing: dict
     if data.ndim != 4 or tuple(data.shape[1:]) != expected:
         raise CalibrationError(f"{path}: array {key!r} has shape {tuple(data.shape)}, expected [N, 3, {size[0]}, "
                                f"{size[1]}] (NCHW at the export size); re-save it at that size")
+    if data.shape[0] == 0:
+        raise CalibrationError(f"{path}: array {key!r} holds no tensors; save at least one (--calib-count, default "
+                               "32, of them are used)")
     if data.shape[0] < count:
         raise CalibrationError(f"{path} holds {data.shape[0]} tensors but {count} were asked for; pass "
                                f"--calib-count {data.shape[0]} or save more")
