@@ -179,3 +179,15 @@ def test_calibration_npz_errors_give_advice_that_works(tmp_path, capsys, content
                            "--calib", str(npz), "-o", str(tmp_path / "art")]) == 2
     err = capsys.readouterr().err
     assert expected in err and "allow_pickle" not in err and "--calib-count 0" not in err
+
+
+@pytest.mark.parametrize("flags, named", [
+    (["--calib", "generated"], "--precision int8"),
+    (["--arch", "danet_r18_d8"], "--arch"),
+    (["--target", "tensorrt", "--workspace", "abc"], "workspace")])
+def test_export_refuses_flags_it_would_ignore_or_fail_on_later(tmp_path, capsys, flags, named):
+    out = tmp_path / "art"
+    assert _cli("export", ["--model", MODEL, "--input-size", "64x64", "-o", str(out)] + flags) == 2
+    err = capsys.readouterr().err
+    assert named in err and "Traceback" not in err
+    assert not out.exists()

@@ -89,6 +89,9 @@ class ExportRequest:
             raise ConfigError(f"batch must be >= 1, got {self.batch}")
         if self.calib_count < 1:
             raise ConfigError(f"--calib-count must be >= 1, got {self.calib_count}")
+        if self.calib and self.precision == "fp32":
+            raise ConfigError("--calib / --calib-dir feed INT8 calibration (and TensorRT FP16 range checks); an fp32 "
+                              "export reads none: drop it, or add --precision int8")
         if not OPSETS[0] <= self.opset <= OPSETS[1]:
             raise ConfigError(f"--opset {self.opset} is outside {OPSETS[0]}-{OPSETS[1]}, the opsets this model exports "
                               "in and runs (below 11 ONNX has no align_corners resize); the default is 17")
@@ -254,6 +257,9 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
     from ..model import create_model, list_models
 
     if request.model in list_models():
+        if request.arch:
+            raise ConfigError(f"--arch names the architecture of a checkpoint --model; {request.model} is a preset "
+                              "and has its own: drop --arch")
         _refuse_dropping_shipped_weights(request)
         model = create_model(request.model, num_classes=request.num_classes, **request.model_options)
         model.checkpoint_info = None

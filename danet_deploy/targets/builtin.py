@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..planner import parse_bytes
 from .options import TargetOptions, option
 from .registry import Engine, Requirement, Target, TritonPlatform, register_engine, register_target
 
@@ -51,7 +52,7 @@ class TensorRTOptions(TargetOptions):
     converter: str = option("auto", "FP16 converter", choices=GRAPH_TOOLS)
     quantizer: str = option("auto", "INT8 Q/DQ quantizer", choices=GRAPH_TOOLS)
     strongly_typed: bool | None = option(None, "strongly typed network (default: TensorRT >= 10 Q/DQ/FP16 graphs)")
-    workspace: str | None = option(None, "builder workspace limit, e.g. 2GB")
+    workspace: str | None = option(None, "builder workspace limit, e.g. 2GB", check=parse_bytes)
     dla_core: int | None = option(None, "build for this Jetson DLA core (FP16/INT8, static shapes)")
     timing_cache: str | None = option(None, "timing cache file, read and updated")
     hardware_compatible: bool = option(False, "Ampere+ hardware-compatible engine")

@@ -23,9 +23,15 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def option(default: Any, help: str, choices: tuple[Any, ...] | None = None) -> Any:  # noqa: A002 - argparse's word
-    """A dataclass field with the help text and allowed values ``--help`` and validation show."""
-    return dataclasses.field(default=default, metadata={"help": help, "choices": choices})
+def option(default: Any, help: str, choices: tuple[Any, ...] | None = None,  # noqa: A002 - argparse's word
+           check: typing.Callable[[Any], Any] | None = None) -> Any:
+    """A dataclass field with the help text and allowed values ``--help`` and validation show.
+
+    ``check``: called with a given value at parse time, raising :class:`ConfigError` when it cannot
+    be used (e.g. a memory size that does not parse), so a bad value fails at export, not on the
+    device that builds the engine later.
+    """
+    return dataclasses.field(default=default, metadata={"help": help, "choices": choices, "check": check})
 
 
 def suggest(word: str, valid: typing.Iterable[str]) -> str:
@@ -105,6 +111,12 @@ class TargetOptions:
             if choices and typed[key] is not None and typed[key] not in choices:
                 raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}"
                                   f"{suggest(str(value), map(str, choices))}")
+            check = fields[key].metadata.get("check")
+            if check is not None and typed[key] is not None:
+                try:
+                    check(typed[key])
+                except ConfigError as exc:
+                    raise ConfigError(f"{where}: {exc}") from None
         return cls(**typed)
 
     @classmethod
