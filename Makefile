@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# runs/demo is this target's own folder: each run replaces the previous run's results there
 demo: $(STAMP)
-	$(VENV)/bin/danet-demo --output runs/demo
+	$(VENV)/bin/danet-demo --output runs/demo --force
 
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not tensorrt" tests

@@ -1,4 +1,4 @@
-"""Output folders and files of the commands that write results (danet-run, danet-bench, danet-parity).
+"""Output folders and files of the commands that write results (danet-run, danet-bench, danet-demo, danet-parity).
 
 A read-only or unwritable location is a typed error before any work, never a traceback after
 it; files are written whole (temporary sibling + rename), and two inputs never write the same

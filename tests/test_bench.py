@@ -17,8 +17,8 @@ from danet_deploy.bench import report as bench_report
 from danet_deploy.bench.flops import cam_flops, count_model_flops, count_preset_flops, pam_flops
 from danet_deploy.bench.memory import peak_rss_mb
 from danet_deploy.bench.rows import Row
-from danet_deploy.bench.runner import (BenchConfig, accuracy, export_target_for, matching_artifact, run_worker,
-                                       unsupported_reason)
+from danet_deploy.bench.runner import (BenchConfig, accuracy, artifact_path, ensure_artifact, export_target_for,
+                                       matching_artifact, run_worker, unsupported_reason)
 from danet_deploy.bench.timing import summarize, time_calls
 from danet_deploy.cli.bench import main as bench_main
 from danet_deploy.errors import ConfigError
@@ -234,6 +234,56 @@ def test_existing_artifact_is_matched_by_manifest(bench_run):
     assert not ok and "input shape" in why
     ok, why = matching_artifact(artifact, same, "onnx", "int8", "danet_edge_r18_d8")
     assert not ok and "precision" in why
+
+
+def test_an_artifact_of_other_weights_or_classes_is_re_exported_not_reused(tmp_path):
+    """An artifact with the right name, target, precision and shape but another model behind it
+    (here: exported with 3 classes, so random weights instead of the shipped ones) must not be timed
+    and scored as the preset: the bench re-exports it and says why, then reuses its own export."""
+    from danet_deploy.export import ExportRequest, export
+
+    cfg = BenchConfig(model="danet_demo", size=SIZE, artifacts=tmp_path / "artifacts")
+    path = artifact_path(cfg, "onnx", "fp32")
+    export(ExportRequest("danet_demo", input_size=SIZE, num_classes=3, output=path), log=lambda _: None)
+    ok, why = matching_artifact(path, cfg, "onnx", "fp32", "danet_demo")
+    assert not ok and "weights" in why and "num_classes" in why
+    messages: list[str] = []
+    assert ensure_artifact(cfg, "onnx", "fp32", "danet_demo", messages.append)[:2] == (path, False)
+    assert any(m.startswith("exporting onnx/fp32") and "num_classes" in m for m in messages), messages
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["model"]["num_classes"] == 8 and manifest["model"]["weights"] == "danet_demo.safetensors"
+    messages.clear()
+    assert ensure_artifact(cfg, "onnx", "fp32", "danet_demo", messages.append)[:2] == (path, True)
+    assert messages == [f"reusing {path}"]
+
+
+def test_an_artifact_of_other_export_options_or_architecture_is_not_reused(tmp_path):
+    from danet_deploy.export import ExportRequest, export
+
+    cfg = BenchConfig(model="danet_edge_r18_d8", size=SIZE, artifacts=tmp_path / "artifacts")
+    path = artifact_path(cfg, "onnx", "fp32")
+    export(ExportRequest("danet_edge_r18_d8", input_size=SIZE, emit="both", model_options={"decoder_channels": 16},
+                         output=path), log=lambda _: None)
+    ok, why = matching_artifact(path, cfg, "onnx", "fp32", "danet_edge_r18_d8")
+    assert not ok and "model config (decoder_channels)" in why and "emit" in why and "model_options" in why
+
+
+def test_a_checkpoint_artifact_is_reused_only_for_the_same_checkpoint_bytes(tmp_path):
+    from safetensors.numpy import load_file, save_file
+
+    from danet_deploy.model.registry import weights_dir
+
+    ckpt = tmp_path / "mine.safetensors"
+    state = load_file(str(weights_dir() / "danet_demo.safetensors"))
+    save_file(state, str(ckpt))
+    cfg = BenchConfig(model=str(ckpt), arch="danet_demo", size=SIZE, artifacts=tmp_path / "artifacts")
+    path, reused, _ = ensure_artifact(cfg, "onnx", "fp32", "danet_demo", lambda _: None)
+    assert not reused and matching_artifact(path, cfg, "onnx", "fp32", "danet_demo") == (True, "matches")
+    key = next(k for k, v in state.items() if v.dtype.kind == "f" and v.size > 1)
+    state[key] = state[key] * 2  # the user retrained: same file name, other weights
+    save_file(state, str(ckpt))
+    ok, why = matching_artifact(path, cfg, "onnx", "fp32", "danet_demo")
+    assert not ok and "checkpoint sha256" in why
 
 
 def test_device_timing_statistics_from_infer_timed():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from ..errors import ConfigError
@@ -28,3 +29,16 @@ def check_bench_args(model: str, output: Path, artifacts: Path | None = None) ->
     check_output_folder(output)
     if artifacts is not None:
         check_output_folder(artifacts, "--artifacts")
+
+
+def check_report_stem(stem: str) -> str:
+    """Refuse a ``--stem`` that is not a plain file name (empty, ``.``/``..``, a path separator or NUL).
+
+    Why: the reports are written as ``OUTPUT/<stem>.json`` etc.; a stem such as ``../../x`` would
+    put them outside ``--output``, where they could replace files the user owns.
+    """
+    separators = {"/", "\\", os.sep, *([os.altsep] if os.altsep else [])}
+    if not stem.strip() or stem in (".", "..") or "\0" in stem or any(s in stem for s in separators):
+        raise ConfigError(f"--stem {stem!r} must be a plain file name (no path separator, not '.' or '..', not "
+                          "empty), e.g. --stem bench; choose the folder with --output")
+    return stem

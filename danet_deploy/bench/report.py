@@ -244,9 +244,18 @@ def validate(report: dict[str, Any]) -> None:
             raise ConfigError(f"benchmark report row {i} has unknown status {row['status']!r}")
 
 
+def report_file_names(stem: str = "bench", plots: bool = True) -> list[str]:
+    """Every file name :func:`write_reports` may write, so callers can refuse to replace them up front."""
+    names = [f"{stem}.json", f"{stem}.csv", f"{stem}.md"]
+    return names + ([f"{stem}-latency.png", f"{stem}-cdf.png"] if plots else [])
+
+
 def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "bench",
                   plots: bool = True) -> dict[str, Path]:
     """Write ``<stem>.json``, ``.csv``, ``.md`` (and PNG plots) atomically; return the paths."""
+    from .checks import check_report_stem
+
+    check_report_stem(stem)  # a stem with a path in it would write outside ``directory``
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / f"{stem}.json", "csv": directory / f"{stem}.csv", "markdown": directory / f"{stem}.md"}

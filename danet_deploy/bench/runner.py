@@ -1,8 +1,10 @@
 """The benchmark: export what is missing, run every target x precision in its own process, score.
 
 Flow: (1) generate ``K`` val scenes at the benchmark size; (2) for each combination find or
-export its artifact (``--artifacts`` folder; a folder is reused only when its manifest matches
-model, target, precision, input shape and checkpoint hash); (3) run the torch FP32 reference
+export its artifact (``--artifacts`` folder; a folder is reused only when its manifest records
+what this run would export: model, target, precision, input shape, weights (checkpoint sha256 or
+the preset's shipped weights), model config and export options; otherwise it is re-exported and
+the log says what differed); (3) run the torch FP32 reference
 first and then every row in a fresh worker process (:mod:`.worker`) with the same thread count,
 in ``rounds`` interleaved rounds whose latencies are pooled;
 (4) compare each row's argmax masks with the reference's and with the scene labels; (5) add
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import os
 import subprocess
 import sys
@@ -87,6 +90,9 @@ class BenchConfig:
                 raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
+        if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
+            raise ConfigError(f"--timeout must be a finite number of seconds > 0, got {self.timeout_s}; "
+                              "e.g. --timeout 600")
 
     @property
     def model_stem(self) -> str:
@@ -148,11 +154,91 @@ def artifact_path(cfg: BenchConfig, export_target: str, precision: str) -> Path:
     return Path(base) / f"{cfg.model_stem}-{export_target}-{precision}-{h}x{w}-b{cfg.batch}"
 
 
+# Export-request fields that do not change the exported model: where it went, how it was invoked, the
+# source's path (its content is compared by sha256) and the opset (the manifest records the graph's
+# actual opset there). Calibration fields matter for INT8 only.
+_REQUEST_FIELDS_IGNORED = frozenset({"model", "output", "force", "verify", "opset"})
+_CALIBRATION_FIELDS = frozenset({"calib", "calib_count", "calib_method", "max_accuracy_drop", "accuracy_metric",
+                                 "val", "val_count", "budget_evaluations", "accuracy_budget"})
+# Model-config fields that do not change what the model computes: the attention chunking is exact
+# (and chosen per export), the description is prose.
+_CONFIG_FIELDS_IGNORED = frozenset({"attention_chunks", "description"})
+
+
+def export_request(cfg: BenchConfig, export_target: str, precision: str, path: Path) -> Any:
+    """The :class:`~danet_deploy.export.pipeline.ExportRequest` this benchmark makes for one artifact.
+
+    One definition for exporting and for deciding whether an existing artifact is what an export
+    would write now, so the two can never drift apart.
+    """
+    from ..export.pipeline import ExportRequest
+
+    return ExportRequest(model=cfg.model, target=export_target, precision=precision, output=path,
+                         input_size=cfg.size, batch=cfg.batch, arch=cfg.arch, calib_count=cfg.calib_count,
+                         options=dict(cfg.export_options.get(export_target, {})))
+
+
+def _differing_keys(recorded: dict[str, Any], wanted: dict[str, Any], ignored: frozenset[str]) -> list[str]:
+    """Keys of ``wanted`` (less ``ignored``) whose value ``recorded`` lacks or holds differently."""
+    missing = object()
+    return [k for k, v in wanted.items() if k not in ignored and recorded.get(k, missing) != v]
+
+
+def _weights_mismatch(manifest: Any, cfg: BenchConfig, config: Any) -> str | None:
+    """Why the artifact's weights are not the ones this run would export, or ``None``.
+
+    A checkpoint is identified by its sha256, a preset by the shipped weights file its config names
+    (``None`` for the seeded random initialisation).
+    """
+    from ..files import sha256_file
+
+    ckpt = Path(cfg.model)
+    if ckpt.is_file():
+        if (manifest.checkpoint or {}).get("sha256") != sha256_file(ckpt):
+            return "weights (checkpoint sha256)"
+        return None
+    if manifest.checkpoint is not None:
+        return f"weights (exported from checkpoint {manifest.checkpoint.get('path')!r}, not preset {cfg.model})"
+    if manifest.model.get("weights") != config.weights:
+        return f"weights ({manifest.model.get('weights') or 'random init'}, not {config.weights or 'random init'})"
+    return None
+
+
+def artifact_mismatches(manifest: Any, cfg: BenchConfig, export_target: str, precision: str,
+                        model_name: str) -> list[str]:
+    """What differs between an existing artifact and the one this run would export (empty: reusable).
+
+    Why so much: an artifact is reused instead of re-exported, so anything that changes its
+    outputs (weights, class count, architecture options, export options) must match, or the row
+    silently times and scores a different model than the one the report names.
+    """
+    want_shape = [cfg.batch, 3, *cfg.size]
+    failed = [name for name, ok in (("target", manifest.target == export_target),
+                                    ("precision", manifest.precision == precision),
+                                    ("model", manifest.model.get("name") == model_name),
+                                    ("input shape", manifest.input.get("shape") == want_shape)) if not ok]
+    if failed:  # another artifact altogether: its options say nothing about this run's
+        return failed
+    config = _model_config(cfg)
+    weights = _weights_mismatch(manifest, cfg, config)
+    if weights:
+        failed.append(weights)
+    if not Path(cfg.model).is_file():  # a checkpoint's config follows from its sha256 and the request
+        keys = _differing_keys(manifest.model, config.to_dict(), _CONFIG_FIELDS_IGNORED)
+        if keys:
+            failed.append(f"model config ({', '.join(keys)})")
+    ignored = _REQUEST_FIELDS_IGNORED | (frozenset() if precision == "int8" else _CALIBRATION_FIELDS)
+    request = export_request(cfg, export_target, precision, artifact_path(cfg, export_target, precision))
+    keys = _differing_keys(manifest.export, request.to_dict(), ignored)
+    if keys:
+        failed.append(f"export options ({', '.join(keys)})")
+    return failed
+
+
 def matching_artifact(path: Path, cfg: BenchConfig, export_target: str, precision: str,
                       model_name: str) -> tuple[bool, str]:
-    """Whether ``path`` is a verified artifact of exactly this model/target/precision/shape."""
+    """Whether ``path`` is a verified artifact of exactly what this run would export, and why not."""
     from ..errors import DanetDeployError
-    from ..files import sha256_file
     from ..manifest import read_manifest
 
     if not path.exists():
@@ -161,22 +247,14 @@ def matching_artifact(path: Path, cfg: BenchConfig, export_target: str, precisio
         manifest = read_manifest(path, verify=True)
     except DanetDeployError as exc:
         return False, f"existing folder unusable ({exc})"
-    want_shape = [cfg.batch, 3, *cfg.size]
-    checks = {"target": manifest.target == export_target, "precision": manifest.precision == precision,
-              "model": manifest.model.get("name") == model_name, "input shape": manifest.input.get("shape") == want_shape}
-    ckpt = Path(cfg.model)
-    if ckpt.is_file():
-        checks["checkpoint"] = (manifest.checkpoint or {}).get("sha256") == sha256_file(ckpt)
-    else:
-        checks["checkpoint"] = manifest.checkpoint is None
-    failed = [k for k, ok in checks.items() if not ok]
-    return (not failed), ("matches" if not failed else f"differs in {', '.join(failed)}")
+    failed = artifact_mismatches(manifest, cfg, export_target, precision, model_name)
+    return (not failed), ("matches" if not failed else f"differs in {'; '.join(failed)}")
 
 
 def ensure_artifact(cfg: BenchConfig, export_target: str, precision: str, model_name: str,
                     log: Callable[[str], None]) -> tuple[Path, bool, float | None]:
     """(artifact folder, reused?, export seconds): reuse a matching artifact or export a fresh one."""
-    from ..export.pipeline import ExportRequest, export
+    from ..export.pipeline import export
 
     path = artifact_path(cfg, export_target, precision)
     ok, why = matching_artifact(path, cfg, export_target, precision, model_name)
@@ -185,10 +263,7 @@ def ensure_artifact(cfg: BenchConfig, export_target: str, precision: str, model_
         return path, True, None
     log(f"exporting {export_target}/{precision} to {path} ({why})")
     started = time.perf_counter()
-    request = ExportRequest(model=cfg.model, target=export_target, precision=precision, output=path,
-                            input_size=cfg.size, batch=cfg.batch, arch=cfg.arch, calib_count=cfg.calib_count,
-                            options=dict(cfg.export_options.get(export_target, {})))
-    export(request, log=log)
+    export(export_request(cfg, export_target, precision, path), log=log)
     return path, False, round(time.perf_counter() - started, 2)
 
 

@@ -12,8 +12,12 @@ import json
 import shlex
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError, DanetDeployError
+
+if TYPE_CHECKING:
+    from ..bench.runner import BenchConfig
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -60,12 +64,39 @@ def build_parser() -> argparse.ArgumentParser:
                    help="folder for bench.json/.csv/.md and PNG plots (default: runs/bench)")
     p.add_argument("--artifacts", type=Path, help="folder of exported artifacts to reuse / export into "
                                                   "(default: OUTPUT/artifacts)")
-    p.add_argument("--stem", default="bench", help="file name stem of the written reports (default: bench)")
-    p.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per combination (default 3600)")
+    p.add_argument("--stem", default="bench",
+                   help="file name stem of the written reports, a plain name without a folder (default: bench)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per combination, > 0 (default 3600)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
+    p.add_argument("--force", action="store_true",
+                   help="replace report files (STEM.json/.csv/.md, plots) already in --output")
     return p
+
+
+def _config(args: argparse.Namespace) -> BenchConfig:
+    """Check every argument and return the run's config, before any work and creating nothing.
+
+    Why up front: a bad stem, timeout or output folder, or reports that would replace the user's
+    files, must fail in a second rather than after minutes of exporting and timing.
+    """
+    from ..bench.checks import check_bench_args, check_report_stem
+    from ..bench.report import report_file_names
+    from ..bench.runner import BenchConfig
+    from ..result_files import refuse_overwrite
+
+    if args.output.exists() and not args.output.is_dir():
+        raise ConfigError(f"--output {args.output} is a file; pass a folder")
+    check_report_stem(args.stem)
+    check_bench_args(args.model, args.output, args.artifacts)
+    cfg = BenchConfig(model=args.model, arch=args.arch, targets=args.targets, precisions=args.precisions,
+                      size=args.input_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
+                      threads=args.threads, scenes=args.scenes, output=args.output, artifacts=args.artifacts,
+                      calib_count=args.calib_count, rounds=args.rounds, timeout_s=args.timeout,
+                      progress=not args.no_progress)
+    refuse_overwrite(args.output, report_file_names(args.stem, plots=not args.no_plots), args.force)
+    return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,17 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     command = "danet-bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
     try:
         from ..bench.report import format_table, header_lines, summary_lines, write_reports
-        from ..bench.runner import BenchConfig, run_benchmark
+        from ..bench.runner import run_benchmark
 
-        if args.output.exists() and not args.output.is_dir():
-            raise ConfigError(f"--output {args.output} is a file; pass a folder")
-        from ..bench.checks import check_bench_args
-
-        check_bench_args(args.model, args.output, args.artifacts)
-        cfg = BenchConfig(model=args.model, arch=args.arch, targets=args.targets, precisions=args.precisions,
-                          size=args.input_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
-                          threads=args.threads, scenes=args.scenes, output=args.output, artifacts=args.artifacts,
-                          calib_count=args.calib_count, rounds=args.rounds, timeout_s=args.timeout, progress=not args.no_progress)
+        cfg = _config(args)
         report = run_benchmark(cfg, command=command)
         paths = write_reports(report, args.output, stem=args.stem, plots=not args.no_plots)
     except DanetDeployError as exc:

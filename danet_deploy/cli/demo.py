@@ -12,10 +12,14 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigError
 from ..targets import PRECISIONS, engine_names, engines, reference_engine
 from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size
+
+if TYPE_CHECKING:
+    from ..bench.runner import BenchConfig
 
 
 def default_combos() -> list[str]:
@@ -46,7 +50,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--scenes", type=int, default=4, help="generated val scenes for parity and accuracy")
     p.add_argument("--output", "-o", default="runs/demo")
+    p.add_argument("--force", action="store_true",
+                   help="replace result files (scene/overlay/comparison PNGs, parity.json, bench/ reports) already "
+                        "in --output")
     return p
+
+
+# What a run writes into --output (``artifacts/`` is reused or re-exported by design, see ensure_artifact).
+IMAGE_NAMES = ("scene.png", "overlay.png", "comparison.png")
+PARITY_NAME = "parity.json"
+BENCH_FOLDER = "bench"
+
+
+def output_names() -> list[str]:
+    """Every result file a demo run writes, relative to ``--output`` (refused up front without --force)."""
+    from ..bench.report import report_file_names
+
+    return [*IMAGE_NAMES, PARITY_NAME, *(f"{BENCH_FOLDER}/{name}" for name in report_file_names())]
+
+
+def demo_config(args: argparse.Namespace) -> tuple[list[tuple[str, str]], BenchConfig]:
+    """Check every argument and the output folder, creating nothing; return the combos and bench config.
+
+    Why before creating anything: a bad argument must not leave an empty output folder behind, and
+    a read-only folder or the user's files in it must be refused before minutes of exporting.
+    """
+    from ..bench.runner import BenchConfig
+    from ..result_files import check_output_folder, refuse_overwrite
+
+    combos = parse_combos(args.combos)
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--output {out} is a file; pass a folder (it is created when missing)")
+    check_output_folder(out)
+    check_output_folder(out / BENCH_FOLDER)
+    order = engine_names()
+    targets = sorted({t for t, _ in combos} | {reference_engine().name}, key=order.index)
+    precisions = sorted({p for _, p in combos} | {"fp32"}, key=PRECISIONS.index)
+    cfg = BenchConfig(model=args.model, targets=targets, precisions=precisions, size=args.input_size,
+                      iters=args.iters, warmup=args.warmup, threads=args.threads, scenes=args.scenes,
+                      output=out / BENCH_FOLDER, artifacts=out / "artifacts", timeout_s=600.0)
+    refuse_overwrite(out, output_names(), args.force)
+    return combos, cfg
 
 
 def _log(message: str) -> None:
@@ -57,24 +102,18 @@ def _log(message: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     import numpy as np
-    from PIL import Image
 
     from .. import runtime
     from ..bench.report import format_table, write_reports
-    from ..bench.runner import BenchConfig, ensure_artifact, export_target_for, run_benchmark, unsupported_reason
+    from ..bench.runner import ensure_artifact, export_target_for, run_benchmark, unsupported_reason
     from ..data.scenes import SceneDataset
+    from ..files import atomic_write_text
     from ..parity import run_parity
+    from ..result_files import prepare_output_folder, save_png
     from ..runtime.preprocess import colorize, overlay, with_legend
 
-    combos = parse_combos(args.combos)
-    out = Path(args.output)
-    out.mkdir(parents=True, exist_ok=True)
-    order = engine_names()
-    targets = sorted({t for t, _ in combos} | {reference_engine().name}, key=order.index)
-    precisions = sorted({p for _, p in combos} | {"fp32"}, key=PRECISIONS.index)
-    cfg = BenchConfig(model=args.model, targets=targets, precisions=precisions, size=args.input_size,
-                      iters=args.iters, warmup=args.warmup, threads=args.threads, scenes=args.scenes,
-                      output=out / "bench", artifacts=out / "artifacts", timeout_s=600.0)
+    combos, cfg = demo_config(args)
+    out = prepare_output_folder(args.output)
 
     # 1. export
     _log("step 1/4: export")
@@ -94,11 +133,11 @@ def main(argv: list[str] | None = None) -> int:
     with runtime.load(first, threads=args.threads) as session:
         mask = session.run(image)
         num_classes = session.num_classes
-    Image.fromarray(image).save(out / "scene.png")
+    save_png(out / "scene.png", image)
     names = session.class_names or [str(c) for c in range(num_classes)]
-    Image.fromarray(with_legend(overlay(image, mask, num_classes), names)).save(out / "overlay.png")
+    save_png(out / "overlay.png", with_legend(overlay(image, mask, num_classes), names))
     side = np.concatenate([image, colorize(label, num_classes), colorize(mask, num_classes)], axis=1)
-    Image.fromarray(with_legend(side, names)).save(out / "comparison.png")
+    save_png(out / "comparison.png", with_legend(side, names))
     _log(f"wrote {out / 'overlay.png'} and {out / 'comparison.png'} (image | labels | prediction, {first})")
 
     # 3. parity of every artifact against the reference
@@ -108,12 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         report = run_parity(path, generated=args.scenes, threads=args.threads)
         reports[f"{target}/{precision}"] = report.to_dict()
         print(f"\n== parity {target}/{precision} ==\n{report.table()}")
-    (out / "parity.json").write_text(json.dumps(reports, indent=2) + "\n")
+    atomic_write_text(out / PARITY_NAME, json.dumps(reports, indent=2) + "\n")
 
     # 4. benchmark (reuses the artifacts above)
     _log("step 4/4: benchmark")
     report = run_benchmark(cfg, log=_log)
-    write_reports(report, out / "bench")
+    write_reports(report, out / BENCH_FOLDER)
     print("\n" + format_table(report))
     print(f"\nresults in {out}/ (overlay.png, comparison.png, parity.json, bench/)")
     return EXIT_OK if all(r["passed"] for r in reports.values()) else EXIT_FAILED
