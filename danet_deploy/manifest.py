@@ -255,6 +255,9 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
     classes = model.get("num_classes", 1)
     if not _is_int(classes) or not 1 <= classes <= 65536:
         fail(f"model.num_classes must be an integer in 1..65536, got {classes!r:.80}")
+    chunks = model.get("attention_chunks", 1)
+    if chunks is not None and (not _is_int(chunks) or not 1 <= chunks <= 2**20):
+        fail(f"model.attention_chunks must be an integer in 1..1048576, got {chunks!r:.80}")
     stride = model.get("output_stride", 8)
     if stride not in (4, 8, 16, 32) or isinstance(stride, bool):
         fail(f"model.output_stride must be 4, 8, 16 or 32, got {stride!r:.80}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,11 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
         **options: backend options, e.g. ``threads=2``, ``providers=[...]``, ``device="CPU"``;
             an option the backend does not declare is a :class:`ConfigError`.
     """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise ConfigError(f"load() takes an artifact folder, a model file or a preset name (str or path), got "
+                          f"{path!r:.60}")
+    if backend is not None and not isinstance(backend, str):
+        raise ConfigError(f"backend must be an engine name (str) such as 'onnxruntime', got {backend!r:.60}")
     target = Path(path)
     preset = None
     if target.is_dir():

@@ -40,6 +40,8 @@ def as_image_list(images: Any) -> list[np.ndarray]:
         if images.ndim == 3:
             items = [images]
         elif images.ndim == 4:
+            if not len(images):
+                raise InputError("got an empty batch (0xHxWx3); pass at least one HxWx3 uint8 RGB image")
             items = list(images)
         else:
             raise InputError(f"expected an HxWx3 image or an NxHxWx3 batch, got an array of shape {images.shape}")

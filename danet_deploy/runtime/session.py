@@ -18,11 +18,14 @@ tests/test_hostile.py (item 5).
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+import contextlib
+import numbers
+import threading
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, InputError, NonFiniteOutputError, SessionClosedError
+from ..errors import ConfigError, InputError, ManifestError, NonFiniteOutputError, SessionClosedError
 from ..manifest import Manifest
 from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted, invalid_mask_value, mask_dtype
 from .backends.base import Backend, InputSpec
@@ -45,6 +48,8 @@ class Session:
         self.check_outputs = True
         self.max_attention_bytes = MAX_ATTENTION_BYTES
         self._closed = False
+        self._state = threading.Condition()  # guards _closed and _in_flight
+        self._in_flight = 0  # engine calls under way: close() waits for them
 
     @property
     def min_size(self) -> int:
@@ -138,13 +143,22 @@ class Session:
                               "infer_outputs() for every output, or re-export with --emit logits|both")
         if self.outputs == (LOGITS,):
             self._check_open()
-            return self._checked_output(self.backend.infer(self.check_tensor(tensor)))
+            tensor = self.check_tensor(tensor)
+            with self._engine_call():
+                return self._checked_output(self.backend.infer(tensor))
         return self.infer_outputs(tensor)[LOGITS]
 
     def infer_outputs(self, tensor: np.ndarray) -> dict[str, np.ndarray]:
         """Every output of the graph by name for a preprocessed float32 NCHW tensor."""
         self._check_open()
-        outputs = self.backend.infer_outputs(self.check_tensor(tensor))
+        tensor = self.check_tensor(tensor)
+        with self._engine_call():
+            outputs = self.backend.infer_outputs(tensor)
+        missing = [name for name in self.outputs if name not in outputs]
+        if missing:
+            raise ManifestError(f"the manifest says the graph emits {', '.join(missing)}, but the engine returned "
+                                f"{', '.join(outputs) or 'nothing'}: the manifest was edited or belongs to another "
+                                "model; re-export the artifact")
         for name, value in outputs.items():
             self._checked_output(value, name)
         return outputs
@@ -152,6 +166,22 @@ class Session:
     def _check_open(self) -> None:
         if self._closed:
             raise SessionClosedError("this Session is closed; load the artifact again (runtime.load) to run it")
+
+    @contextlib.contextmanager
+    def _engine_call(self) -> Iterator[None]:
+        """Hold the engine open for one call. Why: ``close()`` from another thread would otherwise
+        free the engine between the open check and the call (a bare error from inside the engine);
+        now a call that started finishes, and ``close()`` waits for it."""
+        with self._state:
+            self._check_open()
+            self._in_flight += 1
+        try:
+            yield
+        finally:
+            with self._state:
+                self._in_flight -= 1
+                if not self._in_flight:
+                    self._state.notify_all()
 
     def _checked_output(self, value: np.ndarray, name: str = LOGITS) -> np.ndarray:
         """Float outputs must be finite, and an in-graph mask must not carry the invalid value the
@@ -164,6 +194,10 @@ class Session:
                 f"the {self.manifest.target} {self.manifest.precision} engine computed NaN/Inf logits (its in-graph "
                 "mask is marked invalid): broken engine or weights (check the export with danet-parity), or input "
                 "values far outside the normalised range (check the preprocessing)")
+        if name in (LOGITS, LOGITS_LOWRES) and value.ndim == 4 and value.shape[1] != self.num_classes:
+            raise ManifestError(f"the engine's {name} have {value.shape[1]} classes but the manifest says "
+                                f"model.num_classes {self.num_classes}: the manifest was edited or belongs to another "
+                                "model; re-export the artifact")
         if self.check_outputs and np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             raise NonFiniteOutputError(
                 f"the {self.manifest.target} {self.manifest.precision} engine returned NaN/Inf logits: broken engine "
@@ -223,8 +257,8 @@ class Session:
             one ``HxW`` uint8 mask for one image, else a list; ``(masks, logits)`` when
             ``return_logits``.
         """
-        if self._closed:
-            raise SessionClosedError("this Session is closed; load the artifact again (runtime.load) to run it")
+        self._check_open()
+        tile, stride = window_pair(tile, "tile"), window_pair(stride, "stride")
         single = isinstance(images, np.ndarray) and images.ndim == 3
         items = as_image_list(images)
         available = self.outputs
@@ -268,10 +302,15 @@ class Session:
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:
-        """Free the engine; later calls raise :class:`SessionClosedError`. Closing twice is harmless."""
-        if not self._closed:
+        """Free the engine; later calls raise :class:`SessionClosedError`, calls already inside the
+        engine finish first. Closing twice is harmless."""
+        with self._state:
+            if self._closed:
+                return
             self._closed = True
-            self.backend.close()
+            while self._in_flight:
+                self._state.wait()
+        self.backend.close()
 
     def __enter__(self) -> "Session":
         return self
@@ -286,3 +325,15 @@ class Session:
 
 def _fmt(shape: Sequence[int | None]) -> str:
     return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def window_pair(value: Any, name: str) -> tuple[int, int] | None:
+    """``tile`` / ``stride`` as ``(h, w)`` positive whole numbers (``None`` passes), else a
+    :class:`ConfigError` naming the argument: a bare int or float would fail deep in slicing or be
+    truncated silently."""
+    if value is None:
+        return None
+    if (not isinstance(value, (tuple, list)) or len(value) != 2
+            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value)):
+        raise ConfigError(f"{name} must be two whole numbers (h, w) >= 1, e.g. {name}=(512, 512); got {value!r:.60}")
+    return int(value[0]), int(value[1])

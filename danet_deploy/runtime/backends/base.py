@@ -147,6 +147,9 @@ def as_output(array: np.ndarray) -> np.ndarray:
     return array.astype(np.float32, copy=False) if np.issubdtype(array.dtype, np.floating) else array
 
 
+MAX_THREADS = 256
+
+
 def check_options(cls: type[Backend], options: dict[str, Any]) -> None:
     """Refuse options the backend does not declare, naming the valid ones (and a close match)."""
     valid = cls.option_names()
@@ -155,9 +158,12 @@ def check_options(cls: type[Backend], options: dict[str, Any]) -> None:
             raise ConfigError(f"the {cls.name} backend has no option {key!r}{suggest(key, valid)}; "
                               f"valid: {', '.join(valid) or 'none'}")
     threads = options.get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral) or threads < 1):
-        # each engine reads 0 or a negative count its own way (ONNX Runtime: "all cores"; torch: an error)
-        raise ConfigError(f"threads must be a whole number >= 1 (or None for the engine's default), got {threads!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                or not 1 <= threads <= MAX_THREADS):
+        # each engine reads 0 or a negative count its own way (ONNX Runtime: "all cores"; torch: an error),
+        # and thousands of threads took minutes to start on a 2-core machine
+        raise ConfigError(f"threads must be a whole number in 1..{MAX_THREADS} (or None for the engine's default), "
+                          f"got {threads!r:.40}")
 
 
 def available_backends() -> list[str]:

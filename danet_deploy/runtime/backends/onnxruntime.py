@@ -26,6 +26,9 @@ def resolve_providers(providers: Sequence[str] | str | None, available: Sequence
         return ["CPUExecutionProvider"]
     if isinstance(providers, str):
         providers = [p for p in providers.split(",") if p]
+    if not isinstance(providers, (list, tuple)) or not providers or not all(isinstance(p, str) for p in providers):
+        raise ConfigError(f"providers must be provider names (a list, or a comma-separated string such as "
+                          f"'cpu' or 'cuda,cpu'), got {providers!r:.60}")
     names = [_PROVIDER_ALIASES.get(p.lower(), p) for p in providers]
     missing = [p for p in names if p not in available]
     if missing:
@@ -57,6 +60,8 @@ class OnnxRuntimeBackend(Backend):
                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
                   "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
                   "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
+        if optimization not in levels:
+            raise ConfigError(f"optimization must be one of {', '.join(levels)}, got {optimization!r:.40}")
         options.graph_optimization_level = levels[optimization]
         options.log_severity_level = 3
         self.providers = resolve_providers(providers, ort.get_available_providers())

@@ -54,7 +54,15 @@ class OpenVINOBackend(Backend):
         if model_file is None:
             raise ConfigError("the openvino backend needs a model.xml/.onnx file or an artifact folder")
         model_file = Path(model_file)
+        if config is not None and not (isinstance(config, dict) and all(isinstance(k, str) for k in config)):
+            raise ConfigError(f"config must be a dict of OpenVINO property names to values, got {config!r:.60}")
+        if isinstance(max_shapes, bool) or not isinstance(max_shapes, int) or max_shapes < 1:
+            raise ConfigError(f"max_shapes must be a whole number >= 1, got {max_shapes!r:.40}")
         self.core = ov.Core()
+        # Read the weights into memory instead of mapping model.bin: with a mapping, a .bin replaced or
+        # truncated after load (an update copied onto a robot) changed the masks silently or killed the
+        # process with SIGBUS at the next inference.
+        self.core.set_property({"ENABLE_MMAP": False})
         self.device = str(device).upper()
         base_device = self.device.split(":")[0].split(".")[0]
         if base_device not in ("AUTO", "MULTI", "HETERO", "BATCH") and \
