@@ -165,5 +165,9 @@ def test_model_options_on_a_preset_keep_parity(tmp_path):
                              "--model-option", "align_corners=false")
     assert code == 0 and manifest["parity"]["passed"] and manifest["model"]["output_stride"] == 16
     assert manifest["model"]["weights"] == "danet_demo.safetensors"  # same tensors, other dilations
-    code, manifest = _export("danet_demo", tmp_path / "three", "--num-classes", "3")
-    assert code == 0 and manifest["parity"]["passed"] and manifest["model"]["weights"] is None  # fresh classifier
+    # another class count would drop the shipped weights (an untrained network): refused ...
+    code, _ = _export("danet_demo", tmp_path / "three", "--num-classes", "3")
+    assert code == 2 and not (tmp_path / "three").exists()
+    # ... while a preset without shipped weights takes it (a fresh, seeded classifier)
+    code, manifest = _export("danet_edge_r18_d8", tmp_path / "edge3", "--num-classes", "3")
+    assert code == 0 and manifest["parity"]["passed"] and manifest["model"]["num_classes"] == 3

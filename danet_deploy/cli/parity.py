@@ -35,6 +35,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     replace a file."""
     from ..errors import ConfigError
     from ..result_files import check_output_file
+    from .parity_layers import plot_path
 
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
@@ -47,13 +48,6 @@ def check_arguments(args: argparse.Namespace) -> None:
     plot = plot_path(args)
     if plot:
         check_output_file(plot, args.force, "--plot" if args.plot else "--plot (from --output)")
-
-
-def plot_path(args: argparse.Namespace) -> str | None:
-    """--plot, or with --per-layer and --output the PNG beside the JSON report."""
-    if not args.per_layer:
-        return None
-    return args.plot or (f"{str(args.output).rsplit('.', 1)[0]}.png" if args.output else None)
 
 
 @cli_main

@@ -7,7 +7,13 @@ import sys
 
 from ..errors import ConfigError
 from .common import EXIT_FAILED, EXIT_OK, print_json
-from .parity import plot_path
+
+
+def plot_path(args: argparse.Namespace) -> str | None:
+    """--plot, or with --per-layer and --output the PNG beside the JSON report."""
+    if not args.per_layer:
+        return None
+    return args.plot or (f"{str(args.output).rsplit('.', 1)[0]}.png" if args.output else None)
 
 
 def per_layer_main(args: argparse.Namespace) -> int:
