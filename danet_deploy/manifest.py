@@ -207,6 +207,52 @@ def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:
     return directory / name
 
 
+def checkpoint_name(suffix: str) -> str:
+    """The name danet-export gives the copy of a user's checkpoint inside an artifact.
+
+    Only the suffix is kept (``.safetensors`` decides how it is read; anything else is read
+    weights-only by torch), so the name can never collide with or reach beyond the model files.
+    """
+    return "checkpoint.safetensors" if suffix.lower() == ".safetensors" else "checkpoint.pt"
+
+
+def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | None:
+    """The checkpoint an artifact carries for its torch reference (``None`` when exported from a
+    preset), contained in the folder, listed in ``files`` and matching ``checkpoint.sha256``.
+
+    Why here: the torch backend, danet-parity and the per-layer reference all rebuild a
+    checkpoint-based artifact's model from this file, so the rule (never a path outside the
+    folder, never a swapped file blamed on the artifact) is written once. The sha256 is checked
+    even when the manifest was read with ``verify=False``.
+    """
+    info = manifest.checkpoint
+    if not info:
+        return None
+    directory = Path(directory)
+    name = info.get("path")
+    fix = ("re-export the artifact with this danet-export (it copies the checkpoint into the folder), or pass the "
+           "checkpoint yourself (danet-parity --reference FILE)")
+    try:
+        path = artifact_path(directory, name, "checkpoint")
+    except ManifestError as exc:
+        raise ManifestError(f"{exc}. The checkpoint entry does not name a file the artifact carries: {fix}") from exc
+    digest = info.get("sha256")
+    if name not in manifest.files or manifest.files[name] != digest:
+        raise ManifestError(f"{directory}: checkpoint {name!r} is not listed in the manifest's files with the "
+                            f"checkpoint's sha256; {fix}")
+    if not path.is_file():
+        raise ManifestError(f"{directory}: checkpoint {name!r} is missing (listed in the manifest); {fix}")
+    try:
+        actual = sha256_file(path)
+    except OSError as exc:
+        raise ManifestError(f"{directory}: cannot read checkpoint {name!r} ({exc.strerror or exc}); "
+                            "check its permissions") from exc
+    if actual != digest:
+        raise ManifestError(f"{directory}: checkpoint {name!r} does not match its sha256 in the manifest (swapped, "
+                            f"modified or corrupt); {fix}")
+    return path
+
+
 def verify_files(manifest: Manifest, directory: str | Path) -> None:
     """Raise :class:`ManifestError` if any recorded file is outside the folder, missing, or its sha256 differs."""
     directory = Path(directory)
@@ -252,6 +298,14 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
         if not isinstance(digest, str) or len(digest) != 64:
             fail(f"files[{name!r}] must be a sha256 hex string")
     model, prep = data["model"], data["preprocessing"]
+    weights = model.get("weights")
+    if weights is not None:
+        from .model.registry import weights_name_problem
+
+        problem = weights_name_problem(weights)
+        if problem:
+            fail(f"model.weights {weights!r:.80} {problem}: it may only name a file shipped in danet_deploy/weights "
+                 "(such as 'danet_demo.safetensors'), or be null")
     classes = model.get("num_classes", 1)
     if not _is_int(classes) or not 1 <= classes <= 65536:
         fail(f"model.num_classes must be an integer in 1..65536, got {classes!r:.80}")

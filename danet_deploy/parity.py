@@ -275,8 +275,10 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
 
         if tuple(manifest.class_names) != DEMO_CLASSES:
             labels = None  # generated labels use the demo classes; meaningless for other class sets
-    ckpt = (manifest.checkpoint or {}).get("path")
+    ckpt = _own_checkpoint(artifact, manifest) if reference is None else None
     ref_name = reference or ckpt or manifest.model["name"]
+    if reference is not None and Path(reference).is_file():
+        _note_other_checkpoint(reference, manifest)
     if ref_name == ckpt or Path(ref_name).is_file():  # a checkpoint: the artifact's architecture and classes
         from .targets import reference_engine
 
@@ -320,6 +322,35 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
             print(f"note: {artifact} is read-only, so the report was not recorded in its manifest; pass --output "
                   "FILE to keep it (or --no-manifest to skip this note)", file=sys.stderr)
     return report
+
+
+def _own_checkpoint(artifact: str | Path, manifest: Any) -> str | None:
+    """The checkpoint copy an artifact folder carries (contained and hash-checked), or ``None``.
+
+    Why not the manifest's path as written: a manifest may name only files inside its own
+    folder, and a swapped checkpoint must fail as such, not as a parity FAIL of the artifact.
+    """
+    from .manifest import artifact_checkpoint
+
+    if not manifest.checkpoint or not Path(artifact).is_dir():  # a bare model file's metadata names none
+        return None
+    return str(artifact_checkpoint(artifact, manifest))
+
+
+def _note_other_checkpoint(reference: str | Path, manifest: Any) -> None:
+    """Say when a checkpoint given as ``--reference`` is not the one the artifact was exported from
+    (a deliberate comparison stays allowed; an accidental one is named before its FAIL misleads)."""
+    from .files import sha256_file
+
+    recorded = (manifest.checkpoint or {}).get("sha256")
+    try:
+        differs = bool(recorded) and sha256_file(reference) != recorded
+    except OSError:
+        return  # unreadable: loading it names the problem
+    if differs:
+        print(f"note: {reference} is not the checkpoint this artifact was exported from (its sha256 differs from "
+              "the manifest's checkpoint.sha256); differences below may come from the checkpoint, not the export",
+              file=sys.stderr)
 
 
 def _resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:

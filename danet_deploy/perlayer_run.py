@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .errors import ArtifactError, ConfigError
+from .errors import ConfigError
 from .perlayer import PerLayerReport, compare_layers
 
 
@@ -23,23 +23,27 @@ def artifact_onnx(folder: Path, manifest: Any) -> Path:
     if manifest.primary.endswith((".onnx", ".xml")):  # an OpenVINO IR is compared by its tensor names
         return folder / manifest.primary
     bundle = (manifest.extra or {}).get("bundle") or {}
-    if bundle.get("onnx") and (folder / bundle["onnx"]).is_file():
-        return folder / bundle["onnx"]
+    if isinstance(bundle, dict) and bundle.get("onnx"):
+        from .manifest import artifact_path
+
+        onnx_file = artifact_path(folder, bundle["onnx"], "bundle ONNX")  # never a file outside the folder
+        if onnx_file.is_file():
+            return onnx_file
     raise ConfigError(f"--per-layer compares ONNX graphs or OpenVINO IRs; {folder} is a {manifest.target} artifact "
                       f"({manifest.primary}) without one. It works for ONNX Runtime and OpenVINO artifacts and "
                       "TensorRT bundles")
 
 
-def reference_onnx(manifest: Any, size: tuple[int, int], batch: int, directory: Path,
+def reference_onnx(folder: Path, manifest: Any, size: tuple[int, int], batch: int, directory: Path,
                    log: Callable[[str], None] | None = None) -> Path:
-    """Re-export the FP32 ONNX the artifact was made from (its manifest's model, checkpoint and settings)."""
+    """Re-export the FP32 ONNX the artifact in ``folder`` was made from (its manifest's model, the
+    checkpoint copy the folder carries, and its settings)."""
     from .export.pipeline import ExportRequest, export
+    from .manifest import artifact_checkpoint
 
     exp = manifest.export or {}
-    ckpt = (manifest.checkpoint or {}).get("path")
-    if ckpt and not Path(ckpt).is_file():
-        raise ArtifactError(f"the artifact was exported from checkpoint {ckpt}, which is gone; the FP32 reference "
-                            "needs it (put it back at that path)")
+    carried = artifact_checkpoint(folder, manifest)  # contained and hash-checked, never a path from elsewhere
+    ckpt = str(carried) if carried is not None else None
     request = ExportRequest(model=ckpt or manifest.model["name"], arch=manifest.model["name"] if ckpt else None,
                             num_classes=manifest.num_classes, precision="fp32",  # the default target: plain ONNX
                             output=directory / "reference-fp32", input_size=tuple(size), batch=batch,
@@ -89,7 +93,7 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
         if reference is None:
             if log:
                 log("re-exporting the FP32 reference ONNX from the manifest")
-            ref_path = reference_onnx(manifest, hw, batch, Path(tmp), log)
+            ref_path = reference_onnx(folder, manifest, hw, batch, Path(tmp), log)
         else:
             ref_path = Path(reference)
         ref_model = _load_reference(ref_path)

@@ -9,6 +9,7 @@ starts from, the manifest (hashes, tool versions), the atomic rename into place.
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -16,9 +17,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..artifact_dir import check_output_dir, scratch_dir
-from ..errors import ConfigError, UnknownModelError
+from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..files import sha256_file
-from ..manifest import Manifest, atomic_artifact_dir
+from ..manifest import Manifest, atomic_artifact_dir, checkpoint_name
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
 from ..targets import Target, TargetOptions, get_target, target_names
@@ -271,7 +272,9 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
     from ..model.inspect import model_from_checkpoint
 
     model, info = model_from_checkpoint(path, request.arch, request.num_classes, request.model_options, log or _print)
-    model.checkpoint_info = {"path": str(path), "sha256": sha256_file(path), **info}
+    model.checkpoint_info = {"path": checkpoint_name(path.suffix), "sha256": sha256_file(path),
+                             "file_name": path.name, **info}
+    model.checkpoint_source = path
     return model
 
 
@@ -285,6 +288,25 @@ def _refuse_dropping_shipped_weights(request: ExportRequest) -> None:
         raise ConfigError(f"--num-classes {request.num_classes}: {request.model} ships weights trained for "
                           f"{config.num_classes} classes, which another class count would drop (an untrained "
                           "network); omit --num-classes, or export your own checkpoint with --model FILE")
+
+
+def carry_checkpoint(source: Path, info: dict[str, Any], workdir: Path) -> None:
+    """Copy the checkpoint an artifact was exported from into its (still temporary) folder, as
+    ``info["path"]``, and check the copy has the sha256 recorded when the model was loaded.
+
+    Why a copy: the torch backend, danet-parity and the per-layer reference rebuild the model from
+    it, and an artifact may reference only files inside its own folder; the hash check means a
+    checkpoint rewritten during the export fails here rather than ship under the wrong hash.
+    """
+    target = workdir / info["path"]
+    try:
+        shutil.copyfile(source, target)
+    except OSError as exc:
+        raise CheckpointError(f"cannot copy checkpoint {source} into the artifact ({exc.strerror or exc}); check "
+                              "that it is readable and that the output folder has room") from exc
+    if sha256_file(target) != info["sha256"]:
+        raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
+                              "with); export again once nothing is writing it")
 
 
 def _print(message: str) -> None:
@@ -312,6 +334,8 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
     with scratch_dir() as scratch, atomic_artifact_dir(final, force=request.force, log=log) as workdir:
         ctx = ExportContext(request, model, workdir, Path(scratch), plan, log)
         result: TargetResult = builder(ctx)
+        if model.checkpoint_info is not None:
+            carry_checkpoint(model.checkpoint_source, model.checkpoint_info, workdir)
         manifest = Manifest(
             target=request.target, backend=result.backend, precision=result.precision, primary=result.primary,
             model=ctx.graph_config,

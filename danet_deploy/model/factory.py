@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from .registry import _PRESETS, ModelConfig, build_model, get_config, weights_dir
+from .registry import _PRESETS, ModelConfig, build_model, get_config, shipped_weights
 
 
 def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None,
@@ -30,7 +30,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
         overrides["num_classes"] = num_classes
     config = get_config(name, **overrides)
     if weights is None and config.weights and num_classes in (None, len(_PRESETS[name].class_names)):
-        weights = weights_dir() / config.weights
+        weights = shipped_weights(config.weights)
     elif config.weights:  # shipped weights not used: the config must not claim them
         config = dataclasses.replace(config, weights=None)
     return create_model_from_config(config, weights=weights or False, strict=strict, eval_mode=eval_mode)
@@ -50,7 +50,7 @@ def create_model_from_config(config: "ModelConfig | dict[str, Any]", weights: st
     if isinstance(config, dict):
         config = ModelConfig.from_dict(config)
     if weights is None and config.weights:
-        weights = weights_dir() / config.weights
+        weights = shipped_weights(config.weights)
     model = build_model(config)
     if weights:
         load_checkpoint(model, weights, strict=strict, hint=fitting_presets_hint)

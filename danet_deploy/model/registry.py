@@ -149,3 +149,34 @@ def build_model(config: ModelConfig):
 
 def weights_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "weights"
+
+
+def weights_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be a shipped-weights name (``ModelConfig.weights``), or ``None`` if it can.
+
+    Why a rule by name: the field is read back from artifact manifests, so it must only ever pick a
+    file of this package's weights folder, never steer the loader to a path of the manifest's choosing.
+    """
+    if not isinstance(name, str) or not name.strip():
+        return "is not a file name"
+    if name in (".", "..") or any(sep in name for sep in ("/", "\\", "\0")) or ":" in name:
+        return "is not a plain file name (no folders, drive, '..' or absolute path)"
+    return None
+
+
+def shipped_weights(name: Any) -> Path:
+    """The file of the weights folder that a config's ``weights`` entry names, or :class:`ConfigError`.
+
+    Checked by name (:func:`weights_name_problem`) and, after resolving symbolic links, by place:
+    the file must lie inside :func:`weights_dir`, so a config (often a manifest's ``model`` entry)
+    cannot make the loader open a file elsewhere.
+    """
+    problem = weights_name_problem(name)
+    folder = weights_dir()
+    if problem is None and not (folder / name).resolve().is_relative_to(folder):
+        problem = "leads outside the shipped weights folder"
+    if problem is not None:
+        raise ConfigError(f"model.weights {name!r:.120} {problem}: it names a file shipped in {folder} (such as "
+                          "'danet_demo.safetensors'), or is null. Re-export the artifact, or load your own weights "
+                          "as a checkpoint file (danet-export --model FILE)")
+    return folder / name

@@ -52,11 +52,11 @@ class TorchBackend(Backend):
             net = create_model(preset, num_classes=num_classes, **overrides)
             checkpoint = None
         elif manifest is not None:  # the manifest's full config, not its preset: it carries every model option
-            ckpt = (manifest.checkpoint or {}).get("path")
-            if ckpt is not None:  # a manifest may name only files inside its own folder
-                from ...manifest import artifact_path
+            from ...manifest import artifact_checkpoint
 
-                ckpt = str(artifact_path(Path(model_file).parent, ckpt, "checkpoint"))
+            # the checkpoint copy inside the folder, hash-checked; a manifest may name nothing outside it
+            carried = artifact_checkpoint(Path(model_file).parent, manifest)
+            ckpt = str(carried) if carried is not None else None
             net = create_model_from_config(dict(manifest.model, **overrides), weights=ckpt)
             checkpoint = ckpt
         elif config is not None:
