@@ -238,13 +238,18 @@ def test_existing_artifact_is_matched_by_manifest(bench_run):
 
 def test_an_artifact_of_other_weights_or_classes_is_re_exported_not_reused(tmp_path):
     """An artifact with the right name, target, precision and shape but another model behind it
-    (here: exported with 3 classes, so random weights instead of the shipped ones) must not be timed
-    and scored as the preset: the bench re-exports it and says why, then reuses its own export."""
+    (here: its manifest says 3 classes and random weights instead of the shipped ones, as an export
+    by an older version with --num-classes 3 wrote) must not be timed and scored as the preset: the
+    bench re-exports it and says why, then reuses its own export."""
     from danet_deploy.export import ExportRequest, export
 
     cfg = BenchConfig(model="danet_demo", size=SIZE, artifacts=tmp_path / "artifacts")
     path = artifact_path(cfg, "onnx", "fp32")
-    export(ExportRequest("danet_demo", input_size=SIZE, num_classes=3, output=path), log=lambda _: None)
+    export(ExportRequest("danet_demo", input_size=SIZE, output=path), log=lambda _: None)
+    stale = json.loads((path / "manifest.json").read_text())
+    stale["model"].update(weights=None, num_classes=3, class_names=["a", "b", "c"])
+    stale["export"]["num_classes"] = 3
+    (path / "manifest.json").write_text(json.dumps(stale))
     ok, why = matching_artifact(path, cfg, "onnx", "fp32", "danet_demo")
     assert not ok and "weights" in why and "num_classes" in why
     messages: list[str] = []
