@@ -415,10 +415,12 @@ def test_4_sigterm_at_any_moment_exits_143_and_leaves_nothing(tmp_path, delay_s)
     proc.terminate()
     _, err = proc.communicate(timeout=60)
     if b"wrote" in err:  # finished first: the artifact is whole, the signal found no work to undo
-        assert proc.returncode in (0, -signal.SIGTERM) and os.listdir(out) == ["art"]
+        # (143 when the signal landed between the log line and the exit)
+        assert proc.returncode in (0, 143, -signal.SIGTERM) and os.listdir(out) == ["art"]
         assert (out / "art" / "manifest.json").is_file() and not list(scratch_root.glob("danet-export-*"))
         return
-    assert proc.returncode == 143, err.decode()[-2000:]
+    # 143 from the handler; -SIGTERM when a loaded machine delivered it before Python installed one
+    assert proc.returncode in (143, -signal.SIGTERM), err.decode()[-2000:]
     assert os.listdir(out) == [] and not list(scratch_root.glob("danet-export-*"))
 
 
