@@ -240,17 +240,22 @@ def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | Non
     if name not in manifest.files or manifest.files[name] != digest:
         raise ManifestError(f"{directory}: checkpoint {name!r} is not listed in the manifest's files with the "
                             f"checkpoint's sha256; {fix}")
+    check_listed_file(directory, path, digest, f"checkpoint {name!r}", fix)
+    return path
+
+
+def check_listed_file(directory: Path, path: Path, digest: str, label: str, fix: str) -> None:
+    """A file the manifest lists is there, readable, and has its recorded sha256; else a
+    :class:`ManifestError` naming ``label`` and ending in ``fix``."""
     if not path.is_file():
-        raise ManifestError(f"{directory}: checkpoint {name!r} is missing (listed in the manifest); {fix}")
+        raise ManifestError(f"{directory}: {label} is missing (listed in the manifest); {fix}")
     try:
         actual = sha256_file(path)
     except OSError as exc:
-        raise ManifestError(f"{directory}: cannot read checkpoint {name!r} ({exc.strerror or exc}); "
-                            "check its permissions") from exc
+        raise ManifestError(f"{directory}: cannot read {label} ({exc.strerror or exc}); check its permissions") from exc
     if actual != digest:
-        raise ManifestError(f"{directory}: checkpoint {name!r} does not match its sha256 in the manifest (swapped, "
-                            f"modified or corrupt); {fix}")
-    return path
+        raise ManifestError(f"{directory}: {label} does not match its sha256 in the manifest (swapped, modified, "
+                            f"truncated or corrupt); {fix}")
 
 
 def verify_files(manifest: Manifest, directory: str | Path) -> None:
@@ -259,18 +264,7 @@ def verify_files(manifest: Manifest, directory: str | Path) -> None:
     if manifest.primary not in manifest.files:
         raise ManifestError(f"{directory}: the manifest does not list its model file {manifest.primary!r}")
     for name, digest in manifest.files.items():
-        path = artifact_path(directory, name)
-        if not path.is_file():
-            raise ManifestError(f"{directory}: {name} is missing (listed in the manifest); re-export the artifact")
-        try:
-            actual = sha256_file(path)
-        except OSError as exc:
-            raise ManifestError(f"{directory}: cannot read {name} ({exc.strerror or exc}); "
-                                "check its permissions") from exc
-        if actual != digest:
-            raise ManifestError(
-                f"{directory}: {name} does not match its sha256 in the manifest (modified, truncated or corrupt); "
-                "re-export the artifact")
+        check_listed_file(directory, artifact_path(directory, name), digest, name, "re-export the artifact")
 
 
 _STR_FIELDS = ("target", "backend", "precision", "primary")
