@@ -81,7 +81,7 @@ class Manifest:
             raise ManifestError(f"{source}: the manifest is JSON but not an object (got {type(data).__name__}); "
                                 "re-export the artifact")
         version = data.get("format_version")
-        if version != FORMAT_VERSION:
+        if version != FORMAT_VERSION or type(version) is not int:  # true and 1.0 equal 1 in Python
             raise ManifestError(
                 f"{source}: manifest format version {version!r} is not supported by this danet-deploy "
                 f"(expects {FORMAT_VERSION}); re-export the artifact with this version")

@@ -261,6 +261,10 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     session = runtime.load(artifact, threads=threads, **backend_options)
     manifest = session.manifest
     spec = session.input_spec
+    if size is not None and spec.static_hw is not None and tuple(size) != spec.static_hw:
+        session.close()
+        raise ConfigError(f"--size {size[0]}x{size[1]}: this artifact's input is fixed at {spec.static_hw[0]}x"
+                          f"{spec.static_hw[1]}; drop --size (it is for dynamic artifacts)")
     hw = spec.static_hw or size or (tuple(manifest.export.get("input_size", (512, 512))))
     batch = spec.static_batch or 1
     if images is None and generated is None:

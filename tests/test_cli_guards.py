@@ -191,3 +191,23 @@ def test_export_refuses_flags_it_would_ignore_or_fail_on_later(tmp_path, capsys,
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
     assert not out.exists()
+
+
+def test_parity_refuses_a_size_a_static_artifact_cannot_take(artifact, capsys):
+    assert _cli("parity", [str(artifact), "--generated", "1", "--no-manifest", "--size", "128x128"]) == 2
+    assert "--size" in capsys.readouterr().err
+    assert _cli("parity", [str(artifact), "--generated", "1", "--no-manifest", "--size", "64x64"]) == 0
+
+
+@pytest.mark.parametrize("version", [True, 1.0, "1"])
+def test_manifest_format_version_must_be_the_integer(artifact, tmp_path, version):
+    from danet_deploy import runtime
+    from danet_deploy.errors import ManifestError
+
+    copy = tmp_path / "edited"
+    shutil.copytree(artifact, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["format_version"] = version
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ManifestError, match="format version"):
+        runtime.load(copy)
