@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import json
+import shutil
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from .errors import ArtifactError, ManifestError
+from .errors import ArtifactError, CheckpointError, ManifestError
 from .files import atomic_write_text, sha256_file
 
 FORMAT_VERSION = 1
@@ -242,6 +243,26 @@ def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | Non
                             f"checkpoint's sha256; {fix}")
     check_listed_file(directory, path, digest, f"checkpoint {name!r}", fix)
     return path
+
+
+def carry_checkpoint(source: Path, info: dict[str, Any], workdir: Path) -> None:
+    """Copy the checkpoint an artifact carries (the user's file at export, a bundle's copy when
+    its engine is built) into the new artifact's (still temporary) folder, as
+    ``info["path"]``, and check the copy has the sha256 recorded when the model was loaded.
+
+    Why a copy: the torch backend, danet-parity and the per-layer reference rebuild the model from
+    it, and an artifact may reference only files inside its own folder; the hash check means a
+    checkpoint rewritten during the export fails here rather than ship under the wrong hash.
+    """
+    target = workdir / info["path"]
+    try:
+        shutil.copyfile(source, target)
+    except OSError as exc:
+        raise CheckpointError(f"cannot copy checkpoint {source} into the artifact ({exc.strerror or exc}); check "
+                              "that it is readable and that the output folder has room") from exc
+    if sha256_file(target) != info["sha256"]:
+        raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
+                              "with); export again once nothing is writing it")
 
 
 def check_listed_file(directory: Path, path: Path, digest: str, label: str, fix: str) -> None:

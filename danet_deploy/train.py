@@ -421,20 +421,14 @@ def check_outputs(config: TrainConfig, force: bool = False) -> None:
     ``--output`` is the shipped weights file that every ``danet_demo`` command loads, which a short
     experiment must not replace by accident.
     """
-    from .result_files import check_output_folder
+    from .result_files import check_output_file
 
-    shipped = (weights_dir() / "danet_demo.safetensors").resolve()
-    for option, path in (("--output", Path(config.output)), ("--report", config.report_path)):
-        if path.is_dir():
-            raise ConfigError(f"{option} {path} is a folder; name a file in it, e.g. "
-                              f"{path / ('my_demo' + ('.safetensors' if option == '--output' else '.json'))}")
-        check_output_folder(path.parent, option)
-        if force or not (path.exists() or path.is_symlink()):
-            continue
-        if option == "--output" and path.resolve() == shipped:
-            raise ConfigError(f"--output defaults to the shipped weights {path}, which every danet_demo command "
-                              "loads; pass --output my_demo.safetensors, or --force to replace the shipped weights")
-        raise ConfigError(f"{option} {path} already exists; pass --force to replace it, or choose another {option}")
+    output = Path(config.output)
+    if not force and output.is_file() and output.resolve() == (weights_dir() / "danet_demo.safetensors").resolve():
+        raise ConfigError(f"--output defaults to the shipped weights {output}, which every danet_demo command "
+                          "loads; pass --output my_demo.safetensors, or --force to replace the shipped weights")
+    check_output_file(output, force, "--output")
+    check_output_file(config.report_path, force, "--report")
 
 
 def train(config: TrainConfig, command: str | None = None, progress: bool = True,

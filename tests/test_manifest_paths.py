@@ -193,7 +193,7 @@ def test_shipped_preset_artifact_still_runs_on_torch(preset_artifact, tmp_path):
 
 
 def test_export_refuses_a_checkpoint_that_changed_while_it_was_read(tmp_path):
-    from danet_deploy.export.pipeline import carry_checkpoint
+    from danet_deploy.manifest import carry_checkpoint
 
     work = tmp_path / "work"
     work.mkdir()

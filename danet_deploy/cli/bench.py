@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import ConfigError, DanetDeployError
+from ..errors import DanetDeployError
 
 if TYPE_CHECKING:
     from ..bench.runner import BenchConfig
@@ -86,10 +86,8 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     from ..bench.runner import BenchConfig
     from ..result_files import refuse_overwrite
 
-    if args.output.exists() and not args.output.is_dir():
-        raise ConfigError(f"--output {args.output} is a file; pass a folder")
     check_report_stem(args.stem)
-    check_bench_args(args.model, args.output, args.artifacts)
+    check_bench_args(args.model, args.output, args.artifacts)  # a file or read-only --output too
     cfg = BenchConfig(model=args.model, arch=args.arch, targets=args.targets, precisions=args.precisions,
                       size=args.input_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
                       threads=args.threads, scenes=args.scenes, output=args.output, artifacts=args.artifacts,

@@ -79,10 +79,7 @@ def demo_config(args: argparse.Namespace) -> tuple[list[tuple[str, str]], BenchC
     from ..result_files import check_output_folder, refuse_overwrite
 
     combos = parse_combos(args.combos)
-    out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        raise ConfigError(f"--output {out} is a file; pass a folder (it is created when missing)")
-    check_output_folder(out)
+    out = check_output_folder(args.output)  # a file, or a folder that takes no new files: refused
     check_output_folder(out / BENCH_FOLDER)
     order = engine_names()
     targets = sorted({t for t, _ in combos} | {reference_engine().name}, key=order.index)

@@ -9,7 +9,6 @@ starts from, the manifest (hashes, tool versions), the atomic rename into place.
 
 from __future__ import annotations
 
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,9 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..artifact_dir import check_output_dir, scratch_dir
-from ..errors import CheckpointError, ConfigError, UnknownModelError
+from ..errors import ConfigError, UnknownModelError
 from ..files import sha256_file
-from ..manifest import Manifest, atomic_artifact_dir, checkpoint_name
+from ..manifest import Manifest, atomic_artifact_dir, carry_checkpoint, checkpoint_name
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
 from ..targets import Target, TargetOptions, get_target, target_names
@@ -288,25 +287,6 @@ def _refuse_dropping_shipped_weights(request: ExportRequest) -> None:
         raise ConfigError(f"--num-classes {request.num_classes}: {request.model} ships weights trained for "
                           f"{config.num_classes} classes, which another class count would drop (an untrained "
                           "network); omit --num-classes, or export your own checkpoint with --model FILE")
-
-
-def carry_checkpoint(source: Path, info: dict[str, Any], workdir: Path) -> None:
-    """Copy the checkpoint an artifact was exported from into its (still temporary) folder, as
-    ``info["path"]``, and check the copy has the sha256 recorded when the model was loaded.
-
-    Why a copy: the torch backend, danet-parity and the per-layer reference rebuild the model from
-    it, and an artifact may reference only files inside its own folder; the hash check means a
-    checkpoint rewritten during the export fails here rather than ship under the wrong hash.
-    """
-    target = workdir / info["path"]
-    try:
-        shutil.copyfile(source, target)
-    except OSError as exc:
-        raise CheckpointError(f"cannot copy checkpoint {source} into the artifact ({exc.strerror or exc}); check "
-                              "that it is readable and that the output folder has room") from exc
-    if sha256_file(target) != info["sha256"]:
-        raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
-                              "with); export again once nothing is writing it")
 
 
 def _print(message: str) -> None:

@@ -12,7 +12,6 @@ removed in 11). The engine file is the plain serialised plan (nothing prefixed, 
 from __future__ import annotations
 
 import contextlib
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -23,7 +22,8 @@ import numpy as np
 from ..errors import BackendUnavailableError, ConfigError, ExportError
 from ..files import atomic_write_bytes
 from ..artifact_dir import check_output_dir
-from ..manifest import Manifest, artifact_checkpoint, artifact_path, atomic_artifact_dir, read_manifest
+from ..manifest import (Manifest, artifact_checkpoint, artifact_path, atomic_artifact_dir, carry_checkpoint,
+                        read_manifest)
 from ..planner import parse_bytes
 from ..progress import progress_bar
 from ..tensorrt.compat import (STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, check_dla_request,
@@ -382,19 +382,12 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
         facts.update(calibration_hash=info.get("calibration_hash"), attention=attention, policy=info.get("policy"),
                      bundle={"path": str(bundle), "onnx_sha256": manifest.files.get(onnx_file.name)})
         if checkpoint is not None:
-            carry_file(checkpoint, work / manifest.checkpoint["path"])
+            carry_checkpoint(checkpoint, manifest.checkpoint, work)
         engine_manifest = engine_manifest_from_bundle(manifest, facts)
         engine_manifest.hash_files(work)
         engine_manifest.write(work)
     log(f"wrote {out}")
     return out
-
-
-def carry_file(source: Path, target: Path) -> None:
-    """Copy a file the bundle carries (its checkpoint) into the engine folder under the same name,
-    so the engine's manifest names only files inside its own folder."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
 
 
 def engine_manifest_from_bundle(bundle: Manifest, facts: dict[str, Any]) -> Manifest:
