@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--output", type=Path, required=True, help="PNG to write")
     p.add_argument("--title", default="danet_demo training runs")
     args = p.parse_args(argv)
-    plot(load_runs(args.reports), args.output, args.title)
+    try:
+        runs = load_runs(args.reports)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # unreadable, not JSON, or not a report
+        p.error(f"cannot read the reports ({type(exc).__name__}: {exc}); pass danet-train --report files")
+    plot(runs, args.output, args.title)
     print(f"wrote {args.output}")
     return 0
 

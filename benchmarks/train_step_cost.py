@@ -71,6 +71,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--json", type=Path, help="write the results here too")
     args = p.parse_args(argv)
+    from danet_deploy.errors import ConfigError
+
+    try:
+        options = {name: parse_variant(name) for name in args.variants}
+    except ConfigError as exc:
+        p.error(str(exc))
+    if args.batches < 1 or args.rounds < 1 or args.threads < 1:
+        p.error("--batches, --rounds and --threads must be >= 1")
 
     import torch
 
@@ -82,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     amp = resolve_amp("auto")
     config = TrainConfig()
     batches = [training_batch(i, config) for i in range(args.batches)]
-    variants = {name: build(parse_variant(name)) for name in args.variants}
+    variants = {name: build(variant) for name, variant in options.items()}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(args.rounds + 1):
         for name, (model, optimizer) in variants.items():

@@ -63,3 +63,14 @@ def test_plot_training_runs_refuses_a_run_without_results(tmp_path):
     report.write_text(json.dumps({"val": []}))
     with pytest.raises(SystemExit, match="no 'val' results"):
         plot.load_runs([report])
+
+
+def test_scripts_refuse_bad_arguments_with_exit_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        _script("train_step_cost").main(["--variants", "stride=16"])
+    assert stopped.value.code == 2 and "unknown model option" in capsys.readouterr().err
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    with pytest.raises(SystemExit) as stopped:
+        _script("plot_training_runs").main([str(broken), "--output", str(tmp_path / "x.png")])
+    assert stopped.value.code == 2 and "cannot read the reports" in capsys.readouterr().err
