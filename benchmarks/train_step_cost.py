@@ -5,11 +5,15 @@ on a shared VM within an hour. Variants are therefore timed interleaved in one p
 robin over the same pre-generated batches, after a warm-up round), and only their ratios to the
 first variant are meant to be compared. Each variant is ``danet_demo`` built with the given
 ``--model-option`` overrides (``base`` = the preset), trained with the shipped recipe's step:
-bf16 autocast where the CPU has it, channels_last, the DANet loss with OHEM, AdamW.
+bf16 autocast where the CPU has it, channels_last, the DANet loss with OHEM, AdamW. A variant
+may also change the data of a step (``batch_size``, ``crops``, ``crops_per_scene``,
+``scene_min``, ``scene_max``: fields of ``TrainConfig``). With ``--with-data`` each timed step also renders its batch, as the prefetch
+worker does on the same two cores during a real run.
 
 Reproduces the step-cost rows of benchmarks/results/demo_recipe_gpu.md:
 
     python benchmarks/train_step_cost.py --variants base output_stride=16 base_width=24
+    python benchmarks/train_step_cost.py --with-data --variants base "batch_size=4;crops_per_scene=2"
 """
 
 from __future__ import annotations
@@ -27,13 +31,29 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def parse_variant(text: str) -> dict[str, Any]:
-    """``base`` -> ``{}``; ``output_stride=16;base_width=24`` -> coerced model options."""
-    from danet_deploy.model.options import coerce_model_options, parse_option_pairs
+DATA_FIELDS = ("batch_size", "crops", "crops_per_scene", "scene_min", "scene_max")  # TrainConfig fields a variant may set
 
-    if text == "base":
-        return {}
-    return coerce_model_options(parse_option_pairs(text.split(";")))
+
+def parse_variant(text: str) -> tuple[dict[str, Any], Any]:
+    """``base`` -> ``({}, TrainConfig())``; ``output_stride=16;batch_size=4;crops_per_scene=2`` ->
+    coerced model options and the validated training config of that variant."""
+    from danet_deploy.errors import ConfigError
+    from danet_deploy.model.options import coerce_model_options, parse_option_pairs
+    from danet_deploy.train import TrainConfig, parse_shapes
+
+    pairs = {} if text == "base" else parse_option_pairs(text.split(";"))
+    data = {key: pairs.pop(key) for key in DATA_FIELDS if key in pairs}
+    config = TrainConfig()
+    for key, value in data.items():
+        if key == "crops":
+            config.crops = parse_shapes(value)
+        else:
+            try:
+                setattr(config, key, int(value))
+            except ValueError:
+                raise ConfigError(f"{key}={value!r}: give a whole number") from None
+    config.validate()
+    return coerce_model_options(pairs), config
 
 
 def build(options: dict[str, Any]):
@@ -69,6 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", type=int, default=6, help="distinct training batches per round")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--with-data", action="store_true",
+                   help="time each step's batch rendering too (a real run renders it on the same cores)")
     p.add_argument("--json", type=Path, help="write the results here too")
     args = p.parse_args(argv)
     from danet_deploy.errors import ConfigError
@@ -83,32 +105,35 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from danet_deploy.bench.machine import machine_info
-    from danet_deploy.train import TrainConfig, resolve_amp, training_batch
+    from danet_deploy.train import format_shapes, resolve_amp, training_batch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     amp = resolve_amp("auto")
-    config = TrainConfig()
-    batches = [training_batch(i, config) for i in range(args.batches)]
-    variants = {name: build(variant) for name, variant in options.items()}
+    batches = {name: [training_batch(i, config) for i in range(args.batches)] for name, (_, config) in options.items()}
+    variants = {name: build(model_options) for name, (model_options, _) in options.items()}
     times: dict[str, list[float]] = {name: [] for name in variants}
     for round_ in range(args.rounds + 1):
         for name, (model, optimizer) in variants.items():
-            for images, labels in batches:
+            config = options[name][1]
+            for i, (images, labels) in enumerate(batches[name]):
                 start = time.perf_counter()
+                if args.with_data:
+                    images, labels = training_batch(i, config)
                 step(model, optimizer, images, labels, amp, config.ohem_keep)
                 if round_:  # round 0 warms up every variant's kernels and allocator
                     times[name].append(time.perf_counter() - start)
     reference = statistics.median(times[args.variants[0]])
     rows = [{"variant": name, "median_s_per_step": round(statistics.median(t), 4),
              "ratio": round(statistics.median(t) / reference, 3), "steps_timed": len(t)} for name, t in times.items()]
-    print(f"danet_demo training step, batch {config.batch_size}, crops {config.crops}, amp {amp}, "
-          f"{args.threads} threads")
+    base = options[args.variants[0]][1]
+    print(f"danet_demo training step (reference: batch {base.batch_size}, crops {format_shapes(base.crops)}), "
+          f"amp {amp}, {args.threads} threads" + (", batch rendering included" if args.with_data else ""))
     for row in rows:
         print(f"  {row['variant']:<28} {row['median_s_per_step']:.3f} s/step  x{row['ratio']:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"machine": machine_info(), "amp": amp, "threads": args.threads,
-                                         "rows": rows}, indent=2) + "\n")
+                                         "with_data": args.with_data, "rows": rows}, indent=2) + "\n")
     return 0
 
 

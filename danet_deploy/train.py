@@ -83,6 +83,7 @@ class TrainConfig:
     class_balance: float = 0.5  # power of median-frequency class weights (0 = unweighted)
     ohem_keep: float = 0.5  # share of pixels, hardest first, that the loss keeps (1 = all)
     lr: float = 4e-3
+    ema: float = 0.0  # decay of an exponential moving average of the weights that is evaluated and saved (0 = off)
     weight_decay: float = 1e-4
     warmup: int = 100
     poly_power: float = 0.9
@@ -140,6 +141,8 @@ class TrainConfig:
                               f"{self.crowd}, {self.class_balance}, {self.ohem_keep}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr (learning rate) must be a positive number, got {self.lr} (e.g. --lr 4e-3)")
+        if not (math.isfinite(self.ema) and (self.ema == 0 or 0.5 <= self.ema < 1)):
+            raise ConfigError(f"--ema (weight-average decay) must be 0 (off) or in [0.5, 1), got {self.ema} (e.g. --ema 0.999)")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
         if self.warmup < 0:
@@ -327,6 +330,21 @@ def evaluate(model, split: str = "val", count: int = 50, size: tuple[int, int] =
     return metrics
 
 
+def weight_average(model, decay: float):
+    """An exponential moving average of ``model``'s weights *and* BN buffers, or None (``decay`` 0).
+
+    Why: the last steps of a small-batch run jitter the weights around a minimum; their average
+    generalises better at no cost to the step (one fused update of ~3M numbers). The BN running
+    statistics are averaged alongside (``use_buffers``), so the averaged network needs no extra
+    pass over data to re-estimate them.
+    """
+    if not decay:
+        return None
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)
+
+
 def save_weights(model, path: str | Path, metadata: dict[str, Any]) -> Path:
     """Save the state dict as fp16 safetensors (integer buffers kept as they are), atomically.
 
@@ -460,6 +478,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    average = weight_average(model, config.ema)
     early = (f"crops {format_shapes(config.early_crops, ', ')} from scenes {config.early_scale:g}x as large for the "
              f"first {config.early_steps} steps, then " if config.early_steps else "crops ")
     log(f"training {PRESET} for {config.steps} steps, batch {config.batch_size}, {early}{format_shapes(config.crops, ', ')}, "
@@ -490,6 +509,8 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if average is not None:
+            average.update_parameters(model)
         recent = (recent + [loss.item()])[-config.log_every:]
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{np.mean(recent):.3f}", lr=f"{lr:.2e}", refresh=False)
@@ -502,6 +523,8 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         bar.close()
     batches.close()  # stops the prefetch worker when the time budget ended the run early
     train_seconds = time.perf_counter() - start
+    if average is not None:
+        model = average.module  # what is evaluated and saved: the averaged weights and BN statistics
 
     report: dict[str, Any] = {
         "model": PRESET,

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from danet_deploy.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -33,6 +35,21 @@ def test_train_step_cost_times_each_variant_and_reports_ratios(tmp_path):
     assert rows["base"]["ratio"] == 1.0 and rows["base"]["steps_timed"] == 1
     assert rows["output_stride=16"]["median_s_per_step"] > 0
     assert "cpu" in report["machine"]  # the machine is recorded with every timing
+
+
+def test_train_step_cost_variants_may_change_the_data_of_a_step(tmp_path):
+    cost = _script("train_step_cost")
+    options, config = cost.parse_variant("base_width=24;batch_size=4;crops_per_scene=2;crops=64x64")
+    assert options == {"base_width": 24} and (config.batch_size, config.crops_per_scene) == (4, 2)
+    assert config.crops == ((64, 64),)
+    out = tmp_path / "cost.json"
+    assert cost.main(["--variants", "base", "batch_size=4;crops_per_scene=2", "--batches", "1", "--rounds", "1",
+                      "--with-data", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["with_data"] is True and [r["variant"] for r in report["rows"]][1] == "batch_size=4;crops_per_scene=2"
+    for bad in ("batch_size=3", "batch_size=four"):  # 3 is no multiple of 4 crops per scene
+        with pytest.raises(ConfigError):
+            cost.parse_variant(bad)
 
 
 def test_train_step_cost_refuses_an_unknown_model_option():

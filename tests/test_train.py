@@ -96,6 +96,28 @@ def test_several_prefetch_workers_deliver_the_same_batches_in_order(tmp_path):
         np.testing.assert_array_equal(la, lb)
 
 
+def test_ema_saves_the_averaged_weights_and_bn_statistics(torch, tmp_path):
+    """Same seed, same steps: with --ema the saved weights are the average, not the last step's,
+    and they load and segment like any weights file."""
+    from safetensors.torch import load_file
+
+    from danet_deploy import create_model
+    from danet_deploy.train import train, weight_average
+
+    assert weight_average(torch.nn.Linear(2, 2), 0.0) is None
+    plain = train(_tiny_config(tmp_path, output=str(tmp_path / "plain.safetensors")), progress=False, log=lambda _: None)
+    averaged = train(_tiny_config(tmp_path, ema=0.5, output=str(tmp_path / "ema.safetensors")), progress=False,
+                     log=lambda _: None)
+    assert averaged["config"]["ema"] == 0.5 and plain["config"]["ema"] == 0.0
+    last, mean = load_file(str(tmp_path / "plain.safetensors")), load_file(str(tmp_path / "ema.safetensors"))
+    assert set(last) == set(mean)  # the averaged module saves under the model's own keys
+    assert not torch.equal(last["head.conv8.1.weight"], mean["head.conv8.1.weight"])
+    assert not torch.equal(last["backbone.bn1.running_mean"], mean["backbone.bn1.running_mean"])  # buffers averaged
+    model = create_model("danet_demo", weights=tmp_path / "ema.safetensors")
+    with torch.inference_mode():
+        assert torch.isfinite(model(torch.zeros(1, 3, 64, 64))).all()
+
+
 def test_model_options_reach_the_model_and_the_report(torch, tmp_path):
     from danet_deploy.train import train
 
@@ -286,7 +308,8 @@ def test_cli_refuses_existing_outputs_and_folders_unless_forced(torch, tmp_path,
 
 
 @pytest.mark.parametrize("flags", [["--lr", "nan"], ["--lr", "inf"], ["--threads", "0"], ["--weight-decay", "-1"],
-                                   ["--time-budget-min", "nan"], ["--warmup", "-1"], ["--log-every", "0"]])
+                                   ["--time-budget-min", "nan"], ["--warmup", "-1"], ["--log-every", "0"],
+                                   ["--ema", "1.0"], ["--ema", "0.2"], ["--ema", "nan"]])
 def test_cli_refuses_non_numbers_and_out_of_range_knobs(tmp_path, capsys, flags):
     from danet_deploy.cli.train import main
 

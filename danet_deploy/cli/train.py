@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture override of danet_demo, e.g. decoder_channels=0 (repeatable)")
     p.add_argument("--lr", type=float, default=defaults["lr"], help="peak AdamW learning rate (default %(default)s)")
+    p.add_argument("--ema", type=float, default=defaults["ema"],
+                   help="evaluate and save an exponential moving average of the weights with this decay, e.g. "
+                        "0.999; 0 = the last weights (default %(default)s)")
     p.add_argument("--weight-decay", type=float, default=defaults["weight_decay"])
     p.add_argument("--warmup", type=int, default=defaults["warmup"], help="linear warm-up steps (default %(default)s)")
     p.add_argument("--seed", type=int, default=defaults["seed"], help="seed for init, data order, crops (default %(default)s)")
