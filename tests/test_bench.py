@@ -262,6 +262,34 @@ def test_an_artifact_of_other_weights_or_classes_is_re_exported_not_reused(tmp_p
     assert messages == [f"reusing {path}"]
 
 
+def test_an_artifact_is_stale_once_the_shipped_weights_file_is_retrained_in_place(tmp_path, monkeypatch):
+    """Same preset, same weights file name, other bytes (``danet-train --output <shipped> --force``):
+    the artifact's recorded sha256 no longer matches, so bench re-exports instead of timing old weights."""
+    from safetensors.numpy import load_file, save_file
+
+    from danet_deploy.export import ExportRequest, export
+    from danet_deploy.model import registry
+
+    cfg = BenchConfig(model="danet_demo", size=SIZE, artifacts=tmp_path / "artifacts")
+    path = artifact_path(cfg, "onnx", "fp32")
+    export(ExportRequest("danet_demo", input_size=SIZE, output=path), log=lambda _: None)
+    assert matching_artifact(path, cfg, "onnx", "fp32", "danet_demo") == (True, "matches")
+    retrained = tmp_path / "weights"
+    retrained.mkdir()
+    state = load_file(str(registry.weights_dir() / "danet_demo.safetensors"))
+    key = next(k for k, v in state.items() if v.dtype.kind == "f" and v.size > 1)
+    state[key] = state[key] * 2
+    save_file(state, str(retrained / "danet_demo.safetensors"))
+    monkeypatch.setattr(registry, "weights_dir", lambda: retrained)
+    ok, why = matching_artifact(path, cfg, "onnx", "fp32", "danet_demo")
+    assert not ok and "changed since the export" in why
+    monkeypatch.undo()
+    older = json.loads((path / "manifest.json").read_text())
+    del older["export"]["weights_sha256"]  # written before the digest was recorded: cannot be trusted
+    (path / "manifest.json").write_text(json.dumps(older))
+    assert not matching_artifact(path, cfg, "onnx", "fp32", "danet_demo")[0]
+
+
 def test_an_artifact_of_other_export_options_or_architecture_is_not_reused(tmp_path):
     from danet_deploy.export import ExportRequest, export
 

@@ -188,8 +188,10 @@ def _weights_mismatch(manifest: Any, cfg: BenchConfig, config: Any) -> str | Non
     """Why the artifact's weights are not the ones this run would export, or ``None``.
 
     A checkpoint is identified by its sha256, a preset by the shipped weights file its config names
-    (``None`` for the seeded random initialisation).
+    (``None`` for the seeded random initialisation) and that file's sha256 at export time, so
+    weights retrained into the shipped file make older artifacts stale.
     """
+    from ..export.pipeline import shipped_weights_sha256
     from ..files import sha256_file
 
     ckpt = Path(cfg.model)
@@ -201,6 +203,8 @@ def _weights_mismatch(manifest: Any, cfg: BenchConfig, config: Any) -> str | Non
         return f"weights (exported from checkpoint {manifest.checkpoint.get('path')!r}, not preset {cfg.model})"
     if manifest.model.get("weights") != config.weights:
         return f"weights ({manifest.model.get('weights') or 'random init'}, not {config.weights or 'random init'})"
+    if manifest.export.get("weights_sha256") != shipped_weights_sha256(config):
+        return f"weights ({config.weights} changed since the export, or the artifact predates its sha256)"
     return None
 
 

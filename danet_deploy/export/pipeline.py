@@ -263,6 +263,7 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
         _refuse_dropping_shipped_weights(request)
         model = create_model(request.model, num_classes=request.num_classes, **request.model_options)
         model.checkpoint_info = None
+        model.weights_sha256 = shipped_weights_sha256(model.config)
         return model
     path = Path(request.model)
     if not path.is_file():
@@ -275,6 +276,18 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
                              "file_name": path.name, **info}
     model.checkpoint_source = path
     return model
+
+
+def shipped_weights_sha256(config: Any) -> str | None:
+    """sha256 of the shipped weights file a preset's config names (``None``: random init).
+
+    Why recorded in the manifest: a file name says which weights an artifact was built from only
+    until someone retrains into that file (``danet-train --output ... --force``); the digest lets
+    ``danet-bench`` tell a stale artifact from a current one.
+    """
+    from ..model.registry import shipped_weights
+
+    return sha256_file(shipped_weights(config.weights)) if config.weights else None
 
 
 def _refuse_dropping_shipped_weights(request: ExportRequest) -> None:
@@ -323,6 +336,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
             output=ctx.output_spec(result.input),
             tools=tool_versions(), checkpoint=model.checkpoint_info, calibration=result.calibration,
             export={**request.to_dict(), **ctx.onnx_info, "attention_plan": plan.to_dict(),
+                    "weights_sha256": getattr(model, "weights_sha256", None),
                     "seconds": round(time.perf_counter() - started, 2)},
             extra=result.extra)
         manifest.hash_files(workdir)
