@@ -106,6 +106,22 @@ def test_manifest_weights_must_be_a_plain_shipped_file_name(preset_artifact, tmp
     assert _cli("parity", [str(art), "--generated", "1", "--no-manifest"]) == 2
 
 
+@pytest.mark.parametrize("backend", ["torch", "torch-compile"])
+def test_a_manifest_naming_a_pytorch_backend_does_not_swap_in_the_reference(preset_artifact, tmp_path, backend):
+    """An edited manifest saying ``"backend": "torch"`` would run the PyTorch preset and ignore
+    model.onnx: refused with the backend that runs the file; asked for explicitly, torch still runs
+    the artifact's source model."""
+    art = _copy(preset_artifact, tmp_path / "art")
+    _edit(art, lambda d: d.update(backend=backend))
+    with pytest.raises(ConfigError, match=f"names backend '{backend}'.*backend='onnxruntime'"):
+        runtime.load(art)
+    assert _cli("run", ["--model", str(art), str(_image(tmp_path / "img.png")), "-o", str(tmp_path / "out")]) == 2
+    pytest.importorskip("torch")
+    with runtime.load(art, backend="torch") as reference, runtime.load(art, backend="onnxruntime") as session:
+        image = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        assert (reference.run(image) == session.run(image)).mean() > 0.99
+
+
 def test_config_weights_are_contained_in_the_weights_folder(tmp_path, monkeypatch):
     from danet_deploy.model import create_model_from_config, get_config
     from danet_deploy.model import registry

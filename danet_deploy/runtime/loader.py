@@ -8,9 +8,26 @@ from typing import Any
 
 from ..errors import ArtifactError, ConfigError
 from ..manifest import MANIFEST_NAME, artifact_path, missing_artifact_message, read_manifest
-from ..targets import engine_for_suffix, engines, reference_engine
+from ..targets import engine_for_suffix, engines, get_target, reference_engine
 from .backends.base import backend_class, check_options
 from .session import Session
+
+
+def _refuse_reference_backend_in_manifest(name: str, manifest: Any, folder: Path) -> None:
+    """No export writes a manifest whose backend builds the PyTorch model itself (``torch``,
+    ``torch-compile``): such a backend would ignore the artifact's model file and run the
+    reference in its place, a silent substitution the user never asked for. Asked for explicitly
+    (``backend="torch"``), it runs the artifact's source model on purpose, as parity does."""
+    from ..targets import target_names
+
+    engine = next((e for e in engines() if e.name == name), None)
+    if engine is None or not engine.runs_presets:
+        return
+    own = get_target(manifest.target).engine if manifest.target in target_names() else None
+    raise ConfigError(f"the manifest of {folder} names backend {name!r}, which runs the PyTorch model and would "
+                      f"ignore the artifact's {manifest.primary!r}; no export writes that: re-export the artifact, "
+                      + (f"or load it with backend={own!r}" if own and own != name else "or pass the backend that "
+                         "runs its model file") + f" (backend={name!r} to run its source model on purpose)")
 
 
 def load(path: str | Path, backend: str | None = None, verify: bool = True, **options: Any) -> Session:
@@ -37,6 +54,8 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
         manifest = read_manifest(target, verify=verify)
         model_file = artifact_path(target, manifest.primary, "model file")
         name = backend or manifest.backend
+        if backend is None:
+            _refuse_reference_backend_in_manifest(name, manifest, target)
     elif target.is_file():
         engine = engine_for_suffix(target.suffix)
         name = backend or (engine.name if engine else None)
