@@ -473,6 +473,9 @@ def test_6_nan_checkpoint_is_refused_at_load(tmp_path, capsys):
 def test_6_non_finite_logits_are_an_error_by_default(artifact):
     with runtime.load(artifact) as session:
         huge = np.full((1, 3, 64, 64), 1e38, np.float32)
+        with pytest.raises(InputError, match="far outside"):  # no preprocessing gives such values
+            session.infer(huge)
+        session.check_inputs = False  # let them through, to overflow the logits
         with pytest.raises(NonFiniteOutputError, match="NaN/Inf"):
             session.infer(huge)
         session.check_outputs = False
@@ -490,6 +493,7 @@ def test_6_mask_only_graphs_flag_non_finite_logits(tmp_path, target, precision):
     art, _ = export(ExportRequest(MODEL, target=target, precision=precision, input_size=(64, 64), emit="mask",
                                   dynamic=True, output=tmp_path / "mask"), log=_quiet)
     with runtime.load(art) as session:
+        session.check_inputs = False  # out-of-range inputs on purpose: they overflow the logits
         normal = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)
         huge = np.full((1, 3, 64, 64), 1e38, np.float32)
         mask = session.infer_outputs(normal)["mask"]

@@ -160,3 +160,35 @@ def test_openvino_options_are_checked(artifact, kwargs, named):
     pytest.importorskip("openvino")
     with pytest.raises(ConfigError, match=named):
         runtime.load(artifact, backend="openvino", **kwargs)
+
+
+def test_infer_refuses_unnormalised_pixels_and_takes_what_preprocessing_gives(artifact):
+    """Raw 0-255 floats (the commonest infer() mistake) would give a confident wrong mask: refused,
+    naming the fix. Every tensor the artifact's own preprocessing makes, and ordinary noise, passes."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from danet_deploy.runtime.preprocess import preprocess
+
+    with runtime.load(artifact) as session:
+        low, high = session.normalized_range()
+        assert low == pytest.approx((0 - 0.485) / 0.229) and high == pytest.approx((1 - 0.406) / 0.225)
+        raw = IMAGE.transpose(2, 0, 1)[None].astype(np.float32)
+        with pytest.raises(InputError, match="raw 0-255 pixels.*run\\(\\)"):
+            session.infer(raw)
+        with pytest.raises(InputError, match="far outside"):
+            session.infer(-raw)
+        noise = np.random.default_rng(1).standard_normal((1, 3, 64, 64)).astype(np.float32) * 1.5
+        assert np.isfinite(session.infer(noise)).all()
+        session.check_inputs = False  # on purpose: passed through
+        assert session.infer(raw).shape == (1, session.num_classes, 64, 64)
+        session.check_inputs = True
+
+        @settings(max_examples=25, deadline=None)
+        @given(st.integers(0, 255), st.integers(0, 255), st.integers(0, 2**32 - 1))
+        def every_preprocessed_image_passes(a, b, seed):
+            lo, hi = min(a, b), max(a, b)
+            image = np.random.default_rng(seed).integers(lo, hi + 1, (64, 64, 3), dtype=np.uint8)
+            session.check_tensor(preprocess([image], session.preprocessing))
+
+        every_preprocessed_image_passes()

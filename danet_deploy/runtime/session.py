@@ -19,6 +19,7 @@ tests/test_hostile.py (item 5).
 from __future__ import annotations
 
 import contextlib
+import math
 import numbers
 import threading
 from typing import Any, Iterator, Sequence
@@ -46,6 +47,7 @@ class Session:
         self.backend = backend
         self.manifest = manifest
         self.check_outputs = True
+        self.check_inputs = True  # infer(): refuse values the manifest's preprocessing cannot produce
         self.max_attention_bytes = MAX_ATTENTION_BYTES
         self._closed = False
         self._state = threading.Condition()  # guards _closed and _in_flight
@@ -110,9 +112,40 @@ class Session:
                              "use run(), which upsamples small images")
         if spec.static_hw is None:
             self._check_attention_memory(tensor.shape)
-        if not np.isfinite(tensor).all():
+        low, high = float(tensor.min()), float(tensor.max())  # one pass each; NaN and Inf propagate
+        if not (math.isfinite(low) and math.isfinite(high)):
             raise InputError("input contains NaN or Inf values; check the preprocessing of the source images")
+        self._check_value_range(low, high)
         return np.ascontiguousarray(tensor)
+
+    def normalized_range(self) -> tuple[float, float]:
+        """Smallest and largest value the manifest's preprocessing, ``(x / 255 - mean) / std`` over
+        its ``input_range``, can give any channel."""
+        pre = self.manifest.preprocessing
+        ends = [(float(v) / 255.0 - float(m)) / float(s) for v in pre.get("input_range", (0.0, 255.0))
+                for m, s in zip(pre["mean"], pre["std"])]
+        return min(ends), max(ends)
+
+    def _check_value_range(self, low: float, high: float) -> None:
+        """Refuse a tensor far outside what the preprocessing produces (4x its largest magnitude).
+
+        Why: the commonest mistake with ``infer()`` is raw pixels (0-255 floats) or a missing
+        mean/std step, and the network answers it with a confident, wrong mask. The margin leaves
+        room for other resampling, augmentation and noise, and ``check_inputs = False`` for
+        deliberate out-of-range probes.
+        """
+        if not self.check_inputs:
+            return
+        try:
+            lo, hi = self.normalized_range()
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):  # an unusual manifest: nothing to compare with
+            return
+        limit = 4.0 * max(abs(lo), abs(hi))
+        if max(-low, high) > limit:
+            raise InputError(f"input values span {low:.4g}..{high:.4g}, far outside the {lo:.2f}..{hi:.2f} that this "
+                             "artifact's preprocessing ((x / 255 - mean) / std) produces: raw 0-255 pixels or a missing "
+                             "normalisation? Use run() for uint8 images, normalise with session.preprocessing's mean and "
+                             "std, or set session.check_inputs = False to pass such values on purpose")
 
     def _check_attention_memory(self, shape: tuple[int, ...]) -> None:
         """A dynamic engine runs position attention at the input's own size: refuse sizes whose
