@@ -293,6 +293,8 @@ def test_start_up_errors_exit_2_without_traceback(artifact, tmp_path):
              "cannot listen"),
             ([str(artifact), "--http-port", "9000", "--grpc-port", "9000"], "must differ"),
             ([str(artifact), "--instances", "0"], "instances"),
+            ([str(artifact), "--host", "::1", *ports], "cannot serve on IPv6"),
+            ([str(artifact), "--host", "192.0.2.1", *ports], "--host must be an address of this machine"),
         ]
         for args, message in cases:
             proc = subprocess.run([sys.executable, "-m", "danet_deploy.cli.serve", *args],
@@ -318,6 +320,29 @@ def test_options_are_validated():
     with pytest.raises(ConfigError):
         ServeOptions(max_batch_size=0)
     assert ServeOptions(instances=2, threads=None).threads_per_instance >= 1
+
+
+@pytest.mark.parametrize("host", ["", "::1", "[::1]", " 127.0.0.1"])
+def test_hosts_pytriton_cannot_serve_on_are_refused(host):
+    """PyTriton builds http://HOST:PORT itself: an IPv6 address raised from inside it; '' bound every interface."""
+    with pytest.raises(ConfigError, match="IPv4 address or host name"):
+        ServeOptions(host=host)
+
+
+def test_a_host_that_is_not_this_machine_is_not_blamed_on_a_busy_port():
+    from danet_deploy.serve.server import ensure_port_free
+
+    with pytest.raises(ServeError, match="--host must be an address of this machine") as err:
+        ensure_port_free("192.0.2.1", free_port())  # TEST-NET-1: never a local address
+    assert "another server" not in str(err.value)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    try:
+        with pytest.raises(ServeError, match="another server uses it"):
+            ensure_port_free("127.0.0.1", busy.getsockname()[1])
+    finally:
+        busy.close()
 
 
 # -- PyTriton's multi-instance start-up handshake race (no server needed) -----------------------

@@ -17,6 +17,7 @@ SIGTERM and SIGINT stop the server cleanly (in-flight requests finish within ``e
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import socket
@@ -79,6 +80,12 @@ class ServeOptions:
     backend_options: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        # PyTriton builds its own URLs as http://HOST:PORT: an IPv6 address breaks them (a traceback
+        # from inside PyTriton), and an empty host binds every interface in the port check.
+        if not self.host or ":" in self.host or self.host != self.host.strip():
+            raise ConfigError(f"host {self.host!r} must be an IPv4 address or host name of this machine "
+                              "(127.0.0.1: this machine only, 0.0.0.0: every interface); PyTriton cannot serve on "
+                              "IPv6 addresses")
         ports = [p for p in (self.http_port, self.grpc_port, self.metrics_port) if p is not None]
         if any(not 0 < p < 65536 for p in ports):
             raise ConfigError(f"ports must be 1..65535, got {ports}")
@@ -107,14 +114,25 @@ def require_pytriton() -> None:
 
 
 def ensure_port_free(host: str, port: int) -> None:
-    """Fail fast with a clear message: Triton itself only logs a bind failure and exits."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+    """Fail fast with a clear message: Triton itself only logs a bind failure and exits.
+
+    Only a port in use is blamed on another server; a host that does not resolve or is not an
+    address of this machine (the same bind failure) is named as the problem instead.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((host, port))
         except OSError as exc:
-            raise ServeError(f"cannot listen on {host}:{port} ({exc.strerror}); another server uses it: pick other "
-                             "--http-port/--grpc-port or stop that server") from None
+            reason = exc.strerror or exc.__class__.__name__
+            if exc.errno == errno.EADDRINUSE:
+                raise ServeError(f"cannot listen on {host}:{port} ({reason}); another server uses it: pick other "
+                                 "--http-port/--grpc-port or stop that server") from None
+            if exc.errno == errno.EACCES:
+                raise ServeError(f"cannot listen on {host}:{port} ({reason}): ports below 1024 need root; pick a "
+                                 "port of 1024 or above") from None
+            raise ServeError(f"cannot listen on {host}:{port} ({reason}): --host must be an address of this "
+                             "machine (127.0.0.1: this machine only, 0.0.0.0: every interface)") from None
 
 
 UNIX_PATH_MAX = 107  # bytes of a Unix socket path on Linux (sun_path is 108 with the NUL)
