@@ -177,3 +177,29 @@ def test_openvino_throughput_hint_streams_on_its_parallel_requests(artifact, fra
     for (_, mask, _), want in zip(got, expected):
         np.testing.assert_array_equal(mask, want)
     assert not _stream_threads()
+
+
+@pytest.fixture(scope="module")
+def dynamic_session(tmp_path_factory):
+    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(64, 64), dynamic=True,
+                                     max_size=(128, 128), output=tmp_path_factory.mktemp("d") / "a"),
+                       log=lambda _: None)
+    with runtime.load(folder, threads=1) as s:
+        yield s
+
+
+def test_frames_below_a_dynamic_engines_minimum_stream_like_run(dynamic_session):
+    """Session.run upsamples a small image to the network's minimum; the stream refused the same frame."""
+    small = np.random.default_rng(3).integers(0, 256, (12, 20, 3), np.uint8)
+    got = list(dynamic_session.stream([small, small]))
+    assert [i for i, _, _ in got] == [0, 1]
+    np.testing.assert_array_equal(got[0][1], dynamic_session.run(small))
+    assert got[0][1].shape == (12, 20)
+
+
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 16, 3), (16, 0, 3)])
+def test_an_empty_frame_is_an_input_error_naming_the_frame(session, frames, shape):
+    with pytest.raises(InputError, match="frame 1: empty image"):
+        list(session.stream([frames[0], np.zeros(shape, np.uint8), frames[1]]))
+    time.sleep(0.2)
+    assert not _stream_threads()

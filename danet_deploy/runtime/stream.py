@@ -33,7 +33,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from ..errors import ConfigError, DanetDeployError
+from ..errors import ConfigError, DanetDeployError, InputError
 from ..outputs import LOGITS, MASK
 from .preprocess import mask_at_size, preprocess, resize_mask
 
@@ -241,7 +241,11 @@ class _Plan:
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ConfigError(f"frame {item.index}: expected a uint8 HxWx3 RGB array, got "
                               f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
-        tensor = preprocess([image], self.session.preprocessing, self.size or image.shape[:2])
+        if image.shape[0] < 1 or image.shape[1] < 1:  # the resize below divided by zero
+            raise InputError(f"frame {item.index}: empty image of shape {image.shape}; skip empty frames")
+        # a dynamic engine takes a small frame upsampled to the network's minimum, as Session.run does
+        hw = self.size or self.session._runnable_hw(image.shape[:2])
+        tensor = preprocess([image], self.session.preprocessing, hw)
         # the engine stage calls the session, which checks the tensor once (shape, dtype, NaN)
         item.tensor = np.repeat(tensor, self.batch, axis=0) if self.batch > 1 else tensor
         item.pre_ms = (time.perf_counter() - start) * 1000.0
