@@ -203,3 +203,22 @@ def test_an_empty_frame_is_an_input_error_naming_the_frame(session, frames, shap
         list(session.stream([frames[0], np.zeros(shape, np.uint8), frames[1]]))
     time.sleep(0.2)
     assert not _stream_threads()
+
+
+@pytest.mark.parametrize("frames_of, message", [
+    (lambda frames: frames[0], r"got one array of shape \(64, 80, 3\): use session.run\(image\)"),
+    (lambda frames: 5, "iterable of HxWx3 uint8 frames.*got int"),
+    (lambda frames: None, "iterable of HxWx3 uint8 frames.*got NoneType"),
+])
+def test_something_that_is_not_a_stream_of_frames_is_named(session, frames, frames_of, message):
+    with pytest.raises(ConfigError, match=message):
+        next(session.stream(frames_of(frames)))
+    assert not _stream_threads()
+
+
+@pytest.mark.parametrize("key, value", [("depth", 1.5), ("depth", float("nan")), ("depth", None), ("depth", True),
+                                        ("jobs", 2.7), ("jobs", "2")])
+def test_depth_and_jobs_must_be_whole_numbers(session, frames, key, value):
+    """``int()`` turned 1.5 into 1 without a word and NaN into a bare ValueError."""
+    with pytest.raises(ConfigError, match=f"stream {key} must be >= 1 \\(a whole number\\)"):
+        next(session.stream(frames, **{key: value}))

@@ -25,6 +25,7 @@ early (``break``) stops and joins every thread. Nothing is left running either w
 
 from __future__ import annotations
 
+import numbers
 import queue
 import threading
 import time
@@ -135,13 +136,10 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
     """
     if policy not in POLICIES:
         raise ConfigError(f"stream policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    if int(depth) < 1:
-        raise ConfigError(f"stream depth must be >= 1, got {depth}")
-    depth = int(depth)
+    depth = _count(depth, "depth")
+    frames = _frame_iterator(frames)
     plan = _Plan(session)
-    jobs = int(jobs) if jobs is not None else plan.jobs
-    if jobs < 1:
-        raise ConfigError(f"stream jobs must be >= 1, got {jobs}")
+    jobs = _count(jobs, "jobs") if jobs is not None else plan.jobs
     stop = threading.Event()
     raw: _LatestSlot | _Bounded = _LatestSlot() if policy == "latest" else _Bounded(depth)
     tensors, outputs = _Bounded(1 if policy == "latest" else depth), _Bounded(depth + jobs)
@@ -217,6 +215,29 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
         stop.set()
         for thread in threads:
             thread.join(timeout=30)
+
+
+def _count(value: Any, name: str) -> int:
+    """A whole number >= 1. Why: ``int()`` truncated 1.5 to 1 silently and raised a bare
+    ValueError for NaN."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"stream {name} must be >= 1 (a whole number), got {value!r}")
+    return int(value)
+
+
+def _frame_iterator(frames: Any) -> Iterator[Any]:
+    """``iter(frames)``, refusing what is not a stream of frames. Why: one HxWx3 image iterated as
+    its rows (each refused as a "frame"), and a non-iterable failed as a RuntimeError from the
+    reader thread."""
+    if isinstance(frames, np.ndarray) and frames.ndim != 4:
+        raise ConfigError(f"stream() takes frames one after another (a list, a generator, a camera reader or an "
+                          f"NxHxWx3 array), got one array of shape {frames.shape}: use session.run(image) for one "
+                          "image, or session.stream([image])")
+    try:
+        return iter(frames)
+    except TypeError:
+        raise ConfigError(f"stream() takes an iterable of HxWx3 uint8 frames (a list, a generator, a camera "
+                          f"reader), got {type(frames).__name__}") from None
 
 
 class _Plan:
