@@ -136,3 +136,38 @@ def test_run_video_refuses_to_replace_files_in_the_output_folder(artifact, video
     assert (out / "overlay.mp4").read_bytes() == b"the user's own video"
     assert run_main([*base, "--force"]) == 0
     assert len(read_video(out / "overlay.mp4")) == 2
+
+
+def _spliced_video(path: Path, sizes: list[tuple[int, int]], frames: int = 4) -> None:
+    """MPEG-TS segments of different frame sizes back to back (TS concatenates byte-wise), as a
+    camera that renegotiates its resolution or spliced recordings give."""
+    import av
+
+    data = b""
+    for k, size in enumerate(sizes):
+        part = path.with_suffix(f".{k}.ts")
+        with av.open(str(part), "w", format="mpegts") as container:
+            stream = container.add_stream("mpeg2video", rate=8)
+            stream.height, stream.width, stream.pix_fmt = *size, "yuv420p"
+            for image in scene_pan(frames=frames, size=size)[0]:
+                for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                    container.mux(packet)
+            for packet in stream.encode():
+                container.mux(packet)
+        data += part.read_bytes()
+    path.write_bytes(data)
+
+
+@pytest.mark.parametrize("second", [(96, 128), (48, 64)])
+def test_a_video_that_changes_resolution_keeps_one_overlay_size(artifact, tmp_path, capsys, second):
+    """The overlay of a larger or smaller later frame did not fit the first frame's legend (ValueError)."""
+    path = tmp_path / "spliced.ts"
+    _spliced_video(path, [(64, 80), second])
+    sizes = [f.shape[:2] for f in read_video(path)]
+    assert set(sizes) == {(64, 80), second}
+    out = tmp_path / "out"
+    assert run_main(["--model", str(artifact), "--video", str(path), "-o", str(out), "--threads", "1"]) == 0
+    records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
+    assert [sum(r["pixels"].values()) for r in records] == [h * w for h, w in sizes]  # each mask at its frame's size
+    overlay = read_video(out / "overlay.mp4")
+    assert len(overlay) == len(sizes) and {f.shape[1] for f in overlay} == {80}

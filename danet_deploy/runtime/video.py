@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, InputError, summarize_exception
 from ..files import atomic_output
-from .preprocess import legend, overlay
+from .preprocess import legend, overlay, resize_image
 
 
 def _av() -> Any:
@@ -176,6 +176,7 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
     kept: dict[int, np.ndarray] = {}  # frames in flight, for the overlay (released as they are written)
     writer: VideoWriter | None = None
     strip = np.zeros((0, 0, 3), np.uint8)
+    video_hw: tuple[int, int] = (0, 0)  # the overlay video's frame size: the first frame's
     latencies: list[float] = []
     written, dropped, started = 0, 0, time.perf_counter()
     ok = False
@@ -188,9 +189,13 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
                 if write_video:
                     if writer is None:  # one legend of every class: the frame size stays constant
                         strip = legend(names or [str(c) for c in range(session.num_classes)], frame.shape[1])
+                        video_hw = frame.shape[:2]
                         writer = VideoWriter(out / OVERLAY_VIDEO, source.fps,
                                              (frame.shape[0] + strip.shape[0], frame.shape[1]))
-                    writer.write(np.concatenate([overlay(frame, mask, session.num_classes, alpha), strip]))
+                    picture = overlay(frame, mask, session.num_classes, alpha)
+                    if picture.shape[:2] != video_hw:  # a stream that changes resolution (spliced files, a
+                        picture = resize_image(picture, video_hw)  # camera renegotiating): one size per video
+                    writer.write(np.concatenate([picture, strip]))
                 values, counts = np.unique(mask, return_counts=True)
                 record = {"index": index, "timestamp": round(source.timestamps.get(index, index / source.fps), 4),
                           **{f"{k}_ms": round(v, 3) for k, v in timings.items() if k != "dropped"},
