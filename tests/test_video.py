@@ -171,3 +171,23 @@ def test_a_video_that_changes_resolution_keeps_one_overlay_size(artifact, tmp_pa
     assert [sum(r["pixels"].values()) for r in records] == [h * w for h, w in sizes]  # each mask at its frame's size
     overlay = read_video(out / "overlay.mp4")
     assert len(overlay) == len(sizes) and {f.shape[1] for f in overlay} == {80}
+
+
+def test_a_video_stream_without_frames_leaves_nothing_behind(artifact, tmp_path, capsys):
+    """An empty frames.jsonl was committed before the error, so the rerun then asked for --force."""
+    import av
+
+    path = tmp_path / "no-frames.mkv"
+    with av.open(str(path), "w", format="matroska") as container:  # a video stream, only audio packets
+        video = container.add_stream("mpeg4", rate=8)
+        video.width, video.height, video.pix_fmt = 64, 64, "yuv420p"
+        audio = container.add_stream("pcm_s16le", rate=8000)
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate = 8000
+        for packet in [*audio.encode(frame), *audio.encode()]:
+            container.mux(packet)
+    out = tmp_path / "out"
+    for _ in range(2):  # the second run meets the same error, not a refusal to overwrite
+        assert run_main(["--model", str(artifact), "--video", str(path), "-o", str(out)]) == 2
+        assert "yielded no frames" in capsys.readouterr().err
+        assert not out.exists() or not any(out.iterdir())

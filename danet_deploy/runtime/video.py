@@ -207,13 +207,14 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
                 written += 1
                 if progress is not None:
                     progress(index, timings)
+            if written == 0:  # raised inside, so no empty frames.jsonl is left to block the next run
+                raise InputError(f"{source.name} yielded no frames to segment (its video stream holds no decodable "
+                                 "frames)")
         ok = True
     finally:
         if writer is not None:
             writer.close(ok=ok)
         source.close()
-    if written == 0:
-        raise InputError(f"{source.name} yielded no frames to segment")
     seconds = time.perf_counter() - started
     summary = {"source": source.name, "policy": policy, "frames": written, "dropped": dropped,
                "seconds": round(seconds, 3), "fps": round(written / seconds, 2),
