@@ -191,3 +191,19 @@ def test_a_video_stream_without_frames_leaves_nothing_behind(artifact, tmp_path,
         assert run_main(["--model", str(artifact), "--video", str(path), "-o", str(out)]) == 2
         assert "yielded no frames" in capsys.readouterr().err
         assert not out.exists() or not any(out.iterdir())
+
+
+def test_frames_above_the_pixel_limit_are_refused_from_the_header_and_per_frame(artifact, video, tmp_path, capsys):
+    """--max-pixels guarded images only: a video declaring huge frames was decoded whatever its size."""
+    path, _ = video  # 96x128 = 12288 pixels a frame
+    out = tmp_path / "out"
+    assert run_main(["--model", str(artifact), "--video", str(path), "-o", str(out), "--max-pixels", "0.01"]) == 2
+    err = capsys.readouterr().err
+    assert "128x96 frames" in err and "above the 0.01 MP limit" in err and "--max-pixels" in err
+    assert not out.exists() or not any(out.iterdir())
+    spliced = tmp_path / "spliced.ts"  # the header says 64x80; later frames are 96x128
+    _spliced_video(spliced, [(64, 80), (96, 128)])
+    assert run_main(["--model", str(artifact), "--video", str(spliced), "-o", str(out), "--max-pixels", "0.006"]) == 2
+    assert "128x96 frames" in capsys.readouterr().err
+    assert not any(out.iterdir())
+    assert run_main(["--model", str(artifact), "--video", str(path), "-o", str(out), "--max-pixels", "0.0123"]) == 0

@@ -37,7 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stride", type=parse_size, metavar="HxW", help="sliding-window stride")
     p.add_argument("--alpha", type=float, default=0.5, help="overlay opacity")
     p.add_argument("--max-pixels", type=float, default=MAX_PIXELS / 1e6, metavar="MP",
-                   help="refuse images above this many megapixels (read from the header, before decoding; 0: no limit)")
+                   help="refuse images and video frames above this many megapixels (read from the header, before "
+                        "decoding; 0: no limit)")
     return p
 
 
@@ -76,11 +77,12 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("--camera needs --max-frames N (a live camera never ends)")
     check_numbers(args)
     check_output_folder(args.output)
+    max_pixels = int(args.max_pixels * 1e6) if args.max_pixels > 0 else None
     if args.video or args.camera is not None:
         from ..runtime.video import open_camera, open_video, segment_video, video_output_names
 
         refuse_overwrite(args.output, video_output_names(write_video=not args.no_video), args.force)
-        source = open_video(args.video) if args.video else open_camera(args.camera)
+        source = open_video(args.video, max_pixels) if args.video else open_camera(args.camera, max_pixels=max_pixels)
         with runtime.load(args.model, backend=args.backend, threads=args.threads) as session:
             bar = progress_bar(total=args.max_frames or source.frame_count or None, desc="frames", unit="frame")
             summary = segment_video(session, source, args.output, policy=args.policy, depth=args.depth,
@@ -90,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
                 bar.close()
         print(json.dumps(summary))
         return EXIT_OK
-    max_pixels = int(args.max_pixels * 1e6) if args.max_pixels > 0 else None
     for name in args.images:  # every input is checked before the model loads or anything is written
         check_image_file(name, max_pixels=None)
     stems = output_stems(args.images)

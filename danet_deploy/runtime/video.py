@@ -39,28 +39,46 @@ def _av() -> Any:
 
 
 class FrameSource:
-    """RGB uint8 frames of a video file or camera, with their timestamps (seconds)."""
+    """RGB uint8 frames of a video file or camera, with their timestamps (seconds).
 
-    def __init__(self, container: Any, name: str, live: bool) -> None:
-        self.container, self.name, self.live = container, name, live
+    ``max_pixels`` bounds a frame's size, checked from the stream's header and again per frame
+    before its RGB conversion: a file that declares huge frames must not exhaust the memory of the
+    pipeline that holds several of them (the same limit ``read_image`` puts on images).
+    """
+
+    def __init__(self, container: Any, name: str, live: bool, max_pixels: int | None = None) -> None:
+        self.container, self.name, self.live, self.max_pixels = container, name, live, max_pixels
         streams = container.streams.video
         if not streams:
             container.close()
             raise InputError(f"{name} has no video stream")
         self.stream = streams[0]
+        try:
+            self._check_pixels(self.stream.codec_context.width or 0, self.stream.codec_context.height or 0)
+        except InputError:
+            container.close()
+            raise
         self.stream.thread_type = "AUTO"
         rate = self.stream.average_rate or self.stream.guessed_rate
         self.fps = float(rate) if rate else 30.0
         self.frame_count = int(self.stream.frames or 0)  # 0 when the container does not say
         self.timestamps: dict[int, float] = {}
 
+    def _check_pixels(self, width: int, height: int) -> None:
+        if self.max_pixels is not None and width * height > self.max_pixels:
+            raise InputError(f"{self.name} has {width}x{height} frames = {width * height / 1e6:.3g} megapixels, above "
+                             f"the {self.max_pixels / 1e6:g} MP limit (each frame takes "
+                             f"{width * height * 3 / 2**30:.2g} GiB as RGB, several are in flight); downscale the "
+                             "video first, or raise the limit (danet-run --max-pixels, open_video(max_pixels=...))")
+
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
             for index, frame in enumerate(self.container.decode(self.stream)):
+                self._check_pixels(frame.width, frame.height)
                 self.timestamps[index] = float(frame.time) if frame.time is not None else index / self.fps
                 yield frame.to_ndarray(format="rgb24")
         except Exception as exc:  # noqa: BLE001 - FFmpeg errors name the cause on their first line
-            if isinstance(exc, (GeneratorExit, KeyboardInterrupt)):
+            if isinstance(exc, (GeneratorExit, KeyboardInterrupt, InputError)):
                 raise
             raise InputError(f"{self.name}: decoding failed after {len(self.timestamps)} frame(s): "
                              f"{summarize_exception(exc)}") from exc
@@ -69,8 +87,8 @@ class FrameSource:
         self.container.close()
 
 
-def open_video(path: str | Path) -> FrameSource:
-    """A video file (anything FFmpeg decodes: mp4, mkv, avi, webm ...)."""
+def open_video(path: str | Path, max_pixels: int | None = None) -> FrameSource:
+    """A video file (anything FFmpeg decodes: mp4, mkv, avi, webm ...); frames above ``max_pixels`` are refused."""
     av = _av()
     path = Path(path)
     if not path.is_file():
@@ -79,10 +97,11 @@ def open_video(path: str | Path) -> FrameSource:
         container = av.open(str(path), mode="r")
     except Exception as exc:  # noqa: BLE001 - av.error.* for corrupt or unknown files
         raise InputError(f"{path} is not a readable video: {summarize_exception(exc)}") from exc
-    return FrameSource(container, str(path), live=False)
+    return FrameSource(container, str(path), live=False, max_pixels=max_pixels)
 
 
-def open_camera(device: str | int, size: tuple[int, int] | None = None, fps: int | None = None) -> FrameSource:
+def open_camera(device: str | int, size: tuple[int, int] | None = None, fps: int | None = None,
+                max_pixels: int | None = None) -> FrameSource:
     """A live camera: an index ``N`` (``/dev/videoN`` through V4L2 on Linux) or a device path."""
     av = _av()
     if sys.platform != "linux":
@@ -102,7 +121,7 @@ def open_camera(device: str | int, size: tuple[int, int] | None = None, fps: int
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"cannot open camera {path}: {summarize_exception(exc)} (busy, or no permission? add "
                          "your user to the 'video' group)") from exc
-    return FrameSource(container, path, live=True)
+    return FrameSource(container, path, live=True, max_pixels=max_pixels)
 
 
 class VideoWriter:
