@@ -162,6 +162,30 @@ def test_danet_client_reports_agreement_and_fails_on_a_different_model(server, a
     assert any(r["exact"] < r["requests"] for r in runs)
 
 
+def _strict_json(text: str) -> dict:
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_load_run_that_completes_no_request_fails_and_its_report_is_json(server, capsys):
+    """A --duration too short for one request passed (exit 0) having checked nothing, and its
+    --json report held NaN latencies, which strict JSON readers refuse."""
+    from danet_deploy.cli.client import main as client_main
+
+    args = ["--http", f"127.0.0.1:{server.http_port}", "--grpc", "", "--clients", "1,2", "--requests", "2",
+            "--size", "64x64", "--scenes", "1", "--warmup", "0"]
+    assert client_main([*args, "--duration", "1e-9", "--json"]) == 1
+    captured = capsys.readouterr()
+    runs = _strict_json(captured.out)["runs"]
+    assert [r["requests"] for r in runs] == [0, 0] and runs[0]["p50_ms"] is None and runs[0]["mean_ms"] is None
+    assert "completed no request within --duration" in captured.err
+    assert client_main([*args, "--duration", "60", "--json"]) == 0
+    runs = _strict_json(capsys.readouterr().out)["runs"]
+    assert [r["requests"] for r in runs] == [2, 4] and runs[0]["p50_ms"] > 0
+
+
 def _post(port: int, body: bytes, headers: dict[str, str] | None = None) -> tuple[int, str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:

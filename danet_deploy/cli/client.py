@@ -78,7 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         for clients in args.clients:
             reports.append(run_load(url, proto, clients, args.requests, images, references,
                                     duration_s=args.duration, model_name=args.model_name))
-    failed = any(r.errors for r in reports) or (references is not None and any(r.exact != r.requests for r in reports))
+    # a run that completed nothing verified nothing: it fails rather than passing with empty numbers
+    idle = [r for r in reports if r.requests == 0]
+    failed = bool(idle) or any(r.errors for r in reports) or \
+        (references is not None and any(r.exact != r.requests for r in reports))
     if args.json:
         print_json({"size": list(args.size), "artifact": args.artifact, "runs": [r.to_dict() for r in reports]})
     else:
@@ -89,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         for report in reports:
             for error in report.errors[:3]:
                 print(f"error: {error}", file=sys.stderr)
+    for report in idle:
+        if not report.errors:
+            print(f"error: {report.protocol} with {report.clients} client(s) completed no request within --duration "
+                  f"{args.duration:g} s; give a longer --duration", file=sys.stderr)
     return EXIT_FAILED if failed else EXIT_OK
 
 

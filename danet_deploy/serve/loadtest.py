@@ -8,6 +8,7 @@ comes from the server's own statistics (executions per batch size, before and af
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,7 +46,10 @@ class LoadReport:
         return sum(k * v for k, v in self.batch_counts.items()) / executions if executions else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "mean_batch_size": self.mean_batch_size}
+        """Plain data for JSON: a run with no completed request has no latencies, written as null
+        (``NaN`` is not JSON, and strict readers such as jq refuse the whole report)."""
+        data = {**asdict(self), "mean_batch_size": self.mean_batch_size}
+        return {k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in data.items()}
 
     def row(self) -> str:
         agree = "-" if self.agreement_min is None else f"{100 * self.agreement_min:.2f}%"
