@@ -453,3 +453,16 @@ def test_a_lost_handshake_starts_triton_again(monkeypatch, failures, text, start
         race = server_module.lost_start_up_handshake(text)
         assert FakeTriton.runs == (server_module.START_ATTEMPTS if race else 1) and FakeSession.closed == 2
         assert ("fewer --instances" in str(err.value)) == race
+
+
+@pytest.mark.parametrize("key, value", [("timeout_s", 0), ("timeout_s", -1.0), ("timeout_s", float("nan")),
+                                        ("retry_s", -1.0), ("retry_s", float("inf"))])
+def test_client_timeouts_are_checked_before_any_request(key, value):
+    """A zero/negative/NaN timeout was reported as 'cannot reach Triton' or 'Deadline Exceeded' at the
+    first call, and in run_load a bad retry_s killed every worker thread, leaving an empty report."""
+    port = free_port()
+    with pytest.raises(ConfigError, match=f"{key} must be a number of seconds"):
+        SegmentationClient(f"127.0.0.1:{port}", "http", **{key: value})
+    with pytest.raises(ConfigError, match=f"{key} must be a number of seconds"):
+        run_load(f"127.0.0.1:{port}", "grpc", clients=1, requests_per_client=1,
+                 images=[np.zeros((8, 8, 3), np.uint8)], **{key: value})

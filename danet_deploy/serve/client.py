@@ -8,6 +8,7 @@ retried, it raises :class:`~danet_deploy.errors.ServeError` with Triton's messag
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -72,6 +73,12 @@ class SegmentationClient:
 
     def __init__(self, url: str, protocol: str | None = None, model_name: str = "danet", timeout_s: float = 60.0,
                  retry_s: float = 0.0) -> None:
+        # checked here: a zero, negative or NaN timeout surfaced as "cannot reach Triton" or a deadline
+        # exceeded at the first call, which blames the server for the argument
+        if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
+            raise ConfigError(f"timeout_s must be a number of seconds > 0, got {timeout_s!r}")
+        if not (isinstance(retry_s, (int, float)) and math.isfinite(retry_s) and retry_s >= 0):
+            raise ConfigError(f"retry_s must be a number of seconds >= 0 (0: no retries), got {retry_s!r}")
         self.protocol, self.url = split_url(url, protocol)
         self.module = _module(self.protocol)
         self.model_name, self.timeout_s, self.retry_s = model_name, timeout_s, retry_s

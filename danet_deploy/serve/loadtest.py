@@ -119,7 +119,8 @@ def run_load(url: str, protocol: str, clients: int, requests_per_client: int, im
                     if events and counters["done"] in events:
                         events[counters["done"]].set()
 
-    with SegmentationClient(url, protocol, model_name=model_name, timeout_s=timeout_s) as probe:
+    # built with every worker's settings, so a bad one is raised here, not inside each worker thread
+    with SegmentationClient(url, protocol, model_name=model_name, timeout_s=timeout_s, retry_s=retry_s) as probe:
         before = _safe_counts(probe)
     threads = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(clients)]
     start = time.perf_counter()
