@@ -121,6 +121,11 @@ def test_client_refuses_a_scene_size_it_cannot_render(capsys):
     assert "--size" in capsys.readouterr().err
 
 
+def test_client_refuses_a_negative_warmup_before_connecting(capsys):
+    assert _cli("client", ["--http", "127.0.0.1:9", "--grpc", "", "--warmup", "-2", "--wait", "0"]) == 2
+    assert "--warmup must be a number of requests >= 0" in capsys.readouterr().err
+
+
 def test_16_bit_images_scale_by_bit_depth_not_by_content(tmp_path):
     from PIL import Image
 

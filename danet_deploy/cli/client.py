@@ -57,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError("give --http and/or --grpc")
     if args.requests < 1 or args.scenes < 1 or not (math.isfinite(args.duration) and args.duration > 0):
         raise ConfigError("--requests, --scenes and --duration must be positive")
+    if args.warmup < 0:  # a negative count sliced the scenes from the end: all but a few were sent as warm-up
+        raise ConfigError(f"--warmup must be a number of requests >= 0, got {args.warmup}")
     if not (math.isfinite(args.wait) and args.wait >= 0):
         raise ConfigError(f"--wait must be a number of seconds >= 0, got {args.wait}")
     if args.size[0] * args.size[1] > MAX_SCENE_PIXELS:  # each scene is rendered in memory, several at once
