@@ -323,3 +323,34 @@ def test_torch_runtime_reads_a_checkpoint_without_a_preset(torch, tmp_path):
     torch.save(create_model("danet_edge_r18_d8", weights=False).state_dict(), path)
     with runtime.load(path, backend="torch") as session:
         assert session.manifest.model["name"] == "danet_edge_r18_d8"
+
+
+# --- damaged or unusual tensors --------------------------------------------------------------------------
+
+def _edge_state(torch):
+    return create_model("danet_edge_r18_d8", weights=False).state_dict()
+
+
+@pytest.mark.parametrize("dtype", ["int64", "bool", "complex64"])
+def test_non_float_weights_are_refused_not_cast(torch, tmp_path, dtype):
+    from danet_deploy.model import model_from_checkpoint
+
+    state = {k: v.to(getattr(torch, dtype)) if v.is_floating_point() else v for k, v in _edge_state(torch).items()}
+    path = tmp_path / "cast.pth"
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match=f"non-floating-point weights .*\\({dtype}\\)"):
+        model_from_checkpoint(path)
+
+
+def test_float64_values_beyond_float32_are_refused_and_other_floats_load(torch, tmp_path):
+    from danet_deploy.model import model_from_checkpoint
+
+    for dtype in (torch.float64, torch.bfloat16, torch.float16):
+        state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in _edge_state(torch).items()}
+        torch.save(state, tmp_path / "ok.pth")
+        assert model_from_checkpoint(tmp_path / "ok.pth")[1]["preset"] == "danet_edge_r18_d8"
+    state["head.conv8.1.bias"] = state["head.conv8.1.bias"].double()
+    state["head.conv8.1.bias"][0] = 1e300  # finite in float64, Inf once cast
+    torch.save(state, tmp_path / "huge.pth")
+    with pytest.raises(CheckpointError, match="too large for float32 .*head.conv8.1.bias"):
+        model_from_checkpoint(tmp_path / "huge.pth")

@@ -167,6 +167,30 @@ def check_finite(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
                               "use an earlier checkpoint")
 
 
+def check_dtypes(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], source: str | Path) -> None:
+    """Refuse integer, boolean or complex tensors where the model holds floats, and values the cast would overflow.
+
+    Why: the loader casts every tensor to the model's dtype, and a cast of int/bool values (a
+    checkpoint saved after ``.long()``/``.bool()``, or quantized) or of complex ones (the imaginary
+    part dropped) gives a network that exports and runs but whose masks are wrong, with no error.
+    float16/bfloat16/float64 are cast to float32 as before (at most a rounding), unless a float64
+    value is beyond float32's range: the cast would turn it into Inf after the NaN/Inf check.
+    """
+    bad = [f"{k} ({str(v.dtype).removeprefix('torch.')})" for k, v in state.items()
+           if k in own and own[k].is_floating_point() and not v.is_floating_point()]
+    if bad:
+        raise CheckpointError(f"{source} has non-floating-point weights in {len(bad)} tensor(s) ({', '.join(bad[:5])}"
+                              f"{' ...' if len(bad) > 5 else ''}): casting them to float32 would silently change the "
+                              "network; save the float state dict (model.float().state_dict()) where it was trained")
+    huge = [k for k, v in state.items() if k in own and own[k].is_floating_point() and v.numel()
+            and torch.finfo(v.dtype).max > torch.finfo(own[k].dtype).max
+            and bool(v.abs().max() > torch.finfo(own[k].dtype).max)]
+    if huge:
+        raise CheckpointError(f"{source} has values too large for {str(own[huge[0]].dtype).removeprefix('torch.')} in "
+                              f"{len(huge)} tensor(s) ({', '.join(huge[:5])}{' ...' if len(huge) > 5 else ''}): they "
+                              "would become Inf; the training diverged or the file is damaged, use an earlier checkpoint")
+
+
 def _extract_state_dict(obj: object, path: Path) -> CheckpointContents:
     if isinstance(obj, Mapping):
         container = "state dict"
@@ -239,6 +263,7 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], dropped: lis
     """
     check_finite(state, source)
     own = model.state_dict()
+    check_dtypes(state, own, source)
     own_keys = {k for k in own if not k.endswith("num_batches_tracked")}
     missing = sorted(own_keys - set(state))
     unexpected = sorted(set(state) - set(own))
