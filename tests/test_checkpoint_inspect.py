@@ -354,3 +354,14 @@ def test_float64_values_beyond_float32_are_refused_and_other_floats_load(torch, 
     torch.save(state, tmp_path / "huge.pth")
     with pytest.raises(CheckpointError, match="too large for float32 .*head.conv8.1.bias"):
         model_from_checkpoint(tmp_path / "huge.pth")
+
+
+@pytest.mark.parametrize("key,shape", [("head.conv8.1.weight", ()), ("head.conv8.1.weight", (0, 64, 1, 1)),
+                                       ("backbone.layer1.0.conv1.weight", (32,)),
+                                       ("decoder.fuse.0.0.weight", (0, 96, 3, 3))])
+def test_damaged_width_tensors_are_a_checkpoint_error_not_a_flag_to_pass(torch, key, shape):
+    state = _meta_state(torch, depth=18, deep_stem=False, base_width=32, decoder_channels=64)
+    state[key] = torch.empty(shape, device="meta")
+    with pytest.raises(CheckpointError, match=f"{re.escape(key)} has shape .*damaged") as caught:
+        infer_architecture(state)
+    assert "--num-classes 0" not in str(caught.value)

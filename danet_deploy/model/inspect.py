@@ -110,7 +110,7 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
                               f"supported ResNet: {supported}")
     if "backbone.conv1.0.weight" in state:
         deep_stem = True
-        stem_width = int(state["backbone.conv1.0.weight"].shape[0])
+        stem_width = _out_channels(state, "backbone.conv1.0.weight")
         last = state.get("backbone.conv1.6.weight")
         if last is None or tuple(last.shape[:2]) != (2 * stem_width, stem_width):
             raise CheckpointError(f"the deep stem is not 3->{stem_width}->{stem_width}->{2 * stem_width} "
@@ -118,22 +118,35 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
                                   "only that layout is supported")
     elif "backbone.conv1.weight" in state:
         deep_stem = False
-        stem_width = int(state["backbone.conv1.weight"].shape[0])
+        stem_width = _out_channels(state, "backbone.conv1.weight")
     else:
         raise CheckpointError("the backbone has no stem conv (backbone.conv1.weight or backbone.conv1.0.weight)")
-    base_width = int(state["backbone.layer1.0.conv1.weight"].shape[0])
+    base_width = _out_channels(state, "backbone.layer1.0.conv1.weight")
     expansion = 4 if block == "bottleneck" else 1
-    head = int(state["head.conv5a.0.weight"].shape[0])
+    head = _out_channels(state, "head.conv5a.0.weight")
     if head != base_width * 8 * expansion // 4:
         raise CheckpointError(f"the head's inner width is {head}, not a quarter of the backbone's "
                               f"{base_width * 8 * expansion} channels as in DANet's head; only that layout is "
                               "supported")
     roots = {k.removeprefix("module.").removeprefix("model.").split(".")[0] for k in dropped}
     prefixes = sorted(roots - {"backbone", "pretrained"})  # not the ImageNet classifier of a plain ResNet
-    decoder = state.get(DECODER_WIDTH_KEY)
     return CheckpointArchitecture(depth, block, blocks, deep_stem, stem_width, base_width,
-                                  int(state["head.conv8.1.weight"].shape[0]), tuple(prefixes),
-                                  int(decoder.shape[0]) if decoder is not None else 0)
+                                  _out_channels(state, "head.conv8.1.weight"), tuple(prefixes),
+                                  _out_channels(state, DECODER_WIDTH_KEY) if DECODER_WIDTH_KEY in state else 0)
+
+
+def _out_channels(state: Mapping[str, Any], key: str) -> int:
+    """The output channels of the conv weight ``key``: a 4-d tensor with at least one filter.
+
+    Why checked: the widths read here become flags the user is told to pass (``--num-classes N``,
+    ``--model-option base_width=N``); a damaged file with a 0-d or empty tensor there raised an
+    IndexError, or was described as a model of 0 classes with ``--num-classes 0`` as the fix.
+    """
+    shape = tuple(getattr(state[key], "shape", ()))
+    if len(shape) != 4 or 0 in shape:
+        raise CheckpointError(f"{key} has shape {shape}, not that of a conv weight (out, in, kh, kw) with at least "
+                              "one filter: the checkpoint is damaged or not a DANet; re-save or re-download it")
+    return int(shape[0])
 
 
 def differences(config: ModelConfig, arch: CheckpointArchitecture) -> list[str]:
