@@ -365,3 +365,16 @@ def test_damaged_width_tensors_are_a_checkpoint_error_not_a_flag_to_pass(torch, 
     with pytest.raises(CheckpointError, match=f"{re.escape(key)} has shape .*damaged") as caught:
         infer_architecture(state)
     assert "--num-classes 0" not in str(caught.value)
+
+
+@pytest.mark.parametrize("prefix", ["_orig_mod.", "module._orig_mod.", "model.module."])
+def test_nested_wrapper_prefixes_are_stripped(torch, tmp_path, prefix):
+    from danet_deploy.model import init_for_testing, model_from_checkpoint
+
+    model = init_for_testing(create_model("danet_edge_r18_d8", weights=False), seed=5)
+    path = tmp_path / "wrapped.pth"
+    torch.save({prefix + k: v for k, v in model.state_dict().items()}, path)
+    loaded, info = model_from_checkpoint(path)
+    assert info["preset"] == "danet_edge_r18_d8" and info["layout"] == "danet-deploy"
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key

@@ -209,15 +209,34 @@ def _extract_state_dict(obj: object, path: Path) -> CheckpointContents:
     raise CheckpointError(f"{path} holds no state dict of tensors; expected the output of model.state_dict()")
 
 
+# prefixes that wrappers add in front of the model's own names: DataParallel/DDP, training
+# frameworks' ``self.model``, ``torch.compile`` (its OptimizedModule keeps the model as _orig_mod)
+_WRAPPER_PREFIXES = ("module.", "model.", "_orig_mod.")
+
+
+def strip_wrapper_prefixes(key: str) -> str:
+    """``key`` without the wrapper prefixes in front of it, however many and in whatever order.
+
+    Why repeated: wrappers nest (a compiled model inside DDP saves ``module._orig_mod.backbone...``,
+    a training framework's DDP model ``model.module.backbone...``), and stripping each prefix only
+    once, in a fixed order, left such files unrecognised. The network itself has no module of
+    these names (its top level is ``backbone``, ``head``, ``decoder``).
+    """
+    stripped = True
+    while stripped:
+        stripped = False
+        for prefix in _WRAPPER_PREFIXES:
+            if key.startswith(prefix):
+                key, stripped = key[len(prefix):], True
+    return key
+
+
 def map_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
     """Rename official-DANet / mmsegmentation keys to this project's; return (mapped, dropped keys)."""
     mapped: dict[str, torch.Tensor] = {}
     dropped: list[str] = []
     for key, value in state.items():
-        new = key
-        for prefix in ("module.", "model."):
-            if new.startswith(prefix):
-                new = new[len(prefix):]
+        new = strip_wrapper_prefixes(key)
         if new.startswith("pretrained."):  # official DANet / PyTorch-Encoding
             new = "backbone." + new[len("pretrained."):]
         for pattern, replacement in _MMSEG_RULES:

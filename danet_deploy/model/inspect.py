@@ -128,7 +128,9 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
         raise CheckpointError(f"the head's inner width is {head}, not a quarter of the backbone's "
                               f"{base_width * 8 * expansion} channels as in DANet's head; only that layout is "
                               "supported")
-    roots = {k.removeprefix("module.").removeprefix("model.").split(".")[0] for k in dropped}
+    from .checkpoints import strip_wrapper_prefixes
+
+    roots = {strip_wrapper_prefixes(k).split(".")[0] for k in dropped}
     prefixes = sorted(roots - {"backbone", "pretrained"})  # not the ImageNet classifier of a plain ResNet
     return CheckpointArchitecture(depth, block, blocks, deep_stem, stem_width, base_width,
                                   _out_channels(state, "head.conv8.1.weight"), tuple(prefixes),
@@ -336,7 +338,9 @@ def model_from_checkpoint(path: str | Path, arch: str | None = None, num_classes
 
 def key_layout(state: Mapping[str, Any]) -> str:
     """Whose naming the checkpoint's keys follow (for reports)."""
-    keys = [k[len("module."):] if k.startswith("module.") else k for k in state]
+    from .checkpoints import strip_wrapper_prefixes
+
+    keys = [strip_wrapper_prefixes(k) for k in state]
     if any(k.startswith("pretrained.") for k in keys):
         return "official DANet"
     if any(k.startswith("decode_head.") for k in keys):
