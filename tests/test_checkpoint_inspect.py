@@ -378,3 +378,20 @@ def test_nested_wrapper_prefixes_are_stripped(torch, tmp_path, prefix):
     assert info["preset"] == "danet_edge_r18_d8" and info["layout"] == "danet-deploy"
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_nested_training_containers_are_unwrapped_and_unknown_ones_named(torch, tmp_path):
+    from danet_deploy.model import model_from_checkpoint, read_checkpoint
+
+    state = _edge_state(torch)
+    path = tmp_path / "nested.pth"
+    torch.save({"model": {"state_dict": state, "step": 7}, "epoch": 3}, path)
+    contents = read_checkpoint(path)
+    assert contents.container == "model.state_dict" and len(contents.state) == len(state)
+    assert contents.ignored == {"epoch": "3", "model.step": "7"}
+    torch.save({"state_dict": {"model": state}}, path)
+    assert model_from_checkpoint(path)[1]["preset"] == "danet_edge_r18_d8"
+    torch.save({"ema": state, "epoch": 3}, path)  # only the user can tell which copy is the model
+    with pytest.raises(CheckpointError, match=r"only under 'ema'.*weights_only=True\)\['ema'\]") as caught:
+        read_checkpoint(path)
+    assert "weights_only=False" not in str(caught.value)

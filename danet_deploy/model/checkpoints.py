@@ -191,21 +191,42 @@ def check_dtypes(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tens
                               "would become Inf; the training diverged or the file is damaged, use an earlier checkpoint")
 
 
+_WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
+
+
 def _extract_state_dict(obj: object, path: Path) -> CheckpointContents:
+    """The state dict in ``obj``: itself, or under the wrapper keys, nested up to four deep.
+
+    Why nested: training frameworks wrap a wrapper (``{"model": {"state_dict": ...}}``,
+    ``{"state_dict": {"model": ...}}``); such files were refused as holding no state dict. Entries
+    beside the chosen one are reported as ignored, with their dotted path. When no wrapper key
+    leads to tensors, the error names the entries that do hold tensors (an EMA copy, a teacher),
+    since only the user can say which of them is the model.
+    """
     if isinstance(obj, Mapping):
-        container = "state dict"
-        wrapper = None
-        for key in ("state_dict", "model", "model_state_dict", "net"):
-            if key in obj and isinstance(obj[key], Mapping):
-                wrapper, container = key, key
+        inner: Mapping = obj
+        chain: list[str] = []
+        ignored: dict[str, str] = {}
+        while len(chain) < 4:
+            wrapper = next((k for k in _WRAPPER_KEYS if isinstance(inner.get(k), Mapping)), None)
+            if wrapper is None:
                 break
-        inner = obj[wrapper] if wrapper else obj
-        ignored = {str(k): _summary(v) for k, v in obj.items() if wrapper and k != wrapper}
-        ignored |= {f"{wrapper + '.' if wrapper else ''}{k}": _summary(v)
-                    for k, v in inner.items() if not isinstance(v, torch.Tensor)}
+            prefix = "".join(f"{c}." for c in chain)
+            ignored |= {f"{prefix}{k}": _summary(v) for k, v in inner.items() if k != wrapper}
+            chain.append(wrapper)
+            inner = inner[wrapper]
+        prefix = "".join(f"{c}." for c in chain)
+        ignored |= {f"{prefix}{k}": _summary(v) for k, v in inner.items() if not isinstance(v, torch.Tensor)}
         tensors = {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
         if tensors:
-            return CheckpointContents(tensors, container, ignored)
+            return CheckpointContents(tensors, ".".join(chain) or "state dict", ignored)
+        holders = [str(k) for k, v in obj.items()
+                   if isinstance(v, Mapping) and any(isinstance(t, torch.Tensor) for t in v.values())]
+        if holders:
+            raise CheckpointError(
+                f"{path} holds tensors only under {', '.join(repr(h) for h in holders[:5])}, not under an entry read "
+                f"as the state dict ({', '.join(_WRAPPER_KEYS)}): save the one that holds the model on its own, e.g. "
+                f"torch.save(torch.load(path, weights_only=True)[{holders[0]!r}], 'weights.pth')")
     raise CheckpointError(f"{path} holds no state dict of tensors; expected the output of model.state_dict()")
 
 
