@@ -395,3 +395,14 @@ def test_nested_training_containers_are_unwrapped_and_unknown_ones_named(torch, 
     with pytest.raises(CheckpointError, match=r"only under 'ema'.*weights_only=True\)\['ema'\]") as caught:
         read_checkpoint(path)
     assert "weights_only=False" not in str(caught.value)
+
+
+@pytest.mark.parametrize("name", ["weights.SAFETENSORS", "renamed.pth", "model.bin"])
+def test_safetensors_are_read_by_content_whatever_the_suffix(torch, tmp_path, name):
+    from safetensors.torch import save_file
+
+    from danet_deploy.model import model_from_checkpoint
+
+    path = tmp_path / name
+    save_file({k: v.contiguous() for k, v in _edge_state(torch).items()}, str(path))
+    assert model_from_checkpoint(path)[1]["container"] == "safetensors"

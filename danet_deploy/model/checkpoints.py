@@ -81,7 +81,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {str(path)!r} does not exist: pass an existing .pt/.pth/.safetensors file")
-    if path.suffix == ".safetensors":
+    if path.suffix.lower() == ".safetensors" or _looks_like_safetensors(path):
         try:
             from safetensors.torch import load_file
         except ImportError as exc:  # pragma: no cover - safetensors is a core dependency
@@ -99,6 +99,23 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
             "read, never pickled objects (unpickling runs code from the file); re-save it where it was made with "
             "torch.save(model.state_dict(), path), or convert it to .safetensors") from exc
     return _extract_state_dict(obj, path)
+
+
+def _looks_like_safetensors(path: Path) -> bool:
+    """Whether ``path`` starts as a safetensors file does: a little-endian u64 header length that fits
+    the file, then the header's JSON ``{``.
+
+    Why by content: a safetensors file renamed ``.pth``/``.bin`` (or named ``.SAFETENSORS``) went to
+    ``torch.load`` and failed with "Unsupported operand 112" and the advice to convert it to
+    safetensors, which it already was. A torch zip starts with ``PK``, a legacy pickle with ``0x80``.
+    """
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+        size = path.stat().st_size
+    except OSError:
+        return False
+    return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
 def _numpy_scalars_allowed() -> contextlib.AbstractContextManager:
