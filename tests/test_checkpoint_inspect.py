@@ -406,3 +406,9 @@ def test_safetensors_are_read_by_content_whatever_the_suffix(torch, tmp_path, na
     path = tmp_path / name
     save_file({k: v.contiguous() for k, v in _edge_state(torch).items()}, str(path))
     assert model_from_checkpoint(path)[1]["container"] == "safetensors"
+
+
+def test_widths_in_range_that_multiply_to_a_huge_network_are_refused_before_allocating(torch):
+    with pytest.raises(ConfigError, match=r"base_width 4096, .* make 51\.8e9 parameters .*lower the widths"):
+        create_model("danet_edge_r18_d8", weights=False, base_width=4096)  # 193 GiB of float32 weights
+    assert create_model("danet_edge_r18_d8", weights=False, stem_width=4096).backbone.conv1.weight.shape[0] == 4096

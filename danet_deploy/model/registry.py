@@ -138,6 +138,37 @@ def build_model(config: ModelConfig):
 
     if config.num_classes != len(config.class_names):
         raise ConfigError(f"{config.name}: num_classes={config.num_classes} but {len(config.class_names)} class names")
+    _check_parameter_count(config)
+    return _danet(config)
+
+
+#: The most parameters a config may build: 1e9 float32 weights are 4 GB, 15x ResNet-101 DANet's 67M.
+MAX_PARAMETERS = 1_000_000_000
+
+
+def _check_parameter_count(config: ModelConfig) -> None:
+    """Refuse a config whose network would hold more than :data:`MAX_PARAMETERS` weights, before allocating.
+
+    Why: each width option is range-checked alone, but they multiply: ``base_width=4096`` is in
+    range and builds convolutions of 32768x32768x3x3, tens of GB that end the process with an
+    allocator error or the OOM killer instead of a message. The network is built on the meta
+    device (shapes only, no memory) to count them.
+    """
+    import torch
+
+    with torch.device("meta"):
+        count = sum(p.numel() for p in _danet(config).parameters())
+    if count > MAX_PARAMETERS:
+        raise ConfigError(f"{config.name}: depth {config.depth}, base_width {config.base_width}, stem_width "
+                          f"{config.stem_width or config.base_width}, decoder_channels {config.decoder_channels} and {config.num_classes} "
+                          f"classes make {count / 1e9:.1f}e9 parameters ({count * 4 / 2**30:.0f} GiB as float32), "
+                          f"more than the {MAX_PARAMETERS / 1e9:.0f}e9 this builds: lower the widths (the paper uses "
+                          "base_width=64)")
+
+
+def _danet(config: ModelConfig):
+    from .danet import DANet
+
     try:
         return DANet(num_classes=config.num_classes, depth=config.depth, output_stride=config.output_stride,
                      deep_stem=config.deep_stem, base_width=config.base_width, multi_grid=config.multi_grid,
