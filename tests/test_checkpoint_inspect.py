@@ -412,3 +412,17 @@ def test_widths_in_range_that_multiply_to_a_huge_network_are_refused_before_allo
     with pytest.raises(ConfigError, match=r"base_width 4096, .* make 51\.8e9 parameters .*lower the widths"):
         create_model("danet_edge_r18_d8", weights=False, base_width=4096)  # 193 GiB of float32 weights
     assert create_model("danet_edge_r18_d8", weights=False, stem_width=4096).backbone.conv1.weight.shape[0] == 4096
+
+
+def test_class_counts_beyond_any_dataset_are_refused_before_names_are_made(torch, tmp_path, capsys):
+    from danet_deploy.cli.export import main
+
+    with pytest.raises(ConfigError, match="from 1 to 65536, got 1000000000"):
+        get_config("danet_edge_r18_d8", num_classes=10**9)  # a billion generated class names before
+    assert get_config("danet_edge_r18_d8", num_classes=np.int64(7)).num_classes == 7
+    assert main(["--model", "danet_edge_r18_d8", "--num-classes", "100000000", "-o", str(tmp_path / "a")]) == 2
+    assert "--num-classes must be a whole number from 1 to 65536" in capsys.readouterr().err
+    state = _meta_state(torch, depth=18, deep_stem=False, base_width=32)
+    state["head.conv8.1.weight"] = torch.empty(100000, 128, 1, 1, device="meta")
+    with pytest.raises(CheckpointError, match="100000 output channels, more classes than the 65536"):
+        infer_architecture(state)  # advised --num-classes 100000 before

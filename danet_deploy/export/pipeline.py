@@ -95,8 +95,10 @@ class ExportRequest:
         if not OPSETS[0] <= self.opset <= OPSETS[1]:
             raise ConfigError(f"--opset {self.opset} is outside {OPSETS[0]}-{OPSETS[1]}, the opsets this model exports "
                               "in and runs (below 11 ONNX has no align_corners resize); the default is 17")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ConfigError(f"--num-classes must be >= 1, got {self.num_classes}")
+        if self.num_classes is not None:
+            from ..model.registry import check_class_count
+
+            check_class_count(self.num_classes)
         self._check_size_bounds()
         from ..model.options import coerce_model_options
 

@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping
 
 from ..errors import CheckpointError, UnknownModelError
 from .options import coerce_model_options, format_option
-from .registry import ModelConfig, build_model, get_config, preset_order
+from .registry import MAX_CLASSES, ModelConfig, build_model, get_config, preset_order
 
 # what the weights determine, as ModelConfig fields
 INFERRED_FIELDS = ("depth", "deep_stem", "stem_width", "base_width", "num_classes", "decoder_channels")
@@ -132,8 +132,11 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
 
     roots = {strip_wrapper_prefixes(k).split(".")[0] for k in dropped}
     prefixes = sorted(roots - {"backbone", "pretrained"})  # not the ImageNet classifier of a plain ResNet
-    return CheckpointArchitecture(depth, block, blocks, deep_stem, stem_width, base_width,
-                                  _out_channels(state, "head.conv8.1.weight"), tuple(prefixes),
+    num_classes = _out_channels(state, "head.conv8.1.weight")
+    if num_classes > MAX_CLASSES:
+        raise CheckpointError(f"head.conv8.1.weight has {num_classes} output channels, more classes than the "
+                              f"{MAX_CLASSES} a model may have: the checkpoint is damaged or not a segmentation DANet")
+    return CheckpointArchitecture(depth, block, blocks, deep_stem, stem_width, base_width, num_classes, tuple(prefixes),
                                   _out_channels(state, DECODER_WIDTH_KEY) if DECODER_WIDTH_KEY in state else 0)
 
 

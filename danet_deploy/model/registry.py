@@ -7,6 +7,7 @@ line of data, and every exported artifact can record exactly which config produc
 from __future__ import annotations
 
 import copy
+import operator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -110,6 +111,25 @@ def preset_order() -> list[str]:
     return list(_PRESETS)
 
 
+#: The most classes a model may have: far above any segmentation dataset (ADE20K-full has 3688).
+MAX_CLASSES = 65536
+
+
+def check_class_count(num_classes: int, flag: str = "--num-classes") -> None:
+    """Refuse a class count below 1 or above :data:`MAX_CLASSES`, naming ``flag``.
+
+    Why an upper bound: a class name is generated for each class and every preset is configured
+    with the count to find the ones that fit a checkpoint, so ``--num-classes 10000000`` took
+    minutes and GBs before it could say anything (10**9 never finished); the logits grow with it too.
+    """
+    try:
+        count = None if isinstance(num_classes, bool) else operator.index(num_classes)
+    except TypeError:
+        count = None
+    if count is None or not 1 <= count <= MAX_CLASSES:
+        raise ConfigError(f"{flag} must be a whole number from 1 to {MAX_CLASSES}, got {num_classes!r}")
+
+
 def get_config(name: str, **overrides: Any) -> ModelConfig:
     """A preset's config with ``overrides`` applied (e.g. ``num_classes=5``)."""
     if name not in _PRESETS:
@@ -124,6 +144,8 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
         data.update(overrides)
         if "class_names" in overrides and "num_classes" not in overrides:
             data["num_classes"] = len(overrides["class_names"])
+        if "num_classes" in overrides:
+            check_class_count(overrides["num_classes"])
         if "num_classes" in overrides and "class_names" not in overrides:
             n = overrides["num_classes"]
             names = list(config.class_names)
