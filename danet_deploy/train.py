@@ -64,6 +64,23 @@ def format_shapes(shapes: Sequence[Shape], sep: str = ",") -> str:
     return sep.join(f"{h}x{w}" for h, w in shapes)
 
 
+_SCENE_LIMIT = "16.8 megapixels (4096x4096) a generated scene may have"
+
+
+def check_eval_sizes(sizes: Sequence[Shape]) -> None:
+    """Every val size is at least 32x32 and within ``MAX_SCENE_PIXELS``: each is rendered in memory.
+
+    Why here and not only in :class:`TrainConfig`: ``--evaluate-only`` skips the config, and
+    ``--eval-sizes 100000x100000`` died in numpy's allocator with a traceback.
+    """
+    from .data.scenes import MAX_SCENE_PIXELS
+
+    for h, w in sizes:
+        if min(h, w) < 32 or h * w > MAX_SCENE_PIXELS:
+            raise ConfigError(f"eval size {h}x{w} must be at least 32x32 and at most the {_SCENE_LIMIT}: choose "
+                              "other --eval-sizes")
+
+
 @dataclass
 class TrainConfig:
     """Every knob of a training run; recorded verbatim in the report."""
@@ -136,6 +153,7 @@ class TrainConfig:
             raise ConfigError(f"need scene_min <= scene_max, got {self.scene_min}, {self.scene_max}")
         if not 0.25 <= self.aspect_min <= self.aspect_max <= 4.0:
             raise ConfigError(f"need 0.25 <= aspect_min <= aspect_max <= 4, got {self.aspect_min}, {self.aspect_max}")
+        self._check_scene_pixels()
         if not 0.0 <= self.crowd <= 1.0 or not 0.0 < self.ohem_keep <= 1.0 or not 0.0 <= self.class_balance <= 1.0:
             raise ConfigError(f"crowd and class_balance must be in [0, 1] and ohem_keep in (0, 1], got "
                               f"{self.crowd}, {self.class_balance}, {self.ohem_keep}")
@@ -199,6 +217,21 @@ class TrainConfig:
         cut the early steps' time by half but lost 0.02-0.045 person IoU, so it is off by default.
         """
         return self.early_crops if step < self.early_steps else self.crops
+
+    def _check_scene_pixels(self) -> None:
+        """The largest training scene and every eval size stay within ``MAX_SCENE_PIXELS``.
+
+        Why: ``--scene-max 100000`` (or ``--eval-sizes 100000x100000``) passed validation and the
+        run then died in numpy's allocator with a traceback, in the training process or a worker.
+        """
+        from .data.scenes import MAX_SCENE_PIXELS
+
+        height = self.scene_max
+        width = math.ceil(height * self.aspect_max)
+        if height * width > MAX_SCENE_PIXELS:
+            raise ConfigError(f"--scene-max {height} with --aspect-max {self.aspect_max:g} renders scenes up to "
+                              f"{height}x{width}, more than the {_SCENE_LIMIT}: lower --scene-max or --aspect-max")
+        check_eval_sizes(self.eval_sizes)
 
     def scene_range_at(self, step: int) -> tuple[int, int]:
         """Smallest and largest scene height step ``step`` renders (scaled in the early phase)."""
@@ -573,6 +606,7 @@ def evaluate_weights(weights: str | Path | None = None, count: int = 50,
     path = Path(weights) if weights else weights_dir() / "danet_demo.safetensors"
     if not path.exists():
         raise CheckpointError(f"no weights at {path}: train them with `danet-train` or pass --weights")
+    check_eval_sizes(sizes)
     options = {**_trained_model_options(path), **coerce_model_options(model_options)}
     model = create_model(PRESET, weights=path, **options)
     return evaluate_sizes(model, sizes, count, progress=progress, log=log)

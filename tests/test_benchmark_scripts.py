@@ -47,7 +47,7 @@ def test_train_step_cost_variants_may_change_the_data_of_a_step(tmp_path):
                       "--with-data", "--json", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["with_data"] is True and [r["variant"] for r in report["rows"]][1] == "batch_size=4;crops_per_scene=2"
-    for bad in ("batch_size=3", "batch_size=four"):  # 3 is no multiple of 4 crops per scene
+    for bad in ("batch_size=3", "batch_size=four", "scene_max=100000"):  # 3: no multiple of 4 crops per scene
         with pytest.raises(ConfigError):
             cost.parse_variant(bad)
 

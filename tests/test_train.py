@@ -309,7 +309,8 @@ def test_cli_refuses_existing_outputs_and_folders_unless_forced(torch, tmp_path,
 
 @pytest.mark.parametrize("flags", [["--lr", "nan"], ["--lr", "inf"], ["--threads", "0"], ["--weight-decay", "-1"],
                                    ["--time-budget-min", "nan"], ["--warmup", "-1"], ["--log-every", "0"],
-                                   ["--ema", "1.0"], ["--ema", "0.2"], ["--ema", "nan"]])
+                                   ["--ema", "1.0"], ["--ema", "0.2"], ["--ema", "nan"],
+                                   ["--scene-max", "100000"], ["--eval-sizes", "100000x100000"]])
 def test_cli_refuses_non_numbers_and_out_of_range_knobs(tmp_path, capsys, flags):
     from danet_deploy.cli.train import main
 
@@ -319,7 +320,8 @@ def test_cli_refuses_non_numbers_and_out_of_range_knobs(tmp_path, capsys, flags)
     assert not (tmp_path / "w.safetensors").exists()
 
 
-@pytest.mark.parametrize("flags", [["--threads", "-1"], ["--eval-count", "0"]])
+@pytest.mark.parametrize("flags", [["--threads", "-1"], ["--eval-count", "0"], ["--eval-sizes", "100000x100000"],
+                                   ["--eval-sizes", "8x8"]])
 def test_cli_evaluate_only_refuses_bad_counts(capsys, flags):
     from danet_deploy.cli.train import main
 

@@ -28,6 +28,9 @@ from ..model.registry import DEMO_CLASSES
 
 ROAD, SIDEWALK, BUILDING, VEGETATION, SKY, CAR, PERSON, POLE = range(len(DEMO_CLASSES))
 IGNORE_INDEX = 255
+#: The most pixels a generated scene may have (4096x4096, about 0.8 GB at the peak of rendering):
+#: larger ones fail in numpy's allocator, and training renders several at once.
+MAX_SCENE_PIXELS = 4096 * 4096
 
 #: Disjoint seed ranges: a scene's split is decided by its seed alone, so splits never overlap.
 SPLITS: dict[str, range] = {
