@@ -426,3 +426,18 @@ def test_class_counts_beyond_any_dataset_are_refused_before_names_are_made(torch
     state["head.conv8.1.weight"] = torch.empty(100000, 128, 1, 1, device="meta")
     with pytest.raises(CheckpointError, match="100000 output channels, more classes than the 65536"):
         infer_architecture(state)  # advised --num-classes 100000 before
+
+
+def test_a_folder_and_an_empty_file_are_named_as_such(tmp_path, capsys):
+    from danet_deploy.cli.train import main
+    from danet_deploy.model import read_checkpoint
+
+    (tmp_path / "weights.pth").mkdir()
+    with pytest.raises(CheckpointError, match="is a folder: pass the .pt/.pth/.safetensors file inside it"):
+        read_checkpoint(tmp_path / "weights.pth")
+    for name in ("empty.pth", "empty.safetensors"):
+        (tmp_path / name).write_bytes(b"")
+        with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\)"):
+            read_checkpoint(tmp_path / name)
+    assert main(["--evaluate-only", "--weights", str(tmp_path / "weights.pth"), "--no-progress"]) == 2
+    assert "is a folder" in capsys.readouterr().err

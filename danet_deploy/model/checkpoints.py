@@ -79,8 +79,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
     that is not the state dict is summarised in :attr:`CheckpointContents.ignored`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist: pass an existing .pt/.pth/.safetensors file")
+    _check_is_checkpoint_file(path)
     if path.suffix.lower() == ".safetensors" or _looks_like_safetensors(path):
         try:
             from safetensors.torch import load_file
@@ -99,6 +98,21 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
             "read, never pickled objects (unpickling runs code from the file); re-save it where it was made with "
             "torch.save(model.state_dict(), path), or convert it to .safetensors") from exc
     return _extract_state_dict(obj, path)
+
+
+def _check_is_checkpoint_file(path: Path) -> None:
+    """A missing path, a folder and an empty file each get their own message.
+
+    Why: a folder was reported as not existing, and a zero-byte file (an interrupted download or
+    save) as a failed weights-only load with only "EOFError" as the reason.
+    """
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {str(path)!r} is a folder: pass the .pt/.pth/.safetensors file inside it")
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {str(path)!r} does not exist: pass an existing .pt/.pth/.safetensors file")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes): its download or save was interrupted; "
+                              "save or download it again")
 
 
 def _looks_like_safetensors(path: Path) -> bool:
