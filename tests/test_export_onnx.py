@@ -179,7 +179,10 @@ def test_export_request_errors(tmp_path):
         ExportRequest(MODEL, input_size=(0, 64))
     with pytest.raises(UnknownModelError):
         export(ExportRequest("danet_nope", output=tmp_path / "x"), log=_quiet)
-    (tmp_path / "ckpt.pth").write_bytes(b"")  # without --arch the file is read to infer it: unreadable
+    (tmp_path / "ckpt.pth").write_bytes(b"")  # without --arch the file is read to infer it: empty
+    with pytest.raises(CheckpointError, match="is empty"):
+        export(ExportRequest(str(tmp_path / "ckpt.pth"), output=tmp_path / "x"), log=_quiet)
+    (tmp_path / "ckpt.pth").write_bytes(b"not a checkpoint")  # unreadable
     with pytest.raises(CheckpointError, match="weights-only"):
         export(ExportRequest(str(tmp_path / "ckpt.pth"), output=tmp_path / "x"), log=_quiet)
     with pytest.raises(ConfigError, match="unknown model option"):
