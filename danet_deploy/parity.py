@@ -293,6 +293,12 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
         ref_session = runtime.load(ref_name, config=manifest.model, threads=threads)
     else:
         ref_session = runtime.load(ref_name, threads=threads)
+    if ref_session.num_classes != manifest.num_classes:
+        ref_session.close()
+        session.close()
+        raise ConfigError(f"the reference {str(ref_name)!r} predicts {ref_session.num_classes} classes, the artifact "
+                          f"{manifest.num_classes} ({manifest.model.get('name')}): compare with the model it was "
+                          "exported from (leave out --reference), or a checkpoint of the same classes")
     from .runtime.preprocess import preprocess
 
     from .outputs import LOGITS, MASK

@@ -192,6 +192,15 @@ def test_checkpoint_artifact_carries_its_checkpoint_and_moves_with_it(checkpoint
     assert report.passed and report.reference == str(moved / "checkpoint.safetensors")
 
 
+def test_parity_refuses_a_reference_of_other_classes_naming_the_fix(preset_artifact, tmp_path, capsys):
+    with pytest.raises(ConfigError, match="predicts 19 classes, the artifact 8.*leave out --reference"):
+        run_parity(preset_artifact, reference="danet_edge_r18_d8", generated=1, write_manifest=False)
+    assert _cli("parity", [str(preset_artifact), "--reference", "danet_edge_r18_d8", "--generated", "1",
+                           "--no-manifest"]) == 2
+    err = capsys.readouterr().err
+    assert "predicts 19 classes" in err and "Traceback" not in err
+
+
 def test_parity_names_a_reference_that_is_not_the_exported_checkpoint(checkpoint_artifact, tmp_path, capsys):
     other = _other_weights(tmp_path / "other.safetensors")
     report = run_parity(checkpoint_artifact, reference=str(other), generated=1, write_manifest=False)
