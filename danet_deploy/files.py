@@ -14,7 +14,20 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
+
+
+def is_plain_name(name: Any) -> bool:
+    """Whether ``name`` is one non-empty path component that stays in its folder: not ``.``/``..``,
+    no path separator (``/``, ``\\`` or the OS's) and no NUL.
+
+    Why one rule: names that come from options or manifests (a report stem, a shipped-weights
+    name) become files inside a folder the program chose; a separator or ``..`` would move them
+    out of it.
+    """
+    separators = {"/", "\\", "\0", os.sep, *([os.altsep] if os.altsep else [])}
+    return (isinstance(name, str) and bool(name.strip()) and name not in (".", "..")
+            and not any(sep in name for sep in separators))
 
 
 def sha256_file(path: str | Path) -> str:

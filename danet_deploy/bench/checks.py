@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..files import is_plain_name
 
 
 def check_bench_args(model: str, output: Path, artifacts: Path | None = None) -> None:
@@ -37,8 +37,7 @@ def check_report_stem(stem: str) -> str:
     Why: the reports are written as ``OUTPUT/<stem>.json`` etc.; a stem such as ``../../x`` would
     put them outside ``--output``, where they could replace files the user owns.
     """
-    separators = {"/", "\\", os.sep, *([os.altsep] if os.altsep else [])}
-    if not stem.strip() or stem in (".", "..") or "\0" in stem or any(s in stem for s in separators):
+    if not is_plain_name(stem):
         raise ConfigError(f"--stem {stem!r} must be a plain file name (no path separator, not '.' or '..', not "
                           "empty), e.g. --stem bench; choose the folder with --output")
     return stem

@@ -7,12 +7,13 @@ line of data, and every exported artifact can record exactly which config produc
 from __future__ import annotations
 
 import copy
-import operator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..counts import is_count
 from ..errors import ConfigError, UnknownModelError
+from ..files import is_plain_name
 from .releases import CITYSCAPES_CLASSES, release_presets
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -122,11 +123,7 @@ def check_class_count(num_classes: int, flag: str = "--num-classes") -> None:
     with the count to find the ones that fit a checkpoint, so ``--num-classes 10000000`` took
     minutes and GBs before it could say anything (10**9 never finished); the logits grow with it too.
     """
-    try:
-        count = None if isinstance(num_classes, bool) else operator.index(num_classes)
-    except TypeError:
-        count = None
-    if count is None or not 1 <= count <= MAX_CLASSES:
+    if not is_count(num_classes, 1, MAX_CLASSES):
         raise ConfigError(f"{flag} must be a whole number from 1 to {MAX_CLASSES}, got {num_classes!r}")
 
 
@@ -212,7 +209,7 @@ def weights_name_problem(name: Any) -> str | None:
     """
     if not isinstance(name, str) or not name.strip():
         return "is not a file name"
-    if name in (".", "..") or any(sep in name for sep in ("/", "\\", "\0")) or ":" in name:
+    if not is_plain_name(name) or ":" in name:
         return "is not a plain file name (no folders, drive, '..' or absolute path)"
     return None
 

@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import numbers
 import threading
 from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..counts import is_count
 from ..errors import ConfigError, InputError, ManifestError, NonFiniteOutputError, SessionClosedError
 from ..manifest import Manifest
 from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted, invalid_mask_value, mask_dtype
@@ -367,6 +367,6 @@ def window_pair(value: Any, name: str) -> tuple[int, int] | None:
     if value is None:
         return None
     if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 1 for v in value)):
+            or not all(is_count(v) for v in value)):
         raise ConfigError(f"{name} must be two whole numbers (h, w) >= 1, e.g. {name}=(512, 512); got {value!r:.60}")
     return int(value[0]), int(value[1])

@@ -25,7 +25,6 @@ early (``break``) stops and joins every thread. Nothing is left running either w
 
 from __future__ import annotations
 
-import numbers
 import queue
 import threading
 import time
@@ -34,6 +33,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from ..counts import is_count
 from ..errors import ConfigError, DanetDeployError, InputError
 from ..outputs import LOGITS, MASK
 from .preprocess import mask_at_size, preprocess, resize_mask
@@ -220,7 +220,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
 def _count(value: Any, name: str) -> int:
     """A whole number >= 1. Why: ``int()`` truncated 1.5 to 1 silently and raised a bare
     ValueError for NaN."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+    if not is_count(value):
         raise ConfigError(f"stream {name} must be >= 1 (a whole number), got {value!r}")
     return int(value)
 

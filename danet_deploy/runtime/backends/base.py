@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import inspect
-import numbers
 import time
 from dataclasses import dataclass, field
 from importlib import import_module
@@ -21,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...counts import is_count
 from ...errors import BackendUnavailableError, ConfigError
 from ...manifest import Manifest
 from ...outputs import emit_from_names, emitted
@@ -158,8 +158,7 @@ def check_options(cls: type[Backend], options: dict[str, Any]) -> None:
             raise ConfigError(f"the {cls.name} backend has no option {key!r}{suggest(key, valid)}; "
                               f"valid: {', '.join(valid) or 'none'}")
     threads = options.get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
-                                or not 1 <= threads <= MAX_THREADS):
+    if threads is not None and not is_count(threads, 1, MAX_THREADS):
         # each engine reads 0 or a negative count its own way (ONNX Runtime: "all cores"; torch: an error),
         # and thousands of threads took minutes to start on a 2-core machine
         raise ConfigError(f"threads must be a whole number in 1..{MAX_THREADS} (or None for the engine's default), "
