@@ -277,6 +277,7 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
     model.checkpoint_info = {"path": checkpoint_name(path.suffix), "sha256": sha256_file(path),
                              "file_name": path.name, **info}
     model.checkpoint_source = path
+    model.weights_sha256 = None  # the checkpoint's own digest is in checkpoint_info
     return model
 
 
@@ -338,7 +339,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
             output=ctx.output_spec(result.input),
             tools=tool_versions(), checkpoint=model.checkpoint_info, calibration=result.calibration,
             export={**request.to_dict(), **ctx.onnx_info, "attention_plan": plan.to_dict(),
-                    "weights_sha256": getattr(model, "weights_sha256", None),
+                    "weights_sha256": model.weights_sha256,
                     "seconds": round(time.perf_counter() - started, 2)},
             extra=result.extra)
         manifest.hash_files(workdir)

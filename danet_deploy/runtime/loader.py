@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ArtifactError, ConfigError
 from ..manifest import MANIFEST_NAME, artifact_path, missing_artifact_message, read_manifest
-from ..targets import engine_for_suffix, engines, get_target, reference_engine
+from ..targets import engine_for_suffix, engine_names, engines, get_engine, get_target, reference_engine, target_names
 from .backends.base import backend_class, check_options
 from .session import Session
 
@@ -18,10 +18,7 @@ def _refuse_reference_backend_in_manifest(name: str, manifest: Any, folder: Path
     ``torch-compile``): such a backend would ignore the artifact's model file and run the
     reference in its place, a silent substitution the user never asked for. Asked for explicitly
     (``backend="torch"``), it runs the artifact's source model on purpose, as parity does."""
-    from ..targets import target_names
-
-    engine = next((e for e in engines() if e.name == name), None)
-    if engine is None or not engine.runs_presets:
+    if name not in engine_names() or not get_engine(name).runs_presets:
         return
     own = get_target(manifest.target).engine if manifest.target in target_names() else None
     raise ConfigError(f"the manifest of {folder} names backend {name!r}, which runs the PyTorch model and would "
