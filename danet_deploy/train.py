@@ -64,21 +64,18 @@ def format_shapes(shapes: Sequence[Shape], sep: str = ",") -> str:
     return sep.join(f"{h}x{w}" for h, w in shapes)
 
 
-_SCENE_LIMIT = "16.8 megapixels (4096x4096) a generated scene may have"
-
-
 def check_eval_sizes(sizes: Sequence[Shape]) -> None:
     """Every val size is at least 32x32 and within ``MAX_SCENE_PIXELS``: each is rendered in memory.
 
     Why here and not only in :class:`TrainConfig`: ``--evaluate-only`` skips the config, and
     ``--eval-sizes 100000x100000`` died in numpy's allocator with a traceback.
     """
-    from .data.scenes import MAX_SCENE_PIXELS
+    from .data.scenes import MAX_SCENE_PIXELS, SCENE_LIMIT_TEXT
 
     for h, w in sizes:
         if min(h, w) < 32 or h * w > MAX_SCENE_PIXELS:
-            raise ConfigError(f"eval size {h}x{w} must be at least 32x32 and at most the {_SCENE_LIMIT}: choose "
-                              "other --eval-sizes")
+            raise ConfigError(f"eval size {h}x{w} must be at least 32x32 and at most the {SCENE_LIMIT_TEXT} a "
+                              "generated scene may have: choose other --eval-sizes")
 
 
 @dataclass
@@ -224,13 +221,14 @@ class TrainConfig:
         Why: ``--scene-max 100000`` (or ``--eval-sizes 100000x100000``) passed validation and the
         run then died in numpy's allocator with a traceback, in the training process or a worker.
         """
-        from .data.scenes import MAX_SCENE_PIXELS
+        from .data.scenes import MAX_SCENE_PIXELS, SCENE_LIMIT_TEXT
 
         height = self.scene_max
         width = math.ceil(height * self.aspect_max)
         if height * width > MAX_SCENE_PIXELS:
             raise ConfigError(f"--scene-max {height} with --aspect-max {self.aspect_max:g} renders scenes up to "
-                              f"{height}x{width}, more than the {_SCENE_LIMIT}: lower --scene-max or --aspect-max")
+                              f"{height}x{width}, more than the {SCENE_LIMIT_TEXT} a generated scene may have: "
+                              "lower --scene-max or --aspect-max")
         check_eval_sizes(self.eval_sizes)
 
     def scene_range_at(self, step: int) -> tuple[int, int]:

@@ -43,12 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-MAX_SCENE_PIXELS = 4096 * 4096
-
-
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from ..data.scenes import MAX_SCENE_PIXELS, SCENE_LIMIT_TEXT
     from ..serve.client import SegmentationClient
     from ..serve.loadtest import HEADER, generated_images, run_load
 
@@ -63,7 +61,7 @@ def main(argv: list[str] | None = None) -> int:
         raise ConfigError(f"--wait must be a number of seconds >= 0, got {args.wait}")
     if args.size[0] * args.size[1] > MAX_SCENE_PIXELS:  # each scene is rendered in memory, several at once
         raise ConfigError(f"--size {args.size[0]}x{args.size[1]} is above the generated scenes' limit of "
-                          f"{MAX_SCENE_PIXELS // 1_000_000} megapixels (4096x4096); choose a smaller --size")
+                          f"{SCENE_LIMIT_TEXT}; choose a smaller --size")
     images = generated_images(args.scenes, args.size)
     references = None
     if args.artifact:

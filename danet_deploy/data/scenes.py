@@ -31,6 +31,8 @@ IGNORE_INDEX = 255
 #: The most pixels a generated scene may have (4096x4096, about 0.8 GB at the peak of rendering):
 #: larger ones fail in numpy's allocator, and training renders several at once.
 MAX_SCENE_PIXELS = 4096 * 4096
+#: The limit in words, for the messages that refuse a size above it.
+SCENE_LIMIT_TEXT = f"{MAX_SCENE_PIXELS / 1e6:.1f} megapixels (4096x4096)"
 
 #: Disjoint seed ranges: a scene's split is decided by its seed alone, so splits never overlap.
 SPLITS: dict[str, range] = {
