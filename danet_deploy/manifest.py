@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
+from .counts import is_count
 from .errors import ArtifactError, CheckpointError, ManifestError
 from .files import atomic_write_text, sha256_file
 
@@ -321,11 +322,13 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
         if problem:
             fail(f"model.weights {weights!r:.80} {problem}: it may only name a file shipped in danet_deploy/weights "
                  "(such as 'danet_demo.safetensors'), or be null")
+    from .model.registry import MAX_CLASSES
+
     classes = model.get("num_classes", 1)
-    if not _is_int(classes) or not 1 <= classes <= 65536:
-        fail(f"model.num_classes must be an integer in 1..65536, got {classes!r:.80}")
+    if not is_count(classes, 1, MAX_CLASSES):
+        fail(f"model.num_classes must be an integer in 1..{MAX_CLASSES}, got {classes!r:.80}")
     chunks = model.get("attention_chunks", 1)
-    if chunks is not None and (not _is_int(chunks) or not 1 <= chunks <= 2**20):
+    if chunks is not None and not is_count(chunks, 1, 2**20):
         fail(f"model.attention_chunks must be an integer in 1..1048576, got {chunks!r:.80}")
     stride = model.get("output_stride", 8)
     if stride not in (4, 8, 16, 32) or isinstance(stride, bool):
@@ -351,7 +354,7 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
              f"{prep.get('input_range')!r:.40}")
     def check_shape(where: str, shape: Any, ranks: tuple[int, ...]) -> None:
         if (not isinstance(shape, list) or len(shape) not in ranks
-                or not all((isinstance(d, str) and d) or (_is_int(d) and 0 < d <= 2**31 - 1) for d in shape)):
+                or not all((isinstance(d, str) and d) or is_count(d, 1, 2**31 - 1) for d in shape)):
             fail(f"{where} must be {' or '.join(map(str, ranks))} dims, each a positive integer or a name, "
                  f"got {shape!r:.80}")
 
@@ -369,16 +372,12 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
     for key in ("min_shape", "opt_shape", "max_shape"):
         bound = data["input"].get(key)
         if bound is not None and (not isinstance(bound, list) or len(bound) != 4
-                                  or not all(_is_int(d) and 0 < d <= 2**31 - 1 for d in bound)):
+                                  or not all(is_count(d, 1, 2**31 - 1) for d in bound)):
             fail(f"input.{key} must be 4 positive integers, got {bound!r:.80}")
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def atomic_artifact_dir(final: str | Path, force: bool = False,
