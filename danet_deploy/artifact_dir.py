@@ -132,7 +132,9 @@ def _mount_point_error(path: Path) -> ArtifactError:
 
 def check_output_dir(final: str | Path, force: bool = False) -> Path:
     """Raise a typed error if ``final`` may not become an artifact folder; return it as a Path."""
-    final = Path(final)
+    from .result_files import check_output_name
+
+    final = check_output_name(final)
     if final.name in ("", ".", ".."):
         raise ConfigError(f"output {str(final)!r} names the current or a parent folder, which is never replaced; "
                           "pass a new folder name, e.g. -o artifacts/my-model")

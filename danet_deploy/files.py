@@ -30,6 +30,51 @@ def is_plain_name(name: Any) -> bool:
             and not any(sep in name for sep in separators))
 
 
+#: bytes a temporary sibling adds to a name: ``.NAME.tmp-PID-XXXXXXXX`` (artifact folders),
+#: ``.NAME.XXXXXXXX.SUFFIX`` (:func:`atomic_output`); a name is refused unless this much is left.
+SCRATCH_NAME_RESERVE = 32
+
+
+def _limit(probe: Path, name: str, default: int) -> int:
+    """``os.pathconf`` of the nearest existing folder at or above ``probe`` (``default`` if unknown)."""
+    while probe.parent != probe and not os.path.isdir(probe):  # isdir: False (no error) on a too-long name
+        probe = probe.parent
+    try:
+        return int(os.pathconf(probe, name))
+    except (OSError, ValueError, AttributeError):
+        return default
+
+
+def name_length_problem(path: str | Path, reserve: int = SCRATCH_NAME_RESERVE) -> str | None:
+    """Why ``path`` cannot be created here (a name or the whole path longer than the file system
+    allows, counting the ``reserve`` bytes of the temporary sibling it is first written as), or
+    ``None``.
+
+    Why: the kernel answers such a name with ENAMETOOLONG, which surfaced as a traceback from the
+    first ``stat``; checked by length alone (no system call touches the name), callers turn the
+    reason into their own typed error before any work.
+    """
+    path = Path(path)
+    parts = [part for part in path.parts if part not in (path.anchor, "")]
+    if not parts:
+        return None
+    name_max = _limit(Path(os.path.abspath(path)).parent, "PC_NAME_MAX", 255)
+    for i, part in enumerate(parts):
+        allowed = name_max - (reserve if i == len(parts) - 1 else 0)
+        size = len(os.fsencode(part))
+        if size > allowed:
+            shown = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
+            extra = (f" ({reserve} of the {name_max} are kept for the temporary name it is written under first)"
+                     if i == len(parts) - 1 else "")
+            return (f"the name {shown!r} is {size} bytes long; this file system allows {allowed} per name{extra}: "
+                    "choose a shorter name")
+    full = len(os.fsencode(os.path.abspath(path))) + reserve
+    path_max = _limit(Path(os.path.abspath(path)).parent, "PC_PATH_MAX", 4096)
+    if full > path_max:
+        return f"the path is {full - reserve} bytes long; this system allows {path_max - reserve}: choose a shorter path"
+    return None
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

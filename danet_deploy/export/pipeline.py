@@ -21,6 +21,7 @@ from ..files import sha256_file
 from ..manifest import Manifest, atomic_artifact_dir, carry_checkpoint, checkpoint_name
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
+from ..result_files import check_output_paths
 from ..targets import Target, TargetOptions, get_target, target_names
 from ..versions import tool_versions
 
@@ -312,6 +313,8 @@ def _print(message: str) -> None:
 def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple[Path, Manifest]:
     """Run one export; returns (artifact folder, manifest). The folder appears only when complete."""
     started = time.perf_counter()
+    check_output_paths({"--output": request.artifact_dir(),
+                        "--timing-cache": getattr(request.target_options, "timing_cache", None)})
     final = check_output_dir(request.artifact_dir(), request.force)  # before any work
     spec = request.spec
     spec.check_installed()
