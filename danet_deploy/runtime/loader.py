@@ -7,8 +7,22 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, ConfigError
-from ..manifest import MANIFEST_NAME, artifact_path, missing_artifact_message, read_manifest
-from ..targets import engine_for_suffix, engine_names, engines, get_engine, get_target, reference_engine, target_names
+from ..manifest import (
+    MANIFEST_NAME,
+    artifact_path,
+    missing_artifact_message,
+    read_manifest,
+)
+from ..model_files import referenced_files
+from ..targets import (
+    engine_for_suffix,
+    engine_names,
+    engines,
+    get_engine,
+    get_target,
+    reference_engine,
+    target_names,
+)
 from .backends.base import backend_class, check_options
 from .session import Session
 
@@ -62,6 +76,8 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
                                 f"known); pass backend=..., or load the artifact folder (with {MANIFEST_NAME})")
         manifest = None
         model_file = target
+        for read in referenced_files(target):  # the folder of a bare file plays the artifact folder
+            artifact_path(target.parent, read, f"file {target.name} reads")
     else:
         from ..model.registry import list_models
 
