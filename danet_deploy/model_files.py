@@ -50,7 +50,11 @@ def onnx_external_data(path: str | Path) -> list[str]:
         return []
     try:
         import onnx
-        from onnx.external_data_helper import ExternalDataInfo, _get_all_tensors, uses_external_data
+        from onnx.external_data_helper import (
+            ExternalDataInfo,
+            _get_all_tensors,
+            uses_external_data,
+        )
     except ImportError:
         raise ArtifactError(f"{path} may name external data files (ONNX external data) that must be checked before it "
                             "is loaded, which needs the onnx package: pip install onnx (or danet-deploy[onnx])") from None
