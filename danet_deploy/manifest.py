@@ -96,10 +96,13 @@ class Manifest:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def hash_files(self, directory: str | Path) -> None:
-        """Record the sha256 of every file in ``directory`` except the manifest itself."""
+        """Record the sha256 of every file in ``directory`` except the manifest itself (and the owner
+        file of a folder still being written, :data:`~danet_deploy.artifact_dir.OWNER_NAME`)."""
+        from .artifact_dir import OWNER_NAME
+
         directory = Path(directory)
         self.files = {p.relative_to(directory).as_posix(): sha256_file(p)
-                      for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME}
+                      for p in sorted(directory.rglob("*")) if p.is_file() and p.name not in (MANIFEST_NAME, OWNER_NAME)}
 
     def write(self, directory: str | Path) -> Path:
         """Write ``manifest.json`` atomically (temp file + rename)."""
