@@ -24,7 +24,7 @@ from ..planner import AttentionPlan, check_input_size, plan_attention
 from ..result_files import check_output_paths
 from ..targets import Target, TargetOptions, get_target, target_names
 from ..versions import tool_versions
-
+from .batch_memory import plan_batch_memory
 
 # ONNX opsets DANet exports in and passes parity (measured with torch 2.13 and onnxruntime): opset 10
 # lacks bilinear resize with align_corners, and torch's exporter stops at 23.
@@ -86,8 +86,9 @@ class ExportRequest:
         h, w = self.input_size
         if h < 1 or w < 1:
             raise ConfigError(f"input size must be positive, got {h}x{w}")
-        if self.batch < 1:
-            raise ConfigError(f"batch must be >= 1, got {self.batch}")
+        from .batch_memory import check_batch
+
+        check_batch(self.batch)
         if self.calib_count < 1:
             raise ConfigError(f"--calib-count must be >= 1, got {self.calib_count}")
         if self.calib and self.precision == "fp32":
@@ -330,6 +331,9 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
                           tensorrt=spec.element_limit)
     model.set_attention_chunks(plan.chunks)
     log(plan.summary())
+    memory = plan_batch_memory(model, request.input_size, request.batch, plan)  # refuses a batch that cannot fit
+    if request.batch > 1:
+        log(memory.summary())
     with scratch_dir() as scratch, atomic_artifact_dir(final, force=request.force, log=log) as workdir:
         ctx = ExportContext(request, model, workdir, Path(scratch), plan, log)
         result: TargetResult = builder(ctx)
@@ -342,6 +346,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
             output=ctx.output_spec(result.input),
             tools=tool_versions(), checkpoint=model.checkpoint_info, calibration=result.calibration,
             export={**request.to_dict(), **ctx.onnx_info, "attention_plan": plan.to_dict(),
+                    "memory_plan": memory.to_dict(),
                     "weights_sha256": model.weights_sha256,
                     "seconds": round(time.perf_counter() - started, 2)},
             extra=result.extra)
