@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
@@ -73,6 +74,32 @@ def name_length_problem(path: str | Path, reserve: int = SCRATCH_NAME_RESERVE) -
     if full > path_max:
         return f"the path is {full - reserve} bytes long; this system allows {path_max - reserve}: choose a shorter path"
     return None
+
+
+def not_a_file_reason(path: str | Path) -> str:
+    """Why ``path`` is not a regular file to read, as words that follow its name: ``does not exist``,
+    ``is a folder``, ``is a named pipe (FIFO)`` ... (``is a regular file`` if it is one).
+
+    Why: a FIFO or ``/dev/stdin`` (a pipe or a terminal) fails ``Path.is_file()`` like a missing file,
+    and was reported as "does not exist" although it is right there; they cannot be read as files
+    (no size, no seeking, read once), so the message says what they are and what to pass instead.
+    Only ``stat`` is called: opening a FIFO to look would block until a writer comes.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return "does not exist"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    if stat.S_ISREG(mode):
+        return "is a regular file"
+    if stat.S_ISDIR(mode):
+        return "is a folder"
+    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device (a terminal, or /dev/stdin)"
+            if stat.S_ISCHR(mode) else "a socket" if stat.S_ISSOCK(mode) else "a block device"
+            if stat.S_ISBLK(mode) else "not a regular file")
+    return (f"is {kind}, not a file: it can be read only once and not seeked, which reading this needs; save the data "
+            "to a file and pass that")
 
 
 def sha256_file(path: str | Path) -> str:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..artifact_dir import check_output_dir, scratch_dir
-from ..errors import ConfigError, UnknownModelError
-from ..files import sha256_file
+from ..errors import CheckpointError, ConfigError, UnknownModelError
+from ..files import not_a_file_reason, sha256_file
 from ..manifest import Manifest, atomic_artifact_dir, carry_checkpoint, checkpoint_name
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
@@ -270,6 +270,9 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
         model.weights_sha256 = shipped_weights_sha256(model.config)
         return model
     path = Path(request.model)
+    if path.exists() and not path.is_file():  # a FIFO, /dev/stdin, a folder: there, but not a checkpoint file
+        advice = "; pass a preset name or a .pt/.pth/.safetensors checkpoint file" if path.is_dir() else ""
+        raise CheckpointError(f"--model {request.model!r} {not_a_file_reason(path)}{advice}")
     if not path.is_file():
         raise UnknownModelError(f"unknown model {request.model!r}: not a preset ({', '.join(list_models())}) "
                                 "and not an existing checkpoint file")

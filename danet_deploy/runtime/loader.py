@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, ConfigError
+from ..files import not_a_file_reason
 from ..manifest import (
     MANIFEST_NAME,
     artifact_path,
@@ -78,6 +79,8 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
         model_file = target
         for read in referenced_files(target):  # the folder of a bare file plays the artifact folder
             artifact_path(target.parent, read, f"file {target.name} reads")
+    elif target.exists():  # a FIFO, /dev/stdin, a socket: there, but not a file an engine can open
+        raise ArtifactError(f"{str(path)!r} {not_a_file_reason(target)}")
     else:
         from ..model.registry import list_models
 
