@@ -67,3 +67,32 @@ def test_extreme_aspect_ratios_keep_memory_bounded_and_the_mask_exact(classes, l
     mask, extra = _peak_extra(logits, size, band_bytes)
     np.testing.assert_array_equal(mask, logits_to_mask(resize_logits(logits, size)))
     assert extra <= 6 * band_bytes + SLACK, f"{logit_hw}->{size}, {classes} classes: {extra} bytes beyond the mask"
+
+
+def _whole_overlay(image: np.ndarray, mask: np.ndarray, classes: int, alpha: float) -> np.ndarray:
+    """The overlay computed over the whole picture at once in float32 (the definition)."""
+    from danet_deploy.runtime.preprocess import colorize
+
+    colors = colorize(mask, classes).astype(np.float32)
+    return (image.astype(np.float32) * (1 - alpha) + colors * alpha).round().astype(np.uint8)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.35, 0.5, 1.0])
+def test_the_overlay_is_blended_in_bands_with_the_same_pixels(alpha):
+    """danet-run's overlay of a 49-megapixel photo peaked at ~2 GB (whole-image float32 copies): it is
+    blended a band of rows at a time, pixel for pixel as before, the memory beyond the picture bounded."""
+    from danet_deploy.runtime.preprocess import overlay
+
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 256, (1000, 700, 3), dtype=np.uint8)
+    mask = rng.integers(0, 12, (1000, 700), dtype=np.uint8)
+    want = _whole_overlay(image, mask, 12, alpha)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        got = overlay(image, mask, 12, alpha, band_bytes=1 << 20)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(got, want)
+    assert peak - got.nbytes <= 8 << 20, f"{peak / 2**20:.0f} MiB for a {got.nbytes / 2**20:.0f} MiB picture"

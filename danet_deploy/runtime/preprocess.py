@@ -243,10 +243,23 @@ def colorize(mask: np.ndarray, num_classes: int) -> np.ndarray:
     return palette(max(num_classes, int(mask.max()) + 1))[mask]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
-    """Blend the colourised mask over the image (both HxW at the image's size)."""
-    colors = colorize(mask, num_classes).astype(np.float32)
-    return (image.astype(np.float32) * (1 - alpha) + colors * alpha).round().astype(np.uint8)
+def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.5,
+            band_bytes: int = MASK_BAND_BYTES) -> np.ndarray:
+    """Blend the colourised mask over the image (both HxW at the image's size), a band of rows at a time.
+
+    Why bands: the blend is computed in float32, 12 bytes a pixel per copy; over a whole
+    49-megapixel photo its temporaries peaked at ~2 GB. Each row is blended with the same float32
+    operations as the whole picture would be, so the pixels are identical; the memory beyond the
+    uint8 picture stays a small multiple of ``band_bytes``.
+    """
+    colors = palette(max(num_classes, int(mask.max()) + 1))
+    out = np.empty(image.shape, np.uint8)
+    rows = max(1, band_bytes // max(1, 12 * image.shape[1]))
+    for top in range(0, image.shape[0], rows):
+        part = slice(top, top + rows)
+        blend = image[part].astype(np.float32) * (1 - alpha) + colors[mask[part]].astype(np.float32) * alpha
+        out[part] = blend.round()
+    return out
 
 
 def legend(class_names: Sequence[str], width: int, classes: Sequence[int] | None = None) -> np.ndarray:
