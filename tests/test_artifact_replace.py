@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,10 +48,17 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-@pytest.fixture
-def art(tmp_path):
-    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), output=tmp_path / "art"), log=_quiet)
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), output=tmp_path_factory.mktemp("e") / "art"),
+                     log=_quiet)
     return path
+
+
+@pytest.fixture
+def art(exported, tmp_path):
+    """A fresh copy of one exported artifact, as ``tmp_path/art``."""
+    return Path(shutil.copytree(exported, tmp_path / "art"))
 
 
 def test_an_artifact_holding_unlisted_files_is_not_replaced_without_force(art, tmp_path, capsys):

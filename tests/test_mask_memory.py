@@ -51,13 +51,13 @@ def test_a_megapixel_column_through_a_small_static_engine_stays_within_the_band(
 
 
 _extreme_sizes = st.one_of(
-    st.tuples(st.integers(1, 3), st.integers(1, 120_000)),
-    st.tuples(st.integers(1, 120_000), st.integers(1, 3)),
+    st.tuples(st.integers(1, 3), st.integers(1, 60_000)),
+    st.tuples(st.integers(1, 60_000), st.integers(1, 3)),
     st.tuples(st.integers(1, 400), st.integers(1, 400)),
 )
 
 
-@settings(max_examples=40, deadline=None, derandomize=True)
+@settings(max_examples=25, deadline=None, derandomize=True)
 @given(classes=st.integers(1, 40), logit_hw=st.tuples(st.integers(1, 24), st.integers(1, 24)),
        size=_extreme_sizes, band_bytes=st.sampled_from([1 << 12, 1 << 14, 1 << 16]))
 def test_extreme_aspect_ratios_keep_memory_bounded_and_the_mask_exact(classes, logit_hw, size, band_bytes):
