@@ -8,8 +8,14 @@ import sys
 
 import numpy as np
 import pytest
-
-from ros_support import colcon, colcon_build, executable, node_env, ros_unavailable, sandbox
+from ros_support import (
+    colcon,
+    colcon_build,
+    executable,
+    node_env,
+    ros_unavailable,
+    sandbox,
+)
 
 REASON = ros_unavailable()
 pytestmark = [pytest.mark.skipif(REASON is not None, reason=REASON or ""), pytest.mark.ros]

@@ -64,7 +64,7 @@ def image_to_rgb(height: int, width: int, encoding: str, step: int, data: Any, i
     return np.ascontiguousarray(pixels[..., :3])
 
 
-def compressed_to_rgb(format: str, data: Any, max_pixels: int | None = None) -> np.ndarray:  # noqa: A002
+def compressed_to_rgb(format: str, data: Any, max_pixels: int | None = None) -> np.ndarray:
     """A ``sensor_msgs/CompressedImage`` (jpeg or png; ``format`` as image_transport writes it, e.g.
     ``"jpeg"`` or ``"bgr8; jpeg compressed bgr8"``) -> uint8 HxWx3 RGB. The pixel count is checked
     from the header before anything is decoded."""

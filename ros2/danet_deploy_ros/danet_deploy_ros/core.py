@@ -136,7 +136,10 @@ class Segmenter:
         from sensor_msgs.msg import Image
 
         from danet_deploy.runtime.preprocess import overlay
-        from danet_deploy.runtime.ros_images import array_to_image_fields, mask_to_image_fields
+        from danet_deploy.runtime.ros_images import (
+            array_to_image_fields,
+            mask_to_image_fields,
+        )
 
         session = self.session
         if session is None:

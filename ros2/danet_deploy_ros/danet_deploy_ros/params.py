@@ -8,10 +8,12 @@ running), ``config/params.yaml`` and the table in ``docs/robot.md``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 RELIABILITIES = ("best_effort", "reliable")
+_KINDS = {bool: "true or false", int: "a whole number", float: "a number", str: "a string"}
 
 
 @dataclass(frozen=True)
@@ -58,9 +60,10 @@ def refusal(name: str, value: Any) -> str | None:
     spec = BY_NAME.get(name)
     if spec is None:
         return None  # not ours (e.g. use_sim_time)
-    if isinstance(spec.default, bool) != isinstance(value, bool) or not isinstance(value, type(spec.default)):
-        if not (isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool)):
-            return f"{name} must be a {type(spec.default).__name__}, got {value!r}"
+    int_for_float = isinstance(spec.default, float) and isinstance(value, int) and not isinstance(value, bool)
+    wrong_kind = isinstance(spec.default, bool) != isinstance(value, bool) or not isinstance(value, type(spec.default))
+    if wrong_kind and not int_for_float:
+        return f"{name} must be {_KINDS[type(spec.default)]}, got {value!r}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{name} must be a finite number, got {value!r}"
     if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
@@ -70,7 +73,12 @@ def refusal(name: str, value: Any) -> str | None:
 
 def descriptor(spec: Param) -> Any:
     """The ``rcl_interfaces/ParameterDescriptor`` of ``spec``: type, description, range, read-only."""
-    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+    from rcl_interfaces.msg import (
+        FloatingPointRange,
+        IntegerRange,
+        ParameterDescriptor,
+        ParameterType,
+    )
 
     kinds = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
@@ -86,11 +94,16 @@ def descriptor(spec: Param) -> Any:
 def declare(node: Any) -> dict[str, Any]:
     """Declare every parameter on ``node`` and return their values, each checked: a bad start value
     raises ``ValueError`` naming the parameter and the fix."""
+    from rclpy.exceptions import (
+        InvalidParameterTypeException,
+        InvalidParameterValueException,
+    )
+
     values = {}
     for spec in PARAMS:
         try:
             values[spec.name] = node.declare_parameter(spec.name, spec.default, descriptor(spec)).value
-        except Exception as exc:  # rclpy's range/type exceptions
+        except (InvalidParameterTypeException, InvalidParameterValueException) as exc:
             raise ValueError(f"parameter {spec.name}: {exc}") from None
         reason = refusal(spec.name, values[spec.name])
         if reason:

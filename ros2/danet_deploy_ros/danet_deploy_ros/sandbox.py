@@ -12,14 +12,14 @@ import random
 import shlex
 import shutil
 import subprocess
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 
 def unavailable() -> str | None:
     """Why a private network namespace cannot be made here (None: it can)."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "util-linux unshare and iproute2 ip are needed for a private network namespace"
-    probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
+    probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True, check=False)
     if probe.returncode != 0:
         return f"cannot create a network namespace (unshare -n needs root): {probe.stderr.strip()[:200]}"
     return None
@@ -38,4 +38,4 @@ def run_isolated(argv: Sequence[str], env: Mapping[str, str] | None = None, time
     """``argv`` inside ``unshare -n`` after bringing loopback up (output captured as text)."""
     script = "ip link set lo up && exec " + " ".join(shlex.quote(a) for a in argv)
     return subprocess.run(["unshare", "-n", "bash", "-c", script], env=ros_env(env), timeout=timeout,
-                          capture_output=True, text=True, **kwargs)  # type: ignore[call-overload]
+                          capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
