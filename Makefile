@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-tensorrt check-tensorrt-api install clean
+.PHONY: demo test test-slow test-ros test-tensorrt check-tensorrt-api install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,24 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" tests
 
+# ROS 2 package tests (colcon build, the node started in a private network namespace): CPython 3.11
+# (the ros-* wheels) and root (unshare -n). Their own venv: colcon-core pins setuptools<80 while
+# nvidia-modelopt (tensorrt-prepare, in .venv) needs >=80, so the two cannot share one.
+ROS_VENV ?= .venv-ros
+ROS_PY := $(ROS_VENV)/bin/python
+ROS_STAMP := $(ROS_VENV)/.installed
+ROS_TESTS := tests/test_ros_node.py tests/test_ros_pipeline.py tests/test_ros_images.py tests/test_bag_replay.py
+
+$(ROS_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(ROS_VENV)
+	$(ROS_PY) -m pip install -q --upgrade pip
+	$(ROS_PY) -m pip install -q torch==2.13.0
+	$(ROS_PY) -m pip install -q torch==2.13.0 -e '.[onnx,video,ros,test]'
+	touch $(ROS_STAMP)
+
+test-ros: $(ROS_STAMP)
+	$(ROS_PY) -m pytest -q -rs $(ROS_TESTS)
+
 # On a machine with TensorRT, cuda-python and an NVIDIA GPU (x86 or Jetson), with the interpreter
 # that has them and danet-deploy installed: make test-tensorrt PYTHON=python3
 test-tensorrt:
@@ -38,4 +56,4 @@ check-tensorrt-api: $(STAMP)
 	$(PY) scripts/check_tensorrt_api.py $(TRT_WHEELS)/tensorrt_cu1*_bindings-*.whl
 
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) $(ROS_VENV) runs *.egg-info

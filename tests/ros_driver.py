@@ -4,6 +4,7 @@ frames, collects masks, overlays, label_info, diagnostics and parameter answers,
 with SIGINT, and writes everything to an .npz for the test to check.
 
     python ros_driver.py NODE_EXE ARTIFACT FRAMES.npz OUT.npz
+    python ros_driver.py --lifecycle LIFECYCLE_EXE ARTIFACT OUT.json
 """
 
 from __future__ import annotations
@@ -158,5 +159,85 @@ def main(exe: str, artifact: str, frames_path: str, out_path: str) -> None:
     rclpy.try_shutdown()
 
 
+def lifecycle(exe: str, artifact: str, out_path: str) -> None:
+    """configure (a missing artifact first: refused, then the right one), activate, a frame in and a
+    mask out, deactivate (no mask), cleanup, SIGINT."""
+    import rclpy
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from rcl_interfaces.msg import Parameter, ParameterType, ParameterValue
+    from rcl_interfaces.srv import SetParameters
+    from rclpy.node import Node
+    from sensor_msgs.msg import Image
+
+    proc = subprocess.Popen([exe, "--ros-args", "-p", "artifact:=/no/such/artifact", "-p", "image_topic:=/cam/image"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    rclpy.init()
+    node = Node("lifecycle_driver")
+    masks: list[Image] = []
+    node.create_subscription(Image, "/segmentation/mask", masks.append, 10)
+    pub = node.create_publisher(Image, "/cam/image", 10)
+
+    def call(client, request):
+        client.wait_for_service(timeout_sec=30.0)
+        future = client.call_async(request)
+        end = time.monotonic() + 30
+        while not future.done() and time.monotonic() < end:
+            rclpy.spin_once(node, timeout_sec=0.02)
+        return future.result()
+
+    change, get = node.create_client(ChangeState, "/segmentation/change_state"), node.create_client(
+        GetState, "/segmentation/get_state")
+    params = node.create_client(SetParameters, "/segmentation/set_parameters")
+
+    def transition(tid: int) -> bool:
+        return bool(call(change, ChangeState.Request(transition=Transition(id=tid))).success)
+
+    def state() -> str:
+        return call(get, GetState.Request()).current_state.label
+
+    def frame_gives_mask(sec: int, wait: float) -> bool:
+        msg = Image(height=8, width=8, encoding="rgb8", step=24, data=bytes(192))
+        msg.header.stamp.sec = sec
+        end = time.monotonic() + wait
+        while time.monotonic() < end:
+            pub.publish(msg)
+            until = time.monotonic() + 0.5
+            while time.monotonic() < until:
+                rclpy.spin_once(node, timeout_sec=0.02)
+            if any(m.header.stamp.sec == sec for m in masks):
+                return True
+        return False
+
+    steps = {"initial": state(), "configure_missing": transition(Transition.TRANSITION_CONFIGURE),
+             "after_failure": state()}
+    fix = Parameter(name="artifact", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=artifact))
+    steps["set_artifact"] = bool(call(params, SetParameters.Request(parameters=[fix])).results[0].successful)
+    steps["configure"] = transition(Transition.TRANSITION_CONFIGURE)
+    answer = call(params, SetParameters.Request(parameters=[fix])).results[0]
+    steps["set_while_configured"] = [bool(answer.successful), answer.reason]
+    steps["inactive_mask"] = frame_gives_mask(1, 1.5)
+    steps["activate"] = transition(Transition.TRANSITION_ACTIVATE)
+    steps["active_mask"] = frame_gives_mask(2, 30.0)
+    steps["deactivate"] = transition(Transition.TRANSITION_DEACTIVATE)
+    steps["deactivated_mask"] = frame_gives_mask(3, 1.5)
+    steps["cleanup"] = transition(Transition.TRANSITION_CLEANUP)
+    steps["final"] = state()
+    proc.send_signal(signal.SIGINT)
+    try:
+        steps["rc"] = proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        steps["rc"] = -999
+    steps["log"] = proc.stdout.read() if proc.stdout else ""
+    with open(out_path, "w") as handle:
+        json.dump(steps, handle)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:5])
+    if sys.argv[1] == "--lifecycle":
+        lifecycle(*sys.argv[2:5])
+    else:
+        main(*sys.argv[1:5])

@@ -137,3 +137,21 @@ def test_a_bad_artifact_or_parameter_at_start_exits_2_with_the_reason(install, t
     done = sandbox.run_isolated([exe, "--ros-args", "-p", "artifact:=x", "-p", "alpha:=3.0"],
                                 env=node_env(install), timeout=60)
     assert done.returncode == 2 and "alpha" in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
+@pytest.mark.slow
+def test_lifecycle_node_configures_activates_deactivates_and_cleans_up(install, artifact, tmp_path):
+    out = tmp_path / "lifecycle.json"
+    done = sandbox.run_isolated([sys.executable, str(sandbox_driver()), "--lifecycle",
+                                 str(executable(install, "segmentation_lifecycle")), str(artifact), str(out)],
+                                env=node_env(install), timeout=240)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    steps = json.loads(out.read_text())
+    assert steps["initial"] == "unconfigured"
+    assert steps["configure_missing"] is False and steps["after_failure"] == "unconfigured", steps["log"][-2000:]
+    assert steps["set_artifact"] and steps["configure"] and not steps["inactive_mask"]
+    assert steps["set_while_configured"][0] is False and "unconfigured" in steps["set_while_configured"][1]
+    assert steps["activate"] and steps["active_mask"], steps["log"][-2000:]
+    assert steps["deactivate"] and not steps["deactivated_mask"]
+    assert steps["cleanup"] and steps["final"] == "unconfigured"
+    assert steps["rc"] == 0 and "threads left: []" in steps["log"], steps["log"][-2000:]

@@ -28,7 +28,7 @@ def make_node() -> Any:
         def __init__(self) -> None:
             super().__init__(NAME)
             for spec in params.PARAMS:
-                self.declare_parameter(spec.name, spec.default, params.descriptor(spec))
+                self.declare_parameter(spec.name, spec.default, params.descriptor(spec, managed=True))
             self.segmenter: Segmenter | None = None
             self.add_on_set_parameters_callback(self._on_set)
 
@@ -36,8 +36,12 @@ def make_node() -> Any:
             from rcl_interfaces.msg import SetParametersResult
 
             if self.segmenter is not None:
+                fixed = [c.name for c in changes if c.name in params.BY_NAME and params.BY_NAME[c.name].read_only]
+                if fixed:
+                    return SetParametersResult(successful=False, reason=f"{', '.join(fixed)} can change only while "
+                                               "unconfigured: deactivate and clean up first, then configure again")
                 return self.segmenter.on_set(changes)
-            for change in changes:
+            for change in changes:  # unconfigured: checked now, used at the next configure
                 reason = params.refusal(change.name, change.value)
                 if reason:
                     return SetParametersResult(successful=False, reason=reason)

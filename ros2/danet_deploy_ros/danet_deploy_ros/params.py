@@ -71,8 +71,10 @@ def refusal(name: str, value: Any) -> str | None:
     return spec.check(value) if spec.check is not None else None
 
 
-def descriptor(spec: Param) -> Any:
-    """The ``rcl_interfaces/ParameterDescriptor`` of ``spec``: type, description, range, read-only."""
+def descriptor(spec: Param, managed: bool = False) -> Any:
+    """The ``rcl_interfaces/ParameterDescriptor`` of ``spec``: type, description, range, read-only.
+    ``managed`` (the lifecycle node): nothing is read-only, since an unconfigured node may be set up
+    anew; the node refuses restart-needing changes while it is configured instead."""
     from rcl_interfaces.msg import (
         FloatingPointRange,
         IntegerRange,
@@ -83,7 +85,7 @@ def descriptor(spec: Param) -> Any:
     kinds = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
              float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
     desc = ParameterDescriptor(name=spec.name, type=kinds[type(spec.default)], description=spec.description,
-                               read_only=spec.read_only)
+                               read_only=spec.read_only and not managed)
     if spec.low is not None and isinstance(spec.default, float):
         desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high))]
     elif spec.low is not None:
