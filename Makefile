@@ -7,12 +7,18 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test test-slow test-ros test-tensorrt check-tensorrt-api install clean
 
+# $(call make-venv,FOLDER,EXTRAS): a venv with the pinned CPU torch first, then this checkout (editable)
+define make-venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --upgrade pip
+	$(1)/bin/python -m pip install -q torch==2.13.0
+	$(1)/bin/python -m pip install -q torch==2.13.0 -e '.[$(2)]'
+	touch $(1)/.installed
+endef
+
+EXTRAS := all-cpu,tensorrt-prepare,test,serve
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q torch==2.13.0 -e '.[all-cpu,tensorrt-prepare,test,serve]'
-	touch $(STAMP)
+	$(call make-venv,$(VENV),$(EXTRAS))
 
 install: $(STAMP)
 
@@ -34,12 +40,9 @@ ROS_PY := $(ROS_VENV)/bin/python
 ROS_STAMP := $(ROS_VENV)/.installed
 ROS_TESTS := tests/test_ros_node.py tests/test_ros_pipeline.py tests/test_ros_images.py tests/test_bag_replay.py
 
+ROS_EXTRAS := onnx,video,ros,test
 $(ROS_STAMP): pyproject.toml
-	$(PYTHON) -m venv $(ROS_VENV)
-	$(ROS_PY) -m pip install -q --upgrade pip
-	$(ROS_PY) -m pip install -q torch==2.13.0
-	$(ROS_PY) -m pip install -q torch==2.13.0 -e '.[onnx,video,ros,test]'
-	touch $(ROS_STAMP)
+	$(call make-venv,$(ROS_VENV),$(ROS_EXTRAS))
 
 test-ros: $(ROS_STAMP)
 	$(ROS_PY) -m pytest -q -rs $(ROS_TESTS)
