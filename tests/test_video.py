@@ -70,7 +70,7 @@ def test_run_video_writes_overlay_records_and_summary(artifact, video, tmp_path,
     (["--camera", "97", "--max-frames", "3"], "camera /dev/video97 does not exist"),
     (["--camera", "0"], "--camera needs --max-frames"),
     (["--video", "missing.mp4"], "does not exist"),
-    ([], "give images, --video FILE or --camera N"),
+    ([], "give images, --video FILE, --bag FILE.mcap or --camera N"),
 ])
 def test_bad_sources_are_clean_errors(artifact, tmp_path, capsys, args, message):
     assert run_main(["--model", str(artifact), "-o", str(tmp_path / "o"), *args]) == 2
