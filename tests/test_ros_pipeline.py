@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import ros_support  # puts ros2/danet_deploy_ros on sys.path
+from danet_deploy_ros import params
+from danet_deploy_ros.pipeline import Pipeline
 
-import ros_support  # noqa: F401 - puts ros2/danet_deploy_ros on sys.path
 from danet_deploy import runtime
 from danet_deploy.errors import NonFiniteOutputError
 from danet_deploy.export import ExportRequest, export
-from danet_deploy_ros import params
-from danet_deploy_ros.pipeline import Pipeline
 
 SIZE = (40, 56)
 
@@ -59,9 +59,9 @@ def test_masks_match_session_run_bad_frames_counted_and_nothing_left_running(ses
     pipeline, got, logs, _ = collect({"max_pixels": 10_000}, session)
     for i, rgb in enumerate(frames):
         pipeline.submit(image_msg(rgb, i))
-        assert wait_for(lambda: len(got) == i + 1)
+        assert wait_for(lambda i=i: len(got) == i + 1)
         pipeline.submit(SimpleNamespace(height=1, width=1, encoding="yuv422", step=2, data=b"\0\0", header=-1))
-        assert wait_for(lambda: sum(pipeline.snapshot()["bad"].values()) == i + 1)
+        assert wait_for(lambda i=i: sum(pipeline.snapshot()["bad"].values()) == i + 1)
     pipeline.submit(image_msg(np.zeros((200, 200, 3), np.uint8), 99))  # above max_pixels
     assert wait_for(lambda: pipeline.snapshot()["bad"].get("pixels") == 1)
     assert [h for h, _ in got] == [0, 1, 2]
@@ -75,7 +75,7 @@ def test_masks_match_session_run_bad_frames_counted_and_nothing_left_running(ses
 
 
 def test_the_newest_frame_wins_and_submit_never_waits(session):
-    pipeline, got, _, done = collect({}, session)
+    pipeline, got, _, _ = collect({}, session)
     rgb = np.zeros((*SIZE, 3), np.uint8)
     started = time.perf_counter()
     for i in range(200):  # far faster than the engine
