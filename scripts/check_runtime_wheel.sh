@@ -4,6 +4,9 @@
 # ONNX artifact that the full venv exported. The mask must equal the full venv's, and torch (and
 # danet_deploy.model) must be absent there. Prints the wheel build time, the install time and size.
 #
+# The console scripts are checked there too: danet-run runs the artifact, danet-export (which needs
+# torch) exits 2 naming the extra to install.
+#
 # usage: scripts/check_runtime_wheel.sh [PYTHON]   (PYTHON: the full venv's interpreter, default .venv/bin/python)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,6 +36,9 @@ from danet_deploy import runtime
 work = Path(sys.argv[1])
 image = np.random.default_rng(7).integers(0, 256, (128, 160, 3), dtype=np.uint8)  # resized to 128x128 by the session
 np.save(work / "image.npy", image)
+from PIL import Image
+
+Image.fromarray(image).save(work / "image.png")
 with runtime.load(work / "artifact") as session:
     np.save(work / "expected.npy", session.run(image))
 EOF
@@ -80,3 +86,13 @@ print(f"runtime venv: {where.parent} ran the ONNX artifact: mask {mask.shape} eq
       "no torch, no danet_deploy.model")
 EOF
 )
+
+# the console scripts of the wheel: one that needs only the runtime runs, one that needs torch says which extra
+"$WORK/venv/bin/danet-run" --model "$WORK/artifact" --output "$WORK/masks" "$WORK/image.png" > "$WORK/run.log" 2>&1 \
+  || { cat "$WORK/run.log"; exit 1; }
+test -f "$WORK/masks/image_mask.png" || { echo "danet-run wrote no mask"; cat "$WORK/run.log"; exit 1; }
+rc=0; "$WORK/venv/bin/danet-export" --model danet_demo --target onnx --output "$WORK/export-here" 2> "$WORK/export.err" || rc=$?
+if [ "$rc" != 2 ] || ! grep -q "danet-deploy\[export\]" "$WORK/export.err" || grep -q Traceback "$WORK/export.err"; then
+  echo "danet-export without torch: expected exit 2 naming danet-deploy[export], got $rc:"; cat "$WORK/export.err"; exit 1
+fi
+echo "runtime venv: danet-run wrote a mask; danet-export says: $(head -c 200 "$WORK/export.err")"
