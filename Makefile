@@ -39,7 +39,7 @@ $(DOCS_STAMP): pyproject.toml $(STAMP)
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)
-	$(VENV)/bin/mkdocs build --strict --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
 
 # On a machine with TensorRT, cuda-python and an NVIDIA GPU (x86 or Jetson), with the interpreter
 # that has them and danet-deploy installed: make test-tensorrt PYTHON=python3
