@@ -203,3 +203,21 @@ runpy.run_module("danet_deploy.cli.{args[0]}", run_name="__main__")
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert "danet-deploy[export]" in proc.stderr, proc.stderr
+
+
+# -- the docs site --------------------------------------------------------------------------------------
+
+
+def test_docs_tables_come_from_the_registry():
+    """docs/targets.md's tables are written by the mkdocs hook from the registry: every entry is a row."""
+    import importlib.util
+
+    from danet_deploy.targets import engine_names, target_names
+
+    spec = importlib.util.spec_from_file_location("mkdocs_hooks", ROOT / "scripts" / "mkdocs_hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    page = hooks.on_page_markdown("<!-- targets-table -->\n\n<!-- engines-table -->", page=None)
+    for name in [*target_names(), *engine_names()]:
+        assert f"| `{name}` |" in page
+    assert "<!-- targets-table -->" in (ROOT / "docs" / "targets.md").read_text()
