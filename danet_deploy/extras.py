@@ -6,7 +6,8 @@ in extras (``[project.optional-dependencies]`` in pyproject.toml), so a robot th
 say which extra brings it, not end in a ``ModuleNotFoundError`` traceback: :func:`require` is the
 door for code that imports one lazily, and :func:`missing_extra` turns an ``ImportError`` raised
 anywhere below a console script into the same message (``cli_main`` uses it). The table is held
-to pyproject.toml by ``tests/test_packaging.py``. Standard library only: the runtime imports it.
+to pyproject.toml by ``tests/test_packaging.py``. Torch-free (errors and the target registry only):
+the runtime imports it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from importlib import import_module
 from types import ModuleType
 
 from .errors import MissingExtraError
+from .targets.registry import Requirement
 
 #: the torch release the project is tested with; unpinned, pip picks a multi-GB CUDA build
 TORCH_PIN = "torch==2.13.0"
@@ -57,11 +59,12 @@ def install_hint(module: str) -> str:
 
 
 def missing_extra(exc: ImportError, what: str = "this command") -> MissingExtraError | None:
-    """The typed error for an ``ImportError`` of a package an extra provides; ``None`` for any other
-    (a missing danet_deploy module or an unknown package is a bug, and keeps its traceback)."""
+    """The typed error for an ``ImportError`` of a package an extra provides that is not installed;
+    ``None`` for any other (a missing danet_deploy module, an unknown package, or an installed package
+    that fails to import, e.g. a version without a name the code uses, is a bug and keeps its traceback)."""
     name = getattr(exc, "name", None) or ""
     top = name.partition(".")[0]
-    if top not in PACKAGES:
+    if top not in PACKAGES or Requirement(top, PACKAGES[top][0]).installed():
         return None
     error = MissingExtraError(f"{what} needs {PACKAGES[top][0]}, which is not installed: {install_hint(top)}")
     error.__cause__ = exc

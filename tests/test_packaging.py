@@ -110,11 +110,20 @@ def test_console_scripts_exist():
 # -- the extras door ------------------------------------------------------------------------------------
 
 
-def test_missing_extra_names_the_extra():
-    error = missing_extra(ModuleNotFoundError("No module named 'av.codec'", name="av.codec"), "video input")
+def test_missing_extra_names_the_extra(monkeypatch):
+    monkeypatch.setitem(PACKAGES, "absent_pkg_for_test", ("absent-pkg", "video"))
+    error = missing_extra(ModuleNotFoundError("No module named 'absent_pkg_for_test.sub'", name="absent_pkg_for_test.sub"),
+                          "video input")
     assert isinstance(error, MissingExtraError)
-    assert str(error) == "video input needs av, which is not installed: pip install 'danet-deploy[video]'"
+    assert str(error) == "video input needs absent-pkg, which is not installed: pip install 'danet-deploy[video]'"
     assert install_hint("torch") == "pip install torch==2.13.0 'danet-deploy[export]'"
+
+
+def test_missing_extra_leaves_other_import_errors_alone(monkeypatch):
+    """An installed package that fails to import (a name missing in its version) is a bug whose traceback
+    is the clue, not a missing extra; nor is a missing danet_deploy module."""
+    monkeypatch.setitem(PACKAGES, "json", ("json", "export"))
+    assert missing_extra(ImportError("cannot import name 'nothing' from 'json'", name="json")) is None
     assert missing_extra(ModuleNotFoundError("No module named 'danet_deploy.x'", name="danet_deploy.x")) is None
 
 
