@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-tensorrt check-tensorrt-api install clean
+.PHONY: demo test test-slow test-tensorrt check-tensorrt-api check-runtime-wheel docs install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,21 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" tests
 
+# The robot's install: build the wheel, install danet-deploy[onnxruntime] (no torch) into a fresh
+# venv and run an artifact exported here (scripts/check_runtime_wheel.sh; .ci/run runs it too)
+check-runtime-wheel: $(STAMP)
+	scripts/check_runtime_wheel.sh $(PY)
+
+# The documentation site (mkdocs.yml, docs/): built with --strict, so a broken link or a missing
+# page fails; the docs extra is installed on first use (not by `make install`)
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
 # On a machine with TensorRT, cuda-python and an NVIDIA GPU (x86 or Jetson), with the interpreter
 # that has them and danet-deploy installed: make test-tensorrt PYTHON=python3
 test-tensorrt:
@@ -38,4 +53,4 @@ check-tensorrt-api: $(STAMP)
 	$(PY) scripts/check_tensorrt_api.py $(TRT_WHEELS)/tensorrt_cu1*_bindings-*.whl
 
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) runs site *.egg-info

@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from .counts import is_count
+from .counts import MAX_CLASSES, is_count
 from .errors import ArtifactError, CheckpointError, ManifestError
-from .files import atomic_write_text, sha256_file
+from .files import atomic_write_text, sha256_file, weights_name_problem
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -316,14 +316,10 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
     model, prep = data["model"], data["preprocessing"]
     weights = model.get("weights")
     if weights is not None:
-        from .model.registry import weights_name_problem
-
         problem = weights_name_problem(weights)
         if problem:
             fail(f"model.weights {weights!r:.80} {problem}: it may only name a file shipped in danet_deploy/weights "
                  "(such as 'danet_demo.safetensors'), or be null")
-    from .model.registry import MAX_CLASSES
-
     classes = model.get("num_classes", 1)
     if not is_count(classes, 1, MAX_CLASSES):
         fail(f"model.num_classes must be an integer in 1..{MAX_CLASSES}, got {classes!r:.80}")
