@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -184,12 +186,15 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def mmseg_container(model: MMSegDANet, classes: tuple[str, ...]) -> dict:
-    """What mmsegmentation's CheckpointHook saves: ``meta`` + ``state_dict`` (+ optimizer state)."""
+def mmseg_container(model: MMSegDANet, classes: tuple[str, ...], config: str | None) -> dict:
+    """What mmsegmentation's model-zoo files hold: ``meta`` (mmcv's: the config text under ``config``,
+    ``CLASSES``) + ``state_dict`` (+ optimizer state). ``config=None``: a file without its config."""
     state = model.state_dict()
-    return {"meta": {"mmseg_version": "1.2.2", "time": "Thu Jun  5 19:13:24 2020", "epoch": 1, "iter": 40000,
-                     "dataset_meta": {"classes": classes}, "config": "model = dict(type='EncoderDecoder', ...)"},
-            "state_dict": state,
+    meta = {"mmseg_version": "0.5.0+b2724da", "time": "Thu Jun  5 19:13:24 2020", "epoch": 1, "iter": 40000,
+            "CLASSES": classes}
+    if config is not None:
+        meta["config"] = config
+    return {"meta": meta, "state_dict": state,
             "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(3)}},
                           "param_groups": [{"lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4, "params": [0]}]}}
 
@@ -236,6 +241,7 @@ def mmseg_config_text(depth: int = 50, num_classes: int = 19, dataset: str = "ci
         "cityscapes_769": ((769, 769), (2049, 1025), "dict(crop_size=(\n        769,\n        769,\n    ), "
                            "mode='slide', stride=(\n        513,\n        513,\n    ))", True),
         "ade20k": ((512, 512), (2048, 512), "dict(mode='whole')", False),
+        "voc12aug": ((512, 512), (2048, 512), "dict(mode='whole')", False),
     }[dataset]
     return f"""crop_size = (
     {crop[0]},
@@ -357,7 +363,7 @@ work_dir = './work_dirs/danet_r{depth}-d8_4xb2-40k_{dataset}'
 
 class FakeHistoryBuffer:
     """mmengine's ``HistoryBuffer`` as far as pickling goes: a plain class whose ``__dict__`` holds numpy
-    arrays. :func:`mmengine_training_checkpoint` registers it as ``mmengine.logging.history_buffer``."""
+    arrays. :func:`pickled_as_mmengine` registers it under mmengine's name."""
 
     def __init__(self, values=(), counts=(), max_length: int = 1000000) -> None:
         self.max_length = max_length
@@ -371,17 +377,8 @@ def mmengine_training_checkpoint(model: nn.Module, path, classes: tuple[str, ...
     config text under ``cfg``, ``dataset_meta``), ``state_dict``, ``message_hub`` (HistoryBuffers of numpy
     arrays, numpy metric values), ``optimizer`` (momentum buffers: ``optimizer_mb`` MB of them) and
     ``param_schedulers``. mmengine is not needed: a stand-in module is registered while pickling only."""
-    import sys
-    import types
     from collections import OrderedDict
 
-    names = ("mmengine", "mmengine.logging", "mmengine.logging.history_buffer")
-    saved = {n: sys.modules.get(n) for n in names}
-    module = types.ModuleType(names[-1])
-    FakeHistoryBuffer.__module__, FakeHistoryBuffer.__qualname__ = names[-1], "HistoryBuffer"
-    module.HistoryBuffer = FakeHistoryBuffer
-    sys.modules.update({names[0]: types.ModuleType(names[0]), names[1]: types.ModuleType(names[1]),
-                        names[2]: module})
     meta = {"dataset_meta": {"classes": classes, "palette": [[128, 64, 128]] * len(classes)},
             "seed": 42, "experiment_name": "danet_train", "time": "20240105_101010",
             "mmengine_version": "0.10.3", "epoch": 0, "iter": 40000}
@@ -400,8 +397,26 @@ def mmengine_training_checkpoint(model: nn.Module, path, classes: tuple[str, ...
                            "param_groups": [{"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "params": [0]}]},
              "param_schedulers": [{"eta_min": 1e-4, "power": 0.9, "begin": 0, "end": 40000, "by_epoch": False,
                                    "last_step": 40000, "base_values": [0.01]}]}
-    try:
+    with pickled_as_mmengine():
         torch.save(state, path)
+
+
+@contextlib.contextmanager
+def pickled_as_mmengine():
+    """While inside, :class:`FakeHistoryBuffer` pickles as ``mmengine.logging.history_buffer.HistoryBuffer``
+    (stand-in modules in ``sys.modules``); afterwards that name is unknown again, as without mmengine."""
+    import sys
+    import types
+
+    names = ("mmengine", "mmengine.logging", "mmengine.logging.history_buffer")
+    saved = {n: sys.modules.get(n) for n in names}
+    module = types.ModuleType(names[-1])
+    FakeHistoryBuffer.__module__, FakeHistoryBuffer.__qualname__ = names[-1], "HistoryBuffer"
+    module.HistoryBuffer = FakeHistoryBuffer
+    sys.modules.update({names[0]: types.ModuleType(names[0]), names[1]: types.ModuleType(names[1]),
+                        names[2]: module})
+    try:
+        yield
     finally:
         for name, previous in saved.items():
             if previous is None:

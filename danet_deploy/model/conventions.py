@@ -13,7 +13,7 @@ from typing import Any, Mapping
 
 from .mmseg_config import ConfigFacts
 from .registry import ModelConfig, preset_order
-from .releases import DATASET_CLASSES, LAYOUT_PRESETS
+from .releases import DATASET_CLASSES, FOREIGN_LAYOUTS, LAYOUT_PRESETS
 
 #: Preset settings that change the logits (class names only label them).
 BEHAVIOUR_FIELDS = ("output_stride", "multi_grid", "align_corners", "preprocessing")
@@ -28,13 +28,17 @@ def layout_presets(layout: str | None) -> list[str]:
     builds a network that differs (97.6% argmax agreement measured). This project's own files
     (``layout`` "danet-deploy" or unknown) may be any preset.
     """
-    family = LAYOUT_PRESETS.get(layout or "")
-    return [n for n in preset_order() if family is None or n in family]
+    if layout in LAYOUT_PRESETS:
+        return [n for n in preset_order() if n in LAYOUT_PRESETS[layout]]
+    if layout in FOREIGN_LAYOUTS:  # the official layout: every preset not of another layout
+        other = {n for names in LAYOUT_PRESETS.values() for n in names}
+        return [n for n in preset_order() if n not in other]
+    return preset_order()
 
 
 def has_conventions(layout: str | None) -> bool:
-    """Whether ``layout`` is a foreign code base whose conventions are known (see :data:`LAYOUT_PRESETS`)."""
-    return (layout or "") in LAYOUT_PRESETS
+    """Whether ``layout`` is a foreign code base whose conventions are known (see :data:`FOREIGN_LAYOUTS`)."""
+    return layout in FOREIGN_LAYOUTS
 
 
 def class_overrides(num_classes: int, facts: ConfigFacts | None) -> tuple[dict[str, Any], str]:

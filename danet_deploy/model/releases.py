@@ -154,14 +154,17 @@ def test_protocol(preset: str) -> TestProtocol | None:
 
 test_protocol.__test__ = False  # type: ignore[attr-defined]
 
-#: Whose conventions (align_corners, stem, mean/std, dilations) each checkpoint key layout follows:
-#: the presets a checkpoint of that layout may be built as. The official code's defaults (deep stem
-#: 3->64->64->128, output stride 8, align_corners=True) are this project's paper presets.
+#: The presets of each foreign checkpoint key layout whose conventions differ from the official
+#: code's (mmsegmentation: ``align_corners=False``, a 3->32->32->64 stem, contracted dilations).
+#: A checkpoint of one layout is only ever built as a preset of its own; the official layout's are
+#: every preset not listed here (its release, and this project's presets, which keep the official
+#: code's defaults: deep stem 3->64->64->128, output stride 8, ``align_corners=True``).
 LAYOUT_PRESETS: dict[str, tuple[str, ...]] = {
-    "official DANet": ("danet_official_r101_cityscapes", "danet_r101_d8", "danet_r50_d8"),
     "mmsegmentation": tuple(f"danet_mmseg_r{depth}_d8_{dataset}" for dataset in _MMSEG_PROTOCOLS
                             for depth in (50, 101)),
 }
+#: The key layouts whose conventions are known (see :data:`LAYOUT_PRESETS`).
+FOREIGN_LAYOUTS = ("official DANet", "mmsegmentation")
 
 #: Class names by class count, for a checkpoint whose count is that of one known dataset.
 DATASET_CLASSES: dict[int, tuple[str, tuple[str, ...]]] = {
