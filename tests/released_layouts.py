@@ -238,8 +238,9 @@ def mmseg_config_text(depth: int = 50, num_classes: int = 19, dataset: str = "ci
     parts that differ between releases plus enough of the rest to be realistic."""
     crop, resize, test_cfg, align = {
         "cityscapes": ((512, 1024), (2048, 1024), "dict(mode='whole')", False),
-        "cityscapes_769": ((769, 769), (2049, 1025), "dict(crop_size=(\n        769,\n        769,\n    ), "
-                           "mode='slide', stride=(\n        513,\n        513,\n    ))", True),
+        "cityscapes_769": ((769, 769), (2049, 1025), ("dict(crop_size=(\n        769,\n        769,\n    ), "
+                                                      "mode='slide', stride=(\n        513,\n        513,\n    ))"),
+                           True),
         "ade20k": ((512, 512), (2048, 512), "dict(mode='whole')", False),
         "voc12aug": ((512, 512), (2048, 512), "dict(mode='whole')", False),
     }[dataset]

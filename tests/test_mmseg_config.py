@@ -19,7 +19,8 @@ train_cfg = dict()
 test_cfg = dict(mode='slide', crop_size=(769, 769), stride=(513, 513))
 test_pipeline = [
     dict(type='LoadImageFromFile'),
-    dict(type='MultiScaleFlipAug', img_scale=(2049, 1025), flip=False, transforms=[dict(type='Resize', keep_ratio=True)])
+    dict(type='MultiScaleFlipAug', img_scale=(2049, 1025), flip=False,
+         transforms=[dict(type='Resize', keep_ratio=True)])
 ]
 """
 

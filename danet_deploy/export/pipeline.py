@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..artifact_dir import check_output_dir, scratch_dir
-from ..errors import ConfigError, UnknownModelError
+from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..files import sha256_file
-from ..errors import CheckpointError
 from ..manifest import CARRIED_CHECKPOINT, Manifest, atomic_artifact_dir, carry_checkpoint
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention

@@ -52,9 +52,9 @@ def class_overrides(num_classes: int, facts: ConfigFacts | None) -> tuple[dict[s
         return {"num_classes": num_classes, "class_names": facts.class_names}, f"class names from {facts.source}"
     if num_classes in DATASET_CLASSES:
         dataset, names = DATASET_CLASSES[num_classes]
-        return ({"num_classes": num_classes, "class_names": names},
-                f"class names of {dataset} (the dataset with {num_classes} classes; pass --model-option "
-                "class_names=a,b,... if it was trained on another)")
+        why = (f"class names of {dataset} (the dataset with {num_classes} classes; pass --model-option "
+               "class_names=a,b,... if it was trained on another)")
+        return {"num_classes": num_classes, "class_names": names}, why
     return ({"num_classes": num_classes, "class_names": tuple(f"class_{i}" for i in range(num_classes))},
             "class names class_0 ... (pass --model-option class_names=a,b,... to name them)")
 

@@ -18,12 +18,13 @@ only there, every one of them is named so the user can choose with ``--arch``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import CheckpointError, UnknownModelError
-from .conventions import behaviour, class_overrides, file_class_names, file_decisions, has_conventions, layout_presets
+from .conventions import (behaviour, class_overrides, file_class_names, file_decisions, has_conventions,
+                          layout_presets)
 from .mmseg_config import ConfigFacts, config_facts
 from .options import coerce_model_options, format_option
 from .registry import MAX_CLASSES, ModelConfig, build_model, get_config, preset_order
@@ -272,6 +273,9 @@ class Resolution:
                               "num_classes": self.facts.num_classes}
         protocol = self.facts.protocol if self.facts is not None and self.facts.protocol else test_protocol(
             self.preset)
+        if protocol is not None and protocol.align_corners != self.config.align_corners:  # as built, not as released
+            protocol = replace(protocol, align_corners=self.config.align_corners,
+                               source=f"{protocol.source}; align_corners as built")
         if protocol is not None:
             data["test_protocol"] = protocol.to_dict()
         return data
@@ -327,9 +331,9 @@ def resolve(arch: CheckpointArchitecture, source: str | Path, arch_name: str | N
     notes[:0] = [f"{source}: {arch.describe()} -> preset {fits[0]} ({chosen_by})"]
     if facts is not None:
         notes.append(facts.describe())
-    for key, value in decided.items():
-        if getattr(get_config(fits[0]), key) != value:
-            notes.append(f"{key}={value} from the checkpoint's config ({fits[0]} has {getattr(get_config(fits[0]), key)})")
+    preset_config = get_config(fits[0])
+    notes += [f"{key}={value} from the checkpoint's config ({fits[0]} has {getattr(preset_config, key)})"
+              for key, value in decided.items() if getattr(preset_config, key) != value]
     notes.append(f"from the preset, as {undetermined}: {undetermined_text(config)}")
     if len(fits) > 1:
         notes.append(f"{len(fits)} presets fit these weights and build the same network: "
