@@ -244,29 +244,16 @@ def mmseg_config_text(depth: int = 50, num_classes: int = 19, dataset: str = "ci
         "ade20k": ((512, 512), (2048, 512), "dict(mode='whole')", False),
         "voc12aug": ((512, 512), (2048, 512), "dict(mode='whole')", False),
     }[dataset]
+    preprocessor = ("dict(\n    bgr_to_rgb=True,\n    mean=[\n        123.675,\n        116.28,\n        103.53,\n    ],\n"
+                    "    pad_val=0,\n    seg_pad_val=255,\n    size=(\n        {0},\n        {1},\n    ),\n"
+                    "    std=[\n        58.395,\n        57.12,\n        57.375,\n    ],\n"
+                    "    type='SegDataPreProcessor')").format(*crop)
+    nested = preprocessor.replace("\n", "\n    ")  # the same dict inside model=dict(...), one level deeper
     return f"""crop_size = (
     {crop[0]},
     {crop[1]},
 )
-data_preprocessor = dict(
-    bgr_to_rgb=True,
-    mean=[
-        123.675,
-        116.28,
-        103.53,
-    ],
-    pad_val=0,
-    seg_pad_val=255,
-    size=(
-        {crop[0]},
-        {crop[1]},
-    ),
-    std=[
-        58.395,
-        57.12,
-        57.375,
-    ],
-    type='SegDataPreProcessor')
+data_preprocessor = {preprocessor}
 data_root = 'data/cityscapes/'
 default_scope = 'mmseg'
 model = dict(
@@ -309,25 +296,7 @@ model = dict(
         ),
         style='pytorch',
         type='ResNetV1c'),
-    data_preprocessor=dict(
-        bgr_to_rgb=True,
-        mean=[
-            123.675,
-            116.28,
-            103.53,
-        ],
-        pad_val=0,
-        seg_pad_val=255,
-        size=(
-            {crop[0]},
-            {crop[1]},
-        ),
-        std=[
-            58.395,
-            57.12,
-            57.375,
-        ],
-        type='SegDataPreProcessor'),
+    data_preprocessor={nested},
     decode_head=dict(
         align_corners={align},
         channels=512,

@@ -211,6 +211,19 @@ def test_a_config_value_no_fitting_preset_has_is_applied():
     assert any("align_corners=True from the checkpoint's config" in n for n in picked.notes)
 
 
+def test_a_config_normalising_otherwise_is_warned_about():
+    from released_layouts import mmseg_config_text
+
+    from danet_deploy.model.mmseg_config import config_facts
+
+    text = mmseg_config_text(50, 150, "ade20k")
+    quiet = resolve(_arch(num_classes=150), "ade.pth", layout="mmsegmentation", facts=config_facts({"cfg": text}))
+    assert not any("normalises" in n for n in quiet.notes)
+    other = config_facts({"cfg": text.replace("123.675", "127.5")})
+    told = resolve(_arch(num_classes=150), "ade.pth", layout="mmsegmentation", facts=other)
+    assert any(n.startswith("warning:") and "mean=[127.5, 116.28, 103.53]" in n for n in told.notes)
+
+
 def test_official_layout_with_a_class_count_no_preset_has_keeps_its_conventions():
     # the official train.py's default: ResNet-50, deep stem 3->64->64->128, ADE20K's 150 classes
     official = _arch(stem_width=64, num_classes=150)

@@ -79,3 +79,20 @@ def file_class_names(facts: ConfigFacts | None, num_classes: int, overrides: Map
 def behaviour(config: ModelConfig) -> tuple[str, ...]:
     """What about ``config`` changes the logits, beyond the architecture the weights fix."""
     return tuple(repr(getattr(config, k)) for k in BEHAVIOUR_FIELDS)
+
+
+def normalisation_warning(facts: ConfigFacts | None, config: ModelConfig) -> str | None:
+    """A warning when the file's config normalises inputs with another mean/std than ``config``.
+
+    Why only a warning: no released DANet config differs from the ImageNet values the presets use,
+    and mean/std are not a ``--model-option``; a file that differs needs the user's attention.
+    """
+    if facts is None or facts.mean is None or facts.std is None:
+        return None
+    ours = [v * 255 for v in (*config.preprocessing.mean, *config.preprocessing.std)]
+    theirs = [*facts.mean, *facts.std]
+    if len(theirs) == len(ours) and all(abs(a - b) < 1e-3 for a, b in zip(ours, theirs)):
+        return None
+    return (f"warning: {facts.source} normalises with mean={list(facts.mean)}, std={list(facts.std)} (0..255), but "
+            f"{config.name} uses mean={[round(v, 3) for v in ours[:3]]}, std={[round(v, 3) for v in ours[3:]]}: "
+            "the exported model's preprocessing differs from its training")

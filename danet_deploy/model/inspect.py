@@ -24,7 +24,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import CheckpointError, UnknownModelError
 from .conventions import (behaviour, class_overrides, file_class_names, file_decisions, has_conventions,
-                          layout_presets)
+                          layout_presets, normalisation_warning)
 from .mmseg_config import ConfigFacts, config_facts
 from .options import coerce_model_options, format_option
 from .registry import MAX_CLASSES, ModelConfig, build_model, get_config, preset_order
@@ -331,6 +331,9 @@ def resolve(arch: CheckpointArchitecture, source: str | Path, arch_name: str | N
     notes[:0] = [f"{source}: {arch.describe()} -> preset {fits[0]} ({chosen_by})"]
     if facts is not None:
         notes.append(facts.describe())
+        warning = normalisation_warning(facts, config)
+        if warning:
+            notes.append(warning)
     preset_config = get_config(fits[0])
     notes += [f"{key}={value} from the checkpoint's config ({fits[0]} has {getattr(preset_config, key)})"
               for key, value in decided.items() if getattr(preset_config, key) != value]
