@@ -71,9 +71,9 @@ def _numpy_globals() -> list[Any]:
     except ImportError:  # pragma: no cover - numpy 1.x
         from numpy.core import multiarray  # type: ignore[no-redef]
     allowed: list[Any] = [np.ndarray, np.dtype]
-    for function in (multiarray.scalar, multiarray._reconstruct):
-        allowed += [function, *((function, f"{module}.{function.__name__}")
-                                for module in ("numpy.core.multiarray", "numpy._core.multiarray"))]
+    for function in (getattr(multiarray, "scalar"), getattr(multiarray, "_reconstruct")):  # noqa: B009 - no stubs
+        allowed += [function, *((function, f"{prefix}.{function.__name__}")
+                                for prefix in ("numpy.core.multiarray", "numpy._core.multiarray"))]
     module = getattr(np, "dtypes", None)
     allowed += [getattr(module, f"{n}DType") for n in _NUMERIC_DTYPES if hasattr(module, f"{n}DType")]
     return allowed
