@@ -43,6 +43,11 @@ class BackendUnavailableError(DanetDeployError, ImportError):
     """The backend library needed for an artifact is not installed on this machine."""
 
 
+class MissingExtraError(BackendUnavailableError):
+    """A package an optional feature needs (torch, an exporter, an engine) is not installed; the
+    message names the ``danet-deploy[extra]`` that installs it (see :mod:`danet_deploy.extras`)."""
+
+
 class CalibrationError(DanetDeployError):
     """The calibration source is empty, unreadable, or has images of the wrong kind."""
 

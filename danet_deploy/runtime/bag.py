@@ -47,14 +47,12 @@ MSGDEFS = {
 
 
 def _mcap() -> tuple[Any, Any, Any]:
-    try:
-        from mcap.reader import make_reader
-        from mcap_ros2.decoder import DecoderFactory
-        from mcap_ros2.writer import Writer
-    except ImportError as exc:
-        raise BackendUnavailableError("ROS 2 bags need the mcap packages: pip install 'danet-deploy[bag]' "
-                                      "(mcap, mcap-ros2-support)") from exc
-    return make_reader, DecoderFactory, Writer
+    """The mcap reader, the ROS 2 decoder factory and writer (the ``bag`` extra), imported on use."""
+    from ..extras import require
+
+    what = "reading and writing ROS 2 bags"
+    reader, decoder, writer = (require(m, what) for m in ("mcap.reader", "mcap_ros2.decoder", "mcap_ros2.writer"))
+    return reader.make_reader, decoder.DecoderFactory, writer.Writer
 
 
 class BagFrameSource:
