@@ -68,6 +68,15 @@ class NonFiniteOutputError(DanetDeployError, ArithmeticError):
     """An engine returned NaN or Inf logits (a broken engine, bad weights, or inputs far outside range)."""
 
 
+class FrameError(InputError):
+    """One camera frame (a ROS image message, a recorded one) cannot be read: ``cause`` names the
+    kind (``encoding``, ``size``, ``decode``, ``pixels``) so a node can count and log each kind once."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+
+
 class ServeError(DanetDeployError):
     """A model server cannot start, is unreachable, or answered a request with an error."""
 

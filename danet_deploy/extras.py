@@ -36,6 +36,8 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "tqdm": ("tqdm", "bench"),
     "skimage": ("scikit-image", "photos"),
     "av": ("av", "video"),
+    "mcap": ("mcap", "bag"),
+    "mcap_ros2": ("mcap-ros2-support", "bag"),
     "pytriton": ("nvidia-pytriton", "serve"),
     "tritonclient": ("tritonclient", "serve"),
     "modelopt": ("nvidia-modelopt", "tensorrt-prepare"),
