@@ -171,7 +171,7 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
 
 def companion_files(directory: str | Path, primary: str) -> list[str]:
     """Files the engine reads with the primary model file although the manifest need not name
-    them, found by content (:func:`~danet_deploy.model_files.referenced_files`): an OpenVINO IR's
+    them, found by content (:func:`~danet_deploy.engine_reads.referenced_files`): an OpenVINO IR's
     ``.bin`` (whatever the IR is called), an ONNX file's external data. Names are relative to the
     folder; one that leaves it is refused by :func:`artifact_path` like a manifest entry.
 
@@ -179,7 +179,7 @@ def companion_files(directory: str | Path, primary: str) -> list[str]:
     swapped for a symbolic link to weights outside the folder, or an unlisted external-data file,
     is refused like a listed file would be.
     """
-    from .model_files import referenced_files
+    from .engine_reads import referenced_files
 
     model_file = artifact_path(directory, primary, "model file")
     folder = PurePosixPath(primary).parent

@@ -21,10 +21,10 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
 from danet_deploy import runtime  # noqa: E402
+from danet_deploy.engine_reads import referenced_files  # noqa: E402
 from danet_deploy.errors import ArtifactError, ManifestError  # noqa: E402
 from danet_deploy.export import ExportRequest, export  # noqa: E402
 from danet_deploy.files import sha256_file  # noqa: E402
-from danet_deploy.model_files import referenced_files  # noqa: E402
 
 
 def _quiet(_: str) -> None:

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..engine_reads import referenced_files
 from ..errors import ArtifactError, ConfigError
 from ..files import not_a_file_reason
 from ..manifest import (
@@ -14,7 +15,6 @@ from ..manifest import (
     missing_artifact_message,
     read_manifest,
 )
-from ..model_files import referenced_files
 from ..targets import (
     engine_for_suffix,
     engine_names,

@@ -30,9 +30,9 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...engine_reads import ir_weights
 from ...errors import ArtifactError, ConfigError, summarize_exception
 from ...manifest import Manifest, manifest_from_metadata
-from ...model_files import ir_weights
 from .base import Backend, InputSpec, as_output, bare_output_entry, require
 
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
