@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("torch")
 
-from danet_deploy.errors import ConfigError  # noqa: E402
-from danet_deploy.export import (  # noqa: E402
+from danet_deploy.errors import ConfigError
+from danet_deploy.export import (
     ExportRequest,
-    batch_memory,  # noqa: E402
+    batch_memory,
     export,
 )
 
