@@ -216,6 +216,38 @@ def test_malformed_requests_get_triton_errors_and_the_server_stays_up(server, sc
         np.testing.assert_array_equal(client.segment(images[0]), references[0])
 
 
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 16, 3), (300, 8, 3)])
+def test_bad_images_get_invalid_argument_with_one_line_and_no_traceback(server, shape):
+    """A 0x0 or oversize image got HTTP 500 / gRPC INTERNAL carrying the server's Python traceback
+    and file paths; it is the client's mistake: 400 / INVALID_ARGUMENT and the one-line reason."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    body = json.dumps({"inputs": [{"name": "image", "shape": [1, *shape], "datatype": "UINT8",
+                                   "data": [0] * int(np.prod(shape))}]}).encode()
+    status, text = _post(server.http_port, body, {"Content-Type": "application/json"})
+    message = json.loads(text)["error"]
+    assert status == 400, (status, text)
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    try:
+        tensor = grpcclient.InferInput("image", [1, *shape], "UINT8")
+        tensor.set_data_from_numpy(np.zeros((1, *shape), np.uint8))
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("danet", [tensor], client_timeout=30)
+    finally:
+        client.close()
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    for reply in (message, info.value.message()):
+        assert reply == f"image is {shape[0]}x{shape[1]}; sides must be 1..256"
+
+
+def test_server_start_logs_no_config_modification_time_error(server):
+    """PyTriton loaded the model through Triton's load API with a config override, and every start
+    logged Triton's "Failed to set config modification time" error line."""
+    log = server.log.read_text(errors="replace")
+    assert "ready" in log and "modification time" not in log
+
+
 def test_malformed_http_bodies_get_triton_errors(server, scenes):
     images, references = scenes
     for body in (b"", b"{", b'{"inputs": [{"name": "image"}]}', b'{"inputs": "x"}', b"\xff" * 64):
@@ -395,11 +427,14 @@ class FakeTriton:
     failures = 1
     text = REFUSED_HANDSHAKE
 
-    def __init__(self, **_: object) -> None:
-        pass
+    def __init__(self, workspace=None, **_: object) -> None:
+        self.workspace = workspace
 
-    def bind(self, **_: object) -> None:
-        pass
+    def bind(self, model_name: str, model_version: int, **_: object) -> None:
+        # PyTriton writes its proxy model into the workspace's model store; the server puts its own in front
+        folder = self.workspace.model_store_path / model_name / str(model_version)
+        folder.mkdir(parents=True)
+        (folder / "model.py").write_text("# PyTriton's proxy model\n")
 
     def run(self) -> None:
         type(self).runs += 1

@@ -18,6 +18,7 @@ SIGTERM and SIGINT stop the server cleanly (in-flight requests finish within ``e
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -31,9 +32,11 @@ import numpy as np
 from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError, summarize_exception
 from ..outputs import mask_dtype
 from . import libpython
+from .triton_model import CLIENT_ERROR_MARK, LIMITS_FILE, image_problem
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "mask"
+MODEL_VERSION = 1
 START_ATTEMPTS = 3
 # How PyTriton's multi-instance start-up handshake is lost: every instance after the first
 # polls for the first one's Unix socket, gives up after 1 s, or connects in the instant between
@@ -152,27 +155,44 @@ def check_socket_paths(options: ServeOptions) -> None:
 def make_infer(session: Any, max_image_side: int, mask_type: Any = np.uint8) -> Callable[..., dict[str, np.ndarray]]:
     """The inference callable of one model instance: a batch of uint8 images -> a batch of masks.
 
-    Bad input raises PyTriton's bad-parameter error, which Triton returns to that client as an
-    error response; the instance and the server stay up.
+    Bad input raises PyTriton's bad-parameter error marked with
+    :data:`~danet_deploy.serve.triton_model.CLIENT_ERROR_MARK`: the model file Triton runs
+    (:mod:`danet_deploy.serve.triton_model`) answers it as INVALID_ARGUMENT with that one line;
+    the instance and the server stay up.
     """
     from pytriton.decorators import batch
     from pytriton.exceptions import PyTritonBadParameterError
 
+    def refuse(reason: str) -> PyTritonBadParameterError:
+        return PyTritonBadParameterError(CLIENT_ERROR_MARK + " ".join(reason.split()))
+
     @batch
     def infer(image: np.ndarray) -> dict[str, np.ndarray]:
         if image.ndim != 4 or image.shape[-1] != 3:
-            raise PyTritonBadParameterError(f"{INPUT_NAME} must be HxWx3 uint8 RGB per request, got {image.shape[1:]}")
-        height, width = image.shape[1:3]
-        if min(height, width) < 1 or max(height, width) > max_image_side:
-            raise PyTritonBadParameterError(f"{INPUT_NAME} is {height}x{width}; sides must be 1..{max_image_side}")
+            raise refuse(f"{INPUT_NAME} must be HxWx3 uint8 RGB per request, got {image.shape[1:]}")
+        problem = image_problem(image.shape, INPUT_NAME, max_image_side)
+        if problem:
+            raise refuse(problem)
         try:
             masks = session.run(list(image))
         except DanetDeployError as exc:
-            raise PyTritonBadParameterError(str(exc)) from exc
+            raise refuse(str(exc)) from exc
         # the declared output type (uint8 up to 255 classes): an older artifact's mask may differ
         return {OUTPUT_NAME: np.stack(masks).astype(mask_type, copy=False)}
 
     return infer
+
+
+def install_request_checks(version_dir: Path, max_image_side: int) -> None:
+    """Put :mod:`~danet_deploy.serve.triton_model` in front of PyTriton's proxy model in a generated
+    model version folder (PyTriton's ``model.py`` becomes ``pytriton_model.py``), with its limits."""
+    proxy = version_dir / "model.py"
+    if not proxy.is_file():
+        raise ServeError(f"PyTriton did not write {proxy}; this PyTriton version lays out its model repository "
+                         "differently from 0.7 (pip install 'nvidia-pytriton==0.7.*')")
+    proxy.replace(version_dir / "pytriton_model.py")
+    (version_dir / "model.py").write_bytes(Path(__file__).with_name("triton_model.py").read_bytes())
+    (version_dir / LIMITS_FILE).write_text(json.dumps({"input": INPUT_NAME, "max_image_side": max_image_side}))
 
 
 def open_sessions(artifact: str | Path, options: ServeOptions) -> list[Any]:
@@ -204,7 +224,13 @@ class Server:
     # -- start -----------------------------------------------------------------------------
     def start(self) -> "Server":
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
+        from pytriton.triton import (
+            Triton,
+            TritonConfig,
+            TritonLifecyclePolicy,
+            TritonSecurityConfig,
+        )
+        from pytriton.utils.workspace import Workspace
 
         opts = self.options
         if opts.fix_libpython:
@@ -229,15 +255,23 @@ class Server:
         # PyTriton restricts statistics by default; keep them readable so clients can see the batching.
         security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
         batcher = DynamicBatcher(max_queue_delay_microseconds=opts.max_queue_delay_us)
-        model = dict(model_name=opts.model_name,
+        model = dict(model_name=opts.model_name, model_version=MODEL_VERSION,
                      infer_func=[make_infer(session, opts.max_image_side, mask_type) for session in self.sessions],
                      inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
                      outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_type.type, shape=(-1, -1))],
                      config=ModelConfig(max_batch_size=opts.max_batch_size, batcher=batcher), strict=True)
+        # The model repository is written to disk and loaded by Triton at start-up (not sent through
+        # the load API): that lets install_request_checks put its model file in, and spares every
+        # start Triton's "Failed to set config modification time: model_config_content_name_ is
+        # empty" error line, which the load API's config override causes (harmless but alarming).
+        policy = TritonLifecyclePolicy(launch_triton_on_startup=True, local_model_store=True)
         for attempt in range(1, START_ATTEMPTS + 1):
-            self.triton = Triton(config=config, security_config=security)
+            workspace = Workspace()
+            self.triton = Triton(config=config, security_config=security, workspace=workspace,
+                                 triton_lifecycle_policy=policy)
             try:
                 self.triton.bind(**model)
+                install_request_checks(workspace.model_store_path / opts.model_name / str(MODEL_VERSION), opts.max_image_side)
                 self.triton.run()
                 break
             except Exception as exc:
@@ -309,4 +343,4 @@ def serve(artifact: str | Path, options: ServeOptions, log: Callable[[str], None
     log("stopped")
 
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServeOptions", "Server", "make_infer", "serve"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServeOptions", "Server", "install_request_checks", "make_infer", "serve"]
