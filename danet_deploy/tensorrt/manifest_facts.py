@@ -10,7 +10,8 @@ nothing more than their types right (their compatibility facts are judged at loa
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..counts import is_count
 from .compat import STAGE_ENGINE, STAGE_PREPARED
