@@ -11,8 +11,8 @@ is built on the serving GPU, with the TensorRT of the Triton container)::
     REPO/<name>/<version>/manifest.json      (so danet_deploy.runtime.load() reads it back)
 
 Triton rules encoded here: ``max_batch_size`` is 0 unless axis 0 is a dynamic batch on the
-input and the output, and then the dims leave the batch out; ``dynamic_batching`` only exists
-when batching does; ``-1`` marks a dynamic dim. A model folder is written whole or not at all,
+input and the output, and then the dims leave the batch out (its value is the artifact's batch
+bound, else 8); ``dynamic_batching`` only exists when batches of 2 or more can form; ``-1`` marks a dynamic dim. A model folder is written whole or not at all,
 and an existing one is replaced only with ``force``.
 """
 
@@ -27,6 +27,7 @@ from typing import Any, Mapping
 
 from ..errors import ArtifactError, ConfigError
 from ..manifest import MANIFEST_NAME, Manifest, atomic_artifact_dir, read_manifest
+from ..outputs import emit_from_names, emitted
 from ..targets import TritonPlatform, engines, get_engine, get_target
 from ..targets.options import TargetOptions
 from ..tensorrt.compat import STAGE_PREPARED
@@ -54,7 +55,8 @@ class TritonOptions(TargetOptions):
     """How the model is served; every field has a default that works for a CPU Triton.
 
     Attributes:
-        name: model name in the repository (default ``<model>_<target>_<precision>``).
+        name: model name in the repository (default ``<model>_<target>_<precision>``, then
+            ``_<emit>`` for an in-graph mask and ``_dynamic`` for dynamic shapes: :func:`default_name`).
         version: version folder (a positive integer; Triton ignores ``01``-style names).
         platform: ``auto`` (from the manifest), or ``onnxruntime`` to serve a prepared TensorRT
             bundle's ONNX with ONNX Runtime instead of waiting for its engine.
@@ -195,6 +197,19 @@ def _max_batch(manifest: Manifest, options: TritonOptions) -> int | None:
     return int(bounds[0]) if bounds else None
 
 
+def default_name(manifest: Manifest) -> str:
+    """``<model>_<target>_<precision>``, then what else changes the served model's I/O: ``_<emit>``
+    for in-graph masks (danet-export --emit) and ``_dynamic`` for dynamic shapes, so repositories of
+    one model exported two ways do not collide on one name."""
+    parts = [str(manifest.model.get("name", "danet")), manifest.target, manifest.precision]
+    emit = emit_from_names(list(emitted(manifest.output)))
+    if emit != "logits":  # danet-export's default --emit keeps the plain name
+        parts.append(emit.replace("-", "_"))
+    if not all(isinstance(d, int) and d > 0 for d in manifest.input.get("shape", [])):
+        parts.append("dynamic")
+    return "_".join(parts)
+
+
 def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     """The model configuration and file layout for ``manifest`` (pure: reads nothing from disk)."""
     platform, pending_engine = _platform(manifest, options)
@@ -202,8 +217,7 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     engine = get_engine(platform)
     label = engine.label
     model_file = spec.model_file
-    model_name = manifest.model.get("name", "danet")
-    name = options.name or f"{model_name}_{manifest.target}_{manifest.precision}"
+    name = options.name or default_name(manifest)
     if not _NAME.fullmatch(name):
         raise ConfigError(f"derived model name {name!r} is not a valid Triton name; pass name=...")
     notes: list[str] = []
@@ -223,6 +237,10 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         if spec.needs_profile and limit is None:
             raise ArtifactError(f"a dynamic {label} artifact must record its profile's max shape; re-prepare it")
         in_dims, out_dims = _dims(in_shape[1:]), [_dims(list(t["shape"])[1:]) for t in outputs]
+        if max_batch == 1:  # Triton's default of 8 does not apply: the artifact was bounded to batch 1
+            notes.append("max_batch_size 1: the artifact's batch bound is 1 (danet-export --max-batch, default 1), so "
+                         "Triton cannot batch requests and no dynamic_batching is written; re-export with --dynamic "
+                         "--max-batch 8 to let it batch")
     else:
         if options.max_batch_size:
             raise ConfigError(f"the artifact has a static batch of {in_shape[0]}: Triton cannot batch it "
@@ -272,7 +290,7 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         "version_policy": {"specific": {"versions": [options.version]}},
         "instance_group": [group],
     }
-    if max_batch and options.dynamic_batching:
+    if max_batch > 1 and options.dynamic_batching:
         config["dynamic_batching"] = {"preferred_batch_size": list(options.preferred_batch_sizes) or None,
                                       "max_queue_delay_microseconds": options.max_queue_delay_us}
     if parameters:
