@@ -29,7 +29,7 @@ from ..errors import ArtifactError, ConfigError
 from ..manifest import MANIFEST_NAME, Manifest, atomic_artifact_dir, read_manifest
 from ..outputs import emit_from_names, emitted
 from ..targets import TritonPlatform, engines, get_engine, get_target
-from ..targets.options import TargetOptions
+from ..targets.options import TargetOptions, option
 from ..tensorrt.compat import STAGE_PREPARED
 from . import pbtxt
 from .pbtxt import Enum
@@ -52,43 +52,27 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 @dataclass(frozen=True)
 class TritonOptions(TargetOptions):
-    """How the model is served; every field has a default that works for a CPU Triton.
+    """How the model is served; every field has a default that works for a CPU Triton, and its help
+    (``danet-export --list-options --target triton``) says what it sets."""
 
-    Attributes:
-        name: model name in the repository (default ``<model>_<target>_<precision>``, then
-            ``_<emit>`` for an in-graph mask and ``_dynamic`` for dynamic shapes: :func:`default_name`).
-        version: version folder (a positive integer; Triton ignores ``01``-style names).
-        platform: ``auto`` (from the manifest), or ``onnxruntime`` to serve a prepared TensorRT
-            bundle's ONNX with ONNX Runtime instead of waiting for its engine.
-        instances: model instances Triton runs in parallel (``instance_group.count``).
-        kind: ``auto`` (GPU for TensorRT and ORT's TensorRT accelerator, else CPU), ``cpu``, ``gpu``.
-        gpus: GPU indices for a GPU instance group (default: all).
-        max_batch_size: largest batch Triton forms (dynamic-batch artifacts only; default: the
-            artifact's profile maximum, else 8).
-        dynamic_batching: let Triton merge requests into batches (dynamic-batch artifacts only).
-        max_queue_delay_us: how long a request may wait for others to form a batch.
-        preferred_batch_sizes: batch sizes the scheduler aims for.
-        threads: intra-op threads per instance (ORT ``intra_op_thread_count``, OpenVINO
-            ``INFERENCE_NUM_THREADS``).
-        streams: OpenVINO ``NUM_STREAMS`` per instance.
-        ort_tensorrt: run the ONNX Runtime backend with its TensorRT execution accelerator (GPU).
-        ort_tensorrt_fp16: let that accelerator use FP16 kernels.
-    """
-
-    name: str | None = None
-    version: int = 1
-    platform: str = "auto"
-    instances: int = 1
-    kind: str = "auto"
-    gpus: tuple[int, ...] = ()
-    max_batch_size: int | None = None
-    dynamic_batching: bool = True
-    max_queue_delay_us: int = 100
-    preferred_batch_sizes: tuple[int, ...] = ()
-    threads: int | None = None
-    streams: int | None = None
-    ort_tensorrt: bool = False
-    ort_tensorrt_fp16: bool = False
+    name: str | None = option(None, "model name in the repository (default: <model>_<target>_<precision>, then "
+                                    "_<emit> and _dynamic when they apply)")
+    version: int = option(1, "version folder (a positive integer)")
+    platform: str = option("auto", "auto (from the manifest), or onnxruntime to serve a prepared TensorRT bundle's "
+                                   "ONNX with ONNX Runtime")
+    instances: int = option(1, "model instances Triton runs in parallel (instance_group count)")
+    kind: str = option("auto", "instance kind: auto (GPU for TensorRT and ort_tensorrt, else CPU), cpu or gpu",
+                       choices=("auto", "cpu", "gpu"))
+    gpus: tuple[int, ...] = option((), "GPU indices of a GPU instance group (default: all)")
+    max_batch_size: int | None = option(None, "largest batch Triton forms (dynamic-batch artifacts; default: the "
+                                              "artifact's batch bound, else 8)")
+    dynamic_batching: bool = option(True, "let Triton merge requests into batches (dynamic-batch artifacts)")
+    max_queue_delay_us: int = option(100, "how long a request may wait for others to form a batch")
+    preferred_batch_sizes: tuple[int, ...] = option((), "batch sizes the scheduler aims for")
+    threads: int | None = option(None, "intra-op threads per instance (ONNX Runtime, OpenVINO)")
+    streams: int | None = option(None, "OpenVINO NUM_STREAMS per instance")
+    ort_tensorrt: bool = option(False, "run the ONNX Runtime backend with its TensorRT accelerator (GPU)")
+    ort_tensorrt_fp16: bool = option(False, "let that accelerator use FP16 kernels")
 
     def __post_init__(self) -> None:
         if self.name is not None and (not _NAME.fullmatch(self.name) or len(self.name) > 128):
