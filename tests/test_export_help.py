@@ -46,7 +46,8 @@ def test_serve_and_client_flags_have_help_and_say_their_default_once(module, mon
     import importlib
 
     monkeypatch.setenv("COLUMNS", "200")
-    for flag, text in _entries(importlib.import_module(f"danet_deploy.cli.{module}").build_parser().format_help()).items():
+    parser = importlib.import_module(f"danet_deploy.cli.{module}").build_parser()
+    for flag, text in _entries(parser.format_help()).items():
         assert re.sub(r"^\s*-{1,2}[\w-]+( [A-Z_x]+)?", "", text).strip(), f"{flag} has no help"
         assert text.lower().count("default") <= 1, text
 

@@ -86,7 +86,8 @@ def test_the_unedited_bundle_and_an_engine_manifest_pass(bundle):
         check_schema(engine)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-5, 2**33) | st.floats(allow_nan=True) | st.text(max_size=8),
+SCALARS = st.none() | st.booleans() | st.integers(-5, 2**33) | st.floats(allow_nan=True) | st.text(max_size=8)
+JSON = st.recursive(SCALARS,
                     lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                     max_leaves=12)
 PATHS = [("stage",), ("profiles",), ("profiles", 0), ("profiles", 0, "min"), ("profiles", 0, "opt"),

@@ -34,7 +34,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", type=_counts, default=[1, 2, 4], help="concurrent clients, e.g. 1,2,4")
     p.add_argument("--requests", type=int, default=25, help="requests per client")
     p.add_argument("--duration", type=float, default=60.0, help="stop each run after this many seconds")
-    p.add_argument("--size", type=parse_size, default=(256, 256), metavar="HxW", help="generated scene size (default: 256x256)")
+    p.add_argument("--size", type=parse_size, default=(256, 256), metavar="HxW",
+                   help="generated scene size (default: 256x256)")
     p.add_argument("--scenes", type=int, default=8, help="distinct generated scenes")
     p.add_argument("--artifact", help="compare every mask with this artifact run in-process")
     p.add_argument("--warmup", type=int, default=2, help="requests sent before measuring")

@@ -12,8 +12,9 @@ is built on the serving GPU, with the TensorRT of the Triton container)::
 
 Triton rules encoded here: ``max_batch_size`` is 0 unless axis 0 is a dynamic batch on the
 input and the output, and then the dims leave the batch out (its value is the artifact's batch
-bound, else 8); ``dynamic_batching`` only exists when batches of 2 or more can form; ``-1`` marks a dynamic dim. A model folder is written whole or not at all,
-and an existing one is replaced only with ``force``.
+bound, else 8); ``dynamic_batching`` only exists when batches of 2 or more can form; ``-1``
+marks a dynamic dim. A model folder is written whole or not at all, and an existing one is
+replaced only with ``force``.
 """
 
 from __future__ import annotations

@@ -224,12 +224,7 @@ class Server:
     # -- start -----------------------------------------------------------------------------
     def start(self) -> "Server":
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import (
-            Triton,
-            TritonConfig,
-            TritonLifecyclePolicy,
-            TritonSecurityConfig,
-        )
+        from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
         from pytriton.utils.workspace import Workspace
 
         opts = self.options
@@ -271,7 +266,8 @@ class Server:
                                  triton_lifecycle_policy=policy)
             try:
                 self.triton.bind(**model)
-                install_request_checks(workspace.model_store_path / opts.model_name / str(MODEL_VERSION), opts.max_image_side)
+                install_request_checks(workspace.model_store_path / opts.model_name / str(MODEL_VERSION),
+                                       opts.max_image_side)
                 self.triton.run()
                 break
             except Exception as exc:
