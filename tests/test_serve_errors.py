@@ -6,6 +6,8 @@ answers (HTTP 400, gRPC INVALID_ARGUMENT) are checked against a real server in t
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from danet_deploy.errors import ServeError
@@ -36,14 +38,13 @@ def test_a_marked_reason_is_found_inside_pytritons_traceback_text():
     assert client_reason(CLIENT_ERROR_MARK) is None
 
 
-def test_request_checks_refuse_a_repository_laid_out_unlike_pytriton_07(tmp_path):
+def test_the_load_request_carries_the_checking_model_in_front_of_pytritons():
     pytest.importorskip("pytriton", reason="nvidia-pytriton (serve extra) not installed")
-    from danet_deploy.serve.server import install_request_checks
+    from danet_deploy.serve.server import proxy_files_with_checks
 
     with pytest.raises(ServeError, match="nvidia-pytriton==0.7"):
-        install_request_checks(tmp_path, 256)
-    (tmp_path / "model.py").write_text("# PyTriton's proxy model\n")
-    install_request_checks(tmp_path, 256)
-    assert (tmp_path / "pytriton_model.py").read_text() == "# PyTriton's proxy model\n"
-    assert "class TritonPythonModel" in (tmp_path / "model.py").read_text()
-    assert '"max_image_side": 256' in (tmp_path / "danet_limits.json").read_text()
+        proxy_files_with_checks({"file:1/data.py": b""}, 1, 256)
+    files = proxy_files_with_checks({"file:1/model.py": b"# proxy", "file:1/data.py": b"# data"}, 1, 256)
+    assert files["file:1/pytriton_model.py"] == b"# proxy" and files["file:1/data.py"] == b"# data"
+    assert b"class TritonPythonModel" in files["file:1/model.py"]
+    assert json.loads(files["file:1/danet_limits.json"]) == {"input": "image", "max_image_side": 256}

@@ -38,6 +38,10 @@ INPUT_NAME = "image"
 OUTPUT_NAME = "mask"
 MODEL_VERSION = 1
 START_ATTEMPTS = 3
+# Triton logs this error line at every start: PyTriton loads the model through Triton's load API with
+# its config as an override, which has no config file whose modification time Triton could record
+# (it uses the current time). Harmless, and explained in the log after it.
+CONFIG_MTIME_LINE = "Failed to set config modification time: model_config_content_name_ is empty"
 # How PyTriton's multi-instance start-up handshake is lost: every instance after the first
 # polls for the first one's Unix socket, gives up after 1 s, or connects in the instant between
 # that socket's bind() and listen() and is refused. Both fail the model load; a new start wins.
@@ -183,16 +187,37 @@ def make_infer(session: Any, max_image_side: int, mask_type: Any = np.uint8) -> 
     return infer
 
 
-def install_request_checks(version_dir: Path, max_image_side: int) -> None:
-    """Put :mod:`~danet_deploy.serve.triton_model` in front of PyTriton's proxy model in a generated
-    model version folder (PyTriton's ``model.py`` becomes ``pytriton_model.py``), with its limits."""
-    proxy = version_dir / "model.py"
-    if not proxy.is_file():
-        raise ServeError(f"PyTriton did not write {proxy}; this PyTriton version lays out its model repository "
-                         "differently from 0.7 (pip install 'nvidia-pytriton==0.7.*')")
-    proxy.replace(version_dir / "pytriton_model.py")
-    (version_dir / "model.py").write_bytes(Path(__file__).with_name("triton_model.py").read_bytes())
-    (version_dir / LIMITS_FILE).write_text(json.dumps({"input": INPUT_NAME, "max_image_side": max_image_side}))
+def proxy_files_with_checks(files: dict[str, bytes], version: int, max_image_side: int) -> dict[str, bytes]:
+    """PyTriton's model files for Triton's load API (``file:<version>/<name>`` -> bytes) with
+    :mod:`~danet_deploy.serve.triton_model` in front of its proxy model: PyTriton's ``model.py``
+    becomes ``pytriton_model.py``, ours takes its name, and the limits file goes beside them."""
+    key = f"file:{version}/model.py"
+    if key not in files:
+        raise ServeError(f"PyTriton sends no {key} to Triton; this PyTriton version serves models differently from "
+                         "0.7 (pip install 'nvidia-pytriton==0.7.*')")
+    files = dict(files)
+    files[f"file:{version}/pytriton_model.py"] = files.pop(key)
+    files[key] = Path(__file__).with_name("triton_model.py").read_bytes()
+    files[f"file:{version}/{LIMITS_FILE}"] = json.dumps({"input": INPUT_NAME,
+                                                        "max_image_side": max_image_side}).encode()
+    return files
+
+
+def add_request_checks(triton: Any, model_name: str, max_image_side: int) -> None:
+    """Make the model ``triton`` has bound send :func:`proxy_files_with_checks`'s files when it loads.
+
+    PyTriton 0.7 offers no hook for this: the bound model (in ``Triton._model_manager``) is given a
+    wrapped ``get_proxy_model_files``, the call that gathers the files its load request carries.
+    (Writing the repository to disk for Triton to load at start-up instead turned a lost start-up
+    handshake into a server exit noticed only after PyTriton's 120 s readiness wait.)
+    """
+    models = [m for m in getattr(getattr(triton, "_model_manager", None), "models", ())
+              if getattr(m, "model_name", None) == model_name]
+    if len(models) != 1 or not callable(getattr(models[0], "get_proxy_model_files", None)):
+        raise ServeError("cannot find the bound model in PyTriton's model manager; this PyTriton version differs "
+                         "from 0.7 (pip install 'nvidia-pytriton==0.7.*')")
+    model, gather = models[0], models[0].get_proxy_model_files
+    model.get_proxy_model_files = lambda: proxy_files_with_checks(gather(), model.model_version, max_image_side)
 
 
 def open_sessions(artifact: str | Path, options: ServeOptions) -> list[Any]:
@@ -224,8 +249,7 @@ class Server:
     # -- start -----------------------------------------------------------------------------
     def start(self) -> "Server":
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
-        from pytriton.triton import Triton, TritonConfig, TritonLifecyclePolicy, TritonSecurityConfig
-        from pytriton.utils.workspace import Workspace
+        from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
         opts = self.options
         if opts.fix_libpython:
@@ -255,19 +279,11 @@ class Server:
                      inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
                      outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_type.type, shape=(-1, -1))],
                      config=ModelConfig(max_batch_size=opts.max_batch_size, batcher=batcher), strict=True)
-        # The model repository is written to disk and loaded by Triton at start-up (not sent through
-        # the load API): that lets install_request_checks put its model file in, and spares every
-        # start Triton's "Failed to set config modification time: model_config_content_name_ is
-        # empty" error line, which the load API's config override causes (harmless but alarming).
-        policy = TritonLifecyclePolicy(launch_triton_on_startup=True, local_model_store=True)
         for attempt in range(1, START_ATTEMPTS + 1):
-            workspace = Workspace()
-            self.triton = Triton(config=config, security_config=security, workspace=workspace,
-                                 triton_lifecycle_policy=policy)
+            self.triton = Triton(config=config, security_config=security)
             try:
                 self.triton.bind(**model)
-                install_request_checks(workspace.model_store_path / opts.model_name / str(MODEL_VERSION),
-                                       opts.max_image_side)
+                add_request_checks(self.triton, opts.model_name, opts.max_image_side)
                 self.triton.run()
                 break
             except Exception as exc:
@@ -289,6 +305,8 @@ class Server:
                  f"{opts.host}:{opts.grpc_port}; {opts.instances} instance(s) x {opts.threads_per_instance} thread(s) "
                  f"on {desc.get('backend')}; dynamic batching up to {opts.max_batch_size} "
                  f"(max queue delay {opts.max_queue_delay_us} us)")
+        self.log(f"Triton's error line \"{CONFIG_MTIME_LINE}\" above is harmless: PyTriton loads the model through "
+                 "Triton's load API with its config as an override, which has no file to time-stamp")
         return self
 
     # -- run / stop ------------------------------------------------------------------------
@@ -339,4 +357,4 @@ def serve(artifact: str | Path, options: ServeOptions, log: Callable[[str], None
     log("stopped")
 
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServeOptions", "Server", "install_request_checks", "make_infer", "serve"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServeOptions", "Server", "add_request_checks", "make_infer", "serve"]

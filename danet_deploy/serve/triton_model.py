@@ -3,8 +3,8 @@
 PyTriton 0.7's proxy model (run by Triton's Python backend) raises every failure out of
 ``execute``, so Triton answers HTTP 500 / gRPC INTERNAL with the Python traceback and the
 server's file paths in the message, even for a bad image; a 0x0 image even fails inside the
-proxy (a zero-size memoryview) before the inference callable sees it. This file is written
-into the model's version folder as ``model.py`` and PyTriton's own model beside it as
+proxy (a zero-size memoryview) before the inference callable sees it. This file goes into the
+model's version folder as ``model.py`` and PyTriton's own model beside it as
 ``pytriton_model.py``; it subclasses that model and:
 
 * checks each request's image before it is copied to the server process: a side of 0 or above
@@ -16,7 +16,8 @@ into the model's version folder as ``model.py`` and PyTriton's own model beside 
 
 It runs in Triton's Python backend stub, which cannot import ``danet_deploy``: it needs only the
 standard library and ``triton_python_backend_utils``. Limits come from :data:`LIMITS_FILE`
-beside it, written by :func:`danet_deploy.serve.server.install_request_checks`.
+beside it; both are sent with the model's load request by
+:func:`danet_deploy.serve.server.add_request_checks`.
 """
 
 from __future__ import annotations
