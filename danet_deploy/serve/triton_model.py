@@ -94,6 +94,6 @@ if pb_utils is not None:
                         answers = [_error(SERVER_FAILURE, pb_utils.TritonError.INTERNAL) for _ in good]
                     else:
                         answers = [_error(reason, pb_utils.TritonError.INVALID_ARG) for _ in good]
-                for index, answer in zip(good, answers):
+                for index, answer in zip(good, answers):  # noqa: B905 - stubs may run Python < 3.10
                     responses[index] = answer
             return responses
