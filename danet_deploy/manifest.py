@@ -385,6 +385,10 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
         if bound is not None and (not isinstance(bound, list) or len(bound) != 4
                                   or not all(is_count(d, 1, 2**31 - 1) for d in bound)):
             fail(f"input.{key} must be 4 positive integers, got {bound!r:.80}")
+    if "tensorrt" in data.get("extra", {}):  # a bundle's or engine's profile, attention plan and build facts
+        from .tensorrt.manifest_facts import check_tensorrt_facts
+
+        check_tensorrt_facts(data["extra"]["tensorrt"], fail)
 
 
 def _is_number(value: Any) -> bool:

@@ -27,6 +27,24 @@ def parse_size(text: str) -> tuple[int, int]:
     return values[0], values[1]
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """``--help`` that states each flag's default once.
+
+    argparse's ArgumentDefaultsHelpFormatter appends "(default: None)" after help that already
+    says what the default is ("(default: the preset's) (default: None)") and shows nothing for a
+    flag without help; this one appends a default only when it says something (not None, False or
+    empty) and the help does not already mention one. The epilog's tables keep their lines.
+    """
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (not action.option_strings or default is argparse.SUPPRESS or default is None or default is False
+                or default in ([], ()) or "default" in text.lower()):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def cli_main(func: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
     """Turn :class:`DanetDeployError` into ``error: ...`` on stderr and exit code 2.
 
