@@ -96,10 +96,13 @@ class Manifest:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def hash_files(self, directory: str | Path) -> None:
-        """Record the sha256 of every file in ``directory`` except the manifest itself."""
+        """Record the sha256 of every file in ``directory`` except the manifest itself (and the owner
+        file of a folder still being written, :data:`~danet_deploy.artifact_dir.OWNER_NAME`)."""
+        from .artifact_dir import OWNER_NAME
+
         directory = Path(directory)
         self.files = {p.relative_to(directory).as_posix(): sha256_file(p)
-                      for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME}
+                      for p in sorted(directory.rglob("*")) if p.is_file() and p.name not in (MANIFEST_NAME, OWNER_NAME)}
 
     def write(self, directory: str | Path) -> Path:
         """Write ``manifest.json`` atomically (temp file + rename)."""
@@ -156,8 +159,8 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     manifest = Manifest.from_dict(data, source=str(path))
     for name in (manifest.primary, *manifest.files):
         artifact_path(directory, name)
-    for name in companion_files(manifest.primary):
-        artifact_path(directory, name, "weights file")
+    for name in companion_files(directory, manifest.primary):
+        artifact_path(directory, name, f"file {manifest.primary} reads")
         if verify and name not in manifest.files:
             raise ManifestError(f"{directory}: {name}, which the engine reads beside {manifest.primary}, has no hash in "
                                 "the manifest's files; re-export the artifact")
@@ -166,19 +169,22 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     return manifest
 
 
-def companion_files(primary: str) -> list[str]:
-    """Files an engine reads beside the primary model file although the manifest need not name
-    them: the registry's ``Engine.weights_suffix`` (an OpenVINO IR's ``.bin``, read implicitly by
-    ``read_model``).
+def companion_files(directory: str | Path, primary: str) -> list[str]:
+    """Files the engine reads with the primary model file although the manifest need not name
+    them, found by content (:func:`~danet_deploy.engine_reads.referenced_files`): an OpenVINO IR's
+    ``.bin`` (whatever the IR is called), an ONNX file's external data. Names are relative to the
+    folder; one that leaves it is refused by :func:`artifact_path` like a manifest entry.
 
     Why: the containment and hash rules must cover every byte the engine loads, so a ``.bin``
-    swapped for a symbolic link to weights outside the folder is refused like a manifest entry.
+    swapped for a symbolic link to weights outside the folder, or an unlisted external-data file,
+    is refused like a listed file would be.
     """
-    from .targets import engine_for_suffix
+    from .engine_reads import referenced_files
 
-    path = PurePosixPath(primary)
-    engine = engine_for_suffix(path.suffix.lower())
-    return [str(path.with_suffix(engine.weights_suffix))] if engine and engine.weights_suffix else []
+    model_file = artifact_path(directory, primary, "model file")
+    folder = PurePosixPath(primary).parent
+    return [(folder / name).as_posix() if not name.startswith("/") else name
+            for name in referenced_files(model_file)]
 
 
 def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:

@@ -468,9 +468,10 @@ def check_outputs(config: TrainConfig, force: bool = False) -> None:
     ``--output`` is the shipped weights file that every ``danet_demo`` command loads, which a short
     experiment must not replace by accident.
     """
-    from .result_files import check_output_file
+    from .result_files import check_output_file, check_output_paths
 
     output = Path(config.output)
+    check_output_paths({"--output": output, "--report": config.report_path})
     if not force and output.is_file() and output.resolve() == (weights_dir() / "danet_demo.safetensors").resolve():
         raise ConfigError(f"--output defaults to the shipped weights {output}, which every danet_demo command "
                           "loads; pass --output my_demo.safetensors, or --force to replace the shipped weights")

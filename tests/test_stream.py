@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 
 import numpy as np
 import pytest
@@ -98,8 +99,10 @@ def test_errors_in_any_stage_reach_the_caller_and_stop_every_thread(session, fra
         yield frames[0]
         raise OSError("camera unplugged")
 
-    with pytest.raises(RuntimeError, match="reading frames.*camera unplugged"):
+    with pytest.raises(OSError, match="camera unplugged") as raised:  # the source's own type, not RuntimeError
         list(session.stream(broken_camera()))
+    assert type(raised.value) is OSError and any("reading frames" in n for n in raised.value.__notes__)
+    assert any(frame.name == "broken_camera" for frame in traceback.extract_tb(raised.value.__traceback__))
     with pytest.raises(ConfigError, match="frame 1: expected a uint8 HxWx3"):
         list(session.stream([frames[0], np.zeros((8, 8), np.uint8), frames[1]]))
     engine = session.backend.infer_outputs

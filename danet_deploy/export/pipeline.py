@@ -17,13 +17,14 @@ from typing import Any, Callable
 
 from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import CheckpointError, ConfigError, UnknownModelError
-from ..files import sha256_file
+from ..files import not_a_file_reason, sha256_file
 from ..manifest import CARRIED_CHECKPOINT, Manifest, atomic_artifact_dir, carry_checkpoint
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
+from ..result_files import check_output_paths
 from ..targets import Target, TargetOptions, get_target, target_names
 from ..versions import tool_versions
-
+from .batch_memory import plan_batch_memory
 
 # ONNX opsets DANet exports in and passes parity (measured with torch 2.13 and onnxruntime): opset 10
 # lacks bilinear resize with align_corners, and torch's exporter stops at 23.
@@ -85,8 +86,9 @@ class ExportRequest:
         h, w = self.input_size
         if h < 1 or w < 1:
             raise ConfigError(f"input size must be positive, got {h}x{w}")
-        if self.batch < 1:
-            raise ConfigError(f"batch must be >= 1, got {self.batch}")
+        from .batch_memory import check_batch
+
+        check_batch(self.batch)
         if self.calib_count < 1:
             raise ConfigError(f"--calib-count must be >= 1, got {self.calib_count}")
         if self.calib and self.precision == "fp32":
@@ -268,6 +270,9 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
         model.weights_sha256 = shipped_weights_sha256(model.config)
         return model
     path = Path(request.model)
+    if path.exists() and not path.is_file():  # a FIFO, /dev/stdin, a folder: there, but not a checkpoint file
+        advice = "; pass a preset name or a .pt/.pth/.safetensors checkpoint file" if path.is_dir() else ""
+        raise CheckpointError(f"--model {request.model!r} {not_a_file_reason(path)}{advice}")
     if not path.is_file():
         raise UnknownModelError(f"unknown model {request.model!r}: not a preset ({', '.join(list_models())}) "
                                 "and not an existing checkpoint file")
@@ -337,6 +342,8 @@ def _print(message: str) -> None:
 def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple[Path, Manifest]:
     """Run one export; returns (artifact folder, manifest). The folder appears only when complete."""
     started = time.perf_counter()
+    check_output_paths({"--output": request.artifact_dir(),
+                        "--timing-cache": getattr(request.target_options, "timing_cache", None)})
     final = check_output_dir(request.artifact_dir(), request.force)  # before any work
     spec = request.spec
     spec.check_installed()
@@ -352,6 +359,9 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
                           tensorrt=spec.element_limit)
     model.set_attention_chunks(plan.chunks)
     log(plan.summary())
+    memory = plan_batch_memory(model, request.input_size, request.batch, plan)  # refuses a batch that cannot fit
+    if request.batch > 1:
+        log(memory.summary())
     with scratch_dir() as scratch, atomic_artifact_dir(final, force=request.force, log=log) as workdir:
         ctx = ExportContext(request, model, workdir, Path(scratch), plan, log)
         result: TargetResult = builder(ctx)
@@ -364,6 +374,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
             output=ctx.output_spec(result.input),
             tools=tool_versions(), checkpoint=model.checkpoint_info, calibration=result.calibration,
             export={**request.to_dict(), **ctx.onnx_info, "attention_plan": plan.to_dict(),
+                    "memory_plan": memory.to_dict(),
                     "weights_sha256": model.weights_sha256,
                     "seconds": round(time.perf_counter() - started, 2)},
             extra=result.extra)

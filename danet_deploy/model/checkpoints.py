@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..files import not_a_file_reason
 from .safe_pickle import TrainingState, weights_only_globals
 
 # mmsegmentation DAHead / ResNetV1c -> this project's names (regex, replacement)
@@ -112,7 +113,8 @@ def _check_is_checkpoint_file(path: Path) -> None:
     if path.is_dir():
         raise CheckpointError(f"checkpoint {str(path)!r} is a folder: pass the .pt/.pth/.safetensors file inside it")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist: pass an existing .pt/.pth/.safetensors file")
+        raise CheckpointError(f"checkpoint {str(path)!r} {not_a_file_reason(path)}: pass an existing .pt/.pth/.safetensors "
+                              "file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes): its download or save was interrupted; "
                               "save or download it again")

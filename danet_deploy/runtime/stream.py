@@ -59,6 +59,9 @@ class _Item:
     engine_ms: float = 0.0
 
 
+READING = "reading frames"  # the stage that iterates the caller's frame source
+
+
 class _Failure:
     """An exception raised in a stage, carried downstream to the caller."""
 
@@ -179,7 +182,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
                     return
             raw.put(_END, stop)
         except BaseException as exc:  # noqa: BLE001 - carried to the caller
-            raw.put(_Failure("reading frames", exc), stop)
+            raw.put(_Failure(READING, exc), stop)
 
     def stage(name: str, source: Any, sink: _Bounded, work: Any) -> None:
         while True:
@@ -223,7 +226,11 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
                 if item is _END:
                     return
                 if isinstance(item, _Failure):
-                    if isinstance(item.exc, DanetDeployError):
+                    # the frame source's own exception (a camera's OSError, a decoder's error) keeps its
+                    # type and traceback, so callers catch what their source raises; a note names the stage
+                    if isinstance(item.exc, DanetDeployError) or item.stage == READING:
+                        if hasattr(item.exc, "add_note"):  # Python 3.11+
+                            item.exc.add_note(f"raised in Session.stream while {item.stage}")
                         raise item.exc
                     raise RuntimeError(f"stream failed while {item.stage}: {item.exc!r}") from item.exc
                 if item.seq != next_seq:

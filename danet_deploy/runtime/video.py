@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, InputError, summarize_exception
-from ..files import atomic_output
+from ..files import atomic_output, not_a_file_reason
 from .preprocess import legend, overlay, resize_image
 
 
@@ -92,7 +92,7 @@ def open_video(path: str | Path, max_pixels: int | None = None) -> FrameSource:
     av = _av()
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"video {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise InputError(f"video {str(path)!r} {not_a_file_reason(path)}")
     try:
         container = av.open(str(path), mode="r")
     except Exception as exc:  # noqa: BLE001 - av.error.* for corrupt or unknown files
