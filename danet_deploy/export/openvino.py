@@ -47,6 +47,7 @@ def build(ctx: ExportContext) -> TargetResult:
     if precision == "int8":
         model, calibration, quant = _quantize(ctx, model)
         extra["quantization"] = quant
+    model = ctx.accept_graph(model)  # --accept: after NNCF, so the quantized core is the float-input one's
     compress = precision == "fp16"
     extra["weights"] = "fp16" if compress else ("int8 (float parts fp32)" if precision == "int8" else "fp32")
     try:

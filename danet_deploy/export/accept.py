@@ -1,0 +1,140 @@
+"""``--accept rgb8|bgr8``: put the host's preprocessing in front of a finished graph.
+
+The wrapper is added *after* every precision step (INT8 calibration, FP16 conversion, the
+accuracy budget): each target builds, calibrates and checks exactly the float-input graph it
+builds without ``--accept``, and only then gets a uint8 ``image`` input in front. Why this order
+and not a uint8 graph from the start: the quantized core stays identical to the default
+artifact's (same calibration tensors, same cached ranges keyed by the same graph hash, same node
+names for the precision policy and the per-layer report), and no quantizer ever sees the
+normalisation ops, whose inputs are exact bytes that need no quantization. The prefix itself
+stays in float32 in every precision (it feeds the graph's float32 input).
+
+ONNX (targets onnx, onnxruntime, tensorrt bundles): ``Cast(uint8 -> float32)``, a ``Gather`` of
+channels ``[2, 1, 0]`` when the image's colour order differs from the model's, ``Div(255)``,
+``Sub(mean)``, ``Div(std)`` (the same float32 operations, in the same order, as the host's
+lookup tables: bit-identical inputs) and ``Transpose`` to NCHW, whose output keeps the old input
+name so no node of the core changes. OpenVINO: the same steps through OpenVINO's own
+``PrePostProcessor`` (its compiler fuses them into the first layers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..errors import ExportError, summarize_exception
+from ..inputs import FLOAT, IMAGE_NAME, NCHW_TO_NHWC, check_accept, image_order, reverses_channels
+
+PREFIX = "accept/"  # node name prefix of the wrapper (never a name the torch exporter writes)
+META_KEY = "danet.accept"
+
+
+def wrap_onnx(model: Any, accept: str, preprocessing: dict[str, Any]) -> Any:
+    """``model`` (an ``onnx.ModelProto`` with one float32 NCHW input) taking uint8 NHWC images."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    if check_accept(accept) == FLOAT:
+        return model
+    graph = model.graph
+    if len(graph.input) != 1 or graph.input[0].type.tensor_type.elem_type != TensorProto.FLOAT:
+        raise ExportError("--accept wraps a graph with one float32 input; this graph has "
+                          f"{[i.name for i in graph.input]}")
+    old = graph.input[0]
+    dims = list(old.type.tensor_type.shape.dim)
+    if len(dims) != 4:
+        raise ExportError(f"--accept wraps a 4-D NCHW input, {old.name!r} has {len(dims)} dims")
+    if any(n.name.startswith(PREFIX) for n in graph.node):
+        raise ExportError("this graph already takes uint8 images (--accept applied twice)")
+
+    def dim(d: Any) -> Any:
+        return d.dim_param if d.HasField("dim_param") else (d.dim_value or None)
+
+    image = helper.make_tensor_value_info(IMAGE_NAME, TensorProto.UINT8, [dim(dims[i]) for i in NCHW_TO_NHWC])
+    mean = np.asarray(preprocessing["mean"], np.float32)
+    std = np.asarray(preprocessing["std"], np.float32)
+    consts = [numpy_helper.from_array(np.asarray(255.0, np.float32), f"{PREFIX}scale"),
+              numpy_helper.from_array(mean, f"{PREFIX}mean"), numpy_helper.from_array(std, f"{PREFIX}std")]
+    nodes = [helper.make_node("Cast", [IMAGE_NAME], [f"{PREFIX}float"], name=f"{PREFIX}Cast", to=TensorProto.FLOAT)]
+    current = f"{PREFIX}float"
+    if reverses_channels(accept, preprocessing.get("color_order", "RGB")):
+        consts.append(numpy_helper.from_array(np.asarray([2, 1, 0], np.int64), f"{PREFIX}channels"))
+        nodes.append(helper.make_node("Gather", [current, f"{PREFIX}channels"], [f"{PREFIX}reordered"],
+                                      name=f"{PREFIX}Gather", axis=3))
+        current = f"{PREFIX}reordered"
+    nodes += [
+        helper.make_node("Div", [current, f"{PREFIX}scale"], [f"{PREFIX}unit"], name=f"{PREFIX}Div255"),
+        helper.make_node("Sub", [f"{PREFIX}unit", f"{PREFIX}mean"], [f"{PREFIX}centred"], name=f"{PREFIX}SubMean"),
+        helper.make_node("Div", [f"{PREFIX}centred", f"{PREFIX}std"], [f"{PREFIX}normalised"], name=f"{PREFIX}DivStd"),
+        helper.make_node("Transpose", [f"{PREFIX}normalised"], [old.name], name=f"{PREFIX}Transpose",
+                         perm=[0, 3, 1, 2]),
+    ]
+    wrapped = onnx.ModelProto()
+    wrapped.CopyFrom(model)
+    g = wrapped.graph
+    g.value_info.append(old)  # the old input is now an intermediate tensor of known type and shape
+    del g.input[:]
+    g.input.append(image)
+    g.initializer.extend(consts)
+    core = list(g.node)
+    del g.node[:]
+    g.node.extend([*nodes, *core])
+    _set_meta(wrapped, accept)
+    return wrapped
+
+
+def _set_meta(model: Any, accept: str) -> None:
+    """Record the accepted format in the graph, so a bare ``.onnx`` describes its input too."""
+    keep = [(p.key, p.value) for p in model.metadata_props if p.key not in (META_KEY, "input_layout")]
+    del model.metadata_props[:]
+    for key, value in [*keep, (META_KEY, accept),
+                       ("input_layout", f"NHWC uint8 {image_order(accept)} '{IMAGE_NAME}', normalised in the graph")]:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+
+
+def wrap_onnx_file(path: Path, accept: str, preprocessing: dict[str, Any]) -> None:
+    """:func:`wrap_onnx` on a file, in place (checked by ``onnx.checker`` before it replaces it)."""
+    import onnx
+
+    from ..files import atomic_output
+
+    if check_accept(accept) == FLOAT:
+        return
+    wrapped = wrap_onnx(onnx.load(str(path)), accept, preprocessing)
+    try:
+        onnx.checker.check_model(wrapped)
+    except Exception as exc:
+        raise ExportError(f"the --accept {accept} ONNX failed onnx.checker: {summarize_exception(exc)}") from exc
+    with atomic_output(Path(path)) as tmp:
+        onnx.save(wrapped, str(tmp))
+
+
+def wrap_openvino(model: Any, accept: str, preprocessing: dict[str, Any]) -> Any:
+    """An ``openvino.Model`` taking uint8 NHWC images, through OpenVINO's ``PrePostProcessor``."""
+    import openvino as ov
+    from openvino.preprocess import ColorFormat, PrePostProcessor
+
+    if check_accept(accept) == FLOAT:
+        return model
+    formats = {"RGB": ColorFormat.RGB, "BGR": ColorFormat.BGR}
+    model_order = str(preprocessing.get("color_order", "RGB")).upper()
+    try:
+        ppp = PrePostProcessor(model)
+        port = ppp.input()
+        tensor = port.tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+        port.model().set_layout(ov.Layout("NCHW"))
+        steps = port.preprocess().convert_element_type(ov.Type.f32)
+        if reverses_channels(accept, model_order):
+            tensor.set_color_format(formats[image_order(accept)])
+            steps.convert_color(formats[model_order])
+        steps.scale(255.0).mean([float(m) for m in preprocessing["mean"]]).scale(
+            [float(s) for s in preprocessing["std"]])
+        wrapped = ppp.build()
+        wrapped.inputs[0].get_tensor().set_names({IMAGE_NAME})
+    except Exception as exc:
+        raise ExportError(f"OpenVINO PrePostProcessor could not add the --accept {accept} input: "
+                          f"{summarize_exception(exc)}") from exc
+    wrapped.set_rt_info(accept, ["danet", "accept"])
+    return wrapped
