@@ -123,6 +123,11 @@ def image_batch(images: Sequence[np.ndarray], size: tuple[int, int] | None = Non
     return np.ascontiguousarray(np.stack(images))
 
 
+def from_rgb(image: np.ndarray, accept: str) -> np.ndarray:
+    """An RGB image in the colour order an ``accept`` artifact takes (parity and danet-serve hold RGB)."""
+    return np.ascontiguousarray(image[..., ::-1]) if image_order(accept) == "BGR" else image
+
+
 def contract_note(input_entry: dict[str, Any]) -> str:
     """One line saying what a served model's input is, and how it relates to danet-serve's ``image``."""
     accept = accepted(input_entry)

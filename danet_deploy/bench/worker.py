@@ -41,7 +41,6 @@ from .timing import summarize, time_calls
 def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Load, predict the scenes, time; fills ``result`` as it goes, so a failure keeps its stage."""
     from ..runtime import load
-    from ..runtime.preprocess import preprocess
 
     result.update(status="failed", stage="load", rss_before_load_mb=current_rss_mb())
     started = time.perf_counter()
@@ -61,7 +60,7 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
 
         result["stage"] = "timing"
         picks = [scenes[i % len(scenes)] for i in range(batch)]
-        tensor = session.check_tensor(preprocess(picks, session.preprocessing, size))
+        tensor = session.check_tensor(session.prepare(picks, size))  # an --accept artifact: its uint8 batch
         backend = session.backend
         iters, warmup = int(spec.get("iters", 20)), int(spec.get("warmup", 3))
         times = time_calls(lambda: backend.infer(tensor), iters, warmup, progress=bool(spec.get("progress")),

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError, summarize_exception
+from ..inputs import from_rgb
 from ..outputs import mask_dtype
 from . import libpython
 
@@ -166,7 +167,8 @@ def make_infer(session: Any, max_image_side: int, mask_type: Any = np.uint8) -> 
         if min(height, width) < 1 or max(height, width) > max_image_side:
             raise PyTritonBadParameterError(f"{INPUT_NAME} is {height}x{width}; sides must be 1..{max_image_side}")
         try:
-            masks = session.run(list(image))
+            # the contract is RGB; an --accept bgr8 artifact takes its images in BGR
+            masks = session.run([from_rgb(img, session.accepts) for img in image])
         except DanetDeployError as exc:
             raise PyTritonBadParameterError(str(exc)) from exc
         # the declared output type (uint8 up to 255 classes): an older artifact's mask may differ
