@@ -18,7 +18,7 @@ from typing import Any, Callable
 from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import ConfigError, UnknownModelError
 from ..files import sha256_file
-from ..inputs import FLOAT, accept_input_spec, check_accept
+from ..inputs import FLOAT, accept_input_spec, check_accept, to_nchw
 from ..manifest import Manifest, atomic_artifact_dir, carry_checkpoint, checkpoint_name
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
@@ -222,8 +222,9 @@ class ExportContext:
         return mask_dtype(self.model.num_classes, self.request.spec.mask_dtype)
 
     def output_spec(self, input_spec: dict[str, Any]) -> dict[str, Any]:
-        """Manifest ``output`` entry for the graph's outputs (``--emit``)."""
-        return output_spec(self.request.emit, input_spec["shape"], self.model.num_classes,
+        """Manifest ``output`` entry for the graph's outputs (``--emit``; shapes from the NCHW input)."""
+        shape = to_nchw(input_spec["shape"], input_spec.get("layout", "NCHW"))
+        return output_spec(self.request.emit, shape, self.model.num_classes,
                            int(self.config.logits_stride), self.mask_type)
 
     def input_spec(self, dtype: str = "float32", bounded: bool = False) -> dict[str, Any]:
