@@ -151,13 +151,13 @@ def machine() -> dict:
 
 def write_markdown(result: dict, path: Path) -> None:
     m = result["machine"]
-    lines = [f"# Host time per frame saved by --accept rgb8 (raw uint8 image into the graph)", "",
+    lines = ["# Host time per frame saved by --accept rgb8 (raw uint8 image into the graph)", "",
              f"- machine: {m['cpu']}, {m['logical_cores']} logical cores; flags: {' '.join(m['flags'])}",
              f"- load average before / after: {m['load_average']} / {result['load_average_after']}"
              + (" (a shared machine, loaded by other jobs: re-run quiet for absolute numbers)" if result["loaded"] else ""),
              f"- command: `{result['command']}`; {result['threads']} threads; medians of interleaved rounds", "",
-             "| size | host float ms (normalise to NCHW) | host accept ms (uint8 batch) | host saved ms | ratio | "
-             "in-graph prefix ORT ms | in-graph prefix OpenVINO ms | net saved ORT ms | bytes to engine float -> uint8 |",
+             ("| size | host float ms (normalise to NCHW) | host accept ms (uint8 batch) | host saved ms | ratio | "
+              "in-graph prefix ORT ms | in-graph prefix OpenVINO ms | net saved ORT ms | bytes to engine float -> uint8 |"),
              "|---|---|---|---|---|---|---|---|---|"]
     for r in result["host"]:
         med, b = r["median_ms"], r["bytes_to_engine"]
@@ -173,8 +173,8 @@ def write_markdown(result: dict, path: Path) -> None:
             lines.append(f"| {r['model']} | {r['size'][0]}x{r['size'][1]} | {r['run_ms']['float']:.1f} | "
                          f"{r['run_ms']['rgb8']:.1f} | {r['run_saved_ms']:.1f} | {r['run_ratio_float_over_accept']:.3f} | "
                          f"{r['mask_agreement']:.4f} |")
-    lines += ["", "The in-graph prefix is timed as a graph of its own (an upper bound: inside the model OpenVINO "
-              "fuses the normalisation into the first convolution, and ONNX Runtime runs it on the engine's threads)."]
+    lines += ["", ("The in-graph prefix is timed as a graph of its own (an upper bound: inside the model OpenVINO "
+                   "fuses the normalisation into the first convolution, and ONNX Runtime runs it on the engine's threads).")]
     path.write_text("\n".join(lines) + "\n")
 
 

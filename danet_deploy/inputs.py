@@ -15,7 +15,8 @@ This module is numpy-only: the runtime reads it on robots without torch or onnx.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

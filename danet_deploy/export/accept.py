@@ -23,7 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ExportError, summarize_exception
-from ..inputs import FLOAT, IMAGE_NAME, NCHW_TO_NHWC, check_accept, image_order, reverses_channels
+from ..inputs import (
+    FLOAT,
+    IMAGE_NAME,
+    NCHW_TO_NHWC,
+    check_accept,
+    image_order,
+    reverses_channels,
+)
 
 PREFIX = "accept/"  # node name prefix of the wrapper (never a name the torch exporter writes)
 META_KEY = "danet.accept"
