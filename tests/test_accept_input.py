@@ -7,6 +7,8 @@ import json
 import numpy as np
 import onnx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from danet_deploy import runtime
 from danet_deploy.cli.export import main as export_main
@@ -106,6 +108,21 @@ def test_bad_input_to_an_accept_artifact_is_a_typed_error(onnx_pair, scenes):
             session.run(np.zeros((*SIZE, 2), np.uint8))
 
 
+@settings(max_examples=60, deadline=None)
+@given(dtype=st.sampled_from([np.uint8, np.int8, np.uint16, np.int32, np.float16, np.float32, np.float64, np.bool_]),
+       shape=st.lists(st.integers(0, 5), min_size=0, max_size=5), accept=st.sampled_from(["rgb8", "bgr8"]))
+def test_the_image_check_passes_only_uint8_nhwc_batches(dtype, shape, accept):
+    from danet_deploy.inputs import check_image_batch
+
+    array = np.zeros(shape, dtype)
+    valid = dtype == np.uint8 and len(shape) == 4 and shape[3] == 3 and min(shape) > 0
+    if valid:
+        assert check_image_batch(array, accept).flags.c_contiguous
+    else:
+        with pytest.raises(InputError, match="uint8|4-D|channels|empty"):
+            check_image_batch(array, accept)
+
+
 def test_manifest_schema_checks_the_accept_entry(onnx_pair, tmp_path):
     import shutil
 
@@ -192,6 +209,10 @@ def test_openvino_fp32_and_int8_accept_artifacts_match_host_preprocessing(tmp_pa
     accept_int8, _ = _export(tmp_path, "openvino", "int8", accept="rgb8")
     # the wrapper is added after NNCF: the same calibration, the same quantized core
     _same_as_host(float_int8, accept_int8, scenes, precision="int8", exact=False)
+    from danet_deploy.perlayer_run import run_per_layer
+
+    layers = run_per_layer(accept_int8, generated=1).layers  # the IR is fed the uint8 image, the reference floats
+    assert sum(layer.matched for layer in layers) >= 0.6 * len(layers)  # as for a float-input IR (test_perlayer)
 
 
 @pytest.mark.slow
