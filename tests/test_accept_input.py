@@ -188,6 +188,17 @@ def test_triton_repository_of_an_accept_artifact_takes_danet_serves_uint8_image(
     assert any("exactly 64x64" in note and "BGR" in note for note in static.notes)
 
 
+def test_danet_serve_keeps_its_rgb_contract_for_a_bgr8_artifact(tmp_path, onnx_pair, scenes):
+    pytest.importorskip("pytriton")
+    from danet_deploy.serve.server import make_infer
+
+    bgr, _ = _export(tmp_path, "onnx", accept="bgr8")
+    with runtime.load(bgr) as graph, runtime.load(onnx_pair[0]) as host:
+        batch = np.stack(scenes)  # what a danet-serve client sends: RGB
+        served = make_infer(graph, 4096).__wrapped__(image=batch)["mask"]  # the function inside PyTriton's @batch
+        np.testing.assert_array_equal(served, np.stack(host.run(list(batch))))
+
+
 def test_legacy_calibrator_is_refused_with_accept():
     with pytest.raises(ConfigError, match="legacy_calibrator"):
         ExportRequest(model="danet_demo", target="tensorrt", precision="int8", accept="rgb8",
