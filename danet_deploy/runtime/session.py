@@ -1,7 +1,8 @@
 """``Session``: the one API an application uses, over any backend.
 
 Input checks live here once (as Polygraphy's runners check feed dicts in their base class), so
-every backend gets a validated float32 NCHW array that fits its input spec and a wrong shape,
+every backend gets a validated float32 NCHW array (an ``--accept rgb8|bgr8`` artifact: a uint8
+NHWC image batch, see :mod:`danet_deploy.inputs`) that fits its input spec and a wrong shape,
 dtype or NaN is a clear :class:`~danet_deploy.errors.InputError`, never a backend crash.
 
 Outputs are checked too: NaN/Inf logits (a broken FP16 engine, NaN weights, inputs far outside

@@ -3,7 +3,7 @@
 Which backends exist is declared in :mod:`danet_deploy.targets` (``register_engine``).
 
 A backend receives an already validated, contiguous float32 NCHW array that fits its input
-spec, and returns float32 NCHW logits. It must not import torch unless it *is* the torch backend.
+spec (the uint8 NHWC image batch of an ``--accept`` artifact, whose graph normalises it), and returns float32 NCHW logits. It must not import torch unless it *is* the torch backend.
 Backend modules import their library lazily (inside ``__init__``) and raise
 :class:`~danet_deploy.errors.BackendUnavailableError` naming the pip package when it is missing.
 """
