@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from danet_deploy import runtime
 from danet_deploy.cli.export import main as export_main
-from danet_deploy.errors import ConfigError, InputError, ManifestError
+from danet_deploy.errors import ConfigError, ExportError, InputError, ManifestError
 from danet_deploy.export import ExportRequest, export
 from danet_deploy.manifest import read_manifest
 from danet_deploy.parity import TOLERANCES, compare_logits, run_parity
@@ -89,6 +89,36 @@ def test_bgr8_reorders_in_the_graph_and_cli_flag(tmp_path, onnx_pair, scenes):
     _same_as_host(onnx_pair[0], out, scenes, accept="bgr8")
     with runtime.load(out / "model.onnx") as bare:  # no manifest: the graph's input and metadata tell
         assert bare.accepts == "bgr8" and bare.image_order == "BGR"
+
+
+@pytest.mark.parametrize("accept, order", [("rgb8", "RGB"), ("bgr8", "RGB"), ("rgb8", "BGR")])
+def test_every_prefix_order_gives_the_host_tensor(accept, order):
+    """The prefix alone (on an Identity graph): bytes-first for CPU engines, cast-first for TensorRT,
+    both equal to the host's preprocessing of the same pixels, bit for bit."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from danet_deploy.export.accept import wrap_onnx
+    from danet_deploy.runtime.preprocess import preprocess
+
+    pre = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "color_order": order}
+    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["out"])], "g",
+                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3, "h", "w"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    image = np.random.default_rng(1).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)  # as the camera sends it
+    rgb = image[..., ::-1] if accept == "bgr8" else image
+    want = preprocess(list(rgb), pre)
+    for cast_first in (False, True):
+        wrapped = wrap_onnx(model, accept, pre, cast_first=cast_first)
+        onnx.checker.check_model(wrapped, full_check=True)
+        first = wrapped.graph.node[0]
+        assert first.op_type == ("Cast" if cast_first else "Transpose") and list(first.input) == ["image"]
+        got = ort.InferenceSession(wrapped.SerializeToString(), providers=["CPUExecutionProvider"]).run(
+            None, {"image": image})[0]
+        np.testing.assert_array_equal(got, want)
+    with pytest.raises(ExportError, match="one float32 input"):  # wrapped already: it takes uint8
+        wrap_onnx(wrap_onnx(model, accept, pre), accept, pre)
 
 
 def test_bad_input_to_an_accept_artifact_is_a_typed_error(onnx_pair, scenes):
@@ -254,6 +284,7 @@ def test_tensorrt_bundle_onnx_takes_the_uint8_image(tmp_path, scenes, precision,
     assert manifest.extra["tensorrt"]["profiles"][0]["input"] == "image"
     graph = onnx.load(str(accept_folder / "model.onnx"))
     assert graph.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
+    assert graph.graph.node[0].op_type == "Cast"  # TensorRT takes uint8 only straight into a cast
     with runtime.load(float_folder) as host, runtime.load(accept_folder) as bundle:
         for image in scenes:
             assert (bundle.run(image) == host.run(image)).mean() >= TOLERANCES[precision].min_argmax_agreement

@@ -16,7 +16,10 @@ in the same order, as the host's lookup tables: bit-identical inputs); the last 
 old input name so no node of the core changes. The order matters for speed, not for the values:
 transposing the uint8 bytes first and normalising planes with ``[1, 3, 1, 1]`` constants took
 0.9-1.0 ms at 512x512 in ONNX Runtime, against 10-15 ms for normalising the interleaved float
-image (a broadcast over a last axis of 3) and transposing floats last (benchmarks/accept_input.py). OpenVINO: the same steps through OpenVINO's own
+image (a broadcast over a last axis of 3) and transposing floats last (benchmarks/accept_input.py).
+TensorRT bundles cast first (``cast_first``): TensorRT takes uint8 only as a network input that is
+converted to float right away (its ``IIdentityLayer``/``ICastLayer`` rules: uint8 converts to and
+from float/half only), so the bytes are not transposed or gathered there. OpenVINO: the same steps through OpenVINO's own
 ``PrePostProcessor`` (its compiler fuses them into the first layers).
 """
 
@@ -39,8 +42,9 @@ PREFIX = "accept/"  # node name prefix of the wrapper (never a name the torch ex
 META_KEY = "danet.accept"
 
 
-def wrap_onnx(model: Any, accept: str, preprocessing: dict[str, Any]) -> Any:
-    """``model`` (an ``onnx.ModelProto`` with one float32 NCHW input) taking uint8 NHWC images."""
+def wrap_onnx(model: Any, accept: str, preprocessing: dict[str, Any], cast_first: bool = False) -> Any:
+    """``model`` (an ``onnx.ModelProto`` with one float32 NCHW input) taking uint8 NHWC images
+    (``cast_first``: Cast the image before any other op, as TensorRT requires of uint8 inputs)."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -49,14 +53,12 @@ def wrap_onnx(model: Any, accept: str, preprocessing: dict[str, Any]) -> Any:
         return model
     graph = model.graph
     if len(graph.input) != 1 or graph.input[0].type.tensor_type.elem_type != TensorProto.FLOAT:
-        raise ExportError("--accept wraps a graph with one float32 input; this graph has "
-                          f"{[i.name for i in graph.input]}")
+        raise ExportError("--accept wraps a graph with one float32 input (not one that takes uint8 images "
+                          f"already); this graph has {[i.name for i in graph.input]}")
     old = graph.input[0]
     dims = list(old.type.tensor_type.shape.dim)
     if len(dims) != 4:
         raise ExportError(f"--accept wraps a 4-D NCHW input, {old.name!r} has {len(dims)} dims")
-    if any(n.name.startswith(PREFIX) for n in graph.node):
-        raise ExportError("this graph already takes uint8 images (--accept applied twice)")
 
     def dim(d: Any) -> Any:
         return d.dim_param if d.HasField("dim_param") else (d.dim_value or None)
@@ -66,17 +68,24 @@ def wrap_onnx(model: Any, accept: str, preprocessing: dict[str, Any]) -> Any:
     std = np.asarray(preprocessing["std"], np.float32).reshape(1, 3, 1, 1)
     consts = [numpy_helper.from_array(np.asarray(255.0, np.float32), f"{PREFIX}scale"),
               numpy_helper.from_array(mean, f"{PREFIX}mean"), numpy_helper.from_array(std, f"{PREFIX}std")]
-    nodes = [helper.make_node("Transpose", [IMAGE_NAME], [f"{PREFIX}planar"], name=f"{PREFIX}Transpose",
-                              perm=[0, 3, 1, 2])]
-    current = f"{PREFIX}planar"
+    nodes: list[Any] = []
+    current = IMAGE_NAME
+
+    def add(op: str, inputs: list[str], output: str, **attrs: Any) -> None:
+        nonlocal current
+        nodes.append(helper.make_node(op, inputs, [f"{PREFIX}{output}"], name=f"{PREFIX}{op}", **attrs))
+        current = f"{PREFIX}{output}"
+
+    if cast_first:  # TensorRT: the uint8 input goes straight into a cast, the rest runs on float32
+        add("Cast", [current], "float", to=TensorProto.FLOAT)
+    add("Transpose", [current], "planar", perm=[0, 3, 1, 2])
     if reverses_channels(accept, preprocessing.get("color_order", "RGB")):
         consts.append(numpy_helper.from_array(np.asarray([2, 1, 0], np.int64), f"{PREFIX}channels"))
-        nodes.append(helper.make_node("Gather", [current, f"{PREFIX}channels"], [f"{PREFIX}reordered"],
-                                      name=f"{PREFIX}Gather", axis=1))
-        current = f"{PREFIX}reordered"
+        add("Gather", [current, f"{PREFIX}channels"], "reordered", axis=1)
+    if not cast_first:
+        add("Cast", [current], "float", to=TensorProto.FLOAT)
     nodes += [
-        helper.make_node("Cast", [current], [f"{PREFIX}float"], name=f"{PREFIX}Cast", to=TensorProto.FLOAT),
-        helper.make_node("Div", [f"{PREFIX}float", f"{PREFIX}scale"], [f"{PREFIX}unit"], name=f"{PREFIX}Div255"),
+        helper.make_node("Div", [current, f"{PREFIX}scale"], [f"{PREFIX}unit"], name=f"{PREFIX}Div255"),
         helper.make_node("Sub", [f"{PREFIX}unit", f"{PREFIX}mean"], [f"{PREFIX}centred"], name=f"{PREFIX}SubMean"),
         helper.make_node("Div", [f"{PREFIX}centred", f"{PREFIX}std"], [old.name], name=f"{PREFIX}DivStd"),
     ]
@@ -104,7 +113,7 @@ def _set_meta(model: Any, accept: str) -> None:
         entry.key, entry.value = key, value
 
 
-def wrap_onnx_file(path: Path, accept: str, preprocessing: dict[str, Any]) -> None:
+def wrap_onnx_file(path: Path, accept: str, preprocessing: dict[str, Any], cast_first: bool = False) -> None:
     """:func:`wrap_onnx` on a file, in place (checked by ``onnx.checker`` before it replaces it)."""
     import onnx
 
@@ -112,7 +121,7 @@ def wrap_onnx_file(path: Path, accept: str, preprocessing: dict[str, Any]) -> No
 
     if check_accept(accept) == FLOAT:
         return
-    wrapped = wrap_onnx(onnx.load(str(path)), accept, preprocessing)
+    wrapped = wrap_onnx(onnx.load(str(path)), accept, preprocessing, cast_first)
     try:
         onnx.checker.check_model(wrapped)
     except Exception as exc:

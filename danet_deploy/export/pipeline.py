@@ -232,13 +232,14 @@ class ExportContext:
         ``image`` of an ``--accept`` graph (see :mod:`danet_deploy.inputs`)."""
         return accept_input_spec(self.float_input_spec(dtype, bounded), self.request.accept)
 
-    def accept_onnx(self, path: Path) -> None:
-        """Put the ``--accept`` wrapper in front of a finished ONNX file (no-op for float input)."""
+    def accept_onnx(self, path: Path, cast_first: bool = False) -> None:
+        """Put the ``--accept`` wrapper in front of a finished ONNX file (no-op for float input);
+        ``cast_first`` for TensorRT, which takes uint8 only into an immediate cast."""
         if self.request.accept != FLOAT:
             from .accept import wrap_onnx_file
 
             self.log(f"--accept {self.request.accept}: uint8 NHWC input, preprocessing in the graph")
-            wrap_onnx_file(path, self.request.accept, self.config.preprocessing.to_dict())
+            wrap_onnx_file(path, self.request.accept, self.config.preprocessing.to_dict(), cast_first)
 
     def accept_graph(self, model: Any) -> Any:
         """:meth:`accept_onnx` for an in-memory ``onnx.ModelProto`` or ``openvino.Model``."""

@@ -130,7 +130,7 @@ def build(ctx: ExportContext) -> TargetResult:
             shutil.copyfile(src, ctx.workdir / LEGACY_ONNX)
             np.save(ctx.workdir / LEGACY_CALIBRATION, tensors, allow_pickle=False)
     opset = stamp_bundle_onnx(dst, ctx.graph_config, precision) if precision != "fp32" else ctx.onnx_info.get("opset")
-    ctx.accept_onnx(dst)  # --accept: after FP16/Q/DQ, so TensorRT gets the same core with a uint8 image in front
+    ctx.accept_onnx(dst, cast_first=True)  # --accept: after FP16/Q/DQ; TensorRT casts its uint8 input first
     info: dict[str, Any] = {
         "stage": STAGE_PREPARED, "precision": precision, "onnx": MODEL_FILE, "opset": opset,
         "profiles": [{"input": spec["name"], **profile}], "attention": attention,
