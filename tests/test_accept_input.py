@@ -288,3 +288,13 @@ def test_tensorrt_bundle_onnx_takes_the_uint8_image(tmp_path, scenes, precision,
     with runtime.load(float_folder) as host, runtime.load(accept_folder) as bundle:
         for image in scenes:
             assert (bundle.run(image) == host.run(image)).mean() >= TOLERANCES[precision].min_argmax_agreement
+
+
+@pytest.mark.slow
+def test_openvino_fp16_keeps_the_wrapper_in_float32(tmp_path, scenes):
+    float_folder, _ = _export(tmp_path, "openvino", "fp16")
+    accept_folder, _ = _export(tmp_path, "openvino", "fp16", accept="rgb8")
+    sizes = [(f / "model.bin").stat().st_size for f in (float_folder, accept_folder)]
+    assert abs(sizes[0] - sizes[1]) < 1024  # the network's weights are FP16 in both
+    # the wrapper's mean/scale stay float32: the same FP16 network, so FP32-tight agreement between the two
+    _same_as_host(float_folder, accept_folder, scenes, precision="fp32", exact=False)

@@ -130,6 +130,23 @@ def wrap_onnx_file(path: Path, accept: str, preprocessing: dict[str, Any], cast_
         onnx.save(wrapped, str(tmp))
 
 
+def compress_weights(model: Any, scratch: Path) -> Any:
+    """``model`` with FP16-compressed weights, as ``save_model(compress_to_fp16=True)`` writes them,
+    read back so that a wrapper added afterwards keeps float32 constants.
+
+    Why: compression at save time also halves the wrapper's mean and scale constants (the
+    ``disable FP16 compression`` runtime attribute is not settable from Python), which moved an FP16
+    artifact's logits by ~5e-3 against the same artifact fed host-normalised inputs.
+    """
+    import openvino as ov
+
+    path = Path(scratch) / "fp16_weights.xml"
+    ov.save_model(model, str(path), compress_to_fp16=True)
+    core = ov.Core()
+    core.set_property({"ENABLE_MMAP": False})  # the scratch files go away before the artifact is written
+    return core.read_model(str(path))
+
+
 def wrap_openvino(model: Any, accept: str, preprocessing: dict[str, Any]) -> Any:
     """An ``openvino.Model`` taking uint8 NHWC images, through OpenVINO's ``PrePostProcessor``."""
     import openvino as ov
