@@ -149,6 +149,8 @@ class ExportRequest:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k not in ("target_options", "budget")}
         data["options"] = self.target_options.to_dict()
         data["accuracy_budget"] = self.budget.to_dict() if self.budget is not None else None
+        if data["accept"] == FLOAT:  # as in every manifest before --accept: danet-bench reuses those artifacts
+            del data["accept"]
         for key in ("input_size", "min_size", "max_size"):
             if data.get(key) is not None:
                 data[key] = list(data[key])
