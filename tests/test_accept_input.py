@@ -70,6 +70,7 @@ def test_onnx_graph_takes_uint8_nhwc_and_matches_host_preprocessing_bit_for_bit(
     assert manifest.input == {"name": "image", "shape": [1, *SIZE, 3], "dtype": "uint8", "dynamic_axes": {},
                               "layout": "NHWC", "accept": "rgb8"}
     assert manifest.output["shape"] == [1, 8, *SIZE]  # the outputs keep their NCHW shapes
+    assert manifest.export["accept"] == "rgb8" and "accept" not in read_manifest(float_folder).export  # as before
     graph = onnx.load(str(accept_folder / "model.onnx"))
     (inp,) = graph.graph.input
     assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
