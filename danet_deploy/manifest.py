@@ -370,6 +370,7 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
                  f"got {shape!r:.80}")
 
     check_shape("input.shape", data["input"].get("shape"), (4,))
+    _check_accept(data["input"], fail)
     # outputs: NCHW logits, or an NHW mask (--emit mask); every emitted tensor is listed under "tensors"
     check_shape("output.shape", data["output"].get("shape"), (3, 4))
     tensors = data["output"].get("tensors", [])
@@ -389,6 +390,25 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
         from .tensorrt.manifest_facts import check_tensorrt_facts
 
         check_tensorrt_facts(data["extra"]["tensorrt"], fail)
+
+
+def _check_accept(entry: dict[str, Any], fail: Any) -> None:
+    """An ``--accept`` input (absent in float artifacts and in every manifest older than it) must be
+    the uint8 NHWC 3-channel image the runtime hands over unprocessed: anything else would be fed
+    the wrong bytes."""
+    from .inputs import ACCEPTS, FLOAT
+
+    accept = entry.get("accept")
+    if accept is None or accept == FLOAT:
+        if entry.get("layout", "NCHW") != "NCHW":
+            fail(f"input.layout {entry.get('layout')!r:.20} needs input.accept (rgb8 or bgr8)")
+        return
+    if accept not in ACCEPTS:
+        fail(f"input.accept must be one of {', '.join(ACCEPTS)}, got {accept!r:.40}")
+    shape = entry["shape"]
+    if entry.get("dtype") != "uint8" or entry.get("layout") != "NHWC" or shape[3] != 3:
+        fail(f"an --accept {accept} input must be uint8 NHWC with 3 channels, got {entry.get('dtype')!r:.20} "
+             f"{entry.get('layout')!r:.20} {shape!r:.60}")
 
 
 def _is_number(value: Any) -> bool:

@@ -375,9 +375,11 @@ def _openvino_side(xml: Path, layers: list[tuple[int, str, str, list[str]]], thr
 
 
 def compare_layers(reference: Any, artifact: Any, inputs: Sequence[np.ndarray], threads: int | None = None,
-                   progress: Callable[[str], None] | None = None) -> list[LayerStats]:
+                   progress: Callable[[str], None] | None = None,
+                   artifact_inputs: Sequence[np.ndarray] | None = None) -> list[LayerStats]:
     """Per-layer statistics of ``artifact`` (an ONNX model, or the path of an OpenVINO ``.xml``)
-    against ONNX ``reference`` on ``inputs`` (NCHW float32)."""
+    against ONNX ``reference`` on ``inputs`` (NCHW float32). ``artifact_inputs``: what the artifact
+    takes instead, one per input (the uint8 NHWC images of an ``--accept`` graph)."""
     layers = layer_nodes(reference)
     if isinstance(artifact, (str, Path)) and str(artifact).endswith(".xml"):
         side = _openvino_side(Path(artifact), layers, threads)
@@ -389,7 +391,7 @@ def compare_layers(reference: Any, artifact: Any, inputs: Sequence[np.ndarray], 
     accs = {t: _Acc() for t in ref_names}
     for k, tensor in enumerate(inputs):
         ref_out = dict(zip(ref_names, ref_sess.run(ref_names, {ref_in: tensor})))
-        art_out = side.run(tensor)
+        art_out = side.run(tensor if artifact_inputs is None else artifact_inputs[k])
         for name in ref_names:
             accs[name].update(ref_out[name], art_out.get(side.matched[name]) if name in side.matched else None)
         del ref_out, art_out

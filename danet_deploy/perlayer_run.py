@@ -71,7 +71,10 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
         raise ConfigError(f"--per-layer needs an artifact folder with a manifest, got {artifact}")
     manifest = read_manifest(folder, verify=True)
     graph_path = artifact_onnx(folder, manifest)
-    shape = manifest.input.get("shape") or []
+    from .inputs import FLOAT, accepted, from_rgb, image_batch, to_nchw
+
+    accept = accepted(manifest.input)
+    shape = to_nchw(manifest.input.get("shape") or [], manifest.input.get("layout", "NCHW"))
     static = len(shape) == 4 and all(isinstance(d, int) for d in shape[2:])
     hw = tuple(shape[2:]) if static else (size or tuple(manifest.export.get("input_size", (512, 512))))
     batch = shape[0] if static and isinstance(shape[0], int) else 1
@@ -85,10 +88,13 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
         images, _ = generated_inputs(int(generated or 4), hw)
     if not images:
         raise ConfigError("no images to compare on")
-    tensors = []
+    tensors, fed = [], []
     for image in images:
         tensor = preprocess([image], manifest.preprocessing, hw)
         tensors.append(np.repeat(tensor, batch, axis=0) if batch > 1 else tensor)
+        if accept != FLOAT:  # the artifact's graph takes the uint8 image and normalises it itself
+            pixels = image_batch([from_rgb(image, accept)], hw)
+            fed.append(np.repeat(pixels, batch, axis=0) if batch > 1 else pixels)
     with tempfile.TemporaryDirectory(prefix="danet-perlayer-") as tmp:
         if reference is None:
             if log:
@@ -98,7 +104,7 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
             ref_path = Path(reference)
         ref_model = _load_reference(ref_path)
         art_model = graph_path if graph_path.suffix == ".xml" else onnx.load(str(graph_path))
-        layers = compare_layers(ref_model, art_model, tensors, threads, progress=log)
+        layers = compare_layers(ref_model, art_model, tensors, threads, progress=log, artifact_inputs=fed or None)
     return PerLayerReport(artifact=str(artifact), precision=manifest.precision, images=len(tensors), size=list(hw),
                           layers=layers, reference_onnx=None if reference is None else str(reference))
 

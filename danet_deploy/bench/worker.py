@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_write_text
+from ..inputs import from_rgb
 from .memory import current_rss_mb, peak_rss_mb
 from .timing import summarize, time_calls
 
@@ -41,7 +42,6 @@ from .timing import summarize, time_calls
 def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     """Load, predict the scenes, time; fills ``result`` as it goes, so a failure keeps its stage."""
     from ..runtime import load
-    from ..runtime.preprocess import preprocess
 
     result.update(status="failed", stage="load", rss_before_load_mb=current_rss_mb())
     started = time.perf_counter()
@@ -56,12 +56,12 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
 
         result["stage"] = "accuracy"
         if spec.get("predictions"):
-            masks = session.run(list(scenes))
+            masks = session.run([from_rgb(s, session.accepts) for s in scenes])
             np.save(spec["predictions"], np.stack(masks).astype(np.uint8), allow_pickle=False)
 
         result["stage"] = "timing"
-        picks = [scenes[i % len(scenes)] for i in range(batch)]
-        tensor = session.check_tensor(preprocess(picks, session.preprocessing, size))
+        picks = [from_rgb(scenes[i % len(scenes)], session.accepts) for i in range(batch)]
+        tensor = session.check_tensor(session.prepare(picks, size))  # an --accept artifact: its uint8 batch
         backend = session.backend
         iters, warmup = int(spec.get("iters", 20)), int(spec.get("warmup", 3))
         times = time_calls(lambda: backend.infer(tensor), iters, warmup, progress=bool(spec.get("progress")),

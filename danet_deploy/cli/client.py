@@ -12,6 +12,7 @@ import math
 import sys
 
 from ..errors import ConfigError
+from ..inputs import from_rgb
 from .common import EXIT_FAILED, EXIT_OK, HelpFormatter, cli_main, parse_size, print_json
 
 
@@ -72,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         from .. import runtime
 
         with runtime.load(args.artifact) as session:
-            references = [session.run(img) for img in images]
+            references = [session.run(from_rgb(img, session.accepts)) for img in images]
     reports = []
     for proto, url in endpoints:
         with SegmentationClient(url, proto, model_name=args.model_name) as client:

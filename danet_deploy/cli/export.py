@@ -7,6 +7,7 @@ import sys
 
 from ..errors import ConfigError
 from ..export.pipeline import ExportRequest
+from ..inputs import ACCEPTS
 from ..model.options import parse_option_pairs
 from ..outputs import EMITS
 from ..targets import CALIB_METHODS, DEFAULT_CALIB_METHOD, PRECISIONS, get_target, target_names, targets
@@ -52,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit", default="logits", choices=tuple(EMITS),
                    help="graph outputs: logits; mask (arg-max in the graph: uint8 NxHxW, int32 for TensorRT); "
                         "both; mask-lowres (mask + logits before the final upsample)")
+    p.add_argument("--accept", default="float", choices=tuple(ACCEPTS),
+                   help="graph input: float (float32 NCHW, normalised on the host); rgb8 or bgr8 (the camera's uint8 "
+                        "NxHxWx3 image as it is, named 'image': cast, colour order, normalisation and layout in the "
+                        "graph; see docs/input-formats.md)")
     p.add_argument("--policy", default="attention-float", help="precision policy: attention-float, quantize-all, ...")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="target-specific option (see --list-options)")
@@ -133,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
         attention_chunks=args.attention_chunks,
         attention_memory=args.attention_memory, min_size=args.min_size, max_size=args.max_size,
         max_batch=args.max_batch, calib=args.calib_dir or args.calib, calib_count=args.calib_count,
-        calib_method=args.calib_method, policy=args.policy, emit=args.emit, options=options, verify=args.verify,
+        calib_method=args.calib_method, policy=args.policy, emit=args.emit, accept=args.accept, options=options, verify=args.verify,
         force=args.force, **budget_fields(args))
     from ..export import export
 

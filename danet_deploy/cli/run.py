@@ -90,6 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     from .. import runtime
     from ..data.images import check_image_file, read_image
     from ..errors import ConfigError
+    from ..inputs import from_rgb
     from ..progress import progress_bar
     from ..result_files import (
         check_output_folder,
@@ -145,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
         out = prepare_output_folder(args.output)
         for name, stem in zip(args.images, stems):
             image = read_image(name, max_pixels=max_pixels, reduce_to=session.input_spec.static_hw)
-            mask = session.run(image, tile=args.tile, stride=args.stride)
+            mask = session.run(from_rgb(image, session.accepts), tile=args.tile, stride=args.stride)
             names = image_outputs(stem)
             save_png(out / names["mask"], mask)
             save_png(out / names["color"], colorize(mask, session.num_classes))

@@ -149,6 +149,7 @@ def _finish(path: Path, ctx: ExportContext, precision: str, final: Path) -> None
 
     model = onnx.load(str(path))
     stamp_onnx(model, ctx.graph_config, precision)
+    model = ctx.accept_graph(model)  # --accept: after quantization/conversion, so the core is the float-input one's
     try:
         onnx.checker.check_model(model)
     except Exception as exc:

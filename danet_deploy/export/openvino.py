@@ -48,6 +48,11 @@ def build(ctx: ExportContext) -> TargetResult:
         model, calibration, quant = _quantize(ctx, model)
         extra["quantization"] = quant
     compress = precision == "fp16"
+    if compress and ctx.request.accept != "float":  # FP16 weights for the network only, not the wrapper's constants
+        from .accept import compress_weights
+
+        model, compress = compress_weights(model, ctx.scratch), False
+    model = ctx.accept_graph(model)  # --accept: after NNCF, so the quantized core is the float-input one's
     extra["weights"] = "fp16" if compress else ("int8 (float parts fp32)" if precision == "int8" else "fp32")
     try:
         ov.save_model(model, str(ctx.workdir / MODEL_FILE), compress_to_fp16=compress)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..files import not_a_file_reason, sha256_file
+from ..inputs import FLOAT, accept_input_spec, check_accept, to_nchw
 from ..manifest import CARRIED_CHECKPOINT, Manifest, atomic_artifact_dir, carry_checkpoint
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
@@ -57,6 +58,7 @@ class ExportRequest:
     calib_method: str | None = None           # None: the precision's documented default
     policy: str = "attention-float"
     emit: str = "logits"                      # graph outputs: logits | mask | both | mask-lowres
+    accept: str = FLOAT                       # graph input: float (host-preprocessed NCHW) | rgb8 | bgr8 (uint8 NHWC)
     options: dict[str, Any] = field(default_factory=dict)  # --option KEY=VALUE, checked against the target
     verify: bool = False
     force: bool = False                      # replace an existing folder that is not an artifact
@@ -77,12 +79,16 @@ class ExportRequest:
         if self.emit not in spec.emits:
             raise ConfigError(f"--target {spec.name} serves --emit {' or '.join(spec.emits)}, not {self.emit!r} "
                               "(its engine binds one output tensor)")
+        check_accept(self.accept)
         options = dict(self.options)
         if "calib_method" in options:  # accepted as an option too; the flag wins
             given = options.pop("calib_method")
             self.calib_method = self.calib_method or (str(given) if given is not None else None)
         self.target_options = spec.parse_options(options, also=("calib_method",) if spec.calib_methods else ())
         self.calib_method = spec.calib_method(self.precision, self.calib_method)
+        if self.accept != FLOAT and getattr(self.target_options, "legacy_calibrator", False):
+            raise ConfigError(f"--accept {self.accept} cannot use legacy_calibrator: TensorRT's implicit calibrator "
+                              "feeds float tensors to the graph it builds; use the default Q/DQ INT8 bundle")
         h, w = self.input_size
         if h < 1 or w < 1:
             raise ConfigError(f"input size must be positive, got {h}x{w}")
@@ -145,6 +151,8 @@ class ExportRequest:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k not in ("target_options", "budget")}
         data["options"] = self.target_options.to_dict()
         data["accuracy_budget"] = self.budget.to_dict() if self.budget is not None else None
+        if data["accept"] == FLOAT:  # as in every manifest before --accept: danet-bench reuses those artifacts
+            del data["accept"]
         for key in ("input_size", "min_size", "max_size"):
             if data.get(key) is not None:
                 data[key] = list(data[key])
@@ -218,12 +226,37 @@ class ExportContext:
         return mask_dtype(self.model.num_classes, self.request.spec.mask_dtype)
 
     def output_spec(self, input_spec: dict[str, Any]) -> dict[str, Any]:
-        """Manifest ``output`` entry for the graph's outputs (``--emit``)."""
-        return output_spec(self.request.emit, input_spec["shape"], self.model.num_classes,
+        """Manifest ``output`` entry for the graph's outputs (``--emit``; shapes from the NCHW input)."""
+        shape = to_nchw(input_spec["shape"], input_spec.get("layout", "NCHW"))
+        return output_spec(self.request.emit, shape, self.model.num_classes,
                            int(self.config.logits_stride), self.mask_type)
 
     def input_spec(self, dtype: str = "float32", bounded: bool = False) -> dict[str, Any]:
-        """Manifest input entry for this request (dynamic dims as names).
+        """Manifest input entry of the artifact's graph: :meth:`float_input_spec`, or the uint8 NHWC
+        ``image`` of an ``--accept`` graph (see :mod:`danet_deploy.inputs`)."""
+        return accept_input_spec(self.float_input_spec(dtype, bounded), self.request.accept)
+
+    def accept_onnx(self, path: Path, cast_first: bool = False) -> None:
+        """Put the ``--accept`` wrapper in front of a finished ONNX file (no-op for float input);
+        ``cast_first`` for TensorRT, which takes uint8 only into an immediate cast."""
+        if self.request.accept != FLOAT:
+            from .accept import wrap_onnx_file
+
+            self.log(f"--accept {self.request.accept}: uint8 NHWC input, preprocessing in the graph")
+            wrap_onnx_file(path, self.request.accept, self.config.preprocessing.to_dict(), cast_first)
+
+    def accept_graph(self, model: Any) -> Any:
+        """:meth:`accept_onnx` for an in-memory ``onnx.ModelProto`` or ``openvino.Model``."""
+        if self.request.accept == FLOAT:
+            return model
+        from .accept import wrap_onnx, wrap_openvino
+
+        self.log(f"--accept {self.request.accept}: uint8 NHWC input, preprocessing in the graph")
+        wrap = wrap_onnx if hasattr(model, "graph") else wrap_openvino
+        return wrap(model, self.request.accept, self.config.preprocessing.to_dict())
+
+    def float_input_spec(self, dtype: str = "float32", bounded: bool = False) -> dict[str, Any]:
+        """Manifest input entry of the float NCHW graph every target builds first (dynamic dims as names).
 
         Dynamic artifacts get min/opt/max shapes when the engine has hard limits (``bounded``:
         TensorRT profiles) or the user gave --min-size/--max-size/--max-batch; ONNX Runtime and

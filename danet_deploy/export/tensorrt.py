@@ -91,12 +91,12 @@ def build(ctx: ExportContext) -> TargetResult:
 
     r, options = ctx.request, ctx.options
     precision = r.precision
-    spec = ctx.input_spec(bounded=True)
+    spec = ctx.input_spec(bounded=True)  # the engine's input: float NCHW, or --accept's uint8 NHWC image
     profile = profile_from_input_spec(spec)
     attention = {"chunks": ctx.plan.chunks, "output_stride": int(ctx.config.output_stride),
                  "feature_channels": int(ctx.model.backbone.out_channels // 4)}
-    check_attention_limit(profile["max"], attention["chunks"], attention["output_stride"],
-                          attention["feature_channels"])
+    check_attention_limit(profile_from_input_spec(ctx.float_input_spec(bounded=True))["max"], attention["chunks"],
+                          attention["output_stride"], attention["feature_channels"])
     check_dla_request(options.dla_core, precision, profile, hardware_compatible=options.hardware_compatible)
     build_now = _build_mode(options)
     legacy = options.legacy_calibrator
@@ -130,6 +130,7 @@ def build(ctx: ExportContext) -> TargetResult:
             shutil.copyfile(src, ctx.workdir / LEGACY_ONNX)
             np.save(ctx.workdir / LEGACY_CALIBRATION, tensors, allow_pickle=False)
     opset = stamp_bundle_onnx(dst, ctx.graph_config, precision) if precision != "fp32" else ctx.onnx_info.get("opset")
+    ctx.accept_onnx(dst, cast_first=True)  # --accept: after FP16/Q/DQ; TensorRT casts its uint8 input first
     info: dict[str, Any] = {
         "stage": STAGE_PREPARED, "precision": precision, "onnx": MODEL_FILE, "opset": opset,
         "profiles": [{"input": spec["name"], **profile}], "attention": attention,

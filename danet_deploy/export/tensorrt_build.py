@@ -21,6 +21,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, ExportError
 from ..files import atomic_write_bytes
+from ..inputs import to_nchw
 from ..artifact_dir import check_output_dir
 from ..manifest import (Manifest, artifact_checkpoint, artifact_path, atomic_artifact_dir, carry_checkpoint,
                         read_manifest)
@@ -352,8 +353,8 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
     legacy = _truthy(legacy_calibrator) if legacy_calibrator is not None else _truthy(legacy_int8_calibrator)
     profile = {k: list(v) for k, v in info["profiles"][0].items() if k in ("min", "opt", "max")}
     attention = info["attention"]
-    plan = check_attention_limit(profile["max"], attention["chunks"], attention["output_stride"],
-                                 attention["feature_channels"])
+    plan = check_attention_limit(to_nchw(profile["max"], manifest.input.get("layout", "NCHW")), attention["chunks"],
+                                 attention["output_stride"], attention["feature_channels"])
     check_dla_request(dla_core, manifest.precision, profile, hardware_compatible=_truthy(hardware_compatible))
     log(f"bundle {bundle}: {manifest.precision}, {describe_profile(profile)}; {plan.summary()}")
     onnx_file = artifact_path(bundle, info.get("onnx", manifest.primary), "bundle ONNX")

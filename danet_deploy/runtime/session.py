@@ -1,7 +1,8 @@
 """``Session``: the one API an application uses, over any backend.
 
 Input checks live here once (as Polygraphy's runners check feed dicts in their base class), so
-every backend gets a validated float32 NCHW array that fits its input spec and a wrong shape,
+every backend gets a validated float32 NCHW array (an ``--accept rgb8|bgr8`` artifact: a uint8
+NHWC image batch, see :mod:`danet_deploy.inputs`) that fits its input spec and a wrong shape,
 dtype or NaN is a clear :class:`~danet_deploy.errors.InputError`, never a backend crash.
 
 Outputs are checked too: NaN/Inf logits (a broken FP16 engine, NaN weights, inputs far outside
@@ -27,6 +28,7 @@ import numpy as np
 
 from ..counts import is_count
 from ..errors import ConfigError, InputError, ManifestError, NonFiniteOutputError, SessionClosedError
+from ..inputs import FLOAT, accepted, check_image_batch, image_batch, image_order
 from ..manifest import Manifest
 from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted, invalid_mask_value, mask_dtype
 from .backends.base import Backend, InputSpec
@@ -76,13 +78,37 @@ class Session:
     def preprocessing(self) -> dict[str, Any]:
         return self.manifest.preprocessing
 
+    @property
+    def accepts(self) -> str:
+        """What the engine takes: ``float`` (float32 NCHW, preprocessed here) or ``rgb8``/``bgr8``
+        (uint8 NxHxWx3 images, preprocessed in the graph: ``danet-export --accept``)."""
+        return accepted(self.manifest.input)
+
+    @property
+    def image_order(self) -> str:
+        """Colour order of the uint8 images :meth:`run` and :meth:`stream` take: ``RGB``, or ``BGR``
+        for an ``--accept bgr8`` artifact (which is handed the camera's bytes as they are)."""
+        return image_order(self.accepts)
+
+    def prepare(self, images: Sequence[np.ndarray], size: tuple[int, int] | None = None) -> np.ndarray:
+        """What the engine takes for same-size uint8 HxWx3 ``images`` (resized to ``size`` if given):
+        the normalised float32 NCHW tensor, or for an ``--accept`` artifact the uint8 NHWC batch as it
+        is (resized in uint8 on the host only when the engine's size is static and differs)."""
+        if self.accepts == FLOAT:
+            return preprocess(images, self.preprocessing, size)
+        return image_batch(images, size)
+
     def describe(self) -> dict[str, Any]:
         return {"target": self.manifest.target, "precision": self.manifest.precision, **self.backend.describe()}
 
     # -- inference ---------------------------------------------------------------------------
     def check_tensor(self, tensor: Any) -> np.ndarray:
-        """Validate a preprocessed NCHW input against the input spec; return it contiguous."""
-        spec = self.input_spec
+        """Validate a preprocessed NCHW input (an ``--accept`` artifact: a uint8 NHWC image batch)
+        against the input spec; return it contiguous."""
+        if self.accepts != FLOAT:
+            batch = check_image_batch(tensor, self.accepts)
+            self._check_shape(batch.shape, (1, 2))
+            return batch
         if not isinstance(tensor, np.ndarray):
             raise InputError(f"infer() expects a numpy float32 NCHW array, got {type(tensor).__name__}")
         if tensor.dtype != np.float32:
@@ -96,27 +122,32 @@ class Session:
                              + ("; it looks NHWC: use tensor.transpose(0, 3, 1, 2)" if tensor.shape[-1] == 3 else ""))
         if min(tensor.shape) < 1:
             raise InputError(f"infer() got an empty tensor of shape {tensor.shape}")
-        for axis, (got, want) in enumerate(zip(tensor.shape, spec.shape)):
-            if want is not None and got != want:
-                raise InputError(f"input shape {tensor.shape} does not match the engine's static shape "
-                                 f"{_fmt(spec.shape)} (axis {axis}); use run() to resize images, or re-export "
-                                 "with --dynamic")
-        for bound, word, cmp in ((spec.min_shape, "below the minimum", np.less), (spec.max_shape, "above the maximum", np.greater)):
-            if bound is not None and np.any(cmp(np.asarray(tensor.shape), np.asarray(bound))):
-                raise InputError(f"input shape {tensor.shape} is {word} {tuple(bound)} of the engine's optimisation "
-                                 "profile; re-export with a wider --min-size/--max-size")
-        small = [axis for axis in (2, 3) if spec.shape[axis] is None and tensor.shape[axis] < self.min_size]
-        if small:
-            raise InputError(f"input shape {tensor.shape} is below the network's minimum of {self.min_size} pixels "
-                             f"per side (output stride x 4); resize to at least {self.min_size}x{self.min_size}, or "
-                             "use run(), which upsamples small images")
-        if spec.static_hw is None:
-            self._check_attention_memory(tensor.shape)
+        self._check_shape(tensor.shape, (2, 3))
         low, high = float(tensor.min()), float(tensor.max())  # one pass each; NaN and Inf propagate
         if not (math.isfinite(low) and math.isfinite(high)):
             raise InputError("input contains NaN or Inf values; check the preprocessing of the source images")
         self._check_value_range(low, high)
         return np.ascontiguousarray(tensor)
+
+    def _check_shape(self, shape: tuple[int, ...], hw_axes: tuple[int, int]) -> None:
+        """The engine's static dims, profile bounds, the network minimum and the attention memory."""
+        spec = self.input_spec
+        for axis, (got, want) in enumerate(zip(shape, spec.shape)):
+            if want is not None and got != want:
+                raise InputError(f"input shape {shape} does not match the engine's static shape "
+                                 f"{_fmt(spec.shape)} (axis {axis}); use run() to resize images, or re-export "
+                                 "with --dynamic")
+        for bound, word, cmp in ((spec.min_shape, "below the minimum", np.less), (spec.max_shape, "above the maximum", np.greater)):
+            if bound is not None and np.any(cmp(np.asarray(shape), np.asarray(bound))):
+                raise InputError(f"input shape {shape} is {word} {tuple(bound)} of the engine's optimisation "
+                                 "profile; re-export with a wider --min-size/--max-size")
+        small = [axis for axis in hw_axes if spec.shape[axis] is None and shape[axis] < self.min_size]
+        if small:
+            raise InputError(f"input shape {shape} is below the network's minimum of {self.min_size} pixels "
+                             f"per side (output stride x 4); resize to at least {self.min_size}x{self.min_size}, or "
+                             "use run(), which upsamples small images")
+        if spec.static_hw is None:
+            self._check_attention_memory((shape[0], 3, shape[hw_axes[0]], shape[hw_axes[1]]))
 
     def normalized_range(self) -> tuple[float, float]:
         """Smallest and largest value the manifest's preprocessing, ``(x / 255 - mean) / std`` over
@@ -169,7 +200,8 @@ class Session:
         return emitted(self.manifest.output)
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
-        """Raw logits ``[N, classes, H, W]`` for a preprocessed float32 NCHW tensor."""
+        """Raw logits ``[N, classes, H, W]`` for a preprocessed float32 NCHW tensor (an ``--accept``
+        artifact: for a uint8 NxHxWx3 image batch, see :meth:`prepare`)."""
         if LOGITS not in self.outputs:
             raise ConfigError(f"this artifact emits {', '.join(self.outputs)} (exported with --emit "
                               f"{self.manifest.output.get('emit')}), not full-resolution logits; use run() for masks, "
@@ -256,7 +288,7 @@ class Session:
             step = batch_size or len(indices)
             for start in range(0, len(indices), step):
                 chunk = indices[start:start + step]
-                tensor = preprocess([images[i] for i in chunk], self.preprocessing, hw)
+                tensor = self.prepare([images[i] for i in chunk], hw)
                 if batch_size and len(chunk) < batch_size:  # pad a static batch with copies
                     pad = np.repeat(tensor[-1:], batch_size - len(chunk), axis=0)
                     tensor = np.concatenate([tensor, pad])
@@ -280,6 +312,10 @@ class Session:
     def run(self, images: Any, return_logits: bool = False, tile: tuple[int, int] | None = None,
             stride: tuple[int, int] | None = None) -> Any:
         """Masks for uint8 HxWx3 RGB image(s), at each image's original size.
+
+        An ``--accept bgr8`` artifact takes BGR images (:attr:`image_order`); an ``--accept`` artifact
+        gets them as they are (its graph normalises), resized on the host in uint8 only when its
+        input size is static and the image's differs.
 
         Args:
             images: one image, a list, or an NxHxWx3 array (any sizes).

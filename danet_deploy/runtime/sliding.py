@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import ConfigError
-from .preprocess import preprocess
 
 if TYPE_CHECKING:
     from .session import Session
@@ -51,10 +50,12 @@ def sliding_window_logits(session: "Session", image: np.ndarray, tile: tuple[int
     count = np.zeros((height, width), np.float32)
     batch = session.input_spec.static_batch
     for y1, y2, x1, x2 in window_grid(height, width, (th, tw), (sh, sw)):
-        tensor = preprocess([image[y1:y2, x1:x2]], session.preprocessing)
+        tensor = session.prepare([image[y1:y2, x1:x2]])  # float NCHW, or an --accept artifact's uint8 NHWC
         ch, cw = y2 - y1, x2 - x1
         if static is not None and (ch, cw) != (th, tw):
-            tensor = np.pad(tensor, ((0, 0), (0, 0), (0, th - ch), (0, tw - cw)))
+            pad = [(0, 0), (0, th - ch), (0, tw - cw), (0, 0)] if session.input_spec.layout == "NHWC" else \
+                [(0, 0), (0, 0), (0, th - ch), (0, tw - cw)]
+            tensor = np.pad(tensor, pad)
         if batch and batch > 1:
             tensor = np.repeat(tensor, batch, axis=0)
         logits = session.infer(tensor)[0, :, :ch, :cw]

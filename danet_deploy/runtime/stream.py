@@ -40,7 +40,7 @@ import numpy as np
 from ..counts import is_count
 from ..errors import ConfigError, DanetDeployError, InputError
 from ..outputs import LOGITS, MASK
-from .preprocess import mask_at_size, preprocess, resize_mask
+from .preprocess import mask_at_size, resize_mask
 
 POLICIES = ("all", "latest")
 _END = object()
@@ -296,7 +296,7 @@ class _Plan:
             raise InputError(f"frame {item.index}: empty image of shape {image.shape}; skip empty frames")
         # a dynamic engine takes a small frame upsampled to the network's minimum, as Session.run does
         hw = self.size or self.session._runnable_hw(image.shape[:2])
-        tensor = preprocess([image], self.session.preprocessing, hw)
+        tensor = self.session.prepare([image], hw)  # float NCHW, or an --accept artifact's uint8 image
         # the engine stage calls the session, which checks the tensor once (shape, dtype, NaN)
         item.tensor = np.repeat(tensor, self.batch, axis=0) if self.batch > 1 else tensor
         item.pre_ms = (time.perf_counter() - start) * 1000.0

@@ -26,6 +26,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, InputError, summarize_exception
 from ..files import atomic_output, not_a_file_reason
+from ..inputs import from_rgb
 from .preprocess import legend, overlay, resize_image
 
 
@@ -193,7 +194,7 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
             if max_frames is not None and index >= max_frames:
                 return
             kept[index] = frame
-            yield frame
+            yield from_rgb(frame, session.accepts)  # decoded RGB; an --accept bgr8 artifact takes BGR
 
     kept: dict[int, np.ndarray] = {}  # frames in flight, for the overlay (released as they are written)
     writer: VideoWriter | None = None

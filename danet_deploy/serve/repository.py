@@ -10,6 +10,13 @@ is built on the serving GPU, with the TensorRT of the Triton container)::
     REPO/<name>/<version>/model.onnx | model.xml + model.bin | model.plan
     REPO/<name>/<version>/manifest.json      (so danet_deploy.runtime.load() reads it back)
 
+The input contract follows the artifact. A float artifact (the default) takes ``input``: float32
+NCHW, already normalised by the client as the manifest's ``preprocessing`` says, which is *not*
+danet-serve's contract. An ``--accept rgb8`` artifact takes ``image``: uint8 HxWx3 per request,
+the same tensor danet-serve takes (and with ``--emit mask`` returns the same ``mask``); a static
+one takes exactly its export size (Triton's native backends do not resize). Each repository's
+notes say which (:func:`danet_deploy.inputs.contract_note`).
+
 Triton rules encoded here: ``max_batch_size`` is 0 unless axis 0 is a dynamic batch on the
 input and the output, and then the dims leave the batch out (its value is the artifact's batch
 bound, else 8); ``dynamic_batching`` only exists when batches of 2 or more can form; ``-1``
@@ -27,6 +34,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ArtifactError, ConfigError
+from ..inputs import contract_note
 from ..manifest import MANIFEST_NAME, Manifest, atomic_artifact_dir, read_manifest
 from ..outputs import emit_from_names, emitted
 from ..targets import TritonPlatform, engines, get_engine, get_target
@@ -205,7 +213,7 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     name = options.name or default_name(manifest)
     if not _NAME.fullmatch(name):
         raise ConfigError(f"derived model name {name!r} is not a valid Triton name; pass name=...")
-    notes: list[str] = []
+    notes: list[str] = [contract_note(manifest.input)]
 
     in_shape = list(manifest.input["shape"])
     # every tensor the graph emits (logits, or an in-graph mask with or without logits: --emit)

@@ -30,6 +30,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError, summarize_exception
+from ..inputs import from_rgb
 from ..outputs import mask_dtype
 from . import libpython
 from .triton_model import CLIENT_ERROR_MARK, LIMITS_FILE, image_problem
@@ -178,7 +179,8 @@ def make_infer(session: Any, max_image_side: int, mask_type: Any = np.uint8) -> 
         if problem:
             raise refuse(problem)
         try:
-            masks = session.run(list(image))
+            # the contract is RGB; an --accept bgr8 artifact takes its images in BGR
+            masks = session.run([from_rgb(img, session.accepts) for img in image])
         except DanetDeployError as exc:
             raise refuse(str(exc)) from exc
         # the declared output type (uint8 up to 255 classes): an older artifact's mask may differ

@@ -3,7 +3,7 @@
 Which backends exist is declared in :mod:`danet_deploy.targets` (``register_engine``).
 
 A backend receives an already validated, contiguous float32 NCHW array that fits its input
-spec, and returns float32 NCHW logits. It must not import torch unless it *is* the torch backend.
+spec (the uint8 NHWC image batch of an ``--accept`` artifact, whose graph normalises it), and returns float32 NCHW logits. It must not import torch unless it *is* the torch backend.
 Backend modules import their library lazily (inside ``__init__``) and raise
 :class:`~danet_deploy.errors.BackendUnavailableError` naming the pip package when it is missing.
 """
@@ -34,7 +34,8 @@ class InputSpec:
     """The network input: name, shape (``None`` for a dynamic dim), dtype and profile bounds.
 
     ``min_shape``/``max_shape`` bound dynamic dims where the engine has limits (TensorRT
-    optimisation profiles); ``None`` means unbounded.
+    optimisation profiles); ``None`` means unbounded. ``layout`` is ``NCHW`` (float tensors) or
+    ``NHWC`` (the uint8 image of an ``--accept`` graph).
     """
 
     name: str
@@ -44,6 +45,7 @@ class InputSpec:
     max_shape: tuple[int, ...] | None = None
     opt_shape: tuple[int, ...] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    layout: str = "NCHW"
 
     @property
     def is_dynamic(self) -> bool:
@@ -52,7 +54,7 @@ class InputSpec:
     @property
     def static_hw(self) -> tuple[int, int] | None:
         """The fixed (H, W) if height and width are static, else ``None``."""
-        h, w = self.shape[2], self.shape[3]
+        h, w = (self.shape[1], self.shape[2]) if self.layout == "NHWC" else (self.shape[2], self.shape[3])
         return (h, w) if h is not None and w is not None else None
 
     @property
@@ -67,7 +69,8 @@ class InputSpec:
             return tuple(spec[key]) if spec.get(key) else None
 
         return cls(name=spec.get("name", "input"), shape=shape, dtype=spec.get("dtype", "float32"),
-                   min_shape=opt("min_shape"), max_shape=opt("max_shape"), opt_shape=opt("opt_shape"))
+                   min_shape=opt("min_shape"), max_shape=opt("max_shape"), opt_shape=opt("opt_shape"),
+                   layout=spec.get("layout", "NCHW"))
 
 
 class Backend(abc.ABC):

@@ -8,6 +8,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ...errors import ArtifactError, ConfigError, summarize_exception
+from ...inputs import bare_input_entry
 from ...manifest import Manifest, manifest_from_metadata
 from .base import Backend, InputSpec, as_output, bare_output_entry, require
 
@@ -77,7 +78,8 @@ class OnnxRuntimeBackend(Backend):
             meta = self.session.get_modelmeta().custom_metadata_map
             manifest = manifest_from_metadata(
                 meta, Path(model_file), target="onnx", backend="onnxruntime",
-                input={"name": inputs[0].name, "shape": list(inputs[0].shape), "dtype": "float32"},
+                input=bare_input_entry(inputs[0].name, list(inputs[0].shape), _ORT_TYPES.get(inputs[0].type, "float32"),
+                                       meta),
                 output=bare_output_entry(self.output_names, [list(o.shape) for o in outputs],
                                          [_ORT_TYPES.get(o.type, o.type) for o in outputs]))
         self.manifest = manifest

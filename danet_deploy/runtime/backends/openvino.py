@@ -32,6 +32,7 @@ import numpy as np
 
 from ...engine_reads import ir_weights
 from ...errors import ArtifactError, ConfigError, summarize_exception
+from ...inputs import bare_input_entry
 from ...manifest import Manifest, manifest_from_metadata
 from .base import Backend, InputSpec, as_output, bare_output_entry, require
 
@@ -118,6 +119,8 @@ class OpenVINOBackend(Backend):
         try:
             meta = {f"danet.{key}": self.model.get_rt_info(["danet", key]).astype(str)
                     for key in ("model", "preprocessing", "precision")}
+            if self.model.has_rt_info(["danet", "accept"]):
+                meta["danet.accept"] = self.model.get_rt_info(["danet", "accept"]).astype(str)
         except Exception:  # noqa: BLE001 - no rt_info: an IR or ONNX file from elsewhere
             meta = {}
         if not meta and model_file.suffix.lower() == ".onnx":
@@ -129,7 +132,9 @@ class OpenVINOBackend(Backend):
         output = bare_output_entry([o.get_any_name() for o in outs], [dims(o) for o in outs],
                                    [_OV_TYPES.get(o.get_element_type().get_type_name(), "float32") for o in outs])
         return manifest_from_metadata(meta, model_file, target="openvino", backend="openvino",
-                                      input={"name": inp.get_any_name(), "shape": dims(inp), "dtype": "float32"},
+                                      input=bare_input_entry(inp.get_any_name(), dims(inp),
+                                                             _OV_TYPES.get(inp.get_element_type().get_type_name(),
+                                                                           "float32"), meta),
                                       output=output)
 
     def _get(self, shape: tuple[int, ...]) -> "_Compiled":
@@ -206,7 +211,7 @@ class OpenVINOBackend(Backend):
                 if not free:
                     collect()
                 request = free.pop()
-                request.start_async({0: np.ascontiguousarray(batches[i], dtype=np.float32)})
+                request.start_async({0: np.ascontiguousarray(batches[i])})  # float32 NCHW or --accept uint8
                 pending.append((i, request))
             while pending:
                 collect()

@@ -104,12 +104,12 @@ class _Lane:
             self.context.set_tensor_address(backend.output_name, self.d_out.ptr)
             self.addresses = addresses
             self.graph.reset()  # a captured graph holds the old pointers
-        self.h_in.view(shape, np.float32)[...] = batch
+        self.h_in.view(shape, backend.input_dtype)[...] = batch
 
     def enqueue(self, events: bool = False) -> None:
         """Copy in, run, copy out: all asynchronous on this lane's stream."""
         cudart, stream = self.backend.cudart, self.stream
-        nbytes_in = int(np.prod(self.shape)) * 4
+        nbytes_in = int(np.prod(self.shape)) * self.backend.input_dtype.itemsize
         nbytes_out = int(np.prod(self.out_shape)) * self.backend.output_dtype.itemsize
         if events:
             check(cudart, cudart.cudaEventRecord(self.events[0], stream), "cudaEventRecord")
@@ -244,8 +244,9 @@ class TensorRTBackend(Backend):
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_dtype = numpy_dtype(engine.get_tensor_dtype(self.input_name))
         self.output_dtype = numpy_dtype(engine.get_tensor_dtype(self.output_name))
-        if self.input_dtype != np.float32:
-            raise ArtifactError(f"the engine input is {self.input_dtype}, expected float32; re-prepare the bundle")
+        if self.input_dtype not in (np.float32, np.uint8):  # uint8: an --accept rgb8|bgr8 image
+            raise ArtifactError(f"the engine input is {self.input_dtype}, expected float32 (or uint8 with --accept); "
+                                "re-prepare the bundle")
         shape = tuple(int(d) for d in engine.get_tensor_shape(self.input_name))
         dims = tuple(d if d > 0 else None for d in shape)
         bounds: dict[str, Any] = {}
@@ -253,7 +254,8 @@ class TensorRTBackend(Backend):
             lo, opt, hi = engine.get_tensor_profile_shape(self.input_name, 0)
             bounds = {"min_shape": tuple(int(d) for d in lo), "opt_shape": tuple(int(d) for d in opt),
                       "max_shape": tuple(int(d) for d in hi)}
-        self.input_spec = InputSpec(name=self.input_name, shape=dims, dtype="float32", **bounds)
+        self.input_spec = InputSpec(name=self.input_name, shape=dims, dtype=str(self.input_dtype),
+                                    layout="NHWC" if self.input_dtype == np.uint8 else "NCHW", **bounds)
 
     # -- the pool of lanes -------------------------------------------------------------------
     def _new_lane(self, idle: bool = False) -> _Lane:

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from danet_deploy.errors import DanetDeployError, FrameError
+from danet_deploy.inputs import from_rgb
 from danet_deploy.runtime.ros_images import message_to_rgb
 from danet_deploy.runtime.stream import stream
 
@@ -149,7 +150,7 @@ class Pipeline:
                 continue
             kept[index] = (msg, rgb)
             index += 1
-            yield rgb
+            yield from_rgb(rgb, self.session.accepts)  # a bgr8 artifact takes the camera's BGR order
 
     def _bad(self, cause: str, text: str) -> None:
         with self.stats.lock:
