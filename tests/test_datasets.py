@@ -219,3 +219,36 @@ def test_limit_takes_the_first_images(tmp_path):
     assert len(open_dataset(f"cityscapes:{tmp_path}", limit=2)) == 2
     with pytest.raises(ConfigError):
         open_dataset(f"cityscapes:{tmp_path}", limit=0)
+
+
+# -- the same --data spec feeds the accuracy budget's validation and the calibration set ------------------------
+def test_budget_validation_from_a_dataset_matches_classes_and_resizes_labels(tmp_path):
+    from danet_deploy.data.validation import dataset_validation
+    from danet_deploy.model import get_config
+
+    write_scene_dataset("cityscapes", tmp_path, count=2, size=SIZE)
+    config = get_config("danet_demo")
+    tensors, labels, evaluated, desc = dataset_validation(f"cityscapes:{tmp_path}", 2, (16, 32),
+                                                          config.preprocessing.to_dict(), config.class_names)
+    assert tensors.shape == (2, 3, 16, 32) and labels.shape == (2, 16, 32) and evaluated == tuple(range(8))
+    assert desc["split"] == "val" and desc["classes"]["matched"] == 8
+    want = _scene_labels(1)[0][1::2, 1::2]  # nearest neighbour at half size: pixel centres
+    np.testing.assert_array_equal(labels[0], want)
+
+
+def test_calibration_reads_a_datasets_train_split_images_only(tmp_path):
+    from danet_deploy.data.calibration import load_calibration
+    from danet_deploy.model import get_config
+
+    write_scene_dataset("cityscapes", tmp_path, split="train", count=3, size=SIZE)
+    for label in (tmp_path / "gtFine").rglob("*.png"):
+        label.unlink()  # calibration needs no labels
+    calib = load_calibration(f"cityscapes:{tmp_path}", count=2, size=SIZE,
+                             preprocessing=get_config("danet_demo").preprocessing.to_dict(), log=lambda _: None,
+                             cache_dir=False)
+    assert len(calib) == 2 and all(name.startswith("leftImg8bit/train/") for name in calib.files)
+    from danet_deploy.errors import CalibrationError
+
+    with pytest.raises(CalibrationError, match="has 3 image"):
+        load_calibration(f"cityscapes:{tmp_path}", count=5, size=SIZE, preprocessing={}, log=lambda _: None,
+                         cache_dir=False)

@@ -184,3 +184,21 @@ def test_server_gives_the_local_engines_metrics(cityscapes, onnx_artifacts, tmp_
             assert "127.0.0.1" in remote.results[0].notes[0]
     finally:
         srv.close()
+
+
+@pytest.mark.slow
+def test_accuracy_budget_measured_in_miou_on_a_cityscapes_folder(tmp_path, capsys, torch):
+    from danet_deploy.cli.export import main as export_main
+
+    write_scene_dataset("cityscapes", tmp_path / "cs", count=4, size=SIZE)
+    write_scene_dataset("cityscapes", tmp_path / "cs", split="train", count=4, size=SIZE)
+    out = tmp_path / "int8"
+    assert export_main(["--model", "danet_demo", "--target", "onnxruntime", "--precision", "int8", "--input-size",
+                        "64x128", "--output", str(out), "--max-accuracy-drop", "0.3", "--val",
+                        f"cityscapes:{tmp_path / 'cs'}", "--val-count", "4", "--calib",
+                        f"cityscapes:{tmp_path / 'cs'}", "--calib-count", "4"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    budget = manifest["extra"]["accuracy_budget"]
+    assert budget["metric"] == "miou" and budget["met"] and budget["measured_drop"] <= 0.3
+    assert budget["validation"]["source"] == f"cityscapes:{tmp_path / 'cs'}" and budget["validation"]["split"] == "val"
+    assert manifest["export"]["test_protocol"]["mode"] == "whole"

@@ -211,8 +211,10 @@ def cityscapes_label_ids() -> dict[str, int]:
 
 
 # -- the layouts -------------------------------------------------------------------------------
-def open_dataset(spec: str | DataSpec, split: str | None = None, limit: int | None = None) -> Dataset:
-    """The samples of ``spec``'s ``split`` (default: the layout's validation split), first ``limit``."""
+def open_dataset(spec: str | DataSpec, split: str | None = None, limit: int | None = None,
+                 need_labels: bool = True) -> Dataset:
+    """The samples of ``spec``'s ``split`` (default: the layout's validation split), first ``limit``;
+    ``need_labels=False`` (calibration) accepts a split without label files."""
     spec = parse_data_spec(spec) if isinstance(spec, str) else spec
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
@@ -225,7 +227,7 @@ def open_dataset(spec: str | DataSpec, split: str | None = None, limit: int | No
     if limit is not None:
         data.samples = data.samples[:limit]
     data.skipped = [(str(s.image), "no label file") for s in data.samples if s.label is None]
-    if not data.labelled():
+    if need_labels and not data.labelled():
         raise InputError(f"{spec} split {split!r}: none of its {len(data.samples)} images has a label file "
                          f"({_where(spec, split)})")
     return data

@@ -47,12 +47,16 @@ def voc_palette() -> list[int]:
 
 
 def write_scene_dataset(layout: str, root: str | Path, split: str = "val", count: int = 4,
-                        size: tuple[int, int] = (64, 128), train_ids: bool = False, scene_split: str = "val"
+                        size: tuple[int, int] = (64, 128), train_ids: bool = False, scene_split: str | None = None
                         ) -> list[Path]:
-    """Write ``count`` scenes of ``scene_split`` as ``layout`` under ``root``; returns the image paths."""
+    """Write ``count`` scenes as ``layout``'s ``split`` under ``root``; returns the image paths.
+
+    ``scene_split``: the generator's split (default: ``val`` for a validation split, ``calib`` for
+    a train split, so calibrating on the train split never sees the validation images)."""
     from PIL import Image
 
     root = Path(root)
+    scene_split = scene_split or ("calib" if split in ("train", "training") else "val")
     scenes = SceneDataset(scene_split, size=size, count=count)
     written = []
     for i in range(count):

@@ -7,7 +7,7 @@ Preprocessed by the runtime's own code, like every tensor an engine is fed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -22,3 +22,24 @@ def generated_validation(count: int, size: tuple[int, int], preprocessing: dict[
     pairs = [data[i] for i in range(len(data))]
     tensors = np.concatenate([preprocess([image], preprocessing, size) for image, _ in pairs])
     return np.ascontiguousarray(tensors, np.float32), np.stack([label for _, label in pairs])
+
+
+def dataset_validation(spec: str, count: int, size: tuple[int, int], preprocessing: dict[str, Any],
+                       class_names: Sequence[str]) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], dict[str, Any]]:
+    """The first ``count`` labelled images of a dataset's validation split at the deployed ``size``:
+    ``(tensors, labels as the model's class indices resized by nearest neighbour, the classes the
+    dataset shares with the model, a description for the manifest)``."""
+    from ..runtime.preprocess import resize_mask
+    from .datasets import match_classes, open_dataset
+
+    data = open_dataset(spec, limit=count)
+    match = match_classes(list(class_names), data)
+    tensors, labels = [], []
+    for _, image, label in data.pairs():
+        tensors.append(preprocess([image], preprocessing, size))
+        labels.append(resize_mask(match.apply(label), size).astype(np.uint8))
+    desc = {"source": spec, "split": data.split, "count": len(labels), "size": list(size),
+            "classes": match.to_dict(), "skipped": len(data.skipped),
+            "disjoint_from_calibration": "the dataset's validation split (calibration: its train split or another "
+                                         "source)"}
+    return (np.ascontiguousarray(np.concatenate(tensors), np.float32), np.stack(labels), match.evaluated, desc)
