@@ -202,3 +202,26 @@ def test_accuracy_budget_measured_in_miou_on_a_cityscapes_folder(tmp_path, capsy
     assert budget["metric"] == "miou" and budget["met"] and budget["measured_drop"] <= 0.3
     assert budget["validation"]["source"] == f"cityscapes:{tmp_path / 'cs'}" and budget["validation"]["split"] == "val"
     assert manifest["export"]["test_protocol"]["mode"] == "whole"
+
+
+@pytest.mark.slow
+def test_bench_accuracy_columns_on_a_dataset(cityscapes, tmp_path, torch):
+    from danet_deploy.cli.bench import main as bench_main
+
+    out = tmp_path / "bench"
+    assert bench_main(["--model", "danet_demo", "--targets", "torch", "--precisions", "fp32", "--input-size", "64x128",
+                       "--iters", "1", "--warmup", "0", "--threads", "1", "--scenes", "2", "--no-plots",
+                       "--no-progress", "--data", f"cityscapes:{cityscapes}", "--output", str(out)]) == 0
+    report = json.loads((out / "bench.json").read_text())
+    assert report["scenes"]["source"] == f"cityscapes:{cityscapes}" and report["scenes"]["count"] == 2
+    row = report["rows"][0]
+    expected = evaluate(_quiet(models=("danet_demo",), data=f"cityscapes:{cityscapes}", limit=2, resize=SIZE),
+                        log=lambda _: None)
+    assert row["miou_vs_labels"] == round(expected.results[0].metrics.miou(), 6)
+
+
+def test_bench_refuses_a_bad_data_spec_before_any_work(tmp_path, capsys):
+    from danet_deploy.cli.bench import main as bench_main
+
+    assert bench_main(["--model", "danet_demo", "--data", "voc:/nowhere", "--output", str(tmp_path / "b")]) == 2
+    assert "does not exist" in capsys.readouterr().err
