@@ -225,3 +225,14 @@ def test_bench_refuses_a_bad_data_spec_before_any_work(tmp_path, capsys):
 
     assert bench_main(["--model", "danet_demo", "--data", "voc:/nowhere", "--output", str(tmp_path / "b")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_parity_on_a_dataset_scores_its_labels(cityscapes, onnx_artifacts, capsys, torch):
+    from danet_deploy.cli.parity import main as parity_main
+
+    artifact = str(onnx_artifacts["openvino"])
+    parity_main([artifact, "--data", f"cityscapes:{cityscapes}", "--data-count", "2", "--json", "--no-manifest"])
+    report = json.loads(capsys.readouterr().out)
+    expected = evaluate(_quiet(models=("danet_demo",), data=f"cityscapes:{cityscapes}", limit=2), log=lambda _: None)
+    assert report["reference_miou_vs_labels"] == pytest.approx(expected.results[0].metrics.miou(), abs=1e-6)
