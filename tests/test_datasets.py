@@ -10,8 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from danet_deploy.data.datasets import (IGNORE, match_classes, open_dataset, parse_data_spec,
-                                        read_label_file)
+from danet_deploy.data.datasets import (
+    IGNORE,
+    match_classes,
+    open_dataset,
+    parse_data_spec,
+    read_label_file,
+)
 from danet_deploy.data.scene_layouts import write_scene_dataset
 from danet_deploy.data.scenes import SceneDataset
 from danet_deploy.errors import ConfigError, InputError
@@ -74,7 +79,7 @@ def test_voc_reads_palette_labels_and_the_split_file(tmp_path):
     assert len(data) == 2
     with Image.open(data.samples[0].label) as img:
         assert img.mode == "P"
-    labels, match = _as_model_labels(data)
+    labels, _ = _as_model_labels(data)
     car = DEMO_CLASSES.index("car")
     for got, want in zip(labels, _scene_labels(2)):
         assert ((got == car) == (want == car)).all()
@@ -103,7 +108,7 @@ def folder_set(tmp_path):
 
 
 def _first_label(root):
-    return sorted((root / "labels").iterdir())[0]
+    return min((root / "labels").iterdir())
 
 
 def _read_all(spec):
@@ -166,7 +171,7 @@ def test_an_empty_split_is_an_error_naming_where_it_looked(tmp_path):
 @pytest.mark.parametrize("which", ["label", "image"])
 def test_a_corrupt_png_is_an_error_naming_the_file(folder_set, which):
     root, spec = folder_set
-    path = _first_label(root) if which == "label" else sorted((root / "images").iterdir())[0]
+    path = _first_label(root) if which == "label" else min((root / "images").iterdir())
     path.write_bytes(path.read_bytes()[:60])
     with pytest.raises(InputError, match=str(path)):
         _read_all(spec)
@@ -201,7 +206,7 @@ def test_a_grey_index_voc_label_is_read_like_a_palette_one(tmp_path):
 
 def test_mixed_cityscapes_label_kinds_are_refused(tmp_path):
     write_scene_dataset("cityscapes", tmp_path, count=2, size=SIZE)
-    first = sorted((tmp_path / "gtFine").rglob("*_labelIds.png"))[0]
+    first = min((tmp_path / "gtFine").rglob("*_labelIds.png"))
     first.rename(first.with_name(first.name.replace("_labelIds", "_labelTrainIds")))
     with pytest.raises(InputError, match="mixes"):
         open_dataset(f"cityscapes:{tmp_path}")

@@ -13,14 +13,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from typing import Any, Callable, Sequence, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from ..targets.options import _base_type
 
 R = TypeVar("R")
 
 
-def arg(default: Any = None, help: str = "", *, flag: str | None = None,  # noqa: A002 - argparse's word
+def arg(default: Any = None, help: str = "", *, flag: str | None = None,
         choices: Sequence[Any] | None = None, parser: Callable[[str], Any] | None = None,
         positional: bool = False, nargs: str | None = None, metavar: str | None = None,
         group: str | None = None) -> Any:

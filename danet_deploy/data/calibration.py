@@ -326,7 +326,7 @@ class _FolderLoader(_Loader):
 class _DatasetLoader(_FolderLoader):
     """The images of a dataset's train split (``cityscapes:ROOT`` ...), spread evenly over the split."""
 
-    def __init__(self, spec: str, count: int) -> None:  # noqa: super().__init__ is _Loader's, not the folder's
+    def __init__(self, spec: str, count: int) -> None:  # _Loader.__init__, not the folder scan of the parent
         _Loader.__init__(self)
         from .datasets import TRAIN_SPLIT, open_dataset, parse_data_spec
 

@@ -26,13 +26,18 @@ a documented skip: counted and listed (``Dataset.skipped``) and printed with the
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
-from ..errors import BackendUnavailableError, ConfigError, InputError, summarize_exception
+from ..errors import (
+    BackendUnavailableError,
+    ConfigError,
+    InputError,
+    summarize_exception,
+)
 from ..model.releases import ADE20K_CLASSES, CITYSCAPES_CLASSES, VOC_CLASSES
 from .images import IMAGE_SUFFIXES, read_image
 

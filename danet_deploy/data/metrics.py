@@ -71,7 +71,7 @@ class SegmentationMetrics:
         self.confusion += confusion_matrix(pred, label, self.num_classes, self.ignore_index)
         self.images += 1 if np.ndim(label) == 2 else int(np.shape(label)[0])
 
-    def merge(self, other: "SegmentationMetrics") -> None:
+    def merge(self, other: SegmentationMetrics) -> None:
         """Add another accumulator's counts (same classes), e.g. one per worker."""
         if other.confusion.shape != self.confusion.shape:
             raise InputError(f"cannot merge metrics of {other.num_classes} classes into {self.num_classes}")

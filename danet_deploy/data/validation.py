@@ -7,7 +7,8 @@ Preprocessed by the runtime's own code, like every tensor an engine is fed.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

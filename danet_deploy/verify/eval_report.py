@@ -11,8 +11,9 @@ from __future__ import annotations
 import csv
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,7 +33,7 @@ def _diff(value: float, base: float) -> str:
     return f"{100 * (value - base):+.2f}"
 
 
-def table_rows(outcome: "EvalResult") -> tuple[list[str], list[list[str]]]:
+def table_rows(outcome: EvalResult) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-class table (IoU x100, differences to the first model)."""
     results = outcome.results
     base = results[0]
@@ -62,32 +63,31 @@ def table_rows(outcome: "EvalResult") -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def terminal_table(outcome: "EvalResult") -> str:
+def terminal_table(outcome: EvalResult) -> str:
     header, rows = table_rows(outcome)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
     lines = ["  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in enumerate(zip(header, widths)))]
     lines.append("  ".join("-" * w for w in widths))
     lines += ["  ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))) for row in rows]
-    lines.append("IoU/Acc in % (mmsegmentation IoUMetric definitions); " + "; ".join(
-        f"{r.label}: {r.protocol.describe()}" for r in outcome.results))
+    lines.append("IoU/Acc in % (mmsegmentation IoUMetric definitions); " + protocols_text(outcome))
     if outcome.dataset.skipped:
         lines.append(f"skipped {len(outcome.dataset.skipped)} image(s) without a label file (listed in results.json)")
     return "\n".join(lines)
 
 
-def markdown_table(outcome: "EvalResult") -> str:
+def markdown_table(outcome: EvalResult) -> str:
     header, rows = table_rows(outcome)
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     d = outcome.dataset
     lines.append("")
     lines.append(f"Dataset `{d.spec}` split `{d.split}`, {len(d.labelled())} labelled images"
-                 + (f" ({len(d.skipped)} without a label skipped)" if d.skipped else "") + ". Protocols: "
-                 + "; ".join(f"{r.label}: {r.protocol.describe()}" for r in outcome.results) + ".")
+                 + (f" ({len(d.skipped)} without a label skipped)" if d.skipped else "") + "; "
+                 + protocols_text(outcome) + ".")
     return "\n".join(lines) + "\n"
 
 
-def csv_table(outcome: "EvalResult") -> str:
+def csv_table(outcome: EvalResult) -> str:
     header, rows = table_rows(outcome)
     buffer = io.StringIO()
     writer = csv.writer(buffer)
@@ -96,7 +96,7 @@ def csv_table(outcome: "EvalResult") -> str:
     return buffer.getvalue()
 
 
-def write_outputs(outcome: "EvalResult", folder: Path, force: bool, log: Callable[[str], None]) -> None:
+def write_outputs(outcome: EvalResult, folder: Path, force: bool, log: Callable[[str], None]) -> None:
     """results.json/.csv/.md, confusion_<model>.png and worst/<model>/NN_<image>.png in ``folder``."""
     from ..files import atomic_write_text
     from ..result_files import prepare_output_folder, refuse_overwrite
@@ -113,7 +113,7 @@ def write_outputs(outcome: "EvalResult", folder: Path, force: bool, log: Callabl
     log(f"results written to {folder}")
 
 
-def confusion_plot(result: "ModelResult", path: Path) -> None:
+def confusion_plot(result: ModelResult, path: Path) -> None:
     """The confusion matrix of the evaluated classes, each row normalised to the class's label pixels."""
     try:
         import matplotlib
@@ -145,7 +145,7 @@ def confusion_plot(result: "ModelResult", path: Path) -> None:
     plt.close(fig)
 
 
-def worst_images(outcome: "EvalResult", result: "ModelResult", folder: Path) -> None:
+def worst_images(outcome: EvalResult, result: ModelResult, folder: Path) -> None:
     """image | ground truth | prediction, over the image, for the lowest-scoring images, with a legend."""
     from ..result_files import save_png
     from ..runtime.preprocess import overlay, with_legend
@@ -164,6 +164,18 @@ def worst_images(outcome: "EvalResult", result: "ModelResult", folder: Path) -> 
         truth_view[truth == 255] = image[truth == 255] // 2  # ignored pixels: darkened, uncoloured
         row = np.concatenate([image, truth_view, overlay(image, mask, n)], axis=1)
         present = sorted(set(np.unique(mask).tolist()) | set(np.unique(truth[truth != 255]).tolist()))
-        picture = with_legend(row, result.metrics.class_names, present)
+        picture = with_legend(np.concatenate([_titles(row.shape[1], image.shape[1], name), row]),
+                              result.metrics.class_names, present)
         stem = name.replace("/", "_")
         save_png(folder / f"{rank:02d}_{stem}_miou{100 * score:.0f}.png", picture)
+
+
+def _titles(width: int, column: int, name: str) -> np.ndarray:
+    """A white strip naming the three columns of a worst-image picture."""
+    from PIL import Image, ImageDraw
+
+    strip = Image.new("RGB", (width, 14), (255, 255, 255))
+    draw = ImageDraw.Draw(strip)
+    for i, text in enumerate((f"image {name}", "ground truth (dark: ignored)", "prediction")):
+        draw.text((i * column + 4, 1), text, fill=(0, 0, 0))
+    return np.asarray(strip)

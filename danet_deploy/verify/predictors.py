@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,7 @@ def prefetched(items: Items, depth: int = 4) -> Iterator[tuple[int, np.ndarray]]
                 if stop.is_set():
                     return
             q.put(end)
-        except BaseException as exc:  # carried to the consumer, raised there
+        except BaseException as exc:  # noqa: BLE001 - not swallowed: carried to the consumer and raised there
             q.put(exc)
 
     thread = threading.Thread(target=reader, name="danet-eval-reader", daemon=True)
@@ -148,8 +149,8 @@ class ServerPredictor:
         probe.wait_ready(timeout_s)
         self.url = f"{probe.protocol}://{probe.url}"
         probe.close()
-        self.notes = [f"images sent to {self.url} ({self.in_flight} requests in flight); the server runs its "
-                      "engine whole-image at its input size"]
+        self.notes = [(f"images sent to {self.url} ({self.in_flight} requests in flight); the server runs its "
+                       "engine whole-image at its input size")]
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)

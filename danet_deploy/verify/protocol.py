@@ -53,7 +53,7 @@ class TestProtocol:
         scale = min(long_edge / max(height, width), short_edge / min(height, width))
         return int(height * scale + 0.5), int(width * scale + 0.5)
 
-    def with_overrides(self, **changes: Any) -> "TestProtocol":
+    def with_overrides(self, **changes: Any) -> TestProtocol:
         given = {k: v for k, v in changes.items() if v is not None}
         if not given:
             return self
@@ -66,7 +66,8 @@ class TestProtocol:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
-        size = f"resize to fit {self.resize[0]}x{self.resize[1]} (keep ratio)" if self.resize else "original size"
+        size = (f"resize to fit {self.resize[0]}x{self.resize[1]} (keep ratio)" if self.resize else
+                "no resize (a fixed-size engine takes its own input size)")
         how = (f"slide {self.crop[0]}x{self.crop[1]} windows, stride {self.stride[0]}x{self.stride[1]}"
                if self.mode == "slide" and self.crop and self.stride else
                f"slide {self.crop[0]}x{self.crop[1]} windows" if self.mode == "slide" and self.crop else "whole image")
@@ -97,4 +98,4 @@ def release_protocol(model_name: str | None, recorded: dict[str, Any] | None = N
             return _MMSEG[dataset]
     if name.startswith("danet_official_"):
         return TestProtocol("whole", None, None, None, True, "official DANet test script (single scale)")
-    return TestProtocol(source="whole image: the engine's fixed input size, or the image's own for a dynamic engine")
+    return TestProtocol(source="default for a generated preset")
