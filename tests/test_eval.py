@@ -236,3 +236,20 @@ def test_parity_on_a_dataset_scores_its_labels(cityscapes, onnx_artifacts, capsy
     report = json.loads(capsys.readouterr().out)
     expected = evaluate(_quiet(models=("danet_demo",), data=f"cityscapes:{cityscapes}", limit=2), log=lambda _: None)
     assert report["reference_miou_vs_labels"] == pytest.approx(expected.results[0].metrics.miou(), abs=1e-6)
+
+
+def test_an_unreachable_server_is_a_clean_error(cityscapes, tmp_path, capsys):
+    pytest.importorskip("tritonclient.http")
+    from danet_deploy.export import export
+    from danet_deploy.export.pipeline import ExportRequest
+
+    artifact, _ = export(ExportRequest(model="danet_demo", target="onnx", precision="fp32", input_size=SIZE,
+                                       output=str(tmp_path / "onnx")), log=lambda _m: None)
+    with __import__("socket").socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    assert main([str(artifact), "--data", f"cityscapes:{cityscapes}", "--server", f"127.0.0.1:{port}",
+                 "--server-wait", "1", "--quiet"]) == 2
+    assert "is danet-serve running there" in capsys.readouterr().err
+    assert main(["danet_demo", "--data", f"cityscapes:{cityscapes}", "--server", f"127.0.0.1:{port}", "--quiet"]) == 2
+    assert "name the artifact folder" in capsys.readouterr().err

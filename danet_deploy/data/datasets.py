@@ -129,11 +129,12 @@ class Dataset:
             label[raw == IGNORE] = IGNORE
             raw = label.astype(np.uint8)
         elif self.lut is not None:
-            unknown = ~np.isin(raw, np.flatnonzero(self.lut != _UNMAPPED))
+            mapped = self.lut[raw]
+            unknown = mapped == _UNMAPPED
             if unknown.any():
                 raise InputError(f"label {sample.label} holds values {_values(raw[unknown])} that the "
                                  f"{self.spec.layout} label table does not know: not a *_labelIds.png of this layout")
-            raw = self.lut[raw].astype(np.uint8)
+            raw = mapped
         bad = (raw != IGNORE) & (raw >= len(self.classes))
         if bad.any():
             raise InputError(f"label {sample.label} holds values {_values(raw[bad])} beyond the {len(self.classes)} "

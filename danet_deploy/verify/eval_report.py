@@ -63,6 +63,14 @@ def table_rows(outcome: EvalResult) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+def protocols_text(outcome: EvalResult) -> str:
+    """The protocol of each model, once when they all share it."""
+    texts = [r.protocol.describe() for r in outcome.results]
+    if len(set(texts)) == 1:
+        return f"protocol: {texts[0]}"
+    return "protocols: " + "; ".join(f"{r.label}: {t}" for r, t in zip(outcome.results, texts))
+
+
 def terminal_table(outcome: EvalResult) -> str:
     header, rows = table_rows(outcome)
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]

@@ -54,6 +54,7 @@ class EvalRequest:
     server_protocol: str = arg("http", "protocol of --server HOST:PORT", choices=("http", "grpc"),
                                group="Triton server")
     in_flight: int = arg(4, "requests in flight to --server", metavar="N", group="Triton server")
+    server_wait: float = arg(30.0, "seconds to wait for --server to be ready", metavar="S", group="Triton server")
     output: str | None = arg(None, "write results.json/.csv/.md, confusion-matrix plots and the worst images' "
                              "overlays to DIR", metavar="DIR", group="results")
     save_masks: str | None = arg(None, "write every predicted mask as a PNG to DIR/<model>/", metavar="DIR",
@@ -70,8 +71,8 @@ class EvalRequest:
             raise ConfigError("name at least one artifact, model file, preset or checkpoint to evaluate")
         if not self.data:
             raise ConfigError(f"--data is required: {SPEC_HELP}")
-        if self.worst < 0 or self.in_flight < 1:
-            raise ConfigError("--worst must be >= 0 and --in-flight >= 1")
+        if self.worst < 0 or self.in_flight < 1 or not self.server_wait > 0:
+            raise ConfigError("--worst must be >= 0, --in-flight >= 1 and --server-wait > 0")
         if self.server and len(self.models) != 1:
             raise ConfigError("--server evaluates the one model it serves: name only that artifact")
 
@@ -141,30 +142,41 @@ def evaluate(request: EvalRequest, log: Callable[[str], None] = print) -> EvalRe
     return outcome
 
 
-def _open(model: str, request: EvalRequest) -> Any:
-    from .. import runtime
+class _Described:
+    """What the evaluator needs of a model served elsewhere: its manifest (no engine is loaded here)."""
 
-    options = {"threads": request.threads} if request.threads else {}
-    return runtime.load(model, **options)
+    def __init__(self, folder: str) -> None:
+        from ..manifest import read_manifest
+
+        self.manifest = read_manifest(Path(folder))
+        self.class_names, self.num_classes = list(self.manifest.class_names), int(self.manifest.num_classes)
+
+    def close(self) -> None:
+        pass
 
 
 def _evaluate_model(model: str, label: str, dataset: Dataset, request: EvalRequest,
                     log: Callable[[str], None]) -> ModelResult:
+    from .. import runtime
     from .predictors import ServerPredictor, SessionPredictor
 
-    session = _open(model, request)
+    if request.server and not Path(model).is_dir():
+        raise ConfigError(f"with --server, name the artifact folder the server serves (for its classes and "
+                          f"protocol), not {model!r}")
+    options = {"threads": request.threads} if request.threads else {}
+    session: Any = _Described(model) if request.server else runtime.load(model, **options)
+    predictor: Any = None
     try:
         manifest = session.manifest
         protocol = release_protocol(manifest.model.get("name"), manifest.export.get("test_protocol")).with_overrides(
             mode=request.mode, resize=request.resize, crop=request.crop, stride=request.stride)
         match = match_classes(list(session.class_names), dataset)
-        num_classes = session.num_classes
         if request.server:
             if protocol.mode != "whole":
-                raise ConfigError("--server runs whole images (the server's engine decides the size): drop --mode "
-                                  "slide, or evaluate the artifact locally")
-            predictor: Any = ServerPredictor(request.server, request.server_protocol, request.in_flight)
-            session.close()
+                raise ConfigError("--server runs whole images (the server's engine decides the size): pass --mode "
+                                  "whole, or evaluate the artifact locally")
+            predictor = ServerPredictor(request.server, request.server_protocol, request.in_flight,
+                                        ready_s=request.server_wait)
         else:
             predictor = SessionPredictor(session, protocol)
         log(f"{label}: {protocol.describe()}; {len(match.evaluated)} class(es) matched by name"
@@ -172,13 +184,13 @@ def _evaluate_model(model: str, label: str, dataset: Dataset, request: EvalReque
             + (f"; dataset-only (pixels ignored): {len(match.dataset_only)}" if match.dataset_only else ""))
         for note in predictor.notes:
             log(f"{label}: note: {note}")
-        result = _score(predictor, model, label, dataset, match, num_classes, list(session.class_names), protocol,
-                        request)
+        result = _score(predictor, model, label, dataset, match, session.num_classes, list(session.class_names),
+                        protocol, request)
         result.notes = list(predictor.notes)
         return result
     finally:
         session.close()
-        if request.server and "predictor" in locals():
+        if isinstance(predictor, ServerPredictor):
             predictor.close()
 
 

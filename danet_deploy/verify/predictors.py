@@ -78,31 +78,24 @@ class SessionPredictor:
             self.notes.append(f"the engine's fixed input {static[0]}x{static[1]} replaces the protocol's resize "
                               f"{protocol.resize[0]}x{protocol.resize[1]} (logits are resized back to each label)")
 
-    def _streamable(self, image: np.ndarray) -> bool:
-        if self.protocol.mode != "whole":
-            return False
-        return self.session.input_spec.static_hw is not None or \
-            self.protocol.scaled_size(*image.shape[:2]) == tuple(image.shape[:2])
+    @property
+    def streams(self) -> bool:
+        """Whole images that need no resize of our own (a fixed-size engine resizes itself) go
+        through ``Session.stream``; the rest take the exact per-image path."""
+        return self.protocol.mode == "whole" and (self.session.input_spec.static_hw is not None
+                                                  or self.protocol.resize is None)
 
     def predict(self, items: Items) -> Iterator[tuple[int, np.ndarray]]:
-        source = prefetched(items)
-        first = next(source, None)
-        if first is None:
-            return
-        if self._streamable(first[1]):
-            yield from self._stream(first, source)
-        else:
-            yield self._one(*first)
-            for index, image in source:
+        if not self.streams:
+            for index, image in prefetched(items):
                 yield self._one(index, image)
-
-    def _stream(self, first: tuple[int, np.ndarray], rest: Iterator[tuple[int, np.ndarray]]
-                ) -> Iterator[tuple[int, np.ndarray]]:
+            return
         indices: list[int] = []
 
         def frames() -> Iterator[np.ndarray]:
-            yield from _frames_of([first], indices, self)
-            yield from _frames_of(rest, indices, self)
+            for index, image in items:
+                indices.append(index)  # the stream's own reader thread runs this generator
+                yield image
 
         for position, mask, _ in self.session.stream(frames(), depth=2, jobs=self.jobs):
             yield indices[position], mask
@@ -119,21 +112,11 @@ class SessionPredictor:
         return index, mask_at_size(logits, size)  # type: ignore[arg-type]
 
 
-def _frames_of(items: Iterable[tuple[int, np.ndarray]], indices: list[int], owner: SessionPredictor
-               ) -> Iterator[np.ndarray]:
-    for index, image in items:
-        if not owner._streamable(image):
-            raise ConfigError(f"image {index} needs the per-image protocol path while the first image streamed; "
-                              "images of mixed sizes under --resize: pass --resize to match them all")
-        indices.append(index)
-        yield image
-
-
 class ServerPredictor:
     """Masks from a running ``danet-serve`` (Triton): ``in_flight`` requests at once, results in order."""
 
     def __init__(self, url: str, protocol: str, in_flight: int = 4, model_name: str = "danet",
-                 timeout_s: float = 120.0) -> None:
+                 timeout_s: float = 120.0, ready_s: float = 30.0) -> None:
         from ..serve.client import SegmentationClient
 
         self.in_flight = max(1, int(in_flight))
@@ -146,7 +129,7 @@ class ServerPredictor:
 
         self._make: Callable[[], Any] = make
         probe = make()
-        probe.wait_ready(timeout_s)
+        probe.wait_ready(ready_s)
         self.url = f"{probe.protocol}://{probe.url}"
         probe.close()
         self.notes = [(f"images sent to {self.url} ({self.in_flight} requests in flight); the server runs its "
