@@ -257,3 +257,20 @@ def test_calibration_reads_a_datasets_train_split_images_only(tmp_path):
     with pytest.raises(CalibrationError, match="has 3 image"):
         load_calibration(f"cityscapes:{tmp_path}", count=5, size=SIZE, preprocessing={}, log=lambda _: None,
                          cache_dir=False)
+
+
+def test_any_data_spec_text_parses_or_is_a_config_error():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.one_of(st.text(max_size=40), st.builds(lambda a, b: f"{a}:{b}", st.sampled_from(
+        ["cityscapes", "ade20k", "voc", "folder", "CITYSCAPES", "x"]), st.text(max_size=30))))
+    def check(text):
+        try:
+            spec = parse_data_spec(text)
+        except ConfigError:
+            return
+        assert spec.layout in ("cityscapes", "ade20k", "voc", "folder") and str(spec.root)
+
+    check()

@@ -78,8 +78,15 @@ def parse_data_spec(text: str) -> DataSpec:
         if not comma or not images.strip() or not labels.strip():
             raise ConfigError(f"--data {text!r}: a folder dataset is folder:IMAGES,LABELS (two folders, paired by "
                               "file stem)")
-        return DataSpec(layout, Path(images.strip()).expanduser(), Path(labels.strip()).expanduser())
-    return DataSpec(layout, Path(rest.strip()).expanduser())
+        return DataSpec(layout, _path(images, text), _path(labels, text))
+    return DataSpec(layout, _path(rest, text))
+
+
+def _path(text: str, spec: str) -> Path:
+    try:
+        return Path(text.strip()).expanduser()
+    except RuntimeError as exc:  # "~user" of a user this machine does not have
+        raise ConfigError(f"--data {spec!r}: {exc}; write the folder out in full") from None
 
 
 @dataclass(frozen=True)
@@ -114,7 +121,7 @@ class Dataset:
     def read_image(self, sample: Sample) -> np.ndarray:
         return read_image(sample.image)
 
-    def read_label(self, sample: Sample, shape: tuple[int, int] | None = None) -> np.ndarray:
+    def read_label(self, sample: Sample, shape: tuple[int, ...] | None = None) -> np.ndarray:
         """The label as train ids (``uint8 [H, W]``, :data:`IGNORE` where not scored); ``shape``: the
         image's ``(H, W)``, which the label must match."""
         assert sample.label is not None
@@ -196,7 +203,7 @@ def cityscapes_label_table() -> np.ndarray:
     """``lut[label_id] -> train id`` from the official table (``cityscapesscripts.helpers.labels``);
     ids whose train id is 255 or -1 map to :data:`IGNORE`, values no row names to ``_UNMAPPED``."""
     try:
-        from cityscapesscripts.helpers.labels import labels
+        from cityscapesscripts.helpers.labels import labels  # type: ignore[import-untyped]
     except ImportError as exc:
         raise BackendUnavailableError("Cityscapes *_labelIds.png need the official label table: pip install "
                                       "'danet-deploy[datasets]' (cityscapesscripts), or provide the "
@@ -211,7 +218,7 @@ def cityscapes_label_table() -> np.ndarray:
 
 def cityscapes_label_ids() -> dict[str, int]:
     """Class name -> Cityscapes label id of the 19 evaluated classes (for writing ``*_labelIds.png``)."""
-    from cityscapesscripts.helpers.labels import labels
+    from cityscapesscripts.helpers.labels import labels  # type: ignore[import-untyped]
 
     return {row.name: row.id for row in labels if not row.ignoreInEval and 0 <= row.trainId < 255}
 

@@ -163,7 +163,7 @@ def _evaluate_model(model: str, label: str, dataset: Dataset, request: EvalReque
     if request.server and not Path(model).is_dir():
         raise ConfigError(f"with --server, name the artifact folder the server serves (for its classes and "
                           f"protocol), not {model!r}")
-    options = {"threads": request.threads} if request.threads else {}
+    options: dict[str, Any] = {"threads": request.threads} if request.threads else {}
     session: Any = _Described(model) if request.server else runtime.load(model, **options)
     predictor: Any = None
     try:

@@ -89,7 +89,8 @@ def release_protocol(model_name: str | None, recorded: dict[str, Any] | None = N
     when present, else the release preset's, else the whole image as the engine takes it."""
     if recorded:
         fields = {f.name for f in dataclasses.fields(TestProtocol)}
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items() if k in fields}
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in recorded.items()
+                                  if k in fields}
         return TestProtocol(**values)
     name = str(model_name or "")
     if name.startswith("danet_mmseg_"):
