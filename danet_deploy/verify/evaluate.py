@@ -116,14 +116,6 @@ class EvalResult:
         return {"dataset": self.dataset.describe(), "models": [r.to_dict() for r in self.results]}
 
 
-def image_miou(confusion: np.ndarray, evaluated: tuple[int, ...]) -> float:
-    """One image's mIoU over the evaluated classes present in it (ranks the worst images)."""
-    intersect = np.diag(confusion)
-    union = confusion.sum(0) + confusion.sum(1) - intersect
-    picked = [i for i in evaluated if union[i] > 0]
-    return float(np.mean(intersect[picked] / union[picked])) if picked else float("nan")
-
-
 def evaluate(request: EvalRequest, log: Callable[[str], None] = print) -> EvalResult:
     """Every model of ``request`` on the dataset; results (and files, when asked) in one :class:`EvalResult`."""
     from ..result_files import output_stems
@@ -206,6 +198,7 @@ def _score(predictor: Any, model: str, label: str, dataset: Dataset, match: Clas
             yield index, image
 
     metrics = SegmentationMetrics(num_classes, class_names, evaluated=match.evaluated)
+    one = SegmentationMetrics(num_classes, evaluated=match.evaluated)  # one image's, to rank the worst
     worst: list[tuple[float, int, str, np.ndarray]] = []  # a max-heap by -score of the N lowest
     masks_dir = Path(request.save_masks) / label if request.save_masks else None
     bar = progress_bar(total=len(samples), desc=label, unit="img", enabled=not request.quiet)
@@ -217,7 +210,8 @@ def _score(predictor: Any, model: str, label: str, dataset: Dataset, match: Clas
             metrics.confusion += conf
             metrics.images += 1
             if request.worst:
-                entry = (-image_miou(conf, match.evaluated), -index, samples[index].name, mask)
+                one.confusion = conf
+                entry = (-one.miou(), -index, samples[index].name, mask)
                 score = entry[0] if np.isfinite(entry[0]) else -2.0
                 if len(worst) < request.worst:
                     heapq.heappush(worst, (score, *entry[1:]))  # type: ignore[arg-type]
