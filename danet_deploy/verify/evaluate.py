@@ -29,6 +29,9 @@ from ..progress import progress_bar
 from .protocol import MODES, TestProtocol, release_protocol
 
 
+PROTOCOL = "test protocol (default: the model's release protocol)"
+
+
 @dataclass(frozen=True)
 class EvalRequest:
     """What ``danet-eval`` was asked (the CLI is generated from these fields)."""
@@ -40,14 +43,13 @@ class EvalRequest:
     split: str | None = arg(None, "dataset split (default: the layout's validation split)")
     limit: int | None = arg(None, "evaluate the first N images of the split only", metavar="N")
     mode: str | None = arg(None, "override the test protocol: whole image or sliding window", choices=MODES,
-                           group="test protocol (default: the model's release protocol)")
+                           group=PROTOCOL)
     resize: tuple[int, int] | None = arg(None, "resize every image to fit HxW keeping its aspect ratio (mmseg Resize "
-                                         "keep_ratio)", parser=parse_size, metavar="HxW", group="test protocol "
-                                         "(default: the model's release protocol)")
+                                         "keep_ratio)", parser=parse_size, metavar="HxW", group=PROTOCOL)
     crop: tuple[int, int] | None = arg(None, "sliding-window size", parser=parse_size, metavar="HxW",
-                                       group="test protocol (default: the model's release protocol)")
+                                       group=PROTOCOL)
     stride: tuple[int, int] | None = arg(None, "sliding-window stride (default 2/3 of the crop)", parser=parse_size,
-                                         metavar="HxW", group="test protocol (default: the model's release protocol)")
+                                         metavar="HxW", group=PROTOCOL)
     server: str | None = arg(None, "send the images to a running danet-serve at HOST:PORT (or http://, grpc://) "
                              "instead of a local session; MODEL is then the artifact it serves (for its classes)",
                              metavar="HOST:PORT", group="Triton server")
