@@ -28,7 +28,6 @@ from ..errors import ConfigError
 from ..progress import progress_bar
 from .protocol import MODES, TestProtocol, release_protocol
 
-
 PROTOCOL = "test protocol (default: the model's release protocol)"
 
 
