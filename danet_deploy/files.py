@@ -30,6 +30,20 @@ def is_plain_name(name: Any) -> bool:
             and not any(sep in name for sep in separators))
 
 
+def weights_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot be a shipped-weights name (``ModelConfig.weights``), or ``None`` if it can.
+
+    Why a rule by name: the field is read back from artifact manifests, so it must only ever pick a
+    file of this package's weights folder, never steer the loader to a path of the manifest's choosing.
+    Here, not in ``model``, because the manifest checks it on a runtime-only install.
+    """
+    if not isinstance(name, str) or not name.strip():
+        return "is not a file name"
+    if not is_plain_name(name) or ":" in name:
+        return "is not a plain file name (no folders, drive, '..' or absolute path)"
+    return None
+
+
 def sha256_file(path: str | Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:

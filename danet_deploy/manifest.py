@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from .counts import is_count
+from .counts import MAX_CLASSES, is_count
 from .errors import ArtifactError, CheckpointError, ManifestError
-from .files import atomic_write_text, sha256_file
+from .files import atomic_write_text, sha256_file, weights_name_problem
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -209,13 +209,22 @@ def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:
     return directory / name
 
 
-def checkpoint_name(suffix: str) -> str:
-    """The name danet-export gives the copy of a user's checkpoint inside an artifact.
+#: The name of the checkpoint copy an artifact carries. Always a safetensors file: a ``.safetensors``
+#: checkpoint is copied as it is, any other is carried as its weights only
+#: (:func:`danet_deploy.export.pipeline.carry_weights`), so an artifact never holds a pickle, an
+#: optimizer state or training logs; a fixed name can never collide with or reach beyond the model files.
+CARRIED_CHECKPOINT = "checkpoint.safetensors"
 
-    Only the suffix is kept (``.safetensors`` decides how it is read; anything else is read
-    weights-only by torch), so the name can never collide with or reach beyond the model files.
+
+def carried_sha256(info: dict[str, Any]) -> Any:
+    """The sha256 of the checkpoint copy an artifact carries.
+
+    Why two digests: ``checkpoint.sha256`` is the user's original file (what danet-bench and
+    danet-parity compare a checkpoint with); the copy holds its weights only, so it has its own,
+    ``carried_sha256``. Artifacts written before the copy was trimmed carry the whole file, whose
+    digest is ``sha256``.
     """
-    return "checkpoint.safetensors" if suffix.lower() == ".safetensors" else "checkpoint.pt"
+    return info.get("carried_sha256") or info.get("sha256")
 
 
 def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | None:
@@ -238,7 +247,7 @@ def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | Non
         path = artifact_path(directory, name, "checkpoint")
     except ManifestError as exc:
         raise ManifestError(f"{exc}. The checkpoint entry does not name a file the artifact carries: {fix}") from exc
-    digest = info.get("sha256")
+    digest = carried_sha256(info)
     if name not in manifest.files or manifest.files[name] != digest:
         raise ManifestError(f"{directory}: checkpoint {name!r} is not listed in the manifest's files with the "
                             f"checkpoint's sha256; {fix}")
@@ -247,9 +256,9 @@ def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | Non
 
 
 def carry_checkpoint(source: Path, info: dict[str, Any], workdir: Path) -> None:
-    """Copy the checkpoint an artifact carries (the user's file at export, a bundle's copy when
-    its engine is built) into the new artifact's (still temporary) folder, as
-    ``info["path"]``, and check the copy has the sha256 recorded when the model was loaded.
+    """Copy the checkpoint an artifact carries (a user's ``.safetensors`` file at export, a bundle's
+    copy when its engine is built) into the new artifact's (still temporary) folder, as
+    ``info["path"]``, and check the copy has the sha256 recorded for it (:func:`carried_sha256`).
 
     Why a copy: the torch backend, danet-parity and the per-layer reference rebuild the model from
     it, and an artifact may reference only files inside its own folder; the hash check means a
@@ -261,7 +270,7 @@ def carry_checkpoint(source: Path, info: dict[str, Any], workdir: Path) -> None:
     except OSError as exc:
         raise CheckpointError(f"cannot copy checkpoint {source} into the artifact ({exc.strerror or exc}); check "
                               "that it is readable and that the output folder has room") from exc
-    if sha256_file(target) != info["sha256"]:
+    if sha256_file(target) != carried_sha256(info):
         raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
                               "with); export again once nothing is writing it")
 
@@ -316,14 +325,10 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
     model, prep = data["model"], data["preprocessing"]
     weights = model.get("weights")
     if weights is not None:
-        from .model.registry import weights_name_problem
-
         problem = weights_name_problem(weights)
         if problem:
             fail(f"model.weights {weights!r:.80} {problem}: it may only name a file shipped in danet_deploy/weights "
                  "(such as 'danet_demo.safetensors'), or be null")
-    from .model.registry import MAX_CLASSES
-
     classes = model.get("num_classes", 1)
     if not is_count(classes, 1, MAX_CLASSES):
         fail(f"model.num_classes must be an integer in 1..{MAX_CLASSES}, got {classes!r:.80}")
@@ -374,6 +379,10 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
         if bound is not None and (not isinstance(bound, list) or len(bound) != 4
                                   or not all(is_count(d, 1, 2**31 - 1) for d in bound)):
             fail(f"input.{key} must be 4 positive integers, got {bound!r:.80}")
+    if "tensorrt" in data.get("extra", {}):  # a bundle's or engine's profile, attention plan and build facts
+        from .tensorrt.manifest_facts import check_tensorrt_facts
+
+        check_tensorrt_facts(data["extra"]["tensorrt"], fail)
 
 
 def _is_number(value: Any) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -73,6 +74,30 @@ def check_output_file(path: str | Path, force: bool, option: str = "--output", f
     if not force and (path.exists() or path.is_symlink()):
         raise ConfigError(f"{option} {path} already exists; pass {flag} to replace it, or choose another {option}")
     return path
+
+
+BENCHMARK_RUNS = Path("runs") / "benchmarks"  # git-ignored: a run never lands on the committed results
+
+
+def benchmark_result_paths(out: str | Path | None, names: Sequence[str], root: str | Path, force: bool,
+                           option: str = "--out") -> list[Path]:
+    """The files a benchmark script writes, checked before it measures anything.
+
+    ``out`` given: that file and its siblings named by the other suffixes in ``names`` (e.g. the
+    ``.json`` beside a ``.md``), each refused when it exists unless ``force``. ``out`` None: a fresh
+    ``<root>/runs/benchmarks/<stem>-<UTC time>-<pid>/`` folder, so a plain run never writes over
+    ``benchmarks/results/`` (the committed numbers the README quotes).
+    """
+    if out is None:
+        stem = Path(names[0]).stem
+        folder = Path(root) / BENCHMARK_RUNS / f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
+        first = folder / names[0]
+    else:
+        first = Path(out)
+    paths = [first] + [first.with_suffix(Path(name).suffix) for name in names[1:]]
+    for path in paths:
+        check_output_file(path, force, option)
+    return paths
 
 
 def writable(path: str | Path) -> bool:

@@ -274,3 +274,14 @@ def test_any_data_spec_text_parses_or_is_a_config_error():
         assert spec.layout in ("cityscapes", "ade20k", "voc", "folder") and str(spec.root)
 
     check()
+
+
+def test_without_cityscapesscripts_label_ids_name_the_extra(tmp_path, monkeypatch):
+    import sys
+
+    from danet_deploy.errors import MissingExtraError
+
+    write_scene_dataset("cityscapes", tmp_path, count=1, size=SIZE)
+    monkeypatch.setitem(sys.modules, "cityscapesscripts.helpers.labels", None)
+    with pytest.raises(MissingExtraError, match=r"danet-deploy\[datasets\]"):
+        open_dataset(f"cityscapes:{tmp_path}")

@@ -43,8 +43,9 @@ def _fields(cls: type) -> list[tuple[dataclasses.Field[Any], dict[str, Any]]]:
 
 def build_parser(cls: type, prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
     """An ``argparse`` parser with one argument per :func:`arg` field of ``cls``."""
-    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    from .common import HelpFormatter
+
+    p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
     hints = typing.get_type_hints(cls)
     groups: dict[str, Any] = {}
     for f, meta in _fields(cls):
@@ -65,8 +66,6 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
             target.add_argument(f.name, **kwargs)
         else:
             default = f.default if f.default is not dataclasses.MISSING else None
-            if kind is not bool and default is not None and "%(default)" not in kwargs["help"]:
-                kwargs["help"] += " (default %(default)s)"
             target.add_argument(meta["flag"] or "--" + f.name.replace("_", "-"), dest=f.name, default=default,
                                 **kwargs)
     return p

@@ -33,7 +33,6 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import (
-    BackendUnavailableError,
     ConfigError,
     InputError,
     summarize_exception,
@@ -199,16 +198,19 @@ def read_label_file(path: Path, allow_rgb: bool = False) -> np.ndarray:
 
 
 # -- label tables ------------------------------------------------------------------------------
+def _cityscapes_labels(what: str) -> list:
+    """The official label table (``cityscapesscripts.helpers.labels.labels``), or a
+    :class:`~danet_deploy.errors.MissingExtraError` naming ``pip install 'danet-deploy[datasets]'``."""
+    from ..extras import require
+
+    return list(require("cityscapesscripts.helpers.labels", what).labels)
+
+
 def cityscapes_label_table() -> np.ndarray:
     """``lut[label_id] -> train id`` from the official table (``cityscapesscripts.helpers.labels``);
     ids whose train id is 255 or -1 map to :data:`IGNORE`, values no row names to ``_UNMAPPED``."""
-    try:
-        from cityscapesscripts.helpers.labels import labels  # type: ignore[import-untyped]
-    except ImportError as exc:
-        raise BackendUnavailableError("Cityscapes *_labelIds.png need the official label table: pip install "
-                                      "'danet-deploy[datasets]' (cityscapesscripts), or provide the "
-                                      "*_gtFine_labelTrainIds.png files (cityscapesscripts' createTrainIdLabelImgs)"
-                                      ) from exc
+    labels = _cityscapes_labels("Cityscapes *_labelIds.png (or write *_gtFine_labelTrainIds.png with "
+                                "cityscapesscripts' createTrainIdLabelImgs)")
     lut = np.full(256, _UNMAPPED, np.uint8)
     for row in labels:
         if 0 <= row.id < 256:
@@ -218,9 +220,8 @@ def cityscapes_label_table() -> np.ndarray:
 
 def cityscapes_label_ids() -> dict[str, int]:
     """Class name -> Cityscapes label id of the 19 evaluated classes (for writing ``*_labelIds.png``)."""
-    from cityscapesscripts.helpers.labels import labels  # type: ignore[import-untyped]
-
-    return {row.name: row.id for row in labels if not row.ignoreInEval and 0 <= row.trainId < 255}
+    rows = _cityscapes_labels("writing Cityscapes label ids")
+    return {row.name: row.id for row in rows if not row.ignoreInEval and 0 <= row.trainId < 255}
 
 
 # -- the layouts -------------------------------------------------------------------------------

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..artifact_dir import check_output_dir, scratch_dir
-from ..errors import ConfigError, UnknownModelError
+from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..files import sha256_file
-from ..manifest import Manifest, atomic_artifact_dir, carry_checkpoint, checkpoint_name
+from ..manifest import CARRIED_CHECKPOINT, Manifest, atomic_artifact_dir, carry_checkpoint
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
 from ..targets import Target, TargetOptions, get_target, target_names
@@ -281,12 +281,37 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
                                 "and not an existing checkpoint file")
     from ..model.inspect import model_from_checkpoint
 
+    digest = sha256_file(path)  # before reading: a file rewritten meanwhile is caught when it is carried
     model, info = model_from_checkpoint(path, request.arch, request.num_classes, request.model_options, log or _print)
-    model.checkpoint_info = {"path": checkpoint_name(path.suffix), "sha256": sha256_file(path),
-                             "file_name": path.name, **info}
+    model.checkpoint_info = {"path": CARRIED_CHECKPOINT, "sha256": digest, "file_name": path.name, **info}
     model.checkpoint_source = path
     model.weights_sha256 = None  # the checkpoint's own digest is in checkpoint_info
     return model
+
+
+def carry_weights(source: Path, info: dict[str, Any], workdir: Path) -> None:
+    """Put the weights of the checkpoint ``source`` into the artifact as ``info["path"]`` (safetensors),
+    and record their sha256 as ``info["carried_sha256"]``; ``info["sha256"]`` stays the original file's.
+
+    Why the weights only: a training file holds the optimizer state (twice the weights with
+    momentum, 383 MB for 190 MB of weights measured), mmengine's ``message_hub`` and the config;
+    the artifact's torch reference needs the state dict alone, saved as the file has it (same keys,
+    dtypes and values, auxiliary heads included), so it is rebuilt the way the export was. A
+    ``.safetensors`` file is weights only already and is copied as it is. The original is hashed
+    again afterwards: a file rewritten during the export fails here rather than ship under its old hash.
+    """
+    from ..model.checkpoints import read_checkpoint, save_weights
+
+    if Path(source).suffix.lower() == ".safetensors":
+        info["carried_sha256"] = info["sha256"]
+        carry_checkpoint(source, info, workdir)
+        return
+    target = workdir / info["path"]
+    save_weights(read_checkpoint(source).state, target)
+    if sha256_file(source) != info["sha256"]:
+        raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
+                              "with); export again once nothing is writing it")
+    info["carried_sha256"] = sha256_file(target)
 
 
 def shipped_weights_sha256(config: Any) -> str | None:
@@ -339,7 +364,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
         ctx = ExportContext(request, model, workdir, Path(scratch), plan, log)
         result: TargetResult = builder(ctx)
         if model.checkpoint_info is not None:
-            carry_checkpoint(model.checkpoint_source, model.checkpoint_info, workdir)
+            carry_weights(model.checkpoint_source, model.checkpoint_info, workdir)
         manifest = Manifest(
             target=request.target, backend=result.backend, precision=result.precision, primary=result.primary,
             model=ctx.graph_config,

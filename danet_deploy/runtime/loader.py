@@ -63,13 +63,12 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
         manifest = None
         model_file = target
     else:
-        from ..model.registry import list_models
-
-        if str(path) not in list_models():
+        # a preset name: only the reference backend knows them (the runtime's one door to ``model``)
+        reference = reference_engine().name
+        if str(path) not in backend_class(reference).presets():
             raise ArtifactError(missing_artifact_message(
                 path, f"{str(path)!r} is neither an artifact folder, a model file, nor a preset name; export one "
                 "with danet-export"))
-        reference = reference_engine().name
         name = backend or reference
         direct = [e.name for e in engines() if e.runs_presets]
         if name not in direct:
