@@ -280,8 +280,10 @@ def test_without_cityscapesscripts_label_ids_name_the_extra(tmp_path, monkeypatc
     import sys
 
     from danet_deploy.errors import MissingExtraError
+    from danet_deploy.targets.registry import Requirement
 
     write_scene_dataset("cityscapes", tmp_path, count=1, size=SIZE)
-    monkeypatch.setitem(sys.modules, "cityscapesscripts.helpers.labels", None)
+    monkeypatch.setitem(sys.modules, "cityscapesscripts.helpers.labels", None)  # as if not installed
+    monkeypatch.setattr(Requirement, "installed", lambda self: False)
     with pytest.raises(MissingExtraError, match=r"danet-deploy\[datasets\]"):
         open_dataset(f"cityscapes:{tmp_path}")
