@@ -36,6 +36,7 @@ PACKAGES: dict[str, tuple[str, str]] = {
     "tqdm": ("tqdm", "bench"),
     "skimage": ("scikit-image", "photos"),
     "av": ("av", "video"),
+    "cityscapesscripts": ("cityscapesscripts", "datasets"),
     "mcap": ("mcap", "bag"),
     "mcap_ros2": ("mcap-ros2-support", "bag"),
     "pytriton": ("nvidia-pytriton", "serve"),

@@ -147,8 +147,9 @@ def _json_safe(obj: Any) -> Any:
 def compare_logits(reference: Sequence[np.ndarray] | np.ndarray, artifact: Sequence[np.ndarray] | np.ndarray,
                    labels: Sequence[np.ndarray] | None = None, precision: str = "fp32",
                    tolerance: Tolerance | None = None, margin_delta: float = MARGIN_DELTA,
-                   class_names: Sequence[str] | None = None) -> ParityReport:
-    """Compare two sets of ``[C, H, W]`` (or ``[N, C, H, W]``) logits; labels are ``[H, W]`` masks."""
+                   class_names: Sequence[str] | None = None, evaluated: Sequence[int] | None = None) -> ParityReport:
+    """Compare two sets of ``[C, H, W]`` (or ``[N, C, H, W]``) logits; labels are ``[H, W]`` masks
+    (``evaluated``: the classes a labelled dataset shares with the model, for the mIoU vs labels)."""
     ref = np.stack(list(reference)).astype(np.float64) if not isinstance(reference, np.ndarray) else reference.astype(np.float64)
     art = np.stack(list(artifact)).astype(np.float64) if not isinstance(artifact, np.ndarray) else artifact.astype(np.float64)
     if ref.shape != art.shape or ref.ndim != 4:
@@ -174,7 +175,8 @@ def compare_logits(reference: Sequence[np.ndarray] | np.ndarray, artifact: Seque
     vs_ref.update(art_mask, ref_mask)
     miou_labels = ref_miou_labels = None
     if labels is not None:
-        art_metrics, ref_metrics = SegmentationMetrics(num_classes, class_names), SegmentationMetrics(num_classes, class_names)
+        art_metrics, ref_metrics = (SegmentationMetrics(num_classes, class_names, evaluated=evaluated),
+                                    SegmentationMetrics(num_classes, class_names, evaluated=evaluated))
         for a, r, lab in zip(art_mask, ref_mask, labels):
             art_metrics.update(a, lab)
             ref_metrics.update(r, lab)
@@ -193,7 +195,7 @@ def compare_logits(reference: Sequence[np.ndarray] | np.ndarray, artifact: Seque
 def compare_masks(reference: Sequence[np.ndarray], artifact_masks: Sequence[np.ndarray],
                   labels: Sequence[np.ndarray] | None = None, precision: str = "fp32",
                   tolerance: Tolerance | None = None, margin_delta: float = MARGIN_DELTA,
-                  class_names: Sequence[str] | None = None) -> ParityReport:
+                  class_names: Sequence[str] | None = None, evaluated: Sequence[int] | None = None) -> ParityReport:
     """Compare an artifact that emits only a class mask (``--emit mask``) with reference logits.
 
     The logit metrics (errors, cosine, SQNR) do not exist for such an artifact and are reported as
@@ -208,7 +210,7 @@ def compare_masks(reference: Sequence[np.ndarray], artifact_masks: Sequence[np.n
                          max_miou_drop=tol.max_miou_drop)
     # one-hot "logits" for the artifact give exactly its masks to the shared metric code
     one_hot = np.eye(ref.shape[1], dtype=np.float64)[masks.astype(np.int64)].transpose(0, 3, 1, 2)
-    report = compare_logits(ref, one_hot, labels, precision, mask_tol, margin_delta, class_names)
+    report = compare_logits(ref, one_hot, labels, precision, mask_tol, margin_delta, class_names, evaluated)
     nan = float("nan")
     report.max_abs_error = report.mean_abs_error = report.max_rel_error = report.cosine = report.sqnr_db = nan
     report.finite = bool(masks.min() >= 0 and masks.max() < ref.shape[1])  # a class index out of range is broken
@@ -247,8 +249,12 @@ def generated_inputs(count: int, size: tuple[int, int]) -> tuple[list[np.ndarray
 def run_parity(artifact: str | Path, reference: str | None = None, images: Sequence[np.ndarray] | str | Path | None = None,
                generated: int | None = None, size: tuple[int, int] | None = None, labels: Sequence[np.ndarray] | None = None,
                threads: int | None = None, precision: str | None = None, write_manifest: bool = True,
-               progress: Callable[[str], None] | None = None, **backend_options: Any) -> ParityReport:
+               progress: Callable[[str], None] | None = None, data: str | None = None, data_count: int = 8,
+               **backend_options: Any) -> ParityReport:
     """Run ``artifact`` and the reference on the same inputs and compare them.
+
+    ``data``: a labelled dataset (``cityscapes:ROOT`` ...): its first ``data_count`` validation
+    images, with their labels matched to the artifact's classes by name, are the inputs.
 
     The reference defaults to the model recorded in the artifact's manifest (its preset, or its
     checkpoint). Inputs are preprocessed once, at the artifact's static size (or ``size``), and
@@ -267,6 +273,12 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
                           f"{spec.static_hw[1]}; drop --size (it is for dynamic artifacts)")
     hw = spec.static_hw or size or (tuple(manifest.export.get("input_size", (512, 512))))
     batch = spec.static_batch or 1
+    evaluated = None
+    if data is not None:
+        from .data.validation import dataset_images
+
+        stack, label_stack, evaluated, _ = dataset_images(data, data_count, tuple(hw), manifest.class_names)
+        images, labels = list(stack), list(label_stack)
     if images is None and generated is None:
         generated = 4
     if isinstance(images, (str, Path)):
@@ -319,7 +331,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
         labels = [_resize_label(lab, tuple(hw)) for lab in labels]
     compare = compare_masks if masks_only else compare_logits
     report = compare(ref_logits, art_logits, labels, precision or manifest.precision,
-                     class_names=manifest.class_names or None)
+                     class_names=manifest.class_names or None, evaluated=evaluated)
     report.artifact, report.reference = str(artifact), str(ref_name)
     session.close()
     ref_session.close()

@@ -75,3 +75,83 @@ def test_empty_metrics_are_nan():
 def test_bad_inputs_raise(pred, label):
     with pytest.raises(InputError):
         confusion_matrix(pred, label, 2)
+
+
+# -- mmsegmentation's IoUMetric, transcribed from mmseg/evaluation/metrics/iou_metric.py (1.2.2) --------------
+def _mmseg_intersect_and_union(pred, label, num_classes, ignore_index=255):
+    import torch
+
+    pred, label = torch.from_numpy(np.asarray(pred, np.int64)), torch.from_numpy(np.asarray(label, np.int64))
+    mask = label != ignore_index
+    pred, label = pred[mask], label[mask]
+    intersect = pred[pred == label]
+    hist = lambda t: torch.histc(t.float(), bins=num_classes, min=0, max=num_classes - 1)
+    area_intersect, area_pred, area_label = hist(intersect), hist(pred), hist(label)
+    return area_intersect, area_pred + area_label - area_intersect, area_pred, area_label
+
+
+def _mmseg_metrics(pairs, num_classes):
+    results = [_mmseg_intersect_and_union(p, t, num_classes) for p, t in pairs]
+    total = [sum(r[k] for r in results).numpy().astype(np.float64) for k in range(4)]  # counts: exact
+    intersect, union, _, label = total
+    with np.errstate(divide="ignore", invalid="ignore"):
+        iou, acc = intersect / union, intersect / label
+    return {"aAcc": intersect.sum() / label.sum(), "IoU": iou, "Acc": acc, "mIoU": np.nanmean(iou),
+            "mAcc": np.nanmean(acc)}
+
+
+def test_metrics_equal_mmseg_iou_metric_on_a_hand_computed_case(torch):
+    # two images; class 3 never appears in labels (Acc NaN) but is predicted (IoU 0); 255 ignored
+    pairs = [(np.array([[0, 1, 1], [3, 2, 0]]), np.array([[0, 0, 1], [255, 2, 2]])),
+             (np.array([[1, 1], [3, 0]]), np.array([[1, 1], [1, 255]]))]
+    m = SegmentationMetrics(4)
+    for p, t in pairs:
+        m.update(p, t)
+    # by hand, over the 8 pixels not ignored: intersect [1, 3, 1, 0], predicted [2, 4, 1, 1],
+    # labelled [2, 4, 2, 0] -> union [3, 5, 2, 1]
+    intersect, union, pred_area, label_area = m.areas()
+    assert intersect.tolist() == [1, 3, 1, 0] and pred_area.tolist() == [2, 4, 1, 1]
+    assert label_area.tolist() == [2, 4, 2, 0] and union.tolist() == [3, 5, 2, 1]
+    np.testing.assert_allclose(m.iou(), [1 / 3, 3 / 5, 1 / 2, 0])
+    assert math.isclose(m.pixel_accuracy(), 5 / 8) and math.isclose(m.macc(), (1 / 2 + 3 / 4 + 1 / 2) / 3)
+    ref = _mmseg_metrics(pairs, 4)
+    np.testing.assert_allclose(m.iou(), ref["IoU"])
+    np.testing.assert_allclose(m.acc(), ref["Acc"])
+    assert math.isclose(m.miou(), ref["mIoU"]) and math.isclose(m.macc(), ref["mAcc"])
+    assert math.isclose(m.pixel_accuracy(), ref["aAcc"])
+    assert m.iou()[3] == 0.0 and math.isnan(m.acc()[3])
+
+
+def test_metrics_equal_mmseg_iou_metric_on_random_sets(torch):
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=40, deadline=None)
+    @given(st.integers(1, 6), st.integers(1, 4), st.integers(0, 2**32 - 1))
+    def check(classes, images, seed):
+        rng = np.random.default_rng(seed)
+        pairs = []
+        for _ in range(images):
+            shape = tuple(rng.integers(1, 9, 2))
+            label = rng.integers(0, classes, shape)
+            label[rng.random(shape) < 0.2] = 255
+            pairs.append((rng.integers(0, classes, shape), label))
+        m = SegmentationMetrics(classes)
+        for p, t in pairs:
+            m.update(p, t)
+        ref = _mmseg_metrics(pairs, classes)
+        np.testing.assert_allclose(m.iou(), ref["IoU"], equal_nan=True)
+        np.testing.assert_allclose(m.acc(), ref["Acc"], equal_nan=True)
+        if np.isfinite(ref["IoU"]).any():
+            assert math.isclose(m.miou(), ref["mIoU"], rel_tol=1e-12)
+        if np.isfinite(ref["aAcc"]):
+            assert math.isclose(m.pixel_accuracy(), ref["aAcc"], rel_tol=1e-12)
+
+    check()
+
+
+def test_evaluated_classes_limit_the_means_but_not_the_errors():
+    m = SegmentationMetrics(3, evaluated=(0, 1))
+    m.update(np.array([2, 1, 0]), np.array([0, 1, 0]))  # class 2 only predicted: an error for class 0
+    assert math.isclose(m.miou(), (0.5 + 1.0) / 2)
+    assert set(m.to_dict()["per_class_iou"]) == {"class_0", "class_1"}

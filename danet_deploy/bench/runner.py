@@ -59,7 +59,8 @@ class BenchConfig:
     iters: int = 20
     warmup: int = 3
     threads: int = 2
-    scenes: int = 4                            # generated val scenes for the accuracy columns
+    scenes: int = 4                            # images for the accuracy columns (generated val scenes or --data)
+    data: str | None = None                    # a labelled dataset (cityscapes:ROOT ...) instead of the scenes
     arch: str | None = None                    # preset of a checkpoint given as ``model``
     output: Path | None = None
     artifacts: Path | None = None
@@ -82,6 +83,10 @@ class BenchConfig:
         if not self.targets or not self.precisions:
             raise ConfigError(f"give at least one target and one precision, e.g. --targets {','.join(known[:2])} "
                               "--precisions fp32")
+        if self.data:
+            from ..data.datasets import open_dataset
+
+            open_dataset(self.data, limit=self.scenes)  # a wrong spec, root or split fails before any export
         h, w = self.size
         if h < 32 or w < 32:
             raise ConfigError(f"--input-size must be at least 32x32 (DANet downsamples by 8), got {h}x{w}")
@@ -308,8 +313,9 @@ def run_worker(spec: dict[str, Any], workdir: Path, name: str, threads: int, tim
 
 # -- accuracy ------------------------------------------------------------------------------
 def accuracy(masks: np.ndarray, reference: np.ndarray | None, labels: np.ndarray | None,
-             num_classes: int) -> dict[str, float | None]:
-    """Argmax agreement with the reference masks and mIoU against the scene labels."""
+             num_classes: int, evaluated: tuple[int, ...] | None = None) -> dict[str, float | None]:
+    """Argmax agreement with the reference masks and mIoU against the labels (``evaluated``: the
+    classes a dataset shares with the model, matched by name)."""
     from ..data.metrics import SegmentationMetrics, finite_or_none
 
     out: dict[str, float | None] = {"argmax_agreement": None, "miou_vs_labels": None, "miou_vs_reference": None}
@@ -319,7 +325,7 @@ def accuracy(masks: np.ndarray, reference: np.ndarray | None, labels: np.ndarray
         vs_ref.update(masks, reference)
         out["miou_vs_reference"] = finite_or_none(vs_ref.miou())
     if labels is not None:
-        metrics = SegmentationMetrics(num_classes)
+        metrics = SegmentationMetrics(num_classes, evaluated=evaluated)
         metrics.update(masks, labels)
         out["miou_vs_labels"] = finite_or_none(metrics.miou())
     return out
@@ -389,9 +395,19 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     log(f"{flops.total / 1e9:.1f} GFLOP per batch ({flops.attention / 1e9:.2f} in attention); "
         f"GEMM {gemm_runs[0]['gflops_peak']} GFLOP/s")
 
-    dataset = SceneDataset("val", size=cfg.size, count=cfg.scenes)
-    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
-    images_arr, labels_arr = np.stack(images), np.stack(labels)
+    evaluated: tuple[int, ...] | None = None
+    if cfg.data:
+        from ..data.validation import dataset_images
+
+        images_arr, labels_arr, evaluated, source = dataset_images(cfg.data, cfg.scenes, cfg.size, config.class_names)
+        labelled = True
+        source["labels_used"] = True
+        log(f"accuracy columns: {len(images_arr)} image(s) of {cfg.data} split {source['split']!r}")
+    else:
+        dataset = SceneDataset("val", size=cfg.size, count=cfg.scenes)
+        images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+        images_arr, labels_arr = np.stack(images), np.stack(labels)
+        source = {"split": "val", "count": cfg.scenes, "size": list(cfg.size), "labels_used": labelled}
 
     runs = [RowRun(Row(target, precision, export_target_for(target, precision), cfg.batch, cfg.threads))
             for target, precision in cfg.combinations()]
@@ -435,7 +451,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
         if row.status == "ok" and run.masks is not None:
             if (row.target, row.precision) == reference_combination():
                 reference_masks = run.masks
-            row.update(**accuracy(run.masks, reference_masks, labels_arr if labelled else None, config.num_classes))
+            row.update(**accuracy(run.masks, reference_masks, labels_arr if labelled else None, config.num_classes,
+                                  evaluated))
         _add_compute(row, flops.total, gemm.get("int8") if row.precision == "int8" else gemm)
         log(f"{row.name}: {row.status}" + (f" p50 {row.p50_ms} ms" if row.status == "ok" else f" ({row.reason})"))
     _add_ratios(rows)
@@ -449,7 +466,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
                   "weights": "checkpoint" if Path(cfg.model).is_file()
                   else ("shipped" if config.weights else "random (seeded, untrained preset)")},
         "machine": machine, "gemm": gemm, "flops": flops.to_dict(),
-        "scenes": {"split": "val", "count": cfg.scenes, "size": list(cfg.size), "labels_used": labelled},
+        "scenes": source,
         "rows": row_dicts, "summary": summarize_best(row_dicts), "seconds": round(time.perf_counter() - started, 1),
     }
 

@@ -58,7 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="interleaved measurement rounds, each a fresh process per combination running --iters "
                         "iterations; latencies are pooled (default 1; use 2-3 on a shared machine)")
     p.add_argument("--threads", type=int, default=2, help="intra-op threads for every engine (default 2)")
-    p.add_argument("--scenes", type=int, default=4, help="generated val scenes for the accuracy columns (default 4)")
+    p.add_argument("--scenes", type=int, default=4, help="images for the accuracy columns (default 4)")
+    p.add_argument("--data", metavar="SPEC", help="accuracy columns on a labelled dataset's validation split "
+                   "(cityscapes:ROOT, ade20k:ROOT, voc:ROOT, folder:IMAGES,LABELS) instead of generated scenes")
     p.add_argument("--calib-count", type=int, default=32, help="calibration images for INT8 exports (default 32)")
     p.add_argument("--output", type=Path, default=Path("runs/bench"),
                    help="folder for bench.json/.csv/.md and PNG plots (default: runs/bench)")
@@ -90,7 +92,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     check_bench_args(args.model, args.output, args.artifacts)  # a file or read-only --output too
     cfg = BenchConfig(model=args.model, arch=args.arch, targets=args.targets, precisions=args.precisions,
                       size=args.input_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
-                      threads=args.threads, scenes=args.scenes, output=args.output, artifacts=args.artifacts,
+                      threads=args.threads, scenes=args.scenes, data=args.data, output=args.output, artifacts=args.artifacts,
                       calib_count=args.calib_count, rounds=args.rounds, timeout_s=args.timeout,
                       progress=not args.no_progress)
     refuse_overwrite(args.output, report_file_names(args.stem, plots=not args.no_plots), args.force)

@@ -13,10 +13,11 @@ def add_budget_arguments(p: argparse.ArgumentParser) -> None:
                         "set (ONNX Runtime/TensorRT: per-layer sensitivity search; OpenVINO: NNCF accuracy control); "
                         "unmet: exit 2, best graph in <output>.budget-unmet")
     g.add_argument("--accuracy-metric", choices=("miou", "agreement"),
-                   help="miou: FP32 minus INT8 mIoU vs labels, x100 (generated scenes); agreement: %% of pixels whose "
+                   help="miou: FP32 minus INT8 mIoU vs labels, x100 (a labelled --val dataset or generated scenes); agreement: %% of pixels whose "
                         "argmax differs from FP32 (default: miou when the validation set has labels)")
-    g.add_argument("--val", help="validation source, apart from calibration: 'generated' (val split, labelled; "
-                                 "default), 'photos' or an image folder")
+    g.add_argument("--val", help="validation source, apart from calibration: a labelled dataset (cityscapes:ROOT, "
+                                 "ade20k:ROOT, voc:ROOT, folder:IMAGES,LABELS: its validation split, mIoU), "
+                                 "'generated' (val scenes, labelled; default), 'photos' or an image folder")
     g.add_argument("--val-count", type=int, default=8, help="validation images (default %(default)s)")
     g.add_argument("--budget-evaluations", type=int, default=8,
                    help="most graphs the search quantizes and scores (default %(default)s)")

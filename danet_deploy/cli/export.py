@@ -46,7 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--attention-chunks", type=int, help="compute position attention in this many query chunks")
     p.add_argument("--attention-memory", help="budget for one attention energy block, e.g. 512MB (picks the chunks)")
     p.add_argument("--calib-dir", help="folder of calibration images (INT8)")
-    p.add_argument("--calib", default=None, help="calibration source: 'generated', 'photos' or an .npz of tensors")
+    p.add_argument("--calib", default=None, help="calibration source: 'generated', 'photos', an .npz of tensors, or "
+                   "a dataset (cityscapes:ROOT, ade20k:ROOT, voc:ROOT: the images of its train split)")
     p.add_argument("--calib-count", type=int, default=32, help="calibration images (INT8)")
     p.add_argument("--calib-method", choices=(*CALIB_METHODS, *CALIB_ALIASES),
                    help=f"INT8 calibration method (default: {DEFAULT_CALIB_METHOD['int8']}; recorded in the manifest)")

@@ -16,6 +16,9 @@ def build_parser() -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group()
     src.add_argument("--images", help="folder of images to compare on")
     src.add_argument("--generated", type=int, help="number of generated validation scenes (with labels)")
+    src.add_argument("--data", metavar="SPEC", help="a labelled dataset's validation split: cityscapes:ROOT, "
+                     "ade20k:ROOT, voc:ROOT or folder:IMAGES,LABELS (mIoU vs its labels, classes matched by name)")
+    p.add_argument("--data-count", type=int, default=8, help="images of --data to compare on (default 8)")
     p.add_argument("--size", type=parse_size, metavar="HxW", help="input size for dynamic artifacts")
     p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="tolerance set (default: the artifact's)")
     p.add_argument("--threads", type=int)
@@ -41,6 +44,12 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--threads must be >= 1, got {args.threads}")
     if args.generated is not None and args.generated < 1:
         raise ConfigError(f"--generated must be >= 1 (scenes to compare on), got {args.generated}")
+    if args.data_count < 1:
+        raise ConfigError(f"--data-count must be >= 1, got {args.data_count}")
+    if args.data:
+        from ..data.datasets import parse_data_spec
+
+        parse_data_spec(args.data)
     if args.plot and not args.per_layer:
         raise ConfigError("--plot draws the per-layer report: add --per-layer, or drop --plot")
     plot = plot_path(args)
@@ -61,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return per_layer_main(args)
     report = run_parity(args.artifact, reference=args.reference, images=args.images, generated=args.generated,
                         size=args.size, threads=args.threads, precision=args.precision,
-                        write_manifest=not args.no_manifest)
+                        write_manifest=not args.no_manifest, data=args.data, data_count=args.data_count)
     if args.output:
         write_report(report, args.output)
     if args.json:

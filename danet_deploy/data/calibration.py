@@ -160,7 +160,8 @@ def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int
     """Load ``count`` calibration images from ``source`` at ``size``, preprocessed like the runtime.
 
     Args:
-        source: an image folder, ``"generated"``, ``"photos"`` or an ``.npz`` of float32 NCHW tensors.
+        source: an image folder, ``"generated"``, ``"photos"``, an ``.npz`` of float32 NCHW tensors, or
+            a dataset (``cityscapes:ROOT`` ...: the images of its train split, labels unused).
         count: images to use (``--calib-count``); fewer usable images is an error, not a silent change.
         size: ``(H, W)`` of the network input.
         preprocessing: the model's preprocessing dict (mean/std/colour order).
@@ -174,8 +175,12 @@ def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int
     size = (int(size[0]), int(size[1]))
     root = None if cache_dir is False else Path(cache_dir) if cache_dir else default_cache_dir()
     text = os.fspath(source)
-    if text == "generated":
-        loader: _Loader = _GeneratedLoader(count, size)
+    from .datasets import is_data_spec
+
+    if is_data_spec(text):
+        loader: _Loader = _DatasetLoader(text, count)
+    elif text == "generated":
+        loader = _GeneratedLoader(count, size)
     elif text == "photos":
         loader = _PhotoLoader(count)
     else:
@@ -316,6 +321,23 @@ class _FolderLoader(_Loader):
             if converted:
                 self.converted.append(name)
             yield image
+
+
+class _DatasetLoader(_FolderLoader):
+    """The images of a dataset's train split (``cityscapes:ROOT`` ...), spread evenly over the split."""
+
+    def __init__(self, spec: str, count: int) -> None:  # _Loader.__init__, not the folder scan of the parent
+        _Loader.__init__(self)
+        from .datasets import TRAIN_SPLIT, open_dataset, parse_data_spec
+
+        parsed = parse_data_spec(spec)
+        data = open_dataset(parsed, TRAIN_SPLIT[parsed.layout] or None, need_labels=False)
+        if len(data) < count:
+            raise CalibrationError(f"{spec} split {data.split!r} has {len(data)} image(s) but {count} were asked for; "
+                                   f"pass --calib-count {len(data)}")
+        self.folder = parsed.root
+        self.files = [data.samples[i].image for i in _spread(len(data), count)]
+        self.names = [p.relative_to(parsed.root).as_posix() for p in self.files]
 
 
 # -- helpers ------------------------------------------------------------------------------------

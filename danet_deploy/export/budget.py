@@ -3,10 +3,11 @@
 ``danet-export --precision int8 --max-accuracy-drop X [--accuracy-metric miou|agreement]
 [--val SOURCE --val-count N]``. The drop is measured on a validation set kept apart from the
 calibration set (generated ``val`` scenes, which have labels, by default; the calibration set
-uses the disjoint ``calibration`` split), in points:
+uses the disjoint ``calibration`` split) or a labelled dataset's validation split (``--val
+cityscapes:ROOT``, ``ade20k:ROOT``, ``voc:ROOT``, ``folder:IMAGES,LABELS``), in points:
 
-* ``miou``: FP32 mIoU minus INT8 mIoU against the labels, x100 (needs labels: generated scenes
-  and a model trained on their classes);
+* ``miou``: FP32 mIoU minus INT8 mIoU against the labels, x100 (needs labels: a labelled dataset,
+  or generated scenes and a model trained on their classes);
 * ``agreement``: the percentage of pixels whose argmax differs from the FP32 reference.
 
 How each INT8 path meets it:
@@ -41,6 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..data.datasets import SPEC_HELP, is_data_spec, parse_data_spec
 from ..errors import ConfigError, ExportError
 from ..targets import targets
 
@@ -99,14 +101,17 @@ def budget_from_request(request: Any) -> AccuracyBudget | None:
         raise ConfigError("--max-accuracy-drop needs Q/DQ INT8; drop --legacy-calibrator (implicit INT8 cannot "
                           "keep chosen layers in float)")
     val = str(request.val or "generated")
-    labelled = val == "generated" and _has_scene_labels(request)
+    dataset = is_data_spec(val)
+    if dataset:
+        parse_data_spec(val)  # a malformed spec fails here, before any export work
+    labelled = dataset or (val == "generated" and _has_scene_labels(request))
     metric = request.accuracy_metric or ("miou" if labelled else "agreement")
     if metric not in METRICS:
         raise ConfigError(f"--accuracy-metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if metric == "miou" and not labelled:
-        raise ConfigError("--accuracy-metric miou needs labels: only the generated scenes have them, and only for a "
-                          "model trained on their classes; use --accuracy-metric agreement (argmax agreement "
-                          "with FP32) for other validation sources or models")
+        raise ConfigError("--accuracy-metric miou needs labels: a labelled dataset (--val cityscapes:ROOT, "
+                          "ade20k:ROOT, voc:ROOT or folder:IMAGES,LABELS), or the generated scenes for a model "
+                          "trained on their classes; or use --accuracy-metric agreement (argmax agreement with FP32)")
     if request.val_count < 1:
         raise ConfigError(f"--val-count must be >= 1, got {request.val_count}")
     if request.budget_evaluations < 2:
@@ -116,12 +121,15 @@ def budget_from_request(request: Any) -> AccuracyBudget | None:
         raise ConfigError(f"the validation source {val} is the calibration source: the drop must be measured on "
                           "images the ranges were not computed from; pass a different --val (default: the generated "
                           "val scenes, disjoint from the calibration split)")
-    if val not in ("generated", "photos") and not Path(val).expanduser().is_dir():
-        raise ConfigError(f"--val {val!r} is not an image folder, 'generated' or 'photos'")
+    if not dataset and val not in ("generated", "photos") and not Path(val).expanduser().is_dir():
+        raise ConfigError(f"--val {val!r} is not an image folder, a labelled dataset ({SPEC_HELP}), 'generated' or "
+                          "'photos'")
     return AccuracyBudget(drop, metric, val, int(request.val_count), int(request.budget_evaluations))
 
 
 def _same_source(a: str, b: str) -> bool:
+    if is_data_spec(a) and is_data_spec(b):
+        return False  # a dataset validates on its validation split and calibrates on its train split
     if a == b:
         return True
     pa, pb = Path(a).expanduser(), Path(b).expanduser()
@@ -154,6 +162,7 @@ class Validation:
     description: dict[str, Any]
     reference_masks: np.ndarray | None = None
     reference_value: float | None = None
+    evaluated: tuple[int, ...] | None = None   # a dataset's classes matched by name (default: all)
 
     def value(self, masks: np.ndarray, indices: Sequence[int] | None = None) -> float:
         """The metric in points (higher is better) of ``masks`` for the images ``indices`` (default: all)."""
@@ -162,7 +171,7 @@ class Validation:
         idx = list(range(len(masks))) if indices is None else list(indices)
         if self.budget.metric == "miou":
             assert self.labels is not None
-            metrics = SegmentationMetrics(self.num_classes)
+            metrics = SegmentationMetrics(self.num_classes, evaluated=self.evaluated)
             metrics.update(masks, self.labels[idx])
             return 100.0 * float(metrics.miou())
         assert self.reference_masks is not None
@@ -181,8 +190,18 @@ class Validation:
 
 
 def load_validation(budget: AccuracyBudget, size: tuple[int, int], preprocessing: dict[str, Any], num_classes: int,
-                    log: Callable[[str], None]) -> Validation:
-    """The validation set at the deployed size, preprocessed like the runtime (apart from calibration)."""
+                    log: Callable[[str], None], class_names: Sequence[str] = ()) -> Validation:
+    """The validation set at the deployed size, preprocessed like the runtime (apart from calibration).
+
+    A labelled dataset (``--val cityscapes:ROOT`` ...) gives its first ``val_count`` images of the
+    validation split, labels matched to ``class_names`` by name and resized (nearest) with them."""
+    if is_data_spec(budget.val):
+        from ..data.validation import dataset_validation
+
+        tensors, labels, evaluated, desc = dataset_validation(budget.val, budget.val_count, size, preprocessing,
+                                                              class_names)
+        return Validation(budget, tensors, labels if budget.metric == "miou" else None, num_classes, desc,
+                          evaluated=evaluated)
     if budget.val == "generated":
         from ..data.validation import generated_validation
 
@@ -451,7 +470,7 @@ def apply_onnx_budget(ctx: Any, reference: Path, quantize: Callable[[list[str], 
     request = ctx.request
     budget: AccuracyBudget = request.budget
     validation = load_validation(budget, tuple(request.input_size), ctx.config.preprocessing.to_dict(),
-                                 int(ctx.model.num_classes), ctx.log)
+                                 int(ctx.model.num_classes), ctx.log, ctx.config.class_names)
     batch = ctx.static_batch
     ctx.log(f"accuracy budget: {budget.max_drop} {budget.metric} points on {len(validation.tensors)} validation "
             f"image(s) ({validation.description['source']}), at most {budget.max_evaluations} evaluations")

@@ -61,7 +61,7 @@ def quantize_with_budget(ctx: Any, model: Any, calibration: Any, kwargs: dict[st
     budget: AccuracyBudget = request.budget
     batch = ctx.static_batch
     validation = load_validation(budget, tuple(request.input_size), ctx.config.preprocessing.to_dict(),
-                                 int(ctx.model.num_classes), ctx.log)
+                                 int(ctx.model.num_classes), ctx.log, ctx.config.class_names)
     tensors = validation.tensors
     core = ov.Core()
     f32 = {"INFERENCE_PRECISION_HINT": "f32"}

@@ -147,12 +147,20 @@ class ExportRequest:
         """The registry entry of :attr:`target`."""
         return get_target(self.target)
 
+    def test_protocol(self) -> Any:
+        """The release's test protocol of this model (danet-eval reads it from the manifest)."""
+        from ..model import list_models
+        from ..verify.protocol import release_protocol
+
+        return release_protocol(self.model if self.model in list_models() else self.arch)
+
     def to_dict(self) -> dict[str, Any]:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k not in ("target_options", "budget")}
         data["options"] = self.target_options.to_dict()
         data["accuracy_budget"] = self.budget.to_dict() if self.budget is not None else None
         if data["accept"] == FLOAT:  # as in every manifest before --accept: danet-bench reuses those artifacts
             del data["accept"]
+        data["test_protocol"] = self.test_protocol().to_dict()
         for key in ("input_size", "min_size", "max_size"):
             if data.get(key) is not None:
                 data[key] = list(data[key])
