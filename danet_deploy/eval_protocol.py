@@ -107,7 +107,7 @@ class TestProtocol:
         :class:`~danet_deploy.errors.ManifestError` naming ``where``."""
         fields = {f.name for f in dataclasses.fields(cls)}
         try:
-            values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
+            values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
             return cls(**values)
         except (ConfigError, TypeError) as exc:
             raise ManifestError(f"{where} records an unusable test protocol ({exc}); re-export the artifact, or "
