@@ -189,7 +189,8 @@ def test_presets_that_build_different_networks_are_refused_unless_the_file_decid
         picked = resolve(_arch(), "city.pth", layout="mmsegmentation", facts=facts)
         assert (picked.preset, picked.config.align_corners, picked.candidates) == (preset, align, [preset])
         assert picked.chosen_by == "inferred from the weights and the checkpoint's config"
-        assert picked.to_dict()["test_protocol"]["mode"] == ("slide" if align else "whole")
+        assert picked.test_protocol.mode == ("slide" if align else "whole")
+        assert picked.test_protocol.source == "meta['cfg']" and "test_protocol" not in picked.to_dict()
     # so do --arch and --model-option align_corners (the one flag that makes the network match)
     chosen = resolve(_arch(), "city.pth", "danet_mmseg_r50_d8_cityscapes_769", layout="mmsegmentation")
     assert chosen.config.align_corners is True and chosen.chosen_by == "--arch"

@@ -13,9 +13,7 @@ from danet_deploy.cli.eval import main
 from danet_deploy.data.metrics import SegmentationMetrics
 from danet_deploy.data.scene_layouts import write_scene_dataset
 from danet_deploy.data.scenes import SceneDataset
-from danet_deploy.errors import ConfigError
 from danet_deploy.verify.evaluate import EvalRequest, evaluate
-from danet_deploy.verify.protocol import TestProtocol, release_protocol
 
 SIZE = (64, 128)
 COUNT = 3
@@ -105,21 +103,6 @@ def test_slide_and_resize_protocols_run_the_exact_path(cityscapes, torch):
     assert slide.results[0].protocol.crop == (64, 64) and "overrides" in slide.results[0].protocol.source
     # the reference at half size is a different (worse or equal-ish) prediction, measured on the full-size labels
     assert not np.array_equal(small.results[0].metrics.confusion, whole.results[0].metrics.confusion)
-
-
-def test_release_protocols_are_mmsegs():
-    p = release_protocol("danet_mmseg_r50_d8_cityscapes_769")
-    assert (p.mode, p.resize, p.crop, p.stride, p.align_corners) == ("slide", (1025, 2049), (769, 769), (513, 513),
-                                                                     True)
-    p = release_protocol("danet_mmseg_r101_d8_cityscapes")
-    assert (p.mode, p.resize, p.align_corners) == ("whole", (1024, 2048), False)
-    assert p.scaled_size(1024, 2048) == (1024, 2048) and p.scaled_size(512, 1024) == (1024, 2048)
-    assert release_protocol("danet_mmseg_r50_d8_ade20k").scaled_size(400, 600) == (512, 768)
-    assert release_protocol("danet_demo").resize is None
-    recorded = release_protocol("danet_demo", {"mode": "slide", "crop": [64, 64], "stride": [32, 32]})
-    assert recorded.crop == (64, 64)
-    with pytest.raises(ConfigError):
-        TestProtocol(mode="tiles")
 
 
 def test_the_request_dataclass_is_the_cli():

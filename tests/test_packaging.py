@@ -165,6 +165,23 @@ print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "
     assert np.array_equal(np.load(tmp_path / "mask.npy"), expected)
 
 
+def test_danet_eval_reads_the_recorded_protocol_without_torch(onnx_artifact):
+    """The protocol class and the releases' table are torch-free: danet-eval on a robot reads them."""
+    proc = _run(f"""
+import json
+from danet_deploy.manifest import read_manifest
+from danet_deploy.verify.evaluate import EvalRequest, model_protocol
+from danet_deploy.eval_protocol import release_protocol
+p = model_protocol(read_manifest({str(onnx_artifact)!r}), EvalRequest(models=("x",), data="folder:x"))
+print(p.mode, p.source, release_protocol("danet_mmseg_r50_d8_cityscapes_769").crop)
+print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "torch"
+                        or m in ("danet_deploy.model.inspect", "danet_deploy.model.mmseg_config"))))
+""")
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    assert lines[0] == "whole default for a generated preset (769, 769)" and json.loads(lines[-1]) == []
+
+
 def test_torch_backend_without_torch_names_the_extra():
     proc = _run("""
 from danet_deploy import runtime

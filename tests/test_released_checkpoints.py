@@ -85,9 +85,22 @@ def test_mmseg_r50_cityscapes_exports_with_one_command(mmseg_r50_cityscapes, tmp
     ckpt = manifest["checkpoint"]
     assert ckpt["chosen_by"] == "inferred from the weights and the checkpoint's config"
     assert ckpt["layout"] == "mmsegmentation" and ckpt["candidates"] == ["danet_mmseg_r50_d8_cityscapes"]
-    assert ckpt["test_protocol"]["mode"] == "whole" and ckpt["config"]["align_corners"] is False
+    assert ckpt["config"]["align_corners"] is False
+    # one protocol per artifact, where danet-eval reads it: the file's own (its stored config), as (H, W)
+    protocol = manifest["export"]["test_protocol"]
+    assert "test_protocol" not in ckpt and protocol["source"] == "meta['config']"
+    assert (protocol["mode"], protocol["resize"], protocol["align_corners"]) == ("whole", [1024, 2048], False)
     assert set(ckpt["ignored"]) == {"meta", "optimizer"} and ckpt["inferred"]["training_heads"] == ["auxiliary_head"]
     _assert_matches(out, oracle, torch)  # mmsegmentation's own forward, align_corners=False
+
+
+def test_danet_eval_of_the_checkpoint_file_itself_uses_its_own_protocol(mmseg_r50_cityscapes, torch):
+    from danet_deploy.verify.evaluate import EvalRequest, model_protocol
+
+    _, path = mmseg_r50_cityscapes
+    with runtime.load(path, threads=2) as session:  # the torch reference, built from the file
+        protocol = model_protocol(session.manifest, EvalRequest(models=(str(path),), data="folder:unused"))
+    assert protocol.source == "meta['config']" and (protocol.mode, protocol.resize) == ("whole", (1024, 2048))
 
 
 def test_mmseg_weights_without_their_config_are_refused_naming_each_choice(mmseg_r50_cityscapes, tmp_path, torch):
@@ -113,7 +126,15 @@ def test_mmengine_769_training_checkpoint_exports_as_trained(torch, tmp_path):
     assert code == 0 and manifest["parity"]["passed"]
     assert manifest["model"]["name"] == "danet_mmseg_r50_d8_cityscapes_769" and manifest["model"]["align_corners"]
     ckpt = manifest["checkpoint"]
-    assert ckpt["test_protocol"]["mode"] == "slide" and ckpt["test_protocol"]["crop"] == [769, 769]
+    # danet-eval runs it as the 769 release was measured, with no --mode/--crop/--stride given
+    from danet_deploy.manifest import read_manifest
+    from danet_deploy.verify.evaluate import EvalRequest, model_protocol
+
+    protocol = model_protocol(read_manifest(tmp_path / "art"), EvalRequest(models=(str(tmp_path / "art"),),
+                                                                          data="folder:unused"))
+    assert (protocol.mode, protocol.crop, protocol.stride, protocol.align_corners) == ("slide", (769, 769),
+                                                                                       (513, 513), True)
+    assert protocol.resize == (1025, 2049) and protocol.source == "meta['cfg']" and "test_protocol" not in ckpt
     assert {"message_hub", "optimizer", "param_schedulers"} <= set(ckpt["ignored"])
     _assert_matches(tmp_path / "art", oracle, torch)  # mmsegmentation's forward with align_corners=True
 

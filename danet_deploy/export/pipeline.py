@@ -17,6 +17,7 @@ from typing import Any, Callable
 
 from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import CheckpointError, ConfigError, UnknownModelError
+from ..eval_protocol import artifact_protocol
 from ..files import not_a_file_reason, sha256_file
 from ..inputs import FLOAT, accept_input_spec, check_accept, to_nchw
 from ..manifest import CARRIED_CHECKPOINT, Manifest, atomic_artifact_dir, carry_checkpoint
@@ -147,20 +148,12 @@ class ExportRequest:
         """The registry entry of :attr:`target`."""
         return get_target(self.target)
 
-    def test_protocol(self) -> Any:
-        """The release's test protocol of this model (danet-eval reads it from the manifest)."""
-        from ..model import list_models
-        from ..verify.protocol import release_protocol
-
-        return release_protocol(self.model if self.model in list_models() else self.arch)
-
     def to_dict(self) -> dict[str, Any]:
         data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k not in ("target_options", "budget")}
         data["options"] = self.target_options.to_dict()
         data["accuracy_budget"] = self.budget.to_dict() if self.budget is not None else None
         if data["accept"] == FLOAT:  # as in every manifest before --accept: danet-bench reuses those artifacts
             del data["accept"]
-        data["test_protocol"] = self.test_protocol().to_dict()
         for key in ("input_size", "min_size", "max_size"):
             if data.get(key) is not None:
                 data[key] = list(data[key])
@@ -307,6 +300,7 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
                               "and has its own: drop --arch")
         _refuse_dropping_shipped_weights(request)
         model = create_model(request.model, num_classes=request.num_classes, **request.model_options)
+        model.test_protocol = artifact_protocol(model.config.name, align_corners=model.config.align_corners)
         model.checkpoint_info = None
         model.weights_sha256 = shipped_weights_sha256(model.config)
         return model
@@ -414,7 +408,8 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
             preprocessing=model.config.preprocessing.to_dict(), input=result.input,
             output=ctx.output_spec(result.input),
             tools=tool_versions(), checkpoint=model.checkpoint_info, calibration=result.calibration,
-            export={**request.to_dict(), **ctx.onnx_info, "attention_plan": plan.to_dict(),
+            export={**request.to_dict(), "test_protocol": model.test_protocol.to_dict(),  # danet-eval's
+                    **ctx.onnx_info, "attention_plan": plan.to_dict(),
                     "memory_plan": memory.to_dict(),
                     "weights_sha256": model.weights_sha256,
                     "seconds": round(time.perf_counter() - started, 2)},

@@ -18,17 +18,17 @@ only there, every one of them is named so the user can choose with ``--arch``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import CheckpointError, UnknownModelError
+from ..eval_protocol import TestProtocol, artifact_protocol
 from .conventions import (behaviour, class_overrides, file_class_names, file_decisions, has_conventions,
                           layout_presets, normalisation_warning)
 from .mmseg_config import ConfigFacts, config_facts
 from .options import coerce_model_options, format_option
 from .registry import MAX_CLASSES, ModelConfig, build_model, get_config, preset_order
-from .releases import test_protocol
 
 # what the weights determine, as ModelConfig fields
 INFERRED_FIELDS = ("depth", "deep_stem", "stem_width", "base_width", "num_classes", "decoder_channels")
@@ -271,14 +271,15 @@ class Resolution:
         if self.facts is not None:
             data["config"] = {"source": self.facts.source, "align_corners": self.facts.align_corners,
                               "num_classes": self.facts.num_classes}
-        protocol = self.facts.protocol if self.facts is not None and self.facts.protocol else test_protocol(
-            self.preset)
-        if protocol is not None and protocol.align_corners != self.config.align_corners:  # as built, not as released
-            protocol = replace(protocol, align_corners=self.config.align_corners,
-                               source=f"{protocol.source}; align_corners as built")
-        if protocol is not None:
-            data["test_protocol"] = protocol.to_dict()
         return data
+
+    @property
+    def test_protocol(self) -> TestProtocol:
+        """The protocol the checkpoint is evaluated with: the file's own when its stored config states
+        one, else the release's, else the default; ``align_corners`` as built, not as released.
+        Recorded once, in the manifest's ``export.test_protocol`` (not in this entry)."""
+        own = self.facts.protocol if self.facts is not None else None
+        return artifact_protocol(self.preset, own, self.config.align_corners)
 
 
 def resolve(arch: CheckpointArchitecture, source: str | Path, arch_name: str | None = None,
@@ -398,6 +399,7 @@ def model_from_checkpoint(path: str | Path, arch: str | None = None, num_classes
     model = build_model(resolution.config)
     load_state(model, state, dropped, path, strict=True, hint=fitting_presets_hint)
     model.config = resolution.config  # type: ignore[attr-defined]
+    model.test_protocol = resolution.test_protocol  # type: ignore[attr-defined]
     model.eval()
     notes = list(resolution.notes)
     if contents.ignored:

@@ -14,10 +14,12 @@ displays) are read from it; anything else (names, calls, operators) is an unknow
 from __future__ import annotations
 
 import ast
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
-from .releases import TestProtocol
+from ..errors import ConfigError
+from ..eval_protocol import TestProtocol
 
 #: Longer config text is not parsed (a real merged config is 5-20 kB).
 MAX_CONFIG_CHARS = 1_000_000
@@ -152,7 +154,13 @@ def _class_names(meta: Mapping[str, Any]) -> tuple[str, ...] | None:
 
 def _protocol(env: dict[str, Any], model: dict[str, Any], align: bool | None, source: str) -> TestProtocol | None:
     """mmseg's test protocol: ``test_cfg`` (in ``model`` since 0.x, at the top level before) and the
-    test pipeline's ``Resize(scale=...)`` (1.x) or ``MultiScaleFlipAug(img_scale=...)`` (0.x)."""
+    test pipeline's ``Resize(scale=...)`` (1.x) or ``MultiScaleFlipAug(img_scale=...)`` (0.x).
+
+    mmseg's scale is ``(w, h)`` (with ``keep_ratio``: ``(long, short)``); it is stored as (H, W) like
+    every size here. ``crop_size``/``stride`` are (h, w) in mmseg already. A protocol the config
+    states but that does not hold together (a slide without a crop, a stride over the crop) is
+    none: the release's is used instead.
+    """
     test_cfg = _dict(model.get("test_cfg")) or _dict(env.get("test_cfg"))
     mode = test_cfg.get("mode")
     if mode not in ("whole", "slide") or align is None:
@@ -166,5 +174,9 @@ def _protocol(env: dict[str, Any], model: dict[str, Any], align: bool | None, so
         elif step.get("type") == "MultiScaleFlipAug" and _pair(step.get("img_scale")):
             resize = _pair(step.get("img_scale"))
     slide = mode == "slide"
-    return TestProtocol(mode, resize, keep_ratio, _pair(test_cfg.get("crop_size")) if slide else None,
-                        _pair(test_cfg.get("stride")) if slide else None, align, source)
+    try:
+        return TestProtocol(mode, (resize[1], resize[0]) if resize else None, keep_ratio,
+                            _pair(test_cfg.get("crop_size")) if slide else None,
+                            _pair(test_cfg.get("stride")) if slide else None, align, source)
+    except ConfigError:
+        return None

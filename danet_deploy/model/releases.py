@@ -18,14 +18,14 @@ Weights cannot tell a 512x1024 mmseg Cityscapes model from a 769x769 one (only `
 differs); both presets exist. The config text mmsegmentation stores in a checkpoint's ``meta``
 decides (:mod:`.mmseg_config`); without it the checkpoint inspector refuses and names both.
 
-Each release also has its test protocol (:data:`TEST_PROTOCOLS`, :func:`test_protocol`): how its
-published accuracy was measured, for an evaluator to reproduce.
+Each release also has its test protocol (:data:`danet_deploy.eval_protocol.RELEASE_PROTOCOLS`, in a
+torch-free module so that ``danet-eval`` reads the same table): how its published accuracy was
+measured, for an evaluator to reproduce.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from ..eval_protocol import MMSEG_DEPTHS, MMSEG_PROTOCOLS, mmseg_preset
 
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
@@ -83,19 +83,20 @@ def release_presets() -> dict[str, dict]:
                         "OS 8, multi-grid dilations 4/8/16, Cityscapes 19 classes; val mIoU 79.93 single-scale "
                         "(repo README), 81.5 on the test set (paper)"),
     }
-    zoo = {  # dataset -> (classes, align_corners, {depth: mIoU text})
-        "cityscapes": (CITYSCAPES_CLASSES, False, "Cityscapes 512x1024 crops",
+    zoo = {  # dataset -> (classes, what, {depth: mIoU text}); align_corners: its test protocol's
+        "cityscapes": (CITYSCAPES_CLASSES, "Cityscapes 512x1024 crops",
                        {50: "78.74 (40k) / 79.34 (80k iters)", 101: "80.52 (40k) / 80.41 (80k iters)"}),
-        "cityscapes_769": (CITYSCAPES_CLASSES, True, "Cityscapes 769x769 crops, slide inference 769/513",
+        "cityscapes_769": (CITYSCAPES_CLASSES, "Cityscapes 769x769 crops, slide inference 769/513",
                            {50: "78.88 (40k) / 79.27 (80k iters)", 101: "79.88 (40k) / 80.47 (80k iters)"}),
-        "ade20k": (ADE20K_CLASSES, False, "ADE20K 150 classes, 512x512 crops",
+        "ade20k": (ADE20K_CLASSES, "ADE20K 150 classes, 512x512 crops",
                    {50: "41.66 (80k) / 42.45 (160k iters)", 101: "43.64 (80k) / 44.17 (160k iters)"}),
-        "voc12aug": (VOC_CLASSES, False, "Pascal VOC 2012 + aug, 21 classes, 512x512 crops",
+        "voc12aug": (VOC_CLASSES, "Pascal VOC 2012 + aug, 21 classes, 512x512 crops",
                      {50: "74.45 (20k) / 76.37 (40k iters)", 101: "76.02 (20k) / 76.51 (40k iters)"}),
     }
-    for dataset, (classes, align, what, miou) in zoo.items():
-        for depth in (50, 101):
-            presets[f"danet_mmseg_r{depth}_d8_{dataset}"] = dict(
+    for dataset, (classes, what, miou) in zoo.items():
+        align = MMSEG_PROTOCOLS[dataset].align_corners
+        for depth in MMSEG_DEPTHS:
+            presets[mmseg_preset(depth, dataset)] = dict(
                 depth=depth, **_MMSEG_ARCH, num_classes=len(classes), class_names=classes,
                 align_corners=align, mean=MMSEG_MEAN, std=MMSEG_STD,
                 description=f"mmsegmentation DANet R-{depth}-D8, {what} (stem 3->32->32->64, "
@@ -103,65 +104,13 @@ def release_presets() -> dict[str, dict]:
     return presets
 
 
-@dataclass(frozen=True)
-class TestProtocol:
-    """How a release's published accuracy was measured (single scale, no flip), as plain data.
-
-    ``resize``: mmsegmentation's ``Resize(scale=(long, short), keep_ratio=True)`` (the image is
-    scaled so that it fits within ``long`` x ``short``, aspect kept); ``None`` = the image as it is.
-    ``mode``: ``"whole"`` (one forward pass over the whole image) or ``"slide"`` (``crop`` windows,
-    ``stride`` apart, overlapping logits averaged). Sizes are ``(height, width)``. ``source`` says
-    where the facts were read.
-    """
-
-    __test__ = False  # not a pytest class, despite its name
-
-    mode: str = "whole"
-    resize: tuple[int, int] | None = None
-    keep_ratio: bool = True
-    crop: tuple[int, int] | None = None
-    stride: tuple[int, int] | None = None
-    align_corners: bool = False
-    source: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
-
-
-_MMSEG_SOURCE = "mmsegmentation 1.2.2 configs/danet/*.py and configs/_base_/datasets/*.py"
-_MMSEG_PROTOCOLS = {
-    "cityscapes": TestProtocol("whole", (2048, 1024), align_corners=False, source=_MMSEG_SOURCE),
-    "cityscapes_769": TestProtocol("slide", (2049, 1025), crop=(769, 769), stride=(513, 513), align_corners=True,
-                                   source=_MMSEG_SOURCE),
-    "ade20k": TestProtocol("whole", (2048, 512), align_corners=False, source=_MMSEG_SOURCE),
-    "voc12aug": TestProtocol("whole", (2048, 512), align_corners=False, source=_MMSEG_SOURCE),
-}
-
-#: preset name -> its release's test protocol (presets that reproduce no release have none)
-TEST_PROTOCOLS: dict[str, TestProtocol] = {
-    "danet_official_r101_cityscapes": TestProtocol(
-        "whole", None, align_corners=True,
-        source="official DANet test script (junfu1115/DANet): whole 1024x2048 image, single scale"),
-    **{f"danet_mmseg_r{depth}_d8_{dataset}": protocol
-       for dataset, protocol in _MMSEG_PROTOCOLS.items() for depth in (50, 101)},
-}
-
-
-def test_protocol(preset: str) -> TestProtocol | None:
-    """The test protocol of the release ``preset`` reproduces, or ``None`` when it reproduces none."""
-    return TEST_PROTOCOLS.get(preset)
-
-
-test_protocol.__test__ = False  # type: ignore[attr-defined]
-
 #: The presets of each foreign checkpoint key layout whose conventions differ from the official
 #: code's (mmsegmentation: ``align_corners=False``, a 3->32->32->64 stem, contracted dilations).
 #: A checkpoint of one layout is only ever built as a preset of its own; the official layout's are
 #: every preset not listed here (its release, and this project's presets, which keep the official
 #: code's defaults: deep stem 3->64->64->128, output stride 8, ``align_corners=True``).
 LAYOUT_PRESETS: dict[str, tuple[str, ...]] = {
-    "mmsegmentation": tuple(f"danet_mmseg_r{depth}_d8_{dataset}" for dataset in _MMSEG_PROTOCOLS
-                            for depth in (50, 101)),
+    "mmsegmentation": tuple(mmseg_preset(depth, dataset) for dataset in MMSEG_PROTOCOLS for depth in MMSEG_DEPTHS),
 }
 #: The key layouts whose conventions are known (see :data:`LAYOUT_PRESETS`).
 FOREIGN_LAYOUTS = ("official DANet", "mmsegmentation")

@@ -2,11 +2,11 @@
 
 ``evaluate(EvalRequest(models=("danet_demo", "out/ort-int8"), data="cityscapes:/data/cityscapes"))``
 reads the split (:mod:`danet_deploy.data.datasets`), matches each model's classes to the dataset's
-by name, runs every image through the model under its release's test protocol
-(:mod:`.protocol`), and accumulates one confusion matrix per model, image by image (memory does
-not grow with the set). The metric is :class:`~danet_deploy.data.metrics.SegmentationMetrics`,
-mmsegmentation's ``IoUMetric`` definitions. The first model is the baseline the others are
-compared to, class by class. Reports: :mod:`.eval_report`.
+by name, runs every image through the model under the test protocol its manifest records
+(:mod:`danet_deploy.eval_protocol`: the checkpoint's own, else its release's), and accumulates one
+confusion matrix per model, image by image (memory does not grow with the set). The metric is
+:class:`~danet_deploy.data.metrics.SegmentationMetrics`, mmsegmentation's ``IoUMetric`` definitions.
+The first model is the baseline the others are compared to, class by class. Reports: :mod:`.eval_report`.
 """
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ from ..cli.dataclass_args import arg
 from ..data.datasets import SPEC_HELP, ClassMatch, Dataset, match_classes, open_dataset
 from ..data.metrics import SegmentationMetrics, confusion_matrix
 from ..errors import ConfigError
+from ..eval_protocol import MODES, TestProtocol, recorded_protocol
 from ..progress import progress_bar
-from .protocol import MODES, TestProtocol, release_protocol
 
 PROTOCOL = "test protocol (default: the model's release protocol)"
 
@@ -148,6 +148,14 @@ class _Described:
         pass
 
 
+def model_protocol(manifest: Any, request: EvalRequest) -> TestProtocol:
+    """The protocol ``danet-eval`` runs a model with: the one its manifest records (the checkpoint's
+    own, else its release's, else the default; :func:`~danet_deploy.eval_protocol.recorded_protocol`),
+    changed only where ``--mode/--resize/--crop/--stride`` ask."""
+    return recorded_protocol(manifest.model, manifest.export, manifest.checkpoint).with_overrides(
+        mode=request.mode, resize=request.resize, crop=request.crop, stride=request.stride)
+
+
 def _evaluate_model(model: str, label: str, dataset: Dataset, request: EvalRequest,
                     log: Callable[[str], None]) -> ModelResult:
     from .. import runtime
@@ -161,8 +169,7 @@ def _evaluate_model(model: str, label: str, dataset: Dataset, request: EvalReque
     predictor: Any = None
     try:
         manifest = session.manifest
-        protocol = release_protocol(manifest.model.get("name"), manifest.export.get("test_protocol")).with_overrides(
-            mode=request.mode, resize=request.resize, crop=request.crop, stride=request.stride)
+        protocol = model_protocol(manifest, request)
         match = match_classes(list(session.class_names), dataset)
         if request.server:
             if protocol.mode != "whole":

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError
+from ..eval_protocol import TestProtocol
 from ..runtime.preprocess import mask_at_size, resize_image
-from .protocol import TestProtocol
 
 Items = Iterable[tuple[int, np.ndarray]]
 

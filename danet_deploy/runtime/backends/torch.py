@@ -19,15 +19,18 @@ from ...manifest import Manifest
 from .base import Backend, InputSpec
 
 
-def reference_manifest(config: Any, checkpoint: str | None = None) -> Manifest:
-    """A manifest describing the eager reference model (dynamic N/H/W, fp32)."""
+def reference_manifest(config: Any, checkpoint: str | None = None, test_protocol: Any = None) -> Manifest:
+    """A manifest describing the eager reference model (dynamic N/H/W, fp32); ``test_protocol`` (a
+    checkpoint's, as :func:`~danet_deploy.model.inspect.model_from_checkpoint` found it) is recorded
+    where an exported artifact records it, so danet-eval of the file uses the file's own."""
     return Manifest(
         target="torch", backend="torch", precision="fp32", primary=checkpoint or config.name,
         model=config.to_dict(), preprocessing=config.preprocessing.to_dict(),
         input={"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32",
                "dynamic_axes": {"0": "batch", "2": "height", "3": "width"}},
         output={"name": "logits", "shape": ["batch", config.num_classes, "height", "width"], "dtype": "float32"},
-        checkpoint={"path": checkpoint} if checkpoint else None)
+        checkpoint={"path": checkpoint} if checkpoint else None,
+        export={"test_protocol": test_protocol.to_dict()} if test_protocol is not None else {})
 
 
 class TorchBackend(Backend):
@@ -60,6 +63,7 @@ class TorchBackend(Backend):
         if threads:
             torch.set_num_threads(int(threads))
         overrides = {"attention_chunks": attention_chunks} if attention_chunks else {}
+        protocol = None  # a checkpoint's own test protocol, when this reads one
         if model_file is None and config is not None:
             net = create_model_from_config(dict(config, **overrides))
             checkpoint = None
@@ -81,12 +85,13 @@ class TorchBackend(Backend):
             from ...model.inspect import model_from_checkpoint
 
             net, _ = model_from_checkpoint(model_file, model, num_classes)
+            protocol = net.test_protocol
             if attention_chunks:
                 net.set_attention_chunks(attention_chunks)
             checkpoint = str(model_file)
         self.device = torch.device(device)
         self.model = net.to(self.device).eval()
-        self.manifest = manifest or reference_manifest(net.config, checkpoint)
+        self.manifest = manifest or reference_manifest(net.config, checkpoint, protocol)
         self.input_spec = InputSpec("input", (None, 3, None, None))
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
