@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--emit", default="logits", choices=tuple(EMITS),
                    help="graph outputs: logits; mask (arg-max in the graph: uint8 NxHxW, int32 for TensorRT); "
                         "both; mask-lowres (mask + logits before the final upsample)")
-    p.add_argument("--policy", default="attention-float", help="precision policy: attention-float, quantize-all, ...")
+    p.add_argument("--policy", default="attention-float", help="precision policy: attention-float, attention-bf16 (OpenVINO INT8 on AMX/AVX512-BF16 CPUs), quantize-all, ...")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="target-specific option (see --list-options)")
     p.add_argument("--from", dest="from_artifact", metavar="ARTIFACT_DIR",

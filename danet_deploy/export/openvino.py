@@ -27,6 +27,40 @@ from .pipeline import ExportContext, TargetResult
 from .policy import PrecisionPolicy
 
 MODEL_FILE = "model.xml"
+#: manifest ``extra`` entry with the compile properties the runtime backend applies to this IR
+RUNTIME_KEY = "openvino_runtime"
+
+
+def _attention_onnx(ctx: ExportContext) -> tuple[Any, dict[str, Any]]:
+    """The ONNX the IR is converted from: position attention fused (``--option attention``) or not."""
+    from .fused_attention import fuse_file
+
+    form = ctx.options.attention
+    source = ctx.fp32_onnx()
+    if form == "unfused":
+        return source, {"form": "unfused", "fused": 0}
+    fused = ctx.scratch / "model_fp32_fused_attention.onnx"
+    report = fuse_file(source, fused, form)
+    ctx.log(f"position attention as {len(report.fused_nodes)} ScaledDotProductAttention op(s)")
+    return fused, report.to_dict()
+
+
+def runtime_properties(form: str, policy: PrecisionPolicy, precision: str) -> dict[str, Any]:
+    """Compile properties an artifact needs to run as exported (recorded in its manifest).
+
+    ``SNIPPETS_MODE=IGNORE_CALLBACK``: the CPU plugin decomposes DANet's single-head
+    ``ScaledDotProductAttention`` back into MatMul/Softmax/MatMul unless its MHA tokenization
+    heuristics are overridden (seen in the compiled model's runtime graph, OpenVINO 2026.4); with it
+    the whole attention core compiles into one fused ``Subgraph`` kernel. f32 results stay within
+    2e-6 of the unfused graph. ``inference_precision``: ``bf16`` for the ``attention-bf16`` policy
+    (the float parts of the INT8 model, i.e. the attention core, in bf16 on AMX/AVX512-BF16 CPUs).
+    """
+    out: dict[str, Any] = {}
+    if form == "fused":
+        out["properties"] = {"SNIPPETS_MODE": "IGNORE_CALLBACK"}
+    if policy.attention_precision == "bf16" and precision == "int8":
+        out["inference_precision"] = "bf16"
+    return out
 
 
 def build(ctx: ExportContext) -> TargetResult:
@@ -34,7 +68,7 @@ def build(ctx: ExportContext) -> TargetResult:
 
     request = ctx.request
     precision = request.precision
-    onnx_path = ctx.fp32_onnx()
+    onnx_path, attention = _attention_onnx(ctx)
     ctx.log(f"converting {onnx_path.name} to OpenVINO IR ({precision})")
     try:
         model = ov.convert_model(str(onnx_path))
@@ -42,11 +76,14 @@ def build(ctx: ExportContext) -> TargetResult:
         raise ExportError(f"openvino.convert_model failed: {summarize_exception(exc)}") from exc
     stamp_openvino(model, ctx.graph_config, precision)
 
-    extra: dict[str, Any] = {"converted_from": "onnx", "cpu": _cpu_facts(ov)}
+    extra: dict[str, Any] = {"converted_from": "onnx", "cpu": _cpu_facts(ov), "attention": attention}
     calibration = None
     if precision == "int8":
         model, calibration, quant = _quantize(ctx, model)
         extra["quantization"] = quant
+    runtime = runtime_properties(attention["form"], PrecisionPolicy.from_spec(request.policy), precision)
+    if runtime:
+        extra[RUNTIME_KEY] = runtime
     compress = precision == "fp16"
     extra["weights"] = "fp16" if compress else ("int8 (float parts fp32)" if precision == "int8" else "fp32")
     try:

@@ -19,8 +19,20 @@ OPENVINO = Requirement("openvino", "openvino")
 NNCF = Requirement("nncf", "nncf")
 
 
+#: help of the ``attention`` option (ONNX, ONNX Runtime and OpenVINO targets)
+ATTENTION_HELP = ("position attention as the engine's fused kernel (fused: com.microsoft.MultiHeadAttention, which "
+                  "ONNX Runtime runs fused and OpenVINO reads as ScaledDotProductAttention) or the portable "
+                  "MatMul/Softmax/MatMul graph (unfused)")
+
+
+@dataclass(frozen=True)
+class OnnxOptions(TargetOptions):
+    attention: str = option("fused", ATTENTION_HELP, choices=("fused", "unfused"))
+
+
 @dataclass(frozen=True)
 class OnnxRuntimeOptions(TargetOptions):
+    attention: str = option("fused", ATTENTION_HELP, choices=("fused", "unfused"))
     int8_format: str | None = option(None, "INT8 activation/weight format; default: chosen from the CPU's features "
                                      "(u8s8 with VNNI/AMX, u8s8-reduced on AVX2, s8s8 on ARM)",
                                      choices=("u8s8", "u8s8-reduced", "s8s8"))
@@ -29,6 +41,7 @@ class OnnxRuntimeOptions(TargetOptions):
 
 @dataclass(frozen=True)
 class OpenVINOOptions(TargetOptions):
+    attention: str = option("fused", ATTENTION_HELP, choices=("fused", "unfused"))
     nncf_preset: str = option("performance", "NNCF preset: symmetric (performance) or asymmetric (mixed) activations",
                               choices=("performance", "mixed"))
     model_type: str | None = option(None, "NNCF model type (transformer: attention-aware quantizer placement)",
@@ -85,7 +98,7 @@ SENSITIVITY_SEARCH = "sensitivity search (per-layer ranking, doubling + bisectio
 register_target(Target(
     "onnx", "the FP32 ONNX graph (torch.onnx.export, checked, simplified, self-describing metadata)",
     builder="danet_deploy.export.onnx_target:build", engine="onnxruntime", precisions=("fp32",),
-    suffixes=(".onnx",), requires=(ONNX, ONNXSLIM), extra="onnx"))
+    suffixes=(".onnx",), requires=(ONNX, ONNXSLIM), extra="onnx", options=OnnxOptions))
 register_target(Target(
     "onnxruntime", "INT8 (static QDQ, CPU-tuned format) and FP16 ONNX graphs for ONNX Runtime",
     builder="danet_deploy.export.onnxruntime:build", engine="onnxruntime", precisions=("int8", "fp16"),

@@ -36,19 +36,23 @@ from .base import Backend, InputSpec, as_output, bare_output_entry, require
 
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
 _PRECISIONS = ("f32", "bf16", "f16")
+#: compile properties an artifact's manifest may ask for (``extra.openvino_runtime.properties``): only
+#: these, with these values, so a manifest cannot set arbitrary plugin properties
+_RECORDED_PROPERTIES = {"SNIPPETS_MODE": ("ENABLE", "IGNORE_CALLBACK", "DISABLE")}
 
 
 class OpenVINOBackend(Backend):
     """Options: ``device`` (``CPU``/``GPU``/``NPU``/``AUTO``...), ``threads`` (INFERENCE_NUM_THREADS),
     ``hint`` (``latency``/``throughput``: PERFORMANCE_HINT), ``inference_precision``
-    (INFERENCE_PRECISION_HINT, see the module doc), ``max_shapes`` (compiled shapes kept, default 8),
+    (INFERENCE_PRECISION_HINT, see the module doc; ``auto``: the artifact's recorded one, else ``f32``),
+    ``max_shapes`` (compiled shapes kept, default 8),
     ``config`` (any further OpenVINO properties)."""
 
     name = "openvino"
     async_queue = True
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, device: str = "CPU",
-                 threads: int | None = None, hint: str = "latency", inference_precision: str | None = "f32",
+                 threads: int | None = None, hint: str = "latency", inference_precision: str | None = "auto",
                  max_shapes: int = 8, config: dict[str, Any] | None = None) -> None:
         ov = require("openvino", "openvino", "openvino")
         if model_file is None:
@@ -71,13 +75,16 @@ class OpenVINOBackend(Backend):
                               f"{', '.join(self.core.available_devices)}); pass device='CPU' or install its driver")
         self.model = self._read(model_file)
         self.manifest = manifest if manifest is not None else self._manifest_from_rt_info(model_file)
+        recorded = _recorded_runtime(self.manifest)
+        if inference_precision == "auto":  # the artifact's own (attention-bf16 records bf16), else f32
+            inference_precision = recorded.get("inference_precision", "f32")
         hint_key = str(hint).lower()
         if hint_key not in _HINTS:
             raise ConfigError(f"hint {hint!r} is not known; choose 'latency' or 'throughput'")
         if inference_precision is not None and inference_precision not in _PRECISIONS:
             raise ConfigError(f"inference_precision {inference_precision!r} is not known; choose one of "
                               f"{', '.join(_PRECISIONS)} or None for the plugin's default")
-        self.properties: dict[str, Any] = {"PERFORMANCE_HINT": _HINTS[hint_key]}
+        self.properties: dict[str, Any] = {"PERFORMANCE_HINT": _HINTS[hint_key], **recorded.get("properties", {})}
         if threads:
             self.properties["INFERENCE_NUM_THREADS"] = int(threads)
         if inference_precision is not None and base_device in ("CPU", "GPU"):
@@ -234,6 +241,20 @@ class OpenVINOBackend(Backend):
         with self._lock:
             self._compiled.clear()
             self.model = None
+
+
+def _recorded_runtime(manifest: Manifest | None) -> dict[str, Any]:
+    """``extra.openvino_runtime`` of the manifest, keeping only known properties and precisions."""
+    entry = ((manifest.extra or {}) if manifest is not None else {}).get("openvino_runtime") or {}
+    if not isinstance(entry, dict):
+        return {}
+    out: dict[str, Any] = {}
+    props = entry.get("properties") or {}
+    if isinstance(props, dict):
+        out["properties"] = {k: v for k, v in props.items() if v in _RECORDED_PROPERTIES.get(k, ())}
+    if entry.get("inference_precision") in _PRECISIONS:
+        out["inference_precision"] = entry["inference_precision"]
+    return out
 
 
 class _Compiled:
