@@ -32,27 +32,29 @@ RUNTIME_KEY = "openvino_runtime"
 
 
 def _attention_onnx(ctx: ExportContext) -> tuple[Any, dict[str, Any]]:
-    """The ONNX the IR is converted from: position attention fused (``--option attention``) or not."""
-    from .fused_attention import fuse_file
+    """The ONNX the IR is converted from, and how its position attention reaches a fused kernel.
 
+    Not the ``MultiHeadAttention`` rewrite ONNX Runtime gets: OpenVINO reads that as
+    ``ScaledDotProductAttention``, which the CPU plugin (2026.4) decomposes back into
+    MatMul/Softmax/MatMul for PAM's unequal head sizes, and an IR saved with it failed to compile
+    with ``SNIPPETS_MODE=IGNORE_CALLBACK`` ("LinearIR is empty"). The plain chain, with that
+    property recorded for the runtime, compiles into one MHA ``Subgraph`` kernel at every size
+    tried (64-512 px), as an IR too; see :func:`runtime_properties`.
+    """
     form = ctx.options.attention
-    source = ctx.fp32_onnx()
-    if form == "unfused":
-        return source, {"form": "unfused", "fused": 0}
-    fused = ctx.scratch / "model_fp32_fused_attention.onnx"
-    report = fuse_file(source, fused, form)
-    ctx.log(f"position attention as {len(report.fused_nodes)} ScaledDotProductAttention op(s)")
-    return fused, report.to_dict()
+    kernel = "CPU plugin MHA Subgraph (SNIPPETS_MODE=IGNORE_CALLBACK)" if form == "fused" else \
+        "separate MatMul, Softmax, MatMul nodes (the plugin's default heuristics)"
+    return ctx.fp32_onnx(), {"form": form, "kernel": kernel}
 
 
 def runtime_properties(form: str, policy: PrecisionPolicy, precision: str) -> dict[str, Any]:
     """Compile properties an artifact needs to run as exported (recorded in its manifest).
 
-    ``SNIPPETS_MODE=IGNORE_CALLBACK``: the CPU plugin decomposes DANet's single-head
-    ``ScaledDotProductAttention`` back into MatMul/Softmax/MatMul unless its MHA tokenization
-    heuristics are overridden (seen in the compiled model's runtime graph, OpenVINO 2026.4); with it
-    the whole attention core compiles into one fused ``Subgraph`` kernel. f32 results stay within
-    2e-6 of the unfused graph. ``inference_precision``: ``bf16`` for the ``attention-bf16`` policy
+    ``SNIPPETS_MODE=IGNORE_CALLBACK``: the CPU plugin's MHA tokenizer recognises PAM's
+    MatMul/Softmax/MatMul but its heuristics refuse it (one head and batch 1 give less parallel work
+    than threads), leaving three nodes that took 53% of the INT8 model's time; overriding them
+    compiles the core into one fused ``Subgraph`` kernel (seen in the compiled model's runtime graph,
+    OpenVINO 2026.4). f32 results stay within 2e-6 of the unfused graph. ``inference_precision``: ``bf16`` for the ``attention-bf16`` policy
     (the float parts of the INT8 model, i.e. the attention core, in bf16 on AMX/AVX512-BF16 CPUs).
     """
     out: dict[str, Any] = {}
