@@ -87,25 +87,38 @@ def test_unknown_form_is_a_typed_error():
         apply_attention_form(None, "flash")
 
 
-def test_openvino_ir_compiles_pam_into_one_kernel_with_the_recorded_property(tmp_path, torch):
-    ov = pytest.importorskip("openvino")
-    from danet_deploy.export.openvino import runtime_properties
-    from danet_deploy.export.policy import PrecisionPolicy
+def _pam_kinds(compiled) -> list[str]:
+    return sorted(op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()
+                  if op.get_friendly_name() in ("/head/sa/MatMul", "/head/sa/Softmax", "/head/sa/MatMul_1"))
 
+
+def test_openvino_ir_compiles_split_head_pam_into_one_kernel(tmp_path, torch):
+    ov = pytest.importorskip("openvino")
     _, path = _export(tmp_path, 1, dynamic=False)
-    ov.save_model(ov.convert_model(str(path)), str(tmp_path / "model.xml"), compress_to_fp16=False)
+    heads, report = _fused_copy(path, "heads:2")
+    assert report.fused_nodes == ["/head/sa/MatMul"] and not report.skipped
     core = ov.Core()
     x = np.random.default_rng(2).standard_normal((1, 3, 64, 64)).astype(np.float32)
     kinds = {}
-    for form in ("unfused", "fused"):
-        props = runtime_properties(form, PrecisionPolicy.from_spec("attention-float"), "fp32").get("properties", {})
-        compiled = core.compile_model(core.read_model(str(tmp_path / "model.xml")), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2, **props})
-        kinds[form] = sorted(op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()
-                             if op.get_friendly_name() in ("/head/sa/MatMul", "/head/sa/Softmax", "/head/sa/MatMul_1"))
+    for form, src in (("unfused", path), ("fused", heads)):
+        ov.save_model(ov.convert_model(str(src)), str(tmp_path / f"{form}.xml"), compress_to_fp16=False)
+        compiled = core.compile_model(core.read_model(str(tmp_path / f"{form}.xml")), "CPU",
+                                      {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2})
+        kinds[form] = _pam_kinds(compiled)
         assert _rel(compiled({"input": x})[0], _ort(path, x)) < FP32_TOL
-    assert kinds["unfused"] == ["MatMul", "MatMul", "Softmax"]  # the default heuristics refuse the MHA kernel
+    assert kinds["unfused"] == ["MatMul", "MatMul", "Softmax"]  # the plugin's heuristics refuse one head
     assert kinds["fused"] == ["Subgraph"]  # one fused MHA kernel for the whole core
+
+
+def test_split_heads_skips_what_would_break_at_other_sizes(tmp_path, torch):
+    _, dynamic = _export(tmp_path, 1, dynamic=True)
+    _, report = _fused_copy(dynamic, "heads:2")
+    assert report.fused_nodes == [] and "symbolic or not divisible" in report.skipped[0]
+    _, chunked = _export(tmp_path, 3, dynamic=False)  # 64 queries in chunks of 21, 21, 22
+    out, report = _fused_copy(chunked, "heads:2")
+    assert len(report.fused_nodes) == 1 and len(report.skipped) == 2
+    x = np.random.default_rng(4).standard_normal((1, 3, 64, 64)).astype(np.float32)
+    assert _rel(_ort(out, x), _ort(chunked, x)) < FP32_TOL
 
 
 def test_tensorrt_layout_pads_query_and_key_to_one_head_size_exactly(tmp_path, torch):
@@ -199,16 +212,13 @@ def test_attention_bf16_is_refused_where_it_cannot_hold():
     check_attention_bf16(PrecisionPolicy.from_spec("attention-float"), "onnxruntime", "fp16", {})
 
 
-def test_openvino_backend_applies_only_known_recorded_properties():
+def test_openvino_backend_applies_only_a_known_recorded_precision():
     from danet_deploy.runtime.backends.openvino import _recorded_runtime
 
-    manifest = mock.Mock(extra={"openvino_runtime": {
-        "properties": {"SNIPPETS_MODE": "IGNORE_CALLBACK", "CACHE_DIR": "/etc", "SNIPPETS_MODE_X": 1},
-        "inference_precision": "bf16"}})
-    assert _recorded_runtime(manifest) == {"properties": {"SNIPPETS_MODE": "IGNORE_CALLBACK"},
-                                           "inference_precision": "bf16"}
-    manifest.extra = {"openvino_runtime": {"properties": {"SNIPPETS_MODE": "rm -rf"}, "inference_precision": "f64"}}
-    assert _recorded_runtime(manifest) == {"properties": {}}
+    manifest = mock.Mock(extra={"openvino_runtime": {"properties": {"CACHE_DIR": "/etc"}, "inference_precision": "bf16"}})
+    assert _recorded_runtime(manifest) == {"inference_precision": "bf16"}
+    manifest.extra = {"openvino_runtime": {"inference_precision": "f64"}}
+    assert _recorded_runtime(manifest) == {}
     manifest.extra = {"openvino_runtime": "garbage"}
     assert _recorded_runtime(manifest) == {}
-    assert _recorded_runtime(None) == {"properties": {}}
+    assert _recorded_runtime(None) == {}

@@ -32,34 +32,36 @@ RUNTIME_KEY = "openvino_runtime"
 
 
 def _attention_onnx(ctx: ExportContext) -> tuple[Any, dict[str, Any]]:
-    """The ONNX the IR is converted from, and how its position attention reaches a fused kernel.
+    """The ONNX the IR is converted from: PAM split into query heads (``attention=fused``) or plain.
 
     Not the ``MultiHeadAttention`` rewrite ONNX Runtime gets: OpenVINO reads that as
-    ``ScaledDotProductAttention``, which the CPU plugin (2026.4) decomposes back into
-    MatMul/Softmax/MatMul for PAM's unequal head sizes, and an IR saved with it failed to compile
-    with ``SNIPPETS_MODE=IGNORE_CALLBACK`` ("LinearIR is empty"). The plain chain, with that
-    property recorded for the runtime, compiles into one MHA ``Subgraph`` kernel at every size
-    tried (64-512 px), as an IR too; see :func:`runtime_properties`.
+    ``ScaledDotProductAttention``, which the CPU plugin (2026.4) decomposed back into
+    MatMul/Softmax/MatMul for PAM's head sizes; see :func:`.fused_attention.split_query_heads`.
     """
+    from .fused_attention import fuse_file
+
     form = ctx.options.attention
-    kernel = "CPU plugin MHA Subgraph (SNIPPETS_MODE=IGNORE_CALLBACK)" if form == "fused" else \
-        "separate MatMul, Softmax, MatMul nodes (the plugin's default heuristics)"
-    return ctx.fp32_onnx(), {"form": form, "kernel": kernel}
+    source = ctx.fp32_onnx()
+    if form == "unfused":
+        return source, {"form": "unfused", "fused": 0}
+    fused = ctx.scratch / "model_fp32_attention_heads.onnx"
+    report = fuse_file(source, fused, f"heads:{ctx.options.attention_heads}")
+    ctx.log(f"position attention split into {ctx.options.attention_heads} query heads for the CPU plugin's MHA "
+            f"kernel ({len(report.fused_nodes)} chain(s); {'; '.join(report.skipped) or 'none skipped'})")
+    return fused, report.to_dict()
 
 
-def runtime_properties(form: str, policy: PrecisionPolicy, precision: str) -> dict[str, Any]:
+def runtime_properties(policy: PrecisionPolicy, precision: str) -> dict[str, Any]:
     """Compile properties an artifact needs to run as exported (recorded in its manifest).
 
-    ``SNIPPETS_MODE=IGNORE_CALLBACK``: the CPU plugin's MHA tokenizer recognises PAM's
-    MatMul/Softmax/MatMul but its heuristics refuse it (one head and batch 1 give less parallel work
-    than threads), leaving three nodes that took 53% of the INT8 model's time; overriding them
-    compiles the core into one fused ``Subgraph`` kernel (seen in the compiled model's runtime graph,
-    OpenVINO 2026.4). f32 results stay within 2e-6 of the unfused graph. ``inference_precision``: ``bf16`` for the ``attention-bf16`` policy
-    (the float parts of the INT8 model, i.e. the attention core, in bf16 on AMX/AVX512-BF16 CPUs).
+    ``inference_precision``: ``bf16`` for the ``attention-bf16`` policy (the float parts of the
+    INT8 model, i.e. the attention core, in bf16 on AMX/AVX512-BF16 CPUs). The global
+    ``SNIPPETS_MODE=IGNORE_CALLBACK`` also fuses PAM but was rejected: on an INT8 IR it retokenized
+    the convolutions' quantization too (4 -> 34 Subgraphs, 9 -> 70 Reorders, 98% argmax agreement
+    with the default mode on a 64x64 random input), and an IR holding ``ScaledDotProductAttention``
+    failed to compile with it ("LinearIR is empty").
     """
     out: dict[str, Any] = {}
-    if form == "fused":
-        out["properties"] = {"SNIPPETS_MODE": "IGNORE_CALLBACK"}
     if policy.attention_precision == "bf16" and precision == "int8":
         out["inference_precision"] = "bf16"
     return out
@@ -83,7 +85,7 @@ def build(ctx: ExportContext) -> TargetResult:
     if precision == "int8":
         model, calibration, quant = _quantize(ctx, model)
         extra["quantization"] = quant
-    runtime = runtime_properties(attention["form"], PrecisionPolicy.from_spec(request.policy), precision)
+    runtime = runtime_properties(PrecisionPolicy.from_spec(request.policy), precision)
     if runtime:
         extra[RUNTIME_KEY] = runtime
     compress = precision == "fp16"

@@ -19,10 +19,9 @@ OPENVINO = Requirement("openvino", "openvino")
 NNCF = Requirement("nncf", "nncf")
 
 
-#: help of the ``attention`` option (ONNX, ONNX Runtime and OpenVINO targets)
-ATTENTION_HELP = ("position attention as the engine's fused kernel (fused: com.microsoft.MultiHeadAttention, which "
-                  "ONNX Runtime runs fused and OpenVINO reads as ScaledDotProductAttention) or the portable "
-                  "MatMul/Softmax/MatMul graph (unfused)")
+#: help of the ``attention`` option (ONNX and ONNX Runtime targets)
+ATTENTION_HELP = ("position attention as ONNX Runtime's fused kernel (fused: com.microsoft.MultiHeadAttention; "
+                  "OpenVINO reads it as ScaledDotProductAttention) or the portable MatMul/Softmax/MatMul graph (unfused)")
 
 
 @dataclass(frozen=True)
@@ -39,9 +38,22 @@ class OnnxRuntimeOptions(TargetOptions):
     calib_percentile: float = option(99.999, "percentile kept by --calib-method percentile")
 
 
+def _at_least_one(value: int) -> int:
+    from ..errors import ConfigError
+
+    if int(value) < 1:
+        raise ConfigError(f"attention_heads must be >= 1 (1: no split), got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class OpenVINOOptions(TargetOptions):
-    attention: str = option("fused", ATTENTION_HELP, choices=("fused", "unfused"))
+    attention: str = option("fused", "position attention: fused (queries split into attention_heads groups, which "
+                            "the CPU plugin compiles into one MHA kernel; static shapes) or unfused (three nodes)",
+                            choices=("fused", "unfused"))
+    attention_heads: int = option(2, "query groups of the fused attention: at least the inference thread count "
+                                     "(the plugin fuses only with enough parallel work); key and value are tiled "
+                                     "this many times", check=_at_least_one)
     nncf_preset: str = option("performance", "NNCF preset: symmetric (performance) or asymmetric (mixed) activations",
                               choices=("performance", "mixed"))
     model_type: str | None = option(None, "NNCF model type (transformer: attention-aware quantizer placement)",

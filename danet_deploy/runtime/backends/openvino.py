@@ -36,9 +36,6 @@ from .base import Backend, InputSpec, as_output, bare_output_entry, require
 
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
 _PRECISIONS = ("f32", "bf16", "f16")
-#: compile properties an artifact's manifest may ask for (``extra.openvino_runtime.properties``): only
-#: these, with these values, so a manifest cannot set arbitrary plugin properties
-_RECORDED_PROPERTIES = {"SNIPPETS_MODE": ("ENABLE", "IGNORE_CALLBACK", "DISABLE")}
 
 
 class OpenVINOBackend(Backend):
@@ -84,7 +81,7 @@ class OpenVINOBackend(Backend):
         if inference_precision is not None and inference_precision not in _PRECISIONS:
             raise ConfigError(f"inference_precision {inference_precision!r} is not known; choose one of "
                               f"{', '.join(_PRECISIONS)} or None for the plugin's default")
-        self.properties: dict[str, Any] = {"PERFORMANCE_HINT": _HINTS[hint_key], **recorded.get("properties", {})}
+        self.properties: dict[str, Any] = {"PERFORMANCE_HINT": _HINTS[hint_key]}
         if threads:
             self.properties["INFERENCE_NUM_THREADS"] = int(threads)
         if inference_precision is not None and base_device in ("CPU", "GPU"):
@@ -244,14 +241,12 @@ class OpenVINOBackend(Backend):
 
 
 def _recorded_runtime(manifest: Manifest | None) -> dict[str, Any]:
-    """``extra.openvino_runtime`` of the manifest, keeping only known properties and precisions."""
+    """``extra.openvino_runtime`` of the manifest (``attention-bf16`` records ``inference_precision``),
+    keeping only a known precision: a manifest cannot set arbitrary plugin properties."""
     entry = ((manifest.extra or {}) if manifest is not None else {}).get("openvino_runtime") or {}
     if not isinstance(entry, dict):
         return {}
     out: dict[str, Any] = {}
-    props = entry.get("properties") or {}
-    if isinstance(props, dict):
-        out["properties"] = {k: v for k, v in props.items() if v in _RECORDED_PROPERTIES.get(k, ())}
     if entry.get("inference_precision") in _PRECISIONS:
         out["inference_precision"] = entry["inference_precision"]
     return out
