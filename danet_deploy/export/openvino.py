@@ -51,18 +51,23 @@ def _attention_onnx(ctx: ExportContext) -> tuple[Any, dict[str, Any]]:
     return fused, report.to_dict()
 
 
-def runtime_properties(policy: PrecisionPolicy, precision: str) -> dict[str, Any]:
+def runtime_properties(policy: PrecisionPolicy, precision: str, budget_choice: dict[str, Any] | None = None
+                       ) -> dict[str, Any]:
     """Compile properties an artifact needs to run as exported (recorded in its manifest).
 
     ``inference_precision``: ``bf16`` for the ``attention-bf16`` policy (the float parts of the
-    INT8 model, i.e. the attention core, in bf16 on AMX/AVX512-BF16 CPUs). The global
+    INT8 model, i.e. the attention core, in bf16 on AMX/AVX512-BF16 CPUs), or when an accuracy
+    budget measured bf16 within the budget and faster (``budget_choice``). The global
     ``SNIPPETS_MODE=IGNORE_CALLBACK`` also fuses PAM but was rejected: on an INT8 IR it retokenized
     the convolutions' quantization too (4 -> 34 Subgraphs, 9 -> 70 Reorders, 98% argmax agreement
     with the default mode on a 64x64 random input), and an IR holding ``ScaledDotProductAttention``
     failed to compile with it ("LinearIR is empty").
     """
     out: dict[str, Any] = {}
-    if policy.attention_precision == "bf16" and precision == "int8":
+    if budget_choice is not None:  # an accuracy budget measured bf16 and decided (budget_openvino)
+        if budget_choice.get("chosen"):
+            out["inference_precision"] = "bf16"
+    elif policy.attention_precision == "bf16" and precision == "int8":
         out["inference_precision"] = "bf16"
     return out
 
@@ -85,7 +90,8 @@ def build(ctx: ExportContext) -> TargetResult:
     if precision == "int8":
         model, calibration, quant = _quantize(ctx, model)
         extra["quantization"] = quant
-    runtime = runtime_properties(PrecisionPolicy.from_spec(request.policy), precision)
+    runtime = runtime_properties(PrecisionPolicy.from_spec(request.policy), precision,
+                                 (extra.get("quantization", {}).get("accuracy_budget") or {}).get("attention_bf16"))
     if runtime:
         extra[RUNTIME_KEY] = runtime
     compress = precision == "fp16"
