@@ -43,17 +43,18 @@ def _log(message: str) -> None:
 
 def variants(bf16: bool) -> list[dict[str, Any]]:
     """Every row: name, engine/target, precision, policy and the export options that differ."""
-    rows: list[dict[str, Any]] = [dict(name="torch fp32 eager", kind="torch", fused=True),
-                                  dict(name="torch fp32 eager, unfused", kind="torch", fused=False)]
+    rows: list[dict[str, Any]] = [{"name": "torch fp32 eager", "kind": "torch", "fused": True},
+                                  {"name": "torch fp32 eager, unfused", "kind": "torch", "fused": False}]
     for precision in ("fp32", "int8"):
         for form in ("unfused", "fused"):
-            rows.append(dict(name=f"onnxruntime {precision} {form}", kind="export", precision=precision,
-                             target="onnx" if precision == "fp32" else "onnxruntime", options={"attention": form}))
-            rows.append(dict(name=f"openvino {precision} {form}", kind="export", precision=precision,
-                             target="openvino", options={"attention": form}))
-    rows.append(dict(name="openvino int8 fused attention-bf16", kind="export", precision="int8", target="openvino",
-                     options={"attention": "fused"}, policy="attention-bf16", refused=None if bf16 else
-                     "this CPU has neither AMX-BF16 nor AVX512-BF16 (danet-export refuses the policy)"))
+            rows.append({"name": f"onnxruntime {precision} {form}", "kind": "export", "precision": precision,
+                         "target": "onnx" if precision == "fp32" else "onnxruntime", "options": {"attention": form}})
+            rows.append({"name": f"openvino {precision} {form}", "kind": "export", "precision": precision,
+                         "target": "openvino", "options": {"attention": form}})
+    refused = None if bf16 else "this CPU has neither AMX-BF16 nor AVX512-BF16 (danet-export refuses the policy)"
+    rows.append({"name": "openvino int8 fused attention-bf16", "kind": "export", "precision": "int8",
+                 "target": "openvino", "options": {"attention": "fused"}, "policy": "attention-bf16",
+                 "refused": refused})
     return rows
 
 
@@ -179,9 +180,9 @@ def markdown(report: dict[str, Any]) -> str:
     from danet_deploy.bench.profile import profile_markdown
 
     cfg, cpu = report["config"], report["machine"]["cpu"]
+    bf16 = any(report["machine"]["cpu_features"].get(f) for f in ("amx_bf16", "avx512_bf16"))
     lines = [f"# Fused attention: {report['model']['name']} {cfg['size'][0]}x{cfg['size'][1]}, {cfg['threads']} threads",
-             "", f"- created {report['created']}; CPU: {cpu.get('model', '?')} "
-             f"(bf16: {'yes' if any(report['machine']['cpu_features'].get(f) for f in ('amx_bf16', 'avx512_bf16')) else 'no'})",
+             "", f"- created {report['created']}; CPU: {cpu.get('model', '?')} (bf16: {'yes' if bf16 else 'no'})",
              f"- load average before/after: {report['machine']['load_average']}",
              f"- weights: {report['model']['weights']}; reference for agreement: {report['reference']}",
              "", "```", report["command"], "```", "",

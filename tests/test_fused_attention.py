@@ -43,7 +43,10 @@ def _ort(path: Path, x: np.ndarray) -> np.ndarray:
 def _fused_copy(path: Path, how: str = "fused") -> tuple[Path, object]:
     import onnx
 
-    from danet_deploy.export.fused_attention import apply_attention_form, pad_for_tensorrt
+    from danet_deploy.export.fused_attention import (
+        apply_attention_form,
+        pad_for_tensorrt,
+    )
 
     model = onnx.load(str(path))
     report = pad_for_tensorrt(model) if how == "tensorrt" else apply_attention_form(model, how)
@@ -139,7 +142,7 @@ def test_tensorrt_layout_pads_query_and_key_to_one_head_size_exactly(tmp_path, t
 
 @pytest.mark.parametrize("channels,fused", [(64, True), (256, False)])
 def test_eager_pam_takes_sdpa_only_where_measured_faster_and_stays_exact(torch, channels, fused):
-    import danet_deploy.model.attention as attention
+    from danet_deploy.model import attention
 
     module = attention.PositionAttention(channels).eval()
     module.gamma.data.fill_(1.0)
@@ -158,7 +161,7 @@ def test_eager_pam_takes_sdpa_only_where_measured_faster_and_stays_exact(torch, 
 
 
 def test_eager_attention_keeps_the_graph_form_in_training_and_export(torch):
-    import danet_deploy.model.attention as attention
+    from danet_deploy.model import attention
 
     pam, cam = attention.PositionAttention(16).train(), attention.ChannelAttention().train()
     x = torch.randn(1, 16, 6, 6)

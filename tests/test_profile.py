@@ -10,8 +10,16 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from danet_deploy.bench.profile import (OpTime, attention_module, onnxruntime_trace_ops, plot_profile,
-                                        profile_backend, profile_markdown, summarize_profile, tensorrt_layer_type)
+from danet_deploy.bench.profile import (
+    OpTime,
+    attention_module,
+    onnxruntime_trace_ops,
+    plot_profile,
+    profile_backend,
+    profile_markdown,
+    summarize_profile,
+    tensorrt_layer_type,
+)
 
 
 def test_attention_nodes_are_found_under_every_engines_names():

@@ -26,9 +26,10 @@ from __future__ import annotations
 import json
 import re
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -166,7 +167,7 @@ def profile_onnxruntime(backend: Any, tensor: np.ndarray, runs: int) -> dict[str
     with tempfile.TemporaryDirectory(prefix="danet-ort-profile-") as tmp:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "ort")
-        copy = ort.InferenceSession(session._model_path, options, providers=backend.providers)  # noqa: SLF001
+        copy = ort.InferenceSession(session._model_path, options, providers=backend.providers)
         feed = {backend.input_name: tensor}
         for _ in range(runs + 1):  # the first run is dropped from the trace (onnxruntime_trace_ops)
             copy.run(None, feed)
@@ -202,7 +203,7 @@ def profile_tensorrt(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, A
     """Attach an ``IProfiler`` to one execution context and run ``runs`` synchronous inferences."""
     import tensorrt as trt
 
-    lane = backend._acquire()  # noqa: SLF001 - one context, used alone while it is profiled
+    lane = backend._acquire()
     profiler = layer_profiler(trt)
     try:
         previous = lane.context.profiler
@@ -214,7 +215,7 @@ def profile_tensorrt(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, A
         finally:
             lane.context.profiler = previous
     finally:
-        backend._release(lane)  # noqa: SLF001
+        backend._release(lane)
     ops = [OpTime(name, tensorrt_layer_type(name), ms / runs) for name, ms in profiler.times.items()]
     return summarize_profile(ops, "tensorrt IProfiler (report_layer_time per layer)", runs)
 
@@ -307,11 +308,11 @@ def profile_markdown(report: dict[str, Any]) -> str:
     rows = profiled_rows(report)
     if not rows:
         return ""
-    lines = ["## Per-op profiles", "",
-             "Each engine's own profiler, in a separate process after the timed rounds, mean per inference. "
+    intro = ("Each engine's own profiler, in a separate process after the timed rounds, mean per inference. "
              "Profiler totals exceed the p50 latency (counters, gaps between nodes are not in them); compare "
              "shares, not milliseconds, with the table above. Attention core = PAM + CAM energy, softmax and "
-             "probability matmuls (or one fused attention node).", "",
+             "probability matmuls (or one fused attention node).")
+    lines = ["## Per-op profiles", "", intro, "",
              "| engine | precision | profiled ms | attention core | PAM | CAM | top op type |",
              "|---|---|---|---|---|---|---|"]
     for row in rows:

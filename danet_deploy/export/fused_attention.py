@@ -139,8 +139,8 @@ def fuse_attention(model: Any) -> FusionReport:
     ``Squeeze(v)`` (``[B, N, .]``, one head), the fused node (``scale=1``: PAM has none), and
     ``Unsqueeze`` back to ``[B,1,N,C]`` under the replaced MatMul's output name.
     """
-    from onnx import helper, numpy_helper
     import numpy as np
+    from onnx import helper, numpy_helper
 
     chains, skipped = find_chains(model)
     report = FusionReport("fused", skipped=skipped)
@@ -158,20 +158,16 @@ def fuse_attention(model: Any) -> FusionReport:
         base = chain.energy.name.rsplit("/", 1)[0] if "/" in chain.energy.name else ""
         name = f"{base}/FusedAttention{'_' + str(n) if len(chains) > 1 else ''}"
 
-        def squeeze(src: str, out: str, op: str = "Squeeze", node_name: str = "") -> Any:
-            if axes_as_input:
-                return helper.make_node(op, [src, axes_name], [out], name=node_name or f"{name}/{op}_{out.rsplit('_', 1)[-1]}")
-            return helper.make_node(op, [src], [out], axes=[1], name=node_name or f"{name}/{op}_{out.rsplit('_', 1)[-1]}")
-
         t = f"{name}/"
+        axis = axes_name if axes_as_input else None
         nodes = [
-            squeeze(chain.query, t + "q3", node_name=t + "SqueezeQuery"),
+            _axis1("Squeeze", chain.query, t + "q3", t + "SqueezeQuery", axis),
             helper.make_node("Transpose", [chain.key], [t + "k_t"], perm=[0, 1, 3, 2], name=t + "TransposeKey"),
-            squeeze(t + "k_t", t + "k3", node_name=t + "SqueezeKey"),
-            squeeze(chain.value, t + "v3", node_name=t + "SqueezeValue"),
+            _axis1("Squeeze", t + "k_t", t + "k3", t + "SqueezeKey", axis),
+            _axis1("Squeeze", chain.value, t + "v3", t + "SqueezeValue", axis),
             helper.make_node(FUSED_OP, [t + "q3", t + "k3", t + "v3"], [t + "o3"], domain=CONTRIB_DOMAIN,
                              num_heads=1, scale=1.0, name=name),
-            squeeze(t + "o3", chain.apply.output[0], op="Unsqueeze", node_name=t + "Unsqueeze"),
+            _axis1("Unsqueeze", t + "o3", chain.apply.output[0], t + "Unsqueeze", axis),
         ]
         inserts[index[id(chain.apply)]] = nodes
         for old in (chain.energy, chain.softmax, chain.apply):
@@ -190,6 +186,15 @@ def fuse_attention(model: Any) -> FusionReport:
         model.opset_import.append(helper.make_opsetid(CONTRIB_DOMAIN, 1))
     _drop_stale_value_info(model, report)
     return report
+
+
+def _axis1(op: str, src: str, out: str, name: str, axes_input: str | None) -> Any:
+    """``Squeeze``/``Unsqueeze`` of axis 1: axes as an input (opset >= 13) or an attribute."""
+    from onnx import helper
+
+    if axes_input is not None:
+        return helper.make_node(op, [src, axes_input], [out], name=name)
+    return helper.make_node(op, [src], [out], axes=[1], name=name)
 
 
 def _drop_stale_value_info(model: Any, report: FusionReport) -> None:
@@ -229,8 +234,8 @@ def pad_for_tensorrt(model: Any) -> FusionReport:
     value's head size): BMM1 over ``[B,1,N,C]`` tensors with the key transposed into it, Softmax,
     BMM2. Zeros add nothing to a dot product, so the maths is unchanged.
     """
-    from onnx import helper, numpy_helper
     import numpy as np
+    from onnx import helper, numpy_helper
 
     chains, skipped = find_chains(model)
     report = FusionReport("tensorrt-mha-pattern", skipped=skipped)
@@ -286,8 +291,8 @@ def split_query_heads(model: Any, heads: int = 2) -> FusionReport:
     count is not known at export or not divisible by ``heads`` is left as it is (named in
     ``skipped``), since a Reshape into heads would fail at run time for other sizes.
     """
-    from onnx import helper, numpy_helper
     import numpy as np
+    from onnx import helper, numpy_helper
 
     chains, skipped = find_chains(model)
     report = FusionReport(f"openvino-mha-{heads}-heads", skipped=skipped)
