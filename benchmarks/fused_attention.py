@@ -2,14 +2,16 @@
 
 Every variant (torch eager with and without its SDPA kernels; ONNX Runtime and OpenVINO FP32 and
 INT8 with the attention ``unfused`` and ``fused``; OpenVINO INT8 with ``--policy attention-bf16``
-where the CPU has AMX/AVX512-BF16) is exported into a temporary folder, loaded with the same thread
-count and timed round-robin in this one process, so drift on a shared machine hits every row
-alike; ratios are against PyTorch eager FP32 *from the same run*. Each row also gets its engine's
-per-op profile (``danet_deploy.bench.profile``) with the attention core's share.
+where the CPU has AMX/AVX512-BF16) is exported into a temporary folder and measured as danet-bench
+measures a row: a fresh process per variant and round with equal thread caps, rounds interleaved
+so drift on a shared machine hits every row alike (in one process, idle engine thread pools
+spinning after their runs slowed PyTorch several times over); ratios are against PyTorch eager
+FP32 *from the same run*. Each row also gets its engine's per-op profile
+(``danet_deploy.bench.profile``) with the attention core's share.
 
     .venv/bin/python benchmarks/fused_attention.py                                   # danet_demo 512x512
     .venv/bin/python benchmarks/fused_attention.py --model danet_r50_d8 --size 512 1024 --val 2
-    .venv/bin/python benchmarks/fused_attention.py --size 128 128 --val 2 --runs 2   # a quick check
+    .venv/bin/python benchmarks/fused_attention.py --size 128 128 --val 2 --iters 2 --rounds 1   # a quick check
 
 Writes ``benchmarks/results/fused_attention-<model>-<H>x<W>.{json,md,png}`` (``--output-dir``);
 the JSON records the machine (CPU model and flags, load average before and after).
@@ -21,7 +23,6 @@ import argparse
 import datetime as dt
 import json
 import shlex
-import statistics
 import sys
 import tempfile
 import time
@@ -58,93 +59,92 @@ def variants(bf16: bool) -> list[dict[str, Any]]:
     return rows
 
 
-def _masks(session: Any, images: list[np.ndarray]) -> np.ndarray:
-    return np.stack(session.run(images)).astype(np.uint8)
-
-
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    import torch
-
-    from danet_deploy import runtime
+    """Export every variant, then measure them as danet-bench does: a fresh process per variant and
+    round (equal thread caps, rounds interleaved, latencies pooled), accuracy from round 0, and the
+    per-op profile from one more process per variant."""
     from danet_deploy.bench.machine import load_average, machine_info
-    from danet_deploy.bench.profile import profile_backend
+    from danet_deploy.bench.rows import Row, RowRun
+    from danet_deploy.bench.runner import (
+        BenchConfig,
+        _measure_row,
+        _profile_row,
+        accuracy,
+    )
+    from danet_deploy.bench.timing import summarize
     from danet_deploy.cpu import cpu_features
-    from danet_deploy.data.metrics import SegmentationMetrics
     from danet_deploy.data.scenes import SceneDataset
     from danet_deploy.export import ExportRequest, export
     from danet_deploy.export.policy import BF16_FLAGS
     from danet_deploy.model.registry import DEMO_CLASSES, get_config
-    from danet_deploy.runtime.preprocess import preprocess
 
-    torch.set_num_threads(args.threads)
     size = (int(args.size[0]), int(args.size[1]))
     config = get_config(args.model)
     features = cpu_features()
-    bf16 = any(features.get(f) for f in BF16_FLAGS)
     load_before = load_average()
+    cfg = BenchConfig(model=args.model, size=size, iters=args.iters, warmup=2, threads=args.threads,
+                      rounds=args.rounds, scenes=args.val, profile=args.profile_runs, progress=False)
     dataset = SceneDataset("val", size=size, count=args.val)
     images, labels = zip(*(dataset[i] for i in range(len(dataset))))
-    labelled = tuple(config.class_names) == tuple(DEMO_CLASSES)
-    rows = [r for r in variants(bf16) if not args.only or any(o in r["name"] for o in args.only)]
-    sessions: dict[str, Any] = {}
+    labels_arr = np.stack(labels) if tuple(config.class_names) == tuple(DEMO_CLASSES) else None
+    scenes = work / "scenes.npz"
+    np.savez(scenes, images=np.stack(images))
+    rows = [r for r in variants(any(features.get(f) for f in BF16_FLAGS))
+            if not args.only or any(o in r["name"] for o in args.only)]
+    runs: dict[str, RowRun] = {}
     for row in rows:
         if row.get("refused"):
             continue
-        _log(f"preparing {row['name']}")
+        slug = row["name"].replace(" ", "_").replace(",", "")
+        run_ = RowRun(Row(slug, "", None, 1, args.threads), load_options={"threads": args.threads})
         try:
             if row["kind"] == "torch":
-                session = runtime.load(args.model, threads=args.threads)
-                for module in (session.backend.model.head.sa, session.backend.model.head.sc):
-                    module.fused = row["fused"]
+                run_.model_ref = args.model
+                run_.load_options.update(backend="torch", fused_attention=row["fused"])
             else:
-                folder = work / row["name"].replace(" ", "_")
+                _log(f"exporting {row['name']}")
+                folder = work / slug
                 started = time.perf_counter()
-                export(ExportRequest(args.model, target=row["target"], precision=row["precision"], output=folder,
-                                     input_size=size, calib_count=args.calib_count,
-                                     policy=row.get("policy", "attention-float"), options=row["options"]),
-                       log=lambda m: None)
+                _, manifest = export(ExportRequest(args.model, target=row["target"], precision=row["precision"],
+                                                   output=folder, input_size=size, calib_count=args.calib_count,
+                                                   policy=row.get("policy", "attention-float"),
+                                                   options=row["options"]), log=lambda m: None)
                 row["export_s"] = round(time.perf_counter() - started, 1)
-                session = runtime.load(folder, threads=args.threads)
-                row["attention"] = session.manifest.extra.get("attention")
-            sessions[row["name"]] = session
+                row["attention"] = manifest.extra.get("attention")
+                row["openvino_runtime"] = manifest.extra.get("openvino_runtime")
+                run_.model_ref = str(folder)
+            runs[row["name"]] = run_
         except Exception as exc:  # noqa: BLE001 - one failed variant is a row with its reason
             row["refused"] = f"failed: {exc}"[:300]
             _log(f"{row['name']}: {row['refused']}")
-    tensor = preprocess([images[0]], next(iter(sessions.values())).preprocessing, size)
-    # accuracy
-    reference = "torch fp32 eager, unfused"
-    masks = {name: _masks(s, list(images)) for name, s in sessions.items()}
-    for row in rows:
-        if row["name"] not in masks:
-            continue
-        m = masks[row["name"]]
-        if reference in masks:
-            row["agreement"] = round(float(np.mean(m == masks[reference])), 6)
-        if labelled:
-            metrics = SegmentationMetrics(config.num_classes)
-            metrics.update(m, np.stack(labels))
-            row["miou_labels"] = round(float(metrics.miou()), 4)
-    # latency: warm up, then round-robin
-    times: dict[str, list[float]] = {name: [] for name in sessions}
-    for name, s in sessions.items():
-        for _ in range(2):
-            s.backend.infer(tensor)
-    for i in range(args.runs):
-        _log(f"timing round {i + 1}/{args.runs}")
-        for name, s in sessions.items():
-            started = time.perf_counter()
-            s.backend.infer(tensor)
-            times[name].append((time.perf_counter() - started) * 1e3)
-    base = statistics.median(times["torch fp32 eager"]) if "torch fp32 eager" in times else None
-    for row in rows:
-        if row["name"] in times:
-            row["median_ms"] = round(statistics.median(times[row["name"]]), 2)
-            row["ratio_vs_torch_fp32"] = round(row["median_ms"] / base, 4) if base else None
+    for round_index in range(args.rounds):
+        for name, run_ in runs.items():
+            if run_.row.status == "pending":
+                _log(f"round {round_index + 1}/{args.rounds}: {name}")
+                _measure_row(cfg, run_, work, scenes, round_index)
     if args.profile_runs:
-        for row in rows:
-            if row["name"] in sessions:
-                _log(f"profiling {row['name']}")
-                row["profile"] = profile_backend(sessions[row["name"]].backend, tensor, args.profile_runs)
+        for name, run_ in runs.items():
+            if run_.row.status == "pending":
+                _log(f"profiling {name}")
+                _profile_row(cfg, run_, work, scenes)
+    reference = "torch fp32 eager, unfused"
+    ref_masks = runs[reference].masks if reference in runs else None
+    base = runs.get("torch fp32 eager")
+    base_p50 = summarize(base.row.latencies_ms, 1)["p50_ms"] if base and base.row.latencies_ms else None
+    for row in rows:
+        run_ = runs.get(row["name"])
+        if run_ is None:
+            continue
+        if run_.row.status != "pending":
+            row["refused"] = row.get("refused") or run_.row.reason
+            continue
+        stats = summarize(run_.row.latencies_ms, 1)
+        row.update(p50_ms=stats["p50_ms"], p90_ms=stats["p90_ms"], peak_rss_mb=run_.row.peak_rss_mb,
+                   ratio_vs_torch_fp32=round(stats["p50_ms"] / base_p50, 4) if base_p50 else None,
+                   profile=run_.row.profile)
+        if run_.masks is not None:
+            scores = accuracy(run_.masks, ref_masks, labels_arr, config.num_classes)
+            row.update(agreement=scores["argmax_agreement"], miou_labels=scores["miou_vs_labels"])
     ref_miou = next((r.get("miou_labels") for r in rows if r["name"] == reference), None)
     for row in rows:
         if ref_miou is not None and row.get("miou_labels") is not None:
@@ -155,8 +155,9 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     return {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "command": "benchmarks/fused_attention.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "model": {"name": config.name, "weights": config.weights or "random (seeded, untrained preset)"},
-            "config": {"size": list(size), "batch": 1, "threads": args.threads, "runs": args.runs, "val": args.val,
-                       "calib_count": args.calib_count, "profile_runs": args.profile_runs},
+            "config": {"size": list(size), "batch": 1, "threads": args.threads, "rounds": args.rounds,
+                       "iters": args.iters, "val": args.val, "calib_count": args.calib_count,
+                       "profile_runs": args.profile_runs},
             "machine": machine, "reference": reference, "rows": rows, "goals": GOALS, "verdict": verdict(rows)}
 
 
@@ -186,11 +187,11 @@ def markdown(report: dict[str, Any]) -> str:
              f"- load average before/after: {report['machine']['load_average']}",
              f"- weights: {report['model']['weights']}; reference for agreement: {report['reference']}",
              "", "```", report["command"], "```", "",
-             "| variant | median ms | x torch eager fp32 | agreement | mIoU (labels) | drop pts | attention share | note |",
+             "| variant | p50 ms | x torch eager fp32 | agreement | mIoU (labels) | drop pts | attention share | note |",
              "|---|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
         share = (r.get("profile") or {}).get("attention", {}).get("share")
-        cells = [r["name"], r.get("median_ms"), r.get("ratio_vs_torch_fp32"),
+        cells = [r["name"], r.get("p50_ms"), r.get("ratio_vs_torch_fp32"),
                  f"{100 * r['agreement']:.2f}%" if r.get("agreement") is not None else None, r.get("miou_labels"),
                  r.get("miou_drop_pts"), f"{100 * share:.1f}%" if share is not None else None, r.get("refused") or ""]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="danet_demo")
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=10, help="timed round-robin rounds (median reported)")
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per variant and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, a fresh process each (pooled p50)")
     parser.add_argument("--val", type=int, default=8, help="generated val scenes scored")
     parser.add_argument("--calib-count", type=int, default=32)
     parser.add_argument("--profile-runs", type=int, default=5, help="inferences per per-op profile (0: none)")

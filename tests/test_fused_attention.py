@@ -225,3 +225,11 @@ def test_openvino_backend_applies_only_a_known_recorded_precision():
     manifest.extra = {"openvino_runtime": "garbage"}
     assert _recorded_runtime(manifest) == {}
     assert _recorded_runtime(None) == {}
+
+
+def test_torch_backend_option_turns_the_eager_kernels_off(torch):
+    from danet_deploy.runtime import load
+
+    for fused in (True, False):
+        net = load("danet_demo", threads=1, fused_attention=fused).backend.model
+        assert net.head.sa.fused is fused and net.head.sc.fused is fused
