@@ -233,3 +233,19 @@ def test_torch_backend_option_turns_the_eager_kernels_off(torch):
     for fused in (True, False):
         net = load("danet_demo", threads=1, fused_attention=fused).backend.model
         assert net.head.sa.fused is fused and net.head.sc.fused is fused
+
+
+@pytest.mark.slow
+def test_tensorrt_bundle_option_writes_the_padded_attention_layout(tmp_path, torch):
+    import onnx
+
+    from danet_deploy.export import ExportRequest, export
+
+    request = ExportRequest("danet_demo", target="tensorrt", precision="fp32", input_size=(64, 64), dynamic=True,
+                            min_size=(32, 32), max_size=(128, 128), output=tmp_path / "trt",
+                            options={"build": False, "attention": "mha-pattern"})
+    folder, manifest = export(request, log=lambda m: None)
+    attention = manifest.extra["tensorrt"]["attention"]
+    assert attention["form"] == "mha-pattern" and attention["padded_chains"] == ["/head/sa/MatMul"]
+    names = {n.name for n in onnx.load(str(folder / "model.onnx")).graph.node}
+    assert {"/head/sa/MatMul_trt/PadQuery", "/head/sa/MatMul_trt/PadKey"} <= names

@@ -16,7 +16,8 @@ CHUNKS = 3  # forced: the preset's config says 1, so a stale config would show
 def _onnx_facts(path):
     model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
-    pam_softmaxes = [n for n in model.graph.node if n.op_type == "Softmax" and "/head/sa/" in n.name]
+    # one PAM chain per chunk: a Softmax, or the fused MultiHeadAttention that replaced it
+    pam_softmaxes = [n for n in model.graph.node if n.op_type in ("Softmax", "MultiHeadAttention") and "/head/sa/" in n.name]
     return json.loads(props["danet.model"])["attention_chunks"], len(pam_softmaxes), props["danet.precision"]
 
 

@@ -206,7 +206,10 @@ def _drop_stale_value_info(model: Any, report: FusionReport) -> None:
 
 
 def apply_attention_form(model: Any, form: str) -> FusionReport:
-    """``fused``: :func:`fuse_attention`; ``heads:N``: :func:`split_query_heads`; ``unfused``: as is."""
+    """``fused``: :func:`fuse_attention`; ``heads:N``: :func:`split_query_heads`; ``tensorrt``:
+    :func:`pad_for_tensorrt`; ``unfused``: as is."""
+    if form == "tensorrt":
+        return pad_for_tensorrt(model)
     if form.startswith("heads:") and form[6:].isdigit():
         return split_query_heads(model, int(form[6:]))
     if form not in ATTENTION_FORMS:

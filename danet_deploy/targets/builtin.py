@@ -81,6 +81,10 @@ class TensorRTOptions(TargetOptions):
     dla_core: int | None = option(None, "build for this Jetson DLA core (FP16/INT8, static shapes)")
     timing_cache: str | None = option(None, "timing cache file, read and updated")
     hardware_compatible: bool = option(False, "Ampere+ hardware-compatible engine")
+    attention: str = option("unfused", "position attention: unfused, or mha-pattern (query/key zero-padded to the "
+                                       "value's head size, the one-H layout NVIDIA documents for its attention fusion; "
+                                       "exact, 8x the energy MatMul's arithmetic; whether it fuses is seen on a GPU)",
+                            choices=("unfused", "mha-pattern"))
 
 
 register_engine(Engine("torch", "PyTorch eager", "danet_deploy.runtime.backends.torch:TorchBackend",
