@@ -34,8 +34,10 @@ FUSED_PAM_MAX_CHANNELS = 128
 
 
 def _eager_inference(module: nn.Module) -> bool:
-    """True outside training, ONNX export and tracing: where the fused kernel may replace the graph form."""
-    return not module.training and not torch.onnx.is_in_onnx_export() and not torch.jit.is_tracing()
+    """True outside training, ONNX export, tracing and torch.export/compile (the dynamo exporter goes
+    through torch.export): where the fused kernel may replace the graph form."""
+    return not (module.training or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+                or torch.compiler.is_compiling())
 
 
 class PositionAttention(nn.Module):
