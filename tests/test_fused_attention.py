@@ -249,3 +249,21 @@ def test_tensorrt_bundle_option_writes_the_padded_attention_layout(tmp_path, tor
     assert attention["form"] == "mha-pattern" and attention["padded_chains"] == ["/head/sa/MatMul"]
     names = {n.name for n in onnx.load(str(folder / "model.onnx")).graph.node}
     assert {"/head/sa/MatMul_trt/PadQuery", "/head/sa/MatMul_trt/PadKey"} <= names
+
+
+@pytest.mark.slow
+def test_openvino_int8_artifact_keeps_pam_float_and_in_one_kernel(tmp_path, torch):
+    pytest.importorskip("nncf")
+    from danet_deploy import runtime
+    from danet_deploy.export import ExportRequest, export
+
+    folder, manifest = export(ExportRequest("danet_demo", target="openvino", precision="int8", input_size=(64, 64),
+                                            calib_count=2, output=tmp_path / "ov"), log=lambda m: None)
+    assert manifest.extra["attention"]["fused_nodes"] == ["/head/sa/MatMul"]
+    assert any("/head/sa/" in n for n in manifest.extra["quantization"]["policy"]["float_nodes"])
+    with runtime.load(folder, threads=2) as session:
+        compiled = session.backend._get((1, 3, 64, 64)).compiled
+        pam = [(op.get_rt_info()["layerType"].astype(str), op.get_friendly_name())
+               for op in compiled.get_runtime_model().get_ordered_ops() if "/head/sa/" in op.get_friendly_name()]
+    kinds = {kind for kind, _ in pam}
+    assert "Subgraph" in kinds and not kinds & {"Softmax", "MatMul"}, pam
