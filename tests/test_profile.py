@@ -183,3 +183,11 @@ def test_markdown_and_plot(tmp_path):
     assert profile_markdown(_report([rows[2]])) == ""
     path = plot_profile(_report(rows), tmp_path / "p.png")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_bench_cli_refuses_profile_with_no_runs(tmp_path, capsys):
+    from danet_deploy.cli.bench import main
+
+    assert main(["--model", "danet_demo", "--profile", "--profile-runs", "0", "--output", str(tmp_path / "out")]) == 2
+    assert "--profile-runs must be >= 1" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
