@@ -191,3 +191,15 @@ def test_bench_cli_refuses_profile_with_no_runs(tmp_path, capsys):
     assert main(["--model", "danet_demo", "--profile", "--profile-runs", "0", "--output", str(tmp_path / "out")]) == 2
     assert "--profile-runs must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_worker_profiles_in_its_own_process(tmp_path, tiny_onnx):
+    from danet_deploy.bench.runner import run_worker
+
+    scenes = tmp_path / "scenes.npz"
+    np.savez(scenes, images=np.zeros((1, 64, 64, 3), np.uint8))
+    spec = {"model": str(tiny_onnx), "load_options": {"threads": 1}, "batch": 1, "scenes": str(scenes),
+            "profile_runs": 1}
+    result = run_worker(spec, tmp_path, "profiled", threads=1, timeout_s=300)
+    assert result["status"] == "ok", result
+    assert result["profile"]["attention"]["pam_ms"] > 0 and "latencies_ms" not in result  # profiling only
