@@ -158,7 +158,6 @@ def profile_onnxruntime(backend: Any, tensor: np.ndarray, runs: int) -> dict[str
     """A second session on the same model with ``enable_profiling``; the trace is read and deleted."""
     import onnxruntime as ort
 
-    session = backend.session
     options = ort.SessionOptions()
     if backend.threads:
         options.intra_op_num_threads = int(backend.threads)
