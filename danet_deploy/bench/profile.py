@@ -166,7 +166,7 @@ def profile_onnxruntime(backend: Any, tensor: np.ndarray, runs: int) -> dict[str
     with tempfile.TemporaryDirectory(prefix="danet-ort-profile-") as tmp:
         options.enable_profiling = True
         options.profile_file_prefix = str(Path(tmp) / "ort")
-        copy = ort.InferenceSession(session._model_path, options, providers=backend.providers)
+        copy = ort.InferenceSession(str(backend.model_file), options, providers=backend.providers)
         feed = {backend.input_name: tensor}
         for _ in range(runs + 1):  # the first run is dropped from the trace (onnxruntime_trace_ops)
             copy.run(None, feed)
