@@ -42,8 +42,9 @@ def _log(message: str) -> None:
     print(f"[fused_attention] {message}", file=sys.stderr, flush=True)
 
 
-def variants(bf16: bool) -> list[dict[str, Any]]:
-    """Every row: name, engine/target, precision, policy and the export options that differ."""
+def variants(bf16: bool, heads: int = 2) -> list[dict[str, Any]]:
+    """Every row: name, engine/target, precision, policy and the export options that differ
+    (``heads``: OpenVINO's ``attention_heads`` for its fused rows)."""
     rows: list[dict[str, Any]] = [{"name": "torch fp32 eager", "kind": "torch", "fused": True},
                                   {"name": "torch fp32 eager, unfused", "kind": "torch", "fused": False}]
     for precision in ("fp32", "int8"):
@@ -51,10 +52,12 @@ def variants(bf16: bool) -> list[dict[str, Any]]:
             rows.append({"name": f"onnxruntime {precision} {form}", "kind": "export", "precision": precision,
                          "target": "onnx" if precision == "fp32" else "onnxruntime", "options": {"attention": form}})
             rows.append({"name": f"openvino {precision} {form}", "kind": "export", "precision": precision,
-                         "target": "openvino", "options": {"attention": form}})
+                         "target": "openvino", "options": {"attention": form} | (
+                             {"attention_heads": heads} if form == "fused" else {})})
     refused = None if bf16 else "this CPU has neither AMX-BF16 nor AVX512-BF16 (danet-export refuses the policy)"
     rows.append({"name": "openvino int8 fused attention-bf16", "kind": "export", "precision": "int8",
-                 "target": "openvino", "options": {"attention": "fused"}, "policy": "attention-bf16",
+                 "target": "openvino", "options": {"attention": "fused", "attention_heads": heads},
+                 "policy": "attention-bf16",
                  "refused": refused})
     return rows
 
@@ -89,7 +92,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     labels_arr = np.stack(labels) if tuple(config.class_names) == tuple(DEMO_CLASSES) else None
     scenes = work / "scenes.npz"
     np.savez(scenes, images=np.stack(images))
-    rows = [r for r in variants(any(features.get(f) for f in BF16_FLAGS))
+    rows = [r for r in variants(any(features.get(f) for f in BF16_FLAGS), args.attention_heads)
             if not args.only or any(o in r["name"] for o in args.only)]
     runs: dict[str, RowRun] = {}
     for row in rows:
@@ -159,7 +162,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "model": {"name": config.name, "weights": config.weights or "random (seeded, untrained preset)"},
             "config": {"size": list(size), "batch": 1, "threads": args.threads, "rounds": args.rounds,
                        "iters": args.iters, "val": args.val, "calib_count": args.calib_count,
-                       "profile_runs": args.profile_runs},
+                       "profile_runs": args.profile_runs, "attention_heads": args.attention_heads},
             "machine": machine, "reference": reference, "rows": rows, "goals": GOALS, "verdict": verdict(rows)}
 
 
@@ -212,6 +215,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--val", type=int, default=8, help="generated val scenes scored")
     parser.add_argument("--calib-count", type=int, default=32)
     parser.add_argument("--profile-runs", type=int, default=5, help="inferences per per-op profile (0: none)")
+    parser.add_argument("--attention-heads", type=int, default=2, help="OpenVINO attention_heads of the fused rows")
     parser.add_argument("--only", nargs="*", default=[], help="keep variants whose name contains one of these")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)

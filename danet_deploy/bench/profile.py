@@ -350,7 +350,9 @@ def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
     segments = ["attention: PAM", "attention: CAM", *named, "other"]
     colors = dict(zip(segments, ["#d62728", "#ff9896", *plt.get_cmap("tab20c").colors[:len(named)], "#bbbbbb"]))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(rows) + 3), 4.5))
-    labels = [f"{r['target']}\n{r['precision']}" for r in rows]
+    import textwrap
+
+    labels = [textwrap.fill(f"{r['target']} {r['precision']}".strip(), 14) for r in rows]
     bottoms = np.zeros(len(rows))
     for segment in segments:
         values = [100 * _segment_ms(r["profile"], segment, named) / (r["profile"]["total_ms"] or 1.0) for r in rows]
