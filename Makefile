@@ -5,14 +5,20 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-tensorrt check-tensorrt-api install clean
+.PHONY: demo test test-slow test-ros test-tensorrt check-tensorrt-api check-runtime-wheel docs install clean
 
+# $(call make-venv,FOLDER,EXTRAS): a venv with the pinned CPU torch first, then this checkout (editable)
+define make-venv
+	$(PYTHON) -m venv $(1)
+	$(1)/bin/python -m pip install -q --upgrade pip
+	$(1)/bin/python -m pip install -q torch==2.13.0
+	$(1)/bin/python -m pip install -q torch==2.13.0 -e '.[$(2)]'
+	touch $(1)/.installed
+endef
+
+EXTRAS := all-cpu,tensorrt-prepare,test,serve
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q torch==2.13.0 -e '.[all-cpu,tensorrt-prepare,test,serve]'
-	touch $(STAMP)
+	$(call make-venv,$(VENV),$(EXTRAS))
 
 install: $(STAMP)
 
@@ -26,6 +32,36 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m "slow" tests
 
+# The robot's install: build the wheel, install danet-deploy[onnxruntime] (no torch) into a fresh
+# venv and run an artifact exported here (scripts/check_runtime_wheel.sh; .ci/run runs it too)
+check-runtime-wheel: $(STAMP)
+	scripts/check_runtime_wheel.sh $(PY)
+
+# The documentation site (mkdocs.yml, docs/): built with --strict, so a broken link or a missing
+# page fails; the docs extra is installed on first use (not by `make install`)
+DOCS_STAMP := $(VENV)/.docs-installed
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m pip install -q -e '.[docs]'
+	touch $(DOCS_STAMP)
+
+docs: $(DOCS_STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site
+
+# ROS 2 package tests (colcon build, the node started in a private network namespace): CPython 3.11
+# (the ros-* wheels) and root (unshare -n). Their own venv: colcon-core pins setuptools<80 while
+# nvidia-modelopt (tensorrt-prepare, in .venv) needs >=80, so the two cannot share one.
+ROS_VENV ?= .venv-ros
+ROS_PY := $(ROS_VENV)/bin/python
+ROS_STAMP := $(ROS_VENV)/.installed
+ROS_TESTS := tests/test_ros_node.py tests/test_ros_pipeline.py tests/test_ros_images.py tests/test_bag_replay.py
+
+ROS_EXTRAS := export,ros,test
+$(ROS_STAMP): pyproject.toml
+	$(call make-venv,$(ROS_VENV),$(ROS_EXTRAS))
+
+test-ros: $(ROS_STAMP)
+	$(ROS_PY) -m pytest -q -rs $(ROS_TESTS)
+
 # On a machine with TensorRT, cuda-python and an NVIDIA GPU (x86 or Jetson), with the interpreter
 # that has them and danet-deploy installed: make test-tensorrt PYTHON=python3
 test-tensorrt:
@@ -38,4 +74,4 @@ check-tensorrt-api: $(STAMP)
 	$(PY) scripts/check_tensorrt_api.py $(TRT_WHEELS)/tensorrt_cu1*_bindings-*.whl
 
 clean:
-	rm -rf $(VENV) runs *.egg-info
+	rm -rf $(VENV) $(ROS_VENV) runs site *.egg-info

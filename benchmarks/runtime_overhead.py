@@ -11,7 +11,9 @@ like with like on the same machine:
 * host bytes per frame that leave the engine (logits vs mask) and the process's peak RSS growth.
 
 Usage: python benchmarks/runtime_overhead.py [--model danet_edge_r18_d8] [--sizes 512x512,1024x2048]
-       [--frames 200] [--threads 2] [--out benchmarks/results/runtime_overhead.md]
+       [--frames 200] [--threads 2] [--out FILE.md [--force]]
+(default --out: a fresh runs/benchmarks/runtime_overhead-<time>/ folder; the committed
+benchmarks/results/runtime_overhead.md is replaced only by naming it with --force)
 """
 
 from __future__ import annotations
@@ -104,7 +106,7 @@ def measure(artifact_logits: str, artifact_mask: str, backend: str, size: tuple[
     return out
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", default="danet_edge_r18_d8")
     p.add_argument("--sizes", default="512x512,1024x2048")
@@ -114,15 +116,27 @@ def main() -> int:
     p.add_argument("--stream-rounds", type=int, default=5,
                    help="alternating engine/stream blocks the stream frames are split into")
     p.add_argument("--backends", default="onnxruntime,openvino")
-    p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "runtime_overhead.md")
+    p.add_argument("--out", type=Path, help="Markdown report (a .json beside it); default: a fresh folder under "
+                                            "runs/benchmarks/")
+    p.add_argument("--force", action="store_true", help="replace an existing --out (and its .json)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
-    args = p.parse_args()
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.worker:
         spec = json.loads(args.worker)
         print(json.dumps(measure(**spec)))
         return 0
+    from danet_deploy.result_files import benchmark_result_paths
+
+    # checked before minutes of measuring: the default never lands on the committed results
+    out, out_json = benchmark_result_paths(args.out, ["runtime_overhead.md", "runtime_overhead.json"], ROOT,
+                                           args.force)
     from danet_deploy.bench.machine import machine_info
     from danet_deploy.export import ExportRequest, export
+    from danet_deploy.files import atomic_write_text
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:
@@ -167,10 +181,11 @@ def main() -> int:
     lines += ["", "Peak RSS growth while loading and running (MiB, logits / mask artifact): "
               + "; ".join(f"{r['backend']} {r['size'][0]}x{r['size'][1]}: {r['peak_rss_growth_logits_mb']} / "
                           f"{r['peak_rss_growth_mask_mb']}" for r in rows), ""]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines))
-    (args.out.with_suffix(".json")).write_text(json.dumps(rows, indent=1) + "\n")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, "\n".join(lines))
+    atomic_write_text(out_json, json.dumps(rows, indent=1) + "\n")
     print("\n".join(lines))
+    print(f"wrote {out} and {out_json.name}")
     return 0
 
 

@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 from danet_deploy import runtime  # noqa: E402
 from danet_deploy.files import atomic_write_text  # noqa: E402
+from danet_deploy.result_files import benchmark_result_paths  # noqa: E402
 from danet_deploy.serve.client import SegmentationClient  # noqa: E402
 from danet_deploy.serve.loadtest import HEADER, generated_images, run_load  # noqa: E402
 
@@ -94,7 +95,7 @@ def in_process(artifact: Path, images: list[np.ndarray], threads: int, runs: int
     return masks, p50, len(times) / sum(times)
 
 
-def main() -> int:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     p.add_argument("--artifact", help="artifact to serve (default: export danet_demo ONNX fp32, dynamic batch)")
@@ -107,8 +108,16 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=300.0, help="bound per load run, seconds")
     p.add_argument("--rounds", type=int, default=3, help="alternating in-process / served 1-client latency blocks")
     p.add_argument("--warmup", type=int, default=2, help="untimed requests per client at each client count")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "serve.md"))
-    args = p.parse_args()
+    p.add_argument("--out", help="Markdown report; default: a fresh folder under runs/benchmarks/ (the committed "
+                                 "benchmarks/results/serve.md is replaced only when named, with --force)")
+    p.add_argument("--force", action="store_true", help="replace an existing --out")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # checked before minutes of measuring: the default never lands on the committed results
+    (out,) = benchmark_result_paths(args.out, ["serve.md"], ROOT, args.force)
     size = tuple(args.size)
     budget = args.instances * args.threads
     command = "python benchmarks/serve.py " + " ".join(sys.argv[1:])
@@ -193,7 +202,9 @@ def main() -> int:
     lines.append(f"- every served mask equal to in-process: {'yes' if not bad else 'NO'}")
     text = "\n".join(lines) + "\n"
     print(text)
-    atomic_write_text(args.out, text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out, text)
+    print(f"wrote {out}")
     return 1 if bad else 0
 
 

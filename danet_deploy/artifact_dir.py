@@ -12,12 +12,18 @@ Rules (checked by :func:`check_output_dir` *before* any export work, so a bad ``
 * the parent must accept a new folder (read-only file systems, missing permissions): probed
   by creating and removing a scratch folder.
 
+* an artifact that holds files or folders its manifest does not list (``results/``, ``NOTES.md``
+  the user added) is refused unless ``force``: replacing it would delete them.
+
 The new artifact is written to ``.NAME.tmp-PID-*`` beside the final name and swapped in with one
 ``renameat2(RENAME_EXCHANGE)`` where Linux offers it: at every instant the final name holds
 either the whole old or the whole new artifact. Elsewhere the swap is two renames through
 ``.NAME.old-PID``; a kill between them is repaired on the next export to that name
 (:func:`recover_stale`), which also removes the ``.NAME.tmp-PID-*`` and ``danet-export-PID-*``
-scratch folders that a killed export (SIGKILL) left behind. On SIGTERM the handler of
+scratch folders that a killed export (SIGKILL) left behind. Every such folder carries an owner
+file (:data:`OWNER_NAME`: the PID and the process's start time) from the moment it is made; a
+folder is touched only if that file names the PID in its name and that process is gone. A folder
+merely named like one (``.art.old-2024``, ``.art.tmp-backup``) is the user's and is left alone. On SIGTERM the handler of
 :func:`terminate_as_exit` removes this process's live scratch folders itself and exits 143; it
 does not raise, because an exception raised while a C extension is calling back into Python
 (an import inside nanobind, a torch hook) aborts the process instead of unwinding it.
@@ -35,8 +41,7 @@ import shutil
 import signal
 import sys
 import tempfile
-import time
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator
 
 from .errors import ArtifactError, ConfigError
@@ -44,7 +49,7 @@ from .files import remove_live_scratch, removed_on_terminate, writable_ancestor
 
 MANIFEST_NAME = "manifest.json"
 SCRATCH_PREFIX = "danet-export-"
-_LEGACY_STALE_S = 3600  # tmp folders of older versions carry no PID: stale after an hour untouched
+OWNER_NAME = ".danet-owner"  # inside scratch folders: "PID START" of the process that made them
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -132,7 +137,9 @@ def _mount_point_error(path: Path) -> ArtifactError:
 
 def check_output_dir(final: str | Path, force: bool = False) -> Path:
     """Raise a typed error if ``final`` may not become an artifact folder; return it as a Path."""
-    final = Path(final)
+    from .result_files import check_output_name
+
+    final = check_output_name(final)
     if final.name in ("", ".", ".."):
         raise ConfigError(f"output {str(final)!r} names the current or a parent folder, which is never replaced; "
                           "pass a new folder name, e.g. -o artifacts/my-model")
@@ -160,6 +167,12 @@ def check_output_dir(final: str | Path, force: bool = False) -> Path:
             raise ArtifactError(f"output {final} exists and is not a danet-deploy artifact (no {MANIFEST_NAME}); "
                                 "refusing to replace it and its files. Choose another --output, or pass --force to "
                                 "replace the whole folder")
+        extra = unlisted_entries(final) if is_artifact(final) and not force else []
+        if extra:
+            shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
+            raise ArtifactError(f"output {final} is an artifact, but it also holds {shown}, which its manifest does "
+                                "not list: replacing it would delete them. Move them out, choose another --output, or "
+                                "pass --force to replace the whole folder (nothing was changed)")
     _probe_writable(final.parent)
     return final
 
@@ -175,6 +188,71 @@ def _probe_writable(parent: Path) -> None:
                             "choose an output folder you can write to") from exc
 
 
+def unlisted_entries(folder: Path) -> list[str]:
+    """Files and folders inside artifact ``folder`` that its manifest neither lists nor needs (a folder
+    counts when no listed file lies below it), as ``name`` / ``name/``; symbolic links are not followed.
+
+    Why: users keep results and notes beside the model files; the folder is replaced as a whole, so
+    anything not listed would be deleted by the next export to that name.
+    """
+    try:
+        listed = json.loads((folder / MANIFEST_NAME).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        listed = None
+    files = set(listed) if isinstance(listed, dict) else set()
+    needed = {parent.as_posix() for name in files for parent in PurePosixPath(name).parents}
+    extra: list[str] = []
+    for root, dirs, names in os.walk(folder):
+        rel = Path(root).relative_to(folder)
+        for name in sorted(names):
+            path = (rel / name).as_posix()
+            if path not in files and path not in (MANIFEST_NAME, OWNER_NAME):
+                extra.append(path)
+        for name in sorted(dirs):
+            path = (rel / name).as_posix()
+            if path not in needed:
+                extra.append(path + "/")
+        dirs[:] = [d for d in dirs if (rel / d).as_posix() in needed]
+    return extra
+
+
+def _process_start(pid: int) -> str | None:
+    """The start time of process ``pid`` (``/proc/PID/stat`` field 22, clock ticks since boot), or
+    ``None`` where unknown: with the PID it names one process, even after the PID is reused."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def claim(folder: Path, pid: int | None = None) -> None:
+    """Write ``folder``'s owner file: this process (or ``pid``) and its start time, so a later export
+    can tell that the folder is scratch of a process that is gone (:func:`recover_stale`)."""
+    pid = os.getpid() if pid is None else pid
+    (folder / OWNER_NAME).write_text(f"{pid} {_process_start(pid) or '-'}\n", encoding="utf-8")
+
+
+def _release(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        (folder / OWNER_NAME).unlink()
+
+
+def _owner_gone(entry: Path, pid: int) -> bool:
+    """Whether ``entry``'s owner file names process ``pid`` (the one in its name), and that process is
+    gone (not running, or its PID now belongs to a process started later). No owner file: ``False``."""
+    try:
+        owner, start = (entry / OWNER_NAME).read_text(encoding="utf-8").split()[:2]
+        if int(owner) != pid:
+            return False
+    except (OSError, ValueError):
+        return False
+    if not _alive(pid):
+        return True
+    now = _process_start(pid)
+    return start != "-" and now is not None and now != start
+
+
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -187,14 +265,6 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _stale(entry: Path, pid: str | None) -> bool:
-    if pid is not None:
-        return not _alive(int(pid))
-    with contextlib.suppress(OSError):
-        return time.time() - entry.stat().st_mtime > _LEGACY_STALE_S
-    return False
-
-
 def _own_folder(entry: Path) -> bool:
     with contextlib.suppress(OSError):
         return entry.is_dir() and not entry.is_symlink() and entry.stat().st_uid == os.getuid()
@@ -204,21 +274,23 @@ def _own_folder(entry: Path) -> bool:
 def recover_stale(final: str | Path) -> list[str]:
     """Repair what a killed export to ``final`` left: put a stranded ``.NAME.old-PID`` back under the
     final name if that name is empty, and remove stale ``.NAME.tmp-*`` / ``.NAME.old-*`` folders of
-    dead processes. Returns what was done (for the log)."""
+    dead processes: only folders whose owner file names the PID in their name and a process that
+    is gone (:func:`_owner_gone`). Returns what was done (for the log)."""
     final = Path(final)
     parent, name = final.parent, final.name
     done: list[str] = []
     if not parent.is_dir():
         return done
-    pattern = re.compile(rf"^\.{re.escape(name)}\.(tmp|old)-(?:(\d+)(?:-.*)?|[^0-9].*)$")
+    pattern = re.compile(rf"^\.{re.escape(name)}\.(tmp|old)-(\d+)(?:-.*)?$")
     for entry in sorted(parent.iterdir()):
         match = pattern.match(entry.name)
-        if not match or not _own_folder(entry) or not _stale(entry, match.group(2)):
+        if not match or not _own_folder(entry) or not _owner_gone(entry, int(match.group(2))):
             continue
         # the stranded folder is whatever the swap moved aside (an artifact, or a folder replaced
         # with force): put it back, never delete it
         if match.group(1) == "old" and not final.exists() and not final.is_symlink() and entry.is_dir():
             os.replace(entry, final)
+            _release(final)
             done.append(f"restored {final} from {entry.name} (an earlier export was interrupted mid-swap)")
         else:
             shutil.rmtree(entry, ignore_errors=True)
@@ -229,12 +301,12 @@ def recover_stale(final: str | Path) -> list[str]:
 def clean_stale_scratch(root: str | Path | None = None) -> list[str]:
     """Remove ``danet-export-PID-*`` scratch folders of dead processes from the temp folder."""
     root = Path(root or tempfile.gettempdir())
-    pattern = re.compile(rf"^{re.escape(SCRATCH_PREFIX)}(?:(\d+)-.*|[^0-9].*)$")
+    pattern = re.compile(rf"^{re.escape(SCRATCH_PREFIX)}(\d+)-.*$")
     done = []
     with contextlib.suppress(OSError):
         for entry in root.iterdir():
             match = pattern.match(entry.name)
-            if match and _own_folder(entry) and _stale(entry, match.group(1)):
+            if match and _own_folder(entry) and _owner_gone(entry, int(match.group(1))):
                 shutil.rmtree(entry, ignore_errors=True)
                 done.append(f"removed stale {entry}")
     return done
@@ -245,6 +317,7 @@ def scratch_dir() -> Iterator[Path]:
     """A private scratch folder named with this process's PID (so a later run can tell it is stale)."""
     with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp, \
             removed_on_terminate(Path(tmp)) as path:
+        claim(path)
         yield path
 
 
@@ -289,11 +362,17 @@ def swap_into_place(tmp: Path, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
         return
     old = _aside(final, os.getpid())
-    os.replace(final, old)  # a kill here: the next export to this name restores `old`
+    claim(final)  # so the next export can tell `old` is this process's and restore it
+    try:
+        os.replace(final, old)  # a kill here: the next export to this name restores `old`
+    except BaseException:
+        _release(final)
+        raise
     try:
         os.replace(tmp, final)
     except BaseException:
         os.replace(old, final)
+        _release(final)
         raise
     shutil.rmtree(old, ignore_errors=True)
 
@@ -316,7 +395,9 @@ def artifact_dir(final: str | Path, force: bool = False,
     os.chmod(tmp, 0o755)  # mkdtemp creates 0700
     try:
         with removed_on_terminate(tmp):
+            claim(tmp)
             yield tmp
+        _release(tmp)  # not part of the artifact (nor hashed: Manifest.hash_files skips it)
         with _terminate_deferred():
             swap_into_place(tmp, final)
     except BaseException:

@@ -10,6 +10,10 @@ from __future__ import annotations
 import numbers
 from typing import Any
 
+#: The most classes a model may have: far above any segmentation dataset (ADE20K-full has 3688).
+#: Here, below both ``model`` and the manifest, so the runtime checks it without importing ``model``.
+MAX_CLASSES = 65536
+
 
 def is_count(value: Any, low: int = 1, high: int | None = None) -> bool:
     """Whether ``value`` is a whole number (a Python or numpy integer, not a bool) in ``[low, high]``."""

@@ -43,6 +43,11 @@ class BackendUnavailableError(DanetDeployError, ImportError):
     """The backend library needed for an artifact is not installed on this machine."""
 
 
+class MissingExtraError(BackendUnavailableError):
+    """A package an optional feature needs (torch, an exporter, an engine) is not installed; the
+    message names the ``danet-deploy[extra]`` that installs it (see :mod:`danet_deploy.extras`)."""
+
+
 class CalibrationError(DanetDeployError):
     """The calibration source is empty, unreadable, or has images of the wrong kind."""
 
@@ -61,6 +66,15 @@ class SessionClosedError(DanetDeployError, RuntimeError):
 
 class NonFiniteOutputError(DanetDeployError, ArithmeticError):
     """An engine returned NaN or Inf logits (a broken engine, bad weights, or inputs far outside range)."""
+
+
+class FrameError(InputError):
+    """One camera frame (a ROS image message, a recorded one) cannot be read: ``cause`` names the
+    kind (``encoding``, ``size``, ``decode``, ``pixels``) so a node can count and log each kind once."""
+
+    def __init__(self, message: str, cause: str) -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class ServeError(DanetDeployError):

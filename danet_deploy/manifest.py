@@ -18,9 +18,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Callable
 
-from .counts import is_count
+from .counts import MAX_CLASSES, is_count
 from .errors import ArtifactError, CheckpointError, ManifestError
-from .files import atomic_write_text, sha256_file
+from .files import atomic_write_text, sha256_file, weights_name_problem
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -96,10 +96,13 @@ class Manifest:
         return cls(**{k: v for k, v in data.items() if k in known})
 
     def hash_files(self, directory: str | Path) -> None:
-        """Record the sha256 of every file in ``directory`` except the manifest itself."""
+        """Record the sha256 of every file in ``directory`` except the manifest itself (and the owner
+        file of a folder still being written, :data:`~danet_deploy.artifact_dir.OWNER_NAME`)."""
+        from .artifact_dir import OWNER_NAME
+
         directory = Path(directory)
         self.files = {p.relative_to(directory).as_posix(): sha256_file(p)
-                      for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST_NAME}
+                      for p in sorted(directory.rglob("*")) if p.is_file() and p.name not in (MANIFEST_NAME, OWNER_NAME)}
 
     def write(self, directory: str | Path) -> Path:
         """Write ``manifest.json`` atomically (temp file + rename)."""
@@ -156,8 +159,8 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     manifest = Manifest.from_dict(data, source=str(path))
     for name in (manifest.primary, *manifest.files):
         artifact_path(directory, name)
-    for name in companion_files(manifest.primary):
-        artifact_path(directory, name, "weights file")
+    for name in companion_files(directory, manifest.primary):
+        artifact_path(directory, name, f"file {manifest.primary} reads")
         if verify and name not in manifest.files:
             raise ManifestError(f"{directory}: {name}, which the engine reads beside {manifest.primary}, has no hash in "
                                 "the manifest's files; re-export the artifact")
@@ -166,19 +169,22 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     return manifest
 
 
-def companion_files(primary: str) -> list[str]:
-    """Files an engine reads beside the primary model file although the manifest need not name
-    them: the registry's ``Engine.weights_suffix`` (an OpenVINO IR's ``.bin``, read implicitly by
-    ``read_model``).
+def companion_files(directory: str | Path, primary: str) -> list[str]:
+    """Files the engine reads with the primary model file although the manifest need not name
+    them, found by content (:func:`~danet_deploy.engine_reads.referenced_files`): an OpenVINO IR's
+    ``.bin`` (whatever the IR is called), an ONNX file's external data. Names are relative to the
+    folder; one that leaves it is refused by :func:`artifact_path` like a manifest entry.
 
     Why: the containment and hash rules must cover every byte the engine loads, so a ``.bin``
-    swapped for a symbolic link to weights outside the folder is refused like a manifest entry.
+    swapped for a symbolic link to weights outside the folder, or an unlisted external-data file,
+    is refused like a listed file would be.
     """
-    from .targets import engine_for_suffix
+    from .engine_reads import referenced_files
 
-    path = PurePosixPath(primary)
-    engine = engine_for_suffix(path.suffix.lower())
-    return [str(path.with_suffix(engine.weights_suffix))] if engine and engine.weights_suffix else []
+    model_file = artifact_path(directory, primary, "model file")
+    folder = PurePosixPath(primary).parent
+    return [(folder / name).as_posix() if not name.startswith("/") else name
+            for name in referenced_files(model_file)]
 
 
 def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:
@@ -209,13 +215,22 @@ def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:
     return directory / name
 
 
-def checkpoint_name(suffix: str) -> str:
-    """The name danet-export gives the copy of a user's checkpoint inside an artifact.
+#: The name of the checkpoint copy an artifact carries. Always a safetensors file: a ``.safetensors``
+#: checkpoint is copied as it is, any other is carried as its weights only
+#: (:func:`danet_deploy.export.pipeline.carry_weights`), so an artifact never holds a pickle, an
+#: optimizer state or training logs; a fixed name can never collide with or reach beyond the model files.
+CARRIED_CHECKPOINT = "checkpoint.safetensors"
 
-    Only the suffix is kept (``.safetensors`` decides how it is read; anything else is read
-    weights-only by torch), so the name can never collide with or reach beyond the model files.
+
+def carried_sha256(info: dict[str, Any]) -> Any:
+    """The sha256 of the checkpoint copy an artifact carries.
+
+    Why two digests: ``checkpoint.sha256`` is the user's original file (what danet-bench and
+    danet-parity compare a checkpoint with); the copy holds its weights only, so it has its own,
+    ``carried_sha256``. Artifacts written before the copy was trimmed carry the whole file, whose
+    digest is ``sha256``.
     """
-    return "checkpoint.safetensors" if suffix.lower() == ".safetensors" else "checkpoint.pt"
+    return info.get("carried_sha256") or info.get("sha256")
 
 
 def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | None:
@@ -238,7 +253,7 @@ def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | Non
         path = artifact_path(directory, name, "checkpoint")
     except ManifestError as exc:
         raise ManifestError(f"{exc}. The checkpoint entry does not name a file the artifact carries: {fix}") from exc
-    digest = info.get("sha256")
+    digest = carried_sha256(info)
     if name not in manifest.files or manifest.files[name] != digest:
         raise ManifestError(f"{directory}: checkpoint {name!r} is not listed in the manifest's files with the "
                             f"checkpoint's sha256; {fix}")
@@ -247,9 +262,9 @@ def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | Non
 
 
 def carry_checkpoint(source: Path, info: dict[str, Any], workdir: Path) -> None:
-    """Copy the checkpoint an artifact carries (the user's file at export, a bundle's copy when
-    its engine is built) into the new artifact's (still temporary) folder, as
-    ``info["path"]``, and check the copy has the sha256 recorded when the model was loaded.
+    """Copy the checkpoint an artifact carries (a user's ``.safetensors`` file at export, a bundle's
+    copy when its engine is built) into the new artifact's (still temporary) folder, as
+    ``info["path"]``, and check the copy has the sha256 recorded for it (:func:`carried_sha256`).
 
     Why a copy: the torch backend, danet-parity and the per-layer reference rebuild the model from
     it, and an artifact may reference only files inside its own folder; the hash check means a
@@ -261,7 +276,7 @@ def carry_checkpoint(source: Path, info: dict[str, Any], workdir: Path) -> None:
     except OSError as exc:
         raise CheckpointError(f"cannot copy checkpoint {source} into the artifact ({exc.strerror or exc}); check "
                               "that it is readable and that the output folder has room") from exc
-    if sha256_file(target) != info["sha256"]:
+    if sha256_file(target) != carried_sha256(info):
         raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
                               "with); export again once nothing is writing it")
 
@@ -316,14 +331,10 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
     model, prep = data["model"], data["preprocessing"]
     weights = model.get("weights")
     if weights is not None:
-        from .model.registry import weights_name_problem
-
         problem = weights_name_problem(weights)
         if problem:
             fail(f"model.weights {weights!r:.80} {problem}: it may only name a file shipped in danet_deploy/weights "
                  "(such as 'danet_demo.safetensors'), or be null")
-    from .model.registry import MAX_CLASSES
-
     classes = model.get("num_classes", 1)
     if not is_count(classes, 1, MAX_CLASSES):
         fail(f"model.num_classes must be an integer in 1..{MAX_CLASSES}, got {classes!r:.80}")
@@ -374,6 +385,10 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
         if bound is not None and (not isinstance(bound, list) or len(bound) != 4
                                   or not all(is_count(d, 1, 2**31 - 1) for d in bound)):
             fail(f"input.{key} must be 4 positive integers, got {bound!r:.80}")
+    if "tensorrt" in data.get("extra", {}):  # a bundle's or engine's profile, attention plan and build facts
+        from .tensorrt.manifest_facts import check_tensorrt_facts
+
+        check_tensorrt_facts(data["extra"]["tensorrt"], fail)
 
 
 def _is_number(value: Any) -> bool:

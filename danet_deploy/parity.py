@@ -352,9 +352,10 @@ def _note_other_checkpoint(reference: str | Path, manifest: Any) -> None:
     (a deliberate comparison stays allowed; an accidental one is named before its FAIL misleads)."""
     from .files import sha256_file
 
-    recorded = (manifest.checkpoint or {}).get("sha256")
+    info = manifest.checkpoint or {}
+    recorded = {info.get("sha256"), info.get("carried_sha256")} - {None}  # the original file, or the artifact's copy
     try:
-        differs = bool(recorded) and sha256_file(reference) != recorded
+        differs = bool(recorded) and sha256_file(reference) not in recorded
     except OSError:
         return  # unreadable: loading it names the problem
     if differs:

@@ -10,18 +10,64 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
 from .errors import ConfigError
-from .files import atomic_output, writable_ancestor
+from .files import atomic_output, name_length_problem, writable_ancestor
+
+
+def check_output_name(path: str | Path, option: str = "--output") -> Path:
+    """Refuse, creating and statting nothing, an output whose name the file system cannot hold
+    (:func:`~danet_deploy.files.name_length_problem`): a 300-character ``-o`` was a traceback."""
+    problem = name_length_problem(path)
+    if problem:
+        raise ConfigError(f"{option}: {problem}")
+    return Path(path)
+
+
+def _identity(path: Path) -> tuple[str, tuple[int, int] | None]:
+    """The path with symbolic links resolved, and the file's (device, inode) when it exists (hard links)."""
+    try:
+        stat = path.stat()
+        inode = (stat.st_dev, stat.st_ino) if path.is_file() else None
+    except OSError:
+        inode = None
+    return os.path.realpath(path), inode
+
+
+def check_output_paths(outputs: Mapping[str, str | Path | None]) -> None:
+    """The one up-front check of a command's output options (``{"--output": path, "--report": path}``,
+    ``None`` for an option not given): each name fits the file system, and no two name the same file
+    after resolving symbolic links (or hard links to one file).
+
+    Why: ``danet-train --output w.safetensors --report w.safetensors`` wrote the report over the
+    trained weights, and ``danet-parity --output X --plot X`` the plot over the report, both
+    exiting 0; every command with several outputs calls this before any work.
+    """
+    given = {option: Path(path) for option, path in outputs.items() if path is not None and str(path)}
+    for option, path in given.items():
+        check_output_name(path, option)
+    seen: dict[object, tuple[str, Path]] = {}
+    for option, path in given.items():
+        real, inode = _identity(path)
+        for key in (real, inode):
+            if key is None:
+                continue
+            if key in seen:
+                other, other_path = seen[key]
+                same = f"{other} {other_path} and {option} {path}"
+                raise ConfigError(f"{same} name the same file, so one would overwrite the other; give each its own "
+                                  "path (nothing was written)")
+            seen[key] = (option, path)
 
 
 def check_output_folder(path: str | Path, option: str = "--output") -> Path:
     """Check, creating nothing, that folder ``path`` exists or could be created, and accepts files."""
-    path = Path(path)
+    path = check_output_name(path, option)
     try:
         writable_ancestor(path)
     except NotADirectoryError as exc:
@@ -66,13 +112,37 @@ def check_output_file(path: str | Path, force: bool, option: str = "--output", f
     """Check, before any work, that file ``path`` can be written: not a folder, in a folder that
     accepts files, and not an existing file unless ``force`` (the user's own file is never replaced
     silently)."""
-    path = Path(path)
+    path = check_output_name(path, option)
     if path.is_dir():
         raise ConfigError(f"{option} {path} is a folder; name a file in it")
     check_output_folder(path.parent, option)
     if not force and (path.exists() or path.is_symlink()):
         raise ConfigError(f"{option} {path} already exists; pass {flag} to replace it, or choose another {option}")
     return path
+
+
+BENCHMARK_RUNS = Path("runs") / "benchmarks"  # git-ignored: a run never lands on the committed results
+
+
+def benchmark_result_paths(out: str | Path | None, names: Sequence[str], root: str | Path, force: bool,
+                           option: str = "--out") -> list[Path]:
+    """The files a benchmark script writes, checked before it measures anything.
+
+    ``out`` given: that file and its siblings named by the other suffixes in ``names`` (e.g. the
+    ``.json`` beside a ``.md``), each refused when it exists unless ``force``. ``out`` None: a fresh
+    ``<root>/runs/benchmarks/<stem>-<UTC time>-<pid>/`` folder, so a plain run never writes over
+    ``benchmarks/results/`` (the committed numbers the README quotes).
+    """
+    if out is None:
+        stem = Path(names[0]).stem
+        folder = Path(root) / BENCHMARK_RUNS / f"{stem}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{os.getpid()}"
+        first = folder / names[0]
+    else:
+        first = Path(out)
+    paths = [first] + [first.with_suffix(Path(name).suffix) for name in names[1:]]
+    for path in paths:
+        check_output_file(path, force, option)
+    return paths
 
 
 def writable(path: str | Path) -> bool:

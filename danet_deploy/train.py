@@ -36,6 +36,7 @@ import numpy as np
 from .data.metrics import SegmentationMetrics
 from .data.scenes import IGNORE_INDEX, SPLITS, SceneDataset, generate_scene
 from .errors import CheckpointError, ConfigError
+from .extras import require
 from .files import atomic_output, atomic_write_text
 from .model.registry import DEMO_CLASSES, IMAGENET_MEAN, IMAGENET_STD, weights_dir
 from .progress import track
@@ -254,11 +255,7 @@ def resolve_amp(amp: str, device: str = "cpu") -> str:
 
 
 def _torch():
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - torch is a core dependency
-        raise ConfigError("training needs torch: install torch==2.13.0 (CPU build)") from exc
-    return torch
+    return require("torch", "training")
 
 
 def to_tensor(images: np.ndarray, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
@@ -471,9 +468,10 @@ def check_outputs(config: TrainConfig, force: bool = False) -> None:
     ``--output`` is the shipped weights file that every ``danet_demo`` command loads, which a short
     experiment must not replace by accident.
     """
-    from .result_files import check_output_file
+    from .result_files import check_output_file, check_output_paths
 
     output = Path(config.output)
+    check_output_paths({"--output": output, "--report": config.report_path})
     if not force and output.is_file() and output.resolve() == (weights_dir() / "danet_demo.safetensors").resolve():
         raise ConfigError(f"--output defaults to the shipped weights {output}, which every danet_demo command "
                           "loads; pass --output my_demo.safetensors, or --force to replace the shipped weights")

@@ -13,6 +13,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -184,12 +186,15 @@ def randomize(model: nn.Module, seed: int = 0) -> nn.Module:
     return model.eval()
 
 
-def mmseg_container(model: MMSegDANet, classes: tuple[str, ...]) -> dict:
-    """What mmsegmentation's CheckpointHook saves: ``meta`` + ``state_dict`` (+ optimizer state)."""
+def mmseg_container(model: MMSegDANet, classes: tuple[str, ...], config: str | None) -> dict:
+    """What mmsegmentation's model-zoo files hold: ``meta`` (mmcv's: the config text under ``config``,
+    ``CLASSES``) + ``state_dict`` (+ optimizer state). ``config=None``: a file without its config."""
     state = model.state_dict()
-    return {"meta": {"mmseg_version": "1.2.2", "time": "Thu Jun  5 19:13:24 2020", "epoch": 1, "iter": 40000,
-                     "dataset_meta": {"classes": classes}, "config": "model = dict(type='EncoderDecoder', ...)"},
-            "state_dict": state,
+    meta = {"mmseg_version": "0.5.0+b2724da", "time": "Thu Jun  5 19:13:24 2020", "epoch": 1, "iter": 40000,
+            "CLASSES": classes}
+    if config is not None:
+        meta["config"] = config
+    return {"meta": meta, "state_dict": state,
             "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(3)}},
                           "param_groups": [{"lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4, "params": [0]}]}}
 
@@ -225,3 +230,167 @@ def save_legacy_with_numpy1_names(obj: dict, path) -> None:
     data = buffer.getvalue().replace(b"numpy._core.multiarray\nscalar", b"numpy.core.multiarray\nscalar")
     with open(path, "wb") as f:
         f.write(data)
+
+
+def mmseg_config_text(depth: int = 50, num_classes: int = 19, dataset: str = "cityscapes") -> str:
+    """The merged config as mmengine stores it in ``meta['cfg']`` (``Config.pretty_text`` of
+    mmsegmentation 1.2.2's ``configs/danet/danet_r{depth}-d8_*_{dataset}.py``), abridged to the
+    parts that differ between releases plus enough of the rest to be realistic."""
+    crop, resize, test_cfg, align = {
+        "cityscapes": ((512, 1024), (2048, 1024), "dict(mode='whole')", False),
+        "cityscapes_769": ((769, 769), (2049, 1025), ("dict(crop_size=(\n        769,\n        769,\n    ), "
+                                                      "mode='slide', stride=(\n        513,\n        513,\n    ))"),
+                           True),
+        "ade20k": ((512, 512), (2048, 512), "dict(mode='whole')", False),
+        "voc12aug": ((512, 512), (2048, 512), "dict(mode='whole')", False),
+    }[dataset]
+    preprocessor = ("dict(\n    bgr_to_rgb=True,\n    mean=[\n        123.675,\n        116.28,\n        103.53,\n    ],\n"
+                    "    pad_val=0,\n    seg_pad_val=255,\n    size=(\n        {0},\n        {1},\n    ),\n"
+                    "    std=[\n        58.395,\n        57.12,\n        57.375,\n    ],\n"
+                    "    type='SegDataPreProcessor')").format(*crop)
+    nested = preprocessor.replace("\n", "\n    ")  # the same dict inside model=dict(...), one level deeper
+    return f"""crop_size = (
+    {crop[0]},
+    {crop[1]},
+)
+data_preprocessor = {preprocessor}
+data_root = 'data/cityscapes/'
+default_scope = 'mmseg'
+model = dict(
+    auxiliary_head=dict(
+        align_corners={align},
+        channels=256,
+        concat_input=False,
+        dropout_ratio=0.1,
+        in_channels=1024,
+        in_index=2,
+        loss_decode=dict(
+            loss_weight=0.4, type='CrossEntropyLoss', use_sigmoid=False),
+        norm_cfg=dict(requires_grad=True, type='SyncBN'),
+        num_classes={num_classes},
+        num_convs=1,
+        type='FCNHead'),
+    backbone=dict(
+        contract_dilation=True,
+        depth={depth},
+        dilations=(
+            1,
+            1,
+            2,
+            4,
+        ),
+        norm_cfg=dict(requires_grad=True, type='SyncBN'),
+        norm_eval=False,
+        num_stages=4,
+        out_indices=(
+            0,
+            1,
+            2,
+            3,
+        ),
+        strides=(
+            1,
+            2,
+            1,
+            1,
+        ),
+        style='pytorch',
+        type='ResNetV1c'),
+    data_preprocessor={nested},
+    decode_head=dict(
+        align_corners={align},
+        channels=512,
+        dropout_ratio=0.1,
+        in_channels=2048,
+        in_index=3,
+        loss_decode=dict(
+            loss_weight=1.0, type='CrossEntropyLoss', use_sigmoid=False),
+        norm_cfg=dict(requires_grad=True, type='SyncBN'),
+        num_classes={num_classes},
+        pam_channels=64,
+        type='DAHead'),
+    pretrained='open-mmlab://resnet{depth}_v1c',
+    test_cfg={test_cfg},
+    train_cfg=dict(),
+    type='EncoderDecoder')
+norm_cfg = dict(requires_grad=True, type='SyncBN')
+optim_wrapper = dict(
+    clip_grad=None,
+    optimizer=dict(lr=0.01, momentum=0.9, type='SGD', weight_decay=0.0005),
+    type='OptimWrapper')
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(keep_ratio=True, scale=(
+        {resize[0]},
+        {resize[1]},
+    ), type='Resize'),
+    dict(type='LoadAnnotations'),
+    dict(type='PackSegInputs'),
+]
+work_dir = './work_dirs/danet_r{depth}-d8_4xb2-40k_{dataset}'
+"""
+
+
+class FakeHistoryBuffer:
+    """mmengine's ``HistoryBuffer`` as far as pickling goes: a plain class whose ``__dict__`` holds numpy
+    arrays. :func:`pickled_as_mmengine` registers it under mmengine's name."""
+
+    def __init__(self, values=(), counts=(), max_length: int = 1000000) -> None:
+        self.max_length = max_length
+        self._log_history = np.array(values)
+        self._count_history = np.array(counts)
+
+
+def mmengine_training_checkpoint(model: nn.Module, path, classes: tuple[str, ...], config: str | None,
+                                 optimizer_mb: float = 0.0) -> None:
+    """Save what mmengine's ``Runner.save_checkpoint`` writes during mmseg 1.x training: ``meta`` (the
+    config text under ``cfg``, ``dataset_meta``), ``state_dict``, ``message_hub`` (HistoryBuffers of numpy
+    arrays, numpy metric values), ``optimizer`` (momentum buffers: ``optimizer_mb`` MB of them) and
+    ``param_schedulers``. mmengine is not needed: a stand-in module is registered while pickling only."""
+    from collections import OrderedDict
+
+    meta = {"dataset_meta": {"classes": classes, "palette": [[128, 64, 128]] * len(classes)},
+            "seed": 42, "experiment_name": "danet_train", "time": "20240105_101010",
+            "mmengine_version": "0.10.3", "epoch": 0, "iter": 40000}
+    if config is not None:
+        meta["cfg"] = config
+    hub = {"log_scalars": OrderedDict([
+        ("train/loss", FakeHistoryBuffer([0.91, 0.88], [1, 1])),
+        ("train/lr", FakeHistoryBuffer([0.01, 0.0099], [1, 1]))]),
+        "runtime_info": OrderedDict([("epoch", 0), ("iter", 40000), ("max_iters", 40000),
+                                     ("dataset_meta", meta["dataset_meta"]), ("val/mIoU", np.float64(78.74)),
+                                     ("last_ckpt", "work_dirs/iter_40000.pth")]),
+        "resumed_keys": OrderedDict([("train/loss", True), ("epoch", True)])}
+    elements = int(optimizer_mb * 2**20 / 4)
+    state = {"meta": meta, "state_dict": model.state_dict(), "message_hub": hub,
+             "optimizer": {"state": {0: {"momentum_buffer": torch.ones(elements)}},
+                           "param_groups": [{"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "params": [0]}]},
+             "param_schedulers": [{"eta_min": 1e-4, "power": 0.9, "begin": 0, "end": 40000, "by_epoch": False,
+                                   "last_step": 40000, "base_values": [0.01]}]}
+    with pickled_as_mmengine():
+        torch.save(state, path)
+
+
+@contextlib.contextmanager
+def pickled_as_mmengine():
+    """While inside, :class:`FakeHistoryBuffer` pickles as ``mmengine.logging.history_buffer.HistoryBuffer``
+    (stand-in modules in ``sys.modules``); afterwards that name is unknown again, as without mmengine."""
+    import sys
+    import types
+
+    names = ("mmengine", "mmengine.logging", "mmengine.logging.history_buffer")
+    saved = {n: sys.modules.get(n) for n in names}
+    module = types.ModuleType(names[-1])
+    FakeHistoryBuffer.__module__, FakeHistoryBuffer.__qualname__ = names[-1], "HistoryBuffer"
+    module.HistoryBuffer = FakeHistoryBuffer
+    sys.modules.update({names[0]: types.ModuleType(names[0]), names[1]: types.ModuleType(names[1]),
+                        names[2]: module})
+    try:
+        yield
+    finally:
+        for name, previous in saved.items():
+            if previous is None:
+                sys.modules.pop(name, None)
+            else:
+                sys.modules[name] = previous
+        FakeHistoryBuffer.__module__, FakeHistoryBuffer.__qualname__ = __name__, "FakeHistoryBuffer"

@@ -169,14 +169,77 @@ def test_mmseg_checkpoint_against_a_paper_preset_names_its_release():
         info.value)
 
 
-def test_ambiguous_weights_list_every_fitting_preset():
-    picked = resolve(_arch(), "city.pth")
-    assert picked.candidates == ["danet_mmseg_r50_d8_cityscapes", "danet_mmseg_r50_d8_cityscapes_769"]
-    assert picked.config.align_corners is False
-    text = " ".join(picked.notes)
-    assert "align_corners=false" in text and "align_corners=true" in text and "--arch" in text
-    chosen = resolve(_arch(), "city.pth", "danet_mmseg_r50_d8_cityscapes_769")
+def test_presets_that_build_different_networks_are_refused_unless_the_file_decides():
+    from released_layouts import mmseg_config_text
+
+    from danet_deploy.model.mmseg_config import config_facts
+
+    # mmseg's 512x1024 and 769x769 Cityscapes weights are alike; only align_corners differs
+    with pytest.raises(CheckpointError, match="fits 2 presets that build different networks") as info:
+        resolve(_arch(), "city.pth", layout="mmsegmentation")
+    message = str(info.value)
+    assert "nothing in the file decides" in message and "it holds no config text" in message
+    assert "danet_mmseg_r50_d8_cityscapes (align_corners=false)" in message
+    assert "danet_mmseg_r50_d8_cityscapes_769 (align_corners=true)" in message
+    assert "--arch danet_mmseg_r50_d8_cityscapes;" in message and "--arch danet_mmseg_r50_d8_cityscapes_769." in message
+    # the config text mmengine stores in meta['cfg'] decides, each way
+    for dataset, preset, align in [("cityscapes_769", "danet_mmseg_r50_d8_cityscapes_769", True),
+                                   ("cityscapes", "danet_mmseg_r50_d8_cityscapes", False)]:
+        facts = config_facts({"cfg": mmseg_config_text(50, 19, dataset)})
+        picked = resolve(_arch(), "city.pth", layout="mmsegmentation", facts=facts)
+        assert (picked.preset, picked.config.align_corners, picked.candidates) == (preset, align, [preset])
+        assert picked.chosen_by == "inferred from the weights and the checkpoint's config"
+        assert picked.to_dict()["test_protocol"]["mode"] == ("slide" if align else "whole")
+    # so do --arch and --model-option align_corners (the one flag that makes the network match)
+    chosen = resolve(_arch(), "city.pth", "danet_mmseg_r50_d8_cityscapes_769", layout="mmsegmentation")
     assert chosen.config.align_corners is True and chosen.chosen_by == "--arch"
+    assert resolve(_arch(), "city.pth", None, None, {"align_corners": "true"}, "mmsegmentation").config.align_corners
+    # a config that contradicts --arch is said
+    facts = config_facts({"cfg": mmseg_config_text(50, 19, "cityscapes_769")})
+    told = resolve(_arch(), "city.pth", "danet_mmseg_r50_d8_cityscapes", layout="mmsegmentation", facts=facts)
+    assert any("says align_corners=True" in n and "--model-option align_corners=true" in n for n in told.notes)
+
+
+def test_a_config_value_no_fitting_preset_has_is_applied():
+    from released_layouts import mmseg_config_text
+
+    from danet_deploy.model.mmseg_config import config_facts
+
+    text = mmseg_config_text(50, 150, "ade20k").replace("align_corners=False", "align_corners=True")
+    picked = resolve(_arch(num_classes=150), "ade.pth", layout="mmsegmentation", facts=config_facts({"cfg": text}))
+    assert picked.preset == "danet_mmseg_r50_d8_ade20k" and picked.config.align_corners is True
+    assert any("align_corners=True from the checkpoint's config" in n for n in picked.notes)
+
+
+def test_a_config_normalising_otherwise_is_warned_about():
+    from released_layouts import mmseg_config_text
+
+    from danet_deploy.model.mmseg_config import config_facts
+
+    text = mmseg_config_text(50, 150, "ade20k")
+    quiet = resolve(_arch(num_classes=150), "ade.pth", layout="mmsegmentation", facts=config_facts({"cfg": text}))
+    assert not any("normalises" in n for n in quiet.notes)
+    other = config_facts({"cfg": text.replace("123.675", "127.5")})
+    told = resolve(_arch(num_classes=150), "ade.pth", layout="mmsegmentation", facts=other)
+    assert any(n.startswith("warning:") and "mean=[127.5, 116.28, 103.53]" in n for n in told.notes)
+
+
+def test_official_layout_with_a_class_count_no_preset_has_keeps_its_conventions():
+    # the official train.py's default: ResNet-50, deep stem 3->64->64->128, ADE20K's 150 classes
+    official = _arch(stem_width=64, num_classes=150)
+    picked = resolve(official, "checkpoint.pth.tar", layout="official DANet")
+    assert picked.preset == "danet_r50_d8" and picked.config.num_classes == 150
+    assert picked.config.align_corners is True and picked.config.class_names[:2] == ("wall", "building")
+    assert any("150 classes read from the classifier" in n for n in picked.notes)
+    # a count of no known dataset gets generic names
+    assert resolve(_arch(stem_width=64, num_classes=7), "x.pth", layout="official DANet").config.class_names[-1] == \
+        "class_6"
+    # no official preset fits even so (a narrow stem): the flags name an official-layout preset only
+    with pytest.raises(CheckpointError, match="no preset fits") as info:
+        resolve(_arch(stem_width=48, num_classes=150), "y.pth", layout="official DANet")
+    assert "danet_mmseg" not in str(info.value) and "--arch danet_r50_d8" in str(info.value)
+    # mmsegmentation's file of the same count still gets its own preset, never an official one
+    assert resolve(_arch(num_classes=150), "z.pth", layout="mmsegmentation").preset == "danet_mmseg_r50_d8_ade20k"
 
 
 def test_no_preset_fits_gives_the_flags():
@@ -292,17 +355,90 @@ def test_official_container_loads_weights_only_and_reports_extras(torch, tmp_pat
         torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
 
 
-def test_numpy_arrays_and_code_stay_refused(torch, tmp_path):
+def test_numeric_numpy_values_load_and_objects_and_code_stay_refused(torch, tmp_path):
     from danet_deploy.model import read_checkpoint
 
     state = create_model("danet_edge_r18_d8", weights=False).state_dict()
     path = tmp_path / "array.pth"
-    torch.save({"state_dict": state, "confusion": np.zeros((2, 2))}, path)
-    with pytest.raises(CheckpointError, match="weights-only"):
-        read_checkpoint(path)
-    path = tmp_path / "scalar.pth"
-    torch.save({"state_dict": state, "miou": np.float32(0.5)}, path)
-    assert read_checkpoint(path).ignored["miou"] == "0.5"
+    torch.save({"state_dict": state, "confusion": np.zeros((2, 2)), "miou": np.float32(0.5)}, path)
+    contents = read_checkpoint(path)
+    assert contents.ignored["confusion"] == "array (2, 2)" and contents.ignored["miou"] == "0.5"
+    for name, value in [("objects", np.array([{"a": 1}], dtype=object)), ("strings", np.array(["a", "b"]))]:
+        torch.save({"state_dict": state, name: value}, tmp_path / f"{name}.pth")
+        with pytest.raises(CheckpointError, match="weights-only"):
+            read_checkpoint(tmp_path / f"{name}.pth")
+
+
+class _RunsCode:
+    """A pickle that runs a command when loaded (what weights_only exists to stop)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_mmengine_training_checkpoint_loads_without_mmengine(torch, tmp_path):
+    import sys
+
+    from released_layouts import mmengine_training_checkpoint
+
+    from danet_deploy.model import init_for_testing, model_from_checkpoint, read_checkpoint
+
+    model = init_for_testing(create_model("danet_edge_r18_d8", weights=False), seed=6)
+    path = tmp_path / "iter_40000.pth"
+    mmengine_training_checkpoint(model, path, ("a",) * 19, config=None)
+    assert "mmengine" not in sys.modules  # read with nothing of mmengine importable
+    contents = read_checkpoint(path)
+    assert contents.container == "state_dict" and len(contents.state) == len(model.state_dict())
+    assert set(contents.ignored) == {"meta", "message_hub", "optimizer", "param_schedulers"}
+    assert contents.meta["dataset_meta"]["classes"][0] == "a" and "cfg" not in contents.meta
+    loaded, info = model_from_checkpoint(path)
+    assert info["preset"] == "danet_edge_r18_d8" and "message_hub" in info["ignored"]
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+
+
+def test_a_pickle_that_runs_code_is_refused_even_beside_training_state(torch, tmp_path):
+    from danet_deploy.model import read_checkpoint
+
+    marker = tmp_path / "ran"
+    state = create_model("danet_edge_r18_d8", weights=False).state_dict()
+    torch.save({"state_dict": state, "message_hub": {"x": _RunsCode(marker)}}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError, match="weights-only") as caught:
+        read_checkpoint(tmp_path / "evil.pth")
+    assert not marker.exists() and "weights_only=False" not in str(caught.value)
+
+
+class _CallsTheStandIn:
+    """Pickles as a call of mmengine's class name with arguments, then state (REDUCE + BUILD)."""
+
+    def __reduce__(self):
+        from released_layouts import FakeHistoryBuffer
+
+        return FakeHistoryBuffer, ("rm -rf ~",), {"k": True}
+
+
+def test_the_training_state_stand_in_is_inert(torch, tmp_path):
+    import pickle
+
+    from released_layouts import pickled_as_mmengine
+
+    from danet_deploy.model.safe_pickle import TrainingState, weights_only_globals
+
+    path = tmp_path / "called.pth"
+    with pickled_as_mmengine():
+        torch.save({"hub": _CallsTheStandIn()}, path)
+    with weights_only_globals():
+        value = torch.load(path, weights_only=True)["hub"]
+    # the allow-listed name called with arguments gives a stand-in holding them as data, nothing more
+    assert isinstance(value, TrainingState) and value.args == ("rm -rf ~",) and value.state == {"k": True}
+    assert "HistoryBuffer" in repr(value)
+    with pytest.raises(pickle.UnpicklingError, match="HistoryBuffer"):  # outside the context: unknown again
+        torch.load(path, weights_only=True)
 
 
 def test_torch_runtime_reads_a_checkpoint_without_a_preset(torch, tmp_path):

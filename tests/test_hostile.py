@@ -344,8 +344,11 @@ def test_4_swap_is_atomic_and_the_fallback_is_recoverable(tmp_path, monkeypatch)
     ad.swap_into_place(artifact_folder(tmp_path / "new2", "new2"), final)
     assert tag(final) == "new2" and sorted(os.listdir(tmp_path)) == ["art"]
 
-    # a kill between the fallback's two renames: the old artifact stranded under a hidden name
-    stranded = tmp_path / f".art.old-{_dead_pid()}"
+    # a kill between the fallback's two renames: the old artifact stranded under a hidden name, with
+    # the owner file the swap writes first (a folder without one is never touched)
+    pid = _dead_pid()
+    stranded = tmp_path / f".art.old-{pid}"
+    ad.claim(final, pid=pid)
     os.replace(final, stranded)
     with pytest.raises(ArtifactError, match=r"holds the previous one.*next danet-export"):
         runtime.load(final)  # the runtime points at the stranded copy instead of "does not exist"
@@ -354,8 +357,10 @@ def test_4_swap_is_atomic_and_the_fallback_is_recoverable(tmp_path, monkeypatch)
 
     # a folder replaced with --force (not an artifact) stranded the same way is restored, never deleted
     web = tmp_path / "web"
-    stranded_web = tmp_path / f".web.old-{_dead_pid()}"
+    pid = _dead_pid()
+    stranded_web = tmp_path / f".web.old-{pid}"
     stranded_web.mkdir()
+    ad.claim(stranded_web, pid=pid)
     (stranded_web / "manifest.json").write_text(json.dumps({"name": "my app"}))
     (stranded_web / "index.html").write_text("<html></html>")
     notes = ad.recover_stale(web)

@@ -1,7 +1,9 @@
 """The package's layers read top-down: no import cycles, and the floors import only what is below them.
 
-Doors (README, "Architecture"): ``cli -> export/bench/parity/serve -> runtime -> (numpy + one backend library)``,
-``export -> model``, and ``targets``, ``tensorrt``, ``errors``, ``files``, ``manifest`` at the bottom.
+Doors (README, "Architecture"; docs/architecture.md): ``cli -> export/bench/parity/serve -> runtime ->
+(numpy + one backend library)``, ``export -> model``, and ``targets``, ``tensorrt``, ``errors``, ``files``,
+``manifest``, ``extras`` at the bottom. The runtime never reaches ``model`` (nor torch) except through its
+one door, the torch reference backend.
 Imports inside functions count: a lazy import is still a dependency, and the cycles this test
 exists for (bench.report <-> bench.plots) were lazy ones.
 """
@@ -121,14 +123,17 @@ def test_cycle_detector_finds_a_planted_cycle():
 FORBIDDEN = {
     "danet_deploy.targets": ("export", "runtime", "bench", "cli", "model", "parity", "tensorrt", "data"),
     "danet_deploy.tensorrt": ("export", "runtime", "bench", "cli", "model", "parity"),
-    "danet_deploy.runtime": ("export", "bench", "cli", "parity", "train"),
+    "danet_deploy.runtime": ("export", "bench", "cli", "parity", "train", "model"),
     "danet_deploy.export": ("bench", "cli", "runtime"),
     "danet_deploy.bench": ("cli",),
     "danet_deploy.serve": ("cli", "export", "model", "bench", "train"),  # reads manifests, runs the runtime
     "danet_deploy.model": ("export", "runtime", "bench", "cli", "parity"),
 }
-# the one backend allowed to build the reference model
-ALLOWED = {("danet_deploy.runtime.backends.torch", "danet_deploy.model")}
+# the one backend allowed to build the reference model: the runtime's door to ``model`` and torch
+TORCH_DOOR = "danet_deploy.runtime.backends.torch"
+ALLOWED = {(TORCH_DOOR, "danet_deploy.model")}
+# what the runtime must never reach, through any chain of modules below it (the torch door aside)
+ABOVE_RUNTIME = ("model", "export", "bench", "cli", "parity", "train", "serve", "data", "perlayer", "perlayer_run")
 
 
 def test_floors_import_only_what_is_below_them():
@@ -153,3 +158,34 @@ def test_every_module_imports_in_a_fresh_interpreter():
             "print('\\n'.join(failed)); sys.exit(1 if failed else 0)\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def runtime_reach(graph: dict[str, set[str]]) -> dict[str, str]:
+    """Every module the runtime imports, directly or through the floors below it, mapped to the module
+    that imports it (for the message); the torch door and what only it imports are left out."""
+    door = {m for m in graph if m == TORCH_DOOR or TORCH_DOOR in graph[m] and m.startswith("danet_deploy.runtime.backends")}
+    reached: dict[str, str] = {}
+    stack = [m for m in graph if m.startswith("danet_deploy.runtime") and m not in door]
+    while stack:
+        module = stack.pop()
+        for target in graph[module]:
+            if target not in reached and target not in door and not target.startswith("danet_deploy.runtime"):
+                reached[target] = module
+                stack.append(target)
+    return reached
+
+
+def test_runtime_reaches_no_room_above_it_through_its_floors():
+    """``runtime -> manifest -> model.registry`` is as much a runtime -> model door as a direct import:
+    follow every chain (the manifest once checked class counts with the model registry's bound)."""
+    reached = runtime_reach(import_graph())
+    wrong = sorted(f"{via} -> {module}" for module, via in reached.items()
+                   if module.split(".")[1] in ABOVE_RUNTIME)
+    assert wrong == []
+
+
+def test_runtime_reach_finds_a_planted_chain():
+    graph = {"danet_deploy.runtime.loader": {"danet_deploy.manifest"}, "danet_deploy.manifest": {"danet_deploy.model.registry"},
+             "danet_deploy.model.registry": set(), TORCH_DOOR: {"danet_deploy.model.danet"}, "danet_deploy.model.danet": set()}
+    assert runtime_reach(graph) == {"danet_deploy.manifest": "danet_deploy.runtime.loader",
+                                    "danet_deploy.model.registry": "danet_deploy.manifest"}

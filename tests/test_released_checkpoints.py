@@ -18,8 +18,9 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from released_layouts import (MMSegDANet, mmseg_container, official_container, official_state,  # noqa: E402
-                              randomize, save_legacy_with_numpy1_names)
+from released_layouts import (MMSegDANet, mmengine_training_checkpoint, mmseg_config_text,  # noqa: E402
+                              mmseg_container, official_container, official_state, randomize,
+                              save_legacy_with_numpy1_names)
 
 from danet_deploy import runtime  # noqa: E402
 from danet_deploy.cli.export import main as export_main  # noqa: E402
@@ -49,10 +50,12 @@ def _assert_matches(artifact, oracle, torch):
 
 
 def _mmseg_checkpoint(torch, tmp_path, depth, dataset):
+    """A model-zoo file of mmsegmentation's release ``dataset``, and mmsegmentation's own model of it."""
     preset = get_config(f"danet_mmseg_r{depth}_d8_{dataset}")
-    oracle = randomize(MMSegDANet(depth, preset.num_classes), seed=depth)
+    oracle = randomize(MMSegDANet(depth, preset.num_classes, preset.align_corners), seed=depth)
     path = tmp_path / f"danet_r{depth}-d8_{dataset}.pth"
-    torch.save(mmseg_container(oracle, preset.class_names), path)
+    torch.save(mmseg_container(oracle, preset.class_names, mmseg_config_text(depth, preset.num_classes, dataset)),
+               path)
     return oracle, path
 
 
@@ -72,17 +75,47 @@ def test_mmseg_r50_cityscapes_exports_with_one_command(mmseg_r50_cityscapes, tmp
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["parity"]["passed"]
     # the choice and what the weights could not tell are said, not silent
-    assert "-> preset danet_mmseg_r50_d8_cityscapes (inferred from the weights)" in result.stderr
-    assert "danet_mmseg_r50_d8_cityscapes_769 (align_corners=true)" in result.stderr
+    assert ("-> preset danet_mmseg_r50_d8_cityscapes (inferred from the weights and the checkpoint's config)"
+            in result.stderr)
+    assert "the checkpoint's config (meta['config']) says align_corners=False" in result.stderr
     assert "meta (dict of" in result.stderr and "auxiliary_head" in result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["model"]["name"] == "danet_mmseg_r50_d8_cityscapes"
     assert manifest["model"]["align_corners"] is False and manifest["model"]["stem_width"] == 32
     ckpt = manifest["checkpoint"]
-    assert ckpt["chosen_by"] == "inferred from the weights" and ckpt["layout"] == "mmsegmentation"
-    assert ckpt["candidates"] == ["danet_mmseg_r50_d8_cityscapes", "danet_mmseg_r50_d8_cityscapes_769"]
+    assert ckpt["chosen_by"] == "inferred from the weights and the checkpoint's config"
+    assert ckpt["layout"] == "mmsegmentation" and ckpt["candidates"] == ["danet_mmseg_r50_d8_cityscapes"]
+    assert ckpt["test_protocol"]["mode"] == "whole" and ckpt["config"]["align_corners"] is False
     assert set(ckpt["ignored"]) == {"meta", "optimizer"} and ckpt["inferred"]["training_heads"] == ["auxiliary_head"]
     _assert_matches(out, oracle, torch)  # mmsegmentation's own forward, align_corners=False
+
+
+def test_mmseg_weights_without_their_config_are_refused_naming_each_choice(mmseg_r50_cityscapes, tmp_path, torch):
+    oracle, _ = mmseg_r50_cityscapes
+    path = tmp_path / "bare.pth"
+    torch.save(oracle.state_dict(), path)  # the 512x1024 and 769x769 releases' weights are alike
+    result = subprocess.run([sys.executable, "-m", "danet_deploy.cli.export", "--model", str(path),
+                             "--output", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "Traceback" not in result.stderr and not (tmp_path / "x").exists()
+    assert "fits 2 presets that build different networks" in result.stderr
+    assert "--arch danet_mmseg_r50_d8_cityscapes;" in result.stderr
+    assert "--arch danet_mmseg_r50_d8_cityscapes_769." in result.stderr
+
+
+@pytest.mark.slow
+def test_mmengine_769_training_checkpoint_exports_as_trained(torch, tmp_path):
+    # mmseg 1.x training output of the 769x769 config: message_hub, optimizer, meta['cfg'] with align_corners=True
+    oracle = randomize(MMSegDANet(50, 19, align_corners=True), seed=9)
+    path = tmp_path / "iter_40000.pth"
+    mmengine_training_checkpoint(oracle, path, get_config("danet_mmseg_r50_d8_cityscapes").class_names,
+                                 mmseg_config_text(50, 19, "cityscapes_769"), optimizer_mb=8)
+    code, manifest = _export(path, tmp_path / "art")
+    assert code == 0 and manifest["parity"]["passed"]
+    assert manifest["model"]["name"] == "danet_mmseg_r50_d8_cityscapes_769" and manifest["model"]["align_corners"]
+    ckpt = manifest["checkpoint"]
+    assert ckpt["test_protocol"]["mode"] == "slide" and ckpt["test_protocol"]["crop"] == [769, 769]
+    assert {"message_hub", "optimizer", "param_schedulers"} <= set(ckpt["ignored"])
+    _assert_matches(tmp_path / "art", oracle, torch)  # mmsegmentation's forward with align_corners=True
 
 
 def test_explicit_arch_mismatch_names_the_release(mmseg_r50_cityscapes, tmp_path):
@@ -97,12 +130,20 @@ def test_explicit_arch_mismatch_names_the_release(mmseg_r50_cityscapes, tmp_path
     assert not (tmp_path / "x").exists()
 
 
-def test_arch_chooses_among_indistinguishable_presets(mmseg_r50_cityscapes, tmp_path, torch):
+def test_arch_overrides_what_the_file_says_with_a_warning(mmseg_r50_cityscapes, tmp_path, torch):
     oracle, path = mmseg_r50_cityscapes
-    code, manifest = _export(path, tmp_path / "769", "--arch", "danet_mmseg_r50_d8_cityscapes_769")
-    assert code == 0 and manifest["model"]["align_corners"] is True and manifest["checkpoint"]["chosen_by"] == "--arch"
-    oracle.align_corners = True  # mmseg's 769x769 configs
-    _assert_matches(tmp_path / "769", oracle, torch)
+    notes = []
+    from danet_deploy.export import ExportRequest, export
+
+    _, manifest = export(ExportRequest(str(path), output=tmp_path / "769", input_size=SIZE,
+                                       arch="danet_mmseg_r50_d8_cityscapes_769"), log=notes.append)
+    assert manifest.model["align_corners"] is True and manifest.checkpoint["chosen_by"] == "--arch"
+    assert any(n.startswith("warning:") and "says align_corners=False" in n for n in notes)
+    oracle.align_corners = True  # what the user asked for
+    try:
+        _assert_matches(tmp_path / "769", oracle, torch)
+    finally:
+        oracle.align_corners = False
 
 
 def test_model_options_describe_an_unlisted_checkpoint(tmp_path, torch):
@@ -140,6 +181,21 @@ def test_mmseg_release_exports(torch, tmp_path, depth, dataset):
     assert code == 0 and manifest["parity"]["passed"]
     assert manifest["model"]["name"] == f"danet_mmseg_r{depth}_d8_{dataset}"
     _assert_matches(tmp_path / "art", oracle, torch)
+
+
+@pytest.mark.slow
+def test_official_checkpoint_of_the_train_script_defaults_exports(torch, tmp_path):
+    # official train.py defaults: ResNet-50, deep stem, ADE20K's 150 classes; no preset has that count
+    from danet_deploy.model import create_model, init_for_testing
+
+    model = init_for_testing(create_model("danet_r50_d8", weights=False, num_classes=150), seed=8)
+    path = tmp_path / "checkpoint.pth.tar"
+    torch.save(official_container(official_state(model.state_dict(), 150, module_prefix=True)), path)
+    code, manifest = _export(path, tmp_path / "art")
+    assert code == 0 and manifest["parity"]["passed"]
+    assert manifest["model"]["name"] == "danet_r50_d8" and manifest["model"]["num_classes"] == 150
+    assert manifest["model"]["align_corners"] is True and manifest["model"]["class_names"][0] == "wall"
+    _assert_matches(tmp_path / "art", model, torch)  # the official conventions (align_corners=True) kept
 
 
 @pytest.mark.slow

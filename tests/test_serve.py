@@ -19,6 +19,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -216,6 +217,42 @@ def test_malformed_requests_get_triton_errors_and_the_server_stays_up(server, sc
         np.testing.assert_array_equal(client.segment(images[0]), references[0])
 
 
+@pytest.mark.parametrize("shape", [(0, 0, 3), (0, 16, 3), (300, 8, 3)])
+def test_bad_images_get_invalid_argument_with_one_line_and_no_traceback(server, shape):
+    """A 0x0 or oversize image got HTTP 500 / gRPC INTERNAL carrying the server's Python traceback
+    and file paths; it is the client's mistake: 400 / INVALID_ARGUMENT and the one-line reason."""
+    import tritonclient.grpc as grpcclient
+    from tritonclient.utils import InferenceServerException
+
+    body = json.dumps({"inputs": [{"name": "image", "shape": [1, *shape], "datatype": "UINT8",
+                                   "data": [0] * int(np.prod(shape))}]}).encode()
+    status, text = _post(server.http_port, body, {"Content-Type": "application/json"})
+    message = json.loads(text)["error"]
+    assert status == 400, (status, text)
+    client = grpcclient.InferenceServerClient(f"127.0.0.1:{server.grpc_port}")
+    try:
+        tensor = grpcclient.InferInput("image", [1, *shape], "UINT8")
+        tensor.set_data_from_numpy(np.zeros((1, *shape), np.uint8))
+        with pytest.raises(InferenceServerException) as info:
+            client.infer("danet", [tensor], client_timeout=30)
+    finally:
+        client.close()
+    assert info.value.status() == "StatusCode.INVALID_ARGUMENT"
+    for reply in (message, info.value.message()):
+        assert reply == f"image is {shape[0]}x{shape[1]}; sides must be 1..256"
+
+
+def test_servers_log_explains_tritons_config_modification_time_error(server):
+    """Every start logs Triton's "Failed to set config modification time" error line (PyTriton loads
+    the model with a config override) with no word on it; the log now says it is harmless."""
+    from danet_deploy.serve.server import CONFIG_MTIME_LINE
+
+    log = server.log.read_text(errors="replace")
+    if CONFIG_MTIME_LINE in log:
+        assert "is harmless" in log[log.index(CONFIG_MTIME_LINE) + len(CONFIG_MTIME_LINE):]
+    assert "[danet-serve] Triton's error line" in log and "ready" in log
+
+
 def test_malformed_http_bodies_get_triton_errors(server, scenes):
     images, references = scenes
     for body in (b"", b"{", b'{"inputs": [{"name": "image"}]}', b'{"inputs": "x"}', b"\xff" * 64):
@@ -396,10 +433,13 @@ class FakeTriton:
     text = REFUSED_HANDSHAKE
 
     def __init__(self, **_: object) -> None:
-        pass
+        self._model_manager = SimpleNamespace(models=[])
 
-    def bind(self, **_: object) -> None:
-        pass
+    def bind(self, model_name: str, model_version: int, **_: object) -> None:
+        # the bound model as PyTriton's model manager holds it; the server wraps its file gathering
+        self._model_manager.models.append(SimpleNamespace(
+            model_name=model_name, model_version=model_version,
+            get_proxy_model_files=lambda: {f"file:{model_version}/model.py": b"# PyTriton's proxy model"}))
 
     def run(self) -> None:
         type(self).runs += 1

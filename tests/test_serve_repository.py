@@ -19,6 +19,7 @@ from danet_deploy import runtime
 from danet_deploy.errors import ArtifactError, ConfigError, ManifestError
 from danet_deploy.manifest import Manifest, read_manifest
 from danet_deploy.serve import TritonOptions, read_triton_repository, render_config, write_triton_repository
+from danet_deploy.serve.repository import plan_model
 
 try:
     from danet_deploy.serve import parse_config
@@ -308,8 +309,11 @@ def test_rendered_config_matches_manifest_or_is_refused(batch_dynamic, hw, class
         assert config.max_batch_size == (max_batch or bound or 8)
         assert list(config.input[0].dims) == [3, *expect_hw]
         assert list(config.output[0].dims) == [classes, *expect_hw]
-        assert config.dynamic_batching.max_queue_delay_microseconds == delay
-        assert list(config.dynamic_batching.preferred_batch_size) == preferred
+        if config.max_batch_size > 1:
+            assert config.dynamic_batching.max_queue_delay_microseconds == delay
+            assert list(config.dynamic_batching.preferred_batch_size) == preferred
+        else:  # bounded to batch 1: a batcher that cannot batch is left out
+            assert not config.HasField("dynamic_batching")
     else:
         assert config.max_batch_size == 0 and not config.HasField("dynamic_batching")
         assert list(config.input[0].dims) == [1, 3, *expect_hw]
@@ -369,3 +373,27 @@ def test_a_registered_engine_is_served_from_its_triton_declaration(artifacts):
     finally:
         unregister("fake-engine")
     assert "fake-engine" not in platforms()
+
+
+def test_one_model_exported_two_ways_gets_two_default_names(artifacts, tmp_path):
+    """Static and dynamic exports (and --emit variants) of one model wrote the same
+    <model>_<target>_<precision> folder: the second was refused, or replaced the first with --force."""
+    repo = tmp_path / "repo"
+    static = write_triton_repository(artifacts[("onnx", False)], repo)
+    dynamic = write_triton_repository(artifacts[("onnx", True)], repo)
+    assert (static.name, dynamic.name) == ("danet_demo_onnx_fp32", "danet_demo_onnx_fp32_dynamic")
+    manifest = read_manifest(artifacts[("onnx", False)])
+    masked = dataclasses.replace(manifest, output={**manifest.output, "emit": "mask-lowres", "tensors": [
+        {"name": "mask", "shape": [1, 64, 64], "dtype": "uint8"},
+        {"name": "logits_lowres", "shape": [1, 8, 8, 8], "dtype": "float32"}]})
+    assert plan_model(masked, TritonOptions()).name == "danet_demo_onnx_fp32_mask_lowres"
+
+
+def test_a_batch_bound_of_one_is_said_and_gets_no_batcher():
+    """A dynamic export bounded to batch 1 (--max-batch's default) got max_batch_size 1 and a
+    dynamic_batching block, silently, although Triton's default of 8 was documented."""
+    plan = plan_model(_manifest(["batch", 3, 64, 64], ["batch", 8, 64, 64], 1), TritonOptions())
+    assert plan.config["max_batch_size"] == 1 and "dynamic_batching" not in plan.config
+    assert any("--max-batch 8" in note for note in plan.notes)
+    plan = plan_model(_manifest(["batch", 3, 64, 64], ["batch", 8, 64, 64], None), TritonOptions())
+    assert plan.config["max_batch_size"] == 8 and "dynamic_batching" in plan.config and not plan.notes

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import traceback
 
 import numpy as np
 import pytest
@@ -64,13 +65,44 @@ def test_latest_policy_drops_stale_frames_and_ends_on_the_newest(session, frames
     assert not _stream_threads()
 
 
+def test_latest_policy_frames_wait_at_most_for_the_engine_call_in_progress(session, frames):
+    """A fast camera and a slow engine: no frame waits behind an older preprocessed one. With a queue
+    between preprocessing and the engine, one frame waited there and one in the blocked
+    preprocessing thread: up to two engine periods before its own (measured through the ROS node)."""
+    period = 0.2
+    engine = session.backend.infer_outputs
+
+    def slow_engine(batch):
+        time.sleep(period)
+        return engine(batch)
+
+    def camera():
+        end = time.monotonic() + 8 * period
+        while time.monotonic() < end:
+            yield frames[0]
+            time.sleep(0.01)
+
+    session.backend.infer_outputs = slow_engine
+    try:
+        got = list(session.stream(camera(), policy="latest"))
+    finally:
+        del session.backend.infer_outputs
+    waits = [(t["latency"] - t["engine"] - t["post"]) / 1000 for _, _, t in got]
+    assert len(got) >= 4 and max(waits) < 1.5 * period, waits
+    indices = [i for i, _, _ in got]
+    assert indices == sorted(indices) and len(got) + got[-1][2]["dropped"] == indices[-1] + 1
+    assert not _stream_threads()
+
+
 def test_errors_in_any_stage_reach_the_caller_and_stop_every_thread(session, frames):
     def broken_camera():
         yield frames[0]
         raise OSError("camera unplugged")
 
-    with pytest.raises(RuntimeError, match="reading frames.*camera unplugged"):
+    with pytest.raises(OSError, match="camera unplugged") as raised:  # the source's own type, not RuntimeError
         list(session.stream(broken_camera()))
+    assert type(raised.value) is OSError and any("reading frames" in n for n in raised.value.__notes__)
+    assert any(frame.name == "broken_camera" for frame in traceback.extract_tb(raised.value.__traceback__))
     with pytest.raises(ConfigError, match="frame 1: expected a uint8 HxWx3"):
         list(session.stream([frames[0], np.zeros((8, 8), np.uint8), frames[1]]))
     engine = session.backend.infer_outputs

@@ -1,24 +1,21 @@
-"""Video and camera I/O (danet-run --video/--camera) and the ROS 2 example's plain functions."""
+"""Video and camera I/O (danet-run --video/--camera)."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 pytest.importorskip("av", reason="PyAV is in the video/all-cpu extras")
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.cli.run import main as run_main  # noqa: E402
-from danet_deploy.data.metrics import SegmentationMetrics  # noqa: E402
-from danet_deploy.data.scene_video import render_scene_video, scene_pan  # noqa: E402
-from danet_deploy.export import ExportRequest, export  # noqa: E402
-from danet_deploy.runtime.video import read_video  # noqa: E402
+from danet_deploy import runtime
+from danet_deploy.cli.run import main as run_main
+from danet_deploy.data.metrics import SegmentationMetrics
+from danet_deploy.data.scene_video import render_scene_video, scene_pan
+from danet_deploy.export import ExportRequest, export
+from danet_deploy.runtime.video import read_video
 
 SIZE = (96, 128)
 FRAMES = 16
@@ -73,7 +70,7 @@ def test_run_video_writes_overlay_records_and_summary(artifact, video, tmp_path,
     (["--camera", "97", "--max-frames", "3"], "camera /dev/video97 does not exist"),
     (["--camera", "0"], "--camera needs --max-frames"),
     (["--video", "missing.mp4"], "does not exist"),
-    ([], "give images, --video FILE or --camera N"),
+    ([], "give images, --video FILE, --bag FILE.mcap or --camera N"),
 ])
 def test_bad_sources_are_clean_errors(artifact, tmp_path, capsys, args, message):
     assert run_main(["--model", str(artifact), "-o", str(tmp_path / "o"), *args]) == 2
@@ -86,40 +83,6 @@ def test_corrupt_video_is_a_clean_error(artifact, tmp_path, capsys):
     assert run_main(["--model", str(artifact), "--video", str(bad), "-o", str(tmp_path / "o")]) == 2
     assert "not a readable video" in capsys.readouterr().err or "decoding failed" in capsys.readouterr().err
     assert not (tmp_path / "o" / "overlay.mp4").exists()
-
-
-def _ros_example():
-    path = Path(__file__).resolve().parents[1] / "examples" / "ros2" / "danet_segmentation_node.py"
-    spec = importlib.util.spec_from_file_location("danet_segmentation_node", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is built
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_ros2_example_conversions_and_frame_logic(artifact):
-    ros = _ros_example()
-    rgb = scene_pan(frames=1, size=SIZE)[0][0]
-    step = SIZE[1] * 3 + 8  # padded rows, as some drivers send
-    padded = np.zeros((SIZE[0], step), np.uint8)
-    padded[:, : SIZE[1] * 3] = rgb.reshape(SIZE[0], -1)
-    bgr_msg = SimpleNamespace(height=SIZE[0], width=SIZE[1], encoding="bgr8", step=step, is_bigendian=0,
-                              data=padded.tobytes())
-    # the same bytes read as bgr8 swap the channels back
-    np.testing.assert_array_equal(ros.image_to_rgb(**{k: getattr(bgr_msg, k) for k in
-                                                      ("height", "width", "encoding", "step", "data")}),
-                                  rgb[..., ::-1])
-    msg = SimpleNamespace(**{**vars(bgr_msg), "encoding": "rgb8"})
-    with runtime.load(artifact) as session:
-        mask_fields, overlay_fields = ros.FrameProcessor(session)(msg)
-        expected = session.run(rgb)
-    assert mask_fields["encoding"] == "mono8" and mask_fields["step"] == SIZE[1]
-    np.testing.assert_array_equal(np.frombuffer(mask_fields["data"], np.uint8).reshape(SIZE), expected)
-    assert overlay_fields["encoding"] == "rgb8" and len(overlay_fields["data"]) == SIZE[0] * SIZE[1] * 3
-    with pytest.raises(ValueError, match="unsupported image encoding"):
-        ros.image_to_rgb(2, 2, "yuv422", 4, b"\x00" * 8)
-    with pytest.raises(ValueError, match="too small"):
-        ros.image_to_rgb(4, 4, "rgb8", 12, b"\x00" * 10)
 
 
 def test_run_video_refuses_to_replace_files_in_the_output_folder(artifact, video, tmp_path, capsys):

@@ -140,7 +140,7 @@ def unsupported_reason(target: str, precision: str) -> str | None:
         return f"no export target writes {precision} for the {engine.name} engine"
     missing = [r.pip for r in (*spec.missing(), *(r for r in engine.requires if not r.installed()))]
     if missing:
-        extras = ",".join(dict.fromkeys(x for x in (spec.extra, engine.extra) if x))
+        extras = ",".join(dict.fromkeys(x for e in (spec.extra, engine.extra) for x in e.split(",") if x))
         return f"{', '.join(dict.fromkeys(missing))} not installed (pip install 'danet-deploy[{extras}]')"
     if engine.needs_gpu:
         from .machine import gpu_info

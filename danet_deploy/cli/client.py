@@ -12,7 +12,7 @@ import math
 import sys
 
 from ..errors import ConfigError
-from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size, print_json
+from .common import EXIT_FAILED, EXIT_OK, HelpFormatter, cli_main, parse_size, print_json
 
 
 def _counts(text: str) -> list[int]:
@@ -27,19 +27,20 @@ def _counts(text: str) -> list[int]:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="danet-client", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    p.add_argument("--http", default="127.0.0.1:8000", help="HTTP endpoint HOST:PORT ('' to skip)")
-    p.add_argument("--grpc", default="127.0.0.1:8001", help="gRPC endpoint HOST:PORT ('' to skip)")
-    p.add_argument("--model-name", default="danet")
+                                formatter_class=HelpFormatter)
+    p.add_argument("--http", default="127.0.0.1:8000", help="HTTP endpoint HOST:PORT or [IPv6]:PORT ('' to skip)")
+    p.add_argument("--grpc", default="127.0.0.1:8001", help="gRPC endpoint HOST:PORT or [IPv6]:PORT ('' to skip)")
+    p.add_argument("--model-name", default="danet", help="served model name (danet-serve --model-name)")
     p.add_argument("--clients", type=_counts, default=[1, 2, 4], help="concurrent clients, e.g. 1,2,4")
     p.add_argument("--requests", type=int, default=25, help="requests per client")
     p.add_argument("--duration", type=float, default=60.0, help="stop each run after this many seconds")
-    p.add_argument("--size", type=parse_size, default=(256, 256), metavar="HxW", help="generated scene size")
+    p.add_argument("--size", type=parse_size, default=(256, 256), metavar="HxW",
+                   help="generated scene size (default: 256x256)")
     p.add_argument("--scenes", type=int, default=8, help="distinct generated scenes")
     p.add_argument("--artifact", help="compare every mask with this artifact run in-process")
     p.add_argument("--warmup", type=int, default=2, help="requests sent before measuring")
     p.add_argument("--wait", type=float, default=30.0, help="seconds to wait for the server to be ready")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     return p
 
 
@@ -47,10 +48,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from ..data.scenes import MAX_SCENE_PIXELS, SCENE_LIMIT_TEXT
+    from ..serve.address import parse_address
     from ..serve.client import SegmentationClient
     from ..serve.loadtest import HEADER, generated_images, run_load
 
-    endpoints = [(proto, url) for proto, url in (("http", args.http), ("grpc", args.grpc)) if url]
+    # checked up front, before any scene is rendered or any client library sees them
+    endpoints = [(proto, str(parse_address(url, f"--{proto}"))) for proto, url in (("http", args.http),
+                                                                                  ("grpc", args.grpc)) if url]
     if not endpoints:
         raise ConfigError("give --http and/or --grpc")
     if args.requests < 1 or args.scenes < 1 or not (math.isfinite(args.duration) and args.duration > 0):

@@ -12,7 +12,7 @@ from ..outputs import EMITS
 from ..targets import CALIB_METHODS, DEFAULT_CALIB_METHOD, PRECISIONS, get_target, target_names, targets
 from ..targets.registry import CALIB_ALIASES, TargetTable
 from .budget_args import add_budget_arguments, budget_fields
-from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size, print_json
+from .common import EXIT_FAILED, EXIT_OK, HelpFormatter, cli_main, parse_size, print_json
 
 #: Flags that are shortcuts for a target's typed options (``--dla-core 0`` = ``--option dla_core=0``).
 OPTION_FLAGS = ("workspace", "dla_core", "timing_cache")
@@ -21,7 +21,7 @@ OPTION_FLAGS = ("workspace", "dla_core", "timing_cache")
 def build_parser() -> argparse.ArgumentParser:
     names = target_names()
     p = argparse.ArgumentParser(prog="danet-export", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+                                formatter_class=HelpFormatter,
                                 epilog="targets:\n" + TargetTable.current().text()
                                        + "\n\nper-target options: danet-export --list-options [--target NAME]")
     p.add_argument("--model", default="danet_demo", help="preset name (see --list-models) or checkpoint file")
@@ -30,20 +30,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-option", action="append", default=[], metavar="KEY=VALUE",
                    help="architecture override, e.g. deep_stem=false, stem_width=32, multi_grid=1,2,4, align_corners=false")
     p.add_argument("--target", choices=names, help=f"export target (default: {names[0]})")
-    p.add_argument("--precision", default="fp32", choices=PRECISIONS)
-    p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="numeric precision (the target's list: --list-targets); int8 calibrates, see --calib")
+    p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW",
+                   help="input height x width the graph is built for (--dynamic: the typical size) (default: 512x512)")
+    p.add_argument("--batch", type=int, default=1, help="images per inference (static batch)")
     p.add_argument("--dynamic", action="store_true", help="dynamic batch, height and width")
     p.add_argument("--min-size", type=parse_size, metavar="HxW", help="smallest input (dynamic; TensorRT profile)")
     p.add_argument("--max-size", type=parse_size, metavar="HxW", help="largest input (dynamic; plans attention memory)")
     p.add_argument("--max-batch", type=int, help="largest batch (dynamic; TensorRT profile)")
-    p.add_argument("--opset", type=int, default=17)
-    p.add_argument("--exporter", default="legacy", choices=("legacy", "dynamo"))
+    p.add_argument("--opset", type=int, default=17, help="ONNX opset")
+    p.add_argument("--exporter", default="legacy", choices=("legacy", "dynamo"),
+                   help="torch.onnx exporter: legacy (TorchScript-based) or dynamo (opset >= 18)")
     p.add_argument("--attention-chunks", type=int, help="compute position attention in this many query chunks")
     p.add_argument("--attention-memory", help="budget for one attention energy block, e.g. 512MB (picks the chunks)")
     p.add_argument("--calib-dir", help="folder of calibration images (INT8)")
     p.add_argument("--calib", default=None, help="calibration source: 'generated', 'photos' or an .npz of tensors")
-    p.add_argument("--calib-count", type=int, default=32)
+    p.add_argument("--calib-count", type=int, default=32, help="calibration images (INT8)")
     p.add_argument("--calib-method", choices=(*CALIB_METHODS, *CALIB_ALIASES),
                    help=f"INT8 calibration method (default: {DEFAULT_CALIB_METHOD['int8']}; recorded in the manifest)")
     p.add_argument("--emit", default="logits", choices=tuple(EMITS),
@@ -62,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--legacy-calibrator", action="store_true",
                    help="TensorRT <= 10: implicit INT8 with the entropy calibrator instead of Q/DQ")
     add_budget_arguments(p)
-    p.add_argument("--output", "-o", help="artifact folder (default artifacts/<model>-<target>-<precision>)")
+    p.add_argument("--output", "-o", help="artifact folder (default: artifacts/<model>-<target>-<precision>)")
     p.add_argument("--force", action="store_true",
                    help="replace an existing output that danet-export did not write (never needed for its own artifacts)")
     p.add_argument("--verify", action="store_true", help="run danet-parity on the artifact right after export")
@@ -78,8 +81,8 @@ def _list_options(only: str | None) -> None:
     for spec in targets() if only is None else [get_target(only)]:
         rows = spec.options_class.describe()
         print(f"--target {spec.name}: " + ("no options" if not rows else ""))
-        for name, kind, default, text in rows:
-            print(f"  {name}={kind} (default {default}): {text}")
+        for name, kind, default, text in rows:  # a help that explains its default is not given a second one
+            print(f"  {name}={kind}" + ("" if "default" in text else f" (default {default})") + f": {text}")
         if spec.calib_methods:
             print(f"  --calib-method {'|'.join(spec.calib_methods)} (default {DEFAULT_CALIB_METHOD['int8']})")
 

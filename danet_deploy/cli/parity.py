@@ -34,7 +34,7 @@ def check_arguments(args: argparse.Namespace) -> None:
     """Refuse, before the comparison, counts out of range and outputs that cannot be written or would
     replace a file."""
     from ..errors import ConfigError
-    from ..result_files import check_output_file
+    from ..result_files import check_output_file, check_output_paths
     from .parity_layers import plot_path
 
     if args.threads is not None and args.threads < 1:
@@ -43,9 +43,10 @@ def check_arguments(args: argparse.Namespace) -> None:
         raise ConfigError(f"--generated must be >= 1 (scenes to compare on), got {args.generated}")
     if args.plot and not args.per_layer:
         raise ConfigError("--plot draws the per-layer report: add --per-layer, or drop --plot")
+    plot = plot_path(args)
+    check_output_paths({"--output": args.output, "--plot" if args.plot else "--plot (from --output)": plot})
     if args.output:
         check_output_file(args.output, args.force)
-    plot = plot_path(args)
     if plot:
         check_output_file(plot, args.force, "--plot" if args.plot else "--plot (from --output)")
 

@@ -23,6 +23,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="artifact folder, model file, or preset name")
     p.add_argument("images", nargs="*", help="image files (jpg/png/bmp)")
     p.add_argument("--video", help="a video file: writes OUTPUT/overlay.mp4, frames.jsonl, summary.json")
+    p.add_argument("--bag", help="a ROS 2 recording (.mcap): writes OUTPUT/masks.mcap (sensor_msgs/Image, same "
+                                 "stamps), overlay.mp4, frames.jsonl, summary.json")
+    p.add_argument("--topic", help="--bag: the sensor_msgs/Image or CompressedImage topic (default: the bag's only one)")
+    p.add_argument("--mask-topic", default="/segmentation/mask", help="--bag: the masks' topic in masks.mcap")
     p.add_argument("--camera", help="a V4L2 camera index or device (Linux); stops after --max-frames")
     p.add_argument("--max-frames", type=int, help="stop after this many frames (video/camera)")
     p.add_argument("--policy", choices=("all", "latest"),
@@ -57,7 +61,27 @@ def check_numbers(args: argparse.Namespace) -> None:
     if args.stride and not args.tile:
         raise ConfigError("--stride sets the sliding window's step: add --tile HxW, or drop --stride")
     if (args.tile or args.stride) and not args.images:
-        raise ConfigError("--tile / --stride apply to images, not to --video or --camera frames: drop them")
+        raise ConfigError("--tile / --stride apply to images, not to --video, --bag or --camera frames: drop them")
+
+
+def replay(args: argparse.Namespace, max_pixels: int | None) -> int:
+    """``--bag``: the recording's frames through the same pipeline as ``--video``, masks into masks.mcap."""
+    from .. import runtime
+    from ..progress import progress_bar
+    from ..result_files import refuse_overwrite
+    from ..runtime.bag import MASKS_MCAP, replay_bag
+    from ..runtime.video import video_output_names
+
+    refuse_overwrite(args.output, [MASKS_MCAP, *video_output_names(write_video=not args.no_video)], args.force)
+    with runtime.load(args.model, backend=args.backend, threads=args.threads) as session:
+        bar = progress_bar(total=args.max_frames, desc="frames", unit="frame")
+        summary = replay_bag(session, args.bag, args.output, topic=args.topic, mask_topic=args.mask_topic,
+                             alpha=args.alpha, max_frames=args.max_frames, write_video=not args.no_video,
+                             max_pixels=max_pixels, progress=(lambda *_: bar.update(1)) if bar is not None else None)
+        if bar is not None:
+            bar.close()
+    print(json.dumps(summary))
+    return EXIT_OK
 
 
 @cli_main
@@ -67,19 +91,34 @@ def main(argv: list[str] | None = None) -> int:
     from ..data.images import check_image_file, read_image
     from ..errors import ConfigError
     from ..progress import progress_bar
-    from ..result_files import check_output_folder, output_stems, prepare_output_folder, refuse_overwrite, save_png
+    from ..result_files import (
+        check_output_folder,
+        output_stems,
+        prepare_output_folder,
+        refuse_overwrite,
+        save_png,
+    )
     from ..runtime.preprocess import colorize, overlay
 
-    sources = [bool(args.images), bool(args.video), args.camera is not None]
+    sources = [bool(args.images), bool(args.video), args.camera is not None, bool(args.bag)]
     if sum(sources) != 1:
-        raise ConfigError("give images, --video FILE or --camera N (one of them)")
+        raise ConfigError("give images, --video FILE, --bag FILE.mcap or --camera N (one of them)")
+    if args.topic and not args.bag:
+        raise ConfigError("--topic names a topic of a --bag recording: add --bag FILE.mcap, or drop --topic")
     if args.camera is not None and args.max_frames is None:
         raise ConfigError("--camera needs --max-frames N (a live camera never ends)")
     check_numbers(args)
     check_output_folder(args.output)
     max_pixels = int(args.max_pixels * 1e6) if args.max_pixels > 0 else None
+    if args.bag:
+        return replay(args, max_pixels)
     if args.video or args.camera is not None:
-        from ..runtime.video import open_camera, open_video, segment_video, video_output_names
+        from ..runtime.video import (
+            open_camera,
+            open_video,
+            segment_video,
+            video_output_names,
+        )
 
         refuse_overwrite(args.output, video_output_names(write_video=not args.no_video), args.force)
         source = open_video(args.video, max_pixels) if args.video else open_camera(args.camera, max_pixels=max_pixels)

@@ -5,16 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .common import EXIT_OK, cli_main
+from .common import EXIT_OK, HelpFormatter, cli_main
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="danet-serve", description=__doc__,
-                                formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                formatter_class=HelpFormatter)
     p.add_argument("artifact", help="artifact folder written by danet-export (or a Triton repository version folder)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (0.0.0.0 serves other machines)")
-    p.add_argument("--http-port", type=int, default=8000)
-    p.add_argument("--grpc-port", type=int, default=8001)
+    p.add_argument("--http-port", type=int, default=8000, help="Triton HTTP port")
+    p.add_argument("--grpc-port", type=int, default=8001, help="Triton gRPC port")
     p.add_argument("--metrics-port", type=int, help="Prometheus metrics port (off unless given)")
     p.add_argument("--model-name", default="danet", help="name clients address")
     p.add_argument("--instances", type=int, default=2, help="model instances (one runtime session each)")

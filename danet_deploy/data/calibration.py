@@ -35,7 +35,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from ..errors import CalibrationError, summarize_exception
-from ..files import atomic_output, atomic_write_text, sha256_file
+from ..files import atomic_output, atomic_write_text, not_a_file_reason, sha256_file
 from ..progress import track
 from .images import IMAGE_SUFFIXES, decode_rgb, list_images, verify_image
 
@@ -184,9 +184,9 @@ def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int
             loader = _FolderLoader(path, count)
         elif path.suffix.lower() == ".npz" and path.is_file():
             return _load_npz(path, count, size, preprocessing, log, root)
-        elif path.suffix.lower() == ".npz":
-            raise CalibrationError(f"calibration file {path} does not exist; pass an existing .npz, an image "
-                                   "folder, 'generated' or 'photos'")
+        elif path.suffix.lower() == ".npz" or (path.exists() and not path.is_file()):
+            raise CalibrationError(f"calibration file {path} {not_a_file_reason(path)}; pass an existing .npz, an "
+                                   "image folder, 'generated' or 'photos'")
         elif not path.exists():
             raise CalibrationError(f"calibration source {text!r} does not exist; pass an existing image folder "
                                    "(--calib-dir FOLDER), an .npz of tensors, 'generated' or 'photos' (--calib ...)")

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CalibrationError, InputError, summarize_exception
+from ..files import not_a_file_reason
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MAX_PIXELS = 50_000_000
@@ -116,7 +117,7 @@ def _image_path(path: str | Path) -> Path:
     if path.is_dir():
         raise InputError(f"{path} is a folder; pass image files (e.g. {path}/*.png)")
     if not path.is_file():
-        raise InputError(f"image {str(path)!r} does not exist")
+        raise InputError(f"image {str(path)!r} {not_a_file_reason(path)}")
     return path
 
 

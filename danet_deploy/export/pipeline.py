@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..artifact_dir import check_output_dir, scratch_dir
-from ..errors import ConfigError, UnknownModelError
-from ..files import sha256_file
-from ..manifest import Manifest, atomic_artifact_dir, carry_checkpoint, checkpoint_name
+from ..errors import CheckpointError, ConfigError, UnknownModelError
+from ..files import not_a_file_reason, sha256_file
+from ..manifest import CARRIED_CHECKPOINT, Manifest, atomic_artifact_dir, carry_checkpoint
 from ..outputs import check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
+from ..result_files import check_output_paths
 from ..targets import Target, TargetOptions, get_target, target_names
 from ..versions import tool_versions
-
+from .batch_memory import plan_batch_memory
 
 # ONNX opsets DANet exports in and passes parity (measured with torch 2.13 and onnxruntime): opset 10
 # lacks bilinear resize with align_corners, and torch's exporter stops at 23.
@@ -85,8 +86,9 @@ class ExportRequest:
         h, w = self.input_size
         if h < 1 or w < 1:
             raise ConfigError(f"input size must be positive, got {h}x{w}")
-        if self.batch < 1:
-            raise ConfigError(f"batch must be >= 1, got {self.batch}")
+        from .batch_memory import check_batch
+
+        check_batch(self.batch)
         if self.calib_count < 1:
             raise ConfigError(f"--calib-count must be >= 1, got {self.calib_count}")
         if self.calib and self.precision == "fp32":
@@ -272,17 +274,45 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
         model.weights_sha256 = shipped_weights_sha256(model.config)
         return model
     path = Path(request.model)
+    if path.exists() and not path.is_file():  # a FIFO, /dev/stdin, a folder: there, but not a checkpoint file
+        advice = "; pass a preset name or a .pt/.pth/.safetensors checkpoint file" if path.is_dir() else ""
+        raise CheckpointError(f"--model {request.model!r} {not_a_file_reason(path)}{advice}")
     if not path.is_file():
         raise UnknownModelError(f"unknown model {request.model!r}: not a preset ({', '.join(list_models())}) "
                                 "and not an existing checkpoint file")
     from ..model.inspect import model_from_checkpoint
 
+    digest = sha256_file(path)  # before reading: a file rewritten meanwhile is caught when it is carried
     model, info = model_from_checkpoint(path, request.arch, request.num_classes, request.model_options, log or _print)
-    model.checkpoint_info = {"path": checkpoint_name(path.suffix), "sha256": sha256_file(path),
-                             "file_name": path.name, **info}
+    model.checkpoint_info = {"path": CARRIED_CHECKPOINT, "sha256": digest, "file_name": path.name, **info}
     model.checkpoint_source = path
     model.weights_sha256 = None  # the checkpoint's own digest is in checkpoint_info
     return model
+
+
+def carry_weights(source: Path, info: dict[str, Any], workdir: Path) -> None:
+    """Put the weights of the checkpoint ``source`` into the artifact as ``info["path"]`` (safetensors),
+    and record their sha256 as ``info["carried_sha256"]``; ``info["sha256"]`` stays the original file's.
+
+    Why the weights only: a training file holds the optimizer state (twice the weights with
+    momentum, 383 MB for 190 MB of weights measured), mmengine's ``message_hub`` and the config;
+    the artifact's torch reference needs the state dict alone, saved as the file has it (same keys,
+    dtypes and values, auxiliary heads included), so it is rebuilt the way the export was. A
+    ``.safetensors`` file is weights only already and is copied as it is. The original is hashed
+    again afterwards: a file rewritten during the export fails here rather than ship under its old hash.
+    """
+    from ..model.checkpoints import read_checkpoint, save_weights
+
+    if Path(source).suffix.lower() == ".safetensors":
+        info["carried_sha256"] = info["sha256"]
+        carry_checkpoint(source, info, workdir)
+        return
+    target = workdir / info["path"]
+    save_weights(read_checkpoint(source).state, target)
+    if sha256_file(source) != info["sha256"]:
+        raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
+                              "with); export again once nothing is writing it")
+    info["carried_sha256"] = sha256_file(target)
 
 
 def shipped_weights_sha256(config: Any) -> str | None:
@@ -316,6 +346,8 @@ def _print(message: str) -> None:
 def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple[Path, Manifest]:
     """Run one export; returns (artifact folder, manifest). The folder appears only when complete."""
     started = time.perf_counter()
+    check_output_paths({"--output": request.artifact_dir(),
+                        "--timing-cache": getattr(request.target_options, "timing_cache", None)})
     final = check_output_dir(request.artifact_dir(), request.force)  # before any work
     spec = request.spec
     spec.check_installed()
@@ -331,11 +363,14 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
                           tensorrt=spec.element_limit)
     model.set_attention_chunks(plan.chunks)
     log(plan.summary())
+    memory = plan_batch_memory(model, request.input_size, request.batch, plan)  # refuses a batch that cannot fit
+    if request.batch > 1:
+        log(memory.summary())
     with scratch_dir() as scratch, atomic_artifact_dir(final, force=request.force, log=log) as workdir:
         ctx = ExportContext(request, model, workdir, Path(scratch), plan, log)
         result: TargetResult = builder(ctx)
         if model.checkpoint_info is not None:
-            carry_checkpoint(model.checkpoint_source, model.checkpoint_info, workdir)
+            carry_weights(model.checkpoint_source, model.checkpoint_info, workdir)
         manifest = Manifest(
             target=request.target, backend=result.backend, precision=result.precision, primary=result.primary,
             model=ctx.graph_config,
@@ -343,6 +378,7 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
             output=ctx.output_spec(result.input),
             tools=tool_versions(), checkpoint=model.checkpoint_info, calibration=result.calibration,
             export={**request.to_dict(), **ctx.onnx_info, "attention_plan": plan.to_dict(),
+                    "memory_plan": memory.to_dict(),
                     "weights_sha256": model.weights_sha256,
                     "seconds": round(time.perf_counter() - started, 2)},
             extra=result.extra)

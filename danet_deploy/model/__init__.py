@@ -9,6 +9,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
+from ..extras import require
 from .factory import create_model, create_model_from_config
 from .registry import DEMO_CLASSES, ModelConfig, Preprocessing, get_config, list_models
 
@@ -28,5 +29,6 @@ __all__ = ["DEMO_CLASSES", "ModelConfig", "Preprocessing", "create_model", "crea
 
 def __getattr__(name: str) -> Any:
     if name in _LAZY:
+        require("torch", f"danet_deploy.model.{name}")  # a typed error naming the extra on a runtime-only install
         return getattr(import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

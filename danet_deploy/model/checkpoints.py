@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -21,6 +20,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from ..files import not_a_file_reason
+from .safe_pickle import TrainingState, weights_only_globals
 
 # mmsegmentation DAHead / ResNetV1c -> this project's names (regex, replacement)
 _MMSEG_RULES: tuple[tuple[str, str], ...] = (
@@ -59,6 +60,7 @@ class CheckpointContents:
     state: dict[str, torch.Tensor]           # the model's tensors, keys as saved (not yet mapped)
     container: str                           # "safetensors", "state dict", or the wrapper key, e.g. "state_dict"
     ignored: dict[str, str] = field(default_factory=dict)  # other entries -> a short summary
+    meta: Mapping[str, Any] | None = None    # the container's ``meta`` dict (mmsegmentation: config text, classes)
 
     def describe_ignored(self) -> str:
         return ", ".join(f"{k} ({v})" for k, v in self.ignored.items())
@@ -74,9 +76,11 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
 
     Training containers are dicts holding the state dict beside bookkeeping: the official DANet
     ``.pth.tar`` (``state_dict``, ``epoch``, ``best_pred``, ``optimizer``), mmsegmentation's
-    (``meta``, ``state_dict``, ``optimizer``). They load with ``torch.load(weights_only=True)``,
-    numpy scalars (``best_pred`` is one in the official files) allowed as plain data; everything
-    that is not the state dict is summarised in :attr:`CheckpointContents.ignored`.
+    (``meta``, ``state_dict``, ``optimizer``; mmengine's also ``message_hub`` and
+    ``param_schedulers``). They load with ``torch.load(weights_only=True)``, numpy values and
+    mmengine's ``HistoryBuffer`` allowed as inert data (:mod:`.safe_pickle`); everything that is
+    not the state dict is summarised in :attr:`CheckpointContents.ignored`, and a ``meta`` dict
+    is kept (:attr:`CheckpointContents.meta`: mmsegmentation stores its config text there).
     """
     path = Path(path)
     _check_is_checkpoint_file(path)
@@ -90,7 +94,7 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         except Exception as exc:
             raise CheckpointError(f"{path} is not a readable safetensors file ({exc}); re-save or re-download it") from exc
     try:
-        with _numpy_scalars_allowed():
+        with weights_only_globals():
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except Exception as exc:
         raise CheckpointError(
@@ -109,7 +113,8 @@ def _check_is_checkpoint_file(path: Path) -> None:
     if path.is_dir():
         raise CheckpointError(f"checkpoint {str(path)!r} is a folder: pass the .pt/.pth/.safetensors file inside it")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} does not exist: pass an existing .pt/.pth/.safetensors file")
+        raise CheckpointError(f"checkpoint {str(path)!r} {not_a_file_reason(path)}: pass an existing .pt/.pth/.safetensors "
+                              "file")
     if path.stat().st_size == 0:
         raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes): its download or save was interrupted; "
                               "save or download it again")
@@ -132,32 +137,6 @@ def _looks_like_safetensors(path: Path) -> bool:
     return len(head) == 9 and head[8:9] == b"{" and 8 + int.from_bytes(head[:8], "little") <= size
 
 
-def _numpy_scalars_allowed() -> contextlib.AbstractContextManager:
-    """Allow numpy *scalars* (and their dtypes) in a weights-only load, and nothing else.
-
-    Training scripts often store metrics as numpy floats (the official DANet ``best_pred``).
-    Rebuilding a scalar from its dtype and bytes runs no user code; numpy arrays, non-numeric
-    dtypes and every other class stay refused. Pickles from numpy 1.x name
-    ``numpy.core.multiarray.scalar``, from 2.x ``numpy._core.multiarray.scalar``: both map to it.
-    """
-    import numpy as np
-
-    safe_globals = getattr(torch.serialization, "safe_globals", None)
-    if safe_globals is None:  # pragma: no cover - torch < 2.5: numpy scalars stay refused
-        return contextlib.nullcontext()
-    try:
-        from numpy._core.multiarray import scalar
-    except ImportError:  # pragma: no cover - numpy 1.x
-        from numpy.core.multiarray import scalar  # type: ignore[no-redef]
-    # a dtype's state is applied to an instance of its class (Float64DType, ...): numeric ones only
-    names = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
-             "Float16", "Float32", "Float64")
-    module = getattr(np, "dtypes", None)
-    dtype_classes = [getattr(module, f"{n}DType") for n in names if hasattr(module, f"{n}DType")]
-    return safe_globals([scalar, (scalar, "numpy.core.multiarray.scalar"),
-                         (scalar, "numpy._core.multiarray.scalar"), np.dtype, *dtype_classes])
-
-
 def _load_failure_reason(exc: Exception) -> str:
     """The line of torch's error that names what was refused (its advice to disable the check is left out)."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
@@ -172,6 +151,10 @@ def _load_failure_reason(exc: Exception) -> str:
 
 def _summary(value: object) -> str:
     """A short, printable account of one ignored checkpoint entry."""
+    if isinstance(value, TrainingState):
+        return value.qualified_name.rsplit(".", 1)[-1]
+    if hasattr(value, "item") and getattr(value, "shape", ()) != () and not isinstance(value, torch.Tensor):
+        return f"array {tuple(value.shape)}"  # numpy array
     if hasattr(value, "item") and not isinstance(value, torch.Tensor):
         value = value.item()  # numpy scalar
     if isinstance(value, torch.Tensor):
@@ -187,6 +170,32 @@ def _summary(value: object) -> str:
     if isinstance(value, (list, tuple)):
         return f"{type(value).__name__} of {len(value)}"
     return type(value).__name__
+
+
+def save_weights(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
+    """Write a state dict as a safetensors file, keys and dtypes as they are.
+
+    Tensors that share memory or are views (safetensors stores each tensor's own bytes, and
+    refuses shared storage) are copied first; values are unchanged.
+    """
+    from safetensors.torch import save_file
+
+    seen: set[int] = set()
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        pointer = value.untyped_storage().data_ptr()
+        whole = value.is_contiguous() and value.storage_offset() == 0 and \
+            value.untyped_storage().nbytes() == value.numel() * value.element_size()
+        out[key] = value if whole and pointer not in seen else value.detach().clone().contiguous()
+        seen.add(pointer)
+    try:
+        save_file(out, str(path))
+    except OSError as exc:
+        raise CheckpointError(f"cannot write the weights to {path} ({exc.strerror or exc}); check that the output "
+                              "folder has room") from exc
+    except (ValueError, RuntimeError, TypeError) as exc:  # a sparse or otherwise unusual tensor
+        raise CheckpointError(f"cannot write the weights as safetensors ({exc}); save the dense float state dict "
+                              "(model.state_dict()) where it was trained") from exc
 
 
 def check_finite(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
@@ -250,7 +259,9 @@ def _extract_state_dict(obj: object, path: Path) -> CheckpointContents:
         ignored |= {f"{prefix}{k}": _summary(v) for k, v in inner.items() if not isinstance(v, torch.Tensor)}
         tensors = {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
         if tensors:
-            return CheckpointContents(tensors, ".".join(chain) or "state dict", ignored)
+            meta = obj.get("meta")
+            return CheckpointContents(tensors, ".".join(chain) or "state dict", ignored,
+                                      meta if isinstance(meta, Mapping) else None)
         holders = [str(k) for k, v in obj.items()
                    if isinstance(v, Mapping) and any(isinstance(t, torch.Tensor) for t in v.values())]
         if holders:

@@ -10,6 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+from ..extras import require
 from .registry import _PRESETS, ModelConfig, build_model, get_config, shipped_weights
 
 
@@ -44,6 +45,7 @@ def create_model_from_config(config: "ModelConfig | dict[str, Any]", weights: st
     ``--model-option`` changes, so references are rebuilt from it. ``weights=None`` loads a
     shipped preset's own weights when the config names them; ``False`` means a seeded random init.
     """
+    require("torch", "building a DANet model")  # a typed error naming the extra on a runtime-only install
     from .checkpoints import load_checkpoint
     from .inspect import fitting_presets_hint
 

@@ -18,13 +18,17 @@ only there, every one of them is named so the user can choose with ``--arch``.
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 from ..errors import CheckpointError, UnknownModelError
+from .conventions import (behaviour, class_overrides, file_class_names, file_decisions, has_conventions,
+                          layout_presets, normalisation_warning)
+from .mmseg_config import ConfigFacts, config_facts
 from .options import coerce_model_options, format_option
 from .registry import MAX_CLASSES, ModelConfig, build_model, get_config, preset_order
+from .releases import test_protocol
 
 # what the weights determine, as ModelConfig fields
 INFERRED_FIELDS = ("depth", "deep_stem", "stem_width", "base_width", "num_classes", "decoder_channels")
@@ -216,18 +220,19 @@ def _distinguish(names: list[str], overrides: Mapping[str, Any]) -> list[str]:
 
 
 def suggest_flags(arch: CheckpointArchitecture, overrides: Mapping[str, Any] | None = None,
-                  preset: str | None = None) -> tuple[str, list[str]]:
+                  preset: str | None = None, candidates: Sequence[str] | None = None) -> tuple[str, list[str]]:
     """The closest preset and the ``--arch``/``--num-classes``/``--model-option`` flags that make it fit.
 
     Closest = fewest differing determined fields; among equals, one whose class count already
     matches (its class names are then the checkpoint's, not ``class_7``s or another dataset's),
     then registration order. ``preset`` (the user's ``--arch``) is the only candidate when given:
-    the flags then say what to add to the user's own choice. The flags are checked: the preset
+    the flags then say what to add to the user's own choice; ``candidates`` limits the search (the
+    presets of the checkpoint's layout: never one of another code base). The flags are checked: the preset
     with them applied has no differences left.
     """
     overrides = dict(overrides or {})
     best: tuple[tuple[int, bool], str, dict[str, Any]] | None = None
-    for name in [preset] if preset else preset_order():
+    for name in [preset] if preset else list(candidates or preset_order()):
         base = get_config(name, **overrides)
         changes: dict[str, Any] = {}
         for key in ("depth", "deep_stem", "base_width", "num_classes", "decoder_channels"):
@@ -258,52 +263,118 @@ class Resolution:
     chosen_by: str                      # "--arch" or "inferred from the weights"
     candidates: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    facts: ConfigFacts | None = None    # what the checkpoint's stored config says
 
     def to_dict(self) -> dict[str, Any]:
-        return {"preset": self.preset, "chosen_by": self.chosen_by, "candidates": self.candidates,
+        data = {"preset": self.preset, "chosen_by": self.chosen_by, "candidates": self.candidates,
                 "inferred": self.arch.to_dict()}
+        if self.facts is not None:
+            data["config"] = {"source": self.facts.source, "align_corners": self.facts.align_corners,
+                              "num_classes": self.facts.num_classes}
+        protocol = self.facts.protocol if self.facts is not None and self.facts.protocol else test_protocol(
+            self.preset)
+        if protocol is not None and protocol.align_corners != self.config.align_corners:  # as built, not as released
+            protocol = replace(protocol, align_corners=self.config.align_corners,
+                               source=f"{protocol.source}; align_corners as built")
+        if protocol is not None:
+            data["test_protocol"] = protocol.to_dict()
+        return data
 
 
 def resolve(arch: CheckpointArchitecture, source: str | Path, arch_name: str | None = None,
-            num_classes: int | None = None, options: Mapping[str, Any] | None = None) -> Resolution:
+            num_classes: int | None = None, options: Mapping[str, Any] | None = None,
+            layout: str | None = None, facts: ConfigFacts | None = None) -> Resolution:
     """Pick the config for a checkpoint of architecture ``arch``: ``--arch`` checked, or inferred.
 
-    Raises :class:`CheckpointError` when the given preset does not fit (naming those that do) or
-    when no preset fits (naming the flags that describe the checkpoint).
+    ``layout`` (:func:`key_layout`) limits the candidates to the presets of that code base
+    (:func:`.conventions.layout_presets`); ``facts`` (the config text stored in the file) decide
+    among candidates and supply ``align_corners`` and class names. Raises :class:`CheckpointError`
+    when the given preset does not fit (naming those that do), when no preset fits (naming the
+    flags that describe the checkpoint), and when presets that build different networks fit and
+    nothing in the file decides (naming the ``--arch`` of each).
     """
     overrides = coerce_model_options(options)
     if num_classes is not None:
         overrides["num_classes"] = num_classes
-    fits = matching_presets(arch, overrides)
+    family = layout_presets(layout)
+    fits = [n for n in matching_presets(arch, overrides) if n in family]
     undetermined = ("the weights cannot tell " + ", ".join(UNDETERMINED_FIELDS[:3])
                     + ", preprocessing or class names")
     if arch_name:
-        config = get_config(arch_name, **overrides)
-        diffs = differences(config, arch)
-        if diffs:
-            if fits:
-                fix = (f"Preset(s) that fit it: {', '.join(_distinguish(fits, overrides))}; pass --arch "
-                       f"{fits[0]}, or leave --arch out to pick it from the weights.")
-            else:
-                fix = (f"No preset fits it as is; describe it with: "
-                       f"{' '.join(suggest_flags(arch, overrides, arch_name)[1])}.")
-            raise CheckpointError(f"{source} does not fit --arch {arch_name} ({'; '.join(diffs)}). The checkpoint "
-                                  f"is {arch.describe()}. {fix}")
-        return Resolution(config, arch, arch_name, "--arch", fits,
-                          [f"{source}: {arch.describe()}; fits --arch {arch_name}"])
+        return _check_arch(arch, source, arch_name, overrides, fits, facts)
+    notes: list[str] = []
+    if not fits and "num_classes" not in overrides and has_conventions(layout):
+        counted, names_from = class_overrides(arch.num_classes, facts)
+        fits = [n for n in matching_presets(arch, {**overrides, **counted}) if n in family]
+        if fits:  # a class count no preset has: read from the classifier, the layout's conventions kept
+            overrides |= counted
+            notes.append(f"{arch.num_classes} classes read from the classifier (no {layout} preset has "
+                         f"{arch.num_classes}); {names_from}")
     if not fits:
-        _, flags = suggest_flags(arch, overrides)
+        _, flags = suggest_flags(arch, overrides, candidates=family)
         raise CheckpointError(
             f"no preset fits {source}: it is {arch.describe()}. Describe it with: {' '.join(flags)} "
             f"(and check that preset's output_stride, multi_grid, align_corners and preprocessing against how "
             f"the model was trained: {undetermined}).")
+    decided = file_decisions(facts, overrides)
+    decisive = False
+    if decided:
+        agree = [n for n in fits if all(getattr(get_config(n, **overrides), k) == v for k, v in decided.items())]
+        decisive = not agree or len(agree) < len(fits)
+        fits = agree or fits
+        overrides |= decided  # when no candidate agrees, the file's value is applied to it
+    overrides |= file_class_names(facts, arch.num_classes, overrides)
+    if len({behaviour(get_config(n, **overrides)) for n in fits}) > 1:
+        raise CheckpointError(_ambiguity(source, fits, overrides, facts))
     config = get_config(fits[0], **overrides)
-    notes = [f"{source}: {arch.describe()} -> preset {fits[0]} (inferred from the weights)",
-             f"from the preset, as {undetermined}: {undetermined_text(config)}"]
+    chosen_by = "inferred from the weights" + (" and the checkpoint's config" if decisive else "")
+    notes[:0] = [f"{source}: {arch.describe()} -> preset {fits[0]} ({chosen_by})"]
+    if facts is not None:
+        notes.append(facts.describe())
+        warning = normalisation_warning(facts, config)
+        if warning:
+            notes.append(warning)
+    preset_config = get_config(fits[0])
+    notes += [f"{key}={value} from the checkpoint's config ({fits[0]} has {getattr(preset_config, key)})"
+              for key, value in decided.items() if getattr(preset_config, key) != value]
+    notes.append(f"from the preset, as {undetermined}: {undetermined_text(config)}")
     if len(fits) > 1:
-        notes.append(f"{len(fits)} presets fit these weights: {', '.join(_distinguish(fits, overrides))}; "
-                     f"using {fits[0]}: pass --arch NAME to choose another")
-    return Resolution(config, arch, fits[0], "inferred from the weights", fits, notes)
+        notes.append(f"{len(fits)} presets fit these weights and build the same network: "
+                     f"{', '.join(_distinguish(fits, overrides))}; using {fits[0]}: pass --arch NAME to choose another")
+    return Resolution(config, arch, fits[0], chosen_by, fits, notes, facts)
+
+
+def _check_arch(arch: CheckpointArchitecture, source: str | Path, arch_name: str, overrides: dict[str, Any],
+                fits: list[str], facts: ConfigFacts | None) -> Resolution:
+    """``--arch`` given: it must fit the weights; a setting the file's config contradicts is said."""
+    config = get_config(arch_name, **overrides)
+    diffs = differences(config, arch)
+    if diffs:
+        if fits:
+            fix = (f"Preset(s) that fit it: {', '.join(_distinguish(fits, overrides))}; pass --arch "
+                   f"{fits[0]}, or leave --arch out to pick it from the weights.")
+        else:
+            fix = (f"No preset fits it as is; describe it with: "
+                   f"{' '.join(suggest_flags(arch, overrides, arch_name)[1])}.")
+        raise CheckpointError(f"{source} does not fit --arch {arch_name} ({'; '.join(diffs)}). The checkpoint "
+                              f"is {arch.describe()}. {fix}")
+    notes = [f"{source}: {arch.describe()}; fits --arch {arch_name}"]
+    for key, value in file_decisions(facts, overrides).items():
+        if getattr(config, key) != value:
+            notes.append(f"warning: {facts.source if facts else 'its config'} says {key}={value}, but --arch "
+                         f"{arch_name} has {getattr(config, key)}: the export will differ from the trained model "
+                         f"unless you meant it (--model-option {format_option(key, value)} to follow the file)")
+    return Resolution(config, arch, arch_name, "--arch", fits, notes, facts)
+
+
+def _ambiguity(source: str | Path, fits: list[str], overrides: Mapping[str, Any], facts: ConfigFacts | None) -> str:
+    """The refusal when presets that build different networks fit: each with what differs and its flag."""
+    why = "it holds no config text" if facts is None else f"{facts.describe()}, which does not decide"
+    listed = "; ".join(f"{shown} [{get_config(name).description.split(' (')[0]}]: --arch {name}"
+                       for name, shown in zip(fits, _distinguish(fits, overrides)))
+    return (f"{source} fits {len(fits)} presets that build different networks, and nothing in the file decides "
+            f"between them ({why}): {listed}. Pass the --arch of the configuration it was trained with; a wrong "
+            "choice exports a network whose masks differ, which parity cannot detect")
 
 
 def model_from_checkpoint(path: str | Path, arch: str | None = None, num_classes: int | None = None,
@@ -322,7 +393,8 @@ def model_from_checkpoint(path: str | Path, arch: str | None = None, num_classes
     contents = read_checkpoint(path)
     state, dropped = map_state_dict(contents.state)
     architecture = infer_architecture(state, dropped)
-    resolution = resolve(architecture, path, arch, num_classes, options)
+    layout = key_layout(contents.state)
+    resolution = resolve(architecture, path, arch, num_classes, options, layout, config_facts(contents.meta))
     model = build_model(resolution.config)
     load_state(model, state, dropped, path, strict=True, hint=fitting_presets_hint)
     model.config = resolution.config  # type: ignore[attr-defined]
@@ -334,7 +406,7 @@ def model_from_checkpoint(path: str | Path, arch: str | None = None, num_classes
         notes.append(f"dropped {len(dropped)} training-only tensor(s) ({', '.join(architecture.training_heads)})")
     for note in notes:
         (log or _no_log)(note)
-    info = {"layout": key_layout(contents.state), "container": contents.container,
+    info = {"layout": layout, "container": contents.container,
             "ignored": contents.ignored, "dropped": len(dropped), **resolution.to_dict()}
     return model, info
 

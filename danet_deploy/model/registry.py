@@ -11,9 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..counts import is_count
+from ..counts import MAX_CLASSES, is_count
 from ..errors import ConfigError, UnknownModelError
-from ..files import is_plain_name
+from ..extras import require
+from ..files import weights_name_problem
 from .releases import CITYSCAPES_CLASSES, release_presets
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -112,10 +113,6 @@ def preset_order() -> list[str]:
     return list(_PRESETS)
 
 
-#: The most classes a model may have: far above any segmentation dataset (ADE20K-full has 3688).
-MAX_CLASSES = 65536
-
-
 def check_class_count(num_classes: int, flag: str = "--num-classes") -> None:
     """Refuse a class count below 1 or above :data:`MAX_CLASSES`, naming ``flag``.
 
@@ -153,6 +150,7 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
 
 def build_model(config: ModelConfig):
     """An untrained DANet for ``config`` (weights are loaded by :func:`create_model`)."""
+    require("torch", "building a DANet model")  # a typed error naming the extra on a runtime-only install
     from .danet import DANet
 
     if config.num_classes != len(config.class_names):
@@ -199,19 +197,6 @@ def _danet(config: ModelConfig):
 
 def weights_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "weights"
-
-
-def weights_name_problem(name: Any) -> str | None:
-    """Why ``name`` cannot be a shipped-weights name (``ModelConfig.weights``), or ``None`` if it can.
-
-    Why a rule by name: the field is read back from artifact manifests, so it must only ever pick a
-    file of this package's weights folder, never steer the loader to a path of the manifest's choosing.
-    """
-    if not isinstance(name, str) or not name.strip():
-        return "is not a file name"
-    if not is_plain_name(name) or ":" in name:
-        return "is not a plain file name (no folders, drive, '..' or absolute path)"
-    return None
 
 
 def shipped_weights(name: Any) -> Path:

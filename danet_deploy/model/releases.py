@@ -15,10 +15,17 @@ release is known for, so ``danet-export --list-models`` tells a user which file 
   ImageNet mean/std on 0..1 used here.
 
 Weights cannot tell a 512x1024 mmseg Cityscapes model from a 769x769 one (only ``align_corners``
-differs); both presets exist and the checkpoint inspector lists both.
+differs); both presets exist. The config text mmsegmentation stores in a checkpoint's ``meta``
+decides (:mod:`.mmseg_config`); without it the checkpoint inspector refuses and names both.
+
+Each release also has its test protocol (:data:`TEST_PROTOCOLS`, :func:`test_protocol`): how its
+published accuracy was measured, for an evaluator to reproduce.
 """
 
 from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
 
 CITYSCAPES_CLASSES = (
     "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
@@ -94,3 +101,74 @@ def release_presets() -> dict[str, dict]:
                 description=f"mmsegmentation DANet R-{depth}-D8, {what} (stem 3->32->32->64, "
                             f"align_corners={align}); model zoo val mIoU {miou[depth]}")
     return presets
+
+
+@dataclass(frozen=True)
+class TestProtocol:
+    """How a release's published accuracy was measured (single scale, no flip), as plain data.
+
+    ``resize``: mmsegmentation's ``Resize(scale=(long, short), keep_ratio=True)`` (the image is
+    scaled so that it fits within ``long`` x ``short``, aspect kept); ``None`` = the image as it is.
+    ``mode``: ``"whole"`` (one forward pass over the whole image) or ``"slide"`` (``crop`` windows,
+    ``stride`` apart, overlapping logits averaged). Sizes are ``(height, width)``. ``source`` says
+    where the facts were read.
+    """
+
+    __test__ = False  # not a pytest class, despite its name
+
+    mode: str = "whole"
+    resize: tuple[int, int] | None = None
+    keep_ratio: bool = True
+    crop: tuple[int, int] | None = None
+    stride: tuple[int, int] | None = None
+    align_corners: bool = False
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+_MMSEG_SOURCE = "mmsegmentation 1.2.2 configs/danet/*.py and configs/_base_/datasets/*.py"
+_MMSEG_PROTOCOLS = {
+    "cityscapes": TestProtocol("whole", (2048, 1024), align_corners=False, source=_MMSEG_SOURCE),
+    "cityscapes_769": TestProtocol("slide", (2049, 1025), crop=(769, 769), stride=(513, 513), align_corners=True,
+                                   source=_MMSEG_SOURCE),
+    "ade20k": TestProtocol("whole", (2048, 512), align_corners=False, source=_MMSEG_SOURCE),
+    "voc12aug": TestProtocol("whole", (2048, 512), align_corners=False, source=_MMSEG_SOURCE),
+}
+
+#: preset name -> its release's test protocol (presets that reproduce no release have none)
+TEST_PROTOCOLS: dict[str, TestProtocol] = {
+    "danet_official_r101_cityscapes": TestProtocol(
+        "whole", None, align_corners=True,
+        source="official DANet test script (junfu1115/DANet): whole 1024x2048 image, single scale"),
+    **{f"danet_mmseg_r{depth}_d8_{dataset}": protocol
+       for dataset, protocol in _MMSEG_PROTOCOLS.items() for depth in (50, 101)},
+}
+
+
+def test_protocol(preset: str) -> TestProtocol | None:
+    """The test protocol of the release ``preset`` reproduces, or ``None`` when it reproduces none."""
+    return TEST_PROTOCOLS.get(preset)
+
+
+test_protocol.__test__ = False  # type: ignore[attr-defined]
+
+#: The presets of each foreign checkpoint key layout whose conventions differ from the official
+#: code's (mmsegmentation: ``align_corners=False``, a 3->32->32->64 stem, contracted dilations).
+#: A checkpoint of one layout is only ever built as a preset of its own; the official layout's are
+#: every preset not listed here (its release, and this project's presets, which keep the official
+#: code's defaults: deep stem 3->64->64->128, output stride 8, ``align_corners=True``).
+LAYOUT_PRESETS: dict[str, tuple[str, ...]] = {
+    "mmsegmentation": tuple(f"danet_mmseg_r{depth}_d8_{dataset}" for dataset in _MMSEG_PROTOCOLS
+                            for depth in (50, 101)),
+}
+#: The key layouts whose conventions are known (see :data:`LAYOUT_PRESETS`).
+FOREIGN_LAYOUTS = ("official DANet", "mmsegmentation")
+
+#: Class names by class count, for a checkpoint whose count is that of one known dataset.
+DATASET_CLASSES: dict[int, tuple[str, tuple[str, ...]]] = {
+    len(CITYSCAPES_CLASSES): ("Cityscapes", CITYSCAPES_CLASSES),
+    len(ADE20K_CLASSES): ("ADE20K", ADE20K_CLASSES),
+    len(VOC_CLASSES): ("Pascal VOC", VOC_CLASSES),
+}

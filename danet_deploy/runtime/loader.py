@@ -6,9 +6,24 @@ import os
 from pathlib import Path
 from typing import Any
 
+from ..engine_reads import referenced_files
 from ..errors import ArtifactError, ConfigError
-from ..manifest import MANIFEST_NAME, artifact_path, missing_artifact_message, read_manifest
-from ..targets import engine_for_suffix, engine_names, engines, get_engine, get_target, reference_engine, target_names
+from ..files import not_a_file_reason
+from ..manifest import (
+    MANIFEST_NAME,
+    artifact_path,
+    missing_artifact_message,
+    read_manifest,
+)
+from ..targets import (
+    engine_for_suffix,
+    engine_names,
+    engines,
+    get_engine,
+    get_target,
+    reference_engine,
+    target_names,
+)
 from .backends.base import backend_class, check_options
 from .session import Session
 
@@ -62,14 +77,17 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
                                 f"known); pass backend=..., or load the artifact folder (with {MANIFEST_NAME})")
         manifest = None
         model_file = target
+        for read in referenced_files(target):  # the folder of a bare file plays the artifact folder
+            artifact_path(target.parent, read, f"file {target.name} reads")
+    elif target.exists():  # a FIFO, /dev/stdin, a socket: there, but not a file an engine can open
+        raise ArtifactError(f"{str(path)!r} {not_a_file_reason(target)}")
     else:
-        from ..model.registry import list_models
-
-        if str(path) not in list_models():
+        # a preset name: only the reference backend knows them (the runtime's one door to ``model``)
+        reference = reference_engine().name
+        if str(path) not in backend_class(reference).presets():
             raise ArtifactError(missing_artifact_message(
                 path, f"{str(path)!r} is neither an artifact folder, a model file, nor a preset name; export one "
                 "with danet-export"))
-        reference = reference_engine().name
         name = backend or reference
         direct = [e.name for e in engines() if e.runs_presets]
         if name not in direct:

@@ -130,25 +130,32 @@ def preprocess(images: Sequence[np.ndarray], preprocessing: dict[str, Any],
     return normalize(images, preprocessing["mean"], preprocessing["std"])
 
 
-def _bilinear_axis(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of a half-pixel bilinear resize along one axis."""
-    pos = (np.arange(n_out, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+def _bilinear_axis(n_in: int, n_out: int, part: slice = slice(None)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of a half-pixel bilinear resize along one axis, for the output
+    positions ``part`` selects (computed for those alone, with the same float operations)."""
+    start, stop, step = part.indices(n_out)
+    pos = (np.arange(start, stop, step, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
     pos = np.clip(pos, 0, n_in - 1)
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, n_in - 1)
     return lo, hi, (pos - lo).astype(np.float32)
 
 
-def resize_logits(logits: np.ndarray, size: tuple[int, int], rows: slice = slice(None)) -> np.ndarray:
+def resize_logits(logits: np.ndarray, size: tuple[int, int], rows: slice = slice(None),
+                  cols: slice = slice(None)) -> np.ndarray:
     """Bilinear (half-pixel) resize of ``[C, h, w]`` float logits to ``[C, H, W]`` in numpy;
-    ``rows`` selects output rows (each is computed exactly as in the whole resize)."""
-    c, h, w = logits.shape
+    ``rows``/``cols`` select output rows and columns (each value is computed exactly as in the
+    whole resize, reading only the source rows and columns it needs)."""
+    _, h, w = logits.shape
     out_h, out_w = size
     if (h, w) == (out_h, out_w):
-        return logits[:, rows]
-    y0, y1, wy = (a[rows] for a in _bilinear_axis(h, out_h))
-    x0, x1, wx = _bilinear_axis(w, out_w)
-    band = logits[:, y0, :] * (1 - wy)[None, :, None] + logits[:, y1, :] * wy[None, :, None]
+        return logits[:, rows, cols]
+    y0, y1, wy = _bilinear_axis(h, out_h, rows)
+    x0, x1, wx = _bilinear_axis(w, out_w, cols)
+    first = int(x0[0]) if len(x0) else 0
+    source = logits[:, :, first:int(x1.max(initial=first)) + 1]  # a view: the columns this block reads
+    x0, x1 = x0 - first, x1 - first
+    band = source[:, y0, :] * (1 - wy)[None, :, None] + source[:, y1, :] * wy[None, :, None]
     return band[:, :, x0] * (1 - wx)[None, None, :] + band[:, :, x1] * wx[None, None, :]
 
 
@@ -156,21 +163,47 @@ def resize_logits(logits: np.ndarray, size: tuple[int, int], rows: slice = slice
 MASK_BAND_BYTES = 64 << 20
 
 
+def mask_tiles(classes: int, logits_w: int, size: tuple[int, int], band_bytes: int) -> tuple[int, int]:
+    """``(rows, cols)`` of the output tiles :func:`mask_at_size` resizes at once.
+
+    A tile of ``r x q`` output pixels holds ``r x q`` resized values per class and first ``r`` rows of
+    the source columns it reads (about ``q * w / W + 2`` of the logits' ``w``): both count, since
+    a wide logits map resized to a narrow image (a 1000000x1 photo through a 128x128 engine) reads
+    far more source columns than it writes. Columns are split too, so one very wide row cannot
+    exceed the budget either.
+    """
+    out_h, out_w = size
+    per_pixel = 4 * max(1, classes)
+    budget = max(1, band_bytes // per_pixel)  # float32 values per class plane a tile may hold
+    ratio = logits_w / out_w
+    cols = max(1, min(out_w, int((budget - 2) / (1 + ratio))))
+    reads = cols + int(np.ceil(cols * ratio)) + 2
+    rows = max(1, min(out_h, budget // reads))
+    return rows, cols
+
+
 def mask_at_size(logits: np.ndarray, size: tuple[int, int], band_bytes: int = MASK_BAND_BYTES) -> np.ndarray:
-    """``logits_to_mask(resize_logits(logits, size))``, bit for bit, a band of rows at a time.
+    """``logits_to_mask(resize_logits(logits, size))``, bit for bit, one tile of pixels at a time.
 
     Why: the full-size logits of a large photo are ``4 * C`` bytes a pixel (1.5 GB for a
     49-megapixel image with 8 classes, several times that at the arg-max's peak), while the mask
-    is one byte a pixel; resizing rows in bands bounds the extra memory to a small multiple of
-    ``band_bytes`` (a band's temporaries), whatever the image size. Each output row depends only on its own two source rows, so bands are exact.
+    is one byte a pixel; resizing in tiles (:func:`mask_tiles`) bounds the extra memory to a small
+    multiple of ``band_bytes`` whatever the image size and aspect ratio. Each output pixel depends
+    only on its own two source rows and columns, so tiles are exact.
     """
-    c = logits.shape[0]
+    c, h, w = logits.shape
     out_h, out_w = size
-    step = max(1, band_bytes // max(1, 4 * c * out_w))
-    if step >= out_h:
+    if (h, w) == (out_h, out_w):
+        return logits_to_mask(logits)
+    rows, cols = mask_tiles(c, w, size, band_bytes)
+    if (rows, cols) == (out_h, out_w):
         return logits_to_mask(resize_logits(logits, size))
-    bands = [logits_to_mask(resize_logits(logits, size, slice(top, top + step))) for top in range(0, out_h, step)]
-    return np.concatenate(bands, axis=0)
+    mask = np.empty((out_h, out_w), mask_dtype(c))
+    for top in range(0, out_h, rows):
+        for left in range(0, out_w, cols):
+            part = (slice(top, top + rows), slice(left, left + cols))
+            mask[part] = logits_to_mask(resize_logits(logits, size, *part))
+    return mask
 
 
 def resize_mask(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -210,10 +243,23 @@ def colorize(mask: np.ndarray, num_classes: int) -> np.ndarray:
     return palette(max(num_classes, int(mask.max()) + 1))[mask]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.5) -> np.ndarray:
-    """Blend the colourised mask over the image (both HxW at the image's size)."""
-    colors = colorize(mask, num_classes).astype(np.float32)
-    return (image.astype(np.float32) * (1 - alpha) + colors * alpha).round().astype(np.uint8)
+def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.5,
+            band_bytes: int = MASK_BAND_BYTES) -> np.ndarray:
+    """Blend the colourised mask over the image (both HxW at the image's size), a band of rows at a time.
+
+    Why bands: the blend is computed in float32, 12 bytes a pixel per copy; over a whole
+    49-megapixel photo its temporaries peaked at ~2 GB. Each row is blended with the same float32
+    operations as the whole picture would be, so the pixels are identical; the memory beyond the
+    uint8 picture stays a small multiple of ``band_bytes``.
+    """
+    colors = palette(max(num_classes, int(mask.max()) + 1))
+    out = np.empty(image.shape, np.uint8)
+    rows = max(1, band_bytes // max(1, 12 * image.shape[1]))
+    for top in range(0, image.shape[0], rows):
+        part = slice(top, top + rows)
+        blend = image[part].astype(np.float32) * (1 - alpha) + colors[mask[part]].astype(np.float32) * alpha
+        out[part] = blend.round()
+    return out
 
 
 def legend(class_names: Sequence[str], width: int, classes: Sequence[int] | None = None) -> np.ndarray:

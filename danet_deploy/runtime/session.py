@@ -284,8 +284,10 @@ class Session:
         Args:
             images: one image, a list, or an NxHxWx3 array (any sizes).
             return_logits: also return float32 ``[classes, H, W]`` logits per image.
-            tile, stride: sliding-window inference with ``tile=(h, w)`` crops every ``stride``
-                pixels (default: 2/3 of the tile), logits averaged where crops overlap.
+            tile: sliding-window inference with ``tile=(h, w)`` crops, logits averaged where
+                crops overlap.
+            stride: the step between sliding-window crops (default: 2/3 of the tile).
+
         Returns:
             one ``HxW`` uint8 mask for one image, else a list; ``(masks, logits)`` when
             ``return_logits``.

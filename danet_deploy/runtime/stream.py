@@ -17,7 +17,11 @@ Two policies for what happens when the source is faster than the engine:
     * ``"all"`` (files): every frame is processed, in order; the reader waits (bounded queues).
     * ``"latest"`` (live cameras): the reader never waits; a frame not yet picked up when a newer
       one arrives is dropped (counted), so the engine always works on the newest frame and the
-      latency does not grow behind a backlog.
+      latency does not grow behind a backlog. The preprocessed frame waiting for the engine is
+      replaced the same way: with a bounded queue there, one preprocessed frame sat in it and a
+      second one in the blocked preprocessing thread, so a mask came from a frame up to three
+      engine periods old (measured through the ROS 2 node); now a frame waits at most for the
+      engine call in progress.
 
 An exception in any stage stops the others and is raised in the caller; closing the generator
 early (``break``) stops and joins every thread. Nothing is left running either way.
@@ -48,11 +52,14 @@ class _Item:
     index: int
     image: np.ndarray | None
     read_at: float
-    seq: int = 0  # order among the frames that reached preprocessing (``latest`` drops some indices)
+    seq: int = 0  # order in which the engine took the frames (``latest`` drops some indices)
     tensor: np.ndarray | None = None
     outputs: dict[str, np.ndarray] | None = None
     pre_ms: float = 0.0
     engine_ms: float = 0.0
+
+
+READING = "reading frames"  # the stage that iterates the caller's frame source
 
 
 class _Failure:
@@ -94,6 +101,25 @@ class _LatestSlot:
                 item, self._item, self._full = self._item, None, False
                 return item
             return self._final
+
+
+class _Numbered:
+    """The engine stage's source: numbers frames in the order the engine takes them (under one lock,
+    so several engine workers cannot swap numbers), so the caller's in-order hand-back has no gap
+    where the latest policy replaced a preprocessed frame before the engine took it."""
+
+    def __init__(self, source: Any) -> None:
+        self.source, self._lock, self._next = source, threading.Lock(), 0
+
+    def get(self, stop: threading.Event) -> Any:
+        with self._lock:
+            item = self.source.get(stop)
+            if isinstance(item, _Item):
+                item.seq, self._next = self._next, self._next + 1
+            return item
+
+    def put(self, item: Any, stop: threading.Event) -> bool:
+        return self.source.put(item, stop)
 
 
 class _Bounded:
@@ -142,7 +168,8 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
     jobs = _count(jobs, "jobs") if jobs is not None else plan.jobs
     stop = threading.Event()
     raw: _LatestSlot | _Bounded = _LatestSlot() if policy == "latest" else _Bounded(depth)
-    tensors, outputs = _Bounded(1 if policy == "latest" else depth), _Bounded(depth + jobs)
+    tensors: _LatestSlot | _Bounded = _LatestSlot() if policy == "latest" else _Bounded(depth)
+    outputs = _Bounded(depth + jobs)
     running = {"preprocessing": 1, "inference": jobs}  # workers per stage still reading their source
     running_lock = threading.Lock()
 
@@ -155,7 +182,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
                     return
             raw.put(_END, stop)
         except BaseException as exc:  # noqa: BLE001 - carried to the caller
-            raw.put(_Failure("reading frames", exc), stop)
+            raw.put(_Failure(READING, exc), stop)
 
     def stage(name: str, source: Any, sink: _Bounded, work: Any) -> None:
         while True:
@@ -183,7 +210,8 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
     threads = [threading.Thread(target=reader, name="danet-stream-reader", daemon=True),
                threading.Thread(target=stage, args=("preprocessing", raw, tensors, plan.pre),
                                 name="danet-stream-pre", daemon=True)]
-    threads += [threading.Thread(target=stage, args=("inference", tensors, outputs, plan.engine),
+    numbered = _Numbered(tensors)
+    threads += [threading.Thread(target=stage, args=("inference", numbered, outputs, plan.engine),
                                  name=f"danet-stream-engine-{k}", daemon=True) for k in range(jobs)]
     for thread in threads:
         thread.start()
@@ -198,7 +226,11 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
                 if item is _END:
                     return
                 if isinstance(item, _Failure):
-                    if isinstance(item.exc, DanetDeployError):
+                    # the frame source's own exception (a camera's OSError, a decoder's error) keeps its
+                    # type and traceback, so callers catch what their source raises; a note names the stage
+                    if isinstance(item.exc, DanetDeployError) or item.stage == READING:
+                        if hasattr(item.exc, "add_note"):  # Python 3.11+
+                            item.exc.add_note(f"raised in Session.stream while {item.stage}")
                         raise item.exc
                     raise RuntimeError(f"stream failed while {item.stage}: {item.exc!r}") from item.exc
                 if item.seq != next_seq:
@@ -209,7 +241,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
             mask = plan.post(item)
             done = time.perf_counter()
             timings = {"pre": item.pre_ms, "engine": item.engine_ms, "post": (done - start) * 1000.0,
-                       "latency": (done - item.read_at) * 1000.0, "dropped": float(raw.dropped)}
+                       "latency": (done - item.read_at) * 1000.0, "dropped": float(raw.dropped + tensors.dropped)}
             yield item.index, mask, timings
     finally:
         stop.set()
@@ -253,10 +285,8 @@ class _Plan:
             raise ConfigError(f"streaming needs a mask or full logits; this artifact emits {session.outputs}")
         backend = getattr(session, "backend", None)
         self.jobs = max(1, int(backend.parallel_requests())) if backend is not None else 1
-        self._seq = 0
 
     def pre(self, item: _Item) -> None:
-        item.seq, self._seq = self._seq, self._seq + 1  # one preprocessing thread: a plain counter
         start = time.perf_counter()
         image = item.image
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, InputError, summarize_exception
-from ..files import atomic_output
+from ..files import atomic_output, not_a_file_reason
 from .preprocess import legend, overlay, resize_image
 
 
@@ -92,7 +92,7 @@ def open_video(path: str | Path, max_pixels: int | None = None) -> FrameSource:
     av = _av()
     path = Path(path)
     if not path.is_file():
-        raise InputError(f"video {str(path)!r} does not exist" + (" (it is a folder)" if path.is_dir() else ""))
+        raise InputError(f"video {str(path)!r} {not_a_file_reason(path)}")
     try:
         container = av.open(str(path), mode="r")
     except Exception as exc:  # noqa: BLE001 - av.error.* for corrupt or unknown files
@@ -177,9 +177,12 @@ def video_output_names(write_video: bool = True) -> list[str]:
 
 def segment_video(session: Any, source: FrameSource, output: str | Path, *, policy: str | None = None,
                   depth: int = 2, alpha: float = 0.5, max_frames: int | None = None, write_video: bool = True,
-                  progress: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+                  progress: Callable[[int, dict[str, float]], None] | None = None,
+                  on_mask: Callable[[int, np.ndarray], None] | None = None) -> dict[str, Any]:
     """Segment every frame (``policy="all"``) or the freshest frames (``"latest"``, the default for
-    cameras) of ``source`` into ``output``; returns the summary (also written to ``summary.json``)."""
+    cameras) of ``source`` into ``output``; returns the summary (also written to ``summary.json``).
+    ``on_mask(index, mask)`` sees every mask as it comes (bag replay writes them to a recording);
+    a source's ``report()`` (if it has one) adds its own entries to the summary."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
     policy = policy or ("latest" if source.live else "all")
@@ -203,6 +206,8 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
         with atomic_output(out / FRAMES_JSONL) as tmp_lines, open(tmp_lines, "w") as lines:
             for index, mask, timings in session.stream(frames(), depth=depth, policy=policy):
                 frame = kept.pop(index)
+                if on_mask is not None:
+                    on_mask(index, mask)
                 for stale in [i for i in kept if i < index]:  # dropped by the latest-frame policy
                     kept.pop(stale)
                 if write_video:
@@ -240,7 +245,8 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
                "latency_ms": {"p50": _percentile(latencies, 50), "p90": _percentile(latencies, 90),
                               "p99": _percentile(latencies, 99), "max": _percentile(latencies, 100)},
                "overlay": str(out / OVERLAY_VIDEO) if write_video else None, "frames_jsonl": str(out / FRAMES_JSONL),
-               "video_codec": writer.codec if writer else None}
+               "video_codec": writer.codec if writer else None,
+               **(source.report() if hasattr(source, "report") else {})}
     with atomic_output(out / SUMMARY_JSON) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
     return summary

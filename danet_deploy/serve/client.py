@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, ServeError
+from .address import parse_address
 from .server import INPUT_NAME, OUTPUT_NAME
 
 PROTOCOLS = ("http", "grpc")
@@ -38,7 +39,11 @@ def _module(protocol: str) -> Any:
 
 
 def split_url(url: str, protocol: str | None = None) -> tuple[str, str]:
-    """``http://host:port`` / ``grpc://host:port`` / ``host:port`` (+ ``protocol``) -> (protocol, host:port)."""
+    """``http://host:port`` / ``grpc://host:port`` / ``host:port`` (+ ``protocol``) -> (protocol, host:port).
+
+    The address is checked by :func:`~danet_deploy.serve.address.parse_address` before tritonclient
+    sees it (a bad port or an unbracketed IPv6 address made it print tracebacks on every retry).
+    """
     scheme, sep, rest = url.partition("://")
     if sep:
         if protocol and protocol != scheme:
@@ -46,10 +51,7 @@ def split_url(url: str, protocol: str | None = None) -> tuple[str, str]:
         protocol, url = scheme, rest
     protocol = protocol or "http"
     _module(protocol)
-    host, _, port = url.rstrip("/").rpartition(":")
-    if not host or not port.isdigit():
-        raise ConfigError(f"Triton URL {url!r} must be HOST:PORT (e.g. 127.0.0.1:8000)")
-    return protocol, url.rstrip("/")
+    return protocol, str(parse_address(url.rstrip("/"), f"Triton {protocol} address"))
 
 
 def _retryable(exc: BaseException) -> bool:

@@ -11,9 +11,10 @@ is built on the serving GPU, with the TensorRT of the Triton container)::
     REPO/<name>/<version>/manifest.json      (so danet_deploy.runtime.load() reads it back)
 
 Triton rules encoded here: ``max_batch_size`` is 0 unless axis 0 is a dynamic batch on the
-input and the output, and then the dims leave the batch out; ``dynamic_batching`` only exists
-when batching does; ``-1`` marks a dynamic dim. A model folder is written whole or not at all,
-and an existing one is replaced only with ``force``.
+input and the output, and then the dims leave the batch out (its value is the artifact's batch
+bound, else 8); ``dynamic_batching`` only exists when batches of 2 or more can form; ``-1``
+marks a dynamic dim. A model folder is written whole or not at all, and an existing one is
+replaced only with ``force``.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from typing import Any, Mapping
 
 from ..errors import ArtifactError, ConfigError
 from ..manifest import MANIFEST_NAME, Manifest, atomic_artifact_dir, read_manifest
+from ..outputs import emit_from_names, emitted
 from ..targets import TritonPlatform, engines, get_engine, get_target
-from ..targets.options import TargetOptions
+from ..targets.options import TargetOptions, option
 from ..tensorrt.compat import STAGE_PREPARED
 from . import pbtxt
 from .pbtxt import Enum
@@ -51,42 +53,27 @@ _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 @dataclass(frozen=True)
 class TritonOptions(TargetOptions):
-    """How the model is served; every field has a default that works for a CPU Triton.
+    """How the model is served; every field has a default that works for a CPU Triton, and its help
+    (``danet-export --list-options --target triton``) says what it sets."""
 
-    Attributes:
-        name: model name in the repository (default ``<model>_<target>_<precision>``).
-        version: version folder (a positive integer; Triton ignores ``01``-style names).
-        platform: ``auto`` (from the manifest), or ``onnxruntime`` to serve a prepared TensorRT
-            bundle's ONNX with ONNX Runtime instead of waiting for its engine.
-        instances: model instances Triton runs in parallel (``instance_group.count``).
-        kind: ``auto`` (GPU for TensorRT and ORT's TensorRT accelerator, else CPU), ``cpu``, ``gpu``.
-        gpus: GPU indices for a GPU instance group (default: all).
-        max_batch_size: largest batch Triton forms (dynamic-batch artifacts only; default: the
-            artifact's profile maximum, else 8).
-        dynamic_batching: let Triton merge requests into batches (dynamic-batch artifacts only).
-        max_queue_delay_us: how long a request may wait for others to form a batch.
-        preferred_batch_sizes: batch sizes the scheduler aims for.
-        threads: intra-op threads per instance (ORT ``intra_op_thread_count``, OpenVINO
-            ``INFERENCE_NUM_THREADS``).
-        streams: OpenVINO ``NUM_STREAMS`` per instance.
-        ort_tensorrt: run the ONNX Runtime backend with its TensorRT execution accelerator (GPU).
-        ort_tensorrt_fp16: let that accelerator use FP16 kernels.
-    """
-
-    name: str | None = None
-    version: int = 1
-    platform: str = "auto"
-    instances: int = 1
-    kind: str = "auto"
-    gpus: tuple[int, ...] = ()
-    max_batch_size: int | None = None
-    dynamic_batching: bool = True
-    max_queue_delay_us: int = 100
-    preferred_batch_sizes: tuple[int, ...] = ()
-    threads: int | None = None
-    streams: int | None = None
-    ort_tensorrt: bool = False
-    ort_tensorrt_fp16: bool = False
+    name: str | None = option(None, "model name in the repository (default: <model>_<target>_<precision>, then "
+                                    "_<emit> and _dynamic when they apply)")
+    version: int = option(1, "version folder (a positive integer)")
+    platform: str = option("auto", "auto (from the manifest), or onnxruntime to serve a prepared TensorRT bundle's "
+                                   "ONNX with ONNX Runtime")
+    instances: int = option(1, "model instances Triton runs in parallel (instance_group count)")
+    kind: str = option("auto", "instance kind: auto (GPU for TensorRT and ort_tensorrt, else CPU), cpu or gpu",
+                       choices=("auto", "cpu", "gpu"))
+    gpus: tuple[int, ...] = option((), "GPU indices of a GPU instance group (default: all)")
+    max_batch_size: int | None = option(None, "largest batch Triton forms (dynamic-batch artifacts; default: the "
+                                              "artifact's batch bound, else 8)")
+    dynamic_batching: bool = option(True, "let Triton merge requests into batches (dynamic-batch artifacts)")
+    max_queue_delay_us: int = option(100, "how long a request may wait for others to form a batch")
+    preferred_batch_sizes: tuple[int, ...] = option((), "batch sizes the scheduler aims for")
+    threads: int | None = option(None, "intra-op threads per instance (ONNX Runtime, OpenVINO)")
+    streams: int | None = option(None, "OpenVINO NUM_STREAMS per instance")
+    ort_tensorrt: bool = option(False, "run the ONNX Runtime backend with its TensorRT accelerator (GPU)")
+    ort_tensorrt_fp16: bool = option(False, "let that accelerator use FP16 kernels")
 
     def __post_init__(self) -> None:
         if self.name is not None and (not _NAME.fullmatch(self.name) or len(self.name) > 128):
@@ -195,6 +182,19 @@ def _max_batch(manifest: Manifest, options: TritonOptions) -> int | None:
     return int(bounds[0]) if bounds else None
 
 
+def default_name(manifest: Manifest) -> str:
+    """``<model>_<target>_<precision>``, then what else changes the served model's I/O: ``_<emit>``
+    for in-graph masks (danet-export --emit) and ``_dynamic`` for dynamic shapes, so repositories of
+    one model exported two ways do not collide on one name."""
+    parts = [str(manifest.model.get("name", "danet")), manifest.target, manifest.precision]
+    emit = emit_from_names(list(emitted(manifest.output)))
+    if emit != "logits":  # danet-export's default --emit keeps the plain name
+        parts.append(emit.replace("-", "_"))
+    if not all(isinstance(d, int) and d > 0 for d in manifest.input.get("shape", [])):
+        parts.append("dynamic")
+    return "_".join(parts)
+
+
 def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     """The model configuration and file layout for ``manifest`` (pure: reads nothing from disk)."""
     platform, pending_engine = _platform(manifest, options)
@@ -202,8 +202,7 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     engine = get_engine(platform)
     label = engine.label
     model_file = spec.model_file
-    model_name = manifest.model.get("name", "danet")
-    name = options.name or f"{model_name}_{manifest.target}_{manifest.precision}"
+    name = options.name or default_name(manifest)
     if not _NAME.fullmatch(name):
         raise ConfigError(f"derived model name {name!r} is not a valid Triton name; pass name=...")
     notes: list[str] = []
@@ -223,6 +222,10 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         if spec.needs_profile and limit is None:
             raise ArtifactError(f"a dynamic {label} artifact must record its profile's max shape; re-prepare it")
         in_dims, out_dims = _dims(in_shape[1:]), [_dims(list(t["shape"])[1:]) for t in outputs]
+        if max_batch == 1:  # Triton's default of 8 does not apply: the artifact was bounded to batch 1
+            notes.append("max_batch_size 1: the artifact's batch bound is 1 (danet-export --max-batch, default 1), so "
+                         "Triton cannot batch requests and no dynamic_batching is written; re-export with --dynamic "
+                         "--max-batch 8 to let it batch")
     else:
         if options.max_batch_size:
             raise ConfigError(f"the artifact has a static batch of {in_shape[0]}: Triton cannot batch it "
@@ -272,7 +275,7 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         "version_policy": {"specific": {"versions": [options.version]}},
         "instance_group": [group],
     }
-    if max_batch and options.dynamic_batching:
+    if max_batch > 1 and options.dynamic_batching:
         config["dynamic_batching"] = {"preferred_batch_size": list(options.preferred_batch_sizes) or None,
                                       "max_queue_delay_microseconds": options.max_queue_delay_us}
     if parameters:

@@ -18,6 +18,7 @@ SIGTERM and SIGINT stop the server cleanly (in-flight requests finish within ``e
 from __future__ import annotations
 
 import errno
+import json
 import os
 import signal
 import socket
@@ -31,10 +32,16 @@ import numpy as np
 from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError, summarize_exception
 from ..outputs import mask_dtype
 from . import libpython
+from .triton_model import CLIENT_ERROR_MARK, LIMITS_FILE, image_problem
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "mask"
+MODEL_VERSION = 1
 START_ATTEMPTS = 3
+# Triton logs this error line at every start: PyTriton loads the model through Triton's load API with
+# its config as an override, which has no config file whose modification time Triton could record
+# (it uses the current time). Harmless, and explained in the log after it.
+CONFIG_MTIME_LINE = "Failed to set config modification time: model_config_content_name_ is empty"
 # How PyTriton's multi-instance start-up handshake is lost: every instance after the first
 # polls for the first one's Unix socket, gives up after 1 s, or connects in the instant between
 # that socket's bind() and listen() and is refused. Both fail the model load; a new start wins.
@@ -152,27 +159,65 @@ def check_socket_paths(options: ServeOptions) -> None:
 def make_infer(session: Any, max_image_side: int, mask_type: Any = np.uint8) -> Callable[..., dict[str, np.ndarray]]:
     """The inference callable of one model instance: a batch of uint8 images -> a batch of masks.
 
-    Bad input raises PyTriton's bad-parameter error, which Triton returns to that client as an
-    error response; the instance and the server stay up.
+    Bad input raises PyTriton's bad-parameter error marked with
+    :data:`~danet_deploy.serve.triton_model.CLIENT_ERROR_MARK`: the model file Triton runs
+    (:mod:`danet_deploy.serve.triton_model`) answers it as INVALID_ARGUMENT with that one line;
+    the instance and the server stay up.
     """
     from pytriton.decorators import batch
     from pytriton.exceptions import PyTritonBadParameterError
 
+    def refuse(reason: str) -> PyTritonBadParameterError:
+        return PyTritonBadParameterError(CLIENT_ERROR_MARK + " ".join(reason.split()))
+
     @batch
     def infer(image: np.ndarray) -> dict[str, np.ndarray]:
         if image.ndim != 4 or image.shape[-1] != 3:
-            raise PyTritonBadParameterError(f"{INPUT_NAME} must be HxWx3 uint8 RGB per request, got {image.shape[1:]}")
-        height, width = image.shape[1:3]
-        if min(height, width) < 1 or max(height, width) > max_image_side:
-            raise PyTritonBadParameterError(f"{INPUT_NAME} is {height}x{width}; sides must be 1..{max_image_side}")
+            raise refuse(f"{INPUT_NAME} must be HxWx3 uint8 RGB per request, got {image.shape[1:]}")
+        problem = image_problem(image.shape, INPUT_NAME, max_image_side)
+        if problem:
+            raise refuse(problem)
         try:
             masks = session.run(list(image))
         except DanetDeployError as exc:
-            raise PyTritonBadParameterError(str(exc)) from exc
+            raise refuse(str(exc)) from exc
         # the declared output type (uint8 up to 255 classes): an older artifact's mask may differ
         return {OUTPUT_NAME: np.stack(masks).astype(mask_type, copy=False)}
 
     return infer
+
+
+def proxy_files_with_checks(files: dict[str, bytes], version: int, max_image_side: int) -> dict[str, bytes]:
+    """PyTriton's model files for Triton's load API (``file:<version>/<name>`` -> bytes) with
+    :mod:`~danet_deploy.serve.triton_model` in front of its proxy model: PyTriton's ``model.py``
+    becomes ``pytriton_model.py``, ours takes its name, and the limits file goes beside them."""
+    key = f"file:{version}/model.py"
+    if key not in files:
+        raise ServeError(f"PyTriton sends no {key} to Triton; this PyTriton version serves models differently from "
+                         "0.7 (pip install 'nvidia-pytriton==0.7.*')")
+    files = dict(files)
+    files[f"file:{version}/pytriton_model.py"] = files.pop(key)
+    files[key] = Path(__file__).with_name("triton_model.py").read_bytes()
+    files[f"file:{version}/{LIMITS_FILE}"] = json.dumps({"input": INPUT_NAME,
+                                                        "max_image_side": max_image_side}).encode()
+    return files
+
+
+def add_request_checks(triton: Any, model_name: str, max_image_side: int) -> None:
+    """Make the model ``triton`` has bound send :func:`proxy_files_with_checks`'s files when it loads.
+
+    PyTriton 0.7 offers no hook for this: the bound model (in ``Triton._model_manager``) is given a
+    wrapped ``get_proxy_model_files``, the call that gathers the files its load request carries.
+    (Writing the repository to disk for Triton to load at start-up instead turned a lost start-up
+    handshake into a server exit noticed only after PyTriton's 120 s readiness wait.)
+    """
+    models = [m for m in getattr(getattr(triton, "_model_manager", None), "models", ())
+              if getattr(m, "model_name", None) == model_name]
+    if len(models) != 1 or not callable(getattr(models[0], "get_proxy_model_files", None)):
+        raise ServeError("cannot find the bound model in PyTriton's model manager; this PyTriton version differs "
+                         "from 0.7 (pip install 'nvidia-pytriton==0.7.*')")
+    model, gather = models[0], models[0].get_proxy_model_files
+    model.get_proxy_model_files = lambda: proxy_files_with_checks(gather(), model.model_version, max_image_side)
 
 
 def open_sessions(artifact: str | Path, options: ServeOptions) -> list[Any]:
@@ -229,7 +274,7 @@ class Server:
         # PyTriton restricts statistics by default; keep them readable so clients can see the batching.
         security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
         batcher = DynamicBatcher(max_queue_delay_microseconds=opts.max_queue_delay_us)
-        model = dict(model_name=opts.model_name,
+        model = dict(model_name=opts.model_name, model_version=MODEL_VERSION,
                      infer_func=[make_infer(session, opts.max_image_side, mask_type) for session in self.sessions],
                      inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
                      outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_type.type, shape=(-1, -1))],
@@ -238,6 +283,7 @@ class Server:
             self.triton = Triton(config=config, security_config=security)
             try:
                 self.triton.bind(**model)
+                add_request_checks(self.triton, opts.model_name, opts.max_image_side)
                 self.triton.run()
                 break
             except Exception as exc:
@@ -259,6 +305,8 @@ class Server:
                  f"{opts.host}:{opts.grpc_port}; {opts.instances} instance(s) x {opts.threads_per_instance} thread(s) "
                  f"on {desc.get('backend')}; dynamic batching up to {opts.max_batch_size} "
                  f"(max queue delay {opts.max_queue_delay_us} us)")
+        self.log(f"Triton's error line \"{CONFIG_MTIME_LINE}\" above is harmless: PyTriton loads the model through "
+                 "Triton's load API with its config as an override, which has no file to time-stamp")
         return self
 
     # -- run / stop ------------------------------------------------------------------------
@@ -309,4 +357,4 @@ def serve(artifact: str | Path, options: ServeOptions, log: Callable[[str], None
     log("stopped")
 
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServeOptions", "Server", "make_infer", "serve"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "ServeOptions", "Server", "add_request_checks", "make_infer", "serve"]

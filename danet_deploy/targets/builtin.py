@@ -12,6 +12,9 @@ from ..planner import parse_bytes
 from .options import TargetOptions, option
 from .registry import Engine, Requirement, Target, TritonPlatform, register_engine, register_target
 
+# every export starts from the PyTorch model: torch is in each target's requirements, and the
+# extras named here are those of pyproject.toml (held to it by tests/test_packaging.py)
+TORCH = Requirement("torch", "torch==2.13.0")
 ONNX = Requirement("onnx", "onnx")
 ONNXSLIM = Requirement("onnxslim", "onnxslim")
 ONNXRUNTIME = Requirement("onnxruntime", "onnxruntime")
@@ -88,13 +91,13 @@ class TensorRTOptions(TargetOptions):
 
 
 register_engine(Engine("torch", "PyTorch eager", "danet_deploy.runtime.backends.torch:TorchBackend",
-                       suffixes=(".pt", ".pth", ".safetensors"), requires=(Requirement("torch", "torch==2.13.0"),),
+                       suffixes=(".pt", ".pth", ".safetensors"), requires=(TORCH,), extra="export",
                        reference=True, runs_presets=True, color="#333333"))
 register_engine(Engine("torch-compile", "PyTorch torch.compile (Inductor)",
                        "danet_deploy.runtime.backends.torch_compile:TorchCompileBackend",
-                       requires=(Requirement("torch", "torch==2.13.0"),), runs_presets=True, color="#8c564b"))
+                       requires=(TORCH,), extra="export", runs_presets=True, color="#8c564b"))
 register_engine(Engine("onnxruntime", "ONNX Runtime", "danet_deploy.runtime.backends.onnxruntime:OnnxRuntimeBackend",
-                       suffixes=(".onnx",), requires=(ONNXRUNTIME,), extra="onnx", color="#1f77b4",
+                       suffixes=(".onnx",), requires=(ONNXRUNTIME,), extra="onnxruntime", color="#1f77b4",
                        triton=TritonPlatform("platform", "onnxruntime_onnx", "model.onnx",
                                              threads_parameter="intra_op_thread_count", gpu_accelerator=True)))
 register_engine(Engine("openvino", "OpenVINO", "danet_deploy.runtime.backends.openvino:OpenVINOBackend",
@@ -114,22 +117,22 @@ SENSITIVITY_SEARCH = "sensitivity search (per-layer ranking, doubling + bisectio
 register_target(Target(
     "onnx", "the FP32 ONNX graph (torch.onnx.export, checked, simplified, self-describing metadata)",
     builder="danet_deploy.export.onnx_target:build", engine="onnxruntime", precisions=("fp32",),
-    suffixes=(".onnx",), requires=(ONNX, ONNXSLIM), extra="onnx", options=OnnxOptions))
+    suffixes=(".onnx",), requires=(TORCH, ONNX, ONNXSLIM), extra="export", options=OnnxOptions))
 register_target(Target(
     "onnxruntime", "INT8 (static QDQ, CPU-tuned format) and FP16 ONNX graphs for ONNX Runtime",
     builder="danet_deploy.export.onnxruntime:build", engine="onnxruntime", precisions=("int8", "fp16"),
-    suffixes=(".onnx",), requires=(ONNX, ONNXSLIM, ONNXRUNTIME), extra="onnx", options=OnnxRuntimeOptions,
+    suffixes=(".onnx",), requires=(TORCH, ONNX, ONNXSLIM, ONNXRUNTIME), extra="export", options=OnnxRuntimeOptions,
     calib_methods=("minmax", "entropy", "percentile"), budget_method=SENSITIVITY_SEARCH))
 register_target(Target(
     "openvino", "OpenVINO IR in FP32, FP16 weights or INT8 (NNCF)",
     builder="danet_deploy.export.openvino:build", engine="openvino", precisions=("fp32", "fp16", "int8"),
-    suffixes=(".xml", ".bin"), requires=(ONNX, ONNXSLIM, OPENVINO, NNCF), extra="onnx,openvino",
+    suffixes=(".xml", ".bin"), requires=(TORCH, ONNX, ONNXSLIM, OPENVINO, NNCF), extra="export,openvino",
     options=OpenVINOOptions, calib_methods=("minmax", "percentile"),
     budget_method="nncf.quantize_with_accuracy_control"))
 register_target(Target(
     "tensorrt", "TensorRT bundle (FP16 AutoCast / Q/DQ INT8 ONNX, verified on CPU); engine built on the GPU",
     builder="danet_deploy.export.tensorrt:build", engine="tensorrt", precisions=("fp32", "fp16", "int8"),
-    suffixes=(".onnx", ".engine"), requires=(ONNX, ONNXSLIM, ONNXRUNTIME), extra="onnx,tensorrt-prepare",
+    suffixes=(".onnx", ".engine"), requires=(TORCH, ONNX, ONNXSLIM, ONNXRUNTIME), extra="export,tensorrt-prepare",
     options=TensorRTOptions, calib_methods=("minmax", "entropy"), element_limit=True, mask_dtype="int32",
     emits=("logits", "mask"), budget_method=SENSITIVITY_SEARCH,
     from_builder="danet_deploy.export.tensorrt:build_from_bundle"))

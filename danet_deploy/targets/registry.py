@@ -134,7 +134,9 @@ class Target:
         missing = self.missing()
         if missing:
             names = ", ".join(r.pip for r in missing)
-            raise BackendUnavailableError(f"--target {self.name} needs {names}: pip install 'danet-deploy[{self.extra}]'"
+            # torch goes with its pin in the same command: the extra's range alone lets pip pick a CUDA build
+            pinned = "".join(f"{r.pip} " for r in missing if r.module == "torch")
+            raise BackendUnavailableError(f"--target {self.name} needs {names}: pip install {pinned}'danet-deploy[{self.extra}]'"
                                           if self.extra else f"--target {self.name} needs {names}: pip install {names}")
 
     def load_builder(self) -> Callable[..., Any]:

@@ -22,6 +22,7 @@ import numpy as np
 
 from ...counts import is_count
 from ...errors import BackendUnavailableError, ConfigError
+from ...extras import PACKAGES, install_hint
 from ...manifest import Manifest
 from ...outputs import emit_from_names, emitted
 from ...targets import engine_names, get_engine, resolve
@@ -130,6 +131,11 @@ class Backend(abc.ABC):
         return {"backend": self.name}
 
     @classmethod
+    def presets(cls) -> list[str]:
+        """Names this backend runs without an artifact (the reference model presets); none by default."""
+        return []
+
+    @classmethod
     def option_names(cls) -> list[str]:
         """The keyword options ``__init__`` accepts (after ``model_file`` and ``manifest``)."""
         params = list(inspect.signature(cls.__init__).parameters.values())[3:]
@@ -175,9 +181,11 @@ def backend_class(name: str) -> type[Backend]:
 
 
 def require(module: str, pip_name: str, backend: str) -> Any:
-    """Import a backend library or raise a clear :class:`BackendUnavailableError`."""
+    """Import a backend library or raise a clear :class:`BackendUnavailableError` (naming the
+    danet-deploy extra that installs it when one does: :mod:`danet_deploy.extras`)."""
     try:
         return import_module(module)
     except ImportError as exc:
+        hint = install_hint(module) if module.partition(".")[0] in PACKAGES else f"pip install {pip_name}"
         raise BackendUnavailableError(
-            f"the {backend} backend needs the '{pip_name}' package: pip install {pip_name} ({exc})") from exc
+            f"the {backend} backend needs the '{pip_name}' package: {hint} ({exc})") from exc

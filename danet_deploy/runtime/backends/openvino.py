@@ -30,6 +30,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ...engine_reads import ir_weights
 from ...errors import ArtifactError, ConfigError, summarize_exception
 from ...manifest import Manifest, manifest_from_metadata
 from .base import Backend, InputSpec, as_output, bare_output_entry, require
@@ -106,11 +107,12 @@ class OpenVINOBackend(Backend):
     def _read(self, model_file: Path) -> Any:
         if not model_file.is_file():
             raise ArtifactError(f"{model_file} does not exist; re-export the artifact")
-        if model_file.suffix.lower() == ".xml" and not model_file.with_suffix(".bin").is_file():
-            raise ArtifactError(f"{model_file.with_suffix('.bin')} is missing (an OpenVINO IR needs its .xml and "
-                                ".bin side by side); copy both files or re-export")
-        try:
-            return self.core.read_model(str(model_file))
+        weights = ir_weights(model_file)  # by content: an IR is XML whatever its name
+        if weights is not None and not weights.is_file():
+            raise ArtifactError(f"{weights} is missing (an OpenVINO IR needs its .xml and .bin side by side); copy "
+                                "both files or re-export")
+        try:  # the weights named explicitly: exactly the file the manifest rules checked
+            return self.core.read_model(str(model_file), *([str(weights)] if weights is not None else []))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long C++ traces
             raise ArtifactError(f"OpenVINO could not read {model_file}: {summarize_exception(exc, lines=4)} (corrupt or truncated "
                                 ".xml/.bin? re-export the artifact)") from exc

@@ -1,4 +1,11 @@
-"""The PyTorch reference as a runtime backend (the only backend that imports torch)."""
+"""The PyTorch reference as a runtime backend: the runtime's one door to torch and ``model``.
+
+Every other runtime module is torch-free and never imports :mod:`danet_deploy.model` (the
+layering test forbids it); this backend (and ``torch_compile``, built on it) imports torch and the
+model package lazily, inside its methods, because it *is* the reference engine. On a runtime-only
+install (``danet-deploy[onnxruntime]``) choosing it raises :class:`~danet_deploy.errors.MissingExtraError`
+naming the ``export`` extra.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +14,9 @@ from typing import Any
 
 import numpy as np
 
+from ...extras import require
 from ...manifest import Manifest
-from .base import Backend, InputSpec, require
+from .base import Backend, InputSpec
 
 
 def reference_manifest(config: Any, checkpoint: str | None = None) -> Manifest:
@@ -35,11 +43,18 @@ class TorchBackend(Backend):
 
     name = "torch"
 
+    @classmethod
+    def presets(cls) -> list[str]:
+        """The preset names this backend builds (the model registry is torch-free: no torch needed to ask)."""
+        from ...model.registry import list_models
+
+        return list_models()
+
     def __init__(self, model_file: Path | None, manifest: Manifest | None, preset: str | None = None,
                  threads: int | None = None, device: str = "cpu", model: str | None = None,
                  num_classes: int | None = None, attention_chunks: int | None = None,
                  config: dict[str, Any] | None = None, fused_attention: bool = True) -> None:
-        torch = require("torch", "torch==2.13.0", "torch")
+        torch = require("torch", "the torch backend")
         from ...model import create_model
         from ...model.factory import create_model_from_config
 

@@ -1,0 +1,194 @@
+"""Frames from subscription callbacks -> masks, off the executor thread, newest frame first.
+
+The callback only drops the message into a one-slot mailbox (a newer one replaces it, counted as
+dropped) and returns at once. One worker thread runs ``Session.stream(frames, policy="latest")``
+over a generator that takes messages from the mailbox and converts them there (so conversion and
+JPEG decoding are off the executor too); the stream overlaps preprocessing, the engine and
+post-processing on its own threads and drops stale frames itself. A bad frame is counted by
+cause, logged once per cause and skipped; an engine failure on one frame is counted and the
+stream restarts, so the node never dies on input. ``close()`` ends the generator, which ends the
+stream and joins every thread it started.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter, deque
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+
+from danet_deploy.errors import DanetDeployError, FrameError
+from danet_deploy.runtime.ros_images import message_to_rgb
+from danet_deploy.runtime.stream import stream
+
+#: result callback: (input message, RGB frame, mask, timings in ms)
+OnMask = Callable[[Any, np.ndarray, np.ndarray, dict[str, float]], None]
+WINDOW = 300  # frames kept for fps and latency percentiles
+_POLL_S = 0.05
+
+
+class _Watched:
+    """The session as the stream sees it, setting ``failed`` when an engine call raises, so the
+    frame generator stops waiting for messages and the stream can join its reader at once."""
+
+    def __init__(self, session: Any, failed: threading.Event) -> None:
+        self._session, self._failed = session, failed
+
+    def __getattr__(self, name: str) -> Any:
+        value = getattr(self._session, name)
+        if name not in ("infer", "infer_outputs"):
+            return value
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return value(*args, **kwargs)
+            except BaseException:
+                self._failed.set()
+                raise
+        return call
+
+
+class Mailbox:
+    """One message; a newer one replaces it (counted). ``close()`` wakes the reader for good."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+        self.replaced = 0
+
+    def put(self, item: Any) -> None:
+        with self._cond:
+            if self._item is not None:
+                self.replaced += 1
+            self._item = item
+            self._cond.notify()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def get(self, timeout: float) -> Any:
+        """The next message, or None when none came within ``timeout`` seconds or the box is closed."""
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return None if self._closed else item
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+class Stats:
+    """Counters and a window of recent frames, read by the diagnostics timer (thread-safe)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.bad: Counter[str] = Counter()
+        self.engine_errors = 0
+        self.masks = 0
+        self.stream_dropped = 0
+        self.done_at: deque[float] = deque(maxlen=WINDOW)
+        self.latency_ms: deque[float] = deque(maxlen=WINDOW)
+
+    def frame(self, latency_ms: float, dropped: int) -> None:
+        with self.lock:
+            self.masks += 1
+            self.done_at.append(time.monotonic())
+            self.latency_ms.append(latency_ms)
+            self.stream_dropped = dropped
+
+    def snapshot(self, mailbox_replaced: int) -> dict[str, Any]:
+        with self.lock:
+            stamps, lat = list(self.done_at), list(self.latency_ms)
+            fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
+            return {"masks": self.masks, "fps": fps,
+                    "latency_p50_ms": float(np.percentile(lat, 50)) if lat else None,
+                    "latency_p99_ms": float(np.percentile(lat, 99)) if lat else None,
+                    "dropped": mailbox_replaced + self.stream_dropped,
+                    "bad": dict(self.bad), "engine_errors": self.engine_errors}
+
+
+class Pipeline:
+    """``submit(msg)`` from any thread; ``on_mask`` is called on the worker thread per mask."""
+
+    def __init__(self, session: Any, on_mask: OnMask, log: Callable[[str], None],
+                 max_pixels: int | None = None) -> None:
+        self.session, self.on_mask, self.log, self.max_pixels = session, on_mask, log, max_pixels
+        self.mailbox = Mailbox()
+        self.stats = Stats()
+        self._logged: set[str] = set()
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._work, name="danet-ros-worker", daemon=True)
+        self._thread.start()
+
+    def submit(self, msg: Any) -> None:
+        self.mailbox.put(msg)
+
+    def snapshot(self) -> dict[str, Any]:
+        return self.stats.snapshot(self.mailbox.replaced)
+
+    def _frames(self, kept: dict[int, tuple[Any, np.ndarray]], failed: threading.Event) -> Iterator[np.ndarray]:
+        """Converted frames from the mailbox until it closes, or until the engine failed (the stream
+        then stops and joins its reader, which is waiting here: it must not wait long)."""
+        index = 0
+        while not self.mailbox.closed and not failed.is_set():
+            msg = self.mailbox.get(_POLL_S)
+            if msg is None:
+                continue
+            try:
+                rgb = message_to_rgb(msg, self.max_pixels)
+            except FrameError as exc:
+                self._bad(exc.cause, str(exc))
+                continue
+            kept[index] = (msg, rgb)
+            index += 1
+            yield rgb
+
+    def _bad(self, cause: str, text: str) -> None:
+        with self.stats.lock:
+            self.stats.bad[cause] += 1
+        if cause not in self._logged:  # once per cause; the count is in the diagnostics
+            self._logged.add(cause)
+            self.log(f"dropping bad frames ({cause}): {text}; further ones are counted in /diagnostics")
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            kept: dict[int, tuple[Any, np.ndarray]] = {}
+            failed = threading.Event()
+            try:
+                frames = self._frames(kept, failed)
+                for index, mask, timings in stream(_Watched(self.session, failed), frames, depth=1, policy="latest"):
+                    try:
+                        msg, rgb = kept.pop(index)
+                        for stale in [i for i in kept if i < index]:  # dropped by the latest-frame policy
+                            kept.pop(stale)
+                        self.stats.frame(timings["latency"], int(timings["dropped"]))
+                        self.on_mask(msg, rgb, mask, timings)
+                    except BaseException:
+                        failed.set()  # before the stream is closed and joins its reader
+                        raise
+                return  # the mailbox closed: the stream ended
+            except DanetDeployError as exc:  # an engine failure (NaN output, ...) on one frame
+                with self.stats.lock:
+                    self.stats.engine_errors += 1
+                self._bad("engine", f"{type(exc).__name__}: {exc}")
+            except Exception as exc:  # noqa: BLE001 - a publisher failing at shutdown, a library bug
+                if self._stopping.is_set():
+                    return
+                with self.stats.lock:
+                    self.stats.engine_errors += 1
+                self._bad("internal", repr(exc))
+                time.sleep(0.1)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Stop taking frames, finish, and join the worker (and with it the stream's threads)."""
+        self._stopping.set()
+        self.mailbox.close()
+        self._thread.join(timeout)

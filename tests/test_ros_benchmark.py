@@ -1,0 +1,31 @@
+"""benchmarks/ros2_latency.py's report: the goals are judged from the measured numbers as stated."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def render(tmp_path, data: dict) -> str:
+    saved, out = tmp_path / "r.json", tmp_path / "r.md"
+    saved.write_text(json.dumps(data))
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ros2_latency.py"), "--from-json", str(saved),
+                           "--out", str(out)], capture_output=True, text=True, check=False, cwd=ROOT,
+                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    return out.read_text()
+
+
+def test_report_judges_the_overhead_and_the_wait_from_the_numbers(tmp_path):
+    data = {"run_p50_before_ms": 100.0, "run_p50_after_ms": 100.0, "latency_ms": [104.0, 105.0, 106.0],
+            "ages_ms": [150.0, 190.0, 120.0], "published": 300, "masks": 90, "machine_load": [1, 1, 1]}
+    text = render(tmp_path, data)
+    assert "+5.0%** of `Session.run` (goal <= 10%: met)" in text
+    assert "90.0 ms = 0.90 periods (goal <= 1 period: met)" in text and "re-run on a quiet machine" in text
+    data.update(latency_ms=[130.0], ages_ms=[260.0])
+    text = render(tmp_path, data)
+    assert "+30.0%** of `Session.run` (goal <= 10%: NOT met)" in text and "(goal <= 1 period: NOT met)" in text

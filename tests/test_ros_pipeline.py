@@ -1,0 +1,138 @@
+"""The node's work without ROS (ros2/danet_deploy_ros: pipeline and parameter checks): frames handed
+over by a callback are segmented on a worker thread, newest first; bad frames and engine failures
+are counted and skipped; close() leaves no thread behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import ros_support  # puts ros2/danet_deploy_ros on sys.path
+from danet_deploy_ros import params
+from danet_deploy_ros.pipeline import Pipeline
+
+from danet_deploy import runtime
+from danet_deploy.errors import NonFiniteOutputError
+from danet_deploy.export import ExportRequest, export
+
+SIZE = (40, 56)
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(64, 64),
+                                     output=tmp_path_factory.mktemp("p") / "a"), log=lambda _: None)
+    with runtime.load(folder, threads=1) as s:
+        yield s
+
+
+def image_msg(rgb: np.ndarray, stamp: int, encoding: str = "rgb8") -> SimpleNamespace:
+    return SimpleNamespace(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, step=rgb.shape[1] * 3,
+                           is_bigendian=0, data=rgb.tobytes(), header=stamp)
+
+
+def collect(pipeline_args, session):
+    got, logs = [], []
+    done = threading.Event()
+
+    def on_mask(msg, rgb, mask, timings):
+        got.append((msg.header, mask))
+        done.set()
+
+    return Pipeline(session, on_mask, logs.append, **pipeline_args), got, logs, done
+
+
+def wait_for(predicate, timeout=20.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end and not predicate():
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_masks_match_session_run_bad_frames_counted_and_nothing_left_running(session):
+    before = set(threading.enumerate())
+    rng = np.random.default_rng(0)
+    frames = [rng.integers(0, 255, (*SIZE, 3), dtype=np.uint8) for _ in range(3)]
+    pipeline, got, logs, _ = collect({"max_pixels": 10_000}, session)
+    for i, rgb in enumerate(frames):
+        pipeline.submit(image_msg(rgb, i))
+        assert wait_for(lambda i=i: len(got) == i + 1)
+        pipeline.submit(SimpleNamespace(height=1, width=1, encoding="yuv422", step=2, data=b"\0\0", header=-1))
+        assert wait_for(lambda i=i: sum(pipeline.snapshot()["bad"].values()) == i + 1)
+    pipeline.submit(image_msg(np.zeros((200, 200, 3), np.uint8), 99))  # above max_pixels
+    assert wait_for(lambda: pipeline.snapshot()["bad"].get("pixels") == 1)
+    assert [h for h, _ in got] == [0, 1, 2]
+    for (_, mask), rgb in zip(got, frames):
+        np.testing.assert_array_equal(mask, session.run(rgb))
+    snap = pipeline.snapshot()
+    assert snap["bad"] == {"encoding": 3, "pixels": 1} and snap["masks"] == 3 and snap["latency_p50_ms"] > 0
+    assert sum("dropping bad frames (encoding)" in line for line in logs) == 1  # logged once per cause
+    pipeline.close()
+    assert set(threading.enumerate()) <= before
+
+
+def test_the_newest_frame_wins_and_submit_never_waits(session):
+    pipeline, got, _, _ = collect({}, session)
+    rgb = np.zeros((*SIZE, 3), np.uint8)
+    started = time.perf_counter()
+    for i in range(200):  # far faster than the engine
+        pipeline.submit(image_msg(rgb, i))
+    assert time.perf_counter() - started < 1.0  # the callback only hands the message over
+    assert wait_for(lambda: got and got[-1][0] == 199)
+    pipeline.close()
+    assert len(got) < 200 and pipeline.snapshot()["dropped"] == 200 - len(got)
+
+
+def test_an_engine_failure_is_counted_and_the_stream_restarts(session, monkeypatch):
+    pipeline, got, logs, _ = collect({}, session)
+    calls = {"n": 0}
+    real = session.infer
+
+    def flaky(tensor):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise NonFiniteOutputError("NaN logits")
+        return real(tensor)
+
+    monkeypatch.setattr(session, "infer", flaky)
+    rgb = np.zeros((*SIZE, 3), np.uint8)
+    pipeline.submit(image_msg(rgb, 0))
+    assert wait_for(lambda: pipeline.snapshot()["engine_errors"] == 1)
+    started = time.monotonic()
+    pipeline.submit(image_msg(rgb, 1))
+    assert wait_for(lambda: got, timeout=10.0) and time.monotonic() - started < 10.0
+    assert got[0][0] == 1 and any("NaN logits" in line for line in logs)
+    pipeline.close()
+
+
+@pytest.mark.parametrize("name, value, reason", [
+    ("alpha", 1.5, "between 0 and 1"), ("alpha", float("nan"), "finite"), ("alpha", "x", "must be a number"),
+    ("qos_reliability", "sometimes", "best_effort, reliable"), ("artifact", "", "danet-export"),
+    ("publish_overlay", 1, "true or false"), ("threads", -1, "between 0"), ("qos_depth", True, "a whole number"),
+])
+def test_bad_parameter_values_are_refused_with_a_reason(name, value, reason):
+    assert reason in params.refusal(name, value)
+
+
+def test_good_parameter_values_pass_and_the_yaml_matches_the_table():
+    yaml = pytest.importorskip("yaml")
+    assert params.refusal("alpha", 0) is None and params.refusal("alpha", 0.25) is None
+    assert params.refusal("use_sim_time", True) is None  # not ours
+    shipped = yaml.safe_load((ros_support.PACKAGE / "config" / "params.yaml").read_text())
+    assert shipped["segmentation"]["ros__parameters"] == {p.name: p.default for p in params.PARAMS}
+
+
+def test_the_launch_file_parses_and_starts_the_installed_executable():
+    """It cannot run here (no launch wheels); at least it is valid Python naming the real executable
+    and parameter file."""
+    import ast
+
+    text = (ros_support.PACKAGE / "launch" / "segmentation.launch.py").read_text()
+    tree = ast.parse(text)
+    assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
+    assert 'executable="segmentation"' in text and '"params.yaml"' in text
+    setup = (ros_support.PACKAGE / "setup.py").read_text()
+    assert "segmentation = {PACKAGE}.node:main" in setup and "segmentation_lifecycle = {PACKAGE}.lifecycle:main" in setup
