@@ -25,6 +25,7 @@ from danet_deploy.bench.profile import (
 def test_attention_nodes_are_found_under_every_engines_names():
     assert attention_module("/head/sa/MatMul", "MatMul") == "pam"
     assert attention_module("/head/sa/Softmax", "Softmax") == "pam"
+    assert attention_module("/head/sa/MatMul", "MatMulIntegerToFloat") == "pam"  # ORT's QDQ folding
     assert attention_module("/head/sa/MatMul_1", "Subgraph") == "pam"  # OpenVINO's fused MHA kernel
     assert attention_module("/head/sa/FusedAttention", "MultiHeadAttention") == "pam"
     assert attention_module("ScaledDotProductAttention_123", "MatMul") == "pam"

@@ -36,6 +36,8 @@ import numpy as np
 #: op types that make up the attention core (every engine's spelling)
 CORE_OPS = {"MatMul", "Softmax", "ReduceMax", "Sub", "Subtract", "Subgraph", "Reduce", "Eltwise",
             "ScaledDotProductAttention", "MultiHeadAttention", "Attention", "FusedMatMul",
+            # ONNX Runtime folds DequantizeLinear inputs into the MatMul of a QDQ graph's attention
+            "MatMulIntegerToFloat", "MatMulInteger", "QLinearMatMul", "QLinearSoftmax",
             "aten::matmul", "aten::bmm", "aten::softmax", "aten::_softmax", "aten::amax", "aten::sub",
             "aten::scaled_dot_product_attention", "aten::pad", "aten::cat", "aten::slice"}
 TOP_NODES = 12
