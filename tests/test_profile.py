@@ -174,9 +174,9 @@ def _report(rows):
 def test_markdown_and_plot(tmp_path):
     prof = summarize_profile([OpTime("/layer1/Conv", "Conv", 30.0), OpTime("/head/sa/MatMul", "MatMul", 10.0),
                               OpTime("/head/sc/Softmax", "Softmax", 2.0), OpTime("/x/Resize", "Resize", 1.0)], "t", 2)
-    rows = [{"target": "openvino", "precision": "int8", "profile": prof},
-            {"target": "onnxruntime", "precision": "fp32", "profile": {"error": "profiling failed: boom"}},
-            {"target": "torch", "precision": "fp32", "profile": None}]
+    rows = [{"engine": "openvino", "precision": "int8", "profile": prof},
+            {"engine": "onnxruntime", "precision": "fp32", "profile": {"error": "profiling failed: boom"}},
+            {"engine": "torch", "precision": "fp32", "profile": None}]
     text = profile_markdown(_report(rows))
     assert "| openvino | int8 | 43.0 | **27.9%** (12.0 ms) | 10.0 ms | 2.0 ms | Conv 69.8% |" in text
     assert "profiling failed: boom" in text and "| torch |" not in text

@@ -319,17 +319,17 @@ def profile_markdown(report: dict[str, Any]) -> str:
     for row in rows:
         prof = row["profile"]
         if "error" in prof:
-            lines.append(f"| {row['target']} | {row['precision']} | - | - | - | - | {prof['error'][:80]} |")
+            lines.append(f"| {row['engine']} | {row['precision']} | - | - | - | - | {prof['error'][:80]} |")
             continue
         att, top = prof["attention"], (prof["by_op_type"] or [{"op": "-", "share": None}])[0]
-        lines.append(f"| {row['target']} | {row['precision']} | {prof['total_ms']:.1f} | **{_pct(att['share'])}** "
+        lines.append(f"| {row['engine']} | {row['precision']} | {prof['total_ms']:.1f} | **{_pct(att['share'])}** "
                      f"({att['core_ms']:.1f} ms) | {att['pam_ms']:.1f} ms | {att['cam_ms']:.1f} ms | "
                      f"{top['op']} {_pct(top['share'])} |")
     for row in rows:
         prof = row["profile"]
         if "error" in prof:
             continue
-        lines += ["", f"### {row['target']} {row['precision']}: {prof['source']}, {prof['runs']} run(s)", "",
+        lines += ["", f"### {row['engine']} {row['precision']}: {prof['source']}, {prof['runs']} run(s)", "",
                   "| op type | ms | share |", "|---|---|---|"]
         lines += [f"| {o['op']} | {o['ms']:.2f} | {_pct(o['share'])} |" for o in prof["by_op_type"][:10]]
         lines += ["", "| top node | op | kernel | ms | share | attention |", "|---|---|---|---|---|---|"]
@@ -354,7 +354,7 @@ def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(rows) + 3), 4.5))
     import textwrap
 
-    labels = [textwrap.fill(f"{r['target']} {r['precision']}".strip(), 14) for r in rows]
+    labels = [textwrap.fill(f"{r['engine']} {r['precision']}".strip(), 14) for r in rows]
     bottoms = np.zeros(len(rows))
     for segment in segments:
         values = [100 * _segment_ms(r["profile"], segment, named) / (r["profile"]["total_ms"] or 1.0) for r in rows]

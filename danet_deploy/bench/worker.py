@@ -59,8 +59,8 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             result["stage"] = "profile"
             from .profile import profile_backend
 
-            picks = [scenes[i % len(scenes)] for i in range(batch)]
-            tensor = session.check_tensor(preprocess(picks, session.preprocessing, size))
+            picks = [from_rgb(scenes[i % len(scenes)], session.accepts) for i in range(batch)]
+            tensor = session.check_tensor(session.prepare(picks, size))
             result["profile"] = profile_backend(session.backend, tensor, int(spec["profile_runs"]))
             result["status"] = "ok"
             result.pop("stage")
