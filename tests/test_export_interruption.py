@@ -70,6 +70,7 @@ def test_replacing_an_artifact_is_atomic_and_the_fallback_is_recoverable(tmp_pat
     assert (web / "index.html").read_text() == "<html></html>" and not stranded_web.exists() and "restored" in notes[0]
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_sigkill_scratch_is_removed_by_the_next_export(tmp_path, monkeypatch):
     scratch_root = tmp_path / "tmp"
     scratch_root.mkdir()
