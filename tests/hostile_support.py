@@ -15,8 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from danet_deploy.export import ExportRequest, export
-
 MODEL = "danet_demo"
 
 
@@ -37,20 +35,6 @@ def snapshot(folder: Path) -> dict[str, str]:
         else:
             out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
     return out
-
-
-@pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    """A static 64x64 ONNX artifact of danet_demo (exported once; tests copy it before changing it)."""
-    path, _ = export(ExportRequest(MODEL, input_size=(64, 64), output=tmp_path_factory.mktemp("a") / "art"), log=quiet)
-    return path
-
-
-@pytest.fixture(scope="module")
-def dynamic_artifact(tmp_path_factory):
-    path, _ = export(ExportRequest(MODEL, input_size=(64, 64), dynamic=True,
-                                   output=tmp_path_factory.mktemp("d") / "dyn"), log=quiet)
-    return path
 
 
 def copy_artifact(artifact: Path, dest: Path) -> Path:
