@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile_support import (
+
+from hostile_user.hostile_support import (
     MODEL,
     copy_artifact,
     edit_manifest,
@@ -26,12 +27,6 @@ pytest.importorskip("onnxruntime")
 from danet_deploy import runtime
 from danet_deploy.errors import ArtifactError, ManifestError
 from danet_deploy.export import ExportRequest, export
-
-
-@pytest.fixture(scope="module")
-def artifact(demo_artifact_64):
-    """The shared static 64x64 ONNX artifact of danet_demo (tests copy it before changing it)."""
-    return demo_artifact_64
 
 
 def test_absolute_primary_outside_the_folder_is_refused(artifact, tmp_path, capsys):

@@ -4,18 +4,18 @@ ManifestError from the runtime and exit code 2 from danet-run, never a traceback
 from __future__ import annotations
 
 import pytest
-from hostile_support import copy_artifact, edit_manifest, run_cli, write_image
+
+from hostile_user.hostile_support import (
+    copy_artifact,
+    edit_manifest,
+    run_cli,
+    write_image,
+)
 
 pytest.importorskip("onnxruntime")
 
 from danet_deploy import runtime
 from danet_deploy.errors import ManifestError
-
-
-@pytest.fixture(scope="module")
-def artifact(demo_artifact_64):
-    """The shared static 64x64 ONNX artifact of danet_demo (tests copy it before changing it)."""
-    return demo_artifact_64
 
 
 @pytest.mark.parametrize("content", ["[1, 2]", '"text"', "null", "3"])

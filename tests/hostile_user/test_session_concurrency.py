@@ -11,24 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hostile_support import MODEL, in_threads
+
+from hostile_user.hostile_support import MODEL, in_threads
 
 pytest.importorskip("onnxruntime")
 
 from danet_deploy import runtime
 from danet_deploy.errors import ConfigError, SessionClosedError
-
-
-@pytest.fixture(scope="module")
-def artifact(demo_artifact_64):
-    """The shared static 64x64 ONNX artifact of danet_demo (tests copy it before changing it)."""
-    return demo_artifact_64
-
-
-@pytest.fixture(scope="module")
-def dynamic_artifact(demo_dynamic_artifact_64):
-    """The shared dynamic-size ONNX artifact of danet_demo."""
-    return demo_dynamic_artifact_64
 
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "torch"])
@@ -58,7 +47,7 @@ def test_eight_threads_on_one_session_get_their_own_results(dynamic_artifact, ba
 
 def _fake_tensorrt_backend(monkeypatch, tmp_path, context_factory, **options):
     """A TensorRTBackend over cuda-python and TensorRT stand-ins (tests/fake_cuda.py): no GPU here."""
-    sys.path.insert(0, str(Path(__file__).parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/
     from fake_cuda import FakeCudart, install_fake_cuda_python, install_fake_tensorrt
 
     from danet_deploy.manifest import Manifest

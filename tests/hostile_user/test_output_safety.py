@@ -11,7 +11,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from hostile_support import (
+
+from hostile_user.hostile_support import (
     MODEL,
     copy_artifact,
     read_only,
@@ -21,14 +22,6 @@ from hostile_support import (
 )
 
 pytest.importorskip("onnxruntime")
-
-
-
-
-@pytest.fixture(scope="module")
-def artifact(demo_artifact_64):
-    """The shared static 64x64 ONNX artifact of danet_demo (tests copy it before changing it)."""
-    return demo_artifact_64
 
 
 def test_existing_unrelated_folder_is_refused_then_replaced_only_with_force(tmp_path, capsys):

@@ -5,24 +5,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hostile_support import run_cli, snapshot
+
+from hostile_user.hostile_support import run_cli, snapshot
 
 pytest.importorskip("onnxruntime")
 
 from danet_deploy import runtime
 from danet_deploy.errors import InputError
-
-
-@pytest.fixture(scope="module")
-def artifact(demo_artifact_64):
-    """The shared static 64x64 ONNX artifact of danet_demo (tests copy it before changing it)."""
-    return demo_artifact_64
-
-
-@pytest.fixture(scope="module")
-def dynamic_artifact(demo_dynamic_artifact_64):
-    """The shared dynamic-size ONNX artifact of danet_demo."""
-    return demo_dynamic_artifact_64
 
 
 def test_images_above_the_pixel_limit_are_refused_from_the_header(tmp_path, capsys, artifact):

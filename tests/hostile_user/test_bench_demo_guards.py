@@ -7,17 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hostile_support import MODEL, read_only, run_cli, snapshot
+
+from hostile_user.hostile_support import MODEL, read_only, run_cli, snapshot
 
 pytest.importorskip("onnxruntime")
 
 from danet_deploy.errors import ConfigError
-
-
-@pytest.fixture(scope="module")
-def artifact(demo_artifact_64):
-    """The shared static 64x64 ONNX artifact of danet_demo (tests copy it before changing it)."""
-    return demo_artifact_64
 
 
 def test_bench_writes_reports_and_skips_plots_without_matplotlib(tmp_path, monkeypatch, capsys):
@@ -156,7 +151,7 @@ def test_make_demo_reruns_into_its_own_folder(tmp_path, no_bench_work):
 
     from danet_deploy.cli import demo
 
-    makefile = (Path(__file__).resolve().parent.parent / "Makefile").read_text()
+    makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     line = next(line for line in makefile.splitlines() if "danet-demo" in line and not line.startswith("#"))
     argv = shlex.split(line)[1:]
     args = demo.build_parser().parse_args(argv)

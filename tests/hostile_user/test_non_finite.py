@@ -5,19 +5,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hostile_support import MODEL, quiet, run_cli, snapshot
+
+from hostile_user.hostile_support import MODEL, quiet, run_cli, snapshot
 
 pytest.importorskip("onnxruntime")
 
 from danet_deploy import runtime
 from danet_deploy.errors import InputError, NonFiniteOutputError
 from danet_deploy.export import ExportRequest, export
-
-
-@pytest.fixture(scope="module")
-def artifact(demo_artifact_64):
-    """The shared static 64x64 ONNX artifact of danet_demo (tests copy it before changing it)."""
-    return demo_artifact_64
 
 
 def test_nan_checkpoint_is_refused_at_load(tmp_path, capsys):

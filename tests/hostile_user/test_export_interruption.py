@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from hostile_support import MODEL, quiet
+
+from hostile_user.hostile_support import MODEL, quiet
 
 pytest.importorskip("onnxruntime")
 

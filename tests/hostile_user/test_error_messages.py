@@ -4,17 +4,12 @@ loading (``weights_only=False``, ``strict=False``)."""
 from __future__ import annotations
 
 import pytest
-from hostile_support import MODEL, quiet, run_cli
+
+from hostile_user.hostile_support import MODEL, quiet, run_cli
 
 pytest.importorskip("onnxruntime")
 
 from danet_deploy.errors import CalibrationError, CheckpointError
-
-
-@pytest.fixture(scope="module")
-def artifact(demo_artifact_64):
-    """The shared static 64x64 ONNX artifact of danet_demo (tests copy it before changing it)."""
-    return demo_artifact_64
 
 
 def test_run_on_a_folder_and_unreadable_calibration_images_name_the_real_problem(tmp_path, capsys, artifact):
