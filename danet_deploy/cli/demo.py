@@ -82,9 +82,9 @@ def demo_config(args: argparse.Namespace) -> tuple[list[tuple[str, str]], BenchC
     out = check_output_folder(args.output)  # a file, or a folder that takes no new files: refused
     check_output_folder(out / BENCH_FOLDER)
     order = engine_names()
-    targets = sorted({t for t, _ in combos} | {reference_engine().name}, key=order.index)
+    wanted = sorted({e for e, _ in combos} | {reference_engine().name}, key=order.index)
     precisions = sorted({p for _, p in combos} | {"fp32"}, key=PRECISIONS.index)
-    cfg = BenchConfig(model=args.model, targets=targets, precisions=precisions, size=args.input_size,
+    cfg = BenchConfig(model=args.model, engines=wanted, precisions=precisions, size=args.input_size,
                       iters=args.iters, warmup=args.warmup, threads=args.threads, scenes=args.scenes,
                       output=out / BENCH_FOLDER, artifacts=out / "artifacts", timeout_s=600.0)
     refuse_overwrite(out, output_names(), args.force)
@@ -115,12 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     # 1. export
     _log("step 1/4: export")
     artifacts: dict[tuple[str, str], Path] = {}
-    for target, precision in combos:
-        reason = unsupported_reason(target, precision)
+    for engine, precision in combos:
+        reason = unsupported_reason(engine, precision)
         if reason:
-            _log(f"skipping {target}/{precision}: {reason}")
+            _log(f"skipping {engine}/{precision}: {reason}")
             continue
-        artifacts[(target, precision)], _, _ = ensure_artifact(cfg, export_target_for(target, precision), precision,
+        artifacts[(engine, precision)], _, _ = ensure_artifact(cfg, export_target_for(engine, precision), precision,
                                                                args.model, _log)
 
     # 2. run: a generated validation scene through the first FP32 artifact (or the reference)
@@ -140,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
     # 3. parity of every artifact against the reference
     _log("step 3/4: parity")
     reports = {}
-    for (target, precision), path in artifacts.items():
+    for (engine, precision), path in artifacts.items():
         report = run_parity(path, generated=args.scenes, threads=args.threads)
-        reports[f"{target}/{precision}"] = report.to_dict()
-        print(f"\n== parity {target}/{precision} ==\n{report.table()}")
+        reports[f"{engine}/{precision}"] = report.to_dict()
+        print(f"\n== parity {engine}/{precision} ==\n{report.table()}")
     atomic_write_text(out / PARITY_NAME, json.dumps(reports, indent=2) + "\n")
 
     # 4. benchmark (reuses the artifacts above)
