@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="graph input: float (float32 NCHW, normalised on the host); rgb8 or bgr8 (the camera's uint8 "
                         "NxHxWx3 image as it is, named 'image': cast, colour order, normalisation and layout in the "
                         "graph; see docs/input-formats.md)")
-    p.add_argument("--policy", default="attention-float", help="precision policy: attention-float, quantize-all, ...")
+    p.add_argument("--policy", default="attention-float", help="precision policy: attention-float, attention-bf16 (OpenVINO INT8 on AMX/AVX512-BF16 CPUs), quantize-all, ...")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="target-specific option (see --list-options)")
     p.add_argument("--from", dest="from_artifact", metavar="ARTIFACT_DIR",

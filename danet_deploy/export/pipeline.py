@@ -113,6 +113,10 @@ class ExportRequest:
 
         self.model_options = coerce_model_options(self.model_options)
 
+        from ..cpu import cpu_features
+        from .policy import PrecisionPolicy, check_attention_bf16
+
+        check_attention_bf16(PrecisionPolicy.from_spec(self.policy), self.target, self.precision, cpu_features())
         from .budget import budget_from_request
 
         self.budget = budget_from_request(self)
