@@ -16,8 +16,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from danet_deploy import runtime
-from danet_deploy.inputs import contract_note
 from danet_deploy.errors import ArtifactError, ConfigError, ManifestError
+from danet_deploy.inputs import contract_note
 from danet_deploy.manifest import Manifest, read_manifest
 from danet_deploy.serve import TritonOptions, read_triton_repository, render_config, write_triton_repository
 from danet_deploy.serve.repository import plan_model
