@@ -6,25 +6,14 @@ import argparse
 import functools
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import DanetDeployError
+from ..request_fields import parse_size
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``512x1024`` / ``512,1024`` / ``512`` (square) -> (H, W)."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW (e.g. 512x1024)") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be two positive integers HxW (e.g. 512x1024)")
-    return values[0], values[1]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "HelpFormatter", "cli_main", "parse_size", "print_json"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

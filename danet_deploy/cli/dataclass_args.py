@@ -13,64 +13,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
+from ..request_fields import arg, cli_fields, flags, help_text, resolved
 from ..targets.options import base_type
 
 R = TypeVar("R")
-
-
-Lazy = Callable[[], Any]
-
-
-def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ...] | None = None,
-        choices: Sequence[Any] | Lazy | None = None, parser: Callable[[str], Any] | None = None,
-        positional: bool = False, nargs: str | None = None, metavar: str | None = None,
-        group: str | None = None, default_factory: Lazy | None = None, append: bool = False,
-        convert: Callable[[Any], Any] | None = None) -> Any:
-    """A request field with what its command-line flag needs (``flag`` defaults to ``--field-name``).
-
-    ``flag``: one flag or several (``("--output", "-o")``); ``parser``: turns the text into the
-    field's value (raise ``argparse.ArgumentTypeError`` or a ``ValueError`` for a bad one, shown as
-    a usage error); ``nargs``: argparse's, e.g. ``"+"``; ``append``: the flag may be given again
-    (a list); ``convert``: turns what argparse collected into the field's value (e.g. KEY=VALUE
-    pairs into a dict). ``help`` and ``choices`` may be functions, called when the parser is built:
-    a registry that plugins extend (the targets) is read then, not at import.
-    ``default_factory``: the dataclass's; the flag's own default is then ``None`` (``[]`` with
-    ``append``), and a flag not given leaves the field to the factory.
-    """
-    meta = {"help": help, "flag": flag, "choices": choices if callable(choices) or not choices else tuple(choices),
-            "parser": parser, "positional": positional, "nargs": nargs, "metavar": metavar, "group": group,
-            "append": append, "convert": convert}
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("use a tuple default or default_factory (dataclass fields must not share a mutable default)")
-    if default_factory is not None:
-        return dataclasses.field(default_factory=default_factory, metadata={"cli": meta})
-    return dataclasses.field(default=default, metadata={"cli": meta})
-
-
-def _resolved(value: Any) -> Any:
-    return value() if callable(value) else value
-
-
-def flags(field: dataclasses.Field[Any]) -> tuple[str, ...]:
-    """The command-line flags of an :func:`arg` field (its name for a positional one)."""
-    meta = field.metadata["cli"]
-    if meta["positional"]:
-        return (field.name,)
-    flag = meta["flag"] or "--" + field.name.replace("_", "-")
-    return (flag,) if isinstance(flag, str) else tuple(flag)
-
-
-def help_text(field: dataclasses.Field[Any]) -> str:
-    """The help of an :func:`arg` field (a lazy one computed now)."""
-    return str(_resolved(field.metadata["cli"]["help"]) or "")
-
-
-def cli_fields(cls: type) -> list[dataclasses.Field[Any]]:
-    """The fields of ``cls`` declared with :func:`arg` (those that have a flag)."""
-    return [f for f in dataclasses.fields(cls) if "cli" in f.metadata]
+__all__ = ["arg", "build_parser", "cli_fields", "flags", "help_text", "parse_request", "request_values"]
 
 
 def build_parser(cls: type, prog: str, description: str, epilog: str | None = None,
@@ -104,7 +54,7 @@ def _argument(f: dataclasses.Field[Any], meta: dict[str, Any], kind: Any) -> dic
         kwargs["action"] = "append"
     for key in ("choices", "nargs", "metavar"):
         if meta[key]:
-            kwargs[key] = _resolved(meta[key])
+            kwargs[key] = resolved(meta[key])
     return kwargs
 
 

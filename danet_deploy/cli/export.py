@@ -9,8 +9,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..export.command import (ExportFlags, default_target, export_and_verify, export_from, models_listing,
-                              options_listing)
+from ..export.command import (
+    ExportFlags,
+    default_target,
+    export_and_verify,
+    export_from,
+    models_listing,
+    options_listing,
+)
 from ..export.pipeline import ExportRequest
 from ..targets.registry import TargetTable
 from . import dataclass_args

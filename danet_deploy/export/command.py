@@ -9,13 +9,14 @@ From Python: ``export_and_verify(ExportRequest(...))`` is ``danet-export ... [--
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..cli.dataclass_args import arg
 from ..errors import ConfigError
 from ..manifest import Manifest
+from ..request_fields import arg
 from ..targets import DEFAULT_CALIB_METHOD, get_target, target_names, targets
 from .pipeline import ExportRequest, _print, export
 

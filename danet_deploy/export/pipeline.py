@@ -11,23 +11,35 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..artifact_dir import check_output_dir, scratch_dir
-from ..cli.common import parse_size
-from ..cli.dataclass_args import arg
 from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..eval_protocol import artifact_protocol
 from ..files import not_a_file_reason, sha256_file
 from ..inputs import ACCEPTS, FLOAT, accept_input_spec, check_accept, to_nchw
-from ..manifest import CARRIED_CHECKPOINT, Manifest, atomic_artifact_dir, carry_checkpoint
+from ..manifest import (
+    CARRIED_CHECKPOINT,
+    Manifest,
+    atomic_artifact_dir,
+    carry_checkpoint,
+)
 from ..outputs import EMITS, check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
+from ..request_fields import arg, parse_size
 from ..result_files import check_output_paths
-from ..targets import (CALIB_METHODS, DEFAULT_CALIB_METHOD, PRECISIONS, Target, TargetOptions, get_target,
-                       target_names)
+from ..targets import (
+    CALIB_METHODS,
+    DEFAULT_CALIB_METHOD,
+    PRECISIONS,
+    Target,
+    TargetOptions,
+    get_target,
+    target_names,
+)
 from ..targets.registry import CALIB_ALIASES
 from ..versions import tool_versions
 from .batch_memory import plan_batch_memory
@@ -68,8 +80,8 @@ class ExportRequest:
     target: str = arg(help=_target_help, choices=target_names, default_factory=lambda: target_names()[0])
     precision: str = arg("fp32", "numeric precision (the target's list: --list-targets); int8 calibrates, see --calib",
                          choices=PRECISIONS)
-    output: Path | None = arg(None, "artifact folder (default: artifacts/<model>-<target>-<precision>)",
-                              flag=("--output", "-o"))
+    output: Path | None = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
+        None, "artifact folder (default: artifacts/<model>-<target>-<precision>)", flag=("--output", "-o"))
     input_size: tuple[int, int] = arg((512, 512), "input height x width the graph is built for (--dynamic: the typical "
                                       "size) (default: 512x512)", parser=parse_size, metavar="HxW")
     batch: int = arg(1, "images per inference (static batch)")
@@ -79,7 +91,7 @@ class ExportRequest:
                         choices=("legacy", "dynamo"))
     arch: str | None = arg(None, "preset whose architecture a checkpoint --model has (default: read from its weights)")
     num_classes: int | None = arg(None, "class count of a checkpoint (default: the preset's)")
-    model_options: dict[str, Any] = arg(
+    model_options: dict[str, Any] = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
         help="architecture override, e.g. deep_stem=false, stem_width=32, multi_grid=1,2,4, align_corners=false",
         flag="--model-option", metavar="KEY=VALUE", append=True, convert=_model_option_pairs, default_factory=dict)
     attention_chunks: int | None = arg(None, "compute position attention in this many query chunks")
@@ -101,7 +113,8 @@ class ExportRequest:
     accept: str = arg(FLOAT, "graph input: float (float32 NCHW, normalised on the host); rgb8 or bgr8 (the camera's "
                       "uint8 NxHxWx3 image as it is, named 'image': cast, colour order, normalisation and layout in the "
                       "graph; see docs/input-formats.md)", choices=tuple(ACCEPTS))
-    options: dict[str, Any] = arg(help="target-specific option (see --list-options)", flag="--option",
+    options: dict[str, Any] = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
+        help="target-specific option (see --list-options)", flag="--option",
                                   metavar="KEY=VALUE", append=True, convert=_target_option_pairs, default_factory=dict)
     verify: bool = arg(False, "run danet-parity on the artifact right after export")
     force: bool = arg(False, "replace an existing output that danet-export did not write (never needed for its own "
