@@ -35,7 +35,7 @@ def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ..
         choices: Sequence[Any] | Lazy | None = None, parser: Callable[[str], Any] | None = None,
         positional: bool = False, nargs: str | None = None, metavar: str | None = None,
         group: str | None = None, default_factory: Lazy | None = None, append: bool = False,
-        convert: Callable[[Any], Any] | None = None) -> Any:
+        convert: Callable[[Any], Any] | None = None, required: bool = False) -> Any:
     """A request field with what its command-line flag needs (``flag`` defaults to ``--field-name``).
 
     ``flag``: one flag or several (``("--output", "-o")``); ``parser``: turns the text into the
@@ -44,14 +44,17 @@ def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ..
     (a list); ``convert``: turns what argparse collected into the field's value (e.g. KEY=VALUE
     pairs into a dict). ``help`` and ``choices`` may be functions, called when the parser is built:
     a registry that plugins extend (the targets) is read then, not at import.
+    ``required``: a field without a default, its flag required (place it first).
     ``default_factory``: the dataclass's; the flag's own default is then ``None`` (``[]`` with
     ``append``), and a flag not given leaves the field to the factory.
     """
     meta = {"help": help, "flag": flag, "choices": choices if callable(choices) or not choices else tuple(choices),
             "parser": parser, "positional": positional, "nargs": nargs, "metavar": metavar, "group": group,
-            "append": append, "convert": convert}
+            "append": append, "convert": convert, "required": required}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple default or default_factory (dataclass fields must not share a mutable default)")
+    if required:
+        return dataclasses.field(metadata={"cli": meta})
     if default_factory is not None:
         return dataclasses.field(default_factory=default_factory, metadata={"cli": meta})
     return dataclasses.field(default=default, metadata={"cli": meta})

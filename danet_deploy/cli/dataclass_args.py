@@ -46,6 +46,8 @@ def _argument(f: dataclasses.Field[Any], meta: dict[str, Any], kind: Any) -> dic
     if not meta["positional"]:
         kwargs["dest"] = f.name
         kwargs["default"] = [] if meta["append"] else (f.default if f.default is not dataclasses.MISSING else None)
+        if meta.get("required"):
+            kwargs["required"] = True
     if kind is bool:
         kwargs["action"] = "store_true"
         return kwargs
