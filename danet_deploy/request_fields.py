@@ -35,7 +35,8 @@ def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ..
         choices: Sequence[Any] | Lazy | None = None, parser: Callable[[str], Any] | None = None,
         positional: bool = False, nargs: str | None = None, metavar: str | None = None,
         group: str | None = None, default_factory: Lazy | None = None, append: bool = False,
-        convert: Callable[[Any], Any] | None = None, required: bool = False) -> Any:
+        convert: Callable[[Any], Any] | None = None, required: bool = False,
+        exclusive: str | None = None) -> Any:
     """A request field with what its command-line flag needs (``flag`` defaults to ``--field-name``).
 
     ``flag``: one flag or several (``("--output", "-o")``); ``parser``: turns the text into the
@@ -44,13 +45,15 @@ def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ..
     (a list); ``convert``: turns what argparse collected into the field's value (e.g. KEY=VALUE
     pairs into a dict). ``help`` and ``choices`` may be functions, called when the parser is built:
     a registry that plugins extend (the targets) is read then, not at import.
+    ``exclusive``: fields with the same name here are mutually exclusive flags.
     ``required``: a field without a default, its flag required (place it first).
     ``default_factory``: the dataclass's; the flag's own default is then ``None`` (``[]`` with
     ``append``), and a flag not given leaves the field to the factory.
     """
     meta = {"help": help, "flag": flag, "choices": choices if callable(choices) or not choices else tuple(choices),
             "parser": parser, "positional": positional, "nargs": nargs, "metavar": metavar, "group": group,
-            "append": append, "convert": convert, "required": required}
+            "append": append, "convert": convert, "required": required,
+            "exclusive": exclusive}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple default or default_factory (dataclass fields must not share a mutable default)")
     if required:

@@ -28,13 +28,12 @@ GENERATED = {
     "eval": ("danet_deploy.verify.evaluate:EvalRequest",),
     "run": ("danet_deploy.segment:RunRequest",),
     "demo": ("danet_deploy.demo:DemoRequest",),
+    "parity": ("danet_deploy.verify.parity_check:ParityRequest",),
 }
 #: command module -> why its parser is still written by hand
 HAND_WRITTEN = {
     "bench": "danet-bench's flags are being renamed (--engines, the one vocabulary) on their own branch; "
              "generated after that lands",
-    "parity": "not converted yet: parsing and the report printing are still in the CLI module",
-    "parity_layers": "not converted yet (python -m only, no console script)",
     "train": "not converted yet: TrainConfig's fields are not declared with arg()",
     "serve": "not converted yet: the PyTriton server options are parsed in the CLI module",
     "client": "not converted yet: the request loop lives in the CLI module",

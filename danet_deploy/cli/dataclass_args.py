@@ -31,11 +31,16 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
 
     p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
     groups: dict[str, Any] = {}
+    exclusive: dict[str, Any] = {}
     for kind_cls in (cls, *also):
         hints = typing.get_type_hints(kind_cls)
         for f in cli_fields(kind_cls):
             meta = f.metadata["cli"]
             target = p if meta["group"] is None else groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
+            if meta.get("exclusive"):
+                if meta["exclusive"] not in exclusive:
+                    exclusive[meta["exclusive"]] = target.add_mutually_exclusive_group()
+                target = exclusive[meta["exclusive"]]
             target.add_argument(*flags(f), **_argument(f, meta, base_type(hints[f.name])[0]))
     return p
 
