@@ -54,6 +54,7 @@ def main() -> int:
     h, w = map(int, args.size.split("x"))
 
     from danet_deploy import runtime
+    from danet_deploy.bench.runner import export_target_for
     from danet_deploy.data.metrics import SegmentationMetrics
     from danet_deploy.data.scenes import SceneDataset
     from danet_deploy.errors import DanetDeployError
@@ -85,7 +86,9 @@ def main() -> int:
             return 100 * m.miou()
 
         for engine in args.engines.split(","):
-            fp32_target = "onnx" if engine == "onnxruntime" else engine
+            fp32_target, int8_target = export_target_for(engine, "fp32"), export_target_for(engine, "int8")
+            if fp32_target is None or int8_target is None:
+                raise SystemExit(f"no export target writes fp32 and int8 for the {engine} engine")
             fp32, _ = export(ExportRequest(model=args.model, target=fp32_target, precision="fp32",
                                            input_size=(h, w), output=Path(tmp) / f"{engine}-fp32"), log=lambda m: None)
             ref_masks, ref_ms = run(fp32)
@@ -97,7 +100,7 @@ def main() -> int:
                 started = time.perf_counter()
                 try:
                     path, manifest = export(ExportRequest(
-                        model=args.model, target=engine, precision="int8", input_size=(h, w),
+                        model=args.model, target=int8_target, precision="int8", input_size=(h, w),
                         calib_count=args.calib_count, policy="quantize-all" if policy == "quantize-all" else "attention-float",
                         output=Path(tmp) / f"{engine}-{policy.split()[0]}", max_accuracy_drop=budget,
                         val_count=args.val_count), log=lambda m: print(f"  {m}", file=sys.stderr))

@@ -88,9 +88,9 @@ def demo_config(request: DemoRequest) -> tuple[list[tuple[str, str]], BenchConfi
     out = check_output_folder(request.output)  # a file, or a folder that takes no new files: refused
     check_output_folder(out / BENCH_FOLDER)
     order = engine_names()
-    targets = sorted({t for t, _ in combos} | {reference_engine().name}, key=order.index)
+    wanted = sorted({e for e, _ in combos} | {reference_engine().name}, key=order.index)
     precisions = sorted({p for _, p in combos} | {"fp32"}, key=PRECISIONS.index)
-    cfg = BenchConfig(model=request.model, targets=targets, precisions=precisions, size=request.input_size,
+    cfg = BenchConfig(model=request.model, engines=wanted, precisions=precisions, size=request.input_size,
                       iters=request.iters, warmup=request.warmup, threads=request.threads, scenes=request.scenes,
                       output=out / BENCH_FOLDER, artifacts=out / "artifacts", timeout_s=600.0)
     refuse_overwrite(out, output_names(), request.force)
@@ -125,12 +125,12 @@ def run_demo(request: DemoRequest, log: Callable[[str], None] = _log) -> dict[st
 
     log("step 1/4: export")
     artifacts: dict[tuple[str, str], Path] = {}
-    for target, precision in combos:
-        reason = unsupported_reason(target, precision)
+    for engine, precision in combos:
+        reason = unsupported_reason(engine, precision)
         if reason:
-            log(f"skipping {target}/{precision}: {reason}")
+            log(f"skipping {engine}/{precision}: {reason}")
             continue
-        artifacts[(target, precision)], _, _ = ensure_artifact(cfg, export_target_for(target, precision), precision,
+        artifacts[(engine, precision)], _, _ = ensure_artifact(cfg, export_target_for(engine, precision), precision,
                                                                request.model, log)
 
     log("step 2/4: run")  # a generated validation scene through the first FP32 artifact (or the reference)
@@ -148,10 +148,10 @@ def run_demo(request: DemoRequest, log: Callable[[str], None] = _log) -> dict[st
 
     log("step 3/4: parity")  # of every artifact against the reference
     reports = {}
-    for (target, precision), path in artifacts.items():
+    for (engine, precision), path in artifacts.items():
         report = run_parity(path, generated=request.scenes, threads=request.threads)
-        reports[f"{target}/{precision}"] = report.to_dict()
-        print(f"\n== parity {target}/{precision} ==\n{report.table()}")
+        reports[f"{engine}/{precision}"] = report.to_dict()
+        print(f"\n== parity {engine}/{precision} ==\n{report.table()}")
     atomic_write_text(out / PARITY_NAME, json.dumps(reports, indent=2) + "\n")
 
     log("step 4/4: benchmark")  # reuses the artifacts above

@@ -134,13 +134,13 @@ def test_target_mapping_and_unsupported_reasons():
 
 
 def test_config_rejects_bad_options():
-    with pytest.raises(ConfigError, match="unknown target"):
-        BenchConfig(model="danet_demo", targets=["tflite"])
+    with pytest.raises(ConfigError, match="unknown engine"):
+        BenchConfig(model="danet_demo", engines=["tflite"])
     with pytest.raises(ConfigError, match="unknown precision"):
         BenchConfig(model="danet_demo", precisions=["int4"])
     with pytest.raises(ConfigError, match="32x32"):
         BenchConfig(model="danet_demo", size=(16, 16))
-    assert BenchConfig(model="x", targets=["onnxruntime"]).combinations()[0] == ("torch", "fp32")
+    assert BenchConfig(model="x", engines=["onnxruntime"]).combinations()[0] == ("torch", "fp32")
 
 
 def test_cli_unknown_model_is_a_clean_error(tmp_path, capsys):
@@ -160,25 +160,25 @@ def test_worker_failure_reports_reason(tmp_path):
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    argv = ["--model", "danet_edge_r18_d8", "--targets", "torch,onnxruntime", "--precisions", "fp32,int8",
+    argv = ["--model", "danet_edge_r18_d8", "--engines", "torch,onnxruntime", "--precisions", "fp32,int8",
             "--input-size", "64x64", "--iters", "3", "--rounds", "2", "--warmup", "1", "--threads", "1", "--scenes", "2",
             "--calib-count", "4", "--output", str(out), "--no-progress"]
     code = bench_main(argv)
     return code, out, json.loads((out / "bench.json").read_text())
 
 
-def _row(report, target, precision):
-    return next(r for r in report["rows"] if (r["target"], r["precision"]) == (target, precision))
+def _row(report, engine, precision):
+    return next(r for r in report["rows"] if (r["engine"], r["precision"]) == (engine, precision))
 
 
 def test_bench_schema_and_rows(bench_run):
     code, _, report = bench_run
     assert code == 0
     bench_report.validate(report)
-    assert report["schema"] == "danet-bench" and report["schema_version"] == 3
+    assert report["schema"] == "danet-bench" and report["schema_version"] == 4
     # every row carries exactly the Row dataclass's fields (no private keys leak into the file)
     assert all(set(r) == {f.name for f in dataclasses.fields(Row)} for r in report["rows"])
-    assert [(r["target"], r["precision"]) for r in report["rows"]][0] == ("torch", "fp32")
+    assert [(r["engine"], r["precision"]) for r in report["rows"]][0] == ("torch", "fp32")
     assert report["machine"]["cpu"]["logical_cores"] >= 1 and "torch" in report["machine"]["libraries"]
     assert len(report["gemm"]["runs_gflops_peak"]) == 2 and report["gemm"]["gflops_peak"] > 0
     assert "int8" in report["gemm"]  # int8 rows were asked for: an int8 yardstick is measured
@@ -210,13 +210,13 @@ def test_failing_combination_shows_its_reason(bench_run):
     table = bench_report.format_table(report)
     assert "unsupported: torch runs the preset in fp32 only" in table
     markdown = (out / "bench.md").read_text()
-    assert "| target | precision |" in markdown and "fp32 only" in markdown and "bench-latency.png" in markdown
+    assert "| engine | precision |" in markdown and "fp32 only" in markdown and "bench-latency.png" in markdown
 
 
 def test_csv_and_png_outputs(bench_run):
     _, out, report = bench_run
     rows = list(csv.DictReader(io.StringIO((out / "bench.csv").read_text())))
-    assert [(r["target"], r["precision"]) for r in rows] == [(r["target"], r["precision"]) for r in report["rows"]]
+    assert [(r["engine"], r["precision"]) for r in rows] == [(r["engine"], r["precision"]) for r in report["rows"]]
     assert set(bench_report.CSV_FIELDS) == set(rows[0])
     for name in ("bench-latency.png", "bench-cdf.png"):
         with Image.open(out / name) as image:
@@ -338,19 +338,19 @@ def test_device_timing_statistics_from_infer_timed():
 
 def test_summary_picks_fastest_engine_per_precision():
     rows = [
-        {"target": "torch", "precision": "fp32", "status": "ok", "p50_ms": 100.0, "ratio_vs_torch_fp32": 1.0,
+        {"engine": "torch", "precision": "fp32", "status": "ok", "p50_ms": 100.0, "ratio_vs_torch_fp32": 1.0,
          "argmax_agreement": 1.0},
-        {"target": "onnxruntime", "precision": "fp32", "status": "ok", "p50_ms": 50.0, "ratio_vs_torch_fp32": 0.5,
+        {"engine": "onnxruntime", "precision": "fp32", "status": "ok", "p50_ms": 50.0, "ratio_vs_torch_fp32": 0.5,
          "argmax_agreement": 1.0},
-        {"target": "openvino", "precision": "int8", "status": "ok", "p50_ms": 20.0, "ratio_vs_torch_fp32": 0.2,
+        {"engine": "openvino", "precision": "int8", "status": "ok", "p50_ms": 20.0, "ratio_vs_torch_fp32": 0.2,
          "argmax_agreement": 0.95},
-        {"target": "onnxruntime", "precision": "int8", "status": "ok", "p50_ms": 30.0, "ratio_vs_torch_fp32": 0.3,
+        {"engine": "onnxruntime", "precision": "int8", "status": "ok", "p50_ms": 30.0, "ratio_vs_torch_fp32": 0.3,
          "argmax_agreement": 0.995},
-        {"target": "openvino", "precision": "fp16", "status": "failed", "p50_ms": None},
+        {"engine": "openvino", "precision": "fp16", "status": "failed", "p50_ms": None},
     ]
     summary = bench_report.summarize_best(rows)
-    assert summary["fp32"]["target"] == "onnxruntime" and summary["fp16"] is None
-    assert summary["int8"]["target"] == "openvino" and summary["int8_at_99"]["target"] == "onnxruntime"
+    assert summary["fp32"]["engine"] == "onnxruntime" and summary["fp16"] is None
+    assert summary["int8"]["engine"] == "openvino" and summary["int8_at_99"]["engine"] == "onnxruntime"
     lines = bench_report.summary_lines({"summary": summary})
     assert "best FP16 engine: none ran" in lines and any("0.300 x torch fp32" in line for line in lines)
 
@@ -390,3 +390,81 @@ def test_async_throughput_watchdog_gives_up_on_a_stuck_queue():
     assert stuck["async_throughput_ips"] is None and "did not return" in stuck["async_error"]
     fine = _async_throughput(Fine(), tensor, count=4, batch=2, limit_s=10)
     assert fine["async_throughput_ips"] > 0 and "async_error" not in fine
+
+
+# -- one vocabulary: the rows are engines; the command goes through cli_main and parse_size ----------
+def test_engines_flag_and_the_deprecated_targets_alias(capsys):
+    from danet_deploy.cli.bench import build_parser
+
+    assert build_parser().parse_args(["--model", "m", "--engines", "torch,onnxruntime"]).engines == ["torch",
+                                                                                                     "onnxruntime"]
+    assert capsys.readouterr().err == ""
+    old = build_parser().parse_args(["--model", "m", "--targets", "torch, openvino"])
+    assert old.engines == ["torch", "openvino"]
+    assert "--targets is deprecated" in capsys.readouterr().err and "--engines" in build_parser().format_help()
+
+
+def test_bench_config_targets_keyword_is_a_deprecated_alias():
+    with pytest.warns(DeprecationWarning, match="engines="):
+        cfg = BenchConfig(model="danet_demo", targets=["onnxruntime"])
+    assert cfg.engines == ["onnxruntime"] and "targets" not in cfg.to_dict() and "engines" in cfg.to_dict()
+
+
+@pytest.mark.parametrize("size, expected", [("64x96", (64, 96)), ("64,96", (64, 96)), ("64", (64, 64))])
+def test_bench_input_size_uses_the_shared_size_parser(size, expected):
+    from danet_deploy.cli.bench import build_parser
+
+    assert build_parser().parse_args(["--model", "m", "--input-size", size]).input_size == expected
+
+
+@pytest.mark.parametrize("size", ["0x5", "64x0", "-64x64", "64x64x3", "big"])
+def test_bench_input_size_refuses_what_the_shared_parser_refuses(size, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench_main(["--model", "danet_demo", "--input-size", size, "--output", str(tmp_path)])
+    assert exit_info.value.code == 2 and "size" in capsys.readouterr().err
+
+
+def test_bench_runs_under_cli_main(tmp_path, monkeypatch, capsys):
+    """SIGTERM cleanup is installed while the benchmark runs, and a typed error is exit code 2."""
+    import signal
+
+    from danet_deploy.bench import runner
+
+    seen = {}
+
+    def fake_run(cfg, command=None):
+        seen["handler"] = signal.getsignal(signal.SIGTERM)
+        seen["engines"] = cfg.engines
+        raise ConfigError("stopped by the test")
+
+    monkeypatch.setattr(runner, "run_benchmark", fake_run)
+    code = bench_main(["--model", "danet_demo", "--engines", "torch", "--output", str(tmp_path / "o"), "--no-progress"])
+    assert code == 2 and "error: stopped by the test" in capsys.readouterr().err
+    assert seen["engines"] == ["torch"] and seen["handler"] not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    assert signal.getsignal(signal.SIGTERM) is not seen["handler"]  # restored afterwards
+
+
+def _v3_report():
+    """A schema v3 report as earlier releases wrote it: the engine under "target", describe() under "engine"."""
+    row = {f.name: None for f in dataclasses.fields(Row) if f.name not in ("engine", "engine_info")}
+    row |= {"target": "torch", "precision": "fp32", "export_target": None, "status": "ok", "p50_ms": 10.0,
+            "engine": {"providers": ["x"]}, "latencies_ms": [10.0]}
+    return {"schema": "danet-bench", "schema_version": 3, "created": "2026-01-01T00:00:00+00:00", "config":
+            {"targets": ["torch"]}, "model": {}, "machine": {}, "gemm": {}, "flops": {}, "scenes": {}, "rows": [row],
+            "summary": {"fp32": {"target": "torch", "precision": "fp32", "p50_ms": 10.0}}}
+
+
+def test_a_v3_report_is_read_as_v4():
+    old = _v3_report()
+    new = bench_report.upgrade_report(old)
+    bench_report.validate(old)  # the reader accepts the older spelling
+    assert new["schema_version"] == 4 and new["config"]["engines"] == ["torch"]
+    assert new["rows"][0]["engine"] == "torch" and new["rows"][0]["engine_info"] == {"providers": ["x"]}
+    assert "target" not in new["rows"][0] and new["summary"]["fp32"]["engine"] == "torch"
+    assert old["rows"][0]["target"] == "torch"  # the caller's dict is left as it was
+    assert bench_report.format_table(old).splitlines()[2].startswith("torch")
+    assert bench_report.to_csv(old).splitlines()[1].startswith("torch,fp32")
+    assert bench_report.upgrade_report({"schema": "danet-bench", "schema_version": 2}) == {
+        "schema": "danet-bench", "schema_version": 2}
+    with pytest.raises(ConfigError, match="v3/v4"):
+        bench_report.validate({"schema": "danet-bench", "schema_version": 2})

@@ -22,7 +22,7 @@ def test_demo_export_run_parity_benchmark(tmp_path):
         assert report["miou_vs_labels"] > 0.75, name  # the trained model on generated val scenes
     bench = json.loads((out / "bench" / "bench.json").read_text())
     ok = [r for r in bench["rows"] if r["status"] == "ok"]
-    assert {(r["target"], r["precision"]) for r in ok} >= {("torch", "fp32"), ("onnxruntime", "int8"), ("openvino", "int8")}
+    assert {(r["engine"], r["precision"]) for r in ok} >= {("torch", "fp32"), ("onnxruntime", "int8"), ("openvino", "int8")}
     for name in ("overlay.png", "comparison.png", "bench/bench-latency.png", "bench/bench.md"):
         assert (out / name).stat().st_size > 0
     from PIL import Image

@@ -192,7 +192,7 @@ def test_bench_accuracy_columns_on_a_dataset(cityscapes, tmp_path, torch):
     from danet_deploy.cli.bench import main as bench_main
 
     out = tmp_path / "bench"
-    assert bench_main(["--model", "danet_demo", "--targets", "torch", "--precisions", "fp32", "--input-size", "64x128",
+    assert bench_main(["--model", "danet_demo", "--engines", "torch", "--precisions", "fp32", "--input-size", "64x128",
                        "--iters", "1", "--warmup", "0", "--threads", "1", "--scenes", "2", "--no-plots",
                        "--no-progress", "--data", f"cityscapes:{cityscapes}", "--output", str(out)]) == 0
     report = json.loads((out / "bench.json").read_text())

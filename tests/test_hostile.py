@@ -903,7 +903,7 @@ def test_2_a_folder_with_someone_elses_manifest_json_is_not_an_artifact(tmp_path
 
 
 # -- 14. danet-bench and danet-demo: report names, timeouts, the user's files, output folders ---------
-BENCH_TINY = ["--model", MODEL, "--targets", "torch,onnxruntime", "--input-size", "64x64", "--iters", "1",
+BENCH_TINY = ["--model", MODEL, "--engines", "torch,onnxruntime", "--input-size", "64x64", "--iters", "1",
               "--warmup", "0", "--scenes", "2", "--no-plots", "--no-progress"]
 DEMO_TINY = ["--combos", "onnxruntime:fp32", "--input-size", "64x64", "--iters", "1", "--warmup", "0", "--scenes", "1"]
 

@@ -211,7 +211,7 @@ except MissingExtraError as exc:
     ["export", "--model", "danet_demo", "--target", "onnx", "--output", "{tmp}/e"],
     ["run", "--model", "danet_demo", "--output", "{tmp}/r", "{image}"],
     ["parity", "{artifact}", "--generated", "1"],
-    ["bench", "--model", "danet_demo", "--targets", "onnxruntime", "--input-size", "64x64", "--output", "{tmp}/b"],
+    ["bench", "--model", "danet_demo", "--engines", "onnxruntime", "--input-size", "64x64", "--output", "{tmp}/b"],
     ["demo", "--output", "{tmp}/d", "--input-size", "64x64"],
     ["train", "--steps", "1", "--output", "{tmp}/t"],
 ], ids=lambda argv: argv[0])

@@ -63,7 +63,7 @@ def test_a_registered_target_reaches_cli_bench_and_loader(toy_target, tmp_path, 
     assert "toy" in choices and "toy" in target_names()
     # the bench: a toyrt x fp32 row is exported by the toy target and can run here
     assert export_target_for("toyrt", "fp32") == "toy" and unsupported_reason("toyrt", "fp32") is None
-    assert ("toyrt", "fp32") in BenchConfig(model="danet_demo", targets=["toyrt"]).combinations()
+    assert ("toyrt", "fp32") in BenchConfig(model="danet_demo", engines=["toyrt"]).combinations()
     # export: typed options reach the builder; the manifest records them
     out = tmp_path / "toy-art"
     assert export_main(["--model", "danet_demo", "--target", "toy", "--input-size", "64x64",

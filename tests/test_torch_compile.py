@@ -19,14 +19,14 @@ def test_torch_compile_is_a_preset_engine_but_not_the_reference():
     assert export_target_for("torch-compile", "fp32") is None  # runs the preset: nothing to export
     assert unsupported_reason("torch-compile", "fp32") is None
     assert "fp32 only" in unsupported_reason("torch-compile", "int8")
-    BenchConfig(model="danet_demo", targets=["torch", "torch-compile"])  # accepted by the bench
+    BenchConfig(model="danet_demo", engines=["torch", "torch-compile"])  # accepted by the bench
 
 
 def test_bench_row_loads_the_preset_with_its_own_engine():
     from danet_deploy.bench.rows import Row, RowRun
     from danet_deploy.bench.runner import _model_config, _prepare_row
 
-    cfg = BenchConfig(model="danet_demo", targets=["torch", "torch-compile"], size=(64, 64))
+    cfg = BenchConfig(model="danet_demo", engines=["torch", "torch-compile"], size=(64, 64))
     for engine in ("torch", "torch-compile"):
         run = RowRun(Row(engine, "fp32", None, 1, 2))
         _prepare_row(cfg, run, _model_config(cfg), lambda m: None)

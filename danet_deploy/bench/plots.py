@@ -38,7 +38,7 @@ def _pyplot() -> Any:
 
 
 def _label(row: dict[str, Any]) -> str:
-    return f"{row['target']}\n{row['precision']}"
+    return f"{row['engine']}\n{row['precision']}"
 
 
 def _title(report: dict[str, Any], what: str) -> str:
@@ -87,7 +87,7 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> Path:
     ax.grid(axis="y", alpha=0.3)
     skipped = [r for r in report["rows"] if r["status"] != "ok"]
     if skipped:
-        note = "not run: " + "; ".join(f"{r['target']} {r['precision']} ({r['status']})" for r in skipped)
+        note = "not run: " + "; ".join(f"{r['engine']} {r['precision']} ({r['status']})" for r in skipped)
         fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
     out = _save(fig, Path(path))
     plt.close(fig)
@@ -107,8 +107,8 @@ def plot_cdf(report: dict[str, Any], path: str | Path) -> Path:
         lat = np.sort(np.asarray(r["latencies_ms"], dtype=float))
         y = np.arange(1, lat.size + 1) / lat.size
         ax.step(lat, y, where="post", linestyle=styles.get(r["precision"], "-"), linewidth=1.8,
-                color=colors.get(r["target"]),
-                label=f"{r['target']} {r['precision']} (p50 {r['p50_ms']:.0f} ms)")
+                color=colors.get(r["engine"]),
+                label=f"{r['engine']} {r['precision']} (p50 {r['p50_ms']:.0f} ms)")
         lo, hi = min(lo, float(lat[0])), max(hi, float(lat[-1]))
     if rows and hi / max(lo, 1e-9) > 8:
         ax.set_xscale("log")

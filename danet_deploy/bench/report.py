@@ -1,15 +1,18 @@
 """Benchmark reports: the versioned JSON schema, the console/Markdown table, CSV.
 
-JSON schema ``danet-bench``, ``schema_version`` 3 (one object per run)::
+JSON schema ``danet-bench``, ``schema_version`` 4 (one object per run)::
 
     schema           "danet-bench"
-    schema_version   3  (bumped on any incompatible change; readers must check it. 2: every row
+    schema_version   4  (bumped on any incompatible change; readers must check it. 2: every row
                      has every field of :class:`~danet_deploy.bench.rows.Row`, null when unknown;
                      3: rows gain gemm_note and compile_s, the INT8 yardstick is an engine's own
-                     INT8 MatMul)
+                     INT8 MatMul; 4: one vocabulary -- a row's runtime is ``engine`` (was
+                     ``target``), the backend's describe() is ``engine_info`` (was ``engine``),
+                     config ``engines`` (was ``targets``), summary entries name their ``engine``.
+                     :func:`upgrade_report` reads a v3 report as v4)
     created          ISO-8601 UTC time the run finished
     command          the command line that produced it (string or null)
-    config           the BenchConfig: model, targets, precisions, size [H, W], batch, iters (per
+    config           the BenchConfig: model, engines, precisions, size [H, W], batch, iters (per
                      round), warmup (per process), threads, scenes, arch, output, artifacts,
                      calib_count, rounds, timeout_s, export_options
     model            {name, source, num_classes, weights: "shipped" | "checkpoint" | "random (untrained preset)"}
@@ -28,7 +31,8 @@ JSON schema ``danet-bench``, ``schema_version`` 3 (one object per run)::
     scenes           {split, count, size, labels_used}: generated val scenes for accuracy
     rows[]           one per engine x precision (:class:`~danet_deploy.bench.rows.Row`), the
                      reference engine's fp32 first:
-        target, precision, export_target (null for torch), batch, threads
+        engine, precision, export_target (the danet-export target of its artifact; null for
+                         torch), batch, threads
         status           "ok" | "failed" | "unsupported"
         reason           why it did not run (null when ok)
         artifact         artifact folder ("reference:<model>" for torch), reused_artifact (bool)
@@ -61,8 +65,8 @@ JSON schema ``danet-bench``, ``schema_version`` 3 (one object per run)::
                          a fraction <= 1, or null with gemm_note saying why (no yardstick measured,
                          or the row ran above it: the yardstick read low on that run)
         ratio_vs_torch_fp32  p50_ms / p50_ms of the torch fp32 row of the same run (< 1 = faster)
-        engine           the backend's describe(): providers, threads, versions
-    summary          {precision: {target, ratio_vs_torch_fp32, argmax_agreement, p50_ms}}: the
+        engine_info      the backend's describe(): providers, threads, versions
+    summary          {precision: {engine, ratio_vs_torch_fp32, argmax_agreement, p50_ms}}: the
                      fastest non-reference engine per precision (by p50), and under
                      "int8_at_99" the fastest INT8 row with argmax agreement >= 0.99 (or null)
     seconds          wall time of the whole run
@@ -83,11 +87,13 @@ from ..targets import reference_engine
 from .rows import CSV_FIELDS
 
 SCHEMA = "danet-bench"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
+#: Versions :func:`upgrade_report` reads (the older ones lack fields v4 requires).
+READABLE_VERSIONS = (3, SCHEMA_VERSION)
 
 #: (header, row key, format) of the table columns, in order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
-    ("target", "target", "s"),
+    ("engine", "engine", "s"),
     ("precision", "precision", "s"),
     ("size MiB", "file_size_mb", ".1f"),
     ("load s", "load_s", ".2f"),
@@ -121,8 +127,35 @@ def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     return format(value, fmt)
 
 
+def upgrade_report(report: dict[str, Any]) -> dict[str, Any]:
+    """A loaded report in the current schema: a v3 report is returned renamed, anything else as given.
+
+    Why: v3 called a row's engine ``target`` and its describe() ``engine``; reports written by
+    earlier releases (``benchmarks/results``) must still render and validate. The input is not
+    modified; :func:`validate` rejects what this leaves alone.
+    """
+    if report.get("schema") != SCHEMA or report.get("schema_version") != 3:
+        return report
+    new = {**report, "schema_version": SCHEMA_VERSION}
+    if isinstance(report.get("config"), dict):
+        new["config"] = {("engines" if k == "targets" else k): v for k, v in report["config"].items()}
+    new["rows"] = [_rename_row(r) for r in report.get("rows") or []]
+    if isinstance(report.get("summary"), dict):
+        new["summary"] = {k: (_rename(v, {"target": "engine"}) if isinstance(v, dict) else v)
+                          for k, v in report["summary"].items()}
+    return new
+
+
+def _rename_row(row: Any) -> Any:
+    return _rename(row, {"engine": "engine_info", "target": "engine"}) if isinstance(row, dict) else row
+
+
+def _rename(data: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
+    return {names.get(k, k): v for k, v in data.items()}
+
+
 def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    return [[_cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in report["rows"]]
+    return [[_cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in upgrade_report(report)["rows"]]
 
 
 def format_table(report: dict[str, Any]) -> str:
@@ -179,17 +212,18 @@ def summarize_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Fastest engine per precision (torch reference excluded), and the fastest INT8 at >= 99% agreement."""
     def pick(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
         best = min(candidates, key=lambda r: r["p50_ms"], default=None)
-        return None if best is None else {k: best.get(k) for k in ("target", "precision", "p50_ms",
+        return None if best is None else {k: best.get(k) for k in ("engine", "precision", "p50_ms",
                                                                      "ratio_vs_torch_fp32", "argmax_agreement")}
 
     reference = reference_engine().name
-    done = [r for r in rows if r["status"] == "ok" and r.get("p50_ms") and r["target"] != reference]
+    done = [r for r in rows if r["status"] == "ok" and r.get("p50_ms") and r["engine"] != reference]
     summary: dict[str, Any] = {p: pick([r for r in done if r["precision"] == p]) for p in ("fp32", "fp16", "int8")}
     summary["int8_at_99"] = pick([r for r in done if r["precision"] == "int8" and (r.get("argmax_agreement") or 0) >= 0.99])
     return summary
 
 
 def summary_lines(report: dict[str, Any]) -> list[str]:
+    report = upgrade_report(report)
     lines = []
     for key, text in (("fp32", "best FP32 engine"), ("fp16", "best FP16 engine"), ("int8", "best INT8 engine"),
                       ("int8_at_99", "best INT8 engine at >= 99% argmax agreement")):
@@ -199,7 +233,7 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
             continue
         ratio = best.get("ratio_vs_torch_fp32")
         agree = best.get("argmax_agreement")
-        lines.append(f"{text}: {best['target']} {best['precision']}, p50 {best['p50_ms']:.1f} ms"
+        lines.append(f"{text}: {best['engine']} {best['precision']}, p50 {best['p50_ms']:.1f} ms"
                      + (f", {ratio:.3f} x torch fp32" if ratio is not None else "")
                      + (f", argmax agreement {100 * agree:.2f}%" if agree is not None else ""))
     return lines
@@ -220,6 +254,7 @@ def to_markdown(report: dict[str, Any]) -> str:
 
 
 def to_csv(report: dict[str, Any]) -> str:
+    report = upgrade_report(report)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
@@ -229,9 +264,10 @@ def to_csv(report: dict[str, Any]) -> str:
 
 
 def validate(report: dict[str, Any]) -> None:
-    """Check a loaded report against the schema above (version and required keys)."""
+    """Check a loaded report against the schema above (version and required keys; v3 is read as v4)."""
+    report = upgrade_report(report)
     if report.get("schema") != SCHEMA or report.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"not a {SCHEMA} v{SCHEMA_VERSION} report (got {report.get('schema')!r} "
+        raise ConfigError(f"not a {SCHEMA} v{'/v'.join(map(str, READABLE_VERSIONS))} report (got {report.get('schema')!r} "
                           f"v{report.get('schema_version')!r}); re-run danet-bench with this version")
     for key in ("created", "config", "model", "machine", "gemm", "flops", "scenes", "rows"):
         if key not in report:
@@ -256,6 +292,7 @@ def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "be
     from .checks import check_report_stem
 
     check_report_stem(stem)  # a stem with a path in it would write outside ``directory``
+    report = upgrade_report(report)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / f"{stem}.json", "csv": directory / f"{stem}.csv", "markdown": directory / f"{stem}.md"}

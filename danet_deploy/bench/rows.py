@@ -13,7 +13,7 @@ from typing import Any, Sequence
 import numpy as np
 
 #: Row fields that hold lists or dicts: in the JSON only, not in the CSV.
-_NESTED = {"latencies_ms", "engine", "device_timing", "device_timing_rounds", "device_memory",
+_NESTED = {"latencies_ms", "engine_info", "device_timing", "device_timing_rounds", "device_memory",
            "device_memory_rounds"}
 
 
@@ -21,9 +21,9 @@ _NESTED = {"latencies_ms", "engine", "device_timing", "device_timing_rounds", "d
 class Row:
     """What the report says about one combination (see :mod:`.report` for each field's meaning)."""
 
-    target: str
+    engine: str                              # the runtime engine that ran it (danet-bench --engines)
     precision: str
-    export_target: str | None
+    export_target: str | None                # the danet-export target that wrote its artifact
     batch: int
     threads: int
     status: str = "pending"                  # "ok" | "failed" | "unsupported" once written
@@ -56,7 +56,7 @@ class Row:
     gemm_efficiency: float | None = None
     gemm_note: str | None = None             # why gemm_efficiency is null (no yardstick, or above it)
     ratio_vs_torch_fp32: float | None = None
-    engine: dict[str, Any] | None = None
+    engine_info: dict[str, Any] | None = None  # the backend's describe(): providers, threads, versions
     latencies_ms: list[float] = field(default_factory=list)
     device_timing: dict[str, Any] | None = None
     device_timing_rounds: list[dict[str, Any]] = field(default_factory=list)
@@ -65,7 +65,7 @@ class Row:
 
     @property
     def name(self) -> str:
-        return f"{self.target}-{self.precision}"
+        return f"{self.engine}-{self.precision}"
 
     def update(self, **values: Any) -> None:
         """Set known fields (an unknown name is a bug, not data: it raises)."""
@@ -78,7 +78,7 @@ class Row:
         return asdict(self)
 
 
-#: Scalar row fields written to CSV, in order (latency lists and engine dicts stay in the JSON).
+#: Scalar row fields written to CSV, in order (latency lists and engine_info dicts stay in the JSON).
 CSV_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Row) if f.name not in _NESTED)
 
 

@@ -1,4 +1,4 @@
-"""The benchmark: export what is missing, run every target x precision in its own process, score.
+"""The benchmark: export what is missing, run every engine x precision in its own process, score.
 
 Flow: (1) generate ``K`` val scenes at the benchmark size; (2) for each combination find or
 export its artifact (``--artifacts`` folder; a folder is reused only when its manifest records
@@ -24,7 +24,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,7 +44,7 @@ def reference_combination() -> tuple[str, str]:
 
 
 def default_engines() -> list[str]:
-    """Engines benchmarked when ``--targets`` is not given: every one that needs no GPU."""
+    """Engines benchmarked when ``--engines`` is not given: every one that needs no GPU."""
     return [e.name for e in engines() if not e.needs_gpu]
 
 
@@ -52,7 +53,7 @@ class BenchConfig:
     """What ``danet-bench`` was asked to do (recorded verbatim in the JSON report)."""
 
     model: str                                 # preset name or checkpoint path
-    targets: list[str] = field(default_factory=default_engines)  # runtime engines (rows)
+    engines: list[str] = field(default_factory=default_engines)  # runtime engines (rows)
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     size: tuple[int, int] = (512, 512)
     batch: int = 1
@@ -69,19 +70,24 @@ class BenchConfig:
     timeout_s: float = 3600.0
     progress: bool = True
     export_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per export target
+    targets: InitVar[list[str] | None] = None  # deprecated spelling of ``engines`` (it never held targets)
 
-    def __post_init__(self) -> None:
-        self.targets = [t.strip().lower() for t in self.targets if t.strip()]
+    def __post_init__(self, targets: list[str] | None) -> None:
+        if targets is not None:
+            warnings.warn("BenchConfig(targets=...) is deprecated: the rows are engines, pass engines=...",
+                          DeprecationWarning, stacklevel=3)
+            self.engines = list(targets)
+        self.engines = [e.strip().lower() for e in self.engines if e.strip()]
         self.precisions = [p.strip().lower() for p in self.precisions if p.strip()]
         known = engine_names()
-        bad = [t for t in self.targets if t not in known]
+        bad = [e for e in self.engines if e not in known]
         if bad:
-            raise ConfigError(f"unknown target(s) {bad}; choose from {', '.join(known)}")
+            raise ConfigError(f"unknown engine(s) {bad}; choose from {', '.join(known)}")
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad:
             raise ConfigError(f"unknown precision(s) {bad}; choose from {', '.join(PRECISIONS)}")
-        if not self.targets or not self.precisions:
-            raise ConfigError(f"give at least one target and one precision, e.g. --targets {','.join(known[:2])} "
+        if not self.engines or not self.precisions:
+            raise ConfigError(f"give at least one engine and one precision, e.g. --engines {','.join(known[:2])} "
                               "--precisions fp32")
         if self.data:
             from ..data.datasets import open_dataset
@@ -107,7 +113,7 @@ class BenchConfig:
     def combinations(self) -> list[tuple[str, str]]:
         """Every requested engine x precision, the reference engine's FP32 always first."""
         reference = reference_combination()
-        combos = [(t, p) for t in self.targets for p in self.precisions]
+        combos = [(e, p) for e in self.engines for p in self.precisions]
         if reference in combos:
             combos.remove(reference)
         return [reference, *combos]
@@ -118,37 +124,37 @@ class BenchConfig:
         return data
 
 
-def export_target_for(target: str, precision: str) -> str | None:
-    """The ``danet-export`` target behind a benchmark row (engine ``target`` at ``precision``).
+def export_target_for(engine: str, precision: str) -> str | None:
+    """The ``danet-export`` target behind a benchmark row (``engine`` at ``precision``).
 
     ``None`` for the reference engine (it runs the preset itself) and where no target writes that
     precision for that engine. Read from the registry: e.g. ONNX Runtime FP32 runs the plain FP32
     ONNX of target ``onnx``, its INT8/FP16 rows come from target ``onnxruntime``.
     """
-    spec = target_for(target, precision)
+    spec = target_for(engine, precision)
     return spec.name if spec is not None else None
 
 
-def unsupported_reason(target: str, precision: str) -> str | None:
+def unsupported_reason(engine: str, precision: str) -> str | None:
     """Why a combination cannot run here at all (before trying), or ``None``."""
-    engine = get_engine(target)
-    if engine.runs_presets:
+    found = get_engine(engine)
+    if found.runs_presets:
         if precision == "fp32":
             return None
         others = ", ".join(e.name for e in engines() if not e.runs_presets)
-        return f"{engine.name} runs the preset in fp32 only; benchmark {precision} with {others}"
-    spec = target_for(target, precision)
+        return f"{found.name} runs the preset in fp32 only; benchmark {precision} with {others}"
+    spec = target_for(engine, precision)
     if spec is None:
-        return f"no export target writes {precision} for the {engine.name} engine"
-    missing = [r.pip for r in (*spec.missing(), *(r for r in engine.requires if not r.installed()))]
+        return f"no export target writes {precision} for the {found.name} engine"
+    missing = [r.pip for r in (*spec.missing(), *(r for r in found.requires if not r.installed()))]
     if missing:
-        extras = ",".join(dict.fromkeys(x for e in (spec.extra, engine.extra) for x in e.split(",") if x))
+        extras = ",".join(dict.fromkeys(x for e in (spec.extra, found.extra) for x in e.split(",") if x))
         return f"{', '.join(dict.fromkeys(missing))} not installed (pip install 'danet-deploy[{extras}]')"
-    if engine.needs_gpu:
+    if found.needs_gpu:
         from .machine import gpu_info
 
         if not gpu_info():
-            return f"{engine.label} needs an NVIDIA GPU; none found (nvidia-smi)"
+            return f"{found.label} needs an NVIDIA GPU; none found (nvidia-smi)"
     return None
 
 
@@ -409,8 +415,8 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
         images_arr, labels_arr = np.stack(images), np.stack(labels)
         source = {"split": "val", "count": cfg.scenes, "size": list(cfg.size), "labels_used": labelled}
 
-    runs = [RowRun(Row(target, precision, export_target_for(target, precision), cfg.batch, cfg.threads))
-            for target, precision in cfg.combinations()]
+    runs = [RowRun(Row(engine, precision, export_target_for(engine, precision), cfg.batch, cfg.threads))
+            for engine, precision in cfg.combinations()]
     bar = progress_bar(total=len(runs) * (1 + cfg.rounds), desc="combinations", unit="run", enabled=cfg.progress)
     with tempfile.TemporaryDirectory(prefix="danet-bench-") as tmp:
         workdir = Path(tmp)
@@ -449,7 +455,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
             stats = summarize(row.latencies_ms, cfg.batch)
             row.update(**{k: v for k, v in stats.items() if hasattr(row, k)})
         if row.status == "ok" and run.masks is not None:
-            if (row.target, row.precision) == reference_combination():
+            if (row.engine, row.precision) == reference_combination():
                 reference_masks = run.masks
             row.update(**accuracy(run.masks, reference_masks, labels_arr if labelled else None, config.num_classes,
                                   evaluated))
@@ -474,14 +480,14 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
 def _prepare_row(cfg: BenchConfig, run: RowRun, config: Any, log: Callable[[str], None]) -> None:
     """Decide whether a combination can run and find or export its artifact."""
     row = run.row
-    reason = unsupported_reason(row.target, row.precision)
+    reason = unsupported_reason(row.engine, row.precision)
     if reason:
         row.update(status="unsupported", reason=reason)
         return
     run.load_options = {"threads": cfg.threads}
-    if get_engine(row.target).runs_presets:
+    if get_engine(row.engine).runs_presets:
         run.model_ref = cfg.model
-        run.load_options["backend"] = row.target  # a preset loads with the reference engine unless told
+        run.load_options["backend"] = row.engine  # a preset loads with the reference engine unless told
         if Path(cfg.model).is_file():
             run.load_options["model"] = cfg.arch
         row.update(file_size_mb=_reference_weights_mb(cfg, config), artifact=f"reference:{cfg.model}")
@@ -510,7 +516,7 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
     row.peak_rss_mb = _max(row.peak_rss_mb, result.get("peak_rss_mb"))
     row.rss_before_load_mb = row.rss_before_load_mb or result.get("rss_before_load_mb")
     row.load_s = result.get("load_s") if row.load_s is None else min(row.load_s, result.get("load_s") or 1e9)
-    row.engine = row.engine or result.get("engine")
+    row.engine_info = row.engine_info or result.get("engine")
     compile_s = (result.get("engine") or {}).get("compile_s")
     if compile_s is not None and row.compile_s is None:  # torch.compile: first round's compilation,
         row.compile_s = compile_s                          # kept out of every latency
@@ -557,7 +563,7 @@ def _add_compute(row: Row, flops_total: int, peak: dict[str, Any] | None) -> Non
 def _add_ratios(rows: list[Row]) -> None:
     """p50 latency of each row divided by the reference FP32 p50 from this same run (< 1 is faster)."""
     reference = reference_combination()
-    ref = next((r for r in rows if (r.target, r.precision) == reference and r.status == "ok"), None)
+    ref = next((r for r in rows if (r.engine, r.precision) == reference and r.status == "ok"), None)
     for row in rows:
         if ref is not None and ref.p50_ms and row.p50_ms:
             row.ratio_vs_torch_fp32 = round(row.p50_ms / ref.p50_ms, 4)

@@ -14,26 +14,23 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import DanetDeployError
+from .common import cli_main, parse_size
 
 if TYPE_CHECKING:
     from ..bench.runner import BenchConfig
 
 
-def _size(text: str) -> tuple[int, int]:
-    parts = text.lower().replace("×", "x").split("x")
-    try:
-        if len(parts) == 1:
-            return int(parts[0]), int(parts[0])
-        if len(parts) == 2:
-            return int(parts[0]), int(parts[1])
-    except ValueError:
-        pass
-    raise argparse.ArgumentTypeError(f"expected HxW such as 512x1024, got {text!r}")
-
-
 def _csv(text: str) -> list[str]:
     return [p.strip() for p in text.split(",") if p.strip()]
+
+
+class _DeprecatedTargets(argparse.Action):
+    """``--targets``: the old name of ``--engines`` (its values were always engines, not export targets)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: object,
+                 option_string: str | None = None) -> None:
+        print("note: --targets is deprecated: the rows are engines, use --engines (same values)", file=sys.stderr)
+        setattr(namespace, self.dest, _csv(str(values)))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -47,10 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     from ..bench.runner import default_engines
     from ..targets import engine_names
 
-    p.add_argument("--targets", type=_csv, default=",".join(default_engines()),
+    p.add_argument("--engines", type=_csv, default=",".join(default_engines()),
                    help=f"comma list of engines: {', '.join(engine_names())} (default: %(default)s)")
+    p.add_argument("--targets", dest="engines", action=_DeprecatedTargets, metavar="ENGINES",
+                   help="deprecated spelling of --engines")
     p.add_argument("--precisions", type=_csv, default="fp32", help="comma list of fp32, fp16, int8 (default: %(default)s)")
-    p.add_argument("--input-size", type=_size, default=(512, 512), metavar="HxW", help="input size (default 512x512)")
+    p.add_argument("--input-size", type=parse_size, default=(512, 512), metavar="HxW", help="input size (default 512x512)")
     p.add_argument("--batch", type=int, default=1, help="images per inference call (default 1)")
     p.add_argument("--iters", type=int, default=20, help="timed iterations per combination and round (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed warm-up iterations per process (default 3)")
@@ -90,7 +89,7 @@ def _config(args: argparse.Namespace) -> BenchConfig:
 
     check_report_stem(args.stem)
     check_bench_args(args.model, args.output, args.artifacts)  # a file or read-only --output too
-    cfg = BenchConfig(model=args.model, arch=args.arch, targets=args.targets, precisions=args.precisions,
+    cfg = BenchConfig(model=args.model, arch=args.arch, engines=args.engines, precisions=args.precisions,
                       size=args.input_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
                       threads=args.threads, scenes=args.scenes, data=args.data, output=args.output, artifacts=args.artifacts,
                       calib_count=args.calib_count, rounds=args.rounds, timeout_s=args.timeout,
@@ -99,19 +98,16 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     return cfg
 
 
+@cli_main
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = "danet-bench " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
-    try:
-        from ..bench.report import format_table, header_lines, summary_lines, write_reports
-        from ..bench.runner import run_benchmark
+    from ..bench.report import format_table, header_lines, summary_lines, write_reports
+    from ..bench.runner import run_benchmark
 
-        cfg = _config(args)
-        report = run_benchmark(cfg, command=command)
-        paths = write_reports(report, args.output, stem=args.stem, plots=not args.no_plots)
-    except DanetDeployError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    cfg = _config(args)
+    report = run_benchmark(cfg, command=command)
+    paths = write_reports(report, args.output, stem=args.stem, plots=not args.no_plots)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -123,10 +119,10 @@ def main(argv: list[str] | None = None) -> int:
         print("wrote " + ", ".join(str(p) for p in paths.values()))
     from ..bench.runner import reference_combination
 
-    reference_ok = any((r["target"], r["precision"]) == reference_combination() and r["status"] == "ok"
+    reference_ok = any((r["engine"], r["precision"]) == reference_combination() and r["status"] == "ok"
                        for r in report["rows"])
     return 0 if reference_ok else 1
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(None))
