@@ -29,13 +29,13 @@ GENERATED = {
     "run": ("danet_deploy.segment:RunRequest",),
     "demo": ("danet_deploy.demo:DemoRequest",),
     "parity": ("danet_deploy.verify.parity_check:ParityRequest",),
+    "serve": ("danet_deploy.serve.server:ServeArtifact", "danet_deploy.serve.server:ServeOptions"),
 }
 #: command module -> why its parser is still written by hand
 HAND_WRITTEN = {
     "bench": "not converted yet: BenchConfig's fields are not declared with arg() and cli/bench.py (which "
              "has just taken --engines) is being changed elsewhere",
     "train": "not converted yet: TrainConfig's fields are not declared with arg()",
-    "serve": "not converted yet: the PyTriton server options are parsed in the CLI module",
     "client": "not converted yet: the request loop lives in the CLI module",
 }
 MAX_LINES = 80

@@ -21,14 +21,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     argparse's ArgumentDefaultsHelpFormatter appends "(default: None)" after help that already
     says what the default is ("(default: the preset's) (default: None)") and shows nothing for a
-    flag without help; this one appends a default only when it says something (not None, False or
-    empty) and the help does not already mention one. The epilog's tables keep their lines.
+    flag without help; this one appends a default only when it says something (not None, a bool: the flag
+    turns it around, or empty) and the help does not already mention one. The epilog's tables keep their lines.
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if (not action.option_strings or default is argparse.SUPPRESS or default is None or default is False
+        if (not action.option_strings or default is argparse.SUPPRESS or default is None or isinstance(default, bool)
                 or default in ([], ()) or "default" in text.lower()):
             return text
         return f"{text} (default: %(default)s)"

@@ -53,8 +53,8 @@ def _argument(f: dataclasses.Field[Any], meta: dict[str, Any], kind: Any) -> dic
         kwargs["default"] = [] if meta["append"] else (f.default if f.default is not dataclasses.MISSING else None)
         if meta.get("required"):
             kwargs["required"] = True
-    if kind is bool:
-        kwargs["action"] = "store_true"
+    if kind is bool:  # a flag turns the field's default around (a True default: the flag says what it turns off)
+        kwargs["action"] = "store_false" if f.default is True else "store_true"
         return kwargs
     kwargs["type"] = meta["parser"] or (kind if kind in (int, float) else str)
     if meta["append"]:
