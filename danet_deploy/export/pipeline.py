@@ -11,21 +11,35 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..eval_protocol import artifact_protocol
 from ..files import not_a_file_reason, sha256_file
 from ..inputs import ACCEPTS, FLOAT, accept_input_spec, check_accept, to_nchw
-from ..manifest import CARRIED_CHECKPOINT, Manifest, atomic_artifact_dir, carry_checkpoint
+from ..manifest import (
+    CARRIED_CHECKPOINT,
+    Manifest,
+    atomic_artifact_dir,
+    carry_checkpoint,
+)
 from ..outputs import EMITS, check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
 from ..request_fields import arg, parse_size
 from ..result_files import check_output_paths
-from ..targets import CALIB_METHODS, DEFAULT_CALIB_METHOD, PRECISIONS, Target, TargetOptions, get_target, target_names
+from ..targets import (
+    CALIB_METHODS,
+    DEFAULT_CALIB_METHOD,
+    PRECISIONS,
+    Target,
+    TargetOptions,
+    get_target,
+    target_names,
+)
 from ..targets.registry import CALIB_ALIASES
 from ..versions import tool_versions
 from .batch_memory import plan_batch_memory
