@@ -26,6 +26,8 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/danet-demo --output runs/demo --force
 
+# make test: the everyday suite (<= 5 min on 2 quiet cores); make test-slow: the tests marked slow
+# (over ~5 s each). .ci/run runs both.
 test: $(STAMP)
 	$(PY) -m pytest -q -m "not slow and not tensorrt" tests
 

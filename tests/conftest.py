@@ -51,3 +51,23 @@ def module_cache(tmp_path_factory):
     """A calibration cache private to one test module."""
     with isolated_cache(tmp_path_factory.mktemp("cache")) as path:
         yield path
+
+
+@pytest.fixture(scope="session")
+def demo_artifact_64(tmp_path_factory):
+    """A static 64x64 ONNX artifact of danet_demo, exported once per session: tests copy it before changing it."""
+    from danet_deploy.export import ExportRequest, export
+
+    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), output=tmp_path_factory.mktemp("a") / "art"),
+                     log=lambda _: None)
+    return path
+
+
+@pytest.fixture(scope="session")
+def demo_dynamic_artifact_64(tmp_path_factory):
+    """A dynamic-size ONNX artifact of danet_demo (64x64 at export), exported once per session."""
+    from danet_deploy.export import ExportRequest, export
+
+    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), dynamic=True,
+                                   output=tmp_path_factory.mktemp("d") / "dyn"), log=lambda _: None)
+    return path

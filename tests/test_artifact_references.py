@@ -40,10 +40,9 @@ def _write_manifest(folder: Path, data: dict) -> None:
 
 
 @pytest.fixture(scope="module")
-def onnx_artifact(tmp_path_factory):
-    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), output=tmp_path_factory.mktemp("o") / "art"),
-                     log=_quiet)
-    return path
+def onnx_artifact(demo_artifact_64):
+    """The suite's shared static 64x64 danet_demo ONNX artifact (tests copy it before changing it)."""
+    return demo_artifact_64
 
 
 @pytest.fixture(scope="module")

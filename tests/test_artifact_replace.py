@@ -49,10 +49,9 @@ def _dead_pid() -> int:
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), output=tmp_path_factory.mktemp("e") / "art"),
-                     log=_quiet)
-    return path
+def exported(demo_artifact_64):
+    """The suite's shared static 64x64 danet_demo ONNX artifact (``art`` copies it)."""
+    return demo_artifact_64
 
 
 @pytest.fixture

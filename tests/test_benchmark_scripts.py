@@ -37,6 +37,7 @@ def test_train_step_cost_times_each_variant_and_reports_ratios(tmp_path):
     assert "cpu" in report["machine"]  # the machine is recorded with every timing
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_train_step_cost_variants_may_change_the_data_of_a_step(tmp_path):
     cost = _script("train_step_cost")
     options, config = cost.parse_variant("base_width=24;batch_size=4;crops_per_scene=2;crops=64x64")

@@ -177,6 +177,7 @@ def test_adapters(tmp_path):
     assert calib.arrays("x")["x"] is calib.tensors
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_int8_exports_with_a_static_batch_of_two(tmp_path):
     """Calibration feeds [2, 3, H, W] groups to a graph whose batch is fixed at 2."""
     pytest.importorskip("onnxruntime")

@@ -479,6 +479,7 @@ def test_non_float_weights_are_refused_not_cast(torch, tmp_path, dtype):
         model_from_checkpoint(path)
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_float64_values_beyond_float32_are_refused_and_other_floats_load(torch, tmp_path):
     from danet_deploy.model import model_from_checkpoint
 

@@ -177,6 +177,7 @@ def test_parity_refuses_zero_generated_scenes_naming_the_flag(artifact, capsys):
     (lambda p: np.savez(p, input=np.zeros((0, 3, 64, 64), np.float32)), "holds no tensors"),
     (lambda p: np.savez(p, input=np.array([{"a": 1}], dtype=object)), "never unpickled"),
     (lambda p: p.write_text("not an archive"), "not a readable .npz")])
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_calibration_npz_errors_give_advice_that_works(tmp_path, capsys, content, expected):
     npz = tmp_path / "calib.npz"
     content(npz)

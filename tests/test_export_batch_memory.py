@@ -53,6 +53,7 @@ def test_a_batch_that_cannot_fit_is_refused_before_tracing(tmp_path, monkeypatch
     assert not traced and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_the_plan_scales_with_batch_and_size_and_is_recorded(tmp_path):
     from danet_deploy.model import create_model
     from danet_deploy.planner import plan_attention

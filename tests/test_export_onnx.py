@@ -217,6 +217,7 @@ def test_parity_detects_a_wrong_model(static_artifact, tmp_path):
     assert not compare_logits(ref, nan, precision="int8").passed
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_cli_export_verify_and_exit_codes(tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, "-m", "danet_deploy.cli.export", "--model", MODEL, "--input-size", "48x64",

@@ -16,7 +16,8 @@ CHUNKS = 3  # forced: the preset's config says 1, so a stale config would show
 def _onnx_facts(path):
     model = onnx.load(str(path))
     props = {p.key: p.value for p in model.metadata_props}
-    pam_softmaxes = [n for n in model.graph.node if n.op_type == "Softmax" and "/head/sa/" in n.name]
+    # one PAM chain per chunk: a Softmax, or the fused MultiHeadAttention that replaced it
+    pam_softmaxes = [n for n in model.graph.node if n.op_type in ("Softmax", "MultiHeadAttention") and "/head/sa/" in n.name]
     return json.loads(props["danet.model"])["attention_chunks"], len(pam_softmaxes), props["danet.precision"]
 
 
@@ -25,7 +26,9 @@ def _ir_facts(path):
 
     model = ov.Core().read_model(str(path))
     stated = json.loads(model.get_rt_info(["danet", "model"]).astype(str))["attention_chunks"]
-    softmaxes = [op for op in model.get_ops() if op.get_type_name().startswith("Softmax")]
+    # OpenVINO's converter folds a PAM chain split into heads (export.fused_attention) into one SDPA op
+    softmaxes = [op for op in model.get_ops() if op.get_type_name().startswith("Softmax")
+                 or op.get_type_name() == "ScaledDotProductAttention"]
     return stated, len(softmaxes) - 1, model.get_rt_info(["danet", "precision"]).astype(str)  # minus CAM's
 
 

@@ -90,6 +90,7 @@ print(err, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
 """
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_seed_case_dual_attention_224(tmp_path):
     """The dual attention block on 1x40x224x224 (N = 50176; naive energy ~10 GiB) vs the oracle."""
     result = subprocess.run([sys.executable, "-c", SEED_CASE, str(Path(__file__).parent), "48"],

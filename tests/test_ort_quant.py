@@ -72,9 +72,11 @@ def test_policy_keeps_attention_matmuls_unquantized(setup):
     kept = onnx.load(str(setup["arts"]["int8"][0] / "model.onnx"))
     everything = onnx.load(str(setup["arts"]["int8-all"][0] / "model.onnx"))
     assert sum(n.op_type == "QuantizeLinear" for n in kept.graph.node) > 10
-    for graph, quantized in ((kept, False), (everything, True)):
+    # float PAM is fused into one MultiHeadAttention node (export.fused_attention); a quantized one is not
+    fused_pam = ("/head/sa/FusedAttention", "/head/sc/MatMul", "/head/sc/MatMul_1")
+    for graph, quantized, names in ((kept, False, fused_pam), (everything, True, ATTENTION)):
         outputs = {n.name: n.output[0] for n in graph.graph.node}
-        for name in ATTENTION:
+        for name in names:
             ops = {c.op_type for c in _consumers(graph, outputs[name])}
             assert ("QuantizeLinear" in ops) == quantized, (name, ops)
     assert set(ATTENTION) <= set(setup["arts"]["int8"][1].extra["quantization"]["policy"]["float_nodes"])
@@ -115,7 +117,10 @@ def test_fp16_float_chain_has_no_fp16_roundtrip(setup):
     """CAM's energy must not pass through fp16 between float32 nodes (it overflowed to NaN at 128x128)."""
     graph = onnx.load(str(setup["arts"]["fp16"][0] / "model.onnx"))
     producer = {o: n for n in graph.graph.node for o in n.output}
-    for name in ("/head/sc/ReduceMax", "/head/sc/Softmax", "/head/sa/MatMul_1"):
+    names = {n.name for n in graph.graph.node}
+    # PAM's probabilities stay inside the fused MultiHeadAttention node (export.fused_attention)
+    assert "/head/sa/FusedAttention" in names and "/head/sa/MatMul_1" not in names
+    for name in ("/head/sc/ReduceMax", "/head/sc/Softmax"):
         node = next(n for n in graph.graph.node if n.name == name)
         assert producer[node.input[0]].op_type != "Cast", name
     assert setup["arts"]["fp16"][1].extra["conversion"]["float_roundtrips_removed"] > 0

@@ -145,6 +145,7 @@ def test_per_layer_cli_on_an_onnxruntime_int8_artifact(int8_artifact, tmp_path, 
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_per_layer_on_an_openvino_int8_artifact(tmp_path):
     pytest.importorskip("nncf")
     from danet_deploy.export.pipeline import ExportRequest, export

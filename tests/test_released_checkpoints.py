@@ -66,6 +66,7 @@ def mmseg_r50_cityscapes(tmp_path_factory):
     return _mmseg_checkpoint(torch, tmp_path_factory.mktemp("mmseg"), 50, "cityscapes")
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_mmseg_r50_cityscapes_exports_with_one_command(mmseg_r50_cityscapes, tmp_path, torch):
     oracle, path = mmseg_r50_cityscapes
     out = tmp_path / "art"
@@ -151,6 +152,7 @@ def test_explicit_arch_mismatch_names_the_release(mmseg_r50_cityscapes, tmp_path
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_arch_overrides_what_the_file_says_with_a_warning(mmseg_r50_cityscapes, tmp_path, torch):
     oracle, path = mmseg_r50_cityscapes
     notes = []

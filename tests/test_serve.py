@@ -265,6 +265,7 @@ def test_malformed_http_bodies_get_triton_errors(server, scenes):
 
 
 @pytest.mark.parametrize("protocol", ["grpc", "http"])
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_clients_recover_when_the_server_is_killed_and_restarted(artifact, scenes, tmp_path, protocol):
     images, references = scenes
     http_port, grpc_port = free_port(), free_port()

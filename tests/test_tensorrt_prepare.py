@@ -191,6 +191,7 @@ def test_fp16_onnxruntime_converter_fallback_runs(tmp_path_factory):
 
 @pytest.mark.skipif(not (weights_dir() / "danet_demo.safetensors").is_file(), reason="trained danet_demo weights "
                     "not present (danet_deploy/weights/danet_demo.safetensors)")
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_trained_demo_bundle_meets_precision_targets(tmp_path_factory, precision):
     pytest.importorskip("modelopt")

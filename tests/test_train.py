@@ -21,6 +21,7 @@ def _tiny_config(tmp_path, **overrides):
     return TrainConfig(**values)
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_three_step_training_writes_loadable_fp16_weights(torch, tmp_path):
     from safetensors import safe_open
 
@@ -96,6 +97,7 @@ def test_several_prefetch_workers_deliver_the_same_batches_in_order(tmp_path):
         np.testing.assert_array_equal(la, lb)
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_ema_saves_the_averaged_weights_and_bn_statistics(torch, tmp_path):
     """Same seed, same steps: with --ema the saved weights are the average, not the last step's,
     and they load and segment like any weights file."""
@@ -245,6 +247,7 @@ def test_shipped_demo_weights_segment_val_scenes(torch):
     assert metrics.miou() > 0.6, metrics.summary()
 
 
+@pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_killed_trainer_leaves_no_prefetch_worker_and_no_weights(tmp_path):
     """SIGKILL mid-run: the spawned scene worker notices its parent is gone and exits; no weights appear."""
     import os

@@ -283,7 +283,7 @@ def validate(report: dict[str, Any]) -> None:
 def report_file_names(stem: str = "bench", plots: bool = True) -> list[str]:
     """Every file name :func:`write_reports` may write, so callers can refuse to replace them up front."""
     names = [f"{stem}.json", f"{stem}.csv", f"{stem}.md"]
-    return names + ([f"{stem}-latency.png", f"{stem}-cdf.png"] if plots else [])
+    return names + ([f"{stem}-latency.png", f"{stem}-cdf.png", f"{stem}-profile.png"] if plots else [])
 
 
 def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "bench",
@@ -298,7 +298,9 @@ def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "be
     paths = {"json": directory / f"{stem}.json", "csv": directory / f"{stem}.csv", "markdown": directory / f"{stem}.md"}
     atomic_write_text(paths["json"], json.dumps(report, indent=1) + "\n")
     atomic_write_text(paths["csv"], to_csv(report))
-    markdown = to_markdown(report)
+    from .profile import plot_profile, profile_markdown, profiled_rows
+
+    markdown = to_markdown(report) + profile_markdown(report)
     from .plots import missing_plot_library
 
     note = missing_plot_library() if plots else None
@@ -311,5 +313,8 @@ def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "be
         paths["latency_png"] = plot_latency(report, directory / f"{stem}-latency.png")
         paths["cdf_png"] = plot_cdf(report, directory / f"{stem}-cdf.png")
         markdown += f"\n![latency]({paths['latency_png'].name})\n\n![latency CDF]({paths['cdf_png'].name})\n"
+        if any("error" not in r["profile"] for r in profiled_rows(report)):
+            paths["profile_png"] = plot_profile(report, directory / f"{stem}-profile.png")
+            markdown += f"\n![per-op profile]({paths['profile_png'].name})\n"
     atomic_write_text(paths["markdown"], markdown)
     return paths

@@ -14,7 +14,7 @@ import numpy as np
 
 #: Row fields that hold lists or dicts: in the JSON only, not in the CSV.
 _NESTED = {"latencies_ms", "engine_info", "device_timing", "device_timing_rounds", "device_memory",
-           "device_memory_rounds"}
+           "device_memory_rounds", "profile"}
 
 
 @dataclass
@@ -62,6 +62,7 @@ class Row:
     device_timing_rounds: list[dict[str, Any]] = field(default_factory=list)
     device_memory: dict[str, Any] | None = None
     device_memory_rounds: list[dict[str, Any]] = field(default_factory=list)
+    profile: dict[str, Any] | None = None    # per-op profile (danet-bench --profile, bench.profile)
 
     @property
     def name(self) -> str:

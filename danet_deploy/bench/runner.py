@@ -70,6 +70,7 @@ class BenchConfig:
     timeout_s: float = 3600.0
     progress: bool = True
     export_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per export target
+    profile: int = 0                           # per-op profile over this many inferences per row (0: none)
     targets: InitVar[list[str] | None] = None  # deprecated spelling of ``engines`` (it never held targets)
 
     def __post_init__(self, targets: list[str] | None) -> None:
@@ -96,6 +97,8 @@ class BenchConfig:
         h, w = self.size
         if h < 32 or w < 32:
             raise ConfigError(f"--input-size must be at least 32x32 (DANet downsamples by 8), got {h}x{w}")
+        if self.profile < 0:
+            raise ConfigError(f"--profile-runs must be >= 0, got {self.profile}")
         for name in ("batch", "iters", "threads", "scenes", "rounds"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
@@ -438,6 +441,11 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
                     _describe_bar(bar, f"round {round_index + 1}/{cfg.rounds} {run.row.name}")
                     _measure_row(cfg, run, workdir, scenes_path, round_index)
                 _advance(bar)
+        if cfg.profile:  # phase 3: per-op profiles, each in its own process after the timed rounds
+            for run in runs:
+                if run.row.status == "pending":
+                    _describe_bar(bar, f"profile {run.row.name}")
+                    _profile_row(cfg, run, workdir, scenes_path)
     if bar is not None:
         bar.close()
     gemm_runs.append(measure_gemm_peak(cfg.threads))
@@ -532,6 +540,16 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
         row.device_memory = result["device_memory"]
     if round_index == 0:
         run.masks = np.load(masks_path, allow_pickle=False)
+
+
+def _profile_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path) -> None:
+    """The row's per-op profile (:mod:`.profile`) from a fresh process; its failure is recorded, not fatal."""
+    row = run.row
+    spec = {"model": run.model_ref, "load_options": run.load_options, "batch": cfg.batch, "scenes": str(scenes_path),
+            "profile_runs": cfg.profile}
+    result = run_worker(spec, workdir, f"{row.name}-profile", cfg.threads, cfg.timeout_s)
+    row.profile = result.get("profile") if result.get("status") == "ok" else \
+        {"error": f"profiling process failed: {result.get('error', 'unknown error')}"}
 
 
 def _max(a: float | None, b: float | None) -> float | None:

@@ -12,7 +12,8 @@ can run every non-torch combination.
 Spec keys: ``model`` (artifact folder or preset name), ``load_options`` (passed to
 ``runtime.load``, e.g. ``threads``), ``batch``, ``iters``, ``warmup``, ``scenes`` (``.npz``
 with ``images`` uint8 ``[K, H, W, 3]``), ``predictions`` (``.npy`` to write ``[K, H, W]`` uint8
-argmax masks to), ``progress`` (bool).
+argmax masks to), ``progress`` (bool), ``profile_runs`` (when set, the process only records a
+per-op profile over that many inferences: :mod:`.profile`).
 
 Optional backend capabilities used when present (duck-typed, so engines opt in):
 ``infer_many(list[batch]) -> list[logits]`` (asynchronous request queue, throughput mode) and
@@ -53,6 +54,17 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         batch = int(spec.get("batch", 1))
         scenes = np.load(spec["scenes"], allow_pickle=False)["images"]
         size = tuple(int(s) for s in scenes.shape[1:3])
+
+        if spec.get("profile_runs"):  # a profiling process: nothing else, so no timing or memory is skewed
+            result["stage"] = "profile"
+            from .profile import profile_backend
+
+            picks = [from_rgb(scenes[i % len(scenes)], session.accepts) for i in range(batch)]
+            tensor = session.check_tensor(session.prepare(picks, size))
+            result["profile"] = profile_backend(session.backend, tensor, int(spec["profile_runs"]))
+            result["status"] = "ok"
+            result.pop("stage")
+            return result
 
         result["stage"] = "accuracy"
         if spec.get("predictions"):

@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stem", default="bench",
                    help="file name stem of the written reports, a plain name without a folder (default: bench)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds allowed per combination, > 0 (default 3600)")
+    p.add_argument("--profile", action="store_true",
+                   help="also record a per-op profile of every row with the engine's own profiler (OpenVINO "
+                        "PERF_COUNT, ONNX Runtime enable_profiling, TensorRT IProfiler, torch.profiler): time by op "
+                        "type, top nodes, the attention core's share; in the JSON, the Markdown and STEM-profile.png")
+    p.add_argument("--profile-runs", type=int, default=5, help="inferences averaged per profile (default 5)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.add_argument("--json", action="store_true", help="print the JSON report instead of the table")
@@ -88,12 +93,16 @@ def _config(args: argparse.Namespace) -> BenchConfig:
     from ..result_files import refuse_overwrite
 
     check_report_stem(args.stem)
+    if args.profile and args.profile_runs < 1:
+        from ..errors import ConfigError
+
+        raise ConfigError(f"--profile-runs must be >= 1 with --profile, got {args.profile_runs}")
     check_bench_args(args.model, args.output, args.artifacts)  # a file or read-only --output too
     cfg = BenchConfig(model=args.model, arch=args.arch, engines=args.engines, precisions=args.precisions,
                       size=args.input_size, batch=args.batch, iters=args.iters, warmup=args.warmup,
                       threads=args.threads, scenes=args.scenes, data=args.data, output=args.output, artifacts=args.artifacts,
                       calib_count=args.calib_count, rounds=args.rounds, timeout_s=args.timeout,
-                      progress=not args.no_progress)
+                      progress=not args.no_progress, profile=args.profile_runs if args.profile else 0)
     refuse_overwrite(args.output, report_file_names(args.stem, plots=not args.no_plots), args.force)
     return cfg
 

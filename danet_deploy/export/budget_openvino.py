@@ -95,6 +95,14 @@ def quantize_with_budget(ctx: Any, model: Any, calibration: Any, kwargs: dict[st
                    request.spec.budget_method, search_base=request.policy)
     for item in entry["layers_kept_float"]:
         item["why"] = "reverted to float by nncf.quantize_with_accuracy_control (its own ranking) to meet the budget"
+    if met:
+        from ..cpu import cpu_features
+        from .policy import PrecisionPolicy
+
+        required = PrecisionPolicy.from_spec(request.policy).attention_precision == "bf16"
+        entry["attention_bf16"] = choose_attention_bf16(core, quantized, tensors, batch, validation, budget.max_drop,
+                                                        cpu_features(), required, ctx.log)
+        met = not required or entry["attention_bf16"].get("chosen", False)
     if not met:
         tmp = ctx.scratch / "budget-best"
         tmp.mkdir(exist_ok=True)
@@ -104,3 +112,42 @@ def quantize_with_budget(ctx: Any, model: Any, calibration: Any, kwargs: dict[st
         raise unmet_error(entry, side)
     ctx.log(f"accuracy budget met: drop {score['drop']} with {len(floated)} layer(s) reverted to float by NNCF")
     return quantized, entry
+
+
+def choose_attention_bf16(core: Any, quantized: Any, tensors: np.ndarray, batch: int, validation: Any,
+                          max_drop: float, features: dict[str, Any], required: bool, log: Any) -> dict[str, Any]:
+    """Whether the INT8 model's float part (the attention core) should run in bf16: the budget's choice.
+
+    Chosen when the CPU has AMX/AVX512-BF16, the drop measured with bf16 (against the FP32 reference,
+    on the whole validation set) is within ``max_drop`` and bf16 is faster than f32 here (median of 5
+    interleaved runs, by at least 3%), or whenever it meets the budget if ``--policy attention-bf16``
+    asked for it. Everything measured is recorded, chosen or not.
+    """
+    import time
+
+    from .policy import BF16_FLAGS
+
+    if not any(features.get(flag) for flag in BF16_FLAGS):
+        return {"chosen": False, "why": "this CPU has neither AMX-BF16 nor AVX512-BF16"}
+    everything = list(range(len(tensors)))
+    compiled = {p: core.compile_model(quantized, "CPU", {"INFERENCE_PRECISION_HINT": p, "PERFORMANCE_HINT": "LATENCY"})
+                for p in ("f32", "bf16")}
+    score = validation.score(_masks(compiled["bf16"], tensors, everything, batch))
+    x = np.repeat(tensors[:1], batch, axis=0)
+    times: dict[str, list[float]] = {"f32": [], "bf16": []}
+    for name in times:
+        compiled[name](x)
+    for _ in range(5):
+        for name, model in compiled.items():
+            started = time.perf_counter()
+            model(x)
+            times[name].append((time.perf_counter() - started) * 1e3)
+    f32_ms, bf16_ms = (float(np.median(times[p])) for p in ("f32", "bf16"))
+    meets, faster = score["drop"] <= max_drop, bf16_ms <= 0.97 * f32_ms
+    chosen = meets and (faster or required)
+    why = ("meets the budget" + (" and is faster" if faster else " (asked for with --policy attention-bf16)")
+           if chosen else ("exceeds the budget" if not meets else "not faster than f32 here"))
+    log(f"attention in bf16: drop {score['drop']}, agreement {score['agreement']}, {bf16_ms:.1f} vs {f32_ms:.1f} ms f32: "
+        f"{'chosen' if chosen else 'not chosen'} ({why})")
+    return {"chosen": chosen, "why": why, "drop": score["drop"], "value": score["value"],
+            "agreement": score["agreement"], "median_ms": {"f32": round(f32_ms, 2), "bf16": round(bf16_ms, 2)}}

@@ -28,6 +28,7 @@ from typing import Any
 from ..cpu import cpu_features
 from ..errors import ConfigError, ExportError, summarize_exception
 from ..files import atomic_output, sha256_file
+from .fused_attention import apply_attention_form
 from .metadata import stamp_onnx
 from .ort_quant import convert_to_fp16, graph_input_name, pre_process, quantize_qdq
 from .pipeline import ExportContext, TargetResult
@@ -108,8 +109,8 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
     else:
         output = ctx.scratch / "model_int8.onnx"
         quantize(excluded, output)
-    _finish(output, ctx, "int8", ctx.workdir / MODEL_FILE)
-    extra = {"quantization": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
+    attention = _finish(output, ctx, "int8", ctx.workdir / MODEL_FILE)
+    extra = {"attention": attention, "quantization": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
                               "per_channel": True, "calib_method": method, **fmt, "extra_options": extra_options,
                               "ranges_from_cache": hit, "policy": policy.describe(excluded),
                               "calibration_memory": memory},
@@ -135,19 +136,27 @@ def _build_fp16(ctx: ExportContext) -> TargetResult:
     converted, removed = convert_to_fp16(model, **kwargs)
     output = ctx.scratch / "model_fp16.onnx"
     onnx.save(converted, str(output))
-    _finish(output, ctx, "fp16", ctx.workdir / MODEL_FILE)
-    extra = {"conversion": {"tool": "onnxruntime.transformers.float16.convert_float_to_float16",
+    attention = _finish(output, ctx, "fp16", ctx.workdir / MODEL_FILE)
+    extra = {"attention": attention, "conversion": {"tool": "onnxruntime.transformers.float16.convert_float_to_float16",
                             "keep_io_types": True, "float_roundtrips_removed": removed,
                             "policy": policy.describe(kwargs["node_block_list"])},
              "cpu": cpu_features()}
     return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision="fp16", input=ctx.input_spec(), extra=extra)
 
 
-def _finish(path: Path, ctx: ExportContext, precision: str, final: Path) -> None:
-    """Check the graph, stamp danet metadata (so a bare .onnx describes itself) and write it atomically."""
+def _finish(path: Path, ctx: ExportContext, precision: str, final: Path) -> dict[str, Any]:
+    """Fuse the float attention (``--option attention``), check the graph, stamp danet metadata (so a
+    bare .onnx describes itself) and write it atomically; returns the fusion report.
+
+    Why after quantization: the policy keeps the attention chain in float, so the quantizer sees the
+    plain MatMul/Softmax/MatMul it knows how to exclude; the fused node then takes float inputs.
+    A chain the FP16 converter turned to float16 is not fused (the CPU kernel is float32)."""
     import onnx
 
     model = onnx.load(str(path))
+    report = apply_attention_form(model, ctx.options.attention)
+    if report.fused_nodes:
+        ctx.log(f"position attention as {len(report.fused_nodes)} fused MultiHeadAttention node(s) (float32)")
     stamp_onnx(model, ctx.graph_config, precision)
     model = ctx.accept_graph(model)  # --accept: after quantization/conversion, so the core is the float-input one's
     try:
@@ -156,4 +165,5 @@ def _finish(path: Path, ctx: ExportContext, precision: str, final: Path) -> None
         raise ExportError(f"the {precision} ONNX failed onnx.checker: {summarize_exception(exc)}") from exc
     with atomic_output(final) as tmp:
         onnx.save(model, str(tmp))
+    return report.to_dict()
 

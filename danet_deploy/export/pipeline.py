@@ -107,7 +107,8 @@ class ExportRequest:
     calib_method: str | None = arg(None, "INT8 calibration method (default: "
                                    f"{DEFAULT_CALIB_METHOD['int8']}; recorded in the manifest)",
                                    choices=(*CALIB_METHODS, *CALIB_ALIASES))
-    policy: str = arg("attention-float", "precision policy: attention-float, quantize-all, ...")
+    policy: str = arg("attention-float", "precision policy: attention-float, attention-bf16 (OpenVINO INT8 on "
+                      "AMX/AVX512-BF16 CPUs), quantize-all, ...")
     emit: str = arg("logits", "graph outputs: logits; mask (arg-max in the graph: uint8 NxHxW, int32 for TensorRT); "
                     "both; mask-lowres (mask + logits before the final upsample)", choices=tuple(EMITS))
     accept: str = arg(FLOAT, "graph input: float (float32 NCHW, normalised on the host); rgb8 or bgr8 (the camera's "
@@ -178,6 +179,10 @@ class ExportRequest:
 
         self.model_options = coerce_model_options(self.model_options)
 
+        from ..cpu import cpu_features
+        from .policy import PrecisionPolicy, check_attention_bf16
+
+        check_attention_bf16(PrecisionPolicy.from_spec(self.policy), self.target, self.precision, cpu_features())
         from .budget import budget_from_request
 
         self.budget = budget_from_request(self)

@@ -10,6 +10,8 @@ precision. ``onnxruntime.quantization.qdq_loss_debug`` showed the SQNR collapse 
 Presets:
     ``attention-float``: keep the attention energy MatMuls, CAM's max/subtract, the Softmaxes
         and the probability x value MatMuls in float; quantize everything else.
+    ``attention-bf16``: as ``attention-float``, with the float attention core computed in bf16 on CPUs
+        with AMX or AVX512-BF16 (OpenVINO INT8 only; refused elsewhere, see :func:`check_attention_bf16`).
     ``quantize-all``: let each quantizer do what it does by default.
     custom: regular expressions on node names (``PrecisionPolicy.from_spec("re:/head/sa/.*")``) and
         op types (``"op:Softmax"``), optionally on top of a preset (``"attention-float+re:/head/conv8/"``).
@@ -31,7 +33,7 @@ from typing import Any, Iterable
 
 from ..errors import ConfigError
 
-PRESETS = ("attention-float", "quantize-all")
+PRESETS = ("attention-float", "attention-bf16", "quantize-all")
 
 # ops allowed between the energy MatMul and the Softmax (CAM: ReduceMax + Sub; scaled attention: Div/Mul)
 _ENERGY_PATH = {"Sub", "Subtract", "ReduceMax", "Div", "Divide", "Mul", "Multiply", "Add", "Cast", "Convert"}
@@ -39,6 +41,8 @@ _ENERGY_PATH = {"Sub", "Subtract", "ReduceMax", "Div", "Divide", "Mul", "Multipl
 _PROB_PATH = {"Transpose", "Reshape", "Cast", "Convert", "Squeeze", "Unsqueeze"}
 _MATMUL = {"MatMul", "Einsum"}
 _SOFTMAX = {"Softmax"}
+# one-node attention (export.fused_attention; OpenVINO's reading of it): the whole core in one op
+_FUSED = {"MultiHeadAttention", "ScaledDotProductAttention", "Attention"}
 
 
 @dataclass
@@ -91,6 +95,8 @@ def attention_nodes(nodes: dict[str, _Node]) -> list[str]:
             keep.append(name)
 
     for node in nodes.values():
+        if node.op in _FUSED:
+            add(node.name)
         if node.op not in _SOFTMAX:
             continue
         # backwards to the energy MatMul (CAM: MatMul -> ReduceMax -> Sub -> Softmax)
@@ -130,7 +136,7 @@ def attention_nodes(nodes: dict[str, _Node]) -> list[str]:
 
 def module_of(name: str) -> str:
     """``pam``/``cam``/``attention`` from a node's module path (legacy exporter: /head/sa, /head/sc)."""
-    if "/sa/" in name or "head.sa" in name or "/sa_" in name:
+    if "/sa/" in name or "head.sa" in name or "/sa_" in name or "ScaledDotProductAttention" in name:
         return "pam"
     if "/sc/" in name or "head.sc" in name or "/sc_" in name:
         return "cam"
@@ -152,6 +158,7 @@ class PrecisionPolicy:
     keep_attention: bool = True
     patterns: tuple[str, ...] = ()
     op_types: tuple[str, ...] = ()
+    attention_precision: str = "fp32"       # "bf16": attention-bf16 (the float core in bf16)
 
     @classmethod
     def from_spec(cls, spec: "str | PrecisionPolicy | None") -> "PrecisionPolicy":
@@ -160,10 +167,13 @@ class PrecisionPolicy:
             return spec
         if spec is None or spec == "":
             return cls()
-        keep, patterns, op_types, name = False, [], [], "custom"
+        keep, patterns, op_types, name, attention_precision = False, [], [], "custom", "fp32"
         for part in str(spec).split("+"):
             part = part.strip()
-            if part == "attention-float":
+            if part == "attention-bf16":
+                keep, attention_precision = True, "bf16"
+                name = "attention-bf16" if name == "custom" and not patterns else "custom"
+            elif part == "attention-float":
                 keep, name = True, ("attention-float" if name == "custom" and not patterns else "custom")
             elif part == "quantize-all":
                 name = "quantize-all" if not patterns else "custom"
@@ -180,7 +190,8 @@ class PrecisionPolicy:
             else:
                 raise ConfigError(f"unknown precision policy {part!r}; use {' or '.join(PRESETS)}, 're:<regex on node "
                                   "names>', 'op:<op type>', or combine them with '+' (e.g. attention-float+re:/head/conv8/)")
-        return cls(name=name, keep_attention=keep, patterns=tuple(patterns), op_types=tuple(op_types))
+        return cls(name=name, keep_attention=keep, patterns=tuple(patterns), op_types=tuple(op_types),
+                   attention_precision=attention_precision)
 
     # -- graph queries -------------------------------------------------------------------------
     def _select(self, nodes: dict[str, _Node]) -> list[str]:
@@ -241,6 +252,7 @@ class PrecisionPolicy:
     def describe(self, selected: Iterable[str] | None = None) -> dict[str, Any]:
         """The manifest entry: preset, patterns and (if given) the nodes kept in float, by module."""
         info: dict[str, Any] = {"name": self.name, "keep_attention": self.keep_attention,
+                                "attention_precision": self.attention_precision,
                                 "patterns": list(self.patterns), "op_types": list(self.op_types)}
         if selected is not None:
             selected = list(selected)
@@ -249,3 +261,29 @@ class PrecisionPolicy:
                 by_module[module_of(name)] = by_module.get(module_of(name), 0) + 1
             info.update(float_nodes=selected, float_nodes_by_module=by_module)
         return info
+
+
+#: CPU flags (``danet_deploy.cpu.cpu_features``) that give OpenVINO's CPU plugin native bf16 kernels
+BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def check_attention_bf16(policy: PrecisionPolicy, target: str, precision: str, features: dict[str, Any]) -> None:
+    """Refuse ``attention-bf16`` where it cannot mean what it says, naming the reason and the fix.
+
+    Why so strict: OpenVINO's CPU plugin silently runs f32 when asked for bf16 on a CPU without
+    AMX/AVX512-BF16, so an artifact would claim bf16 attention it never computes; ONNX Runtime's CPU
+    provider has no bf16 attention kernel; TensorRT's precision comes from the engine's types.
+    """
+    if policy.attention_precision != "bf16":
+        return
+    if target != "openvino":
+        raise ConfigError(f"--policy attention-bf16 runs the attention core in bf16 with OpenVINO's CPU plugin; "
+                          f"--target {target} has no bf16 attention path here (ONNX Runtime's CPU provider has no "
+                          "bf16 attention kernel): use --target openvino, or --policy attention-float")
+    if precision != "int8":
+        raise ConfigError(f"--policy attention-bf16 chooses the precision of the float part of an INT8 model; with "
+                          f"--precision {precision} use --precision int8, or drop the policy")
+    if not any(features.get(flag) for flag in BF16_FLAGS):
+        raise ConfigError("--policy attention-bf16 needs a CPU with AMX-BF16 or AVX512-BF16 (this CPU has neither: "
+                          "OpenVINO would silently compute in f32); export on such a CPU, or use "
+                          "--policy attention-float")

@@ -105,6 +105,15 @@ def build(ctx: ExportContext) -> TargetResult:
     ctx.log(f"TensorRT profile: {describe_profile(profile)}")
 
     src = ctx.fp32_onnx()
+    if options.attention == "mha-pattern":  # NVIDIA's fused attention takes one head size for Q, K and V
+        from .fused_attention import fuse_file
+
+        padded = ctx.scratch / "model_fp32_trt_attention.onnx"
+        report = fuse_file(src, padded, "tensorrt")
+        attention.update(form="mha-pattern", padded_chains=report.fused_nodes, skipped=report.skipped)
+        ctx.log(f"position attention in TensorRT's fused-attention layout ({len(report.fused_nodes)} chain(s), "
+                "query/key zero-padded to the value's head size)")
+        src = padded
     dst = ctx.workdir / MODEL_FILE
     policy = PrecisionPolicy.from_spec(r.policy)
     float_nodes = policy.float_nodes(src) if precision != "fp32" else []

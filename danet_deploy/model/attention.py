@@ -11,12 +11,33 @@ written so the exported graphs stay lean and memory-bounded:
   Chunk bounds are computed from the symbolic N (``N * i // n``), so a dynamic-shape export stays
   correct at sizes larger than the one it was exported at.
 * CAM uses ``torch.amax(keepdim=True)`` with broadcasting, which exports as a single ReduceMax.
+* In eager PyTorch (not while exporting, not while training) both cores take
+  ``F.scaled_dot_product_attention``'s fused CPU kernel where that is the same maths and faster.
+  The kernel needs one head size for query, key and value: PAM's query/key (C/8) are zero-padded
+  to the value's C, which leaves every dot product unchanged, and pays off only while C is small
+  (measured, 2 threads: C = 64 at N = 4096 2.2x faster than softmax(QK)V; C = 512 at N = 8192
+  slower, so PAM stays unfused above :data:`FUSED_PAM_MAX_CHANNELS`). CAM's
+  ``softmax(rowmax(E) - E)`` equals ``softmax(-E)`` (softmax ignores a per-row shift), i.e. SDPA
+  over the channels with ``scale=-1``: 1.7-4x faster, within 2e-4 of the unfused result (kernel
+  summation order). Exported graphs keep the plain form, which each engine's exporter fuses itself
+  (:mod:`danet_deploy.export.fused_attention`).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
+
+#: PAM takes the zero-padded fused kernel in eager mode up to this many value channels (measured)
+FUSED_PAM_MAX_CHANNELS = 128
+
+
+def _eager_inference(module: nn.Module) -> bool:
+    """True outside training, ONNX export, tracing and torch.export/compile (the dynamo exporter goes
+    through torch.export): where the fused kernel may replace the graph form."""
+    return not (module.training or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
+                or torch.compiler.is_compiling())
 
 
 class PositionAttention(nn.Module):
@@ -43,6 +64,7 @@ class PositionAttention(nn.Module):
         self.value_conv = nn.Conv2d(in_channels, in_channels, kernel_size=1)
         self.gamma = nn.Parameter(torch.zeros(1))
         self.chunks = int(chunks)
+        self.fused = True  # eager inference may use the fused SDPA kernel (see the module doc)
 
     @property
     def chunks(self) -> int:
@@ -61,7 +83,12 @@ class PositionAttention(nn.Module):
         query = self.query_conv(x).reshape(b, 1, self.key_channels, n).transpose(2, 3)
         key = self.key_conv(x).reshape(b, 1, self.key_channels, n)
         value_t = self.value_conv(x).reshape(b, 1, c, n).transpose(2, 3)  # [B, 1, N, C]
-        if self._chunks == 1:
+        if self.fused and c <= FUSED_PAM_MAX_CHANNELS and _eager_inference(self):
+            # flash kernel: never holds the N x N matrix, so it is memory-bounded without chunks
+            pad = c - self.key_channels
+            out_t = F.scaled_dot_product_attention(F.pad(query, (0, pad)), F.pad(key.transpose(2, 3), (0, pad)),
+                                                   value_t.contiguous(), scale=1.0)
+        elif self._chunks == 1:
             out_t = torch.matmul(torch.softmax(torch.matmul(query, key), dim=-1), value_t)
         else:
             parts = []
@@ -85,10 +112,15 @@ class ChannelAttention(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.gamma = nn.Parameter(torch.zeros(1))
+        self.fused = True  # eager inference may use the fused SDPA kernel (see the module doc)
 
     def forward(self, x: Tensor) -> Tensor:
         b, c, h, w = x.shape
         flat = x.reshape(b, c, h * w)
+        if self.fused and _eager_inference(self):
+            heads = flat.unsqueeze(1)
+            out = F.scaled_dot_product_attention(heads, heads, heads, scale=-1.0).reshape(b, c, h, w)
+            return self.gamma * out + x
         energy = torch.bmm(flat, flat.transpose(1, 2))
         energy_new = torch.amax(energy, dim=-1, keepdim=True) - energy
         attention = torch.softmax(energy_new, dim=-1)

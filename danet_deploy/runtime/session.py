@@ -14,7 +14,7 @@ for the 1x8x512x512 logits of danet_demo, 0.1% of a 430-680 ms ONNX Runtime call
 Thread safety: a Session holds no per-call state; every backend is safe under concurrent
 ``run``/``infer`` calls (ONNX Runtime natively, OpenVINO through a pool of infer requests,
 TensorRT through a pool of execution contexts), tested with distinct inputs per thread in
-tests/test_hostile.py (item 5).
+tests/hostile_user/test_session_concurrency.py.
 """
 
 from __future__ import annotations

@@ -22,16 +22,41 @@ OPENVINO = Requirement("openvino", "openvino")
 NNCF = Requirement("nncf", "nncf")
 
 
+#: help of the ``attention`` option (ONNX and ONNX Runtime targets)
+ATTENTION_HELP = ("position attention as ONNX Runtime's fused kernel (fused: com.microsoft.MultiHeadAttention; "
+                  "OpenVINO reads it as ScaledDotProductAttention) or the portable MatMul/Softmax/MatMul graph (unfused)")
+
+
+@dataclass(frozen=True)
+class OnnxOptions(TargetOptions):
+    attention: str = option("fused", ATTENTION_HELP, choices=("fused", "unfused"))
+
+
 @dataclass(frozen=True)
 class OnnxRuntimeOptions(TargetOptions):
+    attention: str = option("fused", ATTENTION_HELP, choices=("fused", "unfused"))
     int8_format: str | None = option(None, "INT8 activation/weight format; default: chosen from the CPU's features "
                                      "(u8s8 with VNNI/AMX, u8s8-reduced on AVX2, s8s8 on ARM)",
                                      choices=("u8s8", "u8s8-reduced", "s8s8"))
     calib_percentile: float = option(99.999, "percentile kept by --calib-method percentile")
 
 
+def _at_least_one(value: int) -> int:
+    from ..errors import ConfigError
+
+    if int(value) < 1:
+        raise ConfigError(f"attention_heads must be >= 1 (1: no split), got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class OpenVINOOptions(TargetOptions):
+    attention: str = option("fused", "position attention: fused (queries split into attention_heads groups, which "
+                            "the CPU plugin compiles into one MHA kernel; static shapes) or unfused (three nodes)",
+                            choices=("fused", "unfused"))
+    attention_heads: int = option(2, "query groups of the fused attention: at least the inference thread count "
+                                     "(the plugin fuses only with enough parallel work); key and value are tiled "
+                                     "this many times", check=_at_least_one)
     nncf_preset: str = option("performance", "NNCF preset: symmetric (performance) or asymmetric (mixed) activations",
                               choices=("performance", "mixed"))
     model_type: str | None = option(None, "NNCF model type (transformer: attention-aware quantizer placement)",
@@ -59,6 +84,10 @@ class TensorRTOptions(TargetOptions):
     dla_core: int | None = option(None, "build for this Jetson DLA core (FP16/INT8, static shapes)")
     timing_cache: str | None = option(None, "timing cache file, read and updated")
     hardware_compatible: bool = option(False, "Ampere+ hardware-compatible engine")
+    attention: str = option("unfused", "position attention: unfused, or mha-pattern (query/key zero-padded to the "
+                                       "value's head size, the one-H layout NVIDIA documents for its attention fusion; "
+                                       "exact, 8x the energy MatMul's arithmetic; whether it fuses is seen on a GPU)",
+                            choices=("unfused", "mha-pattern"))
 
 
 register_engine(Engine("torch", "PyTorch eager", "danet_deploy.runtime.backends.torch:TorchBackend",
@@ -88,7 +117,7 @@ SENSITIVITY_SEARCH = "sensitivity search (per-layer ranking, doubling + bisectio
 register_target(Target(
     "onnx", "the FP32 ONNX graph (torch.onnx.export, checked, simplified, self-describing metadata)",
     builder="danet_deploy.export.onnx_target:build", engine="onnxruntime", precisions=("fp32",),
-    suffixes=(".onnx",), requires=(TORCH, ONNX, ONNXSLIM), extra="export"))
+    suffixes=(".onnx",), requires=(TORCH, ONNX, ONNXSLIM), extra="export", options=OnnxOptions))
 register_target(Target(
     "onnxruntime", "INT8 (static QDQ, CPU-tuned format) and FP16 ONNX graphs for ONNX Runtime",
     builder="danet_deploy.export.onnxruntime:build", engine="onnxruntime", precisions=("int8", "fp16"),

@@ -66,6 +66,7 @@ class OnnxRuntimeBackend(Backend):
         options.graph_optimization_level = levels[optimization]
         options.log_severity_level = 3
         self.providers = resolve_providers(providers, ort.get_available_providers())
+        self.model_file = Path(model_file)  # a profiling session (bench.profile) opens the same file
         try:
             self.session = ort.InferenceSession(str(model_file), options, providers=self.providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types

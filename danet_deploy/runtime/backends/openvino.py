@@ -43,14 +43,15 @@ _PRECISIONS = ("f32", "bf16", "f16")
 class OpenVINOBackend(Backend):
     """Options: ``device`` (``CPU``/``GPU``/``NPU``/``AUTO``...), ``threads`` (INFERENCE_NUM_THREADS),
     ``hint`` (``latency``/``throughput``: PERFORMANCE_HINT), ``inference_precision``
-    (INFERENCE_PRECISION_HINT, see the module doc), ``max_shapes`` (compiled shapes kept, default 8),
+    (INFERENCE_PRECISION_HINT, see the module doc; ``auto``: the artifact's recorded one, else ``f32``),
+    ``max_shapes`` (compiled shapes kept, default 8),
     ``config`` (any further OpenVINO properties)."""
 
     name = "openvino"
     async_queue = True
 
     def __init__(self, model_file: Path | None, manifest: Manifest | None, device: str = "CPU",
-                 threads: int | None = None, hint: str = "latency", inference_precision: str | None = "f32",
+                 threads: int | None = None, hint: str = "latency", inference_precision: str | None = "auto",
                  max_shapes: int = 8, config: dict[str, Any] | None = None) -> None:
         ov = require("openvino", "openvino", "openvino")
         if model_file is None:
@@ -73,6 +74,9 @@ class OpenVINOBackend(Backend):
                               f"{', '.join(self.core.available_devices)}); pass device='CPU' or install its driver")
         self.model = self._read(model_file)
         self.manifest = manifest if manifest is not None else self._manifest_from_rt_info(model_file)
+        recorded = _recorded_runtime(self.manifest)
+        if inference_precision == "auto":  # the artifact's own (attention-bf16 records bf16), else f32
+            inference_precision = recorded.get("inference_precision", "f32")
         hint_key = str(hint).lower()
         if hint_key not in _HINTS:
             raise ConfigError(f"hint {hint!r} is not known; choose 'latency' or 'throughput'")
@@ -241,6 +245,18 @@ class OpenVINOBackend(Backend):
         with self._lock:
             self._compiled.clear()
             self.model = None
+
+
+def _recorded_runtime(manifest: Manifest | None) -> dict[str, Any]:
+    """``extra.openvino_runtime`` of the manifest (``attention-bf16`` records ``inference_precision``),
+    keeping only a known precision: a manifest cannot set arbitrary plugin properties."""
+    entry = ((manifest.extra or {}) if manifest is not None else {}).get("openvino_runtime") or {}
+    if not isinstance(entry, dict):
+        return {}
+    out: dict[str, Any] = {}
+    if entry.get("inference_precision") in _PRECISIONS:
+        out["inference_precision"] = entry["inference_precision"]
+    return out
 
 
 class _Compiled:

@@ -39,7 +39,9 @@ class TorchBackend(Backend):
 
     Options: ``threads`` (intra-op threads), ``device`` (``cpu``/``cuda``), ``model`` (preset of a
     checkpoint), ``num_classes``, ``attention_chunks``, ``config`` (a full model config, e.g. an
-    artifact manifest's ``model`` entry: the checkpoint is built exactly as it was exported).
+    artifact manifest's ``model`` entry: the checkpoint is built exactly as it was exported),
+    ``fused_attention`` (default true: eager inference takes ``F.scaled_dot_product_attention``
+    where it is the same maths and faster, see ``model.attention``; false: the graph form).
     """
 
     name = "torch"
@@ -54,7 +56,7 @@ class TorchBackend(Backend):
     def __init__(self, model_file: Path | None, manifest: Manifest | None, preset: str | None = None,
                  threads: int | None = None, device: str = "cpu", model: str | None = None,
                  num_classes: int | None = None, attention_chunks: int | None = None,
-                 config: dict[str, Any] | None = None) -> None:
+                 config: dict[str, Any] | None = None, fused_attention: bool = True) -> None:
         torch = require("torch", "the torch backend")
         from ...model import create_model
         from ...model.factory import create_model_from_config
@@ -89,6 +91,9 @@ class TorchBackend(Backend):
             if attention_chunks:
                 net.set_attention_chunks(attention_chunks)
             checkpoint = str(model_file)
+        for module in (getattr(net.head, "sa", None), getattr(net.head, "sc", None)):
+            if module is not None and hasattr(module, "fused"):
+                module.fused = bool(fused_attention)
         self.device = torch.device(device)
         self.model = net.to(self.device).eval()
         self.manifest = manifest or reference_manifest(net.config, checkpoint, protocol)

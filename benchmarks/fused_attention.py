@@ -1,0 +1,241 @@
+"""Fused attention and ``attention-bf16`` on the CPU engines: speed, agreement, mIoU and per-op profiles, one run.
+
+Every variant (torch eager with and without its SDPA kernels; ONNX Runtime and OpenVINO FP32 and
+INT8 with the attention ``unfused`` and ``fused``; OpenVINO INT8 with ``--policy attention-bf16``
+where the CPU has AMX/AVX512-BF16) is exported into a temporary folder and measured as danet-bench
+measures a row: a fresh process per variant and round with equal thread caps, rounds interleaved
+so drift on a shared machine hits every row alike (in one process, idle engine thread pools
+spinning after their runs slowed PyTorch several times over); ratios are against PyTorch eager
+FP32 *from the same run* (the faster of its SDPA and unfused forms). Each row also gets its engine's per-op profile
+(``danet_deploy.bench.profile``) with the attention core's share.
+
+    .venv/bin/python benchmarks/fused_attention.py                                   # danet_demo 512x512
+    .venv/bin/python benchmarks/fused_attention.py --model danet_r50_d8 --size 512 1024 --val 2
+    .venv/bin/python benchmarks/fused_attention.py --size 128 128 --val 2 --iters 2 --rounds 1   # a quick check
+
+Writes ``benchmarks/results/fused_attention-<model>-<H>x<W>.{json,md,png}`` (``--output-dir``);
+the JSON records the machine (CPU model and flags, load average before and after).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+GOALS = ("attention core <= 30% of OpenVINO INT8 time; best INT8 at >= 99% agreement <= 0.15x torch eager FP32; "
+         "best FP32 <= 0.45x (issue 28)")
+
+
+def _log(message: str) -> None:
+    print(f"[fused_attention] {message}", file=sys.stderr, flush=True)
+
+
+def variants(bf16: bool, heads: int = 2) -> list[dict[str, Any]]:
+    """Every row: name, engine/target, precision, policy and the export options that differ
+    (``heads``: OpenVINO's ``attention_heads`` for its fused rows)."""
+    rows: list[dict[str, Any]] = [{"name": "torch fp32 eager", "kind": "torch", "fused": True},
+                                  {"name": "torch fp32 eager, unfused", "kind": "torch", "fused": False}]
+    for precision in ("fp32", "int8"):
+        for form in ("unfused", "fused"):
+            rows.append({"name": f"onnxruntime {precision} {form}", "kind": "export", "precision": precision,
+                         "target": "onnx" if precision == "fp32" else "onnxruntime", "options": {"attention": form}})
+            rows.append({"name": f"openvino {precision} {form}", "kind": "export", "precision": precision,
+                         "target": "openvino", "options": {"attention": form} | (
+                             {"attention_heads": heads} if form == "fused" else {})})
+    refused = None if bf16 else "this CPU has neither AMX-BF16 nor AVX512-BF16 (danet-export refuses the policy)"
+    rows.append({"name": "openvino int8 fused attention-bf16", "kind": "export", "precision": "int8",
+                 "target": "openvino", "options": {"attention": "fused", "attention_heads": heads},
+                 "policy": "attention-bf16",
+                 "refused": refused})
+    return rows
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Export every variant, then measure them as danet-bench does: a fresh process per variant and
+    round (equal thread caps, rounds interleaved, latencies pooled), accuracy from round 0, and the
+    per-op profile from one more process per variant."""
+    from danet_deploy.bench.machine import load_average, machine_info
+    from danet_deploy.bench.rows import Row, RowRun
+    from danet_deploy.bench.runner import (
+        BenchConfig,
+        _measure_row,
+        _profile_row,
+        accuracy,
+    )
+    from danet_deploy.bench.timing import summarize
+    from danet_deploy.cpu import cpu_features
+    from danet_deploy.data.scenes import SceneDataset
+    from danet_deploy.export import ExportRequest, export
+    from danet_deploy.export.policy import BF16_FLAGS
+    from danet_deploy.model.registry import DEMO_CLASSES, get_config
+
+    size = (int(args.size[0]), int(args.size[1]))
+    config = get_config(args.model)
+    features = cpu_features()
+    load_before = load_average()
+    cfg = BenchConfig(model=args.model, size=size, iters=args.iters, warmup=2, threads=args.threads,
+                      rounds=args.rounds, scenes=args.val, profile=args.profile_runs, progress=False)
+    dataset = SceneDataset("val", size=size, count=args.val)
+    images, labels = zip(*(dataset[i] for i in range(len(dataset))))
+    labels_arr = np.stack(labels) if tuple(config.class_names) == tuple(DEMO_CLASSES) else None
+    scenes = work / "scenes.npz"
+    np.savez(scenes, images=np.stack(images))
+    rows = [r for r in variants(any(features.get(f) for f in BF16_FLAGS), args.attention_heads)
+            if not args.only or any(o in r["name"] for o in args.only)]
+    runs: dict[str, RowRun] = {}
+    for row in rows:
+        if row.get("refused"):
+            continue
+        slug = row["name"].replace(" ", "_").replace(",", "")
+        run_ = RowRun(Row(slug, "", None, 1, args.threads), load_options={"threads": args.threads})
+        try:
+            if row["kind"] == "torch":
+                run_.model_ref = args.model
+                run_.load_options.update(backend="torch", fused_attention=row["fused"])
+            else:
+                _log(f"exporting {row['name']}")
+                folder = work / slug
+                started = time.perf_counter()
+                _, manifest = export(ExportRequest(args.model, target=row["target"], precision=row["precision"],
+                                                   output=folder, input_size=size, calib_count=args.calib_count,
+                                                   policy=row.get("policy", "attention-float"),
+                                                   options=row["options"]), log=lambda m: None)
+                row["export_s"] = round(time.perf_counter() - started, 1)
+                row["attention"] = manifest.extra.get("attention")
+                row["openvino_runtime"] = manifest.extra.get("openvino_runtime")
+                run_.model_ref = str(folder)
+            runs[row["name"]] = run_
+        except Exception as exc:  # noqa: BLE001 - one failed variant is a row with its reason
+            row["refused"] = f"failed: {exc}"[:300]
+            _log(f"{row['name']}: {row['refused']}")
+    for round_index in range(args.rounds):
+        for name, run_ in runs.items():
+            if run_.row.status == "pending":
+                _log(f"round {round_index + 1}/{args.rounds}: {name}")
+                _measure_row(cfg, run_, work, scenes, round_index)
+    if args.profile_runs:
+        for name, run_ in runs.items():
+            if run_.row.status == "pending":
+                _log(f"profiling {name}")
+                _profile_row(cfg, run_, work, scenes)
+    reference = "torch fp32 eager, unfused"
+    ref_masks = runs[reference].masks if reference in runs else None
+    # the faster torch eager row is the base, so neither form of the reference can flatter the ratios
+    torch_p50 = [summarize(r.row.latencies_ms, 1)["p50_ms"] for n, r in runs.items()
+                 if n.startswith("torch") and r.row.latencies_ms]
+    base_p50 = min(torch_p50) if torch_p50 else None
+    for row in rows:
+        run_ = runs.get(row["name"])
+        if run_ is None:
+            continue
+        if run_.row.status != "pending":
+            row["refused"] = row.get("refused") or run_.row.reason
+            continue
+        stats = summarize(run_.row.latencies_ms, 1)
+        row.update(p50_ms=stats["p50_ms"], p90_ms=stats["p90_ms"], peak_rss_mb=run_.row.peak_rss_mb,
+                   ratio_vs_torch_fp32=round(stats["p50_ms"] / base_p50, 4) if base_p50 else None,
+                   profile=run_.row.profile)
+        if run_.masks is not None:
+            scores = accuracy(run_.masks, ref_masks, labels_arr, config.num_classes)
+            row.update(agreement=scores["argmax_agreement"], miou_labels=scores["miou_vs_labels"])
+    ref_miou = next((r.get("miou_labels") for r in rows if r["name"] == reference), None)
+    for row in rows:
+        if ref_miou is not None and row.get("miou_labels") is not None:
+            row["miou_drop_pts"] = round(100 * (ref_miou - row["miou_labels"]), 3)
+    machine = machine_info()
+    machine["cpu_features"] = features
+    machine["load_average"] = {"before": load_before, "after": load_average()}
+    return {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": "benchmarks/fused_attention.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            "model": {"name": config.name, "weights": config.weights or "random (seeded, untrained preset)"},
+            "config": {"size": list(size), "batch": 1, "threads": args.threads, "rounds": args.rounds,
+                       "iters": args.iters, "val": args.val, "calib_count": args.calib_count,
+                       "profile_runs": args.profile_runs, "attention_heads": args.attention_heads},
+            "machine": machine, "reference": reference, "rows": rows, "goals": GOALS, "verdict": verdict(rows)}
+
+
+def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """The issue's three goals, read from this run's rows."""
+    def best(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+        timed = [r for r in candidates if r.get("ratio_vs_torch_fp32") is not None]
+        return min(timed, key=lambda r: r["ratio_vs_torch_fp32"]) if timed else None
+
+    ov_int8 = [r for r in rows if r["name"].startswith("openvino int8") and (r.get("profile") or {}).get("attention")]
+    shares = {r["name"]: r["profile"]["attention"]["share"] for r in ov_int8}
+    int8 = best([r for r in rows if " int8 " in f" {r['name']} " and (r.get("agreement") or 0) >= 0.99])
+    fp32 = best([r for r in rows if " fp32 " in f" {r['name']} " and not r["name"].startswith("torch")])
+    return {"openvino_int8_attention_share": shares,
+            "best_int8_at_99": int8 and {"name": int8["name"], "ratio": int8["ratio_vs_torch_fp32"],
+                                         "agreement": int8.get("agreement")},
+            "best_fp32": fp32 and {"name": fp32["name"], "ratio": fp32["ratio_vs_torch_fp32"]}}
+
+
+def markdown(report: dict[str, Any]) -> str:
+    from danet_deploy.bench.profile import profile_markdown
+
+    cfg, cpu = report["config"], report["machine"]["cpu"]
+    bf16 = any(report["machine"]["cpu_features"].get(f) for f in ("amx_bf16", "avx512_bf16"))
+    lines = [f"# Fused attention: {report['model']['name']} {cfg['size'][0]}x{cfg['size'][1]}, {cfg['threads']} threads",
+             "", f"- created {report['created']}; CPU: {cpu.get('model', '?')} (bf16: {'yes' if bf16 else 'no'})",
+             f"- load average before/after: {report['machine']['load_average']}",
+             f"- weights: {report['model']['weights']}; reference for agreement: {report['reference']}",
+             "", "```", report["command"], "```", "",
+             "| variant | p50 ms | x torch eager fp32 (faster form) | agreement | mIoU (labels) | drop pts | attention share | note |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in report["rows"]:
+        share = (r.get("profile") or {}).get("attention", {}).get("share")
+        cells = [r["name"], r.get("p50_ms"), r.get("ratio_vs_torch_fp32"),
+                 f"{100 * r['agreement']:.2f}%" if r.get("agreement") is not None else None, r.get("miou_labels"),
+                 r.get("miou_drop_pts"), f"{100 * share:.1f}%" if share is not None else None, r.get("refused") or ""]
+        lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
+    lines += ["", f"Goals: {report['goals']}", "", "```json", json.dumps(report["verdict"], indent=1), "```", ""]
+    table_report = {**report, "rows": [{**r, "target": r["name"], "precision": ""} for r in report["rows"]]}
+    return "\n".join(lines) + "\n" + profile_markdown(table_report)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="danet_demo")
+    parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iters", type=int, default=10, help="timed iterations per variant and round")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, a fresh process each (pooled p50)")
+    parser.add_argument("--val", type=int, default=8, help="generated val scenes scored")
+    parser.add_argument("--calib-count", type=int, default=32)
+    parser.add_argument("--profile-runs", type=int, default=5, help="inferences per per-op profile (0: none)")
+    parser.add_argument("--attention-heads", type=int, default=2, help="OpenVINO attention_heads of the fused rows")
+    parser.add_argument("--only", nargs="*", default=[], help="keep variants whose name contains one of these")
+    parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="fused-attention-") as tmp:
+        report = run(args, Path(tmp))
+    from danet_deploy.bench.profile import plot_profile
+    from danet_deploy.files import atomic_write_text
+
+    stem = args.output_dir / f"fused_attention-{args.model}-{args.size[0]}x{args.size[1]}"
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
+    text = markdown(report)
+    plotted = [{**r, "target": r["name"], "precision": ""} for r in report["rows"] if r.get("profile")]
+    if plotted:
+        plot_profile({**report, "rows": plotted}, stem.with_suffix(".png"))
+        text += f"\n![per-op profile]({stem.with_suffix('.png').name})\n"
+    atomic_write_text(stem.with_suffix(".md"), text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Tests of a hostile-but-realistic user (a package, so its conftest does not shadow tests/conftest.py)."""

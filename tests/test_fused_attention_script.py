@@ -1,0 +1,54 @@
+"""benchmarks/fused_attention.py: its variants, its reading of the issue's goals, and (slow) a whole run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("fused_attention_bench", ROOT / "benchmarks" / "fused_attention.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_variants_cover_both_forms_on_both_engines_and_refuse_bf16_without_the_cpu():
+    script = _script()
+    names = [v["name"] for v in script.variants(bf16=True)]
+    for engine in ("onnxruntime", "openvino"):
+        for precision in ("fp32", "int8"):
+            assert f"{engine} {precision} unfused" in names and f"{engine} {precision} fused" in names
+    bf16 = {v["name"]: v for v in script.variants(bf16=False)}["openvino int8 fused attention-bf16"]
+    assert "AMX-BF16" in bf16["refused"]
+
+
+def test_verdict_reads_the_goals_from_one_runs_rows():
+    rows = [{"name": "torch fp32 eager", "ratio_vs_torch_fp32": 1.0},
+            {"name": "onnxruntime fp32 fused", "ratio_vs_torch_fp32": 0.4},
+            {"name": "openvino fp32 fused", "ratio_vs_torch_fp32": 0.5},
+            {"name": "openvino int8 fused", "ratio_vs_torch_fp32": 0.12, "agreement": 0.995,
+             "profile": {"attention": {"share": 0.25}}},
+            {"name": "onnxruntime int8 fused", "ratio_vs_torch_fp32": 0.1, "agreement": 0.98}]
+    verdict = _script().verdict(rows)
+    assert verdict["openvino_int8_attention_share"] == {"openvino int8 fused": 0.25}
+    assert verdict["best_int8_at_99"] == {"name": "openvino int8 fused", "ratio": 0.12, "agreement": 0.995}
+    assert verdict["best_fp32"] == {"name": "onnxruntime fp32 fused", "ratio": 0.4}
+
+
+@pytest.mark.slow
+def test_a_small_run_writes_every_variant_with_profiles(tmp_path):
+    assert _script().main(["--size", "64", "64", "--val", "1", "--iters", "1", "--rounds", "1", "--calib-count", "2",
+                           "--profile-runs", "1", "--only", "torch", "openvino fp32", "--output-dir",
+                           str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "fused_attention-danet_demo-64x64.json").read_text())
+    timed = [r for r in report["rows"] if r.get("p50_ms")]
+    assert {r["name"] for r in timed} == {"torch fp32 eager", "torch fp32 eager, unfused", "openvino fp32 unfused",
+                                          "openvino fp32 fused"}
+    assert all(r["profile"]["attention"]["share"] is not None for r in timed)
+    assert "cpu_features" in report["machine"] and (tmp_path / "fused_attention-danet_demo-64x64.png").is_file()
