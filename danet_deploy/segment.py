@@ -122,14 +122,17 @@ def _frames(r: RunRequest) -> Record:
 
         names = [MASKS_MCAP, *names]
     refuse_overwrite(r.output, names, r.force)
-    source = None if r.bag else (open_video(r.video, r.pixel_limit) if r.video
-                                 else open_camera(r.camera, max_pixels=r.pixel_limit))
+    source = None
+    if r.video:
+        source = open_video(r.video, r.pixel_limit)
+    elif r.camera is not None:
+        source = open_camera(r.camera, max_pixels=r.pixel_limit)
     with runtime.load(r.model, backend=r.backend, threads=r.threads) as session:
         total = r.max_frames if source is None else (r.max_frames or source.frame_count or None)
         bar = progress_bar(total=total, desc="frames", unit="frame")
         progress = (lambda *_: bar.update(1)) if bar is not None else None
         if source is None:
-            summary = replay_bag(session, r.bag, r.output, topic=r.topic, mask_topic=r.mask_topic, alpha=r.alpha,
+            summary = replay_bag(session, str(r.bag), r.output, topic=r.topic, mask_topic=r.mask_topic, alpha=r.alpha,
                                  max_frames=r.max_frames, write_video=not r.no_video, max_pixels=r.pixel_limit,
                                  progress=progress)
         else:
