@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
-
 
 FP16_MAX = 65504.0
 #: Ops that only move or relabel data: never a "layer" of their own.
@@ -200,7 +200,7 @@ def _elem_types(model: Any) -> dict[str, int]:
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - types of outputs we cannot infer are taken from the producer
+    except Exception:
         inferred = model
     types = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:

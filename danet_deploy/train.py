@@ -27,9 +27,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -427,9 +428,8 @@ def _batches(config: TrainConfig) -> Iterator[tuple[int, np.ndarray, np.ndarray]
             yield (step, *training_batch(step, config))
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=config.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_prefetch_worker_init, initargs=(os.getpid(),)) as pool:
@@ -541,7 +541,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         optimizer.step()
         if average is not None:
             average.update_parameters(model)
-        recent = (recent + [loss.item()])[-config.log_every:]
+        recent = ([*recent, loss.item()])[-config.log_every:]
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{np.mean(recent):.3f}", lr=f"{lr:.2e}", refresh=False)
         done = step + 1
@@ -596,9 +596,8 @@ def evaluate_weights(weights: str | Path | None = None, count: int = 50,
     The architecture comes from the file (:func:`_trained_model_options`); ``model_options``
     (``--model-option``) override it.
     """
-    from .model.options import coerce_model_options
-
     from .model.factory import create_model
+    from .model.options import coerce_model_options
 
     path = Path(weights) if weights else weights_dir() / "danet_demo.safetensors"
     if not path.exists():
@@ -626,7 +625,7 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), "pt") as f:
             recorded = (f.metadata() or {}).get("model_options")
-            decoder = f.get_slice(DECODER_WIDTH_KEY).get_shape()[0] if DECODER_WIDTH_KEY in f.keys() else 0
+            decoder = f.get_slice(DECODER_WIDTH_KEY).get_shape()[0] if DECODER_WIDTH_KEY in f else 0
     except Exception:  # not readable as safetensors: the checkpoint loader reports it properly
         return {}
     try:

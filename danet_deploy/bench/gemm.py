@@ -19,7 +19,8 @@ run is the estimate of what the hardware reaches. Runs in the caller's process i
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import summarize_exception
 
@@ -137,12 +138,12 @@ def measure_gemm_peak(threads: int, n: int | None = None, repeats: int = 5, warm
             except ImportError:
                 results.append({"method": f"{package} ({dtype} {size})", "error": f"{package} not installed"})
                 continue
-            except Exception as exc:  # noqa: BLE001 - a kernel this build or CPU lacks is a result, not a crash
+            except Exception as exc:
                 results.append({"method": f"{package} ({dtype} {size})", "error": summarize_exception(exc)})
                 continue
             try:
                 times = _time(run, repeats, warmup)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 results.append({"method": method, "error": summarize_exception(exc)})
                 continue
             finally:

@@ -6,7 +6,8 @@ import argparse
 import functools
 import json
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ..errors import DanetDeployError
 

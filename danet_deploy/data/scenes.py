@@ -17,8 +17,8 @@ Only numpy and Pillow (for polygon filling) are used, so this works without torc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw

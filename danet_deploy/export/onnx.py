@@ -167,10 +167,10 @@ def _simplify(graph: Any) -> Any:
     try:
         import onnxslim
     except ImportError:
-        warnings.warn("onnxslim is not installed: the ONNX graph is left unsimplified (pip install onnxslim)")
+        warnings.warn("onnxslim is not installed: the ONNX graph is left unsimplified (pip install onnxslim)", stacklevel=2)
         return graph
     try:
         return onnxslim.slim(graph)
     except Exception as exc:  # keep the valid unsimplified graph rather than fail the export
-        warnings.warn(f"onnxslim failed ({exc}); keeping the unsimplified graph")
+        warnings.warn(f"onnxslim failed ({exc}); keeping the unsimplified graph", stacklevel=2)
         return graph

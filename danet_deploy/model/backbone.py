@@ -10,7 +10,7 @@ checkpoints' conventions, so mapping keys is a rename of prefixes.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 

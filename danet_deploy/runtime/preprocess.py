@@ -7,7 +7,8 @@ HWC RGB; network inputs are float32 NCHW normalised as ``(x / 255 - mean) / std`
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -32,8 +32,9 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -181,7 +182,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
                 if not raw.put(_Item(index, image, time.perf_counter()), stop):
                     return
             raw.put(_END, stop)
-        except BaseException as exc:  # noqa: BLE001 - carried to the caller
+        except BaseException as exc:
             raw.put(_Failure(READING, exc), stop)
 
     def stage(name: str, source: Any, sink: _Bounded, work: Any) -> None:
@@ -201,7 +202,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
                 return
             try:
                 work(item)
-            except BaseException as exc:  # noqa: BLE001 - carried to the caller
+            except BaseException as exc:
                 sink.put(_Failure(name, exc), stop)
                 return
             if not sink.put(item, stop):

@@ -23,9 +23,10 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -114,7 +115,7 @@ class ServeOptions:
 
 def require_pytriton() -> None:
     try:
-        import pytriton  # noqa: F401
+        import pytriton  # noqa: F401 imported only to see that it is installed
     except ImportError as exc:
         raise BackendUnavailableError("danet-serve needs PyTriton: pip install 'danet-deploy[serve]' (nvidia-pytriton "
                                       "pins numpy<2; keep it in its own environment if other tools need numpy 2)") \
@@ -249,7 +250,7 @@ class Server:
         self._stop = threading.Event()
 
     # -- start -----------------------------------------------------------------------------
-    def start(self) -> "Server":
+    def start(self) -> Server:
         from pytriton.model_config import DynamicBatcher, ModelConfig, Tensor
         from pytriton.triton import Triton, TritonConfig, TritonSecurityConfig
 
@@ -342,7 +343,7 @@ class Server:
             session.close()
         self.sessions = []
 
-    def __enter__(self) -> "Server":
+    def __enter__(self) -> Server:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

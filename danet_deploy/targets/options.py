@@ -13,7 +13,8 @@ import dataclasses
 import difflib
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from ..errors import ConfigError
 
@@ -23,7 +24,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def option(default: Any, help: str, choices: tuple[Any, ...] | None = None,  # noqa: A002 - argparse's word
+def option(default: Any, help: str, choices: tuple[Any, ...] | None = None,
            check: typing.Callable[[Any], Any] | None = None) -> Any:
     """A dataclass field with the help text and allowed values ``--help`` and validation show.
 

@@ -261,7 +261,7 @@ def count_dla_layers(engine_information: str | dict[str, Any]) -> dict[str, int]
     counts as DLA when one of those fields names DLA. Built on TensorRT's documented advice
     ("verify DLA layer assignments in the engine inspector output"), not yet checked on a Jetson.
     """
-    import json  # noqa: PLC0415
+    import json
 
     info = json.loads(engine_information) if isinstance(engine_information, str) else engine_information
     layers = info.get("Layers", []) if isinstance(info, dict) else []
@@ -277,6 +277,8 @@ def count_dla_layers(engine_information: str | dict[str, Any]) -> dict[str, int]
 
 
 def describe_profile(profile: dict[str, list[int]]) -> str:
-    fmt = lambda s: "x".join(str(d) for d in s)  # noqa: E731
+    def fmt(shape: Any) -> str:
+        return "x".join(str(d) for d in shape)
+
     return f"min {fmt(profile['min'])}, opt {fmt(profile['opt'])}, max {fmt(profile['max'])}"
 

@@ -28,8 +28,16 @@ import numpy as np
 from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError, SessionClosedError
 from ...manifest import Manifest
 from ...tensorrt.compat import check_engine_compatibility
-from ...tensorrt.cuda import (CudaError, CudaGraph, DeviceBuffer, GraphCaptureError, PinnedBuffer, check,
-                               device_properties, load_cudart)
+from ...tensorrt.cuda import (
+    CudaError,
+    CudaGraph,
+    DeviceBuffer,
+    GraphCaptureError,
+    PinnedBuffer,
+    check,
+    device_properties,
+    load_cudart,
+)
 from ...tensorrt.logger import shared_logger
 from .base import Backend, InputSpec, as_output, require
 
@@ -55,7 +63,7 @@ class _Lane:
     captured graph replays fixed pointers, so none of them may be shared by two concurrent calls.
     """
 
-    def __init__(self, backend: "TensorRTBackend") -> None:
+    def __init__(self, backend: TensorRTBackend) -> None:
         self.backend, cudart = backend, backend.cudart
         self.stream = None
         self.buffers: list[Any] = []
