@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo lint test test-slow test-ros test-tensorrt check-tensorrt-api check-runtime-wheel docs install clean
+.PHONY: demo lint typecheck test test-slow test-ros test-tensorrt check-tensorrt-api check-runtime-wheel docs install clean
 
 # $(call make-venv,FOLDER,EXTRAS): a venv with the pinned CPU torch first, then this checkout (editable)
 define make-venv
@@ -29,6 +29,10 @@ demo: $(STAMP)
 # make lint: ruff check over the whole checkout, rules in pyproject's [tool.ruff] (no reformatting)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+# make typecheck: mypy over danet_deploy ([tool.mypy] in pyproject). Not yet in .ci/run: findings remain
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 # make test: the everyday suite (<= 5 min on 2 quiet cores); make test-slow: the tests marked slow
 # (over ~5 s each). .ci/run runs both.

@@ -384,7 +384,7 @@ def _resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return label
     from PIL import Image
 
-    return np.asarray(Image.fromarray(label).resize((size[1], size[0]), Image.NEAREST))
+    return np.asarray(Image.fromarray(label).resize((size[1], size[0]), Image.Resampling.NEAREST))
 
 
 def write_report(report: ParityReport, path: str | Path) -> None:

@@ -227,7 +227,8 @@ def torch_ops(model: Any, call: Callable[[], Any], runs: int) -> list[OpTime]:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    handles, ranges = [], {}
+    handles: list[Any] = []
+    ranges: dict[Any, Any] = {}
 
     def pre(name: str) -> Callable[..., None]:
         def hook(module: Any, args: Any) -> None:

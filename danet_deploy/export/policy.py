@@ -168,7 +168,9 @@ class PrecisionPolicy:
             return spec
         if spec is None or spec == "":
             return cls()
-        keep, patterns, op_types, name, attention_precision = False, [], [], "custom", "fp32"
+        keep, name, attention_precision = False, "custom", "fp32"
+        patterns: list[str] = []
+        op_types: list[str] = []
         for part in str(spec).split("+"):
             part = part.strip()
             if part == "attention-bf16":

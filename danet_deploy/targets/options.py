@@ -130,7 +130,7 @@ class TargetOptions:
             choices = f.metadata.get("choices")
             name = f"{typing.get_args(kind)[0].__name__},..." if typing.get_origin(kind) is tuple else kind.__name__
             type_text = "|".join(map(str, choices)) if choices else name
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc, operator]  # MISSING default: a factory is set
             rows.append((f.name, type_text + ("|none" if optional and not choices else ""), default,
                          f.metadata.get("help", "")))
         return rows
