@@ -31,7 +31,7 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -157,7 +157,7 @@ def ort_reader(batches: Sequence[np.ndarray], input_name: str = "input") -> Any:
 # -- public entry point -------------------------------------------------------------------------
 def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int, int],
                      preprocessing: dict[str, Any], log: Callable[[str], None] = print,
-                     cache_dir: str | os.PathLike[str] | bool | None = None) -> CalibrationSet:
+                     cache_dir: str | os.PathLike[str] | Literal[False] | None = None) -> CalibrationSet:
     """Load ``count`` calibration images from ``source`` at ``size``, preprocessed like the runtime.
 
     Args:

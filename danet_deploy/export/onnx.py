@@ -73,6 +73,7 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
                 program = torch.onnx.export(traced, (example,), input_names=[INPUT_NAME], output_names=names,
                                             opset_version=max(opset, 18), dynamo=True, dynamic_shapes=shapes,
                                             verbose=False)
+                assert program is not None  # dynamo=True returns the program
                 program.save(str(path))
             else:
                 raise ExportError(f"unknown exporter {exporter!r}; choose 'legacy' or 'dynamo'")

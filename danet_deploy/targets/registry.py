@@ -142,6 +142,7 @@ class Target:
 
     def load_builder(self) -> Callable[..., Any]:
         self.check_buildable()
+        assert self.builder is not None  # check_buildable refused a None builder
         return resolve(self.builder, f"target {self.name!r}")
 
 

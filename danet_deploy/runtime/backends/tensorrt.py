@@ -65,7 +65,7 @@ class _Lane:
 
     def __init__(self, backend: TensorRTBackend) -> None:
         self.backend, cudart = backend, backend.cudart
-        self.stream = None
+        self.stream: Any = None  # a cudaStream_t once created
         self.buffers: list[Any] = []
         self.events: list[Any] = []
         self.graph = CudaGraph(cudart)  # holds nothing until a capture
@@ -213,7 +213,7 @@ class TensorRTBackend(Backend):
         self._idle: list[_Lane] = []
         self._pool = threading.Condition()
         self._closed = False
-        self.engine = None
+        self.engine: Any = None  # a tensorrt.ICudaEngine once deserialized
         check(cudart, cudart.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
         self.gpu = device_properties(cudart, self.device)
         self.logger = shared_logger(trt, log_level)
