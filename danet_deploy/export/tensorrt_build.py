@@ -312,7 +312,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
     dla: dict[str, Any] = {}
     if dla_core is not None:
         try:
-            placement = dla_placement(trt, logger, plan, dla_core)
+            placement: dict[str, Any] = dla_placement(trt, logger, plan, dla_core)
         except Exception as exc:  # the engine is built; say that placement is unknown rather than fail it
             log(f"WARNING: could not inspect the engine's DLA layers ({exc}); check with trtexec --loadEngine "
                 f"--useDLACore={dla_core} --dumpLayerInfo --profilingVerbosity=detailed")
