@@ -53,7 +53,7 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     try:
         batch = int(spec.get("batch", 1))
         scenes = np.load(spec["scenes"], allow_pickle=False)["images"]
-        size = tuple(int(s) for s in scenes.shape[1:3])
+        size = (int(scenes.shape[1]), int(scenes.shape[2]))
 
         if spec.get("profile_runs"):  # a profiling process: nothing else, so no timing or memory is skewed
             result["stage"] = "profile"

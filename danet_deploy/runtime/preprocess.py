@@ -79,6 +79,11 @@ def check_image(image: Any, index: int = 0) -> None:
         raise InputError(f"{where}: empty image of shape {image.shape}")
 
 
+def image_hw(image: np.ndarray) -> tuple[int, int]:
+    """``(height, width)`` of an HWC or HW image: ``shape[:2]`` typed as the pair it is."""
+    return int(image.shape[0]), int(image.shape[1])
+
+
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a uint8 HWC image to ``(height, width)``."""
     if image.shape[:2] == tuple(size):

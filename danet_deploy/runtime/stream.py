@@ -41,7 +41,7 @@ import numpy as np
 from ..counts import is_count
 from ..errors import ConfigError, DanetDeployError, InputError
 from ..outputs import LOGITS, MASK
-from .preprocess import mask_at_size, resize_mask
+from .preprocess import image_hw, mask_at_size, resize_mask
 
 POLICIES = ("all", "latest")
 _END = object()
@@ -312,7 +312,7 @@ class _Plan:
 
     def post(self, item: _Item) -> np.ndarray:
         assert item.outputs is not None and item.image is not None
-        size = item.image.shape[:2]
+        size = image_hw(item.image)
         if self.use_mask:
             return resize_mask(item.outputs[MASK][0], size)
         return mask_at_size(item.outputs[LOGITS][0], size)

@@ -28,7 +28,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, ConfigError, InputError, summarize_exception
 from ..files import atomic_output, not_a_file_reason
 from ..inputs import from_rgb
-from .preprocess import legend, overlay, resize_image
+from .preprocess import image_hw, legend, overlay, resize_image
 
 
 def _av() -> Any:
@@ -215,7 +215,7 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
                 if write_video:
                     if writer is None:  # one legend of every class: the frame size stays constant
                         strip = legend(names or [str(c) for c in range(session.num_classes)], frame.shape[1])
-                        video_hw = frame.shape[:2]
+                        video_hw = image_hw(frame)
                         writer = VideoWriter(out / OVERLAY_VIDEO, source.fps,
                                              (frame.shape[0] + strip.shape[0], frame.shape[1]))
                     picture = overlay(frame, mask, session.num_classes, alpha)
