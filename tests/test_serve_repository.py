@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from danet_deploy import runtime
 from danet_deploy.errors import ArtifactError, ConfigError, ManifestError
+from danet_deploy.inputs import contract_note
 from danet_deploy.manifest import Manifest, read_manifest
 from danet_deploy.serve import TritonOptions, read_triton_repository, render_config, write_triton_repository
 from danet_deploy.serve.repository import plan_model
@@ -396,5 +397,7 @@ def test_a_batch_bound_of_one_is_said_and_gets_no_batcher():
     plan = plan_model(_manifest(["batch", 3, 64, 64], ["batch", 8, 64, 64], 1), TritonOptions())
     assert plan.config["max_batch_size"] == 1 and "dynamic_batching" not in plan.config
     assert any("--max-batch 8" in note for note in plan.notes)
-    plan = plan_model(_manifest(["batch", 3, 64, 64], ["batch", 8, 64, 64], None), TritonOptions())
-    assert plan.config["max_batch_size"] == 8 and "dynamic_batching" in plan.config and not plan.notes
+    manifest = _manifest(["batch", 3, 64, 64], ["batch", 8, 64, 64], None)
+    plan = plan_model(manifest, TritonOptions())
+    assert plan.config["max_batch_size"] == 8 and "dynamic_batching" in plan.config
+    assert plan.notes == [contract_note(manifest.input)]  # the input contract's note only, nothing about the batch
