@@ -27,7 +27,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -420,7 +420,7 @@ def _prefetch_worker_init(parent: int) -> None:
     threading.Thread(target=watch, name="danet-train-parent-watch", daemon=True).start()
 
 
-def _batches(config: TrainConfig) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def _batches(config: TrainConfig) -> Generator[tuple[int, np.ndarray, np.ndarray], None, None]:
     """Batches in step order; with ``prefetch``, the next ``workers`` steps are generated in worker
     processes while step ``i`` trains (spawned, so they never inherit torch's thread pools)."""
     if not config.prefetch:

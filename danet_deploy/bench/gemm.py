@@ -97,6 +97,7 @@ def _ort_matmul(op: str, n: int, threads: int) -> tuple[str, Callable[[], Any], 
     opts.log_severity_level = 3
     session = ort.InferenceSession(matmul_model(n, op).SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
+    a: np.ndarray
     if op == "MatMul":
         a, out = rng.standard_normal((n, n), dtype=np.float32), np.empty((n, n), np.float32)
     else:

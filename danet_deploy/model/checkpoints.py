@@ -150,7 +150,7 @@ def _load_failure_reason(exc: Exception) -> str:
     return useful[0] if useful else type(exc).__name__
 
 
-def _summary(value: object) -> str:
+def _summary(value: Any) -> str:
     """A short, printable account of one ignored checkpoint entry."""
     if isinstance(value, TrainingState):
         return value.qualified_name.rsplit(".", 1)[-1]
