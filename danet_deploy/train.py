@@ -28,7 +28,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Generator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from .extras import require
 from .files import atomic_output, atomic_write_text
 from .model.registry import DEMO_CLASSES, IMAGENET_MEAN, IMAGENET_STD, weights_dir
 from .progress import track
+from .request_fields import arg
 from .runtime.preprocess import normalize
 
 PRESET = "danet_demo"
@@ -80,42 +81,76 @@ def check_eval_sizes(sizes: Sequence[Shape]) -> None:
                               "generated scene may have: choose other --eval-sizes")
 
 
+_CROPS: tuple[Shape, ...] = ((256, 256), (192, 352), (224, 320))
+_EARLY_CROPS: tuple[Shape, ...] = ((160, 160), (128, 224), (144, 192))
+_EVAL_SIZES: tuple[Shape, ...] = ((512, 512), (512, 1024), (384, 640))
+
+
+def _shapes(value: str | tuple[Shape, ...]) -> tuple[Shape, ...]:
+    """``--crops`` text or a default already a tuple; a bad shape is a ConfigError (exit 2)."""
+    return value if isinstance(value, tuple) else parse_shapes(value)
+
+
+def _early_shapes(value: str | tuple[Shape, ...]) -> tuple[Shape, ...]:
+    """:func:`_shapes`, and an empty ``--early-crops`` means none."""
+    return _shapes(value) if value else ()
+
+
+def _option_pairs(pairs: list[str]) -> dict[str, str]:
+    from .model.options import parse_option_pairs
+
+    return parse_option_pairs(pairs)
+
+
 @dataclass
 class TrainConfig:
-    """Every knob of a training run; recorded verbatim in the report."""
+    """Every knob of a training run; recorded verbatim in the report (``danet-train``'s flags are these fields)."""
 
-    steps: int = 6000
-    batch_size: int = 8
-    crops: tuple[Shape, ...] = ((256, 256), (192, 352), (224, 320))  # one shape per step, drawn at random
-    early_crops: tuple[Shape, ...] = ((160, 160), (128, 224), (144, 192))  # ... except in the first early_share
-    early_share: float = 0.0  # of the steps, which draw these smaller crops (0 = none: the shipped recipe) ...
-    early_scale: float = 0.625  # ... from scenes this much smaller (scene_min/max scaled; 1 = same scale)
-    crops_per_scene: int = 4  # crops taken from each generated scene (scene generation is a third of a step)
-    scene_min: int = 256  # scenes are rendered at a random height in [scene_min, scene_max] ...
-    scene_max: int = 576
-    aspect_min: float = 1.0  # ... and a random width / height in [aspect_min, aspect_max]
-    aspect_max: float = 2.2
-    crowd: float = 0.7  # share of scenes with extra pedestrians and poles
-    class_balance: float = 0.5  # power of median-frequency class weights (0 = unweighted)
-    ohem_keep: float = 0.5  # share of pixels, hardest first, that the loss keeps (1 = all)
-    lr: float = 4e-3
-    ema: float = 0.0  # decay of an exponential moving average of the weights that is evaluated and saved (0 = off)
-    weight_decay: float = 1e-4
-    warmup: int = 100
-    poly_power: float = 0.9
-    seed: int = 0
-    threads: int = 2
-    amp: str = "auto"  # auto | bf16 | off
-    device: str = "cpu"  # cpu | cuda (a GPU trains the same recipe faster; results are not bit-identical to CPU)
-    prefetch: bool = True  # generate upcoming batches in worker processes
-    workers: int = 1  # prefetch processes (a GPU step outruns one scene generator)
-    model_options: dict[str, Any] = field(default_factory=dict)  # architecture overrides of the preset
-    eval_count: int = 50
-    eval_sizes: tuple[Shape, ...] = ((512, 512), (512, 1024), (384, 640))
-    log_every: int = 25
-    time_budget_min: float | None = None  # stop (and anneal to zero) early when this many minutes are used
-    output: str = field(default_factory=lambda: str(weights_dir() / "danet_demo.safetensors"))
-    report: str | None = None  # default: the output path with a .json suffix
+    steps: int = arg(6000, "optimizer steps")
+    batch_size: int = arg(8, "scenes per step")
+    # one shape per step, drawn at random ... except in the first early_share, which draw early_crops
+    crops: tuple[Shape, ...] = arg(_CROPS, f"training crop shapes HxW, one drawn per step (default "
+                                   f"{format_shapes(_CROPS)})", convert=_shapes)
+    early_crops: tuple[Shape, ...] = arg(
+        _EARLY_CROPS, "smaller crop shapes HxW for the first --early-share of the steps; used only with --early-share "
+        f"> 0 (default {format_shapes(_EARLY_CROPS)})", convert=_early_shapes)
+    early_share: float = arg(0.0, "share of the steps, the first ones, on --early-crops (faster, measured to cost "
+                             "person IoU); 0 = all on --crops")  # 0: the shipped recipe
+    early_scale: float = arg(0.625, "scene size in the early steps, relative to --scene-min/--scene-max")
+    crops_per_scene: int = arg(4, "crops taken from each generated scene")  # scene generation is a third of a step
+    scene_min: int = arg(256, "smallest generated scene height before cropping")
+    scene_max: int = arg(576, "largest generated scene height before cropping")
+    aspect_min: float = arg(1.0, "smallest scene width/height")
+    aspect_max: float = arg(2.2, "largest scene width/height")
+    crowd: float = arg(0.7, "share of scenes with extra pedestrians and poles")
+    class_balance: float = arg(0.5, "power of median-frequency class weights, 0 = unweighted")
+    ohem_keep: float = arg(0.5, "share of pixels, hardest first, the loss keeps; 1 = all")
+    lr: float = arg(4e-3, "peak AdamW learning rate")
+    ema: float = arg(0.0, "evaluate and save an exponential moving average of the weights with this decay, e.g. "
+                     "0.999; 0 = the last weights")
+    weight_decay: float = arg(1e-4, "AdamW weight decay")
+    warmup: int = arg(100, "linear warm-up steps")
+    poly_power: float = arg(0.9, "power of the polynomial learning-rate decay after the warm-up")
+    seed: int = arg(0, "seed for init, data order, crops")
+    threads: int = arg(2, "torch CPU threads")
+    amp: str = arg("auto", "bfloat16 autocast: auto = where the CPU has AMX/AVX512-BF16", choices=("auto", "bf16", "off"))
+    device: str = arg("cpu", "train on the CPU (reproducible, the documented recipe) or a CUDA GPU (results are not "
+                      "bit-identical to the CPU's)", choices=("cpu", "cuda"))
+    prefetch: bool = arg(True, "generate scenes in the training process instead of worker processes",
+                         flag="--no-prefetch")
+    workers: int = arg(1, "scene-generating worker processes; a GPU needs several")
+    model_options: dict[str, Any] = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
+        help="architecture override of danet_demo, e.g. decoder_channels=0 (repeatable)", flag="--model-option",
+        metavar="KEY=VALUE", append=True, convert=_option_pairs, default_factory=dict)
+    eval_count: int = arg(50, "val scenes to score")
+    eval_sizes: tuple[Shape, ...] = arg(_EVAL_SIZES, "val sizes HxW, comma-separated (default "
+                                        f"{format_shapes(_EVAL_SIZES)})", convert=_shapes)
+    log_every: int = arg(25, "log a line every this many steps")
+    time_budget_min: float | None = arg(None, "wall-clock budget in minutes: the LR schedule is shortened to finish "
+                                        "within it")
+    output: str = arg(help="weights path (default: danet_deploy/weights/danet_demo.safetensors)",
+                      default_factory=lambda: str(weights_dir() / "danet_demo.safetensors"))
+    report: str | None = arg(None, "JSON report path (default: next to the weights, .json)")
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crops_per_scene < 1:
@@ -635,3 +670,25 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
     if not isinstance(options, dict):
         raise CheckpointError(f"{path}: its model_options metadata is not a JSON object ({recorded[:80]!r})")
     return {**coerce_model_options(options), "decoder_channels": int(decoder)}
+
+
+@dataclass(frozen=True)
+class TrainFlags:
+    """The flags of ``danet-train`` that are not part of a :class:`TrainConfig` (not recorded in the report)."""
+
+    evaluate_only: bool = arg(False, "do not train: evaluate the shipped weights (or --weights) and print per-class IoU")
+    weights: str | None = arg(None, "weights to evaluate with --evaluate-only (default: the shipped file)")
+    force: bool = arg(False, "replace the --output weights and --report files if they exist (the default --output is "
+                      "the shipped weights)")
+    progress: bool = arg(True, "no tqdm bars (periodic log lines only)", flag="--no-progress")
+
+
+def evaluate_only(config: TrainConfig, weights: str | Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """``danet-train --evaluate-only``: score ``weights`` (default: the shipped ones) at ``config.eval_sizes``
+    on ``config.eval_count`` val scenes with ``config.threads`` torch threads, printing per-class IoU."""
+    if config.threads < 1 or config.eval_count < 1:
+        raise ConfigError(f"--evaluate-only needs --threads >= 1 and --eval-count >= 1, got {config.threads} "
+                          f"and {config.eval_count}")
+    _torch().set_num_threads(config.threads)
+    return evaluate_weights(weights, config.eval_count, config.eval_sizes, progress=progress, log=print,
+                            model_options=config.model_options)

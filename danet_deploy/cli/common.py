@@ -10,22 +10,10 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from ..errors import DanetDeployError
+from ..request_fields import parse_size
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    """``512x1024`` / ``512,1024`` / ``512`` (square) -> (H, W)."""
-    parts = text.lower().replace(",", "x").split("x")
-    try:
-        values = [int(p) for p in parts]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"size {text!r} is not HxW (e.g. 512x1024)") from None
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"size {text!r} must be two positive integers HxW (e.g. 512x1024)")
-    return values[0], values[1]
+__all__ = ["EXIT_FAILED", "EXIT_OK", "EXIT_USAGE", "HelpFormatter", "cli_main", "parse_size", "print_json"]
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -33,14 +21,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
     argparse's ArgumentDefaultsHelpFormatter appends "(default: None)" after help that already
     says what the default is ("(default: the preset's) (default: None)") and shows nothing for a
-    flag without help; this one appends a default only when it says something (not None, False or
-    empty) and the help does not already mention one. The epilog's tables keep their lines.
+    flag without help; this one appends a default only when it says something (not None, a bool: the flag
+    turns it around, or empty) and the help does not already mention one. The epilog's tables keep their lines.
     """
 
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if (not action.option_strings or default is argparse.SUPPRESS or default is None or default is False
+        if (not action.option_strings or default is argparse.SUPPRESS or default is None or isinstance(default, bool)
                 or default in ([], ()) or "default" in text.lower()):
             return text
         return f"{text} (default: %(default)s)"

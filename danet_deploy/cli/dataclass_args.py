@@ -13,67 +13,74 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from ..targets.options import _base_type
+from ..request_fields import arg, cli_fields, flags, help_text, resolved
+from ..targets.options import base_type
 
 R = TypeVar("R")
+__all__ = ["arg", "build_parser", "cli_fields", "flags", "help_text", "parse_request", "request_values"]
 
 
-def arg(default: Any = None, help: str = "", *, flag: str | None = None,
-        choices: Sequence[Any] | None = None, parser: Callable[[str], Any] | None = None,
-        positional: bool = False, nargs: str | None = None, metavar: str | None = None,
-        group: str | None = None) -> Any:
-    """A request field with what its command-line flag needs (``flag`` defaults to ``--field-name``).
-
-    ``parser``: turns the text into the field's value (raise ``argparse.ArgumentTypeError`` or a
-    ``ValueError`` for a bad one, shown as a usage error); ``nargs``: argparse's, e.g. ``"+"``.
-    """
-    meta = {"help": help, "flag": flag, "choices": tuple(choices) if choices else None, "parser": parser,
-            "positional": positional, "nargs": nargs, "metavar": metavar, "group": group}
-    if isinstance(default, (list, dict, set)):
-        raise TypeError("use a tuple default (dataclass fields must not share a mutable default)")
-    return dataclasses.field(default=default, metadata={"cli": meta})
-
-
-def _fields(cls: type) -> list[tuple[dataclasses.Field[Any], dict[str, Any]]]:
-    return [(f, f.metadata["cli"]) for f in dataclasses.fields(cls) if "cli" in f.metadata]
-
-
-def build_parser(cls: type, prog: str, description: str, epilog: str | None = None) -> argparse.ArgumentParser:
-    """An ``argparse`` parser with one argument per :func:`arg` field of ``cls``."""
+def build_parser(cls: type, prog: str, description: str, epilog: str | None = None,
+                 also: Sequence[type] = ()) -> argparse.ArgumentParser:
+    """An ``argparse`` parser with one argument per :func:`arg` field of ``cls`` (then of each of ``also``:
+    the flags of a command that are not part of its request, e.g. ``--json`` or ``--list-models``)."""
     from .common import HelpFormatter
 
     p = argparse.ArgumentParser(prog=prog, description=description, epilog=epilog, formatter_class=HelpFormatter)
-    hints = typing.get_type_hints(cls)
     groups: dict[str, Any] = {}
-    for f, meta in _fields(cls):
-        kind, _ = _base_type(hints[f.name])
-        target = p if meta["group"] is None else groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
-        kwargs: dict[str, Any] = {"help": meta["help"]}
-        if kind is bool:
-            kwargs["action"] = "store_true"
-        else:
-            kwargs["type"] = meta["parser"] or (kind if kind in (int, float) else str)
-            if meta["choices"]:
-                kwargs["choices"] = meta["choices"]
-            if meta["nargs"]:
-                kwargs["nargs"] = meta["nargs"]
-            if meta["metavar"]:
-                kwargs["metavar"] = meta["metavar"]
-        if meta["positional"]:
-            target.add_argument(f.name, **kwargs)
-        else:
-            default = f.default if f.default is not dataclasses.MISSING else None
-            target.add_argument(meta["flag"] or "--" + f.name.replace("_", "-"), dest=f.name, default=default,
-                                **kwargs)
+    exclusive: dict[str, Any] = {}
+    for kind_cls in (cls, *also):
+        hints = typing.get_type_hints(kind_cls)
+        for f in cli_fields(kind_cls):
+            meta = f.metadata["cli"]
+            target = p if meta["group"] is None else groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
+            if meta.get("exclusive"):
+                if meta["exclusive"] not in exclusive:
+                    exclusive[meta["exclusive"]] = target.add_mutually_exclusive_group()
+                target = exclusive[meta["exclusive"]]
+            target.add_argument(*flags(f), **_argument(f, meta, base_type(hints[f.name])[0]))
     return p
+
+
+def _argument(f: dataclasses.Field[Any], meta: dict[str, Any], kind: Any) -> dict[str, Any]:
+    """``add_argument`` keywords of one field."""
+    kwargs: dict[str, Any] = {"help": help_text(f)}
+    if not meta["positional"]:
+        kwargs["dest"] = f.name
+        kwargs["default"] = [] if meta["append"] else (f.default if f.default is not dataclasses.MISSING else None)
+        if meta.get("required"):
+            kwargs["required"] = True
+    if kind is bool:  # a flag turns the field's default around (a True default: the flag says what it turns off)
+        kwargs["action"] = "store_false" if f.default is True else "store_true"
+        return kwargs
+    kwargs["type"] = meta["parser"] or (kind if kind in (int, float) else str)
+    if meta["append"]:
+        kwargs["action"] = "append"
+    for key in ("choices", "nargs", "metavar"):
+        if meta[key]:
+            kwargs[key] = resolved(meta[key])
+    return kwargs
+
+
+def request_values(cls: type, ns: argparse.Namespace) -> dict[str, Any]:
+    """Keyword arguments of ``cls`` from parsed flags: ``convert`` applied, a list from ``nargs`` made a
+    tuple, a flag not given left out where the field has a ``default_factory``."""
+    values: dict[str, Any] = {}
+    for f in cli_fields(cls):
+        value, convert = getattr(ns, f.name), f.metadata["cli"]["convert"]
+        if convert is not None:
+            value = convert(value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        if value is None and f.default_factory is not dataclasses.MISSING:
+            continue
+        values[f.name] = value
+    return values
 
 
 def parse_request(cls: type[R], parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> R:
     """Parse ``argv`` into ``cls`` (a list from ``nargs`` becomes a tuple)."""
-    ns = parser.parse_args(argv)
-    values = {f.name: getattr(ns, f.name) for f, _ in _fields(cls)}
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return cls(**values)
+    return cls(**request_values(cls, parser.parse_args(argv)))

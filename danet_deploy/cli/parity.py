@@ -1,84 +1,33 @@
-"""``danet-parity``: an artifact against the reference, with per-precision tolerances (exit 1 if out)."""
+"""``danet-parity``: an artifact against the reference, with per-precision tolerances (exit 1 if out).
+
+Parsing only: the flags are generated from :class:`danet_deploy.verify.parity_check.ParityRequest`,
+and :func:`danet_deploy.verify.parity_check.check_parity` does the work (``--per-layer`` included).
+"""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from ..parity import run_parity, write_report
-from .common import EXIT_FAILED, EXIT_OK, cli_main, parse_size, print_json
+from ..verify.parity_check import ParityRequest, check_parity
+from . import dataclass_args
+from .common import EXIT_FAILED, EXIT_OK, cli_main, print_json
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="danet-parity", description=__doc__)
-    p.add_argument("artifact", help="artifact folder (or .onnx/.xml file)")
-    p.add_argument("--reference", help="preset name or checkpoint (default: the artifact's own model)")
-    src = p.add_mutually_exclusive_group()
-    src.add_argument("--images", help="folder of images to compare on")
-    src.add_argument("--generated", type=int, help="number of generated validation scenes (with labels)")
-    src.add_argument("--data", metavar="SPEC", help="a labelled dataset's validation split: cityscapes:ROOT, "
-                     "ade20k:ROOT, voc:ROOT or folder:IMAGES,LABELS (mIoU vs its labels, classes matched by name)")
-    p.add_argument("--data-count", type=int, default=8, help="images of --data to compare on (default 8)")
-    p.add_argument("--size", type=parse_size, metavar="HxW", help="input size for dynamic artifacts")
-    p.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="tolerance set (default: the artifact's)")
-    p.add_argument("--threads", type=int)
-    p.add_argument("--output", help="write the JSON report here")
-    p.add_argument("--no-manifest", action="store_true", help="do not record the report in the manifest")
-    p.add_argument("--json", action="store_true")
-    p.add_argument("--per-layer", action="store_true",
-                   help="compare every intermediate tensor with the FP32 reference ONNX (re-exported from the "
-                        "manifest, or --reference FILE.onnx): SQNR, cosine, max error, NaN/Inf, FP16 range; worst first")
-    p.add_argument("--plot", help="with --per-layer: write the SQNR-along-depth plot (PNG) here")
-    p.add_argument("--force", action="store_true", help="replace --output / --plot files that already exist")
-    return p
-
-
-def check_arguments(args: argparse.Namespace) -> None:
-    """Refuse, before the comparison, counts out of range and outputs that cannot be written or would
-    replace a file."""
-    from ..errors import ConfigError
-    from ..result_files import check_output_file, check_output_paths
-    from .parity_layers import plot_path
-
-    if args.threads is not None and args.threads < 1:
-        raise ConfigError(f"--threads must be >= 1, got {args.threads}")
-    if args.generated is not None and args.generated < 1:
-        raise ConfigError(f"--generated must be >= 1 (scenes to compare on), got {args.generated}")
-    if args.data_count < 1:
-        raise ConfigError(f"--data-count must be >= 1, got {args.data_count}")
-    if args.data:
-        from ..data.datasets import parse_data_spec
-
-        parse_data_spec(args.data)
-    if args.plot and not args.per_layer:
-        raise ConfigError("--plot draws the per-layer report: add --per-layer, or drop --plot")
-    plot = plot_path(args)
-    check_output_paths({"--output": args.output, "--plot" if args.plot else "--plot (from --output)": plot})
-    if args.output:
-        check_output_file(args.output, args.force)
-    if plot:
-        check_output_file(plot, args.force, "--plot" if args.plot else "--plot (from --output)")
+    return dataclass_args.build_parser(ParityRequest, "danet-parity", __doc__.split("\n")[0])
 
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    check_arguments(args)  # a bad --output fails now, not after the comparison
-    if args.per_layer:
-        from .parity_layers import per_layer_main
-
-        return per_layer_main(args)
-    report = run_parity(args.artifact, reference=args.reference, images=args.images, generated=args.generated,
-                        size=args.size, threads=args.threads, precision=args.precision,
-                        write_manifest=not args.no_manifest, data=args.data, data_count=args.data_count)
-    if args.output:
-        write_report(report, args.output)
-    if args.json:
-        print_json(report.to_dict())
+    request = dataclass_args.parse_request(ParityRequest, build_parser(), argv)
+    outcome = check_parity(request)
+    if request.as_json:
+        print_json(outcome.report.to_dict())
     else:
-        print(report.table())
-    return EXIT_OK if report.passed else EXIT_FAILED
+        print(outcome.report.table())
+    return EXIT_OK if outcome.passed else EXIT_FAILED
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(None))

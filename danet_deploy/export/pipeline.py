@@ -11,20 +11,36 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..eval_protocol import artifact_protocol
 from ..files import not_a_file_reason, sha256_file
-from ..inputs import FLOAT, accept_input_spec, check_accept, to_nchw
-from ..manifest import CARRIED_CHECKPOINT, Manifest, atomic_artifact_dir, carry_checkpoint
-from ..outputs import check_emit, mask_dtype, output_spec
+from ..inputs import ACCEPTS, FLOAT, accept_input_spec, check_accept, to_nchw
+from ..manifest import (
+    CARRIED_CHECKPOINT,
+    Manifest,
+    atomic_artifact_dir,
+    carry_checkpoint,
+)
+from ..outputs import EMITS, check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
+from ..request_fields import arg, parse_size
 from ..result_files import check_output_paths
-from ..targets import Target, TargetOptions, get_target, target_names
+from ..targets import (
+    CALIB_METHODS,
+    DEFAULT_CALIB_METHOD,
+    PRECISIONS,
+    Target,
+    TargetOptions,
+    get_target,
+    target_names,
+)
+from ..targets.registry import CALIB_ALIASES
 from ..versions import tool_versions
 from .batch_memory import plan_batch_memory
 
@@ -33,41 +49,91 @@ from .batch_memory import plan_batch_memory
 OPSETS = (11, 23)
 
 
+def _target_help() -> str:
+    return f"export target (default: {target_names()[0]})"
+
+
+def _model_option_pairs(pairs: list[str]) -> dict[str, str]:
+    from ..model.options import parse_option_pairs
+
+    return parse_option_pairs(pairs)
+
+
+def _target_option_pairs(pairs: list[str]) -> dict[str, str]:
+    from ..model.options import parse_option_pairs
+
+    return parse_option_pairs(pairs, "--option", "int8_format=u8s8")
+
+
+BUDGET = "INT8 accuracy budget (see danet_deploy.export.budget)"
+
+
 @dataclass
 class ExportRequest:
-    """Everything ``danet-export`` was asked to do (recorded in the manifest)."""
+    """Everything ``danet-export`` was asked to do (recorded in the manifest).
 
-    model: str                              # preset name or checkpoint path
-    target: str = field(default_factory=lambda: target_names()[0])
-    precision: str = "fp32"
-    output: Path | None = None               # artifact folder; default artifacts/<model>-<target>-<precision>
-    input_size: tuple[int, int] = (512, 512)
-    batch: int = 1
-    dynamic: bool = False                    # symbolic batch/height/width
-    opset: int = 17
-    exporter: str = "legacy"
-    arch: str | None = None                  # preset of a checkpoint given as ``model`` (default: inferred)
-    num_classes: int | None = None
-    model_options: dict[str, Any] = field(default_factory=dict)  # architecture overrides (--model-option)
-    attention_chunks: int | None = None
-    attention_memory: str | int | None = None
-    min_size: tuple[int, int] | None = None  # dynamic-shape bounds (TensorRT profiles, planning)
-    max_size: tuple[int, int] | None = None
-    max_batch: int | None = None
-    calib: str | None = None                 # folder, .npz, or "generated" / "photos"
-    calib_count: int = 32
-    calib_method: str | None = None           # None: the precision's documented default
-    policy: str = "attention-float"
-    emit: str = "logits"                      # graph outputs: logits | mask | both | mask-lowres
-    accept: str = FLOAT                       # graph input: float (host-preprocessed NCHW) | rgb8 | bgr8 (uint8 NHWC)
-    options: dict[str, Any] = field(default_factory=dict)  # --option KEY=VALUE, checked against the target
-    verify: bool = False
-    force: bool = False                      # replace an existing folder that is not an artifact
-    max_accuracy_drop: float | None = None   # INT8 accuracy budget, points (see export.budget)
-    accuracy_metric: str | None = None       # miou | agreement (default: miou when the val set has labels)
-    val: str | None = None                   # validation source, apart from calibration (default: generated val)
-    val_count: int = 8
-    budget_evaluations: int = 8              # quantize-and-score rounds the budget search may spend
+    Each field's :func:`~danet_deploy.cli.dataclass_args.arg` metadata is its ``danet-export`` flag:
+    the command line is generated from these fields, so the two cannot drift.
+    """
+
+    model: str = arg("danet_demo", "preset name (see --list-models) or checkpoint file")
+    target: str = arg(help=_target_help, choices=target_names, default_factory=lambda: target_names()[0])
+    precision: str = arg("fp32", "numeric precision (the target's list: --list-targets); int8 calibrates, see --calib",
+                         choices=PRECISIONS)
+    output: Path | None = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
+        None, "artifact folder (default: artifacts/<model>-<target>-<precision>)", flag=("--output", "-o"))
+    input_size: tuple[int, int] = arg((512, 512), "input height x width the graph is built for (--dynamic: the typical "
+                                      "size) (default: 512x512)", parser=parse_size, metavar="HxW")
+    batch: int = arg(1, "images per inference (static batch)")
+    dynamic: bool = arg(False, "dynamic batch, height and width")
+    opset: int = arg(17, "ONNX opset")
+    exporter: str = arg("legacy", "torch.onnx exporter: legacy (TorchScript-based) or dynamo (opset >= 18)",
+                        choices=("legacy", "dynamo"))
+    arch: str | None = arg(None, "preset whose architecture a checkpoint --model has (default: read from its weights)")
+    num_classes: int | None = arg(None, "class count of a checkpoint (default: the preset's)")
+    model_options: dict[str, Any] = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
+        help="architecture override, e.g. deep_stem=false, stem_width=32, multi_grid=1,2,4, align_corners=false",
+        flag="--model-option", metavar="KEY=VALUE", append=True, convert=_model_option_pairs, default_factory=dict)
+    attention_chunks: int | None = arg(None, "compute position attention in this many query chunks")
+    attention_memory: str | int | None = arg(None, "budget for one attention energy block, e.g. 512MB (picks the chunks)")
+    min_size: tuple[int, int] | None = arg(None, "smallest input (dynamic; TensorRT profile)", parser=parse_size,
+                                           metavar="HxW")
+    max_size: tuple[int, int] | None = arg(None, "largest input (dynamic; plans attention memory)", parser=parse_size,
+                                           metavar="HxW")
+    max_batch: int | None = arg(None, "largest batch (dynamic; TensorRT profile)")
+    calib: str | None = arg(None, "calibration source: 'generated', 'photos', an .npz of tensors, or a dataset "
+                            "(cityscapes:ROOT, ade20k:ROOT, voc:ROOT: the images of its train split)")
+    calib_count: int = arg(32, "calibration images (INT8)")
+    calib_method: str | None = arg(None, "INT8 calibration method (default: "
+                                   f"{DEFAULT_CALIB_METHOD['int8']}; recorded in the manifest)",
+                                   choices=(*CALIB_METHODS, *CALIB_ALIASES))
+    policy: str = arg("attention-float", "precision policy: attention-float, attention-bf16 (OpenVINO INT8 on "
+                      "AMX/AVX512-BF16 CPUs), quantize-all, ...")
+    emit: str = arg("logits", "graph outputs: logits; mask (arg-max in the graph: uint8 NxHxW, int32 for TensorRT); "
+                    "both; mask-lowres (mask + logits before the final upsample)", choices=tuple(EMITS))
+    accept: str = arg(FLOAT, "graph input: float (float32 NCHW, normalised on the host); rgb8 or bgr8 (the camera's "
+                      "uint8 NxHxWx3 image as it is, named 'image': cast, colour order, normalisation and layout in the "
+                      "graph; see docs/input-formats.md)", choices=tuple(ACCEPTS))
+    options: dict[str, Any] = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
+        help="target-specific option (see --list-options)", flag="--option",
+                                  metavar="KEY=VALUE", append=True, convert=_target_option_pairs, default_factory=dict)
+    verify: bool = arg(False, "run danet-parity on the artifact right after export")
+    force: bool = arg(False, "replace an existing output that danet-export did not write (never needed for its own "
+                      "artifacts)")
+    max_accuracy_drop: float | None = arg(
+        None, "INT8: return the fewest layers to float so the drop stays <= X points on the validation set (ONNX "
+        "Runtime/TensorRT: per-layer sensitivity search; OpenVINO: NNCF accuracy control); unmet: exit 2, best graph "
+        "in <output>.budget-unmet", metavar="X", group=BUDGET)
+    accuracy_metric: str | None = arg(
+        None, "miou: FP32 minus INT8 mIoU vs labels, x100 (a labelled --val dataset or generated scenes); agreement: "
+        "%% of pixels whose argmax differs from FP32 (default: miou when the validation set has labels)",
+        choices=("miou", "agreement"), group=BUDGET)
+    val: str | None = arg(None, "validation source, apart from calibration: a labelled dataset (cityscapes:ROOT, "
+                          "ade20k:ROOT, voc:ROOT, folder:IMAGES,LABELS: its validation split, mIoU), 'generated' (val "
+                          "scenes, labelled; default), 'photos' or an image folder", group=BUDGET)
+    val_count: int = arg(8, "validation images (default %(default)s)", group=BUDGET)
+    budget_evaluations: int = arg(8, "most graphs the search quantizes and scores (default %(default)s)",
+                                  group=BUDGET)
     target_options: TargetOptions = field(init=False, repr=False)
     budget: Any = field(init=False, repr=False)  # AccuracyBudget | None, checked with the rest
 
@@ -153,7 +219,8 @@ class ExportRequest:
         return get_target(self.target)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k not in ("target_options", "budget")}
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()
+                if k not in ("target_options", "budget")}
         data["options"] = self.target_options.to_dict()
         data["accuracy_budget"] = self.budget.to_dict() if self.budget is not None else None
         if data["accept"] == FLOAT:  # as in every manifest before --accept: danet-bench reuses those artifacts

@@ -136,11 +136,18 @@ def preprocess(images: Sequence[np.ndarray], preprocessing: dict[str, Any],
     return normalize(images, preprocessing["mean"], preprocessing["std"])
 
 
-def _bilinear_axis(n_in: int, n_out: int, part: slice = slice(None)) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Source indices and weights of a half-pixel bilinear resize along one axis, for the output
-    positions ``part`` selects (computed for those alone, with the same float operations)."""
+def _bilinear_axis(n_in: int, n_out: int, part: slice = slice(None),
+                   align_corners: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Source indices and weights of a bilinear resize along one axis, for the output positions
+    ``part`` selects (computed for those alone, with the same float operations). Half-pixel centres
+    by default; ``align_corners`` maps the first and last pixels onto each other, as the models
+    built with ``align_corners=True`` (official DANet, mmseg 769x769) and their test protocols do."""
     start, stop, step = part.indices(n_out)
-    pos = (np.arange(start, stop, step, dtype=np.float64) + 0.5) * (n_in / n_out) - 0.5
+    index = np.arange(start, stop, step, dtype=np.float64)
+    if align_corners:
+        pos = index * ((n_in - 1) / (n_out - 1)) if n_out > 1 else np.zeros_like(index)
+    else:
+        pos = (index + 0.5) * (n_in / n_out) - 0.5
     pos = np.clip(pos, 0, n_in - 1)
     lo = np.floor(pos).astype(np.int64)
     hi = np.minimum(lo + 1, n_in - 1)
@@ -148,16 +155,16 @@ def _bilinear_axis(n_in: int, n_out: int, part: slice = slice(None)) -> tuple[np
 
 
 def resize_logits(logits: np.ndarray, size: tuple[int, int], rows: slice = slice(None),
-                  cols: slice = slice(None)) -> np.ndarray:
-    """Bilinear (half-pixel) resize of ``[C, h, w]`` float logits to ``[C, H, W]`` in numpy;
-    ``rows``/``cols`` select output rows and columns (each value is computed exactly as in the
-    whole resize, reading only the source rows and columns it needs)."""
+                  cols: slice = slice(None), align_corners: bool = False) -> np.ndarray:
+    """Bilinear resize of ``[C, h, w]`` float logits to ``[C, H, W]`` in numpy (half-pixel, or
+    ``align_corners``); ``rows``/``cols`` select output rows and columns (each value is computed
+    exactly as in the whole resize, reading only the source rows and columns it needs)."""
     _, h, w = logits.shape
     out_h, out_w = size
     if (h, w) == (out_h, out_w):
         return logits[:, rows, cols]
-    y0, y1, wy = _bilinear_axis(h, out_h, rows)
-    x0, x1, wx = _bilinear_axis(w, out_w, cols)
+    y0, y1, wy = _bilinear_axis(h, out_h, rows, align_corners)
+    x0, x1, wx = _bilinear_axis(w, out_w, cols, align_corners)
     first = int(x0[0]) if len(x0) else 0
     source = logits[:, :, first:int(x1.max(initial=first)) + 1]  # a view: the columns this block reads
     x0, x1 = x0 - first, x1 - first
@@ -188,8 +195,10 @@ def mask_tiles(classes: int, logits_w: int, size: tuple[int, int], band_bytes: i
     return rows, cols
 
 
-def mask_at_size(logits: np.ndarray, size: tuple[int, int], band_bytes: int = MASK_BAND_BYTES) -> np.ndarray:
-    """``logits_to_mask(resize_logits(logits, size))``, bit for bit, one tile of pixels at a time.
+def mask_at_size(logits: np.ndarray, size: tuple[int, int], band_bytes: int = MASK_BAND_BYTES,
+                 align_corners: bool = False) -> np.ndarray:
+    """``logits_to_mask(resize_logits(logits, size, align_corners=...))``, bit for bit, one tile of
+    pixels at a time.
 
     Why: the full-size logits of a large photo are ``4 * C`` bytes a pixel (1.5 GB for a
     49-megapixel image with 8 classes, several times that at the arg-max's peak), while the mask
@@ -203,12 +212,12 @@ def mask_at_size(logits: np.ndarray, size: tuple[int, int], band_bytes: int = MA
         return logits_to_mask(logits)
     rows, cols = mask_tiles(c, w, size, band_bytes)
     if (rows, cols) == (out_h, out_w):
-        return logits_to_mask(resize_logits(logits, size))
+        return logits_to_mask(resize_logits(logits, size, align_corners=align_corners))
     mask = np.empty((out_h, out_w), mask_dtype(c))
     for top in range(0, out_h, rows):
         for left in range(0, out_w, cols):
             part = (slice(top, top + rows), slice(left, left + cols))
-            mask[part] = logits_to_mask(resize_logits(logits, size, *part))
+            mask[part] = logits_to_mask(resize_logits(logits, size, *part, align_corners=align_corners))
     return mask
 
 

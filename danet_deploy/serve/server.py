@@ -33,6 +33,7 @@ import numpy as np
 from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError, summarize_exception
 from ..inputs import from_rgb
 from ..outputs import mask_dtype
+from ..request_fields import arg
 from . import libpython
 from .triton_model import CLIENT_ERROR_MARK, LIMITS_FILE, image_problem
 
@@ -56,6 +57,19 @@ def lost_start_up_handshake(text: str) -> bool:
     return HANDSHAKE_LOSSES[0] in text or (HANDSHAKE_STEP in text and HANDSHAKE_LOSSES[1] in text)
 
 
+def _backend_option(name: str | tuple[tuple[str, Any], ...] | None) -> tuple[tuple[str, Any], ...]:
+    """``--backend NAME`` -> the runtime's ``backend=NAME`` option (none when not given)."""
+    return (("backend", name),) if isinstance(name, str) and name else tuple(name or ())
+
+
+@dataclass(frozen=True)
+class ServeArtifact:
+    """The positional argument of ``danet-serve`` (its flags are :class:`ServeOptions`)."""
+
+    artifact: str = arg(help="artifact folder written by danet-export (or a Triton repository version folder)",
+                        positional=True, required=True)
+
+
 @dataclass(frozen=True)
 class ServeOptions:
     """How ``danet-serve`` runs; defaults bind loopback only.
@@ -72,21 +86,28 @@ class ServeOptions:
         exit_timeout_s: how long shutdown waits for in-flight requests.
         fix_libpython: put the interpreter's LIBDIR first on LD_LIBRARY_PATH for the server.
         backend_options: extra options for :func:`danet_deploy.runtime.load` (e.g. ``device``).
+
+    Each field's :func:`~danet_deploy.request_fields.arg` is its ``danet-serve`` flag (the CLI is
+    generated from them); ``fix_libpython``'s flag, ``--keep-ld-library-path``, turns it off.
     """
 
-    host: str = "127.0.0.1"
-    http_port: int = 8000
-    grpc_port: int = 8001
-    metrics_port: int | None = None
-    model_name: str = "danet"
-    instances: int = 2
-    threads: int | None = None
-    max_batch_size: int = 8
-    max_queue_delay_us: int = 2000
-    max_image_side: int = 4096
-    exit_timeout_s: int = 10
-    fix_libpython: bool = True
-    backend_options: tuple[tuple[str, Any], ...] = ()
+    host: str = arg("127.0.0.1", "address to bind (0.0.0.0 serves other machines)")
+    http_port: int = arg(8000, "Triton HTTP port")
+    grpc_port: int = arg(8001, "Triton gRPC port")
+    metrics_port: int | None = arg(None, "Prometheus metrics port (off unless given)")
+    model_name: str = arg("danet", "name clients address")
+    instances: int = arg(2, "model instances (one runtime session each)")
+    threads: int | None = arg(None, "threads per instance (default: CPU cores / instances)")
+    max_batch_size: int = arg(8, "largest batch the dynamic batcher forms")
+    max_queue_delay_us: int = arg(2000, "how long a request waits for a batch")
+    max_image_side: int = arg(4096, "refuse larger images")
+    exit_timeout_s: int = arg(10, "seconds shutdown waits for in-flight requests", flag="--exit-timeout",
+                              metavar="EXIT_TIMEOUT")
+    fix_libpython: bool = arg(True, "do not put this interpreter's libpython folder first on LD_LIBRARY_PATH",
+                              flag="--keep-ld-library-path")
+    backend_options: tuple[tuple[str, Any], ...] = arg(
+        (), "runtime backend override (e.g. openvino for an ONNX artifact)", flag="--backend", metavar="BACKEND",
+        convert=_backend_option)
 
     def __post_init__(self) -> None:
         # PyTriton builds its own URLs as http://HOST:PORT: an IPv6 address breaks them (a traceback

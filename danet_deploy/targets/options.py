@@ -41,7 +41,7 @@ def suggest(word: str, valid: typing.Iterable[str]) -> str:
     return f"; did you mean {match[0]!r}?" if match else ""
 
 
-def _base_type(hint: Any) -> tuple[Any, bool]:
+def base_type(hint: Any) -> tuple[Any, bool]:
     """(type, optional?) of a field annotation such as ``int | None`` (``tuple[int, ...]`` kept whole)."""
     args = typing.get_args(hint)
     if typing.get_origin(hint) in (typing.Union, types.UnionType) and args:
@@ -103,7 +103,7 @@ class TargetOptions:
                                   f"(valid options: {valid}; see danet-export --list-options --target {target})")
         typed = {}
         for key, value in values.items():
-            kind, optional = _base_type(hints[key])
+            kind, optional = base_type(hints[key])
             where = f"--option {key} (target {target})"
             typed[key] = _coerce(value, kind, optional, where)
             choices = fields[key].metadata.get("choices")
@@ -126,7 +126,7 @@ class TargetOptions:
         hints = typing.get_type_hints(cls)
         rows = []
         for f in dataclasses.fields(cls):
-            kind, optional = _base_type(hints[f.name])
+            kind, optional = base_type(hints[f.name])
             choices = f.metadata.get("choices")
             name = f"{typing.get_args(kind)[0].__name__},..." if typing.get_origin(kind) is tuple else kind.__name__
             type_text = "|".join(map(str, choices)) if choices else name

@@ -20,13 +20,12 @@ from typing import Any
 
 import numpy as np
 
-from ..cli.common import parse_size
-from ..cli.dataclass_args import arg
 from ..data.datasets import SPEC_HELP, ClassMatch, Dataset, match_classes, open_dataset
 from ..data.metrics import SegmentationMetrics, confusion_matrix
 from ..errors import ConfigError
 from ..eval_protocol import MODES, TestProtocol, recorded_protocol
 from ..progress import progress_bar
+from ..request_fields import arg, parse_size
 
 PROTOCOL = "test protocol (default: the model's release protocol)"
 

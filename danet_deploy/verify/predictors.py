@@ -109,7 +109,8 @@ class SessionPredictor:
             _, logits = self.session.run(fed, return_logits=True, tile=self.protocol.crop, stride=self.protocol.stride)
         else:
             _, logits = self.session.run(fed, return_logits=True)
-        return index, mask_at_size(logits, size)  # type: ignore[arg-type]
+        # back to the label's size as the release's test does (mmseg resizes with the model's align_corners)
+        return index, mask_at_size(logits, size, align_corners=self.protocol.align_corners)  # type: ignore[arg-type]
 
 
 class ServerPredictor:

@@ -147,15 +147,18 @@ def test_demo_read_only_output_is_a_typed_error(tmp_path, no_bench_work, capsys)
 def test_make_demo_reruns_into_its_own_folder(tmp_path, no_bench_work):
     """``make demo`` runs danet-demo into one fixed folder every time: its command must pass the
     refusal to replace the previous run's results (and only that: the other checks still apply)."""
+    import dataclasses
     import shlex
 
-    from danet_deploy.cli import demo
+    from danet_deploy import demo
+    from danet_deploy.cli.dataclass_args import parse_request
+    from danet_deploy.cli.demo import build_parser
 
     makefile = (Path(__file__).resolve().parents[2] / "Makefile").read_text()
     line = next(line for line in makefile.splitlines() if "danet-demo" in line and not line.startswith("#"))
     argv = shlex.split(line)[1:]
-    args = demo.build_parser().parse_args(argv)
-    args.output = str(tmp_path / "runs" / "demo")  # an earlier run's results are there
+    args = parse_request(demo.DemoRequest, build_parser(), argv)
+    args = dataclasses.replace(args, output=str(tmp_path / "runs" / "demo"))  # an earlier run's results are there
     for name in demo.output_names():
         (tmp_path / "runs" / "demo" / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / "runs" / "demo" / name).write_text("earlier run")
