@@ -660,7 +660,7 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), "pt") as f:
             recorded = (f.metadata() or {}).get("model_options")
-            decoder = f.get_slice(DECODER_WIDTH_KEY).get_shape()[0] if DECODER_WIDTH_KEY in f else 0
+            decoder = f.get_slice(DECODER_WIDTH_KEY).get_shape()[0] if DECODER_WIDTH_KEY in f.keys() else 0  # noqa: SIM118 safe_open has no __contains__
     except Exception:  # not readable as safetensors: the checkpoint loader reports it properly
         return {}
     try:
