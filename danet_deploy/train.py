@@ -576,7 +576,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         optimizer.step()
         if average is not None:
             average.update_parameters(model)
-        recent = ([*recent, loss.item()])[-config.log_every:]
+        recent = [*recent, loss.item()][-config.log_every:]
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{np.mean(recent):.3f}", lr=f"{lr:.2e}", refresh=False)
         done = step + 1
