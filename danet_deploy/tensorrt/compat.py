@@ -267,10 +267,8 @@ def count_dla_layers(engine_information: str | dict[str, Any]) -> dict[str, int]
     layers = info.get("Layers", []) if isinstance(info, dict) else []
     dla = 0
     for layer in layers:
-        if isinstance(layer, dict):
-            fields = [layer.get(k) for k in ("LayerType", "Name", "TacticName", "Metadata")]
-        else:
-            fields = [layer]
+        # a detailed-verbosity layer is a dict; a layer-names-only one is its name
+        fields = [layer.get(k) for k in ("LayerType", "Name", "TacticName", "Metadata")] if isinstance(layer, dict) else [layer]
         if any(isinstance(f, str) and _DLA_WORD.search(f) for f in fields):
             dla += 1
     return {"layers": len(layers), "dla_layers": dla}
