@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-slow test-ros test-tensorrt check-tensorrt-api check-runtime-wheel docs install clean
+.PHONY: demo lint typecheck test test-slow test-ros test-tensorrt check-tensorrt-api check-runtime-wheel docs install clean
 
 # $(call make-venv,FOLDER,EXTRAS): a venv with the pinned CPU torch first, then this checkout (editable)
 define make-venv
@@ -16,7 +16,7 @@ define make-venv
 	touch $(1)/.installed
 endef
 
-EXTRAS := all-cpu,tensorrt-prepare,test,serve
+EXTRAS := all-cpu,tensorrt-prepare,test,serve,lint
 $(STAMP): pyproject.toml
 	$(call make-venv,$(VENV),$(EXTRAS))
 
@@ -25,6 +25,14 @@ install: $(STAMP)
 # runs/demo is this target's own folder: each run replaces the previous run's results there
 demo: $(STAMP)
 	$(VENV)/bin/danet-demo --output runs/demo --force
+
+# make lint: ruff check over the whole checkout, rules in pyproject's [tool.ruff] (no reformatting)
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# make typecheck: mypy over danet_deploy ([tool.mypy] in pyproject). Not yet in .ci/run: findings remain
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy
 
 # make test: the everyday suite (<= 5 min on 2 quiet cores); make test-slow: the tests marked slow
 # (over ~5 s each). .ci/run runs both.

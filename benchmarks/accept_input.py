@@ -176,7 +176,8 @@ def write_markdown(result: dict, path: Path) -> None:
     lines += best
     if result["engine"]:
         lines += ["", "Session.run end to end (ONNX Runtime, static artifact, float vs --accept rgb8):", "",
-                  "| model | size | run float ms | run accept ms | saved ms | ratio | masks equal |", "|---|---|---|---|---|---|---|"]
+                  "| model | size | run float ms | run accept ms | saved ms | ratio | masks equal |",
+                  "|---|---|---|---|---|---|---|"]
         for r in result["engine"]:
             lines.append(f"| {r['model']} | {r['size'][0]}x{r['size'][1]} | {r['run_ms']['float']:.1f} | "
                          f"{r['run_ms']['rgb8']:.1f} | {r['run_saved_ms']:.1f} | {r['run_ratio_float_over_accept']:.3f} | "
@@ -224,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sizes = [_size(s) for s in args.sizes.split(",") if s]
         engine_sizes = [_size(s) for s in args.engine_sizes.split(",") if s]
-    except Exception as exc:  # noqa: BLE001 - argparse's own exit code for a bad value
+    except Exception as exc:
         parser.error(str(exc))
     info = machine()
     result = {"machine": info, "threads": args.threads,

@@ -100,11 +100,12 @@ def main() -> None:
     args = parser.parse_args()
     backends = args.backends.split(",")
     from danet_deploy.data.scenes import generate_scene
-    from danet_deploy.runtime.preprocess import preprocess
     from danet_deploy.model import get_config
+    from danet_deploy.runtime.preprocess import preprocess
 
     pre = get_config(args.model).preprocessing.to_dict()
-    results: dict = {"model": args.model, "date": dt.date.today().isoformat(), "machine": platform.processor() or platform.machine(),
+    results: dict = {"model": args.model, "date": dt.date.today().isoformat(),
+                     "machine": platform.processor() or platform.machine(),
                      "python": platform.python_version(), "full": {}, "latency_512x1024": {}}
     with tempfile.TemporaryDirectory(prefix="attn-bench-") as tmp:
         tmp = Path(tmp)
@@ -162,7 +163,8 @@ def write(results: dict, out: Path) -> None:
               "| engine | unchunked (ms) | 4 chunks (ms) | ratio |", "|---|---|---|---|"]
     for backend, row in results["latency_512x1024"].items():
         m = row["median_s"]
-        lines.append(f"| {backend} | {m['unchunked'] * 1e3:.0f} | {m['chunked'] * 1e3:.0f} | {row['chunked_over_unchunked']:.3f} |")
+        lines.append(f"| {backend} | {m['unchunked'] * 1e3:.0f} | {m['chunked'] * 1e3:.0f} "
+                     f"| {row['chunked_over_unchunked']:.3f} |")
     b = results["block_224"]
     lines += ["", "## Dual attention block, 1x40x224x224 (N = 50176; unchunked energy 9.4 GiB), torch", "",
               f"{b['chunks']} chunks: peak RSS {b['peak_rss'] / GIB:.2f} GiB (before the block {b['rss_before'] / GIB:.2f} GiB), "

@@ -27,7 +27,8 @@ ROOT = Path(__file__).resolve().parent
 WORKER = r"""
 import json, os, resource, sys, tempfile, time
 from pathlib import Path
-target, options, size, count, out, unbounded = sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]), sys.argv[5], sys.argv[6] == "1"
+target, options, size, count, out, unbounded = (sys.argv[1], json.loads(sys.argv[2]), sys.argv[3], int(sys.argv[4]),
+                                                sys.argv[5], sys.argv[6] == "1")
 os.environ["DANET_DEPLOY_CACHE"] = tempfile.mkdtemp(prefix="calibmem-cache-")
 if unbounded:
     from danet_deploy.export import ort_quant
@@ -78,7 +79,8 @@ def main() -> int:
             else:
                 rows.append({"path": label, **json.loads(out.read_text())})
         print(json.dumps(rows[-1]), flush=True)
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), "?")
     lines = [f"# INT8 calibration memory, danet_demo at {args.size}, {args.count} calibration images", "",
              f"Command: `python benchmarks/calibration_memory.py --size {args.size} --count {args.count}"
              f"{' --unbounded' if args.unbounded else ''} --threads {args.threads}`  ",

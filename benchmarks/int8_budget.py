@@ -59,9 +59,8 @@ def main() -> int:
     from danet_deploy.data.scenes import SceneDataset
     from danet_deploy.errors import DanetDeployError
     from danet_deploy.export.pipeline import ExportRequest, export
-    from danet_deploy.runtime.preprocess import preprocess
-
     from danet_deploy.model.registry import DEMO_CLASSES, get_config
+    from danet_deploy.runtime.preprocess import preprocess
 
     names = tuple(get_config(args.model).class_names)
     # the generated scenes are labelled with the demo classes; any other model (e.g. danet_r50_d8's
@@ -132,7 +131,8 @@ def main() -> int:
         for r in timed:
             ref = next(x for x in timed if x["engine"] == r["engine"] and x["policy"] == "FP32")
             r["latency_ratio"] = r["ms"] / ref["ms"]
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), "?")
     out = ROOT / "results" / f"int8_budget-{args.model}-{args.size}.md"
     lines = [f"# INT8 accuracy budget vs fixed policies: {args.model} at {args.size}", "",
              f"Command: `python benchmarks/int8_budget.py --model {args.model} --size {args.size} --budget {args.budget} "
@@ -148,7 +148,8 @@ def main() -> int:
               f"{args.model} has seeded random weights and classes the scenes are not labelled with: the mIoU "
               "drop is 100 minus the INT8 masks' mIoU against the FP32 masks, and the budget uses the export's "
               "agreement metric (% of validation pixels whose class differs from FP32)."), "",
-             "| engine | policy | latency vs same engine FP32 | p50 ms | mIoU drop (pt) | agreement | layers in float | export s |",
+             "| engine | policy | latency vs same engine FP32 | p50 ms | mIoU drop (pt) | agreement "
+             "| layers in float | export s |",
              "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         if "error" in r:

@@ -56,7 +56,8 @@ def main() -> int:
     report = json.loads(Path(f"{out}.json").read_text())
     layers = [l for l in report["layers"] if l["matched"] and l["added_nsr"] is not None]
     layers.sort(key=lambda l: -(l["added_nsr"] or 0))
-    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
+                if l.startswith("model name")), "?")
     rank_of = {l["tensor"]: i + 1 for i, l in enumerate(layers)}
     att = [l for l in layers if l["node"] in attention]
     lines = [f"# Per-layer INT8 report: {args.model} `quantize-all`, ONNX Runtime, {args.size}", "",

@@ -69,7 +69,8 @@ def inside(args: argparse.Namespace) -> dict:
     before = run_p50(args.artifact, frames, args.threads, args.frames)
     node_proc = subprocess.Popen([sys.executable, "-m", "danet_deploy_ros.node", "--ros-args",
                                   "-p", f"artifact:={args.artifact}", "-p", f"threads:={args.threads}",
-                                  "-p", "image_topic:=/cam/image", "-p", "qos_reliability:=reliable"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  "-p", "image_topic:=/cam/image", "-p", "qos_reliability:=reliable"],
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  text=True)
     rclpy.init()
     node = Node("latency_probe")

@@ -38,7 +38,6 @@ def _size(text: str) -> tuple[int, int]:
 def measure(artifact_logits: str, artifact_mask: str, backend: str, size: tuple[int, int], frames: int,
             threads: int, repeats: int, stream_rounds: int = 5) -> dict:
     """Runs inside a worker process (one engine per process)."""
-    import numpy as np
 
     from danet_deploy import runtime
     from danet_deploy.bench.memory import peak_rss_mb
@@ -67,7 +66,7 @@ def measure(artifact_logits: str, artifact_mask: str, backend: str, size: tuple[
                 session.run(images[0])
             raw, run = [], []
             for _ in range(repeats):  # interleaved, so drift hits both alike
-                raw.append(p50(lambda: engine(tensor), 1))
+                raw.append(p50(lambda: engine(tensor), 1))  # noqa: B023 p50 calls it in this iteration
                 run.append(p50(lambda: session.run(images[0]), 1))
             out[f"raw_{kind}_ms"] = statistics.median(raw)
             out[f"run_{kind}_ms"] = statistics.median(run)

@@ -39,11 +39,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.files import atomic_write_text  # noqa: E402
-from danet_deploy.result_files import benchmark_result_paths  # noqa: E402
-from danet_deploy.serve.client import SegmentationClient  # noqa: E402
-from danet_deploy.serve.loadtest import HEADER, generated_images, run_load  # noqa: E402
+from danet_deploy import runtime  # noqa: E402 after the sys.path insert above
+from danet_deploy.files import atomic_write_text  # noqa: E402 after the sys.path insert above
+from danet_deploy.result_files import benchmark_result_paths  # noqa: E402 after the sys.path insert above
+from danet_deploy.serve.client import SegmentationClient  # noqa: E402 after the sys.path insert above
+from danet_deploy.serve.loadtest import HEADER, generated_images, run_load  # noqa: E402 after the sys.path insert above
 
 
 def free_port() -> int:
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         references, base_p50, base_rate = in_process(artifact, images, budget, runs=max(10, args.requests))
         session = runtime.load(artifact, threads=budget)  # idle while the server runs
         http_port, grpc_port = free_port(), free_port()
-        log = open(Path(tmp) / "server.log", "wb")
+        log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 open for the server's lifetime
         server = subprocess.Popen([sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--http-port",
                                    str(http_port), "--grpc-port", str(grpc_port), "--instances", str(args.instances),
                                    "--threads", str(args.threads), "--max-queue-delay-us",

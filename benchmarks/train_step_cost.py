@@ -7,7 +7,8 @@ first variant are meant to be compared. Each variant is ``danet_demo`` built wit
 ``--model-option`` overrides (``base`` = the preset), trained with the shipped recipe's step:
 bf16 autocast where the CPU has it, channels_last, the DANet loss with OHEM, AdamW. A variant
 may also change the data of a step (``batch_size``, ``crops``, ``crops_per_scene``,
-``scene_min``, ``scene_max``: fields of ``TrainConfig``). With ``--with-data`` each timed step also renders its batch, as the prefetch
+``scene_min``, ``scene_max``: fields of ``TrainConfig``). With ``--with-data`` each timed step also renders its
+batch, as the prefetch
 worker does on the same two cores during a real run.
 
 Reproduces the step-cost rows of benchmarks/results/demo_recipe_gpu.md:

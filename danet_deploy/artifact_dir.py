@@ -41,8 +41,8 @@ import shutil
 import signal
 import sys
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
-from typing import Callable, Iterator
 
 from .errors import ArtifactError, ConfigError
 from .files import remove_live_scratch, removed_on_terminate, writable_ancestor

@@ -19,4 +19,5 @@ def is_count(value: Any, low: int = 1, high: int | None = None) -> bool:
     """Whether ``value`` is a whole number (a Python or numpy integer, not a bool) in ``[low, high]``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         return False
-    return low <= value and (high is None or value <= high)
+    n = int(value)
+    return low <= n and (high is None or n <= high)

@@ -14,7 +14,7 @@ from typing import Any
 
 def read_cpuinfo(cpuinfo: str | Path = "/proc/cpuinfo") -> tuple[str, set[str]]:
     """``(model name, feature flags)`` of the first CPU listed (x86 ``flags`` / ARM ``Features``)."""
-    model, flags = platform.processor() or platform.machine(), set()
+    model, flags = platform.processor() or platform.machine(), set[str]()
     with contextlib.suppress(OSError):
         for line in Path(cpuinfo).read_text(errors="replace").splitlines():
             key, _, value = line.partition(":")

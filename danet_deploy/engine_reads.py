@@ -60,7 +60,7 @@ def onnx_external_data(path: str | Path) -> list[str]:
                             "is loaded, which needs the onnx package: pip install onnx (or danet-deploy[onnx])") from None
     try:
         model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001 - not an ONNX file (a pickle, an engine): it names no other file
+    except Exception:
         return []
     names = [ExternalDataInfo(t).location for t in _get_all_tensors(model) if uses_external_data(t)]
     return list(dict.fromkeys(names))

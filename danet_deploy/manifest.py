@@ -14,9 +14,10 @@ import contextlib
 import datetime as _dt
 import json
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Callable
+from typing import Any
 
 from .counts import MAX_CLASSES, is_count
 from .errors import ArtifactError, CheckpointError, ManifestError
@@ -78,7 +79,7 @@ class Manifest:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], source: str = "manifest") -> "Manifest":
+    def from_dict(cls, data: dict[str, Any], source: str = "manifest") -> Manifest:
         if not isinstance(data, dict):
             raise ManifestError(f"{source}: the manifest is JSON but not an object (got {type(data).__name__}); "
                                 "re-export the artifact")

@@ -20,9 +20,10 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -383,7 +384,7 @@ def _resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return label
     from PIL import Image
 
-    return np.asarray(Image.fromarray(label).resize((size[1], size[0]), Image.NEAREST))
+    return np.asarray(Image.fromarray(label).resize((size[1], size[0]), Image.Resampling.NEAREST))
 
 
 def write_report(report: ParityReport, path: str | Path) -> None:

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
-
 
 FP16_MAX = 65504.0
 #: Ops that only move or relabel data: never a "layer" of their own.
@@ -200,7 +200,7 @@ def _elem_types(model: Any) -> dict[str, int]:
 
     try:
         inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # noqa: BLE001 - types of outputs we cannot infer are taken from the producer
+    except Exception:
         inferred = model
     types = {}
     for vi in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]:
@@ -342,7 +342,11 @@ def _openvino_side(xml: Path, layers: list[tuple[int, str, str, list[str]]], thr
                 return True
         return False
 
-    matched, where, readers, targets, quantized = {}, {}, {}, [], set()
+    matched: dict[str, str] = {}
+    where: dict[str, tuple[str, str]] = {}
+    readers: dict[str, list[str]] = {}
+    targets: list[tuple[str, Any]] = []
+    quantized: set[str] = set()
     for _, tensor, _, _ in layers:
         out = by_name.get(tensor)
         if out is None:
@@ -362,7 +366,7 @@ def _openvino_side(xml: Path, layers: list[tuple[int, str, str, list[str]]], thr
     # the compiled outputs follow model.outputs; find each target's Result there by name
     position = {o.get_node().get_friendly_name(): i for i, o in enumerate(model.outputs)}
     index = {k: position[r.get_node().get_friendly_name()] for (k, _), r in zip(targets, added)}
-    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    config: dict[str, str | int] = {"INFERENCE_PRECISION_HINT": "f32"}
     if threads:
         config["INFERENCE_NUM_THREADS"] = int(threads)
     compiled = core.compile_model(model, "CPU", config)
@@ -389,9 +393,9 @@ def compare_layers(reference: Any, artifact: Any, inputs: Sequence[np.ndarray], 
     ref_sess = _session(expose(reference, ref_names), threads)
     ref_in = ref_sess.get_inputs()[0].name
     accs = {t: _Acc() for t in ref_names}
-    for k, tensor in enumerate(inputs):
-        ref_out = dict(zip(ref_names, ref_sess.run(ref_names, {ref_in: tensor})))
-        art_out = side.run(tensor if artifact_inputs is None else artifact_inputs[k])
+    for k, batch in enumerate(inputs):
+        ref_out = dict(zip(ref_names, ref_sess.run(ref_names, {ref_in: batch})))
+        art_out = side.run(batch if artifact_inputs is None else artifact_inputs[k])
         for name in ref_names:
             accs[name].update(ref_out[name], art_out.get(side.matched[name]) if name in side.matched else None)
         del ref_out, art_out
@@ -460,16 +464,17 @@ def plot_sqnr(report: PerLayerReport, path: str | Path) -> Path:
     from .files import atomic_output
 
     layers = [l for l in report.layers if l.matched and l.sqnr_db is not None]
-    finite = [l.sqnr_db for l in layers if not math.isinf(l.sqnr_db)]
+    sqnr = {l.index: float(l.sqnr_db or 0.0) for l in layers}  # every sqnr_db here is set (filtered above)
+    finite = [v for v in sqnr.values() if not math.isinf(v)]
     cap = (max(finite) + 10) if finite else 100.0
     fig, ax = plt.subplots(figsize=(11, 4.5))
     depth = {l.index: i for i, l in enumerate(report.layers)}
     for prec, color in (("int8", "#d62728"), ("fp16", "#ff7f0e"), ("fp32", "#1f77b4")):
         chosen = [l for l in layers if l.precision == prec]
         if chosen:
-            ax.scatter([depth[l.index] for l in chosen], [min(l.sqnr_db, cap) for l in chosen], s=18, color=color,
+            ax.scatter([depth[l.index] for l in chosen], [min(sqnr[l.index], cap) for l in chosen], s=18, color=color,
                        label=f"computed in {prec} ({len(chosen)})")
-    ax.plot([depth[l.index] for l in layers], [min(l.sqnr_db, cap) for l in layers], color="#999999", lw=0.8,
+    ax.plot([depth[l.index] for l in layers], [min(sqnr[l.index], cap) for l in layers], color="#999999", lw=0.8,
             zorder=0, label="SQNR along depth")
     over = [l for l in report.layers if l.fp16_overflow]
     for i, l in enumerate(over):

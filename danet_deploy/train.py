@@ -27,9 +27,10 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -454,7 +455,7 @@ def _prefetch_worker_init(parent: int) -> None:
     threading.Thread(target=watch, name="danet-train-parent-watch", daemon=True).start()
 
 
-def _batches(config: TrainConfig) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+def _batches(config: TrainConfig) -> Generator[tuple[int, np.ndarray, np.ndarray], None, None]:
     """Batches in step order; with ``prefetch``, the next ``workers`` steps are generated in worker
     processes while step ``i`` trains (spawned, so they never inherit torch's thread pools)."""
     if not config.prefetch:
@@ -462,9 +463,8 @@ def _batches(config: TrainConfig) -> Iterator[tuple[int, np.ndarray, np.ndarray]
             yield (step, *training_batch(step, config))
         return
     import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-
     from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
 
     with ProcessPoolExecutor(max_workers=config.workers, mp_context=multiprocessing.get_context("spawn"),
                              initializer=_prefetch_worker_init, initargs=(os.getpid(),)) as pool:
@@ -576,7 +576,7 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         optimizer.step()
         if average is not None:
             average.update_parameters(model)
-        recent = (recent + [loss.item()])[-config.log_every:]
+        recent = [*recent, loss.item()][-config.log_every:]
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{np.mean(recent):.3f}", lr=f"{lr:.2e}", refresh=False)
         done = step + 1
@@ -631,9 +631,8 @@ def evaluate_weights(weights: str | Path | None = None, count: int = 50,
     The architecture comes from the file (:func:`_trained_model_options`); ``model_options``
     (``--model-option``) override it.
     """
-    from .model.options import coerce_model_options
-
     from .model.factory import create_model
+    from .model.options import coerce_model_options
 
     path = Path(weights) if weights else weights_dir() / "danet_demo.safetensors"
     if not path.exists():
@@ -661,7 +660,7 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
     try:
         with safe_open(str(path), "pt") as f:
             recorded = (f.metadata() or {}).get("model_options")
-            decoder = f.get_slice(DECODER_WIDTH_KEY).get_shape()[0] if DECODER_WIDTH_KEY in f.keys() else 0
+            decoder = f.get_slice(DECODER_WIDTH_KEY).get_shape()[0] if DECODER_WIDTH_KEY in f.keys() else 0  # noqa: SIM118 safe_open has no __contains__
     except Exception:  # not readable as safetensors: the checkpoint loader reports it properly
         return {}
     try:

@@ -381,9 +381,9 @@ def collect_cudart(paths: list[Path]) -> dict[str, set[str]]:
             if not isinstance(node, ast.Attribute):
                 continue
             base = node.value
-            if isinstance(base, ast.Attribute) and base.attr == "cudart":  # self.cudart.X
-                used.setdefault(node.attr, set()).add(f"{rel}:{node.lineno}")
-            elif isinstance(base, ast.Name) and base.id == "cudart":
+            # self.cudart.X or cudart.X
+            if ((isinstance(base, ast.Attribute) and base.attr == "cudart")
+                    or (isinstance(base, ast.Name) and base.id == "cudart")):
                 used.setdefault(node.attr, set()).add(f"{rel}:{node.lineno}")
             elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == "cudart":
                 used.setdefault(node.attr, set()).add(f"{rel}:{node.lineno}")  # cudart.Enum.member

@@ -15,8 +15,9 @@ import ctypes
 import enum
 import sys
 import types
+from collections.abc import Callable
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

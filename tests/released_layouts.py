@@ -245,7 +245,7 @@ def mmseg_config_text(depth: int = 50, num_classes: int = 19, dataset: str = "ci
         "voc12aug": ((512, 512), (2048, 512), "dict(mode='whole')", False),
     }[dataset]
     preprocessor = ("dict(\n    bgr_to_rgb=True,\n    mean=[\n        123.675,\n        116.28,\n        103.53,\n    ],\n"
-                    "    pad_val=0,\n    seg_pad_val=255,\n    size=(\n        {0},\n        {1},\n    ),\n"
+                    "    pad_val=0,\n    seg_pad_val=255,\n    size=(\n        {},\n        {},\n    ),\n"
                     "    std=[\n        58.395,\n        57.12,\n        57.375,\n    ],\n"
                     "    type='SegDataPreProcessor')").format(*crop)
     nested = preprocessor.replace("\n", "\n    ")  # the same dict inside model=dict(...), one level deeper

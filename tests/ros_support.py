@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "ros2" / "danet_deploy_ros"
 sys.path.insert(0, str(PACKAGE))
 
-from danet_deploy_ros import sandbox
+from danet_deploy_ros import sandbox  # noqa: E402 after the sys.path insert above
 
 
 def ros_unavailable() -> str | None:
@@ -20,8 +20,8 @@ def ros_unavailable() -> str | None:
     if sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11):
         return f"the ros-* wheels exist for CPython 3.11 only; this is {sys.implementation.name} {sys.version.split()[0]}"
     try:
-        import rclpy  # noqa: F401
-        import sensor_msgs.msg  # noqa: F401
+        import rclpy  # noqa: F401 imported only to see that it is installed
+        import sensor_msgs.msg  # noqa: F401 imported only to see that it is installed
     except ImportError as exc:
         return f"ROS 2 wheels missing ({exc.name}): pip install '.[ros]' or run make test-ros"
     return sandbox.unavailable()

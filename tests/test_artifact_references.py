@@ -20,11 +20,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from danet_deploy import runtime
-from danet_deploy.engine_reads import referenced_files
-from danet_deploy.errors import ArtifactError, ManifestError
-from danet_deploy.export import ExportRequest, export
-from danet_deploy.files import sha256_file
+from danet_deploy import runtime  # noqa: E402 after importorskip
+from danet_deploy.engine_reads import referenced_files  # noqa: E402 after importorskip
+from danet_deploy.errors import ArtifactError, ManifestError  # noqa: E402 after importorskip
+from danet_deploy.export import ExportRequest, export  # noqa: E402 after importorskip
+from danet_deploy.files import sha256_file  # noqa: E402 after importorskip
 
 
 def _quiet(_: str) -> None:

@@ -17,8 +17,16 @@ from danet_deploy.bench import report as bench_report
 from danet_deploy.bench.flops import cam_flops, count_model_flops, count_preset_flops, pam_flops
 from danet_deploy.bench.memory import peak_rss_mb
 from danet_deploy.bench.rows import Row
-from danet_deploy.bench.runner import (BenchConfig, accuracy, artifact_path, ensure_artifact, export_target_for,
-                                       matching_artifact, run_worker, unsupported_reason)
+from danet_deploy.bench.runner import (
+    BenchConfig,
+    accuracy,
+    artifact_path,
+    ensure_artifact,
+    export_target_for,
+    matching_artifact,
+    run_worker,
+    unsupported_reason,
+)
 from danet_deploy.bench.timing import summarize, time_calls
 from danet_deploy.cli.bench import main as bench_main
 from danet_deploy.errors import ConfigError
@@ -178,7 +186,7 @@ def test_bench_schema_and_rows(bench_run):
     assert report["schema"] == "danet-bench" and report["schema_version"] == 4
     # every row carries exactly the Row dataclass's fields (no private keys leak into the file)
     assert all(set(r) == {f.name for f in dataclasses.fields(Row)} for r in report["rows"])
-    assert [(r["engine"], r["precision"]) for r in report["rows"]][0] == ("torch", "fp32")
+    assert next((r["engine"], r["precision"]) for r in report["rows"]) == ("torch", "fp32")
     assert report["machine"]["cpu"]["logical_cores"] >= 1 and "torch" in report["machine"]["libraries"]
     assert len(report["gemm"]["runs_gflops_peak"]) == 2 and report["gemm"]["gflops_peak"] > 0
     assert "int8" in report["gemm"]  # int8 rows were asked for: an int8 yardstick is measured

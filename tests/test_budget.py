@@ -7,13 +7,18 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import isolated_cache
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from conftest import isolated_cache
 from danet_deploy.errors import ConfigError
-from danet_deploy.export.budget import (AccuracyBudget, AccuracyBudgetError, SIDE_SUFFIX, reproduce_policy,
-                                        search_float_layers)
+from danet_deploy.export.budget import (
+    SIDE_SUFFIX,
+    AccuracyBudget,
+    AccuracyBudgetError,
+    reproduce_policy,
+    search_float_layers,
+)
 from danet_deploy.export.pipeline import ExportRequest
 
 
@@ -128,9 +133,13 @@ def test_the_policy_graph_is_one_more_candidate():
             drop = policy_drop if path.name == "policy" else (0.0 if int(path.name[1:]) >= 2 else 1.0)
             return {"drop": drop, "value": 100 - drop, "agreement": 1.0}
 
-        rank = lambda p: [{"node": f"n{i}", "tensor": "t", "added_nsr": 1.0, "sqnr_db": 20.0, "charged_as": "x"}
-                          for i in range(5)]
-        lat = lambda p: policy_ms if p.name == "policy" else 10.0 + int(p.name[1:])
+        def rank(p):
+            return [{"node": f"n{i}", "tensor": "t", "added_nsr": 1.0, "sqnr_db": 20.0, "charged_as": "x"}
+                    for i in range(5)]
+
+        def lat(p):
+            return policy_ms if p.name == "policy" else 10.0 + int(p.name[1:])
+
         return search_float_layers(quantize, evaluate, rank, budget, lat, lambda m: None,
                                    alternative=lambda: quantize([], "policy"))
 
@@ -184,7 +193,8 @@ def test_onnxruntime_budget_met_is_recorded_and_reproducible(tmp_path):
     val = load_validation(budget, (64, 64), manifest.preprocessing, manifest.num_classes, lambda m: None)
     with runtime.load(path) as session:
         masks = np.stack([session.infer(val.tensors[i:i + 1])[0].argmax(0) for i in range(2)])
-    from danet_deploy.export.pipeline import ExportRequest as Req, export as export_fp32
+    from danet_deploy.export.pipeline import ExportRequest as Req
+    from danet_deploy.export.pipeline import export as export_fp32
 
     ref, _ = export_fp32(Req(model="danet_demo", target="onnx", input_size=(64, 64), output=tmp_path / "fp32"),
                          log=lambda m: None)

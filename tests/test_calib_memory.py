@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import isolated_cache
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 pytest.importorskip("onnxruntime")
 
@@ -63,7 +64,7 @@ def test_onnxruntime_int8_export_records_its_calibration_memory(tmp_path):
 
     logs = []
     with isolated_cache(tmp_path / "cache"):
-        path, manifest = export(ExportRequest(model="danet_demo", target="onnxruntime", precision="int8",
+        _path, manifest = export(ExportRequest(model="danet_demo", target="onnxruntime", precision="int8",
                                               input_size=(64, 64), calib_count=2, output=tmp_path / "int8"),
                                 log=logs.append)
     memory = manifest.extra["quantization"]["calibration_memory"]
@@ -90,9 +91,6 @@ def _dag(edges_seed: int, n: int):
                               [helper.make_tensor_value_info(f"t{n - 1}", TensorProto.FLOAT, [1])])
     return helper.make_model(graph)
 
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 
 @settings(max_examples=40, deadline=None)

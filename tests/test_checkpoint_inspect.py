@@ -11,10 +11,21 @@ from hypothesis import strategies as st
 
 from danet_deploy.errors import CheckpointError, ConfigError, UnknownModelError
 from danet_deploy.model import create_model, get_config, list_models
-from danet_deploy.model.inspect import (CheckpointArchitecture, infer_architecture, matching_presets, resolve,
-                                        suggest_flags)
-from danet_deploy.model.options import (ARCH_FIELDS, DEPTHS, OUTPUT_STRIDES, coerce_model_options, format_option,
-                                        parse_option_pairs)
+from danet_deploy.model.inspect import (
+    CheckpointArchitecture,
+    infer_architecture,
+    matching_presets,
+    resolve,
+    suggest_flags,
+)
+from danet_deploy.model.options import (
+    ARCH_FIELDS,
+    DEPTHS,
+    OUTPUT_STRIDES,
+    coerce_model_options,
+    format_option,
+    parse_option_pairs,
+)
 
 RELEASES = [n for n in list_models() if n.startswith(("danet_official_", "danet_mmseg_"))]
 
@@ -276,7 +287,8 @@ def test_model_options_typed_and_validated():
 
 _VALUES = {"depth": st.sampled_from(DEPTHS), "output_stride": st.sampled_from(OUTPUT_STRIDES),
            "deep_stem": st.booleans(), "align_corners": st.booleans(), "stem_width": st.integers(1, 4096),
-           "base_width": st.integers(1, 4096), "decoder_channels": st.integers(0, 4096), "multi_grid": st.none() | st.lists(st.integers(1, 64), min_size=1,
+           "base_width": st.integers(1, 4096), "decoder_channels": st.integers(0, 4096),
+           "multi_grid": st.none() | st.lists(st.integers(1, 64), min_size=1,
                                                                                     max_size=6).map(tuple),
            "class_names": st.lists(st.text(st.characters(blacklist_characters=",", blacklist_categories=("Cs",)),
                                            min_size=1).map(str.strip).filter(bool), min_size=1, max_size=5).map(tuple)}
@@ -291,7 +303,7 @@ def test_model_option_text_round_trips(data):
 
 
 @settings(max_examples=300, deadline=None)
-@given(key=st.sampled_from(ARCH_FIELDS + ("num_classes", "nope")), text=st.text(max_size=20))
+@given(key=st.sampled_from((*ARCH_FIELDS, "num_classes", "nope")), text=st.text(max_size=20))
 def test_model_option_garbage_is_a_config_error(key, text):
     try:
         typed = coerce_model_options({key: text})
@@ -304,7 +316,7 @@ def test_model_option_garbage_is_a_config_error(key, text):
 def test_options_tables_match_the_backbone():
     from danet_deploy.model.backbone import _DEPTHS, _OUTPUT_STRIDES
 
-    assert DEPTHS == tuple(sorted(_DEPTHS)) and OUTPUT_STRIDES == tuple(sorted(_OUTPUT_STRIDES))
+    assert tuple(sorted(_DEPTHS)) == DEPTHS and tuple(sorted(_OUTPUT_STRIDES)) == OUTPUT_STRIDES
 
 
 def test_model_options_build_and_apply_to_presets(torch):

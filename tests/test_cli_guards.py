@@ -12,7 +12,7 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from danet_deploy.export import ExportRequest, export  # noqa: E402
+from danet_deploy.export import ExportRequest, export
 
 MODEL = "danet_demo"
 
@@ -56,7 +56,7 @@ def test_parity_never_replaces_an_existing_report_or_plot_without_force(artifact
 
 @pytest.mark.parametrize("flags, named", [(["--plot", "x.png"], "--per-layer"), (["--threads", "0"], "--threads")])
 def test_parity_refuses_flags_that_would_be_ignored_or_crash(artifact, capsys, flags, named):
-    assert _cli("parity", [str(artifact), "--generated", "1", "--no-manifest"] + flags) == 2
+    assert _cli("parity", [str(artifact), "--generated", "1", "--no-manifest", *flags]) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
 
@@ -76,7 +76,7 @@ def test_per_layer_names_a_truncated_reference(artifact, tmp_path, capsys):
     (["--threads", "0"], "threads")])
 def test_run_refuses_numbers_that_would_change_the_result_silently(artifact, image, tmp_path, capsys, flags, named):
     out = tmp_path / "out"
-    assert _cli("run", ["--model", str(artifact), str(image), "-o", str(out)] + flags) == 2
+    assert _cli("run", ["--model", str(artifact), str(image), "-o", str(out), *flags]) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())
@@ -110,7 +110,7 @@ def test_sessions_refuse_a_thread_count_below_one(artifact):
     (["--num-classes", "3"], "trained for 8 classes")])
 def test_export_refuses_bounds_opsets_and_class_counts_it_cannot_honour(tmp_path, capsys, flags, named):
     out = tmp_path / "art"
-    assert _cli("export", ["--model", MODEL, "--input-size", "64x64", "-o", str(out)] + flags) == 2
+    assert _cli("export", ["--model", MODEL, "--input-size", "64x64", "-o", str(out), *flags]) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err and len(err) < 2000
     assert not out.exists()
@@ -193,7 +193,7 @@ def test_calibration_npz_errors_give_advice_that_works(tmp_path, capsys, content
     (["--target", "tensorrt", "--workspace", "abc"], "workspace")])
 def test_export_refuses_flags_it_would_ignore_or_fail_on_later(tmp_path, capsys, flags, named):
     out = tmp_path / "art"
-    assert _cli("export", ["--model", MODEL, "--input-size", "64x64", "-o", str(out)] + flags) == 2
+    assert _cli("export", ["--model", MODEL, "--input-size", "64x64", "-o", str(out), *flags]) == 2
     err = capsys.readouterr().err
     assert named in err and "Traceback" not in err
     assert not out.exists()

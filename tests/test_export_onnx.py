@@ -11,11 +11,17 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.errors import (ArtifactError, CheckpointError, ConfigError, InputError,  # noqa: E402
-                                 ManifestError, UnknownModelError)
-from danet_deploy.export import ExportRequest, export  # noqa: E402
-from danet_deploy.parity import compare_logits, run_parity  # noqa: E402
+from danet_deploy import runtime  # noqa: E402 after importorskip
+from danet_deploy.errors import (  # noqa: E402 after importorskip
+    ArtifactError,
+    CheckpointError,
+    ConfigError,
+    InputError,
+    ManifestError,
+    UnknownModelError,
+)
+from danet_deploy.export import ExportRequest, export  # noqa: E402 after importorskip
+from danet_deploy.parity import compare_logits, run_parity  # noqa: E402 after importorskip
 
 MODEL = "danet_edge_r18_d8"
 
@@ -111,8 +117,8 @@ def test_run_images_any_size_and_batch(dynamic_artifact, static_artifact, refere
 def test_sliding_window_equals_whole_image_when_crop_is_image(dynamic_artifact):
     image = np.random.default_rng(2).integers(0, 256, (72, 88, 3), dtype=np.uint8)
     with runtime.load(dynamic_artifact) as session:
-        whole_mask, whole = session.run(image, return_logits=True)
-        tiled_mask, tiled = session.run(image, tile=(72, 88), return_logits=True)
+        _whole_mask, whole = session.run(image, return_logits=True)
+        _tiled_mask, tiled = session.run(image, tile=(72, 88), return_logits=True)
         np.testing.assert_array_equal(whole, tiled)
         mask = session.run(image, tile=(48, 48), stride=(32, 32))
         assert mask.shape == (72, 88)

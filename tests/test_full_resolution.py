@@ -5,9 +5,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.export import ExportRequest, export  # noqa: E402
-from danet_deploy.parity import compare_logits  # noqa: E402
+from danet_deploy import runtime
+from danet_deploy.export import ExportRequest, export
+from danet_deploy.parity import compare_logits
 
 
 def _quiet(_: str) -> None:

@@ -18,14 +18,14 @@ import pytest
 hypothesis = pytest.importorskip("hypothesis")
 pytest.importorskip("onnxruntime")
 
-from hypothesis import HealthCheck, event, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-from hypothesis.extra import numpy as hnp  # noqa: E402
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402 after importorskip
+from hypothesis import strategies as st  # noqa: E402 after importorskip
+from hypothesis.extra import numpy as hnp  # noqa: E402 after importorskip
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.errors import DanetDeployError, ManifestError  # noqa: E402
-from danet_deploy.export import ExportRequest, export  # noqa: E402
-from danet_deploy.manifest import artifact_path  # noqa: E402
+from danet_deploy import runtime  # noqa: E402 after importorskip
+from danet_deploy.errors import DanetDeployError, ManifestError  # noqa: E402 after importorskip
+from danet_deploy.export import ExportRequest, export  # noqa: E402 after importorskip
+from danet_deploy.manifest import artifact_path  # noqa: E402 after importorskip
 
 EXAMPLES = int(os.environ.get("DANET_FUZZ_EXAMPLES", "300"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,

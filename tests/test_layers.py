@@ -163,7 +163,7 @@ def test_every_module_imports_in_a_fresh_interpreter():
 def runtime_reach(graph: dict[str, set[str]]) -> dict[str, str]:
     """Every module the runtime imports, directly or through the floors below it, mapped to the module
     that imports it (for the message); the torch door and what only it imports are left out."""
-    door = {m for m in graph if m == TORCH_DOOR or TORCH_DOOR in graph[m] and m.startswith("danet_deploy.runtime.backends")}
+    door = {m for m in graph if m == TORCH_DOOR or (TORCH_DOOR in graph[m] and m.startswith("danet_deploy.runtime.backends"))}
     reached: dict[str, str] = {}
     stack = [m for m in graph if m.startswith("danet_deploy.runtime") and m not in door]
     while stack:

@@ -19,12 +19,12 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("torch")
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.errors import CheckpointError, ConfigError, ManifestError  # noqa: E402
-from danet_deploy.export import ExportRequest, export  # noqa: E402
-from danet_deploy.manifest import read_manifest  # noqa: E402
-from danet_deploy.model.registry import weights_dir  # noqa: E402
-from danet_deploy.parity import run_parity  # noqa: E402
+from danet_deploy import runtime
+from danet_deploy.errors import CheckpointError, ConfigError, ManifestError
+from danet_deploy.export import ExportRequest, export
+from danet_deploy.manifest import read_manifest
+from danet_deploy.model.registry import weights_dir
+from danet_deploy.parity import run_parity
 
 MODEL = "danet_demo"
 SHIPPED = weights_dir() / "danet_demo.safetensors"
@@ -123,8 +123,7 @@ def test_a_manifest_naming_a_pytorch_backend_does_not_swap_in_the_reference(pres
 
 
 def test_config_weights_are_contained_in_the_weights_folder(tmp_path, monkeypatch):
-    from danet_deploy.model import create_model_from_config, get_config
-    from danet_deploy.model import registry
+    from danet_deploy.model import create_model_from_config, get_config, registry
 
     config = get_config(MODEL).to_dict()
     with pytest.raises(ConfigError, match="model.weights .* not a plain file name"):

@@ -16,10 +16,10 @@ import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
 
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings  # noqa: E402 after importorskip
+from hypothesis import strategies as st  # noqa: E402 after importorskip
 
-from danet_deploy.runtime.preprocess import (
+from danet_deploy.runtime.preprocess import (  # noqa: E402 after importorskip
     MASK_BAND_BYTES,
     logits_to_mask,
     mask_at_size,

@@ -85,7 +85,9 @@ def _mmseg_intersect_and_union(pred, label, num_classes, ignore_index=255):
     mask = label != ignore_index
     pred, label = pred[mask], label[mask]
     intersect = pred[pred == label]
-    hist = lambda t: torch.histc(t.float(), bins=num_classes, min=0, max=num_classes - 1)
+    def hist(t):
+        return torch.histc(t.float(), bins=num_classes, min=0, max=num_classes - 1)
+
     area_intersect, area_pred, area_label = hist(intersect), hist(pred), hist(label)
     return area_intersect, area_pred + area_label - area_intersect, area_pred, area_label
 

@@ -4,12 +4,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from oracle import cam, pam
 
 from danet_deploy.errors import CheckpointError, ConfigError, UnknownModelError
-from danet_deploy.model import (ChannelAttention, PositionAttention, create_model, init_for_testing,
-                                list_models, map_state_dict)
+from danet_deploy.model import (
+    ChannelAttention,
+    PositionAttention,
+    create_model,
+    init_for_testing,
+    list_models,
+    map_state_dict,
+)
 
 
 def _pam_params(module):
@@ -200,7 +205,7 @@ def test_official_and_mmseg_key_mapping(torch, tmp_path, convert):
     x = torch.randn(1, 3, 40, 40)
     with torch.no_grad():
         torch.testing.assert_close(loaded(x), model(x))
-    mapped, dropped = map_state_dict(convert(model.state_dict()))
+    _mapped, dropped = map_state_dict(convert(model.state_dict()))
     if convert is _mmseg_names:
         assert dropped == ["auxiliary_head.conv_seg.weight"]
 

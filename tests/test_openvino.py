@@ -47,7 +47,7 @@ def _agreement(a, b):
 
 @pytest.mark.parametrize("size", [SIZE, (96, 80), (40, 72)])
 def test_fp32_matches_torch_at_dynamic_sizes(setup, size):
-    folder, manifest = setup["arts"]["fp32"]
+    folder, _manifest = setup["arts"]["fp32"]
     x, ref = setup["reference"](size)
     with runtime.load(folder, threads=2) as session:
         out = session.infer(x)
@@ -112,8 +112,8 @@ def test_backend_shape_cache_and_async_queue(setup):
 
 
 def test_static_artifact_and_run(setup):
-    folder, manifest = setup["arts"]["static"]
-    x, ref = setup["reference"](SIZE, n=1)
+    folder, _manifest = setup["arts"]["static"]
+    _x, _ref = setup["reference"](SIZE, n=1)
     with runtime.load(folder) as session:
         assert session.input_spec.static_hw == SIZE
         with pytest.raises(InputError, match="static shape"):
@@ -171,7 +171,7 @@ def test_runtime_works_without_torch(setup):
 
 def test_openvino_runs_a_bare_onnx_file(setup):
     """The backend also takes .onnx (OpenVINO reads it directly); metadata comes from the ONNX."""
-    folder, _ = setup["arts"]["fp32"]
+    _folder, _ = setup["arts"]["fp32"]
     root = setup["root"]
     onnx_folder, _ = export(ExportRequest(str(root / "demo.safetensors"), arch="danet_demo", target="onnx",
                                           precision="fp32", input_size=SIZE, output=root / "onnx-fp32"),

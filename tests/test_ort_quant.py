@@ -43,7 +43,7 @@ def _consumers(model, tensor):
 
 def test_int8_parity_and_float_outputs(setup):
     for name in ("int8", "int8-all"):
-        folder, manifest = setup["arts"][name]
+        folder, _manifest = setup["arts"][name]
         with runtime.load(folder, threads=2) as session:
             out = session.infer(setup["x"])  # a size it was not exported at (dynamic)
         assert out.dtype == np.float32 and out.shape == setup["ref"].shape
@@ -86,7 +86,7 @@ def test_policy_keeps_attention_matmuls_unquantized(setup):
 def test_calibration_ranges_are_cached(setup):
     _, first = setup["arts"]["int8"]
     assert first.extra["quantization"]["ranges_from_cache"] is False
-    folder, again = setup["build"]("int8", "int8-again")
+    _folder, again = setup["build"]("int8", "int8-again")
     assert again.extra["quantization"]["ranges_from_cache"] is True
     assert again.calibration["hash"] == first.calibration["hash"] and again.calibration["from_cache"]
     assert again.files["model.onnx"] == first.files["model.onnx"]  # same ranges -> byte-identical graph

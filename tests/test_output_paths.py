@@ -29,7 +29,8 @@ def _snapshot(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*"))}
 
 
-_TINY_TRAIN = ["--steps", "1", "--batch-size", "1", "--crops-per-scene", "1", "--crops", "64x64", "--eval-count", "1", "--eval-sizes", "64x64",
+_TINY_TRAIN = ["--steps", "1", "--batch-size", "1", "--crops-per-scene", "1", "--crops", "64x64", "--eval-count", "1",
+               "--eval-sizes", "64x64",
                "--threads", "1", "--no-progress"]
 
 

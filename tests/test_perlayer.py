@@ -7,14 +7,13 @@ import math
 
 import numpy as np
 import pytest
-
 from conftest import isolated_cache
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402 after importorskip
 
-from danet_deploy import perlayer  # noqa: E402
+from danet_deploy import perlayer  # noqa: E402 after importorskip
 
 
 def _chain(weights: list[np.ndarray], scale: float = 1.0, half_after: int | None = None) -> onnx.ModelProto:

@@ -212,7 +212,7 @@ def test_every_target_exports_an_artifact_its_engine_runs(target: Target, export
     with runtime.load(folder) as session:
         mask = session.run(image)
         assert mask.shape == SIZE and np.issubdtype(mask.dtype, np.integer)
-        assert 0 <= mask.min() and mask.max() < manifest.num_classes
+        assert mask.min() >= 0 and mask.max() < manifest.num_classes
 
 
 @pytest.mark.parametrize("target", [t for t in TARGETS if t.builder is None], ids=lambda t: t.name)

@@ -18,13 +18,20 @@ import pytest
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from released_layouts import (MMSegDANet, mmengine_training_checkpoint, mmseg_config_text,  # noqa: E402
-                              mmseg_container, official_container, official_state, randomize,
-                              save_legacy_with_numpy1_names)
+from released_layouts import (
+    MMSegDANet,
+    mmengine_training_checkpoint,
+    mmseg_config_text,
+    mmseg_container,
+    official_container,
+    official_state,
+    randomize,
+    save_legacy_with_numpy1_names,
+)
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.cli.export import main as export_main  # noqa: E402
-from danet_deploy.model import get_config  # noqa: E402
+from danet_deploy import runtime
+from danet_deploy.cli.export import main as export_main
+from danet_deploy.model import get_config
 
 SIZE = (64, 96)
 

@@ -77,8 +77,8 @@ def test_crowd_adds_only_pedestrians_and_poles_to_the_same_scene():
 
     added = 0
     for seed in range(6):
-        base_img, base = generate_scene(seed, 128, 192)
-        crowd_img, crowd = generate_scene(seed, 128, 192, crowd=True)
+        _base_img, base = generate_scene(seed, 128, 192)
+        _crowd_img, crowd = generate_scene(seed, 128, 192, crowd=True)
         changed = base != crowd
         assert set(np.unique(crowd[changed]).tolist()) <= {PERSON, POLE}
         added += int(((crowd == PERSON) & changed).sum())

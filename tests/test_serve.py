@@ -7,6 +7,7 @@ whole server (PyTriton's process, tritonserver and its Python backend stubs) lik
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
@@ -28,12 +29,12 @@ pytest.importorskip("pytriton", reason="nvidia-pytriton (serve extra) not instal
 pytest.importorskip("tritonclient.grpc", reason="tritonclient (serve extra) not installed: "
                     "pip install 'danet-deploy[serve]'")
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.errors import ConfigError, ServeError  # noqa: E402
-from danet_deploy.serve import libpython  # noqa: E402
-from danet_deploy.serve.client import SegmentationClient  # noqa: E402
-from danet_deploy.serve.loadtest import generated_images, run_load  # noqa: E402
-from danet_deploy.serve.server import ServeOptions  # noqa: E402
+from danet_deploy import runtime
+from danet_deploy.errors import ConfigError, ServeError
+from danet_deploy.serve import libpython
+from danet_deploy.serve.client import SegmentationClient
+from danet_deploy.serve.loadtest import generated_images, run_load
+from danet_deploy.serve.server import ServeOptions
 
 SIZE = (64, 64)
 START_TIMEOUT = 120.0
@@ -52,7 +53,7 @@ class ServerProcess:
         self.http_port, self.grpc_port, self.log = http_port, grpc_port, log
         cmd = [sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--http-port", str(http_port),
                "--grpc-port", str(grpc_port), "--instances", "2", "--threads", "1", "--exit-timeout", "5", *extra]
-        self.out = open(log, "ab")
+        self.out = open(log, "ab")  # noqa: SIM115 open for the server's lifetime
         # PyTriton's workspace (a copy of tritonserver) in a folder of our own, since a killed server leaves it
         # behind; short, because it holds Unix sockets (paths of at most 107 bytes)
         self.home = tempfile.mkdtemp(prefix="pyt-")
@@ -75,10 +76,8 @@ class ServerProcess:
     def kill(self) -> None:
         """SIGKILL the whole group: the server dies mid-request like a crashed machine's would."""
         pid = self.proc.pid
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         self.proc.wait(timeout=30)
         deadline = time.monotonic() + 30  # orphaned children are reaped by init a moment later
         while self.group_alive() and time.monotonic() < deadline:

@@ -30,7 +30,7 @@ def test_addresses_parse(text, host, port):
     ("localhost:65536", "1..65535"),
     ("localhost:0", "1..65535"),
     ("localhost:-1", "1..65535"),
-    ("localhost:８０", "1..65535"),  # full-width digits pass str.isdigit
+    ("localhost:８０", "1..65535"),  # noqa: RUF001 full-width digits on purpose: they pass str.isdigit
     ("::1:18999", "in brackets"),
     ("[::1]", "]:PORT"),
     ("[nothost]:80", "not an IPv6 address"),

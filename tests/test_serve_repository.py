@@ -23,9 +23,10 @@ from danet_deploy.serve import TritonOptions, read_triton_repository, render_con
 from danet_deploy.serve.repository import plan_model
 
 try:
+    from google.protobuf import text_format  # noqa: F401 imported only to see that it is installed
+    from tritonclient.grpc import model_config_pb2
+
     from danet_deploy.serve import parse_config
-    from google.protobuf import text_format  # noqa: F401
-    from tritonclient.grpc import model_config_pb2  # noqa: F401
 
     HAVE_SCHEMA = True
 except ImportError:

@@ -15,9 +15,9 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.errors import ConfigError, InputError, ManifestError, SessionClosedError  # noqa: E402
-from danet_deploy.export import ExportRequest, export  # noqa: E402
+from danet_deploy import runtime
+from danet_deploy.errors import ConfigError, InputError, ManifestError, SessionClosedError
+from danet_deploy.export import ExportRequest, export
 
 IMAGE = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
 
@@ -72,7 +72,7 @@ def test_threads_racing_close_see_results_or_session_closed_only(artifact):
                 done.append(1)
             except SessionClosedError:
                 return
-            except BaseException as exc:  # noqa: BLE001 - any other error is the failure under test
+            except BaseException as exc:
                 errors.append(exc)
                 return
 
@@ -103,9 +103,8 @@ def test_manifest_naming_outputs_the_engine_lacks_is_a_manifest_error(artifact, 
     def claim_mask(m):
         m["output"]["tensors"] = [{"name": "mask", "shape": [1, 64, 64], "dtype": "uint8"}]
 
-    with runtime.load(_edited(artifact, tmp_path, claim_mask)) as session:
-        with pytest.raises(ManifestError, match="mask"):
-            session.run(IMAGE)
+    with runtime.load(_edited(artifact, tmp_path, claim_mask)) as session, pytest.raises(ManifestError, match="mask"):
+        session.run(IMAGE)
 
 
 def test_manifest_class_count_is_checked_against_the_engine(artifact, tmp_path):
@@ -132,9 +131,8 @@ def test_manifest_attention_chunks_must_be_a_positive_integer(artifact, tmp_path
                                     dict(tile=(64, 64), stride=(1.5, 1.5)), dict(tile=(64.9, 64.9)),
                                     dict(tile=(0, 64))])
 def test_malformed_windows_are_config_errors(artifact, kwargs):
-    with runtime.load(artifact) as session:
-        with pytest.raises(ConfigError, match="tile|stride"):
-            session.run(IMAGE, **kwargs)
+    with runtime.load(artifact) as session, pytest.raises(ConfigError, match="tile|stride"):
+        session.run(IMAGE, **kwargs)
 
 
 def test_an_empty_batch_is_an_input_error_like_an_empty_list(artifact):

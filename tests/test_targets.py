@@ -16,8 +16,18 @@ from danet_deploy.cli.export import build_parser
 from danet_deploy.cli.export import main as export_main
 from danet_deploy.errors import ConfigError
 from danet_deploy.export.pipeline import ExportRequest
-from danet_deploy.targets import (DEFAULT_CALIB_METHOD, Engine, Target, TargetOptions, get_target, option,
-                                  register_engine, register_target, target_names, unregister)
+from danet_deploy.targets import (
+    DEFAULT_CALIB_METHOD,
+    Engine,
+    Target,
+    TargetOptions,
+    get_target,
+    option,
+    register_engine,
+    register_target,
+    target_names,
+    unregister,
+)
 
 # A throwaway target: a builder module that writes the FP32 ONNX under its own suffix, and an
 # engine that runs that suffix with ONNX Runtime, registered from outside the package.

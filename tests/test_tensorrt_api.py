@@ -12,7 +12,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-import check_tensorrt_api as api  # noqa: E402
+import check_tensorrt_api as api  # noqa: E402 after the sys.path insert above
 
 WHEEL_DIR = Path(os.environ.get("DANET_TRT_WHEELS", Path.home() / ".cache" / "danet-deploy" / "tensorrt-wheels"))
 

@@ -26,7 +26,9 @@ def fake_tensorrt(cudart, version="10.3.0", inspector_layers=None, input_shape=(
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.events = []
-    enum = lambda *names: SimpleNamespace(**{n: n for n in names})  # noqa: E731
+    def enum(*names):
+        return SimpleNamespace(**{n: n for n in names})
+
     trt.BuilderFlag = enum("FP16", "INT8", "GPU_FALLBACK")
     trt.MemoryPoolType = enum("WORKSPACE")
     trt.DeviceType = enum("GPU", "DLA")
@@ -134,7 +136,7 @@ def _build(onnx, tmp_path, log, **kwargs):
 
 
 def test_build_runs_on_the_requested_device(env, tmp_path):
-    trt, cudart, onnx = env()
+    trt, _cudart, onnx = env()
     log = []
     facts = _build(onnx, tmp_path, log, device=1)
     assert trt.events[0] == ("Builder", 1)  # cudaSetDevice(1) came before TensorRT touched a GPU

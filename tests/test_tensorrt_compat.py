@@ -9,8 +9,13 @@ import pytest
 
 from danet_deploy.errors import BackendUnavailableError, ConfigError, EngineCompatibilityError
 from danet_deploy.planner import TENSORRT_MAX_ELEMENTS, plan_attention
-from danet_deploy.tensorrt.compat import (check_attention_limit, check_engine_compatibility, largest_fitting_size,
-                                          parse_version, profile_from_input_spec)
+from danet_deploy.tensorrt.compat import (
+    check_attention_limit,
+    check_engine_compatibility,
+    largest_fitting_size,
+    parse_version,
+    profile_from_input_spec,
+)
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 

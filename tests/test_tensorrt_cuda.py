@@ -121,7 +121,7 @@ def _expected(x):
 
 
 def test_enqueue_failing_inside_capture_falls_back_without_graphs(monkeypatch, tmp_path):
-    backend, fake, context = _backend(monkeypatch, tmp_path, fail_in_capture=True, cuda_graph=True)
+    backend, fake, _context = _backend(monkeypatch, tmp_path, fail_in_capture=True, cuda_graph=True)
     x = np.random.default_rng(0).standard_normal((1, 3, 4, 6)).astype(np.float32)
     with pytest.warns(RuntimeWarning, match="CUDA graphs are off"):
         out = backend.infer(x)
@@ -145,7 +145,7 @@ def test_enqueue_failing_inside_capture_falls_back_without_graphs(monkeypatch, t
 
 
 def test_successful_capture_replays_the_graph(monkeypatch, tmp_path):
-    backend, fake, context = _backend(monkeypatch, tmp_path, fail_in_capture=False, cuda_graph=True)
+    backend, fake, _context = _backend(monkeypatch, tmp_path, fail_in_capture=False, cuda_graph=True)
     x = np.random.default_rng(1).standard_normal((1, 3, 4, 6)).astype(np.float32)
     np.testing.assert_allclose(backend.infer(x), _expected(x), rtol=1e-6)
     np.testing.assert_allclose(backend.infer(3 * x), _expected(3 * x), rtol=1e-6)  # replay reads the new input

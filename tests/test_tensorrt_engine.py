@@ -30,11 +30,11 @@ REASON = _gpu_reason()
 if REASON:
     pytest.skip(REASON, allow_module_level=True)
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.errors import InputError  # noqa: E402
-from danet_deploy.export import ExportRequest, export  # noqa: E402
-from danet_deploy.export.tensorrt import build_engine_from_bundle  # noqa: E402
-from danet_deploy.tensorrt.logger import shared_logger  # noqa: E402
+from danet_deploy import runtime  # noqa: E402 after the module-level GPU skip
+from danet_deploy.errors import InputError  # noqa: E402 after the module-level GPU skip
+from danet_deploy.export import ExportRequest, export  # noqa: E402 after the module-level GPU skip
+from danet_deploy.export.tensorrt import build_engine_from_bundle  # noqa: E402 after the module-level GPU skip
+from danet_deploy.tensorrt.logger import shared_logger  # noqa: E402 after the module-level GPU skip
 
 MODEL = "danet_edge_r18_d8"
 

@@ -9,12 +9,12 @@ import pytest
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from danet_deploy import runtime  # noqa: E402
-from danet_deploy.errors import EngineCompatibilityError, InputError  # noqa: E402
-from danet_deploy.export import ExportRequest, export  # noqa: E402
-from danet_deploy.model.registry import weights_dir  # noqa: E402
-from danet_deploy.parity import compare_logits, generated_inputs  # noqa: E402
-from danet_deploy.runtime.preprocess import preprocess  # noqa: E402
+from danet_deploy import runtime  # noqa: E402 after importorskip
+from danet_deploy.errors import EngineCompatibilityError, InputError  # noqa: E402 after importorskip
+from danet_deploy.export import ExportRequest, export  # noqa: E402 after importorskip
+from danet_deploy.model.registry import weights_dir  # noqa: E402 after importorskip
+from danet_deploy.parity import compare_logits, generated_inputs  # noqa: E402 after importorskip
+from danet_deploy.runtime.preprocess import preprocess  # noqa: E402 after importorskip
 
 MODEL = "danet_edge_r18_d8"
 SIZE = (64, 64)
@@ -69,7 +69,7 @@ def _float_type_of(model, tensor_name):
 
 
 def test_fp16_bundle_manifest_says_prepared_for_onnxruntime(fp16_bundle):
-    path, manifest = fp16_bundle
+    path, _manifest = fp16_bundle
     data = json.loads((path / "manifest.json").read_text())
     assert data["target"] == "tensorrt" and data["backend"] == "onnxruntime" and data["primary"] == "model.onnx"
     info = data["extra"]["tensorrt"]
@@ -134,7 +134,7 @@ def test_int8_bundle_is_qdq_with_tensorrt_placement(int8_bundle):
 def test_int8_bundle_records_calibration_hash(int8_bundle):
     from danet_deploy.data.calibration import load_calibration
 
-    path, manifest = int8_bundle
+    _path, manifest = int8_bundle
     calib = load_calibration("generated", count=4, size=SIZE, preprocessing=manifest.preprocessing)
     assert manifest.extra["tensorrt"]["calibration_hash"] == calib.hash
     assert manifest.calibration is not None

@@ -272,7 +272,7 @@ def test_killed_trainer_leaves_no_prefetch_worker_and_no_weights(tmp_path):
     time.sleep(1.0)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    gone, alive = psutil.wait_procs(workers, timeout=15)
+    _gone, alive = psutil.wait_procs(workers, timeout=15)
     for p in alive:
         p.kill()
     assert not alive, f"orphaned workers: {[p.pid for p in alive]}"
@@ -298,15 +298,15 @@ def test_cli_refuses_existing_outputs_and_folders_unless_forced(torch, tmp_path,
 
     mine = tmp_path / "mine.safetensors"
     mine.write_bytes(b"the user's own file")
-    assert main(TINY_ARGS + ["--output", str(mine)]) == 2
+    assert main([*TINY_ARGS, "--output", str(mine)]) == 2
     assert "--force" in capsys.readouterr().err and mine.read_bytes() == b"the user's own file"
     report = tmp_path / "notes.json"
     report.write_text("keep me")
-    assert main(TINY_ARGS + ["--output", str(tmp_path / "new.safetensors"), "--report", str(report)]) == 2
+    assert main([*TINY_ARGS, "--output", str(tmp_path / "new.safetensors"), "--report", str(report)]) == 2
     assert report.read_text() == "keep me" and not (tmp_path / "new.safetensors").exists()
-    assert main(TINY_ARGS + ["--output", str(tmp_path)]) == 2
+    assert main([*TINY_ARGS, "--output", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
-    assert main(TINY_ARGS + ["--output", str(mine), "--force"]) == 0
+    assert main([*TINY_ARGS, "--output", str(mine), "--force"]) == 0
     assert mine.read_bytes() != b"the user's own file" and mine.with_suffix(".json").exists()
 
 
@@ -317,7 +317,7 @@ def test_cli_refuses_existing_outputs_and_folders_unless_forced(torch, tmp_path,
 def test_cli_refuses_non_numbers_and_out_of_range_knobs(tmp_path, capsys, flags):
     from danet_deploy.cli.train import main
 
-    assert main(TINY_ARGS + ["--output", str(tmp_path / "w.safetensors")] + flags) == 2
+    assert main([*TINY_ARGS, "--output", str(tmp_path / "w.safetensors"), *flags]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and flags[0].lstrip("-").split("-")[0] in err.lower().replace(" ", "-")
     assert not (tmp_path / "w.safetensors").exists()
@@ -328,5 +328,5 @@ def test_cli_refuses_non_numbers_and_out_of_range_knobs(tmp_path, capsys, flags)
 def test_cli_evaluate_only_refuses_bad_counts(capsys, flags):
     from danet_deploy.cli.train import main
 
-    assert main(["--evaluate-only", "--no-progress"] + flags) == 2
+    assert main(["--evaluate-only", "--no-progress", *flags]) == 2
     assert flags[0] in capsys.readouterr().err

@@ -21,7 +21,7 @@ def check_bench_args(model: str, output: Path, artifacts: Path | None = None) ->
         try:
             name = read_manifest(path, verify=False).model.get("name")
             hint = f" (this artifact was exported from --model {name})" if name else ""
-        except Exception:  # noqa: BLE001 - only for the hint
+        except Exception:
             pass
         raise ConfigError(f"--model {model} is a folder: danet-bench takes a preset name or a checkpoint file (with "
                           f"--arch) and exports the artifacts it times into --artifacts{hint}. To check one artifact "

@@ -19,7 +19,8 @@ run is the estimate of what the hardware reaches. Runs in the caller's process i
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from ..errors import summarize_exception
 
@@ -96,6 +97,7 @@ def _ort_matmul(op: str, n: int, threads: int) -> tuple[str, Callable[[], Any], 
     opts.log_severity_level = 3
     session = ort.InferenceSession(matmul_model(n, op).SerializeToString(), opts, providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(1)
+    a: np.ndarray
     if op == "MatMul":
         a, out = rng.standard_normal((n, n), dtype=np.float32), np.empty((n, n), np.float32)
     else:
@@ -137,12 +139,12 @@ def measure_gemm_peak(threads: int, n: int | None = None, repeats: int = 5, warm
             except ImportError:
                 results.append({"method": f"{package} ({dtype} {size})", "error": f"{package} not installed"})
                 continue
-            except Exception as exc:  # noqa: BLE001 - a kernel this build or CPU lacks is a result, not a crash
+            except Exception as exc:
                 results.append({"method": f"{package} ({dtype} {size})", "error": summarize_exception(exc)})
                 continue
             try:
                 times = _time(run, repeats, warmup)
-            except Exception as exc:  # noqa: BLE001
+            except Exception as exc:
                 results.append({"method": method, "error": summarize_exception(exc)})
                 continue
             finally:

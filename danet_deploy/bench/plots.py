@@ -22,7 +22,7 @@ _PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452"}
 def missing_plot_library() -> str | None:
     """``None`` if the plots can be drawn, else a note naming the extra that installs matplotlib."""
     try:
-        import matplotlib  # noqa: F401
+        import matplotlib  # noqa: F401 imported only to see that it is installed
     except ImportError:
         return "plots skipped: matplotlib is not installed (pip install 'danet-deploy[bench]')"
     return None

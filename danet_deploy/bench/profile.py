@@ -227,7 +227,8 @@ def torch_ops(model: Any, call: Callable[[], Any], runs: int) -> list[OpTime]:
     import torch
     from torch.profiler import ProfilerActivity, profile, record_function
 
-    handles, ranges = [], {}
+    handles: list[Any] = []
+    ranges: dict[Any, Any] = {}
 
     def pre(name: str) -> Callable[..., None]:
         def hook(module: Any, args: Any) -> None:
@@ -285,7 +286,7 @@ def profile_backend(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, An
         return {"error": f"no per-op profiler for the {getattr(backend, 'name', '?')} engine"}
     try:
         return profiler(backend, tensor, max(1, int(runs)))
-    except Exception as exc:  # noqa: BLE001 - the latency row stands without its profile
+    except Exception as exc:
         from ..errors import summarize_exception
 
         return {"error": f"profiling failed: {summarize_exception(exc, lines=3)}"}

@@ -7,8 +7,9 @@ while it measures (the masks for the accuracy columns, how to load the model) li
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -25,9 +25,10 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -430,7 +431,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
             _describe_bar(bar, f"export {row.name}")
             try:
                 _prepare_row(cfg, run, config, log)
-            except Exception as exc:  # noqa: BLE001 - one broken combination must not stop the rest
+            except Exception as exc:
                 row.update(status="failed", reason=_reason(exc))
             if row.status != "pending":
                 log(f"{row.name}: {row.status} ({row.reason})")

@@ -9,11 +9,13 @@ process, an OpenVINO recompile). Percentiles use numpy's default linear interpol
 from __future__ import annotations
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
 from ..progress import progress_bar
+
 
 def time_calls(fn: Callable[[], Any], iters: int, warmup: int, progress: bool = False,
                label: str = "iterations") -> list[float]:

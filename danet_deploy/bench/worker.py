@@ -53,7 +53,7 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
     try:
         batch = int(spec.get("batch", 1))
         scenes = np.load(spec["scenes"], allow_pickle=False)["images"]
-        size = tuple(int(s) for s in scenes.shape[1:3])
+        size = (int(scenes.shape[1]), int(scenes.shape[2]))
 
         if spec.get("profile_runs"):  # a profiling process: nothing else, so no timing or memory is skewed
             result["stage"] = "profile"
@@ -123,7 +123,7 @@ def _async_throughput(backend: Any, tensor: np.ndarray, count: int, batch: int, 
             start = time.perf_counter_ns()
             backend.infer_many(batches)
             out["seconds"] = (time.perf_counter_ns() - start) / 1e9
-        except Exception as exc:  # noqa: BLE001 - optional measurement; its failure is recorded
+        except Exception as exc:
             from ..errors import summarize_exception
 
             out["error"] = summarize_exception(exc, lines=4)
@@ -183,9 +183,8 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {}
     try:
         run_spec(spec, result)
-    except Exception as exc:  # noqa: BLE001 - any engine failure is reported as this row's reason
-        from ..errors import DanetDeployError
-        from ..errors import summarize_exception
+    except Exception as exc:
+        from ..errors import DanetDeployError, summarize_exception
 
         result.update(status="failed", error=summarize_exception(exc, lines=4), peak_rss_mb=peak_rss_mb())
         if not isinstance(exc, DanetDeployError):

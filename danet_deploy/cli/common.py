@@ -7,7 +7,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..errors import DanetDeployError
 from ..request_fields import parse_size
@@ -34,7 +34,13 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: %(default)s)"
 
 
-def cli_main(func: Callable[[list[str] | None], int]) -> Callable[[list[str] | None], int]:
+class CommandMain(Protocol):
+    """A console command's ``main``: ``argv`` defaults to ``sys.argv[1:]``, the result is the exit code."""
+
+    def __call__(self, argv: list[str] | None = None) -> int: ...
+
+
+def cli_main(func: Callable[[list[str] | None], int]) -> CommandMain:
     """Turn :class:`DanetDeployError` into ``error: ...`` on stderr and exit code 2.
 
     An ``ImportError`` of a package an extra provides (torch on a runtime-only install, say) is

@@ -28,9 +28,10 @@ import contextlib
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -156,7 +157,7 @@ def ort_reader(batches: Sequence[np.ndarray], input_name: str = "input") -> Any:
 # -- public entry point -------------------------------------------------------------------------
 def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int, int],
                      preprocessing: dict[str, Any], log: Callable[[str], None] = print,
-                     cache_dir: str | os.PathLike[str] | None | bool = None) -> CalibrationSet:
+                     cache_dir: str | os.PathLike[str] | Literal[False] | None = None) -> CalibrationSet:
     """Load ``count`` calibration images from ``source`` at ``size``, preprocessed like the runtime.
 
     Args:
@@ -210,7 +211,8 @@ def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int
     from ..runtime.preprocess import preprocess
 
     tensors = np.empty((count, 3, *size), np.float32)
-    for i, image in enumerate(track(loader.images(), total=count, desc="calibration images", unit="img", leave=False, disable=None)):
+    images = track(loader.images(), total=count, desc="calibration images", unit="img", leave=False, disable=None)
+    for i, image in enumerate(images):
         tensors[i] = preprocess([image], preprocessing, size)[0]
     if loader.skipped:
         log(f"calibration: skipped {len(loader.skipped)} unreadable file(s) in {text}: "

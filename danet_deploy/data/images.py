@@ -21,7 +21,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MAX_PIXELS = 50_000_000
 
 
-def _open(path: Path):  # noqa: ANN202 - PIL.Image.Image
+def _open(path: Path):
     """``Image.open`` with Pillow's decompression-bomb error as an :class:`InputError` (ours, on the
     header right after, is stricter by default: 50 MP against Pillow's 179 MP error threshold)."""
     import warnings
@@ -36,7 +36,7 @@ def _open(path: Path):  # noqa: ANN202 - PIL.Image.Image
         raise InputError(f"image {path} is too large to decode safely ({exc}); downscale it first") from None
 
 
-def _check_pixels(img, path: Path, max_pixels: int | None, reduce_to: tuple[int, int] | None) -> None:  # noqa: ANN001
+def _check_pixels(img, path: Path, max_pixels: int | None, reduce_to: tuple[int, int] | None) -> None:
     """Refuse an image above ``max_pixels``; a JPEG is first asked to decode downscaled."""
     if max_pixels is None:
         return
@@ -53,7 +53,7 @@ def _check_pixels(img, path: Path, max_pixels: int | None, reduce_to: tuple[int,
 
 def verify_image(path: Path) -> str | None:
     """``None`` if Pillow can fully decode ``path``, else the reason it cannot."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
         with _open(path) as img:

@@ -15,7 +15,8 @@ the same code as the reference model, on a machine that only has the runtime ins
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -17,8 +17,8 @@ Only numpy and Pillow (for polygon filling) are used, so this works without torc
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterator
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -406,7 +406,7 @@ def _crowd(rng: np.random.Generator, edges: tuple[float, float, float, float],
 def _low_freq(rng: np.random.Generator, height: int, width: int, cells: int) -> np.ndarray:
     """A smooth random field in [-1, 1] (bilinear upsampling of a coarse grid)."""
     grid = rng.uniform(0, 255, size=(cells, cells)).astype(np.uint8)
-    field = np.asarray(Image.fromarray(grid, "L").resize((width, height), Image.BILINEAR), np.float32)
+    field = np.asarray(Image.fromarray(grid, "L").resize((width, height), Image.Resampling.BILINEAR), np.float32)
     return field / 127.5 - 1.0
 
 
@@ -424,7 +424,7 @@ def _photometric(image: np.ndarray, label: np.ndarray, geo: np.random.Generator,
     gh, gw = max(8, h // 2), max(8, w // 2)
     grain = noise.standard_normal((gh, gw), dtype=np.float32)
     grain_img = Image.fromarray(np.clip(grain * 40 + 128, 0, 255).astype(np.uint8), "L")
-    grain = np.asarray(grain_img.resize((w, h), Image.BILINEAR), np.float32) / 40.0 - 3.2
+    grain = np.asarray(grain_img.resize((w, h), Image.Resampling.BILINEAR), np.float32) / 40.0 - 3.2
     lut = np.zeros(256, np.float32)
     lut[: grain_strength.size] = grain_strength
     img += (grain * lut[label])[..., None]

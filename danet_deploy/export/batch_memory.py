@@ -101,7 +101,8 @@ class BatchMemoryPlan:
 
     def summary(self) -> str:
         mib = 2**20
-        text = (f"export memory: batch {self.batch} x {self.per_image_bytes / mib:.1f} MiB per image (input, live activations, attention); "
+        text = (f"export memory: batch {self.batch} x {self.per_image_bytes / mib:.1f} MiB per image "
+                "(input, live activations, attention); "
                 f"expected peak ~{self.expected_peak_bytes / mib:.0f} MiB")
         if self.available_bytes is not None:
             text += f" of {self.available_bytes / mib:.0f} MiB available"

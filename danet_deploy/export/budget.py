@@ -36,9 +36,10 @@ import json
 import math
 import re
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -195,6 +196,7 @@ def load_validation(budget: AccuracyBudget, size: tuple[int, int], preprocessing
 
     A labelled dataset (``--val cityscapes:ROOT`` ...) gives its first ``val_count`` images of the
     validation split, labels matched to ``class_names`` by name and resized (nearest) with them."""
+    labels: np.ndarray | None
     if is_data_spec(budget.val):
         from ..data.validation import dataset_validation
 
@@ -408,6 +410,7 @@ def record(budget: AccuracyBudget, validation: Validation, result: SearchResult,
            policy_nodes: Sequence[str], method: str, search_base: str = "quantize-all") -> dict[str, Any]:
     """The manifest's ``accuracy_budget`` entry (``search_base``: the policy the search added layers to)."""
     chosen = result.chosen
+    kept: list[dict[str, Any]]
     if chosen.label == "policy":
         kept = [{"node": n, "rank": None, "added_nsr": None,
                  "why": f"kept in float by --policy {policy}; that graph met the budget and was the fastest that did"}

@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .budget import (AccuracyBudget, Evaluation, SearchResult, load_validation, record,
-                     unmet_error, write_side_folder)
+from .budget import AccuracyBudget, Evaluation, SearchResult, load_validation, record, unmet_error, write_side_folder
 
 _WEIGHTED = {"Convolution", "GroupConvolution", "MatMul"}
 

@@ -27,8 +27,9 @@ percentile calibration (histograms) keep ONNX Runtime's own path.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 BASE_MB = 350.0  # interpreter + numpy + onnxruntime + onnx, measured here before any model is loaded
 

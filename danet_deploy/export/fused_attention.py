@@ -247,7 +247,7 @@ def pad_for_tensorrt(model: Any) -> FusionReport:
         raise ExportError("padding for TensorRT's attention pattern needs opset >= 11 (Pad with a pads input)")
     index = {id(n): i for i, n in enumerate(graph.node)}
     inserts: dict[int, list[Any]] = {}
-    for n, chain in enumerate(chains):
+    for chain in chains:
         if chain.value_dim is None or not isinstance(chain.value_dim, int):
             report.skipped.append(f"{chain.softmax.name}: value head size unknown")
             continue

@@ -21,8 +21,9 @@ ModelOpt renames it, :func:`memory_ordered_calibration` says so and calibration 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 FACTORY = "_create_inference_session_with_ep_config"
 

@@ -73,6 +73,7 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
                 program = torch.onnx.export(traced, (example,), input_names=[INPUT_NAME], output_names=names,
                                             opset_version=max(opset, 18), dynamo=True, dynamic_shapes=shapes,
                                             verbose=False)
+                assert program is not None  # dynamo=True returns the program
                 program.save(str(path))
             else:
                 raise ExportError(f"unknown exporter {exporter!r}; choose 'legacy' or 'dynamo'")
@@ -167,10 +168,10 @@ def _simplify(graph: Any) -> Any:
     try:
         import onnxslim
     except ImportError:
-        warnings.warn("onnxslim is not installed: the ONNX graph is left unsimplified (pip install onnxslim)")
+        warnings.warn("onnxslim is not installed: the ONNX graph is left unsimplified (pip install onnxslim)", stacklevel=2)
         return graph
     try:
         return onnxslim.slim(graph)
     except Exception as exc:  # keep the valid unsimplified graph rather than fail the export
-        warnings.warn(f"onnxslim failed ({exc}); keeping the unsimplified graph")
+        warnings.warn(f"onnxslim failed ({exc}); keeping the unsimplified graph", stacklevel=2)
         return graph

@@ -130,7 +130,8 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
     memory = plan_calibration_memory(ctx.fp32_onnx(), len(calib), tuple(request.input_size), ctx.static_batch,
                                      method, tool="nncf")
     ctx.log(describe_plan(memory))
-    ctx.log(f"NNCF INT8: {len(calib)} calibration images ({method} ranges), policy {policy.name}, {len(ignored)} node(s) kept in float")
+    ctx.log(f"NNCF INT8: {len(calib)} calibration images ({method} ranges), policy {policy.name}, "
+            f"{len(ignored)} node(s) kept in float")
     budget = None
     if request.budget is not None:
         from .budget_openvino import quantize_with_budget
@@ -143,7 +144,8 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
             ignored)
     else:
         try:
-            quantized = nncf.quantize(model, calib.nncf_dataset(batch=ctx.static_batch), subset_size=-(-len(calib) // ctx.static_batch), preset=presets[preset_name],
+            quantized = nncf.quantize(model, calib.nncf_dataset(batch=ctx.static_batch),
+                                      subset_size=-(-len(calib) // ctx.static_batch), preset=presets[preset_name],
                                       fast_bias_correction=True, **kwargs)
         except Exception as exc:
             raise ExportError(f"nncf.quantize failed: {summarize_exception(exc)}") from exc
@@ -173,6 +175,6 @@ def _cpu_facts(ov: Any) -> dict[str, Any]:
         core = ov.Core()
         facts["default_inference_precision"] = str(core.get_property("CPU", "INFERENCE_PRECISION_HINT"))
         facts["optimization_capabilities"] = list(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
-    except Exception:  # noqa: BLE001 - facts for the manifest, never a reason to fail an export
+    except Exception:
         pass
     return facts

@@ -219,7 +219,8 @@ class ExportRequest:
         return get_target(self.target)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items() if k not in ("target_options", "budget")}
+        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()
+                if k not in ("target_options", "budget")}
         data["options"] = self.target_options.to_dict()
         data["accuracy_budget"] = self.budget.to_dict() if self.budget is not None else None
         if data["accept"] == FLOAT:  # as in every manifest before --accept: danet-bench reuses those artifacts

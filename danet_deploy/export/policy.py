@@ -27,9 +27,10 @@ ONNX Runtime's ``nodes_to_exclude`` name the same operations.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ..errors import ConfigError
 
@@ -161,13 +162,15 @@ class PrecisionPolicy:
     attention_precision: str = "fp32"       # "bf16": attention-bf16 (the float core in bf16)
 
     @classmethod
-    def from_spec(cls, spec: "str | PrecisionPolicy | None") -> "PrecisionPolicy":
+    def from_spec(cls, spec: str | PrecisionPolicy | None) -> PrecisionPolicy:
         """Parse ``attention-float``, ``quantize-all``, ``re:PATTERN``, ``op:OPTYPE`` or ``PRESET+re:...+op:...``."""
         if isinstance(spec, PrecisionPolicy):
             return spec
         if spec is None or spec == "":
             return cls()
-        keep, patterns, op_types, name, attention_precision = False, [], [], "custom", "fp32"
+        keep, name, attention_precision = False, "custom", "fp32"
+        patterns: list[str] = []
+        op_types: list[str] = []
         for part in str(spec).split("+"):
             part = part.strip()
             if part == "attention-bf16":

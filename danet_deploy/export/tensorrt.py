@@ -17,17 +17,30 @@ Deployment on a Jetson works in two steps, and so does this target:
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
-from ..tensorrt.compat import (STAGE_PREPARED, check_attention_limit, check_dla_request, describe_profile,
-                               profile_from_input_spec)
+from ..tensorrt.compat import (
+    STAGE_PREPARED,
+    check_attention_limit,
+    check_dla_request,
+    describe_profile,
+    profile_from_input_spec,
+)
 from .pipeline import ExportContext, TargetResult
-from .tensorrt_build import (ENGINE_FILE, LEGACY_CALIBRATION, LEGACY_ONNX, build_engine, build_engine_from_bundle,
-                             calibration_batches, require_tensorrt)
+from .tensorrt_build import (
+    ENGINE_FILE,
+    LEGACY_CALIBRATION,
+    LEGACY_ONNX,
+    build_engine,
+    build_engine_from_bundle,
+    calibration_batches,
+    require_tensorrt,
+)
 from .tensorrt_prepare import prepare_fp16, prepare_int8, stamp_bundle_onnx
 
 __all__ = ["MODEL_FILE", "build", "build_engine_from_bundle", "build_from_bundle"]

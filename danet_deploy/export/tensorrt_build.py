@@ -14,21 +14,36 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from ..artifact_dir import check_output_dir
 from ..errors import BackendUnavailableError, ConfigError, ExportError
 from ..files import atomic_write_bytes
 from ..inputs import to_nchw
-from ..artifact_dir import check_output_dir
-from ..manifest import (Manifest, artifact_checkpoint, artifact_path, atomic_artifact_dir, carry_checkpoint,
-                        read_manifest)
+from ..manifest import (
+    Manifest,
+    artifact_checkpoint,
+    artifact_path,
+    atomic_artifact_dir,
+    carry_checkpoint,
+    read_manifest,
+)
 from ..planner import parse_bytes
 from ..progress import progress_bar
-from ..tensorrt.compat import (STAGE_ENGINE, STAGE_PREPARED, check_attention_limit, check_dla_request,
-                               check_hardware_compatible_build, count_dla_layers, describe_profile, major)
+from ..tensorrt.compat import (
+    STAGE_ENGINE,
+    STAGE_PREPARED,
+    check_attention_limit,
+    check_dla_request,
+    check_hardware_compatible_build,
+    count_dla_layers,
+    describe_profile,
+    major,
+)
 from ..tensorrt.cuda import CUDA_PYTHON_PINS
 from ..tensorrt.logger import shared_logger
 
@@ -297,7 +312,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
     dla: dict[str, Any] = {}
     if dla_core is not None:
         try:
-            placement = dla_placement(trt, logger, plan, dla_core)
+            placement: dict[str, Any] = dla_placement(trt, logger, plan, dla_core)
         except Exception as exc:  # the engine is built; say that placement is unknown rather than fail it
             log(f"WARNING: could not inspect the engine's DLA layers ({exc}); check with trtexec --loadEngine "
                 f"--useDLACore={dla_core} --dumpLayerInfo --profilingVerbosity=detailed")

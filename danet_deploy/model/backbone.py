@@ -10,7 +10,7 @@ checkpoints' conventions, so mapping keys is a rename of prefixes.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from torch import Tensor, nn
 
@@ -61,7 +61,10 @@ class Bottleneck(nn.Module):
         return self.relu(out + identity)
 
 
-_DEPTHS: dict[int, tuple[type[nn.Module], tuple[int, int, int, int]]] = {
+# the residual block types: each has `expansion`, its output channels over its width
+Block = type[BasicBlock] | type[Bottleneck]
+
+_DEPTHS: dict[int, tuple[Block, tuple[int, int, int, int]]] = {
     18: (BasicBlock, (2, 2, 2, 2)),
     34: (BasicBlock, (3, 4, 6, 3)),
     50: (Bottleneck, (3, 4, 6, 3)),
@@ -106,6 +109,7 @@ class DilatedResNet(nn.Module):
         stem_width = base_width if stem_width is None else stem_width
         if stem_width < 1 or base_width < 1:
             raise ValueError(f"stem_width and base_width must be >= 1, got {stem_width} and {base_width}")
+        self.conv1: nn.Module
         if deep_stem:
             self.conv1 = nn.Sequential(
                 nn.Conv2d(3, stem_width, 3, 2, 1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU(inplace=True),
@@ -127,7 +131,7 @@ class DilatedResNet(nn.Module):
         self.out_channels = w * 8 * block.expansion
         self.low_level_channels = w * block.expansion  # first stage's output (stride 4): a decoder's skip
 
-    def _make_layer(self, block: type[nn.Module], planes: int, blocks: int, stride: int,
+    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int,
                     dilation: int, multi_grid: Sequence[int] | None = None) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:

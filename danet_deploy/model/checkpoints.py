@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -149,7 +150,7 @@ def _load_failure_reason(exc: Exception) -> str:
     return useful[0] if useful else type(exc).__name__
 
 
-def _summary(value: object) -> str:
+def _summary(value: Any) -> str:
     """A short, printable account of one ignored checkpoint entry."""
     if isinstance(value, TrainingState):
         return value.qualified_name.rsplit(".", 1)[-1]
@@ -364,7 +365,8 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], dropped: lis
         raise CheckpointError(
             f"{source} does not match the model: {len(missing)} missing key(s) {missing[:8]}"
             f"{' ...' if len(missing) > 8 else ''}, {len(unexpected)} unexpected key(s) {unexpected[:8]}"
-            f"{' ...' if len(unexpected) > 8 else ''}. Check the preset (depth, width, deep stem), or leave out --arch so danet-export reads "
+            f"{' ...' if len(unexpected) > 8 else ''}. Check the preset (depth, width, deep stem), "
+            "or leave out --arch so danet-export reads "
             "the architecture from the checkpoint." + extra)
     if missing or unexpected:
         warnings.warn(f"{source}: loaded non-strictly; missing={missing[:8]} unexpected={unexpected[:8]}", stacklevel=2)

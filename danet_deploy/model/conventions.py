@@ -9,7 +9,8 @@ catch it: its reference is built the same way), so a choice the file does not de
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .mmseg_config import ConfigFacts
 from .registry import ModelConfig, preset_order

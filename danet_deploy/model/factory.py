@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ..extras import require
 from .registry import _PRESETS, ModelConfig, build_model, get_config, shipped_weights
 
 
-def create_model(name: str, num_classes: int | None = None, weights: str | Path | None = None,
+def create_model(name: str, num_classes: int | None = None, weights: str | Path | Literal[False] | None = None,
                  strict: bool = True, eval_mode: bool = True, **overrides: Any):
     """Build a DANet preset, optionally loading a checkpoint.
 
@@ -37,7 +37,7 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     return create_model_from_config(config, weights=weights or False, strict=strict, eval_mode=eval_mode)
 
 
-def create_model_from_config(config: "ModelConfig | dict[str, Any]", weights: str | Path | bool | None = None,
+def create_model_from_config(config: ModelConfig | dict[str, Any], weights: str | Path | Literal[False] | None = None,
                              strict: bool = True, eval_mode: bool = True):
     """Build the DANet a full config describes (e.g. a manifest's ``model`` entry), optionally loading weights.
 

@@ -18,14 +18,22 @@ only there, every one of them is named so the user can choose with ``--arch``.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 from ..errors import CheckpointError, UnknownModelError
 from ..eval_protocol import TestProtocol, artifact_protocol
-from .conventions import (behaviour, class_overrides, file_class_names, file_decisions, has_conventions,
-                          layout_presets, normalisation_warning)
+from .conventions import (
+    behaviour,
+    class_overrides,
+    file_class_names,
+    file_decisions,
+    has_conventions,
+    layout_presets,
+    normalisation_warning,
+)
 from .mmseg_config import ConfigFacts, config_facts
 from .options import coerce_model_options, format_option
 from .registry import MAX_CLASSES, ModelConfig, build_model, get_config, preset_order

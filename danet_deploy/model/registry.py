@@ -35,7 +35,7 @@ class Preprocessing:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Preprocessing":
+    def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
         return cls(mean=tuple(data["mean"]), std=tuple(data["std"]), color_order=data.get("color_order", "RGB"),
                    input_range=tuple(data.get("input_range", (0.0, 255.0))), layout=data.get("layout", "NCHW"))
 
@@ -73,7 +73,7 @@ class ModelConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
         data = dict(data)
         data["preprocessing"] = Preprocessing.from_dict(data.get("preprocessing", {}) or asdict(Preprocessing()))
         data["class_names"] = tuple(data.get("class_names", ()))
@@ -151,7 +151,6 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
 def build_model(config: ModelConfig):
     """An untrained DANet for ``config`` (weights are loaded by :func:`create_model`)."""
     require("torch", "building a DANet model")  # a typed error naming the extra on a runtime-only install
-    from .danet import DANet
 
     if config.num_classes != len(config.class_names):
         raise ConfigError(f"{config.name}: num_classes={config.num_classes} but {len(config.class_names)} class names")
@@ -177,7 +176,8 @@ def _check_parameter_count(config: ModelConfig) -> None:
         count = sum(p.numel() for p in _danet(config).parameters())
     if count > MAX_PARAMETERS:
         raise ConfigError(f"{config.name}: depth {config.depth}, base_width {config.base_width}, stem_width "
-                          f"{config.stem_width or config.base_width}, decoder_channels {config.decoder_channels} and {config.num_classes} "
+                          f"{config.stem_width or config.base_width}, decoder_channels {config.decoder_channels} "
+                          f"and {config.num_classes} "
                           f"classes make {count / 1e9:.1f}e9 parameters ({count * 4 / 2**30:.0f} GiB as float32), "
                           f"more than the {MAX_PARAMETERS / 1e9:.0f}e9 this builds: lower the widths (the paper uses "
                           "base_width=64)")

@@ -39,7 +39,7 @@ class TrainingState:
 
     qualified_name = "?"
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> TrainingState:  # noqa: PYI034 - typing.Self needs 3.11
+    def __new__(cls, *args: Any, **kwargs: Any) -> TrainingState:
         return super().__new__(cls)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -72,7 +72,7 @@ class BagFrameSource:
         try:
             self._reader = make_reader(self._file, decoder_factories=[decoder_factory()])
             summary = self._reader.get_summary()
-        except Exception as exc:  # noqa: BLE001 - the mcap library's errors name the damage
+        except Exception as exc:
             self._file.close()
             raise InputError(f"{path} is not a readable MCAP file ({summarize_exception(exc)}); record with "
                              "ros2 bag record -s mcap") from None
@@ -117,7 +117,7 @@ class BagFrameSource:
                 yield rgb
         except (FrameError, ConfigError):
             raise
-        except Exception as exc:  # noqa: BLE001 - a damaged chunk or message
+        except Exception as exc:
             raise InputError(f"{self.name}: reading the bag failed after {index} frames: "
                              f"{summarize_exception(exc)}") from None
 

@@ -7,7 +7,8 @@ HWC RGB; network inputs are float32 NCHW normalised as ``(x / 255 - mean) / std`
 from __future__ import annotations
 
 import functools
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -78,13 +79,18 @@ def check_image(image: Any, index: int = 0) -> None:
         raise InputError(f"{where}: empty image of shape {image.shape}")
 
 
+def image_hw(image: np.ndarray) -> tuple[int, int]:
+    """``(height, width)`` of an HWC or HW image: ``shape[:2]`` typed as the pair it is."""
+    return int(image.shape[0]), int(image.shape[1])
+
+
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Bilinear resize of a uint8 HWC image to ``(height, width)``."""
     if image.shape[:2] == tuple(size):
         return image
     from PIL import Image
 
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.Resampling.BILINEAR))
 
 
 @functools.lru_cache(maxsize=16)

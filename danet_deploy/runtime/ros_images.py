@@ -104,7 +104,8 @@ def mask_encoding(num_classes: int) -> str:
 def array_to_image_fields(array: np.ndarray, encoding: str) -> dict[str, Any]:
     """uint8 HxW (``mono8``), uint16 HxW (``mono16``) or uint8 HxWx3 (``rgb8``) -> the fields of a
     ``sensor_msgs/Image`` (little-endian, unpadded rows)."""
-    wants = {"mono8": (2, np.uint8), "mono16": (2, np.uint16), "rgb8": (3, np.uint8)}
+    wants: dict[str, tuple[int, type[np.unsignedinteger[Any]]]] = {"mono8": (2, np.uint8), "mono16": (2, np.uint16),
+                                                                   "rgb8": (3, np.uint8)}
     if encoding not in wants:
         raise FrameError(f"cannot write {encoding!r}; one of {', '.join(wants)}", cause="encoding")
     ndim, dtype = wants[encoding]

@@ -22,7 +22,8 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from typing import Any, Iterator, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,10 +32,17 @@ from ..errors import ConfigError, InputError, ManifestError, NonFiniteOutputErro
 from ..inputs import FLOAT, accepted, check_image_batch, image_batch, image_order
 from ..manifest import Manifest
 from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted, invalid_mask_value, mask_dtype
-from .backends.base import Backend, InputSpec
 from ..planner import feature_size, minimum_input_size
-from .preprocess import as_image_list, logits_to_mask, mask_at_size, preprocess, resize_logits, resize_mask
-
+from .backends.base import Backend, InputSpec
+from .preprocess import (
+    as_image_list,
+    image_hw,
+    logits_to_mask,
+    mask_at_size,
+    preprocess,
+    resize_logits,
+    resize_mask,
+)
 
 MAX_ATTENTION_BYTES = 8 * 2**30  # one fp32 position-attention block; 1024x2048 unchunked is 4 GiB
 
@@ -137,7 +145,8 @@ class Session:
                 raise InputError(f"input shape {shape} does not match the engine's static shape "
                                  f"{_fmt(spec.shape)} (axis {axis}); use run() to resize images, or re-export "
                                  "with --dynamic")
-        for bound, word, cmp in ((spec.min_shape, "below the minimum", np.less), (spec.max_shape, "above the maximum", np.greater)):
+        bounds = ((spec.min_shape, "below the minimum", np.less), (spec.max_shape, "above the maximum", np.greater))
+        for bound, word, cmp in bounds:
             if bound is not None and np.any(cmp(np.asarray(shape), np.asarray(bound))):
                 raise InputError(f"input shape {shape} is {word} {tuple(bound)} of the engine's optimisation "
                                  "profile; re-export with a wider --min-size/--max-size")
@@ -283,7 +292,7 @@ class Session:
         # group images that share an input size, so a dynamic engine runs them as one batch
         groups: dict[tuple[int, int], list[int]] = {}
         for i, img in enumerate(images):
-            groups.setdefault(size or self._runnable_hw(img.shape[:2]), []).append(i)
+            groups.setdefault(size or self._runnable_hw(image_hw(img)), []).append(i)
         for hw, indices in groups.items():
             step = batch_size or len(indices)
             for start in range(0, len(indices), step):
@@ -295,13 +304,13 @@ class Session:
                 outs = {LOGITS: self.infer(tensor)} if names == (LOGITS,) else self.infer_outputs(tensor)
                 for name in names:
                     for j, i in enumerate(chunk):
-                        value, size = outs[name][j], images[i].shape[:2]
+                        value, image_size = outs[name][j], image_hw(images[i])
                         if name == MASK:
-                            results[i][name] = resize_mask(value, size)
+                            results[i][name] = resize_mask(value, image_size)
                         elif logits_as_mask:
-                            results[i][MASK] = mask_at_size(value, size)
+                            results[i][MASK] = mask_at_size(value, image_size)
                         else:
-                            results[i][name] = resize_logits(value, size)
+                            results[i][name] = resize_logits(value, image_size)
         return results
 
     def _runnable_hw(self, hw: tuple[int, int]) -> tuple[int, int]:
@@ -383,7 +392,7 @@ class Session:
                 self._state.wait()
         self.backend.close()
 
-    def __enter__(self) -> "Session":
+    def __enter__(self) -> Session:
         return self
 
     def __exit__(self, *exc: object) -> None:

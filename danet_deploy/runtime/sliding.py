@@ -32,7 +32,7 @@ def window_grid(height: int, width: int, tile: tuple[int, int], stride: tuple[in
     return boxes
 
 
-def sliding_window_logits(session: "Session", image: np.ndarray, tile: tuple[int, int],
+def sliding_window_logits(session: Session, image: np.ndarray, tile: tuple[int, int],
                           stride: tuple[int, int] | None = None) -> np.ndarray:
     """``[classes, H, W]`` logits of ``image`` from overlapping ``tile`` crops every ``stride``."""
     th, tw = (int(tile[0]), int(tile[1]))

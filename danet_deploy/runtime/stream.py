@@ -32,15 +32,16 @@ from __future__ import annotations
 import queue
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..counts import is_count
 from ..errors import ConfigError, DanetDeployError, InputError
 from ..outputs import LOGITS, MASK
-from .preprocess import mask_at_size, resize_mask
+from .preprocess import image_hw, mask_at_size, resize_mask
 
 POLICIES = ("all", "latest")
 _END = object()
@@ -181,7 +182,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
                 if not raw.put(_Item(index, image, time.perf_counter()), stop):
                     return
             raw.put(_END, stop)
-        except BaseException as exc:  # noqa: BLE001 - carried to the caller
+        except BaseException as exc:
             raw.put(_Failure(READING, exc), stop)
 
     def stage(name: str, source: Any, sink: _Bounded, work: Any) -> None:
@@ -201,7 +202,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
                 return
             try:
                 work(item)
-            except BaseException as exc:  # noqa: BLE001 - carried to the caller
+            except BaseException as exc:
                 sink.put(_Failure(name, exc), stop)
                 return
             if not sink.put(item, stop):
@@ -311,7 +312,7 @@ class _Plan:
 
     def post(self, item: _Item) -> np.ndarray:
         assert item.outputs is not None and item.image is not None
-        size = item.image.shape[:2]
+        size = image_hw(item.image)
         if self.use_mask:
             return resize_mask(item.outputs[MASK][0], size)
         return mask_at_size(item.outputs[LOGITS][0], size)

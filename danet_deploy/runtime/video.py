@@ -18,16 +18,17 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, InputError, summarize_exception
 from ..files import atomic_output, not_a_file_reason
 from ..inputs import from_rgb
-from .preprocess import legend, overlay, resize_image
+from .preprocess import image_hw, legend, overlay, resize_image
 
 
 def _av() -> Any:
@@ -78,7 +79,7 @@ class FrameSource:
                 self._check_pixels(frame.width, frame.height)
                 self.timestamps[index] = float(frame.time) if frame.time is not None else index / self.fps
                 yield frame.to_ndarray(format="rgb24")
-        except Exception as exc:  # noqa: BLE001 - FFmpeg errors name the cause on their first line
+        except Exception as exc:
             if isinstance(exc, (GeneratorExit, KeyboardInterrupt, InputError)):
                 raise
             raise InputError(f"{self.name}: decoding failed after {len(self.timestamps)} frame(s): "
@@ -96,7 +97,7 @@ def open_video(path: str | Path, max_pixels: int | None = None) -> FrameSource:
         raise InputError(f"video {str(path)!r} {not_a_file_reason(path)}")
     try:
         container = av.open(str(path), mode="r")
-    except Exception as exc:  # noqa: BLE001 - av.error.* for corrupt or unknown files
+    except Exception as exc:
         raise InputError(f"{path} is not a readable video: {summarize_exception(exc)}") from exc
     return FrameSource(container, str(path), live=False, max_pixels=max_pixels)
 
@@ -119,7 +120,7 @@ def open_camera(device: str | int, size: tuple[int, int] | None = None, fps: int
         options["framerate"] = str(fps)
     try:
         container = av.open(path, format="v4l2", options=options)
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise InputError(f"cannot open camera {path}: {summarize_exception(exc)} (busy, or no permission? add "
                          "your user to the 'video' group)") from exc
     return FrameSource(container, path, live=True, max_pixels=max_pixels)
@@ -214,7 +215,7 @@ def segment_video(session: Any, source: FrameSource, output: str | Path, *, poli
                 if write_video:
                     if writer is None:  # one legend of every class: the frame size stays constant
                         strip = legend(names or [str(c) for c in range(session.num_classes)], frame.shape[1])
-                        video_hw = frame.shape[:2]
+                        video_hw = image_hw(frame)
                         writer = VideoWriter(out / OVERLAY_VIDEO, source.fps,
                                              (frame.shape[0] + strip.shape[0], frame.shape[1]))
                     picture = overlay(frame, mask, session.num_classes, alpha)

@@ -8,8 +8,14 @@ repository writer needs nothing beyond the runtime.
 
 from __future__ import annotations
 
-from .repository import (TritonOptions, TritonRepository, parse_config, read_triton_repository, render_config,
-                         write_triton_repository)
+from .repository import (
+    TritonOptions,
+    TritonRepository,
+    parse_config,
+    read_triton_repository,
+    render_config,
+    write_triton_repository,
+)
 
 __all__ = ["TritonOptions", "TritonRepository", "parse_config", "read_triton_repository", "render_config",
            "write_triton_repository"]

@@ -8,6 +8,7 @@ retried, it raises :class:`~danet_deploy.errors.ServeError` with Triton's messag
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -97,10 +98,8 @@ class SegmentationClient:
 
     def _reset(self) -> None:
         if self._client is not None:
-            try:
+            with contextlib.suppress(Exception):  # a dead connection may fail to close; it is dropped either way
                 self._client.close()
-            except Exception:  # a dead connection may fail to close; it is dropped either way
-                pass
             self._client = None
 
     def ready(self) -> bool:
@@ -168,7 +167,7 @@ class SegmentationClient:
     def close(self) -> None:
         self._reset()
 
-    def __enter__(self) -> "SegmentationClient":
+    def __enter__(self) -> SegmentationClient:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,9 +19,9 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import MutableMapping
 
 TRAP_SIGNATURE = "_recursion_count"
 

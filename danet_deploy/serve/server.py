@@ -23,9 +23,10 @@ import os
 import signal
 import socket
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -135,7 +136,7 @@ class ServeOptions:
 
 def require_pytriton() -> None:
     try:
-        import pytriton  # noqa: F401
+        import pytriton  # noqa: F401 imported only to see that it is installed
     except ImportError as exc:
         raise BackendUnavailableError("danet-serve needs PyTriton: pip install 'danet-deploy[serve]' (nvidia-pytriton "
                                       "pins numpy<2; keep it in its own environment if other tools need numpy 2)") \

@@ -86,7 +86,7 @@ if pb_utils is not None:
             if good:
                 try:
                     answers = super().execute([requests[i] for i in good])
-                except Exception as exc:  # noqa: BLE001 - every failure becomes a one-line error response
+                except Exception as exc:
                     text = str(exc)
                     reason = client_reason(text)
                     if reason is None:
@@ -94,6 +94,6 @@ if pb_utils is not None:
                         answers = [_error(SERVER_FAILURE, pb_utils.TritonError.INTERNAL) for _ in good]
                     else:
                         answers = [_error(reason, pb_utils.TritonError.INVALID_ARG) for _ in good]
-                for index, answer in zip(good, answers):  # noqa: B905 - stubs may run Python < 3.10
+                for index, answer in zip(good, answers):
                     responses[index] = answer
             return responses

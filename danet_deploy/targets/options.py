@@ -13,7 +13,8 @@ import dataclasses
 import difflib
 import types
 import typing
-from typing import Any, Mapping, TypeVar
+from collections.abc import Mapping
+from typing import Any, TypeVar
 
 from ..errors import ConfigError
 
@@ -23,7 +24,7 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def option(default: Any, help: str, choices: tuple[Any, ...] | None = None,  # noqa: A002 - argparse's word
+def option(default: Any, help: str, choices: tuple[Any, ...] | None = None,
            check: typing.Callable[[Any], Any] | None = None) -> Any:
     """A dataclass field with the help text and allowed values ``--help`` and validation show.
 
@@ -129,7 +130,7 @@ class TargetOptions:
             choices = f.metadata.get("choices")
             name = f"{typing.get_args(kind)[0].__name__},..." if typing.get_origin(kind) is tuple else kind.__name__
             type_text = "|".join(map(str, choices)) if choices else name
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc, operator]  # MISSING default: a factory is set
             rows.append((f.name, type_text + ("|none" if optional and not choices else ""), default,
                          f.metadata.get("help", "")))
         return rows

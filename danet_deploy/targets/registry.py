@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from ..errors import BackendUnavailableError, ConfigError
 from .options import TargetOptions, suggest
@@ -141,6 +142,7 @@ class Target:
 
     def load_builder(self) -> Callable[..., Any]:
         self.check_buildable()
+        assert self.builder is not None  # check_buildable refused a None builder
         return resolve(self.builder, f"target {self.name!r}")
 
 
@@ -223,7 +225,7 @@ def _builtin() -> None:
         for entry in entry_points(group=PLUGIN_GROUP):
             try:
                 entry.load()
-            except Exception as exc:  # noqa: BLE001 - a broken plugin must not break the built-in targets
+            except Exception as exc:
                 import warnings
 
                 warnings.warn(f"danet-deploy plugin {entry.name!r} ({entry.value}) failed to load: {exc}",
@@ -322,7 +324,7 @@ class TargetTable:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def current(cls) -> "TargetTable":
+    def current(cls) -> TargetTable:
         return cls([{"target": t.name, "precisions": ",".join(t.precisions), "engine": t.engine,
                      "files": ",".join(t.suffixes), "extra": t.extra, "installed": not t.missing(),
                      "summary": t.summary} for t in targets()])

@@ -261,22 +261,22 @@ def count_dla_layers(engine_information: str | dict[str, Any]) -> dict[str, int]
     counts as DLA when one of those fields names DLA. Built on TensorRT's documented advice
     ("verify DLA layer assignments in the engine inspector output"), not yet checked on a Jetson.
     """
-    import json  # noqa: PLC0415
+    import json
 
     info = json.loads(engine_information) if isinstance(engine_information, str) else engine_information
     layers = info.get("Layers", []) if isinstance(info, dict) else []
     dla = 0
     for layer in layers:
-        if isinstance(layer, dict):
-            fields = [layer.get(k) for k in ("LayerType", "Name", "TacticName", "Metadata")]
-        else:
-            fields = [layer]
+        # a detailed-verbosity layer is a dict; a layer-names-only one is its name
+        fields = [layer.get(k) for k in ("LayerType", "Name", "TacticName", "Metadata")] if isinstance(layer, dict) else [layer]
         if any(isinstance(f, str) and _DLA_WORD.search(f) for f in fields):
             dla += 1
     return {"layers": len(layers), "dla_layers": dla}
 
 
 def describe_profile(profile: dict[str, list[int]]) -> str:
-    fmt = lambda s: "x".join(str(d) for d in s)  # noqa: E731
+    def fmt(shape: Any) -> str:
+        return "x".join(str(d) for d in shape)
+
     return f"min {fmt(profile['min'])}, opt {fmt(profile['opt'])}, max {fmt(profile['max'])}"
 

@@ -32,10 +32,10 @@ def load_cudart(check_versions: bool = True) -> Any:
     of an ``cudaErrorInsufficientDriver`` from whichever call happens to come first.
     """
     try:
-        from cuda.bindings import runtime as cudart  # noqa: PLC0415
+        from cuda.bindings import runtime as cudart
     except ImportError:
         try:
-            from cuda import cudart  # type: ignore[no-redef]  # noqa: PLC0415
+            from cuda import cudart  # type: ignore[no-redef]
         except ImportError as exc:
             raise BackendUnavailableError(
                 "the tensorrt backend needs NVIDIA's CUDA Python bindings of your CUDA major version: "
@@ -53,7 +53,7 @@ def cuda_version(code: int) -> str:
 
 def bindings_version() -> str | None:
     """The installed cuda-python (or cuda-bindings) distribution version, if known."""
-    from importlib import metadata  # noqa: PLC0415
+    from importlib import metadata
 
     for dist in ("cuda-bindings", "cuda-python"):
         try:
@@ -97,10 +97,10 @@ def driver_cuda_version(cudart: Any) -> tuple[int | None, str | None]:
         return int(version), None
     name = _error_name(cudart, err)[0]
     try:
-        from cuda.bindings import driver  # noqa: PLC0415
+        from cuda.bindings import driver
     except ImportError:
         try:
-            from cuda import cuda as driver  # type: ignore[no-redef]  # noqa: PLC0415
+            from cuda import cuda as driver  # type: ignore[no-redef]
         except ImportError:
             return None, name
     try:
@@ -236,7 +236,7 @@ class PinnedBuffer(DeviceBuffer):
         nbytes = count * np.dtype(dtype).itemsize
         if nbytes > self.nbytes:
             raise CudaError(f"pinned buffer of {self.nbytes} bytes is too small for {shape} {dtype}")
-        import ctypes  # noqa: PLC0415
+        import ctypes
 
         raw = (ctypes.c_byte * nbytes).from_address(self.ptr)
         return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)

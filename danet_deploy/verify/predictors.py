@@ -46,7 +46,7 @@ def prefetched(items: Items, depth: int = 4) -> Iterator[tuple[int, np.ndarray]]
                 if stop.is_set():
                     return
             q.put(end)
-        except BaseException as exc:  # noqa: BLE001 - not swallowed: carried to the consumer and raised there
+        except BaseException as exc:
             q.put(exc)
 
     thread = threading.Thread(target=reader, name="danet-eval-reader", daemon=True)

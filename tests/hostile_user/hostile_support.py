@@ -62,7 +62,7 @@ def in_threads(work, count: int = 8, timeout_s: float = 120.0) -> list[BaseExcep
         try:
             barrier.wait()
             work(i)
-        except BaseException as exc:  # noqa: BLE001 - returned to the test
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(count)]

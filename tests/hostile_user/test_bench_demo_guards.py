@@ -147,9 +147,8 @@ def test_demo_read_only_output_is_a_typed_error(tmp_path, no_bench_work, capsys)
 def test_make_demo_reruns_into_its_own_folder(tmp_path, no_bench_work):
     """``make demo`` runs danet-demo into one fixed folder every time: its command must pass the
     refusal to replace the previous run's results (and only that: the other checks still apply)."""
-    import shlex
-
     import dataclasses
+    import shlex
 
     from danet_deploy import demo
     from danet_deploy.cli.dataclass_args import parse_request

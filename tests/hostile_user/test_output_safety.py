@@ -33,7 +33,7 @@ def test_existing_unrelated_folder_is_refused_then_replaced_only_with_force(tmp_
     assert run_cli("export", argv) == 2
     assert "--force" in capsys.readouterr().err
     assert snapshot(tmp_path) == before
-    assert run_cli("export", argv + ["--force"]) == 0
+    assert run_cli("export", [*argv, "--force"]) == 0
     assert (target / "manifest.json").is_file() and not (target / "thesis.txt").exists()
     assert run_cli("export", argv) == 0  # an artifact is replaced without --force
     assert sorted(p.name for p in tmp_path.iterdir()) == ["d"]  # no .d.tmp-* / .d.old-* left

@@ -141,7 +141,7 @@ def test_closing_a_tensorrt_session_lets_the_running_call_finish_and_refuses_the
     def call(name):
         try:
             outcome[name] = backend.infer(x)
-        except BaseException as exc:  # noqa: BLE001 - inspected below
+        except BaseException as exc:
             outcome[name] = exc
 
     first = threading.Thread(target=call, args=("running",))

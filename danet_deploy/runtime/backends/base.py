@@ -3,7 +3,8 @@
 Which backends exist is declared in :mod:`danet_deploy.targets` (``register_engine``).
 
 A backend receives an already validated, contiguous float32 NCHW array that fits its input
-spec (the uint8 NHWC image batch of an ``--accept`` artifact, whose graph normalises it), and returns float32 NCHW logits. It must not import torch unless it *is* the torch backend.
+spec (the uint8 NHWC image batch of an ``--accept`` artifact, whose graph normalises it), and returns float32
+NCHW logits. It must not import torch unless it *is* the torch backend.
 Backend modules import their library lazily (inside ``__init__``) and raise
 :class:`~danet_deploy.errors.BackendUnavailableError` naming the pip package when it is missing.
 """
@@ -13,10 +14,11 @@ from __future__ import annotations
 import abc
 import inspect
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -62,7 +64,7 @@ class InputSpec:
         return self.shape[0]
 
     @classmethod
-    def from_manifest(cls, spec: dict[str, Any]) -> "InputSpec":
+    def from_manifest(cls, spec: dict[str, Any]) -> InputSpec:
         shape = tuple(d if isinstance(d, int) and d > 0 else None for d in spec["shape"])
 
         def opt(key: str) -> tuple[int, ...] | None:

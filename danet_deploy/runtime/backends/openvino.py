@@ -25,8 +25,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,8 @@ class OpenVINOBackend(Backend):
         try:  # the weights named explicitly: exactly the file the manifest rules checked
             return self.core.read_model(str(model_file), *([str(weights)] if weights is not None else []))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long C++ traces
-            raise ArtifactError(f"OpenVINO could not read {model_file}: {summarize_exception(exc, lines=4)} (corrupt or truncated "
+            raise ArtifactError(f"OpenVINO could not read {model_file}: {summarize_exception(exc, lines=4)} "
+                                "(corrupt or truncated "
                                 ".xml/.bin? re-export the artifact)") from exc
 
     def _manifest_from_rt_info(self, model_file: Path) -> Manifest:
@@ -125,14 +127,16 @@ class OpenVINOBackend(Backend):
                     for key in ("model", "preprocessing", "precision")}
             if self.model.has_rt_info(["danet", "accept"]):
                 meta["danet.accept"] = self.model.get_rt_info(["danet", "accept"]).astype(str)
-        except Exception:  # noqa: BLE001 - no rt_info: an IR or ONNX file from elsewhere
+        except Exception:
             meta = {}
         if not meta and model_file.suffix.lower() == ".onnx":
             import onnx
 
             meta = {p.key: p.value for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
         inp, outs = self.model.inputs[0], self.model.outputs
-        dims = lambda port: [d.get_length() if d.is_static else "dynamic" for d in port.get_partial_shape()]  # noqa: E731
+        def dims(port: Any) -> list[int | str]:
+            return [d.get_length() if d.is_static else "dynamic" for d in port.get_partial_shape()]
+
         output = bare_output_entry([o.get_any_name() for o in outs], [dims(o) for o in outs],
                                    [_OV_TYPES.get(o.get_element_type().get_type_name(), "float32") for o in outs])
         return manifest_from_metadata(meta, model_file, target="openvino", backend="openvino",
@@ -141,12 +145,12 @@ class OpenVINOBackend(Backend):
                                                                            "float32"), meta),
                                       output=output)
 
-    def _get(self, shape: tuple[int, ...]) -> "_Compiled":
+    def _get(self, shape: tuple[int, ...]) -> _Compiled:
         """The compiled model and its request pool for ``shape``: reshaped and compiled on first use."""
         with self._lock:
             return self._get_locked(shape)
 
-    def _get_locked(self, shape: tuple[int, ...]) -> "_Compiled":
+    def _get_locked(self, shape: tuple[int, ...]) -> _Compiled:
         if self.model is None:
             raise ConfigError("this OpenVINO backend is closed; load the artifact again")
         if shape in self._compiled:
@@ -206,10 +210,10 @@ class OpenVINOBackend(Backend):
             pending: deque[tuple[int, Any]] = deque()
 
             def collect() -> None:
-                index, request = pending.popleft()
+                index, request = pending.popleft()  # noqa: B023 called within this shape's iteration only
                 request.wait()
                 results[index] = _output(request, 0)
-                free.append(request)
+                free.append(request)  # noqa: B023 called within this shape's iteration only
 
             for i in indices:
                 if not free:
@@ -237,7 +241,7 @@ class OpenVINOBackend(Backend):
             compiled = next(reversed(self._compiled.values())).compiled
             try:
                 info["inference_precision"] = str(compiled.get_property("INFERENCE_PRECISION_HINT"))
-            except Exception:  # noqa: BLE001 - not every device reports it
+            except Exception:
                 info["inference_precision"] = self.inference_precision
         return info
 
@@ -290,5 +294,5 @@ def _optimal_requests(compiled: Any) -> int:
     """The device's optimal number of parallel infer requests (2 if it does not say)."""
     try:
         return max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
-    except Exception:  # noqa: BLE001 - not every device reports it
+    except Exception:
         return 2

@@ -28,8 +28,16 @@ import numpy as np
 from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError, SessionClosedError
 from ...manifest import Manifest
 from ...tensorrt.compat import check_engine_compatibility
-from ...tensorrt.cuda import (CudaError, CudaGraph, DeviceBuffer, GraphCaptureError, PinnedBuffer, check,
-                               device_properties, load_cudart)
+from ...tensorrt.cuda import (
+    CudaError,
+    CudaGraph,
+    DeviceBuffer,
+    GraphCaptureError,
+    PinnedBuffer,
+    check,
+    device_properties,
+    load_cudart,
+)
 from ...tensorrt.logger import shared_logger
 from .base import Backend, InputSpec, as_output, require
 
@@ -55,9 +63,9 @@ class _Lane:
     captured graph replays fixed pointers, so none of them may be shared by two concurrent calls.
     """
 
-    def __init__(self, backend: "TensorRTBackend") -> None:
+    def __init__(self, backend: TensorRTBackend) -> None:
         self.backend, cudart = backend, backend.cudart
-        self.stream = None
+        self.stream: Any = None  # a cudaStream_t once created
         self.buffers: list[Any] = []
         self.events: list[Any] = []
         self.graph = CudaGraph(cudart)  # holds nothing until a capture
@@ -205,7 +213,7 @@ class TensorRTBackend(Backend):
         self._idle: list[_Lane] = []
         self._pool = threading.Condition()
         self._closed = False
-        self.engine = None
+        self.engine: Any = None  # a tensorrt.ICudaEngine once deserialized
         check(cudart, cudart.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
         self.gpu = device_properties(cudart, self.device)
         self.logger = shared_logger(trt, log_level)

@@ -66,7 +66,7 @@ def refusal(name: str, value: Any) -> str | None:
         return f"{name} must be {_KINDS[type(spec.default)]}, got {value!r}"
     if isinstance(value, float) and not math.isfinite(value):
         return f"{name} must be a finite number, got {value!r}"
-    if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
+    if (spec.low is not None and value < spec.low) or (spec.high is not None and value > spec.high):
         return f"{name} must be between {spec.low:g} and {spec.high:g}, got {value!r}"
     return spec.check(value) if spec.check is not None else None
 

@@ -180,7 +180,7 @@ class Pipeline:
                 with self.stats.lock:
                     self.stats.engine_errors += 1
                 self._bad("engine", f"{type(exc).__name__}: {exc}")
-            except Exception as exc:  # noqa: BLE001 - a publisher failing at shutdown, a library bug
+            except Exception as exc:
                 if self._stopping.is_set():
                     return
                 with self.stats.lock:
