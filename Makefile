@@ -30,7 +30,7 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-# make typecheck: mypy over danet_deploy ([tool.mypy] in pyproject). Not yet in .ci/run: findings remain
+# make typecheck: mypy over danet_deploy ([tool.mypy] in pyproject); run by .ci/run after make lint
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy
 

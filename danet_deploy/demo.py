@@ -130,8 +130,11 @@ def run_demo(request: DemoRequest, log: Callable[[str], None] = _log) -> dict[st
         if reason:
             log(f"skipping {engine}/{precision}: {reason}")
             continue
-        artifacts[(engine, precision)], _, _ = ensure_artifact(cfg, export_target_for(engine, precision), precision,
-                                                               request.model, log)
+        target = export_target_for(engine, precision)
+        if target is None:  # the reference engine runs the preset itself: nothing to export
+            log(f"skipping {engine}/{precision}: the reference engine runs the model itself, with no artifact")
+            continue
+        artifacts[(engine, precision)], _, _ = ensure_artifact(cfg, target, precision, request.model, log)
 
     log("step 2/4: run")  # a generated validation scene through the first FP32 artifact (or the reference)
     image, label = SceneDataset("val", size=request.input_size, count=1)[0]

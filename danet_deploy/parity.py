@@ -287,6 +287,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
 
         images = read_image_folder(images)
     if images is None:
+        assert generated is not None, "set to 4 above when neither images nor data were given"
         images, labels = generated_inputs(int(generated), tuple(hw))
         from .model.registry import DEMO_CLASSES
 

@@ -47,7 +47,7 @@ def reference_onnx(folder: Path, manifest: Any, size: tuple[int, int], batch: in
     ckpt = str(carried) if carried is not None else None
     request = ExportRequest(model=ckpt or manifest.model["name"], arch=manifest.model["name"] if ckpt else None,
                             num_classes=manifest.num_classes, precision="fp32",  # the default target: plain ONNX
-                            output=directory / "reference-fp32", input_size=tuple(size), batch=batch,
+                            output=directory / "reference-fp32", input_size=(size[0], size[1]), batch=batch,
                             opset=int(exp.get("opset", 17)), exporter=str(exp.get("exporter", "legacy")),
                             attention_chunks=manifest.model.get("attention_chunks") or None)
     path, _ = export(request, log=log or (lambda _m: None))

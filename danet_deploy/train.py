@@ -296,7 +296,7 @@ def _torch():
 
 def to_tensor(images: np.ndarray, mean: tuple[float, ...] = IMAGENET_MEAN, std: tuple[float, ...] = IMAGENET_STD):
     """uint8 ``[B, H, W, 3]`` RGB to a normalised float32 ``[B, 3, H, W]`` tensor."""
-    return _torch().from_numpy(normalize(images, mean, std))  # the runtime's own preprocessing
+    return _torch().from_numpy(normalize(list(images), mean, std))  # the runtime's own preprocessing
 
 
 def training_batch(step: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarray]:
@@ -487,7 +487,7 @@ def evaluate_sizes(model, sizes: Sequence[Shape], count: int, progress: bool = F
     results = []
     for size in sizes:
         start = time.perf_counter()
-        metrics = evaluate(model, "val", count, tuple(size), progress=progress)
+        metrics = evaluate(model, "val", count, (size[0], size[1]), progress=progress)
         results.append({"split": "val", "size": list(size), "eval_seconds": round(time.perf_counter() - start, 1),
                         **metrics.to_dict()})
         if log is not None:
@@ -659,7 +659,7 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
 
     try:
         with safe_open(str(path), "pt") as f:
-            recorded = (f.metadata() or {}).get("model_options")
+            recorded = (f.metadata() or {}).get("model_options") or ""
             decoder = f.get_slice(DECODER_WIDTH_KEY).get_shape()[0] if DECODER_WIDTH_KEY in f.keys() else 0  # noqa: SIM118 safe_open has no __contains__
     except Exception:  # not readable as safetensors: the checkpoint loader reports it properly
         return {}

@@ -66,7 +66,7 @@ def build(ctx: ExportContext) -> TargetResult:
 
 def _build_int8(ctx: ExportContext) -> TargetResult:
     request, options = ctx.request, ctx.options
-    method = request.calib_method  # resolved by ExportRequest (the documented default unless given)
+    method = request.int8_calib_method  # resolved by ExportRequest (the documented default unless given)
     features = cpu_features()
     fmt = choose_int8_format(features, options.int8_format)
     policy = PrecisionPolicy.from_spec(request.policy)
@@ -91,7 +91,7 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
             f"{' (cached ranges)' if hit else ''}; policy {policy.name}: {len(excluded)} node(s) kept in float")
     from .calib_memory import describe_plan, plan_calibration_memory
 
-    memory = plan_calibration_memory(prepared, len(calib), tuple(request.input_size), ctx.static_batch, method)
+    memory = plan_calibration_memory(prepared, len(calib), request.input_size, ctx.static_batch, method)
     if not hit:
         ctx.log(describe_plan(memory))
     def quantize(float_nodes: list[str], output: Path) -> None:

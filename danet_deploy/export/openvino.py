@@ -122,12 +122,12 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
         kwargs["model_type"] = nncf.ModelType.TRANSFORMER
     preset_name = ctx.options.nncf_preset
     presets = {"performance": nncf.QuantizationPreset.PERFORMANCE, "mixed": nncf.QuantizationPreset.MIXED}
-    method = request.calib_method  # resolved by ExportRequest (the documented default unless given)
+    method = request.int8_calib_method  # resolved by ExportRequest (the documented default unless given)
     kwargs["advanced_parameters"] = _range_estimators(nncf, method)
     ignored = kwargs["ignored_scope"].names if "ignored_scope" in kwargs else []
     from .calib_memory import describe_plan, plan_calibration_memory
 
-    memory = plan_calibration_memory(ctx.fp32_onnx(), len(calib), tuple(request.input_size), ctx.static_batch,
+    memory = plan_calibration_memory(ctx.fp32_onnx(), len(calib), request.input_size, ctx.static_batch,
                                      method, tool="nncf")
     ctx.log(describe_plan(memory))
     ctx.log(f"NNCF INT8: {len(calib)} calibration images ({method} ranges), policy {policy.name}, "

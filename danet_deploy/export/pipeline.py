@@ -205,6 +205,14 @@ class ExportRequest:
                               f"<= {hi_h}x{hi_w}; --input-size is the shape the engine is tuned for")
 
     @property
+    def int8_calib_method(self) -> str:
+        """The calibration method of an INT8 export: ``__post_init__`` resolves it (the target's
+        documented default unless given), so INT8 builders read it here as a plain ``str``."""
+        method = self.calib_method
+        assert method is not None, f"calib_method is resolved for --precision int8 (got precision {self.precision})"
+        return method
+
+    @property
     def planning_size(self) -> tuple[int, int]:
         """The largest input the artifact must serve (the attention plan is sized for it)."""
         return self.max_size or self.input_size

@@ -36,6 +36,7 @@ from .tensorrt_build import (
     ENGINE_FILE,
     LEGACY_CALIBRATION,
     LEGACY_ONNX,
+    _print,
     build_engine,
     build_engine_from_bundle,
     calibration_batches,
@@ -68,12 +69,12 @@ def build_from_bundle(source: str | Path, output: str | Path | None, options: An
 
     An existing engine folder written by danet-export is replaced either way; ``force`` (``--force``)
     also replaces another folder at ``output``, as for every export."""
-    kwargs = {"log": log} if log is not None else {}
     return build_engine_from_bundle(source, output, workspace=options.workspace, dla_core=options.dla_core,
                                     timing_cache=options.timing_cache, device=options.device,
                                     strongly_typed=options.strongly_typed,
                                     hardware_compatible=options.hardware_compatible,
-                                    legacy_calibrator=options.legacy_calibrator, force=force, **kwargs)
+                                    legacy_calibrator=options.legacy_calibrator, force=force,
+                                    log=log if log is not None else _print)
 
 
 def _prepare_int8(ctx: ExportContext, src: Path, dst: Path, tensors: np.ndarray, float_nodes: list[str]) -> dict[str, Any]:
@@ -83,7 +84,7 @@ def _prepare_int8(ctx: ExportContext, src: Path, dst: Path, tensors: np.ndarray,
     facts: dict[str, Any] = {}
 
     def quantize(nodes: list[str], out: Path) -> None:
-        facts.update(prepare_int8(src, out, tensors, nodes, method=r.calib_method,
+        facts.update(prepare_int8(src, out, tensors, nodes, method=r.int8_calib_method,
                                   quantizer=ctx.options.quantizer, scratch=ctx.scratch, log=ctx.log))
 
     if r.budget is None:
@@ -106,7 +107,7 @@ def build(ctx: ExportContext) -> TargetResult:
     precision = r.precision
     spec = ctx.input_spec(bounded=True)  # the engine's input: float NCHW, or --accept's uint8 NHWC image
     profile = profile_from_input_spec(spec)
-    attention = {"chunks": ctx.plan.chunks, "output_stride": int(ctx.config.output_stride),
+    attention: dict[str, Any] = {"chunks": ctx.plan.chunks, "output_stride": int(ctx.config.output_stride),
                  "feature_channels": int(ctx.model.backbone.out_channels // 4)}
     check_attention_limit(profile_from_input_spec(ctx.float_input_spec(bounded=True))["max"], attention["chunks"],
                           attention["output_stride"], attention["feature_channels"])

@@ -261,6 +261,7 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
         calib_cache = calibration_cache or engine_path.with_name("calibration.cache")
         # static input: its own shape; dynamic: TensorRT calibrates at the calibration profile's opt shape
         calib_shape = list(dims) if all(d > 0 for d in dims) else list(profile["opt"])
+        assert calibrator_tensors is not None, "build_engine_from_bundle loads the calibration tensors for legacy"
         calibrator = _entropy_calibrator(trt, cudart, calibrator_tensors, calib_cache, calib_shape)
         config.int8_calibrator = calibrator
     if dla_core is not None:
@@ -398,6 +399,7 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
         facts.update(calibration_hash=info.get("calibration_hash"), attention=attention, policy=info.get("policy"),
                      bundle={"path": str(bundle), "onnx_sha256": manifest.files.get(onnx_file.name)})
         if checkpoint is not None:
+            assert manifest.checkpoint is not None, "artifact_checkpoint returns a path only for a recorded checkpoint"
             carry_checkpoint(checkpoint, manifest.checkpoint, work)
         engine_manifest = engine_manifest_from_bundle(manifest, facts)
         engine_manifest.hash_files(work)

@@ -186,7 +186,7 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
         raise ConfigError("quantizer=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon")
     from .calib_memory import describe_plan, plan_calibration_memory
 
-    memory = plan_calibration_memory(Path(src), len(calibration), tuple(calibration.shape[2:]), 1, method,
+    memory = plan_calibration_memory(Path(src), len(calibration), (calibration.shape[2], calibration.shape[3]), 1, method,
                                      tool="modelopt" if use_modelopt else "onnxruntime")
     log(describe_plan(memory))
     if use_modelopt:

@@ -70,12 +70,12 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
             _refuse_reference_backend_in_manifest(name, manifest, target)
     elif target.is_file():
         engine = engine_for_suffix(target.suffix)
-        name = backend or (engine.name if engine else None)
-        if name is None:
+        guessed = backend or (engine.name if engine else None)
+        if guessed is None:
             known = sorted(s for e in engines() for s in e.suffixes)
             raise ArtifactError(f"cannot tell the backend of {target} from its suffix ({', '.join(known)} are "
                                 f"known); pass backend=..., or load the artifact folder (with {MANIFEST_NAME})")
-        manifest = None
+        name, manifest = guessed, None
         model_file = target
         for read in referenced_files(target):  # the folder of a bare file plays the artifact folder
             artifact_path(target.parent, read, f"file {target.name} reads")

@@ -355,10 +355,14 @@ class Session:
             logits = [sliding_window_logits(self, img, tile, stride) for img in items]
             masks = [logits_to_mask(lg) for lg in logits]
         elif MASK in available:  # the engine arg-maxed: no host argmax, no logits leave it unless asked
-            wanted = (MASK, probabilities) if return_logits else (MASK,)
-            outs = self._infer_images(items, wanted)  # type: ignore[arg-type]
+            if return_logits:
+                assert probabilities is not None, "checked above: return_logits needs a logits output"
+                outs = self._infer_images(items, (MASK, probabilities))
+                logits = [o[probabilities] for o in outs]
+            else:
+                outs = self._infer_images(items, (MASK,))
+                logits = []
             masks = [o[MASK] for o in outs]
-            logits = [o[probabilities] for o in outs] if return_logits else []
         elif return_logits:
             logits = [o[LOGITS] for o in self._infer_images(items)]
             masks = [logits_to_mask(lg) for lg in logits]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -38,6 +38,20 @@ def _av() -> Any:
         raise BackendUnavailableError("video and camera input need PyAV: pip install 'danet-deploy[video]' "
                                       "(or pip install av)") from exc
     return av
+
+
+class Frames(Protocol):
+    """What ``segment_video`` reads from a source: a video/camera ``FrameSource`` or a replayed
+    bag both fit, so the one pipeline serves every kind of input."""
+
+    name: str
+    live: bool
+    fps: float
+    timestamps: dict[int, float]
+
+    def __iter__(self) -> Iterator[np.ndarray]: ...
+
+    def close(self) -> None: ...
 
 
 class FrameSource:
@@ -177,7 +191,7 @@ def video_output_names(write_video: bool = True) -> list[str]:
     return ([OVERLAY_VIDEO] if write_video else []) + [FRAMES_JSONL, SUMMARY_JSON]
 
 
-def segment_video(session: Any, source: FrameSource, output: str | Path, *, policy: str | None = None,
+def segment_video(session: Any, source: Frames, output: str | Path, *, policy: str | None = None,
                   depth: int = 2, alpha: float = 0.5, max_frames: int | None = None, write_video: bool = True,
                   progress: Callable[[int, dict[str, float]], None] | None = None,
                   on_mask: Callable[[int, np.ndarray], None] | None = None) -> dict[str, Any]:

@@ -239,7 +239,8 @@ class PinnedBuffer(DeviceBuffer):
         import ctypes
 
         raw = (ctypes.c_byte * nbytes).from_address(self.ptr)
-        return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)
+        # numpy's stub omits ctypes arrays, which export the buffer protocol frombuffer reads
+        return np.frombuffer(raw, dtype=dtype, count=count).reshape(shape)  # type: ignore[call-overload]
 
 
 class GraphCaptureError(CudaError):

@@ -31,7 +31,7 @@ def resolve_providers(providers: Sequence[str] | str | None, available: Sequence
     if not isinstance(providers, (list, tuple)) or not providers or not all(isinstance(p, str) for p in providers):
         raise ConfigError(f"providers must be provider names (a list, or a comma-separated string such as "
                           f"'cpu' or 'cuda,cpu'), got {providers!r:.60}")
-    names = [_PROVIDER_ALIASES.get(p.lower(), p) for p in providers]
+    names = [_PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in providers]  # all str: checked above
     missing = [p for p in names if p not in available]
     if missing:
         raise ConfigError(f"ONNX Runtime provider(s) {missing} are not available in this onnxruntime build "

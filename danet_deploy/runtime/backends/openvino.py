@@ -103,7 +103,7 @@ class OpenVINOBackend(Backend):
         self._lock = threading.Lock()
         self._compiled: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
         if not self.dynamic:
-            self._get(tuple(shape))  # static: compile now, so load errors surface at load time
+            self._get(tuple(d.get_length() for d in partial))  # static: compile now, so load errors surface at load time
 
     # -- loading -------------------------------------------------------------------------------
     def _read(self, model_file: Path) -> Any:

@@ -117,6 +117,7 @@ class _Lane:
     def enqueue(self, events: bool = False) -> None:
         """Copy in, run, copy out: all asynchronous on this lane's stream."""
         cudart, stream = self.backend.cudart, self.stream
+        assert self.shape is not None, "prepare() sets the input shape before enqueue()"
         nbytes_in = int(np.prod(self.shape)) * self.backend.input_dtype.itemsize
         nbytes_out = int(np.prod(self.out_shape)) * self.backend.output_dtype.itemsize
         if events:

@@ -64,12 +64,13 @@ class TorchBackend(Backend):
         self._torch = torch
         if threads:
             torch.set_num_threads(int(threads))
-        overrides = {"attention_chunks": attention_chunks} if attention_chunks else {}
+        overrides: dict[str, Any] = {"attention_chunks": attention_chunks} if attention_chunks else {}
         protocol = None  # a checkpoint's own test protocol, when this reads one
         if model_file is None and config is not None:
             net = create_model_from_config(dict(config, **overrides))
             checkpoint = None
         elif model_file is None:
+            assert preset is not None, "runtime.load passes a preset when there is no model file or config"
             net = create_model(preset, num_classes=num_classes, **overrides)
             checkpoint = None
         elif manifest is not None:  # the manifest's full config, not its preset: it carries every model option
