@@ -202,7 +202,7 @@ def markdown(report: dict[str, Any]) -> str:
                  r.get("miou_drop_pts"), f"{100 * share:.1f}%" if share is not None else None, r.get("refused") or ""]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     lines += ["", f"Goals: {report['goals']}", "", "```json", json.dumps(report["verdict"], indent=1), "```", ""]
-    table_report = {**report, "rows": [{**r, "target": r["name"], "precision": ""} for r in report["rows"]]}
+    table_report = {**report, "rows": [{**r, "engine": r["name"], "precision": ""} for r in report["rows"]]}
     return "\n".join(lines) + "\n" + profile_markdown(table_report)
 
 
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stem.with_suffix(".json"), json.dumps(report, indent=1) + "\n")
     text = markdown(report)
-    plotted = [{**r, "target": r["name"], "precision": ""} for r in report["rows"] if r.get("profile")]
+    plotted = [{**r, "engine": r["name"], "precision": ""} for r in report["rows"] if r.get("profile")]
     if plotted:
         plot_profile({**report, "rows": plotted}, stem.with_suffix(".png"))
         text += f"\n![per-op profile]({stem.with_suffix('.png').name})\n"
