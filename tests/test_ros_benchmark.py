@@ -29,3 +29,15 @@ def test_report_judges_the_overhead_and_the_wait_from_the_numbers(tmp_path):
     data.update(latency_ms=[130.0], ages_ms=[260.0])
     text = render(tmp_path, data)
     assert "+30.0%** of `Session.run` (goal <= 10%: NOT met)" in text and "(goal <= 1 period: NOT met)" in text
+
+
+def test_report_splits_the_ros_part_and_shows_what_the_polling_probe_measured(tmp_path):
+    data = {"run_p50_before_ms": 100.0, "run_p50_after_ms": 100.0, "latency_ms": [104.0, 105.0, 106.0],
+            "probe_wait_ms": {"blocking": [105.0], "polling": [140.0, 141.0, 142.0]}, "node_stream_p50_ms": 101.5,
+            "ages_ms": [150.0], "published": 300, "masks": 90, "machine_load": [1, 1, 1]}
+    text = render(tmp_path, data)
+    assert "| 105.0 / 141.0 ms: +36.0 ms was the probe's busy loop, not the node |" in text
+    assert "| 101.5 ms = `Session.run` +1.5 ms |" in text
+    assert "| where it goes: outside (DDS in and out, message conversion, callbacks) | +3.5 ms |" in text
+    del data["probe_wait_ms"], data["node_stream_p50_ms"]  # results saved before these existed
+    assert "busy loop" not in render(tmp_path, data)
