@@ -64,6 +64,17 @@ def demo_artifact_64(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def demo_mask_artifact_64(tmp_path_factory):
+    """A static 64x64 ONNX artifact of danet_demo with the arg-max in the graph (``--emit mask``),
+    exported once per session for the stream and replay tests: tests copy it before changing it."""
+    from danet_deploy.export import ExportRequest, export
+
+    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), emit="mask",
+                                   output=tmp_path_factory.mktemp("m") / "mask"), log=lambda _: None)
+    return path
+
+
+@pytest.fixture(scope="session")
 def demo_dynamic_artifact_64(tmp_path_factory):
     """A dynamic-size ONNX artifact of danet_demo (64x64 at export), exported once per session."""
     from danet_deploy.export import ExportRequest, export

@@ -19,7 +19,6 @@ from mcap_ros2.writer import Writer
 from danet_deploy import runtime
 from danet_deploy.cli.run import main as run_main
 from danet_deploy.data.scene_video import scene_pan
-from danet_deploy.export import ExportRequest, export
 from danet_deploy.runtime.bag import COMPRESSED_TYPE, IMAGE_TYPE, MSGDEFS, write_image
 
 SIZE = (48, 64)
@@ -27,10 +26,8 @@ FRAMES = 6
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(64, 64), emit="mask",
-                                     output=tmp_path_factory.mktemp("bag") / "a"), log=lambda _: None)
-    return folder
+def artifact(demo_mask_artifact_64):
+    return demo_mask_artifact_64
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,8 @@ from danet_deploy.export import ExportRequest, export
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory):
-    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(64, 64), emit="mask",
-                                     output=tmp_path_factory.mktemp("s") / "a"), log=lambda _: None)
-    return folder
+def artifact(demo_mask_artifact_64):
+    return demo_mask_artifact_64
 
 
 @pytest.fixture(scope="module")
