@@ -72,9 +72,10 @@ def test_chunked_attention_is_exact(torch):
 
 
 SEED_CASE = r"""
-import resource, sys, numpy as np, torch
+import sys, numpy as np, torch
 sys.path.insert(0, sys.argv[1])
 from oracle import pam, cam
+from danet_deploy.bench.memory import peak_rss_mb
 from danet_deploy.model import PositionAttention, ChannelAttention
 torch.manual_seed(0); torch.set_num_threads(2)
 p, c = PositionAttention(40, chunks=int(sys.argv[2])), ChannelAttention()
@@ -91,7 +92,9 @@ ref = pam(x[0].numpy(), params["query_conv.weight"], params["query_conv.bias"], 
           params["key_conv.bias"], params["value_conv.weight"], params["value_conv.bias"], 0.5, rows)
 ref = ref + cam(x[0].numpy(), 0.5)[:, rows]
 err = float(np.abs(out[:, rows] - ref).max())
-print(err, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+# VmHWM, not ru_maxrss: the latter inherits the parent's peak through fork+exec (a large pytest
+# process made this 224 px case read 2.6 GiB)
+print(err, int(peak_rss_mb() * 2**20))
 """
 
 
