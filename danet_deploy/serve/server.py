@@ -35,6 +35,7 @@ from ..inputs import from_rgb
 from ..outputs import mask_dtype
 from ..request_fields import arg
 from . import libpython
+from .address import MAX_PORT
 from .triton_model import CLIENT_ERROR_MARK, LIMITS_FILE, image_problem
 
 INPUT_NAME = "image"
@@ -117,8 +118,8 @@ class ServeOptions:
                               "(127.0.0.1: this machine only, 0.0.0.0: every interface); PyTriton cannot serve on "
                               "IPv6 addresses")
         ports = [p for p in (self.http_port, self.grpc_port, self.metrics_port) if p is not None]
-        if any(not 0 < p < 65536 for p in ports):
-            raise ConfigError(f"ports must be 1..65535, got {ports}")
+        if any(not 0 < p <= MAX_PORT for p in ports):
+            raise ConfigError(f"ports must be 1..{MAX_PORT}, got {ports}")
         if len(set(ports)) != len(ports):
             raise ConfigError(f"HTTP, gRPC and metrics ports must differ, got {ports}")
         for key in ("instances", "max_image_side", "exit_timeout_s"):
