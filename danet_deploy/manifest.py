@@ -151,9 +151,11 @@ def manifest_from_metadata(meta: dict[str, str], model_file: Path, target: str, 
     if "danet.model" not in meta:
         raise ArtifactError(f"{model_file} carries no danet-deploy metadata; load the artifact folder "
                             "danet-export wrote")
+    source = f"{model_file} (its danet-deploy metadata)"
     return Manifest(target=target, backend=backend, precision=meta.get("danet.precision", "fp32"),
-                    primary=model_file.name, model=json.loads(meta["danet.model"]),
-                    preprocessing=json.loads(meta["danet.preprocessing"]), input=input, output=output)
+                    primary=model_file.name, model=ModelInfo.from_dict(json.loads(meta["danet.model"]), source),
+                    preprocessing=PreprocessingInfo.from_dict(json.loads(meta["danet.preprocessing"]), source),
+                    input=InputInfo.from_dict(input, source), output=OutputInfo.from_dict(output, source))
 
 
 def missing_artifact_message(directory: str | Path, otherwise: str) -> str:

@@ -187,9 +187,9 @@ class PreprocessingInfo(Section):
         if data.get("input_range", [0.0, 255.0]) not in ([0, 255], [0.0, 255.0]):
             fail(f"{key}.input_range must be [0, 255] (the runtime scales uint8 pixels), got "
                  f"{data.get('input_range')!r:.40}")
-        mean, std = data["mean"], data["std"]
+        mean, std, span = data["mean"], data["std"], data.get("input_range", [0.0, 255.0])
         return cls(raw=copy.deepcopy(data), mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]),
-                   color_order=order.upper())
+                   color_order=order.upper(), input_range=(span[0], span[1]))
 
 
 @dataclass(frozen=True, eq=False)
@@ -286,16 +286,15 @@ class OutputInfo(Section):
     @property
     def names(self) -> tuple[str, ...]:
         """Names of the tensors the graph emits, in order (older manifests: the one output)."""
-        from .outputs import LOGITS
-
-        if self.tensors:
-            return tuple(t.name for t in self.tensors)
-        return (self.name or LOGITS,)
+        return tuple(t.name for t in self.emitted_tensors)
 
     @property
-    def emitted_tensors(self) -> tuple[Mapping[str, Any], ...]:
-        """Each emitted tensor's entry (``tensors``, else the output entry itself)."""
-        return self.tensors or (self,)
+    def emitted_tensors(self) -> tuple[TensorInfo, ...]:
+        """Each emitted tensor (``tensors``; older manifests: the output entry itself, named logits
+        when it names nothing)."""
+        from .outputs import LOGITS
+
+        return self.tensors or (TensorInfo(raw=self.raw, name=self.name or LOGITS, shape=self.shape, dtype=self.dtype),)
 
     @classmethod
     def parse(cls, data: Any, key: str, fail: Fail) -> OutputInfo:
@@ -327,6 +326,8 @@ class ExportInfo(Section):
     test_protocol: Mapping[str, Any] | None = None
     accept: str | None = None
     weights_sha256: str | None = None
+    opset: int | None = None
+    exporter: str | None = None
 
     @classmethod
     def parse(cls, data: Any, key: str, fail: Fail) -> ExportInfo:
@@ -338,6 +339,9 @@ class ExportInfo(Section):
         classes = data.get("num_classes")
         if classes is not None and not is_count(classes, 1, MAX_CLASSES):
             fail(f"{key}.num_classes must be null or an integer in 1..{MAX_CLASSES}, got {classes!r:.80}")
+        opset = data.get("opset")
+        if opset is not None and not is_count(opset, 1, 1000):
+            fail(f"{key}.opset must be null or a positive integer, got {opset!r:.40}")
         options = data.get("model_options") or {}
         if not isinstance(options, dict):
             fail(f"{key}.model_options must be an object, got {type(options).__name__}")
@@ -347,7 +351,8 @@ class ExportInfo(Section):
                    attention_plan=_optional_object(fail, f"{key}.attention_plan", raw.get("attention_plan")),
                    test_protocol=_optional_object(fail, f"{key}.test_protocol", raw.get("test_protocol")),
                    accept=_optional_str(fail, f"{key}.accept", data.get("accept")),
-                   weights_sha256=_optional_str(fail, f"{key}.weights_sha256", data.get("weights_sha256")))
+                   weights_sha256=_optional_str(fail, f"{key}.weights_sha256", data.get("weights_sha256")),
+                   opset=opset, exporter=_optional_str(fail, f"{key}.exporter", data.get("exporter")))
 
 
 @dataclass(frozen=True, eq=False)
