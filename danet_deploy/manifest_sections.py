@@ -259,7 +259,7 @@ class InputInfo(Section):
         if accept is None or accept == FLOAT:
             if layout != "NCHW":
                 fail(f"{key}.layout {layout!r:.20} needs {key}.accept (rgb8 or bgr8)")
-        elif accept not in ACCEPTS:
+        elif not isinstance(accept, str) or accept not in ACCEPTS:
             fail(f"{key}.accept must be one of {', '.join(ACCEPTS)}, got {accept!r:.40}")
         elif data.get("dtype") != "uint8" or layout != "NHWC" or shape[3] != 3:
             fail(f"an --accept {accept} input must be uint8 NHWC with 3 channels, got {data.get('dtype')!r:.20} "
