@@ -124,9 +124,10 @@ class Manifest:
                    if k not in data]
         if missing:
             raise ManifestError(f"{source}: manifest lacks {missing}; re-export the artifact")
-        sections = parse_sections(data, source)
-        plain = {k: copy.deepcopy(v) for k, v in data.items() if k in known and k not in sections}
-        return cls(**plain, **sections)  # type: ignore[arg-type]  # parse_sections returns each its record
+        s = parse_sections(data, source)
+        plain = {k: copy.deepcopy(v) for k, v in data.items() if k in known and k not in _SECTIONS}
+        return cls(**plain, model=s.model, preprocessing=s.preprocessing, input=s.input, output=s.output,
+                   export=s.export, checkpoint=s.checkpoint)
 
     def hash_files(self, directory: str | Path) -> None:
         """Record the sha256 of every file in ``directory`` except the manifest itself (and the owner
@@ -336,13 +337,25 @@ def verify_files(manifest: Manifest, directory: str | Path) -> None:
 _STR_FIELDS = ("target", "backend", "precision", "primary")
 _DICT_FIELDS = ("files", "tools", "extra")
 _OPTIONAL_DICT_FIELDS = ("calibration", "parity")
-#: the sections read as typed records, each by its record's ``from_dict``
+#: the sections read as typed records (a Manifest built from plain dicts converts them with these)
 _SECTIONS: dict[str, type[Section]] = {"model": ModelInfo, "preprocessing": PreprocessingInfo, "input": InputInfo,
                                        "output": OutputInfo, "export": ExportInfo, "checkpoint": CheckpointInfo}
 _REQUIRED_SECTIONS = ("model", "preprocessing", "input", "output")
 
 
-def parse_sections(data: dict[str, Any], source: str = "manifest") -> dict[str, Section | None]:
+@dataclass(frozen=True)
+class ManifestSections:
+    """The typed records of one manifest's sections, as :func:`parse_sections` reads them."""
+
+    model: ModelInfo
+    preprocessing: PreprocessingInfo
+    input: InputInfo
+    output: OutputInfo
+    export: ExportInfo
+    checkpoint: CheckpointInfo | None
+
+
+def parse_sections(data: dict[str, Any], source: str = "manifest") -> ManifestSections:
     """Check the fields the runtime reads and return the typed section records, so a hand-edited or
     hostile manifest is a :class:`ManifestError` naming the key and the fix rather than an
     ``AttributeError``/``TypeError`` deep inside a backend."""
@@ -361,12 +374,13 @@ def parse_sections(data: dict[str, Any], source: str = "manifest") -> dict[str, 
     for name, digest in data.get("files", {}).items():
         if not isinstance(digest, str) or len(digest) != 64:
             fail(f"files[{name!r}] must be a sha256 hex string")
-    sections: dict[str, Section | None] = {}
-    for key, record in _SECTIONS.items():
-        if key == "checkpoint" and data.get(key) is None:
-            sections[key] = None
-            continue
-        sections[key] = record.parse(data.get(key, {}), key, fail)
+    checkpoint = data.get("checkpoint")
+    sections = ManifestSections(
+        model=ModelInfo.parse(data["model"], "model", fail),
+        preprocessing=PreprocessingInfo.parse(data["preprocessing"], "preprocessing", fail),
+        input=InputInfo.parse(data["input"], "input", fail), output=OutputInfo.parse(data["output"], "output", fail),
+        export=ExportInfo.parse(data.get("export", {}), "export", fail),
+        checkpoint=None if checkpoint is None else CheckpointInfo.parse(checkpoint, "checkpoint", fail))
     if "tensorrt" in data.get("extra", {}):  # a bundle's or engine's profile, attention plan and build facts
         from .tensorrt.manifest_facts import check_tensorrt_facts
 
