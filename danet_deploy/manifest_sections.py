@@ -227,12 +227,6 @@ class InputInfo(Section):
     opt_shape: tuple[int, ...] | None = None
     max_shape: tuple[int, ...] | None = None
 
-    @property
-    def static_hw(self) -> tuple[int, int] | None:
-        """The fixed (H, W) of the input if both are integers, else ``None``."""
-        h, w = (self.shape[1], self.shape[2]) if self.layout == "NHWC" else (self.shape[2], self.shape[3])
-        return (h, w) if isinstance(h, int) and isinstance(w, int) else None
-
     @classmethod
     def parse(cls, data: Any, key: str, fail: Fail) -> InputInfo:
         from .inputs import ACCEPTS, FLOAT

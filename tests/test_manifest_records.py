@@ -50,7 +50,7 @@ def test_records_read_the_committed_manifest():
     manifest = Manifest.from_dict(_load(CURRENT))
     assert manifest.model.name == "danet_demo" and manifest.num_classes == 8 and manifest.model.output_stride == 8
     assert manifest.class_names[0] == "road" and manifest.model.weights == "danet_demo.safetensors"
-    assert manifest.input.shape == (1, 3, 64, 64) and manifest.input.static_hw == (64, 64)
+    assert manifest.input.shape == (1, 3, 64, 64) and manifest.input.dtype == "float32"
     assert manifest.input.accept == "float" and manifest.input.layout == "NCHW" and manifest.input.max_shape is None
     assert manifest.output.names == ("logits",) and manifest.output.emit == "logits"
     assert manifest.preprocessing.std == (0.229, 0.224, 0.225) and manifest.preprocessing.color_order == "RGB"
