@@ -155,7 +155,7 @@ def valid_manifests(draw) -> dict[str, Any]:
     out = [draw(_DIM), classes, draw(_DIM), draw(_DIM)]
     data["output"]["shape"] = out
     if "tensors" in data["output"]:
-        data["output"]["tensors"] = [{"name": "logits", "shape": out, "dtype": "float32"}]
+        data["output"]["tensors"] = [{"name": "logits", "shape": list(out), "dtype": "float32"}]
     for key in ("model", "input", "output", "export"):
         data[key].update(draw(_EXTRA_KEYS))
     data["export"]["input_size"] = draw(st.one_of(st.none(), st.lists(st.integers(1, 4096), min_size=2, max_size=2)))
