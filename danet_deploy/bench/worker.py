@@ -35,7 +35,6 @@ from typing import Any
 import numpy as np
 
 from ..files import atomic_write_text
-from ..inputs import from_rgb
 from .memory import current_rss_mb, peak_rss_mb
 from .timing import summarize, time_calls
 
@@ -59,7 +58,7 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
             result["stage"] = "profile"
             from .profile import profile_backend
 
-            picks = [from_rgb(scenes[i % len(scenes)], session.accepts) for i in range(batch)]
+            picks = session.from_rgb([scenes[i % len(scenes)] for i in range(batch)])
             tensor = session.check_tensor(session.prepare(picks, size))
             result["profile"] = profile_backend(session.backend, tensor, int(spec["profile_runs"]))
             result["status"] = "ok"
@@ -68,11 +67,11 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
 
         result["stage"] = "accuracy"
         if spec.get("predictions"):
-            masks = session.run([from_rgb(s, session.accepts) for s in scenes])
+            masks = session.run(session.from_rgb(list(scenes)))
             np.save(spec["predictions"], np.stack(masks).astype(np.uint8), allow_pickle=False)
 
         result["stage"] = "timing"
-        picks = [from_rgb(scenes[i % len(scenes)], session.accepts) for i in range(batch)]
+        picks = session.from_rgb([scenes[i % len(scenes)] for i in range(batch)])
         tensor = session.check_tensor(session.prepare(picks, size))  # an --accept artifact: its uint8 batch
         backend = session.backend
         iters, warmup = int(spec.get("iters", 20)), int(spec.get("warmup", 3))
