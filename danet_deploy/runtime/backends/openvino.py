@@ -58,7 +58,8 @@ class OpenVINOEngineOptions(EngineOptions):
         "auto", "INFERENCE_PRECISION_HINT on CPU/GPU (see the module doc): auto (the artifact's recorded one, else "
                 "f32), f32, bf16, f16, or none (the plugin's own)", choices=("auto", *_PRECISIONS))
     max_shapes: int = option(8, "compiled input shapes kept (least recently used first out)", check=_at_least_one)
-    config: dict[str, Any] | None = option(None, "further OpenVINO properties (a dict, or a JSON object)")
+    config: dict[str, Any] | None = option(  # noqa: RUF009 - option() returns a dataclasses.field
+        None, "further OpenVINO properties (a dict, or a JSON object)")
 
 
 class OpenVINOBackend(Backend):

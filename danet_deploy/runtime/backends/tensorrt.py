@@ -28,6 +28,7 @@ import numpy as np
 
 from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError, SessionClosedError
 from ...manifest import Manifest
+from ...targets.options import option
 from ...tensorrt.compat import check_engine_compatibility
 from ...tensorrt.cuda import (
     CudaError,
@@ -39,7 +40,6 @@ from ...tensorrt.cuda import (
     device_properties,
     load_cudart,
 )
-from ...targets.options import option
 from ...tensorrt.logger import LEVELS, level_name, shared_logger
 from .base import Backend, EngineOptions, InputSpec, as_output, require
 

@@ -32,8 +32,9 @@ class TorchEngineOptions(EngineOptions):
                                      "read from them)")
     num_classes: int | None = option(None, "classes of a preset or checkpoint")
     attention_chunks: int | None = option(None, "position-attention query chunks (lower peak memory)")
-    config: dict[str, Any] | None = option(None, "a full model config (e.g. an artifact manifest's model entry): "
-                                                 "the checkpoint is built exactly as it was exported")
+    config: dict[str, Any] | None = option(  # noqa: RUF009 - option() returns a dataclasses.field
+        None, "a full model config (e.g. an artifact manifest's model entry): the checkpoint is built exactly as it "
+              "was exported")
     fused_attention: bool = option(True, "eager inference takes F.scaled_dot_product_attention where it is the same "
                                          "maths and faster (see model.attention); false: the graph form")
 
