@@ -18,7 +18,7 @@ import os
 import types
 import typing
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from ..errors import ConfigError
 
@@ -117,19 +117,14 @@ def _coerce(value: Any, kind: type, optional: bool, where: str) -> Any:
 class Options:
     """Base of every typed options dataclass (targets' and engines'): one parser for all of them.
 
-    Subclasses say how their messages name an option (:meth:`_where`) and an unknown one
-    (:meth:`_unknown`); the parsing, coercion, allowed values and checks are this class's.
+    Subclasses word their messages (:attr:`where_text`, :attr:`unknown_text`); the parsing,
+    coercion, allowed values and checks are this class's.
     """
 
-    @classmethod
-    def _where(cls, key: str, owner: str) -> str:
-        """How a message names option ``key`` of ``owner`` (a target or engine name)."""
-        return f"option {key} ({owner})"
-
-    @classmethod
-    def _unknown(cls, key: str, owner: str, valid: list[str]) -> str:
-        """The message for an option ``owner`` does not declare (``valid``: the ones it does)."""
-        return f"unknown option {key!r} for {owner}{suggest(key, valid)} (valid options: {', '.join(valid) or 'none'})"
+    #: how a message names option ``{key}`` of ``{owner}`` (a target or engine name)
+    where_text: ClassVar[str] = "option {key} ({owner})"
+    #: the message for an option ``{owner}`` does not declare (``{hint}``: a close match, ``{valid}``: its options)
+    unknown_text: ClassVar[str] = "unknown option {key!r} for {owner}{hint} (valid options: {valid})"
 
     @classmethod
     def parse(cls: type[T], values: Mapping[str, Any] | None, owner: str, also: tuple[str, ...] = ()) -> T:
@@ -143,11 +138,13 @@ class Options:
         hints = typing.get_type_hints(cls)
         for key in values:
             if key not in fields:
-                raise ConfigError(cls._unknown(key, owner, sorted([*fields, *also])))
+                valid = sorted([*fields, *also])
+                raise ConfigError(cls.unknown_text.format(key=key, owner=owner, hint=suggest(key, valid),
+                                                          valid=", ".join(valid) or "none"))
         typed = {}
         for key, value in values.items():
             kind, optional = base_type(hints[key])
-            where = cls._where(key, owner)
+            where = cls.where_text.format(key=key, owner=owner)
             typed[key] = _coerce(value, kind, optional, where)
             choices = fields[key].metadata.get("choices")
             if choices and isinstance(typed[key], str) and all(str(c).islower() for c in choices):
@@ -191,11 +188,6 @@ class Options:
 class TargetOptions(Options):
     """Base of every target's options (``danet-export --option``); a target with no knobs uses it as is."""
 
-    @classmethod
-    def _where(cls, key: str, owner: str) -> str:
-        return f"--option {key} (target {owner})"
-
-    @classmethod
-    def _unknown(cls, key: str, owner: str, valid: list[str]) -> str:
-        return (f"unknown option {key!r} for --target {owner}{suggest(key, valid)} (valid options: "
-                f"{', '.join(valid) or 'none'}; see danet-export --list-options --target {owner})")
+    where_text = "--option {key} (target {owner})"
+    unknown_text = ("unknown option {key!r} for --target {owner}{hint} (valid options: {valid}; see danet-export "
+                    "--list-options --target {owner})")

@@ -27,7 +27,7 @@ from ...extras import PACKAGES, install_hint
 from ...manifest import Manifest
 from ...outputs import emit_from_names, emitted
 from ...targets import engine_names, get_engine, resolve
-from ...targets.options import Options, option, suggest
+from ...targets.options import Options, option
 
 MAX_THREADS = 256
 
@@ -56,13 +56,8 @@ class EngineOptions(Options):
 
     threads: int | None = option(None, "intra-op CPU threads (default: the engine's own)", check=_check_threads)
 
-    @classmethod
-    def _where(cls, key: str, owner: str) -> str:
-        return f"the {owner} backend's option {key}"
-
-    @classmethod
-    def _unknown(cls, key: str, owner: str, valid: list[str]) -> str:
-        return f"the {owner} backend has no option {key!r}{suggest(key, valid)}; valid: {', '.join(valid) or 'none'}"
+    where_text = "the {owner} backend's option {key}"
+    unknown_text = "the {owner} backend has no option {key!r}{hint}; valid: {valid}"
 
 
 @dataclass(frozen=True)
