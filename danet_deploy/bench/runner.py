@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,6 +36,9 @@ from ..errors import ConfigError, UnknownModelError
 from ..progress import progress_bar
 from ..targets import PRECISIONS, engine_names, engines, get_engine, reference_engine, target_for
 from .rows import Row, RowRun
+
+if TYPE_CHECKING:
+    from .report import BenchReport
 from .timing import summarize
 
 
@@ -379,8 +382,8 @@ def _log(message: str) -> None:
         print(f"[danet-bench] {message}", file=sys.stderr, flush=True)
 
 
-def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: str | None = None) -> dict[str, Any]:
-    """Run the whole benchmark; return the report dict (schema in :mod:`.report`).
+def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: str | None = None) -> BenchReport:
+    """Run the whole benchmark; return its report (``to_dict()``: the JSON schema in :mod:`.report`).
 
     Two phases: every combination is first exported (or found), then measured in ``cfg.rounds``
     interleaved rounds (each round runs every combination once, in order, each in a fresh
@@ -391,7 +394,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     from .flops import count_preset_flops
     from .gemm import measure_gemm_peak
     from .machine import load_average, machine_info
-    from .report import SCHEMA, SCHEMA_VERSION, summarize_best
+    from .report import BenchReport, summarize_best
 
     started = time.perf_counter()
     config = _model_config(cfg)
@@ -471,19 +474,16 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
         _add_compute(row, flops.total, gemm.get("int8") if row.precision == "int8" else gemm)
         log(f"{row.name}: {row.status}" + (f" p50 {row.p50_ms} ms" if row.status == "ok" else f" ({row.reason})"))
     _add_ratios(rows)
-    row_dicts = [row.to_dict() for row in rows]
     machine["load_average"] = {"before": load_before, "after": load_average()}
-    return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command, "config": cfg.to_dict(),
-        "model": {"name": config.name, "source": cfg.model, "num_classes": config.num_classes,
-                  "weights": "checkpoint" if Path(cfg.model).is_file()
-                  else ("shipped" if config.weights else "random (seeded, untrained preset)")},
-        "machine": machine, "gemm": gemm, "flops": flops.to_dict(),
-        "scenes": source,
-        "rows": row_dicts, "summary": summarize_best(row_dicts), "seconds": round(time.perf_counter() - started, 1),
-    }
+    return BenchReport(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=command, config=cfg.to_dict(),
+        model={"name": config.name, "source": cfg.model, "num_classes": config.num_classes,
+               "weights": "checkpoint" if Path(cfg.model).is_file()
+               else ("shipped" if config.weights else "random (seeded, untrained preset)")},
+        machine=machine, gemm=gemm, flops=flops.to_dict(), scenes=source,
+        rows=rows, summary=summarize_best([row.to_dict() for row in rows]),
+        seconds=round(time.perf_counter() - started, 1))
 
 
 def _prepare_row(cfg: BenchConfig, run: RowRun, config: Any, log: Callable[[str], None]) -> None:
