@@ -129,6 +129,26 @@ def test_the_check_finds_a_field_without_help_and_a_hand_added_flag():
                                             "--extra is no request field"]
 
 
+def test_a_deprecated_spelling_is_a_flag_of_its_field_that_says_so(capsys):
+    @dataclasses.dataclass
+    class Renamed:
+        engines: str = arg("a", "the new name", deprecated_flags={"--targets": "use --engines"})
+
+    parser = dataclass_args.build_parser(Renamed, "renamed", "")
+    assert _problems([Renamed], parser) == []
+    assert "--targets ENGINES  deprecated spelling of --engines" in parser.format_help()  # the new flag's metavar
+    assert parser.parse_args(["--targets", "b"]).engines == "b"
+    assert capsys.readouterr().err == "note: --targets is deprecated: use --engines\n"
+    assert parser.parse_args([]).engines == "a" and capsys.readouterr().err == ""
+
+    @dataclasses.dataclass
+    class Switch:
+        quiet: bool = arg(False, "a switch", deprecated_flags={"--silent": "use --quiet"})
+
+    with pytest.raises(TypeError, match="only a value flag"):
+        dataclass_args.build_parser(Switch, "switch", "")
+
+
 def test_export_request_from_the_command_line_equals_one_built_in_python():
     from danet_deploy.cli.export import build_parser
     from danet_deploy.export import ExportRequest

@@ -40,6 +40,7 @@ from .rows import Row, RowRun
 if TYPE_CHECKING:
     from .report import BenchReport
 from .timing import summarize
+from .worker import WorkerSpec
 
 
 def reference_combination() -> tuple[str, str]:
@@ -305,10 +306,11 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_worker(spec: dict[str, Any], workdir: Path, name: str, threads: int, timeout_s: float) -> dict[str, Any]:
+def run_worker(spec: WorkerSpec | dict[str, Any], workdir: Path, name: str, threads: int,
+               timeout_s: float) -> dict[str, Any]:
     """Run one combination in a fresh Python process; its JSON result (or why there is none)."""
     spec_path, result_path = workdir / f"{name}.spec.json", workdir / f"{name}.result.json"
-    spec_path.write_text(json.dumps(spec))
+    spec_path.write_text(json.dumps(spec.to_dict() if isinstance(spec, WorkerSpec) else spec))
     cmd = [sys.executable, "-m", "danet_deploy.bench.worker", str(spec_path), str(result_path)]
     try:
         proc = subprocess.run(cmd, env=worker_env(threads), stdout=subprocess.PIPE, stderr=None, text=True,
@@ -511,9 +513,8 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
     """One round of one combination in a fresh process; latencies are pooled across rounds."""
     row = run.row
     masks_path = workdir / f"{row.name}.masks.npy"
-    spec = {"model": run.model_ref, "load_options": run.load_options, "batch": cfg.batch,
-            "iters": cfg.iters, "warmup": cfg.warmup, "scenes": str(scenes_path),
-            "predictions": str(masks_path) if round_index == 0 else None, "progress": cfg.progress, "label": row.name}
+    spec = _worker_spec(cfg, run, scenes_path, iters=cfg.iters, warmup=cfg.warmup, progress=cfg.progress,
+                        predictions=str(masks_path) if round_index == 0 else None, label=row.name)
     result = run_worker(spec, workdir, f"{row.name}-r{round_index}", cfg.threads, cfg.timeout_s)
     if result.get("status") != "ok":
         stage = f" (while {result['stage']})" if result.get("stage") else ""
@@ -546,11 +547,18 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
 def _profile_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path) -> None:
     """The row's per-op profile (:mod:`.profile`) from a fresh process; its failure is recorded, not fatal."""
     row = run.row
-    spec = {"model": run.model_ref, "load_options": run.load_options, "batch": cfg.batch, "scenes": str(scenes_path),
-            "profile_runs": cfg.profile}
+    spec = _worker_spec(cfg, run, scenes_path, profile_runs=cfg.profile)
     result = run_worker(spec, workdir, f"{row.name}-profile", cfg.threads, cfg.timeout_s)
     row.profile = result.get("profile") if result.get("status") == "ok" else \
         {"error": f"profiling process failed: {result.get('error', 'unknown error')}"}
+
+
+def _worker_spec(cfg: BenchConfig, run: RowRun, scenes_path: Path, **what: Any) -> WorkerSpec:
+    """The spec of one worker process of ``run`` (``what``: the timing or profiling fields)."""
+    if run.model_ref is None:
+        raise ValueError(f"{run.row.name} has no model to load (it was never prepared)")
+    return WorkerSpec(model=run.model_ref, load_options=run.load_options, batch=cfg.batch, scenes=str(scenes_path),
+                      **what)
 
 
 def _max(a: float | None, b: float | None) -> float | None:

@@ -45,10 +45,17 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
             kwargs = _argument(f, meta, base_type(hints[f.name])[0])
             target.add_argument(*flags(f), **kwargs)
             for old, note in deprecated_flags(f).items():
-                target.add_argument(old, dest=f.name, type=kwargs.get("type"), metavar=kwargs.get("metavar",
-                                    f.name.upper()), default=argparse.SUPPRESS, action=_DeprecatedFlag, note=note,
-                                    help=f"deprecated spelling of {flags(f)[0]}")
+                target.add_argument(old, **_deprecated_argument(f, kwargs, note))
     return p
+
+
+def _deprecated_argument(f: dataclasses.Field[Any], kwargs: dict[str, Any], note: str) -> dict[str, Any]:
+    """``add_argument`` keywords of an old spelling of a value flag: parsed like the flag, into the same field."""
+    if "type" not in kwargs or f.metadata["cli"]["append"]:
+        raise TypeError(f"{f.name}: only a value flag taken once can have a deprecated spelling")
+    same = {k: v for k, v in kwargs.items() if k in ("type", "choices", "nargs")}
+    return {**same, "dest": f.name, "metavar": kwargs.get("metavar", f.name.upper()), "default": argparse.SUPPRESS,
+            "action": _DeprecatedFlag, "note": note, "help": f"deprecated spelling of {flags(f)[0]}"}
 
 
 class _DeprecatedFlag(argparse.Action):
