@@ -36,11 +36,11 @@ from ..errors import ConfigError, UnknownModelError
 from ..progress import progress_bar
 from ..targets import PRECISIONS, engine_names, engines, get_engine, reference_engine, target_for
 from .rows import Row, RowRun
+from .timing import summarize
+from .worker import WorkerSpec
 
 if TYPE_CHECKING:
     from .report import BenchReport
-from .timing import summarize
-from .worker import WorkerSpec
 
 
 def reference_combination() -> tuple[str, str]:
