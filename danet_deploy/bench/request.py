@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..errors import ConfigError
 from ..request_fields import arg, parse_size
 from ..targets import engine_names
 from . import runner
@@ -75,7 +76,6 @@ class BenchRequest:
         Why up front: a bad stem, timeout or output folder, or reports that would replace the user's
         files, must fail in a second rather than after minutes of exporting and timing.
         """
-        from ..errors import ConfigError
         from ..result_files import refuse_overwrite
         from .checks import check_bench_args, check_report_stem
         from .report import report_file_names

@@ -94,8 +94,8 @@ class Row:
 
         Why strict: a row that lacks a column, carries a key no row has or holds a value of another
         type was written by something else (or edited), and tables, plots and ratios computed from it
-        would be silently wrong. Every scalar column is required; the lists and dicts default to empty.
-        Any value but the row's engine, precision and status may be null ("unknown", as the schema
+        would be silently wrong. Every scalar (CSV) column is required; the nested ones may be missing
+        (their defaults). Any value but the row's engine, precision and status may be null ("unknown", as the schema
         says; a null list reads as empty). A problem is a :class:`~danet_deploy.errors.ConfigError`
         naming the field.
         """
