@@ -317,7 +317,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
         raise ConfigError(f"the reference {str(ref_name)!r} predicts {ref_session.num_classes} classes, the artifact "
                           f"{manifest.num_classes} ({manifest.model.name}): compare with the model it was "
                           "exported from (leave out --reference), or a checkpoint of the same classes")
-    from .inputs import FLOAT, from_rgb
+    from .inputs import FLOAT
     from .outputs import LOGITS, MASK
     from .runtime.preprocess import preprocess
 
@@ -326,7 +326,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     for i, image in enumerate(images):
         tensor = preprocess([image], manifest.preprocessing, hw)
         # an --accept artifact gets the same pixels as uint8 (resized alike) and normalises them in its graph
-        fed = tensor if session.accepts == FLOAT else session.prepare([from_rgb(image, session.accepts)], hw)
+        fed = tensor if session.accepts == FLOAT else session.prepare([session.from_rgb(image)], hw)
         if batch > 1:
             tensor, fed = np.repeat(tensor, batch, axis=0), np.repeat(fed, batch, axis=0)
         art_logits.append(session.infer_outputs(fed)[MASK][0] if masks_only else session.infer(fed)[0])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 
@@ -36,7 +36,7 @@ def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ..
         positional: bool = False, nargs: str | None = None, metavar: str | None = None,
         group: str | None = None, default_factory: Lazy | None = None, append: bool = False,
         convert: Callable[[Any], Any] | None = None, required: bool = False,
-        exclusive: str | None = None) -> Any:
+        exclusive: str | None = None, deprecated_flags: Mapping[str, str] | None = None) -> Any:
     """A request field with what its command-line flag needs (``flag`` defaults to ``--field-name``).
 
     ``flag``: one flag or several (``("--output", "-o")``); ``parser``: turns the text into the
@@ -46,6 +46,8 @@ def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ..
     pairs into a dict). ``help`` and ``choices`` may be functions, called when the parser is built:
     a registry that plugins extend (the targets) is read then, not at import.
     ``exclusive``: fields with the same name here are mutually exclusive flags.
+    ``deprecated_flags``: old spellings of the flag, each with the note printed when it is used
+    (``{"--targets": "the rows are engines, use --engines (same values)"}``); they still work.
     ``required``: a field without a default, its flag required (place it first).
     ``default_factory``: the dataclass's; the flag's own default is then ``None`` (``[]`` with
     ``append``), and a flag not given leaves the field to the factory.
@@ -53,7 +55,7 @@ def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ..
     meta = {"help": help, "flag": flag, "choices": choices if callable(choices) or not choices else tuple(choices),
             "parser": parser, "positional": positional, "nargs": nargs, "metavar": metavar, "group": group,
             "append": append, "convert": convert, "required": required,
-            "exclusive": exclusive}
+            "exclusive": exclusive, "deprecated_flags": dict(deprecated_flags or {})}
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple default or default_factory (dataclass fields must not share a mutable default)")
     if required:
@@ -75,6 +77,11 @@ def flags(field: dataclasses.Field[Any]) -> tuple[str, ...]:
         return (field.name,)
     flag = meta["flag"] or "--" + field.name.replace("_", "-")
     return (flag,) if isinstance(flag, str) else tuple(flag)
+
+
+def deprecated_flags(field: dataclasses.Field[Any]) -> dict[str, str]:
+    """The old spellings of an :func:`arg` field's flag, each with the note printed when it is used."""
+    return dict(field.metadata["cli"].get("deprecated_flags") or {})
 
 
 def help_text(field: dataclasses.Field[Any]) -> str:

@@ -157,7 +157,6 @@ def segment_images(model: str | Path, images: Sequence[str | Path], output: str 
 
     from . import runtime
     from .data.images import check_image_file, read_image
-    from .inputs import from_rgb
     from .result_files import (
         output_stems,
         prepare_output_folder,
@@ -182,7 +181,7 @@ def segment_images(model: str | Path, images: Sequence[str | Path], output: str 
         out = prepare_output_folder(output)
         for name, stem in zip(names_in, stems):
             image = read_image(name, max_pixels=max_pixels, reduce_to=session.input_spec.static_hw)
-            mask = session.run(from_rgb(image, session.accepts), tile=tile, stride=stride)
+            mask = session.run(session.from_rgb(image), tile=tile, stride=stride)
             files = image_outputs(stem)
             save_png(out / files["mask"], mask)
             save_png(out / files["color"], colorize(mask, session.num_classes))

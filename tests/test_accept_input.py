@@ -92,6 +92,27 @@ def test_bgr8_reorders_in_the_graph_and_cli_flag(tmp_path, onnx_pair, scenes):
         assert bare.accepts == "bgr8" and bare.image_order == "BGR"
 
 
+def test_from_rgb_hands_rgb_images_over_in_the_order_each_artifact_takes(tmp_path, onnx_pair, scenes):
+    """Session.from_rgb: one image, a list, a tuple or an NxHxWx3 array of RGB pixels, as run/prepare/stream
+    take them (BGR only for --accept bgr8), so every artifact gives the float artifact's masks on them."""
+    bgr, _ = _export(tmp_path, "onnx", accept="bgr8")
+    rgb, batch = scenes[0], np.stack(scenes)
+    with runtime.load(onnx_pair[0]) as host:
+        want = host.run(list(batch))
+        for folder, flipped in [(onnx_pair[0], False), (onnx_pair[1], False), (bgr, True)]:
+            with runtime.load(folder) as session:
+                order = (lambda a: a[..., ::-1]) if flipped else (lambda a: a)
+                np.testing.assert_array_equal(session.from_rgb(rgb), order(rgb))
+                assert session.from_rgb(rgb).flags.c_contiguous
+                np.testing.assert_array_equal(session.from_rgb(batch), order(batch))
+                for many in (list(batch), tuple(batch)):
+                    got = session.from_rgb(many)
+                    assert isinstance(got, list) and len(got) == len(scenes)
+                    np.testing.assert_array_equal(np.stack(got), order(batch))
+                for mask, expected in zip(session.run(session.from_rgb(list(batch))), want):
+                    np.testing.assert_array_equal(mask, expected)
+
+
 @pytest.mark.parametrize("accept, order", [("rgb8", "RGB"), ("bgr8", "RGB"), ("rgb8", "BGR")])
 def test_every_prefix_order_gives_the_host_tensor(accept, order):
     """The prefix alone (on an Identity graph): bytes-first for CPU engines, cast-first for TensorRT,

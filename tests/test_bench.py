@@ -211,6 +211,14 @@ def test_bench_schema_and_rows(bench_run):
         assert row["status"] == "ok" or row["reason"], row
 
 
+def test_the_written_report_reads_back_as_the_same_file(bench_run):
+    """BenchReport (what run_benchmark returns) writes exactly the JSON on disk and reads it back."""
+    _, out, report = bench_run
+    typed = bench_report.BenchReport.from_dict(report)
+    assert json.dumps(typed.to_dict(), indent=1) + "\n" == (out / "bench.json").read_text()
+    assert typed.row("torch", "fp32").status == "ok" and typed.rows[0] == Row.from_dict(report["rows"][0])
+
+
 def test_failing_combination_shows_its_reason(bench_run):
     _, out, report = bench_run
     torch_int8 = _row(report, "torch", "int8")

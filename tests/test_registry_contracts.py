@@ -87,18 +87,76 @@ def test_the_pip_extra_an_entry_names_exists(entry: Target | Engine):
     assert named <= declared, f"{entry.name}: extra {sorted(named - declared)} is not in pyproject"
 
 
+def _backend_class(engine: Engine) -> type:
+    """The engine's backend class; its module imports its library lazily, so this needs none of it."""
+    from danet_deploy.runtime.backends.base import backend_class
+
+    return backend_class(engine.name)
+
+
 @pytest.mark.parametrize("engine", ENGINES, ids=lambda e: e.name)
 def test_engine_backend_class_imports_and_refuses_unknown_options(engine: Engine):
     _skip_unless_installed(engine, "engine")
-    from danet_deploy.runtime.backends.base import Backend, backend_class, check_options
+    from danet_deploy.runtime.backends.base import Backend
 
-    cls = backend_class(engine.name)
+    cls = _backend_class(engine)
     assert issubclass(cls, Backend)
     names = cls.option_names()
     assert len(names) == len(set(names)) and "model_file" not in names and "manifest" not in names
-    check_options(cls, {})
+    cls.parse_options({})
     with pytest.raises(ConfigError, match="no option 'no_such_option'"):
-        check_options(cls, {"no_such_option": 1})
+        cls.parse_options({"no_such_option": 1})
+
+
+@pytest.mark.parametrize("engine", ENGINES, ids=lambda e: e.name)
+def test_engine_declares_an_options_dataclass_parsed_like_target_options(engine: Engine):
+    """Every engine's options are a frozen dataclass of :class:`EngineOptions` with help on each
+    field; its defaults parse; an unknown option or a badly typed value is a :class:`ConfigError`
+    naming the option (and, for an unknown one, the valid ones). Needs only the backend module
+    (libraries are imported when a backend is constructed), so engines whose packages are missing
+    are checked too."""
+    import dataclasses
+
+    from danet_deploy.runtime.backends.base import EngineOptions
+
+    try:
+        cls = _backend_class(engine)
+    except ImportError as exc:  # a plugin backend whose module imports its library eagerly
+        pytest.skip(f"engine {engine.name!r}: its backend module does not import here ({exc})")
+    options = cls.options_class
+    assert dataclasses.is_dataclass(options) and issubclass(options, EngineOptions)
+    assert options.__dataclass_params__.frozen, "parsed options are a record: frozen"
+    assert isinstance(cls.parse_options(None), options) and cls.parse_options({}) == options()
+    assert cls.option_names() == [f.name for f in dataclasses.fields(options)]
+    for name, _, _, help_text in options.describe():
+        assert help_text, f"option {name!r} of engine {engine.name} has no help"
+    with pytest.raises(ConfigError) as unknown:
+        cls.parse_options({"threadz": 1})
+    text = str(unknown.value)
+    assert f"the {engine.name} backend has no option 'threadz'" in text and "did you mean 'threads'" in text
+    assert all(name in text for name in cls.option_names()), "the message lists the valid options"
+    with pytest.raises(ConfigError, match="option threads must be an integer, got 'abc'"):
+        cls.parse_options({"threads": "abc"})
+    assert cls.parse_options({"threads": "2"}).threads == 2  # a command line's text and Python's int agree
+    for field in dataclasses.fields(options):  # every field refuses a value its type cannot read
+        bad = _badly_typed(field.type)
+        if bad is not None:
+            with pytest.raises(ConfigError, match=f"option {field.name}\\b"):
+                cls.parse_options({field.name: bad})
+
+
+def _badly_typed(annotation: object) -> object:
+    """A value the parser must refuse for a field of this (string) annotation, or ``None``."""
+    text = str(annotation)
+    if text.startswith("int") or text.startswith("float"):
+        return "not-a-number"
+    if text.startswith("bool"):
+        return "maybe"
+    if text.startswith("dict"):
+        return [1]
+    if text.startswith("tuple[str"):
+        return 123
+    return None
 
 
 # -- declarations: targets ------------------------------------------------------------------------------

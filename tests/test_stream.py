@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import queue
 import threading
 import time
 import traceback
@@ -13,6 +14,7 @@ from danet_deploy import runtime
 from danet_deploy.data.scene_video import scene_pan
 from danet_deploy.errors import ConfigError, InputError
 from danet_deploy.export import ExportRequest, export
+from danet_deploy.runtime.stream import stream
 
 
 @pytest.fixture(scope="module")
@@ -89,6 +91,104 @@ def test_latest_policy_frames_wait_at_most_for_the_engine_call_in_progress(sessi
     assert len(got) >= 4 and max(waits) < 1.5 * period, waits
     indices = [i for i, _, _ in got]
     assert indices == sorted(indices) and len(got) + got[-1][2]["dropped"] == indices[-1] + 1
+    assert not _stream_threads()
+
+
+class _Counted:
+    """The session as the stream sees it, recording which frames are preprocessed (a frame's id is its
+    pixel value) and, when ``gated``, holding every engine call until the test releases it."""
+
+    def __init__(self, session, gated=False):
+        self._session, self._gated = session, gated
+        self.prepared, self.ran = [], 0
+        self.started, self.go = threading.Semaphore(0), threading.Semaphore(0)
+
+    def __getattr__(self, name):
+        return getattr(self._session, name)
+
+    def prepare(self, images, size=None):
+        self.prepared.append(int(images[0][0, 0, 0]))
+        return self._session.prepare(images, size)
+
+    def infer_outputs(self, tensor):
+        if self._gated:
+            self.started.release()
+            assert self.go.acquire(timeout=20), "the test never released the engine"
+        else:
+            time.sleep(0.03)  # an engine slower than the camera
+        self.ran += 1
+        return self._session.infer_outputs(tensor)
+
+
+class _Camera:
+    """A live source the test drives: ``send`` returns once the stream's reader has taken the frame
+    and come back for the next one, so the frame is in the pipeline."""
+
+    def __init__(self):
+        self._frames, self._taken = queue.Queue(), threading.Semaphore(0)
+
+    def __iter__(self):
+        while (frame := self._frames.get()) is not None:
+            yield frame
+            self._taken.release()
+
+    def send(self, index):
+        self._frames.put(np.full((64, 80, 3), index, np.uint8))
+        assert self._taken.acquire(timeout=20), "the stream stopped reading"
+
+    def close(self):
+        self._frames.put(None)
+
+
+def test_latest_policy_starts_the_engine_on_the_newest_frame_and_preprocesses_nothing_else(session):
+    """Event-driven, no timing: frames arrive while the engine is busy; when it becomes free it starts on
+    the newest of them, so a frame waits at most for the one engine call in progress, and only the
+    frames the engine runs are preprocessed. A preprocessing stage ahead of the engine preprocessed
+    every frame (CPU taken from the engine on a small host) and handed on one older than the newest."""
+    counted, camera, got = _Counted(session, gated=True), _Camera(), []
+    consumer = threading.Thread(target=lambda: got.extend(stream(counted, camera, policy="latest", jobs=1)))
+    consumer.start()
+    try:
+        camera.send(0)
+        assert counted.started.acquire(timeout=20)  # the engine is busy on frame 0
+        for index in range(1, 6):  # arrive during its call
+            camera.send(index)
+        assert counted.prepared == [0]  # nothing preprocessed ahead of the engine
+        counted.go.release()
+        assert counted.started.acquire(timeout=20)
+        assert counted.prepared == [0, 5]  # the newest frame when the engine became free
+        camera.send(6)
+        camera.send(7)
+        counted.go.release()
+        assert counted.started.acquire(timeout=20)
+        assert counted.prepared == [0, 5, 7]
+    finally:
+        counted.go.release()
+        camera.close()
+        consumer.join(20)
+    assert not consumer.is_alive()
+    assert [i for i, _, _ in got] == [0, 5, 7] and got[-1][2]["dropped"] == 5 and counted.ran == 3
+    assert not _stream_threads()
+
+
+@pytest.mark.parametrize("policy", ["all", "latest"])
+def test_only_the_frames_the_engine_runs_are_preprocessed(session, frames, policy):
+    """A fast source and a slow engine: ``latest`` preprocesses exactly the frames the engine runs (not
+    every frame read); ``all`` preprocesses and runs every frame once."""
+    counted = _Counted(session)
+    numbered = [np.full_like(frames[0], i) for i in range(24)]
+
+    def camera():  # a frame every 5 ms into a 30 ms engine: each one is read before the next arrives
+        for frame in numbered:
+            yield frame
+            time.sleep(0.005)
+
+    got = list(stream(counted, camera(), policy=policy, jobs=1))
+    assert counted.prepared == [i for i, _, _ in got] and counted.ran == len(got)
+    if policy == "latest":
+        assert len(got) + got[-1][2]["dropped"] == len(numbered) and got[-1][0] == len(numbered) - 1
+    else:
+        assert len(got) == len(numbered)
     assert not _stream_threads()
 
 

@@ -129,10 +129,14 @@ def env(monkeypatch, tmp_path):
 
 
 def _build(onnx, tmp_path, log, **kwargs):
+    """``build_engine`` with ``kwargs`` split into its own arguments and the parsed target options."""
     from danet_deploy.export.tensorrt_build import build_engine
+    from danet_deploy.targets.builtin import TensorRTOptions
 
-    return build_engine(onnx, tmp_path / "model.engine", STATIC, kwargs.pop("precision", "fp16"), log=log.append,
-                        **kwargs)
+    own = {k: kwargs.pop(k) for k in ("calibrator_tensors", "calibration_cache") if k in kwargs}
+    precision = kwargs.pop("precision", "fp16")
+    return build_engine(onnx, tmp_path / "model.engine", STATIC, precision, TensorRTOptions.parse(kwargs, "tensorrt"),
+                        log=log.append, **own)
 
 
 def test_build_runs_on_the_requested_device(env, tmp_path):
@@ -195,9 +199,71 @@ def test_hardware_compatible_build_on_a_pre_ampere_gpu_is_refused(env, tmp_path)
 def test_legacy_calibrator_gets_whole_batches_of_the_input_and_is_freed(env, tmp_path):
     trt, cudart, onnx = env()
     tensors = np.random.default_rng(0).standard_normal((5, 3, 8, 8)).astype(np.float32)
-    facts = _build(onnx, tmp_path, [], precision="int8", strongly_typed=False, calibrator_tensors=tensors,
-                   calibration_cache=tmp_path / "calibration.cache")
+    facts = _build(onnx, tmp_path, [], precision="int8", legacy_calibrator=True, strongly_typed=False,
+                   calibrator_tensors=tensors, calibration_cache=tmp_path / "calibration.cache")
     assert facts["legacy_int8_calibrator"] and facts["builder_flags"] == ["INT8", "FP16"]
     assert len(trt.calibration) == 2  # batches of the static input's 2 samples; the fifth is dropped
     np.testing.assert_array_equal(np.concatenate(trt.calibration), tensors[:4])
     assert trt.memory_during_build and cudart.memory == {}  # the device buffer is gone after the build
+
+
+def test_weakly_typed_builds_set_the_precision_flags_and_strongly_typed_ones_none(env, tmp_path):
+    trt, _, onnx = env()
+    facts = _build(onnx, tmp_path, [], strongly_typed=False)
+    assert facts["builder_flags"] == ["FP16"] and trt.config.flags == ["FP16"] and not facts["strongly_typed"]
+    assert ("create_network", 0) in trt.events
+    trt, _, onnx = env()
+    facts = _build(onnx, tmp_path, [])  # the default: strongly typed, the ONNX decides every precision
+    assert facts["builder_flags"] == [] and trt.config.flags == [] and facts["strongly_typed"]
+    assert ("create_network", 1 << 5) in trt.events
+
+
+def test_weakly_typed_and_legacy_builds_are_refused_on_tensorrt_11(env, tmp_path):
+    trt, _, onnx = env(version="11.2.0")
+    with pytest.raises(ConfigError, match="strongly typed networks only"):
+        _build(onnx, tmp_path, [], strongly_typed=False)
+    with pytest.raises(ConfigError, match="strongly typed networks only|no implicit INT8 calibrators"):
+        _build(onnx, tmp_path, [], precision="int8", legacy_calibrator=True)
+    assert trt.events == []
+
+
+def test_the_legacy_calibrator_without_its_tensors_is_a_config_error(env, tmp_path):
+    _, _, onnx = env()
+    with pytest.raises(ConfigError, match="calibration tensors"):
+        _build(onnx, tmp_path, [], precision="int8", legacy_calibrator=True)
+    assert not (tmp_path / "model.engine").exists()
+
+
+def test_workspace_and_timing_cache_reach_the_builder_config(env, tmp_path):
+    trt, _, onnx = env()
+    cache = tmp_path / "timing.cache"
+    created = []
+
+    def create_timing_cache(self, data):
+        created.append(bytes(data))
+        return SimpleNamespace(serialize=lambda: b"timings")
+
+    config_class = type(trt.Builder(None).create_builder_config())
+    config_class.create_timing_cache = create_timing_cache
+    config_class.set_timing_cache = lambda self, c, ignore_mismatch: (setattr(self, "cache", c) or True)
+    config_class.get_timing_cache = lambda self: self.cache
+    facts = _build(onnx, tmp_path, [], workspace="1GB", timing_cache=cache)
+    assert trt.config.workspace == 2**30 and facts["workspace"] == 2**30
+    assert created == [b""] and cache.read_bytes() == b"timings" and facts["timing_cache"] == str(cache)
+
+
+def test_a_bundle_build_parses_its_options_like_the_target_before_reading_the_bundle(tmp_path):
+    """One name for the legacy calibrator (the documented ``legacy_calibrator``); values by name
+    are typed by the target's parser, laid over a parsed options object."""
+    from danet_deploy.export.tensorrt_build import build_engine_from_bundle, bundle_build_options
+    from danet_deploy.targets.builtin import TensorRTOptions
+
+    missing = tmp_path / "no-bundle"
+    with pytest.raises(ConfigError, match="unknown option 'legacy_int8_calibrator'.*did you mean 'legacy_calibrator'"):
+        build_engine_from_bundle(missing, legacy_int8_calibrator=True, log=lambda _: None)
+    with pytest.raises(ConfigError, match="--option dla_core .*must be an integer"):
+        build_engine_from_bundle(missing, dla_core="first", log=lambda _: None)
+    base = TensorRTOptions.parse({"workspace": "2GB", "device": "1"}, "tensorrt")
+    merged = bundle_build_options(base, dla_core="0", legacy_calibrator="yes")
+    assert (merged.workspace, merged.device, merged.dla_core, merged.legacy_calibrator) == ("2GB", 1, 0, True)
+    assert bundle_build_options(base) is base and bundle_build_options() == TensorRTOptions()

@@ -74,18 +74,20 @@ JSON schema ``danet-bench``, ``schema_version`` 4 (one object per run)::
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
 from ..files import atomic_write_text
 from ..targets import reference_engine
-from .rows import CSV_FIELDS
+from .rows import CSV_FIELDS, Row
 
 SCHEMA = "danet-bench"
 SCHEMA_VERSION = 4
@@ -112,6 +114,59 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("vs torch fp32", "ratio_vs_torch_fp32", ".3f"),
     ("status", "status", "status"),
 )
+
+#: Sections of a report that are records of the run's surroundings, kept as the JSON holds them.
+_SECTIONS = ("config", "model", "machine", "gemm", "flops", "scenes")
+
+
+@dataclass
+class BenchReport:
+    """One ``danet-bench`` run as a typed record: its :class:`~danet_deploy.bench.rows.Row` s and
+    what it ran on (the schema above).
+
+    :meth:`to_dict` writes exactly the JSON above, so result files written before this record
+    existed read back with :meth:`from_dict` (which validates, and reads a v3 report as v4). The
+    surroundings (``config``, ``machine``, ``gemm``, ...) stay the dicts their producers
+    (:func:`~danet_deploy.bench.machine.machine_info`, ``measure_gemm_peak``) write.
+    """
+
+    created: str
+    config: dict[str, Any]      # BenchConfig.to_dict()
+    model: dict[str, Any]       # {name, source, num_classes, weights}
+    machine: dict[str, Any]
+    gemm: dict[str, Any]
+    flops: dict[str, Any]
+    scenes: dict[str, Any]
+    rows: list[Row]
+    command: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+    seconds: float | None = None
+
+    def row(self, engine: str, precision: str) -> Row | None:
+        """The row of ``engine`` at ``precision``, or ``None`` when it was not asked for."""
+        return next((r for r in self.rows if (r.engine, r.precision) == (engine, precision)), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object of ``STEM.json`` (keys in the order the schema lists them)."""
+        sections = {key: copy.deepcopy(getattr(self, key)) for key in _SECTIONS}
+        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": self.created, "command": self.command,
+                **sections, "rows": [r.to_dict() for r in self.rows], "summary": copy.deepcopy(self.summary),
+                "seconds": self.seconds}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BenchReport:
+        """A report read back from its JSON (:func:`validate` first: a wrong one is a ``ConfigError``)."""
+        validate(data)
+        new = upgrade_report(dict(data))
+        return cls(created=new["created"], command=new.get("command"), rows=[Row.from_dict(r) for r in new["rows"]],
+                   summary=copy.deepcopy(new.get("summary") or {}), seconds=new.get("seconds"),
+                   **{key: copy.deepcopy(new[key]) for key in _SECTIONS})
+
+
+def report_data(report: BenchReport | Mapping[str, Any]) -> dict[str, Any]:
+    """A report as its JSON holds it, in the current schema: from a :class:`BenchReport` or a loaded dict."""
+    return report.to_dict() if isinstance(report, BenchReport) else upgrade_report(dict(report))
+
 
 def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
     value = row.get(key)
@@ -155,11 +210,11 @@ def _rename(data: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in data.items()}
 
 
-def table_rows(report: dict[str, Any]) -> list[list[str]]:
-    return [[_cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in upgrade_report(report)["rows"]]
+def table_rows(report: BenchReport | Mapping[str, Any]) -> list[list[str]]:
+    return [[_cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in report_data(report)["rows"]]
 
 
-def format_table(report: dict[str, Any]) -> str:
+def format_table(report: BenchReport | Mapping[str, Any]) -> str:
     """A fixed-width text table for the console."""
     headers = [h for h, _, _ in COLUMNS]
     body = table_rows(report)
@@ -174,28 +229,29 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def header_lines(report: dict[str, Any]) -> list[str]:
+def header_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
     """Who/what/where of a run, one fact a line (used by Markdown and the console)."""
-    cfg, machine, cpu = report["config"], report["machine"], report["machine"]["cpu"]
+    data = report_data(report)
+    cfg, machine, cpu = data["config"], data["machine"], data["machine"]["cpu"]
     feats = [k for k, v in (cpu.get("features") or {}).items() if v]
     libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items())
-    flops = report["flops"]
+    flops = data["flops"]
     return [
-        f"model: {report['model']['name']} ({report['model']['weights']} weights), input {cfg['size'][0]}x{cfg['size'][1]}, "
+        f"model: {data['model']['name']} ({data['model']['weights']} weights), input {cfg['size'][0]}x{cfg['size'][1]}, "
         f"batch {cfg['batch']}, {cfg['threads']} threads, {cfg.get('rounds', 1)} interleaved round(s) x {cfg['iters']} "
         f"timed iterations per combination, each after {cfg['warmup']} warm-up",
-        f"date: {report['created']}",
+        f"date: {data['created']}",
         f"machine: {cpu.get('model')} ({cpu.get('logical_cores')} logical cores), {machine.get('memory_gib')} GiB, "
         f"{machine.get('os')}; features: {' '.join(feats) or 'unknown'}"
         + (f"; GPUs: {', '.join(g['name'] for g in machine['gpus'])}" if machine.get("gpus") else "; no GPU")
         + (f"; load average before/after {machine['load_average']['before']} / {machine['load_average']['after']}"
            if machine.get("load_average") else ""),
         f"compute: {flops['gflops']} GFLOP per batch ({flops['attention'] / 1e9:.2f} GFLOP in PAM+CAM attention); "
-        f"measured GEMM peak {report['gemm']['gflops_peak']} GFLOP/s ({report['gemm']['method']}, "
-        f"{report['gemm']['threads']} threads)"
-        + _int8_peak_text(report["gemm"].get("int8")),
-        f"accuracy: {report['scenes']['count']} generated val scenes; argmax agreement vs torch fp32"
-        + ("; mIoU vs scene labels" if report["scenes"]["labels_used"] else "; no labels (model not trained on scenes)"),
+        f"measured GEMM peak {data['gemm']['gflops_peak']} GFLOP/s ({data['gemm']['method']}, "
+        f"{data['gemm']['threads']} threads)"
+        + _int8_peak_text(data["gemm"].get("int8")),
+        f"accuracy: {data['scenes']['count']} generated val scenes; argmax agreement vs torch fp32"
+        + ("; mIoU vs scene labels" if data["scenes"]["labels_used"] else "; no labels (model not trained on scenes)"),
         f"libraries: {libs}",
     ]
 
@@ -223,12 +279,12 @@ def summarize_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     return summary
 
 
-def summary_lines(report: dict[str, Any]) -> list[str]:
-    report = upgrade_report(report)
+def summary_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
+    data = report_data(report)
     lines = []
     for key, text in (("fp32", "best FP32 engine"), ("fp16", "best FP16 engine"), ("int8", "best INT8 engine"),
                       ("int8_at_99", "best INT8 engine at >= 99% argmax agreement")):
-        best = (report.get("summary") or {}).get(key)
+        best = (data.get("summary") or {}).get(key)
         if best is None:
             lines.append(f"{text}: none ran")
             continue
@@ -240,45 +296,54 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
-def to_markdown(report: dict[str, Any]) -> str:
+def to_markdown(report: BenchReport | Mapping[str, Any]) -> str:
+    data = report_data(report)
     headers = [h for h, _, _ in COLUMNS]
-    lines = [f"# danet-bench: {report['model']['name']} at {report['config']['size'][0]}x{report['config']['size'][1]}", ""]
-    lines += [f"- {_md_escape(line)}" for line in header_lines(report)]
-    if report.get("command"):
-        lines += ["", "Command:", "", "```", report["command"], "```"]
+    lines = [f"# danet-bench: {data['model']['name']} at {data['config']['size'][0]}x{data['config']['size'][1]}", ""]
+    lines += [f"- {_md_escape(line)}" for line in header_lines(data)]
+    if data.get("command"):
+        lines += ["", "Command:", "", "```", data["command"], "```"]
     lines += ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in table_rows(report)]
+    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in table_rows(data)]
     lines += ["", "Latency is per batch; `vs torch fp32` is p50 / p50 of PyTorch eager FP32 in the same run "
               "(below 1 is faster). Each row ran in its own process (peak RSS is that process's).", ""]
-    lines += [f"- {line}" for line in summary_lines(report)] + [""]
+    lines += [f"- {line}" for line in summary_lines(data)] + [""]
     return "\n".join(lines)
 
 
-def to_csv(report: dict[str, Any]) -> str:
-    report = upgrade_report(report)
+def to_csv(report: BenchReport | Mapping[str, Any]) -> str:
+    data = report_data(report)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in report["rows"]:
+    for row in data["rows"]:
         writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
     return buffer.getvalue()
 
 
-def validate(report: dict[str, Any]) -> None:
-    """Check a loaded report against the schema above (version and required keys; v3 is read as v4)."""
-    report = upgrade_report(report)
+def validate(report: Mapping[str, Any]) -> None:
+    """Check a loaded report against the schema above (version, sections, every row:
+    :meth:`Row.from_dict <danet_deploy.bench.rows.Row.from_dict>`; v3 is read as v4)."""
+    if not isinstance(report, Mapping):
+        raise ConfigError(f"a benchmark report must be a JSON object, got {type(report).__name__}")
+    report = upgrade_report(dict(report))
     if report.get("schema") != SCHEMA or report.get("schema_version") != SCHEMA_VERSION:
         raise ConfigError(f"not a {SCHEMA} v{'/v'.join(map(str, READABLE_VERSIONS))} report (got {report.get('schema')!r} "
                           f"v{report.get('schema_version')!r}); re-run danet-bench with this version")
     for key in ("created", "config", "model", "machine", "gemm", "flops", "scenes", "rows"):
         if key not in report:
             raise ConfigError(f"benchmark report lacks {key!r}; re-run danet-bench")
+    wrong = [k for k in _SECTIONS if not isinstance(report[k], dict)] + \
+        [k for k, kind in (("created", str), ("rows", list)) if not isinstance(report[k], kind)] + \
+        [k for k, kind in (("command", str), ("summary", dict), ("seconds", (int, float)))
+         if report.get(k) is not None and (not isinstance(report[k], kind) or isinstance(report[k], bool))]
+    if wrong:
+        raise ConfigError(f"benchmark report has malformed {wrong}; re-run danet-bench")
     for i, row in enumerate(report["rows"]):
-        missing = [k for k in CSV_FIELDS if k not in row]
-        if missing:
-            raise ConfigError(f"benchmark report row {i} lacks {missing}; re-run danet-bench")
-        if row["status"] not in ("ok", "failed", "unsupported"):
-            raise ConfigError(f"benchmark report row {i} has unknown status {row['status']!r}")
+        try:
+            Row.from_dict(row)
+        except ConfigError as exc:
+            raise ConfigError(f"benchmark report row {i} {exc}; re-run danet-bench") from None
 
 
 def report_file_names(stem: str = "bench", plots: bool = True) -> list[str]:
@@ -287,21 +352,21 @@ def report_file_names(stem: str = "bench", plots: bool = True) -> list[str]:
     return names + ([f"{stem}-latency.png", f"{stem}-cdf.png", f"{stem}-profile.png"] if plots else [])
 
 
-def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "bench",
+def write_reports(report: BenchReport | Mapping[str, Any], directory: str | Path, stem: str = "bench",
                   plots: bool = True) -> dict[str, Path]:
     """Write ``<stem>.json``, ``.csv``, ``.md`` (and PNG plots) atomically; return the paths."""
     from .checks import check_report_stem
 
     check_report_stem(stem)  # a stem with a path in it would write outside ``directory``
-    report = upgrade_report(report)
+    data = report_data(report)
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / f"{stem}.json", "csv": directory / f"{stem}.csv", "markdown": directory / f"{stem}.md"}
-    atomic_write_text(paths["json"], json.dumps(report, indent=1) + "\n")
-    atomic_write_text(paths["csv"], to_csv(report))
+    atomic_write_text(paths["json"], json.dumps(data, indent=1) + "\n")
+    atomic_write_text(paths["csv"], to_csv(data))
     from .profile import plot_profile, profile_markdown, profiled_rows
 
-    markdown = to_markdown(report) + profile_markdown(report)
+    markdown = to_markdown(data) + profile_markdown(data)
     from .plots import missing_plot_library
 
     note = missing_plot_library() if plots else None
@@ -311,11 +376,11 @@ def write_reports(report: dict[str, Any], directory: str | Path, stem: str = "be
     if plots and not note:
         from .plots import plot_cdf, plot_latency
 
-        paths["latency_png"] = plot_latency(report, directory / f"{stem}-latency.png")
-        paths["cdf_png"] = plot_cdf(report, directory / f"{stem}-cdf.png")
+        paths["latency_png"] = plot_latency(data, directory / f"{stem}-latency.png")
+        paths["cdf_png"] = plot_cdf(data, directory / f"{stem}-cdf.png")
         markdown += f"\n![latency]({paths['latency_png'].name})\n\n![latency CDF]({paths['cdf_png'].name})\n"
-        if any("error" not in r["profile"] for r in profiled_rows(report)):
-            paths["profile_png"] = plot_profile(report, directory / f"{stem}-profile.png")
+        if any("error" not in r["profile"] for r in profiled_rows(data)):
+            paths["profile_png"] = plot_profile(data, directory / f"{stem}-profile.png")
             markdown += f"\n![per-op profile]({paths['profile_png'].name})\n"
     atomic_write_text(paths["markdown"], markdown)
     return paths

@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -37,6 +37,10 @@ from ..progress import progress_bar
 from ..targets import PRECISIONS, engine_names, engines, get_engine, reference_engine, target_for
 from .rows import Row, RowRun
 from .timing import summarize
+from .worker import WorkerSpec
+
+if TYPE_CHECKING:
+    from .report import BenchReport
 
 
 def reference_combination() -> tuple[str, str]:
@@ -302,10 +306,11 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_worker(spec: dict[str, Any], workdir: Path, name: str, threads: int, timeout_s: float) -> dict[str, Any]:
+def run_worker(spec: WorkerSpec | dict[str, Any], workdir: Path, name: str, threads: int,
+               timeout_s: float) -> dict[str, Any]:
     """Run one combination in a fresh Python process; its JSON result (or why there is none)."""
     spec_path, result_path = workdir / f"{name}.spec.json", workdir / f"{name}.result.json"
-    spec_path.write_text(json.dumps(spec))
+    spec_path.write_text(json.dumps(spec.to_dict() if isinstance(spec, WorkerSpec) else spec))
     cmd = [sys.executable, "-m", "danet_deploy.bench.worker", str(spec_path), str(result_path)]
     try:
         proc = subprocess.run(cmd, env=worker_env(threads), stdout=subprocess.PIPE, stderr=None, text=True,
@@ -379,8 +384,8 @@ def _log(message: str) -> None:
         print(f"[danet-bench] {message}", file=sys.stderr, flush=True)
 
 
-def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: str | None = None) -> dict[str, Any]:
-    """Run the whole benchmark; return the report dict (schema in :mod:`.report`).
+def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: str | None = None) -> BenchReport:
+    """Run the whole benchmark; return its report (``to_dict()``: the JSON schema in :mod:`.report`).
 
     Two phases: every combination is first exported (or found), then measured in ``cfg.rounds``
     interleaved rounds (each round runs every combination once, in order, each in a fresh
@@ -391,7 +396,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     from .flops import count_preset_flops
     from .gemm import measure_gemm_peak
     from .machine import load_average, machine_info
-    from .report import SCHEMA, SCHEMA_VERSION, summarize_best
+    from .report import BenchReport, summarize_best
 
     started = time.perf_counter()
     config = _model_config(cfg)
@@ -471,19 +476,16 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
         _add_compute(row, flops.total, gemm.get("int8") if row.precision == "int8" else gemm)
         log(f"{row.name}: {row.status}" + (f" p50 {row.p50_ms} ms" if row.status == "ok" else f" ({row.reason})"))
     _add_ratios(rows)
-    row_dicts = [row.to_dict() for row in rows]
     machine["load_average"] = {"before": load_before, "after": load_average()}
-    return {
-        "schema": SCHEMA, "schema_version": SCHEMA_VERSION,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": command, "config": cfg.to_dict(),
-        "model": {"name": config.name, "source": cfg.model, "num_classes": config.num_classes,
-                  "weights": "checkpoint" if Path(cfg.model).is_file()
-                  else ("shipped" if config.weights else "random (seeded, untrained preset)")},
-        "machine": machine, "gemm": gemm, "flops": flops.to_dict(),
-        "scenes": source,
-        "rows": row_dicts, "summary": summarize_best(row_dicts), "seconds": round(time.perf_counter() - started, 1),
-    }
+    return BenchReport(
+        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        command=command, config=cfg.to_dict(),
+        model={"name": config.name, "source": cfg.model, "num_classes": config.num_classes,
+               "weights": "checkpoint" if Path(cfg.model).is_file()
+               else ("shipped" if config.weights else "random (seeded, untrained preset)")},
+        machine=machine, gemm=gemm, flops=flops.to_dict(), scenes=source,
+        rows=rows, summary=summarize_best([row.to_dict() for row in rows]),
+        seconds=round(time.perf_counter() - started, 1))
 
 
 def _prepare_row(cfg: BenchConfig, run: RowRun, config: Any, log: Callable[[str], None]) -> None:
@@ -511,9 +513,8 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
     """One round of one combination in a fresh process; latencies are pooled across rounds."""
     row = run.row
     masks_path = workdir / f"{row.name}.masks.npy"
-    spec = {"model": run.model_ref, "load_options": run.load_options, "batch": cfg.batch,
-            "iters": cfg.iters, "warmup": cfg.warmup, "scenes": str(scenes_path),
-            "predictions": str(masks_path) if round_index == 0 else None, "progress": cfg.progress, "label": row.name}
+    spec = _worker_spec(cfg, run, scenes_path, iters=cfg.iters, warmup=cfg.warmup, progress=cfg.progress,
+                        predictions=str(masks_path) if round_index == 0 else None, label=row.name)
     result = run_worker(spec, workdir, f"{row.name}-r{round_index}", cfg.threads, cfg.timeout_s)
     if result.get("status") != "ok":
         stage = f" (while {result['stage']})" if result.get("stage") else ""
@@ -546,11 +547,18 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
 def _profile_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path) -> None:
     """The row's per-op profile (:mod:`.profile`) from a fresh process; its failure is recorded, not fatal."""
     row = run.row
-    spec = {"model": run.model_ref, "load_options": run.load_options, "batch": cfg.batch, "scenes": str(scenes_path),
-            "profile_runs": cfg.profile}
+    spec = _worker_spec(cfg, run, scenes_path, profile_runs=cfg.profile)
     result = run_worker(spec, workdir, f"{row.name}-profile", cfg.threads, cfg.timeout_s)
     row.profile = result.get("profile") if result.get("status") == "ok" else \
         {"error": f"profiling process failed: {result.get('error', 'unknown error')}"}
+
+
+def _worker_spec(cfg: BenchConfig, run: RowRun, scenes_path: Path, **what: Any) -> WorkerSpec:
+    """The spec of one worker process of ``run`` (``what``: the timing or profiling fields)."""
+    if run.model_ref is None:
+        raise ValueError(f"{run.row.name} has no model to load (it was never prepared)")
+    return WorkerSpec(model=run.model_ref, load_options=run.load_options, batch=cfg.batch, scenes=str(scenes_path),
+                      **what)
 
 
 def _max(a: float | None, b: float | None) -> float | None:

@@ -9,11 +9,7 @@ left to the engines' own chatter.
 This module imports only the runtime (numpy + the one backend library): a torch-free machine
 can run every non-torch combination.
 
-Spec keys: ``model`` (artifact folder or preset name), ``load_options`` (passed to
-``runtime.load``, e.g. ``threads``), ``batch``, ``iters``, ``warmup``, ``scenes`` (``.npz``
-with ``images`` uint8 ``[K, H, W, 3]``), ``predictions`` (``.npy`` to write ``[K, H, W]`` uint8
-argmax masks to), ``progress`` (bool), ``profile_runs`` (when set, the process only records a
-per-op profile over that many inferences: :mod:`.profile`).
+The spec's fields are :class:`WorkerSpec`'s.
 
 Optional backend capabilities used when present (duck-typed, so engines opt in):
 ``infer_many(list[batch]) -> list[logits]`` (asynchronous request queue, throughput mode) and
@@ -29,55 +25,81 @@ import os
 import sys
 import time
 import traceback
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..files import atomic_write_text
-from ..inputs import from_rgb
 from .memory import current_rss_mb, peak_rss_mb
 from .timing import summarize, time_calls
 
+if TYPE_CHECKING:
+    from ..runtime import Session
 
-def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+
+@dataclass
+class WorkerSpec:
+    """What one worker process does: the JSON spec the runner writes and the worker reads."""
+
+    model: str                      # artifact folder or preset name
+    scenes: str                     # .npz with ``images`` uint8 [K, H, W, 3]
+    load_options: dict[str, Any] = field(default_factory=dict)  # passed to runtime.load, e.g. threads
+    batch: int = 1
+    iters: int = 20
+    warmup: int = 3
+    predictions: str | None = None  # .npy to write the [K, H, W] uint8 argmax masks to
+    progress: bool = False
+    label: str = "iterations"       # the progress bar's
+    profile_runs: int = 0           # > 0: this process only records a per-op profile (:mod:`.profile`)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> WorkerSpec:
+        """The spec from its JSON (an unknown key is a runner bug: ``ValueError``)."""
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"worker spec has unknown keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def run_spec(spec: WorkerSpec, result: dict[str, Any]) -> dict[str, Any]:
     """Load, predict the scenes, time; fills ``result`` as it goes, so a failure keeps its stage."""
     from ..runtime import load
 
     result.update(status="failed", stage="load", rss_before_load_mb=current_rss_mb())
     started = time.perf_counter()
-    session = load(spec["model"], **spec.get("load_options", {}))
+    session = load(spec.model, **spec.load_options)
     result["load_s"] = round(time.perf_counter() - started, 3)
     result["rss_after_load_mb"] = current_rss_mb()
     result["engine"] = _jsonable(session.describe())
     try:
-        batch = int(spec.get("batch", 1))
-        scenes = np.load(spec["scenes"], allow_pickle=False)["images"]
-        size = (int(scenes.shape[1]), int(scenes.shape[2]))
+        batch = spec.batch
+        scenes = np.load(spec.scenes, allow_pickle=False)["images"]
 
-        if spec.get("profile_runs"):  # a profiling process: nothing else, so no timing or memory is skewed
+        if spec.profile_runs:  # a profiling process: nothing else, so no timing or memory is skewed
             result["stage"] = "profile"
             from .profile import profile_backend
 
-            picks = [from_rgb(scenes[i % len(scenes)], session.accepts) for i in range(batch)]
-            tensor = session.check_tensor(session.prepare(picks, size))
-            result["profile"] = profile_backend(session.backend, tensor, int(spec["profile_runs"]))
+            tensor = _input_batch(session, scenes, batch)
+            result["profile"] = profile_backend(session.backend, tensor, spec.profile_runs)
             result["status"] = "ok"
             result.pop("stage")
             return result
 
         result["stage"] = "accuracy"
-        if spec.get("predictions"):
-            masks = session.run([from_rgb(s, session.accepts) for s in scenes])
-            np.save(spec["predictions"], np.stack(masks).astype(np.uint8), allow_pickle=False)
+        if spec.predictions:
+            masks = session.run(session.from_rgb(list(scenes)))
+            np.save(spec.predictions, np.stack(masks).astype(np.uint8), allow_pickle=False)
 
         result["stage"] = "timing"
-        picks = [from_rgb(scenes[i % len(scenes)], session.accepts) for i in range(batch)]
-        tensor = session.check_tensor(session.prepare(picks, size))  # an --accept artifact: its uint8 batch
+        tensor = _input_batch(session, scenes, batch)
         backend = session.backend
-        iters, warmup = int(spec.get("iters", 20)), int(spec.get("warmup", 3))
-        times = time_calls(lambda: backend.infer(tensor), iters, warmup, progress=bool(spec.get("progress")),
-                           label=spec.get("label", "iterations"))
+        iters, warmup = spec.iters, spec.warmup
+        times = time_calls(lambda: backend.infer(tensor), iters, warmup, progress=spec.progress, label=spec.label)
         result["latencies_ms"] = [round(t, 4) for t in times]
         result["timing"] = summarize(times, batch)
         result["first_call_included_in_warmup"] = warmup > 0
@@ -103,6 +125,15 @@ def run_spec(spec: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
         # that hangs after measuring would lose a finished row; the OS frees everything anyway.
         result["_session"] = session
     return result
+
+
+def _input_batch(session: Session, scenes: np.ndarray, batch: int) -> np.ndarray:
+    """The engine's input tensor of ``batch`` scenes (cycling through them), as ``Session.run`` would
+    build it: an ``--accept`` artifact gets its uint8 batch. Built once per process, under the stage
+    (timing or profile) that uses it, so a failure here is reported as that stage's."""
+    size = (int(scenes.shape[1]), int(scenes.shape[2]))
+    picks = session.from_rgb([scenes[i % len(scenes)] for i in range(batch)])
+    return session.check_tensor(session.prepare(picks, size))
 
 
 def _async_throughput(backend: Any, tensor: np.ndarray, count: int, batch: int, limit_s: float) -> dict[str, Any]:
@@ -179,10 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m danet_deploy.bench.worker SPEC.json RESULT.json", file=sys.stderr)
         return 2
     spec_path, result_path = Path(argv[0]), Path(argv[1])
-    spec = json.loads(spec_path.read_text())
     result: dict[str, Any] = {}
     try:
-        run_spec(spec, result)
+        run_spec(WorkerSpec.from_dict(json.loads(spec_path.read_text())), result)
     except Exception as exc:
         from ..errors import DanetDeployError, summarize_exception
 

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import typing
 from collections.abc import Sequence
 from typing import Any, TypeVar
 
-from ..request_fields import arg, cli_fields, flags, help_text, resolved
+from ..request_fields import arg, cli_fields, deprecated_flags, flags, help_text, resolved
 from ..targets.options import base_type
 
 R = TypeVar("R")
@@ -41,8 +42,33 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
                 if meta["exclusive"] not in exclusive:
                     exclusive[meta["exclusive"]] = target.add_mutually_exclusive_group()
                 target = exclusive[meta["exclusive"]]
-            target.add_argument(*flags(f), **_argument(f, meta, base_type(hints[f.name])[0]))
+            kwargs = _argument(f, meta, base_type(hints[f.name])[0])
+            target.add_argument(*flags(f), **kwargs)
+            for old, note in deprecated_flags(f).items():
+                target.add_argument(old, **_deprecated_argument(f, kwargs, note))
     return p
+
+
+def _deprecated_argument(f: dataclasses.Field[Any], kwargs: dict[str, Any], note: str) -> dict[str, Any]:
+    """``add_argument`` keywords of an old spelling of a value flag: parsed like the flag, into the same field."""
+    if "type" not in kwargs or f.metadata["cli"]["append"]:
+        raise TypeError(f"{f.name}: only a value flag taken once can have a deprecated spelling")
+    same = {k: v for k, v in kwargs.items() if k in ("type", "choices", "nargs")}
+    return {**same, "dest": f.name, "metavar": kwargs.get("metavar", f.name.upper()), "default": argparse.SUPPRESS,
+            "action": _DeprecatedFlag, "note": note, "help": f"deprecated spelling of {flags(f)[0]}"}
+
+
+class _DeprecatedFlag(argparse.Action):
+    """An old spelling of a flag: stores like the new one and says, on stderr, that it is deprecated."""
+
+    def __init__(self, *args: Any, note: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.note = note
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        print(f"note: {option_string} is deprecated: {self.note}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
 
 
 def _argument(f: dataclasses.Field[Any], meta: dict[str, Any], kind: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError
+from ..targets.builtin import TensorRTOptions
 from ..tensorrt.compat import (
     STAGE_PREPARED,
     check_attention_limit,
@@ -49,7 +50,7 @@ __all__ = ["MODEL_FILE", "build", "build_engine_from_bundle", "build_from_bundle
 MODEL_FILE = "model.onnx"
 
 
-def _build_mode(options: Any) -> bool:
+def _build_mode(options: TensorRTOptions) -> bool:
     """Whether to build the engine now: ``build=true`` requires TensorRT + GPU, ``auto`` uses them if present."""
     if options.build == "auto":
         try:
@@ -63,18 +64,13 @@ def _build_mode(options: Any) -> bool:
     return False
 
 
-def build_from_bundle(source: str | Path, output: str | Path | None, options: Any, *, force: bool = False,
-                      log: Callable[[str], None] | None = None) -> Path:
+def build_from_bundle(source: str | Path, output: str | Path | None, options: TensorRTOptions, *,
+                      force: bool = False, log: Callable[[str], None] | None = None) -> Path:
     """``danet-export --target tensorrt --from BUNDLE_DIR``: the engine from a prepared bundle.
 
     An existing engine folder written by danet-export is replaced either way; ``force`` (``--force``)
     also replaces another folder at ``output``, as for every export."""
-    return build_engine_from_bundle(source, output, workspace=options.workspace, dla_core=options.dla_core,
-                                    timing_cache=options.timing_cache, device=options.device,
-                                    strongly_typed=options.strongly_typed,
-                                    hardware_compatible=options.hardware_compatible,
-                                    legacy_calibrator=options.legacy_calibrator, force=force,
-                                    log=log if log is not None else _print)
+    return build_engine_from_bundle(source, output, options, force=force, log=log if log is not None else _print)
 
 
 def _prepare_int8(ctx: ExportContext, src: Path, dst: Path, tensors: np.ndarray, float_nodes: list[str]) -> dict[str, Any]:
@@ -103,7 +99,8 @@ def _prepare_int8(ctx: ExportContext, src: Path, dst: Path, tensors: np.ndarray,
 def build(ctx: ExportContext) -> TargetResult:
     from .policy import PrecisionPolicy
 
-    r, options = ctx.request, ctx.options
+    r = ctx.request
+    options: TensorRTOptions = ctx.options  # parsed by the registry: TensorRTOptions
     precision = r.precision
     spec = ctx.input_spec(bounded=True)  # the engine's input: float NCHW, or --accept's uint8 NHWC image
     profile = profile_from_input_spec(spec)
@@ -167,12 +164,9 @@ def build(ctx: ExportContext) -> TargetResult:
         return TargetResult(primary=MODEL_FILE, backend="onnxruntime", precision=precision, input=spec,
                             extra={"tensorrt": info}, calibration=calibration)
     engine = build_engine(dst if not legacy else ctx.workdir / LEGACY_ONNX, ctx.workdir / ENGINE_FILE, profile,
-                          precision, input_name=spec["name"],
-                          strongly_typed=options.strongly_typed, workspace=options.workspace,
-                          dla_core=options.dla_core, timing_cache=options.timing_cache,
+                          precision, options, input_name=spec["name"],
                           calibrator_tensors=np.load(ctx.workdir / LEGACY_CALIBRATION) if legacy else None,
-                          calibration_cache=ctx.scratch / "calibration.cache" if legacy else None,
-                          hardware_compatible=options.hardware_compatible, device=options.device, log=ctx.log)
+                          calibration_cache=ctx.scratch / "calibration.cache" if legacy else None, log=ctx.log)
     engine.update(calibration_hash=calib_hash, attention=attention, policy=info["policy"],
                   bundle={"onnx": MODEL_FILE, "prepared": {k: v for k, v in info.items() if k != "build"}})
     return TargetResult(primary=ENGINE_FILE, backend="tensorrt", precision=precision, input=spec,

@@ -3,10 +3,13 @@
 The bundle's ONNX already carries every precision decision (FP16 casts, Q/DQ), so the build is
 *strongly typed* wherever TensorRT supports it (10.x, and the only mode in 11): the engine follows
 the precision policy exactly. On TensorRT 10, ``strongly_typed=False`` instead sets the FP16/INT8
-builder flags (TensorRT then picks per-layer precision itself), and ``legacy_int8_calibrator``
+builder flags (TensorRT then picks per-layer precision itself), and ``legacy_calibrator``
 builds from the bundle's FP32 graph with ``IInt8EntropyCalibrator2`` (deprecated since 10.1,
-removed in 11). The engine file is the plain serialised plan (nothing prefixed, so ``trtexec
---loadEngine`` reads it); its facts go to ``manifest.json`` beside it. No torch here.
+removed in 11). Every build setting arrives as the ``--target tensorrt`` options dataclass
+(:class:`~danet_deploy.targets.builtin.TensorRTOptions`), parsed once; the manifest still records
+the setting under its historical key ``legacy_int8_calibrator``. The engine file is the plain
+serialised plan (nothing prefixed, so ``trtexec --loadEngine`` reads it); its facts go to
+``manifest.json`` beside it. No torch here.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from ..manifest import (
 )
 from ..planner import parse_bytes
 from ..progress import progress_bar
+from ..targets.builtin import TensorRTOptions
 from ..tensorrt.compat import (
     STAGE_ENGINE,
     STAGE_PREPARED,
@@ -57,12 +61,6 @@ PRECISION_FLAGS: dict[str, tuple[str, ...]] = {"fp16": ("FP16",), "int8": ("INT8
 
 def _print(message: str) -> None:
     print(f"[danet-export] {message}", file=sys.stderr, flush=True)
-
-
-def _truthy(value: Any) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
 
 
 def require_tensorrt(device: int = 0) -> tuple[Any, Any, dict[str, Any]]:
@@ -197,25 +195,24 @@ def dla_placement(trt: Any, logger: Any, plan: Any, dla_core: int) -> dict[str, 
     return count_dla_layers(inspector.get_engine_information(trt.LayerInformationFormat.JSON))
 
 
-def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int]], precision: str,
-                 input_name: str = "input", strongly_typed: bool | None = None, workspace: int | str | None = None,
-                 dla_core: int | None = None, timing_cache: str | Path | None = None,
-                 calibrator_tensors: np.ndarray | None = None, calibration_cache: Path | None = None,
-                 hardware_compatible: bool = False, device: int = 0,
-                 log: Callable[[str], None] = _print) -> dict[str, Any]:
-    """Parse ``onnx_path``, build with one optimisation profile and write the plan to ``engine_path``.
+def _check_build_request(trt: Any, gpu: dict[str, Any], precision: str, profile: dict[str, list[int]],
+                         options: TensorRTOptions) -> bool:
+    """Refuse what this TensorRT cannot build before a builder exists; return whether the build is
+    strongly typed.
 
-    Returns the engine facts for the manifest (``extra["tensorrt"]``).
+    Why before: a builder takes GPU memory and the parse takes seconds; a DLA request on TensorRT
+    11, a hardware-compatible engine on a pre-Ampere GPU, or a weakly typed build where TensorRT
+    removed the builder flags are known from the version and the GPU alone. Strongly typed is
+    the default except for the legacy calibrator, which needs the INT8 builder flag.
     """
-    trt, cudart, gpu = require_tensorrt(device)
     version = str(trt.__version__)
     trt_major = major(version)
-    check_dla_request(dla_core, precision, profile, tensorrt_version=version, hardware_compatible=hardware_compatible)
-    if hardware_compatible:
+    legacy = options.legacy_calibrator
+    check_dla_request(options.dla_core, precision, profile, tensorrt_version=version,
+                      hardware_compatible=options.hardware_compatible)
+    if options.hardware_compatible:
         check_hardware_compatible_build(gpu["compute_capability"], gpu["gpu"])
-    legacy = calibrator_tensors is not None
-    if strongly_typed is None:
-        strongly_typed = not legacy
+    strongly_typed = not legacy if options.strongly_typed is None else options.strongly_typed
     if trt_major >= 11 and not strongly_typed:
         raise ConfigError(f"TensorRT {version} builds strongly typed networks only (BuilderFlag.FP16/INT8 and the "
                           "INT8 calibrators were removed in 11); use the prepared FP16/Q-DQ bundle as it is")
@@ -225,21 +222,32 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
     if strongly_typed and not hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         raise ConfigError(f"TensorRT {version} cannot build strongly typed networks; upgrade to TensorRT >= 10 or "
                           "pass --option strongly_typed=false")
+    return strongly_typed
 
-    logger = shared_logger(trt)
-    builder = trt.Builder(logger)
+
+def _parse_network(trt: Any, builder: Any, logger: Any, onnx_path: Path, strongly_typed: bool,
+                   gpu: dict[str, Any], log: Callable[[str], None]) -> Any:
+    """The network parsed from ``onnx_path`` (strongly typed: the ONNX's casts and Q/DQ decide each
+    layer's precision). A parser error names the file and says to re-prepare: the bundle's ONNX
+    was written by danet-export, so a rejection means a version mismatch, not a user mistake."""
     flags = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if strongly_typed else 0
     network = builder.create_network(flags)
     parser = trt.OnnxParser(network, logger)
-    log(f"TensorRT {version}: parsing {onnx_path.name} on {gpu['gpu']} (sm {gpu['compute_capability']})")
+    log(f"TensorRT {trt.__version__}: parsing {onnx_path.name} on {gpu['gpu']} (sm {gpu['compute_capability']})")
     if not parser.parse_from_file(str(onnx_path)):
         errors = [str(parser.get_error(i).desc()) for i in range(parser.num_errors)]
         raise ExportError(f"TensorRT's ONNX parser rejected {onnx_path.name}: {'; '.join(errors) or 'no details'}; "
                           "re-prepare the bundle with this danet-deploy version")
+    return network
 
-    config = builder.create_builder_config()
-    if workspace is not None:
-        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, parse_bytes(workspace))
+
+def _add_profile(trt: Any, builder: Any, config: Any, network: Any, profile: dict[str, list[int]],
+                 legacy: bool) -> tuple[int, ...]:
+    """Add the bundle's optimisation profile when the input has dynamic dims; return the input dims.
+
+    A static input needs none (TensorRT refuses a profile that disagrees with it). The legacy
+    calibrator calibrates at the calibration profile's opt shape, so that profile is set too.
+    """
     dims = tuple(int(d) for d in network.get_input(0).shape)
     if any(d < 0 for d in dims):
         opt_profile = builder.create_optimization_profile()
@@ -247,56 +255,91 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
         config.add_optimization_profile(opt_profile)
         if legacy and hasattr(config, "set_calibration_profile"):
             config.set_calibration_profile(opt_profile)
-    wanted = list(PRECISION_FLAGS.get(precision, ())) if not strongly_typed else []
-    calibrator: Any = None
-    dla_capable = 0
-    if not strongly_typed:
-        for flag in wanted:
-            if not hasattr(trt.BuilderFlag, flag):
-                raise ConfigError(f"TensorRT {version} has no BuilderFlag.{flag}; build strongly typed instead")
-            config.set_flag(getattr(trt.BuilderFlag, flag))
-    if legacy:
-        if not hasattr(config, "int8_calibrator"):
-            raise ConfigError(f"TensorRT {version} has no IBuilderConfig.int8_calibrator; build the Q/DQ bundle "
-                              "without --legacy-calibrator")
-        calib_cache = calibration_cache or engine_path.with_name("calibration.cache")
-        # static input: its own shape; dynamic: TensorRT calibrates at the calibration profile's opt shape
-        calib_shape = list(dims) if all(d > 0 for d in dims) else list(profile["opt"])
-        assert calibrator_tensors is not None, "build_engine_from_bundle loads the calibration tensors for legacy"
-        calibrator = _entropy_calibrator(trt, cudart, calibrator_tensors, calib_cache, calib_shape)
-        config.int8_calibrator = calibrator
-    if dla_core is not None:
-        available = int(getattr(builder, "num_DLA_cores", 0))
-        if int(dla_core) >= available:
-            raise ConfigError(f"--dla-core {dla_core} does not exist: this device has {available} DLA core(s) "
-                              f"(Jetson AGX/NX Orin: 0..1); leave --dla-core out to build for the GPU")
-        config.default_device_type = trt.DeviceType.DLA
-        config.DLA_core = int(dla_core)
-        config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
-        # DETAILED layer information lets the engine inspector say where each layer runs
-        config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-        dla_capable = sum(bool(config.can_run_on_DLA(network.get_layer(i))) for i in range(network.num_layers))
-        log(f"DLA core {dla_core} with GPU fallback: {dla_capable} of {network.num_layers} network layers can run "
-            "on DLA")
-    if hardware_compatible:
-        if not hasattr(config, "hardware_compatibility_level"):
-            raise ConfigError(f"TensorRT {version} cannot build hardware-compatible engines; drop "
-                              "--option hardware_compatible")
-        config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-    cache_path = Path(timing_cache) if timing_cache else None
-    cache_bytes = cache_path.read_bytes() if cache_path and cache_path.is_file() else b""
-    if cache_path is not None:
-        cache = config.create_timing_cache(cache_bytes)
-        if not config.set_timing_cache(cache, ignore_mismatch=False):
-            raise ExportError(f"TensorRT rejected the timing cache {cache_path} (from another TensorRT version or "
-                              "GPU?); delete it or pass another --timing-cache")
-        log(f"timing cache {cache_path} ({'read ' + str(len(cache_bytes)) + ' bytes' if cache_bytes else 'new'})")
-    monitor = _progress_monitor(trt, log)
-    if monitor is not None and hasattr(config, "progress_monitor"):
-        config.progress_monitor = monitor
+    return dims
 
-    log(f"building ({'strongly typed' if strongly_typed else 'builder flags'}, {precision}, "
-        f"{describe_profile(profile)}); this takes minutes")
+
+def _set_precision_flags(trt: Any, config: Any, precision: str, strongly_typed: bool) -> list[str]:
+    """The FP16/INT8 builder flags of a weakly typed build (TensorRT 10 picks per-layer precision
+    within them); none for a strongly typed one, whose ONNX already says. Returns the flags set."""
+    if strongly_typed:
+        return []
+    wanted = list(PRECISION_FLAGS.get(precision, ()))
+    for flag in wanted:
+        if not hasattr(trt.BuilderFlag, flag):
+            raise ConfigError(f"TensorRT {trt.__version__} has no BuilderFlag.{flag}; build strongly typed instead")
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    return wanted
+
+
+def _attach_calibrator(trt: Any, cudart: Any, config: Any, dims: tuple[int, ...], profile: dict[str, list[int]],
+                       tensors: np.ndarray | None, cache_file: Path) -> Any:
+    """The legacy entropy calibrator on ``config``, fed whole batches of the calibration shape.
+
+    The shape is the static input's own, or the calibration profile's opt shape for a dynamic
+    one, because TensorRT reads exactly that many floats per batch. The caller frees its device
+    buffer after the build (``_serialize``)."""
+    if not hasattr(config, "int8_calibrator"):
+        raise ConfigError(f"TensorRT {trt.__version__} has no IBuilderConfig.int8_calibrator; build the Q/DQ bundle "
+                          "without --legacy-calibrator")
+    if tensors is None:
+        raise ConfigError("the legacy calibrator needs the bundle's calibration tensors; build it with "
+                          "danet-export --target tensorrt --from BUNDLE_DIR")
+    calib_shape = list(dims) if all(d > 0 for d in dims) else list(profile["opt"])
+    calibrator = _entropy_calibrator(trt, cudart, tensors, cache_file, calib_shape)
+    config.int8_calibrator = calibrator
+    return calibrator
+
+
+def _place_on_dla(trt: Any, builder: Any, config: Any, network: Any, dla_core: int,
+                  log: Callable[[str], None]) -> int:
+    """Build for DLA core ``dla_core`` with GPU fallback; return how many network layers can run there.
+
+    The core must exist on this device (Orin has two); detailed profiling verbosity lets the
+    engine inspector say afterwards where each layer landed (:func:`_dla_facts`)."""
+    available = int(getattr(builder, "num_DLA_cores", 0))
+    if dla_core >= available:
+        raise ConfigError(f"--dla-core {dla_core} does not exist: this device has {available} DLA core(s) "
+                          f"(Jetson AGX/NX Orin: 0..1); leave --dla-core out to build for the GPU")
+    config.default_device_type = trt.DeviceType.DLA
+    config.DLA_core = dla_core
+    config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+    config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
+    dla_capable = sum(bool(config.can_run_on_DLA(network.get_layer(i))) for i in range(network.num_layers))
+    log(f"DLA core {dla_core} with GPU fallback: {dla_capable} of {network.num_layers} network layers can run on DLA")
+    return dla_capable
+
+
+def _set_hardware_compatibility(trt: Any, config: Any) -> None:
+    """An Ampere+ hardware-compatible engine (runs on any Ampere or newer GPU, at some speed cost)."""
+    if not hasattr(config, "hardware_compatibility_level"):
+        raise ConfigError(f"TensorRT {trt.__version__} cannot build hardware-compatible engines; drop "
+                          "--option hardware_compatible")
+    config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+
+
+def _use_timing_cache(config: Any, timing_cache: str | None, log: Callable[[str], None]) -> Path | None:
+    """Read the timing cache file (if it exists) into ``config``; return its path to write back.
+
+    A cache from another TensorRT or GPU is refused (``ignore_mismatch=False``) rather than
+    silently ignored, so a stale cache never makes a build slower without saying so."""
+    if not timing_cache:
+        return None
+    cache_path = Path(timing_cache)
+    cache_bytes = cache_path.read_bytes() if cache_path.is_file() else b""
+    cache = config.create_timing_cache(cache_bytes)
+    if not config.set_timing_cache(cache, ignore_mismatch=False):
+        raise ExportError(f"TensorRT rejected the timing cache {cache_path} (from another TensorRT version or "
+                          "GPU?); delete it or pass another --timing-cache")
+    log(f"timing cache {cache_path} ({'read ' + str(len(cache_bytes)) + ' bytes' if cache_bytes else 'new'})")
+    return cache_path
+
+
+def _serialize(builder: Any, network: Any, config: Any, calibrator: Any, engine_path: Path,
+               log: Callable[[str], None]) -> tuple[Any, float]:
+    """Build and write the plan to ``engine_path`` atomically; return ``(plan, seconds)``.
+
+    The calibrator's device buffer is freed whether or not the build succeeds; a failed build
+    (TensorRT returns ``None``) names the usual fixes."""
     started = time.perf_counter()
     try:
         plan = builder.build_serialized_network(network, config)
@@ -308,43 +351,96 @@ def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int
                           "--workspace, a smaller --max-size/--max-batch, or more --attention-chunks")
     seconds = time.perf_counter() - started
     atomic_write_bytes(engine_path, memoryview(plan))
+    log(f"engine {engine_path.name}: {engine_path.stat().st_size / 2**20:.1f} MiB in {seconds:.0f} s")
+    return plan, seconds
+
+
+def _dla_facts(trt: Any, logger: Any, plan: Any, dla_core: int, dla_capable: int, strongly_typed: bool,
+               log: Callable[[str], None]) -> dict[str, Any]:
+    """Where the built engine's layers run (from the engine inspector), for the manifest and a warning
+    when none landed on DLA. An inspection failure leaves the count unknown rather than failing a
+    build that succeeded."""
+    try:
+        placement: dict[str, Any] = dla_placement(trt, logger, plan, dla_core)
+    except Exception as exc:
+        log(f"WARNING: could not inspect the engine's DLA layers ({exc}); check with trtexec --loadEngine "
+            f"--useDLACore={dla_core} --dumpLayerInfo --profilingVerbosity=detailed")
+        placement = {"dla_layers": None, "layers": None}
+    if placement["dla_layers"] == 0:
+        weak_hint = major(str(trt.__version__)) < 11 and strongly_typed
+        log(f"WARNING: no layer of the engine runs on DLA core {dla_core} (all fell back to the GPU; "
+            f"{dla_capable} network layers were DLA-capable)"
+            + ("; on TensorRT 10 try a weakly typed build: --option strongly_typed=false" if weak_hint else ""))
+    elif placement["dla_layers"] is not None:
+        log(f"{placement['dla_layers']} of {placement['layers']} engine layers run on DLA core {dla_core}")
+    return {"dla_layers": placement["dla_layers"], "engine_layers": placement["layers"],
+            "dla_capable_network_layers": dla_capable}
+
+
+def build_engine(onnx_path: Path, engine_path: Path, profile: dict[str, list[int]], precision: str,
+                 options: TensorRTOptions | None = None, *, input_name: str = "input",
+                 calibrator_tensors: np.ndarray | None = None, calibration_cache: Path | None = None,
+                 log: Callable[[str], None] = _print) -> dict[str, Any]:
+    """Parse ``onnx_path``, build with one optimisation profile and write the plan to ``engine_path``.
+
+    ``options``: the ``--target tensorrt`` options as parsed (device, workspace, DLA core, timing
+    cache, strongly typed, hardware compatibility, legacy calibrator), read here as they are.
+    ``calibrator_tensors``: the legacy calibrator's float32 NCHW samples (``legacy_calibrator``
+    only). Returns the engine facts for the manifest (``extra["tensorrt"]``).
+    """
+    options = options if options is not None else TensorRTOptions()
+    legacy = options.legacy_calibrator
+    trt, cudart, gpu = require_tensorrt(options.device)
+    strongly_typed = _check_build_request(trt, gpu, precision, profile, options)
+    logger = shared_logger(trt)
+    builder = trt.Builder(logger)
+    network = _parse_network(trt, builder, logger, onnx_path, strongly_typed, gpu, log)
+    config = builder.create_builder_config()
+    workspace = parse_bytes(options.workspace) if options.workspace is not None else None
+    if workspace is not None:
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, workspace)
+    dims = _add_profile(trt, builder, config, network, profile, legacy)
+    wanted = _set_precision_flags(trt, config, precision, strongly_typed)
+    calibrator = _attach_calibrator(trt, cudart, config, dims, profile, calibrator_tensors,
+                                    calibration_cache or engine_path.with_name("calibration.cache")) if legacy else None
+    dla_capable = _place_on_dla(trt, builder, config, network, options.dla_core, log) \
+        if options.dla_core is not None else 0
+    if options.hardware_compatible:
+        _set_hardware_compatibility(trt, config)
+    cache_path = _use_timing_cache(config, options.timing_cache, log)
+    monitor = _progress_monitor(trt, log)
+    if monitor is not None and hasattr(config, "progress_monitor"):
+        config.progress_monitor = monitor
+    log(f"building ({'strongly typed' if strongly_typed else 'builder flags'}, {precision}, "
+        f"{describe_profile(profile)}); this takes minutes")
+    plan, seconds = _serialize(builder, network, config, calibrator, engine_path, log)
     if cache_path is not None:
         atomic_write_bytes(cache_path, memoryview(config.get_timing_cache().serialize()))
-    log(f"engine {engine_path.name}: {engine_path.stat().st_size / 2**20:.1f} MiB in {seconds:.0f} s")
-    dla: dict[str, Any] = {}
-    if dla_core is not None:
-        try:
-            placement: dict[str, Any] = dla_placement(trt, logger, plan, dla_core)
-        except Exception as exc:  # the engine is built; say that placement is unknown rather than fail it
-            log(f"WARNING: could not inspect the engine's DLA layers ({exc}); check with trtexec --loadEngine "
-                f"--useDLACore={dla_core} --dumpLayerInfo --profilingVerbosity=detailed")
-            placement = {"dla_layers": None, "layers": None}
-        dla = {"dla_layers": placement["dla_layers"], "engine_layers": placement["layers"],
-               "dla_capable_network_layers": dla_capable}
-        if placement["dla_layers"] is None:
-            pass
-        elif placement["dla_layers"] == 0:
-            log(f"WARNING: no layer of the engine runs on DLA core {dla_core} (all fell back to the GPU; "
-                f"{dla_capable} network layers were DLA-capable)"
-                + ("; on TensorRT 10 try a weakly typed build: --option strongly_typed=false" if trt_major < 11
-                   and strongly_typed else ""))
-        else:
-            log(f"{placement['dla_layers']} of {placement['layers']} engine layers run on DLA core {dla_core}")
-    return {**dla, "stage": STAGE_ENGINE, "version": version, "gpu": gpu["gpu"],
+    dla = _dla_facts(trt, logger, plan, options.dla_core, dla_capable, strongly_typed, log) \
+        if options.dla_core is not None else {}
+    return {**dla, "stage": STAGE_ENGINE, "version": str(trt.__version__), "gpu": gpu["gpu"],
             "compute_capability": gpu["compute_capability"], "precision": precision,
-            "strongly_typed": bool(strongly_typed), "builder_flags": wanted,
+            "strongly_typed": strongly_typed, "builder_flags": wanted,
             "legacy_int8_calibrator": legacy, "profiles": [{"input": input_name, **profile}],
-            "workspace": parse_bytes(workspace) if workspace is not None else None, "dla_core": dla_core,
-            "hardware_compatibility": "ampere_plus" if hardware_compatible else "none", "version_compatible": False,
-            "timing_cache": str(cache_path) if cache_path else None, "build_seconds": round(seconds, 1)}
+            "workspace": workspace, "dla_core": options.dla_core,
+            "hardware_compatibility": "ampere_plus" if options.hardware_compatible else "none",
+            "version_compatible": False, "timing_cache": str(cache_path) if cache_path else None,
+            "build_seconds": round(seconds, 1)}
+
+
+def bundle_build_options(options: TensorRTOptions | None = None, **values: Any) -> TensorRTOptions:
+    """The options of a build from a bundle: ``options`` (parsed, e.g. ``danet-export --option``)
+    with ``values`` laid over them, through the same parser (``dla_core="0"`` from a command line
+    and ``0`` from Python alike; an unknown name is a :class:`ConfigError` naming the valid ones)."""
+    if not values and options is not None:
+        return options
+    base = options.to_dict() if options is not None else {}
+    return TensorRTOptions.parse({**base, **values}, "tensorrt")
 
 
 def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | None = None,
-                             workspace: int | str | None = None, dla_core: int | str | None = None,
-                             timing_cache: str | Path | None = None, legacy_int8_calibrator: bool = False,
-                             log: Callable[[str], None] = _print, device: int | str = 0,
-                             strongly_typed: bool | str | None = None, hardware_compatible: bool | str = False,
-                             legacy_calibrator: bool | None = None, force: bool = False) -> Path:
+                             options: TensorRTOptions | None = None, *, force: bool = False,
+                             log: Callable[[str], None] = _print, **values: Any) -> Path:
     """``danet-export --target tensorrt --from BUNDLE_DIR``: build ``model.engine`` + manifest.
 
     Checks, in order, before any slow work: the bundle's manifest and hashes, that it is a
@@ -355,24 +451,24 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
 
     Args:
         output_dir: engine folder (default: ``<bundle>-engine`` beside the bundle).
-        workspace: builder workspace limit (bytes or ``"2GB"``).
-        dla_core: Jetson DLA core, with GPU fallback.
-        timing_cache: file read if present and written back (atomically) after the build.
-        legacy_int8_calibrator: TensorRT <= 10 only: build the bundle's FP32 graph with
-            ``IInt8EntropyCalibrator2`` (bundle prepared with ``--legacy-calibrator``).
+        options: the ``--target tensorrt`` options (:class:`~danet_deploy.targets.builtin.TensorRTOptions`);
+            ``**values`` set single ones by name (``workspace="2GB"``, ``dla_core=0``,
+            ``timing_cache=PATH``, ``legacy_calibrator=True`` for a bundle prepared with
+            ``--legacy-calibrator``, ...), parsed as ``--option`` values are.
     """
+    options = bundle_build_options(options, **values)
     bundle = Path(bundle_dir)
     manifest = read_manifest(bundle)
     info = manifest.extra.get("tensorrt", {})
     if manifest.target != "tensorrt" or info.get("stage") != STAGE_PREPARED:
         raise ConfigError(f"{bundle} is not a prepared TensorRT bundle (target {manifest.target!r}, stage "
                           f"{info.get('stage')!r}); prepare one with danet-export --target tensorrt --precision ...")
-    legacy = _truthy(legacy_calibrator) if legacy_calibrator is not None else _truthy(legacy_int8_calibrator)
+    legacy = options.legacy_calibrator
     profile = {k: list(v) for k, v in info["profiles"][0].items() if k in ("min", "opt", "max")}
     attention = info["attention"]
     plan = check_attention_limit(to_nchw(profile["max"], manifest.input.layout), attention["chunks"],
                                  attention["output_stride"], attention["feature_channels"])
-    check_dla_request(dla_core, manifest.precision, profile, hardware_compatible=_truthy(hardware_compatible))
+    check_dla_request(options.dla_core, manifest.precision, profile, hardware_compatible=options.hardware_compatible)
     log(f"bundle {bundle}: {manifest.precision}, {describe_profile(profile)}; {plan.summary()}")
     onnx_file = artifact_path(bundle, info.get("onnx", manifest.primary), "bundle ONNX")
     checkpoint = artifact_checkpoint(bundle, manifest)  # travels into the engine folder for its torch reference
@@ -386,17 +482,12 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
         tensors = np.load(artifact_path(bundle, LEGACY_CALIBRATION), allow_pickle=False)
         calibration_batches(tensors, profile["opt"])  # whole batches of the calibration shape, or a clear error
         onnx_file = artifact_path(bundle, LEGACY_ONNX)
-    device = int(device)
     out = check_output_dir(Path(output_dir) if output_dir else bundle.with_name(f"{bundle.name}-engine"), force)
-    require_tensorrt(device)  # fail fast, before the output folder is created
+    require_tensorrt(options.device)  # fail fast, before the output folder is created
     with atomic_artifact_dir(out, force=force, log=log) as work:
-        facts = build_engine(onnx_file, work / ENGINE_FILE, profile, manifest.precision,
-                             input_name=manifest.input.name,
-                             strongly_typed=None if strongly_typed is None else _truthy(strongly_typed),
-                             workspace=workspace, dla_core=None if dla_core is None else int(dla_core),
-                             timing_cache=timing_cache, calibrator_tensors=tensors,
-                             calibration_cache=(work / "calibration.cache") if legacy else None,
-                             hardware_compatible=_truthy(hardware_compatible), device=device, log=log)
+        facts = build_engine(onnx_file, work / ENGINE_FILE, profile, manifest.precision, options,
+                             input_name=manifest.input.name, calibrator_tensors=tensors,
+                             calibration_cache=(work / "calibration.cache") if legacy else None, log=log)
         facts.update(calibration_hash=info.get("calibration_hash"), attention=attention, policy=info.get("policy"),
                      bundle={"path": str(bundle), "onnx_sha256": manifest.files.get(onnx_file.name)})
         if checkpoint is not None:

@@ -24,7 +24,7 @@ from ..targets import (
     reference_engine,
     target_names,
 )
-from .backends.base import backend_class, check_options
+from .backends.base import backend_class
 from .session import Session
 
 
@@ -52,8 +52,10 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
             preset name such as ``danet_demo``.
         backend: override the backend (e.g. run an ONNX artifact with ``openvino``).
         verify: check the manifest's file hashes (default) before loading.
-        **options: backend options, e.g. ``threads=2``, ``providers=[...]``, ``device="CPU"``;
-            an option the backend does not declare is a :class:`ConfigError`.
+        **options: backend options, e.g. ``threads=2``, ``providers=[...]``, ``device="CPU"``: the
+            fields of the backend's options dataclass (``OnnxRuntimeEngineOptions`` ...), parsed
+            like ``danet-export --option`` values; an option the backend does not declare, or a
+            value of the wrong type, is a :class:`ConfigError` naming it.
     """
     if not isinstance(path, (str, os.PathLike)) or not str(path):
         raise ConfigError(f"load() takes an artifact folder, a model file or a preset name (str or path), got "
@@ -99,6 +101,5 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
     cls = backend_class(name)
     if preset is not None:
         options = {"preset": preset, **options}
-    check_options(cls, options)
-    instance = cls(model_file, manifest, **options)
+    instance = cls(model_file, manifest, **options)  # its options dataclass parses them before any work
     return Session(instance, manifest or instance.manifest)

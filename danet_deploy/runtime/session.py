@@ -29,7 +29,7 @@ import numpy as np
 
 from ..counts import is_count
 from ..errors import ConfigError, InputError, ManifestError, NonFiniteOutputError, SessionClosedError
-from ..inputs import FLOAT, check_image_batch, image_batch, image_order
+from ..inputs import FLOAT, check_image_batch, from_rgb, image_batch, image_order
 from ..manifest import Manifest, PreprocessingInfo
 from ..outputs import LOGITS, LOGITS_LOWRES, MASK, invalid_mask_value, mask_dtype
 from ..planner import feature_size, minimum_input_size
@@ -98,6 +98,16 @@ class Session:
         """Colour order of the uint8 images :meth:`run` and :meth:`stream` take: ``RGB``, or ``BGR``
         for an ``--accept bgr8`` artifact (which is handed the camera's bytes as they are)."""
         return image_order(self.accepts)
+
+    def from_rgb(self, images: Any) -> Any:
+        """RGB image(s) in the colour order :meth:`run`, :meth:`stream` and :meth:`prepare` take
+        (:attr:`image_order`): as they are, or with R and B swapped for an ``--accept bgr8`` artifact.
+        One HxWx3 image or an NxHxWx3 array gives an array back; a list or tuple gives a list. Why:
+        whatever holds RGB pixels (decoded files and videos, danet-serve's RGB contract, ROS 2 messages
+        converted to RGB) hands them to a session through this one call."""
+        if isinstance(images, (list, tuple)):
+            return [from_rgb(image, self.accepts) for image in images]
+        return from_rgb(images, self.accepts)
 
     def prepare(self, images: Sequence[np.ndarray], size: tuple[int, int] | None = None) -> np.ndarray:
         """What the engine takes for same-size uint8 HxWx3 ``images`` (resized to ``size`` if given):

@@ -15,13 +15,19 @@ the caller still receives frames in order.
 
 Two policies for what happens when the source is faster than the engine:
     * ``"all"`` (files): every frame is processed, in order; the reader waits (bounded queues).
+      Preprocessing runs on its own thread, ahead of the engine.
     * ``"latest"`` (live cameras): the reader never waits; a frame not yet picked up when a newer
       one arrives is dropped (counted), so the engine always works on the newest frame and the
-      latency does not grow behind a backlog. The preprocessed frame waiting for the engine is
-      replaced the same way: with a bounded queue there, one preprocessed frame sat in it and a
-      second one in the blocked preprocessing thread, so a mask came from a frame up to three
-      engine periods old (measured through the ROS 2 node); now a frame waits at most for the
-      engine call in progress.
+      latency does not grow behind a backlog. There is no preprocessing stage ahead of the engine:
+      an engine worker that becomes free takes the newest raw frame and preprocesses it itself,
+      then runs it. Why: a stage ahead preprocessed every frame the camera sent, most of them then
+      dropped, which took CPU from the engine on a small host, and the tensor it left waiting was
+      older than the newest frame by the time the engine took it (a mask up to 1.33 engine periods
+      stale through the ROS 2 node, at 30 fps into a ~200 ms engine on 2 cores). Now no work is
+      done on a dropped frame, and a frame waits at most for the engine call in progress; the
+      price is the few milliseconds of preprocessing no longer overlapping the engine.
+
+    source --(reader)--> newest frame --(engine x jobs: preprocess, engine)--> outputs --(caller: post)--> yield
 
 An exception in any stage stops the others and is raised in the caller; closing the generator
 early (``break``) stops and joins every thread. Nothing is left running either way.
@@ -107,7 +113,7 @@ class _LatestSlot:
 class _Numbered:
     """The engine stage's source: numbers frames in the order the engine takes them (under one lock,
     so several engine workers cannot swap numbers), so the caller's in-order hand-back has no gap
-    where the latest policy replaced a preprocessed frame before the engine took it."""
+    where the latest policy replaced a frame before the engine took it."""
 
     def __init__(self, source: Any) -> None:
         self.source, self._lock, self._next = source, threading.Lock(), 0
@@ -168,9 +174,15 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
     plan = _Plan(session)
     jobs = _count(jobs, "jobs") if jobs is not None else plan.jobs
     stop = threading.Event()
-    raw: _LatestSlot | _Bounded = _LatestSlot() if policy == "latest" else _Bounded(depth)
-    tensors: _LatestSlot | _Bounded = _LatestSlot() if policy == "latest" else _Bounded(depth)
+    latest = policy == "latest"
+    raw: _LatestSlot | _Bounded = _LatestSlot() if latest else _Bounded(depth)
     outputs = _Bounded(depth + jobs)
+    pre_step, engine_step = ("preprocessing", plan.pre), ("inference", plan.engine)
+    tensors: _Bounded | None = None
+    if latest:  # the engine workers take the newest raw frame and preprocess it themselves
+        engine_steps = [pre_step, engine_step]
+    else:  # a preprocessing thread keeps a bounded queue of tensors ahead of the engine
+        tensors, engine_steps = _Bounded(depth), [engine_step]
     running = {"preprocessing": 1, "inference": jobs}  # workers per stage still reading their source
     running_lock = threading.Lock()
 
@@ -185,13 +197,14 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
         except BaseException as exc:
             raw.put(_Failure(READING, exc), stop)
 
-    def stage(name: str, source: Any, sink: _Bounded, work: Any) -> None:
+    def stage(group: str, source: Any, sink: _Bounded, steps: list[tuple[str, Any]]) -> None:
+        """One worker of ``group``: each item from ``source`` through ``steps`` (name, work) into ``sink``."""
         while True:
             item = source.get(stop)
             if item is _END:  # pass it back for any sibling worker; the last one to stop passes it on
                 with running_lock:
-                    running[name] -= 1
-                    last = running[name] == 0
+                    running[group] -= 1
+                    last = running[group] == 0
                 if not last:
                     source.put(_END, stop)
                 else:
@@ -200,19 +213,21 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
             if isinstance(item, _Failure):
                 sink.put(item, stop)
                 return
-            try:
-                work(item)
-            except BaseException as exc:
-                sink.put(_Failure(name, exc), stop)
-                return
+            for name, work in steps:
+                try:
+                    work(item)
+                except BaseException as exc:
+                    sink.put(_Failure(name, exc), stop)
+                    return
             if not sink.put(item, stop):
                 return
 
-    threads = [threading.Thread(target=reader, name="danet-stream-reader", daemon=True),
-               threading.Thread(target=stage, args=("preprocessing", raw, tensors, plan.pre),
-                                name="danet-stream-pre", daemon=True)]
-    numbered = _Numbered(tensors)
-    threads += [threading.Thread(target=stage, args=("inference", numbered, outputs, plan.engine),
+    threads = [threading.Thread(target=reader, name="danet-stream-reader", daemon=True)]
+    if tensors is not None:
+        threads.append(threading.Thread(target=stage, args=("preprocessing", raw, tensors, [pre_step]),
+                                        name="danet-stream-pre", daemon=True))
+    numbered = _Numbered(raw if tensors is None else tensors)
+    threads += [threading.Thread(target=stage, args=("inference", numbered, outputs, engine_steps),
                                  name=f"danet-stream-engine-{k}", daemon=True) for k in range(jobs)]
     for thread in threads:
         thread.start()
@@ -242,7 +257,7 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
             mask = plan.post(item)
             done = time.perf_counter()
             timings = {"pre": item.pre_ms, "engine": item.engine_ms, "post": (done - start) * 1000.0,
-                       "latency": (done - item.read_at) * 1000.0, "dropped": float(raw.dropped + tensors.dropped)}
+                       "latency": (done - item.read_at) * 1000.0, "dropped": float(raw.dropped)}
             yield item.index, mask, timings
     finally:
         stop.set()

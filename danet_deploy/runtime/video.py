@@ -27,7 +27,6 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, InputError, summarize_exception
 from ..files import atomic_output, not_a_file_reason
-from ..inputs import from_rgb
 from .preprocess import image_hw, legend, overlay, resize_image
 
 
@@ -209,7 +208,7 @@ def segment_video(session: Any, source: Frames, output: str | Path, *, policy: s
             if max_frames is not None and index >= max_frames:
                 return
             kept[index] = frame
-            yield from_rgb(frame, session.accepts)  # decoded RGB; an --accept bgr8 artifact takes BGR
+            yield session.from_rgb(frame)  # decoded RGB; an --accept bgr8 artifact takes BGR
 
     kept: dict[int, np.ndarray] = {}  # frames in flight, for the overlay (released as they are written)
     writer: VideoWriter | None = None

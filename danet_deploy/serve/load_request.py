@@ -113,7 +113,6 @@ class LoadTestResult:
 
 def load_test(request: LoadTestRequest) -> LoadTestResult:
     """Warm each endpoint up, then one :func:`.loadtest.run_load` per endpoint and client count."""
-    from ..inputs import from_rgb
     from .client import SegmentationClient
     from .loadtest import generated_images, run_load
 
@@ -124,7 +123,7 @@ def load_test(request: LoadTestRequest) -> LoadTestResult:
         from .. import runtime
 
         with runtime.load(request.artifact) as session:
-            references = [session.run(from_rgb(img, session.accepts)) for img in images]
+            references = [session.run(session.from_rgb(img)) for img in images]
     reports = []
     for proto, url in endpoints:
         with SegmentationClient(url, proto, model_name=request.model_name) as client:

@@ -31,7 +31,6 @@ from typing import Any
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, DanetDeployError, ServeError, summarize_exception
-from ..inputs import from_rgb
 from ..outputs import mask_dtype
 from ..request_fields import arg
 from . import libpython
@@ -203,7 +202,7 @@ def make_infer(session: Any, max_image_side: int, mask_type: Any = np.uint8) -> 
             raise refuse(problem)
         try:
             # the contract is RGB; an --accept bgr8 artifact takes its images in BGR
-            masks = session.run([from_rgb(img, session.accepts) for img in image])
+            masks = session.run(session.from_rgb(list(image)))
         except DanetDeployError as exc:
             raise refuse(str(exc)) from exc
         # the declared output type (uint8 up to 255 classes): an older artifact's mask may differ

@@ -23,12 +23,18 @@ _logger: Any = None
 _owner: Any = None  # the tensorrt module the logger belongs to (tests swap in fakes)
 
 
-def severity(trt: Any, level: str) -> Any:
-    """``"info"`` -> ``trt.Logger.INFO``; an unknown name is a :class:`ConfigError` listing the choices."""
+def level_name(level: str) -> str:
+    """``"Info"`` -> ``"INFO"`` (the ``trt.Logger`` attribute); an unknown name is a :class:`ConfigError`
+    listing the choices. No TensorRT needed: options are checked with it before any is imported."""
     name = LEVELS.get(str(level).strip().lower())
     if name is None:
         raise ConfigError(f"unknown TensorRT log level {level!r}; choose one of {', '.join(LEVELS)}")
-    return getattr(trt.Logger, name)
+    return name
+
+
+def severity(trt: Any, level: str) -> Any:
+    """``"info"`` -> ``trt.Logger.INFO``; an unknown name is a :class:`ConfigError` listing the choices."""
+    return getattr(trt.Logger, level_name(level))
 
 
 def shared_logger(trt: Any, level: str | None = None) -> Any:

@@ -12,13 +12,12 @@ Backend modules import their library lazily (inside ``__init__``) and raise
 from __future__ import annotations
 
 import abc
-import inspect
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,7 +27,37 @@ from ...extras import PACKAGES, install_hint
 from ...manifest import Manifest
 from ...outputs import emit_from_names
 from ...targets import engine_names, get_engine, resolve
-from ...targets.options import suggest
+from ...targets.options import Options, option
+
+MAX_THREADS = 256
+
+
+def _check_threads(threads: int) -> None:
+    # each engine reads 0 or a negative count its own way (ONNX Runtime: "all cores"; torch: an error),
+    # and thousands of threads took minutes to start on a 2-core machine
+    if not is_count(threads, 1, MAX_THREADS):
+        raise ConfigError(f"threads must be a whole number in 1..{MAX_THREADS} (or None for the engine's default), "
+                          f"got {threads!r:.40}")
+
+
+@dataclass(frozen=True)
+class EngineOptions(Options):
+    """Base of every runtime engine's options (``runtime.load(path, **options)``), parsed like target options.
+
+    Each backend declares its own subclass beside it (``OpenVINOEngineOptions`` ...) and names it
+    as :attr:`Backend.options_class`; :meth:`~danet_deploy.targets.options.Options.parse` types
+    the keyword arguments (``"2"`` from a command line and ``2`` from Python alike), checks
+    allowed values, and refuses an option the engine does not declare, naming the valid ones.
+
+    ``threads`` is here because one option set fits every engine (the benchmark, serving and
+    ``danet-run --threads`` pass it to whichever engine runs): an engine that computes on a GPU
+    accepts it and ignores it.
+    """
+
+    threads: int | None = option(None, "intra-op CPU threads (default: the engine's own)", check=_check_threads)
+
+    where_text = "the {owner} backend's option {key}"
+    unknown_text = "the {owner} backend has no option {key!r}{hint}; valid: {valid}"
 
 
 @dataclass(frozen=True)
@@ -81,8 +110,9 @@ class Backend(abc.ABC):
     A backend is constructed as ``Backend(model_file, manifest, **options)``: ``model_file`` is
     the artifact's primary file (``None`` for a reference preset), ``manifest`` its verified
     manifest (``None`` for a bare file: the backend builds one from the file's own metadata).
-    Options are the keyword arguments its ``__init__`` declares; unknown ones are refused by
-    :func:`check_options` before construction (no ``**kwargs`` that swallow typos).
+    Options are the fields of its :attr:`options_class`; ``__init__`` turns the keywords into
+    that dataclass with :meth:`parse_options` before any work, so an unknown or badly typed one
+    is a :class:`ConfigError` naming it (no ``**kwargs`` that swallow typos).
 
     After construction ``manifest`` and ``input_spec`` are set. ``infer`` and ``close`` are
     required; ``infer_many`` (an asynchronous request queue) and ``infer_timed`` (device-side
@@ -91,6 +121,10 @@ class Backend(abc.ABC):
     """
 
     name: str = "backend"
+    #: the typed options this backend takes, declared beside it
+    options_class: ClassVar[type[EngineOptions]] = EngineOptions
+    #: what ``__init__`` parsed (an instance of :attr:`options_class`)
+    options: EngineOptions
     manifest: Manifest
     input_spec: InputSpec
     #: ``infer_many`` overlaps requests on the engine (OpenVINO async infer requests ...)
@@ -142,9 +176,13 @@ class Backend(abc.ABC):
 
     @classmethod
     def option_names(cls) -> list[str]:
-        """The keyword options ``__init__`` accepts (after ``model_file`` and ``manifest``)."""
-        params = list(inspect.signature(cls.__init__).parameters.values())[3:]
-        return [p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
+        """The keyword options ``__init__`` accepts (the fields of :attr:`options_class`)."""
+        return cls.options_class.names()
+
+    @classmethod
+    def parse_options(cls, values: Mapping[str, Any] | None) -> EngineOptions:
+        """``values`` as this backend's typed options (a :class:`ConfigError` naming a bad one)."""
+        return cls.options_class.parse(values, cls.name)
 
 
 def bare_output_entry(names: Sequence[str], shapes: Sequence[Sequence[Any]], dtypes: Sequence[str]) -> dict[str, Any]:
@@ -156,24 +194,6 @@ def bare_output_entry(names: Sequence[str], shapes: Sequence[Sequence[Any]], dty
 def as_output(array: np.ndarray) -> np.ndarray:
     """An engine output as the runtime hands it on: float outputs as float32, integer masks as they are."""
     return array.astype(np.float32, copy=False) if np.issubdtype(array.dtype, np.floating) else array
-
-
-MAX_THREADS = 256
-
-
-def check_options(cls: type[Backend], options: dict[str, Any]) -> None:
-    """Refuse options the backend does not declare, naming the valid ones (and a close match)."""
-    valid = cls.option_names()
-    for key in options:
-        if key not in valid:
-            raise ConfigError(f"the {cls.name} backend has no option {key!r}{suggest(key, valid)}; "
-                              f"valid: {', '.join(valid) or 'none'}")
-    threads = options.get("threads")
-    if threads is not None and not is_count(threads, 1, MAX_THREADS):
-        # each engine reads 0 or a negative count its own way (ONNX Runtime: "all cores"; torch: an error),
-        # and thousands of threads took minutes to start on a 2-core machine
-        raise ConfigError(f"threads must be a whole number in 1..{MAX_THREADS} (or None for the engine's default), "
-                          f"got {threads!r:.40}")
 
 
 def available_backends() -> list[str]:

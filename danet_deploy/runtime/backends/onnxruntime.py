@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...errors import ArtifactError, ConfigError, summarize_exception
 from ...inputs import bare_input_entry
 from ...manifest import Manifest, manifest_from_metadata
-from .base import Backend, InputSpec, as_output, bare_output_entry, require
+from ...targets.options import option
+from .base import Backend, EngineOptions, InputSpec, as_output, bare_output_entry, require
 
 _ORT_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
               "tensor(int64)": "int64", "tensor(float16)": "float16"}
@@ -22,16 +24,35 @@ _PROVIDER_ALIASES = {
 }
 
 
+#: ONNX Runtime's graph optimisation levels by the ``optimization`` option's names
+OPTIMIZATION_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
+                       "disabled": "ORT_DISABLE_ALL"}
+
+
+@dataclass(frozen=True)
+class OnnxRuntimeEngineOptions(EngineOptions):
+    """``runtime.load(..., backend="onnxruntime", **options)``."""
+
+    providers: tuple[str, ...] | None = option(
+        None, "execution providers in order: ORT names or cpu, cuda, tensorrt, openvino, coreml (a list or a "
+              "comma-separated string; default: CPU)")
+    arena: bool = option(True, "CPU memory arena (off lowers peak memory at some latency cost)")
+    optimization: str = option("all", "graph optimisation level", choices=tuple(OPTIMIZATION_LEVELS))
+
+
 def resolve_providers(providers: Sequence[str] | str | None, available: Sequence[str]) -> list[str]:
-    """Map short names (``cpu``, ``cuda``, ``tensorrt``, ``openvino``) to ORT provider names."""
+    """Map short names (``cpu``, ``cuda``, ``tensorrt``, ``openvino``) to ORT provider names.
+
+    The names' type was checked by :class:`OnnxRuntimeEngineOptions`; what is left to say is that
+    an empty list names nothing, and which providers this onnxruntime build lacks."""
     if providers is None:
         return ["CPUExecutionProvider"]
     if isinstance(providers, str):
         providers = [p for p in providers.split(",") if p]
-    if not isinstance(providers, (list, tuple)) or not providers or not all(isinstance(p, str) for p in providers):
-        raise ConfigError(f"providers must be provider names (a list, or a comma-separated string such as "
-                          f"'cpu' or 'cuda,cpu'), got {providers!r:.60}")
-    names = [_PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in providers]  # all str: checked above
+    if not providers:
+        raise ConfigError("providers must name at least one provider (a list, or a comma-separated string such as "
+                          "'cpu' or 'cuda,cpu'), got none")
+    names = [_PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in providers]
     missing = [p for p in names if p not in available]
     if missing:
         raise ConfigError(f"ONNX Runtime provider(s) {missing} are not available in this onnxruntime build "
@@ -41,32 +62,24 @@ def resolve_providers(providers: Sequence[str] | str | None, available: Sequence
 
 
 class OnnxRuntimeBackend(Backend):
-    """Options: ``threads`` (intra-op), ``providers`` (list or comma string), ``arena`` (CPU memory
-    arena, on by default; off lowers peak memory at some latency cost), ``optimization``
-    (``all``/``extended``/``basic``/``disabled``)."""
+    """Runs ``.onnx`` with ONNX Runtime; options: :class:`OnnxRuntimeEngineOptions`."""
 
     name = "onnxruntime"
+    options_class: ClassVar[type[OnnxRuntimeEngineOptions]] = OnnxRuntimeEngineOptions
 
-    def __init__(self, model_file: Path | None, manifest: Manifest | None, threads: int | None = None,
-                 providers: Sequence[str] | str | None = None, arena: bool = True, optimization: str = "all",
-                 ) -> None:
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, **values: Any) -> None:
+        opts = self.options_class.parse(values, self.name)
         ort = require("onnxruntime", "onnxruntime", "onnxruntime")
         if model_file is None:
             raise ConfigError("the onnxruntime backend needs an .onnx file or an artifact folder")
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
+        if opts.threads:
+            options.intra_op_num_threads = opts.threads
             options.inter_op_num_threads = 1
-        options.enable_cpu_mem_arena = bool(arena)
-        levels = {"all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                  "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "disabled": ort.GraphOptimizationLevel.ORT_DISABLE_ALL}
-        if optimization not in levels:
-            raise ConfigError(f"optimization must be one of {', '.join(levels)}, got {optimization!r:.40}")
-        options.graph_optimization_level = levels[optimization]
+        options.enable_cpu_mem_arena = opts.arena
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, OPTIMIZATION_LEVELS[opts.optimization])
         options.log_severity_level = 3
-        self.providers = resolve_providers(providers, ort.get_available_providers())
+        self.providers = resolve_providers(opts.providers, ort.get_available_providers())
         self.model_file = Path(model_file)  # a profiling session (bench.profile) opens the same file
         try:
             self.session = ort.InferenceSession(str(model_file), options, providers=self.providers)
@@ -87,7 +100,7 @@ class OnnxRuntimeBackend(Backend):
         self.manifest = manifest
         self.input_spec = InputSpec.from_manifest({**manifest.input, "name": self.input_name,
                                                    "shape": list(inputs[0].shape)})
-        self.threads = threads
+        self.options, self.threads = opts, opts.threads
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         return as_output(self.session.run([self.output_name], {self.input_name: batch})[0])

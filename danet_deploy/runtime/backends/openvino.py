@@ -26,8 +26,9 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -35,39 +36,52 @@ from ...engine_reads import ir_weights
 from ...errors import ArtifactError, ConfigError, summarize_exception
 from ...inputs import bare_input_entry
 from ...manifest import Manifest, manifest_from_metadata
-from .base import Backend, InputSpec, as_output, bare_output_entry, require
+from ...targets.options import option
+from .base import Backend, EngineOptions, InputSpec, as_output, bare_output_entry, require
 
 _HINTS = {"latency": "LATENCY", "throughput": "THROUGHPUT", "cumulative_throughput": "CUMULATIVE_THROUGHPUT"}
 _PRECISIONS = ("f32", "bf16", "f16")
 
 
+def _at_least_one(value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"max_shapes must be a whole number >= 1, got {value!r:.40}")
+
+
+@dataclass(frozen=True)
+class OpenVINOEngineOptions(EngineOptions):
+    """``runtime.load(..., backend="openvino", **options)``; ``threads`` sets INFERENCE_NUM_THREADS."""
+
+    device: str = option("CPU", "OpenVINO device: CPU, GPU, NPU, AUTO, ... (GPU.1 for a second GPU)")
+    hint: str = option("latency", "PERFORMANCE_HINT", choices=tuple(_HINTS))
+    inference_precision: str | None = option(
+        "auto", "INFERENCE_PRECISION_HINT on CPU/GPU (see the module doc): auto (the artifact's recorded one, else "
+                "f32), f32, bf16, f16, or none (the plugin's own)", choices=("auto", *_PRECISIONS))
+    max_shapes: int = option(8, "compiled input shapes kept (least recently used first out)", check=_at_least_one)
+    config: dict[str, Any] | None = option(  # noqa: RUF009 - option() returns a dataclasses.field
+        None, "further OpenVINO properties (a dict, or a JSON object)")
+
+
 class OpenVINOBackend(Backend):
-    """Options: ``device`` (``CPU``/``GPU``/``NPU``/``AUTO``...), ``threads`` (INFERENCE_NUM_THREADS),
-    ``hint`` (``latency``/``throughput``: PERFORMANCE_HINT), ``inference_precision``
-    (INFERENCE_PRECISION_HINT, see the module doc; ``auto``: the artifact's recorded one, else ``f32``),
-    ``max_shapes`` (compiled shapes kept, default 8),
-    ``config`` (any further OpenVINO properties)."""
+    """Runs an IR (``model.xml``) or ``.onnx`` with OpenVINO; options: :class:`OpenVINOEngineOptions`."""
 
     name = "openvino"
     async_queue = True
+    options_class: ClassVar[type[OpenVINOEngineOptions]] = OpenVINOEngineOptions
 
-    def __init__(self, model_file: Path | None, manifest: Manifest | None, device: str = "CPU",
-                 threads: int | None = None, hint: str = "latency", inference_precision: str | None = "auto",
-                 max_shapes: int = 8, config: dict[str, Any] | None = None) -> None:
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, **values: Any) -> None:
+        opts = self.options_class.parse(values, self.name)
         ov = require("openvino", "openvino", "openvino")
         if model_file is None:
             raise ConfigError("the openvino backend needs a model.xml/.onnx file or an artifact folder")
         model_file = Path(model_file)
-        if config is not None and not (isinstance(config, dict) and all(isinstance(k, str) for k in config)):
-            raise ConfigError(f"config must be a dict of OpenVINO property names to values, got {config!r:.60}")
-        if isinstance(max_shapes, bool) or not isinstance(max_shapes, int) or max_shapes < 1:
-            raise ConfigError(f"max_shapes must be a whole number >= 1, got {max_shapes!r:.40}")
+        device, inference_precision = opts.device, opts.inference_precision
         self.core = ov.Core()
         # Read the weights into memory instead of mapping model.bin: with a mapping, a .bin replaced or
         # truncated after load (an update copied onto a robot) changed the masks silently or killed the
         # process with SIGBUS at the next inference.
         self.core.set_property({"ENABLE_MMAP": False})
-        self.device = str(device).upper()
+        self.device = device.upper()
         base_device = self.device.split(":")[0].split(".")[0]
         if base_device not in ("AUTO", "MULTI", "HETERO", "BATCH") and \
                 not any(d.startswith(base_device) for d in self.core.available_devices):
@@ -78,19 +92,14 @@ class OpenVINOBackend(Backend):
         recorded = _recorded_runtime(self.manifest)
         if inference_precision == "auto":  # the artifact's own (attention-bf16 records bf16), else f32
             inference_precision = recorded.get("inference_precision", "f32")
-        hint_key = str(hint).lower()
-        if hint_key not in _HINTS:
-            raise ConfigError(f"hint {hint!r} is not known; choose 'latency' or 'throughput'")
-        if inference_precision is not None and inference_precision not in _PRECISIONS:
-            raise ConfigError(f"inference_precision {inference_precision!r} is not known; choose one of "
-                              f"{', '.join(_PRECISIONS)} or None for the plugin's default")
-        self.properties: dict[str, Any] = {"PERFORMANCE_HINT": _HINTS[hint_key]}
-        if threads:
-            self.properties["INFERENCE_NUM_THREADS"] = int(threads)
+        self.properties: dict[str, Any] = {"PERFORMANCE_HINT": _HINTS[opts.hint]}
+        if opts.threads:
+            self.properties["INFERENCE_NUM_THREADS"] = opts.threads
         if inference_precision is not None and base_device in ("CPU", "GPU"):
             self.properties["INFERENCE_PRECISION_HINT"] = inference_precision
-        self.properties.update(config or {})
-        self.threads, self.hint, self.inference_precision = threads, hint_key, inference_precision
+        self.properties.update(opts.config or {})
+        self.options, self.threads, self.hint = opts, opts.threads, opts.hint
+        self.inference_precision = inference_precision
         port = self.model.inputs[0]
         self.input_name = port.get_any_name()
         self.output_names = [o.get_any_name() for o in self.model.outputs]
@@ -99,7 +108,7 @@ class OpenVINOBackend(Backend):
         self.input_spec = InputSpec.from_manifest({**self.manifest.input, "name": self.input_name,
                                                    "shape": [d if d is not None else "dynamic" for d in shape]})
         self.dynamic = partial.is_dynamic
-        self.max_shapes = max(1, int(max_shapes))
+        self.max_shapes = opts.max_shapes
         self._lock = threading.Lock()
         self._compiled: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
         if not self.dynamic:

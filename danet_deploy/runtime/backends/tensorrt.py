@@ -20,13 +20,15 @@ from __future__ import annotations
 
 import threading
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...errors import ArtifactError, ConfigError, EngineCompatibilityError, InputError, SessionClosedError
 from ...manifest import Manifest
+from ...targets.options import option
 from ...tensorrt.compat import check_engine_compatibility
 from ...tensorrt.cuda import (
     CudaError,
@@ -38,8 +40,8 @@ from ...tensorrt.cuda import (
     device_properties,
     load_cudart,
 )
-from ...tensorrt.logger import shared_logger
-from .base import Backend, InputSpec, as_output, require
+from ...tensorrt.logger import LEVELS, level_name, shared_logger
+from .base import Backend, EngineOptions, InputSpec, as_output, require
 
 # TensorRT DataType names -> numpy (bf16/fp8/int4 have no numpy type; the I/O of our engines is fp32)
 _NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
@@ -52,6 +54,33 @@ def numpy_dtype(trt_dtype: Any) -> np.dtype:
         raise ArtifactError(f"engine I/O tensor type {name} has no numpy equivalent; re-prepare the bundle with "
                             "float32 I/O (the default, keep_io_types)")
     return np.dtype(_NUMPY_DTYPES[name])
+
+
+def _positive_contexts(value: int) -> None:
+    if value < 1:
+        raise ConfigError(f"contexts must be a positive integer (execution contexts run side by side), got {value!r}")
+
+
+def _device_index(value: int) -> None:
+    if value < 0:
+        raise ConfigError(f"device must be a CUDA device index >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TensorRTEngineOptions(EngineOptions):
+    """``runtime.load(..., backend="tensorrt", **options)``. ``threads`` sizes CPU thread pools on the
+    other engines; TensorRT computes on the GPU, so it is accepted (one option set fits every
+    engine, as the benchmark passes it) and unused."""
+
+    device: int = option(0, "CUDA device index", check=_device_index)
+    cuda_graph: bool = option(False, "replay static shapes as a CUDA graph (off again if a capture fails)")
+    check_compatibility: bool = option(True, "check the engine's TensorRT version and GPU first (off only to "
+                                             "diagnose)")
+    log_level: str | None = option(None, f"TensorRT log level ({', '.join(LEVELS)}): one logger per process, so "
+                                         "it sets the level of every TensorRT session and build in it; left out, the "
+                                         "level stays", check=level_name)
+    contexts: int = option(1, "execution contexts that may run concurrent calls (each holds its own activation "
+                              "memory)", check=_positive_contexts)
 
 
 class _Lane:
@@ -180,36 +209,27 @@ class _Lane:
 
 
 class TensorRTBackend(Backend):
-    """Options: ``device`` (CUDA device index, default 0), ``cuda_graph`` (replay static shapes as a
-    CUDA graph), ``contexts`` (execution contexts that may run concurrent calls, default 1: each
-    holds its own activation memory), ``check_compatibility`` (default on; off only to diagnose),
-    ``log_level`` (``error``/``warning``/``info``/``verbose``: TensorRT has one logger per process,
-    so this sets the level for every TensorRT session and build in the process; left out, the
-    level stays)."""
+    """Runs a serialised engine on an NVIDIA GPU; options: :class:`TensorRTEngineOptions`."""
 
     name = "tensorrt"
     device_timers = True
+    options_class: ClassVar[type[TensorRTEngineOptions]] = TensorRTEngineOptions
 
-    def __init__(self, model_file: Path | None, manifest: Manifest | None, device: int = 0, cuda_graph: bool = False,
-                 check_compatibility: bool = True, log_level: str | None = None, threads: int | None = None,
-                 contexts: int = 1) -> None:
-        # ``threads`` sizes CPU thread pools on the other engines; TensorRT computes on the GPU, so it
-        # is accepted (one option set fits every engine, as the benchmark passes it) and unused.
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, **values: Any) -> None:
+        opts = self.options_class.parse(values, self.name)
+        self.options = opts
         if model_file is None:
             raise ConfigError("the tensorrt backend needs an engine artifact folder (model.engine + manifest.json)")
         if manifest is None:
             raise ArtifactError(f"{model_file} is a bare engine: it carries no model, class or preprocessing facts; "
                                 "load the folder danet-export wrote (model.engine + manifest.json)")
-        if isinstance(contexts, bool) or not isinstance(contexts, int) or contexts < 1:
-            raise ConfigError(f"contexts must be a positive integer (execution contexts run side by side), got "
-                              f"{contexts!r}")
         info = manifest.extra.get("tensorrt", {})
         if info.get("stage") not in (None, "engine"):
             check_engine_compatibility(info, {})  # raises the "build it first" message for a bundle
         trt = require("tensorrt", "tensorrt", "tensorrt")
         cudart = load_cudart()
-        self.trt, self.cudart, self.device = trt, cudart, int(device)
-        self.max_contexts = contexts
+        self.trt, self.cudart, self.device = trt, cudart, opts.device
+        self.max_contexts = opts.contexts
         self._lanes: list[_Lane] = []
         self._idle: list[_Lane] = []
         self._pool = threading.Condition()
@@ -217,11 +237,11 @@ class TensorRTBackend(Backend):
         self.engine: Any = None  # a tensorrt.ICudaEngine once deserialized
         check(cudart, cudart.cudaSetDevice(self.device), f"cudaSetDevice({self.device})")
         self.gpu = device_properties(cudart, self.device)
-        self.logger = shared_logger(trt, log_level)
+        self.logger = shared_logger(trt, opts.log_level)
         self.runtime = trt.Runtime(self.logger)
         running = {"tensorrt": str(trt.__version__), **self.gpu,
                    "dla_cores": int(getattr(self.runtime, "num_DLA_cores", 0))}
-        self.notes = check_engine_compatibility(info, running) if check_compatibility else []
+        self.notes = check_engine_compatibility(info, running) if opts.check_compatibility else []
         self.manifest = manifest
         try:
             blob = Path(model_file).read_bytes()
@@ -236,8 +256,8 @@ class TensorRTBackend(Backend):
                 "for another GPU, or the file is corrupt); rebuild it here: danet-export --target tensorrt --from "
                 "BUNDLE_DIR")
         self._bind_io()
-        self.cuda_graph = bool(cuda_graph)
-        self.cuda_graph_requested = bool(cuda_graph)
+        self.cuda_graph = opts.cuda_graph
+        self.cuda_graph_requested = opts.cuda_graph
         self.cuda_graph_disabled: str | None = None  # why graphs were turned off after a failed capture
         self._new_lane(idle=True)  # the first context now: an out-of-memory engine fails at load, not at run
 

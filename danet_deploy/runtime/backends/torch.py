@@ -9,14 +9,34 @@ naming the ``export`` extra.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from ...extras import require
 from ...manifest import CheckpointInfo, ExportInfo, InputInfo, Manifest, ModelInfo, OutputInfo, PreprocessingInfo
-from .base import Backend, InputSpec
+from ...targets.options import option
+from .base import Backend, EngineOptions, InputSpec
+
+
+@dataclass(frozen=True)
+class TorchEngineOptions(EngineOptions):
+    """``runtime.load(..., backend="torch", **options)``; ``threads`` sets ``torch.set_num_threads``."""
+
+    preset: str | None = option(None, "the preset to build when there is no model file (runtime.load passes the "
+                                      "name it was given)")
+    device: str = option("cpu", "torch device: cpu, cuda, cuda:1 ...")
+    model: str | None = option(None, "preset architecture of a checkpoint (checked against its tensors; default: "
+                                     "read from them)")
+    num_classes: int | None = option(None, "classes of a preset or checkpoint")
+    attention_chunks: int | None = option(None, "position-attention query chunks (lower peak memory)")
+    config: dict[str, Any] | None = option(  # noqa: RUF009 - option() returns a dataclasses.field
+        None, "a full model config (e.g. an artifact manifest's model entry): the checkpoint is built exactly as it "
+              "was exported")
+    fused_attention: bool = option(True, "eager inference takes F.scaled_dot_product_attention where it is the same "
+                                         "maths and faster (see model.attention); false: the graph form")
 
 
 def reference_manifest(config: Any, checkpoint: str | None = None, test_protocol: Any = None) -> Manifest:
@@ -37,15 +57,11 @@ def reference_manifest(config: Any, checkpoint: str | None = None, test_protocol
 class TorchBackend(Backend):
     """Eager PyTorch DANet from a preset name or a checkpoint (``model=PRESET`` names its architecture,
     checked against the checkpoint's tensors; without it the architecture is read from them).
-
-    Options: ``threads`` (intra-op threads), ``device`` (``cpu``/``cuda``), ``model`` (preset of a
-    checkpoint), ``num_classes``, ``attention_chunks``, ``config`` (a full model config, e.g. an
-    artifact manifest's ``model`` entry: the checkpoint is built exactly as it was exported),
-    ``fused_attention`` (default true: eager inference takes ``F.scaled_dot_product_attention``
-    where it is the same maths and faster, see ``model.attention``; false: the graph form).
+    Options: :class:`TorchEngineOptions`.
     """
 
     name = "torch"
+    options_class: ClassVar[type[TorchEngineOptions]] = TorchEngineOptions
 
     @classmethod
     def presets(cls) -> list[str]:
@@ -54,17 +70,18 @@ class TorchBackend(Backend):
 
         return list_models()
 
-    def __init__(self, model_file: Path | None, manifest: Manifest | None, preset: str | None = None,
-                 threads: int | None = None, device: str = "cpu", model: str | None = None,
-                 num_classes: int | None = None, attention_chunks: int | None = None,
-                 config: dict[str, Any] | None = None, fused_attention: bool = True) -> None:
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, **values: Any) -> None:
+        opts = self.options_class.parse(values, self.name)
+        self.options = opts
         torch = require("torch", "the torch backend")
         from ...model import create_model
         from ...model.factory import create_model_from_config
 
         self._torch = torch
-        if threads:
-            torch.set_num_threads(int(threads))
+        if opts.threads:
+            torch.set_num_threads(opts.threads)
+        preset, model, num_classes, config = opts.preset, opts.model, opts.num_classes, opts.config
+        attention_chunks = opts.attention_chunks
         overrides: dict[str, Any] = {"attention_chunks": attention_chunks} if attention_chunks else {}
         protocol = None  # a checkpoint's own test protocol, when this reads one
         if model_file is None and config is not None:
@@ -95,8 +112,8 @@ class TorchBackend(Backend):
             checkpoint = str(model_file)
         for module in (getattr(net.head, "sa", None), getattr(net.head, "sc", None)):
             if module is not None and hasattr(module, "fused"):
-                module.fused = bool(fused_attention)
-        self.device = torch.device(device)
+                module.fused = opts.fused_attention
+        self.device = torch.device(opts.device)
         self.model = net.to(self.device).eval()
         self.manifest = manifest or reference_manifest(net.config, checkpoint, protocol)
         self.input_spec = InputSpec("input", (None, 3, None, None))

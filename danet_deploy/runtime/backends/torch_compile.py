@@ -10,35 +10,39 @@ shape, as a deployment would use); its time is measured here and reported as ``c
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ...errors import ConfigError
 from ...manifest import Manifest
-from .torch import TorchBackend
+from ...targets.options import option
+from .torch import TorchBackend, TorchEngineOptions
 
 MODES = ("default", "reduce-overhead", "max-autotune")
+
+
+@dataclass(frozen=True)
+class TorchCompileEngineOptions(TorchEngineOptions):
+    """``runtime.load(..., backend="torch-compile", **options)``: the torch backend's, plus ``mode``."""
+
+    mode: str = option("default", "torch.compile mode", choices=MODES)
 
 
 class TorchCompileBackend(TorchBackend):
     """The eager reference model wrapped in ``torch.compile(backend="inductor")``.
 
-    Options: those of the torch backend, plus ``mode`` (``torch.compile`` mode: ``default``,
-    ``reduce-overhead``, ``max-autotune``).
+    Options: :class:`TorchCompileEngineOptions` (the torch backend's, plus ``mode``).
     """
 
     name = "torch-compile"
+    options_class: ClassVar[type[TorchCompileEngineOptions]] = TorchCompileEngineOptions
 
-    def __init__(self, model_file: Path | None, manifest: Manifest | None, preset: str | None = None,
-                 threads: int | None = None, device: str = "cpu", model: str | None = None,
-                 num_classes: int | None = None, attention_chunks: int | None = None, mode: str = "default") -> None:
-        if mode not in MODES:
-            raise ConfigError(f"torch-compile mode must be one of {', '.join(MODES)}, got {mode!r}")
-        super().__init__(model_file, manifest, preset=preset, threads=threads, device=device, model=model,
-                         num_classes=num_classes, attention_chunks=attention_chunks)
-        self.mode = mode
+    def __init__(self, model_file: Path | None, manifest: Manifest | None, **values: Any) -> None:
+        super().__init__(model_file, manifest, **values)  # parses them with TorchCompileEngineOptions
+        assert isinstance(self.options, TorchCompileEngineOptions), "options_class parsed them"
+        mode = self.mode = self.options.mode
         self.eager = self.model
         self.model = self._torch.compile(self.eager, backend="inductor", mode=None if mode == "default" else mode,
                                          dynamic=False)

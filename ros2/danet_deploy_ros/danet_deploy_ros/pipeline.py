@@ -21,7 +21,6 @@ from typing import Any
 import numpy as np
 
 from danet_deploy.errors import DanetDeployError, FrameError
-from danet_deploy.inputs import from_rgb
 from danet_deploy.runtime.ros_images import message_to_rgb
 from danet_deploy.runtime.stream import stream
 
@@ -150,7 +149,7 @@ class Pipeline:
                 continue
             kept[index] = (msg, rgb)
             index += 1
-            yield from_rgb(rgb, self.session.accepts)  # a bgr8 artifact takes the camera's BGR order
+            yield self.session.from_rgb(rgb)  # a bgr8 artifact takes the camera's BGR order
 
     def _bad(self, cause: str, text: str) -> None:
         with self.stats.lock:
