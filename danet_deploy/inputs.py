@@ -16,11 +16,14 @@ This module is numpy-only: the runtime reads it on robots without torch or onnx.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from .manifest_sections import InputInfo
 
 FLOAT = "float"
 IMAGE_NAME = "image"
@@ -33,11 +36,6 @@ def check_accept(accept: str) -> str:
     if accept not in ACCEPTS:
         raise ConfigError(f"--accept must be one of {', '.join(ACCEPTS)}, got {accept!r:.40}")
     return accept
-
-
-def accepted(input_entry: dict[str, Any]) -> str:
-    """The ``--accept`` value a manifest's ``input`` entry records (``float`` when absent)."""
-    return str(input_entry.get("accept") or FLOAT)
 
 
 def image_order(accept: str) -> str:
@@ -129,13 +127,13 @@ def from_rgb(image: np.ndarray, accept: str) -> np.ndarray:
     return np.ascontiguousarray(image[..., ::-1]) if image_order(accept) == "BGR" else image
 
 
-def contract_note(input_entry: dict[str, Any]) -> str:
+def contract_note(input_entry: InputInfo) -> str:
     """One line saying what a served model's input is, and how it relates to danet-serve's ``image``."""
-    accept = accepted(input_entry)
+    accept = input_entry.accept
     if accept == FLOAT:
         return ("input 'input' is float32 NCHW, normalised on the client ((x/255 - mean)/std, the manifest's "
                 "preprocessing): not danet-serve's uint8 'image'; export with --accept rgb8 for that contract")
-    shape = input_entry.get("shape") or []
+    shape = input_entry.shape
     static = len(shape) == 4 and all(isinstance(d, int) for d in shape[1:3])
     size = f"exactly {shape[1]}x{shape[2]} (the artifact is static; resize on the client)" if static else "any size"
     return (f"input '{IMAGE_NAME}' is uint8 HxWx3 {image_order(accept)}, {size}: danet-serve's contract, normalised "

@@ -11,17 +11,28 @@ crash never leaves a half-written artifact under the final name.
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as _dt
 import json
 import shutil
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from .counts import MAX_CLASSES, is_count
 from .errors import ArtifactError, CheckpointError, ManifestError
-from .files import atomic_write_text, sha256_file, weights_name_problem
+from .files import atomic_write_text, sha256_file
+from .manifest_sections import (
+    CheckpointInfo,
+    ExportInfo,
+    Fail,
+    InputInfo,
+    ModelInfo,
+    OutputInfo,
+    PreprocessingInfo,
+    Section,
+    section_object,
+)
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -31,52 +42,72 @@ MANIFEST_NAME = "manifest.json"
 class Manifest:
     """What an artifact is, how to feed it, what produced it, and how well it matched the reference.
 
+    The sections are typed records (:mod:`danet_deploy.manifest_sections`), validated when the
+    manifest is read or built; a section given as a plain dict is converted (and checked) on
+    construction, so ``Manifest(..., input={...})`` and ``dataclasses.replace`` keep working.
+
     Attributes:
         target: export target (``onnx``, ``onnxruntime``, ``openvino``, ``tensorrt``, ``torch``).
         backend: the runtime backend that executes it (``onnxruntime``, ``openvino``, ...).
         precision: ``fp32``, ``fp16`` or ``int8``.
         primary: file name of the model file the backend loads.
-        model: the :class:`~danet_deploy.model.ModelConfig` as a dict (name, classes, ...).
-        preprocessing: mean/std/colour order/input range/layout, as the runtime applies them.
-        input: ``{"name", "shape", "dtype", "dynamic_axes", "min_shape", "opt_shape", "max_shape"}``;
-            dynamic dims are strings in ``shape``.
-        output: ``{"name", "shape", "dtype"}``.
+        model: the model configuration (name, classes, strides, ...): :class:`ModelInfo`.
+        preprocessing: mean/std/colour order, as the runtime applies them: :class:`PreprocessingInfo`.
+        input: the graph's input (name, shape with named dynamic dims, dtype, bounds, accept): :class:`InputInfo`.
+        output: the emitted tensors (name, shape, dtype, emit, tensors): :class:`OutputInfo`.
         files: sha256 of every artifact file (relative names), verified on load.
         tools: versions of the libraries that produced it.
-        export: the options used (opset, exporter, dynamic, attention chunks, memory plan, ...).
-        calibration: calibration-set description and hash (INT8), else ``None``.
-        parity: the parity report once measured, else ``None``.
-        extra: target-specific facts (TensorRT version, GPU, profiles, CPU features, ...).
+        export: the options used (opset, exporter, dynamic, attention chunks, memory plan, ...): :class:`ExportInfo`.
+        checkpoint: the checkpoint it was exported from (:class:`CheckpointInfo`), else ``None``.
+        calibration: calibration-set description and hash (INT8), else ``None``. A plain mapping: no
+            code reads its keys; it describes the calibration set for people, in the calibration
+            module's own words.
+        parity: the parity report once measured, else ``None``. A plain mapping: the parity module's
+            report, written back as it is.
+        extra: target-specific facts (TensorRT version, GPU, profiles, CPU features, ...). A plain
+            mapping: open-ended by design (each target and tool adds its own facts); the TensorRT
+            facts the runtime trusts are checked by :func:`~danet_deploy.tensorrt.manifest_facts.check_tensorrt_facts`.
     """
 
     target: str
     backend: str
     precision: str
     primary: str
-    model: dict[str, Any]
-    preprocessing: dict[str, Any]
-    input: dict[str, Any]
-    output: dict[str, Any]
+    model: ModelInfo
+    preprocessing: PreprocessingInfo
+    input: InputInfo
+    output: OutputInfo
     files: dict[str, str] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
-    export: dict[str, Any] = field(default_factory=dict)
-    checkpoint: dict[str, Any] | None = None
+    export: ExportInfo = field(default_factory=lambda: ExportInfo.from_dict({}))
+    checkpoint: CheckpointInfo | None = None
     calibration: dict[str, Any] | None = None
     parity: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     created: str = field(default_factory=lambda: _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"))
     format_version: int = FORMAT_VERSION
 
+    def __post_init__(self) -> None:
+        for name, record in _SECTIONS.items():
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, record):
+                setattr(self, name, record.from_dict(dict(value) if isinstance(value, Mapping) else value))
+
     @property
     def class_names(self) -> list[str]:
-        return list(self.model.get("class_names", []))
+        return list(self.model.class_names)
 
     @property
     def num_classes(self) -> int:
-        return int(self.model.get("num_classes", len(self.class_names)))
+        return self.model.num_classes
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """The manifest's JSON: every section as it was read or built, keys in the order written."""
+        data: dict[str, Any] = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            data[f.name] = value.to_dict() if isinstance(value, Section) else copy.deepcopy(value)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "manifest") -> Manifest:
@@ -88,13 +119,15 @@ class Manifest:
             raise ManifestError(
                 f"{source}: manifest format version {version!r} is not supported by this danet-deploy "
                 f"(expects {FORMAT_VERSION}); re-export the artifact with this version")
-        known = set(cls.__dataclass_fields__)
+        known = {f.name for f in fields(cls)}
         missing = [k for k in ("target", "backend", "precision", "primary", "model", "preprocessing", "input", "output")
                    if k not in data]
         if missing:
             raise ManifestError(f"{source}: manifest lacks {missing}; re-export the artifact")
-        check_schema(data, source)
-        return cls(**{k: v for k, v in data.items() if k in known})
+        s = parse_sections(data, source)
+        plain = {k: copy.deepcopy(v) for k, v in data.items() if k in known and k not in _SECTIONS}
+        return cls(**plain, model=s.model, preprocessing=s.preprocessing, input=s.input, output=s.output,
+                   export=s.export, checkpoint=s.checkpoint)
 
     def hash_files(self, directory: str | Path) -> None:
         """Record the sha256 of every file in ``directory`` except the manifest itself (and the owner
@@ -119,9 +152,11 @@ def manifest_from_metadata(meta: dict[str, str], model_file: Path, target: str, 
     if "danet.model" not in meta:
         raise ArtifactError(f"{model_file} carries no danet-deploy metadata; load the artifact folder "
                             "danet-export wrote")
+    source = f"{model_file} (its danet-deploy metadata)"
     return Manifest(target=target, backend=backend, precision=meta.get("danet.precision", "fp32"),
-                    primary=model_file.name, model=json.loads(meta["danet.model"]),
-                    preprocessing=json.loads(meta["danet.preprocessing"]), input=input, output=output)
+                    primary=model_file.name, model=ModelInfo.from_dict(json.loads(meta["danet.model"]), source),
+                    preprocessing=PreprocessingInfo.from_dict(json.loads(meta["danet.preprocessing"]), source),
+                    input=InputInfo.from_dict(input, source), output=OutputInfo.from_dict(output, source))
 
 
 def missing_artifact_message(directory: str | Path, otherwise: str) -> str:
@@ -223,17 +258,6 @@ def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:
 CARRIED_CHECKPOINT = "checkpoint.safetensors"
 
 
-def carried_sha256(info: dict[str, Any]) -> Any:
-    """The sha256 of the checkpoint copy an artifact carries.
-
-    Why two digests: ``checkpoint.sha256`` is the user's original file (what danet-bench and
-    danet-parity compare a checkpoint with); the copy holds its weights only, so it has its own,
-    ``carried_sha256``. Artifacts written before the copy was trimmed carry the whole file, whose
-    digest is ``sha256``.
-    """
-    return info.get("carried_sha256") or info.get("sha256")
-
-
 def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | None:
     """The checkpoint an artifact carries for its torch reference (``None`` when exported from a
     preset), contained in the folder, listed in ``files`` and matching ``checkpoint.sha256``.
@@ -247,37 +271,42 @@ def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | Non
     if not info:
         return None
     directory = Path(directory)
-    name = info.get("path")
+    name = info.path
     fix = ("re-export the artifact with this danet-export (it copies the checkpoint into the folder), or pass the "
            "checkpoint yourself (danet-parity --reference FILE)")
     try:
         path = artifact_path(directory, name, "checkpoint")
     except ManifestError as exc:
         raise ManifestError(f"{exc}. The checkpoint entry does not name a file the artifact carries: {fix}") from exc
-    digest = carried_sha256(info)
-    if name not in manifest.files or manifest.files[name] != digest:
+    digest = info.carried_digest
+    if name is None or name not in manifest.files or manifest.files[name] != digest:
         raise ManifestError(f"{directory}: checkpoint {name!r} is not listed in the manifest's files with the "
                             f"checkpoint's sha256; {fix}")
     check_listed_file(directory, path, digest, f"checkpoint {name!r}", fix)
     return path
 
 
-def carry_checkpoint(source: Path, info: dict[str, Any], workdir: Path) -> None:
+def carry_checkpoint(source: Path, info: Mapping[str, Any], workdir: Path) -> None:
     """Copy the checkpoint an artifact carries (a user's ``.safetensors`` file at export, a bundle's
     copy when its engine is built) into the new artifact's (still temporary) folder, as
-    ``info["path"]``, and check the copy has the sha256 recorded for it (:func:`carried_sha256`).
+    ``info``'s ``path``, and check the copy has the sha256 recorded for it
+    (:attr:`CheckpointInfo.carried_digest`); ``info`` is the manifest's checkpoint entry, as a
+    record or the dict the exporter is building.
 
     Why a copy: the torch backend, danet-parity and the per-layer reference rebuild the model from
     it, and an artifact may reference only files inside its own folder; the hash check means a
     checkpoint rewritten during the export fails here rather than ship under the wrong hash.
     """
-    target = workdir / info["path"]
+    record = info if isinstance(info, CheckpointInfo) else CheckpointInfo.from_dict(dict(info))
+    if record.path is None:
+        raise CheckpointError(f"the checkpoint entry for {source} names no path to carry it as; re-export the artifact")
+    target = workdir / record.path
     try:
         shutil.copyfile(source, target)
     except OSError as exc:
         raise CheckpointError(f"cannot copy checkpoint {source} into the artifact ({exc.strerror or exc}); check "
                               "that it is readable and that the output folder has room") from exc
-    if sha256_file(target) != carried_sha256(info):
+    if sha256_file(target) != record.carried_digest:
         raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
                               "with); export again once nothing is writing it")
 
@@ -306,17 +335,31 @@ def verify_files(manifest: Manifest, directory: str | Path) -> None:
 
 
 _STR_FIELDS = ("target", "backend", "precision", "primary")
-_DICT_FIELDS = ("model", "preprocessing", "input", "output", "files", "tools", "export", "extra")
-_OPTIONAL_DICT_FIELDS = ("checkpoint", "calibration", "parity")
+_DICT_FIELDS = ("files", "tools", "extra")
+_OPTIONAL_DICT_FIELDS = ("calibration", "parity")
+#: the sections read as typed records (a Manifest built from plain dicts converts them with these)
+_SECTIONS: dict[str, type[Section]] = {"model": ModelInfo, "preprocessing": PreprocessingInfo, "input": InputInfo,
+                                       "output": OutputInfo, "export": ExportInfo, "checkpoint": CheckpointInfo}
+_REQUIRED_SECTIONS = ("model", "preprocessing", "input", "output")
 
 
-def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
-    """Types of the fields the runtime reads, so a hand-edited or hostile manifest is a
-    :class:`ManifestError` rather than an ``AttributeError``/``TypeError`` deep inside a backend."""
+@dataclass(frozen=True)
+class ManifestSections:
+    """The typed records of one manifest's sections, as :func:`parse_sections` reads them."""
 
-    def fail(what: str) -> None:
-        raise ManifestError(f"{source}: {what}; re-export the artifact")
+    model: ModelInfo
+    preprocessing: PreprocessingInfo
+    input: InputInfo
+    output: OutputInfo
+    export: ExportInfo
+    checkpoint: CheckpointInfo | None
 
+
+def parse_sections(data: dict[str, Any], source: str = "manifest") -> ManifestSections:
+    """Check the fields the runtime reads and return the typed section records, so a hand-edited or
+    hostile manifest is a :class:`ManifestError` naming the key and the fix rather than an
+    ``AttributeError``/``TypeError`` deep inside a backend."""
+    fail = Fail(source)
     for key in _STR_FIELDS:
         if not isinstance(data.get(key), str) or not data[key]:
             fail(f"{key!r} must be a non-empty string, got {data.get(key)!r:.80}")
@@ -326,94 +369,29 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
     for key in _OPTIONAL_DICT_FIELDS:
         if data.get(key) is not None and not isinstance(data[key], dict):
             fail(f"{key!r} must be an object or null, got {type(data[key]).__name__}")
+    for key in _REQUIRED_SECTIONS:
+        section_object(data.get(key), key, fail)
     for name, digest in data.get("files", {}).items():
         if not isinstance(digest, str) or len(digest) != 64:
             fail(f"files[{name!r}] must be a sha256 hex string")
-    model, prep = data["model"], data["preprocessing"]
-    weights = model.get("weights")
-    if weights is not None:
-        problem = weights_name_problem(weights)
-        if problem:
-            fail(f"model.weights {weights!r:.80} {problem}: it may only name a file shipped in danet_deploy/weights "
-                 "(such as 'danet_demo.safetensors'), or be null")
-    classes = model.get("num_classes", 1)
-    if not is_count(classes, 1, MAX_CLASSES):
-        fail(f"model.num_classes must be an integer in 1..{MAX_CLASSES}, got {classes!r:.80}")
-    chunks = model.get("attention_chunks", 1)
-    if chunks is not None and not is_count(chunks, 1, 2**20):
-        fail(f"model.attention_chunks must be an integer in 1..1048576, got {chunks!r:.80}")
-    stride = model.get("output_stride", 8)
-    if stride not in (4, 8, 16, 32) or isinstance(stride, bool):
-        fail(f"model.output_stride must be 4, 8, 16 or 32, got {stride!r:.80}")
-    names = model.get("class_names", [])
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        fail("model.class_names must be a list of strings")
-    for key in ("mean", "std"):
-        values = prep.get(key)
-        if (not isinstance(values, list) or len(values) != 3
-                or not all(_is_number(v) and abs(v) <= 1e4 for v in values)):
-            fail(f"preprocessing.{key} must be a list of 3 numbers within +-1e4, got {values!r:.80}")
-    if not all(abs(v) >= 1e-6 for v in prep["std"]):
-        fail("preprocessing.std must not be 0 (values on the 0..1 scale)")
-    order = prep.get("color_order", "RGB")
-    if not isinstance(order, str) or order.upper() not in ("RGB", "BGR"):
-        fail(f"preprocessing.color_order must be 'RGB' or 'BGR', got {order!r:.40}")
-    # the runtime feeds 0..255 pixels in NCHW and nothing else: another value would be silently ignored
-    if prep.get("layout", "NCHW") != "NCHW":
-        fail(f"preprocessing.layout must be 'NCHW' (the only layout the runtime feeds), got {prep.get('layout')!r:.40}")
-    if prep.get("input_range", [0.0, 255.0]) not in ([0, 255], [0.0, 255.0], (0.0, 255.0)):
-        fail(f"preprocessing.input_range must be [0, 255] (the runtime scales uint8 pixels), got "
-             f"{prep.get('input_range')!r:.40}")
-    def check_shape(where: str, shape: Any, ranks: tuple[int, ...]) -> None:
-        if (not isinstance(shape, list) or len(shape) not in ranks
-                or not all((isinstance(d, str) and d) or is_count(d, 1, 2**31 - 1) for d in shape)):
-            fail(f"{where} must be {' or '.join(map(str, ranks))} dims, each a positive integer or a name, "
-                 f"got {shape!r:.80}")
-
-    check_shape("input.shape", data["input"].get("shape"), (4,))
-    _check_accept(data["input"], fail)
-    # outputs: NCHW logits, or an NHW mask (--emit mask); every emitted tensor is listed under "tensors"
-    check_shape("output.shape", data["output"].get("shape"), (3, 4))
-    tensors = data["output"].get("tensors", [])
-    if not isinstance(tensors, list) or not all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tensors):
-        fail("output.tensors must be a list of {name, shape, dtype} objects")
-    for i, tensor in enumerate(tensors):
-        check_shape(f"output.tensors[{i}].shape", tensor.get("shape"), (3, 4))
-    for key in ("input", "output"):
-        if not isinstance(data[key].get("name", ""), str):
-            fail(f"{key}.name must be a string")
-    for key in ("min_shape", "opt_shape", "max_shape"):
-        bound = data["input"].get(key)
-        if bound is not None and (not isinstance(bound, list) or len(bound) != 4
-                                  or not all(is_count(d, 1, 2**31 - 1) for d in bound)):
-            fail(f"input.{key} must be 4 positive integers, got {bound!r:.80}")
+    checkpoint = data.get("checkpoint")
+    sections = ManifestSections(
+        model=ModelInfo.parse(data["model"], "model", fail),
+        preprocessing=PreprocessingInfo.parse(data["preprocessing"], "preprocessing", fail),
+        input=InputInfo.parse(data["input"], "input", fail), output=OutputInfo.parse(data["output"], "output", fail),
+        export=ExportInfo.parse(data.get("export", {}), "export", fail),
+        checkpoint=None if checkpoint is None else CheckpointInfo.parse(checkpoint, "checkpoint", fail))
     if "tensorrt" in data.get("extra", {}):  # a bundle's or engine's profile, attention plan and build facts
         from .tensorrt.manifest_facts import check_tensorrt_facts
 
         check_tensorrt_facts(data["extra"]["tensorrt"], fail)
+    return sections
 
 
-def _check_accept(entry: dict[str, Any], fail: Any) -> None:
-    """An ``--accept`` input (absent in float artifacts and in every manifest older than it) must be
-    the uint8 NHWC 3-channel image the runtime hands over unprocessed: anything else would be fed
-    the wrong bytes."""
-    from .inputs import ACCEPTS, FLOAT
-
-    accept = entry.get("accept")
-    if accept is None or accept == FLOAT:
-        if entry.get("layout", "NCHW") != "NCHW":
-            fail(f"input.layout {entry.get('layout')!r:.20} needs input.accept (rgb8 or bgr8)")
-        return
-    if accept not in ACCEPTS:
-        fail(f"input.accept must be one of {', '.join(ACCEPTS)}, got {accept!r:.40}")
-    shape = entry["shape"]
-    if entry.get("dtype") != "uint8" or entry.get("layout") != "NHWC" or shape[3] != 3:
-        fail(f"an --accept {accept} input must be uint8 NHWC with 3 channels, got {entry.get('dtype')!r:.20} "
-             f"{entry.get('layout')!r:.20} {shape!r:.60}")
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
+    """Raise :class:`ManifestError` if ``data`` is not a manifest the runtime can read: the
+    composition of the sections' ``from_dict`` checks (:func:`parse_sections`)."""
+    parse_sections(data, source)
 
 
 def atomic_artifact_dir(final: str | Path, force: bool = False,

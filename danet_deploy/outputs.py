@@ -66,14 +66,6 @@ def output_spec(emit: str, input_shape: list[Any], num_classes: int, output_stri
     return {**tensors[0], "emit": emit, "tensors": tensors}
 
 
-def emitted(output: dict[str, Any]) -> tuple[str, ...]:
-    """Names of the output tensors a manifest's ``output`` entry describes (older manifests: logits)."""
-    tensors = output.get("tensors")
-    if tensors:
-        return tuple(t["name"] for t in tensors)
-    return (output.get("name") or LOGITS,)
-
-
 def emit_from_names(names: list[str]) -> str:
     """The ``--emit`` value whose tensors are ``names`` (a bare model file's outputs)."""
     for emit, tensors in EMITS.items():

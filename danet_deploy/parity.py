@@ -23,12 +23,15 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .data.metrics import SegmentationMetrics
 from .errors import ConfigError, InputError
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -272,13 +275,14 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
         session.close()
         raise ConfigError(f"--size {size[0]}x{size[1]}: this artifact's input is fixed at {spec.static_hw[0]}x"
                           f"{spec.static_hw[1]}; drop --size (it is for dynamic artifacts)")
-    hw = spec.static_hw or size or (tuple(manifest.export.get("input_size", (512, 512))))
+    height, width = spec.static_hw or size or manifest.export.input_size or (512, 512)
+    hw = (int(height), int(width))
     batch = spec.static_batch or 1
     evaluated = None
     if data is not None:
         from .data.validation import dataset_images
 
-        stack, label_stack, evaluated, _ = dataset_images(data, data_count, tuple(hw), manifest.class_names)
+        stack, label_stack, evaluated, _ = dataset_images(data, data_count, hw, manifest.class_names)
         images, labels = list(stack), list(label_stack)
     if images is None and generated is None:
         generated = 4
@@ -288,30 +292,30 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
         images = read_image_folder(images)
     if images is None:
         assert generated is not None, "set to 4 above when neither images nor data were given"
-        images, labels = generated_inputs(int(generated), tuple(hw))
+        images, labels = generated_inputs(int(generated), hw)
         from .model.registry import DEMO_CLASSES
 
         if tuple(manifest.class_names) != DEMO_CLASSES:
             labels = None  # generated labels use the demo classes; meaningless for other class sets
     ckpt = _own_checkpoint(artifact, manifest) if reference is None else None
-    ref_name = reference or ckpt or manifest.model["name"]
+    ref_name = reference or ckpt or manifest.model.name
     if reference is not None and Path(reference).is_file():
         _note_other_checkpoint(reference, manifest)
     if ref_name == ckpt or Path(ref_name).is_file():  # a checkpoint: the artifact's architecture and classes
         from .targets import reference_engine
 
-        ref_session = runtime.load(ref_name, backend=reference_engine().name, model=manifest.model["name"],
-                                   num_classes=manifest.num_classes, config=manifest.model, threads=threads)
-    elif reference is None and (manifest.export.get("model_options") or manifest.export.get("num_classes")):
+        ref_session = runtime.load(ref_name, backend=reference_engine().name, model=manifest.model.name,
+                                   num_classes=manifest.num_classes, config=manifest.model.to_dict(), threads=threads)
+    elif reference is None and (manifest.export.model_options or manifest.export.num_classes):
         # the artifact's own preset, changed at export: rebuild exactly what was exported
-        ref_session = runtime.load(ref_name, config=manifest.model, threads=threads)
+        ref_session = runtime.load(ref_name, config=manifest.model.to_dict(), threads=threads)
     else:
         ref_session = runtime.load(ref_name, threads=threads)
     if ref_session.num_classes != manifest.num_classes:
         ref_session.close()
         session.close()
         raise ConfigError(f"the reference {str(ref_name)!r} predicts {ref_session.num_classes} classes, the artifact "
-                          f"{manifest.num_classes} ({manifest.model.get('name')}): compare with the model it was "
+                          f"{manifest.num_classes} ({manifest.model.name}): compare with the model it was "
                           "exported from (leave out --reference), or a checkpoint of the same classes")
     from .inputs import FLOAT
     from .outputs import LOGITS, MASK
@@ -320,9 +324,9 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     masks_only = LOGITS not in session.outputs
     ref_logits, art_logits = [], []
     for i, image in enumerate(images):
-        tensor = preprocess([image], manifest.preprocessing, tuple(hw))
+        tensor = preprocess([image], manifest.preprocessing, hw)
         # an --accept artifact gets the same pixels as uint8 (resized alike) and normalises them in its graph
-        fed = tensor if session.accepts == FLOAT else session.prepare([session.from_rgb(image)], tuple(hw))
+        fed = tensor if session.accepts == FLOAT else session.prepare([session.from_rgb(image)], hw)
         if batch > 1:
             tensor, fed = np.repeat(tensor, batch, axis=0), np.repeat(fed, batch, axis=0)
         art_logits.append(session.infer_outputs(fed)[MASK][0] if masks_only else session.infer(fed)[0])
@@ -330,7 +334,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
         if progress:
             progress(f"parity {i + 1}/{len(images)}")
     if labels is not None:
-        labels = [_resize_label(lab, tuple(hw)) for lab in labels]
+        labels = [_resize_label(lab, hw) for lab in labels]
     compare = compare_masks if masks_only else compare_logits
     report = compare(ref_logits, art_logits, labels, precision or manifest.precision,
                      class_names=manifest.class_names or None, evaluated=evaluated)
@@ -350,7 +354,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     return report
 
 
-def _own_checkpoint(artifact: str | Path, manifest: Any) -> str | None:
+def _own_checkpoint(artifact: str | Path, manifest: Manifest) -> str | None:
     """The checkpoint copy an artifact folder carries (contained and hash-checked), or ``None``.
 
     Why not the manifest's path as written: a manifest may name only files inside its own
@@ -363,13 +367,14 @@ def _own_checkpoint(artifact: str | Path, manifest: Any) -> str | None:
     return str(artifact_checkpoint(artifact, manifest))
 
 
-def _note_other_checkpoint(reference: str | Path, manifest: Any) -> None:
+def _note_other_checkpoint(reference: str | Path, manifest: Manifest) -> None:
     """Say when a checkpoint given as ``--reference`` is not the one the artifact was exported from
     (a deliberate comparison stays allowed; an accidental one is named before its FAIL misleads)."""
     from .files import sha256_file
 
-    info = manifest.checkpoint or {}
-    recorded = {info.get("sha256"), info.get("carried_sha256")} - {None}  # the original file, or the artifact's copy
+    info = manifest.checkpoint
+    # the original file, or the artifact's copy
+    recorded = {info.sha256, info.carried_sha256} - {None} if info is not None else set()
     try:
         differs = bool(recorded) and sha256_file(reference) not in recorded
     except OSError:

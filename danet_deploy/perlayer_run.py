@@ -11,15 +11,18 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import ConfigError
 from .perlayer import PerLayerReport, compare_layers
 
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
-def artifact_onnx(folder: Path, manifest: Any) -> Path:
+
+def artifact_onnx(folder: Path, manifest: Manifest) -> Path:
     """The ONNX graph of an artifact: the primary file, or a TensorRT bundle's prepared ONNX."""
     if manifest.primary.endswith((".onnx", ".xml")):  # an OpenVINO IR is compared by its tensor names
         return folder / manifest.primary
@@ -35,21 +38,21 @@ def artifact_onnx(folder: Path, manifest: Any) -> Path:
                       "TensorRT bundles")
 
 
-def reference_onnx(folder: Path, manifest: Any, size: tuple[int, int], batch: int, directory: Path,
+def reference_onnx(folder: Path, manifest: Manifest, size: tuple[int, int], batch: int, directory: Path,
                    log: Callable[[str], None] | None = None) -> Path:
     """Re-export the FP32 ONNX the artifact in ``folder`` was made from (its manifest's model, the
     checkpoint copy the folder carries, and its settings)."""
     from .export.pipeline import ExportRequest, export
     from .manifest import artifact_checkpoint
 
-    exp = manifest.export or {}
     carried = artifact_checkpoint(folder, manifest)  # contained and hash-checked, never a path from elsewhere
     ckpt = str(carried) if carried is not None else None
-    request = ExportRequest(model=ckpt or manifest.model["name"], arch=manifest.model["name"] if ckpt else None,
+    exp = manifest.export
+    request = ExportRequest(model=ckpt or manifest.model.name, arch=manifest.model.name if ckpt else None,
                             num_classes=manifest.num_classes, precision="fp32",  # the default target: plain ONNX
                             output=directory / "reference-fp32", input_size=(size[0], size[1]), batch=batch,
-                            opset=int(exp.get("opset", 17)), exporter=str(exp.get("exporter", "legacy")),
-                            attention_chunks=manifest.model.get("attention_chunks") or None)
+                            opset=exp.opset or 17, exporter=exp.exporter or "legacy",
+                            attention_chunks=manifest.model.attention_chunks or None)
     path, _ = export(request, log=log or (lambda _m: None))
     return path / "model.onnx"
 
@@ -72,12 +75,12 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
         raise ConfigError(f"--per-layer needs an artifact folder with a manifest, got {artifact}")
     manifest = read_manifest(folder, verify=True)
     graph_path = artifact_onnx(folder, manifest)
-    from .inputs import FLOAT, accepted, from_rgb, image_batch, to_nchw
+    from .inputs import FLOAT, from_rgb, image_batch, to_nchw
 
-    accept = accepted(manifest.input)
-    shape = to_nchw(manifest.input.get("shape") or [], manifest.input.get("layout", "NCHW"))
+    accept = manifest.input.accept
+    shape = to_nchw(manifest.input.shape, manifest.input.layout)
     static = len(shape) == 4 and all(isinstance(d, int) for d in shape[2:])
-    hw = tuple(shape[2:]) if static else (size or tuple(manifest.export.get("input_size", (512, 512))))
+    hw = tuple(shape[2:]) if static else (size or manifest.export.input_size or (512, 512))
     batch = shape[0] if static and isinstance(shape[0], int) else 1
     if isinstance(images, (str, Path)):
         from .data.images import read_image_folder

@@ -22,6 +22,9 @@ from danet_deploy.manifest import Manifest, read_manifest
 from danet_deploy.serve import TritonOptions, read_triton_repository, render_config, write_triton_repository
 from danet_deploy.serve.repository import plan_model
 
+#: a valid preprocessing section (a Manifest checks its sections when it is built)
+PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
 try:
     from google.protobuf import text_format  # noqa: F401 imported only to see that it is installed
     from tritonclient.grpc import model_config_pb2
@@ -278,7 +281,7 @@ def _manifest(in_shape: list, out_shape: list, max_batch: int | None) -> Manifes
     if max_batch is not None:
         entry["max_shape"] = [max_batch, 3, 64, 64]
     return Manifest(target="onnx", backend="onnxruntime", precision="fp32", primary="model.onnx",
-                    model={"name": "danet_demo"}, preprocessing={}, input=entry,
+                    model={"name": "danet_demo"}, preprocessing=PREPROCESSING, input=entry,
                     output={"name": "logits", "shape": out_shape, "dtype": "float32"})
 
 

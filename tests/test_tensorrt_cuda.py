@@ -20,6 +20,9 @@ from danet_deploy.errors import BackendUnavailableError, ConfigError, DanetDeplo
 from danet_deploy.manifest import Manifest
 from danet_deploy.tensorrt import cuda, logger
 
+#: a valid preprocessing section (a Manifest checks its sections when it is built)
+PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -100,8 +103,8 @@ def _engine(tmp_path, info=None):
     engine.write_bytes(b"plan")
     facts = {"stage": "engine", "version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7", **(info or {})}
     manifest = Manifest(target="tensorrt", backend="tensorrt", precision="fp16", primary="model.engine",
-                        model={"name": "fake"}, preprocessing={}, input={"name": "input", "shape": [1, 3, 4, 6]},
-                        output={"name": "logits"}, extra={"tensorrt": facts})
+                        model={"name": "fake"}, preprocessing=PREPROCESSING, input={"name": "input", "shape": [1, 3, 4, 6]},
+                        output={"name": "logits", "shape": [1, 2, 4, 6]}, extra={"tensorrt": facts})
     return engine, manifest
 
 

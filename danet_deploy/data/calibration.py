@@ -28,7 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -156,7 +156,7 @@ def ort_reader(batches: Sequence[np.ndarray], input_name: str = "input") -> Any:
 
 # -- public entry point -------------------------------------------------------------------------
 def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int, int],
-                     preprocessing: dict[str, Any], log: Callable[[str], None] = print,
+                     preprocessing: Mapping[str, Any], log: Callable[[str], None] = print,
                      cache_dir: str | os.PathLike[str] | Literal[False] | None = None) -> CalibrationSet:
     """Load ``count`` calibration images from ``source`` at ``size``, preprocessed like the runtime.
 
@@ -350,8 +350,9 @@ def _spread(available: int, count: int) -> list[int]:
     return [int(i) for i in np.linspace(0, available - 1, count).round().astype(np.int64)]
 
 
-def _digest(identity: Any, preprocessing: dict[str, Any], size: tuple[int, int], count: int) -> str:
-    payload = {"layout": _CACHE_LAYOUT, "identity": identity, "preprocessing": preprocessing,
+def _digest(identity: Any, preprocessing: Mapping[str, Any], size: tuple[int, int], count: int) -> str:
+    # dict(): a manifest's preprocessing record hashes as the JSON it holds, like the dict it was read from
+    payload = {"layout": _CACHE_LAYOUT, "identity": identity, "preprocessing": dict(preprocessing),
                "size": list(size), "count": count}
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -383,7 +384,7 @@ def _write_cache(entry: Path, result: CalibrationSet) -> None:
         atomic_write_text(entry / "calibration.json", json.dumps(meta))
 
 
-def _load_npz(path: Path, count: int, size: tuple[int, int], preprocessing: dict[str, Any],
+def _load_npz(path: Path, count: int, size: tuple[int, int], preprocessing: Mapping[str, Any],
               log: Callable[[str], None], root: Path | None) -> CalibrationSet:
     """Validate an .npz of preprocessed tensors (no pickle) and take ``count`` of them."""
     try:

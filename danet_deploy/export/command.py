@@ -85,7 +85,7 @@ class ExportOutcome:
         """The summary ``danet-export --json`` prints."""
         m = self.manifest
         data = {"artifact": str(self.path), "target": m.target, "precision": m.precision, "backend": m.backend,
-                "files": m.files, "input": m.input, "attention_plan": m.export.get("attention_plan"),
+                "files": m.files, "input": m.input.to_dict(), "attention_plan": m.export.attention_plan,
                 "calibration": m.calibration, "accuracy_budget": m.extra.get("accuracy_budget")}
         if self.parity is not None:
             data["parity"] = self.parity.to_dict()
@@ -94,8 +94,8 @@ class ExportOutcome:
     def line(self) -> str:
         """The one-line summary ``danet-export`` prints."""
         m = self.manifest
-        plan = m.export.get("attention_plan") or {}
-        shape = "x".join(str(d) for d in m.input["shape"])
+        plan = m.export.attention_plan or {}
+        shape = "x".join(str(d) for d in m.input.shape)
         return (f"{self.path}  target={m.target} precision={m.precision} input={shape} "
                 f"attention_chunks={plan.get('chunks', 1)}"
                 + (f" parity={'PASS' if self.passed else 'FAIL'}" if self.parity is not None else ""))

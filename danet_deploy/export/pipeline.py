@@ -23,7 +23,13 @@ from ..files import not_a_file_reason, sha256_file
 from ..inputs import ACCEPTS, FLOAT, accept_input_spec, check_accept, to_nchw
 from ..manifest import (
     CARRIED_CHECKPOINT,
+    CheckpointInfo,
+    ExportInfo,
+    InputInfo,
     Manifest,
+    ModelInfo,
+    OutputInfo,
+    PreprocessingInfo,
     atomic_artifact_dir,
     carry_checkpoint,
 )
@@ -483,15 +489,16 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
             carry_weights(model.checkpoint_source, model.checkpoint_info, workdir)
         manifest = Manifest(
             target=request.target, backend=result.backend, precision=result.precision, primary=result.primary,
-            model=ctx.graph_config,
-            preprocessing=model.config.preprocessing.to_dict(), input=result.input,
-            output=ctx.output_spec(result.input),
-            tools=tool_versions(), checkpoint=model.checkpoint_info, calibration=result.calibration,
-            export={**request.to_dict(), "test_protocol": model.test_protocol.to_dict(),  # danet-eval's
-                    **ctx.onnx_info, "attention_plan": plan.to_dict(),
-                    "memory_plan": memory.to_dict(),
-                    "weights_sha256": model.weights_sha256,
-                    "seconds": round(time.perf_counter() - started, 2)},
+            model=ModelInfo.from_dict(ctx.graph_config),
+            preprocessing=PreprocessingInfo.from_dict(model.config.preprocessing.to_dict()),
+            input=InputInfo.from_dict(result.input), output=OutputInfo.from_dict(ctx.output_spec(result.input)),
+            tools=tool_versions(), calibration=result.calibration,
+            checkpoint=None if model.checkpoint_info is None else CheckpointInfo.from_dict(model.checkpoint_info),
+            export=ExportInfo.from_dict({**request.to_dict(), "test_protocol": model.test_protocol.to_dict(),  # danet-eval's
+                                         **ctx.onnx_info, "attention_plan": plan.to_dict(),
+                                         "memory_plan": memory.to_dict(),
+                                         "weights_sha256": model.weights_sha256,
+                                         "seconds": round(time.perf_counter() - started, 2)}),
             extra=result.extra)
         manifest.hash_files(workdir)
         manifest.write(workdir)

@@ -28,6 +28,7 @@ from ..errors import BackendUnavailableError, ConfigError, ExportError
 from ..files import atomic_write_bytes
 from ..inputs import to_nchw
 from ..manifest import (
+    ExportInfo,
     Manifest,
     artifact_checkpoint,
     artifact_path,
@@ -465,7 +466,7 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
     legacy = options.legacy_calibrator
     profile = {k: list(v) for k, v in info["profiles"][0].items() if k in ("min", "opt", "max")}
     attention = info["attention"]
-    plan = check_attention_limit(to_nchw(profile["max"], manifest.input.get("layout", "NCHW")), attention["chunks"],
+    plan = check_attention_limit(to_nchw(profile["max"], manifest.input.layout), attention["chunks"],
                                  attention["output_stride"], attention["feature_channels"])
     check_dla_request(options.dla_core, manifest.precision, profile, hardware_compatible=options.hardware_compatible)
     log(f"bundle {bundle}: {manifest.precision}, {describe_profile(profile)}; {plan.summary()}")
@@ -485,7 +486,7 @@ def build_engine_from_bundle(bundle_dir: str | Path, output_dir: str | Path | No
     require_tensorrt(options.device)  # fail fast, before the output folder is created
     with atomic_artifact_dir(out, force=force, log=log) as work:
         facts = build_engine(onnx_file, work / ENGINE_FILE, profile, manifest.precision, options,
-                             input_name=manifest.input.get("name", "input"), calibrator_tensors=tensors,
+                             input_name=manifest.input.name, calibrator_tensors=tensors,
                              calibration_cache=(work / "calibration.cache") if legacy else None, log=log)
         facts.update(calibration_hash=info.get("calibration_hash"), attention=attention, policy=info.get("policy"),
                      bundle={"path": str(bundle), "onnx_sha256": manifest.files.get(onnx_file.name)})
@@ -509,5 +510,6 @@ def engine_manifest_from_bundle(bundle: Manifest, facts: dict[str, Any]) -> Mani
         tools["cuda-python"] = metadata.version("cuda-python")
     return Manifest(target="tensorrt", backend="tensorrt", precision=bundle.precision, primary=ENGINE_FILE,
                     model=bundle.model, preprocessing=bundle.preprocessing, input=bundle.input, output=bundle.output,
-                    tools=tools, export={**bundle.export, "built_from": facts["bundle"]}, checkpoint=bundle.checkpoint,
+                    tools=tools, export=ExportInfo.from_dict({**bundle.export.to_dict(), "built_from": facts["bundle"]}),
+                    checkpoint=bundle.checkpoint,
                     calibration=bundle.calibration, parity=None, extra={**bundle.extra, "tensorrt": facts})

@@ -7,7 +7,7 @@ HWC RGB; network inputs are float32 NCHW normalised as ``(x / 255 - mean) / std`
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -126,7 +126,7 @@ def normalize(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence
     return out
 
 
-def preprocess(images: Sequence[np.ndarray], preprocessing: dict[str, Any],
+def preprocess(images: Sequence[np.ndarray], preprocessing: Mapping[str, Any],
                size: tuple[int, int] | None = None) -> np.ndarray:
     """The one preprocessing path (runtime, parity and calibration): resize if ``size``, normalise."""
     if preprocessing.get("color_order", "RGB").upper() == "BGR":

@@ -29,9 +29,9 @@ import numpy as np
 
 from ..counts import is_count
 from ..errors import ConfigError, InputError, ManifestError, NonFiniteOutputError, SessionClosedError
-from ..inputs import FLOAT, accepted, check_image_batch, from_rgb, image_batch, image_order
-from ..manifest import Manifest
-from ..outputs import LOGITS, LOGITS_LOWRES, MASK, emitted, invalid_mask_value, mask_dtype
+from ..inputs import FLOAT, check_image_batch, from_rgb, image_batch, image_order
+from ..manifest import Manifest, PreprocessingInfo
+from ..outputs import LOGITS, LOGITS_LOWRES, MASK, invalid_mask_value, mask_dtype
 from ..planner import feature_size, minimum_input_size
 from .backends.base import Backend, InputSpec
 from .preprocess import (
@@ -67,7 +67,7 @@ class Session:
     def min_size(self) -> int:
         """Smallest height/width the network resolves (a few feature-map cells; smaller inputs give
         one-class masks): ``run`` upsamples smaller images to it, ``infer`` refuses them."""
-        return minimum_input_size(int(self.manifest.model.get("output_stride", 8) or 8))
+        return minimum_input_size(self.manifest.model.output_stride)
 
     # -- facts -------------------------------------------------------------------------------
     @property
@@ -83,14 +83,15 @@ class Session:
         return self.manifest.num_classes
 
     @property
-    def preprocessing(self) -> dict[str, Any]:
+    def preprocessing(self) -> PreprocessingInfo:
+        """The manifest's preprocessing (``mean``, ``std``, ``color_order``; also readable as its JSON mapping)."""
         return self.manifest.preprocessing
 
     @property
     def accepts(self) -> str:
         """What the engine takes: ``float`` (float32 NCHW, preprocessed here) or ``rgb8``/``bgr8``
         (uint8 NxHxWx3 images, preprocessed in the graph: ``danet-export --accept``)."""
-        return accepted(self.manifest.input)
+        return self.manifest.input.accept
 
     @property
     def image_order(self) -> str:
@@ -172,8 +173,7 @@ class Session:
         """Smallest and largest value the manifest's preprocessing, ``(x / 255 - mean) / std`` over
         its ``input_range``, can give any channel."""
         pre = self.manifest.preprocessing
-        ends = [(float(v) / 255.0 - float(m)) / float(s) for v in pre.get("input_range", (0.0, 255.0))
-                for m, s in zip(pre["mean"], pre["std"])]
+        ends = [(float(v) / 255.0 - float(m)) / float(s) for v in pre.input_range for m, s in zip(pre.mean, pre.std)]
         return min(ends), max(ends)
 
     def _check_value_range(self, low: float, high: float) -> None:
@@ -202,8 +202,8 @@ class Session:
         energy block (with the artifact's chunking) would exceed ``max_attention_bytes``, rather than
         letting the allocator fail or the machine swap."""
         n, _, h, w = shape
-        stride = int(self.manifest.model.get("output_stride", 8) or 8)
-        chunks = max(1, int(self.manifest.model.get("attention_chunks", 1) or 1))
+        stride = self.manifest.model.output_stride
+        chunks = max(1, self.manifest.model.attention_chunks or 1)
         positions = feature_size(h, stride) * feature_size(w, stride)
         block = n * -(-positions // min(chunks, positions)) * positions * 4
         if block > self.max_attention_bytes:
@@ -216,14 +216,14 @@ class Session:
     @property
     def outputs(self) -> tuple[str, ...]:
         """The graph's output tensors (``logits``, ``mask``, ``logits_lowres``; see :mod:`danet_deploy.outputs`)."""
-        return emitted(self.manifest.output)
+        return self.manifest.output.names
 
     def infer(self, tensor: np.ndarray) -> np.ndarray:
         """Raw logits ``[N, classes, H, W]`` for a preprocessed float32 NCHW tensor (an ``--accept``
         artifact: for a uint8 NxHxWx3 image batch, see :meth:`prepare`)."""
         if LOGITS not in self.outputs:
             raise ConfigError(f"this artifact emits {', '.join(self.outputs)} (exported with --emit "
-                              f"{self.manifest.output.get('emit')}), not full-resolution logits; use run() for masks, "
+                              f"{self.manifest.output.emit}), not full-resolution logits; use run() for masks, "
                               "infer_outputs() for every output, or re-export with --emit logits|both")
         if self.outputs == (LOGITS,):
             self._check_open()

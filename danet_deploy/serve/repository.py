@@ -38,7 +38,7 @@ from typing import Any
 from ..errors import ArtifactError, ConfigError
 from ..inputs import contract_note
 from ..manifest import MANIFEST_NAME, Manifest, atomic_artifact_dir, read_manifest
-from ..outputs import emit_from_names, emitted
+from ..outputs import emit_from_names
 from ..targets import TritonPlatform, engines, get_engine, get_target
 from ..targets.options import TargetOptions, option
 from ..tensorrt.compat import STAGE_PREPARED
@@ -155,8 +155,8 @@ def _dims(shape: list[Any]) -> list[int]:
     return [d if isinstance(d, int) and d > 0 else -1 for d in shape]
 
 
-def _data_type(entry: dict[str, Any], what: str) -> Enum:
-    dtype = str(entry.get("dtype", "float32"))
+def _data_type(dtype: str | None, what: str) -> Enum:
+    dtype = dtype or "float32"
     if dtype not in DATA_TYPES:
         raise ArtifactError(f"the manifest's {what} dtype {dtype!r} has no Triton data type; re-export the artifact")
     return Enum(DATA_TYPES[dtype])
@@ -185,7 +185,7 @@ def _platform(manifest: Manifest, options: TritonOptions) -> tuple[str, bool]:
 
 def _max_batch(manifest: Manifest, options: TritonOptions) -> int | None:
     """The batch limit the artifact was built or planned for, else None."""
-    bounds = manifest.input.get("max_shape")
+    bounds: Any = manifest.input.max_shape
     if not bounds:
         profiles = _bundle(manifest).get("profiles") or []
         bounds = profiles[0].get("max") if profiles else None
@@ -196,11 +196,11 @@ def default_name(manifest: Manifest) -> str:
     """``<model>_<target>_<precision>``, then what else changes the served model's I/O: ``_<emit>``
     for in-graph masks (danet-export --emit) and ``_dynamic`` for dynamic shapes, so repositories of
     one model exported two ways do not collide on one name."""
-    parts = [str(manifest.model.get("name", "danet")), manifest.target, manifest.precision]
-    emit = emit_from_names(list(emitted(manifest.output)))
+    parts = [manifest.model.name, manifest.target, manifest.precision]
+    emit = emit_from_names(list(manifest.output.names))
     if emit != "logits":  # danet-export's default --emit keeps the plain name
         parts.append(emit.replace("-", "_"))
-    if not all(isinstance(d, int) and d > 0 for d in manifest.input.get("shape", [])):
+    if not all(isinstance(d, int) and d > 0 for d in manifest.input.shape):
         parts.append("dynamic")
     return "_".join(parts)
 
@@ -217,12 +217,12 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         raise ConfigError(f"derived model name {name!r} is not a valid Triton name; pass name=...")
     notes: list[str] = [contract_note(manifest.input)]
 
-    in_shape = list(manifest.input["shape"])
+    in_shape = list(manifest.input.shape)
     # every tensor the graph emits (logits, or an in-graph mask with or without logits: --emit)
-    outputs = [dict(t) for t in (manifest.output.get("tensors") or [manifest.output])]
+    outputs = manifest.output.emitted_tensors
     batch_dynamic = not (isinstance(in_shape[0], int) and in_shape[0] > 0)
     if batch_dynamic:
-        if any(isinstance(t["shape"][0], int) and t["shape"][0] > 0 for t in outputs):
+        if any(isinstance(t.shape[0], int) and t.shape[0] > 0 for t in outputs):
             raise ArtifactError("the manifest's input batch axis is dynamic but its output's is not; re-export")
         limit = _max_batch(manifest, options)
         max_batch = options.max_batch_size or limit or DEFAULT_MAX_BATCH
@@ -231,7 +231,7 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
                               "attention plan); re-export with a larger --max-batch")
         if spec.needs_profile and limit is None:
             raise ArtifactError(f"a dynamic {label} artifact must record its profile's max shape; re-prepare it")
-        in_dims, out_dims = _dims(in_shape[1:]), [_dims(list(t["shape"])[1:]) for t in outputs]
+        in_dims, out_dims = _dims(in_shape[1:]), [_dims(list(t.shape)[1:]) for t in outputs]
         if max_batch == 1:  # Triton's default of 8 does not apply: the artifact was bounded to batch 1
             notes.append("max_batch_size 1: the artifact's batch bound is 1 (danet-export --max-batch, default 1), so "
                          "Triton cannot batch requests and no dynamic_batching is written; re-export with --dynamic "
@@ -241,7 +241,7 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
             raise ConfigError(f"the artifact has a static batch of {in_shape[0]}: Triton cannot batch it "
                               "(max_batch_size 0); re-export with --dynamic to let Triton batch requests")
         max_batch = 0
-        in_dims, out_dims = _dims(in_shape), [_dims(list(t["shape"])) for t in outputs]
+        in_dims, out_dims = _dims(in_shape), [_dims(list(t.shape)) for t in outputs]
     for size in options.preferred_batch_sizes:
         if size > max(max_batch, 1):
             raise ConfigError(f"preferred batch size {size} exceeds max_batch_size {max_batch}")
@@ -278,9 +278,9 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         "name": name,
         spec.config_field: spec.name,
         "max_batch_size": max_batch,
-        "input": [{"name": manifest.input.get("name", "input"), "data_type": _data_type(manifest.input, "input"),
+        "input": [{"name": manifest.input.name, "data_type": _data_type(manifest.input.dtype, "input"),
                    "dims": in_dims}],
-        "output": [{"name": t.get("name", "logits"), "data_type": _data_type(t, "output"), "dims": dims}
+        "output": [{"name": t.name, "data_type": _data_type(t.dtype, "output"), "dims": dims}
                    for t, dims in zip(outputs, out_dims)],
         "version_policy": {"specific": {"versions": [options.version]}},
         "instance_group": [group],

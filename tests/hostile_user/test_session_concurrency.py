@@ -19,6 +19,9 @@ pytest.importorskip("onnxruntime")
 from danet_deploy import runtime
 from danet_deploy.errors import ConfigError, SessionClosedError
 
+#: a valid preprocessing section (a Manifest checks its sections when it is built)
+PREPROCESSING = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
 
 @pytest.mark.parametrize("backend", ["onnxruntime", "openvino", "torch"])
 def test_eight_threads_on_one_session_get_their_own_results(dynamic_artifact, backend):
@@ -63,8 +66,8 @@ def _fake_tensorrt_backend(monkeypatch, tmp_path, context_factory, **options):
     engine.write_bytes(b"plan")
     facts = {"stage": "engine", "version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
     manifest = Manifest(target="tensorrt", backend="tensorrt", precision="fp16", primary="model.engine",
-                        model={"name": "fake"}, preprocessing={}, input={"name": "input", "shape": [1, 3, 4, 6]},
-                        output={"name": "logits"}, extra={"tensorrt": facts})
+                        model={"name": "fake"}, preprocessing=PREPROCESSING, input={"name": "input", "shape": [1, 3, 4, 6]},
+                        output={"name": "logits", "shape": [1, 2, 4, 6]}, extra={"tensorrt": facts})
 
     def make(**more):
         return TensorRTBackend(engine, manifest, **{**options, **more})

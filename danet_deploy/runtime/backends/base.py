@@ -25,7 +25,7 @@ from ...counts import is_count
 from ...errors import BackendUnavailableError, ConfigError
 from ...extras import PACKAGES, install_hint
 from ...manifest import Manifest
-from ...outputs import emit_from_names, emitted
+from ...outputs import emit_from_names
 from ...targets import engine_names, get_engine, resolve
 from ...targets.options import Options, option
 
@@ -144,7 +144,7 @@ class Backend(abc.ABC):
     def infer_outputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every output of the graph by name (``logits``, ``mask``, ``logits_lowres``: see
         :mod:`danet_deploy.outputs`); the default is the one output ``infer`` returns."""
-        return {emitted(self.manifest.output)[0]: self.infer(batch)}
+        return {self.manifest.output.names[0]: self.infer(batch)}
 
     def infer_many(self, batches: Sequence[np.ndarray], jobs: int | None = None) -> list[np.ndarray]:
         """Logits for several batches; the default runs them one after another."""

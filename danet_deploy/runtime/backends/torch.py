@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ...extras import require
-from ...manifest import Manifest
+from ...manifest import CheckpointInfo, ExportInfo, InputInfo, Manifest, ModelInfo, OutputInfo, PreprocessingInfo
 from ...targets.options import option
 from .base import Backend, EngineOptions, InputSpec
 
@@ -45,12 +45,13 @@ def reference_manifest(config: Any, checkpoint: str | None = None, test_protocol
     where an exported artifact records it, so danet-eval of the file uses the file's own."""
     return Manifest(
         target="torch", backend="torch", precision="fp32", primary=checkpoint or config.name,
-        model=config.to_dict(), preprocessing=config.preprocessing.to_dict(),
-        input={"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32",
-               "dynamic_axes": {"0": "batch", "2": "height", "3": "width"}},
-        output={"name": "logits", "shape": ["batch", config.num_classes, "height", "width"], "dtype": "float32"},
-        checkpoint={"path": checkpoint} if checkpoint else None,
-        export={"test_protocol": test_protocol.to_dict()} if test_protocol is not None else {})
+        model=ModelInfo.from_dict(config.to_dict()), preprocessing=PreprocessingInfo.from_dict(config.preprocessing.to_dict()),
+        input=InputInfo.from_dict({"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32",
+                                   "dynamic_axes": {"0": "batch", "2": "height", "3": "width"}}),
+        output=OutputInfo.from_dict({"name": "logits", "shape": ["batch", config.num_classes, "height", "width"],
+                                     "dtype": "float32"}),
+        checkpoint=CheckpointInfo.from_dict({"path": checkpoint}) if checkpoint else None,
+        export=ExportInfo.from_dict({"test_protocol": test_protocol.to_dict()} if test_protocol is not None else {}))
 
 
 class TorchBackend(Backend):
@@ -96,7 +97,7 @@ class TorchBackend(Backend):
             # the checkpoint copy inside the folder, hash-checked; a manifest may name nothing outside it
             carried = artifact_checkpoint(Path(model_file).parent, manifest)
             ckpt = str(carried) if carried is not None else None
-            net = create_model_from_config(dict(manifest.model, **overrides), weights=ckpt)
+            net = create_model_from_config({**manifest.model.to_dict(), **overrides}, weights=ckpt)
             checkpoint = ckpt
         elif config is not None:
             net = create_model_from_config(dict(config, **overrides), weights=model_file)
