@@ -146,7 +146,7 @@ def measure_engine(model: str, size: tuple[int, int], rounds: int, threads: int)
 
 
 def machine() -> dict:
-    from danet_deploy.cpu import read_cpuinfo
+    from danet_deploy.util.cpu import read_cpuinfo
 
     name, flags = read_cpuinfo()
     return {"cpu": name, "logical_cores": os.cpu_count(), "flags": sorted(f for f in CPU_FLAGS if f in flags),

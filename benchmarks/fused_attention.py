@@ -75,11 +75,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         accuracy,
     )
     from danet_deploy.bench.timing import summarize
-    from danet_deploy.cpu import cpu_features
     from danet_deploy.data.scenes import SceneDataset
     from danet_deploy.export import ExportRequest, export
     from danet_deploy.export.policy import BF16_FLAGS
     from danet_deploy.model.registry import DEMO_CLASSES, get_config
+    from danet_deploy.util.cpu import cpu_features
 
     size = (int(args.size[0]), int(args.size[1]))
     config = get_config(args.model)
@@ -223,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="fused-attention-") as tmp:
         report = run(args, Path(tmp))
     from danet_deploy.bench.profile import plot_profile
-    from danet_deploy.files import atomic_write_text
+    from danet_deploy.util.files import atomic_write_text
 
     stem = args.output_dir / f"fused_attention-{args.model}-{args.size[0]}x{args.size[1]}"
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -24,8 +24,8 @@ import numpy as np
 
 def main(rounds: int = 20) -> int:
     from danet_deploy import runtime
-    from danet_deploy.cpu import read_cpuinfo
     from danet_deploy.export import ExportRequest, export
+    from danet_deploy.util.cpu import read_cpuinfo
 
     with tempfile.TemporaryDirectory(prefix="danet-check-") as tmp:
         artifact, _ = export(ExportRequest("danet_demo", input_size=(512, 512), output=Path(tmp) / "art"),

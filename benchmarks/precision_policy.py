@@ -34,7 +34,7 @@ sys.path.insert(0, str(ROOT))
 
 from danet_deploy.data.metrics import SegmentationMetrics  # noqa: E402 after the sys.path insert above
 from danet_deploy.data.scenes import SceneDataset  # noqa: E402 after the sys.path insert above
-from danet_deploy.files import atomic_write_text  # noqa: E402 after the sys.path insert above
+from danet_deploy.util.files import atomic_write_text  # noqa: E402 after the sys.path insert above
 
 PRODUCT_TARGETS = "INT8 >= 99% argmax agreement, <= 0.5 pt mIoU drop, >= 1.5x FP32 speed; FP16 >= 99.5% agreement"
 

@@ -128,14 +128,14 @@ def main(argv: list[str] | None = None) -> int:
         spec = json.loads(args.worker)
         print(json.dumps(measure(**spec)))
         return 0
-    from danet_deploy.result_files import benchmark_result_paths
+    from danet_deploy.util.result_files import benchmark_result_paths
 
     # checked before minutes of measuring: the default never lands on the committed results
     out, out_json = benchmark_result_paths(args.out, ["runtime_overhead.md", "runtime_overhead.json"], ROOT,
                                            args.force)
     from danet_deploy.bench.machine import machine_info
     from danet_deploy.export import ExportRequest, export
-    from danet_deploy.files import atomic_write_text
+    from danet_deploy.util.files import atomic_write_text
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="overhead-") as tmp:

@@ -40,10 +40,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from danet_deploy import runtime  # noqa: E402 after the sys.path insert above
-from danet_deploy.files import atomic_write_text  # noqa: E402 after the sys.path insert above
-from danet_deploy.result_files import benchmark_result_paths  # noqa: E402 after the sys.path insert above
 from danet_deploy.serve.client import SegmentationClient  # noqa: E402 after the sys.path insert above
 from danet_deploy.serve.loadtest import HEADER, generated_images, run_load  # noqa: E402 after the sys.path insert above
+from danet_deploy.util.files import atomic_write_text  # noqa: E402 after the sys.path insert above
+from danet_deploy.util.result_files import benchmark_result_paths  # noqa: E402 after the sys.path insert above
 
 
 def free_port() -> int:

@@ -72,8 +72,8 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    from danet_deploy.cpu import read_cpuinfo
     from danet_deploy.export import ExportRequest, export
+    from danet_deploy.util.cpu import read_cpuinfo
 
     cpu, flags = read_cpuinfo()
     with tempfile.TemporaryDirectory(prefix="danet-soak-") as tmp:

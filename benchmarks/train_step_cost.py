@@ -40,7 +40,7 @@ def parse_variant(text: str) -> tuple[dict[str, Any], Any]:
     coerced model options and the validated training config of that variant."""
     from danet_deploy.errors import ConfigError
     from danet_deploy.model.options import coerce_model_options, parse_option_pairs
-    from danet_deploy.train import TrainConfig, parse_shapes
+    from danet_deploy.training.loop import TrainConfig, parse_shapes
 
     pairs = {} if text == "base" else parse_option_pairs(text.split(";"))
     data = {key: pairs.pop(key) for key in DATA_FIELDS if key in pairs}
@@ -69,11 +69,11 @@ def build(options: dict[str, Any]):
 
 
 def step(model, optimizer, images: np.ndarray, labels: np.ndarray, amp: str, ohem_keep: float) -> None:
-    """One optimizer step, as ``danet_deploy.train.train`` takes it."""
+    """One optimizer step, as ``danet_deploy.training.loop.train`` takes it."""
     import torch
 
-    from danet_deploy.train import to_tensor
-    from danet_deploy.train_loss import danet_loss
+    from danet_deploy.training.loop import to_tensor
+    from danet_deploy.training.loss import danet_loss
 
     with torch.autocast("cpu", dtype=torch.bfloat16, enabled=amp == "bf16"):
         outputs = model.forward_lowres(to_tensor(images).contiguous(memory_format=torch.channels_last))
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from danet_deploy.bench.machine import machine_info
-    from danet_deploy.train import format_shapes, resolve_amp, training_batch
+    from danet_deploy.training.loop import format_shapes, resolve_amp, training_batch
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)

@@ -82,7 +82,7 @@ def demo_config(request: DemoRequest) -> tuple[list[tuple[str, str]], BenchConfi
     a read-only folder or the user's files in it must be refused before minutes of exporting.
     """
     from .bench.runner import BenchConfig
-    from .result_files import check_output_folder, refuse_overwrite
+    from .util.result_files import check_output_folder, refuse_overwrite
 
     combos = parse_combos(request.combos)
     out = check_output_folder(request.output)  # a file, or a folder that takes no new files: refused
@@ -115,10 +115,10 @@ def run_demo(request: DemoRequest, log: Callable[[str], None] = _log) -> dict[st
         unsupported_reason,
     )
     from .data.scenes import SceneDataset
-    from .files import atomic_write_text
-    from .parity import run_parity
-    from .result_files import prepare_output_folder, save_png
     from .runtime.preprocess import colorize, overlay, with_legend
+    from .util.files import atomic_write_text
+    from .util.result_files import prepare_output_folder, save_png
+    from .verify.parity import run_parity
 
     combos, cfg = demo_config(request)
     out = prepare_output_folder(request.output)

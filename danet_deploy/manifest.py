@@ -21,7 +21,6 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from .errors import ArtifactError, CheckpointError, ManifestError
-from .files import atomic_write_text, sha256_file
 from .manifest_sections import (
     CheckpointInfo,
     ExportInfo,
@@ -33,6 +32,7 @@ from .manifest_sections import (
     Section,
     section_object,
 )
+from .util.files import atomic_write_text, sha256_file
 
 FORMAT_VERSION = 1
 MANIFEST_NAME = "manifest.json"
@@ -131,8 +131,8 @@ class Manifest:
 
     def hash_files(self, directory: str | Path) -> None:
         """Record the sha256 of every file in ``directory`` except the manifest itself (and the owner
-        file of a folder still being written, :data:`~danet_deploy.artifact_dir.OWNER_NAME`)."""
-        from .artifact_dir import OWNER_NAME
+        file of a folder still being written, :data:`~danet_deploy.util.artifact_dir.OWNER_NAME`)."""
+        from .util.artifact_dir import OWNER_NAME
 
         directory = Path(directory)
         self.files = {p.relative_to(directory).as_posix(): sha256_file(p)
@@ -162,7 +162,7 @@ def manifest_from_metadata(meta: dict[str, str], model_file: Path, target: str, 
 def missing_artifact_message(directory: str | Path, otherwise: str) -> str:
     """Why ``directory`` is not there: a killed export's stranded ``.NAME.old-PID`` copy if one
     exists (so the user learns where the previous artifact went), else ``otherwise``."""
-    from .artifact_dir import stranded_copies
+    from .util.artifact_dir import stranded_copies
 
     stranded = stranded_copies(directory)
     if stranded:
@@ -397,7 +397,7 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
 def atomic_artifact_dir(final: str | Path, force: bool = False,
                         log: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[Path]:
     """A temporary folder that becomes ``final`` only if the block completes; an existing ``final``
-    is replaced only if it is an artifact (or ``force``). See :mod:`danet_deploy.artifact_dir`."""
-    from .artifact_dir import artifact_dir
+    is replaced only if it is an artifact (or ``force``). See :mod:`danet_deploy.util.artifact_dir`."""
+    from .util.artifact_dir import artifact_dir
 
     return artifact_dir(final, force=force, log=log)

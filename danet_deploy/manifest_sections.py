@@ -25,9 +25,9 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, NoReturn, TypeVar
 
-from .counts import MAX_CLASSES, is_count
 from .errors import ManifestError
-from .files import weights_name_problem
+from .util.counts import MAX_CLASSES, is_count
+from .util.files import weights_name_problem
 
 #: A dimension of a shape: a positive integer, or a name for a dynamic one (``"batch"``, ``"height"``).
 Dim = int | str

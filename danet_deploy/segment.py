@@ -94,7 +94,7 @@ class RunRequest:
 def run(request: RunRequest, on_image: Callable[[Record], None] = _print_record) -> list[Record] | Record:
     """Do what the request asks: the image records (each also passed to ``on_image`` as it is written),
     or the summary of a video, camera or bag run."""
-    from .result_files import check_output_folder
+    from .util.result_files import check_output_folder
 
     check_output_folder(request.output)
     if request.bag or request.video or request.camera is not None:
@@ -107,14 +107,14 @@ def run(request: RunRequest, on_image: Callable[[Record], None] = _print_record)
 def _frames(r: RunRequest) -> Record:
     """A video file, a camera or a bag through the runtime's frame pipeline, with a progress bar."""
     from . import runtime
-    from .progress import progress_bar
-    from .result_files import refuse_overwrite
     from .runtime.video import (
         open_camera,
         open_video,
         segment_video,
         video_output_names,
     )
+    from .util.progress import progress_bar
+    from .util.result_files import refuse_overwrite
 
     names = video_output_names(write_video=not r.no_video)
     if r.bag:
@@ -157,13 +157,8 @@ def segment_images(model: str | Path, images: Sequence[str | Path], output: str 
 
     from . import runtime
     from .data.images import check_image_file, read_image
-    from .result_files import (
-        output_stems,
-        prepare_output_folder,
-        refuse_overwrite,
-        save_png,
-    )
     from .runtime.preprocess import colorize, overlay
+    from .util.result_files import output_stems, prepare_output_folder, refuse_overwrite, save_png
 
     names_in = [str(name) for name in images]
     for name in names_in:

@@ -15,7 +15,7 @@ from danet_deploy.cli.export import main as export_main
 from danet_deploy.errors import ConfigError, ExportError, InputError, ManifestError
 from danet_deploy.export import ExportRequest, export
 from danet_deploy.manifest import read_manifest
-from danet_deploy.parity import TOLERANCES, compare_logits, run_parity
+from danet_deploy.verify.parity import TOLERANCES, compare_logits, run_parity
 
 SIZE = (64, 64)
 
@@ -208,7 +208,7 @@ def test_dynamic_accept_artifact_streams_and_tiles_like_the_float_one(tmp_path, 
 
 
 def test_parity_and_per_layer_parity_apply_unchanged(onnx_pair):
-    from danet_deploy.perlayer_run import run_per_layer
+    from danet_deploy.verify.perlayer_run import run_per_layer
 
     report = run_parity(onnx_pair[1], generated=2, write_manifest=False)
     assert report.passed and report.argmax_agreement == 1.0
@@ -272,7 +272,7 @@ def test_openvino_fp32_and_int8_accept_artifacts_match_host_preprocessing(tmp_pa
     accept_int8, _ = _export(tmp_path, "openvino", "int8", accept="rgb8")
     # the wrapper is added after NNCF: the same calibration, the same quantized core
     _same_as_host(float_int8, accept_int8, scenes, precision="int8", exact=False)
-    from danet_deploy.perlayer_run import run_per_layer
+    from danet_deploy.verify.perlayer_run import run_per_layer
 
     layers = run_per_layer(accept_int8, generated=1).layers  # the IR is fed the uint8 image, the reference floats
     assert sum(layer.matched for layer in layers) >= 0.6 * len(layers)  # as for a float-input IR (test_perlayer)

@@ -24,7 +24,7 @@ from danet_deploy import runtime  # noqa: E402 after importorskip
 from danet_deploy.engine_reads import referenced_files  # noqa: E402 after importorskip
 from danet_deploy.errors import ArtifactError, ManifestError  # noqa: E402 after importorskip
 from danet_deploy.export import ExportRequest, export  # noqa: E402 after importorskip
-from danet_deploy.files import sha256_file  # noqa: E402 after importorskip
+from danet_deploy.util.files import sha256_file  # noqa: E402 after importorskip
 
 
 def _quiet(_: str) -> None:

@@ -19,10 +19,10 @@ import pytest
 
 pytest.importorskip("onnxruntime")
 
-from danet_deploy import artifact_dir as ad
 from danet_deploy import runtime
 from danet_deploy.errors import ArtifactError
 from danet_deploy.export import ExportRequest, export
+from danet_deploy.util import artifact_dir as ad
 
 ARGS = ["--model", "danet_demo", "--input-size", "64x64"]
 

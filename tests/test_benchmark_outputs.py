@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from danet_deploy.errors import ConfigError
-from danet_deploy.result_files import BENCHMARK_RUNS, benchmark_result_paths
+from danet_deploy.util.result_files import BENCHMARK_RUNS, benchmark_result_paths
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -8,8 +8,8 @@ import pytest
 from released_layouts import mmengine_training_checkpoint
 
 from danet_deploy.errors import CheckpointError
-from danet_deploy.files import sha256_file
 from danet_deploy.model import create_model, init_for_testing
+from danet_deploy.util.files import sha256_file
 
 
 @pytest.fixture()

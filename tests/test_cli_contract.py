@@ -31,7 +31,7 @@ GENERATED = {
     "parity": ("danet_deploy.verify.parity_check:ParityRequest",),
     "serve": ("danet_deploy.serve.server:ServeArtifact", "danet_deploy.serve.server:ServeOptions"),
     "client": ("danet_deploy.serve.load_request:LoadTestRequest",),
-    "train": ("danet_deploy.train:TrainFlags", "danet_deploy.train:TrainConfig"),
+    "train": ("danet_deploy.training.loop:TrainFlags", "danet_deploy.training.loop:TrainConfig"),
     "bench": ("danet_deploy.bench.request:BenchRequest",),
 }
 #: command module -> why its parser is still written by hand (none left; a new exception says why here)

@@ -60,7 +60,7 @@ def test_checkpoint_with_a_decoder_is_recognised(torch, tmp_path):
 
 
 def test_labels_at_samples_cell_centres(torch):
-    from danet_deploy.train_loss import labels_at
+    from danet_deploy.training.loss import labels_at
 
     target = torch.arange(8 * 16).reshape(1, 8, 16)
     assert labels_at(target, (8, 16)) is target
@@ -73,7 +73,7 @@ def test_labels_at_samples_cell_centres(torch):
 def test_loss_upsamples_the_prediction_and_scores_auxiliary_outputs_coarse(torch):
     import torch.nn.functional as F
 
-    from danet_deploy.train_loss import danet_loss, labels_at
+    from danet_deploy.training.loss import danet_loss, labels_at
 
     torch.manual_seed(0)
     target = torch.randint(0, 4, (2, 16, 24))
@@ -96,7 +96,7 @@ def test_fix_for_a_pre_decoder_demo_checkpoint_is_named_relative_to_the_users_pr
 def test_evaluate_only_rebuilds_the_architecture_from_the_weights(torch, tmp_path):
     from safetensors.torch import save_file
 
-    from danet_deploy.train import evaluate_weights
+    from danet_deploy.training.loop import evaluate_weights
 
     old = create_model("danet_demo", weights=False, decoder_channels=0)  # trained before the decoder: no metadata
     path = tmp_path / "old.safetensors"
@@ -106,7 +106,7 @@ def test_evaluate_only_rebuilds_the_architecture_from_the_weights(torch, tmp_pat
 
 
 def test_training_refuses_other_class_names(tmp_path):
-    from danet_deploy.train import TrainConfig
+    from danet_deploy.training.loop import TrainConfig
 
     with pytest.raises(ConfigError, match="class_names cannot be trained"):
         TrainConfig(model_options={"class_names": "a,b"}, output=str(tmp_path / "w.safetensors")).validate()

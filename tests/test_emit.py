@@ -10,7 +10,7 @@ from danet_deploy import runtime
 from danet_deploy.cli.export import main as export_main
 from danet_deploy.errors import ConfigError
 from danet_deploy.export import ExportRequest, export
-from danet_deploy.parity import run_parity
+from danet_deploy.verify.parity import run_parity
 
 SIZE = (64, 64)
 

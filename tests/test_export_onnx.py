@@ -21,7 +21,7 @@ from danet_deploy.errors import (  # noqa: E402 after importorskip
     UnknownModelError,
 )
 from danet_deploy.export import ExportRequest, export  # noqa: E402 after importorskip
-from danet_deploy.parity import compare_logits, run_parity  # noqa: E402 after importorskip
+from danet_deploy.verify.parity import compare_logits, run_parity  # noqa: E402 after importorskip
 
 MODEL = "danet_edge_r18_d8"
 

@@ -7,7 +7,7 @@ pytest.importorskip("onnxruntime")
 
 from danet_deploy import runtime
 from danet_deploy.export import ExportRequest, export
-from danet_deploy.parity import compare_logits
+from danet_deploy.verify.parity import compare_logits
 
 
 def _quiet(_: str) -> None:

@@ -24,7 +24,7 @@ from danet_deploy.errors import CheckpointError, ConfigError, ManifestError
 from danet_deploy.export import ExportRequest, export
 from danet_deploy.manifest import read_manifest
 from danet_deploy.model.registry import weights_dir
-from danet_deploy.parity import run_parity
+from danet_deploy.verify.parity import run_parity
 
 MODEL = "danet_demo"
 SHIPPED = weights_dir() / "danet_demo.safetensors"
@@ -227,7 +227,7 @@ def test_export_refuses_a_checkpoint_that_changed_while_it_was_read(tmp_path):
 
 def test_per_layer_reference_is_rebuilt_from_the_carried_checkpoint(checkpoint_artifact, tmp_path):
     pytest.importorskip("onnx")
-    from danet_deploy.perlayer_run import run_per_layer
+    from danet_deploy.verify.perlayer_run import run_per_layer
 
     moved = _copy(checkpoint_artifact, tmp_path / "moved")
     report = run_per_layer(moved, generated=1)
@@ -240,7 +240,7 @@ def test_per_layer_reference_is_rebuilt_from_the_carried_checkpoint(checkpoint_a
 
 def test_per_layer_bundle_onnx_outside_the_folder_is_refused(preset_artifact, tmp_path):
     pytest.importorskip("onnx")
-    from danet_deploy.perlayer_run import run_per_layer
+    from danet_deploy.verify.perlayer_run import run_per_layer
 
     shutil.copy(preset_artifact / "model.onnx", tmp_path / "outside.onnx")
     art = _copy(preset_artifact, tmp_path / "art")

@@ -71,7 +71,7 @@ def test_export_refuses_a_timing_cache_on_the_artifact(tmp_path, capsys):
 
 
 def test_hard_links_to_one_file_are_the_same_output(tmp_path):
-    from danet_deploy.result_files import check_output_paths
+    from danet_deploy.util.result_files import check_output_paths
 
     first = tmp_path / "a.json"
     first.write_text("{}")
@@ -101,7 +101,7 @@ def test_a_name_too_long_for_the_file_system_is_a_clear_error(tmp_path, monkeypa
 
 
 def test_a_name_just_short_enough_is_accepted(tmp_path):
-    from danet_deploy.result_files import check_output_paths
+    from danet_deploy.util.result_files import check_output_paths
 
     check_output_paths({"--output": tmp_path / ("n" * 200)})
     with pytest.raises(ConfigError, match="shorter path"):

@@ -13,7 +13,7 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402 after importorskip
 
-from danet_deploy import perlayer  # noqa: E402 after importorskip
+from danet_deploy.verify import perlayer  # noqa: E402 after importorskip
 
 
 def _chain(weights: list[np.ndarray], scale: float = 1.0, half_after: int | None = None) -> onnx.ModelProto:
@@ -152,7 +152,7 @@ def test_per_layer_on_an_openvino_int8_artifact(tmp_path):
     with isolated_cache(tmp_path / "cache"):
         path, _ = export(ExportRequest(model="danet_demo", target="openvino", precision="int8", output=tmp_path / "ov",
                                        input_size=(64, 64), calib_count=2), log=lambda m: None)
-    from danet_deploy.perlayer_run import run_per_layer
+    from danet_deploy.verify.perlayer_run import run_per_layer
 
     report = run_per_layer(path, generated=1, threads=1)
     matched = [l for l in report.layers if l.matched]

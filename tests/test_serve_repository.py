@@ -215,7 +215,7 @@ def test_symlink_escaping_the_artifact_is_refused(artifacts, tmp_path):
     secret = tmp_path / "secret.bin"
     secret.write_bytes(b"secret")
     (copy / "extra.bin").symlink_to(secret)
-    from danet_deploy.files import sha256_file
+    from danet_deploy.util.files import sha256_file
 
     data = json.loads((copy / "manifest.json").read_text())
     data["files"]["extra.bin"] = sha256_file(secret)

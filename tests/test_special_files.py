@@ -13,7 +13,7 @@ import sys
 import pytest
 
 from danet_deploy.errors import ArtifactError, CheckpointError, InputError
-from danet_deploy.files import not_a_file_reason
+from danet_deploy.util.files import not_a_file_reason
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes on this system")
 

@@ -13,8 +13,8 @@ from danet_deploy import runtime  # noqa: E402 after importorskip
 from danet_deploy.errors import EngineCompatibilityError, InputError  # noqa: E402 after importorskip
 from danet_deploy.export import ExportRequest, export  # noqa: E402 after importorskip
 from danet_deploy.model.registry import weights_dir  # noqa: E402 after importorskip
-from danet_deploy.parity import compare_logits, generated_inputs  # noqa: E402 after importorskip
 from danet_deploy.runtime.preprocess import preprocess  # noqa: E402 after importorskip
+from danet_deploy.verify.parity import compare_logits, generated_inputs  # noqa: E402 after importorskip
 
 MODEL = "danet_edge_r18_d8"
 SIZE = (64, 64)

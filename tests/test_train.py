@@ -12,7 +12,7 @@ from danet_deploy.model.registry import DEMO_CLASSES, weights_dir
 
 
 def _tiny_config(tmp_path, **overrides):
-    from danet_deploy.train import TrainConfig
+    from danet_deploy.training.loop import TrainConfig
 
     values = dict(steps=3, batch_size=2, crops_per_scene=2, crops=((64, 64), (64, 96)), scene_min=64, scene_max=96,
                   warmup=1, eval_count=1, eval_sizes=((64, 64), (64, 128)), log_every=1, prefetch=False,
@@ -26,7 +26,7 @@ def test_three_step_training_writes_loadable_fp16_weights(torch, tmp_path):
     from safetensors import safe_open
 
     from danet_deploy import create_model
-    from danet_deploy.train import train
+    from danet_deploy.training.loop import train
 
     lines: list[str] = []
     report = train(_tiny_config(tmp_path, prefetch=True), command="test", progress=False, log=lines.append)
@@ -46,7 +46,7 @@ def test_three_step_training_writes_loadable_fp16_weights(torch, tmp_path):
 
 
 def test_training_batches_are_deterministic(tmp_path):
-    from danet_deploy.train import training_batch
+    from danet_deploy.training.loop import training_batch
 
     config = _tiny_config(tmp_path)
     a, b = training_batch(5, config), training_batch(5, config)
@@ -60,7 +60,7 @@ def test_training_batches_are_deterministic(tmp_path):
 
 def test_early_steps_draw_the_early_crops_then_the_full_ones(tmp_path):
     """The crop-size curriculum: the first ``early_share`` of the steps cut the smaller crops."""
-    from danet_deploy.train import training_batch
+    from danet_deploy.training.loop import training_batch
 
     config = _tiny_config(tmp_path, steps=8, early_share=0.5, early_crops=((32, 32), (32, 48)), early_scale=0.625)
     config.validate()
@@ -74,7 +74,7 @@ def test_early_steps_draw_the_early_crops_then_the_full_ones(tmp_path):
     # curriculum existed; numpy's PCG64 streams and the scene renderer are stable)
     import hashlib
 
-    from danet_deploy.train import TrainConfig
+    from danet_deploy.training.loop import TrainConfig
 
     assert TrainConfig().early_steps == 0
     images, labels = training_batch(4999, TrainConfig())
@@ -87,7 +87,7 @@ def test_early_steps_draw_the_early_crops_then_the_full_ones(tmp_path):
 
 
 def test_several_prefetch_workers_deliver_the_same_batches_in_order(tmp_path):
-    from danet_deploy.train import _batches
+    from danet_deploy.training.loop import _batches
 
     one = list(_batches(_tiny_config(tmp_path, steps=4)))
     many = list(_batches(_tiny_config(tmp_path, steps=4, prefetch=True, workers=3)))
@@ -104,7 +104,7 @@ def test_ema_saves_the_averaged_weights_and_bn_statistics(torch, tmp_path):
     from safetensors.torch import load_file
 
     from danet_deploy import create_model
-    from danet_deploy.train import train, weight_average
+    from danet_deploy.training.loop import train, weight_average
 
     assert weight_average(torch.nn.Linear(2, 2), 0.0) is None
     plain = train(_tiny_config(tmp_path, output=str(tmp_path / "plain.safetensors")), progress=False, log=lambda _: None)
@@ -121,7 +121,7 @@ def test_ema_saves_the_averaged_weights_and_bn_statistics(torch, tmp_path):
 
 
 def test_model_options_reach_the_model_and_the_report(torch, tmp_path):
-    from danet_deploy.train import train
+    from danet_deploy.training.loop import train
 
     report = train(_tiny_config(tmp_path, steps=1, eval_count=0, model_options={"decoder_channels": "16"}),
                    progress=False, log=lambda _: None)
@@ -131,14 +131,14 @@ def test_model_options_reach_the_model_and_the_report(torch, tmp_path):
     with safe_open(str(tmp_path / "tiny.safetensors"), "pt") as f:
         assert f.get_tensor("decoder.fuse.0.0.weight").shape[0] == 16
         assert json.loads(f.metadata()["model_options"]) == {"decoder_channels": 16}
-    from danet_deploy.train import evaluate_weights  # rebuilds the trained architecture from the metadata
+    from danet_deploy.training.loop import evaluate_weights  # rebuilds the trained architecture from the metadata
 
     (result,) = evaluate_weights(tmp_path / "tiny.safetensors", count=1, sizes=((64, 64),), progress=False)
     assert result["images"] == 1 and 0.0 <= result["miou"] <= 1.0
 
 
 def test_cuda_without_a_gpu_is_a_config_error(torch, tmp_path):
-    from danet_deploy.train import train
+    from danet_deploy.training.loop import train
 
     if torch.cuda.is_available():  # pragma: no cover - the check is for CPU machines
         pytest.skip("a CUDA GPU is present")
@@ -164,7 +164,7 @@ def test_bad_config_is_a_config_error(tmp_path):
 
 
 def test_crop_shapes_parse_and_bad_ones_are_refused():
-    from danet_deploy.train import parse_shapes
+    from danet_deploy.training.loop import parse_shapes
 
     assert parse_shapes("256x256, 192X352") == ((256, 256), (192, 352))
     with pytest.raises(ConfigError, match="not HxW"):
@@ -174,7 +174,7 @@ def test_crop_shapes_parse_and_bad_ones_are_refused():
 def test_unweighted_loss_is_the_official_cross_entropy(torch):
     import torch.nn.functional as F
 
-    from danet_deploy.train_loss import danet_loss
+    from danet_deploy.training.loss import danet_loss
 
     gen = torch.Generator().manual_seed(0)
     logits = [torch.randn(2, 8, 16, 16, generator=gen) for _ in range(3)]
@@ -190,7 +190,7 @@ def test_unweighted_loss_is_the_official_cross_entropy(torch):
 def test_ohem_keeps_only_the_hardest_pixels(torch):
     import torch.nn.functional as F
 
-    from danet_deploy.train_loss import danet_loss
+    from danet_deploy.training.loss import danet_loss
 
     target = torch.zeros(1, 4, 4, dtype=torch.long)
     logits = torch.zeros(1, 2, 4, 4)
@@ -204,7 +204,7 @@ def test_ohem_keeps_only_the_hardest_pixels(torch):
 
 
 def test_class_weights_favour_rare_classes():
-    from danet_deploy.train_loss import balanced_weights, class_frequencies
+    from danet_deploy.training.loss import balanced_weights, class_frequencies
 
     labels = [np.array([[0, 0, 0, 0], [0, 0, 1, 2]], np.uint8), np.array([[255, 0], [0, 1]], np.uint8)]
     freq = class_frequencies(labels, 4)
@@ -215,7 +215,7 @@ def test_class_weights_favour_rare_classes():
 
 
 def test_time_budget_shrinks_the_schedule_and_lr_still_anneals(tmp_path):
-    from danet_deploy.train import _budgeted_total, poly_lr
+    from danet_deploy.training.loop import _budgeted_total, poly_lr
 
     config = _tiny_config(tmp_path, steps=1000, warmup=10, time_budget_min=1.0)
     assert _budgeted_total(5, 5.0, config) == 1000  # too early to estimate
@@ -241,7 +241,7 @@ SHIPPED = weights_dir() / "danet_demo.safetensors"
 @pytest.mark.skipif(not SHIPPED.exists(), reason="demo weights not shipped in this checkout")
 def test_shipped_demo_weights_segment_val_scenes(torch):
     from danet_deploy import create_model
-    from danet_deploy.train import evaluate
+    from danet_deploy.training.loop import evaluate
 
     metrics = evaluate(create_model("danet_demo"), "val", count=4, size=(256, 256))
     assert metrics.miou() > 0.6, metrics.summary()

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..files import is_plain_name
+from ..util.files import is_plain_name
 
 
 def check_bench_args(model: str, output: Path, artifacts: Path | None = None) -> None:
     """Refuse an artifact folder as ``--model`` (bench takes presets and checkpoints, and exports the
     artifacts it times) and unwritable ``--output`` / ``--artifacts`` folders."""
-    from ..result_files import check_output_folder
+    from ..util.result_files import check_output_folder
 
     path = Path(model)
     if path.is_dir():

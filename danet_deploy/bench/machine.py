@@ -13,7 +13,7 @@ import shutil
 import subprocess
 from typing import Any
 
-from ..cpu import read_cpuinfo
+from ..util.cpu import read_cpuinfo
 
 #: SIMD/matrix features that decide which kernels FP32/FP16/INT8 engines can use.
 FEATURE_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
@@ -74,7 +74,7 @@ def load_average() -> list[float] | None:
 
 def machine_info() -> dict[str, Any]:
     """Everything above plus OS and library versions, as one JSON-ready dict."""
-    from ..versions import tool_versions
+    from ..util.versions import tool_versions
 
     return {"cpu": cpu_info(), "memory_gib": memory_total_gib(), "gpus": gpu_info(),
             "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),

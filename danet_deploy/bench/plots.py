@@ -12,8 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ..files import atomic_output
 from ..targets import engines
+from ..util.files import atomic_output
 from .rows import ok_rows
 
 _PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452"}

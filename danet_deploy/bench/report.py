@@ -85,8 +85,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from ..files import atomic_write_text
 from ..targets import reference_engine
+from ..util.files import atomic_write_text
 from .rows import CSV_FIELDS, Row
 
 SCHEMA = "danet-bench"

@@ -76,7 +76,7 @@ class BenchRequest:
         Why up front: a bad stem, timeout or output folder, or reports that would replace the user's
         files, must fail in a second rather than after minutes of exporting and timing.
         """
-        from ..result_files import refuse_overwrite
+        from ..util.result_files import refuse_overwrite
         from .checks import check_bench_args, check_report_stem
         from .report import report_file_names
 

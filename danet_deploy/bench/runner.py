@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import ConfigError, UnknownModelError
-from ..progress import progress_bar
 from ..targets import PRECISIONS, engine_names, engines, get_engine, reference_engine, target_for
+from ..util.progress import progress_bar
 from .rows import Row, RowRun
 from .timing import summarize
 from .worker import WorkerSpec
@@ -211,7 +211,7 @@ def _weights_mismatch(manifest: Any, cfg: BenchConfig, config: Any) -> str | Non
     weights retrained into the shipped file make older artifacts stale.
     """
     from ..export.pipeline import shipped_weights_sha256
-    from ..files import sha256_file
+    from ..util.files import sha256_file
 
     ckpt = Path(cfg.model)
     if ckpt.is_file():

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from ..progress import progress_bar
+from ..util.progress import progress_bar
 
 
 def time_calls(fn: Callable[[], Any], iters: int, warmup: int, progress: bool = False,

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..files import atomic_write_text
+from ..util.files import atomic_write_text
 from .memory import current_rss_mb, peak_rss_mb
 from .timing import summarize, time_calls
 

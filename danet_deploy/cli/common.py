@@ -50,8 +50,8 @@ def cli_main(func: Callable[[list[str] | None], int]) -> CommandMain:
 
     @functools.wraps(func)
     def wrapper(argv: list[str] | None = None) -> int:
-        from ..artifact_dir import terminate_as_exit
         from ..extras import missing_extra
+        from ..util.artifact_dir import terminate_as_exit
 
         try:
             with terminate_as_exit():  # SIGTERM unwinds, so scratch folders are removed

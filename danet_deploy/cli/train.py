@@ -1,8 +1,8 @@
 """``danet-train``: train the demo model on generated scenes, or evaluate the shipped weights.
 
-Parsing only: the flags are generated from :class:`danet_deploy.train.TrainConfig` (recorded in the
-report, so it says exactly what ran) and :class:`danet_deploy.train.TrainFlags`;
-:func:`danet_deploy.train.train` and :func:`danet_deploy.train.evaluate_only` do the work.
+Parsing only: the flags are generated from :class:`danet_deploy.training.loop.TrainConfig` (recorded in the
+report, so it says exactly what ran) and :class:`danet_deploy.training.loop.TrainFlags`;
+:func:`danet_deploy.training.loop.train` and :func:`danet_deploy.training.loop.evaluate_only` do the work.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ DESCRIPTION = ("Train danet_demo on generated street scenes (CPU, seeded), evalu
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from ..train import TrainConfig, TrainFlags
+    from ..training.loop import TrainConfig, TrainFlags
 
     return dataclass_args.build_parser(TrainFlags, "danet-train", DESCRIPTION, also=(TrainConfig,))
 
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 @cli_main
 def main(argv: list[str] | None = None) -> int:
     """Typed errors exit 2, Ctrl-C 130, SIGTERM 143 with no half-written weights (:func:`cli_main`)."""
-    from .. import train as training
+    from ..training import loop as training
 
     ns = build_parser().parse_args(argv)
     flags = training.TrainFlags(**dataclass_args.request_values(training.TrainFlags, ns))

@@ -36,8 +36,8 @@ from typing import Any, Literal
 import numpy as np
 
 from ..errors import CalibrationError, summarize_exception
-from ..files import atomic_output, atomic_write_text, not_a_file_reason, sha256_file
-from ..progress import track
+from ..util.files import atomic_output, atomic_write_text, not_a_file_reason, sha256_file
+from ..util.progress import track
 from .images import IMAGE_SUFFIXES, decode_rgb, list_images, verify_image
 
 CACHE_ENV = "DANET_DEPLOY_CACHE"

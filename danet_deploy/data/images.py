@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CalibrationError, InputError, summarize_exception
-from ..files import not_a_file_reason
+from ..util.files import not_a_file_reason
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 MAX_PIXELS = 50_000_000

@@ -117,7 +117,7 @@ def wrap_onnx_file(path: Path, accept: str, preprocessing: dict[str, Any], cast_
     """:func:`wrap_onnx` on a file, in place (checked by ``onnx.checker`` before it replaces it)."""
     import onnx
 
-    from ..files import atomic_output
+    from ..util.files import atomic_output
 
     if check_accept(accept) == FLOAT:
         return

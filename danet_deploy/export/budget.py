@@ -16,7 +16,7 @@ How each INT8 path meets it:
   reverts quantizers itself).
 * ONNX Runtime and TensorRT Q/DQ: :func:`search_float_layers`. The search starts from the
   all-INT8 graph; its quantized layers are ranked by the noise each one adds
-  (:mod:`danet_deploy.perlayer`, on the first validation images), and the top ``k`` return to
+  (:mod:`danet_deploy.verify.perlayer`, on the first validation images), and the top ``k`` return to
   float, with ``k`` found by doubling then bisection (``--budget-evaluations`` bounds the graphs
   quantized and scored). The ``--policy`` graph (default ``attention-float``) is scored as one
   more candidate. Every graph that meets the budget is timed and the fastest kept: the goal is
@@ -293,7 +293,7 @@ def rank_layers(reference_onnx: Path, quantized_onnx: Path, tensors: np.ndarray,
     """Quantized layers (by artifact node) ordered by the noise they add, worst first (per-layer report)."""
     import onnx
 
-    from ..perlayer import compare_layers
+    from ..verify.perlayer import compare_layers
 
     layers = compare_layers(onnx.load(str(reference_onnx)), onnx.load(str(quantized_onnx)),
                             [np.repeat(tensors[i:i + 1], batch, axis=0) for i in range(min(images, len(tensors)))],

@@ -95,7 +95,7 @@ def quantize_with_budget(ctx: Any, model: Any, calibration: Any, kwargs: dict[st
     for item in entry["layers_kept_float"]:
         item["why"] = "reverted to float by nncf.quantize_with_accuracy_control (its own ranking) to meet the budget"
     if met:
-        from ..cpu import cpu_features
+        from ..util.cpu import cpu_features
         from .policy import PrecisionPolicy
 
         required = PrecisionPolicy.from_spec(request.policy).attention_precision == "bf16"

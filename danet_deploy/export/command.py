@@ -108,7 +108,7 @@ def export_and_verify(request: ExportRequest, verify_images: int = 4,
     path, manifest = export(request, log=log)
     outcome = ExportOutcome(path, manifest)
     if request.verify:
-        from ..parity import run_parity
+        from ..verify.parity import run_parity
 
         outcome.parity = run_parity(path, generated=verify_images)
         print(outcome.parity.table(), file=sys.stderr)

@@ -25,9 +25,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..cpu import cpu_features
 from ..errors import ConfigError, ExportError, summarize_exception
-from ..files import atomic_output, sha256_file
+from ..util.cpu import cpu_features
+from ..util.files import atomic_output, sha256_file
 from .fused_attention import apply_attention_form
 from .metadata import stamp_onnx
 from .ort_quant import convert_to_fp16, graph_input_name, pre_process, quantize_qdq

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..cpu import cpu_features
 from ..errors import ExportError, summarize_exception
+from ..util.cpu import cpu_features
 from .metadata import stamp_openvino
 from .pipeline import ExportContext, TargetResult
 from .policy import PrecisionPolicy

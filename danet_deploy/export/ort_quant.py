@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError, ExportError, summarize_exception
-from ..files import working_directory
+from ..util.files import working_directory
 
 
 def calibration_method(name: str) -> Any:

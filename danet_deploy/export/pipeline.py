@@ -16,10 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifact_dir import check_output_dir, scratch_dir
 from ..errors import CheckpointError, ConfigError, UnknownModelError
 from ..eval_protocol import artifact_protocol
-from ..files import not_a_file_reason, sha256_file
 from ..inputs import ACCEPTS, FLOAT, accept_input_spec, check_accept, to_nchw
 from ..manifest import (
     CARRIED_CHECKPOINT,
@@ -36,7 +34,6 @@ from ..manifest import (
 from ..outputs import EMITS, check_emit, mask_dtype, output_spec
 from ..planner import AttentionPlan, check_input_size, plan_attention
 from ..request_fields import arg, parse_size
-from ..result_files import check_output_paths
 from ..targets import (
     CALIB_METHODS,
     DEFAULT_CALIB_METHOD,
@@ -47,7 +44,10 @@ from ..targets import (
     target_names,
 )
 from ..targets.registry import CALIB_ALIASES
-from ..versions import tool_versions
+from ..util.artifact_dir import check_output_dir, scratch_dir
+from ..util.files import not_a_file_reason, sha256_file
+from ..util.result_files import check_output_paths
+from ..util.versions import tool_versions
 from .batch_memory import plan_batch_memory
 
 # ONNX opsets DANet exports in and passes parity (measured with torch 2.13 and onnxruntime): opset 10
@@ -185,7 +185,7 @@ class ExportRequest:
 
         self.model_options = coerce_model_options(self.model_options)
 
-        from ..cpu import cpu_features
+        from ..util.cpu import cpu_features
         from .policy import PrecisionPolicy, check_attention_bf16
 
         check_attention_bf16(PrecisionPolicy.from_spec(self.policy), self.target, self.precision, cpu_features())

@@ -266,7 +266,7 @@ class PrecisionPolicy:
         return info
 
 
-#: CPU flags (``danet_deploy.cpu.cpu_features``) that give OpenVINO's CPU plugin native bf16 kernels
+#: CPU flags (``danet_deploy.util.cpu.cpu_features``) that give OpenVINO's CPU plugin native bf16 kernels
 BF16_FLAGS = ("amx_bf16", "avx512_bf16")
 
 

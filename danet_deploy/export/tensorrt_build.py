@@ -23,9 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ..artifact_dir import check_output_dir
 from ..errors import BackendUnavailableError, ConfigError, ExportError
-from ..files import atomic_write_bytes
 from ..inputs import to_nchw
 from ..manifest import (
     ExportInfo,
@@ -37,7 +35,6 @@ from ..manifest import (
     read_manifest,
 )
 from ..planner import parse_bytes
-from ..progress import progress_bar
 from ..targets.builtin import TensorRTOptions
 from ..tensorrt.compat import (
     STAGE_ENGINE,
@@ -51,6 +48,9 @@ from ..tensorrt.compat import (
 )
 from ..tensorrt.cuda import CUDA_PYTHON_PINS
 from ..tensorrt.logger import shared_logger
+from ..util.artifact_dir import check_output_dir
+from ..util.files import atomic_write_bytes
+from ..util.progress import progress_bar
 
 ENGINE_FILE = "model.engine"
 LEGACY_ONNX = "model_fp32.onnx"          # only in bundles prepared with legacy_calibrator

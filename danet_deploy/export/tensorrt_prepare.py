@@ -30,8 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import ConfigError, ExportError, summarize_exception
-from ..files import working_directory
 from ..targets.builtin import GRAPH_TOOLS
+from ..util.files import working_directory
 
 # --calib-method names -> ModelOpt's
 _MODELOPT_METHODS = {"entropy": "entropy", "max": "max", "minmax": "max"}

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from ..files import not_a_file_reason
+from ..util.files import not_a_file_reason
 from .safe_pickle import TrainingState, weights_only_globals
 
 # mmsegmentation DAHead / ResNetV1c -> this project's names (regex, replacement)

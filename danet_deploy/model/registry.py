@@ -11,10 +11,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..counts import MAX_CLASSES, is_count
 from ..errors import ConfigError, UnknownModelError
 from ..extras import require
-from ..files import weights_name_problem
+from ..util.counts import MAX_CLASSES, is_count
+from ..util.files import weights_name_problem
 from .releases import CITYSCAPES_CLASSES, release_presets
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

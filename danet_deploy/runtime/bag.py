@@ -27,7 +27,7 @@ from ..errors import (
     InputError,
     summarize_exception,
 )
-from ..files import atomic_output
+from ..util.files import atomic_output
 from .ros_images import mask_to_image_fields, message_to_rgb
 from .video import segment_video
 

@@ -8,7 +8,6 @@ from typing import Any
 
 from ..engine_reads import referenced_files
 from ..errors import ArtifactError, ConfigError
-from ..files import not_a_file_reason
 from ..manifest import (
     MANIFEST_NAME,
     artifact_path,
@@ -24,6 +23,7 @@ from ..targets import (
     reference_engine,
     target_names,
 )
+from ..util.files import not_a_file_reason
 from .backends.base import backend_class
 from .session import Session
 

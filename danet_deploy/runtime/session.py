@@ -27,12 +27,12 @@ from typing import Any
 
 import numpy as np
 
-from ..counts import is_count
 from ..errors import ConfigError, InputError, ManifestError, NonFiniteOutputError, SessionClosedError
 from ..inputs import FLOAT, check_image_batch, from_rgb, image_batch, image_order
 from ..manifest import Manifest, PreprocessingInfo
 from ..outputs import LOGITS, LOGITS_LOWRES, MASK, invalid_mask_value, mask_dtype
 from ..planner import feature_size, minimum_input_size
+from ..util.counts import is_count
 from .backends.base import Backend, InputSpec
 from .preprocess import (
     as_image_list,

@@ -44,9 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from ..counts import is_count
 from ..errors import ConfigError, DanetDeployError, InputError
 from ..outputs import LOGITS, MASK
+from ..util.counts import is_count
 from .preprocess import image_hw, mask_at_size, resize_mask
 
 POLICIES = ("all", "latest")

@@ -26,7 +26,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import BackendUnavailableError, ConfigError, InputError, summarize_exception
-from ..files import atomic_output, not_a_file_reason
+from ..util.files import atomic_output, not_a_file_reason
 from .preprocess import image_hw, legend, overlay, resize_image
 
 

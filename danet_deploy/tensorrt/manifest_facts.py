@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..counts import is_count
+from ..util.counts import is_count
 from .compat import STAGE_ENGINE, STAGE_PREPARED
 
 MAX_DIM = 2**31 - 1

@@ -106,8 +106,8 @@ def csv_table(outcome: EvalResult) -> str:
 
 def write_outputs(outcome: EvalResult, folder: Path, force: bool, log: Callable[[str], None]) -> None:
     """results.json/.csv/.md, confusion_<model>.png and worst/<model>/NN_<image>.png in ``folder``."""
-    from ..files import atomic_write_text
-    from ..result_files import prepare_output_folder, refuse_overwrite
+    from ..util.files import atomic_write_text
+    from ..util.result_files import prepare_output_folder, refuse_overwrite
 
     folder = prepare_output_folder(folder)
     names = [*RESULT_FILES, *(f"confusion_{r.label}.png" for r in outcome.results)]
@@ -155,8 +155,8 @@ def confusion_plot(result: ModelResult, path: Path) -> None:
 
 def worst_images(outcome: EvalResult, result: ModelResult, folder: Path) -> None:
     """image | ground truth | prediction, over the image, for the lowest-scoring images, with a legend."""
-    from ..result_files import save_png
     from ..runtime.preprocess import overlay, with_legend
+    from ..util.result_files import save_png
 
     if not result.worst:
         return

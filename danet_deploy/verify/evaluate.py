@@ -24,8 +24,8 @@ from ..data.datasets import SPEC_HELP, ClassMatch, Dataset, match_classes, open_
 from ..data.metrics import SegmentationMetrics, confusion_matrix
 from ..errors import ConfigError
 from ..eval_protocol import MODES, TestProtocol, recorded_protocol
-from ..progress import progress_bar
 from ..request_fields import arg, parse_size
+from ..util.progress import progress_bar
 
 PROTOCOL = "test protocol (default: the model's release protocol)"
 
@@ -118,7 +118,7 @@ class EvalResult:
 
 def evaluate(request: EvalRequest, log: Callable[[str], None] = print) -> EvalResult:
     """Every model of ``request`` on the dataset; results (and files, when asked) in one :class:`EvalResult`."""
-    from ..result_files import output_stems
+    from ..util.result_files import output_stems
 
     request.check()
     dataset = open_dataset(request.data, request.split, request.limit)
@@ -237,7 +237,7 @@ def _score(predictor: Any, model: str, label: str, dataset: Dataset, match: Clas
 
 
 def _save_mask(folder: Path, name: str, mask: np.ndarray, force: bool) -> None:
-    from ..result_files import save_png
+    from ..util.result_files import save_png
 
     path = folder / f"{name}.png"
     if folder.resolve() not in path.resolve().parents:

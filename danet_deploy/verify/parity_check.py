@@ -1,8 +1,8 @@
 """An artifact against its reference, as ``danet-parity`` runs it: the request, its checks, the report files.
 
 ``check_parity(ParityRequest("out/ort-int8", generated=8))`` is ``danet-parity out/ort-int8 --generated 8``:
-:func:`danet_deploy.parity.run_parity` (per-precision tolerances), or with ``per_layer`` the per-layer
-report of :func:`danet_deploy.perlayer_run.run_per_layer` (SQNR, cosine, NaN/Inf per tensor, a plot).
+:func:`danet_deploy.verify.parity.run_parity` (per-precision tolerances), or with ``per_layer`` the per-layer
+report of :func:`danet_deploy.verify.perlayer_run.run_per_layer` (SQNR, cosine, NaN/Inf per tensor, a plot).
 Every argument and output path is checked before the comparison starts.
 """
 
@@ -70,7 +70,7 @@ class ParityRequest:
 
 @dataclass
 class ParityOutcome:
-    """The report (:class:`~danet_deploy.parity.ParityReport` or the per-layer one) and whether it passed."""
+    """The report (:class:`~danet_deploy.verify.parity.ParityReport` or the per-layer one) and whether it passed."""
 
     report: Any
     passed: bool
@@ -78,7 +78,7 @@ class ParityOutcome:
 
 def _check_outputs(request: ParityRequest) -> None:
     """Outputs that cannot be written or would replace a file: refused before the comparison."""
-    from ..result_files import check_output_file, check_output_paths
+    from ..util.result_files import check_output_file, check_output_paths
 
     plot, label = request.plot_path, "--plot" if request.plot else "--plot (from --output)"
     check_output_paths({"--output": request.output, label: plot})
@@ -97,7 +97,7 @@ def check_parity(request: ParityRequest, log: Callable[[str], None] = _log) -> P
     _check_outputs(request)
     if request.per_layer:
         return _per_layer(request, log)
-    from ..parity import run_parity, write_report
+    from .parity import run_parity, write_report
 
     report = run_parity(request.artifact, reference=request.reference, images=request.images,
                         generated=request.generated, size=request.size, threads=request.threads,
@@ -109,8 +109,8 @@ def check_parity(request: ParityRequest, log: Callable[[str], None] = _log) -> P
 
 
 def _per_layer(request: ParityRequest, log: Callable[[str], None]) -> ParityOutcome:
-    from ..perlayer import plot_sqnr, write_json
-    from ..perlayer_run import run_per_layer
+    from .perlayer import plot_sqnr, write_json
+    from .perlayer_run import run_per_layer
 
     if request.reference and not str(request.reference).endswith(".onnx"):
         raise ConfigError("with --per-layer, --reference takes an FP32 .onnx file (default: re-exported from the "

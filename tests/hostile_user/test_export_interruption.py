@@ -29,7 +29,7 @@ def _dead_pid() -> int:
 
 
 def test_replacing_an_artifact_is_atomic_and_the_fallback_is_recoverable(tmp_path, monkeypatch):
-    from danet_deploy import artifact_dir as ad
+    from danet_deploy.util import artifact_dir as ad
 
     def artifact_folder(path: Path, text: str) -> Path:
         path.mkdir()
@@ -137,8 +137,8 @@ def test_sigterm_at_any_moment_exits_143_and_leaves_nothing(tmp_path, delay_s):
 def test_sigterm_cleanup_covers_atomic_writes_and_scratch_folders(tmp_path):
     """What the SIGTERM handler removes: temp files of atomic writes and live scratch folders,
     never the finished file or anything after its block ended."""
-    from danet_deploy.artifact_dir import scratch_dir
-    from danet_deploy.files import atomic_output, remove_live_scratch
+    from danet_deploy.util.artifact_dir import scratch_dir
+    from danet_deploy.util.files import atomic_output, remove_live_scratch
 
     target = tmp_path / "weights.safetensors"
     with atomic_output(target) as tmp, scratch_dir() as scratch:

@@ -143,7 +143,7 @@ def test_dot_and_mount_point_are_refused_before_work(tmp_path, monkeypatch, caps
 
 
 def test_bind_mount_on_the_same_file_system_is_a_mount_point(tmp_path, capsys):
-    from danet_deploy.artifact_dir import is_mount_point
+    from danet_deploy.util.artifact_dir import is_mount_point
 
     spaced = tmp_path / "a b"
     spaced.mkdir()

@@ -21,13 +21,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from ...counts import is_count
 from ...errors import BackendUnavailableError, ConfigError
 from ...extras import PACKAGES, install_hint
 from ...manifest import Manifest
 from ...outputs import emit_from_names
 from ...targets import engine_names, get_engine, resolve
 from ...targets.options import Options, option
+from ...util.counts import is_count
 
 MAX_THREADS = 256
 

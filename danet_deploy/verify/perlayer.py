@@ -448,7 +448,7 @@ def _added_noise(stats: dict[str, LayerStats], reference: Any, layers: list[tupl
 
 # -- the command ----------------------------------------------------------------------------------
 def write_json(report: PerLayerReport, path: str | Path) -> Path:
-    from .files import atomic_write_text
+    from ..util.files import atomic_write_text
 
     atomic_write_text(path, json.dumps(report.to_dict(), indent=1) + "\n")
     return Path(path)
@@ -461,7 +461,7 @@ def plot_sqnr(report: PerLayerReport, path: str | Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .files import atomic_output
+    from ..util.files import atomic_output
 
     layers = [l for l in report.layers if l.matched and l.sqnr_db is not None]
     sqnr = {l.index: float(l.sqnr_db or 0.0) for l in layers}  # every sqnr_db here is set (filtered above)

@@ -1,6 +1,6 @@
 """``danet-parity ARTIFACT --per-layer``: an artifact's layers against its re-exported FP32 reference.
 
-The comparison itself (:mod:`danet_deploy.perlayer`) sits below ``export`` (the accuracy budget
+The comparison itself (:mod:`danet_deploy.verify.perlayer`) sits below ``export`` (the accuracy budget
 ranks layers with it); this module sits above: it reads the artifact folder, re-exports the FP32
 reference ONNX through the export pipeline from the manifest, and feeds both the runtime's own
 preprocessing of the chosen images.
@@ -15,11 +15,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .perlayer import PerLayerReport, compare_layers
 
 if TYPE_CHECKING:
-    from .manifest import Manifest
+    from ..manifest import Manifest
 
 
 def artifact_onnx(folder: Path, manifest: Manifest) -> Path:
@@ -28,7 +28,7 @@ def artifact_onnx(folder: Path, manifest: Manifest) -> Path:
         return folder / manifest.primary
     bundle = (manifest.extra or {}).get("bundle") or {}
     if isinstance(bundle, dict) and bundle.get("onnx"):
-        from .manifest import artifact_path
+        from ..manifest import artifact_path
 
         onnx_file = artifact_path(folder, bundle["onnx"], "bundle ONNX")  # never a file outside the folder
         if onnx_file.is_file():
@@ -42,8 +42,8 @@ def reference_onnx(folder: Path, manifest: Manifest, size: tuple[int, int], batc
                    log: Callable[[str], None] | None = None) -> Path:
     """Re-export the FP32 ONNX the artifact in ``folder`` was made from (its manifest's model, the
     checkpoint copy the folder carries, and its settings)."""
-    from .export.pipeline import ExportRequest, export
-    from .manifest import artifact_checkpoint
+    from ..export.pipeline import ExportRequest, export
+    from ..manifest import artifact_checkpoint
 
     carried = artifact_checkpoint(folder, manifest)  # contained and hash-checked, never a path from elsewhere
     ckpt = str(carried) if carried is not None else None
@@ -67,15 +67,15 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
     """
     import onnx
 
-    from .manifest import read_manifest
-    from .runtime.preprocess import preprocess
+    from ..manifest import read_manifest
+    from ..runtime.preprocess import preprocess
 
     folder = Path(artifact)
     if not folder.is_dir():
         raise ConfigError(f"--per-layer needs an artifact folder with a manifest, got {artifact}")
     manifest = read_manifest(folder, verify=True)
     graph_path = artifact_onnx(folder, manifest)
-    from .inputs import FLOAT, from_rgb, image_batch, to_nchw
+    from ..inputs import FLOAT, from_rgb, image_batch, to_nchw
 
     accept = manifest.input.accept
     shape = to_nchw(manifest.input.shape, manifest.input.layout)
@@ -83,7 +83,7 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
     hw = tuple(shape[2:]) if static else (size or manifest.export.input_size or (512, 512))
     batch = shape[0] if static and isinstance(shape[0], int) else 1
     if isinstance(images, (str, Path)):
-        from .data.images import read_image_folder
+        from ..data.images import read_image_folder
 
         images = read_image_folder(images)
     if images is None:

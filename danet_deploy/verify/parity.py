@@ -27,11 +27,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .data.metrics import SegmentationMetrics
-from .errors import ConfigError, InputError
+from ..data.metrics import SegmentationMetrics
+from ..errors import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from .manifest import Manifest
+    from ..manifest import Manifest
 
 
 @dataclass(frozen=True)
@@ -243,7 +243,7 @@ def _checks(r: ParityReport, tol: Tolerance) -> list[Check]:
 # -- inputs -----------------------------------------------------------------------------------
 def generated_inputs(count: int, size: tuple[int, int]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``count`` validation scenes (images, labels) from the scene generator."""
-    from .data.scenes import SceneDataset
+    from ..data.scenes import SceneDataset
 
     data = SceneDataset("val", size=size, count=count)
     pairs = [data[i] for i in range(count)]
@@ -265,8 +265,8 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     both sessions get the very same tensors. The report is written into the manifest unless
     ``write_manifest=False``.
     """
-    from . import runtime
-    from .manifest import read_manifest
+    from .. import runtime
+    from ..manifest import read_manifest
 
     session = runtime.load(artifact, threads=threads, **backend_options)
     manifest = session.manifest
@@ -280,20 +280,20 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     batch = spec.static_batch or 1
     evaluated = None
     if data is not None:
-        from .data.validation import dataset_images
+        from ..data.validation import dataset_images
 
         stack, label_stack, evaluated, _ = dataset_images(data, data_count, hw, manifest.class_names)
         images, labels = list(stack), list(label_stack)
     if images is None and generated is None:
         generated = 4
     if isinstance(images, (str, Path)):
-        from .data.images import read_image_folder
+        from ..data.images import read_image_folder
 
         images = read_image_folder(images)
     if images is None:
         assert generated is not None, "set to 4 above when neither images nor data were given"
         images, labels = generated_inputs(int(generated), hw)
-        from .model.registry import DEMO_CLASSES
+        from ..model.registry import DEMO_CLASSES
 
         if tuple(manifest.class_names) != DEMO_CLASSES:
             labels = None  # generated labels use the demo classes; meaningless for other class sets
@@ -302,7 +302,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     if reference is not None and Path(reference).is_file():
         _note_other_checkpoint(reference, manifest)
     if ref_name == ckpt or Path(ref_name).is_file():  # a checkpoint: the artifact's architecture and classes
-        from .targets import reference_engine
+        from ..targets import reference_engine
 
         ref_session = runtime.load(ref_name, backend=reference_engine().name, model=manifest.model.name,
                                    num_classes=manifest.num_classes, config=manifest.model.to_dict(), threads=threads)
@@ -317,9 +317,9 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
         raise ConfigError(f"the reference {str(ref_name)!r} predicts {ref_session.num_classes} classes, the artifact "
                           f"{manifest.num_classes} ({manifest.model.name}): compare with the model it was "
                           "exported from (leave out --reference), or a checkpoint of the same classes")
-    from .inputs import FLOAT
-    from .outputs import LOGITS, MASK
-    from .runtime.preprocess import preprocess
+    from ..inputs import FLOAT
+    from ..outputs import LOGITS, MASK
+    from ..runtime.preprocess import preprocess
 
     masks_only = LOGITS not in session.outputs
     ref_logits, art_logits = [], []
@@ -342,7 +342,7 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     session.close()
     ref_session.close()
     if write_manifest and Path(artifact).is_dir():
-        from .result_files import writable
+        from ..util.result_files import writable
 
         if writable(artifact):
             m = read_manifest(artifact, verify=False)
@@ -360,7 +360,7 @@ def _own_checkpoint(artifact: str | Path, manifest: Manifest) -> str | None:
     Why not the manifest's path as written: a manifest may name only files inside its own
     folder, and a swapped checkpoint must fail as such, not as a parity FAIL of the artifact.
     """
-    from .manifest import artifact_checkpoint
+    from ..manifest import artifact_checkpoint
 
     if not manifest.checkpoint or not Path(artifact).is_dir():  # a bare model file's metadata names none
         return None
@@ -370,7 +370,7 @@ def _own_checkpoint(artifact: str | Path, manifest: Manifest) -> str | None:
 def _note_other_checkpoint(reference: str | Path, manifest: Manifest) -> None:
     """Say when a checkpoint given as ``--reference`` is not the one the artifact was exported from
     (a deliberate comparison stays allowed; an accidental one is named before its FAIL misleads)."""
-    from .files import sha256_file
+    from ..util.files import sha256_file
 
     info = manifest.checkpoint
     # the original file, or the artifact's copy
@@ -394,7 +394,7 @@ def _resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def write_report(report: ParityReport, path: str | Path) -> None:
-    from .files import atomic_write_text
+    from ..util.files import atomic_write_text
 
     try:
         atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")

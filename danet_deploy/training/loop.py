@@ -6,7 +6,7 @@ data comes from :mod:`danet_deploy.data.scenes`, and the run writes its own meas
 (val mIoU, steps, time, command) next to the weights instead of relying on hand-copied ones.
 
 The objective is the official DANet one (cross-entropy on the fused, PAM and CAM outputs,
-summed), class-balanced and hard-mined (:mod:`danet_deploy.train_loss`). Each step draws one
+summed), class-balanced and hard-mined (:mod:`danet_deploy.training.loss`). Each step draws one
 crop shape (square and wide: cameras are rarely square), renders its scenes at a random height
 and aspect ratio (scale and aspect jitter), half of them with extra pedestrians and poles, and
 takes ``crops_per_scene`` crops from each scene. Optionally (``early_share`` > 0, off in the shipped
@@ -34,15 +34,15 @@ from typing import Any
 
 import numpy as np
 
-from .data.metrics import SegmentationMetrics
-from .data.scenes import IGNORE_INDEX, SPLITS, SceneDataset, generate_scene
-from .errors import CheckpointError, ConfigError
-from .extras import require
-from .files import atomic_output, atomic_write_text
-from .model.registry import DEMO_CLASSES, IMAGENET_MEAN, IMAGENET_STD, weights_dir
-from .progress import track
-from .request_fields import arg
-from .runtime.preprocess import normalize
+from ..data.metrics import SegmentationMetrics
+from ..data.scenes import IGNORE_INDEX, SPLITS, SceneDataset, generate_scene
+from ..errors import CheckpointError, ConfigError
+from ..extras import require
+from ..model.registry import DEMO_CLASSES, IMAGENET_MEAN, IMAGENET_STD, weights_dir
+from ..request_fields import arg
+from ..runtime.preprocess import normalize
+from ..util.files import atomic_output, atomic_write_text
+from ..util.progress import track
 
 PRESET = "danet_demo"
 
@@ -73,7 +73,7 @@ def check_eval_sizes(sizes: Sequence[Shape]) -> None:
     Why here and not only in :class:`TrainConfig`: ``--evaluate-only`` skips the config, and
     ``--eval-sizes 100000x100000`` died in numpy's allocator with a traceback.
     """
-    from .data.scenes import MAX_SCENE_PIXELS, SCENE_LIMIT_TEXT
+    from ..data.scenes import MAX_SCENE_PIXELS, SCENE_LIMIT_TEXT
 
     for h, w in sizes:
         if min(h, w) < 32 or h * w > MAX_SCENE_PIXELS:
@@ -97,7 +97,7 @@ def _early_shapes(value: str | tuple[Shape, ...]) -> tuple[Shape, ...]:
 
 
 def _option_pairs(pairs: list[str]) -> dict[str, str]:
-    from .model.options import parse_option_pairs
+    from ..model.options import parse_option_pairs
 
     return parse_option_pairs(pairs)
 
@@ -210,7 +210,7 @@ class TrainConfig:
             raise ConfigError(f"device must be cpu or cuda, got {self.device!r}")
         if not 1 <= self.workers <= 64:
             raise ConfigError(f"workers must be between 1 and 64, got {self.workers}")
-        from .model.options import coerce_model_options
+        from ..model.options import coerce_model_options
 
         self.model_options = coerce_model_options(self.model_options)
         if "class_names" in self.model_options:
@@ -258,7 +258,7 @@ class TrainConfig:
         Why: ``--scene-max 100000`` (or ``--eval-sizes 100000x100000``) passed validation and the
         run then died in numpy's allocator with a traceback, in the training process or a worker.
         """
-        from .data.scenes import MAX_SCENE_PIXELS, SCENE_LIMIT_TEXT
+        from ..data.scenes import MAX_SCENE_PIXELS, SCENE_LIMIT_TEXT
 
         height = self.scene_max
         width = math.ceil(height * self.aspect_max)
@@ -284,7 +284,7 @@ def resolve_amp(amp: str, device: str = "cpu") -> str:
         import torch
 
         return "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "off"
-    from .cpu import cpu_features
+    from ..util.cpu import cpu_features
 
     features = cpu_features()
     return "bf16" if features["amx_bf16"] or features["avx512_bf16"] else "off"
@@ -332,7 +332,7 @@ def training_batch(step: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarr
 def class_weights_for(config: TrainConfig, scenes: int = 64) -> np.ndarray:
     """Class weights measured on ``scenes`` training batches' worth of crops (seeded, reproducible):
     the first batches, so with a curriculum (``early_share``) the early crops."""
-    from .train_loss import balanced_weights, class_frequencies
+    from .loss import balanced_weights, class_frequencies
 
     labels = [training_batch(step, config)[1] for step in range(max(1, scenes // config.scenes_per_step))]
     return balanced_weights(class_frequencies(labels, len(DEMO_CLASSES)), power=config.class_balance)
@@ -503,7 +503,7 @@ def check_outputs(config: TrainConfig, force: bool = False) -> None:
     ``--output`` is the shipped weights file that every ``danet_demo`` command loads, which a short
     experiment must not replace by accident.
     """
-    from .result_files import check_output_file, check_output_paths
+    from ..util.result_files import check_output_file, check_output_paths
 
     output = Path(config.output)
     check_output_paths({"--output": output, "--report": config.report_path})
@@ -524,9 +524,9 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     config.validate()
     check_outputs(config, force)
     torch = _torch()
-    from .cpu import cpu_features, read_cpuinfo
-    from .model.factory import create_model
-    from .train_loss import danet_loss
+    from ..model.factory import create_model
+    from ..util.cpu import cpu_features, read_cpuinfo
+    from .loss import danet_loss
 
     amp = resolve_amp(config.amp, config.device)
     if config.device == "cuda" and not torch.cuda.is_available():
@@ -631,8 +631,8 @@ def evaluate_weights(weights: str | Path | None = None, count: int = 50,
     The architecture comes from the file (:func:`_trained_model_options`); ``model_options``
     (``--model-option``) override it.
     """
-    from .model.factory import create_model
-    from .model.options import coerce_model_options
+    from ..model.factory import create_model
+    from ..model.options import coerce_model_options
 
     path = Path(weights) if weights else weights_dir() / "danet_demo.safetensors"
     if not path.exists():
@@ -654,8 +654,8 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
         return {}
     from safetensors import safe_open
 
-    from .model.inspect import DECODER_WIDTH_KEY
-    from .model.options import coerce_model_options
+    from ..model.inspect import DECODER_WIDTH_KEY
+    from ..model.options import coerce_model_options
 
     try:
         with safe_open(str(path), "pt") as f:

@@ -44,7 +44,7 @@ import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 
-from .errors import ArtifactError, ConfigError
+from ..errors import ArtifactError, ConfigError
 from .files import remove_live_scratch, removed_on_terminate, writable_ancestor
 
 MANIFEST_NAME = "manifest.json"
@@ -408,7 +408,7 @@ def artifact_dir(final: str | Path, force: bool = False,
 @contextlib.contextmanager
 def terminate_as_exit() -> Iterator[None]:
     """Within the block, SIGTERM removes this process's scratch folders and half-written artifacts,
-    and the temporary files of atomic writes (:func:`~danet_deploy.files.removed_on_terminate`), then
+    and the temporary files of atomic writes (:func:`~danet_deploy.util.files.removed_on_terminate`), then
     exits ``143`` (the default action would kill the process on the spot and leave them).
 
     The handler exits with ``os._exit`` rather than raising ``SystemExit``: Python runs signal

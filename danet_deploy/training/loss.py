@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .data.scenes import IGNORE_INDEX
+from ..data.scenes import IGNORE_INDEX
 
 
 def class_frequencies(labels: Sequence[np.ndarray], num_classes: int) -> np.ndarray:

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ConfigError
+from ..errors import ConfigError
 from .files import atomic_output, name_length_problem, writable_ancestor
 
 
 def check_output_name(path: str | Path, option: str = "--output") -> Path:
     """Refuse, creating and statting nothing, an output whose name the file system cannot hold
-    (:func:`~danet_deploy.files.name_length_problem`): a 300-character ``-o`` was a traceback."""
+    (:func:`~danet_deploy.util.files.name_length_problem`): a 300-character ``-o`` was a traceback."""
     problem = name_length_problem(path)
     if problem:
         raise ConfigError(f"{option}: {problem}")
