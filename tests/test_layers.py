@@ -1,9 +1,9 @@
 """The package's layers read top-down: no import cycles, and the floors import only what is below them.
 
-Doors (README, "Architecture"; docs/architecture.md): ``cli -> export/bench/parity/serve -> runtime ->
-(numpy + one backend library)``, ``export -> model``, and ``targets``, ``tensorrt``, ``errors``, ``files``,
-``manifest``, ``extras`` at the bottom. The runtime never reaches ``model`` (nor torch) except through its
-one door, the torch reference backend.
+Doors (README, "Architecture"; docs/architecture.md): ``cli -> export/bench/verify/serve -> runtime ->
+(numpy + one backend library)``, ``export -> model``, ``training -> model``, and ``targets``, ``tensorrt``,
+``manifest``, ``extras``, ``errors`` and the ``util`` helpers at the bottom. The runtime never reaches
+``model`` (nor torch) except through its one door, the torch reference backend.
 Imports inside functions count: a lazy import is still a dependency, and the cycles this test
 exists for (bench.report <-> bench.plots) were lazy ones.
 """
@@ -121,19 +121,23 @@ def test_cycle_detector_finds_a_planted_cycle():
 
 # floor -> packages it must never import (directly or lazily)
 FORBIDDEN = {
-    "danet_deploy.targets": ("export", "runtime", "bench", "cli", "model", "parity", "tensorrt", "data"),
-    "danet_deploy.tensorrt": ("export", "runtime", "bench", "cli", "model", "parity"),
-    "danet_deploy.runtime": ("export", "bench", "cli", "parity", "train", "model"),
-    "danet_deploy.export": ("bench", "cli", "runtime"),
+    "danet_deploy.util": ("targets", "tensorrt", "model", "data", "runtime", "manifest", "extras", "inputs", "outputs",
+                          "planner", "engine_reads", "eval_protocol", "export", "verify", "training", "serve", "bench",
+                          "cli", "segment", "demo"),  # small helpers: errors and each other only
+    "danet_deploy.targets": ("export", "runtime", "bench", "cli", "model", "verify", "training", "tensorrt", "data"),
+    "danet_deploy.tensorrt": ("export", "runtime", "bench", "cli", "model", "verify", "training"),
+    "danet_deploy.runtime": ("export", "bench", "cli", "verify", "training", "model"),
+    "danet_deploy.export": ("bench", "cli", "runtime", "training"),
     "danet_deploy.bench": ("cli",),
-    "danet_deploy.serve": ("cli", "export", "model", "bench", "train"),  # reads manifests, runs the runtime
-    "danet_deploy.model": ("export", "runtime", "bench", "cli", "parity"),
+    "danet_deploy.serve": ("cli", "export", "model", "bench", "training"),  # reads manifests, runs the runtime
+    "danet_deploy.model": ("export", "runtime", "bench", "cli", "verify", "training"),
+    "danet_deploy.training": ("export", "bench", "cli", "verify", "serve"),
 }
 # the one backend allowed to build the reference model: the runtime's door to ``model`` and torch
 TORCH_DOOR = "danet_deploy.runtime.backends.torch"
 ALLOWED = {(TORCH_DOOR, "danet_deploy.model")}
 # what the runtime must never reach, through any chain of modules below it (the torch door aside)
-ABOVE_RUNTIME = ("model", "export", "bench", "cli", "parity", "train", "serve", "data", "perlayer", "perlayer_run")
+ABOVE_RUNTIME = ("model", "export", "bench", "cli", "verify", "training", "serve", "data")
 
 
 def test_floors_import_only_what_is_below_them():
