@@ -1,9 +1,9 @@
 """``danet-parity ARTIFACT --per-layer``: an artifact's layers against its re-exported FP32 reference.
 
-The comparison itself (:mod:`danet_deploy.verify.perlayer`) sits below ``export`` (the accuracy budget
-ranks layers with it); this module sits above: it reads the artifact folder, re-exports the FP32
-reference ONNX through the export pipeline from the manifest, and feeds both the runtime's own
-preprocessing of the chosen images.
+The comparison itself (:mod:`danet_deploy.verify.perlayer`) imports only the ``util`` helpers, so
+``export`` may use it (the accuracy budget ranks layers with it); this module sits above ``export``: it
+reads the artifact folder, re-exports the FP32 reference ONNX through the export pipeline from the
+manifest, and feeds both the runtime's own preprocessing of the chosen images.
 """
 
 from __future__ import annotations
