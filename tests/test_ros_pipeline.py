@@ -136,3 +136,49 @@ def test_the_launch_file_parses_and_starts_the_installed_executable():
     assert 'executable="segmentation"' in text and '"params.yaml"' in text
     setup = (ros_support.PACKAGE / "setup.py").read_text()
     assert "segmentation = {PACKAGE}.node:main" in setup and "segmentation_lifecycle = {PACKAGE}.lifecycle:main" in setup
+
+
+class _FakeRclpy:
+    """Just enough of ``rclpy`` for ``node.spin``: ``spin`` raises what the test says, ``ok()``
+    answers whether the context is still valid."""
+
+    def __init__(self, raised: BaseException, context_ok: bool) -> None:
+        self.raised, self.context_ok, self.shutdowns = raised, context_ok, 0
+
+    def spin(self, node) -> None:
+        raise self.raised
+
+    def ok(self) -> bool:
+        return self.context_ok
+
+    def try_shutdown(self) -> None:
+        self.shutdowns += 1
+
+
+class _ExternalShutdown(Exception):
+    pass
+
+
+@pytest.mark.parametrize("context_ok", [False, True])
+def test_spin_treats_an_error_after_shutdown_as_the_shutdown_and_reraises_one_before(monkeypatch, context_ok):
+    """A SIGINT landing in a finalizer loses its KeyboardInterrupt, and the executor's next wait
+    raises RCLError on the context rclpy's handler already shut down: exit 0. The same error while
+    the context is valid is a real failure and propagates; either way the node is closed."""
+    import sys
+    import types
+
+    from danet_deploy_ros import node as node_module
+
+    fake = _FakeRclpy(RuntimeError("failed to initialize wait set: the given context is not valid"), context_ok)
+    executors = types.ModuleType("rclpy.executors")
+    executors.ExternalShutdownException = _ExternalShutdown  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "rclpy", fake)
+    monkeypatch.setitem(sys.modules, "rclpy.executors", executors)
+    closed, destroyed = [], []
+    ros_node = SimpleNamespace(destroy_node=lambda: destroyed.append(True))
+    if context_ok:
+        with pytest.raises(RuntimeError, match="context is not valid"):
+            node_module.spin(ros_node, lambda: closed.append(True))
+    else:
+        assert node_module.spin(ros_node, lambda: closed.append(True)) == node_module.EXIT_OK
+    assert closed == [True] and destroyed == [True] and fake.shutdowns == 1

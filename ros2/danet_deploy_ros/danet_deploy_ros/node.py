@@ -30,7 +30,14 @@ def make_node() -> Any:
 
 
 def spin(node: Any, close: Any) -> int:
-    """Spin until Ctrl-C / SIGINT / SIGTERM, then close the node's work and log the threads left."""
+    """Spin until Ctrl-C / SIGINT / SIGTERM, then close the node's work and log the threads left.
+
+    A signal can also end the spin with an ``RCLError`` ("the given context is not valid"): rclpy's
+    handler shuts the context down first, and when the signal lands while Python runs a finalizer
+    (``Task.__del__``), the ``KeyboardInterrupt`` that should follow is swallowed there ("Exception
+    ignored in ..."), so the executor goes on and its next wait fails. An error raised after the
+    context was shut down is that shutdown, not a failure; one raised while it is still valid is.
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
@@ -38,6 +45,9 @@ def spin(node: Any, close: Any) -> int:
         rclpy.spin(node)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:
+        if rclpy.ok():
+            raise
     finally:
         close()
         left = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
