@@ -134,8 +134,8 @@ def engine_runs(engine: str, n: int, threads: int, bf16: bool) -> dict[str, tupl
 
 def measure(engine: str, n: int, threads: int, reps: int, bf16: bool) -> list[dict[str, Any]]:
     """Interleaved medians of every variant of one engine, with its ratio to the unpadded form."""
+    want = reference(feeds(n))  # numpy's BLAS before the engine's thread pools exist
     runs = engine_runs(engine, n, threads, bf16)
-    want = reference(feeds(n))
     errors = {name: float(np.abs(np.asarray(run()[0, 0], dtype=np.float64) - want).max())
               for name, (run, _) in runs.items()}
     for run, _ in runs.values():
