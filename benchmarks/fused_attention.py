@@ -56,9 +56,10 @@ VARIANT_SETS = ("all", "issue")
 NOT_IN_ISSUE_SET = ("torch fp32 eager, unfused", "onnxruntime int8 unfused", "openvino int8 unfused")
 
 
-def variants(bf16: bool, heads: int = 2, which: str = "all") -> list[dict[str, Any]]:
+def variants(bf16: bool, heads: int = 2, which: str = "all", openvino_form: str = "fused") -> list[dict[str, Any]]:
     """Every row: name, engine/target, precision, policy and the export options that differ
-    (``heads``: OpenVINO's ``attention_heads`` for its fused rows); ``which="issue"`` drops
+    (``heads``: OpenVINO's ``attention_heads`` for its fused rows, ``openvino_form``: their
+    ``attention`` option, ``fused`` or ``sdpa``); ``which="issue"`` drops
     :data:`NOT_IN_ISSUE_SET`."""
     rows: list[dict[str, Any]] = [{"name": "torch fp32 eager", "kind": "torch", "fused": True},
                                   {"name": "torch fp32 eager, unfused", "kind": "torch", "fused": False}]
@@ -67,11 +68,11 @@ def variants(bf16: bool, heads: int = 2, which: str = "all") -> list[dict[str, A
             rows.append({"name": f"onnxruntime {precision} {form}", "kind": "export", "precision": precision,
                          "target": "onnx" if precision == "fp32" else "onnxruntime", "options": {"attention": form}})
             rows.append({"name": f"openvino {precision} {form}", "kind": "export", "precision": precision,
-                         "target": "openvino", "options": {"attention": form} | (
+                         "target": "openvino", "options": {"attention": openvino_form if form == "fused" else form} | (
                              {"attention_heads": heads} if form == "fused" else {})})
     refused = None if bf16 else "this CPU has neither AMX-BF16 nor AVX512-BF16 (danet-export refuses the policy)"
     rows.append({"name": "openvino int8 fused attention-bf16", "kind": "export", "precision": "int8",
-                 "target": "openvino", "options": {"attention": "fused", "attention_heads": heads},
+                 "target": "openvino", "options": {"attention": openvino_form, "attention_heads": heads},
                  "policy": "attention-bf16",
                  "refused": refused})
     if which == "issue":
@@ -143,7 +144,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     labels_arr = np.stack(labels) if tuple(config.class_names) == tuple(DEMO_CLASSES) else None
     scenes = work / "scenes.npz"
     np.savez(scenes, images=np.stack(images))
-    rows = [r for r in variants(any(features.get(f) for f in BF16_FLAGS), args.attention_heads, args.variants)
+    rows = [r for r in variants(any(features.get(f) for f in BF16_FLAGS), args.attention_heads, args.variants,
+                                args.openvino_attention)
             if not args.only or any(o in r["name"] for o in args.only)]
     runs: dict[str, RowRun] = {}
     for row in rows:
@@ -198,22 +200,23 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     reference = reference_name(list(runs)) or "torch fp32 eager, unfused"
     ref_masks = runs[reference].masks if reference in runs else None
     # the faster torch eager row is the base, so neither form of the reference can flatter the ratios
-    torch_p50 = [summarize(r.row.latencies_ms, 1)["p50_ms"] for n, r in runs.items()
+    torch_p50 = [float(summarize(r.row.latencies_ms, 1)["p50_ms"] or 0.0) for n, r in runs.items()
                  if n.startswith("torch") and r.row.latencies_ms]
     base_p50 = min(torch_p50) if torch_p50 else None
     for row in rows:
-        run_ = runs.get(row["name"])
-        if run_ is None:
+        done = runs.get(row["name"])
+        if done is None:
             continue
-        if run_.row.status != "pending":
-            row["refused"] = row.get("refused") or run_.row.reason
+        if done.row.status != "pending":
+            row["refused"] = row.get("refused") or done.row.reason
             continue
-        stats = summarize(run_.row.latencies_ms, 1)
-        row.update(p50_ms=stats["p50_ms"], p90_ms=stats["p90_ms"], peak_rss_mb=run_.row.peak_rss_mb,
-                   ratio_vs_torch_fp32=round(stats["p50_ms"] / base_p50, 4) if base_p50 else None,
-                   profile=run_.row.profile)
-        if run_.masks is not None:
-            scores = accuracy(run_.masks, ref_masks, labels_arr, config.num_classes)
+        stats = summarize(done.row.latencies_ms, 1)
+        p50 = float(stats["p50_ms"] or 0.0)
+        row.update(p50_ms=stats["p50_ms"], p90_ms=stats["p90_ms"], peak_rss_mb=done.row.peak_rss_mb,
+                   ratio_vs_torch_fp32=round(p50 / base_p50, 4) if base_p50 else None,
+                   profile=done.row.profile)
+        if done.masks is not None:
+            scores = accuracy(done.masks, ref_masks, labels_arr, config.num_classes)
             row.update(agreement=scores["argmax_agreement"], miou_labels=scores["miou_vs_labels"])
     ref_miou = next((r.get("miou_labels") for r in rows if r["name"] == reference), None)
     for row in rows:
@@ -229,6 +232,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                        "iters": args.iters, "val": args.val, "calib_count": args.calib_count,
                        "profile_runs": args.profile_runs, "attention_heads": args.attention_heads,
                        "warmup": args.warmup, "variants": args.variants, "reuse_int8": args.reuse_int8,
+                       "openvino_attention": args.openvino_attention,
                        "duration_s": round(clock.elapsed())},
             "machine": machine, "reference": reference, "rows": rows, "goals": GOALS, "verdict": verdict(rows)}
 
@@ -288,6 +292,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--attention-heads", type=int, default=2, help="OpenVINO attention_heads of the fused rows")
     parser.add_argument("--variants", choices=VARIANT_SETS, default="all",
                         help="all rows, or only those the issue's goals are read from (fits danet_r50_d8 in ~10 min)")
+    parser.add_argument("--openvino-attention", choices=("fused", "sdpa"), default="fused",
+                        help="OpenVINO's attention option for its fused rows (sdpa: the MultiHeadAttention form)")
     parser.add_argument("--reuse-int8", action="store_true",
                         help="the attention-bf16 row loads the INT8 fused OpenVINO artifact with inference_precision="
                              "bf16 instead of calibrating the same IR again (what --policy attention-bf16 records)")

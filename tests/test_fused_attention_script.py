@@ -65,3 +65,10 @@ def test_issue_variant_set_keeps_the_rows_the_goals_are_read_from():
     assert script.reference_name(["torch fp32 eager", "torch fp32 eager, unfused"]) == "torch fp32 eager, unfused"
     assert script.reference_name(["torch fp32 eager", "openvino int8 fused"]) == "torch fp32 eager"
     assert script.reference_name(["openvino int8 fused"]) is None
+
+
+def test_openvino_attention_form_reaches_every_fused_openvino_row_only():
+    rows = _script().variants(bf16=True, openvino_form="sdpa")
+    forms = {r["name"]: r.get("options", {}).get("attention") for r in rows}
+    assert forms["openvino fp32 fused"] == forms["openvino int8 fused attention-bf16"] == "sdpa"
+    assert forms["onnxruntime fp32 fused"] == "fused" and forms["openvino int8 unfused"] == "unfused"
