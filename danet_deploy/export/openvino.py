@@ -39,8 +39,9 @@ def _attention_onnx(ctx: ExportContext) -> tuple[Any, dict[str, Any]]:
     ``ScaledDotProductAttention``. An earlier measurement saw the CPU plugin decompose that back into
     MatMul/Softmax/MatMul for PAM's head sizes; with OpenVINO 2026.4.1 here it compiles into one
     ``Subgraph`` per chunk, in dynamic exports too (where the query-heads split is skipped), and the
-    INT8 ``attention-bf16`` model ran at 0.96-1.0x of the query-heads form (danet_demo 512x512,
-    shared machine), inside the noise, so ``fused`` stays the default until a quiet run decides.
+    INT8 ``attention-bf16`` model ran at 0.955-0.999x (median 0.966x) of the query-heads form and the
+    FP32 model at 0.93-0.94x (danet_demo 512x512, shared machine). ``fused`` stays the default until
+    a quiet run confirms it: with ``--policy quantize-all`` NNCF leaves the SDPA op unquantized.
     """
     from .fused_attention import fuse_file
 
