@@ -41,7 +41,8 @@ def _attention_onnx(ctx: ExportContext) -> tuple[Any, dict[str, Any]]:
     ``Subgraph`` per chunk, in dynamic exports too (where the query-heads split is skipped), and the
     INT8 ``attention-bf16`` model ran at 0.955-0.999x (median 0.966x) of the query-heads form and the
     FP32 model at 0.93-0.94x (danet_demo 512x512, shared machine). ``fused`` stays the default until
-    a quiet run confirms it: with ``--policy quantize-all`` NNCF leaves the SDPA op unquantized.
+    a quiet run confirms it (the precision policies treat both forms alike: both end as one
+    ``ScaledDotProductAttention`` op in the IR).
     """
     from .fused_attention import fuse_file
 
