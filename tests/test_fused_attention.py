@@ -295,3 +295,23 @@ def test_openvino_target_option_writes_the_sdpa_form(tmp_path, torch):
                                        options={"attention": "sdpa"}), log=lambda m: None)
     assert manifest.extra["attention"]["form"] == "openvino-sdpa"
     assert manifest.extra["attention"]["fused_nodes"] == ["/head/sa/FusedAttention"]
+
+
+@pytest.mark.slow
+def test_openvino_int8_sdpa_form_keeps_pam_float_under_attention_float(tmp_path, torch):
+    pytest.importorskip("nncf")
+    import openvino as ov
+
+    from danet_deploy.export import ExportRequest, export
+
+    folder, manifest = export(ExportRequest("danet_demo", target="openvino", precision="int8", input_size=(64, 64),
+                                            calib_count=2, output=tmp_path / "ov", options={"attention": "sdpa"}),
+                              log=lambda m: None)
+    sdpa = [op for op in ov.Core().read_model(str(folder / "model.xml")).get_ordered_ops()
+            if op.get_type_name() == "ScaledDotProductAttention"]
+    assert len(sdpa) == 1 and sdpa[0].get_friendly_name() in manifest.extra["quantization"]["policy"]["float_nodes"]
+    for port in sdpa[0].inputs()[:3]:  # query, key, value straight from float producers, no FakeQuantize
+        node = port.get_source_output().get_node()
+        while node.get_type_name() in ("Reshape", "Transpose", "Squeeze", "Unsqueeze"):
+            node = node.input(0).get_source_output().get_node()
+        assert node.get_type_name() != "FakeQuantize", node.get_friendly_name()
