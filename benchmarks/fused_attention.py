@@ -11,7 +11,7 @@ FP32 *from the same run* (the faster of its SDPA and unfused forms). Each row al
 
     .venv/bin/python benchmarks/fused_attention.py                                   # danet_demo 512x512
     .venv/bin/python benchmarks/fused_attention.py --model danet_r50_d8 --size 512 1024 --variants issue \
-        --reuse-int8 --rounds 1 --iters 3 --warmup 1 --val 2 --calib-count 8 --profile-runs 1   # ~10 min, 2 quiet cores
+        --reuse-int8 --rounds 1 --iters 3 --warmup 1 --val 1 --calib-count 8 --profile-runs 1   # ~10-12 min, 2 quiet cores
     .venv/bin/python benchmarks/fused_attention.py --size 128 128 --val 2 --iters 2 --rounds 1   # a quick check
 
 ``--variants issue`` keeps the rows issue 28 asks for (torch eager FP32; ONNX Runtime and OpenVINO FP32
