@@ -10,8 +10,16 @@ FP32 *from the same run* (the faster of its SDPA and unfused forms). Each row al
 (``danet_deploy.bench.profile``) with the attention core's share.
 
     .venv/bin/python benchmarks/fused_attention.py                                   # danet_demo 512x512
-    .venv/bin/python benchmarks/fused_attention.py --model danet_r50_d8 --size 512 1024 --val 2
+    .venv/bin/python benchmarks/fused_attention.py --model danet_r50_d8 --size 512 1024 --variants issue \
+        --reuse-int8 --rounds 1 --iters 3 --warmup 1 --val 1 --calib-count 8 --profile-runs 1   # ~10-12 min, 2 quiet cores
     .venv/bin/python benchmarks/fused_attention.py --size 128 128 --val 2 --iters 2 --rounds 1   # a quick check
+
+``--variants issue`` keeps the rows issue 28 asks for (torch eager FP32; ONNX Runtime and OpenVINO FP32
+unfused and fused; both engines' INT8 fused; OpenVINO INT8 ``attention-bf16``) and drops the INT8 unfused
+rows and torch's unfused form (at danet_r50_d8's C = 512 eager PAM is unfused anyway), which is what
+makes the large model fit in about ten minutes; agreement is then against torch eager FP32 (its fused
+CAM is within 2e-4 of the unfused one). The script logs each step with the time spent so far and,
+after the first round, an estimate of what is left.
 
 Writes ``benchmarks/results/fused_attention-<model>-<H>x<W>.{json,md,png}`` (``--output-dir``);
 the JSON records the machine (CPU model and flags, load average before and after).
@@ -42,9 +50,17 @@ def _log(message: str) -> None:
     print(f"[fused_attention] {message}", file=sys.stderr, flush=True)
 
 
-def variants(bf16: bool, heads: int = 2) -> list[dict[str, Any]]:
+#: ``--variants``: every row, or only those issue 28's goals and tables are read from
+VARIANT_SETS = ("all", "issue")
+#: rows ``--variants issue`` leaves out (their goals are read from other rows)
+NOT_IN_ISSUE_SET = ("torch fp32 eager, unfused", "onnxruntime int8 unfused", "openvino int8 unfused")
+
+
+def variants(bf16: bool, heads: int = 2, which: str = "all", openvino_form: str = "fused") -> list[dict[str, Any]]:
     """Every row: name, engine/target, precision, policy and the export options that differ
-    (``heads``: OpenVINO's ``attention_heads`` for its fused rows)."""
+    (``heads``: OpenVINO's ``attention_heads`` for its fused rows, ``openvino_form``: their
+    ``attention`` option, ``fused`` or ``sdpa``); ``which="issue"`` drops
+    :data:`NOT_IN_ISSUE_SET`."""
     rows: list[dict[str, Any]] = [{"name": "torch fp32 eager", "kind": "torch", "fused": True},
                                   {"name": "torch fp32 eager, unfused", "kind": "torch", "fused": False}]
     for precision in ("fp32", "int8"):
@@ -52,14 +68,49 @@ def variants(bf16: bool, heads: int = 2) -> list[dict[str, Any]]:
             rows.append({"name": f"onnxruntime {precision} {form}", "kind": "export", "precision": precision,
                          "target": "onnx" if precision == "fp32" else "onnxruntime", "options": {"attention": form}})
             rows.append({"name": f"openvino {precision} {form}", "kind": "export", "precision": precision,
-                         "target": "openvino", "options": {"attention": form} | (
+                         "target": "openvino", "options": {"attention": openvino_form if form == "fused" else form} | (
                              {"attention_heads": heads} if form == "fused" else {})})
     refused = None if bf16 else "this CPU has neither AMX-BF16 nor AVX512-BF16 (danet-export refuses the policy)"
     rows.append({"name": "openvino int8 fused attention-bf16", "kind": "export", "precision": "int8",
-                 "target": "openvino", "options": {"attention": "fused", "attention_heads": heads},
+                 "target": "openvino", "options": {"attention": openvino_form, "attention_heads": heads},
                  "policy": "attention-bf16",
                  "refused": refused})
+    if which == "issue":
+        rows = [r for r in rows if r["name"] not in NOT_IN_ISSUE_SET]
     return rows
+
+
+#: the row whose artifact ``--reuse-int8`` loads for the attention-bf16 row
+REUSED_INT8 = "openvino int8 fused"
+
+
+def reference_name(names: list[str]) -> str | None:
+    """The torch row masks are compared with: the unfused graph form when it ran, else the eager default."""
+    return next((n for n in ("torch fp32 eager, unfused", "torch fp32 eager") if n in names), None)
+
+
+class _Clock:
+    """Elapsed time in the log, and after the first round an estimate of what is left: later rounds
+    cost what round one did; a profile runs ``profile_runs + 2`` inferences under a profiler, which
+    cost about twice a timed one (measured with danet_r50_d8 at 512x1024)."""
+
+    def __init__(self) -> None:
+        self.start = time.perf_counter()
+        self.round_s: float | None = None
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def log(self, message: str) -> None:
+        _log(f"[{self.elapsed():6.0f} s] {message}")
+
+    def round_done(self, started: float, rounds_left: int, args: argparse.Namespace) -> None:
+        if self.round_s is None:
+            self.round_s = time.perf_counter() - started
+            per_round = max(1, args.warmup + args.iters + args.val)  # inferences per row and round (+ val in round 1)
+            profile = 2.0 * (args.profile_runs + 2) / per_round if args.profile_runs else 0.0
+            left = self.round_s * (rounds_left * (args.warmup + args.iters) / per_round + profile)
+            self.log(f"round 1 took {self.round_s:.0f} s; about {left:.0f} s left")
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -81,31 +132,44 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     from danet_deploy.model.registry import DEMO_CLASSES, get_config
     from danet_deploy.util.cpu import cpu_features
 
+    clock = _Clock()
     size = (int(args.size[0]), int(args.size[1]))
     config = get_config(args.model)
     features = cpu_features()
     load_before = load_average()
-    cfg = BenchConfig(model=args.model, size=size, iters=args.iters, warmup=2, threads=args.threads,
+    cfg = BenchConfig(model=args.model, size=size, iters=args.iters, warmup=args.warmup, threads=args.threads,
                       rounds=args.rounds, scenes=args.val, profile=args.profile_runs, progress=False)
     dataset = SceneDataset("val", size=size, count=args.val)
     images, labels = zip(*(dataset[i] for i in range(len(dataset))))
     labels_arr = np.stack(labels) if tuple(config.class_names) == tuple(DEMO_CLASSES) else None
     scenes = work / "scenes.npz"
     np.savez(scenes, images=np.stack(images))
-    rows = [r for r in variants(any(features.get(f) for f in BF16_FLAGS), args.attention_heads)
+    rows = [r for r in variants(any(features.get(f) for f in BF16_FLAGS), args.attention_heads, args.variants,
+                                args.openvino_attention)
             if not args.only or any(o in r["name"] for o in args.only)]
     runs: dict[str, RowRun] = {}
     for row in rows:
         if row.get("refused"):
             continue
         slug = row["name"].replace(" ", "_").replace(",", "")
+        if args.reuse_int8 and row.get("policy") == "attention-bf16" and REUSED_INT8 in runs:
+            # the same NNCF IR as the INT8 fused row (the policy adds only the recorded bf16 compile
+            # property), loaded the way the runtime loads what the policy records
+            base = runs[REUSED_INT8]
+            runs[row["name"]] = RowRun(Row(slug, "", None, 1, args.threads),
+                                       model_ref=base.model_ref,
+                                       load_options={**base.load_options, "inference_precision": "bf16"})
+            row["reused"] = f"{REUSED_INT8} artifact, inference_precision=bf16"
+            row["attention"] = next((r.get("attention") for r in rows if r["name"] == REUSED_INT8), None)
+            row["openvino_runtime"] = {"inference_precision": "bf16"}
+            continue
         run_ = RowRun(Row(slug, "", None, 1, args.threads), load_options={"threads": args.threads})
         try:
             if row["kind"] == "torch":
                 run_.model_ref = args.model
                 run_.load_options.update(backend="torch", fused_attention=row["fused"])
             else:
-                _log(f"exporting {row['name']}")
+                clock.log(f"exporting {row['name']}")
                 folder = work / slug
                 started = time.perf_counter()
                 _, manifest = export(ExportRequest(args.model, target=row["target"], precision=row["precision"],
@@ -121,34 +185,38 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             row["refused"] = f"failed: {exc}"[:300]
             _log(f"{row['name']}: {row['refused']}")
     for round_index in range(args.rounds):
+        started = time.perf_counter()
         for name, run_ in runs.items():
             if run_.row.status == "pending":
-                _log(f"round {round_index + 1}/{args.rounds}: {name}")
+                clock.log(f"round {round_index + 1}/{args.rounds}: {name}")
                 _measure_row(cfg, run_, work, scenes, round_index)
+        clock.round_done(started, args.rounds - 1, args)
     if args.profile_runs:
         for name, run_ in runs.items():
             if run_.row.status == "pending":
-                _log(f"profiling {name}")
+                clock.log(f"profiling {name}")
                 _profile_row(cfg, run_, work, scenes)
-    reference = "torch fp32 eager, unfused"
+    clock.log("done")
+    reference = reference_name(list(runs)) or "torch fp32 eager, unfused"
     ref_masks = runs[reference].masks if reference in runs else None
     # the faster torch eager row is the base, so neither form of the reference can flatter the ratios
-    torch_p50 = [summarize(r.row.latencies_ms, 1)["p50_ms"] for n, r in runs.items()
+    torch_p50 = [float(summarize(r.row.latencies_ms, 1)["p50_ms"] or 0.0) for n, r in runs.items()
                  if n.startswith("torch") and r.row.latencies_ms]
     base_p50 = min(torch_p50) if torch_p50 else None
     for row in rows:
-        run_ = runs.get(row["name"])
-        if run_ is None:
+        done = runs.get(row["name"])
+        if done is None:
             continue
-        if run_.row.status != "pending":
-            row["refused"] = row.get("refused") or run_.row.reason
+        if done.row.status != "pending":
+            row["refused"] = row.get("refused") or done.row.reason
             continue
-        stats = summarize(run_.row.latencies_ms, 1)
-        row.update(p50_ms=stats["p50_ms"], p90_ms=stats["p90_ms"], peak_rss_mb=run_.row.peak_rss_mb,
-                   ratio_vs_torch_fp32=round(stats["p50_ms"] / base_p50, 4) if base_p50 else None,
-                   profile=run_.row.profile)
-        if run_.masks is not None:
-            scores = accuracy(run_.masks, ref_masks, labels_arr, config.num_classes)
+        stats = summarize(done.row.latencies_ms, 1)
+        p50 = float(stats["p50_ms"] or 0.0)
+        row.update(p50_ms=stats["p50_ms"], p90_ms=stats["p90_ms"], peak_rss_mb=done.row.peak_rss_mb,
+                   ratio_vs_torch_fp32=round(p50 / base_p50, 4) if base_p50 else None,
+                   profile=done.row.profile)
+        if done.masks is not None:
+            scores = accuracy(done.masks, ref_masks, labels_arr, config.num_classes)
             row.update(agreement=scores["argmax_agreement"], miou_labels=scores["miou_vs_labels"])
     ref_miou = next((r.get("miou_labels") for r in rows if r["name"] == reference), None)
     for row in rows:
@@ -162,7 +230,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             "model": {"name": config.name, "weights": config.weights or "random (seeded, untrained preset)"},
             "config": {"size": list(size), "batch": 1, "threads": args.threads, "rounds": args.rounds,
                        "iters": args.iters, "val": args.val, "calib_count": args.calib_count,
-                       "profile_runs": args.profile_runs, "attention_heads": args.attention_heads},
+                       "profile_runs": args.profile_runs, "attention_heads": args.attention_heads,
+                       "warmup": args.warmup, "variants": args.variants, "reuse_int8": args.reuse_int8,
+                       "openvino_attention": args.openvino_attention,
+                       "duration_s": round(clock.elapsed())},
             "machine": machine, "reference": reference, "rows": rows, "goals": GOALS, "verdict": verdict(rows)}
 
 
@@ -199,7 +270,8 @@ def markdown(report: dict[str, Any]) -> str:
         share = (r.get("profile") or {}).get("attention", {}).get("share")
         cells = [r["name"], r.get("p50_ms"), r.get("ratio_vs_torch_fp32"),
                  f"{100 * r['agreement']:.2f}%" if r.get("agreement") is not None else None, r.get("miou_labels"),
-                 r.get("miou_drop_pts"), f"{100 * share:.1f}%" if share is not None else None, r.get("refused") or ""]
+                 r.get("miou_drop_pts"), f"{100 * share:.1f}%" if share is not None else None,
+                 r.get("refused") or r.get("reused") or ""]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     lines += ["", f"Goals: {report['goals']}", "", "```json", json.dumps(report["verdict"], indent=1), "```", ""]
     table_report = {**report, "rows": [{**r, "engine": r["name"], "precision": ""} for r in report["rows"]]}
@@ -212,11 +284,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--size", type=int, nargs=2, default=(512, 512), metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--iters", type=int, default=10, help="timed iterations per variant and round")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed inferences per process before timing")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds, a fresh process each (pooled p50)")
     parser.add_argument("--val", type=int, default=8, help="generated val scenes scored")
     parser.add_argument("--calib-count", type=int, default=32)
     parser.add_argument("--profile-runs", type=int, default=5, help="inferences per per-op profile (0: none)")
     parser.add_argument("--attention-heads", type=int, default=2, help="OpenVINO attention_heads of the fused rows")
+    parser.add_argument("--variants", choices=VARIANT_SETS, default="all",
+                        help="all rows, or only those the issue's goals are read from (fits danet_r50_d8 in ~10 min)")
+    parser.add_argument("--openvino-attention", choices=("fused", "sdpa"), default="fused",
+                        help="OpenVINO's attention option for its fused rows (sdpa: the MultiHeadAttention form)")
+    parser.add_argument("--reuse-int8", action="store_true",
+                        help="the attention-bf16 row loads the INT8 fused OpenVINO artifact with inference_precision="
+                             "bf16 instead of calibrating the same IR again (what --policy attention-bf16 records)")
     parser.add_argument("--only", nargs="*", default=[], help="keep variants whose name contains one of these")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)

@@ -267,3 +267,51 @@ def test_openvino_int8_artifact_keeps_pam_float_and_in_one_kernel(tmp_path, torc
                for op in compiled.get_runtime_model().get_ordered_ops() if "/head/sa/" in op.get_friendly_name()]
     kinds = {kind for kind, _ in pam}
     assert "Subgraph" in kinds and not kinds & {"Softmax", "MatMul"}, pam
+
+
+@pytest.mark.parametrize("chunks", [1, 3])
+def test_openvino_sdpa_form_is_exact_and_one_kernel_per_chunk_at_larger_n(tmp_path, torch, chunks):
+    """``attention=sdpa``: the MultiHeadAttention rewrite read by OpenVINO as ScaledDotProductAttention
+    compiles into one kernel per chunk even in a dynamic export (which the query-heads split skips),
+    and its logits equal the unfused graph's at a larger N than exported."""
+    ov = pytest.importorskip("openvino")
+    _, path = _export(tmp_path, chunks, dynamic=True)
+    mha, report = _fused_copy(path, "fused")
+    assert len(report.fused_nodes) == chunks and not report.skipped
+    compiled = ov.Core().compile_model(ov.convert_model(str(mha)), "CPU",
+                                       {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2})
+    x = np.random.default_rng(3).standard_normal((1, 3, 96, 136)).astype(np.float32)  # N 204 > 64 at export
+    assert _rel(compiled({"input": x})[0], _ort(path, x)) < FP32_TOL
+    ops = [(op.get_rt_info()["layerType"].astype(str), op.get_friendly_name())
+           for op in compiled.get_runtime_model().get_ordered_ops()]
+    assert [k for k, n in ops if "ScaledDotProductAttention" in n] == ["Subgraph"] * chunks, ops
+    assert not [n for k, n in ops if k in ("Softmax", "MatMul") and "/head/sa/" in n]
+
+
+def test_openvino_target_option_writes_the_sdpa_form(tmp_path, torch):
+    from danet_deploy.export import ExportRequest, export
+
+    _, manifest = export(ExportRequest("danet_demo", target="openvino", input_size=(64, 64), output=tmp_path / "ov",
+                                       options={"attention": "sdpa"}), log=lambda m: None)
+    assert manifest.extra["attention"]["form"] == "openvino-sdpa"
+    assert manifest.extra["attention"]["fused_nodes"] == ["/head/sa/FusedAttention"]
+
+
+@pytest.mark.slow
+def test_openvino_int8_sdpa_form_keeps_pam_float_under_attention_float(tmp_path, torch):
+    pytest.importorskip("nncf")
+    import openvino as ov
+
+    from danet_deploy.export import ExportRequest, export
+
+    folder, manifest = export(ExportRequest("danet_demo", target="openvino", precision="int8", input_size=(64, 64),
+                                            calib_count=2, output=tmp_path / "ov", options={"attention": "sdpa"}),
+                              log=lambda m: None)
+    sdpa = [op for op in ov.Core().read_model(str(folder / "model.xml")).get_ordered_ops()
+            if op.get_type_name() == "ScaledDotProductAttention"]
+    assert len(sdpa) == 1 and sdpa[0].get_friendly_name() in manifest.extra["quantization"]["policy"]["float_nodes"]
+    for port in sdpa[0].inputs()[:3]:  # query, key, value straight from float producers, no FakeQuantize
+        node = port.get_source_output().get_node()
+        while node.get_type_name() in ("Reshape", "Transpose", "Squeeze", "Unsqueeze"):
+            node = node.input(0).get_source_output().get_node()
+        assert node.get_type_name() != "FakeQuantize", node.get_friendly_name()

@@ -52,3 +52,23 @@ def test_a_small_run_writes_every_variant_with_profiles(tmp_path):
                                           "openvino fp32 fused"}
     assert all(r["profile"]["attention"]["share"] is not None for r in timed)
     assert "cpu_features" in report["machine"] and (tmp_path / "fused_attention-danet_demo-64x64.png").is_file()
+
+
+def test_issue_variant_set_keeps_the_rows_the_goals_are_read_from():
+    script = _script()
+    names = [v["name"] for v in script.variants(bf16=True, which="issue")]
+    assert names == ["torch fp32 eager", "onnxruntime fp32 unfused", "openvino fp32 unfused", "onnxruntime fp32 fused",
+                     "openvino fp32 fused", "onnxruntime int8 fused", "openvino int8 fused",
+                     "openvino int8 fused attention-bf16"]
+    assert len(script.variants(bf16=True)) == len(names) + len(script.NOT_IN_ISSUE_SET)
+    # agreement is against the unfused torch form when it ran, else against torch eager's default form
+    assert script.reference_name(["torch fp32 eager", "torch fp32 eager, unfused"]) == "torch fp32 eager, unfused"
+    assert script.reference_name(["torch fp32 eager", "openvino int8 fused"]) == "torch fp32 eager"
+    assert script.reference_name(["openvino int8 fused"]) is None
+
+
+def test_openvino_attention_form_reaches_every_fused_openvino_row_only():
+    rows = _script().variants(bf16=True, openvino_form="sdpa")
+    forms = {r["name"]: r.get("options", {}).get("attention") for r in rows}
+    assert forms["openvino fp32 fused"] == forms["openvino int8 fused attention-bf16"] == "sdpa"
+    assert forms["onnxruntime fp32 fused"] == "fused" and forms["openvino int8 unfused"] == "unfused"

@@ -52,8 +52,9 @@ def _at_least_one(value: int) -> int:
 @dataclass(frozen=True)
 class OpenVINOOptions(TargetOptions):
     attention: str = option("fused", "position attention: fused (queries split into attention_heads groups, which "
-                            "the CPU plugin compiles into one MHA kernel; static shapes) or unfused (three nodes)",
-                            choices=("fused", "unfused"))
+                            "the CPU plugin compiles into one MHA kernel; static shapes), sdpa (ONNX Runtime's "
+                            "MultiHeadAttention rewrite, read by OpenVINO as ScaledDotProductAttention) or unfused "
+                            "(three nodes)", choices=("fused", "sdpa", "unfused"))
     attention_heads: int = option(2, "query groups of the fused attention: at least the inference thread count "
                                      "(the plugin fuses only with enough parallel work); key and value are tiled "
                                      "this many times", check=_at_least_one)
