@@ -163,8 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--engine", choices=tuple(FORMS), help=argparse.SUPPRESS)  # the per-engine child process
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)
-    from danet_deploy.cpu import cpu_features
     from danet_deploy.export.policy import BF16_FLAGS
+    from danet_deploy.util.cpu import cpu_features
 
     features = cpu_features()
     bf16 = any(features.get(f) for f in BF16_FLAGS)
@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(measure(args.engine, args.n, args.threads, args.reps, bf16)))
         return 0
     from danet_deploy.bench.machine import load_average, machine_info
-    from danet_deploy.files import atomic_write_text
+    from danet_deploy.util.files import atomic_write_text
 
     before = load_average()
     rows: list[dict[str, Any]] = []
