@@ -26,9 +26,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/danet-demo --output runs/demo --force
 
-# make lint: ruff check over the whole checkout, rules in pyproject's [tool.ruff] (no reformatting)
+# make lint: ruff check and ruff format --check over the whole checkout ([tool.ruff] in pyproject);
+# `ruff format .` applies the layout
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 # make typecheck: mypy over danet_deploy ([tool.mypy] in pyproject); run by .ci/run after make lint
 typecheck: $(STAMP)
