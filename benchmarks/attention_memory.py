@@ -78,8 +78,18 @@ def sh(args: list[str]) -> dict:
 
 
 def export(model: str, size: str, chunks: int | None, out: Path) -> None:
-    args = [sys.executable, "-m", "danet_deploy.cli.export", "--model", model, "--input-size", size,
-            "--output", str(out), "--json"]
+    args = [
+        sys.executable,
+        "-m",
+        "danet_deploy.cli.export",
+        "--model",
+        model,
+        "--input-size",
+        size,
+        "--output",
+        str(out),
+        "--json",
+    ]
     if chunks is not None:
         args += ["--attention-chunks", str(chunks)]
     print(f"export {model} {size} chunks={chunks or 'planner'}", file=sys.stderr, flush=True)
@@ -104,9 +114,14 @@ def main() -> None:
     from danet_deploy.runtime.preprocess import preprocess
 
     pre = get_config(args.model).preprocessing.to_dict()
-    results: dict = {"model": args.model, "date": dt.date.today().isoformat(),
-                     "machine": platform.processor() or platform.machine(),
-                     "python": platform.python_version(), "full": {}, "latency_512x1024": {}}
+    results: dict = {
+        "model": args.model,
+        "date": dt.date.today().isoformat(),
+        "machine": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "full": {},
+        "latency_512x1024": {},
+    }
     with tempfile.TemporaryDirectory(prefix="attn-bench-") as tmp:
         tmp = Path(tmp)
         # -- 1. full resolution ---------------------------------------------------------------
@@ -131,9 +146,15 @@ def main() -> None:
         export(args.model, "512x1024", 1, tmp / "half-unchunked")
         export(args.model, "512x1024", 4, tmp / "half-chunked")
         for backend in backends:
-            row = {kind: run(tmp / f"half-{kind}", backend, x_half, "-", args.runs + 1) for kind in ("unchunked", "chunked")}
+            row = {
+                kind: run(tmp / f"half-{kind}", backend, x_half, "-", args.runs + 1)
+                for kind in ("unchunked", "chunked")
+            }
             med = {k: float(np.median(v["latency_s"][1:])) for k, v in row.items()}
-            results["latency_512x1024"][backend] = {"median_s": med, "chunked_over_unchunked": med["chunked"] / med["unchunked"]}
+            results["latency_512x1024"][backend] = {
+                "median_s": med,
+                "chunked_over_unchunked": med["chunked"] / med["unchunked"],
+            }
     # -- 3. the dual attention block at 224x224 -------------------------------------------------
     print("dual attention block 1x40x224x224", file=sys.stderr, flush=True)
     results["block_224"] = sh([sys.executable, "-c", BLOCK])
@@ -143,33 +164,55 @@ def main() -> None:
 def write(results: dict, out: Path) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(results, indent=2) + "\n")
-    lines = [f"# Memory-bounded position attention ({results['model']}, {results['date']}, {results['machine']}, 2 threads)",
-             "", "Command: `.venv/bin/python benchmarks/attention_memory.py`", "",
-             f"Plan at 1024x2048: N = {results['plan_1024x2048']['positions']}, unchunked energy "
-             f"{results['plan_1024x2048']['energy_bytes'] / GIB:.1f} GiB, {results['plan_1024x2048']['chunks']} chunks of "
-             f"{results['plan_1024x2048']['chunk_bytes'] / 2**20:.0f} MiB.", "",
-             "## 1x3x1024x2048", "",
-             "| engine | attention | RSS after load (GiB) | peak RSS (GiB) | peak - load (GiB) | latency (s) |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Memory-bounded position attention ({results['model']}, {results['date']}, {results['machine']}, 2 threads)",
+        "",
+        "Command: `.venv/bin/python benchmarks/attention_memory.py`",
+        "",
+        f"Plan at 1024x2048: N = {results['plan_1024x2048']['positions']}, unchunked energy "
+        f"{results['plan_1024x2048']['energy_bytes'] / GIB:.1f} GiB, {results['plan_1024x2048']['chunks']} chunks of "
+        f"{results['plan_1024x2048']['chunk_bytes'] / 2**20:.0f} MiB.",
+        "",
+        "## 1x3x1024x2048",
+        "",
+        "| engine | attention | RSS after load (GiB) | peak RSS (GiB) | peak - load (GiB) | latency (s) |",
+        "|---|---|---|---|---|---|",
+    ]
     for backend, row in results["full"].items():
         for kind in ("chunked", "unchunked"):
             r = row[kind]
-            lines.append(f"| {backend} | {kind} | {r['loaded_rss'] / GIB:.2f} | {r['peak_rss'] / GIB:.2f} | "
-                         f"{(r['peak_rss'] - r['loaded_rss']) / GIB:.2f} | {r['latency_s'][0]:.1f} |")
+            lines.append(
+                f"| {backend} | {kind} | {r['loaded_rss'] / GIB:.2f} | {r['peak_rss'] / GIB:.2f} | "
+                f"{(r['peak_rss'] - r['loaded_rss']) / GIB:.2f} | {r['latency_s'][0]:.1f} |"
+            )
     lines += ["", "| engine | chunked vs unchunked: max relative error | argmax identical |", "|---|---|---|"]
     for backend, row in results["full"].items():
-        lines.append(f"| {backend} | {row['max_rel_error']:.2e} | {row['argmax_identical']} ({row['argmax_agreement']:.6f}) |")
-    lines += ["", "## Latency cost of chunking at 512x1024 (4 chunks vs unchunked, median)", "",
-              "| engine | unchunked (ms) | 4 chunks (ms) | ratio |", "|---|---|---|---|"]
+        lines.append(
+            f"| {backend} | {row['max_rel_error']:.2e} | {row['argmax_identical']} ({row['argmax_agreement']:.6f}) |"
+        )
+    lines += [
+        "",
+        "## Latency cost of chunking at 512x1024 (4 chunks vs unchunked, median)",
+        "",
+        "| engine | unchunked (ms) | 4 chunks (ms) | ratio |",
+        "|---|---|---|---|",
+    ]
     for backend, row in results["latency_512x1024"].items():
         m = row["median_s"]
-        lines.append(f"| {backend} | {m['unchunked'] * 1e3:.0f} | {m['chunked'] * 1e3:.0f} "
-                     f"| {row['chunked_over_unchunked']:.3f} |")
+        lines.append(
+            f"| {backend} | {m['unchunked'] * 1e3:.0f} | {m['chunked'] * 1e3:.0f} "
+            f"| {row['chunked_over_unchunked']:.3f} |"
+        )
     b = results["block_224"]
-    lines += ["", "## Dual attention block, 1x40x224x224 (N = 50176; unchunked energy 9.4 GiB), torch", "",
-              f"{b['chunks']} chunks: peak RSS {b['peak_rss'] / GIB:.2f} GiB (before the block {b['rss_before'] / GIB:.2f} GiB), "
-              f"{b['seconds']:.1f} s, finite output: {b['finite']}. Exactness vs the NumPy oracle on sampled rows: "
-              "tests/test_model.py::test_seed_case_dual_attention_224.", ""]
+    lines += [
+        "",
+        "## Dual attention block, 1x40x224x224 (N = 50176; unchunked energy 9.4 GiB), torch",
+        "",
+        f"{b['chunks']} chunks: peak RSS {b['peak_rss'] / GIB:.2f} GiB (before the block {b['rss_before'] / GIB:.2f} GiB), "
+        f"{b['seconds']:.1f} s, finite output: {b['finite']}. Exactness vs the NumPy oracle on sampled rows: "
+        "tests/test_model.py::test_seed_case_dual_attention_224.",
+        "",
+    ]
     out.with_suffix(".md").write_text("\n".join(lines))
     print("\n".join(lines))
 

@@ -47,9 +47,11 @@ def graph(n: int, form: str, pad: int) -> Any:
     """PAM as one ONNX model in ``form`` with query/key zero-padded to ``pad`` columns."""
     from onnx import TensorProto, helper, numpy_helper
 
-    inputs = [helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 1, n, KEY_DIM]),
-              helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, 1, KEY_DIM, n]),
-              helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 1, n, VALUE_DIM])]
+    inputs = [
+        helper.make_tensor_value_info("q", TensorProto.FLOAT, [1, 1, n, KEY_DIM]),
+        helper.make_tensor_value_info("k", TensorProto.FLOAT, [1, 1, KEY_DIM, n]),
+        helper.make_tensor_value_info("v", TensorProto.FLOAT, [1, 1, n, VALUE_DIM]),
+    ]
     nodes: list[Any] = []
     consts: dict[str, list[int]] = {}
     q, k, v = "q", "k", "v"
@@ -60,24 +62,33 @@ def graph(n: int, form: str, pad: int) -> Any:
     opsets = [helper.make_opsetid("", 17)]
     if form == "mha":
         consts["axis1"] = [1]
-        nodes += [helper.make_node("Squeeze", [q, "axis1"], ["q3"]),
-                  helper.make_node("Transpose", [k], ["kt"], perm=[0, 1, 3, 2]),
-                  helper.make_node("Squeeze", ["kt", "axis1"], ["k3"]), helper.make_node("Squeeze", [v, "axis1"], ["v3"]),
-                  helper.make_node("MultiHeadAttention", ["q3", "k3", "v3"], ["o3"], domain="com.microsoft",
-                                   num_heads=1, scale=1.0),
-                  helper.make_node("Unsqueeze", ["o3", "axis1"], ["out"])]
+        nodes += [
+            helper.make_node("Squeeze", [q, "axis1"], ["q3"]),
+            helper.make_node("Transpose", [k], ["kt"], perm=[0, 1, 3, 2]),
+            helper.make_node("Squeeze", ["kt", "axis1"], ["k3"]),
+            helper.make_node("Squeeze", [v, "axis1"], ["v3"]),
+            helper.make_node(
+                "MultiHeadAttention", ["q3", "k3", "v3"], ["o3"], domain="com.microsoft", num_heads=1, scale=1.0
+            ),
+            helper.make_node("Unsqueeze", ["o3", "axis1"], ["out"]),
+        ]
         opsets.append(helper.make_opsetid("com.microsoft", 1))
     else:
         heads = 2 if form == "heads2" else 1
         out = "out"
         if heads > 1:
             consts |= {"split": [0, heads, -1, 0], "join": [0, 1, -1, 0], "tile": [1, heads, 1, 1]}
-            nodes += [helper.make_node("Reshape", [q, "split"], ["qh"]), helper.make_node("Tile", [k, "tile"], ["kh"]),
-                      helper.make_node("Tile", [v, "tile"], ["vh"])]
+            nodes += [
+                helper.make_node("Reshape", [q, "split"], ["qh"]),
+                helper.make_node("Tile", [k, "tile"], ["kh"]),
+                helper.make_node("Tile", [v, "tile"], ["vh"]),
+            ]
             q, k, v, out = "qh", "kh", "vh", "oh"
-        nodes += [helper.make_node("MatMul", [q, k], ["energy"]),
-                  helper.make_node("Softmax", ["energy"], ["attention"], axis=-1),
-                  helper.make_node("MatMul", ["attention", v], [out])]
+        nodes += [
+            helper.make_node("MatMul", [q, k], ["energy"]),
+            helper.make_node("Softmax", ["energy"], ["attention"], axis=-1),
+            helper.make_node("MatMul", ["attention", v], [out]),
+        ]
         if heads > 1:
             nodes.append(helper.make_node("Reshape", ["oh", "join"], ["out"]))
     output = helper.make_tensor_value_info("out", TensorProto.FLOAT, [1, 1, n, VALUE_DIM])
@@ -87,9 +98,11 @@ def graph(n: int, form: str, pad: int) -> Any:
 
 def feeds(n: int) -> dict[str, np.ndarray]:
     rng = np.random.default_rng(0)
-    return {"q": (0.3 * rng.standard_normal((1, 1, n, KEY_DIM))).astype(np.float32),
-            "k": (0.3 * rng.standard_normal((1, 1, KEY_DIM, n))).astype(np.float32),
-            "v": rng.standard_normal((1, 1, n, VALUE_DIM)).astype(np.float32)}
+    return {
+        "q": (0.3 * rng.standard_normal((1, 1, n, KEY_DIM))).astype(np.float32),
+        "k": (0.3 * rng.standard_normal((1, 1, KEY_DIM, n))).astype(np.float32),
+        "v": rng.standard_normal((1, 1, n, VALUE_DIM)).astype(np.float32),
+    }
 
 
 def reference(x: dict[str, np.ndarray]) -> np.ndarray:
@@ -110,15 +123,24 @@ def engine_runs(engine: str, n: int, threads: int, bf16: bool) -> dict[str, tupl
             for form in FORMS[engine]:
                 for pad in PADS:
                     model = ov.convert_model(io.BytesIO(graph(n, form, pad).SerializeToString()))
-                    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads,
-                                                                 "PERFORMANCE_HINT": "LATENCY",
-                                                                 "INFERENCE_PRECISION_HINT": precision})
-                    kinds = sorted({op.get_rt_info()["layerType"].astype(str)
-                                    for op in compiled.get_runtime_model().get_ops()}
-                                   - {"Input", "Output", "Const", "Parameter", "Result"})
+                    compiled = core.compile_model(
+                        model,
+                        "CPU",
+                        {
+                            "INFERENCE_NUM_THREADS": threads,
+                            "PERFORMANCE_HINT": "LATENCY",
+                            "INFERENCE_PRECISION_HINT": precision,
+                        },
+                    )
+                    kinds = sorted(
+                        {op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ops()}
+                        - {"Input", "Output", "Const", "Parameter", "Result"}
+                    )
                     request = compiled.create_infer_request()
                     runs[f"openvino {precision} {form} pad{pad}"] = (
-                        lambda r=request, c=compiled: r.infer(x)[c.output(0)], "/".join(kinds))
+                        lambda r=request, c=compiled: r.infer(x)[c.output(0)],
+                        "/".join(kinds),
+                    )
     else:
         import onnxruntime as ort
 
@@ -126,8 +148,9 @@ def engine_runs(engine: str, n: int, threads: int, bf16: bool) -> dict[str, tupl
         options.intra_op_num_threads, options.inter_op_num_threads, options.log_severity_level = threads, 1, 3
         for form in FORMS[engine]:
             for pad in PADS:
-                session = ort.InferenceSession(graph(n, form, pad).SerializeToString(), options,
-                                               providers=["CPUExecutionProvider"])
+                session = ort.InferenceSession(
+                    graph(n, form, pad).SerializeToString(), options, providers=["CPUExecutionProvider"]
+                )
                 runs[f"onnxruntime f32 {form} pad{pad}"] = (lambda s=session: s.run(None, x)[0], "")
     return runs
 
@@ -136,8 +159,9 @@ def measure(engine: str, n: int, threads: int, reps: int, bf16: bool) -> list[di
     """Interleaved medians of every variant of one engine, with its ratio to the unpadded form."""
     want = reference(feeds(n))  # numpy's BLAS before the engine's thread pools exist
     runs = engine_runs(engine, n, threads, bf16)
-    errors = {name: float(np.abs(np.asarray(run()[0, 0], dtype=np.float64) - want).max())
-              for name, (run, _) in runs.items()}
+    errors = {
+        name: float(np.abs(np.asarray(run()[0, 0], dtype=np.float64) - want).max()) for name, (run, _) in runs.items()
+    }
     for run, _ in runs.values():
         run(), run()
     times: dict[str, list[float]] = {name: [] for name in runs}
@@ -149,9 +173,15 @@ def measure(engine: str, n: int, threads: int, reps: int, bf16: bool) -> list[di
     rows = []
     for name, (_, kinds) in runs.items():
         base = name.rsplit(" pad", 1)[0] + f" pad{KEY_DIM}"
-        rows.append({"variant": name, "median_ms": round(float(np.median(times[name])), 3),
-                     "x_unpadded": round(float(np.median(times[name]) / np.median(times[base])), 3),
-                     "max_error_vs_float64": errors[name], "kernels": kinds})
+        rows.append(
+            {
+                "variant": name,
+                "median_ms": round(float(np.median(times[name])), 3),
+                "x_unpadded": round(float(np.median(times[name]) / np.median(times[base])), 3),
+                "max_error_vs_float64": errors[name],
+                "kernels": kinds,
+            }
+        )
     return rows
 
 
@@ -178,21 +208,50 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for engine in FORMS:
         print(f"[attention_padding] {engine}", file=sys.stderr, flush=True)
-        out = subprocess.run([sys.executable, __file__, "--engine", engine, "--n", str(args.n), "--threads",
-                              str(args.threads), "--reps", str(args.reps)], capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--engine",
+                engine,
+                "--n",
+                str(args.n),
+                "--threads",
+                str(args.threads),
+                "--reps",
+                str(args.reps),
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows += json.loads(out.stdout.strip().splitlines()[-1])
     machine = machine_info() | {"cpu_features": features, "load_average": {"before": before, "after": load_average()}}
-    report = {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "n": args.n,
-              "key_dim": KEY_DIM, "value_dim": VALUE_DIM, "threads": args.threads, "reps": args.reps,
-              "machine": machine, "rows": rows}
-    lines = [f"# Zero-padded PAM query/key: N = {args.n}, query/key {KEY_DIM}, value {VALUE_DIM}, {args.threads} threads",
-             "", f"- created {report['created']}; CPU: {machine['cpu'].get('model', '?')} (bf16: {'yes' if bf16 else 'no'})",
-             f"- load average before/after: {machine['load_average']}",
-             "- median of interleaved repetitions; `x unpadded`: against the same engine, precision and form at "
-             f"pad {KEY_DIM}, same run", "",
-             "| variant | median ms | x unpadded | max error vs float64 | runtime kernels |", "|---|---|---|---|---|"]
-    lines += [f"| {r['variant']} | {r['median_ms']} | {r['x_unpadded']} | {r['max_error_vs_float64']:.1e} | "
-              f"{r['kernels']} |" for r in rows]
+    report = {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "n": args.n,
+        "key_dim": KEY_DIM,
+        "value_dim": VALUE_DIM,
+        "threads": args.threads,
+        "reps": args.reps,
+        "machine": machine,
+        "rows": rows,
+    }
+    lines = [
+        f"# Zero-padded PAM query/key: N = {args.n}, query/key {KEY_DIM}, value {VALUE_DIM}, {args.threads} threads",
+        "",
+        f"- created {report['created']}; CPU: {machine['cpu'].get('model', '?')} (bf16: {'yes' if bf16 else 'no'})",
+        f"- load average before/after: {machine['load_average']}",
+        "- median of interleaved repetitions; `x unpadded`: against the same engine, precision and form at "
+        f"pad {KEY_DIM}, same run",
+        "",
+        "| variant | median ms | x unpadded | max error vs float64 | runtime kernels |",
+        "|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['variant']} | {r['median_ms']} | {r['x_unpadded']} | {r['max_error_vs_float64']:.1e} | {r['kernels']} |"
+        for r in rows
+    ]
     args.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.output_dir / "attention_padding.json", json.dumps(report, indent=1) + "\n")
     atomic_write_text(args.output_dir / "attention_padding.md", "\n".join(lines) + "\n")

@@ -47,9 +47,12 @@ json.dump({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1
            "seconds": round(time.perf_counter() - started, 1), "plan": plan}, open(out, "w"))
 """
 
-PATHS = [("onnxruntime", "onnxruntime", {}), ("openvino (NNCF)", "openvino", {}),
-         ("tensorrt prepare (ModelOpt)", "tensorrt", {"quantizer": "modelopt"}),
-         ("tensorrt prepare (ORT fallback)", "tensorrt", {"quantizer": "onnxruntime"})]
+PATHS = [
+    ("onnxruntime", "onnxruntime", {}),
+    ("openvino (NNCF)", "openvino", {}),
+    ("tensorrt prepare (ModelOpt)", "tensorrt", {"quantizer": "modelopt"}),
+    ("tensorrt prepare (ORT fallback)", "tensorrt", {"quantizer": "onnxruntime"}),
+]
 
 
 def main() -> int:
@@ -70,22 +73,46 @@ def main() -> int:
         unbounded = bool(options.pop("__unbounded", False)) if "__unbounded" in options else False
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "r.json"
-            cmd = [sys.executable, "-c", WORKER, target, json.dumps(options), args.size, str(args.count), str(out),
-                   "1" if unbounded else "0"]
-            proc = subprocess.run(cmd, env={**env, **{k: v for k, v in __import__("os").environ.items()
-                                                    if k in ("PYTHONPATH", "HOME")}}, capture_output=True, text=True)
+            cmd = [
+                sys.executable,
+                "-c",
+                WORKER,
+                target,
+                json.dumps(options),
+                args.size,
+                str(args.count),
+                str(out),
+                "1" if unbounded else "0",
+            ]
+            proc = subprocess.run(
+                cmd,
+                env={**env, **{k: v for k, v in __import__("os").environ.items() if k in ("PYTHONPATH", "HOME")}},
+                capture_output=True,
+                text=True,
+            )
             if proc.returncode != 0 or not out.is_file():
                 rows.append({"path": label, "error": (proc.stderr or "").strip().splitlines()[-1:]})
             else:
                 rows.append({"path": label, **json.loads(out.read_text())})
         print(json.dumps(rows[-1]), flush=True)
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), "?")
-    lines = [f"# INT8 calibration memory, danet_demo at {args.size}, {args.count} calibration images", "",
-             f"Command: `python benchmarks/calibration_memory.py --size {args.size} --count {args.count}"
-             f"{' --unbounded' if args.unbounded else ''} --threads {args.threads}`  ",
-             f"Machine: {cpu}, {platform.system()} {platform.release()}; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
-             "", "| INT8 path | peak RSS MiB | export s | plan logged before calibrating |", "|---|---|---|---|"]
+    cpu = next(
+        (
+            l.split(":", 1)[1].strip()
+            for l in Path("/proc/cpuinfo").read_text().splitlines()
+            if l.startswith("model name")
+        ),
+        "?",
+    )
+    lines = [
+        f"# INT8 calibration memory, danet_demo at {args.size}, {args.count} calibration images",
+        "",
+        f"Command: `python benchmarks/calibration_memory.py --size {args.size} --count {args.count}"
+        f"{' --unbounded' if args.unbounded else ''} --threads {args.threads}`  ",
+        f"Machine: {cpu}, {platform.system()} {platform.release()}; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC",
+        "",
+        "| INT8 path | peak RSS MiB | export s | plan logged before calibrating |",
+        "|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['path']} | failed: {' '.join(r['error'])} | | |")

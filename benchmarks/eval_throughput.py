@@ -68,8 +68,12 @@ def main() -> int:
     p.add_argument("--model", default="danet_demo")
     p.add_argument("--target", default="onnx")
     p.add_argument("--precision", default="fp32")
-    p.add_argument("--engine-size", type=_size, default=None,
-                   help="engine input HxW (default: the image size, as the mmseg Cityscapes protocol feeds it)")
+    p.add_argument(
+        "--engine-size",
+        type=_size,
+        default=None,
+        help="engine input HxW (default: the image size, as the mmseg Cityscapes protocol feeds it)",
+    )
     p.add_argument("--image-size", type=_size, default=(1024, 2048))
     p.add_argument("--images", type=int, default=12)
     p.add_argument("--rounds", type=int, default=2)
@@ -94,51 +98,86 @@ def main() -> int:
         root = Path(tmp)
         data = root / "cityscapes"
         write_scene_dataset("cityscapes", data, count=args.images, size=args.image_size)
-        artifact, _ = export(ExportRequest(model=args.model, target=args.target, precision=args.precision,
-                                           input_size=args.engine_size, output=str(root / "artifact"),
-                                           emit=args.emit), log=lambda _m: None)
+        artifact, _ = export(
+            ExportRequest(
+                model=args.model,
+                target=args.target,
+                precision=args.precision,
+                input_size=args.engine_size,
+                output=str(root / "artifact"),
+                emit=args.emit,
+            ),
+            log=lambda _m: None,
+        )
         rounds = []
         for _ in range(args.rounds):
             with runtime.load(artifact, threads=args.threads) as session:
                 image = read_image(next((data / "leftImg8bit").rglob("*.png")))
                 tensor = preprocess([image], session.preprocessing, args.engine_size)
                 engine = engine_rate(session, tensor, seconds=max(5.0, args.images * 0.5))
-            outcome = evaluate(EvalRequest(models=(str(artifact),), data=f"cityscapes:{data}", threads=args.threads,
-                                           quiet=True, worst=0), log=lambda _m: None)
+            outcome = evaluate(
+                EvalRequest(
+                    models=(str(artifact),), data=f"cityscapes:{data}", threads=args.threads, quiet=True, worst=0
+                ),
+                log=lambda _m: None,
+            )
             result = outcome.results[0]
             rate = result.metrics.images / result.seconds
-            rounds.append({"engine_images_per_s": round(engine, 3), "eval_images_per_s": round(rate, 3),
-                           "ratio": round(rate / engine, 3), "miou": round(result.metrics.miou(), 6)})
+            rounds.append(
+                {
+                    "engine_images_per_s": round(engine, 3),
+                    "eval_images_per_s": round(rate, 3),
+                    "ratio": round(rate / engine, 3),
+                    "miou": round(result.metrics.miou(), 6),
+                }
+            )
             print(f"round {len(rounds)}: engine {engine:.2f} img/s, eval {rate:.2f} img/s, ratio {rate / engine:.3f}")
     ratio = statistics.median(r["ratio"] for r in rounds)
-    report = {"config": {k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
-                         for k, v in vars(args).items()},
-              "rounds": rounds, "ratio_median": round(ratio, 3), "goal": 0.9, "meets_goal": ratio >= 0.9,
-              "machine": {"cpu": machine["cpu"], "load_average": {"before": load_before, "after": load_average()}}}
+    report = {
+        "config": {
+            k: (list(v) if isinstance(v, tuple) else str(v) if isinstance(v, Path) else v)
+            for k, v in vars(args).items()
+        },
+        "rounds": rounds,
+        "ratio_median": round(ratio, 3),
+        "goal": 0.9,
+        "meets_goal": ratio >= 0.9,
+        "machine": {"cpu": machine["cpu"], "load_average": {"before": load_before, "after": load_average()}},
+    }
     cpu = machine["cpu"]
     lines = [
         "# danet-eval throughput vs the engine alone",
         "",
-        (f"Command: `python benchmarks/eval_throughput.py --model {args.model} --target {args.target} --precision "
-         f"{args.precision} --engine-size {args.engine_size[0]}x{args.engine_size[1]} --images {args.images} "
-         f"--rounds {args.rounds} --threads {args.threads} --emit {args.emit} --out {_shown(args.out)}`"),
+        (
+            f"Command: `python benchmarks/eval_throughput.py --model {args.model} --target {args.target} --precision "
+            f"{args.precision} --engine-size {args.engine_size[0]}x{args.engine_size[1]} --images {args.images} "
+            f"--rounds {args.rounds} --threads {args.threads} --emit {args.emit} --out {_shown(args.out)}`"
+        ),
         "",
-        (f"{args.images} generated scenes at {args.image_size[0]}x{args.image_size[1]} in the Cityscapes layout (PNG, "
-         f"*_gtFine_labelIds.png); engine input {args.engine_size[0]}x{args.engine_size[1]} (static"
-         + ("; the images go in at their own size, the host arg-maxes the logits)."
-            if args.engine_size == args.image_size else
-            "; danet-eval resizes each image to it and the logits back to the image size before scoring).")),
+        (
+            f"{args.images} generated scenes at {args.image_size[0]}x{args.image_size[1]} in the Cityscapes layout (PNG, "
+            f"*_gtFine_labelIds.png); engine input {args.engine_size[0]}x{args.engine_size[1]} (static"
+            + (
+                "; the images go in at their own size, the host arg-maxes the logits)."
+                if args.engine_size == args.image_size
+                else "; danet-eval resizes each image to it and the logits back to the image size before scoring)."
+            )
+        ),
         "",
         "| round | engine alone (img/s) | danet-eval (img/s) | ratio |",
         "|---:|---:|---:|---:|",
-        *[f"| {i + 1} | {r['engine_images_per_s']:.2f} | {r['eval_images_per_s']:.2f} | {r['ratio']:.3f} |"
-          for i, r in enumerate(rounds)],
+        *[
+            f"| {i + 1} | {r['engine_images_per_s']:.2f} | {r['eval_images_per_s']:.2f} | {r['ratio']:.3f} |"
+            for i, r in enumerate(rounds)
+        ],
         "",
         f"Median ratio **{ratio:.3f}** (goal >= 0.9: {'met' if ratio >= 0.9 else 'NOT met'}).",
         "",
-        (f"Machine: {cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} logical cores, flags "
-         f"{', '.join(k for k, v in cpu.get('features', {}).items() if v)}; "
-         f"load average before {load_before}, after {report['machine']['load_average']['after']}."),
+        (
+            f"Machine: {cpu.get('model', '?')}, {cpu.get('logical_cores', '?')} logical cores, flags "
+            f"{', '.join(k for k, v in cpu.get('features', {}).items() if v)}; "
+            f"load average before {load_before}, after {report['machine']['load_average']['after']}."
+        ),
         "",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -42,8 +42,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-GOALS = ("attention core <= 30% of OpenVINO INT8 time; best INT8 at >= 99% agreement <= 0.15x torch eager FP32; "
-         "best FP32 <= 0.45x (issue 28)")
+GOALS = (
+    "attention core <= 30% of OpenVINO INT8 time; best INT8 at >= 99% agreement <= 0.15x torch eager FP32; "
+    "best FP32 <= 0.45x (issue 28)"
+)
 
 
 def _log(message: str) -> None:
@@ -61,20 +63,43 @@ def variants(bf16: bool, heads: int = 2, which: str = "all", openvino_form: str 
     (``heads``: OpenVINO's ``attention_heads`` for its fused rows, ``openvino_form``: their
     ``attention`` option, ``fused`` or ``sdpa``); ``which="issue"`` drops
     :data:`NOT_IN_ISSUE_SET`."""
-    rows: list[dict[str, Any]] = [{"name": "torch fp32 eager", "kind": "torch", "fused": True},
-                                  {"name": "torch fp32 eager, unfused", "kind": "torch", "fused": False}]
+    rows: list[dict[str, Any]] = [
+        {"name": "torch fp32 eager", "kind": "torch", "fused": True},
+        {"name": "torch fp32 eager, unfused", "kind": "torch", "fused": False},
+    ]
     for precision in ("fp32", "int8"):
         for form in ("unfused", "fused"):
-            rows.append({"name": f"onnxruntime {precision} {form}", "kind": "export", "precision": precision,
-                         "target": "onnx" if precision == "fp32" else "onnxruntime", "options": {"attention": form}})
-            rows.append({"name": f"openvino {precision} {form}", "kind": "export", "precision": precision,
-                         "target": "openvino", "options": {"attention": openvino_form if form == "fused" else form} | (
-                             {"attention_heads": heads} if form == "fused" else {})})
+            rows.append(
+                {
+                    "name": f"onnxruntime {precision} {form}",
+                    "kind": "export",
+                    "precision": precision,
+                    "target": "onnx" if precision == "fp32" else "onnxruntime",
+                    "options": {"attention": form},
+                }
+            )
+            rows.append(
+                {
+                    "name": f"openvino {precision} {form}",
+                    "kind": "export",
+                    "precision": precision,
+                    "target": "openvino",
+                    "options": {"attention": openvino_form if form == "fused" else form}
+                    | ({"attention_heads": heads} if form == "fused" else {}),
+                }
+            )
     refused = None if bf16 else "this CPU has neither AMX-BF16 nor AVX512-BF16 (danet-export refuses the policy)"
-    rows.append({"name": "openvino int8 fused attention-bf16", "kind": "export", "precision": "int8",
-                 "target": "openvino", "options": {"attention": openvino_form, "attention_heads": heads},
-                 "policy": "attention-bf16",
-                 "refused": refused})
+    rows.append(
+        {
+            "name": "openvino int8 fused attention-bf16",
+            "kind": "export",
+            "precision": "int8",
+            "target": "openvino",
+            "options": {"attention": openvino_form, "attention_heads": heads},
+            "policy": "attention-bf16",
+            "refused": refused,
+        }
+    )
     if which == "issue":
         rows = [r for r in rows if r["name"] not in NOT_IN_ISSUE_SET]
     return rows
@@ -137,16 +162,29 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     config = get_config(args.model)
     features = cpu_features()
     load_before = load_average()
-    cfg = BenchConfig(model=args.model, size=size, iters=args.iters, warmup=args.warmup, threads=args.threads,
-                      rounds=args.rounds, scenes=args.val, profile=args.profile_runs, progress=False)
+    cfg = BenchConfig(
+        model=args.model,
+        size=size,
+        iters=args.iters,
+        warmup=args.warmup,
+        threads=args.threads,
+        rounds=args.rounds,
+        scenes=args.val,
+        profile=args.profile_runs,
+        progress=False,
+    )
     dataset = SceneDataset("val", size=size, count=args.val)
     images, labels = zip(*(dataset[i] for i in range(len(dataset))))
     labels_arr = np.stack(labels) if tuple(config.class_names) == tuple(DEMO_CLASSES) else None
     scenes = work / "scenes.npz"
     np.savez(scenes, images=np.stack(images))
-    rows = [r for r in variants(any(features.get(f) for f in BF16_FLAGS), args.attention_heads, args.variants,
-                                args.openvino_attention)
-            if not args.only or any(o in r["name"] for o in args.only)]
+    rows = [
+        r
+        for r in variants(
+            any(features.get(f) for f in BF16_FLAGS), args.attention_heads, args.variants, args.openvino_attention
+        )
+        if not args.only or any(o in r["name"] for o in args.only)
+    ]
     runs: dict[str, RowRun] = {}
     for row in rows:
         if row.get("refused"):
@@ -156,9 +194,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             # the same NNCF IR as the INT8 fused row (the policy adds only the recorded bf16 compile
             # property), loaded the way the runtime loads what the policy records
             base = runs[REUSED_INT8]
-            runs[row["name"]] = RowRun(Row(slug, "", None, 1, args.threads),
-                                       model_ref=base.model_ref,
-                                       load_options={**base.load_options, "inference_precision": "bf16"})
+            runs[row["name"]] = RowRun(
+                Row(slug, "", None, 1, args.threads),
+                model_ref=base.model_ref,
+                load_options={**base.load_options, "inference_precision": "bf16"},
+            )
             row["reused"] = f"{REUSED_INT8} artifact, inference_precision=bf16"
             row["attention"] = next((r.get("attention") for r in rows if r["name"] == REUSED_INT8), None)
             row["openvino_runtime"] = {"inference_precision": "bf16"}
@@ -172,10 +212,19 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 clock.log(f"exporting {row['name']}")
                 folder = work / slug
                 started = time.perf_counter()
-                _, manifest = export(ExportRequest(args.model, target=row["target"], precision=row["precision"],
-                                                   output=folder, input_size=size, calib_count=args.calib_count,
-                                                   policy=row.get("policy", "attention-float"),
-                                                   options=row["options"]), log=lambda m: None)
+                _, manifest = export(
+                    ExportRequest(
+                        args.model,
+                        target=row["target"],
+                        precision=row["precision"],
+                        output=folder,
+                        input_size=size,
+                        calib_count=args.calib_count,
+                        policy=row.get("policy", "attention-float"),
+                        options=row["options"],
+                    ),
+                    log=lambda m: None,
+                )
                 row["export_s"] = round(time.perf_counter() - started, 1)
                 row["attention"] = manifest.extra.get("attention")
                 row["openvino_runtime"] = manifest.extra.get("openvino_runtime")
@@ -200,8 +249,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     reference = reference_name(list(runs)) or "torch fp32 eager, unfused"
     ref_masks = runs[reference].masks if reference in runs else None
     # the faster torch eager row is the base, so neither form of the reference can flatter the ratios
-    torch_p50 = [float(summarize(r.row.latencies_ms, 1)["p50_ms"] or 0.0) for n, r in runs.items()
-                 if n.startswith("torch") and r.row.latencies_ms]
+    torch_p50 = [
+        float(summarize(r.row.latencies_ms, 1)["p50_ms"] or 0.0)
+        for n, r in runs.items()
+        if n.startswith("torch") and r.row.latencies_ms
+    ]
     base_p50 = min(torch_p50) if torch_p50 else None
     for row in rows:
         done = runs.get(row["name"])
@@ -212,9 +264,13 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             continue
         stats = summarize(done.row.latencies_ms, 1)
         p50 = float(stats["p50_ms"] or 0.0)
-        row.update(p50_ms=stats["p50_ms"], p90_ms=stats["p90_ms"], peak_rss_mb=done.row.peak_rss_mb,
-                   ratio_vs_torch_fp32=round(p50 / base_p50, 4) if base_p50 else None,
-                   profile=done.row.profile)
+        row.update(
+            p50_ms=stats["p50_ms"],
+            p90_ms=stats["p90_ms"],
+            peak_rss_mb=done.row.peak_rss_mb,
+            ratio_vs_torch_fp32=round(p50 / base_p50, 4) if base_p50 else None,
+            profile=done.row.profile,
+        )
         if done.masks is not None:
             scores = accuracy(done.masks, ref_masks, labels_arr, config.num_classes)
             row.update(agreement=scores["argmax_agreement"], miou_labels=scores["miou_vs_labels"])
@@ -225,20 +281,37 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     machine = machine_info()
     machine["cpu_features"] = features
     machine["load_average"] = {"before": load_before, "after": load_average()}
-    return {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "command": "benchmarks/fused_attention.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            "model": {"name": config.name, "weights": config.weights or "random (seeded, untrained preset)"},
-            "config": {"size": list(size), "batch": 1, "threads": args.threads, "rounds": args.rounds,
-                       "iters": args.iters, "val": args.val, "calib_count": args.calib_count,
-                       "profile_runs": args.profile_runs, "attention_heads": args.attention_heads,
-                       "warmup": args.warmup, "variants": args.variants, "reuse_int8": args.reuse_int8,
-                       "openvino_attention": args.openvino_attention,
-                       "duration_s": round(clock.elapsed())},
-            "machine": machine, "reference": reference, "rows": rows, "goals": GOALS, "verdict": verdict(rows)}
+    return {
+        "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": "benchmarks/fused_attention.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "model": {"name": config.name, "weights": config.weights or "random (seeded, untrained preset)"},
+        "config": {
+            "size": list(size),
+            "batch": 1,
+            "threads": args.threads,
+            "rounds": args.rounds,
+            "iters": args.iters,
+            "val": args.val,
+            "calib_count": args.calib_count,
+            "profile_runs": args.profile_runs,
+            "attention_heads": args.attention_heads,
+            "warmup": args.warmup,
+            "variants": args.variants,
+            "reuse_int8": args.reuse_int8,
+            "openvino_attention": args.openvino_attention,
+            "duration_s": round(clock.elapsed()),
+        },
+        "machine": machine,
+        "reference": reference,
+        "rows": rows,
+        "goals": GOALS,
+        "verdict": verdict(rows),
+    }
 
 
 def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The issue's three goals, read from this run's rows."""
+
     def best(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
         timed = [r for r in candidates if r.get("ratio_vs_torch_fp32") is not None]
         return min(timed, key=lambda r: r["ratio_vs_torch_fp32"]) if timed else None
@@ -247,10 +320,12 @@ def verdict(rows: list[dict[str, Any]]) -> dict[str, Any]:
     shares = {r["name"]: r["profile"]["attention"]["share"] for r in ov_int8}
     int8 = best([r for r in rows if " int8 " in f" {r['name']} " and (r.get("agreement") or 0) >= 0.99])
     fp32 = best([r for r in rows if " fp32 " in f" {r['name']} " and not r["name"].startswith("torch")])
-    return {"openvino_int8_attention_share": shares,
-            "best_int8_at_99": int8 and {"name": int8["name"], "ratio": int8["ratio_vs_torch_fp32"],
-                                         "agreement": int8.get("agreement")},
-            "best_fp32": fp32 and {"name": fp32["name"], "ratio": fp32["ratio_vs_torch_fp32"]}}
+    return {
+        "openvino_int8_attention_share": shares,
+        "best_int8_at_99": int8
+        and {"name": int8["name"], "ratio": int8["ratio_vs_torch_fp32"], "agreement": int8.get("agreement")},
+        "best_fp32": fp32 and {"name": fp32["name"], "ratio": fp32["ratio_vs_torch_fp32"]},
+    }
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -258,20 +333,33 @@ def markdown(report: dict[str, Any]) -> str:
 
     cfg, cpu = report["config"], report["machine"]["cpu"]
     bf16 = any(report["machine"]["cpu_features"].get(f) for f in ("amx_bf16", "avx512_bf16"))
-    lines = [f"# Fused attention: {report['model']['name']} {cfg['size'][0]}x{cfg['size'][1]}, {cfg['threads']} threads",
-             "", f"- created {report['created']}; CPU: {cpu.get('model', '?')} (bf16: {'yes' if bf16 else 'no'})",
-             f"- load average before/after: {report['machine']['load_average']}",
-             f"- weights: {report['model']['weights']}; reference for agreement: {report['reference']}",
-             "", "```", report["command"], "```", "",
-             "| variant | p50 ms | x torch eager fp32 (faster form) | agreement | mIoU (labels) | drop pts "
-             "| attention share | note |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# Fused attention: {report['model']['name']} {cfg['size'][0]}x{cfg['size'][1]}, {cfg['threads']} threads",
+        "",
+        f"- created {report['created']}; CPU: {cpu.get('model', '?')} (bf16: {'yes' if bf16 else 'no'})",
+        f"- load average before/after: {report['machine']['load_average']}",
+        f"- weights: {report['model']['weights']}; reference for agreement: {report['reference']}",
+        "",
+        "```",
+        report["command"],
+        "```",
+        "",
+        "| variant | p50 ms | x torch eager fp32 (faster form) | agreement | mIoU (labels) | drop pts "
+        "| attention share | note |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in report["rows"]:
         share = (r.get("profile") or {}).get("attention", {}).get("share")
-        cells = [r["name"], r.get("p50_ms"), r.get("ratio_vs_torch_fp32"),
-                 f"{100 * r['agreement']:.2f}%" if r.get("agreement") is not None else None, r.get("miou_labels"),
-                 r.get("miou_drop_pts"), f"{100 * share:.1f}%" if share is not None else None,
-                 r.get("refused") or r.get("reused") or ""]
+        cells = [
+            r["name"],
+            r.get("p50_ms"),
+            r.get("ratio_vs_torch_fp32"),
+            f"{100 * r['agreement']:.2f}%" if r.get("agreement") is not None else None,
+            r.get("miou_labels"),
+            r.get("miou_drop_pts"),
+            f"{100 * share:.1f}%" if share is not None else None,
+            r.get("refused") or r.get("reused") or "",
+        ]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     lines += ["", f"Goals: {report['goals']}", "", "```json", json.dumps(report["verdict"], indent=1), "```", ""]
     table_report = {**report, "rows": [{**r, "engine": r["name"], "precision": ""} for r in report["rows"]]}
@@ -290,13 +378,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calib-count", type=int, default=32)
     parser.add_argument("--profile-runs", type=int, default=5, help="inferences per per-op profile (0: none)")
     parser.add_argument("--attention-heads", type=int, default=2, help="OpenVINO attention_heads of the fused rows")
-    parser.add_argument("--variants", choices=VARIANT_SETS, default="all",
-                        help="all rows, or only those the issue's goals are read from (fits danet_r50_d8 in ~10 min)")
-    parser.add_argument("--openvino-attention", choices=("fused", "sdpa"), default="fused",
-                        help="OpenVINO's attention option for its fused rows (sdpa: the MultiHeadAttention form)")
-    parser.add_argument("--reuse-int8", action="store_true",
-                        help="the attention-bf16 row loads the INT8 fused OpenVINO artifact with inference_precision="
-                             "bf16 instead of calibrating the same IR again (what --policy attention-bf16 records)")
+    parser.add_argument(
+        "--variants",
+        choices=VARIANT_SETS,
+        default="all",
+        help="all rows, or only those the issue's goals are read from (fits danet_r50_d8 in ~10 min)",
+    )
+    parser.add_argument(
+        "--openvino-attention",
+        choices=("fused", "sdpa"),
+        default="fused",
+        help="OpenVINO's attention option for its fused rows (sdpa: the MultiHeadAttention form)",
+    )
+    parser.add_argument(
+        "--reuse-int8",
+        action="store_true",
+        help="the attention-bf16 row loads the INT8 fused OpenVINO artifact with inference_precision="
+        "bf16 instead of calibrating the same IR again (what --policy attention-bf16 records)",
+    )
     parser.add_argument("--only", nargs="*", default=[], help="keep variants whose name contains one of these")
     parser.add_argument("--output-dir", type=Path, default=ROOT / "benchmarks" / "results")
     args = parser.parse_args(argv)

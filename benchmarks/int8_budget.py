@@ -73,6 +73,7 @@ def main() -> int:
     labels = np.stack([t[1] for t in test])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
+
         def run(path):
             with runtime.load(path, threads=args.threads) as session:
                 tensors = [preprocess([img], session.preprocessing, (h, w)) for img, _ in test]
@@ -88,21 +89,51 @@ def main() -> int:
             fp32_target, int8_target = export_target_for(engine, "fp32"), export_target_for(engine, "int8")
             if fp32_target is None or int8_target is None:
                 raise SystemExit(f"no export target writes fp32 and int8 for the {engine} engine")
-            fp32, _ = export(ExportRequest(model=args.model, target=fp32_target, precision="fp32",
-                                           input_size=(h, w), output=Path(tmp) / f"{engine}-fp32"), log=lambda m: None)
+            fp32, _ = export(
+                ExportRequest(
+                    model=args.model,
+                    target=fp32_target,
+                    precision="fp32",
+                    input_size=(h, w),
+                    output=Path(tmp) / f"{engine}-fp32",
+                ),
+                log=lambda m: None,
+            )
             ref_masks, ref_ms = run(fp32)
             ref_miou = miou(ref_masks, ref_masks)
-            rows.append({"engine": engine, "policy": "FP32", "latency_ratio": 1.0, "ms": ref_ms, "miou_drop": 0.0,
-                         "agreement": 1.0, "float_layers": "all", "path": fp32})
-            for policy, budget in (("attention-float", None), ("quantize-all", None),
-                                   (f"budget {args.budget} {unit}", args.budget)):
+            rows.append(
+                {
+                    "engine": engine,
+                    "policy": "FP32",
+                    "latency_ratio": 1.0,
+                    "ms": ref_ms,
+                    "miou_drop": 0.0,
+                    "agreement": 1.0,
+                    "float_layers": "all",
+                    "path": fp32,
+                }
+            )
+            for policy, budget in (
+                ("attention-float", None),
+                ("quantize-all", None),
+                (f"budget {args.budget} {unit}", args.budget),
+            ):
                 started = time.perf_counter()
                 try:
-                    path, manifest = export(ExportRequest(
-                        model=args.model, target=int8_target, precision="int8", input_size=(h, w),
-                        calib_count=args.calib_count, policy="quantize-all" if policy == "quantize-all" else "attention-float",
-                        output=Path(tmp) / f"{engine}-{policy.split()[0]}", max_accuracy_drop=budget,
-                        val_count=args.val_count), log=lambda m: print(f"  {m}", file=sys.stderr))
+                    path, manifest = export(
+                        ExportRequest(
+                            model=args.model,
+                            target=int8_target,
+                            precision="int8",
+                            input_size=(h, w),
+                            calib_count=args.calib_count,
+                            policy="quantize-all" if policy == "quantize-all" else "attention-float",
+                            output=Path(tmp) / f"{engine}-{policy.split()[0]}",
+                            max_accuracy_drop=budget,
+                            val_count=args.val_count,
+                        ),
+                        log=lambda m: print(f"  {m}", file=sys.stderr),
+                    )
                 except DanetDeployError as exc:
                     rows.append({"engine": engine, "policy": policy, "error": str(exc)[:200]})
                     continue
@@ -113,12 +144,24 @@ def main() -> int:
                 entry = extra.get("accuracy_budget") or manifest.extra.get("accuracy_budget")
                 kept = len(pol.get("float_nodes", pol.get("nodes", [])) or []) if isinstance(pol, dict) else "?"
                 if entry:  # the budget's choice: the --policy graph, or the all-INT8 graph + searched layers
-                    kept = (f"{len(entry['layers_kept_float'])} ({entry.get('chosen_graph', 'search')} graph, "
-                            f"drop {entry['measured_drop']:.3f} on the val set)")
-                rows.append({"engine": engine, "policy": policy, "latency_ratio": ms / ref_ms, "ms": ms,
-                             "miou_drop": ref_miou - miou(masks, ref_masks), "agreement": float(np.mean(masks == ref_masks)),
-                             "float_layers": kept, "export_s": round(export_s, 1), "path": path,
-                             "budget_measured_drop_on_val": entry and entry["measured_drop"]})
+                    kept = (
+                        f"{len(entry['layers_kept_float'])} ({entry.get('chosen_graph', 'search')} graph, "
+                        f"drop {entry['measured_drop']:.3f} on the val set)"
+                    )
+                rows.append(
+                    {
+                        "engine": engine,
+                        "policy": policy,
+                        "latency_ratio": ms / ref_ms,
+                        "ms": ms,
+                        "miou_drop": ref_miou - miou(masks, ref_masks),
+                        "agreement": float(np.mean(masks == ref_masks)),
+                        "float_layers": kept,
+                        "export_s": round(export_s, 1),
+                        "path": path,
+                        "budget_measured_drop_on_val": entry and entry["measured_drop"],
+                    }
+                )
                 print(json.dumps({k: v for k, v in rows[-1].items() if k != "path"}), flush=True)
         # latency again, interleaved: every artifact once per round, best median kept (a busy machine
         # slows whichever row runs during a busy spell; rounds spread that over all rows)
@@ -131,33 +174,50 @@ def main() -> int:
         for r in timed:
             ref = next(x for x in timed if x["engine"] == r["engine"] and x["policy"] == "FP32")
             r["latency_ratio"] = r["ms"] / ref["ms"]
-    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines()
-                if l.startswith("model name")), "?")
+    cpu = next(
+        (
+            l.split(":", 1)[1].strip()
+            for l in Path("/proc/cpuinfo").read_text().splitlines()
+            if l.startswith("model name")
+        ),
+        "?",
+    )
     out = ROOT / "results" / f"int8_budget-{args.model}-{args.size}.md"
-    lines = [f"# INT8 accuracy budget vs fixed policies: {args.model} at {args.size}", "",
-             f"Command: `python benchmarks/int8_budget.py --model {args.model} --size {args.size} --budget {args.budget} "
-             f"--val-count {args.val_count} --test-count {args.test_count} --calib-count {args.calib_count} "
-             f"--iters {args.iters} --threads {args.threads} --rounds {args.rounds} --engines {args.engines}`  ",
-             f"Machine: {cpu}, {platform.system()} {platform.release()}; "
-             f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Scored on {args.test_count} val scenes the "
-             f"budget search never saw (it validated on the first {args.val_count}).", "",
-             "Latency: the best median over the first pass and the interleaved rounds, one process, "
-             f"{args.threads} thread(s).", "",
-             ("mIoU drop: FP32 mIoU minus INT8 mIoU against the scenes' labels (points); the budget uses "
-              "the same metric on the validation scenes." if labelled else
-              f"{args.model} has seeded random weights and classes the scenes are not labelled with: the mIoU "
-              "drop is 100 minus the INT8 masks' mIoU against the FP32 masks, and the budget uses the export's "
-              "agreement metric (% of validation pixels whose class differs from FP32)."), "",
-             "| engine | policy | latency vs same engine FP32 | p50 ms | mIoU drop (pt) | agreement "
-             "| layers in float | export s |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        f"# INT8 accuracy budget vs fixed policies: {args.model} at {args.size}",
+        "",
+        f"Command: `python benchmarks/int8_budget.py --model {args.model} --size {args.size} --budget {args.budget} "
+        f"--val-count {args.val_count} --test-count {args.test_count} --calib-count {args.calib_count} "
+        f"--iters {args.iters} --threads {args.threads} --rounds {args.rounds} --engines {args.engines}`  ",
+        f"Machine: {cpu}, {platform.system()} {platform.release()}; "
+        f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC. Scored on {args.test_count} val scenes the "
+        f"budget search never saw (it validated on the first {args.val_count}).",
+        "",
+        "Latency: the best median over the first pass and the interleaved rounds, one process, "
+        f"{args.threads} thread(s).",
+        "",
+        (
+            "mIoU drop: FP32 mIoU minus INT8 mIoU against the scenes' labels (points); the budget uses "
+            "the same metric on the validation scenes."
+            if labelled
+            else f"{args.model} has seeded random weights and classes the scenes are not labelled with: the mIoU "
+            "drop is 100 minus the INT8 masks' mIoU against the FP32 masks, and the budget uses the export's "
+            "agreement metric (% of validation pixels whose class differs from FP32)."
+        ),
+        "",
+        "| engine | policy | latency vs same engine FP32 | p50 ms | mIoU drop (pt) | agreement "
+        "| layers in float | export s |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['engine']} | {r['policy']} | failed: {r['error']} | | | | | |")
             continue
-        lines.append(f"| {r['engine']} | {r['policy']} | {r['latency_ratio']:.3f} | {r['ms']:.1f} | "
-                     f"{r['miou_drop']:.3f} | {100 * r['agreement']:.2f}% | {r['float_layers']} | "
-                     f"{r.get('export_s', '-')} |")
+        lines.append(
+            f"| {r['engine']} | {r['policy']} | {r['latency_ratio']:.3f} | {r['ms']:.1f} | "
+            f"{r['miou_drop']:.3f} | {100 * r['agreement']:.2f}% | {r['float_layers']} | "
+            f"{r.get('export_s', '-')} |"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

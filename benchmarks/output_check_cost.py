@@ -28,8 +28,9 @@ def main(rounds: int = 20) -> int:
     from danet_deploy.util.cpu import read_cpuinfo
 
     with tempfile.TemporaryDirectory(prefix="danet-check-") as tmp:
-        artifact, _ = export(ExportRequest("danet_demo", input_size=(512, 512), output=Path(tmp) / "art"),
-                             log=lambda _: None)
+        artifact, _ = export(
+            ExportRequest("danet_demo", input_size=(512, 512), output=Path(tmp) / "art"), log=lambda _: None
+        )
         x = np.random.default_rng(0).standard_normal((1, 3, 512, 512)).astype(np.float32)
         times: dict[str, list[float]] = {"on": [], "off": []}
         with runtime.load(artifact, threads=2) as session:
@@ -47,10 +48,17 @@ def main(rounds: int = 20) -> int:
             np.isfinite(logits).all()
             alone.append(time.perf_counter() - start)
     on, off, check = (statistics.median(v) * 1e3 for v in (times["on"], times["off"], alone))
-    result = {"machine": read_cpuinfo()[0], "input": "1x3x512x512", "logits": list(logits.shape),
-              "infer_ms_check_on": round(on, 2), "infer_ms_check_off": round(off, 2),
-              "check_alone_ms": round(check, 3), "check_share_of_infer_pct": round(100 * check / off, 2),
-              "rounds": rounds, "threads": 2}
+    result = {
+        "machine": read_cpuinfo()[0],
+        "input": "1x3x512x512",
+        "logits": list(logits.shape),
+        "infer_ms_check_on": round(on, 2),
+        "infer_ms_check_off": round(off, 2),
+        "check_alone_ms": round(check, 3),
+        "check_share_of_infer_pct": round(100 * check / off, 2),
+        "rounds": rounds,
+        "threads": 2,
+    }
     result["date"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     result["command"] = "PYTHONPATH=. python benchmarks/output_check_cost.py"
     out = Path(__file__).resolve().parent / "results" / "output_check_cost.json"

@@ -59,8 +59,14 @@ def plot(runs: list[dict[str, Any]], output: Path, title: str) -> None:
             targets.setdefault(TARGETS[metric].get(size, TARGETS[metric]["default"]), []).append(size)
         for value, where in targets.items():
             ax.axhline(value, color="black", linestyle="--", linewidth=1)
-            ax.annotate(f"target {value:.2f} ({', '.join(where)})", (len(runs) - 0.5, value), xytext=(-4, 3),
-                        textcoords="offset points", ha="right", fontsize=7)
+            ax.annotate(
+                f"target {value:.2f} ({', '.join(where)})",
+                (len(runs) - 0.5, value),
+                xytext=(-4, 3),
+                textcoords="offset points",
+                ha="right",
+                fontsize=7,
+            )
         low = min(v["miou"] if metric == "miou" else v["per_class_iou"]["person"] for r in runs for v in r["val"])
         ax.set_ylim(max(0.0, low - 0.05), 1.0 if metric == "miou" else max(0.8, low + 0.2))
         ax.set_ylabel(name)

@@ -57,9 +57,11 @@ VARIANTS = {
 def target_verdict(row: dict, ref_miou: float) -> str:
     """Which product targets this row meets (FP32 rows are the reference)."""
     if row["precision"] == "int8":
-        checks = [("agreement >= 99%", row["agreement"] >= 0.99),
-                  ("mIoU drop <= 0.5 pt", ref_miou - row["miou_labels"] <= 0.005),
-                  ("speed >= 1.5x", row["speedup"] >= 1.5)]
+        checks = [
+            ("agreement >= 99%", row["agreement"] >= 0.99),
+            ("mIoU drop <= 0.5 pt", ref_miou - row["miou_labels"] <= 0.005),
+            ("speed >= 1.5x", row["speedup"] >= 1.5),
+        ]
     elif row["precision"] == "fp16":
         checks = [("agreement >= 99.5%", row["agreement"] >= 0.995)]
     else:
@@ -74,20 +76,42 @@ def configs(policies: list[str], variants: list[str] = ()) -> list[dict]:
     OpenVINO FP16 compresses weights only (the policy does not apply), so it is measured once with
     the plugin's default inference precision (bf16 on AMX CPUs) and once forced to f32.
     """
-    rows = [dict(name="openvino fp32", target="openvino", precision="fp32", policy="-"),
-            dict(name="onnxruntime fp32", target="onnx", precision="fp32", policy="-"),
-            dict(name="openvino fp16 (plugin default)", target="openvino", precision="fp16", policy="-",
-                 runtime={"inference_precision": None}),
-            dict(name="openvino fp16 (f32 inference)", target="openvino", precision="fp16", policy="-",
-                 runtime={"inference_precision": "f32"})]
+    rows = [
+        dict(name="openvino fp32", target="openvino", precision="fp32", policy="-"),
+        dict(name="onnxruntime fp32", target="onnx", precision="fp32", policy="-"),
+        dict(
+            name="openvino fp16 (plugin default)",
+            target="openvino",
+            precision="fp16",
+            policy="-",
+            runtime={"inference_precision": None},
+        ),
+        dict(
+            name="openvino fp16 (f32 inference)",
+            target="openvino",
+            precision="fp16",
+            policy="-",
+            runtime={"inference_precision": "f32"},
+        ),
+    ]
     for policy in policies:
-        rows += [dict(name=f"openvino int8 {policy}", target="openvino", precision="int8", policy=policy),
-                 dict(name=f"onnxruntime int8 {policy}", target="onnxruntime", precision="int8", policy=policy),
-                 dict(name=f"onnxruntime fp16 {policy}", target="onnxruntime", precision="fp16", policy=policy)]
+        rows += [
+            dict(name=f"openvino int8 {policy}", target="openvino", precision="int8", policy=policy),
+            dict(name=f"onnxruntime int8 {policy}", target="onnxruntime", precision="int8", policy=policy),
+            dict(name=f"onnxruntime fp16 {policy}", target="onnxruntime", precision="fp16", policy=policy),
+        ]
     for variant in variants:
         target, options, runtime_options = VARIANTS[variant]
-        rows.append(dict(name=f"{target} int8 attention-float {variant}", target=target, precision="int8",
-                         policy="attention-float", options=options, runtime=runtime_options))
+        rows.append(
+            dict(
+                name=f"{target} int8 attention-float {variant}",
+                target=target,
+                precision="int8",
+                policy="attention-float",
+                options=options,
+                runtime=runtime_options,
+            )
+        )
     return rows
 
 
@@ -109,8 +133,13 @@ def run(argv: list[str] | None, work: Path) -> int:
     parser.add_argument("--runs", type=int, default=10, help="timed runs per engine (median reported)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--policies", nargs="+", default=["attention-float", "quantize-all"])
-    parser.add_argument("--variants", nargs="*", default=[], choices=sorted(VARIANTS),
-                        help="extra INT8 settings to compare (NNCF model type/preset, ORT method/format)")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=[],
+        choices=sorted(VARIANTS),
+        help="extra INT8 settings to compare (NNCF model type/preset, ORT method/format)",
+    )
     parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "precision_policy.md")
     args = parser.parse_args(argv)
 
@@ -137,8 +166,10 @@ def run(argv: list[str] | None, work: Path) -> int:
         ckpt = work / f"{args.model}-init_for_testing.safetensors"
         save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(ckpt))
         request_model, arch = str(ckpt), args.model
-        weights_note = ("UNTRAINED: danet_deploy/weights/" + str(config.weights) + " was not present, so these are "
-                        "init_for_testing(seed=0) weights; rerun this script once the trained weights land")
+        weights_note = (
+            "UNTRAINED: danet_deploy/weights/" + str(config.weights) + " was not present, so these are "
+            "init_for_testing(seed=0) weights; rerun this script once the trained weights land"
+        )
     _log(f"model {args.model} ({weights_note}); size {size[0]}x{size[1]}; {args.threads} threads")
 
     # reference logits and labels on generated val scenes
@@ -155,11 +186,21 @@ def run(argv: list[str] | None, work: Path) -> int:
     for row in rows:
         out = work / row["name"].replace(" ", "_").replace("(", "").replace(")", "")
         started = time.perf_counter()
-        folder, manifest = export(ExportRequest(request_model, arch=arch, target=row["target"],
-                                                precision=row["precision"], input_size=size,
-                                                policy=row["policy"] if row["policy"] != "-" else "attention-float",
-                                                calib=args.calib, calib_count=args.calib_count, output=out,
-                                                options=row.get("options", {})), log=_log)
+        folder, manifest = export(
+            ExportRequest(
+                request_model,
+                arch=arch,
+                target=row["target"],
+                precision=row["precision"],
+                input_size=size,
+                policy=row["policy"] if row["policy"] != "-" else "attention-float",
+                calib=args.calib,
+                calib_count=args.calib_count,
+                output=out,
+                options=row.get("options", {}),
+            ),
+            log=_log,
+        )
         row["export_s"] = time.perf_counter() - started
         row["manifest"] = manifest
         sessions[row["name"]] = runtime.load(folder, threads=args.threads, **row.get("runtime", {}))
@@ -197,8 +238,10 @@ def run(argv: list[str] | None, work: Path) -> int:
         row["ms"] = 1000 * float(np.median(times[row["name"]]))
         used = str(sessions[row["name"]].describe().get("inference_precision", ""))
         row["precision_used"] = next((p for p in ("bfloat16", "float16", "float32") if p in used), used)
-    base = {"openvino": next(r["ms"] for r in rows if r["name"] == "openvino fp32"),
-            "onnxruntime": next(r["ms"] for r in rows if r["name"] == "onnxruntime fp32")}
+    base = {
+        "openvino": next(r["ms"] for r in rows if r["name"] == "openvino fp32"),
+        "onnxruntime": next(r["ms"] for r in rows if r["name"] == "onnxruntime fp32"),
+    }
     for row in rows:
         row["speedup"] = base[row["manifest"].backend] / row["ms"]
     for session in sessions.values():
@@ -207,7 +250,8 @@ def run(argv: list[str] | None, work: Path) -> int:
     features = cpu_features()
     command = "python benchmarks/precision_policy.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
-        "# Precision x policy on the CPU engines", "",
+        "# Precision x policy on the CPU engines",
+        "",
         f"Command: `{command.strip()}`  ",
         f"Date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}  ",
         f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, flags "
@@ -218,7 +262,8 @@ def run(argv: list[str] | None, work: Path) -> int:
         f"Reference (PyTorch FP32) mIoU vs labels: {ref_miou:.4f}  ",
         f"ONNX Runtime INT8 format chosen for this CPU: {choose_int8_format(features)['format']} "
         f"({choose_int8_format(features)['reason']})  ",
-        f"Product targets: {PRODUCT_TARGETS}", "",
+        f"Product targets: {PRODUCT_TARGETS}",
+        "",
         "| engine | precision | policy | agreement vs FP32 | mIoU vs FP32 | mIoU vs labels | Δ mIoU (pt) | "
         "ms | speed vs FP32 | runs in | product target |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
@@ -228,7 +273,8 @@ def run(argv: list[str] | None, work: Path) -> int:
             f"| {row['name']} | {row['precision']} | {row['policy']} | {100 * row['agreement']:.2f}% | "
             f"{row['miou_ref']:.4f} | {row['miou_labels']:.4f} | {100 * (row['miou_labels'] - ref_miou):+.2f} | "
             f"{row['ms']:.1f} | {row['speedup']:.2f}x | {row['precision_used'] or '-'} | "
-            f"{target_verdict(row, ref_miou)} |")
+            f"{target_verdict(row, ref_miou)} |"
+        )
     text = "\n".join(lines) + "\n"
     print(text)
     args.output.parent.mkdir(parents=True, exist_ok=True)

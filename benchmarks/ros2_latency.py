@@ -68,11 +68,25 @@ def inside(args: argparse.Namespace) -> dict:
 
     frames = scene_pan(frames=8, size=args.size)[0]
     before = run_p50(args.artifact, frames, args.threads, args.frames)
-    node_proc = subprocess.Popen([sys.executable, "-m", "danet_deploy_ros.node", "--ros-args",
-                                  "-p", f"artifact:={args.artifact}", "-p", f"threads:={args.threads}",
-                                  "-p", "image_topic:=/cam/image", "-p", "qos_reliability:=reliable"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True)
+    node_proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy_ros.node",
+            "--ros-args",
+            "-p",
+            f"artifact:={args.artifact}",
+            "-p",
+            f"threads:={args.threads}",
+            "-p",
+            "image_topic:=/cam/image",
+            "-p",
+            "qos_reliability:=reliable",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     rclpy.init()
     node = Node("latency_probe")
     # reliable, keep-last 1: best-effort lost ~45% of 512x512 rgb8 frames here (Fast DDS over UDP
@@ -156,10 +170,18 @@ def inside(args: argparse.Namespace) -> dict:
     node.destroy_node()
     rclpy.try_shutdown()
     after = run_p50(args.artifact, frames, args.threads, args.frames)
-    return {"run_p50_before_ms": before, "run_p50_after_ms": after, "latency_ms": latencies, "ages_ms": ages,
-            "node_stream_p50_ms": node_p50, "probe_wait_ms": pairs,
-            "published": len(sent), "masks": len(ages), "seconds": args.seconds,
-            "node_log_tail": (node_proc.stdout.read() if node_proc.stdout else "")[-1500:]}
+    return {
+        "run_p50_before_ms": before,
+        "run_p50_after_ms": after,
+        "latency_ms": latencies,
+        "ages_ms": ages,
+        "node_stream_p50_ms": node_p50,
+        "probe_wait_ms": pairs,
+        "published": len(sent),
+        "masks": len(ages),
+        "seconds": args.seconds,
+        "node_log_tail": (node_proc.stdout.read() if node_proc.stdout else "")[-1500:],
+    }
 
 
 def report(args: argparse.Namespace, data: dict) -> list[str]:
@@ -173,58 +195,92 @@ def report(args: argparse.Namespace, data: dict) -> list[str]:
     cpu = machine_info()["cpu"]
     load = data.get("machine_load") or os.getloadavg()
     features = " ".join(k for k, v in (cpu.get("features") or {}).items() if v)
-    command = (f"python benchmarks/ros2_latency.py --model {args.model} --size {args.size[0]}x{args.size[1]} "
-               f"--threads {args.threads} --frames {args.frames} --fps {args.fps:g} --seconds {args.seconds:g}")
+    command = (
+        f"python benchmarks/ros2_latency.py --model {args.model} --size {args.size[0]}x{args.size[1]} "
+        f"--threads {args.threads} --frames {args.frames} --fps {args.fps:g} --seconds {args.seconds:g}"
+    )
     lines = [
-        "# ROS 2 node: publish-to-mask latency and mask age", "",
-        (f"Command: `{command}` (as root; the node and the probe run in one private network namespace, "
-         "Fast DDS over loopback, reliable keep-last-1 QoS on both sides)."), "",
+        "# ROS 2 node: publish-to-mask latency and mask age",
+        "",
+        (
+            f"Command: `{command}` (as root; the node and the probe run in one private network namespace, "
+            "Fast DDS over loopback, reliable keep-last-1 QoS on both sides)."
+        ),
+        "",
         f"- machine: {cpu.get('model')}, {cpu.get('logical_cores')} logical cores; features: {features}",
-        (f"- load average while measured: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min). "
-         "**The machine was shared with other jobs: re-run on a quiet machine before quoting these numbers.**"),
-        f"- artifact: {args.model} ONNX fp32 {args.size[0]}x{args.size[1]}, ONNX Runtime, {args.threads} threads", "",
-        "| measure | value |", "|---|---|",
-        (f"| `Session.run` p50 (before / after the node ran) | {data['run_p50_before_ms']:.1f} / "
-         f"{data['run_p50_after_ms']:.1f} ms |"),
+        (
+            f"- load average while measured: {load[0]:.2f} / {load[1]:.2f} / {load[2]:.2f} (1/5/15 min). "
+            "**The machine was shared with other jobs: re-run on a quiet machine before quoting these numbers.**"
+        ),
+        f"- artifact: {args.model} ONNX fp32 {args.size[0]}x{args.size[1]}, ONNX Runtime, {args.threads} threads",
+        "",
+        "| measure | value |",
+        "|---|---|",
+        (
+            f"| `Session.run` p50 (before / after the node ran) | {data['run_p50_before_ms']:.1f} / "
+            f"{data['run_p50_after_ms']:.1f} ms |"
+        ),
         f"| publish -> mask p50 through ROS 2 ({len(data['latency_ms'])} frames, one at a time) | {lat:.1f} ms |",
-        (f"| ROS 2 part: latency - `Session.run` | {lat - run:+.1f} ms = **{over:+.1f}%** of `Session.run` "
-         f"(goal <= 10%: {'met' if over <= 10 else 'NOT met'}) |"),
+        (
+            f"| ROS 2 part: latency - `Session.run` | {lat - run:+.1f} ms = **{over:+.1f}%** of `Session.run` "
+            f"(goal <= 10%: {'met' if over <= 10 else 'NOT met'}) |"
+        ),
     ]
     pairs = data.get("probe_wait_ms")
     if pairs and pairs["blocking"] and pairs["polling"]:
         blocking, polling = float(np.median(pairs["blocking"])), float(np.median(pairs["polling"]))
-        lines.append(f"| publish -> mask p50, probe waiting in `spin_once` (blocking) / in the earlier 1 ms polling "
-                     f"loop, {args.frames} frames each, interleaved | {blocking:.1f} / {polling:.1f} ms: "
-                     f"{polling - blocking:+.1f} ms was the probe's busy loop, not the node |")
+        lines.append(
+            f"| publish -> mask p50, probe waiting in `spin_once` (blocking) / in the earlier 1 ms polling "
+            f"loop, {args.frames} frames each, interleaved | {blocking:.1f} / {polling:.1f} ms: "
+            f"{polling - blocking:+.1f} ms was the probe's busy loop, not the node |"
+        )
     inner = data.get("node_stream_p50_ms")
     if inner is not None:
         lines += [
-            (f"| where it goes: in the node (frame read -> mask ready, `Session.stream`, its /diagnostics p50) | "
-             f"{inner:.1f} ms = `Session.run` {inner - run:+.1f} ms |"),
+            (
+                f"| where it goes: in the node (frame read -> mask ready, `Session.stream`, its /diagnostics p50) | "
+                f"{inner:.1f} ms = `Session.run` {inner - run:+.1f} ms |"
+            ),
             f"| where it goes: outside (DDS in and out, message conversion, callbacks) | {lat - inner:+.1f} ms |",
-    ]
+        ]
     lines += [
-        (f"| frames published at {args.fps:g} fps / masks received in {args.seconds:g} s | {data['published']} / "
-         f"{data['masks']} (one mask every {1000 * args.seconds / max(1, data['masks']):.1f} ms) |"),
+        (
+            f"| frames published at {args.fps:g} fps / masks received in {args.seconds:g} s | {data['published']} / "
+            f"{data['masks']} (one mask every {1000 * args.seconds / max(1, data['masks']):.1f} ms) |"
+        ),
     ]
     ages = np.asarray(data["ages_ms"])
     if len(ages):
         wait = ages - run
         lines += [
-            (f"| mask age p50 / p99 / max (received - frame stamp) | {np.median(ages):.1f} / "
-             f"{np.percentile(ages, 99):.1f} / {ages.max():.1f} ms |"),
-            (f"| age in engine periods (period = `Session.run` p50, {run:.1f} ms): p50 / max | "
-             f"{np.median(ages) / run:.2f} / {ages.max() / run:.2f} |"),
-            (f"| wait before the engine (age - period): max | {wait.max():.1f} ms = {wait.max() / run:.2f} periods "
-             f"(goal <= 1 period: {'met' if wait.max() <= run else 'NOT met'}) |"),
-            (f"| masks with age <= 1 period / <= 2 periods | {np.mean(ages <= run) * 100:.0f}% / "
-             f"{np.mean(ages <= 2 * run) * 100:.0f}% |"),
+            (
+                f"| mask age p50 / p99 / max (received - frame stamp) | {np.median(ages):.1f} / "
+                f"{np.percentile(ages, 99):.1f} / {ages.max():.1f} ms |"
+            ),
+            (
+                f"| age in engine periods (period = `Session.run` p50, {run:.1f} ms): p50 / max | "
+                f"{np.median(ages) / run:.2f} / {ages.max() / run:.2f} |"
+            ),
+            (
+                f"| wait before the engine (age - period): max | {wait.max():.1f} ms = {wait.max() / run:.2f} periods "
+                f"(goal <= 1 period: {'met' if wait.max() <= run else 'NOT met'}) |"
+            ),
+            (
+                f"| masks with age <= 1 period / <= 2 periods | {np.mean(ages <= run) * 100:.0f}% / "
+                f"{np.mean(ages <= 2 * run) * 100:.0f}% |"
+            ),
         ]
-    lines += ["", ("A mask cannot be younger than its own engine call (one period), so `age <= 1 period` for "
-                   "every mask is out of reach for any pipeline; what the newest-frame policy guarantees is that "
-                   "no frame waits behind a backlog: a frame waits at most for the call in progress, so "
-                   "`age - period` stays within one period and does not grow over the run (keep-all queueing "
-                   "would grow it by the difference between the publish and engine rates every second)."), ""]
+    lines += [
+        "",
+        (
+            "A mask cannot be younger than its own engine call (one period), so `age <= 1 period` for "
+            "every mask is out of reach for any pipeline; what the newest-frame policy guarantees is that "
+            "no frame waits behind a backlog: a frame waits at most for the call in progress, so "
+            "`age - period` stays within one period and does not grow over the run (keep-all queueing "
+            "would grow it by the difference between the publish and engine rates every second)."
+        ),
+        "",
+    ]
     return lines
 
 
@@ -260,13 +316,32 @@ def main() -> int:
     from danet_deploy.export import ExportRequest, export
 
     with tempfile.TemporaryDirectory() as tmp:
-        folder, _ = export(ExportRequest(model=args.model, target="onnx", input_size=args.size,
-                                         output=Path(tmp) / "artifact"), log=lambda _: None)
+        folder, _ = export(
+            ExportRequest(model=args.model, target="onnx", input_size=args.size, output=Path(tmp) / "artifact"),
+            log=lambda _: None,
+        )
         result = Path(tmp) / "result.json"
         env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(PACKAGE), os.environ.get("PYTHONPATH", "")])}
-        argv = [sys.executable, __file__, "--inside", str(folder), "--result", str(result), "--model", args.model,
-                "--size", f"{args.size[0]}x{args.size[1]}", "--threads", str(args.threads), "--frames",
-                str(args.frames), "--fps", str(args.fps), "--seconds", str(args.seconds)]
+        argv = [
+            sys.executable,
+            __file__,
+            "--inside",
+            str(folder),
+            "--result",
+            str(result),
+            "--model",
+            args.model,
+            "--size",
+            f"{args.size[0]}x{args.size[1]}",
+            "--threads",
+            str(args.threads),
+            "--frames",
+            str(args.frames),
+            "--fps",
+            str(args.fps),
+            "--seconds",
+            str(args.seconds),
+        ]
         done = sandbox.run_isolated(argv, env=env, timeout=1800)
         if done.returncode != 0:
             print(done.stdout[-3000:] + done.stderr[-3000:], file=sys.stderr)

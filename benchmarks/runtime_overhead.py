@@ -35,8 +35,16 @@ def _size(text: str) -> tuple[int, int]:
     return int(h), int(w)
 
 
-def measure(artifact_logits: str, artifact_mask: str, backend: str, size: tuple[int, int], frames: int,
-            threads: int, repeats: int, stream_rounds: int = 5) -> dict:
+def measure(
+    artifact_logits: str,
+    artifact_mask: str,
+    backend: str,
+    size: tuple[int, int],
+    frames: int,
+    threads: int,
+    repeats: int,
+    stream_rounds: int = 5,
+) -> dict:
     """Runs inside a worker process (one engine per process)."""
 
     from danet_deploy import runtime
@@ -85,7 +93,7 @@ def measure(artifact_logits: str, artifact_mask: str, backend: str, size: tuple[
                 count = 0
                 ratios = []
                 for r in range(stream_rounds):
-                    chunk = stream_frames[r * block:(r + 1) * block] or stream_frames[:block]
+                    chunk = stream_frames[r * block : (r + 1) * block] or stream_frames[:block]
                     start = time.perf_counter()
                     for i in range(len(chunk)):
                         engine(tensors[i % len(tensors)])
@@ -97,10 +105,16 @@ def measure(artifact_logits: str, artifact_mask: str, backend: str, size: tuple[
                     streamed += stream_s
                     count += done
                     ratios.append((done / stream_s) / (len(chunk) / engine_s))
-                out.update(stream_fps=count / streamed, engine_back_to_back_fps=count / back_to_back,
-                           sequential_fps=frames / raw_pipeline, stream_frames=count,
-                           stream_ratio_median=statistics.median(ratios), stream_ratio_min=min(ratios),
-                           stream_ratio_max=max(ratios), stream_rounds=stream_rounds)
+                out.update(
+                    stream_fps=count / streamed,
+                    engine_back_to_back_fps=count / back_to_back,
+                    sequential_fps=frames / raw_pipeline,
+                    stream_frames=count,
+                    stream_ratio_median=statistics.median(ratios),
+                    stream_ratio_min=min(ratios),
+                    stream_ratio_max=max(ratios),
+                    stream_rounds=stream_rounds,
+                )
         out[f"peak_rss_growth_{kind}_mb"] = round(peak_rss_mb() - rss_before, 1)
     return out
 
@@ -112,11 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--frames", type=int, default=200)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=15)
-    p.add_argument("--stream-rounds", type=int, default=5,
-                   help="alternating engine/stream blocks the stream frames are split into")
+    p.add_argument(
+        "--stream-rounds", type=int, default=5, help="alternating engine/stream blocks the stream frames are split into"
+    )
     p.add_argument("--backends", default="onnxruntime,openvino")
-    p.add_argument("--out", type=Path, help="Markdown report (a .json beside it); default: a fresh folder under "
-                                            "runs/benchmarks/")
+    p.add_argument(
+        "--out", type=Path, help="Markdown report (a .json beside it); default: a fresh folder under runs/benchmarks/"
+    )
     p.add_argument("--force", action="store_true", help="replace an existing --out (and its .json)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     return p
@@ -131,8 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     from danet_deploy.util.result_files import benchmark_result_paths
 
     # checked before minutes of measuring: the default never lands on the committed results
-    out, out_json = benchmark_result_paths(args.out, ["runtime_overhead.md", "runtime_overhead.json"], ROOT,
-                                           args.force)
+    out, out_json = benchmark_result_paths(args.out, ["runtime_overhead.md", "runtime_overhead.json"], ROOT, args.force)
     from danet_deploy.bench.machine import machine_info
     from danet_deploy.export import ExportRequest, export
     from danet_deploy.util.files import atomic_write_text
@@ -144,42 +159,68 @@ def main(argv: list[str] | None = None) -> int:
             frames = args.frames if size[0] * size[1] <= 512 * 512 else max(20, args.frames // 10)
             arts = {}
             for emit in ("logits", "mask"):
-                folder, _ = export(ExportRequest(model=args.model, target="onnx", input_size=size, emit=emit,
-                                                 output=Path(tmp) / f"{text}-{emit}"), log=lambda m: None)
+                folder, _ = export(
+                    ExportRequest(
+                        model=args.model, target="onnx", input_size=size, emit=emit, output=Path(tmp) / f"{text}-{emit}"
+                    ),
+                    log=lambda m: None,
+                )
                 arts[emit] = str(folder)
             for backend in args.backends.split(","):
-                spec = {"artifact_logits": arts["logits"], "artifact_mask": arts["mask"], "backend": backend,
-                        "size": size, "frames": frames, "threads": args.threads, "repeats": args.repeats,
-                        "stream_rounds": args.stream_rounds}
+                spec = {
+                    "artifact_logits": arts["logits"],
+                    "artifact_mask": arts["mask"],
+                    "backend": backend,
+                    "size": size,
+                    "frames": frames,
+                    "threads": args.threads,
+                    "repeats": args.repeats,
+                    "stream_rounds": args.stream_rounds,
+                }
                 print(f"measuring {backend} {text} ({frames} stream frames)", file=sys.stderr, flush=True)
-                proc = subprocess.run([sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True,
-                                      text=True, check=True)
+                proc = subprocess.run(
+                    [sys.executable, __file__, "--worker", json.dumps(spec)], capture_output=True, text=True, check=True
+                )
                 rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
     cpu = machine_info()["cpu"]
-    lines = [f"# Runtime overhead, streaming and in-graph masks: {args.model}", "",
-             f"- machine: {cpu.get('model')}, {cpu.get('logical_cores')} logical cores; features: "
-             + " ".join(k for k, v in (cpu.get("features") or {}).items() if v),
-             f"- command: `python benchmarks/runtime_overhead.py --model {args.model} --sizes {args.sizes} "
-             f"--frames {args.frames} --threads {args.threads} --stream-rounds {args.stream_rounds}`",
-             f"- {args.threads} threads per engine, p50 of {args.repeats} interleaved calls; stream over {args.frames} "
-             f"frames at 512x512 (a tenth at larger sizes) in {args.stream_rounds} blocks alternating with the engine "
-             "back to back on the same frames; stream / engine is the median of the blocks' ratios [min-max]",
-             "", "| engine | size | raw engine ms (logits) | run() logits ms | overhead | raw engine ms (mask) | "
-             "run() mask ms | overhead | host bytes/frame logits -> mask | stream fps | engine back-to-back fps | "
-             "stream / engine | sequential run fps |", "|" + "---|" * 13]
+    lines = [
+        f"# Runtime overhead, streaming and in-graph masks: {args.model}",
+        "",
+        f"- machine: {cpu.get('model')}, {cpu.get('logical_cores')} logical cores; features: "
+        + " ".join(k for k, v in (cpu.get("features") or {}).items() if v),
+        f"- command: `python benchmarks/runtime_overhead.py --model {args.model} --sizes {args.sizes} "
+        f"--frames {args.frames} --threads {args.threads} --stream-rounds {args.stream_rounds}`",
+        f"- {args.threads} threads per engine, p50 of {args.repeats} interleaved calls; stream over {args.frames} "
+        f"frames at 512x512 (a tenth at larger sizes) in {args.stream_rounds} blocks alternating with the engine "
+        "back to back on the same frames; stream / engine is the median of the blocks' ratios [min-max]",
+        "",
+        "| engine | size | raw engine ms (logits) | run() logits ms | overhead | raw engine ms (mask) | "
+        "run() mask ms | overhead | host bytes/frame logits -> mask | stream fps | engine back-to-back fps | "
+        "stream / engine | sequential run fps |",
+        "|" + "---|" * 13,
+    ]
     for r in rows:
         oh_l = r["run_logits_ms"] / r["raw_logits_ms"] - 1
         oh_m = r["run_mask_ms"] / r["raw_mask_ms"] - 1
-        lines.append(f"| {r['backend']} | {r['size'][0]}x{r['size'][1]} | {r['raw_logits_ms']:.1f} | "
-                     f"{r['run_logits_ms']:.1f} | {100 * oh_l:+.1f}% | {r['raw_mask_ms']:.1f} | {r['run_mask_ms']:.1f} | "
-                     f"{100 * oh_m:+.1f}% | {r['host_bytes_logits'] / 2**20:.1f} MiB -> "
-                     f"{r['host_bytes_mask'] / 2**20:.2f} MiB | {r['stream_fps']:.2f} | "
-                     f"{r['engine_back_to_back_fps']:.2f} | {r['stream_ratio_median']:.3f} [{r['stream_ratio_min']:.2f}-"
-                     f"{r['stream_ratio_max']:.2f}] | "
-                     f"{r['sequential_fps']:.2f} |")
-    lines += ["", "Peak RSS growth while loading and running (MiB, logits / mask artifact): "
-              + "; ".join(f"{r['backend']} {r['size'][0]}x{r['size'][1]}: {r['peak_rss_growth_logits_mb']} / "
-                          f"{r['peak_rss_growth_mask_mb']}" for r in rows), ""]
+        lines.append(
+            f"| {r['backend']} | {r['size'][0]}x{r['size'][1]} | {r['raw_logits_ms']:.1f} | "
+            f"{r['run_logits_ms']:.1f} | {100 * oh_l:+.1f}% | {r['raw_mask_ms']:.1f} | {r['run_mask_ms']:.1f} | "
+            f"{100 * oh_m:+.1f}% | {r['host_bytes_logits'] / 2**20:.1f} MiB -> "
+            f"{r['host_bytes_mask'] / 2**20:.2f} MiB | {r['stream_fps']:.2f} | "
+            f"{r['engine_back_to_back_fps']:.2f} | {r['stream_ratio_median']:.3f} [{r['stream_ratio_min']:.2f}-"
+            f"{r['stream_ratio_max']:.2f}] | "
+            f"{r['sequential_fps']:.2f} |"
+        )
+    lines += [
+        "",
+        "Peak RSS growth while loading and running (MiB, logits / mask artifact): "
+        + "; ".join(
+            f"{r['backend']} {r['size'][0]}x{r['size'][1]}: {r['peak_rss_growth_logits_mb']} / "
+            f"{r['peak_rss_growth_mask_mb']}"
+            for r in rows
+        ),
+        "",
+    ]
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out, "\n".join(lines))
     atomic_write_text(out_json, json.dumps(rows, indent=1) + "\n")

@@ -69,14 +69,25 @@ def export_artifact(size: tuple[int, int], root: Path) -> Path:
     from danet_deploy.export import export
     from danet_deploy.export.pipeline import ExportRequest
 
-    path, _ = export(ExportRequest(model="danet_demo", target="onnx", precision="fp32", input_size=size, dynamic=True,
-                                   max_size=size, max_batch=8, output=str(root / "danet_demo-onnx-dyn")),
-                     log=lambda _m: None)
+    path, _ = export(
+        ExportRequest(
+            model="danet_demo",
+            target="onnx",
+            precision="fp32",
+            input_size=size,
+            dynamic=True,
+            max_size=size,
+            max_batch=8,
+            output=str(root / "danet_demo-onnx-dyn"),
+        ),
+        log=lambda _m: None,
+    )
     return path
 
 
-def in_process(artifact: Path, images: list[np.ndarray], threads: int, runs: int,
-               session: runtime.Session | None = None) -> tuple[list, float, float]:
+def in_process(
+    artifact: Path, images: list[np.ndarray], threads: int, runs: int, session: runtime.Session | None = None
+) -> tuple[list, float, float]:
     """(masks, p50 ms, images/s) of one session with ``threads`` threads, images one at a time
     (a new session, or ``session`` kept open between the alternating blocks)."""
     own = session is None
@@ -108,8 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=300.0, help="bound per load run, seconds")
     p.add_argument("--rounds", type=int, default=3, help="alternating in-process / served 1-client latency blocks")
     p.add_argument("--warmup", type=int, default=2, help="untimed requests per client at each client count")
-    p.add_argument("--out", help="Markdown report; default: a fresh folder under runs/benchmarks/ (the committed "
-                                 "benchmarks/results/serve.md is replaced only when named, with --force)")
+    p.add_argument(
+        "--out",
+        help="Markdown report; default: a fresh folder under runs/benchmarks/ (the committed "
+        "benchmarks/results/serve.md is replaced only when named, with --force)",
+    )
     p.add_argument("--force", action="store_true", help="replace an existing --out")
     return p
 
@@ -129,11 +143,27 @@ def main(argv: list[str] | None = None) -> int:
         session = runtime.load(artifact, threads=budget)  # idle while the server runs
         http_port, grpc_port = free_port(), free_port()
         log = open(Path(tmp) / "server.log", "wb")  # noqa: SIM115 open for the server's lifetime
-        server = subprocess.Popen([sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--http-port",
-                                   str(http_port), "--grpc-port", str(grpc_port), "--instances", str(args.instances),
-                                   "--threads", str(args.threads), "--max-queue-delay-us",
-                                   str(args.max_queue_delay_us)], stdout=log, stderr=subprocess.STDOUT,
-                                  start_new_session=True)
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "danet_deploy.cli.serve",
+                str(artifact),
+                "--http-port",
+                str(http_port),
+                "--grpc-port",
+                str(grpc_port),
+                "--instances",
+                str(args.instances),
+                "--threads",
+                str(args.threads),
+                "--max-queue-delay-us",
+                str(args.max_queue_delay_us),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         reports = []
         ratios: dict[str, list[float]] = {"http": [], "grpc": []}  # served 1-client p50 / in-process p50
         scaling: dict[str, list[float]] = {"http": [], "grpc": []}  # most-clients / 1-client throughput
@@ -144,22 +174,33 @@ def main(argv: list[str] | None = None) -> int:
                 client.wait_ready(180)
             for proto, url in urls.items():  # warm-up: every client count, so every batch shape has run
                 for clients in args.clients:
-                    run_load(url, proto, clients, args.warmup, images, references, duration_s=args.duration,
-                             timeout_s=120)
+                    run_load(
+                        url, proto, clients, args.warmup, images, references, duration_s=args.duration, timeout_s=120
+                    )
             for _ in range(args.rounds):  # alternating latency blocks: in-process, then each protocol
                 _, p50, _ = in_process(artifact, images, budget, runs=args.requests, session=session)
                 in_process_p50.append(p50)
                 for proto, url in urls.items():
-                    one = run_load(url, proto, 1, args.requests, images, references, duration_s=args.duration,
-                                   timeout_s=120)
+                    one = run_load(
+                        url, proto, 1, args.requests, images, references, duration_s=args.duration, timeout_s=120
+                    )
                     ratios[proto].append(one.p50_ms / p50)
-                    many = run_load(url, proto, max(args.clients), args.requests, images, references,
-                                    duration_s=args.duration, timeout_s=120)
+                    many = run_load(
+                        url,
+                        proto,
+                        max(args.clients),
+                        args.requests,
+                        images,
+                        references,
+                        duration_s=args.duration,
+                        timeout_s=120,
+                    )
                     scaling[proto].append(many.throughput / one.throughput)
             for proto, url in urls.items():
                 for clients in args.clients:
-                    report = run_load(url, proto, clients, args.requests, images, references,
-                                      duration_s=args.duration, timeout_s=120)
+                    report = run_load(
+                        url, proto, clients, args.requests, images, references, duration_s=args.duration, timeout_s=120
+                    )
                     print(report.row(), flush=True)
                     reports.append(report)
         finally:
@@ -174,30 +215,43 @@ def main(argv: list[str] | None = None) -> int:
         # two measurements bracket the served ones
         _, after_p50, after_rate = in_process(artifact, images, budget, runs=max(10, args.requests))
 
-    lines = [f"# Serving: danet-serve (PyTriton) vs in-process, danet_demo {size[0]}x{size[1]}", "",
-             f"- measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}",
-             f"- command: `{command}`",
-             f"- artifact: {'given: ' + args.artifact if args.artifact else 'danet_demo ONNX fp32, dynamic batch <= 8'} "
-             f"(ONNX Runtime); thread budget {budget}: server {args.instances} instance(s) x {args.threads} thread(s), "
-             f"in-process 1 session x {budget} thread(s); max queue delay {args.max_queue_delay_us} us",
-             f"- in-process (one image at a time), before / after the served runs: p50 {base_p50:.1f} / "
-             f"{after_p50:.1f} ms, {base_rate:.2f} / {after_rate:.2f} images/s; load average "
-             f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end", "",
-             "```", HEADER, *[r.row() for r in reports], "```", ""]
-    lines.append(f"- in-process p50 in the {args.rounds} alternating rounds: "
-                 f"{', '.join(f'{p:.1f}' for p in in_process_p50)} ms")
+    lines = [
+        f"# Serving: danet-serve (PyTriton) vs in-process, danet_demo {size[0]}x{size[1]}",
+        "",
+        f"- measured {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}",
+        f"- command: `{command}`",
+        f"- artifact: {'given: ' + args.artifact if args.artifact else 'danet_demo ONNX fp32, dynamic batch <= 8'} "
+        f"(ONNX Runtime); thread budget {budget}: server {args.instances} instance(s) x {args.threads} thread(s), "
+        f"in-process 1 session x {budget} thread(s); max queue delay {args.max_queue_delay_us} us",
+        f"- in-process (one image at a time), before / after the served runs: p50 {base_p50:.1f} / "
+        f"{after_p50:.1f} ms, {base_rate:.2f} / {after_rate:.2f} images/s; load average "
+        f"{' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end",
+        "",
+        "```",
+        HEADER,
+        *[r.row() for r in reports],
+        "```",
+        "",
+    ]
+    lines.append(
+        f"- in-process p50 in the {args.rounds} alternating rounds: {', '.join(f'{p:.1f}' for p in in_process_p50)} ms"
+    )
     for proto in ("http", "grpc"):
         rows = {r.clients: r for r in reports if r.protocol == proto}
         if ratios[proto]:
-            lines.append(f"- {proto}: 1-client served p50 / in-process p50, median of {len(ratios[proto])} alternating "
-                         f"rounds = {float(np.median(ratios[proto])):.2f} [{min(ratios[proto]):.2f}-"
-                         f"{max(ratios[proto]):.2f}] (goal <= 1.15 at 512x512)")
+            lines.append(
+                f"- {proto}: 1-client served p50 / in-process p50, median of {len(ratios[proto])} alternating "
+                f"rounds = {float(np.median(ratios[proto])):.2f} [{min(ratios[proto]):.2f}-"
+                f"{max(ratios[proto]):.2f}] (goal <= 1.15 at 512x512)"
+            )
         top = max(args.clients)
         if scaling[proto] and top in rows:
-            lines.append(f"- {proto}: {top}-client / 1-client throughput, median of {len(scaling[proto])} alternating "
-                         f"rounds = {float(np.median(scaling[proto])):.2f} [{min(scaling[proto]):.2f}-"
-                         f"{max(scaling[proto]):.2f}] (goal >= 1 at 4 clients; mean batch at {top} clients in the "
-                         f"table {rows[top].mean_batch_size or 0:.2f})")
+            lines.append(
+                f"- {proto}: {top}-client / 1-client throughput, median of {len(scaling[proto])} alternating "
+                f"rounds = {float(np.median(scaling[proto])):.2f} [{min(scaling[proto]):.2f}-"
+                f"{max(scaling[proto]):.2f}] (goal >= 1 at 4 clients; mean batch at {top} clients in the "
+                f"table {rows[top].mean_batch_size or 0:.2f})"
+            )
     bad = [r for r in reports if r.errors or r.exact != r.requests]
     lines.append(f"- every served mask equal to in-process: {'yes' if not bad else 'NO'}")
     text = "\n".join(lines) + "\n"

@@ -50,17 +50,32 @@ def soak(artifact: Path, backend: str | None, calls: int, every: int, warmup: in
             mask = session.run(image)
             assert mask.shape == (128, 128)
             if i % every == 0 or i == warmup:
-                samples.append({"call": i, "rss_mib": round(rss_bytes() / 2**20, 2), "fds": open_fds(),
-                                "seconds": round(time.perf_counter() - started, 1)})
+                samples.append(
+                    {
+                        "call": i,
+                        "rss_mib": round(rss_bytes() / 2**20, 2),
+                        "fds": open_fds(),
+                        "seconds": round(time.perf_counter() - started, 1),
+                    }
+                )
     base = next(s for s in samples if s["call"] >= warmup)
     last = samples[-1]
     growth = (last["rss_mib"] - base["rss_mib"]) / base["rss_mib"]
     peak = max(s["rss_mib"] for s in samples if s["call"] >= warmup)
-    return {"calls": calls, "warmup": warmup, "rss_mib_after_warmup": base["rss_mib"], "rss_mib_last": last["rss_mib"],
-            "rss_mib_peak_after_warmup": peak, "rss_growth_pct": round(100 * growth, 3),
-            "fds_after_warmup": base["fds"], "fds_last": last["fds"], "fd_growth": last["fds"] - base["fds"],
-            "ms_per_call": round(1000 * last["seconds"] / calls, 2),
-            "pass": bool(growth < 0.02 and last["fds"] <= base["fds"]), "samples": samples}
+    return {
+        "calls": calls,
+        "warmup": warmup,
+        "rss_mib_after_warmup": base["rss_mib"],
+        "rss_mib_last": last["rss_mib"],
+        "rss_mib_peak_after_warmup": peak,
+        "rss_growth_pct": round(100 * growth, 3),
+        "fds_after_warmup": base["fds"],
+        "fds_last": last["fds"],
+        "fd_growth": last["fds"] - base["fds"],
+        "ms_per_call": round(1000 * last["seconds"] / calls, 2),
+        "pass": bool(growth < 0.02 and last["fds"] <= base["fds"]),
+        "samples": samples,
+    }
 
 
 def main() -> int:
@@ -77,15 +92,23 @@ def main() -> int:
 
     cpu, flags = read_cpuinfo()
     with tempfile.TemporaryDirectory(prefix="danet-soak-") as tmp:
-        artifact, _ = export(ExportRequest("danet_demo", input_size=(128, 128), output=Path(tmp) / "art"),
-                             log=lambda _: None)
+        artifact, _ = export(
+            ExportRequest("danet_demo", input_size=(128, 128), output=Path(tmp) / "art"), log=lambda _: None
+        )
         result = soak(artifact, args.backend, args.calls, args.every, args.warmup, args.threads)
-    result.update(backend=args.backend, threads=args.threads, input="1x3x128x128 (danet_demo, static FP32 ONNX)",
-                  command="python " + " ".join(shlex.quote(a) for a in sys.argv),
-                  machine={"cpu": cpu, "features": sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni",
-                                                                                      "amx_tile")),
-                           "cores": os.cpu_count(), "python": platform.python_version()},
-                  date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"))
+    result.update(
+        backend=args.backend,
+        threads=args.threads,
+        input="1x3x128x128 (danet_demo, static FP32 ONNX)",
+        command="python " + " ".join(shlex.quote(a) for a in sys.argv),
+        machine={
+            "cpu": cpu,
+            "features": sorted(f for f in flags if f in ("avx2", "avx512f", "avx512_vnni", "amx_tile")),
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+        },
+        date=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    )
     out = args.output or ROOT / "results" / f"soak-{args.backend}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")

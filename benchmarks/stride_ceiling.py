@@ -59,17 +59,24 @@ def main() -> int:
             rows.append((stride, size, result))
             print(f"OS{stride} {size[0]}x{size[1]}: mIoU {result['miou']:.3f}", flush=True)
     classes = list(rows[0][2]["per_class_iou"])
-    lines = ["# Output-stride ceiling on the generated val scenes", "",
-             f"Command: `python benchmarks/stride_ceiling.py --count {args.count} --sizes {args.sizes} "
-             f"--strides {args.strides}`  ",
-             f"Date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='minutes')}; no network involved: "
-             "ideal block-averaged labels at 1/stride, bilinear upsampling, arg-max, scored on "
-             f"{args.count} val scenes per size.", "",
-             "| output stride | size | " + " | ".join(classes) + " | mIoU |",
-             "|---" * (len(classes) + 3) + "|"]
+    lines = [
+        "# Output-stride ceiling on the generated val scenes",
+        "",
+        f"Command: `python benchmarks/stride_ceiling.py --count {args.count} --sizes {args.sizes} "
+        f"--strides {args.strides}`  ",
+        f"Date: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='minutes')}; no network involved: "
+        "ideal block-averaged labels at 1/stride, bilinear upsampling, arg-max, scored on "
+        f"{args.count} val scenes per size.",
+        "",
+        "| output stride | size | " + " | ".join(classes) + " | mIoU |",
+        "|---" * (len(classes) + 3) + "|",
+    ]
     for stride, size, result in rows:
-        lines.append(f"| {stride} | {size[0]}x{size[1]} | " +
-                     " | ".join(f"{result['per_class_iou'][c]:.3f}" for c in classes) + f" | {result['miou']:.3f} |")
+        lines.append(
+            f"| {stride} | {size[0]}x{size[1]} | "
+            + " | ".join(f"{result['per_class_iou'][c]:.3f}" for c in classes)
+            + f" | {result['miou']:.3f} |"
+        )
     args.output.write_text("\n".join(lines) + "\n")
     print(f"wrote {args.output}")
     return 0

@@ -32,7 +32,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 
 
-DATA_FIELDS = ("batch_size", "crops", "crops_per_scene", "scene_min", "scene_max")  # TrainConfig fields a variant may set
+DATA_FIELDS = (
+    "batch_size",
+    "crops",
+    "crops_per_scene",
+    "scene_min",
+    "scene_max",
+)  # TrainConfig fields a variant may set
 
 
 def parse_variant(text: str) -> tuple[dict[str, Any], Any]:
@@ -85,13 +91,20 @@ def step(model, optimizer, images: np.ndarray, labels: np.ndarray, amp: str, ohe
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--variants", nargs="+", default=["base", "output_stride=16", "base_width=24"],
-                   help="'base' or KEY=VALUE[;KEY=VALUE] model options, the first is the reference")
+    p.add_argument(
+        "--variants",
+        nargs="+",
+        default=["base", "output_stride=16", "base_width=24"],
+        help="'base' or KEY=VALUE[;KEY=VALUE] model options, the first is the reference",
+    )
     p.add_argument("--batches", type=int, default=6, help="distinct training batches per round")
     p.add_argument("--rounds", type=int, default=3, help="timed rounds (after one warm-up round)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--with-data", action="store_true",
-                   help="time each step's batch rendering too (a real run renders it on the same cores)")
+    p.add_argument(
+        "--with-data",
+        action="store_true",
+        help="time each step's batch rendering too (a real run renders it on the same cores)",
+    )
     p.add_argument("--json", type=Path, help="write the results here too")
     args = p.parse_args(argv)
     from danet_deploy.errors import ConfigError
@@ -125,16 +138,36 @@ def main(argv: list[str] | None = None) -> int:
                 if round_:  # round 0 warms up every variant's kernels and allocator
                     times[name].append(time.perf_counter() - start)
     reference = statistics.median(times[args.variants[0]])
-    rows = [{"variant": name, "median_s_per_step": round(statistics.median(t), 4),
-             "ratio": round(statistics.median(t) / reference, 3), "steps_timed": len(t)} for name, t in times.items()]
+    rows = [
+        {
+            "variant": name,
+            "median_s_per_step": round(statistics.median(t), 4),
+            "ratio": round(statistics.median(t) / reference, 3),
+            "steps_timed": len(t),
+        }
+        for name, t in times.items()
+    ]
     base = options[args.variants[0]][1]
-    print(f"danet_demo training step (reference: batch {base.batch_size}, crops {format_shapes(base.crops)}), "
-          f"amp {amp}, {args.threads} threads" + (", batch rendering included" if args.with_data else ""))
+    print(
+        f"danet_demo training step (reference: batch {base.batch_size}, crops {format_shapes(base.crops)}), "
+        f"amp {amp}, {args.threads} threads" + (", batch rendering included" if args.with_data else "")
+    )
     for row in rows:
         print(f"  {row['variant']:<28} {row['median_s_per_step']:.3f} s/step  x{row['ratio']:.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"machine": machine_info(), "amp": amp, "threads": args.threads,
-                                         "with_data": args.with_data, "rows": rows}, indent=2) + "\n")
+        args.json.write_text(
+            json.dumps(
+                {
+                    "machine": machine_info(),
+                    "amp": amp,
+                    "threads": args.threads,
+                    "with_data": args.with_data,
+                    "rows": rows,
+                },
+                indent=2,
+            )
+            + "\n"
+        )
     return 0
 
 

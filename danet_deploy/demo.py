@@ -44,8 +44,10 @@ def parse_combos(text: str) -> list[tuple[str, str]]:
     for item in (c.strip() for c in text.split(",") if c.strip()):
         engine, sep, precision = item.partition(":")
         if not sep or engine not in engine_names() or precision not in PRECISIONS:
-            raise ConfigError(f"--combos item {item!r} must be ENGINE:PRECISION with ENGINE one of "
-                              f"{', '.join(engine_names())} and PRECISION one of {', '.join(PRECISIONS)}")
+            raise ConfigError(
+                f"--combos item {item!r} must be ENGINE:PRECISION with ENGINE one of "
+                f"{', '.join(engine_names())} and PRECISION one of {', '.join(PRECISIONS)}"
+            )
         combos.append((engine, precision))
     return combos
 
@@ -55,17 +57,20 @@ class DemoRequest:
     """What ``danet-demo`` was asked (the CLI is generated from these fields)."""
 
     model: str = arg("danet_demo", "preset name or checkpoint file to export, run, compare and benchmark")
-    input_size: tuple[int, int] = arg((512, 512), "input height x width of every artifact (default: 512x512)",
-                                      parser=parse_size, metavar="HxW")
+    input_size: tuple[int, int] = arg(
+        (512, 512), "input height x width of every artifact (default: 512x512)", parser=parse_size, metavar="HxW"
+    )
     combos: str = arg(help=_combos_help, default_factory=lambda: ",".join(default_combos()))
     iters: int = arg(20, "timed iterations per benchmark row")
     warmup: int = arg(3, "untimed iterations before the timed ones")
     threads: int = arg(2, "engine threads (run, parity and benchmark)")
     scenes: int = arg(4, "generated val scenes for parity and accuracy")
-    output: str = arg("runs/demo", "folder for artifacts/, the pictures, parity.json and bench/",
-                      flag=("--output", "-o"))
-    force: bool = arg(False, "replace result files (scene/overlay/comparison PNGs, parity.json, bench/ reports) "
-                      "already in --output")
+    output: str = arg(
+        "runs/demo", "folder for artifacts/, the pictures, parity.json and bench/", flag=("--output", "-o")
+    )
+    force: bool = arg(
+        False, "replace result files (scene/overlay/comparison PNGs, parity.json, bench/ reports) already in --output"
+    )
 
 
 def output_names() -> list[str]:
@@ -90,9 +95,19 @@ def demo_config(request: DemoRequest) -> tuple[list[tuple[str, str]], BenchConfi
     order = engine_names()
     wanted = sorted({e for e, _ in combos} | {reference_engine().name}, key=order.index)
     precisions = sorted({p for _, p in combos} | {"fp32"}, key=PRECISIONS.index)
-    cfg = BenchConfig(model=request.model, engines=wanted, precisions=precisions, size=request.input_size,
-                      iters=request.iters, warmup=request.warmup, threads=request.threads, scenes=request.scenes,
-                      output=out / BENCH_FOLDER, artifacts=out / "artifacts", timeout_s=600.0)
+    cfg = BenchConfig(
+        model=request.model,
+        engines=wanted,
+        precisions=precisions,
+        size=request.input_size,
+        iters=request.iters,
+        warmup=request.warmup,
+        threads=request.threads,
+        scenes=request.scenes,
+        output=out / BENCH_FOLDER,
+        artifacts=out / "artifacts",
+        timeout_s=600.0,
+    )
     refuse_overwrite(out, output_names(), request.force)
     return combos, cfg
 

@@ -38,7 +38,7 @@ def _contains(path: Path, needle: bytes) -> bool:
         for block in iter(lambda: handle.read(1 << 20), b""):
             if needle in tail + block[: len(needle) - 1] or needle in block:
                 return True
-            tail = block[-(len(needle) - 1):]
+            tail = block[-(len(needle) - 1) :]
     return False
 
 
@@ -56,8 +56,10 @@ def onnx_external_data(path: str | Path) -> list[str]:
             uses_external_data,
         )
     except ImportError:
-        raise ArtifactError(f"{path} may name external data files (ONNX external data) that must be checked before it "
-                            "is loaded, which needs the onnx package: pip install onnx (or danet-deploy[onnx])") from None
+        raise ArtifactError(
+            f"{path} may name external data files (ONNX external data) that must be checked before it "
+            "is loaded, which needs the onnx package: pip install onnx (or danet-deploy[onnx])"
+        ) from None
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception:

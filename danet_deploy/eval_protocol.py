@@ -36,8 +36,11 @@ MODES = ("whole", "slide")
 
 
 def _check_pair(name: str, value: Any) -> None:
-    if value is not None and not (isinstance(value, tuple) and len(value) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+    if value is not None and not (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
         raise ConfigError(f"{name} must be two positive whole numbers HxW, got {value!r}")
 
 
@@ -110,8 +113,10 @@ class TestProtocol:
             values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in fields}
             return cls(**values)
         except (ConfigError, TypeError) as exc:
-            raise ManifestError(f"{where} records an unusable test protocol ({exc}); re-export the artifact, or "
-                                "give danet-eval --mode/--resize/--crop/--stride") from exc
+            raise ManifestError(
+                f"{where} records an unusable test protocol ({exc}); re-export the artifact, or "
+                "give danet-eval --mode/--resize/--crop/--stride"
+            ) from exc
 
     def describe(self) -> str:
         if self.resize is None:
@@ -120,9 +125,13 @@ class TestProtocol:
             size = f"resize to fit {self.resize[0]}x{self.resize[1]} (keep ratio)"
         else:
             size = f"resize to {self.resize[0]}x{self.resize[1]}"
-        how = (f"slide {self.crop[0]}x{self.crop[1]} windows, stride {self.stride[0]}x{self.stride[1]}"
-               if self.mode == "slide" and self.crop and self.stride else
-               f"slide {self.crop[0]}x{self.crop[1]} windows" if self.mode == "slide" and self.crop else "whole image")
+        how = (
+            f"slide {self.crop[0]}x{self.crop[1]} windows, stride {self.stride[0]}x{self.stride[1]}"
+            if self.mode == "slide" and self.crop and self.stride
+            else f"slide {self.crop[0]}x{self.crop[1]} windows"
+            if self.mode == "slide" and self.crop
+            else "whole image"
+        )
         return f"{how}, {size}, align_corners={self.align_corners} ({self.source})"
 
 
@@ -132,10 +141,17 @@ DEFAULT_PROTOCOL = TestProtocol(source="default for a generated preset")
 _MMSEG_SOURCE = "mmsegmentation 1.2.2 configs/danet/*.py and configs/_base_/datasets/*.py"
 #: mmsegmentation 1.2.2's DANet test pipelines, by the release preset's dataset suffix
 MMSEG_PROTOCOLS: dict[str, TestProtocol] = {
-    "cityscapes": TestProtocol("whole", (1024, 2048), align_corners=False,
-                               source=f"{_MMSEG_SOURCE}: cityscapes 512x1024"),
-    "cityscapes_769": TestProtocol("slide", (1025, 2049), crop=(769, 769), stride=(513, 513), align_corners=True,
-                                   source=f"{_MMSEG_SOURCE}: cityscapes 769x769"),
+    "cityscapes": TestProtocol(
+        "whole", (1024, 2048), align_corners=False, source=f"{_MMSEG_SOURCE}: cityscapes 512x1024"
+    ),
+    "cityscapes_769": TestProtocol(
+        "slide",
+        (1025, 2049),
+        crop=(769, 769),
+        stride=(513, 513),
+        align_corners=True,
+        source=f"{_MMSEG_SOURCE}: cityscapes 769x769",
+    ),
     "ade20k": TestProtocol("whole", (512, 2048), align_corners=False, source=f"{_MMSEG_SOURCE}: ade20k"),
     "voc12aug": TestProtocol("whole", (512, 2048), align_corners=False, source=f"{_MMSEG_SOURCE}: voc12aug"),
 }
@@ -150,10 +166,16 @@ def mmseg_preset(depth: int, dataset: str) -> str:
 #: preset name -> its release's test protocol (presets that reproduce no release have none)
 RELEASE_PROTOCOLS: dict[str, TestProtocol] = {
     "danet_official_r101_cityscapes": TestProtocol(
-        "whole", None, align_corners=True,
-        source="official DANet test script (junfu1115/DANet): whole 1024x2048 image, single scale"),
-    **{mmseg_preset(depth, dataset): protocol
-       for dataset, protocol in MMSEG_PROTOCOLS.items() for depth in MMSEG_DEPTHS},
+        "whole",
+        None,
+        align_corners=True,
+        source="official DANet test script (junfu1115/DANet): whole 1024x2048 image, single scale",
+    ),
+    **{
+        mmseg_preset(depth, dataset): protocol
+        for dataset, protocol in MMSEG_PROTOCOLS.items()
+        for depth in MMSEG_DEPTHS
+    },
 }
 
 
@@ -162,8 +184,9 @@ def release_protocol(preset: str | None) -> TestProtocol | None:
     return RELEASE_PROTOCOLS.get(str(preset or ""))
 
 
-def artifact_protocol(preset: str | None, own: TestProtocol | None = None,
-                      align_corners: bool | None = None) -> TestProtocol:
+def artifact_protocol(
+    preset: str | None, own: TestProtocol | None = None, align_corners: bool | None = None
+) -> TestProtocol:
     """The one protocol an artifact of ``preset`` is evaluated with: ``own`` (a checkpoint's stored
     config) when given, else the release's, else :data:`DEFAULT_PROTOCOL`; with ``align_corners``
     as the network was built (an ``--arch`` or ``--model-option`` may differ from the release)."""
@@ -174,8 +197,9 @@ def artifact_protocol(preset: str | None, own: TestProtocol | None = None,
     return protocol
 
 
-def recorded_protocol(model: Mapping[str, Any], export: Mapping[str, Any] | None,
-                      checkpoint: Mapping[str, Any] | None = None) -> TestProtocol:
+def recorded_protocol(
+    model: Mapping[str, Any], export: Mapping[str, Any] | None, checkpoint: Mapping[str, Any] | None = None
+) -> TestProtocol:
     """The protocol a manifest records (its ``model``, ``export`` and ``checkpoint`` entries).
 
     ``export.test_protocol`` is the one place; manifests written before carried the checkpoint's

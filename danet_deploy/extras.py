@@ -58,7 +58,9 @@ def install_hint(module: str) -> str:
     if top not in PACKAGES:
         return f"pip install {top}"
     extra = PACKAGES[top][1]
-    return f"pip install {TORCH_PIN} 'danet-deploy[{extra}]'" if top == "torch" else f"pip install 'danet-deploy[{extra}]'"
+    return (
+        f"pip install {TORCH_PIN} 'danet-deploy[{extra}]'" if top == "torch" else f"pip install 'danet-deploy[{extra}]'"
+    )
 
 
 def missing_extra(exc: ImportError, what: str = "this command") -> MissingExtraError | None:

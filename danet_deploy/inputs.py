@@ -65,9 +65,15 @@ def accept_input_spec(spec: dict[str, Any], accept: str) -> dict[str, Any]:
     """The manifest ``input`` entry of an ``--accept`` graph, from the float NCHW entry it wraps."""
     if check_accept(accept) == FLOAT:
         return spec
-    out = {**spec, "name": IMAGE_NAME, "shape": to_nhwc(spec["shape"]), "dtype": "uint8", "layout": "NHWC",
-           "accept": accept, "dynamic_axes": {str(NCHW_TO_NHWC.index(int(k))): v
-                                              for k, v in (spec.get("dynamic_axes") or {}).items()}}
+    out = {
+        **spec,
+        "name": IMAGE_NAME,
+        "shape": to_nhwc(spec["shape"]),
+        "dtype": "uint8",
+        "layout": "NHWC",
+        "accept": accept,
+        "dynamic_axes": {str(NCHW_TO_NHWC.index(int(k))): v for k, v in (spec.get("dynamic_axes") or {}).items()},
+    }
     for key in ("min_shape", "opt_shape", "max_shape"):
         if spec.get(key):
             out[key] = to_nhwc(spec[key])
@@ -79,8 +85,13 @@ def bare_input_entry(name: str, shape: list[Any], dtype: str, meta: dict[str, st
     channels last is an ``--accept`` graph (colour order from its ``danet.accept`` metadata)."""
     if dtype == "uint8" and len(shape) == 4:
         accept = meta.get("danet.accept", "rgb8")
-        return {"name": name, "shape": shape, "dtype": "uint8", "layout": "NHWC",
-                "accept": accept if accept in ACCEPTS and accept != FLOAT else "rgb8"}
+        return {
+            "name": name,
+            "shape": shape,
+            "dtype": "uint8",
+            "layout": "NHWC",
+            "accept": accept if accept in ACCEPTS and accept != FLOAT else "rgb8",
+        }
     return {"name": name, "shape": shape, "dtype": "float32"}
 
 
@@ -93,20 +104,30 @@ def check_image_batch(batch: Any, accept: str) -> np.ndarray:
     """
     order = image_order(accept)
     if not isinstance(batch, np.ndarray):
-        raise InputError(f"this artifact takes uint8 NxHxWx3 {order} images (exported with --accept {accept}), "
-                         f"got {type(batch).__name__}")
+        raise InputError(
+            f"this artifact takes uint8 NxHxWx3 {order} images (exported with --accept {accept}), "
+            f"got {type(batch).__name__}"
+        )
     if batch.dtype != np.uint8:
-        hint = (" (a preprocessed float tensor? this artifact normalises in its graph: pass the raw uint8 image)"
-                if np.issubdtype(batch.dtype, np.floating) else "")
-        raise InputError(f"this artifact takes uint8 {order} images (exported with --accept {accept}), got dtype "
-                         f"{batch.dtype}{hint}; convert with img.astype(np.uint8) only if the values are 0..255")
+        hint = (
+            " (a preprocessed float tensor? this artifact normalises in its graph: pass the raw uint8 image)"
+            if np.issubdtype(batch.dtype, np.floating)
+            else ""
+        )
+        raise InputError(
+            f"this artifact takes uint8 {order} images (exported with --accept {accept}), got dtype "
+            f"{batch.dtype}{hint}; convert with img.astype(np.uint8) only if the values are 0..255"
+        )
     if batch.ndim != 4:
-        raise InputError(f"this artifact takes a 4-D NxHxWx3 uint8 batch, got shape {batch.shape}; add a batch axis "
-                         "with image[None]")
+        raise InputError(
+            f"this artifact takes a 4-D NxHxWx3 uint8 batch, got shape {batch.shape}; add a batch axis with image[None]"
+        )
     if batch.shape[3] != 3:
         hint = "; it looks NCHW: pass the HxWx3 image itself" if batch.shape[1] == 3 else ""
-        raise InputError(f"this artifact takes 3 colour channels last (NxHxWx3 {order}), got shape {batch.shape}"
-                         f"{hint}{'; drop the alpha channel (img[..., :3])' if batch.shape[3] == 4 else ''}")
+        raise InputError(
+            f"this artifact takes 3 colour channels last (NxHxWx3 {order}), got shape {batch.shape}"
+            f"{hint}{'; drop the alpha channel (img[..., :3])' if batch.shape[3] == 4 else ''}"
+        )
     if min(batch.shape) < 1:
         raise InputError(f"got an empty image batch of shape {batch.shape}")
     return np.ascontiguousarray(batch)
@@ -131,10 +152,14 @@ def contract_note(input_entry: InputInfo) -> str:
     """One line saying what a served model's input is, and how it relates to danet-serve's ``image``."""
     accept = input_entry.accept
     if accept == FLOAT:
-        return ("input 'input' is float32 NCHW, normalised on the client ((x/255 - mean)/std, the manifest's "
-                "preprocessing): not danet-serve's uint8 'image'; export with --accept rgb8 for that contract")
+        return (
+            "input 'input' is float32 NCHW, normalised on the client ((x/255 - mean)/std, the manifest's "
+            "preprocessing): not danet-serve's uint8 'image'; export with --accept rgb8 for that contract"
+        )
     shape = input_entry.shape
     static = len(shape) == 4 and all(isinstance(d, int) for d in shape[1:3])
     size = f"exactly {shape[1]}x{shape[2]} (the artifact is static; resize on the client)" if static else "any size"
-    return (f"input '{IMAGE_NAME}' is uint8 HxWx3 {image_order(accept)}, {size}: danet-serve's contract, normalised "
-            "inside the graph")
+    return (
+        f"input '{IMAGE_NAME}' is uint8 HxWx3 {image_order(accept)}, {size}: danet-serve's contract, normalised "
+        "inside the graph"
+    )

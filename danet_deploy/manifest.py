@@ -112,22 +112,34 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "manifest") -> Manifest:
         if not isinstance(data, dict):
-            raise ManifestError(f"{source}: the manifest is JSON but not an object (got {type(data).__name__}); "
-                                "re-export the artifact")
+            raise ManifestError(
+                f"{source}: the manifest is JSON but not an object (got {type(data).__name__}); re-export the artifact"
+            )
         version = data.get("format_version")
         if version != FORMAT_VERSION or type(version) is not int:  # true and 1.0 equal 1 in Python
             raise ManifestError(
                 f"{source}: manifest format version {version!r} is not supported by this danet-deploy "
-                f"(expects {FORMAT_VERSION}); re-export the artifact with this version")
+                f"(expects {FORMAT_VERSION}); re-export the artifact with this version"
+            )
         known = {f.name for f in fields(cls)}
-        missing = [k for k in ("target", "backend", "precision", "primary", "model", "preprocessing", "input", "output")
-                   if k not in data]
+        missing = [
+            k
+            for k in ("target", "backend", "precision", "primary", "model", "preprocessing", "input", "output")
+            if k not in data
+        ]
         if missing:
             raise ManifestError(f"{source}: manifest lacks {missing}; re-export the artifact")
         s = parse_sections(data, source)
         plain = {k: copy.deepcopy(v) for k, v in data.items() if k in known and k not in _SECTIONS}
-        return cls(**plain, model=s.model, preprocessing=s.preprocessing, input=s.input, output=s.output,
-                   export=s.export, checkpoint=s.checkpoint)
+        return cls(
+            **plain,
+            model=s.model,
+            preprocessing=s.preprocessing,
+            input=s.input,
+            output=s.output,
+            export=s.export,
+            checkpoint=s.checkpoint,
+        )
 
     def hash_files(self, directory: str | Path) -> None:
         """Record the sha256 of every file in ``directory`` except the manifest itself (and the owner
@@ -135,8 +147,11 @@ class Manifest:
         from .util.artifact_dir import OWNER_NAME
 
         directory = Path(directory)
-        self.files = {p.relative_to(directory).as_posix(): sha256_file(p)
-                      for p in sorted(directory.rglob("*")) if p.is_file() and p.name not in (MANIFEST_NAME, OWNER_NAME)}
+        self.files = {
+            p.relative_to(directory).as_posix(): sha256_file(p)
+            for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name not in (MANIFEST_NAME, OWNER_NAME)
+        }
 
     def write(self, directory: str | Path) -> Path:
         """Write ``manifest.json`` atomically (temp file + rename)."""
@@ -145,18 +160,26 @@ class Manifest:
         return path
 
 
-def manifest_from_metadata(meta: dict[str, str], model_file: Path, target: str, backend: str,
-                           input: dict[str, Any], output: dict[str, Any]) -> Manifest:
+def manifest_from_metadata(
+    meta: dict[str, str], model_file: Path, target: str, backend: str, input: dict[str, Any], output: dict[str, Any]
+) -> Manifest:
     """A manifest for a bare model file, from the ``danet.*`` metadata danet-export writes into it
     (ONNX ``metadata_props``, OpenVINO ``rt_info``)."""
     if "danet.model" not in meta:
-        raise ArtifactError(f"{model_file} carries no danet-deploy metadata; load the artifact folder "
-                            "danet-export wrote")
+        raise ArtifactError(
+            f"{model_file} carries no danet-deploy metadata; load the artifact folder danet-export wrote"
+        )
     source = f"{model_file} (its danet-deploy metadata)"
-    return Manifest(target=target, backend=backend, precision=meta.get("danet.precision", "fp32"),
-                    primary=model_file.name, model=ModelInfo.from_dict(json.loads(meta["danet.model"]), source),
-                    preprocessing=PreprocessingInfo.from_dict(json.loads(meta["danet.preprocessing"]), source),
-                    input=InputInfo.from_dict(input, source), output=OutputInfo.from_dict(output, source))
+    return Manifest(
+        target=target,
+        backend=backend,
+        precision=meta.get("danet.precision", "fp32"),
+        primary=model_file.name,
+        model=ModelInfo.from_dict(json.loads(meta["danet.model"]), source),
+        preprocessing=PreprocessingInfo.from_dict(json.loads(meta["danet.preprocessing"]), source),
+        input=InputInfo.from_dict(input, source),
+        output=OutputInfo.from_dict(output, source),
+    )
 
 
 def missing_artifact_message(directory: str | Path, otherwise: str) -> str:
@@ -167,9 +190,11 @@ def missing_artifact_message(directory: str | Path, otherwise: str) -> str:
     stranded = stranded_copies(directory)
     if stranded:
         name = Path(directory).name
-        return (f"artifact {str(directory)!r} does not exist, but {stranded[0]} holds the previous one (an export to "
-                f"this name was killed mid-swap): the next danet-export to {name} restores it, or rename it back "
-                "yourself")
+        return (
+            f"artifact {str(directory)!r} does not exist, but {stranded[0]} holds the previous one (an export to "
+            f"this name was killed mid-swap): the next danet-export to {name} restores it, or rename it back "
+            "yourself"
+        )
     return otherwise
 
 
@@ -178,14 +203,19 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     it names stays inside the folder (always), and (by default) the sha256 of every file."""
     directory = Path(directory)
     if not directory.exists():
-        raise ArtifactError(missing_artifact_message(
-            directory, f"artifact {str(directory)!r} does not exist; export one with danet-export"))
+        raise ArtifactError(
+            missing_artifact_message(
+                directory, f"artifact {str(directory)!r} does not exist; export one with danet-export"
+            )
+        )
     if not directory.is_dir():
         raise ArtifactError(f"{directory} is a file, not an artifact folder; pass the folder danet-export wrote")
     path = directory / MANIFEST_NAME
     if path.is_symlink() or not path.is_file():
-        raise ManifestError(f"{directory} has no {MANIFEST_NAME} (or it is a symbolic link): it was not written by "
-                            "danet-export or is incomplete; re-export it")
+        raise ManifestError(
+            f"{directory} has no {MANIFEST_NAME} (or it is a symbolic link): it was not written by "
+            "danet-export or is incomplete; re-export it"
+        )
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -198,8 +228,10 @@ def read_manifest(directory: str | Path, verify: bool = True) -> Manifest:
     for name in companion_files(directory, manifest.primary):
         artifact_path(directory, name, f"file {manifest.primary} reads")
         if verify and name not in manifest.files:
-            raise ManifestError(f"{directory}: {name}, which the engine reads beside {manifest.primary}, has no hash in "
-                                "the manifest's files; re-export the artifact")
+            raise ManifestError(
+                f"{directory}: {name}, which the engine reads beside {manifest.primary}, has no hash in "
+                "the manifest's files; re-export the artifact"
+            )
     if verify:
         verify_files(manifest, directory)
     return manifest
@@ -219,8 +251,7 @@ def companion_files(directory: str | Path, primary: str) -> list[str]:
 
     model_file = artifact_path(directory, primary, "model file")
     folder = PurePosixPath(primary).parent
-    return [(folder / name).as_posix() if not name.startswith("/") else name
-            for name in referenced_files(model_file)]
+    return [(folder / name).as_posix() if not name.startswith("/") else name for name in referenced_files(model_file)]
 
 
 def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:
@@ -233,21 +264,31 @@ def artifact_path(directory: str | Path, name: Any, what: str = "file") -> Path:
     """
     directory = Path(directory)
     if not isinstance(name, str) or not name.strip():
-        raise ManifestError(f"{directory}: the manifest names a {what} {name!r} that is not a file name; "
-                            "re-export the artifact")
+        raise ManifestError(
+            f"{directory}: the manifest names a {what} {name!r} that is not a file name; re-export the artifact"
+        )
     parts = name.split("/")
-    if (name.startswith("/") or "\\" in name or "\0" in name or ":" in parts[0]
-            or any(part in ("", ".", "..") for part in parts)):
-        raise ManifestError(f"{directory}: the manifest names {what} {name!r}, outside the artifact folder or not "
-                            "a plain relative path; an artifact may reference only files inside its own folder")
+    if (
+        name.startswith("/")
+        or "\\" in name
+        or "\0" in name
+        or ":" in parts[0]
+        or any(part in ("", ".", "..") for part in parts)
+    ):
+        raise ManifestError(
+            f"{directory}: the manifest names {what} {name!r}, outside the artifact folder or not "
+            "a plain relative path; an artifact may reference only files inside its own folder"
+        )
     root = directory.resolve()
     try:
         resolved = (root / name).resolve()
     except (OSError, RuntimeError) as exc:  # symlink loops
         raise ManifestError(f"{directory}: {what} {name!r} cannot be resolved ({exc})") from exc
     if not resolved.is_relative_to(root) or resolved == root:
-        raise ManifestError(f"{directory}: {what} {name!r} is a symbolic link leading outside the artifact folder; "
-                            "an artifact may reference only files inside its own folder")
+        raise ManifestError(
+            f"{directory}: {what} {name!r} is a symbolic link leading outside the artifact folder; "
+            "an artifact may reference only files inside its own folder"
+        )
     return directory / name
 
 
@@ -272,16 +313,20 @@ def artifact_checkpoint(directory: str | Path, manifest: Manifest) -> Path | Non
         return None
     directory = Path(directory)
     name = info.path
-    fix = ("re-export the artifact with this danet-export (it copies the checkpoint into the folder), or pass the "
-           "checkpoint yourself (danet-parity --reference FILE)")
+    fix = (
+        "re-export the artifact with this danet-export (it copies the checkpoint into the folder), or pass the "
+        "checkpoint yourself (danet-parity --reference FILE)"
+    )
     try:
         path = artifact_path(directory, name, "checkpoint")
     except ManifestError as exc:
         raise ManifestError(f"{exc}. The checkpoint entry does not name a file the artifact carries: {fix}") from exc
     digest = info.carried_digest
     if name is None or name not in manifest.files or manifest.files[name] != digest:
-        raise ManifestError(f"{directory}: checkpoint {name!r} is not listed in the manifest's files with the "
-                            f"checkpoint's sha256; {fix}")
+        raise ManifestError(
+            f"{directory}: checkpoint {name!r} is not listed in the manifest's files with the "
+            f"checkpoint's sha256; {fix}"
+        )
     check_listed_file(directory, path, digest, f"checkpoint {name!r}", fix)
     return path
 
@@ -304,11 +349,15 @@ def carry_checkpoint(source: Path, info: Mapping[str, Any], workdir: Path) -> No
     try:
         shutil.copyfile(source, target)
     except OSError as exc:
-        raise CheckpointError(f"cannot copy checkpoint {source} into the artifact ({exc.strerror or exc}); check "
-                              "that it is readable and that the output folder has room") from exc
+        raise CheckpointError(
+            f"cannot copy checkpoint {source} into the artifact ({exc.strerror or exc}); check "
+            "that it is readable and that the output folder has room"
+        ) from exc
     if sha256_file(target) != record.carried_digest:
-        raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
-                              "with); export again once nothing is writing it")
+        raise CheckpointError(
+            f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
+            "with); export again once nothing is writing it"
+        )
 
 
 def check_listed_file(directory: Path, path: Path, digest: str, label: str, fix: str) -> None:
@@ -321,8 +370,10 @@ def check_listed_file(directory: Path, path: Path, digest: str, label: str, fix:
     except OSError as exc:
         raise ManifestError(f"{directory}: cannot read {label} ({exc.strerror or exc}); check its permissions") from exc
     if actual != digest:
-        raise ManifestError(f"{directory}: {label} does not match its sha256 in the manifest (swapped, modified, "
-                            f"truncated or corrupt); {fix}")
+        raise ManifestError(
+            f"{directory}: {label} does not match its sha256 in the manifest (swapped, modified, "
+            f"truncated or corrupt); {fix}"
+        )
 
 
 def verify_files(manifest: Manifest, directory: str | Path) -> None:
@@ -338,8 +389,14 @@ _STR_FIELDS = ("target", "backend", "precision", "primary")
 _DICT_FIELDS = ("files", "tools", "extra")
 _OPTIONAL_DICT_FIELDS = ("calibration", "parity")
 #: the sections read as typed records (a Manifest built from plain dicts converts them with these)
-_SECTIONS: dict[str, type[Section]] = {"model": ModelInfo, "preprocessing": PreprocessingInfo, "input": InputInfo,
-                                       "output": OutputInfo, "export": ExportInfo, "checkpoint": CheckpointInfo}
+_SECTIONS: dict[str, type[Section]] = {
+    "model": ModelInfo,
+    "preprocessing": PreprocessingInfo,
+    "input": InputInfo,
+    "output": OutputInfo,
+    "export": ExportInfo,
+    "checkpoint": CheckpointInfo,
+}
 _REQUIRED_SECTIONS = ("model", "preprocessing", "input", "output")
 
 
@@ -378,9 +435,11 @@ def parse_sections(data: dict[str, Any], source: str = "manifest") -> ManifestSe
     sections = ManifestSections(
         model=ModelInfo.parse(data["model"], "model", fail),
         preprocessing=PreprocessingInfo.parse(data["preprocessing"], "preprocessing", fail),
-        input=InputInfo.parse(data["input"], "input", fail), output=OutputInfo.parse(data["output"], "output", fail),
+        input=InputInfo.parse(data["input"], "input", fail),
+        output=OutputInfo.parse(data["output"], "output", fail),
         export=ExportInfo.parse(data.get("export", {}), "export", fail),
-        checkpoint=None if checkpoint is None else CheckpointInfo.parse(checkpoint, "checkpoint", fail))
+        checkpoint=None if checkpoint is None else CheckpointInfo.parse(checkpoint, "checkpoint", fail),
+    )
     if "tensorrt" in data.get("extra", {}):  # a bundle's or engine's profile, attention plan and build facts
         from .tensorrt.manifest_facts import check_tensorrt_facts
 
@@ -394,8 +453,9 @@ def check_schema(data: dict[str, Any], source: str = "manifest") -> None:
     parse_sections(data, source)
 
 
-def atomic_artifact_dir(final: str | Path, force: bool = False,
-                        log: Callable[[str], None] | None = None) -> contextlib.AbstractContextManager[Path]:
+def atomic_artifact_dir(
+    final: str | Path, force: bool = False, log: Callable[[str], None] | None = None
+) -> contextlib.AbstractContextManager[Path]:
     """A temporary folder that becomes ``final`` only if the block completes; an existing ``final``
     is replaced only if it is an artifact (or ``force``). See :mod:`danet_deploy.util.artifact_dir`."""
     from .util.artifact_dir import artifact_dir

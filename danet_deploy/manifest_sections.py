@@ -59,10 +59,14 @@ def _is_number(value: Any) -> bool:
 
 def _shape(fail: Fail, where: str, shape: Any, ranks: tuple[int, ...]) -> tuple[Dim, ...]:
     """A shape of one of ``ranks`` dims, each a positive integer or a non-empty name."""
-    if (not isinstance(shape, list) or len(shape) not in ranks
-            or not all((isinstance(d, str) and d) or is_count(d, 1, 2**31 - 1) for d in shape)):
-        fail(f"{where} must be {' or '.join(map(str, ranks))} dims, each a positive integer or a name, "
-             f"got {shape!r:.80}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) not in ranks
+        or not all((isinstance(d, str) and d) or is_count(d, 1, 2**31 - 1) for d in shape)
+    ):
+        fail(
+            f"{where} must be {' or '.join(map(str, ranks))} dims, each a positive integer or a name, got {shape!r:.80}"
+        )
     return tuple(shape)
 
 
@@ -136,8 +140,10 @@ class ModelInfo(Section):
         if weights is not None:
             problem = weights_name_problem(weights)
             if problem:
-                fail(f"{key}.weights {weights!r:.80} {problem}: it may only name a file shipped in "
-                     "danet_deploy/weights (such as 'danet_demo.safetensors'), or be null")
+                fail(
+                    f"{key}.weights {weights!r:.80} {problem}: it may only name a file shipped in "
+                    "danet_deploy/weights (such as 'danet_demo.safetensors'), or be null"
+                )
         names = data.get("class_names", [])
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             fail(f"{key}.class_names must be a list of strings")
@@ -151,9 +157,16 @@ class ModelInfo(Section):
         if stride not in (4, 8, 16, 32) or isinstance(stride, bool):
             fail(f"{key}.output_stride must be 4, 8, 16 or 32, got {stride!r:.80}")
         align = data.get("align_corners")
-        return cls(raw=copy.deepcopy(data), name=name, num_classes=int(classes), class_names=tuple(names),
-                   output_stride=int(stride), attention_chunks=chunks, weights=weights,
-                   align_corners=align if isinstance(align, bool) else None)
+        return cls(
+            raw=copy.deepcopy(data),
+            name=name,
+            num_classes=int(classes),
+            class_names=tuple(names),
+            output_stride=int(stride),
+            attention_chunks=chunks,
+            weights=weights,
+            align_corners=align if isinstance(align, bool) else None,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -173,8 +186,11 @@ class PreprocessingInfo(Section):
         data = section_object(data, key, fail)
         for name in ("mean", "std"):
             values = data.get(name)
-            if (not isinstance(values, list) or len(values) != 3
-                    or not all(_is_number(v) and abs(v) <= 1e4 for v in values)):
+            if (
+                not isinstance(values, list)
+                or len(values) != 3
+                or not all(_is_number(v) and abs(v) <= 1e4 for v in values)
+            ):
                 fail(f"{key}.{name} must be a list of 3 numbers within +-1e4, got {values!r:.80}")
         if not all(abs(v) >= 1e-6 for v in data["std"]):
             fail(f"{key}.std must not be 0 (values on the 0..1 scale)")
@@ -185,11 +201,18 @@ class PreprocessingInfo(Section):
         if data.get("layout", "NCHW") != "NCHW":
             fail(f"{key}.layout must be 'NCHW' (the only layout the runtime feeds), got {data.get('layout')!r:.40}")
         if data.get("input_range", [0.0, 255.0]) not in ([0, 255], [0.0, 255.0]):
-            fail(f"{key}.input_range must be [0, 255] (the runtime scales uint8 pixels), got "
-                 f"{data.get('input_range')!r:.40}")
+            fail(
+                f"{key}.input_range must be [0, 255] (the runtime scales uint8 pixels), got "
+                f"{data.get('input_range')!r:.40}"
+            )
         mean, std, span = data["mean"], data["std"], data.get("input_range", [0.0, 255.0])
-        return cls(raw=copy.deepcopy(data), mean=(mean[0], mean[1], mean[2]), std=(std[0], std[1], std[2]),
-                   color_order=order.upper(), input_range=(span[0], span[1]))
+        return cls(
+            raw=copy.deepcopy(data),
+            mean=(mean[0], mean[1], mean[2]),
+            std=(std[0], std[1], std[2]),
+            color_order=order.upper(),
+            input_range=(span[0], span[1]),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -206,8 +229,12 @@ class TensorInfo(Section):
         if not isinstance(data, dict) or not isinstance(data.get("name"), str):
             fail("output.tensors must be a list of {name, shape, dtype} objects")
         shape = _shape(fail, f"{key}.shape", data.get("shape"), (3, 4))
-        return cls(raw=copy.deepcopy(data), name=data["name"], shape=shape,
-                   dtype=_optional_str(fail, f"{key}.dtype", data.get("dtype")))
+        return cls(
+            raw=copy.deepcopy(data),
+            name=data["name"],
+            shape=shape,
+            dtype=_optional_str(fail, f"{key}.dtype", data.get("dtype")),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -239,8 +266,9 @@ class InputInfo(Section):
         bounds: dict[str, tuple[int, ...] | None] = {}
         for bound_key in ("min_shape", "opt_shape", "max_shape"):
             bound = data.get(bound_key)
-            if bound is not None and (not isinstance(bound, list) or len(bound) != 4
-                                      or not all(is_count(d, 1, 2**31 - 1) for d in bound)):
+            if bound is not None and (
+                not isinstance(bound, list) or len(bound) != 4 or not all(is_count(d, 1, 2**31 - 1) for d in bound)
+            ):
                 fail(f"{key}.{bound_key} must be 4 positive integers, got {bound!r:.80}")
             bounds[bound_key] = tuple(bound) if bound else None
         axes = data.get("dynamic_axes") or {}
@@ -256,13 +284,23 @@ class InputInfo(Section):
         elif not isinstance(accept, str) or accept not in ACCEPTS:
             fail(f"{key}.accept must be one of {', '.join(ACCEPTS)}, got {accept!r:.40}")
         elif data.get("dtype") != "uint8" or layout != "NHWC" or shape[3] != 3:
-            fail(f"an --accept {accept} input must be uint8 NHWC with 3 channels, got {data.get('dtype')!r:.20} "
-                 f"{layout!r:.20} {list(shape)!r:.60}")
+            fail(
+                f"an --accept {accept} input must be uint8 NHWC with 3 channels, got {data.get('dtype')!r:.20} "
+                f"{layout!r:.20} {list(shape)!r:.60}"
+            )
         dtype = data.get("dtype", "float32")
         if not isinstance(dtype, str):
             fail(f"{key}.dtype must be a string, got {dtype!r:.40}")
-        return cls(raw=copy.deepcopy(data), name=name, shape=shape, dtype=dtype, layout=layout,
-                   accept=accept or FLOAT, dynamic_axes=copy.deepcopy(axes), **bounds)
+        return cls(
+            raw=copy.deepcopy(data),
+            name=name,
+            shape=shape,
+            dtype=dtype,
+            layout=layout,
+            accept=accept or FLOAT,
+            dynamic_axes=copy.deepcopy(axes),
+            **bounds,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -301,9 +339,14 @@ class OutputInfo(Section):
         name = data.get("name", "")
         if not isinstance(name, str):
             fail(f"{key}.name must be a string")
-        return cls(raw=copy.deepcopy(data), name=name or None, shape=shape,
-                   dtype=_optional_str(fail, f"{key}.dtype", data.get("dtype")),
-                   emit=_optional_str(fail, f"{key}.emit", data.get("emit")), tensors=records)
+        return cls(
+            raw=copy.deepcopy(data),
+            name=name or None,
+            shape=shape,
+            dtype=_optional_str(fail, f"{key}.dtype", data.get("dtype")),
+            emit=_optional_str(fail, f"{key}.emit", data.get("emit")),
+            tensors=records,
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -327,8 +370,9 @@ class ExportInfo(Section):
     def parse(cls, data: Any, key: str, fail: Fail) -> ExportInfo:
         data = section_object(data, key, fail)
         size = data.get("input_size")
-        if size is not None and (not isinstance(size, list) or len(size) != 2
-                                 or not all(is_count(d, 1, 2**31 - 1) for d in size)):
+        if size is not None and (
+            not isinstance(size, list) or len(size) != 2 or not all(is_count(d, 1, 2**31 - 1) for d in size)
+        ):
             fail(f"{key}.input_size must be 2 positive integers (height, width), got {size!r:.80}")
         classes = data.get("num_classes")
         if classes is not None and not is_count(classes, 1, MAX_CLASSES):
@@ -340,13 +384,18 @@ class ExportInfo(Section):
         if not isinstance(options, dict):
             fail(f"{key}.model_options must be an object, got {type(options).__name__}")
         raw = copy.deepcopy(data)
-        return cls(raw=raw, input_size=(size[0], size[1]) if size else None, num_classes=classes,
-                   model_options=raw.get("model_options") or {},
-                   attention_plan=_optional_object(fail, f"{key}.attention_plan", raw.get("attention_plan")),
-                   test_protocol=_optional_object(fail, f"{key}.test_protocol", raw.get("test_protocol")),
-                   accept=_optional_str(fail, f"{key}.accept", data.get("accept")),
-                   weights_sha256=_optional_str(fail, f"{key}.weights_sha256", data.get("weights_sha256")),
-                   opset=opset, exporter=_optional_str(fail, f"{key}.exporter", data.get("exporter")))
+        return cls(
+            raw=raw,
+            input_size=(size[0], size[1]) if size else None,
+            num_classes=classes,
+            model_options=raw.get("model_options") or {},
+            attention_plan=_optional_object(fail, f"{key}.attention_plan", raw.get("attention_plan")),
+            test_protocol=_optional_object(fail, f"{key}.test_protocol", raw.get("test_protocol")),
+            accept=_optional_str(fail, f"{key}.accept", data.get("accept")),
+            weights_sha256=_optional_str(fail, f"{key}.weights_sha256", data.get("weights_sha256")),
+            opset=opset,
+            exporter=_optional_str(fail, f"{key}.exporter", data.get("exporter")),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -377,7 +426,10 @@ class CheckpointInfo(Section):
         data = section_object(data, key, fail)
         raw = copy.deepcopy(data)
         protocol = raw.get("test_protocol")
-        return cls(raw=raw, path=_optional_str(fail, f"{key}.path", data.get("path")),
-                   sha256=_optional_str(fail, f"{key}.sha256", data.get("sha256")),
-                   carried_sha256=_optional_str(fail, f"{key}.carried_sha256", data.get("carried_sha256")),
-                   test_protocol=protocol if isinstance(protocol, dict) else None)
+        return cls(
+            raw=raw,
+            path=_optional_str(fail, f"{key}.path", data.get("path")),
+            sha256=_optional_str(fail, f"{key}.sha256", data.get("sha256")),
+            carried_sha256=_optional_str(fail, f"{key}.carried_sha256", data.get("carried_sha256")),
+            test_protocol=protocol if isinstance(protocol, dict) else None,
+        )

@@ -52,16 +52,20 @@ def invalid_mask_value(dtype: Any) -> int:
     return 255 if np.dtype(dtype) == np.uint8 else -1
 
 
-def output_spec(emit: str, input_shape: list[Any], num_classes: int, output_stride: int,
-                mask_type: str = "uint8") -> dict[str, Any]:
+def output_spec(
+    emit: str, input_shape: list[Any], num_classes: int, output_stride: int, mask_type: str = "uint8"
+) -> dict[str, Any]:
     """The manifest's ``output`` entry: the first tensor's name/shape/dtype, ``emit`` and every tensor."""
     n, _, h, w = input_shape
 
     def lowres(dim: Any) -> Any:
         return f"ceil({dim}/{output_stride})" if isinstance(dim, str) else -(-int(dim) // output_stride)
 
-    shapes = {LOGITS: ([n, num_classes, h, w], "float32"), MASK: ([n, h, w], mask_type),
-              LOGITS_LOWRES: ([n, num_classes, lowres(h), lowres(w)], "float32")}
+    shapes = {
+        LOGITS: ([n, num_classes, h, w], "float32"),
+        MASK: ([n, h, w], mask_type),
+        LOGITS_LOWRES: ([n, num_classes, lowres(h), lowres(w)], "float32"),
+    }
     tensors = [{"name": name, "shape": shapes[name][0], "dtype": shapes[name][1]} for name in EMITS[check_emit(emit)]]
     return {**tensors[0], "emit": emit, "tensors": tensors}
 

@@ -20,8 +20,19 @@ DEFAULT_ATTENTION_BUDGET = 256 * 2**20  # bytes: presets stay unchunked up to 51
 MAX_CHUNKS = 256  # chunks are unrolled in the exported graph: one attention block per chunk
 MIN_FEATURE_CELLS = 4  # below 4x4 feature-map cells the network gives one-class masks
 _BYTES = {"fp32": 4, "fp16": 2, "int8": 4}  # INT8 graphs keep attention in float (FP32) by default
-_UNITS = {"": 1, "B": 1, "K": 2**10, "KB": 2**10, "KIB": 2**10, "M": 2**20, "MB": 2**20, "MIB": 2**20,
-          "G": 2**30, "GB": 2**30, "GIB": 2**30}
+_UNITS = {
+    "": 1,
+    "B": 1,
+    "K": 2**10,
+    "KB": 2**10,
+    "KIB": 2**10,
+    "M": 2**20,
+    "MB": 2**20,
+    "MIB": 2**20,
+    "G": 2**30,
+    "GB": 2**30,
+    "GIB": 2**30,
+}
 
 
 def parse_bytes(text: str | int) -> int:
@@ -52,11 +63,11 @@ class AttentionPlan:
     input_size: tuple[int, int]
     batch: int
     precision: str
-    positions: int                # N = h * w of the feature map
-    energy_elements: int          # B * N * N, the unchunked energy
+    positions: int  # N = h * w of the feature map
+    energy_elements: int  # B * N * N, the unchunked energy
     energy_bytes: int
     chunks: int
-    chunk_elements: int           # largest energy block actually held: B * ceil(N / chunks) * N
+    chunk_elements: int  # largest energy block actually held: B * ceil(N / chunks) * N
     chunk_bytes: int
     largest_tensor_elements: int  # max over the energy block and the feature maps
     fits_tensorrt: bool
@@ -69,13 +80,23 @@ class AttentionPlan:
 
     def summary(self) -> str:
         mib = 2**20
-        return (f"attention N={self.positions}: energy {self.energy_bytes / mib:.0f} MiB unchunked, "
-                f"{self.chunks} chunk(s) of {self.chunk_bytes / mib:.0f} MiB; {self.reason}")
+        return (
+            f"attention N={self.positions}: energy {self.energy_bytes / mib:.0f} MiB unchunked, "
+            f"{self.chunks} chunk(s) of {self.chunk_bytes / mib:.0f} MiB; {self.reason}"
+        )
 
 
-def plan_attention(input_size: tuple[int, int], batch: int = 1, precision: str = "fp32", output_stride: int = 8,
-                   feature_channels: int = 512, budget: int | str | None = None, chunks: int | None = None,
-                   tensorrt: bool = False, _suggest: bool = True) -> AttentionPlan:
+def plan_attention(
+    input_size: tuple[int, int],
+    batch: int = 1,
+    precision: str = "fp32",
+    output_stride: int = 8,
+    feature_channels: int = 512,
+    budget: int | str | None = None,
+    chunks: int | None = None,
+    tensorrt: bool = False,
+    _suggest: bool = True,
+) -> AttentionPlan:
     """Choose the number of query chunks for ``input_size`` (the largest size the artifact serves).
 
     Args:
@@ -99,8 +120,11 @@ def plan_attention(input_size: tuple[int, int], batch: int = 1, precision: str =
     else:
         rows = budget_bytes // (batch * n * itemsize)  # query rows per block within the budget
         chosen = math.ceil(n / rows) if rows else n + 1  # n + 1: not even one row fits (refused below)
-        reason = ("fits the budget unchunked" if chosen == 1
-                  else f"chunked to keep each energy block under the {budget_bytes / 2**20:.0f} MiB budget")
+        reason = (
+            "fits the budget unchunked"
+            if chosen == 1
+            else f"chunked to keep each energy block under the {budget_bytes / 2**20:.0f} MiB budget"
+        )
     if tensorrt:
         needed = math.ceil(energy / TENSORRT_MAX_ELEMENTS)
         if needed > chosen:
@@ -112,17 +136,31 @@ def plan_attention(input_size: tuple[int, int], batch: int = 1, precision: str =
         raise ConfigError(
             f"input {h}x{w} (batch {batch}) needs position attention over N={n} positions: {energy * itemsize / 2**30:.1f} "
             f"GiB of energy, more than {MAX_CHUNKS} chunks of the {budget_bytes / 2**20:.0f} MiB budget can hold; the "
-            f"largest input of this shape that can is {fit[0]}x{fit[1]} (or raise --attention-memory)")
+            f"largest input of this shape that can is {fit[0]}x{fit[1]} (or raise --attention-memory)"
+        )
     chosen = min(chosen, n)
     block = batch * math.ceil(n / chosen) * n
     features = batch * feature_channels * n
     largest = max(block, features, batch * 3 * h * w)
-    return AttentionPlan((h, w), batch, precision, n, energy, energy * itemsize, chosen, block, block * itemsize,
-                         largest, largest <= TENSORRT_MAX_ELEMENTS, reason)
+    return AttentionPlan(
+        (h, w),
+        batch,
+        precision,
+        n,
+        energy,
+        energy * itemsize,
+        chosen,
+        block,
+        block * itemsize,
+        largest,
+        largest <= TENSORRT_MAX_ELEMENTS,
+        reason,
+    )
 
 
-def largest_plannable_size(size: tuple[int, int], batch: int, precision: str, output_stride: int,
-                           budget: int, tensorrt: bool = False) -> tuple[int, int]:
+def largest_plannable_size(
+    size: tuple[int, int], batch: int, precision: str, output_stride: int, budget: int, tensorrt: bool = False
+) -> tuple[int, int]:
     """The largest input with the aspect ratio of ``size`` (multiples of the output stride) whose
     attention fits ``MAX_CHUNKS`` chunks of ``budget`` bytes: what to suggest when a size is refused."""
     h, w = size
@@ -130,8 +168,9 @@ def largest_plannable_size(size: tuple[int, int], batch: int, precision: str, ou
     def fits(height: int) -> bool:
         width = max(1, round(w * height / h))
         try:
-            plan_attention((height, width), batch, precision, output_stride, budget=budget, tensorrt=tensorrt,
-                           _suggest=False)
+            plan_attention(
+                (height, width), batch, precision, output_stride, budget=budget, tensorrt=tensorrt, _suggest=False
+            )
         except ConfigError:
             return False
         return True
@@ -155,6 +194,8 @@ def check_input_size(size: tuple[int, int] | None, output_stride: int, option: s
         return
     low = minimum_input_size(output_stride)
     if min(size) < low:
-        raise ConfigError(f"{option} {size[0]}x{size[1]} is below the network's minimum of {low}x{low} (output stride "
-                          f"{output_stride} x {MIN_FEATURE_CELLS} cells; smaller inputs give one-class masks); pass at "
-                          f"least {max(size[0], low)}x{max(size[1], low)}")
+        raise ConfigError(
+            f"{option} {size[0]}x{size[1]} is below the network's minimum of {low}x{low} (output stride "
+            f"{output_stride} x {MIN_FEATURE_CELLS} cells; smaller inputs give one-class masks); pass at "
+            f"least {max(size[0], low)}x{max(size[1], low)}"
+        )

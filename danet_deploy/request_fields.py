@@ -31,12 +31,24 @@ def parse_size(text: str) -> tuple[int, int]:
 Lazy = Callable[[], Any]
 
 
-def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ...] | None = None,
-        choices: Sequence[Any] | Lazy | None = None, parser: Callable[[str], Any] | None = None,
-        positional: bool = False, nargs: str | None = None, metavar: str | None = None,
-        group: str | None = None, default_factory: Lazy | None = None, append: bool = False,
-        convert: Callable[[Any], Any] | None = None, required: bool = False,
-        exclusive: str | None = None, deprecated_flags: Mapping[str, str] | None = None) -> Any:
+def arg(
+    default: Any = None,
+    help: str | Lazy = "",
+    *,
+    flag: str | tuple[str, ...] | None = None,
+    choices: Sequence[Any] | Lazy | None = None,
+    parser: Callable[[str], Any] | None = None,
+    positional: bool = False,
+    nargs: str | None = None,
+    metavar: str | None = None,
+    group: str | None = None,
+    default_factory: Lazy | None = None,
+    append: bool = False,
+    convert: Callable[[Any], Any] | None = None,
+    required: bool = False,
+    exclusive: str | None = None,
+    deprecated_flags: Mapping[str, str] | None = None,
+) -> Any:
     """A request field with what its command-line flag needs (``flag`` defaults to ``--field-name``).
 
     ``flag``: one flag or several (``("--output", "-o")``); ``parser``: turns the text into the
@@ -52,10 +64,21 @@ def arg(default: Any = None, help: str | Lazy = "", *, flag: str | tuple[str, ..
     ``default_factory``: the dataclass's; the flag's own default is then ``None`` (``[]`` with
     ``append``), and a flag not given leaves the field to the factory.
     """
-    meta = {"help": help, "flag": flag, "choices": choices if callable(choices) or not choices else tuple(choices),
-            "parser": parser, "positional": positional, "nargs": nargs, "metavar": metavar, "group": group,
-            "append": append, "convert": convert, "required": required,
-            "exclusive": exclusive, "deprecated_flags": dict(deprecated_flags or {})}
+    meta = {
+        "help": help,
+        "flag": flag,
+        "choices": choices if callable(choices) or not choices else tuple(choices),
+        "parser": parser,
+        "positional": positional,
+        "nargs": nargs,
+        "metavar": metavar,
+        "group": group,
+        "append": append,
+        "convert": convert,
+        "required": required,
+        "exclusive": exclusive,
+        "deprecated_flags": dict(deprecated_flags or {}),
+    }
     if isinstance(default, (list, dict, set)):
         raise TypeError("use a tuple default or default_factory (dataclass fields must not share a mutable default)")
     if required:
@@ -92,5 +115,3 @@ def help_text(field: dataclasses.Field[Any]) -> str:
 def cli_fields(cls: type) -> list[dataclasses.Field[Any]]:
     """The fields of ``cls`` declared with :func:`arg` (those that have a flag)."""
     return [f for f in dataclasses.fields(cls) if "cli" in f.metadata]
-
-

@@ -41,14 +41,20 @@ class RunRequest:
     model: str = arg(help="artifact folder, model file, or preset name", required=True)
     images: tuple[str, ...] = arg((), "image files (jpg/png/bmp)", positional=True, nargs="*")
     video: str | None = arg(None, "a video file: writes OUTPUT/overlay.mp4, frames.jsonl, summary.json")
-    bag: str | None = arg(None, "a ROS 2 recording (.mcap): writes OUTPUT/masks.mcap (sensor_msgs/Image, same stamps), "
-                          "overlay.mp4, frames.jsonl, summary.json")
+    bag: str | None = arg(
+        None,
+        "a ROS 2 recording (.mcap): writes OUTPUT/masks.mcap (sensor_msgs/Image, same stamps), "
+        "overlay.mp4, frames.jsonl, summary.json",
+    )
     topic: str | None = arg(None, "--bag: the sensor_msgs/Image or CompressedImage topic (default: the bag's only one)")
     mask_topic: str = arg("/segmentation/mask", "--bag: the masks' topic in masks.mcap")
     camera: str | None = arg(None, "a V4L2 camera index or device (Linux); stops after --max-frames")
     max_frames: int | None = arg(None, "stop after this many frames (video/camera)")
-    policy: str | None = arg(None, "frames to process: every one (default for files) or the newest (default for "
-                             "cameras)", choices=("all", "latest"))
+    policy: str | None = arg(
+        None,
+        "frames to process: every one (default for files) or the newest (default for cameras)",
+        choices=("all", "latest"),
+    )
     depth: int = arg(2, "frames in flight between pipeline stages")
     no_video: bool = arg(False, "records only, no overlay.mp4")
     output: str = arg("runs/masks", "folder the masks, overlays and records go to", flag=("--output", "-o"))
@@ -58,8 +64,12 @@ class RunRequest:
     tile: tuple[int, int] | None = arg(None, "sliding-window crop size", parser=parse_size, metavar="HxW")
     stride: tuple[int, int] | None = arg(None, "sliding-window stride", parser=parse_size, metavar="HxW")
     alpha: float = arg(0.5, "overlay opacity")
-    max_pixels: float = arg(MAX_PIXELS / 1e6, "refuse images and video frames above this many megapixels (read from "
-                            "the header, before decoding; 0: no limit)", metavar="MP")
+    max_pixels: float = arg(
+        MAX_PIXELS / 1e6,
+        "refuse images and video frames above this many megapixels (read from "
+        "the header, before decoding; 0: no limit)",
+        metavar="MP",
+    )
 
     def __post_init__(self) -> None:
         """One source, and numbers that cannot silently change the result, before anything is opened.
@@ -99,9 +109,19 @@ def run(request: RunRequest, on_image: Callable[[Record], None] = _print_record)
     check_output_folder(request.output)
     if request.bag or request.video or request.camera is not None:
         return _frames(request)
-    return segment_images(request.model, request.images, request.output, backend=request.backend,
-                          threads=request.threads, tile=request.tile, stride=request.stride, alpha=request.alpha,
-                          max_pixels=request.pixel_limit, force=request.force, on_image=on_image)
+    return segment_images(
+        request.model,
+        request.images,
+        request.output,
+        backend=request.backend,
+        threads=request.threads,
+        tile=request.tile,
+        stride=request.stride,
+        alpha=request.alpha,
+        max_pixels=request.pixel_limit,
+        force=request.force,
+        on_image=on_image,
+    )
 
 
 def _frames(r: RunRequest) -> Record:
@@ -132,21 +152,49 @@ def _frames(r: RunRequest) -> Record:
         bar = progress_bar(total=total, desc="frames", unit="frame")
         progress = (lambda *_: bar.update(1)) if bar is not None else None
         if source is None:
-            summary = replay_bag(session, str(r.bag), r.output, topic=r.topic, mask_topic=r.mask_topic, alpha=r.alpha,
-                                 max_frames=r.max_frames, write_video=not r.no_video, max_pixels=r.pixel_limit,
-                                 progress=progress)
+            summary = replay_bag(
+                session,
+                str(r.bag),
+                r.output,
+                topic=r.topic,
+                mask_topic=r.mask_topic,
+                alpha=r.alpha,
+                max_frames=r.max_frames,
+                write_video=not r.no_video,
+                max_pixels=r.pixel_limit,
+                progress=progress,
+            )
         else:
-            summary = segment_video(session, source, r.output, policy=r.policy, depth=r.depth, alpha=r.alpha,
-                                    max_frames=r.max_frames, write_video=not r.no_video, progress=progress)
+            summary = segment_video(
+                session,
+                source,
+                r.output,
+                policy=r.policy,
+                depth=r.depth,
+                alpha=r.alpha,
+                max_frames=r.max_frames,
+                write_video=not r.no_video,
+                progress=progress,
+            )
         if bar is not None:
             bar.close()
     return summary
 
 
-def segment_images(model: str | Path, images: Sequence[str | Path], output: str | Path = "runs/masks", *,
-                   backend: str | None = None, threads: int | None = None, tile: tuple[int, int] | None = None,
-                   stride: tuple[int, int] | None = None, alpha: float = 0.5, max_pixels: int | None = MAX_PIXELS,
-                   force: bool = False, on_image: Callable[[Record], None] = _print_record) -> list[Record]:
+def segment_images(
+    model: str | Path,
+    images: Sequence[str | Path],
+    output: str | Path = "runs/masks",
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    tile: tuple[int, int] | None = None,
+    stride: tuple[int, int] | None = None,
+    alpha: float = 0.5,
+    max_pixels: int | None = MAX_PIXELS,
+    force: bool = False,
+    on_image: Callable[[Record], None] = _print_record,
+) -> list[Record]:
     """``<stem>_mask.png``, ``_color.png`` and ``_overlay.png`` per image into ``output``; one record per image
     (its mask file and pixel count per class).
 
@@ -167,8 +215,11 @@ def segment_images(model: str | Path, images: Sequence[str | Path], output: str 
     refuse_overwrite(output, [name for stem in stems for name in image_outputs(stem).values()], force)
     renamed = {name: stem for name, stem in zip(names_in, stems) if stem != Path(name).stem}
     if renamed:
-        print(f"note: {len(renamed)} input(s) share a file name stem; their outputs are named "
-              + ", ".join(f"{n} -> {s}_*.png" for n, s in renamed.items()), file=sys.stderr)
+        print(
+            f"note: {len(renamed)} input(s) share a file name stem; their outputs are named "
+            + ", ".join(f"{n} -> {s}_*.png" for n, s in renamed.items()),
+            file=sys.stderr,
+        )
     records = []
     with runtime.load(model, backend=backend, threads=threads) as session:
         for name in names_in:
@@ -181,8 +232,10 @@ def segment_images(model: str | Path, images: Sequence[str | Path], output: str 
             save_png(out / files["mask"], mask)
             save_png(out / files["color"], colorize(mask, session.num_classes))
             save_png(out / files["overlay"], overlay(image, mask, session.num_classes, alpha))
-            counts = {session.class_names[c] if c < len(session.class_names) else str(c): int(n)
-                      for c, n in zip(*np.unique(mask, return_counts=True))}
+            counts = {
+                session.class_names[c] if c < len(session.class_names) else str(c): int(n)
+                for c, n in zip(*np.unique(mask, return_counts=True))
+            }
             records.append({"image": name, "mask": str(out / files["mask"]), "pixels": counts})
             on_image(records[-1])
     return records

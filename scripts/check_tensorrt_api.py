@@ -50,21 +50,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-MODULES = ["danet_deploy/export/tensorrt_build.py", "danet_deploy/runtime/backends/tensorrt.py",
-           "danet_deploy/tensorrt/compat.py", "danet_deploy/tensorrt/logger.py"]
+MODULES = [
+    "danet_deploy/export/tensorrt_build.py",
+    "danet_deploy/runtime/backends/tensorrt.py",
+    "danet_deploy/tensorrt/compat.py",
+    "danet_deploy/tensorrt/logger.py",
+]
 # variable / attribute names that hold TensorRT objects in those modules -> their Python class
-RECEIVERS = {"builder": "Builder", "network": "INetworkDefinition", "parser": "OnnxParser",
-             "config": "IBuilderConfig", "opt_profile": "IOptimizationProfile", "engine": "ICudaEngine",
-             "context": "IExecutionContext", "runtime": "Runtime", "logger": "Logger", "_logger": "Logger",
-             "inspector": "IEngineInspector"}
+RECEIVERS = {
+    "builder": "Builder",
+    "network": "INetworkDefinition",
+    "parser": "OnnxParser",
+    "config": "IBuilderConfig",
+    "opt_profile": "IOptimizationProfile",
+    "engine": "ICudaEngine",
+    "context": "IExecutionContext",
+    "runtime": "Runtime",
+    "logger": "Logger",
+    "_logger": "Logger",
+    "inspector": "IEngineInspector",
+}
 TRT_ALIASES = {"trt"}
 # dict/tuple constants whose upper-case strings are members of a TensorRT enum used through getattr or
 # compared with ``.name``: constant -> (owner, optional)
-CONSTANTS = {"PRECISION_FLAGS": ("BuilderFlag", True), "LEVELS": ("Logger", False),
-             "_NUMPY_DTYPES": ("DataType", False)}
+CONSTANTS = {
+    "PRECISION_FLAGS": ("BuilderFlag", True),
+    "LEVELS": ("Logger", False),
+    "_NUMPY_DTYPES": ("DataType", False),
+}
 # Python class name -> the C++ class (or nested enum) pybind11 registers it from
-CPP_OWNERS = {"Builder": ("IBuilder",), "Runtime": ("IRuntime",), "OnnxParser": ("IParser",),
-              "Logger": ("ILogger", "Severity")}
+CPP_OWNERS = {
+    "Builder": ("IBuilder",),
+    "Runtime": ("IRuntime",),
+    "OnnxParser": ("IParser",),
+    "Logger": ("ILogger", "Severity"),
+}
 
 
 @dataclass
@@ -136,8 +156,12 @@ def collect(paths: list[Path]) -> Usage:
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and len(node.args) >= 2:
                 target, name = node.args[0], node.args[1]
                 is_guard = node.func.id == "hasattr" or (node.func.id == "getattr" and len(node.args) == 3)
-                if is_guard and isinstance(name, ast.Constant) and isinstance(name.value, str) \
-                        and (_is_trt(target) or _is_receiver(target)):
+                if (
+                    is_guard
+                    and isinstance(name, ast.Constant)
+                    and isinstance(name.value, str)
+                    and (_is_trt(target) or _is_receiver(target))
+                ):
                     key = _qualify(_owner(target), name.value)
                     guarded.add(key)
                     usage.add(key, f"{rel}:{node.lineno}", optional=True)
@@ -148,8 +172,11 @@ def collect(paths: list[Path]) -> Usage:
                     if isinstance(t, ast.Name) and t.id in CONSTANTS and node.value is not None:
                         enum, optional = CONSTANTS[t.id]
                         for const in ast.walk(node.value):
-                            if isinstance(const, ast.Constant) and isinstance(const.value, str) \
-                                    and const.value.isupper():
+                            if (
+                                isinstance(const, ast.Constant)
+                                and isinstance(const.value, str)
+                                and const.value.isupper()
+                            ):
                                 usage.add(f"{enum}.{const.value}", f"{rel}:{node.lineno}", optional=optional)
             if isinstance(node, ast.Attribute) and (_is_trt(node.value) or _is_receiver(node.value)):
                 key = _qualify(_owner(node.value), node.attr)
@@ -160,8 +187,11 @@ def collect(paths: list[Path]) -> Usage:
                     optional = base.attr in guarded
                     for item in node.body:
                         if isinstance(item, ast.FunctionDef) and not item.name.startswith("_"):  # ours if "_"
-                            usage.add(f"{base.attr}.{item.name}", f"{rel}:{item.lineno} ({base.attr} override)",
-                                      optional=optional)
+                            usage.add(
+                                f"{base.attr}.{item.name}",
+                                f"{rel}:{item.lineno} ({base.attr} override)",
+                                optional=optional,
+                            )
     usage.finish()
     return usage
 
@@ -200,14 +230,14 @@ class Registry:
 
 def _sections(data: bytes) -> dict[str, tuple[int, int, int, int]]:
     """ELF64 little-endian section headers: name -> (address, offset, size, link)."""
-    shoff, = struct.unpack_from("<Q", data, 0x28)
+    (shoff,) = struct.unpack_from("<Q", data, 0x28)
     shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3A)
     headers = [struct.unpack_from("<IIQQQQI", data, shoff + i * shentsize) for i in range(shnum)]
     names_at = headers[shstrndx][4]
     out = {}
     for name, _type, _flags, addr, offset, size, link in headers:
         end = data.index(b"\0", names_at + name)
-        out[data[names_at + name:end].decode()] = (addr, offset, size, link)
+        out[data[names_at + name : end].decode()] = (addr, offset, size, link)
     out["__headers__"] = headers  # type: ignore[assignment]
     return out
 
@@ -217,18 +247,18 @@ def owner_of_symbol(symbol: str) -> tuple[str, str] | None:
     match = re.match(r"_ZN8pybind11(6class_|5enum_)I", symbol)
     if not match:
         return None
-    kind, rest = ("enum" if match.group(1) == "5enum_" else "class"), symbol[match.end():]
+    kind, rest = ("enum" if match.group(1) == "5enum_" else "class"), symbol[match.end() :]
     nested, i, names = rest.startswith("N"), int(rest.startswith("N")), []
     while i < len(rest) and rest[i].isdigit():
         j = i
         while j < len(rest) and rest[j].isdigit():
             j += 1
         length = int(rest[i:j])
-        names.append(rest[j:j + length])
+        names.append(rest[j : j + length])
         i = j + length
         if not nested:
             break
-    if not names or (nested and rest[i:i + 1] != "E"):
+    if not names or (nested and rest[i : i + 1] != "E"):
         return None
     return kind, names[-1]
 
@@ -248,18 +278,18 @@ def doc_member_of_symbol(symbol: str) -> tuple[str, str] | None:
         return None
     i = match.end()
     length = int(match.group(1))
-    scope = symbol[i:i + length]
+    scope = symbol[i : i + length]
     i += length
     if not scope.endswith("Doc") or len(scope) == 3:
         return None
-    if symbol[i:i + 1] == "L":  # internal linkage
+    if symbol[i : i + 1] == "L":  # internal linkage
         i += 1
     digits = re.match(r"\d+", symbol[i:])
     if not digits:
         return None
     i += digits.end()
-    member = symbol[i:i + int(digits.group())]
-    if len(member) != int(digits.group()) or symbol[i + len(member):i + len(member) + 1] != "E":
+    member = symbol[i : i + int(digits.group())]
+    if len(member) != int(digits.group()) or symbol[i + len(member) : i + len(member) + 1] != "E":
         return None
     return scope[:-3], member
 
@@ -285,19 +315,19 @@ def registry(data: bytes) -> Registry:
         st_name, st_info, _other, _shndx, st_value, _size = struct.unpack_from("<IBBHQQ", data, pos)
         if st_info & 0xF == 1 and st_name:  # data: docstring constants name their class and member
             end = data.index(b"\0", names_at + st_name)
-            documented = doc_member_of_symbol(data[names_at + st_name:end].decode("ascii", "replace"))
+            documented = doc_member_of_symbol(data[names_at + st_name : end].decode("ascii", "replace"))
             if documented:
                 reg.members.setdefault(documented[0], set()).add(documented[1])
             continue
         if st_info & 0xF != 2 or not st_value:  # functions only
             continue
         end = data.index(b"\0", names_at + st_name)
-        owner = owner_of_symbol(data[names_at + st_name:end].decode("ascii", "replace"))
+        owner = owner_of_symbol(data[names_at + st_name : end].decode("ascii", "replace"))
         if owner:
             owners[st_value] = owner
     text_addr, text_off, text_size, _ = sections[".text"]
     ro_addr, ro_off, ro_size, _ = sections[".rodata"]
-    text = data[text_off:text_off + text_size]
+    text = data[text_off : text_off + text_size]
     for match in _LEA_RIP.finditer(text):
         pos = match.start()
         target = text_addr + pos + 7 + struct.unpack_from("<i", text, pos + 3)[0]
@@ -340,15 +370,24 @@ def lookup(name: str, strings: set[str], tails: list[str], reg: Registry | None 
 
 
 def check(usage: Usage, binaries: list[tuple[str, bytes]]) -> dict:
-    report: dict = {"modules": MODULES, "required": sorted(usage.required), "optional": sorted(usage.optional),
-                    "wheels": {}}
+    report: dict = {
+        "modules": MODULES,
+        "required": sorted(usage.required),
+        "optional": sorted(usage.optional),
+        "wheels": {},
+    }
     for version, data in binaries:
         strings = binary_strings(data)
         tails = [s for s in strings if len(s) < 80 and " " not in s]  # identifiers, not docstrings
         reg = registry(data)
-        entry: dict = {"missing_required": {}, "missing_optional": [], "found": 0, "qualified": [], "bare": [],
-                       "qualification": "class-qualified where registered" if reg.available
-                       else f"bare names only ({reg.reason})"}
+        entry: dict = {
+            "missing_required": {},
+            "missing_optional": [],
+            "found": 0,
+            "qualified": [],
+            "bare": [],
+            "qualification": "class-qualified where registered" if reg.available else f"bare names only ({reg.reason})",
+        }
         for name, where in sorted(usage.required.items()):
             how = lookup(name, strings, tails, reg)
             if how:
@@ -367,8 +406,11 @@ def check(usage: Usage, binaries: list[tuple[str, bytes]]) -> dict:
     return report
 
 
-CUDA_MODULES = ["danet_deploy/tensorrt/cuda.py", "danet_deploy/runtime/backends/tensorrt.py",
-                "danet_deploy/export/tensorrt_build.py"]
+CUDA_MODULES = [
+    "danet_deploy/tensorrt/cuda.py",
+    "danet_deploy/runtime/backends/tensorrt.py",
+    "danet_deploy/export/tensorrt_build.py",
+]
 
 
 def collect_cudart(paths: list[Path]) -> dict[str, set[str]]:
@@ -382,8 +424,9 @@ def collect_cudart(paths: list[Path]) -> dict[str, set[str]]:
                 continue
             base = node.value
             # self.cudart.X or cudart.X
-            if ((isinstance(base, ast.Attribute) and base.attr == "cudart")
-                    or (isinstance(base, ast.Name) and base.id == "cudart")):
+            if (isinstance(base, ast.Attribute) and base.attr == "cudart") or (
+                isinstance(base, ast.Name) and base.id == "cudart"
+            ):
                 used.setdefault(node.attr, set()).add(f"{rel}:{node.lineno}")
             elif isinstance(base, ast.Attribute) and isinstance(base.value, ast.Name) and base.value.id == "cudart":
                 used.setdefault(node.attr, set()).add(f"{rel}:{node.lineno}")  # cudart.Enum.member
@@ -408,31 +451,41 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("binaries", nargs="+", type=Path, help="tensorrt-cu1x-bindings wheels or tensorrt*.so files")
     parser.add_argument("--json", action="store_true", help="print the full report as JSON")
-    parser.add_argument("--cuda-bindings", type=Path, metavar="WHEEL",
-                        help="also check the cuda-python runtime names against a cuda-bindings wheel")
+    parser.add_argument(
+        "--cuda-bindings",
+        type=Path,
+        metavar="WHEEL",
+        help="also check the cuda-python runtime names against a cuda-bindings wheel",
+    )
     args = parser.parse_args(argv)
     usage = collect([ROOT / m for m in MODULES])
     report = check(usage, [load_binary(p) for p in args.binaries])
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print(f"{len(usage.required)} required and {len(usage.optional)} optional TensorRT names used in "
-              f"{len(MODULES)} modules")
+        print(
+            f"{len(usage.required)} required and {len(usage.optional)} optional TensorRT names used in "
+            f"{len(MODULES)} modules"
+        )
         for version, entry in report["wheels"].items():
             status = "OK" if not entry["missing_required"] else "DRIFT"
-            print(f"TensorRT {version}: {status} ({entry['qualification']}); found {entry['found']} "
-                  f"({len(entry['qualified'])} on their class/enum, {len(entry['bare'])} by bare name only), "
-                  f"missing required {sorted(entry['missing_required']) or 'none'}, missing optional (guarded) "
-                  f"{entry['missing_optional'] or 'none'}")
+            print(
+                f"TensorRT {version}: {status} ({entry['qualification']}); found {entry['found']} "
+                f"({len(entry['qualified'])} on their class/enum, {len(entry['bare'])} by bare name only), "
+                f"missing required {sorted(entry['missing_required']) or 'none'}, missing optional (guarded) "
+                f"{entry['missing_optional'] or 'none'}"
+            )
             for name, where in entry["missing_required"].items():
                 print(f"    {name}: used at {', '.join(where)}")
     failed = any(e["missing_required"] for e in report["wheels"].values())
     if args.cuda_bindings:
         missing = check_cuda_bindings(args.cuda_bindings)
         used = collect_cudart([ROOT / m for m in CUDA_MODULES])
-        print(f"cuda-bindings {args.cuda_bindings.name.split('-')[1]}: {'OK' if not missing else 'DRIFT'}; "
-              f"{len(used) - len(missing)} of {len(used)} cudart names found"
-              + "".join(f"\n    {name}: used at {', '.join(where)}" for name, where in missing.items()))
+        print(
+            f"cuda-bindings {args.cuda_bindings.name.split('-')[1]}: {'OK' if not missing else 'DRIFT'}; "
+            f"{len(used) - len(missing)} of {len(used)} cudart names found"
+            + "".join(f"\n    {name}: used at {', '.join(where)}" for name, where in missing.items())
+        )
         failed = failed or bool(missing)
     return 1 if failed else 0
 

@@ -28,11 +28,15 @@ def _extras(extra: str) -> str:
 
 def targets_table() -> str:
     """One row per ``danet-export --target``: precisions, engine, files, pip extra, summary."""
-    rows = ["| target | precisions | runs on engine | files | pip extra | what it writes |",
-            "|---|---|---|---|---|---|"]
+    rows = [
+        "| target | precisions | runs on engine | files | pip extra | what it writes |",
+        "|---|---|---|---|---|---|",
+    ]
     for t in _registry().targets():
-        rows.append(f"| `{t.name}` | {', '.join(t.precisions)} | `{t.engine}` | {', '.join(f'`{s}`' for s in t.suffixes)} "
-                    f"| {_extras(t.extra)} | {t.summary} |")
+        rows.append(
+            f"| `{t.name}` | {', '.join(t.precisions)} | `{t.engine}` | {', '.join(f'`{s}`' for s in t.suffixes)} "
+            f"| {_extras(t.extra)} | {t.summary} |"
+        )
     return "\n".join(rows)
 
 
@@ -40,11 +44,20 @@ def engines_table() -> str:
     """One row per runtime engine (``runtime.load(..., backend=NAME)``, ``danet-bench`` rows)."""
     rows = ["| engine | what | opens bare files | pip extra | notes |", "|---|---|---|---|---|"]
     for e in _registry().engines():
-        notes = [n for n, on in (("the reference (FP32 yardstick)", e.reference), ("runs presets directly", e.runs_presets),
-                                 ("needs an NVIDIA GPU", e.needs_gpu), (f"served natively by Triton ({e.triton.name})"
-                                                                         if e.triton else "", bool(e.triton))) if on]
-        rows.append(f"| `{e.name}` | {e.label} | {', '.join(f'`{s}`' for s in e.suffixes) or '-'} | {_extras(e.extra)} "
-                    f"| {'; '.join(notes) or '-'} |")
+        notes = [
+            n
+            for n, on in (
+                ("the reference (FP32 yardstick)", e.reference),
+                ("runs presets directly", e.runs_presets),
+                ("needs an NVIDIA GPU", e.needs_gpu),
+                (f"served natively by Triton ({e.triton.name})" if e.triton else "", bool(e.triton)),
+            )
+            if on
+        ]
+        rows.append(
+            f"| `{e.name}` | {e.label} | {', '.join(f'`{s}`' for s in e.suffixes) or '-'} | {_extras(e.extra)} "
+            f"| {'; '.join(notes) or '-'} |"
+        )
     return "\n".join(rows)
 
 

@@ -58,8 +58,10 @@ def demo_artifact_64(tmp_path_factory):
     """A static 64x64 ONNX artifact of danet_demo, exported once per session: tests copy it before changing it."""
     from danet_deploy.export import ExportRequest, export
 
-    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), output=tmp_path_factory.mktemp("a") / "art"),
-                     log=lambda _: None)
+    path, _ = export(
+        ExportRequest("danet_demo", input_size=(64, 64), output=tmp_path_factory.mktemp("a") / "art"),
+        log=lambda _: None,
+    )
     return path
 
 
@@ -69,8 +71,10 @@ def demo_mask_artifact_64(tmp_path_factory):
     exported once per session for the stream and replay tests: tests copy it before changing it."""
     from danet_deploy.export import ExportRequest, export
 
-    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), emit="mask",
-                                   output=tmp_path_factory.mktemp("m") / "mask"), log=lambda _: None)
+    path, _ = export(
+        ExportRequest("danet_demo", input_size=(64, 64), emit="mask", output=tmp_path_factory.mktemp("m") / "mask"),
+        log=lambda _: None,
+    )
     return path
 
 
@@ -79,6 +83,8 @@ def demo_dynamic_artifact_64(tmp_path_factory):
     """A dynamic-size ONNX artifact of danet_demo (64x64 at export), exported once per session."""
     from danet_deploy.export import ExportRequest, export
 
-    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), dynamic=True,
-                                   output=tmp_path_factory.mktemp("d") / "dyn"), log=lambda _: None)
+    path, _ = export(
+        ExportRequest("danet_demo", input_size=(64, 64), dynamic=True, output=tmp_path_factory.mktemp("d") / "dyn"),
+        log=lambda _: None,
+    )
     return path

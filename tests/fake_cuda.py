@@ -40,8 +40,14 @@ class FakeCudart:
     cudaMemcpyKind = SimpleNamespace(cudaMemcpyHostToDevice=1, cudaMemcpyDeviceToHost=2)
     cudaStreamCaptureMode = SimpleNamespace(cudaStreamCaptureModeThreadLocal=1)
 
-    def __init__(self, driver: int = 12020, runtime: int = 12090, devices: int = 1,
-                 capability: tuple[int, int] = (8, 7), name: bytes = b"Orin") -> None:
+    def __init__(
+        self,
+        driver: int = 12020,
+        runtime: int = 12090,
+        devices: int = 1,
+        capability: tuple[int, int] = (8, 7),
+        name: bytes = b"Orin",
+    ) -> None:
         self.driver, self.runtime, self.devices = driver, runtime, devices
         self.driver_query_error: Err | None = None  # make cudaDriverGetVersion itself fail
         self.capability, self.name = capability, name
@@ -113,8 +119,9 @@ class FakeCudart:
 
     def cudaGetDeviceProperties(self, device: int) -> tuple[Err, Any]:
         self._log("cudaGetDeviceProperties", device)
-        return Err.cudaSuccess, SimpleNamespace(name=self.name + b"\x00" * 4, major=self.capability[0],
-                                                minor=self.capability[1], totalGlobalMem=8 << 30)
+        return Err.cudaSuccess, SimpleNamespace(
+            name=self.name + b"\x00" * 4, major=self.capability[0], minor=self.capability[1], totalGlobalMem=8 << 30
+        )
 
     def cudaSetDevice(self, device: int) -> tuple[Err]:
         self._log("cudaSetDevice", device)
@@ -279,8 +286,9 @@ class FakeContext:
         return True
 
 
-def install_fake_tensorrt(monkeypatch: Any, context: Any, version: str = "10.3.0",
-                          input_shape: tuple[int, ...] = (1, 3, 4, 6)) -> types.ModuleType:
+def install_fake_tensorrt(
+    monkeypatch: Any, context: Any, version: str = "10.3.0", input_shape: tuple[int, ...] = (1, 3, 4, 6)
+) -> types.ModuleType:
     """A ``tensorrt`` module whose runtime deserialises any bytes into a one-input engine."""
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version  # type: ignore[attr-defined]

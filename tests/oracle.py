@@ -27,7 +27,7 @@ def pam(x: np.ndarray, wq, bq, wk, bk, wv, bv, gamma: float, rows: np.ndarray | 
     a = x.reshape(c, h * w).astype(np.float64)
     b_ = conv1x1(a, wq, bq)  # B: queries [C', N]
     c_ = conv1x1(a, wk, bk)  # C: keys    [C', N]
-    d = conv1x1(a, wv, bv)   # D: values  [C, N]
+    d = conv1x1(a, wv, bv)  # D: values  [C, N]
     rows = np.arange(h * w) if rows is None else rows
     s = _softmax(b_[:, rows].T @ c_, axis=-1)  # S[j, i] over keys i, for query positions j
     e = gamma * (d @ s.T) + a[:, rows]

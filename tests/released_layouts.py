@@ -66,9 +66,16 @@ class ResNetV1c(nn.Module):
         blocks = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}[depth]
         half = stem_channels // 2
         self.stem = nn.Sequential(
-            nn.Conv2d(3, half, 3, 2, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(),
-            nn.Conv2d(half, half, 3, 1, 1, bias=False), nn.BatchNorm2d(half), nn.ReLU(),
-            nn.Conv2d(half, stem_channels, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_channels), nn.ReLU())
+            nn.Conv2d(3, half, 3, 2, 1, bias=False),
+            nn.BatchNorm2d(half),
+            nn.ReLU(),
+            nn.Conv2d(half, half, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(half),
+            nn.ReLU(),
+            nn.Conv2d(half, stem_channels, 3, 1, 1, bias=False),
+            nn.BatchNorm2d(stem_channels),
+            nn.ReLU(),
+        )
         self.maxpool = nn.MaxPool2d(3, 2, 1)
         cin = stem_channels
         for i, (n, stride, dilation) in enumerate(zip(blocks, (1, 2, 1, 1), (1, 1, 2, 4))):
@@ -190,18 +197,28 @@ def mmseg_container(model: MMSegDANet, classes: tuple[str, ...], config: str | N
     """What mmsegmentation's model-zoo files hold: ``meta`` (mmcv's: the config text under ``config``,
     ``CLASSES``) + ``state_dict`` (+ optimizer state). ``config=None``: a file without its config."""
     state = model.state_dict()
-    meta = {"mmseg_version": "0.5.0+b2724da", "time": "Thu Jun  5 19:13:24 2020", "epoch": 1, "iter": 40000,
-            "CLASSES": classes}
+    meta = {
+        "mmseg_version": "0.5.0+b2724da",
+        "time": "Thu Jun  5 19:13:24 2020",
+        "epoch": 1,
+        "iter": 40000,
+        "CLASSES": classes,
+    }
     if config is not None:
         meta["config"] = config
-    return {"meta": meta, "state_dict": state,
-            "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(3)}},
-                          "param_groups": [{"lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4, "params": [0]}]}}
+    return {
+        "meta": meta,
+        "state_dict": state,
+        "optimizer": {
+            "state": {0: {"momentum_buffer": torch.zeros(3)}},
+            "param_groups": [{"lr": 1e-4, "momentum": 0.9, "weight_decay": 5e-4, "params": [0]}],
+        },
+    }
 
 
 def official_state(state: dict[str, torch.Tensor], num_classes: int, module_prefix: bool = False) -> dict:
     """This project's state dict under the official code's names, plus its auxiliary FCN head."""
-    out = {("pretrained." + k[len("backbone."):] if k.startswith("backbone.") else k): v for k, v in state.items()}
+    out = {("pretrained." + k[len("backbone.") :] if k.startswith("backbone.") else k): v for k, v in state.items()}
     g = torch.Generator().manual_seed(1)
     out["auxlayer.conv5.0.weight"] = torch.randn(256, 1024, 3, 3, generator=g)
     for name in ("weight", "bias", "running_mean", "running_var"):
@@ -215,9 +232,15 @@ def official_state(state: dict[str, torch.Tensor], num_classes: int, module_pref
 
 def official_container(state: dict[str, torch.Tensor]) -> dict:
     """What the official train.py saves as ``*.pth.tar`` (best_pred is a numpy float there)."""
-    return {"epoch": 240, "state_dict": state, "best_pred": np.float64(0.8769),
-            "optimizer": {"state": {0: {"momentum_buffer": torch.zeros(4)}},
-                          "param_groups": [{"lr": 0.003, "momentum": 0.9, "weight_decay": 1e-4, "params": [0]}]}}
+    return {
+        "epoch": 240,
+        "state_dict": state,
+        "best_pred": np.float64(0.8769),
+        "optimizer": {
+            "state": {0: {"momentum_buffer": torch.zeros(4)}},
+            "param_groups": [{"lr": 0.003, "momentum": 0.9, "weight_decay": 1e-4, "params": [0]}],
+        },
+    }
 
 
 def save_legacy_with_numpy1_names(obj: dict, path) -> None:
@@ -238,16 +261,24 @@ def mmseg_config_text(depth: int = 50, num_classes: int = 19, dataset: str = "ci
     parts that differ between releases plus enough of the rest to be realistic."""
     crop, resize, test_cfg, align = {
         "cityscapes": ((512, 1024), (2048, 1024), "dict(mode='whole')", False),
-        "cityscapes_769": ((769, 769), (2049, 1025), ("dict(crop_size=(\n        769,\n        769,\n    ), "
-                                                      "mode='slide', stride=(\n        513,\n        513,\n    ))"),
-                           True),
+        "cityscapes_769": (
+            (769, 769),
+            (2049, 1025),
+            (
+                "dict(crop_size=(\n        769,\n        769,\n    ), "
+                "mode='slide', stride=(\n        513,\n        513,\n    ))"
+            ),
+            True,
+        ),
         "ade20k": ((512, 512), (2048, 512), "dict(mode='whole')", False),
         "voc12aug": ((512, 512), (2048, 512), "dict(mode='whole')", False),
     }[dataset]
-    preprocessor = ("dict(\n    bgr_to_rgb=True,\n    mean=[\n        123.675,\n        116.28,\n        103.53,\n    ],\n"
-                    "    pad_val=0,\n    seg_pad_val=255,\n    size=(\n        {},\n        {},\n    ),\n"
-                    "    std=[\n        58.395,\n        57.12,\n        57.375,\n    ],\n"
-                    "    type='SegDataPreProcessor')").format(*crop)
+    preprocessor = (
+        "dict(\n    bgr_to_rgb=True,\n    mean=[\n        123.675,\n        116.28,\n        103.53,\n    ],\n"
+        "    pad_val=0,\n    seg_pad_val=255,\n    size=(\n        {},\n        {},\n    ),\n"
+        "    std=[\n        58.395,\n        57.12,\n        57.375,\n    ],\n"
+        "    type='SegDataPreProcessor')"
+    ).format(*crop)
     nested = preprocessor.replace("\n", "\n    ")  # the same dict inside model=dict(...), one level deeper
     return f"""crop_size = (
     {crop[0]},
@@ -341,32 +372,66 @@ class FakeHistoryBuffer:
         self._count_history = np.array(counts)
 
 
-def mmengine_training_checkpoint(model: nn.Module, path, classes: tuple[str, ...], config: str | None,
-                                 optimizer_mb: float = 0.0) -> None:
+def mmengine_training_checkpoint(
+    model: nn.Module, path, classes: tuple[str, ...], config: str | None, optimizer_mb: float = 0.0
+) -> None:
     """Save what mmengine's ``Runner.save_checkpoint`` writes during mmseg 1.x training: ``meta`` (the
     config text under ``cfg``, ``dataset_meta``), ``state_dict``, ``message_hub`` (HistoryBuffers of numpy
     arrays, numpy metric values), ``optimizer`` (momentum buffers: ``optimizer_mb`` MB of them) and
     ``param_schedulers``. mmengine is not needed: a stand-in module is registered while pickling only."""
     from collections import OrderedDict
 
-    meta = {"dataset_meta": {"classes": classes, "palette": [[128, 64, 128]] * len(classes)},
-            "seed": 42, "experiment_name": "danet_train", "time": "20240105_101010",
-            "mmengine_version": "0.10.3", "epoch": 0, "iter": 40000}
+    meta = {
+        "dataset_meta": {"classes": classes, "palette": [[128, 64, 128]] * len(classes)},
+        "seed": 42,
+        "experiment_name": "danet_train",
+        "time": "20240105_101010",
+        "mmengine_version": "0.10.3",
+        "epoch": 0,
+        "iter": 40000,
+    }
     if config is not None:
         meta["cfg"] = config
-    hub = {"log_scalars": OrderedDict([
-        ("train/loss", FakeHistoryBuffer([0.91, 0.88], [1, 1])),
-        ("train/lr", FakeHistoryBuffer([0.01, 0.0099], [1, 1]))]),
-        "runtime_info": OrderedDict([("epoch", 0), ("iter", 40000), ("max_iters", 40000),
-                                     ("dataset_meta", meta["dataset_meta"]), ("val/mIoU", np.float64(78.74)),
-                                     ("last_ckpt", "work_dirs/iter_40000.pth")]),
-        "resumed_keys": OrderedDict([("train/loss", True), ("epoch", True)])}
+    hub = {
+        "log_scalars": OrderedDict(
+            [
+                ("train/loss", FakeHistoryBuffer([0.91, 0.88], [1, 1])),
+                ("train/lr", FakeHistoryBuffer([0.01, 0.0099], [1, 1])),
+            ]
+        ),
+        "runtime_info": OrderedDict(
+            [
+                ("epoch", 0),
+                ("iter", 40000),
+                ("max_iters", 40000),
+                ("dataset_meta", meta["dataset_meta"]),
+                ("val/mIoU", np.float64(78.74)),
+                ("last_ckpt", "work_dirs/iter_40000.pth"),
+            ]
+        ),
+        "resumed_keys": OrderedDict([("train/loss", True), ("epoch", True)]),
+    }
     elements = int(optimizer_mb * 2**20 / 4)
-    state = {"meta": meta, "state_dict": model.state_dict(), "message_hub": hub,
-             "optimizer": {"state": {0: {"momentum_buffer": torch.ones(elements)}},
-                           "param_groups": [{"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "params": [0]}]},
-             "param_schedulers": [{"eta_min": 1e-4, "power": 0.9, "begin": 0, "end": 40000, "by_epoch": False,
-                                   "last_step": 40000, "base_values": [0.01]}]}
+    state = {
+        "meta": meta,
+        "state_dict": model.state_dict(),
+        "message_hub": hub,
+        "optimizer": {
+            "state": {0: {"momentum_buffer": torch.ones(elements)}},
+            "param_groups": [{"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "params": [0]}],
+        },
+        "param_schedulers": [
+            {
+                "eta_min": 1e-4,
+                "power": 0.9,
+                "begin": 0,
+                "end": 40000,
+                "by_epoch": False,
+                "last_step": 40000,
+                "base_values": [0.01],
+            }
+        ],
+    }
     with pickled_as_mmengine():
         torch.save(state, path)
 
@@ -383,8 +448,7 @@ def pickled_as_mmengine():
     module = types.ModuleType(names[-1])
     FakeHistoryBuffer.__module__, FakeHistoryBuffer.__qualname__ = names[-1], "HistoryBuffer"
     module.HistoryBuffer = FakeHistoryBuffer
-    sys.modules.update({names[0]: types.ModuleType(names[0]), names[1]: types.ModuleType(names[1]),
-                        names[2]: module})
+    sys.modules.update({names[0]: types.ModuleType(names[0]), names[1]: types.ModuleType(names[1]), names[2]: module})
     try:
         yield
     finally:

@@ -30,9 +30,23 @@ def main(exe: str, artifact: str, frames_path: str, out_path: str) -> None:
     from std_msgs.msg import String
 
     frames = np.load(frames_path)["frames"]
-    node_proc = subprocess.Popen([exe, "--ros-args", "-p", f"artifact:={artifact}", "-p", "image_topic:=/cam/image",
-                                  "-p", "compressed_topic:=/cam/compressed", "-p", "threads:=1"],
-                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node_proc = subprocess.Popen(
+        [
+            exe,
+            "--ros-args",
+            "-p",
+            f"artifact:={artifact}",
+            "-p",
+            "image_topic:=/cam/image",
+            "-p",
+            "compressed_topic:=/cam/compressed",
+            "-p",
+            "threads:=1",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     rclpy.init()
     node = Node("driver")
     reliable = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
@@ -41,8 +55,9 @@ def main(exe: str, artifact: str, frames_path: str, out_path: str) -> None:
     masks: dict[tuple[int, int], Image] = {}
     overlays: list[Image] = []
     diagnostics: list[DiagnosticArray] = []
-    node.create_subscription(Image, "/segmentation/mask", lambda m: masks.__setitem__(
-        (m.header.stamp.sec, m.header.stamp.nanosec), m), 10)
+    node.create_subscription(
+        Image, "/segmentation/mask", lambda m: masks.__setitem__((m.header.stamp.sec, m.header.stamp.nanosec), m), 10
+    )
     node.create_subscription(Image, "/segmentation/overlay", overlays.append, 10)
     node.create_subscription(DiagnosticArray, "/diagnostics", diagnostics.append, 10)
 
@@ -98,7 +113,8 @@ def main(exe: str, artifact: str, frames_path: str, out_path: str) -> None:
     cpub.publish(junk)
     spin_until(lambda: False, 0.3)
     overlay_ok = send(image(frames[2], 4002), pub, (4002, 4002000)) and spin_until(
-        lambda: any(o.header.stamp.sec == 4002 for o in overlays), 5.0)
+        lambda: any(o.header.stamp.sec == 4002 for o in overlays), 5.0
+    )
 
     labels: list[String] = []  # subscribed late: transient-local delivers the message sent at start
     latched = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
@@ -112,6 +128,7 @@ def main(exe: str, artifact: str, frames_path: str, out_path: str) -> None:
                 if int(values.get("bad_frames", 0)) >= 2:
                     return values
         return {}
+
     spin_until(lambda: counted(), 10.0)
 
     client = node.create_client(SetParameters, "/segmentation/set_parameters")
@@ -123,11 +140,13 @@ def main(exe: str, artifact: str, frames_path: str, out_path: str) -> None:
         result = future.result().results[0]
         return bool(result.successful), result.reason
 
-    answers = {"alpha=1.5": set_param("alpha", ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=1.5)),
-               "artifact": set_param("artifact", ParameterValue(type=ParameterType.PARAMETER_STRING,
-                                                                string_value="/elsewhere")),
-               "alpha=0.25": set_param("alpha", ParameterValue(type=ParameterType.PARAMETER_DOUBLE,
-                                                               double_value=0.25))}
+    answers = {
+        "alpha=1.5": set_param("alpha", ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=1.5)),
+        "artifact": set_param(
+            "artifact", ParameterValue(type=ParameterType.PARAMETER_STRING, string_value="/elsewhere")
+        ),
+        "alpha=0.25": set_param("alpha", ParameterValue(type=ParameterType.PARAMETER_DOUBLE, double_value=0.25)),
+    }
     still_running = send(image(frames[3], 5000), pub, (5000, 5000000))
 
     node_proc.send_signal(signal.SIGINT)
@@ -141,20 +160,39 @@ def main(exe: str, artifact: str, frames_path: str, out_path: str) -> None:
     headers = []
     for sec in order:
         m = masks.get((sec, 1000 * sec))
-        mask_arrays.append(np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width) if m is not None
-                           else np.zeros(frames.shape[1:3], np.uint8))
+        mask_arrays.append(
+            np.frombuffer(bytes(m.data), np.uint8).reshape(m.height, m.width)
+            if m is not None
+            else np.zeros(frames.shape[1:3], np.uint8)
+        )
         headers.append(m.header.frame_id if m is not None else "")
     comp_mask = masks.get((4000, 0))
-    summary = {"first": first, "startup_s": startup_s, "after_bad": after_bad, "compressed_ok": compressed_ok,
-               "compressed_frame_id": comp_mask.header.frame_id if comp_mask else None,
-               "overlay_ok": bool(overlay_ok), "overlay_encodings": sorted({o.encoding for o in overlays}),
-               "received": sum((sec, 1000 * sec) in masks for sec in order), "mask_encoding": sorted(
-                   {m.encoding for m in masks.values()}), "headers": headers,
-               "label_info": labels[0].data if labels else None, "diagnostics": counted(),
-               "answers": answers, "still_running": still_running, "rc": rc, "log": log}
-    np.savez(out_path, masks=np.stack(mask_arrays),
-             compressed=np.frombuffer(bytes(comp_mask.data), np.uint8).reshape(comp_mask.height, comp_mask.width)
-             if comp_mask else np.zeros((1, 1), np.uint8), summary=json.dumps(summary))
+    summary = {
+        "first": first,
+        "startup_s": startup_s,
+        "after_bad": after_bad,
+        "compressed_ok": compressed_ok,
+        "compressed_frame_id": comp_mask.header.frame_id if comp_mask else None,
+        "overlay_ok": bool(overlay_ok),
+        "overlay_encodings": sorted({o.encoding for o in overlays}),
+        "received": sum((sec, 1000 * sec) in masks for sec in order),
+        "mask_encoding": sorted({m.encoding for m in masks.values()}),
+        "headers": headers,
+        "label_info": labels[0].data if labels else None,
+        "diagnostics": counted(),
+        "answers": answers,
+        "still_running": still_running,
+        "rc": rc,
+        "log": log,
+    }
+    np.savez(
+        out_path,
+        masks=np.stack(mask_arrays),
+        compressed=np.frombuffer(bytes(comp_mask.data), np.uint8).reshape(comp_mask.height, comp_mask.width)
+        if comp_mask
+        else np.zeros((1, 1), np.uint8),
+        summary=json.dumps(summary),
+    )
     node.destroy_node()
     rclpy.try_shutdown()
 
@@ -170,8 +208,12 @@ def lifecycle(exe: str, artifact: str, out_path: str) -> None:
     from rclpy.node import Node
     from sensor_msgs.msg import Image
 
-    proc = subprocess.Popen([exe, "--ros-args", "-p", "artifact:=/no/such/artifact", "-p", "image_topic:=/cam/image"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [exe, "--ros-args", "-p", "artifact:=/no/such/artifact", "-p", "image_topic:=/cam/image"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     rclpy.init()
     node = Node("lifecycle_driver")
     masks: list[Image] = []
@@ -186,8 +228,10 @@ def lifecycle(exe: str, artifact: str, out_path: str) -> None:
             rclpy.spin_once(node, timeout_sec=0.02)
         return future.result()
 
-    change, get = node.create_client(ChangeState, "/segmentation/change_state"), node.create_client(
-        GetState, "/segmentation/get_state")
+    change, get = (
+        node.create_client(ChangeState, "/segmentation/change_state"),
+        node.create_client(GetState, "/segmentation/get_state"),
+    )
     params = node.create_client(SetParameters, "/segmentation/set_parameters")
 
     def transition(tid: int) -> bool:
@@ -209,8 +253,11 @@ def lifecycle(exe: str, artifact: str, out_path: str) -> None:
                 return True
         return False
 
-    steps = {"initial": state(), "configure_missing": transition(Transition.TRANSITION_CONFIGURE),
-             "after_failure": state()}
+    steps = {
+        "initial": state(),
+        "configure_missing": transition(Transition.TRANSITION_CONFIGURE),
+        "after_failure": state(),
+    }
     fix = Parameter(name="artifact", value=ParameterValue(type=ParameterType.PARAMETER_STRING, string_value=artifact))
     steps["set_artifact"] = bool(call(params, SetParameters.Request(parameters=[fix])).results[0].successful)
     steps["configure"] = transition(Transition.TRANSITION_CONFIGURE)

@@ -18,7 +18,9 @@ from danet_deploy_ros import sandbox  # noqa: E402 after the sys.path insert abo
 def ros_unavailable() -> str | None:
     """The reason the ROS 2 tests are skipped here, or None."""
     if sys.implementation.name != "cpython" or sys.version_info[:2] != (3, 11):
-        return f"the ros-* wheels exist for CPython 3.11 only; this is {sys.implementation.name} {sys.version.split()[0]}"
+        return (
+            f"the ros-* wheels exist for CPython 3.11 only; this is {sys.implementation.name} {sys.version.split()[0]}"
+        )
     try:
         import rclpy  # noqa: F401 imported only to see that it is installed
         import sensor_msgs.msg  # noqa: F401 imported only to see that it is installed
@@ -37,8 +39,15 @@ def colcon_build(workspace: Path) -> Path:
     src = workspace / "src" / PACKAGE.name
     shutil.copytree(PACKAGE, src, ignore=shutil.ignore_patterns("__pycache__", "build", "install", "log"))
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    done = subprocess.run([colcon() or "colcon", "build", "--base-paths", "src"], cwd=workspace, env=env,
-                          capture_output=True, text=True, timeout=300, check=False)
+    done = subprocess.run(
+        [colcon() or "colcon", "build", "--base-paths", "src"],
+        cwd=workspace,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return workspace / "install"
 
@@ -48,8 +57,11 @@ def node_env(install: Path) -> dict[str, str]:
     pyver = f"python{sys.version_info[0]}.{sys.version_info[1]}"
     site = install / PACKAGE.name / "lib" / pyver / "site-packages"
     paths = [str(site), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in paths if p),
-            "AMENT_PREFIX_PATH": str(install / PACKAGE.name)}
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(p for p in paths if p),
+        "AMENT_PREFIX_PATH": str(install / PACKAGE.name),
+    }
 
 
 def executable(install: Path, name: str = "segmentation") -> Path:

@@ -22,10 +22,20 @@ SIZE = (64, 64)
 
 def _export(tmp_path, target, precision="fp32", accept="float", size=SIZE, calib_count=2, **kw):
     options = {"build": "false"} if target == "tensorrt" else {}
-    folder, manifest = export(ExportRequest(model="danet_demo", target=target, precision=precision, input_size=size,
-                                            accept=accept, calib_count=calib_count, options=options,
-                                            output=tmp_path / f"{target}-{precision}-{accept}", **kw),
-                              log=lambda _: None)
+    folder, manifest = export(
+        ExportRequest(
+            model="danet_demo",
+            target=target,
+            precision=precision,
+            input_size=size,
+            accept=accept,
+            calib_count=calib_count,
+            options=options,
+            output=tmp_path / f"{target}-{precision}-{accept}",
+            **kw,
+        ),
+        log=lambda _: None,
+    )
     return folder, manifest
 
 
@@ -67,22 +77,49 @@ def _same_as_host(float_folder, accept_folder, images, accept="rgb8", precision=
 def test_onnx_graph_takes_uint8_nhwc_and_matches_host_preprocessing_bit_for_bit(onnx_pair, scenes):
     float_folder, accept_folder = onnx_pair
     manifest = read_manifest(accept_folder)
-    assert manifest.input == {"name": "image", "shape": [1, *SIZE, 3], "dtype": "uint8", "dynamic_axes": {},
-                              "layout": "NHWC", "accept": "rgb8"}
+    assert manifest.input == {
+        "name": "image",
+        "shape": [1, *SIZE, 3],
+        "dtype": "uint8",
+        "dynamic_axes": {},
+        "layout": "NHWC",
+        "accept": "rgb8",
+    }
     assert manifest.output["shape"] == [1, 8, *SIZE]  # the outputs keep their NCHW shapes
     assert manifest.export["accept"] == "rgb8" and "accept" not in read_manifest(float_folder).export  # as before
     graph = onnx.load(str(accept_folder / "model.onnx"))
     (inp,) = graph.graph.input
     assert inp.name == "image" and inp.type.tensor_type.elem_type == onnx.TensorProto.UINT8
-    assert [n.op_type for n in graph.graph.node[:5]] == ["Transpose", "Cast", "Div", "Sub", "Div"]  # RGB model: no Gather
+    assert [n.op_type for n in graph.graph.node[:5]] == [
+        "Transpose",
+        "Cast",
+        "Div",
+        "Sub",
+        "Div",
+    ]  # RGB model: no Gather
     # the same float32 operations as the host's lookup tables: identical inputs, identical logits
     _same_as_host(float_folder, accept_folder, scenes)
 
 
 def test_bgr8_reorders_in_the_graph_and_cli_flag(tmp_path, onnx_pair, scenes):
     out = tmp_path / "bgr"
-    assert export_main(["--model", "danet_demo", "--target", "onnx", "--input-size", "64x64", "--accept", "bgr8",
-                        "--output", str(out)]) == 0
+    assert (
+        export_main(
+            [
+                "--model",
+                "danet_demo",
+                "--target",
+                "onnx",
+                "--input-size",
+                "64x64",
+                "--accept",
+                "bgr8",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     graph = onnx.load(str(out / "model.onnx"))
     gather = next(n for n in graph.graph.node if n.op_type == "Gather")
     assert gather.name == "accept/Gather"
@@ -124,9 +161,12 @@ def test_every_prefix_order_gives_the_host_tensor(accept, order):
     from danet_deploy.runtime.preprocess import preprocess
 
     pre = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "color_order": order}
-    graph = helper.make_graph([helper.make_node("Identity", ["input"], ["out"])], "g",
-                              [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
-                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3, "h", "w"])])
+    graph = helper.make_graph(
+        [helper.make_node("Identity", ["input"], ["out"])],
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+        [helper.make_tensor_value_info("out", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     image = np.random.default_rng(1).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)  # as the camera sends it
     rgb = image[..., ::-1] if accept == "bgr8" else image
@@ -137,7 +177,8 @@ def test_every_prefix_order_gives_the_host_tensor(accept, order):
         first = wrapped.graph.node[0]
         assert first.op_type == ("Cast" if cast_first else "Transpose") and list(first.input) == ["image"]
         got = ort.InferenceSession(wrapped.SerializeToString(), providers=["CPUExecutionProvider"]).run(
-            None, {"image": image})[0]
+            None, {"image": image}
+        )[0]
         np.testing.assert_array_equal(got, want)
     with pytest.raises(ExportError, match="one float32 input"):  # wrapped already: it takes uint8
         wrap_onnx(wrap_onnx(model, accept, pre), accept, pre)
@@ -146,12 +187,15 @@ def test_every_prefix_order_gives_the_host_tensor(accept, order):
 def test_bad_input_to_an_accept_artifact_is_a_typed_error(onnx_pair, scenes):
     with runtime.load(onnx_pair[1]) as session:
         image = scenes[0]
-        for bad, match in [(image[None].astype(np.float32) / 255, "float tensor"),
-                           (np.zeros((1, 3, *SIZE), np.float32), "dtype float32"),
-                           (np.zeros((1, *SIZE, 4), np.uint8), "3 colour channels last.*alpha"),
-                           (np.zeros((1, 3, *SIZE), np.uint8), "looks NCHW"),
-                           (image, "4-D"), ([image], "got list"),
-                           (np.zeros((1, 32, 32, 3), np.uint8), "static shape")]:
+        for bad, match in [
+            (image[None].astype(np.float32) / 255, "float tensor"),
+            (np.zeros((1, 3, *SIZE), np.float32), "dtype float32"),
+            (np.zeros((1, *SIZE, 4), np.uint8), "3 colour channels last.*alpha"),
+            (np.zeros((1, 3, *SIZE), np.uint8), "looks NCHW"),
+            (image, "4-D"),
+            ([image], "got list"),
+            (np.zeros((1, 32, 32, 3), np.uint8), "static shape"),
+        ]:
             with pytest.raises(InputError, match=match):
                 session.infer(bad)
         with pytest.raises(InputError, match="uint8"):
@@ -161,8 +205,11 @@ def test_bad_input_to_an_accept_artifact_is_a_typed_error(onnx_pair, scenes):
 
 
 @settings(max_examples=60, deadline=None)
-@given(dtype=st.sampled_from([np.uint8, np.int8, np.uint16, np.int32, np.float16, np.float32, np.float64, np.bool_]),
-       shape=st.lists(st.integers(0, 5), min_size=0, max_size=5), accept=st.sampled_from(["rgb8", "bgr8"]))
+@given(
+    dtype=st.sampled_from([np.uint8, np.int8, np.uint16, np.int32, np.float16, np.float32, np.float64, np.bool_]),
+    shape=st.lists(st.integers(0, 5), min_size=0, max_size=5),
+    accept=st.sampled_from(["rgb8", "bgr8"]),
+)
 def test_the_image_check_passes_only_uint8_nhwc_batches(dtype, shape, accept):
     from danet_deploy.inputs import check_image_batch
 
@@ -182,8 +229,12 @@ def test_manifest_schema_checks_the_accept_entry(onnx_pair, tmp_path):
     shutil.copytree(onnx_pair[1], folder)
     path = folder / "manifest.json"
     original = json.loads(path.read_text())
-    for change, match in [({"accept": "yuv"}, "input.accept"), ({"dtype": "float32"}, "uint8 NHWC"),
-                          ({"shape": [1, 64, 64, 4]}, "3 channels"), ({"accept": None}, "input.layout")]:
+    for change, match in [
+        ({"accept": "yuv"}, "input.accept"),
+        ({"dtype": "float32"}, "uint8 NHWC"),
+        ({"shape": [1, 64, 64, 4]}, "3 channels"),
+        ({"accept": None}, "input.layout"),
+    ]:
         path.write_text(json.dumps({**original, "input": {**original["input"], **change}}))
         with pytest.raises(ManifestError, match=match):
             read_manifest(folder, verify=False)
@@ -230,8 +281,9 @@ def test_triton_repository_of_an_accept_artifact_takes_danet_serves_uint8_image(
     from tritonclient.grpc import model_config_pb2
 
     assert inp.data_type == model_config_pb2.TYPE_UINT8
-    assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [("mask", model_config_pb2.TYPE_UINT8,
-                                                                          [-1, -1])]
+    assert [(o.name, o.data_type, list(o.dims)) for o in config.output] == [
+        ("mask", model_config_pb2.TYPE_UINT8, [-1, -1])
+    ]
     assert any("danet-serve's contract" in note for note in repo.notes)
     float_folder, _ = _export(tmp_path, "onnx")  # the default: say plainly that it is another contract
     plain = write_triton_repository(float_folder, tmp_path / "repo", name="plain")
@@ -253,8 +305,13 @@ def test_danet_serve_keeps_its_rgb_contract_for_a_bgr8_artifact(tmp_path, onnx_p
 
 def test_legacy_calibrator_is_refused_with_accept():
     with pytest.raises(ConfigError, match="legacy_calibrator"):
-        ExportRequest(model="danet_demo", target="tensorrt", precision="int8", accept="rgb8",
-                      options={"legacy_calibrator": "true", "build": "false"})
+        ExportRequest(
+            model="danet_demo",
+            target="tensorrt",
+            precision="int8",
+            accept="rgb8",
+            options={"legacy_calibrator": "true", "build": "false"},
+        )
     with pytest.raises(ConfigError, match="--accept must be one of"):
         ExportRequest(model="danet_demo", accept="rgba8")
 
@@ -285,7 +342,9 @@ def test_onnxruntime_int8_keeps_the_quantized_core_identical(tmp_path, scenes, m
     assert manifest.extra["quantization"]["ranges_from_cache"]  # calibrated the very same float-input graph
     plain, wrapped = (onnx.load(str(f / "model.onnx")).graph for f in (float_folder, accept_folder))
     core = [n for n in wrapped.node if not n.name.startswith("accept/")]
-    assert [(n.name, n.op_type, list(n.input)) for n in core] == [(n.name, n.op_type, list(n.input)) for n in plain.node]
+    assert [(n.name, n.op_type, list(n.input)) for n in core] == [
+        (n.name, n.op_type, list(n.input)) for n in plain.node
+    ]
     scales = {i.name: onnx.numpy_helper.to_array(i) for i in plain.initializer}
     for init in wrapped.initializer:
         if init.name in scales:
@@ -300,8 +359,9 @@ def test_onnxruntime_int8_keeps_the_quantized_core_identical(tmp_path, scenes, m
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_tensorrt_bundle_onnx_takes_the_uint8_image(tmp_path, scenes, precision, module_cache):
     float_folder, _ = _export(tmp_path, "tensorrt", precision)
-    accept_folder, manifest = _export(tmp_path, "tensorrt", precision, accept="rgb8", dynamic=True,
-                                      max_size=(96, 96), max_batch=2)
+    accept_folder, manifest = _export(
+        tmp_path, "tensorrt", precision, accept="rgb8", dynamic=True, max_size=(96, 96), max_batch=2
+    )
     assert manifest.input["max_shape"] == [2, 96, 96, 3]  # the engine's profile, on the image input
     assert manifest.extra["tensorrt"]["profiles"][0]["input"] == "image"
     graph = onnx.load(str(accept_folder / "model.onnx"))

@@ -48,8 +48,10 @@ def onnx_artifact(demo_artifact_64):
 @pytest.fixture(scope="module")
 def ir_artifact(tmp_path_factory):
     pytest.importorskip("openvino")
-    path, _ = export(ExportRequest("danet_demo", target="openvino", input_size=(64, 64),
-                                   output=tmp_path_factory.mktemp("i") / "ir"), log=_quiet)
+    path, _ = export(
+        ExportRequest("danet_demo", target="openvino", input_size=(64, 64), output=tmp_path_factory.mktemp("i") / "ir"),
+        log=_quiet,
+    )
     return path
 
 
@@ -93,8 +95,14 @@ def _external(onnx_artifact: Path, dest: Path, location: str = "weights.data") -
     """The ONNX artifact with its initializers moved to external data ``location`` (model.onnx re-hashed)."""
     folder = shutil.copytree(onnx_artifact, dest)
     model = onnx.load(str(folder / "model.onnx"))
-    onnx.save_model(model, str(folder / "model.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
-                    location=location, size_threshold=1024)
+    onnx.save_model(
+        model,
+        str(folder / "model.onnx"),
+        save_as_external_data=True,
+        all_tensors_to_one_file=True,
+        location=location,
+        size_threshold=1024,
+    )
     data = _manifest(folder)
     data["files"]["model.onnx"] = sha256_file(folder / "model.onnx")
     _write_manifest(folder, data)

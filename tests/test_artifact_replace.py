@@ -38,8 +38,10 @@ def _cli(argv: list[str]) -> int:
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
+        for p in sorted(folder.rglob("*"))
+    }
 
 
 def _dead_pid() -> int:
@@ -99,8 +101,9 @@ def test_sibling_folders_named_like_scratch_are_left_alone(art, tmp_path):
     before = _snapshot(tmp_path)
     export(ExportRequest("danet_demo", input_size=(64, 64), output=art), log=_quiet)
     after = _snapshot(tmp_path)
-    assert {k: v for k, v in after.items() if not k.startswith("art/")} == \
-        {k: v for k, v in before.items() if not k.startswith("art/")}
+    assert {k: v for k, v in after.items() if not k.startswith("art/")} == {
+        k: v for k, v in before.items() if not k.startswith("art/")
+    }
 
 
 def test_scratch_of_a_dead_owner_is_removed_and_of_a_live_owner_kept(tmp_path):

@@ -50,14 +50,24 @@ def _logits(flip: bool) -> np.ndarray:
     return logits
 
 
-def _run(bf16_flip: bool, bf16_delay: float, max_drop: float, required: bool = False,
-         features: dict | None = None) -> dict:
+def _run(
+    bf16_flip: bool, bf16_delay: float, max_drop: float, required: bool = False, features: dict | None = None
+) -> dict:
     core = _Core({"f32": _Compiled(_logits(False), 0.004), "bf16": _Compiled(_logits(bf16_flip), bf16_delay)})
     tensors = np.zeros((2, 3, 4, 4), np.float32)
     reference = np.zeros((2, 4, 4), np.int64)
     logs: list[str] = []
-    out = choose_attention_bf16(core, object(), tensors, 1, _Validation(reference), max_drop,
-                                features if features is not None else {"amx_bf16": True}, required, logs.append)
+    out = choose_attention_bf16(
+        core,
+        object(),
+        tensors,
+        1,
+        _Validation(reference),
+        max_drop,
+        features if features is not None else {"amx_bf16": True},
+        required,
+        logs.append,
+    )
     return out
 
 

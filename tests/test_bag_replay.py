@@ -36,8 +36,13 @@ def frames():
 
 
 def record(sec: int) -> dict:
-    return {"sec": sec, "nanosec": 500, "frame_id": f"cam_{sec}", "log_time": sec * 10**9 + 7,
-            "publish_time": sec * 10**9 + 9}
+    return {
+        "sec": sec,
+        "nanosec": 500,
+        "frame_id": f"cam_{sec}",
+        "log_time": sec * 10**9 + 7,
+        "publish_time": sec * 10**9 + 9,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -50,24 +55,49 @@ def bag(tmp_path_factory, frames):
         image, compressed = (writer.register_msgdef(t, MSGDEFS[t]) for t in (IMAGE_TYPE, COMPRESSED_TYPE))
         for i, rgb in enumerate(frames):
             if i == 2:
-                write_image(writer, image, "/cam/image", {"height": 2, "width": 2, "encoding": "yuv422",
-                                                          "is_bigendian": 0, "step": 4, "data": bytes(8)}, record(99))
+                write_image(
+                    writer,
+                    image,
+                    "/cam/image",
+                    {"height": 2, "width": 2, "encoding": "yuv422", "is_bigendian": 0, "step": 4, "data": bytes(8)},
+                    record(99),
+                )
             rows = np.zeros((SIZE[0], SIZE[1] * 3 + 4), np.uint8)
             rows[:, : SIZE[1] * 3] = (rgb[..., ::-1] if i % 2 else rgb).reshape(SIZE[0], -1)
-            write_image(writer, image, "/cam/image", {"height": SIZE[0], "width": SIZE[1], "is_bigendian": 0,
-                                                      "encoding": "bgr8" if i % 2 else "rgb8", "step": rows.shape[1],
-                                                      "data": rows.tobytes()}, record(100 + i))
+            write_image(
+                writer,
+                image,
+                "/cam/image",
+                {
+                    "height": SIZE[0],
+                    "width": SIZE[1],
+                    "is_bigendian": 0,
+                    "encoding": "bgr8" if i % 2 else "rgb8",
+                    "step": rows.shape[1],
+                    "data": rows.tobytes(),
+                },
+                record(100 + i),
+            )
             png = io.BytesIO()
             from PIL import Image
 
             Image.fromarray(rgb).save(png, format="PNG")
-            head = {"header": {"stamp": {"sec": 200 + i, "nanosec": 0}, "frame_id": "c"}, "format": "png",
-                    "data": png.getvalue()}
+            head = {
+                "header": {"stamp": {"sec": 200 + i, "nanosec": 0}, "frame_id": "c"},
+                "format": "png",
+                "data": png.getvalue(),
+            }
             writer.write_message("/cam/compressed", compressed, head, log_time=(200 + i) * 10**9)
-        writer.write_message("/cam/compressed", compressed, {"header": {"stamp": {"sec": 300, "nanosec": 0},
-                                                                        "frame_id": "c"},
-                                                             "format": "jpeg", "data": b"\xff\xd8broken"},
-                             log_time=300 * 10**9)
+        writer.write_message(
+            "/cam/compressed",
+            compressed,
+            {
+                "header": {"stamp": {"sec": 300, "nanosec": 0}, "frame_id": "c"},
+                "format": "jpeg",
+                "data": b"\xff\xd8broken",
+            },
+            log_time=300 * 10**9,
+        )
         writer.finish()
     return path
 
@@ -75,24 +105,49 @@ def bag(tmp_path_factory, frames):
 def read_masks(path):
     with open(path, "rb") as handle:
         reader = make_reader(handle, decoder_factories=[DecoderFactory()])
-        return [(schema.name, channel.topic, message.log_time, message.publish_time, m.header.stamp.sec,
-                 m.header.stamp.nanosec, m.header.frame_id, m.encoding,
-                 np.frombuffer(m.data, np.uint8).reshape(m.height, m.width))
-                for schema, channel, message, m in reader.iter_decoded_messages()]
+        return [
+            (
+                schema.name,
+                channel.topic,
+                message.log_time,
+                message.publish_time,
+                m.header.stamp.sec,
+                m.header.stamp.nanosec,
+                m.header.frame_id,
+                m.encoding,
+                np.frombuffer(m.data, np.uint8).reshape(m.height, m.width),
+            )
+            for schema, channel, message, m in reader.iter_decoded_messages()
+        ]
 
 
 def test_bag_replay_writes_masks_with_the_same_stamps(artifact, bag, frames, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run_main(["--model", str(artifact), "--bag", str(bag), "--topic", "/cam/image", "-o", str(out),
-                     "--threads", "1"]) == 0
+    assert (
+        run_main(
+            ["--model", str(artifact), "--bag", str(bag), "--topic", "/cam/image", "-o", str(out), "--threads", "1"]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["frames"] == FRAMES and summary["bad_frames"] == {"encoding": 1} and summary["topic"] == "/cam/image"
     assert json.loads((out / "summary.json").read_text()) == summary
     masks = read_masks(out / "masks.mcap")
     with runtime.load(artifact) as session:
         expected = session.run(list(frames))
-    assert [m[:8] for m in masks] == [(IMAGE_TYPE, "/segmentation/mask", (100 + i) * 10**9 + 7, (100 + i) * 10**9 + 9,
-                                       100 + i, 500, f"cam_{100 + i}", "mono8") for i in range(FRAMES)]
+    assert [m[:8] for m in masks] == [
+        (
+            IMAGE_TYPE,
+            "/segmentation/mask",
+            (100 + i) * 10**9 + 7,
+            (100 + i) * 10**9 + 9,
+            100 + i,
+            500,
+            f"cam_{100 + i}",
+            "mono8",
+        )
+        for i in range(FRAMES)
+    ]
     for got, want in zip(masks, expected):
         np.testing.assert_array_equal(got[8], want)
     records = [json.loads(line) for line in (out / "frames.jsonl").read_text().splitlines()]
@@ -102,8 +157,24 @@ def test_bag_replay_writes_masks_with_the_same_stamps(artifact, bag, frames, tmp
 
 def test_bag_replay_of_compressed_images_counts_undecodable_ones(artifact, bag, frames, tmp_path, capsys):
     out = tmp_path / "out"
-    assert run_main(["--model", str(artifact), "--bag", str(bag), "--topic", "/cam/compressed", "-o", str(out),
-                     "--no-video", "--mask-topic", "/seg/mask"]) == 0
+    assert (
+        run_main(
+            [
+                "--model",
+                str(artifact),
+                "--bag",
+                str(bag),
+                "--topic",
+                "/cam/compressed",
+                "-o",
+                str(out),
+                "--no-video",
+                "--mask-topic",
+                "/seg/mask",
+            ]
+        )
+        == 0
+    )
     summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert summary["bad_frames"] == {"decode": 1} and summary["frames"] == FRAMES
     masks = read_masks(out / "masks.mcap")
@@ -123,7 +194,7 @@ def test_bag_replay_refuses_bad_topics_files_and_overwrites(artifact, bag, tmp_p
     assert run_main([*base, "--bag", str(bag)]) == 2  # two image topics: which one?
     assert "give --topic" in capsys.readouterr().err
     broken = tmp_path / "broken.mcap"
-    broken.write_bytes(bag.read_bytes()[: 300])
+    broken.write_bytes(bag.read_bytes()[:300])
     assert run_main([*base, "--bag", str(broken), "--topic", "/cam/image"]) == 2
     assert "MCAP" in capsys.readouterr().err
     assert run_main([*base, "--topic", "/cam/image", "--video", str(bag)]) == 2

@@ -103,9 +103,11 @@ def test_gemm_efficiency_is_a_fraction_or_null_with_reason(monkeypatch):
     value, note = gemm.efficiency(10.0, {"gflops_peak": None, "reason": "onnxruntime not installed"}, "int8")
     assert value is None and "onnxruntime not installed" in note
     assert gemm.efficiency(10.0, None, "int8")[0] is None
+
     # no INT8 engine importable: the peak is null with the reason, not a torch stand-in
     def missing(n, t):
         raise ImportError("no onnxruntime")
+
     monkeypatch.setattr(gemm, "_candidates", lambda dtype: [("onnxruntime", missing)])
     out = gemm.measure_gemm_peak(1, n=64, dtype="int8")
     assert out["gflops_peak"] is None and "onnxruntime not installed" in out["reason"]
@@ -158,8 +160,15 @@ def test_cli_unknown_model_is_a_clean_error(tmp_path, capsys):
 
 def test_worker_failure_reports_reason(tmp_path):
     np.savez(tmp_path / "scenes.npz", images=np.zeros((1, 64, 64, 3), np.uint8))
-    spec = {"model": str(tmp_path / "missing-artifact"), "load_options": {"threads": 1}, "batch": 1, "iters": 1,
-            "warmup": 0, "scenes": str(tmp_path / "scenes.npz"), "predictions": None}
+    spec = {
+        "model": str(tmp_path / "missing-artifact"),
+        "load_options": {"threads": 1},
+        "batch": 1,
+        "iters": 1,
+        "warmup": 0,
+        "scenes": str(tmp_path / "scenes.npz"),
+        "predictions": None,
+    }
     result = run_worker(spec, tmp_path, "broken", threads=1, timeout_s=120)
     assert result["status"] == "failed"
     assert "neither an artifact folder" in result["error"] and result["stage"] == "load"
@@ -168,9 +177,31 @@ def test_worker_failure_reports_reason(tmp_path):
 @pytest.fixture(scope="module")
 def bench_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
-    argv = ["--model", "danet_edge_r18_d8", "--engines", "torch,onnxruntime", "--precisions", "fp32,int8",
-            "--input-size", "64x64", "--iters", "3", "--rounds", "2", "--warmup", "1", "--threads", "1", "--scenes", "2",
-            "--calib-count", "4", "--output", str(out), "--no-progress"]
+    argv = [
+        "--model",
+        "danet_edge_r18_d8",
+        "--engines",
+        "torch,onnxruntime",
+        "--precisions",
+        "fp32,int8",
+        "--input-size",
+        "64x64",
+        "--iters",
+        "3",
+        "--rounds",
+        "2",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        "--scenes",
+        "2",
+        "--calib-count",
+        "4",
+        "--output",
+        str(out),
+        "--no-progress",
+    ]
     code = bench_main(argv)
     return code, out, json.loads((out / "bench.json").read_text())
 
@@ -311,8 +342,12 @@ def test_an_artifact_of_other_export_options_or_architecture_is_not_reused(tmp_p
 
     cfg = BenchConfig(model="danet_edge_r18_d8", size=SIZE, artifacts=tmp_path / "artifacts")
     path = artifact_path(cfg, "onnx", "fp32")
-    export(ExportRequest("danet_edge_r18_d8", input_size=SIZE, emit="both", model_options={"decoder_channels": 16},
-                         output=path), log=lambda _: None)
+    export(
+        ExportRequest(
+            "danet_edge_r18_d8", input_size=SIZE, emit="both", model_options={"decoder_channels": 16}, output=path
+        ),
+        log=lambda _: None,
+    )
     ok, why = matching_artifact(path, cfg, "onnx", "fp32", "danet_edge_r18_d8")
     assert not ok and "model config (decoder_channels)" in why and "emit" in why and "model_options" in why
 
@@ -354,14 +389,38 @@ def test_device_timing_statistics_from_infer_timed():
 
 def test_summary_picks_fastest_engine_per_precision():
     rows = [
-        {"engine": "torch", "precision": "fp32", "status": "ok", "p50_ms": 100.0, "ratio_vs_torch_fp32": 1.0,
-         "argmax_agreement": 1.0},
-        {"engine": "onnxruntime", "precision": "fp32", "status": "ok", "p50_ms": 50.0, "ratio_vs_torch_fp32": 0.5,
-         "argmax_agreement": 1.0},
-        {"engine": "openvino", "precision": "int8", "status": "ok", "p50_ms": 20.0, "ratio_vs_torch_fp32": 0.2,
-         "argmax_agreement": 0.95},
-        {"engine": "onnxruntime", "precision": "int8", "status": "ok", "p50_ms": 30.0, "ratio_vs_torch_fp32": 0.3,
-         "argmax_agreement": 0.995},
+        {
+            "engine": "torch",
+            "precision": "fp32",
+            "status": "ok",
+            "p50_ms": 100.0,
+            "ratio_vs_torch_fp32": 1.0,
+            "argmax_agreement": 1.0,
+        },
+        {
+            "engine": "onnxruntime",
+            "precision": "fp32",
+            "status": "ok",
+            "p50_ms": 50.0,
+            "ratio_vs_torch_fp32": 0.5,
+            "argmax_agreement": 1.0,
+        },
+        {
+            "engine": "openvino",
+            "precision": "int8",
+            "status": "ok",
+            "p50_ms": 20.0,
+            "ratio_vs_torch_fp32": 0.2,
+            "argmax_agreement": 0.95,
+        },
+        {
+            "engine": "onnxruntime",
+            "precision": "int8",
+            "status": "ok",
+            "p50_ms": 30.0,
+            "ratio_vs_torch_fp32": 0.3,
+            "argmax_agreement": 0.995,
+        },
         {"engine": "openvino", "precision": "fp16", "status": "failed", "p50_ms": None},
     ]
     summary = bench_report.summarize_best(rows)
@@ -374,7 +433,9 @@ def test_summary_picks_fastest_engine_per_precision():
 def test_exception_summary_keeps_the_cause_of_multiline_engine_errors():
     from danet_deploy.errors import summarize_exception
 
-    exc = RuntimeError("Exception from src/inference/src/cpp/infer_request.cpp:117:\n\n  Can't set input blob: wrong shape\n")
+    exc = RuntimeError(
+        "Exception from src/inference/src/cpp/infer_request.cpp:117:\n\n  Can't set input blob: wrong shape\n"
+    )
     assert summarize_exception(exc, lines=4) == "RuntimeError: Can't set input blob: wrong shape"
     assert summarize_exception(ConfigError("bad --batch; use 1")) == "bad --batch; use 1"
     assert len(summarize_exception(ValueError("x" * 1000))) == 300
@@ -412,8 +473,10 @@ def test_async_throughput_watchdog_gives_up_on_a_stuck_queue():
 def test_engines_flag_and_the_deprecated_targets_alias(capsys):
     from danet_deploy.cli.bench import build_parser
 
-    assert build_parser().parse_args(["--model", "m", "--engines", "torch,onnxruntime"]).engines == ["torch",
-                                                                                                     "onnxruntime"]
+    assert build_parser().parse_args(["--model", "m", "--engines", "torch,onnxruntime"]).engines == [
+        "torch",
+        "onnxruntime",
+    ]
     assert capsys.readouterr().err == ""
     old = build_parser().parse_args(["--model", "m", "--targets", "torch, openvino"])
     assert old.engines == ["torch", "openvino"]
@@ -463,11 +526,28 @@ def test_bench_runs_under_cli_main(tmp_path, monkeypatch, capsys):
 def _v3_report():
     """A schema v3 report as earlier releases wrote it: the engine under "target", describe() under "engine"."""
     row = {f.name: None for f in dataclasses.fields(Row) if f.name not in ("engine", "engine_info")}
-    row |= {"target": "torch", "precision": "fp32", "export_target": None, "status": "ok", "p50_ms": 10.0,
-            "engine": {"providers": ["x"]}, "latencies_ms": [10.0]}
-    return {"schema": "danet-bench", "schema_version": 3, "created": "2026-01-01T00:00:00+00:00", "config":
-            {"targets": ["torch"]}, "model": {}, "machine": {}, "gemm": {}, "flops": {}, "scenes": {}, "rows": [row],
-            "summary": {"fp32": {"target": "torch", "precision": "fp32", "p50_ms": 10.0}}}
+    row |= {
+        "target": "torch",
+        "precision": "fp32",
+        "export_target": None,
+        "status": "ok",
+        "p50_ms": 10.0,
+        "engine": {"providers": ["x"]},
+        "latencies_ms": [10.0],
+    }
+    return {
+        "schema": "danet-bench",
+        "schema_version": 3,
+        "created": "2026-01-01T00:00:00+00:00",
+        "config": {"targets": ["torch"]},
+        "model": {},
+        "machine": {},
+        "gemm": {},
+        "flops": {},
+        "scenes": {},
+        "rows": [row],
+        "summary": {"fp32": {"target": "torch", "precision": "fp32", "p50_ms": 10.0}},
+    }
 
 
 def test_a_v3_report_is_read_as_v4():
@@ -481,6 +561,8 @@ def test_a_v3_report_is_read_as_v4():
     assert bench_report.format_table(old).splitlines()[2].startswith("torch")
     assert bench_report.to_csv(old).splitlines()[1].startswith("torch,fp32")
     assert bench_report.upgrade_report({"schema": "danet-bench", "schema_version": 2}) == {
-        "schema": "danet-bench", "schema_version": 2}
+        "schema": "danet-bench",
+        "schema_version": 2,
+    }
     with pytest.raises(ConfigError, match="v3/v4"):
         bench_report.validate({"schema": "danet-bench", "schema_version": 2})

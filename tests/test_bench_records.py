@@ -22,7 +22,7 @@ RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results"
 HINTS = typing.get_type_hints(Row)
 
 _finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
-_scalar = st.none() | st.booleans() | st.integers(-10**6, 10**6) | _finite | st.text(max_size=8)
+_scalar = st.none() | st.booleans() | st.integers(-(10**6), 10**6) | _finite | st.text(max_size=8)
 _json_dict = st.dictionaries(st.text(max_size=8), _scalar, max_size=3)
 
 
@@ -34,12 +34,18 @@ def _strategy(hint: typing.Any) -> st.SearchStrategy[typing.Any]:
         return st.lists(_strategy(typing.get_args(hint)[0]), max_size=4)
     if typing.get_origin(hint) is dict:
         return _json_dict
-    return {type(None): st.none(), str: st.text(max_size=12), bool: st.booleans(), int: st.integers(-10**6, 10**6),
-            float: _finite}[hint]
+    return {
+        type(None): st.none(),
+        str: st.text(max_size=12),
+        bool: st.booleans(),
+        int: st.integers(-(10**6), 10**6),
+        float: _finite,
+    }[hint]
 
 
-_written_rows = st.builds(Row, **({name: _strategy(hint) for name, hint in HINTS.items()}
-                                  | {"status": st.sampled_from(STATUSES)}))
+_written_rows = st.builds(
+    Row, **({name: _strategy(hint) for name, hint in HINTS.items()} | {"status": st.sampled_from(STATUSES)})
+)
 
 
 @settings(max_examples=60, deadline=None)
@@ -60,8 +66,18 @@ def test_a_row_without_a_column_is_refused_naming_it(row, name):
         Row.from_dict(data)
 
 
-@pytest.mark.parametrize("name, value", [("p50_ms", "12"), ("batch", 1.5), ("batch", True), ("latencies_ms", [1, "x"]),
-                                         ("engine_info", [1]), ("engine", None), ("reused_artifact", 1)])
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("p50_ms", "12"),
+        ("batch", 1.5),
+        ("batch", True),
+        ("latencies_ms", [1, "x"]),
+        ("engine_info", [1]),
+        ("engine", None),
+        ("reused_artifact", 1),
+    ],
+)
 def test_a_value_of_another_type_is_refused_naming_the_field(name, value):
     data = Row("onnxruntime", "fp32", "onnx", 1, 2, status="ok").to_dict() | {name: value}
     with pytest.raises(ConfigError, match=f"'{name}'"):
@@ -84,12 +100,21 @@ def test_unknown_keys_and_statuses_are_refused_and_nulls_read_as_unknown():
 
 def _report(rows: list[Row]) -> dict[str, typing.Any]:
     """A report as run_benchmark writes it (sections shortened)."""
-    return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": "2026-01-01T00:00:00+00:00",
-            "command": "danet-bench --model danet_demo", "config": {"model": "danet_demo", "size": [64, 64]},
-            "model": {"name": "danet_demo", "source": "danet_demo", "num_classes": 6, "weights": "shipped"},
-            "machine": {"cpu": {"model": "x"}, "load_average": {"before": [1.0], "after": [1.0]}},
-            "gemm": {"gflops_peak": 10.0}, "flops": {"total": 5}, "scenes": {"split": "val", "count": 2},
-            "rows": [r.to_dict() for r in rows], "summary": {"fp32": None}, "seconds": 1.5}
+    return {
+        "schema": SCHEMA,
+        "schema_version": SCHEMA_VERSION,
+        "created": "2026-01-01T00:00:00+00:00",
+        "command": "danet-bench --model danet_demo",
+        "config": {"model": "danet_demo", "size": [64, 64]},
+        "model": {"name": "danet_demo", "source": "danet_demo", "num_classes": 6, "weights": "shipped"},
+        "machine": {"cpu": {"model": "x"}, "load_average": {"before": [1.0], "after": [1.0]}},
+        "gemm": {"gflops_peak": 10.0},
+        "flops": {"total": 5},
+        "scenes": {"split": "val", "count": 2},
+        "rows": [r.to_dict() for r in rows],
+        "summary": {"fp32": None},
+        "seconds": 1.5,
+    }
 
 
 @settings(max_examples=25, deadline=None)
@@ -107,8 +132,12 @@ def test_a_report_is_validated_and_its_sections_are_not_shared():
     assert report.row("torch", "fp32").p50_ms == 3.0 and report.row("torch", "int8") is None
     report.machine["cpu"]["model"] = "changed"
     assert data["machine"]["cpu"]["model"] == "x"
-    for broken, match in (({"rows": [{"engine": "torch"}]}, "row 0 lacks"), ({"machine": []}, "malformed \\['machine'\\]"),
-                          ({"seconds": "1"}, "malformed \\['seconds'\\]"), ({"schema_version": 2}, "v3/v4")):
+    for broken, match in (
+        ({"rows": [{"engine": "torch"}]}, "row 0 lacks"),
+        ({"machine": []}, "malformed \\['machine'\\]"),
+        ({"seconds": "1"}, "malformed \\['seconds'\\]"),
+        ({"schema_version": 2}, "v3/v4"),
+    ):
         with pytest.raises(ConfigError, match=match):
             BenchReport.from_dict(data | broken)
 
@@ -127,10 +156,21 @@ def test_the_committed_v3_and_v4_results_read_as_reports():
 
 
 @settings(max_examples=30, deadline=None)
-@given(st.builds(WorkerSpec, model=st.text(max_size=8), scenes=st.text(max_size=8), load_options=_json_dict,
-                 batch=st.integers(1, 8), iters=st.integers(1, 50), warmup=st.integers(0, 5),
-                 predictions=st.none() | st.text(max_size=8), progress=st.booleans(), label=st.text(max_size=8),
-                 profile_runs=st.integers(0, 5)))
+@given(
+    st.builds(
+        WorkerSpec,
+        model=st.text(max_size=8),
+        scenes=st.text(max_size=8),
+        load_options=_json_dict,
+        batch=st.integers(1, 8),
+        iters=st.integers(1, 50),
+        warmup=st.integers(0, 5),
+        predictions=st.none() | st.text(max_size=8),
+        progress=st.booleans(),
+        label=st.text(max_size=8),
+        profile_runs=st.integers(0, 5),
+    )
+)
 def test_a_worker_spec_reads_back_from_its_json(spec):
     assert WorkerSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
 

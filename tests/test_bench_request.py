@@ -21,11 +21,34 @@ def _parsed(argv: list[str]) -> BenchRequest:
 
 
 def test_the_command_line_and_python_build_the_same_request(capsys):
-    argv = ["--model", "danet_demo", "--engines", "torch, onnxruntime", "--precisions", "fp32,int8", "--input-size",
-            "64x96", "--output", "out/b", "--artifacts", "out/a", "--no-plots", "--json", "--profile"]
-    built = BenchRequest(model="danet_demo", engines=("torch", "onnxruntime"), precisions=("fp32", "int8"),
-                         input_size=(64, 96), output=Path("out/b"), artifacts=Path("out/a"), plots=False,
-                         as_json=True, profile=True)
+    argv = [
+        "--model",
+        "danet_demo",
+        "--engines",
+        "torch, onnxruntime",
+        "--precisions",
+        "fp32,int8",
+        "--input-size",
+        "64x96",
+        "--output",
+        "out/b",
+        "--artifacts",
+        "out/a",
+        "--no-plots",
+        "--json",
+        "--profile",
+    ]
+    built = BenchRequest(
+        model="danet_demo",
+        engines=("torch", "onnxruntime"),
+        precisions=("fp32", "int8"),
+        input_size=(64, 96),
+        output=Path("out/b"),
+        artifacts=Path("out/a"),
+        plots=False,
+        as_json=True,
+        profile=True,
+    )
     assert _parsed(argv) == built
     old = _parsed(["--model", "danet_demo", "--targets", "torch,onnxruntime"])  # the deprecated spelling
     assert old.engines == ("torch", "onnxruntime") and "--targets is deprecated" in capsys.readouterr().err
@@ -39,13 +62,30 @@ def test_the_request_defaults_are_the_configs(tmp_path):
 
 
 def _fake_report(cfg: BenchConfig, reference_status: str) -> BenchReport:
-    rows = [Row("torch", "fp32", None, 1, 2, status=reference_status, reason=None if reference_status == "ok" else "x",
-                p50_ms=10.0), Row("onnxruntime", "fp32", "onnx", 1, 2, status="ok", p50_ms=5.0)]
-    return BenchReport(created="2026-01-01T00:00:00+00:00", command=None, config=cfg.to_dict(),
-                       model={"name": "danet_demo", "source": "danet_demo", "num_classes": 6, "weights": "shipped"},
-                       machine={"cpu": {"model": "test cpu", "logical_cores": 2}}, gemm={"gflops_peak": 1.0,
-                       "method": "test", "threads": 2}, flops={"gflops": 1.0, "attention": 1e8, "total": 10**9},
-                       scenes={"split": "val", "count": 2, "labels_used": False}, rows=rows)
+    rows = [
+        Row(
+            "torch",
+            "fp32",
+            None,
+            1,
+            2,
+            status=reference_status,
+            reason=None if reference_status == "ok" else "x",
+            p50_ms=10.0,
+        ),
+        Row("onnxruntime", "fp32", "onnx", 1, 2, status="ok", p50_ms=5.0),
+    ]
+    return BenchReport(
+        created="2026-01-01T00:00:00+00:00",
+        command=None,
+        config=cfg.to_dict(),
+        model={"name": "danet_demo", "source": "danet_demo", "num_classes": 6, "weights": "shipped"},
+        machine={"cpu": {"model": "test cpu", "logical_cores": 2}},
+        gemm={"gflops_peak": 1.0, "method": "test", "threads": 2},
+        flops={"gflops": 1.0, "attention": 1e8, "total": 10**9},
+        scenes={"split": "val", "count": 2, "labels_used": False},
+        rows=rows,
+    )
 
 
 @pytest.mark.parametrize("reference, code", [("ok", 0), ("failed", 1)])

@@ -35,8 +35,10 @@ def test_an_existing_report_or_its_sibling_is_refused_without_force(tmp_path):
     (tmp_path / "r.json").write_text("{}")
     with pytest.raises(ConfigError, match="--force"):
         benchmark_result_paths(tmp_path / "r.md", ["x.md", "x.json"], tmp_path, force=False)
-    assert benchmark_result_paths(tmp_path / "r.md", ["x.md", "x.json"], tmp_path, force=True) == \
-        [tmp_path / "r.md", tmp_path / "r.json"]
+    assert benchmark_result_paths(tmp_path / "r.md", ["x.md", "x.json"], tmp_path, force=True) == [
+        tmp_path / "r.md",
+        tmp_path / "r.json",
+    ]
 
 
 def test_runtime_overhead_refuses_before_measuring(tmp_path):

@@ -21,14 +21,32 @@ def _script(name: str):
 
 
 def _val(miou: float, person: float) -> list[dict]:
-    return [{"size": size, "miou": miou, "per_class_iou": {"person": person, "road": 0.99}}
-            for size in ([512, 512], [512, 1024], [384, 640])]
+    return [
+        {"size": size, "miou": miou, "per_class_iou": {"person": person, "road": 0.99}}
+        for size in ([512, 512], [512, 1024], [384, 640])
+    ]
 
 
 def test_train_step_cost_times_each_variant_and_reports_ratios(tmp_path):
     out = tmp_path / "cost.json"
-    assert _script("train_step_cost").main(["--variants", "base", "output_stride=16", "--batches", "1",
-                                            "--rounds", "1", "--threads", "1", "--json", str(out)]) == 0
+    assert (
+        _script("train_step_cost").main(
+            [
+                "--variants",
+                "base",
+                "output_stride=16",
+                "--batches",
+                "1",
+                "--rounds",
+                "1",
+                "--threads",
+                "1",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     rows = {row["variant"]: row for row in report["rows"]}
     assert set(rows) == {"base", "output_stride=16"}
@@ -44,8 +62,23 @@ def test_train_step_cost_variants_may_change_the_data_of_a_step(tmp_path):
     assert options == {"base_width": 24} and (config.batch_size, config.crops_per_scene) == (4, 2)
     assert config.crops == ((64, 64),)
     out = tmp_path / "cost.json"
-    assert cost.main(["--variants", "base", "batch_size=4;crops_per_scene=2", "--batches", "1", "--rounds", "1",
-                      "--with-data", "--json", str(out)]) == 0
+    assert (
+        cost.main(
+            [
+                "--variants",
+                "base",
+                "batch_size=4;crops_per_scene=2",
+                "--batches",
+                "1",
+                "--rounds",
+                "1",
+                "--with-data",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["with_data"] is True and [r["variant"] for r in report["rows"]][1] == "batch_size=4;crops_per_scene=2"
     for bad in ("batch_size=3", "batch_size=four", "scene_max=100000"):  # 3: no multiple of 4 crops per scene
@@ -66,8 +99,9 @@ def test_plot_training_runs_reads_reports_and_combined_files(tmp_path):
     report = tmp_path / "run-x.json"
     report.write_text(json.dumps({"val": _val(0.91, 0.71)}))
     combined = tmp_path / "sweep.json"
-    combined.write_text(json.dumps({"runs": [{"run": "A", "val": _val(0.88, 0.64)},
-                                             {"run": "B", "val": _val(0.90, 0.69)}]}))
+    combined.write_text(
+        json.dumps({"runs": [{"run": "A", "val": _val(0.88, 0.64)}, {"run": "B", "val": _val(0.90, 0.69)}]})
+    )
     runs = plot.load_runs([combined, report])
     assert [r["run"] for r in runs] == ["A", "B", "run-x"]
     png = tmp_path / "chart.png"

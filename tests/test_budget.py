@@ -23,26 +23,35 @@ from danet_deploy.export.pipeline import ExportRequest
 
 
 def _request(**kw):
-    base = dict(model="danet_demo", target="onnxruntime", precision="int8", input_size=(64, 64), calib_count=2,
-                max_accuracy_drop=0.3)
+    base = dict(
+        model="danet_demo",
+        target="onnxruntime",
+        precision="int8",
+        input_size=(64, 64),
+        calib_count=2,
+        max_accuracy_drop=0.3,
+    )
     return ExportRequest(**{**base, **kw})
 
 
-@pytest.mark.parametrize("kw, message", [
-    (dict(precision="fp16"), "applies to --precision int8"),
-    (dict(target="onnx", precision="fp32"), "applies to --precision int8, not fp32"),
-    (dict(max_accuracy_drop=-1.0), ">= 0"),
-    (dict(max_accuracy_drop=float("nan")), "finite"),
-    (dict(accuracy_metric="top1"), "must be one of miou, agreement"),
-    (dict(model="danet_r50_d8", accuracy_metric="miou"), "needs labels"),
-    (dict(val="photos", accuracy_metric="miou"), "needs labels"),
-    (dict(val="photos", calib="photos", accuracy_metric="agreement"), "is the calibration source"),
-    (dict(val="/no/such/folder", accuracy_metric="agreement"), "not an image folder"),
-    (dict(val_count=0), "--val-count"),
-    (dict(budget_evaluations=1), "--budget-evaluations"),
-    (dict(max_accuracy_drop=None, accuracy_metric="miou"), "only apply with --max-accuracy-drop"),
-    (dict(target="tensorrt", options={"legacy_calibrator": True}), "legacy-calibrator"),
-])
+@pytest.mark.parametrize(
+    "kw, message",
+    [
+        (dict(precision="fp16"), "applies to --precision int8"),
+        (dict(target="onnx", precision="fp32"), "applies to --precision int8, not fp32"),
+        (dict(max_accuracy_drop=-1.0), ">= 0"),
+        (dict(max_accuracy_drop=float("nan")), "finite"),
+        (dict(accuracy_metric="top1"), "must be one of miou, agreement"),
+        (dict(model="danet_r50_d8", accuracy_metric="miou"), "needs labels"),
+        (dict(val="photos", accuracy_metric="miou"), "needs labels"),
+        (dict(val="photos", calib="photos", accuracy_metric="agreement"), "is the calibration source"),
+        (dict(val="/no/such/folder", accuracy_metric="agreement"), "not an image folder"),
+        (dict(val_count=0), "--val-count"),
+        (dict(budget_evaluations=1), "--budget-evaluations"),
+        (dict(max_accuracy_drop=None, accuracy_metric="miou"), "only apply with --max-accuracy-drop"),
+        (dict(target="tensorrt", options={"legacy_calibrator": True}), "legacy-calibrator"),
+    ],
+)
 def test_bad_budget_requests_fail_before_any_work(kw, message):
     with pytest.raises(ConfigError, match=message):
         _request(**kw)
@@ -65,8 +74,10 @@ def test_metric_defaults_follow_the_labels():
 def test_cli_rejects_a_budget_on_fp16(capsys):
     from danet_deploy.cli.export import main
 
-    assert main(["--model", "danet_demo", "--target", "onnxruntime", "--precision", "fp16",
-                 "--max-accuracy-drop", "0.3"]) == 2
+    assert (
+        main(["--model", "danet_demo", "--target", "onnxruntime", "--precision", "fp16", "--max-accuracy-drop", "0.3"])
+        == 2
+    )
     assert "applies to --precision int8" in capsys.readouterr().err
 
 
@@ -85,8 +96,17 @@ def _fake(drop_of_k, n, max_evaluations, latency=lambda k: 10.0 + 0.01 * k):  # 
 
     def rank(path):
         calls["rank"] += 1
-        return [{"node": f"n{i}", "tensor": f"t{i}", "op": "Conv", "added_nsr": 1.0 / (i + 1), "sqnr_db": 30.0,
-                 "charged_as": "int8 layer"} for i in range(n)]
+        return [
+            {
+                "node": f"n{i}",
+                "tensor": f"t{i}",
+                "op": "Conv",
+                "added_nsr": 1.0 / (i + 1),
+                "sqnr_db": 30.0,
+                "charged_as": "int8 layer",
+            }
+            for i in range(n)
+        ]
 
     result = search_float_layers(quantize, evaluate, rank, budget, lambda p: latency(int(p.name[1:])), lambda m: None)
     return result, calls
@@ -134,14 +154,16 @@ def test_the_policy_graph_is_one_more_candidate():
             return {"drop": drop, "value": 100 - drop, "agreement": 1.0}
 
         def rank(p):
-            return [{"node": f"n{i}", "tensor": "t", "added_nsr": 1.0, "sqnr_db": 20.0, "charged_as": "x"}
-                    for i in range(5)]
+            return [
+                {"node": f"n{i}", "tensor": "t", "added_nsr": 1.0, "sqnr_db": 20.0, "charged_as": "x"} for i in range(5)
+            ]
 
         def lat(p):
             return policy_ms if p.name == "policy" else 10.0 + int(p.name[1:])
 
-        return search_float_layers(quantize, evaluate, rank, budget, lat, lambda m: None,
-                                   alternative=lambda: quantize([], "policy"))
+        return search_float_layers(
+            quantize, evaluate, rank, budget, lat, lambda m: None, alternative=lambda: quantize([], "policy")
+        )
 
     faster = run(0.1, 5.0)
     assert faster.chosen.label == "policy" and faster.met
@@ -162,6 +184,7 @@ def test_reproduce_policy_names_exactly_the_kept_nodes():
 
     def kept(name):
         return any(re.search(p, name) for p in policy.patterns)
+
     assert kept("/a/b.0/Conv") and kept("/c/Add")
     assert not kept("/a/bx0/Conv") and not kept("/a/b.0/Conv_1") and not kept("/x/c/Add")  # escaped, anchored
 
@@ -173,8 +196,10 @@ def test_onnxruntime_budget_met_is_recorded_and_reproducible(tmp_path):
     from danet_deploy.export.budget import load_validation, onnx_masks
 
     with isolated_cache(tmp_path / "cache"):
-        path, manifest = export(_request(output=tmp_path / "int8", max_accuracy_drop=100.0,
-                                         accuracy_metric="agreement", val_count=2), log=lambda m: None)
+        path, manifest = export(
+            _request(output=tmp_path / "int8", max_accuracy_drop=100.0, accuracy_metric="agreement", val_count=2),
+            log=lambda m: None,
+        )
     entry = manifest.extra["accuracy_budget"]
     assert entry["met"] and entry["metric"] == "agreement" and entry["latency_ms"] > 0
     # both the --policy graph and the all-INT8 start meet so loose a budget: both timed, the faster kept
@@ -192,12 +217,13 @@ def test_onnxruntime_budget_met_is_recorded_and_reproducible(tmp_path):
     budget = AccuracyBudget(100.0, "agreement", val_count=2)
     val = load_validation(budget, (64, 64), manifest.preprocessing, manifest.num_classes, lambda m: None)
     with runtime.load(path) as session:
-        masks = np.stack([session.infer(val.tensors[i:i + 1])[0].argmax(0) for i in range(2)])
+        masks = np.stack([session.infer(val.tensors[i : i + 1])[0].argmax(0) for i in range(2)])
     from danet_deploy.export.pipeline import ExportRequest as Req
     from danet_deploy.export.pipeline import export as export_fp32
 
-    ref, _ = export_fp32(Req(model="danet_demo", target="onnx", input_size=(64, 64), output=tmp_path / "fp32"),
-                         log=lambda m: None)
+    ref, _ = export_fp32(
+        Req(model="danet_demo", target="onnx", input_size=(64, 64), output=tmp_path / "fp32"), log=lambda m: None
+    )
     val.set_reference(onnx_masks(ref / "model.onnx", val.tensors))
     assert val.score(masks)["drop"] == pytest.approx(entry["measured_drop"], abs=0.05)
 
@@ -209,8 +235,17 @@ def test_onnxruntime_unmet_budget_exits_nonzero_and_keeps_the_best_graph_aside(t
 
         # a negative drop is refused, so ask for 0 with a metric no INT8 graph can reach exactly
         # while float layers are capped at 2 evaluations (the policy graph and one more)
-        export(_request(output=out, max_accuracy_drop=0.0, accuracy_metric="agreement", val_count=2,
-                        budget_evaluations=2, policy="quantize-all"), log=lambda m: None)
+        export(
+            _request(
+                output=out,
+                max_accuracy_drop=0.0,
+                accuracy_metric="agreement",
+                val_count=2,
+                budget_evaluations=2,
+                policy="quantize-all",
+            ),
+            log=lambda m: None,
+        )
     assert not out.exists()  # never written as the artifact
     side = out.parent / f"{out.name}{SIDE_SUFFIX}"
     assert err.value.side == side and (side / "model.onnx").is_file()
@@ -226,12 +261,23 @@ def test_budget_on_the_other_int8_paths(tmp_path, target):
     from danet_deploy.export import export
 
     with isolated_cache(tmp_path / "cache"):
-        path, manifest = export(_request(target=target, output=tmp_path / target, max_accuracy_drop=100.0,
-                                         accuracy_metric="agreement", val_count=2), log=lambda m: None)
+        path, manifest = export(
+            _request(
+                target=target,
+                output=tmp_path / target,
+                max_accuracy_drop=100.0,
+                accuracy_metric="agreement",
+                val_count=2,
+            ),
+            log=lambda m: None,
+        )
     extra = manifest.extra
     entry = extra["quantization"]["accuracy_budget"] if target == "openvino" else extra["tensorrt"]["accuracy_budget"]
     assert entry["met"] and entry["measured_drop"] <= 100.0 and entry["metric"] == "agreement"
-    assert entry["method"] == ("nncf.quantize_with_accuracy_control" if target == "openvino"
-                               else "sensitivity search (per-layer ranking, doubling + bisection)")
+    assert entry["method"] == (
+        "nncf.quantize_with_accuracy_control"
+        if target == "openvino"
+        else "sensitivity search (per-layer ranking, doubling + bisection)"
+    )
     with runtime.load(path) as session:
         assert session.run(np.zeros((64, 64, 3), np.uint8)).shape == (64, 64)

@@ -18,8 +18,9 @@ def fp32_onnx(tmp_path_factory):
     from danet_deploy.export.pipeline import ExportRequest, export
 
     root = tmp_path_factory.mktemp("calibmem")
-    path, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(64, 96), output=root / "fp32"),
-                     log=lambda m: None)
+    path, _ = export(
+        ExportRequest(model="danet_demo", target="onnx", input_size=(64, 96), output=root / "fp32"), log=lambda m: None
+    )
     return path / "model.onnx"
 
 
@@ -35,8 +36,9 @@ def test_bounded_ranges_equal_onnxruntime_unbounded_ranges(fp32_onnx, tmp_path):
 
     from danet_deploy.export.calib_memory import collect_minmax_ranges
 
-    calibrator = create_calibrator(str(fp32_onnx), None, augmented_model_path=str(tmp_path / "aug.onnx"),
-                                   calibrate_method=CalibrationMethod.MinMax)
+    calibrator = create_calibrator(
+        str(fp32_onnx), None, augmented_model_path=str(tmp_path / "aug.onnx"), calibrate_method=CalibrationMethod.MinMax
+    )
     calibrator.collect_data(_reader())
     unbounded = calibrator.compute_data().data
     collect_minmax_ranges(fp32_onnx, _reader(), tmp_path / "ranges.json", tmp_path)
@@ -64,9 +66,17 @@ def test_onnxruntime_int8_export_records_its_calibration_memory(tmp_path):
 
     logs = []
     with isolated_cache(tmp_path / "cache"):
-        _path, manifest = export(ExportRequest(model="danet_demo", target="onnxruntime", precision="int8",
-                                              input_size=(64, 64), calib_count=2, output=tmp_path / "int8"),
-                                log=logs.append)
+        _path, manifest = export(
+            ExportRequest(
+                model="danet_demo",
+                target="onnxruntime",
+                precision="int8",
+                input_size=(64, 64),
+                calib_count=2,
+                output=tmp_path / "int8",
+            ),
+            log=logs.append,
+        )
     memory = manifest.extra["quantization"]["calibration_memory"]
     assert memory["bounded"] and memory["images"] == 2
     assert any(line.startswith("calibration memory:") for line in logs)  # stated before calibrating
@@ -87,10 +97,13 @@ def _dag(edges_seed: int, n: int):
         op = "Add" if len(ins) == 2 else "Identity"
         nodes.append(helper.make_node(op, ins, [f"t{i}"], name=f"n{i}"))
         names.append(f"t{i}")
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info(f"t{n - 1}", TensorProto.FLOAT, [1])])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info(f"t{n - 1}", TensorProto.FLOAT, [1])],
+    )
     return helper.make_model(graph)
-
 
 
 @settings(max_examples=40, deadline=None)
@@ -119,8 +132,12 @@ def test_memory_order_finishes_one_chunk_before_the_next():
     nodes += [helper.make_node("Identity", ["x"], ["v"], name="value")]
     nodes += [helper.make_node("Add", [f"e{i}", "v"], [f"o{i}"], name=f"apply{i}") for i in range(chunks)]
     nodes += [helper.make_node("Concat", [f"o{i}" for i in range(chunks)], ["y"], name="concat", axis=0)]
-    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [chunks])])
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [chunks])],
+    )
     order = [n.name for n in memory_order(helper.make_model(graph)).graph.node]
     for i in range(chunks - 1):  # energy i is consumed before energy i+1 exists
         assert order.index(f"apply{i}") < order.index(f"energy{i + 1}")
@@ -139,8 +156,16 @@ def test_modelopt_calibration_runs_memory_ordered_with_identical_scales(fp32_onn
 
     rng = np.random.default_rng(1)
     calibration = np.concatenate([rng.standard_normal((1, 3, 64, 96)).astype(np.float32) * (1 + i) for i in range(3)])
-    bounded = prepare_int8(fp32_onnx, tmp_path / "bounded.onnx", calibration, [], method="minmax",
-                           quantizer="modelopt", scratch=tmp_path, log=lambda m: None)
+    bounded = prepare_int8(
+        fp32_onnx,
+        tmp_path / "bounded.onnx",
+        calibration,
+        [],
+        method="minmax",
+        quantizer="modelopt",
+        scratch=tmp_path,
+        log=lambda m: None,
+    )
     assert bounded["calibration_memory"]["bounded"] and "memory-ordered" in bounded["calibration_memory"]["how"]
 
     @contextlib.contextmanager
@@ -148,13 +173,23 @@ def test_modelopt_calibration_runs_memory_ordered_with_identical_scales(fp32_onn
         yield []
 
     monkeypatch.setattr(modelopt_memory, "memory_ordered_calibration", unbounded)
-    plain = prepare_int8(fp32_onnx, tmp_path / "plain.onnx", calibration, [], method="minmax",
-                         quantizer="modelopt", scratch=tmp_path, log=lambda m: None)
+    plain = prepare_int8(
+        fp32_onnx,
+        tmp_path / "plain.onnx",
+        calibration,
+        [],
+        method="minmax",
+        quantizer="modelopt",
+        scratch=tmp_path,
+        log=lambda m: None,
+    )
     assert not plain["calibration_memory"]["bounded"]
 
     def tensors(path):
         model = onnx.load(str(path))
-        return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}, [n.op_type for n in model.graph.node]
+        return {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}, [
+            n.op_type for n in model.graph.node
+        ]
 
     (a, ops_a), (b, ops_b) = tensors(tmp_path / "bounded.onnx"), tensors(tmp_path / "plain.onnx")
     assert ops_a.count("QuantizeLinear") > 20 and sorted(ops_a) == sorted(ops_b)

@@ -186,9 +186,18 @@ def test_int8_exports_with_a_static_batch_of_two(tmp_path):
     from danet_deploy.export import ExportRequest, export
 
     for target in ("onnxruntime", "openvino"):
-        path, manifest = export(ExportRequest("danet_edge_r18_d8", target=target, precision="int8", batch=2,
-                                              input_size=(64, 64), calib_count=3, output=tmp_path / target),
-                                log=lambda _: None)
+        path, manifest = export(
+            ExportRequest(
+                "danet_edge_r18_d8",
+                target=target,
+                precision="int8",
+                batch=2,
+                input_size=(64, 64),
+                calib_count=3,
+                output=tmp_path / target,
+            ),
+            log=lambda _: None,
+        )
         assert manifest.input["shape"][0] == 2 and manifest.calibration["count"] == 3
         with runtime.load(path) as session:
             masks = session.run([np.zeros((64, 64, 3), np.uint8)] * 3)

@@ -29,8 +29,12 @@ def test_a_training_file_is_carried_as_its_weights_only(torch, tmp_path, edge):
     weights = sum(v.numel() * v.element_size() for v in edge.state_dict().values())
     assert path.stat().st_size > weights + 16 * 2**20
     out = tmp_path / "art"
-    assert export_main(["--model", str(path), "--input-size", "64x64", "--output", str(out), "--verify",
-                        "--verify-images", "1"]) == 0
+    assert (
+        export_main(
+            ["--model", str(path), "--input-size", "64x64", "--output", str(out), "--verify", "--verify-images", "1"]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     info = manifest["checkpoint"]
     carried = out / info["path"]
@@ -59,8 +63,9 @@ def test_carried_weights_keep_their_dtype_and_a_rewritten_source_fails(torch, tm
     (tmp_path / "w").mkdir()
     carry_weights(path, info, tmp_path / "w")
     carried = load_file(str(tmp_path / "w" / "checkpoint.safetensors"))
-    assert carried["head.conv8.1.weight"].dtype == torch.float16 and torch.equal(carried["head.conv8.1.weight"],
-                                                                                 half["head.conv8.1.weight"])
+    assert carried["head.conv8.1.weight"].dtype == torch.float16 and torch.equal(
+        carried["head.conv8.1.weight"], half["head.conv8.1.weight"]
+    )
     assert info["carried_sha256"] == sha256_file(tmp_path / "w" / "checkpoint.safetensors")
     with pytest.raises(CheckpointError, match="changed while it was exported"):
         carry_weights(path, {"path": "checkpoint.safetensors", "sha256": "0" * 64}, tmp_path / "w")
@@ -74,5 +79,8 @@ def test_tensors_sharing_memory_are_carried_each_whole(torch, tmp_path):
     base = torch.arange(12.0)
     save_weights({"a": base[:6], "b": base[6:], "c": base, "t": base.view(3, 4).t()}, tmp_path / "s.safetensors")
     back = load_file(str(tmp_path / "s.safetensors"))
-    assert torch.equal(back["b"], base[6:]) and torch.equal(back["t"], base.view(3, 4).t()) and torch.equal(
-        back["c"], base)
+    assert (
+        torch.equal(back["b"], base[6:])
+        and torch.equal(back["t"], base.view(3, 4).t())
+        and torch.equal(back["c"], base)
+    )

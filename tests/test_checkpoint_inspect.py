@@ -39,24 +39,37 @@ def _meta_state(torch, **config):
 
 
 def _arch(**kw):
-    base = dict(depth=50, block="bottleneck", blocks=(3, 4, 6, 3), deep_stem=True, stem_width=32, base_width=64,
-                num_classes=19)
+    base = dict(
+        depth=50, block="bottleneck", blocks=(3, 4, 6, 3), deep_stem=True, stem_width=32, base_width=64, num_classes=19
+    )
     base.update(kw)
     return CheckpointArchitecture(**base)
 
 
 # --- stem widths and release presets ---------------------------------------------------------------
 
-@pytest.mark.parametrize("name,convs", [
-    ("danet_r50_d8", [(64, 3), (64, 64), (128, 64)]),                    # official deep stem
-    ("danet_mmseg_r50_d8_cityscapes", [(32, 3), (32, 32), (64, 32)]),    # ResNetV1c stem_channels=64
-    ("danet_official_r101_cityscapes", [(64, 3)]),                        # 7x7 stem
-])
+
+@pytest.mark.parametrize(
+    "name,convs",
+    [
+        ("danet_r50_d8", [(64, 3), (64, 64), (128, 64)]),  # official deep stem
+        ("danet_mmseg_r50_d8_cityscapes", [(32, 3), (32, 32), (64, 32)]),  # ResNetV1c stem_channels=64
+        ("danet_official_r101_cityscapes", [(64, 3)]),  # 7x7 stem
+    ],
+)
 def test_stem_widths(torch, name, convs):
-    state = _meta_state(torch, **{k: getattr(get_config(name), k) for k in (
-        "depth", "deep_stem", "stem_width", "base_width", "multi_grid", "num_classes")})
-    keys = ["backbone.conv1.0.weight", "backbone.conv1.3.weight", "backbone.conv1.6.weight"] if len(convs) == 3 \
+    state = _meta_state(
+        torch,
+        **{
+            k: getattr(get_config(name), k)
+            for k in ("depth", "deep_stem", "stem_width", "base_width", "multi_grid", "num_classes")
+        },
+    )
+    keys = (
+        ["backbone.conv1.0.weight", "backbone.conv1.3.weight", "backbone.conv1.6.weight"]
+        if len(convs) == 3
         else ["backbone.conv1.weight"]
+    )
     assert [tuple(state[k].shape[:2]) for k in keys] == convs
     assert state["backbone.bn1.weight"].shape[0] == convs[-1][0]
     assert state["backbone.layer1.0.conv1.weight"].shape[1] == convs[-1][0]  # layer1 takes the stem's output
@@ -86,15 +99,24 @@ def test_release_presets_say_what_they_reproduce():
     assert len(RELEASES) == 9
     for name in RELEASES:
         config = get_config(name)
-        assert config.num_classes == len(config.class_names) == {"cityscapes": 19, "ade20k": 150, "voc12aug": 21}[
-            re.search(r"(cityscapes|ade20k|voc12aug)", name).group(1)]
+        assert (
+            config.num_classes
+            == len(config.class_names)
+            == {"cityscapes": 19, "ade20k": 150, "voc12aug": 21}[
+                re.search(r"(cityscapes|ade20k|voc12aug)", name).group(1)
+            ]
+        )
         assert re.search(r"mIoU \d\d\.\d\d", config.description), name
         assert config.preprocessing.mean == pytest.approx((0.485, 0.456, 0.406))  # mmseg 123.675/255, ...
         assert config.preprocessing.std == pytest.approx((0.229, 0.224, 0.225))
         assert config.output_stride == 8
     official = get_config("danet_official_r101_cityscapes")
-    assert (official.depth, official.deep_stem, official.multi_grid, official.align_corners) == (101, False, (1, 2, 4),
-                                                                                                  True)
+    assert (official.depth, official.deep_stem, official.multi_grid, official.align_corners) == (
+        101,
+        False,
+        (1, 2, 4),
+        True,
+    )
     for name in RELEASES[1:] if RELEASES[0].startswith("danet_official") else RELEASES:
         config = get_config(name)
         if name.startswith("danet_mmseg_"):
@@ -106,12 +128,18 @@ def test_release_presets_say_what_they_reproduce():
 
 # --- architecture from tensors -----------------------------------------------------------------------
 
-_CONFIGS = st.fixed_dictionaries({
-    "depth": st.sampled_from(DEPTHS), "deep_stem": st.booleans(), "stem_width": st.sampled_from([8, 16, 24, 32, 64]),
-    "base_width": st.sampled_from([8, 16, 32, 64]), "num_classes": st.integers(1, 200),
-    "output_stride": st.sampled_from(OUTPUT_STRIDES), "multi_grid": st.sampled_from([None, (1, 2, 4), (1, 1)]),
-    "decoder_channels": st.sampled_from([0, 0, 16, 64]),
-})
+_CONFIGS = st.fixed_dictionaries(
+    {
+        "depth": st.sampled_from(DEPTHS),
+        "deep_stem": st.booleans(),
+        "stem_width": st.sampled_from([8, 16, 24, 32, 64]),
+        "base_width": st.sampled_from([8, 16, 32, 64]),
+        "num_classes": st.integers(1, 200),
+        "output_stride": st.sampled_from(OUTPUT_STRIDES),
+        "multi_grid": st.sampled_from([None, (1, 2, 4), (1, 1)]),
+        "decoder_channels": st.sampled_from([0, 0, 16, 64]),
+    }
+)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -121,8 +149,9 @@ def test_inference_reads_back_any_buildable_architecture(torch, config):
 
     state, dropped = map_state_dict(_meta_state(torch, **config))
     arch = infer_architecture(state, dropped)
-    assert arch.fields() == {k: config[k] for k in ("depth", "deep_stem", "stem_width", "base_width", "num_classes",
-                                                    "decoder_channels")}
+    assert arch.fields() == {
+        k: config[k] for k in ("depth", "deep_stem", "stem_width", "base_width", "num_classes", "decoder_channels")
+    }
     # whatever it is, the suggested flags describe it exactly
     name, flags = suggest_flags(arch)
     args = " ".join(flags).split()
@@ -137,8 +166,15 @@ def test_each_preset_is_recognised(torch):
 
     for name in list_models():
         c = get_config(name)
-        state = _meta_state(torch, depth=c.depth, deep_stem=c.deep_stem, stem_width=c.stem_width,
-                            base_width=c.base_width, num_classes=c.num_classes, decoder_channels=c.decoder_channels)
+        state = _meta_state(
+            torch,
+            depth=c.depth,
+            deep_stem=c.deep_stem,
+            stem_width=c.stem_width,
+            base_width=c.base_width,
+            num_classes=c.num_classes,
+            decoder_channels=c.decoder_channels,
+        )
         fits = matching_presets(infer_architecture(*map_state_dict(state)))
         assert name in fits, name
         if name.startswith("danet_mmseg_") and "_cityscapes" in name:  # only align_corners tells them apart
@@ -151,13 +187,16 @@ def test_not_a_danet_and_unsupported_depth(torch):
     with pytest.raises(CheckpointError, match="do not look like a DANet"):
         infer_architecture({"fc.weight": torch.zeros(2, 2), "conv1.weight": torch.zeros(1)})
     state = _meta_state(torch, depth=50)
-    state = {**state, **{f"backbone.layer3.{i}.conv1.weight": state["backbone.layer3.1.conv1.weight"]
-                         for i in range(6, 36)}}  # ResNet-152's 36 blocks
+    state = {
+        **state,
+        **{f"backbone.layer3.{i}.conv1.weight": state["backbone.layer3.1.conv1.weight"] for i in range(6, 36)},
+    }  # ResNet-152's 36 blocks
     with pytest.raises(CheckpointError, match=r"3/4/36/3.*ResNet-101"):
         infer_architecture(state)
 
 
 # --- choosing the preset -----------------------------------------------------------------------------
+
 
 def test_issue_command_names_the_fitting_preset():
     # danet-export --model DANet101.pth.tar --arch danet_r101_d8 (the official release)
@@ -173,11 +212,15 @@ def test_issue_command_names_the_fitting_preset():
 
 
 def test_mmseg_checkpoint_against_a_paper_preset_names_its_release():
-    with pytest.raises(CheckpointError, match=r"stem_width: preset 3->64->64->128|deep stem 3->64->64->128 vs "
-                                              r"checkpoint deep stem 3->32->32->64") as info:
+    with pytest.raises(
+        CheckpointError,
+        match=r"stem_width: preset 3->64->64->128|deep stem 3->64->64->128 vs "
+        r"checkpoint deep stem 3->32->32->64",
+    ) as info:
         resolve(_arch(num_classes=150), "ade.pth", "danet_r50_d8")
     assert "danet_mmseg_r50_d8_ade20k" in str(info.value) and "num_classes: preset 19 vs checkpoint 150" in str(
-        info.value)
+        info.value
+    )
 
 
 def test_presets_that_build_different_networks_are_refused_unless_the_file_decides():
@@ -194,8 +237,10 @@ def test_presets_that_build_different_networks_are_refused_unless_the_file_decid
     assert "danet_mmseg_r50_d8_cityscapes_769 (align_corners=true)" in message
     assert "--arch danet_mmseg_r50_d8_cityscapes;" in message and "--arch danet_mmseg_r50_d8_cityscapes_769." in message
     # the config text mmengine stores in meta['cfg'] decides, each way
-    for dataset, preset, align in [("cityscapes_769", "danet_mmseg_r50_d8_cityscapes_769", True),
-                                   ("cityscapes", "danet_mmseg_r50_d8_cityscapes", False)]:
+    for dataset, preset, align in [
+        ("cityscapes_769", "danet_mmseg_r50_d8_cityscapes_769", True),
+        ("cityscapes", "danet_mmseg_r50_d8_cityscapes", False),
+    ]:
         facts = config_facts({"cfg": mmseg_config_text(50, 19, dataset)})
         picked = resolve(_arch(), "city.pth", layout="mmsegmentation", facts=facts)
         assert (picked.preset, picked.config.align_corners, picked.candidates) == (preset, align, [preset])
@@ -244,8 +289,10 @@ def test_official_layout_with_a_class_count_no_preset_has_keeps_its_conventions(
     assert picked.config.align_corners is True and picked.config.class_names[:2] == ("wall", "building")
     assert any("150 classes read from the classifier" in n for n in picked.notes)
     # a count of no known dataset gets generic names
-    assert resolve(_arch(stem_width=64, num_classes=7), "x.pth", layout="official DANet").config.class_names[-1] == \
-        "class_6"
+    assert (
+        resolve(_arch(stem_width=64, num_classes=7), "x.pth", layout="official DANet").config.class_names[-1]
+        == "class_6"
+    )
     # no official preset fits even so (a narrow stem): the flags name an official-layout preset only
     with pytest.raises(CheckpointError, match="no preset fits") as info:
         resolve(_arch(stem_width=48, num_classes=150), "y.pth", layout="official DANet")
@@ -267,17 +314,31 @@ def test_no_preset_fits_gives_the_flags():
 
 # --- --model-option ---------------------------------------------------------------------------------
 
+
 def test_model_options_typed_and_validated():
-    assert coerce_model_options(parse_option_pairs(["deep_stem=False", "multi_grid=1,2,4", "stem_width=32",
-                                                    "align_corners=0", "class_names=road, car"])) == {
-        "deep_stem": False, "multi_grid": (1, 2, 4), "stem_width": 32, "align_corners": False,
-        "class_names": ("road", "car")}
+    assert coerce_model_options(
+        parse_option_pairs(
+            ["deep_stem=False", "multi_grid=1,2,4", "stem_width=32", "align_corners=0", "class_names=road, car"]
+        )
+    ) == {
+        "deep_stem": False,
+        "multi_grid": (1, 2, 4),
+        "stem_width": 32,
+        "align_corners": False,
+        "class_names": ("road", "car"),
+    }
     assert coerce_model_options({"multi_grid": "none"}) == {"multi_grid": None}
-    for bad, match in [({"deep_stem": "maybe"}, "boolean"), ({"depth": "152"}, "18, 34, 50, 101"),
-                       ({"output_stride": "4"}, "8, 16, 32"), ({"multi_grid": "1,,2"}, "comma-separated"),
-                       ({"stem_width": "0"}, "between 1"), ({"base_width": "3.5"}, "integer"),
-                       ({"num_classes": "3"}, "--num-classes"), ({"weights": "x"}, "--model"),
-                       ({"dropout": "0.1"}, "unknown model option")]:
+    for bad, match in [
+        ({"deep_stem": "maybe"}, "boolean"),
+        ({"depth": "152"}, "18, 34, 50, 101"),
+        ({"output_stride": "4"}, "8, 16, 32"),
+        ({"multi_grid": "1,,2"}, "comma-separated"),
+        ({"stem_width": "0"}, "between 1"),
+        ({"base_width": "3.5"}, "integer"),
+        ({"num_classes": "3"}, "--num-classes"),
+        ({"weights": "x"}, "--model"),
+        ({"dropout": "0.1"}, "unknown model option"),
+    ]:
         with pytest.raises(ConfigError, match=match):
             coerce_model_options(bad)
     for pairs, match in [(["deep_stem"], "KEY=VALUE"), (["=1"], "KEY=VALUE"), (["depth=50", "depth=101"], "twice")]:
@@ -285,13 +346,23 @@ def test_model_options_typed_and_validated():
             parse_option_pairs(pairs)
 
 
-_VALUES = {"depth": st.sampled_from(DEPTHS), "output_stride": st.sampled_from(OUTPUT_STRIDES),
-           "deep_stem": st.booleans(), "align_corners": st.booleans(), "stem_width": st.integers(1, 4096),
-           "base_width": st.integers(1, 4096), "decoder_channels": st.integers(0, 4096),
-           "multi_grid": st.none() | st.lists(st.integers(1, 64), min_size=1,
-                                                                                    max_size=6).map(tuple),
-           "class_names": st.lists(st.text(st.characters(blacklist_characters=",", blacklist_categories=("Cs",)),
-                                           min_size=1).map(str.strip).filter(bool), min_size=1, max_size=5).map(tuple)}
+_VALUES = {
+    "depth": st.sampled_from(DEPTHS),
+    "output_stride": st.sampled_from(OUTPUT_STRIDES),
+    "deep_stem": st.booleans(),
+    "align_corners": st.booleans(),
+    "stem_width": st.integers(1, 4096),
+    "base_width": st.integers(1, 4096),
+    "decoder_channels": st.integers(0, 4096),
+    "multi_grid": st.none() | st.lists(st.integers(1, 64), min_size=1, max_size=6).map(tuple),
+    "class_names": st.lists(
+        st.text(st.characters(blacklist_characters=",", blacklist_categories=("Cs",)), min_size=1)
+        .map(str.strip)
+        .filter(bool),
+        min_size=1,
+        max_size=5,
+    ).map(tuple),
+}
 
 
 @settings(max_examples=200, deadline=None)
@@ -328,9 +399,22 @@ def test_model_options_build_and_apply_to_presets(torch):
 
 def test_cli_rejects_bad_model_options(tmp_path):
     for option, match in [("depth=152", "18, 34, 50, 101"), ("deep_stem", "KEY=VALUE"), ("colour=red", "unknown")]:
-        result = subprocess.run([sys.executable, "-m", "danet_deploy.cli.export", "--model", "danet_edge_r18_d8",
-                                 "--model-option", option, "--output", str(tmp_path / "x")],
-                                capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "danet_deploy.cli.export",
+                "--model",
+                "danet_edge_r18_d8",
+                "--model-option",
+                option,
+                "--output",
+                str(tmp_path / "x"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert result.returncode == 2 and match in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x").exists()
 
@@ -346,6 +430,7 @@ def test_unknown_arch_for_a_checkpoint(tmp_path, torch):
 
 # --- containers ----------------------------------------------------------------------------------------
 
+
 def test_official_container_loads_weights_only_and_reports_extras(torch, tmp_path):
     from released_layouts import official_container, official_state, save_legacy_with_numpy1_names
 
@@ -353,8 +438,7 @@ def test_official_container_loads_weights_only_and_reports_extras(torch, tmp_pat
 
     model = init_for_testing(create_model("danet_edge_r18_d8", weights=False), seed=4)
     path = tmp_path / "DANetEdge.pth.tar"
-    save_legacy_with_numpy1_names(official_container(official_state(model.state_dict(), 19, module_prefix=True)),
-                                  path)
+    save_legacy_with_numpy1_names(official_container(official_state(model.state_dict(), 19, module_prefix=True)), path)
     contents = read_checkpoint(path)
     assert contents.container == "state_dict"
     assert contents.ignored["epoch"] == "240" and contents.ignored["best_pred"] == "0.8769"
@@ -476,6 +560,7 @@ def test_torch_runtime_reads_a_checkpoint_without_a_preset(torch, tmp_path):
 
 # --- damaged or unusual tensors --------------------------------------------------------------------------
 
+
 def _edge_state(torch):
     return create_model("danet_edge_r18_d8", weights=False).state_dict()
 
@@ -506,9 +591,15 @@ def test_float64_values_beyond_float32_are_refused_and_other_floats_load(torch, 
         model_from_checkpoint(tmp_path / "huge.pth")
 
 
-@pytest.mark.parametrize("key,shape", [("head.conv8.1.weight", ()), ("head.conv8.1.weight", (0, 64, 1, 1)),
-                                       ("backbone.layer1.0.conv1.weight", (32,)),
-                                       ("decoder.fuse.0.0.weight", (0, 96, 3, 3))])
+@pytest.mark.parametrize(
+    "key,shape",
+    [
+        ("head.conv8.1.weight", ()),
+        ("head.conv8.1.weight", (0, 64, 1, 1)),
+        ("backbone.layer1.0.conv1.weight", (32,)),
+        ("decoder.fuse.0.0.weight", (0, 96, 3, 3)),
+    ],
+)
 def test_damaged_width_tensors_are_a_checkpoint_error_not_a_flag_to_pass(torch, key, shape):
     state = _meta_state(torch, depth=18, deep_stem=False, base_width=32, decoder_channels=64)
     state[key] = torch.empty(shape, device="meta")

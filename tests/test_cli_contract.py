@@ -77,8 +77,12 @@ def _problems(classes: list[type], parser: argparse.ArgumentParser) -> list[str]
                 problems.append(f"{cls.__name__}.{f.name}: flags {spelled} != {flags(f)} + {list(deprecated_flags(f))}")
         plain = [f.name for f in dataclasses.fields(cls) if f.init and "cli" not in f.metadata]
         problems += [f"{cls.__name__}.{name} is not declared with arg()" for name in plain]
-    problems += [f"{', '.join(a.option_strings) or dest} is no request field" for dest, found in actions.items()
-                 for a in found if dest not in dests]
+    problems += [
+        f"{', '.join(a.option_strings) or dest} is no request field"
+        for dest, found in actions.items()
+        for a in found
+        if dest not in dests
+    ]
     return problems
 
 
@@ -111,7 +115,9 @@ def test_defaults_of_the_command_are_the_dataclass_defaults(command):
             if f.metadata["cli"]["positional"]:  # nargs="*": argparse's empty list, made a tuple
                 continue
             if f.default is not dataclasses.MISSING:
-                assert action.default == f.default, f"{f.name}: --help says {action.default!r}, the dataclass {f.default!r}"
+                assert action.default == f.default, (
+                    f"{f.name}: --help says {action.default!r}, the dataclass {f.default!r}"
+                )
             elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
                 assert action.default in (None, []), f.name  # left out, so the factory fills it
 
@@ -125,8 +131,11 @@ def test_the_check_finds_a_field_without_help_and_a_hand_added_flag():
 
     parser = dataclass_args.build_parser(Planted, "planted", "")
     parser.add_argument("--extra", help="added by hand")
-    assert _problems([Planted], parser) == ["Planted.silent has no help", "Planted.plain is not declared with arg()",
-                                            "--extra is no request field"]
+    assert _problems([Planted], parser) == [
+        "Planted.silent has no help",
+        "Planted.plain is not declared with arg()",
+        "--extra is no request field",
+    ]
 
 
 def test_a_deprecated_spelling_is_a_flag_of_its_field_that_says_so(capsys):

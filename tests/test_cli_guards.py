@@ -19,8 +19,9 @@ MODEL = "danet_demo"
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    path, _ = export(ExportRequest(MODEL, input_size=(64, 64), output=tmp_path_factory.mktemp("g") / "art"),
-                     log=lambda _: None)
+    path, _ = export(
+        ExportRequest(MODEL, input_size=(64, 64), output=tmp_path_factory.mktemp("g") / "art"), log=lambda _: None
+    )
     return path
 
 
@@ -45,12 +46,27 @@ def test_parity_never_replaces_an_existing_report_or_plot_without_force(artifact
     plot = tmp_path / "mine.png"
     plot.write_bytes(b"a picture")
     # --per-layer derives the plot's name from --output: that file is protected as well
-    assert _cli("parity", [str(artifact), "--per-layer", "--generated", "1", "--output", str(tmp_path / "mine.json"),
-                           "--force"]) in (0, 1)
+    assert _cli(
+        "parity", [str(artifact), "--per-layer", "--generated", "1", "--output", str(tmp_path / "mine.json"), "--force"]
+    ) in (0, 1)
     assert plot.read_bytes() != b"a picture" and json.loads(mine.read_text())
     plot.write_bytes(b"a picture")
-    assert _cli("parity", [str(artifact), "--per-layer", "--generated", "1", "--output", str(tmp_path / "new.json"),
-                           "--plot", str(plot)]) == 2
+    assert (
+        _cli(
+            "parity",
+            [
+                str(artifact),
+                "--per-layer",
+                "--generated",
+                "1",
+                "--output",
+                str(tmp_path / "new.json"),
+                "--plot",
+                str(plot),
+            ],
+        )
+        == 2
+    )
     assert plot.read_bytes() == b"a picture" and not (tmp_path / "new.json").exists()
 
 
@@ -69,11 +85,20 @@ def test_per_layer_names_a_truncated_reference(artifact, tmp_path, capsys):
     assert "not a readable ONNX model" in err and str(reference) in err
 
 
-@pytest.mark.parametrize("flags, named", [
-    (["--alpha", "nan"], "--alpha"), (["--alpha", "5"], "--alpha"), (["--alpha", "-1"], "--alpha"),
-    (["--max-pixels", "nan"], "--max-pixels"), (["--max-pixels", "-1"], "--max-pixels"),
-    (["--max-pixels", "inf"], "--max-pixels"), (["--stride", "8x8"], "--tile"), (["--threads", "-3"], "threads"),
-    (["--threads", "0"], "threads")])
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--alpha", "nan"], "--alpha"),
+        (["--alpha", "5"], "--alpha"),
+        (["--alpha", "-1"], "--alpha"),
+        (["--max-pixels", "nan"], "--max-pixels"),
+        (["--max-pixels", "-1"], "--max-pixels"),
+        (["--max-pixels", "inf"], "--max-pixels"),
+        (["--stride", "8x8"], "--tile"),
+        (["--threads", "-3"], "threads"),
+        (["--threads", "0"], "threads"),
+    ],
+)
 def test_run_refuses_numbers_that_would_change_the_result_silently(artifact, image, tmp_path, capsys, flags, named):
     out = tmp_path / "out"
     assert _cli("run", ["--model", str(artifact), str(image), "-o", str(out), *flags]) == 2
@@ -101,13 +126,18 @@ def test_sessions_refuse_a_thread_count_below_one(artifact):
         assert session.run(np.zeros((64, 64, 3), np.uint8)).shape == (64, 64)
 
 
-@pytest.mark.parametrize("flags, named", [
-    (["--dynamic", "--min-size", "128x128", "--max-size", "64x64"], "--min-size"),
-    (["--dynamic", "--max-size", "32x32"], "--max-size"),
-    (["--min-size", "32x32"], "--dynamic"),
-    (["--opset", "5"], "--opset"), (["--opset", "99"], "--opset"),
-    (["--num-classes", "-1"], "--num-classes"),
-    (["--num-classes", "3"], "trained for 8 classes")])
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--dynamic", "--min-size", "128x128", "--max-size", "64x64"], "--min-size"),
+        (["--dynamic", "--max-size", "32x32"], "--max-size"),
+        (["--min-size", "32x32"], "--dynamic"),
+        (["--opset", "5"], "--opset"),
+        (["--opset", "99"], "--opset"),
+        (["--num-classes", "-1"], "--num-classes"),
+        (["--num-classes", "3"], "trained for 8 classes"),
+    ],
+)
 def test_export_refuses_bounds_opsets_and_class_counts_it_cannot_honour(tmp_path, capsys, flags, named):
     out = tmp_path / "art"
     assert _cli("export", ["--model", MODEL, "--input-size", "64x64", "-o", str(out), *flags]) == 2
@@ -162,8 +192,10 @@ def test_run_accepts_the_edge_values(artifact, image, tmp_path):
     """The accepted edge values still run: opacity 0 and 1, no pixel limit."""
     for alpha in ("0", "1"):
         out = tmp_path / f"a{alpha}"
-        assert _cli("run", ["--model", str(artifact), str(image), "-o", str(out), "--alpha", alpha,
-                            "--max-pixels", "0"]) == 0
+        assert (
+            _cli("run", ["--model", str(artifact), str(image), "-o", str(out), "--alpha", alpha, "--max-pixels", "0"])
+            == 0
+        )
         assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in (tmp_path / "a0").iterdir())
     assert Path(tmp_path / "a1").is_dir()
 
@@ -173,24 +205,50 @@ def test_parity_refuses_zero_generated_scenes_naming_the_flag(artifact, capsys):
     assert "--generated" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("content, expected", [
-    (lambda p: np.savez(p, input=np.zeros((0, 3, 64, 64), np.float32)), "holds no tensors"),
-    (lambda p: np.savez(p, input=np.array([{"a": 1}], dtype=object)), "never unpickled"),
-    (lambda p: p.write_text("not an archive"), "not a readable .npz")])
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        (lambda p: np.savez(p, input=np.zeros((0, 3, 64, 64), np.float32)), "holds no tensors"),
+        (lambda p: np.savez(p, input=np.array([{"a": 1}], dtype=object)), "never unpickled"),
+        (lambda p: p.write_text("not an archive"), "not a readable .npz"),
+    ],
+)
 @pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_calibration_npz_errors_give_advice_that_works(tmp_path, capsys, content, expected):
     npz = tmp_path / "calib.npz"
     content(npz)
-    assert _cli("export", ["--model", MODEL, "--input-size", "64x64", "--target", "onnxruntime", "--precision", "int8",
-                           "--calib", str(npz), "-o", str(tmp_path / "art")]) == 2
+    assert (
+        _cli(
+            "export",
+            [
+                "--model",
+                MODEL,
+                "--input-size",
+                "64x64",
+                "--target",
+                "onnxruntime",
+                "--precision",
+                "int8",
+                "--calib",
+                str(npz),
+                "-o",
+                str(tmp_path / "art"),
+            ],
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert expected in err and "allow_pickle" not in err and "--calib-count 0" not in err
 
 
-@pytest.mark.parametrize("flags, named", [
-    (["--calib", "generated"], "--precision int8"),
-    (["--arch", "danet_r18_d8"], "--arch"),
-    (["--target", "tensorrt", "--workspace", "abc"], "workspace")])
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--calib", "generated"], "--precision int8"),
+        (["--arch", "danet_r18_d8"], "--arch"),
+        (["--target", "tensorrt", "--workspace", "abc"], "workspace"),
+    ],
+)
 def test_export_refuses_flags_it_would_ignore_or_fail_on_later(tmp_path, capsys, flags, named):
     out = tmp_path / "art"
     assert _cli("export", ["--model", MODEL, "--input-size", "64x64", "-o", str(out), *flags]) == 2

@@ -233,8 +233,9 @@ def test_budget_validation_from_a_dataset_matches_classes_and_resizes_labels(tmp
 
     write_scene_dataset("cityscapes", tmp_path, count=2, size=SIZE)
     config = get_config("danet_demo")
-    tensors, labels, evaluated, desc = dataset_validation(f"cityscapes:{tmp_path}", 2, (16, 32),
-                                                          config.preprocessing.to_dict(), config.class_names)
+    tensors, labels, evaluated, desc = dataset_validation(
+        f"cityscapes:{tmp_path}", 2, (16, 32), config.preprocessing.to_dict(), config.class_names
+    )
     assert tensors.shape == (2, 3, 16, 32) and labels.shape == (2, 16, 32) and evaluated == tuple(range(8))
     assert desc["split"] == "val" and desc["classes"]["matched"] == 8
     want = _scene_labels(1)[0][1::2, 1::2]  # nearest neighbour at half size: pixel centres
@@ -248,15 +249,21 @@ def test_calibration_reads_a_datasets_train_split_images_only(tmp_path):
     write_scene_dataset("cityscapes", tmp_path, split="train", count=3, size=SIZE)
     for label in (tmp_path / "gtFine").rglob("*.png"):
         label.unlink()  # calibration needs no labels
-    calib = load_calibration(f"cityscapes:{tmp_path}", count=2, size=SIZE,
-                             preprocessing=get_config("danet_demo").preprocessing.to_dict(), log=lambda _: None,
-                             cache_dir=False)
+    calib = load_calibration(
+        f"cityscapes:{tmp_path}",
+        count=2,
+        size=SIZE,
+        preprocessing=get_config("danet_demo").preprocessing.to_dict(),
+        log=lambda _: None,
+        cache_dir=False,
+    )
     assert len(calib) == 2 and all(name.startswith("leftImg8bit/train/") for name in calib.files)
     from danet_deploy.errors import CalibrationError
 
     with pytest.raises(CalibrationError, match="has 3 image"):
-        load_calibration(f"cityscapes:{tmp_path}", count=5, size=SIZE, preprocessing={}, log=lambda _: None,
-                         cache_dir=False)
+        load_calibration(
+            f"cityscapes:{tmp_path}", count=5, size=SIZE, preprocessing={}, log=lambda _: None, cache_dir=False
+        )
 
 
 def test_any_data_spec_text_parses_or_is_a_config_error():
@@ -264,8 +271,16 @@ def test_any_data_spec_text_parses_or_is_a_config_error():
     from hypothesis import strategies as st
 
     @settings(max_examples=200, deadline=None)
-    @given(st.one_of(st.text(max_size=40), st.builds(lambda a, b: f"{a}:{b}", st.sampled_from(
-        ["cityscapes", "ade20k", "voc", "folder", "CITYSCAPES", "x"]), st.text(max_size=30))))
+    @given(
+        st.one_of(
+            st.text(max_size=40),
+            st.builds(
+                lambda a, b: f"{a}:{b}",
+                st.sampled_from(["cityscapes", "ade20k", "voc", "folder", "CITYSCAPES", "x"]),
+                st.text(max_size=30),
+            ),
+        )
+    )
     def check(text):
         try:
             spec = parse_data_spec(text)

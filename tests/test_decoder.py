@@ -65,8 +65,9 @@ def test_labels_at_samples_cell_centres(torch):
     target = torch.arange(8 * 16).reshape(1, 8, 16)
     assert labels_at(target, (8, 16)) is target
     coarse = labels_at(target, (2, 4))
-    assert coarse.tolist() == [[[2 * 16 + 2, 2 * 16 + 6, 2 * 16 + 10, 2 * 16 + 14],
-                                [6 * 16 + 2, 6 * 16 + 6, 6 * 16 + 10, 6 * 16 + 14]]]
+    assert coarse.tolist() == [
+        [[2 * 16 + 2, 2 * 16 + 6, 2 * 16 + 10, 2 * 16 + 14], [6 * 16 + 2, 6 * 16 + 6, 6 * 16 + 10, 6 * 16 + 14]]
+    ]
     assert labels_at(target, (3, 5)).tolist() == [[[16 * r + c for c in (1, 4, 8, 11, 14)] for r in (1, 4, 6)]]
 
 

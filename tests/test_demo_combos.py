@@ -1,5 +1,6 @@
 """danet-demo's export step with a reference-engine combo: that engine runs the preset itself, so
 there is no export target and nothing must be exported for it (never ``ensure_artifact(None)``)."""
+
 from __future__ import annotations
 
 import pytest

@@ -17,9 +17,20 @@ SIZE = (64, 64)
 
 def _export(tmp_path, target, precision, emit, size=SIZE, calib_count=2, **kw):
     options = {"build": "false"} if target == "tensorrt" else {}
-    return export(ExportRequest(model="danet_demo", target=target, precision=precision, input_size=size, emit=emit,
-                                calib_count=calib_count, output=tmp_path / f"{target}-{precision}-{emit}", options=options, **kw),
-                  log=lambda _: None)
+    return export(
+        ExportRequest(
+            model="danet_demo",
+            target=target,
+            precision=precision,
+            input_size=size,
+            emit=emit,
+            calib_count=calib_count,
+            output=tmp_path / f"{target}-{precision}-{emit}",
+            options=options,
+            **kw,
+        ),
+        log=lambda _: None,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -35,13 +46,18 @@ def scenes():
     return [data[i][0] for i in range(2)]
 
 
-@pytest.mark.parametrize("target, precision, mask_type", [  # one export each: the ONNX one in make test
-    ("onnx", "fp32", "uint8"), pytest.param("onnxruntime", "int8", "uint8", marks=pytest.mark.slow),
-    pytest.param("openvino", "fp32", "uint8", marks=pytest.mark.slow),
-    pytest.param("tensorrt", "fp16", "int32", marks=pytest.mark.slow),
-])
-def test_mask_in_graph_matches_the_logits_path(target, precision, mask_type, tmp_path, reference_logits_artifact,
-                                               scenes):
+@pytest.mark.parametrize(
+    "target, precision, mask_type",
+    [  # one export each: the ONNX one in make test
+        ("onnx", "fp32", "uint8"),
+        pytest.param("onnxruntime", "int8", "uint8", marks=pytest.mark.slow),
+        pytest.param("openvino", "fp32", "uint8", marks=pytest.mark.slow),
+        pytest.param("tensorrt", "fp16", "int32", marks=pytest.mark.slow),
+    ],
+)
+def test_mask_in_graph_matches_the_logits_path(
+    target, precision, mask_type, tmp_path, reference_logits_artifact, scenes
+):
     folder, manifest = _export(tmp_path, target, precision, "mask")
     assert manifest.output["emit"] == "mask" and manifest.output["name"] == "mask"
     assert manifest.output["tensors"] == [{"name": "mask", "shape": [1, *SIZE], "dtype": mask_type}]
@@ -63,9 +79,11 @@ def test_onnx_mask_graph_ends_in_argmax_and_loads_bare(tmp_path, scenes):
     graph = onnx.load(str(folder / "model.onnx"))
     producers = {out: node for node in graph.graph.node for out in node.output}
     last = producers[graph.graph.output[0].name]  # arg-max, unless the image's logits were not finite
-    assert last.op_type == "Where" and any(producers[i].op_type == "Cast" and
-                                           producers[producers[i].input[0]].op_type == "ArgMax" for i in last.input
-                                           if i in producers)
+    assert last.op_type == "Where" and any(
+        producers[i].op_type == "Cast" and producers[producers[i].input[0]].op_type == "ArgMax"
+        for i in last.input
+        if i in producers
+    )
     assert {"IsNaN", "IsInf"} <= {n.op_type for n in graph.graph.node}
     assert graph.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.UINT8
     with runtime.load(folder / "model.onnx") as bare, runtime.load(folder) as full:  # no manifest: names tell
@@ -105,7 +123,9 @@ def test_parity_compares_masks_when_only_a_mask_exists(tmp_path):
 
 
 def test_emit_is_checked_before_work(tmp_path, capsys):
-    assert export_main(["--target", "tensorrt", "--precision", "fp16", "--emit", "both", "-o", str(tmp_path / "x")]) == 2
+    assert (
+        export_main(["--target", "tensorrt", "--precision", "fp16", "--emit", "both", "-o", str(tmp_path / "x")]) == 2
+    )
     assert "serves --emit logits or mask" in capsys.readouterr().err
     with pytest.raises(ConfigError, match="--emit must be one of"):
         ExportRequest(model="danet_demo", emit="probabilities")

@@ -12,8 +12,24 @@ pytestmark = pytest.mark.slow
 
 def test_demo_export_run_parity_benchmark(tmp_path):
     out = tmp_path / "demo"
-    result = subprocess.run([sys.executable, "-m", "danet_deploy.cli.demo", "--output", str(out), "--iters", "3",
-                             "--warmup", "1", "--scenes", "4"], capture_output=True, text=True, timeout=1800)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.demo",
+            "--output",
+            str(out),
+            "--iters",
+            "3",
+            "--warmup",
+            "1",
+            "--scenes",
+            "4",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     parity = json.loads((out / "parity.json").read_text())
     assert set(parity) == {"onnxruntime/fp32", "openvino/fp32", "onnxruntime/int8", "openvino/int8"}
@@ -22,7 +38,11 @@ def test_demo_export_run_parity_benchmark(tmp_path):
         assert report["miou_vs_labels"] > 0.75, name  # the trained model on generated val scenes
     bench = json.loads((out / "bench" / "bench.json").read_text())
     ok = [r for r in bench["rows"] if r["status"] == "ok"]
-    assert {(r["engine"], r["precision"]) for r in ok} >= {("torch", "fp32"), ("onnxruntime", "int8"), ("openvino", "int8")}
+    assert {(r["engine"], r["precision"]) for r in ok} >= {
+        ("torch", "fp32"),
+        ("onnxruntime", "int8"),
+        ("openvino", "int8"),
+    }
     for name in ("overlay.png", "comparison.png", "bench/bench-latency.png", "bench/bench.md"):
         assert (out / name).stat().st_size > 0
     from PIL import Image

@@ -44,8 +44,23 @@ def test_demo_miou_on_the_cityscapes_copy_equals_its_miou_on_the_scenes(cityscap
 
 def test_cli_prints_per_class_iou_and_writes_every_result_file(cityscapes, tmp_path, capsys, torch):
     out, masks = tmp_path / "out", tmp_path / "masks"
-    assert main(["danet_demo", "--data", f"cityscapes:{cityscapes}", "--output", str(out), "--save-masks", str(masks),
-                 "--worst", "2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "danet_demo",
+                "--data",
+                f"cityscapes:{cityscapes}",
+                "--output",
+                str(out),
+                "--save-masks",
+                str(masks),
+                "--worst",
+                "2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     for word in ("road", "sidewalk", "pole", "mIoU", "mAcc", "aAcc", "whole image"):
         assert word in text
@@ -61,8 +76,21 @@ def test_cli_prints_per_class_iou_and_writes_every_result_file(cityscapes, tmp_p
     # a second run refuses to overwrite without --force, and replaces with it
     assert main(["danet_demo", "--data", f"cityscapes:{cityscapes}", "--output", str(out), "--quiet"]) == 2
     assert "--force" in capsys.readouterr().err
-    assert main(["danet_demo", "--data", f"cityscapes:{cityscapes}", "--save-masks", str(masks), "--quiet",
-                 "--force", "--json"]) == 0
+    assert (
+        main(
+            [
+                "danet_demo",
+                "--data",
+                f"cityscapes:{cityscapes}",
+                "--save-masks",
+                str(masks),
+                "--quiet",
+                "--force",
+                "--json",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["models"][0]["images"] == COUNT
 
 
@@ -79,12 +107,15 @@ def test_bad_data_exits_2_naming_the_file_and_a_missing_label_is_reported(tmp_pa
     assert str(labels[1]) in err and "Traceback" not in err
 
 
-@pytest.mark.parametrize("argv,words", [
-    (["--data", "mnist:/x"], "is not a dataset"),
-    (["--data", "cityscapes:/nonexistent"], "is not a folder"),
-    (["--data", "cityscapes:{root}", "--mode", "slide"], "needs --crop"),
-    (["--data", "cityscapes:{root}", "--crop", "32x32"], "--mode slide only"),
-])
+@pytest.mark.parametrize(
+    "argv,words",
+    [
+        (["--data", "mnist:/x"], "is not a dataset"),
+        (["--data", "cityscapes:/nonexistent"], "is not a folder"),
+        (["--data", "cityscapes:{root}", "--mode", "slide"], "needs --crop"),
+        (["--data", "cityscapes:{root}", "--crop", "32x32"], "--mode slide only"),
+    ],
+)
 def test_usage_errors_exit_2(argv, words, cityscapes, capsys):
     argv = [a.replace("{root}", str(cityscapes)) for a in argv]
     assert main(["danet_demo", *argv, "--quiet"]) == 2
@@ -93,10 +124,20 @@ def test_usage_errors_exit_2(argv, words, cityscapes, capsys):
 
 def test_slide_and_resize_protocols_run_the_exact_path(cityscapes, torch):
     whole = evaluate(_quiet(models=("danet_demo",), data=f"cityscapes:{cityscapes}", limit=1), log=lambda _: None)
-    slide = evaluate(_quiet(models=("danet_demo",), data=f"cityscapes:{cityscapes}", limit=1, mode="slide",
-                            crop=(64, 64), stride=(64, 32)), log=lambda _: None)
-    small = evaluate(_quiet(models=("danet_demo",), data=f"cityscapes:{cityscapes}", limit=1, resize=(32, 64)),
-                     log=lambda _: None)
+    slide = evaluate(
+        _quiet(
+            models=("danet_demo",),
+            data=f"cityscapes:{cityscapes}",
+            limit=1,
+            mode="slide",
+            crop=(64, 64),
+            stride=(64, 32),
+        ),
+        log=lambda _: None,
+    )
+    small = evaluate(
+        _quiet(models=("danet_demo",), data=f"cityscapes:{cityscapes}", limit=1, resize=(32, 64)), log=lambda _: None
+    )
     for outcome in (slide, small):
         metrics = outcome.results[0].metrics
         assert metrics.images == 1 and metrics.confusion.sum() == whole.results[0].metrics.confusion.sum()
@@ -110,8 +151,19 @@ def test_the_request_dataclass_is_the_cli():
 
     parser = build_parser(EvalRequest, "danet-eval", "")
     text = parser.format_help()
-    for flag in ("--data", "--split", "--limit", "--mode", "--resize", "--crop", "--stride", "--server",
-                 "--save-masks", "--output", "--json"):
+    for flag in (
+        "--data",
+        "--split",
+        "--limit",
+        "--mode",
+        "--resize",
+        "--crop",
+        "--stride",
+        "--server",
+        "--save-masks",
+        "--output",
+        "--json",
+    ):
         assert flag in text
     with pytest.raises(SystemExit):
         parser.parse_args(["m", "--crop", "axb"])
@@ -125,9 +177,17 @@ def onnx_artifacts(tmp_path_factory):
     root = tmp_path_factory.mktemp("eval-artifacts")
     made = {}
     for target, precision in (("onnxruntime", "int8"), ("openvino", "fp16")):
-        path, _ = export(ExportRequest(model="danet_demo", target=target, precision=precision, input_size=SIZE,
-                                       output=str(root / f"{target}-{precision}"), calib_count=4),
-                         log=lambda _m: None)
+        path, _ = export(
+            ExportRequest(
+                model="danet_demo",
+                target=target,
+                precision=precision,
+                input_size=SIZE,
+                output=str(root / f"{target}-{precision}"),
+                calib_count=4,
+            ),
+            log=lambda _m: None,
+        )
         made[target] = path
     return made
 
@@ -160,9 +220,16 @@ def test_server_gives_the_local_engines_metrics(cityscapes, onnx_artifacts, tmp_
     try:
         srv.wait_ready()
         for protocol, port in (("http", srv.http_port), ("grpc", srv.grpc_port)):
-            remote = evaluate(_quiet(models=(str(artifact),), data=f"cityscapes:{cityscapes}",
-                                     server=f"127.0.0.1:{port}", server_protocol=protocol, in_flight=3),
-                              log=lambda _: None)
+            remote = evaluate(
+                _quiet(
+                    models=(str(artifact),),
+                    data=f"cityscapes:{cityscapes}",
+                    server=f"127.0.0.1:{port}",
+                    server_protocol=protocol,
+                    in_flight=3,
+                ),
+                log=lambda _: None,
+            )
             np.testing.assert_array_equal(remote.results[0].metrics.confusion, local.results[0].metrics.confusion)
             assert "127.0.0.1" in remote.results[0].notes[0]
     finally:
@@ -176,10 +243,33 @@ def test_accuracy_budget_measured_in_miou_on_a_cityscapes_folder(tmp_path, capsy
     write_scene_dataset("cityscapes", tmp_path / "cs", count=4, size=SIZE)
     write_scene_dataset("cityscapes", tmp_path / "cs", split="train", count=4, size=SIZE)
     out = tmp_path / "int8"
-    assert export_main(["--model", "danet_demo", "--target", "onnxruntime", "--precision", "int8", "--input-size",
-                        "64x128", "--output", str(out), "--max-accuracy-drop", "0.3", "--val",
-                        f"cityscapes:{tmp_path / 'cs'}", "--val-count", "4", "--calib",
-                        f"cityscapes:{tmp_path / 'cs'}", "--calib-count", "4"]) == 0
+    assert (
+        export_main(
+            [
+                "--model",
+                "danet_demo",
+                "--target",
+                "onnxruntime",
+                "--precision",
+                "int8",
+                "--input-size",
+                "64x128",
+                "--output",
+                str(out),
+                "--max-accuracy-drop",
+                "0.3",
+                "--val",
+                f"cityscapes:{tmp_path / 'cs'}",
+                "--val-count",
+                "4",
+                "--calib",
+                f"cityscapes:{tmp_path / 'cs'}",
+                "--calib-count",
+                "4",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     budget = manifest["extra"]["accuracy_budget"]
     assert budget["metric"] == "miou" and budget["met"] and budget["measured_drop"] <= 0.3
@@ -192,14 +282,41 @@ def test_bench_accuracy_columns_on_a_dataset(cityscapes, tmp_path, torch):
     from danet_deploy.cli.bench import main as bench_main
 
     out = tmp_path / "bench"
-    assert bench_main(["--model", "danet_demo", "--engines", "torch", "--precisions", "fp32", "--input-size", "64x128",
-                       "--iters", "1", "--warmup", "0", "--threads", "1", "--scenes", "2", "--no-plots",
-                       "--no-progress", "--data", f"cityscapes:{cityscapes}", "--output", str(out)]) == 0
+    assert (
+        bench_main(
+            [
+                "--model",
+                "danet_demo",
+                "--engines",
+                "torch",
+                "--precisions",
+                "fp32",
+                "--input-size",
+                "64x128",
+                "--iters",
+                "1",
+                "--warmup",
+                "0",
+                "--threads",
+                "1",
+                "--scenes",
+                "2",
+                "--no-plots",
+                "--no-progress",
+                "--data",
+                f"cityscapes:{cityscapes}",
+                "--output",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads((out / "bench.json").read_text())
     assert report["scenes"]["source"] == f"cityscapes:{cityscapes}" and report["scenes"]["count"] == 2
     row = report["rows"][0]
-    expected = evaluate(_quiet(models=("danet_demo",), data=f"cityscapes:{cityscapes}", limit=2, resize=SIZE),
-                        log=lambda _: None)
+    expected = evaluate(
+        _quiet(models=("danet_demo",), data=f"cityscapes:{cityscapes}", limit=2, resize=SIZE), log=lambda _: None
+    )
     assert row["miou_vs_labels"] == round(expected.results[0].metrics.miou(), 6)
 
 
@@ -226,13 +343,30 @@ def test_an_unreachable_server_is_a_clean_error(cityscapes, tmp_path, capsys):
     from danet_deploy.export import export
     from danet_deploy.export.pipeline import ExportRequest
 
-    artifact, _ = export(ExportRequest(model="danet_demo", target="onnx", precision="fp32", input_size=SIZE,
-                                       output=str(tmp_path / "onnx")), log=lambda _m: None)
+    artifact, _ = export(
+        ExportRequest(
+            model="danet_demo", target="onnx", precision="fp32", input_size=SIZE, output=str(tmp_path / "onnx")
+        ),
+        log=lambda _m: None,
+    )
     with __import__("socket").socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    assert main([str(artifact), "--data", f"cityscapes:{cityscapes}", "--server", f"127.0.0.1:{port}",
-                 "--server-wait", "1", "--quiet"]) == 2
+    assert (
+        main(
+            [
+                str(artifact),
+                "--data",
+                f"cityscapes:{cityscapes}",
+                "--server",
+                f"127.0.0.1:{port}",
+                "--server-wait",
+                "1",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "is danet-serve running there" in capsys.readouterr().err
     assert main(["danet_demo", "--data", f"cityscapes:{cityscapes}", "--server", f"127.0.0.1:{port}", "--quiet"]) == 2
     assert "name the artifact folder" in capsys.readouterr().err

@@ -29,8 +29,13 @@ class _Manifest:
 
 def test_release_protocols_are_mmsegs():
     p = release_protocol(C769)
-    assert (p.mode, p.resize, p.crop, p.stride, p.align_corners) == ("slide", (1025, 2049), (769, 769), (513, 513),
-                                                                     True)
+    assert (p.mode, p.resize, p.crop, p.stride, p.align_corners) == (
+        "slide",
+        (1025, 2049),
+        (769, 769),
+        (513, 513),
+        True,
+    )
     p = release_protocol("danet_mmseg_r101_d8_cityscapes")
     assert (p.mode, p.resize, p.align_corners) == ("whole", (1024, 2048), False)
     assert p.scaled_size(1024, 2048) == (1024, 2048) and p.scaled_size(512, 1024) == (1024, 2048)
@@ -45,10 +50,14 @@ def test_keep_ratio_resize_does_not_depend_on_the_order_of_the_box(h, w, a, b):
 
 
 def test_bad_protocols_are_refused_naming_the_flag():
-    for kwargs, said in [({"mode": "tiles"}, "--mode"), ({"mode": "slide"}, "--crop"),
-                         ({"crop": (64, 64)}, "--mode slide only"),
-                         ({"mode": "slide", "crop": (64, 64), "stride": (65, 8)}, "must not exceed"),
-                         ({"resize": (0, 512)}, "--resize"), ({"resize": (512,)}, "--resize")]:
+    for kwargs, said in [
+        ({"mode": "tiles"}, "--mode"),
+        ({"mode": "slide"}, "--crop"),
+        ({"crop": (64, 64)}, "--mode slide only"),
+        ({"mode": "slide", "crop": (64, 64), "stride": (65, 8)}, "must not exceed"),
+        ({"resize": (0, 512)}, "--resize"),
+        ({"resize": (512,)}, "--resize"),
+    ]:
         with pytest.raises(ConfigError, match=said):
             TestProtocol(**kwargs)
 
@@ -80,8 +89,9 @@ def test_round_trip_through_the_manifest():
     assert release_protocol(C769).to_dict()["crop"] == [769, 769]  # JSON-ready
 
 
-@pytest.mark.parametrize("bad", [{"mode": "tiles"}, {"resize": "big"}, {"crop": [1, 2, 3], "mode": "slide"},
-                                 {"resize": [True, 2]}])
+@pytest.mark.parametrize(
+    "bad", [{"mode": "tiles"}, {"resize": "big"}, {"crop": [1, 2, 3], "mode": "slide"}, {"resize": [True, 2]}]
+)
 def test_a_malformed_recorded_protocol_is_a_manifest_error(bad):
     with pytest.raises(ManifestError, match="re-export the artifact"):
         recorded_protocol({"name": "danet_demo"}, {"test_protocol": bad})
@@ -100,12 +110,26 @@ def test_older_manifests_are_read_from_either_key():
     release = {"name": C769, "align_corners": True}
     # before the protocol had one place: checkpoint.test_protocol (resize as mmseg's (w, h)) beside an
     # export.test_protocol that ignored the checkpoint's config; the checkpoint's is the right one
-    old_ckpt = {"mode": "slide", "resize": [2049, 1025], "keep_ratio": True, "crop": [769, 769],
-                "stride": [513, 513], "align_corners": True, "source": "meta['cfg']"}
-    old_export = {"mode": "whole", "resize": None, "crop": None, "stride": None, "align_corners": False,
-                  "source": "default for a generated preset"}
-    p = recorded_protocol(release, {"test_protocol": old_export}, {"path": "checkpoint.safetensors",
-                                                                    "test_protocol": old_ckpt})
+    old_ckpt = {
+        "mode": "slide",
+        "resize": [2049, 1025],
+        "keep_ratio": True,
+        "crop": [769, 769],
+        "stride": [513, 513],
+        "align_corners": True,
+        "source": "meta['cfg']",
+    }
+    old_export = {
+        "mode": "whole",
+        "resize": None,
+        "crop": None,
+        "stride": None,
+        "align_corners": False,
+        "source": "default for a generated preset",
+    }
+    p = recorded_protocol(
+        release, {"test_protocol": old_export}, {"path": "checkpoint.safetensors", "test_protocol": old_ckpt}
+    )
     assert (p.mode, p.resize, p.crop, p.align_corners) == ("slide", (1025, 2049), (769, 769), True)
     exact = recorded_protocol(release, {}, {"test_protocol": {**old_ckpt, "keep_ratio": False}})
     assert exact.scaled_size(1024, 2048) == (1025, 2049)

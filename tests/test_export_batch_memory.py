@@ -67,8 +67,9 @@ def test_the_plan_scales_with_batch_and_size_and_is_recorded(tmp_path):
     four = batch_memory.plan_batch_memory(model, (64, 64), 4, plan, available=2**40)
     assert four.expected_peak_bytes - one.expected_peak_bytes == 3 * one.per_image_bytes
     with pytest.raises(ConfigError, match="pass --batch 3 or less"):
-        batch_memory.plan_batch_memory(model, (64, 64), 8, plan,
-                                       available=batch_memory.BASE_BYTES + one.weights_bytes + 3 * one.per_image_bytes)
+        batch_memory.plan_batch_memory(
+            model, (64, 64), 8, plan, available=batch_memory.BASE_BYTES + one.weights_bytes + 3 * one.per_image_bytes
+        )
     path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), batch=2, output=tmp_path / "art"), log=_quiet)
     recorded = json.loads((path / "manifest.json").read_text())["export"]["memory_plan"]
     assert recorded["batch"] == 2 and recorded["per_image_bytes"] > 0

@@ -40,8 +40,9 @@ def static_artifact(tmp_path_factory):
 @pytest.fixture(scope="module")
 def dynamic_artifact(tmp_path_factory):
     out = tmp_path_factory.mktemp("art") / "dynamic"
-    path, _ = export(ExportRequest(MODEL, input_size=(64, 64), dynamic=True, output=out, attention_chunks=3),
-                     log=_quiet)
+    path, _ = export(
+        ExportRequest(MODEL, input_size=(64, 64), dynamic=True, output=out, attention_chunks=3), log=_quiet
+    )
     return path
 
 
@@ -202,8 +203,9 @@ def test_checkpoint_export_records_hash(tmp_path, torch):
     model = init_for_testing(create_model(MODEL, weights=False, num_classes=3), seed=9)
     ckpt = tmp_path / "mine.pth"
     torch.save(model.state_dict(), ckpt)
-    path, manifest = export(ExportRequest(str(ckpt), arch=MODEL, num_classes=3, input_size=(48, 48),
-                                          output=tmp_path / "ck"), log=_quiet)
+    path, manifest = export(
+        ExportRequest(str(ckpt), arch=MODEL, num_classes=3, input_size=(48, 48), output=tmp_path / "ck"), log=_quiet
+    )
     assert manifest.checkpoint["sha256"] and manifest.num_classes == 3
     report = run_parity(path, generated=1)
     assert report.passed, report.table()
@@ -226,21 +228,46 @@ def test_parity_detects_a_wrong_model(static_artifact, tmp_path):
 @pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_cli_export_verify_and_exit_codes(tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "danet_deploy.cli.export", "--model", MODEL, "--input-size", "48x64",
-           "--output", str(out), "--verify", "--verify-images", "1", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "danet_deploy.cli.export",
+        "--model",
+        MODEL,
+        "--input-size",
+        "48x64",
+        "--output",
+        str(out),
+        "--verify",
+        "--verify-images",
+        "1",
+        "--json",
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["parity"]["passed"] and Path(summary["artifact"]) == out
     assert json.loads((out / "manifest.json").read_text())["parity"]["argmax_agreement"] == 1.0
-    bad = subprocess.run([sys.executable, "-m", "danet_deploy.cli.export", "--model", "danet_nope"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "danet_deploy.cli.export", "--model", "danet_nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "unknown model" in bad.stderr and "Traceback" not in bad.stderr
-    bad = subprocess.run([sys.executable, "-m", "danet_deploy.cli.export", "--input-size", "0x5"],
-                         capture_output=True, text=True, timeout=120)
+    bad = subprocess.run(
+        [sys.executable, "-m", "danet_deploy.cli.export", "--input-size", "0x5"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert bad.returncode == 2 and "positive" in bad.stderr
-    parity = subprocess.run([sys.executable, "-m", "danet_deploy.cli.parity", str(out), "--generated", "1"],
-                            capture_output=True, text=True, timeout=300)
+    parity = subprocess.run(
+        [sys.executable, "-m", "danet_deploy.cli.parity", str(out), "--generated", "1"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert parity.returncode == 0 and "PASS" in parity.stdout, parity.stderr
 
 
@@ -249,8 +276,21 @@ def test_cli_run_writes_masks_and_overlays(static_artifact, tmp_path):
 
     img = tmp_path / "scene.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 50, 3), dtype=np.uint8)).save(img)
-    result = subprocess.run([sys.executable, "-m", "danet_deploy.cli.run", "--model", str(static_artifact), str(img),
-                             "--output", str(tmp_path / "out")], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.run",
+            "--model",
+            str(static_artifact),
+            str(img),
+            "--output",
+            str(tmp_path / "out"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     mask = np.asarray(Image.open(tmp_path / "out" / "scene_mask.png"))
     assert mask.shape == (40, 50)
@@ -275,8 +315,9 @@ print("ok")
 
 
 def test_runtime_works_without_torch(static_artifact):
-    result = subprocess.run([sys.executable, "-c", NO_TORCH, str(static_artifact)], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_TORCH, str(static_artifact)], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr
 
 

@@ -17,10 +17,15 @@ def _quiet(_: str) -> None:
 @pytest.fixture(scope="module")
 def chunked_and_plain(tmp_path_factory):
     root = tmp_path_factory.mktemp("chunks")
-    chunked, _ = export(ExportRequest("danet_edge_r18_d8", input_size=(64, 64), dynamic=True, attention_chunks=5,
-                                      output=root / "chunked"), log=_quiet)
-    plain, _ = export(ExportRequest("danet_edge_r18_d8", input_size=(64, 64), dynamic=True, output=root / "plain"),
-                      log=_quiet)
+    chunked, _ = export(
+        ExportRequest(
+            "danet_edge_r18_d8", input_size=(64, 64), dynamic=True, attention_chunks=5, output=root / "chunked"
+        ),
+        log=_quiet,
+    )
+    plain, _ = export(
+        ExportRequest("danet_edge_r18_d8", input_size=(64, 64), dynamic=True, output=root / "plain"), log=_quiet
+    )
     return chunked, plain
 
 
@@ -48,8 +53,12 @@ def test_fp16_at_1024x2048_is_finite_and_accurate(tmp_path, target):
     from danet_deploy.runtime.preprocess import preprocess
 
     size = (1024, 2048)
-    path, manifest = export(ExportRequest("danet_demo", target=target, precision="fp16", input_size=size,
-                                          output=tmp_path / target, calib_count=2), log=_quiet)
+    path, manifest = export(
+        ExportRequest(
+            "danet_demo", target=target, precision="fp16", input_size=size, output=tmp_path / target, calib_count=2
+        ),
+        log=_quiet,
+    )
     assert manifest.export["attention_plan"]["chunks"] == 16
     x = preprocess([generate_scene(1_000_000, *size)[0]], get_config("danet_demo").preprocessing.to_dict())
     with runtime.load("danet_demo", threads=2) as ref, runtime.load(path, threads=2) as art:

@@ -91,8 +91,11 @@ def test_unknown_form_is_a_typed_error():
 
 
 def _pam_kinds(compiled) -> list[str]:
-    return sorted(op.get_rt_info()["layerType"].astype(str) for op in compiled.get_runtime_model().get_ordered_ops()
-                  if op.get_friendly_name() in ("/head/sa/MatMul", "/head/sa/Softmax", "/head/sa/MatMul_1"))
+    return sorted(
+        op.get_rt_info()["layerType"].astype(str)
+        for op in compiled.get_runtime_model().get_ordered_ops()
+        if op.get_friendly_name() in ("/head/sa/MatMul", "/head/sa/Softmax", "/head/sa/MatMul_1")
+    )
 
 
 def test_openvino_ir_compiles_split_head_pam_into_one_kernel(tmp_path, torch):
@@ -105,8 +108,11 @@ def test_openvino_ir_compiles_split_head_pam_into_one_kernel(tmp_path, torch):
     kinds = {}
     for form, src in (("unfused", path), ("fused", heads)):
         ov.save_model(ov.convert_model(str(src)), str(tmp_path / f"{form}.xml"), compress_to_fp16=False)
-        compiled = core.compile_model(core.read_model(str(tmp_path / f"{form}.xml")), "CPU",
-                                      {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2})
+        compiled = core.compile_model(
+            core.read_model(str(tmp_path / f"{form}.xml")),
+            "CPU",
+            {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2},
+        )
         kinds[form] = _pam_kinds(compiled)
         assert _rel(compiled({"input": x})[0], _ort(path, x)) < FP32_TOL
     assert kinds["unfused"] == ["MatMul", "MatMul", "Softmax"]  # the plugin's heuristics refuse one head
@@ -131,7 +137,9 @@ def test_tensorrt_layout_pads_query_and_key_to_one_head_size_exactly(tmp_path, t
     out, report = _fused_copy(path, "tensorrt")
     assert len(report.fused_nodes) == 2
     inferred = onnx.shape_inference.infer_shapes(onnx.load(str(out)))
-    shapes = {v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info}
+    shapes = {
+        v.name: [d.dim_value or d.dim_param for d in v.type.tensor_type.shape.dim] for v in inferred.graph.value_info
+    }
     energy = [n for n in inferred.graph.node if n.name in report.fused_nodes]
     for node in energy:  # BMM1 over one head size H = C: [B,1,N,C] @ [B,1,C,N]
         q, k = shapes[node.input[0]], shapes[node.input[1]]
@@ -147,8 +155,12 @@ def test_eager_pam_takes_sdpa_only_where_measured_faster_and_stays_exact(torch, 
     module = attention.PositionAttention(channels).eval()
     module.gamma.data.fill_(1.0)
     x = torch.randn(1, channels, 12, 20)
-    with mock.patch.object(attention.F, "scaled_dot_product_attention",
-                           wraps=attention.F.scaled_dot_product_attention) as sdpa, torch.no_grad():
+    with (
+        mock.patch.object(
+            attention.F, "scaled_dot_product_attention", wraps=attention.F.scaled_dot_product_attention
+        ) as sdpa,
+        torch.no_grad(),
+    ):
         out = module(x)
     assert (sdpa.call_count == 1) is fused
     module.fused = False
@@ -218,7 +230,9 @@ def test_attention_bf16_is_refused_where_it_cannot_hold():
 def test_openvino_backend_applies_only_a_known_recorded_precision():
     from danet_deploy.runtime.backends.openvino import _recorded_runtime
 
-    manifest = mock.Mock(extra={"openvino_runtime": {"properties": {"CACHE_DIR": "/etc"}, "inference_precision": "bf16"}})
+    manifest = mock.Mock(
+        extra={"openvino_runtime": {"properties": {"CACHE_DIR": "/etc"}, "inference_precision": "bf16"}}
+    )
     assert _recorded_runtime(manifest) == {"inference_precision": "bf16"}
     manifest.extra = {"openvino_runtime": {"inference_precision": "f64"}}
     assert _recorded_runtime(manifest) == {}
@@ -241,9 +255,17 @@ def test_tensorrt_bundle_option_writes_the_padded_attention_layout(tmp_path, tor
 
     from danet_deploy.export import ExportRequest, export
 
-    request = ExportRequest("danet_demo", target="tensorrt", precision="fp32", input_size=(64, 64), dynamic=True,
-                            min_size=(32, 32), max_size=(128, 128), output=tmp_path / "trt",
-                            options={"build": False, "attention": "mha-pattern"})
+    request = ExportRequest(
+        "danet_demo",
+        target="tensorrt",
+        precision="fp32",
+        input_size=(64, 64),
+        dynamic=True,
+        min_size=(32, 32),
+        max_size=(128, 128),
+        output=tmp_path / "trt",
+        options={"build": False, "attention": "mha-pattern"},
+    )
     folder, manifest = export(request, log=lambda m: None)
     attention = manifest.extra["tensorrt"]["attention"]
     assert attention["form"] == "mha-pattern" and attention["padded_chains"] == ["/head/sa/MatMul"]
@@ -257,14 +279,26 @@ def test_openvino_int8_artifact_keeps_pam_float_and_in_one_kernel(tmp_path, torc
     from danet_deploy import runtime
     from danet_deploy.export import ExportRequest, export
 
-    folder, manifest = export(ExportRequest("danet_demo", target="openvino", precision="int8", input_size=(64, 64),
-                                            calib_count=2, output=tmp_path / "ov"), log=lambda m: None)
+    folder, manifest = export(
+        ExportRequest(
+            "danet_demo",
+            target="openvino",
+            precision="int8",
+            input_size=(64, 64),
+            calib_count=2,
+            output=tmp_path / "ov",
+        ),
+        log=lambda m: None,
+    )
     assert manifest.extra["attention"]["fused_nodes"] == ["/head/sa/MatMul"]
     assert any("/head/sa/" in n for n in manifest.extra["quantization"]["policy"]["float_nodes"])
     with runtime.load(folder, threads=2) as session:
         compiled = session.backend._get((1, 3, 64, 64)).compiled
-        pam = [(op.get_rt_info()["layerType"].astype(str), op.get_friendly_name())
-               for op in compiled.get_runtime_model().get_ordered_ops() if "/head/sa/" in op.get_friendly_name()]
+        pam = [
+            (op.get_rt_info()["layerType"].astype(str), op.get_friendly_name())
+            for op in compiled.get_runtime_model().get_ordered_ops()
+            if "/head/sa/" in op.get_friendly_name()
+        ]
     kinds = {kind for kind, _ in pam}
     assert "Subgraph" in kinds and not kinds & {"Softmax", "MatMul"}, pam
 
@@ -278,12 +312,15 @@ def test_openvino_sdpa_form_is_exact_and_one_kernel_per_chunk_at_larger_n(tmp_pa
     _, path = _export(tmp_path, chunks, dynamic=True)
     mha, report = _fused_copy(path, "fused")
     assert len(report.fused_nodes) == chunks and not report.skipped
-    compiled = ov.Core().compile_model(ov.convert_model(str(mha)), "CPU",
-                                       {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2})
+    compiled = ov.Core().compile_model(
+        ov.convert_model(str(mha)), "CPU", {"INFERENCE_PRECISION_HINT": "f32", "INFERENCE_NUM_THREADS": 2}
+    )
     x = np.random.default_rng(3).standard_normal((1, 3, 96, 136)).astype(np.float32)  # N 204 > 64 at export
     assert _rel(compiled({"input": x})[0], _ort(path, x)) < FP32_TOL
-    ops = [(op.get_rt_info()["layerType"].astype(str), op.get_friendly_name())
-           for op in compiled.get_runtime_model().get_ordered_ops()]
+    ops = [
+        (op.get_rt_info()["layerType"].astype(str), op.get_friendly_name())
+        for op in compiled.get_runtime_model().get_ordered_ops()
+    ]
     assert [k for k, n in ops if "ScaledDotProductAttention" in n] == ["Subgraph"] * chunks, ops
     assert not [n for k, n in ops if k in ("Softmax", "MatMul") and "/head/sa/" in n]
 
@@ -291,8 +328,12 @@ def test_openvino_sdpa_form_is_exact_and_one_kernel_per_chunk_at_larger_n(tmp_pa
 def test_openvino_target_option_writes_the_sdpa_form(tmp_path, torch):
     from danet_deploy.export import ExportRequest, export
 
-    _, manifest = export(ExportRequest("danet_demo", target="openvino", input_size=(64, 64), output=tmp_path / "ov",
-                                       options={"attention": "sdpa"}), log=lambda m: None)
+    _, manifest = export(
+        ExportRequest(
+            "danet_demo", target="openvino", input_size=(64, 64), output=tmp_path / "ov", options={"attention": "sdpa"}
+        ),
+        log=lambda m: None,
+    )
     assert manifest.extra["attention"]["form"] == "openvino-sdpa"
     assert manifest.extra["attention"]["fused_nodes"] == ["/head/sa/FusedAttention"]
 
@@ -304,11 +345,23 @@ def test_openvino_int8_sdpa_form_keeps_pam_float_under_attention_float(tmp_path,
 
     from danet_deploy.export import ExportRequest, export
 
-    folder, manifest = export(ExportRequest("danet_demo", target="openvino", precision="int8", input_size=(64, 64),
-                                            calib_count=2, output=tmp_path / "ov", options={"attention": "sdpa"}),
-                              log=lambda m: None)
-    sdpa = [op for op in ov.Core().read_model(str(folder / "model.xml")).get_ordered_ops()
-            if op.get_type_name() == "ScaledDotProductAttention"]
+    folder, manifest = export(
+        ExportRequest(
+            "danet_demo",
+            target="openvino",
+            precision="int8",
+            input_size=(64, 64),
+            calib_count=2,
+            output=tmp_path / "ov",
+            options={"attention": "sdpa"},
+        ),
+        log=lambda m: None,
+    )
+    sdpa = [
+        op
+        for op in ov.Core().read_model(str(folder / "model.xml")).get_ordered_ops()
+        if op.get_type_name() == "ScaledDotProductAttention"
+    ]
     assert len(sdpa) == 1 and sdpa[0].get_friendly_name() in manifest.extra["quantization"]["policy"]["float_nodes"]
     for port in sdpa[0].inputs()[:3]:  # query, key, value straight from float producers, no FakeQuantize
         node = port.get_source_output().get_node()

@@ -29,12 +29,18 @@ def test_variants_cover_both_forms_on_both_engines_and_refuse_bf16_without_the_c
 
 
 def test_verdict_reads_the_goals_from_one_runs_rows():
-    rows = [{"name": "torch fp32 eager", "ratio_vs_torch_fp32": 1.0},
-            {"name": "onnxruntime fp32 fused", "ratio_vs_torch_fp32": 0.4},
-            {"name": "openvino fp32 fused", "ratio_vs_torch_fp32": 0.5},
-            {"name": "openvino int8 fused", "ratio_vs_torch_fp32": 0.12, "agreement": 0.995,
-             "profile": {"attention": {"share": 0.25}}},
-            {"name": "onnxruntime int8 fused", "ratio_vs_torch_fp32": 0.1, "agreement": 0.98}]
+    rows = [
+        {"name": "torch fp32 eager", "ratio_vs_torch_fp32": 1.0},
+        {"name": "onnxruntime fp32 fused", "ratio_vs_torch_fp32": 0.4},
+        {"name": "openvino fp32 fused", "ratio_vs_torch_fp32": 0.5},
+        {
+            "name": "openvino int8 fused",
+            "ratio_vs_torch_fp32": 0.12,
+            "agreement": 0.995,
+            "profile": {"attention": {"share": 0.25}},
+        },
+        {"name": "onnxruntime int8 fused", "ratio_vs_torch_fp32": 0.1, "agreement": 0.98},
+    ]
     verdict = _script().verdict(rows)
     assert verdict["openvino_int8_attention_share"] == {"openvino int8 fused": 0.25}
     assert verdict["best_int8_at_99"] == {"name": "openvino int8 fused", "ratio": 0.12, "agreement": 0.995}
@@ -43,13 +49,39 @@ def test_verdict_reads_the_goals_from_one_runs_rows():
 
 @pytest.mark.slow
 def test_a_small_run_writes_every_variant_with_profiles(tmp_path):
-    assert _script().main(["--size", "64", "64", "--val", "1", "--iters", "1", "--rounds", "1", "--calib-count", "2",
-                           "--profile-runs", "1", "--only", "torch", "openvino fp32", "--output-dir",
-                           str(tmp_path)]) == 0
+    assert (
+        _script().main(
+            [
+                "--size",
+                "64",
+                "64",
+                "--val",
+                "1",
+                "--iters",
+                "1",
+                "--rounds",
+                "1",
+                "--calib-count",
+                "2",
+                "--profile-runs",
+                "1",
+                "--only",
+                "torch",
+                "openvino fp32",
+                "--output-dir",
+                str(tmp_path),
+            ]
+        )
+        == 0
+    )
     report = json.loads((tmp_path / "fused_attention-danet_demo-64x64.json").read_text())
     timed = [r for r in report["rows"] if r.get("p50_ms")]
-    assert {r["name"] for r in timed} == {"torch fp32 eager", "torch fp32 eager, unfused", "openvino fp32 unfused",
-                                          "openvino fp32 fused"}
+    assert {r["name"] for r in timed} == {
+        "torch fp32 eager",
+        "torch fp32 eager, unfused",
+        "openvino fp32 unfused",
+        "openvino fp32 fused",
+    }
     assert all(r["profile"]["attention"]["share"] is not None for r in timed)
     assert "cpu_features" in report["machine"] and (tmp_path / "fused_attention-danet_demo-64x64.png").is_file()
 
@@ -57,9 +89,16 @@ def test_a_small_run_writes_every_variant_with_profiles(tmp_path):
 def test_issue_variant_set_keeps_the_rows_the_goals_are_read_from():
     script = _script()
     names = [v["name"] for v in script.variants(bf16=True, which="issue")]
-    assert names == ["torch fp32 eager", "onnxruntime fp32 unfused", "openvino fp32 unfused", "onnxruntime fp32 fused",
-                     "openvino fp32 fused", "onnxruntime int8 fused", "openvino int8 fused",
-                     "openvino int8 fused attention-bf16"]
+    assert names == [
+        "torch fp32 eager",
+        "onnxruntime fp32 unfused",
+        "openvino fp32 unfused",
+        "onnxruntime fp32 fused",
+        "openvino fp32 fused",
+        "onnxruntime int8 fused",
+        "openvino int8 fused",
+        "openvino int8 fused attention-bf16",
+    ]
     assert len(script.variants(bf16=True)) == len(names) + len(script.NOT_IN_ISSUE_SET)
     # agreement is against the unfused torch form when it ran, else against torch eager's default form
     assert script.reference_name(["torch fp32 eager", "torch fp32 eager, unfused"]) == "torch fp32 eager, unfused"

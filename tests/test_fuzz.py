@@ -28,15 +28,20 @@ from danet_deploy.export import ExportRequest, export  # noqa: E402 after import
 from danet_deploy.manifest import artifact_path  # noqa: E402 after importorskip
 
 EXAMPLES = int(os.environ.get("DANET_FUZZ_EXAMPLES", "300"))
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
-                suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
-                                       HealthCheck.data_too_large])
+FUZZ = settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), dynamic=True,
-                                   output=tmp_path_factory.mktemp("fuzz") / "art"), log=lambda _: None)
+    path, _ = export(
+        ExportRequest("danet_demo", input_size=(64, 64), dynamic=True, output=tmp_path_factory.mktemp("fuzz") / "art"),
+        log=lambda _: None,
+    )
     return path
 
 
@@ -48,16 +53,18 @@ def session(artifact):
 
 # -- Session.infer / Session.run inputs ------------------------------------------------------------
 _DTYPES = st.sampled_from([np.float32, np.float64, np.float16, np.uint8, np.int32, np.int64, np.bool_, np.complex64])
-_VALUES = st.one_of(st.just(0.0), st.floats(allow_nan=True, allow_infinity=True, width=32),
-                    st.sampled_from([1e38, -1e38, 3.0e38, 1e-45]))
+_VALUES = st.one_of(
+    st.just(0.0),
+    st.floats(allow_nan=True, allow_infinity=True, width=32),
+    st.sampled_from([1e38, -1e38, 3.0e38, 1e-45]),
+)
 
 
 def _arrays(max_side: int) -> st.SearchStrategy:
     """Arrays of any dtype and rank 0-4, sides tiny or network-sized (at most ~25k elements)."""
     sides = st.integers(0, 4) | st.integers(30, max_side)
     shapes = st.lists(sides, max_size=4).filter(lambda shape: int(np.prod(shape)) <= 3 * max_side * max_side * 2)
-    return st.tuples(_DTYPES, shapes).flatmap(
-        lambda ds: hnp.arrays(ds[0], tuple(ds[1]), elements=_elements(ds[0])))
+    return st.tuples(_DTYPES, shapes).flatmap(lambda ds: hnp.arrays(ds[0], tuple(ds[1]), elements=_elements(ds[0])))
 
 
 def _elements(dtype) -> st.SearchStrategy:
@@ -115,10 +122,16 @@ def _image(data) -> np.ndarray:
 @FUZZ
 @given(st.data())
 def test_run_raises_only_typed_errors(session, data):
-    images = data.draw(st.one_of(
-        st.builds(_image, st.data()),
-        st.lists(st.builds(_image, st.data()), min_size=0, max_size=3),
-        _arrays(40), st.none(), st.integers(), st.lists(st.one_of(st.none(), st.text(max_size=3)), max_size=2)))
+    images = data.draw(
+        st.one_of(
+            st.builds(_image, st.data()),
+            st.lists(st.builds(_image, st.data()), min_size=0, max_size=3),
+            _arrays(40),
+            st.none(),
+            st.integers(),
+            st.lists(st.one_of(st.none(), st.text(max_size=3)), max_size=2),
+        )
+    )
     tile = data.draw(st.one_of(st.none(), st.tuples(st.integers(-2, 80), st.integers(-2, 80))))
     try:
         out = session.run(images, tile=tile)
@@ -132,18 +145,61 @@ def test_run_raises_only_typed_errors(session, data):
 
 
 # -- manifest contents ----------------------------------------------------------------------------
-_JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**63, 2**63) | st.floats() | st.text(max_size=8),
-                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
-                     max_leaves=12)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
 _PATHS = st.one_of(
-    st.sampled_from(["model.onnx", "../model.onnx", "/etc/passwd", "./model.onnx", "a/../model.onnx", "",
-                     "model.onnx/", "..", ".", "C:\\model.onnx", "sub\\..\\..\\x", "model.onnx\x00", "//model.onnx",
-                     "link_out", "link_in", "loop", "manifest.json"]),
-    st.text(alphabet=st.sampled_from(list("ab./\\:~\x00 é")), max_size=12))
-_SIZES = st.one_of(st.integers(-5, 5), st.integers(2**31 - 2, 2**63), st.sampled_from([64, 32, 1, 0, 10**400]),
-                   st.text(max_size=3), st.none(), st.floats())
-_FIELDS = ("format_version", "target", "backend", "precision", "primary", "model", "preprocessing", "input", "output",
-           "files", "tools", "export", "checkpoint", "calibration", "parity", "extra")
+    st.sampled_from(
+        [
+            "model.onnx",
+            "../model.onnx",
+            "/etc/passwd",
+            "./model.onnx",
+            "a/../model.onnx",
+            "",
+            "model.onnx/",
+            "..",
+            ".",
+            "C:\\model.onnx",
+            "sub\\..\\..\\x",
+            "model.onnx\x00",
+            "//model.onnx",
+            "link_out",
+            "link_in",
+            "loop",
+            "manifest.json",
+        ]
+    ),
+    st.text(alphabet=st.sampled_from(list("ab./\\:~\x00 é")), max_size=12),
+)
+_SIZES = st.one_of(
+    st.integers(-5, 5),
+    st.integers(2**31 - 2, 2**63),
+    st.sampled_from([64, 32, 1, 0, 10**400]),
+    st.text(max_size=3),
+    st.none(),
+    st.floats(),
+)
+_FIELDS = (
+    "format_version",
+    "target",
+    "backend",
+    "precision",
+    "primary",
+    "model",
+    "preprocessing",
+    "input",
+    "output",
+    "files",
+    "tools",
+    "export",
+    "checkpoint",
+    "calibration",
+    "parity",
+    "extra",
+)
 
 
 def _mutate(data, manifest: dict) -> dict:
@@ -156,8 +212,9 @@ def _mutate(data, manifest: dict) -> dict:
             manifest["primary"] = data.draw(_PATHS)
         elif kind == "files" and isinstance(manifest.get("files"), dict):
             name = data.draw(_PATHS)
-            manifest["files"][name] = data.draw(st.one_of(st.just(manifest["files"].get("model.onnx", "")),
-                                                          st.text(max_size=64), _JSON))
+            manifest["files"][name] = data.draw(
+                st.one_of(st.just(manifest["files"].get("model.onnx", "")), st.text(max_size=64), _JSON)
+            )
         elif kind == "shape" and isinstance(manifest.get("input"), dict):
             manifest["input"]["shape"] = data.draw(st.lists(_SIZES, max_size=5))
         elif kind == "bound" and isinstance(manifest.get("input"), dict):
@@ -165,8 +222,9 @@ def _mutate(data, manifest: dict) -> dict:
             manifest["input"][key] = data.draw(st.one_of(st.lists(_SIZES, max_size=5), _JSON))
         elif kind == "prep" and isinstance(manifest.get("preprocessing"), dict):
             key = data.draw(st.sampled_from(["mean", "std", "color_order"]))
-            manifest["preprocessing"][key] = data.draw(st.one_of(_JSON, st.lists(st.floats() | _SIZES, min_size=3,
-                                                                                         max_size=3)))
+            manifest["preprocessing"][key] = data.draw(
+                st.one_of(_JSON, st.lists(st.floats() | _SIZES, min_size=3, max_size=3))
+            )
         elif kind == "model" and isinstance(manifest.get("model"), dict):
             key = data.draw(st.sampled_from(["num_classes", "class_names", "output_stride", "name"]))
             manifest["model"][key] = data.draw(st.one_of(_SIZES, _JSON))
@@ -226,10 +284,13 @@ def test_artifact_path_never_leaves_the_folder(playground, name):
 
 
 @settings(max_examples=200, deadline=None)
-@given(hnp.arrays(np.uint8, hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=9).map(
-           lambda s: (s[0], s[1], s[2], 3))),
-       st.tuples(*[st.floats(-2, 2, allow_nan=False, width=32)] * 3),
-       st.tuples(*[st.floats(0.0625, 4, allow_nan=False, width=32)] * 3))
+@given(
+    hnp.arrays(
+        np.uint8, hnp.array_shapes(min_dims=4, max_dims=4, min_side=1, max_side=9).map(lambda s: (s[0], s[1], s[2], 3))
+    ),
+    st.tuples(*[st.floats(-2, 2, allow_nan=False, width=32)] * 3),
+    st.tuples(*[st.floats(0.0625, 4, allow_nan=False, width=32)] * 3),
+)
 def test_lookup_normalize_is_bit_identical_to_the_arithmetic(batch, mean, std):
     """The table-driven normalise must give exactly ``(x / 255 - mean) / std`` in float32, NCHW."""
     from danet_deploy.runtime.preprocess import normalize
@@ -242,8 +303,13 @@ def test_lookup_normalize_is_bit_identical_to_the_arithmetic(batch, mean, std):
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=3, max_dims=4, min_side=1, max_side=9),
-                  elements=st.floats(width=32) | st.sampled_from([0.0, 1.0, -1.0])))
+@given(
+    hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=3, max_dims=4, min_side=1, max_side=9),
+        elements=st.floats(width=32) | st.sampled_from([0.0, 1.0, -1.0]),
+    )
+)
 def test_running_max_mask_is_numpy_argmax(logits):
     """The plane-by-plane arg-max equals ``np.argmax`` over the class axis: ties (first wins), +-Inf, NaN."""
     from danet_deploy.runtime.preprocess import logits_to_mask
@@ -254,9 +320,15 @@ def test_running_max_mask_is_numpy_argmax(logits):
 
 
 @settings(max_examples=EXAMPLES, deadline=None)
-@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=9),
-                  elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([0.0, 1.0, float("nan")])),
-       st.tuples(st.integers(1, 40), st.integers(1, 40)), st.integers(1, 4000))
+@given(
+    hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=3, max_dims=3, min_side=1, max_side=9),
+        elements=st.floats(-1e6, 1e6, width=32) | st.sampled_from([0.0, 1.0, float("nan")]),
+    ),
+    st.tuples(st.integers(1, 40), st.integers(1, 40)),
+    st.integers(1, 4000),
+)
 def test_banded_mask_is_the_whole_resize_then_argmax(logits, size, band_bytes):
     """``mask_at_size`` (rows resized and arg-maxed band by band) equals resizing the whole logits
     and arg-maxing them, bit for bit, for any band height (NaN included)."""

@@ -40,9 +40,13 @@ def _resolve(module: str, is_pkg: bool, node: ast.ImportFrom) -> str:
 
 def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
     """Every node except those under ``if TYPE_CHECKING:`` (annotations only, never executed)."""
-    skipped = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If)
-               and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
-               for stmt in block.body for n in ast.walk(stmt)}
+    skipped = {
+        id(n)
+        for block in ast.walk(tree)
+        if isinstance(block, ast.If) and getattr(block.test, "id", getattr(block.test, "attr", None)) == "TYPE_CHECKING"
+        for stmt in block.body
+        for n in ast.walk(stmt)
+    }
     return [n for n in ast.walk(tree) if id(n) not in skipped]
 
 
@@ -114,16 +118,39 @@ def test_no_import_cycles():
 
 
 def test_cycle_detector_finds_a_planted_cycle():
-    graph = {"danet_deploy.a": {"danet_deploy.b"}, "danet_deploy.b": {"danet_deploy.c"},
-             "danet_deploy.c": {"danet_deploy.a"}, "danet_deploy.d": {"danet_deploy.a"}}
+    graph = {
+        "danet_deploy.a": {"danet_deploy.b"},
+        "danet_deploy.b": {"danet_deploy.c"},
+        "danet_deploy.c": {"danet_deploy.a"},
+        "danet_deploy.d": {"danet_deploy.a"},
+    }
     assert cycles(graph) == [["danet_deploy.a", "danet_deploy.b", "danet_deploy.c"]]
 
 
 # floor -> packages it must never import (directly or lazily)
 FORBIDDEN = {
-    "danet_deploy.util": ("targets", "tensorrt", "model", "data", "runtime", "manifest", "extras", "inputs", "outputs",
-                          "planner", "engine_reads", "eval_protocol", "export", "verify", "training", "serve", "bench",
-                          "cli", "segment", "demo"),  # small helpers: errors and each other only
+    "danet_deploy.util": (
+        "targets",
+        "tensorrt",
+        "model",
+        "data",
+        "runtime",
+        "manifest",
+        "extras",
+        "inputs",
+        "outputs",
+        "planner",
+        "engine_reads",
+        "eval_protocol",
+        "export",
+        "verify",
+        "training",
+        "serve",
+        "bench",
+        "cli",
+        "segment",
+        "demo",
+    ),  # small helpers: errors and each other only
     "danet_deploy.targets": ("export", "runtime", "bench", "cli", "model", "verify", "training", "tensorrt", "data"),
     "danet_deploy.tensorrt": ("export", "runtime", "bench", "cli", "model", "verify", "training"),
     "danet_deploy.runtime": ("export", "bench", "cli", "verify", "training", "model"),
@@ -155,11 +182,13 @@ def test_floors_import_only_what_is_below_them():
 
 def test_every_module_imports_in_a_fresh_interpreter():
     names = sorted(_modules())
-    code = ("import importlib, sys\nfailed = []\n"
-            f"for name in {names!r}:\n"
-            "    try:\n        importlib.import_module(name)\n"
-            "    except Exception as exc:\n        failed.append(f'{name}: {type(exc).__name__}: {exc}')\n"
-            "print('\\n'.join(failed)); sys.exit(1 if failed else 0)\n")
+    code = (
+        "import importlib, sys\nfailed = []\n"
+        f"for name in {names!r}:\n"
+        "    try:\n        importlib.import_module(name)\n"
+        "    except Exception as exc:\n        failed.append(f'{name}: {type(exc).__name__}: {exc}')\n"
+        "print('\\n'.join(failed)); sys.exit(1 if failed else 0)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -167,7 +196,11 @@ def test_every_module_imports_in_a_fresh_interpreter():
 def runtime_reach(graph: dict[str, set[str]]) -> dict[str, str]:
     """Every module the runtime imports, directly or through the floors below it, mapped to the module
     that imports it (for the message); the torch door and what only it imports are left out."""
-    door = {m for m in graph if m == TORCH_DOOR or (TORCH_DOOR in graph[m] and m.startswith("danet_deploy.runtime.backends"))}
+    door = {
+        m
+        for m in graph
+        if m == TORCH_DOOR or (TORCH_DOOR in graph[m] and m.startswith("danet_deploy.runtime.backends"))
+    }
     reached: dict[str, str] = {}
     stack = [m for m in graph if m.startswith("danet_deploy.runtime") and m not in door]
     while stack:
@@ -183,13 +216,19 @@ def test_runtime_reaches_no_room_above_it_through_its_floors():
     """``runtime -> manifest -> model.registry`` is as much a runtime -> model door as a direct import:
     follow every chain (the manifest once checked class counts with the model registry's bound)."""
     reached = runtime_reach(import_graph())
-    wrong = sorted(f"{via} -> {module}" for module, via in reached.items()
-                   if module.split(".")[1] in ABOVE_RUNTIME)
+    wrong = sorted(f"{via} -> {module}" for module, via in reached.items() if module.split(".")[1] in ABOVE_RUNTIME)
     assert wrong == []
 
 
 def test_runtime_reach_finds_a_planted_chain():
-    graph = {"danet_deploy.runtime.loader": {"danet_deploy.manifest"}, "danet_deploy.manifest": {"danet_deploy.model.registry"},
-             "danet_deploy.model.registry": set(), TORCH_DOOR: {"danet_deploy.model.danet"}, "danet_deploy.model.danet": set()}
-    assert runtime_reach(graph) == {"danet_deploy.manifest": "danet_deploy.runtime.loader",
-                                    "danet_deploy.model.registry": "danet_deploy.manifest"}
+    graph = {
+        "danet_deploy.runtime.loader": {"danet_deploy.manifest"},
+        "danet_deploy.manifest": {"danet_deploy.model.registry"},
+        "danet_deploy.model.registry": set(),
+        TORCH_DOOR: {"danet_deploy.model.danet"},
+        "danet_deploy.model.danet": set(),
+    }
+    assert runtime_reach(graph) == {
+        "danet_deploy.manifest": "danet_deploy.runtime.loader",
+        "danet_deploy.model.registry": "danet_deploy.manifest",
+    }

@@ -75,8 +75,7 @@ def _other_weights(path: Path) -> Path:
 
 @pytest.fixture(scope="module")
 def preset_artifact(tmp_path_factory):
-    path, _ = export(ExportRequest(MODEL, input_size=(64, 64), output=tmp_path_factory.mktemp("p") / "art"),
-                     log=_quiet)
+    path, _ = export(ExportRequest(MODEL, input_size=(64, 64), output=tmp_path_factory.mktemp("p") / "art"), log=_quiet)
     return path
 
 
@@ -91,8 +90,18 @@ def checkpoint_artifact(tmp_path_factory):
 
 
 # -- model.weights: a shipped-weights name, nothing else --------------------------------------------
-@pytest.mark.parametrize("name", ["/tmp/x/evil.safetensors", "../../../../tmp/x/evil.safetensors",
-                                  "sub/danet_demo.safetensors", "..", "a\\b.safetensors", "c:evil.safetensors", ""])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "/tmp/x/evil.safetensors",
+        "../../../../tmp/x/evil.safetensors",
+        "sub/danet_demo.safetensors",
+        "..",
+        "a\\b.safetensors",
+        "c:evil.safetensors",
+        "",
+    ],
+)
 def test_manifest_weights_must_be_a_plain_shipped_file_name(preset_artifact, tmp_path, name):
     art = _copy(preset_artifact, tmp_path / "art")
     _edit(art, lambda d: d["model"].update(weights=name))
@@ -101,8 +110,9 @@ def test_manifest_weights_must_be_a_plain_shipped_file_name(preset_artifact, tmp
     with pytest.raises(ManifestError, match="model.weights"):
         runtime.load(art, backend="torch")
     out = tmp_path / "out"
-    assert _cli("run", ["--model", str(art), str(_image(tmp_path / "img.png")), "-o", str(out), "--backend",
-                        "torch"]) == 2
+    assert (
+        _cli("run", ["--model", str(art), str(_image(tmp_path / "img.png")), "-o", str(out), "--backend", "torch"]) == 2
+    )
     assert _cli("parity", [str(art), "--generated", "1", "--no-manifest"]) == 2
 
 
@@ -149,8 +159,13 @@ def test_manifest_checkpoint_outside_the_folder_is_never_opened(checkpoint_artif
     with pytest.raises(ManifestError, match="checkpoint"):
         runtime.load(art, backend="torch")
     assert _cli("parity", [str(art), "--generated", "1", "--no-manifest"]) == 2
-    assert _cli("run", ["--model", str(art), str(_image(tmp_path / "img.png")), "-o", str(tmp_path / "out"),
-                        "--backend", "torch"]) == 2
+    assert (
+        _cli(
+            "run",
+            ["--model", str(art), str(_image(tmp_path / "img.png")), "-o", str(tmp_path / "out"), "--backend", "torch"],
+        )
+        == 2
+    )
 
 
 def test_swapped_checkpoint_is_named_not_blamed_on_the_artifact(checkpoint_artifact, tmp_path):
@@ -183,8 +198,10 @@ def test_checkpoint_artifact_carries_its_checkpoint_and_moves_with_it(checkpoint
     assert not any(str(tmp_path.parent) in str(v) for v in entry.values())  # no machine path recorded
     moved = _copy(checkpoint_artifact, tmp_path / "elsewhere" / "ck")  # the original checkpoint is not needed
     out = tmp_path / "out"
-    assert _cli("run", ["--model", str(moved), str(_image(tmp_path / "img.png")), "-o", str(out), "--backend",
-                        "torch"]) == 0
+    assert (
+        _cli("run", ["--model", str(moved), str(_image(tmp_path / "img.png")), "-o", str(out), "--backend", "torch"])
+        == 0
+    )
     assert (out / "img_mask.png").is_file()
     assert _cli("parity", [str(moved), "--generated", "1", "--no-manifest"]) == 0
     report = run_parity(moved, generated=1, write_manifest=False)
@@ -194,8 +211,10 @@ def test_checkpoint_artifact_carries_its_checkpoint_and_moves_with_it(checkpoint
 def test_parity_refuses_a_reference_of_other_classes_naming_the_fix(preset_artifact, tmp_path, capsys):
     with pytest.raises(ConfigError, match="predicts 19 classes, the artifact 8.*leave out --reference"):
         run_parity(preset_artifact, reference="danet_edge_r18_d8", generated=1, write_manifest=False)
-    assert _cli("parity", [str(preset_artifact), "--reference", "danet_edge_r18_d8", "--generated", "1",
-                           "--no-manifest"]) == 2
+    assert (
+        _cli("parity", [str(preset_artifact), "--reference", "danet_edge_r18_d8", "--generated", "1", "--no-manifest"])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "predicts 19 classes" in err and "Traceback" not in err
 
@@ -211,8 +230,13 @@ def test_parity_names_a_reference_that_is_not_the_exported_checkpoint(checkpoint
 
 def test_shipped_preset_artifact_still_runs_on_torch(preset_artifact, tmp_path):
     out = tmp_path / "out"
-    assert _cli("run", ["--model", str(preset_artifact), str(_image(tmp_path / "img.png")), "-o", str(out),
-                        "--backend", "torch"]) == 0
+    assert (
+        _cli(
+            "run",
+            ["--model", str(preset_artifact), str(_image(tmp_path / "img.png")), "-o", str(out), "--backend", "torch"],
+        )
+        == 0
+    )
     assert _cli("parity", [str(preset_artifact), "--generated", "1", "--no-manifest"]) == 0
 
 

@@ -82,9 +82,16 @@ def test_a_section_is_still_its_json_mapping():
 
 def test_a_manifest_built_from_dicts_gets_checked_records():
     data = _load(CURRENT)
-    manifest = Manifest(target="onnx", backend="onnxruntime", precision="fp32", primary="model.onnx",
-                        model=data["model"], preprocessing=data["preprocessing"], input=data["input"],
-                        output=data["output"])
+    manifest = Manifest(
+        target="onnx",
+        backend="onnxruntime",
+        precision="fp32",
+        primary="model.onnx",
+        model=data["model"],
+        preprocessing=data["preprocessing"],
+        input=data["input"],
+        output=data["output"],
+    )
     assert isinstance(manifest.input, InputInfo) and isinstance(manifest.export, ExportInfo)
     assert manifest.export.to_dict() == {} and manifest.output.names == ("logits",)
     assert dataclasses.replace(manifest, output={**manifest.output, "emit": "mask"}).output.emit == "mask"
@@ -92,18 +99,21 @@ def test_a_manifest_built_from_dicts_gets_checked_records():
         dataclasses.replace(manifest, input={**manifest.input, "shape": [1, 3, 64]})
 
 
-@pytest.mark.parametrize("path,value,words", [
-    (("model", "name"), 3, r"model\.name must be a non-empty string"),
-    (("model", "num_classes"), "8", r"model\.num_classes must be an integer"),
-    (("preprocessing", "std"), [0.2, 0.0, 0.2], r"preprocessing\.std must not be 0"),
-    (("input", "shape"), [1, 3, 0, 64], r"input\.shape must be 4 dims"),
-    (("input", "accept"), ["rgb8"], r"input\.accept must be one of"),
-    (("output", "tensors", 0, "shape"), [1, 8], r"output\.tensors\[0\]\.shape must be 3 or 4 dims"),
-    (("export", "input_size"), [64], r"export\.input_size must be 2 positive integers"),
-    (("checkpoint",), {"path": 3}, r"checkpoint\.path must be a string"),
-    (("checkpoint",), [], r"'checkpoint' must be an object"),
-    (("export",), None, r"'export' must be an object"),
-])
+@pytest.mark.parametrize(
+    "path,value,words",
+    [
+        (("model", "name"), 3, r"model\.name must be a non-empty string"),
+        (("model", "num_classes"), "8", r"model\.num_classes must be an integer"),
+        (("preprocessing", "std"), [0.2, 0.0, 0.2], r"preprocessing\.std must not be 0"),
+        (("input", "shape"), [1, 3, 0, 64], r"input\.shape must be 4 dims"),
+        (("input", "accept"), ["rgb8"], r"input\.accept must be one of"),
+        (("output", "tensors", 0, "shape"), [1, 8], r"output\.tensors\[0\]\.shape must be 3 or 4 dims"),
+        (("export", "input_size"), [64], r"export\.input_size must be 2 positive integers"),
+        (("checkpoint",), {"path": 3}, r"checkpoint\.path must be a string"),
+        (("checkpoint",), [], r"'checkpoint' must be an object"),
+        (("export",), None, r"'export' must be an object"),
+    ],
+)
 def test_a_bad_value_is_a_manifest_error_naming_its_key_path_and_the_fix(path, value, words):
     data = _load(CURRENT)
     target = data
@@ -115,8 +125,16 @@ def test_a_bad_value_is_a_manifest_error_naming_its_key_path_and_the_fix(path, v
     assert str(info.value).startswith("art/manifest.json: ") and str(info.value).endswith("re-export the artifact")
 
 
-@pytest.mark.parametrize("record,key", [(ModelInfo, "model"), (PreprocessingInfo, "preprocessing"), (InputInfo, "input"),
-                                        (OutputInfo, "output"), (ExportInfo, "export")])
+@pytest.mark.parametrize(
+    "record,key",
+    [
+        (ModelInfo, "model"),
+        (PreprocessingInfo, "preprocessing"),
+        (InputInfo, "input"),
+        (OutputInfo, "output"),
+        (ExportInfo, "export"),
+    ],
+)
 def test_each_section_round_trips_alone(record, key):
     data = _load(CURRENT)[key]
     assert record.from_dict(data).to_dict() == data
@@ -128,9 +146,11 @@ def test_each_section_round_trips_alone(record, key):
 # -- property-based: valid manifests round-trip, mutated ones raise ManifestError or nothing --------
 _NAMES = st.sampled_from(["batch", "height", "width", "N"])
 _DIM = st.one_of(st.integers(1, 4096), _NAMES)
-_EXTRA_KEYS = st.dictionaries(st.sampled_from(["note", "x_future", "comment"]),
-                              st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3)),
-                              max_size=2)
+_EXTRA_KEYS = st.dictionaries(
+    st.sampled_from(["note", "x_future", "comment"]),
+    st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.integers(), max_size=3)),
+    max_size=2,
+)
 
 
 @st.composite
@@ -139,15 +159,19 @@ def valid_manifests(draw) -> dict[str, Any]:
     older optional keys present or not, and unknown keys added to the open sections."""
     data = _load(draw(st.sampled_from([CURRENT, OLDER])))
     classes = draw(st.integers(1, 300))
-    data["model"].update(num_classes=classes, class_names=[f"c{i}" for i in range(classes)],
-                         output_stride=draw(st.sampled_from([4, 8, 16, 32])),
-                         attention_chunks=draw(st.one_of(st.none(), st.integers(1, 64))))
+    data["model"].update(
+        num_classes=classes,
+        class_names=[f"c{i}" for i in range(classes)],
+        output_stride=draw(st.sampled_from([4, 8, 16, 32])),
+        attention_chunks=draw(st.one_of(st.none(), st.integers(1, 64))),
+    )
     data["preprocessing"]["std"] = draw(st.lists(st.floats(0.01, 100), min_size=3, max_size=3))
     data["preprocessing"]["color_order"] = draw(st.sampled_from(["RGB", "BGR", "rgb"]))
     if draw(st.booleans()):  # an --accept graph: a uint8 NHWC image input
         shape = [draw(_DIM), draw(_DIM), draw(_DIM), 3]
-        data["input"].update(name="image", dtype="uint8", layout="NHWC", accept=draw(st.sampled_from(["rgb8", "bgr8"])),
-                             shape=shape)
+        data["input"].update(
+            name="image", dtype="uint8", layout="NHWC", accept=draw(st.sampled_from(["rgb8", "bgr8"])), shape=shape
+        )
     else:
         data["input"]["shape"] = [draw(_DIM), 3, draw(_DIM), draw(_DIM)]
     if draw(st.booleans()):
@@ -181,17 +205,45 @@ def _holds(parent: Any, key: Any) -> bool:
     return isinstance(parent, list) and isinstance(key, int) and key < len(parent)
 
 
-_WRONG = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.floats(allow_nan=True), st.text(max_size=4),
-                   st.lists(st.integers(0, 3), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+_WRONG = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.floats(allow_nan=True),
+    st.text(max_size=4),
+    st.lists(st.integers(0, 3), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
 
 
 #: the keys the records read (set when absent, so a wrong type is tried there too)
-_READ = [(key,) for key in ("target", "backend", "precision", "primary", "files", "tools", "checkpoint", "calibration",
-                            "parity", "extra", "format_version")] + [
-    (section, key) for section, keys in {
-        "model": ModelInfo, "preprocessing": PreprocessingInfo, "input": InputInfo, "output": OutputInfo,
-        "export": ExportInfo, "checkpoint": CheckpointInfo}.items()
-    for key in [f.name for f in dataclasses.fields(keys) if f.name != "raw"]]
+_READ = [
+    (key,)
+    for key in (
+        "target",
+        "backend",
+        "precision",
+        "primary",
+        "files",
+        "tools",
+        "checkpoint",
+        "calibration",
+        "parity",
+        "extra",
+        "format_version",
+    )
+] + [
+    (section, key)
+    for section, keys in {
+        "model": ModelInfo,
+        "preprocessing": PreprocessingInfo,
+        "input": InputInfo,
+        "output": OutputInfo,
+        "export": ExportInfo,
+        "checkpoint": CheckpointInfo,
+    }.items()
+    for key in [f.name for f in dataclasses.fields(keys) if f.name != "raw"]
+]
 
 
 def _mutate(data, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -226,7 +278,10 @@ def test_valid_manifests_round_trip(manifest):
     record = Manifest.from_dict(copy.deepcopy(manifest))
     assert record.to_dict() == manifest and list(record.to_dict()) == list(manifest)  # keys in their order
     assert Manifest.from_dict(record.to_dict()).to_dict() == manifest
-    assert record.input.shape == tuple(manifest["input"]["shape"]) and record.num_classes == manifest["model"]["num_classes"]
+    assert (
+        record.input.shape == tuple(manifest["input"]["shape"])
+        and record.num_classes == manifest["model"]["num_classes"]
+    )
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])

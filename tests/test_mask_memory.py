@@ -58,8 +58,12 @@ _extreme_sizes = st.one_of(
 
 
 @settings(max_examples=25, deadline=None, derandomize=True)
-@given(classes=st.integers(1, 40), logit_hw=st.tuples(st.integers(1, 24), st.integers(1, 24)),
-       size=_extreme_sizes, band_bytes=st.sampled_from([1 << 12, 1 << 14, 1 << 16]))
+@given(
+    classes=st.integers(1, 40),
+    logit_hw=st.tuples(st.integers(1, 24), st.integers(1, 24)),
+    size=_extreme_sizes,
+    band_bytes=st.sampled_from([1 << 12, 1 << 14, 1 << 16]),
+)
 def test_extreme_aspect_ratios_keep_memory_bounded_and_the_mask_exact(classes, logit_hw, size, band_bytes):
     """Any aspect ratio, either side larger: the mask equals the whole resize's arg-max bit for bit,
     and the memory beyond the mask stays a few bands (plus one tile's index arrays)."""

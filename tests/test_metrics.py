@@ -14,9 +14,7 @@ from danet_deploy.errors import InputError
 def test_confusion_matrix_hand_computed():
     label = np.array([[0, 0, 1], [1, 2, 2]])
     pred = np.array([[0, 1, 1], [1, 2, 0]])
-    expected = np.array([[1, 1, 0],
-                         [0, 2, 0],
-                         [1, 0, 1]])
+    expected = np.array([[1, 1, 0], [0, 2, 0], [1, 0, 1]])
     np.testing.assert_array_equal(confusion_matrix(pred, label, 3), expected)
 
 
@@ -67,11 +65,14 @@ def test_empty_metrics_are_nan():
     assert math.isnan(m.miou()) and math.isnan(m.pixel_accuracy())
 
 
-@pytest.mark.parametrize("pred,label", [
-    (np.zeros((2, 2)), np.zeros((2, 3))),
-    (np.zeros(2), np.array([0, 5])),
-    (np.array([0, 3]), np.zeros(2)),
-])
+@pytest.mark.parametrize(
+    "pred,label",
+    [
+        (np.zeros((2, 2)), np.zeros((2, 3))),
+        (np.zeros(2), np.array([0, 5])),
+        (np.array([0, 3]), np.zeros(2)),
+    ],
+)
 def test_bad_inputs_raise(pred, label):
     with pytest.raises(InputError):
         confusion_matrix(pred, label, 2)
@@ -85,6 +86,7 @@ def _mmseg_intersect_and_union(pred, label, num_classes, ignore_index=255):
     mask = label != ignore_index
     pred, label = pred[mask], label[mask]
     intersect = pred[pred == label]
+
     def hist(t):
         return torch.histc(t.float(), bins=num_classes, min=0, max=num_classes - 1)
 
@@ -98,14 +100,21 @@ def _mmseg_metrics(pairs, num_classes):
     intersect, union, _, label = total
     with np.errstate(divide="ignore", invalid="ignore"):
         iou, acc = intersect / union, intersect / label
-    return {"aAcc": intersect.sum() / label.sum(), "IoU": iou, "Acc": acc, "mIoU": np.nanmean(iou),
-            "mAcc": np.nanmean(acc)}
+    return {
+        "aAcc": intersect.sum() / label.sum(),
+        "IoU": iou,
+        "Acc": acc,
+        "mIoU": np.nanmean(iou),
+        "mAcc": np.nanmean(acc),
+    }
 
 
 def test_metrics_equal_mmseg_iou_metric_on_a_hand_computed_case(torch):
     # two images; class 3 never appears in labels (Acc NaN) but is predicted (IoU 0); 255 ignored
-    pairs = [(np.array([[0, 1, 1], [3, 2, 0]]), np.array([[0, 0, 1], [255, 2, 2]])),
-             (np.array([[1, 1], [3, 0]]), np.array([[1, 1], [1, 255]]))]
+    pairs = [
+        (np.array([[0, 1, 1], [3, 2, 0]]), np.array([[0, 0, 1], [255, 2, 2]])),
+        (np.array([[1, 1], [3, 0]]), np.array([[1, 1], [1, 255]])),
+    ]
     m = SegmentationMetrics(4)
     for p, t in pairs:
         m.update(p, t)

@@ -26,14 +26,20 @@ test_pipeline = [
 
 
 def test_mmengine_config_text():
-    facts = config_facts({"cfg": mmseg_config_text(101, 19, "cityscapes_769"),
-                          "dataset_meta": {"classes": ("road",) * 19}})
+    facts = config_facts(
+        {"cfg": mmseg_config_text(101, 19, "cityscapes_769"), "dataset_meta": {"classes": ("road",) * 19}}
+    )
     assert facts.source == "meta['cfg']" and facts.align_corners is True and facts.num_classes == 19
     assert facts.class_names == ("road",) * 19 and facts.mean == (123.675, 116.28, 103.53)
     p = facts.protocol
     # mmseg's Resize(scale=(2049, 1025)) is (w, h): stored as (H, W) like every size
-    assert (p.mode, p.resize, p.crop, p.stride, p.align_corners) == ("slide", (1025, 2049), (769, 769), (513, 513),
-                                                                      True)
+    assert (p.mode, p.resize, p.crop, p.stride, p.align_corners) == (
+        "slide",
+        (1025, 2049),
+        (769, 769),
+        (513, 513),
+        True,
+    )
     whole = config_facts({"cfg": mmseg_config_text(50, 19, "cityscapes")}).protocol
     assert (whole.mode, whole.crop, whole.align_corners) == ("whole", None, False)
     assert "align_corners=True" in facts.describe() and "slide crop 769x769" in facts.describe()
@@ -47,9 +53,11 @@ def test_mmcv_config_text_of_model_zoo_files():
 
 def test_config_text_is_never_run(tmp_path):
     marker = tmp_path / "ran"
-    text = (f"import os\nos.system('touch {marker}')\nmodel = dict(decode_head=dict(align_corners="
-            f"__import__('os').system('touch {marker}'), num_classes=eval('19')))\n"
-            f"test_cfg = dict(mode=open('{marker}', 'w'))\n")
+    text = (
+        f"import os\nos.system('touch {marker}')\nmodel = dict(decode_head=dict(align_corners="
+        f"__import__('os').system('touch {marker}'), num_classes=eval('19')))\n"
+        f"test_cfg = dict(mode=open('{marker}', 'w'))\n"
+    )
     facts = config_facts({"cfg": text})
     assert not marker.exists()
     assert facts.align_corners is None and facts.num_classes is None and facts.protocol is None
@@ -61,17 +69,27 @@ def test_unusable_meta_says_nothing():
     assert config_facts({"cfg": "x = 1\n" * (MAX_CONFIG_CHARS // 6 + 1)}) is None  # too long to parse
     assert config_facts({"cfg": "(" * 500}) is None  # nested beyond the parser
     assert config_facts({"cfg": 5, "dataset_meta": {"classes": ("a", "b")}}).class_names == ("a", "b")
-    odd = config_facts({"cfg": "model = dict(decode_head=dict(align_corners=1, num_classes=True))\n"
-                               "test_cfg = dict(mode='whole')"})
+    odd = config_facts(
+        {"cfg": "model = dict(decode_head=dict(align_corners=1, num_classes=True))\ntest_cfg = dict(mode='whole')"}
+    )
     assert odd.align_corners is None and odd.num_classes is None and odd.protocol is None
 
 
-_LITERALS = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-                         lambda inner: st.lists(inner, max_size=3) | st.tuples(inner, inner)
-                         | st.dictionaries(st.sampled_from(["mode", "crop_size", "stride", "align_corners",
-                                                            "decode_head", "test_cfg", "scale", "type"]), inner,
-                                           max_size=4),
-                         max_leaves=12)
+_LITERALS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.tuples(inner, inner)
+        | st.dictionaries(
+            st.sampled_from(
+                ["mode", "crop_size", "stride", "align_corners", "decode_head", "test_cfg", "scale", "type"]
+            ),
+            inner,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+)
 
 
 @settings(max_examples=200, deadline=None)
@@ -114,11 +132,17 @@ def test_stored_configs_state_the_release_protocols():
 
 
 def test_an_exact_resize_is_turned_to_height_width():
-    text = MMSEG0_TEXT.replace("test_cfg = dict(mode='slide', crop_size=(769, 769), stride=(513, 513))",
-                               "test_cfg = dict(mode='whole')")
-    text = text.replace("test_pipeline = [", "test_pipeline = [dict(type='Resize', scale=(640, 480), keep_ratio=False),")
-    text = text.replace("dict(type='MultiScaleFlipAug', img_scale=(2049, 1025), flip=False,\n"
-                        "         transforms=[dict(type='Resize', keep_ratio=True)])", "")
+    text = MMSEG0_TEXT.replace(
+        "test_cfg = dict(mode='slide', crop_size=(769, 769), stride=(513, 513))", "test_cfg = dict(mode='whole')"
+    )
+    text = text.replace(
+        "test_pipeline = [", "test_pipeline = [dict(type='Resize', scale=(640, 480), keep_ratio=False),"
+    )
+    text = text.replace(
+        "dict(type='MultiScaleFlipAug', img_scale=(2049, 1025), flip=False,\n"
+        "         transforms=[dict(type='Resize', keep_ratio=True)])",
+        "",
+    )
     p = config_facts({"config": text}).protocol
     assert (p.mode, p.resize, p.keep_ratio) == ("whole", (480, 640), False)  # mmseg's scale is (w, h)
     assert p.scaled_size(1024, 2048) == (480, 640) and "resize to 480x640" in p.describe()
@@ -127,7 +151,8 @@ def test_an_exact_resize_is_turned_to_height_width():
 def test_a_protocol_that_does_not_hold_together_is_none():
     # a slide without a crop, a stride over the crop: not this file's protocol (the release's is used)
     for test_cfg in ("dict(mode='slide')", "dict(mode='slide', crop_size=(64, 64), stride=(96, 96))"):
-        text = MMSEG0_TEXT.replace("test_cfg = dict(mode='slide', crop_size=(769, 769), stride=(513, 513))",
-                                   f"test_cfg = {test_cfg}")
+        text = MMSEG0_TEXT.replace(
+            "test_cfg = dict(mode='slide', crop_size=(769, 769), stride=(513, 513))", f"test_cfg = {test_cfg}"
+        )
         facts = config_facts({"config": text})
         assert facts.align_corners is True and facts.protocol is None

@@ -19,8 +19,15 @@ from danet_deploy.model import (
 
 def _pam_params(module):
     p = {k: v.detach().double().numpy() for k, v in module.state_dict().items()}
-    return (p["query_conv.weight"], p["query_conv.bias"], p["key_conv.weight"], p["key_conv.bias"],
-            p["value_conv.weight"], p["value_conv.bias"], float(p["gamma"][0]))
+    return (
+        p["query_conv.weight"],
+        p["query_conv.bias"],
+        p["key_conv.weight"],
+        p["key_conv.bias"],
+        p["value_conv.weight"],
+        p["value_conv.bias"],
+        float(p["gamma"][0]),
+    )
 
 
 @pytest.mark.parametrize("chunks", [1, 3, 7])
@@ -101,8 +108,9 @@ print(err, int(peak_rss_mb() * 2**20))
 @pytest.mark.slow  # over 5 s: make test-slow (CI)
 def test_seed_case_dual_attention_224(tmp_path):
     """The dual attention block on 1x40x224x224 (N = 50176; naive energy ~10 GiB) vs the oracle."""
-    result = subprocess.run([sys.executable, "-c", SEED_CASE, str(Path(__file__).parent), "48"],
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", SEED_CASE, str(Path(__file__).parent), "48"], capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr
     err, peak = result.stdout.split()
     assert float(err) < 1e-4
@@ -133,8 +141,10 @@ def test_presets_shapes_and_modes(torch):
 
 
 def test_parameter_counts():
-    counts = {name: sum(p.numel() for p in create_model(name, weights=False).parameters())
-              for name in ("danet_r50_d8", "danet_r101_d8")}
+    counts = {
+        name: sum(p.numel() for p in create_model(name, weights=False).parameters())
+        for name in ("danet_r50_d8", "danet_r101_d8")
+    }
     assert abs(counts["danet_r50_d8"] / 1e6 - 47.5) < 0.5
     assert abs(counts["danet_r101_d8"] / 1e6 - 66.5) < 0.5
 
@@ -170,16 +180,25 @@ def _official_names(state):
 
 def _mmseg_names(state):
     rename = {
-        "backbone.conv1.0.": "backbone.stem.0.", "backbone.conv1.1.": "backbone.stem.1.",
-        "backbone.conv1.3.": "backbone.stem.3.", "backbone.conv1.4.": "backbone.stem.4.",
-        "backbone.conv1.6.": "backbone.stem.6.", "backbone.bn1.": "backbone.stem.7.",
-        "head.conv5a.0.": "decode_head.pam_in_conv.conv.", "head.conv5a.1.": "decode_head.pam_in_conv.bn.",
-        "head.conv5c.0.": "decode_head.cam_in_conv.conv.", "head.conv5c.1.": "decode_head.cam_in_conv.bn.",
-        "head.sa.query_conv.": "decode_head.pam.query_project.", "head.sa.key_conv.": "decode_head.pam.key_project.",
+        "backbone.conv1.0.": "backbone.stem.0.",
+        "backbone.conv1.1.": "backbone.stem.1.",
+        "backbone.conv1.3.": "backbone.stem.3.",
+        "backbone.conv1.4.": "backbone.stem.4.",
+        "backbone.conv1.6.": "backbone.stem.6.",
+        "backbone.bn1.": "backbone.stem.7.",
+        "head.conv5a.0.": "decode_head.pam_in_conv.conv.",
+        "head.conv5a.1.": "decode_head.pam_in_conv.bn.",
+        "head.conv5c.0.": "decode_head.cam_in_conv.conv.",
+        "head.conv5c.1.": "decode_head.cam_in_conv.bn.",
+        "head.sa.query_conv.": "decode_head.pam.query_project.",
+        "head.sa.key_conv.": "decode_head.pam.key_project.",
         "head.sa.value_conv.": "decode_head.pam.value_project.",
-        "head.conv51.0.": "decode_head.pam_out_conv.conv.", "head.conv51.1.": "decode_head.pam_out_conv.bn.",
-        "head.conv52.0.": "decode_head.cam_out_conv.conv.", "head.conv52.1.": "decode_head.cam_out_conv.bn.",
-        "head.conv6.1.": "decode_head.pam_conv_seg.", "head.conv7.1.": "decode_head.cam_conv_seg.",
+        "head.conv51.0.": "decode_head.pam_out_conv.conv.",
+        "head.conv51.1.": "decode_head.pam_out_conv.bn.",
+        "head.conv52.0.": "decode_head.cam_out_conv.conv.",
+        "head.conv52.1.": "decode_head.cam_out_conv.bn.",
+        "head.conv6.1.": "decode_head.pam_conv_seg.",
+        "head.conv7.1.": "decode_head.cam_conv_seg.",
         "head.conv8.1.": "decode_head.conv_seg.",
     }
     out = {}
@@ -192,7 +211,7 @@ def _mmseg_names(state):
             continue
         for old, new in rename.items():
             if k.startswith(old):
-                k = new + k[len(old):]
+                k = new + k[len(old) :]
                 break
         out[k] = v
     out["auxiliary_head.conv_seg.weight"] = out["decode_head.conv_seg.weight"].clone()

@@ -25,11 +25,20 @@ def setup(tmp_path_factory, torch, module_cache):
     model, ckpt = make_test_checkpoint(root)
     arts = {}
     for precision in ("fp32", "fp16", "int8"):
-        request = ExportRequest(str(ckpt), arch="danet_demo", target="openvino", precision=precision,
-                                input_size=SIZE, dynamic=True, calib_count=4, output=root / f"ov-{precision}")
+        request = ExportRequest(
+            str(ckpt),
+            arch="danet_demo",
+            target="openvino",
+            precision=precision,
+            input_size=SIZE,
+            dynamic=True,
+            calib_count=4,
+            output=root / f"ov-{precision}",
+        )
         arts[precision] = export(request, log=lambda _m: None)
-    static = ExportRequest(str(ckpt), arch="danet_demo", target="openvino", precision="fp32", input_size=SIZE,
-                           output=root / "ov-static")
+    static = ExportRequest(
+        str(ckpt), arch="danet_demo", target="openvino", precision="fp32", input_size=SIZE, output=root / "ov-static"
+    )
     arts["static"] = export(static, log=lambda _m: None)
     pre = model.config.preprocessing.to_dict()
 
@@ -163,9 +172,15 @@ def test_runtime_works_without_torch(setup):
         "m = s.run(np.zeros((40, 56, 3), np.uint8))\n"
         "assert m.shape == (40, 56)\n"
         "assert not any(k.startswith(('danet_deploy.export', 'danet_deploy.model.danet')) for k in sys.modules)\n"
-        "print('ok')\n")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                            cwd=Path(__file__).resolve().parent.parent)
+        "print('ok')\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
     assert result.returncode == 0 and "ok" in result.stdout, result.stderr[-2000:]
 
 
@@ -173,9 +188,17 @@ def test_openvino_runs_a_bare_onnx_file(setup):
     """The backend also takes .onnx (OpenVINO reads it directly); metadata comes from the ONNX."""
     _folder, _ = setup["arts"]["fp32"]
     root = setup["root"]
-    onnx_folder, _ = export(ExportRequest(str(root / "demo.safetensors"), arch="danet_demo", target="onnx",
-                                          precision="fp32", input_size=SIZE, output=root / "onnx-fp32"),
-                            log=lambda _m: None)
+    onnx_folder, _ = export(
+        ExportRequest(
+            str(root / "demo.safetensors"),
+            arch="danet_demo",
+            target="onnx",
+            precision="fp32",
+            input_size=SIZE,
+            output=root / "onnx-fp32",
+        ),
+        log=lambda _m: None,
+    )
     x, ref = setup["reference"](SIZE, n=1)
     with runtime.load(onnx_folder / "model.onnx", backend="openvino", threads=2) as session:
         assert session.backend.name == "openvino" and session.manifest.num_classes == 8

@@ -20,12 +20,24 @@ def setup(tmp_path_factory, torch, module_cache):
     model, ckpt = make_test_checkpoint(root)
 
     def build(precision, name, size=SIZE, **kw):
-        request = ExportRequest(str(ckpt), arch="danet_demo", target="onnxruntime", precision=precision,
-                                input_size=size, dynamic=True, calib_count=4, output=root / name, **kw)
+        request = ExportRequest(
+            str(ckpt),
+            arch="danet_demo",
+            target="onnxruntime",
+            precision=precision,
+            input_size=size,
+            dynamic=True,
+            calib_count=4,
+            output=root / name,
+            **kw,
+        )
         return export(request, log=lambda _m: None)
 
-    arts = {"int8": build("int8", "int8"), "fp16": build("fp16", "fp16"),
-            "int8-all": build("int8", "int8-all", policy="quantize-all")}
+    arts = {
+        "int8": build("int8", "int8"),
+        "fp16": build("fp16", "fp16"),
+        "int8-all": build("int8", "int8-all", policy="quantize-all"),
+    }
     pre = model.config.preprocessing.to_dict()
     x = preprocess([img for img, _ in SceneDataset("val", size=(72, 88), count=2)], pre)
     with torch.no_grad():

@@ -25,13 +25,29 @@ def _cli(name: str, argv: list[str]) -> int:
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
-            for p in sorted(folder.rglob("*"))}
+    return {
+        p.relative_to(folder).as_posix(): (hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "dir")
+        for p in sorted(folder.rglob("*"))
+    }
 
 
-_TINY_TRAIN = ["--steps", "1", "--batch-size", "1", "--crops-per-scene", "1", "--crops", "64x64", "--eval-count", "1",
-               "--eval-sizes", "64x64",
-               "--threads", "1", "--no-progress"]
+_TINY_TRAIN = [
+    "--steps",
+    "1",
+    "--batch-size",
+    "1",
+    "--crops-per-scene",
+    "1",
+    "--crops",
+    "64x64",
+    "--eval-count",
+    "1",
+    "--eval-sizes",
+    "64x64",
+    "--threads",
+    "1",
+    "--no-progress",
+]
 
 
 @pytest.mark.parametrize("same", ["equal", "symlink", "default-report"])
@@ -55,8 +71,10 @@ def test_train_refuses_a_report_on_the_weights(tmp_path, monkeypatch, capsys, sa
 def test_parity_refuses_a_plot_on_the_report(tmp_path, capsys):
     report = tmp_path / "r.png"
     before = _snapshot(tmp_path)
-    for argv in (["--output", str(report), "--plot", str(report)],
-                 ["--output", str(report)]):  # the default plot is the report's name with .png
+    for argv in (
+        ["--output", str(report), "--plot", str(report)],
+        ["--output", str(report)],
+    ):  # the default plot is the report's name with .png
         assert _cli("parity", ["missing-artifact", "--per-layer", *argv]) == 2
         assert "name the same file" in capsys.readouterr().err
     assert _snapshot(tmp_path) == before
@@ -64,8 +82,9 @@ def test_parity_refuses_a_plot_on_the_report(tmp_path, capsys):
 
 def test_export_refuses_a_timing_cache_on_the_artifact(tmp_path, capsys):
     target = tmp_path / "x"
-    code = _cli("export", ["--target", "tensorrt", "--input-size", "64x64", "--timing-cache", str(target),
-                           "-o", str(target)])
+    code = _cli(
+        "export", ["--target", "tensorrt", "--input-size", "64x64", "--timing-cache", str(target), "-o", str(target)]
+    )
     assert code == 2 and "name the same file" in capsys.readouterr().err
     assert list(tmp_path.iterdir()) == []
 
@@ -81,17 +100,20 @@ def test_hard_links_to_one_file_are_the_same_output(tmp_path):
     check_output_paths({"--output": first, "--report": tmp_path / "c.json", "--plot": None})
 
 
-@pytest.mark.parametrize("command, argv", [
-    ("export", ["--input-size", "64x64", "-o", "{long}"]),
-    ("export", ["--input-size", "64x64", "-o", "{long}/art"]),
-    ("run", ["--model", "danet_demo", "img.png", "-o", "{long}"]),
-    ("bench", ["--model", "danet_demo", "--output", "{long}"]),
-    ("bench", ["--model", "danet_demo", "--artifacts", "{long}"]),
-    ("demo", ["-o", "{long}"]),
-    ("parity", ["missing-artifact", "--output", "{long}"]),
-    ("train", ["--output", "{long}"]),
-    ("train", ["--output", "w.safetensors", "--report", "{long}"]),
-])
+@pytest.mark.parametrize(
+    "command, argv",
+    [
+        ("export", ["--input-size", "64x64", "-o", "{long}"]),
+        ("export", ["--input-size", "64x64", "-o", "{long}/art"]),
+        ("run", ["--model", "danet_demo", "img.png", "-o", "{long}"]),
+        ("bench", ["--model", "danet_demo", "--output", "{long}"]),
+        ("bench", ["--model", "danet_demo", "--artifacts", "{long}"]),
+        ("demo", ["-o", "{long}"]),
+        ("parity", ["missing-artifact", "--output", "{long}"]),
+        ("train", ["--output", "{long}"]),
+        ("train", ["--output", "w.safetensors", "--report", "{long}"]),
+    ],
+)
 def test_a_name_too_long_for_the_file_system_is_a_clear_error(tmp_path, monkeypatch, capsys, command, argv):
     monkeypatch.chdir(tmp_path)
     code = _cli(command, [a.format(long=LONG) for a in argv])

@@ -61,8 +61,9 @@ def _expanded(extra: str, seen: frozenset[str] = frozenset()) -> set[str]:
 
 
 def _run(code: str, timeout: int = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", BLOCKER + code], check=False, capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER + code], check=False, capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 # -- pyproject ------------------------------------------------------------------------------------------
@@ -112,8 +113,9 @@ def test_console_scripts_exist():
 
 def test_missing_extra_names_the_extra(monkeypatch):
     monkeypatch.setitem(PACKAGES, "absent_pkg_for_test", ("absent-pkg", "video"))
-    error = missing_extra(ModuleNotFoundError("No module named 'absent_pkg_for_test.sub'", name="absent_pkg_for_test.sub"),
-                          "video input")
+    error = missing_extra(
+        ModuleNotFoundError("No module named 'absent_pkg_for_test.sub'", name="absent_pkg_for_test.sub"), "video input"
+    )
     assert isinstance(error, MissingExtraError)
     assert str(error) == "video input needs absent-pkg, which is not installed: pip install 'danet-deploy[video]'"
     assert install_hint("torch") == "pip install torch==2.13.0 'danet-deploy[export]'"
@@ -207,14 +209,18 @@ except MissingExtraError as exc:
     assert "model: danet_deploy.model.DANet needs torch==2.13.0" in proc.stdout
 
 
-@pytest.mark.parametrize("argv", [
-    ["export", "--model", "danet_demo", "--target", "onnx", "--output", "{tmp}/e"],
-    ["run", "--model", "danet_demo", "--output", "{tmp}/r", "{image}"],
-    ["parity", "{artifact}", "--generated", "1"],
-    ["bench", "--model", "danet_demo", "--engines", "onnxruntime", "--input-size", "64x64", "--output", "{tmp}/b"],
-    ["demo", "--output", "{tmp}/d", "--input-size", "64x64"],
-    ["train", "--steps", "1", "--output", "{tmp}/t"],
-], ids=lambda argv: argv[0])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "--model", "danet_demo", "--target", "onnx", "--output", "{tmp}/e"],
+        ["run", "--model", "danet_demo", "--output", "{tmp}/r", "{image}"],
+        ["parity", "{artifact}", "--generated", "1"],
+        ["bench", "--model", "danet_demo", "--engines", "onnxruntime", "--input-size", "64x64", "--output", "{tmp}/b"],
+        ["demo", "--output", "{tmp}/d", "--input-size", "64x64"],
+        ["train", "--steps", "1", "--output", "{tmp}/t"],
+    ],
+    ids=lambda argv: argv[0],
+)
 def test_commands_without_torch_name_the_extra(argv, tmp_path, onnx_artifact):
     """Each console script that needs torch fails with exit 2 and the extra to install, no traceback."""
     from PIL import Image

@@ -24,18 +24,24 @@ def _chain(weights: list[np.ndarray], scale: float = 1.0, half_after: int | None
     nodes, inits, prev = [], [], "input"
     for i, w in enumerate(weights):
         inits.append(numpy_helper.from_array(w.astype(np.float32), f"w{i}"))
-        nodes.append(helper.make_node("Conv", [prev, f"w{i}"], [f"/conv{i}/Conv_output_0"], name=f"/conv{i}/Conv",
-                                      pads=[1, 1, 1, 1]))
-        nodes.append(helper.make_node("Relu", [f"/conv{i}/Conv_output_0"], [f"/relu{i}/Relu_output_0"],
-                                      name=f"/relu{i}/Relu"))
+        nodes.append(
+            helper.make_node(
+                "Conv", [prev, f"w{i}"], [f"/conv{i}/Conv_output_0"], name=f"/conv{i}/Conv", pads=[1, 1, 1, 1]
+            )
+        )
+        nodes.append(
+            helper.make_node("Relu", [f"/conv{i}/Conv_output_0"], [f"/relu{i}/Relu_output_0"], name=f"/relu{i}/Relu")
+        )
         prev = f"/relu{i}/Relu_output_0"
     if half_after is not None:
-        nodes.insert(2 * half_after + 2, helper.make_node("Cast", [f"/relu{half_after}/Relu_output_0"], ["half"],
-                                                          to=TensorProto.FLOAT16))
+        nodes.insert(
+            2 * half_after + 2,
+            helper.make_node("Cast", [f"/relu{half_after}/Relu_output_0"], ["half"], to=TensorProto.FLOAT16),
+        )
         # re-wire the following nodes to half precision: weights become fp16 initializers
-        for node in nodes[2 * half_after + 3:]:
+        for node in nodes[2 * half_after + 3 :]:
             node.input[0] = "half" if node.input[0] == f"/relu{half_after}/Relu_output_0" else node.input[0]
-        for init in inits[half_after + 1:]:
+        for init in inits[half_after + 1 :]:
             init.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(init).astype(np.float16), init.name))
     inits.append(numpy_helper.from_array(np.array(scale, np.float16 if half_after is not None else np.float32), "s"))
     nodes.append(helper.make_node("Mul", [prev, "s"], ["/scale/Mul_output_0"], name="/scale/Mul"))
@@ -44,8 +50,13 @@ def _chain(weights: list[np.ndarray], scale: float = 1.0, half_after: int | None
         nodes.append(helper.make_node("Cast", [out], ["logits"], to=TensorProto.FLOAT))
     else:
         nodes.append(helper.make_node("Identity", [out], ["logits"]))
-    graph = helper.make_graph(nodes, "chain", [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 8, 8])],
-                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)], initializer=inits)
+    graph = helper.make_graph(
+        nodes,
+        "chain",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [1, 2, 8, 8])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, None)],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     return model
@@ -98,8 +109,9 @@ def test_quantized_tensor_is_compared_after_its_dequantize():
     art = _chain(_weights(layers=1))
     g = art.graph
     relu = next(n for n in g.node if n.op_type == "Relu")
-    g.initializer.extend([numpy_helper.from_array(np.array(0.5, np.float32), "sc"),
-                          numpy_helper.from_array(np.array(0, np.uint8), "zp")])
+    g.initializer.extend(
+        [numpy_helper.from_array(np.array(0.5, np.float32), "sc"), numpy_helper.from_array(np.array(0, np.uint8), "zp")]
+    )
     q = helper.make_node("QuantizeLinear", [relu.output[0], "sc", "zp"], ["q"], name="q")
     dq = helper.make_node("DequantizeLinear", ["q", "sc", "zp"], ["dq"], name="dq")
     mul = next(n for n in g.node if n.op_type == "Mul")
@@ -120,8 +132,17 @@ def int8_artifact(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("perlayer")
     with isolated_cache(root / "cache"):
-        path, _ = export(ExportRequest(model="danet_demo", target="onnxruntime", precision="int8",
-                                       output=root / "int8", input_size=(64, 64), calib_count=2), log=lambda m: None)
+        path, _ = export(
+            ExportRequest(
+                model="danet_demo",
+                target="onnxruntime",
+                precision="int8",
+                output=root / "int8",
+                input_size=(64, 64),
+                calib_count=2,
+            ),
+            log=lambda m: None,
+        )
     return path
 
 
@@ -129,7 +150,9 @@ def test_per_layer_cli_on_an_onnxruntime_int8_artifact(int8_artifact, tmp_path, 
     from danet_deploy.cli.parity import main
 
     out = tmp_path / "layers.json"
-    code = main([str(int8_artifact), "--per-layer", "--generated", "1", "--threads", "1", "--output", str(out), "--json"])
+    code = main(
+        [str(int8_artifact), "--per-layer", "--generated", "1", "--threads", "1", "--output", str(out), "--json"]
+    )
     assert code == 0
     printed = json.loads(capsys.readouterr().out)
     data = json.loads(out.read_text())
@@ -150,8 +173,17 @@ def test_per_layer_on_an_openvino_int8_artifact(tmp_path):
     from danet_deploy.export.pipeline import ExportRequest, export
 
     with isolated_cache(tmp_path / "cache"):
-        path, _ = export(ExportRequest(model="danet_demo", target="openvino", precision="int8", output=tmp_path / "ov",
-                                       input_size=(64, 64), calib_count=2), log=lambda m: None)
+        path, _ = export(
+            ExportRequest(
+                model="danet_demo",
+                target="openvino",
+                precision="int8",
+                output=tmp_path / "ov",
+                input_size=(64, 64),
+                calib_count=2,
+            ),
+            log=lambda m: None,
+        )
     from danet_deploy.verify.perlayer_run import run_per_layer
 
     report = run_per_layer(path, generated=1, threads=1)

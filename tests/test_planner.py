@@ -58,7 +58,9 @@ def test_export_records_the_plan(tmp_path):
     pytest.importorskip("onnxruntime")
     from danet_deploy.export import ExportRequest, export
 
-    _, manifest = export(ExportRequest("danet_edge_r18_d8", input_size=(64, 64), output=tmp_path / "a",
-                                       attention_memory="4KB"), log=lambda _: None)
+    _, manifest = export(
+        ExportRequest("danet_edge_r18_d8", input_size=(64, 64), output=tmp_path / "a", attention_memory="4KB"),
+        log=lambda _: None,
+    )
     plan = manifest.export["attention_plan"]
     assert plan["positions"] == 64 and plan["chunks"] == 4 and manifest.model["attention_chunks"] == 4

@@ -65,7 +65,10 @@ def test_presets_and_custom_patterns(graph):
     both = PrecisionPolicy.from_spec("attention-float+re:/head/conv8/")
     assert set(both.float_nodes(graph)) == PAM | CAM | {"/head/conv8/conv8.1/Conv"}
     softmax = PrecisionPolicy.from_spec("op:Softmax")
-    assert softmax.op_types == ("Softmax",) and set(softmax.float_nodes(graph)) == {"/head/sa/Softmax", "/head/sc/Softmax"}
+    assert softmax.op_types == ("Softmax",) and set(softmax.float_nodes(graph)) == {
+        "/head/sa/Softmax",
+        "/head/sc/Softmax",
+    }
     assert PrecisionPolicy.from_spec(None) == PrecisionPolicy()
     with pytest.raises(ConfigError, match="unknown precision policy 'fast'"):
         PrecisionPolicy.from_spec("fast")

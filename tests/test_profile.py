@@ -38,9 +38,13 @@ def test_attention_nodes_are_found_under_every_engines_names():
 
 
 def test_summary_shares_and_top_nodes():
-    ops = [OpTime("/layer1/Conv", "Conv", 30.0), OpTime("/head/sa/MatMul", "MatMul", 10.0),
-           OpTime("/head/sa/Softmax", "Softmax", 5.0), OpTime("/head/sc/MatMul", "MatMul", 5.0),
-           OpTime("/idle", "Reshape", 0.0)]
+    ops = [
+        OpTime("/layer1/Conv", "Conv", 30.0),
+        OpTime("/head/sa/MatMul", "MatMul", 10.0),
+        OpTime("/head/sa/Softmax", "Softmax", 5.0),
+        OpTime("/head/sc/MatMul", "MatMul", 5.0),
+        OpTime("/idle", "Reshape", 0.0),
+    ]
     prof = summarize_profile(ops, "test", runs=3, top=2)
     assert prof["total_ms"] == 50.0 and prof["nodes_profiled"] == 4 and prof["runs"] == 3
     assert prof["attention"]["pam_ms"] == 15.0 and prof["attention"]["cam_ms"] == 5.0
@@ -52,14 +56,15 @@ def test_summary_shares_and_top_nodes():
 
 
 def test_onnxruntime_trace_drops_the_first_run():
-    trace = [{"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},
-             {"cat": "Node", "name": "/head/sa/MatMul_kernel_time", "ts": 10, "dur": 20000,
-              "args": {"op_name": "MatMul"}},
-             {"cat": "Session", "name": "model_run", "ts": 200, "dur": 100},
-             {"cat": "Node", "name": "/head/sa/MatMul_kernel_time", "ts": 210, "dur": 2000, "args": {"op_name": "MatMul"}},
-             {"cat": "Node", "name": "/head/sa/MatMul_fence_before", "ts": 209, "dur": 5},
-             {"cat": "Session", "name": "model_run", "ts": 400, "dur": 100},
-             {"cat": "Node", "name": "/head/sa/MatMul_kernel_time", "ts": 410, "dur": 4000, "args": {"op_name": "MatMul"}}]
+    trace = [
+        {"cat": "Session", "name": "model_run", "ts": 0, "dur": 100},
+        {"cat": "Node", "name": "/head/sa/MatMul_kernel_time", "ts": 10, "dur": 20000, "args": {"op_name": "MatMul"}},
+        {"cat": "Session", "name": "model_run", "ts": 200, "dur": 100},
+        {"cat": "Node", "name": "/head/sa/MatMul_kernel_time", "ts": 210, "dur": 2000, "args": {"op_name": "MatMul"}},
+        {"cat": "Node", "name": "/head/sa/MatMul_fence_before", "ts": 209, "dur": 5},
+        {"cat": "Session", "name": "model_run", "ts": 400, "dur": 100},
+        {"cat": "Node", "name": "/head/sa/MatMul_kernel_time", "ts": 410, "dur": 4000, "args": {"op_name": "MatMul"}},
+    ]
     ops, runs = onnxruntime_trace_ops(trace)
     assert runs == 2 and len(ops) == 1 and ops[0].ms == pytest.approx(3.0)
     assert onnxruntime_trace_ops(trace, skip_first=False)[0][0].ms == pytest.approx(26.0 / 3)
@@ -87,8 +92,12 @@ def _fake_tensorrt(monkeypatch):
 class _FakeLane:
     """An execution context that reports layer times to its ``profiler`` on each run, as TensorRT does."""
 
-    LAYERS = (("/layer1/conv1/Conv + /layer1/relu/Relu", 2.0), ("/head/sa/MatMul", 1.0), ("/head/sa/Softmax", 0.5),
-              ("/head/sa/MatMul_1", 0.5))
+    LAYERS = (
+        ("/layer1/conv1/Conv + /layer1/relu/Relu", 2.0),
+        ("/head/sa/MatMul", 1.0),
+        ("/head/sa/Softmax", 0.5),
+        ("/head/sa/MatMul_1", 0.5),
+    )
 
     def __init__(self) -> None:
         self.context = SimpleNamespace(profiler=None)
@@ -172,11 +181,21 @@ def _report(rows):
 
 
 def test_markdown_and_plot(tmp_path):
-    prof = summarize_profile([OpTime("/layer1/Conv", "Conv", 30.0), OpTime("/head/sa/MatMul", "MatMul", 10.0),
-                              OpTime("/head/sc/Softmax", "Softmax", 2.0), OpTime("/x/Resize", "Resize", 1.0)], "t", 2)
-    rows = [{"engine": "openvino", "precision": "int8", "profile": prof},
-            {"engine": "onnxruntime", "precision": "fp32", "profile": {"error": "profiling failed: boom"}},
-            {"engine": "torch", "precision": "fp32", "profile": None}]
+    prof = summarize_profile(
+        [
+            OpTime("/layer1/Conv", "Conv", 30.0),
+            OpTime("/head/sa/MatMul", "MatMul", 10.0),
+            OpTime("/head/sc/Softmax", "Softmax", 2.0),
+            OpTime("/x/Resize", "Resize", 1.0),
+        ],
+        "t",
+        2,
+    )
+    rows = [
+        {"engine": "openvino", "precision": "int8", "profile": prof},
+        {"engine": "onnxruntime", "precision": "fp32", "profile": {"error": "profiling failed: boom"}},
+        {"engine": "torch", "precision": "fp32", "profile": None},
+    ]
     text = profile_markdown(_report(rows))
     assert "| openvino | int8 | 43.0 | **27.9%** (12.0 ms) | 10.0 ms | 2.0 ms | Conv 69.8% |" in text
     assert "profiling failed: boom" in text and "| torch |" not in text
@@ -199,8 +218,13 @@ def test_worker_profiles_in_its_own_process(tmp_path, tiny_onnx):
 
     scenes = tmp_path / "scenes.npz"
     np.savez(scenes, images=np.zeros((1, 64, 64, 3), np.uint8))
-    spec = {"model": str(tiny_onnx), "load_options": {"threads": 1}, "batch": 1, "scenes": str(scenes),
-            "profile_runs": 1}
+    spec = {
+        "model": str(tiny_onnx),
+        "load_options": {"threads": 1},
+        "batch": 1,
+        "scenes": str(scenes),
+        "profile_runs": 1,
+    }
     result = run_worker(spec, tmp_path, "profiled", threads=1, timeout_s=300)
     assert result["status"] == "ok", result
     assert result["profile"]["attention"]["pam_ms"] > 0 and "latencies_ms" not in result  # profiling only

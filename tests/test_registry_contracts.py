@@ -55,6 +55,7 @@ def _skip_unless_installed(entry: Target | Engine, what: str) -> None:
 
 # -- declarations: engines ------------------------------------------------------------------------------
 
+
 def test_engine_names_are_unique_and_exactly_one_is_the_reference():
     assert len(set(engine_names())) == len(ENGINES)
     assert [e.name for e in ENGINES if e.reference] == ["torch"]
@@ -161,6 +162,7 @@ def _badly_typed(annotation: object) -> object:
 
 # -- declarations: targets ------------------------------------------------------------------------------
 
+
 def test_target_names_are_unique_and_every_artifact_engine_is_registered():
     assert len({t.name for t in TARGETS}) == len(TARGETS)
     for target in TARGETS:
@@ -239,8 +241,12 @@ def exported(tmp_path_factory, demo_artifact_64):
                 cache[target.name] = demo_artifact_64
             else:
                 out = tmp_path_factory.mktemp(f"contract-{target.name}") / "art"
-                cache[target.name], _ = export(ExportRequest("danet_demo", target=target.name, precision=_precision(target),
-                                                             input_size=SIZE, output=out), log=lambda _: None)
+                cache[target.name], _ = export(
+                    ExportRequest(
+                        "danet_demo", target=target.name, precision=_precision(target), input_size=SIZE, output=out
+                    ),
+                    log=lambda _: None,
+                )
         return cache[target.name]
 
     return get
@@ -278,7 +284,8 @@ def test_every_conversion_target_turns_an_artifact_into_its_form(target: Target,
     """Targets without a builder (``--from ARTIFACT``) convert the shared ONNX artifact."""
     _skip_unless_installed(target, "target")
     out = tmp_path / target.name
-    result = resolve(target.from_builder, target.name)(demo_artifact_64, out, target.parse_options({}),
-                                                        force=False, log=lambda _: None)
+    result = resolve(target.from_builder, target.name)(
+        demo_artifact_64, out, target.parse_options({}), force=False, log=lambda _: None
+    )
     assert result is not None and out.exists()
     assert any(any(out.rglob(f"*{suffix}")) for suffix in target.suffixes), (target.name, sorted(out.rglob("*")))

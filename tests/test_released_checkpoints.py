@@ -38,8 +38,21 @@ SIZE = (64, 96)
 
 def _export(path, out, *extra):
     """Run danet-export in-process; returns (exit code, summary, manifest)."""
-    code = export_main(["--model", str(path), "--input-size", f"{SIZE[0]}x{SIZE[1]}", "--output", str(out),
-                        "--verify", "--verify-images", "1", "--json", *extra])
+    code = export_main(
+        [
+            "--model",
+            str(path),
+            "--input-size",
+            f"{SIZE[0]}x{SIZE[1]}",
+            "--output",
+            str(out),
+            "--verify",
+            "--verify-images",
+            "1",
+            "--json",
+            *extra,
+        ]
+    )
     manifest = json.loads((out / "manifest.json").read_text()) if (out / "manifest.json").exists() else None
     return code, manifest
 
@@ -61,8 +74,7 @@ def _mmseg_checkpoint(torch, tmp_path, depth, dataset):
     preset = get_config(f"danet_mmseg_r{depth}_d8_{dataset}")
     oracle = randomize(MMSegDANet(depth, preset.num_classes, preset.align_corners), seed=depth)
     path = tmp_path / f"danet_r{depth}-d8_{dataset}.pth"
-    torch.save(mmseg_container(oracle, preset.class_names, mmseg_config_text(depth, preset.num_classes, dataset)),
-               path)
+    torch.save(mmseg_container(oracle, preset.class_names, mmseg_config_text(depth, preset.num_classes, dataset)), path)
     return oracle, path
 
 
@@ -77,14 +89,33 @@ def mmseg_r50_cityscapes(tmp_path_factory):
 def test_mmseg_r50_cityscapes_exports_with_one_command(mmseg_r50_cityscapes, tmp_path, torch):
     oracle, path = mmseg_r50_cityscapes
     out = tmp_path / "art"
-    result = subprocess.run([sys.executable, "-m", "danet_deploy.cli.export", "--model", str(path), "--input-size",
-                             f"{SIZE[0]}x{SIZE[1]}", "--output", str(out), "--verify", "--verify-images", "1",
-                             "--json"], capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.export",
+            "--model",
+            str(path),
+            "--input-size",
+            f"{SIZE[0]}x{SIZE[1]}",
+            "--output",
+            str(out),
+            "--verify",
+            "--verify-images",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["parity"]["passed"]
     # the choice and what the weights could not tell are said, not silent
-    assert ("-> preset danet_mmseg_r50_d8_cityscapes (inferred from the weights and the checkpoint's config)"
-            in result.stderr)
+    assert (
+        "-> preset danet_mmseg_r50_d8_cityscapes (inferred from the weights and the checkpoint's config)"
+        in result.stderr
+    )
     assert "the checkpoint's config (meta['config']) says align_corners=False" in result.stderr
     assert "meta (dict of" in result.stderr and "auxiliary_head" in result.stderr
     manifest = json.loads((out / "manifest.json").read_text())
@@ -115,8 +146,12 @@ def test_mmseg_weights_without_their_config_are_refused_naming_each_choice(mmseg
     oracle, _ = mmseg_r50_cityscapes
     path = tmp_path / "bare.pth"
     torch.save(oracle.state_dict(), path)  # the 512x1024 and 769x769 releases' weights are alike
-    result = subprocess.run([sys.executable, "-m", "danet_deploy.cli.export", "--model", str(path),
-                             "--output", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-m", "danet_deploy.cli.export", "--model", str(path), "--output", str(tmp_path / "x")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr and not (tmp_path / "x").exists()
     assert "fits 2 presets that build different networks" in result.stderr
     assert "--arch danet_mmseg_r50_d8_cityscapes;" in result.stderr
@@ -128,8 +163,13 @@ def test_mmengine_769_training_checkpoint_exports_as_trained(torch, tmp_path):
     # mmseg 1.x training output of the 769x769 config: message_hub, optimizer, meta['cfg'] with align_corners=True
     oracle = randomize(MMSegDANet(50, 19, align_corners=True), seed=9)
     path = tmp_path / "iter_40000.pth"
-    mmengine_training_checkpoint(oracle, path, get_config("danet_mmseg_r50_d8_cityscapes").class_names,
-                                 mmseg_config_text(50, 19, "cityscapes_769"), optimizer_mb=8)
+    mmengine_training_checkpoint(
+        oracle,
+        path,
+        get_config("danet_mmseg_r50_d8_cityscapes").class_names,
+        mmseg_config_text(50, 19, "cityscapes_769"),
+        optimizer_mb=8,
+    )
     code, manifest = _export(path, tmp_path / "art")
     assert code == 0 and manifest["parity"]["passed"]
     assert manifest["model"]["name"] == "danet_mmseg_r50_d8_cityscapes_769" and manifest["model"]["align_corners"]
@@ -138,10 +178,15 @@ def test_mmengine_769_training_checkpoint_exports_as_trained(torch, tmp_path):
     from danet_deploy.manifest import read_manifest
     from danet_deploy.verify.evaluate import EvalRequest, model_protocol
 
-    protocol = model_protocol(read_manifest(tmp_path / "art"), EvalRequest(models=(str(tmp_path / "art"),),
-                                                                          data="folder:unused"))
-    assert (protocol.mode, protocol.crop, protocol.stride, protocol.align_corners) == ("slide", (769, 769),
-                                                                                       (513, 513), True)
+    protocol = model_protocol(
+        read_manifest(tmp_path / "art"), EvalRequest(models=(str(tmp_path / "art"),), data="folder:unused")
+    )
+    assert (protocol.mode, protocol.crop, protocol.stride, protocol.align_corners) == (
+        "slide",
+        (769, 769),
+        (513, 513),
+        True,
+    )
     assert protocol.resize == (1025, 2049) and protocol.source == "meta['cfg']" and "test_protocol" not in ckpt
     assert {"message_hub", "optimizer", "param_schedulers"} <= set(ckpt["ignored"])
     _assert_matches(tmp_path / "art", oracle, torch)  # mmsegmentation's forward with align_corners=True
@@ -149,9 +194,22 @@ def test_mmengine_769_training_checkpoint_exports_as_trained(torch, tmp_path):
 
 def test_explicit_arch_mismatch_names_the_release(mmseg_r50_cityscapes, tmp_path):
     _, path = mmseg_r50_cityscapes
-    result = subprocess.run([sys.executable, "-m", "danet_deploy.cli.export", "--model", str(path), "--arch",
-                             "danet_r50_d8", "--output", str(tmp_path / "x")], capture_output=True, text=True,
-                            timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.export",
+            "--model",
+            str(path),
+            "--arch",
+            "danet_r50_d8",
+            "--output",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "does not fit --arch danet_r50_d8" in result.stderr
     assert "3->64->64->128 vs checkpoint deep stem 3->32->32->64" in result.stderr
@@ -165,8 +223,10 @@ def test_arch_overrides_what_the_file_says_with_a_warning(mmseg_r50_cityscapes, 
     notes = []
     from danet_deploy.export import ExportRequest, export
 
-    _, manifest = export(ExportRequest(str(path), output=tmp_path / "769", input_size=SIZE,
-                                       arch="danet_mmseg_r50_d8_cityscapes_769"), log=notes.append)
+    _, manifest = export(
+        ExportRequest(str(path), output=tmp_path / "769", input_size=SIZE, arch="danet_mmseg_r50_d8_cityscapes_769"),
+        log=notes.append,
+    )
     assert manifest.model["align_corners"] is True and manifest.checkpoint["chosen_by"] == "--arch"
     assert any(n.startswith("warning:") and "says align_corners=False" in n for n in notes)
     oracle.align_corners = True  # what the user asked for
@@ -181,8 +241,9 @@ def test_model_options_describe_an_unlisted_checkpoint(tmp_path, torch):
     from danet_deploy.model import create_model, init_for_testing
 
     # an edge ResNet-18 with a narrow deep stem: no preset has it
-    model = init_for_testing(create_model("danet_edge_r18_d8", weights=False, deep_stem=True, stem_width=16,
-                                          num_classes=4), seed=2)
+    model = init_for_testing(
+        create_model("danet_edge_r18_d8", weights=False, deep_stem=True, stem_width=16, num_classes=4), seed=2
+    )
     path = tmp_path / "custom.pt"
     torch.save(model.state_dict(), path)
     from danet_deploy.export import ExportRequest, export
@@ -203,8 +264,9 @@ def test_model_options_describe_an_unlisted_checkpoint(tmp_path, torch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("depth,dataset", [(50, "ade20k"), (50, "voc12aug"), (101, "cityscapes"),
-                                           (101, "ade20k"), (101, "voc12aug")])
+@pytest.mark.parametrize(
+    "depth,dataset", [(50, "ade20k"), (50, "voc12aug"), (101, "cityscapes"), (101, "ade20k"), (101, "voc12aug")]
+)
 def test_mmseg_release_exports(torch, tmp_path, depth, dataset):
     oracle, path = _mmseg_checkpoint(torch, tmp_path, depth, dataset)
     code, manifest = _export(path, tmp_path / "art")
@@ -234,8 +296,7 @@ def test_official_release_pth_tar_exports(torch, tmp_path):
 
     model = init_for_testing(create_model("danet_official_r101_cityscapes", weights=False), seed=7)
     path = tmp_path / "DANet101.pth.tar"  # legacy format, DataParallel keys, numpy best_pred, auxlayer
-    save_legacy_with_numpy1_names(official_container(official_state(model.state_dict(), 19, module_prefix=True)),
-                                  path)
+    save_legacy_with_numpy1_names(official_container(official_state(model.state_dict(), 19, module_prefix=True)), path)
     code, manifest = _export(path, tmp_path / "art")
     assert code == 0 and manifest["parity"]["passed"]
     assert manifest["model"]["name"] == "danet_official_r101_cityscapes"
@@ -247,8 +308,9 @@ def test_official_release_pth_tar_exports(torch, tmp_path):
 
 def test_model_options_on_a_preset_keep_parity(tmp_path):
     # the reference is rebuilt from the manifest's config, not the bare preset name
-    code, manifest = _export("danet_demo", tmp_path / "os16", "--model-option", "output_stride=16",
-                             "--model-option", "align_corners=false")
+    code, manifest = _export(
+        "danet_demo", tmp_path / "os16", "--model-option", "output_stride=16", "--model-option", "align_corners=false"
+    )
     assert code == 0 and manifest["parity"]["passed"] and manifest["model"]["output_stride"] == 16
     assert manifest["model"]["weights"] == "danet_demo.safetensors"  # same tensors, other dilations
     # another class count would drop the shipped weights (an untrained network): refused ...

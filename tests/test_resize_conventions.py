@@ -19,13 +19,20 @@ torch = pytest.importorskip("torch")
 
 
 @settings(max_examples=40, deadline=None)
-@given(h=st.integers(1, 9), w=st.integers(1, 9), out_h=st.integers(1, 23), out_w=st.integers(1, 23),
-       align_corners=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    h=st.integers(1, 9),
+    w=st.integers(1, 9),
+    out_h=st.integers(1, 23),
+    out_w=st.integers(1, 23),
+    align_corners=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_resize_matches_torch_interpolate(h, w, out_h, out_w, align_corners, seed):
     logits = np.random.default_rng(seed).standard_normal((3, h, w)).astype(np.float32)
     ours = resize_logits(logits, (out_h, out_w), align_corners=align_corners)
-    theirs = torch.nn.functional.interpolate(torch.from_numpy(logits)[None], size=(out_h, out_w), mode="bilinear",
-                                             align_corners=align_corners)[0].numpy()
+    theirs = torch.nn.functional.interpolate(
+        torch.from_numpy(logits)[None], size=(out_h, out_w), mode="bilinear", align_corners=align_corners
+    )[0].numpy()
     np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
 
 

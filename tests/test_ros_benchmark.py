@@ -13,16 +13,28 @@ ROOT = Path(__file__).resolve().parents[1]
 def render(tmp_path, data: dict) -> str:
     saved, out = tmp_path / "r.json", tmp_path / "r.md"
     saved.write_text(json.dumps(data))
-    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ros2_latency.py"), "--from-json", str(saved),
-                           "--out", str(out)], capture_output=True, text=True, check=False, cwd=ROOT,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "ros2_latency.py"), "--from-json", str(saved), "--out", str(out)],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+    )
     assert done.returncode == 0, done.stderr
     return out.read_text()
 
 
 def test_report_judges_the_overhead_and_the_wait_from_the_numbers(tmp_path):
-    data = {"run_p50_before_ms": 100.0, "run_p50_after_ms": 100.0, "latency_ms": [104.0, 105.0, 106.0],
-            "ages_ms": [150.0, 190.0, 120.0], "published": 300, "masks": 90, "machine_load": [1, 1, 1]}
+    data = {
+        "run_p50_before_ms": 100.0,
+        "run_p50_after_ms": 100.0,
+        "latency_ms": [104.0, 105.0, 106.0],
+        "ages_ms": [150.0, 190.0, 120.0],
+        "published": 300,
+        "masks": 90,
+        "machine_load": [1, 1, 1],
+    }
     text = render(tmp_path, data)
     assert "+5.0%** of `Session.run` (goal <= 10%: met)" in text
     assert "90.0 ms = 0.90 periods (goal <= 1 period: met)" in text and "re-run on a quiet machine" in text
@@ -32,9 +44,17 @@ def test_report_judges_the_overhead_and_the_wait_from_the_numbers(tmp_path):
 
 
 def test_report_splits_the_ros_part_and_shows_what_the_polling_probe_measured(tmp_path):
-    data = {"run_p50_before_ms": 100.0, "run_p50_after_ms": 100.0, "latency_ms": [104.0, 105.0, 106.0],
-            "probe_wait_ms": {"blocking": [105.0], "polling": [140.0, 141.0, 142.0]}, "node_stream_p50_ms": 101.5,
-            "ages_ms": [150.0], "published": 300, "masks": 90, "machine_load": [1, 1, 1]}
+    data = {
+        "run_p50_before_ms": 100.0,
+        "run_p50_after_ms": 100.0,
+        "latency_ms": [104.0, 105.0, 106.0],
+        "probe_wait_ms": {"blocking": [105.0], "polling": [140.0, 141.0, 142.0]},
+        "node_stream_p50_ms": 101.5,
+        "ages_ms": [150.0],
+        "published": 300,
+        "masks": 90,
+        "machine_load": [1, 1, 1],
+    }
     text = render(tmp_path, data)
     assert "| 105.0 / 141.0 ms: +36.0 ms was the probe's busy loop, not the node |" in text
     assert "| 101.5 ms = `Session.run` +1.5 ms |" in text

@@ -37,8 +37,14 @@ def encode(rgb: np.ndarray, encoding: str, pad: int, bigendian: bool, alpha: np.
 
 
 @settings(max_examples=60, deadline=None)
-@given(encoding=st.sampled_from(sorted(ENCODINGS)), h=st.integers(1, 7), w=st.integers(1, 9), pad=st.integers(0, 5),
-       bigendian=st.booleans(), seed=st.integers(0, 2**16))
+@given(
+    encoding=st.sampled_from(sorted(ENCODINGS)),
+    h=st.integers(1, 7),
+    w=st.integers(1, 9),
+    pad=st.integers(0, 5),
+    bigendian=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
 def test_every_encoding_reads_back_as_rgb(encoding, h, w, pad, bigendian, seed):
     rng = np.random.default_rng(seed)
     _, depth, order = ENCODINGS[encoding]
@@ -52,13 +58,16 @@ def test_every_encoding_reads_back_as_rgb(encoding, h, w, pad, bigendian, seed):
     np.testing.assert_array_equal(got, want)
 
 
-@pytest.mark.parametrize("args, cause", [
-    ((2, 2, "yuv422", 4, bytes(8)), "encoding"),
-    ((4, 4, "rgb8", 12, bytes(10)), "size"),
-    ((4, 4, "rgb8", 11, bytes(48)), "size"),  # step shorter than a row
-    ((0, 4, "mono8", 4, b""), "size"),
-    ((4, 4, "mono16", 8, bytes(31)), "size"),
-])
+@pytest.mark.parametrize(
+    "args, cause",
+    [
+        ((2, 2, "yuv422", 4, bytes(8)), "encoding"),
+        ((4, 4, "rgb8", 12, bytes(10)), "size"),
+        ((4, 4, "rgb8", 11, bytes(48)), "size"),  # step shorter than a row
+        ((0, 4, "mono8", 4, b""), "size"),
+        ((4, 4, "mono16", 8, bytes(31)), "size"),
+    ],
+)
 def test_bad_images_are_refused_by_cause(args, cause):
     with pytest.raises(FrameError) as info:
         image_to_rgb(*args)
@@ -79,8 +88,11 @@ def test_pixel_limit_and_compressed_images():
     gray = io.BytesIO()
     Image.fromarray(rgb[..., 0]).save(gray, format="JPEG")
     assert compressed_to_rgb("jpeg", gray.getvalue()).shape == (5, 7, 3)
-    for fmt, data, cause in (("jpeg", b"\xff\xd8 not a jpeg", "decode"), ("h264", b"x", "encoding"),
-                             ("png", png.getvalue(), "pixels")):
+    for fmt, data, cause in (
+        ("jpeg", b"\xff\xd8 not a jpeg", "decode"),
+        ("h264", b"x", "encoding"),
+        ("png", png.getvalue(), "pixels"),
+    ):
         with pytest.raises(FrameError) as info:
             compressed_to_rgb(fmt, data, max_pixels=10)
         assert info.value.cause == cause

@@ -27,8 +27,15 @@ FRAMES = 30
 def artifact(tmp_path_factory):
     from danet_deploy.export import ExportRequest, export
 
-    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(128, 128),
-                                     output=tmp_path_factory.mktemp("ros") / "danet_onnx"), log=lambda _: None)
+    folder, _ = export(
+        ExportRequest(
+            model="danet_demo",
+            target="onnx",
+            input_size=(128, 128),
+            output=tmp_path_factory.mktemp("ros") / "danet_onnx",
+        ),
+        log=lambda _: None,
+    )
     return folder
 
 
@@ -51,9 +58,18 @@ def drive(artifact, install, frames, tmp_path_factory):
     """One run of the node with everything the tests below check."""
     folder = tmp_path_factory.mktemp("drive")
     np.savez(folder / "frames.npz", frames=frames)
-    done = sandbox.run_isolated([sys.executable, str(sandbox_driver()), str(executable(install)), str(artifact),
-                                 str(folder / "frames.npz"), str(folder / "out.npz")],
-                                env=node_env(install), timeout=240)
+    done = sandbox.run_isolated(
+        [
+            sys.executable,
+            str(sandbox_driver()),
+            str(executable(install)),
+            str(artifact),
+            str(folder / "frames.npz"),
+            str(folder / "out.npz"),
+        ],
+        env=node_env(install),
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = np.load(folder / "out.npz")
     return json.loads(str(out["summary"])), out["masks"], out["compressed"]
@@ -131,20 +147,31 @@ def test_sigint_stops_the_node_with_no_thread_left(drive):
 @pytest.mark.slow
 def test_a_bad_artifact_or_parameter_at_start_exits_2_with_the_reason(install, tmp_path):
     exe = str(executable(install))
-    done = sandbox.run_isolated([exe, "--ros-args", "-p", f"artifact:={tmp_path / 'missing'}"],
-                                env=node_env(install), timeout=60)
+    done = sandbox.run_isolated(
+        [exe, "--ros-args", "-p", f"artifact:={tmp_path / 'missing'}"], env=node_env(install), timeout=60
+    )
     assert done.returncode == 2 and "error:" in done.stderr and "Traceback" not in done.stderr, done.stderr
-    done = sandbox.run_isolated([exe, "--ros-args", "-p", "artifact:=x", "-p", "alpha:=3.0"],
-                                env=node_env(install), timeout=60)
+    done = sandbox.run_isolated(
+        [exe, "--ros-args", "-p", "artifact:=x", "-p", "alpha:=3.0"], env=node_env(install), timeout=60
+    )
     assert done.returncode == 2 and "alpha" in done.stderr and "Traceback" not in done.stderr, done.stderr
 
 
 @pytest.mark.slow
 def test_lifecycle_node_configures_activates_deactivates_and_cleans_up(install, artifact, tmp_path):
     out = tmp_path / "lifecycle.json"
-    done = sandbox.run_isolated([sys.executable, str(sandbox_driver()), "--lifecycle",
-                                 str(executable(install, "segmentation_lifecycle")), str(artifact), str(out)],
-                                env=node_env(install), timeout=240)
+    done = sandbox.run_isolated(
+        [
+            sys.executable,
+            str(sandbox_driver()),
+            "--lifecycle",
+            str(executable(install, "segmentation_lifecycle")),
+            str(artifact),
+            str(out),
+        ],
+        env=node_env(install),
+        timeout=240,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     steps = json.loads(out.read_text())
     assert steps["initial"] == "unconfigured"

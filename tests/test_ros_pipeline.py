@@ -23,15 +23,26 @@ SIZE = (40, 56)
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(64, 64),
-                                     output=tmp_path_factory.mktemp("p") / "a"), log=lambda _: None)
+    folder, _ = export(
+        ExportRequest(
+            model="danet_demo", target="onnx", input_size=(64, 64), output=tmp_path_factory.mktemp("p") / "a"
+        ),
+        log=lambda _: None,
+    )
     with runtime.load(folder, threads=1) as s:
         yield s
 
 
 def image_msg(rgb: np.ndarray, stamp: int, encoding: str = "rgb8") -> SimpleNamespace:
-    return SimpleNamespace(height=rgb.shape[0], width=rgb.shape[1], encoding=encoding, step=rgb.shape[1] * 3,
-                           is_bigendian=0, data=rgb.tobytes(), header=stamp)
+    return SimpleNamespace(
+        height=rgb.shape[0],
+        width=rgb.shape[1],
+        encoding=encoding,
+        step=rgb.shape[1] * 3,
+        is_bigendian=0,
+        data=rgb.tobytes(),
+        header=stamp,
+    )
 
 
 def collect(pipeline_args, session):
@@ -108,11 +119,19 @@ def test_an_engine_failure_is_counted_and_the_stream_restarts(session, monkeypat
     pipeline.close()
 
 
-@pytest.mark.parametrize("name, value, reason", [
-    ("alpha", 1.5, "between 0 and 1"), ("alpha", float("nan"), "finite"), ("alpha", "x", "must be a number"),
-    ("qos_reliability", "sometimes", "best_effort, reliable"), ("artifact", "", "danet-export"),
-    ("publish_overlay", 1, "true or false"), ("threads", -1, "between 0"), ("qos_depth", True, "a whole number"),
-])
+@pytest.mark.parametrize(
+    "name, value, reason",
+    [
+        ("alpha", 1.5, "between 0 and 1"),
+        ("alpha", float("nan"), "finite"),
+        ("alpha", "x", "must be a number"),
+        ("qos_reliability", "sometimes", "best_effort, reliable"),
+        ("artifact", "", "danet-export"),
+        ("publish_overlay", 1, "true or false"),
+        ("threads", -1, "between 0"),
+        ("qos_depth", True, "a whole number"),
+    ],
+)
 def test_bad_parameter_values_are_refused_with_a_reason(name, value, reason):
     assert reason in params.refusal(name, value)
 
@@ -135,7 +154,9 @@ def test_the_launch_file_parses_and_starts_the_installed_executable():
     assert any(isinstance(n, ast.FunctionDef) and n.name == "generate_launch_description" for n in tree.body)
     assert 'executable="segmentation"' in text and '"params.yaml"' in text
     setup = (ros_support.PACKAGE / "setup.py").read_text()
-    assert "segmentation = {PACKAGE}.node:main" in setup and "segmentation_lifecycle = {PACKAGE}.lifecycle:main" in setup
+    assert (
+        "segmentation = {PACKAGE}.node:main" in setup and "segmentation_lifecycle = {PACKAGE}.lifecycle:main" in setup
+    )
 
 
 class _FakeRclpy:

@@ -50,7 +50,7 @@ def test_all_classes_appear_across_a_few_scenes():
 def test_splits_are_disjoint():
     names = list(SPLITS)
     for i, a in enumerate(names):
-        for b in names[i + 1:]:
+        for b in names[i + 1 :]:
             ra, rb = SPLITS[a], SPLITS[b]
             assert ra.stop <= rb.start or rb.stop <= ra.start, (a, b)
 

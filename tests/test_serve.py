@@ -26,8 +26,9 @@ import numpy as np
 import pytest
 
 pytest.importorskip("pytriton", reason="nvidia-pytriton (serve extra) not installed: pip install 'danet-deploy[serve]'")
-pytest.importorskip("tritonclient.grpc", reason="tritonclient (serve extra) not installed: "
-                    "pip install 'danet-deploy[serve]'")
+pytest.importorskip(
+    "tritonclient.grpc", reason="tritonclient (serve extra) not installed: pip install 'danet-deploy[serve]'"
+)
 
 from danet_deploy import runtime
 from danet_deploy.errors import ConfigError, ServeError
@@ -51,8 +52,23 @@ class ServerProcess:
 
     def __init__(self, artifact: Path, log: Path, http_port: int, grpc_port: int, *extra: str) -> None:
         self.http_port, self.grpc_port, self.log = http_port, grpc_port, log
-        cmd = [sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--http-port", str(http_port),
-               "--grpc-port", str(grpc_port), "--instances", "2", "--threads", "1", "--exit-timeout", "5", *extra]
+        cmd = [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.serve",
+            str(artifact),
+            "--http-port",
+            str(http_port),
+            "--grpc-port",
+            str(grpc_port),
+            "--instances",
+            "2",
+            "--threads",
+            "1",
+            "--exit-timeout",
+            "5",
+            *extra,
+        ]
         self.out = open(log, "ab")  # noqa: SIM115 open for the server's lifetime
         # PyTriton's workspace (a copy of tritonserver) in a folder of our own, since a killed server leaves it
         # behind; short, because it holds Unix sockets (paths of at most 107 bytes)
@@ -106,8 +122,10 @@ def artifact(tmp_path_factory):
     from danet_deploy.export.pipeline import ExportRequest
 
     out = tmp_path_factory.mktemp("serve") / "danet_demo-onnx"
-    path, _ = export(ExportRequest(model="danet_demo", target="onnx", precision="fp32", input_size=SIZE,
-                                   output=str(out)), log=lambda _m: None)
+    path, _ = export(
+        ExportRequest(model="danet_demo", target="onnx", precision="fp32", input_size=SIZE, output=str(out)),
+        log=lambda _m: None,
+    )
     return path
 
 
@@ -134,8 +152,16 @@ def server(artifact, tmp_path_factory):
 def test_four_clients_get_the_in_process_masks(server, scenes, protocol):
     images, references = scenes
     port = server.http_port if protocol == "http" else server.grpc_port
-    report = run_load(f"127.0.0.1:{port}", protocol, clients=4, requests_per_client=25, images=images,
-                      references=references, duration_s=120, timeout_s=30)
+    report = run_load(
+        f"127.0.0.1:{port}",
+        protocol,
+        clients=4,
+        requests_per_client=25,
+        images=images,
+        references=references,
+        duration_s=120,
+        timeout_s=30,
+    )
     assert report.errors == []
     assert report.requests == 100 and report.exact == 100 and report.agreement_min == 1.0
     assert report.p50_ms <= report.p90_ms <= report.p99_ms
@@ -149,14 +175,28 @@ def test_danet_client_reports_agreement_and_fails_on_a_different_model(server, a
     from danet_deploy.export import export
     from danet_deploy.export.pipeline import ExportRequest
 
-    common = ["--http", f"127.0.0.1:{server.http_port}", "--grpc", f"127.0.0.1:{server.grpc_port}", "--clients",
-              "1,2", "--requests", "3", "--size", "64x64", "--scenes", "3", "--json"]
+    common = [
+        "--http",
+        f"127.0.0.1:{server.http_port}",
+        "--grpc",
+        f"127.0.0.1:{server.grpc_port}",
+        "--clients",
+        "1,2",
+        "--requests",
+        "3",
+        "--size",
+        "64x64",
+        "--scenes",
+        "3",
+        "--json",
+    ]
     assert client_main([*common, "--artifact", str(artifact)]) == 0
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert [(r["protocol"], r["clients"]) for r in runs] == [("http", 1), ("http", 2), ("grpc", 1), ("grpc", 2)]
     assert all(r["exact"] == r["requests"] == 3 * r["clients"] and not r["errors"] for r in runs)
-    other, _ = export(ExportRequest(model="danet_edge_r18_d8", input_size=SIZE,
-                                    output=str(tmp_path / "other")), log=lambda _m: None)
+    other, _ = export(
+        ExportRequest(model="danet_edge_r18_d8", input_size=SIZE, output=str(tmp_path / "other")), log=lambda _m: None
+    )
     assert client_main([*common, "--artifact", str(other)]) == 1
     runs = json.loads(capsys.readouterr().out)["runs"]
     assert any(r["exact"] < r["requests"] for r in runs)
@@ -174,8 +214,22 @@ def test_a_load_run_that_completes_no_request_fails_and_its_report_is_json(serve
     --json report held NaN latencies, which strict JSON readers refuse."""
     from danet_deploy.cli.client import main as client_main
 
-    args = ["--http", f"127.0.0.1:{server.http_port}", "--grpc", "", "--clients", "1,2", "--requests", "2",
-            "--size", "64x64", "--scenes", "1", "--warmup", "0"]
+    args = [
+        "--http",
+        f"127.0.0.1:{server.http_port}",
+        "--grpc",
+        "",
+        "--clients",
+        "1,2",
+        "--requests",
+        "2",
+        "--size",
+        "64x64",
+        "--scenes",
+        "1",
+        "--warmup",
+        "0",
+    ]
     assert client_main([*args, "--duration", "1e-9", "--json"]) == 1
     captured = capsys.readouterr()
     runs = _strict_json(captured.out)["runs"]
@@ -223,8 +277,9 @@ def test_bad_images_get_invalid_argument_with_one_line_and_no_traceback(server, 
     import tritonclient.grpc as grpcclient
     from tritonclient.utils import InferenceServerException
 
-    body = json.dumps({"inputs": [{"name": "image", "shape": [1, *shape], "datatype": "UINT8",
-                                   "data": [0] * int(np.prod(shape))}]}).encode()
+    body = json.dumps(
+        {"inputs": [{"name": "image", "shape": [1, *shape], "datatype": "UINT8", "data": [0] * int(np.prod(shape))}]}
+    ).encode()
     status, text = _post(server.http_port, body, {"Content-Type": "application/json"})
     message = json.loads(text)["error"]
     assert status == 400, (status, text)
@@ -248,7 +303,7 @@ def test_servers_log_explains_tritons_config_modification_time_error(server):
 
     log = server.log.read_text(errors="replace")
     if CONFIG_MTIME_LINE in log:
-        assert "is harmless" in log[log.index(CONFIG_MTIME_LINE) + len(CONFIG_MTIME_LINE):]
+        assert "is harmless" in log[log.index(CONFIG_MTIME_LINE) + len(CONFIG_MTIME_LINE) :]
     assert "[danet-serve] Triton's error line" in log and "ready" in log
 
 
@@ -277,14 +332,23 @@ def test_clients_recover_when_the_server_is_killed_and_restarted(artifact, scene
 
         def load() -> None:
             port = grpc_port if protocol == "grpc" else http_port
-            result["report"] = run_load(f"127.0.0.1:{port}", protocol, clients=4, requests_per_client=25,
-                                        images=images, references=references, duration_s=240, retry_s=180,
-                                        timeout_s=30, events={20: reached})
+            result["report"] = run_load(
+                f"127.0.0.1:{port}",
+                protocol,
+                clients=4,
+                requests_per_client=25,
+                images=images,
+                references=references,
+                duration_s=240,
+                retry_s=180,
+                timeout_s=30,
+                events={20: reached},
+            )
 
         thread = threading.Thread(target=load, daemon=True)
         thread.start()
         assert reached.wait(120), "clients made no progress"
-        first.kill()                                  # mid-run crash: every process of the server dies
+        first.kill()  # mid-run crash: every process of the server dies
         assert not first.group_alive()
         second = ServerProcess(artifact, tmp_path / "second.log", http_port, grpc_port)
         second.wait_ready()
@@ -293,9 +357,9 @@ def test_clients_recover_when_the_server_is_killed_and_restarted(artifact, scene
         report = result["report"]
         assert report.errors == [], report.errors[:3]
         assert report.requests == 100 and report.exact == 100
-        assert report.retries >= 1                    # some requests met the dead server and were retried
+        assert report.retries >= 1  # some requests met the dead server and were retried
 
-        second.proc.send_signal(signal.SIGTERM)       # clean shutdown: exit 0, nothing left behind
+        second.proc.send_signal(signal.SIGTERM)  # clean shutdown: exit 0, nothing left behind
         assert second.proc.wait(timeout=60) == 0, second.tail()
         deadline = time.monotonic() + 30
         while second.group_alive() and time.monotonic() < deadline:
@@ -328,9 +392,23 @@ def test_the_trap_is_detected_and_explained(artifact):
     status = libpython.check(env)
     if status.ok:
         pytest.skip("on this machine the loader finds the interpreter's own libpython without LD_LIBRARY_PATH")
-    proc = subprocess.run([sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--keep-ld-library-path",
-                           "--http-port", str(free_port()), "--grpc-port", str(free_port())],
-                          env=env, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.serve",
+            str(artifact),
+            "--keep-ld-library-path",
+            "--http-port",
+            str(free_port()),
+            "--grpc-port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2
     assert "LD_LIBRARY_PATH" in proc.stderr and "_recursion_count" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -350,16 +428,19 @@ def test_start_up_errors_exit_2_without_traceback(artifact, tmp_path):
         ports = ["--http-port", str(free_port()), "--grpc-port", str(free_port())]
         cases = [
             ([str(tmp_path / "missing"), *ports], "neither an artifact folder"),
-            ([str(artifact), "--http-port", str(busy.getsockname()[1]), "--grpc-port", str(free_port())],
-             "cannot listen"),
+            (
+                [str(artifact), "--http-port", str(busy.getsockname()[1]), "--grpc-port", str(free_port())],
+                "cannot listen",
+            ),
             ([str(artifact), "--http-port", "9000", "--grpc-port", "9000"], "must differ"),
             ([str(artifact), "--instances", "0"], "instances"),
             ([str(artifact), "--host", "::1", *ports], "cannot serve on IPv6"),
             ([str(artifact), "--host", "192.0.2.1", *ports], "--host must be an address of this machine"),
         ]
         for args, message in cases:
-            proc = subprocess.run([sys.executable, "-m", "danet_deploy.cli.serve", *args],
-                                  capture_output=True, text=True, timeout=120)
+            proc = subprocess.run(
+                [sys.executable, "-m", "danet_deploy.cli.serve", *args], capture_output=True, text=True, timeout=120
+            )
             assert proc.returncode == 2, (args, proc.stderr[-2000:])
             assert message in proc.stderr and "Traceback" not in proc.stderr
     finally:
@@ -369,9 +450,22 @@ def test_start_up_errors_exit_2_without_traceback(artifact, tmp_path):
 def test_too_deep_pytriton_home_is_refused(artifact, tmp_path):
     deep = tmp_path / ("d" * 60) / ("e" * 60)
     env = {**os.environ, "PYTRITON_HOME": str(deep)}
-    proc = subprocess.run([sys.executable, "-m", "danet_deploy.cli.serve", str(artifact), "--http-port",
-                           str(free_port()), "--grpc-port", str(free_port())], env=env, capture_output=True, text=True,
-                          timeout=120)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.serve",
+            str(artifact),
+            "--http-port",
+            str(free_port()),
+            "--grpc-port",
+            str(free_port()),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 2 and "PYTRITON_HOME" in proc.stderr and "Traceback" not in proc.stderr
 
 
@@ -409,10 +503,11 @@ def test_a_host_that_is_not_this_machine_is_not_blamed_on_a_busy_port():
 # -- PyTriton's multi-instance start-up handshake race (no server needed) -----------------------
 REFUSED_HANDSHAKE = (
     "[400] load failed for model 'danet': version 1 is at UNAVAILABLE state: Internal: TritonModelException: Model "
-    "initialize error: Traceback (most recent call last):\n  File \"/tmp/f/1/model.py\", line 425, in initialize\n"
+    'initialize error: Traceback (most recent call last):\n  File "/tmp/f/1/model.py", line 425, in initialize\n'
     "    inference_handler_config = get_config_from_handshake_server(handshake_socket)\n  File "
-    "\"/tmp/f/1/communication.py\", line 550, in get_config_from_handshake_server\n    sock.connect(socket_path."
-    "as_posix())\nConnectionRefusedError: [Errno 111] Connection refused\n")
+    '"/tmp/f/1/communication.py", line 550, in get_config_from_handshake_server\n    sock.connect(socket_path.'
+    "as_posix())\nConnectionRefusedError: [Errno 111] Connection refused\n"
+)
 TIMED_OUT_HANDSHAKE = "Model initialize error: TimeoutError: Timeout occurred while waiting for config file /tmp/x.sock"
 
 
@@ -437,9 +532,13 @@ class FakeTriton:
 
     def bind(self, model_name: str, model_version: int, **_: object) -> None:
         # the bound model as PyTriton's model manager holds it; the server wraps its file gathering
-        self._model_manager.models.append(SimpleNamespace(
-            model_name=model_name, model_version=model_version,
-            get_proxy_model_files=lambda: {f"file:{model_version}/model.py": b"# PyTriton's proxy model"}))
+        self._model_manager.models.append(
+            SimpleNamespace(
+                model_name=model_name,
+                model_version=model_version,
+                get_proxy_model_files=lambda: {f"file:{model_version}/model.py": b"# PyTriton's proxy model"},
+            )
+        )
 
     def run(self) -> None:
         type(self).runs += 1
@@ -461,9 +560,15 @@ class FakeSession:
         FakeSession.closed += 1
 
 
-@pytest.mark.parametrize("failures, text, started", [
-    (1, REFUSED_HANDSHAKE, True), (2, TIMED_OUT_HANDSHAKE, True), (3, REFUSED_HANDSHAKE, False),
-    (1, "load failed for model 'danet': out of memory", False)])
+@pytest.mark.parametrize(
+    "failures, text, started",
+    [
+        (1, REFUSED_HANDSHAKE, True),
+        (2, TIMED_OUT_HANDSHAKE, True),
+        (3, REFUSED_HANDSHAKE, False),
+        (1, "load failed for model 'danet': out of memory", False),
+    ],
+)
 def test_a_lost_handshake_starts_triton_again(monkeypatch, failures, text, started):
     import pytriton.triton
 
@@ -479,8 +584,9 @@ def test_a_lost_handshake_starts_triton_again(monkeypatch, failures, text, start
     monkeypatch.setattr(server_module, "check_socket_paths", lambda opts: None)
     monkeypatch.setattr(server_module.libpython, "check", lambda *a: libpython.LibpythonStatus(None, None, None))
     logs: list[str] = []
-    srv = server_module.Server("unused", ServeOptions(http_port=free_port(), grpc_port=free_port(),
-                                                      fix_libpython=False), log=logs.append)
+    srv = server_module.Server(
+        "unused", ServeOptions(http_port=free_port(), grpc_port=free_port(), fix_libpython=False), log=logs.append
+    )
     if started:
         srv.start()
         assert FakeTriton.runs == failures + 1 and FakeTriton.stops == failures and FakeSession.closed == 0
@@ -495,8 +601,10 @@ def test_a_lost_handshake_starts_triton_again(monkeypatch, failures, text, start
         assert ("fewer --instances" in str(err.value)) == race
 
 
-@pytest.mark.parametrize("key, value", [("timeout_s", 0), ("timeout_s", -1.0), ("timeout_s", float("nan")),
-                                        ("retry_s", -1.0), ("retry_s", float("inf"))])
+@pytest.mark.parametrize(
+    "key, value",
+    [("timeout_s", 0), ("timeout_s", -1.0), ("timeout_s", float("nan")), ("retry_s", -1.0), ("retry_s", float("inf"))],
+)
 def test_client_timeouts_are_checked_before_any_request(key, value):
     """A zero/negative/NaN timeout was reported as 'cannot reach Triton' or 'Deadline Exceeded' at the
     first call, and in run_load a bad retry_s killed every worker thread, leaving an empty report."""
@@ -504,5 +612,11 @@ def test_client_timeouts_are_checked_before_any_request(key, value):
     with pytest.raises(ConfigError, match=f"{key} must be a number of seconds"):
         SegmentationClient(f"127.0.0.1:{port}", "http", **{key: value})
     with pytest.raises(ConfigError, match=f"{key} must be a number of seconds"):
-        run_load(f"127.0.0.1:{port}", "grpc", clients=1, requests_per_client=1,
-                 images=[np.zeros((8, 8, 3), np.uint8)], **{key: value})
+        run_load(
+            f"127.0.0.1:{port}",
+            "grpc",
+            clients=1,
+            requests_per_client=1,
+            images=[np.zeros((8, 8, 3), np.uint8)],
+            **{key: value},
+        )

@@ -18,21 +18,26 @@ from danet_deploy.serve.triton_model import (
 )
 
 
-@pytest.mark.parametrize("shape, problem", [
-    ((1, 0, 0, 3), "image is 0x0; sides must be 1..256"),
-    ((0, 5, 3), "image is 0x5; sides must be 1..256"),
-    ((1, 300, 8, 3), "image is 300x8; sides must be 1..256"),
-    ((1, 256, 256, 3), None),
-    ((1, 1, 1, 3), None),
-    ((16, 16), None),  # a wrong rank is Triton's to refuse, against the declared dims
-])
+@pytest.mark.parametrize(
+    "shape, problem",
+    [
+        ((1, 0, 0, 3), "image is 0x0; sides must be 1..256"),
+        ((0, 5, 3), "image is 0x5; sides must be 1..256"),
+        ((1, 300, 8, 3), "image is 300x8; sides must be 1..256"),
+        ((1, 256, 256, 3), None),
+        ((1, 1, 1, 3), None),
+        ((16, 16), None),  # a wrong rank is Triton's to refuse, against the declared dims
+    ],
+)
 def test_image_problems(shape, problem):
     assert image_problem(shape, "image", 256) == problem
 
 
 def test_a_marked_reason_is_found_inside_pytritons_traceback_text():
-    text = ("Model execute error: Traceback (most recent call last):\n  File \"/tmp/x/1/model.py\", line 492\n"
-            f"pytriton.exceptions.PyTritonBadParameterError: {CLIENT_ERROR_MARK}image has NaN values \n\nAt:\n")
+    text = (
+        'Model execute error: Traceback (most recent call last):\n  File "/tmp/x/1/model.py", line 492\n'
+        f"pytriton.exceptions.PyTritonBadParameterError: {CLIENT_ERROR_MARK}image has NaN values \n\nAt:\n"
+    )
     assert client_reason(text) == "image has NaN values"
     assert client_reason("Traceback (most recent call last):\nZeroDivisionError: division by zero") is None
     assert client_reason(CLIENT_ERROR_MARK) is None

@@ -35,8 +35,11 @@ try:
 except ImportError:
     HAVE_SCHEMA = False
 
-needs_schema = pytest.mark.skipif(not HAVE_SCHEMA, reason="tritonclient (serve extra) not installed: "
-                                  "pip install 'danet-deploy[serve]' to check config.pbtxt with Triton's schema")
+needs_schema = pytest.mark.skipif(
+    not HAVE_SCHEMA,
+    reason="tritonclient (serve extra) not installed: "
+    "pip install 'danet-deploy[serve]' to check config.pbtxt with Triton's schema",
+)
 
 SIZE = (32, 32)
 
@@ -52,10 +55,18 @@ def artifacts(tmp_path_factory, module_cache):
     for target in ("onnx", "openvino", "tensorrt"):
         for dynamic in (False, True):
             extra = dict(dynamic=True, max_size=(64, 64), max_batch=4) if dynamic else {}
-            path, _ = export(ExportRequest(model="danet_demo", target=target, precision="fp32", input_size=SIZE,
-                                           output=str(root / f"{target}-{'dyn' if dynamic else 'static'}"),
-                                           options={"build": "false"} if target == "tensorrt" else {}, **extra),
-                             log=lambda _m: None)
+            path, _ = export(
+                ExportRequest(
+                    model="danet_demo",
+                    target=target,
+                    precision="fp32",
+                    input_size=SIZE,
+                    output=str(root / f"{target}-{'dyn' if dynamic else 'static'}"),
+                    options={"build": "false"} if target == "tensorrt" else {},
+                    **extra,
+                ),
+                log=lambda _m: None,
+            )
             out[(target, dynamic)] = path
     return out
 
@@ -69,17 +80,23 @@ def engine_artifact(artifacts, tmp_path_factory):
     bundle = read_manifest(artifacts[("tensorrt", True)])
     folder = tmp_path_factory.mktemp("engine")
     (folder / "model.engine").write_bytes(b"placeholder plan bytes")
-    facts = {"stage": "engine", "version": "10.3.0", "profiles": bundle.extra["tensorrt"]["profiles"],
-             "bundle": {"path": "bundle"}}
+    facts = {
+        "stage": "engine",
+        "version": "10.3.0",
+        "profiles": bundle.extra["tensorrt"]["profiles"],
+        "bundle": {"path": "bundle"},
+    }
     manifest = engine_manifest_from_bundle(bundle, facts)
     manifest.hash_files(folder)
     manifest.write(folder)
     return folder
 
 
-EXPECTED = {"onnx": ("platform", "onnxruntime_onnx", "model.onnx", "KIND_CPU"),
-            "openvino": ("backend", "openvino", "model.xml", "KIND_CPU"),
-            "tensorrt": ("platform", "tensorrt_plan", "model.onnx", "KIND_GPU")}
+EXPECTED = {
+    "onnx": ("platform", "onnxruntime_onnx", "model.onnx", "KIND_CPU"),
+    "openvino": ("backend", "openvino", "model.xml", "KIND_CPU"),
+    "tensorrt": ("platform", "tensorrt_plan", "model.onnx", "KIND_GPU"),
+}
 
 
 @needs_schema
@@ -127,17 +144,31 @@ def test_engine_artifact_becomes_model_plan(engine_artifact, tmp_path):
 
 @needs_schema
 def test_backend_parameters_and_ort_tensorrt_accelerator(artifacts, tmp_path):
-    ov = write_triton_repository(artifacts[("openvino", True)], tmp_path / "repo", threads=3, streams=2,
-                                 preferred_batch_sizes=(2, 4), max_queue_delay_us=500)
+    ov = write_triton_repository(
+        artifacts[("openvino", True)],
+        tmp_path / "repo",
+        threads=3,
+        streams=2,
+        preferred_batch_sizes=(2, 4),
+        max_queue_delay_us=500,
+    )
     config = parse_config(ov.config)
-    assert {k: v.string_value for k, v in config.parameters.items()} == {"INFERENCE_NUM_THREADS": "3",
-                                                                          "NUM_STREAMS": "2"}
+    assert {k: v.string_value for k, v in config.parameters.items()} == {
+        "INFERENCE_NUM_THREADS": "3",
+        "NUM_STREAMS": "2",
+    }
     assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]
     assert config.dynamic_batching.max_queue_delay_microseconds == 500
     ort = write_triton_repository(artifacts[("onnx", False)], tmp_path / "repo", threads=2)
     assert {k: v.string_value for k, v in parse_config(ort.config).parameters.items()} == {"intra_op_thread_count": "2"}
-    trt = write_triton_repository(artifacts[("tensorrt", True)], tmp_path / "repo", name="bundle_on_ort",
-                                  platform="onnxruntime", ort_tensorrt=True, ort_tensorrt_fp16=True)
+    trt = write_triton_repository(
+        artifacts[("tensorrt", True)],
+        tmp_path / "repo",
+        name="bundle_on_ort",
+        platform="onnxruntime",
+        ort_tensorrt=True,
+        ort_tensorrt_fp16=True,
+    )
     config = parse_config(trt.config)
     assert config.platform == "onnxruntime_onnx" and trt.pending is None
     accel = config.optimization.execution_accelerators.gpu_execution_accelerator
@@ -224,17 +255,20 @@ def test_symlink_escaping_the_artifact_is_refused(artifacts, tmp_path):
         write_triton_repository(copy, tmp_path / "repo")
 
 
-@pytest.mark.parametrize("key, options, message", [
-    ("onnx", dict(max_batch_size=4), "static batch"),
-    ("openvino", dict(max_batch_size=5), "exceeds the artifact's batch bound"),
-    ("tensorrt", dict(threads=2), "threads does not apply"),
-    ("tensorrt", dict(kind="cpu"), "GPU instances only"),
-    ("onnx", dict(streams=2), "OpenVINO backend only"),
-    ("openvino", dict(kind="gpu"), "CPU instances"),
-    ("openvino", dict(ort_tensorrt=True), "onnxruntime platform"),
-    ("onnx", dict(platform="openvino"), "not openvino"),
-    ("openvino", dict(preferred_batch_sizes=(8,)), "exceeds max_batch_size"),
-])
+@pytest.mark.parametrize(
+    "key, options, message",
+    [
+        ("onnx", dict(max_batch_size=4), "static batch"),
+        ("openvino", dict(max_batch_size=5), "exceeds the artifact's batch bound"),
+        ("tensorrt", dict(threads=2), "threads does not apply"),
+        ("tensorrt", dict(kind="cpu"), "GPU instances only"),
+        ("onnx", dict(streams=2), "OpenVINO backend only"),
+        ("openvino", dict(kind="gpu"), "CPU instances"),
+        ("openvino", dict(ort_tensorrt=True), "onnxruntime platform"),
+        ("onnx", dict(platform="openvino"), "not openvino"),
+        ("openvino", dict(preferred_batch_sizes=(8,)), "exceeds max_batch_size"),
+    ],
+)
 def test_invalid_combinations_are_config_errors(artifacts, tmp_path, key, options, message):
     dynamic = key == "openvino" or key == "tensorrt"
     with pytest.raises(ConfigError, match=message):
@@ -242,19 +276,40 @@ def test_invalid_combinations_are_config_errors(artifacts, tmp_path, key, option
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").iterdir())
 
 
-@pytest.mark.parametrize("fields", [dict(version=0), dict(instances=0), dict(name="../x"), dict(name=".hidden"),
-                                    dict(kind="tpu"), dict(gpus=(-1,)), dict(max_queue_delay_us=-1),
-                                    dict(ort_tensorrt_fp16=True), dict(platform="tensorflow")])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        dict(version=0),
+        dict(instances=0),
+        dict(name="../x"),
+        dict(name=".hidden"),
+        dict(kind="tpu"),
+        dict(gpus=(-1,)),
+        dict(max_queue_delay_us=-1),
+        dict(ort_tensorrt_fp16=True),
+        dict(platform="tensorflow"),
+    ],
+)
 def test_invalid_options_are_config_errors(fields):
     with pytest.raises(ConfigError):
         TritonOptions(**fields)
 
 
 def test_options_from_strings():
-    opts = TritonOptions.from_strings({"instances": "2", "gpus": "0,1", "ort_tensorrt": "true", "threads": "none",
-                                       "name": "m", "max_batch_size": "4", "kind": "gpu"})
-    assert opts == TritonOptions(instances=2, gpus=(0, 1), ort_tensorrt=True, threads=None, name="m",
-                                 max_batch_size=4, kind="gpu")
+    opts = TritonOptions.from_strings(
+        {
+            "instances": "2",
+            "gpus": "0,1",
+            "ort_tensorrt": "true",
+            "threads": "none",
+            "name": "m",
+            "max_batch_size": "4",
+            "kind": "gpu",
+        }
+    )
+    assert opts == TritonOptions(
+        instances=2, gpus=(0, 1), ort_tensorrt=True, threads=None, name="m", max_batch_size=4, kind="gpu"
+    )
     with pytest.raises(ConfigError, match="unknown option .instance. for --target triton; did you mean .instances."):
         TritonOptions.from_strings({"instance": "2"})
     with pytest.raises(ConfigError, match="must be an integer"):
@@ -265,8 +320,18 @@ def test_export_cli_target_triton(artifacts, tmp_path, capsys):
     from danet_deploy.cli.export import main
 
     repo = tmp_path / "repo"
-    args = ["--target", "triton", "--from", str(artifacts[("openvino", True)]), "--output", str(repo),
-            "--option", "instances=2", "--option", "name=seg"]
+    args = [
+        "--target",
+        "triton",
+        "--from",
+        str(artifacts[("openvino", True)]),
+        "--output",
+        str(repo),
+        "--option",
+        "instances=2",
+        "--option",
+        "name=seg",
+    ]
     assert main(args) == 0
     assert (repo / "seg" / "1" / "model.xml").is_file()
     assert main(args) == 2 and "already exists" in capsys.readouterr().err
@@ -280,9 +345,16 @@ def _manifest(in_shape: list, out_shape: list, max_batch: int | None) -> Manifes
     entry = {"name": "input", "shape": in_shape, "dtype": "float32"}
     if max_batch is not None:
         entry["max_shape"] = [max_batch, 3, 64, 64]
-    return Manifest(target="onnx", backend="onnxruntime", precision="fp32", primary="model.onnx",
-                    model={"name": "danet_demo"}, preprocessing=PREPROCESSING, input=entry,
-                    output={"name": "logits", "shape": out_shape, "dtype": "float32"})
+    return Manifest(
+        target="onnx",
+        backend="onnxruntime",
+        precision="fp32",
+        primary="model.onnx",
+        model={"name": "danet_demo"},
+        preprocessing=PREPROCESSING,
+        input=entry,
+        output={"name": "logits", "shape": out_shape, "dtype": "float32"},
+    )
 
 
 _dim = st.one_of(st.integers(1, 4096), st.sampled_from(["batch", "height", "width"]))
@@ -290,19 +362,35 @@ _dim = st.one_of(st.integers(1, 4096), st.sampled_from(["batch", "height", "widt
 
 @needs_schema
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(batch_dynamic=st.booleans(), hw=st.lists(_dim, min_size=2, max_size=2), classes=st.integers(1, 300),
-       bound=st.one_of(st.none(), st.integers(1, 16)), max_batch=st.one_of(st.none(), st.integers(0, 20)),
-       instances=st.integers(1, 8), threads=st.one_of(st.none(), st.integers(1, 64)),
-       delay=st.integers(0, 10**6), preferred=st.lists(st.integers(1, 20), max_size=3))
-def test_rendered_config_matches_manifest_or_is_refused(batch_dynamic, hw, classes, bound, max_batch, instances,
-                                                         threads, delay, preferred):
+@given(
+    batch_dynamic=st.booleans(),
+    hw=st.lists(_dim, min_size=2, max_size=2),
+    classes=st.integers(1, 300),
+    bound=st.one_of(st.none(), st.integers(1, 16)),
+    max_batch=st.one_of(st.none(), st.integers(0, 20)),
+    instances=st.integers(1, 8),
+    threads=st.one_of(st.none(), st.integers(1, 64)),
+    delay=st.integers(0, 10**6),
+    preferred=st.lists(st.integers(1, 20), max_size=3),
+)
+def test_rendered_config_matches_manifest_or_is_refused(
+    batch_dynamic, hw, classes, bound, max_batch, instances, threads, delay, preferred
+):
     batch = "batch" if batch_dynamic else 1
     manifest = _manifest([batch, 3, *hw], [batch, classes, *hw], bound)
     chosen = (max_batch or bound or 8) if batch_dynamic else 0
-    refused = (not batch_dynamic and bool(max_batch)) or (batch_dynamic and bound is not None and chosen > bound) \
+    refused = (
+        (not batch_dynamic and bool(max_batch))
+        or (batch_dynamic and bound is not None and chosen > bound)
         or any(p > max(chosen, 1) for p in preferred)
-    options = TritonOptions(max_batch_size=max_batch, instances=instances, threads=threads,
-                            max_queue_delay_us=delay, preferred_batch_sizes=tuple(preferred))
+    )
+    options = TritonOptions(
+        max_batch_size=max_batch,
+        instances=instances,
+        threads=threads,
+        max_queue_delay_us=delay,
+        preferred_batch_sizes=tuple(preferred),
+    )
     if refused:
         with pytest.raises(ConfigError):
             render_config(manifest, options)
@@ -341,10 +429,16 @@ def test_mask_output_artifacts_get_every_output_in_the_config(tmp_path):
     logits to arg-max them."""
     from danet_deploy.export import ExportRequest, export
 
-    for emit, expected in (("mask", [("mask", "TYPE_UINT8", [64, 64])]),
-                           ("both", [("mask", "TYPE_UINT8", [64, 64]), ("logits", "TYPE_FP32", [8, 64, 64])])):
-        art, _ = export(ExportRequest(model="danet_demo", input_size=(64, 64), emit=emit, dynamic=False,
-                                      batch=1, output=tmp_path / emit), log=lambda _: None)
+    for emit, expected in (
+        ("mask", [("mask", "TYPE_UINT8", [64, 64])]),
+        ("both", [("mask", "TYPE_UINT8", [64, 64]), ("logits", "TYPE_FP32", [8, 64, 64])]),
+    ):
+        art, _ = export(
+            ExportRequest(
+                model="danet_demo", input_size=(64, 64), emit=emit, dynamic=False, batch=1, output=tmp_path / emit
+            ),
+            log=lambda _: None,
+        )
         result = write_triton_repository(art, tmp_path / "repo", name=f"seg_{emit}")
         config = parse_config(result.config)
         from tritonclient.grpc import model_config_pb2
@@ -359,14 +453,23 @@ def test_a_registered_engine_is_served_from_its_triton_declaration(artifacts):
     from danet_deploy.serve.repository import plan_model, platforms
     from danet_deploy.targets import Engine, TritonPlatform, register_engine, unregister
 
-    register_engine(Engine("fake-engine", "Fake Engine", "tests.nowhere:Backend", suffixes=(".fake",),
-                           weights_suffix=".weights",
-                           triton=TritonPlatform("backend", "fake_backend", "model.fake", instance_kind="cpu",
-                                                 threads_parameter="FAKE_THREADS")))
+    register_engine(
+        Engine(
+            "fake-engine",
+            "Fake Engine",
+            "tests.nowhere:Backend",
+            suffixes=(".fake",),
+            weights_suffix=".weights",
+            triton=TritonPlatform(
+                "backend", "fake_backend", "model.fake", instance_kind="cpu", threads_parameter="FAKE_THREADS"
+            ),
+        )
+    )
     try:
         assert "fake-engine" in platforms()
-        manifest = dataclasses.replace(read_manifest(artifacts[("onnx", False)]), backend="fake-engine",
-                                       primary="net.onnx")
+        manifest = dataclasses.replace(
+            read_manifest(artifacts[("onnx", False)]), backend="fake-engine", primary="net.onnx"
+        )
         plan = plan_model(manifest, TritonOptions(threads=3))
         assert plan.platform == "fake-engine" and plan.config["backend"] == "fake_backend"
         assert plan.config["parameters"] == [{"key": "FAKE_THREADS", "value": {"string_value": "3"}}]
@@ -388,9 +491,17 @@ def test_one_model_exported_two_ways_gets_two_default_names(artifacts, tmp_path)
     dynamic = write_triton_repository(artifacts[("onnx", True)], repo)
     assert (static.name, dynamic.name) == ("danet_demo_onnx_fp32", "danet_demo_onnx_fp32_dynamic")
     manifest = read_manifest(artifacts[("onnx", False)])
-    masked = dataclasses.replace(manifest, output={**manifest.output, "emit": "mask-lowres", "tensors": [
-        {"name": "mask", "shape": [1, 64, 64], "dtype": "uint8"},
-        {"name": "logits_lowres", "shape": [1, 8, 8, 8], "dtype": "float32"}]})
+    masked = dataclasses.replace(
+        manifest,
+        output={
+            **manifest.output,
+            "emit": "mask-lowres",
+            "tensors": [
+                {"name": "mask", "shape": [1, 64, 64], "dtype": "uint8"},
+                {"name": "logits_lowres", "shape": [1, 8, 8, 8], "dtype": "float32"},
+            ],
+        },
+    )
     assert plan_model(masked, TritonOptions()).name == "danet_demo_onnx_fp32_mask_lowres"
 
 

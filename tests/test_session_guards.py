@@ -24,8 +24,10 @@ IMAGE = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    path, _ = export(ExportRequest("danet_demo", input_size=(64, 64), output=tmp_path_factory.mktemp("s") / "art"),
-                     log=lambda _: None)
+    path, _ = export(
+        ExportRequest("danet_demo", input_size=(64, 64), output=tmp_path_factory.mktemp("s") / "art"),
+        log=lambda _: None,
+    )
     return path
 
 
@@ -88,8 +90,9 @@ def test_threads_racing_close_see_results_or_session_closed_only(artifact):
 
 def test_openvino_session_survives_its_weights_file_changing_after_load(tmp_path):
     pytest.importorskip("openvino")
-    path, _ = export(ExportRequest("danet_demo", target="openvino", input_size=(64, 64), output=tmp_path / "ov"),
-                     log=lambda _: None)
+    path, _ = export(
+        ExportRequest("danet_demo", target="openvino", input_size=(64, 64), output=tmp_path / "ov"), log=lambda _: None
+    )
     with runtime.load(path) as session:
         before = session.run(IMAGE)
         with open(path / "model.bin", "r+b") as f:  # an update copied over the file in place
@@ -127,9 +130,17 @@ def test_manifest_attention_chunks_must_be_a_positive_integer(artifact, tmp_path
         runtime.load(_edited(artifact, tmp_path, edit))
 
 
-@pytest.mark.parametrize("kwargs", [dict(tile=64), dict(tile=("a", "b")), dict(tile=(64, 64), stride=(64,)),
-                                    dict(tile=(64, 64), stride=(1.5, 1.5)), dict(tile=(64.9, 64.9)),
-                                    dict(tile=(0, 64))])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(tile=64),
+        dict(tile=("a", "b")),
+        dict(tile=(64, 64), stride=(64,)),
+        dict(tile=(64, 64), stride=(1.5, 1.5)),
+        dict(tile=(64.9, 64.9)),
+        dict(tile=(0, 64)),
+    ],
+)
 def test_malformed_windows_are_config_errors(artifact, kwargs):
     with runtime.load(artifact) as session, pytest.raises(ConfigError, match="tile|stride"):
         session.run(IMAGE, **kwargs)
@@ -142,12 +153,20 @@ def test_an_empty_batch_is_an_input_error_like_an_empty_list(artifact):
                 session.run(empty)
 
 
-@pytest.mark.parametrize("path, kwargs, named", [
-    (None, {}, "load()"), (123, {}, "load()"), ("", {}, "load()"),
-    ("ART", dict(backend=123), "backend"),
-    ("ART", dict(optimization="foo"), "optimization"),
-    ("ART", dict(providers=123), "providers"), ("ART", dict(providers=[None]), "providers"),
-    ("ART", dict(threads=5000), "threads"), ("ART", dict(threads="abc"), "threads")])
+@pytest.mark.parametrize(
+    "path, kwargs, named",
+    [
+        (None, {}, "load()"),
+        (123, {}, "load()"),
+        ("", {}, "load()"),
+        ("ART", dict(backend=123), "backend"),
+        ("ART", dict(optimization="foo"), "optimization"),
+        ("ART", dict(providers=123), "providers"),
+        ("ART", dict(providers=[None]), "providers"),
+        ("ART", dict(threads=5000), "threads"),
+        ("ART", dict(threads="abc"), "threads"),
+    ],
+)
 def test_load_arguments_are_checked(artifact, path, kwargs, named):
     with pytest.raises(ConfigError, match=named.replace("(", r"\(").replace(")", r"\)")):
         runtime.load(artifact if path == "ART" else path, **kwargs)

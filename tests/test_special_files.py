@@ -52,9 +52,14 @@ def test_video_names_a_fifo(fifo):
         open_video(fifo)
 
 
-@pytest.mark.parametrize("argv", [["run", "--model", "danet_demo", "{fifo}", "-o", "{out}"],
-                                  ["export", "--model", "{fifo}", "-o", "{out}"],
-                                  ["parity", "{fifo}"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["run", "--model", "danet_demo", "{fifo}", "-o", "{out}"],
+        ["export", "--model", "{fifo}", "-o", "{out}"],
+        ["parity", "{fifo}"],
+    ],
+)
 def test_commands_name_a_fifo(fifo, tmp_path, capsys, argv):
     module = __import__(f"danet_deploy.cli.{argv[0]}", fromlist=["main"])
     code = module.main([a.format(fifo=fifo, out=tmp_path / "out") for a in argv[1:]])
@@ -65,7 +70,21 @@ def test_commands_name_a_fifo(fifo, tmp_path, capsys, argv):
 def test_dev_stdin_from_a_pipe_is_named(tmp_path):
     if not os.path.exists("/dev/stdin"):
         pytest.skip("no /dev/stdin")
-    proc = subprocess.run([sys.executable, "-m", "danet_deploy.cli.run", "--model", "danet_demo", "/dev/stdin", "-o",
-                           str(tmp_path / "out")], input=b"", capture_output=True, timeout=120, check=False,
-                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.run",
+            "--model",
+            "danet_demo",
+            "/dev/stdin",
+            "-o",
+            str(tmp_path / "out"),
+        ],
+        input=b"",
+        capture_output=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
     assert proc.returncode == 2 and b"named pipe" in proc.stderr

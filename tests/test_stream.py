@@ -311,9 +311,17 @@ def test_openvino_throughput_hint_streams_on_its_parallel_requests(artifact, fra
 
 @pytest.fixture(scope="module")
 def dynamic_session(tmp_path_factory):
-    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=(64, 64), dynamic=True,
-                                     max_size=(128, 128), output=tmp_path_factory.mktemp("d") / "a"),
-                       log=lambda _: None)
+    folder, _ = export(
+        ExportRequest(
+            model="danet_demo",
+            target="onnx",
+            input_size=(64, 64),
+            dynamic=True,
+            max_size=(128, 128),
+            output=tmp_path_factory.mktemp("d") / "a",
+        ),
+        log=lambda _: None,
+    )
     with runtime.load(folder, threads=1) as s:
         yield s
 
@@ -335,19 +343,24 @@ def test_an_empty_frame_is_an_input_error_naming_the_frame(session, frames, shap
     assert not _stream_threads()
 
 
-@pytest.mark.parametrize("frames_of, message", [
-    (lambda frames: frames[0], r"got one array of shape \(64, 80, 3\): use session.run\(image\)"),
-    (lambda frames: 5, "iterable of HxWx3 uint8 frames.*got int"),
-    (lambda frames: None, "iterable of HxWx3 uint8 frames.*got NoneType"),
-])
+@pytest.mark.parametrize(
+    "frames_of, message",
+    [
+        (lambda frames: frames[0], r"got one array of shape \(64, 80, 3\): use session.run\(image\)"),
+        (lambda frames: 5, "iterable of HxWx3 uint8 frames.*got int"),
+        (lambda frames: None, "iterable of HxWx3 uint8 frames.*got NoneType"),
+    ],
+)
 def test_something_that_is_not_a_stream_of_frames_is_named(session, frames, frames_of, message):
     with pytest.raises(ConfigError, match=message):
         next(session.stream(frames_of(frames)))
     assert not _stream_threads()
 
 
-@pytest.mark.parametrize("key, value", [("depth", 1.5), ("depth", float("nan")), ("depth", None), ("depth", True),
-                                        ("jobs", 2.7), ("jobs", "2")])
+@pytest.mark.parametrize(
+    "key, value",
+    [("depth", 1.5), ("depth", float("nan")), ("depth", None), ("depth", True), ("jobs", 2.7), ("jobs", "2")],
+)
 def test_depth_and_jobs_must_be_whole_numbers(session, frames, key, value):
     """``int()`` turned 1.5 into 1 without a word and NaN into a bare ValueError."""
     with pytest.raises(ConfigError, match=f"stream {key} must be >= 1 \\(a whole number\\)"):

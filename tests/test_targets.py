@@ -31,7 +31,7 @@ from danet_deploy.targets import (
 
 # A throwaway target: a builder module that writes the FP32 ONNX under its own suffix, and an
 # engine that runs that suffix with ONNX Runtime, registered from outside the package.
-PLUGIN = '''
+PLUGIN = """
 import shutil
 from pathlib import Path
 
@@ -47,7 +47,7 @@ def build(ctx):
 
 class ToyBackend(OnnxRuntimeBackend):
     name = "toyrt"
-'''
+"""
 
 
 @dataclass(frozen=True)
@@ -61,8 +61,17 @@ def toy_target(tmp_path, monkeypatch):
     (tmp_path / "toy_plugin.py").write_text(PLUGIN)
     monkeypatch.syspath_prepend(str(tmp_path))
     engine = register_engine(Engine("toyrt", "Toy runtime", "toy_plugin:ToyBackend", suffixes=(".toy",)))
-    target = register_target(Target("toy", "a throwaway target", builder="toy_plugin:build", engine="toyrt",
-                                     precisions=("fp32",), suffixes=(".toy",), options=ToyOptions))
+    target = register_target(
+        Target(
+            "toy",
+            "a throwaway target",
+            builder="toy_plugin:build",
+            engine="toyrt",
+            precisions=("fp32",),
+            suffixes=(".toy",),
+            options=ToyOptions,
+        )
+    )
     yield target, engine
     unregister("toy")
     unregister("toyrt")
@@ -76,8 +85,23 @@ def test_a_registered_target_reaches_cli_bench_and_loader(toy_target, tmp_path, 
     assert ("toyrt", "fp32") in BenchConfig(model="danet_demo", engines=["toyrt"]).combinations()
     # export: typed options reach the builder; the manifest records them
     out = tmp_path / "toy-art"
-    assert export_main(["--model", "danet_demo", "--target", "toy", "--input-size", "64x64",
-                        "--option", "greeting=hi there", "-o", str(out)]) == 0
+    assert (
+        export_main(
+            [
+                "--model",
+                "danet_demo",
+                "--target",
+                "toy",
+                "--input-size",
+                "64x64",
+                "--option",
+                "greeting=hi there",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "greeting.txt").read_text() == "hi there"
     # the loader: the artifact folder and the bare file (by its suffix) both open with the toy engine
     x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
@@ -86,8 +110,10 @@ def test_a_registered_target_reaches_cli_bench_and_loader(toy_target, tmp_path, 
         np.testing.assert_allclose(folder.infer(x), bare.infer(x), rtol=0, atol=0)
         assert folder.manifest.export["options"] == {"greeting": "hi there", "repeats": 1}
     # misspelt option of the new target: refused with a suggestion
-    assert export_main(["--model", "danet_demo", "--target", "toy", "--option", "greting=x", "-o",
-                        str(tmp_path / "x")]) == 2
+    assert (
+        export_main(["--model", "danet_demo", "--target", "toy", "--option", "greting=x", "-o", str(tmp_path / "x")])
+        == 2
+    )
     assert "did you mean 'greeting'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
@@ -99,18 +125,29 @@ def test_registry_refuses_duplicates_and_unknown_names():
         get_target("openvin")
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--target", "onnx", "--precision", "int8"], "--target onnx writes fp32 only; for int8 use --target onnxruntime"),
-    (["--target", "onnxruntime", "--precision", "int8", "--option", "nosuch=1"], "unknown option 'nosuch'"),
-    (["--target", "onnxruntime", "--precision", "int8", "--option", "calib_methd=entropy"],
-     "did you mean 'calib_method'"),
-    (["--target", "onnxruntime", "--precision", "int8", "--option", "int8_format=s8s9"], "did you mean 's8s8'"),
-    (["--target", "onnxruntime", "--precision", "int8", "--option", "calib_percentile=high"], "must be a number"),
-    (["--target", "openvino", "--precision", "int8", "--calib-method", "entropy"], "calibrates with minmax, percentile"),
-    (["--target", "onnxruntime", "--precision", "int8", "--option", "foo"], "must be KEY=VALUE"),
-    (["--target", "onnx", "--dla-core", "0"], "unknown option 'dla_core' for --target onnx"),
-    (["--target", "onnx", "--from", "somewhere"], "--from works with --target tensorrt"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["--target", "onnx", "--precision", "int8"],
+            "--target onnx writes fp32 only; for int8 use --target onnxruntime",
+        ),
+        (["--target", "onnxruntime", "--precision", "int8", "--option", "nosuch=1"], "unknown option 'nosuch'"),
+        (
+            ["--target", "onnxruntime", "--precision", "int8", "--option", "calib_methd=entropy"],
+            "did you mean 'calib_method'",
+        ),
+        (["--target", "onnxruntime", "--precision", "int8", "--option", "int8_format=s8s9"], "did you mean 's8s8'"),
+        (["--target", "onnxruntime", "--precision", "int8", "--option", "calib_percentile=high"], "must be a number"),
+        (
+            ["--target", "openvino", "--precision", "int8", "--calib-method", "entropy"],
+            "calibrates with minmax, percentile",
+        ),
+        (["--target", "onnxruntime", "--precision", "int8", "--option", "foo"], "must be KEY=VALUE"),
+        (["--target", "onnx", "--dla-core", "0"], "unknown option 'dla_core' for --target onnx"),
+        (["--target", "onnx", "--from", "somewhere"], "--from works with --target tensorrt"),
+    ],
+)
 def test_bad_requests_fail_fast_before_the_model_is_built(args, message, tmp_path):
     """Each refusal comes from the registry in a fresh interpreter without torch ever imported."""
     code = textwrap.dedent(f"""
@@ -130,10 +167,16 @@ def test_calibration_method_default_is_documented_and_recorded():
     request = ExportRequest(model="danet_demo", target="onnxruntime", precision="int8")
     assert request.calib_method == DEFAULT_CALIB_METHOD["int8"] == "minmax"
     assert request.to_dict()["calib_method"] == "minmax"
-    assert ExportRequest(model="danet_demo", target="tensorrt", precision="int8", calib_method="max").calib_method \
+    assert (
+        ExportRequest(model="danet_demo", target="tensorrt", precision="int8", calib_method="max").calib_method
         == "minmax"
-    assert ExportRequest(model="danet_demo", target="onnxruntime", precision="int8",
-                         options={"calib_method": "entropy"}).calib_method == "entropy"
+    )
+    assert (
+        ExportRequest(
+            model="danet_demo", target="onnxruntime", precision="int8", options={"calib_method": "entropy"}
+        ).calib_method
+        == "entropy"
+    )
     assert ExportRequest(model="danet_demo", target="onnx").calib_method is None
     with pytest.raises(ConfigError, match="applies to --precision int8"):
         ExportRequest(model="danet_demo", target="openvino", precision="fp32", calib_method="minmax")

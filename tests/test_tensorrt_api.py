@@ -19,17 +19,35 @@ WHEEL_DIR = Path(os.environ.get("DANET_TRT_WHEELS", Path.home() / ".cache" / "da
 
 def test_collector_finds_required_and_guarded_names_with_their_owner():
     usage = api.collect([ROOT / m for m in api.MODULES])
-    for name in ("Builder.build_serialized_network", "IBuilderConfig.set_memory_pool_limit",
-                 "IBuilderConfig.create_timing_cache", "IOptimizationProfile.set_shape",
-                 "Runtime.deserialize_cuda_engine", "IExecutionContext.execute_async_v3",
-                 "IExecutionContext.set_tensor_address", "ICudaEngine.get_tensor_profile_shape", "OnnxParser",
-                 "MemoryPoolType.WORKSPACE", "BuilderFlag.GPU_FALLBACK", "Logger.WARNING", "Logger.min_severity",
-                 "IEngineInspector.get_engine_information", "IBuilderConfig.can_run_on_DLA"):
+    for name in (
+        "Builder.build_serialized_network",
+        "IBuilderConfig.set_memory_pool_limit",
+        "IBuilderConfig.create_timing_cache",
+        "IOptimizationProfile.set_shape",
+        "Runtime.deserialize_cuda_engine",
+        "IExecutionContext.execute_async_v3",
+        "IExecutionContext.set_tensor_address",
+        "ICudaEngine.get_tensor_profile_shape",
+        "OnnxParser",
+        "MemoryPoolType.WORKSPACE",
+        "BuilderFlag.GPU_FALLBACK",
+        "Logger.WARNING",
+        "Logger.min_severity",
+        "IEngineInspector.get_engine_information",
+        "IBuilderConfig.can_run_on_DLA",
+    ):
         assert name in usage.required, name
     # version-dependent: guarded by hasattr, so their absence is expected in some versions
-    for name in ("BuilderFlag.FP16", "BuilderFlag.INT8", "NetworkDefinitionCreationFlag.STRONGLY_TYPED",
-                 "IInt8EntropyCalibrator2", "IBuilderConfig.int8_calibrator", "IProgressMonitor",
-                 "IInt8EntropyCalibrator2.get_batch", "IProgressMonitor.phase_start"):
+    for name in (
+        "BuilderFlag.FP16",
+        "BuilderFlag.INT8",
+        "NetworkDefinitionCreationFlag.STRONGLY_TYPED",
+        "IInt8EntropyCalibrator2",
+        "IBuilderConfig.int8_calibrator",
+        "IProgressMonitor",
+        "IInt8EntropyCalibrator2.get_batch",
+        "IProgressMonitor.phase_start",
+    ):
         assert name in usage.optional, name
     assert "get" not in usage.required and "__version__" not in usage.required
     assert "IInt8EntropyCalibrator2._free" not in usage.optional  # our own helper, not a TensorRT override
@@ -50,8 +68,9 @@ def test_script_exit_code_reflects_drift(tmp_path):
     wheel = tmp_path / "tensorrt_cu13_bindings-99.0.0-cp311-none-any.whl"
     with zipfile.ZipFile(wheel, "w") as archive:
         archive.writestr("tensorrt_bindings/tensorrt.so", b"\x00Builder\x00")
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "check_tensorrt_api.py"), str(wheel)],
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check_tensorrt_api.py"), str(wheel)], capture_output=True, text=True
+    )
     assert result.returncode == 1 and "DRIFT" in result.stdout and "99.0.0" in result.stdout
 
 
@@ -94,7 +113,7 @@ def _lea_call(at: int, text_addr: int, string_addr: int, function_at: int) -> by
 
 
 def test_qualified_lookup_tells_an_enum_value_from_the_same_string_elsewhere(tmp_path):
-    """"INT8" registered on DataType but not on BuilderFlag: BuilderFlag.INT8 is missing, not found."""
+    """ "INT8" registered on DataType but not on BuilderFlag: BuilderFlag.INT8 is missing, not found."""
     datatype_value = "_ZN8pybind115enum_IN8nvinfer18DataTypeEE5valueEPKcS2_S5_"
     flag_value = "_ZN8pybind115enum_IN8nvinfer111BuilderFlagEE5valueEPKcS2_S5_"
     config_def = "_ZN8pybind116class_IN8nvinfer114IBuilderConfigEJEE3defIMS2_FvvEJEEERS3_PKcOT_DpRKT0_"
@@ -102,18 +121,30 @@ def test_qualified_lookup_tells_an_enum_value_from_the_same_string_elsewhere(tmp
     functions = {datatype_value: 0x200, flag_value: 0x300, config_def: 0x400}
     _, offsets, text_addr, ro_addr = _elf(strings, b"", functions)
     code = bytearray(b"\x90" * 0x500)
-    for at, key, fn in ((0x00, "INT8", 0x200), (0x20, "HALF", 0x200), (0x40, "GPU_FALLBACK", 0x300),
-                        (0x60, "set_flag", 0x400)):
-        code[at:at + 12] = _lea_call(at, text_addr, ro_addr + offsets[key], fn)
+    for at, key, fn in (
+        (0x00, "INT8", 0x200),
+        (0x20, "HALF", 0x200),
+        (0x40, "GPU_FALLBACK", 0x300),
+        (0x60, "set_flag", 0x400),
+    ):
+        code[at : at + 12] = _lea_call(at, text_addr, ro_addr + offsets[key], fn)
     so = tmp_path / "tensorrt.so"
     so.write_bytes(_elf(strings, bytes(code), functions)[0])
     reg = api.registry(so.read_bytes())
     assert reg.available and reg.enums == {"DataType", "BuilderFlag"}
-    assert reg.members == {"DataType": {"INT8", "HALF"}, "BuilderFlag": {"GPU_FALLBACK"},
-                           "IBuilderConfig": {"set_flag"}}
+    assert reg.members == {
+        "DataType": {"INT8", "HALF"},
+        "BuilderFlag": {"GPU_FALLBACK"},
+        "IBuilderConfig": {"set_flag"},
+    }
     usage = api.Usage()
-    for name in ("DataType.INT8", "BuilderFlag.INT8", "BuilderFlag.GPU_FALLBACK", "IBuilderConfig.set_flag",
-                 "IBuilderConfig.HALF"):
+    for name in (
+        "DataType.INT8",
+        "BuilderFlag.INT8",
+        "BuilderFlag.GPU_FALLBACK",
+        "IBuilderConfig.set_flag",
+        "IBuilderConfig.HALF",
+    ):
         usage.add(name, "x")
     entry = api.check(usage, [api.load_binary(so)])["wheels"]["tensorrt"]
     assert list(entry["missing_required"]) == ["BuilderFlag.INT8"]  # a bare-name check would have found "INT8"
@@ -130,18 +161,27 @@ def test_non_x86_or_stripped_binaries_fall_back_to_bare_names(tmp_path):
     assert not reg.available and "x86-64" in reg.reason
 
 
-@pytest.mark.skipif(not sorted(WHEEL_DIR.glob("tensorrt_cu1*_bindings-*.whl")),
-                    reason=f"no tensorrt-cu12/cu13-bindings wheels in {WHEEL_DIR} (pip download --no-deps -d DIR "
-                           "tensorrt-cu12-bindings==10.16.1.11 tensorrt-cu13-bindings==11.4.0.106)")
+@pytest.mark.skipif(
+    not sorted(WHEEL_DIR.glob("tensorrt_cu1*_bindings-*.whl")),
+    reason=f"no tensorrt-cu12/cu13-bindings wheels in {WHEEL_DIR} (pip download --no-deps -d DIR "
+    "tensorrt-cu12-bindings==10.16.1.11 tensorrt-cu13-bindings==11.4.0.106)",
+)
 def test_docstring_constants_name_their_class_and_member():
-    assert api.doc_member_of_symbol("_ZN8tensorrt20IExecutionContextDocL16execute_async_v3E") == \
-        ("IExecutionContext", "execute_async_v3")
-    assert api.doc_member_of_symbol("_ZN8tensorrt17IBuilderConfigDoc16set_timing_cacheE") == \
-        ("IBuilderConfig", "set_timing_cache")
-    for other in ("_ZN8tensorrt8IBuilderL5buildE",            # not a Doc scope
-                  "_ZN8tensorrt3DocL4nameE",                   # a scope named only Doc
-                  "_ZN8tensorrt20IExecutionContextDocL99shortE",  # length past the end
-                  "_ZN8pybind116class_IN8nvinfer18IBuilderEE3defE", "main"):
+    assert api.doc_member_of_symbol("_ZN8tensorrt20IExecutionContextDocL16execute_async_v3E") == (
+        "IExecutionContext",
+        "execute_async_v3",
+    )
+    assert api.doc_member_of_symbol("_ZN8tensorrt17IBuilderConfigDoc16set_timing_cacheE") == (
+        "IBuilderConfig",
+        "set_timing_cache",
+    )
+    for other in (
+        "_ZN8tensorrt8IBuilderL5buildE",  # not a Doc scope
+        "_ZN8tensorrt3DocL4nameE",  # a scope named only Doc
+        "_ZN8tensorrt20IExecutionContextDocL99shortE",  # length past the end
+        "_ZN8pybind116class_IN8nvinfer18IBuilderEE3defE",
+        "main",
+    ):
         assert api.doc_member_of_symbol(other) is None, other
 
 
@@ -154,19 +194,33 @@ def test_downloaded_wheels_have_every_required_name():
         assert entry["qualification"].startswith("class-qualified"), entry["qualification"]
         assert {"DataType.INT8", "BuilderFlag.GPU_FALLBACK", "Logger.WARNING"} <= set(entry["qualified"])
         # methods confirmed on their class through the bindings' per-class docstring constants
-        assert {"IExecutionContext.execute_async_v3", "IExecutionContext.set_tensor_address",
-                "IBuilderConfig.set_timing_cache"} <= set(entry["qualified"])
+        assert {
+            "IExecutionContext.execute_async_v3",
+            "IExecutionContext.set_tensor_address",
+            "IBuilderConfig.set_timing_cache",
+        } <= set(entry["qualified"])
         if version.startswith("11."):  # removed in 11: the code must treat them as optional
-            assert {"BuilderFlag.FP16", "BuilderFlag.INT8", "IInt8EntropyCalibrator2",
-                    "IBuilderConfig.int8_calibrator"} <= set(entry["missing_optional"])
+            assert {
+                "BuilderFlag.FP16",
+                "BuilderFlag.INT8",
+                "IInt8EntropyCalibrator2",
+                "IBuilderConfig.int8_calibrator",
+            } <= set(entry["missing_optional"])
         if version.startswith("10."):
             assert {"BuilderFlag.FP16", "BuilderFlag.INT8"} <= set(entry["qualified"])
 
 
 def test_cuda_runtime_names_are_collected_and_checked(tmp_path):
     used = api.collect_cudart([ROOT / m for m in api.CUDA_MODULES])
-    for name in ("cudaMallocHost", "cudaMemcpyAsync", "cudaMemcpyDeviceToHost", "cudaStreamBeginCapture",
-                 "cudaGraphLaunch", "cudaEventElapsedTime", "cudaSuccess"):
+    for name in (
+        "cudaMallocHost",
+        "cudaMemcpyAsync",
+        "cudaMemcpyDeviceToHost",
+        "cudaStreamBeginCapture",
+        "cudaGraphLaunch",
+        "cudaEventElapsedTime",
+        "cudaSuccess",
+    ):
         assert name in used, name
     wheel = tmp_path / "cuda_bindings-0.0.1-cp311-cp311-linux_x86_64.whl"
     with zipfile.ZipFile(wheel, "w") as archive:

@@ -26,6 +26,7 @@ def fake_tensorrt(cudart, version="10.3.0", inspector_layers=None, input_shape=(
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version
     trt.events = []
+
     def enum(*names):
         return SimpleNamespace(**{n: n for n in names})
 
@@ -47,8 +48,11 @@ def fake_tensorrt(cudart, version="10.3.0", inspector_layers=None, input_shape=(
         def __init__(self):
             pass
 
-    network = SimpleNamespace(num_layers=3, get_input=lambda i: SimpleNamespace(shape=input_shape, name="input"),
-                              get_layer=lambda i: f"layer{i}")
+    network = SimpleNamespace(
+        num_layers=3,
+        get_input=lambda i: SimpleNamespace(shape=input_shape, name="input"),
+        get_layer=lambda i: f"layer{i}",
+    )
 
     class Config:
         def __init__(self):
@@ -104,8 +108,9 @@ def fake_tensorrt(cudart, version="10.3.0", inspector_layers=None, input_shape=(
         def deserialize_cuda_engine(self, plan):
             trt.events.append(("deserialize for inspection", self.DLA_core))
             info = json.dumps({"Layers": inspector_layers or []})
-            return SimpleNamespace(create_engine_inspector=lambda: SimpleNamespace(
-                get_engine_information=lambda fmt: info))
+            return SimpleNamespace(
+                create_engine_inspector=lambda: SimpleNamespace(get_engine_information=lambda fmt: info)
+            )
 
     trt.Logger, trt.Builder, trt.Runtime = Logger, Builder, Runtime
     trt.IInt8EntropyCalibrator2 = IInt8EntropyCalibrator2
@@ -135,8 +140,15 @@ def _build(onnx, tmp_path, log, **kwargs):
 
     own = {k: kwargs.pop(k) for k in ("calibrator_tensors", "calibration_cache") if k in kwargs}
     precision = kwargs.pop("precision", "fp16")
-    return build_engine(onnx, tmp_path / "model.engine", STATIC, precision, TensorRTOptions.parse(kwargs, "tensorrt"),
-                        log=log.append, **own)
+    return build_engine(
+        onnx,
+        tmp_path / "model.engine",
+        STATIC,
+        precision,
+        TensorRTOptions.parse(kwargs, "tensorrt"),
+        log=log.append,
+        **own,
+    )
 
 
 def test_build_runs_on_the_requested_device(env, tmp_path):
@@ -149,9 +161,13 @@ def test_build_runs_on_the_requested_device(env, tmp_path):
 
 
 def test_dla_build_records_the_layers_the_inspector_places_on_dla(env, tmp_path):
-    trt, _, onnx = env(inspector_layers=[{"Name": "{ForeignNode[conv1...]}", "LayerType": "DLA"},
-                                         {"Name": "/head/pam/MatMul", "LayerType": "Myelin"},
-                                         {"Name": "/cls/Conv", "LayerType": "CaskConvolution"}])
+    trt, _, onnx = env(
+        inspector_layers=[
+            {"Name": "{ForeignNode[conv1...]}", "LayerType": "DLA"},
+            {"Name": "/head/pam/MatMul", "LayerType": "Myelin"},
+            {"Name": "/cls/Conv", "LayerType": "CaskConvolution"},
+        ]
+    )
     log = []
     facts = _build(onnx, tmp_path, log, dla_core=1)
     assert facts["dla_core"] == 1 and facts["dla_layers"] == 1 and facts["engine_layers"] == 3
@@ -199,8 +215,16 @@ def test_hardware_compatible_build_on_a_pre_ampere_gpu_is_refused(env, tmp_path)
 def test_legacy_calibrator_gets_whole_batches_of_the_input_and_is_freed(env, tmp_path):
     trt, cudart, onnx = env()
     tensors = np.random.default_rng(0).standard_normal((5, 3, 8, 8)).astype(np.float32)
-    facts = _build(onnx, tmp_path, [], precision="int8", legacy_calibrator=True, strongly_typed=False,
-                   calibrator_tensors=tensors, calibration_cache=tmp_path / "calibration.cache")
+    facts = _build(
+        onnx,
+        tmp_path,
+        [],
+        precision="int8",
+        legacy_calibrator=True,
+        strongly_typed=False,
+        calibrator_tensors=tensors,
+        calibration_cache=tmp_path / "calibration.cache",
+    )
     assert facts["legacy_int8_calibrator"] and facts["builder_flags"] == ["INT8", "FP16"]
     assert len(trt.calibration) == 2  # batches of the static input's 2 samples; the fifth is dropped
     np.testing.assert_array_equal(np.concatenate(trt.calibration), tensors[:4])
@@ -245,7 +269,7 @@ def test_workspace_and_timing_cache_reach_the_builder_config(env, tmp_path):
 
     config_class = type(trt.Builder(None).create_builder_config())
     config_class.create_timing_cache = create_timing_cache
-    config_class.set_timing_cache = lambda self, c, ignore_mismatch: (setattr(self, "cache", c) or True)
+    config_class.set_timing_cache = lambda self, c, ignore_mismatch: setattr(self, "cache", c) or True
     config_class.get_timing_cache = lambda self: self.cache
     facts = _build(onnx, tmp_path, [], workspace="1GB", timing_cache=cache)
     assert trt.config.workspace == 2**30 and facts["workspace"] == 2**30

@@ -26,12 +26,19 @@ ORIN = {"tensorrt": "10.3.0.30", "gpu": "Orin", "compute_capability": "8.7", "dl
 # -- profiles ---------------------------------------------------------------------------------
 def test_profile_of_a_static_input_is_its_shape():
     assert profile_from_input_spec({"name": "input", "shape": [1, 3, 64, 96]}) == {
-        "min": [1, 3, 64, 96], "opt": [1, 3, 64, 96], "max": [1, 3, 64, 96]}
+        "min": [1, 3, 64, 96],
+        "opt": [1, 3, 64, 96],
+        "max": [1, 3, 64, 96],
+    }
 
 
 def test_profile_of_a_dynamic_input_comes_from_the_bounds():
-    spec = {"shape": ["batch", 3, "height", "width"], "min_shape": [1, 3, 32, 32], "opt_shape": [1, 3, 512, 512],
-            "max_shape": [4, 3, 1024, 2048]}
+    spec = {
+        "shape": ["batch", 3, "height", "width"],
+        "min_shape": [1, 3, 32, 32],
+        "opt_shape": [1, 3, 512, 512],
+        "max_shape": [4, 3, 1024, 2048],
+    }
     assert profile_from_input_spec(spec) == {"min": [1, 3, 32, 32], "opt": [1, 3, 512, 512], "max": [4, 3, 1024, 2048]}
 
 
@@ -39,8 +46,14 @@ def test_profile_needs_bounds_and_order():
     with pytest.raises(ConfigError, match="--min-size/--max-size"):
         profile_from_input_spec({"shape": ["batch", 3, "height", "width"]})
     with pytest.raises(ConfigError, match="min <= opt <= max"):
-        profile_from_input_spec({"shape": ["b", 3, "h", "w"], "min_shape": [1, 3, 64, 64],
-                                 "opt_shape": [1, 3, 32, 64], "max_shape": [1, 3, 128, 128]})
+        profile_from_input_spec(
+            {
+                "shape": ["b", 3, "h", "w"],
+                "min_shape": [1, 3, 64, 64],
+                "opt_shape": [1, 3, 32, 64],
+                "max_shape": [1, 3, 128, 128],
+            }
+        )
 
 
 # -- the 2^31 - 1 element limit ------------------------------------------------------------------
@@ -76,8 +89,11 @@ def test_matching_engine_and_device_load():
 def test_build_numbers_do_not_matter_but_patch_versions_do():
     assert parse_version("10.3.0.26") == (10, 3, 0, 26) and parse_version("10.7.0.post1") == (10, 7, 0)
     assert check_engine_compatibility({**ENGINE, "version": "10.3.0.26"}, ORIN) == []
-    with pytest.raises(EngineCompatibilityError, match=r"built with TensorRT 10\.3\.0 but this machine has TensorRT "
-                                                       r"10\.4\.0.*--from BUNDLE_DIR"):
+    with pytest.raises(
+        EngineCompatibilityError,
+        match=r"built with TensorRT 10\.3\.0 but this machine has TensorRT "
+        r"10\.4\.0.*--from BUNDLE_DIR",
+    ):
         check_engine_compatibility(ENGINE, {**ORIN, "tensorrt": "10.4.0"})
     with pytest.raises(EngineCompatibilityError, match="11.4.0"):
         check_engine_compatibility(ENGINE, {**ORIN, "tensorrt": "11.4.0"})
@@ -133,8 +149,10 @@ def test_compat_module_and_backend_import_without_torch():
     import subprocess
     import sys
 
-    code = ("import sys; import danet_deploy.tensorrt.compat, danet_deploy.runtime.backends.tensorrt, "
-            "danet_deploy.tensorrt.cuda; assert 'torch' not in sys.modules, 'torch imported'")
+    code = (
+        "import sys; import danet_deploy.tensorrt.compat, danet_deploy.runtime.backends.tensorrt, "
+        "danet_deploy.tensorrt.cuda; assert 'torch' not in sys.modules, 'torch imported'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
@@ -145,9 +163,20 @@ def fp32_bundle(tmp_path_factory):
     from danet_deploy.export import ExportRequest, export
 
     out = tmp_path_factory.mktemp("trt") / "bundle"
-    path, _ = export(ExportRequest("danet_edge_r18_d8", target="tensorrt", precision="fp32", input_size=(64, 64),
-                                   dynamic=True, min_size=(32, 32), max_size=(96, 96), output=out,
-                                   options={"build": False}), log=lambda _: None)
+    path, _ = export(
+        ExportRequest(
+            "danet_edge_r18_d8",
+            target="tensorrt",
+            precision="fp32",
+            input_size=(64, 64),
+            dynamic=True,
+            min_size=(32, 32),
+            max_size=(96, 96),
+            output=out,
+            options={"build": False},
+        ),
+        log=lambda _: None,
+    )
     return path
 
 
@@ -189,8 +218,14 @@ def test_cli_from_bundle_into_a_foreign_folder_needs_force(fp32_bundle, tmp_path
 def test_prepare_with_build_true_fails_before_the_slow_work(tmp_path):
     from danet_deploy.export import ExportRequest, export
 
-    request = ExportRequest("danet_edge_r18_d8", target="tensorrt", precision="int8", input_size=(64, 64),
-                            output=tmp_path / "x", options={"build": "true"})
+    request = ExportRequest(
+        "danet_edge_r18_d8",
+        target="tensorrt",
+        precision="int8",
+        input_size=(64, 64),
+        output=tmp_path / "x",
+        options={"build": "true"},
+    )
     with pytest.raises(BackendUnavailableError, match="needs TensorRT"):
         export(request, log=lambda _: None)
     assert not (tmp_path / "x").exists()
@@ -216,8 +251,9 @@ def test_build_refuses_what_is_not_a_prepared_bundle(tmp_path):
     from danet_deploy.export import ExportRequest, export
     from danet_deploy.export.tensorrt import build_engine_from_bundle
 
-    path, _ = export(ExportRequest("danet_edge_r18_d8", input_size=(64, 64), output=tmp_path / "onnx"),
-                     log=lambda _: None)
+    path, _ = export(
+        ExportRequest("danet_edge_r18_d8", input_size=(64, 64), output=tmp_path / "onnx"), log=lambda _: None
+    )
     with pytest.raises(ConfigError, match="not a prepared TensorRT bundle"):
         build_engine_from_bundle(path, tmp_path / "engine", log=lambda _: None)
 
@@ -244,15 +280,20 @@ def test_dla_accepts_static_fp16_and_int8():
     check_dla_request(None, "fp32", DYNAMIC)  # no DLA asked: nothing to refuse
 
 
-@pytest.mark.parametrize("args, message", [
-    ((0, "fp32", STATIC), "DLA runs FP16 and INT8 only, this bundle is fp32"),
-    ((0, "fp16", DYNAMIC),
-     r"DLA has no dynamic shapes.*min 1x3x32x32, opt 1x3x64x64, max 1x3x96x96.*without --dynamic"),
-    ((0, "int8", {k: [4097, 3, 64, 64] for k in STATIC}), "batch <= 4096"),
-    ((0, "fp16", {k: [1, 3, 64, 8200] for k in STATIC}), "dimensions <= 8192"),
-    ((-1, "fp16", STATIC), "0 or more"),
-    (("x", "fp16", STATIC), "must be a DLA core number"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((0, "fp32", STATIC), "DLA runs FP16 and INT8 only, this bundle is fp32"),
+        (
+            (0, "fp16", DYNAMIC),
+            r"DLA has no dynamic shapes.*min 1x3x32x32, opt 1x3x64x64, max 1x3x96x96.*without --dynamic",
+        ),
+        ((0, "int8", {k: [4097, 3, 64, 64] for k in STATIC}), "batch <= 4096"),
+        ((0, "fp16", {k: [1, 3, 64, 8200] for k in STATIC}), "dimensions <= 8192"),
+        ((-1, "fp16", STATIC), "0 or more"),
+        (("x", "fp16", STATIC), "must be a DLA core number"),
+    ],
+)
 def test_dla_refusals_name_the_problem_and_the_fix(args, message):
     from danet_deploy.tensorrt.compat import check_dla_request
 
@@ -283,10 +324,14 @@ def test_hardware_compatible_build_needs_an_ampere_gpu():
 def test_dla_layers_are_counted_from_the_inspector_json():
     from danet_deploy.tensorrt.compat import count_dla_layers
 
-    detailed = {"Layers": [{"Name": "{ForeignNode[/backbone/conv1...]}", "LayerType": "DLA"},
-                           {"Name": "/head/pam/MatMul", "LayerType": "Myelin"},
-                           {"Name": "/head/middlayer/Conv", "LayerType": "CaskConvolution"}],
-                "Bindings": ["input", "logits"]}
+    detailed = {
+        "Layers": [
+            {"Name": "{ForeignNode[/backbone/conv1...]}", "LayerType": "DLA"},
+            {"Name": "/head/pam/MatMul", "LayerType": "Myelin"},
+            {"Name": "/head/middlayer/Conv", "LayerType": "CaskConvolution"},
+        ],
+        "Bindings": ["input", "logits"],
+    }
     assert count_dla_layers(json.dumps(detailed)) == {"layers": 3, "dla_layers": 1}
     names_only = {"Layers": ["[DlaLayer] {ForeignNode[conv1...relu]}", "Reformatting CopyNode for Input", "middlayer"]}
     assert count_dla_layers(names_only) == {"layers": 3, "dla_layers": 1}
@@ -322,8 +367,12 @@ def test_dla_build_of_an_fp32_or_dynamic_bundle_is_refused_from_its_manifest(fp3
 def test_dla_build_of_a_static_fp16_bundle_passes_the_check(fp32_bundle, tmp_path):
     from danet_deploy.export.tensorrt import build_engine_from_bundle
 
-    static_fp16 = _bundle_variant(fp32_bundle, tmp_path / "fp16-static", precision="fp16",
-                                  profile={k: [1, 3, 64, 64] for k in ("min", "opt", "max")})
+    static_fp16 = _bundle_variant(
+        fp32_bundle,
+        tmp_path / "fp16-static",
+        precision="fp16",
+        profile={k: [1, 3, 64, 64] for k in ("min", "opt", "max")},
+    )
     with pytest.raises(BackendUnavailableError, match="needs TensorRT"):  # the next check: TensorRT itself
         build_engine_from_bundle(static_fp16, tmp_path / "e", dla_core=0, log=lambda _: None)
 
@@ -332,16 +381,23 @@ def test_cli_dla_with_a_dynamic_bundle_exits_2(fp32_bundle, tmp_path, capsys):
     from danet_deploy.cli.export import main
 
     dynamic_fp16 = _bundle_variant(fp32_bundle, tmp_path / "fp16-dynamic", precision="fp16")
-    code = main(["--target", "tensorrt", "--from", str(dynamic_fp16), "--dla-core", "0",
-                 "--output", str(tmp_path / "engine")])
+    code = main(
+        ["--target", "tensorrt", "--from", str(dynamic_fp16), "--dla-core", "0", "--output", str(tmp_path / "engine")]
+    )
     assert code == 2 and "DLA has no dynamic shapes" in capsys.readouterr().err
 
 
 def test_prepare_with_dla_refuses_fp32_before_the_slow_work(tmp_path):
     from danet_deploy.export import ExportRequest, export
 
-    request = ExportRequest("danet_edge_r18_d8", target="tensorrt", precision="fp32", input_size=(64, 64),
-                            output=tmp_path / "x", options={"dla_core": 0, "build": False})
+    request = ExportRequest(
+        "danet_edge_r18_d8",
+        target="tensorrt",
+        precision="fp32",
+        input_size=(64, 64),
+        output=tmp_path / "x",
+        options={"dla_core": 0, "build": False},
+    )
     with pytest.raises(ConfigError, match="FP16 and INT8 only"):
         export(request, log=lambda _: None)
     assert not (tmp_path / "x").exists()
@@ -353,8 +409,9 @@ def test_legacy_calibration_tensors_of_another_size_are_refused_before_tensorrt(
     from danet_deploy.export.tensorrt import build_engine_from_bundle
     from danet_deploy.export.tensorrt_build import LEGACY_CALIBRATION, LEGACY_ONNX
 
-    bundle = _bundle_variant(fp32_bundle, tmp_path / "legacy", precision="int8",
-                             profile={"opt": [2, 3, 64, 64], "max": [2, 3, 96, 96]})
+    bundle = _bundle_variant(
+        fp32_bundle, tmp_path / "legacy", precision="int8", profile={"opt": [2, 3, 64, 64], "max": [2, 3, 96, 96]}
+    )
     (bundle / LEGACY_ONNX).write_bytes((bundle / "model.onnx").read_bytes())
     np.save(bundle / LEGACY_CALIBRATION, np.zeros((1, 3, 64, 64), np.float32), allow_pickle=False)
     with pytest.raises(ConfigError, match="1 calibration sample.*one batch of 2"):

@@ -44,8 +44,8 @@ def test_bindings_newer_than_the_driver_are_named_not_a_missing_driver():
     message = cuda.driver_mismatch(driver=12020, runtime=13000, bindings="13.0.1")
     assert "cuda-python 13.0.1 is built for CUDA 13.0" in message and "supports CUDA up to 12.2" in message
     assert "the driver is installed" in message and "cuda-python>=12.4,<13" in message and ">= 580" in message
-    assert cuda.driver_mismatch(driver=13000, runtime=12090) is None   # older bindings on a newer driver: fine
-    assert cuda.driver_mismatch(driver=12020, runtime=12090) is None   # CUDA minor-version compatibility
+    assert cuda.driver_mismatch(driver=13000, runtime=12090) is None  # older bindings on a newer driver: fine
+    assert cuda.driver_mismatch(driver=12020, runtime=12090) is None  # CUDA minor-version compatibility
     assert "no NVIDIA driver" in cuda.driver_mismatch(driver=0, runtime=12090)
 
 
@@ -102,9 +102,17 @@ def _engine(tmp_path, info=None):
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"plan")
     facts = {"stage": "engine", "version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7", **(info or {})}
-    manifest = Manifest(target="tensorrt", backend="tensorrt", precision="fp16", primary="model.engine",
-                        model={"name": "fake"}, preprocessing=PREPROCESSING, input={"name": "input", "shape": [1, 3, 4, 6]},
-                        output={"name": "logits", "shape": [1, 2, 4, 6]}, extra={"tensorrt": facts})
+    manifest = Manifest(
+        target="tensorrt",
+        backend="tensorrt",
+        precision="fp16",
+        primary="model.engine",
+        model={"name": "fake"},
+        preprocessing=PREPROCESSING,
+        input={"name": "input", "shape": [1, 3, 4, 6]},
+        output={"name": "logits", "shape": [1, 2, 4, 6]},
+        extra={"tensorrt": facts},
+    )
     return engine, manifest
 
 
@@ -133,7 +141,7 @@ def test_enqueue_failing_inside_capture_falls_back_without_graphs(monkeypatch, t
     assert not fake.capturing and fake.sticky == Err.cudaSuccess and fake.graphs == {}
     names = fake.names()
     end = names.index("cudaStreamEndCapture")
-    assert names[names.index("cudaStreamBeginCapture"):].count("cudaStreamEndCapture") == 1
+    assert names[names.index("cudaStreamBeginCapture") :].count("cudaStreamEndCapture") == 1
     assert "cudaGetLastError" in names[end:]
     described = backend.describe()
     assert described["cuda_graph"] is False and described["cuda_graph_requested"] is True
@@ -208,7 +216,7 @@ def test_calibration_batches_are_whole_and_in_order(count, batch, h, w):
     assert len(batches) == count // batch
     for i, b in enumerate(batches):
         assert b.shape == (batch, 3, h, w) and b.dtype == np.float32 and b.flags["C_CONTIGUOUS"]
-        np.testing.assert_array_equal(b, tensors[i * batch:(i + 1) * batch])
+        np.testing.assert_array_equal(b, tensors[i * batch : (i + 1) * batch])
 
 
 def test_calibration_batches_refuse_another_size():

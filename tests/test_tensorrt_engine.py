@@ -48,12 +48,26 @@ def built(request, tmp_path_factory):
     if request.param != "fp32":
         pytest.importorskip("modelopt")
     root = tmp_path_factory.mktemp(f"trt-{request.param}")
-    bundle, _ = export(ExportRequest(MODEL, target="tensorrt", precision=request.param, input_size=(64, 64),
-                                     dynamic=True, min_size=(32, 32), max_size=(128, 128), max_batch=2,
-                                     calib="generated", calib_count=4, output=root / "bundle",
-                                     options={"build": False}), log=_quiet)
-    engine = build_engine_from_bundle(bundle, root / "engine", workspace="1GB", timing_cache=root / "timing.cache",
-                                      log=_quiet)
+    bundle, _ = export(
+        ExportRequest(
+            MODEL,
+            target="tensorrt",
+            precision=request.param,
+            input_size=(64, 64),
+            dynamic=True,
+            min_size=(32, 32),
+            max_size=(128, 128),
+            max_batch=2,
+            calib="generated",
+            calib_count=4,
+            output=root / "bundle",
+            options={"build": False},
+        ),
+        log=_quiet,
+    )
+    engine = build_engine_from_bundle(
+        bundle, root / "engine", workspace="1GB", timing_cache=root / "timing.cache", log=_quiet
+    )
     return request.param, bundle, engine, root
 
 
@@ -113,8 +127,17 @@ def test_engine_built_for_the_requested_device(tmp_path):
     cudart = load_cudart()
     count = int(cudart.cudaGetDeviceCount()[1])
     device = count - 1  # the last GPU: on a multi-GPU machine not the default device 0
-    bundle, _ = export(ExportRequest(MODEL, target="tensorrt", precision="fp32", input_size=(64, 64),
-                                     output=tmp_path / "bundle", options={"build": False}), log=_quiet)
+    bundle, _ = export(
+        ExportRequest(
+            MODEL,
+            target="tensorrt",
+            precision="fp32",
+            input_size=(64, 64),
+            output=tmp_path / "bundle",
+            options={"build": False},
+        ),
+        log=_quiet,
+    )
     engine = build_engine_from_bundle(bundle, tmp_path / "engine", device=device, log=_quiet)
     info = json.loads((engine / "manifest.json").read_text())["extra"]["tensorrt"]
     assert info["gpu"] == device_properties(cudart, device)["gpu"]
@@ -128,9 +151,20 @@ def test_legacy_calibrator_with_batch_2(tmp_path):
     if int(trt.__version__.split(".")[0]) >= 11:
         pytest.skip("TensorRT 11 removed the implicit INT8 calibrators")
     pytest.importorskip("modelopt")
-    bundle, _ = export(ExportRequest(MODEL, target="tensorrt", precision="int8", input_size=(64, 64), batch=2,
-                                     calib="generated", calib_count=5, output=tmp_path / "bundle",
-                                     options={"build": False, "legacy_calibrator": True}), log=_quiet)
+    bundle, _ = export(
+        ExportRequest(
+            MODEL,
+            target="tensorrt",
+            precision="int8",
+            input_size=(64, 64),
+            batch=2,
+            calib="generated",
+            calib_count=5,
+            output=tmp_path / "bundle",
+            options={"build": False, "legacy_calibrator": True},
+        ),
+        log=_quiet,
+    )
     engine = build_engine_from_bundle(bundle, tmp_path / "engine", legacy_calibrator=True, log=_quiet)
     assert (engine / "calibration.cache").stat().st_size > 0
     with runtime.load(engine) as session:
@@ -143,9 +177,19 @@ def test_dla_engine_records_its_dla_layers(tmp_path):
     if int(getattr(trt.Runtime(shared_logger(trt)), "num_DLA_cores", 0)) < 1:
         pytest.skip("no DLA on this device (Jetson AGX/NX Orin have DLA)")
     pytest.importorskip("modelopt")
-    bundle, _ = export(ExportRequest(MODEL, target="tensorrt", precision="fp16", input_size=(64, 64),
-                                     calib="generated", calib_count=4, output=tmp_path / "bundle",
-                                     options={"build": False}), log=_quiet)
+    bundle, _ = export(
+        ExportRequest(
+            MODEL,
+            target="tensorrt",
+            precision="fp16",
+            input_size=(64, 64),
+            calib="generated",
+            calib_count=4,
+            output=tmp_path / "bundle",
+            options={"build": False},
+        ),
+        log=_quiet,
+    )
     lines = []
     engine = build_engine_from_bundle(bundle, tmp_path / "engine", dla_core=0, log=lines.append)
     info = json.loads((engine / "manifest.json").read_text())["extra"]["tensorrt"]

@@ -28,8 +28,10 @@ def bundle(tmp_path_factory) -> Path:
     from danet_deploy.export.pipeline import ExportRequest
 
     out = tmp_path_factory.mktemp("trt") / "bundle"
-    path, _ = export(ExportRequest(model="danet_demo", target="tensorrt", precision="fp32", input_size=(32, 32),
-                                   output=str(out)), log=lambda _m: None)
+    path, _ = export(
+        ExportRequest(model="danet_demo", target="tensorrt", precision="fp32", input_size=(32, 32), output=str(out)),
+        log=lambda _m: None,
+    )
     return Path(path)
 
 
@@ -76,10 +78,17 @@ def test_the_unedited_bundle_and_an_engine_manifest_pass(bundle):
     data = json.loads((bundle / "manifest.json").read_text())
     check_schema(data)
     engine = copy.deepcopy(data)
-    engine["extra"]["tensorrt"] = {"stage": "engine", "version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7",
-                                   "dla_core": None, "hardware_compatibility": "none", "version_compatible": False,
-                                   "profiles": data["extra"]["tensorrt"]["profiles"],
-                                   "attention": data["extra"]["tensorrt"]["attention"]}
+    engine["extra"]["tensorrt"] = {
+        "stage": "engine",
+        "version": "10.3.0",
+        "gpu": "Orin",
+        "compute_capability": "8.7",
+        "dla_core": None,
+        "hardware_compatibility": "none",
+        "version_compatible": False,
+        "profiles": data["extra"]["tensorrt"]["profiles"],
+        "attention": data["extra"]["tensorrt"]["attention"],
+    }
     check_schema(engine)
     engine["extra"]["tensorrt"]["dla_core"] = "zero"
     with pytest.raises(ManifestError, match="dla_core"):
@@ -87,13 +96,28 @@ def test_the_unedited_bundle_and_an_engine_manifest_pass(bundle):
 
 
 SCALARS = st.none() | st.booleans() | st.integers(-5, 2**33) | st.floats(allow_nan=True) | st.text(max_size=8)
-JSON = st.recursive(SCALARS,
-                    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-                    max_leaves=12)
-PATHS = [("stage",), ("profiles",), ("profiles", 0), ("profiles", 0, "min"), ("profiles", 0, "opt"),
-         ("profiles", 0, "max"), ("profiles", 0, "max", 2), ("profiles", 0, "input"), ("attention",),
-         ("attention", "chunks"), ("attention", "output_stride"), ("attention", "feature_channels"), ("onnx",),
-         ("dla_core",), ("precision",)]
+JSON = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=12,
+)
+PATHS = [
+    ("stage",),
+    ("profiles",),
+    ("profiles", 0),
+    ("profiles", 0, "min"),
+    ("profiles", 0, "opt"),
+    ("profiles", 0, "max"),
+    ("profiles", 0, "max", 2),
+    ("profiles", 0, "input"),
+    ("attention",),
+    ("attention", "chunks"),
+    ("attention", "output_stride"),
+    ("attention", "feature_channels"),
+    ("onnx",),
+    ("dla_core",),
+    ("precision",),
+]
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

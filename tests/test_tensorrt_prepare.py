@@ -26,9 +26,21 @@ def _quiet(_: str) -> None:
 
 def _bundle(tmp_path_factory, precision, model=MODEL, size=SIZE, **kwargs):
     out = tmp_path_factory.mktemp("trt") / f"{precision}"
-    request = ExportRequest(model, target="tensorrt", precision=precision, input_size=size, dynamic=True,
-                            min_size=(32, 32), max_size=(128, 128), max_batch=2, calib="generated", calib_count=4,
-                            output=out, options={"build": False, **kwargs.pop("options", {})}, **kwargs)
+    request = ExportRequest(
+        model,
+        target="tensorrt",
+        precision=precision,
+        input_size=size,
+        dynamic=True,
+        min_size=(32, 32),
+        max_size=(128, 128),
+        max_batch=2,
+        calib="generated",
+        calib_count=4,
+        output=out,
+        options={"build": False, **kwargs.pop("options", {})},
+        **kwargs,
+    )
     return export(request, log=_quiet)
 
 
@@ -74,8 +86,9 @@ def test_fp16_bundle_manifest_says_prepared_for_onnxruntime(fp16_bundle):
     assert data["target"] == "tensorrt" and data["backend"] == "onnxruntime" and data["primary"] == "model.onnx"
     info = data["extra"]["tensorrt"]
     assert info["stage"] == "prepared" and info["precision"] == "fp16" and info["strongly_typed"] is True
-    assert info["profiles"] == [{"input": "input", "min": [1, 3, 32, 32], "opt": [1, 3, 64, 64],
-                                 "max": [2, 3, 128, 128]}]
+    assert info["profiles"] == [
+        {"input": "input", "min": [1, 3, 32, 32], "opt": [1, 3, 64, 64], "max": [2, 3, 128, 128]}
+    ]
     assert info["attention"] == {"chunks": 1, "output_stride": 8, "feature_channels": 64}
     assert info["converter"].startswith("modelopt.onnx.autocast")
     assert data["input"]["min_shape"] == [1, 3, 32, 32] and data["input"]["max_shape"] == [2, 3, 128, 128]
@@ -172,8 +185,9 @@ def test_int8_onnxruntime_fallback_is_tensorrt_compatible(tmp_path_factory):
     inits = {i.name: i for i in model.graph.initializer}
     for node in model.graph.node:
         if node.op_type == "DequantizeLinear":
-            assert inits.get(node.input[0]) is None or inits[node.input[0]].data_type != onnx.TensorProto.INT32, \
+            assert inits.get(node.input[0]) is None or inits[node.input[0]].data_type != onnx.TensorProto.INT32, (
                 "bias must stay float (QuantizeBias=False)"
+            )
         if node.op_type == "QuantizeLinear" and len(node.input) > 2 and node.input[2] in inits:
             assert inits[node.input[2]].data_type == onnx.TensorProto.INT8
             assert not onnx.numpy_helper.to_array(inits[node.input[2]]).any()
@@ -189,8 +203,10 @@ def test_fp16_onnxruntime_converter_fallback_runs(tmp_path_factory):
     assert report.cosine >= 0.999 and report.argmax_agreement >= 0.99, report.table()
 
 
-@pytest.mark.skipif(not (weights_dir() / "danet_demo.safetensors").is_file(), reason="trained danet_demo weights "
-                    "not present (danet_deploy/weights/danet_demo.safetensors)")
+@pytest.mark.skipif(
+    not (weights_dir() / "danet_demo.safetensors").is_file(),
+    reason="trained danet_demo weights not present (danet_deploy/weights/danet_demo.safetensors)",
+)
 @pytest.mark.slow  # over 5 s: make test-slow (CI)
 @pytest.mark.parametrize("precision", ["fp16", "int8"])
 def test_trained_demo_bundle_meets_precision_targets(tmp_path_factory, precision):

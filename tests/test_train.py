@@ -14,9 +14,20 @@ from danet_deploy.model.registry import DEMO_CLASSES, weights_dir
 def _tiny_config(tmp_path, **overrides):
     from danet_deploy.training.loop import TrainConfig
 
-    values = dict(steps=3, batch_size=2, crops_per_scene=2, crops=((64, 64), (64, 96)), scene_min=64, scene_max=96,
-                  warmup=1, eval_count=1, eval_sizes=((64, 64), (64, 128)), log_every=1, prefetch=False,
-                  output=str(tmp_path / "tiny.safetensors"))
+    values = dict(
+        steps=3,
+        batch_size=2,
+        crops_per_scene=2,
+        crops=((64, 64), (64, 96)),
+        scene_min=64,
+        scene_max=96,
+        warmup=1,
+        eval_count=1,
+        eval_sizes=((64, 64), (64, 128)),
+        log_every=1,
+        prefetch=False,
+        output=str(tmp_path / "tiny.safetensors"),
+    )
     values.update(overrides)
     return TrainConfig(**values)
 
@@ -79,9 +90,11 @@ def test_early_steps_draw_the_early_crops_then_the_full_ones(tmp_path):
     assert TrainConfig().early_steps == 0
     images, labels = training_batch(4999, TrainConfig())
     digest = hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()[:16]
-    assert digest == "e283a1c1640d0909", ("the default recipe's step-4999 batch changed: the documented "
-                                          "danet-train command no longer reproduces the shipped weights' data "
-                                          "(a code change, or a numpy/Pillow release that renders differently)")
+    assert digest == "e283a1c1640d0909", (
+        "the default recipe's step-4999 batch changed: the documented "
+        "danet-train command no longer reproduces the shipped weights' data "
+        "(a code change, or a numpy/Pillow release that renders differently)"
+    )
     plain = _tiny_config(tmp_path, steps=8, early_share=0.0, early_crops=((32, 32),))
     np.testing.assert_array_equal(training_batch(0, plain)[0], training_batch(0, _tiny_config(tmp_path, steps=8))[0])
 
@@ -107,9 +120,12 @@ def test_ema_saves_the_averaged_weights_and_bn_statistics(torch, tmp_path):
     from danet_deploy.training.loop import train, weight_average
 
     assert weight_average(torch.nn.Linear(2, 2), 0.0) is None
-    plain = train(_tiny_config(tmp_path, output=str(tmp_path / "plain.safetensors")), progress=False, log=lambda _: None)
-    averaged = train(_tiny_config(tmp_path, ema=0.5, output=str(tmp_path / "ema.safetensors")), progress=False,
-                     log=lambda _: None)
+    plain = train(
+        _tiny_config(tmp_path, output=str(tmp_path / "plain.safetensors")), progress=False, log=lambda _: None
+    )
+    averaged = train(
+        _tiny_config(tmp_path, ema=0.5, output=str(tmp_path / "ema.safetensors")), progress=False, log=lambda _: None
+    )
     assert averaged["config"]["ema"] == 0.5 and plain["config"]["ema"] == 0.0
     last, mean = load_file(str(tmp_path / "plain.safetensors")), load_file(str(tmp_path / "ema.safetensors"))
     assert set(last) == set(mean)  # the averaged module saves under the model's own keys
@@ -123,8 +139,11 @@ def test_ema_saves_the_averaged_weights_and_bn_statistics(torch, tmp_path):
 def test_model_options_reach_the_model_and_the_report(torch, tmp_path):
     from danet_deploy.training.loop import train
 
-    report = train(_tiny_config(tmp_path, steps=1, eval_count=0, model_options={"decoder_channels": "16"}),
-                   progress=False, log=lambda _: None)
+    report = train(
+        _tiny_config(tmp_path, steps=1, eval_count=0, model_options={"decoder_channels": "16"}),
+        progress=False,
+        log=lambda _: None,
+    )
     assert report["config"]["model_options"] == {"decoder_channels": 16}
     from safetensors import safe_open
 
@@ -153,12 +172,21 @@ def test_bad_config_is_a_config_error(tmp_path):
         _tiny_config(tmp_path, scene_min=32).validate()
     with pytest.raises(ConfigError):
         _tiny_config(tmp_path, batch_size=3, crops_per_scene=2).validate()
-    for bad in (dict(ohem_keep=0.0), dict(crowd=1.5), dict(amp="fp8"), dict(aspect_min=3.0, aspect_max=2.0),
-                dict(device="tpu"), dict(workers=0), dict(model_options={"decoder_chanels": 8}),
-                dict(early_share=1.0), dict(early_share=0.5, early_crops=()),
-                dict(early_share=0.5, early_crops=((48, 48),), early_scale=0.625),  # taller than a 40-high scene
-                dict(early_share=0.5, early_scale=0.2), dict(steps=3, early_share=0.1, early_crops=((32, 32),)),
-                dict(early_share=0.5, early_crops=((32, 32),), time_budget_min=5.0)):
+    for bad in (
+        dict(ohem_keep=0.0),
+        dict(crowd=1.5),
+        dict(amp="fp8"),
+        dict(aspect_min=3.0, aspect_max=2.0),
+        dict(device="tpu"),
+        dict(workers=0),
+        dict(model_options={"decoder_chanels": 8}),
+        dict(early_share=1.0),
+        dict(early_share=0.5, early_crops=()),
+        dict(early_share=0.5, early_crops=((48, 48),), early_scale=0.625),  # taller than a 40-high scene
+        dict(early_share=0.5, early_scale=0.2),
+        dict(steps=3, early_share=0.1, early_crops=((32, 32),)),
+        dict(early_share=0.5, early_crops=((32, 32),), time_budget_min=5.0),
+    ):
         with pytest.raises(ConfigError):
             _tiny_config(tmp_path, **bad).validate()
 
@@ -258,11 +286,33 @@ def test_killed_trainer_leaves_no_prefetch_worker_and_no_weights(tmp_path):
 
     psutil = pytest.importorskip("psutil")
     out = tmp_path / "w.safetensors"
-    proc = subprocess.Popen([sys.executable, "-m", "danet_deploy.cli.train", "--steps", "500", "--batch-size", "2",
-                             "--crops-per-scene", "2", "--crops", "64x64", "--scene-min", "64", "--scene-max", "96",
-                             "--eval-count", "0", "--no-progress", "--output", str(out)],
-                            env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.train",
+            "--steps",
+            "500",
+            "--batch-size",
+            "2",
+            "--crops-per-scene",
+            "2",
+            "--crops",
+            "64x64",
+            "--scene-min",
+            "64",
+            "--scene-max",
+            "96",
+            "--eval-count",
+            "0",
+            "--no-progress",
+            "--output",
+            str(out),
+        ],
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     workers: list = []
     while time.time() < deadline and not workers and proc.poll() is None:
@@ -279,8 +329,24 @@ def test_killed_trainer_leaves_no_prefetch_worker_and_no_weights(tmp_path):
     assert not out.exists() and not out.with_suffix(".json").exists()
 
 
-TINY_ARGS = ["--steps", "1", "--batch-size", "2", "--crops-per-scene", "2", "--crops", "64x64", "--scene-min", "64",
-             "--scene-max", "96", "--eval-count", "0", "--no-prefetch", "--no-progress"]
+TINY_ARGS = [
+    "--steps",
+    "1",
+    "--batch-size",
+    "2",
+    "--crops-per-scene",
+    "2",
+    "--crops",
+    "64x64",
+    "--scene-min",
+    "64",
+    "--scene-max",
+    "96",
+    "--eval-count",
+    "0",
+    "--no-prefetch",
+    "--no-progress",
+]
 
 
 def test_cli_never_replaces_the_shipped_weights_by_default(capsys):
@@ -310,10 +376,23 @@ def test_cli_refuses_existing_outputs_and_folders_unless_forced(torch, tmp_path,
     assert mine.read_bytes() != b"the user's own file" and mine.with_suffix(".json").exists()
 
 
-@pytest.mark.parametrize("flags", [["--lr", "nan"], ["--lr", "inf"], ["--threads", "0"], ["--weight-decay", "-1"],
-                                   ["--time-budget-min", "nan"], ["--warmup", "-1"], ["--log-every", "0"],
-                                   ["--ema", "1.0"], ["--ema", "0.2"], ["--ema", "nan"],
-                                   ["--scene-max", "100000"], ["--eval-sizes", "100000x100000"]])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--lr", "nan"],
+        ["--lr", "inf"],
+        ["--threads", "0"],
+        ["--weight-decay", "-1"],
+        ["--time-budget-min", "nan"],
+        ["--warmup", "-1"],
+        ["--log-every", "0"],
+        ["--ema", "1.0"],
+        ["--ema", "0.2"],
+        ["--ema", "nan"],
+        ["--scene-max", "100000"],
+        ["--eval-sizes", "100000x100000"],
+    ],
+)
 def test_cli_refuses_non_numbers_and_out_of_range_knobs(tmp_path, capsys, flags):
     from danet_deploy.cli.train import main
 
@@ -323,8 +402,9 @@ def test_cli_refuses_non_numbers_and_out_of_range_knobs(tmp_path, capsys, flags)
     assert not (tmp_path / "w.safetensors").exists()
 
 
-@pytest.mark.parametrize("flags", [["--threads", "-1"], ["--eval-count", "0"], ["--eval-sizes", "100000x100000"],
-                                   ["--eval-sizes", "8x8"]])
+@pytest.mark.parametrize(
+    "flags", [["--threads", "-1"], ["--eval-count", "0"], ["--eval-sizes", "100000x100000"], ["--eval-sizes", "8x8"]]
+)
 def test_cli_evaluate_only_refuses_bad_counts(capsys, flags):
     from danet_deploy.cli.train import main
 

@@ -23,8 +23,12 @@ FRAMES = 16
 
 @pytest.fixture(scope="module")
 def artifact(tmp_path_factory):
-    folder, _ = export(ExportRequest(model="danet_demo", target="onnx", input_size=SIZE, emit="mask",
-                                     output=tmp_path_factory.mktemp("v") / "a"), log=lambda _: None)
+    folder, _ = export(
+        ExportRequest(
+            model="danet_demo", target="onnx", input_size=SIZE, emit="mask", output=tmp_path_factory.mktemp("v") / "a"
+        ),
+        log=lambda _: None,
+    )
     return folder
 
 
@@ -66,12 +70,15 @@ def test_run_video_writes_overlay_records_and_summary(artifact, video, tmp_path,
     assert metrics.miou() > 0.5
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--camera", "97", "--max-frames", "3"], "camera /dev/video97 does not exist"),
-    (["--camera", "0"], "--camera needs --max-frames"),
-    (["--video", "missing.mp4"], "does not exist"),
-    ([], "give images, --video FILE, --bag FILE.mcap or --camera N"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--camera", "97", "--max-frames", "3"], "camera /dev/video97 does not exist"),
+        (["--camera", "0"], "--camera needs --max-frames"),
+        (["--video", "missing.mp4"], "does not exist"),
+        ([], "give images, --video FILE, --bag FILE.mcap or --camera N"),
+    ],
+)
 def test_bad_sources_are_clean_errors(artifact, tmp_path, capsys, args, message):
     assert run_main(["--model", str(artifact), "-o", str(tmp_path / "o"), *args]) == 2
     assert message in capsys.readouterr().err

@@ -23,9 +23,11 @@ def check_bench_args(model: str, output: Path, artifacts: Path | None = None) ->
             hint = f" (this artifact was exported from --model {name})" if name else ""
         except Exception:
             pass
-        raise ConfigError(f"--model {model} is a folder: danet-bench takes a preset name or a checkpoint file (with "
-                          f"--arch) and exports the artifacts it times into --artifacts{hint}. To check one artifact "
-                          "use danet-parity; to time it, pass its preset and the folder holding it as --artifacts")
+        raise ConfigError(
+            f"--model {model} is a folder: danet-bench takes a preset name or a checkpoint file (with "
+            f"--arch) and exports the artifacts it times into --artifacts{hint}. To check one artifact "
+            "use danet-parity; to time it, pass its preset and the folder holding it as --artifacts"
+        )
     check_output_folder(output)
     if artifacts is not None:
         check_output_folder(artifacts, "--artifacts")
@@ -38,6 +40,8 @@ def check_report_stem(stem: str) -> str:
     put them outside ``--output``, where they could replace files the user owns.
     """
     if not is_plain_name(stem):
-        raise ConfigError(f"--stem {stem!r} must be a plain file name (no path separator, not '.' or '..', not "
-                          "empty), e.g. --stem bench; choose the folder with --output")
+        raise ConfigError(
+            f"--stem {stem!r} must be a plain file name (no path separator, not '.' or '..', not "
+            "empty), e.g. --stem bench; choose the folder with --output"
+        )
     return stem

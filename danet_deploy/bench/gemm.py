@@ -68,20 +68,26 @@ def matmul_model(n: int, op: str) -> Any:
         inits.append(numpy_helper.from_array(rng.integers(-127, 128, (n, n), dtype=np.int8), "B"))
         a_type, y_type, inputs = TensorProto.UINT8, TensorProto.INT32, ["A", "B"]
     elif op == "QLinearMatMul":
-        inits += [numpy_helper.from_array(rng.integers(-127, 128, (n, n), dtype=np.int8), "B"),
-                  numpy_helper.from_array(np.array(0.02, np.float32), "a_scale"),
-                  numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
-                  numpy_helper.from_array(np.array(0.01, np.float32), "b_scale"),
-                  numpy_helper.from_array(np.array(0, np.int8), "b_zp"),
-                  numpy_helper.from_array(np.array(float(n), np.float32), "y_scale"),
-                  numpy_helper.from_array(np.array(128, np.uint8), "y_zp")]
+        inits += [
+            numpy_helper.from_array(rng.integers(-127, 128, (n, n), dtype=np.int8), "B"),
+            numpy_helper.from_array(np.array(0.02, np.float32), "a_scale"),
+            numpy_helper.from_array(np.array(128, np.uint8), "a_zp"),
+            numpy_helper.from_array(np.array(0.01, np.float32), "b_scale"),
+            numpy_helper.from_array(np.array(0, np.int8), "b_zp"),
+            numpy_helper.from_array(np.array(float(n), np.float32), "y_scale"),
+            numpy_helper.from_array(np.array(128, np.uint8), "y_zp"),
+        ]
         a_type, y_type = TensorProto.UINT8, TensorProto.UINT8
         inputs = ["A", "a_scale", "a_zp", "B", "b_scale", "b_zp", "y_scale", "y_zp"]
     else:
         raise ValueError(f"op must be MatMul, MatMulInteger or QLinearMatMul, got {op!r}")
-    graph = helper.make_graph([helper.make_node(op, inputs, ["Y"])], f"gemm_{op}",
-                              [helper.make_tensor_value_info("A", a_type, [n, n])],
-                              [helper.make_tensor_value_info("Y", y_type, [n, n])], initializer=inits)
+    graph = helper.make_graph(
+        [helper.make_node(op, inputs, ["Y"])],
+        f"gemm_{op}",
+        [helper.make_tensor_value_info("A", a_type, [n, n])],
+        [helper.make_tensor_value_info("Y", y_type, [n, n])],
+        initializer=inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 9
     return model
@@ -107,20 +113,29 @@ def _ort_matmul(op: str, n: int, threads: int) -> tuple[str, Callable[[], Any], 
     binding.bind_cpu_input("A", a)
     binding.bind_ortvalue_output("Y", ort.OrtValue.ortvalue_from_numpy(out))
     kind = {"MatMul": "float32", "MatMulInteger": "u8 x s8 -> int32", "QLinearMatMul": "u8 x s8 -> u8"}[op]
-    return (f"onnxruntime {op} {kind} {n}x{n}x{n}", lambda: session.run_with_iobinding(binding),
-            lambda: None)
+    return (f"onnxruntime {op} {kind} {n}x{n}x{n}", lambda: session.run_with_iobinding(binding), lambda: None)
 
 
-def _candidates(dtype: str) -> list[tuple[str, Callable[[int, int], tuple[str, Callable[[], Any], Callable[[], None]]]]]:
+def _candidates(
+    dtype: str,
+) -> list[tuple[str, Callable[[int, int], tuple[str, Callable[[], Any], Callable[[], None]]]]]:
     """(package, factory) of every GEMM that can stand for ``dtype``'s peak."""
     if dtype == "float32":
         return [("torch", _torch_mm), ("onnxruntime", lambda n, t: _ort_matmul("MatMul", n, t))]
-    return [("onnxruntime", lambda n, t: _ort_matmul("MatMulInteger", n, t)),
-            ("onnxruntime", lambda n, t: _ort_matmul("QLinearMatMul", n, t))]
+    return [
+        ("onnxruntime", lambda n, t: _ort_matmul("MatMulInteger", n, t)),
+        ("onnxruntime", lambda n, t: _ort_matmul("QLinearMatMul", n, t)),
+    ]
 
 
-def measure_gemm_peak(threads: int, n: int | None = None, repeats: int = 5, warmup: int = 1,
-                      dtype: str = "float32", sizes: Sequence[int] | None = None) -> dict[str, Any]:
+def measure_gemm_peak(
+    threads: int,
+    n: int | None = None,
+    repeats: int = 5,
+    warmup: int = 1,
+    dtype: str = "float32",
+    sizes: Sequence[int] | None = None,
+) -> dict[str, Any]:
     """The best GFLOP/s (GOP/s for int8) of every candidate GEMM at every size, ``threads`` threads.
 
     Returns ``{method, threads, repeats, sizes, gflops_peak, gflops_median, candidates[], reason}``:
@@ -149,20 +164,38 @@ def measure_gemm_peak(threads: int, n: int | None = None, repeats: int = 5, warm
                 continue
             finally:
                 restore()
-            ops = 2 * size ** 3
-            results.append({"method": method, "n": size,
-                            "gflops_peak": round(ops / (min(times) / 1e9) / 1e9, 2),
-                            "gflops_median": round(ops / (sorted(times)[len(times) // 2] / 1e9) / 1e9, 2)})
+            ops = 2 * size**3
+            results.append(
+                {
+                    "method": method,
+                    "n": size,
+                    "gflops_peak": round(ops / (min(times) / 1e9) / 1e9, 2),
+                    "gflops_median": round(ops / (sorted(times)[len(times) // 2] / 1e9) / 1e9, 2),
+                }
+            )
     ran = [r for r in results if r.get("gflops_peak")]
-    out: dict[str, Any] = {"threads": int(threads), "repeats": repeats, "sizes": chosen, "dtype": dtype,
-                           "candidates": results}
+    out: dict[str, Any] = {
+        "threads": int(threads),
+        "repeats": repeats,
+        "sizes": chosen,
+        "dtype": dtype,
+        "candidates": results,
+    }
     if not ran:
         errors = "; ".join(f"{r['method']}: {r['error']}" for r in results) or "no candidate"
-        return out | {"method": None, "gflops_peak": None, "gflops_median": None,
-                      "reason": f"no {dtype} GEMM could be measured ({errors})"}
+        return out | {
+            "method": None,
+            "gflops_peak": None,
+            "gflops_median": None,
+            "reason": f"no {dtype} GEMM could be measured ({errors})",
+        }
     best = max(ran, key=lambda r: r["gflops_peak"])
-    return out | {"method": best["method"], "gflops_peak": best["gflops_peak"], "gflops_median": best["gflops_median"],
-                  "reason": None}
+    return out | {
+        "method": best["method"],
+        "gflops_peak": best["gflops_peak"],
+        "gflops_median": best["gflops_median"],
+        "reason": None,
+    }
 
 
 def efficiency(achieved: float | None, peak: dict[str, Any] | None, precision: str) -> tuple[float | None, str | None]:
@@ -178,6 +211,8 @@ def efficiency(achieved: float | None, peak: dict[str, Any] | None, precision: s
         return None, f"unknown: {why}"
     fraction = achieved / peak["gflops_peak"]
     if fraction > 1.0:
-        return None, (f"unknown: {achieved:.1f} GFLOP/s is above the measured {precision} GEMM peak "
-                      f"{peak['gflops_peak']} ({peak['method']}); the yardstick read low on this run")
+        return None, (
+            f"unknown: {achieved:.1f} GFLOP/s is above the measured {precision} GEMM peak "
+            f"{peak['gflops_peak']} ({peak['method']}); the yardstick read low on this run"
+        )
     return round(fraction, 4), None

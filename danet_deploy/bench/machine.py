@@ -16,17 +16,37 @@ from typing import Any
 from ..util.cpu import read_cpuinfo
 
 #: SIMD/matrix features that decide which kernels FP32/FP16/INT8 engines can use.
-FEATURE_FLAGS = ("sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512_vnni", "avx512_bf16",
-                 "avx512_fp16", "avx_vnni", "amx_tile", "amx_int8", "amx_bf16", "neon", "asimddp")
+FEATURE_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512bw",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+    "neon",
+    "asimddp",
+)
 
 
 def cpu_info() -> dict[str, Any]:
     """CPU model name and the relevant feature flags (from ``/proc/cpuinfo`` on Linux)."""
     model, flags = read_cpuinfo()
-    return {"model": model, "arch": platform.machine(),
-            "features": {name: name in flags for name in FEATURE_FLAGS if flags},
-            "logical_cores": os.cpu_count(), "physical_cores": _physical_cores(),
-            "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None}
+    return {
+        "model": model,
+        "arch": platform.machine(),
+        "features": {name: name in flags for name in FEATURE_FLAGS if flags},
+        "logical_cores": os.cpu_count(),
+        "physical_cores": _physical_cores(),
+        "affinity_cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+    }
 
 
 def _physical_cores() -> int | None:
@@ -52,8 +72,13 @@ def gpu_info() -> list[dict[str, str]]:
     if shutil.which("nvidia-smi") is None:
         return []
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return []
     gpus = []
@@ -76,6 +101,11 @@ def machine_info() -> dict[str, Any]:
     """Everything above plus OS and library versions, as one JSON-ready dict."""
     from ..util.versions import tool_versions
 
-    return {"cpu": cpu_info(), "memory_gib": memory_total_gib(), "gpus": gpu_info(),
-            "os": f"{platform.system()} {platform.release()}", "python": platform.python_version(),
-            "libraries": tool_versions("matplotlib", "psutil")}
+    return {
+        "cpu": cpu_info(),
+        "memory_gib": memory_total_gib(),
+        "gpus": gpu_info(),
+        "os": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+        "libraries": tool_versions("matplotlib", "psutil"),
+    }

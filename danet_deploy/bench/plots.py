@@ -43,8 +43,10 @@ def _label(row: dict[str, Any]) -> str:
 
 def _title(report: dict[str, Any], what: str) -> str:
     cfg = report["config"]
-    return (f"{report['model']['name']} {cfg['size'][0]}x{cfg['size'][1]}, batch {cfg['batch']}, "
-            f"{cfg['threads']} threads: {what}")
+    return (
+        f"{report['model']['name']} {cfg['size'][0]}x{cfg['size'][1]}, batch {cfg['batch']}, "
+        f"{cfg['threads']} threads: {what}"
+    )
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -80,8 +82,15 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> Path:
     ax.set_title(_title(report, "p50 bar, p90/p99 whiskers, ×ratio vs torch fp32"), fontsize=10)
     # legends outside the axes, so they never cover a bar's annotation
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _PRECISION_COLORS.values()]
-    legend = ax.legend(handles, list(_PRECISION_COLORS), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
-                       title="p50 bar", title_fontsize=8)
+    legend = ax.legend(
+        handles,
+        list(_PRECISION_COLORS),
+        loc="upper left",
+        bbox_to_anchor=(1.01, 1.0),
+        fontsize=8,
+        title="p50 bar",
+        title_fontsize=8,
+    )
     ax.add_artist(legend)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 0.62), fontsize=8, title="markers", title_fontsize=8)
     ax.grid(axis="y", alpha=0.3)
@@ -106,9 +115,15 @@ def plot_cdf(report: dict[str, Any], path: str | Path) -> Path:
     for r in rows:
         lat = np.sort(np.asarray(r["latencies_ms"], dtype=float))
         y = np.arange(1, lat.size + 1) / lat.size
-        ax.step(lat, y, where="post", linestyle=styles.get(r["precision"], "-"), linewidth=1.8,
-                color=colors.get(r["engine"]),
-                label=f"{r['engine']} {r['precision']} (p50 {r['p50_ms']:.0f} ms)")
+        ax.step(
+            lat,
+            y,
+            where="post",
+            linestyle=styles.get(r["precision"], "-"),
+            linewidth=1.8,
+            color=colors.get(r["engine"]),
+            label=f"{r['engine']} {r['precision']} (p50 {r['p50_ms']:.0f} ms)",
+        )
         lo, hi = min(lo, float(lat[0])), max(hi, float(lat[-1]))
     if rows and hi / max(lo, 1e-9) > 8:
         ax.set_xscale("log")

@@ -34,12 +34,35 @@ from typing import Any
 import numpy as np
 
 #: op types that make up the attention core (every engine's spelling)
-CORE_OPS = {"MatMul", "Softmax", "ReduceMax", "Sub", "Subtract", "Subgraph", "Reduce", "Eltwise",
-            "ScaledDotProductAttention", "MultiHeadAttention", "Attention", "FusedMatMul",
-            # ONNX Runtime folds DequantizeLinear inputs into the MatMul of a QDQ graph's attention
-            "MatMulIntegerToFloat", "MatMulInteger", "QLinearMatMul", "QLinearSoftmax",
-            "aten::matmul", "aten::bmm", "aten::softmax", "aten::_softmax", "aten::amax", "aten::sub",
-            "aten::scaled_dot_product_attention", "aten::pad", "aten::cat", "aten::slice"}
+CORE_OPS = {
+    "MatMul",
+    "Softmax",
+    "ReduceMax",
+    "Sub",
+    "Subtract",
+    "Subgraph",
+    "Reduce",
+    "Eltwise",
+    "ScaledDotProductAttention",
+    "MultiHeadAttention",
+    "Attention",
+    "FusedMatMul",
+    # ONNX Runtime folds DequantizeLinear inputs into the MatMul of a QDQ graph's attention
+    "MatMulIntegerToFloat",
+    "MatMulInteger",
+    "QLinearMatMul",
+    "QLinearSoftmax",
+    "aten::matmul",
+    "aten::bmm",
+    "aten::softmax",
+    "aten::_softmax",
+    "aten::amax",
+    "aten::sub",
+    "aten::scaled_dot_product_attention",
+    "aten::pad",
+    "aten::cat",
+    "aten::slice",
+}
 TOP_NODES = 12
 
 
@@ -89,15 +112,28 @@ def summarize_profile(ops: Iterable[OpTime], source: str, runs: int, top: int = 
     ranked = sorted(ops, key=lambda o: -o.ms)[:top]
     core_ms = attention["pam_ms"] + attention["cam_ms"]
     return {
-        "source": source, "runs": runs, "total_ms": round(total, 3), "nodes_profiled": len(ops),
-        "by_op_type": [{"op": op, "ms": round(ms, 3), "share": share(ms)}
-                       for op, ms in sorted(by_type.items(), key=lambda kv: -kv[1])],
-        "top_nodes": [{**asdict(o), "ms": round(o.ms, 3), "share": share(o.ms),
-                       "attention": attention_module(o.name, o.op)} for o in ranked],
-        "attention": {"pam_ms": round(attention["pam_ms"], 3), "cam_ms": round(attention["cam_ms"], 3),
-                      "core_ms": round(core_ms, 3), "share": share(core_ms), "pam_share": share(attention["pam_ms"]),
-                      "cam_share": share(attention["cam_ms"]), "nodes": nodes,
-                      "ms_by_op_type": {op: round(ms, 3) for op, ms in attention_types.items()}},
+        "source": source,
+        "runs": runs,
+        "total_ms": round(total, 3),
+        "nodes_profiled": len(ops),
+        "by_op_type": [
+            {"op": op, "ms": round(ms, 3), "share": share(ms)}
+            for op, ms in sorted(by_type.items(), key=lambda kv: -kv[1])
+        ],
+        "top_nodes": [
+            {**asdict(o), "ms": round(o.ms, 3), "share": share(o.ms), "attention": attention_module(o.name, o.op)}
+            for o in ranked
+        ],
+        "attention": {
+            "pam_ms": round(attention["pam_ms"], 3),
+            "cam_ms": round(attention["cam_ms"], 3),
+            "core_ms": round(core_ms, 3),
+            "share": share(core_ms),
+            "pam_share": share(attention["pam_ms"]),
+            "cam_share": share(attention["cam_ms"]),
+            "nodes": nodes,
+            "ms_by_op_type": {op: round(ms, 3) for op, ms in attention_types.items()},
+        },
     }
 
 
@@ -136,8 +172,9 @@ def onnxruntime_trace_ops(trace: list[dict[str, Any]], skip_first: bool = True) 
     ``skip_first``: the first ``model_run`` (allocations, first-touch of the arena: measured 20 ms
     on one MatMul of a 10 ms model) is dropped, with every node event inside it.
     """
-    runs = sorted((e for e in trace if e.get("cat") == "Session" and e.get("name") == "model_run"),
-                  key=lambda e: e.get("ts", 0))
+    runs = sorted(
+        (e for e in trace if e.get("cat") == "Session" and e.get("name") == "model_run"), key=lambda e: e.get("ts", 0)
+    )
     cutoff = -1.0
     if skip_first and len(runs) > 1:
         cutoff = float(runs[0].get("ts", 0)) + float(runs[0].get("dur", 0))
@@ -233,11 +270,13 @@ def torch_ops(model: Any, call: Callable[[], Any], runs: int) -> list[OpTime]:
     def pre(name: str) -> Callable[..., None]:
         def hook(module: Any, args: Any) -> None:
             ranges.setdefault(name, []).append(record_function(f"module::{name}").__enter__())
+
         return hook
 
     def post(name: str) -> Callable[..., None]:
         def hook(module: Any, args: Any, output: Any) -> None:
             ranges[name].pop().__exit__(None, None, None)
+
         return hook
 
     for name, module in model.named_modules():
@@ -259,7 +298,7 @@ def torch_ops(model: Any, call: Callable[[], Any], runs: int) -> list[OpTime]:
         parent = event.cpu_parent
         if event.name.startswith("module::") or parent is None or not parent.name.startswith("module::"):
             continue
-        key = f"{parent.name[len('module::'):]}/{event.name}"
+        key = f"{parent.name[len('module::') :]}/{event.name}"
         entry = sums.setdefault(key, OpTime(key, event.name, 0.0))
         entry.ms += event.cpu_time_total / 1000.0
     for entry in sums.values():
@@ -274,8 +313,11 @@ def profile_torch(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]
 
 
 PROFILERS: dict[str, Callable[[Any, np.ndarray, int], dict[str, Any]]] = {
-    "openvino": profile_openvino, "onnxruntime": profile_onnxruntime, "tensorrt": profile_tensorrt,
-    "torch": profile_torch, "torch-compile": profile_torch,
+    "openvino": profile_openvino,
+    "onnxruntime": profile_onnxruntime,
+    "tensorrt": profile_tensorrt,
+    "torch": profile_torch,
+    "torch-compile": profile_torch,
 }
 
 
@@ -310,32 +352,49 @@ def profile_markdown(report: dict[str, Any]) -> str:
     rows = profiled_rows(report)
     if not rows:
         return ""
-    intro = ("Each engine's own profiler, in a separate process after the timed rounds, mean per inference. "
-             "Profiler totals exceed the p50 latency (counters, gaps between nodes are not in them); compare "
-             "shares, not milliseconds, with the table above. Attention core = PAM + CAM energy, softmax and "
-             "probability matmuls (or one fused attention node).")
-    lines = ["## Per-op profiles", "", intro, "",
-             "| engine | precision | profiled ms | attention core | PAM | CAM | top op type |",
-             "|---|---|---|---|---|---|---|"]
+    intro = (
+        "Each engine's own profiler, in a separate process after the timed rounds, mean per inference. "
+        "Profiler totals exceed the p50 latency (counters, gaps between nodes are not in them); compare "
+        "shares, not milliseconds, with the table above. Attention core = PAM + CAM energy, softmax and "
+        "probability matmuls (or one fused attention node)."
+    )
+    lines = [
+        "## Per-op profiles",
+        "",
+        intro,
+        "",
+        "| engine | precision | profiled ms | attention core | PAM | CAM | top op type |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         prof = row["profile"]
         if "error" in prof:
             lines.append(f"| {row['engine']} | {row['precision']} | - | - | - | - | {prof['error'][:80]} |")
             continue
         att, top = prof["attention"], (prof["by_op_type"] or [{"op": "-", "share": None}])[0]
-        lines.append(f"| {row['engine']} | {row['precision']} | {prof['total_ms']:.1f} | **{_pct(att['share'])}** "
-                     f"({att['core_ms']:.1f} ms) | {att['pam_ms']:.1f} ms | {att['cam_ms']:.1f} ms | "
-                     f"{top['op']} {_pct(top['share'])} |")
+        lines.append(
+            f"| {row['engine']} | {row['precision']} | {prof['total_ms']:.1f} | **{_pct(att['share'])}** "
+            f"({att['core_ms']:.1f} ms) | {att['pam_ms']:.1f} ms | {att['cam_ms']:.1f} ms | "
+            f"{top['op']} {_pct(top['share'])} |"
+        )
     for row in rows:
         prof = row["profile"]
         if "error" in prof:
             continue
-        lines += ["", f"### {row['engine']} {row['precision']}: {prof['source']}, {prof['runs']} run(s)", "",
-                  "| op type | ms | share |", "|---|---|---|"]
+        lines += [
+            "",
+            f"### {row['engine']} {row['precision']}: {prof['source']}, {prof['runs']} run(s)",
+            "",
+            "| op type | ms | share |",
+            "|---|---|---|",
+        ]
         lines += [f"| {o['op']} | {o['ms']:.2f} | {_pct(o['share'])} |" for o in prof["by_op_type"][:10]]
         lines += ["", "| top node | op | kernel | ms | share | attention |", "|---|---|---|---|---|---|"]
-        lines += [f"| `{n['name'][-70:]}` | {n['op']} | {n.get('kernel') or '-'} | {n['ms']:.2f} | "
-                  f"{_pct(n['share'])} | {n['attention'] or ''} |" for n in prof["top_nodes"]]
+        lines += [
+            f"| `{n['name'][-70:]}` | {n['op']} | {n.get('kernel') or '-'} | {n['ms']:.2f} | "
+            f"{_pct(n['share'])} | {n['attention'] or ''} |"
+            for n in prof["top_nodes"]
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -351,7 +410,7 @@ def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
             totals[o["op"]] = totals.get(o["op"], 0.0) + (o["share"] or 0.0)
     named = [op for op, _ in sorted(totals.items(), key=lambda kv: -kv[1])][:PLOT_OP_TYPES]
     segments = ["attention: PAM", "attention: CAM", *named, "other"]
-    colors = dict(zip(segments, ["#d62728", "#ff9896", *plt.get_cmap("tab20c").colors[:len(named)], "#bbbbbb"]))
+    colors = dict(zip(segments, ["#d62728", "#ff9896", *plt.get_cmap("tab20c").colors[: len(named)], "#bbbbbb"]))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.4 * len(rows) + 3), 4.5))
     import textwrap
 
@@ -362,8 +421,14 @@ def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
         ax.bar(labels, values, bottom=bottoms, color=colors[segment], label=segment, edgecolor="white", linewidth=0.5)
         bottoms += np.array(values)
     for i, row in enumerate(rows):
-        ax.text(i, 101, f"{row['profile']['total_ms']:.0f} ms\nattn {_pct(row['profile']['attention']['share'])}",
-                ha="center", va="bottom", fontsize=8)
+        ax.text(
+            i,
+            101,
+            f"{row['profile']['total_ms']:.0f} ms\nattn {_pct(row['profile']['attention']['share'])}",
+            ha="center",
+            va="bottom",
+            fontsize=8,
+        )
     ax.set_ylim(0, 118)
     ax.set_ylabel("share of profiled time per inference (%)")
     ax.set_title(_title(report, "per-op profile"), fontsize=10)

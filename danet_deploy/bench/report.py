@@ -131,8 +131,8 @@ class BenchReport:
     """
 
     created: str
-    config: dict[str, Any]      # BenchConfig.to_dict()
-    model: dict[str, Any]       # {name, source, num_classes, weights}
+    config: dict[str, Any]  # BenchConfig.to_dict()
+    model: dict[str, Any]  # {name, source, num_classes, weights}
     machine: dict[str, Any]
     gemm: dict[str, Any]
     flops: dict[str, Any]
@@ -149,18 +149,30 @@ class BenchReport:
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``STEM.json`` (keys in the order the schema lists them)."""
         sections = {key: copy.deepcopy(getattr(self, key)) for key in _SECTIONS}
-        return {"schema": SCHEMA, "schema_version": SCHEMA_VERSION, "created": self.created, "command": self.command,
-                **sections, "rows": [r.to_dict() for r in self.rows], "summary": copy.deepcopy(self.summary),
-                "seconds": self.seconds}
+        return {
+            "schema": SCHEMA,
+            "schema_version": SCHEMA_VERSION,
+            "created": self.created,
+            "command": self.command,
+            **sections,
+            "rows": [r.to_dict() for r in self.rows],
+            "summary": copy.deepcopy(self.summary),
+            "seconds": self.seconds,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BenchReport:
         """A report read back from its JSON (:func:`validate` first: a wrong one is a ``ConfigError``)."""
         validate(data)
         new = upgrade_report(dict(data))
-        return cls(created=new["created"], command=new.get("command"), rows=[Row.from_dict(r) for r in new["rows"]],
-                   summary=copy.deepcopy(new.get("summary") or {}), seconds=new.get("seconds"),
-                   **{key: copy.deepcopy(new[key]) for key in _SECTIONS})
+        return cls(
+            created=new["created"],
+            command=new.get("command"),
+            rows=[Row.from_dict(r) for r in new["rows"]],
+            summary=copy.deepcopy(new.get("summary") or {}),
+            seconds=new.get("seconds"),
+            **{key: copy.deepcopy(new[key]) for key in _SECTIONS},
+        )
 
 
 def report_data(report: BenchReport | Mapping[str, Any]) -> dict[str, Any]:
@@ -197,8 +209,9 @@ def upgrade_report(report: dict[str, Any]) -> dict[str, Any]:
         new["config"] = {("engines" if k == "targets" else k): v for k, v in report["config"].items()}
     new["rows"] = [_rename_row(r) for r in report.get("rows") or []]
     if isinstance(report.get("summary"), dict):
-        new["summary"] = {k: (_rename(v, {"target": "engine"}) if isinstance(v, dict) else v)
-                          for k, v in report["summary"].items()}
+        new["summary"] = {
+            k: (_rename(v, {"target": "engine"}) if isinstance(v, dict) else v) for k, v in report["summary"].items()
+        }
     return new
 
 
@@ -219,8 +232,7 @@ def format_table(report: BenchReport | Mapping[str, Any]) -> str:
     headers = [h for h, _, _ in COLUMNS]
     body = table_rows(report)
     widths = [max(len(h), *(len(r[i]) for r in body)) if body else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(),
-             "  ".join("-" * w for w in widths)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths)).rstrip(), "  ".join("-" * w for w in widths)]
     lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in body]
     return "\n".join(lines)
 
@@ -244,12 +256,14 @@ def header_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
         f"machine: {cpu.get('model')} ({cpu.get('logical_cores')} logical cores), {machine.get('memory_gib')} GiB, "
         f"{machine.get('os')}; features: {' '.join(feats) or 'unknown'}"
         + (f"; GPUs: {', '.join(g['name'] for g in machine['gpus'])}" if machine.get("gpus") else "; no GPU")
-        + (f"; load average before/after {machine['load_average']['before']} / {machine['load_average']['after']}"
-           if machine.get("load_average") else ""),
+        + (
+            f"; load average before/after {machine['load_average']['before']} / {machine['load_average']['after']}"
+            if machine.get("load_average")
+            else ""
+        ),
         f"compute: {flops['gflops']} GFLOP per batch ({flops['attention'] / 1e9:.2f} GFLOP in PAM+CAM attention); "
         f"measured GEMM peak {data['gemm']['gflops_peak']} GFLOP/s ({data['gemm']['method']}, "
-        f"{data['gemm']['threads']} threads)"
-        + _int8_peak_text(data["gemm"].get("int8")),
+        f"{data['gemm']['threads']} threads)" + _int8_peak_text(data["gemm"].get("int8")),
         f"accuracy: {data['scenes']['count']} generated val scenes; argmax agreement vs torch fp32"
         + ("; mIoU vs scene labels" if data["scenes"]["labels_used"] else "; no labels (model not trained on scenes)"),
         f"libraries: {libs}",
@@ -267,32 +281,44 @@ def _int8_peak_text(int8: dict[str, Any] | None) -> str:
 
 def summarize_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Fastest engine per precision (torch reference excluded), and the fastest INT8 at >= 99% agreement."""
+
     def pick(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
         best = min(candidates, key=lambda r: r["p50_ms"], default=None)
-        return None if best is None else {k: best.get(k) for k in ("engine", "precision", "p50_ms",
-                                                                     "ratio_vs_torch_fp32", "argmax_agreement")}
+        return (
+            None
+            if best is None
+            else {k: best.get(k) for k in ("engine", "precision", "p50_ms", "ratio_vs_torch_fp32", "argmax_agreement")}
+        )
 
     reference = reference_engine().name
     done = [r for r in rows if r["status"] == "ok" and r.get("p50_ms") and r["engine"] != reference]
     summary: dict[str, Any] = {p: pick([r for r in done if r["precision"] == p]) for p in ("fp32", "fp16", "int8")}
-    summary["int8_at_99"] = pick([r for r in done if r["precision"] == "int8" and (r.get("argmax_agreement") or 0) >= 0.99])
+    summary["int8_at_99"] = pick(
+        [r for r in done if r["precision"] == "int8" and (r.get("argmax_agreement") or 0) >= 0.99]
+    )
     return summary
 
 
 def summary_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
     data = report_data(report)
     lines = []
-    for key, text in (("fp32", "best FP32 engine"), ("fp16", "best FP16 engine"), ("int8", "best INT8 engine"),
-                      ("int8_at_99", "best INT8 engine at >= 99% argmax agreement")):
+    for key, text in (
+        ("fp32", "best FP32 engine"),
+        ("fp16", "best FP16 engine"),
+        ("int8", "best INT8 engine"),
+        ("int8_at_99", "best INT8 engine at >= 99% argmax agreement"),
+    ):
         best = (data.get("summary") or {}).get(key)
         if best is None:
             lines.append(f"{text}: none ran")
             continue
         ratio = best.get("ratio_vs_torch_fp32")
         agree = best.get("argmax_agreement")
-        lines.append(f"{text}: {best['engine']} {best['precision']}, p50 {best['p50_ms']:.1f} ms"
-                     + (f", {ratio:.3f} x torch fp32" if ratio is not None else "")
-                     + (f", argmax agreement {100 * agree:.2f}%" if agree is not None else ""))
+        lines.append(
+            f"{text}: {best['engine']} {best['precision']}, p50 {best['p50_ms']:.1f} ms"
+            + (f", {ratio:.3f} x torch fp32" if ratio is not None else "")
+            + (f", argmax agreement {100 * agree:.2f}%" if agree is not None else "")
+        )
     return lines
 
 
@@ -305,8 +331,12 @@ def to_markdown(report: BenchReport | Mapping[str, Any]) -> str:
         lines += ["", "Command:", "", "```", data["command"], "```"]
     lines += ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
     lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in table_rows(data)]
-    lines += ["", "Latency is per batch; `vs torch fp32` is p50 / p50 of PyTorch eager FP32 in the same run "
-              "(below 1 is faster). Each row ran in its own process (peak RSS is that process's).", ""]
+    lines += [
+        "",
+        "Latency is per batch; `vs torch fp32` is p50 / p50 of PyTorch eager FP32 in the same run "
+        "(below 1 is faster). Each row ran in its own process (peak RSS is that process's).",
+        "",
+    ]
     lines += [f"- {line}" for line in summary_lines(data)] + [""]
     return "\n".join(lines)
 
@@ -328,15 +358,22 @@ def validate(report: Mapping[str, Any]) -> None:
         raise ConfigError(f"a benchmark report must be a JSON object, got {type(report).__name__}")
     report = upgrade_report(dict(report))
     if report.get("schema") != SCHEMA or report.get("schema_version") != SCHEMA_VERSION:
-        raise ConfigError(f"not a {SCHEMA} v{'/v'.join(map(str, READABLE_VERSIONS))} report (got {report.get('schema')!r} "
-                          f"v{report.get('schema_version')!r}); re-run danet-bench with this version")
+        raise ConfigError(
+            f"not a {SCHEMA} v{'/v'.join(map(str, READABLE_VERSIONS))} report (got {report.get('schema')!r} "
+            f"v{report.get('schema_version')!r}); re-run danet-bench with this version"
+        )
     for key in ("created", "config", "model", "machine", "gemm", "flops", "scenes", "rows"):
         if key not in report:
             raise ConfigError(f"benchmark report lacks {key!r}; re-run danet-bench")
-    wrong = [k for k in _SECTIONS if not isinstance(report[k], dict)] + \
-        [k for k, kind in (("created", str), ("rows", list)) if not isinstance(report[k], kind)] + \
-        [k for k, kind in (("command", str), ("summary", dict), ("seconds", (int, float)))
-         if report.get(k) is not None and (not isinstance(report[k], kind) or isinstance(report[k], bool))]
+    wrong = (
+        [k for k in _SECTIONS if not isinstance(report[k], dict)]
+        + [k for k, kind in (("created", str), ("rows", list)) if not isinstance(report[k], kind)]
+        + [
+            k
+            for k, kind in (("command", str), ("summary", dict), ("seconds", (int, float)))
+            if report.get(k) is not None and (not isinstance(report[k], kind) or isinstance(report[k], bool))
+        ]
+    )
     if wrong:
         raise ConfigError(f"benchmark report has malformed {wrong}; re-run danet-bench")
     for i, row in enumerate(report["rows"]):
@@ -352,8 +389,9 @@ def report_file_names(stem: str = "bench", plots: bool = True) -> list[str]:
     return names + ([f"{stem}-latency.png", f"{stem}-cdf.png", f"{stem}-profile.png"] if plots else [])
 
 
-def write_reports(report: BenchReport | Mapping[str, Any], directory: str | Path, stem: str = "bench",
-                  plots: bool = True) -> dict[str, Path]:
+def write_reports(
+    report: BenchReport | Mapping[str, Any], directory: str | Path, stem: str = "bench", plots: bool = True
+) -> dict[str, Path]:
     """Write ``<stem>.json``, ``.csv``, ``.md`` (and PNG plots) atomically; return the paths."""
     from .checks import check_report_stem
 

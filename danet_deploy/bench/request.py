@@ -39,31 +39,51 @@ class BenchRequest:
 
     model: str = arg(required=True, help="preset name (e.g. danet_demo) or checkpoint path (with --arch)")
     arch: str | None = arg(None, "preset architecture of a checkpoint given as --model")
-    engines: tuple[str, ...] = arg(help=_engines_help, parser=comma_list, default_factory=_default_engines,
-                                   deprecated_flags={"--targets": "the rows are engines, use --engines (same values)"})
-    precisions: tuple[str, ...] = arg(("fp32",), "comma list of fp32, fp16, int8 (default: fp32)", parser=comma_list,
-                                      metavar="PRECISIONS")
-    input_size: tuple[int, int] = arg(BenchConfig.size, "input size (default 512x512)", parser=parse_size,
-                                      metavar="HxW")
+    engines: tuple[str, ...] = arg(
+        help=_engines_help,
+        parser=comma_list,
+        default_factory=_default_engines,
+        deprecated_flags={"--targets": "the rows are engines, use --engines (same values)"},
+    )
+    precisions: tuple[str, ...] = arg(
+        ("fp32",), "comma list of fp32, fp16, int8 (default: fp32)", parser=comma_list, metavar="PRECISIONS"
+    )
+    input_size: tuple[int, int] = arg(
+        BenchConfig.size, "input size (default 512x512)", parser=parse_size, metavar="HxW"
+    )
     batch: int = arg(BenchConfig.batch, "images per inference call")
     iters: int = arg(BenchConfig.iters, "timed iterations per combination and round")
     warmup: int = arg(BenchConfig.warmup, "untimed warm-up iterations per process")
-    rounds: int = arg(BenchConfig.rounds, "interleaved measurement rounds, each a fresh process per combination "
-                      "running --iters iterations; latencies are pooled; use 2-3 on a shared machine")
+    rounds: int = arg(
+        BenchConfig.rounds,
+        "interleaved measurement rounds, each a fresh process per combination "
+        "running --iters iterations; latencies are pooled; use 2-3 on a shared machine",
+    )
     threads: int = arg(BenchConfig.threads, "intra-op threads for every engine")
     scenes: int = arg(BenchConfig.scenes, "images for the accuracy columns")
-    data: str | None = arg(None, "accuracy columns on a labelled dataset's validation split (cityscapes:ROOT, "
-                           "ade20k:ROOT, voc:ROOT, folder:IMAGES,LABELS) instead of generated scenes", metavar="SPEC")
+    data: str | None = arg(
+        None,
+        "accuracy columns on a labelled dataset's validation split (cityscapes:ROOT, "
+        "ade20k:ROOT, voc:ROOT, folder:IMAGES,LABELS) instead of generated scenes",
+        metavar="SPEC",
+    )
     calib_count: int = arg(BenchConfig.calib_count, "calibration images for INT8 exports")
-    output: Path = arg(Path("runs/bench"),  # noqa: RUF009 - arg() returns a dataclasses.field
-                        "folder for bench.json/.csv/.md and PNG plots", parser=Path)
+    output: Path = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
+        Path("runs/bench"),
+        "folder for bench.json/.csv/.md and PNG plots",
+        parser=Path,
+    )
     artifacts: Path | None = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
-        None, "folder of exported artifacts to reuse / export into (default: OUTPUT/artifacts)", parser=Path)
+        None, "folder of exported artifacts to reuse / export into (default: OUTPUT/artifacts)", parser=Path
+    )
     stem: str = arg("bench", "file name stem of the written reports, a plain name without a folder")
     timeout: float = arg(BenchConfig.timeout_s, "seconds allowed per combination, > 0")
-    profile: bool = arg(False, "also record a per-op profile of every row with the engine's own profiler (OpenVINO "
-                        "PERF_COUNT, ONNX Runtime enable_profiling, TensorRT IProfiler, torch.profiler): time by op "
-                        "type, top nodes, the attention core's share; in the JSON, the Markdown and STEM-profile.png")
+    profile: bool = arg(
+        False,
+        "also record a per-op profile of every row with the engine's own profiler (OpenVINO "
+        "PERF_COUNT, ONNX Runtime enable_profiling, TensorRT IProfiler, torch.profiler): time by op "
+        "type, top nodes, the attention core's share; in the JSON, the Markdown and STEM-profile.png",
+    )
     profile_runs: int = arg(5, "inferences averaged per profile")
     plots: bool = arg(True, "skip the PNG plots", flag="--no-plots")
     progress: bool = arg(True, "no progress bars", flag="--no-progress")
@@ -85,12 +105,26 @@ class BenchRequest:
             raise ConfigError(f"--profile-runs must be >= 1 with --profile, got {self.profile_runs}")
         output, artifacts = Path(self.output), None if self.artifacts is None else Path(self.artifacts)
         check_bench_args(self.model, output, artifacts)  # a file or read-only --output too
-        cfg = BenchConfig(model=self.model, arch=self.arch, engines=list(self.engines),
-                          precisions=list(self.precisions), size=self.input_size, batch=self.batch, iters=self.iters,
-                          warmup=self.warmup, threads=self.threads, scenes=self.scenes, data=self.data,
-                          output=output, artifacts=artifacts, calib_count=self.calib_count,
-                          rounds=self.rounds, timeout_s=self.timeout, progress=self.progress,
-                          profile=self.profile_runs if self.profile else 0)
+        cfg = BenchConfig(
+            model=self.model,
+            arch=self.arch,
+            engines=list(self.engines),
+            precisions=list(self.precisions),
+            size=self.input_size,
+            batch=self.batch,
+            iters=self.iters,
+            warmup=self.warmup,
+            threads=self.threads,
+            scenes=self.scenes,
+            data=self.data,
+            output=output,
+            artifacts=artifacts,
+            calib_count=self.calib_count,
+            rounds=self.rounds,
+            timeout_s=self.timeout,
+            progress=self.progress,
+            profile=self.profile_runs if self.profile else 0,
+        )
         refuse_overwrite(output, report_file_names(self.stem, plots=self.plots), self.force)
         return cfg
 

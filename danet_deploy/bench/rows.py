@@ -21,27 +21,34 @@ from ..errors import ConfigError
 #: The status of a written row (``"pending"`` exists only while the benchmark runs).
 STATUSES = ("ok", "failed", "unsupported")
 #: Row fields that hold lists or dicts: in the JSON only, not in the CSV.
-_NESTED = {"latencies_ms", "engine_info", "device_timing", "device_timing_rounds", "device_memory",
-           "device_memory_rounds", "profile"}
+_NESTED = {
+    "latencies_ms",
+    "engine_info",
+    "device_timing",
+    "device_timing_rounds",
+    "device_memory",
+    "device_memory_rounds",
+    "profile",
+}
 
 
 @dataclass
 class Row:
     """What the report says about one combination (see :mod:`.report` for each field's meaning)."""
 
-    engine: str                              # the runtime engine that ran it (danet-bench --engines)
+    engine: str  # the runtime engine that ran it (danet-bench --engines)
     precision: str
-    export_target: str | None                # the danet-export target that wrote its artifact
+    export_target: str | None  # the danet-export target that wrote its artifact
     batch: int
     threads: int
-    status: str = "pending"                  # "ok" | "failed" | "unsupported" once written
+    status: str = "pending"  # "ok" | "failed" | "unsupported" once written
     reason: str | None = None
     artifact: str | None = None
     reused_artifact: bool | None = None
     file_size_mb: float | None = None
     export_s: float | None = None
     load_s: float | None = None
-    compile_s: float | None = None           # just-in-time compilation (torch.compile), not in any latency
+    compile_s: float | None = None  # just-in-time compilation (torch.compile), not in any latency
     rounds: int = 0
     iters: int | None = None
     p50_ms: float | None = None
@@ -62,7 +69,7 @@ class Row:
     gflops_achieved: float | None = None
     gemm_peak_gflops: float | None = None
     gemm_efficiency: float | None = None
-    gemm_note: str | None = None             # why gemm_efficiency is null (no yardstick, or above it)
+    gemm_note: str | None = None  # why gemm_efficiency is null (no yardstick, or above it)
     ratio_vs_torch_fp32: float | None = None
     engine_info: dict[str, Any] | None = None  # the backend's describe(): providers, threads, versions
     latencies_ms: list[float] = field(default_factory=list)
@@ -70,7 +77,7 @@ class Row:
     device_timing_rounds: list[dict[str, Any]] = field(default_factory=list)
     device_memory: dict[str, Any] | None = None
     device_memory_rounds: list[dict[str, Any]] = field(default_factory=list)
-    profile: dict[str, Any] | None = None    # per-op profile (danet-bench --profile, bench.profile)
+    profile: dict[str, Any] | None = None  # per-op profile (danet-bench --profile, bench.profile)
 
     @property
     def name(self) -> str:

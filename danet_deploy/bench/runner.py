@@ -57,7 +57,7 @@ def default_engines() -> list[str]:
 class BenchConfig:
     """What ``danet-bench`` was asked to do (recorded verbatim in the JSON report)."""
 
-    model: str                                 # preset name or checkpoint path
+    model: str  # preset name or checkpoint path
     engines: list[str] = field(default_factory=default_engines)  # runtime engines (rows)
     precisions: list[str] = field(default_factory=lambda: ["fp32"])
     size: tuple[int, int] = (512, 512)
@@ -65,23 +65,26 @@ class BenchConfig:
     iters: int = 20
     warmup: int = 3
     threads: int = 2
-    scenes: int = 4                            # images for the accuracy columns (generated val scenes or --data)
-    data: str | None = None                    # a labelled dataset (cityscapes:ROOT ...) instead of the scenes
-    arch: str | None = None                    # preset of a checkpoint given as ``model``
+    scenes: int = 4  # images for the accuracy columns (generated val scenes or --data)
+    data: str | None = None  # a labelled dataset (cityscapes:ROOT ...) instead of the scenes
+    arch: str | None = None  # preset of a checkpoint given as ``model``
     output: Path | None = None
     artifacts: Path | None = None
     calib_count: int = 32
-    rounds: int = 1                            # interleaved measurement rounds (a fresh process each)
+    rounds: int = 1  # interleaved measurement rounds (a fresh process each)
     timeout_s: float = 3600.0
     progress: bool = True
     export_options: dict[str, dict[str, Any]] = field(default_factory=dict)  # per export target
-    profile: int = 0                           # per-op profile over this many inferences per row (0: none)
+    profile: int = 0  # per-op profile over this many inferences per row (0: none)
     targets: InitVar[list[str] | None] = None  # deprecated spelling of ``engines`` (it never held targets)
 
     def __post_init__(self, targets: list[str] | None) -> None:
         if targets is not None:
-            warnings.warn("BenchConfig(targets=...) is deprecated: the rows are engines, pass engines=...",
-                          DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                "BenchConfig(targets=...) is deprecated: the rows are engines, pass engines=...",
+                DeprecationWarning,
+                stacklevel=3,
+            )
             self.engines = list(targets)
         self.engines = [e.strip().lower() for e in self.engines if e.strip()]
         self.precisions = [p.strip().lower() for p in self.precisions if p.strip()]
@@ -93,8 +96,9 @@ class BenchConfig:
         if bad:
             raise ConfigError(f"unknown precision(s) {bad}; choose from {', '.join(PRECISIONS)}")
         if not self.engines or not self.precisions:
-            raise ConfigError(f"give at least one engine and one precision, e.g. --engines {','.join(known[:2])} "
-                              "--precisions fp32")
+            raise ConfigError(
+                f"give at least one engine and one precision, e.g. --engines {','.join(known[:2])} --precisions fp32"
+            )
         if self.data:
             from ..data.datasets import open_dataset
 
@@ -110,8 +114,9 @@ class BenchConfig:
         if self.warmup < 0:
             raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
         if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
-            raise ConfigError(f"--timeout must be a finite number of seconds > 0, got {self.timeout_s}; "
-                              "e.g. --timeout 600")
+            raise ConfigError(
+                f"--timeout must be a finite number of seconds > 0, got {self.timeout_s}; e.g. --timeout 600"
+            )
 
     @property
     def model_stem(self) -> str:
@@ -177,8 +182,19 @@ def artifact_path(cfg: BenchConfig, export_target: str, precision: str) -> Path:
 # source's path (its content is compared by sha256) and the opset (the manifest records the graph's
 # actual opset there). Calibration fields matter for INT8 only.
 _REQUEST_FIELDS_IGNORED = frozenset({"model", "output", "force", "verify", "opset"})
-_CALIBRATION_FIELDS = frozenset({"calib", "calib_count", "calib_method", "max_accuracy_drop", "accuracy_metric",
-                                 "val", "val_count", "budget_evaluations", "accuracy_budget"})
+_CALIBRATION_FIELDS = frozenset(
+    {
+        "calib",
+        "calib_count",
+        "calib_method",
+        "max_accuracy_drop",
+        "accuracy_metric",
+        "val",
+        "val_count",
+        "budget_evaluations",
+        "accuracy_budget",
+    }
+)
 # Model-config fields that do not change what the model computes: the attention chunking is exact
 # (and chosen per export), the description is prose.
 _CONFIG_FIELDS_IGNORED = frozenset({"attention_chunks", "description"})
@@ -192,9 +208,17 @@ def export_request(cfg: BenchConfig, export_target: str, precision: str, path: P
     """
     from ..export.pipeline import ExportRequest
 
-    return ExportRequest(model=cfg.model, target=export_target, precision=precision, output=path,
-                         input_size=cfg.size, batch=cfg.batch, arch=cfg.arch, calib_count=cfg.calib_count,
-                         options=dict(cfg.export_options.get(export_target, {})))
+    return ExportRequest(
+        model=cfg.model,
+        target=export_target,
+        precision=precision,
+        output=path,
+        input_size=cfg.size,
+        batch=cfg.batch,
+        arch=cfg.arch,
+        calib_count=cfg.calib_count,
+        options=dict(cfg.export_options.get(export_target, {})),
+    )
 
 
 def _differing_keys(recorded: dict[str, Any], wanted: dict[str, Any], ignored: frozenset[str]) -> list[str]:
@@ -227,8 +251,9 @@ def _weights_mismatch(manifest: Any, cfg: BenchConfig, config: Any) -> str | Non
     return None
 
 
-def artifact_mismatches(manifest: Any, cfg: BenchConfig, export_target: str, precision: str,
-                        model_name: str) -> list[str]:
+def artifact_mismatches(
+    manifest: Any, cfg: BenchConfig, export_target: str, precision: str, model_name: str
+) -> list[str]:
     """What differs between an existing artifact and the one this run would export (empty: reusable).
 
     Why so much: an artifact is reused instead of re-exported, so anything that changes its
@@ -236,10 +261,16 @@ def artifact_mismatches(manifest: Any, cfg: BenchConfig, export_target: str, pre
     silently times and scores a different model than the one the report names.
     """
     want_shape = [cfg.batch, 3, *cfg.size]
-    failed = [name for name, ok in (("target", manifest.target == export_target),
-                                    ("precision", manifest.precision == precision),
-                                    ("model", manifest.model.get("name") == model_name),
-                                    ("input shape", manifest.input.get("shape") == want_shape)) if not ok]
+    failed = [
+        name
+        for name, ok in (
+            ("target", manifest.target == export_target),
+            ("precision", manifest.precision == precision),
+            ("model", manifest.model.get("name") == model_name),
+            ("input shape", manifest.input.get("shape") == want_shape),
+        )
+        if not ok
+    ]
     if failed:  # another artifact altogether: its options say nothing about this run's
         return failed
     config = _model_config(cfg)
@@ -258,8 +289,9 @@ def artifact_mismatches(manifest: Any, cfg: BenchConfig, export_target: str, pre
     return failed
 
 
-def matching_artifact(path: Path, cfg: BenchConfig, export_target: str, precision: str,
-                      model_name: str) -> tuple[bool, str]:
+def matching_artifact(
+    path: Path, cfg: BenchConfig, export_target: str, precision: str, model_name: str
+) -> tuple[bool, str]:
     """Whether ``path`` is a verified artifact of exactly what this run would export, and why not."""
     from ..errors import DanetDeployError
     from ..manifest import read_manifest
@@ -274,8 +306,9 @@ def matching_artifact(path: Path, cfg: BenchConfig, export_target: str, precisio
     return (not failed), ("matches" if not failed else f"differs in {'; '.join(failed)}")
 
 
-def ensure_artifact(cfg: BenchConfig, export_target: str, precision: str, model_name: str,
-                    log: Callable[[str], None]) -> tuple[Path, bool, float | None]:
+def ensure_artifact(
+    cfg: BenchConfig, export_target: str, precision: str, model_name: str, log: Callable[[str], None]
+) -> tuple[Path, bool, float | None]:
     """(artifact folder, reused?, export seconds): reuse a matching artifact or export a fresh one."""
     from ..export.pipeline import export
 
@@ -306,29 +339,45 @@ def worker_env(threads: int) -> dict[str, str]:
     return env
 
 
-def run_worker(spec: WorkerSpec | dict[str, Any], workdir: Path, name: str, threads: int,
-               timeout_s: float) -> dict[str, Any]:
+def run_worker(
+    spec: WorkerSpec | dict[str, Any], workdir: Path, name: str, threads: int, timeout_s: float
+) -> dict[str, Any]:
     """Run one combination in a fresh Python process; its JSON result (or why there is none)."""
     spec_path, result_path = workdir / f"{name}.spec.json", workdir / f"{name}.result.json"
     spec_path.write_text(json.dumps(spec.to_dict() if isinstance(spec, WorkerSpec) else spec))
     cmd = [sys.executable, "-m", "danet_deploy.bench.worker", str(spec_path), str(result_path)]
     try:
-        proc = subprocess.run(cmd, env=worker_env(threads), stdout=subprocess.PIPE, stderr=None, text=True,
-                              timeout=timeout_s, cwd=os.getcwd())
+        proc = subprocess.run(
+            cmd,
+            env=worker_env(threads),
+            stdout=subprocess.PIPE,
+            stderr=None,
+            text=True,
+            timeout=timeout_s,
+            cwd=os.getcwd(),
+        )
     except subprocess.TimeoutExpired:
         return {"status": "failed", "error": f"timed out after {timeout_s:.0f} s; lower --iters or raise --timeout"}
     if result_path.is_file():
         return json.loads(result_path.read_text())
     if proc.returncode < 0:
-        return {"status": "failed", "error": f"worker killed by signal {-proc.returncode}"
-                + (" (out of memory? try a smaller --input-size)" if -proc.returncode == 9 else "")}
+        return {
+            "status": "failed",
+            "error": f"worker killed by signal {-proc.returncode}"
+            + (" (out of memory? try a smaller --input-size)" if -proc.returncode == 9 else ""),
+        }
     tail = (proc.stdout or "").strip().splitlines()[-1:] or [""]
     return {"status": "failed", "error": f"worker exited with code {proc.returncode} without a result {tail[0]}"}
 
 
 # -- accuracy ------------------------------------------------------------------------------
-def accuracy(masks: np.ndarray, reference: np.ndarray | None, labels: np.ndarray | None,
-             num_classes: int, evaluated: tuple[int, ...] | None = None) -> dict[str, float | None]:
+def accuracy(
+    masks: np.ndarray,
+    reference: np.ndarray | None,
+    labels: np.ndarray | None,
+    num_classes: int,
+    evaluated: tuple[int, ...] | None = None,
+) -> dict[str, float | None]:
     """Argmax agreement with the reference masks and mIoU against the labels (``evaluated``: the
     classes a dataset shares with the model, matched by name)."""
     from ..data.metrics import SegmentationMetrics, finite_or_none
@@ -353,18 +402,24 @@ def _model_config(cfg: BenchConfig) -> Any:
     if cfg.model in list_models():
         return get_config(cfg.model)
     if not Path(cfg.model).is_file():
-        raise UnknownModelError(f"unknown model {cfg.model!r}: neither a preset ({', '.join(list_models())}) nor an "
-                                "existing checkpoint file")
+        raise UnknownModelError(
+            f"unknown model {cfg.model!r}: neither a preset ({', '.join(list_models())}) nor an "
+            "existing checkpoint file"
+        )
     if not cfg.arch:
-        raise ConfigError(f"{cfg.model} is a checkpoint: also pass --arch PRESET ({', '.join(list_models())}) to say "
-                          "which architecture it holds")
+        raise ConfigError(
+            f"{cfg.model} is a checkpoint: also pass --arch PRESET ({', '.join(list_models())}) to say "
+            "which architecture it holds"
+        )
     return get_config(cfg.arch)
 
 
 def _reference_weights_mb(cfg: BenchConfig, config: Any) -> float | None:
     from ..model.registry import weights_dir
 
-    path = Path(cfg.model) if Path(cfg.model).is_file() else (weights_dir() / config.weights if config.weights else None)
+    path = (
+        Path(cfg.model) if Path(cfg.model).is_file() else (weights_dir() / config.weights if config.weights else None)
+    )
     return round(path.stat().st_size / 2**20, 2) if path is not None and path.is_file() else None
 
 
@@ -401,14 +456,18 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     started = time.perf_counter()
     config = _model_config(cfg)
     labelled = _has_labels(config)
-    log(f"model {cfg.model} ({config.name}, {config.num_classes} classes), {cfg.size[0]}x{cfg.size[1]}, "
-        f"batch {cfg.batch}, {cfg.threads} threads, {cfg.rounds} round(s) of {cfg.iters} iterations")
+    log(
+        f"model {cfg.model} ({config.name}, {config.num_classes} classes), {cfg.size[0]}x{cfg.size[1]}, "
+        f"batch {cfg.batch}, {cfg.threads} threads, {cfg.rounds} round(s) of {cfg.iters} iterations"
+    )
     machine = machine_info()
     load_before = load_average()
     gemm_runs = [measure_gemm_peak(cfg.threads)]
     flops = count_preset_flops(config.name, cfg.size, cfg.batch, num_classes=config.num_classes)
-    log(f"{flops.total / 1e9:.1f} GFLOP per batch ({flops.attention / 1e9:.2f} in attention); "
-        f"GEMM {gemm_runs[0]['gflops_peak']} GFLOP/s")
+    log(
+        f"{flops.total / 1e9:.1f} GFLOP per batch ({flops.attention / 1e9:.2f} in attention); "
+        f"GEMM {gemm_runs[0]['gflops_peak']} GFLOP/s"
+    )
 
     evaluated: tuple[int, ...] | None = None
     if cfg.data:
@@ -424,8 +483,10 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
         images_arr, labels_arr = np.stack(images), np.stack(labels)
         source = {"split": "val", "count": cfg.scenes, "size": list(cfg.size), "labels_used": labelled}
 
-    runs = [RowRun(Row(engine, precision, export_target_for(engine, precision), cfg.batch, cfg.threads))
-            for engine, precision in cfg.combinations()]
+    runs = [
+        RowRun(Row(engine, precision, export_target_for(engine, precision), cfg.batch, cfg.threads))
+        for engine, precision in cfg.combinations()
+    ]
     bar = progress_bar(total=len(runs) * (1 + cfg.rounds), desc="combinations", unit="run", enabled=cfg.progress)
     with tempfile.TemporaryDirectory(prefix="danet-bench-") as tmp:
         workdir = Path(tmp)
@@ -456,7 +517,9 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
         bar.close()
     gemm_runs.append(measure_gemm_peak(cfg.threads))
     gemm = max(gemm_runs, key=lambda g: g["gflops_peak"] or 0) | {
-        "runs_gflops_peak": [g["gflops_peak"] for g in gemm_runs], "when": "before and after the rows; best kept"}
+        "runs_gflops_peak": [g["gflops_peak"] for g in gemm_runs],
+        "when": "before and after the rows; best kept",
+    }
     if "int8" in cfg.precisions:
         gemm["int8"] = measure_gemm_peak(cfg.threads, dtype="int8")
 
@@ -471,21 +534,33 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
         if row.status == "ok" and run.masks is not None:
             if (row.engine, row.precision) == reference_combination():
                 reference_masks = run.masks
-            row.update(**accuracy(run.masks, reference_masks, labels_arr if labelled else None, config.num_classes,
-                                  evaluated))
+            row.update(
+                **accuracy(run.masks, reference_masks, labels_arr if labelled else None, config.num_classes, evaluated)
+            )
         _add_compute(row, flops.total, gemm.get("int8") if row.precision == "int8" else gemm)
         log(f"{row.name}: {row.status}" + (f" p50 {row.p50_ms} ms" if row.status == "ok" else f" ({row.reason})"))
     _add_ratios(rows)
     machine["load_average"] = {"before": load_before, "after": load_average()}
     return BenchReport(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        command=command, config=cfg.to_dict(),
-        model={"name": config.name, "source": cfg.model, "num_classes": config.num_classes,
-               "weights": "checkpoint" if Path(cfg.model).is_file()
-               else ("shipped" if config.weights else "random (seeded, untrained preset)")},
-        machine=machine, gemm=gemm, flops=flops.to_dict(), scenes=source,
-        rows=rows, summary=summarize_best([row.to_dict() for row in rows]),
-        seconds=round(time.perf_counter() - started, 1))
+        command=command,
+        config=cfg.to_dict(),
+        model={
+            "name": config.name,
+            "source": cfg.model,
+            "num_classes": config.num_classes,
+            "weights": "checkpoint"
+            if Path(cfg.model).is_file()
+            else ("shipped" if config.weights else "random (seeded, untrained preset)"),
+        },
+        machine=machine,
+        gemm=gemm,
+        flops=flops.to_dict(),
+        scenes=source,
+        rows=rows,
+        summary=summarize_best([row.to_dict() for row in rows]),
+        seconds=round(time.perf_counter() - started, 1),
+    )
 
 
 def _prepare_row(cfg: BenchConfig, run: RowRun, config: Any, log: Callable[[str], None]) -> None:
@@ -513,13 +588,24 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
     """One round of one combination in a fresh process; latencies are pooled across rounds."""
     row = run.row
     masks_path = workdir / f"{row.name}.masks.npy"
-    spec = _worker_spec(cfg, run, scenes_path, iters=cfg.iters, warmup=cfg.warmup, progress=cfg.progress,
-                        predictions=str(masks_path) if round_index == 0 else None, label=row.name)
+    spec = _worker_spec(
+        cfg,
+        run,
+        scenes_path,
+        iters=cfg.iters,
+        warmup=cfg.warmup,
+        progress=cfg.progress,
+        predictions=str(masks_path) if round_index == 0 else None,
+        label=row.name,
+    )
     result = run_worker(spec, workdir, f"{row.name}-r{round_index}", cfg.threads, cfg.timeout_s)
     if result.get("status") != "ok":
         stage = f" (while {result['stage']})" if result.get("stage") else ""
-        row.update(status="failed", reason=f"{result.get('error', 'unknown error')}{stage}",
-                   peak_rss_mb=_max(row.peak_rss_mb, result.get("peak_rss_mb")))
+        row.update(
+            status="failed",
+            reason=f"{result.get('error', 'unknown error')}{stage}",
+            peak_rss_mb=_max(row.peak_rss_mb, result.get("peak_rss_mb")),
+        )
         return
     row.rounds += 1
     row.latencies_ms.extend(result.get("latencies_ms", []))
@@ -529,7 +615,7 @@ def _measure_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
     row.engine_info = row.engine_info or result.get("engine")
     compile_s = (result.get("engine") or {}).get("compile_s")
     if compile_s is not None and row.compile_s is None:  # torch.compile: first round's compilation,
-        row.compile_s = compile_s                          # kept out of every latency
+        row.compile_s = compile_s  # kept out of every latency
     if result.get("async_error"):
         row.async_error = result["async_error"]
     if result.get("async_throughput_ips") is not None:
@@ -549,16 +635,20 @@ def _profile_row(cfg: BenchConfig, run: RowRun, workdir: Path, scenes_path: Path
     row = run.row
     spec = _worker_spec(cfg, run, scenes_path, profile_runs=cfg.profile)
     result = run_worker(spec, workdir, f"{row.name}-profile", cfg.threads, cfg.timeout_s)
-    row.profile = result.get("profile") if result.get("status") == "ok" else \
-        {"error": f"profiling process failed: {result.get('error', 'unknown error')}"}
+    row.profile = (
+        result.get("profile")
+        if result.get("status") == "ok"
+        else {"error": f"profiling process failed: {result.get('error', 'unknown error')}"}
+    )
 
 
 def _worker_spec(cfg: BenchConfig, run: RowRun, scenes_path: Path, **what: Any) -> WorkerSpec:
     """The spec of one worker process of ``run`` (``what``: the timing or profiling fields)."""
     if run.model_ref is None:
         raise ValueError(f"{run.row.name} has no model to load (it was never prepared)")
-    return WorkerSpec(model=run.model_ref, load_options=run.load_options, batch=cfg.batch, scenes=str(scenes_path),
-                      **what)
+    return WorkerSpec(
+        model=run.model_ref, load_options=run.load_options, batch=cfg.batch, scenes=str(scenes_path), **what
+    )
 
 
 def _max(a: float | None, b: float | None) -> float | None:

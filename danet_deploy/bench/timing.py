@@ -17,8 +17,9 @@ import numpy as np
 from ..util.progress import progress_bar
 
 
-def time_calls(fn: Callable[[], Any], iters: int, warmup: int, progress: bool = False,
-               label: str = "iterations") -> list[float]:
+def time_calls(
+    fn: Callable[[], Any], iters: int, warmup: int, progress: bool = False, label: str = "iterations"
+) -> list[float]:
     """Call ``fn`` ``warmup`` times untimed, then ``iters`` times; return each call's milliseconds."""
     for _ in range(warmup):
         fn()
@@ -40,12 +41,28 @@ def time_calls(fn: Callable[[], Any], iters: int, warmup: int, progress: bool = 
 def summarize(times_ms: list[float], batch: int = 1) -> dict[str, float | int | None]:
     """p50/p90/p99/mean/min/max/std of per-call milliseconds, and images per second from the mean."""
     if not times_ms:
-        return {"iters": 0, "p50_ms": None, "p90_ms": None, "p99_ms": None, "mean_ms": None, "min_ms": None,
-                "max_ms": None, "std_ms": None, "throughput_ips": None}
+        return {
+            "iters": 0,
+            "p50_ms": None,
+            "p90_ms": None,
+            "p99_ms": None,
+            "mean_ms": None,
+            "min_ms": None,
+            "max_ms": None,
+            "std_ms": None,
+            "throughput_ips": None,
+        }
     arr = np.asarray(times_ms, dtype=np.float64)
     p50, p90, p99 = np.percentile(arr, [50, 90, 99])
     mean = float(arr.mean())
-    return {"iters": int(arr.size), "p50_ms": round(float(p50), 3), "p90_ms": round(float(p90), 3),
-            "p99_ms": round(float(p99), 3), "mean_ms": round(mean, 3), "min_ms": round(float(arr.min()), 3),
-            "max_ms": round(float(arr.max()), 3), "std_ms": round(float(arr.std()), 3),
-            "throughput_ips": round(batch * 1000.0 / mean, 3) if mean > 0 else None}
+    return {
+        "iters": int(arr.size),
+        "p50_ms": round(float(p50), 3),
+        "p90_ms": round(float(p90), 3),
+        "p99_ms": round(float(p99), 3),
+        "mean_ms": round(mean, 3),
+        "min_ms": round(float(arr.min()), 3),
+        "max_ms": round(float(arr.max()), 3),
+        "std_ms": round(float(arr.std()), 3),
+        "throughput_ips": round(batch * 1000.0 / mean, 3) if mean > 0 else None,
+    }

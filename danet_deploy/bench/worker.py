@@ -43,16 +43,16 @@ if TYPE_CHECKING:
 class WorkerSpec:
     """What one worker process does: the JSON spec the runner writes and the worker reads."""
 
-    model: str                      # artifact folder or preset name
-    scenes: str                     # .npz with ``images`` uint8 [K, H, W, 3]
+    model: str  # artifact folder or preset name
+    scenes: str  # .npz with ``images`` uint8 [K, H, W, 3]
     load_options: dict[str, Any] = field(default_factory=dict)  # passed to runtime.load, e.g. threads
     batch: int = 1
     iters: int = 20
     warmup: int = 3
     predictions: str | None = None  # .npy to write the [K, H, W] uint8 argmax masks to
     progress: bool = False
-    label: str = "iterations"       # the progress bar's
-    profile_runs: int = 0           # > 0: this process only records a per-op profile (:mod:`.profile`)
+    label: str = "iterations"  # the progress bar's
+    profile_runs: int = 0  # > 0: this process only records a per-op profile (:mod:`.profile`)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -163,8 +163,11 @@ def _async_throughput(backend: Any, tensor: np.ndarray, count: int, batch: int, 
     thread.start()
     thread.join(limit_s)
     if thread.is_alive():
-        return {"async_throughput_ips": None, "async_error": f"infer_many did not return within {limit_s:.0f} s",
-                "_abandoned_thread": True}
+        return {
+            "async_throughput_ips": None,
+            "async_error": f"infer_many did not return within {limit_s:.0f} s",
+            "_abandoned_thread": True,
+        }
     if "error" in out:
         return {"async_throughput_ips": None, "async_error": out["error"]}
     return {"async_throughput_ips": round(count * batch / out["seconds"], 3)}
@@ -187,12 +190,20 @@ def _gpu_memory_mb(pid: int) -> float | None:
     if shutil.which("nvidia-smi") is None:
         return None
     try:
-        out = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=20, check=True).stdout
+        out = subprocess.run(
+            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=20,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return None
-    used = [float(parts[1]) for parts in (line.split(",") for line in out.splitlines())
-            if len(parts) == 2 and parts[0].strip() == str(pid) and parts[1].strip().replace(".", "").isdigit()]
+    used = [
+        float(parts[1])
+        for parts in (line.split(",") for line in out.splitlines())
+        if len(parts) == 2 and parts[0].strip() == str(pid) and parts[1].strip().replace(".", "").isdigit()
+    ]
     return sum(used) if used else None
 
 

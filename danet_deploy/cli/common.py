@@ -28,8 +28,14 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str | None:
         text = action.help or ""
         default = action.default
-        if (not action.option_strings or default is argparse.SUPPRESS or default is None or isinstance(default, bool)
-                or default in ([], ()) or "default" in text.lower()):
+        if (
+            not action.option_strings
+            or default is argparse.SUPPRESS
+            or default is None
+            or isinstance(default, bool)
+            or default in ([], ())
+            or "default" in text.lower()
+        ):
             return text
         return f"{text} (default: %(default)s)"
 

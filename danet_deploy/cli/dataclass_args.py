@@ -24,8 +24,9 @@ R = TypeVar("R")
 __all__ = ["arg", "build_parser", "cli_fields", "flags", "help_text", "parse_request", "request_values"]
 
 
-def build_parser(cls: type, prog: str, description: str, epilog: str | None = None,
-                 also: Sequence[type] = ()) -> argparse.ArgumentParser:
+def build_parser(
+    cls: type, prog: str, description: str, epilog: str | None = None, also: Sequence[type] = ()
+) -> argparse.ArgumentParser:
     """An ``argparse`` parser with one argument per :func:`arg` field of ``cls`` (then of each of ``also``:
     the flags of a command that are not part of its request, e.g. ``--json`` or ``--list-models``)."""
     from .common import HelpFormatter
@@ -37,7 +38,9 @@ def build_parser(cls: type, prog: str, description: str, epilog: str | None = No
         hints = typing.get_type_hints(kind_cls)
         for f in cli_fields(kind_cls):
             meta = f.metadata["cli"]
-            target = p if meta["group"] is None else groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
+            target = (
+                p if meta["group"] is None else groups.setdefault(meta["group"], p.add_argument_group(meta["group"]))
+            )
             if meta.get("exclusive"):
                 if meta["exclusive"] not in exclusive:
                     exclusive[meta["exclusive"]] = target.add_mutually_exclusive_group()
@@ -54,8 +57,15 @@ def _deprecated_argument(f: dataclasses.Field[Any], kwargs: dict[str, Any], note
     if "type" not in kwargs or f.metadata["cli"]["append"]:
         raise TypeError(f"{f.name}: only a value flag taken once can have a deprecated spelling")
     same = {k: v for k, v in kwargs.items() if k in ("type", "choices", "nargs")}
-    return {**same, "dest": f.name, "metavar": kwargs.get("metavar", f.name.upper()), "default": argparse.SUPPRESS,
-            "action": _DeprecatedFlag, "note": note, "help": f"deprecated spelling of {flags(f)[0]}"}
+    return {
+        **same,
+        "dest": f.name,
+        "metavar": kwargs.get("metavar", f.name.upper()),
+        "default": argparse.SUPPRESS,
+        "action": _DeprecatedFlag,
+        "note": note,
+        "help": f"deprecated spelling of {flags(f)[0]}",
+    }
 
 
 class _DeprecatedFlag(argparse.Action):
@@ -65,8 +75,13 @@ class _DeprecatedFlag(argparse.Action):
         super().__init__(*args, **kwargs)
         self.note = note
 
-    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
-                 option_string: str | None = None) -> None:
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
         print(f"note: {option_string} is deprecated: {self.note}", file=sys.stderr)
         setattr(namespace, self.dest, values)
 

@@ -20,9 +20,13 @@ EPILOG = """examples:
 
 @cli_main
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser(EvalRequest, "danet-eval", "Per-class IoU, mIoU, mAcc and aAcc (mmsegmentation's IoUMetric) "
-                          "of one or more models on a labelled dataset, under each model's release test protocol.",
-                          EPILOG)
+    parser = build_parser(
+        EvalRequest,
+        "danet-eval",
+        "Per-class IoU, mIoU, mAcc and aAcc (mmsegmentation's IoUMetric) "
+        "of one or more models on a labelled dataset, under each model's release test protocol.",
+        EPILOG,
+    )
     request = parse_request(EvalRequest, parser, argv)
     from ..verify.eval_report import terminal_table
 

@@ -13,8 +13,10 @@ import sys
 from . import dataclass_args
 from .common import cli_main
 
-DESCRIPTION = ("Train danet_demo on generated street scenes (CPU, seeded), evaluate val mIoU, save fp16 safetensors "
-               "+ a JSON report. With --evaluate-only, score existing weights.")
+DESCRIPTION = (
+    "Train danet_demo on generated street scenes (CPU, seeded), evaluate val mIoU, save fp16 safetensors "
+    "+ a JSON report. With --evaluate-only, score existing weights."
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -93,14 +93,19 @@ class CalibrationSet:
         n = len(self)
         for start in range(0, n, batch):
             idx = [(start + j) % n for j in range(batch)]
-            yield self.tensors[idx] if batch > 1 else self.tensors[start:start + 1]
+            yield self.tensors[idx] if batch > 1 else self.tensors[start : start + 1]
 
     def describe(self) -> dict[str, Any]:
         """The manifest's ``calibration`` entry."""
         return {
-            "source": self.source, "count": len(self), "size": list(self.size), "hash": self.hash,
-            "skipped": len(self.skipped), "skipped_files": self.skipped[:20],
-            "converted_to_rgb": len(self.converted), "from_cache": self.from_cache,
+            "source": self.source,
+            "count": len(self),
+            "size": list(self.size),
+            "hash": self.hash,
+            "skipped": len(self.skipped),
+            "skipped_files": self.skipped[:20],
+            "converted_to_rgb": len(self.converted),
+            "from_cache": self.from_cache,
             "preprocessing": self.preprocessing,
         }
 
@@ -155,9 +160,14 @@ def ort_reader(batches: Sequence[np.ndarray], input_name: str = "input") -> Any:
 
 
 # -- public entry point -------------------------------------------------------------------------
-def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int, int],
-                     preprocessing: Mapping[str, Any], log: Callable[[str], None] = print,
-                     cache_dir: str | os.PathLike[str] | Literal[False] | None = None) -> CalibrationSet:
+def load_calibration(
+    source: str | os.PathLike[str],
+    count: int,
+    size: tuple[int, int],
+    preprocessing: Mapping[str, Any],
+    log: Callable[[str], None] = print,
+    cache_dir: str | os.PathLike[str] | Literal[False] | None = None,
+) -> CalibrationSet:
     """Load ``count`` calibration images from ``source`` at ``size``, preprocessed like the runtime.
 
     Args:
@@ -191,23 +201,38 @@ def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int
         elif path.suffix.lower() == ".npz" and path.is_file():
             return _load_npz(path, count, size, preprocessing, log, root)
         elif path.suffix.lower() == ".npz" or (path.exists() and not path.is_file()):
-            raise CalibrationError(f"calibration file {path} {not_a_file_reason(path)}; pass an existing .npz, an "
-                                   "image folder, 'generated' or 'photos'")
+            raise CalibrationError(
+                f"calibration file {path} {not_a_file_reason(path)}; pass an existing .npz, an "
+                "image folder, 'generated' or 'photos'"
+            )
         elif not path.exists():
-            raise CalibrationError(f"calibration source {text!r} does not exist; pass an existing image folder "
-                                   "(--calib-dir FOLDER), an .npz of tensors, 'generated' or 'photos' (--calib ...)")
+            raise CalibrationError(
+                f"calibration source {text!r} does not exist; pass an existing image folder "
+                "(--calib-dir FOLDER), an .npz of tensors, 'generated' or 'photos' (--calib ...)"
+            )
         else:
-            raise CalibrationError(f"calibration source {text!r} is a file but not an .npz; pass an image folder "
-                                   "(--calib-dir FOLDER), an .npz of tensors, 'generated' or 'photos' (--calib ...)")
+            raise CalibrationError(
+                f"calibration source {text!r} is a file but not an .npz; pass an image folder "
+                "(--calib-dir FOLDER), an .npz of tensors, 'generated' or 'photos' (--calib ...)"
+            )
     digest = _digest(loader.identity(), preprocessing, size, count)
     entry = root / digest if root is not None else None
     cached = _read_cache(entry, count, size)
     if cached is not None:
         log(f"calibration: {count} tensors from cache {entry}")
         tensors, meta = cached
-        return CalibrationSet(tensors, digest, text, size, dict(preprocessing), files=meta.get("files", []),
-                              skipped=meta.get("skipped", []), converted=meta.get("converted", []),
-                              cache_dir=entry, from_cache=True)
+        return CalibrationSet(
+            tensors,
+            digest,
+            text,
+            size,
+            dict(preprocessing),
+            files=meta.get("files", []),
+            skipped=meta.get("skipped", []),
+            converted=meta.get("converted", []),
+            cache_dir=entry,
+            from_cache=True,
+        )
     from ..runtime.preprocess import preprocess
 
     tensors = np.empty((count, 3, *size), np.float32)
@@ -215,13 +240,24 @@ def load_calibration(source: str | os.PathLike[str], count: int, size: tuple[int
     for i, image in enumerate(images):
         tensors[i] = preprocess([image], preprocessing, size)[0]
     if loader.skipped:
-        log(f"calibration: skipped {len(loader.skipped)} unreadable file(s) in {text}: "
+        log(
+            f"calibration: skipped {len(loader.skipped)} unreadable file(s) in {text}: "
             + ", ".join(f"{s['file']} ({s['reason']})" for s in loader.skipped[:5])
-            + (" ..." if len(loader.skipped) > 5 else ""))
+            + (" ..." if len(loader.skipped) > 5 else "")
+        )
     if loader.converted:
         log(f"calibration: converted {len(loader.converted)} non-RGB image(s) to RGB (grayscale/palette/alpha)")
-    result = CalibrationSet(tensors, digest, text, size, dict(preprocessing), files=loader.names,
-                            skipped=loader.skipped, converted=loader.converted, cache_dir=entry)
+    result = CalibrationSet(
+        tensors,
+        digest,
+        text,
+        size,
+        dict(preprocessing),
+        files=loader.names,
+        skipped=loader.skipped,
+        converted=loader.converted,
+        cache_dir=entry,
+    )
     if entry is not None:
         _write_cache(entry, result)
     log(f"calibration: {count} images from {text} at {size[0]}x{size[1]} (hash {digest[:12]})")
@@ -269,14 +305,17 @@ class _PhotoLoader(_Loader):
 
         photos = sample_photos()
         if len(photos) < count:
-            raise CalibrationError(f"only {len(photos)} bundled photos are available but {count} were asked for; "
-                                   f"pass --calib-count {len(photos)} or use a folder of your own images")
+            raise CalibrationError(
+                f"only {len(photos)} bundled photos are available but {count} were asked for; "
+                f"pass --calib-count {len(photos)} or use a folder of your own images"
+            )
         self._photos = [photos[i] for i in _spread(len(photos), count)]
         self.names = [name for name, _ in self._photos]
 
     def identity(self) -> Any:
-        return {"photos": [(n, hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest())
-                           for n, img in self._photos]}
+        return {
+            "photos": [(n, hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()) for n, img in self._photos]
+        }
 
     def images(self) -> Iterator[np.ndarray]:
         for _, image in self._photos:
@@ -291,8 +330,10 @@ class _FolderLoader(_Loader):
         self.folder = folder
         files = list_images(folder)
         if not files:
-            raise CalibrationError(f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
-                                   "put a few dozen representative frames in it, or pass --calib generated")
+            raise CalibrationError(
+                f"calibration folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)}); "
+                "put a few dozen representative frames in it, or pass --calib generated"
+            )
         usable: list[Path] = []
         # every file is decoded once (a few ms each) so that unreadable ones are known before the
         # subset is chosen: the subset then never depends on which files happened to be broken
@@ -304,13 +345,16 @@ class _FolderLoader(_Loader):
                 self.skipped.append({"file": path.relative_to(folder).as_posix(), "reason": reason})
         if not usable:
             first = f" (first: {self.skipped[0]['file']}: {self.skipped[0]['reason']})" if self.skipped else ""
-            raise CalibrationError(f"calibration folder {folder} has no readable image: {len(self.skipped)} file(s) "
-                                   f"could not be decoded{first}; put a few dozen representative RGB frames in it, or "
-                                   "pass --calib generated")
+            raise CalibrationError(
+                f"calibration folder {folder} has no readable image: {len(self.skipped)} file(s) "
+                f"could not be decoded{first}; put a few dozen representative RGB frames in it, or "
+                "pass --calib generated"
+            )
         if len(usable) < count:
             raise CalibrationError(
                 f"calibration folder {folder} has {len(usable)} usable image(s) ({len(self.skipped)} unreadable "
-                f"skipped) but {count} were asked for; add more images or pass --calib-count {max(len(usable), 1)}")
+                f"skipped) but {count} were asked for; add more images or pass --calib-count {max(len(usable), 1)}"
+            )
         self.files = [usable[i] for i in _spread(len(usable), count)]
         self.names = [p.relative_to(folder).as_posix() for p in self.files]
 
@@ -335,8 +379,10 @@ class _DatasetLoader(_FolderLoader):
         parsed = parse_data_spec(spec)
         data = open_dataset(parsed, TRAIN_SPLIT[parsed.layout] or None, need_labels=False)
         if len(data) < count:
-            raise CalibrationError(f"{spec} split {data.split!r} has {len(data)} image(s) but {count} were asked for; "
-                                   f"pass --calib-count {len(data)}")
+            raise CalibrationError(
+                f"{spec} split {data.split!r} has {len(data)} image(s) but {count} were asked for; "
+                f"pass --calib-count {len(data)}"
+            )
         self.folder = parsed.root
         self.files = [data.samples[i].image for i in _spread(len(data), count)]
         self.names = [p.relative_to(parsed.root).as_posix() for p in self.files]
@@ -352,8 +398,13 @@ def _spread(available: int, count: int) -> list[int]:
 
 def _digest(identity: Any, preprocessing: Mapping[str, Any], size: tuple[int, int], count: int) -> str:
     # dict(): a manifest's preprocessing record hashes as the JSON it holds, like the dict it was read from
-    payload = {"layout": _CACHE_LAYOUT, "identity": identity, "preprocessing": dict(preprocessing),
-               "size": list(size), "count": count}
+    payload = {
+        "layout": _CACHE_LAYOUT,
+        "identity": identity,
+        "preprocessing": dict(preprocessing),
+        "size": list(size),
+        "count": count,
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -379,47 +430,76 @@ def _write_cache(entry: Path, result: CalibrationSet) -> None:
     with contextlib.suppress(OSError):
         with atomic_output(entry / "tensors.npy") as tmp:
             np.save(tmp, result.tensors, allow_pickle=False)
-        meta = {"files": result.files, "skipped": result.skipped, "converted": result.converted,
-                "source": result.source, "size": list(result.size)}
+        meta = {
+            "files": result.files,
+            "skipped": result.skipped,
+            "converted": result.converted,
+            "source": result.source,
+            "size": list(result.size),
+        }
         atomic_write_text(entry / "calibration.json", json.dumps(meta))
 
 
-def _load_npz(path: Path, count: int, size: tuple[int, int], preprocessing: Mapping[str, Any],
-              log: Callable[[str], None], root: Path | None) -> CalibrationSet:
+def _load_npz(
+    path: Path,
+    count: int,
+    size: tuple[int, int],
+    preprocessing: Mapping[str, Any],
+    log: Callable[[str], None],
+    root: Path | None,
+) -> CalibrationSet:
     """Validate an .npz of preprocessed tensors (no pickle) and take ``count`` of them."""
     try:
         with np.load(path, allow_pickle=False) as archive:
             keys = list(archive.keys())
-            key = next((k for k in ("input", "tensors", "images", "calib") if k in keys), keys[0] if len(keys) == 1 else None)
+            key = next(
+                (k for k in ("input", "tensors", "images", "calib") if k in keys), keys[0] if len(keys) == 1 else None
+            )
             if key is None:
                 raise CalibrationError(f"{path} holds arrays {keys}; store one array, or name it 'input'")
             data = archive[key]
     except CalibrationError:
         raise
     except (OSError, ValueError, EOFError) as exc:
-        reason = ("it holds Python objects, which are never unpickled" if "allow_pickle" in str(exc)
-                  else summarize_exception(exc))
-        raise CalibrationError(f"{path} is not a readable .npz ({reason}); save it with "
-                               "np.savez(path, input=float32_nchw)") from exc
+        reason = (
+            "it holds Python objects, which are never unpickled"
+            if "allow_pickle" in str(exc)
+            else summarize_exception(exc)
+        )
+        raise CalibrationError(
+            f"{path} is not a readable .npz ({reason}); save it with np.savez(path, input=float32_nchw)"
+        ) from exc
     if not np.issubdtype(data.dtype, np.floating):
-        raise CalibrationError(f"{path}: array {key!r} has dtype {data.dtype}; the .npz must hold *preprocessed* "
-                               "float32 NCHW tensors (or pass the image folder instead)")
+        raise CalibrationError(
+            f"{path}: array {key!r} has dtype {data.dtype}; the .npz must hold *preprocessed* "
+            "float32 NCHW tensors (or pass the image folder instead)"
+        )
     expected = (3, *size)
     if data.ndim != 4 or tuple(data.shape[1:]) != expected:
-        raise CalibrationError(f"{path}: array {key!r} has shape {tuple(data.shape)}, expected [N, 3, {size[0]}, "
-                               f"{size[1]}] (NCHW at the export size); re-save it at that size")
+        raise CalibrationError(
+            f"{path}: array {key!r} has shape {tuple(data.shape)}, expected [N, 3, {size[0]}, "
+            f"{size[1]}] (NCHW at the export size); re-save it at that size"
+        )
     if data.shape[0] == 0:
-        raise CalibrationError(f"{path}: array {key!r} holds no tensors; save at least one (--calib-count, default "
-                               "32, of them are used)")
+        raise CalibrationError(
+            f"{path}: array {key!r} holds no tensors; save at least one (--calib-count, default 32, of them are used)"
+        )
     if data.shape[0] < count:
-        raise CalibrationError(f"{path} holds {data.shape[0]} tensors but {count} were asked for; pass "
-                               f"--calib-count {data.shape[0]} or save more")
+        raise CalibrationError(
+            f"{path} holds {data.shape[0]} tensors but {count} were asked for; pass "
+            f"--calib-count {data.shape[0]} or save more"
+        )
     tensors = np.ascontiguousarray(data[_spread(data.shape[0], count)], dtype=np.float32)
     if not np.isfinite(tensors).all():
         raise CalibrationError(f"{path}: array {key!r} contains NaN or Inf; fix the preprocessing that wrote it")
     digest = _digest({"npz": sha256_file(path), "key": key}, preprocessing, size, count)
     log(f"calibration: {count} preprocessed tensors from {path} (hash {digest[:12]})")
-    return CalibrationSet(tensors, digest, str(path), size, dict(preprocessing),
-                          files=[f"{key}[{i}]" for i in _spread(data.shape[0], count)],
-                          cache_dir=root / digest if root is not None else None)
-
+    return CalibrationSet(
+        tensors,
+        digest,
+        str(path),
+        size,
+        dict(preprocessing),
+        files=[f"{key}[{i}]" for i in _spread(data.shape[0], count)],
+        cache_dir=root / digest if root is not None else None,
+    )

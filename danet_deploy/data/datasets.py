@@ -45,8 +45,10 @@ LAYOUTS = ("cityscapes", "ade20k", "voc", "folder")
 DEFAULT_SPLIT = {"cityscapes": "val", "ade20k": "validation", "voc": "val", "folder": ""}
 TRAIN_SPLIT = {"cityscapes": "train", "ade20k": "training", "voc": "train", "folder": ""}
 _ADE_SPLITS = {"val": "validation", "train": "training"}
-SPEC_HELP = ("cityscapes:ROOT, ade20k:ROOT, voc:ROOT or folder:IMAGES,LABELS (labelled data, read as each "
-             "dataset's own tools lay it out)")
+SPEC_HELP = (
+    "cityscapes:ROOT, ade20k:ROOT, voc:ROOT or folder:IMAGES,LABELS (labelled data, read as each "
+    "dataset's own tools lay it out)"
+)
 
 
 @dataclass(frozen=True)
@@ -75,8 +77,9 @@ def parse_data_spec(text: str) -> DataSpec:
     if layout == "folder":
         images, comma, labels = rest.partition(",")
         if not comma or not images.strip() or not labels.strip():
-            raise ConfigError(f"--data {text!r}: a folder dataset is folder:IMAGES,LABELS (two folders, paired by "
-                              "file stem)")
+            raise ConfigError(
+                f"--data {text!r}: a folder dataset is folder:IMAGES,LABELS (two folders, paired by file stem)"
+            )
         return DataSpec(layout, _path(images, text), _path(labels, text))
     return DataSpec(layout, _path(rest, text))
 
@@ -105,9 +108,9 @@ class Dataset:
     split: str
     samples: list[Sample]
     classes: tuple[str, ...]
-    lut: np.ndarray | None = None          # 256-entry uint8 table: file value -> train id (or IGNORE)
+    lut: np.ndarray | None = None  # 256-entry uint8 table: file value -> train id (or IGNORE)
     reduce_zero_label: bool = False
-    index_labels: bool = True              # VOC: palette/grey index PNGs only
+    index_labels: bool = True  # VOC: palette/grey index PNGs only
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (file, reason) of images without a label
 
     def __len__(self) -> int:
@@ -126,9 +129,11 @@ class Dataset:
         assert sample.label is not None
         raw = read_label_file(sample.label, allow_rgb=not self.index_labels)
         if shape is not None and raw.shape != tuple(shape):
-            raise InputError(f"label {sample.label} is {raw.shape[1]}x{raw.shape[0]} but its image {sample.image} is "
-                             f"{shape[1]}x{shape[0]}: labels must have their image's size (wrong pairing or a "
-                             "resized file)")
+            raise InputError(
+                f"label {sample.label} is {raw.shape[1]}x{raw.shape[0]} but its image {sample.image} is "
+                f"{shape[1]}x{shape[0]}: labels must have their image's size (wrong pairing or a "
+                "resized file)"
+            )
         if self.reduce_zero_label:
             label = raw.astype(np.int16) - 1
             label[raw == 0] = IGNORE
@@ -138,14 +143,18 @@ class Dataset:
             mapped = self.lut[raw]
             unknown = mapped == _UNMAPPED
             if unknown.any():
-                raise InputError(f"label {sample.label} holds values {_values(raw[unknown])} that the "
-                                 f"{self.spec.layout} label table does not know: not a *_labelIds.png of this layout")
+                raise InputError(
+                    f"label {sample.label} holds values {_values(raw[unknown])} that the "
+                    f"{self.spec.layout} label table does not know: not a *_labelIds.png of this layout"
+                )
             raw = mapped
         bad = (raw != IGNORE) & (raw >= len(self.classes))
         if bad.any():
-            raise InputError(f"label {sample.label} holds values {_values(raw[bad])} beyond the {len(self.classes)} "
-                             f"{self.spec.layout} classes (0..{len(self.classes) - 1}, {IGNORE} ignored): wrong "
-                             "label files or the wrong --data layout")
+            raise InputError(
+                f"label {sample.label} holds values {_values(raw[bad])} beyond the {len(self.classes)} "
+                f"{self.spec.layout} classes (0..{len(self.classes) - 1}, {IGNORE} ignored): wrong "
+                "label files or the wrong --data layout"
+            )
         return raw
 
     def pairs(self) -> Iterator[tuple[Sample, np.ndarray, np.ndarray]]:
@@ -155,9 +164,16 @@ class Dataset:
             yield sample, image, self.read_label(sample, image.shape[:2])
 
     def describe(self) -> dict[str, object]:
-        return {"data": str(self.spec), "layout": self.spec.layout, "split": self.split, "images": len(self.samples),
-                "labelled": len(self.labelled()), "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
-                "classes": len(self.classes), "reduce_zero_label": self.reduce_zero_label}
+        return {
+            "data": str(self.spec),
+            "layout": self.spec.layout,
+            "split": self.split,
+            "images": len(self.samples),
+            "labelled": len(self.labelled()),
+            "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
+            "classes": len(self.classes),
+            "reduce_zero_label": self.reduce_zero_label,
+        }
 
 
 _UNMAPPED = 254  # a LUT entry for file values that no label-table row names (254 is not a class anywhere here)
@@ -181,20 +197,28 @@ def read_label_file(path: Path, allow_rgb: bool = False) -> np.ndarray:
         with Image.open(path) as img:
             mode = img.mode
             if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                raise InputError(f"label {path} is a {mode} (16/32-bit) image: labels are 8-bit PNGs of class "
-                                 "indices; convert it (e.g. Pillow: img.point(lambda v: v).convert('L') after "
-                                 "checking its values are below 256)")
+                raise InputError(
+                    f"label {path} is a {mode} (16/32-bit) image: labels are 8-bit PNGs of class "
+                    "indices; convert it (e.g. Pillow: img.point(lambda v: v).convert('L') after "
+                    "checking its values are below 256)"
+                )
             if mode not in ("P", "L"):
-                hint = (" (an RGB colour rendering of the classes; use the palette PNG from SegmentationClass)"
-                        if not allow_rgb else "")
-                raise InputError(f"label {path} is a {mode} image, not a palette or grey index PNG{hint}: "
-                                 "label pixels must be class indices")
+                hint = (
+                    " (an RGB colour rendering of the classes; use the palette PNG from SegmentationClass)"
+                    if not allow_rgb
+                    else ""
+                )
+                raise InputError(
+                    f"label {path} is a {mode} image, not a palette or grey index PNG{hint}: "
+                    "label pixels must be class indices"
+                )
             return np.asarray(img, dtype=np.uint8).copy()
     except InputError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise InputError(f"label {path} cannot be read: corrupt or truncated ({summarize_exception(exc)}); "
-                         "replace or remove it") from None
+        raise InputError(
+            f"label {path} cannot be read: corrupt or truncated ({summarize_exception(exc)}); replace or remove it"
+        ) from None
 
 
 # -- label tables ------------------------------------------------------------------------------
@@ -209,8 +233,9 @@ def _cityscapes_labels(what: str) -> list:
 def cityscapes_label_table() -> np.ndarray:
     """``lut[label_id] -> train id`` from the official table (``cityscapesscripts.helpers.labels``);
     ids whose train id is 255 or -1 map to :data:`IGNORE`, values no row names to ``_UNMAPPED``."""
-    labels = _cityscapes_labels("Cityscapes *_labelIds.png (or write *_gtFine_labelTrainIds.png with "
-                                "cityscapesscripts' createTrainIdLabelImgs)")
+    labels = _cityscapes_labels(
+        "Cityscapes *_labelIds.png (or write *_gtFine_labelTrainIds.png with cityscapesscripts' createTrainIdLabelImgs)"
+    )
     lut = np.full(256, _UNMAPPED, np.uint8)
     for row in labels:
         if 0 <= row.id < 256:
@@ -225,8 +250,9 @@ def cityscapes_label_ids() -> dict[str, int]:
 
 
 # -- the layouts -------------------------------------------------------------------------------
-def open_dataset(spec: str | DataSpec, split: str | None = None, limit: int | None = None,
-                 need_labels: bool = True) -> Dataset:
+def open_dataset(
+    spec: str | DataSpec, split: str | None = None, limit: int | None = None, need_labels: bool = True
+) -> Dataset:
     """The samples of ``spec``'s ``split`` (default: the layout's validation split), first ``limit``;
     ``need_labels=False`` (calibration) accepts a split without label files."""
     spec = parse_data_spec(spec) if isinstance(spec, str) else spec
@@ -242,16 +268,19 @@ def open_dataset(spec: str | DataSpec, split: str | None = None, limit: int | No
         data.samples = data.samples[:limit]
     data.skipped = [(str(s.image), "no label file") for s in data.samples if s.label is None]
     if need_labels and not data.labelled():
-        raise InputError(f"{spec} split {split!r}: none of its {len(data.samples)} images has a label file "
-                         f"({_where(spec, split)})")
+        raise InputError(
+            f"{spec} split {split!r}: none of its {len(data.samples)} images has a label file ({_where(spec, split)})"
+        )
     return data
 
 
 def _where(spec: DataSpec, split: str) -> str:
-    return {"cityscapes": f"looked for {spec.root}/leftImg8bit/{split}/*/*_leftImg8bit.png",
-            "ade20k": f"looked for images/{split}/*.jpg under {spec.root}",
-            "voc": f"read ImageSets/Segmentation/{split}.txt under {spec.root}",
-            "folder": f"looked for images in {spec.root}"}[spec.layout]
+    return {
+        "cityscapes": f"looked for {spec.root}/leftImg8bit/{split}/*/*_leftImg8bit.png",
+        "ade20k": f"looked for images/{split}/*.jpg under {spec.root}",
+        "voc": f"read ImageSets/Segmentation/{split}.txt under {spec.root}",
+        "folder": f"looked for images in {spec.root}",
+    }[spec.layout]
 
 
 def _need_dir(path: Path, what: str) -> Path:
@@ -271,9 +300,12 @@ def _cityscapes(spec: DataSpec, split: str) -> Dataset:
         need_table |= label == ids
         samples.append(Sample(f"{image.parent.name}/{stem}", image, label))
     if any(s.label is not None and s.label.name.endswith("_labelIds.png") for s in samples) and any(
-            s.label is not None and s.label.name.endswith("_labelTrainIds.png") for s in samples):
-        raise InputError(f"{gt} mixes *_labelTrainIds.png and *_labelIds.png: give every image the same kind "
-                         "(cityscapesscripts' createTrainIdLabelImgs writes the train ids for all)")
+        s.label is not None and s.label.name.endswith("_labelTrainIds.png") for s in samples
+    ):
+        raise InputError(
+            f"{gt} mixes *_labelTrainIds.png and *_labelIds.png: give every image the same kind "
+            "(cityscapesscripts' createTrainIdLabelImgs writes the train ids for all)"
+        )
     return Dataset(spec, split, samples, CITYSCAPES_CLASSES, lut=cityscapes_label_table() if need_table else None)
 
 
@@ -322,22 +354,28 @@ def _folder(spec: DataSpec, split: str) -> Dataset:
 class ClassMatch:
     """How a dataset's train ids map onto a model's classes (matched by name)."""
 
-    lut: np.ndarray                 # dataset train id (0..255) -> model class index, or IGNORE
-    evaluated: tuple[int, ...]      # model classes the dataset has (the ones the means cover)
-    model_only: tuple[str, ...]     # model classes the dataset lacks (left out of the means)
-    dataset_only: tuple[str, ...]   # dataset classes the model lacks (their pixels ignored)
+    lut: np.ndarray  # dataset train id (0..255) -> model class index, or IGNORE
+    evaluated: tuple[int, ...]  # model classes the dataset has (the ones the means cover)
+    model_only: tuple[str, ...]  # model classes the dataset lacks (left out of the means)
+    dataset_only: tuple[str, ...]  # dataset classes the model lacks (their pixels ignored)
 
     @property
     def identity(self) -> bool:
-        return not self.model_only and not self.dataset_only and bool(
-            np.array_equal(self.lut[: len(self.evaluated)], np.arange(len(self.evaluated))))
+        return (
+            not self.model_only
+            and not self.dataset_only
+            and bool(np.array_equal(self.lut[: len(self.evaluated)], np.arange(len(self.evaluated))))
+        )
 
     def apply(self, label: np.ndarray) -> np.ndarray:
         return label if self.identity else self.lut[label]
 
     def to_dict(self) -> dict[str, object]:
-        return {"matched": len(self.evaluated), "model_only": list(self.model_only),
-                "dataset_only": list(self.dataset_only)}
+        return {
+            "matched": len(self.evaluated),
+            "model_only": list(self.model_only),
+            "dataset_only": list(self.dataset_only),
+        }
 
 
 def _norm(name: str) -> str:
@@ -357,10 +395,15 @@ def match_classes(model_classes: Sequence[str], dataset: Dataset) -> ClassMatch:
             lut[i] = j
             evaluated.append(j)
     if not evaluated:
-        raise ConfigError(f"the model's classes ({', '.join(model_classes[:6])}...) share no name with the "
-                          f"{dataset.spec.layout} classes ({', '.join(dataset.classes[:6])}...): this model was not "
-                          "trained for this dataset")
+        raise ConfigError(
+            f"the model's classes ({', '.join(model_classes[:6])}...) share no name with the "
+            f"{dataset.spec.layout} classes ({', '.join(dataset.classes[:6])}...): this model was not "
+            "trained for this dataset"
+        )
     data_names = {_norm(c) for c in dataset.classes}
-    return ClassMatch(lut, tuple(sorted(evaluated)),
-                      tuple(c for c in model_classes if _norm(c) not in data_names),
-                      tuple(c for c in dataset.classes if _norm(c) not in model))
+    return ClassMatch(
+        lut,
+        tuple(sorted(evaluated)),
+        tuple(c for c in model_classes if _norm(c) not in data_names),
+        tuple(c for c in dataset.classes if _norm(c) not in model),
+    )

@@ -45,10 +45,12 @@ def _check_pixels(img, path: Path, max_pixels: int | None, reduce_to: tuple[int,
         img.draft("RGB", (reduce_to[1], reduce_to[0]))  # scale >= the requested size
         width, height = img.size
     if width * height > max_pixels:
-        raise InputError(f"image {path} is {width}x{height} = {width * height / 1e6:.0f} megapixels, above the "
-                         f"{max_pixels / 1e6:.0f} MP limit (decoding it would take {width * height * 3 / 2**30:.1f} "
-                         "GiB or more); downscale it first, or raise the limit (read_image(max_pixels=...), "
-                         "danet-run --max-pixels)")
+        raise InputError(
+            f"image {path} is {width}x{height} = {width * height / 1e6:.0f} megapixels, above the "
+            f"{max_pixels / 1e6:.0f} MP limit (decoding it would take {width * height * 3 / 2**30:.1f} "
+            "GiB or more); downscale it first, or raise the limit (read_image(max_pixels=...), "
+            "danet-run --max-pixels)"
+        )
 
 
 def verify_image(path: Path) -> str | None:
@@ -68,8 +70,9 @@ def verify_image(path: Path) -> str | None:
     return None
 
 
-def decode_rgb(path: Path, max_pixels: int | None = MAX_PIXELS,
-               reduce_to: tuple[int, int] | None = None) -> tuple[np.ndarray, bool]:
+def decode_rgb(
+    path: Path, max_pixels: int | None = MAX_PIXELS, reduce_to: tuple[int, int] | None = None
+) -> tuple[np.ndarray, bool]:
     """Decode to uint8 HxWx3 RGB; returns ``(image, converted)`` where ``converted`` flags a non-RGB file."""
     with _open(path) as img:
         _check_pixels(img, path, max_pixels, reduce_to)
@@ -88,8 +91,9 @@ def decode_rgb(path: Path, max_pixels: int | None = MAX_PIXELS,
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy(), True
 
 
-def read_image(path: str | Path, max_pixels: int | None = MAX_PIXELS,
-               reduce_to: tuple[int, int] | None = None) -> np.ndarray:
+def read_image(
+    path: str | Path, max_pixels: int | None = MAX_PIXELS, reduce_to: tuple[int, int] | None = None
+) -> np.ndarray:
     """uint8 HxWx3 RGB; grayscale/16-bit/RGBA/palette images are converted; unreadable files raise InputError.
 
     Args:
@@ -121,8 +125,9 @@ def _image_path(path: str | Path) -> Path:
     return path
 
 
-def check_image_file(path: str | Path, max_pixels: int | None = MAX_PIXELS,
-                     reduce_to: tuple[int, int] | None = None) -> None:
+def check_image_file(
+    path: str | Path, max_pixels: int | None = MAX_PIXELS, reduce_to: tuple[int, int] | None = None
+) -> None:
     """The cheap checks of :func:`read_image` (exists, identifiable, within the pixel limit), from the
     header alone: lets a command refuse a bad input before it writes anything."""
     from PIL import UnidentifiedImageError
@@ -132,8 +137,9 @@ def check_image_file(path: str | Path, max_pixels: int | None = MAX_PIXELS,
         with _open(path) as img:
             _check_pixels(img, path, max_pixels, reduce_to)
     except UnidentifiedImageError:
-        raise InputError(f"cannot read image {path} (not an image Pillow can identify); is it a valid "
-                         "jpg/png/bmp?") from None
+        raise InputError(
+            f"cannot read image {path} (not an image Pillow can identify); is it a valid jpg/png/bmp?"
+        ) from None
     except OSError as exc:
         raise InputError(f"cannot read image {path} ({exc})") from exc
 
@@ -144,8 +150,10 @@ def list_images(folder: str | Path, recursive: bool = True) -> list[Path]:
     if not folder.is_dir():
         raise CalibrationError(f"image folder {str(folder)!r} does not exist or is not a folder")
     pattern = "**/*" if recursive else "*"
-    return sorted((p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
-                  key=lambda p: p.relative_to(folder).as_posix())
+    return sorted(
+        (p for p in folder.glob(pattern) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda p: p.relative_to(folder).as_posix(),
+    )
 
 
 def read_image_folder(folder: str | Path, count: int | None = None) -> list[np.ndarray]:

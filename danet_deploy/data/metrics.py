@@ -51,8 +51,13 @@ class SegmentationMetrics:
     mmseg definition, and it does not over-weight tiny objects in single images.
     """
 
-    def __init__(self, num_classes: int, class_names: Sequence[str] | None = None, ignore_index: int = 255,
-                 evaluated: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        class_names: Sequence[str] | None = None,
+        ignore_index: int = 255,
+        evaluated: Sequence[int] | None = None,
+    ) -> None:
         """``evaluated``: the classes the means and tables cover (default: all). A model class the
         dataset does not have stays out of them, while its predictions still count against the
         classes the pixels really belong to (see :mod:`danet_deploy.data.datasets`)."""
@@ -62,7 +67,9 @@ class SegmentationMetrics:
         if not self.evaluated or any(not 0 <= i < num_classes for i in self.evaluated):
             raise InputError(f"evaluated classes must be a non-empty subset of 0..{num_classes - 1}")
         self.num_classes = num_classes
-        self.class_names = tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(num_classes))
+        self.class_names = (
+            tuple(class_names) if class_names is not None else tuple(f"class_{i}" for i in range(num_classes))
+        )
         self.ignore_index = ignore_index
         self.confusion = np.zeros((num_classes, num_classes), np.int64)
         self.images = 0
@@ -134,8 +141,10 @@ class SegmentationMetrics:
         """A human-readable per-class table (IoU and Acc)."""
         iou, acc = self.iou(), self.acc()
         lines = [f"{self.class_names[i]:>12s}  {_cell(iou[i])}  {_cell(acc[i])}" for i in self.evaluated]
-        lines.append(f"{'mIoU':>12s}  {self.miou():.4f}   (mAcc {self.macc():.4f}, aAcc {self.pixel_accuracy():.4f}, "
-                     f"{self.images} images)")
+        lines.append(
+            f"{'mIoU':>12s}  {self.miou():.4f}   (mAcc {self.macc():.4f}, aAcc {self.pixel_accuracy():.4f}, "
+            f"{self.images} images)"
+        )
         return "\n".join(lines)
 
 

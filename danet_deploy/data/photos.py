@@ -46,7 +46,8 @@ def sample_photos() -> list[tuple[str, np.ndarray]]:
     except ImportError as exc:
         raise CalibrationError(
             "sample photos come from scikit-image: pip install 'danet-deploy[photos]' (or scikit-image), "
-            "or pass a folder of your own images") from exc
+            "or pass a folder of your own images"
+        ) from exc
     photos: list[tuple[str, np.ndarray]] = []
     for name, func in _LOADERS:
         loader = getattr(skdata, func, None)
@@ -60,6 +61,8 @@ def sample_photos() -> list[tuple[str, np.ndarray]]:
             image = image[0]
         photos.append((name, _to_rgb(image)))
     if not photos:
-        raise CalibrationError("scikit-image is installed but none of its bundled images could be loaded; "
-                               "reinstall scikit-image or pass a folder of your own images")
+        raise CalibrationError(
+            "scikit-image is installed but none of its bundled images could be loaded; "
+            "reinstall scikit-image or pass a folder of your own images"
+        )
     return photos

@@ -46,9 +46,15 @@ def voc_palette() -> list[int]:
     return pal
 
 
-def write_scene_dataset(layout: str, root: str | Path, split: str = "val", count: int = 4,
-                        size: tuple[int, int] = (64, 128), train_ids: bool = False, scene_split: str | None = None
-                        ) -> list[Path]:
+def write_scene_dataset(
+    layout: str,
+    root: str | Path,
+    split: str = "val",
+    count: int = 4,
+    size: tuple[int, int] = (64, 128),
+    train_ids: bool = False,
+    scene_split: str | None = None,
+) -> list[Path]:
     """Write ``count`` scenes as ``layout``'s ``split`` under ``root``; returns the image paths.
 
     ``scene_split``: the generator's split (default: ``val`` for a validation split, ``calib`` for
@@ -97,8 +103,9 @@ def write_scene_dataset(layout: str, root: str | Path, split: str = "val", count
             raise ConfigError(f"unknown layout {layout!r}: cityscapes, ade20k, voc or folder")
         img_path.parent.mkdir(parents=True, exist_ok=True)
         lab_path.parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(image).save(img_path, quality=95) if img_path.suffix == ".jpg" else \
-            Image.fromarray(image).save(img_path)
+        Image.fromarray(image).save(img_path, quality=95) if img_path.suffix == ".jpg" else Image.fromarray(image).save(
+            img_path
+        )
         lab.save(lab_path)
         written.append(img_path)
     return written

@@ -15,8 +15,9 @@ from ..errors import ConfigError
 from .scenes import SPLITS, generate_scene
 
 
-def scene_pan(frames: int = 24, size: tuple[int, int] = (128, 160), pan: float = 0.5,
-              seed: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def scene_pan(
+    frames: int = 24, size: tuple[int, int] = (128, 160), pan: float = 0.5, seed: int | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``frames`` (image, label) crops of one wide val scene, the window moving by ``pan`` x its width."""
     if frames < 1 or min(size) < 16 or not 0 <= pan <= 4:
         raise ConfigError(f"scene_pan needs frames >= 1, size >= 16x16 and 0 <= pan <= 4; got {frames}, {size}, {pan}")
@@ -24,11 +25,12 @@ def scene_pan(frames: int = 24, size: tuple[int, int] = (128, 160), pan: float =
     travel = int(round(w * pan))
     image, label = generate_scene(SPLITS["val"].start if seed is None else seed, h, w + travel)
     offsets = np.linspace(0, travel, frames).round().astype(int)
-    return [image[:, x:x + w].copy() for x in offsets], [label[:, x:x + w].copy() for x in offsets]
+    return [image[:, x : x + w].copy() for x in offsets], [label[:, x : x + w].copy() for x in offsets]
 
 
-def render_scene_video(path: str | Path, frames: int = 24, size: tuple[int, int] = (128, 160), fps: float = 12.0,
-                       seed: int | None = None) -> list[np.ndarray]:
+def render_scene_video(
+    path: str | Path, frames: int = 24, size: tuple[int, int] = (128, 160), fps: float = 12.0, seed: int | None = None
+) -> list[np.ndarray]:
     """Write the panning scene as an MP4 (see :class:`~danet_deploy.runtime.video.VideoWriter`); return its labels."""
     from ..runtime.video import VideoWriter
 

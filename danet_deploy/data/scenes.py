@@ -114,14 +114,37 @@ def _mix(a: Color, b: Color, w: float) -> Color:
 
 
 _BUILDING_COLORS: tuple[Color, ...] = (
-    (178, 160, 134), (150, 84, 64), (196, 190, 178), (120, 118, 122), (212, 196, 160), (166, 126, 96),
-    (140, 150, 160), (230, 222, 206))
+    (178, 160, 134),
+    (150, 84, 64),
+    (196, 190, 178),
+    (120, 118, 122),
+    (212, 196, 160),
+    (166, 126, 96),
+    (140, 150, 160),
+    (230, 222, 206),
+)
 _CAR_COLORS: tuple[Color, ...] = (
-    (180, 20, 24), (30, 50, 150), (220, 220, 224), (30, 30, 34), (120, 124, 130), (200, 170, 30),
-    (20, 110, 60), (160, 160, 168), (90, 20, 90))
+    (180, 20, 24),
+    (30, 50, 150),
+    (220, 220, 224),
+    (30, 30, 34),
+    (120, 124, 130),
+    (200, 170, 30),
+    (20, 110, 60),
+    (160, 160, 168),
+    (90, 20, 90),
+)
 _CLOTHES: tuple[Color, ...] = (
-    (30, 30, 40), (200, 40, 40), (40, 60, 160), (230, 230, 230), (90, 70, 50), (60, 120, 70), (220, 180, 40),
-    (120, 120, 130), (150, 60, 140))
+    (30, 30, 40),
+    (200, 40, 40),
+    (40, 60, 160),
+    (230, 230, 230),
+    (90, 70, 50),
+    (60, 120, 70),
+    (220, 180, 40),
+    (120, 120, 130),
+    (150, 60, 140),
+)
 _SKIN: tuple[Color, ...] = ((236, 200, 170), (200, 150, 110), (140, 96, 66), (90, 60, 44))
 
 
@@ -145,8 +168,14 @@ def _clouds(c: _Canvas, rng: np.random.Generator, horizon: float) -> None:
         cx, cy = rng.uniform(0, 1), rng.uniform(0.02, horizon * 0.7)
         color = _jitter(rng, (235, 238, 242), 12)
         for _ in range(int(rng.integers(3, 7))):
-            c.ellipse(cx + rng.uniform(-0.08, 0.08), cy + rng.uniform(-0.02, 0.02),
-                      rng.uniform(0.03, 0.07), rng.uniform(0.015, 0.03), color, None)
+            c.ellipse(
+                cx + rng.uniform(-0.08, 0.08),
+                cy + rng.uniform(-0.02, 0.02),
+                rng.uniform(0.03, 0.07),
+                rng.uniform(0.015, 0.03),
+                color,
+                None,
+            )
 
 
 def _windows(rng: np.random.Generator) -> tuple[Color, Color, int, int]:
@@ -163,8 +192,14 @@ def _skyline(c: _Canvas, rng: np.random.Generator, s: _Street, x0: float, x1: fl
         if rng.random() < 0.22:  # distant trees
             green = _mix(_jitter(rng, (60, 110, 50), 20), haze, 0.25)
             for _ in range(4):
-                c.ellipse(x + rng.uniform(0, w), s.horizon - rng.uniform(0.0, 0.03), rng.uniform(0.02, 0.045),
-                          rng.uniform(0.02, 0.04), green, VEGETATION)
+                c.ellipse(
+                    x + rng.uniform(0, w),
+                    s.horizon - rng.uniform(0.0, 0.03),
+                    rng.uniform(0.02, 0.045),
+                    rng.uniform(0.02, 0.04),
+                    green,
+                    VEGETATION,
+                )
             x += w
             continue
         top = s.horizon - rng.uniform(0.06, 0.3)
@@ -224,11 +259,23 @@ def _hedge(c: _Canvas, rng: np.random.Generator, s: _Street, base_x: float, side
         p = s.at(base_x + side * rng.uniform(0.0, 0.3), t)
         r = s.metres(rng.uniform(2.0, 3.5), t)
         trunk = s.metres(rng.uniform(1.0, 3.0), t)
-        c.rect(p[0] - s.metres_x(0.2, t), p[1] - trunk - r, p[0] + s.metres_x(0.2, t), p[1],
-               _jitter(rng, (90, 64, 40), 15), VEGETATION)
+        c.rect(
+            p[0] - s.metres_x(0.2, t),
+            p[1] - trunk - r,
+            p[0] + s.metres_x(0.2, t),
+            p[1],
+            _jitter(rng, (90, 64, 40), 15),
+            VEGETATION,
+        )
         for _ in range(4):
-            c.ellipse(p[0] + rng.uniform(-0.6, 0.6) * r / s.aspect, p[1] - trunk - r + rng.uniform(-0.5, 0.4) * r,
-                      r * rng.uniform(0.6, 1.0), r * rng.uniform(0.6, 1.0), greens[rng.integers(3)], VEGETATION)
+            c.ellipse(
+                p[0] + rng.uniform(-0.6, 0.6) * r / s.aspect,
+                p[1] - trunk - r + rng.uniform(-0.5, 0.4) * r,
+                r * rng.uniform(0.6, 1.0),
+                r * rng.uniform(0.6, 1.0),
+                greens[rng.integers(3)],
+                VEGETATION,
+            )
         t -= rng.uniform(0.08, 0.25) * t
     return s.at(base_x, t_far)[0]
 
@@ -289,8 +336,12 @@ def _car(c: _Canvas, rng: np.random.Generator, s: _Street, x_bottom: float, t: f
     c.rect(x - w / 2, y - h * 0.6, x + w / 2, y - h * 0.12, body, CAR)
     cabin = [(x - w * 0.45, y - h * 0.6), (x + w * 0.45, y - h * 0.6), (x + w * 0.35, y - h), (x - w * 0.35, y - h)]
     c.polygon(cabin, _mix(body, (0, 0, 0), 0.15), CAR)
-    glass = [(x - w * 0.39, y - h * 0.63), (x + w * 0.39, y - h * 0.63), (x + w * 0.31, y - h * 0.94),
-             (x - w * 0.31, y - h * 0.94)]
+    glass = [
+        (x - w * 0.39, y - h * 0.63),
+        (x + w * 0.39, y - h * 0.63),
+        (x + w * 0.31, y - h * 0.94),
+        (x - w * 0.31, y - h * 0.94),
+    ]
     c.polygon(glass, _jitter(rng, (60, 75, 90), 20), None)
     light = _jitter(rng, (200, 30, 30), 25)
     c.rect(x - w * 0.48, y - h * 0.5, x - w * 0.34, y - h * 0.4, light, None)
@@ -307,10 +358,26 @@ def _person(c: _Canvas, rng: np.random.Generator, s: _Street, x_bottom: float, t
     shirt = _jitter(rng, _CLOTHES[rng.integers(len(_CLOTHES))], 20)
     skin = _jitter(rng, _SKIN[rng.integers(len(_SKIN))], 12)
     stride = rng.uniform(-0.25, 0.25) * w
-    c.polygon([(x - w * 0.35, y - h * 0.5), (x - w * 0.02, y - h * 0.5), (x - w * 0.1 - stride, y),
-               (x - w * 0.4 - stride, y)], pants, PERSON)
-    c.polygon([(x + w * 0.02, y - h * 0.5), (x + w * 0.35, y - h * 0.5), (x + w * 0.4 + stride, y),
-               (x + w * 0.1 + stride, y)], pants, PERSON)
+    c.polygon(
+        [
+            (x - w * 0.35, y - h * 0.5),
+            (x - w * 0.02, y - h * 0.5),
+            (x - w * 0.1 - stride, y),
+            (x - w * 0.4 - stride, y),
+        ],
+        pants,
+        PERSON,
+    )
+    c.polygon(
+        [
+            (x + w * 0.02, y - h * 0.5),
+            (x + w * 0.35, y - h * 0.5),
+            (x + w * 0.4 + stride, y),
+            (x + w * 0.1 + stride, y),
+        ],
+        pants,
+        PERSON,
+    )
     c.rect(x - w * 0.42, y - h * 0.84, x + w * 0.42, y - h * 0.48, shirt, PERSON)
     c.rect(x - w * 0.58, y - h * 0.82, x - w * 0.4, y - h * 0.5, shirt, PERSON)
     c.rect(x + w * 0.4, y - h * 0.82, x + w * 0.58, y - h * 0.5, shirt, PERSON)
@@ -331,24 +398,42 @@ def _pole(c: _Canvas, rng: np.random.Generator, s: _Street, x_bottom: float, t: 
         c.rect(min(x, x + arm), y - h, max(x, x + arm), y - h + s.metres(0.18, t), color, POLE)
     else:  # sign plate
         r = s.metres(0.35, t)
-        c.ellipse(x, y - h + r, r, r, _jitter(rng, ((200, 30, 30), (30, 70, 180), (230, 190, 30))[rng.integers(3)], 20),
-                  POLE)
+        c.ellipse(
+            x, y - h + r, r, r, _jitter(rng, ((200, 30, 30), (30, 70, 180), (230, 190, 30))[rng.integers(3)], 20), POLE
+        )
 
 
 def _tree(c: _Canvas, rng: np.random.Generator, s: _Street, x_bottom: float, t: float) -> None:
     x, y = s.at(x_bottom, t)
     trunk_h = s.metres(rng.uniform(2.0, 3.5), t)
     r = s.metres(rng.uniform(1.6, 2.8), t)
-    c.rect(x - s.metres_x(0.17, t), y - trunk_h - r * 0.5, x + s.metres_x(0.17, t), y,
-           _jitter(rng, (95, 70, 45), 15), VEGETATION)
+    c.rect(
+        x - s.metres_x(0.17, t),
+        y - trunk_h - r * 0.5,
+        x + s.metres_x(0.17, t),
+        y,
+        _jitter(rng, (95, 70, 45), 15),
+        VEGETATION,
+    )
     base = _jitter(rng, (60, 115, 45), 25)
     for _ in range(int(rng.integers(4, 8))):
-        c.ellipse(x + rng.uniform(-0.7, 0.7) * r / s.aspect, y - trunk_h - r + rng.uniform(-0.6, 0.5) * r,
-                  r * rng.uniform(0.45, 0.8), r * rng.uniform(0.45, 0.8), _jitter(rng, base, 22), VEGETATION)
+        c.ellipse(
+            x + rng.uniform(-0.7, 0.7) * r / s.aspect,
+            y - trunk_h - r + rng.uniform(-0.6, 0.5) * r,
+            r * rng.uniform(0.45, 0.8),
+            r * rng.uniform(0.45, 0.8),
+            _jitter(rng, base, 22),
+            VEGETATION,
+        )
 
 
-def _objects(c: _Canvas, rng: np.random.Generator, s: _Street, edges: tuple[float, float, float, float],
-             crowd: np.random.Generator | None = None) -> None:
+def _objects(
+    c: _Canvas,
+    rng: np.random.Generator,
+    s: _Street,
+    edges: tuple[float, float, float, float],
+    crowd: np.random.Generator | None = None,
+) -> None:
     """Cars on the road, people, poles and trees on the sidewalks, painted far to near.
 
     ``crowd`` (training only) adds extra pedestrians and poles drawn entirely from their own
@@ -385,8 +470,7 @@ def _objects(c: _Canvas, rng: np.random.Generator, s: _Street, edges: tuple[floa
         draw()
 
 
-def _crowd(rng: np.random.Generator, edges: tuple[float, float, float, float],
-           add: Callable[..., None]) -> None:
+def _crowd(rng: np.random.Generator, edges: tuple[float, float, float, float], add: Callable[..., None]) -> None:
     """Extra pedestrians (often crossing, at every distance) and poles: the rare, small classes."""
     walk_l, road_l, road_r, walk_r = edges
     for _ in range(int(rng.integers(1, 7))):
@@ -410,8 +494,9 @@ def _low_freq(rng: np.random.Generator, height: int, width: int, cells: int) -> 
     return field / 127.5 - 1.0
 
 
-def _photometric(image: np.ndarray, label: np.ndarray, geo: np.random.Generator, noise: np.random.Generator
-                 ) -> np.ndarray:
+def _photometric(
+    image: np.ndarray, label: np.ndarray, geo: np.random.Generator, noise: np.random.Generator
+) -> np.ndarray:
     """Lighting, colour cast, per-class texture grain, shading and sensor noise."""
     h, w = label.shape
     img = image.astype(np.float32)
@@ -434,8 +519,9 @@ def _photometric(image: np.ndarray, label: np.ndarray, geo: np.random.Generator,
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
-def generate_scene(seed: int, height: int = 512, width: int = 512,
-                   crowd: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def generate_scene(
+    seed: int, height: int = 512, width: int = 512, crowd: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
     """One street scene: ``(image uint8 [H, W, 3] RGB, label uint8 [H, W])``.
 
     Labels index :data:`DEMO_CLASSES`. The same ``seed`` always gives the same scene, and the
@@ -471,8 +557,9 @@ def generate_scene(seed: int, height: int = 512, width: int = 512,
 class SceneDataset:
     """``count`` scenes of one split at ``size=(H, W)``; item ``i`` uses seed ``split.start + i``."""
 
-    def __init__(self, split: str = "train", size: tuple[int, int] = (512, 512), count: int = 100,
-                 offset: int = 0) -> None:
+    def __init__(
+        self, split: str = "train", size: tuple[int, int] = (512, 512), count: int = 100, offset: int = 0
+    ) -> None:
         if split not in SPLITS:
             raise ConfigError(f"unknown split {split!r}: choose one of {', '.join(SPLITS)}")
         seeds = SPLITS[split]

@@ -9,5 +9,12 @@ from __future__ import annotations
 from .command import ExportOutcome, export_and_verify, export_from
 from .pipeline import ExportContext, ExportRequest, TargetResult, export
 
-__all__ = ["ExportContext", "ExportOutcome", "ExportRequest", "TargetResult", "export", "export_and_verify",
-           "export_from"]
+__all__ = [
+    "ExportContext",
+    "ExportOutcome",
+    "ExportRequest",
+    "TargetResult",
+    "export",
+    "export_and_verify",
+    "export_from",
+]

@@ -53,8 +53,10 @@ def wrap_onnx(model: Any, accept: str, preprocessing: dict[str, Any], cast_first
         return model
     graph = model.graph
     if len(graph.input) != 1 or graph.input[0].type.tensor_type.elem_type != TensorProto.FLOAT:
-        raise ExportError("--accept wraps a graph with one float32 input (not one that takes uint8 images "
-                          f"already); this graph has {[i.name for i in graph.input]}")
+        raise ExportError(
+            "--accept wraps a graph with one float32 input (not one that takes uint8 images "
+            f"already); this graph has {[i.name for i in graph.input]}"
+        )
     old = graph.input[0]
     dims = list(old.type.tensor_type.shape.dim)
     if len(dims) != 4:
@@ -66,8 +68,11 @@ def wrap_onnx(model: Any, accept: str, preprocessing: dict[str, Any], cast_first
     image = helper.make_tensor_value_info(IMAGE_NAME, TensorProto.UINT8, [dim(dims[i]) for i in NCHW_TO_NHWC])
     mean = np.asarray(preprocessing["mean"], np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(preprocessing["std"], np.float32).reshape(1, 3, 1, 1)
-    consts = [numpy_helper.from_array(np.asarray(255.0, np.float32), f"{PREFIX}scale"),
-              numpy_helper.from_array(mean, f"{PREFIX}mean"), numpy_helper.from_array(std, f"{PREFIX}std")]
+    consts = [
+        numpy_helper.from_array(np.asarray(255.0, np.float32), f"{PREFIX}scale"),
+        numpy_helper.from_array(mean, f"{PREFIX}mean"),
+        numpy_helper.from_array(std, f"{PREFIX}std"),
+    ]
     nodes: list[Any] = []
     current = IMAGE_NAME
 
@@ -107,8 +112,11 @@ def _set_meta(model: Any, accept: str) -> None:
     """Record the accepted format in the graph, so a bare ``.onnx`` describes its input too."""
     keep = [(p.key, p.value) for p in model.metadata_props if p.key not in (META_KEY, "input_layout")]
     del model.metadata_props[:]
-    for key, value in [*keep, (META_KEY, accept),
-                       ("input_layout", f"NHWC uint8 {image_order(accept)} '{IMAGE_NAME}', normalised in the graph")]:
+    for key, value in [
+        *keep,
+        (META_KEY, accept),
+        ("input_layout", f"NHWC uint8 {image_order(accept)} '{IMAGE_NAME}', normalised in the graph"),
+    ]:
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
 
@@ -166,11 +174,13 @@ def wrap_openvino(model: Any, accept: str, preprocessing: dict[str, Any]) -> Any
             tensor.set_color_format(formats[image_order(accept)])
             steps.convert_color(formats[model_order])
         steps.scale(255.0).mean([float(m) for m in preprocessing["mean"]]).scale(
-            [float(s) for s in preprocessing["std"]])
+            [float(s) for s in preprocessing["std"]]
+        )
         wrapped = ppp.build()
         wrapped.inputs[0].get_tensor().set_names({IMAGE_NAME})
     except Exception as exc:
-        raise ExportError(f"OpenVINO PrePostProcessor could not add the --accept {accept} input: "
-                          f"{summarize_exception(exc)}") from exc
+        raise ExportError(
+            f"OpenVINO PrePostProcessor could not add the --accept {accept} input: {summarize_exception(exc)}"
+        ) from exc
     wrapped.set_rt_info(accept, ["danet", "accept"])
     return wrapped

@@ -38,9 +38,11 @@ def check_batch(batch: int, option: str = "--batch") -> None:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
         raise ConfigError(f"{option} must be a whole number >= 1, got {batch!r:.40}")
     if batch > MAX_BATCH:
-        raise ConfigError(f"{option} {batch} is above {MAX_BATCH}, the largest batch danet-export traces (the whole "
-                          "batch's activations are held while tracing); export --dynamic, whose graph serves any batch, "
-                          f"with --batch 1 (and --max-batch {batch} for a TensorRT profile), or a smaller --batch")
+        raise ConfigError(
+            f"{option} {batch} is above {MAX_BATCH}, the largest batch danet-export traces (the whole "
+            "batch's activations are held while tracing); export --dynamic, whose graph serves any batch, "
+            f"with --batch 1 (and --max-batch {batch} for a TensorRT profile), or a smaller --batch"
+        )
 
 
 def available_bytes() -> int | None:
@@ -101,16 +103,19 @@ class BatchMemoryPlan:
 
     def summary(self) -> str:
         mib = 2**20
-        text = (f"export memory: batch {self.batch} x {self.per_image_bytes / mib:.1f} MiB per image "
-                "(input, live activations, attention); "
-                f"expected peak ~{self.expected_peak_bytes / mib:.0f} MiB")
+        text = (
+            f"export memory: batch {self.batch} x {self.per_image_bytes / mib:.1f} MiB per image "
+            "(input, live activations, attention); "
+            f"expected peak ~{self.expected_peak_bytes / mib:.0f} MiB"
+        )
         if self.available_bytes is not None:
             text += f" of {self.available_bytes / mib:.0f} MiB available"
         return text
 
 
-def plan_batch_memory(model: Any, size: tuple[int, int], batch: int, attention: AttentionPlan,
-                      available: int | None = None) -> BatchMemoryPlan:
+def plan_batch_memory(
+    model: Any, size: tuple[int, int], batch: int, attention: AttentionPlan, available: int | None = None
+) -> BatchMemoryPlan:
     """Plan the export's peak for ``batch`` images of ``size`` and refuse it if it cannot fit.
 
     Args:
@@ -126,8 +131,10 @@ def plan_batch_memory(model: Any, size: tuple[int, int], batch: int, attention: 
         fits = max(0, (available - BASE_BYTES - weights) // per_image)
         gib = 2**30
         advice = f"pass --batch {fits} or less, or " if fits >= 1 else ""
-        raise ConfigError(f"--batch {batch} at {size[0]}x{size[1]} needs ~{peak / gib:.1f} GiB to trace and check the "
-                          f"graph ({per_image / 2**20:.0f} MiB of activations per image), more than the "
-                          f"{available / gib:.1f} GiB this machine has available; {advice}export --dynamic --batch 1, "
-                          "whose graph serves any batch")
+        raise ConfigError(
+            f"--batch {batch} at {size[0]}x{size[1]} needs ~{peak / gib:.1f} GiB to trace and check the "
+            f"graph ({per_image / 2**20:.0f} MiB of activations per image), more than the "
+            f"{available / gib:.1f} GiB this machine has available; {advice}export --dynamic --batch 1, "
+            "whose graph serves any batch"
+        )
     return plan

@@ -70,8 +70,14 @@ class AccuracyBudget:
     max_evaluations: int = 8
 
     def to_dict(self) -> dict[str, Any]:
-        return {"max_drop": self.max_drop, "metric": self.metric, "unit": _unit(self.metric), "val": self.val,
-                "val_count": self.val_count, "max_evaluations": self.max_evaluations}
+        return {
+            "max_drop": self.max_drop,
+            "metric": self.metric,
+            "unit": _unit(self.metric),
+            "val": self.val,
+            "val_count": self.val_count,
+            "max_evaluations": self.max_evaluations,
+        }
 
 
 def _unit(metric: str) -> str:
@@ -82,8 +88,11 @@ def budget_from_request(request: Any) -> AccuracyBudget | None:
     """The request's budget, or ``None``; every mistake is a :class:`ConfigError` naming the fix."""
     drop = request.max_accuracy_drop
     if drop is None:
-        given = [flag for flag, value in (("--accuracy-metric", request.accuracy_metric), ("--val", request.val))
-                 if value is not None]
+        given = [
+            flag
+            for flag, value in (("--accuracy-metric", request.accuracy_metric), ("--val", request.val))
+            if value is not None
+        ]
         if given:
             raise ConfigError(f"{', '.join(given)} only apply with --max-accuracy-drop X")
         return None
@@ -99,8 +108,10 @@ def budget_from_request(request: Any) -> AccuracyBudget | None:
         able = [t.name for t in targets() if t.budget_method]
         raise ConfigError(f"--max-accuracy-drop is supported by targets {', '.join(able)}, not {request.target!r}")
     if getattr(request.target_options, "legacy_calibrator", False):
-        raise ConfigError("--max-accuracy-drop needs Q/DQ INT8; drop --legacy-calibrator (implicit INT8 cannot "
-                          "keep chosen layers in float)")
+        raise ConfigError(
+            "--max-accuracy-drop needs Q/DQ INT8; drop --legacy-calibrator (implicit INT8 cannot "
+            "keep chosen layers in float)"
+        )
     val = str(request.val or "generated")
     dataset = is_data_spec(val)
     if dataset:
@@ -110,21 +121,26 @@ def budget_from_request(request: Any) -> AccuracyBudget | None:
     if metric not in METRICS:
         raise ConfigError(f"--accuracy-metric must be one of {', '.join(METRICS)}, got {metric!r}")
     if metric == "miou" and not labelled:
-        raise ConfigError("--accuracy-metric miou needs labels: a labelled dataset (--val cityscapes:ROOT, "
-                          "ade20k:ROOT, voc:ROOT or folder:IMAGES,LABELS), or the generated scenes for a model "
-                          "trained on their classes; or use --accuracy-metric agreement (argmax agreement with FP32)")
+        raise ConfigError(
+            "--accuracy-metric miou needs labels: a labelled dataset (--val cityscapes:ROOT, "
+            "ade20k:ROOT, voc:ROOT or folder:IMAGES,LABELS), or the generated scenes for a model "
+            "trained on their classes; or use --accuracy-metric agreement (argmax agreement with FP32)"
+        )
     if request.val_count < 1:
         raise ConfigError(f"--val-count must be >= 1, got {request.val_count}")
     if request.budget_evaluations < 2:
         raise ConfigError(f"--budget-evaluations must be >= 2, got {request.budget_evaluations}")
     calib = str(request.calib or "generated")
     if val != "generated" and _same_source(val, calib):
-        raise ConfigError(f"the validation source {val} is the calibration source: the drop must be measured on "
-                          "images the ranges were not computed from; pass a different --val (default: the generated "
-                          "val scenes, disjoint from the calibration split)")
+        raise ConfigError(
+            f"the validation source {val} is the calibration source: the drop must be measured on "
+            "images the ranges were not computed from; pass a different --val (default: the generated "
+            "val scenes, disjoint from the calibration split)"
+        )
     if not dataset and val not in ("generated", "photos") and not Path(val).expanduser().is_dir():
-        raise ConfigError(f"--val {val!r} is not an image folder, a labelled dataset ({SPEC_HELP}), 'generated' or "
-                          "'photos'")
+        raise ConfigError(
+            f"--val {val!r} is not an image folder, a labelled dataset ({SPEC_HELP}), 'generated' or 'photos'"
+        )
     return AccuracyBudget(drop, metric, val, int(request.val_count), int(request.budget_evaluations))
 
 
@@ -163,7 +179,7 @@ class Validation:
     description: dict[str, Any]
     reference_masks: np.ndarray | None = None
     reference_value: float | None = None
-    evaluated: tuple[int, ...] | None = None   # a dataset's classes matched by name (default: all)
+    evaluated: tuple[int, ...] | None = None  # a dataset's classes matched by name (default: all)
 
     def value(self, masks: np.ndarray, indices: Sequence[int] | None = None) -> float:
         """The metric in points (higher is better) of ``masks`` for the images ``indices`` (default: all)."""
@@ -186,12 +202,21 @@ class Validation:
         """``{value, drop, agreement}`` of one candidate's masks."""
         assert self.reference_masks is not None and self.reference_value is not None
         value = self.value(masks)
-        return {"value": round(value, 4), "drop": round(self.reference_value - value, 4),
-                "agreement": round(float(np.mean(masks == self.reference_masks)), 6)}
+        return {
+            "value": round(value, 4),
+            "drop": round(self.reference_value - value, 4),
+            "agreement": round(float(np.mean(masks == self.reference_masks)), 6),
+        }
 
 
-def load_validation(budget: AccuracyBudget, size: tuple[int, int], preprocessing: dict[str, Any], num_classes: int,
-                    log: Callable[[str], None], class_names: Sequence[str] = ()) -> Validation:
+def load_validation(
+    budget: AccuracyBudget,
+    size: tuple[int, int],
+    preprocessing: dict[str, Any],
+    num_classes: int,
+    log: Callable[[str], None],
+    class_names: Sequence[str] = (),
+) -> Validation:
     """The validation set at the deployed size, preprocessed like the runtime (apart from calibration).
 
     A labelled dataset (``--val cityscapes:ROOT`` ...) gives its first ``val_count`` images of the
@@ -200,17 +225,24 @@ def load_validation(budget: AccuracyBudget, size: tuple[int, int], preprocessing
     if is_data_spec(budget.val):
         from ..data.validation import dataset_validation
 
-        tensors, labels, evaluated, desc = dataset_validation(budget.val, budget.val_count, size, preprocessing,
-                                                              class_names)
-        return Validation(budget, tensors, labels if budget.metric == "miou" else None, num_classes, desc,
-                          evaluated=evaluated)
+        tensors, labels, evaluated, desc = dataset_validation(
+            budget.val, budget.val_count, size, preprocessing, class_names
+        )
+        return Validation(
+            budget, tensors, labels if budget.metric == "miou" else None, num_classes, desc, evaluated=evaluated
+        )
     if budget.val == "generated":
         from ..data.validation import generated_validation
 
         tensors, labels = generated_validation(budget.val_count, size, preprocessing)
         labels = labels if budget.metric == "miou" else None
-        desc = {"source": "generated", "split": "val", "count": len(tensors), "size": list(size),
-                "disjoint_from_calibration": "scene seeds of the val split (calibration uses its own split)"}
+        desc = {
+            "source": "generated",
+            "split": "val",
+            "count": len(tensors),
+            "size": list(size),
+            "disjoint_from_calibration": "scene seeds of the val split (calibration uses its own split)",
+        }
     else:
         from ..data.calibration import load_calibration
 
@@ -227,7 +259,7 @@ def onnx_masks(path: Path, tensors: np.ndarray, batch: int = 1, threads: int | N
     outputs = [o.name for o in session.get_outputs()]
     masks = []
     for i in range(len(tensors)):
-        x = tensors[i:i + 1]
+        x = tensors[i : i + 1]
         if batch > 1:
             x = np.repeat(x, batch, axis=0)
         by_name = dict(zip(outputs, session.run(None, {name: x})))
@@ -269,12 +301,18 @@ class Evaluation:
     met: bool
     path: Path
     latency_ms: float | None = None
-    label: str = "search"          # "search" (top-k of the ranking) or "policy" (the --policy graph)
+    label: str = "search"  # "search" (top-k of the ranking) or "policy" (the --policy graph)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"graph": self.label, "float_layers_added": self.k if self.label == "search" else None,
-                "drop": self.drop, "value": self.value, "agreement": self.agreement, "met": self.met,
-                "latency_ms": self.latency_ms}
+        return {
+            "graph": self.label,
+            "float_layers_added": self.k if self.label == "search" else None,
+            "drop": self.drop,
+            "value": self.value,
+            "agreement": self.agreement,
+            "met": self.met,
+            "latency_ms": self.latency_ms,
+        }
 
 
 @dataclass
@@ -288,16 +326,25 @@ class SearchResult:
         return [r["node"] for r in self.ranking[: self.chosen.k]]
 
 
-def rank_layers(reference_onnx: Path, quantized_onnx: Path, tensors: np.ndarray, images: int = 2,
-                threads: int | None = None, batch: int = 1) -> list[dict[str, Any]]:
+def rank_layers(
+    reference_onnx: Path,
+    quantized_onnx: Path,
+    tensors: np.ndarray,
+    images: int = 2,
+    threads: int | None = None,
+    batch: int = 1,
+) -> list[dict[str, Any]]:
     """Quantized layers (by artifact node) ordered by the noise they add, worst first (per-layer report)."""
     import onnx
 
     from ..verify.perlayer import compare_layers
 
-    layers = compare_layers(onnx.load(str(reference_onnx)), onnx.load(str(quantized_onnx)),
-                            [np.repeat(tensors[i:i + 1], batch, axis=0) for i in range(min(images, len(tensors)))],
-                            threads)
+    layers = compare_layers(
+        onnx.load(str(reference_onnx)),
+        onnx.load(str(quantized_onnx)),
+        [np.repeat(tensors[i : i + 1], batch, axis=0) for i in range(min(images, len(tensors)))],
+        threads,
+    )
     # The noise a layer adds is charged to the quantized node that causes it: the layer itself when
     # it runs in int8; when a float layer's output is quantized (a Q/DQ pair between it and its
     # readers, as ModelOpt places them), the nodes reading the dequantized tensor.
@@ -314,22 +361,35 @@ def rank_layers(reference_onnx: Path, quantized_onnx: Path, tensors: np.ndarray,
             continue
         for node in charged:
             score[node] = score.get(node, 0.0) + layer.added_nsr / len(charged)
-            info.setdefault(node, {"tensor": layer.tensor, "sqnr_db": layer.sqnr_db,
-                                   "charged_as": "int8 layer" if node == layer.node else
-                                   f"reads the quantized output of {layer.op} {layer.tensor}"})
+            info.setdefault(
+                node,
+                {
+                    "tensor": layer.tensor,
+                    "sqnr_db": layer.sqnr_db,
+                    "charged_as": "int8 layer"
+                    if node == layer.node
+                    else f"reads the quantized output of {layer.op} {layer.tensor}",
+                },
+            )
     quantized = {l.node for l in layers if l.precision == "int8" and l.node}
     for node in list(score):  # only nodes the quantizer can be told to keep in float
         if node not in quantized and not any(node in l.readers and l.quantized_output for l in layers):
             del score[node]
-    ranking = [{"node": node, **info[node], "added_nsr": value}
-               for node, value in sorted(score.items(), key=lambda kv: -kv[1])]
+    ranking = [
+        {"node": node, **info[node], "added_nsr": value} for node, value in sorted(score.items(), key=lambda kv: -kv[1])
+    ]
     return ranking
 
 
-def search_float_layers(quantize: Callable[[list[str], str], Path], evaluate: Callable[[Path], dict[str, float]],
-                        rank: Callable[[Path], list[dict[str, Any]]], budget: AccuracyBudget,
-                        latency: Callable[[Path], float], log: Callable[[str], None],
-                        alternative: Callable[[], Path] | None = None) -> SearchResult:
+def search_float_layers(
+    quantize: Callable[[list[str], str], Path],
+    evaluate: Callable[[Path], dict[str, float]],
+    rank: Callable[[Path], list[dict[str, Any]]],
+    budget: AccuracyBudget,
+    latency: Callable[[Path], float],
+    log: Callable[[str], None],
+    alternative: Callable[[], Path] | None = None,
+) -> SearchResult:
     """The fewest top-ranked layers returned to float so ``evaluate(graph)['drop'] <= budget``.
 
     ``quantize(float_nodes, tag)`` writes a graph with those nodes in float; the search starts
@@ -345,10 +405,21 @@ def search_float_layers(quantize: Callable[[list[str], str], Path], evaluate: Ca
     if alternative is not None:
         path = alternative()
         score = evaluate(path)
-        extra.append(Evaluation(-1, score["drop"], score["value"], score["agreement"],
-                                score["drop"] <= budget.max_drop, path, label="policy"))
-        log(f"accuracy budget: the --policy graph drops {score['drop']:.3f} "
-            f"({'meets' if extra[0].met else 'exceeds'} {budget.max_drop})")
+        extra.append(
+            Evaluation(
+                -1,
+                score["drop"],
+                score["value"],
+                score["agreement"],
+                score["drop"] <= budget.max_drop,
+                path,
+                label="policy",
+            )
+        )
+        log(
+            f"accuracy budget: the --policy graph drops {score['drop']:.3f} "
+            f"({'meets' if extra[0].met else 'exceeds'} {budget.max_drop})"
+        )
 
     def spent() -> int:
         return len(evaluations) + len(extra)
@@ -358,17 +429,21 @@ def search_float_layers(quantize: Callable[[list[str], str], Path], evaluate: Ca
         score = evaluate(path)
         ev = Evaluation(k, score["drop"], score["value"], score["agreement"], score["drop"] <= budget.max_drop, path)
         evaluations[k] = ev
-        log(f"accuracy budget: {k} extra layer(s) in float -> drop {ev.drop:.3f} "
+        log(
+            f"accuracy budget: {k} extra layer(s) in float -> drop {ev.drop:.3f} "
             f"({'meets' if ev.met else 'exceeds'} {budget.max_drop}); {spent()}/{budget.max_evaluations} "
-            "evaluations")
+            "evaluations"
+        )
         return ev
 
     base_path = quantize([], "k0")
     score = evaluate(base_path)
     base = Evaluation(0, score["drop"], score["value"], score["agreement"], score["drop"] <= budget.max_drop, base_path)
     evaluations[0] = base
-    log(f"accuracy budget: all-INT8 graph drops {base.drop:.3f} ({'meets' if base.met else 'exceeds'} "
-        f"{budget.max_drop} {budget.metric} points)")
+    log(
+        f"accuracy budget: all-INT8 graph drops {base.drop:.3f} ({'meets' if base.met else 'exceeds'} "
+        f"{budget.max_drop} {budget.metric} points)"
+    )
     ranking = rank(base_path) if not base.met else []
     n = len(ranking)
     lo, hi = 0, None  # lo: largest k known to fail; hi: smallest k known to meet
@@ -406,30 +481,61 @@ def reproduce_policy(policy: str, nodes: Sequence[str]) -> str:
     return f"{policy}+re:^({'|'.join(re.escape(n) for n in nodes)})$"
 
 
-def record(budget: AccuracyBudget, validation: Validation, result: SearchResult, policy: str,
-           policy_nodes: Sequence[str], method: str, search_base: str = "quantize-all") -> dict[str, Any]:
+def record(
+    budget: AccuracyBudget,
+    validation: Validation,
+    result: SearchResult,
+    policy: str,
+    policy_nodes: Sequence[str],
+    method: str,
+    search_base: str = "quantize-all",
+) -> dict[str, Any]:
     """The manifest's ``accuracy_budget`` entry (``search_base``: the policy the search added layers to)."""
     chosen = result.chosen
     kept: list[dict[str, Any]]
     if chosen.label == "policy":
-        kept = [{"node": n, "rank": None, "added_nsr": None,
-                 "why": f"kept in float by --policy {policy}; that graph met the budget and was the fastest that did"}
-                for n in policy_nodes]
+        kept = [
+            {
+                "node": n,
+                "rank": None,
+                "added_nsr": None,
+                "why": f"kept in float by --policy {policy}; that graph met the budget and was the fastest that did",
+            }
+            for n in policy_nodes
+        ]
         spec = policy
     else:
-        kept = [{"node": r["node"], "rank": i + 1, "added_nsr": r["added_nsr"],
-                 "why": f"rank {i + 1} by the noise it adds ({r['charged_as']}; NSR {_nsr(r['added_nsr'])}, "
-                        f"SQNR {_db(r['sqnr_db'])} at {r['tensor']} in the {search_base} graph); the budget needed "
-                        f"the top {chosen.k} in float"}
-                for i, r in enumerate(result.ranking[: chosen.k])]
+        kept = [
+            {
+                "node": r["node"],
+                "rank": i + 1,
+                "added_nsr": r["added_nsr"],
+                "why": f"rank {i + 1} by the noise it adds ({r['charged_as']}; NSR {_nsr(r['added_nsr'])}, "
+                f"SQNR {_db(r['sqnr_db'])} at {r['tensor']} in the {search_base} graph); the budget needed "
+                f"the top {chosen.k} in float",
+            }
+            for i, r in enumerate(result.ranking[: chosen.k])
+        ]
         spec = reproduce_policy(search_base, [k["node"] for k in kept])
-    return {**budget.to_dict(), "method": method, "met": result.met, "validation": validation.description,
-            "reference_value": round(validation.reference_value or 0.0, 4), "measured_drop": chosen.drop,
-            "value": chosen.value, "agreement": chosen.agreement, "latency_ms": chosen.latency_ms,
-            "chosen_graph": chosen.label, "policy": policy, "policy_float_nodes": len(policy_nodes),
-            "search_base": search_base, "layers_kept_float": kept, "reproduce_policy": spec,
-            "evaluations": [e.to_dict() for e in result.evaluations],
-            "ranking": [{k: v for k, v in r.items()} for r in result.ranking[:20]]}
+    return {
+        **budget.to_dict(),
+        "method": method,
+        "met": result.met,
+        "validation": validation.description,
+        "reference_value": round(validation.reference_value or 0.0, 4),
+        "measured_drop": chosen.drop,
+        "value": chosen.value,
+        "agreement": chosen.agreement,
+        "latency_ms": chosen.latency_ms,
+        "chosen_graph": chosen.label,
+        "policy": policy,
+        "policy_float_nodes": len(policy_nodes),
+        "search_base": search_base,
+        "layers_kept_float": kept,
+        "reproduce_policy": spec,
+        "evaluations": [e.to_dict() for e in result.evaluations],
+        "ranking": [{k: v for k, v in r.items()} for r in result.ranking[:20]],
+    }
 
 
 def _nsr(value: float | None) -> str:
@@ -460,11 +566,19 @@ def unmet_error(report: dict[str, Any], side: Path) -> AccuracyBudgetError:
         f"the accuracy budget ({report['max_drop']} {report['metric']} points) was not met: the best graph found "
         f"drops {report['measured_drop']} with {len(report['layers_kept_float'])} extra layer(s) in float after "
         f"{len(report['evaluations'])} evaluation(s); it is in {side} (not written as the artifact). Raise "
-        "--max-accuracy-drop, --budget-evaluations or --calib-count, or keep more in float with --policy", side)
+        "--max-accuracy-drop, --budget-evaluations or --calib-count, or keep more in float with --policy",
+        side,
+    )
 
 
-def apply_onnx_budget(ctx: Any, reference: Path, quantize: Callable[[list[str], Path], None], policy: str,
-                      policy_nodes: Sequence[str], model_file: str) -> tuple[Path, dict[str, Any]]:
+def apply_onnx_budget(
+    ctx: Any,
+    reference: Path,
+    quantize: Callable[[list[str], Path], None],
+    policy: str,
+    policy_nodes: Sequence[str],
+    model_file: str,
+) -> tuple[Path, dict[str, Any]]:
     """Run the search for an ONNX Q/DQ target; returns (chosen graph, manifest record) or raises.
 
     ``reference``: the FP32 ONNX the quantizer starts from (its tensor and node names are the
@@ -472,11 +586,19 @@ def apply_onnx_budget(ctx: Any, reference: Path, quantize: Callable[[list[str], 
     """
     request = ctx.request
     budget: AccuracyBudget = request.budget
-    validation = load_validation(budget, tuple(request.input_size), ctx.config.preprocessing.to_dict(),
-                                 int(ctx.model.num_classes), ctx.log, ctx.config.class_names)
+    validation = load_validation(
+        budget,
+        tuple(request.input_size),
+        ctx.config.preprocessing.to_dict(),
+        int(ctx.model.num_classes),
+        ctx.log,
+        ctx.config.class_names,
+    )
     batch = ctx.static_batch
-    ctx.log(f"accuracy budget: {budget.max_drop} {budget.metric} points on {len(validation.tensors)} validation "
-            f"image(s) ({validation.description['source']}), at most {budget.max_evaluations} evaluations")
+    ctx.log(
+        f"accuracy budget: {budget.max_drop} {budget.metric} points on {len(validation.tensors)} validation "
+        f"image(s) ({validation.description['source']}), at most {budget.max_evaluations} evaluations"
+    )
     validation.set_reference(onnx_masks(reference, validation.tensors, batch))
     sample = np.repeat(validation.tensors[:1], batch, axis=0)
 
@@ -486,14 +608,20 @@ def apply_onnx_budget(ctx: Any, reference: Path, quantize: Callable[[list[str], 
         return out
 
     result = search_float_layers(
-        build, lambda p: validation.score(onnx_masks(p, validation.tensors, batch)),
+        build,
+        lambda p: validation.score(onnx_masks(p, validation.tensors, batch)),
         lambda p: rank_layers(reference, p, validation.tensors, batch=batch),
-        budget, lambda p: onnx_latency_ms(p, sample), ctx.log,
-        alternative=(lambda: build(list(policy_nodes), "policy")) if policy_nodes else None)
+        budget,
+        lambda p: onnx_latency_ms(p, sample),
+        ctx.log,
+        alternative=(lambda: build(list(policy_nodes), "policy")) if policy_nodes else None,
+    )
     entry = record(budget, validation, result, policy, policy_nodes, request.spec.budget_method)
     if not result.met:
         side = write_side_folder(request.artifact_dir(), {model_file: result.chosen.path}, entry)
         raise unmet_error(entry, side)
-    ctx.log(f"accuracy budget met: drop {result.chosen.drop} with {result.chosen.k} extra layer(s) in float, "
-            f"{result.chosen.latency_ms} ms")
+    ctx.log(
+        f"accuracy budget met: drop {result.chosen.drop} with {result.chosen.k} extra layer(s) in float, "
+        f"{result.chosen.latency_ms} ms"
+    )
     return result.chosen.path, entry

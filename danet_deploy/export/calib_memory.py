@@ -52,19 +52,25 @@ def activation_bytes(model_path: Path) -> tuple[int, int, int]:
     return sum(sizes), max(sizes, default=0), weights
 
 
-_ORDERED = ("ONNX Runtime's min/max calibrator run in a memory-ordered node list: each activation is reduced and "
-            "freed as the network runs")
+_ORDERED = (
+    "ONNX Runtime's min/max calibrator run in a memory-ordered node list: each activation is reduced and "
+    "freed as the network runs"
+)
 #: How each calibrating tool holds activations: (bounded? None = for min/max only, how when bounded).
 TOOLS = {
     "onnxruntime": (None, _ORDERED),
     "nncf": (True, "NNCF collects statistics with reducers inside the OpenVINO graph, one batch at a time"),
-    "modelopt": (None, "ModelOpt's max calibration in a memory-ordered copy of its own session "
-                       "(export/modelopt_memory.py): each activation is reduced and freed as the network runs"),
+    "modelopt": (
+        None,
+        "ModelOpt's max calibration in a memory-ordered copy of its own session "
+        "(export/modelopt_memory.py): each activation is reduced and freed as the network runs",
+    ),
 }
 
 
-def plan_calibration_memory(model_path: Path, count: int, size: tuple[int, int], batch: int, method: str,
-                            tool: str = "onnxruntime") -> dict[str, Any]:
+def plan_calibration_memory(
+    model_path: Path, count: int, size: tuple[int, int], batch: int, method: str, tool: str = "onnxruntime"
+) -> dict[str, Any]:
     """The expected peak of calibrating ``model_path`` on ``count`` images, bounded and not.
 
     Unbounded: every activation alive at once. Bounded: the graph's weights, a few of its
@@ -75,21 +81,34 @@ def plan_calibration_memory(model_path: Path, count: int, size: tuple[int, int],
     tensors = count * 3 * size[0] * size[1] * 4
     known, how = TOOLS[tool]
     bounded = (method in ("minmax", "max")) if known is None else known
-    mb = 2 ** 20
+    mb = 2**20
     live = total if not bounded else min(total, 2 * largest)  # e.g. the attention energy and its softmax
-    return {"tool": tool, "method": method, "bounded": bounded, "images": count, "batch": batch,
-            "activations_per_run_mb": round(total / mb, 1), "largest_activation_mb": round(largest / mb, 1),
-            "calibration_tensors_mb": round(tensors / mb, 1), "weights_mb": round(weights / mb, 1),
-            "expected_peak_mb": round(BASE_MB + (weights + tensors + live) / mb, 0),
-            "unbounded_peak_mb": round(BASE_MB + (weights + tensors + total) / mb, 0),
-            "how": how if bounded else (f"{method} calibration keeps ONNX Runtime's own path (histograms; every "
-                                        "activation of a run alive at once)")}
+    return {
+        "tool": tool,
+        "method": method,
+        "bounded": bounded,
+        "images": count,
+        "batch": batch,
+        "activations_per_run_mb": round(total / mb, 1),
+        "largest_activation_mb": round(largest / mb, 1),
+        "calibration_tensors_mb": round(tensors / mb, 1),
+        "weights_mb": round(weights / mb, 1),
+        "expected_peak_mb": round(BASE_MB + (weights + tensors + live) / mb, 0),
+        "unbounded_peak_mb": round(BASE_MB + (weights + tensors + total) / mb, 0),
+        "how": how
+        if bounded
+        else (
+            f"{method} calibration keeps ONNX Runtime's own path (histograms; every activation of a run alive at once)"
+        ),
+    }
 
 
 def describe_plan(plan: dict[str, Any]) -> str:
-    text = (f"calibration memory: {plan['images']} image(s), {plan['activations_per_run_mb']:.0f} MiB of activations "
-            f"per run, calibration tensors {plan['calibration_tensors_mb']:.0f} MiB; expected peak "
-            f"~{plan['expected_peak_mb']:.0f} MiB")
+    text = (
+        f"calibration memory: {plan['images']} image(s), {plan['activations_per_run_mb']:.0f} MiB of activations "
+        f"per run, calibration tensors {plan['calibration_tensors_mb']:.0f} MiB; expected peak "
+        f"~{plan['expected_peak_mb']:.0f} MiB"
+    )
     if plan["bounded"]:
         text += f" (unbounded it would be ~{plan['unbounded_peak_mb']:.0f} MiB)"
     return text + f"; {plan['how']}"
@@ -154,8 +173,14 @@ def memory_order(model: Any, roots: list[str] | None = None) -> Any:
     return model
 
 
-def collect_minmax_ranges(model_path: Path, reader: Any, cache_path: Path, scratch: Path,
-                          symmetric: bool = False, log: Callable[[str], None] | None = None) -> None:
+def collect_minmax_ranges(
+    model_path: Path,
+    reader: Any,
+    cache_path: Path,
+    scratch: Path,
+    symmetric: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> None:
     """ONNX Runtime's min/max calibration of ``model_path``, run memory-bounded; ranges to ``cache_path``.
 
     ``cache_path`` is in ONNX Runtime's calibration cache format (``save_tensors_data``), so
@@ -164,9 +189,13 @@ def collect_minmax_ranges(model_path: Path, reader: Any, cache_path: Path, scrat
     import onnxruntime as ort
     from onnxruntime.quantization.calibrate import CalibrationMethod, create_calibrator, save_tensors_data
 
-    calibrator = create_calibrator(str(model_path), None, augmented_model_path=str(scratch / "augmented_model.onnx"),
-                                   calibrate_method=CalibrationMethod.MinMax,
-                                   extra_options={"symmetric": symmetric})
+    calibrator = create_calibrator(
+        str(model_path),
+        None,
+        augmented_model_path=str(scratch / "augmented_model.onnx"),
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"symmetric": symmetric},
+    )
     import onnx
 
     originals = [o.name for o in onnx.load(str(model_path), load_external_data=False).graph.output]
@@ -175,8 +204,9 @@ def collect_minmax_ranges(model_path: Path, reader: Any, cache_path: Path, scrat
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # as the calibrator does
     options.execution_order = ort.ExecutionOrder.PRIORITY_BASED  # run the node list as memory_order left it
-    calibrator.infer_session = ort.InferenceSession(augmented.SerializeToString(), options,
-                                                    providers=["CPUExecutionProvider"])
+    calibrator.infer_session = ort.InferenceSession(
+        augmented.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
     del augmented
     calibrator.collect_data(reader)
     ranges = calibrator.compute_data()

@@ -30,9 +30,13 @@ class ExportFlags:
 
     calib_dir: str | None = arg(None, "folder of calibration images (INT8)")
     from_artifact: str | None = arg(
-        None, "second stage from an existing artifact: --target tensorrt builds the engine from a prepared bundle "
+        None,
+        "second stage from an existing artifact: --target tensorrt builds the engine from a prepared bundle "
         "(needs TensorRT and a GPU); --target triton writes a Triton model repository for any ONNX, OpenVINO or "
-        "TensorRT artifact", flag="--from", metavar="ARTIFACT_DIR")
+        "TensorRT artifact",
+        flag="--from",
+        metavar="ARTIFACT_DIR",
+    )
     workspace: str | None = arg(None, "TensorRT builder workspace, e.g. 2GB")
     dla_core: int | None = arg(None, "TensorRT: build for this DLA core (GPU fallback on)")
     timing_cache: str | None = arg(None, "TensorRT timing cache file (read and updated)")
@@ -52,16 +56,22 @@ class ExportFlags:
         return merged
 
 
-def export_from(artifact: str | Path, target: str, output: str | Path | None = None,
-                options: dict[str, Any] | None = None, force: bool = False,
-                log: Callable[[str], None] = _print) -> Any:
+def export_from(
+    artifact: str | Path,
+    target: str,
+    output: str | Path | None = None,
+    options: dict[str, Any] | None = None,
+    force: bool = False,
+    log: Callable[[str], None] = _print,
+) -> Any:
     """Second stage from an existing artifact: ``target`` ``tensorrt`` builds the engine of a prepared
     bundle, ``triton`` writes a model repository; returns the target's result (printable)."""
     spec = get_target(target)
     if spec.from_builder is None:
         with_from = [t.name for t in targets() if t.from_builder]
-        raise ConfigError(f"--target {spec.name} has no second stage; --from works with --target "
-                          f"{' or '.join(with_from) or '(none)'}")
+        raise ConfigError(
+            f"--target {spec.name} has no second stage; --from works with --target {' or '.join(with_from) or '(none)'}"
+        )
     from ..targets import resolve
 
     build_from = resolve(spec.from_builder, f"--target {spec.name} --from")
@@ -84,9 +94,17 @@ class ExportOutcome:
     def to_dict(self) -> dict[str, Any]:
         """The summary ``danet-export --json`` prints."""
         m = self.manifest
-        data = {"artifact": str(self.path), "target": m.target, "precision": m.precision, "backend": m.backend,
-                "files": m.files, "input": m.input.to_dict(), "attention_plan": m.export.attention_plan,
-                "calibration": m.calibration, "accuracy_budget": m.extra.get("accuracy_budget")}
+        data = {
+            "artifact": str(self.path),
+            "target": m.target,
+            "precision": m.precision,
+            "backend": m.backend,
+            "files": m.files,
+            "input": m.input.to_dict(),
+            "attention_plan": m.export.attention_plan,
+            "calibration": m.calibration,
+            "accuracy_budget": m.extra.get("accuracy_budget"),
+        }
         if self.parity is not None:
             data["parity"] = self.parity.to_dict()
         return data
@@ -96,13 +114,16 @@ class ExportOutcome:
         m = self.manifest
         plan = m.export.attention_plan or {}
         shape = "x".join(str(d) for d in m.input.shape)
-        return (f"{self.path}  target={m.target} precision={m.precision} input={shape} "
-                f"attention_chunks={plan.get('chunks', 1)}"
-                + (f" parity={'PASS' if self.passed else 'FAIL'}" if self.parity is not None else ""))
+        return (
+            f"{self.path}  target={m.target} precision={m.precision} input={shape} "
+            f"attention_chunks={plan.get('chunks', 1)}"
+            + (f" parity={'PASS' if self.passed else 'FAIL'}" if self.parity is not None else "")
+        )
 
 
-def export_and_verify(request: ExportRequest, verify_images: int = 4,
-                      log: Callable[[str], None] = _print) -> ExportOutcome:
+def export_and_verify(
+    request: ExportRequest, verify_images: int = 4, log: Callable[[str], None] = _print
+) -> ExportOutcome:
     """:func:`~.pipeline.export`, then (``request.verify``) danet-parity on ``verify_images`` generated
     scenes, its table logged."""
     path, manifest = export(request, log=log)

@@ -65,8 +65,13 @@ class FusionReport:
     skipped: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"form": self.form, "fused": len(self.fused_nodes), "fused_nodes": self.fused_nodes,
-                "replaced_nodes": self.replaced_nodes, "skipped": self.skipped}
+        return {
+            "form": self.form,
+            "fused": len(self.fused_nodes),
+            "fused_nodes": self.fused_nodes,
+            "replaced_nodes": self.replaced_nodes,
+            "skipped": self.skipped,
+        }
 
 
 def _opset(model: Any) -> int:
@@ -108,8 +113,13 @@ def find_chains(model: Any) -> tuple[list[_Chain], list[str]]:
         users = consumers.get(node.output[0], [])
         if energy is None or energy.op_type != "MatMul":
             continue  # CAM (ReduceMax/Sub in between) or a non-attention softmax
-        if len(users) != 1 or users[0].op_type != "MatMul" or users[0].input[0] != node.output[0] \
-                or node.output[0] in outputs or energy.output[0] in outputs:
+        if (
+            len(users) != 1
+            or users[0].op_type != "MatMul"
+            or users[0].input[0] != node.output[0]
+            or node.output[0] in outputs
+            or energy.output[0] in outputs
+        ):
             skipped.append(f"{node.name}: its probabilities feed more than one MatMul")
             continue
         apply = users[0]
@@ -165,8 +175,15 @@ def fuse_attention(model: Any) -> FusionReport:
             helper.make_node("Transpose", [chain.key], [t + "k_t"], perm=[0, 1, 3, 2], name=t + "TransposeKey"),
             _axis1("Squeeze", t + "k_t", t + "k3", t + "SqueezeKey", axis),
             _axis1("Squeeze", chain.value, t + "v3", t + "SqueezeValue", axis),
-            helper.make_node(FUSED_OP, [t + "q3", t + "k3", t + "v3"], [t + "o3"], domain=CONTRIB_DOMAIN,
-                             num_heads=1, scale=1.0, name=name),
+            helper.make_node(
+                FUSED_OP,
+                [t + "q3", t + "k3", t + "v3"],
+                [t + "o3"],
+                domain=CONTRIB_DOMAIN,
+                num_heads=1,
+                scale=1.0,
+                name=name,
+            ),
             _axis1("Unsqueeze", t + "o3", chain.apply.output[0], t + "Unsqueeze", axis),
         ]
         inserts[index[id(chain.apply)]] = nodes
@@ -257,15 +274,17 @@ def pad_for_tensorrt(model: Any) -> FusionReport:
             report.skipped.append(f"{chain.softmax.name}: query head size unknown")
             continue
         extra = chain.value_dim - q_dim
-        pads = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 0, max(extra, 0)], dtype=np.int64),
-                                       prefix + "pads")
+        pads = numpy_helper.from_array(np.array([0, 0, 0, 0, 0, 0, 0, max(extra, 0)], dtype=np.int64), prefix + "pads")
         graph.initializer.append(pads)
         nodes = [
             helper.make_node("Pad", [chain.query, pads.name], [prefix + "q_padded"], name=prefix + "PadQuery"),
-            helper.make_node("Transpose", [chain.key], [prefix + "k_bnsh"], perm=[0, 1, 3, 2], name=prefix + "KeyToBNSH"),
+            helper.make_node(
+                "Transpose", [chain.key], [prefix + "k_bnsh"], perm=[0, 1, 3, 2], name=prefix + "KeyToBNSH"
+            ),
             helper.make_node("Pad", [prefix + "k_bnsh", pads.name], [prefix + "k_padded"], name=prefix + "PadKey"),
-            helper.make_node("Transpose", [prefix + "k_padded"], [prefix + "k_t"], perm=[0, 1, 3, 2],
-                             name=prefix + "TransposeKey"),
+            helper.make_node(
+                "Transpose", [prefix + "k_padded"], [prefix + "k_t"], perm=[0, 1, 3, 2], name=prefix + "TransposeKey"
+            ),
         ]
         inserts[index[id(chain.energy)]] = nodes
         chain.energy.input[0] = prefix + "q_padded"
@@ -312,14 +331,17 @@ def split_query_heads(model: Any, heads: int = 2) -> FusionReport:
             report.skipped.append(f"{chain.softmax.name}: {queries} queries (symbolic or not divisible by {heads})")
             continue
         p = f"{chain.energy.name}_heads/"
-        tensors = [numpy_helper.from_array(np.array(v, dtype=np.int64), p + n) for n, v in
-                   (("split", [0, heads, -1, 0]), ("join", [0, 1, -1, 0]), ("tile", [1, heads, 1, 1]))]
+        tensors = [
+            numpy_helper.from_array(np.array(v, dtype=np.int64), p + n)
+            for n, v in (("split", [0, heads, -1, 0]), ("join", [0, 1, -1, 0]), ("tile", [1, heads, 1, 1]))
+        ]
         graph.initializer.extend(tensors)
         out = chain.apply.output[0]
         before[index[id(chain.energy)]] = [
             helper.make_node("Reshape", [chain.query, p + "split"], [p + "q"], name=p + "SplitQuery"),
             helper.make_node("Tile", [chain.key, p + "tile"], [p + "k"], name=p + "TileKey"),
-            helper.make_node("Tile", [chain.value, p + "tile"], [p + "v"], name=p + "TileValue")]
+            helper.make_node("Tile", [chain.value, p + "tile"], [p + "v"], name=p + "TileValue"),
+        ]
         chain.energy.input[0], chain.energy.input[1], chain.apply.input[1] = p + "q", p + "k", p + "v"
         chain.apply.output[0] = p + "out"
         after[index[id(chain.apply)]] = [helper.make_node("Reshape", [p + "out", p + "join"], [out], name=p + "Join")]

@@ -17,10 +17,14 @@ def graph_metadata(config: dict[str, Any], precision: str) -> dict[str, str]:
     """``{key: text}`` describing model, classes, preprocessing, precision and attention chunks."""
     pre = config["preprocessing"]
     return {
-        "danet.model": json.dumps(config), "danet.preprocessing": json.dumps(pre),
-        "danet.precision": precision, "model_name": config["name"],
-        "class_names": json.dumps(config["class_names"]), "mean": json.dumps(pre["mean"]),
-        "std": json.dumps(pre["std"]), "input_layout": "NCHW, RGB, (x/255 - mean)/std",
+        "danet.model": json.dumps(config),
+        "danet.preprocessing": json.dumps(pre),
+        "danet.precision": precision,
+        "model_name": config["name"],
+        "class_names": json.dumps(config["class_names"]),
+        "mean": json.dumps(pre["mean"]),
+        "std": json.dumps(pre["std"]),
+        "input_layout": "NCHW, RGB, (x/255 - mean)/std",
     }
 
 

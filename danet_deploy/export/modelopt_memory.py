@@ -29,8 +29,7 @@ FACTORY = "_create_inference_session_with_ep_config"
 
 
 @contextlib.contextmanager
-def memory_ordered_calibration(roots: Sequence[str], log: Callable[[str], None] | None = None
-                               ) -> Iterator[list[str]]:
+def memory_ordered_calibration(roots: Sequence[str], log: Callable[[str], None] | None = None) -> Iterator[list[str]]:
     """Within the block, ModelOpt's calibration sessions run a memory-ordered graph.
 
     Yields the list of augmented model paths that were reordered (empty when ModelOpt never
@@ -45,8 +44,10 @@ def memory_ordered_calibration(roots: Sequence[str], log: Callable[[str], None] 
     original = getattr(ort_patching, FACTORY, None)
     if original is None:
         if log is not None:
-            log(f"ModelOpt {getattr(ort_patching, '__name__', '')} has no {FACTORY}: calibration memory "
-                "is not bounded (use --option quantizer=onnxruntime for the bounded path)")
+            log(
+                f"ModelOpt {getattr(ort_patching, '__name__', '')} has no {FACTORY}: calibration memory "
+                "is not bounded (use --option quantizer=onnxruntime for the bounded path)"
+            )
         yield reordered
         return
 
@@ -85,11 +86,11 @@ def _session_settings(session: Any) -> tuple[Any, list[str], list[dict[str, Any]
     return session.get_session_options(), providers, [provider_options.get(p, {}) for p in providers]
 
 
-def _priority_based(path: str | Path, options: Any, providers: list[str], provider_options: list[dict[str, Any]]
-                    ) -> Any:
+def _priority_based(
+    path: str | Path, options: Any, providers: list[str], provider_options: list[dict[str, Any]]
+) -> Any:
     """Open ``path`` with ModelOpt's settings, running its node list in the order given."""
     import onnxruntime as ort
 
     options.execution_order = ort.ExecutionOrder.PRIORITY_BASED
-    return ort.InferenceSession(str(path), sess_options=options, providers=providers,
-                                provider_options=provider_options)
+    return ort.InferenceSession(str(path), sess_options=options, providers=providers, provider_options=provider_options)

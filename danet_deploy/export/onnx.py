@@ -22,10 +22,20 @@ from .metadata import stamp_onnx
 INPUT_NAME = "input"
 
 
-def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch: int = 1, dynamic: bool = False,
-                dynamic_batch: bool | None = None, opset: int = 17, exporter: str = "legacy", simplify: bool = True,
-                config: dict[str, Any] | None = None, emit: str = "logits",
-                mask_type: str = "uint8") -> dict[str, Any]:
+def export_onnx(
+    model: Any,
+    path: str | Path,
+    input_size: tuple[int, int],
+    batch: int = 1,
+    dynamic: bool = False,
+    dynamic_batch: bool | None = None,
+    opset: int = 17,
+    exporter: str = "legacy",
+    simplify: bool = True,
+    config: dict[str, Any] | None = None,
+    emit: str = "logits",
+    mask_type: str = "uint8",
+) -> dict[str, Any]:
     """Write ``model`` (eval mode; fused output only) as ONNX to ``path``; return export facts.
 
     Args:
@@ -59,20 +69,38 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
             if exporter == "legacy":
-                torch.onnx.export(traced, (example,), str(path), input_names=[INPUT_NAME], output_names=names,
-                                  opset_version=opset, dynamo=False, do_constant_folding=True,
-                                  dynamic_axes={INPUT_NAME: axes, **output_axes} if axes else None)
+                torch.onnx.export(
+                    traced,
+                    (example,),
+                    str(path),
+                    input_names=[INPUT_NAME],
+                    output_names=names,
+                    opset_version=opset,
+                    dynamo=False,
+                    do_constant_folding=True,
+                    dynamic_axes={INPUT_NAME: axes, **output_axes} if axes else None,
+                )
             elif exporter == "dynamo":
                 from torch.export import Dim
 
                 shapes = None
                 if axes:
-                    dims = {0: Dim("batch", min=1, max=256), 2: Dim("height", min=32, max=8192),
-                            3: Dim("width", min=32, max=8192)}
+                    dims = {
+                        0: Dim("batch", min=1, max=256),
+                        2: Dim("height", min=32, max=8192),
+                        3: Dim("width", min=32, max=8192),
+                    }
                     shapes = {"x": {k: dims[k] for k in axes}}
-                program = torch.onnx.export(traced, (example,), input_names=[INPUT_NAME], output_names=names,
-                                            opset_version=max(opset, 18), dynamo=True, dynamic_shapes=shapes,
-                                            verbose=False)
+                program = torch.onnx.export(
+                    traced,
+                    (example,),
+                    input_names=[INPUT_NAME],
+                    output_names=names,
+                    opset_version=max(opset, 18),
+                    dynamo=True,
+                    dynamic_shapes=shapes,
+                    verbose=False,
+                )
                 assert program is not None  # dynamo=True returns the program
                 program.save(str(path))
             else:
@@ -98,9 +126,12 @@ def export_onnx(model: Any, path: str | Path, input_size: tuple[int, int], batch
     except Exception as exc:
         raise ExportError(f"the exported ONNX failed onnx.checker: {exc}") from exc
     return {
-        "exporter": exporter, "opset": int(next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))),
-        "dynamic_axes": {str(k): v for k, v in axes.items()}, "export_seconds": round(export_seconds, 3),
-        "simplifier": "onnxslim" if simplify else None, "nodes_before_simplify": nodes_before,
+        "exporter": exporter,
+        "opset": int(next(o.version for o in graph.opset_import if o.domain in ("", "ai.onnx"))),
+        "dynamic_axes": {str(k): v for k, v in axes.items()},
+        "export_seconds": round(export_seconds, 3),
+        "simplifier": "onnxslim" if simplify else None,
+        "nodes_before_simplify": nodes_before,
         "nodes": len(graph.graph.node),
     }
 
@@ -146,8 +177,9 @@ def _with_outputs(model: Any, names: list[str], mask_type: str) -> Any:
                     outs.append(low)
                     continue
                 if full is None:
-                    full = F.interpolate(low, size=x.shape[-2:], mode="bilinear",
-                                         align_corners=self.model.align_corners)
+                    full = F.interpolate(
+                        low, size=x.shape[-2:], mode="bilinear", align_corners=self.model.align_corners
+                    )
                 outs.append(full if name == LOGITS else self.mask(low, full))
             return tuple(outs) if len(outs) > 1 else outs[0]
 
@@ -168,7 +200,9 @@ def _simplify(graph: Any) -> Any:
     try:
         import onnxslim
     except ImportError:
-        warnings.warn("onnxslim is not installed: the ONNX graph is left unsimplified (pip install onnxslim)", stacklevel=2)
+        warnings.warn(
+            "onnxslim is not installed: the ONNX graph is left unsimplified (pip install onnxslim)", stacklevel=2
+        )
         return graph
     try:
         return onnxslim.slim(graph)

@@ -20,5 +20,10 @@ def build(ctx: ExportContext) -> TargetResult:
     if report.fused_nodes:
         ctx.log(f"position attention as {len(report.fused_nodes)} fused MultiHeadAttention node(s)")
     ctx.accept_onnx(ctx.workdir / MODEL_FILE)  # --accept rgb8|bgr8: uint8 image input in front
-    return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision="fp32", input=ctx.input_spec(),
-                        extra={"attention": report.to_dict()})
+    return TargetResult(
+        primary=MODEL_FILE,
+        backend=ctx.engine,
+        precision="fp32",
+        input=ctx.input_spec(),
+        extra={"attention": report.to_dict()},
+    )

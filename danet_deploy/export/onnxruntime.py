@@ -40,8 +40,11 @@ INT8_FORMATS = ("u8s8", "u8s8-reduced", "s8s8")
 
 def choose_int8_format(features: dict[str, Any], override: str | None = None) -> dict[str, Any]:
     """``{"format", "activation", "weight", "reduce_range", "reason"}`` for this CPU (or ``override``)."""
-    formats = {"u8s8": ("QUInt8", "QInt8", False), "u8s8-reduced": ("QUInt8", "QInt8", True),
-               "s8s8": ("QInt8", "QInt8", False)}
+    formats = {
+        "u8s8": ("QUInt8", "QInt8", False),
+        "u8s8-reduced": ("QUInt8", "QInt8", True),
+        "s8s8": ("QInt8", "QInt8", False),
+    }
     if override:
         if override not in formats:
             raise ConfigError(f"int8_format {override!r} is not known; choose one of {', '.join(INT8_FORMATS)}")
@@ -51,8 +54,13 @@ def choose_int8_format(features: dict[str, Any], override: str | None = None) ->
     elif features.get("avx512_vnni") or features.get("avx_vnni") or features.get("amx_int8"):
         name, reason = "u8s8", "x86 CPU with VNNI/AMX: u8 x s8 accumulates without saturation, full 8-bit weights"
     else:
-        name, reason = "u8s8-reduced", ("x86 CPU without VNNI: u8 activations x 7-bit s8 weights avoid AVX2 "
-                                        "saturation (s8s8 measured no faster than FP32 on AVX2)")
+        name, reason = (
+            "u8s8-reduced",
+            (
+                "x86 CPU without VNNI: u8 activations x 7-bit s8 weights avoid AVX2 "
+                "saturation (s8s8 measured no faster than FP32 on AVX2)"
+            ),
+        )
     act, weight, reduce_range = formats[name]
     return {"format": name, "activation": act, "weight": weight, "reduce_range": reduce_range, "reason": reason}
 
@@ -79,27 +87,43 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
     extra_options: dict[str, Any] = {"ActivationSymmetric": False, "WeightSymmetric": True}
     if method == "percentile":
         extra_options["CalibPercentile"] = float(options.calib_percentile)
-    settings = {"model": sha256_file(prepared), "method": method, "format": fmt["format"],
-                # the budget search quantizes several exclusion sets: its ranges must cover every tensor
-                "excluded": excluded if request.budget is None else "every tensor (budget search)",
-                "extra": extra_options}
+    settings = {
+        "model": sha256_file(prepared),
+        "method": method,
+        "format": fmt["format"],
+        # the budget search quantizes several exclusion sets: its ranges must cover every tensor
+        "excluded": excluded if request.budget is None else "every tensor (budget search)",
+        "extra": extra_options,
+    }
     cache = calib.statistics_path("ort-ranges", settings)
     hit = cache is not None and cache.is_file()
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-    ctx.log(f"ONNX Runtime INT8: {fmt['format']} ({fmt['reason']}); {method} calibration on {len(calib)} images"
-            f"{' (cached ranges)' if hit else ''}; policy {policy.name}: {len(excluded)} node(s) kept in float")
+    ctx.log(
+        f"ONNX Runtime INT8: {fmt['format']} ({fmt['reason']}); {method} calibration on {len(calib)} images"
+        f"{' (cached ranges)' if hit else ''}; policy {policy.name}: {len(excluded)} node(s) kept in float"
+    )
     from .calib_memory import describe_plan, plan_calibration_memory
 
     memory = plan_calibration_memory(prepared, len(calib), request.input_size, ctx.static_batch, method)
     if not hit:
         ctx.log(describe_plan(memory))
+
     def quantize(float_nodes: list[str], output: Path) -> None:
         # the ranges do not depend on which nodes stay float: every search graph reuses the first one's
-        quantize_qdq(prepared, output, calib.ort_reader(graph_input_name(prepared), batch=ctx.static_batch),
-                     method=method, activation=fmt["activation"], weight=fmt["weight"], per_channel=True,
-                     reduce_range=fmt["reduce_range"], nodes_to_exclude=float_nodes, extra_options=extra_options,
-                     cache=cache)
+        quantize_qdq(
+            prepared,
+            output,
+            calib.ort_reader(graph_input_name(prepared), batch=ctx.static_batch),
+            method=method,
+            activation=fmt["activation"],
+            weight=fmt["weight"],
+            per_channel=True,
+            reduce_range=fmt["reduce_range"],
+            nodes_to_exclude=float_nodes,
+            extra_options=extra_options,
+            cache=cache,
+        )
 
     budget = None
     if request.budget is not None:
@@ -110,18 +134,37 @@ def _build_int8(ctx: ExportContext) -> TargetResult:
         output = ctx.scratch / "model_int8.onnx"
         quantize(excluded, output)
     attention = _finish(output, ctx, "int8", ctx.workdir / MODEL_FILE)
-    extra = {"attention": attention, "quantization": {"tool": "onnxruntime.quantization.quantize_static", "format": "QDQ",
-                              "per_channel": True, "calib_method": method, **fmt, "extra_options": extra_options,
-                              "ranges_from_cache": hit, "policy": policy.describe(excluded),
-                              "calibration_memory": memory},
-             "cpu": features}
+    extra = {
+        "attention": attention,
+        "quantization": {
+            "tool": "onnxruntime.quantization.quantize_static",
+            "format": "QDQ",
+            "per_channel": True,
+            "calib_method": method,
+            **fmt,
+            "extra_options": extra_options,
+            "ranges_from_cache": hit,
+            "policy": policy.describe(excluded),
+            "calibration_memory": memory,
+        },
+        "cpu": features,
+    }
     if budget is not None:
         extra["accuracy_budget"] = budget
         # what the artifact keeps in float is the budget's choice, not the --policy preset
-        extra["quantization"]["policy"] = {"name": "accuracy budget", "spec": budget["reproduce_policy"],
-                                           "float_nodes": [k["node"] for k in budget["layers_kept_float"]]}
-    return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision="int8", input=ctx.input_spec(),
-                        extra=extra, calibration=calib.describe())
+        extra["quantization"]["policy"] = {
+            "name": "accuracy budget",
+            "spec": budget["reproduce_policy"],
+            "float_nodes": [k["node"] for k in budget["layers_kept_float"]],
+        }
+    return TargetResult(
+        primary=MODEL_FILE,
+        backend=ctx.engine,
+        precision="int8",
+        input=ctx.input_spec(),
+        extra=extra,
+        calibration=calib.describe(),
+    )
 
 
 def _build_fp16(ctx: ExportContext) -> TargetResult:
@@ -137,10 +180,16 @@ def _build_fp16(ctx: ExportContext) -> TargetResult:
     output = ctx.scratch / "model_fp16.onnx"
     onnx.save(converted, str(output))
     attention = _finish(output, ctx, "fp16", ctx.workdir / MODEL_FILE)
-    extra = {"attention": attention, "conversion": {"tool": "onnxruntime.transformers.float16.convert_float_to_float16",
-                            "keep_io_types": True, "float_roundtrips_removed": removed,
-                            "policy": policy.describe(kwargs["node_block_list"])},
-             "cpu": cpu_features()}
+    extra = {
+        "attention": attention,
+        "conversion": {
+            "tool": "onnxruntime.transformers.float16.convert_float_to_float16",
+            "keep_io_types": True,
+            "float_roundtrips_removed": removed,
+            "policy": policy.describe(kwargs["node_block_list"]),
+        },
+        "cpu": cpu_features(),
+    }
     return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision="fp16", input=ctx.input_spec(), extra=extra)
 
 
@@ -166,4 +215,3 @@ def _finish(path: Path, ctx: ExportContext, precision: str, final: Path) -> dict
     with atomic_output(final) as tmp:
         onnx.save(model, str(tmp))
     return report.to_dict()
-

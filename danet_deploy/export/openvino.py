@@ -53,18 +53,23 @@ def _attention_onnx(ctx: ExportContext) -> tuple[Any, dict[str, Any]]:
     if form == "sdpa":  # opt-in: within the noise of the query-heads form here, and needs no static N
         fused = ctx.scratch / "model_fp32_attention_sdpa.onnx"
         report = fuse_file(source, fused, "fused")
-        ctx.log(f"position attention as MultiHeadAttention for OpenVINO's ScaledDotProductAttention "
-                f"({len(report.fused_nodes)} chain(s); {'; '.join(report.skipped) or 'none skipped'})")
+        ctx.log(
+            f"position attention as MultiHeadAttention for OpenVINO's ScaledDotProductAttention "
+            f"({len(report.fused_nodes)} chain(s); {'; '.join(report.skipped) or 'none skipped'})"
+        )
         return fused, {**report.to_dict(), "form": "openvino-sdpa"}
     fused = ctx.scratch / "model_fp32_attention_heads.onnx"
     report = fuse_file(source, fused, f"heads:{ctx.options.attention_heads}")
-    ctx.log(f"position attention split into {ctx.options.attention_heads} query heads for the CPU plugin's MHA "
-            f"kernel ({len(report.fused_nodes)} chain(s); {'; '.join(report.skipped) or 'none skipped'})")
+    ctx.log(
+        f"position attention split into {ctx.options.attention_heads} query heads for the CPU plugin's MHA "
+        f"kernel ({len(report.fused_nodes)} chain(s); {'; '.join(report.skipped) or 'none skipped'})"
+    )
     return fused, report.to_dict()
 
 
-def runtime_properties(policy: PrecisionPolicy, precision: str, budget_choice: dict[str, Any] | None = None
-                       ) -> dict[str, Any]:
+def runtime_properties(
+    policy: PrecisionPolicy, precision: str, budget_choice: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Compile properties an artifact needs to run as exported (recorded in its manifest).
 
     ``inference_precision``: ``bf16`` for the ``attention-bf16`` policy (the float parts of the
@@ -102,8 +107,11 @@ def build(ctx: ExportContext) -> TargetResult:
     if precision == "int8":
         model, calibration, quant = _quantize(ctx, model)
         extra["quantization"] = quant
-    runtime = runtime_properties(PrecisionPolicy.from_spec(request.policy), precision,
-                                 (extra.get("quantization", {}).get("accuracy_budget") or {}).get("attention_bf16"))
+    runtime = runtime_properties(
+        PrecisionPolicy.from_spec(request.policy),
+        precision,
+        (extra.get("quantization", {}).get("accuracy_budget") or {}).get("attention_bf16"),
+    )
     if runtime:
         extra[RUNTIME_KEY] = runtime
     compress = precision == "fp16"
@@ -117,8 +125,14 @@ def build(ctx: ExportContext) -> TargetResult:
         ov.save_model(model, str(ctx.workdir / MODEL_FILE), compress_to_fp16=compress)
     except Exception as exc:
         raise ExportError(f"openvino.save_model failed: {summarize_exception(exc)}") from exc
-    return TargetResult(primary=MODEL_FILE, backend=ctx.engine, precision=precision, input=ctx.input_spec(),
-                        extra=extra, calibration=calibration)
+    return TargetResult(
+        primary=MODEL_FILE,
+        backend=ctx.engine,
+        precision=precision,
+        input=ctx.input_spec(),
+        extra=extra,
+        calibration=calibration,
+    )
 
 
 def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict[str, Any]]:
@@ -139,32 +153,56 @@ def _quantize(ctx: ExportContext, model: Any) -> tuple[Any, dict[str, Any], dict
     ignored = kwargs["ignored_scope"].names if "ignored_scope" in kwargs else []
     from .calib_memory import describe_plan, plan_calibration_memory
 
-    memory = plan_calibration_memory(ctx.fp32_onnx(), len(calib), request.input_size, ctx.static_batch,
-                                     method, tool="nncf")
+    memory = plan_calibration_memory(
+        ctx.fp32_onnx(), len(calib), request.input_size, ctx.static_batch, method, tool="nncf"
+    )
     ctx.log(describe_plan(memory))
-    ctx.log(f"NNCF INT8: {len(calib)} calibration images ({method} ranges), policy {policy.name}, "
-            f"{len(ignored)} node(s) kept in float")
+    ctx.log(
+        f"NNCF INT8: {len(calib)} calibration images ({method} ranges), policy {policy.name}, "
+        f"{len(ignored)} node(s) kept in float"
+    )
     budget = None
     if request.budget is not None:
         from .budget_openvino import quantize_with_budget
 
         ac_kwargs = {k: v for k, v in kwargs.items() if k != "advanced_parameters"}
         quantized, budget = quantize_with_budget(
-            ctx, model, calib.nncf_dataset(batch=ctx.static_batch),
-            {**ac_kwargs, "subset_size": -(-len(calib) // ctx.static_batch), "preset": presets[preset_name],
-             "fast_bias_correction": True, "advanced_quantization_parameters": kwargs["advanced_parameters"]},
-            ignored)
+            ctx,
+            model,
+            calib.nncf_dataset(batch=ctx.static_batch),
+            {
+                **ac_kwargs,
+                "subset_size": -(-len(calib) // ctx.static_batch),
+                "preset": presets[preset_name],
+                "fast_bias_correction": True,
+                "advanced_quantization_parameters": kwargs["advanced_parameters"],
+            },
+            ignored,
+        )
     else:
         try:
-            quantized = nncf.quantize(model, calib.nncf_dataset(batch=ctx.static_batch),
-                                      subset_size=-(-len(calib) // ctx.static_batch), preset=presets[preset_name],
-                                      fast_bias_correction=True, **kwargs)
+            quantized = nncf.quantize(
+                model,
+                calib.nncf_dataset(batch=ctx.static_batch),
+                subset_size=-(-len(calib) // ctx.static_batch),
+                preset=presets[preset_name],
+                fast_bias_correction=True,
+                **kwargs,
+            )
         except Exception as exc:
             raise ExportError(f"nncf.quantize failed: {summarize_exception(exc)}") from exc
-    facts = {"tool": "nncf.quantize", "nncf": nncf.__version__, "preset": preset_name,
-             "model_type": model_type or None, "calib_method": method, "subset_size": len(calib), "fast_bias_correction": True,
-             "policy": policy.describe(ignored), "calibration_memory": memory,
-             "statistics_cache": "none: NNCF 3.4 caches statistics only for weight compression, not nncf.quantize"}
+    facts = {
+        "tool": "nncf.quantize",
+        "nncf": nncf.__version__,
+        "preset": preset_name,
+        "model_type": model_type or None,
+        "calib_method": method,
+        "subset_size": len(calib),
+        "fast_bias_correction": True,
+        "policy": policy.describe(ignored),
+        "calibration_memory": memory,
+        "statistics_cache": "none: NNCF 3.4 caches statistics only for weight compression, not nncf.quantize",
+    }
     if budget is not None:
         facts["tool"] = "nncf.quantize_with_accuracy_control"
         facts["accuracy_budget"] = budget

@@ -25,8 +25,12 @@ def calibration_method(name: str) -> Any:
     """ONNX Runtime's ``CalibrationMethod`` for a ``--calib-method`` name."""
     from onnxruntime.quantization import CalibrationMethod
 
-    methods = {"minmax": CalibrationMethod.MinMax, "max": CalibrationMethod.MinMax,
-               "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    methods = {
+        "minmax": CalibrationMethod.MinMax,
+        "max": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }
     if name not in methods:
         raise ConfigError(f"ONNX Runtime calibrates with minmax, entropy or percentile, not {name!r}")
     return methods[name]
@@ -35,8 +39,11 @@ def calibration_method(name: str) -> Any:
 @contextlib.contextmanager
 def _isolated(scratch: Path | None = None) -> Iterator[str]:
     """A throw-away working directory with stdout sent to stderr (ORT's tools write to both)."""
-    with tempfile.TemporaryDirectory(prefix="ort-", dir=scratch) as tmp, working_directory(tmp), \
-            contextlib.redirect_stdout(sys.stderr):
+    with (
+        tempfile.TemporaryDirectory(prefix="ort-", dir=scratch) as tmp,
+        working_directory(tmp),
+        contextlib.redirect_stdout(sys.stderr),
+    ):
         yield tmp
 
 
@@ -51,10 +58,22 @@ def pre_process(src: Path, dst: Path, skip_symbolic_shape: bool = False) -> None
             raise ExportError(f"onnxruntime quant_pre_process failed: {summarize_exception(exc)}") from exc
 
 
-def quantize_qdq(src: Path, dst: Path, reader: Any, *, method: str, activation: str, weight: str,
-                 per_channel: bool = True, reduce_range: bool = False, nodes_to_exclude: Sequence[str] = (),
-                 extra_options: dict[str, Any] | None = None, cache: Path | None = None,
-                 scratch: Path | None = None, bounded_memory: bool = True) -> None:
+def quantize_qdq(
+    src: Path,
+    dst: Path,
+    reader: Any,
+    *,
+    method: str,
+    activation: str,
+    weight: str,
+    per_channel: bool = True,
+    reduce_range: bool = False,
+    nodes_to_exclude: Sequence[str] = (),
+    extra_options: dict[str, Any] | None = None,
+    cache: Path | None = None,
+    scratch: Path | None = None,
+    bounded_memory: bool = True,
+) -> None:
     """``quantize_static`` in QDQ format; ``activation``/``weight`` are ``QuantType`` names (``QInt8`` ...).
 
     ``cache`` (optional) is ORT's calibration-range cache file: read when present, written otherwise.
@@ -69,16 +88,30 @@ def quantize_qdq(src: Path, dst: Path, reader: Any, *, method: str, activation: 
 
             cache = cache or Path(tmp) / "ranges.json"
             try:
-                collect_minmax_ranges(Path(src), reader, cache, Path(tmp),
-                                      symmetric=bool((extra_options or {}).get("CalibTensorRangeSymmetric", False)))
+                collect_minmax_ranges(
+                    Path(src),
+                    reader,
+                    cache,
+                    Path(tmp),
+                    symmetric=bool((extra_options or {}).get("CalibTensorRangeSymmetric", False)),
+                )
             except Exception as exc:
                 raise ExportError(f"onnxruntime min/max calibration failed: {summarize_exception(exc)}") from exc
         try:
-            quantize_static(str(src), str(dst), reader, quant_format=QuantFormat.QDQ, per_channel=per_channel,
-                            reduce_range=reduce_range, activation_type=getattr(QuantType, activation),
-                            weight_type=getattr(QuantType, weight), nodes_to_exclude=list(nodes_to_exclude) or None,
-                            calibrate_method=calibration_method(method), extra_options=dict(extra_options or {}),
-                            calibration_cache_path=str(cache) if cache is not None else None)
+            quantize_static(
+                str(src),
+                str(dst),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                activation_type=getattr(QuantType, activation),
+                weight_type=getattr(QuantType, weight),
+                nodes_to_exclude=list(nodes_to_exclude) or None,
+                calibrate_method=calibration_method(method),
+                extra_options=dict(extra_options or {}),
+                calibration_cache_path=str(cache) if cache is not None else None,
+            )
         except Exception as exc:
             raise ExportError(f"onnxruntime quantize_static failed: {summarize_exception(exc)}") from exc
 

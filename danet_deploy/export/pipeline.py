@@ -84,62 +84,113 @@ class ExportRequest:
 
     model: str = arg("danet_demo", "preset name (see --list-models) or checkpoint file")
     target: str = arg(help=_target_help, choices=target_names, default_factory=lambda: target_names()[0])
-    precision: str = arg("fp32", "numeric precision (the target's list: --list-targets); int8 calibrates, see --calib",
-                         choices=PRECISIONS)
+    precision: str = arg(
+        "fp32",
+        "numeric precision (the target's list: --list-targets); int8 calibrates, see --calib",
+        choices=PRECISIONS,
+    )
     output: Path | None = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
-        None, "artifact folder (default: artifacts/<model>-<target>-<precision>)", flag=("--output", "-o"))
-    input_size: tuple[int, int] = arg((512, 512), "input height x width the graph is built for (--dynamic: the typical "
-                                      "size) (default: 512x512)", parser=parse_size, metavar="HxW")
+        None, "artifact folder (default: artifacts/<model>-<target>-<precision>)", flag=("--output", "-o")
+    )
+    input_size: tuple[int, int] = arg(
+        (512, 512),
+        "input height x width the graph is built for (--dynamic: the typical size) (default: 512x512)",
+        parser=parse_size,
+        metavar="HxW",
+    )
     batch: int = arg(1, "images per inference (static batch)")
     dynamic: bool = arg(False, "dynamic batch, height and width")
     opset: int = arg(17, "ONNX opset")
-    exporter: str = arg("legacy", "torch.onnx exporter: legacy (TorchScript-based) or dynamo (opset >= 18)",
-                        choices=("legacy", "dynamo"))
+    exporter: str = arg(
+        "legacy",
+        "torch.onnx exporter: legacy (TorchScript-based) or dynamo (opset >= 18)",
+        choices=("legacy", "dynamo"),
+    )
     arch: str | None = arg(None, "preset whose architecture a checkpoint --model has (default: read from its weights)")
     num_classes: int | None = arg(None, "class count of a checkpoint (default: the preset's)")
     model_options: dict[str, Any] = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
         help="architecture override, e.g. deep_stem=false, stem_width=32, multi_grid=1,2,4, align_corners=false",
-        flag="--model-option", metavar="KEY=VALUE", append=True, convert=_model_option_pairs, default_factory=dict)
+        flag="--model-option",
+        metavar="KEY=VALUE",
+        append=True,
+        convert=_model_option_pairs,
+        default_factory=dict,
+    )
     attention_chunks: int | None = arg(None, "compute position attention in this many query chunks")
-    attention_memory: str | int | None = arg(None, "budget for one attention energy block, e.g. 512MB (picks the chunks)")
-    min_size: tuple[int, int] | None = arg(None, "smallest input (dynamic; TensorRT profile)", parser=parse_size,
-                                           metavar="HxW")
-    max_size: tuple[int, int] | None = arg(None, "largest input (dynamic; plans attention memory)", parser=parse_size,
-                                           metavar="HxW")
+    attention_memory: str | int | None = arg(
+        None, "budget for one attention energy block, e.g. 512MB (picks the chunks)"
+    )
+    min_size: tuple[int, int] | None = arg(
+        None, "smallest input (dynamic; TensorRT profile)", parser=parse_size, metavar="HxW"
+    )
+    max_size: tuple[int, int] | None = arg(
+        None, "largest input (dynamic; plans attention memory)", parser=parse_size, metavar="HxW"
+    )
     max_batch: int | None = arg(None, "largest batch (dynamic; TensorRT profile)")
-    calib: str | None = arg(None, "calibration source: 'generated', 'photos', an .npz of tensors, or a dataset "
-                            "(cityscapes:ROOT, ade20k:ROOT, voc:ROOT: the images of its train split)")
+    calib: str | None = arg(
+        None,
+        "calibration source: 'generated', 'photos', an .npz of tensors, or a dataset "
+        "(cityscapes:ROOT, ade20k:ROOT, voc:ROOT: the images of its train split)",
+    )
     calib_count: int = arg(32, "calibration images (INT8)")
-    calib_method: str | None = arg(None, "INT8 calibration method (default: "
-                                   f"{DEFAULT_CALIB_METHOD['int8']}; recorded in the manifest)",
-                                   choices=(*CALIB_METHODS, *CALIB_ALIASES))
-    policy: str = arg("attention-float", "precision policy: attention-float, attention-bf16 (OpenVINO INT8 on "
-                      "AMX/AVX512-BF16 CPUs), quantize-all, ...")
-    emit: str = arg("logits", "graph outputs: logits; mask (arg-max in the graph: uint8 NxHxW, int32 for TensorRT); "
-                    "both; mask-lowres (mask + logits before the final upsample)", choices=tuple(EMITS))
-    accept: str = arg(FLOAT, "graph input: float (float32 NCHW, normalised on the host); rgb8 or bgr8 (the camera's "
-                      "uint8 NxHxWx3 image as it is, named 'image': cast, colour order, normalisation and layout in the "
-                      "graph; see docs/input-formats.md)", choices=tuple(ACCEPTS))
+    calib_method: str | None = arg(
+        None,
+        f"INT8 calibration method (default: {DEFAULT_CALIB_METHOD['int8']}; recorded in the manifest)",
+        choices=(*CALIB_METHODS, *CALIB_ALIASES),
+    )
+    policy: str = arg(
+        "attention-float",
+        "precision policy: attention-float, attention-bf16 (OpenVINO INT8 on AMX/AVX512-BF16 CPUs), quantize-all, ...",
+    )
+    emit: str = arg(
+        "logits",
+        "graph outputs: logits; mask (arg-max in the graph: uint8 NxHxW, int32 for TensorRT); "
+        "both; mask-lowres (mask + logits before the final upsample)",
+        choices=tuple(EMITS),
+    )
+    accept: str = arg(
+        FLOAT,
+        "graph input: float (float32 NCHW, normalised on the host); rgb8 or bgr8 (the camera's "
+        "uint8 NxHxWx3 image as it is, named 'image': cast, colour order, normalisation and layout in the "
+        "graph; see docs/input-formats.md)",
+        choices=tuple(ACCEPTS),
+    )
     options: dict[str, Any] = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
-        help="target-specific option (see --list-options)", flag="--option",
-                                  metavar="KEY=VALUE", append=True, convert=_target_option_pairs, default_factory=dict)
+        help="target-specific option (see --list-options)",
+        flag="--option",
+        metavar="KEY=VALUE",
+        append=True,
+        convert=_target_option_pairs,
+        default_factory=dict,
+    )
     verify: bool = arg(False, "run danet-parity on the artifact right after export")
-    force: bool = arg(False, "replace an existing output that danet-export did not write (never needed for its own "
-                      "artifacts)")
+    force: bool = arg(
+        False, "replace an existing output that danet-export did not write (never needed for its own artifacts)"
+    )
     max_accuracy_drop: float | None = arg(
-        None, "INT8: return the fewest layers to float so the drop stays <= X points on the validation set (ONNX "
+        None,
+        "INT8: return the fewest layers to float so the drop stays <= X points on the validation set (ONNX "
         "Runtime/TensorRT: per-layer sensitivity search; OpenVINO: NNCF accuracy control); unmet: exit 2, best graph "
-        "in <output>.budget-unmet", metavar="X", group=BUDGET)
+        "in <output>.budget-unmet",
+        metavar="X",
+        group=BUDGET,
+    )
     accuracy_metric: str | None = arg(
-        None, "miou: FP32 minus INT8 mIoU vs labels, x100 (a labelled --val dataset or generated scenes); agreement: "
+        None,
+        "miou: FP32 minus INT8 mIoU vs labels, x100 (a labelled --val dataset or generated scenes); agreement: "
         "%% of pixels whose argmax differs from FP32 (default: miou when the validation set has labels)",
-        choices=("miou", "agreement"), group=BUDGET)
-    val: str | None = arg(None, "validation source, apart from calibration: a labelled dataset (cityscapes:ROOT, "
-                          "ade20k:ROOT, voc:ROOT, folder:IMAGES,LABELS: its validation split, mIoU), 'generated' (val "
-                          "scenes, labelled; default), 'photos' or an image folder", group=BUDGET)
+        choices=("miou", "agreement"),
+        group=BUDGET,
+    )
+    val: str | None = arg(
+        None,
+        "validation source, apart from calibration: a labelled dataset (cityscapes:ROOT, "
+        "ade20k:ROOT, voc:ROOT, folder:IMAGES,LABELS: its validation split, mIoU), 'generated' (val "
+        "scenes, labelled; default), 'photos' or an image folder",
+        group=BUDGET,
+    )
     val_count: int = arg(8, "validation images (default %(default)s)", group=BUDGET)
-    budget_evaluations: int = arg(8, "most graphs the search quantizes and scores (default %(default)s)",
-                                  group=BUDGET)
+    budget_evaluations: int = arg(8, "most graphs the search quantizes and scores (default %(default)s)", group=BUDGET)
     target_options: TargetOptions = field(init=False, repr=False)
     budget: Any = field(init=False, repr=False)  # AccuracyBudget | None, checked with the rest
 
@@ -150,8 +201,10 @@ class ExportRequest:
         spec.check_precision(self.precision)
         check_emit(self.emit)
         if self.emit not in spec.emits:
-            raise ConfigError(f"--target {spec.name} serves --emit {' or '.join(spec.emits)}, not {self.emit!r} "
-                              "(its engine binds one output tensor)")
+            raise ConfigError(
+                f"--target {spec.name} serves --emit {' or '.join(spec.emits)}, not {self.emit!r} "
+                "(its engine binds one output tensor)"
+            )
         check_accept(self.accept)
         options = dict(self.options)
         if "calib_method" in options:  # accepted as an option too; the flag wins
@@ -160,8 +213,10 @@ class ExportRequest:
         self.target_options = spec.parse_options(options, also=("calib_method",) if spec.calib_methods else ())
         self.calib_method = spec.calib_method(self.precision, self.calib_method)
         if self.accept != FLOAT and getattr(self.target_options, "legacy_calibrator", False):
-            raise ConfigError(f"--accept {self.accept} cannot use legacy_calibrator: TensorRT's implicit calibrator "
-                              "feeds float tensors to the graph it builds; use the default Q/DQ INT8 bundle")
+            raise ConfigError(
+                f"--accept {self.accept} cannot use legacy_calibrator: TensorRT's implicit calibrator "
+                "feeds float tensors to the graph it builds; use the default Q/DQ INT8 bundle"
+            )
         h, w = self.input_size
         if h < 1 or w < 1:
             raise ConfigError(f"input size must be positive, got {h}x{w}")
@@ -171,11 +226,15 @@ class ExportRequest:
         if self.calib_count < 1:
             raise ConfigError(f"--calib-count must be >= 1, got {self.calib_count}")
         if self.calib and self.precision == "fp32":
-            raise ConfigError("--calib / --calib-dir feed INT8 calibration (and TensorRT FP16 range checks); an fp32 "
-                              "export reads none: drop it, or add --precision int8")
+            raise ConfigError(
+                "--calib / --calib-dir feed INT8 calibration (and TensorRT FP16 range checks); an fp32 "
+                "export reads none: drop it, or add --precision int8"
+            )
         if not OPSETS[0] <= self.opset <= OPSETS[1]:
-            raise ConfigError(f"--opset {self.opset} is outside {OPSETS[0]}-{OPSETS[1]}, the opsets this model exports "
-                              "in and runs (below 11 ONNX has no align_corners resize); the default is 17")
+            raise ConfigError(
+                f"--opset {self.opset} is outside {OPSETS[0]}-{OPSETS[1]}, the opsets this model exports "
+                "in and runs (below 11 ONNX has no align_corners resize); the default is 17"
+            )
         if self.num_classes is not None:
             from ..model.registry import check_class_count
 
@@ -207,8 +266,10 @@ class ExportRequest:
         hi_h, hi_w = self.max_size or self.input_size
         if not (lo_h <= h <= hi_h and lo_w <= w <= hi_w):
             shown = "x".join(map(str, self.min_size)) if self.min_size else "(none)"
-            raise ConfigError(f"need --min-size <= --input-size <= --max-size on each side, got {shown} <= {h}x{w} "
-                              f"<= {hi_h}x{hi_w}; --input-size is the shape the engine is tuned for")
+            raise ConfigError(
+                f"need --min-size <= --input-size <= --max-size on each side, got {shown} <= {h}x{w} "
+                f"<= {hi_h}x{hi_w}; --input-size is the shape the engine is tuned for"
+            )
 
     @property
     def int8_calib_method(self) -> str:
@@ -233,8 +294,11 @@ class ExportRequest:
         return get_target(self.target)
 
     def to_dict(self) -> dict[str, Any]:
-        data = {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()
-                if k not in ("target_options", "budget")}
+        data = {
+            k: (str(v) if isinstance(v, Path) else v)
+            for k, v in self.__dict__.items()
+            if k not in ("target_options", "budget")
+        }
         data["options"] = self.target_options.to_dict()
         data["accuracy_budget"] = self.budget.to_dict() if self.budget is not None else None
         if data["accept"] == FLOAT:  # as in every manifest before --accept: danet-bench reuses those artifacts
@@ -260,8 +324,15 @@ class TargetResult:
 class ExportContext:
     """What a target builder gets: the request, the model, a scratch dir and shared helpers."""
 
-    def __init__(self, request: ExportRequest, model: Any, workdir: Path, scratch: Path,
-                 plan: AttentionPlan, log: Callable[[str], None]) -> None:
+    def __init__(
+        self,
+        request: ExportRequest,
+        model: Any,
+        workdir: Path,
+        scratch: Path,
+        plan: AttentionPlan,
+        log: Callable[[str], None],
+    ) -> None:
         self.request = request
         self.model = model
         self.workdir = workdir
@@ -298,11 +369,22 @@ class ExportContext:
 
             r = self.request
             path = self.scratch / "model_fp32.onnx"
-            self.log(f"exporting ONNX ({r.exporter}, opset {r.opset}, {'dynamic' if r.dynamic else 'static'} "
-                     f"{r.batch}x3x{r.input_size[0]}x{r.input_size[1]})")
-            self.onnx_info = export_onnx(self.model, path, r.input_size, r.batch, r.dynamic, opset=r.opset,
-                                         exporter=r.exporter, config=self.graph_config, emit=r.emit,
-                                         mask_type=self.mask_type)
+            self.log(
+                f"exporting ONNX ({r.exporter}, opset {r.opset}, {'dynamic' if r.dynamic else 'static'} "
+                f"{r.batch}x3x{r.input_size[0]}x{r.input_size[1]})"
+            )
+            self.onnx_info = export_onnx(
+                self.model,
+                path,
+                r.input_size,
+                r.batch,
+                r.dynamic,
+                opset=r.opset,
+                exporter=r.exporter,
+                config=self.graph_config,
+                emit=r.emit,
+                mask_type=self.mask_type,
+            )
             self._fp32_onnx = path
         return self._fp32_onnx
 
@@ -314,8 +396,9 @@ class ExportContext:
     def output_spec(self, input_spec: dict[str, Any]) -> dict[str, Any]:
         """Manifest ``output`` entry for the graph's outputs (``--emit``; shapes from the NCHW input)."""
         shape = to_nchw(input_spec["shape"], input_spec.get("layout", "NCHW"))
-        return output_spec(self.request.emit, shape, self.model.num_classes,
-                           int(self.config.logits_stride), self.mask_type)
+        return output_spec(
+            self.request.emit, shape, self.model.num_classes, int(self.config.logits_stride), self.mask_type
+        )
 
     def input_spec(self, dtype: str = "float32", bounded: bool = False) -> dict[str, Any]:
         """Manifest input entry of the artifact's graph: :meth:`float_input_spec`, or the uint8 NHWC
@@ -350,15 +433,24 @@ class ExportContext:
         """
         r = self.request
         h, w = r.input_size
-        shape: list[Any] = [("batch" if r.dynamic else r.batch), 3, ("height" if r.dynamic else h),
-                            ("width" if r.dynamic else w)]
-        spec: dict[str, Any] = {"name": "input", "shape": shape, "dtype": dtype,
-                                "dynamic_axes": {"0": "batch", "2": "height", "3": "width"} if r.dynamic else {}}
+        shape: list[Any] = [
+            ("batch" if r.dynamic else r.batch),
+            3,
+            ("height" if r.dynamic else h),
+            ("width" if r.dynamic else w),
+        ]
+        spec: dict[str, Any] = {
+            "name": "input",
+            "shape": shape,
+            "dtype": dtype,
+            "dynamic_axes": {"0": "batch", "2": "height", "3": "width"} if r.dynamic else {},
+        }
         if r.dynamic and (bounded or r.min_size or r.max_size or r.max_batch):
             mh, mw = r.min_size or (32, 32)
             xh, xw = r.max_size or r.input_size
-            spec.update(min_shape=[1, 3, mh, mw], opt_shape=[r.batch, 3, h, w],
-                        max_shape=[r.max_batch or r.batch, 3, xh, xw])
+            spec.update(
+                min_shape=[1, 3, mh, mw], opt_shape=[r.batch, 3, h, w], max_shape=[r.max_batch or r.batch, 3, xh, xw]
+            )
         return spec
 
     @property
@@ -371,8 +463,13 @@ class ExportContext:
         from ..data.calibration import load_calibration
 
         r = self.request
-        return load_calibration(r.calib or "generated", count=r.calib_count, size=r.input_size,
-                                preprocessing=self.config.preprocessing.to_dict(), log=self.log)
+        return load_calibration(
+            r.calib or "generated",
+            count=r.calib_count,
+            size=r.input_size,
+            preprocessing=self.config.preprocessing.to_dict(),
+            log=self.log,
+        )
 
 
 def load_model(request: ExportRequest, log: Callable[[str], None] | None = None) -> Any:
@@ -381,8 +478,10 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
 
     if request.model in list_models():
         if request.arch:
-            raise ConfigError(f"--arch names the architecture of a checkpoint --model; {request.model} is a preset "
-                              "and has its own: drop --arch")
+            raise ConfigError(
+                f"--arch names the architecture of a checkpoint --model; {request.model} is a preset "
+                "and has its own: drop --arch"
+            )
         _refuse_dropping_shipped_weights(request)
         model = create_model(request.model, num_classes=request.num_classes, **request.model_options)
         model.test_protocol = artifact_protocol(model.config.name, align_corners=model.config.align_corners)
@@ -394,8 +493,10 @@ def load_model(request: ExportRequest, log: Callable[[str], None] | None = None)
         advice = "; pass a preset name or a .pt/.pth/.safetensors checkpoint file" if path.is_dir() else ""
         raise CheckpointError(f"--model {request.model!r} {not_a_file_reason(path)}{advice}")
     if not path.is_file():
-        raise UnknownModelError(f"unknown model {request.model!r}: not a preset ({', '.join(list_models())}) "
-                                "and not an existing checkpoint file")
+        raise UnknownModelError(
+            f"unknown model {request.model!r}: not a preset ({', '.join(list_models())}) "
+            "and not an existing checkpoint file"
+        )
     from ..model.inspect import model_from_checkpoint
 
     digest = sha256_file(path)  # before reading: a file rewritten meanwhile is caught when it is carried
@@ -426,8 +527,10 @@ def carry_weights(source: Path, info: dict[str, Any], workdir: Path) -> None:
     target = workdir / info["path"]
     save_weights(read_checkpoint(source).state, target)
     if sha256_file(source) != info["sha256"]:
-        raise CheckpointError(f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
-                              "with); export again once nothing is writing it")
+        raise CheckpointError(
+            f"{source} changed while it was exported (its sha256 is no longer the one it was loaded "
+            "with); export again once nothing is writing it"
+        )
     info["carried_sha256"] = sha256_file(target)
 
 
@@ -450,9 +553,11 @@ def _refuse_dropping_shipped_weights(request: ExportRequest) -> None:
 
     config = get_config(request.model)
     if config.weights and request.num_classes not in (None, config.num_classes):
-        raise ConfigError(f"--num-classes {request.num_classes}: {request.model} ships weights trained for "
-                          f"{config.num_classes} classes, which another class count would drop (an untrained "
-                          "network); omit --num-classes, or export your own checkpoint with --model FILE")
+        raise ConfigError(
+            f"--num-classes {request.num_classes}: {request.model} ships weights trained for "
+            f"{config.num_classes} classes, which another class count would drop (an untrained "
+            "network); omit --num-classes, or export your own checkpoint with --model FILE"
+        )
 
 
 def _print(message: str) -> None:
@@ -462,8 +567,9 @@ def _print(message: str) -> None:
 def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple[Path, Manifest]:
     """Run one export; returns (artifact folder, manifest). The folder appears only when complete."""
     started = time.perf_counter()
-    check_output_paths({"--output": request.artifact_dir(),
-                        "--timing-cache": getattr(request.target_options, "timing_cache", None)})
+    check_output_paths(
+        {"--output": request.artifact_dir(), "--timing-cache": getattr(request.target_options, "timing_cache", None)}
+    )
     final = check_output_dir(request.artifact_dir(), request.force)  # before any work
     spec = request.spec
     spec.check_installed()
@@ -473,10 +579,16 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
         check_input_size(size, model.config.output_stride, option)
     # the default policy keeps attention in FP32 for FP16/INT8 graphs: plan its memory at 4 bytes
     attention_precision = "fp16" if request.precision == "fp16" and request.policy == "quantize-all" else "fp32"
-    plan = plan_attention(request.planning_size, request.max_batch or request.batch, attention_precision,
-                          model.config.output_stride, model.backbone.out_channels // 4,
-                          budget=request.attention_memory, chunks=request.attention_chunks,
-                          tensorrt=spec.element_limit)
+    plan = plan_attention(
+        request.planning_size,
+        request.max_batch or request.batch,
+        attention_precision,
+        model.config.output_stride,
+        model.backbone.out_channels // 4,
+        budget=request.attention_memory,
+        chunks=request.attention_chunks,
+        tensorrt=spec.element_limit,
+    )
     model.set_attention_chunks(plan.chunks)
     log(plan.summary())
     memory = plan_batch_memory(model, request.input_size, request.batch, plan)  # refuses a batch that cannot fit
@@ -488,18 +600,30 @@ def export(request: ExportRequest, log: Callable[[str], None] = _print) -> tuple
         if model.checkpoint_info is not None:
             carry_weights(model.checkpoint_source, model.checkpoint_info, workdir)
         manifest = Manifest(
-            target=request.target, backend=result.backend, precision=result.precision, primary=result.primary,
+            target=request.target,
+            backend=result.backend,
+            precision=result.precision,
+            primary=result.primary,
             model=ModelInfo.from_dict(ctx.graph_config),
             preprocessing=PreprocessingInfo.from_dict(model.config.preprocessing.to_dict()),
-            input=InputInfo.from_dict(result.input), output=OutputInfo.from_dict(ctx.output_spec(result.input)),
-            tools=tool_versions(), calibration=result.calibration,
+            input=InputInfo.from_dict(result.input),
+            output=OutputInfo.from_dict(ctx.output_spec(result.input)),
+            tools=tool_versions(),
+            calibration=result.calibration,
             checkpoint=None if model.checkpoint_info is None else CheckpointInfo.from_dict(model.checkpoint_info),
-            export=ExportInfo.from_dict({**request.to_dict(), "test_protocol": model.test_protocol.to_dict(),  # danet-eval's
-                                         **ctx.onnx_info, "attention_plan": plan.to_dict(),
-                                         "memory_plan": memory.to_dict(),
-                                         "weights_sha256": model.weights_sha256,
-                                         "seconds": round(time.perf_counter() - started, 2)}),
-            extra=result.extra)
+            export=ExportInfo.from_dict(
+                {
+                    **request.to_dict(),
+                    "test_protocol": model.test_protocol.to_dict(),  # danet-eval's
+                    **ctx.onnx_info,
+                    "attention_plan": plan.to_dict(),
+                    "memory_plan": memory.to_dict(),
+                    "weights_sha256": model.weights_sha256,
+                    "seconds": round(time.perf_counter() - started, 2),
+                }
+            ),
+            extra=result.extra,
+        )
         manifest.hash_files(workdir)
         manifest.write(workdir)
     log(f"wrote {final} ({result.primary}, {request.precision}) in {time.perf_counter() - started:.1f} s")

@@ -50,7 +50,7 @@ _FUSED = {"MultiHeadAttention", "ScaledDotProductAttention", "Attention"}
 class _Node:
     name: str
     op: str
-    inputs: list[str]   # producer node names ("" for graph inputs / constants)
+    inputs: list[str]  # producer node names ("" for graph inputs / constants)
     consumers: list[str] = field(default_factory=list)
 
 
@@ -159,7 +159,7 @@ class PrecisionPolicy:
     keep_attention: bool = True
     patterns: tuple[str, ...] = ()
     op_types: tuple[str, ...] = ()
-    attention_precision: str = "fp32"       # "bf16": attention-bf16 (the float core in bf16)
+    attention_precision: str = "fp32"  # "bf16": attention-bf16 (the float core in bf16)
 
     @classmethod
     def from_spec(cls, spec: str | PrecisionPolicy | None) -> PrecisionPolicy:
@@ -187,14 +187,23 @@ class PrecisionPolicy:
                 try:
                     re.compile(part[3:])
                 except re.error as exc:
-                    raise ConfigError(f"--policy pattern {part[3:]!r} is not a valid regular expression ({exc})") from exc
+                    raise ConfigError(
+                        f"--policy pattern {part[3:]!r} is not a valid regular expression ({exc})"
+                    ) from exc
                 patterns.append(part[3:])
                 name = "custom"
             else:
-                raise ConfigError(f"unknown precision policy {part!r}; use {' or '.join(PRESETS)}, 're:<regex on node "
-                                  "names>', 'op:<op type>', or combine them with '+' (e.g. attention-float+re:/head/conv8/)")
-        return cls(name=name, keep_attention=keep, patterns=tuple(patterns), op_types=tuple(op_types),
-                   attention_precision=attention_precision)
+                raise ConfigError(
+                    f"unknown precision policy {part!r}; use {' or '.join(PRESETS)}, 're:<regex on node "
+                    "names>', 'op:<op type>', or combine them with '+' (e.g. attention-float+re:/head/conv8/)"
+                )
+        return cls(
+            name=name,
+            keep_attention=keep,
+            patterns=tuple(patterns),
+            op_types=tuple(op_types),
+            attention_precision=attention_precision,
+        )
 
     # -- graph queries -------------------------------------------------------------------------
     def _select(self, nodes: dict[str, _Node]) -> list[str]:
@@ -254,9 +263,13 @@ class PrecisionPolicy:
 
     def describe(self, selected: Iterable[str] | None = None) -> dict[str, Any]:
         """The manifest entry: preset, patterns and (if given) the nodes kept in float, by module."""
-        info: dict[str, Any] = {"name": self.name, "keep_attention": self.keep_attention,
-                                "attention_precision": self.attention_precision,
-                                "patterns": list(self.patterns), "op_types": list(self.op_types)}
+        info: dict[str, Any] = {
+            "name": self.name,
+            "keep_attention": self.keep_attention,
+            "attention_precision": self.attention_precision,
+            "patterns": list(self.patterns),
+            "op_types": list(self.op_types),
+        }
         if selected is not None:
             selected = list(selected)
             by_module: dict[str, int] = {}
@@ -280,13 +293,19 @@ def check_attention_bf16(policy: PrecisionPolicy, target: str, precision: str, f
     if policy.attention_precision != "bf16":
         return
     if target != "openvino":
-        raise ConfigError(f"--policy attention-bf16 runs the attention core in bf16 with OpenVINO's CPU plugin; "
-                          f"--target {target} has no bf16 attention path here (ONNX Runtime's CPU provider has no "
-                          "bf16 attention kernel): use --target openvino, or --policy attention-float")
+        raise ConfigError(
+            f"--policy attention-bf16 runs the attention core in bf16 with OpenVINO's CPU plugin; "
+            f"--target {target} has no bf16 attention path here (ONNX Runtime's CPU provider has no "
+            "bf16 attention kernel): use --target openvino, or --policy attention-float"
+        )
     if precision != "int8":
-        raise ConfigError(f"--policy attention-bf16 chooses the precision of the float part of an INT8 model; with "
-                          f"--precision {precision} use --precision int8, or drop the policy")
+        raise ConfigError(
+            f"--policy attention-bf16 chooses the precision of the float part of an INT8 model; with "
+            f"--precision {precision} use --precision int8, or drop the policy"
+        )
     if not any(features.get(flag) for flag in BF16_FLAGS):
-        raise ConfigError("--policy attention-bf16 needs a CPU with AMX-BF16 or AVX512-BF16 (this CPU has neither: "
-                          "OpenVINO would silently compute in f32); export on such a CPU, or use "
-                          "--policy attention-float")
+        raise ConfigError(
+            "--policy attention-bf16 needs a CPU with AMX-BF16 or AVX512-BF16 (this CPU has neither: "
+            "OpenVINO would silently compute in f32); export on such a CPU, or use "
+            "--policy attention-float"
+        )

@@ -74,9 +74,15 @@ def _restore_onnxruntime_quantization() -> Iterator[None]:
     """
     from onnxruntime.quantization import base_quantizer, calibrate, qdq_quantizer
 
-    owners: list[Any] = [calibrate, calibrate.CalibraterBase, calibrate.MinMaxCalibrater,
-                         calibrate.HistogramCalibrater, calibrate.HistogramCollector,
-                         qdq_quantizer.QDQQuantizer, base_quantizer.BaseQuantizer]
+    owners: list[Any] = [
+        calibrate,
+        calibrate.CalibraterBase,
+        calibrate.MinMaxCalibrater,
+        calibrate.HistogramCalibrater,
+        calibrate.HistogramCollector,
+        qdq_quantizer.QDQQuantizer,
+        base_quantizer.BaseQuantizer,
+    ]
     saved = [(owner, dict(vars(owner))) for owner in owners]
     try:
         yield
@@ -108,9 +114,17 @@ def reference_run_bytes(path: Path) -> int:
     return total
 
 
-def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: np.ndarray | None = None,
-                 input_name: str = "input", data_max: float = 512.0, converter: str = "auto",
-                 scratch: Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
+def prepare_fp16(
+    src: Path,
+    dst: Path,
+    float_nodes: Sequence[str],
+    calibration: np.ndarray | None = None,
+    input_name: str = "input",
+    data_max: float = 512.0,
+    converter: str = "auto",
+    scratch: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Write a mixed-precision FP16 ONNX of ``src`` to ``dst`` keeping ``float_nodes`` in FP32.
 
     Args:
@@ -130,12 +144,16 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
             # AutoCast runs the FP32 graph with every intermediate tensor as an output; at full
             # resolution (16 attention chunks at 1024x2048: ~8 GiB of energies alone) that was
             # OOM-killed on a 24 GiB machine. The policy already keeps attention in FP32.
-            log(f"FP16: AutoCast's reference run would hold ~{needed / 2**30:.1f} GiB of activations; using the "
-                "policy-driven converter instead (--option converter=modelopt forces AutoCast)")
+            log(
+                f"FP16: AutoCast's reference run would hold ~{needed / 2**30:.1f} GiB of activations; using the "
+                "policy-driven converter instead (--option converter=modelopt forces AutoCast)"
+            )
             use_modelopt = False
     if converter == "modelopt" and not use_modelopt:
-        raise ConfigError("converter=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon "
-                          "(without its [onnx] extra, which would replace onnx/onnxruntime)")
+        raise ConfigError(
+            "converter=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon "
+            "(without its [onnx] extra, which would replace onnx/onnxruntime)"
+        )
     if use_modelopt:
         from modelopt.onnx.autocast import convert_to_mixed_precision
 
@@ -145,17 +163,26 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
                 calib_path = Path(tmp) / "autocast_calibration.npz"
                 np.savez(calib_path, **{input_name: np.ascontiguousarray(calibration, dtype=np.float32)})
                 kwargs["calibration_data"] = str(calib_path)
-            log(f"FP16 (ModelOpt AutoCast {modelopt_version()}): keeping {len(float_nodes)} policy node(s) and "
-                f"outputs above {data_max:g} in FP32")
+            log(
+                f"FP16 (ModelOpt AutoCast {modelopt_version()}): keeping {len(float_nodes)} policy node(s) and "
+                f"outputs above {data_max:g} in FP32"
+            )
             try:
                 with _quiet(), working_directory(tmp):
                     model = convert_to_mixed_precision(
-                        str(src), low_precision_type="fp16", keep_io_types=True, providers=["cpu"],
-                        nodes_to_exclude=_exact(float_nodes) or None, data_max=data_max, **kwargs)
+                        str(src),
+                        low_precision_type="fp16",
+                        keep_io_types=True,
+                        providers=["cpu"],
+                        nodes_to_exclude=_exact(float_nodes) or None,
+                        data_max=data_max,
+                        **kwargs,
+                    )
             except Exception as exc:
                 reason = summarize_exception(exc)
-                raise ExportError(f"ModelOpt AutoCast failed: {reason}; "
-                                  "retry with --option converter=onnxruntime") from exc
+                raise ExportError(
+                    f"ModelOpt AutoCast failed: {reason}; retry with --option converter=onnxruntime"
+                ) from exc
         tool = f"modelopt.onnx.autocast {modelopt_version()}"
     else:
         # onnxconverter-common 1.16's float16 (keep_io_types + node_block_list) fails on DANet's graph
@@ -172,13 +199,22 @@ def prepare_fp16(src: Path, dst: Path, float_nodes: Sequence[str], calibration: 
     return {"converter": tool, "data_max": data_max, "autocast_calibration": calibration is not None}
 
 
-def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Sequence[str], method: str = "entropy",
-                 input_name: str = "input", quantizer: str = "auto", scratch: Path | None = None,
-                 log: Callable[[str], None] = print) -> dict[str, Any]:
+def prepare_int8(
+    src: Path,
+    dst: Path,
+    calibration: np.ndarray,
+    float_nodes: Sequence[str],
+    method: str = "entropy",
+    input_name: str = "input",
+    quantizer: str = "auto",
+    scratch: Path | None = None,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Write a Q/DQ INT8 ONNX of ``src`` calibrated on ``calibration`` (float32 NCHW) to ``dst``."""
     if calibration.ndim != 4 or calibration.dtype != np.float32 or len(calibration) < 1:
-        raise ConfigError(f"calibration tensors must be float32 [N, 3, H, W] with N >= 1, got "
-                          f"{calibration.dtype} {calibration.shape}")
+        raise ConfigError(
+            f"calibration tensors must be float32 [N, 3, H, W] with N >= 1, got {calibration.dtype} {calibration.shape}"
+        )
     if quantizer not in GRAPH_TOOLS:
         raise ConfigError(f"unknown INT8 quantizer {quantizer!r}; use --option quantizer={'|'.join(GRAPH_TOOLS)}")
     use_modelopt = quantizer in ("auto", "modelopt") and modelopt_version() is not None
@@ -186,13 +222,21 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
         raise ConfigError("quantizer=modelopt needs NVIDIA ModelOpt: pip install nvidia-modelopt onnx-graphsurgeon")
     from .calib_memory import describe_plan, plan_calibration_memory
 
-    memory = plan_calibration_memory(Path(src), len(calibration), (calibration.shape[2], calibration.shape[3]), 1, method,
-                                     tool="modelopt" if use_modelopt else "onnxruntime")
+    memory = plan_calibration_memory(
+        Path(src),
+        len(calibration),
+        (calibration.shape[2], calibration.shape[3]),
+        1,
+        method,
+        tool="modelopt" if use_modelopt else "onnxruntime",
+    )
     log(describe_plan(memory))
     if use_modelopt:
         if method not in _MODELOPT_METHODS:
-            raise ConfigError(f"ModelOpt INT8 calibrates with 'entropy' or 'max', not {method!r}; pass "
-                              "--calib-method entropy|max, or --option quantizer=onnxruntime for percentile")
+            raise ConfigError(
+                f"ModelOpt INT8 calibrates with 'entropy' or 'max', not {method!r}; pass "
+                "--calib-method entropy|max, or --option quantizer=onnxruntime for percentile"
+            )
         from modelopt.onnx.quantization import quantize
 
         from .modelopt_memory import memory_ordered_calibration
@@ -201,52 +245,96 @@ def prepare_int8(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Seq
         _, declared, outputs = graph_signature(src)
         shape = [d if d else c for d, c in zip(declared, calibration[:1].shape)]  # dynamic dims: one image
 
-        log(f"INT8 Q/DQ (ModelOpt {modelopt_version()}, {_MODELOPT_METHODS[method]} calibration on "
-            f"{len(calibration)} image(s)); {len(float_nodes)} policy node(s) stay in FP32")
+        log(
+            f"INT8 Q/DQ (ModelOpt {modelopt_version()}, {_MODELOPT_METHODS[method]} calibration on "
+            f"{len(calibration)} image(s)); {len(float_nodes)} policy node(s) stay in FP32"
+        )
         with tempfile.TemporaryDirectory(dir=scratch) as tmp:
             work = Path(tmp) / "model.onnx"
             work.write_bytes(Path(src).read_bytes())  # ModelOpt writes intermediates beside its input
             try:
                 # ONNX Runtime's calibrator prints its progress to stdout; keep stdout for results (--json)
-                with _quiet(), working_directory(tmp), contextlib.redirect_stdout(sys.stderr), \
-                        _restore_onnxruntime_quantization(), \
-                        memory_ordered_calibration(outputs, log) as reordered:
+                with (
+                    _quiet(),
+                    working_directory(tmp),
+                    contextlib.redirect_stdout(sys.stderr),
+                    _restore_onnxruntime_quantization(),
+                    memory_ordered_calibration(outputs, log) as reordered,
+                ):
                     # calibration_shapes: ModelOpt finds GEMV-like MatMuls by shape inference instead of
                     # one inference with every MatMul input as an output (5.3 GB at 1024x2048)
-                    quantize(str(work), quantize_mode="int8", calibration_data={input_name: calibration},
-                             calibration_shapes=f"{input_name}:{'x'.join(map(str, shape))}",
-                             calibration_method=_MODELOPT_METHODS[method], calibration_eps=["cpu"],
-                             high_precision_dtype="fp32", nodes_to_exclude=_exact(float_nodes) or None,
-                             output_path=str(dst), log_level="WARNING")
+                    quantize(
+                        str(work),
+                        quantize_mode="int8",
+                        calibration_data={input_name: calibration},
+                        calibration_shapes=f"{input_name}:{'x'.join(map(str, shape))}",
+                        calibration_method=_MODELOPT_METHODS[method],
+                        calibration_eps=["cpu"],
+                        high_precision_dtype="fp32",
+                        nodes_to_exclude=_exact(float_nodes) or None,
+                        output_path=str(dst),
+                        log_level="WARNING",
+                    )
             except Exception as exc:
                 reason = summarize_exception(exc)
-                raise ExportError(f"ModelOpt INT8 quantization failed: {reason}; "
-                                  "retry with --option quantizer=onnxruntime") from exc
+                raise ExportError(
+                    f"ModelOpt INT8 quantization failed: {reason}; retry with --option quantizer=onnxruntime"
+                ) from exc
         if not Path(dst).is_file():
             raise ExportError("ModelOpt INT8 quantization wrote no model; retry with --option quantizer=onnxruntime")
         memory["bounded"] = bool(reordered) and _MODELOPT_METHODS[method] == "max"
-        return {"quantizer": f"modelopt.onnx.quantization {modelopt_version()}", "method": _MODELOPT_METHODS[method],
-                "high_precision_dtype": "fp32", "calibration_memory": memory}
-    return {**_prepare_int8_ort(src, dst, calibration, float_nodes, method, input_name, scratch, log),
-            "calibration_memory": memory}
+        return {
+            "quantizer": f"modelopt.onnx.quantization {modelopt_version()}",
+            "method": _MODELOPT_METHODS[method],
+            "high_precision_dtype": "fp32",
+            "calibration_memory": memory,
+        }
+    return {
+        **_prepare_int8_ort(src, dst, calibration, float_nodes, method, input_name, scratch, log),
+        "calibration_memory": memory,
+    }
 
 
-def _prepare_int8_ort(src: Path, dst: Path, calibration: np.ndarray, float_nodes: Sequence[str], method: str,
-                      input_name: str, scratch: Path | None, log: Callable[[str], None]) -> dict[str, Any]:
+def _prepare_int8_ort(
+    src: Path,
+    dst: Path,
+    calibration: np.ndarray,
+    float_nodes: Sequence[str],
+    method: str,
+    input_name: str,
+    scratch: Path | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
     """ONNX Runtime QDQ with the settings TensorRT's parser accepts (symmetric, float bias)."""
     import onnxruntime
 
     from ..data.calibration import ort_reader
     from .ort_quant import quantize_qdq
 
-    log(f"INT8 QDQ (ONNX Runtime {onnxruntime.__version__}, {method} calibration on {len(calibration)} image(s), "
-        "symmetric, per-channel, float bias)")
-    reader = ort_reader([calibration[i:i + 1] for i in range(len(calibration))], input_name)
-    quantize_qdq(src, dst, reader, method=method, activation="QInt8", weight="QInt8", per_channel=True,
-                 nodes_to_exclude=float_nodes, scratch=scratch,
-                 extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False})
-    return {"quantizer": f"onnxruntime.quantization {onnxruntime.__version__}", "method": method,
-            "activation_symmetric": True, "per_channel": True, "quantize_bias": False}
+    log(
+        f"INT8 QDQ (ONNX Runtime {onnxruntime.__version__}, {method} calibration on {len(calibration)} image(s), "
+        "symmetric, per-channel, float bias)"
+    )
+    reader = ort_reader([calibration[i : i + 1] for i in range(len(calibration))], input_name)
+    quantize_qdq(
+        src,
+        dst,
+        reader,
+        method=method,
+        activation="QInt8",
+        weight="QInt8",
+        per_channel=True,
+        nodes_to_exclude=float_nodes,
+        scratch=scratch,
+        extra_options={"ActivationSymmetric": True, "WeightSymmetric": True, "QuantizeBias": False},
+    )
+    return {
+        "quantizer": f"onnxruntime.quantization {onnxruntime.__version__}",
+        "method": method,
+        "activation_symmetric": True,
+        "per_channel": True,
+        "quantize_bias": False,
+    }
 
 
 def stamp_bundle_onnx(dst: Path, config: dict[str, Any], precision: str) -> int:

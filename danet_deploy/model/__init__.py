@@ -14,17 +14,33 @@ from .factory import create_model, create_model_from_config
 from .registry import DEMO_CLASSES, ModelConfig, Preprocessing, get_config, list_models
 
 _LAZY = {
-    "DANet": ".danet", "DANetHead": ".danet",
-    "PositionAttention": ".attention", "ChannelAttention": ".attention",
-    "DilatedResNet": ".backbone", "BasicBlock": ".backbone", "Bottleneck": ".backbone",
-    "load_checkpoint": ".checkpoints", "read_state_dict": ".checkpoints", "map_state_dict": ".checkpoints",
+    "DANet": ".danet",
+    "DANetHead": ".danet",
+    "PositionAttention": ".attention",
+    "ChannelAttention": ".attention",
+    "DilatedResNet": ".backbone",
+    "BasicBlock": ".backbone",
+    "Bottleneck": ".backbone",
+    "load_checkpoint": ".checkpoints",
+    "read_state_dict": ".checkpoints",
+    "map_state_dict": ".checkpoints",
     "read_checkpoint": ".checkpoints",
-    "infer_architecture": ".inspect", "matching_presets": ".inspect", "model_from_checkpoint": ".inspect",
+    "infer_architecture": ".inspect",
+    "matching_presets": ".inspect",
+    "model_from_checkpoint": ".inspect",
     "init_for_testing": ".init",
 }
 
-__all__ = ["DEMO_CLASSES", "ModelConfig", "Preprocessing", "create_model", "create_model_from_config", "get_config",
-           "list_models", *_LAZY]
+__all__ = [
+    "DEMO_CLASSES",
+    "ModelConfig",
+    "Preprocessing",
+    "create_model",
+    "create_model_from_config",
+    "get_config",
+    "list_models",
+    *_LAZY,
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -36,8 +36,9 @@ FUSED_PAM_MAX_CHANNELS = 128
 def _eager_inference(module: nn.Module) -> bool:
     """True outside training, ONNX export, tracing and torch.export/compile (the dynamo exporter goes
     through torch.export): where the fused kernel may replace the graph form."""
-    return not (module.training or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()
-                or torch.compiler.is_compiling())
+    return not (
+        module.training or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.compiler.is_compiling()
+    )
 
 
 class PositionAttention(nn.Module):
@@ -86,8 +87,9 @@ class PositionAttention(nn.Module):
         if self.fused and c <= FUSED_PAM_MAX_CHANNELS and _eager_inference(self):
             # flash kernel: never holds the N x N matrix, so it is memory-bounded without chunks
             pad = c - self.key_channels
-            out_t = F.scaled_dot_product_attention(F.pad(query, (0, pad)), F.pad(key.transpose(2, 3), (0, pad)),
-                                                   value_t.contiguous(), scale=1.0)
+            out_t = F.scaled_dot_product_attention(
+                F.pad(query, (0, pad)), F.pad(key.transpose(2, 3), (0, pad)), value_t.contiguous(), scale=1.0
+            )
         elif self._chunks == 1:
             out_t = torch.matmul(torch.softmax(torch.matmul(query, key), dim=-1), value_t)
         else:

@@ -18,11 +18,17 @@ from torch import Tensor, nn
 class BasicBlock(nn.Module):
     expansion = 1
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
-                 first_dilation: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        first_dilation: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=first_dilation,
-                               dilation=first_dilation, bias=False)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=first_dilation, dilation=first_dilation, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(planes, planes, 3, 1, padding=dilation, dilation=dilation, bias=False)
@@ -39,14 +45,20 @@ class BasicBlock(nn.Module):
 class Bottleneck(nn.Module):
     expansion = 4
 
-    def __init__(self, inplanes: int, planes: int, stride: int = 1, dilation: int = 1,
-                 first_dilation: int = 1, downsample: nn.Module | None = None) -> None:
+    def __init__(
+        self,
+        inplanes: int,
+        planes: int,
+        stride: int = 1,
+        dilation: int = 1,
+        first_dilation: int = 1,
+        downsample: nn.Module | None = None,
+    ) -> None:
         super().__init__()
         del dilation  # a bottleneck has a single 3x3 conv: it takes the block's own dilation
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=first_dilation,
-                               dilation=first_dilation, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=first_dilation, dilation=first_dilation, bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
@@ -94,9 +106,15 @@ class DilatedResNet(nn.Module):
             Released checkpoints differ exactly here, so it must be settable.
     """
 
-    def __init__(self, depth: int = 50, output_stride: int = 8, deep_stem: bool = True,
-                 base_width: int = 64, multi_grid: Sequence[int] | None = None,
-                 stem_width: int | None = None) -> None:
+    def __init__(
+        self,
+        depth: int = 50,
+        output_stride: int = 8,
+        deep_stem: bool = True,
+        base_width: int = 64,
+        multi_grid: Sequence[int] | None = None,
+        stem_width: int | None = None,
+    ) -> None:
         super().__init__()
         if depth not in _DEPTHS:
             raise ValueError(f"ResNet depth must be one of {sorted(_DEPTHS)}, got {depth}")
@@ -112,8 +130,12 @@ class DilatedResNet(nn.Module):
         self.conv1: nn.Module
         if deep_stem:
             self.conv1 = nn.Sequential(
-                nn.Conv2d(3, stem_width, 3, 2, 1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU(inplace=True),
-                nn.Conv2d(stem_width, stem_width, 3, 1, 1, bias=False), nn.BatchNorm2d(stem_width), nn.ReLU(inplace=True),
+                nn.Conv2d(3, stem_width, 3, 2, 1, bias=False),
+                nn.BatchNorm2d(stem_width),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(stem_width, stem_width, 3, 1, 1, bias=False),
+                nn.BatchNorm2d(stem_width),
+                nn.ReLU(inplace=True),
                 nn.Conv2d(stem_width, stem_width * 2, 3, 1, 1, bias=False),
             )
             self.inplanes = stem_width * 2
@@ -131,8 +153,15 @@ class DilatedResNet(nn.Module):
         self.out_channels = w * 8 * block.expansion
         self.low_level_channels = w * block.expansion  # first stage's output (stride 4): a decoder's skip
 
-    def _make_layer(self, block: Block, planes: int, blocks: int, stride: int,
-                    dilation: int, multi_grid: Sequence[int] | None = None) -> nn.Sequential:
+    def _make_layer(
+        self,
+        block: Block,
+        planes: int,
+        blocks: int,
+        stride: int,
+        dilation: int,
+        multi_grid: Sequence[int] | None = None,
+    ) -> nn.Sequential:
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(

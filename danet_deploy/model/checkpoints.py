@@ -58,10 +58,10 @@ _TRAINING_ONLY = re.compile(r"^(auxiliary_head\.|auxlayer\.|aux\.)")
 class CheckpointContents:
     """What a checkpoint file holds: its state dict, and what else was in the container (ignored)."""
 
-    state: dict[str, torch.Tensor]           # the model's tensors, keys as saved (not yet mapped)
-    container: str                           # "safetensors", "state dict", or the wrapper key, e.g. "state_dict"
+    state: dict[str, torch.Tensor]  # the model's tensors, keys as saved (not yet mapped)
+    container: str  # "safetensors", "state dict", or the wrapper key, e.g. "state_dict"
     ignored: dict[str, str] = field(default_factory=dict)  # other entries -> a short summary
-    meta: Mapping[str, Any] | None = None    # the container's ``meta`` dict (mmsegmentation: config text, classes)
+    meta: Mapping[str, Any] | None = None  # the container's ``meta`` dict (mmsegmentation: config text, classes)
 
     def describe_ignored(self) -> str:
         return ", ".join(f"{k} ({v})" for k, v in self.ignored.items())
@@ -89,11 +89,15 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         try:
             from safetensors.torch import load_file
         except ImportError as exc:  # pragma: no cover - safetensors is a core dependency
-            raise CheckpointError("reading .safetensors needs the 'safetensors' package: pip install safetensors") from exc
+            raise CheckpointError(
+                "reading .safetensors needs the 'safetensors' package: pip install safetensors"
+            ) from exc
         try:
             return CheckpointContents(dict(load_file(str(path))), "safetensors")
         except Exception as exc:
-            raise CheckpointError(f"{path} is not a readable safetensors file ({exc}); re-save or re-download it") from exc
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file ({exc}); re-save or re-download it"
+            ) from exc
     try:
         with weights_only_globals():
             obj = torch.load(str(path), map_location="cpu", weights_only=True)
@@ -101,7 +105,8 @@ def read_checkpoint(path: str | Path) -> CheckpointContents:
         raise CheckpointError(
             f"{path} is not a loadable weights-only checkpoint ({_load_failure_reason(exc)}). Only tensor state dicts are "
             "read, never pickled objects (unpickling runs code from the file); re-save it where it was made with "
-            "torch.save(model.state_dict(), path), or convert it to .safetensors") from exc
+            "torch.save(model.state_dict(), path), or convert it to .safetensors"
+        ) from exc
     return _extract_state_dict(obj, path)
 
 
@@ -114,11 +119,14 @@ def _check_is_checkpoint_file(path: Path) -> None:
     if path.is_dir():
         raise CheckpointError(f"checkpoint {str(path)!r} is a folder: pass the .pt/.pth/.safetensors file inside it")
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {str(path)!r} {not_a_file_reason(path)}: pass an existing .pt/.pth/.safetensors "
-                              "file")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} {not_a_file_reason(path)}: pass an existing .pt/.pth/.safetensors file"
+        )
     if path.stat().st_size == 0:
-        raise CheckpointError(f"checkpoint {str(path)!r} is empty (0 bytes): its download or save was interrupted; "
-                              "save or download it again")
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} is empty (0 bytes): its download or save was interrupted; "
+            "save or download it again"
+        )
 
 
 def _looks_like_safetensors(path: Path) -> bool:
@@ -144,9 +152,14 @@ def _load_failure_reason(exc: Exception) -> str:
     for line in lines:
         if "Unsupported global" in line or line.startswith(("Can only build", "Unsupported operand")):
             # torch appends advice to allow-list the class or to disable the check: never pass that on
-            return line.split(" Please use ")[0].split(" To load")[0].replace("WeightsUnpickler error: ", "").rstrip(".")
-    useful = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line
-              and "file an issue" not in line]
+            return (
+                line.split(" Please use ")[0].split(" To load")[0].replace("WeightsUnpickler error: ", "").rstrip(".")
+            )
+    useful = [
+        line
+        for line in lines
+        if "weights_only" not in line and "Weights only load failed" not in line and "file an issue" not in line
+    ]
     return useful[0] if useful else type(exc).__name__
 
 
@@ -185,27 +198,35 @@ def save_weights(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         pointer = value.untyped_storage().data_ptr()
-        whole = value.is_contiguous() and value.storage_offset() == 0 and \
-            value.untyped_storage().nbytes() == value.numel() * value.element_size()
+        whole = (
+            value.is_contiguous()
+            and value.storage_offset() == 0
+            and value.untyped_storage().nbytes() == value.numel() * value.element_size()
+        )
         out[key] = value if whole and pointer not in seen else value.detach().clone().contiguous()
         seen.add(pointer)
     try:
         save_file(out, str(path))
     except OSError as exc:
-        raise CheckpointError(f"cannot write the weights to {path} ({exc.strerror or exc}); check that the output "
-                              "folder has room") from exc
+        raise CheckpointError(
+            f"cannot write the weights to {path} ({exc.strerror or exc}); check that the output folder has room"
+        ) from exc
     except (ValueError, RuntimeError, TypeError) as exc:  # a sparse or otherwise unusual tensor
-        raise CheckpointError(f"cannot write the weights as safetensors ({exc}); save the dense float state dict "
-                              "(model.state_dict()) where it was trained") from exc
+        raise CheckpointError(
+            f"cannot write the weights as safetensors ({exc}); save the dense float state dict "
+            "(model.state_dict()) where it was trained"
+        ) from exc
 
 
 def check_finite(state: Mapping[str, torch.Tensor], path: str | Path) -> None:
     """Refuse NaN/Inf weights: they export fine and then give one-class masks with no error."""
     bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
     if bad:
-        raise CheckpointError(f"{path} has NaN or Inf values in {len(bad)} tensor(s) ({', '.join(bad[:5])}"
-                              f"{' ...' if len(bad) > 5 else ''}): the training diverged or the file is damaged; "
-                              "use an earlier checkpoint")
+        raise CheckpointError(
+            f"{path} has NaN or Inf values in {len(bad)} tensor(s) ({', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}): the training diverged or the file is damaged; "
+            "use an earlier checkpoint"
+        )
 
 
 def check_dtypes(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tensor], source: str | Path) -> None:
@@ -217,19 +238,32 @@ def check_dtypes(state: Mapping[str, torch.Tensor], own: Mapping[str, torch.Tens
     float16/bfloat16/float64 are cast to float32 as before (at most a rounding), unless a float64
     value is beyond float32's range: the cast would turn it into Inf after the NaN/Inf check.
     """
-    bad = [f"{k} ({str(v.dtype).removeprefix('torch.')})" for k, v in state.items()
-           if k in own and own[k].is_floating_point() and not v.is_floating_point()]
+    bad = [
+        f"{k} ({str(v.dtype).removeprefix('torch.')})"
+        for k, v in state.items()
+        if k in own and own[k].is_floating_point() and not v.is_floating_point()
+    ]
     if bad:
-        raise CheckpointError(f"{source} has non-floating-point weights in {len(bad)} tensor(s) ({', '.join(bad[:5])}"
-                              f"{' ...' if len(bad) > 5 else ''}): casting them to float32 would silently change the "
-                              "network; save the float state dict (model.float().state_dict()) where it was trained")
-    huge = [k for k, v in state.items() if k in own and own[k].is_floating_point() and v.numel()
-            and torch.finfo(v.dtype).max > torch.finfo(own[k].dtype).max
-            and bool(v.abs().max() > torch.finfo(own[k].dtype).max)]
+        raise CheckpointError(
+            f"{source} has non-floating-point weights in {len(bad)} tensor(s) ({', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''}): casting them to float32 would silently change the "
+            "network; save the float state dict (model.float().state_dict()) where it was trained"
+        )
+    huge = [
+        k
+        for k, v in state.items()
+        if k in own
+        and own[k].is_floating_point()
+        and v.numel()
+        and torch.finfo(v.dtype).max > torch.finfo(own[k].dtype).max
+        and bool(v.abs().max() > torch.finfo(own[k].dtype).max)
+    ]
     if huge:
-        raise CheckpointError(f"{source} has values too large for {str(own[huge[0]].dtype).removeprefix('torch.')} in "
-                              f"{len(huge)} tensor(s) ({', '.join(huge[:5])}{' ...' if len(huge) > 5 else ''}): they "
-                              "would become Inf; the training diverged or the file is damaged, use an earlier checkpoint")
+        raise CheckpointError(
+            f"{source} has values too large for {str(own[huge[0]].dtype).removeprefix('torch.')} in "
+            f"{len(huge)} tensor(s) ({', '.join(huge[:5])}{' ...' if len(huge) > 5 else ''}): they "
+            "would become Inf; the training diverged or the file is damaged, use an earlier checkpoint"
+        )
 
 
 _WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "net")
@@ -261,15 +295,20 @@ def _extract_state_dict(obj: object, path: Path) -> CheckpointContents:
         tensors = {str(k): v for k, v in inner.items() if isinstance(v, torch.Tensor)}
         if tensors:
             meta = obj.get("meta")
-            return CheckpointContents(tensors, ".".join(chain) or "state dict", ignored,
-                                      meta if isinstance(meta, Mapping) else None)
-        holders = [str(k) for k, v in obj.items()
-                   if isinstance(v, Mapping) and any(isinstance(t, torch.Tensor) for t in v.values())]
+            return CheckpointContents(
+                tensors, ".".join(chain) or "state dict", ignored, meta if isinstance(meta, Mapping) else None
+            )
+        holders = [
+            str(k)
+            for k, v in obj.items()
+            if isinstance(v, Mapping) and any(isinstance(t, torch.Tensor) for t in v.values())
+        ]
         if holders:
             raise CheckpointError(
                 f"{path} holds tensors only under {', '.join(repr(h) for h in holders[:5])}, not under an entry read "
                 f"as the state dict ({', '.join(_WRAPPER_KEYS)}): save the one that holds the model on its own, e.g. "
-                f"torch.save(torch.load(path, weights_only=True)[{holders[0]!r}], 'weights.pth')")
+                f"torch.save(torch.load(path, weights_only=True)[{holders[0]!r}], 'weights.pth')"
+            )
     raise CheckpointError(f"{path} holds no state dict of tensors; expected the output of model.state_dict()")
 
 
@@ -291,7 +330,7 @@ def strip_wrapper_prefixes(key: str) -> str:
         stripped = False
         for prefix in _WRAPPER_PREFIXES:
             if key.startswith(prefix):
-                key, stripped = key[len(prefix):], True
+                key, stripped = key[len(prefix) :], True
     return key
 
 
@@ -302,7 +341,7 @@ def map_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
     for key, value in state.items():
         new = strip_wrapper_prefixes(key)
         if new.startswith("pretrained."):  # official DANet / PyTorch-Encoding
-            new = "backbone." + new[len("pretrained."):]
+            new = "backbone." + new[len("pretrained.") :]
         for pattern, replacement in _MMSEG_RULES:
             new, count = re.subn(pattern, replacement, new)
             if count:
@@ -321,8 +360,12 @@ def map_state_dict(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, torch.T
     return mapped, dropped
 
 
-def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True,
-                    hint: Callable[[Mapping[str, torch.Tensor], list[str]], str] | None = None) -> dict[str, Any]:
+def load_checkpoint(
+    model: nn.Module,
+    path: str | Path,
+    strict: bool = True,
+    hint: Callable[[Mapping[str, torch.Tensor], list[str]], str] | None = None,
+) -> dict[str, Any]:
     """Load ``path`` into ``model``; returns the report of missing/unexpected/dropped/ignored entries.
 
     Raises :class:`CheckpointError` naming the keys on a mismatch (strict), and on class-count
@@ -335,9 +378,14 @@ def load_checkpoint(model: nn.Module, path: str | Path, strict: bool = True,
     return report
 
 
-def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], dropped: list[str], source: str | Path,
-               strict: bool = True, hint: Callable[[Mapping[str, torch.Tensor], list[str]], str] | None = None,
-               ) -> dict[str, Any]:
+def load_state(
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    dropped: list[str],
+    source: str | Path,
+    strict: bool = True,
+    hint: Callable[[Mapping[str, torch.Tensor], list[str]], str] | None = None,
+) -> dict[str, Any]:
     """Load an already mapped state dict (see :func:`map_state_dict`) into ``model``, checking it first.
 
     ``hint(state, dropped)`` adds to a mismatch error what the checkpoint is and which presets fit
@@ -350,8 +398,11 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], dropped: lis
     own_keys = {k for k in own if not k.endswith("num_batches_tracked")}
     missing = sorted(own_keys - set(state))
     unexpected = sorted(set(state) - set(own))
-    shape_errors = [f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-                    for k in sorted(set(state) & set(own)) if state[k].shape != own[k].shape]
+    shape_errors = [
+        f"{k}: checkpoint {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in sorted(set(state) & set(own))
+        if state[k].shape != own[k].shape
+    ]
     if shape_errors or (strict and (missing or unexpected)):
         extra = hint(state, dropped) if hint is not None else ""
     if shape_errors:
@@ -359,15 +410,20 @@ def load_state(model: nn.Module, state: Mapping[str, torch.Tensor], dropped: lis
         if classifier:
             n = state["head.conv8.1.weight"].shape[0]
             extra = f" The checkpoint has {n} classes: pass --num-classes {n} (num_classes={n} in Python)." + extra
-        raise CheckpointError(f"{source}: {len(shape_errors)} tensor shape mismatch(es): "
-                              + "; ".join(shape_errors[:5]) + ("; ..." if len(shape_errors) > 5 else "") + extra)
+        raise CheckpointError(
+            f"{source}: {len(shape_errors)} tensor shape mismatch(es): "
+            + "; ".join(shape_errors[:5])
+            + ("; ..." if len(shape_errors) > 5 else "")
+            + extra
+        )
     if strict and (missing or unexpected):
         raise CheckpointError(
             f"{source} does not match the model: {len(missing)} missing key(s) {missing[:8]}"
             f"{' ...' if len(missing) > 8 else ''}, {len(unexpected)} unexpected key(s) {unexpected[:8]}"
             f"{' ...' if len(unexpected) > 8 else ''}. Check the preset (depth, width, deep stem), "
             "or leave out --arch so danet-export reads "
-            "the architecture from the checkpoint." + extra)
+            "the architecture from the checkpoint." + extra
+        )
     if missing or unexpected:
         warnings.warn(f"{source}: loaded non-strictly; missing={missing[:8]} unexpected={unexpected[:8]}", stacklevel=2)
     own_dtype = {k: v.dtype for k, v in own.items()}

@@ -53,11 +53,15 @@ def class_overrides(num_classes: int, facts: ConfigFacts | None) -> tuple[dict[s
         return {"num_classes": num_classes, "class_names": facts.class_names}, f"class names from {facts.source}"
     if num_classes in DATASET_CLASSES:
         dataset, names = DATASET_CLASSES[num_classes]
-        why = (f"class names of {dataset} (the dataset with {num_classes} classes; pass --model-option "
-               "class_names=a,b,... if it was trained on another)")
+        why = (
+            f"class names of {dataset} (the dataset with {num_classes} classes; pass --model-option "
+            "class_names=a,b,... if it was trained on another)"
+        )
         return {"num_classes": num_classes, "class_names": names}, why
-    return ({"num_classes": num_classes, "class_names": tuple(f"class_{i}" for i in range(num_classes))},
-            "class names class_0 ... (pass --model-option class_names=a,b,... to name them)")
+    return (
+        {"num_classes": num_classes, "class_names": tuple(f"class_{i}" for i in range(num_classes))},
+        "class names class_0 ... (pass --model-option class_names=a,b,... to name them)",
+    )
 
 
 def file_decisions(facts: ConfigFacts | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
@@ -94,6 +98,8 @@ def normalisation_warning(facts: ConfigFacts | None, config: ModelConfig) -> str
     theirs = [*facts.mean, *facts.std]
     if len(theirs) == len(ours) and all(abs(a - b) < 1e-3 for a, b in zip(ours, theirs)):
         return None
-    return (f"warning: {facts.source} normalises with mean={list(facts.mean)}, std={list(facts.std)} (0..255), but "
-            f"{config.name} uses mean={[round(v, 3) for v in ours[:3]]}, std={[round(v, 3) for v in ours[3:]]}: "
-            "the exported model's preprocessing differs from its training")
+    return (
+        f"warning: {facts.source} normalises with mean={list(facts.mean)}, std={list(facts.std)} (0..255), but "
+        f"{config.name} uses mean={[round(v, 3) for v in ours[:3]]}, std={[round(v, 3) for v in ours[3:]]}: "
+        "the exported model's preprocessing differs from its training"
+    )

@@ -80,13 +80,15 @@ class SkipDecoder(nn.Module):
     ``decoder_channels`` (0 = the paper's head alone).
     """
 
-    def __init__(self, in_channels: int, low_channels: int, channels: int, num_classes: int,
-                 align_corners: bool) -> None:
+    def __init__(
+        self, in_channels: int, low_channels: int, channels: int, num_classes: int, align_corners: bool
+    ) -> None:
         super().__init__()
         low_out = max(8, channels // 2)
         self.align_corners = align_corners
-        self.project = nn.Sequential(nn.Conv2d(low_channels, low_out, 1, bias=False), nn.BatchNorm2d(low_out),
-                                     nn.ReLU(inplace=True))
+        self.project = nn.Sequential(
+            nn.Conv2d(low_channels, low_out, 1, bias=False), nn.BatchNorm2d(low_out), nn.ReLU(inplace=True)
+        )
         self.fuse = nn.Sequential(_conv_bn_relu(in_channels + low_out, channels), _conv_bn_relu(channels, channels))
         self.classifier = _classifier(channels, num_classes)
 
@@ -104,10 +106,19 @@ class DANet(nn.Module):
     classifier then only supervises training, as the auxiliary heads do.
     """
 
-    def __init__(self, num_classes: int = 19, depth: int = 50, output_stride: int = 8,
-                 deep_stem: bool = True, base_width: int = 64, multi_grid: tuple[int, ...] | None = None,
-                 attention_chunks: int = 1, align_corners: bool = True, stem_width: int | None = None,
-                 decoder_channels: int = 0) -> None:
+    def __init__(
+        self,
+        num_classes: int = 19,
+        depth: int = 50,
+        output_stride: int = 8,
+        deep_stem: bool = True,
+        base_width: int = 64,
+        multi_grid: tuple[int, ...] | None = None,
+        attention_chunks: int = 1,
+        align_corners: bool = True,
+        stem_width: int | None = None,
+        decoder_channels: int = 0,
+    ) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"num_classes must be >= 1, got {num_classes}")
@@ -119,8 +130,17 @@ class DANet(nn.Module):
         self.head = DANetHead(self.backbone.out_channels, num_classes, attention_chunks)
         if decoder_channels < 0:
             raise ValueError(f"decoder_channels must be >= 0 (0 = no decoder), got {decoder_channels}")
-        self.decoder = SkipDecoder(self.backbone.out_channels // 4, self.backbone.low_level_channels,
-                                   decoder_channels, num_classes, align_corners) if decoder_channels else None
+        self.decoder = (
+            SkipDecoder(
+                self.backbone.out_channels // 4,
+                self.backbone.low_level_channels,
+                decoder_channels,
+                num_classes,
+                align_corners,
+            )
+            if decoder_channels
+            else None
+        )
 
     @property
     def attention_chunks(self) -> int:

@@ -14,8 +14,14 @@ from ..extras import require
 from .registry import _PRESETS, ModelConfig, build_model, get_config, shipped_weights
 
 
-def create_model(name: str, num_classes: int | None = None, weights: str | Path | Literal[False] | None = None,
-                 strict: bool = True, eval_mode: bool = True, **overrides: Any):
+def create_model(
+    name: str,
+    num_classes: int | None = None,
+    weights: str | Path | Literal[False] | None = None,
+    strict: bool = True,
+    eval_mode: bool = True,
+    **overrides: Any,
+):
     """Build a DANet preset, optionally loading a checkpoint.
 
     Args:
@@ -37,8 +43,12 @@ def create_model(name: str, num_classes: int | None = None, weights: str | Path 
     return create_model_from_config(config, weights=weights or False, strict=strict, eval_mode=eval_mode)
 
 
-def create_model_from_config(config: ModelConfig | dict[str, Any], weights: str | Path | Literal[False] | None = None,
-                             strict: bool = True, eval_mode: bool = True):
+def create_model_from_config(
+    config: ModelConfig | dict[str, Any],
+    weights: str | Path | Literal[False] | None = None,
+    strict: bool = True,
+    eval_mode: bool = True,
+):
     """Build the DANet a full config describes (e.g. a manifest's ``model`` entry), optionally loading weights.
 
     The config, not a preset name, is the truth of an exported model: it carries any

@@ -28,8 +28,9 @@ def init_for_testing(model: nn.Module, seed: int = 0, gamma: float = 0.5) -> nn.
             c = module.num_features
             module.weight.copy_(1.0 + 0.1 * torch.randn(c, generator=generator))
             module.bias.copy_(0.1 * torch.randn(c, generator=generator))
-            assert module.running_mean is not None and module.running_var is not None, \
+            assert module.running_mean is not None and module.running_var is not None, (
                 "DANet's BatchNorm2d layers track running statistics (track_running_stats=True)"
+            )
             module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
             module.running_var.copy_(1.0 + 0.2 * torch.rand(c, generator=generator))
         elif isinstance(module, (PositionAttention, ChannelAttention)):

@@ -53,14 +53,14 @@ class CheckpointArchitecture:
     """What the tensors of a (mapped) DANet state dict say about its architecture."""
 
     depth: int
-    block: str                           # "basic" or "bottleneck"
-    blocks: tuple[int, int, int, int]    # blocks per stage
+    block: str  # "basic" or "bottleneck"
+    blocks: tuple[int, int, int, int]  # blocks per stage
     deep_stem: bool
-    stem_width: int                      # first stem conv's output channels
-    base_width: int                      # first stage's planes
+    stem_width: int  # first stem conv's output channels
+    base_width: int  # first stage's planes
     num_classes: int
     training_heads: tuple[str, ...] = ()  # prefixes of dropped training-only heads, e.g. ("auxiliary_head",)
-    decoder_channels: int = 0            # width of the stride-4 decoder; 0 = none (the paper's head)
+    decoder_channels: int = 0  # width of the stride-4 decoder; 0 = none (the paper's head)
 
     def fields(self) -> dict[str, Any]:
         """The :class:`ModelConfig` fields these tensors determine."""
@@ -72,8 +72,10 @@ class CheckpointArchitecture:
 
     def describe(self) -> str:
         counts = "/".join(str(b) for b in self.blocks)
-        text = (f"ResNet-{self.depth} ({self.block} blocks {counts}), {self.stem_text()}, base width "
-                f"{self.base_width}, {self.num_classes} classes")
+        text = (
+            f"ResNet-{self.depth} ({self.block} blocks {counts}), {self.stem_text()}, base width "
+            f"{self.base_width}, {self.num_classes} classes"
+        )
         if self.decoder_channels:
             text += f", stride-4 decoder of {self.decoder_channels} channels"
         if self.training_heads:
@@ -90,8 +92,10 @@ class CheckpointArchitecture:
 def _depth_table() -> dict[tuple[str, tuple[int, ...]], int]:
     from .backbone import _DEPTHS
 
-    return {("bottleneck" if block.expansion == 4 else "basic", tuple(layers)): depth
-            for depth, (block, layers) in _DEPTHS.items()}
+    return {
+        ("bottleneck" if block.expansion == 4 else "basic", tuple(layers)): depth
+        for depth, (block, layers) in _DEPTHS.items()
+    }
 
 
 def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str, ...] = ()) -> CheckpointArchitecture:
@@ -105,7 +109,8 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
         raise CheckpointError(
             f"the tensors do not look like a DANet (no {', '.join(absent)}; keys start {sample} ...): expected a "
             "state dict of this project, the official DANet code (pretrained.*, head.*) or mmsegmentation's "
-            "DANet (backbone.*, decode_head.*)")
+            "DANet (backbone.*, decode_head.*)"
+        )
     counts = [0, 0, 0, 0]
     for key in state:
         m = _BLOCK.match(key)
@@ -116,18 +121,24 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
     blocks = (counts[0], counts[1], counts[2], counts[3])
     depth = _depth_table().get((block, blocks))
     if depth is None:
-        supported = ", ".join(f"ResNet-{d} ({b} {'/'.join(map(str, c))})" for (b, c), d in sorted(
-            _depth_table().items(), key=lambda item: item[1]))
-        raise CheckpointError(f"the backbone has {block} blocks {'/'.join(map(str, blocks))} per stage, which is no "
-                              f"supported ResNet: {supported}")
+        supported = ", ".join(
+            f"ResNet-{d} ({b} {'/'.join(map(str, c))})"
+            for (b, c), d in sorted(_depth_table().items(), key=lambda item: item[1])
+        )
+        raise CheckpointError(
+            f"the backbone has {block} blocks {'/'.join(map(str, blocks))} per stage, which is no "
+            f"supported ResNet: {supported}"
+        )
     if "backbone.conv1.0.weight" in state:
         deep_stem = True
         stem_width = _out_channels(state, "backbone.conv1.0.weight")
         last = state.get("backbone.conv1.6.weight")
         if last is None or tuple(last.shape[:2]) != (2 * stem_width, stem_width):
-            raise CheckpointError(f"the deep stem is not 3->{stem_width}->{stem_width}->{2 * stem_width} "
-                                  f"(backbone.conv1.6.weight {None if last is None else tuple(last.shape)}); "
-                                  "only that layout is supported")
+            raise CheckpointError(
+                f"the deep stem is not 3->{stem_width}->{stem_width}->{2 * stem_width} "
+                f"(backbone.conv1.6.weight {None if last is None else tuple(last.shape)}); "
+                "only that layout is supported"
+            )
     elif "backbone.conv1.weight" in state:
         deep_stem = False
         stem_width = _out_channels(state, "backbone.conv1.weight")
@@ -137,19 +148,32 @@ def infer_architecture(state: Mapping[str, Any], dropped: list[str] | tuple[str,
     expansion = 4 if block == "bottleneck" else 1
     head = _out_channels(state, "head.conv5a.0.weight")
     if head != base_width * 8 * expansion // 4:
-        raise CheckpointError(f"the head's inner width is {head}, not a quarter of the backbone's "
-                              f"{base_width * 8 * expansion} channels as in DANet's head; only that layout is "
-                              "supported")
+        raise CheckpointError(
+            f"the head's inner width is {head}, not a quarter of the backbone's "
+            f"{base_width * 8 * expansion} channels as in DANet's head; only that layout is "
+            "supported"
+        )
     from .checkpoints import strip_wrapper_prefixes
 
     roots = {strip_wrapper_prefixes(k).split(".")[0] for k in dropped}
     prefixes = sorted(roots - {"backbone", "pretrained"})  # not the ImageNet classifier of a plain ResNet
     num_classes = _out_channels(state, "head.conv8.1.weight")
     if num_classes > MAX_CLASSES:
-        raise CheckpointError(f"head.conv8.1.weight has {num_classes} output channels, more classes than the "
-                              f"{MAX_CLASSES} a model may have: the checkpoint is damaged or not a segmentation DANet")
-    return CheckpointArchitecture(depth, block, blocks, deep_stem, stem_width, base_width, num_classes, tuple(prefixes),
-                                  _out_channels(state, DECODER_WIDTH_KEY) if DECODER_WIDTH_KEY in state else 0)
+        raise CheckpointError(
+            f"head.conv8.1.weight has {num_classes} output channels, more classes than the "
+            f"{MAX_CLASSES} a model may have: the checkpoint is damaged or not a segmentation DANet"
+        )
+    return CheckpointArchitecture(
+        depth,
+        block,
+        blocks,
+        deep_stem,
+        stem_width,
+        base_width,
+        num_classes,
+        tuple(prefixes),
+        _out_channels(state, DECODER_WIDTH_KEY) if DECODER_WIDTH_KEY in state else 0,
+    )
 
 
 def _out_channels(state: Mapping[str, Any], key: str) -> int:
@@ -161,8 +185,10 @@ def _out_channels(state: Mapping[str, Any], key: str) -> int:
     """
     shape = tuple(getattr(state[key], "shape", ()))
     if len(shape) != 4 or 0 in shape:
-        raise CheckpointError(f"{key} has shape {shape}, not that of a conv weight (out, in, kh, kw) with at least "
-                              "one filter: the checkpoint is damaged or not a DANet; re-save or re-download it")
+        raise CheckpointError(
+            f"{key} has shape {shape}, not that of a conv weight (out, in, kh, kw) with at least "
+            "one filter: the checkpoint is damaged or not a DANet; re-save or re-download it"
+        )
     return int(shape[0])
 
 
@@ -189,7 +215,8 @@ def _show(key: str, fields: Mapping[str, Any]) -> str:
     if key in ("deep_stem", "stem_width"):
         w = fields["stem_width"]
         return f"{'deep stem' if fields['deep_stem'] else '7x7 stem'} " + (
-            f"3->{w}->{w}->{2 * w}" if fields["deep_stem"] else f"3->{w}")
+            f"3->{w}->{w}->{2 * w}" if fields["deep_stem"] else f"3->{w}"
+        )
     return str(fields[key])
 
 
@@ -207,28 +234,44 @@ def undetermined_text(config: ModelConfig) -> str:
     grid = ",".join(map(str, config.multi_grid)) if config.multi_grid else "none"
     mean = ", ".join(f"{v:.3f}" for v in config.preprocessing.mean)
     std = ", ".join(f"{v:.3f}" for v in config.preprocessing.std)
-    return (f"output_stride={config.output_stride}, multi_grid={grid}, align_corners={config.align_corners}, "
-            f"mean=({mean}), std=({std}), class names of {config.name}")
+    return (
+        f"output_stride={config.output_stride}, multi_grid={grid}, align_corners={config.align_corners}, "
+        f"mean=({mean}), std=({std}), class names of {config.name}"
+    )
 
 
 def _distinguish(names: list[str], overrides: Mapping[str, Any]) -> list[str]:
     """``name (field=value, ...)`` for each candidate, showing only the fields in which they differ."""
     configs = {n: get_config(n, **dict(overrides)) for n in names}
-    keys = [k for k in ("output_stride", "multi_grid", "align_corners", "preprocessing")
-            if len({repr(getattr(c, k)) for c in configs.values()}) > 1]
+    keys = [
+        k
+        for k in ("output_stride", "multi_grid", "align_corners", "preprocessing")
+        if len({repr(getattr(c, k)) for c in configs.values()}) > 1
+    ]
     if len({c.class_names for c in configs.values()}) > 1:
         keys.append("class_names")
     out = []
     for name, config in configs.items():
-        shown = [("class names differ" if k == "class_names" else
-                  "preprocessing differs" if k == "preprocessing" else format_option(k, getattr(config, k)))
-                 for k in keys]
+        shown = [
+            (
+                "class names differ"
+                if k == "class_names"
+                else "preprocessing differs"
+                if k == "preprocessing"
+                else format_option(k, getattr(config, k))
+            )
+            for k in keys
+        ]
         out.append(f"{name} ({', '.join(shown)})" if shown else name)
     return out
 
 
-def suggest_flags(arch: CheckpointArchitecture, overrides: Mapping[str, Any] | None = None,
-                  preset: str | None = None, candidates: Sequence[str] | None = None) -> tuple[str, list[str]]:
+def suggest_flags(
+    arch: CheckpointArchitecture,
+    overrides: Mapping[str, Any] | None = None,
+    preset: str | None = None,
+    candidates: Sequence[str] | None = None,
+) -> tuple[str, list[str]]:
     """The closest preset and the ``--arch``/``--num-classes``/``--model-option`` flags that make it fit.
 
     Closest = fewest differing determined fields; among equals, one whose class count already
@@ -268,17 +311,24 @@ class Resolution:
     config: ModelConfig
     arch: CheckpointArchitecture
     preset: str
-    chosen_by: str                      # "--arch" or "inferred from the weights"
+    chosen_by: str  # "--arch" or "inferred from the weights"
     candidates: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    facts: ConfigFacts | None = None    # what the checkpoint's stored config says
+    facts: ConfigFacts | None = None  # what the checkpoint's stored config says
 
     def to_dict(self) -> dict[str, Any]:
-        data = {"preset": self.preset, "chosen_by": self.chosen_by, "candidates": self.candidates,
-                "inferred": self.arch.to_dict()}
+        data = {
+            "preset": self.preset,
+            "chosen_by": self.chosen_by,
+            "candidates": self.candidates,
+            "inferred": self.arch.to_dict(),
+        }
         if self.facts is not None:
-            data["config"] = {"source": self.facts.source, "align_corners": self.facts.align_corners,
-                              "num_classes": self.facts.num_classes}
+            data["config"] = {
+                "source": self.facts.source,
+                "align_corners": self.facts.align_corners,
+                "num_classes": self.facts.num_classes,
+            }
         return data
 
     @property
@@ -290,9 +340,15 @@ class Resolution:
         return artifact_protocol(self.preset, own, self.config.align_corners)
 
 
-def resolve(arch: CheckpointArchitecture, source: str | Path, arch_name: str | None = None,
-            num_classes: int | None = None, options: Mapping[str, Any] | None = None,
-            layout: str | None = None, facts: ConfigFacts | None = None) -> Resolution:
+def resolve(
+    arch: CheckpointArchitecture,
+    source: str | Path,
+    arch_name: str | None = None,
+    num_classes: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    layout: str | None = None,
+    facts: ConfigFacts | None = None,
+) -> Resolution:
     """Pick the config for a checkpoint of architecture ``arch``: ``--arch`` checked, or inferred.
 
     ``layout`` (:func:`key_layout`) limits the candidates to the presets of that code base
@@ -307,8 +363,7 @@ def resolve(arch: CheckpointArchitecture, source: str | Path, arch_name: str | N
         overrides["num_classes"] = num_classes
     family = layout_presets(layout)
     fits = [n for n in matching_presets(arch, overrides) if n in family]
-    undetermined = ("the weights cannot tell " + ", ".join(UNDETERMINED_FIELDS[:3])
-                    + ", preprocessing or class names")
+    undetermined = "the weights cannot tell " + ", ".join(UNDETERMINED_FIELDS[:3]) + ", preprocessing or class names"
     if arch_name:
         return _check_arch(arch, source, arch_name, overrides, fits, facts)
     notes: list[str] = []
@@ -317,14 +372,17 @@ def resolve(arch: CheckpointArchitecture, source: str | Path, arch_name: str | N
         fits = [n for n in matching_presets(arch, {**overrides, **counted}) if n in family]
         if fits:  # a class count no preset has: read from the classifier, the layout's conventions kept
             overrides |= counted
-            notes.append(f"{arch.num_classes} classes read from the classifier (no {layout} preset has "
-                         f"{arch.num_classes}); {names_from}")
+            notes.append(
+                f"{arch.num_classes} classes read from the classifier (no {layout} preset has "
+                f"{arch.num_classes}); {names_from}"
+            )
     if not fits:
         _, flags = suggest_flags(arch, overrides, candidates=family)
         raise CheckpointError(
             f"no preset fits {source}: it is {arch.describe()}. Describe it with: {' '.join(flags)} "
             f"(and check that preset's output_stride, multi_grid, align_corners and preprocessing against how "
-            f"the model was trained: {undetermined}).")
+            f"the model was trained: {undetermined})."
+        )
     decided = file_decisions(facts, overrides)
     decisive = False
     if decided:
@@ -344,51 +402,76 @@ def resolve(arch: CheckpointArchitecture, source: str | Path, arch_name: str | N
         if warning:
             notes.append(warning)
     preset_config = get_config(fits[0])
-    notes += [f"{key}={value} from the checkpoint's config ({fits[0]} has {getattr(preset_config, key)})"
-              for key, value in decided.items() if getattr(preset_config, key) != value]
+    notes += [
+        f"{key}={value} from the checkpoint's config ({fits[0]} has {getattr(preset_config, key)})"
+        for key, value in decided.items()
+        if getattr(preset_config, key) != value
+    ]
     notes.append(f"from the preset, as {undetermined}: {undetermined_text(config)}")
     if len(fits) > 1:
-        notes.append(f"{len(fits)} presets fit these weights and build the same network: "
-                     f"{', '.join(_distinguish(fits, overrides))}; using {fits[0]}: pass --arch NAME to choose another")
+        notes.append(
+            f"{len(fits)} presets fit these weights and build the same network: "
+            f"{', '.join(_distinguish(fits, overrides))}; using {fits[0]}: pass --arch NAME to choose another"
+        )
     return Resolution(config, arch, fits[0], chosen_by, fits, notes, facts)
 
 
-def _check_arch(arch: CheckpointArchitecture, source: str | Path, arch_name: str, overrides: dict[str, Any],
-                fits: list[str], facts: ConfigFacts | None) -> Resolution:
+def _check_arch(
+    arch: CheckpointArchitecture,
+    source: str | Path,
+    arch_name: str,
+    overrides: dict[str, Any],
+    fits: list[str],
+    facts: ConfigFacts | None,
+) -> Resolution:
     """``--arch`` given: it must fit the weights; a setting the file's config contradicts is said."""
     config = get_config(arch_name, **overrides)
     diffs = differences(config, arch)
     if diffs:
         if fits:
-            fix = (f"Preset(s) that fit it: {', '.join(_distinguish(fits, overrides))}; pass --arch "
-                   f"{fits[0]}, or leave --arch out to pick it from the weights.")
+            fix = (
+                f"Preset(s) that fit it: {', '.join(_distinguish(fits, overrides))}; pass --arch "
+                f"{fits[0]}, or leave --arch out to pick it from the weights."
+            )
         else:
-            fix = (f"No preset fits it as is; describe it with: "
-                   f"{' '.join(suggest_flags(arch, overrides, arch_name)[1])}.")
-        raise CheckpointError(f"{source} does not fit --arch {arch_name} ({'; '.join(diffs)}). The checkpoint "
-                              f"is {arch.describe()}. {fix}")
+            fix = (
+                f"No preset fits it as is; describe it with: {' '.join(suggest_flags(arch, overrides, arch_name)[1])}."
+            )
+        raise CheckpointError(
+            f"{source} does not fit --arch {arch_name} ({'; '.join(diffs)}). The checkpoint is {arch.describe()}. {fix}"
+        )
     notes = [f"{source}: {arch.describe()}; fits --arch {arch_name}"]
     for key, value in file_decisions(facts, overrides).items():
         if getattr(config, key) != value:
-            notes.append(f"warning: {facts.source if facts else 'its config'} says {key}={value}, but --arch "
-                         f"{arch_name} has {getattr(config, key)}: the export will differ from the trained model "
-                         f"unless you meant it (--model-option {format_option(key, value)} to follow the file)")
+            notes.append(
+                f"warning: {facts.source if facts else 'its config'} says {key}={value}, but --arch "
+                f"{arch_name} has {getattr(config, key)}: the export will differ from the trained model "
+                f"unless you meant it (--model-option {format_option(key, value)} to follow the file)"
+            )
     return Resolution(config, arch, arch_name, "--arch", fits, notes, facts)
 
 
 def _ambiguity(source: str | Path, fits: list[str], overrides: Mapping[str, Any], facts: ConfigFacts | None) -> str:
     """The refusal when presets that build different networks fit: each with what differs and its flag."""
     why = "it holds no config text" if facts is None else f"{facts.describe()}, which does not decide"
-    listed = "; ".join(f"{shown} [{get_config(name).description.split(' (')[0]}]: --arch {name}"
-                       for name, shown in zip(fits, _distinguish(fits, overrides)))
-    return (f"{source} fits {len(fits)} presets that build different networks, and nothing in the file decides "
-            f"between them ({why}): {listed}. Pass the --arch of the configuration it was trained with; a wrong "
-            "choice exports a network whose masks differ, which parity cannot detect")
+    listed = "; ".join(
+        f"{shown} [{get_config(name).description.split(' (')[0]}]: --arch {name}"
+        for name, shown in zip(fits, _distinguish(fits, overrides))
+    )
+    return (
+        f"{source} fits {len(fits)} presets that build different networks, and nothing in the file decides "
+        f"between them ({why}): {listed}. Pass the --arch of the configuration it was trained with; a wrong "
+        "choice exports a network whose masks differ, which parity cannot detect"
+    )
 
 
-def model_from_checkpoint(path: str | Path, arch: str | None = None, num_classes: int | None = None,
-                          options: Mapping[str, Any] | None = None,
-                          log: Callable[[str], None] | None = None) -> tuple[Any, dict[str, Any]]:
+def model_from_checkpoint(
+    path: str | Path,
+    arch: str | None = None,
+    num_classes: int | None = None,
+    options: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Build and load the DANet a checkpoint file holds; returns ``(model, info)`` for the manifest.
 
     ``arch`` names the preset (checked against the weights); without it the preset is inferred.
@@ -397,8 +480,10 @@ def model_from_checkpoint(path: str | Path, arch: str | None = None, num_classes
     from .checkpoints import load_state, map_state_dict, read_checkpoint
 
     if arch is not None and arch not in preset_order():
-        raise UnknownModelError(f"unknown --arch {arch!r}: choose one of {', '.join(sorted(preset_order()))}, "
-                                "or leave --arch out to pick it from the checkpoint")
+        raise UnknownModelError(
+            f"unknown --arch {arch!r}: choose one of {', '.join(sorted(preset_order()))}, "
+            "or leave --arch out to pick it from the checkpoint"
+        )
     contents = read_checkpoint(path)
     state, dropped = map_state_dict(contents.state)
     architecture = infer_architecture(state, dropped)
@@ -416,8 +501,13 @@ def model_from_checkpoint(path: str | Path, arch: str | None = None, num_classes
         notes.append(f"dropped {len(dropped)} training-only tensor(s) ({', '.join(architecture.training_heads)})")
     for note in notes:
         (log or _no_log)(note)
-    info = {"layout": layout, "container": contents.container,
-            "ignored": contents.ignored, "dropped": len(dropped), **resolution.to_dict()}
+    info = {
+        "layout": layout,
+        "container": contents.container,
+        "ignored": contents.ignored,
+        "dropped": len(dropped),
+        **resolution.to_dict(),
+    }
     return model, info
 
 

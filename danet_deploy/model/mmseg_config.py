@@ -39,20 +39,25 @@ UNKNOWN = _Unknown()
 class ConfigFacts:
     """What a checkpoint's stored config says; ``None`` where it says nothing (or nothing literal)."""
 
-    source: str                                   # where the text was, e.g. "meta['cfg']"
-    align_corners: bool | None = None             # decode_head.align_corners
-    num_classes: int | None = None                # decode_head.num_classes
-    class_names: tuple[str, ...] | None = None    # meta dataset_meta.classes / CLASSES
-    protocol: TestProtocol | None = None          # test_cfg + the test pipeline's Resize
-    mean: tuple[float, ...] | None = None         # data preprocessor, 0..255
+    source: str  # where the text was, e.g. "meta['cfg']"
+    align_corners: bool | None = None  # decode_head.align_corners
+    num_classes: int | None = None  # decode_head.num_classes
+    class_names: tuple[str, ...] | None = None  # meta dataset_meta.classes / CLASSES
+    protocol: TestProtocol | None = None  # test_cfg + the test pipeline's Resize
+    mean: tuple[float, ...] | None = None  # data preprocessor, 0..255
     std: tuple[float, ...] | None = None
 
     def describe(self) -> str:
-        said = [f"{k}={v}" for k, v in (("align_corners", self.align_corners), ("num_classes", self.num_classes))
-                if v is not None]
+        said = [
+            f"{k}={v}"
+            for k, v in (("align_corners", self.align_corners), ("num_classes", self.num_classes))
+            if v is not None
+        ]
         if self.protocol is not None:
-            said.append(f"test mode {self.protocol.mode}"
-                        + (f" crop {self.protocol.crop[0]}x{self.protocol.crop[1]}" if self.protocol.crop else ""))
+            said.append(
+                f"test mode {self.protocol.mode}"
+                + (f" crop {self.protocol.crop[0]}x{self.protocol.crop[1]}" if self.protocol.crop else "")
+            )
         return f"the checkpoint's config ({self.source}) says {', '.join(said) or 'nothing this needs'}"
 
 
@@ -69,8 +74,9 @@ def config_facts(meta: Mapping[str, Any] | None) -> ConfigFacts | None:
         return ConfigFacts(f"meta[{key!r}]", class_names=classes) if classes else None
     model = _dict(env.get("model"))
     head = _dict(model.get("decode_head"))
-    preprocessor = _dict(model.get("data_preprocessor")) or _dict(env.get("data_preprocessor")) or _dict(
-        env.get("img_norm_cfg"))
+    preprocessor = (
+        _dict(model.get("data_preprocessor")) or _dict(env.get("data_preprocessor")) or _dict(env.get("img_norm_cfg"))
+    )
     align = head.get("align_corners")
     num = head.get("num_classes")
     return ConfigFacts(
@@ -79,7 +85,9 @@ def config_facts(meta: Mapping[str, Any] | None) -> ConfigFacts | None:
         num_classes=num if isinstance(num, int) and not isinstance(num, bool) else None,
         class_names=classes,
         protocol=_protocol(env, model, align if isinstance(align, bool) else None, f"meta[{key!r}]"),
-        mean=_numbers(preprocessor.get("mean")), std=_numbers(preprocessor.get("std")))
+        mean=_numbers(preprocessor.get("mean")),
+        std=_numbers(preprocessor.get("std")),
+    )
 
 
 def parse_assignments(text: str) -> dict[str, Any] | None:
@@ -93,8 +101,11 @@ def parse_assignments(text: str) -> dict[str, Any] | None:
         return None
     env: dict[str, Any] = {}
     for statement in tree.body:
-        if isinstance(statement, ast.Assign) and len(statement.targets) == 1 and isinstance(
-                statement.targets[0], ast.Name):
+        if (
+            isinstance(statement, ast.Assign)
+            and len(statement.targets) == 1
+            and isinstance(statement.targets[0], ast.Name)
+        ):
             try:
                 env[statement.targets[0].id] = literal(statement.value)
             except RecursionError:
@@ -106,8 +117,13 @@ def literal(node: ast.AST) -> Any:
     """The value of a literal syntax node (``dict(k=v)`` calls included); :data:`UNKNOWN` otherwise."""
     if isinstance(node, ast.Constant):
         return node.value
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
-            and isinstance(node.operand.value, (int, float)) and not isinstance(node.operand.value, bool):
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and isinstance(node.operand.value, (int, float))
+        and not isinstance(node.operand.value, bool)
+    ):
         return -node.operand.value
     if isinstance(node, (ast.Tuple, ast.List)):
         values = [literal(e) for e in node.elts]
@@ -129,8 +145,11 @@ def _dict(value: Any) -> dict[str, Any]:
 
 
 def _numbers(value: Any) -> tuple[float, ...] | None:
-    if isinstance(value, (list, tuple)) and value and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
         return tuple(float(v) for v in value)
     return None
 
@@ -138,8 +157,11 @@ def _numbers(value: Any) -> tuple[float, ...] | None:
 def _pair(value: Any) -> tuple[int, int] | None:
     if isinstance(value, int) and not isinstance(value, bool) and value > 0:
         return (value, value)
-    if isinstance(value, (list, tuple)) and len(value) == 2 and all(
-            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value):
+    if (
+        isinstance(value, (list, tuple))
+        and len(value) == 2
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    ):
         return (int(value[0]), int(value[1]))
     return None
 
@@ -175,8 +197,14 @@ def _protocol(env: dict[str, Any], model: dict[str, Any], align: bool | None, so
             resize = _pair(step.get("img_scale"))
     slide = mode == "slide"
     try:
-        return TestProtocol(mode, (resize[1], resize[0]) if resize else None, keep_ratio,
-                            _pair(test_cfg.get("crop_size")) if slide else None,
-                            _pair(test_cfg.get("stride")) if slide else None, align, source)
+        return TestProtocol(
+            mode,
+            (resize[1], resize[0]) if resize else None,
+            keep_ratio,
+            _pair(test_cfg.get("crop_size")) if slide else None,
+            _pair(test_cfg.get("stride")) if slide else None,
+            align,
+            source,
+        )
     except ConfigError:
         return None

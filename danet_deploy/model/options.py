@@ -22,17 +22,33 @@ DEPTHS = (18, 34, 50, 101)
 OUTPUT_STRIDES = (8, 16, 32)
 
 # fields a --model-option may set, and where the others are set instead
-ARCH_FIELDS = ("depth", "output_stride", "deep_stem", "stem_width", "base_width", "multi_grid",
-               "align_corners", "class_names", "decoder_channels")
-_ELSEWHERE = {"num_classes": "--num-classes", "attention_chunks": "--attention-chunks",
-              "name": "--arch", "weights": "--model", "preprocessing": None, "description": None}
+ARCH_FIELDS = (
+    "depth",
+    "output_stride",
+    "deep_stem",
+    "stem_width",
+    "base_width",
+    "multi_grid",
+    "align_corners",
+    "class_names",
+    "decoder_channels",
+)
+_ELSEWHERE = {
+    "num_classes": "--num-classes",
+    "attention_chunks": "--attention-chunks",
+    "name": "--arch",
+    "weights": "--model",
+    "preprocessing": None,
+    "description": None,
+}
 
 _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def parse_option_pairs(pairs: Iterable[str], flag: str = "--model-option",
-                       example: str = "deep_stem=false") -> dict[str, str]:
+def parse_option_pairs(
+    pairs: Iterable[str], flag: str = "--model-option", example: str = "deep_stem=false"
+) -> dict[str, str]:
     """``["deep_stem=false", "multi_grid=1,2,4"]`` -> ``{"deep_stem": "false", "multi_grid": "1,2,4"}``
     (for ``--model-option`` and ``--option`` alike: a pair without ``=`` or given twice is refused)."""
     out: dict[str, str] = {}
@@ -56,9 +72,11 @@ def coerce_model_options(options: Mapping[str, Any] | None) -> dict[str, Any]:
     for key, value in options.items():
         if key in _ELSEWHERE:
             where = _ELSEWHERE[key]
-            raise ConfigError(f"model option {key!r} is not an architecture option"
-                              + (f": use {where}" if where else "")
-                              + f"; architecture options: {', '.join(ARCH_FIELDS)}")
+            raise ConfigError(
+                f"model option {key!r} is not an architecture option"
+                + (f": use {where}" if where else "")
+                + f"; architecture options: {', '.join(ARCH_FIELDS)}"
+            )
         if key not in ARCH_FIELDS:
             raise ConfigError(f"unknown model option {key!r}; valid: {', '.join(ARCH_FIELDS)}")
         typed[key] = _check_range(key, _coerce(key, value, hints[key]))
@@ -130,8 +148,9 @@ def _to_int(key: str, value: Any) -> int:
 def _split(key: str, value: Any) -> list[Any]:
     items = [v.strip() for v in value.split(",")] if isinstance(value, str) else list(value)
     if not items or any(isinstance(v, str) and not v for v in items):
-        raise ConfigError(f"model option {key}={value!r} must be a comma-separated list without empty items, "
-                          f"e.g. {key}=1,2,4")
+        raise ConfigError(
+            f"model option {key}={value!r} must be a comma-separated list without empty items, e.g. {key}=1,2,4"
+        )
     return items
 
 
@@ -145,6 +164,8 @@ def _check_range(key: str, value: Any) -> Any:
     if key == "decoder_channels" and not 0 <= value <= 4096:
         raise ConfigError(f"model option decoder_channels={value} must be between 0 (no decoder) and 4096")
     if key == "multi_grid" and value is not None and not all(1 <= m <= 64 for m in value):
-        raise ConfigError(f"model option multi_grid={format_option(key, value)[11:]} must hold dilation "
-                          "multipliers between 1 and 64, e.g. multi_grid=1,2,4")
+        raise ConfigError(
+            f"model option multi_grid={format_option(key, value)[11:]} must hold dilation "
+            "multipliers between 1 and 64, e.g. multi_grid=1,2,4"
+        )
     return value

@@ -36,8 +36,13 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Preprocessing:
-        return cls(mean=tuple(data["mean"]), std=tuple(data["std"]), color_order=data.get("color_order", "RGB"),
-                   input_range=tuple(data.get("input_range", (0.0, 255.0))), layout=data.get("layout", "NCHW"))
+        return cls(
+            mean=tuple(data["mean"]),
+            std=tuple(data["std"]),
+            color_order=data.get("color_order", "RGB"),
+            input_range=tuple(data.get("input_range", (0.0, 255.0))),
+            layout=data.get("layout", "NCHW"),
+        )
 
 
 @dataclass(frozen=True)
@@ -90,12 +95,23 @@ _PRESETS: dict[str, ModelConfig] = {
     "danet_r50_d8": ModelConfig("danet_r50_d8", depth=50, description="paper size: ResNet-50, output stride 8"),
     "danet_r18_d8": ModelConfig("danet_r18_d8", depth=18, description="ResNet-18, output stride 8"),
     "danet_edge_r18_d8": ModelConfig(
-        "danet_edge_r18_d8", depth=18, deep_stem=False, base_width=32,
-        description="edge size: half-width ResNet-18, output stride 8"),
+        "danet_edge_r18_d8",
+        depth=18,
+        deep_stem=False,
+        base_width=32,
+        description="edge size: half-width ResNet-18, output stride 8",
+    ),
     "danet_demo": ModelConfig(
-        "danet_demo", depth=18, deep_stem=False, base_width=32, num_classes=len(DEMO_CLASSES),
-        class_names=DEMO_CLASSES, weights="danet_demo.safetensors", decoder_channels=64,
-        description="edge size with a stride-4 decoder, trained here on generated street scenes (ships with weights)"),
+        "danet_demo",
+        depth=18,
+        deep_stem=False,
+        base_width=32,
+        num_classes=len(DEMO_CLASSES),
+        class_names=DEMO_CLASSES,
+        weights="danet_demo.safetensors",
+        decoder_channels=64,
+        description="edge size with a stride-4 decoder, trained here on generated street scenes (ships with weights)",
+    ),
 }
 for _name, _kwargs in release_presets().items():
     _mean, _std = _kwargs.pop("mean", IMAGENET_MEAN), _kwargs.pop("std", IMAGENET_STD)
@@ -128,12 +144,15 @@ def get_config(name: str, **overrides: Any) -> ModelConfig:
     """A preset's config with ``overrides`` applied (e.g. ``num_classes=5``)."""
     if name not in _PRESETS:
         raise UnknownModelError(
-            f"unknown model {name!r}: choose one of {', '.join(list_models())}, or pass a checkpoint path")
+            f"unknown model {name!r}: choose one of {', '.join(list_models())}, or pass a checkpoint path"
+        )
     config = copy.deepcopy(_PRESETS[name])
     if overrides:
         unknown = set(overrides) - set(ModelConfig.__dataclass_fields__)
         if unknown:
-            raise ConfigError(f"unknown model option(s) {sorted(unknown)}; valid: {sorted(ModelConfig.__dataclass_fields__)}")
+            raise ConfigError(
+                f"unknown model option(s) {sorted(unknown)}; valid: {sorted(ModelConfig.__dataclass_fields__)}"
+            )
         data = config.to_dict()
         data.update(overrides)
         if "class_names" in overrides and "num_classes" not in overrides:
@@ -175,22 +194,32 @@ def _check_parameter_count(config: ModelConfig) -> None:
     with torch.device("meta"):
         count = sum(p.numel() for p in _danet(config).parameters())
     if count > MAX_PARAMETERS:
-        raise ConfigError(f"{config.name}: depth {config.depth}, base_width {config.base_width}, stem_width "
-                          f"{config.stem_width or config.base_width}, decoder_channels {config.decoder_channels} "
-                          f"and {config.num_classes} "
-                          f"classes make {count / 1e9:.1f}e9 parameters ({count * 4 / 2**30:.0f} GiB as float32), "
-                          f"more than the {MAX_PARAMETERS / 1e9:.0f}e9 this builds: lower the widths (the paper uses "
-                          "base_width=64)")
+        raise ConfigError(
+            f"{config.name}: depth {config.depth}, base_width {config.base_width}, stem_width "
+            f"{config.stem_width or config.base_width}, decoder_channels {config.decoder_channels} "
+            f"and {config.num_classes} "
+            f"classes make {count / 1e9:.1f}e9 parameters ({count * 4 / 2**30:.0f} GiB as float32), "
+            f"more than the {MAX_PARAMETERS / 1e9:.0f}e9 this builds: lower the widths (the paper uses "
+            "base_width=64)"
+        )
 
 
 def _danet(config: ModelConfig):
     from .danet import DANet
 
     try:
-        return DANet(num_classes=config.num_classes, depth=config.depth, output_stride=config.output_stride,
-                     deep_stem=config.deep_stem, base_width=config.base_width, multi_grid=config.multi_grid,
-                     attention_chunks=config.attention_chunks, align_corners=config.align_corners,
-                     stem_width=config.stem_width, decoder_channels=config.decoder_channels)
+        return DANet(
+            num_classes=config.num_classes,
+            depth=config.depth,
+            output_stride=config.output_stride,
+            deep_stem=config.deep_stem,
+            base_width=config.base_width,
+            multi_grid=config.multi_grid,
+            attention_chunks=config.attention_chunks,
+            align_corners=config.align_corners,
+            stem_width=config.stem_width,
+            decoder_channels=config.decoder_channels,
+        )
     except ValueError as exc:  # depth, output stride, widths out of range
         raise ConfigError(f"{config.name}: {exc}") from exc
 
@@ -211,7 +240,9 @@ def shipped_weights(name: Any) -> Path:
     if problem is None and not (folder / name).resolve().is_relative_to(folder):
         problem = "leads outside the shipped weights folder"
     if problem is not None:
-        raise ConfigError(f"model.weights {name!r:.120} {problem}: it names a file shipped in {folder} (such as "
-                          "'danet_demo.safetensors'), or is null. Re-export the artifact, or load your own weights "
-                          "as a checkpoint file (danet-export --model FILE)")
+        raise ConfigError(
+            f"model.weights {name!r:.120} {problem}: it names a file shipped in {folder} (such as "
+            "'danet_demo.safetensors'), or is null. Re-export the artifact, or load your own weights "
+            "as a checkpoint file (danet-export --model FILE)"
+        )
     return folder / name

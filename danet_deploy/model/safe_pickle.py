@@ -25,8 +25,20 @@ import torch
 TRAINING_STATE_CLASSES = ("mmengine.logging.history_buffer.HistoryBuffer",)
 
 # numeric dtypes whose instances may be rebuilt (numpy applies a dtype's state to an instance of its class)
-_NUMERIC_DTYPES = ("Bool", "Int8", "Int16", "Int32", "Int64", "UInt8", "UInt16", "UInt32", "UInt64",
-                   "Float16", "Float32", "Float64")
+_NUMERIC_DTYPES = (
+    "Bool",
+    "Int8",
+    "Int16",
+    "Int32",
+    "Int64",
+    "UInt8",
+    "UInt16",
+    "UInt32",
+    "UInt64",
+    "Float16",
+    "Float32",
+    "Float64",
+)
 
 
 class TrainingState:
@@ -72,8 +84,13 @@ def _numpy_globals() -> list[Any]:
         from numpy.core import multiarray  # type: ignore[no-redef]
     allowed: list[Any] = [np.ndarray, np.dtype]
     for function in (getattr(multiarray, "scalar"), getattr(multiarray, "_reconstruct")):  # noqa: B009 - no stubs
-        allowed += [function, *((function, f"{prefix}.{function.__name__}")
-                                for prefix in ("numpy.core.multiarray", "numpy._core.multiarray"))]
+        allowed += [
+            function,
+            *(
+                (function, f"{prefix}.{function.__name__}")
+                for prefix in ("numpy.core.multiarray", "numpy._core.multiarray")
+            ),
+        ]
     module = getattr(np, "dtypes", None)
     allowed += [getattr(module, f"{n}DType") for n in _NUMERIC_DTYPES if hasattr(module, f"{n}DType")]
     return allowed

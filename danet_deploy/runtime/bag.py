@@ -35,12 +35,14 @@ MASKS_MCAP = "masks.mcap"
 MASK_TOPIC = "/segmentation/mask"
 IMAGE_TYPE, COMPRESSED_TYPE = "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage"
 _SEPARATOR = "=" * 80
-_HEADER_DEFS = (f"{_SEPARATOR}\nMSG: std_msgs/Header\nbuiltin_interfaces/Time stamp\nstring frame_id\n"
-                f"{_SEPARATOR}\nMSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n")
+_HEADER_DEFS = (
+    f"{_SEPARATOR}\nMSG: std_msgs/Header\nbuiltin_interfaces/Time stamp\nstring frame_id\n"
+    f"{_SEPARATOR}\nMSG: builtin_interfaces/Time\nint32 sec\nuint32 nanosec\n"
+)
 #: ROS 2 message definitions (with their dependencies) as MCAP schemas carry them
 MSGDEFS = {
     IMAGE_TYPE: "std_msgs/Header header\nuint32 height\nuint32 width\nstring encoding\nuint8 is_bigendian\n"
-                "uint32 step\nuint8[] data\n" + _HEADER_DEFS,
+    "uint32 step\nuint8[] data\n" + _HEADER_DEFS,
     COMPRESSED_TYPE: "std_msgs/Header header\nstring format\nuint8[] data\n" + _HEADER_DEFS,
 }
 
@@ -60,8 +62,13 @@ class BagFrameSource:
 
     live = False
 
-    def __init__(self, path: str | Path, topic: str | None, max_pixels: int | None = None,
-                 log: Callable[[str], None] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        topic: str | None,
+        max_pixels: int | None = None,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
         make_reader, decoder_factory, _ = _mcap()
         self.name, self.max_pixels = str(path), max_pixels
         self.log = log or (lambda text: print(text, file=sys.stderr))
@@ -74,20 +81,26 @@ class BagFrameSource:
             summary = self._reader.get_summary()
         except Exception as exc:
             self._file.close()
-            raise InputError(f"{path} is not a readable MCAP file ({summarize_exception(exc)}); record with "
-                             "ros2 bag record -s mcap") from None
+            raise InputError(
+                f"{path} is not a readable MCAP file ({summarize_exception(exc)}); record with ros2 bag record -s mcap"
+            ) from None
         if summary is None:  # no summary section (a recording cut short): no topic list, no counts
             self._file.close()
             raise InputError(f"{path} has no MCAP summary (a recording cut short?); repair it with `mcap recover`")
-        images = {c.topic: summary.schemas[c.schema_id].name for c in summary.channels.values()
-                  if c.schema_id in summary.schemas and summary.schemas[c.schema_id].name in MSGDEFS}
+        images = {
+            c.topic: summary.schemas[c.schema_id].name
+            for c in summary.channels.values()
+            if c.schema_id in summary.schemas and summary.schemas[c.schema_id].name in MSGDEFS
+        }
         if topic is None and len(images) == 1:
             topic = next(iter(images))
         if topic not in images:
             self._file.close()
             have = ", ".join(f"{t} ({k.rsplit('/', 1)[-1]})" for t, k in sorted(images.items())) or "none"
-            raise ConfigError(f"{path}: {'give --topic; ' if topic is None else f'no image topic {topic!r}; '}"
-                              f"image topics in the bag: {have}")
+            raise ConfigError(
+                f"{path}: {'give --topic; ' if topic is None else f'no image topic {topic!r}; '}"
+                f"image topics in the bag: {have}"
+            )
         self.topic = topic
         channels = [c.id for c in summary.channels.values() if c.topic == topic]
         stats = summary.statistics
@@ -110,16 +123,21 @@ class BagFrameSource:
                     continue
                 stamp = decoded.header.stamp
                 self.timestamps[index] = stamp.sec + stamp.nanosec / 1e9
-                self.records[index] = {"sec": stamp.sec, "nanosec": stamp.nanosec,
-                                       "frame_id": decoded.header.frame_id, "log_time": message.log_time,
-                                       "publish_time": message.publish_time}
+                self.records[index] = {
+                    "sec": stamp.sec,
+                    "nanosec": stamp.nanosec,
+                    "frame_id": decoded.header.frame_id,
+                    "log_time": message.log_time,
+                    "publish_time": message.publish_time,
+                }
                 index += 1
                 yield rgb
         except (FrameError, ConfigError):
             raise
         except Exception as exc:
-            raise InputError(f"{self.name}: reading the bag failed after {index} frames: "
-                             f"{summarize_exception(exc)}") from None
+            raise InputError(
+                f"{self.name}: reading the bag failed after {index} frames: {summarize_exception(exc)}"
+            ) from None
 
     def _skip(self, cause: str, text: str) -> None:
         if not self.skipped[cause]:  # once per cause; the counts go to summary.json
@@ -135,15 +153,26 @@ class BagFrameSource:
 
 def write_image(writer: Any, schema: Any, topic: str, fields: dict[str, Any], record: dict[str, Any]) -> None:
     """One ``sensor_msgs/Image`` with the header and times of ``record`` (stamp, frame_id, log/publish time)."""
-    message = {"header": {"stamp": {"sec": record["sec"], "nanosec": record["nanosec"]},
-                          "frame_id": record["frame_id"]}, **fields}
+    message = {
+        "header": {"stamp": {"sec": record["sec"], "nanosec": record["nanosec"]}, "frame_id": record["frame_id"]},
+        **fields,
+    }
     writer.write_message(topic, schema, message, log_time=record["log_time"], publish_time=record["publish_time"])
 
 
-def replay_bag(session: Any, bag: str | Path, output: str | Path, *, topic: str | None = None,
-               mask_topic: str = MASK_TOPIC, alpha: float = 0.5, max_frames: int | None = None,
-               write_video: bool = True, max_pixels: int | None = None,
-               progress: Callable[[int, dict[str, float]], None] | None = None) -> dict[str, Any]:
+def replay_bag(
+    session: Any,
+    bag: str | Path,
+    output: str | Path,
+    *,
+    topic: str | None = None,
+    mask_topic: str = MASK_TOPIC,
+    alpha: float = 0.5,
+    max_frames: int | None = None,
+    write_video: bool = True,
+    max_pixels: int | None = None,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+) -> dict[str, Any]:
     """Segment every frame of ``topic`` in ``bag`` into ``output`` (see the module docstring);
     returns the summary (also in ``summary.json``). ``masks.mcap`` appears whole or not at all."""
     _, _, writer_class = _mcap()
@@ -163,7 +192,16 @@ def replay_bag(session: Any, bag: str | Path, output: str | Path, *, topic: str 
                 source.records.pop(stale)
             write_image(writer, schema, mask_topic, mask_to_image_fields(mask, session.num_classes), record)
 
-        summary = segment_video(session, source, out, policy="all", alpha=alpha, max_frames=max_frames,
-                                write_video=write_video, progress=progress, on_mask=on_mask)
+        summary = segment_video(
+            session,
+            source,
+            out,
+            policy="all",
+            alpha=alpha,
+            max_frames=max_frames,
+            write_video=write_video,
+            progress=progress,
+            on_mask=on_mask,
+        )
         writer.finish()
     return summary

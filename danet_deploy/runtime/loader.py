@@ -36,10 +36,16 @@ def _refuse_reference_backend_in_manifest(name: str, manifest: Any, folder: Path
     if name not in engine_names() or not get_engine(name).runs_presets:
         return
     own = get_target(manifest.target).engine if manifest.target in target_names() else None
-    raise ConfigError(f"the manifest of {folder} names backend {name!r}, which runs the PyTorch model and would "
-                      f"ignore the artifact's {manifest.primary!r}; no export writes that: re-export the artifact, "
-                      + (f"or load it with backend={own!r}" if own and own != name else "or pass the backend that "
-                         "runs its model file") + f" (backend={name!r} to run its source model on purpose)")
+    raise ConfigError(
+        f"the manifest of {folder} names backend {name!r}, which runs the PyTorch model and would "
+        f"ignore the artifact's {manifest.primary!r}; no export writes that: re-export the artifact, "
+        + (
+            f"or load it with backend={own!r}"
+            if own and own != name
+            else "or pass the backend that runs its model file"
+        )
+        + f" (backend={name!r} to run its source model on purpose)"
+    )
 
 
 def load(path: str | Path, backend: str | None = None, verify: bool = True, **options: Any) -> Session:
@@ -58,8 +64,9 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
             value of the wrong type, is a :class:`ConfigError` naming it.
     """
     if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise ConfigError(f"load() takes an artifact folder, a model file or a preset name (str or path), got "
-                          f"{path!r:.60}")
+        raise ConfigError(
+            f"load() takes an artifact folder, a model file or a preset name (str or path), got {path!r:.60}"
+        )
     if backend is not None and not isinstance(backend, str):
         raise ConfigError(f"backend must be an engine name (str) such as 'onnxruntime', got {backend!r:.60}")
     target = Path(path)
@@ -75,8 +82,10 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
         guessed = backend or (engine.name if engine else None)
         if guessed is None:
             known = sorted(s for e in engines() for s in e.suffixes)
-            raise ArtifactError(f"cannot tell the backend of {target} from its suffix ({', '.join(known)} are "
-                                f"known); pass backend=..., or load the artifact folder (with {MANIFEST_NAME})")
+            raise ArtifactError(
+                f"cannot tell the backend of {target} from its suffix ({', '.join(known)} are "
+                f"known); pass backend=..., or load the artifact folder (with {MANIFEST_NAME})"
+            )
         name, manifest = guessed, None
         model_file = target
         for read in referenced_files(target):  # the folder of a bare file plays the artifact folder
@@ -87,14 +96,19 @@ def load(path: str | Path, backend: str | None = None, verify: bool = True, **op
         # a preset name: only the reference backend knows them (the runtime's one door to ``model``)
         reference = reference_engine().name
         if str(path) not in backend_class(reference).presets():
-            raise ArtifactError(missing_artifact_message(
-                path, f"{str(path)!r} is neither an artifact folder, a model file, nor a preset name; export one "
-                "with danet-export"))
+            raise ArtifactError(
+                missing_artifact_message(
+                    path,
+                    f"{str(path)!r} is neither an artifact folder, a model file, nor a preset name; export one "
+                    "with danet-export",
+                )
+            )
         name = backend or reference
         direct = [e.name for e in engines() if e.runs_presets]
         if name not in direct:
-            raise ConfigError(f"{path!r} is a reference preset: only the {', '.join(direct)} backends run it; "
-                              "export it first")
+            raise ConfigError(
+                f"{path!r} is a reference preset: only the {', '.join(direct)} backends run it; export it first"
+            )
         manifest = None
         model_file = None
         preset = str(path)

@@ -16,11 +16,30 @@ from ..errors import InputError
 from ..outputs import mask_dtype
 
 # Cityscapes-style colours, then a deterministic spread for more classes
-_BASE_PALETTE = np.array([
-    (128, 64, 128), (244, 35, 232), (70, 70, 70), (107, 142, 35), (70, 130, 180), (0, 0, 142),
-    (220, 20, 60), (153, 153, 153), (190, 153, 153), (250, 170, 30), (220, 220, 0), (152, 251, 152),
-    (102, 102, 156), (255, 0, 0), (0, 0, 70), (0, 60, 100), (0, 80, 100), (0, 0, 230), (119, 11, 32),
-], dtype=np.uint8)
+_BASE_PALETTE = np.array(
+    [
+        (128, 64, 128),
+        (244, 35, 232),
+        (70, 70, 70),
+        (107, 142, 35),
+        (70, 130, 180),
+        (0, 0, 142),
+        (220, 20, 60),
+        (153, 153, 153),
+        (190, 153, 153),
+        (250, 170, 30),
+        (220, 220, 0),
+        (152, 251, 152),
+        (102, 102, 156),
+        (255, 0, 0),
+        (0, 0, 70),
+        (0, 60, 100),
+        (0, 80, 100),
+        (0, 0, 230),
+        (119, 11, 32),
+    ],
+    dtype=np.uint8,
+)
 
 
 def palette(num_classes: int) -> np.ndarray:
@@ -36,8 +55,9 @@ def as_image_list(images: Any) -> list[np.ndarray]:
     """Accept one HWC image, a list of them, or an NHWC array; validate each (uint8, 3 channels)."""
     if isinstance(images, np.ndarray):
         if images.ndim == 2:
-            raise InputError(f"got a grayscale HxW image of shape {images.shape}; convert it to RGB "
-                             "(np.stack([img] * 3, -1)) first")
+            raise InputError(
+                f"got a grayscale HxW image of shape {images.shape}; convert it to RGB (np.stack([img] * 3, -1)) first"
+            )
         if images.ndim == 3:
             items = [images]
         elif images.ndim == 4:
@@ -51,8 +71,10 @@ def as_image_list(images: Any) -> list[np.ndarray]:
             raise InputError("got an empty list of images; pass at least one HxWx3 uint8 RGB image")
         items = list(images)
     else:
-        raise InputError(f"expected numpy uint8 HxWx3 RGB image(s), got {type(images).__name__}; "
-                         "convert with np.asarray(PIL.Image.open(path).convert('RGB'))")
+        raise InputError(
+            f"expected numpy uint8 HxWx3 RGB image(s), got {type(images).__name__}; "
+            "convert with np.asarray(PIL.Image.open(path).convert('RGB'))"
+        )
     for i, image in enumerate(items):
         check_image(image, index=i)
     return items
@@ -68,13 +90,17 @@ def check_image(image: Any, index: int = 0) -> None:
         raise InputError(f"{where}: expected HxWx3 (channels last), got shape {image.shape}")
     if image.shape[2] != 3:
         if image.shape[0] == 3:
-            raise InputError(f"{where}: shape {image.shape} looks channels-first; pass HxWx3 (np.transpose(img, (1, 2, 0)))")
+            raise InputError(
+                f"{where}: shape {image.shape} looks channels-first; pass HxWx3 (np.transpose(img, (1, 2, 0)))"
+            )
         if image.shape[2] == 4:
             raise InputError(f"{where}: RGBA image; drop the alpha channel (img[..., :3]) first")
         raise InputError(f"{where}: expected 3 colour channels, got {image.shape[2]}")
     if image.dtype != np.uint8:
-        raise InputError(f"{where}: expected dtype uint8 (0..255 RGB), got {image.dtype}; use session.infer() for "
-                         "preprocessed float tensors, or convert with img.astype(np.uint8)")
+        raise InputError(
+            f"{where}: expected dtype uint8 (0..255 RGB), got {image.dtype}; use session.infer() for "
+            "preprocessed float tensors, or convert with img.astype(np.uint8)"
+        )
     if image.shape[0] < 1 or image.shape[1] < 1:
         raise InputError(f"{where}: empty image of shape {image.shape}")
 
@@ -126,8 +152,9 @@ def normalize(images: Sequence[np.ndarray], mean: Sequence[float], std: Sequence
     return out
 
 
-def preprocess(images: Sequence[np.ndarray], preprocessing: Mapping[str, Any],
-               size: tuple[int, int] | None = None) -> np.ndarray:
+def preprocess(
+    images: Sequence[np.ndarray], preprocessing: Mapping[str, Any], size: tuple[int, int] | None = None
+) -> np.ndarray:
     """The one preprocessing path (runtime, parity and calibration): resize if ``size``, normalise."""
     if preprocessing.get("color_order", "RGB").upper() == "BGR":
         images = [img[..., ::-1] for img in images]
@@ -136,8 +163,9 @@ def preprocess(images: Sequence[np.ndarray], preprocessing: Mapping[str, Any],
     return normalize(images, preprocessing["mean"], preprocessing["std"])
 
 
-def _bilinear_axis(n_in: int, n_out: int, part: slice = slice(None),
-                   align_corners: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _bilinear_axis(
+    n_in: int, n_out: int, part: slice = slice(None), align_corners: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Source indices and weights of a bilinear resize along one axis, for the output positions
     ``part`` selects (computed for those alone, with the same float operations). Half-pixel centres
     by default; ``align_corners`` maps the first and last pixels onto each other, as the models
@@ -154,8 +182,13 @@ def _bilinear_axis(n_in: int, n_out: int, part: slice = slice(None),
     return lo, hi, (pos - lo).astype(np.float32)
 
 
-def resize_logits(logits: np.ndarray, size: tuple[int, int], rows: slice = slice(None),
-                  cols: slice = slice(None), align_corners: bool = False) -> np.ndarray:
+def resize_logits(
+    logits: np.ndarray,
+    size: tuple[int, int],
+    rows: slice = slice(None),
+    cols: slice = slice(None),
+    align_corners: bool = False,
+) -> np.ndarray:
     """Bilinear resize of ``[C, h, w]`` float logits to ``[C, H, W]`` in numpy (half-pixel, or
     ``align_corners``); ``rows``/``cols`` select output rows and columns (each value is computed
     exactly as in the whole resize, reading only the source rows and columns it needs)."""
@@ -166,7 +199,7 @@ def resize_logits(logits: np.ndarray, size: tuple[int, int], rows: slice = slice
     y0, y1, wy = _bilinear_axis(h, out_h, rows, align_corners)
     x0, x1, wx = _bilinear_axis(w, out_w, cols, align_corners)
     first = int(x0[0]) if len(x0) else 0
-    source = logits[:, :, first:int(x1.max(initial=first)) + 1]  # a view: the columns this block reads
+    source = logits[:, :, first : int(x1.max(initial=first)) + 1]  # a view: the columns this block reads
     x0, x1 = x0 - first, x1 - first
     band = source[:, y0, :] * (1 - wy)[None, :, None] + source[:, y1, :] * wy[None, :, None]
     return band[:, :, x0] * (1 - wx)[None, None, :] + band[:, :, x1] * wx[None, None, :]
@@ -195,8 +228,9 @@ def mask_tiles(classes: int, logits_w: int, size: tuple[int, int], band_bytes: i
     return rows, cols
 
 
-def mask_at_size(logits: np.ndarray, size: tuple[int, int], band_bytes: int = MASK_BAND_BYTES,
-                 align_corners: bool = False) -> np.ndarray:
+def mask_at_size(
+    logits: np.ndarray, size: tuple[int, int], band_bytes: int = MASK_BAND_BYTES, align_corners: bool = False
+) -> np.ndarray:
     """``logits_to_mask(resize_logits(logits, size, align_corners=...))``, bit for bit, one tile of
     pixels at a time.
 
@@ -258,8 +292,9 @@ def colorize(mask: np.ndarray, num_classes: int) -> np.ndarray:
     return palette(max(num_classes, int(mask.max()) + 1))[mask]
 
 
-def overlay(image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.5,
-            band_bytes: int = MASK_BAND_BYTES) -> np.ndarray:
+def overlay(
+    image: np.ndarray, mask: np.ndarray, num_classes: int, alpha: float = 0.5, band_bytes: int = MASK_BAND_BYTES
+) -> np.ndarray:
     """Blend the colourised mask over the image (both HxW at the image's size), a band of rows at a time.
 
     Why bands: the blend is computed in float32, 12 bytes a pixel per copy; over a whole

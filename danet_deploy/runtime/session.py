@@ -131,14 +131,18 @@ class Session:
         if not isinstance(tensor, np.ndarray):
             raise InputError(f"infer() expects a numpy float32 NCHW array, got {type(tensor).__name__}")
         if tensor.dtype != np.float32:
-            raise InputError(f"infer() expects float32, got {tensor.dtype}; use tensor.astype(np.float32), or "
-                             "run() for uint8 images")
+            raise InputError(
+                f"infer() expects float32, got {tensor.dtype}; use tensor.astype(np.float32), or run() for uint8 images"
+            )
         if tensor.ndim != 4:
-            raise InputError(f"infer() expects a 4-D NCHW tensor, got shape {tensor.shape}; add a batch axis "
-                             "with tensor[None]")
+            raise InputError(
+                f"infer() expects a 4-D NCHW tensor, got shape {tensor.shape}; add a batch axis with tensor[None]"
+            )
         if tensor.shape[1] != 3:
-            raise InputError(f"infer() expects 3 channels in axis 1 (NCHW), got shape {tensor.shape}"
-                             + ("; it looks NHWC: use tensor.transpose(0, 3, 1, 2)" if tensor.shape[-1] == 3 else ""))
+            raise InputError(
+                f"infer() expects 3 channels in axis 1 (NCHW), got shape {tensor.shape}"
+                + ("; it looks NHWC: use tensor.transpose(0, 3, 1, 2)" if tensor.shape[-1] == 3 else "")
+            )
         if min(tensor.shape) < 1:
             raise InputError(f"infer() got an empty tensor of shape {tensor.shape}")
         self._check_shape(tensor.shape, (2, 3))
@@ -153,19 +157,25 @@ class Session:
         spec = self.input_spec
         for axis, (got, want) in enumerate(zip(shape, spec.shape)):
             if want is not None and got != want:
-                raise InputError(f"input shape {shape} does not match the engine's static shape "
-                                 f"{_fmt(spec.shape)} (axis {axis}); use run() to resize images, or re-export "
-                                 "with --dynamic")
+                raise InputError(
+                    f"input shape {shape} does not match the engine's static shape "
+                    f"{_fmt(spec.shape)} (axis {axis}); use run() to resize images, or re-export "
+                    "with --dynamic"
+                )
         bounds = ((spec.min_shape, "below the minimum", np.less), (spec.max_shape, "above the maximum", np.greater))
         for bound, word, cmp in bounds:
             if bound is not None and np.any(cmp(np.asarray(shape), np.asarray(bound))):
-                raise InputError(f"input shape {shape} is {word} {tuple(bound)} of the engine's optimisation "
-                                 "profile; re-export with a wider --min-size/--max-size")
+                raise InputError(
+                    f"input shape {shape} is {word} {tuple(bound)} of the engine's optimisation "
+                    "profile; re-export with a wider --min-size/--max-size"
+                )
         small = [axis for axis in hw_axes if spec.shape[axis] is None and shape[axis] < self.min_size]
         if small:
-            raise InputError(f"input shape {shape} is below the network's minimum of {self.min_size} pixels "
-                             f"per side (output stride x 4); resize to at least {self.min_size}x{self.min_size}, or "
-                             "use run(), which upsamples small images")
+            raise InputError(
+                f"input shape {shape} is below the network's minimum of {self.min_size} pixels "
+                f"per side (output stride x 4); resize to at least {self.min_size}x{self.min_size}, or "
+                "use run(), which upsamples small images"
+            )
         if spec.static_hw is None:
             self._check_attention_memory((shape[0], 3, shape[hw_axes[0]], shape[hw_axes[1]]))
 
@@ -192,10 +202,12 @@ class Session:
             return
         limit = 4.0 * max(abs(lo), abs(hi))
         if max(-low, high) > limit:
-            raise InputError(f"input values span {low:.4g}..{high:.4g}, far outside the {lo:.2f}..{hi:.2f} that this "
-                             "artifact's preprocessing ((x / 255 - mean) / std) produces: raw 0-255 pixels or a missing "
-                             "normalisation? Use run() for uint8 images, normalise with session.preprocessing's mean and "
-                             "std, or set session.check_inputs = False to pass such values on purpose")
+            raise InputError(
+                f"input values span {low:.4g}..{high:.4g}, far outside the {lo:.2f}..{hi:.2f} that this "
+                "artifact's preprocessing ((x / 255 - mean) / std) produces: raw 0-255 pixels or a missing "
+                "normalisation? Use run() for uint8 images, normalise with session.preprocessing's mean and "
+                "std, or set session.check_inputs = False to pass such values on purpose"
+            )
 
     def _check_attention_memory(self, shape: tuple[int, ...]) -> None:
         """A dynamic engine runs position attention at the input's own size: refuse sizes whose
@@ -211,7 +223,8 @@ class Session:
                 f"input {h}x{w} (batch {n}) needs {block / 2**30:.1f} GiB for one position-attention block with this "
                 f"artifact's {chunks} chunk(s), above the {self.max_attention_bytes / 2**30:.0f} GiB limit; run it in "
                 "tiles (run(image, tile=(512, 512)), danet-run --tile 512x512), downscale it, or re-export with "
-                f"--dynamic --max-size {h}x{w} (more chunks). session.max_attention_bytes raises the limit")
+                f"--dynamic --max-size {h}x{w} (more chunks). session.max_attention_bytes raises the limit"
+            )
 
     @property
     def outputs(self) -> tuple[str, ...]:
@@ -222,9 +235,11 @@ class Session:
         """Raw logits ``[N, classes, H, W]`` for a preprocessed float32 NCHW tensor (an ``--accept``
         artifact: for a uint8 NxHxWx3 image batch, see :meth:`prepare`)."""
         if LOGITS not in self.outputs:
-            raise ConfigError(f"this artifact emits {', '.join(self.outputs)} (exported with --emit "
-                              f"{self.manifest.output.emit}), not full-resolution logits; use run() for masks, "
-                              "infer_outputs() for every output, or re-export with --emit logits|both")
+            raise ConfigError(
+                f"this artifact emits {', '.join(self.outputs)} (exported with --emit "
+                f"{self.manifest.output.emit}), not full-resolution logits; use run() for masks, "
+                "infer_outputs() for every output, or re-export with --emit logits|both"
+            )
         if self.outputs == (LOGITS,):
             self._check_open()
             tensor = self.check_tensor(tensor)
@@ -240,9 +255,11 @@ class Session:
             outputs = self.backend.infer_outputs(tensor)
         missing = [name for name in self.outputs if name not in outputs]
         if missing:
-            raise ManifestError(f"the manifest says the graph emits {', '.join(missing)}, but the engine returned "
-                                f"{', '.join(outputs) or 'nothing'}: the manifest was edited or belongs to another "
-                                "model; re-export the artifact")
+            raise ManifestError(
+                f"the manifest says the graph emits {', '.join(missing)}, but the engine returned "
+                f"{', '.join(outputs) or 'nothing'}: the manifest was edited or belongs to another "
+                "model; re-export the artifact"
+            )
         for name, value in outputs.items():
             self._checked_output(value, name)
         return outputs
@@ -271,26 +288,36 @@ class Session:
         """Float outputs must be finite, and an in-graph mask must not carry the invalid value the
         graph writes for non-finite logits (a broken FP16 engine must not emit plausible masks).
         The graph fills such an image's whole mask, so one pixel per image tells."""
-        if (self.check_outputs and name == MASK and value.ndim >= 2 and value.size
-                and (value.reshape(len(value), -1)[:, 0] == invalid_mask_value(value.dtype)).any()
-                and (value.dtype != np.uint8 or mask_dtype(self.num_classes) == "uint8")):
+        if (
+            self.check_outputs
+            and name == MASK
+            and value.ndim >= 2
+            and value.size
+            and (value.reshape(len(value), -1)[:, 0] == invalid_mask_value(value.dtype)).any()
+            and (value.dtype != np.uint8 or mask_dtype(self.num_classes) == "uint8")
+        ):
             raise NonFiniteOutputError(
                 f"the {self.manifest.target} {self.manifest.precision} engine computed NaN/Inf logits (its in-graph "
                 "mask is marked invalid): broken engine or weights (check the export with danet-parity), or input "
-                "values far outside the normalised range (check the preprocessing)")
+                "values far outside the normalised range (check the preprocessing)"
+            )
         if name in (LOGITS, LOGITS_LOWRES) and value.ndim == 4 and value.shape[1] != self.num_classes:
-            raise ManifestError(f"the engine's {name} have {value.shape[1]} classes but the manifest says "
-                                f"model.num_classes {self.num_classes}: the manifest was edited or belongs to another "
-                                "model; re-export the artifact")
+            raise ManifestError(
+                f"the engine's {name} have {value.shape[1]} classes but the manifest says "
+                f"model.num_classes {self.num_classes}: the manifest was edited or belongs to another "
+                "model; re-export the artifact"
+            )
         if self.check_outputs and np.issubdtype(value.dtype, np.floating) and not np.isfinite(value).all():
             raise NonFiniteOutputError(
                 f"the {self.manifest.target} {self.manifest.precision} engine returned NaN/Inf logits: broken engine "
                 "or weights (check the export with danet-parity), or input values far outside the normalised range "
-                "(check the preprocessing). Set session.check_outputs = False to get the raw logits anyway")
+                "(check the preprocessing). Set session.check_outputs = False to get the raw logits anyway"
+            )
         return value
 
-    def _infer_images(self, images: Sequence[np.ndarray], names: tuple[str, ...] = (LOGITS,),
-                      logits_as_mask: bool = False) -> list[dict[str, np.ndarray]]:
+    def _infer_images(
+        self, images: Sequence[np.ndarray], names: tuple[str, ...] = (LOGITS,), logits_as_mask: bool = False
+    ) -> list[dict[str, np.ndarray]]:
         """Per image, the outputs ``names`` at its own size (resized to and from a static engine shape):
         logits bilinearly (low-resolution logits too), masks by nearest neighbour. With
         ``logits_as_mask`` the logits become the image's mask (under ``MASK``) a band of rows at a
@@ -306,7 +333,7 @@ class Session:
         for hw, indices in groups.items():
             step = batch_size or len(indices)
             for start in range(0, len(indices), step):
-                chunk = indices[start:start + step]
+                chunk = indices[start : start + step]
                 tensor = self.prepare([images[i] for i in chunk], hw)
                 if batch_size and len(chunk) < batch_size:  # pad a static batch with copies
                     pad = np.repeat(tensor[-1:], batch_size - len(chunk), axis=0)
@@ -328,8 +355,13 @@ class Session:
         low = self.min_size
         return (max(hw[0], low), max(hw[1], low))
 
-    def run(self, images: Any, return_logits: bool = False, tile: tuple[int, int] | None = None,
-            stride: tuple[int, int] | None = None) -> Any:
+    def run(
+        self,
+        images: Any,
+        return_logits: bool = False,
+        tile: tuple[int, int] | None = None,
+        stride: tuple[int, int] | None = None,
+    ) -> Any:
         """Masks for uint8 HxWx3 RGB image(s), at each image's original size.
 
         An ``--accept bgr8`` artifact takes BGR images (:attr:`image_order`); an ``--accept`` artifact
@@ -354,11 +386,15 @@ class Session:
         available = self.outputs
         probabilities = LOGITS if LOGITS in available else (LOGITS_LOWRES if LOGITS_LOWRES in available else None)
         if tile is not None and LOGITS not in available:
-            raise ConfigError(f"sliding windows average full-resolution logits, and this artifact emits "
-                              f"{', '.join(available)}; re-export with --emit logits or both")
+            raise ConfigError(
+                f"sliding windows average full-resolution logits, and this artifact emits "
+                f"{', '.join(available)}; re-export with --emit logits or both"
+            )
         if return_logits and probabilities is None:
-            raise ConfigError("this artifact emits a mask only (--emit mask): there are no logits to return; "
-                              "re-export with --emit both or mask-lowres")
+            raise ConfigError(
+                "this artifact emits a mask only (--emit mask): there are no logits to return; "
+                "re-export with --emit both or mask-lowres"
+            )
         if tile is not None:
             from .sliding import sliding_window_logits
 
@@ -413,8 +449,10 @@ class Session:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"Session(target={self.manifest.target!r}, precision={self.manifest.precision!r}, "
-                f"backend={self.backend.name!r}, input={_fmt(self.input_spec.shape)})")
+        return (
+            f"Session(target={self.manifest.target!r}, precision={self.manifest.precision!r}, "
+            f"backend={self.backend.name!r}, input={_fmt(self.input_spec.shape)})"
+        )
 
 
 def _fmt(shape: Sequence[int | None]) -> str:
@@ -427,7 +465,6 @@ def window_pair(value: Any, name: str) -> tuple[int, int] | None:
     truncated silently."""
     if value is None:
         return None
-    if (not isinstance(value, (tuple, list)) or len(value) != 2
-            or not all(is_count(v) for v in value)):
+    if not isinstance(value, (tuple, list)) or len(value) != 2 or not all(is_count(v) for v in value):
         raise ConfigError(f"{name} must be two whole numbers (h, w) >= 1, e.g. {name}=(512, 512); got {value!r:.60}")
     return int(value[0]), int(value[1])

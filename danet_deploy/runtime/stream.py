@@ -154,8 +154,9 @@ class _Bounded:
                     return _END
 
 
-def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: str = "all",
-           jobs: int | None = None) -> Iterator[tuple[int, np.ndarray, dict[str, float]]]:
+def stream(
+    session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: str = "all", jobs: int | None = None
+) -> Iterator[tuple[int, np.ndarray, dict[str, float]]]:
     """Yield ``(frame_index, mask, timings)`` for each processed frame; see the module docstring.
 
     Args:
@@ -224,11 +225,21 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
 
     threads = [threading.Thread(target=reader, name="danet-stream-reader", daemon=True)]
     if tensors is not None:
-        threads.append(threading.Thread(target=stage, args=("preprocessing", raw, tensors, [pre_step]),
-                                        name="danet-stream-pre", daemon=True))
+        threads.append(
+            threading.Thread(
+                target=stage, args=("preprocessing", raw, tensors, [pre_step]), name="danet-stream-pre", daemon=True
+            )
+        )
     numbered = _Numbered(raw if tensors is None else tensors)
-    threads += [threading.Thread(target=stage, args=("inference", numbered, outputs, engine_steps),
-                                 name=f"danet-stream-engine-{k}", daemon=True) for k in range(jobs)]
+    threads += [
+        threading.Thread(
+            target=stage,
+            args=("inference", numbered, outputs, engine_steps),
+            name=f"danet-stream-engine-{k}",
+            daemon=True,
+        )
+        for k in range(jobs)
+    ]
     for thread in threads:
         thread.start()
     waiting: dict[int, _Item] = {}  # finished out of order (jobs > 1), held until their turn
@@ -256,8 +267,13 @@ def stream(session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: s
             start = time.perf_counter()
             mask = plan.post(item)
             done = time.perf_counter()
-            timings = {"pre": item.pre_ms, "engine": item.engine_ms, "post": (done - start) * 1000.0,
-                       "latency": (done - item.read_at) * 1000.0, "dropped": float(raw.dropped)}
+            timings = {
+                "pre": item.pre_ms,
+                "engine": item.engine_ms,
+                "post": (done - start) * 1000.0,
+                "latency": (done - item.read_at) * 1000.0,
+                "dropped": float(raw.dropped),
+            }
             yield item.index, mask, timings
     finally:
         stop.set()
@@ -278,14 +294,18 @@ def _frame_iterator(frames: Any) -> Iterator[Any]:
     its rows (each refused as a "frame"), and a non-iterable failed as a RuntimeError from the
     reader thread."""
     if isinstance(frames, np.ndarray) and frames.ndim != 4:
-        raise ConfigError(f"stream() takes frames one after another (a list, a generator, a camera reader or an "
-                          f"NxHxWx3 array), got one array of shape {frames.shape}: use session.run(image) for one "
-                          "image, or session.stream([image])")
+        raise ConfigError(
+            f"stream() takes frames one after another (a list, a generator, a camera reader or an "
+            f"NxHxWx3 array), got one array of shape {frames.shape}: use session.run(image) for one "
+            "image, or session.stream([image])"
+        )
     try:
         return iter(frames)
     except TypeError:
-        raise ConfigError(f"stream() takes an iterable of HxWx3 uint8 frames (a list, a generator, a camera "
-                          f"reader), got {type(frames).__name__}") from None
+        raise ConfigError(
+            f"stream() takes an iterable of HxWx3 uint8 frames (a list, a generator, a camera "
+            f"reader), got {type(frames).__name__}"
+        ) from None
 
 
 class _Plan:
@@ -306,8 +326,10 @@ class _Plan:
         start = time.perf_counter()
         image = item.image
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-            raise ConfigError(f"frame {item.index}: expected a uint8 HxWx3 RGB array, got "
-                              f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}")
+            raise ConfigError(
+                f"frame {item.index}: expected a uint8 HxWx3 RGB array, got "
+                f"{getattr(image, 'dtype', type(image).__name__)} {getattr(image, 'shape', '')}"
+            )
         if image.shape[0] < 1 or image.shape[1] < 1:  # the resize below divided by zero
             raise InputError(f"frame {item.index}: empty image of shape {image.shape}; skip empty frames")
         # a dynamic engine takes a small frame upsampled to the network's minimum, as Session.run does
@@ -320,8 +342,11 @@ class _Plan:
     def engine(self, item: _Item) -> None:
         start = time.perf_counter()
         session = self.session  # its checks apply: closed session, NaN/Inf outputs
-        item.outputs = session.infer_outputs(item.tensor) if self.use_mask or len(session.outputs) > 1 \
+        item.outputs = (
+            session.infer_outputs(item.tensor)
+            if self.use_mask or len(session.outputs) > 1
             else {LOGITS: session.infer(item.tensor)}
+        )
         item.tensor = None
         item.engine_ms = (time.perf_counter() - start) * 1000.0
 

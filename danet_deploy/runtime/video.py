@@ -34,8 +34,9 @@ def _av() -> Any:
     try:
         import av
     except ImportError as exc:
-        raise BackendUnavailableError("video and camera input need PyAV: pip install 'danet-deploy[video]' "
-                                      "(or pip install av)") from exc
+        raise BackendUnavailableError(
+            "video and camera input need PyAV: pip install 'danet-deploy[video]' (or pip install av)"
+        ) from exc
     return av
 
 
@@ -81,10 +82,12 @@ class FrameSource:
 
     def _check_pixels(self, width: int, height: int) -> None:
         if self.max_pixels is not None and width * height > self.max_pixels:
-            raise InputError(f"{self.name} has {width}x{height} frames = {width * height / 1e6:.3g} megapixels, above "
-                             f"the {self.max_pixels / 1e6:g} MP limit (each frame takes "
-                             f"{width * height * 3 / 2**30:.2g} GiB as RGB, several are in flight); downscale the "
-                             "video first, or raise the limit (danet-run --max-pixels, open_video(max_pixels=...))")
+            raise InputError(
+                f"{self.name} has {width}x{height} frames = {width * height / 1e6:.3g} megapixels, above "
+                f"the {self.max_pixels / 1e6:g} MP limit (each frame takes "
+                f"{width * height * 3 / 2**30:.2g} GiB as RGB, several are in flight); downscale the "
+                "video first, or raise the limit (danet-run --max-pixels, open_video(max_pixels=...))"
+            )
 
     def __iter__(self) -> Iterator[np.ndarray]:
         try:
@@ -95,8 +98,9 @@ class FrameSource:
         except Exception as exc:
             if isinstance(exc, (GeneratorExit, KeyboardInterrupt, InputError)):
                 raise
-            raise InputError(f"{self.name}: decoding failed after {len(self.timestamps)} frame(s): "
-                             f"{summarize_exception(exc)}") from exc
+            raise InputError(
+                f"{self.name}: decoding failed after {len(self.timestamps)} frame(s): {summarize_exception(exc)}"
+            ) from exc
 
     def close(self) -> None:
         self.container.close()
@@ -115,17 +119,21 @@ def open_video(path: str | Path, max_pixels: int | None = None) -> FrameSource:
     return FrameSource(container, str(path), live=False, max_pixels=max_pixels)
 
 
-def open_camera(device: str | int, size: tuple[int, int] | None = None, fps: int | None = None,
-                max_pixels: int | None = None) -> FrameSource:
+def open_camera(
+    device: str | int, size: tuple[int, int] | None = None, fps: int | None = None, max_pixels: int | None = None
+) -> FrameSource:
     """A live camera: an index ``N`` (``/dev/videoN`` through V4L2 on Linux) or a device path."""
     av = _av()
     if sys.platform != "linux":
-        raise ConfigError("--camera uses V4L2 and works on Linux (Jetson, x86 robots); elsewhere pass a video "
-                          "file, or read frames yourself and call Session.stream")
+        raise ConfigError(
+            "--camera uses V4L2 and works on Linux (Jetson, x86 robots); elsewhere pass a video "
+            "file, or read frames yourself and call Session.stream"
+        )
     path = f"/dev/video{int(device)}" if str(device).isdigit() else str(device)
     if not os.path.exists(path):
-        raise InputError(f"camera {path} does not exist (no such V4L2 device); list cameras with "
-                         "v4l2-ctl --list-devices")
+        raise InputError(
+            f"camera {path} does not exist (no such V4L2 device); list cameras with v4l2-ctl --list-devices"
+        )
     options = {}
     if size:
         options["video_size"] = f"{size[1]}x{size[0]}"
@@ -134,8 +142,10 @@ def open_camera(device: str | int, size: tuple[int, int] | None = None, fps: int
     try:
         container = av.open(path, format="v4l2", options=options)
     except Exception as exc:
-        raise InputError(f"cannot open camera {path}: {summarize_exception(exc)} (busy, or no permission? add "
-                         "your user to the 'video' group)") from exc
+        raise InputError(
+            f"cannot open camera {path}: {summarize_exception(exc)} (busy, or no permission? add "
+            "your user to the 'video' group)"
+        ) from exc
     return FrameSource(container, path, live=True, max_pixels=max_pixels)
 
 
@@ -190,10 +200,19 @@ def video_output_names(write_video: bool = True) -> list[str]:
     return ([OVERLAY_VIDEO] if write_video else []) + [FRAMES_JSONL, SUMMARY_JSON]
 
 
-def segment_video(session: Any, source: Frames, output: str | Path, *, policy: str | None = None,
-                  depth: int = 2, alpha: float = 0.5, max_frames: int | None = None, write_video: bool = True,
-                  progress: Callable[[int, dict[str, float]], None] | None = None,
-                  on_mask: Callable[[int, np.ndarray], None] | None = None) -> dict[str, Any]:
+def segment_video(
+    session: Any,
+    source: Frames,
+    output: str | Path,
+    *,
+    policy: str | None = None,
+    depth: int = 2,
+    alpha: float = 0.5,
+    max_frames: int | None = None,
+    write_video: bool = True,
+    progress: Callable[[int, dict[str, float]], None] | None = None,
+    on_mask: Callable[[int, np.ndarray], None] | None = None,
+) -> dict[str, Any]:
     """Segment every frame (``policy="all"``) or the freshest frames (``"latest"``, the default for
     cameras) of ``source`` into ``output``; returns the summary (also written to ``summary.json``).
     ``on_mask(index, mask)`` sees every mask as it comes (bag replay writes them to a recording);
@@ -229,17 +248,23 @@ def segment_video(session: Any, source: Frames, output: str | Path, *, policy: s
                     if writer is None:  # one legend of every class: the frame size stays constant
                         strip = legend(names or [str(c) for c in range(session.num_classes)], frame.shape[1])
                         video_hw = image_hw(frame)
-                        writer = VideoWriter(out / OVERLAY_VIDEO, source.fps,
-                                             (frame.shape[0] + strip.shape[0], frame.shape[1]))
+                        writer = VideoWriter(
+                            out / OVERLAY_VIDEO, source.fps, (frame.shape[0] + strip.shape[0], frame.shape[1])
+                        )
                     picture = overlay(frame, mask, session.num_classes, alpha)
                     if picture.shape[:2] != video_hw:  # a stream that changes resolution (spliced files, a
                         picture = resize_image(picture, video_hw)  # camera renegotiating): one size per video
                     writer.write(np.concatenate([picture, strip]))
                 values, counts = np.unique(mask, return_counts=True)
-                record = {"index": index, "timestamp": round(source.timestamps.get(index, index / source.fps), 4),
-                          **{f"{k}_ms": round(v, 3) for k, v in timings.items() if k != "dropped"},
-                          "pixels": {names[v] if v < len(names) else str(int(v)): int(c)
-                                     for v, c in zip(values.tolist(), counts.tolist())}}
+                record = {
+                    "index": index,
+                    "timestamp": round(source.timestamps.get(index, index / source.fps), 4),
+                    **{f"{k}_ms": round(v, 3) for k, v in timings.items() if k != "dropped"},
+                    "pixels": {
+                        names[v] if v < len(names) else str(int(v)): int(c)
+                        for v, c in zip(values.tolist(), counts.tolist())
+                    },
+                }
                 lines.write(json.dumps(record) + "\n")
                 latencies.append(timings["latency"])
                 dropped = int(timings["dropped"])
@@ -247,21 +272,33 @@ def segment_video(session: Any, source: Frames, output: str | Path, *, policy: s
                 if progress is not None:
                     progress(index, timings)
             if written == 0:  # raised inside, so no empty frames.jsonl is left to block the next run
-                raise InputError(f"{source.name} yielded no frames to segment (its video stream holds no decodable "
-                                 "frames)")
+                raise InputError(
+                    f"{source.name} yielded no frames to segment (its video stream holds no decodable frames)"
+                )
         ok = True
     finally:
         if writer is not None:
             writer.close(ok=ok)
         source.close()
     seconds = time.perf_counter() - started
-    summary = {"source": source.name, "policy": policy, "frames": written, "dropped": dropped,
-               "seconds": round(seconds, 3), "fps": round(written / seconds, 2),
-               "latency_ms": {"p50": _percentile(latencies, 50), "p90": _percentile(latencies, 90),
-                              "p99": _percentile(latencies, 99), "max": _percentile(latencies, 100)},
-               "overlay": str(out / OVERLAY_VIDEO) if write_video else None, "frames_jsonl": str(out / FRAMES_JSONL),
-               "video_codec": writer.codec if writer else None,
-               **(source.report() if hasattr(source, "report") else {})}
+    summary = {
+        "source": source.name,
+        "policy": policy,
+        "frames": written,
+        "dropped": dropped,
+        "seconds": round(seconds, 3),
+        "fps": round(written / seconds, 2),
+        "latency_ms": {
+            "p50": _percentile(latencies, 50),
+            "p90": _percentile(latencies, 90),
+            "p99": _percentile(latencies, 99),
+            "max": _percentile(latencies, 100),
+        },
+        "overlay": str(out / OVERLAY_VIDEO) if write_video else None,
+        "frames_jsonl": str(out / FRAMES_JSONL),
+        "video_codec": writer.codec if writer else None,
+        **(source.report() if hasattr(source, "report") else {}),
+    }
     with atomic_output(out / SUMMARY_JSON) as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2) + "\n")
     return summary

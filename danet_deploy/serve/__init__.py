@@ -17,5 +17,11 @@ from .repository import (
     write_triton_repository,
 )
 
-__all__ = ["TritonOptions", "TritonRepository", "parse_config", "read_triton_repository", "render_config",
-           "write_triton_repository"]
+__all__ = [
+    "TritonOptions",
+    "TritonRepository",
+    "parse_config",
+    "read_triton_repository",
+    "render_config",
+    "write_triton_repository",
+]

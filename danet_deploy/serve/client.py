@@ -22,8 +22,17 @@ from .server import INPUT_NAME, OUTPUT_NAME
 
 PROTOCOLS = ("http", "grpc")
 # Triton answers these while a (re)started server is still loading the model: worth retrying.
-_NOT_READY = ("unknown model", "is not found", "is not ready", "unavailable", "failed to connect",
-              "connection refused", "socket closed", "connection reset", "broken pipe")
+_NOT_READY = (
+    "unknown model",
+    "is not found",
+    "is not ready",
+    "unavailable",
+    "failed to connect",
+    "connection refused",
+    "socket closed",
+    "connection reset",
+    "broken pipe",
+)
 
 
 def _module(protocol: str) -> Any:
@@ -35,7 +44,9 @@ def _module(protocol: str) -> Any:
         else:
             import tritonclient.grpc as module
     except ImportError as exc:
-        raise BackendUnavailableError("the Triton client needs tritonclient: pip install 'danet-deploy[serve]'") from exc
+        raise BackendUnavailableError(
+            "the Triton client needs tritonclient: pip install 'danet-deploy[serve]'"
+        ) from exc
     return module
 
 
@@ -67,15 +78,21 @@ def _retryable(exc: BaseException) -> bool:
 @dataclass
 class CallResult:
     mask: np.ndarray
-    seconds: float      # wall time of the successful attempt
+    seconds: float  # wall time of the successful attempt
     retries: int
 
 
 class SegmentationClient:
     """``client.segment(image) -> mask`` against a danet-serve (or any Triton with the same IO)."""
 
-    def __init__(self, url: str, protocol: str | None = None, model_name: str = "danet", timeout_s: float = 60.0,
-                 retry_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        protocol: str | None = None,
+        model_name: str = "danet",
+        timeout_s: float = 60.0,
+        retry_s: float = 0.0,
+    ) -> None:
         # checked here: a zero, negative or NaN timeout surfaced as "cannot reach Triton" or a deadline
         # exceeded at the first call, which blames the server for the argument
         if not (isinstance(timeout_s, (int, float)) and math.isfinite(timeout_s) and timeout_s > 0):
@@ -90,8 +107,9 @@ class SegmentationClient:
     def _connect(self) -> Any:
         if self._client is None:
             if self.protocol == "http":
-                self._client = self.module.InferenceServerClient(self.url, connection_timeout=self.timeout_s,
-                                                                 network_timeout=self.timeout_s)
+                self._client = self.module.InferenceServerClient(
+                    self.url, connection_timeout=self.timeout_s, network_timeout=self.timeout_s
+                )
             else:
                 self._client = self.module.InferenceServerClient(self.url)
         return self._client
@@ -115,8 +133,10 @@ class SegmentationClient:
         deadline = time.monotonic() + timeout_s
         while not self.ready():
             if time.monotonic() > deadline:
-                raise ServeError(f"no ready model {self.model_name!r} at {self.protocol}://{self.url} after "
-                                 f"{timeout_s:.0f} s; is danet-serve running there?")
+                raise ServeError(
+                    f"no ready model {self.model_name!r} at {self.protocol}://{self.url} after "
+                    f"{timeout_s:.0f} s; is danet-serve running there?"
+                )
             time.sleep(0.25)
 
     def call(self, image: np.ndarray) -> CallResult:

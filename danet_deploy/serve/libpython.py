@@ -30,8 +30,8 @@ TRAP_SIGNATURE = "_recursion_count"
 class LibpythonStatus:
     """Which libpython the stub would load, against the one this interpreter runs on."""
 
-    expected: Path | None      # the interpreter's shared libpython (None: statically linked Python)
-    resolved: Path | None      # what the loader resolves for the stub (None: unknown, e.g. no ldd)
+    expected: Path | None  # the interpreter's shared libpython (None: statically linked Python)
+    resolved: Path | None  # what the loader resolves for the stub (None: unknown, e.g. no ldd)
     libdir: str | None
 
     @property
@@ -41,11 +41,13 @@ class LibpythonStatus:
         return self.resolved.resolve() == self.expected.resolve()
 
     def explain(self) -> str:
-        return (f"the Triton Python backend stub would load {self.resolved}, not this interpreter's "
-                f"{self.expected} (sys.version {sys.version.split()[0]}); model start-up then fails with "
-                f"\"'_thread.RLock' object has no attribute '{TRAP_SIGNATURE}'\". Fix: export "
-                f"LD_LIBRARY_PATH={self.libdir}:$LD_LIBRARY_PATH (danet-serve does this for the server "
-                "unless --keep-ld-library-path is given)")
+        return (
+            f"the Triton Python backend stub would load {self.resolved}, not this interpreter's "
+            f"{self.expected} (sys.version {sys.version.split()[0]}); model start-up then fails with "
+            f"\"'_thread.RLock' object has no attribute '{TRAP_SIGNATURE}'\". Fix: export "
+            f"LD_LIBRARY_PATH={self.libdir}:$LD_LIBRARY_PATH (danet-serve does this for the server "
+            "unless --keep-ld-library-path is given)"
+        )
 
 
 def interpreter_libpython() -> tuple[Path | None, str | None]:
@@ -106,6 +108,8 @@ def explain_failure(text: str) -> str | None:
     if TRAP_SIGNATURE not in text:
         return None
     expected, libdir = interpreter_libpython()
-    return ("the Triton Python backend stub loaded a different libpython than this interpreter "
-            f"({expected or 'a static build'}): set LD_LIBRARY_PATH={libdir}:$LD_LIBRARY_PATH (the interpreter's "
-            "sysconfig LIBDIR, as PyTriton's install notes say) and start again")
+    return (
+        "the Triton Python backend stub loaded a different libpython than this interpreter "
+        f"({expected or 'a static build'}): set LD_LIBRARY_PATH={libdir}:$LD_LIBRARY_PATH (the interpreter's "
+        "sysconfig LIBDIR, as PyTriton's install notes say) and start again"
+    )

@@ -39,8 +39,7 @@ class LoadTestRequest:
     clients: tuple[int, ...] = arg((1, 2, 4), "concurrent clients, e.g. 1,2,4 (default: 1,2,4)", parser=parse_counts)
     requests: int = arg(25, "requests per client")
     duration: float = arg(60.0, "stop each run after this many seconds")
-    size: tuple[int, int] = arg((256, 256), "generated scene size (default: 256x256)", parser=parse_size,
-                                metavar="HxW")
+    size: tuple[int, int] = arg((256, 256), "generated scene size (default: 256x256)", parser=parse_size, metavar="HxW")
     scenes: int = arg(8, "distinct generated scenes")
     artifact: str | None = arg(None, "compare every mask with this artifact run in-process")
     warmup: int = arg(2, "requests sent before measuring")
@@ -59,15 +58,20 @@ class LoadTestRequest:
         if not (math.isfinite(self.wait) and self.wait >= 0):
             raise ConfigError(f"--wait must be a number of seconds >= 0, got {self.wait}")
         if self.size[0] * self.size[1] > MAX_SCENE_PIXELS:  # each scene is rendered in memory, several at once
-            raise ConfigError(f"--size {self.size[0]}x{self.size[1]} is above the generated scenes' limit of "
-                              f"{SCENE_LIMIT_TEXT}; choose a smaller --size")
+            raise ConfigError(
+                f"--size {self.size[0]}x{self.size[1]} is above the generated scenes' limit of "
+                f"{SCENE_LIMIT_TEXT}; choose a smaller --size"
+            )
 
     def endpoints(self) -> list[tuple[str, str]]:
         """``(protocol, url)`` of each endpoint given (at least one)."""
         from .address import parse_address
 
-        endpoints = [(proto, str(parse_address(url, f"--{proto}")))
-                     for proto, url in (("http", self.http), ("grpc", self.grpc)) if url]
+        endpoints = [
+            (proto, str(parse_address(url, f"--{proto}")))
+            for proto, url in (("http", self.http), ("grpc", self.grpc))
+            if url
+        ]
         if not endpoints:
             raise ConfigError("give --http and/or --grpc")
         return endpoints
@@ -88,12 +92,18 @@ class LoadTestResult:
 
     @property
     def failed(self) -> bool:
-        return bool(self.idle) or any(r.errors for r in self.reports) or \
-            (self.compared and any(r.exact != r.requests for r in self.reports))
+        return (
+            bool(self.idle)
+            or any(r.errors for r in self.reports)
+            or (self.compared and any(r.exact != r.requests for r in self.reports))
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        return {"size": list(self.request.size), "artifact": self.request.artifact,
-                "runs": [r.to_dict() for r in self.reports]}
+        return {
+            "size": list(self.request.size),
+            "artifact": self.request.artifact,
+            "runs": [r.to_dict() for r in self.reports],
+        }
 
     def text(self) -> str:
         from .loadtest import HEADER
@@ -106,8 +116,12 @@ class LoadTestResult:
         """For stderr: the first errors of each run (``errors``: the JSON has them all), and each run that
         completed nothing."""
         lines = [f"error: {error}" for report in self.reports for error in report.errors[:3]] if errors else []
-        lines += [f"error: {report.protocol} with {report.clients} client(s) completed no request within --duration "
-                  f"{self.request.duration:g} s; give a longer --duration" for report in self.idle if not report.errors]
+        lines += [
+            f"error: {report.protocol} with {report.clients} client(s) completed no request within --duration "
+            f"{self.request.duration:g} s; give a longer --duration"
+            for report in self.idle
+            if not report.errors
+        ]
         return lines
 
 
@@ -131,6 +145,16 @@ def load_test(request: LoadTestRequest) -> LoadTestResult:
             for img in images[: request.warmup]:
                 client.segment(img)
         for clients in request.clients:
-            reports.append(run_load(url, proto, clients, request.requests, images, references,
-                                    duration_s=request.duration, model_name=request.model_name))
+            reports.append(
+                run_load(
+                    url,
+                    proto,
+                    clients,
+                    request.requests,
+                    images,
+                    references,
+                    duration_s=request.duration,
+                    model_name=request.model_name,
+                )
+            )
     return LoadTestResult(request, reports, references is not None)

@@ -27,17 +27,17 @@ class LoadReport:
 
     protocol: str
     clients: int
-    requests: int                  # completed
+    requests: int  # completed
     errors: list[str]
     seconds: float
-    throughput: float              # completed requests / s
+    throughput: float  # completed requests / s
     p50_ms: float
     p90_ms: float
     p99_ms: float
     mean_ms: float
     agreement_min: float | None
     agreement_mean: float | None
-    exact: int                     # responses equal to the in-process mask
+    exact: int  # responses equal to the in-process mask
     retries: int
     batch_counts: dict[int, int] = field(default_factory=dict)
 
@@ -55,12 +55,16 @@ class LoadReport:
     def row(self) -> str:
         agree = "-" if self.agreement_min is None else f"{100 * self.agreement_min:.2f}%"
         batch = "-" if self.mean_batch_size is None else f"{self.mean_batch_size:.2f}"
-        return (f"{self.protocol:5s} {self.clients:7d} {self.requests:8d} {self.throughput:10.1f} {self.p50_ms:8.1f} "
-                f"{self.p90_ms:8.1f} {self.p99_ms:8.1f} {batch:>10s} {agree:>10s} {len(self.errors):6d}")
+        return (
+            f"{self.protocol:5s} {self.clients:7d} {self.requests:8d} {self.throughput:10.1f} {self.p50_ms:8.1f} "
+            f"{self.p90_ms:8.1f} {self.p99_ms:8.1f} {batch:>10s} {agree:>10s} {len(self.errors):6d}"
+        )
 
 
-HEADER = (f"{'proto':5s} {'clients':>7s} {'requests':>8s} {'req/s':>10s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} "
-          f"{'mean batch':>10s} {'min agree':>10s} {'errors':>6s}")
+HEADER = (
+    f"{'proto':5s} {'clients':>7s} {'requests':>8s} {'req/s':>10s} {'p50 ms':>8s} {'p90 ms':>8s} {'p99 ms':>8s} "
+    f"{'mean batch':>10s} {'min agree':>10s} {'errors':>6s}"
+)
 
 
 def generated_images(count: int, size: tuple[int, int], seed: int = 1000) -> list[np.ndarray]:
@@ -74,10 +78,19 @@ def _delta(after: dict[int, int], before: dict[int, int]) -> dict[int, int]:
     return {k: after[k] - before.get(k, 0) for k in sorted(after) if after[k] - before.get(k, 0) > 0}
 
 
-def run_load(url: str, protocol: str, clients: int, requests_per_client: int, images: Sequence[np.ndarray],
-             references: Sequence[np.ndarray] | None = None, duration_s: float | None = None,
-             model_name: str = "danet", retry_s: float = 0.0, timeout_s: float = 60.0,
-             events: dict[int, threading.Event] | None = None) -> LoadReport:
+def run_load(
+    url: str,
+    protocol: str,
+    clients: int,
+    requests_per_client: int,
+    images: Sequence[np.ndarray],
+    references: Sequence[np.ndarray] | None = None,
+    duration_s: float | None = None,
+    model_name: str = "danet",
+    retry_s: float = 0.0,
+    timeout_s: float = 60.0,
+    events: dict[int, threading.Event] | None = None,
+) -> LoadReport:
     """Run ``clients`` threads, each sending up to ``requests_per_client`` images (or until ``duration_s``).
 
     Args:
@@ -134,13 +147,23 @@ def run_load(url: str, protocol: str, clients: int, requests_per_client: int, im
         after = _safe_counts(probe)
     ms = np.asarray(latencies) * 1000.0
     pct = np.percentile(ms, [50, 90, 99]) if ms.size else np.full(3, np.nan)
-    return LoadReport(protocol=protocol, clients=clients, requests=len(latencies), errors=errors, seconds=seconds,
-                      throughput=len(latencies) / seconds if seconds > 0 else 0.0, p50_ms=float(pct[0]),
-                      p90_ms=float(pct[1]), p99_ms=float(pct[2]), mean_ms=float(ms.mean()) if ms.size else float("nan"),
-                      agreement_min=min(agreements) if agreements else None,
-                      agreement_mean=float(np.mean(agreements)) if agreements else None,
-                      exact=counters["exact"], retries=counters["retries"],
-                      batch_counts=_delta(after, before) if before is not None and after is not None else {})
+    return LoadReport(
+        protocol=protocol,
+        clients=clients,
+        requests=len(latencies),
+        errors=errors,
+        seconds=seconds,
+        throughput=len(latencies) / seconds if seconds > 0 else 0.0,
+        p50_ms=float(pct[0]),
+        p90_ms=float(pct[1]),
+        p99_ms=float(pct[2]),
+        mean_ms=float(ms.mean()) if ms.size else float("nan"),
+        agreement_min=min(agreements) if agreements else None,
+        agreement_mean=float(np.mean(agreements)) if agreements else None,
+        exact=counters["exact"],
+        retries=counters["retries"],
+        batch_counts=_delta(after, before) if before is not None and after is not None else {},
+    )
 
 
 def _safe_counts(client: SegmentationClient) -> dict[int, int] | None:

@@ -49,15 +49,23 @@ CONFIG_NAME = "config.pbtxt"
 DEFAULT_MAX_BATCH = 8
 
 
-
 def platforms() -> dict[str, TritonPlatform]:
     """Engine name -> how Triton's native backend serves it, from the registry (``Engine.triton``)."""
     return {engine.name: engine.triton for engine in engines() if engine.triton is not None}
 
 
-DATA_TYPES = {"float32": "TYPE_FP32", "float16": "TYPE_FP16", "bfloat16": "TYPE_BF16", "float64": "TYPE_FP64",
-              "uint8": "TYPE_UINT8", "int8": "TYPE_INT8", "int16": "TYPE_INT16", "int32": "TYPE_INT32",
-              "int64": "TYPE_INT64", "bool": "TYPE_BOOL"}
+DATA_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "bfloat16": "TYPE_BF16",
+    "float64": "TYPE_FP64",
+    "uint8": "TYPE_UINT8",
+    "int8": "TYPE_INT8",
+    "int16": "TYPE_INT16",
+    "int32": "TYPE_INT32",
+    "int64": "TYPE_INT64",
+    "bool": "TYPE_BOOL",
+}
 _NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
@@ -66,17 +74,25 @@ class TritonOptions(TargetOptions):
     """How the model is served; every field has a default that works for a CPU Triton, and its help
     (``danet-export --list-options --target triton``) says what it sets."""
 
-    name: str | None = option(None, "model name in the repository (default: <model>_<target>_<precision>, then "
-                                    "_<emit> and _dynamic when they apply)")
+    name: str | None = option(
+        None,
+        "model name in the repository (default: <model>_<target>_<precision>, then "
+        "_<emit> and _dynamic when they apply)",
+    )
     version: int = option(1, "version folder (a positive integer)")
-    platform: str = option("auto", "auto (from the manifest), or onnxruntime to serve a prepared TensorRT bundle's "
-                                   "ONNX with ONNX Runtime")
+    platform: str = option(
+        "auto", "auto (from the manifest), or onnxruntime to serve a prepared TensorRT bundle's ONNX with ONNX Runtime"
+    )
     instances: int = option(1, "model instances Triton runs in parallel (instance_group count)")
-    kind: str = option("auto", "instance kind: auto (GPU for TensorRT and ort_tensorrt, else CPU), cpu or gpu",
-                       choices=("auto", "cpu", "gpu"))
+    kind: str = option(
+        "auto",
+        "instance kind: auto (GPU for TensorRT and ort_tensorrt, else CPU), cpu or gpu",
+        choices=("auto", "cpu", "gpu"),
+    )
     gpus: tuple[int, ...] = option((), "GPU indices of a GPU instance group (default: all)")
-    max_batch_size: int | None = option(None, "largest batch Triton forms (dynamic-batch artifacts; default: the "
-                                              "artifact's batch bound, else 8)")
+    max_batch_size: int | None = option(
+        None, "largest batch Triton forms (dynamic-batch artifacts; default: the artifact's batch bound, else 8)"
+    )
     dynamic_batching: bool = option(True, "let Triton merge requests into batches (dynamic-batch artifacts)")
     max_queue_delay_us: int = option(100, "how long a request may wait for others to form a batch")
     preferred_batch_sizes: tuple[int, ...] = option((), "batch sizes the scheduler aims for")
@@ -87,8 +103,10 @@ class TritonOptions(TargetOptions):
 
     def __post_init__(self) -> None:
         if self.name is not None and (not _NAME.fullmatch(self.name) or len(self.name) > 128):
-            raise ConfigError(f"Triton model name {self.name!r} must be letters, digits, '_', '.', '-' (not starting "
-                              "with '.' or '-'), at most 128 characters")
+            raise ConfigError(
+                f"Triton model name {self.name!r} must be letters, digits, '_', '.', '-' (not starting "
+                "with '.' or '-'), at most 128 characters"
+            )
         for key in ("version", "instances"):
             if not isinstance(getattr(self, key), int) or getattr(self, key) < 1:
                 raise ConfigError(f"Triton option {key} must be a positive integer, got {getattr(self, key)!r}")
@@ -125,12 +143,18 @@ class TritonRepository:
     name: str
     platform: str
     config: str
-    pending: str | None = None      # what must still happen before Triton can load it
+    pending: str | None = None  # what must still happen before Triton can load it
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"repository": str(self.repository), "model": self.name, "version_dir": str(self.version_dir),
-                "platform": self.platform, "pending": self.pending, "notes": self.notes}
+        return {
+            "repository": str(self.repository),
+            "model": self.name,
+            "version_dir": str(self.version_dir),
+            "platform": self.platform,
+            "pending": self.pending,
+            "notes": self.notes,
+        }
 
     def __str__(self) -> str:
         lines = [f"{self.model_dir}  platform={self.platform} version={self.version_dir.name}"]
@@ -143,9 +167,9 @@ class TritonRepository:
 @dataclass
 class _Plan:
     name: str
-    platform: str                   # the engine whose Triton backend serves it (a key of platforms())
+    platform: str  # the engine whose Triton backend serves it (a key of platforms())
     config: dict[str, Any]
-    renames: dict[str, str]         # artifact file name -> version-folder name
+    renames: dict[str, str]  # artifact file name -> version-folder name
     primary: str
     pending: str | None
     notes: list[str]
@@ -174,12 +198,16 @@ def _platform(manifest: Manifest, options: TritonOptions) -> tuple[str, bool]:
     prepared = _bundle(manifest).get("stage") == STAGE_PREPARED
     natural = get_target(manifest.target).engine if prepared else manifest.backend
     if natural not in served:
-        raise ConfigError(f"a {manifest.backend!r} artifact cannot be served by Triton's native backends; export "
-                          f"for {' or '.join(served)} first (danet-serve serves any artifact with PyTriton)")
+        raise ConfigError(
+            f"a {manifest.backend!r} artifact cannot be served by Triton's native backends; export "
+            f"for {' or '.join(served)} first (danet-serve serves any artifact with PyTriton)"
+        )
     wanted = natural if options.platform == "auto" else options.platform
     if wanted != natural and not (wanted == manifest.backend and prepared):
-        raise ConfigError(f"a {manifest.target}/{manifest.backend} artifact is served by Triton's {natural} backend, "
-                          f"not {wanted}; export the artifact for {wanted} instead")
+        raise ConfigError(
+            f"a {manifest.target}/{manifest.backend} artifact is served by Triton's {natural} backend, "
+            f"not {wanted}; export the artifact for {wanted} instead"
+        )
     return wanted, prepared and wanted == natural
 
 
@@ -227,19 +255,25 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         limit = _max_batch(manifest, options)
         max_batch = options.max_batch_size or limit or DEFAULT_MAX_BATCH
         if limit is not None and max_batch > limit:
-            raise ConfigError(f"max_batch_size {max_batch} exceeds the artifact's batch bound {limit} (its profile / "
-                              "attention plan); re-export with a larger --max-batch")
+            raise ConfigError(
+                f"max_batch_size {max_batch} exceeds the artifact's batch bound {limit} (its profile / "
+                "attention plan); re-export with a larger --max-batch"
+            )
         if spec.needs_profile and limit is None:
             raise ArtifactError(f"a dynamic {label} artifact must record its profile's max shape; re-prepare it")
         in_dims, out_dims = _dims(in_shape[1:]), [_dims(list(t.shape)[1:]) for t in outputs]
         if max_batch == 1:  # Triton's default of 8 does not apply: the artifact was bounded to batch 1
-            notes.append("max_batch_size 1: the artifact's batch bound is 1 (danet-export --max-batch, default 1), so "
-                         "Triton cannot batch requests and no dynamic_batching is written; re-export with --dynamic "
-                         "--max-batch 8 to let it batch")
+            notes.append(
+                "max_batch_size 1: the artifact's batch bound is 1 (danet-export --max-batch, default 1), so "
+                "Triton cannot batch requests and no dynamic_batching is written; re-export with --dynamic "
+                "--max-batch 8 to let it batch"
+            )
     else:
         if options.max_batch_size:
-            raise ConfigError(f"the artifact has a static batch of {in_shape[0]}: Triton cannot batch it "
-                              "(max_batch_size 0); re-export with --dynamic to let Triton batch requests")
+            raise ConfigError(
+                f"the artifact has a static batch of {in_shape[0]}: Triton cannot batch it "
+                "(max_batch_size 0); re-export with --dynamic to let Triton batch requests"
+            )
         max_batch = 0
         in_dims, out_dims = _dims(in_shape), [_dims(list(t.shape)) for t in outputs]
     for size in options.preferred_batch_sizes:
@@ -253,8 +287,9 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
     if kind == "auto":
         kind = "gpu" if spec.instance_kind == "gpu" or options.ort_tensorrt else "cpu"
     if spec.instance_kind != "any" and kind != spec.instance_kind:
-        raise ConfigError(f"the Triton {label} backend runs {spec.instance_kind.upper()} instances only "
-                          f"(kind={spec.instance_kind})")
+        raise ConfigError(
+            f"the Triton {label} backend runs {spec.instance_kind.upper()} instances only (kind={spec.instance_kind})"
+        )
     if options.ort_tensorrt and kind != "gpu":
         raise ConfigError("ort_tensorrt runs on GPU instances (kind=gpu)")
     if options.gpus and kind != "gpu":
@@ -278,16 +313,21 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
         "name": name,
         spec.config_field: spec.name,
         "max_batch_size": max_batch,
-        "input": [{"name": manifest.input.name, "data_type": _data_type(manifest.input.dtype, "input"),
-                   "dims": in_dims}],
-        "output": [{"name": t.name, "data_type": _data_type(t.dtype, "output"), "dims": dims}
-                   for t, dims in zip(outputs, out_dims)],
+        "input": [
+            {"name": manifest.input.name, "data_type": _data_type(manifest.input.dtype, "input"), "dims": in_dims}
+        ],
+        "output": [
+            {"name": t.name, "data_type": _data_type(t.dtype, "output"), "dims": dims}
+            for t, dims in zip(outputs, out_dims)
+        ],
         "version_policy": {"specific": {"versions": [options.version]}},
         "instance_group": [group],
     }
     if max_batch > 1 and options.dynamic_batching:
-        config["dynamic_batching"] = {"preferred_batch_size": list(options.preferred_batch_sizes) or None,
-                                      "max_queue_delay_microseconds": options.max_queue_delay_us}
+        config["dynamic_batching"] = {
+            "preferred_batch_size": list(options.preferred_batch_sizes) or None,
+            "max_queue_delay_microseconds": options.max_queue_delay_us,
+        }
     if parameters:
         config["parameters"] = [{"key": k, "value": {"string_value": v}} for k, v in parameters.items()]
     if options.ort_tensorrt:
@@ -297,21 +337,25 @@ def plan_model(manifest: Manifest, options: TritonOptions) -> _Plan:
 
     renames = {manifest.primary: model_file}
     if engine.weights_suffix:
-        renames[str(Path(manifest.primary).with_suffix(engine.weights_suffix))] = \
-            str(Path(model_file).with_suffix(engine.weights_suffix))
+        renames[str(Path(manifest.primary).with_suffix(engine.weights_suffix))] = str(
+            Path(model_file).with_suffix(engine.weights_suffix)
+        )
     if pending_engine:
         renames = {}  # the bundle's files keep their names; model.plan is built beside them
-        pending = ("build the engine on the serving GPU with the TensorRT version of the Triton container: "
-                   "danet-export --target tensorrt --from {version_dir} --output ENGINE_DIR, then write the repository "
-                   "again from ENGINE_DIR with force (or copy ENGINE_DIR/model.engine to {version_dir}/model.plan)")
+        pending = (
+            "build the engine on the serving GPU with the TensorRT version of the Triton container: "
+            "danet-export --target tensorrt --from {version_dir} --output ENGINE_DIR, then write the repository "
+            "again from ENGINE_DIR with force (or copy ENGINE_DIR/model.engine to {version_dir}/model.plan)"
+        )
         notes.append("prepared TensorRT bundle: config written from its metadata; model.plan is not built yet")
     else:
         pending = None
     if not batch_dynamic and in_shape[0] != 1:
         notes.append(f"static batch {in_shape[0]}: every request must carry exactly {in_shape[0]} images")
     primary = renames.get(manifest.primary, manifest.primary)
-    return _Plan(name=name, platform=platform, config=config, renames=renames, primary=primary, pending=pending,
-                 notes=notes)
+    return _Plan(
+        name=name, platform=platform, config=config, renames=renames, primary=primary, pending=pending, notes=notes
+    )
 
 
 def render_config(manifest: Manifest, options: TritonOptions | None = None) -> str:
@@ -330,8 +374,9 @@ def parse_config(text: str) -> Any:
     except ImportError as exc:
         from ..errors import BackendUnavailableError
 
-        raise BackendUnavailableError("checking config.pbtxt needs tritonclient: pip install 'danet-deploy[serve]'") \
-            from exc
+        raise BackendUnavailableError(
+            "checking config.pbtxt needs tritonclient: pip install 'danet-deploy[serve]'"
+        ) from exc
     try:
         return text_format.Parse(text, model_config_pb2.ModelConfig())
     except text_format.ParseError as exc:
@@ -340,7 +385,7 @@ def parse_config(text: str) -> Any:
 
 def _inside(root: Path, name: str) -> Path:
     """``root / name``, refusing names that leave ``root`` (absolute, ``..``, or through a symlink)."""
-    path = (root / name)
+    path = root / name
     if Path(name).is_absolute() or ".." in Path(name).parts:
         raise ArtifactError(f"the manifest names {name!r}, which is outside its artifact folder; re-export it")
     try:
@@ -350,8 +395,14 @@ def _inside(root: Path, name: str) -> Path:
     return path
 
 
-def write_triton_repository(artifact: str | Path, output: str | Path, options: TritonOptions | None = None, *,
-                            force: bool = False, **fields: Any) -> TritonRepository:
+def write_triton_repository(
+    artifact: str | Path,
+    output: str | Path,
+    options: TritonOptions | None = None,
+    *,
+    force: bool = False,
+    **fields: Any,
+) -> TritonRepository:
     """Write ``output/<name>/config.pbtxt`` and ``output/<name>/<version>/`` for ``artifact``.
 
     Args:
@@ -374,8 +425,9 @@ def write_triton_repository(artifact: str | Path, output: str | Path, options: T
         raise ArtifactError(f"{repo} is a file; pass a folder for the model repository")
     final = repo / plan.name
     if final.exists() and not force:
-        raise ArtifactError(f"{final} already exists; pass --force (force=True in Python) to replace it, or "
-                            "choose another name=")
+        raise ArtifactError(
+            f"{final} already exists; pass --force (force=True in Python) to replace it, or choose another name="
+        )
     for name in manifest.files:
         _inside(source, name)
     version_final = final / str(opts.version)
@@ -389,14 +441,32 @@ def write_triton_repository(artifact: str | Path, output: str | Path, options: T
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(_inside(source, name), target)
         served = dataclasses.replace(
-            manifest, primary=plan.primary, files={},
-            extra={**manifest.extra, "triton": {"model": plan.name, "version": opts.version, "platform":
-                                                plan.config.get("platform") or plan.config.get("backend"),
-                                                "source": str(source), "pending": pending}})
+            manifest,
+            primary=plan.primary,
+            files={},
+            extra={
+                **manifest.extra,
+                "triton": {
+                    "model": plan.name,
+                    "version": opts.version,
+                    "platform": plan.config.get("platform") or plan.config.get("backend"),
+                    "source": str(source),
+                    "pending": pending,
+                },
+            },
+        )
         served.hash_files(version_dir)
         served.write(version_dir)
-    return TritonRepository(repository=repo, model_dir=final, version_dir=version_final, name=plan.name,
-                            platform=plan.platform, config=text, pending=pending, notes=plan.notes)
+    return TritonRepository(
+        repository=repo,
+        model_dir=final,
+        version_dir=version_final,
+        name=plan.name,
+        platform=plan.platform,
+        config=text,
+        pending=pending,
+        notes=plan.notes,
+    )
 
 
 @dataclass
@@ -426,17 +496,22 @@ def read_triton_repository(repository: str | Path) -> dict[str, RepositoryModel]
     models: dict[str, RepositoryModel] = {}
     for config in sorted(repo.glob(f"*/{CONFIG_NAME}")):
         model_dir = config.parent
-        versions = {int(d.name): d for d in model_dir.iterdir()
-                    if d.is_dir() and d.name.isdigit() and not d.name.startswith("0") and (d / MANIFEST_NAME).is_file()}
-        models[model_dir.name] = RepositoryModel(name=model_dir.name, path=model_dir,
-                                                 config=config.read_text(encoding="utf-8"), versions=versions)
+        versions = {
+            int(d.name): d
+            for d in model_dir.iterdir()
+            if d.is_dir() and d.name.isdigit() and not d.name.startswith("0") and (d / MANIFEST_NAME).is_file()
+        }
+        models[model_dir.name] = RepositoryModel(
+            name=model_dir.name, path=model_dir, config=config.read_text(encoding="utf-8"), versions=versions
+        )
     if not models:
         raise ArtifactError(f"{repo} holds no model folder with a {CONFIG_NAME}")
     return models
 
 
-def export_repository(artifact: str | Path, output: str | Path | None, options: TritonOptions, *,
-                      force: bool = False, log: Any = None) -> TritonRepository:
+def export_repository(
+    artifact: str | Path, output: str | Path | None, options: TritonOptions, *, force: bool = False, log: Any = None
+) -> TritonRepository:
     """``danet-export --target triton --from ARTIFACT -o REPO`` (the registry's ``from_builder``)."""
     if not output:
         raise ConfigError("--target triton writes a model repository: pass --output REPO_DIR")

@@ -66,8 +66,11 @@ def _backend_option(name: str | tuple[tuple[str, Any], ...] | None) -> tuple[tup
 class ServeArtifact:
     """The positional argument of ``danet-serve`` (its flags are :class:`ServeOptions`)."""
 
-    artifact: str = arg(help="artifact folder written by danet-export (or a Triton repository version folder)",
-                        positional=True, required=True)
+    artifact: str = arg(
+        help="artifact folder written by danet-export (or a Triton repository version folder)",
+        positional=True,
+        required=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -101,21 +104,29 @@ class ServeOptions:
     max_batch_size: int = arg(8, "largest batch the dynamic batcher forms")
     max_queue_delay_us: int = arg(2000, "how long a request waits for a batch")
     max_image_side: int = arg(4096, "refuse larger images")
-    exit_timeout_s: int = arg(10, "seconds shutdown waits for in-flight requests", flag="--exit-timeout",
-                              metavar="EXIT_TIMEOUT")
-    fix_libpython: bool = arg(True, "do not put this interpreter's libpython folder first on LD_LIBRARY_PATH",
-                              flag="--keep-ld-library-path")
+    exit_timeout_s: int = arg(
+        10, "seconds shutdown waits for in-flight requests", flag="--exit-timeout", metavar="EXIT_TIMEOUT"
+    )
+    fix_libpython: bool = arg(
+        True, "do not put this interpreter's libpython folder first on LD_LIBRARY_PATH", flag="--keep-ld-library-path"
+    )
     backend_options: tuple[tuple[str, Any], ...] = arg(
-        (), "runtime backend override (e.g. openvino for an ONNX artifact)", flag="--backend", metavar="BACKEND",
-        convert=_backend_option)
+        (),
+        "runtime backend override (e.g. openvino for an ONNX artifact)",
+        flag="--backend",
+        metavar="BACKEND",
+        convert=_backend_option,
+    )
 
     def __post_init__(self) -> None:
         # PyTriton builds its own URLs as http://HOST:PORT: an IPv6 address breaks them (a traceback
         # from inside PyTriton), and an empty host binds every interface in the port check.
         if not self.host or ":" in self.host or self.host != self.host.strip():
-            raise ConfigError(f"host {self.host!r} must be an IPv4 address or host name of this machine "
-                              "(127.0.0.1: this machine only, 0.0.0.0: every interface); PyTriton cannot serve on "
-                              "IPv6 addresses")
+            raise ConfigError(
+                f"host {self.host!r} must be an IPv4 address or host name of this machine "
+                "(127.0.0.1: this machine only, 0.0.0.0: every interface); PyTriton cannot serve on "
+                "IPv6 addresses"
+            )
         ports = [p for p in (self.http_port, self.grpc_port, self.metrics_port) if p is not None]
         if any(not 0 < p <= MAX_PORT for p in ports):
             raise ConfigError(f"ports must be 1..{MAX_PORT}, got {ports}")
@@ -138,9 +149,10 @@ def require_pytriton() -> None:
     try:
         import pytriton  # noqa: F401 imported only to see that it is installed
     except ImportError as exc:
-        raise BackendUnavailableError("danet-serve needs PyTriton: pip install 'danet-deploy[serve]' (nvidia-pytriton "
-                                      "pins numpy<2; keep it in its own environment if other tools need numpy 2)") \
-            from exc
+        raise BackendUnavailableError(
+            "danet-serve needs PyTriton: pip install 'danet-deploy[serve]' (nvidia-pytriton "
+            "pins numpy<2; keep it in its own environment if other tools need numpy 2)"
+        ) from exc
 
 
 def ensure_port_free(host: str, port: int) -> None:
@@ -156,13 +168,19 @@ def ensure_port_free(host: str, port: int) -> None:
         except OSError as exc:
             reason = exc.strerror or exc.__class__.__name__
             if exc.errno == errno.EADDRINUSE:
-                raise ServeError(f"cannot listen on {host}:{port} ({reason}); another server uses it: pick other "
-                                 "--http-port/--grpc-port or stop that server") from None
+                raise ServeError(
+                    f"cannot listen on {host}:{port} ({reason}); another server uses it: pick other "
+                    "--http-port/--grpc-port or stop that server"
+                ) from None
             if exc.errno == errno.EACCES:
-                raise ServeError(f"cannot listen on {host}:{port} ({reason}): ports below 1024 need root; pick a "
-                                 "port of 1024 or above") from None
-            raise ServeError(f"cannot listen on {host}:{port} ({reason}): --host must be an address of this "
-                             "machine (127.0.0.1: this machine only, 0.0.0.0: every interface)") from None
+                raise ServeError(
+                    f"cannot listen on {host}:{port} ({reason}): ports below 1024 need root; pick a "
+                    "port of 1024 or above"
+                ) from None
+            raise ServeError(
+                f"cannot listen on {host}:{port} ({reason}): --host must be an address of this "
+                "machine (127.0.0.1: this machine only, 0.0.0.0: every interface)"
+            ) from None
 
 
 UNIX_PATH_MAX = 107  # bytes of a Unix socket path on Linux (sun_path is 108 with the NUL)
@@ -175,8 +193,10 @@ def check_socket_paths(options: ServeOptions) -> None:
 
     longest = Path(PYTRITON_HOME) / "workspace_xxxxxxxx" / f"{options.model_name}_0_{options.instances - 1}-server.sock"
     if len(os.fsencode(str(longest))) > UNIX_PATH_MAX:
-        raise ServeError(f"PyTriton's workspace {PYTRITON_HOME} is too deep for its Unix sockets ({longest} is longer "
-                         f"than {UNIX_PATH_MAX} bytes): set PYTRITON_HOME to a shorter folder, e.g. /tmp/pytriton")
+        raise ServeError(
+            f"PyTriton's workspace {PYTRITON_HOME} is too deep for its Unix sockets ({longest} is longer "
+            f"than {UNIX_PATH_MAX} bytes): set PYTRITON_HOME to a shorter folder, e.g. /tmp/pytriton"
+        )
 
 
 def make_infer(session: Any, max_image_side: int, mask_type: Any = np.uint8) -> Callable[..., dict[str, np.ndarray]]:
@@ -217,13 +237,16 @@ def proxy_files_with_checks(files: dict[str, bytes], version: int, max_image_sid
     becomes ``pytriton_model.py``, ours takes its name, and the limits file goes beside them."""
     key = f"file:{version}/model.py"
     if key not in files:
-        raise ServeError(f"PyTriton sends no {key} to Triton; this PyTriton version serves models differently from "
-                         "0.7 (pip install 'nvidia-pytriton==0.7.*')")
+        raise ServeError(
+            f"PyTriton sends no {key} to Triton; this PyTriton version serves models differently from "
+            "0.7 (pip install 'nvidia-pytriton==0.7.*')"
+        )
     files = dict(files)
     files[f"file:{version}/pytriton_model.py"] = files.pop(key)
     files[key] = Path(__file__).with_name("triton_model.py").read_bytes()
-    files[f"file:{version}/{LIMITS_FILE}"] = json.dumps({"input": INPUT_NAME,
-                                                        "max_image_side": max_image_side}).encode()
+    files[f"file:{version}/{LIMITS_FILE}"] = json.dumps(
+        {"input": INPUT_NAME, "max_image_side": max_image_side}
+    ).encode()
     return files
 
 
@@ -235,11 +258,16 @@ def add_request_checks(triton: Any, model_name: str, max_image_side: int) -> Non
     (Writing the repository to disk for Triton to load at start-up instead turned a lost start-up
     handshake into a server exit noticed only after PyTriton's 120 s readiness wait.)
     """
-    models = [m for m in getattr(getattr(triton, "_model_manager", None), "models", ())
-              if getattr(m, "model_name", None) == model_name]
+    models = [
+        m
+        for m in getattr(getattr(triton, "_model_manager", None), "models", ())
+        if getattr(m, "model_name", None) == model_name
+    ]
     if len(models) != 1 or not callable(getattr(models[0], "get_proxy_model_files", None)):
-        raise ServeError("cannot find the bound model in PyTriton's model manager; this PyTriton version differs "
-                         "from 0.7 (pip install 'nvidia-pytriton==0.7.*')")
+        raise ServeError(
+            "cannot find the bound model in PyTriton's model manager; this PyTriton version differs "
+            "from 0.7 (pip install 'nvidia-pytriton==0.7.*')"
+        )
     model, gather = models[0], models[0].get_proxy_model_files
     model.get_proxy_model_files = lambda: proxy_files_with_checks(gather(), model.model_version, max_image_side)
 
@@ -251,8 +279,9 @@ def open_sessions(artifact: str | Path, options: ServeOptions) -> list[Any]:
     sessions = []
     try:
         for _ in range(options.instances):
-            sessions.append(runtime.load(artifact, threads=options.threads_per_instance,
-                                         **dict(options.backend_options)))
+            sessions.append(
+                runtime.load(artifact, threads=options.threads_per_instance, **dict(options.backend_options))
+            )
     except BaseException:
         for session in sessions:
             session.close()
@@ -279,8 +308,10 @@ class Server:
         if opts.fix_libpython:
             libdir = libpython.with_libdir_first(os.environ)
             if libdir:
-                self.log(f"LD_LIBRARY_PATH starts with {libdir} (this interpreter's libpython) so Triton's Python "
-                         "backend loads the same libpython")
+                self.log(
+                    f"LD_LIBRARY_PATH starts with {libdir} (this interpreter's libpython) so Triton's Python "
+                    "backend loads the same libpython"
+                )
         status = libpython.check()
         if not status.ok:
             raise ServeError(status.explain())
@@ -291,18 +322,29 @@ class Server:
         self.sessions = open_sessions(self.artifact, opts)
         first = self.sessions[0]
         mask_type = np.dtype(mask_dtype(first.num_classes))
-        config = TritonConfig(http_address=opts.host, http_port=opts.http_port, grpc_address=opts.host,
-                              grpc_port=opts.grpc_port, allow_metrics=opts.metrics_port is not None,
-                              metrics_port=opts.metrics_port, metrics_address=opts.host if opts.metrics_port else None,
-                              exit_timeout_secs=opts.exit_timeout_s, log_verbose=0)
+        config = TritonConfig(
+            http_address=opts.host,
+            http_port=opts.http_port,
+            grpc_address=opts.host,
+            grpc_port=opts.grpc_port,
+            allow_metrics=opts.metrics_port is not None,
+            metrics_port=opts.metrics_port,
+            metrics_address=opts.host if opts.metrics_port else None,
+            exit_timeout_secs=opts.exit_timeout_s,
+            log_verbose=0,
+        )
         # PyTriton restricts statistics by default; keep them readable so clients can see the batching.
         security = TritonSecurityConfig(restricted_endpoints=["shared-memory", "model-repository", "trace", "logging"])
         batcher = DynamicBatcher(max_queue_delay_microseconds=opts.max_queue_delay_us)
-        model = dict(model_name=opts.model_name, model_version=MODEL_VERSION,
-                     infer_func=[make_infer(session, opts.max_image_side, mask_type) for session in self.sessions],
-                     inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
-                     outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_type.type, shape=(-1, -1))],
-                     config=ModelConfig(max_batch_size=opts.max_batch_size, batcher=batcher), strict=True)
+        model = dict(
+            model_name=opts.model_name,
+            model_version=MODEL_VERSION,
+            infer_func=[make_infer(session, opts.max_image_side, mask_type) for session in self.sessions],
+            inputs=[Tensor(name=INPUT_NAME, dtype=np.uint8, shape=(-1, -1, 3))],
+            outputs=[Tensor(name=OUTPUT_NAME, dtype=mask_type.type, shape=(-1, -1))],
+            config=ModelConfig(max_batch_size=opts.max_batch_size, batcher=batcher),
+            strict=True,
+        )
         for attempt in range(1, START_ATTEMPTS + 1):
             self.triton = Triton(config=config, security_config=security)
             try:
@@ -315,22 +357,30 @@ class Server:
                 text = str(exc)
                 race = lost_start_up_handshake(text)
                 if race and attempt < START_ATTEMPTS:
-                    self.log(f"model instances lost PyTriton's start-up handshake race (attempt {attempt} of "
-                             f"{START_ATTEMPTS}); starting again")
+                    self.log(
+                        f"model instances lost PyTriton's start-up handshake race (attempt {attempt} of "
+                        f"{START_ATTEMPTS}); starting again"
+                    )
                     continue
                 self.stop()
                 hint = libpython.explain_failure(text)
                 if hint is None and race:
-                    hint = (f"the model instances lost PyTriton's start-up handshake {START_ATTEMPTS} times; the "
-                            "machine is overloaded: try fewer --instances")
+                    hint = (
+                        f"the model instances lost PyTriton's start-up handshake {START_ATTEMPTS} times; the "
+                        "machine is overloaded: try fewer --instances"
+                    )
                 raise ServeError(hint or f"Triton failed to start: {summarize_exception(exc)}") from exc
         desc = first.describe()
-        self.log(f"serving {self.artifact} as {opts.model_name!r}: HTTP {opts.host}:{opts.http_port}, gRPC "
-                 f"{opts.host}:{opts.grpc_port}; {opts.instances} instance(s) x {opts.threads_per_instance} thread(s) "
-                 f"on {desc.get('backend')}; dynamic batching up to {opts.max_batch_size} "
-                 f"(max queue delay {opts.max_queue_delay_us} us)")
-        self.log(f"Triton's error line \"{CONFIG_MTIME_LINE}\" above is harmless: PyTriton loads the model through "
-                 "Triton's load API with its config as an override, which has no file to time-stamp")
+        self.log(
+            f"serving {self.artifact} as {opts.model_name!r}: HTTP {opts.host}:{opts.http_port}, gRPC "
+            f"{opts.host}:{opts.grpc_port}; {opts.instances} instance(s) x {opts.threads_per_instance} thread(s) "
+            f"on {desc.get('backend')}; dynamic batching up to {opts.max_batch_size} "
+            f"(max queue delay {opts.max_queue_delay_us} us)"
+        )
+        self.log(
+            f'Triton\'s error line "{CONFIG_MTIME_LINE}" above is harmless: PyTriton loads the model through '
+            "Triton's load API with its config as an override, which has no file to time-stamp"
+        )
         return self
 
     # -- run / stop ------------------------------------------------------------------------

@@ -77,8 +77,9 @@ if pb_utils is not None:
             good = []
             for index, request in enumerate(requests):
                 tensor = pb_utils.get_input_tensor_by_name(request, self._input_name)
-                problem = None if tensor is None else image_problem(tensor.as_numpy().shape, self._input_name,
-                                                                    self._max_side)
+                problem = (
+                    None if tensor is None else image_problem(tensor.as_numpy().shape, self._input_name, self._max_side)
+                )
                 if problem is None:
                     good.append(index)
                 else:

@@ -28,8 +28,9 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
 
-def option(default: Any, help: str, choices: tuple[Any, ...] | None = None,
-           check: typing.Callable[[Any], Any] | None = None) -> Any:
+def option(
+    default: Any, help: str, choices: tuple[Any, ...] | None = None, check: typing.Callable[[Any], Any] | None = None
+) -> Any:
     """A dataclass field with the help text and allowed values ``--help`` and validation show.
 
     ``check``: called with a given value at parse time, raising :class:`ConfigError` when it cannot
@@ -76,8 +77,7 @@ def _coerce_mapping(value: Any, where: str) -> dict[str, Any]:
         except ValueError:
             raise ConfigError(f"{where} must be a JSON object such as '{{\"NAME\": 1}}', got {value!r:.60}") from None
     if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-        raise ConfigError(f"{where} must be a mapping of names to values (a dict, or a JSON object), "
-                          f"got {value!r:.60}")
+        raise ConfigError(f"{where} must be a mapping of names to values (a dict, or a JSON object), got {value!r:.60}")
     return dict(value)
 
 
@@ -139,8 +139,11 @@ class Options:
         for key in values:
             if key not in fields:
                 valid = sorted([*fields, *also])
-                raise ConfigError(cls.unknown_text.format(key=key, owner=owner, hint=suggest(key, valid),
-                                                          valid=", ".join(valid) or "none"))
+                raise ConfigError(
+                    cls.unknown_text.format(
+                        key=key, owner=owner, hint=suggest(key, valid), valid=", ".join(valid) or "none"
+                    )
+                )
         typed = {}
         for key, value in values.items():
             kind, optional = base_type(hints[key])
@@ -150,8 +153,10 @@ class Options:
             if choices and isinstance(typed[key], str) and all(str(c).islower() for c in choices):
                 typed[key] = typed[key].lower()
             if choices and typed[key] is not None and typed[key] not in choices:
-                raise ConfigError(f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}"
-                                  f"{suggest(str(value), map(str, choices))}")
+                raise ConfigError(
+                    f"{where} must be one of {', '.join(map(str, choices))}, got {value!r}"
+                    f"{suggest(str(value), map(str, choices))}"
+                )
             check = fields[key].metadata.get("check")
             if check is not None and typed[key] is not None:
                 try:
@@ -176,8 +181,9 @@ class Options:
             name = f"{typing.get_args(kind)[0].__name__},..." if typing.get_origin(kind) is tuple else kind.__name__
             type_text = "|".join(map(str, choices)) if choices else name
             default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc, operator]  # MISSING default: a factory is set
-            rows.append((f.name, type_text + ("|none" if optional and not choices else ""), default,
-                         f.metadata.get("help", "")))
+            rows.append(
+                (f.name, type_text + ("|none" if optional and not choices else ""), default, f.metadata.get("help", ""))
+            )
         return rows
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,5 +195,7 @@ class TargetOptions(Options):
     """Base of every target's options (``danet-export --option``); a target with no knobs uses it as is."""
 
     where_text = "--option {key} (target {owner})"
-    unknown_text = ("unknown option {key!r} for --target {owner}{hint} (valid options: {valid}; see danet-export "
-                    "--list-options --target {owner})")
+    unknown_text = (
+        "unknown option {key!r} for --target {owner}{hint} (valid options: {valid}; see danet-export "
+        "--list-options --target {owner})"
+    )

@@ -103,8 +103,10 @@ class Target:
             raise ConfigError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
         if precision not in self.precisions:
             others = [t.name for t in targets() if precision in t.precisions and t.builder is not None]
-            raise ConfigError(f"--target {self.name} writes {'/'.join(self.precisions)} only; for {precision} use "
-                              f"--target {' or '.join(others) if others else '(none registered)'}")
+            raise ConfigError(
+                f"--target {self.name} writes {'/'.join(self.precisions)} only; for {precision} use "
+                f"--target {' or '.join(others) if others else '(none registered)'}"
+            )
 
     def calib_method(self, precision: str, requested: str | None) -> str | None:
         """The calibration method for ``precision`` (the documented default unless ``requested``)."""
@@ -114,8 +116,10 @@ class Target:
         if precision != "int8":
             raise ConfigError(f"--calib-method applies to --precision int8, not {precision}")
         if method not in self.calib_methods:
-            raise ConfigError(f"--target {self.name} calibrates with {', '.join(self.calib_methods)}, not "
-                              f"{requested!r}{suggest(method, self.calib_methods)}")
+            raise ConfigError(
+                f"--target {self.name} calibrates with {', '.join(self.calib_methods)}, not "
+                f"{requested!r}{suggest(method, self.calib_methods)}"
+            )
         return method
 
     @property
@@ -137,8 +141,11 @@ class Target:
             names = ", ".join(r.pip for r in missing)
             # torch goes with its pin in the same command: the extra's range alone lets pip pick a CUDA build
             pinned = "".join(f"{r.pip} " for r in missing if r.module == "torch")
-            raise BackendUnavailableError(f"--target {self.name} needs {names}: pip install {pinned}'danet-deploy[{self.extra}]'"
-                                          if self.extra else f"--target {self.name} needs {names}: pip install {names}")
+            raise BackendUnavailableError(
+                f"--target {self.name} needs {names}: pip install {pinned}'danet-deploy[{self.extra}]'"
+                if self.extra
+                else f"--target {self.name} needs {names}: pip install {names}"
+            )
 
     def load_builder(self) -> Callable[..., Any]:
         self.check_buildable()
@@ -228,8 +235,7 @@ def _builtin() -> None:
             except Exception as exc:
                 import warnings
 
-                warnings.warn(f"danet-deploy plugin {entry.name!r} ({entry.value}) failed to load: {exc}",
-                              stacklevel=2)
+                warnings.warn(f"danet-deploy plugin {entry.name!r} ({entry.value}) failed to load: {exc}", stacklevel=2)
 
 
 def _register(table: dict[str, Any], kind: str, entry: Any, replace: bool) -> Any:
@@ -325,9 +331,20 @@ class TargetTable:
 
     @classmethod
     def current(cls) -> TargetTable:
-        return cls([{"target": t.name, "precisions": ",".join(t.precisions), "engine": t.engine,
-                     "files": ",".join(t.suffixes), "extra": t.extra, "installed": not t.missing(),
-                     "summary": t.summary} for t in targets()])
+        return cls(
+            [
+                {
+                    "target": t.name,
+                    "precisions": ",".join(t.precisions),
+                    "engine": t.engine,
+                    "files": ",".join(t.suffixes),
+                    "extra": t.extra,
+                    "installed": not t.missing(),
+                    "summary": t.summary,
+                }
+                for t in targets()
+            ]
+        )
 
     def text(self) -> str:
         lines = []

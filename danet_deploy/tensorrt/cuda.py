@@ -40,7 +40,8 @@ def load_cudart(check_versions: bool = True) -> Any:
             raise BackendUnavailableError(
                 "the tensorrt backend needs NVIDIA's CUDA Python bindings of your CUDA major version: "
                 f"pip install '{CUDA_PYTHON_PINS[12]}' (CUDA 12, JetPack 6) or '{CUDA_PYTHON_PINS[13]}' "
-                f"(CUDA 13, driver >= 580) ({exc})") from exc
+                f"(CUDA 13, driver >= 580) ({exc})"
+            ) from exc
     if check_versions:
         check_driver(cudart)
     return cudart
@@ -72,17 +73,21 @@ def driver_mismatch(driver: int, runtime: int, bindings: str | None = None) -> s
     compared; a newer-minor runtime is not refused here.
     """
     if int(driver) <= 0:
-        return ("no NVIDIA driver was found (cudaDriverGetVersion returned 0): install the NVIDIA driver (on a "
-                "Jetson it comes with JetPack) or run on a machine with an NVIDIA GPU")
+        return (
+            "no NVIDIA driver was found (cudaDriverGetVersion returned 0): install the NVIDIA driver (on a "
+            "Jetson it comes with JetPack) or run on a machine with an NVIDIA GPU"
+        )
     have, need = int(driver) // 1000, int(runtime) // 1000
     if need <= have:
         return None
     what = f"cuda-python {bindings}" if bindings else "the installed cuda-python"
     pin = CUDA_PYTHON_PINS.get(have, f"cuda-python>={have},<{have + 1}")
-    return (f"{what} is built for CUDA {cuda_version(runtime)}, but this NVIDIA driver supports CUDA up to "
-            f"{cuda_version(driver)}: the driver is installed, the bindings are too new for it. Install the bindings "
-            f"of the driver's CUDA major version: pip install '{pin}' (JetPack 6 and CUDA 12 hosts), or upgrade the "
-            f"driver to one that supports CUDA {need} (CUDA 13 needs driver >= 580)")
+    return (
+        f"{what} is built for CUDA {cuda_version(runtime)}, but this NVIDIA driver supports CUDA up to "
+        f"{cuda_version(driver)}: the driver is installed, the bindings are too new for it. Install the bindings "
+        f"of the driver's CUDA major version: pip install '{pin}' (JetPack 6 and CUDA 12 hosts), or upgrade the "
+        f"driver to one that supports CUDA {need} (CUDA 13 needs driver >= 580)"
+    )
 
 
 def driver_cuda_version(cudart: Any) -> tuple[int | None, str | None]:
@@ -126,22 +131,30 @@ def check_driver(cudart: Any) -> dict[str, Any]:
     if driver is None:
         if error == "cudaErrorInsufficientDriver":
             raise BackendUnavailableError(_insufficient(runtime, bindings))
-        return {"driver_cuda": None, "runtime_cuda": cuda_version(runtime) if runtime else None,
-                "cuda_python": bindings}  # e.g. no device: the next call reports it
+        return {
+            "driver_cuda": None,
+            "runtime_cuda": cuda_version(runtime) if runtime else None,
+            "cuda_python": bindings,
+        }  # e.g. no device: the next call reports it
     problem = driver_mismatch(driver, runtime, bindings)
     if problem:
         raise BackendUnavailableError(problem)
-    return {"driver_cuda": cuda_version(driver), "runtime_cuda": cuda_version(runtime) if runtime else None,
-            "cuda_python": bindings}
+    return {
+        "driver_cuda": cuda_version(driver),
+        "runtime_cuda": cuda_version(runtime) if runtime else None,
+        "cuda_python": bindings,
+    }
 
 
 def _insufficient(runtime: int, bindings: str | None) -> str:
     """The advice when the driver is too old but its version could not be read."""
     what = f"cuda-python {bindings}" if bindings else "the installed cuda-python"
     target = f" (built for CUDA {cuda_version(runtime)})" if runtime else ""
-    return (f"the NVIDIA driver is older than {what}{target} needs (cudaErrorInsufficientDriver): install the "
-            f"bindings of the driver's CUDA major version, e.g. pip install '{CUDA_PYTHON_PINS[12]}' on JetPack 6 / "
-            "CUDA 12, or upgrade the driver (CUDA 13 needs driver >= 580)")
+    return (
+        f"the NVIDIA driver is older than {what}{target} needs (cudaErrorInsufficientDriver): install the "
+        f"bindings of the driver's CUDA major version, e.g. pip install '{CUDA_PYTHON_PINS[12]}' on JetPack 6 / "
+        "CUDA 12, or upgrade the driver (CUDA 13 needs driver >= 580)"
+    )
 
 
 def _error_name(cudart: Any, err: Any) -> tuple[str, str]:
@@ -177,9 +190,14 @@ def check(cudart: Any, result: Any, what: str) -> Any:
             raise BackendUnavailableError(f"CUDA call {what} failed: {name} {text}; {detail}")
         no_gpu = {"cudaErrorNoDevice", "cudaErrorInvalidDevice"}
         cls = BackendUnavailableError if name in no_gpu else CudaError
-        raise cls(f"CUDA call {what} failed: {name} {text}; "
-                  + ("install an NVIDIA driver / pick an existing --device" if name in no_gpu
-                     else "check free GPU memory (nvidia-smi / tegrastats) and the input size"))
+        raise cls(
+            f"CUDA call {what} failed: {name} {text}; "
+            + (
+                "install an NVIDIA driver / pick an existing --device"
+                if name in no_gpu
+                else "check free GPU memory (nvidia-smi / tegrastats) and the input size"
+            )
+        )
     if not values:
         return None
     return values[0] if len(values) == 1 else values
@@ -189,12 +207,18 @@ def device_properties(cudart: Any, device: int = 0) -> dict[str, Any]:
     """GPU name, compute capability and memory of ``device``."""
     count = check(cudart, cudart.cudaGetDeviceCount(), "cudaGetDeviceCount")
     if int(count) <= device:
-        raise BackendUnavailableError(f"CUDA device {device} does not exist ({count} found); pick --device "
-                                      f"0..{max(int(count) - 1, 0)} or run on a machine with an NVIDIA GPU")
+        raise BackendUnavailableError(
+            f"CUDA device {device} does not exist ({count} found); pick --device "
+            f"0..{max(int(count) - 1, 0)} or run on a machine with an NVIDIA GPU"
+        )
     props = check(cudart, cudart.cudaGetDeviceProperties(device), "cudaGetDeviceProperties")
     name = props.name.decode(errors="replace") if isinstance(props.name, bytes) else str(props.name)
-    return {"gpu": name.rstrip("\x00").strip(), "compute_capability": f"{props.major}.{props.minor}",
-            "gpu_memory_bytes": int(props.totalGlobalMem), "device": device}
+    return {
+        "gpu": name.rstrip("\x00").strip(),
+        "compute_capability": f"{props.major}.{props.minor}",
+        "gpu_memory_bytes": int(props.totalGlobalMem),
+        "device": device,
+    }
 
 
 class DeviceBuffer:

@@ -20,8 +20,15 @@ MAX_DIM = 2**31 - 1
 MAX_COUNT = 2**20
 PROFILE_KEYS = ("min", "opt", "max")
 OUTPUT_STRIDES = (4, 8, 16, 32)
-_OPTIONAL_STRINGS = ("precision", "onnx", "version", "gpu", "compute_capability", "hardware_compatibility",
-                     "calibration_hash")
+_OPTIONAL_STRINGS = (
+    "precision",
+    "onnx",
+    "version",
+    "gpu",
+    "compute_capability",
+    "hardware_compatibility",
+    "calibration_hash",
+)
 
 
 def check_tensorrt_facts(info: Any, fail: Callable[[str], None]) -> None:
@@ -65,8 +72,10 @@ def _check_profiles(profiles: Any, fail: Callable[[str], None]) -> None:
 
 def _check_attention(attention: Any, fail: Callable[[str], None]) -> None:
     if not isinstance(attention, dict):
-        fail(f"extra.tensorrt.attention must be an object {{chunks, output_stride, feature_channels}}, got "
-             f"{attention!r:.80}")
+        fail(
+            f"extra.tensorrt.attention must be an object {{chunks, output_stride, feature_channels}}, got "
+            f"{attention!r:.80}"
+        )
     for key in ("chunks", "feature_channels"):
         if not is_count(attention.get(key), 1, MAX_COUNT):
             fail(f"extra.tensorrt.attention.{key} must be an integer in 1..{MAX_COUNT}, got {attention.get(key)!r:.40}")

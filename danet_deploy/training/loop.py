@@ -77,8 +77,10 @@ def check_eval_sizes(sizes: Sequence[Shape]) -> None:
 
     for h, w in sizes:
         if min(h, w) < 32 or h * w > MAX_SCENE_PIXELS:
-            raise ConfigError(f"eval size {h}x{w} must be at least 32x32 and at most the {SCENE_LIMIT_TEXT} a "
-                              "generated scene may have: choose other --eval-sizes")
+            raise ConfigError(
+                f"eval size {h}x{w} must be at least 32x32 and at most the {SCENE_LIMIT_TEXT} a "
+                "generated scene may have: choose other --eval-sizes"
+            )
 
 
 _CROPS: tuple[Shape, ...] = ((256, 256), (192, 352), (224, 320))
@@ -109,13 +111,20 @@ class TrainConfig:
     steps: int = arg(6000, "optimizer steps")
     batch_size: int = arg(8, "scenes per step")
     # one shape per step, drawn at random ... except in the first early_share, which draw early_crops
-    crops: tuple[Shape, ...] = arg(_CROPS, f"training crop shapes HxW, one drawn per step (default "
-                                   f"{format_shapes(_CROPS)})", convert=_shapes)
+    crops: tuple[Shape, ...] = arg(
+        _CROPS, f"training crop shapes HxW, one drawn per step (default {format_shapes(_CROPS)})", convert=_shapes
+    )
     early_crops: tuple[Shape, ...] = arg(
-        _EARLY_CROPS, "smaller crop shapes HxW for the first --early-share of the steps; used only with --early-share "
-        f"> 0 (default {format_shapes(_EARLY_CROPS)})", convert=_early_shapes)
-    early_share: float = arg(0.0, "share of the steps, the first ones, on --early-crops (faster, measured to cost "
-                             "person IoU); 0 = all on --crops")  # 0: the shipped recipe
+        _EARLY_CROPS,
+        "smaller crop shapes HxW for the first --early-share of the steps; used only with --early-share "
+        f"> 0 (default {format_shapes(_EARLY_CROPS)})",
+        convert=_early_shapes,
+    )
+    early_share: float = arg(
+        0.0,
+        "share of the steps, the first ones, on --early-crops (faster, measured to cost "
+        "person IoU); 0 = all on --crops",
+    )  # 0: the shipped recipe
     early_scale: float = arg(0.625, "scene size in the early steps, relative to --scene-min/--scene-max")
     crops_per_scene: int = arg(4, "crops taken from each generated scene")  # scene generation is a third of a step
     scene_min: int = arg(256, "smallest generated scene height before cropping")
@@ -126,51 +135,79 @@ class TrainConfig:
     class_balance: float = arg(0.5, "power of median-frequency class weights, 0 = unweighted")
     ohem_keep: float = arg(0.5, "share of pixels, hardest first, the loss keeps; 1 = all")
     lr: float = arg(4e-3, "peak AdamW learning rate")
-    ema: float = arg(0.0, "evaluate and save an exponential moving average of the weights with this decay, e.g. "
-                     "0.999; 0 = the last weights")
+    ema: float = arg(
+        0.0,
+        "evaluate and save an exponential moving average of the weights with this decay, e.g. "
+        "0.999; 0 = the last weights",
+    )
     weight_decay: float = arg(1e-4, "AdamW weight decay")
     warmup: int = arg(100, "linear warm-up steps")
     poly_power: float = arg(0.9, "power of the polynomial learning-rate decay after the warm-up")
     seed: int = arg(0, "seed for init, data order, crops")
     threads: int = arg(2, "torch CPU threads")
-    amp: str = arg("auto", "bfloat16 autocast: auto = where the CPU has AMX/AVX512-BF16", choices=("auto", "bf16", "off"))
-    device: str = arg("cpu", "train on the CPU (reproducible, the documented recipe) or a CUDA GPU (results are not "
-                      "bit-identical to the CPU's)", choices=("cpu", "cuda"))
-    prefetch: bool = arg(True, "generate scenes in the training process instead of worker processes",
-                         flag="--no-prefetch")
+    amp: str = arg(
+        "auto", "bfloat16 autocast: auto = where the CPU has AMX/AVX512-BF16", choices=("auto", "bf16", "off")
+    )
+    device: str = arg(
+        "cpu",
+        "train on the CPU (reproducible, the documented recipe) or a CUDA GPU (results are not "
+        "bit-identical to the CPU's)",
+        choices=("cpu", "cuda"),
+    )
+    prefetch: bool = arg(
+        True, "generate scenes in the training process instead of worker processes", flag="--no-prefetch"
+    )
     workers: int = arg(1, "scene-generating worker processes; a GPU needs several")
     model_options: dict[str, Any] = arg(  # noqa: RUF009 - arg() returns a dataclasses.field
-        help="architecture override of danet_demo, e.g. decoder_channels=0 (repeatable)", flag="--model-option",
-        metavar="KEY=VALUE", append=True, convert=_option_pairs, default_factory=dict)
+        help="architecture override of danet_demo, e.g. decoder_channels=0 (repeatable)",
+        flag="--model-option",
+        metavar="KEY=VALUE",
+        append=True,
+        convert=_option_pairs,
+        default_factory=dict,
+    )
     eval_count: int = arg(50, "val scenes to score")
-    eval_sizes: tuple[Shape, ...] = arg(_EVAL_SIZES, "val sizes HxW, comma-separated (default "
-                                        f"{format_shapes(_EVAL_SIZES)})", convert=_shapes)
+    eval_sizes: tuple[Shape, ...] = arg(
+        _EVAL_SIZES, f"val sizes HxW, comma-separated (default {format_shapes(_EVAL_SIZES)})", convert=_shapes
+    )
     log_every: int = arg(25, "log a line every this many steps")
-    time_budget_min: float | None = arg(None, "wall-clock budget in minutes: the LR schedule is shortened to finish "
-                                        "within it")
-    output: str = arg(help="weights path (default: danet_deploy/weights/danet_demo.safetensors)",
-                      default_factory=lambda: str(weights_dir() / "danet_demo.safetensors"))
+    time_budget_min: float | None = arg(
+        None, "wall-clock budget in minutes: the LR schedule is shortened to finish within it"
+    )
+    output: str = arg(
+        help="weights path (default: danet_deploy/weights/danet_demo.safetensors)",
+        default_factory=lambda: str(weights_dir() / "danet_demo.safetensors"),
+    )
     report: str | None = arg(None, "JSON report path (default: next to the weights, .json)")
 
     def validate(self) -> None:
         if self.steps < 1 or self.batch_size < 1 or self.crops_per_scene < 1:
-            raise ConfigError(f"steps, batch size and crops per scene must be >= 1, got {self.steps}, "
-                              f"{self.batch_size} and {self.crops_per_scene}")
+            raise ConfigError(
+                f"steps, batch size and crops per scene must be >= 1, got {self.steps}, "
+                f"{self.batch_size} and {self.crops_per_scene}"
+            )
         if self.batch_size % self.crops_per_scene:
-            raise ConfigError(f"batch size {self.batch_size} must be a multiple of crops per scene "
-                              f"({self.crops_per_scene})")
+            raise ConfigError(
+                f"batch size {self.batch_size} must be a multiple of crops per scene ({self.crops_per_scene})"
+            )
         if not self.crops:
             raise ConfigError("give at least one crop shape (e.g. --crops 256x256)")
         if not 0.0 <= self.early_share < 1.0:
-            raise ConfigError(f"early share must be in [0, 1) (the last steps train on --crops), got {self.early_share}")
+            raise ConfigError(
+                f"early share must be in [0, 1) (the last steps train on --crops), got {self.early_share}"
+            )
         if self.early_share > 0:
             if not self.early_crops:
                 raise ConfigError("--early-share needs --early-crops (or set --early-share 0)")
             if self.early_steps == 0:
-                raise ConfigError(f"--early-share {self.early_share} of {self.steps} steps is no step: raise it or set 0")
+                raise ConfigError(
+                    f"--early-share {self.early_share} of {self.steps} steps is no step: raise it or set 0"
+                )
             if self.time_budget_min is not None:
-                raise ConfigError("--time-budget-min and --early-share do not combine (a budget could end the run "
-                                  "inside the early phase, and its cheap steps would mislead the schedule): drop one")
+                raise ConfigError(
+                    "--time-budget-min and --early-share do not combine (a budget could end the run "
+                    "inside the early phase, and its cheap steps would mislead the schedule): drop one"
+                )
         if not 0.25 <= self.early_scale <= 1.0:
             raise ConfigError(f"early scale must be in [0.25, 1], got {self.early_scale}")
         phases = [(self.crops, self.scene_range_at(self.steps - 1))]
@@ -181,20 +218,26 @@ class TrainConfig:
                 if min(h, w) < 32 or h % 8 or w % 8:
                     raise ConfigError(f"crop {h}x{w}: sides must be multiples of 8 and >= 32 (output stride 8)")
                 if h > smallest:
-                    raise ConfigError(f"crop {h}x{w} is taller than the smallest scene it is cut from ({smallest}); "
-                                      "raise --scene-min (or --early-scale) or use smaller crops")
+                    raise ConfigError(
+                        f"crop {h}x{w} is taller than the smallest scene it is cut from ({smallest}); "
+                        "raise --scene-min (or --early-scale) or use smaller crops"
+                    )
         if not self.scene_min <= self.scene_max:
             raise ConfigError(f"need scene_min <= scene_max, got {self.scene_min}, {self.scene_max}")
         if not 0.25 <= self.aspect_min <= self.aspect_max <= 4.0:
             raise ConfigError(f"need 0.25 <= aspect_min <= aspect_max <= 4, got {self.aspect_min}, {self.aspect_max}")
         self._check_scene_pixels()
         if not 0.0 <= self.crowd <= 1.0 or not 0.0 < self.ohem_keep <= 1.0 or not 0.0 <= self.class_balance <= 1.0:
-            raise ConfigError(f"crowd and class_balance must be in [0, 1] and ohem_keep in (0, 1], got "
-                              f"{self.crowd}, {self.class_balance}, {self.ohem_keep}")
+            raise ConfigError(
+                f"crowd and class_balance must be in [0, 1] and ohem_keep in (0, 1], got "
+                f"{self.crowd}, {self.class_balance}, {self.ohem_keep}"
+            )
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ConfigError(f"--lr (learning rate) must be a positive number, got {self.lr} (e.g. --lr 4e-3)")
         if not (math.isfinite(self.ema) and (self.ema == 0 or 0.5 <= self.ema < 1)):
-            raise ConfigError(f"--ema (weight-average decay) must be 0 (off) or in [0.5, 1), got {self.ema} (e.g. --ema 0.999)")
+            raise ConfigError(
+                f"--ema (weight-average decay) must be 0 (off) or in [0.5, 1), got {self.ema} (e.g. --ema 0.999)"
+            )
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"--weight-decay must be a number >= 0, got {self.weight_decay}")
         if self.warmup < 0:
@@ -202,8 +245,10 @@ class TrainConfig:
         if not (math.isfinite(self.poly_power) and self.poly_power > 0):
             raise ConfigError(f"poly_power must be a positive number, got {self.poly_power}")
         if self.threads < 1 or self.log_every < 1 or self.seed < 0:
-            raise ConfigError(f"--threads and --log-every must be >= 1 and --seed >= 0, got {self.threads}, "
-                              f"{self.log_every} and {self.seed}")
+            raise ConfigError(
+                f"--threads and --log-every must be >= 1 and --seed >= 0, got {self.threads}, "
+                f"{self.log_every} and {self.seed}"
+            )
         if self.amp not in ("auto", "bf16", "off"):
             raise ConfigError(f"amp must be auto, bf16 or off, got {self.amp!r}")
         if self.device not in ("cpu", "cuda"):
@@ -214,8 +259,10 @@ class TrainConfig:
 
         self.model_options = coerce_model_options(self.model_options)
         if "class_names" in self.model_options:
-            raise ConfigError("model option class_names cannot be trained: the generated scenes are labelled with "
-                              f"the demo's {len(DEMO_CLASSES)} classes ({', '.join(DEMO_CLASSES)})")
+            raise ConfigError(
+                "model option class_names cannot be trained: the generated scenes are labelled with "
+                f"the demo's {len(DEMO_CLASSES)} classes ({', '.join(DEMO_CLASSES)})"
+            )
         if self.eval_count < 0:  # the eval sizes are checked with the scene sizes (check_eval_sizes)
             raise ConfigError(f"--eval-count must be >= 0, got {self.eval_count}")
         if self.time_budget_min is not None and not (math.isfinite(self.time_budget_min) and self.time_budget_min > 0):
@@ -263,9 +310,11 @@ class TrainConfig:
         height = self.scene_max
         width = math.ceil(height * self.aspect_max)
         if height * width > MAX_SCENE_PIXELS:
-            raise ConfigError(f"--scene-max {height} with --aspect-max {self.aspect_max:g} renders scenes up to "
-                              f"{height}x{width}, more than the {SCENE_LIMIT_TEXT} a generated scene may have: "
-                              "lower --scene-max or --aspect-max")
+            raise ConfigError(
+                f"--scene-max {height} with --aspect-max {self.aspect_max:g} renders scenes up to "
+                f"{height}x{width}, more than the {SCENE_LIMIT_TEXT} a generated scene may have: "
+                "lower --scene-max or --aspect-max"
+            )
         check_eval_sizes(self.eval_sizes)
 
     def scene_range_at(self, step: int) -> tuple[int, int]:
@@ -320,8 +369,8 @@ def training_batch(step: int, config: TrainConfig) -> tuple[np.ndarray, np.ndarr
         for _ in range(config.crops_per_scene):
             y0 = int(rng.integers(0, height - crop_h + 1))
             x0 = int(rng.integers(0, width - crop_w + 1))
-            crop_image = image[y0:y0 + crop_h, x0:x0 + crop_w]
-            crop_label = label[y0:y0 + crop_h, x0:x0 + crop_w]
+            crop_image = image[y0 : y0 + crop_h, x0 : x0 + crop_w]
+            crop_label = label[y0 : y0 + crop_h, x0 : x0 + crop_w]
             if rng.random() < 0.5:
                 crop_image, crop_label = crop_image[:, ::-1], crop_label[:, ::-1]
             images.append(crop_image)
@@ -374,8 +423,14 @@ def predict(model, images: np.ndarray) -> np.ndarray:
     return logits.argmax(1).to(torch.uint8).cpu().numpy()
 
 
-def evaluate(model, split: str = "val", count: int = 50, size: tuple[int, int] = (512, 512),
-             batch_size: int = 1, progress: bool = False) -> SegmentationMetrics:
+def evaluate(
+    model,
+    split: str = "val",
+    count: int = 50,
+    size: tuple[int, int] = (512, 512),
+    batch_size: int = 1,
+    progress: bool = False,
+) -> SegmentationMetrics:
     """Score ``model`` on the first ``count`` scenes of ``split`` at ``size`` (``(H, W)``).
 
     The model is switched to eval mode (and left there). Works for any module that maps a
@@ -418,8 +473,10 @@ def save_weights(model, path: str | Path, metadata: dict[str, Any]) -> Path:
     torch = _torch()
     from safetensors.torch import save_file
 
-    state = {k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.detach().to(torch.float16) if v.is_floating_point() else v.detach()).contiguous().cpu()
+        for k, v in model.state_dict().items()
+    }
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in metadata.items()}
     path = Path(path)
     with atomic_output(path) as tmp:
@@ -466,8 +523,12 @@ def _batches(config: TrainConfig) -> Generator[tuple[int, np.ndarray, np.ndarray
     from collections import deque
     from concurrent.futures import ProcessPoolExecutor
 
-    with ProcessPoolExecutor(max_workers=config.workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_prefetch_worker_init, initargs=(os.getpid(),)) as pool:
+    with ProcessPoolExecutor(
+        max_workers=config.workers,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=_prefetch_worker_init,
+        initargs=(os.getpid(),),
+    ) as pool:
         ahead = min(config.steps, config.workers)
         pending = deque(pool.submit(training_batch, step, config) for step in range(ahead))
         try:
@@ -481,15 +542,22 @@ def _batches(config: TrainConfig) -> Generator[tuple[int, np.ndarray, np.ndarray
                 future.cancel()
 
 
-def evaluate_sizes(model, sizes: Sequence[Shape], count: int, progress: bool = False,
-                   log: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+def evaluate_sizes(
+    model, sizes: Sequence[Shape], count: int, progress: bool = False, log: Callable[[str], None] | None = None
+) -> list[dict[str, Any]]:
     """Per size: mIoU, per-class IoU and pixel accuracy on the first ``count`` val scenes."""
     results = []
     for size in sizes:
         start = time.perf_counter()
         metrics = evaluate(model, "val", count, (size[0], size[1]), progress=progress)
-        results.append({"split": "val", "size": list(size), "eval_seconds": round(time.perf_counter() - start, 1),
-                        **metrics.to_dict()})
+        results.append(
+            {
+                "split": "val",
+                "size": list(size),
+                "eval_seconds": round(time.perf_counter() - start, 1),
+                **metrics.to_dict(),
+            }
+        )
         if log is not None:
             log(f"val {size[0]}x{size[1]} ({count} scenes): " + metrics.summary())
     return results
@@ -508,14 +576,21 @@ def check_outputs(config: TrainConfig, force: bool = False) -> None:
     output = Path(config.output)
     check_output_paths({"--output": output, "--report": config.report_path})
     if not force and output.is_file() and output.resolve() == (weights_dir() / "danet_demo.safetensors").resolve():
-        raise ConfigError(f"--output defaults to the shipped weights {output}, which every danet_demo command "
-                          "loads; pass --output my_demo.safetensors, or --force to replace the shipped weights")
+        raise ConfigError(
+            f"--output defaults to the shipped weights {output}, which every danet_demo command "
+            "loads; pass --output my_demo.safetensors, or --force to replace the shipped weights"
+        )
     check_output_file(output, force, "--output")
     check_output_file(config.report_path, force, "--report")
 
 
-def train(config: TrainConfig, command: str | None = None, progress: bool = True,
-          log: Callable[[str], None] = print, force: bool = False) -> dict[str, Any]:
+def train(
+    config: TrainConfig,
+    command: str | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    force: bool = False,
+) -> dict[str, Any]:
     """Train from random init, evaluate at every ``eval_sizes``, save weights + JSON report.
 
     Returns the report (also written to ``config.report_path``). Existing output files are
@@ -530,7 +605,9 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
 
     amp = resolve_amp(config.amp, config.device)
     if config.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: torch sees no CUDA GPU (a CPU build of torch, or no driver); use --device cpu")
+        raise ConfigError(
+            "--device cuda: torch sees no CUDA GPU (a CPU build of torch, or no driver); use --device cpu"
+        )
     device = torch.device(config.device)
     torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -541,14 +618,22 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     model.train()
     decay = [p for n, p in model.named_parameters() if p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.ndim <= 1]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr,
+    )
     average = weight_average(model, config.ema)
-    early = (f"crops {format_shapes(config.early_crops, ', ')} from scenes {config.early_scale:g}x as large for the "
-             f"first {config.early_steps} steps, then " if config.early_steps else "crops ")
-    log(f"training {PRESET} for {config.steps} steps, batch {config.batch_size}, {early}{format_shapes(config.crops, ', ')}, "
+    early = (
+        f"crops {format_shapes(config.early_crops, ', ')} from scenes {config.early_scale:g}x as large for the "
+        f"first {config.early_steps} steps, then "
+        if config.early_steps
+        else "crops "
+    )
+    log(
+        f"training {PRESET} for {config.steps} steps, batch {config.batch_size}, {early}{format_shapes(config.crops, ', ')}, "
         f"{config.threads} threads, {config.device}, amp {amp}, seed {config.seed}"
-        + "".join(f", {k}={v}" for k, v in config.model_options.items()))
+        + "".join(f", {k}={v}" for k, v in config.model_options.items())
+    )
     if weights is not None:
         log("class weights: " + ", ".join(f"{n} {w:.2f}" for n, w in zip(DEMO_CLASSES, weights)))
     start = time.perf_counter()
@@ -576,14 +661,16 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         optimizer.step()
         if average is not None:
             average.update_parameters(model)
-        recent = [*recent, loss.item()][-config.log_every:]
+        recent = [*recent, loss.item()][-config.log_every :]
         if hasattr(bar, "set_postfix"):
             bar.set_postfix(loss=f"{np.mean(recent):.3f}", lr=f"{lr:.2e}", refresh=False)
         done = step + 1
         if done % config.log_every == 0 or done == planned:
             elapsed = time.perf_counter() - start
-            log(f"step {done}/{planned}  loss {np.mean(recent):.4f}  lr {lr:.2e}  "
-                f"{elapsed / (step + 1):.3f} s/step  {elapsed / 60:.1f} min")
+            log(
+                f"step {done}/{planned}  loss {np.mean(recent):.4f}  lr {lr:.2e}  "
+                f"{elapsed / (step + 1):.3f} s/step  {elapsed / 60:.1f} min"
+            )
     if hasattr(bar, "close"):
         bar.close()
     batches.close()  # stops the prefetch worker when the time budget ended the run early
@@ -600,7 +687,9 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
         "train_seconds": round(train_seconds, 1),
         "final_loss": round(float(np.mean(recent)), 4),
         "amp": amp,
-        "class_weights": dict(zip(DEMO_CLASSES, [round(float(w), 3) for w in weights])) if weights is not None else None,
+        "class_weights": dict(zip(DEMO_CLASSES, [round(float(w), 3) for w in weights]))
+        if weights is not None
+        else None,
         "config": asdict(config) | {"output": Path(config.output).name, "report": None},
         "command": command or "",
         "torch": torch.__version__,
@@ -610,10 +699,17 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     if config.eval_count:
         report["val"] = evaluate_sizes(model, config.eval_sizes, config.eval_count, progress=progress, log=log)
     summary = {format_shapes([r["size"]]): round(r["miou"], 4) for r in report.get("val", [])}
-    metadata = {"model": PRESET, "steps": str(done), "seed": str(config.seed), "val_miou": json.dumps(summary),
-                "val_images": str(config.eval_count), "command": command or "",
-                "classes": json.dumps(list(DEMO_CLASSES)), "dtype": "float16",
-                "model_options": json.dumps(config.model_options)}
+    metadata = {
+        "model": PRESET,
+        "steps": str(done),
+        "seed": str(config.seed),
+        "val_miou": json.dumps(summary),
+        "val_images": str(config.eval_count),
+        "command": command or "",
+        "classes": json.dumps(list(DEMO_CLASSES)),
+        "dtype": "float16",
+        "model_options": json.dumps(config.model_options),
+    }
     path = save_weights(model, config.output, metadata)
     report["weights_file"] = path.name
     report["weights_bytes"] = path.stat().st_size
@@ -622,10 +718,14 @@ def train(config: TrainConfig, command: str | None = None, progress: bool = True
     return report
 
 
-def evaluate_weights(weights: str | Path | None = None, count: int = 50,
-                     sizes: Sequence[Shape] = ((512, 512),), progress: bool = True,
-                     log: Callable[[str], None] | None = None,
-                     model_options: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+def evaluate_weights(
+    weights: str | Path | None = None,
+    count: int = 50,
+    sizes: Sequence[Shape] = ((512, 512),),
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+    model_options: dict[str, Any] | None = None,
+) -> list[dict[str, Any]]:
     """Load ``danet_demo`` (shipped weights, or ``weights``) and evaluate it at each size.
 
     The architecture comes from the file (:func:`_trained_model_options`); ``model_options``
@@ -676,19 +776,27 @@ def _trained_model_options(path: Path) -> dict[str, Any]:
 class TrainFlags:
     """The flags of ``danet-train`` that are not part of a :class:`TrainConfig` (not recorded in the report)."""
 
-    evaluate_only: bool = arg(False, "do not train: evaluate the shipped weights (or --weights) and print per-class IoU")
+    evaluate_only: bool = arg(
+        False, "do not train: evaluate the shipped weights (or --weights) and print per-class IoU"
+    )
     weights: str | None = arg(None, "weights to evaluate with --evaluate-only (default: the shipped file)")
-    force: bool = arg(False, "replace the --output weights and --report files if they exist (the default --output is "
-                      "the shipped weights)")
+    force: bool = arg(
+        False,
+        "replace the --output weights and --report files if they exist (the default --output is the shipped weights)",
+    )
     progress: bool = arg(True, "no tqdm bars (periodic log lines only)", flag="--no-progress")
 
 
-def evaluate_only(config: TrainConfig, weights: str | Path | None = None, progress: bool = True) -> list[dict[str, Any]]:
+def evaluate_only(
+    config: TrainConfig, weights: str | Path | None = None, progress: bool = True
+) -> list[dict[str, Any]]:
     """``danet-train --evaluate-only``: score ``weights`` (default: the shipped ones) at ``config.eval_sizes``
     on ``config.eval_count`` val scenes with ``config.threads`` torch threads, printing per-class IoU."""
     if config.threads < 1 or config.eval_count < 1:
-        raise ConfigError(f"--evaluate-only needs --threads >= 1 and --eval-count >= 1, got {config.threads} "
-                          f"and {config.eval_count}")
+        raise ConfigError(
+            f"--evaluate-only needs --threads >= 1 and --eval-count >= 1, got {config.threads} and {config.eval_count}"
+        )
     _torch().set_num_threads(config.threads)
-    return evaluate_weights(weights, config.eval_count, config.eval_sizes, progress=progress, log=print,
-                            model_options=config.model_options)
+    return evaluate_weights(
+        weights, config.eval_count, config.eval_sizes, progress=progress, log=print, model_options=config.model_options
+    )

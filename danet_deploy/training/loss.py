@@ -68,8 +68,9 @@ def labels_at(target: Any, size: tuple[int, int]) -> Any:
     return target[:, rows.to(target.device)[:, None], cols.to(target.device)[None, :]]
 
 
-def danet_loss(outputs: Any, target: Any, class_weights: Any = None, ohem_keep: float = 1.0,
-               align_corners: bool = True) -> Any:
+def danet_loss(
+    outputs: Any, target: Any, class_weights: Any = None, ohem_keep: float = 1.0, align_corners: bool = True
+) -> Any:
     """Sum over DANet's outputs (prediction, then auxiliary: PAM, CAM, ...) of the (weighted,
     hard-mined) cross-entropy.
 
@@ -109,7 +110,9 @@ def _cross_entropy(logits: Any, target: Any, class_weights: Any, keep: float) ->
 
     valid = target != IGNORE_INDEX
     safe_target = torch.where(valid, target, torch.zeros_like(target))
-    pixel_weight = class_weights[safe_target] if class_weights is not None else torch.ones_like(target, dtype=torch.float32)
+    pixel_weight = (
+        class_weights[safe_target] if class_weights is not None else torch.ones_like(target, dtype=torch.float32)
+    )
     pixel_weight = pixel_weight * valid
     losses = F.cross_entropy(logits.float(), target, ignore_index=IGNORE_INDEX, reduction="none")
     weighted = losses * pixel_weight

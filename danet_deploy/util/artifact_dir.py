@@ -131,8 +131,9 @@ def mounts_inside(path: Path, mountinfo: str | None = None) -> list[str]:
 
 
 def _mount_point_error(path: Path) -> ArtifactError:
-    return ArtifactError(f"output {path} is a mount point and cannot be replaced; pass a folder inside it, "
-                         f"e.g. {path / 'artifact'}")
+    return ArtifactError(
+        f"output {path} is a mount point and cannot be replaced; pass a folder inside it, e.g. {path / 'artifact'}"
+    )
 
 
 def check_output_dir(final: str | Path, force: bool = False) -> Path:
@@ -141,38 +142,50 @@ def check_output_dir(final: str | Path, force: bool = False) -> Path:
 
     final = check_output_name(final)
     if final.name in ("", ".", ".."):
-        raise ConfigError(f"output {str(final)!r} names the current or a parent folder, which is never replaced; "
-                          "pass a new folder name, e.g. -o artifacts/my-model")
+        raise ConfigError(
+            f"output {str(final)!r} names the current or a parent folder, which is never replaced; "
+            "pass a new folder name, e.g. -o artifacts/my-model"
+        )
     target, cwd = final.resolve(), Path.cwd().resolve()
     protected = {cwd, Path(target.anchor), *cwd.parents}
     with contextlib.suppress(RuntimeError, KeyError):  # no home folder known
         protected.add(Path.home().resolve())
     if target in protected:
-        raise ConfigError(f"output {str(final)!r} is the current folder, a folder above it, the home folder or the "
-                          "root; pass a new folder name")
+        raise ConfigError(
+            f"output {str(final)!r} is the current folder, a folder above it, the home folder or the "
+            "root; pass a new folder name"
+        )
     if final.is_symlink():
         raise ArtifactError(f"output {final} is a symbolic link; pass the folder it points to, or another name")
     if final.exists():
         if not final.is_dir():
-            raise ArtifactError(f"output {final} is an existing file, not an artifact folder; choose another --output "
-                                "(nothing was changed)")
+            raise ArtifactError(
+                f"output {final} is an existing file, not an artifact folder; choose another --output "
+                "(nothing was changed)"
+            )
         mountinfo = _read_mountinfo()  # one read of the mount table for both checks
         if is_mount_point(final, mountinfo):
             raise _mount_point_error(final)
         inside = mounts_inside(final, mountinfo)
         if inside:
-            raise ArtifactError(f"output {final} holds a mount point ({inside[0]}): replacing the folder would delete "
-                                "the mounted files; unmount it or choose another --output (nothing was changed)")
+            raise ArtifactError(
+                f"output {final} holds a mount point ({inside[0]}): replacing the folder would delete "
+                "the mounted files; unmount it or choose another --output (nothing was changed)"
+            )
         if not is_artifact(final) and any(final.iterdir()) and not force:
-            raise ArtifactError(f"output {final} exists and is not a danet-deploy artifact (no {MANIFEST_NAME}); "
-                                "refusing to replace it and its files. Choose another --output, or pass --force to "
-                                "replace the whole folder")
+            raise ArtifactError(
+                f"output {final} exists and is not a danet-deploy artifact (no {MANIFEST_NAME}); "
+                "refusing to replace it and its files. Choose another --output, or pass --force to "
+                "replace the whole folder"
+            )
         extra = unlisted_entries(final) if is_artifact(final) and not force else []
         if extra:
             shown = ", ".join(extra[:5]) + (f" and {len(extra) - 5} more" if len(extra) > 5 else "")
-            raise ArtifactError(f"output {final} is an artifact, but it also holds {shown}, which its manifest does "
-                                "not list: replacing it would delete them. Move them out, choose another --output, or "
-                                "pass --force to replace the whole folder (nothing was changed)")
+            raise ArtifactError(
+                f"output {final} is an artifact, but it also holds {shown}, which its manifest does "
+                "not list: replacing it would delete them. Move them out, choose another --output, or "
+                "pass --force to replace the whole folder (nothing was changed)"
+            )
     _probe_writable(final.parent)
     return final
 
@@ -184,8 +197,10 @@ def _probe_writable(parent: Path) -> None:
     except NotADirectoryError as exc:
         raise ArtifactError(f"cannot create {parent}: {exc} is a file, not a folder; choose another --output") from None
     except OSError as exc:
-        raise ArtifactError(f"cannot write into {parent} ({exc.strerror or exc}: read-only or no permission); "
-                            "choose an output folder you can write to") from exc
+        raise ArtifactError(
+            f"cannot write into {parent} ({exc.strerror or exc}: read-only or no permission); "
+            "choose an output folder you can write to"
+        ) from exc
 
 
 def unlisted_entries(folder: Path) -> list[str]:
@@ -315,8 +330,10 @@ def clean_stale_scratch(root: str | Path | None = None) -> list[str]:
 @contextlib.contextmanager
 def scratch_dir() -> Iterator[Path]:
     """A private scratch folder named with this process's PID (so a later run can tell it is stale)."""
-    with tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp, \
-            removed_on_terminate(Path(tmp)) as path:
+    with (
+        tempfile.TemporaryDirectory(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-") as tmp,
+        removed_on_terminate(Path(tmp)) as path,
+    ):
         claim(path)
         yield path
 
@@ -378,8 +395,7 @@ def swap_into_place(tmp: Path, final: Path) -> None:
 
 
 @contextlib.contextmanager
-def artifact_dir(final: str | Path, force: bool = False,
-                 log: Callable[[str], None] | None = None) -> Iterator[Path]:
+def artifact_dir(final: str | Path, force: bool = False, log: Callable[[str], None] | None = None) -> Iterator[Path]:
     """Yield a temporary folder that becomes ``final`` only if the block completes (see the module doc)."""
     final = check_output_dir(final, force)
     for line in recover_stale(final) + clean_stale_scratch():
@@ -390,8 +406,9 @@ def artifact_dir(final: str | Path, force: bool = False,
         final.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-{os.getpid()}-", dir=final.parent))
     except OSError as exc:
-        raise ArtifactError(f"cannot create {final} ({exc.strerror or exc}); choose an output folder you can write "
-                            "to") from exc
+        raise ArtifactError(
+            f"cannot create {final} ({exc.strerror or exc}); choose an output folder you can write to"
+        ) from exc
     os.chmod(tmp, 0o755)  # mkdtemp creates 0700
     try:
         with removed_on_terminate(tmp):

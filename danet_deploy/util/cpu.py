@@ -30,7 +30,14 @@ def cpu_features(cpuinfo: str | Path = "/proc/cpuinfo") -> dict[str, Any]:
     """The CPU facts that decide INT8 formats and bfloat16 training: architecture, the dot-product
     extensions and native bfloat16 arithmetic."""
     _, flags = read_cpuinfo(cpuinfo)
-    return {"machine": platform.machine(), "avx2": "avx2" in flags, "avx512f": "avx512f" in flags,
-            "avx512_vnni": "avx512_vnni" in flags, "avx_vnni": "avx_vnni" in flags,
-            "amx_int8": "amx_int8" in flags, "asimddp": "asimddp" in flags,
-            "avx512_bf16": "avx512_bf16" in flags, "amx_bf16": "amx_bf16" in flags}
+    return {
+        "machine": platform.machine(),
+        "avx2": "avx2" in flags,
+        "avx512f": "avx512f" in flags,
+        "avx512_vnni": "avx512_vnni" in flags,
+        "avx_vnni": "avx_vnni" in flags,
+        "amx_int8": "amx_int8" in flags,
+        "asimddp": "asimddp" in flags,
+        "avx512_bf16": "avx512_bf16" in flags,
+        "amx_bf16": "amx_bf16" in flags,
+    }

@@ -28,8 +28,12 @@ def is_plain_name(name: Any) -> bool:
     out of it.
     """
     separators = {"/", "\\", "\0", os.sep, *([os.altsep] if os.altsep else [])}
-    return (isinstance(name, str) and bool(name.strip()) and name not in (".", "..")
-            and not any(sep in name for sep in separators))
+    return (
+        isinstance(name, str)
+        and bool(name.strip())
+        and name not in (".", "..")
+        and not any(sep in name for sep in separators)
+    )
 
 
 #: bytes a temporary sibling adds to a name: ``.NAME.tmp-PID-XXXXXXXX`` (artifact folders),
@@ -66,14 +70,21 @@ def name_length_problem(path: str | Path, reserve: int = SCRATCH_NAME_RESERVE) -
         size = len(os.fsencode(part))
         if size > allowed:
             shown = part if len(part) <= 40 else f"{part[:20]}...{part[-12:]}"
-            extra = (f" ({reserve} of the {name_max} are kept for the temporary name it is written under first)"
-                     if i == len(parts) - 1 else "")
-            return (f"the name {shown!r} is {size} bytes long; this file system allows {allowed} per name{extra}: "
-                    "choose a shorter name")
+            extra = (
+                f" ({reserve} of the {name_max} are kept for the temporary name it is written under first)"
+                if i == len(parts) - 1
+                else ""
+            )
+            return (
+                f"the name {shown!r} is {size} bytes long; this file system allows {allowed} per name{extra}: "
+                "choose a shorter name"
+            )
     full = len(os.fsencode(os.path.abspath(path))) + reserve
     path_max = _limit(Path(os.path.abspath(path)).parent, "PC_PATH_MAX", 4096)
     if full > path_max:
-        return f"the path is {full - reserve} bytes long; this system allows {path_max - reserve}: choose a shorter path"
+        return (
+            f"the path is {full - reserve} bytes long; this system allows {path_max - reserve}: choose a shorter path"
+        )
     return None
 
 
@@ -96,11 +107,21 @@ def not_a_file_reason(path: str | Path) -> str:
         return "is a regular file"
     if stat.S_ISDIR(mode):
         return "is a folder"
-    kind = ("a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "a character device (a terminal, or /dev/stdin)"
-            if stat.S_ISCHR(mode) else "a socket" if stat.S_ISSOCK(mode) else "a block device"
-            if stat.S_ISBLK(mode) else "not a regular file")
-    return (f"is {kind}, not a file: it can be read only once and not seeked, which reading this needs; save the data "
-            "to a file and pass that")
+    kind = (
+        "a named pipe (FIFO)"
+        if stat.S_ISFIFO(mode)
+        else "a character device (a terminal, or /dev/stdin)"
+        if stat.S_ISCHR(mode)
+        else "a socket"
+        if stat.S_ISSOCK(mode)
+        else "a block device"
+        if stat.S_ISBLK(mode)
+        else "not a regular file"
+    )
+    return (
+        f"is {kind}, not a file: it can be read only once and not seeked, which reading this needs; save the data "
+        "to a file and pass that"
+    )
 
 
 def weights_name_problem(name: Any) -> str | None:

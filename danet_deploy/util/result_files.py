@@ -60,8 +60,10 @@ def check_output_paths(outputs: Mapping[str, str | Path | None]) -> None:
             if key in seen:
                 other, other_path = seen[key]
                 same = f"{other} {other_path} and {option} {path}"
-                raise ConfigError(f"{same} name the same file, so one would overwrite the other; give each its own "
-                                  "path (nothing was written)")
+                raise ConfigError(
+                    f"{same} name the same file, so one would overwrite the other; give each its own "
+                    "path (nothing was written)"
+                )
             seen[key] = (option, path)
 
 
@@ -73,8 +75,10 @@ def check_output_folder(path: str | Path, option: str = "--output") -> Path:
     except NotADirectoryError as exc:
         raise ConfigError(f"{option} {path}: {exc} is a file; pass a folder") from None
     except OSError as exc:
-        raise ConfigError(f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
-                          "choose a folder you can write to") from exc
+        raise ConfigError(
+            f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
+            "choose a folder you can write to"
+        ) from exc
     return path
 
 
@@ -85,13 +89,16 @@ def prepare_output_folder(path: str | Path, option: str = "--output") -> Path:
         path.mkdir(parents=True, exist_ok=True)
         Path(tempfile.mkstemp(prefix=".danet-probe-", dir=path)[1]).unlink()
     except OSError as exc:
-        raise ConfigError(f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
-                          "choose a folder you can write to") from exc
+        raise ConfigError(
+            f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
+            "choose a folder you can write to"
+        ) from exc
     return path
 
 
-def refuse_overwrite(folder: str | Path, names: Sequence[str], force: bool, flag: str = "--force",
-                     option: str = "--output") -> None:
+def refuse_overwrite(
+    folder: str | Path, names: Sequence[str], force: bool, flag: str = "--force", option: str = "--output"
+) -> None:
     """Refuse, before any work, to replace files already in ``folder`` unless ``force``.
 
     Why: an output folder may hold the user's own files, or results of an earlier run they want to
@@ -104,8 +111,10 @@ def refuse_overwrite(folder: str | Path, names: Sequence[str], force: bool, flag
     clashes = [name for name in names if (folder / name).exists() or (folder / name).is_symlink()]
     if clashes:
         shown = ", ".join(clashes[:5]) + (f" and {len(clashes) - 5} more" if len(clashes) > 5 else "")
-        raise ConfigError(f"{option} {folder} already has {shown}; pass {flag} to replace "
-                          f"{'it' if len(clashes) == 1 else 'them'}, or choose another {option}")
+        raise ConfigError(
+            f"{option} {folder} already has {shown}; pass {flag} to replace "
+            f"{'it' if len(clashes) == 1 else 'them'}, or choose another {option}"
+        )
 
 
 def check_output_file(path: str | Path, force: bool, option: str = "--output", flag: str = "--force") -> Path:
@@ -124,8 +133,9 @@ def check_output_file(path: str | Path, force: bool, option: str = "--output", f
 BENCHMARK_RUNS = Path("runs") / "benchmarks"  # git-ignored: a run never lands on the committed results
 
 
-def benchmark_result_paths(out: str | Path | None, names: Sequence[str], root: str | Path, force: bool,
-                           option: str = "--out") -> list[Path]:
+def benchmark_result_paths(
+    out: str | Path | None, names: Sequence[str], root: str | Path, force: bool, option: str = "--out"
+) -> list[Path]:
     """The files a benchmark script writes, checked before it measures anything.
 
     ``out`` given: that file and its siblings named by the other suffixes in ``names`` (e.g. the

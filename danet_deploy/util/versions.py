@@ -6,8 +6,17 @@ import contextlib
 import platform
 from importlib import metadata
 
-LIBRARIES = ("danet-deploy", "torch", "onnx", "onnxruntime", "onnxslim", "openvino", "nncf", "nvidia-modelopt",
-             "tensorrt")
+LIBRARIES = (
+    "danet-deploy",
+    "torch",
+    "onnx",
+    "onnxruntime",
+    "onnxslim",
+    "openvino",
+    "nncf",
+    "nvidia-modelopt",
+    "tensorrt",
+)
 
 
 def tool_versions(*names: str) -> dict[str, str]:

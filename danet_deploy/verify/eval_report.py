@@ -48,8 +48,11 @@ def table_rows(outcome: EvalResult) -> tuple[list[str], list[list[str]]]:
         for i, v in enumerate(values):
             row += [_pct(v)] if i == 0 else [_pct(v), _diff(v, values[0])]
         rows.append(row)
-    for name, get in (("mIoU", lambda r: r.metrics.miou()), ("mAcc", lambda r: r.metrics.macc()),
-                      ("aAcc", lambda r: r.metrics.pixel_accuracy())):
+    for name, get in (
+        ("mIoU", lambda r: r.metrics.miou()),
+        ("mAcc", lambda r: r.metrics.macc()),
+        ("aAcc", lambda r: r.metrics.pixel_accuracy()),
+    ):
         values = [get(r) for r in results]
         row = [name]
         for i, v in enumerate(values):
@@ -89,9 +92,13 @@ def markdown_table(outcome: EvalResult) -> str:
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     d = outcome.dataset
     lines.append("")
-    lines.append(f"Dataset `{d.spec}` split `{d.split}`, {len(d.labelled())} labelled images"
-                 + (f" ({len(d.skipped)} without a label skipped)" if d.skipped else "") + "; "
-                 + protocols_text(outcome) + ".")
+    lines.append(
+        f"Dataset `{d.spec}` split `{d.split}`, {len(d.labelled())} labelled images"
+        + (f" ({len(d.skipped)} without a label skipped)" if d.skipped else "")
+        + "; "
+        + protocols_text(outcome)
+        + "."
+    )
     return "\n".join(lines) + "\n"
 
 
@@ -172,8 +179,9 @@ def worst_images(outcome: EvalResult, result: ModelResult, folder: Path) -> None
         truth_view[truth == 255] = image[truth == 255] // 2  # ignored pixels: darkened, uncoloured
         row = np.concatenate([image, truth_view, overlay(image, mask, n)], axis=1)
         present = sorted(set(np.unique(mask).tolist()) | set(np.unique(truth[truth != 255]).tolist()))
-        picture = with_legend(np.concatenate([_titles(row.shape[1], image.shape[1], name), row]),
-                              result.metrics.class_names, present)
+        picture = with_legend(
+            np.concatenate([_titles(row.shape[1], image.shape[1], name), row]), result.metrics.class_names, present
+        )
         stem = name.replace("/", "_")
         save_png(folder / f"{rank:02d}_{stem}_miou{100 * score:.0f}.png", picture)
 

@@ -34,33 +34,54 @@ PROTOCOL = "test protocol (default: the model's release protocol)"
 class EvalRequest:
     """What ``danet-eval`` was asked (the CLI is generated from these fields)."""
 
-    models: tuple[str, ...] = arg((), "artifact folders, model files, presets or checkpoints; the first is the "
-                                  "baseline the others are compared to", positional=True, nargs="+",
-                                  metavar="ARTIFACT_OR_MODEL")
+    models: tuple[str, ...] = arg(
+        (),
+        "artifact folders, model files, presets or checkpoints; the first is the baseline the others are compared to",
+        positional=True,
+        nargs="+",
+        metavar="ARTIFACT_OR_MODEL",
+    )
     data: str = arg(None, f"the labelled dataset: {SPEC_HELP}", metavar="SPEC")
     split: str | None = arg(None, "dataset split (default: the layout's validation split)")
     limit: int | None = arg(None, "evaluate the first N images of the split only", metavar="N")
-    mode: str | None = arg(None, "override the test protocol: whole image or sliding window", choices=MODES,
-                           group=PROTOCOL)
-    resize: tuple[int, int] | None = arg(None, "resize every image to fit HxW keeping its aspect ratio (mmseg Resize "
-                                         "keep_ratio)", parser=parse_size, metavar="HxW", group=PROTOCOL)
-    crop: tuple[int, int] | None = arg(None, "sliding-window size", parser=parse_size, metavar="HxW",
-                                       group=PROTOCOL)
-    stride: tuple[int, int] | None = arg(None, "sliding-window stride (default 2/3 of the crop)", parser=parse_size,
-                                         metavar="HxW", group=PROTOCOL)
-    server: str | None = arg(None, "send the images to a running danet-serve at HOST:PORT (or http://, grpc://) "
-                             "instead of a local session; MODEL is then the artifact it serves (for its classes)",
-                             metavar="HOST:PORT", group="Triton server")
-    server_protocol: str = arg("http", "protocol of --server HOST:PORT", choices=("http", "grpc"),
-                               group="Triton server")
+    mode: str | None = arg(
+        None, "override the test protocol: whole image or sliding window", choices=MODES, group=PROTOCOL
+    )
+    resize: tuple[int, int] | None = arg(
+        None,
+        "resize every image to fit HxW keeping its aspect ratio (mmseg Resize keep_ratio)",
+        parser=parse_size,
+        metavar="HxW",
+        group=PROTOCOL,
+    )
+    crop: tuple[int, int] | None = arg(None, "sliding-window size", parser=parse_size, metavar="HxW", group=PROTOCOL)
+    stride: tuple[int, int] | None = arg(
+        None, "sliding-window stride (default 2/3 of the crop)", parser=parse_size, metavar="HxW", group=PROTOCOL
+    )
+    server: str | None = arg(
+        None,
+        "send the images to a running danet-serve at HOST:PORT (or http://, grpc://) "
+        "instead of a local session; MODEL is then the artifact it serves (for its classes)",
+        metavar="HOST:PORT",
+        group="Triton server",
+    )
+    server_protocol: str = arg(
+        "http", "protocol of --server HOST:PORT", choices=("http", "grpc"), group="Triton server"
+    )
     in_flight: int = arg(4, "requests in flight to --server", metavar="N", group="Triton server")
     server_wait: float = arg(30.0, "seconds to wait for --server to be ready", metavar="S", group="Triton server")
-    output: str | None = arg(None, "write results.json/.csv/.md, confusion-matrix plots and the worst images' "
-                             "overlays to DIR", metavar="DIR", group="results")
-    save_masks: str | None = arg(None, "write every predicted mask as a PNG to DIR/<model>/", metavar="DIR",
-                                 group="results")
-    worst: int = arg(4, "how many worst images (lowest per-image mIoU) get overlays in --output", metavar="N",
-                     group="results")
+    output: str | None = arg(
+        None,
+        "write results.json/.csv/.md, confusion-matrix plots and the worst images' overlays to DIR",
+        metavar="DIR",
+        group="results",
+    )
+    save_masks: str | None = arg(
+        None, "write every predicted mask as a PNG to DIR/<model>/", metavar="DIR", group="results"
+    )
+    worst: int = arg(
+        4, "how many worst images (lowest per-image mIoU) get overlays in --output", metavar="N", group="results"
+    )
     force: bool = arg(False, "replace result files already in --output/--save-masks", group="results")
     threads: int | None = arg(None, "engine threads (default: the backend's)")
     quiet: bool = arg(False, "no progress bar")
@@ -92,11 +113,18 @@ class ModelResult:
 
     def to_dict(self) -> dict[str, Any]:
         images = self.metrics.images
-        return {"model": self.name, "label": self.label, **self.metrics.to_dict(),
-                "protocol": self.protocol.to_dict(), "protocol_text": self.protocol.describe(),
-                "classes": self.match.to_dict(), "seconds": round(self.seconds, 3),
-                "images_per_s": round(images / self.seconds, 3) if self.seconds > 0 else None, "notes": self.notes,
-                "worst_images": [{"name": n, "miou": _round(s)} for s, _, n, _ in sorted(self.worst, key=_worst_key)]}
+        return {
+            "model": self.name,
+            "label": self.label,
+            **self.metrics.to_dict(),
+            "protocol": self.protocol.to_dict(),
+            "protocol_text": self.protocol.describe(),
+            "classes": self.match.to_dict(),
+            "seconds": round(self.seconds, 3),
+            "images_per_s": round(images / self.seconds, 3) if self.seconds > 0 else None,
+            "notes": self.notes,
+            "worst_images": [{"name": n, "miou": _round(s)} for s, _, n, _ in sorted(self.worst, key=_worst_key)],
+        }
 
 
 def _round(value: float) -> float | None:
@@ -122,8 +150,10 @@ def evaluate(request: EvalRequest, log: Callable[[str], None] = print) -> EvalRe
 
     request.check()
     dataset = open_dataset(request.data, request.split, request.limit)
-    log(f"{dataset.spec} split {dataset.split!r}: {len(dataset.labelled())} labelled image(s)"
-        + (f", {len(dataset.skipped)} skipped (no label file)" if dataset.skipped else ""))
+    log(
+        f"{dataset.spec} split {dataset.split!r}: {len(dataset.labelled())} labelled image(s)"
+        + (f", {len(dataset.skipped)} skipped (no label file)" if dataset.skipped else "")
+    )
     labels = output_stems([Path(m).name or m for m in request.models])
     results = [_evaluate_model(model, label, dataset, request, log) for model, label in zip(request.models, labels)]
     outcome = EvalResult(dataset, results)
@@ -152,17 +182,20 @@ def model_protocol(manifest: Any, request: EvalRequest) -> TestProtocol:
     own, else its release's, else the default; :func:`~danet_deploy.eval_protocol.recorded_protocol`),
     changed only where ``--mode/--resize/--crop/--stride`` ask."""
     return recorded_protocol(manifest.model, manifest.export, manifest.checkpoint).with_overrides(
-        mode=request.mode, resize=request.resize, crop=request.crop, stride=request.stride)
+        mode=request.mode, resize=request.resize, crop=request.crop, stride=request.stride
+    )
 
 
-def _evaluate_model(model: str, label: str, dataset: Dataset, request: EvalRequest,
-                    log: Callable[[str], None]) -> ModelResult:
+def _evaluate_model(
+    model: str, label: str, dataset: Dataset, request: EvalRequest, log: Callable[[str], None]
+) -> ModelResult:
     from .. import runtime
     from .predictors import ServerPredictor, SessionPredictor
 
     if request.server and not Path(model).is_dir():
-        raise ConfigError(f"with --server, name the artifact folder the server serves (for its classes and "
-                          f"protocol), not {model!r}")
+        raise ConfigError(
+            f"with --server, name the artifact folder the server serves (for its classes and protocol), not {model!r}"
+        )
     options: dict[str, Any] = {"threads": request.threads} if request.threads else {}
     session: Any = _Described(model) if request.server else runtime.load(model, **options)
     predictor: Any = None
@@ -172,19 +205,25 @@ def _evaluate_model(model: str, label: str, dataset: Dataset, request: EvalReque
         match = match_classes(list(session.class_names), dataset)
         if request.server:
             if protocol.mode != "whole":
-                raise ConfigError("--server runs whole images (the server's engine decides the size): pass --mode "
-                                  "whole, or evaluate the artifact locally")
-            predictor = ServerPredictor(request.server, request.server_protocol, request.in_flight,
-                                        ready_s=request.server_wait)
+                raise ConfigError(
+                    "--server runs whole images (the server's engine decides the size): pass --mode "
+                    "whole, or evaluate the artifact locally"
+                )
+            predictor = ServerPredictor(
+                request.server, request.server_protocol, request.in_flight, ready_s=request.server_wait
+            )
         else:
             predictor = SessionPredictor(session, protocol)
-        log(f"{label}: {protocol.describe()}; {len(match.evaluated)} class(es) matched by name"
+        log(
+            f"{label}: {protocol.describe()}; {len(match.evaluated)} class(es) matched by name"
             + (f"; model-only (left out of the means): {', '.join(match.model_only)}" if match.model_only else "")
-            + (f"; dataset-only (pixels ignored): {len(match.dataset_only)}" if match.dataset_only else ""))
+            + (f"; dataset-only (pixels ignored): {len(match.dataset_only)}" if match.dataset_only else "")
+        )
         for note in predictor.notes:
             log(f"{label}: note: {note}")
-        result = _score(predictor, model, label, dataset, match, session.num_classes, list(session.class_names),
-                        protocol, request)
+        result = _score(
+            predictor, model, label, dataset, match, session.num_classes, list(session.class_names), protocol, request
+        )
         result.notes = list(predictor.notes)
         return result
     finally:
@@ -193,8 +232,17 @@ def _evaluate_model(model: str, label: str, dataset: Dataset, request: EvalReque
             predictor.close()
 
 
-def _score(predictor: Any, model: str, label: str, dataset: Dataset, match: ClassMatch, num_classes: int,
-           class_names: list[str], protocol: TestProtocol, request: EvalRequest) -> ModelResult:
+def _score(
+    predictor: Any,
+    model: str,
+    label: str,
+    dataset: Dataset,
+    match: ClassMatch,
+    num_classes: int,
+    class_names: list[str],
+    protocol: TestProtocol,
+    request: EvalRequest,
+) -> ModelResult:
     samples = dataset.labelled()
     truth: dict[int, np.ndarray] = {}
 

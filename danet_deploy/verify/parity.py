@@ -49,12 +49,19 @@ class Tolerance:
 # fp32: an exact re-implementation of the same maths (kernel order differences only).
 # fp16/int8: the product's accuracy targets (>= 99.5% / >= 99% pixels agree, <= 0.5 pt mIoU drop).
 TOLERANCES: dict[str, Tolerance] = {
-    "fp32": Tolerance(max_rel_error=1e-3, min_cosine=0.99999, min_sqnr_db=50.0, min_argmax_agreement=0.999,
-                      min_margin_agreement=0.9999),
-    "fp16": Tolerance(min_cosine=0.999, min_sqnr_db=25.0, min_argmax_agreement=0.995, min_margin_agreement=0.999,
-                      max_miou_drop=0.005),
-    "int8": Tolerance(min_cosine=0.99, min_sqnr_db=12.0, min_argmax_agreement=0.99, min_margin_agreement=0.995,
-                      max_miou_drop=0.005),
+    "fp32": Tolerance(
+        max_rel_error=1e-3,
+        min_cosine=0.99999,
+        min_sqnr_db=50.0,
+        min_argmax_agreement=0.999,
+        min_margin_agreement=0.9999,
+    ),
+    "fp16": Tolerance(
+        min_cosine=0.999, min_sqnr_db=25.0, min_argmax_agreement=0.995, min_margin_agreement=0.999, max_miou_drop=0.005
+    ),
+    "int8": Tolerance(
+        min_cosine=0.99, min_sqnr_db=12.0, min_argmax_agreement=0.99, min_margin_agreement=0.995, max_miou_drop=0.005
+    ),
 }
 MARGIN_DELTA = 0.5  # logits; "confident" reference pixels for margin_agreement
 
@@ -106,10 +113,24 @@ class ParityReport:
     def table(self) -> str:
         """A readable two-column report with PASS/FAIL per checked metric."""
         by_name = {c.name: c for c in self.checks}
-        rows = [("artifact", self.artifact or "-"), ("reference", self.reference or "-"),
-                ("precision", self.precision), ("images", f"{self.images} x {'x'.join(map(str, self.shape[1:]))}")]
-        for name in ("max_abs_error", "mean_abs_error", "max_rel_error", "cosine", "sqnr_db", "argmax_agreement",
-                     "margin_agreement", "miou_vs_reference", "miou_vs_labels", "reference_miou_vs_labels"):
+        rows = [
+            ("artifact", self.artifact or "-"),
+            ("reference", self.reference or "-"),
+            ("precision", self.precision),
+            ("images", f"{self.images} x {'x'.join(map(str, self.shape[1:]))}"),
+        ]
+        for name in (
+            "max_abs_error",
+            "mean_abs_error",
+            "max_rel_error",
+            "cosine",
+            "sqnr_db",
+            "argmax_agreement",
+            "margin_agreement",
+            "miou_vs_reference",
+            "miou_vs_labels",
+            "reference_miou_vs_labels",
+        ):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -148,14 +169,28 @@ def _json_safe(obj: Any) -> Any:
     return obj
 
 
-def compare_logits(reference: Sequence[np.ndarray] | np.ndarray, artifact: Sequence[np.ndarray] | np.ndarray,
-                   labels: Sequence[np.ndarray] | None = None, precision: str = "fp32",
-                   tolerance: Tolerance | None = None, margin_delta: float = MARGIN_DELTA,
-                   class_names: Sequence[str] | None = None, evaluated: Sequence[int] | None = None) -> ParityReport:
+def compare_logits(
+    reference: Sequence[np.ndarray] | np.ndarray,
+    artifact: Sequence[np.ndarray] | np.ndarray,
+    labels: Sequence[np.ndarray] | None = None,
+    precision: str = "fp32",
+    tolerance: Tolerance | None = None,
+    margin_delta: float = MARGIN_DELTA,
+    class_names: Sequence[str] | None = None,
+    evaluated: Sequence[int] | None = None,
+) -> ParityReport:
     """Compare two sets of ``[C, H, W]`` (or ``[N, C, H, W]``) logits; labels are ``[H, W]`` masks
     (``evaluated``: the classes a labelled dataset shares with the model, for the mIoU vs labels)."""
-    ref = np.stack(list(reference)).astype(np.float64) if not isinstance(reference, np.ndarray) else reference.astype(np.float64)
-    art = np.stack(list(artifact)).astype(np.float64) if not isinstance(artifact, np.ndarray) else artifact.astype(np.float64)
+    ref = (
+        np.stack(list(reference)).astype(np.float64)
+        if not isinstance(reference, np.ndarray)
+        else reference.astype(np.float64)
+    )
+    art = (
+        np.stack(list(artifact)).astype(np.float64)
+        if not isinstance(artifact, np.ndarray)
+        else artifact.astype(np.float64)
+    )
     if ref.shape != art.shape or ref.ndim != 4:
         raise InputError(f"logit shapes differ or are not [N, C, H, W]: reference {ref.shape}, artifact {art.shape}")
     if precision not in TOLERANCES and tolerance is None:
@@ -165,7 +200,7 @@ def compare_logits(reference: Sequence[np.ndarray] | np.ndarray, artifact: Seque
     finite = bool(np.isfinite(art).all())
     art_safe = np.nan_to_num(art, nan=0.0, posinf=1e30, neginf=-1e30)
     diff = np.abs(art_safe - ref)
-    signal = float(np.sum(ref ** 2))
+    signal = float(np.sum(ref**2))
     noise = float(np.sum((art_safe - ref) ** 2))
     sqnr = float("inf") if noise == 0 else 10 * math.log10(max(signal, 1e-30) / noise)
     denom = float(np.linalg.norm(ref) * np.linalg.norm(art_safe))
@@ -179,27 +214,46 @@ def compare_logits(reference: Sequence[np.ndarray] | np.ndarray, artifact: Seque
     vs_ref.update(art_mask, ref_mask)
     miou_labels = ref_miou_labels = None
     if labels is not None:
-        art_metrics, ref_metrics = (SegmentationMetrics(num_classes, class_names, evaluated=evaluated),
-                                    SegmentationMetrics(num_classes, class_names, evaluated=evaluated))
+        art_metrics, ref_metrics = (
+            SegmentationMetrics(num_classes, class_names, evaluated=evaluated),
+            SegmentationMetrics(num_classes, class_names, evaluated=evaluated),
+        )
         for a, r, lab in zip(art_mask, ref_mask, labels):
             art_metrics.update(a, lab)
             ref_metrics.update(r, lab)
         miou_labels, ref_miou_labels = art_metrics.miou(), ref_metrics.miou()
     report = ParityReport(
-        precision=precision, images=ref.shape[0], shape=list(ref.shape), max_abs_error=float(diff.max()),
-        mean_abs_error=float(diff.mean()), max_rel_error=float(diff.max() / max(np.abs(ref).max(), 1e-12)),
-        cosine=cosine, sqnr_db=sqnr, argmax_agreement=float(agree.mean()), margin_delta=margin_delta,
-        margin_agreement=margin_agreement, confident_fraction=float(confident.mean()),
-        miou_vs_reference=vs_ref.miou(), miou_vs_labels=miou_labels, reference_miou_vs_labels=ref_miou_labels,
-        finite=finite)
+        precision=precision,
+        images=ref.shape[0],
+        shape=list(ref.shape),
+        max_abs_error=float(diff.max()),
+        mean_abs_error=float(diff.mean()),
+        max_rel_error=float(diff.max() / max(np.abs(ref).max(), 1e-12)),
+        cosine=cosine,
+        sqnr_db=sqnr,
+        argmax_agreement=float(agree.mean()),
+        margin_delta=margin_delta,
+        margin_agreement=margin_agreement,
+        confident_fraction=float(confident.mean()),
+        miou_vs_reference=vs_ref.miou(),
+        miou_vs_labels=miou_labels,
+        reference_miou_vs_labels=ref_miou_labels,
+        finite=finite,
+    )
     report.checks = _checks(report, tol)
     return report
 
 
-def compare_masks(reference: Sequence[np.ndarray], artifact_masks: Sequence[np.ndarray],
-                  labels: Sequence[np.ndarray] | None = None, precision: str = "fp32",
-                  tolerance: Tolerance | None = None, margin_delta: float = MARGIN_DELTA,
-                  class_names: Sequence[str] | None = None, evaluated: Sequence[int] | None = None) -> ParityReport:
+def compare_masks(
+    reference: Sequence[np.ndarray],
+    artifact_masks: Sequence[np.ndarray],
+    labels: Sequence[np.ndarray] | None = None,
+    precision: str = "fp32",
+    tolerance: Tolerance | None = None,
+    margin_delta: float = MARGIN_DELTA,
+    class_names: Sequence[str] | None = None,
+    evaluated: Sequence[int] | None = None,
+) -> ParityReport:
     """Compare an artifact that emits only a class mask (``--emit mask``) with reference logits.
 
     The logit metrics (errors, cosine, SQNR) do not exist for such an artifact and are reported as
@@ -210,8 +264,11 @@ def compare_masks(reference: Sequence[np.ndarray], artifact_masks: Sequence[np.n
     if ref.ndim != 4 or masks.shape != (ref.shape[0], *ref.shape[2:]):
         raise InputError(f"masks {masks.shape} do not match reference logits {ref.shape}")
     tol = tolerance or TOLERANCES[precision]
-    mask_tol = Tolerance(min_argmax_agreement=tol.min_argmax_agreement, min_margin_agreement=tol.min_margin_agreement,
-                         max_miou_drop=tol.max_miou_drop)
+    mask_tol = Tolerance(
+        min_argmax_agreement=tol.min_argmax_agreement,
+        min_margin_agreement=tol.min_margin_agreement,
+        max_miou_drop=tol.max_miou_drop,
+    )
     # one-hot "logits" for the artifact give exactly its masks to the shared metric code
     one_hot = np.eye(ref.shape[1], dtype=np.float64)[masks.astype(np.int64)].transpose(0, 3, 1, 2)
     report = compare_logits(ref, one_hot, labels, precision, mask_tol, margin_delta, class_names, evaluated)
@@ -250,11 +307,21 @@ def generated_inputs(count: int, size: tuple[int, int]) -> tuple[list[np.ndarray
     return [p[0] for p in pairs], [p[1] for p in pairs]
 
 
-def run_parity(artifact: str | Path, reference: str | None = None, images: Sequence[np.ndarray] | str | Path | None = None,
-               generated: int | None = None, size: tuple[int, int] | None = None, labels: Sequence[np.ndarray] | None = None,
-               threads: int | None = None, precision: str | None = None, write_manifest: bool = True,
-               progress: Callable[[str], None] | None = None, data: str | None = None, data_count: int = 8,
-               **backend_options: Any) -> ParityReport:
+def run_parity(
+    artifact: str | Path,
+    reference: str | None = None,
+    images: Sequence[np.ndarray] | str | Path | None = None,
+    generated: int | None = None,
+    size: tuple[int, int] | None = None,
+    labels: Sequence[np.ndarray] | None = None,
+    threads: int | None = None,
+    precision: str | None = None,
+    write_manifest: bool = True,
+    progress: Callable[[str], None] | None = None,
+    data: str | None = None,
+    data_count: int = 8,
+    **backend_options: Any,
+) -> ParityReport:
     """Run ``artifact`` and the reference on the same inputs and compare them.
 
     ``data``: a labelled dataset (``cityscapes:ROOT`` ...): its first ``data_count`` validation
@@ -273,8 +340,10 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     spec = session.input_spec
     if size is not None and spec.static_hw is not None and tuple(size) != spec.static_hw:
         session.close()
-        raise ConfigError(f"--size {size[0]}x{size[1]}: this artifact's input is fixed at {spec.static_hw[0]}x"
-                          f"{spec.static_hw[1]}; drop --size (it is for dynamic artifacts)")
+        raise ConfigError(
+            f"--size {size[0]}x{size[1]}: this artifact's input is fixed at {spec.static_hw[0]}x"
+            f"{spec.static_hw[1]}; drop --size (it is for dynamic artifacts)"
+        )
     height, width = spec.static_hw or size or manifest.export.input_size or (512, 512)
     hw = (int(height), int(width))
     batch = spec.static_batch or 1
@@ -304,8 +373,14 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     if ref_name == ckpt or Path(ref_name).is_file():  # a checkpoint: the artifact's architecture and classes
         from ..targets import reference_engine
 
-        ref_session = runtime.load(ref_name, backend=reference_engine().name, model=manifest.model.name,
-                                   num_classes=manifest.num_classes, config=manifest.model.to_dict(), threads=threads)
+        ref_session = runtime.load(
+            ref_name,
+            backend=reference_engine().name,
+            model=manifest.model.name,
+            num_classes=manifest.num_classes,
+            config=manifest.model.to_dict(),
+            threads=threads,
+        )
     elif reference is None and (manifest.export.model_options or manifest.export.num_classes):
         # the artifact's own preset, changed at export: rebuild exactly what was exported
         ref_session = runtime.load(ref_name, config=manifest.model.to_dict(), threads=threads)
@@ -314,9 +389,11 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     if ref_session.num_classes != manifest.num_classes:
         ref_session.close()
         session.close()
-        raise ConfigError(f"the reference {str(ref_name)!r} predicts {ref_session.num_classes} classes, the artifact "
-                          f"{manifest.num_classes} ({manifest.model.name}): compare with the model it was "
-                          "exported from (leave out --reference), or a checkpoint of the same classes")
+        raise ConfigError(
+            f"the reference {str(ref_name)!r} predicts {ref_session.num_classes} classes, the artifact "
+            f"{manifest.num_classes} ({manifest.model.name}): compare with the model it was "
+            "exported from (leave out --reference), or a checkpoint of the same classes"
+        )
     from ..inputs import FLOAT
     from ..outputs import LOGITS, MASK
     from ..runtime.preprocess import preprocess
@@ -336,8 +413,14 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
     if labels is not None:
         labels = [_resize_label(lab, hw) for lab in labels]
     compare = compare_masks if masks_only else compare_logits
-    report = compare(ref_logits, art_logits, labels, precision or manifest.precision,
-                     class_names=manifest.class_names or None, evaluated=evaluated)
+    report = compare(
+        ref_logits,
+        art_logits,
+        labels,
+        precision or manifest.precision,
+        class_names=manifest.class_names or None,
+        evaluated=evaluated,
+    )
     report.artifact, report.reference = str(artifact), str(ref_name)
     session.close()
     ref_session.close()
@@ -349,8 +432,11 @@ def run_parity(artifact: str | Path, reference: str | None = None, images: Seque
             m.parity = report.to_dict()
             m.write(artifact)
         else:
-            print(f"note: {artifact} is read-only, so the report was not recorded in its manifest; pass --output "
-                  "FILE to keep it (or --no-manifest to skip this note)", file=sys.stderr)
+            print(
+                f"note: {artifact} is read-only, so the report was not recorded in its manifest; pass --output "
+                "FILE to keep it (or --no-manifest to skip this note)",
+                file=sys.stderr,
+            )
     return report
 
 
@@ -380,9 +466,11 @@ def _note_other_checkpoint(reference: str | Path, manifest: Manifest) -> None:
     except OSError:
         return  # unreadable: loading it names the problem
     if differs:
-        print(f"note: {reference} is not the checkpoint this artifact was exported from (its sha256 differs from "
-              "the manifest's checkpoint.sha256); differences below may come from the checkpoint, not the export",
-              file=sys.stderr)
+        print(
+            f"note: {reference} is not the checkpoint this artifact was exported from (its sha256 differs from "
+            "the manifest's checkpoint.sha256); differences below may come from the checkpoint, not the export",
+            file=sys.stderr,
+        )
 
 
 def _resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -399,4 +487,6 @@ def write_report(report: ParityReport, path: str | Path) -> None:
     try:
         atomic_write_text(path, json.dumps(report.to_dict(), indent=2) + "\n")
     except OSError as exc:
-        raise ConfigError(f"cannot write the report to {path} ({exc.strerror or exc}); choose another --output") from exc
+        raise ConfigError(
+            f"cannot write the report to {path} ({exc.strerror or exc}); choose another --output"
+        ) from exc

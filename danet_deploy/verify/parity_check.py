@@ -27,9 +27,13 @@ class ParityRequest:
     reference: str | None = arg(None, "preset name or checkpoint (default: the artifact's own model)")
     images: str | None = arg(None, "folder of images to compare on", exclusive=SOURCE)
     generated: int | None = arg(None, "number of generated validation scenes (with labels)", exclusive=SOURCE)
-    data: str | None = arg(None, "a labelled dataset's validation split: cityscapes:ROOT, ade20k:ROOT, voc:ROOT or "
-                           "folder:IMAGES,LABELS (mIoU vs its labels, classes matched by name)", metavar="SPEC",
-                           exclusive=SOURCE)
+    data: str | None = arg(
+        None,
+        "a labelled dataset's validation split: cityscapes:ROOT, ade20k:ROOT, voc:ROOT or "
+        "folder:IMAGES,LABELS (mIoU vs its labels, classes matched by name)",
+        metavar="SPEC",
+        exclusive=SOURCE,
+    )
     data_count: int = arg(8, "images of --data to compare on (default 8)")
     size: tuple[int, int] | None = arg(None, "input size for dynamic artifacts", parser=parse_size, metavar="HxW")
     precision: str | None = arg(None, "tolerance set (default: the artifact's)", choices=("fp32", "fp16", "int8"))
@@ -37,9 +41,12 @@ class ParityRequest:
     output: str | None = arg(None, "write the JSON report here")
     no_manifest: bool = arg(False, "do not record the report in the manifest")
     as_json: bool = arg(False, "print the report as JSON", flag="--json")
-    per_layer: bool = arg(False, "compare every intermediate tensor with the FP32 reference ONNX (re-exported from "
-                          "the manifest, or --reference FILE.onnx): SQNR, cosine, max error, NaN/Inf, FP16 range; "
-                          "worst first")
+    per_layer: bool = arg(
+        False,
+        "compare every intermediate tensor with the FP32 reference ONNX (re-exported from "
+        "the manifest, or --reference FILE.onnx): SQNR, cosine, max error, NaN/Inf, FP16 range; "
+        "worst first",
+    )
     plot: str | None = arg(None, "with --per-layer: write the SQNR-along-depth plot (PNG) here")
     force: bool = arg(False, "replace --output / --plot files that already exist")
 
@@ -99,10 +106,18 @@ def check_parity(request: ParityRequest, log: Callable[[str], None] = _log) -> P
         return _per_layer(request, log)
     from .parity import run_parity, write_report
 
-    report = run_parity(request.artifact, reference=request.reference, images=request.images,
-                        generated=request.generated, size=request.size, threads=request.threads,
-                        precision=request.precision, write_manifest=not request.no_manifest, data=request.data,
-                        data_count=request.data_count)
+    report = run_parity(
+        request.artifact,
+        reference=request.reference,
+        images=request.images,
+        generated=request.generated,
+        size=request.size,
+        threads=request.threads,
+        precision=request.precision,
+        write_manifest=not request.no_manifest,
+        data=request.data,
+        data_count=request.data_count,
+    )
     if request.output:
         write_report(report, request.output)
     return ParityOutcome(report, bool(report.passed))
@@ -113,12 +128,20 @@ def _per_layer(request: ParityRequest, log: Callable[[str], None]) -> ParityOutc
     from .perlayer_run import run_per_layer
 
     if request.reference and not str(request.reference).endswith(".onnx"):
-        raise ConfigError("with --per-layer, --reference takes an FP32 .onnx file (default: re-exported from the "
-                          "artifact's manifest)")
+        raise ConfigError(
+            "with --per-layer, --reference takes an FP32 .onnx file (default: re-exported from the artifact's manifest)"
+        )
     if request.precision:
         raise ConfigError("--precision sets parity tolerances; --per-layer reports every layer and has none")
-    report = run_per_layer(request.artifact, images=request.images, generated=request.generated, size=request.size,
-                           threads=request.threads, reference=request.reference, log=log)
+    report = run_per_layer(
+        request.artifact,
+        images=request.images,
+        generated=request.generated,
+        size=request.size,
+        threads=request.threads,
+        reference=request.reference,
+        log=log,
+    )
     if request.output:
         write_json(report, request.output)
     if request.plot_path:

@@ -41,8 +41,26 @@ import numpy as np
 
 FP16_MAX = 65504.0
 #: Ops that only move or relabel data: never a "layer" of their own.
-LAYOUT_OPS = frozenset({"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity", "Cast", "Constant",
-                        "Shape", "Gather", "Slice", "Concat", "ConstantOfShape", "Range", "Expand", "Split"})
+LAYOUT_OPS = frozenset(
+    {
+        "Reshape",
+        "Transpose",
+        "Squeeze",
+        "Unsqueeze",
+        "Flatten",
+        "Identity",
+        "Cast",
+        "Constant",
+        "Shape",
+        "Gather",
+        "Slice",
+        "Concat",
+        "ConstantOfShape",
+        "Range",
+        "Expand",
+        "Split",
+    }
+)
 _RENAMES = ("", "_cast_to_fp16", "_cast_to_fp32")
 
 
@@ -50,11 +68,11 @@ _RENAMES = ("", "_cast_to_fp16", "_cast_to_fp32")
 class LayerStats:
     """One layer (a reference tensor) compared across all inputs."""
 
-    index: int                    # position along the reference graph (topological order = depth)
+    index: int  # position along the reference graph (topological order = depth)
     tensor: str
     op: str
-    node: str | None              # the artifact node that produces it (None when not exposed)
-    precision: str                # int8 | fp16 | fp32 | "-" (not in the artifact)
+    node: str | None  # the artifact node that produces it (None when not exposed)
+    precision: str  # int8 | fp16 | fp32 | "-" (not in the artifact)
     matched: bool
     sqnr_db: float | None = None
     cosine: float | None = None
@@ -123,46 +141,75 @@ class PerLayerReport:
 
     def worst(self, precision: str | None = None) -> list[LayerStats]:
         """Matched layers by the noise they add, most first (optionally only those in ``precision``)."""
-        chosen = [l for l in self.layers if l.matched and l.added_nsr is not None
-                  and (precision is None or l.precision == precision)]
+        chosen = [
+            l
+            for l in self.layers
+            if l.matched and l.added_nsr is not None and (precision is None or l.precision == precision)
+        ]
         return sorted(chosen, key=lambda l: (-(l.added_nsr or 0.0), l.index))
 
     def to_dict(self) -> dict[str, Any]:
         worst = self.worst()
-        return _json_safe({"artifact": self.artifact, "precision": self.precision, "images": self.images,
-                           "size": self.size, "reference_onnx": self.reference_onnx, "fp16_max": FP16_MAX,
-                           "matched": sum(l.matched for l in self.layers), "layers_total": len(self.layers),
-                           "fp16_overflow": [l.tensor for l in self.layers if l.fp16_overflow],
-                           "nonfinite": [l.tensor for l in self.layers if l.nonfinite],
-                           "worst": [l.tensor for l in worst[:10]],
-                           "layers": [asdict(l) for l in self.layers]})
+        return _json_safe(
+            {
+                "artifact": self.artifact,
+                "precision": self.precision,
+                "images": self.images,
+                "size": self.size,
+                "reference_onnx": self.reference_onnx,
+                "fp16_max": FP16_MAX,
+                "matched": sum(l.matched for l in self.layers),
+                "layers_total": len(self.layers),
+                "fp16_overflow": [l.tensor for l in self.layers if l.fp16_overflow],
+                "nonfinite": [l.tensor for l in self.layers if l.nonfinite],
+                "worst": [l.tensor for l in worst[:10]],
+                "layers": [asdict(l) for l in self.layers],
+            }
+        )
 
     def table(self, limit: int | None = 25) -> str:
         """Worst first: layers ranked by the noise they add; then overflow and unmatched notes."""
-        rows = [("#", "layer (tensor)", "op", "prec", "SQNR dB", "cosine", "max err", "added NSR", "|ref| max",
-                 "flags")]
+        rows = [
+            ("#", "layer (tensor)", "op", "prec", "SQNR dB", "cosine", "max err", "added NSR", "|ref| max", "flags")
+        ]
         for l in self.worst()[:limit]:
-            flags = [f for f, on in (("FP16-OVERFLOW", l.fp16_overflow), (f"{l.nonfinite} NaN/Inf", l.nonfinite))
-                     if on]
-            rows.append((str(l.index), l.tensor, l.op, l.precision, _f(l.sqnr_db, ".1f"), _f(l.cosine, ".5f"),
-                         _f(l.max_abs_error, ".3g"), _f(l.added_nsr, ".2e"), _f(l.ref_abs_max, ".3g"),
-                         " ".join(flags)))
+            flags = [f for f, on in (("FP16-OVERFLOW", l.fp16_overflow), (f"{l.nonfinite} NaN/Inf", l.nonfinite)) if on]
+            rows.append(
+                (
+                    str(l.index),
+                    l.tensor,
+                    l.op,
+                    l.precision,
+                    _f(l.sqnr_db, ".1f"),
+                    _f(l.cosine, ".5f"),
+                    _f(l.max_abs_error, ".3g"),
+                    _f(l.added_nsr, ".2e"),
+                    _f(l.ref_abs_max, ".3g"),
+                    " ".join(flags),
+                )
+            )
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        lines = [f"per-layer: {self.artifact} ({self.precision}) vs FP32 reference, {self.images} image(s) at "
-                 f"{self.size[0]}x{self.size[1]}; {sum(l.matched for l in self.layers)}/{len(self.layers)} "
-                 "layers matched; ranked by the noise each layer adds (worst first)"]
+        lines = [
+            f"per-layer: {self.artifact} ({self.precision}) vs FP32 reference, {self.images} image(s) at "
+            f"{self.size[0]}x{self.size[1]}; {sum(l.matched for l in self.layers)}/{len(self.layers)} "
+            "layers matched; ranked by the noise each layer adds (worst first)"
+        ]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
         over = [l for l in self.layers if l.fp16_overflow]
         if over:
-            lines.append(f"FP16 overflow: {len(over)} tensor(s) exceed {FP16_MAX:g} in the reference "
-                         f"(keep them in FP32): {', '.join(l.tensor for l in over[:8])}")
+            lines.append(
+                f"FP16 overflow: {len(over)} tensor(s) exceed {FP16_MAX:g} in the reference "
+                f"(keep them in FP32): {', '.join(l.tensor for l in over[:8])}"
+            )
         bad = [l for l in self.layers if l.nonfinite]
         if bad:
             lines.append(f"NaN/Inf in the artifact: {', '.join(l.tensor for l in bad[:8])}")
         missing = [l for l in self.layers if not l.matched]
         if missing:
-            lines.append(f"{len(missing)} layer(s) not exposed by the artifact (fused or renamed), e.g. "
-                         f"{', '.join(l.tensor for l in missing[:4])}")
+            lines.append(
+                f"{len(missing)} layer(s) not exposed by the artifact (fused or renamed), e.g. "
+                f"{', '.join(l.tensor for l in missing[:4])}"
+            )
         return "\n".join(lines)
 
 
@@ -301,10 +348,10 @@ def _precision_of(art_model: Any, tensors: dict[str, str]) -> dict[str, tuple[st
 class _Side:
     """The artifact side of a comparison: which tensor stands for each reference layer, and how to run it."""
 
-    matched: dict[str, str]                       # reference tensor -> key of the artifact's value
-    where: dict[str, tuple[str, str]]             # reference tensor -> (artifact node, precision)
+    matched: dict[str, str]  # reference tensor -> key of the artifact's value
+    where: dict[str, tuple[str, str]]  # reference tensor -> (artifact node, precision)
     readers: dict[str, list[str]]
-    quantized: set[str]                           # artifact keys that are dequantized / fake-quantized values
+    quantized: set[str]  # artifact keys that are dequantized / fake-quantized values
     run: Callable[[np.ndarray], dict[str, np.ndarray]]
 
 
@@ -313,9 +360,13 @@ def _onnx_side(artifact: Any, layers: list[tuple[int, str, str, list[str]]], thr
     names = list(dict.fromkeys(matched.values()))
     sess = _session(expose(artifact, names), threads)
     feed = sess.get_inputs()[0].name
-    return _Side(matched, _precision_of(artifact, matched), _readers(artifact, matched),
-                 {n.output[0] for n in artifact.graph.node if n.op_type == "DequantizeLinear"},
-                 lambda x: dict(zip(names, sess.run(names, {feed: x}))))
+    return _Side(
+        matched,
+        _precision_of(artifact, matched),
+        _readers(artifact, matched),
+        {n.output[0] for n in artifact.graph.node if n.op_type == "DequantizeLinear"},
+        lambda x: dict(zip(names, sess.run(names, {feed: x}))),
+    )
 
 
 def _openvino_side(xml: Path, layers: list[tuple[int, str, str, list[str]]], threads: int | None) -> _Side:
@@ -336,9 +387,11 @@ def _openvino_side(xml: Path, layers: list[tuple[int, str, str, list[str]]], thr
     def fed_by_fq(node: Any, hops: int = 2) -> bool:
         for port in node.inputs():
             src = port.get_source_output().get_node()
-            if src.get_type_name() == "FakeQuantize" or (hops > 1 and src.get_type_name() in
-                                                         ("Convolution", "GroupConvolution", "MatMul", "MaxPool")
-                                                         and fed_by_fq(src, hops - 1)):
+            if src.get_type_name() == "FakeQuantize" or (
+                hops > 1
+                and src.get_type_name() in ("Convolution", "GroupConvolution", "MatMul", "MaxPool")
+                and fed_by_fq(src, hops - 1)
+            ):
                 return True
         return False
 
@@ -378,9 +431,14 @@ def _openvino_side(xml: Path, layers: list[tuple[int, str, str, list[str]]], thr
     return _Side(matched, where, readers, quantized, run)
 
 
-def compare_layers(reference: Any, artifact: Any, inputs: Sequence[np.ndarray], threads: int | None = None,
-                   progress: Callable[[str], None] | None = None,
-                   artifact_inputs: Sequence[np.ndarray] | None = None) -> list[LayerStats]:
+def compare_layers(
+    reference: Any,
+    artifact: Any,
+    inputs: Sequence[np.ndarray],
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    artifact_inputs: Sequence[np.ndarray] | None = None,
+) -> list[LayerStats]:
     """Per-layer statistics of ``artifact`` (an ONNX model, or the path of an OpenVINO ``.xml``)
     against ONNX ``reference`` on ``inputs`` (NCHW float32). ``artifact_inputs``: what the artifact
     takes instead, one per input (the uint8 NHWC images of an ``--accept`` graph)."""
@@ -405,11 +463,19 @@ def compare_layers(reference: Any, artifact: Any, inputs: Sequence[np.ndarray], 
     for index, tensor, op, _ in layers:
         acc = accs[tensor]
         node, prec = side.where.get(tensor, (None, "-"))
-        layer = LayerStats(index=index, tensor=tensor, op=op, node=node, precision=prec,
-                           matched=tensor in side.matched and acc.shape_mismatch is None, ref_abs_max=acc.ref_max,
-                           fp16_overflow=acc.ref_max > FP16_MAX, note=acc.shape_mismatch,
-                           quantized_output=side.matched.get(tensor) in side.quantized,
-                           readers=side.readers.get(tensor, []))
+        layer = LayerStats(
+            index=index,
+            tensor=tensor,
+            op=op,
+            node=node,
+            precision=prec,
+            matched=tensor in side.matched and acc.shape_mismatch is None,
+            ref_abs_max=acc.ref_max,
+            fp16_overflow=acc.ref_max > FP16_MAX,
+            note=acc.shape_mismatch,
+            quantized_output=side.matched.get(tensor) in side.quantized,
+            readers=side.readers.get(tensor, []),
+        )
         if layer.matched:
             layer.sqnr_db = math.inf if acc.noise == 0 else 10 * math.log10(max(acc.signal, 1e-30) / acc.noise)
             denom = math.sqrt(acc.signal * acc.art_sq)
@@ -434,8 +500,11 @@ def _added_noise(stats: dict[str, LayerStats], reference: Any, layers: list[tupl
             value = layer.nsr
         else:
             node = producer.get(tensor)
-            value = 0.0 if node is None or depth > 64 else max(
-                (input_nsr(i, depth + 1) for i in node.input if i), default=0.0)
+            value = (
+                0.0
+                if node is None or depth > 64
+                else max((input_nsr(i, depth + 1) for i in node.input if i), default=0.0)
+            )
         cache[tensor] = value
         return value
 
@@ -472,20 +541,38 @@ def plot_sqnr(report: PerLayerReport, path: str | Path) -> Path:
     for prec, color in (("int8", "#d62728"), ("fp16", "#ff7f0e"), ("fp32", "#1f77b4")):
         chosen = [l for l in layers if l.precision == prec]
         if chosen:
-            ax.scatter([depth[l.index] for l in chosen], [min(sqnr[l.index], cap) for l in chosen], s=18, color=color,
-                       label=f"computed in {prec} ({len(chosen)})")
-    ax.plot([depth[l.index] for l in layers], [min(sqnr[l.index], cap) for l in layers], color="#999999", lw=0.8,
-            zorder=0, label="SQNR along depth")
+            ax.scatter(
+                [depth[l.index] for l in chosen],
+                [min(sqnr[l.index], cap) for l in chosen],
+                s=18,
+                color=color,
+                label=f"computed in {prec} ({len(chosen)})",
+            )
+    ax.plot(
+        [depth[l.index] for l in layers],
+        [min(sqnr[l.index], cap) for l in layers],
+        color="#999999",
+        lw=0.8,
+        zorder=0,
+        label="SQNR along depth",
+    )
     over = [l for l in report.layers if l.fp16_overflow]
     for i, l in enumerate(over):
         ax.axvline(depth[l.index], color="#9467bd", ls="--", lw=0.8, label="exceeds FP16 range" if i == 0 else None)
     for l in report.worst()[:3]:
-        ax.annotate(l.tensor.strip("/").replace("_output_0", ""), (depth[l.index], min(l.sqnr_db or 0, cap)),
-                    fontsize=7, xytext=(3, -10), textcoords="offset points")
+        ax.annotate(
+            l.tensor.strip("/").replace("_output_0", ""),
+            (depth[l.index], min(l.sqnr_db or 0, cap)),
+            fontsize=7,
+            xytext=(3, -10),
+            textcoords="offset points",
+        )
     ax.set_xlabel("layer (reference graph order = depth)")
     ax.set_ylabel("SQNR vs FP32 reference (dB)")
-    ax.set_title(f"{Path(report.artifact).name}: {report.precision} per-layer SQNR, {report.images} image(s) "
-                 f"at {report.size[0]}x{report.size[1]}")
+    ax.set_title(
+        f"{Path(report.artifact).name}: {report.precision} per-layer SQNR, {report.images} image(s) "
+        f"at {report.size[0]}x{report.size[1]}"
+    )
     ax.grid(alpha=0.3)
     ax.legend(loc="best", fontsize=8)
     fig.tight_layout()

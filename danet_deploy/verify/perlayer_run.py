@@ -33,13 +33,21 @@ def artifact_onnx(folder: Path, manifest: Manifest) -> Path:
         onnx_file = artifact_path(folder, bundle["onnx"], "bundle ONNX")  # never a file outside the folder
         if onnx_file.is_file():
             return onnx_file
-    raise ConfigError(f"--per-layer compares ONNX graphs or OpenVINO IRs; {folder} is a {manifest.target} artifact "
-                      f"({manifest.primary}) without one. It works for ONNX Runtime and OpenVINO artifacts and "
-                      "TensorRT bundles")
+    raise ConfigError(
+        f"--per-layer compares ONNX graphs or OpenVINO IRs; {folder} is a {manifest.target} artifact "
+        f"({manifest.primary}) without one. It works for ONNX Runtime and OpenVINO artifacts and "
+        "TensorRT bundles"
+    )
 
 
-def reference_onnx(folder: Path, manifest: Manifest, size: tuple[int, int], batch: int, directory: Path,
-                   log: Callable[[str], None] | None = None) -> Path:
+def reference_onnx(
+    folder: Path,
+    manifest: Manifest,
+    size: tuple[int, int],
+    batch: int,
+    directory: Path,
+    log: Callable[[str], None] | None = None,
+) -> Path:
     """Re-export the FP32 ONNX the artifact in ``folder`` was made from (its manifest's model, the
     checkpoint copy the folder carries, and its settings)."""
     from ..export.pipeline import ExportRequest, export
@@ -48,18 +56,31 @@ def reference_onnx(folder: Path, manifest: Manifest, size: tuple[int, int], batc
     carried = artifact_checkpoint(folder, manifest)  # contained and hash-checked, never a path from elsewhere
     ckpt = str(carried) if carried is not None else None
     exp = manifest.export
-    request = ExportRequest(model=ckpt or manifest.model.name, arch=manifest.model.name if ckpt else None,
-                            num_classes=manifest.num_classes, precision="fp32",  # the default target: plain ONNX
-                            output=directory / "reference-fp32", input_size=(size[0], size[1]), batch=batch,
-                            opset=exp.opset or 17, exporter=exp.exporter or "legacy",
-                            attention_chunks=manifest.model.attention_chunks or None)
+    request = ExportRequest(
+        model=ckpt or manifest.model.name,
+        arch=manifest.model.name if ckpt else None,
+        num_classes=manifest.num_classes,
+        precision="fp32",  # the default target: plain ONNX
+        output=directory / "reference-fp32",
+        input_size=(size[0], size[1]),
+        batch=batch,
+        opset=exp.opset or 17,
+        exporter=exp.exporter or "legacy",
+        attention_chunks=manifest.model.attention_chunks or None,
+    )
     path, _ = export(request, log=log or (lambda _m: None))
     return path / "model.onnx"
 
 
-def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Path | None = None,
-                  generated: int | None = None, size: tuple[int, int] | None = None, threads: int | None = None,
-                  reference: str | Path | None = None, log: Callable[[str], None] | None = None) -> PerLayerReport:
+def run_per_layer(
+    artifact: str | Path,
+    images: Sequence[np.ndarray] | str | Path | None = None,
+    generated: int | None = None,
+    size: tuple[int, int] | None = None,
+    threads: int | None = None,
+    reference: str | Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PerLayerReport:
     """Per-layer report of an artifact folder against the FP32 reference ONNX.
 
     ``reference``: an FP32 ONNX to compare with (default: re-exported from the manifest).
@@ -109,8 +130,14 @@ def run_per_layer(artifact: str | Path, images: Sequence[np.ndarray] | str | Pat
         ref_model = _load_reference(ref_path)
         art_model = graph_path if graph_path.suffix == ".xml" else onnx.load(str(graph_path))
         layers = compare_layers(ref_model, art_model, tensors, threads, progress=log, artifact_inputs=fed or None)
-    return PerLayerReport(artifact=str(artifact), precision=manifest.precision, images=len(tensors), size=list(hw),
-                          layers=layers, reference_onnx=None if reference is None else str(reference))
+    return PerLayerReport(
+        artifact=str(artifact),
+        precision=manifest.precision,
+        images=len(tensors),
+        size=list(hw),
+        layers=layers,
+        reference_onnx=None if reference is None else str(reference),
+    )
 
 
 def _load_reference(path: Path) -> Any:
@@ -123,5 +150,7 @@ def _load_reference(path: Path) -> Any:
     try:
         return onnx.load(str(path))
     except Exception as exc:  # protobuf DecodeError, or external data that is missing
-        raise ConfigError(f"--reference {path} is not a readable ONNX model ({type(exc).__name__}: "
-                          f"{str(exc)[:120]}); re-export it or omit --reference") from None
+        raise ConfigError(
+            f"--reference {path} is not a readable ONNX model ({type(exc).__name__}: "
+            f"{str(exc)[:120]}); re-export it or omit --reference"
+        ) from None

@@ -71,19 +71,24 @@ class SessionPredictor:
         self.session, self.protocol, self.jobs = session, protocol, jobs
         static = session.input_spec.static_hw
         if protocol.mode == "slide" and static is not None and tuple(protocol.crop or ()) != static:
-            raise ConfigError(f"--crop {protocol.crop} differs from the engine's fixed input {static[0]}x{static[1]}; "
-                              f"use --crop {static[0]}x{static[1]} or an artifact exported at the crop size")
+            raise ConfigError(
+                f"--crop {protocol.crop} differs from the engine's fixed input {static[0]}x{static[1]}; "
+                f"use --crop {static[0]}x{static[1]} or an artifact exported at the crop size"
+            )
         self.notes: list[str] = []
         if static is not None and protocol.mode == "whole" and protocol.resize is not None:
-            self.notes.append(f"the engine's fixed input {static[0]}x{static[1]} replaces the protocol's resize "
-                              f"{protocol.resize[0]}x{protocol.resize[1]} (logits are resized back to each label)")
+            self.notes.append(
+                f"the engine's fixed input {static[0]}x{static[1]} replaces the protocol's resize "
+                f"{protocol.resize[0]}x{protocol.resize[1]} (logits are resized back to each label)"
+            )
 
     @property
     def streams(self) -> bool:
         """Whole images that need no resize of our own (a fixed-size engine resizes itself) go
         through ``Session.stream``; the rest take the exact per-image path."""
-        return self.protocol.mode == "whole" and (self.session.input_spec.static_hw is not None
-                                                  or self.protocol.resize is None)
+        return self.protocol.mode == "whole" and (
+            self.session.input_spec.static_hw is not None or self.protocol.resize is None
+        )
 
     def predict(self, items: Items) -> Iterator[tuple[int, np.ndarray]]:
         if not self.streams:
@@ -116,8 +121,15 @@ class SessionPredictor:
 class ServerPredictor:
     """Masks from a running ``danet-serve`` (Triton): ``in_flight`` requests at once, results in order."""
 
-    def __init__(self, url: str, protocol: str, in_flight: int = 4, model_name: str = "danet",
-                 timeout_s: float = 120.0, ready_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        protocol: str,
+        in_flight: int = 4,
+        model_name: str = "danet",
+        timeout_s: float = 120.0,
+        ready_s: float = 30.0,
+    ) -> None:
         from ..serve.client import SegmentationClient
 
         self.in_flight = max(1, int(in_flight))
@@ -133,8 +145,12 @@ class ServerPredictor:
         probe.wait_ready(ready_s)
         self.url = f"{probe.protocol}://{probe.url}"
         probe.close()
-        self.notes = [(f"images sent to {self.url} ({self.in_flight} requests in flight); the server runs its "
-                       "engine whole-image at its input size")]
+        self.notes = [
+            (
+                f"images sent to {self.url} ({self.in_flight} requests in flight); the server runs its "
+                "engine whole-image at its input size"
+            )
+        ]
 
     def _client(self) -> Any:
         client = getattr(self._local, "client", None)

@@ -18,7 +18,6 @@ import pytest
 MODEL = "danet_demo"
 
 
-
 def quiet(_: str) -> None:
     pass
 
@@ -89,11 +88,16 @@ def read_only(path: Path):
         finally:
             path.chmod(0o755)
         return
-    if shutil.which("mount") is None or subprocess.run(["mount", "--bind", str(path), str(path)],
-                                                       check=False, capture_output=True).returncode != 0:
+    if (
+        shutil.which("mount") is None
+        or subprocess.run(["mount", "--bind", str(path), str(path)], check=False, capture_output=True).returncode != 0
+    ):
         pytest.skip("running as root without the right to bind-mount: cannot make a read-only folder")
     try:
-        if subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=False, capture_output=True).returncode != 0:
+        if (
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(path)], check=False, capture_output=True).returncode
+            != 0
+        ):
             pytest.skip("cannot remount read-only here")
         yield path
     finally:
@@ -105,4 +109,3 @@ def write_image(path: Path, hw=(40, 50), seed=0) -> Path:
 
     Image.fromarray(np.random.default_rng(seed).integers(0, 256, (*hw, 3), dtype=np.uint8)).save(path)
     return path
-

@@ -37,8 +37,22 @@ def test_bench_says_it_takes_presets_not_artifacts(artifact, tmp_path, capsys):
     assert snapshot(tmp_path) == before
 
 
-BENCH_TINY = ["--model", MODEL, "--engines", "torch,onnxruntime", "--input-size", "64x64", "--iters", "1",
-              "--warmup", "0", "--scenes", "2", "--no-plots", "--no-progress"]
+BENCH_TINY = [
+    "--model",
+    MODEL,
+    "--engines",
+    "torch,onnxruntime",
+    "--input-size",
+    "64x64",
+    "--iters",
+    "1",
+    "--warmup",
+    "0",
+    "--scenes",
+    "2",
+    "--no-plots",
+    "--no-progress",
+]
 DEMO_TINY = ["--combos", "onnxruntime:fp32", "--input-size", "64x64", "--iters", "1", "--warmup", "0", "--scenes", "1"]
 
 

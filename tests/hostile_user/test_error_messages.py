@@ -22,12 +22,14 @@ def test_run_on_a_folder_and_unreadable_calibration_images_name_the_real_problem
 
     (folder / "broken.png").write_bytes(b"not a png")
     with pytest.raises(CalibrationError) as empty:
-        load_calibration(str(folder), count=4, size=(64, 64), preprocessing={"mean": [0] * 3, "std": [1] * 3},
-                         log=quiet)
+        load_calibration(
+            str(folder), count=4, size=(64, 64), preprocessing={"mean": [0] * 3, "std": [1] * 3}, log=quiet
+        )
     assert "--calib-count" not in str(empty.value) and "no readable image" in str(empty.value)
     with pytest.raises(CalibrationError) as missing:
-        load_calibration(str(tmp_path / "nope"), count=4, size=(64, 64), preprocessing={"mean": [0] * 3,
-                                                                                         "std": [1] * 3}, log=quiet)
+        load_calibration(
+            str(tmp_path / "nope"), count=4, size=(64, 64), preprocessing={"mean": [0] * 3, "std": [1] * 3}, log=quiet
+        )
     assert "--calib-dir" in str(missing.value) and "does not exist" in str(missing.value)
 
 

@@ -33,8 +33,9 @@ def test_replacing_an_artifact_is_atomic_and_the_fallback_is_recoverable(tmp_pat
 
     def artifact_folder(path: Path, text: str) -> Path:
         path.mkdir()
-        (path / "manifest.json").write_text(json.dumps({"format_version": 1, "primary": "m.onnx", "files": {},
-                                                        "tag": text}))
+        (path / "manifest.json").write_text(
+            json.dumps({"format_version": 1, "primary": "m.onnx", "files": {}, "tag": text})
+        )
         return path
 
     def tag(path: Path) -> str:
@@ -77,8 +78,12 @@ def test_sigkill_scratch_is_removed_by_the_next_export(tmp_path, monkeypatch):
     scratch_root.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch_root), "PYTHONPATH": os.pathsep.join(sys.path)}
     target = tmp_path / "out" / "art"
-    proc = subprocess.Popen([sys.executable, "-m", "danet_deploy.cli.export", "--model", MODEL, "--input-size",
-                             "64x64", "-o", str(target)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "danet_deploy.cli.export", "--model", MODEL, "--input-size", "64x64", "-o", str(target)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list((tmp_path / "out").glob(".art.tmp-*")):
         time.sleep(0.05)
@@ -96,9 +101,22 @@ def test_sigterm_leaves_nothing_behind(tmp_path):
     scratch_root.mkdir()
     env = {**os.environ, "TMPDIR": str(scratch_root), "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "danet_deploy.cli.export", "--model", MODEL, "--input-size",
-                             "64x64", "-o", str(out / "art")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.export",
+            "--model",
+            MODEL,
+            "--input-size",
+            "64x64",
+            "-o",
+            str(out / "art"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not list(out.glob(".art.tmp-*")):
         time.sleep(0.05)
@@ -118,9 +136,22 @@ def test_sigterm_at_any_moment_exits_143_and_leaves_nothing(tmp_path, delay_s):
     env = {**os.environ, "TMPDIR": str(scratch_root), "PYTHONPATH": os.pathsep.join(sys.path)}
     out = tmp_path / "out"
     out.mkdir()
-    proc = subprocess.Popen([sys.executable, "-m", "danet_deploy.cli.export", "--model", MODEL, "--input-size",
-                             "64x64", "-o", str(out / "art")], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "danet_deploy.cli.export",
+            "--model",
+            MODEL,
+            "--input-size",
+            "64x64",
+            "-o",
+            str(out / "art"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(delay_s)
     proc.terminate()
     _, err = proc.communicate(timeout=60)

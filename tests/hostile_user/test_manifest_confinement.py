@@ -84,9 +84,12 @@ def test_tensorrt_bundle_onnx_outside_is_refused_before_anything_else(artifact, 
 
     shutil.copy(artifact / "model.onnx", tmp_path / "evil.onnx")
     bundle = copy_artifact(artifact, tmp_path / "bundle")
-    info = {"stage": "prepared", "onnx": "../evil.onnx", "profiles": [{"min": [1, 3, 64, 64], "opt": [1, 3, 64, 64],
-                                                                        "max": [1, 3, 64, 64]}],
-            "attention": {"chunks": 1, "output_stride": 8, "feature_channels": 128}}
+    info = {
+        "stage": "prepared",
+        "onnx": "../evil.onnx",
+        "profiles": [{"min": [1, 3, 64, 64], "opt": [1, 3, 64, 64], "max": [1, 3, 64, 64]}],
+        "attention": {"chunks": 1, "output_stride": 8, "feature_channels": 128},
+    }
     edit_manifest(bundle, target="tensorrt", extra={"tensorrt": info})
     before = snapshot(tmp_path)
     with pytest.raises(ManifestError, match="outside the artifact folder"):
@@ -118,7 +121,9 @@ def test_openvino_weights_beside_the_ir_are_held_to_the_manifest_rules(tmp_path,
     (evil / "model.bin").symlink_to(outside)
     with pytest.raises(ManifestError, match="symbolic link leading outside"):
         runtime.load(evil)
-    assert run_cli("run", ["--model", str(evil), str(write_image(tmp_path / "img.png")), "-o", str(tmp_path / "out")]) == 2
+    assert (
+        run_cli("run", ["--model", str(evil), str(write_image(tmp_path / "img.png")), "-o", str(tmp_path / "out")]) == 2
+    )
     unlisted = copy_artifact(ir, tmp_path / "unlisted")  # inside, but its bytes unchecked: refused too
     edit_manifest(unlisted, files={k: v for k, v in files.items() if k != "model.bin"})
     with pytest.raises(ManifestError, match="has no hash"):
@@ -135,9 +140,13 @@ def test_onnx_external_data_outside_the_folder_is_refused(tmp_path, backend):
     from onnx import TensorProto, helper, numpy_helper
 
     weight = numpy_helper.from_array(np.arange(4, dtype=np.float32).reshape(1, 4), "w")
-    graph = helper.make_graph([helper.make_node("Add", ["x", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], [weight])
+    graph = helper.make_graph(
+        [helper.make_node("Add", ["x", "w"], ["y"])],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+        [weight],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     np.arange(4, dtype=np.float32).tofile(tmp_path / "secret.bin")
     tensor = model.graph.initializer[0]

@@ -28,8 +28,17 @@ def test_manifest_that_is_not_a_json_object_is_refused(artifact, tmp_path, conte
     assert "Traceback" not in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("field,value", [("files", None), ("files", []), ("input", None), ("model", "x"),
-                                         ("primary", 3), ("preprocessing", {"mean": [0, 0], "std": [1, 1, 1]})])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("files", None),
+        ("files", []),
+        ("input", None),
+        ("model", "x"),
+        ("primary", 3),
+        ("preprocessing", {"mean": [0, 0], "std": [1, 1, 1]}),
+    ],
+)
 def test_manifest_fields_of_the_wrong_type_are_refused(artifact, tmp_path, field, value):
     art = copy_artifact(artifact, tmp_path / "art")
     edit_manifest(art, **{field: value})

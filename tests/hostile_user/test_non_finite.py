@@ -27,8 +27,10 @@ def test_nan_checkpoint_is_refused_at_load(tmp_path, capsys):
     ckpt = tmp_path / "nan.safetensors"
     save_file(state, str(ckpt))
     before = snapshot(tmp_path)
-    assert run_cli("export", ["--model", str(ckpt), "--arch", MODEL, "--input-size", "64x64", "-o",
-                           str(tmp_path / "out")]) == 2
+    assert (
+        run_cli("export", ["--model", str(ckpt), "--arch", MODEL, "--input-size", "64x64", "-o", str(tmp_path / "out")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "NaN or Inf" in err and key in err
     assert snapshot(tmp_path) == before
@@ -54,8 +56,18 @@ def test_mask_only_graphs_flag_non_finite_logits(tmp_path, target, precision):
         pytest.importorskip("openvino")
     from danet_deploy.outputs import invalid_mask_value
 
-    art, _ = export(ExportRequest(MODEL, target=target, precision=precision, input_size=(64, 64), emit="mask",
-                                  dynamic=True, output=tmp_path / "mask"), log=quiet)
+    art, _ = export(
+        ExportRequest(
+            MODEL,
+            target=target,
+            precision=precision,
+            input_size=(64, 64),
+            emit="mask",
+            dynamic=True,
+            output=tmp_path / "mask",
+        ),
+        log=quiet,
+    )
     with runtime.load(art) as session:
         session.check_inputs = False  # out-of-range inputs on purpose: they overflow the logits
         normal = np.random.default_rng(0).standard_normal((1, 3, 64, 64)).astype(np.float32)

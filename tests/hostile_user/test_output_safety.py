@@ -147,8 +147,10 @@ def test_bind_mount_on_the_same_file_system_is_a_mount_point(tmp_path, capsys):
 
     spaced = tmp_path / "a b"
     spaced.mkdir()
-    table = (f"36 35 98:0 /x {str(spaced).replace(' ', chr(92) + '040')} rw,noatime master:1 - ext3 /dev/root rw\n"
-             "37 35 98:0 / / rw - ext4 /dev/sda1 rw\n")
+    table = (
+        f"36 35 98:0 /x {str(spaced).replace(' ', chr(92) + '040')} rw,noatime master:1 - ext3 /dev/root rw\n"
+        "37 35 98:0 / / rw - ext4 /dev/sda1 rw\n"
+    )
     assert is_mount_point(spaced, table)  # the kernel's escaped space is read back
     assert not is_mount_point(tmp_path, table)
     mount = tmp_path / "mnt"
@@ -168,7 +170,12 @@ def test_bind_mount_on_the_same_file_system_is_a_mount_point(tmp_path, capsys):
     art.mkdir()
     (art / "manifest.json").write_text(json.dumps({"format_version": 1, "primary": "m.onnx", "files": {}}))
     (art / "data").mkdir()
-    assert subprocess.run(["mount", "--bind", str(precious), str(art / "data")], check=False, capture_output=True).returncode == 0
+    assert (
+        subprocess.run(
+            ["mount", "--bind", str(precious), str(art / "data")], check=False, capture_output=True
+        ).returncode
+        == 0
+    )
     try:
         assert run_cli("export", ["--input-size", "64x64", "-o", str(art), "--force"]) == 2
         assert "holds a mount point" in capsys.readouterr().err

@@ -29,8 +29,11 @@ def test_eight_threads_on_one_session_get_their_own_results(dynamic_artifact, ba
         pytest.importorskip("openvino")
     if backend == "torch":
         pytest.importorskip("torch")
-    session = runtime.load(dynamic_artifact, backend=backend, threads=1) if backend != "torch" else \
-        runtime.load(MODEL, threads=1)
+    session = (
+        runtime.load(dynamic_artifact, backend=backend, threads=1)
+        if backend != "torch"
+        else runtime.load(MODEL, threads=1)
+    )
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal((1, 3, 64, 64)).astype(np.float32) for _ in range(8)]
     expected = [session.infer(x) for x in inputs]
@@ -65,9 +68,17 @@ def _fake_tensorrt_backend(monkeypatch, tmp_path, context_factory, **options):
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"plan")
     facts = {"stage": "engine", "version": "10.3.0", "gpu": "Orin", "compute_capability": "8.7"}
-    manifest = Manifest(target="tensorrt", backend="tensorrt", precision="fp16", primary="model.engine",
-                        model={"name": "fake"}, preprocessing=PREPROCESSING, input={"name": "input", "shape": [1, 3, 4, 6]},
-                        output={"name": "logits", "shape": [1, 2, 4, 6]}, extra={"tensorrt": facts})
+    manifest = Manifest(
+        target="tensorrt",
+        backend="tensorrt",
+        precision="fp16",
+        primary="model.engine",
+        model={"name": "fake"},
+        preprocessing=PREPROCESSING,
+        input={"name": "input", "shape": [1, 3, 4, 6]},
+        output={"name": "logits", "shape": [1, 2, 4, 6]},
+        extra={"tensorrt": facts},
+    )
 
     def make(**more):
         return TensorRTBackend(engine, manifest, **{**options, **more})

@@ -36,8 +36,10 @@ def _check_threads(threads: int) -> None:
     # each engine reads 0 or a negative count its own way (ONNX Runtime: "all cores"; torch: an error),
     # and thousands of threads took minutes to start on a 2-core machine
     if not is_count(threads, 1, MAX_THREADS):
-        raise ConfigError(f"threads must be a whole number in 1..{MAX_THREADS} (or None for the engine's default), "
-                          f"got {threads!r:.40}")
+        raise ConfigError(
+            f"threads must be a whole number in 1..{MAX_THREADS} (or None for the engine's default), "
+            f"got {threads!r:.40}"
+        )
 
 
 @dataclass(frozen=True)
@@ -99,9 +101,15 @@ class InputSpec:
         def opt(key: str) -> tuple[int, ...] | None:
             return tuple(spec[key]) if spec.get(key) else None
 
-        return cls(name=spec.get("name", "input"), shape=shape, dtype=spec.get("dtype", "float32"),
-                   min_shape=opt("min_shape"), max_shape=opt("max_shape"), opt_shape=opt("opt_shape"),
-                   layout=spec.get("layout", "NCHW"))
+        return cls(
+            name=spec.get("name", "input"),
+            shape=shape,
+            dtype=spec.get("dtype", "float32"),
+            min_shape=opt("min_shape"),
+            max_shape=opt("max_shape"),
+            opt_shape=opt("opt_shape"),
+            layout=spec.get("layout", "NCHW"),
+        )
 
 
 class Backend(abc.ABC):
@@ -212,5 +220,4 @@ def require(module: str, pip_name: str, backend: str) -> Any:
         return import_module(module)
     except ImportError as exc:
         hint = install_hint(module) if module.partition(".")[0] in PACKAGES else f"pip install {pip_name}"
-        raise BackendUnavailableError(
-            f"the {backend} backend needs the '{pip_name}' package: {hint} ({exc})") from exc
+        raise BackendUnavailableError(f"the {backend} backend needs the '{pip_name}' package: {hint} ({exc})") from exc

@@ -15,18 +15,31 @@ from ...manifest import Manifest, manifest_from_metadata
 from ...targets.options import option
 from .base import Backend, EngineOptions, InputSpec, as_output, bare_output_entry, require
 
-_ORT_TYPES = {"tensor(float)": "float32", "tensor(uint8)": "uint8", "tensor(int32)": "int32",
-              "tensor(int64)": "int64", "tensor(float16)": "float16"}
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(uint8)": "uint8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(float16)": "float16",
+}
 
 _PROVIDER_ALIASES = {
-    "cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider", "tensorrt": "TensorrtExecutionProvider",
-    "trt": "TensorrtExecutionProvider", "openvino": "OpenVINOExecutionProvider", "coreml": "CoreMLExecutionProvider",
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+    "trt": "TensorrtExecutionProvider",
+    "openvino": "OpenVINOExecutionProvider",
+    "coreml": "CoreMLExecutionProvider",
 }
 
 
 #: ONNX Runtime's graph optimisation levels by the ``optimization`` option's names
-OPTIMIZATION_LEVELS = {"all": "ORT_ENABLE_ALL", "extended": "ORT_ENABLE_EXTENDED", "basic": "ORT_ENABLE_BASIC",
-                       "disabled": "ORT_DISABLE_ALL"}
+OPTIMIZATION_LEVELS = {
+    "all": "ORT_ENABLE_ALL",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "basic": "ORT_ENABLE_BASIC",
+    "disabled": "ORT_DISABLE_ALL",
+}
 
 
 @dataclass(frozen=True)
@@ -34,8 +47,10 @@ class OnnxRuntimeEngineOptions(EngineOptions):
     """``runtime.load(..., backend="onnxruntime", **options)``."""
 
     providers: tuple[str, ...] | None = option(
-        None, "execution providers in order: ORT names or cpu, cuda, tensorrt, openvino, coreml (a list or a "
-              "comma-separated string; default: CPU)")
+        None,
+        "execution providers in order: ORT names or cpu, cuda, tensorrt, openvino, coreml (a list or a "
+        "comma-separated string; default: CPU)",
+    )
     arena: bool = option(True, "CPU memory arena (off lowers peak memory at some latency cost)")
     optimization: str = option("all", "graph optimisation level", choices=tuple(OPTIMIZATION_LEVELS))
 
@@ -50,14 +65,18 @@ def resolve_providers(providers: Sequence[str] | str | None, available: Sequence
     if isinstance(providers, str):
         providers = [p for p in providers.split(",") if p]
     if not providers:
-        raise ConfigError("providers must name at least one provider (a list, or a comma-separated string such as "
-                          "'cpu' or 'cuda,cpu'), got none")
+        raise ConfigError(
+            "providers must name at least one provider (a list, or a comma-separated string such as "
+            "'cpu' or 'cuda,cpu'), got none"
+        )
     names = [_PROVIDER_ALIASES.get(str(p).lower(), str(p)) for p in providers]
     missing = [p for p in names if p not in available]
     if missing:
-        raise ConfigError(f"ONNX Runtime provider(s) {missing} are not available in this onnxruntime build "
-                          f"(available: {list(available)}); install onnxruntime-gpu / onnxruntime-openvino or "
-                          "choose another provider")
+        raise ConfigError(
+            f"ONNX Runtime provider(s) {missing} are not available in this onnxruntime build "
+            f"(available: {list(available)}); install onnxruntime-gpu / onnxruntime-openvino or "
+            "choose another provider"
+        )
     return names
 
 
@@ -84,22 +103,33 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(model_file), options, providers=self.providers)
         except Exception as exc:  # ORT raises its own Fail/InvalidProtobuf types
-            raise ArtifactError(f"ONNX Runtime could not load {model_file}: {summarize_exception(exc)} "
-                                "(corrupt or truncated file? re-export it)") from exc
+            raise ArtifactError(
+                f"ONNX Runtime could not load {model_file}: {summarize_exception(exc)} "
+                "(corrupt or truncated file? re-export it)"
+            ) from exc
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         self.input_name, self.output_name = inputs[0].name, outputs[0].name
         self.output_names = [o.name for o in outputs]
         if manifest is None:
             meta = self.session.get_modelmeta().custom_metadata_map
             manifest = manifest_from_metadata(
-                meta, Path(model_file), target="onnx", backend="onnxruntime",
-                input=bare_input_entry(inputs[0].name, list(inputs[0].shape), _ORT_TYPES.get(inputs[0].type, "float32"),
-                                       meta),
-                output=bare_output_entry(self.output_names, [list(o.shape) for o in outputs],
-                                         [_ORT_TYPES.get(o.type, o.type) for o in outputs]))
+                meta,
+                Path(model_file),
+                target="onnx",
+                backend="onnxruntime",
+                input=bare_input_entry(
+                    inputs[0].name, list(inputs[0].shape), _ORT_TYPES.get(inputs[0].type, "float32"), meta
+                ),
+                output=bare_output_entry(
+                    self.output_names,
+                    [list(o.shape) for o in outputs],
+                    [_ORT_TYPES.get(o.type, o.type) for o in outputs],
+                ),
+            )
         self.manifest = manifest
-        self.input_spec = InputSpec.from_manifest({**manifest.input, "name": self.input_name,
-                                                   "shape": list(inputs[0].shape)})
+        self.input_spec = InputSpec.from_manifest(
+            {**manifest.input, "name": self.input_name, "shape": list(inputs[0].shape)}
+        )
         self.options, self.threads = opts, opts.threads
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -112,8 +142,12 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> dict[str, Any]:
         import onnxruntime as ort
 
-        return {"backend": self.name, "providers": self.providers, "threads": self.threads,
-                "onnxruntime": ort.__version__}
+        return {
+            "backend": self.name,
+            "providers": self.providers,
+            "threads": self.threads,
+            "onnxruntime": ort.__version__,
+        }
 
     def close(self) -> None:
         self.session = None  # type: ignore[assignment]

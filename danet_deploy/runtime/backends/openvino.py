@@ -55,11 +55,15 @@ class OpenVINOEngineOptions(EngineOptions):
     device: str = option("CPU", "OpenVINO device: CPU, GPU, NPU, AUTO, ... (GPU.1 for a second GPU)")
     hint: str = option("latency", "PERFORMANCE_HINT", choices=tuple(_HINTS))
     inference_precision: str | None = option(
-        "auto", "INFERENCE_PRECISION_HINT on CPU/GPU (see the module doc): auto (the artifact's recorded one, else "
-                "f32), f32, bf16, f16, or none (the plugin's own)", choices=("auto", *_PRECISIONS))
+        "auto",
+        "INFERENCE_PRECISION_HINT on CPU/GPU (see the module doc): auto (the artifact's recorded one, else "
+        "f32), f32, bf16, f16, or none (the plugin's own)",
+        choices=("auto", *_PRECISIONS),
+    )
     max_shapes: int = option(8, "compiled input shapes kept (least recently used first out)", check=_at_least_one)
     config: dict[str, Any] | None = option(  # noqa: RUF009 - option() returns a dataclasses.field
-        None, "further OpenVINO properties (a dict, or a JSON object)")
+        None, "further OpenVINO properties (a dict, or a JSON object)"
+    )
 
 
 class OpenVINOBackend(Backend):
@@ -83,10 +87,13 @@ class OpenVINOBackend(Backend):
         self.core.set_property({"ENABLE_MMAP": False})
         self.device = device.upper()
         base_device = self.device.split(":")[0].split(".")[0]
-        if base_device not in ("AUTO", "MULTI", "HETERO", "BATCH") and \
-                not any(d.startswith(base_device) for d in self.core.available_devices):
-            raise ConfigError(f"OpenVINO device {device!r} is not available here (available: "
-                              f"{', '.join(self.core.available_devices)}); pass device='CPU' or install its driver")
+        if base_device not in ("AUTO", "MULTI", "HETERO", "BATCH") and not any(
+            d.startswith(base_device) for d in self.core.available_devices
+        ):
+            raise ConfigError(
+                f"OpenVINO device {device!r} is not available here (available: "
+                f"{', '.join(self.core.available_devices)}); pass device='CPU' or install its driver"
+            )
         self.model = self._read(model_file)
         self.manifest = manifest if manifest is not None else self._manifest_from_rt_info(model_file)
         recorded = _recorded_runtime(self.manifest)
@@ -105,14 +112,21 @@ class OpenVINOBackend(Backend):
         self.output_names = [o.get_any_name() for o in self.model.outputs]
         partial = port.get_partial_shape()
         shape = [d.get_length() if d.is_static else None for d in partial]
-        self.input_spec = InputSpec.from_manifest({**self.manifest.input, "name": self.input_name,
-                                                   "shape": [d if d is not None else "dynamic" for d in shape]})
+        self.input_spec = InputSpec.from_manifest(
+            {
+                **self.manifest.input,
+                "name": self.input_name,
+                "shape": [d if d is not None else "dynamic" for d in shape],
+            }
+        )
         self.dynamic = partial.is_dynamic
         self.max_shapes = opts.max_shapes
         self._lock = threading.Lock()
         self._compiled: OrderedDict[tuple[int, ...], _Compiled] = OrderedDict()
         if not self.dynamic:
-            self._get(tuple(d.get_length() for d in partial))  # static: compile now, so load errors surface at load time
+            self._get(
+                tuple(d.get_length() for d in partial)
+            )  # static: compile now, so load errors surface at load time
 
     # -- loading -------------------------------------------------------------------------------
     def _read(self, model_file: Path) -> Any:
@@ -120,20 +134,26 @@ class OpenVINOBackend(Backend):
             raise ArtifactError(f"{model_file} does not exist; re-export the artifact")
         weights = ir_weights(model_file)  # by content: an IR is XML whatever its name
         if weights is not None and not weights.is_file():
-            raise ArtifactError(f"{weights} is missing (an OpenVINO IR needs its .xml and .bin side by side); copy "
-                                "both files or re-export")
+            raise ArtifactError(
+                f"{weights} is missing (an OpenVINO IR needs its .xml and .bin side by side); copy "
+                "both files or re-export"
+            )
         try:  # the weights named explicitly: exactly the file the manifest rules checked
             return self.core.read_model(str(model_file), *([str(weights)] if weights is not None else []))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with long C++ traces
-            raise ArtifactError(f"OpenVINO could not read {model_file}: {summarize_exception(exc, lines=4)} "
-                                "(corrupt or truncated "
-                                ".xml/.bin? re-export the artifact)") from exc
+            raise ArtifactError(
+                f"OpenVINO could not read {model_file}: {summarize_exception(exc, lines=4)} "
+                "(corrupt or truncated "
+                ".xml/.bin? re-export the artifact)"
+            ) from exc
 
     def _manifest_from_rt_info(self, model_file: Path) -> Manifest:
         """A manifest for a bare IR from the ``danet`` rt_info danet-export writes (or ONNX metadata)."""
         try:
-            meta = {f"danet.{key}": self.model.get_rt_info(["danet", key]).astype(str)
-                    for key in ("model", "preprocessing", "precision")}
+            meta = {
+                f"danet.{key}": self.model.get_rt_info(["danet", key]).astype(str)
+                for key in ("model", "preprocessing", "precision")
+            }
             if self.model.has_rt_info(["danet", "accept"]):
                 meta["danet.accept"] = self.model.get_rt_info(["danet", "accept"]).astype(str)
         except Exception:
@@ -143,16 +163,25 @@ class OpenVINOBackend(Backend):
 
             meta = {p.key: p.value for p in onnx.load(str(model_file), load_external_data=False).metadata_props}
         inp, outs = self.model.inputs[0], self.model.outputs
+
         def dims(port: Any) -> list[int | str]:
             return [d.get_length() if d.is_static else "dynamic" for d in port.get_partial_shape()]
 
-        output = bare_output_entry([o.get_any_name() for o in outs], [dims(o) for o in outs],
-                                   [_OV_TYPES.get(o.get_element_type().get_type_name(), "float32") for o in outs])
-        return manifest_from_metadata(meta, model_file, target="openvino", backend="openvino",
-                                      input=bare_input_entry(inp.get_any_name(), dims(inp),
-                                                             _OV_TYPES.get(inp.get_element_type().get_type_name(),
-                                                                           "float32"), meta),
-                                      output=output)
+        output = bare_output_entry(
+            [o.get_any_name() for o in outs],
+            [dims(o) for o in outs],
+            [_OV_TYPES.get(o.get_element_type().get_type_name(), "float32") for o in outs],
+        )
+        return manifest_from_metadata(
+            meta,
+            model_file,
+            target="openvino",
+            backend="openvino",
+            input=bare_input_entry(
+                inp.get_any_name(), dims(inp), _OV_TYPES.get(inp.get_element_type().get_type_name(), "float32"), meta
+            ),
+            output=output,
+        )
 
     def _get(self, shape: tuple[int, ...]) -> _Compiled:
         """The compiled model and its request pool for ``shape``: reshaped and compiled on first use."""
@@ -172,8 +201,10 @@ class OpenVINOBackend(Backend):
         try:
             compiled = self.core.compile_model(model, self.device, self.properties)
         except Exception as exc:
-            raise ArtifactError(f"OpenVINO could not compile the model for {self.device} at shape {list(shape)}: "
-                                f"{summarize_exception(exc)}") from exc
+            raise ArtifactError(
+                f"OpenVINO could not compile the model for {self.device} at shape {list(shape)}: "
+                f"{summarize_exception(exc)}"
+            ) from exc
         entry = _Compiled(compiled)
         self._compiled[shape] = entry
         while len(self._compiled) > self.max_shapes:
@@ -243,9 +274,14 @@ class OpenVINOBackend(Backend):
     def describe(self) -> dict[str, Any]:
         import openvino as ov
 
-        info: dict[str, Any] = {"backend": self.name, "device": self.device, "threads": self.threads,
-                                "hint": self.hint, "openvino": ov.get_version(),
-                                "compiled_shapes": [list(s) for s in self._compiled]}
+        info: dict[str, Any] = {
+            "backend": self.name,
+            "device": self.device,
+            "threads": self.threads,
+            "hint": self.hint,
+            "openvino": ov.get_version(),
+            "compiled_shapes": [list(s) for s in self._compiled],
+        }
         if self._compiled:
             compiled = next(reversed(self._compiled.values())).compiled
             try:

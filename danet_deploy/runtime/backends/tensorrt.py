@@ -44,15 +44,24 @@ from ...tensorrt.logger import LEVELS, level_name, shared_logger
 from .base import Backend, EngineOptions, InputSpec, as_output, require
 
 # TensorRT DataType names -> numpy (bf16/fp8/int4 have no numpy type; the I/O of our engines is fp32)
-_NUMPY_DTYPES = {"FLOAT": np.float32, "HALF": np.float16, "INT8": np.int8, "INT32": np.int32, "INT64": np.int64,
-                 "BOOL": np.bool_, "UINT8": np.uint8}
+_NUMPY_DTYPES = {
+    "FLOAT": np.float32,
+    "HALF": np.float16,
+    "INT8": np.int8,
+    "INT32": np.int32,
+    "INT64": np.int64,
+    "BOOL": np.bool_,
+    "UINT8": np.uint8,
+}
 
 
 def numpy_dtype(trt_dtype: Any) -> np.dtype:
     name = getattr(trt_dtype, "name", str(trt_dtype).rsplit(".", 1)[-1])
     if name not in _NUMPY_DTYPES:
-        raise ArtifactError(f"engine I/O tensor type {name} has no numpy equivalent; re-prepare the bundle with "
-                            "float32 I/O (the default, keep_io_types)")
+        raise ArtifactError(
+            f"engine I/O tensor type {name} has no numpy equivalent; re-prepare the bundle with "
+            "float32 I/O (the default, keep_io_types)"
+        )
     return np.dtype(_NUMPY_DTYPES[name])
 
 
@@ -74,13 +83,19 @@ class TensorRTEngineOptions(EngineOptions):
 
     device: int = option(0, "CUDA device index", check=_device_index)
     cuda_graph: bool = option(False, "replay static shapes as a CUDA graph (off again if a capture fails)")
-    check_compatibility: bool = option(True, "check the engine's TensorRT version and GPU first (off only to "
-                                             "diagnose)")
-    log_level: str | None = option(None, f"TensorRT log level ({', '.join(LEVELS)}): one logger per process, so "
-                                         "it sets the level of every TensorRT session and build in it; left out, the "
-                                         "level stays", check=level_name)
-    contexts: int = option(1, "execution contexts that may run concurrent calls (each holds its own activation "
-                              "memory)", check=_positive_contexts)
+    check_compatibility: bool = option(True, "check the engine's TensorRT version and GPU first (off only to diagnose)")
+    log_level: str | None = option(
+        None,
+        f"TensorRT log level ({', '.join(LEVELS)}): one logger per process, so "
+        "it sets the level of every TensorRT session and build in it; left out, the "
+        "level stays",
+        check=level_name,
+    )
+    contexts: int = option(
+        1,
+        "execution contexts that may run concurrent calls (each holds its own activation memory)",
+        check=_positive_contexts,
+    )
 
 
 class _Lane:
@@ -100,8 +115,10 @@ class _Lane:
         self.graph = CudaGraph(cudart)  # holds nothing until a capture
         self.context = backend.engine.create_execution_context()
         if self.context is None:
-            raise CudaError("TensorRT could not create an execution context (out of GPU memory?); close other GPU "
-                            "work, use fewer contexts, or rebuild with a smaller --max-size/--max-batch")
+            raise CudaError(
+                "TensorRT could not create an execution context (out of GPU memory?); close other GPU "
+                "work, use fewer contexts, or rebuild with a smaller --max-size/--max-batch"
+            )
         try:
             self.stream = check(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
             self.d_in, self.d_out = DeviceBuffer(cudart), DeviceBuffer(cudart)
@@ -123,8 +140,10 @@ class _Lane:
         if shape != self.shape:
             if not self.context.set_input_shape(backend.input_name, shape):
                 spec = backend.input_spec
-                raise InputError(f"input shape {shape} is outside the engine's optimisation profile (min "
-                                 f"{spec.min_shape}, max {spec.max_shape}); rebuild with a wider --min-size/--max-size")
+                raise InputError(
+                    f"input shape {shape} is outside the engine's optimisation profile (min "
+                    f"{spec.min_shape}, max {spec.max_shape}); rebuild with a wider --min-size/--max-size"
+                )
             out = tuple(int(d) for d in self.context.get_tensor_shape(backend.output_name))
             if any(d < 0 for d in out):
                 raise ArtifactError(f"TensorRT could not infer the output shape for input {shape} (got {out})")
@@ -153,16 +172,22 @@ class _Lane:
             check(cudart, cudart.cudaEventRecord(self.events[0], stream), "cudaEventRecord")
         to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
-        check(cudart, cudart.cudaMemcpyAsync(self.d_in.ptr, self.h_in.ptr, nbytes_in, to_device, stream),
-              "cudaMemcpyAsync(H2D)")
+        check(
+            cudart,
+            cudart.cudaMemcpyAsync(self.d_in.ptr, self.h_in.ptr, nbytes_in, to_device, stream),
+            "cudaMemcpyAsync(H2D)",
+        )
         if events:
             check(cudart, cudart.cudaEventRecord(self.events[1], stream), "cudaEventRecord")
         if not self.context.execute_async_v3(int(stream)):
             raise CudaError("TensorRT execute_async_v3 failed (see the TensorRT log above); check GPU memory")
         if events:
             check(cudart, cudart.cudaEventRecord(self.events[2], stream), "cudaEventRecord")
-        check(cudart, cudart.cudaMemcpyAsync(self.h_out.ptr, self.d_out.ptr, nbytes_out, to_host, stream),
-              "cudaMemcpyAsync(D2H)")
+        check(
+            cudart,
+            cudart.cudaMemcpyAsync(self.h_out.ptr, self.d_out.ptr, nbytes_out, to_host, stream),
+            "cudaMemcpyAsync(D2H)",
+        )
         if events:
             check(cudart, cudart.cudaEventRecord(self.events[3], stream), "cudaEventRecord")
 
@@ -221,8 +246,10 @@ class TensorRTBackend(Backend):
         if model_file is None:
             raise ConfigError("the tensorrt backend needs an engine artifact folder (model.engine + manifest.json)")
         if manifest is None:
-            raise ArtifactError(f"{model_file} is a bare engine: it carries no model, class or preprocessing facts; "
-                                "load the folder danet-export wrote (model.engine + manifest.json)")
+            raise ArtifactError(
+                f"{model_file} is a bare engine: it carries no model, class or preprocessing facts; "
+                "load the folder danet-export wrote (model.engine + manifest.json)"
+            )
         info = manifest.extra.get("tensorrt", {})
         if info.get("stage") not in (None, "engine"):
             check_engine_compatibility(info, {})  # raises the "build it first" message for a bundle
@@ -239,8 +266,11 @@ class TensorRTBackend(Backend):
         self.gpu = device_properties(cudart, self.device)
         self.logger = shared_logger(trt, opts.log_level)
         self.runtime = trt.Runtime(self.logger)
-        running = {"tensorrt": str(trt.__version__), **self.gpu,
-                   "dla_cores": int(getattr(self.runtime, "num_DLA_cores", 0))}
+        running = {
+            "tensorrt": str(trt.__version__),
+            **self.gpu,
+            "dla_cores": int(getattr(self.runtime, "num_DLA_cores", 0)),
+        }
         self.notes = check_engine_compatibility(info, running) if opts.check_compatibility else []
         self.manifest = manifest
         try:
@@ -254,7 +284,8 @@ class TensorRTBackend(Backend):
             raise EngineCompatibilityError(
                 f"TensorRT {trt.__version__} could not deserialise {model_file} (built by another TensorRT version or "
                 "for another GPU, or the file is corrupt); rebuild it here: danet-export --target tensorrt --from "
-                "BUNDLE_DIR")
+                "BUNDLE_DIR"
+            )
         self._bind_io()
         self.cuda_graph = opts.cuda_graph
         self.cuda_graph_requested = opts.cuda_graph
@@ -268,23 +299,35 @@ class TensorRTBackend(Backend):
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
         if len(inputs) != 1 or len(outputs) != 1:
-            raise ArtifactError(f"expected one input and one output tensor, the engine has inputs {inputs} and "
-                                f"outputs {outputs}; build it from a danet-export bundle")
+            raise ArtifactError(
+                f"expected one input and one output tensor, the engine has inputs {inputs} and "
+                f"outputs {outputs}; build it from a danet-export bundle"
+            )
         self.input_name, self.output_name = inputs[0], outputs[0]
         self.input_dtype = numpy_dtype(engine.get_tensor_dtype(self.input_name))
         self.output_dtype = numpy_dtype(engine.get_tensor_dtype(self.output_name))
         if self.input_dtype not in (np.float32, np.uint8):  # uint8: an --accept rgb8|bgr8 image
-            raise ArtifactError(f"the engine input is {self.input_dtype}, expected float32 (or uint8 with --accept); "
-                                "re-prepare the bundle")
+            raise ArtifactError(
+                f"the engine input is {self.input_dtype}, expected float32 (or uint8 with --accept); "
+                "re-prepare the bundle"
+            )
         shape = tuple(int(d) for d in engine.get_tensor_shape(self.input_name))
         dims = tuple(d if d > 0 else None for d in shape)
         bounds: dict[str, Any] = {}
         if any(d is None for d in dims):
             lo, opt, hi = engine.get_tensor_profile_shape(self.input_name, 0)
-            bounds = {"min_shape": tuple(int(d) for d in lo), "opt_shape": tuple(int(d) for d in opt),
-                      "max_shape": tuple(int(d) for d in hi)}
-        self.input_spec = InputSpec(name=self.input_name, shape=dims, dtype=str(self.input_dtype),
-                                    layout="NHWC" if self.input_dtype == np.uint8 else "NCHW", **bounds)
+            bounds = {
+                "min_shape": tuple(int(d) for d in lo),
+                "opt_shape": tuple(int(d) for d in opt),
+                "max_shape": tuple(int(d) for d in hi),
+            }
+        self.input_spec = InputSpec(
+            name=self.input_name,
+            shape=dims,
+            dtype=str(self.input_dtype),
+            layout="NHWC" if self.input_dtype == np.uint8 else "NCHW",
+            **bounds,
+        )
 
     # -- the pool of lanes -------------------------------------------------------------------
     def _new_lane(self, idle: bool = False) -> _Lane:
@@ -323,8 +366,10 @@ class TensorRTBackend(Backend):
         """After a failed capture (the stream and error state are already clean): run without graphs."""
         self.cuda_graph = False
         self.cuda_graph_disabled = reason
-        message = (f"CUDA graphs are off for this session: {reason}. The engine may contain operations that cannot "
-                   "be captured; inference continues without graphs (as trtexec --useCudaGraph does)")
+        message = (
+            f"CUDA graphs are off for this session: {reason}. The engine may contain operations that cannot "
+            "be captured; inference continues without graphs (as trtexec --useCudaGraph does)"
+        )
         self.notes.append(message)
         warnings.warn(message, RuntimeWarning, stacklevel=3)
 
@@ -348,13 +393,21 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         info = self.manifest.extra.get("tensorrt", {})
-        return {"backend": self.name, "tensorrt": str(self.trt.__version__), "gpu": self.gpu.get("gpu"),
-                "compute_capability": self.gpu.get("compute_capability"), "device": self.device,
-                "cuda_graph": self.cuda_graph, "cuda_graph_requested": self.cuda_graph_requested,
-                "contexts": self.max_contexts,
-                "cuda_graph_disabled": self.cuda_graph_disabled, "dla_core": info.get("dla_core"),
-                "dla_layers": info.get("dla_layers"),
-                "profile": info.get("profiles", [{}])[0] if info.get("profiles") else None, "notes": self.notes}
+        return {
+            "backend": self.name,
+            "tensorrt": str(self.trt.__version__),
+            "gpu": self.gpu.get("gpu"),
+            "compute_capability": self.gpu.get("compute_capability"),
+            "device": self.device,
+            "cuda_graph": self.cuda_graph,
+            "cuda_graph_requested": self.cuda_graph_requested,
+            "contexts": self.max_contexts,
+            "cuda_graph_disabled": self.cuda_graph_disabled,
+            "dla_core": info.get("dla_core"),
+            "dla_layers": info.get("dla_layers"),
+            "profile": info.get("profiles", [{}])[0] if info.get("profiles") else None,
+            "notes": self.notes,
+        }
 
     def close(self) -> None:
         """Wait for running calls, free every lane (buffers, graph, events, stream, context), then

@@ -25,18 +25,25 @@ from .base import Backend, EngineOptions, InputSpec
 class TorchEngineOptions(EngineOptions):
     """``runtime.load(..., backend="torch", **options)``; ``threads`` sets ``torch.set_num_threads``."""
 
-    preset: str | None = option(None, "the preset to build when there is no model file (runtime.load passes the "
-                                      "name it was given)")
+    preset: str | None = option(
+        None, "the preset to build when there is no model file (runtime.load passes the name it was given)"
+    )
     device: str = option("cpu", "torch device: cpu, cuda, cuda:1 ...")
-    model: str | None = option(None, "preset architecture of a checkpoint (checked against its tensors; default: "
-                                     "read from them)")
+    model: str | None = option(
+        None, "preset architecture of a checkpoint (checked against its tensors; default: read from them)"
+    )
     num_classes: int | None = option(None, "classes of a preset or checkpoint")
     attention_chunks: int | None = option(None, "position-attention query chunks (lower peak memory)")
     config: dict[str, Any] | None = option(  # noqa: RUF009 - option() returns a dataclasses.field
-        None, "a full model config (e.g. an artifact manifest's model entry): the checkpoint is built exactly as it "
-              "was exported")
-    fused_attention: bool = option(True, "eager inference takes F.scaled_dot_product_attention where it is the same "
-                                         "maths and faster (see model.attention); false: the graph form")
+        None,
+        "a full model config (e.g. an artifact manifest's model entry): the checkpoint is built exactly as it "
+        "was exported",
+    )
+    fused_attention: bool = option(
+        True,
+        "eager inference takes F.scaled_dot_product_attention where it is the same "
+        "maths and faster (see model.attention); false: the graph form",
+    )
 
 
 def reference_manifest(config: Any, checkpoint: str | None = None, test_protocol: Any = None) -> Manifest:
@@ -44,14 +51,26 @@ def reference_manifest(config: Any, checkpoint: str | None = None, test_protocol
     checkpoint's, as :func:`~danet_deploy.model.inspect.model_from_checkpoint` found it) is recorded
     where an exported artifact records it, so danet-eval of the file uses the file's own."""
     return Manifest(
-        target="torch", backend="torch", precision="fp32", primary=checkpoint or config.name,
-        model=ModelInfo.from_dict(config.to_dict()), preprocessing=PreprocessingInfo.from_dict(config.preprocessing.to_dict()),
-        input=InputInfo.from_dict({"name": "input", "shape": ["batch", 3, "height", "width"], "dtype": "float32",
-                                   "dynamic_axes": {"0": "batch", "2": "height", "3": "width"}}),
-        output=OutputInfo.from_dict({"name": "logits", "shape": ["batch", config.num_classes, "height", "width"],
-                                     "dtype": "float32"}),
+        target="torch",
+        backend="torch",
+        precision="fp32",
+        primary=checkpoint or config.name,
+        model=ModelInfo.from_dict(config.to_dict()),
+        preprocessing=PreprocessingInfo.from_dict(config.preprocessing.to_dict()),
+        input=InputInfo.from_dict(
+            {
+                "name": "input",
+                "shape": ["batch", 3, "height", "width"],
+                "dtype": "float32",
+                "dynamic_axes": {"0": "batch", "2": "height", "3": "width"},
+            }
+        ),
+        output=OutputInfo.from_dict(
+            {"name": "logits", "shape": ["batch", config.num_classes, "height", "width"], "dtype": "float32"}
+        ),
         checkpoint=CheckpointInfo.from_dict({"path": checkpoint}) if checkpoint else None,
-        export=ExportInfo.from_dict({"test_protocol": test_protocol.to_dict()} if test_protocol is not None else {}))
+        export=ExportInfo.from_dict({"test_protocol": test_protocol.to_dict()} if test_protocol is not None else {}),
+    )
 
 
 class TorchBackend(Backend):
@@ -125,5 +144,9 @@ class TorchBackend(Backend):
         return out.float().cpu().numpy()
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "device": str(self.device), "threads": self._torch.get_num_threads(),
-                "torch": self._torch.__version__}
+        return {
+            "backend": self.name,
+            "device": str(self.device),
+            "threads": self._torch.get_num_threads(),
+            "torch": self._torch.__version__,
+        }

@@ -44,8 +44,9 @@ class TorchCompileBackend(TorchBackend):
         assert isinstance(self.options, TorchCompileEngineOptions), "options_class parsed them"
         mode = self.mode = self.options.mode
         self.eager = self.model
-        self.model = self._torch.compile(self.eager, backend="inductor", mode=None if mode == "default" else mode,
-                                         dynamic=False)
+        self.model = self._torch.compile(
+            self.eager, backend="inductor", mode=None if mode == "default" else mode, dynamic=False
+        )
         self.compile_seconds: dict[str, float] = {}
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
@@ -59,6 +60,11 @@ class TorchCompileBackend(TorchBackend):
 
     def describe(self) -> dict[str, Any]:
         compiled = self.compile_seconds
-        return {**super().describe(), "backend": self.name, "compiler": "torch.compile (inductor)",
-                "mode": self.mode, "compile_s": round(sum(compiled.values()), 3) if compiled else None,
-                "compile_s_per_shape": dict(compiled)}
+        return {
+            **super().describe(),
+            "backend": self.name,
+            "compiler": "torch.compile (inductor)",
+            "mode": self.mode,
+            "compile_s": round(sum(compiled.values()), 3) if compiled else None,
+            "compile_s_per_shape": dict(compiled),
+        }

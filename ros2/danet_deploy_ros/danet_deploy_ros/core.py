@@ -19,18 +19,27 @@ def input_qos(values: dict[str, Any]) -> Any:
     ``qos_profile_sensor_data`` preset keeps 5), overridden by ``qos_depth``/``qos_reliability``."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    reliability = ReliabilityPolicy.BEST_EFFORT if values["qos_reliability"] == "best_effort" \
-        else ReliabilityPolicy.RELIABLE
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=int(values["qos_depth"]), reliability=reliability,
-                      durability=DurabilityPolicy.VOLATILE)
+    reliability = (
+        ReliabilityPolicy.BEST_EFFORT if values["qos_reliability"] == "best_effort" else ReliabilityPolicy.RELIABLE
+    )
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=int(values["qos_depth"]),
+        reliability=reliability,
+        durability=DurabilityPolicy.VOLATILE,
+    )
 
 
 def latched_qos() -> Any:
     """``~/label_info``: reliable, transient-local, depth 1: a subscriber that joins late still gets it."""
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
-                      durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=1,
+        reliability=ReliabilityPolicy.RELIABLE,
+        durability=DurabilityPolicy.TRANSIENT_LOCAL,
+    )
 
 
 def label_info(session: Any) -> str:
@@ -40,9 +49,16 @@ def label_info(session: Any) -> str:
 
     names = session.class_names or [str(c) for c in range(session.num_classes)]
     colors = palette(session.num_classes)
-    return json.dumps({"num_classes": session.num_classes, "mask_encoding": mask_encoding(session.num_classes),
-                       "classes": [{"id": c, "name": names[c] if c < len(names) else str(c),
-                                    "color": [int(v) for v in colors[c]]} for c in range(session.num_classes)]})
+    return json.dumps(
+        {
+            "num_classes": session.num_classes,
+            "mask_encoding": mask_encoding(session.num_classes),
+            "classes": [
+                {"id": c, "name": names[c] if c < len(names) else str(c), "color": [int(v) for v in colors[c]]}
+                for c in range(session.num_classes)
+            ],
+        }
+    )
 
 
 class Segmenter:
@@ -73,8 +89,9 @@ class Segmenter:
         self.label_pub = node.create_publisher(String, "~/label_info", latched_qos())
         self.diag_pub = node.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.label_pub.publish(String(data=label_info(self.session)))
-        self.pipeline = Pipeline(self.session, self._publish, node.get_logger().warning,
-                                 max_pixels=int(self.values["max_pixels"]))
+        self.pipeline = Pipeline(
+            self.session, self._publish, node.get_logger().warning, max_pixels=int(self.values["max_pixels"])
+        )
         self.timer = node.create_timer(float(self.values["diagnostics_period"]), self.publish_diagnostics)
         node.get_logger().info(f"loaded {self.values['artifact']}: {self.session.describe()}")
 
@@ -88,8 +105,9 @@ class Segmenter:
         if self.values["image_topic"]:
             self.subscriptions.append(self.node.create_subscription(Image, self.values["image_topic"], submit, qos))
         if self.values["compressed_topic"]:
-            self.subscriptions.append(self.node.create_subscription(CompressedImage, self.values["compressed_topic"],
-                                                                    submit, qos))
+            self.subscriptions.append(
+                self.node.create_subscription(CompressedImage, self.values["compressed_topic"], submit, qos)
+            )
         topics = [t for t in (self.values["image_topic"], self.values["compressed_topic"]) if t]
         self.node.get_logger().info(f"segmenting {', '.join(topics) or 'nothing (no input topic set)'}")
 
@@ -148,8 +166,9 @@ class Segmenter:
         out.header = msg.header
         self.mask_pub.publish(out)
         if self.values["publish_overlay"] and self.overlay_pub.get_subscription_count() > 0:
-            blend = Image(**array_to_image_fields(overlay(rgb, mask, session.num_classes,
-                                                          float(self.values["alpha"])), "rgb8"))
+            blend = Image(
+                **array_to_image_fields(overlay(rgb, mask, session.num_classes, float(self.values["alpha"])), "rgb8")
+            )
             blend.header = msg.header
             self.overlay_pub.publish(blend)
 
@@ -161,20 +180,28 @@ class Segmenter:
         snap = self.pipeline.snapshot()
         describe = self.session.describe()
         bad_total = sum(snap["bad"].values())
-        values = {"fps": f"{snap['fps']:.2f}", "masks": str(snap["masks"]),
-                  "latency_p50_ms": _ms(snap["latency_p50_ms"]), "latency_p99_ms": _ms(snap["latency_p99_ms"]),
-                  "frames_dropped": str(snap["dropped"]), "bad_frames": str(bad_total),
-                  **{f"bad_frames_{cause}": str(n) for cause, n in sorted(snap["bad"].items())},
-                  "engine_errors": str(snap["engine_errors"]),
-                  "engine": f"{describe.get('backend', '')} {describe.get('target', '')} {describe.get('precision', '')}"
-                            .strip(),
-                  "artifact": str(self.values["artifact"])}
+        values = {
+            "fps": f"{snap['fps']:.2f}",
+            "masks": str(snap["masks"]),
+            "latency_p50_ms": _ms(snap["latency_p50_ms"]),
+            "latency_p99_ms": _ms(snap["latency_p99_ms"]),
+            "frames_dropped": str(snap["dropped"]),
+            "bad_frames": str(bad_total),
+            **{f"bad_frames_{cause}": str(n) for cause, n in sorted(snap["bad"].items())},
+            "engine_errors": str(snap["engine_errors"]),
+            "engine": f"{describe.get('backend', '')} {describe.get('target', '')} {describe.get('precision', '')}".strip(),
+            "artifact": str(self.values["artifact"]),
+        }
         level = DiagnosticStatus.WARN if bad_total or snap["engine_errors"] else DiagnosticStatus.OK
-        status = DiagnosticStatus(level=level, name=f"{self.node.get_name()}: segmentation",
-                                  hardware_id=values["engine"],
-                                  message="bad input frames dropped" if bad_total else
-                                  ("engine errors" if snap["engine_errors"] else "running"),
-                                  values=[KeyValue(key=k, value=v) for k, v in values.items()])
+        status = DiagnosticStatus(
+            level=level,
+            name=f"{self.node.get_name()}: segmentation",
+            hardware_id=values["engine"],
+            message="bad input frames dropped"
+            if bad_total
+            else ("engine errors" if snap["engine_errors"] else "running"),
+            values=[KeyValue(key=k, value=v) for k, v in values.items()],
+        )
         array = DiagnosticArray(status=[status])
         array.header.stamp = self.node.get_clock().now().to_msg()
         self.diag_pub.publish(array)

@@ -38,8 +38,11 @@ def make_node() -> Any:
             if self.segmenter is not None:
                 fixed = [c.name for c in changes if c.name in params.BY_NAME and params.BY_NAME[c.name].read_only]
                 if fixed:
-                    return SetParametersResult(successful=False, reason=f"{', '.join(fixed)} can change only while "
-                                               "unconfigured: deactivate and clean up first, then configure again")
+                    return SetParametersResult(
+                        successful=False,
+                        reason=f"{', '.join(fixed)} can change only while "
+                        "unconfigured: deactivate and clean up first, then configure again",
+                    )
                 return self.segmenter.on_set(changes)
             for change in changes:  # unconfigured: checked now, used at the next configure
                 reason = params.refusal(change.name, change.value)

@@ -1,6 +1,6 @@
 """The ``segmentation`` node: parameters read and checked at start, then frames in, masks out.
 
-    segmentation --ros-args -p artifact:=/models/danet_onnx -r image:=/camera/image_raw
+segmentation --ros-args -p artifact:=/models/danet_onnx -r image:=/camera/image_raw
 """
 
 from __future__ import annotations

@@ -36,17 +36,30 @@ def _needs_artifact(value: Any) -> str | None:
 
 
 PARAMS: tuple[Param, ...] = (
-    Param("artifact", "", "artifact folder written by danet-export (its manifest.json names the backend)",
-          check=_needs_artifact),
+    Param(
+        "artifact",
+        "",
+        "artifact folder written by danet-export (its manifest.json names the backend)",
+        check=_needs_artifact,
+    ),
     Param("backend", "", "override the artifact's backend (empty: the manifest's)"),
     Param("threads", 0, "engine threads (0: the backend's default)", low=0, high=1024),
     Param("image_topic", "image", "sensor_msgs/Image input topic (empty: none)"),
     Param("compressed_topic", "", "sensor_msgs/CompressedImage (jpeg/png) input topic (empty: none)"),
     Param("qos_depth", 1, "input queue depth: 1 keeps the newest frame only", low=1, high=1000),
-    Param("qos_reliability", "best_effort", "input reliability: best_effort (cameras) or reliable",
-          check=_one_of(RELIABILITIES)),
-    Param("max_pixels", 50_000_000, "refuse input frames above this many pixels (counted as bad frames)",
-          low=1, high=2**40),
+    Param(
+        "qos_reliability",
+        "best_effort",
+        "input reliability: best_effort (cameras) or reliable",
+        check=_one_of(RELIABILITIES),
+    ),
+    Param(
+        "max_pixels",
+        50_000_000,
+        "refuse input frames above this many pixels (counted as bad frames)",
+        low=1,
+        high=2**40,
+    ),
     Param("diagnostics_period", 1.0, "seconds between /diagnostics messages", low=0.05, high=3600.0),
     Param("publish_overlay", True, "publish ~/overlay (rgb8, the mask blended over the frame)", read_only=False),
     Param("alpha", 0.5, "overlay opacity", read_only=False, low=0.0, high=1.0),
@@ -82,10 +95,18 @@ def descriptor(spec: Param, managed: bool = False) -> Any:
         ParameterType,
     )
 
-    kinds = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
-             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
-    desc = ParameterDescriptor(name=spec.name, type=kinds[type(spec.default)], description=spec.description,
-                               read_only=spec.read_only and not managed)
+    kinds = {
+        bool: ParameterType.PARAMETER_BOOL,
+        int: ParameterType.PARAMETER_INTEGER,
+        float: ParameterType.PARAMETER_DOUBLE,
+        str: ParameterType.PARAMETER_STRING,
+    }
+    desc = ParameterDescriptor(
+        name=spec.name,
+        type=kinds[type(spec.default)],
+        description=spec.description,
+        read_only=spec.read_only and not managed,
+    )
     if spec.low is not None and isinstance(spec.default, float):
         desc.floating_point_range = [FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high))]
     elif spec.low is not None:

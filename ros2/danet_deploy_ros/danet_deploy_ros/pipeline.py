@@ -48,6 +48,7 @@ class _Watched:
             except BaseException:
                 self._failed.set()
                 raise
+
         return call
 
 
@@ -108,18 +109,23 @@ class Stats:
         with self.lock:
             stamps, lat = list(self.done_at), list(self.latency_ms)
             fps = (len(stamps) - 1) / (stamps[-1] - stamps[0]) if len(stamps) > 1 and stamps[-1] > stamps[0] else 0.0
-            return {"masks": self.masks, "fps": fps,
-                    "latency_p50_ms": float(np.percentile(lat, 50)) if lat else None,
-                    "latency_p99_ms": float(np.percentile(lat, 99)) if lat else None,
-                    "dropped": mailbox_replaced + self.stream_dropped,
-                    "bad": dict(self.bad), "engine_errors": self.engine_errors}
+            return {
+                "masks": self.masks,
+                "fps": fps,
+                "latency_p50_ms": float(np.percentile(lat, 50)) if lat else None,
+                "latency_p99_ms": float(np.percentile(lat, 99)) if lat else None,
+                "dropped": mailbox_replaced + self.stream_dropped,
+                "bad": dict(self.bad),
+                "engine_errors": self.engine_errors,
+            }
 
 
 class Pipeline:
     """``submit(msg)`` from any thread; ``on_mask`` is called on the worker thread per mask."""
 
-    def __init__(self, session: Any, on_mask: OnMask, log: Callable[[str], None],
-                 max_pixels: int | None = None) -> None:
+    def __init__(
+        self, session: Any, on_mask: OnMask, log: Callable[[str], None], max_pixels: int | None = None
+    ) -> None:
         self.session, self.on_mask, self.log, self.max_pixels = session, on_mask, log, max_pixels
         self.mailbox = Mailbox()
         self.stats = Stats()

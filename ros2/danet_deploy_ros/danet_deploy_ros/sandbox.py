@@ -19,7 +19,9 @@ def unavailable() -> str | None:
     """Why a private network namespace cannot be made here (None: it can)."""
     if shutil.which("unshare") is None or shutil.which("ip") is None:
         return "util-linux unshare and iproute2 ip are needed for a private network namespace"
-    probe = subprocess.run(["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True, check=False)
+    probe = subprocess.run(
+        ["unshare", "-n", "ip", "link", "set", "lo", "up"], capture_output=True, text=True, check=False
+    )
     if probe.returncode != 0:
         return f"cannot create a network namespace (unshare -n needs root): {probe.stderr.strip()[:200]}"
     return None
@@ -27,15 +29,26 @@ def unavailable() -> str | None:
 
 def ros_env(base: Mapping[str, str] | None = None, domain_id: int | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
-    env.update(ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-               ROS_DOMAIN_ID=str(domain_id if domain_id is not None else random.randint(1, 100)),
-               ORT_DISABLE_TELEMETRY="1", PYTHONUNBUFFERED="1")
+    env.update(
+        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+        ROS_DOMAIN_ID=str(domain_id if domain_id is not None else random.randint(1, 100)),
+        ORT_DISABLE_TELEMETRY="1",
+        PYTHONUNBUFFERED="1",
+    )
     return env
 
 
-def run_isolated(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float | None = None,
-                 **kwargs: object) -> subprocess.CompletedProcess:
+def run_isolated(
+    argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float | None = None, **kwargs: object
+) -> subprocess.CompletedProcess:
     """``argv`` inside ``unshare -n`` after bringing loopback up (output captured as text)."""
     script = "ip link set lo up && exec " + " ".join(shlex.quote(a) for a in argv)
-    return subprocess.run(["unshare", "-n", "bash", "-c", script], env=ros_env(env), timeout=timeout,
-                          capture_output=True, text=True, check=False, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        ["unshare", "-n", "bash", "-c", script],
+        env=ros_env(env),
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+        check=False,
+        **kwargs,
+    )  # type: ignore[call-overload]

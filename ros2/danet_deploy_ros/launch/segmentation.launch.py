@@ -18,10 +18,19 @@ from launch_ros.actions import Node
 
 def generate_launch_description():
     params = os.path.join(get_package_share_directory("danet_deploy_ros"), "config", "params.yaml")
-    return LaunchDescription([
-        DeclareLaunchArgument("artifact", description="folder written by danet-export"),
-        DeclareLaunchArgument("image", default_value="/camera/image_raw", description="input image topic"),
-        Node(package="danet_deploy_ros", executable="segmentation", name="segmentation", output="screen",
-             parameters=[params, {"artifact": LaunchConfiguration("artifact"),
-                                  "image_topic": LaunchConfiguration("image")}]),
-    ])
+    return LaunchDescription(
+        [
+            DeclareLaunchArgument("artifact", description="folder written by danet-export"),
+            DeclareLaunchArgument("image", default_value="/camera/image_raw", description="input image topic"),
+            Node(
+                package="danet_deploy_ros",
+                executable="segmentation",
+                name="segmentation",
+                output="screen",
+                parameters=[
+                    params,
+                    {"artifact": LaunchConfiguration("artifact"), "image_topic": LaunchConfiguration("image")},
+                ],
+            ),
+        ]
+    )
