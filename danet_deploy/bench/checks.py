@@ -19,7 +19,7 @@ def check_bench_args(model: str, output: Path, artifacts: Path | None = None) ->
 
         hint = ""
         try:
-            name = read_manifest(path, verify=False).model.get("name")
+            name = read_manifest(path, verify=False).model.name
             hint = f" (this artifact was exported from --model {name})" if name else ""
         except Exception:
             pass

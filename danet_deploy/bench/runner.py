@@ -40,6 +40,7 @@ from .timing import summarize
 from .worker import WorkerSpec
 
 if TYPE_CHECKING:
+    from ..manifest import Manifest
     from .report import BenchReport
 
 
@@ -227,7 +228,7 @@ def _differing_keys(recorded: dict[str, Any], wanted: dict[str, Any], ignored: f
     return [k for k, v in wanted.items() if k not in ignored and recorded.get(k, missing) != v]
 
 
-def _weights_mismatch(manifest: Any, cfg: BenchConfig, config: Any) -> str | None:
+def _weights_mismatch(manifest: Manifest, cfg: BenchConfig, config: Any) -> str | None:
     """Why the artifact's weights are not the ones this run would export, or ``None``.
 
     A checkpoint is identified by its sha256, a preset by the shipped weights file its config names
@@ -239,20 +240,20 @@ def _weights_mismatch(manifest: Any, cfg: BenchConfig, config: Any) -> str | Non
 
     ckpt = Path(cfg.model)
     if ckpt.is_file():
-        if (manifest.checkpoint or {}).get("sha256") != sha256_file(ckpt):
+        if manifest.checkpoint is None or manifest.checkpoint.sha256 != sha256_file(ckpt):
             return "weights (checkpoint sha256)"
         return None
     if manifest.checkpoint is not None:
-        return f"weights (exported from checkpoint {manifest.checkpoint.get('path')!r}, not preset {cfg.model})"
-    if manifest.model.get("weights") != config.weights:
-        return f"weights ({manifest.model.get('weights') or 'random init'}, not {config.weights or 'random init'})"
-    if manifest.export.get("weights_sha256") != shipped_weights_sha256(config):
+        return f"weights (exported from checkpoint {manifest.checkpoint.path!r}, not preset {cfg.model})"
+    if manifest.model.weights != config.weights:
+        return f"weights ({manifest.model.weights or 'random init'}, not {config.weights or 'random init'})"
+    if manifest.export.weights_sha256 != shipped_weights_sha256(config):
         return f"weights ({config.weights} changed since the export, or the artifact predates its sha256)"
     return None
 
 
 def artifact_mismatches(
-    manifest: Any, cfg: BenchConfig, export_target: str, precision: str, model_name: str
+    manifest: Manifest, cfg: BenchConfig, export_target: str, precision: str, model_name: str
 ) -> list[str]:
     """What differs between an existing artifact and the one this run would export (empty: reusable).
 
@@ -266,8 +267,8 @@ def artifact_mismatches(
         for name, ok in (
             ("target", manifest.target == export_target),
             ("precision", manifest.precision == precision),
-            ("model", manifest.model.get("name") == model_name),
-            ("input shape", manifest.input.get("shape") == want_shape),
+            ("model", manifest.model.name == model_name),
+            ("input shape", list(manifest.input.shape) == want_shape),
         )
         if not ok
     ]
@@ -278,12 +279,12 @@ def artifact_mismatches(
     if weights:
         failed.append(weights)
     if not Path(cfg.model).is_file():  # a checkpoint's config follows from its sha256 and the request
-        keys = _differing_keys(manifest.model, config.to_dict(), _CONFIG_FIELDS_IGNORED)
+        keys = _differing_keys(manifest.model.to_dict(), config.to_dict(), _CONFIG_FIELDS_IGNORED)
         if keys:
             failed.append(f"model config ({', '.join(keys)})")
     ignored = _REQUEST_FIELDS_IGNORED | (frozenset() if precision == "int8" else _CALIBRATION_FIELDS)
     request = export_request(cfg, export_target, precision, artifact_path(cfg, export_target, precision))
-    keys = _differing_keys(manifest.export, request.to_dict(), ignored)
+    keys = _differing_keys(manifest.export.to_dict(), request.to_dict(), ignored)
     if keys:
         failed.append(f"export options ({', '.join(keys)})")
     return failed
