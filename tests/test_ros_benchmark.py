@@ -37,10 +37,32 @@ def test_report_judges_the_overhead_and_the_wait_from_the_numbers(tmp_path):
     }
     text = render(tmp_path, data)
     assert "+5.0%** of `Session.run` (goal <= 10%: met)" in text
-    assert "90.0 ms = 0.90 periods (goal <= 1 period: met)" in text and "re-run on a quiet machine" in text
-    data.update(latency_ms=[130.0], ages_ms=[260.0])
+    assert "90.0 ms = 0.90 periods (goal <= 1 period: met)" in text and "re-run quiet" not in text
+    data.update(latency_ms=[130.0], ages_ms=[260.0], machine_load=[9, 9, 9])
     text = render(tmp_path, data)
     assert "+30.0%** of `Session.run` (goal <= 10%: NOT met)" in text and "(goal <= 1 period: NOT met)" in text
+    assert "other jobs shared the machine; re-run quiet" in text
+
+
+def test_report_pairs_each_frame_with_its_own_session_run(tmp_path):
+    """The machine's speed drifts: a frame's ROS 2 latency is compared with the Session.run timed
+    right after it, not with a baseline from before or after the node ran."""
+    data = {
+        "run_p50_before_ms": 100.0,
+        "run_p50_after_ms": 100.0,
+        "latency_ms": [160.0, 168.0, 210.0],
+        "paired_run_ms": [150.0, 160.0, 200.0],
+        "ages_ms": [150.0],
+        "published": 300,
+        "masks": 90,
+        "machine_load": [1, 1, 1],
+    }
+    text = render(tmp_path, data)
+    assert (
+        "| `Session.run` p50 in this process, paired: each frame right after its trip through ROS 2 | 160.0 ms |"
+        in text
+    )
+    assert "| +10.0 ms = **+6.2%** of `Session.run` (goal <= 10%: met) |" in text
 
 
 def test_report_splits_the_ros_part_and_shows_what_the_polling_probe_measured(tmp_path):
