@@ -39,24 +39,6 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent
-CPU_FLAGS = (
-    "sse4_2",
-    "avx",
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512bw",
-    "avx512_vnni",
-    "avx512_bf16",
-    "avx512_fp16",
-    "avx_vnni",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-    "asimd",
-    "asimddp",
-)
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -181,13 +163,14 @@ def measure_engine(model: str, size: tuple[int, int], rounds: int, threads: int)
 
 
 def machine() -> dict:
+    from danet_deploy.bench.machine import FEATURE_FLAGS
     from danet_deploy.util.cpu import read_cpuinfo
 
     name, flags = read_cpuinfo()
     return {
         "cpu": name,
         "logical_cores": os.cpu_count(),
-        "flags": sorted(f for f in CPU_FLAGS if f in flags),
+        "flags": sorted(f for f in FEATURE_FLAGS if f in flags),
         "load_average": [round(v, 2) for v in os.getloadavg()],
     }
 
