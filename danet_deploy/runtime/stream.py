@@ -181,7 +181,7 @@ def stream(
         depth: frames in flight between two stages (bounded memory: at most ~3 x depth frames).
         policy: ``"all"`` keeps every frame; ``"latest"`` drops stale frames (live cameras).
         jobs: engine calls in flight (default: ``session.backend.parallel_requests()``).
-        convert: called once per item the engine will run, on the thread that preprocesses it
+        convert: called once per item the engine takes, on the thread that preprocesses it
             (never on an item ``"latest"`` dropped): the item -> its uint8 HxWx3 frame, or ``None``
             to skip it (not yielded; ``frame_index`` still counts it). Its exceptions reach the
             caller with their own type. Called from several threads at once when ``jobs > 1``.
