@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import ros_support  # puts ros2/danet_deploy_ros on sys.path
 from danet_deploy_ros import params
+from danet_deploy_ros import pipeline as pipeline_module
 from danet_deploy_ros.pipeline import Pipeline
 
 from danet_deploy import runtime
@@ -95,6 +96,108 @@ def test_the_newest_frame_wins_and_submit_never_waits(session):
     assert wait_for(lambda: got and got[-1][0] == 199)
     pipeline.close()
     assert len(got) < 200 and pipeline.snapshot()["dropped"] == 200 - len(got)
+
+
+class _Gated:
+    """A slow engine the test drives (every call waits for ``go``; ``started`` says one began) and a
+    count of the messages converted, by header. ``hand_over`` submits a message and returns once the
+    pipeline's reader has taken it from the mailbox: event-driven, no timing."""
+
+    def __init__(self, session, monkeypatch):
+        self.started, self.go, self.ran, self.converted = threading.Semaphore(0), threading.Semaphore(0), 0, []
+        real_infer, real_convert = session.infer, pipeline_module.message_to_rgb
+
+        def infer(tensor):
+            self.started.release()
+            assert self.go.acquire(timeout=20), "the test never released the engine"
+            self.ran += 1
+            return real_infer(tensor)
+
+        def convert(msg, max_pixels=None):
+            self.converted.append(msg.header)
+            return real_convert(msg, max_pixels)
+
+        self._taken, real_get = threading.Semaphore(0), pipeline_module.Mailbox.get
+
+        def get(mailbox, timeout):
+            msg = real_get(mailbox, timeout)
+            if msg is not None:
+                self._taken.release()
+            return msg
+
+        monkeypatch.setattr(session, "infer", infer)
+        monkeypatch.setattr(pipeline_module, "message_to_rgb", convert)
+        monkeypatch.setattr(pipeline_module.Mailbox, "get", get)  # before the pipeline's reader calls it
+
+    def attach(self, pipeline):
+        self.pipeline = pipeline
+
+    def hand_over(self, msg):
+        self.pipeline.submit(msg)
+        assert self._taken.acquire(timeout=20), "the pipeline stopped reading"
+
+    def engine_busy(self):
+        assert self.started.acquire(timeout=20), "the engine never started"
+
+
+def test_only_the_messages_the_engine_runs_are_converted(session, monkeypatch):
+    """A camera faster than the engine: the messages the newest-frame policy drops are never converted
+    (no bgr8 flip, no JPEG decode for them), and each mask keeps its own frame's header. Converting in
+    the frame generator converted every message the reader took: 8 here, for 2 engine runs."""
+    rng = np.random.default_rng(1)
+    frames = [rng.integers(0, 255, (*SIZE, 3), dtype=np.uint8) for _ in range(8)]
+    want = [session.run(frames[0]), session.run(frames[-1])]
+    gated = _Gated(session, monkeypatch)
+    pipeline, got, _, _ = collect({}, session)
+    gated.attach(pipeline)
+    bgr = [np.ascontiguousarray(f[..., ::-1]) for f in frames]
+    gated.hand_over(image_msg(bgr[0], 0, "bgr8"))
+    gated.engine_busy()  # on frame 0
+    for i in range(1, len(frames)):  # each one taken by the stream's reader while the engine is busy
+        gated.hand_over(image_msg(bgr[i], i, "bgr8"))
+    gated.go.release()
+    gated.engine_busy()  # on the newest frame
+    gated.go.release()
+    assert wait_for(lambda: len(got) == 2)
+    pipeline.close()
+    assert gated.converted == [0, 7] and gated.ran == 2  # conversions == frames the engine ran
+    assert [h for h, _ in got] == [0, 7]
+    for (_, mask), expected in zip(got, want):
+        np.testing.assert_array_equal(mask, expected)
+    assert pipeline.snapshot()["dropped"] == 6
+
+
+def test_bad_frames_are_counted_when_taken_and_not_when_dropped_unseen(session, monkeypatch):
+    rng = np.random.default_rng(2)
+    frames = [rng.integers(0, 255, (*SIZE, 3), dtype=np.uint8) for _ in range(4)]
+    want = {i: session.run(frames[i]) for i in (0, 2, 3)}
+    gated = _Gated(session, monkeypatch)
+    pipeline, got, logs, _ = collect({}, session)
+    gated.attach(pipeline)
+    gated.hand_over(image_msg(frames[0], 0))
+    gated.engine_busy()
+    gated.hand_over(SimpleNamespace(height=1, width=1, encoding="yuv422", step=2, data=b"\0\0", header=-1))
+    gated.go.release()  # the engine is free: it takes the bad frame, which is counted and skipped
+    assert wait_for(lambda: pipeline.snapshot()["bad"] == {"encoding": 1})
+    gated.hand_over(SimpleNamespace(format="jpeg", data=b"not a jpeg", header=-2))
+    assert wait_for(lambda: pipeline.snapshot()["bad"] == {"encoding": 1, "decode": 1})
+    gated.hand_over(image_msg(frames[2], 2))
+    gated.engine_busy()
+    short = image_msg(frames[1], -3)
+    short.data = short.data[:-1]  # wrong length: replaced by frame 3 before the engine takes it
+    gated.hand_over(short)
+    gated.hand_over(image_msg(frames[3], 3))
+    gated.go.release()
+    gated.engine_busy()
+    gated.go.release()
+    assert wait_for(lambda: len(got) == 3)
+    pipeline.close()
+    assert [h for h, _ in got] == [0, 2, 3] and gated.converted == [0, -1, -2, 2, 3]
+    for header, mask in got:
+        np.testing.assert_array_equal(mask, want[header])
+    snap = pipeline.snapshot()
+    assert snap["bad"] == {"encoding": 1, "decode": 1} and snap["dropped"] == 1 and snap["masks"] == 3
+    assert [sum(f"dropping bad frames ({c})" in line for line in logs) for c in ("encoding", "decode")] == [1, 1]
 
 
 def test_an_engine_failure_is_counted_and_the_stream_restarts(session, monkeypatch):

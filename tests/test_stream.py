@@ -192,6 +192,76 @@ def test_only_the_frames_the_engine_runs_are_preprocessed(session, frames, polic
     assert not _stream_threads()
 
 
+def test_latest_policy_converts_only_the_items_the_engine_takes_and_none_skips_one(session):
+    """``convert`` (a ROS message -> its frame) runs where the frame is preprocessed: under ``latest``
+    only for the item the engine takes, never for one dropped unseen; ``None`` skips an item (nothing
+    yielded) and the stream goes on with the next."""
+    counted, camera, got, converted = _Counted(session, gated=True), _Camera(), [], []
+
+    skipped = threading.Event()
+
+    def convert(raw):
+        converted.append(int(raw[0, 0, 0]))
+        if raw[0, 0, 0] == 4:
+            skipped.set()
+            return None
+        return raw
+
+    consumer = threading.Thread(
+        target=lambda: got.extend(stream(counted, camera, policy="latest", jobs=1, convert=convert))
+    )
+    consumer.start()
+    try:
+        camera.send(0)
+        assert counted.started.acquire(timeout=20)  # the engine is busy on item 0
+        for index in range(1, 4):
+            camera.send(index)
+        assert converted == [0]  # nothing converted ahead of the engine
+        counted.go.release()
+        assert counted.started.acquire(timeout=20)
+        assert converted == [0, 3]  # the newest item, when the engine became free
+        camera.send(4)  # taken next, converted to None: skipped
+        counted.go.release()
+        assert skipped.wait(20)
+        camera.send(5)
+        assert counted.started.acquire(timeout=20)
+        assert converted == [0, 3, 4, 5] and counted.prepared == [0, 3, 5]
+    finally:
+        counted.go.release()
+        camera.close()
+        consumer.join(20)
+    assert not consumer.is_alive()
+    assert [i for i, _, _ in got] == [0, 3, 5] and counted.ran == 3
+    assert not _stream_threads()
+
+
+def test_all_policy_converts_every_item_once_and_skips_the_nones(session, frames):
+    items = [(i, frame) for i, frame in enumerate(frames[:5])]
+    converted = []
+
+    def convert(item):
+        converted.append(item[0])
+        return None if item[0] == 2 else item[1]
+
+    got = list(session.stream(iter(items), convert=convert))
+    assert converted == [0, 1, 2, 3, 4] and [i for i, _, _ in got] == [0, 1, 3, 4]
+    for i, mask, timings in got:
+        np.testing.assert_array_equal(mask, session.run(frames[i]))
+        assert timings["pre"] > 0
+    assert not _stream_threads()
+
+
+@pytest.mark.parametrize("policy", ["all", "latest"])
+def test_an_exception_in_convert_reaches_the_caller_with_its_own_type(session, frames, policy):
+    def convert(item):
+        raise KeyError("no such camera format")
+
+    with pytest.raises(KeyError, match="no such camera format") as raised:
+        list(session.stream(iter(frames[:3]), policy=policy, convert=convert))
+    assert any("converting frames" in note for note in getattr(raised.value, "__notes__", []))
+    assert not _stream_threads()
+
+
 def test_errors_in_any_stage_reach_the_caller_and_stop_every_thread(session, frames):
     def broken_camera():
         yield frames[0]

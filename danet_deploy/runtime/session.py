@@ -418,17 +418,21 @@ class Session:
             return (masks[0], logits[0]) if return_logits else masks[0]
         return (masks, logits) if return_logits else masks
 
-    def stream(self, frames: Any, depth: int = 2, policy: str = "all", jobs: int | None = None) -> Any:
+    def stream(
+        self, frames: Any, depth: int = 2, policy: str = "all", jobs: int | None = None, convert: Any = None
+    ) -> Any:
         """Pipelined masks for a stream of frames: ``(frame_index, mask, timings)`` per frame.
 
         Preprocessing of frame i+1 and post-processing of frame i-1 overlap the engine running
         frame i; ``policy="latest"`` drops stale frames of a live camera. See
         :func:`danet_deploy.runtime.stream.stream`; ``jobs`` engine calls run at once (default: as
         many as the engine serves in parallel, e.g. OpenVINO's optimal number of infer requests).
+        ``convert`` turns each item of ``frames`` the engine takes (e.g. a camera message) into its
+        HxWx3 frame, or ``None`` to skip it; items ``"latest"`` drops are never converted.
         """
         from .stream import stream
 
-        return stream(self, frames, depth=depth, policy=policy, jobs=jobs)
+        return stream(self, frames, depth=depth, policy=policy, jobs=jobs, convert=convert)
 
     # -- lifetime ----------------------------------------------------------------------------
     def close(self) -> None:

@@ -29,6 +29,13 @@ Two policies for what happens when the source is faster than the engine:
 
     source --(reader)--> newest frame --(engine x jobs: preprocess, engine)--> outputs --(caller: post)--> yield
 
+A frame source whose items are not images yet (ROS messages: a JPEG to decode, a bgr8 buffer to
+flip) passes ``convert``, which turns one item into the HxWx3 frame at the start of that frame's
+preprocessing: under ``"latest"`` in the engine worker that is about to run it, so a message the
+policy drops is never converted (a 30 fps bgr8 camera no longer costs a 5.8 ms flip per dropped
+frame, nor a compressed one a JPEG decode). ``convert`` returning ``None`` skips the item (a bad
+frame the caller has counted): nothing is yielded for it and the stream goes on.
+
 An exception in any stage stops the others and is raised in the caller; closing the generator
 early (``break``) stops and joins every thread. Nothing is left running either way.
 """
@@ -38,7 +45,7 @@ from __future__ import annotations
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,16 +64,19 @@ _POLL_S = 0.05
 @dataclass
 class _Item:
     index: int
-    image: np.ndarray | None
+    image: Any  # the source's item; after ``convert`` (if any) the HxWx3 frame
     read_at: float
     seq: int = 0  # order in which the engine took the frames (``latest`` drops some indices)
     tensor: np.ndarray | None = None
     outputs: dict[str, np.ndarray] | None = None
     pre_ms: float = 0.0
     engine_ms: float = 0.0
+    skipped: bool = False  # ``convert`` returned None: no engine call, nothing yielded
 
 
 READING = "reading frames"  # the stage that iterates the caller's frame source
+CONVERTING = "converting frames"  # the caller's ``convert``
+_CALLERS_STAGES = (READING, CONVERTING)  # their exceptions reach the caller with their own type
 
 
 class _Failure:
@@ -155,33 +165,45 @@ class _Bounded:
 
 
 def stream(
-    session: Any, frames: Iterable[np.ndarray], depth: int = 2, policy: str = "all", jobs: int | None = None
+    session: Any,
+    frames: Iterable[Any],
+    depth: int = 2,
+    policy: str = "all",
+    jobs: int | None = None,
+    convert: Callable[[Any], np.ndarray | None] | None = None,
 ) -> Iterator[tuple[int, np.ndarray, dict[str, float]]]:
     """Yield ``(frame_index, mask, timings)`` for each processed frame; see the module docstring.
 
     Args:
         session: a :class:`~danet_deploy.runtime.Session`.
-        frames: uint8 HxWx3 RGB frames (a list, a generator, a camera reader ...).
+        frames: uint8 HxWx3 RGB frames (a list, a generator, a camera reader ...), or with
+            ``convert`` any items it turns into such frames.
         depth: frames in flight between two stages (bounded memory: at most ~3 x depth frames).
         policy: ``"all"`` keeps every frame; ``"latest"`` drops stale frames (live cameras).
         jobs: engine calls in flight (default: ``session.backend.parallel_requests()``).
-    Timings (ms): ``pre``, ``engine``, ``post``, ``latency`` (frame read -> mask ready) and
+        convert: called once per item the engine takes, on the thread that preprocesses it
+            (never on an item ``"latest"`` dropped): the item -> its uint8 HxWx3 frame, or ``None``
+            to skip it (not yielded; ``frame_index`` still counts it). Its exceptions reach the
+            caller with their own type. Called from several threads at once when ``jobs > 1``.
+    Timings (ms): ``pre`` (with ``convert``), ``engine``, ``post``, ``latency`` (frame read -> mask ready) and
     ``dropped`` (frames dropped so far; ``"latest"`` only).
     """
     if policy not in POLICIES:
         raise ConfigError(f"stream policy must be one of {', '.join(POLICIES)}, got {policy!r}")
     depth = _count(depth, "depth")
     frames = _frame_iterator(frames)
-    plan = _Plan(session)
+    plan = _Plan(session, convert)
     jobs = _count(jobs, "jobs") if jobs is not None else plan.jobs
     stop = threading.Event()
     latest = policy == "latest"
     raw: _LatestSlot | _Bounded = _LatestSlot() if latest else _Bounded(depth)
     outputs = _Bounded(depth + jobs)
-    pre_step, engine_step = ("preprocessing", plan.pre), ("inference", plan.engine)
+    pre_steps = [(CONVERTING, plan.convert)] if convert is not None else []
+    pre_steps.append(("preprocessing", plan.pre))
+    engine_step = ("inference", plan.engine)
     tensors: _Bounded | None = None
     if latest:  # the engine workers take the newest raw frame and preprocess it themselves
-        engine_steps = [pre_step, engine_step]
+        engine_steps = [*pre_steps, engine_step]
     else:  # a preprocessing thread keeps a bounded queue of tensors ahead of the engine
         tensors, engine_steps = _Bounded(depth), [engine_step]
     running = {"preprocessing": 1, "inference": jobs}  # workers per stage still reading their source
@@ -215,6 +237,8 @@ def stream(
                 sink.put(item, stop)
                 return
             for name, work in steps:
+                if item.skipped:
+                    break
                 try:
                     work(item)
                 except BaseException as exc:
@@ -227,7 +251,7 @@ def stream(
     if tensors is not None:
         threads.append(
             threading.Thread(
-                target=stage, args=("preprocessing", raw, tensors, [pre_step]), name="danet-stream-pre", daemon=True
+                target=stage, args=("preprocessing", raw, tensors, pre_steps), name="danet-stream-pre", daemon=True
             )
         )
     numbered = _Numbered(raw if tensors is None else tensors)
@@ -255,7 +279,7 @@ def stream(
                 if isinstance(item, _Failure):
                     # the frame source's own exception (a camera's OSError, a decoder's error) keeps its
                     # type and traceback, so callers catch what their source raises; a note names the stage
-                    if isinstance(item.exc, DanetDeployError) or item.stage == READING:
+                    if isinstance(item.exc, DanetDeployError) or item.stage in _CALLERS_STAGES:
                         if hasattr(item.exc, "add_note"):  # Python 3.11+
                             item.exc.add_note(f"raised in Session.stream while {item.stage}")
                         raise item.exc
@@ -264,6 +288,8 @@ def stream(
                     waiting[item.seq] = item
                     continue
             next_seq += 1
+            if item.skipped:
+                continue
             start = time.perf_counter()
             mask = plan.post(item)
             done = time.perf_counter()
@@ -311,8 +337,8 @@ def _frame_iterator(frames: Any) -> Iterator[Any]:
 class _Plan:
     """How each stage treats a frame for this session: engine input size, outputs, post-processing."""
 
-    def __init__(self, session: Any) -> None:
-        self.session = session
+    def __init__(self, session: Any, convert: Callable[[Any], np.ndarray | None] | None = None) -> None:
+        self.session, self._convert = session, convert
         spec = session.input_spec
         self.size = spec.static_hw
         self.batch = spec.static_batch or 1
@@ -322,8 +348,19 @@ class _Plan:
         backend = getattr(session, "backend", None)
         self.jobs = max(1, int(backend.parallel_requests())) if backend is not None else 1
 
-    def pre(self, item: _Item) -> None:
+    def convert(self, item: _Item) -> None:
+        """The caller's item -> its frame (timed as part of ``pre``), or marks it skipped."""
+        assert self._convert is not None
         start = time.perf_counter()
+        image = self._convert(item.image)
+        item.pre_ms = (time.perf_counter() - start) * 1000.0
+        if image is None:
+            item.skipped, item.image = True, None
+        else:
+            item.image = image
+
+    def pre(self, item: _Item) -> None:
+        start = time.perf_counter() - item.pre_ms / 1000.0  # counts the conversion, if any
         image = item.image
         if not isinstance(image, np.ndarray) or image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
             raise ConfigError(

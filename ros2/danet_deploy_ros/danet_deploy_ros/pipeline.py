@@ -1,13 +1,17 @@
 """Frames from subscription callbacks -> masks, off the executor thread, newest frame first.
 
 The callback only drops the message into a one-slot mailbox (a newer one replaces it, counted as
-dropped) and returns at once. One worker thread runs ``Session.stream(frames, policy="latest")``
-over a generator that takes messages from the mailbox and converts them there (so conversion and
-JPEG decoding are off the executor too); the stream overlaps preprocessing, the engine and
-post-processing on its own threads and drops stale frames itself. A bad frame is counted by
-cause, logged once per cause and skipped; an engine failure on one frame is counted and the
-stream restarts, so the node never dies on input. ``close()`` ends the generator, which ends the
-stream and joins every thread it started.
+dropped) and returns at once. One worker thread runs ``Session.stream(messages, policy="latest",
+convert=...)`` over a generator that takes the raw messages from the mailbox; the stream drops
+stale ones itself and converts (JPEG/PNG decoding, bgr8 flip, 16-bit scaling, padded rows) only
+the message its engine worker takes next, right before preprocessing it. Why: converting in the
+generator did that work for every message the camera sent, most of them then dropped unseen (a
+5.8 ms flip per bgr8 512x512 message, a full decode per JPEG), CPU taken from the engine on a
+small host. A bad frame is found when it is taken: counted by cause, logged once per cause and
+skipped (one the newest-frame policy drops before the engine takes it is never looked at, so
+never counted); an engine failure on one frame is counted and the stream restarts, so the node
+never dies on input. ``close()`` ends the generator, which ends the stream and joins every
+thread it started.
 """
 
 from __future__ import annotations
@@ -140,28 +144,47 @@ class Pipeline:
     def snapshot(self) -> dict[str, Any]:
         return self.stats.snapshot(self.mailbox.replaced)
 
-    def _frames(self, kept: dict[int, tuple[Any, np.ndarray]], failed: threading.Event) -> Iterator[np.ndarray]:
-        """Converted frames from the mailbox until it closes, or until the engine failed (the stream
-        then stops and joins its reader, which is waiting here: it must not wait long)."""
+    def _messages(self, failed: threading.Event) -> Iterator[tuple[int, Any]]:
+        """``(index, message)`` from the mailbox until it closes, or until the engine failed (the
+        stream then stops and joins its reader, which is waiting here: it must not wait long).
+        Nothing is converted here: the stream converts only what its engine takes."""
         index = 0
         while not self.mailbox.closed and not failed.is_set():
             msg = self.mailbox.get(_POLL_S)
             if msg is None:
                 continue
+            yield index, msg
+            index += 1
+
+    def _converter(
+        self, kept: dict[int, tuple[Any, np.ndarray]], failed: threading.Event
+    ) -> Callable[[tuple[int, Any]], np.ndarray | None]:
+        """The stream's ``convert``: runs in the engine worker for the message it is about to run.
+        A converted frame always reaches ``on_mask`` (or fails the stream, which then starts over
+        with a new ``kept``), so ``kept`` holds only frames in flight: never a bad or dropped one."""
+
+        def convert(entry: tuple[int, Any]) -> np.ndarray | None:
+            index, msg = entry
             try:
                 rgb = message_to_rgb(msg, self.max_pixels)
             except FrameError as exc:
                 self._bad(exc.cause, str(exc))
-                continue
-            kept[index] = (msg, rgb)
-            index += 1
-            yield self.session.from_rgb(rgb)  # a bgr8 artifact takes the camera's BGR order
+                return None  # skipped by the stream
+            except BaseException:
+                failed.set()  # an unexpected error fails the stream: the generator must stop waiting
+                raise
+            kept[index] = (msg, rgb)  # one dict store: atomic, read back by the worker thread
+            return self.session.from_rgb(rgb)  # a bgr8 artifact takes the camera's BGR order
+
+        return convert
 
     def _bad(self, cause: str, text: str) -> None:
+        """Count a bad frame and log its cause the first time (from any engine worker thread)."""
         with self.stats.lock:
             self.stats.bad[cause] += 1
-        if cause not in self._logged:  # once per cause; the count is in the diagnostics
+            first = cause not in self._logged
             self._logged.add(cause)
+        if first:  # once per cause; the count is in the diagnostics
             self.log(f"dropping bad frames ({cause}): {text}; further ones are counted in /diagnostics")
 
     def _work(self) -> None:
@@ -169,12 +192,16 @@ class Pipeline:
             kept: dict[int, tuple[Any, np.ndarray]] = {}
             failed = threading.Event()
             try:
-                frames = self._frames(kept, failed)
-                for index, mask, timings in stream(_Watched(self.session, failed), frames, depth=1, policy="latest"):
+                masks = stream(
+                    _Watched(self.session, failed),
+                    self._messages(failed),
+                    depth=1,
+                    policy="latest",
+                    convert=self._converter(kept, failed),
+                )
+                for index, mask, timings in masks:
                     try:
                         msg, rgb = kept.pop(index)
-                        for stale in [i for i in kept if i < index]:  # dropped by the latest-frame policy
-                            kept.pop(stale)
                         self.stats.frame(timings["latency"], int(timings["dropped"]))
                         self.on_mask(msg, rgb, mask, timings)
                     except BaseException:
