@@ -36,6 +36,7 @@ from ..errors import ConfigError, UnknownModelError
 from ..targets import PRECISIONS, engine_names, engines, get_engine, reference_engine, target_for
 from ..util.progress import progress_bar
 from .rows import Row, RowRun
+from .sections import MachineInfo, ReportConfig, Summary
 from .timing import summarize
 from .worker import WorkerSpec
 
@@ -545,7 +546,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     return BenchReport(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         command=command,
-        config=cfg.to_dict(),
+        config=ReportConfig.from_dict(cfg.to_dict()),
         model={
             "name": config.name,
             "source": cfg.model,
@@ -554,12 +555,12 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
             if Path(cfg.model).is_file()
             else ("shipped" if config.weights else "random (seeded, untrained preset)"),
         },
-        machine=machine,
+        machine=MachineInfo.from_dict(machine),
         gemm=gemm,
         flops=flops.to_dict(),
         scenes=source,
         rows=rows,
-        summary=summarize_best([row.to_dict() for row in rows]),
+        summary=Summary.from_dict(summarize_best([row.to_dict() for row in rows])),
         seconds=round(time.perf_counter() - started, 1),
     )
 
