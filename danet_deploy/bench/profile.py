@@ -401,6 +401,7 @@ def profile_markdown(report: dict[str, Any]) -> str:
 def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
     """One stacked bar per engine row: attention core (PAM, CAM) first, then the largest op types."""
     from .plots import _pyplot, _save, _title
+    from .sections import ReportConfig
 
     plt = _pyplot()
     rows = [r for r in profiled_rows(report) if "error" not in r["profile"]]
@@ -431,7 +432,7 @@ def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
         )
     ax.set_ylim(0, 118)
     ax.set_ylabel("share of profiled time per inference (%)")
-    ax.set_title(_title(report, "per-op profile"), fontsize=10)
+    ax.set_title(_title(report["model"], ReportConfig.from_dict(report["config"]), "per-op profile"), fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="segment", title_fontsize=8)
     return _save(fig, Path(path))
 
