@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -338,7 +338,7 @@ def profile_backend(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, An
 PLOT_OP_TYPES = 6  # op types drawn by name per bar; the rest are "other"
 
 
-def profiled_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+def profiled_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """Rows of a report that carry a profile (with or without an error)."""
     return [r for r in report["rows"] if r.get("profile")]
 
@@ -347,7 +347,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def profile_markdown(report: dict[str, Any]) -> str:
+def profile_markdown(report: Mapping[str, Any]) -> str:
     """``## Per-op profiles``: per row, the attention core's share, time by op type, the top nodes."""
     rows = profiled_rows(report)
     if not rows:
@@ -398,7 +398,7 @@ def profile_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
+def plot_profile(report: Mapping[str, Any], path: str | Path) -> Path:
     """One stacked bar per engine row: attention core (PAM, CAM) first, then the largest op types."""
     from .plots import _pyplot, _save, _title
     from .sections import ReportConfig
@@ -437,7 +437,7 @@ def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
-def _segment_ms(profile: dict[str, Any], segment: str, named: list[str]) -> float:
+def _segment_ms(profile: Mapping[str, Any], segment: str, named: list[str]) -> float:
     """ms of one plot segment: an attention module, a named op type less its attention part, or the rest."""
     att = profile["attention"]
     if segment == "attention: PAM":

@@ -82,7 +82,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..errors import ConfigError
 from ..targets import reference_engine
@@ -134,15 +134,26 @@ class BenchReport:
 
     created: str
     config: ReportConfig
-    model: dict[str, Any]  # {name, source, num_classes, weights}
+    model: Mapping[str, Any]  # {name, source, num_classes, weights}
     machine: MachineInfo
-    gemm: dict[str, Any]
-    flops: dict[str, Any]
-    scenes: dict[str, Any]
+    gemm: Mapping[str, Any]  # measure_gemm_peak()
+    flops: Mapping[str, Any]  # FlopCount.to_dict()
+    scenes: Mapping[str, Any]  # {split, count, size, labels_used}
     rows: list[Row]
     command: str | None = None
     summary: Summary = field(default_factory=lambda: Summary.from_dict({}))
+    # (config, machine and summary may be given as the dicts their producers write: checked and
+    # converted on construction, as Manifest converts its sections)
     seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        # a report built from the plain dicts the producers write gets checked records, as one read back
+        if not isinstance(self.config, ReportConfig):
+            self.config = ReportConfig.from_dict(self.config)
+        if not isinstance(self.machine, MachineInfo):
+            self.machine = MachineInfo.from_dict(self.machine)
+        if not isinstance(self.summary, Summary):
+            self.summary = Summary.from_dict(self.summary)
 
     def row(self, engine: str, precision: str) -> Row | None:
         """The row of ``engine`` at ``precision``, or ``None`` when it was not asked for."""
@@ -294,20 +305,36 @@ def _int8_peak_text(int8: Mapping[str, Any] | None) -> str:
     return f", no INT8 yardstick ({int8.get('reason')}): INT8 rows have no % GEMM peak"
 
 
-def summarize_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+class BestJson(TypedDict):
+    """One ``summary`` entry as written (read back as :class:`~danet_deploy.bench.sections.BestEngine`)."""
+
+    engine: str
+    precision: str
+    p50_ms: float
+    ratio_vs_torch_fp32: float | None
+    argmax_agreement: float | None
+
+
+def summarize_best(rows: Sequence[Mapping[str, Any]]) -> dict[str, BestJson | None]:
     """Fastest engine per precision (torch reference excluded), and the fastest INT8 at >= 99% agreement."""
 
-    def pick(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def pick(candidates: list[Mapping[str, Any]]) -> BestJson | None:
         best = min(candidates, key=lambda r: r["p50_ms"], default=None)
-        return (
-            None
-            if best is None
-            else {k: best.get(k) for k in ("engine", "precision", "p50_ms", "ratio_vs_torch_fp32", "argmax_agreement")}
+        if best is None:
+            return None
+        return BestJson(  # the filters below read engine, precision and p50_ms: every candidate has them
+            engine=best["engine"],
+            precision=best["precision"],
+            p50_ms=best["p50_ms"],
+            ratio_vs_torch_fp32=best.get("ratio_vs_torch_fp32"),
+            argmax_agreement=best.get("argmax_agreement"),
         )
 
     reference = reference_engine().name
     done = [r for r in rows if r["status"] == "ok" and r.get("p50_ms") and r["engine"] != reference]
-    summary: dict[str, Any] = {p: pick([r for r in done if r["precision"] == p]) for p in ("fp32", "fp16", "int8")}
+    summary: dict[str, BestJson | None] = {
+        p: pick([r for r in done if r["precision"] == p]) for p in ("fp32", "fp16", "int8")
+    }
     summary["int8_at_99"] = pick(
         [r for r in done if r["precision"] == "int8" and (r.get("argmax_agreement") or 0) >= 0.99]
     )

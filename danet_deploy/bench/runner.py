@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -223,7 +223,7 @@ def export_request(cfg: BenchConfig, export_target: str, precision: str, path: P
     )
 
 
-def _differing_keys(recorded: dict[str, Any], wanted: dict[str, Any], ignored: frozenset[str]) -> list[str]:
+def _differing_keys(recorded: Mapping[str, object], wanted: Mapping[str, object], ignored: frozenset[str]) -> list[str]:
     """Keys of ``wanted`` (less ``ignored``) whose value ``recorded`` lacks or holds differently."""
     missing = object()
     return [k for k, v in wanted.items() if k not in ignored and recorded.get(k, missing) != v]
@@ -668,7 +668,7 @@ def _advance(bar: Any) -> None:
         bar.update(1)
 
 
-def _add_compute(row: Row, flops_total: int, peak: dict[str, Any] | None) -> None:
+def _add_compute(row: Row, flops_total: int, peak: Mapping[str, Any] | None) -> None:
     """Achieved GFLOP/s at p50, and its fraction of the GEMM peak of the row's precision (or why not)."""
     from .gemm import efficiency
 
