@@ -29,7 +29,7 @@ import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -90,7 +90,44 @@ def attention_module(name: str, op: str) -> str | None:
     return None
 
 
-def summarize_profile(ops: Iterable[OpTime], source: str, runs: int, top: int = TOP_NODES) -> dict[str, Any]:
+class OpTypeShare(TypedDict):
+    op: str
+    ms: float
+    share: float | None
+
+
+class AttentionShare(TypedDict):
+    """The attention core's part of a profile (PAM + CAM)."""
+
+    pam_ms: float
+    cam_ms: float
+    core_ms: float
+    share: float | None
+    pam_share: float | None
+    cam_share: float | None
+    nodes: list[str]
+    ms_by_op_type: dict[str, float]
+
+
+class ProfileJson(TypedDict):
+    """A row's ``profile`` as written (``top_nodes``: an :class:`OpTime` with its share and module)."""
+
+    source: str
+    runs: int
+    total_ms: float
+    nodes_profiled: int
+    by_op_type: list[OpTypeShare]
+    top_nodes: list[dict[str, object]]
+    attention: AttentionShare
+
+
+class ProfileError(TypedDict):
+    """A row's ``profile`` when none could be taken: why."""
+
+    error: str
+
+
+def summarize_profile(ops: Iterable[OpTime], source: str, runs: int, top: int = TOP_NODES) -> ProfileJson:
     """The report entry: total, time by op type, the top nodes and the attention core's share."""
     ops = [o for o in ops if o.ms > 0]
     total = sum(o.ms for o in ops)
@@ -154,7 +191,7 @@ def openvino_ops(compiled: Any, tensor: np.ndarray, runs: int) -> list[OpTime]:
     return list(sums.values())
 
 
-def profile_openvino(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_openvino(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson:
     """Compile the backend's model again with ``PERF_COUNT`` (same properties) and profile it."""
     model = backend.model
     if backend.dynamic:
@@ -193,7 +230,7 @@ def onnxruntime_trace_ops(trace: list[dict[str, Any]], skip_first: bool = True) 
     return list(sums.values()), len(runs)
 
 
-def profile_onnxruntime(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_onnxruntime(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson:
     """A second session on the same model with ``enable_profiling``; the trace is read and deleted."""
     import onnxruntime as ort
 
@@ -237,7 +274,7 @@ def tensorrt_layer_type(name: str) -> str:
     return re.sub(r"(_\d+)+$", "", base) or "layer"
 
 
-def profile_tensorrt(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_tensorrt(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson:
     """Attach an ``IProfiler`` to one execution context and run ``runs`` synchronous inferences."""
     import tensorrt as trt
 
@@ -306,13 +343,13 @@ def torch_ops(model: Any, call: Callable[[], Any], runs: int) -> list[OpTime]:
     return list(sums.values())
 
 
-def profile_torch(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_torch(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson:
     """Profile the reference model's forward (``backend.model``) on ``tensor``."""
     ops = torch_ops(backend.model, lambda: backend.infer(tensor), runs)
     return summarize_profile(ops, "torch.profiler (CPU; aten ops under module record_function ranges)", runs)
 
 
-PROFILERS: dict[str, Callable[[Any, np.ndarray, int], dict[str, Any]]] = {
+PROFILERS: dict[str, Callable[[Any, np.ndarray, int], ProfileJson]] = {
     "openvino": profile_openvino,
     "onnxruntime": profile_onnxruntime,
     "tensorrt": profile_tensorrt,
@@ -321,7 +358,7 @@ PROFILERS: dict[str, Callable[[Any, np.ndarray, int], dict[str, Any]]] = {
 }
 
 
-def profile_backend(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_backend(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson | ProfileError:
     """The profile of one loaded backend, or ``{"error": why}`` (never raises: a profile is extra)."""
     profiler = PROFILERS.get(getattr(backend, "name", ""))
     if profiler is None:
