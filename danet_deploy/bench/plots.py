@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..targets import engines
 from ..util.files import atomic_output
-from .report import BenchReport, as_report
 from .rows import Row
 from .sections import ReportConfig
+
+if TYPE_CHECKING:  # the report imports this module to draw its plots
+    from .report import BenchReport
 
 _PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452"}
 
@@ -57,11 +59,10 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_latency(report: BenchReport | Mapping[str, Any], path: str | Path) -> Path:
+def plot_latency(report: BenchReport, path: str | Path) -> Path:
     """Bar = p50 latency per row; whisker from p90 (tick) to p99 (cap); failed rows listed below."""
     plt = _pyplot()
-    rec = as_report(report)
-    rows = [r for r in rec.rows if r.status == "ok"]
+    rows = [r for r in report.rows if r.status == "ok"]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows) + 2), 4.6))
     x = np.arange(len(rows))
     p50 = np.array([r.p50_ms for r in rows], dtype=float)
@@ -81,7 +82,7 @@ def plot_latency(report: BenchReport | Mapping[str, Any], path: str | Path) -> P
         ax.set_ylim(0, top * 1.18)
     ax.set_xticks(x, [_label(r) for r in rows], fontsize=9)
     ax.set_ylabel("latency per batch (ms)")
-    ax.set_title(_title(rec.model, rec.config, "p50 bar, p90/p99 whiskers, ×ratio vs torch fp32"), fontsize=10)
+    ax.set_title(_title(report.model, report.config, "p50 bar, p90/p99 whiskers, ×ratio vs torch fp32"), fontsize=10)
     # legends outside the axes, so they never cover a bar's annotation
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _PRECISION_COLORS.values()]
     legend = ax.legend(
@@ -96,7 +97,7 @@ def plot_latency(report: BenchReport | Mapping[str, Any], path: str | Path) -> P
     ax.add_artist(legend)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 0.62), fontsize=8, title="markers", title_fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    skipped = [r for r in rec.rows if r.status != "ok"]
+    skipped = [r for r in report.rows if r.status != "ok"]
     if skipped:
         note = "not run: " + "; ".join(f"{r.engine} {r.precision} ({r.status})" for r in skipped)
         fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
@@ -105,12 +106,11 @@ def plot_latency(report: BenchReport | Mapping[str, Any], path: str | Path) -> P
     return out
 
 
-def plot_cdf(report: BenchReport | Mapping[str, Any], path: str | Path) -> Path:
+def plot_cdf(report: BenchReport, path: str | Path) -> Path:
     """Empirical CDF of every timed iteration per row: colour = engine, line style = precision
     (log-scaled x when the rows' ranges differ a lot)."""
     plt = _pyplot()
-    rec = as_report(report)
-    rows = [r for r in rec.rows if r.status == "ok" and r.latencies_ms]
+    rows = [r for r in report.rows if r.status == "ok" and r.latencies_ms]
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     styles = {"fp32": "-", "fp16": "--", "int8": ":"}
     colors = {e.name: e.color for e in engines()}
@@ -134,7 +134,7 @@ def plot_cdf(report: BenchReport | Mapping[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("fraction of iterations ≤ latency")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title(_title(rec.model, rec.config, "latency CDF"), fontsize=10)
+    ax.set_title(_title(report.model, report.config, "latency CDF"), fontsize=10)
     if rows:  # outside the axes: inside it covers the slowest engine's curve
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     out = _save(fig, Path(path))

@@ -462,8 +462,8 @@ def write_reports(
     if plots and not note:
         from .plots import plot_cdf, plot_latency
 
-        paths["latency_png"] = plot_latency(report, directory / f"{stem}-latency.png")
-        paths["cdf_png"] = plot_cdf(report, directory / f"{stem}-cdf.png")
+        paths["latency_png"] = plot_latency(as_report(report), directory / f"{stem}-latency.png")
+        paths["cdf_png"] = plot_cdf(as_report(report), directory / f"{stem}-cdf.png")
         markdown += f"\n![latency]({paths['latency_png'].name})\n\n![latency CDF]({paths['cdf_png'].name})\n"
         if any("error" not in r["profile"] for r in profiled_rows(data)):
             paths["profile_png"] = plot_profile(data, directory / f"{stem}-profile.png")
