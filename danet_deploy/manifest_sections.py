@@ -12,7 +12,8 @@ plans and the timings; ``model`` the whole model configuration), and those are w
 as they were (:meth:`Section.to_dict`), so the JSON on disk stays what it always was: every artifact
 and fixture loads, and a manifest rewritten after danet-parity or a TensorRT build keeps its keys
 and their order. The mapping view serves functions that take a section's JSON (``preprocess``,
-``InputSpec.from_manifest``) and code written before the records; new code reads attributes.
+``recorded_protocol``) and code written before the records; new code reads attributes
+(``InputSpec.from_manifest`` takes the :class:`InputInfo` record).
 
 Records are built by ``from_dict`` only (a :class:`~danet_deploy.manifest.Manifest` built from plain
 dicts converts them): change a section by building a new dict and reading it again.

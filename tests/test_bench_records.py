@@ -130,8 +130,9 @@ def test_a_report_is_validated_and_its_sections_are_not_shared():
     data = _report([Row("torch", "fp32", None, 1, 2, status="ok", p50_ms=3.0)])
     report = BenchReport.from_dict(data)
     assert report.row("torch", "fp32").p50_ms == 3.0 and report.row("torch", "int8") is None
-    report.machine["cpu"]["model"] = "changed"
-    assert data["machine"]["cpu"]["model"] == "x"
+    assert report.machine.cpu.model == "x" and report.machine.raw is not data["machine"]
+    report.gemm["gflops_peak"] = 0.0
+    assert data["gemm"]["gflops_peak"] == 10.0
     for broken, match in (
         ({"rows": [{"engine": "torch"}]}, "row 0 lacks"),
         ({"machine": []}, "malformed \\['machine'\\]"),

@@ -69,7 +69,7 @@ def test_records_read_the_older_forms():
 
 
 def test_a_section_is_still_its_json_mapping():
-    """Functions that take a section's JSON (preprocess, InputSpec.from_manifest) and code written
+    """Functions that take a section's JSON (preprocess, recorded_protocol) and code written
     before the records read the same keys and values."""
     data = _load(CURRENT)
     manifest = Manifest.from_dict(data)

@@ -19,7 +19,7 @@ run is the estimate of what the hardware reaches. Runs in the caller's process i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from ..errors import summarize_exception
@@ -198,7 +198,9 @@ def measure_gemm_peak(
     }
 
 
-def efficiency(achieved: float | None, peak: dict[str, Any] | None, precision: str) -> tuple[float | None, str | None]:
+def efficiency(
+    achieved: float | None, peak: Mapping[str, Any] | None, precision: str
+) -> tuple[float | None, str | None]:
     """(fraction of ``peak`` reached, or ``None`` with the reason) for a row of ``precision``.
 
     A fraction above 1 means the yardstick read low on this run (the machine was busier while it

@@ -11,7 +11,7 @@ import os
 import platform
 import shutil
 import subprocess
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from ..util.cpu import read_cpuinfo
 
@@ -36,7 +36,36 @@ FEATURE_FLAGS = (
 )
 
 
-def cpu_info() -> dict[str, Any]:
+class CpuJson(TypedDict):
+    """``machine.cpu`` as written (read back as :class:`~danet_deploy.bench.sections.CpuInfo`)."""
+
+    model: str | None
+    arch: str
+    features: dict[str, bool]
+    logical_cores: int | None
+    physical_cores: int | None
+    affinity_cores: int | None
+
+
+class LoadAverageJson(TypedDict):
+    before: list[float] | None
+    after: list[float] | None
+
+
+class MachineJson(TypedDict):
+    """``machine`` as written (read back as :class:`~danet_deploy.bench.sections.MachineInfo`);
+    ``load_average`` is added by the run that measured it."""
+
+    cpu: CpuJson
+    memory_gib: float | None
+    gpus: list[dict[str, str]]
+    os: str
+    python: str
+    libraries: dict[str, str]
+    load_average: NotRequired[LoadAverageJson]
+
+
+def cpu_info() -> CpuJson:
     """CPU model name and the relevant feature flags (from ``/proc/cpuinfo`` on Linux)."""
     model, flags = read_cpuinfo()
     return {
@@ -97,7 +126,7 @@ def load_average() -> list[float] | None:
         return None
 
 
-def machine_info() -> dict[str, Any]:
+def machine_info() -> MachineJson:
     """Everything above plus OS and library versions, as one JSON-ready dict."""
     from ..util.versions import tool_versions
 

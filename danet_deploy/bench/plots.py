@@ -7,14 +7,19 @@ distribution: bimodal engines, warm-up leftovers and outliers show up here, not 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..targets import engines
 from ..util.files import atomic_output
-from .rows import ok_rows
+from .rows import Row
+from .sections import ReportConfig
+
+if TYPE_CHECKING:  # the report imports this module to draw its plots
+    from .report import BenchReport
 
 _PRECISION_COLORS = {"fp32": "#4C72B0", "fp16": "#55A868", "int8": "#DD8452"}
 
@@ -37,16 +42,14 @@ def _pyplot() -> Any:
     return plt
 
 
-def _label(row: dict[str, Any]) -> str:
-    return f"{row['engine']}\n{row['precision']}"
+def _label(row: Row) -> str:
+    return f"{row.engine}\n{row.precision}"
 
 
-def _title(report: dict[str, Any], what: str) -> str:
-    cfg = report["config"]
-    return (
-        f"{report['model']['name']} {cfg['size'][0]}x{cfg['size'][1]}, batch {cfg['batch']}, "
-        f"{cfg['threads']} threads: {what}"
-    )
+def _title(model: Mapping[str, object], config: ReportConfig, what: str) -> str:
+    """``<model> HxW, batch B, T threads: <what>`` (``model`` and ``config`` of a report)."""
+    size = config.size or ("?", "?")
+    return f"{model['name']} {size[0]}x{size[1]}, batch {config.batch}, {config.threads} threads: {what}"
 
 
 def _save(fig: Any, path: Path) -> Path:
@@ -56,16 +59,16 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def plot_latency(report: dict[str, Any], path: str | Path) -> Path:
+def plot_latency(report: BenchReport, path: str | Path) -> Path:
     """Bar = p50 latency per row; whisker from p90 (tick) to p99 (cap); failed rows listed below."""
     plt = _pyplot()
-    rows = ok_rows(report)
+    rows = [r for r in report.rows if r.status == "ok"]
     fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(rows) + 2), 4.6))
     x = np.arange(len(rows))
-    p50 = np.array([r["p50_ms"] for r in rows], dtype=float)
-    p90 = np.array([r["p90_ms"] for r in rows], dtype=float)
-    p99 = np.array([r["p99_ms"] for r in rows], dtype=float)
-    colors = [_PRECISION_COLORS.get(r["precision"], "#8172B2") for r in rows]
+    p50 = np.array([r.p50_ms for r in rows], dtype=float)
+    p90 = np.array([r.p90_ms for r in rows], dtype=float)
+    p99 = np.array([r.p99_ms for r in rows], dtype=float)
+    colors = [_PRECISION_COLORS.get(r.precision, "#8172B2") for r in rows]
     ax.bar(x, p50, color=colors, width=0.6)
     if rows:
         ax.vlines(x, p50, p99, color="black", linewidth=1.2)
@@ -73,13 +76,13 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> Path:
         ax.scatter(x, p99, marker="_", s=400, color="firebrick", zorder=3, label="p99 cap")
         top = float(p99.max())
         for xi, r in zip(x, rows):
-            ratio = r.get("ratio_vs_torch_fp32")
-            text = f"{r['p50_ms']:.0f} ms" + (f"\n×{ratio:.2f}" if ratio is not None else "")
-            ax.text(xi, r["p99_ms"] + 0.02 * top, text, ha="center", va="bottom", fontsize=8)
+            ratio = r.ratio_vs_torch_fp32
+            text = f"{r.p50_ms:.0f} ms" + (f"\n×{ratio:.2f}" if ratio is not None else "")
+            ax.text(xi, (r.p99_ms or 0.0) + 0.02 * top, text, ha="center", va="bottom", fontsize=8)
         ax.set_ylim(0, top * 1.18)
     ax.set_xticks(x, [_label(r) for r in rows], fontsize=9)
     ax.set_ylabel("latency per batch (ms)")
-    ax.set_title(_title(report, "p50 bar, p90/p99 whiskers, ×ratio vs torch fp32"), fontsize=10)
+    ax.set_title(_title(report.model, report.config, "p50 bar, p90/p99 whiskers, ×ratio vs torch fp32"), fontsize=10)
     # legends outside the axes, so they never cover a bar's annotation
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in _PRECISION_COLORS.values()]
     legend = ax.legend(
@@ -94,35 +97,35 @@ def plot_latency(report: dict[str, Any], path: str | Path) -> Path:
     ax.add_artist(legend)
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 0.62), fontsize=8, title="markers", title_fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    skipped = [r for r in report["rows"] if r["status"] != "ok"]
+    skipped = [r for r in report.rows if r.status != "ok"]
     if skipped:
-        note = "not run: " + "; ".join(f"{r['engine']} {r['precision']} ({r['status']})" for r in skipped)
+        note = "not run: " + "; ".join(f"{r.engine} {r.precision} ({r.status})" for r in skipped)
         fig.text(0.01, -0.02, note, fontsize=7, ha="left", va="top", wrap=True)
     out = _save(fig, Path(path))
     plt.close(fig)
     return out
 
 
-def plot_cdf(report: dict[str, Any], path: str | Path) -> Path:
+def plot_cdf(report: BenchReport, path: str | Path) -> Path:
     """Empirical CDF of every timed iteration per row: colour = engine, line style = precision
     (log-scaled x when the rows' ranges differ a lot)."""
     plt = _pyplot()
-    rows = [r for r in ok_rows(report) if r.get("latencies_ms")]
+    rows = [r for r in report.rows if r.status == "ok" and r.latencies_ms]
     fig, ax = plt.subplots(figsize=(8.5, 4.6))
     styles = {"fp32": "-", "fp16": "--", "int8": ":"}
     colors = {e.name: e.color for e in engines()}
     lo, hi = np.inf, 0.0
     for r in rows:
-        lat = np.sort(np.asarray(r["latencies_ms"], dtype=float))
+        lat = np.sort(np.asarray(r.latencies_ms, dtype=float))
         y = np.arange(1, lat.size + 1) / lat.size
         ax.step(
             lat,
             y,
             where="post",
-            linestyle=styles.get(r["precision"], "-"),
+            linestyle=styles.get(r.precision, "-"),
             linewidth=1.8,
-            color=colors.get(r["engine"]),
-            label=f"{r['engine']} {r['precision']} (p50 {r['p50_ms']:.0f} ms)",
+            color=colors.get(r.engine),
+            label=f"{r.engine} {r.precision} (p50 {r.p50_ms:.0f} ms)",
         )
         lo, hi = min(lo, float(lat[0])), max(hi, float(lat[-1]))
     if rows and hi / max(lo, 1e-9) > 8:
@@ -131,7 +134,7 @@ def plot_cdf(report: dict[str, Any], path: str | Path) -> Path:
     ax.set_ylabel("fraction of iterations ≤ latency")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
-    ax.set_title(_title(report, "latency CDF"), fontsize=10)
+    ax.set_title(_title(report.model, report.config, "latency CDF"), fontsize=10)
     if rows:  # outside the axes: inside it covers the slowest engine's curve
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     out = _save(fig, Path(path))

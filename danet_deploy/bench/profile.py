@@ -26,10 +26,10 @@ from __future__ import annotations
 import json
 import re
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -90,7 +90,44 @@ def attention_module(name: str, op: str) -> str | None:
     return None
 
 
-def summarize_profile(ops: Iterable[OpTime], source: str, runs: int, top: int = TOP_NODES) -> dict[str, Any]:
+class OpTypeShare(TypedDict):
+    op: str
+    ms: float
+    share: float | None
+
+
+class AttentionShare(TypedDict):
+    """The attention core's part of a profile (PAM + CAM)."""
+
+    pam_ms: float
+    cam_ms: float
+    core_ms: float
+    share: float | None
+    pam_share: float | None
+    cam_share: float | None
+    nodes: list[str]
+    ms_by_op_type: dict[str, float]
+
+
+class ProfileJson(TypedDict):
+    """A row's ``profile`` as written (``top_nodes``: an :class:`OpTime` with its share and module)."""
+
+    source: str
+    runs: int
+    total_ms: float
+    nodes_profiled: int
+    by_op_type: list[OpTypeShare]
+    top_nodes: list[dict[str, object]]
+    attention: AttentionShare
+
+
+class ProfileError(TypedDict):
+    """A row's ``profile`` when none could be taken: why."""
+
+    error: str
+
+
+def summarize_profile(ops: Iterable[OpTime], source: str, runs: int, top: int = TOP_NODES) -> ProfileJson:
     """The report entry: total, time by op type, the top nodes and the attention core's share."""
     ops = [o for o in ops if o.ms > 0]
     total = sum(o.ms for o in ops)
@@ -154,7 +191,7 @@ def openvino_ops(compiled: Any, tensor: np.ndarray, runs: int) -> list[OpTime]:
     return list(sums.values())
 
 
-def profile_openvino(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_openvino(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson:
     """Compile the backend's model again with ``PERF_COUNT`` (same properties) and profile it."""
     model = backend.model
     if backend.dynamic:
@@ -193,7 +230,7 @@ def onnxruntime_trace_ops(trace: list[dict[str, Any]], skip_first: bool = True) 
     return list(sums.values()), len(runs)
 
 
-def profile_onnxruntime(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_onnxruntime(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson:
     """A second session on the same model with ``enable_profiling``; the trace is read and deleted."""
     import onnxruntime as ort
 
@@ -237,7 +274,7 @@ def tensorrt_layer_type(name: str) -> str:
     return re.sub(r"(_\d+)+$", "", base) or "layer"
 
 
-def profile_tensorrt(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_tensorrt(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson:
     """Attach an ``IProfiler`` to one execution context and run ``runs`` synchronous inferences."""
     import tensorrt as trt
 
@@ -306,13 +343,13 @@ def torch_ops(model: Any, call: Callable[[], Any], runs: int) -> list[OpTime]:
     return list(sums.values())
 
 
-def profile_torch(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_torch(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson:
     """Profile the reference model's forward (``backend.model``) on ``tensor``."""
     ops = torch_ops(backend.model, lambda: backend.infer(tensor), runs)
     return summarize_profile(ops, "torch.profiler (CPU; aten ops under module record_function ranges)", runs)
 
 
-PROFILERS: dict[str, Callable[[Any, np.ndarray, int], dict[str, Any]]] = {
+PROFILERS: dict[str, Callable[[Any, np.ndarray, int], ProfileJson]] = {
     "openvino": profile_openvino,
     "onnxruntime": profile_onnxruntime,
     "tensorrt": profile_tensorrt,
@@ -321,7 +358,7 @@ PROFILERS: dict[str, Callable[[Any, np.ndarray, int], dict[str, Any]]] = {
 }
 
 
-def profile_backend(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, Any]:
+def profile_backend(backend: Any, tensor: np.ndarray, runs: int) -> ProfileJson | ProfileError:
     """The profile of one loaded backend, or ``{"error": why}`` (never raises: a profile is extra)."""
     profiler = PROFILERS.get(getattr(backend, "name", ""))
     if profiler is None:
@@ -338,7 +375,7 @@ def profile_backend(backend: Any, tensor: np.ndarray, runs: int) -> dict[str, An
 PLOT_OP_TYPES = 6  # op types drawn by name per bar; the rest are "other"
 
 
-def profiled_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
+def profiled_rows(report: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     """Rows of a report that carry a profile (with or without an error)."""
     return [r for r in report["rows"] if r.get("profile")]
 
@@ -347,7 +384,7 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.1f}%"
 
 
-def profile_markdown(report: dict[str, Any]) -> str:
+def profile_markdown(report: Mapping[str, Any]) -> str:
     """``## Per-op profiles``: per row, the attention core's share, time by op type, the top nodes."""
     rows = profiled_rows(report)
     if not rows:
@@ -398,9 +435,10 @@ def profile_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
+def plot_profile(report: Mapping[str, Any], path: str | Path) -> Path:
     """One stacked bar per engine row: attention core (PAM, CAM) first, then the largest op types."""
     from .plots import _pyplot, _save, _title
+    from .sections import ReportConfig
 
     plt = _pyplot()
     rows = [r for r in profiled_rows(report) if "error" not in r["profile"]]
@@ -431,12 +469,12 @@ def plot_profile(report: dict[str, Any], path: str | Path) -> Path:
         )
     ax.set_ylim(0, 118)
     ax.set_ylabel("share of profiled time per inference (%)")
-    ax.set_title(_title(report, "per-op profile"), fontsize=10)
+    ax.set_title(_title(report["model"], ReportConfig.from_dict(report["config"]), "per-op profile"), fontsize=10)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), title="segment", title_fontsize=8)
     return _save(fig, Path(path))
 
 
-def _segment_ms(profile: dict[str, Any], segment: str, named: list[str]) -> float:
+def _segment_ms(profile: Mapping[str, Any], segment: str, named: list[str]) -> float:
     """ms of one plot segment: an attention module, a named op type less its attention part, or the rest."""
     att = profile["attention"]
     if segment == "attention: PAM":

@@ -82,12 +82,13 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from ..errors import ConfigError
 from ..targets import reference_engine
 from ..util.files import atomic_write_text
 from .rows import CSV_FIELDS, Row
+from .sections import MachineInfo, ReportConfig, Summary
 
 SCHEMA = "danet-bench"
 SCHEMA_VERSION = 4
@@ -125,22 +126,34 @@ class BenchReport:
     what it ran on (the schema above).
 
     :meth:`to_dict` writes exactly the JSON above, so result files written before this record
-    existed read back with :meth:`from_dict` (which validates, and reads a v3 report as v4). The
-    surroundings (``config``, ``machine``, ``gemm``, ...) stay the dicts their producers
-    (:func:`~danet_deploy.bench.machine.machine_info`, ``measure_gemm_peak``) write.
+    existed read back with :meth:`from_dict` (which validates, and reads a v3 report as v4).
+    ``config``, ``machine`` and ``summary`` are typed records (:mod:`~danet_deploy.bench.sections`,
+    which says why ``model``, ``gemm``, ``flops`` and ``scenes`` stay the mappings their producers,
+    ``measure_gemm_peak`` and ``count_flops``, write).
     """
 
     created: str
-    config: dict[str, Any]  # BenchConfig.to_dict()
-    model: dict[str, Any]  # {name, source, num_classes, weights}
-    machine: dict[str, Any]
-    gemm: dict[str, Any]
-    flops: dict[str, Any]
-    scenes: dict[str, Any]
+    config: ReportConfig
+    model: Mapping[str, Any]  # {name, source, num_classes, weights}
+    machine: MachineInfo
+    gemm: Mapping[str, Any]  # measure_gemm_peak()
+    flops: Mapping[str, Any]  # FlopCount.to_dict()
+    scenes: Mapping[str, Any]  # {split, count, size, labels_used}
     rows: list[Row]
     command: str | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: Summary = field(default_factory=lambda: Summary.from_dict({}))
+    # (config, machine and summary may be given as the dicts their producers write: checked and
+    # converted on construction, as Manifest converts its sections)
     seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        # a report built from the plain dicts the producers write gets checked records, as one read back
+        if not isinstance(self.config, ReportConfig):
+            self.config = ReportConfig.from_dict(self.config)
+        if not isinstance(self.machine, MachineInfo):
+            self.machine = MachineInfo.from_dict(self.machine)
+        if not isinstance(self.summary, Summary):
+            self.summary = Summary.from_dict(self.summary)
 
     def row(self, engine: str, precision: str) -> Row | None:
         """The row of ``engine`` at ``precision``, or ``None`` when it was not asked for."""
@@ -148,7 +161,7 @@ class BenchReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON object of ``STEM.json`` (keys in the order the schema lists them)."""
-        sections = {key: copy.deepcopy(getattr(self, key)) for key in _SECTIONS}
+        sections = {key: _section_dict(getattr(self, key)) for key in _SECTIONS}
         return {
             "schema": SCHEMA,
             "schema_version": SCHEMA_VERSION,
@@ -156,7 +169,7 @@ class BenchReport:
             "command": self.command,
             **sections,
             "rows": [r.to_dict() for r in self.rows],
-            "summary": copy.deepcopy(self.summary),
+            "summary": self.summary.to_dict(),
             "seconds": self.seconds,
         }
 
@@ -168,11 +181,18 @@ class BenchReport:
         return cls(
             created=new["created"],
             command=new.get("command"),
+            config=ReportConfig.from_dict(new["config"]),
+            machine=MachineInfo.from_dict(new["machine"]),
             rows=[Row.from_dict(r) for r in new["rows"]],
-            summary=copy.deepcopy(new.get("summary") or {}),
+            summary=Summary.from_dict(new.get("summary") or {}),
             seconds=new.get("seconds"),
-            **{key: copy.deepcopy(new[key]) for key in _SECTIONS},
+            **{key: copy.deepcopy(new[key]) for key in ("model", "gemm", "flops", "scenes")},
         )
+
+
+def _section_dict(section: MachineInfo | ReportConfig | Mapping[str, Any]) -> dict[str, Any]:
+    """A section's JSON object: a record's own, or a copy of a mapping."""
+    return section.to_dict() if isinstance(section, (MachineInfo, ReportConfig)) else copy.deepcopy(dict(section))
 
 
 def report_data(report: BenchReport | Mapping[str, Any]) -> dict[str, Any]:
@@ -180,10 +200,15 @@ def report_data(report: BenchReport | Mapping[str, Any]) -> dict[str, Any]:
     return report.to_dict() if isinstance(report, BenchReport) else upgrade_report(dict(report))
 
 
-def _cell(row: dict[str, Any], key: str, fmt: str) -> str:
-    value = row.get(key)
+def as_report(report: BenchReport | Mapping[str, Any]) -> BenchReport:
+    """The record of a report: itself, or a loaded dict read (validated, v3 as v4) with :meth:`BenchReport.from_dict`."""
+    return report if isinstance(report, BenchReport) else BenchReport.from_dict(report)
+
+
+def _cell(row: Row, key: str, fmt: str) -> str:
+    value = getattr(row, key)
     if fmt == "status":
-        return "ok" if row.get("status") == "ok" else f"{row.get('status')}: {row.get('reason') or ''}".strip()
+        return "ok" if row.status == "ok" else f"{row.status}: {row.reason or ''}".strip()
     if value is None:
         return "-"
     if fmt == "s":
@@ -224,7 +249,7 @@ def _rename(data: dict[str, Any], names: dict[str, str]) -> dict[str, Any]:
 
 
 def table_rows(report: BenchReport | Mapping[str, Any]) -> list[list[str]]:
-    return [[_cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in report_data(report)["rows"]]
+    return [[_cell(row, key, fmt) for _, key, fmt in COLUMNS] for row in as_report(report).rows]
 
 
 def format_table(report: BenchReport | Mapping[str, Any]) -> str:
@@ -243,34 +268,35 @@ def _md_escape(text: str) -> str:
 
 def header_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
     """Who/what/where of a run, one fact a line (used by Markdown and the console)."""
-    data = report_data(report)
-    cfg, machine, cpu = data["config"], data["machine"], data["machine"]["cpu"]
-    feats = [k for k, v in (cpu.get("features") or {}).items() if v]
-    libs = ", ".join(f"{k} {v}" for k, v in machine.get("libraries", {}).items())
-    flops = data["flops"]
+    rec = as_report(report)
+    cfg, machine, cpu, flops, gemm = rec.config, rec.machine, rec.machine.cpu, rec.flops, rec.gemm
+    size = cfg.size or ("?", "?")
+    libs = ", ".join(f"{k} {v}" for k, v in machine.libraries.items())
+    load = machine.load_average
     return [
-        f"model: {data['model']['name']} ({data['model']['weights']} weights), input {cfg['size'][0]}x{cfg['size'][1]}, "
-        f"batch {cfg['batch']}, {cfg['threads']} threads, {cfg.get('rounds', 1)} interleaved round(s) x {cfg['iters']} "
-        f"timed iterations per combination, each after {cfg['warmup']} warm-up",
-        f"date: {data['created']}",
-        f"machine: {cpu.get('model')} ({cpu.get('logical_cores')} logical cores), {machine.get('memory_gib')} GiB, "
-        f"{machine.get('os')}; features: {' '.join(feats) or 'unknown'}"
-        + (f"; GPUs: {', '.join(g['name'] for g in machine['gpus'])}" if machine.get("gpus") else "; no GPU")
-        + (
-            f"; load average before/after {machine['load_average']['before']} / {machine['load_average']['after']}"
-            if machine.get("load_average")
-            else ""
-        ),
+        f"model: {rec.model['name']} ({rec.model['weights']} weights), input {size[0]}x{size[1]}, "
+        f"batch {cfg.batch}, {cfg.threads} threads, {cfg.rounds} interleaved round(s) x {cfg.iters} "
+        f"timed iterations per combination, each after {cfg.warmup} warm-up",
+        f"date: {rec.created}",
+        f"machine: {cpu.model} ({cpu.logical_cores} logical cores), {machine.memory_gib} GiB, "
+        f"{machine.os}; features: {' '.join(cpu.present_features) or 'unknown'}"
+        + (f"; GPUs: {', '.join(g.name for g in machine.gpus)}" if machine.gpus else "; no GPU")
+        + (f"; load average before/after {_listed(load.before)} / {_listed(load.after)}" if load else ""),
         f"compute: {flops['gflops']} GFLOP per batch ({flops['attention'] / 1e9:.2f} GFLOP in PAM+CAM attention); "
-        f"measured GEMM peak {data['gemm']['gflops_peak']} GFLOP/s ({data['gemm']['method']}, "
-        f"{data['gemm']['threads']} threads)" + _int8_peak_text(data["gemm"].get("int8")),
-        f"accuracy: {data['scenes']['count']} generated val scenes; argmax agreement vs torch fp32"
-        + ("; mIoU vs scene labels" if data["scenes"]["labels_used"] else "; no labels (model not trained on scenes)"),
+        f"measured GEMM peak {gemm['gflops_peak']} GFLOP/s ({gemm['method']}, "
+        f"{gemm['threads']} threads)" + _int8_peak_text(gemm.get("int8")),
+        f"accuracy: {rec.scenes['count']} generated val scenes; argmax agreement vs torch fp32"
+        + ("; mIoU vs scene labels" if rec.scenes["labels_used"] else "; no labels (model not trained on scenes)"),
         f"libraries: {libs}",
     ]
 
 
-def _int8_peak_text(int8: dict[str, Any] | None) -> str:
+def _listed(values: Sequence[float] | None) -> str:
+    """Load averages as the JSON shows them (``[0.5, 0.6, 0.7]``, ``None``)."""
+    return str(None if values is None else list(values))
+
+
+def _int8_peak_text(int8: Mapping[str, Any] | None) -> str:
     """The INT8 yardstick for the header line, or why INT8 rows have no efficiency."""
     if not int8:
         return ""
@@ -279,20 +305,36 @@ def _int8_peak_text(int8: dict[str, Any] | None) -> str:
     return f", no INT8 yardstick ({int8.get('reason')}): INT8 rows have no % GEMM peak"
 
 
-def summarize_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+class BestJson(TypedDict):
+    """One ``summary`` entry as written (read back as :class:`~danet_deploy.bench.sections.BestEngine`)."""
+
+    engine: str
+    precision: str
+    p50_ms: float
+    ratio_vs_torch_fp32: float | None
+    argmax_agreement: float | None
+
+
+def summarize_best(rows: Sequence[Mapping[str, Any]]) -> dict[str, BestJson | None]:
     """Fastest engine per precision (torch reference excluded), and the fastest INT8 at >= 99% agreement."""
 
-    def pick(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
+    def pick(candidates: list[Mapping[str, Any]]) -> BestJson | None:
         best = min(candidates, key=lambda r: r["p50_ms"], default=None)
-        return (
-            None
-            if best is None
-            else {k: best.get(k) for k in ("engine", "precision", "p50_ms", "ratio_vs_torch_fp32", "argmax_agreement")}
+        if best is None:
+            return None
+        return BestJson(  # the filters below read engine, precision and p50_ms: every candidate has them
+            engine=best["engine"],
+            precision=best["precision"],
+            p50_ms=best["p50_ms"],
+            ratio_vs_torch_fp32=best.get("ratio_vs_torch_fp32"),
+            argmax_agreement=best.get("argmax_agreement"),
         )
 
     reference = reference_engine().name
     done = [r for r in rows if r["status"] == "ok" and r.get("p50_ms") and r["engine"] != reference]
-    summary: dict[str, Any] = {p: pick([r for r in done if r["precision"] == p]) for p in ("fp32", "fp16", "int8")}
+    summary: dict[str, BestJson | None] = {
+        p: pick([r for r in done if r["precision"] == p]) for p in ("fp32", "fp16", "int8")
+    }
     summary["int8_at_99"] = pick(
         [r for r in done if r["precision"] == "int8" and (r.get("argmax_agreement") or 0) >= 0.99]
     )
@@ -300,7 +342,11 @@ def summarize_best(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 def summary_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
-    data = report_data(report)
+    summary = (
+        report.summary
+        if isinstance(report, BenchReport)
+        else Summary.from_dict(upgrade_report(dict(report)).get("summary") or {})
+    )
     lines = []
     for key, text in (
         ("fp32", "best FP32 engine"),
@@ -308,14 +354,13 @@ def summary_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
         ("int8", "best INT8 engine"),
         ("int8_at_99", "best INT8 engine at >= 99% argmax agreement"),
     ):
-        best = (data.get("summary") or {}).get(key)
+        best = summary.get(key)
         if best is None:
             lines.append(f"{text}: none ran")
             continue
-        ratio = best.get("ratio_vs_torch_fp32")
-        agree = best.get("argmax_agreement")
+        ratio, agree = best.ratio_vs_torch_fp32, best.argmax_agreement
         lines.append(
-            f"{text}: {best['engine']} {best['precision']}, p50 {best['p50_ms']:.1f} ms"
+            f"{text}: {best.engine} {best.precision}, p50 {best.p50_ms:.1f} ms"
             + (f", {ratio:.3f} x torch fp32" if ratio is not None else "")
             + (f", argmax agreement {100 * agree:.2f}%" if agree is not None else "")
         )
@@ -323,31 +368,31 @@ def summary_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
 
 
 def to_markdown(report: BenchReport | Mapping[str, Any]) -> str:
-    data = report_data(report)
+    rec = as_report(report)
     headers = [h for h, _, _ in COLUMNS]
-    lines = [f"# danet-bench: {data['model']['name']} at {data['config']['size'][0]}x{data['config']['size'][1]}", ""]
-    lines += [f"- {_md_escape(line)}" for line in header_lines(data)]
-    if data.get("command"):
-        lines += ["", "Command:", "", "```", data["command"], "```"]
+    size = rec.config.size or ("?", "?")
+    lines = [f"# danet-bench: {rec.model['name']} at {size[0]}x{size[1]}", ""]
+    lines += [f"- {_md_escape(line)}" for line in header_lines(rec)]
+    if rec.command:
+        lines += ["", "Command:", "", "```", rec.command, "```"]
     lines += ["", "| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
-    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in table_rows(data)]
+    lines += ["| " + " | ".join(_md_escape(c) for c in r) + " |" for r in table_rows(rec)]
     lines += [
         "",
         "Latency is per batch; `vs torch fp32` is p50 / p50 of PyTorch eager FP32 in the same run "
         "(below 1 is faster). Each row ran in its own process (peak RSS is that process's).",
         "",
     ]
-    lines += [f"- {line}" for line in summary_lines(data)] + [""]
+    lines += [f"- {line}" for line in summary_lines(rec)] + [""]
     return "\n".join(lines)
 
 
 def to_csv(report: BenchReport | Mapping[str, Any]) -> str:
-    data = report_data(report)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
-    for row in data["rows"]:
-        writer.writerow({k: ("" if row.get(k) is None else row.get(k)) for k in CSV_FIELDS})
+    for row in as_report(report).rows:
+        writer.writerow({k: ("" if getattr(row, k) is None else getattr(row, k)) for k in CSV_FIELDS})
     return buffer.getvalue()
 
 
@@ -381,6 +426,9 @@ def validate(report: Mapping[str, Any]) -> None:
             Row.from_dict(row)
         except ConfigError as exc:
             raise ConfigError(f"benchmark report row {i} {exc}; re-run danet-bench") from None
+    ReportConfig.from_dict(report["config"])  # each names the key path of a mistyped value
+    MachineInfo.from_dict(report["machine"])
+    Summary.from_dict(report.get("summary") or {})
 
 
 def report_file_names(stem: str = "bench", plots: bool = True) -> list[str]:
@@ -401,10 +449,10 @@ def write_reports(
     directory.mkdir(parents=True, exist_ok=True)
     paths = {"json": directory / f"{stem}.json", "csv": directory / f"{stem}.csv", "markdown": directory / f"{stem}.md"}
     atomic_write_text(paths["json"], json.dumps(data, indent=1) + "\n")
-    atomic_write_text(paths["csv"], to_csv(data))
+    atomic_write_text(paths["csv"], to_csv(report))
     from .profile import plot_profile, profile_markdown, profiled_rows
 
-    markdown = to_markdown(data) + profile_markdown(data)
+    markdown = to_markdown(report) + profile_markdown(data)  # plots and profiles read the rows' JSON
     from .plots import missing_plot_library
 
     note = missing_plot_library() if plots else None
@@ -414,8 +462,8 @@ def write_reports(
     if plots and not note:
         from .plots import plot_cdf, plot_latency
 
-        paths["latency_png"] = plot_latency(data, directory / f"{stem}-latency.png")
-        paths["cdf_png"] = plot_cdf(data, directory / f"{stem}-cdf.png")
+        paths["latency_png"] = plot_latency(as_report(report), directory / f"{stem}-latency.png")
+        paths["cdf_png"] = plot_cdf(as_report(report), directory / f"{stem}-cdf.png")
         markdown += f"\n![latency]({paths['latency_png'].name})\n\n![latency CDF]({paths['cdf_png'].name})\n"
         if any("error" not in r["profile"] for r in profiled_rows(data)):
             paths["profile_png"] = plot_profile(data, directory / f"{stem}-profile.png")

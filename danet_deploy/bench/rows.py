@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -162,8 +162,3 @@ class RowRun:
     model_ref: str | None = None
     load_options: dict[str, Any] = field(default_factory=dict)
     masks: np.ndarray | None = None
-
-
-def ok_rows(report: dict[str, Any]) -> Sequence[dict[str, Any]]:
-    """The rows of a written report that ran."""
-    return [r for r in report["rows"] if r["status"] == "ok"]

@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,6 +36,7 @@ from ..errors import ConfigError, UnknownModelError
 from ..targets import PRECISIONS, engine_names, engines, get_engine, reference_engine, target_for
 from ..util.progress import progress_bar
 from .rows import Row, RowRun
+from .sections import MachineInfo, ReportConfig, Summary
 from .timing import summarize
 from .worker import WorkerSpec
 
@@ -222,7 +223,7 @@ def export_request(cfg: BenchConfig, export_target: str, precision: str, path: P
     )
 
 
-def _differing_keys(recorded: dict[str, Any], wanted: dict[str, Any], ignored: frozenset[str]) -> list[str]:
+def _differing_keys(recorded: Mapping[str, object], wanted: Mapping[str, object], ignored: frozenset[str]) -> list[str]:
     """Keys of ``wanted`` (less ``ignored``) whose value ``recorded`` lacks or holds differently."""
     missing = object()
     return [k for k, v in wanted.items() if k not in ignored and recorded.get(k, missing) != v]
@@ -545,7 +546,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
     return BenchReport(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         command=command,
-        config=cfg.to_dict(),
+        config=ReportConfig.from_dict(cfg.to_dict()),
         model={
             "name": config.name,
             "source": cfg.model,
@@ -554,12 +555,12 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
             if Path(cfg.model).is_file()
             else ("shipped" if config.weights else "random (seeded, untrained preset)"),
         },
-        machine=machine,
+        machine=MachineInfo.from_dict(machine),
         gemm=gemm,
         flops=flops.to_dict(),
         scenes=source,
         rows=rows,
-        summary=summarize_best([row.to_dict() for row in rows]),
+        summary=Summary.from_dict(summarize_best([row.to_dict() for row in rows])),
         seconds=round(time.perf_counter() - started, 1),
     )
 
@@ -667,7 +668,7 @@ def _advance(bar: Any) -> None:
         bar.update(1)
 
 
-def _add_compute(row: Row, flops_total: int, peak: dict[str, Any] | None) -> None:
+def _add_compute(row: Row, flops_total: int, peak: Mapping[str, Any] | None) -> None:
     """Achieved GFLOP/s at p50, and its fraction of the GEMM peak of the row's precision (or why not)."""
     from .gemm import efficiency
 

@@ -24,6 +24,7 @@ import numpy as np
 from ...errors import BackendUnavailableError, ConfigError
 from ...extras import PACKAGES, install_hint
 from ...manifest import Manifest
+from ...manifest_sections import InputInfo
 from ...outputs import emit_from_names
 from ...targets import engine_names, get_engine, resolve
 from ...targets.options import Options, option
@@ -95,20 +96,20 @@ class InputSpec:
         return self.shape[0]
 
     @classmethod
-    def from_manifest(cls, spec: dict[str, Any]) -> InputSpec:
-        shape = tuple(d if isinstance(d, int) and d > 0 else None for d in spec["shape"])
-
-        def opt(key: str) -> tuple[int, ...] | None:
-            return tuple(spec[key]) if spec.get(key) else None
-
+    def from_manifest(
+        cls, info: InputInfo, name: str | None = None, shape: Sequence[object] | None = None
+    ) -> InputSpec:
+        """The spec of a manifest's ``input`` record; ``name`` and ``shape`` are what the loaded graph
+        says (they win over the manifest's); a dim that is not a positive integer is dynamic (``None``)."""
+        dims = info.shape if shape is None else shape
         return cls(
-            name=spec.get("name", "input"),
-            shape=shape,
-            dtype=spec.get("dtype", "float32"),
-            min_shape=opt("min_shape"),
-            max_shape=opt("max_shape"),
-            opt_shape=opt("opt_shape"),
-            layout=spec.get("layout", "NCHW"),
+            name=info.name if name is None else name,
+            shape=tuple(d if isinstance(d, int) and d > 0 else None for d in dims),
+            dtype=info.dtype,
+            min_shape=info.min_shape,
+            max_shape=info.max_shape,
+            opt_shape=info.opt_shape,
+            layout=info.layout,
         )
 
 

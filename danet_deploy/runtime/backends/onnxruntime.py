@@ -127,9 +127,7 @@ class OnnxRuntimeBackend(Backend):
                 ),
             )
         self.manifest = manifest
-        self.input_spec = InputSpec.from_manifest(
-            {**manifest.input, "name": self.input_name, "shape": list(inputs[0].shape)}
-        )
+        self.input_spec = InputSpec.from_manifest(manifest.input, name=self.input_name, shape=inputs[0].shape)
         self.options, self.threads = opts, opts.threads
 
     def infer(self, batch: np.ndarray) -> np.ndarray:

@@ -112,13 +112,7 @@ class OpenVINOBackend(Backend):
         self.output_names = [o.get_any_name() for o in self.model.outputs]
         partial = port.get_partial_shape()
         shape = [d.get_length() if d.is_static else None for d in partial]
-        self.input_spec = InputSpec.from_manifest(
-            {
-                **self.manifest.input,
-                "name": self.input_name,
-                "shape": [d if d is not None else "dynamic" for d in shape],
-            }
-        )
+        self.input_spec = InputSpec.from_manifest(self.manifest.input, name=self.input_name, shape=shape)
         self.dynamic = partial.is_dynamic
         self.max_shapes = opts.max_shapes
         self._lock = threading.Lock()
