@@ -10,7 +10,7 @@ import pytest
 from danet_deploy.bench.report import BenchReport
 from danet_deploy.bench.request import BenchRequest, run_bench
 from danet_deploy.bench.rows import Row
-from danet_deploy.bench.runner import BenchConfig
+from danet_deploy.bench.runner import BenchConfig, run_benchmark
 from danet_deploy.cli import dataclass_args
 from danet_deploy.cli.bench import build_parser
 from danet_deploy.cli.bench import main as bench_main
@@ -134,3 +134,19 @@ def test_a_python_request_takes_engines_and_precisions_as_comma_text(tmp_path):
         model="danet_demo", output=tmp_path / "out", engines="onnxruntime, openvino", precisions="fp32"
     ).config()
     assert config.engines == ["onnxruntime", "openvino"] and config.precisions == ["fp32"]
+
+
+def test_an_input_size_no_export_could_plan_is_refused_before_the_scenes_are_made(tmp_path, monkeypatch):
+    """--input-size 100000x100000: the exporter's attention-plan message, before the parent process
+    generates its accuracy scenes at that size (about 120 GB) or measures anything."""
+    from danet_deploy.bench import gemm
+    from danet_deploy.data import scenes
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the run went on past the size check")
+
+    monkeypatch.setattr(scenes, "SceneDataset", reached)
+    monkeypatch.setattr(gemm, "measure_gemm_peak", reached)
+    config = BenchConfig(model="danet_demo", engines=["onnxruntime"], size=(100000, 100000), output=tmp_path)
+    with pytest.raises(ConfigError, match="position attention"):
+        run_benchmark(config)

@@ -412,6 +412,19 @@ def accuracy(
 
 
 # -- the benchmark -------------------------------------------------------------------------
+def _check_plannable(cfg: BenchConfig, output_stride: int) -> None:
+    """Refuse an input size whose position attention no export of this run could plan, before anything
+    is allocated for it. Why: the scenes for the accuracy columns are generated at ``cfg.size`` in this
+    process first, so ``--input-size 100000x100000`` (every row's export would refuse it) asked for
+    ~120 GB of images instead of the exporter's message; a run that sets its own attention budget or
+    chunks in ``export_options`` is left to the exporter."""
+    from ..planner import plan_attention
+
+    if any({"attention_memory", "attention_chunks"} & set(options) for options in cfg.export_options.values()):
+        return
+    plan_attention(cfg.size, cfg.batch, "fp32", output_stride)  # raises the exporter's ConfigError
+
+
 def _model_config(cfg: BenchConfig) -> Any:
     from ..model import get_config, list_models
 
@@ -471,6 +484,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
 
     started = time.perf_counter()
     config = _model_config(cfg)
+    _check_plannable(cfg, config.output_stride)
     labelled = _has_labels(config)
     log(
         f"model {cfg.model} ({config.name}, {config.num_classes} classes), {cfg.size[0]}x{cfg.size[1]}, "
