@@ -119,6 +119,7 @@ def test_run_bench_writes_the_reports_and_the_command_prints_them(reference, cod
         {"warmup": 1.5},
         {"timeout": "10"},
         {"timeout": True},
+        {"calib_count": 0},
     ],
 )
 def test_a_python_request_of_the_wrong_type_is_a_config_error(tmp_path, values):

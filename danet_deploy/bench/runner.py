@@ -118,9 +118,9 @@ class BenchConfig:
             raise ConfigError(f"--input-size must be at least 32x32 (DANet downsamples by 8), got {h}x{w}")
         if self.profile < 0:
             raise ConfigError(f"--profile-runs must be >= 0, got {self.profile}")
-        for name in ("batch", "iters", "threads", "scenes", "rounds"):
+        for name in ("batch", "iters", "threads", "scenes", "rounds", "calib_count"):  # calib: the INT8 exports'
             if not is_count(getattr(self, name)):
-                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)!r}")
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)!r}")
         if not is_count(self.warmup, 0):
             raise ConfigError(f"--warmup must be >= 0, got {self.warmup!r}")
         timeout = self.timeout_s
