@@ -144,7 +144,15 @@ def image_batch(images: Sequence[np.ndarray], size: tuple[int, int] | None = Non
 
 
 def from_rgb(image: np.ndarray, accept: str) -> np.ndarray:
-    """An RGB image in the colour order an ``accept`` artifact takes (parity and danet-serve hold RGB)."""
+    """An RGB image in the colour order an ``accept`` artifact takes (parity and danet-serve hold RGB).
+
+    A non-array is refused here for every ``accept``: the channel swap of a BGR artifact would
+    otherwise fail on it as a bare TypeError while a float artifact passed it on."""
+    if not isinstance(image, np.ndarray):
+        raise InputError(
+            f"expected a numpy uint8 HxWx3 RGB image, got {type(image).__name__}; "
+            "convert with np.asarray(PIL.Image.open(path).convert('RGB'))"
+        )
     return np.ascontiguousarray(image[..., ::-1]) if image_order(accept) == "BGR" else image
 
 

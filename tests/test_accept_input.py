@@ -150,6 +150,17 @@ def test_from_rgb_hands_rgb_images_over_in_the_order_each_artifact_takes(tmp_pat
                     np.testing.assert_array_equal(mask, expected)
 
 
+@pytest.mark.parametrize("accept", ["float", "rgb8", "bgr8"])
+@pytest.mark.parametrize("bad", [None, "frame.png", 5, [[1, 2, 3]]])
+def test_from_rgb_refuses_what_is_not_an_image_alike_for_every_accept_kind(accept, bad):
+    """Session.from_rgb hands each image to inputs.from_rgb: a non-array is an InputError whatever the
+    artifact takes (a bgr8 artifact's channel swap raised a bare TypeError while a float one passed it on)."""
+    from danet_deploy.inputs import from_rgb
+
+    with pytest.raises(InputError, match="expected a numpy uint8 HxWx3 RGB image"):
+        from_rgb(bad, accept)
+
+
 @pytest.mark.parametrize("accept, order", [("rgb8", "RGB"), ("bgr8", "RGB"), ("rgb8", "BGR")])
 def test_every_prefix_order_gives_the_host_tensor(accept, order):
     """The prefix alone (on an Identity graph): bytes-first for CPU engines, cast-first for TensorRT,

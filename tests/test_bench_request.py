@@ -10,10 +10,11 @@ import pytest
 from danet_deploy.bench.report import BenchReport
 from danet_deploy.bench.request import BenchRequest, run_bench
 from danet_deploy.bench.rows import Row
-from danet_deploy.bench.runner import BenchConfig
+from danet_deploy.bench.runner import BenchConfig, run_benchmark
 from danet_deploy.cli import dataclass_args
 from danet_deploy.cli.bench import build_parser
 from danet_deploy.cli.bench import main as bench_main
+from danet_deploy.errors import ConfigError
 
 
 def _parsed(argv: list[str]) -> BenchRequest:
@@ -103,3 +104,50 @@ def test_run_bench_writes_the_reports_and_the_command_prints_them(reference, cod
     assert bench_main(["--model", "danet_demo", "--output", str(tmp_path / "c"), "--no-plots"]) == code
     out = capsys.readouterr().out
     assert "machine: test cpu" in out and "onnxruntime" in out and "wrote " in out
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"input_size": 64},
+        {"input_size": "64x64"},
+        {"input_size": (64, 64, 3)},
+        {"input_size": (64.5, 64)},
+        {"threads": 2.5},
+        {"iters": "5"},
+        {"batch": True},
+        {"warmup": 1.5},
+        {"timeout": "10"},
+        {"timeout": True},
+        {"calib_count": 0},
+    ],
+)
+def test_a_python_request_of_the_wrong_type_is_a_config_error(tmp_path, values):
+    """run_bench(BenchRequest(...)) from Python: a value no flag could produce names its option
+    (ConfigError), rather than a TypeError from the unpacking or a fractional thread count passed on."""
+    with pytest.raises(ConfigError, match="--"):
+        BenchRequest(model="danet_demo", output=tmp_path / "out", **values).config()
+
+
+def test_a_python_request_takes_engines_and_precisions_as_comma_text(tmp_path):
+    """engines="onnxruntime" is the flag's text, not eleven one-letter engine names."""
+    config = BenchRequest(
+        model="danet_demo", output=tmp_path / "out", engines="onnxruntime, openvino", precisions="fp32"
+    ).config()
+    assert config.engines == ["onnxruntime", "openvino"] and config.precisions == ["fp32"]
+
+
+def test_an_input_size_no_export_could_plan_is_refused_before_the_scenes_are_made(tmp_path, monkeypatch):
+    """--input-size 100000x100000: the exporter's attention-plan message, before the parent process
+    generates its accuracy scenes at that size (about 120 GB) or measures anything."""
+    from danet_deploy.bench import gemm
+    from danet_deploy.data import scenes
+
+    def reached(*args, **kwargs):
+        raise AssertionError("the run went on past the size check")
+
+    monkeypatch.setattr(scenes, "SceneDataset", reached)
+    monkeypatch.setattr(gemm, "measure_gemm_peak", reached)
+    config = BenchConfig(model="danet_demo", engines=["onnxruntime"], size=(100000, 100000), output=tmp_path)
+    with pytest.raises(ConfigError, match="position attention"):
+        run_benchmark(config)

@@ -37,6 +37,14 @@ def test_openvino_choices_are_case_blind_and_none_means_the_plugins_own():
         _parse("openvino", max_shapes=0)
 
 
+@pytest.mark.parametrize("device", ["", "  "])
+def test_openvino_empty_device_is_refused_as_an_option(device):
+    """device="" passed the availability check (every device name starts with "") and failed at
+    compile time as an ArtifactError, as if the artifact were broken."""
+    with pytest.raises(ConfigError, match="option device"):
+        _parse("openvino", device=device)
+
+
 def test_onnxruntime_providers_are_names_from_a_list_or_comma_text():
     assert _parse("onnxruntime", providers="cuda,cpu").providers == ("cuda", "cpu")
     assert _parse("onnxruntime", providers=["cpu"]).providers == ("cpu",)

@@ -253,3 +253,19 @@ def test_docs_tables_come_from_the_registry():
     for name in [*target_names(), *engine_names()]:
         assert f"| `{name}` |" in page
     assert "<!-- targets-table -->" in (ROOT / "docs" / "targets.md").read_text()
+
+
+def test_the_documented_parity_import_of_the_last_release_still_works():
+    """README and docs/api.md said ``from danet_deploy.parity import run_parity`` before parity moved to
+    verify/: that import keeps working (the same objects), with a DeprecationWarning naming the new path."""
+    code = (
+        "import warnings\n"
+        "with warnings.catch_warnings(record=True) as caught:\n"
+        "    warnings.simplefilter('always')\n"
+        "    from danet_deploy.parity import run_parity, write_report\n"
+        "import danet_deploy.verify.parity as new\n"
+        "assert run_parity is new.run_parity and write_report is new.write_report\n"
+        "assert any(w.category is DeprecationWarning and 'verify.parity' in str(w.message) for w in caught)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr

@@ -108,8 +108,8 @@ class BenchRequest:
         cfg = BenchConfig(
             model=self.model,
             arch=self.arch,
-            engines=list(self.engines),
-            precisions=list(self.precisions),
+            engines=comma_list(self.engines) if isinstance(self.engines, str) else list(self.engines),
+            precisions=comma_list(self.precisions) if isinstance(self.precisions, str) else list(self.precisions),
             size=self.input_size,
             batch=self.batch,
             iters=self.iters,

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..errors import ConfigError, UnknownModelError
 from ..targets import PRECISIONS, engine_names, engines, get_engine, reference_engine, target_for
+from ..util.counts import is_count
 from ..util.progress import progress_bar
 from .rows import Row, RowRun
 from .sections import MachineInfo, ReportConfig, Summary
@@ -88,6 +89,11 @@ class BenchConfig:
                 stacklevel=3,
             )
             self.engines = list(targets)
+        # a Python caller's engines="onnxruntime,openvino" is the flag's text, not one engine per letter
+        if isinstance(self.engines, str):
+            self.engines = self.engines.split(",")
+        if isinstance(self.precisions, str):
+            self.precisions = self.precisions.split(",")
         self.engines = [e.strip().lower() for e in self.engines if e.strip()]
         self.precisions = [p.strip().lower() for p in self.precisions if p.strip()]
         known = engine_names()
@@ -105,17 +111,26 @@ class BenchConfig:
             from ..data.datasets import open_dataset
 
             open_dataset(self.data, limit=self.scenes)  # a wrong spec, root or split fails before any export
+        # what no flag could produce (a Python caller's 64, "64x64" or 2.5 threads) names its option too
+        if not isinstance(self.size, (tuple, list)) or len(self.size) != 2 or not all(map(is_count, self.size)):
+            raise ConfigError(f"--input-size must be two whole numbers (height, width), got {self.size!r:.60}")
         h, w = self.size
         if h < 32 or w < 32:
             raise ConfigError(f"--input-size must be at least 32x32 (DANet downsamples by 8), got {h}x{w}")
         if self.profile < 0:
             raise ConfigError(f"--profile-runs must be >= 0, got {self.profile}")
-        for name in ("batch", "iters", "threads", "scenes", "rounds"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name} must be >= 1, got {getattr(self, name)}")
-        if self.warmup < 0:
-            raise ConfigError(f"--warmup must be >= 0, got {self.warmup}")
-        if not math.isfinite(self.timeout_s) or self.timeout_s <= 0:
+        for name in ("batch", "iters", "threads", "scenes", "rounds", "calib_count"):  # calib: the INT8 exports'
+            if not is_count(getattr(self, name)):
+                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)!r}")
+        if not is_count(self.warmup, 0):
+            raise ConfigError(f"--warmup must be >= 0, got {self.warmup!r}")
+        timeout = self.timeout_s
+        if (
+            not isinstance(timeout, (int, float))
+            or isinstance(timeout, bool)
+            or not math.isfinite(timeout)
+            or timeout <= 0
+        ):
             raise ConfigError(
                 f"--timeout must be a finite number of seconds > 0, got {self.timeout_s}; e.g. --timeout 600"
             )
@@ -398,6 +413,19 @@ def accuracy(
 
 
 # -- the benchmark -------------------------------------------------------------------------
+def _check_plannable(cfg: BenchConfig, output_stride: int) -> None:
+    """Refuse an input size whose position attention no export of this run could plan, before anything
+    is allocated for it. Why: the scenes for the accuracy columns are generated at ``cfg.size`` in this
+    process first, so ``--input-size 100000x100000`` (every row's export would refuse it) asked for
+    ~120 GB of images instead of the exporter's message; a run that sets its own attention budget or
+    chunks in ``export_options`` is left to the exporter."""
+    from ..planner import plan_attention
+
+    if any({"attention_memory", "attention_chunks"} & set(options) for options in cfg.export_options.values()):
+        return
+    plan_attention(cfg.size, cfg.batch, "fp32", output_stride)  # raises the exporter's ConfigError
+
+
 def _model_config(cfg: BenchConfig) -> Any:
     from ..model import get_config, list_models
 
@@ -457,6 +485,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
 
     started = time.perf_counter()
     config = _model_config(cfg)
+    _check_plannable(cfg, config.output_stride)
     labelled = _has_labels(config)
     log(
         f"model {cfg.model} ({config.name}, {config.num_classes} classes), {cfg.size[0]}x{cfg.size[1]}, "

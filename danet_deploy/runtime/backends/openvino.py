@@ -48,11 +48,18 @@ def _at_least_one(value: int) -> None:
         raise ConfigError(f"max_shapes must be a whole number >= 1, got {value!r:.40}")
 
 
+def _device_name(value: str) -> None:
+    if not value:  # "" would pass the availability check (every name starts with it) and fail to compile
+        raise ConfigError("device must name an OpenVINO device such as CPU, GPU, NPU or AUTO, got ''")
+
+
 @dataclass(frozen=True)
 class OpenVINOEngineOptions(EngineOptions):
     """``runtime.load(..., backend="openvino", **options)``; ``threads`` sets INFERENCE_NUM_THREADS."""
 
-    device: str = option("CPU", "OpenVINO device: CPU, GPU, NPU, AUTO, ... (GPU.1 for a second GPU)")
+    device: str = option(
+        "CPU", "OpenVINO device: CPU, GPU, NPU, AUTO, ... (GPU.1 for a second GPU)", check=_device_name
+    )
     hint: str = option("latency", "PERFORMANCE_HINT", choices=tuple(_HINTS))
     inference_precision: str | None = option(
         "auto",
