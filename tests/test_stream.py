@@ -296,6 +296,31 @@ def test_breaking_out_early_stops_the_pipeline(session, frames):
     assert not _stream_threads()
 
 
+@pytest.mark.parametrize("policy", ["all", "latest"])
+def test_closing_a_stream_does_not_wait_on_a_stalled_source(session, frames, policy):
+    """A live camera that stalls blocks the reader inside the caller's own source; closing the
+    stream (break, Ctrl-C) waited 30 s for it. The engine threads are still waited for; the reader
+    returns by itself when its source yields again."""
+    release = threading.Event()
+
+    def stalls_after_one_frame():
+        yield frames[0]
+        release.wait(20)
+        yield frames[1]
+
+    results = session.stream(stalls_after_one_frame(), policy=policy)
+    next(results)
+    start = time.perf_counter()
+    results.close()
+    closed_in = time.perf_counter() - start
+    release.set()
+    assert closed_in < 5, f"closing took {closed_in:.1f} s"
+    deadline = time.monotonic() + 5
+    while _stream_threads() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _stream_threads()
+
+
 def test_bad_settings(session, frames):
     with pytest.raises(ConfigError, match="policy"):
         next(session.stream(frames, policy="newest"))

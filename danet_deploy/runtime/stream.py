@@ -59,6 +59,8 @@ from .preprocess import image_hw, mask_at_size, resize_mask
 POLICIES = ("all", "latest")
 _END = object()
 _POLL_S = 0.05
+_READER_NAME = "danet-stream-reader"
+_READER_JOIN_S = 0.5  # the reader only waits on the caller's source; see the cleanup in stream()
 
 
 @dataclass
@@ -247,7 +249,7 @@ def stream(
             if not sink.put(item, stop):
                 return
 
-    threads = [threading.Thread(target=reader, name="danet-stream-reader", daemon=True)]
+    threads = [threading.Thread(target=reader, name=_READER_NAME, daemon=True)]
     if tensors is not None:
         threads.append(
             threading.Thread(
@@ -304,7 +306,11 @@ def stream(
     finally:
         stop.set()
         for thread in threads:
-            thread.join(timeout=30)
+            # The engine and preprocessing threads finish the call in progress before the session can
+            # be closed, so they are waited for. The reader may be blocked inside the caller's own
+            # source (a stalled camera): it touches nothing of the session and returns at its next
+            # frame, so closing the stream does not wait 30 s on it.
+            thread.join(timeout=_READER_JOIN_S if thread.name == _READER_NAME else 30)
 
 
 def _count(value: Any, name: str) -> int:
