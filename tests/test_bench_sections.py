@@ -144,3 +144,16 @@ def test_the_committed_results_render_the_same_from_the_records():
         assert format_table(report) == format_table(data) and summary_lines(report) == summary_lines(data)
         found += 1
     assert found >= 1
+
+
+@pytest.mark.parametrize("section", ["config", "model", "machine", "gemm", "flops", "scenes", "summary"])
+def test_a_report_with_an_empty_section_still_renders(section):
+    """``from_dict`` accepts a report whose section is ``{}`` (``validate`` always has); the header
+    then said ``KeyError: 'name'`` instead of showing what the report does not say."""
+    data = json.loads(sorted(RESULTS.glob("**/bench.json"))[0].read_text())
+    data[section] = {}
+    report = BenchReport.from_dict(data)
+    text = to_markdown(report)
+    assert all(line in text for line in header_lines(report))
+    format_table(report)
+    summary_lines(report)

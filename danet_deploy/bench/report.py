@@ -270,11 +270,12 @@ def header_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
     """Who/what/where of a run, one fact a line (used by Markdown and the console)."""
     rec = as_report(report)
     cfg, machine, cpu, flops, gemm = rec.config, rec.machine, rec.machine.cpu, rec.flops, rec.gemm
+    model, scenes = rec.model, rec.scenes  # open mappings: a partial section shows "?", not a KeyError
     size = cfg.size or ("?", "?")
     libs = ", ".join(f"{k} {v}" for k, v in machine.libraries.items())
     load = machine.load_average
     return [
-        f"model: {rec.model['name']} ({rec.model['weights']} weights), input {size[0]}x{size[1]}, "
+        f"model: {model.get('name', '?')} ({model.get('weights', '?')} weights), input {size[0]}x{size[1]}, "
         f"batch {cfg.batch}, {cfg.threads} threads, {cfg.rounds} interleaved round(s) x {cfg.iters} "
         f"timed iterations per combination, each after {cfg.warmup} warm-up",
         f"date: {rec.created}",
@@ -282,13 +283,18 @@ def header_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
         f"{machine.os}; features: {' '.join(cpu.present_features) or 'unknown'}"
         + (f"; GPUs: {', '.join(g.name for g in machine.gpus)}" if machine.gpus else "; no GPU")
         + (f"; load average before/after {_listed(load.before)} / {_listed(load.after)}" if load else ""),
-        f"compute: {flops['gflops']} GFLOP per batch ({flops['attention'] / 1e9:.2f} GFLOP in PAM+CAM attention); "
-        f"measured GEMM peak {gemm['gflops_peak']} GFLOP/s ({gemm['method']}, "
-        f"{gemm['threads']} threads)" + _int8_peak_text(gemm.get("int8")),
-        f"accuracy: {rec.scenes['count']} generated val scenes; argmax agreement vs torch fp32"
-        + ("; mIoU vs scene labels" if rec.scenes["labels_used"] else "; no labels (model not trained on scenes)"),
+        f"compute: {flops.get('gflops', '?')} GFLOP per batch ({_gflop(flops.get('attention'))} GFLOP in PAM+CAM "
+        f"attention); measured GEMM peak {gemm.get('gflops_peak', '?')} GFLOP/s ({gemm.get('method', '?')}, "
+        f"{gemm.get('threads', '?')} threads)" + _int8_peak_text(gemm.get("int8")),
+        f"accuracy: {scenes.get('count', '?')} generated val scenes; argmax agreement vs torch fp32"
+        + ("; mIoU vs scene labels" if scenes.get("labels_used") else "; no labels (model not trained on scenes)"),
         f"libraries: {libs}",
     ]
+
+
+def _gflop(value: Any) -> str:
+    """FLOPs as GFLOP with two decimals, ``?`` when the report does not say."""
+    return f"{value / 1e9:.2f}" if isinstance(value, (int, float)) else "?"
 
 
 def _listed(values: Sequence[float] | None) -> str:
@@ -371,7 +377,7 @@ def to_markdown(report: BenchReport | Mapping[str, Any]) -> str:
     rec = as_report(report)
     headers = [h for h, _, _ in COLUMNS]
     size = rec.config.size or ("?", "?")
-    lines = [f"# danet-bench: {rec.model['name']} at {size[0]}x{size[1]}", ""]
+    lines = [f"# danet-bench: {rec.model.get('name', '?')} at {size[0]}x{size[1]}", ""]
     lines += [f"- {_md_escape(line)}" for line in header_lines(rec)]
     if rec.command:
         lines += ["", "Command:", "", "```", rec.command, "```"]
