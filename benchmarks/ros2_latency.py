@@ -339,6 +339,9 @@ def main() -> int:
         print("\n".join(lines))
         return 0
     if args.inside:
+        from danet_deploy_ros import sandbox
+
+        sandbox.require_isolated()
         args.artifact = args.inside
         Path(args.result).write_text(json.dumps(inside(args)))
         return 0

@@ -284,6 +284,9 @@ def lifecycle(exe: str, artifact: str, out_path: str) -> None:
 
 
 if __name__ == "__main__":
+    from danet_deploy_ros import sandbox
+
+    sandbox.require_isolated()
     if sys.argv[1] == "--lifecycle":
         lifecycle(*sys.argv[2:5])
     else:

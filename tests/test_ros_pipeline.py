@@ -306,3 +306,29 @@ def test_spin_treats_an_error_after_shutdown_as_the_shutdown_and_reraises_one_be
     else:
         assert node_module.spin(ros_node, lambda: closed.append(True)) == node_module.EXIT_OK
     assert closed == [True] and destroyed == [True] and fake.shutdowns == 1
+
+
+def test_the_ros_drivers_refuse_to_run_with_a_network_interface_besides_loopback(monkeypatch):
+    """The test and benchmark drivers publish over DDS: started by hand outside the sandbox, their
+    multicast discovery would leave the machine, so they stop first, naming the interfaces."""
+    from danet_deploy_ros import sandbox
+
+    monkeypatch.setattr(sandbox, "network_interfaces", lambda: ["lo", "eth0"])
+    with pytest.raises(SystemExit, match=r"outside a private network namespace \(interfaces: eth0\)"):
+        sandbox.require_isolated()
+    monkeypatch.setattr(sandbox, "network_interfaces", lambda: ["lo"])
+    sandbox.require_isolated()
+
+
+def test_inside_the_sandbox_only_loopback_is_seen():
+    import sys
+
+    from danet_deploy_ros import sandbox
+
+    reason = sandbox.unavailable()
+    if reason:
+        pytest.skip(reason)
+    code = "from danet_deploy_ros import sandbox; print(sandbox.network_interfaces()); sandbox.require_isolated()"
+    done = sandbox.run_isolated([sys.executable, "-c", code], env={"PYTHONPATH": str(ros_support.PACKAGE)}, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "['lo']"

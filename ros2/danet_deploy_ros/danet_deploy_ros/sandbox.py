@@ -27,6 +27,25 @@ def unavailable() -> str | None:
     return None
 
 
+def network_interfaces() -> list[str]:
+    """This process's network interfaces, from ``/proc/self/net/dev`` (per network namespace;
+    ``/sys/class/net`` keeps showing the host's after ``unshare -n`` unless sysfs is remounted)."""
+    with open("/proc/self/net/dev", encoding="ascii") as table:
+        return [line.split(":", 1)[0].strip() for line in table.readlines()[2:] if ":" in line]
+
+
+def require_isolated() -> None:
+    """Refuse to go on unless this process sees loopback only. Why: the test and benchmark drivers
+    publish and discover over DDS; started by hand outside :func:`run_isolated`, their multicast
+    discovery would leave the machine."""
+    others = [name for name in network_interfaces() if name != "lo"]
+    if others:
+        raise SystemExit(
+            f"refusing to start ROS 2 outside a private network namespace (interfaces: {', '.join(others)}); "
+            "run it through danet_deploy_ros.sandbox.run_isolated (unshare -n, loopback only)"
+        )
+
+
 def ros_env(base: Mapping[str, str] | None = None, domain_id: int | None = None) -> dict[str, str]:
     env = dict(os.environ if base is None else base)
     env.update(
