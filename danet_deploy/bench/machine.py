@@ -96,19 +96,20 @@ def memory_total_gib() -> float | None:
         return None
 
 
+def nvidia_smi(*query: str) -> str | None:
+    """``nvidia-smi QUERY...``'s output, or ``None`` without an NVIDIA GPU (or when it fails or hangs)."""
+    if shutil.which("nvidia-smi") is None:
+        return None
+    try:
+        return subprocess.run(["nvidia-smi", *query], capture_output=True, text=True, timeout=20, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
 def gpu_info() -> list[dict[str, str]]:
     """NVIDIA GPUs as reported by ``nvidia-smi`` (empty when there is none)."""
-    if shutil.which("nvidia-smi") is None:
-        return []
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name,memory.total,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = nvidia_smi("--query-gpu=name,memory.total,driver_version", "--format=csv,noheader")
+    if out is None:
         return []
     gpus = []
     for line in out.strip().splitlines():

@@ -185,20 +185,10 @@ def _device_timing(backend: Any, tensor: np.ndarray, iters: int, batch: int) -> 
 
 def _gpu_memory_mb(pid: int) -> float | None:
     """GPU memory this process holds (nvidia-smi), or ``None`` without an NVIDIA GPU."""
-    import shutil
-    import subprocess
+    from .machine import nvidia_smi
 
-    if shutil.which("nvidia-smi") is None:
-        return None
-    try:
-        out = subprocess.run(
-            ["nvidia-smi", "--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits"],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = nvidia_smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader,nounits")
+    if out is None:
         return None
     used = [
         float(parts[1])
