@@ -209,6 +209,19 @@ class Validation:
         }
 
 
+def validation_for(ctx: Any) -> Validation:
+    """The budget's validation set for the export in progress (``ctx``: the pipeline's context), at
+    its input size and preprocessing, with its classes."""
+    return load_validation(
+        ctx.request.budget,
+        tuple(ctx.request.input_size),
+        ctx.config.preprocessing.to_dict(),
+        int(ctx.model.num_classes),
+        ctx.log,
+        ctx.config.class_names,
+    )
+
+
 def load_validation(
     budget: AccuracyBudget,
     size: tuple[int, int],
@@ -586,14 +599,7 @@ def apply_onnx_budget(
     """
     request = ctx.request
     budget: AccuracyBudget = request.budget
-    validation = load_validation(
-        budget,
-        tuple(request.input_size),
-        ctx.config.preprocessing.to_dict(),
-        int(ctx.model.num_classes),
-        ctx.log,
-        ctx.config.class_names,
-    )
+    validation = validation_for(ctx)
     batch = ctx.static_batch
     ctx.log(
         f"accuracy budget: {budget.max_drop} {budget.metric} points on {len(validation.tensors)} validation "

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .budget import AccuracyBudget, Evaluation, SearchResult, load_validation, record, unmet_error, write_side_folder
+from .budget import AccuracyBudget, Evaluation, SearchResult, record, unmet_error, validation_for, write_side_folder
 
 _WEIGHTED = {"Convolution", "GroupConvolution", "MatMul"}
 
@@ -59,14 +59,7 @@ def quantize_with_budget(
     request = ctx.request
     budget: AccuracyBudget = request.budget
     batch = ctx.static_batch
-    validation = load_validation(
-        budget,
-        tuple(request.input_size),
-        ctx.config.preprocessing.to_dict(),
-        int(ctx.model.num_classes),
-        ctx.log,
-        ctx.config.class_names,
-    )
+    validation = validation_for(ctx)
     tensors = validation.tensors
     core = ov.Core()
     f32 = {"INFERENCE_PRECISION_HINT": "f32"}
