@@ -67,6 +67,14 @@ def check_output_paths(outputs: Mapping[str, str | Path | None]) -> None:
             seen[key] = (option, path)
 
 
+def _unwritable(option: str, path: Path, exc: OSError) -> ConfigError:
+    """The one message for a folder that cannot take files, whether found by probing or by writing."""
+    return ConfigError(
+        f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
+        "choose a folder you can write to"
+    )
+
+
 def check_output_folder(path: str | Path, option: str = "--output") -> Path:
     """Check, creating nothing, that folder ``path`` exists or could be created, and accepts files."""
     path = check_output_name(path, option)
@@ -75,10 +83,7 @@ def check_output_folder(path: str | Path, option: str = "--output") -> Path:
     except NotADirectoryError as exc:
         raise ConfigError(f"{option} {path}: {exc} is a file; pass a folder") from None
     except OSError as exc:
-        raise ConfigError(
-            f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
-            "choose a folder you can write to"
-        ) from exc
+        raise _unwritable(option, path, exc) from exc
     return path
 
 
@@ -89,10 +94,7 @@ def prepare_output_folder(path: str | Path, option: str = "--output") -> Path:
         path.mkdir(parents=True, exist_ok=True)
         Path(tempfile.mkstemp(prefix=".danet-probe-", dir=path)[1]).unlink()
     except OSError as exc:
-        raise ConfigError(
-            f"cannot write into {option} {path} ({exc.strerror or exc}: read-only or no permission); "
-            "choose a folder you can write to"
-        ) from exc
+        raise _unwritable(option, path, exc) from exc
     return path
 
 
