@@ -270,12 +270,12 @@ def report(args: argparse.Namespace, data: dict) -> list[str]:
             f"loop, {args.frames} frames each, interleaved | {blocking:.1f} / {polling:.1f} ms: "
             f"{polling - blocking:+.1f} ms was the probe's busy loop, not the node |"
         )
-    inner = data.get("node_stream_p50_ms")
+    inner = data.get("node_stream_p50_ms")  # read right after the paired frames: compared with their Session.run
     if inner is not None:
         lines += [
             (
                 f"| where it goes: in the node (frame read -> mask ready, `Session.stream`, its /diagnostics p50) | "
-                f"{inner:.1f} ms = `Session.run` {inner - run:+.1f} ms |"
+                f"{inner:.1f} ms = `Session.run` {inner - run_paired:+.1f} ms |"
             ),
             f"| where it goes: outside (DDS in and out, message conversion, callbacks) | {lat - inner:+.1f} ms |",
         ]
