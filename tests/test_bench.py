@@ -227,6 +227,8 @@ def test_bench_schema_and_rows(bench_run):
     ort = _row(report, "onnxruntime", "fp32")
     assert ort["status"] == "ok" and ort["export_target"] == "onnx" and ort["file_size_mb"] > 0
     assert ort["rounds"] == 2 and len(ort["latencies_ms"]) == ort["iters"] == 6  # 2 rounds x 3, pooled
+    assert len(ort["ratio_rounds"]) == 2 and all(r > 0 for r in ort["ratio_rounds"])  # paired round by round
+    assert ref["ratio_rounds"] == [1.0, 1.0]
     assert ort["p50_ms"] <= ort["p90_ms"] <= ort["p99_ms"] <= ort["max_ms"]
     assert ort["argmax_agreement"] >= 0.98  # FP32 engines match the FP32 reference
     assert ort["gflops_achieved"] > 0 and ort["peak_rss_mb"] > ort["rss_before_load_mb"] > 0

@@ -43,8 +43,49 @@ def test_verdict_reads_the_goals_from_one_runs_rows():
     ]
     verdict = _script().verdict(rows)
     assert verdict["openvino_int8_attention_share"] == {"openvino int8 fused": 0.25}
-    assert verdict["best_int8_at_99"] == {"name": "openvino int8 fused", "ratio": 0.12, "agreement": 0.995}
-    assert verdict["best_fp32"] == {"name": "onnxruntime fp32 fused", "ratio": 0.4}
+    assert verdict["best_int8_at_99"] == {
+        "name": "openvino int8 fused",
+        "ratio": 0.12,
+        "rounds": None,
+        "agreement": 0.995,
+    }
+    assert verdict["best_fp32"] == {"name": "onnxruntime fp32 fused", "ratio": 0.4, "rounds": None}
+    assert verdict["fp32_floor"] is None
+
+
+def test_verdict_reads_paired_round_medians_and_median_shares_over_pooled_figures():
+    """A fast round of one row against a slow round of torch flattered a pooled ratio; the goals
+    are read from the paired per-round median, and the share from the median profile round."""
+    paired = {"median": 0.16, "min": 0.1, "max": 0.24, "rounds": 3}
+    rows = [
+        {
+            "name": "openvino int8 fused attention-bf16",
+            "ratio_vs_torch_fp32": 0.1,
+            "ratio_paired": paired,
+            "agreement": 0.999,
+            "attention_share_rounds": [0.39, 0.31, 0.29],
+            "profile": {"attention": {"share": 0.29}},
+        },
+        {
+            "name": "openvino int8 fused",
+            "ratio_vs_torch_fp32": 0.15,
+            "ratio_paired": {"median": 0.15, "min": 0.15, "max": 0.15, "rounds": 3},
+            "agreement": 0.999,
+        },
+    ]
+    floor = {"ratio_paired": {"median": 0.5, "min": 0.47, "max": 0.52, "rounds": 3}}
+    verdict = _script().verdict(rows, floor)
+    assert verdict["best_int8_at_99"]["name"] == "openvino int8 fused"  # 0.15 paired beats 0.16
+    assert verdict["best_int8_at_99"]["ratio"] == 0.15
+    assert verdict["openvino_int8_attention_share"]["openvino int8 fused attention-bf16"] == 0.31
+    assert verdict["fp32_floor"]["median"] == 0.5
+
+
+def test_median_profile_is_the_profile_of_the_quoted_share():
+    script = _script()
+    profiles = [{"attention": {"share": s}, "tag": s} for s in (0.4, 0.3, 0.35, 0.2)] + [{"error": "failed"}]
+    assert script.median_profile(profiles)["tag"] == 0.3  # lower middle of 0.2, 0.3, 0.35, 0.4
+    assert script.median_profile([{"error": "failed"}]) is None
 
 
 @pytest.mark.slow
@@ -60,11 +101,13 @@ def test_a_small_run_writes_every_variant_with_profiles(tmp_path):
                 "--iters",
                 "1",
                 "--rounds",
-                "1",
+                "2",
                 "--calib-count",
                 "2",
                 "--profile-runs",
                 "1",
+                "--profile-rounds",
+                "2",
                 "--only",
                 "torch",
                 "openvino fp32",
@@ -83,6 +126,14 @@ def test_a_small_run_writes_every_variant_with_profiles(tmp_path):
         "openvino fp32 fused",
     }
     assert all(r["profile"]["attention"]["share"] is not None for r in timed)
+    assert all(len(r["ratio_rounds"]) == 2 and r["ratio_paired"]["rounds"] == 2 for r in timed)
+    assert all(len(r["attention_share_rounds"]) == 2 for r in timed)
+    base = next(r for r in timed if r["name"] == report["ratio_base"])
+    assert base["ratio_rounds"] == [1.0, 1.0]
+    floor = report["fp32_floor"]
+    assert floor["floor_ms"] > 0 and len(floor["gemm_peak_gflops_rounds"]) == 2 and len(floor["ratio_rounds"]) == 2
+    assert all(r["p50_ms"] >= floor["floor_ms"] for r in timed)  # nothing runs below the FP32 floor
+    assert "FP32 floor:" in (tmp_path / "fused_attention-danet_demo-64x64.md").read_text()
     assert "cpu_features" in report["machine"] and (tmp_path / "fused_attention-danet_demo-64x64.png").is_file()
 
 

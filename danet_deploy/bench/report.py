@@ -65,6 +65,10 @@ JSON schema ``danet-bench``, ``schema_version`` 4 (one object per run)::
                          a fraction <= 1, or null with gemm_note saying why (no yardstick measured,
                          or the row ran above it: the yardstick read low on that run)
         ratio_vs_torch_fp32  p50_ms / p50_ms of the torch fp32 row of the same run (< 1 = faster)
+        ratio_rounds[]   the same ratio round by round: round k's p50 over the torch fp32 row's
+                         round-k p50 (rounds are interleaved, so each pair ran close in time); empty
+                         with fewer than two rounds. Their spread is how much of a ratio is the
+                         machine drifting rather than the engine
         engine_info      the backend's describe(): providers, threads, versions
     summary          {precision: {engine, ratio_vs_torch_fp32, argmax_agreement, p50_ms}}: the
                      fastest non-reference engine per precision (by p50), and under
@@ -113,6 +117,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("argmax agree", "argmax_agreement", "%2"),
     ("mIoU labels", "miou_vs_labels", ".4f"),
     ("vs torch fp32", "ratio_vs_torch_fp32", ".3f"),
+    ("per round", "ratio_rounds", "range"),  # the paired per-round ratios, lowest to highest
     ("status", "status", "status"),
 )
 
@@ -209,8 +214,10 @@ def _cell(row: Row, key: str, fmt: str) -> str:
     value = getattr(row, key)
     if fmt == "status":
         return "ok" if row.status == "ok" else f"{row.status}: {row.reason or ''}".strip()
-    if value is None:
+    if value is None or (fmt == "range" and not value):
         return "-"
+    if fmt == "range":
+        return f"{min(value):.3f}-{max(value):.3f}"
     if fmt == "s":
         return str(value)
     if fmt == "%":
@@ -286,9 +293,41 @@ def header_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
         f"compute: {flops.get('gflops', '?')} GFLOP per batch ({_gflop(flops.get('attention'))} GFLOP in PAM+CAM "
         f"attention); measured GEMM peak {gemm.get('gflops_peak', '?')} GFLOP/s ({gemm.get('method', '?')}, "
         f"{gemm.get('threads', '?')} threads)" + _int8_peak_text(gemm.get("int8")),
+        *_fp32_floor_lines(rec),
         f"accuracy: {scenes.get('count', '?')} generated val scenes; argmax agreement vs torch fp32"
         + ("; mIoU vs scene labels" if scenes.get("labels_used") else "; no labels (model not trained on scenes)"),
         f"libraries: {libs}",
+    ]
+
+
+def fp32_floor(report: BenchReport | Mapping[str, Any]) -> dict[str, float] | None:
+    """The least time any engine needs to do this model's multiply-adds in FP32 on this CPU:
+    ``flops.total`` at the measured FP32 GEMM peak, and that as a ratio of the torch fp32 row's p50.
+
+    Why: an FP32 goal phrased as a ratio to torch ("<= 0.45x") is only reachable if it lies above
+    this floor; when it lies below, no engine setting, layout or fusion reaches it without doing
+    less arithmetic (another precision, or another algorithm such as Winograd that none of the
+    CPU engines here uses). ``None`` when the report lacks the FLOPs, the peak or a timed reference row.
+    """
+    rec = as_report(report)
+    total, peak = rec.flops.get("total"), rec.gemm.get("gflops_peak")
+    if not isinstance(total, (int, float)) or not isinstance(peak, (int, float)) or peak <= 0:
+        return None
+    floor_ms = total / (peak * 1e9) * 1e3
+    ref = next((r for r in rec.rows if r.engine == reference_engine().name and r.precision == "fp32"), None)
+    ratio = floor_ms / ref.p50_ms if ref is not None and ref.status == "ok" and ref.p50_ms else None
+    return {"floor_ms": round(floor_ms, 3), "ratio_vs_torch_fp32": None if ratio is None else round(ratio, 4)}
+
+
+def _fp32_floor_lines(rec: BenchReport) -> list[str]:
+    floor = fp32_floor(rec)
+    if floor is None:
+        return []
+    ratio = floor["ratio_vs_torch_fp32"]
+    return [
+        f"FP32 floor: {floor['floor_ms']:.1f} ms per batch at the FP32 GEMM peak"
+        + (f" = {ratio:.3f}x torch fp32" if ratio is not None else "")
+        + "; no engine computing these FLOPs in FP32 runs faster on this CPU"
     ]
 
 

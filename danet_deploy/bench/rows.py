@@ -29,6 +29,7 @@ _NESTED = {
     "device_memory",
     "device_memory_rounds",
     "profile",
+    "ratio_rounds",
 }
 
 
@@ -71,6 +72,7 @@ class Row:
     gemm_efficiency: float | None = None
     gemm_note: str | None = None  # why gemm_efficiency is null (no yardstick, or above it)
     ratio_vs_torch_fp32: float | None = None
+    ratio_rounds: list[float] = field(default_factory=list)  # round k's p50 / the reference's round-k p50
     engine_info: dict[str, Any] | None = None  # the backend's describe(): providers, threads, versions
     latencies_ms: list[float] = field(default_factory=list)
     device_timing: dict[str, Any] | None = None

@@ -570,7 +570,7 @@ def run_benchmark(cfg: BenchConfig, log: Callable[[str], None] = _log, command: 
             )
         _add_compute(row, flops.total, gemm.get("int8") if row.precision == "int8" else gemm)
         log(f"{row.name}: {row.status}" + (f" p50 {row.p50_ms} ms" if row.status == "ok" else f" ({row.reason})"))
-    _add_ratios(rows)
+    _add_ratios(rows, cfg.iters)
     machine["load_average"] = {"before": load_before, "after": load_average()}
     return BenchReport(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -708,13 +708,18 @@ def _add_compute(row: Row, flops_total: int, peak: Mapping[str, Any] | None) -> 
         row.gemm_efficiency, row.gemm_note = efficiency(achieved, peak, row.precision)
 
 
-def _add_ratios(rows: list[Row]) -> None:
-    """p50 latency of each row divided by the reference FP32 p50 from this same run (< 1 is faster)."""
+def _add_ratios(rows: list[Row], iters: int) -> None:
+    """p50 latency of each row divided by the reference FP32 p50 from this same run (< 1 is faster),
+    and the same ratio round by round (:func:`~.timing.paired_round_ratios`) when there were rounds to pair."""
+    from .timing import paired_round_ratios
+
     reference = reference_combination()
     ref = next((r for r in rows if (r.engine, r.precision) == reference and r.status == "ok"), None)
     for row in rows:
         if ref is not None and ref.p50_ms and row.p50_ms:
             row.ratio_vs_torch_fp32 = round(row.p50_ms / ref.p50_ms, 4)
+            if min(row.rounds, ref.rounds) >= 2:
+                row.ratio_rounds = paired_round_ratios(row.latencies_ms, ref.latencies_ms, iters)
 
 
 def _reason(exc: BaseException) -> str:

@@ -66,3 +66,37 @@ def summarize(times_ms: list[float], batch: int = 1) -> dict[str, float | int | 
         "std_ms": round(float(arr.std()), 3),
         "throughput_ips": round(batch * 1000.0 / mean, 3) if mean > 0 else None,
     }
+
+
+def round_p50s(times_ms: list[float], iters: int) -> list[float]:
+    """The p50 of each round of ``iters`` consecutive timings (``times_ms`` as a row pools them,
+    round after round); a short last chunk (an incomplete round) is left out."""
+    if iters <= 0:
+        return []
+    arr = np.asarray(times_ms, dtype=np.float64)
+    whole = arr.size // iters
+    return [float(np.median(arr[i * iters : (i + 1) * iters])) for i in range(whole)]
+
+
+def paired_round_ratios(times_ms: list[float], reference_ms: list[float], iters: int) -> list[float]:
+    """Round k's p50 over the reference's round-k p50, for every round both completed.
+
+    Why pair by round: rounds are interleaved, so round k of two rows ran minutes apart at most,
+    while a shared VM's speed was seen to drift 20% within one run and 2x between runs minutes
+    apart. A ratio of pooled p50s mixes a fast round of one row with a slow round of the other;
+    the median of paired ratios, with their spread, says how much of a difference is the engine.
+    """
+    rows, refs = round_p50s(times_ms, iters), round_p50s(reference_ms, iters)
+    return [round(a / b, 4) for a, b in zip(rows, refs) if b > 0]
+
+
+def ratio_spread(ratios: list[float]) -> dict[str, float | int] | None:
+    """Median, min and max of per-round ratios (``None`` for none): the figure and how far rounds disagree."""
+    if not ratios:
+        return None
+    return {
+        "median": round(float(np.median(ratios)), 4),
+        "min": round(min(ratios), 4),
+        "max": round(max(ratios), 4),
+        "rounds": len(ratios),
+    }
