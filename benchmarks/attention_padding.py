@@ -11,10 +11,12 @@ a faster (AMX/brgemm) path than DANet's 8? Standalone PAM at ``danet_demo`` 512x
   frontend reads it as ``ScaledDotProductAttention``),
 
 each with the query/key padded to 8 (none), 16, 32 and 64, on OpenVINO (f32 and, on AMX/AVX512-BF16
-CPUs, bf16) and ONNX Runtime (f32). Each engine runs in its own process (idle thread pools of one
-engine slow the other); inside it every variant is timed in interleaved repetitions (median of
-``--reps``, each the mean of 3 inferences), and the ratio is against the same form unpadded
-from the same run.
+CPUs, bf16) and ONNX Runtime (f32); and PyTorch's ``softmax(q kᵀ) v`` and
+``F.scaled_dot_product_attention`` (f32, bf16), whose fused flash kernel (pad 64: equal head sizes)
+is the yardstick of what a fused CPU attention kernel reaches at this shape. Each engine runs in
+its own process (idle thread pools of one engine slow the other); inside it every variant is
+timed in interleaved repetitions (median of ``--reps``, each the mean of 3 inferences), and the
+ratio is against the same form unpadded from the same run.
 
     .venv/bin/python benchmarks/attention_padding.py [--n 4096] [--reps 15]
 
@@ -40,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 KEY_DIM, VALUE_DIM = 8, 64
 PADS = (8, 16, 32, 64)
-FORMS = {"openvino": ("unfused", "heads2", "mha"), "onnxruntime": ("unfused", "mha")}
+FORMS = {"openvino": ("unfused", "heads2", "mha"), "onnxruntime": ("unfused", "mha"), "torch": ("unfused", "sdpa")}
 
 
 def graph(n: int, form: str, pad: int) -> Any:
@@ -141,6 +143,8 @@ def engine_runs(engine: str, n: int, threads: int, bf16: bool) -> dict[str, tupl
                         lambda r=request, c=compiled: r.infer(x)[c.output(0)],
                         "/".join(kinds),
                     )
+    elif engine == "torch":
+        runs.update(_torch_runs(x, threads, bf16))
     else:
         import onnxruntime as ort
 
@@ -152,6 +156,35 @@ def engine_runs(engine: str, n: int, threads: int, bf16: bool) -> dict[str, tupl
                     graph(n, form, pad).SerializeToString(), options, providers=["CPUExecutionProvider"]
                 )
                 runs[f"onnxruntime f32 {form} pad{pad}"] = (lambda s=session: s.run(None, x)[0], "")
+    return runs
+
+
+def _torch_runs(x: dict[str, np.ndarray], threads: int, bf16: bool) -> dict[str, tuple[Any, str]]:
+    """PyTorch's forms: ``softmax(q kᵀ) v`` and ``F.scaled_dot_product_attention`` (scale 1), f32
+    and, where the CPU has it, bf16. SDPA takes PyTorch's fused flash kernel only when query/key
+    and value share a head size (pad 64 here): that row is what a fused CPU attention kernel
+    reaches at this shape, the yardstick for the engines' rows."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    runs: dict[str, tuple[Any, str]] = {}
+    for precision, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16))[: 2 if bf16 else 1]:
+        for form in FORMS["torch"]:
+            for pad in PADS:
+                q = F.pad(torch.from_numpy(x["q"]), (0, pad - KEY_DIM)).to(dtype)
+                k = F.pad(torch.from_numpy(x["k"]).transpose(-1, -2), (0, pad - KEY_DIM)).to(dtype)
+                v = torch.from_numpy(x["v"]).to(dtype)
+
+                def run(q: Any = q, k: Any = k, v: Any = v, form: str = form) -> np.ndarray:
+                    with torch.inference_mode():
+                        if form == "sdpa":
+                            out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+                        else:
+                            out = torch.softmax(q @ k.transpose(-1, -2), dim=-1) @ v
+                    return out.float().numpy()
+
+                runs[f"torch {precision} {form} pad{pad}"] = (run, "")
     return runs
 
 
@@ -183,6 +216,20 @@ def measure(engine: str, n: int, threads: int, reps: int, bf16: bool) -> list[di
             }
         )
     return rows
+
+
+def fastest_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The fastest variant per engine and precision: how close each engine's attention gets to the
+    fastest kernel measured at this shape (medians from separate processes, same run)."""
+    best: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        engine, precision = row["variant"].split()[:2]
+        if (engine, precision) not in best or row["median_ms"] < best[engine, precision]["median_ms"]:
+            best[engine, precision] = row
+    return ["Fastest per engine and precision:", ""] + [
+        f"- {engine} {precision}: {row['median_ms']} ms ({row['variant']})"
+        for (engine, precision), row in sorted(best.items(), key=lambda item: item[1]["median_ms"])
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -252,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         f"| {r['variant']} | {r['median_ms']} | {r['x_unpadded']} | {r['max_error_vs_float64']:.1e} | {r['kernels']} |"
         for r in rows
     ]
+    lines += ["", *fastest_lines(rows)]
     args.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(args.output_dir / "attention_padding.json", json.dumps(report, indent=1) + "\n")
     atomic_write_text(args.output_dir / "attention_padding.md", "\n".join(lines) + "\n")

@@ -162,3 +162,49 @@ def test_openvino_attention_form_reaches_every_fused_openvino_row_only():
     forms = {r["name"]: r.get("options", {}).get("attention") for r in rows}
     assert forms["openvino fp32 fused"] == forms["openvino int8 fused attention-bf16"] == "sdpa"
     assert forms["onnxruntime fp32 fused"] == "fused" and forms["openvino int8 unfused"] == "unfused"
+
+
+def test_suffix_must_be_part_of_a_file_name(capsys):
+    """Refused before anything is exported, not after a ten-minute run."""
+    with pytest.raises(SystemExit) as stopped:
+        _script().main(["--suffix=../elsewhere"])
+    assert stopped.value.code == 2 and "no path separators" in capsys.readouterr().err
+
+
+def _padding_script():
+    spec = importlib.util.spec_from_file_location("attention_padding", ROOT / "benchmarks" / "attention_padding.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_attention_padding_torch_rows_are_the_same_maths_and_the_fastest_is_named():
+    """The PyTorch rows (the fused-kernel yardstick) compute PAM exactly like the engines' rows,
+    padded or not, and the summary names the fastest variant per engine and precision."""
+    script = _padding_script()
+    x = script.feeds(256)
+    want = script.reference(x)
+    runs = script._torch_runs(x, threads=1, bf16=False)
+    assert set(runs) == {f"torch f32 {form} pad{p}" for form in ("unfused", "sdpa") for p in script.PADS}
+    for name, (run, _) in runs.items():
+        assert abs(run()[0, 0] - want).max() < 1e-4, name
+    rows = [
+        {"variant": "torch bf16 sdpa pad64", "median_ms": 9.3},
+        {"variant": "torch bf16 sdpa pad8", "median_ms": 27.0},
+        {"variant": "openvino bf16 heads2 pad8", "median_ms": 10.8},
+    ]
+    assert script.fastest_lines(rows)[2:] == [
+        "- torch bf16: 9.3 ms (torch bf16 sdpa pad64)",
+        "- openvino bf16: 10.8 ms (openvino bf16 heads2 pad8)",
+    ]
+
+
+def test_fp32_floor_pairs_each_rounds_gemm_peak_with_that_rounds_torch_time():
+    """A fast round's peak over a slow round's torch time would read a floor lower than any state
+    the machine was in: round k's peak goes with round k's torch p50 only."""
+    floor = _script().fp32_floor(10**9 * 100, [400.0, None, 200.0], [500.0, 300.0, 1000.0])
+    # round 1: 100 GFLOP at 400 GFLOP/s = 250 ms over 500 ms; round 2 has no peak; round 3: 500/1000
+    assert floor["ratio_rounds"] == [0.5, 0.5] and floor["ratio_paired"]["median"] == 0.5
+    assert floor["floor_ms"] == 250.0 and floor["gemm_peak_gflops_rounds"] == [400.0, None, 200.0]
+    empty = _script().fp32_floor(10**9, [None], [100.0])
+    assert empty["floor_ms"] is None and empty["ratio_paired"] is None
