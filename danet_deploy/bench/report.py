@@ -300,7 +300,7 @@ def header_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
     ]
 
 
-def fp32_floor(report: BenchReport | Mapping[str, Any]) -> dict[str, float] | None:
+def fp32_floor(report: BenchReport | Mapping[str, Any]) -> dict[str, float | None] | None:
     """The least time any engine needs to do this model's multiply-adds in FP32 on this CPU:
     ``flops.total`` at the measured FP32 GEMM peak, and that as a ratio of the torch fp32 row's p50.
 
