@@ -11,11 +11,16 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("fused_attention_bench", ROOT / "benchmarks" / "fused_attention.py")
+def _load(name: str):
+    """A benchmarks/ script as a module (they are scripts, not a package)."""
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", ROOT / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _script():
+    return _load("fused_attention")
 
 
 def test_variants_cover_both_forms_on_both_engines_and_refuse_bf16_without_the_cpu():
@@ -172,10 +177,7 @@ def test_suffix_must_be_part_of_a_file_name(capsys):
 
 
 def _padding_script():
-    spec = importlib.util.spec_from_file_location("attention_padding", ROOT / "benchmarks" / "attention_padding.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return _load("attention_padding")
 
 
 def test_attention_padding_torch_rows_are_the_same_maths_and_the_fastest_is_named():
