@@ -156,7 +156,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         _profile_row,
         accuracy,
     )
-    from danet_deploy.bench.timing import paired_round_ratios, ratio_spread, round_p50s, summarize
+    from danet_deploy.bench.timing import round_p50s, summarize
     from danet_deploy.data.scenes import SceneDataset
     from danet_deploy.export import ExportRequest, export
     from danet_deploy.export.policy import BF16_FLAGS
@@ -260,15 +260,6 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     clock.log("done")
     reference = reference_name(list(runs)) or "torch fp32 eager, unfused"
     ref_masks = runs[reference].masks if reference in runs else None
-    # the faster torch eager row is the base, so neither form of the reference can flatter the ratios
-    torch_p50 = {
-        n: float(summarize(r.row.latencies_ms, 1)["p50_ms"] or 0.0)
-        for n, r in runs.items()
-        if n.startswith("torch") and r.row.latencies_ms
-    }
-    base_name = min(torch_p50, key=lambda n: torch_p50[n]) if torch_p50 else None
-    base_p50 = torch_p50[base_name] if base_name else None
-    base_latencies = runs[base_name].row.latencies_ms if base_name else []
     for row in rows:
         done = runs.get(row["name"])
         if done is None:
@@ -277,17 +268,12 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             row["refused"] = row.get("refused") or done.row.reason
             continue
         stats = summarize(done.row.latencies_ms, 1)
-        p50 = float(stats["p50_ms"] or 0.0)
-        ratios = paired_round_ratios(done.row.latencies_ms, base_latencies, args.iters)
         profiles = shares.get(row["name"], [])
         row.update(
             round_p50_ms=[round(t, 3) for t in round_p50s(done.row.latencies_ms, args.iters)],
             p50_ms=stats["p50_ms"],
             p90_ms=stats["p90_ms"],
             peak_rss_mb=done.row.peak_rss_mb,
-            ratio_vs_torch_fp32=round(p50 / base_p50, 4) if base_p50 else None,
-            ratio_rounds=ratios,
-            ratio_paired=ratio_spread(ratios),
             profile=median_profile(profiles) or done.row.profile,
             attention_share_rounds=[_share(p) for p in profiles if _share(p) is not None],
         )
@@ -298,15 +284,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     for row in rows:
         if ref_miou is not None and row.get("miou_labels") is not None:
             row["miou_drop_pts"] = round(100 * (ref_miou - row["miou_labels"]), 3)
-    floor = None
-    if any(gemm_peaks) and base_name:
-        floor = fp32_floor(
-            count_preset_flops(args.model, size).total, gemm_peaks, round_p50s(base_latencies, args.iters)
-        )
     machine = machine_info()
     machine["cpu_features"] = features
     machine["load_average"] = {"before": load_before, "after": load_average()}
-    return {
+    report = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "command": "benchmarks/fused_attention.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
         "model": {"name": config.name, "weights": config.weights or "random (seeded, untrained preset)"},
@@ -329,34 +310,60 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         },
         "machine": machine,
         "reference": reference,
-        "ratio_base": base_name,
-        "fp32_floor": floor,
+        "flops_total": count_preset_flops(args.model, size).total if any(gemm_peaks) else None,
+        "gemm_peak_gflops_rounds": gemm_peaks,
         "rows": rows,
         "goals": GOALS,
-        "verdict": verdict(rows, floor),
     }
+    return derive(report)
 
 
-def fp32_floor(total_flops: int, gemm_peaks: list[float | None], torch_round_p50s: list[float]) -> dict[str, Any]:
-    """The FP32 floor round by round: the model's FLOPs at round k's measured FP32 GEMM peak, over
-    round k's torch eager p50 (both measured minutes apart at most, so the machine's state is
-    shared); ``floor_ms`` is the least of them (the best peak seen), the time no FP32 engine beats.
+def derive(report: dict[str, Any]) -> dict[str, Any]:
+    """Every figure computed from a run's measurements (each row's per-round p50s and profile shares,
+    the GEMM peak after every round, the FLOPs): the ratio base, each row's ratios, the FP32 floor and
+    the verdict. Kept apart from the measuring so that a saved run can be re-derived (``--rederive``)
+    when the way of reading it changes; the measurements themselves are never touched."""
+    from danet_deploy.bench.timing import pair_rounds, ratio_spread
 
-    Why per round, not the best peak over the run: on this VM a round's GEMM peak moved
-    208-384 GFLOP/s and torch 150-210 ms within one run; the best peak of a fast round over the
-    torch p50 of a slow one would put the floor lower than any state the machine was in.
+    rows = report["rows"]
+    timed = [r for r in rows if r.get("round_p50_ms") and not r.get("refused")]
+    # the faster torch eager row is the base, so neither form of the reference can flatter the ratios
+    torch_rows = [r for r in timed if r["name"].startswith("torch")]
+    base = min(torch_rows, key=lambda r: r["p50_ms"]) if torch_rows else None
+    base_rounds = base["round_p50_ms"] if base else []
+    for row in timed:
+        rounds = row["round_p50_ms"]
+        paired = pair_rounds(rounds, base_rounds)
+        row.update(
+            ratio_vs_torch_fp32=round(row["p50_ms"] / base["p50_ms"], 4) if base else None,
+            ratio_rounds=paired,
+            ratio_paired=ratio_spread(paired),
+            ratio_of_medians=round(float(np.median(rounds)) / float(np.median(base_rounds)), 4) if base else None,
+            ratio_of_fastest=round(min(rounds) / min(base_rounds), 4) if base else None,
+        )
+    report["ratio_base"] = base and base["name"]
+    total, peaks = report.get("flops_total"), [p for p in report.get("gemm_peak_gflops_rounds") or [] if p]
+    report["fp32_floor"] = fp32_floor(total, peaks, base_rounds) if total and peaks and base_rounds else None
+    report["verdict"] = verdict(rows, report["fp32_floor"])
+    return report
+
+
+def fp32_floor(total_flops: int, gemm_peaks: list[float], torch_round_p50s: list[float]) -> dict[str, Any]:
+    """The FP32 floor: the model's FLOPs at the best FP32 GEMM peak measured in the run
+    (``floor_ms``, the time no FP32 engine beats on this CPU), as a ratio of torch eager's fastest
+    round (both at the machine's fastest) and, at the median peak, of torch's median round.
+
+    Why not round by round: a peak measured between two rounds was seen to read low while the
+    engines' next rounds ran fast (FP32 rows ran below "their" round's floor), and a fast moment's
+    peak over a slow moment's torch time reads a floor lower than any state the machine was in.
     """
-    from danet_deploy.bench.timing import ratio_spread
-
-    pairs = [(peak, t) for peak, t in zip(gemm_peaks, torch_round_p50s) if peak and t > 0]
-    floors = [total_flops / (peak * 1e9) * 1e3 for peak, _ in pairs]
-    ratios = [round(f / t, 4) for f, (_, t) in zip(floors, pairs)]
+    floor_ms = total_flops / (max(gemm_peaks) * 1e9) * 1e3
+    median_floor_ms = total_flops / (float(np.median(gemm_peaks)) * 1e9) * 1e3
     return {
         "gflop": round(total_flops / 1e9, 3),
-        "gemm_peak_gflops_rounds": gemm_peaks,
-        "floor_ms": round(min(floors), 2) if floors else None,
-        "ratio_rounds": ratios,
-        "ratio_paired": ratio_spread(ratios),
+        "floor_ms": round(floor_ms, 2),
+        "ratio_best": round(floor_ms / min(torch_round_p50s), 4),
+        "ratio_median": round(median_floor_ms / float(np.median(torch_round_p50s)), 4),
     }
 
 
@@ -374,24 +381,22 @@ def median_profile(profiles: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 
 def _ratio(row: dict[str, Any]) -> float | None:
-    """A row's figure against torch: the median of its paired per-round ratios when it has two or
-    more rounds (drift between rounds cancels), else the ratio of pooled p50s."""
-    paired = row.get("ratio_paired")
-    if paired and paired.get("rounds", 0) >= 2:
-        return float(paired["median"])
+    """A row's figure against torch: the median of its per-round p50s over the base row's median
+    round when there were rounds (a round off in either direction moves neither median), else
+    the ratio of pooled p50s."""
+    if row.get("ratio_of_medians") is not None and len(row.get("round_p50_ms") or []) >= 2:
+        return float(row["ratio_of_medians"])
     return row.get("ratio_vs_torch_fp32")
 
 
 def _median_share(row: dict[str, Any]) -> float | None:
-    rounds = row.get("attention_share_rounds") or []
-    if rounds:
-        return round(float(np.median(rounds)), 4)
+    """The attention share of the row's median profile (the one whose tables are shown)."""
     return _share(row.get("profile") or {})
 
 
 def verdict(rows: list[dict[str, Any]], floor: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The issue's three goals, read from this run's rows: ratios are medians of paired per-round
-    ratios (where there were rounds), shares medians over the profile rounds."""
+    """The issue's three goals, read from this run's rows: ratios of median rounds (where there were
+    rounds, with the paired per-round spread beside them), shares from the median profile."""
 
     def best(candidates: list[dict[str, Any]]) -> dict[str, Any] | None:
         timed = [r for r in candidates if _ratio(r) is not None]
@@ -409,8 +414,13 @@ def verdict(rows: list[dict[str, Any]], floor: dict[str, Any] | None = None) -> 
         "openvino_int8_attention_share": {r["name"]: _median_share(r) for r in ov_int8},
         "best_int8_at_99": int8,
         "best_fp32": fp32,
-        "fp32_floor": floor and floor.get("ratio_paired"),
+        "fp32_floor": floor and {k: floor[k] for k in ("floor_ms", "ratio_best", "ratio_median")},
     }
+
+
+def _spread_text(values: list[float], scale: float = 1.0, digits: int = 3) -> str | None:
+    """``lowest-highest`` of a list (scaled), ``None`` for an empty one."""
+    return f"{min(values) * scale:.{digits}f}-{max(values) * scale:.{digits}f}" if values else None
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -424,46 +434,61 @@ def markdown(report: dict[str, Any]) -> str:
         f"- created {report['created']}; CPU: {cpu.get('model', '?')} (bf16: {'yes' if bf16 else 'no'})",
         f"- load average before/after: {report['machine']['load_average']}",
         f"- weights: {report['model']['weights']}; reference for agreement: {report['reference']}",
+        *(
+            [
+                f"- figures re-derived from the run's measurements {report['rederived']['created']}: "
+                f"`{report['rederived']['command']}`"
+            ]
+            if report.get("rederived")
+            else []
+        ),
         "",
         "```",
         report["command"],
         "```",
         "",
-        "| variant | p50 ms | x torch eager fp32 (faster form) | per round: median (min-max) | agreement "
-        "| mIoU (labels) | drop pts | attention share | note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| variant | p50 ms (pooled) | x torch eager fp32, pooled p50s | x torch, median rounds | x torch, fastest "
+        "rounds | paired rounds, lowest-highest | agreement | mIoU (labels) | drop pts | attention share (profiles) "
+        "| note |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["rows"]:
         share = _median_share(r)
-        paired = r.get("ratio_paired")
+        shares = r.get("attention_share_rounds") or []
         cells = [
             r["name"],
             r.get("p50_ms"),
             r.get("ratio_vs_torch_fp32"),
-            paired and f"{paired['median']} ({paired['min']}-{paired['max']})",
+            r.get("ratio_of_medians"),
+            r.get("ratio_of_fastest"),
+            _spread_text(r.get("ratio_rounds") or []),
             f"{100 * r['agreement']:.2f}%" if r.get("agreement") is not None else None,
             r.get("miou_labels"),
             r.get("miou_drop_pts"),
-            f"{100 * share:.1f}%" if share is not None else None,
+            f"{100 * share:.1f}%" + (f" ({_spread_text(shares, 100, 1)}%)" if len(shares) > 1 else "")
+            if share is not None
+            else None,
             r.get("refused") or r.get("reused") or "",
         ]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     floor = report.get("fp32_floor")
-    if floor and floor.get("ratio_paired"):
-        spread = floor["ratio_paired"]
-        peaks = [p for p in floor["gemm_peak_gflops_rounds"] if p]
+    if floor:
+        peaks = [p for p in report.get("gemm_peak_gflops_rounds") or [] if p]
         lines += [
             "",
-            f"FP32 floor: {floor['gflop']} GFLOP at the FP32 GEMM peak measured after each round "
-            f"({min(peaks)}-{max(peaks)} GFLOP/s), over that round's torch eager FP32 p50: "
-            f"median {spread['median']}x (per round {spread['min']}-{spread['max']}); at the best peak "
-            f"{floor['floor_ms']} ms. No engine doing these multiply-adds in FP32 runs faster here.",
+            f"FP32 floor: {floor['gflop']} GFLOP at the best FP32 GEMM peak of the run ({max(peaks)} GFLOP/s; "
+            f"{len(peaks)} measurements, one after each round, lowest {min(peaks)}) take {floor['floor_ms']} ms: "
+            "no engine doing these multiply-adds in FP32 runs faster here. That is "
+            f"{floor['ratio_best']}x torch eager FP32's fastest round (both at the machine's fastest) and, at the "
+            f"median peak, {floor['ratio_median']}x its median round.",
         ]
     lines += [
         "",
-        "Ratios per round: each round's p50 over the torch base row's p50 of the same round (rounds are "
-        f"interleaved; base: {report.get('ratio_base')}); attention shares: the median over "
-        f"{cfg.get('profile_rounds', 1)} profile round(s), the tables below from the median one.",
+        f"Ratio base: {report.get('ratio_base')}. Median rounds: the median of a row's per-round p50s over the "
+        "base's median round (the goals are read from it); fastest rounds: a row's fastest round over the base's "
+        "fastest (both at the machine's best: interference only slows a round); paired rounds: round k over the "
+        "base's round k (rounds are interleaved). Attention share: the median of "
+        f"{cfg.get('profile_rounds', 1)} profile process(es) (lowest-highest beside it), whose tables are below.",
         "",
         f"Goals: {report['goals']}",
         "",
@@ -525,25 +550,69 @@ def main(argv: list[str] | None = None) -> int:
         default="",
         help="appended to the result files' stem (fused_attention-<model>-<H>x<W><suffix>), to keep earlier runs",
     )
+    parser.add_argument(
+        "--rederive",
+        type=Path,
+        metavar="JSON",
+        help="measure nothing: re-derive the ratios, floor and verdict of a saved result file from its "
+        "measurements, and rewrite its .json/.md/.png",
+    )
     args = parser.parse_args(argv)
     if "/" in args.suffix or "\\" in args.suffix:
         parser.error(f"--suffix {args.suffix!r} must be part of a file name (no path separators)")
+    if args.profile_rounds < 1:
+        parser.error(f"--profile-rounds must be at least 1, got {args.profile_rounds}")
+    if args.rederive is not None:
+        try:
+            report = json.loads(args.rederive.read_text())
+            stem = args.rederive.parent / args.rederive.name.removesuffix(".json")
+            report = derive(_measurements_of(report))
+            report["rederived"] = {
+                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                "command": "benchmarks/fused_attention.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+            }
+            write_outputs(report, stem)
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            parser.error(f"--rederive {args.rederive}: not a result file of this script ({exc})")
+        return 0
     with tempfile.TemporaryDirectory(prefix="fused-attention-") as tmp:
         report = run(args, Path(tmp))
+    args.output_dir.mkdir(parents=True, exist_ok=True)
+    write_outputs(report, args.output_dir / f"fused_attention-{args.model}-{args.size[0]}x{args.size[1]}{args.suffix}")
+    return 0
+
+
+def _measurements_of(report: dict[str, Any]) -> dict[str, Any]:
+    """A saved report with its measurements where :func:`derive` reads them: files written before
+    the FP32 floor was read from the best peak kept the per-round peaks inside ``fp32_floor`` and
+    no FLOP count (recounted here from the model and size, which is exact)."""
+    old_floor = report.get("fp32_floor") or {}
+    if "gemm_peak_gflops_rounds" not in report and "gemm_peak_gflops_rounds" in old_floor:
+        from danet_deploy.bench.flops import count_preset_flops
+
+        size = report["config"]["size"]
+        report = {
+            **report,
+            "flops_total": count_preset_flops(report["model"]["name"], (int(size[0]), int(size[1]))).total,
+            "gemm_peak_gflops_rounds": old_floor["gemm_peak_gflops_rounds"],
+        }
+    return report
+
+
+def write_outputs(report: dict[str, Any], stem: Path) -> None:
+    """``STEM.json`` (the report), ``STEM.md`` (tables, verdict, profiles) and ``STEM.png`` (the
+    per-op profile plot), each written whole; the Markdown is printed too."""
     from danet_deploy.bench.profile import plot_profile
     from danet_deploy.util.files import atomic_write_text
 
-    stem = args.output_dir / f"fused_attention-{args.model}-{args.size[0]}x{args.size[1]}{args.suffix}"
-    args.output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(stem.parent / f"{stem.name}.json", json.dumps(report, indent=1) + "\n")
     text = markdown(report)
     plotted = [{**r, "engine": r["name"], "precision": ""} for r in report["rows"] if r.get("profile")]
     if plotted:
         plot_profile({**report, "rows": plotted}, stem.parent / f"{stem.name}.png")
-        text += f"\n![per-op profile]({stem.name + '.png'})\n"
+        text += f"\n![per-op profile]({stem.name}.png)\n"
     atomic_write_text(stem.parent / f"{stem.name}.md", text)
     print(text)
-    return 0
 
 
 if __name__ == "__main__":

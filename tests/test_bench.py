@@ -214,7 +214,7 @@ def test_bench_schema_and_rows(bench_run):
     code, _, report = bench_run
     assert code == 0
     bench_report.validate(report)
-    assert report["schema"] == "danet-bench" and report["schema_version"] == 4
+    assert report["schema"] == "danet-bench" and report["schema_version"] == 5
     # every row carries exactly the Row dataclass's fields (no private keys leak into the file)
     assert all(set(r) == {f.name for f in dataclasses.fields(Row)} for r in report["rows"])
     assert next((r["engine"], r["precision"]) for r in report["rows"]) == ("torch", "fp32")
@@ -552,11 +552,11 @@ def _v3_report():
     }
 
 
-def test_a_v3_report_is_read_as_v4():
+def test_a_v3_report_is_read_as_v5():
     old = _v3_report()
     new = bench_report.upgrade_report(old)
     bench_report.validate(old)  # the reader accepts the older spelling
-    assert new["schema_version"] == 4 and new["config"]["engines"] == ["torch"]
+    assert new["schema_version"] == 5 and new["config"]["engines"] == ["torch"]
     assert new["rows"][0]["engine"] == "torch" and new["rows"][0]["engine_info"] == {"providers": ["x"]}
     assert "target" not in new["rows"][0] and new["summary"]["fp32"]["engine"] == "torch"
     assert old["rows"][0]["target"] == "torch"  # the caller's dict is left as it was
@@ -566,5 +566,5 @@ def test_a_v3_report_is_read_as_v4():
         "schema": "danet-bench",
         "schema_version": 2,
     }
-    with pytest.raises(ConfigError, match="v3/v4"):
+    with pytest.raises(ConfigError, match="v3/v4/v5"):
         bench_report.validate({"schema": "danet-bench", "schema_version": 2})

@@ -137,7 +137,7 @@ def test_a_report_is_validated_and_its_sections_are_not_shared():
         ({"rows": [{"engine": "torch"}]}, "row 0 lacks"),
         ({"machine": []}, "malformed \\['machine'\\]"),
         ({"seconds": "1"}, "malformed \\['seconds'\\]"),
-        ({"schema_version": 2}, "v3/v4"),
+        ({"schema_version": 2}, "v3/v4/v5"),
     ):
         with pytest.raises(ConfigError, match=match):
             BenchReport.from_dict(data | broken)

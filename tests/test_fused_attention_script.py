@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _load(name: str):
@@ -55,35 +56,65 @@ def test_verdict_reads_the_goals_from_one_runs_rows():
         "agreement": 0.995,
     }
     assert verdict["best_fp32"] == {"name": "onnxruntime fp32 fused", "ratio": 0.4, "rounds": None}
-    assert verdict["fp32_floor"] is None
+    assert verdict["fp32_floor"] is None  # no floor measured: none claimed
 
 
-def test_verdict_reads_paired_round_medians_and_median_shares_over_pooled_figures():
-    """A fast round of one row against a slow round of torch flattered a pooled ratio; the goals
-    are read from the paired per-round median, and the share from the median profile round."""
-    paired = {"median": 0.16, "min": 0.1, "max": 0.24, "rounds": 3}
-    rows = [
+def _row(name: str, rounds: list[float], **more):
+    return {"name": name, "round_p50_ms": rounds, "p50_ms": sorted(rounds)[len(rounds) // 2], **more}
+
+
+def test_derive_reads_goals_from_median_rounds_and_the_floor_at_the_machines_fastest():
+    """Round medians decide the goals (a bimodal row's few fast rounds do not); the base is the
+    faster torch form that ran every round; the floor pairs the best peak with torch's fastest round."""
+    report = {
+        "rows": [
+            _row("torch fp32 eager", [200.0, 150.0, 220.0]),
+            _row("torch fp32 eager, unfused", [100.0], refused="failed: round 2"),  # never the base
+            _row("onnxruntime fp32 fused", [140.0, 120.0, 150.0]),
+            _row(
+                "openvino int8 fused attention-bf16",
+                [20.0, 38.0, 40.0],
+                agreement=0.999,
+                profile={"attention": {"share": 0.31}},
+            ),
+            _row("openvino int8 fused", [44.0, 43.0, 46.0], agreement=0.999, profile={"attention": {"share": 0.43}}),
+        ],
+        "flops_total": 30 * 10**9,
+        "gemm_peak_gflops_rounds": [300.0, None, 200.0],
+    }
+    derived = _script().derive(report)
+    assert derived["ratio_base"] == "torch fp32 eager"
+    rows = {r["name"]: r for r in derived["rows"]}
+    bf16 = rows["openvino int8 fused attention-bf16"]
+    assert bf16["ratio_of_medians"] == 0.19 and bf16["ratio_rounds"] == [0.1, 0.2533, 0.1818]
+    assert bf16["ratio_paired"]["min"] == 0.1 and "ratio_of_medians" not in rows["torch fp32 eager, unfused"]
+    verdict = derived["verdict"]
+    assert verdict["best_int8_at_99"]["name"] == "openvino int8 fused attention-bf16"
+    assert verdict["best_int8_at_99"]["ratio"] == 0.19  # not 0.1, its one fast round
+    assert verdict["openvino_int8_attention_share"] == {
+        "openvino int8 fused attention-bf16": 0.31,
+        "openvino int8 fused": 0.43,
+    }
+    # 30 GFLOP at the best peak 300 GFLOP/s = 100 ms; torch's fastest round 150 ms; median peak 250 -> 120 ms / 200 ms
+    assert derived["fp32_floor"] == {"gflop": 30.0, "floor_ms": 100.0, "ratio_best": 0.6667, "ratio_median": 0.6}
+    assert verdict["fp32_floor"] == {"floor_ms": 100.0, "ratio_best": 0.6667, "ratio_median": 0.6}
+    text = _script().markdown(
         {
-            "name": "openvino int8 fused attention-bf16",
-            "ratio_vs_torch_fp32": 0.1,
-            "ratio_paired": paired,
-            "agreement": 0.999,
-            "attention_share_rounds": [0.39, 0.31, 0.29],
-            "profile": {"attention": {"share": 0.29}},
-        },
-        {
-            "name": "openvino int8 fused",
-            "ratio_vs_torch_fp32": 0.15,
-            "ratio_paired": {"median": 0.15, "min": 0.15, "max": 0.15, "rounds": 3},
-            "agreement": 0.999,
-        },
-    ]
-    floor = {"ratio_paired": {"median": 0.5, "min": 0.47, "max": 0.52, "rounds": 3}}
-    verdict = _script().verdict(rows, floor)
-    assert verdict["best_int8_at_99"]["name"] == "openvino int8 fused"  # 0.15 paired beats 0.16
-    assert verdict["best_int8_at_99"]["ratio"] == 0.15
-    assert verdict["openvino_int8_attention_share"]["openvino int8 fused attention-bf16"] == 0.31
-    assert verdict["fp32_floor"]["median"] == 0.5
+            **derived,
+            "rows": [
+                {k: v for k, v in r.items() if k != "profile"} for r in derived["rows"]
+            ],  # tables need whole profiles
+            "config": {"size": [8, 8], "threads": 2, "profile_rounds": 1},
+            "machine": {"cpu": {"model": "x"}, "cpu_features": {}, "load_average": None},
+            "model": {"name": "m", "weights": "w"},
+            "reference": "torch fp32 eager",
+            "command": "c",
+            "created": "t",
+            "goals": "g",
+        }
+    )
+    assert "| openvino int8 fused attention-bf16 | 38.0 | 0.19 | 0.19 | 0.1333 | 0.100-0.253 |" in text  # 20/150
+    assert "take 100.0 ms" in text and "0.6667x torch eager FP32's fastest round" in text
 
 
 def test_median_profile_is_the_profile_of_the_quoted_share():
@@ -91,6 +122,33 @@ def test_median_profile_is_the_profile_of_the_quoted_share():
     profiles = [{"attention": {"share": s}, "tag": s} for s in (0.4, 0.3, 0.35, 0.2)] + [{"error": "failed"}]
     assert script.median_profile(profiles)["tag"] == 0.3  # lower middle of 0.2, 0.3, 0.35, 0.4
     assert script.median_profile([{"error": "failed"}]) is None
+    # the share quoted for a row is its median profile's, with an even count too
+    row = {"name": "openvino int8 fused", "profile": script.median_profile(profiles)}
+    assert script.verdict([row])["openvino_int8_attention_share"] == {"openvino int8 fused": 0.3}
+
+
+def test_rederive_rewrites_a_saved_run_from_its_measurements_only(tmp_path):
+    """A committed result re-derives to the same figures (the measurements are all it reads), and
+    a file that is not one of its results is refused with exit 2."""
+    saved = RESULTS / "fused_attention-danet_demo-512x512-paired.json"
+    copy = tmp_path / saved.name
+    copy.write_text(saved.read_text())
+    assert _script().main(["--rederive", str(copy)]) == 0
+    before, after = json.loads(saved.read_text()), json.loads(copy.read_text())
+    assert after["verdict"] == before["verdict"] and after["fp32_floor"] == before["fp32_floor"]
+    assert [r.get("round_p50_ms") for r in after["rows"]] == [r.get("round_p50_ms") for r in before["rows"]]
+    assert (tmp_path / "fused_attention-danet_demo-512x512-paired.md").read_text().count("re-derived") == 1
+    bogus = tmp_path / "bogus.json"
+    bogus.write_text('{"rows": 3}')
+    with pytest.raises(SystemExit) as stopped:
+        _script().main(["--rederive", str(bogus)])
+    assert stopped.value.code == 2
+
+
+def test_profile_rounds_below_one_is_refused(capsys):
+    with pytest.raises(SystemExit) as stopped:
+        _script().main(["--profile-rounds", "0"])
+    assert stopped.value.code == 2 and "--profile-rounds must be at least 1" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -131,13 +189,13 @@ def test_a_small_run_writes_every_variant_with_profiles(tmp_path):
         "openvino fp32 fused",
     }
     assert all(r["profile"]["attention"]["share"] is not None for r in timed)
-    assert all(len(r["ratio_rounds"]) == 2 and r["ratio_paired"]["rounds"] == 2 for r in timed)
-    assert all(len(r["attention_share_rounds"]) == 2 for r in timed)
+    assert all(len(r["round_p50_ms"]) == 2 and len(r["ratio_rounds"]) == 2 for r in timed)
+    assert all(r["ratio_of_medians"] > 0 and len(r["attention_share_rounds"]) == 2 for r in timed)
     base = next(r for r in timed if r["name"] == report["ratio_base"])
-    assert base["ratio_rounds"] == [1.0, 1.0]
+    assert base["ratio_rounds"] == [1.0, 1.0] and base["ratio_of_medians"] == 1.0
     floor = report["fp32_floor"]
-    assert floor["floor_ms"] > 0 and len(floor["gemm_peak_gflops_rounds"]) == 2 and len(floor["ratio_rounds"]) == 2
-    assert all(r["p50_ms"] >= floor["floor_ms"] for r in timed)  # nothing runs below the FP32 floor
+    assert len(report["gemm_peak_gflops_rounds"]) == 2 and floor["ratio_best"] > 0 and floor["ratio_median"] > 0
+    assert all(t >= floor["floor_ms"] for r in timed for t in r["round_p50_ms"])  # no round below the floor
     assert "FP32 floor:" in (tmp_path / "fused_attention-danet_demo-64x64.md").read_text()
     assert "cpu_features" in report["machine"] and (tmp_path / "fused_attention-danet_demo-64x64.png").is_file()
 
@@ -199,14 +257,3 @@ def test_attention_padding_torch_rows_are_the_same_maths_and_the_fastest_is_name
         "- torch bf16: 9.3 ms (torch bf16 sdpa pad64)",
         "- openvino bf16: 10.8 ms (openvino bf16 heads2 pad8)",
     ]
-
-
-def test_fp32_floor_pairs_each_rounds_gemm_peak_with_that_rounds_torch_time():
-    """A fast round's peak over a slow round's torch time would read a floor lower than any state
-    the machine was in: round k's peak goes with round k's torch p50 only."""
-    floor = _script().fp32_floor(10**9 * 100, [400.0, None, 200.0], [500.0, 300.0, 1000.0])
-    # round 1: 100 GFLOP at 400 GFLOP/s = 250 ms over 500 ms; round 2 has no peak; round 3: 500/1000
-    assert floor["ratio_rounds"] == [0.5, 0.5] and floor["ratio_paired"]["median"] == 0.5
-    assert floor["floor_ms"] == 250.0 and floor["gemm_peak_gflops_rounds"] == [400.0, None, 200.0]
-    empty = _script().fp32_floor(10**9, [None], [100.0])
-    assert empty["floor_ms"] is None and empty["ratio_paired"] is None

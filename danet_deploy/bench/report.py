@@ -1,15 +1,15 @@
 """Benchmark reports: the versioned JSON schema, the console/Markdown table, CSV.
 
-JSON schema ``danet-bench``, ``schema_version`` 4 (one object per run)::
+JSON schema ``danet-bench``, ``schema_version`` 5 (one object per run)::
 
     schema           "danet-bench"
-    schema_version   4  (bumped on any incompatible change; readers must check it. 2: every row
+    schema_version   5  (bumped on any incompatible change; readers must check it. 2: every row
                      has every field of :class:`~danet_deploy.bench.rows.Row`, null when unknown;
                      3: rows gain gemm_note and compile_s, the INT8 yardstick is an engine's own
                      INT8 MatMul; 4: one vocabulary -- a row's runtime is ``engine`` (was
                      ``target``), the backend's describe() is ``engine_info`` (was ``engine``),
-                     config ``engines`` (was ``targets``), summary entries name their ``engine``.
-                     :func:`upgrade_report` reads a v3 report as v4)
+                     config ``engines`` (was ``targets``), summary entries name their ``engine``;
+                     5: rows gain ``ratio_rounds``. :func:`upgrade_report` reads v3 and v4 as v5)
     created          ISO-8601 UTC time the run finished
     command          the command line that produced it (string or null)
     config           the BenchConfig: model, engines, precisions, size [H, W], batch, iters (per
@@ -95,9 +95,9 @@ from .rows import CSV_FIELDS, Row
 from .sections import MachineInfo, ReportConfig, Summary
 
 SCHEMA = "danet-bench"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: Versions :func:`upgrade_report` reads (the older ones lack fields v4 requires).
-READABLE_VERSIONS = (3, SCHEMA_VERSION)
+READABLE_VERSIONS = (3, 4, SCHEMA_VERSION)
 
 #: (header, row key, format) of the table columns, in order.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
@@ -228,15 +228,18 @@ def _cell(row: Row, key: str, fmt: str) -> str:
 
 
 def upgrade_report(report: dict[str, Any]) -> dict[str, Any]:
-    """A loaded report in the current schema: a v3 report is returned renamed, anything else as given.
+    """A loaded report in the current schema: a v3 report is returned renamed, a v4 one relabelled
+    (v5 only added the optional ``ratio_rounds`` a v4 row lacks), anything else as given.
 
     Why: v3 called a row's engine ``target`` and its describe() ``engine``; reports written by
     earlier releases (``benchmarks/results``) must still render and validate. The input is not
     modified; :func:`validate` rejects what this leaves alone.
     """
-    if report.get("schema") != SCHEMA or report.get("schema_version") != 3:
+    if report.get("schema") != SCHEMA or report.get("schema_version") not in (3, 4):
         return report
     new = {**report, "schema_version": SCHEMA_VERSION}
+    if report.get("schema_version") == 4:
+        return new
     if isinstance(report.get("config"), dict):
         new["config"] = {("engines" if k == "targets" else k): v for k, v in report["config"].items()}
     new["rows"] = [_rename_row(r) for r in report.get("rows") or []]
@@ -302,31 +305,41 @@ def header_lines(report: BenchReport | Mapping[str, Any]) -> list[str]:
 
 def fp32_floor(report: BenchReport | Mapping[str, Any]) -> dict[str, float | None] | None:
     """The least time any engine needs to do this model's multiply-adds in FP32 on this CPU:
-    ``flops.total`` at the measured FP32 GEMM peak, and that as a ratio of the torch fp32 row's p50.
+    ``flops.total`` at the best FP32 GEMM peak measured in the run (before and after the rows),
+    and that as a ratio of the torch fp32 row's fastest round (its p50 when it ran one round).
 
     Why: an FP32 goal phrased as a ratio to torch ("<= 0.45x") is only reachable if it lies above
     this floor; when it lies below, no engine setting, layout or fusion reaches it without doing
     less arithmetic (another precision, or another algorithm such as Winograd that none of the
-    CPU engines here uses). ``None`` when the report lacks the FLOPs, the peak or a timed reference row.
+    CPU engines here uses). Why both at their best: on a VM whose speed drifts, a fast moment's
+    peak over a slow moment's torch time reads a floor lower than any state the machine was in;
+    the best peak and torch's fastest round are the machine at its fastest twice over. ``None``
+    when the report lacks the FLOPs or the peak; the ratio is ``None`` without a timed reference row.
     """
+    from .timing import round_p50s
+
     rec = as_report(report)
     total, peak = rec.flops.get("total"), rec.gemm.get("gflops_peak")
     if not isinstance(total, (int, float)) or not isinstance(peak, (int, float)) or peak <= 0:
         return None
     floor_ms = total / (peak * 1e9) * 1e3
     ref = next((r for r in rec.rows if r.engine == reference_engine().name and r.precision == "fp32"), None)
-    ratio = floor_ms / ref.p50_ms if ref is not None and ref.status == "ok" and ref.p50_ms else None
+    ratio = None
+    if ref is not None and ref.status == "ok" and ref.p50_ms:
+        rounds = round_p50s(ref.latencies_ms, rec.config.iters or 0) if ref.rounds > 1 else []
+        fastest = min([t for t in rounds if t > 0] or [ref.p50_ms])
+        ratio = floor_ms / fastest
     return {"floor_ms": round(floor_ms, 3), "ratio_vs_torch_fp32": None if ratio is None else round(ratio, 4)}
 
 
 def _fp32_floor_lines(rec: BenchReport) -> list[str]:
     floor = fp32_floor(rec)
-    if floor is None:
+    if floor is None or not any(r.precision == "fp32" for r in rec.rows):
         return []
     ratio = floor["ratio_vs_torch_fp32"]
     return [
-        f"FP32 floor: {floor['floor_ms']:.1f} ms per batch at the FP32 GEMM peak"
-        + (f" = {ratio:.3f}x torch fp32" if ratio is not None else "")
+        f"FP32 floor: {floor['floor_ms']:.1f} ms per batch at the best FP32 GEMM peak"
+        + (f" = {ratio:.3f}x torch fp32's fastest round" if ratio is not None else "")
         + "; no engine computing these FLOPs in FP32 runs faster on this CPU"
     ]
 
@@ -443,7 +456,7 @@ def to_csv(report: BenchReport | Mapping[str, Any]) -> str:
 
 def validate(report: Mapping[str, Any]) -> None:
     """Check a loaded report against the schema above (version, sections, every row:
-    :meth:`Row.from_dict <danet_deploy.bench.rows.Row.from_dict>`; v3 is read as v4)."""
+    :meth:`Row.from_dict <danet_deploy.bench.rows.Row.from_dict>`; v3 and v4 are read as v5)."""
     if not isinstance(report, Mapping):
         raise ConfigError(f"a benchmark report must be a JSON object, got {type(report).__name__}")
     report = upgrade_report(dict(report))

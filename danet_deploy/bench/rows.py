@@ -98,7 +98,7 @@ class Row:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Row:
-        """A row read back from a report (schema v4: :func:`~danet_deploy.bench.report.upgrade_report`
+        """A row read back from a report (schema v5: :func:`~danet_deploy.bench.report.upgrade_report`
         renames a v3 one first).
 
         Why strict: a row that lacks a column, carries a key no row has or holds a value of another

@@ -86,8 +86,12 @@ def paired_round_ratios(times_ms: list[float], reference_ms: list[float], iters:
     apart. A ratio of pooled p50s mixes a fast round of one row with a slow round of the other;
     the median of paired ratios, with their spread, says how much of a difference is the engine.
     """
-    rows, refs = round_p50s(times_ms, iters), round_p50s(reference_ms, iters)
-    return [round(a / b, 4) for a, b in zip(rows, refs) if b > 0]
+    return pair_rounds(round_p50s(times_ms, iters), round_p50s(reference_ms, iters))
+
+
+def pair_rounds(rounds: list[float], reference_rounds: list[float]) -> list[float]:
+    """Round k over the reference's round k (per-round p50s), for every round both completed."""
+    return [round(a / b, 4) for a, b in zip(rounds, reference_rounds) if b > 0 and a == a]
 
 
 def ratio_spread(ratios: list[float]) -> dict[str, float | int] | None:
