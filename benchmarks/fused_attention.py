@@ -6,12 +6,13 @@ where the CPU has AMX/AVX512-BF16) is exported into a temporary folder and measu
 measures a row: a fresh process per variant and round with equal thread caps, rounds interleaved
 so drift on a shared machine hits every row alike (in one process, idle engine thread pools
 spinning after their runs slowed PyTorch several times over); ratios are against PyTorch eager
-FP32 *from the same run* (the faster of its SDPA and unfused forms), pooled and paired round by
-round: the goals are read from the median of the per-round ratios, since this VM's speed was seen
-to move 2x between runs minutes apart. Each row also gets its engine's per-op profile
+FP32 *from the same run* (the faster of its SDPA and unfused forms): pooled p50s, median rounds
+(the goals are read from these), fastest rounds and paired rounds, since this VM's speed switches
+between a fast and a slow phase every few seconds (see :func:`derive`). Each row also gets its engine's per-op profile
 (``danet_deploy.bench.profile``) with the attention core's share (``--profile-rounds``: several,
 their median). After every round the FP32 GEMM peak is measured: the model's FLOPs at the best
 peak are the FP32 floor, the least time any engine needs for them in FP32 on this CPU.
+``--rederive FILE.json`` recomputes every figure of a saved run from its measurements.
 
     .venv/bin/python benchmarks/fused_attention.py                                   # danet_demo 512x512
     .venv/bin/python benchmarks/fused_attention.py --model danet_r50_d8 --size 512 1024 --variants issue \
@@ -289,7 +290,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     machine["load_average"] = {"before": load_before, "after": load_average()}
     report = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "command": "benchmarks/fused_attention.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
+        "command": _command_line(),
         "model": {"name": config.name, "weights": config.weights or "random (seeded, untrained preset)"},
         "config": {
             "size": list(size),
@@ -316,6 +317,11 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "goals": GOALS,
     }
     return derive(report)
+
+
+def _command_line() -> str:
+    """How this script was invoked, as a result file records it."""
+    return "benchmarks/fused_attention.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
 def derive(report: dict[str, Any]) -> dict[str, Any]:
@@ -564,16 +570,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--profile-rounds must be at least 1, got {args.profile_rounds}")
     if args.rederive is not None:
         try:
-            report = json.loads(args.rederive.read_text())
-            stem = args.rederive.parent / args.rederive.name.removesuffix(".json")
-            report = derive(_measurements_of(report))
-            report["rederived"] = {
-                "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                "command": "benchmarks/fused_attention.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-            }
-            write_outputs(report, stem)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+            report = derive(_measurements_of(json.loads(args.rederive.read_text())))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
             parser.error(f"--rederive {args.rederive}: not a result file of this script ({exc})")
+        report["rederived"] = {
+            "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "command": _command_line(),
+        }
+        try:
+            write_outputs(report, args.rederive.parent / args.rederive.name.removesuffix(".json"))
+        except OSError as exc:
+            parser.error(f"--rederive {args.rederive}: cannot write the results beside it ({exc})")
         return 0
     with tempfile.TemporaryDirectory(prefix="fused-attention-") as tmp:
         report = run(args, Path(tmp))

@@ -138,11 +138,31 @@ def test_rederive_rewrites_a_saved_run_from_its_measurements_only(tmp_path):
     assert after["verdict"] == before["verdict"] and after["fp32_floor"] == before["fp32_floor"]
     assert [r.get("round_p50_ms") for r in after["rows"]] == [r.get("round_p50_ms") for r in before["rows"]]
     assert (tmp_path / "fused_attention-danet_demo-512x512-paired.md").read_text().count("re-derived") == 1
-    bogus = tmp_path / "bogus.json"
-    bogus.write_text('{"rows": 3}')
+    for text in ('{"rows": 3}', "[1, 2]", '{"rows": ["x"]}', "{not json", ""):
+        bogus = tmp_path / "bogus.json"
+        bogus.write_text(text)
+        with pytest.raises(SystemExit) as stopped:
+            _script().main(["--rederive", str(bogus)])
+        assert stopped.value.code == 2, text
     with pytest.raises(SystemExit) as stopped:
-        _script().main(["--rederive", str(bogus)])
+        _script().main(["--rederive", str(tmp_path / "missing.json")])
     assert stopped.value.code == 2
+
+
+def test_rederive_that_cannot_write_says_so_and_leaves_the_file(tmp_path, capsys):
+    script = _script()
+    saved = tmp_path / "run.json"
+    saved.write_text((RESULTS / "fused_attention-danet_demo-512x512-paired.json").read_text())
+    before = saved.read_text()
+
+    def unwritable(report, stem):
+        raise PermissionError(13, "Permission denied", str(stem))
+
+    script.write_outputs = unwritable
+    with pytest.raises(SystemExit) as stopped:
+        script.main(["--rederive", str(saved)])
+    assert stopped.value.code == 2 and "cannot write the results beside it" in capsys.readouterr().err
+    assert saved.read_text() == before
 
 
 def test_profile_rounds_below_one_is_refused(capsys):

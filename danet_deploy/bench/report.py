@@ -67,8 +67,8 @@ JSON schema ``danet-bench``, ``schema_version`` 5 (one object per run)::
         ratio_vs_torch_fp32  p50_ms / p50_ms of the torch fp32 row of the same run (< 1 = faster)
         ratio_rounds[]   the same ratio round by round: round k's p50 over the torch fp32 row's
                          round-k p50 (rounds are interleaved, so each pair ran close in time); empty
-                         with fewer than two rounds. Their spread is how much of a ratio is the
-                         machine drifting rather than the engine
+                         with fewer than two rounds. Their spread is how far rounds disagree (a slow
+                         drift cancels in a pair; speed changes within a round do not)
         engine_info      the backend's describe(): providers, threads, versions
     summary          {precision: {engine, ratio_vs_torch_fp32, argmax_agreement, p50_ms}}: the
                      fastest non-reference engine per precision (by p50), and under

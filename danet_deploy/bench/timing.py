@@ -8,6 +8,7 @@ process, an OpenVINO recompile). Percentiles use numpy's default linear interpol
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -81,17 +82,18 @@ def round_p50s(times_ms: list[float], iters: int) -> list[float]:
 def paired_round_ratios(times_ms: list[float], reference_ms: list[float], iters: int) -> list[float]:
     """Round k's p50 over the reference's round-k p50, for every round both completed.
 
-    Why pair by round: rounds are interleaved, so round k of two rows ran minutes apart at most,
-    while a shared VM's speed was seen to drift 20% within one run and 2x between runs minutes
-    apart. A ratio of pooled p50s mixes a fast round of one row with a slow round of the other;
-    the median of paired ratios, with their spread, says how much of a difference is the engine.
+    Why pair by round: rounds are interleaved, so round k of two rows ran close in time, and a slow
+    drift of the machine (20% within one run was seen) cancels in the pair, where a ratio of pooled
+    p50s mixes one row's fast rounds with the other's slow ones. It cancels nothing when the speed
+    changes faster than a round (this VM also switches phase every few seconds): then the spread of
+    the pairs is only how far rounds disagree, and the figure to read is a median over many rounds.
     """
     return pair_rounds(round_p50s(times_ms, iters), round_p50s(reference_ms, iters))
 
 
 def pair_rounds(rounds: list[float], reference_rounds: list[float]) -> list[float]:
     """Round k over the reference's round k (per-round p50s), for every round both completed."""
-    return [round(a / b, 4) for a, b in zip(rounds, reference_rounds) if b > 0 and a == a]
+    return [round(a / b, 4) for a, b in zip(rounds, reference_rounds) if b > 0 and not math.isnan(a)]
 
 
 def ratio_spread(ratios: list[float]) -> dict[str, float | int] | None:
